@@ -1,0 +1,78 @@
+//! Echo modes: how a stream is cut into the units that are echoed.
+
+use core::fmt;
+use core::str::FromStr;
+
+/// How a stream session decides which received bytes may be echoed.
+///
+/// The mode is chosen per listener; both ends of a conversation must agree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mode {
+    /// RFC 862: every byte is echoed as soon as it arrives.
+    #[default]
+    Raw,
+    /// A line (bytes up to and including `\n`) is echoed only once complete.
+    /// A line longer than the session buffer aborts the session.
+    Lines,
+    /// Frames of a 2-byte big-endian payload length followed by the payload;
+    /// each frame is echoed whole (header included). A frame that cannot fit
+    /// the session buffer aborts the session.
+    Frames,
+}
+
+impl Mode {
+    /// The mode's name as used on command lines: `raw`, `lines`, `frames`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Raw => "raw",
+            Mode::Lines => "lines",
+            Mode::Frames => "frames",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error from parsing a [`Mode`] from text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct ParseModeError;
+
+impl fmt::Display for ParseModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown mode: expected one of raw, lines, frames")
+    }
+}
+
+impl core::error::Error for ParseModeError {}
+
+impl FromStr for Mode {
+    type Err = ParseModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(Mode::Raw),
+            "lines" => Ok(Mode::Lines),
+            "frames" => Ok(Mode::Frames),
+            _ => Err(ParseModeError),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_parses_and_prints_each_name() {
+        for m in [Mode::Raw, Mode::Lines, Mode::Frames] {
+            assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
+        }
+        assert_eq!("RAW".parse::<Mode>(), Err(ParseModeError));
+    }
+}

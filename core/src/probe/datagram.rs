@@ -1,0 +1,347 @@
+//! The datagram probe: a verifying UDP client.
+//!
+//! Each datagram is `seq (8 bytes, big-endian) | tag (4 bytes) | payload`,
+//! where `tag` is derived from the seed (so stray datagrams are told apart)
+//! and the payload and the datagram's length are pure functions of the seed
+//! and `seq`. A datagram that comes back is verified whole: a truncated,
+//! padded or altered echo is corruption, never a success. A datagram not
+//! back within the loss timeout is counted lost; if it turns up later it is
+//! counted late, not verified.
+
+use super::{ConfigError, SizeRange, check_sizes, scheduled};
+use crate::payload::Payload;
+use crate::time::{Duration, Instant};
+
+/// Bytes of header in every probe datagram.
+pub const DATAGRAM_HEADER: usize = 12;
+
+/// How a [`DatagramProbe`] talks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DatagramProbeConfig {
+    /// Seed of the payloads and sizes.
+    pub seed: u64,
+    /// Datagram sizes, at least [`DATAGRAM_HEADER`] bytes.
+    pub size: SizeRange,
+    /// Datagrams to send; `None` sends until [`DatagramProbe::finish`].
+    pub count: Option<u64>,
+    /// Datagrams in flight at most (1 = ping-pong); at most the probe's `M`.
+    pub window: usize,
+    /// A datagram not back after this long is counted lost.
+    pub loss_timeout: Duration,
+    /// Open-loop pacing: datagram `i` is sent no earlier than `start + i * interval`.
+    pub interval: Option<Duration>,
+}
+
+impl Default for DatagramProbeConfig {
+    /// 64-byte ping-pong, seed 1, 1000 datagrams, 1 s loss timeout.
+    fn default() -> Self {
+        DatagramProbeConfig {
+            seed: 1,
+            size: SizeRange::fixed(64),
+            count: Some(1000),
+            window: 1,
+            loss_timeout: Duration::from_secs(1),
+            interval: None,
+        }
+    }
+}
+
+/// What one received datagram was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum DatagramOutcome {
+    /// Ours, intact, first copy, in time.
+    Verified {
+        /// Time from sending to receiving it.
+        round_trip: Duration,
+    },
+    /// Ours (right tag and a sequence number we sent) but altered.
+    Corrupt {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// A second copy of a datagram already verified.
+    Duplicate {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// It came back after it was counted lost (or too late to be tracked).
+    Late {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Not a datagram of this probe (wrong tag, too short, or unknown sequence).
+    Foreign,
+}
+
+/// Counters of a datagram probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DatagramProbeStats {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams returned intact.
+    pub verified: u64,
+    /// Bytes in the verified datagrams.
+    pub bytes_verified: u64,
+    /// Datagrams never returned within the loss timeout.
+    pub lost: u64,
+    /// Datagrams returned altered.
+    pub corrupt: u64,
+    /// Extra copies of verified datagrams.
+    pub duplicate: u64,
+    /// Datagrams returned after being counted lost.
+    pub late: u64,
+    /// Datagrams that were not ours.
+    pub foreign: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Empty,
+    InFlight { seq: u64, sent_at: Instant },
+    Verified { seq: u64 },
+    Lost { seq: u64 },
+}
+
+/// A verifying UDP client; `M` bounds the datagrams tracked in flight.
+#[derive(Clone, Debug)]
+pub struct DatagramProbe<const M: usize = 64> {
+    config: DatagramProbeConfig,
+    payload: Payload,
+    tag: [u8; 4],
+    /// Ring of the last `M` sequence numbers, indexed by `seq % M`.
+    slots: [Slot; M],
+    next_seq: u64,
+    in_flight: usize,
+    /// Lowest sequence number that may still be in flight.
+    oldest: u64,
+    limit: u64,
+    start: Instant,
+    now: Instant,
+    stats: DatagramProbeStats,
+}
+
+impl<const M: usize> DatagramProbe<M> {
+    /// A probe that starts at `now`.
+    pub fn new(config: DatagramProbeConfig, now: Instant) -> Result<Self, ConfigError> {
+        check_sizes(config.size, (DATAGRAM_HEADER, usize::from(u16::MAX)))?;
+        if config.window == 0 || config.window > M {
+            return Err(ConfigError::BadWindow { window: config.window });
+        }
+        let payload = Payload::new(config.seed);
+        let tag = (payload.number(u64::MAX) as u32).to_be_bytes();
+        Ok(DatagramProbe {
+            config,
+            payload,
+            tag,
+            slots: [Slot::Empty; M],
+            next_seq: 0,
+            in_flight: 0,
+            oldest: 0,
+            limit: config.count.unwrap_or(u64::MAX),
+            start: now,
+            now,
+            stats: DatagramProbeStats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DatagramProbeConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &DatagramProbeStats {
+        &self.stats
+    }
+
+    /// Writes the next datagram into `out` and counts it as sent at `now`;
+    /// `None` when nothing may be sent now (window full, pacing, done) or
+    /// `out` is smaller than the datagram (the adapter should give
+    /// `config.size.max` bytes). If the socket then fails to send it, the
+    /// datagram is simply counted lost later, as it would be on the wire.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let now = self.advance(now);
+        let seq = self.next_seq;
+        if seq >= self.limit || self.in_flight >= self.config.window {
+            return None;
+        }
+        if let Some(interval) = self.config.interval
+            && scheduled(self.start, interval, seq) > now
+        {
+            return None;
+        }
+        let len = self.size_of(seq);
+        let out = out.get_mut(..len)?;
+        self.write(seq, out);
+        self.slots[self.index(seq)] = Slot::InFlight { seq, sent_at: now };
+        self.next_seq += 1;
+        self.in_flight += 1;
+        self.stats.sent += 1;
+        Some(len)
+    }
+
+    /// Classifies and counts one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> DatagramOutcome {
+        let now = self.advance(now);
+        let outcome = self.classify(now, data);
+        match outcome {
+            DatagramOutcome::Verified { .. } => {
+                self.stats.verified += 1;
+                self.stats.bytes_verified += data.len() as u64;
+            }
+            DatagramOutcome::Corrupt { .. } => self.stats.corrupt += 1,
+            DatagramOutcome::Duplicate { .. } => self.stats.duplicate += 1,
+            DatagramOutcome::Late { .. } => self.stats.late += 1,
+            DatagramOutcome::Foreign => self.stats.foreign += 1,
+        }
+        outcome
+    }
+
+    /// Counts as lost every datagram in flight for the loss timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        let mut seq = self.oldest;
+        while seq < self.next_seq {
+            let i = self.index(seq);
+            if let Slot::InFlight { seq: s, sent_at } = self.slots[i] {
+                if s == seq && now >= sent_at + self.config.loss_timeout {
+                    self.slots[i] = Slot::Lost { seq };
+                    self.in_flight -= 1;
+                    self.stats.lost += 1;
+                } else {
+                    // Sent in order: later ones are younger.
+                    break;
+                }
+            }
+            seq += 1;
+        }
+        self.settle();
+    }
+
+    /// The next loss deadline or paced send.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let loss = (self.oldest..self.next_seq).find_map(|seq| match self.slots[self.index(seq)] {
+            Slot::InFlight { seq: s, sent_at } if s == seq => Some(sent_at + self.config.loss_timeout),
+            _ => None,
+        });
+        let pacing = match self.config.interval {
+            Some(interval) if self.next_seq < self.limit && self.in_flight < self.config.window => {
+                Some(scheduled(self.start, interval, self.next_seq)).filter(|&t| t > self.now)
+            }
+            _ => None,
+        };
+        match (loss, pacing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Stops sending new datagrams.
+    pub fn finish(&mut self) {
+        self.limit = self.limit.min(self.next_seq);
+    }
+
+    /// Everything was sent and each datagram was verified or counted lost.
+    pub fn is_done(&self) -> bool {
+        self.next_seq >= self.limit && self.in_flight == 0
+    }
+
+    // --- internals ---
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        if now > self.now {
+            self.now = now;
+        }
+        self.now
+    }
+
+    fn index(&self, seq: u64) -> usize {
+        (seq % M as u64) as usize
+    }
+
+    fn size_of(&self, seq: u64) -> usize {
+        let SizeRange { min, max } = self.config.size;
+        if min == max {
+            min
+        } else {
+            min + (self.payload.number(seq) % ((max - min) as u64 + 1)) as usize
+        }
+    }
+
+    /// Payload offsets of datagram `seq` start at `seq << 16`: no overlap.
+    fn write(&self, seq: u64, out: &mut [u8]) {
+        out[..8].copy_from_slice(&seq.to_be_bytes());
+        out[8..DATAGRAM_HEADER].copy_from_slice(&self.tag);
+        self.payload.fill(seq << 16, &mut out[DATAGRAM_HEADER..]);
+    }
+
+    fn classify(&mut self, now: Instant, data: &[u8]) -> DatagramOutcome {
+        let (Some(seq), Some(tag)) = (data.first_chunk::<8>(), data.get(8..DATAGRAM_HEADER)) else {
+            return DatagramOutcome::Foreign;
+        };
+        let seq = u64::from_be_bytes(*seq);
+        if tag != self.tag || seq >= self.next_seq {
+            return DatagramOutcome::Foreign;
+        }
+        let i = self.index(seq);
+        let slot = self.slots[i];
+        let tracked = match slot {
+            Slot::InFlight { seq: s, .. } | Slot::Verified { seq: s } | Slot::Lost { seq: s } => s == seq,
+            Slot::Empty => false,
+        };
+        if !tracked {
+            return DatagramOutcome::Late { seq };
+        }
+        if !self.intact(seq, data) {
+            if let Slot::InFlight { .. } = slot {
+                // An altered echo resolves the datagram: it will not come back intact.
+                self.slots[i] = Slot::Lost { seq };
+                self.in_flight -= 1;
+                self.settle();
+            }
+            return DatagramOutcome::Corrupt { seq };
+        }
+        match slot {
+            Slot::InFlight { sent_at, .. } => {
+                self.slots[i] = Slot::Verified { seq };
+                self.in_flight -= 1;
+                self.settle();
+                DatagramOutcome::Verified { round_trip: now.saturating_since(sent_at) }
+            }
+            Slot::Verified { .. } => DatagramOutcome::Duplicate { seq },
+            Slot::Lost { .. } | Slot::Empty => DatagramOutcome::Late { seq },
+        }
+    }
+
+    fn intact(&self, seq: u64, data: &[u8]) -> bool {
+        if data.len() != self.size_of(seq) {
+            return false;
+        }
+        let mut expected = [0u8; 128];
+        let body = &data[DATAGRAM_HEADER..];
+        let mut offset = seq << 16;
+        for chunk in body.chunks(expected.len()) {
+            let e = &mut expected[..chunk.len()];
+            self.payload.fill(offset, e);
+            if chunk != e {
+                return false;
+            }
+            offset += chunk.len() as u64;
+        }
+        true
+    }
+
+    /// Moves `oldest` past resolved datagrams.
+    fn settle(&mut self) {
+        while self.oldest < self.next_seq {
+            match self.slots[self.index(self.oldest)] {
+                Slot::InFlight { seq, .. } if seq == self.oldest => break,
+                _ => self.oldest += 1,
+            }
+        }
+    }
+}

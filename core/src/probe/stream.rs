@@ -1,0 +1,384 @@
+//! The stream probe: a verifying client for one TCP or Unix connection.
+
+use heapless::Deque;
+
+use super::wire::{Cursor, Wire};
+use super::{ConfigError, Pattern, ProbeError, SizeRange, check_sizes, mode_size_bounds, scheduled};
+use crate::mode::Mode;
+use crate::payload::Payload;
+use crate::session::CommitError;
+use crate::time::{Duration, Instant};
+
+/// How a [`StreamProbe`] talks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ProbeConfig {
+    /// The server's mode: `raw` sends random binary (NUL included); `lines`
+    /// sends random bytes without `\n`, then `\n`; `frames` sends a 2-byte
+    /// big-endian length, then random bytes.
+    pub mode: Mode,
+    /// Ping-pong or streaming.
+    pub pattern: Pattern,
+    /// Seed of the payload and of the message sizes.
+    pub seed: u64,
+    /// Message size on the wire, terminator or header included.
+    pub size: SizeRange,
+    /// Messages to send; `None` sends until [`StreamProbe::finish`].
+    pub count: Option<u64>,
+    /// Outstanding bytes with no progress for this long fail the probe.
+    pub response_timeout: Option<Duration>,
+    /// Open-loop pacing: message `i` starts no earlier than
+    /// `start + i * interval`, and its round trip is measured from that
+    /// scheduled instant (so a slow server cannot hide its queueing delay).
+    pub interval: Option<Duration>,
+}
+
+impl Default for ProbeConfig {
+    /// Raw ping-pong of 64-byte messages, seed 1, 1000 messages, 5 s timeout.
+    fn default() -> Self {
+        ProbeConfig {
+            mode: Mode::Raw,
+            pattern: Pattern::PingPong,
+            seed: 1,
+            size: SizeRange::fixed(64),
+            count: Some(1000),
+            response_timeout: Some(Duration::from_secs(5)),
+            interval: None,
+        }
+    }
+}
+
+/// Counters of a stream probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ProbeStats {
+    /// Bytes written to the server.
+    pub bytes_sent: u64,
+    /// Bytes returned and verified.
+    pub bytes_verified: u64,
+    /// Messages written completely.
+    pub messages_sent: u64,
+    /// Messages returned completely and verified.
+    pub messages_verified: u64,
+}
+
+/// What [`StreamProbe::handle_received`] did with some input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Received {
+    /// Bytes of the input verified; call again with the rest.
+    pub consumed: usize,
+    /// The round trip of the message these bytes completed, if any.
+    pub round_trip: Option<Duration>,
+}
+
+/// A verifying client for one stream connection; `M` bounds the messages in
+/// flight whose start time is kept (the streaming pattern stops sending
+/// when `M` messages are outstanding).
+///
+/// Call order, like a [`Session`](crate::Session): write what
+/// [`fill_transmit`](Self::fill_transmit) offers and
+/// [`commit_sent`](Self::commit_sent) what the socket took; pass everything
+/// read to [`handle_received`](Self::handle_received) (looping on
+/// `consumed`); at end of stream call [`handle_eof`](Self::handle_eof); when
+/// [`is_done`](Self::is_done), shut down the write side and expect EOF.
+#[derive(Clone, Debug)]
+pub struct StreamProbe<const M: usize = 64> {
+    config: ProbeConfig,
+    wire: Wire,
+    tx: Cursor,
+    rx: Cursor,
+    /// Start instants of the messages begun and not yet verified, oldest first.
+    started: Deque<Instant, M>,
+    /// Messages that may be begun (`count`, lowered by `finish`).
+    limit: u64,
+    start: Instant,
+    now: Instant,
+    last_progress: Instant,
+    /// Bytes the last `fill_transmit` offered.
+    offered: usize,
+    error: Option<ProbeError>,
+    stats: ProbeStats,
+}
+
+impl<const M: usize> StreamProbe<M> {
+    /// A probe that starts at `now`.
+    pub fn new(config: ProbeConfig, now: Instant) -> Result<Self, ConfigError> {
+        check_sizes(config.size, mode_size_bounds(config.mode))?;
+        if let Pattern::Stream { window: 0 } = config.pattern {
+            return Err(ConfigError::BadWindow { window: 0 });
+        }
+        if M == 0 {
+            return Err(ConfigError::BadWindow { window: M });
+        }
+        let wire = Wire { mode: config.mode, payload: Payload::new(config.seed), size: config.size };
+        Ok(StreamProbe {
+            config,
+            wire,
+            tx: wire.start(),
+            rx: wire.start(),
+            started: Deque::new(),
+            limit: config.count.unwrap_or(u64::MAX),
+            start: now,
+            now,
+            last_progress: now,
+            offered: 0,
+            error: None,
+            stats: ProbeStats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ProbeStats {
+        &self.stats
+    }
+
+    /// The failure, if the probe failed.
+    pub fn error(&self) -> Option<ProbeError> {
+        self.error
+    }
+
+    /// Bytes sent and not yet returned.
+    pub fn outstanding(&self) -> u64 {
+        self.tx.total - self.rx.total
+    }
+
+    /// Writes into `out` the next bytes that may be sent now and returns how
+    /// many (0: nothing may be sent now). Does not advance: after writing,
+    /// call [`commit_sent`](Self::commit_sent) with what the socket took.
+    pub fn fill_transmit(&mut self, now: Instant, out: &mut [u8]) -> usize {
+        self.advance(now);
+        let allowed = self.allowed(out.len());
+        let mut cursor = self.tx;
+        let mut filled = 0;
+        while filled < allowed {
+            let n = self.wire.fill_message(&cursor, &mut out[filled..allowed]);
+            self.wire.advance(&mut cursor, n, |_| {});
+            filled += n;
+        }
+        self.offered = filled;
+        filled
+    }
+
+    /// Records that the first `n` bytes of the last
+    /// [`fill_transmit`](Self::fill_transmit) were written.
+    pub fn commit_sent(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
+        let now = self.advance(now);
+        if n > self.offered {
+            return Err(CommitError::TooMany { n, available: self.offered });
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if self.tx.total == self.rx.total {
+            // Nothing was outstanding: the response clock starts now.
+            self.last_progress = now;
+        }
+        self.offered -= n;
+        let mut remaining = n;
+        while remaining > 0 {
+            if self.tx.off == 0 {
+                let at = match self.config.interval {
+                    Some(interval) => scheduled(self.start, interval, self.tx.msg),
+                    None => now,
+                };
+                // `allowed` never offers a message beyond M in flight.
+                let _ = self.started.push_back(at);
+            }
+            let step = remaining.min(self.tx.len - self.tx.off);
+            let stats = &mut self.stats;
+            self.wire.advance(&mut self.tx, step, |_| stats.messages_sent += 1);
+            remaining -= step;
+        }
+        self.stats.bytes_sent += n as u64;
+        Ok(())
+    }
+
+    /// Verifies bytes read from the server.
+    ///
+    /// Stops after the first message these bytes complete: returns how many
+    /// bytes were consumed and that message's round trip; call again with
+    /// the rest. Fails (sticky) on the first wrong byte or on bytes that
+    /// were never sent.
+    pub fn handle_received(&mut self, now: Instant, data: &[u8]) -> Result<Received, ProbeError> {
+        let now = self.advance(now);
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if data.is_empty() {
+            return Ok(Received { consumed: 0, round_trip: None });
+        }
+        let outstanding = self.outstanding();
+        if outstanding == 0 {
+            return Err(self.fail(ProbeError::UnexpectedData { offset: self.rx.total }));
+        }
+        let take = data
+            .len()
+            .min(self.rx.len - self.rx.off)
+            .min(usize::try_from(outstanding).unwrap_or(usize::MAX));
+        let mut expected = [0u8; 256];
+        let mut checked = 0;
+        let mut cursor = self.rx;
+        while checked < take {
+            let chunk = (take - checked).min(expected.len());
+            let n = self.wire.fill_message(&cursor, &mut expected[..chunk]);
+            let got = &data[checked..checked + n];
+            if got != &expected[..n] {
+                let i = got.iter().zip(&expected[..n]).position(|(a, b)| a != b).unwrap_or(0);
+                return Err(self.fail(ProbeError::Mismatch {
+                    offset: cursor.total + i as u64,
+                    expected: expected[i],
+                    actual: got[i],
+                }));
+            }
+            cursor.off += n;
+            cursor.total += n as u64;
+            checked += n;
+        }
+        let mut completed = false;
+        self.wire.advance(&mut self.rx, take, |_| completed = true);
+        self.last_progress = now;
+        self.stats.bytes_verified += take as u64;
+        let round_trip = if completed {
+            self.stats.messages_verified += 1;
+            self.started.pop_front().map(|start| now.saturating_since(start))
+        } else {
+            None
+        };
+        Ok(Received { consumed: take, round_trip })
+    }
+
+    /// The server closed its side (a read returned 0). Fine if the probe is
+    /// done; otherwise a [`ProbeError::PrematureClose`].
+    pub fn handle_eof(&mut self, now: Instant) -> Result<(), ProbeError> {
+        self.advance(now);
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.is_done() {
+            Ok(())
+        } else {
+            Err(self.fail(ProbeError::PrematureClose {
+                verified: self.rx.total,
+                outstanding: self.outstanding(),
+            }))
+        }
+    }
+
+    /// Stops beginning new messages; the one being written is finished and
+    /// everything in flight is still verified.
+    pub fn finish(&mut self) {
+        let last = if self.tx.off == 0 { self.tx.msg } else { self.tx.msg + 1 };
+        self.limit = self.limit.min(last);
+    }
+
+    /// Every message was sent and verified, and nothing failed.
+    pub fn is_done(&self) -> bool {
+        self.error.is_none() && self.tx.off == 0 && self.tx.msg >= self.limit && self.outstanding() == 0
+    }
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout)
+    /// or pacing has work: the response deadline while bytes are
+    /// outstanding, or the next paced message's start.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.error.is_some() {
+            return None;
+        }
+        let response = match self.config.response_timeout {
+            Some(t) if self.outstanding() > 0 => Some(self.last_progress + t),
+            _ => None,
+        };
+        let pacing = match self.config.interval {
+            Some(interval) if self.tx.off == 0 && self.tx.msg < self.limit => {
+                Some(scheduled(self.start, interval, self.tx.msg)).filter(|&t| t > self.now)
+            }
+            _ => None,
+        };
+        match (response, pacing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fails the probe with [`ProbeError::Timeout`] if the response deadline
+    /// has passed; calling early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProbeError> {
+        let now = self.advance(now);
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if let Some(t) = self.config.response_timeout {
+            let outstanding = self.outstanding();
+            if outstanding > 0 && now >= self.last_progress + t {
+                return Err(self.fail(ProbeError::Timeout { outstanding }));
+            }
+        }
+        Ok(())
+    }
+
+    // --- internals ---
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        if now > self.now {
+            self.now = now;
+        }
+        self.now
+    }
+
+    fn fail(&mut self, e: ProbeError) -> ProbeError {
+        self.error = Some(e);
+        e
+    }
+
+    /// How many bytes from the tx cursor may be sent now, at most `cap`.
+    fn allowed(&self, cap: usize) -> usize {
+        if self.error.is_some() {
+            return 0;
+        }
+        let budget = match self.config.pattern {
+            Pattern::PingPong => {
+                // Only the current message, and only once the last one is back.
+                if self.tx.off == 0 && self.outstanding() > 0 {
+                    return 0;
+                }
+                self.tx.len - self.tx.off
+            }
+            Pattern::Stream { window } => {
+                let in_flight = usize::try_from(self.outstanding()).unwrap_or(usize::MAX);
+                window.saturating_sub(in_flight)
+            }
+        };
+        let cap = cap.min(budget);
+        let mut allowed = 0;
+        let mut msg = self.tx.msg;
+        let mut off = self.tx.off;
+        let mut len = self.tx.len;
+        let mut in_flight_msgs = self.started.len();
+        while allowed < cap {
+            if off == 0 {
+                let paced_out = match self.config.interval {
+                    Some(interval) => scheduled(self.start, interval, msg) > self.now,
+                    None => false,
+                };
+                if msg >= self.limit || in_flight_msgs >= M || paced_out {
+                    break;
+                }
+                in_flight_msgs += 1;
+            }
+            let step = (cap - allowed).min(len - off);
+            allowed += step;
+            off += step;
+            if off == len {
+                msg += 1;
+                off = 0;
+                len = self.wire.size_of(msg);
+            }
+        }
+        allowed
+    }
+}

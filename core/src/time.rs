@@ -1,0 +1,158 @@
+//! Time as the core sees it: passed in by the caller, never read from a clock.
+//!
+//! [`Instant`] is a count of microseconds since an arbitrary epoch chosen by
+//! the adapter (boot, process start...). [`Duration`] is a span of
+//! microseconds. Both are plain `u64`s so they cost nothing on a
+//! microcontroller and convert losslessly from smoltcp's and std's types in
+//! the adapters. Arithmetic saturates instead of panicking.
+
+use core::fmt;
+use core::ops::{Add, AddAssign, Sub};
+
+/// A point in time, in microseconds since an epoch the adapter chooses.
+///
+/// Contract: the instants an adapter passes to one state machine never go
+/// backwards. The core tolerates a repeated instant but not a step back (a
+/// step back is clamped: it is treated as "no time passed").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Instant(u64);
+
+/// A span of time in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Duration(u64);
+
+impl Instant {
+    /// The epoch.
+    pub const ZERO: Instant = Instant(0);
+    /// The latest representable instant; used as "never".
+    pub const MAX: Instant = Instant(u64::MAX);
+
+    /// An instant `micros` microseconds after the epoch.
+    pub const fn from_micros(micros: u64) -> Self {
+        Instant(micros)
+    }
+    /// An instant `millis` milliseconds after the epoch (saturating).
+    pub const fn from_millis(millis: u64) -> Self {
+        Instant(millis.saturating_mul(1_000))
+    }
+    /// Microseconds since the epoch.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+    /// Milliseconds since the epoch (truncated).
+    pub const fn as_millis(self) -> u64 {
+        self.0 / 1_000
+    }
+    /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    pub const fn saturating_since(self, earlier: Instant) -> Duration {
+        Duration(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl Duration {
+    /// No time at all.
+    pub const ZERO: Duration = Duration(0);
+    /// The longest representable span.
+    pub const MAX: Duration = Duration(u64::MAX);
+
+    /// A span of `micros` microseconds.
+    pub const fn from_micros(micros: u64) -> Self {
+        Duration(micros)
+    }
+    /// A span of `millis` milliseconds (saturating).
+    pub const fn from_millis(millis: u64) -> Self {
+        Duration(millis.saturating_mul(1_000))
+    }
+    /// A span of `secs` seconds (saturating).
+    pub const fn from_secs(secs: u64) -> Self {
+        Duration(secs.saturating_mul(1_000_000))
+    }
+    /// The span in microseconds.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+    /// The span in milliseconds (truncated).
+    pub const fn as_millis(self) -> u64 {
+        self.0 / 1_000
+    }
+}
+
+impl From<core::time::Duration> for Duration {
+    fn from(d: core::time::Duration) -> Self {
+        Duration(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Duration> for core::time::Duration {
+    fn from(d: Duration) -> Self {
+        core::time::Duration::from_micros(d.0)
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, rhs: Duration) -> Instant {
+        Instant(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, rhs: Duration) {
+        *self = *self + rhs;
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    /// Saturating: an earlier minus a later instant is zero.
+    fn sub(self, rhs: Instant) -> Duration {
+        self.saturating_since(rhs)
+    }
+}
+
+impl Add for Duration {
+    type Output = Duration;
+    fn add(self, rhs: Duration) -> Duration {
+        Duration(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 >= 1_000_000 {
+            write!(f, "{}.{:03}s", self.0 / 1_000_000, (self.0 % 1_000_000) / 1_000)
+        } else if self.0 >= 1_000 {
+            write!(f, "{}.{:03}ms", self.0 / 1_000, self.0 % 1_000)
+        } else {
+            write!(f, "{}us", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instant_arithmetic_saturates() {
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(Instant::ZERO - Instant::from_millis(5), Duration::ZERO);
+        assert_eq!(Instant::from_millis(5) - Instant::from_millis(2), Duration::from_millis(3));
+    }
+
+    #[test]
+    fn duration_converts_from_std_duration_saturating() {
+        let d: Duration = core::time::Duration::from_millis(1500).into();
+        assert_eq!(d, Duration::from_millis(1500));
+        let huge: Duration = core::time::Duration::MAX.into();
+        assert_eq!(huge, Duration::MAX);
+    }
+}

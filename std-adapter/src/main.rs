@@ -1,0 +1,31 @@
+//! `ricochet`: an RFC 862 echo server (`serve`) and a verifying echo client (`probe`).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ricochet: a correct, fast RFC 862 echo server and a verifying echo probe.
+#[derive(Debug, Parser)]
+#[command(name = "ricochet", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve echo over TCP (v4/v6), UDP and Unix stream sockets.
+    Serve(cli::serve::ServeArgs),
+    /// Verify any echo server: send deterministic data, check every byte, measure latency.
+    Probe(cli::probe::ProbeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Probe(args) => cli::probe::run(args),
+    }
+}

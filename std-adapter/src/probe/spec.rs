@@ -1,0 +1,296 @@
+//! What to run: the [`ProbeSpec`] and how it becomes core probe configurations.
+
+use std::fmt;
+use std::time::Duration;
+
+use ricochet_core::Mode;
+use ricochet_core::probe::{
+    ConfigError, DatagramProbeConfig, Pattern as CorePattern, ProbeConfig, SizeRange,
+};
+
+use super::Target;
+
+/// Message pattern.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pattern {
+    /// One message in flight per connection: send, wait for the whole echo, repeat.
+    #[default]
+    PingPong,
+    /// Keep up to [`ProbeSpec::window`] bytes in flight per connection.
+    Stream,
+}
+
+impl Pattern {
+    /// `pingpong` or `stream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::PingPong => "pingpong",
+            Pattern::Stream => "stream",
+        }
+    }
+}
+
+/// When the run stops starting new messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Each connection sends this many messages.
+    Count(u64),
+    /// Every connection keeps sending until this long after the start
+    /// (warmup included), then finishes what is in flight.
+    Duration(Duration),
+}
+
+/// A complete description of a probe run.
+///
+/// [`ProbeSpec::new`] gives the command line's defaults; change the public
+/// fields, then pass it to [`run`](super::run).
+#[derive(Clone, Debug)]
+pub struct ProbeSpec {
+    /// Where to send.
+    pub target: Target,
+    /// Concurrent connections (UDP: sockets). Default 1.
+    pub connections: usize,
+    /// Message size on the wire, bytes (for `lines` including the `\n`, for
+    /// `frames` including the 2-byte header). A range picks each message's
+    /// size at random (seeded). Default 64.
+    pub size: SizeRange,
+    /// Message pattern. Default ping-pong.
+    pub pattern: Pattern,
+    /// Stream pattern: bytes in flight per connection. Default 256 KiB.
+    /// UDP: datagrams in flight = `window / size.max`, between 1 and
+    /// [`UDP_MAX_IN_FLIGHT`].
+    pub window: usize,
+    /// When to stop. Default 1000 messages per connection.
+    pub stop: Stop,
+    /// With [`Stop::Duration`]: round trips completing during this initial
+    /// time are verified but not counted in rates and latency. Default 0.
+    pub warmup: Duration,
+    /// Open-loop pacing: total messages per second over all connections,
+    /// split evenly (each connection sends one message every
+    /// `connections / rate` seconds; latency is measured from each message's
+    /// scheduled start, so a slow server cannot hide queueing). Default: none
+    /// (closed loop, as fast as the echoes come back).
+    pub rate: Option<f64>,
+    /// Echo mode the server runs (streams only; UDP must be `raw`). Default raw.
+    pub mode: Mode,
+    /// Payload seed; connection `i` uses a seed derived from this and `i`. Default 1.
+    pub seed: u64,
+    /// Connect timeout, response timeout (no progress on outstanding data),
+    /// wait for the server's FIN after ours, and UDP loss timeout. Default 5 s.
+    pub timeout: Duration,
+    /// Worker threads, each with its own event loop; connections are spread
+    /// round-robin. Capped at `connections`. Default: available cores.
+    pub threads: usize,
+    /// UDP: losses up to this percentage of datagrams sent still pass. Default 0.
+    pub max_loss_pct: f64,
+}
+
+/// The most datagrams one UDP socket keeps in flight (the stream pattern's window).
+pub const UDP_MAX_IN_FLIGHT: usize = super::datagram::MAX_IN_FLIGHT;
+
+/// Default messages per connection when neither a count nor a duration is given.
+pub const DEFAULT_COUNT: u64 = 1000;
+
+/// Default stream window, bytes.
+pub const DEFAULT_WINDOW: usize = 256 * 1024;
+
+/// Why a [`ProbeSpec`] cannot run (the command line exits 2 for these).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// `connections` is 0.
+    NoConnections,
+    /// `threads` is 0.
+    NoThreads,
+    /// `window` is 0.
+    NoWindow,
+    /// `--mode lines|frames` with a UDP target (datagrams keep their boundaries).
+    ModeOnDatagram(Mode),
+    /// `--warmup` with a message count (a warmup needs `--duration`).
+    WarmupWithCount,
+    /// `max_loss_pct` is not within 0..=100.
+    MaxLoss(f64),
+    /// The rate is not a positive finite number.
+    Rate(f64),
+    /// The core refused the probe configuration (e.g. a size too small for the mode).
+    Core(ConfigError),
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecError::NoConnections => f.write_str("--connections must be at least 1"),
+            SpecError::NoThreads => f.write_str("--threads must be at least 1"),
+            SpecError::NoWindow => f.write_str("--window must be at least 1 byte"),
+            SpecError::ModeOnDatagram(m) => write!(
+                f,
+                "--mode {m} applies to stream targets (tcp://, unix://); UDP datagrams keep their boundaries, use raw"
+            ),
+            SpecError::WarmupWithCount => f.write_str("--warmup needs --duration"),
+            SpecError::MaxLoss(p) => write!(f, "--max-loss {p} is not a percentage within 0..=100"),
+            SpecError::Rate(r) => write!(f, "--rate {r} is not a positive number of messages per second"),
+            SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl ProbeSpec {
+    /// The command line's defaults for `target`.
+    pub fn new(target: Target) -> Self {
+        ProbeSpec {
+            target,
+            connections: 1,
+            size: SizeRange::fixed(64),
+            pattern: Pattern::PingPong,
+            window: DEFAULT_WINDOW,
+            stop: Stop::Count(DEFAULT_COUNT),
+            warmup: Duration::ZERO,
+            rate: None,
+            mode: Mode::Raw,
+            seed: 1,
+            timeout: Duration::from_secs(5),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_loss_pct: 0.0,
+        }
+    }
+
+    /// Threads actually used: `threads`, at most one per connection.
+    pub fn effective_threads(&self) -> usize {
+        self.threads.min(self.connections).max(1)
+    }
+
+    /// Checks everything a run needs, including the core's own validation.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.connections == 0 {
+            return Err(SpecError::NoConnections);
+        }
+        if self.threads == 0 {
+            return Err(SpecError::NoThreads);
+        }
+        if self.window == 0 {
+            return Err(SpecError::NoWindow);
+        }
+        if !(0.0..=100.0).contains(&self.max_loss_pct) {
+            return Err(SpecError::MaxLoss(self.max_loss_pct));
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(SpecError::Rate(r));
+            }
+        }
+        if matches!(self.stop, Stop::Count(_)) && !self.warmup.is_zero() {
+            return Err(SpecError::WarmupWithCount);
+        }
+        let now = ricochet_core::Instant::ZERO;
+        if self.target.is_stream() {
+            super::stream::check_config(self.stream_config(0), now).map_err(SpecError::Core)
+        } else {
+            if self.mode != Mode::Raw {
+                return Err(SpecError::ModeOnDatagram(self.mode));
+            }
+            super::datagram::check_config(self.datagram_config(0), now).map_err(SpecError::Core)
+        }
+    }
+
+    /// The core stream probe configuration of connection `conn`.
+    pub fn stream_config(&self, conn: usize) -> ProbeConfig {
+        ProbeConfig {
+            mode: self.mode,
+            pattern: match self.pattern {
+                Pattern::PingPong => CorePattern::PingPong,
+                Pattern::Stream => CorePattern::Stream { window: self.window },
+            },
+            seed: connection_seed(self.seed, conn),
+            size: self.size,
+            count: self.count(),
+            response_timeout: Some(self.timeout.into()),
+            interval: self.interval(),
+        }
+    }
+
+    /// The core datagram probe configuration of socket `conn`.
+    pub fn datagram_config(&self, conn: usize) -> DatagramProbeConfig {
+        let window = match self.pattern {
+            Pattern::PingPong => 1,
+            Pattern::Stream => (self.window / self.size.max.max(1)).clamp(1, UDP_MAX_IN_FLIGHT),
+        };
+        DatagramProbeConfig {
+            seed: connection_seed(self.seed, conn),
+            size: self.size,
+            count: self.count(),
+            window,
+            loss_timeout: self.timeout.into(),
+            interval: self.interval(),
+        }
+    }
+
+    fn count(&self) -> Option<u64> {
+        match self.stop {
+            Stop::Count(n) => Some(n),
+            Stop::Duration(_) => None,
+        }
+    }
+
+    /// Per-connection pacing interval from the total rate.
+    fn interval(&self) -> Option<ricochet_core::Duration> {
+        let rate = self.rate?;
+        let secs = self.connections as f64 / rate;
+        let micros = (secs * 1e6).clamp(1.0, u64::MAX as f64) as u64;
+        Some(ricochet_core::Duration::from_micros(micros))
+    }
+}
+
+/// Connection `conn`'s payload seed: distinct per connection, so a server
+/// that mixes up its connections' data is caught.
+pub fn connection_seed(seed: u64, conn: usize) -> u64 {
+    // splitmix64 of the pair.
+    let mut x = seed ^ (conn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp() -> Target {
+        Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()])
+    }
+
+    #[test]
+    fn spec_defaults_validate() {
+        assert_eq!(ProbeSpec::new(tcp()).validate(), Ok(()));
+    }
+
+    #[test]
+    fn spec_with_lines_on_udp_is_rejected() {
+        let mut s = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+        s.mode = Mode::Lines;
+        assert_eq!(s.validate(), Err(SpecError::ModeOnDatagram(Mode::Lines)));
+    }
+
+    #[test]
+    fn spec_with_zero_connections_is_rejected() {
+        let mut s = ProbeSpec::new(tcp());
+        s.connections = 0;
+        assert_eq!(s.validate(), Err(SpecError::NoConnections));
+    }
+
+    #[test]
+    fn rate_is_split_over_connections() {
+        let mut s = ProbeSpec::new(tcp());
+        s.connections = 10;
+        s.rate = Some(1000.0);
+        assert_eq!(s.stream_config(0).interval, Some(ricochet_core::Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn connection_seeds_differ() {
+        assert_ne!(connection_seed(1, 0), connection_seed(1, 1));
+        assert_ne!(connection_seed(1, 0), connection_seed(2, 0));
+    }
+}

@@ -1,0 +1,163 @@
+//! `TARGET` parsing: `tcp://host:port`, `udp://host:port`, `unix://path`.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Where the probe sends its traffic.
+///
+/// Parsed from `tcp://HOST:PORT`, `udp://HOST:PORT` or `unix://PATH`. IPv6
+/// literals are bracketed (`tcp://[::1]:7`). Host names are resolved once,
+/// at parse time, with [`ToSocketAddrs`]: a TCP connection tries every
+/// resolved address in order until one connects; UDP uses the first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A TCP echo server; never empty.
+    Tcp(Vec<SocketAddr>),
+    /// A UDP echo server; never empty.
+    Udp(Vec<SocketAddr>),
+    /// A Unix stream socket echo server at this path.
+    Unix(PathBuf),
+}
+
+/// Why a `TARGET` string was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// The scheme is missing or not one of `tcp`, `udp`, `unix`.
+    Scheme(String),
+    /// `HOST:PORT` is malformed (missing port, bad port, empty host).
+    Address(String),
+    /// The host name did not resolve to any address.
+    Resolve {
+        /// The `HOST:PORT` text.
+        address: String,
+        /// The resolver's message.
+        reason: String,
+    },
+    /// `unix://` with an empty path.
+    EmptyPath,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetError::Scheme(s) => write!(
+                f,
+                "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT or unix://PATH"
+            ),
+            TargetError::Address(s) => {
+                write!(f, "bad address {s:?}: expected HOST:PORT (IPv6 as [::1]:PORT)")
+            }
+            TargetError::Resolve { address, reason } => {
+                write!(f, "cannot resolve {address:?}: {reason}")
+            }
+            TargetError::EmptyPath => f.write_str("unix:// needs a socket path"),
+        }
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+impl Target {
+    /// The transport's name: `tcp`, `udp` or `unix`.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Target::Tcp(_) => "tcp",
+            Target::Udp(_) => "udp",
+            Target::Unix(_) => "unix",
+        }
+    }
+
+    /// True for the stream transports (TCP and Unix).
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Target::Udp(_))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(a) | Target::Udp(a) => match a.first() {
+                Some(addr) => write!(f, "{}://{addr}", self.transport()),
+                None => write!(f, "{}://?", self.transport()),
+            },
+            Target::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Err(TargetError::Scheme(s.to_owned()));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "tcp" => resolve(rest).map(Target::Tcp),
+            "udp" => resolve(rest).map(Target::Udp),
+            "unix" if rest.is_empty() => Err(TargetError::EmptyPath),
+            "unix" => Ok(Target::Unix(PathBuf::from(rest))),
+            _ => Err(TargetError::Scheme(s.to_owned())),
+        }
+    }
+}
+
+/// Resolves `HOST:PORT` (literal addresses without a DNS lookup).
+fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
+    let bad = || TargetError::Address(hostport.to_owned());
+    if let Ok(addr) = hostport.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ']) {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = hostport
+        .to_socket_addrs()
+        .map_err(|e| TargetError::Resolve { address: hostport.to_owned(), reason: e.to_string() })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(TargetError::Resolve {
+            address: hostport.to_owned(),
+            reason: "no addresses".to_owned(),
+        });
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_parses_each_scheme() {
+        assert_eq!(
+            "tcp://127.0.0.1:7".parse::<Target>(),
+            Ok(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]))
+        );
+        assert_eq!("udp://[::1]:9".parse::<Target>(), Ok(Target::Udp(vec!["[::1]:9".parse().unwrap()])));
+        assert_eq!("unix:///tmp/e.sock".parse::<Target>(), Ok(Target::Unix("/tmp/e.sock".into())));
+    }
+
+    #[test]
+    fn target_resolves_localhost() {
+        let Ok(Target::Tcp(addrs)) = "tcp://localhost:7".parse::<Target>() else {
+            panic!("localhost did not resolve");
+        };
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 7));
+    }
+
+    #[test]
+    fn target_rejects_malformed_text() {
+        assert!(matches!("127.0.0.1:7".parse::<Target>(), Err(TargetError::Scheme(_))));
+        assert!(matches!("http://x:1".parse::<Target>(), Err(TargetError::Scheme(_))));
+        assert!(matches!("tcp://127.0.0.1".parse::<Target>(), Err(TargetError::Address(_))));
+        assert!(matches!("tcp://127.0.0.1:99999".parse::<Target>(), Err(TargetError::Address(_))));
+        assert!(matches!("tcp://:80".parse::<Target>(), Err(TargetError::Address(_))));
+        assert_eq!("unix://".parse::<Target>(), Err(TargetError::EmptyPath));
+    }
+}

@@ -21,7 +21,7 @@ mod datagram;
 mod stream;
 mod wire;
 
-pub use datagram::{DatagramOutcome, DatagramProbe, DatagramProbeConfig, DatagramProbeStats};
+pub use datagram::{DATAGRAM_HEADER, DatagramOutcome, DatagramProbe, DatagramProbeConfig, DatagramProbeStats};
 pub use stream::{ProbeConfig, ProbeStats, Received, StreamProbe};
 
 /// How a stream probe paces its messages.
@@ -184,3 +184,6 @@ pub(crate) fn check_sizes(size: SizeRange, bounds: (usize, usize)) -> Result<(),
 pub(crate) fn scheduled(start: crate::Instant, interval: Duration, index: u64) -> crate::Instant {
     start + Duration::from_micros(interval.as_micros().saturating_mul(index))
 }
+
+#[cfg(test)]
+mod tests;

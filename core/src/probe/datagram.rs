@@ -166,7 +166,7 @@ impl<const M: usize> DatagramProbe<M> {
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         let now = self.advance(now);
         let seq = self.next_seq;
-        if seq >= self.limit || self.in_flight >= self.config.window {
+        if seq >= self.limit || !self.has_room() {
             return None;
         }
         if let Some(interval) = self.config.interval
@@ -229,7 +229,7 @@ impl<const M: usize> DatagramProbe<M> {
             _ => None,
         });
         let pacing = match self.config.interval {
-            Some(interval) if self.next_seq < self.limit && self.in_flight < self.config.window => {
+            Some(interval) if self.next_seq < self.limit && self.has_room() => {
                 Some(scheduled(self.start, interval, self.next_seq)).filter(|&t| t > self.now)
             }
             _ => None,
@@ -257,6 +257,12 @@ impl<const M: usize> DatagramProbe<M> {
             self.now = now;
         }
         self.now
+    }
+
+    /// The window has room and the ring slot for the next datagram is free
+    /// (an unresolved old datagram holds its slot until lost or verified).
+    fn has_room(&self) -> bool {
+        self.in_flight < self.config.window && self.next_seq - self.oldest < M as u64
     }
 
     fn index(&self, seq: u64) -> usize {

@@ -30,9 +30,11 @@ pub use stream::{ProbeConfig, ProbeStats, Received, StreamProbe};
 pub enum Pattern {
     /// Send one message, wait until all of it is back, repeat.
     PingPong,
-    /// Keep sending while fewer than `window` bytes are in flight.
+    /// Keep sending: a new message starts while fewer than `window` bytes
+    /// are in flight (a message once started is always completed, so up to
+    /// `window` plus one message may be in flight).
     Stream {
-        /// The most bytes sent and not yet verified.
+        /// Bytes in flight below which a new message may start.
         window: usize,
     },
 }

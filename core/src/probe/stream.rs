@@ -336,24 +336,16 @@ impl<const M: usize> StreamProbe<M> {
     }
 
     /// How many bytes from the tx cursor may be sent now, at most `cap`.
+    ///
+    /// The pattern gates only the *start* of a message; a message once
+    /// begun is always offered to its end. (A window smaller than a message
+    /// must not stall a `lines` or `frames` server waiting for the rest of a
+    /// unit while the probe waits for its echo.)
     fn allowed(&self, cap: usize) -> usize {
         if self.error.is_some() {
             return 0;
         }
-        let budget = match self.config.pattern {
-            Pattern::PingPong => {
-                // Only the current message, and only once the last one is back.
-                if self.tx.off == 0 && self.outstanding() > 0 {
-                    return 0;
-                }
-                self.tx.len - self.tx.off
-            }
-            Pattern::Stream { window } => {
-                let in_flight = usize::try_from(self.outstanding()).unwrap_or(usize::MAX);
-                window.saturating_sub(in_flight)
-            }
-        };
-        let cap = cap.min(budget);
+        let outstanding = usize::try_from(self.outstanding()).unwrap_or(usize::MAX);
         let mut allowed = 0;
         let mut msg = self.tx.msg;
         let mut off = self.tx.off;
@@ -361,11 +353,16 @@ impl<const M: usize> StreamProbe<M> {
         let mut in_flight_msgs = self.started.len();
         while allowed < cap {
             if off == 0 {
+                let in_flight = outstanding.saturating_add(allowed);
+                let may_start = match self.config.pattern {
+                    Pattern::PingPong => in_flight == 0,
+                    Pattern::Stream { window } => in_flight < window,
+                };
                 let paced_out = match self.config.interval {
                     Some(interval) => scheduled(self.start, interval, msg) > self.now,
                     None => false,
                 };
-                if msg >= self.limit || in_flight_msgs >= M || paced_out {
+                if !may_start || msg >= self.limit || in_flight_msgs >= M || paced_out {
                     break;
                 }
                 in_flight_msgs += 1;

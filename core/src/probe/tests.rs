@@ -63,6 +63,13 @@ fn stream_window_full_sends_nothing_until_bytes_return() {
 }
 
 #[test]
+fn stream_window_smaller_than_a_message_still_sends_whole_messages() {
+    let mut p = stream(Mode::Lines, Pattern::Stream { window: 1 }, SizeRange::fixed(10), 5);
+    assert_eq!(send_all(&mut p, T0).len(), 10, "the started line is completed");
+    assert!(send_all(&mut p, T0).is_empty(), "no new line while one is in flight");
+}
+
+#[test]
 fn stream_tracks_at_most_m_messages_in_flight() {
     let mut p = stream(Mode::Raw, Pattern::Stream { window: 1 << 20 }, SizeRange::fixed(1), 100);
     assert_eq!(send_all(&mut p, T0).len(), 8, "M = 8 messages of 1 byte");
@@ -130,7 +137,10 @@ fn finish_mid_message_completes_that_message_only() {
         T0,
     )
     .unwrap();
-    let first = send_all(&mut p, T0); // 1.5 messages
+    let mut buf = [0u8; 15];
+    let n = p.fill_transmit(T0, &mut buf); // 1.5 messages
+    p.commit_sent(T0, n).unwrap();
+    let first = buf[..n].to_vec();
     assert_eq!(first.len(), 15);
     p.finish();
     let mut at = 0;

@@ -1,1 +1,228 @@
-fn main() {}
+//! `cargo xtask`: Ricochet's build and CI stages, in plain Rust (no
+//! dependencies, so it builds in seconds on a fresh machine).
+//!
+//! ```text
+//! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
+//! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
+//! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
+//! cargo xtask stages          list the CI stages
+//! ```
+//!
+//! Every stage that needs a tool installs it first (or fails with the exact
+//! command that would), so `cargo xtask ci` passes on a clean machine.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+mod qemu;
+
+/// A CI stage: its name, what it does, and the function that runs it.
+struct Stage {
+    name: &'static str,
+    about: &'static str,
+    run: fn(&Ctx) -> Result<(), String>,
+}
+
+const STAGES: &[Stage] = &[
+    Stage { name: "deps", about: "install Debian packages, rustup targets and cargo tools the stages need", run: stage_deps },
+    Stage { name: "fmt", about: "cargo fmt --check (workspace and firmware)", run: stage_fmt },
+    Stage { name: "clippy", about: "clippy -D warnings on all targets (workspace and firmware)", run: stage_clippy },
+    Stage { name: "test", about: "cargo test --workspace (unit, property, loopback, interop tests)", run: stage_test },
+    Stage { name: "nostd", about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set", run: stage_nostd },
+    Stage { name: "doc", about: "cargo doc with warnings denied", run: stage_doc },
+    Stage { name: "firmware", about: "build every board's firmware (release)", run: stage_firmware },
+    Stage { name: "qemu", about: "boot the QEMU firmware and verify it end to end with ricochet probe", run: stage_qemu },
+];
+
+/// Firmware folders: standalone crates with their own target and lock file.
+pub(crate) const BOARDS: &[&str] = &["embedded/boards/qemu-lm3s6965evb", "embedded/boards/nucleo-f429zi"];
+
+/// Shared context: the workspace root.
+pub(crate) struct Ctx {
+    pub(crate) root: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let ctx = Ctx { root: workspace_root() };
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => run_ci(&ctx, &args[1..]),
+        Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
+        Some("deps") => stage_deps(&ctx),
+        Some("stages") => {
+            for s in STAGES {
+                println!("{:<9} {}", s.name, s.about);
+            }
+            Ok(())
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | stages\n\n\
+                 ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
+                 qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
+                 deps    install what the stages need"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
+    for n in names {
+        if !STAGES.iter().any(|s| s.name == n) {
+            return Err(format!("unknown stage {n:?}; see `cargo xtask stages`"));
+        }
+    }
+    let all = Instant::now();
+    for stage in STAGES.iter().filter(|s| names.is_empty() || names.iter().any(|n| n == s.name)) {
+        eprintln!("\n==> stage {}: {}", stage.name, stage.about);
+        let t = Instant::now();
+        (stage.run)(ctx).map_err(|e| format!("stage {} failed: {e}", stage.name))?;
+        eprintln!("==> stage {} passed in {:.1}s", stage.name, t.elapsed().as_secs_f64());
+    }
+    eprintln!("\nall stages passed in {:.1}s", all.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// Runs a command in `dir`, echoing it; fails on a non-zero exit.
+pub(crate) fn run(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    eprintln!("+ (cd {}) {} {}", dir.display(), program, args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`{program} {}` exited with {status}", args.join(" "))) }
+}
+
+/// Whether `program` is on PATH.
+pub(crate) fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn boards(ctx: &Ctx) -> Vec<PathBuf> {
+    BOARDS.iter().map(|b| ctx.root.join(b)).filter(|p| p.join("Cargo.toml").exists()).collect()
+}
+
+// --- stages ---
+
+/// Debian packages the tests need: interop peers and QEMU.
+const DEBIAN_PACKAGES: &[(&str, &str)] =
+    &[("socat", "socat"), ("nc", "netcat-openbsd"), ("qemu-system-arm", "qemu-system-arm"), ("prlimit", "util-linux")];
+
+fn stage_deps(ctx: &Ctx) -> Result<(), String> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES.iter().filter(|(bin, _)| !have(bin)).map(|(_, pkg)| *pkg).collect();
+    if !missing.is_empty() {
+        if !have("apt-get") {
+            return Err(format!("missing {missing:?} and no apt-get: install them with your package manager"));
+        }
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let mut update: Vec<&str> = sudo.to_vec();
+        update.extend(["apt-get", "update", "-qq"]);
+        run(&ctx.root, update[0], &update[1..], &[])?;
+        let mut install: Vec<&str> = sudo.to_vec();
+        install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
+        install.extend(missing.iter().copied());
+        run(&ctx.root, install[0], &install[1..], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    }
+    // rust-toolchain.toml lists the targets and components; rustup installs
+    // them on first use, but be explicit so a partial toolchain is repaired.
+    run(&ctx.root, "rustup", &["target", "add", "thumbv7m-none-eabi", "thumbv7em-none-eabihf"], &[])?;
+    run(&ctx.root, "rustup", &["component", "add", "rustfmt", "clippy"], &[])?;
+    if !have("defmt-print") {
+        run(&ctx.root, &cargo(), &["install", "--locked", "defmt-print"], &[])?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
+
+fn stage_fmt(ctx: &Ctx) -> Result<(), String> {
+    run(&ctx.root, &cargo(), &["fmt", "--all", "--check"], &[])?;
+    for b in boards(ctx) {
+        run(&b, &cargo(), &["fmt", "--all", "--check"], &[])?;
+    }
+    Ok(())
+}
+
+fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
+    run(&ctx.root, &cargo(), &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
+    for b in boards(ctx) {
+        run(&b, &cargo(), &["clippy", "--release", "--locked", "--", "-D", "warnings"], &[])?;
+    }
+    Ok(())
+}
+
+fn stage_test(ctx: &Ctx) -> Result<(), String> {
+    // Property tests run at least 256 cases each (proptest's default); a
+    // larger PROPTEST_CASES from the environment is kept.
+    let cases = env::var("PROPTEST_CASES").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(256).max(256);
+    let cases = cases.to_string();
+    for (bin, pkg) in DEBIAN_PACKAGES.iter().filter(|(b, _)| *b != "qemu-system-arm") {
+        if !have(bin) {
+            return Err(format!(
+                "{bin} is needed by the interop tests: run `cargo xtask deps` or `apt-get install -y --no-install-recommends {pkg}`"
+            ));
+        }
+    }
+    run(&ctx.root, &cargo(), &["test", "--workspace", "--locked"], &[("PROPTEST_CASES", &cases)])
+}
+
+fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
+    let target = "thumbv7m-none-eabi";
+    for features in [&[][..], &["--features", "defmt"][..], &["--features", "log"][..]] {
+        let mut args = vec!["build", "--locked", "-p", "ricochet-core", "--target", target];
+        args.extend_from_slice(features);
+        run(&ctx.root, &cargo(), &args, &[])?;
+    }
+    for features in [&[][..], &["--features", "defmt"][..]] {
+        let mut args = vec!["build", "--locked", "-p", "ricochet-embedded", "--target", target];
+        args.extend_from_slice(features);
+        run(&ctx.root, &cargo(), &args, &[])?;
+    }
+    Ok(())
+}
+
+fn stage_doc(ctx: &Ctx) -> Result<(), String> {
+    run(&ctx.root, &cargo(), &["doc", "--workspace", "--no-deps", "--locked"], &[("RUSTDOCFLAGS", "-D warnings")])
+}
+
+fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
+    let found = boards(ctx);
+    if found.len() != BOARDS.len() {
+        return Err(format!("expected firmware folders {BOARDS:?}, found {found:?}"));
+    }
+    for b in found {
+        run(&b, &cargo(), &["build", "--release", "--locked"], &[])?;
+    }
+    Ok(())
+}
+
+fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
+    qemu::end_to_end(ctx)
+}

@@ -8,6 +8,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::socket::udp::{self, PacketMetadata, RecvError, UdpMetadata};
 use smoltcp::time::Duration;
+use static_cell::ConstStaticCell;
 
 /// The echo port (RFC 862).
 pub const PORT: u16 = 7;
@@ -24,31 +25,34 @@ const UDP_MAX_PAYLOAD: usize = 1472;
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const TCP_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// Socket buffers: put them in a `static` (`ConstStaticCell`).
-pub struct Buffers {
+/// Byte buffers: all zero, so the static lands in `.bss` (one byte that is
+/// not zero would move all of it to `.data`, and into flash).
+struct Buffers {
     tcp_rx: [[u8; TCP_BUF]; TCP_SOCKETS],
     tcp_tx: [[u8; TCP_BUF]; TCP_SOCKETS],
-    udp_rx_meta: [PacketMetadata; UDP_PACKETS],
     udp_rx: [u8; UDP_BUF],
-    udp_tx_meta: [PacketMetadata; UDP_PACKETS],
     udp_tx: [u8; UDP_BUF],
     scratch: [u8; UDP_MAX_PAYLOAD],
 }
 
-impl Buffers {
-    /// Zeroed buffers (a `const fn`, so a static lands in `.bss`).
-    pub const fn new() -> Self {
-        Buffers {
-            tcp_rx: [[0; TCP_BUF]; TCP_SOCKETS],
-            tcp_tx: [[0; TCP_BUF]; TCP_SOCKETS],
-            udp_rx_meta: [PacketMetadata::EMPTY; UDP_PACKETS],
-            udp_rx: [0; UDP_BUF],
-            udp_tx_meta: [PacketMetadata::EMPTY; UDP_PACKETS],
-            udp_tx: [0; UDP_BUF],
-            scratch: [0; UDP_MAX_PAYLOAD],
-        }
-    }
+/// UDP packet metadata (not all-zero bytes: kept apart from [`Buffers`]).
+struct UdpMeta {
+    rx: [PacketMetadata; UDP_PACKETS],
+    tx: [PacketMetadata; UDP_PACKETS],
 }
+
+static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
+    tcp_rx: [[0; TCP_BUF]; TCP_SOCKETS],
+    tcp_tx: [[0; TCP_BUF]; TCP_SOCKETS],
+    udp_rx: [0; UDP_BUF],
+    udp_tx: [0; UDP_BUF],
+    scratch: [0; UDP_MAX_PAYLOAD],
+});
+
+static UDP_META: ConstStaticCell<UdpMeta> = ConstStaticCell::new(UdpMeta {
+    rx: [PacketMetadata::EMPTY; UDP_PACKETS],
+    tx: [PacketMetadata::EMPTY; UDP_PACKETS],
+});
 
 /// The echo service's sockets.
 pub struct Echo<'a> {
@@ -60,16 +64,23 @@ pub struct Echo<'a> {
 
 impl<'a> Echo<'a> {
     /// Adds [`SOCKETS`] sockets to `sockets` and starts listening.
-    pub fn new(sockets: &mut SocketSet<'a>, buffers: &'a mut Buffers) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// When called a second time: the buffers are statics owned by this
+    /// module.
+    pub fn new(sockets: &mut SocketSet<'a>) -> Self {
         let Buffers {
             tcp_rx,
             tcp_tx,
-            udp_rx_meta,
             udp_rx,
-            udp_tx_meta,
             udp_tx,
             scratch,
-        } = buffers;
+        } = BUFFERS.take();
+        let UdpMeta {
+            rx: udp_rx_meta,
+            tx: udp_tx_meta,
+        } = UDP_META.take();
         let mut tcp = [SocketHandle::default(); TCP_SOCKETS];
         for ((handle, rx), tx) in tcp.iter_mut().zip(tcp_rx).zip(tcp_tx) {
             let mut socket = tcp::Socket::new(
@@ -99,7 +110,10 @@ impl<'a> Echo<'a> {
     /// sockets back into the listening state.
     pub fn service(&mut self, sockets: &mut SocketSet<'_>) {
         for &handle in &self.tcp {
-            echo_tcp(sockets.get_mut::<tcp::Socket>(handle), &mut self.scratch[..]);
+            echo_tcp(
+                sockets.get_mut::<tcp::Socket>(handle),
+                &mut self.scratch[..],
+            );
         }
         self.echo_udp(sockets.get_mut::<udp::Socket>(self.udp));
     }

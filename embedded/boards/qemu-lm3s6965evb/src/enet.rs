@@ -4,8 +4,8 @@
 //! the LM3S6965 data sheet's register map. It uses raw volatile MMIO: no
 //! maintained PAC or HAL crate covers this controller's Ethernet block in a
 //! form that works with QEMU (the `lm3s6965` PAC crate has no Ethernet
-//! peripheral and is unmaintained), and the driver needs only eleven
-//! registers.
+//! peripheral and is unmaintained), and the driver needs only nine
+//! registers (plus a clock-gating register in system control).
 //!
 //! # Frame format in the FIFOs
 //!
@@ -55,27 +55,34 @@ const FIFO_WORDS: usize = 2048 / 4;
 /// Base address of the Ethernet controller.
 const BASE: usize = 0x4004_8000;
 
-/// Register offsets from [`BASE`] (32-bit accesses only).
+/// A controller register, as an offset from [`BASE`]. Only the constants in
+/// [`reg`] exist, so [`read`] and [`write`] can only touch those.
+#[derive(Clone, Copy)]
+struct Reg(usize);
+
+/// The registers the driver uses (32-bit accesses only).
 mod reg {
+    use super::Reg;
+
     /// Raw interrupt status (read) / acknowledge (write 1s to clear).
-    pub(super) const RIS_IACK: usize = 0x00;
+    pub(super) const RIS_IACK: Reg = Reg(0x00);
     /// Interrupt mask.
-    pub(super) const IM: usize = 0x04;
+    pub(super) const IM: Reg = Reg(0x04);
     /// Receive control.
-    pub(super) const RCTL: usize = 0x08;
+    pub(super) const RCTL: Reg = Reg(0x08);
     /// Transmit control.
-    pub(super) const TCTL: usize = 0x0C;
+    pub(super) const TCTL: Reg = Reg(0x0C);
     /// FIFO data, one word per access.
-    pub(super) const DATA: usize = 0x10;
+    pub(super) const DATA: Reg = Reg(0x10);
     /// MAC address bytes 0..4 (little-endian).
-    pub(super) const IA0: usize = 0x14;
+    pub(super) const IA0: Reg = Reg(0x14);
     /// MAC address bytes 4..6 (little-endian).
-    pub(super) const IA1: usize = 0x18;
+    pub(super) const IA1: Reg = Reg(0x18);
     /// Number of frames waiting in the RX FIFO.
-    pub(super) const NP: usize = 0x34;
+    pub(super) const NP: Reg = Reg(0x34);
     /// Transmission request: write 1 to send the frame in the TX FIFO; reads
     /// 1 while a transmission is in progress (always 0 in QEMU).
-    pub(super) const TR: usize = 0x38;
+    pub(super) const TR: Reg = Reg(0x38);
 }
 
 /// Interrupt bits in `RIS`, `IACK` and `IM`.
@@ -95,6 +102,10 @@ mod rctl {
     pub(super) const BADCRC: u32 = 0x08;
     pub(super) const RSTFIFO: u32 = 0x10;
 }
+
+/// Receiving: enabled, multicast accepted (IPv6 neighbour discovery), frames
+/// with a bad CRC rejected.
+const RCTL_RUN: u32 = rctl::RXEN | rctl::AMUL | rctl::BADCRC;
 
 /// `TCTL` bits.
 mod tctl {
@@ -125,18 +136,18 @@ unsafe impl InterruptNumber for EnetIrq {
     }
 }
 
-fn read(offset: usize) -> u32 {
-    // SAFETY: callers pass one of the `reg` offsets, so the address is a
-    // word-aligned register of the Ethernet controller (or RCGC2); reads of
-    // these registers have no side effects beyond the ones the driver wants
-    // (DATA pops the FIFO, which only `Enet` does).
-    unsafe { ptr::read_volatile((BASE + offset) as *const u32) }
+fn read(reg: Reg) -> u32 {
+    // SAFETY: `reg` is one of the `reg` constants, so the address is a
+    // word-aligned register of the Ethernet controller; reads have no side
+    // effects beyond the ones the driver wants (DATA pops the RX FIFO, which
+    // only `Enet` does).
+    unsafe { ptr::read_volatile((BASE + reg.0) as *const u32) }
 }
 
-fn write(offset: usize, value: u32) {
+fn write(reg: Reg, value: u32) {
     // SAFETY: as for `read`: a word-aligned controller register; the write
     // changes controller state only, never memory Rust knows about.
-    unsafe { ptr::write_volatile((BASE + offset) as *mut u32, value) }
+    unsafe { ptr::write_volatile((BASE + reg.0) as *mut u32, value) }
 }
 
 /// Interrupt-handler half of the driver: masks the RX interrupt so its level
@@ -159,6 +170,15 @@ pub struct Stats {
     /// Frames the stack built but the driver refused (bad length or the
     /// transmitter stayed busy).
     pub tx_dropped: u32,
+}
+
+impl Stats {
+    /// All error counters added up: changes whenever one of them does.
+    pub fn errors(&self) -> u32 {
+        self.rx_bad_length
+            .wrapping_add(self.rx_overflows)
+            .wrapping_add(self.tx_dropped)
+    }
 }
 
 /// Word-aligned receive buffer, so whole FIFO words land on word boundaries.
@@ -204,7 +224,7 @@ impl Enet {
         write(reg::RIS_IACK, int::ALL);
         write(reg::RCTL, rctl::RSTFIFO);
         write(reg::TCTL, tctl::TXEN | tctl::PADEN | tctl::CRC);
-        write(reg::RCTL, rctl::RXEN | rctl::AMUL | rctl::BADCRC);
+        write(reg::RCTL, RCTL_RUN);
         // SAFETY: the handler for IRQ 42 (`DefaultHandler` -> `on_interrupt`)
         // touches only the IM register, so unmasking it cannot break a
         // critical section's assumptions about memory.
@@ -253,14 +273,15 @@ impl Enet {
             }
             let first = read(reg::DATA);
             let total = (first & 0xFFFF) as usize;
-            let words = total.div_ceil(4);
             let len = total.wrapping_sub(RX_OVERHEAD);
             if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
-                self.drain(words, waiting);
+                self.drain(waiting);
                 self.stats.rx_bad_length = self.stats.rx_bad_length.wrapping_add(1);
                 continue;
             }
-            // `words * 4 <= RX_BUF_LEN` because `len <= MAX_FRAME`.
+            // `ceil(total / 4)` words in all; `words * 4 <= RX_BUF_LEN`
+            // because `len <= MAX_FRAME`.
+            let words = total.div_ceil(4);
             let mut chunks = self.rx.0[..words * 4].chunks_exact_mut(4);
             if let Some(chunk) = chunks.next() {
                 chunk.copy_from_slice(&first.to_le_bytes());
@@ -273,18 +294,21 @@ impl Enet {
         }
     }
 
-    /// Discards the rest of a frame whose first word has been read. Stops
-    /// when `NP` drops below `waiting` (the controller has moved on to the
-    /// next frame) or after one FIFO's worth of words, so a corrupt length
-    /// can neither underflow the FIFO nor eat the following frames.
-    fn drain(&mut self, words: usize, waiting: u32) {
-        let limit = words.clamp(1, FIFO_WORDS);
-        for _ in 1..limit {
+    /// Discards the rest of a frame whose first word has been read and whose
+    /// length field cannot be trusted: reads words until `NP` drops below
+    /// `waiting` (the controller has moved on to the next frame), so a wrong
+    /// length neither underflows the FIFO nor leaves part of the frame
+    /// behind. If that does not happen within one FIFO's worth of words the
+    /// FIFO is reset, which loses the frames behind it but resynchronises.
+    fn drain(&mut self, waiting: u32) {
+        for _ in 1..FIFO_WORDS {
             if read(reg::NP) < waiting {
                 return;
             }
             let _ = read(reg::DATA);
         }
+        write(reg::RCTL, rctl::RSTFIFO);
+        write(reg::RCTL, RCTL_RUN);
     }
 
     /// Counts (and acknowledges) an RX FIFO overflow reported by the MAC.

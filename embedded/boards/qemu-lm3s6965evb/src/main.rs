@@ -21,7 +21,7 @@ use defmt_semihosting as _;
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
-use static_cell::ConstStaticCell;
+use static_cell::StaticCell;
 
 use crate::enet::Enet;
 use crate::net::{Net, StaticIpv4};
@@ -34,9 +34,9 @@ const FALLBACK: StaticIpv4 = StaticIpv4 {
 };
 
 /// The DHCP socket plus the echo service's.
-static SOCKETS: ConstStaticCell<[SocketStorage<'static>; 1 + echo::SOCKETS]> =
-    ConstStaticCell::new([SocketStorage::EMPTY; 1 + echo::SOCKETS]);
-static ECHO_BUFFERS: ConstStaticCell<echo::Buffers> = ConstStaticCell::new(echo::Buffers::new());
+/// Filled at run time: `SocketStorage::EMPTY` is not all-zero bytes, so a
+/// const-initialised static would sit in `.data` and cost flash.
+static SOCKETS: StaticCell<[SocketStorage<'static>; 1 + echo::SOCKETS]> = StaticCell::new();
 
 defmt::timestamp!("{=u64:ms}", clock::now_ms());
 
@@ -52,11 +52,11 @@ fn main() -> ! {
         enet,
         mac,
         random_seed(mac),
-        SOCKETS.take(),
+        SOCKETS.init([SocketStorage::EMPTY; 1 + echo::SOCKETS]),
         FALLBACK,
         clock::smoltcp_now(),
     );
-    let mut echo = echo::Echo::new(&mut net.sockets, ECHO_BUFFERS.take());
+    let mut echo = echo::Echo::new(&mut net.sockets);
     run(enet, &mut net, |sockets| echo.service(sockets))
 }
 
@@ -127,7 +127,11 @@ unsafe fn DefaultHandler(irqn: i16) {
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!("hard fault: pc {=u32:#010x} lr {=u32:#010x}", frame.pc(), frame.lr());
+    defmt::error!(
+        "hard fault: pc {=u32:#010x} lr {=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
     semihosting::process::exit(1)
 }
 

@@ -98,12 +98,30 @@ impl<'a> Net<'a> {
             let StaticIpv4 {
                 address, gateway, ..
             } = self.fallback;
-            defmt::warn!("dhcp: no lease after {}, using static {} gateway {}", self.fallback.after, address, gateway);
+            defmt::warn!(
+                "dhcp: no lease after {}, using static {} gateway {}",
+                self.fallback.after,
+                address,
+                gateway
+            );
             self.set_ipv4(Some((address, Some(gateway))));
             self.ipv4 = Ipv4State::Static;
             return Some(address);
         }
         None
+    }
+
+    /// Call when the link comes (back) up: restarts DHCP discovery at once
+    /// (instead of at smoltcp's next 10 s retry) and, while there is no
+    /// address yet, restarts the fallback delay. A lease from the previous
+    /// link is dropped through the usual `Deconfigured` event.
+    // Not every board reports link changes: QEMU's model has no PHY.
+    #[allow(dead_code)]
+    pub fn link_up(&mut self, now: Instant) {
+        self.sockets.get_mut::<dhcpv4::Socket>(self.dhcp).reset();
+        if let Ipv4State::Waiting { .. } = self.ipv4 {
+            self.ipv4 = Ipv4State::Waiting { since: now };
+        }
     }
 
     /// How long the stack may sleep before it must be polled again (`None`:

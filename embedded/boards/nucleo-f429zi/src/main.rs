@@ -1,0 +1,275 @@
+//! Ricochet on the NUCLEO-F429ZI: the STM32F429's Ethernet MAC (through
+//! stm32-eth's DMA rings) and the on-board LAN8742A PHY driven by smoltcp,
+//! serving echo on TCP and UDP port 7.
+//!
+//! For now the echo service is the plain smoltcp one in [`echo`] (a driver
+//! check); the shared `ricochet-embedded` crate replaces it by swapping the
+//! closure passed to [`run`]. Logs go out as defmt over RTT: `cargo run
+//! --release` flashes the board with probe-rs and prints them (README.md).
+
+#![no_std]
+#![no_main]
+
+mod clock;
+mod echo;
+mod eth_device;
+mod link;
+mod net;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use cortex_m_rt::entry;
+use defmt_rtt as _;
+use embedded_hal::digital::{OutputPin, PinState};
+use panic_probe as _;
+use rand_core::RngCore;
+use smoltcp::iface::{SocketSet, SocketStorage};
+use smoltcp::time::Duration;
+use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use static_cell::{ConstStaticCell, StaticCell};
+use stm32_eth::dma::{RxRingEntry, TxRingEntry};
+use stm32_eth::{EthPins, Parts, PartsIn};
+use stm32f4xx_hal::gpio::{GpioExt, Speed};
+use stm32f4xx_hal::pac::{self, interrupt};
+use stm32f4xx_hal::prelude::*;
+use stm32f4xx_hal::rcc::Clocks;
+use stm32f4xx_hal::rng::RngExt;
+
+use crate::eth_device::EthDevice;
+use crate::link::{Link, LinkEvent};
+use crate::net::{Net, StaticIpv4};
+
+/// Used when no DHCP lease arrives.
+const FALLBACK: StaticIpv4 = StaticIpv4 {
+    address: Ipv4Cidr::new(Ipv4Address::new(192, 168, 1, 50), 24),
+    gateway: Ipv4Address::new(192, 168, 1, 1),
+    after: Duration::from_secs(2),
+};
+
+/// NUCLEO-144 boards feed the ST-LINK's 8 MHz MCO into PH0 (HSE bypass) in
+/// their default solder-bridge setting. Set to `false` to run from the
+/// internal 16 MHz RC oscillator instead (Ethernet timing comes from the
+/// PHY's own 25 MHz crystal either way).
+const HSE_BYPASS_8MHZ: bool = true;
+
+const RX_DESCRIPTORS: usize = 8;
+const TX_DESCRIPTORS: usize = 4;
+
+// DMA descriptors and buffers: in SRAM1-3 (`RAM` in memory.x), which the
+// Ethernet DMA can reach; CCM RAM is not used.
+static RX_RING: ConstStaticCell<[RxRingEntry; RX_DESCRIPTORS]> =
+    ConstStaticCell::new([RxRingEntry::RX_INIT; RX_DESCRIPTORS]);
+static TX_RING: ConstStaticCell<[TxRingEntry; TX_DESCRIPTORS]> =
+    ConstStaticCell::new([TxRingEntry::INIT; TX_DESCRIPTORS]);
+/// The DHCP socket plus the echo service's. Filled at run time:
+/// `SocketStorage::EMPTY` is not all-zero bytes, so a const-initialised
+/// static would sit in `.data` and cost flash.
+static SOCKETS: StaticCell<[SocketStorage<'static>; 1 + echo::SOCKETS]> = StaticCell::new();
+
+/// Set by the ETH interrupt: a frame arrived or a transmit descriptor freed.
+static ETH_EVENT: AtomicBool = AtomicBool::new(false);
+
+defmt::timestamp!("{=u64:ms}", clock::now_ms());
+
+#[entry]
+fn main() -> ! {
+    let dp = pac::Peripherals::take().expect("device peripherals taken once");
+    let core = cortex_m::Peripherals::take().expect("core peripherals taken once");
+
+    defmt::info!("ricochet: nucleo-f429zi booting");
+    // Keep the debug port (RTT, probe-rs) alive while the core sleeps in wfi.
+    dp.DBGMCU.cr.modify(|_, w| w.dbg_sleep().set_bit());
+
+    let rcc = dp.RCC.constrain();
+    let cfgr = rcc
+        .cfgr
+        .sysclk(168.MHz())
+        .hclk(168.MHz())
+        .require_pll48clk();
+    let cfgr = if HSE_BYPASS_8MHZ {
+        cfgr.use_hse(8.MHz()).bypass_hse_oscillator()
+    } else {
+        cfgr
+    };
+    let clocks = cfgr.freeze();
+    clock::init(core.SYST, clocks.hclk().raw());
+    defmt::info!(
+        "ricochet: nucleo-f429zi up, sysclk {} Hz",
+        clocks.sysclk().raw()
+    );
+
+    let gpioa = dp.GPIOA.split();
+    let gpiob = dp.GPIOB.split();
+    let gpioc = dp.GPIOC.split();
+    let gpiog = dp.GPIOG.split();
+    let mut led = gpiob.pb0.into_push_pull_output();
+
+    // RMII: stm32-eth switches these to AF11, very high speed.
+    let pins = EthPins {
+        ref_clk: gpioa.pa1.into_floating_input(),
+        crs: gpioa.pa7.into_floating_input(),
+        tx_en: gpiog.pg11.into_floating_input(),
+        tx_d0: gpiog.pg13.into_floating_input(),
+        tx_d1: gpiob.pb13.into_floating_input(),
+        rx_d0: gpioc.pc4.into_floating_input(),
+        rx_d1: gpioc.pc5.into_floating_input(),
+    };
+    let mdio = gpioa.pa2.into_alternate().speed(Speed::VeryHigh);
+    let mdc = gpioc.pc1.into_alternate().speed(Speed::VeryHigh);
+    let parts = PartsIn {
+        mac: dp.ETHERNET_MAC,
+        mmc: dp.ETHERNET_MMC,
+        dma: dp.ETHERNET_DMA,
+    };
+    let Parts { mac, dma } = stm32_eth::new_with_mii(
+        parts,
+        RX_RING.take(),
+        TX_RING.take(),
+        clocks,
+        pins,
+        mdio,
+        mdc,
+    )
+    .expect("HCLK is at least 25 MHz");
+    dma.enable_interrupt();
+    let mut device = EthDevice::new(dma);
+    let mut link = Link::new(mac);
+
+    let mac = mac_address();
+    defmt::info!("eth: mac {}", mac);
+    let seed = random_seed(dp.RNG, &clocks);
+    let mut net = Net::new(
+        &mut device,
+        mac,
+        seed,
+        SOCKETS.init([SocketStorage::EMPTY; 1 + echo::SOCKETS]),
+        FALLBACK,
+        clock::smoltcp_now(),
+    );
+    let mut echo = echo::Echo::new(&mut net.sockets);
+    run(&mut device, &mut link, &mut led, &mut net, |sockets| {
+        echo.service(sockets)
+    })
+}
+
+/// The poll/sleep loop: watches the link (LD1 on while it is up), polls the
+/// stack and lets `app` service its sockets while the link is up, then
+/// sleeps until an Ethernet interrupt or the next deadline.
+fn run(
+    device: &mut EthDevice<'_, '_>,
+    link: &mut Link,
+    led: &mut impl OutputPin,
+    net: &mut Net<'_>,
+    mut app: impl FnMut(&mut SocketSet<'_>),
+) -> ! {
+    let mut reported_errors = 0;
+    loop {
+        let now = clock::now_ms();
+        if let Some(event) = link.poll(now) {
+            match event {
+                LinkEvent::Up(speed) => {
+                    defmt::info!("eth: link up, {}", speed);
+                    net.link_up(clock::to_smoltcp(now));
+                }
+                LinkEvent::Down => defmt::warn!("eth: link down"),
+            }
+            let _ = led.set_state(PinState::from(matches!(event, LinkEvent::Up(_))));
+        }
+        // The stack only runs while the link is up, so the DHCP fallback
+        // delay counts from link-up (see `Net::link_up`), not from boot.
+        let mut stack_deadline = None;
+        if link.is_up() {
+            if let Some(address) = net.poll(clock::to_smoltcp(now), device) {
+                defmt::info!(
+                    "ricochet: listening on tcp/udp port {}, ip {}",
+                    echo::PORT,
+                    address.address()
+                );
+            }
+            app(&mut net.sockets);
+            // Zero when the application queued data: the next poll sends it.
+            stack_deadline = net
+                .poll_delay(clock::to_smoltcp(now))
+                .map(|delay| clock::deadline_ms(now, delay));
+        }
+
+        let stats = device.stats();
+        if stats.rx_errors != reported_errors {
+            reported_errors = stats.rx_errors;
+            defmt::warn!("eth: {}", stats);
+        }
+
+        let deadline =
+            stack_deadline.map_or(link.next_check_ms(), |at| at.min(link.next_check_ms()));
+        // While the link is down only the link check and SysTick matter.
+        sleep(link.is_up().then_some(&mut *device), deadline);
+    }
+}
+
+/// Sleeps (`wfi`) until the clock reaches `deadline` (milliseconds) or, if
+/// `device` is given, an Ethernet interrupt has come in or a frame is
+/// waiting.
+///
+/// Interrupts are disabled around the check and the `wfi`, so an interrupt
+/// arriving in between stays pending and makes `wfi` return at once; the
+/// handlers run when interrupts are enabled again. SysTick wakes the core
+/// every millisecond to re-check the deadline.
+fn sleep(mut device: Option<&mut EthDevice<'_, '_>>, deadline: u64) {
+    loop {
+        let wake = cortex_m::interrupt::free(|_| {
+            let eth_event = ETH_EVENT.swap(false, Ordering::Relaxed);
+            if let Some(device) = device.as_deref_mut()
+                && (eth_event || device.rx_pending())
+            {
+                return true;
+            }
+            if clock::now_ms() >= deadline {
+                return true;
+            }
+            cortex_m::asm::wfi();
+            false
+        });
+        if wake {
+            return;
+        }
+    }
+}
+
+#[interrupt]
+fn ETH() {
+    // Clears the DMA's interrupt flags (else the interrupt fires again at
+    // once); the frames themselves are handled in thread mode.
+    let _ = stm32_eth::eth_interrupt_handler();
+    ETH_EVENT.store(true, Ordering::Relaxed);
+}
+
+/// A locally administered MAC address (02:52:43:xx:xx:xx) derived from the
+/// chip's 96-bit unique ID: stable across boots, distinct between boards.
+fn mac_address() -> EthernetAddress {
+    /// Address of the unique device ID in system memory (RM0090 §39.1).
+    const UID: *const [u32; 3] = 0x1FFF_7A10 as *const [u32; 3];
+    // SAFETY: the unique ID is a read-only, word-aligned, factory-programmed
+    // block present on every STM32F4; reading it has no side effects.
+    let uid = unsafe { core::ptr::read_volatile(UID) };
+    // FNV-1a over the 12 bytes.
+    let mut hash: u32 = 0x811C_9DC5;
+    for byte in uid.iter().flat_map(|word| word.to_le_bytes()) {
+        hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    let [a, b, c, _] = hash.to_le_bytes();
+    EthernetAddress([0x02, 0x52, 0x43, a, b, c])
+}
+
+/// smoltcp's seed (TCP initial sequence numbers, DHCP transaction ids) from
+/// the hardware RNG, or from the clock if the RNG reports an error.
+fn random_seed(rng: pac::RNG, clocks: &Clocks) -> u64 {
+    let mut rng = rng.constrain(clocks);
+    let mut bytes = [0u8; 8];
+    match rng.try_fill_bytes(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => {
+            defmt::warn!("rng: error, seeding from the clock");
+            clock::now_ms() ^ u64::from(cortex_m::peripheral::SYST::get_current()) << 32
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The QEMU stages: boot the lm3s6965evb firmware with slirp forwarding a
+//! host port to guest port 7, then verify it with `ricochet probe`.
+//!
+//! Every QEMU process is started under `timeout`, in its own process group,
+//! and killed by that group's id; nothing else is touched.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{Ctx, have, run};
+
+const BOARD: &str = "embedded/boards/qemu-lm3s6965evb";
+const ELF: &str = "target/thumbv7m-none-eabi/release/ricochet-qemu-lm3s6965evb";
+/// An upper bound on one QEMU run in CI (the e2e checks take well under a minute).
+const QEMU_LIMIT_SECS: u32 = 600;
+
+/// `cargo xtask qemu [PORT]`: build and boot, in the foreground, until Ctrl-C.
+pub(crate) fn interactive(ctx: &Ctx, port: Option<&str>) -> Result<(), String> {
+    let port = port.unwrap_or("7777");
+    port.parse::<u16>().map_err(|_| format!("bad port {port:?}: expected 1-65535"))?;
+    require_tools()?;
+    let board = ctx.root.join(BOARD);
+    eprintln!("xtask: building the QEMU firmware; then forwarding 127.0.0.1:{port} (tcp+udp) to guest port 7");
+    eprintln!("xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}");
+    run(&board, &cargo(), &["run", "--release"], &[("RICOCHET_PORT", port)])
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn require_tools() -> Result<(), String> {
+    for (tool, how) in [
+        ("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm"),
+        ("defmt-print", "cargo install --locked defmt-print"),
+    ] {
+        if !have(tool) {
+            return Err(format!("{tool} not found: run `cargo xtask deps` or `{how}`"));
+        }
+    }
+    Ok(())
+}
+
+/// A free loopback port for both TCP and UDP.
+fn free_port() -> Result<u16, String> {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+        let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port for both TCP and UDP".into())
+}
+
+/// A running QEMU, killed (by process group) when dropped.
+struct Qemu {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Qemu {
+    fn boot(board: &Path, port: u16, log: PathBuf) -> Result<Qemu, String> {
+        let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
+        // setsid: QEMU, defmt-print and the script share a new process group
+        // whose id is the child's pid, so one kill stops them all.
+        let child = Command::new("setsid")
+            .args(["timeout", "-k", "5", &QEMU_LIMIT_SECS.to_string(), "./qemu-run.sh", ELF])
+            .current_dir(board)
+            .env("RICOCHET_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-run.sh: {e}"))?;
+        Ok(Qemu { child, log })
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let pgid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.alive() {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ricochet probe` with `args`; returns its stdout, fails on a non-zero exit.
+fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(ricochet)
+        .arg("probe")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "`ricochet probe {}` failed ({}):\n{stdout}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The CI stage: boot, wait for a verified echo, run the probe matrix, check the log.
+pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
+    require_tools()?;
+    let board = ctx.root.join(BOARD);
+    run(&ctx.root, &cargo(), &["build", "--release", "--locked", "-p", "ricochet"], &[])?;
+    run(&board, &cargo(), &["build", "--release", "--locked"], &[])?;
+    let ricochet = ctx.root.join("target/release/ricochet");
+    let port = free_port()?;
+    let log = std::env::temp_dir().join(format!("ricochet-qemu-{port}.log"));
+    let mut qemu = Qemu::boot(&board, port, log.clone())?;
+    let result = checks(&ricochet, port, &mut qemu);
+    let text = qemu.log_text();
+    drop(qemu);
+    eprintln!("--- firmware log (defmt, {}):", log.display());
+    for line in text.lines().take(400) {
+        eprintln!("    {line}");
+    }
+    result?;
+    for bad in ["panicked", "PANIC", "HardFault", "ERROR"] {
+        if text.contains(bad) {
+            return Err(format!("the firmware log contains {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let udp = format!("udp://127.0.0.1:{port}");
+
+    // 1. Up means a verified echo, not a bare connect (slirp accepts every
+    //    connect even before the guest listens).
+    let start = Instant::now();
+    loop {
+        if !qemu.alive() {
+            return Err(format!("QEMU exited during boot:\n{}", qemu.log_text()));
+        }
+        match probe(ricochet, &[&tcp, "--count", "1", "--size", "16", "--timeout", "1s", "--quiet"]) {
+            Ok(_) => break,
+            Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                return Err(format!("the firmware did not echo within 60 s: {e}"));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    eprintln!("xtask: firmware echoes after {:.2}s", start.elapsed().as_secs_f64());
+
+    // 2. The matrix.
+    let cases: &[(&str, &[&str])] = &[
+        ("tcp ping-pong 32 B x 2000", &["--pattern", "pingpong", "--size", "32", "--count", "2000"]),
+        ("tcp stream 1 MiB", &["--pattern", "stream", "--size", "1024", "--count", "1024"]),
+        ("tcp random sizes", &["--pattern", "stream", "--size", "1-3000", "--count", "300"]),
+        ("tcp 4 simultaneous connections", &["--connections", "4", "--pattern", "pingpong", "--size", "200", "--count", "200"]),
+    ];
+    for (name, args) in cases {
+        let mut all = vec![tcp.as_str()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--timeout", "5s"]);
+        let out = probe(ricochet, &all).map_err(|e| format!("{name}: {e}"))?;
+        eprintln!("xtask: ok: {name}\n{}", indent(&out));
+    }
+
+    // 3. 200 back-to-back reconnects, each verified.
+    let t = Instant::now();
+    for i in 0..200 {
+        probe(ricochet, &[&tcp, "--count", "1", "--size", "64", "--seed", &i.to_string(), "--timeout", "5s", "--quiet"])
+            .map_err(|e| format!("reconnect {i}: {e}"))?;
+    }
+    eprintln!("xtask: ok: 200 back-to-back reconnects in {:.1}s", t.elapsed().as_secs_f64());
+
+    // 4. UDP: verified datagrams, then an oversize one that must be dropped.
+    let out = probe(ricochet, &[&udp, "--size", "12-1400", "--count", "500", "--timeout", "1s"])
+        .map_err(|e| format!("udp: {e}"))?;
+    eprintln!("xtask: ok: udp 500 datagrams\n{}", indent(&out));
+    oversize_datagram_is_dropped(port, qemu)?;
+    Ok(())
+}
+
+fn oversize_datagram_is_dropped(port: u16, qemu: &Qemu) -> Result<(), String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
+    let big = vec![0x5a; 1472];
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        sock.send_to(&big, ("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return Err(format!("an oversize datagram (1472 bytes) was answered with {n} bytes"));
+        }
+    }
+    // The firmware logs each drop with its reason; wait for it to reach the log.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if BufReader::new(qemu.log_text().as_bytes()).lines().map_while(Result::ok).any(|l| l.contains("oversize")) {
+            eprintln!("xtask: ok: oversize datagram dropped and logged");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("no oversize drop in the firmware log".into());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}

@@ -73,10 +73,10 @@ impl Wire {
         match self.mode {
             Mode::Raw => {}
             Mode::Lines => {
-                for b in out.iter_mut() {
-                    if *b == TERMINATOR {
-                        *b = NOT_NEWLINE;
-                    }
+                let mut from = 0;
+                while let Some(pos) = memchr::memchr(TERMINATOR, &out[from..]) {
+                    out[from + pos] = NOT_NEWLINE;
+                    from += pos + 1;
                 }
                 if c.off + n == c.len {
                     out[n - 1] = TERMINATOR;

@@ -39,7 +39,13 @@ fn session_echo(c: &mut Criterion) {
         let data = input(mode);
         group.bench_function(mode.as_str(), |b| {
             let now = Instant::ZERO;
-            let mut s = Session::<4096>::new(SessionConfig { mode, ..SessionConfig::default() }, now);
+            let mut s = Session::<4096>::new(
+                SessionConfig {
+                    mode,
+                    ..SessionConfig::default()
+                },
+                now,
+            );
             b.iter(|| {
                 let mut fed = 0;
                 let mut echoed = 0;
@@ -79,7 +85,10 @@ fn probe_verify(c: &mut Criterion) {
                 p.commit_sent(Instant::ZERO, n).unwrap();
                 let mut at = 0;
                 while at < n {
-                    at += p.handle_received(Instant::ZERO, &buf[at..n]).unwrap().consumed;
+                    at += p
+                        .handle_received(Instant::ZERO, &buf[at..n])
+                        .unwrap()
+                        .consumed;
                 }
             });
         });

@@ -44,13 +44,17 @@ impl Frame<'_> {
 /// Decodes the first frame of `buf`.
 pub fn decode(buf: &[u8]) -> Status<Frame<'_>> {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
-        return Status::Partial { needed: HEADER_LEN - buf.len() };
+        return Status::Partial {
+            needed: HEADER_LEN - buf.len(),
+        };
     };
     let len = usize::from(u16::from_be_bytes(*header));
     let total = HEADER_LEN + len;
     match buf.get(HEADER_LEN..total) {
         Some(payload) => Status::Complete(Frame { payload }),
-        None => Status::Partial { needed: total - buf.len() },
+        None => Status::Partial {
+            needed: total - buf.len(),
+        },
     }
 }
 
@@ -66,7 +70,11 @@ pub struct FrameTooLarge {
 
 impl fmt::Display for FrameTooLarge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "frame of {} bytes exceeds the limit of {} bytes", self.len, self.limit)
+        write!(
+            f,
+            "frame of {} bytes exceeds the limit of {} bytes",
+            self.len, self.limit
+        )
     }
 }
 
@@ -80,7 +88,10 @@ impl core::error::Error for FrameTooLarge {}
 pub fn complete_prefix(buf: &[u8], limit: usize) -> Result<(usize, u64), FrameTooLarge> {
     let mut at = 0;
     let mut frames = 0;
-    while let Some(header) = buf.get(at..).and_then(|rest| rest.first_chunk::<HEADER_LEN>()) {
+    while let Some(header) = buf
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<HEADER_LEN>())
+    {
         let total = HEADER_LEN + usize::from(u16::from_be_bytes(*header));
         if total > limit {
             return Err(FrameTooLarge { len: total, limit });
@@ -115,10 +126,16 @@ impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EncodeError::PayloadTooLong { len } => {
-                write!(f, "payload of {len} bytes exceeds the frame limit of {MAX_PAYLOAD}")
+                write!(
+                    f,
+                    "payload of {len} bytes exceeds the frame limit of {MAX_PAYLOAD}"
+                )
             }
             EncodeError::BufferTooSmall { required } => {
-                write!(f, "output buffer too small: the frame needs {required} bytes")
+                write!(
+                    f,
+                    "output buffer too small: the frame needs {required} bytes"
+                )
             }
         }
     }
@@ -137,7 +154,9 @@ pub fn header(len: usize) -> Result<[u8; HEADER_LEN], EncodeError> {
 pub fn encode(payload: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
     let head = header(payload.len())?;
     let required = HEADER_LEN + payload.len();
-    let out = out.get_mut(..required).ok_or(EncodeError::BufferTooSmall { required })?;
+    let out = out
+        .get_mut(..required)
+        .ok_or(EncodeError::BufferTooSmall { required })?;
     out[..HEADER_LEN].copy_from_slice(&head);
     out[HEADER_LEN..].copy_from_slice(payload);
     Ok(required)
@@ -179,7 +198,14 @@ mod tests {
             (b"\x00\x0e", 16, Ok((0, 0))),
             (b"\x00\x0e0123456789abcd", 16, Ok((16, 1))),
             (b"\x00\x0f", 16, Err(FrameTooLarge { len: 17, limit: 16 })),
-            (b"\x00\x01a\xff\xff", 16, Err(FrameTooLarge { len: 65537, limit: 16 })),
+            (
+                b"\x00\x01a\xff\xff",
+                16,
+                Err(FrameTooLarge {
+                    len: 65537,
+                    limit: 16,
+                }),
+            ),
         ];
         for &(input, limit, expected) in cases {
             assert_eq!(complete_prefix(input, limit), expected, "input {input:?}");
@@ -191,13 +217,22 @@ mod tests {
         let mut out = [0u8; 8];
         let n = encode(b"hello", &mut out).unwrap();
         assert_eq!(&out[..n], b"\x00\x05hello");
-        assert_eq!(decode(&out[..n]), Status::Complete(Frame { payload: b"hello" }));
+        assert_eq!(
+            decode(&out[..n]),
+            Status::Complete(Frame { payload: b"hello" })
+        );
     }
 
     #[test]
     fn encode_rejects_small_buffer_and_long_payload() {
         let mut out = [0u8; 4];
-        assert_eq!(encode(b"hello", &mut out), Err(EncodeError::BufferTooSmall { required: 7 }));
-        assert_eq!(header(70_000), Err(EncodeError::PayloadTooLong { len: 70_000 }));
+        assert_eq!(
+            encode(b"hello", &mut out),
+            Err(EncodeError::BufferTooSmall { required: 7 })
+        );
+        assert_eq!(
+            header(70_000),
+            Err(EncodeError::PayloadTooLong { len: 70_000 })
+        );
     }
 }

@@ -65,11 +65,13 @@ pub mod probe;
 pub mod session;
 pub mod time;
 
-pub use datagram::{DatagramPolicy, DropReason, PolicyConfig, Verdict};
+pub use datagram::{
+    DatagramPolicy, DatagramStats, DropReason, PolicyConfig, RateLimit, Verdict, is_reflector_port,
+};
 pub use mode::{Mode, ParseModeError};
 pub use probe::{
-    DatagramOutcome, DatagramProbe, DatagramProbeConfig, Pattern, ProbeConfig, ProbeError, SizeRange,
-    StreamProbe,
+    DatagramOutcome, DatagramProbe, DatagramProbeConfig, Pattern, ProbeConfig, ProbeError,
+    SizeRange, StreamProbe,
 };
 pub use session::{AbortReason, CloseReason, Event, Session, SessionConfig, State};
 pub use time::{Duration, Instant};

@@ -38,7 +38,9 @@ impl Payload {
         let mut rest = out;
         // Unaligned head.
         while pos & 7 != 0 {
-            let Some((first, tail)) = rest.split_first_mut() else { return };
+            let Some((first, tail)) = rest.split_first_mut() else {
+                return;
+            };
             *first = self.byte(pos);
             pos += 1;
             rest = tail;

@@ -21,7 +21,9 @@ mod datagram;
 mod stream;
 mod wire;
 
-pub use datagram::{DATAGRAM_HEADER, DatagramOutcome, DatagramProbe, DatagramProbeConfig, DatagramProbeStats};
+pub use datagram::{
+    DATAGRAM_HEADER, DatagramOutcome, DatagramProbe, DatagramProbeConfig, DatagramProbeStats,
+};
 pub use stream::{ProbeConfig, ProbeStats, Received, StreamProbe};
 
 /// How a stream probe paces its messages.
@@ -96,7 +98,10 @@ impl fmt::Display for ConfigError {
                 write!(f, "empty size range {min}..={max}")
             }
             ConfigError::SizeOutOfBounds { size, min, max } => {
-                write!(f, "message size {size} is outside {min}..={max} for this mode")
+                write!(
+                    f,
+                    "message size {size} is outside {min}..={max} for this mode"
+                )
             }
             ConfigError::BadWindow { window } => write!(f, "invalid window {window}"),
         }
@@ -141,14 +146,24 @@ pub enum ProbeError {
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            ProbeError::Mismatch { offset, expected, actual } => write!(
+            ProbeError::Mismatch {
+                offset,
+                expected,
+                actual,
+            } => write!(
                 f,
                 "mismatch at stream offset {offset}: sent 0x{expected:02x}, got 0x{actual:02x}"
             ),
             ProbeError::UnexpectedData { offset } => {
-                write!(f, "unexpected data at stream offset {offset}: more came back than was sent")
+                write!(
+                    f,
+                    "unexpected data at stream offset {offset}: more came back than was sent"
+                )
             }
-            ProbeError::PrematureClose { verified, outstanding } => write!(
+            ProbeError::PrematureClose {
+                verified,
+                outstanding,
+            } => write!(
                 f,
                 "server closed early: {verified} bytes verified, {outstanding} bytes never returned"
             ),
@@ -166,17 +181,27 @@ pub(crate) fn mode_size_bounds(mode: Mode) -> (usize, usize) {
     match mode {
         Mode::Raw => (1, usize::MAX),
         Mode::Lines => (1, usize::MAX),
-        Mode::Frames => (crate::frames::HEADER_LEN, crate::frames::HEADER_LEN + crate::frames::MAX_PAYLOAD),
+        Mode::Frames => (
+            crate::frames::HEADER_LEN,
+            crate::frames::HEADER_LEN + crate::frames::MAX_PAYLOAD,
+        ),
     }
 }
 
 pub(crate) fn check_sizes(size: SizeRange, bounds: (usize, usize)) -> Result<(), ConfigError> {
     if size.min > size.max {
-        return Err(ConfigError::EmptySizeRange { min: size.min, max: size.max });
+        return Err(ConfigError::EmptySizeRange {
+            min: size.min,
+            max: size.max,
+        });
     }
     for s in [size.min, size.max] {
         if s < bounds.0 || s > bounds.1 {
-            return Err(ConfigError::SizeOutOfBounds { size: s, min: bounds.0, max: bounds.1 });
+            return Err(ConfigError::SizeOutOfBounds {
+                size: s,
+                min: bounds.0,
+                max: bounds.1,
+            });
         }
     }
     Ok(())

@@ -296,7 +296,11 @@ impl<const N: usize> Session<N> {
     /// `n == 0` is a no-op (end of stream is [`Session::handle_peer_fin`]).
     pub fn commit_received(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
         let now = self.advance(now);
-        let available = if self.state == State::Open { N - self.tail } else { 0 };
+        let available = if self.state == State::Open {
+            N - self.tail
+        } else {
+            0
+        };
         if n > available {
             return Err(CommitError::TooMany { n, available });
         }
@@ -552,7 +556,10 @@ impl fmt::Display for AbortReason {
                 write!(f, "frame of {len} bytes exceeds the {limit}-byte buffer")
             }
             AbortReason::TruncatedFrame { received } => {
-                write!(f, "peer finished in the middle of a frame ({received} bytes of it received)")
+                write!(
+                    f,
+                    "peer finished in the middle of a frame ({received} bytes of it received)"
+                )
             }
             AbortReason::DrainTimeout => f.write_str("peer stopped reading (drain timeout)"),
             AbortReason::PeerReset => f.write_str("connection reset by peer"),

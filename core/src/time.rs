@@ -136,7 +136,12 @@ impl fmt::Display for Instant {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 >= 1_000_000 {
-            write!(f, "{}.{:03}s", self.0 / 1_000_000, (self.0 % 1_000_000) / 1_000)
+            write!(
+                f,
+                "{}.{:03}s",
+                self.0 / 1_000_000,
+                (self.0 % 1_000_000) / 1_000
+            )
         } else if self.0 >= 1_000 {
             write!(f, "{}.{:03}ms", self.0 / 1_000, self.0 % 1_000)
         } else {
@@ -153,7 +158,10 @@ mod tests {
     fn instant_arithmetic_saturates() {
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
         assert_eq!(Instant::ZERO - Instant::from_millis(5), Duration::ZERO);
-        assert_eq!(Instant::from_millis(5) - Instant::from_millis(2), Duration::from_millis(3));
+        assert_eq!(
+            Instant::from_millis(5) - Instant::from_millis(2),
+            Duration::from_millis(3)
+        );
     }
 
     #[test]

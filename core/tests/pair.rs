@@ -11,32 +11,62 @@ use support::{Chunks, Pair};
 const T0: Instant = Instant::from_micros(7_000_000);
 
 fn server_cfg(mode: Mode) -> SessionConfig {
-    SessionConfig { mode, idle_timeout: Some(Duration::from_secs(10)), drain_timeout: Some(Duration::from_secs(5)) }
+    SessionConfig {
+        mode,
+        idle_timeout: Some(Duration::from_secs(10)),
+        drain_timeout: Some(Duration::from_secs(5)),
+    }
 }
 
 fn probe_cfg(mode: Mode, pattern: Pattern, size: SizeRange, count: u64) -> ProbeConfig {
-    ProbeConfig { mode, pattern, seed: 9, size, count: Some(count), response_timeout: Some(Duration::from_secs(30)), interval: None }
+    ProbeConfig {
+        mode,
+        pattern,
+        seed: 9,
+        size,
+        count: Some(count),
+        response_timeout: Some(Duration::from_secs(30)),
+        interval: None,
+    }
 }
 
 fn pair<const N: usize>(probe: ProbeConfig, server: SessionConfig) -> Pair<N, 64> {
-    Pair::new(StreamProbe::new(probe, T0).unwrap(), Session::new(server, T0), T0)
+    Pair::new(
+        StreamProbe::new(probe, T0).unwrap(),
+        Session::new(server, T0),
+        T0,
+    )
 }
 
 #[test]
 fn raw_pingpong_every_message_verified_then_server_closes_after_fin() {
-    let mut p = pair::<4096>(probe_cfg(Mode::Raw, Pattern::PingPong, SizeRange::fixed(64), 100), server_cfg(Mode::Raw));
+    let mut p = pair::<4096>(
+        probe_cfg(Mode::Raw, Pattern::PingPong, SizeRange::fixed(64), 100),
+        server_cfg(Mode::Raw),
+    );
     let out = p.run(&mut Chunks::new(&[7, 64, 1, 300]), 100_000);
     assert_eq!(out.probe, Ok(()));
     assert_eq!((out.sent, out.verified, out.round_trips), (6400, 6400, 100));
     assert_eq!(out.server, State::Closed);
-    assert_eq!(out.server_events, vec![Event::PeerFinished, Event::Closed(CloseReason::PeerFinished)]);
+    assert_eq!(
+        out.server_events,
+        vec![
+            Event::PeerFinished,
+            Event::Closed(CloseReason::PeerFinished)
+        ]
+    );
 }
 
 #[test]
 fn raw_stream_larger_than_buffer_is_backpressured_and_nothing_lost() {
     let window = 64 * 1024;
     let mut p = pair::<256>(
-        probe_cfg(Mode::Raw, Pattern::Stream { window }, SizeRange::range(1, 5000), 200),
+        probe_cfg(
+            Mode::Raw,
+            Pattern::Stream { window },
+            SizeRange::range(1, 5000),
+            200,
+        ),
         server_cfg(Mode::Raw),
     );
     let out = p.run(&mut Chunks::new(&[1000, 3, 4096, 17]), 1_000_000);
@@ -49,7 +79,12 @@ fn raw_stream_larger_than_buffer_is_backpressured_and_nothing_lost() {
 #[test]
 fn lines_random_sizes_split_anywhere_all_verified() {
     let mut p = pair::<1024>(
-        probe_cfg(Mode::Lines, Pattern::Stream { window: 10_000 }, SizeRange::range(1, 1024), 300),
+        probe_cfg(
+            Mode::Lines,
+            Pattern::Stream { window: 10_000 },
+            SizeRange::range(1, 1024),
+            300,
+        ),
         server_cfg(Mode::Lines),
     );
     let out = p.run(&mut Chunks::new(&[5, 1, 999, 64]), 1_000_000);
@@ -61,7 +96,12 @@ fn lines_random_sizes_split_anywhere_all_verified() {
 #[test]
 fn frames_random_sizes_split_anywhere_all_verified() {
     let mut p = pair::<2048>(
-        probe_cfg(Mode::Frames, Pattern::Stream { window: 9000 }, SizeRange::range(2, 2048), 300),
+        probe_cfg(
+            Mode::Frames,
+            Pattern::Stream { window: 9000 },
+            SizeRange::range(2, 2048),
+            300,
+        ),
         server_cfg(Mode::Frames),
     );
     let out = p.run(&mut Chunks::new(&[2, 1, 3, 511]), 1_000_000);
@@ -71,10 +111,26 @@ fn frames_random_sizes_split_anywhere_all_verified() {
 
 #[test]
 fn frames_probe_larger_than_server_buffer_gets_abort_and_premature_close() {
-    let mut p = pair::<64>(probe_cfg(Mode::Frames, Pattern::PingPong, SizeRange::fixed(100), 1), server_cfg(Mode::Frames));
+    let mut p = pair::<64>(
+        probe_cfg(Mode::Frames, Pattern::PingPong, SizeRange::fixed(100), 1),
+        server_cfg(Mode::Frames),
+    );
     let out = p.run(&mut Chunks::new(&[512]), 10_000);
-    assert_eq!(out.server, State::Aborted(AbortReason::FrameTooLarge { len: 100, limit: 64 }));
-    assert!(matches!(out.probe, Err(ProbeError::PrematureClose { verified: 0, .. })), "{:?}", out.probe);
+    assert_eq!(
+        out.server,
+        State::Aborted(AbortReason::FrameTooLarge {
+            len: 100,
+            limit: 64
+        })
+    );
+    assert!(
+        matches!(
+            out.probe,
+            Err(ProbeError::PrematureClose { verified: 0, .. })
+        ),
+        "{:?}",
+        out.probe
+    );
 }
 
 #[test]
@@ -83,24 +139,52 @@ fn silent_client_is_closed_by_idle_timeout_on_the_virtual_clock() {
     probe.interval = Some(Duration::from_secs(3600));
     let mut p = pair::<64>(probe, server_cfg(Mode::Raw));
     let out = p.run(&mut Chunks::new(&[64]), 10_000);
-    assert_eq!(out.server_events, vec![Event::Closed(CloseReason::IdleTimeout)]);
-    assert!(matches!(out.probe, Err(ProbeError::PrematureClose { verified: 8, outstanding: 0 })), "{:?}", out.probe);
-    assert!(p.now >= T0 + Duration::from_secs(10), "clock jumped to the idle deadline");
+    assert_eq!(
+        out.server_events,
+        vec![Event::Closed(CloseReason::IdleTimeout)]
+    );
+    assert!(
+        matches!(
+            out.probe,
+            Err(ProbeError::PrematureClose {
+                verified: 8,
+                outstanding: 0
+            })
+        ),
+        "{:?}",
+        out.probe
+    );
+    assert!(
+        p.now >= T0 + Duration::from_secs(10),
+        "clock jumped to the idle deadline"
+    );
     assert!(out.steps < 100, "no busy waiting: {} steps", out.steps);
 }
 
 #[test]
 fn client_that_never_reads_is_aborted_by_drain_timeout_with_bounded_buffer() {
     let mut p = pair::<128>(
-        probe_cfg(Mode::Raw, Pattern::Stream { window: 1 << 20 }, SizeRange::fixed(1000), 1000),
+        probe_cfg(
+            Mode::Raw,
+            Pattern::Stream { window: 1 << 20 },
+            SizeRange::fixed(1000),
+            1000,
+        ),
         server_cfg(Mode::Raw),
     );
     p.client_reads = false;
     let out = p.run(&mut Chunks::new(&[100]), 100_000);
     assert_eq!(out.server, State::Aborted(AbortReason::DrainTimeout));
-    assert_eq!(p.max_buffered, 128, "the buffer filled and stopped there: backpressure");
+    assert_eq!(
+        p.max_buffered, 128,
+        "the buffer filled and stopped there: backpressure"
+    );
     assert_eq!(out.verified, 0);
-    assert!(out.sent <= 128 + 2 * 512 + 1000, "the client was held back: sent {}", out.sent);
+    assert!(
+        out.sent <= 128 + 2 * 512 + 1000,
+        "the client was held back: sent {}",
+        out.sent
+    );
 }
 
 #[test]
@@ -111,6 +195,13 @@ fn paced_probe_measures_round_trip_from_schedule() {
     let out = p.run(&mut Chunks::new(&[32]), 10_000);
     assert_eq!(out.probe, Ok(()));
     assert_eq!(out.round_trips, 5);
-    assert!(p.now >= T0 + Duration::from_millis(400), "five messages 100 ms apart");
-    assert!(p.max_rtt < Duration::from_millis(1), "an idle server answers at once: {}", p.max_rtt);
+    assert!(
+        p.now >= T0 + Duration::from_millis(400),
+        "five messages 100 ms apart"
+    );
+    assert!(
+        p.max_rtt < Duration::from_millis(1),
+        "an idle server answers at once: {}",
+        p.max_rtt
+    );
 }

@@ -129,7 +129,9 @@ impl<const M: usize> DatagramProbe<M> {
     pub fn new(config: DatagramProbeConfig, now: Instant) -> Result<Self, ConfigError> {
         check_sizes(config.size, (DATAGRAM_HEADER, usize::from(u16::MAX)))?;
         if config.window == 0 || config.window > M {
-            return Err(ConfigError::BadWindow { window: config.window });
+            return Err(ConfigError::BadWindow {
+                window: config.window,
+            });
         }
         let payload = Payload::new(config.seed);
         let tag = (payload.number(u64::MAX) as u32).to_be_bytes();
@@ -225,7 +227,9 @@ impl<const M: usize> DatagramProbe<M> {
     /// The next loss deadline or paced send.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let loss = (self.oldest..self.next_seq).find_map(|seq| match self.slots[self.index(seq)] {
-            Slot::InFlight { seq: s, sent_at } if s == seq => Some(sent_at + self.config.loss_timeout),
+            Slot::InFlight { seq: s, sent_at } if s == seq => {
+                Some(sent_at + self.config.loss_timeout)
+            }
             _ => None,
         });
         let pacing = match self.config.interval {
@@ -296,7 +300,9 @@ impl<const M: usize> DatagramProbe<M> {
         let i = self.index(seq);
         let slot = self.slots[i];
         let tracked = match slot {
-            Slot::InFlight { seq: s, .. } | Slot::Verified { seq: s } | Slot::Lost { seq: s } => s == seq,
+            Slot::InFlight { seq: s, .. } | Slot::Verified { seq: s } | Slot::Lost { seq: s } => {
+                s == seq
+            }
             Slot::Empty => false,
         };
         if !tracked {
@@ -316,7 +322,9 @@ impl<const M: usize> DatagramProbe<M> {
                 self.slots[i] = Slot::Verified { seq };
                 self.in_flight -= 1;
                 self.settle();
-                DatagramOutcome::Verified { round_trip: now.saturating_since(sent_at) }
+                DatagramOutcome::Verified {
+                    round_trip: now.saturating_since(sent_at),
+                }
             }
             Slot::Verified { .. } => DatagramOutcome::Duplicate { seq },
             Slot::Lost { .. } | Slot::Empty => DatagramOutcome::Late { seq },

@@ -3,7 +3,9 @@
 use heapless::Deque;
 
 use super::wire::{Cursor, Wire};
-use super::{ConfigError, Pattern, ProbeError, SizeRange, check_sizes, mode_size_bounds, scheduled};
+use super::{
+    ConfigError, Pattern, ProbeError, SizeRange, check_sizes, mode_size_bounds, scheduled,
+};
 use crate::mode::Mode;
 use crate::payload::Payload;
 use crate::session::CommitError;
@@ -111,7 +113,11 @@ impl<const M: usize> StreamProbe<M> {
         if M == 0 {
             return Err(ConfigError::BadWindow { window: M });
         }
-        let wire = Wire { mode: config.mode, payload: Payload::new(config.seed), size: config.size };
+        let wire = Wire {
+            mode: config.mode,
+            payload: Payload::new(config.seed),
+            size: config.size,
+        };
         Ok(StreamProbe {
             config,
             wire,
@@ -170,7 +176,10 @@ impl<const M: usize> StreamProbe<M> {
     pub fn commit_sent(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
         let now = self.advance(now);
         if n > self.offered {
-            return Err(CommitError::TooMany { n, available: self.offered });
+            return Err(CommitError::TooMany {
+                n,
+                available: self.offered,
+            });
         }
         if n == 0 {
             return Ok(());
@@ -192,7 +201,8 @@ impl<const M: usize> StreamProbe<M> {
             }
             let step = remaining.min(self.tx.len - self.tx.off);
             let stats = &mut self.stats;
-            self.wire.advance(&mut self.tx, step, |_| stats.messages_sent += 1);
+            self.wire
+                .advance(&mut self.tx, step, |_| stats.messages_sent += 1);
             remaining -= step;
         }
         self.stats.bytes_sent += n as u64;
@@ -211,11 +221,16 @@ impl<const M: usize> StreamProbe<M> {
             return Err(e);
         }
         if data.is_empty() {
-            return Ok(Received { consumed: 0, round_trip: None });
+            return Ok(Received {
+                consumed: 0,
+                round_trip: None,
+            });
         }
         let outstanding = self.outstanding();
         if outstanding == 0 {
-            return Err(self.fail(ProbeError::UnexpectedData { offset: self.rx.total }));
+            return Err(self.fail(ProbeError::UnexpectedData {
+                offset: self.rx.total,
+            }));
         }
         let take = data
             .len()
@@ -229,7 +244,11 @@ impl<const M: usize> StreamProbe<M> {
             let n = self.wire.fill_message(&cursor, &mut expected[..chunk]);
             let got = &data[checked..checked + n];
             if got != &expected[..n] {
-                let i = got.iter().zip(&expected[..n]).position(|(a, b)| a != b).unwrap_or(0);
+                let i = got
+                    .iter()
+                    .zip(&expected[..n])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 return Err(self.fail(ProbeError::Mismatch {
                     offset: cursor.total + i as u64,
                     expected: expected[i],
@@ -246,11 +265,16 @@ impl<const M: usize> StreamProbe<M> {
         self.stats.bytes_verified += take as u64;
         let round_trip = if completed {
             self.stats.messages_verified += 1;
-            self.started.pop_front().map(|start| now.saturating_since(start))
+            self.started
+                .pop_front()
+                .map(|start| now.saturating_since(start))
         } else {
             None
         };
-        Ok(Received { consumed: take, round_trip })
+        Ok(Received {
+            consumed: take,
+            round_trip,
+        })
     }
 
     /// The server closed its side (a read returned 0). Fine if the probe is
@@ -273,13 +297,20 @@ impl<const M: usize> StreamProbe<M> {
     /// Stops beginning new messages; the one being written is finished and
     /// everything in flight is still verified.
     pub fn finish(&mut self) {
-        let last = if self.tx.off == 0 { self.tx.msg } else { self.tx.msg + 1 };
+        let last = if self.tx.off == 0 {
+            self.tx.msg
+        } else {
+            self.tx.msg + 1
+        };
         self.limit = self.limit.min(last);
     }
 
     /// Every message was sent and verified, and nothing failed.
     pub fn is_done(&self) -> bool {
-        self.error.is_none() && self.tx.off == 0 && self.tx.msg >= self.limit && self.outstanding() == 0
+        self.error.is_none()
+            && self.tx.off == 0
+            && self.tx.msg >= self.limit
+            && self.outstanding() == 0
     }
 
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)

@@ -31,15 +31,31 @@ fn pingpong_idle_sends_one_message_then_waits_for_it() {
     let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(10), 3);
     let first = send_all(&mut p, T0);
     assert_eq!(first.len(), 10);
-    assert!(send_all(&mut p, T0).is_empty(), "one message in flight at a time");
-    let r = p.handle_received(T0 + Duration::from_micros(250), &first).unwrap();
-    assert_eq!(r, Received { consumed: 10, round_trip: Some(Duration::from_micros(250)) });
+    assert!(
+        send_all(&mut p, T0).is_empty(),
+        "one message in flight at a time"
+    );
+    let r = p
+        .handle_received(T0 + Duration::from_micros(250), &first)
+        .unwrap();
+    assert_eq!(
+        r,
+        Received {
+            consumed: 10,
+            round_trip: Some(Duration::from_micros(250))
+        }
+    );
     assert_eq!(send_all(&mut p, T0).len(), 10);
 }
 
 #[test]
 fn fill_transmit_is_idempotent_until_commit() {
-    let mut p = stream(Mode::Raw, Pattern::Stream { window: 100 }, SizeRange::fixed(10), 50);
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 100 },
+        SizeRange::fixed(10),
+        50,
+    );
     let mut a = [0u8; 64];
     let mut b = [0u8; 64];
     assert_eq!(p.fill_transmit(T0, &mut a), 64);
@@ -49,12 +65,20 @@ fn fill_transmit_is_idempotent_until_commit() {
     let mut c = [0u8; 128];
     let n = p.fill_transmit(T0, &mut c);
     assert_eq!(&c[..59], &a[5..], "the rest of the stream follows on");
-    assert_eq!(n, 75, "M = 8 messages of 10 bytes may be in flight: 80 minus the 5 sent");
+    assert_eq!(
+        n, 75,
+        "M = 8 messages of 10 bytes may be in flight: 80 minus the 5 sent"
+    );
 }
 
 #[test]
 fn stream_window_full_sends_nothing_until_bytes_return() {
-    let mut p = stream(Mode::Raw, Pattern::Stream { window: 30 }, SizeRange::fixed(10), 100);
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 30 },
+        SizeRange::fixed(10),
+        100,
+    );
     let sent = send_all(&mut p, T0);
     assert_eq!(sent.len(), 30);
     assert!(send_all(&mut p, T0).is_empty());
@@ -64,20 +88,42 @@ fn stream_window_full_sends_nothing_until_bytes_return() {
 
 #[test]
 fn stream_window_smaller_than_a_message_still_sends_whole_messages() {
-    let mut p = stream(Mode::Lines, Pattern::Stream { window: 1 }, SizeRange::fixed(10), 5);
-    assert_eq!(send_all(&mut p, T0).len(), 10, "the started line is completed");
-    assert!(send_all(&mut p, T0).is_empty(), "no new line while one is in flight");
+    let mut p = stream(
+        Mode::Lines,
+        Pattern::Stream { window: 1 },
+        SizeRange::fixed(10),
+        5,
+    );
+    assert_eq!(
+        send_all(&mut p, T0).len(),
+        10,
+        "the started line is completed"
+    );
+    assert!(
+        send_all(&mut p, T0).is_empty(),
+        "no new line while one is in flight"
+    );
 }
 
 #[test]
 fn stream_tracks_at_most_m_messages_in_flight() {
-    let mut p = stream(Mode::Raw, Pattern::Stream { window: 1 << 20 }, SizeRange::fixed(1), 100);
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 1 << 20 },
+        SizeRange::fixed(1),
+        100,
+    );
     assert_eq!(send_all(&mut p, T0).len(), 8, "M = 8 messages of 1 byte");
 }
 
 #[test]
 fn open_receives_corrupted_byte_reports_exact_offset_and_sticks() {
-    let mut p = stream(Mode::Raw, Pattern::Stream { window: 1000 }, SizeRange::fixed(100), 5);
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 1000 },
+        SizeRange::fixed(100),
+        5,
+    );
     let mut echo = send_all(&mut p, T0);
     echo[237] ^= 0x01;
     let mut at = 0;
@@ -87,7 +133,14 @@ fn open_receives_corrupted_byte_reports_exact_offset_and_sticks() {
             Err(e) => break e,
         }
     };
-    assert_eq!(err, ProbeError::Mismatch { offset: 237, expected: echo[237] ^ 1, actual: echo[237] });
+    assert_eq!(
+        err,
+        ProbeError::Mismatch {
+            offset: 237,
+            expected: echo[237] ^ 1,
+            actual: echo[237]
+        }
+    );
     assert_eq!(p.handle_received(T0, b"x"), Err(err), "errors are sticky");
     assert!(!p.is_done());
 }
@@ -100,7 +153,10 @@ fn open_receives_more_than_sent_reports_unexpected_data() {
     let r = p.handle_received(T0, &echo).unwrap();
     assert_eq!(r.consumed, 4);
     assert!(p.is_done());
-    assert_eq!(p.handle_received(T0, &echo[4..]), Err(ProbeError::UnexpectedData { offset: 4 }));
+    assert_eq!(
+        p.handle_received(T0, &echo[4..]),
+        Err(ProbeError::UnexpectedData { offset: 4 })
+    );
 }
 
 #[test]
@@ -108,7 +164,13 @@ fn open_receives_eof_with_outstanding_reports_premature_close() {
     let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(10), 2);
     let echo = send_all(&mut p, T0);
     p.handle_received(T0, &echo[..4]).unwrap();
-    assert_eq!(p.handle_eof(T0), Err(ProbeError::PrematureClose { verified: 4, outstanding: 6 }));
+    assert_eq!(
+        p.handle_eof(T0),
+        Err(ProbeError::PrematureClose {
+            verified: 4,
+            outstanding: 6
+        })
+    );
 }
 
 #[test]
@@ -126,14 +188,25 @@ fn outstanding_without_progress_times_out() {
     send_all(&mut p, T0);
     let deadline = p.poll_timeout().unwrap();
     assert_eq!(deadline, T0 + Duration::from_secs(2));
-    assert_eq!(p.handle_timeout(deadline - Duration::from_micros(1)), Ok(()));
-    assert_eq!(p.handle_timeout(deadline), Err(ProbeError::Timeout { outstanding: 10 }));
+    assert_eq!(
+        p.handle_timeout(deadline - Duration::from_micros(1)),
+        Ok(())
+    );
+    assert_eq!(
+        p.handle_timeout(deadline),
+        Err(ProbeError::Timeout { outstanding: 10 })
+    );
 }
 
 #[test]
 fn finish_mid_message_completes_that_message_only() {
     let mut p = StreamProbe::<8>::new(
-        ProbeConfig { count: None, pattern: Pattern::Stream { window: 15 }, size: SizeRange::fixed(10), ..ProbeConfig::default() },
+        ProbeConfig {
+            count: None,
+            pattern: Pattern::Stream { window: 15 },
+            size: SizeRange::fixed(10),
+            ..ProbeConfig::default()
+        },
         T0,
     )
     .unwrap();
@@ -158,7 +231,12 @@ fn finish_mid_message_completes_that_message_only() {
 
 #[test]
 fn lines_messages_have_one_newline_at_the_end() {
-    let mut p = stream(Mode::Lines, Pattern::Stream { window: 4096 }, SizeRange::range(1, 300), 8);
+    let mut p = stream(
+        Mode::Lines,
+        Pattern::Stream { window: 4096 },
+        SizeRange::range(1, 300),
+        8,
+    );
     let bytes = send_all(&mut p, T0);
     let lines: std::vec::Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
     assert_eq!(lines.len(), 8);
@@ -167,7 +245,12 @@ fn lines_messages_have_one_newline_at_the_end() {
 
 #[test]
 fn frames_messages_carry_their_length() {
-    let mut p = stream(Mode::Frames, Pattern::Stream { window: 4096 }, SizeRange::range(2, 300), 8);
+    let mut p = stream(
+        Mode::Frames,
+        Pattern::Stream { window: 4096 },
+        SizeRange::range(2, 300),
+        8,
+    );
     let bytes = send_all(&mut p, T0);
     let (len, frames) = crate::frames::complete_prefix(&bytes, 4096).unwrap();
     assert_eq!((len, frames), (bytes.len(), 8));
@@ -176,11 +259,33 @@ fn frames_messages_carry_their_length() {
 #[test]
 fn config_rejects_impossible_sizes() {
     let bad = |mode, size| {
-        StreamProbe::<8>::new(ProbeConfig { mode, size, ..ProbeConfig::default() }, T0).map(|_| ()).unwrap_err()
+        StreamProbe::<8>::new(
+            ProbeConfig {
+                mode,
+                size,
+                ..ProbeConfig::default()
+            },
+            T0,
+        )
+        .map(|_| ())
+        .unwrap_err()
     };
-    assert_eq!(bad(Mode::Raw, SizeRange::range(5, 4)), ConfigError::EmptySizeRange { min: 5, max: 4 });
-    assert_eq!(bad(Mode::Raw, SizeRange::fixed(0)), ConfigError::SizeOutOfBounds { size: 0, min: 1, max: usize::MAX });
-    assert!(matches!(bad(Mode::Frames, SizeRange::fixed(70_000)), ConfigError::SizeOutOfBounds { .. }));
+    assert_eq!(
+        bad(Mode::Raw, SizeRange::range(5, 4)),
+        ConfigError::EmptySizeRange { min: 5, max: 4 }
+    );
+    assert_eq!(
+        bad(Mode::Raw, SizeRange::fixed(0)),
+        ConfigError::SizeOutOfBounds {
+            size: 0,
+            min: 1,
+            max: usize::MAX
+        }
+    );
+    assert!(matches!(
+        bad(Mode::Frames, SizeRange::fixed(70_000)),
+        ConfigError::SizeOutOfBounds { .. }
+    ));
 }
 
 fn dgram(window: usize) -> DatagramProbe<8> {
@@ -202,8 +307,16 @@ fn datagram_echoed_intact_is_verified_once_then_duplicate() {
     let n = p.poll_transmit(T0, &mut buf).unwrap();
     assert_eq!(p.poll_transmit(T0, &mut buf[..]), None, "window of 1");
     let later = T0 + Duration::from_micros(40);
-    assert_eq!(p.handle_datagram(later, &buf[..n]), DatagramOutcome::Verified { round_trip: Duration::from_micros(40) });
-    assert_eq!(p.handle_datagram(later, &buf[..n]), DatagramOutcome::Duplicate { seq: 0 });
+    assert_eq!(
+        p.handle_datagram(later, &buf[..n]),
+        DatagramOutcome::Verified {
+            round_trip: Duration::from_micros(40)
+        }
+    );
+    assert_eq!(
+        p.handle_datagram(later, &buf[..n]),
+        DatagramOutcome::Duplicate { seq: 0 }
+    );
     assert_eq!((p.stats().verified, p.stats().duplicate), (1, 1));
 }
 
@@ -214,9 +327,15 @@ fn datagram_truncated_or_altered_is_corrupt_not_verified() {
     let mut b = [0u8; 256];
     let na = p.poll_transmit(T0, &mut a).unwrap();
     let nb = p.poll_transmit(T0, &mut b).unwrap();
-    assert_eq!(p.handle_datagram(T0, &a[..na - 1]), DatagramOutcome::Corrupt { seq: 0 });
+    assert_eq!(
+        p.handle_datagram(T0, &a[..na - 1]),
+        DatagramOutcome::Corrupt { seq: 0 }
+    );
     b[nb - 1] ^= 0xff;
-    assert_eq!(p.handle_datagram(T0, &b[..nb]), DatagramOutcome::Corrupt { seq: 1 });
+    assert_eq!(
+        p.handle_datagram(T0, &b[..nb]),
+        DatagramOutcome::Corrupt { seq: 1 }
+    );
     assert_eq!(p.stats().corrupt, 2);
     assert_eq!(p.stats().verified, 0);
 }
@@ -229,13 +348,19 @@ fn datagram_not_back_in_time_is_lost_then_late() {
     assert_eq!(p.poll_timeout(), Some(T0 + Duration::from_millis(100)));
     p.handle_timeout(T0 + Duration::from_millis(100));
     assert_eq!(p.stats().lost, 1);
-    assert_eq!(p.handle_datagram(T0 + Duration::from_millis(150), &buf[..n]), DatagramOutcome::Late { seq: 0 });
+    assert_eq!(
+        p.handle_datagram(T0 + Duration::from_millis(150), &buf[..n]),
+        DatagramOutcome::Late { seq: 0 }
+    );
 }
 
 #[test]
 fn datagram_from_someone_else_is_foreign() {
     let mut p = dgram(1);
-    assert_eq!(p.handle_datagram(T0, b"hello world, not ours"), DatagramOutcome::Foreign);
+    assert_eq!(
+        p.handle_datagram(T0, b"hello world, not ours"),
+        DatagramOutcome::Foreign
+    );
     assert_eq!(p.handle_datagram(T0, b"short"), DatagramOutcome::Foreign);
 }
 
@@ -248,13 +373,19 @@ fn datagram_all_resolved_is_done() {
         while let Some(n) = p.poll_transmit(t, &mut buf) {
             if buf[0..8] != 3u64.to_be_bytes() {
                 // seq 3 is "lost" by the network
-                assert!(matches!(p.handle_datagram(t, &buf[..n]), DatagramOutcome::Verified { .. }));
+                assert!(matches!(
+                    p.handle_datagram(t, &buf[..n]),
+                    DatagramOutcome::Verified { .. }
+                ));
             }
         }
         t = p.poll_timeout().unwrap_or(t);
         p.handle_timeout(t);
     }
-    assert_eq!((p.stats().sent, p.stats().verified, p.stats().lost), (20, 19, 1));
+    assert_eq!(
+        (p.stats().sent, p.stats().verified, p.stats().lost),
+        (20, 19, 1)
+    );
 }
 
 #[test]
@@ -264,9 +395,19 @@ fn datagram_unresolved_old_one_holds_its_ring_slot() {
     p.poll_transmit(T0, &mut buf).unwrap(); // seq 0: never comes back
     for _ in 1..8 {
         let n = p.poll_transmit(T0, &mut buf).unwrap();
-        assert!(matches!(p.handle_datagram(T0, &buf[..n]), DatagramOutcome::Verified { .. }));
+        assert!(matches!(
+            p.handle_datagram(T0, &buf[..n]),
+            DatagramOutcome::Verified { .. }
+        ));
     }
-    assert_eq!(p.poll_transmit(T0, &mut buf), None, "seq 8 would reuse seq 0's slot");
+    assert_eq!(
+        p.poll_transmit(T0, &mut buf),
+        None,
+        "seq 8 would reuse seq 0's slot"
+    );
     p.handle_timeout(T0 + Duration::from_millis(100));
-    assert!(p.poll_transmit(T0 + Duration::from_millis(100), &mut buf).is_some());
+    assert!(
+        p.poll_transmit(T0 + Duration::from_millis(100), &mut buf)
+            .is_some()
+    );
 }

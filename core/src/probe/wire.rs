@@ -44,7 +44,12 @@ impl Wire {
     }
 
     pub(crate) fn start(&self) -> Cursor {
-        Cursor { msg: 0, off: 0, len: self.size_of(0), total: 0 }
+        Cursor {
+            msg: 0,
+            off: 0,
+            len: self.size_of(0),
+            total: 0,
+        }
     }
 
     /// Moves `c` forward by `n` bytes, calling `on_complete(msg)` for each
@@ -84,7 +89,11 @@ impl Wire {
             }
             Mode::Frames => {
                 let header = ((c.len - HEADER_LEN) as u16).to_be_bytes();
-                for (i, b) in out.iter_mut().enumerate().take(HEADER_LEN.saturating_sub(c.off)) {
+                for (i, b) in out
+                    .iter_mut()
+                    .enumerate()
+                    .take(HEADER_LEN.saturating_sub(c.off))
+                {
                     *b = header[c.off + i];
                 }
             }

@@ -5,7 +5,11 @@ use super::*;
 const T0: Instant = Instant::from_micros(1_000_000);
 
 fn cfg(mode: Mode) -> SessionConfig {
-    SessionConfig { mode, idle_timeout: Some(Duration::from_secs(10)), drain_timeout: Some(Duration::from_secs(5)) }
+    SessionConfig {
+        mode,
+        idle_timeout: Some(Duration::from_secs(10)),
+        drain_timeout: Some(Duration::from_secs(5)),
+    }
 }
 
 fn at(ms: u64) -> Instant {
@@ -71,8 +75,14 @@ fn open_full_buffer_offers_no_space_until_sent() {
 #[test]
 fn open_commit_more_than_offered_is_an_error_and_changes_nothing() {
     let mut s = Session::<4>::new(cfg(Mode::Raw), T0);
-    assert_eq!(s.commit_received(T0, 5), Err(CommitError::TooMany { n: 5, available: 4 }));
-    assert_eq!(s.commit_sent(T0, 1), Err(CommitError::TooMany { n: 1, available: 0 }));
+    assert_eq!(
+        s.commit_received(T0, 5),
+        Err(CommitError::TooMany { n: 5, available: 4 })
+    );
+    assert_eq!(
+        s.commit_sent(T0, 1),
+        Err(CommitError::TooMany { n: 1, available: 0 })
+    );
     assert_eq!(s.stats().bytes_in, 0);
 }
 
@@ -96,8 +106,14 @@ fn open_lines_line_longer_than_buffer_aborts_with_reason() {
     feed(&mut s, T0, b"ab\n");
     drain(&mut s, T0);
     feed(&mut s, T0, b"0123456789");
-    assert_eq!(s.state(), State::Aborted(AbortReason::LineTooLong { limit: 8 }));
-    assert_eq!(events(&mut s).as_slice(), &[Event::Aborted(AbortReason::LineTooLong { limit: 8 })]);
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::LineTooLong { limit: 8 })
+    );
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::Aborted(AbortReason::LineTooLong { limit: 8 })]
+    );
     assert_eq!(s.stats().bytes_discarded, 8);
 }
 
@@ -128,8 +144,18 @@ fn open_frames_echoes_only_whole_frames() {
 fn open_frames_oversized_header_aborts_before_payload_arrives() {
     let mut s = Session::<16>::new(cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x01x\x01\x00");
-    assert_eq!(s.state(), State::Aborted(AbortReason::FrameTooLarge { len: 258, limit: 16 }));
-    assert_eq!(s.transmit_buffer(), b"", "pending bytes are discarded at an abort");
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::FrameTooLarge {
+            len: 258,
+            limit: 16
+        })
+    );
+    assert_eq!(
+        s.transmit_buffer(),
+        b"",
+        "pending bytes are discarded at an abort"
+    );
 }
 
 #[test]
@@ -153,7 +179,10 @@ fn open_receives_fin_with_queue_drains_then_closes() {
     assert_eq!(s.state(), State::Closed);
     assert_eq!(
         events(&mut s).as_slice(),
-        &[Event::PeerFinished, Event::Closed(CloseReason::PeerFinished)]
+        &[
+            Event::PeerFinished,
+            Event::Closed(CloseReason::PeerFinished)
+        ]
     );
 }
 
@@ -180,7 +209,10 @@ fn open_frames_receives_fin_mid_frame_aborts_truncated() {
     let mut s = Session::<16>::new(cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x01a\x00\x05ab");
     s.handle_peer_fin(T0);
-    assert_eq!(s.state(), State::Aborted(AbortReason::TruncatedFrame { received: 4 }));
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::TruncatedFrame { received: 4 })
+    );
 }
 
 #[test]
@@ -202,7 +234,10 @@ fn open_idle_for_timeout_closes_gracefully() {
     assert_eq!(s.state(), State::Open, "early timeout does nothing");
     s.handle_timeout(at(10_000));
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(events(&mut s).as_slice(), &[Event::Closed(CloseReason::IdleTimeout)]);
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::Closed(CloseReason::IdleTimeout)]
+    );
 }
 
 #[test]
@@ -217,9 +252,17 @@ fn open_traffic_pushes_idle_deadline_back() {
 fn open_pending_and_peer_not_reading_aborts_on_drain_timeout() {
     let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
     feed(&mut s, at(1_000), b"stuck");
-    assert_eq!(s.poll_timeout(), Some(at(6_000)), "drain deadline, not idle");
+    assert_eq!(
+        s.poll_timeout(),
+        Some(at(6_000)),
+        "drain deadline, not idle"
+    );
     s.commit_sent(at(3_000), 1).unwrap();
-    assert_eq!(s.poll_timeout(), Some(at(8_000)), "progress restarts the drain clock");
+    assert_eq!(
+        s.poll_timeout(),
+        Some(at(8_000)),
+        "progress restarts the drain clock"
+    );
     s.handle_timeout(at(8_000));
     assert_eq!(s.state(), State::Aborted(AbortReason::DrainTimeout));
 }
@@ -242,7 +285,10 @@ fn open_local_close_echoes_queue_then_closes() {
     assert!(s.receive_buffer().is_empty());
     assert_eq!(drain(&mut s, T0).as_slice(), b"abc");
     assert_eq!(s.state(), State::Closed);
-    assert_eq!(events(&mut s).as_slice(), &[Event::Closed(CloseReason::Local)]);
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::Closed(CloseReason::Local)]
+    );
 }
 
 #[test]
@@ -259,7 +305,10 @@ fn closed_ignores_further_input_and_timeouts() {
     let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
     s.handle_peer_fin(T0);
     events(&mut s);
-    assert_eq!(s.commit_received(T0, 1), Err(CommitError::TooMany { n: 1, available: 0 }));
+    assert_eq!(
+        s.commit_received(T0, 1),
+        Err(CommitError::TooMany { n: 1, available: 0 })
+    );
     s.handle_timeout(at(100_000));
     s.handle_peer_reset(T0);
     s.abort(T0);
@@ -272,7 +321,10 @@ fn aborted_local_abort_is_reported_once() {
     let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
     s.abort(T0);
     s.abort(T0);
-    assert_eq!(events(&mut s).as_slice(), &[Event::Aborted(AbortReason::Local)]);
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::Aborted(AbortReason::Local)]
+    );
 }
 
 #[test]
@@ -299,8 +351,15 @@ fn reset_rearms_a_used_session() {
 fn reasons_display_clear_messages() {
     use std::string::ToString;
     assert_eq!(
-        AbortReason::FrameTooLarge { len: 70000, limit: 4096 }.to_string(),
+        AbortReason::FrameTooLarge {
+            len: 70000,
+            limit: 4096
+        }
+        .to_string(),
         "frame of 70000 bytes exceeds the 4096-byte buffer"
     );
-    assert_eq!(Event::Closed(CloseReason::IdleTimeout).to_string(), "closed: idle timeout");
+    assert_eq!(
+        Event::Closed(CloseReason::IdleTimeout).to_string(),
+        "closed: idle timeout"
+    );
 }

@@ -34,7 +34,14 @@ pub struct Chunks {
 impl Chunks {
     pub fn new(sizes: &[usize]) -> Self {
         let sizes: Vec<usize> = sizes.iter().map(|&s| s.max(1)).collect();
-        Chunks { sizes: if sizes.is_empty() { vec![usize::MAX] } else { sizes }, at: 0 }
+        Chunks {
+            sizes: if sizes.is_empty() {
+                vec![usize::MAX]
+            } else {
+                sizes
+            },
+            at: 0,
+        }
     }
     fn next(&mut self) -> usize {
         let s = self.sizes[self.at % self.sizes.len()];
@@ -83,7 +90,11 @@ impl<const N: usize, const M: usize> Pair<N, M> {
         let result = loop {
             steps += 1;
             if steps > max_steps {
-                panic!("pair did not finish in {max_steps} steps: {:?} {:?}", self.server, self.probe.stats());
+                panic!(
+                    "pair did not finish in {max_steps} steps: {:?} {:?}",
+                    self.server,
+                    self.probe.stats()
+                );
             }
             match self.step(chunks) {
                 Ok(true) => continue,
@@ -94,7 +105,10 @@ impl<const N: usize, const M: usize> Pair<N, M> {
             if self.server_fin_seen {
                 break self.probe.handle_eof(self.now);
             }
-            let next = [self.probe.poll_timeout(), self.server.poll_timeout()].into_iter().flatten().min();
+            let next = [self.probe.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(t) => {
                     self.now = self.now.max(t);
@@ -103,10 +117,17 @@ impl<const N: usize, const M: usize> Pair<N, M> {
                         break Err(e);
                     }
                     if let Some(after) = self.server.poll_timeout() {
-                        assert!(after > self.now, "poll_timeout {after} not after handle_timeout({})", self.now);
+                        assert!(
+                            after > self.now,
+                            "poll_timeout {after} not after handle_timeout({})",
+                            self.now
+                        );
                     }
                 }
-                None => panic!("deadlock: nothing moves and no deadline; server {:?}", self.server),
+                None => panic!(
+                    "deadlock: nothing moves and no deadline; server {:?}",
+                    self.server
+                ),
             }
         };
         while let Some(e) = self.server.poll_event() {
@@ -154,7 +175,8 @@ impl<const N: usize, const M: usize> Pair<N, M> {
             }
             self.server.commit_received(self.now, n).unwrap();
             moved = true;
-        } else if self.c2s.is_empty() && self.client_fin_sent && self.server.state() == State::Open {
+        } else if self.c2s.is_empty() && self.client_fin_sent && self.server.state() == State::Open
+        {
             self.server.handle_peer_fin(self.now);
             moved = true;
         }
@@ -188,7 +210,10 @@ impl<const N: usize, const M: usize> Pair<N, M> {
                 at += r.consumed;
             }
             moved = true;
-        } else if self.server.is_terminal() && !self.server_fin_seen && (self.s2c.is_empty() || !self.client_reads) {
+        } else if self.server.is_terminal()
+            && !self.server_fin_seen
+            && (self.s2c.is_empty() || !self.client_reads)
+        {
             self.server_fin_seen = true;
             moved = true;
         }

@@ -34,7 +34,11 @@ const STAGES: &[Stage] = &[
     Stage { name: "doc", about: "cargo doc with warnings denied", run: stage_doc },
     Stage { name: "firmware", about: "build every board's firmware (release)", run: stage_firmware },
     Stage { name: "qemu", about: "boot the QEMU firmware and verify it end to end with ricochet probe", run: stage_qemu },
+    Stage { name: "fuzz", about: "run each cargo-fuzz target of the core for a bounded time from the committed corpus", run: stage_fuzz },
 ];
+
+/// The core's fuzz targets (core/fuzz/fuzz_targets/*.rs).
+const FUZZ_TARGETS: &[&str] = &["session", "codecs", "datagram_policy", "probe_verifier"];
 
 /// Firmware folders: standalone crates with their own target and lock file.
 pub(crate) const BOARDS: &[&str] = &["embedded/boards/qemu-lm3s6965evb", "embedded/boards/nucleo-f429zi"];
@@ -219,6 +223,26 @@ fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
     }
     for b in found {
         run(&b, &cargo(), &["build", "--release", "--locked"], &[])?;
+    }
+    Ok(())
+}
+
+/// Seconds per fuzz target: `RICOCHET_FUZZ_SECS`, default 60.
+fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
+    let secs = env::var("RICOCHET_FUZZ_SECS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(60);
+    if !have("cargo-fuzz") {
+        run(&ctx.root, &cargo(), &["+nightly", "install", "--locked", "cargo-fuzz"], &[])?;
+    }
+    let dir = ctx.root.join("core/fuzz");
+    let work = env::temp_dir().join("ricochet-fuzz-corpus");
+    for target in FUZZ_TARGETS {
+        // New inputs go to a scratch corpus; the committed seeds are read only.
+        let scratch = work.join(target);
+        std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+        let scratch = scratch.to_string_lossy().into_owned();
+        let seeds = format!("corpus/{target}");
+        let limit = format!("-max_total_time={secs}");
+        run(&dir, "cargo", &["+nightly", "fuzz", "run", target, &scratch, &seeds, "--", &limit], &[])?;
     }
     Ok(())
 }

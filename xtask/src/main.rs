@@ -231,7 +231,8 @@ fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
 fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
     let secs = env::var("RICOCHET_FUZZ_SECS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(60);
     if !have("cargo-fuzz") {
-        run(&ctx.root, &cargo(), &["+nightly", "install", "--locked", "cargo-fuzz"], &[])?;
+        // `+nightly` needs the rustup proxy, not $CARGO (the pinned toolchain binary).
+        run(&ctx.root, "cargo", &["+nightly", "install", "--locked", "cargo-fuzz"], &[])?;
     }
     let dir = ctx.root.join("core/fuzz");
     let work = env::temp_dir().join("ricochet-fuzz-corpus");

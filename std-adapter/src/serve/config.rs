@@ -1,0 +1,344 @@
+//! What a server is asked to do: listeners, echo mode, limits and timeouts.
+//!
+//! [`ServerConfig`] is plain data; [`crate::serve::Server::bind`] checks it.
+//! The parsers here ([`parse_duration`], [`BufferSize`]'s `FromStr`) are the
+//! ones the command line uses, so the library and the CLI agree on syntax.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ricochet_core::Mode;
+
+/// The per-connection session buffer sizes a server can run with.
+///
+/// The core's `Session<N>` owns its buffer inline, so `N` is a compile-time
+/// constant; the server is instantiated once per size listed here. In
+/// `lines` mode the size is the longest line accepted; in `frames` mode it is
+/// the largest frame (2-byte header included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BufferSize {
+    /// 1 KiB per connection.
+    K1,
+    /// 4 KiB per connection (the default).
+    #[default]
+    K4,
+    /// 16 KiB per connection.
+    K16,
+    /// 64 KiB per connection.
+    K64,
+}
+
+impl BufferSize {
+    /// Every supported size, smallest first.
+    pub const ALL: [BufferSize; 4] = [
+        BufferSize::K1,
+        BufferSize::K4,
+        BufferSize::K16,
+        BufferSize::K64,
+    ];
+
+    /// The size in bytes.
+    pub const fn bytes(self) -> usize {
+        match self {
+            BufferSize::K1 => 1024,
+            BufferSize::K4 => 4096,
+            BufferSize::K16 => 16384,
+            BufferSize::K64 => 65536,
+        }
+    }
+}
+
+impl fmt::Display for BufferSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.bytes())
+    }
+}
+
+/// A buffer size that is not one of [`BufferSize::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferSizeError {
+    /// The text that was given.
+    pub given: String,
+}
+
+impl fmt::Display for BufferSizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unsupported buffer size {:?}: the session buffer is fixed at compile time; \
+             choose one of 1024, 4096, 16384, 65536 (or 1KiB, 4KiB, 16KiB, 64KiB)",
+            self.given
+        )
+    }
+}
+
+impl std::error::Error for BufferSizeError {}
+
+impl TryFrom<usize> for BufferSize {
+    type Error = BufferSizeError;
+    fn try_from(bytes: usize) -> Result<Self, Self::Error> {
+        BufferSize::ALL
+            .into_iter()
+            .find(|b| b.bytes() == bytes)
+            .ok_or_else(|| BufferSizeError {
+                given: bytes.to_string(),
+            })
+    }
+}
+
+impl FromStr for BufferSize {
+    type Err = BufferSizeError;
+    /// Accepts `4096`, `4k`, `4K`, `4KiB` (and the same for 1, 16, 64).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || BufferSizeError {
+            given: s.to_owned(),
+        };
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        let (digits, scale) = if let Some(d) = lower
+            .strip_suffix("kib")
+            .or_else(|| lower.strip_suffix('k'))
+        {
+            (d, 1024)
+        } else {
+            (lower.as_str(), 1)
+        };
+        let n: usize = digits.trim().parse().map_err(|_| err())?;
+        let bytes = n.checked_mul(scale).ok_or_else(err)?;
+        BufferSize::try_from(bytes).map_err(|_| err())
+    }
+}
+
+/// How TCP connections are spread over worker threads.
+///
+/// Measured on the 2-core development machine with the shared echo bench
+/// (3 runs each, 2 workers): throughput and CPU per round trip were the
+/// same within the noise (ping-pong C=100: 92.7k/65.3k rt/s shared vs
+/// 86.9k/58.9k reuseport, 6.8 vs 6.6–7.1 µs CPU per round trip). But the
+/// shared listener let one worker win most accepts: in one stream C=16 run
+/// one connection got 426 MB/s and the others 28 MB/s, because the
+/// workers' shares were unequal. `SO_REUSEPORT` spreads connections by hash
+/// (per-connection 23–46 MB/s in the same case), so `ReusePort` is the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AcceptStrategy {
+    /// One listening socket per worker per address (`SO_REUSEPORT`): the
+    /// kernel spreads new connections by hash, no worker wakes for a
+    /// connection it does not get. Another process of the same user could
+    /// join the port group; use `Shared` where that matters.
+    #[default]
+    ReusePort,
+    /// One listening socket per address, registered in every worker's event
+    /// loop: every worker wakes on a new connection, one wins the `accept`.
+    Shared,
+}
+
+/// Token-bucket limit on datagrams echoed per source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpRate {
+    /// Datagrams per second refilled into each source's bucket.
+    pub per_second: u32,
+    /// Bucket size: datagrams a source may send in a burst.
+    pub burst: u32,
+}
+
+/// Everything [`crate::serve::Server::bind`] needs.
+///
+/// `Default` gives no listener at all (binding fails with
+/// [`crate::serve::BindError::NoListener`]); the `ricochet serve` command
+/// adds `127.0.0.1:7007` for TCP and UDP when given no address. Addresses
+/// are used as given: pass `0.0.0.0` or `[::]` explicitly to listen on every
+/// interface. Port 0 asks the kernel for a free port; the real one is in
+/// [`crate::serve::Server::local_addrs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// TCP listening addresses (IPv4 or IPv6; an IPv6 listener is v6-only).
+    pub tcp: Vec<SocketAddr>,
+    /// UDP addresses; each socket is served by one worker.
+    pub udp: Vec<SocketAddr>,
+    /// Unix stream socket paths. A stale socket file (nothing listening) is
+    /// replaced; any other existing file is an error. Removed on shutdown.
+    pub unix: Vec<PathBuf>,
+    /// Permission bits of created Unix socket files (default `0o600`).
+    pub unix_mode: u32,
+    /// Echo mode of every stream connection.
+    pub mode: Mode,
+    /// Listen backlog (pending connections the kernel queues per listener).
+    pub backlog: u32,
+    /// Open stream connections allowed at once; further ones are accepted
+    /// and closed at once, and counted as rejected. `None`: derived from
+    /// `RLIMIT_NOFILE` (the soft limit after raising it, minus a reserve).
+    pub max_connections: Option<usize>,
+    /// Close a connection gracefully after this long without traffic.
+    /// `None` disables it.
+    pub idle_timeout: Option<Duration>,
+    /// Abort a connection whose peer takes none of the pending echo for this
+    /// long. `None` disables it.
+    pub drain_timeout: Option<Duration>,
+    /// Session buffer per connection.
+    pub buffer_size: BufferSize,
+    /// Worker threads (event loops); 0 means one per available core.
+    pub threads: usize,
+    /// Log a stats line at info level this often. `None` disables it.
+    pub stats_interval: Option<Duration>,
+    /// On graceful shutdown, how long queued echo may take before the
+    /// remaining connections are reset.
+    pub grace: Duration,
+    /// Largest UDP datagram echoed; larger ones are dropped and counted.
+    /// Default: the core's, 1472 bytes (no IP fragmentation on Ethernet).
+    pub udp_max_datagram: usize,
+    /// Per-source UDP rate limit (per source IP address); `None` disables it.
+    /// Default: the core's (1000 datagrams/s, bursts of 100).
+    pub udp_rate: Option<UdpRate>,
+    /// Drop UDP datagrams from well-known service ports (echo, chargen...)
+    /// that would otherwise start an endless ping-pong between two servers.
+    pub loop_guard: bool,
+    /// How TCP connections reach the workers.
+    pub accept: AcceptStrategy,
+    /// Raise the `RLIMIT_NOFILE` soft limit to the hard limit at bind time.
+    pub raise_fd_limit: bool,
+}
+
+/// Default listen backlog.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+/// Default port of `ricochet serve` without an address (unprivileged; RFC 862's 7 needs root).
+pub const DEFAULT_PORT: u16 = 7007;
+/// Upper bound of the derived default for [`ServerConfig::max_connections`].
+pub const MAX_CONNECTIONS_CAP: usize = 100_000;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tcp: Vec::new(),
+            udp: Vec::new(),
+            unix: Vec::new(),
+            unix_mode: 0o600,
+            mode: Mode::Raw,
+            backlog: DEFAULT_BACKLOG,
+            max_connections: None,
+            idle_timeout: Some(Duration::from_secs(300)),
+            drain_timeout: Some(Duration::from_secs(30)),
+            buffer_size: BufferSize::K4,
+            threads: 0,
+            stats_interval: None,
+            grace: Duration::from_secs(5),
+            udp_max_datagram: ricochet_core::PolicyConfig::DEFAULT.max_datagram,
+            udp_rate: ricochet_core::PolicyConfig::DEFAULT.rate.map(|r| UdpRate {
+                per_second: r.per_second,
+                burst: r.burst,
+            }),
+            loop_guard: true,
+            accept: AcceptStrategy::ReusePort,
+            raise_fd_limit: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The worker count this configuration runs with (resolves `threads == 0`).
+    pub fn worker_count(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// A duration that [`parse_duration`] could not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseDurationError {
+    /// The text that was given.
+    pub given: String,
+}
+
+impl fmt::Display for ParseDurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid duration {:?}: expected a number with a unit (us, ms, s, m, h), \
+             e.g. 500ms, 30s, 5m, 1m30s; a bare number is seconds",
+            self.given
+        )
+    }
+}
+
+impl std::error::Error for ParseDurationError {}
+
+/// Parses `30s`, `500ms`, `5m`, `1h`, `250us`, `1m30s`, or a bare number of
+/// seconds (`0` is zero).
+pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
+    let err = || ParseDurationError {
+        given: s.to_owned(),
+    };
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "us" | "µs" => Duration::from_micros(n),
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(err)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(err)?),
+            _ => return Err(err()),
+        };
+        total = total.checked_add(part).ok_or_else(err)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_duration_accepts_units_and_bare_seconds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn parse_duration_rejects_garbage() {
+        for bad in ["", "s", "5x", "-1s", "1.5s", "ms5"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn buffer_size_parses_supported_values_only() {
+        assert_eq!("4096".parse::<BufferSize>(), Ok(BufferSize::K4));
+        assert_eq!("16KiB".parse::<BufferSize>(), Ok(BufferSize::K16));
+        assert_eq!("64k".parse::<BufferSize>(), Ok(BufferSize::K64));
+        assert_eq!("1024".parse::<BufferSize>(), Ok(BufferSize::K1));
+        let err = "5000".parse::<BufferSize>().unwrap_err();
+        assert!(
+            err.to_string().contains("1024, 4096, 16384, 65536"),
+            "{err}"
+        );
+    }
+}

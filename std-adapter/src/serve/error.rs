@@ -1,0 +1,240 @@
+//! One error enum per server operation: [`BindError`], [`SpawnError`], [`JoinError`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A listening endpoint: what the server binds and what it reports.
+///
+/// Displays as `tcp 127.0.0.1:7007`, `udp [::1]:7007`, `unix /run/echo.sock`;
+/// `ricochet serve` prints one `listening <endpoint>` line per endpoint on
+/// stdout.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A TCP listener.
+    Tcp(SocketAddr),
+    /// A UDP socket.
+    Udp(SocketAddr),
+    /// A Unix stream listener.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "tcp {a}"),
+            Endpoint::Udp(a) => write!(f, "udp {a}"),
+            Endpoint::Unix(p) => write!(f, "unix {}", p.display()),
+        }
+    }
+}
+
+impl Endpoint {
+    /// The socket address of a TCP or UDP endpoint.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Endpoint::Tcp(a) | Endpoint::Udp(a) => Some(*a),
+            Endpoint::Unix(_) => None,
+        }
+    }
+}
+
+/// Why [`crate::serve::Server::bind`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The configuration names no TCP, UDP or Unix endpoint.
+    NoListener,
+    /// A configuration value is out of range.
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another socket already uses this address.
+    AddrInUse {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+    },
+    /// Binding needs privileges (ports below 1024 need root or `CAP_NET_BIND_SERVICE`;
+    /// a Unix path needs write access to its directory).
+    PermissionDenied {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+    },
+    /// The address is not configured on this machine (e.g. `[::1]` without IPv6).
+    AddrNotAvailable {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+    },
+    /// A file that is not a socket exists at a Unix socket path; it is never deleted.
+    UnixNotSocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A server is listening on the Unix socket path.
+    UnixInUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The existing file at a Unix socket path could not be checked or removed.
+    UnixInspect {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Any other socket error.
+    Io {
+        /// The endpoint being set up.
+        endpoint: Endpoint,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl BindError {
+    /// Classifies an I/O error from setting up `endpoint`.
+    pub(crate) fn from_io(endpoint: Endpoint, source: io::Error) -> Self {
+        match source.kind() {
+            io::ErrorKind::AddrInUse => BindError::AddrInUse { endpoint },
+            io::ErrorKind::PermissionDenied => BindError::PermissionDenied { endpoint },
+            io::ErrorKind::AddrNotAvailable => BindError::AddrNotAvailable { endpoint },
+            _ => BindError::Io { endpoint, source },
+        }
+    }
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindError::NoListener => {
+                f.write_str("nothing to listen on: give at least one TCP, UDP or Unix address")
+            }
+            BindError::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
+            BindError::AddrInUse { endpoint } => write!(
+                f,
+                "{endpoint}: address already in use (another server is running there; \
+                 pick another port, or port 0 for any free one, e.g. --tcp 127.0.0.1:0)"
+            ),
+            BindError::PermissionDenied { endpoint } => match endpoint {
+                Endpoint::Unix(p) => write!(
+                    f,
+                    "unix {}: permission denied (check the directory's permissions)",
+                    p.display()
+                ),
+                _ => write!(
+                    f,
+                    "{endpoint}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; \
+                     use a port of 1024 or above)"
+                ),
+            },
+            BindError::AddrNotAvailable { endpoint } => {
+                write!(
+                    f,
+                    "{endpoint}: address not available on this machine (is the interface or IPv6 configured?)"
+                )
+            }
+            BindError::UnixNotSocket { path } => write!(
+                f,
+                "unix {}: a file that is not a socket exists at this path; refusing to delete it \
+                 (remove it yourself or choose another path)",
+                path.display()
+            ),
+            BindError::UnixInUse { path } => {
+                write!(
+                    f,
+                    "unix {}: another server is listening on this socket",
+                    path.display()
+                )
+            }
+            BindError::UnixInspect { path, source } => {
+                write!(
+                    f,
+                    "unix {}: cannot check or remove the existing file: {source}",
+                    path.display()
+                )
+            }
+            BindError::Io { endpoint, source } => write!(f, "{endpoint}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BindError::UnixInspect { source, .. } | BindError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why [`crate::serve::Server::spawn`] failed (no thread is left running).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// Creating an event loop (epoll instance, waker) failed.
+    EventLoop(io::Error),
+    /// Registering a socket with an event loop failed.
+    Register(io::Error),
+    /// The OS refused a new thread.
+    Thread(io::Error),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::EventLoop(e) => write!(f, "cannot create an event loop: {e}"),
+            SpawnError::Register(e) => {
+                write!(f, "cannot register a socket with the event loop: {e}")
+            }
+            SpawnError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::EventLoop(e) | SpawnError::Register(e) | SpawnError::Thread(e) => Some(e),
+        }
+    }
+}
+
+/// Why [`crate::serve::ServerHandle::join`] reports a failure.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// A worker thread panicked (a bug); the other workers were stopped.
+    WorkerPanicked {
+        /// The worker's index.
+        worker: usize,
+    },
+    /// A worker's event loop failed (`epoll_wait` error).
+    EventLoop {
+        /// The worker's index.
+        worker: usize,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::WorkerPanicked { worker } => write!(f, "worker {worker} panicked"),
+            JoinError::EventLoop { worker, source } => {
+                write!(f, "worker {worker}: event loop failed: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JoinError::EventLoop { source, .. } => Some(source),
+            JoinError::WorkerPanicked { .. } => None,
+        }
+    }
+}

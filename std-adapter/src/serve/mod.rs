@@ -1,0 +1,554 @@
+//! `ricochet serve`: an event-driven echo server on std sockets.
+//!
+//! TCP (IPv4 and IPv6), UDP and Unix stream sockets, any mix, served by
+//! worker threads that each run one edge-triggered mio (epoll) event loop.
+//! Every stream connection is a core [`ricochet_core::Session`]: the worker
+//! reads straight into the session's buffer and writes straight from it; the
+//! session decides what is echoed when (`raw`, `lines`, `frames`), applies
+//! backpressure, and says how the connection ends. Every UDP datagram goes
+//! through the core's [`ricochet_core::DatagramPolicy`].
+//!
+//! ```no_run
+//! use ricochet::serve::{Server, ServerConfig};
+//!
+//! let config = ServerConfig { tcp: vec!["127.0.0.1:0".parse().unwrap()], ..ServerConfig::default() };
+//! let server = Server::bind(config)?;          // sockets bound: ports known, errors reported
+//! println!("{:?}", server.local_addrs());
+//! let handle = server.spawn()?;                // workers running
+//! // ... later, from any thread:
+//! handle.shutdown();                           // stop accepting, finish echoing, then exit
+//! handle.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Design
+//!
+//! - **Accepting**: by default each worker has its own listening socket per
+//!   TCP address in one `SO_REUSEPORT` group ([`AcceptStrategy`]); Unix
+//!   listeners are shared (one socket registered in every worker).
+//! - **Connections** live in a per-worker slab, each with a boxed
+//!   `Session<N>` (`N` = [`BufferSize`]); registered once for read and write
+//!   readiness, edge-triggered, never re-registered.
+//! - **Fairness**: a connection reads at most 64 KiB per wakeup, then yields.
+//! - **Timeouts**: a per-worker min-heap driven by `Session::poll_timeout`,
+//!   with lazy deletion (see `timer.rs`); nothing scans all connections.
+//! - **Limits**: over `max_connections`, new connections are accepted and
+//!   closed at once (counted as `rejected`). Out of file descriptors
+//!   (EMFILE/ENFILE), a listener pauses 100 ms, doubling up to 1 s, and
+//!   resumes: it never spins and never dies.
+//! - **Shutdown** ([`ServerHandle::shutdown`]): listeners and UDP sockets
+//!   close, Unix socket files are removed, every session is closed so what
+//!   is queued is still echoed; after the grace period what is left is reset.
+
+mod config;
+mod conn;
+mod error;
+mod listener;
+pub mod signals;
+mod stats;
+mod timer;
+mod udp;
+mod unix;
+mod worker;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::{Poll, Waker};
+use ricochet_core::datagram::RateLimit;
+use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
+
+pub use config::{
+    AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_PORT,
+    MAX_CONNECTIONS_CAP, ParseDurationError, ServerConfig, UdpRate, parse_duration,
+};
+pub use error::{BindError, Endpoint, JoinError, SpawnError};
+pub use stats::{ServerStats, StatsLine, StatsSnapshot};
+
+use listener::TcpGroup;
+use unix::SocketFile;
+use worker::{ListenSocket, Setup};
+
+/// File descriptors kept free of connections when `max_connections` is derived.
+const FD_RESERVE: usize = 32;
+
+/// The lifecycle phase all workers follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running = 0,
+    Draining = 1,
+    Abort = 2,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            _ => Phase::Abort,
+        }
+    }
+}
+
+/// What every worker needs to know, fixed at spawn.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) session: SessionConfig,
+    pub(crate) max_connections: usize,
+    pub(crate) grace: Duration,
+    pub(crate) udp_max_datagram: usize,
+}
+
+/// State shared by the workers and the handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    phase: AtomicU8,
+    pub(crate) stats: Arc<ServerStats>,
+    wakers: Vec<Waker>,
+    pub(crate) settings: Settings,
+    pub(crate) clock: crate::clock::Clock,
+    unix_files: Mutex<Vec<SocketFile>>,
+}
+
+impl Shared {
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Moves to `phase` if that is a step forward; wakes every worker.
+    fn advance(&self, phase: Phase) {
+        let prev = self.phase.fetch_max(phase as u8, Ordering::AcqRel);
+        if prev < phase as u8 {
+            for w in &self.wakers {
+                let _ = w.wake();
+            }
+        }
+    }
+
+    /// Removes the Unix socket files (idempotent): nobody new can connect.
+    fn remove_unix_files(&self) {
+        let mut files = self.unix_files.lock().unwrap_or_else(|p| p.into_inner());
+        for f in files.iter_mut() {
+            f.remove();
+        }
+    }
+}
+
+/// A server whose sockets are bound but which does not run yet.
+///
+/// Binding first lets a caller print the real addresses (port 0) and report
+/// address errors before any thread starts.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    workers: usize,
+    max_connections: usize,
+    tcp: Vec<TcpGroup>,
+    unix: Vec<(StdUnixListener, SocketFile)>,
+    udp: Vec<(SocketAddr, StdUdpSocket)>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Server {
+    /// Checks `config`, raises the open-file limit (if asked), and binds every endpoint.
+    ///
+    /// Nothing is left bound on error: sockets and Unix socket files created
+    /// so far are closed and removed.
+    pub fn bind(config: ServerConfig) -> Result<Server, BindError> {
+        validate(&config)?;
+        let workers = config.worker_count();
+        let nofile = fd_limit(config.raise_fd_limit);
+        let fds_needed =
+            FD_RESERVE + (config.tcp.len() + config.unix.len() + 2) * workers + config.udp.len();
+        let max_connections = config.max_connections.unwrap_or_else(|| {
+            nofile
+                .saturating_sub(fds_needed)
+                .clamp(1, MAX_CONNECTIONS_CAP)
+        });
+        let mut endpoints = Vec::new();
+        let mut tcp = Vec::new();
+        for &addr in &config.tcp {
+            let group = listener::bind_tcp(addr, config.backlog, config.accept, workers)?;
+            endpoints.push(Endpoint::Tcp(group.addr));
+            tcp.push(group);
+        }
+        let mut udp = Vec::new();
+        for &addr in &config.udp {
+            let (bound, socket) = listener::bind_udp(addr)?;
+            endpoints.push(Endpoint::Udp(bound));
+            udp.push((bound, socket));
+        }
+        let mut unix = Vec::new();
+        for path in &config.unix {
+            let (listener, file) = unix::bind(path, config.unix_mode, config.backlog)?;
+            endpoints.push(Endpoint::Unix(file.path().to_owned()));
+            unix.push((listener, file));
+        }
+        Ok(Server {
+            config,
+            workers,
+            max_connections,
+            tcp,
+            unix,
+            udp,
+            endpoints,
+        })
+    }
+
+    /// The bound endpoints, in configuration order (TCP, UDP, Unix), with real ports.
+    pub fn local_addrs(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The connection limit in force (configured or derived from `RLIMIT_NOFILE`).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The number of worker threads [`Server::spawn`] starts.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Starts the workers (and the stats reporter if configured); returns at once.
+    pub fn spawn(self) -> Result<ServerHandle, SpawnError> {
+        let Server {
+            config,
+            workers,
+            max_connections,
+            tcp,
+            unix,
+            udp,
+            endpoints,
+        } = self;
+        let mut setups = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let poll = Poll::new().map_err(SpawnError::EventLoop)?;
+            setups.push(Setup {
+                index,
+                poll,
+                listeners: Vec::new(),
+                udp: Vec::new(),
+            });
+        }
+        for group in tcp {
+            for (setup, socket) in setups.iter_mut().zip(group.sockets) {
+                let socket = mio::net::TcpListener::from_std(socket);
+                setup
+                    .listeners
+                    .push((Endpoint::Tcp(group.addr), ListenSocket::Tcp(socket)));
+            }
+        }
+        let mut unix_files = Vec::new();
+        for (listener, file) in unix {
+            for setup in &mut setups {
+                let copy = listener.try_clone().map_err(SpawnError::Register)?;
+                let socket = mio::net::UnixListener::from_std(copy);
+                setup.listeners.push((
+                    Endpoint::Unix(file.path().to_owned()),
+                    ListenSocket::Unix(socket),
+                ));
+            }
+            unix_files.push(file);
+        }
+        let policy = PolicyConfig {
+            max_datagram: config.udp_max_datagram,
+            rate: config.udp_rate.map(|r| RateLimit {
+                per_second: r.per_second,
+                burst: r.burst,
+            }),
+            loop_guard: config.loop_guard,
+        };
+        for (i, (addr, socket)) in udp.into_iter().enumerate() {
+            setups[i % workers].udp.push(udp::UdpEndpoint {
+                socket: mio::net::UdpSocket::from_std(socket),
+                addr,
+                policy: Box::new(DatagramPolicy::new(policy)),
+                pending: false,
+            });
+        }
+        let mut wakers = Vec::with_capacity(workers);
+        for setup in &mut setups {
+            wakers.push(
+                Waker::new(setup.poll.registry(), worker::waker_token())
+                    .map_err(SpawnError::EventLoop)?,
+            );
+            worker::register(setup).map_err(SpawnError::Register)?;
+        }
+        let session = SessionConfig {
+            mode: config.mode,
+            idle_timeout: config.idle_timeout.map(Into::into),
+            drain_timeout: config.drain_timeout.map(Into::into),
+        };
+        let stats = Arc::new(ServerStats::new(workers));
+        let shared = Arc::new(Shared {
+            phase: AtomicU8::new(Phase::Running as u8),
+            stats: Arc::clone(&stats),
+            wakers,
+            settings: Settings {
+                session,
+                max_connections,
+                grace: config.grace,
+                udp_max_datagram: config.udp_max_datagram,
+            },
+            clock: crate::clock::Clock::new(),
+            unix_files: Mutex::new(unix_files),
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for setup in setups {
+            let index = setup.index;
+            let shared2 = Arc::clone(&shared);
+            let buffer = config.buffer_size;
+            let spawned = std::thread::Builder::new()
+                .name(format!("ricochet-w{index}"))
+                .spawn(move || {
+                    let _guard = StopOthersOnPanic(Arc::clone(&shared2));
+                    match buffer {
+                        BufferSize::K1 => worker::run::<1024>(setup, shared2),
+                        BufferSize::K4 => worker::run::<4096>(setup, shared2),
+                        BufferSize::K16 => worker::run::<16384>(setup, shared2),
+                        BufferSize::K64 => worker::run::<65536>(setup, shared2),
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shared.advance(Phase::Abort);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(SpawnError::Thread(e));
+                }
+            }
+        }
+        let reporter = config.stats_interval.filter(|d| !d.is_zero()).and_then(|every| {
+            let (tx, rx) = mpsc::channel::<()>();
+            let stats = Arc::clone(&stats);
+            let t = std::thread::Builder::new().name("ricochet-stats".into()).spawn(move || report(&stats, &rx, every));
+            match t {
+                Ok(t) => Some((tx, t)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the stats reporter; continuing without it");
+                    None
+                }
+            }
+        });
+        tracing::info!(
+            workers,
+            mode = %config.mode,
+            buffer = config.buffer_size.bytes(),
+            max_connections,
+            accept = ?config.accept,
+            "serving"
+        );
+        Ok(ServerHandle {
+            shared,
+            threads,
+            endpoints,
+            reporter,
+        })
+    }
+}
+
+/// Reports the phase on a worker panic so the others stop too.
+struct StopOthersOnPanic(Arc<Shared>);
+
+impl Drop for StopOthersOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.advance(Phase::Abort);
+        }
+    }
+}
+
+fn report(stats: &ServerStats, stop: &mpsc::Receiver<()>, every: Duration) {
+    let mut before = stats.snapshot();
+    let mut since = std::time::Instant::now();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let now = stats.snapshot();
+        let line = StatsLine {
+            now,
+            before,
+            elapsed: since.elapsed(),
+        };
+        tracing::info!("stats {line}");
+        before = now;
+        since = std::time::Instant::now();
+    }
+}
+
+fn validate(config: &ServerConfig) -> Result<(), BindError> {
+    let invalid = |reason: &str| {
+        Err(BindError::InvalidConfig {
+            reason: reason.to_owned(),
+        })
+    };
+    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() {
+        return Err(BindError::NoListener);
+    }
+    if config.threads > 1024 {
+        return invalid("threads must be at most 1024");
+    }
+    if config.backlog == 0 {
+        return invalid("backlog must be at least 1");
+    }
+    if config.max_connections == Some(0) {
+        return invalid("max-connections must be at least 1");
+    }
+    if config.udp_max_datagram == 0 || config.udp_max_datagram > 65_535 {
+        return invalid("udp max datagram must be between 1 and 65535 bytes");
+    }
+    if config
+        .udp_rate
+        .is_some_and(|r| r.per_second == 0 || r.burst == 0)
+    {
+        return invalid("udp rate and burst must both be at least 1 (or the limit off)");
+    }
+    if config.unix_mode > 0o777 {
+        return invalid("unix socket mode must be at most 0777");
+    }
+    Ok(())
+}
+
+/// The soft `RLIMIT_NOFILE`, raised to the hard limit first if `raise`.
+fn fd_limit(raise: bool) -> usize {
+    use rlimit::Resource;
+    if raise && let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    match rlimit::getrlimit(Resource::NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft).unwrap_or(usize::MAX),
+        Err(_) => 1024,
+    }
+}
+
+/// Stops a running server from any thread; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    shared: Arc<Shared>,
+}
+
+impl Controller {
+    /// Graceful shutdown, returns at once: listeners close and Unix socket
+    /// files are removed, every session is closed so queued data is still
+    /// echoed, and after the grace period what is left is reset.
+    pub fn shutdown(&self) {
+        self.shared.remove_unix_files();
+        self.shared.advance(Phase::Draining);
+    }
+
+    /// Immediate stop, returns at once: every connection is reset.
+    pub fn abort(&self) {
+        self.shared.remove_unix_files();
+        self.shared.advance(Phase::Abort);
+    }
+
+    /// Whether a shutdown (graceful or not) was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.phase() != Phase::Running
+    }
+}
+
+/// A running server. Dropping it without [`ServerHandle::join`] aborts it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    endpoints: Vec<Endpoint>,
+    reporter: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+impl ServerHandle {
+    /// The bound endpoints, with real ports.
+    pub fn local_addrs(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The first TCP address, if any (convenient in tests).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|e| match e {
+            Endpoint::Tcp(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    /// The first UDP address, if any.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|e| match e {
+            Endpoint::Udp(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    /// The counters now (each worker publishes once per event-loop turn).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// The live counters, to read after the handle is gone.
+    pub fn stats_source(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// A [`Controller`] to stop the server from another thread (e.g. a signal handler thread).
+    pub fn controller(&self) -> Controller {
+        Controller {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// See [`Controller::shutdown`].
+    pub fn shutdown(&self) {
+        self.controller().shutdown();
+    }
+
+    /// See [`Controller::abort`].
+    pub fn abort(&self) {
+        self.controller().abort();
+    }
+
+    /// Waits until every worker has exited (after a shutdown or abort).
+    ///
+    /// Returns the first worker failure; a failing worker stops the others.
+    pub fn join(mut self) -> Result<(), JoinError> {
+        self.join_all()
+    }
+
+    fn join_all(&mut self) -> Result<(), JoinError> {
+        let mut result = Ok(());
+        for (worker, t) in std::mem::take(&mut self.threads).into_iter().enumerate() {
+            let outcome = match t.join() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(source)) => {
+                    self.shared.advance(Phase::Abort);
+                    Err(JoinError::EventLoop { worker, source })
+                }
+                Err(_) => Err(JoinError::WorkerPanicked { worker }),
+            };
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        self.shared.remove_unix_files();
+        if let Some((stop, t)) = self.reporter.take() {
+            drop(stop);
+            let _ = t.join();
+        }
+        result
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shared.advance(Phase::Abort);
+            let _ = self.join_all();
+        }
+    }
+}

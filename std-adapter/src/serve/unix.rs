@@ -1,0 +1,127 @@
+//! Unix stream socket files: stale-file handling, permissions, cleanup.
+//!
+//! A socket file outlives the process that bound it if that process died
+//! without cleaning up. At start we remove such a *stale* file, but only when
+//! it is a socket and a connection attempt is refused (nobody listens). Any
+//! other file is left alone and reported. (A check-then-remove race with a
+//! second server starting at the same instant is possible and accepted: the
+//! loser's bind then fails with "address in use".)
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::error::BindError;
+
+/// Removes a stale socket file at `path`, if any.
+///
+/// Returns whether a stale file was removed.
+pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(BindError::UnixInspect {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(BindError::UnixNotSocket {
+            path: path.to_owned(),
+        });
+    }
+    match StdUnixStream::connect(path) {
+        Ok(_) => Err(BindError::UnixInUse {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(|source| BindError::UnixInspect {
+                path: path.to_owned(),
+                source,
+            })?;
+            Ok(true)
+        }
+        Err(source) => Err(BindError::UnixInspect {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Binds and listens on `path` with permission bits `mode`.
+///
+/// The permissions are set between `bind` and `listen`: nobody can connect
+/// before the file has its final mode.
+pub(crate) fn bind(
+    path: &Path,
+    mode: u32,
+    backlog: u32,
+) -> Result<(StdUnixListener, SocketFile), BindError> {
+    let removed = clear_stale(path)?;
+    if removed {
+        tracing::info!(path = %path.display(), "removed stale unix socket file");
+    }
+    let fail = |source: io::Error| {
+        BindError::from_io(super::error::Endpoint::Unix(path.to_owned()), source)
+    };
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+    let addr = SockAddr::unix(path).map_err(fail)?;
+    socket.bind(&addr).map_err(fail)?;
+    // From here on the file is ours: remove it if anything below fails.
+    let meta = std::fs::symlink_metadata(path).map_err(fail)?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    socket
+        .listen(i32::try_from(backlog).unwrap_or(i32::MAX))
+        .map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok((socket.into(), file))
+}
+
+/// A socket file this server created; removed by [`SocketFile::remove`] or on drop.
+///
+/// Removal checks device and inode first, so a file that someone replaced
+/// meanwhile (another server on the same path) is left alone.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The socket's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file if it is still the one we bound (idempotent).
+    pub(crate) fn remove(&mut self) {
+        if self.ino == 0 {
+            return;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && meta.dev() == self.dev
+            && meta.ino() == self.ino
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove unix socket file");
+        }
+        self.ino = 0;
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}

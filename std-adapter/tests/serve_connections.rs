@@ -1,0 +1,343 @@
+//! Stream connection behaviour: concurrency, backpressure, half-close, reset,
+//! protocol violations, limits, timeouts and graceful shutdown.
+
+mod serve_support;
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use ricochet::core::Mode;
+use ricochet::serve::{BufferSize, ServerConfig};
+use serve_support::{
+    IO_TIMEOUT, assert_silent, connect, payload, read_to_eof, round_trip, start, tcp_config,
+    wait_stats,
+};
+
+#[test]
+fn thousand_concurrent_connections_each_get_their_own_bytes_back() {
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let mut conns: Vec<_> = (0..1000).map(|_| connect(addr)).collect();
+    wait_stats(&server, IO_TIMEOUT, "1000 open connections", |s| {
+        s.connections_open == 1000
+    });
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(&payload(i as u64, 100)).unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut back = [0u8; 100];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(
+            back[..],
+            payload(i as u64, 100)[..],
+            "connection {i} got someone else's bytes"
+        );
+    }
+    drop(conns);
+    wait_stats(&server, IO_TIMEOUT, "all closed", |s| {
+        s.connections_open == 0 && s.closed == 1000
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn client_that_never_reads_is_throttled_and_others_still_served() {
+    let server = start(ServerConfig {
+        buffer_size: BufferSize::K4,
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut hog = connect(addr);
+    hog.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let chunk = payload(1, 64 * 1024);
+    let mut sent = Vec::new();
+    // Write until the server stops reading (our writes block): bounded by the timeout.
+    loop {
+        match hog.write(&chunk) {
+            Ok(n) => sent.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+        assert!(
+            sent.len() < 256 * 1024 * 1024,
+            "the server never stopped reading"
+        );
+    }
+    let written = sent.len();
+    let stats = server.stats();
+    assert!(
+        stats.bytes_buffered <= 4096,
+        "server holds more than one session buffer: {}",
+        stats.bytes_buffered
+    );
+    assert!(
+        stats.bytes_in < written as u64,
+        "the server must stop reading: read {} of {written}",
+        stats.bytes_in
+    );
+    // Another client is served promptly.
+    let mut other = connect(addr);
+    let t = Instant::now();
+    round_trip(&mut other, b"still here?");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "other client waited {:?}",
+        t.elapsed()
+    );
+    // Memory stays bounded while the hog keeps pushing.
+    if let Ok(n) = hog.write(&chunk) {
+        sent.extend_from_slice(&chunk[..n]);
+    }
+    assert!(server.stats().bytes_buffered <= 4096);
+    // Once the hog reads, everything it wrote comes back in order.
+    hog.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    hog.shutdown(Shutdown::Write).unwrap();
+    let back = read_to_eof(&mut hog).unwrap();
+    assert_eq!(back.len(), sent.len());
+    assert!(back == sent, "echo of the hog differs");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn half_closed_client_gets_everything_back_then_eof() {
+    let server = start(tcp_config());
+    let mut c = connect(server.tcp_addr().unwrap());
+    let data = payload(9, 300_000);
+    let mut w = c.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let back = read_to_eof(&mut c).expect("clean EOF, not a reset");
+    writer.join().unwrap();
+    assert!(
+        back == data,
+        "got {} of {} bytes, or different ones",
+        back.len(),
+        data.len()
+    );
+    wait_stats(&server, IO_TIMEOUT, "graceful close counted", |s| {
+        s.closed == 1 && s.aborted == 0
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn client_reset_mid_stream_is_counted_and_others_unaffected() {
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let mut bystander = connect(addr);
+    round_trip(&mut bystander, b"before");
+    let mut c = connect(addr);
+    round_trip(&mut c, b"some data");
+    c.write_all(&payload(2, 10_000)).unwrap();
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c); // RST
+    let s = wait_stats(&server, IO_TIMEOUT, "the reset counted", |s| {
+        s.abort_peer_reset == 1 && s.aborted == 1
+    });
+    assert_eq!(s.closed, 0, "a reset is an abort, not a close");
+    round_trip(&mut bystander, b"after");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+fn expect_reset(c: &mut std::net::TcpStream) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => panic!("expected a reset (RST), got a clean EOF"),
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset,
+                    "expected a reset, got {e}"
+                );
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn frames_oversized_frame_aborts_that_session_only() {
+    let server = start(ServerConfig {
+        mode: Mode::Frames,
+        buffer_size: BufferSize::K4,
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut good = connect(addr);
+    round_trip(&mut good, &[0, 3, b'a', b'b', b'c']);
+    let mut bad = connect(addr);
+    bad.write_all(&[0xFF, 0xFF, 1, 2, 3]).unwrap(); // announces 65535 bytes > 4096
+    expect_reset(&mut bad);
+    let s = wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
+        s.abort_bad_frame == 1 && s.aborted == 1
+    });
+    assert_eq!(s.abort_peer_reset, 0);
+    round_trip(&mut good, &[0, 2, b'o', b'k']);
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn lines_overlong_line_aborts_that_session_only() {
+    let server = start(ServerConfig {
+        mode: Mode::Lines,
+        buffer_size: BufferSize::K1,
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut good = connect(addr);
+    round_trip(&mut good, b"short line\n");
+    let mut bad = connect(addr);
+    let _ = bad.write_all(&[b'x'; 5000]); // no newline, longer than 1024
+    expect_reset(&mut bad);
+    wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
+        s.abort_line_too_long == 1
+    });
+    round_trip(&mut good, b"another\n");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn max_connections_rejects_the_next_one_and_keeps_the_first() {
+    let server = start(ServerConfig {
+        max_connections: Some(3),
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut first: Vec<_> = (0..3).map(|_| connect(addr)).collect();
+    for (i, c) in first.iter_mut().enumerate() {
+        round_trip(c, format!("conn {i}").as_bytes());
+    }
+    let mut extra = connect(addr);
+    let _ = extra.write_all(b"let me in");
+    let mut b = [0u8; 16];
+    match extra.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("connection over the limit must be closed, got {other:?}"),
+    }
+    wait_stats(&server, IO_TIMEOUT, "rejection counted", |s| {
+        s.rejected == 1 && s.connections_open == 3 && s.accepted == 4
+    });
+    for (i, c) in first.iter_mut().enumerate() {
+        round_trip(c, format!("still {i}").as_bytes());
+    }
+    // A slot freed is a slot usable again.
+    drop(first.pop());
+    wait_stats(&server, IO_TIMEOUT, "slot freed", |s| {
+        s.connections_open == 2
+    });
+    let mut again = connect(addr);
+    round_trip(&mut again, b"my turn");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn idle_connection_closed_after_idle_timeout_busy_one_kept() {
+    let server = start(ServerConfig {
+        idle_timeout: Some(Duration::from_millis(500)),
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut idle = connect(addr);
+    round_trip(&mut idle, b"then silence");
+    let mut busy = connect(addr);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1000) {
+        round_trip(&mut busy, b"tick");
+        std::thread::sleep(Duration::from_millis(20)); // traffic pattern, not synchronisation
+    }
+    let back = read_to_eof(&mut idle).expect("clean close");
+    assert!(back.is_empty());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let s = wait_stats(&server, IO_TIMEOUT, "idle close counted", |s| {
+        s.idle_closed == 1
+    });
+    assert_eq!(s.aborted, 0);
+    round_trip(&mut busy, b"still open");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn idle_timeout_zero_means_never() {
+    let server = start(ServerConfig {
+        idle_timeout: None,
+        ..tcp_config()
+    });
+    let mut c = connect(server.tcp_addr().unwrap());
+    round_trip(&mut c, b"x");
+    assert_silent(&mut c, Duration::from_millis(500));
+    round_trip(&mut c, b"y");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn graceful_shutdown_echoes_queued_data_then_closes() {
+    let server = start(ServerConfig {
+        mode: Mode::Lines,
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut c = connect(addr);
+    c.write_all(b"complete\nunterminated tail").unwrap();
+    let mut line = [0u8; 9];
+    c.read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"complete\n");
+    wait_stats(&server, IO_TIMEOUT, "tail buffered", |s| {
+        s.bytes_buffered == 17
+    });
+    server.shutdown();
+    // The held remainder is echoed, then FIN.
+    let rest = read_to_eof(&mut c).expect("clean close");
+    assert_eq!(rest, b"unterminated tail");
+    // No new connections once shutting down.
+    let t = Instant::now();
+    server.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn grace_period_over_resets_connections_that_cannot_drain() {
+    let server = start(ServerConfig {
+        grace: Duration::from_millis(300),
+        ..tcp_config()
+    });
+    let mut hog = connect(server.tcp_addr().unwrap());
+    hog.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let chunk = payload(4, 64 * 1024);
+    while hog.write(&chunk).is_ok() {}
+    let t = Instant::now();
+    server.shutdown();
+    server.join().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "join took {:?}",
+        t.elapsed()
+    );
+}

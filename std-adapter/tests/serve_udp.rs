@@ -1,0 +1,149 @@
+//! UDP: what the datagram policy drops is never echoed, and is counted by reason.
+
+mod serve_support;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use ricochet::serve::{ServerConfig, ServerHandle, UdpRate};
+use serve_support::{IO_TIMEOUT, payload, start, wait_stats};
+
+/// Port 7 can be bound by one test at a time.
+static PORT_7: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn udp_server(config: ServerConfig) -> (ServerHandle, SocketAddr) {
+    let server = start(ServerConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 2,
+        ..config
+    });
+    let addr = server.udp_addr().unwrap();
+    (server, addr)
+}
+
+fn client() -> UdpSocket {
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c
+}
+
+fn expect_echo(c: &UdpSocket, target: SocketAddr, data: &[u8]) {
+    c.send_to(data, target).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = c.recv_from(&mut buf).expect("echo");
+    assert_eq!(from, target);
+    assert_eq!(&buf[..n], data);
+}
+
+fn expect_no_reply(c: &UdpSocket) {
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    match c.recv_from(&mut buf) {
+        Ok((n, from)) => panic!("expected no reply, got {n} bytes from {from}"),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+    }
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+}
+
+#[test]
+fn udp_oversize_datagram_dropped_not_truncated_and_counted() {
+    let (server, target) = udp_server(ServerConfig {
+        udp_max_datagram: 100,
+        ..ServerConfig::default()
+    });
+    let c = client();
+    c.send_to(&payload(1, 101), target).unwrap();
+    expect_no_reply(&c);
+    let s = wait_stats(&server, IO_TIMEOUT, "oversize counted", |s| {
+        s.udp_oversize == 1
+    });
+    assert_eq!(s.udp_echoed, 0);
+    expect_echo(&c, target, &payload(2, 100)); // exactly the limit is fine
+    c.send_to(&payload(3, 60_000), target).unwrap();
+    expect_no_reply(&c);
+    wait_stats(&server, IO_TIMEOUT, "second oversize counted", |s| {
+        s.udp_oversize == 2 && s.udp_echoed == 1
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn udp_loop_guard_drops_datagrams_from_echo_port_7() {
+    let _port7 = PORT_7.lock().unwrap_or_else(|p| p.into_inner());
+    let (server, target) = udp_server(ServerConfig::default());
+    let from_echo_port = match UdpSocket::bind("127.0.0.1:7") {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "this test binds UDP 127.0.0.1:7 (the echo port) to play a second echo server; that needs root \
+             or CAP_NET_BIND_SERVICE and a free port 7: {e}"
+        ),
+    };
+    from_echo_port.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    from_echo_port
+        .send_to(b"ping-pong forever?", target)
+        .unwrap();
+    expect_no_reply(&from_echo_port);
+    let s = wait_stats(&server, IO_TIMEOUT, "loop guard counted", |s| {
+        s.udp_loop_guard == 1
+    });
+    assert_eq!(s.udp_echoed, 0);
+    // Ordinary ports are still served.
+    expect_echo(&client(), target, b"normal client");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn udp_no_loop_guard_echoes_datagrams_from_port_7() {
+    let _port7 = PORT_7.lock().unwrap_or_else(|p| p.into_inner());
+    let (server, target) = udp_server(ServerConfig {
+        loop_guard: false,
+        ..ServerConfig::default()
+    });
+    let from_echo_port = UdpSocket::bind("127.0.0.1:7").expect("bind UDP 127.0.0.1:7 (needs root)");
+    from_echo_port.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    expect_echo(&from_echo_port, target, b"you asked for it");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn udp_rate_limit_drops_excess_per_source_and_counts_it() {
+    let rate = UdpRate {
+        per_second: 1,
+        burst: 3,
+    };
+    let (server, target) = udp_server(ServerConfig {
+        udp_rate: Some(rate),
+        ..ServerConfig::default()
+    });
+    let c = client();
+    for i in 0..10u8 {
+        c.send_to(&[i; 20], target).unwrap();
+    }
+    let s = wait_stats(&server, IO_TIMEOUT, "all 10 handled", |s| {
+        // Counters only grow: a sum of 10 means both are final.
+        s.udp_received == 10 && s.udp_echoed + s.udp_rate_limited == 10
+    });
+    assert_eq!(s.udp_echoed, 3, "burst of 3 echoed");
+    assert_eq!(s.udp_rate_limited, 7);
+    // The bucket is per source IP address: another port of 127.0.0.1 shares it...
+    let same_ip = client();
+    same_ip.send_to(b"same address", target).unwrap();
+    expect_no_reply(&same_ip);
+    // ...another address (127.0.0.2 is loopback too) has its own.
+    let other_ip = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    other_ip.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    expect_echo(&other_ip, target, b"fresh source");
+    server.shutdown();
+    server.join().unwrap();
+}

@@ -188,15 +188,24 @@ pub struct PolicyConfig {
     pub rate: Option<RateLimit>,
     /// Drop datagrams whose source port is one of the [`REFLECTOR_PORTS`].
     pub loop_guard: bool,
+    /// Exempt loopback sources (127.0.0.0/8, `::1`) from the rate limit.
+    /// A loopback source cannot be forged from the network and its echo
+    /// cannot leave the host, so limiting it protects no one and only
+    /// throttles local tools (a ping-pong probe on loopback runs at tens of
+    /// thousands of datagrams per second). The loop guard and the size
+    /// limit still apply.
+    pub rate_exempt_loopback: bool,
 }
 
 impl PolicyConfig {
     /// The defaults: [`DEFAULT_MAX_DATAGRAM`] (1472 bytes), rate limiting on
-    /// with [`RateLimit::DEFAULT`] (1000/s, burst 100), loop guard on.
+    /// with [`RateLimit::DEFAULT`] (1000/s, burst 100) except for loopback
+    /// sources, loop guard on.
     pub const DEFAULT: PolicyConfig = PolicyConfig {
         max_datagram: DEFAULT_MAX_DATAGRAM,
         rate: Some(RateLimit::DEFAULT),
         loop_guard: true,
+        rate_exempt_loopback: true,
     };
 }
 
@@ -399,6 +408,9 @@ impl<const SOURCES: usize> DatagramPolicy<SOURCES> {
         }
         if let Some(rate) = self.config.rate {
             let ip = source.ip().to_canonical();
+            if self.config.rate_exempt_loopback && ip.is_loopback() {
+                return Verdict::Echo;
+            }
             if !self
                 .table
                 .take_token(now.as_micros(), ip, rate, &mut self.stats.evictions)
@@ -809,6 +821,7 @@ mod tests {
             max_datagram: 1472,
             rate: Some(RateLimit { per_second, burst }),
             loop_guard: true,
+            rate_exempt_loopback: false,
         }
     }
 
@@ -972,9 +985,28 @@ mod tests {
     }
 
     #[test]
+    fn loopback_source_is_exempt_from_rate_limit_by_default() {
+        let config = PolicyConfig {
+            rate: Some(RateLimit { per_second: 1, burst: 1 }),
+            ..PolicyConfig::DEFAULT
+        };
+        let mut p = DatagramPolicy::<4>::new(config);
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+        for _ in 0..10 {
+            assert_eq!(p.decide(Instant::ZERO, local, 10), Verdict::Echo);
+        }
+        let seven = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7);
+        assert!(!p.decide(Instant::ZERO, seven, 10).is_echo(), "the loop guard still applies");
+        let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40000);
+        assert!(p.decide(Instant::ZERO, remote, 10).is_echo());
+        assert_eq!(p.decide(Instant::ZERO, remote, 10), Verdict::Drop(DropReason::RateLimited));
+    }
+
+    #[test]
     fn loop_guard_disabled_echoes_port_7() {
         let mut p = DatagramPolicy::<8>::new(PolicyConfig {
             loop_guard: false,
+            rate_exempt_loopback: false,
             ..PolicyConfig::DEFAULT
         });
         assert_eq!(p.decide(T0, v4(1, 7), 10), Verdict::Echo);
@@ -1313,6 +1345,7 @@ mod tests {
             max_datagram: 100,
             rate: Some(rate),
             loop_guard: true,
+            rate_exempt_loopback: false,
         });
         let cap = u64::from(rate.burst) * MICRO;
         let refill = u64::from(rate.per_second);

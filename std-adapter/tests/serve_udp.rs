@@ -124,6 +124,7 @@ fn udp_rate_limit_drops_excess_per_source_and_counts_it() {
     };
     let (server, target) = udp_server(ServerConfig {
         udp_rate: Some(rate),
+        udp_rate_loopback: true,
         ..ServerConfig::default()
     });
     let c = client();
@@ -144,6 +145,26 @@ fn udp_rate_limit_drops_excess_per_source_and_counts_it() {
     let other_ip = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
     other_ip.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     expect_echo(&other_ip, target, b"fresh source");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn udp_loopback_source_is_exempt_from_rate_limit_by_default() {
+    let rate = UdpRate {
+        per_second: 1,
+        burst: 3,
+    };
+    let (server, target) = udp_server(ServerConfig {
+        udp_rate: Some(rate),
+        ..ServerConfig::default()
+    });
+    let c = client();
+    for i in 0..10u8 {
+        c.send_to(&[i; 20], target).unwrap();
+    }
+    let s = wait_stats(&server, IO_TIMEOUT, "all 10 handled", |s| s.udp_received == 10 && s.udp_echoed == 10);
+    assert_eq!(s.udp_rate_limited, 0, "loopback is exempt unless --udp-rate-loopback");
     server.shutdown();
     server.join().unwrap();
 }

@@ -5,6 +5,7 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
+//! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
 //! ```
 //!
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod attack;
 mod qemu;
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Some("ci") => run_ci(&ctx, &args[1..]),
         Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
         Some("deps") => stage_deps(&ctx),
+        Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("stages") => {
             for s in STAGES {
                 println!("{:<9} {}", s.name, s.about);
@@ -63,10 +66,11 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
-                 deps    install what the stages need"
+                 deps    install what the stages need\n\
+                 attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
             return ExitCode::from(2);
         }

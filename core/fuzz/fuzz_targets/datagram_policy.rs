@@ -24,6 +24,7 @@ struct Input {
     per_second: u16,
     burst: u8,
     loop_guard: bool,
+    rate_exempt_loopback: false,
     start: u64,
     datagrams: Vec<Datagram>,
 }
@@ -34,6 +35,7 @@ fuzz_target!(|input: Input| {
         rate: (input.per_second > 0 || input.burst > 0)
             .then(|| RateLimit { per_second: input.per_second.into(), burst: input.burst.into() }),
         loop_guard: input.loop_guard,
+        rate_exempt_loopback: false,
     };
     let mut policy = DatagramPolicy::<8>::new(config);
     let mut now = Instant::from_micros(input.start);

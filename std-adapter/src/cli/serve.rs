@@ -83,6 +83,10 @@ pub(crate) struct ServeArgs {
     /// UDP datagrams a source may send back to back before --udp-rate applies.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RATE.burst)]
     udp_burst: u32,
+    /// Rate-limit loopback sources too (by default they are exempt: they cannot be forged from the
+    /// network and their echo never leaves the host, so the limit would only throttle local tools).
+    #[arg(long)]
+    udp_rate_loopback: bool,
     /// DANGEROUS: echo UDP datagrams from well-known service ports too (echo, chargen, daytime...).
     /// A spoofed datagram can then start an endless echo ping-pong between two servers.
     #[arg(long)]
@@ -160,6 +164,7 @@ impl ServeArgs {
                 per_second: self.udp_rate,
                 burst: self.udp_burst,
             }),
+            udp_rate_loopback: self.udp_rate_loopback,
             loop_guard: !self.no_loop_guard,
             accept: match self.accept {
                 AcceptArg::Reuseport => AcceptStrategy::ReusePort,

@@ -192,6 +192,10 @@ pub struct ServerConfig {
     /// Per-source UDP rate limit (per source IP address); `None` disables it.
     /// Default: the core's (1000 datagrams/s, bursts of 100).
     pub udp_rate: Option<UdpRate>,
+    /// Apply `udp_rate` to loopback sources too. Default false: a loopback
+    /// source cannot be forged from the network nor reflect off the host, so
+    /// limiting it only throttles local tools such as `ricochet probe`.
+    pub udp_rate_loopback: bool,
     /// Drop UDP datagrams from well-known service ports (echo, chargen...)
     /// that would otherwise start an endless ping-pong between two servers.
     pub loop_guard: bool,
@@ -229,6 +233,7 @@ impl Default for ServerConfig {
                 per_second: r.per_second,
                 burst: r.burst,
             }),
+            udp_rate_loopback: false,
             loop_guard: true,
             accept: AcceptStrategy::ReusePort,
             raise_fd_limit: true,

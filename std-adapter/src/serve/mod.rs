@@ -264,12 +264,15 @@ impl Server {
                 burst: r.burst,
             }),
             loop_guard: config.loop_guard,
+            rate_exempt_loopback: !config.udp_rate_loopback,
         };
         for (i, (addr, socket)) in udp.into_iter().enumerate() {
             setups[i % workers].udp.push(udp::UdpEndpoint {
                 socket: mio::net::UdpSocket::from_std(socket),
                 addr,
-                policy: Box::new(DatagramPolicy::new(policy)),
+                // A random hash seed: remote hosts cannot pick forged sources
+                // that all land in one chain of the rate table.
+                policy: Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
                 pending: false,
             });
         }
@@ -551,4 +554,10 @@ impl Drop for ServerHandle {
             let _ = self.join_all();
         }
     }
+}
+
+/// A per-process random seed (std's randomly keyed SipHash).
+fn hash_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64)
 }

@@ -1,0 +1,439 @@
+//! `cargo xtask attack`: hostile peers against `ricochet serve`, on loopback
+//! only, each bounded in count and time.
+//!
+//! Each scenario starts a fresh server, measures the p99 round trip of one
+//! well-behaved `ricochet probe` connection before the attack and again
+//! during it, and checks that every byte the probe sent came back. The
+//! attackers are plain std sockets in threads of this process; they stop by
+//! themselves. The server is a child process killed by its PID.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{Ctx, run};
+
+/// One row of the results table.
+struct Row {
+    name: &'static str,
+    attack: String,
+    before_p99_us: u64,
+    during_p99_us: u64,
+    verified: u64,
+    failures: u64,
+    outcome: String,
+}
+
+/// A server child process, killed by PID on drop.
+struct Server {
+    child: Child,
+    tcp: SocketAddr,
+    udp: Option<SocketAddr>,
+}
+
+impl Server {
+    fn start(bin: &Path, args: &[&str], nofile: Option<u32>) -> Result<Server, String> {
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start ricochet serve: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut tcp, mut udp) = (None, None);
+        let want_udp = args.contains(&"--udp");
+        while tcp.is_none() || (want_udp && udp.is_none()) {
+            let line = lines.next().ok_or("server exited before listening")?.map_err(|e| e.to_string())?;
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("listening"), Some("tcp"), Some(a)) => tcp = a.parse().ok(),
+                (Some("listening"), Some("udp"), Some(a)) => udp = a.parse().ok(),
+                _ => {}
+            }
+        }
+        // Keep draining stdout so the server never blocks on it.
+        thread::spawn(move || for _ in lines {});
+        Ok(Server { child, tcp: tcp.ok_or("no tcp address")?, udp })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A probe's figures, read from its `--json` line.
+struct ProbeRun {
+    p99_us: u64,
+    verified: u64,
+    ok: bool,
+    json: String,
+}
+
+fn json_number(json: &str, key: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    digits.parse::<f64>().ok().map(|v| v as u64)
+}
+
+fn probe(bin: &Path, target: &str, args: &[&str]) -> Result<ProbeRun, String> {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(bin)
+        .arg("probe")
+        .arg(target)
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
+    let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let latency = json.find("\"latency_us\"").map(|i| &json[i..]).unwrap_or("");
+    Ok(ProbeRun {
+        p99_us: json_number(latency, "p99").unwrap_or(u64::MAX),
+        verified: json_number(&json, "bytes_verified").unwrap_or(0),
+        ok: out.status.success() && json.contains("\"ok\":true"),
+        json,
+    })
+}
+
+/// The well-behaved client: 64-byte ping-pong for `secs` seconds.
+fn good_client(bin: &Path, target: &str, secs: u32, mode: &str) -> Result<ProbeRun, String> {
+    let d = format!("{secs}s");
+    probe(bin, target, &["--pattern", "pingpong", "--size", "64", "--duration", &d, "--mode", mode, "--timeout", "5s"])
+}
+
+/// Starts the good client first (it is an existing client when the attack
+/// begins), starts `attack` after 1 s, and stops the attack when the client
+/// is done. Returns (the client's run, the attack's summary).
+fn during<F>(bin: &Path, target: &str, mode: &str, attack: F) -> Result<(ProbeRun, String), String>
+where
+    F: FnOnce(Arc<AtomicBool>) -> String + Send + 'static,
+{
+    let (bin, target, mode) = (bin.to_path_buf(), target.to_string(), mode.to_string());
+    let client = thread::spawn(move || good_client(&bin, &target, 5, &mode));
+    thread::sleep(Duration::from_secs(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let attacker = thread::spawn(move || attack(s));
+    let run = client.join().map_err(|_| "client thread panicked".to_string())?;
+    stop.store(true, Ordering::SeqCst);
+    let summary = attacker.join().map_err(|_| "attacker thread panicked".to_string())?;
+    Ok((run?, summary))
+}
+
+fn row(name: &'static str, before: &ProbeRun, during: &ProbeRun, attack: String, outcome: String) -> Row {
+    for (when, run) in [("before", before), ("during", during)] {
+        if !run.ok {
+            eprintln!("xtask attack: {name}: the probe {when} the attack failed: {}", run.json);
+        }
+    }
+    Row {
+        name,
+        attack,
+        before_p99_us: before.p99_us,
+        during_p99_us: during.p99_us,
+        verified: during.verified,
+        failures: u64::from(!before.ok) + u64::from(!during.ok),
+        outcome,
+    }
+}
+
+pub(crate) fn attack(ctx: &Ctx, quick: bool) -> Result<(), String> {
+    run(&ctx.root, "cargo", &["build", "--release", "--locked", "-p", "ricochet"], &[])?;
+    let bin: PathBuf = ctx.root.join("target/release/ricochet");
+    let scale = if quick { 4 } else { 1 };
+    let mut rows = Vec::new();
+
+    rows.push(slowloris(&bin, 2000 / scale)?);
+    rows.push(connection_flood(&bin, 2000 / scale)?);
+    rows.push(fd_exhaustion(&bin, 1000 / scale)?);
+    rows.push(rst_storm(&bin, 5000 / scale)?);
+    rows.push(udp_flood(&bin)?);
+    rows.push(udp_reflectors_and_oversize(&bin)?);
+    rows.push(bad_frames(&bin, 200 / scale)?);
+
+    println!("| attack | what | p99 before (us) | p99 during (us) | ratio | probe bytes verified during | failures | server outcome |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut failed = false;
+    for r in &rows {
+        let ratio = r.during_p99_us as f64 / r.before_p99_us.max(1) as f64;
+        println!(
+            "| {} | {} | {} | {} | {:.2}x | {} | {} | {} |",
+            r.name, r.attack, r.before_p99_us, r.during_p99_us, ratio, r.verified, r.failures, r.outcome
+        );
+        failed |= r.failures > 0;
+    }
+    if failed { Err("a well-behaved probe failed during an attack (see the table)".into()) } else { Ok(()) }
+}
+
+fn target(s: &Server) -> String {
+    format!("tcp://{}", s.tcp)
+}
+
+fn slowloris(bin: &Path, n: usize) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--idle-timeout", "1s"], None)?;
+    let t = target(&server);
+    let before = good_client(bin, &t, 2, "raw")?;
+    let addr = server.tcp;
+    let closed = Arc::new(AtomicU64::new(0));
+    let c2 = closed.clone();
+    let (run, _) = during(bin, &t, "raw", move |stop| {
+        let mut conns: Vec<TcpStream> = (0..n).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+        let opened = conns.len();
+        let start = Instant::now();
+        // A byte every 1.5 s per connection (slower than the 1 s idle timeout), never reading.
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(12) {
+            conns.retain_mut(|c| {
+                let alive = c.write_all(b"x").is_ok();
+                if !alive {
+                    c2.fetch_add(1, Ordering::SeqCst);
+                }
+                alive
+            });
+            thread::sleep(Duration::from_millis(1500));
+        }
+        // The attack is over: now read, to see which ones the server closed.
+        for c in &mut conns {
+            let _ = c.set_nonblocking(true);
+            let mut b = [0u8; 4096];
+            loop {
+                match c.read(&mut b) {
+                    Ok(0) => {
+                        c2.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        c2.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+        }
+        format!("{opened} connections, 1 byte / 1.5 s each, never reading")
+    })?;
+    let rss = rss_kb(server.child.id());
+    let closed = closed.load(Ordering::SeqCst);
+    Ok(row(
+        "slowloris",
+        &before,
+        &run,
+        format!("{n} conns, 1 byte/1.5 s, never read"),
+        format!("{closed} closed by idle timeout (1 s); server RSS {rss} KiB"),
+    ))
+}
+
+fn connection_flood(bin: &Path, n: usize) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--max-connections", "200"], None)?;
+    let t = target(&server);
+    let before = good_client(bin, &t, 2, "raw")?;
+    let addr = server.tcp;
+    let (run, summary) = during(bin, &t, "raw", move |stop| {
+        let mut held = Vec::new();
+        let mut refused = 0u64;
+        let start = Instant::now();
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && held.len() < n {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(c) => held.push(c),
+                Err(_) => refused += 1,
+            }
+        }
+        // How many of them did the server keep? Those beyond the limit are closed at once.
+        let mut served = 0;
+        for c in &mut held {
+            let _ = c.set_read_timeout(Some(Duration::from_millis(20)));
+            let mut b = [0u8; 1];
+            if c.write_all(b"y").is_ok() && matches!(c.read(&mut b), Ok(1)) {
+                served += 1;
+            }
+        }
+        format!("{} connects ({refused} failed), {served} served", held.len())
+    })?;
+    let after = good_client(bin, &t, 1, "raw")?;
+    let mut r = row("connection flood", &before, &run, format!("{n} connects vs --max-connections 200"), summary);
+    r.failures += u64::from(!after.ok);
+    r.outcome += &format!("; new client after the flood: {}", if after.ok { "ok" } else { "FAILED" });
+    Ok(r)
+}
+
+fn fd_exhaustion(bin: &Path, n: usize) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--threads", "1"], Some(128))?;
+    let t = target(&server);
+    let before = good_client(bin, &t, 2, "raw")?;
+    let addr = server.tcp;
+    let (run, summary) = during(bin, &t, "raw", move |stop| {
+        let mut held = Vec::new();
+        let start = Instant::now();
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && held.len() < n {
+            if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                held.push(c);
+            }
+        }
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        format!("{} connections held (server fd limit 128)", held.len())
+    })?;
+    let after = good_client(bin, &t, 1, "raw")?;
+    let mut r = row("fd exhaustion", &before, &run, format!("{n} conns vs ulimit -n 128"), summary);
+    r.failures += u64::from(!after.ok);
+    r.outcome += &format!("; recovers after: {}", if after.ok { "ok" } else { "FAILED" });
+    Ok(r)
+}
+
+fn rst_storm(bin: &Path, n: usize) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0"], None)?;
+    let t = target(&server);
+    let before = good_client(bin, &t, 2, "raw")?;
+    let addr = server.tcp;
+    let (run, summary) = during(bin, &t, "raw", move |stop| {
+        let mut done = 0;
+        let start = Instant::now();
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && done < n {
+            if let Ok(mut c) = TcpStream::connect(addr) {
+                let _ = c.write_all(&[0xAB; 2048]);
+                thread::sleep(Duration::from_micros(200));
+                // Closing with the echo unread makes the kernel send RST.
+                drop(c);
+                done += 1;
+            }
+        }
+        format!("{done} connections sent 2 KiB and reset")
+    })?;
+    Ok(row("RST storm", &before, &run, format!("{n} send-then-RST connections"), summary))
+}
+
+fn udp_flood(bin: &Path) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--udp-rate-loopback"], None)?;
+    let udp = server.udp.ok_or("no udp address")?;
+    let t = format!("udp://{udp}");
+    let before = probe(bin, &t, &["--count", "500", "--size", "64", "--rate", "250", "--timeout", "1s"])?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let flood = thread::spawn(move || -> (u64, u64) {
+        let sock = UdpSocket::bind("127.0.0.2:0").or_else(|_| UdpSocket::bind("127.0.0.1:0")).expect("bind");
+        let _ = sock.set_nonblocking(true);
+        let (mut sent, mut answered) = (0u64, 0u64);
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        while !s2.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+            if sock.send_to(&[0x42; 64], udp).is_ok() {
+                sent += 1;
+            }
+            while sock.recv_from(&mut buf).is_ok() {
+                answered += 1;
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
+        while sock.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+        (sent, answered)
+    });
+    thread::sleep(Duration::from_millis(300));
+    let run = probe(bin, &t, &["--count", "500", "--size", "64", "--rate", "250", "--timeout", "1s"])?;
+    stop.store(true, Ordering::SeqCst);
+    let (sent, answered) = flood.join().map_err(|_| "flood thread panicked")?;
+    let mut r = row(
+        "UDP flood (one source)",
+        &before,
+        &run,
+        "one source, 64-byte datagrams, as fast as possible".into(),
+        format!("{sent} sent, {answered} answered (rate limit 1000/s, burst 100)"),
+    );
+    if answered > 100 + 1000 * 12 {
+        r.failures += 1;
+        r.outcome += " RATE LIMIT NOT HELD";
+    }
+    Ok(r)
+}
+
+fn udp_reflectors_and_oversize(bin: &Path) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"], None)?;
+    let udp = server.udp.ok_or("no udp address")?;
+    let t = format!("udp://{udp}");
+    let before = probe(bin, &t, &["--count", "300", "--size", "64", "--timeout", "1s"])?;
+    let mut answered = Vec::new();
+    for port in [7u16, 19] {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).map_err(|e| format!("bind source port {port} (needs root): {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
+        sock.send_to(b"are you an echo server?", udp).map_err(|e| e.to_string())?;
+        let mut b = [0u8; 64];
+        answered.push((port, sock.recv_from(&mut b).is_ok()));
+    }
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
+    sock.send_to(&[0u8; 4000], udp).map_err(|e| e.to_string())?;
+    let mut b = [0u8; 8192];
+    let oversize_answered = sock.recv_from(&mut b).is_ok();
+    let run = probe(bin, &t, &["--count", "300", "--size", "64", "--timeout", "1s"])?;
+    let mut r = row(
+        "UDP loop guard + oversize",
+        &before,
+        &run,
+        "datagrams from ports 7 and 19; a 4000-byte datagram".into(),
+        format!("answered: port7={} port19={} oversize={}", answered[0].1, answered[1].1, oversize_answered),
+    );
+    r.failures += answered.iter().filter(|(_, a)| *a).count() as u64 + u64::from(oversize_answered);
+    Ok(r)
+}
+
+fn bad_frames(bin: &Path, n: usize) -> Result<Row, String> {
+    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--mode", "frames"], None)?;
+    let t = target(&server);
+    let before = good_client(bin, &t, 2, "frames")?;
+    let addr = server.tcp;
+    let (run, summary) = during(bin, &t, "frames", move |stop| {
+        let (mut reset, mut sent) = (0, 0);
+        for i in 0..n {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Ok(mut c) = TcpStream::connect(addr) {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                // Alternate: a header announcing 65535 bytes, and a frame cut off by FIN.
+                let bad: &[u8] = if i % 2 == 0 { b"\xff\xff\x00\x01" } else { b"\x00\x10abc" };
+                let _ = c.write_all(bad);
+                if i % 2 == 1 {
+                    let _ = c.shutdown(Shutdown::Write);
+                }
+                sent += 1;
+                let mut b = [0u8; 16];
+                if c.read(&mut b).map(|k| k == 0).unwrap_or(true) {
+                    reset += 1;
+                }
+            }
+        }
+        format!("{sent} bad sessions, {reset} closed by the server with nothing echoed")
+    })?;
+    Ok(row("bad frames (frames mode)", &before, &run, format!("{n} oversized / truncated frames"), summary))
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}

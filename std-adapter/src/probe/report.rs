@@ -248,7 +248,11 @@ impl fmt::Display for Report {
         } else {
             format!("{}..={} B", self.size_min, self.size_max)
         };
-        writeln!(f, "target       {} ({}, {}, {size})", self.target, self.mode, self.pattern)?;
+        writeln!(
+            f,
+            "target       {} ({}, {}, {size})",
+            self.target, self.mode, self.pattern
+        )?;
         writeln!(
             f,
             "connections  {} on {} thread{}, seed {}",
@@ -262,9 +266,17 @@ impl fmt::Display for Report {
             "verified     {} of {} messages, {} of {} bytes",
             self.messages_verified, self.messages_sent, self.bytes_verified, self.bytes_sent
         )?;
-        writeln!(f, "window       {:.3} s, {} round trips", self.window_secs, self.round_trips)?;
+        writeln!(
+            f,
+            "window       {:.3} s, {} round trips",
+            self.window_secs, self.round_trips
+        )?;
         writeln!(f, "round trips  {:.1} /s", self.round_trips_per_sec)?;
-        writeln!(f, "throughput   {:.3} MB/s echoed (MB = 10^6 B)", self.mb_per_sec)?;
+        writeln!(
+            f,
+            "throughput   {:.3} MB/s echoed (MB = 10^6 B)",
+            self.mb_per_sec
+        )?;
         let l = &self.latency_us;
         writeln!(
             f,
@@ -275,7 +287,15 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "datagrams    sent {}, verified {}, lost {} ({:.3}%, allowed {}%), corrupt {}, duplicate {}, late {}, foreign {}",
-                d.sent, d.verified, d.lost, d.loss_pct, d.max_loss_pct, d.corrupt, d.duplicate, d.late, d.foreign
+                d.sent,
+                d.verified,
+                d.lost,
+                d.loss_pct,
+                d.max_loss_pct,
+                d.corrupt,
+                d.duplicate,
+                d.late,
+                d.foreign
             )?;
         }
         let e = &self.errors;
@@ -311,7 +331,11 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "result       {} ({} of {} connections completed cleanly)",
-            if self.ok { "OK: every byte verified" } else { "FAILED" },
+            if self.ok {
+                "OK: every byte verified"
+            } else {
+                "FAILED"
+            },
             self.connections_ok,
             self.connections
         )

@@ -128,7 +128,10 @@ impl fmt::Display for SpecError {
             ),
             SpecError::WarmupWithCount => f.write_str("--warmup needs --duration"),
             SpecError::MaxLoss(p) => write!(f, "--max-loss {p} is not a percentage within 0..=100"),
-            SpecError::Rate(r) => write!(f, "--rate {r} is not a positive number of messages per second"),
+            SpecError::Rate(r) => write!(
+                f,
+                "--rate {r} is not a positive number of messages per second"
+            ),
             SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
         }
     }
@@ -175,10 +178,10 @@ impl ProbeSpec {
         if !(0.0..=100.0).contains(&self.max_loss_pct) {
             return Err(SpecError::MaxLoss(self.max_loss_pct));
         }
-        if let Some(r) = self.rate {
-            if !(r.is_finite() && r > 0.0) {
-                return Err(SpecError::Rate(r));
-            }
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(SpecError::Rate(r));
         }
         if matches!(self.stop, Stop::Count(_)) && !self.warmup.is_zero() {
             return Err(SpecError::WarmupWithCount);
@@ -200,7 +203,9 @@ impl ProbeSpec {
             mode: self.mode,
             pattern: match self.pattern {
                 Pattern::PingPong => CorePattern::PingPong,
-                Pattern::Stream => CorePattern::Stream { window: self.window },
+                Pattern::Stream => CorePattern::Stream {
+                    window: self.window,
+                },
             },
             seed: connection_seed(self.seed, conn),
             size: self.size,
@@ -285,7 +290,10 @@ mod tests {
         let mut s = ProbeSpec::new(tcp());
         s.connections = 10;
         s.rate = Some(1000.0);
-        assert_eq!(s.stream_config(0).interval, Some(ricochet_core::Duration::from_millis(10)));
+        assert_eq!(
+            s.stream_config(0).interval,
+            Some(ricochet_core::Duration::from_millis(10))
+        );
     }
 
     #[test]

@@ -48,7 +48,10 @@ impl fmt::Display for TargetError {
                 "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT or unix://PATH"
             ),
             TargetError::Address(s) => {
-                write!(f, "bad address {s:?}: expected HOST:PORT (IPv6 as [::1]:PORT)")
+                write!(
+                    f,
+                    "bad address {s:?}: expected HOST:PORT (IPv6 as [::1]:PORT)"
+                )
             }
             TargetError::Resolve { address, reason } => {
                 write!(f, "cannot resolve {address:?}: {reason}")
@@ -118,7 +121,10 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
     }
     let addrs: Vec<SocketAddr> = hostport
         .to_socket_addrs()
-        .map_err(|e| TargetError::Resolve { address: hostport.to_owned(), reason: e.to_string() })?
+        .map_err(|e| TargetError::Resolve {
+            address: hostport.to_owned(),
+            reason: e.to_string(),
+        })?
         .collect();
     if addrs.is_empty() {
         return Err(TargetError::Resolve {
@@ -139,8 +145,14 @@ mod tests {
             "tcp://127.0.0.1:7".parse::<Target>(),
             Ok(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]))
         );
-        assert_eq!("udp://[::1]:9".parse::<Target>(), Ok(Target::Udp(vec!["[::1]:9".parse().unwrap()])));
-        assert_eq!("unix:///tmp/e.sock".parse::<Target>(), Ok(Target::Unix("/tmp/e.sock".into())));
+        assert_eq!(
+            "udp://[::1]:9".parse::<Target>(),
+            Ok(Target::Udp(vec!["[::1]:9".parse().unwrap()]))
+        );
+        assert_eq!(
+            "unix:///tmp/e.sock".parse::<Target>(),
+            Ok(Target::Unix("/tmp/e.sock".into()))
+        );
     }
 
     #[test]
@@ -153,11 +165,26 @@ mod tests {
 
     #[test]
     fn target_rejects_malformed_text() {
-        assert!(matches!("127.0.0.1:7".parse::<Target>(), Err(TargetError::Scheme(_))));
-        assert!(matches!("http://x:1".parse::<Target>(), Err(TargetError::Scheme(_))));
-        assert!(matches!("tcp://127.0.0.1".parse::<Target>(), Err(TargetError::Address(_))));
-        assert!(matches!("tcp://127.0.0.1:99999".parse::<Target>(), Err(TargetError::Address(_))));
-        assert!(matches!("tcp://:80".parse::<Target>(), Err(TargetError::Address(_))));
+        assert!(matches!(
+            "127.0.0.1:7".parse::<Target>(),
+            Err(TargetError::Scheme(_))
+        ));
+        assert!(matches!(
+            "http://x:1".parse::<Target>(),
+            Err(TargetError::Scheme(_))
+        ));
+        assert!(matches!(
+            "tcp://127.0.0.1".parse::<Target>(),
+            Err(TargetError::Address(_))
+        ));
+        assert!(matches!(
+            "tcp://127.0.0.1:99999".parse::<Target>(),
+            Err(TargetError::Address(_))
+        ));
+        assert!(matches!(
+            "tcp://:80".parse::<Target>(),
+            Err(TargetError::Address(_))
+        ));
         assert_eq!("unix://".parse::<Target>(), Err(TargetError::EmptyPath));
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 /// Parses a byte count: `64`, `16K`, `16KiB`, `1M`, `1MiB`, `2G`.
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let bad = || format!("bad size {s:?}: expected a number with an optional K/KiB/M/MiB/G/GiB suffix");
+    let bad =
+        || format!("bad size {s:?}: expected a number with an optional K/KiB/M/MiB/G/GiB suffix");
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
@@ -21,7 +22,9 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "g" | "G" | "GB" | "GiB" => 1 << 30,
         _ => return Err(bad()),
     };
-    n.checked_mul(mul).and_then(|v| usize::try_from(v).ok()).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mul)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Parses a message size or a size range: `64`, `64..=1024`, `64-1K`.
@@ -39,7 +42,9 @@ pub fn parse_size_range(s: &str) -> Result<(usize, usize), String> {
     };
     let (lo, hi) = (parse_bytes(lo)?, parse_bytes(hi)?);
     if lo > hi {
-        return Err(format!("bad size range {s:?}: the minimum exceeds the maximum"));
+        return Err(format!(
+            "bad size range {s:?}: the minimum exceeds the maximum"
+        ));
     }
     Ok((lo, hi))
 }
@@ -47,8 +52,11 @@ pub fn parse_size_range(s: &str) -> Result<(usize, usize), String> {
 /// Parses a duration: `5s`, `500ms`, `250us`, `2m`, `1h`, `1.5s`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let bad = || format!("bad duration {s:?}: expected e.g. 5s, 500ms, 250us, 2m or a number of seconds");
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let bad =
+        || format!("bad duration {s:?}: expected e.g. 5s, 500ms, 250us, 2m or a number of seconds");
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let v: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit.trim() {
@@ -73,7 +81,11 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     };
     let v: f64 = num.parse().map_err(|_| bad())?;
     let r = v * mul;
-    if r.is_finite() && r > 0.0 { Ok(r) } else { Err(bad()) }
+    if r.is_finite() && r > 0.0 {
+        Ok(r)
+    } else {
+        Err(bad())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,91 @@
+//! The tutorial's TCP echo server, done right.
+//!
+//! The classic program is `bind; listen(5); conn, addr = accept();
+//! while data := conn.recv(1024): conn.send(data)`. Two bugs hide in it:
+//! `send` may write only part of `data` (the rest is silently lost unless
+//! you loop, i.e. `sendall`), and nothing bounds a peer that never reads or
+//! never leaves. Here a core `Session` with a 1024-byte buffer (the
+//! tutorial's `recv(1024)`) decides what to echo; the blocking driver writes
+//! `transmit_buffer()` and commits however much each write took, so the
+//! partial-send loop is the core's job, not yours. Timeouts end stuck peers.
+//!
+//! Usage: `tcp_server [ADDR] [--once | --count N]` (default 127.0.0.1:50007,
+//! serves 1 connection). Prints `listening on ADDR` first.
+
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::process::ExitCode;
+
+use ricochet::blocking::{DriveError, StdStream, serve_connection};
+use ricochet::clock::Clock;
+use ricochet_core::SessionConfig;
+use ricochet_examples::{PEER_TIMEOUT, parse_args};
+use socket2::{Domain, SockRef, Socket, Type};
+
+fn main() -> ExitCode {
+    let args = match parse_args(1) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tcp_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr: SocketAddr = match args.addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tcp_server: bad address {:?}: {e}", args.addr);
+            return ExitCode::from(2);
+        }
+    };
+    match serve(addr, args.count) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tcp_server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(addr: SocketAddr, count: u64) -> std::io::Result<bool> {
+    // socket(); setsockopt(SO_REUSEADDR); bind(); listen(5): as in the tutorial.
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(5)?;
+    let listener: TcpListener = socket.into();
+    println!("listening on {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+
+    let clock = Clock::new();
+    let mut all_ok = true;
+    for _ in 0..count {
+        let (conn, peer) = listener.accept()?;
+        println!("connected by {peer}");
+        conn.set_read_timeout(Some(PEER_TIMEOUT))?;
+        conn.set_write_timeout(Some(PEER_TIMEOUT))?;
+        let mut stream = StdStream::new(&conn);
+        // N = 1024: the tutorial's recv(1024), as the session's buffer.
+        match serve_connection::<1024, _, _>(&mut stream, SessionConfig::default(), &clock) {
+            Ok(stats) => {
+                // The session closed gracefully: send our FIN.
+                let _ = conn.shutdown(Shutdown::Write);
+                println!(
+                    "echoed {} of {} bytes to {peer}, closed",
+                    stats.bytes_out, stats.bytes_in
+                );
+            }
+            Err(DriveError::Aborted { reason, stats }) => {
+                // Aborted: reset (RST) rather than pretend all went well.
+                let _ = SockRef::from(&conn).set_linger(Some(std::time::Duration::ZERO));
+                println!("aborted {peer} after {} bytes: {reason}", stats.bytes_out);
+                all_ok = false;
+            }
+            Err(e) => {
+                println!("connection with {peer} failed: {e}");
+                all_ok = false;
+            }
+        }
+    }
+    Ok(all_ok)
+}

@@ -1,0 +1,132 @@
+//! A Unix-socket echo server and client in one program, in `lines` mode.
+//!
+//! The server thread accepts one connection and serves it with the blocking
+//! driver; a line is echoed only once its `\n` has arrived, however the
+//! bytes are split. The client shows that (half a line gets no echo, the
+//! rest of it does), then verifies `--count` lines from a core
+//! `StreamProbe`, half-closes and waits for the server's FIN. The socket
+//! lives in a fresh directory under the system temp dir, removed at the end.
+//!
+//! Usage: `unix_pair [--count N]` (default 100 lines).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ricochet::blocking::{StdStream, expect_eof, probe_connection, serve_connection};
+use ricochet::clock::Clock;
+use ricochet_core::{Mode, ProbeConfig, SessionConfig, SizeRange};
+use ricochet_examples::{PEER_TIMEOUT, parse_args};
+
+fn main() -> ExitCode {
+    let args = match parse_args(100) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("unix_pair: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("ricochet-unix-pair-{}", std::process::id()));
+    let result = std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))
+        .and_then(|()| run(dir.join("echo.sock"), args.count));
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unix_pair: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: PathBuf, count: u64) -> Result<(), String> {
+    let listener =
+        UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    println!("server listening on {}", path.display());
+    let config = SessionConfig {
+        mode: Mode::Lines,
+        ..SessionConfig::default()
+    };
+    let server = std::thread::spawn(move || -> Result<u64, String> {
+        let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        conn.set_read_timeout(Some(PEER_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        conn.set_write_timeout(Some(PEER_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let stats =
+            serve_connection::<4096, _, _>(&mut StdStream::new(&conn), config, &Clock::new())
+                .map_err(|e| format!("server: {e}"))?;
+        conn.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        Ok(stats.units)
+    });
+
+    let client = UnixStream::connect(&path).map_err(|e| format!("connect: {e}"))?;
+    client
+        .set_write_timeout(Some(PEER_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+
+    // Half a line: the session holds it, nothing comes back.
+    (&client).write_all(b"hel").map_err(|e| e.to_string())?;
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    match (&client).read(&mut buf) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            println!("sent \"hel\": no echo yet (the line is incomplete)");
+        }
+        Ok(n) => {
+            return Err(format!(
+                "an incomplete line was echoed: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ));
+        }
+        Err(e) => return Err(format!("read: {e}")),
+    }
+    // The rest of it: the whole line comes back.
+    (&client).write_all(b"lo\n").map_err(|e| e.to_string())?;
+    client
+        .set_read_timeout(Some(PEER_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let n = (&client).read(&mut buf).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("server closed early".into());
+        }
+        line.extend_from_slice(&buf[..n]);
+    }
+    println!(
+        "sent \"lo\\n\": received {:?}",
+        String::from_utf8_lossy(&line)
+    );
+
+    // Verified lines from the core probe (random bytes without '\n', then '\n').
+    let probe = ProbeConfig {
+        mode: Mode::Lines,
+        size: SizeRange::range(2, 200),
+        count: Some(count),
+        ..ProbeConfig::default()
+    };
+    let mut s = StdStream::new(&client);
+    let stats = probe_connection::<4, _, _>(&mut s, probe, &Clock::new(), &mut buf)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "verified {} lines, {} bytes",
+        stats.messages_verified, stats.bytes_verified
+    );
+
+    client
+        .shutdown(Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    expect_eof(&mut s, &mut buf).map_err(|e| format!("after our FIN: {e}"))?;
+    let units = server
+        .join()
+        .map_err(|_| "the server thread panicked".to_owned())??;
+    println!("server echoed {units} lines and closed after our FIN");
+    Ok(())
+}

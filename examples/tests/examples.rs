@@ -1,0 +1,175 @@
+//! Runs every example program (built as [[bin]]s) with a watchdog and
+//! checks what it prints and its exit status.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits for `child` with a watchdog; kills it (by handle) on expiry.
+fn finish(mut child: Child, what: &str) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn run(bin: &str, args: &[&str]) -> (i32, String) {
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let o = finish(child, bin);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// Starts a server example on port 0 and returns it with the address it printed.
+fn start_server(bin: &str, args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("first line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (child, out, addr.to_owned())
+}
+
+fn rest_of(
+    mut child: Child,
+    mut out: BufReader<std::process::ChildStdout>,
+    what: &str,
+) -> (i32, String) {
+    let mut text = String::new();
+    // The server exits by itself after its count; the watchdog bounds it.
+    let reader = std::thread::spawn(move || {
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    child.stdout = None;
+    let o = finish(child, what);
+    (
+        o.status.code().unwrap_or(-1),
+        reader.join().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn example_tcp_server_and_client_echo_and_verify() {
+    let (server, out, addr) = start_server(
+        env!("CARGO_BIN_EXE_tcp_server"),
+        &["127.0.0.1:0", "--count", "2"],
+    );
+    let (code, client) = run(
+        env!("CARGO_BIN_EXE_tcp_client"),
+        &[&addr, "--count", "200", "--size", "100"],
+    );
+    assert_eq!(code, 0, "{client}");
+    assert!(client.contains("Received \"Hello, world\""), "{client}");
+    assert!(
+        client.contains("verified 200 messages, 20000 bytes"),
+        "{client}"
+    );
+    assert!(client.contains("server closed after our FIN"), "{client}");
+    let (code, client) = run(
+        env!("CARGO_BIN_EXE_tcp_client"),
+        &[&addr, "--count", "1", "Bye", "now"],
+    );
+    assert_eq!(code, 0, "{client}");
+    assert!(client.contains("Received \"Bye now\""), "{client}");
+    let (code, server) = rest_of(server, out, "tcp_server");
+    assert_eq!(code, 0, "{server}");
+    assert_eq!(
+        server.matches("connected by 127.0.0.1:").count(),
+        2,
+        "{server}"
+    );
+    assert!(server.contains("echoed 20012 of 20012 bytes"), "{server}");
+}
+
+#[test]
+fn example_udp_server_and_client_echo_and_verify() {
+    let (server, out, addr) = start_server(
+        env!("CARGO_BIN_EXE_udp_server"),
+        &["127.0.0.1:0", "--count", "51"],
+    );
+    let (code, client) = run(env!("CARGO_BIN_EXE_udp_client"), &[&addr, "--count", "50"]);
+    assert_eq!(code, 0, "{client}");
+    assert!(client.contains("Received \"Hello, world\""), "{client}");
+    assert!(
+        client.contains("sent 50, verified 50, lost 0, corrupt 0"),
+        "{client}"
+    );
+    let (code, server) = rest_of(server, out, "udp_server");
+    assert_eq!(code, 0, "{server}");
+    assert!(server.contains("echoed 51 datagrams"), "{server}");
+}
+
+#[test]
+fn example_unix_pair_holds_incomplete_lines() {
+    let (code, out) = run(env!("CARGO_BIN_EXE_unix_pair"), &["--count", "50"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sent \"hel\": no echo yet"), "{out}");
+    assert!(out.contains("received \"hello\\n\""), "{out}");
+    assert!(out.contains("verified 50 lines"), "{out}");
+    assert!(
+        out.contains("server echoed 51 lines and closed after our FIN"),
+        "{out}"
+    );
+}
+
+#[test]
+fn example_sticky_packets_raw_merges_frames_restore() {
+    let (code, out) = run(env!("CARGO_BIN_EXE_sticky_packets"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 read of 10 bytes: \"helloworld\""), "{out}");
+    assert!(
+        out.contains("1 read of 14 bytes -> 2 messages: \"hello\", \"world\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn example_in_memory_runs_every_mode_without_sockets() {
+    let (code, out) = run(env!("CARGO_BIN_EXE_in_memory"), &["--count", "300"]);
+    assert_eq!(code, 0, "{out}");
+    for mode in ["raw", "lines", "frames"] {
+        assert!(
+            out.contains(&format!("{mode}: 300 messages")),
+            "{mode}: {out}"
+        );
+    }
+    assert_eq!(
+        out.matches("then closed after the client's FIN").count(),
+        3,
+        "{out}"
+    );
+}
+
+#[test]
+fn example_usage_error_exits_2() {
+    let (code, _) = run(env!("CARGO_BIN_EXE_tcp_client"), &["--bogus"]);
+    assert_eq!(code, 2);
+}

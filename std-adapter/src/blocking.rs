@@ -1,0 +1,608 @@
+//! A tiny blocking driver: one connection, one thread, no event loop.
+//!
+//! [`serve_connection`] drives a core [`Session`] (the echo server side) and
+//! [`probe_connection`] a core [`StreamProbe`] (the verifying client) over
+//! any blocking stream implementing [`embedded_io::Read`] +
+//! [`embedded_io::Write`]: a std `TcpStream`/`UnixStream` wrapped in
+//! [`StdStream`], or a microcontroller's blocking socket. Time comes from a
+//! [`TimeSource`] (a [`Clock`] on a desktop).
+//!
+//! ## Why alternating is correct
+//!
+//! A blocking driver cannot read and write at once: it writes everything the
+//! session has pending (blocking until the peer takes it), then reads once,
+//! and so on. That loses and reorders nothing, because the session only
+//! ever offers bytes it holds ([`Session::transmit_buffer`]) and only
+//! accepts what fits ([`Session::receive_buffer`]); every byte that is read
+//! is echoed in order, and a short write just leaves the rest pending.
+//!
+//! ## The limit: a peer that writes without reading
+//!
+//! While the driver blocks in `write`, it is not reading. A peer that sends
+//! a lot before reading anything fills, in turn, our kernel send buffer, its
+//! kernel receive buffer, then our receive buffer; its own `write` then
+//! blocks too and both sides wait for each other. In `raw` mode this needs
+//! more than all those kernel buffers in flight (megabytes on Linux); in
+//! `lines`/`frames` the session additionally holds an incomplete unit of up
+//! to `N` bytes, so a peer sending more than that without reading reaches
+//! the same state sooner. Give the stream read **and** write timeouts
+//! (`set_read_timeout`/`set_write_timeout`): a timed-out call passes time to
+//! the session, whose drain timeout then aborts the connection instead of
+//! hanging forever (without timeouts the driver blocks as long as the peer
+//! does). The event-driven server (`ricochet serve`) never blocks on one
+//! peer: it stops reading a connection whose echo is not being taken
+//! (backpressure) while serving all the others, and the same drain timeout
+//! ends the stuck connection.
+//!
+//! With [`StdStream`], a socket timeout (`WouldBlock`/`TimedOut` from std)
+//! surfaces as [`embedded_io::ErrorKind::TimedOut`], which both drivers
+//! treat as "time passed", not as a failure.
+
+use std::io;
+
+use embedded_io::{Error as _, ErrorKind, ErrorType, Read, Write};
+use ricochet_core::probe::{ConfigError, ProbeConfig, ProbeError, ProbeStats};
+use ricochet_core::session::SessionStats;
+use ricochet_core::{AbortReason, Instant, Session, SessionConfig, State, StreamProbe};
+
+use crate::clock::Clock;
+
+/// Where the blocking drivers get the time from.
+pub trait TimeSource {
+    /// The current instant (never earlier than a previous call's).
+    fn now(&self) -> Instant;
+
+    /// Blocks until `deadline` (used for open-loop pacing). The default
+    /// spins on [`TimeSource::now`]; [`Clock`] sleeps.
+    fn sleep_until(&self, deadline: Instant) {
+        while self.now() < deadline {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl TimeSource for Clock {
+    fn now(&self) -> Instant {
+        Clock::now(self)
+    }
+
+    fn sleep_until(&self, deadline: Instant) {
+        let target = self.to_std(deadline);
+        let now = std::time::Instant::now();
+        if target > now {
+            std::thread::sleep(target - now);
+        }
+    }
+}
+
+impl<F: Fn() -> Instant> TimeSource for F {
+    fn now(&self) -> Instant {
+        self()
+    }
+}
+
+/// A std stream as an [`embedded_io`] stream whose socket timeouts read as
+/// [`ErrorKind::TimedOut`].
+///
+/// Like `embedded_io_adapters::std::FromStd`, except that std reports a
+/// socket read/write timeout as `WouldBlock` on Unix, which `FromStd` maps
+/// to `ErrorKind::Other` (a failure for the drivers). Works with
+/// `TcpStream`, `UnixStream` and `&TcpStream`.
+#[derive(Debug)]
+pub struct StdStream<T> {
+    inner: T,
+}
+
+impl<T> StdStream<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        StdStream { inner }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped stream, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Unwraps the stream.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+fn map_timeout(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(io::ErrorKind::TimedOut, e)
+    } else {
+        e
+    }
+}
+
+impl<T> ErrorType for StdStream<T> {
+    type Error = io::Error;
+}
+
+impl<T: io::Read> Read for StdStream<T> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, io::Error> {
+        self.inner.read(buf).map_err(map_timeout)
+    }
+}
+
+impl<T: io::Write> Write for StdStream<T> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, io::Error> {
+        match self.inner.write(buf) {
+            Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            r => r.map_err(map_timeout),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), io::Error> {
+        self.inner.flush().map_err(map_timeout)
+    }
+}
+
+/// Why [`serve_connection`] ended other than by a graceful close.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DriveError<E> {
+    /// The session aborted (overlong line, oversized or truncated frame,
+    /// drain timeout…): reset the connection (e.g. `SO_LINGER` 0) rather
+    /// than closing it gracefully.
+    Aborted {
+        /// Why.
+        reason: AbortReason,
+        /// The session's counters at the end.
+        stats: SessionStats,
+    },
+    /// The stream failed (reset, broken pipe…); the session counts as aborted.
+    Io {
+        /// The stream's error.
+        error: E,
+        /// The session's counters at the end.
+        stats: SessionStats,
+    },
+    /// The stream accepted 0 bytes of a non-empty write.
+    WriteZero,
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for DriveError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DriveError::Aborted { reason, .. } => write!(f, "session aborted: {reason}"),
+            DriveError::Io { error, .. } => write!(f, "stream failed: {error}"),
+            DriveError::WriteZero => f.write_str("the stream accepted 0 bytes of a write"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for DriveError<E> {}
+
+/// Serves one echo connection until it ends; `N` is the session buffer.
+///
+/// Returns the counters when the session closed gracefully (peer finished
+/// and everything was echoed, or the idle timeout): the caller then shuts
+/// down the write side and closes. Time reaches the session only through
+/// `time` and through timed-out reads/writes (see the [module docs](self)).
+///
+/// ```no_run
+/// use std::net::{Shutdown, TcpListener};
+/// use std::time::Duration;
+/// use ricochet::blocking::{serve_connection, StdStream};
+/// use ricochet::clock::Clock;
+/// use ricochet::core::SessionConfig;
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let (tcp, _) = listener.accept()?;
+/// tcp.set_read_timeout(Some(Duration::from_secs(1)))?;
+/// tcp.set_write_timeout(Some(Duration::from_secs(1)))?;
+/// let mut stream = StdStream::new(&tcp);
+/// match serve_connection::<4096, _, _>(&mut stream, SessionConfig::default(), &Clock::new()) {
+///     Ok(stats) => { println!("echoed {} bytes", stats.bytes_out); tcp.shutdown(Shutdown::Write)?; }
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn serve_connection<const N: usize, S, T>(
+    stream: &mut S,
+    config: SessionConfig,
+    time: &T,
+) -> Result<SessionStats, DriveError<S::Error>>
+where
+    S: Read + Write + ?Sized,
+    T: TimeSource + ?Sized,
+{
+    let mut session = Session::<N>::new(config, time.now());
+    loop {
+        // 1. Write everything pending (a short write leaves the rest pending).
+        while session.wants_write() {
+            match stream.write(session.transmit_buffer()) {
+                Ok(0) => {
+                    session.abort(time.now());
+                    return Err(DriveError::WriteZero);
+                }
+                Ok(n) => {
+                    // n <= transmit_buffer().len(): cannot fail.
+                    let _ = session.commit_sent(time.now(), n);
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    // The peer takes nothing: let the drain timeout decide.
+                    session.handle_timeout(time.now());
+                    if session.is_terminal() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    session.handle_peer_reset(time.now());
+                    return Err(DriveError::Io {
+                        error,
+                        stats: *session.stats(),
+                    });
+                }
+            }
+        }
+        while session.poll_event().is_some() {}
+        // 2. The state decides the connection's fate.
+        match session.state() {
+            State::Closed => return Ok(*session.stats()),
+            State::Aborted(reason) => {
+                return Err(DriveError::Aborted {
+                    reason,
+                    stats: *session.stats(),
+                });
+            }
+            _ => {}
+        }
+        // 3. Read once.
+        if session.wants_read() {
+            let buf = session.receive_buffer();
+            match stream.read(buf) {
+                Ok(0) => session.handle_peer_fin(time.now()),
+                Ok(n) => {
+                    // n <= receive_buffer().len(): cannot fail.
+                    let _ = session.commit_received(time.now(), n);
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => session.handle_timeout(time.now()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(error) => {
+                    session.handle_peer_reset(time.now());
+                    return Err(DriveError::Io {
+                        error,
+                        stats: *session.stats(),
+                    });
+                }
+            }
+        } else if !session.wants_write() {
+            // Neither reading nor writing: only a deadline can move it on.
+            match session.poll_timeout() {
+                Some(t) => {
+                    time.sleep_until(t);
+                    session.handle_timeout(time.now());
+                }
+                None => session.abort(time.now()),
+            }
+        }
+    }
+}
+
+/// Why [`probe_connection`] or [`expect_eof`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProbeDriveError<E> {
+    /// The probe configuration is invalid.
+    Config(ConfigError),
+    /// Verification failed: mismatch, unexpected data, early close or timeout.
+    Probe(ProbeError),
+    /// The stream failed.
+    Io(E),
+    /// The scratch buffer passed in is empty.
+    EmptyBuffer,
+}
+
+impl<E: core::fmt::Display> core::fmt::Display for ProbeDriveError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProbeDriveError::Config(e) => write!(f, "probe configuration: {e}"),
+            ProbeDriveError::Probe(e) => e.fmt(f),
+            ProbeDriveError::Io(e) => write!(f, "stream failed: {e}"),
+            ProbeDriveError::EmptyBuffer => f.write_str("the scratch buffer is empty"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for ProbeDriveError<E> {}
+
+/// Runs a verifying [`StreamProbe`] over one blocking connection until every
+/// message was sent and verified; `M` bounds the messages in flight.
+///
+/// `buf` is scratch space for both directions (its size is the largest
+/// write and read; 4 KiB to 64 KiB is sensible). On success the caller
+/// half-closes (`shutdown(Write)`) and checks the server's FIN with
+/// [`expect_eof`]; this function cannot, as `embedded_io` has no shutdown.
+///
+/// Keep the stream pattern's window below the kernel buffers (see the
+/// [module docs](self)): everything allowed is written before reading.
+pub fn probe_connection<const M: usize, S, T>(
+    stream: &mut S,
+    config: ProbeConfig,
+    time: &T,
+    buf: &mut [u8],
+) -> Result<ProbeStats, ProbeDriveError<S::Error>>
+where
+    S: Read + Write + ?Sized,
+    T: TimeSource + ?Sized,
+{
+    if buf.is_empty() {
+        return Err(ProbeDriveError::EmptyBuffer);
+    }
+    let mut probe = StreamProbe::<M>::new(config, time.now()).map_err(ProbeDriveError::Config)?;
+    loop {
+        // 1. Write everything the probe allows now.
+        loop {
+            let now = time.now();
+            let n = probe.fill_transmit(now, buf);
+            if n == 0 {
+                break;
+            }
+            match stream.write(&buf[..n]) {
+                Ok(w) => {
+                    // w <= n (what was offered): cannot fail.
+                    let _ = probe.commit_sent(time.now(), w);
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    probe
+                        .handle_timeout(time.now())
+                        .map_err(ProbeDriveError::Probe)?;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(ProbeDriveError::Io(e)),
+            }
+        }
+        if probe.is_done() {
+            return Ok(*probe.stats());
+        }
+        // 2. Nothing outstanding: wait for the next paced message.
+        if probe.outstanding() == 0 {
+            match probe.poll_timeout() {
+                Some(t) => time.sleep_until(t),
+                None => probe.finish(),
+            }
+            continue;
+        }
+        // 3. Read once and verify everything read.
+        match stream.read(buf) {
+            Ok(0) => {
+                probe
+                    .handle_eof(time.now())
+                    .map_err(ProbeDriveError::Probe)?;
+            }
+            Ok(n) => {
+                let now = time.now();
+                let mut rest = &buf[..n];
+                while !rest.is_empty() {
+                    let r = probe
+                        .handle_received(now, rest)
+                        .map_err(ProbeDriveError::Probe)?;
+                    if r.consumed == 0 {
+                        break;
+                    }
+                    rest = &rest[r.consumed..];
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                probe
+                    .handle_timeout(time.now())
+                    .map_err(ProbeDriveError::Probe)?;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(ProbeDriveError::Io(e)),
+        }
+    }
+}
+
+/// After our half-close: reads until the server's FIN. Bytes instead are
+/// [`ProbeError::UnexpectedData`] (offset counted from this call); a
+/// timed-out read is reported as [`ProbeError::Timeout`].
+pub fn expect_eof<S, E>(stream: &mut S, buf: &mut [u8]) -> Result<(), ProbeDriveError<E>>
+where
+    S: Read + ErrorType<Error = E> + ?Sized,
+    E: embedded_io::Error,
+{
+    if buf.is_empty() {
+        return Err(ProbeDriveError::EmptyBuffer);
+    }
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                return Err(ProbeDriveError::Probe(ProbeError::UnexpectedData {
+                    offset: 0,
+                }));
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                return Err(ProbeDriveError::Probe(ProbeError::Timeout {
+                    outstanding: 0,
+                }));
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(ProbeDriveError::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ricochet_core::Mode;
+    use ricochet_core::probe::{Pattern, SizeRange};
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+
+    /// A scripted stream: reads come from `input` (then EOF), writes go to `output`
+    /// at most `max_write` bytes at a time.
+    struct Script {
+        input: VecDeque<u8>,
+        output: Vec<u8>,
+        max_write: usize,
+    }
+
+    impl ErrorType for Script {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            let n = buf.len().min(self.input.len()).min(7);
+            for b in buf.iter_mut().take(n) {
+                *b = self.input.pop_front().unwrap_or(0);
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            let n = buf.len().min(self.max_write);
+            self.output.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    fn ticker() -> impl Fn() -> Instant {
+        let t = Cell::new(0u64);
+        move || {
+            t.set(t.get() + 1);
+            Instant::from_micros(t.get())
+        }
+    }
+
+    #[test]
+    fn serve_connection_echoes_everything_through_short_writes_then_closes() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut s = Script {
+            input: data.iter().copied().collect(),
+            output: Vec::new(),
+            max_write: 3,
+        };
+        let stats =
+            serve_connection::<64, _, _>(&mut s, SessionConfig::default(), &ticker()).unwrap();
+        assert_eq!(s.output, data);
+        assert_eq!(stats.bytes_out, 1000);
+    }
+
+    #[test]
+    fn serve_connection_aborts_on_truncated_frame_at_fin() {
+        let config = SessionConfig {
+            mode: Mode::Frames,
+            ..SessionConfig::default()
+        };
+        let mut s = Script {
+            input: [0u8, 5, b'a', b'b'].into_iter().collect(),
+            output: Vec::new(),
+            max_write: 64,
+        };
+        let r = serve_connection::<64, _, _>(&mut s, config, &ticker());
+        assert!(matches!(
+            r,
+            Err(DriveError::Aborted {
+                reason: AbortReason::TruncatedFrame { .. },
+                ..
+            })
+        ));
+        assert!(s.output.is_empty());
+    }
+
+    /// A stream that echoes what was written (a perfect echo server in memory).
+    struct Loop {
+        pending: VecDeque<u8>,
+        corrupt_at: Option<usize>,
+        written: usize,
+    }
+
+    impl ErrorType for Loop {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Loop {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            if self.pending.is_empty() {
+                return Err(ErrorKind::TimedOut);
+            }
+            let n = buf.len().min(self.pending.len());
+            for b in buf.iter_mut().take(n) {
+                *b = self.pending.pop_front().unwrap_or(0);
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Loop {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            for &b in buf {
+                let b = if Some(self.written) == self.corrupt_at {
+                    b ^ 0xff
+                } else {
+                    b
+                };
+                self.pending.push_back(b);
+                self.written += 1;
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    fn config() -> ProbeConfig {
+        ProbeConfig {
+            pattern: Pattern::Stream { window: 300 },
+            size: SizeRange::range(10, 90),
+            count: Some(50),
+            ..ProbeConfig::default()
+        }
+    }
+
+    #[test]
+    fn probe_connection_over_perfect_echo_verifies_every_message() {
+        let mut l = Loop {
+            pending: VecDeque::new(),
+            corrupt_at: None,
+            written: 0,
+        };
+        let mut buf = [0u8; 128];
+        let stats = probe_connection::<64, _, _>(&mut l, config(), &ticker(), &mut buf).unwrap();
+        assert_eq!(stats.messages_verified, 50);
+        assert_eq!(stats.bytes_verified, stats.bytes_sent);
+    }
+
+    #[test]
+    fn probe_connection_reports_mismatch_at_corrupted_offset() {
+        let mut l = Loop {
+            pending: VecDeque::new(),
+            corrupt_at: Some(777),
+            written: 0,
+        };
+        let mut buf = [0u8; 128];
+        let r = probe_connection::<64, _, _>(&mut l, config(), &ticker(), &mut buf);
+        assert!(
+            matches!(
+                r,
+                Err(ProbeDriveError::Probe(ProbeError::Mismatch {
+                    offset: 777,
+                    ..
+                }))
+            ),
+            "{r:?}"
+        );
+    }
+}

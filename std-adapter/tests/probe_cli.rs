@@ -1,0 +1,175 @@
+//! `ricochet probe` as a command: usage errors exit 2, `--json` prints one
+//! parseable line, the table and `--quiet` behave, seeds are reproducible.
+
+mod probe_support;
+
+use probe_support::{Fault, FaultyServer, json_of, probe_cli, texts};
+
+#[test]
+fn probe_cli_bad_target_exits_2() {
+    for bad in [
+        "foo://127.0.0.1:7",
+        "127.0.0.1:7",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:70000",
+        "unix://",
+        "udp://:7",
+    ] {
+        let o = probe_cli(&[bad]);
+        let (code, out, err) = texts(&o);
+        assert_eq!(code, 2, "{bad}: {out} {err}");
+        assert!(err.contains("TARGET"), "{bad}: {err}");
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn probe_cli_usage_errors_exit_2() {
+    let srv = FaultyServer::start(Fault::None);
+    let t = format!("tcp://{}", srv.addr);
+    let u = format!("udp://{}", srv.addr);
+    let cases: &[&[&str]] = &[
+        &[&t, "--count", "5", "--duration", "1s"],
+        &[&t, "--size", "lots"],
+        &[&t, "--size", "9-3"],
+        &[&t, "--mode", "frames", "--size", "1"],
+        &[&t, "--connections", "0"],
+        &[&t, "--warmup", "1s"],
+        &[&t, "--pattern", "zigzag"],
+        &[&u, "--mode", "lines"],
+        &[&u, "--size", "8"],
+        &[&t, "--json", "--quiet"],
+    ];
+    for args in cases {
+        let o = probe_cli(args);
+        let (code, out, err) = texts(&o);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(!err.is_empty(), "{args:?}: an error message is printed");
+    }
+}
+
+#[test]
+fn probe_cli_json_is_one_line_with_the_figures() {
+    let srv = FaultyServer::start(Fault::None);
+    let o = probe_cli(&[
+        &format!("tcp://{}", srv.addr),
+        "-c",
+        "3",
+        "-n",
+        "50",
+        "--json",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["tool"], "ricochet-probe");
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["transport"], "tcp");
+    assert_eq!(j["mode"], "raw");
+    assert_eq!(j["pattern"], "pingpong");
+    assert_eq!(j["connections"], 3);
+    assert_eq!(j["connections_ok"], 3);
+    assert_eq!(j["seed"], 7);
+    assert_eq!(j["messages_sent"], 150);
+    assert_eq!(j["messages_verified"], 150);
+    assert_eq!(j["bytes_verified"], 150 * 64);
+    assert_eq!(j["round_trips"], 150);
+    assert!(j["round_trips_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(j["mb_per_sec"].as_f64().unwrap() > 0.0);
+    let lat = &j["latency_us"];
+    assert_eq!(lat["count"], 150);
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(lat[k].is_u64(), "latency {k}");
+    }
+    assert!(
+        lat["p50"].as_u64() <= lat["p99"].as_u64() && lat["p99"].as_u64() <= lat["max"].as_u64()
+    );
+    for k in [
+        "mismatch",
+        "unexpected_data",
+        "early_close",
+        "refused",
+        "connect_timeout",
+        "timeout",
+        "no_fin",
+        "io",
+    ] {
+        assert_eq!(j["errors"][k], 0, "errors.{k}");
+    }
+    assert!(j["error_details"].as_array().unwrap().is_empty());
+    assert!(j["datagrams"].is_null());
+}
+
+#[test]
+fn probe_cli_table_shows_seed_rates_latency_and_result() {
+    let srv = FaultyServer::start(Fault::None);
+    let o = probe_cli(&[&format!("tcp://{}", srv.addr), "-n", "20"]);
+    let (code, out, _) = texts(&o);
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        "seed 1",
+        "round trips",
+        "MB/s",
+        "p50",
+        "p99.9",
+        "errors       none",
+        "OK: every byte verified",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn probe_cli_quiet_prints_nothing_on_success() {
+    let srv = FaultyServer::start(Fault::None);
+    let o = probe_cli(&[&format!("tcp://{}", srv.addr), "-n", "20", "-q"]);
+    let (code, out, err) = texts(&o);
+    assert_eq!(code, 0);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.is_empty(),
+        "no progress bar when stderr is not a terminal: {err}"
+    );
+}
+
+#[test]
+fn probe_cli_same_seed_sends_same_sizes_other_seed_differs() {
+    let srv = FaultyServer::start(Fault::None);
+    let t = format!("tcp://{}", srv.addr);
+    let sent = |seed: &str| {
+        let o = probe_cli(&[&t, "-n", "100", "-s", "1..=5000", "--seed", seed, "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+        json_of(&o)["bytes_sent"].as_u64().unwrap()
+    };
+    let (a, b, c) = (sent("3"), sent("3"), sent("4"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn probe_cli_duration_runs_about_that_long() {
+    let srv = FaultyServer::start(Fault::None);
+    let start = std::time::Instant::now();
+    let o = probe_cli(&[
+        &format!("tcp://{}", srv.addr),
+        "-d",
+        "600ms",
+        "--warmup",
+        "200ms",
+        "--json",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+    let j = json_of(&o);
+    let w = j["window_secs"].as_f64().unwrap();
+    assert!((0.5..=0.7).contains(&w), "window {w}");
+    assert!(
+        took >= std::time::Duration::from_millis(800),
+        "took {took:?}"
+    );
+    assert!(
+        j["messages_verified"].as_u64().unwrap() > j["round_trips"].as_u64().unwrap(),
+        "warmup not counted"
+    );
+}

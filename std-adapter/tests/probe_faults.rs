@@ -1,0 +1,287 @@
+//! The probe against deliberately faulty servers: every fault lands in the
+//! right error bucket, with the connection number and stream offset, and
+//! the command line exits 1.
+
+mod probe_support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use probe_support::{Fault, FaultyServer, FaultyUdp, UdpFault, json_of, probe_cli, texts};
+use ricochet::core::probe::SizeRange;
+use ricochet::probe::{self, ErrorKind, Pattern, ProbeSpec, Stop, Target};
+
+fn tcp_spec(addr: std::net::SocketAddr, count: u64) -> ProbeSpec {
+    let mut s = ProbeSpec::new(Target::Tcp(vec![addr]));
+    s.stop = Stop::Count(count);
+    s.timeout = Duration::from_millis(500);
+    s
+}
+
+#[test]
+fn probe_flipped_byte_reports_mismatch_at_exact_offset_per_connection() {
+    let srv = FaultyServer::start(Fault::FlipAt(1000));
+    let mut spec = tcp_spec(srv.addr, 100); // 6400 bytes per connection
+    spec.connections = 3;
+    let r = probe::run(&spec).expect("run");
+    assert!(!r.ok);
+    assert_eq!(r.errors.mismatch, 3, "{r}");
+    assert_eq!(r.errors.total(), 3, "{r}");
+    let conns: BTreeSet<usize> = r.error_details.iter().map(|d| d.connection).collect();
+    assert_eq!(conns, BTreeSet::from([0, 1, 2]));
+    for d in &r.error_details {
+        assert_eq!(d.kind, ErrorKind::Mismatch);
+        assert_eq!(d.offset, Some(1000), "{d}");
+        let (e, a) = (
+            d.expected.expect("expected byte"),
+            d.actual.expect("actual byte"),
+        );
+        assert_eq!(a, e ^ 0xff, "{d}");
+    }
+    // Everything before the bad byte was verified (15 messages of 64 bytes per connection).
+    assert!(r.bytes_verified >= 3 * 960, "{r}");
+}
+
+#[test]
+fn probe_cli_flipped_byte_exits_1_with_offset_in_json() {
+    let srv = FaultyServer::start(Fault::FlipAt(4242));
+    let o = probe_cli(&[
+        &format!("tcp://{}", srv.addr),
+        "-n",
+        "200",
+        "-s",
+        "16..=256",
+        "--json",
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["errors"]["mismatch"], 1);
+    let d = &j["error_details"][0];
+    assert_eq!(d["kind"], "mismatch");
+    assert_eq!(d["connection"], 0);
+    assert_eq!(d["offset"], 4242);
+    assert_eq!(
+        d["actual"].as_u64().unwrap(),
+        d["expected"].as_u64().unwrap() ^ 0xff
+    );
+}
+
+#[test]
+fn probe_cli_mismatch_table_names_connection_offset_and_bytes() {
+    let srv = FaultyServer::start(Fault::FlipAt(77));
+    let o = probe_cli(&[
+        &format!("tcp://{}", srv.addr),
+        "-n",
+        "10",
+        "--timeout",
+        "2s",
+    ]);
+    let (code, out, _) = texts(&o);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("connection 0: mismatch at stream offset 77"),
+        "{out}"
+    );
+    assert!(out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn probe_early_close_is_reported_as_early_close() {
+    let srv = FaultyServer::start(Fault::CloseAfter(500));
+    let r = probe::run(&tcp_spec(srv.addr, 100)).expect("run");
+    assert!(!r.ok);
+    assert_eq!(r.errors.early_close, 1, "{r}");
+    assert_eq!(r.errors.total(), 1, "{r}");
+    assert_eq!(r.error_details[0].kind, ErrorKind::EarlyClose);
+    assert!(r.bytes_verified <= 500, "{r}");
+}
+
+#[test]
+fn probe_silent_server_times_out_within_the_timeout() {
+    let srv = FaultyServer::start(Fault::Silent);
+    let mut spec = tcp_spec(srv.addr, 10);
+    spec.timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let r = probe::run(&spec).expect("run");
+    let took = start.elapsed();
+    assert_eq!(r.errors.timeout, 1, "{r}");
+    assert_eq!(r.errors.total(), 1, "{r}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    assert_eq!(r.messages_verified, 0);
+}
+
+#[test]
+fn probe_server_without_fin_is_an_error_after_everything_verified() {
+    let srv = FaultyServer::start(Fault::NoFin);
+    let mut spec = tcp_spec(srv.addr, 20);
+    spec.timeout = Duration::from_millis(300);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.messages_verified, 20, "{r}");
+    assert_eq!(r.errors.no_fin, 1, "{r}");
+    assert_eq!(r.errors.total(), 1, "{r}");
+    assert!(!r.ok);
+}
+
+#[test]
+fn probe_bytes_after_our_fin_are_unexpected_data_at_stream_end() {
+    let srv = FaultyServer::start(Fault::ExtraAfterFin);
+    let r = probe::run(&tcp_spec(srv.addr, 10)).expect("run");
+    assert_eq!(r.errors.unexpected_data, 1, "{r}");
+    assert_eq!(r.error_details[0].offset, Some(640), "{r}");
+}
+
+#[test]
+fn probe_refused_connection_is_refused() {
+    let port = probe_support::free_tcp_port();
+    let mut spec = tcp_spec(([127, 0, 0, 1], port).into(), 10);
+    spec.connections = 2;
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.refused, 2, "{r}");
+    assert_eq!(r.connections_ok, 0);
+    let o = probe_cli(&[&format!("tcp://127.0.0.1:{port}"), "-q"]);
+    let (code, out, err) = texts(&o);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "--quiet prints no table: {out}");
+    assert!(err.contains("refused"), "{err}");
+}
+
+#[test]
+fn probe_full_backlog_is_a_connect_timeout() {
+    // A listener that never accepts, with the smallest backlog: the kernel
+    // completes one or two handshakes, then drops further SYNs.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    sock.listen(0).expect("listen");
+    let addr = sock.local_addr().expect("addr").as_socket().expect("inet");
+    let mut spec = tcp_spec(addr, 1);
+    spec.connections = 6;
+    spec.threads = 1;
+    spec.timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let r = probe::run(&spec).expect("run");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(r.errors.connect_timeout >= 1, "{r}");
+    // The few that got through the handshake are never served: response timeouts.
+    assert_eq!(r.errors.connect_timeout + r.errors.timeout, 6, "{r}");
+    drop(sock);
+}
+
+#[test]
+fn probe_missing_udp_and_unix_servers_are_refused() {
+    let port = probe_support::free_udp_port();
+    let mut spec = ProbeSpec::new(Target::Udp(vec![([127, 0, 0, 1], port).into()]));
+    spec.connections = 2;
+    spec.timeout = Duration::from_millis(500);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.refused, 2, "{r}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let r = probe::run(&ProbeSpec::new(Target::Unix(dir.path().join("none.sock")))).expect("run");
+    assert_eq!(r.errors.refused, 1, "{r}");
+}
+
+#[test]
+fn probe_a_correct_server_passes_the_same_checks() {
+    // The control: the in-test server without a fault.
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = tcp_spec(srv.addr, 200);
+    spec.connections = 4;
+    spec.size = SizeRange::range(1, 3000);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{r}");
+    assert_eq!(r.messages_verified, 800);
+    assert_eq!(r.connections_ok, 4);
+}
+
+fn udp_spec(addr: std::net::SocketAddr, count: u64) -> ProbeSpec {
+    let mut s = ProbeSpec::new(Target::Udp(vec![addr]));
+    s.stop = Stop::Count(count);
+    s.timeout = Duration::from_millis(300);
+    s
+}
+
+#[test]
+fn probe_udp_drops_are_counted_as_loss_not_corruption() {
+    let srv = FaultyUdp::start(UdpFault::DropEvery(10));
+    let r = probe::run(&udp_spec(srv.addr, 50)).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!(
+        (d.sent, d.lost, d.verified, d.corrupt),
+        (50, 5, 45, 0),
+        "{r}"
+    );
+    assert!((d.loss_pct - 10.0).abs() < 1e-9);
+    // Loss above --max-loss (default 0) fails the run, as loss.
+    assert_eq!(r.errors.loss, 1, "{r}");
+    assert_eq!(r.errors.corrupt, 0);
+    assert_eq!(r.errors.total(), 1, "{r}");
+    assert!(!r.ok);
+}
+
+#[test]
+fn probe_udp_loss_within_max_loss_passes() {
+    let srv = FaultyUdp::start(UdpFault::DropEvery(10));
+    let mut spec = udp_spec(srv.addr, 50);
+    spec.max_loss_pct = 15.0;
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{r}");
+    assert_eq!(r.datagrams.expect("counts").lost, 5);
+    let o = probe_cli(&[
+        &format!("udp://{}", srv.addr),
+        "-n",
+        "30",
+        "--timeout",
+        "300ms",
+        "--max-loss",
+        "15",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["datagrams"]["lost"], 3);
+    assert_eq!(j["datagrams"]["corrupt"], 0);
+}
+
+#[test]
+fn probe_udp_window_with_losses_finishes_and_counts_them() {
+    let srv = FaultyUdp::start(UdpFault::DropEvery(10));
+    let mut spec = udp_spec(srv.addr, 200);
+    spec.pattern = Pattern::Stream;
+    spec.window = 16 * 64; // 16 datagrams in flight
+    spec.max_loss_pct = 15.0;
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!((d.sent, d.lost, d.verified), (200, 20, 180), "{r}");
+    assert!(r.ok, "{r}");
+}
+
+#[test]
+fn probe_udp_corruption_is_counted_and_fails() {
+    let srv = FaultyUdp::start(UdpFault::CorruptEvery(25));
+    let mut spec = udp_spec(srv.addr, 100);
+    spec.pattern = Pattern::Stream;
+    spec.window = 8 * 64;
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!((d.corrupt, d.verified, d.lost), (4, 96, 0), "{r}");
+    assert_eq!(r.errors.corrupt, 4, "{r}");
+    assert!(r.error_details.iter().all(|e| e.kind == ErrorKind::Corrupt));
+    assert!(!r.ok);
+    let o = probe_cli(&[
+        &format!("udp://{}", srv.addr),
+        "-n",
+        "50",
+        "--timeout",
+        "300ms",
+    ]);
+    let (code, out, _) = texts(&o);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("corrupt 2"), "{out}");
+}

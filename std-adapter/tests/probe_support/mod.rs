@@ -1,0 +1,492 @@
+//! Helpers shared by the probe and interop tests: bounded child processes,
+//! free ports, in-test echo servers (good and deliberately faulty), our own
+//! server, and socat/nc/python3 peers.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ricochet::core::Mode;
+use ricochet::serve::{Server, ServerConfig, ServerHandle};
+
+/// Every test step is bounded by this.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `ricochet` binary.
+pub fn ricochet_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ricochet")
+}
+
+/// Fails (never skips) when an external program is missing.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed; the interop tests need it: \
+         apt-get install -y --no-install-recommends socat netcat-openbsd (python3 is expected too)"
+    );
+}
+
+/// Runs a command to completion with a watchdog; kills it (by its own
+/// `Child` handle) and panics if it takes longer than `limit`.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    run_bounded_with_input(cmd, Stdio::null(), limit)
+}
+
+/// [`run_bounded`] with `stdin` as the child's standard input.
+pub fn run_bounded_with_input(cmd: &mut Command, stdin: Stdio, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = s.read_to_end(&mut v);
+            v
+        })
+    });
+    let mut err = child.stderr.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = s.read_to_end(&mut v);
+            v
+        })
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let join = |h: Option<JoinHandle<Vec<u8>>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Output {
+        status,
+        stdout: join(out.take()),
+        stderr: join(err.take()),
+    }
+}
+
+/// Runs `ricochet probe ARGS…`.
+pub fn probe_cli(args: &[&str]) -> Output {
+    run_bounded(
+        Command::new(ricochet_bin()).arg("probe").args(args),
+        STEP_TIMEOUT,
+    )
+}
+
+/// Exit code, stdout and stderr as text, for assertions.
+pub fn texts(o: &Output) -> (i32, String, String) {
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The single JSON line of `--json` output, parsed.
+pub fn json_of(o: &Output) -> serde_json::Value {
+    let (_, out, err) = texts(o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one JSON line, got stdout {out:?} stderr {err:?}"
+    );
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", lines[0]))
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A UDP port that was free a moment ago on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed (by its handle) when dropped.
+pub struct Peer {
+    pub child: Child,
+    pub what: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `ready()` or panics after `STEP_TIMEOUT` (polling every 5 ms).
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < STEP_TIMEOUT,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn spawn_peer(cmd: &mut Command, what: String) -> Peer {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    Peer { child, what }
+}
+
+/// True while something is bound to 127.0.0.1:`port` (TCP): our own bind
+/// fails. Checks readiness without connecting.
+fn tcp_port_taken(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+fn udp_port_taken(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Starts socat as a TCP echo server (as the bench does); retries on a port race.
+pub fn socat_tcp_echo() -> (Peer, SocketAddr) {
+    require("socat");
+    for _ in 0..5 {
+        let port = free_tcp_port();
+        let mut peer = spawn_peer(
+            Command::new("socat")
+                .arg(format!(
+                    "TCP-LISTEN:{port},fork,reuseaddr,bind=127.0.0.1,backlog=128"
+                ))
+                .arg("EXEC:cat"),
+            format!("socat tcp echo on {port}"),
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = peer.child.try_wait() {
+                break; // exited: the port was taken meanwhile, try another
+            }
+            if tcp_port_taken(port) {
+                return (peer, SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = peer.child.kill();
+    }
+    panic!("socat did not start listening");
+}
+
+/// Starts socat as a UDP echo server (one `cat` per datagram: slow but exact).
+pub fn socat_udp_echo() -> (Peer, SocketAddr) {
+    require("socat");
+    for _ in 0..5 {
+        let port = free_udp_port();
+        let mut peer = spawn_peer(
+            Command::new("socat")
+                .arg(format!("UDP-RECVFROM:{port},fork,bind=127.0.0.1"))
+                .arg("EXEC:cat"),
+            format!("socat udp echo on {port}"),
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = peer.child.try_wait() {
+                break;
+            }
+            if udp_port_taken(port) {
+                return (peer, SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = peer.child.kill();
+    }
+    panic!("socat did not bind its UDP port");
+}
+
+/// Starts socat as a Unix stream echo server at `path`.
+pub fn socat_unix_echo(path: &Path) -> Peer {
+    require("socat");
+    let peer = spawn_peer(
+        Command::new("socat")
+            .arg(format!("UNIX-LISTEN:{},fork", path.display()))
+            .arg("EXEC:cat"),
+        format!("socat unix echo at {}", path.display()),
+    );
+    wait_until("socat's unix socket", || path.exists());
+    peer
+}
+
+/// Our server (library), on loopback TCP (v4 and v6), UDP and a Unix socket.
+pub struct OurServer {
+    pub handle: Option<ServerHandle>,
+    pub tcp: SocketAddr,
+    pub tcp6: Option<SocketAddr>,
+    pub udp: SocketAddr,
+    pub unix: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OurServer {
+    pub fn start(mode: Mode) -> OurServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let unix = dir.path().join("echo.sock");
+        let v6 = TcpListener::bind("[::1]:0").is_ok();
+        let mut tcp = vec!["127.0.0.1:0".parse().unwrap()];
+        if v6 {
+            tcp.push("[::1]:0".parse().unwrap());
+        }
+        let config = ServerConfig {
+            tcp,
+            udp: vec!["127.0.0.1:0".parse().unwrap()],
+            unix: vec![unix.clone()],
+            mode,
+            // The probe sends thousands of datagrams per second from one address.
+            udp_rate: None,
+            threads: 2,
+            ..ServerConfig::default()
+        };
+        let server = Server::bind(config).expect("bind our server");
+        let handle = server.spawn().expect("spawn our server");
+        let tcp_addrs: Vec<SocketAddr> = handle
+            .local_addrs()
+            .iter()
+            .filter_map(|e| match e {
+                ricochet::serve::Endpoint::Tcp(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        let tcp = *tcp_addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .expect("tcp v4 address");
+        let tcp6 = tcp_addrs.iter().find(|a| a.is_ipv6()).copied();
+        let udp = handle.udp_addr().expect("udp address");
+        OurServer {
+            handle: Some(handle),
+            tcp,
+            tcp6,
+            udp,
+            unix,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for OurServer {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+            let _ = h.join();
+        }
+    }
+}
+
+/// How an in-test TCP server misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Echo correctly and close after the client's FIN.
+    None,
+    /// Echo, but flip (xor 0xff) the byte at this stream offset.
+    FlipAt(u64),
+    /// Echo this many bytes, then close.
+    CloseAfter(u64),
+    /// Read and never answer.
+    Silent,
+    /// Echo everything, but never close after the client's FIN.
+    NoFin,
+    /// Echo everything, and after the client's FIN send extra bytes.
+    ExtraAfterFin,
+}
+
+/// A thread-per-connection TCP echo server with a fault, on 127.0.0.1:0.
+/// Stops accepting when dropped.
+pub struct FaultyServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FaultyServer {
+    pub fn start(fault: Fault) -> FaultyServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let accept = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let stop3 = stop2.clone();
+                        conns.push(std::thread::spawn(move || serve_faulty(s, fault, &stop3)));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Err(_) => break,
+                }
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        FaultyServer {
+            addr,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for FaultyServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+    let _ = s.set_write_timeout(Some(STEP_TIMEOUT));
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut offset: u64 = 0;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match (&s).read(&mut buf) {
+            Ok(0) => {
+                match fault {
+                    Fault::NoFin => {
+                        // Keep the connection open until the test ends.
+                        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                    Fault::ExtraAfterFin => {
+                        let _ = (&s).write_all(b"surprise");
+                    }
+                    _ => {}
+                }
+                let _ = s.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                let chunk = &mut buf[..n];
+                match fault {
+                    Fault::Silent => {}
+                    Fault::FlipAt(at) => {
+                        if at >= offset && at < offset + n as u64 {
+                            chunk[(at - offset) as usize] ^= 0xff;
+                        }
+                        if (&s).write_all(chunk).is_err() {
+                            return;
+                        }
+                    }
+                    Fault::CloseAfter(limit) => {
+                        let keep = limit.saturating_sub(offset).min(n as u64) as usize;
+                        let _ = (&s).write_all(&chunk[..keep]);
+                        if offset + n as u64 >= limit {
+                            let _ = s.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                    Fault::None | Fault::NoFin | Fault::ExtraAfterFin => {
+                        if (&s).write_all(chunk).is_err() {
+                            return;
+                        }
+                    }
+                }
+                offset += n as u64;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// How an in-test UDP echo server misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub enum UdpFault {
+    /// Drop every `n`-th datagram (1-based: the n-th, 2n-th…).
+    DropEvery(u64),
+    /// Flip one byte of every `n`-th datagram.
+    CorruptEvery(u64),
+}
+
+/// A UDP echo server with a fault on 127.0.0.1:0; stops when dropped.
+pub struct FaultyUdp {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultyUdp {
+    pub fn start(fault: UdpFault) -> FaultyUdp {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let addr = sock.local_addr().expect("addr");
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            let mut seen: u64 = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                seen += 1;
+                match fault {
+                    UdpFault::DropEvery(k) if seen.is_multiple_of(k) => continue,
+                    UdpFault::CorruptEvery(k) if seen.is_multiple_of(k) => buf[n - 1] ^= 0x5a,
+                    _ => {}
+                }
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        });
+        FaultyUdp {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FaultyUdp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}

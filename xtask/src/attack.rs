@@ -60,7 +60,10 @@ impl Server {
         let (mut tcp, mut udp) = (None, None);
         let want_udp = args.contains(&"--udp");
         while tcp.is_none() || (want_udp && udp.is_none()) {
-            let line = lines.next().ok_or("server exited before listening")?.map_err(|e| e.to_string())?;
+            let line = lines
+                .next()
+                .ok_or("server exited before listening")?
+                .map_err(|e| e.to_string())?;
             let mut words = line.split_whitespace();
             match (words.next(), words.next(), words.next()) {
                 (Some("listening"), Some("tcp"), Some(a)) => tcp = a.parse().ok(),
@@ -70,7 +73,11 @@ impl Server {
         }
         // Keep draining stdout so the server never blocks on it.
         thread::spawn(move || for _ in lines {});
-        Ok(Server { child, tcp: tcp.ok_or("no tcp address")?, udp })
+        Ok(Server {
+            child,
+            tcp: tcp.ok_or("no tcp address")?,
+            udp,
+        })
     }
 }
 
@@ -91,7 +98,10 @@ struct ProbeRun {
 
 fn json_number(json: &str, key: &str) -> Option<u64> {
     let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = json[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let digits: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     digits.parse::<f64>().ok().map(|v| v as u64)
 }
 
@@ -107,7 +117,10 @@ fn probe(bin: &Path, target: &str, args: &[&str]) -> Result<ProbeRun, String> {
         .output()
         .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
     let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let latency = json.find("\"latency_us\"").map(|i| &json[i..]).unwrap_or("");
+    let latency = json
+        .find("\"latency_us\"")
+        .map(|i| &json[i..])
+        .unwrap_or("");
     Ok(ProbeRun {
         p99_us: json_number(latency, "p99").unwrap_or(u64::MAX),
         verified: json_number(&json, "bytes_verified").unwrap_or(0),
@@ -119,7 +132,22 @@ fn probe(bin: &Path, target: &str, args: &[&str]) -> Result<ProbeRun, String> {
 /// The well-behaved client: 64-byte ping-pong for `secs` seconds.
 fn good_client(bin: &Path, target: &str, secs: u32, mode: &str) -> Result<ProbeRun, String> {
     let d = format!("{secs}s");
-    probe(bin, target, &["--pattern", "pingpong", "--size", "64", "--duration", &d, "--mode", mode, "--timeout", "5s"])
+    probe(
+        bin,
+        target,
+        &[
+            "--pattern",
+            "pingpong",
+            "--size",
+            "64",
+            "--duration",
+            &d,
+            "--mode",
+            mode,
+            "--timeout",
+            "5s",
+        ],
+    )
 }
 
 /// Starts the good client first (it is an existing client when the attack
@@ -135,16 +163,29 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let attacker = thread::spawn(move || attack(s));
-    let run = client.join().map_err(|_| "client thread panicked".to_string())?;
+    let run = client
+        .join()
+        .map_err(|_| "client thread panicked".to_string())?;
     stop.store(true, Ordering::SeqCst);
-    let summary = attacker.join().map_err(|_| "attacker thread panicked".to_string())?;
+    let summary = attacker
+        .join()
+        .map_err(|_| "attacker thread panicked".to_string())?;
     Ok((run?, summary))
 }
 
-fn row(name: &'static str, before: &ProbeRun, during: &ProbeRun, attack: String, outcome: String) -> Row {
+fn row(
+    name: &'static str,
+    before: &ProbeRun,
+    during: &ProbeRun,
+    attack: String,
+    outcome: String,
+) -> Row {
     for (when, run) in [("before", before), ("during", during)] {
         if !run.ok {
-            eprintln!("xtask attack: {name}: the probe {when} the attack failed: {}", run.json);
+            eprintln!(
+                "xtask attack: {name}: the probe {when} the attack failed: {}",
+                run.json
+            );
         }
     }
     Row {
@@ -159,31 +200,49 @@ fn row(name: &'static str, before: &ProbeRun, during: &ProbeRun, attack: String,
 }
 
 pub(crate) fn attack(ctx: &Ctx, quick: bool) -> Result<(), String> {
-    run(&ctx.root, "cargo", &["build", "--release", "--locked", "-p", "ricochet"], &[])?;
+    run(
+        &ctx.root,
+        "cargo",
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
     let bin: PathBuf = ctx.root.join("target/release/ricochet");
     let scale = if quick { 4 } else { 1 };
-    let mut rows = Vec::new();
+    let rows = vec![
+        slowloris(&bin, 2000 / scale)?,
+        connection_flood(&bin, 2000 / scale)?,
+        fd_exhaustion(&bin, 1000 / scale)?,
+        rst_storm(&bin, 5000 / scale)?,
+        udp_flood(&bin)?,
+        udp_reflectors_and_oversize(&bin)?,
+        bad_frames(&bin, 200 / scale)?,
+    ];
 
-    rows.push(slowloris(&bin, 2000 / scale)?);
-    rows.push(connection_flood(&bin, 2000 / scale)?);
-    rows.push(fd_exhaustion(&bin, 1000 / scale)?);
-    rows.push(rst_storm(&bin, 5000 / scale)?);
-    rows.push(udp_flood(&bin)?);
-    rows.push(udp_reflectors_and_oversize(&bin)?);
-    rows.push(bad_frames(&bin, 200 / scale)?);
-
-    println!("| attack | what | p99 before (us) | p99 during (us) | ratio | probe bytes verified during | failures | server outcome |");
+    println!(
+        "| attack | what | p99 before (us) | p99 during (us) | ratio | probe bytes verified during | failures | server outcome |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for r in &rows {
         let ratio = r.during_p99_us as f64 / r.before_p99_us.max(1) as f64;
         println!(
             "| {} | {} | {} | {} | {:.2}x | {} | {} | {} |",
-            r.name, r.attack, r.before_p99_us, r.during_p99_us, ratio, r.verified, r.failures, r.outcome
+            r.name,
+            r.attack,
+            r.before_p99_us,
+            r.during_p99_us,
+            ratio,
+            r.verified,
+            r.failures,
+            r.outcome
         );
         failed |= r.failures > 0;
     }
-    if failed { Err("a well-behaved probe failed during an attack (see the table)".into()) } else { Ok(()) }
+    if failed {
+        Err("a well-behaved probe failed during an attack (see the table)".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn target(s: &Server) -> String {
@@ -198,7 +257,9 @@ fn slowloris(bin: &Path, n: usize) -> Result<Row, String> {
     let closed = Arc::new(AtomicU64::new(0));
     let c2 = closed.clone();
     let (run, _) = during(bin, &t, "raw", move |stop| {
-        let mut conns: Vec<TcpStream> = (0..n).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+        let mut conns: Vec<TcpStream> = (0..n)
+            .filter_map(|_| TcpStream::connect(addr).ok())
+            .collect();
         let opened = conns.len();
         let start = Instant::now();
         // A byte every 1.5 s per connection (slower than the 1 s idle timeout), never reading.
@@ -245,7 +306,11 @@ fn slowloris(bin: &Path, n: usize) -> Result<Row, String> {
 }
 
 fn connection_flood(bin: &Path, n: usize) -> Result<Row, String> {
-    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--max-connections", "200"], None)?;
+    let server = Server::start(
+        bin,
+        &["--tcp", "127.0.0.1:0", "--max-connections", "200"],
+        None,
+    )?;
     let t = target(&server);
     let before = good_client(bin, &t, 2, "raw")?;
     let addr = server.tcp;
@@ -253,7 +318,10 @@ fn connection_flood(bin: &Path, n: usize) -> Result<Row, String> {
         let mut held = Vec::new();
         let mut refused = 0u64;
         let start = Instant::now();
-        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && held.len() < n {
+        while !stop.load(Ordering::SeqCst)
+            && start.elapsed() < Duration::from_secs(10)
+            && held.len() < n
+        {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
                 Ok(c) => held.push(c),
                 Err(_) => refused += 1,
@@ -268,12 +336,24 @@ fn connection_flood(bin: &Path, n: usize) -> Result<Row, String> {
                 served += 1;
             }
         }
-        format!("{} connects ({refused} failed), {served} served", held.len())
+        format!(
+            "{} connects ({refused} failed), {served} served",
+            held.len()
+        )
     })?;
     let after = good_client(bin, &t, 1, "raw")?;
-    let mut r = row("connection flood", &before, &run, format!("{n} connects vs --max-connections 200"), summary);
+    let mut r = row(
+        "connection flood",
+        &before,
+        &run,
+        format!("{n} connects vs --max-connections 200"),
+        summary,
+    );
     r.failures += u64::from(!after.ok);
-    r.outcome += &format!("; new client after the flood: {}", if after.ok { "ok" } else { "FAILED" });
+    r.outcome += &format!(
+        "; new client after the flood: {}",
+        if after.ok { "ok" } else { "FAILED" }
+    );
     Ok(r)
 }
 
@@ -285,7 +365,10 @@ fn fd_exhaustion(bin: &Path, n: usize) -> Result<Row, String> {
     let (run, summary) = during(bin, &t, "raw", move |stop| {
         let mut held = Vec::new();
         let start = Instant::now();
-        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && held.len() < n {
+        while !stop.load(Ordering::SeqCst)
+            && start.elapsed() < Duration::from_secs(10)
+            && held.len() < n
+        {
             if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
                 held.push(c);
             }
@@ -296,9 +379,18 @@ fn fd_exhaustion(bin: &Path, n: usize) -> Result<Row, String> {
         format!("{} connections held (server fd limit 128)", held.len())
     })?;
     let after = good_client(bin, &t, 1, "raw")?;
-    let mut r = row("fd exhaustion", &before, &run, format!("{n} conns vs ulimit -n 128"), summary);
+    let mut r = row(
+        "fd exhaustion",
+        &before,
+        &run,
+        format!("{n} conns vs ulimit -n 128"),
+        summary,
+    );
     r.failures += u64::from(!after.ok);
-    r.outcome += &format!("; recovers after: {}", if after.ok { "ok" } else { "FAILED" });
+    r.outcome += &format!(
+        "; recovers after: {}",
+        if after.ok { "ok" } else { "FAILED" }
+    );
     Ok(r)
 }
 
@@ -310,7 +402,8 @@ fn rst_storm(bin: &Path, n: usize) -> Result<Row, String> {
     let (run, summary) = during(bin, &t, "raw", move |stop| {
         let mut done = 0;
         let start = Instant::now();
-        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && done < n {
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) && done < n
+        {
             if let Ok(mut c) = TcpStream::connect(addr) {
                 let _ = c.write_all(&[0xAB; 2048]);
                 thread::sleep(Duration::from_micros(200));
@@ -321,18 +414,49 @@ fn rst_storm(bin: &Path, n: usize) -> Result<Row, String> {
         }
         format!("{done} connections sent 2 KiB and reset")
     })?;
-    Ok(row("RST storm", &before, &run, format!("{n} send-then-RST connections"), summary))
+    Ok(row(
+        "RST storm",
+        &before,
+        &run,
+        format!("{n} send-then-RST connections"),
+        summary,
+    ))
 }
 
 fn udp_flood(bin: &Path) -> Result<Row, String> {
-    let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--udp-rate-loopback"], None)?;
+    let server = Server::start(
+        bin,
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--udp-rate-loopback",
+        ],
+        None,
+    )?;
     let udp = server.udp.ok_or("no udp address")?;
     let t = format!("udp://{udp}");
-    let before = probe(bin, &t, &["--count", "500", "--size", "64", "--rate", "250", "--timeout", "1s"])?;
+    let before = probe(
+        bin,
+        &t,
+        &[
+            "--count",
+            "500",
+            "--size",
+            "64",
+            "--rate",
+            "250",
+            "--timeout",
+            "1s",
+        ],
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let flood = thread::spawn(move || -> (u64, u64) {
-        let sock = UdpSocket::bind("127.0.0.2:0").or_else(|_| UdpSocket::bind("127.0.0.1:0")).expect("bind");
+        let sock = UdpSocket::bind("127.0.0.2:0")
+            .or_else(|_| UdpSocket::bind("127.0.0.1:0"))
+            .expect("bind");
         let _ = sock.set_nonblocking(true);
         let (mut sent, mut answered) = (0u64, 0u64);
         let mut buf = [0u8; 2048];
@@ -355,9 +479,32 @@ fn udp_flood(bin: &Path) -> Result<Row, String> {
     // UDP has no backpressure: a flood fills the kernel's socket queue and the
     // kernel drops whatever arrives then, the good client's datagrams too.
     // Loss is allowed (and reported) here; corruption never is.
-    let run = probe(bin, &t, &["--count", "500", "--size", "64", "--rate", "250", "--timeout", "1s", "--max-loss", "10"])?;
-    let lost = run.json.find("\"datagrams\"").and_then(|i| json_number(&run.json[i..], "lost")).unwrap_or(0);
-    let corrupt = run.json.find("\"datagrams\"").and_then(|i| json_number(&run.json[i..], "corrupt")).unwrap_or(0);
+    let run = probe(
+        bin,
+        &t,
+        &[
+            "--count",
+            "500",
+            "--size",
+            "64",
+            "--rate",
+            "250",
+            "--timeout",
+            "1s",
+            "--max-loss",
+            "10",
+        ],
+    )?;
+    let lost = run
+        .json
+        .find("\"datagrams\"")
+        .and_then(|i| json_number(&run.json[i..], "lost"))
+        .unwrap_or(0);
+    let corrupt = run
+        .json
+        .find("\"datagrams\"")
+        .and_then(|i| json_number(&run.json[i..], "corrupt"))
+        .unwrap_or(0);
     stop.store(true, Ordering::SeqCst);
     let (sent, answered) = flood.join().map_err(|_| "flood thread panicked")?;
     let mut r = row(
@@ -365,7 +512,9 @@ fn udp_flood(bin: &Path) -> Result<Row, String> {
         &before,
         &run,
         "one source, 64-byte datagrams, as fast as possible".into(),
-        format!("{sent} sent, {answered} answered (rate limit 1000/s, burst 100); good client lost {lost}/500 in the kernel queue, corrupt {corrupt}"),
+        format!(
+            "{sent} sent, {answered} answered (rate limit 1000/s, burst 100); good client lost {lost}/500 in the kernel queue, corrupt {corrupt}"
+        ),
     );
     r.failures += corrupt;
     if answered > 100 + 1000 * 12 {
@@ -379,27 +528,42 @@ fn udp_reflectors_and_oversize(bin: &Path) -> Result<Row, String> {
     let server = Server::start(bin, &["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"], None)?;
     let udp = server.udp.ok_or("no udp address")?;
     let t = format!("udp://{udp}");
-    let before = probe(bin, &t, &["--count", "300", "--size", "64", "--timeout", "1s"])?;
+    let before = probe(
+        bin,
+        &t,
+        &["--count", "300", "--size", "64", "--timeout", "1s"],
+    )?;
     let mut answered = Vec::new();
     for port in [7u16, 19] {
-        let sock = UdpSocket::bind(("127.0.0.1", port)).map_err(|e| format!("bind source port {port} (needs root): {e}"))?;
-        sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
-        sock.send_to(b"are you an echo server?", udp).map_err(|e| e.to_string())?;
+        let sock = UdpSocket::bind(("127.0.0.1", port))
+            .map_err(|e| format!("bind source port {port} (needs root): {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .map_err(|e| e.to_string())?;
+        sock.send_to(b"are you an echo server?", udp)
+            .map_err(|e| e.to_string())?;
         let mut b = [0u8; 64];
         answered.push((port, sock.recv_from(&mut b).is_ok()));
     }
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .map_err(|e| e.to_string())?;
     sock.send_to(&[0u8; 4000], udp).map_err(|e| e.to_string())?;
     let mut b = [0u8; 8192];
     let oversize_answered = sock.recv_from(&mut b).is_ok();
-    let run = probe(bin, &t, &["--count", "300", "--size", "64", "--timeout", "1s"])?;
+    let run = probe(
+        bin,
+        &t,
+        &["--count", "300", "--size", "64", "--timeout", "1s"],
+    )?;
     let mut r = row(
         "UDP loop guard + oversize",
         &before,
         &run,
         "datagrams from ports 7 and 19; a 4000-byte datagram".into(),
-        format!("answered: port7={} port19={} oversize={}", answered[0].1, answered[1].1, oversize_answered),
+        format!(
+            "answered: port7={} port19={} oversize={}",
+            answered[0].1, answered[1].1, oversize_answered
+        ),
     );
     r.failures += answered.iter().filter(|(_, a)| *a).count() as u64 + u64::from(oversize_answered);
     Ok(r)
@@ -419,7 +583,11 @@ fn bad_frames(bin: &Path, n: usize) -> Result<Row, String> {
             if let Ok(mut c) = TcpStream::connect(addr) {
                 let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                 // Alternate: a header announcing 65535 bytes, and a frame cut off by FIN.
-                let bad: &[u8] = if i % 2 == 0 { b"\xff\xff\x00\x01" } else { b"\x00\x10abc" };
+                let bad: &[u8] = if i % 2 == 0 {
+                    b"\xff\xff\x00\x01"
+                } else {
+                    b"\x00\x10abc"
+                };
                 let _ = c.write_all(bad);
                 if i % 2 == 1 {
                     let _ = c.shutdown(Shutdown::Write);
@@ -433,13 +601,23 @@ fn bad_frames(bin: &Path, n: usize) -> Result<Row, String> {
         }
         format!("{sent} bad sessions, {reset} closed by the server with nothing echoed")
     })?;
-    Ok(row("bad frames (frames mode)", &before, &run, format!("{n} oversized / truncated frames"), summary))
+    Ok(row(
+        "bad frames (frames mode)",
+        &before,
+        &run,
+        format!("{n} oversized / truncated frames"),
+        summary,
+    ))
 }
 
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }

@@ -28,22 +28,61 @@ struct Stage {
 }
 
 const STAGES: &[Stage] = &[
-    Stage { name: "deps", about: "install Debian packages, rustup targets and cargo tools the stages need", run: stage_deps },
-    Stage { name: "fmt", about: "cargo fmt --check (workspace and firmware)", run: stage_fmt },
-    Stage { name: "clippy", about: "clippy -D warnings on all targets (workspace and firmware)", run: stage_clippy },
-    Stage { name: "test", about: "cargo test --workspace (unit, property, loopback, interop tests)", run: stage_test },
-    Stage { name: "nostd", about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set", run: stage_nostd },
-    Stage { name: "doc", about: "cargo doc with warnings denied", run: stage_doc },
-    Stage { name: "firmware", about: "build every board's firmware (release)", run: stage_firmware },
-    Stage { name: "qemu", about: "boot the QEMU firmware and verify it end to end with ricochet probe", run: stage_qemu },
-    Stage { name: "fuzz", about: "run each cargo-fuzz target of the core for a bounded time from the committed corpus", run: stage_fuzz },
+    Stage {
+        name: "deps",
+        about: "install Debian packages, rustup targets and cargo tools the stages need",
+        run: stage_deps,
+    },
+    Stage {
+        name: "fmt",
+        about: "cargo fmt --check (workspace and firmware)",
+        run: stage_fmt,
+    },
+    Stage {
+        name: "clippy",
+        about: "clippy -D warnings on all targets (workspace and firmware)",
+        run: stage_clippy,
+    },
+    Stage {
+        name: "test",
+        about: "cargo test --workspace (unit, property, loopback, interop tests)",
+        run: stage_test,
+    },
+    Stage {
+        name: "nostd",
+        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set",
+        run: stage_nostd,
+    },
+    Stage {
+        name: "doc",
+        about: "cargo doc with warnings denied",
+        run: stage_doc,
+    },
+    Stage {
+        name: "firmware",
+        about: "build every board's firmware (release)",
+        run: stage_firmware,
+    },
+    Stage {
+        name: "qemu",
+        about: "boot the QEMU firmware and verify it end to end with ricochet probe",
+        run: stage_qemu,
+    },
+    Stage {
+        name: "fuzz",
+        about: "run each cargo-fuzz target of the core for a bounded time from the committed corpus",
+        run: stage_fuzz,
+    },
 ];
 
 /// The core's fuzz targets (core/fuzz/fuzz_targets/*.rs).
 const FUZZ_TARGETS: &[&str] = &["session", "codecs", "datagram_policy", "probe_verifier"];
 
 /// Firmware folders: standalone crates with their own target and lock file.
-pub(crate) const BOARDS: &[&str] = &["embedded/boards/qemu-lm3s6965evb", "embedded/boards/nucleo-f429zi"];
+pub(crate) const BOARDS: &[&str] = &[
+    "embedded/boards/qemu-lm3s6965evb",
+    "embedded/boards/nucleo-f429zi",
+];
 
 /// Shared context: the workspace root.
 pub(crate) struct Ctx {
@@ -52,7 +91,9 @@ pub(crate) struct Ctx {
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let ctx = Ctx { root: workspace_root() };
+    let ctx = Ctx {
+        root: workspace_root(),
+    };
     let result = match args.first().map(String::as_str) {
         Some("ci") => run_ci(&ctx, &args[1..]),
         Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
@@ -91,11 +132,18 @@ fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
         }
     }
     let all = Instant::now();
-    for stage in STAGES.iter().filter(|s| names.is_empty() || names.iter().any(|n| n == s.name)) {
+    for stage in STAGES
+        .iter()
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
+    {
         eprintln!("\n==> stage {}: {}", stage.name, stage.about);
         let t = Instant::now();
         (stage.run)(ctx).map_err(|e| format!("stage {} failed: {e}", stage.name))?;
-        eprintln!("==> stage {} passed in {:.1}s", stage.name, t.elapsed().as_secs_f64());
+        eprintln!(
+            "==> stage {} passed in {:.1}s",
+            stage.name,
+            t.elapsed().as_secs_f64()
+        );
     }
     eprintln!("\nall stages passed in {:.1}s", all.elapsed().as_secs_f64());
     Ok(())
@@ -107,7 +155,12 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Runs a command in `dir`, echoing it; fails on a non-zero exit.
-pub(crate) fn run(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn run(
+    dir: &Path,
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<(), String> {
     eprintln!("+ (cd {}) {} {}", dir.display(), program, args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -115,7 +168,14 @@ pub(crate) fn run(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)
         .envs(envs.iter().copied())
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("`{program} {}` exited with {status}", args.join(" "))) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program} {}` exited with {status}",
+            args.join(" ")
+        ))
+    }
 }
 
 /// Whether `program` is on PATH.
@@ -132,20 +192,34 @@ fn cargo() -> String {
 }
 
 fn boards(ctx: &Ctx) -> Vec<PathBuf> {
-    BOARDS.iter().map(|b| ctx.root.join(b)).filter(|p| p.join("Cargo.toml").exists()).collect()
+    BOARDS
+        .iter()
+        .map(|b| ctx.root.join(b))
+        .filter(|p| p.join("Cargo.toml").exists())
+        .collect()
 }
 
 // --- stages ---
 
 /// Debian packages the tests need: interop peers and QEMU.
-const DEBIAN_PACKAGES: &[(&str, &str)] =
-    &[("socat", "socat"), ("nc", "netcat-openbsd"), ("qemu-system-arm", "qemu-system-arm"), ("prlimit", "util-linux")];
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("socat", "socat"),
+    ("nc", "netcat-openbsd"),
+    ("qemu-system-arm", "qemu-system-arm"),
+    ("prlimit", "util-linux"),
+];
 
 fn stage_deps(ctx: &Ctx) -> Result<(), String> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES.iter().filter(|(bin, _)| !have(bin)).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(bin, _)| !have(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if !missing.is_empty() {
         if !have("apt-get") {
-            return Err(format!("missing {missing:?} and no apt-get: install them with your package manager"));
+            return Err(format!(
+                "missing {missing:?} and no apt-get: install them with your package manager"
+            ));
         }
         let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
         let mut update: Vec<&str> = sudo.to_vec();
@@ -154,20 +228,49 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
         let mut install: Vec<&str> = sudo.to_vec();
         install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
         install.extend(missing.iter().copied());
-        run(&ctx.root, install[0], &install[1..], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+        run(
+            &ctx.root,
+            install[0],
+            &install[1..],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
     }
     // rust-toolchain.toml lists the targets and components; rustup installs
     // them on first use, but be explicit so a partial toolchain is repaired.
-    run(&ctx.root, "rustup", &["target", "add", "thumbv7m-none-eabi", "thumbv7em-none-eabihf"], &[])?;
-    run(&ctx.root, "rustup", &["component", "add", "rustfmt", "clippy"], &[])?;
+    run(
+        &ctx.root,
+        "rustup",
+        &[
+            "target",
+            "add",
+            "thumbv7m-none-eabi",
+            "thumbv7em-none-eabihf",
+        ],
+        &[],
+    )?;
+    run(
+        &ctx.root,
+        "rustup",
+        &["component", "add", "rustfmt", "clippy"],
+        &[],
+    )?;
     if !have("defmt-print") {
-        run(&ctx.root, &cargo(), &["install", "--locked", "defmt-print"], &[])?;
+        run(
+            &ctx.root,
+            &cargo(),
+            &["install", "--locked", "defmt-print"],
+            &[],
+        )?;
     }
     Ok(())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 fn stage_fmt(ctx: &Ctx) -> Result<(), String> {
@@ -179,9 +282,27 @@ fn stage_fmt(ctx: &Ctx) -> Result<(), String> {
 }
 
 fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
-    run(&ctx.root, &cargo(), &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
+    run(
+        &ctx.root,
+        &cargo(),
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
     for b in boards(ctx) {
-        run(&b, &cargo(), &["clippy", "--release", "--locked", "--", "-D", "warnings"], &[])?;
+        run(
+            &b,
+            &cargo(),
+            &["clippy", "--release", "--locked", "--", "-D", "warnings"],
+            &[],
+        )?;
     }
     Ok(())
 }
@@ -189,27 +310,57 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
 fn stage_test(ctx: &Ctx) -> Result<(), String> {
     // Property tests run at least 256 cases each (proptest's default); a
     // larger PROPTEST_CASES from the environment is kept.
-    let cases = env::var("PROPTEST_CASES").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(256).max(256);
+    let cases = env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(256)
+        .max(256);
     let cases = cases.to_string();
-    for (bin, pkg) in DEBIAN_PACKAGES.iter().filter(|(b, _)| *b != "qemu-system-arm") {
+    for (bin, pkg) in DEBIAN_PACKAGES
+        .iter()
+        .filter(|(b, _)| *b != "qemu-system-arm")
+    {
         if !have(bin) {
             return Err(format!(
                 "{bin} is needed by the interop tests: run `cargo xtask deps` or `apt-get install -y --no-install-recommends {pkg}`"
             ));
         }
     }
-    run(&ctx.root, &cargo(), &["test", "--workspace", "--locked"], &[("PROPTEST_CASES", &cases)])
+    run(
+        &ctx.root,
+        &cargo(),
+        &["test", "--workspace", "--locked"],
+        &[("PROPTEST_CASES", &cases)],
+    )
 }
 
 fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
     let target = "thumbv7m-none-eabi";
-    for features in [&[][..], &["--features", "defmt"][..], &["--features", "log"][..]] {
-        let mut args = vec!["build", "--locked", "-p", "ricochet-core", "--target", target];
+    for features in [
+        &[][..],
+        &["--features", "defmt"][..],
+        &["--features", "log"][..],
+    ] {
+        let mut args = vec![
+            "build",
+            "--locked",
+            "-p",
+            "ricochet-core",
+            "--target",
+            target,
+        ];
         args.extend_from_slice(features);
         run(&ctx.root, &cargo(), &args, &[])?;
     }
     for features in [&[][..], &["--features", "defmt"][..]] {
-        let mut args = vec!["build", "--locked", "-p", "ricochet-embedded", "--target", target];
+        let mut args = vec![
+            "build",
+            "--locked",
+            "-p",
+            "ricochet-embedded",
+            "--target",
+            target,
+        ];
         args.extend_from_slice(features);
         run(&ctx.root, &cargo(), &args, &[])?;
     }
@@ -217,13 +368,20 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
 }
 
 fn stage_doc(ctx: &Ctx) -> Result<(), String> {
-    run(&ctx.root, &cargo(), &["doc", "--workspace", "--no-deps", "--locked"], &[("RUSTDOCFLAGS", "-D warnings")])
+    run(
+        &ctx.root,
+        &cargo(),
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )
 }
 
 fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
     let found = boards(ctx);
     if found.len() != BOARDS.len() {
-        return Err(format!("expected firmware folders {BOARDS:?}, found {found:?}"));
+        return Err(format!(
+            "expected firmware folders {BOARDS:?}, found {found:?}"
+        ));
     }
     for b in found {
         run(&b, &cargo(), &["build", "--release", "--locked"], &[])?;
@@ -233,10 +391,18 @@ fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
 
 /// Seconds per fuzz target: `RICOCHET_FUZZ_SECS`, default 60.
 fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
-    let secs = env::var("RICOCHET_FUZZ_SECS").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(60);
+    let secs = env::var("RICOCHET_FUZZ_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(60);
     if !have("cargo-fuzz") {
         // `+nightly` needs the rustup proxy, not $CARGO (the pinned toolchain binary).
-        run(&ctx.root, "cargo", &["+nightly", "install", "--locked", "cargo-fuzz"], &[])?;
+        run(
+            &ctx.root,
+            "cargo",
+            &["+nightly", "install", "--locked", "cargo-fuzz"],
+            &[],
+        )?;
     }
     let dir = ctx.root.join("core/fuzz");
     let work = env::temp_dir().join("ricochet-fuzz-corpus");
@@ -247,7 +413,14 @@ fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
         let scratch = scratch.to_string_lossy().into_owned();
         let seeds = format!("corpus/{target}");
         let limit = format!("-max_total_time={secs}");
-        run(&dir, "cargo", &["+nightly", "fuzz", "run", target, &scratch, &seeds, "--", &limit], &[])?;
+        run(
+            &dir,
+            "cargo",
+            &[
+                "+nightly", "fuzz", "run", target, &scratch, &seeds, "--", &limit,
+            ],
+            &[],
+        )?;
     }
     Ok(())
 }

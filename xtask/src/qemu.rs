@@ -22,12 +22,22 @@ const QEMU_LIMIT_SECS: u32 = 600;
 /// `cargo xtask qemu [PORT]`: build and boot, in the foreground, until Ctrl-C.
 pub(crate) fn interactive(ctx: &Ctx, port: Option<&str>) -> Result<(), String> {
     let port = port.unwrap_or("7777");
-    port.parse::<u16>().map_err(|_| format!("bad port {port:?}: expected 1-65535"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("bad port {port:?}: expected 1-65535"))?;
     require_tools()?;
     let board = ctx.root.join(BOARD);
-    eprintln!("xtask: building the QEMU firmware; then forwarding 127.0.0.1:{port} (tcp+udp) to guest port 7");
-    eprintln!("xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}");
-    run(&board, &cargo(), &["run", "--release"], &[("RICOCHET_PORT", port)])
+    eprintln!(
+        "xtask: building the QEMU firmware; then forwarding 127.0.0.1:{port} (tcp+udp) to guest port 7"
+    );
+    eprintln!(
+        "xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}"
+    );
+    run(
+        &board,
+        &cargo(),
+        &["run", "--release"],
+        &[("RICOCHET_PORT", port)],
+    )
 }
 
 fn cargo() -> String {
@@ -36,11 +46,16 @@ fn cargo() -> String {
 
 fn require_tools() -> Result<(), String> {
     for (tool, how) in [
-        ("qemu-system-arm", "apt-get install -y --no-install-recommends qemu-system-arm"),
+        (
+            "qemu-system-arm",
+            "apt-get install -y --no-install-recommends qemu-system-arm",
+        ),
         ("defmt-print", "cargo install --locked defmt-print"),
     ] {
         if !have(tool) {
-            return Err(format!("{tool} not found: run `cargo xtask deps` or `{how}`"));
+            return Err(format!(
+                "{tool} not found: run `cargo xtask deps` or `{how}`"
+            ));
         }
     }
     Ok(())
@@ -71,7 +86,14 @@ impl Qemu {
         // setsid: QEMU, defmt-print and the script share a new process group
         // whose id is the child's pid, so one kill stops them all.
         let child = Command::new("setsid")
-            .args(["timeout", "-k", "5", &QEMU_LIMIT_SECS.to_string(), "./qemu-run.sh", ELF])
+            .args([
+                "timeout",
+                "-k",
+                "5",
+                &QEMU_LIMIT_SECS.to_string(),
+                "./qemu-run.sh",
+                ELF,
+            ])
             .current_dir(board)
             .env("RICOCHET_PORT", port.to_string())
             .stdin(Stdio::null())
@@ -98,12 +120,16 @@ impl Qemu {
 impl Drop for Qemu {
     fn drop(&mut self) {
         let pgid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pgid}")])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && self.alive() {
             thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -135,7 +161,12 @@ fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
 pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
     require_tools()?;
     let board = ctx.root.join(BOARD);
-    run(&ctx.root, &cargo(), &["build", "--release", "--locked", "-p", "ricochet"], &[])?;
+    run(
+        &ctx.root,
+        &cargo(),
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
     run(&board, &cargo(), &["build", "--release", "--locked"], &[])?;
     let ricochet = ctx.root.join("target/release/ricochet");
     let port = free_port()?;
@@ -168,7 +199,19 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
         if !qemu.alive() {
             return Err(format!("QEMU exited during boot:\n{}", qemu.log_text()));
         }
-        match probe(ricochet, &[&tcp, "--count", "1", "--size", "16", "--timeout", "1s", "--quiet"]) {
+        match probe(
+            ricochet,
+            &[
+                &tcp,
+                "--count",
+                "1",
+                "--size",
+                "16",
+                "--timeout",
+                "1s",
+                "--quiet",
+            ],
+        ) {
             Ok(_) => break,
             Err(e) if start.elapsed() > Duration::from_secs(60) => {
                 return Err(format!("the firmware did not echo within 60 s: {e}"));
@@ -176,14 +219,38 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
             Err(_) => thread::sleep(Duration::from_millis(200)),
         }
     }
-    eprintln!("xtask: firmware echoes after {:.2}s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: firmware echoes after {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
 
     // 2. The matrix.
     let cases: &[(&str, &[&str])] = &[
-        ("tcp ping-pong 32 B x 2000", &["--pattern", "pingpong", "--size", "32", "--count", "2000"]),
-        ("tcp stream 1 MiB", &["--pattern", "stream", "--size", "1024", "--count", "1024"]),
-        ("tcp random sizes", &["--pattern", "stream", "--size", "1-3000", "--count", "300"]),
-        ("tcp 4 simultaneous connections", &["--connections", "4", "--pattern", "pingpong", "--size", "200", "--count", "200"]),
+        (
+            "tcp ping-pong 32 B x 2000",
+            &["--pattern", "pingpong", "--size", "32", "--count", "2000"],
+        ),
+        (
+            "tcp stream 1 MiB",
+            &["--pattern", "stream", "--size", "1024", "--count", "1024"],
+        ),
+        (
+            "tcp random sizes",
+            &["--pattern", "stream", "--size", "1-3000", "--count", "300"],
+        ),
+        (
+            "tcp 4 simultaneous connections",
+            &[
+                "--connections",
+                "4",
+                "--pattern",
+                "pingpong",
+                "--size",
+                "200",
+                "--count",
+                "200",
+            ],
+        ),
     ];
     for (name, args) in cases {
         let mut all = vec![tcp.as_str()];
@@ -196,14 +263,42 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
     // 3. 200 back-to-back reconnects, each verified.
     let t = Instant::now();
     for i in 0..200 {
-        probe(ricochet, &[&tcp, "--count", "1", "--size", "64", "--seed", &i.to_string(), "--timeout", "5s", "--quiet"])
-            .map_err(|e| format!("reconnect {i}: {e}"))?;
+        probe(
+            ricochet,
+            &[
+                &tcp,
+                "--count",
+                "1",
+                "--size",
+                "64",
+                "--seed",
+                &i.to_string(),
+                "--timeout",
+                "5s",
+                "--quiet",
+            ],
+        )
+        .map_err(|e| format!("reconnect {i}: {e}"))?;
     }
-    eprintln!("xtask: ok: 200 back-to-back reconnects in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: ok: 200 back-to-back reconnects in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // 4. UDP: verified datagrams, then an oversize one that must be dropped.
-    let out = probe(ricochet, &[&udp, "--size", "12-1400", "--count", "500", "--timeout", "1s"])
-        .map_err(|e| format!("udp: {e}"))?;
+    let out = probe(
+        ricochet,
+        &[
+            &udp,
+            "--size",
+            "12-1400",
+            "--count",
+            "500",
+            "--timeout",
+            "1s",
+        ],
+    )
+    .map_err(|e| format!("udp: {e}"))?;
     eprintln!("xtask: ok: udp 500 datagrams\n{}", indent(&out));
     oversize_datagram_is_dropped(port, qemu)?;
     Ok(())
@@ -211,19 +306,27 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
 
 fn oversize_datagram_is_dropped(port: u16, qemu: &Qemu) -> Result<(), String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .map_err(|e| e.to_string())?;
     let big = vec![0x5a; 1472];
     let mut buf = [0u8; 2048];
     for _ in 0..3 {
-        sock.send_to(&big, ("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        sock.send_to(&big, ("127.0.0.1", port))
+            .map_err(|e| e.to_string())?;
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            return Err(format!("an oversize datagram (1472 bytes) was answered with {n} bytes"));
+            return Err(format!(
+                "an oversize datagram (1472 bytes) was answered with {n} bytes"
+            ));
         }
     }
     // The firmware logs each drop with its reason; wait for it to reach the log.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if BufReader::new(qemu.log_text().as_bytes()).lines().map_while(Result::ok).any(|l| l.contains("oversize")) {
+        if BufReader::new(qemu.log_text().as_bytes())
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("oversize"))
+        {
             eprintln!("xtask: ok: oversize datagram dropped and logged");
             return Ok(());
         }

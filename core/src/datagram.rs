@@ -987,7 +987,10 @@ mod tests {
     #[test]
     fn loopback_source_is_exempt_from_rate_limit_by_default() {
         let config = PolicyConfig {
-            rate: Some(RateLimit { per_second: 1, burst: 1 }),
+            rate: Some(RateLimit {
+                per_second: 1,
+                burst: 1,
+            }),
             ..PolicyConfig::DEFAULT
         };
         let mut p = DatagramPolicy::<4>::new(config);
@@ -996,10 +999,16 @@ mod tests {
             assert_eq!(p.decide(Instant::ZERO, local, 10), Verdict::Echo);
         }
         let seven = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7);
-        assert!(!p.decide(Instant::ZERO, seven, 10).is_echo(), "the loop guard still applies");
+        assert!(
+            !p.decide(Instant::ZERO, seven, 10).is_echo(),
+            "the loop guard still applies"
+        );
         let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40000);
         assert!(p.decide(Instant::ZERO, remote, 10).is_echo());
-        assert_eq!(p.decide(Instant::ZERO, remote, 10), Verdict::Drop(DropReason::RateLimited));
+        assert_eq!(
+            p.decide(Instant::ZERO, remote, 10),
+            Verdict::Drop(DropReason::RateLimited)
+        );
     }
 
     #[test]

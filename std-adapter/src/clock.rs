@@ -17,7 +17,9 @@ pub struct Clock {
 impl Clock {
     /// A clock whose epoch is now.
     pub fn new() -> Self {
-        Clock { epoch: StdInstant::now() }
+        Clock {
+            epoch: StdInstant::now(),
+        }
     }
 
     /// The current instant in core time.

@@ -163,8 +163,13 @@ fn udp_loopback_source_is_exempt_from_rate_limit_by_default() {
     for i in 0..10u8 {
         c.send_to(&[i; 20], target).unwrap();
     }
-    let s = wait_stats(&server, IO_TIMEOUT, "all 10 handled", |s| s.udp_received == 10 && s.udp_echoed == 10);
-    assert_eq!(s.udp_rate_limited, 0, "loopback is exempt unless --udp-rate-loopback");
+    let s = wait_stats(&server, IO_TIMEOUT, "all 10 handled", |s| {
+        s.udp_received == 10 && s.udp_echoed == 10
+    });
+    assert_eq!(
+        s.udp_rate_limited, 0,
+        "loopback is exempt unless --udp-rate-loopback"
+    );
     server.shutdown();
     server.join().unwrap();
 }

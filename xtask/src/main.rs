@@ -5,6 +5,7 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
+//! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
 //! ```
@@ -18,6 +19,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod attack;
+mod bench;
 mod qemu;
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
         Some("deps") => stage_deps(&ctx),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
+        Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("stages") => {
             for s in STAGES {
                 println!("{:<9} {}", s.name, s.about);
@@ -107,10 +110,11 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
                  deps    install what the stages need\n\
+                 bench   the loopback yardstick: reference servers and ricochet in one run\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
             return ExitCode::from(2);

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use ricochet_core::datagram::{DatagramPolicy, PolicyConfig, RateLimit, Verdict, is_reflector_port};
+use ricochet_core::datagram::{DatagramPolicy, DropReason, PolicyConfig, RateLimit, Verdict, is_reflector_port};
 use ricochet_core::{Duration, Instant};
 
 #[derive(Arbitrary, Debug)]
@@ -24,7 +24,7 @@ struct Input {
     per_second: u16,
     burst: u8,
     loop_guard: bool,
-    rate_exempt_loopback: false,
+    exempt_loopback: bool,
     start: u64,
     datagrams: Vec<Datagram>,
 }
@@ -35,7 +35,7 @@ fuzz_target!(|input: Input| {
         rate: (input.per_second > 0 || input.burst > 0)
             .then(|| RateLimit { per_second: input.per_second.into(), burst: input.burst.into() }),
         loop_guard: input.loop_guard,
-        rate_exempt_loopback: false,
+        rate_exempt_loopback: input.exempt_loopback,
     };
     let mut policy = DatagramPolicy::<8>::new(config);
     let mut now = Instant::from_micros(input.start);
@@ -45,13 +45,17 @@ fuzz_target!(|input: Input| {
         let ip = if d.v6 {
             IpAddr::V6(Ipv6Addr::from(u128::from(d.ip) << 64))
         } else {
-            IpAddr::V4(Ipv4Addr::from(d.ip % 16))
+            // Half the IPv4 sources are loopback (127.0.0.x), half are not.
+            IpAddr::V4(Ipv4Addr::from(if d.ip & 0x8000_0000 != 0 { 0x7f00_0000 | (d.ip % 16) } else { d.ip % 16 }))
         };
         let verdict = policy.decide(now, SocketAddr::new(ip, d.port), d.len.into());
         decisions += 1;
         if verdict == Verdict::Echo {
             assert!(usize::from(d.len) <= usize::from(input.max_datagram), "oversize echoed");
             assert!(!(input.loop_guard && is_reflector_port(d.port)), "loop-guarded port echoed");
+        }
+        if verdict == Verdict::Drop(DropReason::RateLimited) {
+            assert!(!(input.exempt_loopback && ip.is_loopback()), "an exempt loopback source was rate limited");
         }
         let s = policy.stats();
         assert_eq!(s.echoed + s.oversize + s.loop_guard + s.rate_limited, decisions);

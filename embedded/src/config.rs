@@ -1,0 +1,146 @@
+//! What a node does, chosen once at start-up.
+
+use ricochet_core::{DatagramProbeConfig, Duration, PolicyConfig, ProbeConfig, SessionConfig};
+use smoltcp::wire::{EthernetAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+
+/// The echo port (RFC 862).
+pub const ECHO_PORT: u16 = 7;
+
+/// Everything a node needs to know at start-up. Start from
+/// [`NodeConfig::new`] and change the fields that differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NodeConfig {
+    /// The interface's MAC address (also the source of the IPv6 link-local
+    /// address with the `ipv6` feature).
+    pub mac: EthernetAddress,
+    /// Seed of smoltcp's generator (TCP initial sequence numbers, DHCP
+    /// transaction ids) and of the client role's ephemeral ports. Make it
+    /// differ from boot to boot where the board has any entropy.
+    pub random_seed: u64,
+    /// How the node gets its IPv4 address.
+    pub ipv4: Ipv4Config,
+    /// Serve echo, or probe a server.
+    pub role: Role,
+    /// The port served (TCP and UDP) in the server role.
+    pub port: u16,
+    /// How each TCP connection is echoed: mode (`raw`, `lines`, `frames`),
+    /// idle and drain timeouts.
+    pub session: SessionConfig,
+    /// UDP echo through the core's policy (oversize, loop guard, rate
+    /// limit); `None` serves TCP only. `max_datagram` must be below the
+    /// resources' `UDP_RX` and at most their `UDP_TX`.
+    pub udp: Option<PolicyConfig>,
+    /// Socket-level TCP settings.
+    pub tcp: TcpConfig,
+}
+
+impl NodeConfig {
+    /// A server on port 7: DHCP without a fallback, `raw` sessions with the
+    /// core's default timeouts, UDP echo with [`PolicyConfig::DEFAULT`]
+    /// (1472-byte datagrams, loop guard, 1000/s burst 100 per source), and
+    /// [`TcpConfig::DEFAULT`].
+    pub fn new(mac: EthernetAddress) -> Self {
+        NodeConfig {
+            mac,
+            random_seed: 0,
+            ipv4: Ipv4Config::Dhcp {
+                fallback: None,
+                fallback_after: Duration::from_secs(2),
+            },
+            role: Role::Server,
+            port: ECHO_PORT,
+            session: SessionConfig::default(),
+            udp: Some(PolicyConfig::DEFAULT),
+            tcp: TcpConfig::DEFAULT,
+        }
+    }
+}
+
+/// How the node gets its IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Ipv4Config {
+    /// Ask a DHCPv4 server. Without a lease after `fallback_after`,
+    /// `fallback` (if any) is applied; DHCP keeps trying, and a later lease
+    /// replaces the fallback.
+    Dhcp {
+        /// The address used while there is no lease.
+        fallback: Option<StaticIpv4>,
+        /// How long to wait for a lease before applying `fallback`.
+        fallback_after: Duration,
+    },
+    /// A fixed address from the start; no DHCP.
+    Static(StaticIpv4),
+}
+
+/// A fixed IPv4 configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StaticIpv4 {
+    /// Address and prefix length.
+    pub address: Ipv4Cidr,
+    /// Default gateway, if any.
+    pub gateway: Option<Ipv4Address>,
+}
+
+/// What the node is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// Serve echo on TCP and UDP [`NodeConfig::port`].
+    Server,
+    /// Run the core's verifying client against an echo server (for example
+    /// a desktop `ricochet serve`), once, and report through the stats.
+    /// Uses the first TCP socket and the UDP socket of the resources.
+    Client {
+        /// The server (TCP, and UDP for `datagram`).
+        server: IpEndpoint,
+        /// The stream probe: mode (must match the server's), pattern,
+        /// sizes, count, timeouts.
+        probe: ProbeConfig,
+        /// A datagram probe run alongside, if any. Its `size.max` must fit
+        /// the resources' `UDP_TX`.
+        datagram: Option<DatagramProbeConfig>,
+    },
+}
+
+/// Socket-level TCP settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TcpConfig {
+    /// smoltcp's socket timeout: a connection whose peer does not answer
+    /// for this long (a SYN, unacknowledged data, keep-alives) is aborted.
+    pub timeout: Option<Duration>,
+    /// smoltcp's keep-alive interval (detects peers that vanished while
+    /// idle, together with `timeout`).
+    pub keep_alive: Option<Duration>,
+    /// After a session closes gracefully, how long its socket may take to
+    /// finish the FIN handshake before it is aborted and re-armed.
+    pub linger: Duration,
+    /// How long a socket may wait for the client's ACK after answering its
+    /// SYN before it listens again: a forged or lost SYN ties up a socket
+    /// for this long at most.
+    pub handshake_timeout: Duration,
+    /// Nagle's algorithm. Off by default: an echo is latency bound.
+    pub nagle: bool,
+}
+
+impl TcpConfig {
+    /// 60 s socket timeout, no keep-alive, 5 s linger, 5 s handshake
+    /// timeout, Nagle off.
+    pub const DEFAULT: TcpConfig = TcpConfig {
+        timeout: Some(Duration::from_secs(60)),
+        keep_alive: None,
+        linger: Duration::from_secs(5),
+        handshake_timeout: Duration::from_secs(5),
+        nagle: false,
+    };
+}
+
+impl Default for TcpConfig {
+    /// [`TcpConfig::DEFAULT`].
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}

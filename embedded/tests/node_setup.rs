@@ -1,0 +1,238 @@
+//! Building a node: resources that cannot serve the configuration are
+//! refused with a named error (too few socket slots does not even
+//! compile); the activity LED; the bounded work per poll.
+
+mod support;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::rc::Rc;
+
+use embedded_hal::digital::{ErrorType, OutputPin};
+use ricochet_core::probe::{ConfigError, SizeRange};
+use ricochet_core::{DatagramProbeConfig, PolicyConfig, ProbeConfig};
+use ricochet_embedded::{
+    EchoNode, MAX_FRAMES_PER_POLL, NewError, NoLed, NodeResources, Role, socket_slots,
+};
+use smoltcp::time::Instant;
+
+use support::pair::pair;
+use support::sim::{Flow, Sim, echo_endpoint, resources, server_config};
+
+#[test]
+fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    // max_datagram 512 fits, but a 1472-byte datagram (1500-byte MTU)
+    // would be lost uncounted.
+    let mut config = server_config();
+    config.udp = Some(PolicyConfig {
+        max_datagram: 512,
+        ..PolicyConfig::DEFAULT
+    });
+    let small: &'static mut NodeResources<'static, 4, 6, 1024, 1024, 1536, 1024, 1024> =
+        Box::leak(Box::new(NodeResources::new()));
+    let err = EchoNode::new(config, small, NoLed, &mut dev, Instant::ZERO).unwrap_err();
+    assert_eq!(
+        err,
+        NewError::UdpReceiveRingTooSmall {
+            needed: 1472,
+            capacity: 1024
+        }
+    );
+}
+
+#[test]
+fn udp_transmit_ring_smaller_than_max_datagram_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let small: &'static mut NodeResources<'static, 4, 6, 1024, 1024, 1536, 1536, 1000> =
+        Box::leak(Box::new(NodeResources::new()));
+    let err = EchoNode::new(server_config(), small, NoLed, &mut dev, Instant::ZERO).unwrap_err();
+    assert_eq!(
+        err,
+        NewError::UdpTransmitRingTooSmall {
+            needed: 1472,
+            capacity: 1000
+        }
+    );
+}
+
+#[test]
+fn udp_disabled_needs_no_udp_buffers() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.udp = None;
+    let tiny: &'static mut NodeResources<'static, 2, 4, 256, 1024, 1024, 0, 0> =
+        Box::leak(Box::new(NodeResources::new()));
+    assert!(EchoNode::new(config, tiny, NoLed, &mut dev, Instant::ZERO).is_ok());
+}
+
+fn client_role(
+    probe: ProbeConfig,
+    datagram: Option<DatagramProbeConfig>,
+) -> ricochet_embedded::NodeConfig {
+    let mut config = server_config();
+    config.role = Role::Client {
+        server: echo_endpoint(),
+        probe,
+        datagram,
+    };
+    config
+}
+
+#[test]
+fn client_role_with_a_probe_config_the_core_refuses_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let bad = ProbeConfig {
+        size: SizeRange::range(10, 5),
+        ..ProbeConfig::default()
+    };
+    let err = EchoNode::new(
+        client_role(bad, None),
+        resources::<1, 3, 1024>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        NewError::Probe(ConfigError::EmptySizeRange { min: 10, max: 5 })
+    );
+
+    let too_wide = DatagramProbeConfig {
+        window: ricochet_embedded::PROBE_WINDOW + 1,
+        ..DatagramProbeConfig::default()
+    };
+    let err = EchoNode::new(
+        client_role(ProbeConfig::default(), Some(too_wide)),
+        resources::<1, 3, 1024>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::Probe(ConfigError::BadWindow { window: 17 }));
+}
+
+#[test]
+fn client_role_without_a_tcp_socket_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let err = EchoNode::new(
+        client_role(ProbeConfig::default(), None),
+        resources::<0, 2, 1024>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::NoTcpSocket);
+}
+
+/// An LED that counts its edges.
+struct CountingLed(Rc<Cell<u32>>);
+
+impl ErrorType for CountingLed {
+    type Error = Infallible;
+}
+
+impl OutputPin for CountingLed {
+    fn set_low(&mut self) -> Result<(), Infallible> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+    fn set_high(&mut self) -> Result<(), Infallible> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+}
+
+#[test]
+fn traffic_toggles_the_activity_led_and_silence_does_not() {
+    let edges = Rc::new(Cell::new(0));
+    let (mut node_dev, host_dev) = pair();
+    let mut node = EchoNode::new(
+        server_config(),
+        resources::<4, 6, 1024>(),
+        CountingLed(edges.clone()),
+        &mut node_dev,
+        Instant::ZERO,
+    )
+    .unwrap();
+    let mut now = 0i64;
+    for _ in 0..100 {
+        node.poll(Instant::from_micros(now), &mut node_dev);
+        now += 1000;
+    }
+    let idle_edges = edges.get();
+    assert_eq!(idle_edges, 1, "only the initial set_low");
+    // A datagram in, an echo out: the LED moves.
+    let frame = support::frames::udp(
+        (support::sim::HOST_MAC, support::sim::NODE_MAC),
+        (support::sim::HOST_IP, 40000),
+        (support::sim::NODE_IP, 7),
+        b"blink",
+    );
+    node_dev.inject(frame);
+    node.poll(Instant::from_micros(now), &mut node_dev);
+    assert!(edges.get() > idle_edges);
+    drop(host_dev);
+}
+
+#[test]
+fn more_frames_than_one_poll_takes_make_poll_ask_to_be_called_again() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    for i in 0..MAX_FRAMES_PER_POLL + 5 {
+        sim.node_dev.inject(vec![i as u8; 60]);
+    }
+    let delay = sim
+        .node
+        .poll(support::sim::smol(sim.now), &mut sim.node_dev);
+    assert_eq!(delay, Some(smoltcp::time::Duration::ZERO));
+    assert_eq!(sim.node_dev.pending(), 5);
+    let delay = sim
+        .node
+        .poll(support::sim::smol(sim.now), &mut sim.node_dev);
+    assert_ne!(delay, Some(smoltcp::time::Duration::ZERO));
+    assert_eq!(sim.node_dev.pending(), 0);
+    let _ = Flow::idle();
+}
+
+#[test]
+fn pool_of_eight_sockets_with_socket_slots_serves_eight_at_once() {
+    use ricochet_core::Duration;
+    use support::host::StreamClient;
+
+    let mut sim = Sim::<8, { socket_slots(8) }, 512>::new(server_config());
+    let paced = ProbeConfig {
+        count: Some(20),
+        interval: Some(Duration::from_millis(1)),
+        ..ProbeConfig::default()
+    };
+    let mut clients: Vec<StreamClient> = (0..8)
+        .map(|i| {
+            let handle = sim.host.tcp_socket(2048, 2048);
+            let now = support::sim::core(sim.now);
+            StreamClient::connect(
+                &mut sim.host,
+                handle,
+                echo_endpoint(),
+                40000 + i,
+                paced,
+                now,
+            )
+        })
+        .collect();
+    let mut peak = 0;
+    let done = sim.run(2_000_000, &mut |host, node, now| {
+        peak = peak.max(node.stats().tcp.active);
+        for c in clients.iter_mut() {
+            c.drive(host, now);
+        }
+        Flow::until(
+            clients.iter().filter_map(StreamClient::deadline).min(),
+            clients.iter().all(StreamClient::is_finished),
+        )
+    });
+    assert!(done && clients.iter().all(StreamClient::passed));
+    assert_eq!(peak, 8);
+}

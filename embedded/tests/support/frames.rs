@@ -1,0 +1,106 @@
+//! Hand-built Ethernet frames (forged sources, packets no real host sends).
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    UdpRepr,
+};
+
+const ETH: usize = 14;
+const IPV4: usize = 20;
+
+fn ipv4_frame(
+    (src_mac, dst_mac): (EthernetAddress, EthernetAddress),
+    (src, dst): (Ipv4Address, Ipv4Address),
+    protocol: IpProtocol,
+    payload_len: usize,
+    emit: impl FnOnce(&mut [u8]),
+) -> Vec<u8> {
+    let mut frame = vec![0u8; ETH + IPV4 + payload_len];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut eth);
+    let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+    Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol,
+        payload_len,
+        hop_limit: 64,
+    }
+    .emit(&mut ip, &ChecksumCapabilities::default());
+    emit(ip.payload_mut());
+    frame
+}
+
+/// A UDP datagram from `src` (any address, forged or not) to `dst`.
+pub fn udp(
+    macs: (EthernetAddress, EthernetAddress),
+    src: (Ipv4Address, u16),
+    dst: (Ipv4Address, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    ipv4_frame(
+        macs,
+        (src.0, dst.0),
+        IpProtocol::Udp,
+        8 + payload.len(),
+        |buf| {
+            let mut packet = UdpPacket::new_unchecked(buf);
+            UdpRepr {
+                src_port: src.1,
+                dst_port: dst.1,
+            }
+            .emit(
+                &mut packet,
+                &IpAddress::Ipv4(src.0),
+                &IpAddress::Ipv4(dst.0),
+                payload.len(),
+                |p| p.copy_from_slice(payload),
+                &ChecksumCapabilities::default(),
+            );
+        },
+    )
+}
+
+/// A TCP SYN from `src` to `dst`.
+pub fn syn(
+    macs: (EthernetAddress, EthernetAddress),
+    src: (Ipv4Address, u16),
+    dst: (Ipv4Address, u16),
+) -> Vec<u8> {
+    let repr = TcpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 4096,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    ipv4_frame(
+        macs,
+        (src.0, dst.0),
+        IpProtocol::Tcp,
+        repr.buffer_len(),
+        |buf| {
+            let mut packet = TcpPacket::new_unchecked(buf);
+            repr.emit(
+                &mut packet,
+                &IpAddress::Ipv4(src.0),
+                &IpAddress::Ipv4(dst.0),
+                &ChecksumCapabilities::default(),
+            );
+        },
+    )
+}

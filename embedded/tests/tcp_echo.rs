@@ -1,0 +1,422 @@
+//! TCP echo through the node: every mode verified by the core's stream
+//! probe, concurrency, reconnects, half-close, and a client that never
+//! reads. The node runs on the host over an in-memory wire with a virtual
+//! clock.
+
+mod support;
+
+use ricochet_core::probe::SizeRange;
+use ricochet_core::{Duration, Instant, Mode, Pattern, ProbeConfig, SessionConfig};
+use ricochet_embedded::NodeConfig;
+use smoltcp::socket::tcp;
+
+use support::host::{Host, Phase, StreamClient};
+use support::sim::{Flow, Sim, core, echo_endpoint, server_config};
+
+const SECOND: u64 = 1_000_000;
+
+fn probe(mode: Mode, size: SizeRange, count: u64) -> ProbeConfig {
+    ProbeConfig {
+        mode,
+        pattern: Pattern::Stream { window: 6 * 1024 },
+        seed: 42,
+        size,
+        count: Some(count),
+        response_timeout: Some(Duration::from_secs(5)),
+        interval: None,
+    }
+}
+
+fn config_in(mode: Mode) -> NodeConfig {
+    let mut config = server_config();
+    config.session = SessionConfig {
+        mode,
+        ..SessionConfig::default()
+    };
+    config
+}
+
+/// Drives every client; their earliest deadline, and whether all finished.
+fn drive_all(clients: &mut [StreamClient], host: &mut Host, now: Instant) -> Flow {
+    let deadline = clients
+        .iter_mut()
+        .filter_map(|c| {
+            c.drive(host, now);
+            c.deadline()
+        })
+        .min();
+    Flow::until(deadline, clients.iter().all(StreamClient::is_finished))
+}
+
+fn connect(sim: &mut Sim<4, 6, 1024>, port: u16, config: ProbeConfig) -> StreamClient {
+    let handle = sim.host.tcp_socket(4096, 4096);
+    let now = core(sim.now);
+    StreamClient::connect(&mut sim.host, handle, echo_endpoint(), port, config, now)
+}
+
+/// Streams `count` messages of `size` through a node in `mode` and checks
+/// the probe's verdict and the node's counters.
+fn stream_is_echoed_and_verified(mode: Mode, size: SizeRange, count: u64) {
+    let mut sim = Sim::<4, 6, 1024>::new(config_in(mode));
+    let mut clients = [connect(&mut sim, 40000, probe(mode, size, count))];
+    let finished = sim.run(120 * SECOND, &mut |host, _, now| {
+        drive_all(&mut clients, host, now)
+    });
+    assert!(finished);
+    let client = &clients[0];
+    assert_eq!(
+        client.phase,
+        Phase::Finished(Ok(())),
+        "{:?}",
+        client.probe.stats()
+    );
+    let verified = client.probe.stats().bytes_verified;
+    assert!(verified >= 300_000, "only {verified} bytes went through");
+    sim.idle(SECOND);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(tcp.accepted, 1);
+    assert_eq!(tcp.active, 0);
+    assert_eq!(tcp.closed.peer_finished, 1);
+    assert_eq!(tcp.aborted.total(), 0);
+    assert_eq!(tcp.bytes_in, verified);
+    assert_eq!(tcp.bytes_out, verified);
+    assert_eq!(tcp.bytes_discarded, 0);
+}
+
+#[test]
+fn listening_node_raw_stream_of_random_sizes_is_echoed_verified() {
+    stream_is_echoed_and_verified(Mode::Raw, SizeRange::range(1, 1500), 400);
+}
+
+#[test]
+fn listening_node_lines_stream_of_random_lengths_is_echoed_verified() {
+    // Lines up to the whole 1024-byte session buffer.
+    stream_is_echoed_and_verified(Mode::Lines, SizeRange::range(1, 1024), 600);
+}
+
+#[test]
+fn listening_node_frames_stream_of_random_lengths_is_echoed_verified() {
+    // Frames up to the whole 1024-byte session buffer, header included.
+    stream_is_echoed_and_verified(Mode::Frames, SizeRange::range(2, 1024), 600);
+}
+
+#[test]
+fn full_pool_serves_n_clients_at_once_refuses_the_extra_then_serves_it() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // Paced: each client needs 50 ms, so all of them overlap.
+    let paced = ProbeConfig {
+        pattern: Pattern::PingPong,
+        interval: Some(Duration::from_millis(1)),
+        ..probe(Mode::Raw, SizeRange::fixed(100), 50)
+    };
+    let mut clients: Vec<StreamClient> = (0..5)
+        .map(|i| connect(&mut sim, 40000 + i, paced))
+        .collect();
+    let mut peak = 0;
+    let finished = sim.run(2 * SECOND, &mut |host, node, now| {
+        peak = peak.max(node.stats().tcp.active);
+        drive_all(&mut clients, host, now)
+    });
+    assert!(finished);
+    // smoltcp answers a SYN no socket accepts with a RST: the fifth client
+    // is refused cleanly (ECONNREFUSED on a desktop), never left hanging.
+    let refused: Vec<usize> = (0..5)
+        .filter(|&i| clients[i].phase == Phase::Refused)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "{:?}",
+        clients.iter().map(|c| c.phase).collect::<Vec<_>>()
+    );
+    assert_eq!(peak, 4, "four connections served at once");
+    for (i, c) in clients.iter().enumerate() {
+        if i != refused[0] {
+            assert!(c.passed(), "client {i}: {:?}", c.phase);
+        }
+    }
+    // Sockets are free again: the refused client retries and is served.
+    let mut retry = [connect(&mut sim, 41000, paced)];
+    let served = sim.run(2 * SECOND, &mut |host, _, now| {
+        drive_all(&mut retry, host, now)
+    });
+    assert!(served && retry[0].passed(), "{:?}", retry[0].phase);
+    sim.idle(SECOND);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(tcp.accepted, 5);
+    assert_eq!(tcp.closed.peer_finished, 5);
+    assert_eq!(tcp.aborted.total(), 0);
+}
+
+#[test]
+fn reconnect_storm_of_200_back_to_back_cycles_all_succeed() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // Two client sockets take turns: the next connect starts the moment the
+    // previous echo was verified and the node's FIN arrived, while the
+    // node's old socket still waits for the last ACK.
+    let handles = [
+        sim.host.tcp_socket(2048, 2048),
+        sim.host.tcp_socket(2048, 2048),
+    ];
+    for cycle in 0..200u16 {
+        let config = ProbeConfig {
+            pattern: Pattern::PingPong,
+            seed: u64::from(cycle),
+            ..probe(Mode::Raw, SizeRange::range(1, 600), 3)
+        };
+        let now = core(sim.now);
+        let handle = handles[usize::from(cycle % 2)];
+        let mut client = [StreamClient::connect(
+            &mut sim.host,
+            handle,
+            echo_endpoint(),
+            20000 + cycle,
+            config,
+            now,
+        )];
+        let finished = sim.run(SECOND, &mut |host, _, now| {
+            drive_all(&mut client, host, now)
+        });
+        assert!(
+            finished && client[0].passed(),
+            "cycle {cycle}: {:?}",
+            client[0].phase
+        );
+    }
+    sim.idle(SECOND);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(tcp.accepted, 200);
+    assert_eq!(tcp.closed.peer_finished, 200);
+    assert_eq!(tcp.aborted.total(), 0);
+    assert_eq!(tcp.lingered, 0);
+    assert_eq!(tcp.active, 0);
+}
+
+#[test]
+fn half_closed_client_gets_every_byte_echoed_then_the_node_fin() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let mut clients = [connect(
+        &mut sim,
+        40000,
+        probe(Mode::Raw, SizeRange::range(1, 1500), 100),
+    )];
+    // FIN right after the last byte is written, long before the echoes are back.
+    clients[0].close_after_sending = true;
+    let finished = sim.run(30 * SECOND, &mut |host, _, now| {
+        drive_all(&mut clients, host, now)
+    });
+    // `Finished(Ok)`: every byte verified, then EOF (the node's FIN).
+    assert!(finished && clients[0].passed(), "{:?}", clients[0].phase);
+    sim.idle(SECOND);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(tcp.closed.peer_finished, 1);
+    assert_eq!(tcp.bytes_out, clients[0].probe.stats().bytes_sent);
+}
+
+#[test]
+fn lines_session_with_unterminated_tail_at_fin_echoes_the_tail_then_fin() {
+    let mut sim = Sim::<4, 6, 1024>::new(config_in(Mode::Lines));
+    let handle = sim.host.tcp_socket(4096, 4096);
+    let cx = sim.host.iface.context();
+    sim.host
+        .sockets
+        .get_mut::<tcp::Socket<'static>>(handle)
+        .connect(cx, echo_endpoint(), 40000)
+        .unwrap();
+    let mut sent = false;
+    let mut echoed = Vec::new();
+    let fin = sim.run(5 * SECOND, &mut |host, _, _| {
+        let socket = host.tcp(handle);
+        if !sent && socket.may_send() {
+            socket.send_slice(b"one\ntwo\nno newline here").unwrap();
+            socket.close();
+            sent = true;
+        }
+        let done = loop {
+            match socket.recv(|d| (d.len(), d.to_vec())) {
+                Ok(d) if d.is_empty() => break false,
+                Ok(d) => echoed.extend(d),
+                Err(tcp::RecvError::Finished) => break true,
+                Err(_) => break false,
+            }
+        };
+        Flow::until(None, done)
+    });
+    assert!(fin, "the node never sent its FIN");
+    assert_eq!(echoed, b"one\ntwo\nno newline here");
+    sim.idle(SECOND);
+    assert_eq!(sim.node.stats().tcp.closed.peer_finished, 1);
+}
+
+#[test]
+fn client_that_never_reads_is_bounded_then_aborted_while_others_are_served() {
+    let mut config = server_config();
+    config.session.drain_timeout = Some(Duration::from_secs(3));
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let endless = ProbeConfig {
+        count: None,
+        response_timeout: None,
+        pattern: Pattern::Stream { window: 1 << 20 },
+        ..probe(Mode::Raw, SizeRange::fixed(1000), 1)
+    };
+    let mut stuck = connect(&mut sim, 40000, endless);
+    stuck.reads = false;
+    let stuck_handle = stuck.handle;
+    let mut clients = vec![stuck];
+
+    // While the stuck client fills every buffer on its path, others are served.
+    let mut max_buffered = 0;
+    for i in 0..3u16 {
+        let config = ProbeConfig {
+            pattern: Pattern::PingPong,
+            ..probe(Mode::Raw, SizeRange::range(1, 800), 100)
+        };
+        clients.push(connect(&mut sim, 41000 + i, config));
+        let last = clients.len() - 1;
+        let served = sim.run(2 * SECOND, &mut |host, node, now| {
+            max_buffered = max_buffered.max(node.session_buffers().max().unwrap_or(0));
+            let flow = drive_all(&mut clients, host, now);
+            Flow::until(flow.deadline, clients[last].is_finished())
+        });
+        assert!(
+            served && clients[last].passed(),
+            "client {i}: {:?}",
+            clients[last].phase
+        );
+    }
+    // Bounded: the stuck client wrote only what fits the buffers on its
+    // path (its own transmit buffer, the node's receive buffer, session and
+    // transmit buffer, its own receive buffer), and the node holds at most
+    // its fixed buffers.
+    let sent = clients[0].probe.stats().bytes_sent;
+    let bound = 4096 + 1024 + 1024 + 1536 + 4096;
+    assert!(
+        sent <= bound,
+        "stuck client pushed {sent} bytes, more than {bound}"
+    );
+    assert!(max_buffered <= 1024);
+    assert_eq!(sim.node.stats().tcp.aborted.drain_timeout, 0, "not yet");
+
+    // After the drain timeout the node gives up on it (RST) and re-arms.
+    let aborted = sim.run(10 * SECOND, &mut |host, node, now| {
+        let flow = drive_all(&mut clients, host, now);
+        Flow::until(flow.deadline, node.stats().tcp.aborted.drain_timeout == 1)
+    });
+    assert!(aborted);
+    sim.idle(100_000);
+    assert_eq!(
+        sim.host.tcp(stuck_handle).state(),
+        tcp::State::Closed,
+        "reset by the node"
+    );
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(tcp.active, 0);
+    assert_eq!(tcp.closed.peer_finished, 3);
+    // Its socket listens again: a new client is served.
+    let mut next = [connect(
+        &mut sim,
+        42000,
+        probe(Mode::Raw, SizeRange::fixed(64), 10),
+    )];
+    assert!(sim.run(2 * SECOND, &mut |host, _, now| drive_all(
+        &mut next, host, now
+    )));
+    assert!(next[0].passed());
+}
+
+#[test]
+fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
+    let mut config = server_config();
+    config.session.idle_timeout = Some(Duration::from_secs(10));
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let handle = sim.host.tcp_socket(4096, 4096);
+    let cx = sim.host.iface.context();
+    sim.host
+        .sockets
+        .get_mut::<tcp::Socket<'static>>(handle)
+        .connect(cx, echo_endpoint(), 40000)
+        .unwrap();
+    let start = sim.now;
+    let connected = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.active == 1)
+    });
+    assert!(connected);
+    // Idle: the node asks to be woken at the session's idle deadline, not before.
+    sim.idle(100_000);
+    let delay = sim.node_delay.expect("a session deadline").total_micros();
+    assert!(
+        delay > 9 * SECOND && delay <= 10 * SECOND,
+        "delay {delay} us"
+    );
+    let steps = sim.steps;
+    let closed = sim.run(20 * SECOND, &mut |host, node, _| {
+        let socket = host.tcp(handle);
+        if socket.state() == tcp::State::CloseWait {
+            socket.close();
+        }
+        Flow::until(None, node.stats().tcp.closed.idle_timeout == 1)
+    });
+    assert!(closed);
+    assert!(sim.now - start >= 10 * SECOND);
+    // The node slept through the idle time: a handful of steps, not one per tick.
+    assert!(sim.steps - steps < 50, "{} steps", sim.steps - steps);
+    // Re-armed: another client is served.
+    let mut next = [connect(
+        &mut sim,
+        42000,
+        probe(Mode::Raw, SizeRange::fixed(64), 10),
+    )];
+    assert!(sim.run(2 * SECOND, &mut |host, _, now| drive_all(
+        &mut next, host, now
+    )));
+    assert!(next[0].passed());
+}
+
+#[test]
+fn forged_syns_that_never_complete_free_their_sockets_after_the_handshake_timeout() {
+    use smoltcp::wire::Ipv4Address;
+    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
+
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // A SYN flood from an on-link address nobody owns: every socket
+    // answers, and no ACK ever comes.
+    let ghost = Ipv4Address::new(192, 168, 69, 77);
+    for port in 5000..5004 {
+        sim.node_dev.inject(support::frames::syn(
+            (HOST_MAC, NODE_MAC),
+            (ghost, port),
+            (NODE_IP, 7),
+        ));
+    }
+    sim.idle(10_000);
+    let mut refused = [connect(
+        &mut sim,
+        40000,
+        probe(Mode::Raw, SizeRange::fixed(64), 5),
+    )];
+    assert!(sim.run(SECOND, &mut |host, _, now| drive_all(
+        &mut refused,
+        host,
+        now
+    )));
+    assert_eq!(
+        refused[0].phase,
+        Phase::Refused,
+        "every socket is in a handshake"
+    );
+    // After the handshake timeout (5 s) they listen again.
+    sim.idle(5 * SECOND);
+    assert_eq!(sim.node.stats().tcp.handshake_timeouts, 4);
+    let mut served = [connect(
+        &mut sim,
+        40001,
+        probe(Mode::Raw, SizeRange::fixed(64), 5),
+    )];
+    assert!(sim.run(SECOND, &mut |host, _, now| drive_all(
+        &mut served,
+        host,
+        now
+    )));
+    assert!(served[0].passed(), "{:?}", served[0].phase);
+    assert_eq!(sim.node.stats().tcp.accepted, 1);
+}

@@ -1,0 +1,215 @@
+//! UDP echo through the node and the core's datagram policy: verified
+//! echoes, the loop guard, oversize datagrams, the rate limit, and
+//! broadcasts.
+
+mod support;
+
+use ricochet_core::datagram::RateLimit;
+use ricochet_core::probe::SizeRange;
+use ricochet_core::{DatagramProbeConfig, Duration, PolicyConfig};
+use ricochet_embedded::NodeConfig;
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+
+use support::host::{DatagramClient, Host};
+use support::sim::{Flow, HOST_MAC, NODE_IP, NODE_MAC, Sim, core, echo_endpoint, server_config};
+
+const SECOND: u64 = 1_000_000;
+
+fn config_with(policy: PolicyConfig) -> NodeConfig {
+    let mut config = server_config();
+    config.udp = Some(policy);
+    config
+}
+
+/// Sends `payloads` from a host socket bound to `port` and returns every
+/// datagram that came back within a second.
+fn exchange(
+    sim: &mut Sim<4, 6, 1024>,
+    port: u16,
+    to: IpEndpoint,
+    payloads: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    let handle = sim.host.udp_socket(port);
+    for p in payloads {
+        sim.host.udp(handle).send_slice(p, to).unwrap();
+    }
+    let mut back = Vec::new();
+    sim.run(SECOND, &mut |host: &mut Host, _, _| {
+        while let Ok((data, _)) = host.udp(handle).recv() {
+            back.push(data.to_vec());
+        }
+        Flow::idle()
+    });
+    back
+}
+
+#[test]
+fn datagrams_of_random_sizes_are_echoed_whole_and_verified() {
+    let mut sim = Sim::<4, 6, 1024>::new(config_with(PolicyConfig {
+        rate: None,
+        ..PolicyConfig::DEFAULT
+    }));
+    let config = DatagramProbeConfig {
+        seed: 9,
+        size: SizeRange::range(12, 1472),
+        count: Some(500),
+        window: 4,
+        loss_timeout: Duration::from_millis(500),
+        interval: None,
+    };
+    let mut client =
+        DatagramClient::new(&mut sim.host, 40000, echo_endpoint(), config, core(sim.now));
+    let done = sim.run(30 * SECOND, &mut |host, _, now| {
+        client.drive(host, now);
+        Flow::until(client.deadline(), client.probe.is_done())
+    });
+    assert!(done);
+    let probe = client.probe.stats();
+    assert_eq!(
+        (probe.sent, probe.verified, probe.lost, probe.corrupt),
+        (500, 500, 0, 0)
+    );
+    let udp = sim.node.stats().udp;
+    assert_eq!(udp.received, 500);
+    assert_eq!(udp.echoed, 500);
+    assert_eq!(udp.echoed_bytes, probe.bytes_verified);
+    assert_eq!(udp.dropped.total(), 0);
+}
+
+#[test]
+fn datagram_from_reflector_source_port_7_or_19_is_not_answered_and_counted() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    for port in [7, 19] {
+        let back = exchange(&mut sim, port, echo_endpoint(), &[b"ping".to_vec()]);
+        assert!(back.is_empty(), "answered source port {port}");
+    }
+    let udp = sim.node.stats().udp;
+    assert_eq!(udp.received, 2);
+    assert_eq!(udp.dropped.loop_guard, 2);
+    assert_eq!(udp.echoed, 0);
+    // An ordinary source port is answered.
+    assert_eq!(
+        exchange(&mut sim, 40000, echo_endpoint(), &[b"ping".to_vec()]),
+        [b"ping".to_vec()]
+    );
+}
+
+#[test]
+fn oversize_datagram_is_dropped_and_counted_never_truncated() {
+    let mut sim = Sim::<4, 6, 1024>::new(config_with(PolicyConfig {
+        max_datagram: 512,
+        ..PolicyConfig::DEFAULT
+    }));
+    // Up to the largest a 1500-byte MTU carries: the receive ring holds it
+    // whole, so the node sees the real length.
+    let oversize: Vec<Vec<u8>> = [513usize, 1000, 1472]
+        .iter()
+        .map(|&n| vec![0xA5; n])
+        .collect();
+    let back = exchange(&mut sim, 40000, echo_endpoint(), &oversize);
+    assert!(
+        back.is_empty(),
+        "echoed {:?} bytes",
+        back.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let udp = sim.node.stats().udp;
+    assert_eq!((udp.received, udp.dropped.oversize, udp.echoed), (3, 3, 0));
+    // At the limit: echoed whole.
+    let at_limit: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
+    assert_eq!(
+        exchange(
+            &mut sim,
+            40001,
+            echo_endpoint(),
+            std::slice::from_ref(&at_limit)
+        ),
+        [at_limit]
+    );
+}
+
+#[test]
+fn burst_beyond_the_source_rate_limit_is_dropped_and_counted() {
+    let mut sim = Sim::<4, 6, 1024>::new(config_with(PolicyConfig {
+        rate: Some(RateLimit {
+            per_second: 1,
+            burst: 5,
+        }),
+        ..PolicyConfig::DEFAULT
+    }));
+    let burst: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 20]).collect();
+    let back = exchange(&mut sim, 40000, echo_endpoint(), &burst);
+    assert_eq!(back, &burst[..5]);
+    let udp = sim.node.stats().udp;
+    assert_eq!((udp.echoed, udp.dropped.rate_limited), (5, 5));
+}
+
+#[test]
+fn datagram_to_a_broadcast_address_is_not_answered_and_counted() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    for to in [Ipv4Address::new(192, 168, 69, 255), Ipv4Address::BROADCAST] {
+        let back = exchange(
+            &mut sim,
+            40000,
+            IpEndpoint::new(IpAddress::Ipv4(to), 7),
+            &[b"all".to_vec()],
+        );
+        assert!(back.is_empty(), "answered a broadcast to {to}");
+    }
+    let udp = sim.node.stats().udp;
+    assert_eq!(
+        (udp.received, udp.dropped.not_unicast, udp.echoed),
+        (2, 2, 0)
+    );
+}
+
+/// A forged datagram from `src`, as if `HOST_MAC` had sent it.
+fn forged(src: Ipv4Address, payload: &[u8]) -> Vec<u8> {
+    support::frames::udp((HOST_MAC, NODE_MAC), (src, 40000), (NODE_IP, 7), payload)
+}
+
+#[test]
+fn datagram_from_a_source_without_route_back_is_dropped_and_counted() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // Off-link, and the node has no default route: the echo could never leave.
+    sim.node_dev
+        .inject(forged(Ipv4Address::new(10, 9, 9, 9), b"lost"));
+    sim.idle(10_000);
+    let udp = sim.node.stats().udp;
+    assert_eq!(
+        (udp.received, udp.dropped.unroutable, udp.echoed),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        exchange(&mut sim, 40000, echo_endpoint(), &[b"ping".to_vec()]),
+        [b"ping".to_vec()]
+    );
+}
+
+#[test]
+fn echo_stuck_behind_a_source_that_never_answers_arp_is_flushed_after_the_stall() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // On-link but nobody: smoltcp keeps the echo at the head of the ring,
+    // asking ARP every second, and everything queued behind it waits.
+    sim.node_dev
+        .inject(forged(Ipv4Address::new(192, 168, 69, 77), b"ghost"));
+    sim.idle(10_000);
+    let handle = sim.host.udp_socket(40000);
+    sim.host
+        .udp(handle)
+        .send_slice(b"queued behind", echo_endpoint())
+        .unwrap();
+    let mut stuck = true;
+    sim.run(1_500_000, &mut |host, _, _| {
+        stuck &= host.udp(handle).recv().is_err();
+        Flow::idle()
+    });
+    assert!(stuck, "smoltcp sent around the stuck head?");
+    // After UDP_STALL the ring is flushed (the echo queued behind the ghost
+    // is lost with it), and the node answers again.
+    sim.idle(SECOND);
+    assert_eq!(sim.node.stats().udp.tx_flushes, 1);
+    assert_eq!(
+        exchange(&mut sim, 40001, echo_endpoint(), &[b"ping".to_vec()]),
+        [b"ping".to_vec()]
+    );
+}

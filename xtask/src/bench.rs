@@ -12,9 +12,17 @@ use crate::{Ctx, run};
 pub(crate) fn bench(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
     let bench = ctx.root.join("../shared/bench");
     if !bench.join("run.sh").exists() {
-        return Err(format!("{} not found: the yardstick lives in shared/bench beside the repository", bench.display()));
+        return Err(format!(
+            "{} not found: the yardstick lives in shared/bench beside the repository",
+            bench.display()
+        ));
     }
-    run(&ctx.root, "cargo", &["build", "--release", "--locked", "-p", "ricochet"], &[])?;
+    run(
+        &ctx.root,
+        "cargo",
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
     let out_dir = std::env::temp_dir().join(format!("ricochet-bench-{}", std::process::id()));
     let out_dir = out_dir.to_string_lossy().into_owned();
     let out = format!("{out_dir}/all.jsonl");
@@ -27,7 +35,10 @@ pub(crate) fn bench(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
     let bin = bin.to_string_lossy();
     for (name, cmd) in [
         ("ricochet", format!("{bin} serve --tcp 127.0.0.1:{{PORT}}")),
-        ("ricochet-t1", format!("{bin} serve --threads 1 --tcp 127.0.0.1:{{PORT}}")),
+        (
+            "ricochet-t1",
+            format!("{bin} serve --threads 1 --tcp 127.0.0.1:{{PORT}}"),
+        ),
     ] {
         let mut a: Vec<&str> = vec!["-I", "-o", &out, "-n", name, "-c", cases];
         a.extend(extra.iter().map(String::as_str));

@@ -2,19 +2,19 @@
 //! stm32-eth's DMA rings) and the on-board LAN8742A PHY driven by smoltcp,
 //! serving echo on TCP and UDP port 7.
 //!
-//! For now the echo service is the plain smoltcp one in [`echo`] (a driver
-//! check); the shared `ricochet-embedded` crate replaces it by swapping the
-//! closure passed to [`run`]. Logs go out as defmt over RTT: `cargo run
-//! --release` flashes the board with probe-rs and prints them (README.md).
+//! This folder holds only chip glue: clocks and pins, the MAC through
+//! stm32-eth (`eth_device.rs`), the PHY link (`link.rs`), SysTick
+//! (`clock.rs`) and this `main`. The echo node itself (sessions, policy,
+//! DHCP, probe) is `ricochet-embedded`. Logs go out as defmt over RTT:
+//! `cargo run --release` flashes the board with probe-rs and prints them
+//! (README.md).
 
 #![no_std]
 #![no_main]
 
 mod clock;
-mod echo;
 mod eth_device;
 mod link;
-mod net;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,9 +23,9 @@ use defmt_rtt as _;
 use embedded_hal::digital::{OutputPin, PinState};
 use panic_probe as _;
 use rand_core::RngCore;
-use smoltcp::iface::{SocketSet, SocketStorage};
-use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use ricochet_embedded::ricochet_core::Duration;
+use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
 use static_cell::{ConstStaticCell, StaticCell};
 use stm32_eth::dma::{RxRingEntry, TxRingEntry};
 use stm32_eth::{EthPins, Parts, PartsIn};
@@ -37,14 +37,15 @@ use stm32f4xx_hal::rng::RngExt;
 
 use crate::eth_device::EthDevice;
 use crate::link::{Link, LinkEvent};
-use crate::net::{Net, StaticIpv4};
 
-/// Used when no DHCP lease arrives.
+/// Used when no DHCP lease arrives within 2 s of link-up.
 const FALLBACK: StaticIpv4 = StaticIpv4 {
     address: Ipv4Cidr::new(Ipv4Address::new(192, 168, 1, 50), 24),
-    gateway: Ipv4Address::new(192, 168, 1, 1),
-    after: Duration::from_secs(2),
+    gateway: Some(Ipv4Address::new(192, 168, 1, 1)),
 };
+
+/// How often the node's counters are logged, in milliseconds.
+const STATS_EVERY_MS: u64 = 10_000;
 
 /// NUCLEO-144 boards feed the ST-LINK's 8 MHz MCO into PH0 (HSE bypass) in
 /// their default solder-bridge setting. Set to `false` to run from the
@@ -61,10 +62,11 @@ static RX_RING: ConstStaticCell<[RxRingEntry; RX_DESCRIPTORS]> =
     ConstStaticCell::new([RxRingEntry::RX_INIT; RX_DESCRIPTORS]);
 static TX_RING: ConstStaticCell<[TxRingEntry; TX_DESCRIPTORS]> =
     ConstStaticCell::new([TxRingEntry::INIT; TX_DESCRIPTORS]);
-/// The DHCP socket plus the echo service's. Filled at run time:
-/// `SocketStorage::EMPTY` is not all-zero bytes, so a const-initialised
-/// static would sit in `.data` and cost flash.
-static SOCKETS: StaticCell<[SocketStorage<'static>; 1 + echo::SOCKETS]> = StaticCell::new();
+/// Every buffer of the echo node (4 TCP sockets, the defaults), in `.bss`.
+static RESOURCES: ConstStaticCell<NodeResources<'static>> =
+    ConstStaticCell::new(NodeResources::new());
+type Node = EchoNode<'static, 4, 1024>;
+static NODE: StaticCell<Node> = StaticCell::new();
 
 /// Set by the ETH interrupt: a frame arrived or a transmit descriptor freed.
 static ETH_EVENT: AtomicBool = AtomicBool::new(false);
@@ -138,59 +140,71 @@ fn main() -> ! {
     let mac = mac_address();
     defmt::info!("eth: mac {}", mac);
     let seed = random_seed(dp.RNG, &clocks);
-    let mut net = Net::new(
-        &mut device,
-        mac,
-        seed,
-        SOCKETS.init([SocketStorage::EMPTY; 1 + echo::SOCKETS]),
-        FALLBACK,
+    let node = start(&mut device, mac, seed);
+    run(&mut device, &mut link, &mut led, node)
+}
+
+/// Builds the node in its static (not inlined: the temporaries must not stay
+/// reserved in `main`'s stack frame, which lives forever).
+#[inline(never)]
+fn start(
+    device: &mut EthDevice<'static, 'static>,
+    mac: EthernetAddress,
+    seed: u64,
+) -> &'static mut Node {
+    let mut config = NodeConfig::new(mac);
+    config.random_seed = seed;
+    config.ipv4 = Ipv4Config::Dhcp {
+        fallback: Some(FALLBACK),
+        fallback_after: Duration::from_secs(2),
+    };
+    match EchoNode::init(
+        NODE.uninit(),
+        config,
+        RESOURCES.take(),
+        NoLed,
+        device,
         clock::smoltcp_now(),
-    );
-    let mut echo = echo::Echo::new(&mut net.sockets);
-    run(&mut device, &mut link, &mut led, &mut net, |sockets| {
-        echo.service(sockets)
-    })
+    ) {
+        Ok(node) => node,
+        Err(e) => panic!("node: {}", defmt::Display2Format(&e)),
+    }
 }
 
 /// The poll/sleep loop: watches the link (LD1 on while it is up), polls the
-/// stack and lets `app` service its sockets while the link is up, then
-/// sleeps until an Ethernet interrupt or the next deadline.
+/// node while the link is up, then sleeps until an Ethernet interrupt or the
+/// next deadline.
 fn run(
     device: &mut EthDevice<'_, '_>,
     link: &mut Link,
     led: &mut impl OutputPin,
-    net: &mut Net<'_>,
-    mut app: impl FnMut(&mut SocketSet<'_>),
+    node: &mut Node,
 ) -> ! {
     let mut reported_errors = 0;
+    let mut next_stats = STATS_EVERY_MS;
     loop {
         let now = clock::now_ms();
         if let Some(event) = link.poll(now) {
             match event {
                 LinkEvent::Up(speed) => {
                     defmt::info!("eth: link up, {}", speed);
-                    net.link_up(clock::to_smoltcp(now));
+                    node.link_up(clock::to_smoltcp(now));
                 }
                 LinkEvent::Down => defmt::warn!("eth: link down"),
             }
             let _ = led.set_state(PinState::from(matches!(event, LinkEvent::Up(_))));
         }
-        // The stack only runs while the link is up, so the DHCP fallback
-        // delay counts from link-up (see `Net::link_up`), not from boot.
+        // The node only runs while the link is up, so the DHCP fallback
+        // delay counts from link-up (see `EchoNode::link_up`), not from boot.
         let mut stack_deadline = None;
         if link.is_up() {
-            if let Some(address) = net.poll(clock::to_smoltcp(now), device) {
-                defmt::info!(
-                    "ricochet: listening on tcp/udp port {}, ip {}",
-                    echo::PORT,
-                    address.address()
-                );
-            }
-            app(&mut net.sockets);
-            // Zero when the application queued data: the next poll sends it.
-            stack_deadline = net
-                .poll_delay(clock::to_smoltcp(now))
+            stack_deadline = node
+                .poll(clock::to_smoltcp(now), device)
                 .map(|delay| clock::deadline_ms(now, delay));
+        }
+        if now >= next_stats {
+            node.log_stats();
+            next_stats = now + STATS_EVERY_MS;
         }
 
         let stats = device.stats();
@@ -199,8 +213,9 @@ fn run(
             defmt::warn!("eth: {}", stats);
         }
 
-        let deadline =
-            stack_deadline.map_or(link.next_check_ms(), |at| at.min(link.next_check_ms()));
+        let deadline = stack_deadline
+            .map_or(link.next_check_ms(), |at| at.min(link.next_check_ms()))
+            .min(next_stats);
         // While the link is down only the link check and SysTick matter.
         sleep(link.is_up().then_some(&mut *device), deadline);
     }

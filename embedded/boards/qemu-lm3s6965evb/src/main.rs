@@ -1,42 +1,40 @@
 //! Ricochet on QEMU's `lm3s6965evb`: the Stellaris Ethernet MAC driven by
-//! smoltcp, serving echo on TCP and UDP port 7.
+//! smoltcp, serving echo on TCP and UDP port 7 through `ricochet-embedded`.
+//! Logs go out as defmt frames over semihosting: run with
+//! `cargo run --release` (see `qemu-run.sh`).
 //!
-//! For now the echo service is the plain smoltcp one in [`echo`] (a driver
-//! check); the shared `ricochet-embedded` crate replaces it by swapping the
-//! closure passed to [`run`]. Logs go out as defmt frames over semihosting:
-//! run with `cargo run --release` (see `qemu-run.sh`).
+//! This folder holds only chip glue: the MAC driver (`enet.rs`), the SysTick
+//! clock (`clock.rs`) and this `main`. Everything else is in
+//! `ricochet-embedded` and `ricochet-core`.
 
 #![no_std]
 #![no_main]
 
 mod clock;
-mod echo;
 mod enet;
-mod net;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use defmt_semihosting as _;
-use smoltcp::iface::{SocketSet, SocketStorage};
-use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
-use static_cell::StaticCell;
+use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
+use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
+use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::enet::Enet;
-use crate::net::{Net, StaticIpv4};
 
-/// Used when no DHCP lease arrives (QEMU's slirp hands out this address).
-const FALLBACK: StaticIpv4 = StaticIpv4 {
-    address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
-    gateway: Ipv4Address::new(10, 0, 2, 2),
-    after: Duration::from_secs(2),
-};
+/// How often the node's counters are logged, in milliseconds.
+const STATS_EVERY_MS: u64 = 10_000;
+/// The longest UDP payload echoed.
+const MAX_DATAGRAM: usize = 1400;
 
-/// The DHCP socket plus the echo service's.
-/// Filled at run time: `SocketStorage::EMPTY` is not all-zero bytes, so a
-/// const-initialised static would sit in `.data` and cost flash.
-static SOCKETS: StaticCell<[SocketStorage<'static>; 1 + echo::SOCKETS]> = StaticCell::new();
+/// Every buffer of the node (4 TCP sockets, the defaults): all zero or
+/// uninitialised, so in `.bss`.
+static RESOURCES: ConstStaticCell<NodeResources<'static>> =
+    ConstStaticCell::new(NodeResources::new());
+type Node = EchoNode<'static, 4, 1024>;
+static NODE: StaticCell<Node> = StaticCell::new();
 
 defmt::timestamp!("{=u64:ms}", clock::now_ms());
 
@@ -47,57 +45,64 @@ fn main() -> ! {
     let enet = Enet::take().expect("Ethernet controller taken once");
     let mac = enet.mac_address();
     defmt::info!("ricochet: lm3s6965evb up, mac {}", mac);
+    let node = start(enet, mac);
 
-    let mut net = Net::new(
-        enet,
-        mac,
-        random_seed(mac),
-        SOCKETS.init([SocketStorage::EMPTY; 1 + echo::SOCKETS]),
-        FALLBACK,
-        clock::smoltcp_now(),
-    );
-    let mut echo = echo::Echo::new(&mut net.sockets);
-    run(enet, &mut net, |sockets| echo.service(sockets))
-}
-
-/// The poll/sleep loop: polls the stack, lets `app` service its sockets,
-/// then sleeps until a frame arrives or the stack's next deadline.
-fn run(enet: &mut Enet, net: &mut Net<'_>, mut app: impl FnMut(&mut SocketSet<'_>)) -> ! {
+    let mut next_stats = STATS_EVERY_MS;
     let mut reported_errors = 0;
     loop {
         let now = clock::now_ms();
-        if let Some(address) = net.poll(clock::to_smoltcp(now), enet) {
-            defmt::info!(
-                "ricochet: listening on tcp/udp port {}, ip {}",
-                echo::PORT,
-                address.address()
-            );
+        let delay = node.poll(clock::to_smoltcp(now), enet);
+        if now >= next_stats {
+            node.log_stats();
+            next_stats = now + STATS_EVERY_MS;
         }
-        app(&mut net.sockets);
-
         let stats = enet.stats();
         if stats.errors() != reported_errors {
             reported_errors = stats.errors();
             defmt::warn!("enet: {}", stats);
         }
+        // `None`: only a frame brings work; the stats log still wakes us.
+        let deadline = delay.map_or(u64::MAX, |d| clock::deadline_ms(now, d));
+        sleep(enet, deadline.min(next_stats));
+    }
+}
 
-        // Zero when the application queued data: the next poll sends it.
-        let delay = net.poll_delay(clock::to_smoltcp(now));
-        sleep(enet, delay.map(|delay| clock::deadline_ms(now, delay)));
+/// Builds the node in its static. Never inlined: the temporaries of
+/// building it must not stay reserved in `main`'s stack frame, which lives
+/// forever.
+#[inline(never)]
+fn start(enet: &mut Enet, mac: EthernetAddress) -> &'static mut Node {
+    let mut config = NodeConfig::new(mac);
+    config.random_seed = random_seed(mac);
+    // QEMU's slirp hands out 10.0.2.15 by DHCP; this is used if it does not.
+    config.ipv4 = Ipv4Config::Dhcp {
+        fallback: Some(StaticIpv4 {
+            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+        }),
+        fallback_after: Duration::from_secs(2),
+    };
+    // Echo UDP payloads up to 1400 bytes. Anything up to 1472 still arrives
+    // unfragmented on a 1500-byte MTU, so a longer datagram is dropped and
+    // counted by the policy (never truncated); `cargo xtask ci qemu` checks it.
+    config.udp = Some(PolicyConfig {
+        max_datagram: MAX_DATAGRAM,
+        ..PolicyConfig::DEFAULT
+    });
+    let now = clock::smoltcp_now();
+    match EchoNode::init(NODE.uninit(), config, RESOURCES.take(), NoLed, enet, now) {
+        Ok(node) => node,
+        Err(e) => panic!("node: {}", defmt::Display2Format(&e)),
     }
 }
 
 /// Sleeps (`wfi`) until a frame is waiting or the clock reaches `deadline`
-/// (milliseconds; `None`: no deadline).
-///
-/// Interrupts are disabled around the check and the `wfi`, so an interrupt
-/// arriving in between stays pending and makes `wfi` return at once; the
-/// handlers run when interrupts are enabled again. SysTick wakes the core
-/// every millisecond to re-check the deadline.
-fn sleep(enet: &mut Enet, deadline: Option<u64>) {
+/// (milliseconds). Interrupts are disabled around the check and the `wfi`,
+/// so an interrupt arriving in between makes `wfi` return at once.
+fn sleep(enet: &mut Enet, deadline: u64) {
     loop {
         let wake = cortex_m::interrupt::free(|_| {
-            if enet.arm_rx_wakeup() || deadline.is_some_and(|at| clock::now_ms() >= at) {
+            if enet.arm_rx_wakeup() || clock::now_ms() >= deadline {
                 return true;
             }
             cortex_m::asm::wfi();

@@ -180,12 +180,7 @@ pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
         eprintln!("    {line}");
     }
     result?;
-    for bad in ["panicked", "PANIC", "HardFault", "ERROR"] {
-        if text.contains(bad) {
-            return Err(format!("the firmware log contains {bad:?}"));
-        }
-    }
-    Ok(())
+    no_panic_in(&text)
 }
 
 fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
@@ -305,7 +300,245 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
     .map_err(|e| format!("udp: {e}"))?;
     eprintln!("xtask: ok: udp 500 datagrams\n{}", indent(&out));
     oversize_datagram_is_dropped(port, qemu)?;
+
+    // 5. A bounded soak: reconnects, then mixed concurrent load, then no leak.
+    soak(ricochet, port, qemu, 500, Duration::from_secs(20))
+}
+
+/// `cargo xtask soak [RECONNECTS] [SECONDS]`: the long version, run locally
+/// (defaults: 10,000 reconnects, then 10 minutes of mixed load).
+pub(crate) fn soak_main(
+    ctx: &Ctx,
+    reconnects: Option<&str>,
+    secs: Option<&str>,
+) -> Result<(), String> {
+    let reconnects: u32 = reconnects
+        .unwrap_or("10000")
+        .parse()
+        .map_err(|_| "RECONNECTS must be a number")?;
+    let secs: u64 = secs
+        .unwrap_or("600")
+        .parse()
+        .map_err(|_| "SECONDS must be a number")?;
+    require_tools()?;
+    let board = ctx.root.join(BOARD);
+    run(
+        &ctx.root,
+        &cargo(),
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
+    run(&board, &cargo(), &["build", "--release", "--locked"], &[])?;
+    let ricochet = ctx.root.join("target/release/ricochet");
+    let port = free_port()?;
+    let log = std::env::temp_dir().join(format!("ricochet-soak-{port}.log"));
+    let mut qemu = Qemu::boot(&board, port, log.clone())?;
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    wait_until_echoing(&ricochet, &tcp, &mut qemu)?;
+    let result = soak(
+        &ricochet,
+        port,
+        &mut qemu,
+        reconnects,
+        Duration::from_secs(secs),
+    );
+    let text = qemu.log_text();
+    drop(qemu);
+    eprintln!(
+        "--- firmware log: {} (last stats lines below)",
+        log.display()
+    );
+    for line in text
+        .lines()
+        .filter(|l| l.contains("INFO  tcp:") || l.contains("INFO  udp:"))
+        .rev()
+        .take(2)
+    {
+        eprintln!("    {line}");
+    }
+    result?;
+    no_panic_in(&text)
+}
+
+fn no_panic_in(text: &str) -> Result<(), String> {
+    for bad in ["panicked", "panic:", "HardFault", "hard fault", "ERROR"] {
+        if text.contains(bad) {
+            return Err(format!("the firmware log contains {bad:?}"));
+        }
+    }
     Ok(())
+}
+
+/// Reconnects `reconnects` times back to back (each a verified echo), then
+/// runs a TCP stream, two TCP ping-pong connections and paced UDP at once
+/// for `load`; then checks that the pool is whole again: four simultaneous
+/// connections are served and the firmware's stats report 0 active sessions.
+fn soak(
+    ricochet: &Path,
+    port: u16,
+    qemu: &mut Qemu,
+    reconnects: u32,
+    load: Duration,
+) -> Result<(), String> {
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let udp = format!("udp://127.0.0.1:{port}");
+    let t = Instant::now();
+    for i in 0..reconnects {
+        probe(
+            ricochet,
+            &[
+                &tcp,
+                "--count",
+                "1",
+                "--size",
+                "64",
+                "--seed",
+                &i.to_string(),
+                "--timeout",
+                "5s",
+                "--quiet",
+            ],
+        )
+        .map_err(|e| format!("soak reconnect {i}: {e}"))?;
+    }
+    eprintln!(
+        "xtask: soak: {reconnects} reconnects in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let d = format!("{}s", load.as_secs());
+    let runs: Vec<(&str, Vec<String>)> = vec![
+        (
+            "stream",
+            vec![
+                tcp.clone(),
+                "--pattern".into(),
+                "stream".into(),
+                "--size".into(),
+                "1-2000".into(),
+            ],
+        ),
+        (
+            "ping-pong x2",
+            vec![
+                tcp.clone(),
+                "--connections".into(),
+                "2".into(),
+                "--size".into(),
+                "1-300".into(),
+            ],
+        ),
+        (
+            "udp",
+            vec![
+                udp.clone(),
+                "--size".into(),
+                "12-1400".into(),
+                "--rate".into(),
+                "300".into(),
+            ],
+        ),
+    ];
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|(name, mut args)| {
+            args.extend([
+                "--duration".into(),
+                d.clone(),
+                "--timeout".into(),
+                "5s".into(),
+                "--json".into(),
+            ]);
+            let bin = ricochet.to_path_buf();
+            std::thread::spawn(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                (name, probe(&bin, &refs))
+            })
+        })
+        .collect();
+    for h in handles {
+        let (name, result) = h.join().map_err(|_| "soak thread panicked".to_string())?;
+        let json = result.map_err(|e| format!("soak {name}: {e}"))?;
+        let verified = json
+            .split("\"bytes_verified\":")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .unwrap_or("?");
+        eprintln!("xtask: soak: {name} for {d}: ok, {verified} bytes verified");
+    }
+    if !qemu.alive() {
+        return Err("QEMU exited during the soak".into());
+    }
+
+    // No leak: every pool socket serves again...
+    probe(
+        ricochet,
+        &[
+            &tcp,
+            "--connections",
+            "4",
+            "--count",
+            "50",
+            "--size",
+            "100",
+            "--timeout",
+            "5s",
+            "--quiet",
+        ],
+    )
+    .map_err(|e| format!("after the soak, 4 simultaneous connections: {e}"))?;
+    // ...and the firmware's next stats line reports no session left open.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let before = qemu
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("INFO  tcp:"))
+        .count();
+    loop {
+        let text = qemu.log_text();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("INFO  tcp:")).collect();
+        if lines.len() > before
+            && let Some(last) = lines.last()
+        {
+            if last.contains(" 0 active") {
+                eprintln!("xtask: soak: pool whole again: {}", last.trim());
+                return Ok(());
+            }
+            return Err(format!("sessions still active after the soak: {last}"));
+        }
+        if Instant::now() > deadline {
+            return Err("no stats line from the firmware after the soak".into());
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn wait_until_echoing(ricochet: &Path, tcp: &str, qemu: &mut Qemu) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        if !qemu.alive() {
+            return Err(format!("QEMU exited during boot:\n{}", qemu.log_text()));
+        }
+        match probe(
+            ricochet,
+            &[
+                tcp,
+                "--count",
+                "1",
+                "--size",
+                "16",
+                "--timeout",
+                "1s",
+                "--quiet",
+            ],
+        ) {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                return Err(format!("the firmware did not echo within 60 s: {e}"));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 fn oversize_datagram_is_dropped(port: u16, qemu: &Qemu) -> Result<(), String> {

@@ -190,30 +190,7 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
     // 1. Up means a verified echo, not a bare connect (slirp accepts every
     //    connect even before the guest listens).
     let start = Instant::now();
-    loop {
-        if !qemu.alive() {
-            return Err(format!("QEMU exited during boot:\n{}", qemu.log_text()));
-        }
-        match probe(
-            ricochet,
-            &[
-                &tcp,
-                "--count",
-                "1",
-                "--size",
-                "16",
-                "--timeout",
-                "1s",
-                "--quiet",
-            ],
-        ) {
-            Ok(_) => break,
-            Err(e) if start.elapsed() > Duration::from_secs(60) => {
-                return Err(format!("the firmware did not echo within 60 s: {e}"));
-            }
-            Err(_) => thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    wait_until_echoing(ricochet, &tcp, qemu)?;
     eprintln!(
         "xtask: firmware echoes after {:.2}s",
         start.elapsed().as_secs_f64()
@@ -256,28 +233,10 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
     }
 
     // 3. 200 back-to-back reconnects, each verified.
-    let t = Instant::now();
-    for i in 0..200 {
-        probe(
-            ricochet,
-            &[
-                &tcp,
-                "--count",
-                "1",
-                "--size",
-                "64",
-                "--seed",
-                &i.to_string(),
-                "--timeout",
-                "5s",
-                "--quiet",
-            ],
-        )
-        .map_err(|e| format!("reconnect {i}: {e}"))?;
-    }
+    let took = reconnect_storm(ricochet, &tcp, 200)?;
     eprintln!(
         "xtask: ok: 200 back-to-back reconnects in {:.1}s",
-        t.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
 
     // 4. UDP: verified datagrams, then an oversize one that must be dropped.
@@ -382,28 +341,10 @@ fn soak(
 ) -> Result<(), String> {
     let tcp = format!("tcp://127.0.0.1:{port}");
     let udp = format!("udp://127.0.0.1:{port}");
-    let t = Instant::now();
-    for i in 0..reconnects {
-        probe(
-            ricochet,
-            &[
-                &tcp,
-                "--count",
-                "1",
-                "--size",
-                "64",
-                "--seed",
-                &i.to_string(),
-                "--timeout",
-                "5s",
-                "--quiet",
-            ],
-        )
-        .map_err(|e| format!("soak reconnect {i}: {e}"))?;
-    }
+    let took = reconnect_storm(ricochet, &tcp, reconnects)?;
     eprintln!(
         "xtask: soak: {reconnects} reconnects in {:.1}s",
-        t.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
 
     let d = format!("{}s", load.as_secs());
@@ -511,6 +452,31 @@ fn soak(
         }
         thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// `n` back-to-back connections, each one verified echo; returns the time taken.
+fn reconnect_storm(ricochet: &Path, tcp: &str, n: u32) -> Result<Duration, String> {
+    let t = Instant::now();
+    for i in 0..n {
+        let seed = i.to_string();
+        probe(
+            ricochet,
+            &[
+                tcp,
+                "--count",
+                "1",
+                "--size",
+                "64",
+                "--seed",
+                &seed,
+                "--timeout",
+                "5s",
+                "--quiet",
+            ],
+        )
+        .map_err(|e| format!("reconnect {i}: {e}"))?;
+    }
+    Ok(t.elapsed())
 }
 
 fn wait_until_echoing(ricochet: &Path, tcp: &str, qemu: &mut Qemu) -> Result<(), String> {

@@ -135,9 +135,17 @@ impl Drop for Qemu {
 }
 
 /// Runs `ricochet probe` with `args`; returns its stdout, fails on a non-zero exit.
+/// The outer `timeout` is 120 s, or the run's `--duration` plus 120 s.
 fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
+    let duration = args
+        .iter()
+        .position(|a| *a == "--duration")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|d| d.strip_suffix('s'))
+        .and_then(|d| d.parse::<u64>().ok())
+        .unwrap_or(0);
     let out = Command::new("timeout")
-        .arg("120")
+        .arg((duration + 120).to_string())
         .arg(ricochet)
         .arg("probe")
         .args(args)

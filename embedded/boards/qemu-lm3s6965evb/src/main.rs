@@ -92,7 +92,7 @@ fn start(enet: &mut Enet, mac: EthernetAddress) -> &'static mut Node {
     let now = clock::smoltcp_now();
     match EchoNode::init(NODE.uninit(), config, RESOURCES.take(), NoLed, enet, now) {
         Ok(node) => node,
-        Err(e) => panic!("node: {}", defmt::Display2Format(&e)),
+        Err(e) => defmt::panic!("node: {}", e),
     }
 }
 
@@ -126,7 +126,7 @@ unsafe fn DefaultHandler(irqn: i16) {
     if irqn == enet::IRQ as i16 {
         enet::on_interrupt();
     } else {
-        panic!("unexpected interrupt {}", irqn);
+        defmt::panic!("unexpected interrupt {}", irqn);
     }
 }
 
@@ -147,7 +147,13 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // A panic while logging (for example inside the defmt logger) must not
     // recurse.
     if !PANICKED.swap(true, Ordering::Relaxed) {
-        defmt::error!("panic: {}", defmt::Display2Format(info));
+        // The location only: formatting the message would link core::fmt
+        // (about 2.7 KiB of flash). Our own panics go through defmt::panic!,
+        // which logs its message before getting here.
+        match info.location() {
+            Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
+            None => defmt::error!("panic"),
+        }
     }
     semihosting::process::exit(1)
 }

@@ -35,9 +35,23 @@ pub struct NodeConfig {
     pub tcp: TcpConfig,
 }
 
+/// The node's default session drain timeout: longer than smoltcp's 60 s
+/// socket timeout ([`TcpConfig::DEFAULT`]).
+///
+/// On a lossy path smoltcp backs its retransmission timer off (to 32 s and
+/// more) while the transmit buffer is full of unacknowledged echo, so the
+/// session sees no progress although the peer is reading. With the core's
+/// 30 s default the drain timeout reset such peers (found by the
+/// fault-injection tests at 10 % loss). A peer that stops acknowledging
+/// altogether is ended by smoltcp's socket timeout at 60 s; one that keeps
+/// acknowledging with a zero window (it stopped reading) is ended by this
+/// drain timeout.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
 impl NodeConfig {
     /// A server on port 7: DHCP without a fallback, `raw` sessions with the
-    /// core's default timeouts, UDP echo with [`PolicyConfig::DEFAULT`]
+    /// core's idle timeout (300 s) and [`DRAIN_TIMEOUT`] (120 s), UDP echo
+    /// with [`PolicyConfig::DEFAULT`]
     /// (1472-byte datagrams, loop guard, 1000/s burst 100 per source), and
     /// [`TcpConfig::DEFAULT`].
     pub fn new(mac: EthernetAddress) -> Self {
@@ -50,7 +64,10 @@ impl NodeConfig {
             },
             role: Role::Server,
             port: ECHO_PORT,
-            session: SessionConfig::default(),
+            session: SessionConfig {
+                drain_timeout: Some(DRAIN_TIMEOUT),
+                ..SessionConfig::default()
+            },
             udp: Some(PolicyConfig::DEFAULT),
             tcp: TcpConfig::DEFAULT,
         }

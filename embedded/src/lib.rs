@@ -156,7 +156,7 @@ mod stream_echo;
 
 pub use addressing::AddressSource;
 pub use client::{CONNECT_RETRY, PROBE_WINDOW};
-pub use config::{ECHO_PORT, Ipv4Config, NodeConfig, Role, StaticIpv4, TcpConfig};
+pub use config::{DRAIN_TIMEOUT, ECHO_PORT, Ipv4Config, NodeConfig, Role, StaticIpv4, TcpConfig};
 pub use datagram_echo::{UDP_SOURCES, UDP_STALL};
 pub use led::NoLed;
 pub use node::{EchoNode, MAX_FRAMES_PER_POLL, NewError};

@@ -80,6 +80,19 @@ impl PairDevice {
         self.checksum = c;
     }
 
+    /// Another handle on this end's queues, for watching them
+    /// ([`pending`](Self::pending)) while the end itself is wrapped in
+    /// another device (a fault injector). Receiving through both handles
+    /// would split the frames between them: only watch with this one.
+    pub fn watcher(&self) -> PairDevice {
+        PairDevice {
+            rx: self.rx.clone(),
+            tx: self.tx.clone(),
+            recorded: None,
+            checksum: self.checksum.clone(),
+        }
+    }
+
     /// Starts recording every frame this end receives.
     pub fn record(&mut self) -> Rc<RefCell<Vec<Vec<u8>>>> {
         let log = Rc::new(RefCell::new(Vec::new()));

@@ -16,8 +16,8 @@ use crate::{Ctx, have, run};
 
 const BOARD: &str = "embedded/boards/qemu-lm3s6965evb";
 const ELF: &str = "target/thumbv7m-none-eabi/release/ricochet-qemu-lm3s6965evb";
-/// An upper bound on one QEMU run in CI (the e2e checks take well under a minute).
-const QEMU_LIMIT_SECS: u32 = 600;
+/// An upper bound on one QEMU run in CI (the e2e checks take about a minute).
+const QEMU_LIMIT_SECS: u64 = 600;
 
 /// `cargo xtask qemu [PORT]`: build and boot, in the foreground, until Ctrl-C.
 pub(crate) fn interactive(ctx: &Ctx, port: Option<&str>) -> Result<(), String> {
@@ -80,7 +80,8 @@ struct Qemu {
 }
 
 impl Qemu {
-    fn boot(board: &Path, port: u16, log: PathBuf) -> Result<Qemu, String> {
+    /// Boots under `timeout limit_secs` (then QEMU is killed whatever happens).
+    fn boot(board: &Path, port: u16, log: PathBuf, limit_secs: u64) -> Result<Qemu, String> {
         let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
         // setsid: QEMU, defmt-print and the script share a new process group
@@ -179,7 +180,7 @@ pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
     let ricochet = ctx.root.join("target/release/ricochet");
     let port = free_port()?;
     let log = std::env::temp_dir().join(format!("ricochet-qemu-{port}.log"));
-    let mut qemu = Qemu::boot(&board, port, log.clone())?;
+    let mut qemu = Qemu::boot(&board, port, log.clone(), QEMU_LIMIT_SECS)?;
     let result = checks(&ricochet, port, &mut qemu);
     let text = qemu.log_text();
     drop(qemu);
@@ -299,7 +300,9 @@ pub(crate) fn soak_main(
     let ricochet = ctx.root.join("target/release/ricochet");
     let port = free_port()?;
     let log = std::env::temp_dir().join(format!("ricochet-soak-{port}.log"));
-    let mut qemu = Qemu::boot(&board, port, log.clone())?;
+    // Reconnects take about 10 ms each here; allow 50 ms, plus the load, plus margin.
+    let limit = QEMU_LIMIT_SECS + secs + u64::from(reconnects) / 20;
+    let mut qemu = Qemu::boot(&board, port, log.clone(), limit)?;
     let tcp = format!("tcp://127.0.0.1:{port}");
     wait_until_echoing(&ricochet, &tcp, &mut qemu)?;
     let result = soak(

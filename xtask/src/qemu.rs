@@ -91,7 +91,7 @@ impl Qemu {
                 "timeout",
                 "-k",
                 "5",
-                &QEMU_LIMIT_SECS.to_string(),
+                &limit_secs.to_string(),
                 "./qemu-run.sh",
                 ELF,
             ])

@@ -245,6 +245,12 @@ pub(crate) fn attack(ctx: &Ctx, quick: bool) -> Result<(), String> {
     }
 }
 
+/// Records whether a new client was served after the attack.
+fn note_recovery(r: &mut Row, after: &ProbeRun, what: &str) {
+    r.failures += u64::from(!after.ok);
+    r.outcome += &format!("; {what}: {}", if after.ok { "ok" } else { "FAILED" });
+}
+
 fn target(s: &Server) -> String {
     format!("tcp://{}", s.tcp)
 }
@@ -349,11 +355,7 @@ fn connection_flood(bin: &Path, n: usize) -> Result<Row, String> {
         format!("{n} connects vs --max-connections 200"),
         summary,
     );
-    r.failures += u64::from(!after.ok);
-    r.outcome += &format!(
-        "; new client after the flood: {}",
-        if after.ok { "ok" } else { "FAILED" }
-    );
+    note_recovery(&mut r, &after, "new client after the flood");
     Ok(r)
 }
 
@@ -386,11 +388,7 @@ fn fd_exhaustion(bin: &Path, n: usize) -> Result<Row, String> {
         format!("{n} conns vs ulimit -n 128"),
         summary,
     );
-    r.failures += u64::from(!after.ok);
-    r.outcome += &format!(
-        "; recovers after: {}",
-        if after.ok { "ok" } else { "FAILED" }
-    );
+    note_recovery(&mut r, &after, "recovers after");
     Ok(r)
 }
 

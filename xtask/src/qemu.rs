@@ -166,8 +166,13 @@ fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The CI stage: boot, wait for a verified echo, run the probe matrix, check the log.
-pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
+/// Builds `ricochet` and the QEMU firmware (release), picks a free port and
+/// boots the firmware under `limit_secs`; the log goes to a temp file.
+fn build_and_boot(
+    ctx: &Ctx,
+    name: &str,
+    limit_secs: u64,
+) -> Result<(PathBuf, u16, PathBuf, Qemu), String> {
     require_tools()?;
     let board = ctx.root.join(BOARD);
     run(
@@ -179,8 +184,14 @@ pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
     run(&board, &cargo(), &["build", "--release", "--locked"], &[])?;
     let ricochet = ctx.root.join("target/release/ricochet");
     let port = free_port()?;
-    let log = std::env::temp_dir().join(format!("ricochet-qemu-{port}.log"));
-    let mut qemu = Qemu::boot(&board, port, log.clone(), QEMU_LIMIT_SECS)?;
+    let log = std::env::temp_dir().join(format!("ricochet-{name}-{port}.log"));
+    let qemu = Qemu::boot(&board, port, log.clone(), limit_secs)?;
+    Ok((ricochet, port, log, qemu))
+}
+
+/// The CI stage: boot, wait for a verified echo, run the probe matrix, check the log.
+pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
+    let (ricochet, port, log, mut qemu) = build_and_boot(ctx, "qemu", QEMU_LIMIT_SECS)?;
     let result = checks(&ricochet, port, &mut qemu);
     let text = qemu.log_text();
     drop(qemu);
@@ -288,21 +299,9 @@ pub(crate) fn soak_main(
         .unwrap_or("600")
         .parse()
         .map_err(|_| "SECONDS must be a number")?;
-    require_tools()?;
-    let board = ctx.root.join(BOARD);
-    run(
-        &ctx.root,
-        &cargo(),
-        &["build", "--release", "--locked", "-p", "ricochet"],
-        &[],
-    )?;
-    run(&board, &cargo(), &["build", "--release", "--locked"], &[])?;
-    let ricochet = ctx.root.join("target/release/ricochet");
-    let port = free_port()?;
-    let log = std::env::temp_dir().join(format!("ricochet-soak-{port}.log"));
     // Reconnects take about 10 ms each here; allow 50 ms, plus the load, plus margin.
     let limit = QEMU_LIMIT_SECS + secs + u64::from(reconnects) / 20;
-    let mut qemu = Qemu::boot(&board, port, log.clone(), limit)?;
+    let (ricochet, port, log, mut qemu) = build_and_boot(ctx, "soak", limit)?;
     let tcp = format!("tcp://127.0.0.1:{port}");
     wait_until_echoing(&ricochet, &tcp, &mut qemu)?;
     let result = soak(

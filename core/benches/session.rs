@@ -39,7 +39,8 @@ fn session_echo(c: &mut Criterion) {
         let data = input(mode);
         group.bench_function(mode.as_str(), |b| {
             let now = Instant::ZERO;
-            let mut s = Session::<4096>::new(
+            let mut s = Session::new(
+                [0u8; 4096],
                 SessionConfig {
                     mode,
                     ..SessionConfig::default()

@@ -56,22 +56,26 @@ compile_error!("ricochet-core: the `defmt` and `log` features are mutually exclu
 #[macro_use]
 mod fmt;
 
+pub mod counters;
 pub mod datagram;
 pub mod frames;
 pub mod lines;
 mod mode;
 pub mod payload;
 pub mod probe;
+pub mod pump;
 pub mod session;
 pub mod time;
 
+pub use counters::{AbortCounts, CloseCounts, DatagramCounters, DropCounts, StreamCounters};
 pub use datagram::{
-    DatagramPolicy, DatagramStats, DropReason, PolicyConfig, RateLimit, Verdict, is_reflector_port,
+    DatagramPolicy, DropReason, PolicyConfig, RateLimit, SourceStats, Verdict, is_reflector_port,
 };
 pub use mode::{Mode, ParseModeError};
 pub use probe::{
     DatagramOutcome, DatagramProbe, DatagramProbeConfig, Pattern, ProbeConfig, ProbeError,
     SizeRange, StreamProbe,
 };
+pub use pump::{Failure, Next, Pump, ReadOutcome, Teardown, Transport, WriteOutcome};
 pub use session::{AbortReason, CloseReason, Event, Session, SessionConfig, State};
 pub use time::{Duration, Instant};

@@ -79,6 +79,24 @@ impl Duration {
     }
 }
 
+/// The earliest of two optional deadlines, where `None` means "never".
+///
+/// ```
+/// use ricochet_core::time::{earliest, Instant};
+/// let (a, b) = (Instant::from_millis(5), Instant::from_millis(3));
+/// assert_eq!(earliest(Some(a), Some(b)), Some(b));
+/// assert_eq!(earliest(Some(a), None), Some(a));
+/// assert_eq!(earliest(None, None), None);
+/// ```
+#[must_use]
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 impl From<core::time::Duration> for Duration {
     fn from(d: core::time::Duration) -> Self {
         Duration(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))

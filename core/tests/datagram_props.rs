@@ -6,16 +6,18 @@
 //! The number of cases is `PROPTEST_CASES` (proptest's own default, 256, when
 //! unset).
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use ricochet_core::datagram::{
-    DatagramPolicy, DatagramStats, DropReason, PolicyConfig, REFLECTOR_PORTS, RateLimit, Verdict,
+    DatagramPolicy, DropReason, PolicyConfig, REFLECTOR_PORTS, RateLimit, SourceStats, Verdict,
     is_reflector_port,
 };
-use ricochet_core::{Duration, Instant};
+use ricochet_core::{DatagramCounters, Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -142,16 +144,29 @@ struct Echo {
     evictions_after: u64,
 }
 
+/// The model's expectation of each counter.
+#[derive(Default)]
+struct Expected {
+    echoed: u64,
+    echoed_bytes: u64,
+    oversize: u64,
+    loop_guard: u64,
+    rate_limited: u64,
+}
+
 /// Runs `datagrams` through a `DatagramPolicy<SOURCES>` and checks every
 /// property; returns the final counters.
 fn run<const SOURCES: usize>(
     config: PolicyConfig,
     start: u64,
     datagrams: &[Datagram],
-) -> Result<DatagramStats, TestCaseError> {
+) -> Result<SourceStats, TestCaseError> {
     let mut policy = DatagramPolicy::<SOURCES>::new(config);
     let mut now = Instant::from_micros(start);
-    let mut expected = DatagramStats::default();
+    // What the model expects, and what counting the verdicts gives (as an
+    // adapter counts them in the core's counters).
+    let mut expected = Expected::default();
+    let mut counted = DatagramCounters::default();
     let mut clock: HashMap<IpAddr, u64> = HashMap::new();
     let mut echoes: HashMap<IpAddr, Vec<Echo>> = HashMap::new();
     let mut latest = start;
@@ -162,9 +177,13 @@ fn run<const SOURCES: usize>(
             Step::Back(us) => Instant::from_micros(now.as_micros().saturating_sub(us)),
         };
         latest = latest.max(now.as_micros());
-        let evictions_before = policy.stats().evictions;
+        let evictions_before = policy.source_stats().evictions;
         let verdict = policy.decide(now, SocketAddr::new(d.ip, d.port), d.len);
-        let stats = *policy.stats();
+        match verdict {
+            Verdict::Echo => counted.echoed(d.len),
+            Verdict::Drop(reason) => counted.dropped(reason),
+        }
+        let stats = policy.source_stats();
 
         // The ports the contract names are guarded whatever the list says.
         if config.loop_guard && [0, 7, 11, 13, 17, 19, 37].contains(&d.port) {
@@ -211,12 +230,13 @@ fn run<const SOURCES: usize>(
         }
 
         // The counters account for every decision, and nothing else.
-        prop_assert_eq!(stats.echoed, expected.echoed);
-        prop_assert_eq!(stats.echoed_bytes, expected.echoed_bytes);
-        prop_assert_eq!(stats.oversize, expected.oversize);
-        prop_assert_eq!(stats.loop_guard, expected.loop_guard);
-        prop_assert_eq!(stats.rate_limited, expected.rate_limited);
-        prop_assert_eq!(stats.decisions(), n as u64 + 1);
+        prop_assert_eq!(counted.echoed, expected.echoed);
+        prop_assert_eq!(counted.echoed_bytes, expected.echoed_bytes);
+        prop_assert_eq!(counted.dropped.oversize, expected.oversize);
+        prop_assert_eq!(counted.dropped.loop_guard, expected.loop_guard);
+        prop_assert_eq!(counted.dropped.rate_limited, expected.rate_limited);
+        prop_assert_eq!(counted.received, n as u64 + 1);
+        prop_assert_eq!(counted.echoed + counted.dropped.total(), counted.received);
         prop_assert!(stats.tracked_sources <= SOURCES);
         prop_assert!(stats.tracked_sources <= clock.len());
         if config.rate.is_none() {
@@ -225,7 +245,7 @@ fn run<const SOURCES: usize>(
     }
 
     // Sources that never outnumber the table are never evicted.
-    let stats = *policy.stats();
+    let stats = policy.source_stats();
     if clock.len() <= SOURCES {
         prop_assert_eq!(stats.evictions, 0);
     }
@@ -283,8 +303,7 @@ fn run<const SOURCES: usize>(
 }
 
 proptest! {
-    // `ProptestConfig::default()` reads PROPTEST_CASES and defaults to 256.
-    #![proptest_config(ProptestConfig::default())]
+    #![proptest_config(support::proptest_config())]
 
     /// Any event sequence: never panics, verdicts follow the check order
     /// (loop-guarded ports and oversize datagrams are never echoed), the
@@ -327,13 +346,11 @@ proptest! {
     }
 }
 
-/// Guards the comment above: proptest's default really is 256 cases unless
-/// PROPTEST_CASES says otherwise.
 #[test]
-fn proptest_runs_at_least_256_cases_by_default() {
-    let expected = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    assert_eq!(ProptestConfig::default().cases, expected);
+fn property_tests_run_at_least_256_cases_whatever_proptest_cases_says() {
+    let few = ProptestConfig::with_cases(10);
+    assert_eq!(support::at_least_256_cases(few).cases, 256);
+    let many = ProptestConfig::with_cases(5000);
+    assert_eq!(support::at_least_256_cases(many).cases, 5000);
+    assert!(support::proptest_config().cases >= 256);
 }

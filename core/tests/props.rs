@@ -1,11 +1,11 @@
-//! Property tests (proptest). Case count: proptest's default of 256, or
-//! `PROPTEST_CASES` when set (CI sets it to at least 256).
+//! Property tests (proptest). Case count: `PROPTEST_CASES`, never fewer
+//! than 256 (`support::proptest_config`).
 
 mod support;
 
 use proptest::prelude::*;
 use ricochet_core::probe::{Pattern, ProbeConfig, ProbeError, SizeRange, StreamProbe};
-use ricochet_core::session::{Session, SessionConfig, State};
+use ricochet_core::session::{CloseReason, Session, SessionConfig, State};
 use ricochet_core::{Duration, Instant, Mode, frames, lines};
 use support::{Chunks, Pair};
 
@@ -38,7 +38,7 @@ fn any_op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::default())]
+    #![proptest_config(support::proptest_config())]
 
     /// For every mode and any split of reads and writes on both sides, the
     /// echoed stream equals the sent stream (the probe checks every byte),
@@ -57,12 +57,12 @@ proptest! {
         let pattern = if stream { Pattern::Stream { window } } else { Pattern::PingPong };
         let probe = ProbeConfig { mode, pattern, seed, size, count: Some(count), response_timeout: Some(Duration::from_secs(60)), interval: None };
         let server = SessionConfig { mode, ..SessionConfig::default() };
-        let mut pair: Pair<256, 16> = Pair::new(StreamProbe::new(probe, T0).unwrap(), Session::new(server, T0), T0);
+        let mut pair: Pair<256, 16> = Pair::new(StreamProbe::new(probe, T0).unwrap(), Session::new([0u8; 256], server, T0), T0);
         let out = pair.run(&mut Chunks::new(&chunks), 1_000_000);
         prop_assert_eq!(out.probe, Ok(()));
         prop_assert_eq!(out.sent, out.verified);
         prop_assert_eq!(out.round_trips, count);
-        prop_assert_eq!(out.server, State::Closed);
+        prop_assert_eq!(out.server, State::Closed(CloseReason::PeerFinished));
         prop_assert!(pair.max_buffered <= 256);
     }
 
@@ -74,8 +74,8 @@ proptest! {
         mode in any_mode(),
         ops in prop::collection::vec(any_op(), 0..80),
     ) {
-        let config = SessionConfig { mode, idle_timeout: Some(Duration::from_secs(5)), drain_timeout: Some(Duration::from_secs(2)) };
-        let mut s = Session::<64>::new(config, T0);
+        let config = SessionConfig { mode, idle_timeout: Some(Duration::from_secs(5)), drain_timeout: Some(Duration::from_secs(2)), ..SessionConfig::default() };
+        let mut s = Session::new([0u8; 64], config, T0);
         let mut now = T0;
         let mut input = Vec::new();
         let mut output = Vec::new();
@@ -119,7 +119,7 @@ proptest! {
                 },
                 Mode::Frames => {
                     // Whole frames only, however it ended (a partial frame is never released).
-                    if !matches!(s.state(), State::Open | State::PeerHalfClosed | State::Closing | State::Closed) {
+                    if !matches!(s.state(), State::Open | State::PeerHalfClosed | State::Closing | State::Closed(_)) {
                         continue;
                     }
                     let pending = s.transmit_buffer().len();

@@ -40,6 +40,7 @@ fuzz_target!(|input: Input| {
     let mut policy = DatagramPolicy::<8>::new(config);
     let mut now = Instant::from_micros(input.start);
     let mut decisions = 0u64;
+    let mut counters = ricochet_core::DatagramCounters::default();
     for d in input.datagrams {
         now += Duration::from_micros(d.advance_us.into());
         let ip = if d.v6 {
@@ -57,8 +58,12 @@ fuzz_target!(|input: Input| {
         if verdict == Verdict::Drop(DropReason::RateLimited) {
             assert!(!(input.exempt_loopback && ip.is_loopback()), "an exempt loopback source was rate limited");
         }
-        let s = policy.stats();
-        assert_eq!(s.echoed + s.oversize + s.loop_guard + s.rate_limited, decisions);
-        assert!(s.tracked_sources <= 8);
+        match verdict {
+            Verdict::Echo => counters.echoed(d.len.into()),
+            Verdict::Drop(reason) => counters.dropped(reason),
+        }
+        assert_eq!(counters.received, decisions);
+        assert_eq!(counters.echoed + counters.dropped.total(), decisions);
+        assert!(policy.source_stats().tracked_sources <= 8);
     }
 });

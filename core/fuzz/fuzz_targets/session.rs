@@ -42,9 +42,10 @@ fuzz_target!(|input: Input| {
         mode,
         idle_timeout: (input.idle_ms > 0).then(|| Duration::from_millis(input.idle_ms.into())),
         drain_timeout: (input.drain_ms > 0).then(|| Duration::from_millis(input.drain_ms.into())),
+        ..SessionConfig::default()
     };
     let mut now = Instant::from_micros(1);
-    let mut s = Session::<N>::new(config, now);
+    let mut s = Session::new([0u8; N], config, now);
     let mut input_bytes = Vec::new();
     let mut output = Vec::new();
     let mut released_remainder = false;
@@ -84,6 +85,8 @@ fuzz_target!(|input: Input| {
         }
         while s.poll_event().is_some() {}
         assert!(s.buffered() <= N);
+        let st = s.stats();
+        assert!(st.bytes_moved <= st.bytes_in + st.bytes_out, "compaction cost unbounded");
         assert_eq!(&output[..], &input_bytes[..output.len()], "echo is not a prefix of the input");
         if matches!(s.state(), State::Aborted(_)) {
             continue;

@@ -54,8 +54,13 @@ impl Default for DatagramProbeConfig {
 pub enum DatagramOutcome {
     /// Ours, intact, first copy, in time.
     Verified {
-        /// Time from sending to receiving it.
+        /// Time from the instant the datagram was due (its scheduled send
+        /// under pacing, else its actual send) to receiving it: a datagram
+        /// sent late because the window was full counts that wait.
         round_trip: Duration,
+        /// Time from its actual send to receiving it (the "uncorrected"
+        /// latency; equal to `round_trip` without pacing).
+        since_sent: Duration,
     },
     /// Ours (right tag and a sequence number we sent) but altered.
     Corrupt {
@@ -322,8 +327,13 @@ impl<const M: usize> DatagramProbe<M> {
                 self.slots[i] = Slot::Verified { seq };
                 self.in_flight -= 1;
                 self.settle();
+                let due = match self.config.interval {
+                    Some(interval) => scheduled(self.start, interval, seq).min(sent_at),
+                    None => sent_at,
+                };
                 DatagramOutcome::Verified {
-                    round_trip: now.saturating_since(sent_at),
+                    round_trip: now.saturating_since(due),
+                    since_sent: now.saturating_since(sent_at),
                 }
             }
             Slot::Verified { .. } => DatagramOutcome::Duplicate { seq },

@@ -70,8 +70,15 @@ pub struct ProbeStats {
 pub struct Received {
     /// Bytes of the input verified; call again with the rest.
     pub consumed: usize,
-    /// The round trip of the message these bytes completed, if any.
+    /// The round trip of the message these bytes completed, if any,
+    /// measured from the instant the message was due: its scheduled start
+    /// under pacing ([`ProbeConfig::interval`]), else its actual start. A
+    /// message sent late because the server was slow to answer the previous
+    /// one counts that wait (no coordinated omission).
     pub round_trip: Option<Duration>,
+    /// The same round trip measured from the message's actual first write
+    /// (the "uncorrected" latency; equal to `round_trip` without pacing).
+    pub since_sent: Option<Duration>,
 }
 
 /// A verifying client for one stream connection; `M` bounds the messages in
@@ -90,8 +97,9 @@ pub struct StreamProbe<const M: usize = 64> {
     wire: Wire,
     tx: Cursor,
     rx: Cursor,
-    /// Start instants of the messages begun and not yet verified, oldest first.
-    started: Deque<Instant, M>,
+    /// Due and actual start instants of the messages begun and not yet
+    /// verified, oldest first.
+    started: Deque<(Instant, Instant), M>,
     /// Messages that may be begun (`count`, lowered by `finish`).
     limit: u64,
     start: Instant,
@@ -197,7 +205,7 @@ impl<const M: usize> StreamProbe<M> {
                     None => now,
                 };
                 // `allowed` never offers a message beyond M in flight.
-                let _ = self.started.push_back(at);
+                let _ = self.started.push_back((at, now));
             }
             let step = remaining.min(self.tx.len - self.tx.off);
             let stats = &mut self.stats;
@@ -224,6 +232,7 @@ impl<const M: usize> StreamProbe<M> {
             return Ok(Received {
                 consumed: 0,
                 round_trip: None,
+                since_sent: None,
             });
         }
         let outstanding = self.outstanding();
@@ -263,17 +272,24 @@ impl<const M: usize> StreamProbe<M> {
         self.wire.advance(&mut self.rx, take, |_| completed = true);
         self.last_progress = now;
         self.stats.bytes_verified += take as u64;
-        let round_trip = if completed {
-            self.stats.messages_verified += 1;
-            self.started
-                .pop_front()
-                .map(|start| now.saturating_since(start))
-        } else {
-            None
+        let (round_trip, since_sent) = match completed.then(|| self.started.pop_front()) {
+            Some(Some((due, sent))) => {
+                self.stats.messages_verified += 1;
+                (
+                    Some(now.saturating_since(due)),
+                    Some(now.saturating_since(sent)),
+                )
+            }
+            Some(None) => {
+                self.stats.messages_verified += 1;
+                (None, None)
+            }
+            None => (None, None),
         };
         Ok(Received {
             consumed: take,
             round_trip,
+            since_sent,
         })
     }
 

@@ -42,7 +42,8 @@ fn pingpong_idle_sends_one_message_then_waits_for_it() {
         r,
         Received {
             consumed: 10,
-            round_trip: Some(Duration::from_micros(250))
+            round_trip: Some(Duration::from_micros(250)),
+            since_sent: Some(Duration::from_micros(250))
         }
     );
     assert_eq!(send_all(&mut p, T0).len(), 10);
@@ -310,7 +311,8 @@ fn datagram_echoed_intact_is_verified_once_then_duplicate() {
     assert_eq!(
         p.handle_datagram(later, &buf[..n]),
         DatagramOutcome::Verified {
-            round_trip: Duration::from_micros(40)
+            round_trip: Duration::from_micros(40),
+            since_sent: Duration::from_micros(40)
         }
     );
     assert_eq!(
@@ -409,5 +411,66 @@ fn datagram_unresolved_old_one_holds_its_ring_slot() {
     assert!(
         p.poll_transmit(T0 + Duration::from_millis(100), &mut buf)
             .is_some()
+    );
+}
+
+#[test]
+fn paced_pingpong_late_send_measures_from_schedule_and_from_send() {
+    // Messages due every 10 ms; the server takes 50 ms to answer the first,
+    // so the second leaves 40 ms late. Its latency counts that wait.
+    let mut config = ProbeConfig {
+        mode: Mode::Raw,
+        pattern: Pattern::PingPong,
+        seed: 3,
+        size: SizeRange::fixed(16),
+        count: Some(2),
+        response_timeout: None,
+        interval: Some(Duration::from_millis(10)),
+    };
+    config.count = Some(2);
+    let mut p = StreamProbe::<4>::new(config, T0).unwrap();
+    let first = send_all(&mut p, T0);
+    let t50 = T0 + Duration::from_millis(50);
+    let r = p.handle_received(t50, &first).unwrap();
+    assert_eq!(r.round_trip, Some(Duration::from_millis(50)));
+    let second = send_all(&mut p, t50);
+    assert_eq!(second.len(), 16);
+    let r = p
+        .handle_received(t50 + Duration::from_millis(1), &second)
+        .unwrap();
+    assert_eq!(
+        r.round_trip,
+        Some(Duration::from_millis(41)),
+        "from the schedule (T0 + 10 ms)"
+    );
+    assert_eq!(
+        r.since_sent,
+        Some(Duration::from_millis(1)),
+        "from the actual send"
+    );
+}
+
+#[test]
+fn paced_datagram_late_send_measures_from_schedule_and_from_send() {
+    let config = DatagramProbeConfig {
+        seed: 5,
+        size: SizeRange::fixed(32),
+        count: Some(2),
+        window: 1,
+        loss_timeout: Duration::from_secs(1),
+        interval: Some(Duration::from_millis(10)),
+    };
+    let mut p = DatagramProbe::<8>::new(config, T0).unwrap();
+    let mut buf = [0u8; 64];
+    let n = p.poll_transmit(T0, &mut buf).unwrap();
+    let t50 = T0 + Duration::from_millis(50);
+    let _ = p.handle_datagram(t50, &buf[..n]);
+    let n = p.poll_transmit(t50, &mut buf).unwrap();
+    assert_eq!(
+        p.handle_datagram(t50 + Duration::from_millis(1), &buf[..n]),
+        DatagramOutcome::Verified {
+            round_trip: Duration::from_millis(41),
+            since_sent: Duration::from_millis(1),
+        }
     );
 }

@@ -9,6 +9,7 @@ fn cfg(mode: Mode) -> SessionConfig {
         mode,
         idle_timeout: Some(Duration::from_secs(10)),
         drain_timeout: Some(Duration::from_secs(5)),
+        linger: Duration::from_secs(2),
     }
 }
 
@@ -17,7 +18,7 @@ fn at(ms: u64) -> Instant {
 }
 
 /// Copies `data` into the session as far as it accepts; returns bytes taken.
-fn feed<const N: usize>(s: &mut Session<N>, now: Instant, data: &[u8]) -> usize {
+fn feed<S: AsRef<[u8]> + AsMut<[u8]>>(s: &mut Session<S>, now: Instant, data: &[u8]) -> usize {
     let buf = s.receive_buffer();
     let n = buf.len().min(data.len());
     buf[..n].copy_from_slice(&data[..n]);
@@ -26,14 +27,14 @@ fn feed<const N: usize>(s: &mut Session<N>, now: Instant, data: &[u8]) -> usize 
 }
 
 /// Takes everything pending.
-fn drain<const N: usize>(s: &mut Session<N>, now: Instant) -> heapless::Vec<u8, 256> {
+fn drain<S: AsRef<[u8]> + AsMut<[u8]>>(s: &mut Session<S>, now: Instant) -> heapless::Vec<u8, 256> {
     let out = heapless::Vec::from_slice(s.transmit_buffer()).unwrap();
     let n = out.len();
     s.commit_sent(now, n).unwrap();
     out
 }
 
-fn events<const N: usize>(s: &mut Session<N>) -> heapless::Vec<Event, 8> {
+fn events<S: AsRef<[u8]> + AsMut<[u8]>>(s: &mut Session<S>) -> heapless::Vec<Event, 8> {
     let mut v = heapless::Vec::new();
     while let Some(e) = s.poll_event() {
         v.push(e).unwrap();
@@ -43,7 +44,7 @@ fn events<const N: usize>(s: &mut Session<N>) -> heapless::Vec<Event, 8> {
 
 #[test]
 fn open_receives_bytes_raw_releases_them_at_once() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     assert_eq!(feed(&mut s, T0, b"hello"), 5);
     assert_eq!(s.transmit_buffer(), b"hello");
     assert_eq!(s.stats().bytes_in, 5);
@@ -51,7 +52,7 @@ fn open_receives_bytes_raw_releases_them_at_once() {
 
 #[test]
 fn open_short_write_keeps_the_rest_pending() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"abcdef");
     s.commit_sent(T0, 2).unwrap();
     assert_eq!(s.transmit_buffer(), b"cdef");
@@ -61,20 +62,24 @@ fn open_short_write_keeps_the_rest_pending() {
 }
 
 #[test]
-fn open_full_buffer_offers_no_space_until_sent() {
-    let mut s = Session::<8>::new(cfg(Mode::Raw), T0);
+fn open_full_buffer_offers_no_space_until_half_is_sent() {
+    let mut s = Session::new([0u8; 8], cfg(Mode::Raw), T0);
     assert_eq!(feed(&mut s, T0, b"0123456789"), 8);
     assert!(!s.wants_read());
     assert!(s.receive_buffer().is_empty());
     s.commit_sent(T0, 3).unwrap();
+    assert!(!s.wants_read(), "3 bytes freed, 5 live: moving them is not paid for");
+    assert!(s.receive_buffer().is_empty());
+    s.commit_sent(T0, 1).unwrap();
     assert!(s.wants_read());
-    assert_eq!(s.receive_buffer().len(), 3, "live bytes moved to the front");
-    assert_eq!(s.transmit_buffer(), b"34567");
+    assert_eq!(s.receive_buffer().len(), 4, "live bytes moved to the front");
+    assert_eq!(s.transmit_buffer(), b"4567");
+    assert_eq!(s.stats().bytes_moved, 4);
 }
 
 #[test]
 fn open_commit_more_than_offered_is_an_error_and_changes_nothing() {
-    let mut s = Session::<4>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 4], cfg(Mode::Raw), T0);
     assert_eq!(
         s.commit_received(T0, 5),
         Err(CommitError::TooMany { n: 5, available: 4 })
@@ -88,7 +93,7 @@ fn open_commit_more_than_offered_is_an_error_and_changes_nothing() {
 
 #[test]
 fn open_lines_holds_partial_line_until_newline() {
-    let mut s = Session::<32>::new(cfg(Mode::Lines), T0);
+    let mut s = Session::new([0u8; 32], cfg(Mode::Lines), T0);
     feed(&mut s, T0, b"hel");
     assert_eq!(s.transmit_buffer(), b"");
     feed(&mut s, T0, b"lo\nwor");
@@ -102,7 +107,7 @@ fn open_lines_holds_partial_line_until_newline() {
 
 #[test]
 fn open_lines_line_longer_than_buffer_aborts_with_reason() {
-    let mut s = Session::<8>::new(cfg(Mode::Lines), T0);
+    let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
     feed(&mut s, T0, b"ab\n");
     drain(&mut s, T0);
     feed(&mut s, T0, b"0123456789");
@@ -119,7 +124,7 @@ fn open_lines_line_longer_than_buffer_aborts_with_reason() {
 
 #[test]
 fn open_lines_full_buffer_with_pending_line_waits_instead_of_aborting() {
-    let mut s = Session::<8>::new(cfg(Mode::Lines), T0);
+    let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
     // "abc\n" pending (peer not reading) plus a 4-byte partial line: full, not overlong.
     feed(&mut s, T0, b"abc\ndefg");
     assert_eq!(s.state(), State::Open);
@@ -132,7 +137,7 @@ fn open_lines_full_buffer_with_pending_line_waits_instead_of_aborting() {
 
 #[test]
 fn open_frames_echoes_only_whole_frames() {
-    let mut s = Session::<16>::new(cfg(Mode::Frames), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x03a");
     assert_eq!(s.transmit_buffer(), b"");
     feed(&mut s, T0, b"bc\x00\x00\x00");
@@ -142,7 +147,7 @@ fn open_frames_echoes_only_whole_frames() {
 
 #[test]
 fn open_frames_oversized_header_aborts_before_payload_arrives() {
-    let mut s = Session::<16>::new(cfg(Mode::Frames), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x01x\x01\x00");
     assert_eq!(
         s.state(),
@@ -160,14 +165,14 @@ fn open_frames_oversized_header_aborts_before_payload_arrives() {
 
 #[test]
 fn open_frames_frame_filling_buffer_exactly_is_echoed() {
-    let mut s = Session::<6>::new(cfg(Mode::Frames), T0);
+    let mut s = Session::new([0u8; 6], cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x04abcd");
     assert_eq!(s.transmit_buffer(), b"\x00\x04abcd");
 }
 
 #[test]
 fn open_receives_fin_with_queue_drains_then_closes() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"data");
     s.handle_peer_fin(at(1));
     assert_eq!(s.state(), State::PeerHalfClosed);
@@ -176,7 +181,7 @@ fn open_receives_fin_with_queue_drains_then_closes() {
     s.commit_sent(at(2), 2).unwrap();
     assert_eq!(s.state(), State::PeerHalfClosed);
     s.commit_sent(at(3), 2).unwrap();
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::PeerFinished));
     assert_eq!(
         events(&mut s).as_slice(),
         &[
@@ -188,25 +193,25 @@ fn open_receives_fin_with_queue_drains_then_closes() {
 
 #[test]
 fn open_receives_fin_with_empty_queue_closes_at_once() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     s.handle_peer_fin(T0);
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::PeerFinished));
     assert!(s.is_terminal());
 }
 
 #[test]
 fn open_lines_receives_fin_echoes_unterminated_last_line() {
-    let mut s = Session::<16>::new(cfg(Mode::Lines), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
     feed(&mut s, T0, b"a\nlast");
     s.handle_peer_fin(T0);
     assert_eq!(drain(&mut s, T0).as_slice(), b"a\nlast");
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::PeerFinished));
     assert_eq!(s.stats().units, 2);
 }
 
 #[test]
 fn open_frames_receives_fin_mid_frame_aborts_truncated() {
-    let mut s = Session::<16>::new(cfg(Mode::Frames), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x01a\x00\x05ab");
     s.handle_peer_fin(T0);
     assert_eq!(
@@ -217,7 +222,7 @@ fn open_frames_receives_fin_mid_frame_aborts_truncated() {
 
 #[test]
 fn open_receives_reset_aborts_and_discards_pending() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"xyz");
     s.handle_peer_reset(T0);
     assert_eq!(s.state(), State::Aborted(AbortReason::PeerReset));
@@ -228,12 +233,12 @@ fn open_receives_reset_aborts_and_discards_pending() {
 
 #[test]
 fn open_idle_for_timeout_closes_gracefully() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     assert_eq!(s.poll_timeout(), Some(at(10_000)));
     s.handle_timeout(at(9_999));
     assert_eq!(s.state(), State::Open, "early timeout does nothing");
     s.handle_timeout(at(10_000));
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::IdleTimeout));
     assert_eq!(
         events(&mut s).as_slice(),
         &[Event::Closed(CloseReason::IdleTimeout)]
@@ -242,7 +247,7 @@ fn open_idle_for_timeout_closes_gracefully() {
 
 #[test]
 fn open_traffic_pushes_idle_deadline_back() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, at(4_000), b"x");
     drain(&mut s, at(5_000));
     assert_eq!(s.poll_timeout(), Some(at(15_000)));
@@ -250,7 +255,7 @@ fn open_traffic_pushes_idle_deadline_back() {
 
 #[test]
 fn open_pending_and_peer_not_reading_aborts_on_drain_timeout() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, at(1_000), b"stuck");
     assert_eq!(
         s.poll_timeout(),
@@ -269,22 +274,22 @@ fn open_pending_and_peer_not_reading_aborts_on_drain_timeout() {
 
 #[test]
 fn open_lines_idle_with_partial_line_closes_and_counts_discarded() {
-    let mut s = Session::<16>::new(cfg(Mode::Lines), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
     feed(&mut s, T0, b"part");
     s.handle_timeout(at(10_000));
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::IdleTimeout));
     assert_eq!(s.stats().bytes_discarded, 4);
 }
 
 #[test]
 fn open_local_close_echoes_queue_then_closes() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"abc");
     s.close(T0);
     assert_eq!(s.state(), State::Closing);
     assert!(s.receive_buffer().is_empty());
     assert_eq!(drain(&mut s, T0).as_slice(), b"abc");
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::Local));
     assert_eq!(
         events(&mut s).as_slice(),
         &[Event::Closed(CloseReason::Local)]
@@ -293,7 +298,7 @@ fn open_local_close_echoes_queue_then_closes() {
 
 #[test]
 fn closing_peer_never_reads_aborts_on_drain_timeout() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"abc");
     s.close(T0);
     s.handle_timeout(at(5_000));
@@ -302,7 +307,7 @@ fn closing_peer_never_reads_aborts_on_drain_timeout() {
 
 #[test]
 fn closed_ignores_further_input_and_timeouts() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     s.handle_peer_fin(T0);
     events(&mut s);
     assert_eq!(
@@ -312,13 +317,13 @@ fn closed_ignores_further_input_and_timeouts() {
     s.handle_timeout(at(100_000));
     s.handle_peer_reset(T0);
     s.abort(T0);
-    assert_eq!(s.state(), State::Closed);
+    assert_eq!(s.state(), State::Closed(CloseReason::PeerFinished));
     assert_eq!(s.poll_event(), None);
 }
 
 #[test]
 fn aborted_local_abort_is_reported_once() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     s.abort(T0);
     s.abort(T0);
     assert_eq!(
@@ -329,7 +334,7 @@ fn aborted_local_abort_is_reported_once() {
 
 #[test]
 fn open_time_going_backwards_is_clamped() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), at(5_000));
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), at(5_000));
     feed(&mut s, at(5_000), b"x");
     drain(&mut s, at(1_000));
     assert_eq!(s.poll_timeout(), Some(at(15_000)));
@@ -337,12 +342,12 @@ fn open_time_going_backwards_is_clamped() {
 
 #[test]
 fn reset_rearms_a_used_session() {
-    let mut s = Session::<16>::new(cfg(Mode::Raw), T0);
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"abc");
     s.handle_peer_reset(T0);
     s.reset(cfg(Mode::Lines), at(1));
     assert_eq!(s.state(), State::Open);
-    assert_eq!(*s.stats(), SessionStats::default());
+    assert_eq!(s.stats(), SessionStats::default());
     assert_eq!(s.receive_buffer().len(), 16);
     assert_eq!(s.poll_event(), None);
 }
@@ -362,4 +367,134 @@ fn reasons_display_clear_messages() {
         Event::Closed(CloseReason::IdleTimeout).to_string(),
         "closed: idle timeout"
     );
+}
+
+#[test]
+fn closing_repeated_peer_fin_loses_no_terminal_event() {
+    // Regression: `handle_peer_fin` in `Closing` pushed a `PeerFinished`
+    // per call into a 4-slot queue that then dropped `Closed(Local)`.
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    feed(&mut s, T0, b"abc");
+    s.close(T0);
+    for _ in 0..5 {
+        s.handle_peer_fin(T0);
+    }
+    assert_eq!(s.state(), State::Closing, "FIN outside Open changes nothing");
+    assert!(s.peer_finished());
+    drain(&mut s, T0);
+    assert_eq!(events(&mut s).as_slice(), &[Event::Closed(CloseReason::Local)]);
+}
+
+#[test]
+fn half_closed_repeated_peer_fin_reports_it_once() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    feed(&mut s, T0, b"abc");
+    for _ in 0..5 {
+        s.handle_peer_fin(T0);
+    }
+    drain(&mut s, T0);
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::PeerFinished, Event::Closed(CloseReason::PeerFinished)]
+    );
+}
+
+#[test]
+fn terminal_event_survives_an_adapter_that_polls_late() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    s.handle_peer_fin(T0);
+    s.handle_peer_reset(T0);
+    s.abort(T0);
+    s.close(T0);
+    s.handle_timeout(at(100_000));
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::PeerFinished, Event::Closed(CloseReason::PeerFinished)]
+    );
+}
+
+#[test]
+fn open_one_byte_echo_through_a_full_buffer_moves_a_bounded_number_of_bytes() {
+    // Regression: with the buffer full, every byte sent moved all live
+    // bytes: 100 bytes echoed one at a time moved 102,300 bytes.
+    let mut s = Session::new([0u8; 1024], cfg(Mode::Raw), T0);
+    assert_eq!(feed(&mut s, T0, &[7u8; 1024]), 1024);
+    for i in 0..100 {
+        s.commit_sent(T0, 1).unwrap();
+        feed(&mut s, T0, &[i as u8]);
+    }
+    let st = s.stats();
+    assert!(
+        st.bytes_moved <= 1024,
+        "moved {} bytes for 100 one-byte echoes",
+        st.bytes_moved
+    );
+    assert!(st.bytes_moved <= st.bytes_in + st.bytes_out);
+}
+
+#[test]
+fn open_slow_reader_acks_do_not_each_move_the_buffer() {
+    // A 64 KiB buffer drained 1,400 bytes per acknowledgement while the
+    // peer keeps sending: the moves stay proportional to the bytes freed.
+    let mut s = Session::new(std::vec![0u8; 65536], cfg(Mode::Raw), T0);
+    let chunk = [0x55u8; 1400];
+    let mut fed = 0;
+    while fed < 65536 {
+        fed += feed(&mut s, T0, &chunk);
+    }
+    for _ in 0..1000 {
+        s.commit_sent(T0, 1400.min(s.transmit_buffer().len())).unwrap();
+        feed(&mut s, T0, &chunk);
+    }
+    let st = s.stats();
+    assert!(
+        st.bytes_moved <= st.bytes_out,
+        "moved {} for {} sent",
+        st.bytes_moved,
+        st.bytes_out
+    );
+}
+
+#[test]
+fn open_lines_held_line_after_sent_bytes_moves_once_and_completes() {
+    let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"a
+bcdef");
+    drain(&mut s, T0);
+    // "bcdef" is held at offset 2, nothing pending, 1 byte free.
+    assert_eq!(feed(&mut s, T0, b"gh"), 2, "the held line moved to make room");
+    assert_eq!(s.stats().bytes_moved, 5);
+    feed(&mut s, T0, b"\n");
+    assert_eq!(drain(&mut s, T0).as_slice(), b"bcdefgh\n");
+}
+
+#[test]
+fn open_frames_largest_frame_echoes_with_storage_sized_for_it() {
+    // 2 + 65535 bytes: no fixed menu size held it before.
+    let mut s = Session::new(std::vec![0u8; 70_000], cfg(Mode::Frames), T0);
+    let mut frame = std::vec![0xffu8, 0xff];
+    frame.extend((0..65535u32).map(|i| i as u8));
+    assert_eq!(feed(&mut s, T0, &frame), 65537);
+    assert_eq!(s.transmit_buffer(), frame.as_slice());
+    assert_eq!(s.stats().units, 1);
+}
+
+#[test]
+fn open_frames_largest_frame_in_a_64k_buffer_aborts_too_large() {
+    let mut s = Session::new(std::vec![0u8; 65536], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, &[0xff, 0xff, 1, 2]);
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::FrameTooLarge {
+            len: 65537,
+            limit: 65536
+        })
+    );
+}
+
+#[test]
+fn open_transport_timeout_aborts_timed_out() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    s.handle_transport_timeout(T0);
+    assert_eq!(s.state(), State::Aborted(AbortReason::TimedOut));
 }

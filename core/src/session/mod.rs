@@ -1,4 +1,4 @@
-//! The stream session: one echo connection (TCP or Unix stream), server side.
+//! The stream session: one echo connection (TCP, Unix stream, TLS), server side.
 //!
 //! ```text
 //!                 commit_received / commit_sent
@@ -9,30 +9,33 @@
 //!                        |                                       |         |
 //!             handle_peer_fin                       everything sent        |
 //!                        v                                       v         |
-//!                [PeerHalfClosed] -- everything sent -------> [Closed]     |
+//!                [PeerHalfClosed] -- everything sent -----> [Closed(reason)] |
 //!                                                                          |
 //!   any state but Closed, on: overlong line, oversized frame,              |
-//!   truncated frame at FIN, drain timeout, peer reset, abort()             |
+//!   truncated frame at FIN, drain timeout, transport failure, abort()     |
 //!                        ----------------------------> [Aborted(reason)] <-+
 //! ```
 //!
-//! The session owns a buffer of `N` bytes laid out as
-//! `[ sent | pending: released, not yet sent | held: received, unit incomplete | free ]`.
-//! The adapter reads into *free* ([`Session::receive_buffer`]) and writes from
+//! The session works over storage the caller owns (an array, a boxed slice,
+//! a `&mut [u8]` into a `static`): `[ sent | pending | held | free ]`. The
+//! adapter reads into *free* ([`Session::receive_buffer`]) and writes from
 //! *pending* ([`Session::transmit_buffer`]). The mode decides how much of
 //! *held* becomes *pending*: everything (`raw`), up to the last `\n`
 //! (`lines`), up to the last whole frame (`frames`). When nothing is free the
 //! session offers an empty receive buffer: the adapter stops reading and TCP
-//! flow control slows the peer. Bytes are never dropped.
+//! flow control slows the peer. Bytes are never dropped, and the bytes moved
+//! to reclaim space never exceed the bytes received plus the bytes sent
+//! (`SessionStats::bytes_moved`).
 //!
-//! Space is reclaimed without copying when everything has been sent (the
-//! common case) and otherwise by moving the live bytes to the front, only
-//! when that gains at least as many bytes as it moves, so the cost per byte
-//! stays bounded.
+//! Most adapters do not call these methods one by one: the
+//! [`Pump`](crate::pump::Pump) runs the whole read → commit → write →
+//! commit → close-or-reset loop over a [`Transport`](crate::pump::Transport).
 
 use core::fmt;
 
-use heapless::Deque;
+mod buffer;
+
+use buffer::EchoBuffer;
 
 use crate::frames::{self, FrameTooLarge};
 use crate::lines;
@@ -51,16 +54,26 @@ pub struct SessionConfig {
     /// Abort when bytes are pending but the peer has taken none of them for
     /// this long (it stopped reading). `None` disables it.
     pub drain_timeout: Option<Duration>,
+    /// After a graceful close, how long the [`Pump`](crate::pump::Pump)
+    /// waits for the peer's FIN and for the transport to deliver what was
+    /// sent, counted from the last progress of that delivery.
+    pub linger: Duration,
+}
+
+impl SessionConfig {
+    /// `raw` mode, 300 s idle timeout, 30 s drain timeout, 2 s linger.
+    pub const DEFAULT: SessionConfig = SessionConfig {
+        mode: Mode::Raw,
+        idle_timeout: Some(Duration::from_secs(300)),
+        drain_timeout: Some(Duration::from_secs(30)),
+        linger: Duration::from_secs(2),
+    };
 }
 
 impl Default for SessionConfig {
-    /// `raw` mode, 300 s idle timeout, 30 s drain timeout.
+    /// [`SessionConfig::DEFAULT`].
     fn default() -> Self {
-        SessionConfig {
-            mode: Mode::Raw,
-            idle_timeout: Some(Duration::from_secs(300)),
-            drain_timeout: Some(Duration::from_secs(30)),
-        }
+        Self::DEFAULT
     }
 }
 
@@ -76,7 +89,7 @@ pub enum State {
     /// echo what is queued, then close.
     Closing,
     /// Done: the adapter closes the connection gracefully (FIN).
-    Closed,
+    Closed(CloseReason),
     /// Done with an error: the adapter resets the connection (RST).
     Aborted(AbortReason),
 }
@@ -118,13 +131,19 @@ pub enum AbortReason {
     },
     /// Bytes were pending and the peer took none of them for the drain timeout.
     DrainTimeout,
-    /// The connection was reset or failed.
+    /// The connection was reset by the peer or failed.
     PeerReset,
+    /// The transport gave up on the connection (its retransmissions went
+    /// unanswered, e.g. smoltcp's socket timeout or Linux's `ETIMEDOUT`).
+    TimedOut,
     /// The adapter called [`Session::abort`].
     Local,
 }
 
 /// What a session reports to its adapter, for logging.
+///
+/// At most two are ever reported: `PeerFinished` once, then the terminal
+/// event once. Neither can be lost, however late the adapter polls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -168,75 +187,80 @@ pub struct SessionStats {
     /// first (an incomplete unit at a local close or idle timeout, or pending
     /// bytes at an abort). Zero for every session that ends normally.
     pub bytes_discarded: u64,
+    /// Bytes moved inside the buffer to reclaim space; never more than
+    /// `bytes_in + bytes_out`.
+    pub bytes_moved: u64,
 }
 
-/// One echo connection with an `N`-byte buffer. See the [module docs](self).
+/// One echo connection over caller-provided storage `S`. See the
+/// [module docs](self).
 #[derive(Clone)]
-pub struct Session<const N: usize> {
+pub struct Session<S> {
     config: SessionConfig,
     state: State,
-    buf: [u8; N],
-    /// Start of pending bytes (everything before was sent).
-    head: usize,
-    /// End of pending bytes = start of held bytes.
-    released: usize,
-    /// End of received bytes = start of free space.
-    tail: usize,
+    buf: EchoBuffer<S>,
     /// Latest time seen (time never goes backwards inside the session).
     now: Instant,
     /// Last time a byte moved in either direction.
     last_activity: Instant,
     /// Since when the pending bytes have waited without progress.
     pending_since: Instant,
-    events: Deque<Event, 4>,
+    /// Why a `Closing` session will be `Closed`.
+    closing: CloseReason,
+    /// The peer's FIN was seen (in any state).
+    peer_finished: bool,
+    /// `Event::PeerFinished` is waiting for `poll_event`.
+    fin_event: bool,
+    /// The terminal event was handed out.
+    end_reported: bool,
     stats: SessionStats,
 }
 
-impl<const N: usize> fmt::Debug for Session<N> {
+impl<S> fmt::Debug for Session<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("capacity", &N)
+            .field("capacity", &self.buf.capacity())
             .field("state", &self.state)
-            .field("pending", &(self.released - self.head))
-            .field("held", &(self.tail - self.released))
             .field("stats", &self.stats)
             .finish()
     }
 }
 
-impl<const N: usize> Session<N> {
-    /// A new open session.
+impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
+    /// A new open session over `storage`, whose length is the buffer size:
+    /// the longest line (`lines`) or frame with its header (`frames`) that
+    /// can be echoed, and the most bytes held for a peer that does not read.
     ///
-    /// `N` must be at least 3 in `frames` mode so that an empty frame fits;
-    /// smaller buffers abort on the first frame.
-    pub fn new(config: SessionConfig, now: Instant) -> Self {
+    /// The storage must hold at least 3 bytes in `frames` mode so that an
+    /// empty frame fits; smaller buffers abort on the first frame.
+    pub fn new(storage: S, config: SessionConfig, now: Instant) -> Self {
         Session {
             config,
             state: State::Open,
-            buf: [0; N],
-            head: 0,
-            released: 0,
-            tail: 0,
+            buf: EchoBuffer::new(storage),
             now,
             last_activity: now,
             pending_since: now,
-            events: Deque::new(),
+            closing: CloseReason::Local,
+            peer_finished: false,
+            fin_event: false,
+            end_reported: false,
             stats: SessionStats::default(),
         }
     }
 
-    /// Re-arms this session for a new connection in place (no `N`-byte move;
-    /// useful for fixed pools of sessions on a microcontroller).
+    /// Re-arms this session for a new connection in place, keeping its
+    /// storage (fixed pools of sessions on a microcontroller).
     pub fn reset(&mut self, config: SessionConfig, now: Instant) {
         self.config = config;
         self.state = State::Open;
-        self.head = 0;
-        self.released = 0;
-        self.tail = 0;
+        self.buf.rearm();
         self.now = now;
         self.last_activity = now;
         self.pending_since = now;
-        self.events.clear();
+        self.peer_finished = false;
+        self.fin_event = false;
+        self.end_reported = false;
         self.stats = SessionStats::default();
     }
 
@@ -253,27 +277,41 @@ impl<const N: usize> Session<N> {
     /// Whether the session is over (`Closed` or `Aborted`): the adapter
     /// releases the connection as [`State`] says.
     pub fn is_terminal(&self) -> bool {
-        matches!(self.state, State::Closed | State::Aborted(_))
+        matches!(self.state, State::Closed(_) | State::Aborted(_))
+    }
+
+    /// Whether the peer's FIN was seen.
+    pub fn peer_finished(&self) -> bool {
+        self.peer_finished
     }
 
     /// The counters.
-    pub fn stats(&self) -> &SessionStats {
-        &self.stats
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            bytes_moved: self.buf.moved(),
+            ..self.stats
+        }
     }
 
-    /// Bytes held in the buffer (pending plus held), never more than `N`.
+    /// The buffer size (the storage's length).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Bytes held in the buffer (pending plus held), never more than the capacity.
     pub fn buffered(&self) -> usize {
-        self.tail - self.head
+        self.buf.buffered()
     }
 
-    /// Whether the session accepts input now (see [`Session::receive_buffer`]).
+    /// Whether the session accepts input now (a non-empty
+    /// [`Session::receive_buffer`]).
     pub fn wants_read(&self) -> bool {
-        self.state == State::Open && (self.tail < N || self.head > 0)
+        self.state == State::Open && self.buf.free_len() > 0
     }
 
     /// Whether bytes are waiting to be written to the peer.
     pub fn wants_write(&self) -> bool {
-        self.released > self.head
+        self.buf.pending_len() > 0
     }
 
     /// The free space to read socket data into.
@@ -286,8 +324,7 @@ impl<const N: usize> Session<N> {
         if self.state != State::Open {
             return &mut [];
         }
-        self.reclaim();
-        &mut self.buf[self.tail..]
+        self.buf.free_mut()
     }
 
     /// Records that `n` bytes were written at the start of
@@ -297,7 +334,7 @@ impl<const N: usize> Session<N> {
     pub fn commit_received(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
         let now = self.advance(now);
         let available = if self.state == State::Open {
-            N - self.tail
+            self.buf.free_now()
         } else {
             0
         };
@@ -307,7 +344,7 @@ impl<const N: usize> Session<N> {
         if n == 0 {
             return Ok(());
         }
-        self.tail += n;
+        self.buf.commit_received(n);
         self.stats.bytes_in += n as u64;
         self.last_activity = now;
         self.release(now);
@@ -316,15 +353,19 @@ impl<const N: usize> Session<N> {
 
     /// The peer finished sending (a read returned 0).
     ///
-    /// In `lines` mode an unterminated last line is echoed as it is (nothing
-    /// the peer sent is lost); in `frames` mode an incomplete last frame
-    /// aborts the session with [`AbortReason::TruncatedFrame`].
+    /// In `Open`: in `lines` mode an unterminated last line is echoed as it
+    /// is (nothing the peer sent is lost); in `frames` mode an incomplete
+    /// last frame aborts the session with [`AbortReason::TruncatedFrame`].
+    /// In any other state it is only recorded ([`Session::peer_finished`]):
+    /// no state change and no second event.
     pub fn handle_peer_fin(&mut self, now: Instant) {
         let now = self.advance(now);
-        if !matches!(self.state, State::Open | State::Closing) {
+        let first = !self.peer_finished;
+        self.peer_finished = true;
+        if self.state != State::Open || !first {
             return;
         }
-        let held = self.tail - self.released;
+        let held = self.buf.held_len();
         if held > 0 {
             match self.config.mode {
                 Mode::Frames => {
@@ -333,56 +374,58 @@ impl<const N: usize> Session<N> {
                 }
                 Mode::Lines => {
                     self.stats.units += 1;
-                    self.release_to(now, self.tail);
+                    self.release_len(now, held);
                 }
-                Mode::Raw => self.release_to(now, self.tail),
+                Mode::Raw => self.release_len(now, held),
             }
         }
-        if self.state == State::Open {
-            self.state = State::PeerHalfClosed;
-        }
-        self.push(Event::PeerFinished);
+        self.state = State::PeerHalfClosed;
+        self.fin_event = true;
         self.finish_if_drained(CloseReason::PeerFinished);
     }
 
-    /// The connection failed (reset, broken pipe, any fatal socket error).
+    /// The connection was reset or failed (broken pipe, any fatal socket
+    /// error): [`AbortReason::PeerReset`].
     pub fn handle_peer_reset(&mut self, now: Instant) {
+        self.fail(now, AbortReason::PeerReset);
+    }
+
+    /// The transport gave up on the connection: [`AbortReason::TimedOut`].
+    pub fn handle_transport_timeout(&mut self, now: Instant) {
+        self.fail(now, AbortReason::TimedOut);
+    }
+
+    fn fail(&mut self, now: Instant, reason: AbortReason) {
         self.advance(now);
         if !self.is_terminal() {
-            self.abort_with(AbortReason::PeerReset);
+            self.abort_with(reason);
         }
     }
 
     /// The bytes ready to be written to the peer. After `n` of them were
     /// written, call [`Session::commit_sent`].
     pub fn transmit_buffer(&self) -> &[u8] {
-        &self.buf[self.head..self.released]
+        self.buf.pending()
     }
 
     /// Records that the first `n` bytes of [`Session::transmit_buffer`] were
     /// written; a short write is normal, the rest stays pending.
     pub fn commit_sent(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
         let now = self.advance(now);
-        let available = self.released - self.head;
+        let available = self.buf.pending_len();
         if n > available {
             return Err(CommitError::TooMany { n, available });
         }
         if n == 0 {
             return Ok(());
         }
-        self.head += n;
+        self.buf.commit_sent(n);
         self.stats.bytes_out += n as u64;
         self.last_activity = now;
         self.pending_since = now;
-        if self.head == self.tail {
-            // Everything echoed: reclaim the whole buffer without copying.
-            self.head = 0;
-            self.released = 0;
-            self.tail = 0;
-        }
         match self.state {
             State::PeerHalfClosed => self.finish_if_drained(CloseReason::PeerFinished),
-            State::Closing => self.finish_if_drained(CloseReason::Local),
+            State::Closing => self.finish_if_drained(self.closing),
             _ => {}
         }
         Ok(())
@@ -398,13 +441,11 @@ impl<const N: usize> Session<N> {
 
     /// Aborts at once ([`AbortReason::Local`]); pending bytes are discarded.
     pub fn abort(&mut self, now: Instant) {
-        self.advance(now);
-        if !self.is_terminal() {
-            self.abort_with(AbortReason::Local);
-        }
+        self.fail(now, AbortReason::Local);
     }
 
     /// The next instant at which [`Session::handle_timeout`] has work to do.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.is_terminal() {
             None
@@ -431,9 +472,34 @@ impl<const N: usize> Session<N> {
         }
     }
 
-    /// The next event to log, oldest first.
+    /// The next event to log, oldest first: `PeerFinished` (once), then the
+    /// terminal event (once).
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        if self.fin_event {
+            self.fin_event = false;
+            return Some(Event::PeerFinished);
+        }
+        if self.end_reported {
+            return None;
+        }
+        let event = match self.state {
+            State::Closed(reason) => Event::Closed(reason),
+            State::Aborted(reason) => Event::Aborted(reason),
+            _ => return None,
+        };
+        self.end_reported = true;
+        Some(event)
+    }
+
+    /// The whole storage as scratch space, once the session is terminal
+    /// (no byte is held any more); empty before.
+    pub(crate) fn scratch(&mut self) -> &mut [u8] {
+        if self.is_terminal() {
+            self.buf.scratch()
+        } else {
+            &mut []
+        }
     }
 
     // --- internals ---
@@ -446,35 +512,14 @@ impl<const N: usize> Session<N> {
         self.now
     }
 
-    fn push(&mut self, event: Event) {
-        // At most three events are ever queued (PeerFinished, then one
-        // terminal event), so the 4-slot queue cannot overflow; if an adapter
-        // never polls, the oldest is kept and later ones are dropped.
-        let _ = self.events.push_back(event);
-    }
-
-    /// Moves live bytes to the front when that gains at least as many bytes
-    /// as it copies, or when there is no free space at all.
-    fn reclaim(&mut self) {
-        if self.head == 0 {
-            return;
-        }
-        let live = self.tail - self.head;
-        if self.head >= live || self.tail == N {
-            self.buf.copy_within(self.head..self.tail, 0);
-            self.released -= self.head;
-            self.tail -= self.head;
-            self.head = 0;
-        }
-    }
-
     /// Releases what the mode allows from the held bytes.
     fn release(&mut self, now: Instant) {
-        let held = &self.buf[self.released..self.tail];
+        let capacity = self.buf.capacity();
+        let held = self.buf.held();
         let (len, units) = match self.config.mode {
             Mode::Raw => (held.len(), 0),
             Mode::Lines => lines::complete_prefix(held),
-            Mode::Frames => match frames::complete_prefix(held, N) {
+            Mode::Frames => match frames::complete_prefix(held, capacity) {
                 Ok(found) => found,
                 Err(FrameTooLarge { len, limit }) => {
                     self.abort_with(AbortReason::FrameTooLarge { len, limit });
@@ -483,19 +528,16 @@ impl<const N: usize> Session<N> {
             },
         };
         self.stats.units += units;
-        self.release_to(now, self.released + len);
-        if self.config.mode == Mode::Lines && self.tail - self.released == N {
-            self.abort_with(AbortReason::LineTooLong { limit: N });
+        self.release_len(now, len);
+        if self.config.mode == Mode::Lines && self.buf.held_len() == capacity {
+            self.abort_with(AbortReason::LineTooLong { limit: capacity });
         }
     }
 
-    fn release_to(&mut self, now: Instant, end: usize) {
-        if end > self.released {
-            if self.released == self.head {
-                // Pending was empty: the drain clock starts now.
-                self.pending_since = now;
-            }
-            self.released = end;
+    fn release_len(&mut self, now: Instant, len: usize) {
+        if len > 0 && self.buf.release(len) {
+            // Pending was empty: the drain clock starts now.
+            self.pending_since = now;
         }
     }
 
@@ -503,92 +545,31 @@ impl<const N: usize> Session<N> {
         if self.state != State::Open {
             return;
         }
-        let held = self.tail - self.released;
+        let held = self.buf.held_len();
         if held > 0 {
             if self.config.mode == Mode::Lines && reason == CloseReason::Local {
                 self.stats.units += 1;
-                self.release_to(now, self.tail);
+                self.release_len(now, held);
             } else {
-                self.stats.bytes_discarded += held as u64;
-                self.tail = self.released;
+                self.stats.bytes_discarded += self.buf.discard_held() as u64;
             }
         }
         self.state = State::Closing;
+        self.closing = reason;
         self.finish_if_drained(reason);
     }
 
     fn finish_if_drained(&mut self, reason: CloseReason) {
         if !self.wants_write() && matches!(self.state, State::PeerHalfClosed | State::Closing) {
-            self.state = State::Closed;
+            self.state = State::Closed(reason);
             debug!("session closed");
-            self.push(Event::Closed(reason));
         }
     }
 
     fn abort_with(&mut self, reason: AbortReason) {
-        self.stats.bytes_discarded += (self.tail - self.head) as u64;
-        self.head = 0;
-        self.released = 0;
-        self.tail = 0;
+        self.stats.bytes_discarded += self.buf.buffered() as u64;
+        self.buf.clear();
         self.state = State::Aborted(reason);
         debug!("session aborted");
-        self.push(Event::Aborted(reason));
     }
 }
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CloseReason::PeerFinished => "peer finished and everything was echoed",
-            CloseReason::IdleTimeout => "idle timeout",
-            CloseReason::Local => "closed locally",
-        })
-    }
-}
-
-impl fmt::Display for AbortReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            AbortReason::LineTooLong { limit } => {
-                write!(f, "line longer than the {limit}-byte buffer")
-            }
-            AbortReason::FrameTooLarge { len, limit } => {
-                write!(f, "frame of {len} bytes exceeds the {limit}-byte buffer")
-            }
-            AbortReason::TruncatedFrame { received } => {
-                write!(
-                    f,
-                    "peer finished in the middle of a frame ({received} bytes of it received)"
-                )
-            }
-            AbortReason::DrainTimeout => f.write_str("peer stopped reading (drain timeout)"),
-            AbortReason::PeerReset => f.write_str("connection reset by peer"),
-            AbortReason::Local => f.write_str("aborted locally"),
-        }
-    }
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Event::PeerFinished => f.write_str("peer finished sending"),
-            Event::Closed(reason) => write!(f, "closed: {reason}"),
-            Event::Aborted(reason) => write!(f, "aborted: {reason}"),
-        }
-    }
-}
-
-impl fmt::Display for CommitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommitError::TooMany { n, available } => {
-                write!(f, "committed {n} bytes but only {available} were offered")
-            }
-        }
-    }
-}
-
-impl core::error::Error for CommitError {}
-
-#[cfg(test)]
-mod tests;

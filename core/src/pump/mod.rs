@@ -1,0 +1,554 @@
+//! The session pump: the one loop that drives a [`Session`] over a
+//! [`Transport`], for every stream adapter (mio, blocking, smoltcp,
+//! io_uring, TLS).
+//!
+//! The adapter implements four I/O primitives on its connection (read into
+//! a slice, write from a slice, shut down the write side, and optionally
+//! report undelivered bytes) and tells the pump when the connection became
+//! readable or writable. [`Pump::drive`] then moves bytes until nothing
+//! moves or the fairness budget is spent, counts them, applies the session's
+//! decisions (backpressure, half-close, timeouts), and returns what the
+//! adapter does next:
+//!
+//! ```text
+//!   Next::Wait { read, write }  sleep until readiness or poll_timeout()
+//!   Next::Yield                 budget spent with work left: drive again soon
+//!   Next::Release(Teardown)     the connection is over: close, reset, or abandon it
+//! ```
+//!
+//! After a graceful close the pump lingers: it has shut down the write side
+//! (FIN after everything queued), and keeps reading and discarding input
+//! until the peer's FIN, so that closing the socket cannot turn unread input
+//! into a reset that destroys echo still in flight. The linger is bounded by
+//! [`SessionConfig::linger`](crate::SessionConfig::linger), counted from the
+//! last progress of the transport's delivery ([`Transport::unacknowledged`]
+//! going down), so a slow but live peer is never cut off.
+//!
+//! Counting happens here and nowhere else: bytes as they move, the close or
+//! abort reason once when the session ends, and the buffered-bytes gauge
+//! ([`StreamCounters`]).
+//!
+//! ```
+//! use ricochet_core::pump::{Next, Pump, ReadOutcome, Teardown, Transport, WriteOutcome};
+//! use ricochet_core::{Instant, SessionConfig, StreamCounters};
+//!
+//! /// A peer that sent "hi" then FIN; what we write is collected.
+//! struct Peer { input: &'static [u8], output: Vec<u8> }
+//! impl Transport for Peer {
+//!     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+//!         let n = self.input.len().min(buf.len());
+//!         buf[..n].copy_from_slice(&self.input[..n]);
+//!         self.input = &self.input[n..];
+//!         if n == 0 { ReadOutcome::Eof } else { ReadOutcome::Data(n) }
+//!     }
+//!     fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+//!         self.output.extend_from_slice(buf);
+//!         WriteOutcome::Sent(buf.len())
+//!     }
+//!     fn shutdown_write(&mut self) {}
+//! }
+//!
+//! let mut counters = StreamCounters::default();
+//! let mut pump = Pump::new([0u8; 64], SessionConfig::default(), Instant::ZERO);
+//! let mut peer = Peer { input: b"hi", output: Vec::new() };
+//! pump.set_read_closed(); // the readiness event also reported the peer's FIN
+//! let next = pump.drive(Instant::ZERO, &mut peer, usize::MAX, &mut counters);
+//! assert_eq!(next, Next::Release(Teardown::Close));
+//! assert_eq!(peer.output, b"hi");
+//! assert_eq!(counters.closed.peer_finished, 1);
+//! ```
+
+use crate::counters::StreamCounters;
+use crate::session::{Event, Session, SessionConfig, State};
+use crate::time::Instant;
+
+#[cfg(test)]
+mod tests;
+
+/// What a read from the transport gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ReadOutcome {
+    /// `n > 0` bytes were written at the start of the buffer (`Data(0)` is
+    /// read as [`ReadOutcome::Eof`]).
+    Data(usize),
+    /// The peer finished sending (FIN).
+    Eof,
+    /// Nothing to read now; the adapter says when it becomes readable
+    /// ([`Pump::set_readable`]). An interrupted call (`EINTR`) is retried by
+    /// the transport, never reported as this.
+    WouldBlock,
+    /// The connection failed.
+    Failed(Failure),
+}
+
+/// What a write to the transport gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WriteOutcome {
+    /// The transport took the first `n` bytes (a short write is normal;
+    /// `Sent(0)` is read as [`WriteOutcome::WouldBlock`]).
+    Sent(usize),
+    /// No room now; the adapter says when it becomes writable
+    /// ([`Pump::set_writable`]).
+    WouldBlock,
+    /// The connection failed.
+    Failed(Failure),
+}
+
+/// How a connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Failure {
+    /// Reset by the peer, broken pipe, or any other fatal error.
+    Reset,
+    /// The transport gave up (unanswered retransmissions, `ETIMEDOUT`).
+    TimedOut,
+}
+
+/// The I/O primitives of one stream connection, as the adapter provides them.
+pub trait Transport {
+    /// Reads into `buf` (never empty).
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome;
+
+    /// Writes from `buf` (never empty). `more` is a batching hint: the pump
+    /// is about to write again, so a partial segment may be held back
+    /// (`MSG_MORE`); the pump calls [`Transport::flush`] if it then does not.
+    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome;
+
+    /// Sends what a `more` write held back. Default: nothing to do.
+    fn flush(&mut self) {}
+
+    /// Shuts down the write side after everything queued (TCP: FIN). Called
+    /// once, when the session closes gracefully.
+    fn shutdown_write(&mut self);
+
+    /// Bytes written (and the FIN, counted as one) that the transport has
+    /// not yet seen delivered. The linger after a graceful close ends only
+    /// when this is 0, and restarts whenever it goes down. Default: 0 (the
+    /// OS delivers after the socket is closed, as a kernel TCP stack does).
+    fn unacknowledged(&self) -> usize {
+        0
+    }
+}
+
+/// What the adapter does with a connection next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use]
+pub enum Next {
+    /// Nothing moves until the connection is `read`-able (input is wanted
+    /// and the transport had none) or `write`-able (output is pending and
+    /// the transport took no more), or until [`Pump::poll_timeout`].
+    Wait {
+        /// Input is wanted.
+        read: bool,
+        /// Output is pending.
+        write: bool,
+    },
+    /// The budget ran out with work left: drive again after serving others.
+    Yield,
+    /// The connection is over: release it this way. Returned once; the
+    /// counters already hold its end.
+    Release(Teardown),
+}
+
+/// How to release a finished connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Teardown {
+    /// Everything was echoed and delivered and the peer finished: close the
+    /// socket (the FIN already went out through [`Transport::shutdown_write`]).
+    Close,
+    /// The session aborted: reset the connection (TCP: RST, `SO_LINGER` 0,
+    /// smoltcp `abort()`).
+    Reset,
+    /// The session closed gracefully but the peer did not finish, or the
+    /// transport made no delivery progress, within the linger time: release
+    /// the socket as the transport can (a kernel socket: close it; smoltcp:
+    /// `abort()`).
+    Abandon,
+}
+
+/// Where the pump is in a connection's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The session runs.
+    Serving,
+    /// Closed gracefully; FIN sent; waiting for the peer's FIN and for
+    /// delivery, since the last delivery progress.
+    Lingering {
+        since: Instant,
+        unacknowledged: usize,
+    },
+    /// Release was returned.
+    Released(Teardown),
+}
+
+/// A session and the state that drives it over a transport. See the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct Pump<S> {
+    session: Session<S>,
+    phase: Phase,
+    readable: bool,
+    writable: bool,
+    /// The last readiness report included the peer's FIN or an error: read
+    /// until the transport says so, even after a short read.
+    read_closed: bool,
+    /// Bytes this session holds, as last added to the counters' gauge.
+    buffered: usize,
+    /// [`Pump::abort`] was called while lingering.
+    cut_short: bool,
+}
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
+    /// A new connection over `storage` (see [`Session::new`]). Readiness is
+    /// assumed, so the first drive reads whatever already arrived.
+    pub fn new(storage: S, config: SessionConfig, now: Instant) -> Self {
+        Pump::from_session(Session::new(storage, config, now))
+    }
+
+    /// Drives an existing session (e.g. one re-armed with [`Pump::reset`]).
+    pub fn from_session(session: Session<S>) -> Self {
+        Pump {
+            session,
+            phase: Phase::Serving,
+            readable: true,
+            writable: true,
+            read_closed: false,
+            buffered: 0,
+            cut_short: false,
+        }
+    }
+
+    /// Re-arms for a new connection, keeping the storage.
+    pub fn reset(&mut self, config: SessionConfig, now: Instant) {
+        self.session.reset(config, now);
+        self.phase = Phase::Serving;
+        self.readable = true;
+        self.writable = true;
+        self.read_closed = false;
+        self.buffered = 0;
+        self.cut_short = false;
+    }
+
+    /// The session (state, counters, buffer size).
+    pub fn session(&self) -> &Session<S> {
+        &self.session
+    }
+
+    /// The connection may have input (a readiness event).
+    pub fn set_readable(&mut self) {
+        self.readable = true;
+    }
+
+    /// The connection may take output (a readiness event).
+    pub fn set_writable(&mut self) {
+        self.writable = true;
+    }
+
+    /// The readiness event reported the peer's FIN or an error: the next
+    /// drive reads until the transport reports it.
+    pub fn set_read_closed(&mut self) {
+        self.readable = true;
+        self.read_closed = true;
+    }
+
+    /// Both directions may be ready: for level-triggered or polled
+    /// transports (smoltcp, blocking sockets), call before every drive.
+    pub fn set_ready(&mut self) {
+        self.readable = true;
+        self.writable = true;
+    }
+
+    /// Whether the session is over and the pump is lingering or released.
+    pub fn is_finishing(&self) -> bool {
+        self.phase != Phase::Serving
+    }
+
+    /// Whether [`Next::Release`] was returned.
+    pub fn is_released(&self) -> bool {
+        matches!(self.phase, Phase::Released(_))
+    }
+
+    /// Closes gracefully (server shutdown): what is queued is still echoed.
+    pub fn close(&mut self, now: Instant) {
+        self.session.close(now);
+    }
+
+    /// Aborts: the next drive releases with [`Teardown::Reset`] (or
+    /// [`Teardown::Abandon`] while lingering).
+    pub fn abort(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Serving => self.session.abort(now),
+            Phase::Lingering { .. } => self.cut_short = true,
+            Phase::Released(_) => {}
+        }
+    }
+
+    /// The next instant at which [`Pump::drive`] has work to do even without
+    /// readiness: a session deadline or the end of the linger.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Serving => self.session.poll_timeout(),
+            Phase::Lingering { .. } if self.cut_short => Some(Instant::ZERO),
+            Phase::Lingering { since, .. } => Some(since + self.session.config().linger),
+            Phase::Released(_) => None,
+        }
+    }
+
+    /// The session's next event to log (see [`Session::poll_event`]).
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.session.poll_event()
+    }
+
+    /// Moves bytes between `io` and the session until nothing moves, the
+    /// session ends, or `budget` bytes were read; fires due deadlines;
+    /// counts into `counters`; says what to do next.
+    ///
+    /// Calling it without readiness or before a deadline is harmless.
+    pub fn drive<T: Transport + ?Sized>(
+        &mut self,
+        now: Instant,
+        io: &mut T,
+        budget: usize,
+        counters: &mut StreamCounters,
+    ) -> Next {
+        let next = match self.phase {
+            Phase::Serving => {
+                self.session.handle_timeout(now);
+                let next = self.serve(now, io, budget, counters);
+                if self.session.is_terminal() {
+                    self.finish(now, io, budget, counters)
+                } else {
+                    next
+                }
+            }
+            Phase::Lingering { .. } => self.linger(now, io, budget, counters),
+            Phase::Released(how) => Next::Release(how),
+        };
+        self.update_gauge(counters);
+        next
+    }
+
+    /// The echo loop proper.
+    fn serve<T: Transport + ?Sized>(
+        &mut self,
+        now: Instant,
+        io: &mut T,
+        budget: usize,
+        counters: &mut StreamCounters,
+    ) -> Next {
+        let mut budget = budget;
+        // Streaming: a read that filled its buffer means more input is
+        // waiting, so its echo is written with the `more` hint and the
+        // transport sends a few large segments instead of one per chunk.
+        // Ping-pong traffic (short reads) is written without it, and
+        // anything held back is flushed before returning.
+        let mut more_input = false;
+        let mut held_back = false;
+        loop {
+            let mut progress = false;
+            if self.readable && budget > 0 {
+                let buf = self.session.receive_buffer();
+                if !buf.is_empty() {
+                    let want = buf.len().min(budget);
+                    match io.read(&mut buf[..want]) {
+                        ReadOutcome::Data(n) if n > 0 => {
+                            let n = n.min(want);
+                            // n <= want <= what was offered: cannot fail.
+                            let _ = self.session.commit_received(now, n);
+                            counters.bytes_in += n as u64;
+                            budget -= n;
+                            more_input = n == want;
+                            // A short read drained the transport, unless a
+                            // FIN or error is still to be read.
+                            if n < want && !self.read_closed {
+                                self.readable = false;
+                            }
+                        }
+                        ReadOutcome::Data(_) | ReadOutcome::Eof => {
+                            self.readable = false;
+                            self.session.handle_peer_fin(now);
+                        }
+                        ReadOutcome::WouldBlock => self.readable = false,
+                        ReadOutcome::Failed(failure) => {
+                            self.readable = false;
+                            self.fail(now, failure);
+                        }
+                    }
+                    progress = true;
+                }
+            }
+            if self.writable {
+                let out = self.session.transmit_buffer();
+                if !out.is_empty() {
+                    let offered = out.len();
+                    let more = more_input && self.readable && budget > 0;
+                    match io.write(out, more) {
+                        WriteOutcome::Sent(n) if n > 0 => {
+                            let n = n.min(offered);
+                            held_back = more;
+                            // n <= what was offered: cannot fail.
+                            let _ = self.session.commit_sent(now, n);
+                            counters.bytes_out += n as u64;
+                            if n < offered {
+                                self.writable = false;
+                            }
+                        }
+                        WriteOutcome::Sent(_) | WriteOutcome::WouldBlock => {
+                            self.writable = false;
+                        }
+                        WriteOutcome::Failed(failure) => {
+                            self.writable = false;
+                            self.fail(now, failure);
+                        }
+                    }
+                    progress = true;
+                }
+            }
+            if !progress || self.session.is_terminal() {
+                break;
+            }
+        }
+        if held_back {
+            io.flush();
+        }
+        let read = self.session.wants_read();
+        let write = self.session.wants_write();
+        if budget == 0 && ((self.readable && read) || (self.writable && write)) {
+            Next::Yield
+        } else {
+            Next::Wait { read, write }
+        }
+    }
+
+    fn fail(&mut self, now: Instant, failure: Failure) {
+        match failure {
+            Failure::Reset => self.session.handle_peer_reset(now),
+            Failure::TimedOut => self.session.handle_transport_timeout(now),
+        }
+    }
+
+    /// The session just ended: count it, then reset or start lingering.
+    fn finish<T: Transport + ?Sized>(
+        &mut self,
+        now: Instant,
+        io: &mut T,
+        budget: usize,
+        counters: &mut StreamCounters,
+    ) -> Next {
+        counters.bytes_discarded += self.session.stats().bytes_discarded;
+        match self.session.state() {
+            State::Aborted(reason) => {
+                counters.aborted.count(reason);
+                self.release(Teardown::Reset)
+            }
+            State::Closed(reason) => {
+                counters.closed.count(reason);
+                io.flush();
+                io.shutdown_write();
+                self.phase = Phase::Lingering {
+                    since: now,
+                    unacknowledged: io.unacknowledged(),
+                };
+                self.linger(now, io, budget, counters)
+            }
+            // Not terminal: unreachable from `drive`.
+            _ => Next::Wait {
+                read: false,
+                write: false,
+            },
+        }
+    }
+
+    /// After a graceful close: discard input until the peer's FIN, and wait
+    /// for delivery, within the linger time since the last progress.
+    fn linger<T: Transport + ?Sized>(
+        &mut self,
+        now: Instant,
+        io: &mut T,
+        budget: usize,
+        counters: &mut StreamCounters,
+    ) -> Next {
+        let Phase::Lingering {
+            mut since,
+            unacknowledged,
+        } = self.phase
+        else {
+            return Next::Wait {
+                read: false,
+                write: false,
+            };
+        };
+        if self.cut_short {
+            counters.lingered += 1;
+            return self.release(Teardown::Abandon);
+        }
+        let mut discarded = 0usize;
+        while !self.session.peer_finished() && self.readable && discarded < budget {
+            let scratch = self.session.scratch();
+            let want = scratch.len().min(budget - discarded);
+            if want == 0 {
+                break;
+            }
+            match io.read(&mut scratch[..want]) {
+                ReadOutcome::Data(n) if n > 0 => {
+                    discarded += n;
+                    counters.bytes_in += n as u64;
+                    counters.bytes_discarded += n as u64;
+                }
+                ReadOutcome::Data(_) | ReadOutcome::Eof => self.session.handle_peer_fin(now),
+                ReadOutcome::WouldBlock => self.readable = false,
+                // Nothing can be delivered any more: done.
+                ReadOutcome::Failed(_) => return self.release(Teardown::Close),
+            }
+        }
+        let left = io.unacknowledged();
+        if left < unacknowledged {
+            since = now;
+        }
+        self.phase = Phase::Lingering {
+            since,
+            unacknowledged: left,
+        };
+        if self.session.peer_finished() && left == 0 {
+            return self.release(Teardown::Close);
+        }
+        if now >= since + self.session.config().linger {
+            counters.lingered += 1;
+            return self.release(Teardown::Abandon);
+        }
+        if discarded >= budget && self.readable {
+            return Next::Yield;
+        }
+        Next::Wait {
+            read: !self.session.peer_finished(),
+            write: left > 0,
+        }
+    }
+
+    fn release(&mut self, how: Teardown) -> Next {
+        self.phase = Phase::Released(how);
+        Next::Release(how)
+    }
+
+    /// Keeps the counters' `buffered` gauge equal to the sum over live sessions.
+    fn update_gauge(&mut self, counters: &mut StreamCounters) {
+        let now = if self.is_released() {
+            0
+        } else {
+            self.session.buffered()
+        };
+        if now != self.buffered {
+            counters.buffered = counters
+                .buffered
+                .wrapping_add(now as u64)
+                .wrapping_sub(self.buffered as u64);
+            self.buffered = now;
+        }
+    }
+}

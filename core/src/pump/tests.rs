@@ -1,0 +1,417 @@
+//! Pump unit tests over a scripted transport, named `<phase>_<event>_<outcome>`.
+
+use std::collections::VecDeque;
+use std::vec::Vec;
+
+use super::*;
+use crate::mode::Mode;
+use crate::session::{AbortReason, CloseReason};
+use crate::time::Duration;
+
+const T0: Instant = Instant::from_micros(1_000_000);
+
+fn at(ms: u64) -> Instant {
+    T0 + Duration::from_millis(ms)
+}
+
+fn cfg(mode: Mode) -> SessionConfig {
+    SessionConfig {
+        mode,
+        idle_timeout: Some(Duration::from_secs(10)),
+        drain_timeout: Some(Duration::from_secs(5)),
+        linger: Duration::from_secs(2),
+    }
+}
+
+/// A scripted connection: reads come from `input` (then `Eof` if `fin`,
+/// else `WouldBlock`), writes go to `output` while `room` lasts.
+#[derive(Default)]
+struct Script {
+    input: VecDeque<u8>,
+    fin: bool,
+    read_failure: Option<Failure>,
+    write_failure: Option<Failure>,
+    /// Bytes the transport takes before `WouldBlock`.
+    room: usize,
+    output: Vec<u8>,
+    reads: usize,
+    more: Vec<bool>,
+    flushes: usize,
+    shutdowns: usize,
+    unacked: usize,
+}
+
+impl Script {
+    fn with_input(data: &[u8], fin: bool) -> Self {
+        Script {
+            input: data.iter().copied().collect(),
+            fin,
+            room: usize::MAX,
+            ..Script::default()
+        }
+    }
+}
+
+impl Transport for Script {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        self.reads += 1;
+        if let Some(f) = self.read_failure {
+            return ReadOutcome::Failed(f);
+        }
+        if self.input.is_empty() {
+            return if self.fin {
+                ReadOutcome::Eof
+            } else {
+                ReadOutcome::WouldBlock
+            };
+        }
+        let n = buf.len().min(self.input.len());
+        for (slot, b) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *slot = b;
+        }
+        ReadOutcome::Data(n)
+    }
+
+    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
+        if let Some(f) = self.write_failure {
+            return WriteOutcome::Failed(f);
+        }
+        let n = buf.len().min(self.room);
+        if n == 0 {
+            return WriteOutcome::WouldBlock;
+        }
+        self.room -= n;
+        self.output.extend_from_slice(&buf[..n]);
+        self.more.push(more);
+        WriteOutcome::Sent(n)
+    }
+
+    fn flush(&mut self) {
+        self.flushes += 1;
+    }
+
+    fn shutdown_write(&mut self) {
+        self.shutdowns += 1;
+    }
+
+    fn unacknowledged(&self) -> usize {
+        self.unacked
+    }
+}
+
+fn pump(mode: Mode, size: usize) -> Pump<Vec<u8>> {
+    Pump::new(std::vec![0u8; size], cfg(mode), T0)
+}
+
+#[test]
+fn serving_readable_raw_echoes_everything_and_counts_bytes() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"hello", false);
+    let mut c = StreamCounters::default();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: false
+        }
+    );
+    assert_eq!(io.output, b"hello");
+    assert_eq!((c.bytes_in, c.bytes_out), (5, 5));
+}
+
+#[test]
+fn serving_short_read_stops_reading_until_readable_again() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.reads, 1, "a short read means the transport is drained");
+    io.input.extend(b"de");
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.reads, 1, "no read without a readiness event");
+    p.set_readable();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"abcde");
+}
+
+#[test]
+fn serving_read_closed_short_read_keeps_reading_until_eof() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", true);
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(next, Next::Release(Teardown::Close));
+    assert_eq!(io.output, b"abc");
+    assert_eq!(c.closed.peer_finished, 1);
+}
+
+#[test]
+fn serving_short_write_keeps_the_rest_until_writable() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"0123456789", false);
+    io.room = 4;
+    let mut c = StreamCounters::default();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: true
+        }
+    );
+    assert_eq!(io.output, b"0123");
+    assert_eq!(c.buffered, 6, "the gauge holds the unsent bytes");
+    io.room = usize::MAX;
+    p.set_writable();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"0123456789");
+    assert_eq!(c.buffered, 0);
+}
+
+#[test]
+fn serving_full_read_writes_with_more_then_flushes() {
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = Script::with_input(b"0123456789ab", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"0123456789ab");
+    assert_eq!(io.more, [true, true, true], "each read filled the buffer");
+    assert_eq!(io.flushes, 1, "what `more` held back is flushed once");
+}
+
+#[test]
+fn serving_budget_spent_with_input_left_yields() {
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = Script::with_input(b"0123456789", false);
+    let mut c = StreamCounters::default();
+    assert_eq!(p.drive(T0, &mut io, 8, &mut c), Next::Yield);
+    assert_eq!(c.bytes_in, 8);
+    let _ = p.drive(T0, &mut io, 8, &mut c);
+    assert_eq!(io.output, b"0123456789");
+}
+
+#[test]
+fn serving_eof_after_pending_echo_closes_and_counts_peer_finished() {
+    let mut p = pump(Mode::Lines, 64);
+    let mut io = Script::with_input(b"a\nlast", true);
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(next, Next::Release(Teardown::Close));
+    assert_eq!(
+        io.output, b"a\nlast",
+        "the unterminated last line is echoed"
+    );
+    assert_eq!(io.shutdowns, 1);
+    assert_eq!(p.poll_event(), Some(Event::PeerFinished));
+    assert_eq!(
+        p.poll_event(),
+        Some(Event::Closed(CloseReason::PeerFinished))
+    );
+    assert_eq!(c.ended(), 1);
+}
+
+#[test]
+fn serving_read_reset_aborts_counts_peer_reset_and_resets() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    io.read_failure = Some(Failure::Reset);
+    let mut c = StreamCounters::default();
+    assert_eq!(
+        p.drive(T0, &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!(c.aborted.peer_reset, 1);
+    assert_eq!(io.shutdowns, 0, "no FIN before a reset");
+}
+
+#[test]
+fn serving_transport_timeout_counts_timed_out_not_peer_reset() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"x", false);
+    io.write_failure = Some(Failure::TimedOut);
+    let mut c = StreamCounters::default();
+    assert_eq!(
+        p.drive(T0, &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!((c.aborted.timed_out, c.aborted.peer_reset), (1, 0));
+    assert_eq!(p.poll_event(), Some(Event::Aborted(AbortReason::TimedOut)));
+}
+
+#[test]
+fn released_pump_returns_the_same_release_and_counts_once() {
+    let mut p = pump(Mode::Frames, 64);
+    let mut io = Script::with_input(b"\x00\x05ab", true);
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let first = p.drive(T0, &mut io, usize::MAX, &mut c);
+    let again = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(first, Next::Release(Teardown::Reset));
+    assert_eq!(again, first);
+    assert_eq!(c.aborted.truncated_frame, 1);
+    assert_eq!(c.ended(), 1);
+    assert_eq!(c.bytes_discarded, 4);
+}
+
+#[test]
+fn serving_idle_deadline_closes_sends_fin_and_lingers_for_eof() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(p.poll_timeout(), Some(at(10_000)));
+    let next = p.drive(at(10_000), &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: false
+        },
+        "lingering: waiting for the peer's FIN"
+    );
+    assert_eq!(io.shutdowns, 1);
+    assert_eq!(c.closed.idle_timeout, 1);
+    assert_eq!(p.poll_timeout(), Some(at(12_000)));
+    io.fin = true;
+    p.set_readable();
+    assert_eq!(
+        p.drive(at(10_500), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(c.lingered, 0);
+}
+
+#[test]
+fn lingering_input_is_read_and_discarded() {
+    let mut p = pump(Mode::Raw, 8);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    io.input.extend(b"late bytes that are not echoed");
+    io.fin = true;
+    p.set_readable();
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert!(io.output.is_empty());
+    assert_eq!(c.bytes_discarded, 30);
+    assert_eq!(c.closed.local, 1);
+}
+
+#[test]
+fn lingering_without_peer_fin_abandons_after_linger_and_counts_it() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    let _ = p.drive(at(1_999), &mut io, usize::MAX, &mut c);
+    assert!(!p.is_released());
+    assert_eq!(
+        p.drive(at(2_000), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Abandon)
+    );
+    assert_eq!(c.lingered, 1);
+    assert_eq!(c.closed.local, 1, "still a graceful close");
+}
+
+#[test]
+fn lingering_delivery_progress_restarts_the_linger_clock() {
+    // The transport still holds unacknowledged echo (a lossy path): the
+    // linger counts from the last acknowledgement, not from the close.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", true);
+    io.unacked = 3000;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(!p.is_released(), "FIN seen, but echo not yet delivered");
+    io.unacked = 1500;
+    let _ = p.drive(at(1_900), &mut io, usize::MAX, &mut c);
+    assert!(
+        !p.is_released() && p.poll_timeout() == Some(at(3_900)),
+        "progress at 1.9 s moves the deadline to 3.9 s"
+    );
+    let _ = p.drive(at(3_000), &mut io, usize::MAX, &mut c);
+    assert!(
+        !p.is_released(),
+        "2 s after the close, but delivery progressed"
+    );
+    io.unacked = 0;
+    assert_eq!(
+        p.drive(at(3_500), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(c.lingered, 0);
+}
+
+#[test]
+fn lingering_abort_abandons_at_once() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    p.abort(at(1));
+    assert_eq!(p.poll_timeout(), Some(Instant::ZERO));
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Abandon)
+    );
+    assert_eq!((c.lingered, c.aborted.total()), (1, 0));
+}
+
+#[test]
+fn serving_abort_resets_and_counts_local() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", false);
+    io.room = 0;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(c.buffered, 3);
+    p.abort(at(1));
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!(c.aborted.local, 1);
+    assert_eq!((c.buffered, c.bytes_discarded), (0, 3));
+}
+
+#[test]
+fn serving_peer_stops_reading_drain_deadline_resets() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"stuck", false);
+    io.room = 0;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(p.poll_timeout(), Some(at(5_000)));
+    assert_eq!(
+        p.drive(at(5_000), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!(c.aborted.drain_timeout, 1);
+}
+
+#[test]
+fn reset_rearms_a_released_pump_over_the_same_storage() {
+    let mut p = pump(Mode::Raw, 16);
+    let mut io = Script::with_input(b"a", true);
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(p.is_released());
+    p.reset(cfg(Mode::Raw), at(1));
+    p.set_read_closed();
+    let mut io = Script::with_input(b"bc", true);
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(io.output, b"bc");
+    assert_eq!(c.closed.peer_finished, 2);
+}

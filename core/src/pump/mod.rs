@@ -343,15 +343,44 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         counters: &mut StreamCounters,
     ) -> Next {
         let mut budget = budget;
-        // Streaming: a read that filled its buffer means more input is
-        // waiting, so its echo is written with the `more` hint and the
-        // transport sends a few large segments instead of one per chunk.
-        // Ping-pong traffic (short reads) is written without it, and
-        // anything held back is flushed before returning.
+        // Output first: what is pending leaves before more input is taken
+        // (a blocking transport would otherwise sit in a read with echo
+        // still queued). Streaming: a read that filled its buffer means
+        // more input is waiting, so its echo is written with the `more`
+        // hint and the transport sends a few large segments instead of one
+        // per chunk. Ping-pong traffic (short reads) is written without it,
+        // and anything held back is flushed before returning.
         let mut more_input = false;
         let mut held_back = false;
         loop {
             let mut progress = false;
+            if self.writable {
+                let out = self.session.transmit_buffer();
+                if !out.is_empty() {
+                    let offered = out.len();
+                    let more = more_input && self.readable && budget > 0;
+                    match io.write(out, more) {
+                        WriteOutcome::Sent(n) if n > 0 => {
+                            let n = n.min(offered);
+                            held_back = more;
+                            // n <= what was offered: cannot fail.
+                            let _ = self.session.commit_sent(now, n);
+                            counters.bytes_out += n as u64;
+                            if n < offered {
+                                self.writable = false;
+                            }
+                        }
+                        WriteOutcome::Sent(_) | WriteOutcome::WouldBlock => {
+                            self.writable = false;
+                        }
+                        WriteOutcome::Failed(failure) => {
+                            self.writable = false;
+                            self.fail(now, failure);
+                        }
+                    }
+                    progress = true;
+                }
+            }
             if self.readable && budget > 0 {
                 let buf = self.session.receive_buffer();
                 if !buf.is_empty() {
@@ -377,33 +406,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                         ReadOutcome::WouldBlock => self.readable = false,
                         ReadOutcome::Failed(failure) => {
                             self.readable = false;
-                            self.fail(now, failure);
-                        }
-                    }
-                    progress = true;
-                }
-            }
-            if self.writable {
-                let out = self.session.transmit_buffer();
-                if !out.is_empty() {
-                    let offered = out.len();
-                    let more = more_input && self.readable && budget > 0;
-                    match io.write(out, more) {
-                        WriteOutcome::Sent(n) if n > 0 => {
-                            let n = n.min(offered);
-                            held_back = more;
-                            // n <= what was offered: cannot fail.
-                            let _ = self.session.commit_sent(now, n);
-                            counters.bytes_out += n as u64;
-                            if n < offered {
-                                self.writable = false;
-                            }
-                        }
-                        WriteOutcome::Sent(_) | WriteOutcome::WouldBlock => {
-                            self.writable = false;
-                        }
-                        WriteOutcome::Failed(failure) => {
-                            self.writable = false;
                             self.fail(now, failure);
                         }
                     }

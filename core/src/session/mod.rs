@@ -573,3 +573,63 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         debug!("session aborted");
     }
 }
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::PeerFinished => "peer finished and everything was echoed",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::Local => "closed locally",
+        })
+    }
+}
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AbortReason::LineTooLong { limit } => {
+                write!(f, "line longer than the {limit}-byte buffer")
+            }
+            AbortReason::FrameTooLarge { len, limit } => {
+                write!(f, "frame of {len} bytes exceeds the {limit}-byte buffer")
+            }
+            AbortReason::TruncatedFrame { received } => {
+                write!(
+                    f,
+                    "peer finished in the middle of a frame ({received} bytes of it received)"
+                )
+            }
+            AbortReason::DrainTimeout => f.write_str("peer stopped reading (drain timeout)"),
+            AbortReason::PeerReset => f.write_str("connection reset by peer"),
+            AbortReason::TimedOut => {
+                f.write_str("connection timed out (retransmissions unanswered)")
+            }
+            AbortReason::Local => f.write_str("aborted locally"),
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::PeerFinished => f.write_str("peer finished sending"),
+            Event::Closed(reason) => write!(f, "closed: {reason}"),
+            Event::Aborted(reason) => write!(f, "aborted: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommitError::TooMany { n, available } => {
+                write!(f, "committed {n} bytes but only {available} were offered")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CommitError {}
+
+#[cfg(test)]
+mod tests;

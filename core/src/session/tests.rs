@@ -68,7 +68,10 @@ fn open_full_buffer_offers_no_space_until_half_is_sent() {
     assert!(!s.wants_read());
     assert!(s.receive_buffer().is_empty());
     s.commit_sent(T0, 3).unwrap();
-    assert!(!s.wants_read(), "3 bytes freed, 5 live: moving them is not paid for");
+    assert!(
+        !s.wants_read(),
+        "3 bytes freed, 5 live: moving them is not paid for"
+    );
     assert!(s.receive_buffer().is_empty());
     s.commit_sent(T0, 1).unwrap();
     assert!(s.wants_read());
@@ -379,10 +382,17 @@ fn closing_repeated_peer_fin_loses_no_terminal_event() {
     for _ in 0..5 {
         s.handle_peer_fin(T0);
     }
-    assert_eq!(s.state(), State::Closing, "FIN outside Open changes nothing");
+    assert_eq!(
+        s.state(),
+        State::Closing,
+        "FIN outside Open changes nothing"
+    );
     assert!(s.peer_finished());
     drain(&mut s, T0);
-    assert_eq!(events(&mut s).as_slice(), &[Event::Closed(CloseReason::Local)]);
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::Closed(CloseReason::Local)]
+    );
 }
 
 #[test]
@@ -395,7 +405,10 @@ fn half_closed_repeated_peer_fin_reports_it_once() {
     drain(&mut s, T0);
     assert_eq!(
         events(&mut s).as_slice(),
-        &[Event::PeerFinished, Event::Closed(CloseReason::PeerFinished)]
+        &[
+            Event::PeerFinished,
+            Event::Closed(CloseReason::PeerFinished)
+        ]
     );
 }
 
@@ -409,7 +422,10 @@ fn terminal_event_survives_an_adapter_that_polls_late() {
     s.handle_timeout(at(100_000));
     assert_eq!(
         events(&mut s).as_slice(),
-        &[Event::PeerFinished, Event::Closed(CloseReason::PeerFinished)]
+        &[
+            Event::PeerFinished,
+            Event::Closed(CloseReason::PeerFinished)
+        ]
     );
 }
 
@@ -443,7 +459,8 @@ fn open_slow_reader_acks_do_not_each_move_the_buffer() {
         fed += feed(&mut s, T0, &chunk);
     }
     for _ in 0..1000 {
-        s.commit_sent(T0, 1400.min(s.transmit_buffer().len())).unwrap();
+        s.commit_sent(T0, 1400.min(s.transmit_buffer().len()))
+            .unwrap();
         feed(&mut s, T0, &chunk);
     }
     let st = s.stats();
@@ -458,12 +475,17 @@ fn open_slow_reader_acks_do_not_each_move_the_buffer() {
 #[test]
 fn open_lines_held_line_after_sent_bytes_moves_once_and_completes() {
     let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
-    feed(&mut s, T0, b"a
-bcdef");
+    feed(
+        &mut s, T0, b"a
+bcdef",
+    );
     drain(&mut s, T0);
-    // "bcdef" is held at offset 2, nothing pending, 1 byte free.
-    assert_eq!(feed(&mut s, T0, b"gh"), 2, "the held line moved to make room");
-    assert_eq!(s.stats().bytes_moved, 5);
+    // "bcdef" is held at offset 2, nothing pending, 1 byte free at the end.
+    assert_eq!(feed(&mut s, T0, b"gh"), 1, "the free end is used first");
+    assert_eq!(s.stats().bytes_moved, 0);
+    // Now full with nothing pending: the held line moves once to make room.
+    assert_eq!(feed(&mut s, T0, b"h"), 1);
+    assert_eq!(s.stats().bytes_moved, 6);
     feed(&mut s, T0, b"\n");
     assert_eq!(drain(&mut s, T0).as_slice(), b"bcdefgh\n");
 }

@@ -1,6 +1,7 @@
 //! A tiny blocking driver: one connection, one thread, no event loop.
 //!
-//! [`serve_connection`] drives a core [`Session`] (the echo server side) and
+//! [`serve_connection`] drives a core session through the core's [`Pump`]
+//! (the echo server side, exactly as `ricochet serve` does) and
 //! [`probe_connection`] a core [`StreamProbe`] (the verifying client) over
 //! any blocking stream implementing [`embedded_io::Read`] +
 //! [`embedded_io::Write`]: a std `TcpStream`/`UnixStream` wrapped in
@@ -42,8 +43,11 @@ use std::io;
 
 use embedded_io::{Error as _, ErrorKind, ErrorType, Read, Write};
 use ricochet_core::probe::{ConfigError, ProbeConfig, ProbeError, ProbeStats};
+use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::session::SessionStats;
-use ricochet_core::{AbortReason, Instant, Session, SessionConfig, State, StreamProbe};
+use ricochet_core::{
+    AbortReason, Instant, Next, Pump, SessionConfig, State, StreamCounters, StreamProbe,
+};
 
 use crate::clock::Clock;
 
@@ -146,51 +150,123 @@ impl<T: io::Write> Write for StdStream<T> {
     }
 }
 
+/// A blocking stream whose write side can be shut down (TCP and Unix:
+/// `shutdown(Write)`, which sends FIN after everything queued).
+///
+/// [`serve_connection`] half-closes through it when the session closes
+/// gracefully, then keeps reading until the peer finishes, like every
+/// other Ricochet transport. A stream that cannot half-close implements it
+/// as a no-op: the peer then sees the end when the caller closes the stream.
+pub trait HalfClose {
+    /// Sends FIN after everything written; errors are ignored (the peer may
+    /// be gone already).
+    fn shutdown_write(&mut self);
+}
+
+macro_rules! half_close_via_shutdown {
+    ($($t:ty),*) => {$(
+        impl HalfClose for StdStream<$t> {
+            fn shutdown_write(&mut self) {
+                let _ = self.inner.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    )*};
+}
+
+half_close_via_shutdown!(
+    std::net::TcpStream,
+    &std::net::TcpStream,
+    std::os::unix::net::UnixStream,
+    &std::os::unix::net::UnixStream
+);
+
 /// Why [`serve_connection`] ended other than by a graceful close.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum DriveError<E> {
+pub enum DriveError {
     /// The session aborted (overlong line, oversized or truncated frame,
-    /// drain timeout…): reset the connection (e.g. `SO_LINGER` 0) rather
-    /// than closing it gracefully.
+    /// drain timeout, reset by the peer…): the connection is to be reset
+    /// (e.g. `SO_LINGER` 0) rather than closed gracefully.
     Aborted {
         /// Why.
         reason: AbortReason,
         /// The session's counters at the end.
         stats: SessionStats,
     },
-    /// The stream failed (reset, broken pipe…); the session counts as aborted.
-    Io {
-        /// The stream's error.
-        error: E,
-        /// The session's counters at the end.
-        stats: SessionStats,
-    },
-    /// The stream accepted 0 bytes of a non-empty write.
-    WriteZero,
 }
 
-impl<E: core::fmt::Display> core::fmt::Display for DriveError<E> {
+impl core::fmt::Display for DriveError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             DriveError::Aborted { reason, .. } => write!(f, "session aborted: {reason}"),
-            DriveError::Io { error, .. } => write!(f, "stream failed: {error}"),
-            DriveError::WriteZero => f.write_str("the stream accepted 0 bytes of a write"),
         }
     }
 }
 
-impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for DriveError<E> {}
+impl std::error::Error for DriveError {}
 
-/// Serves one echo connection until it ends; `N` is the session buffer.
+/// An `embedded_io` stream as the core's [`Transport`]: a timed-out call
+/// is "nothing now", `Interrupted` is retried, other errors fail the
+/// connection.
+struct Blocking<'a, S: ?Sized>(&'a mut S);
+
+fn failure(kind: ErrorKind) -> Failure {
+    if kind == ErrorKind::TimedOut {
+        Failure::TimedOut
+    } else {
+        Failure::Reset
+    }
+}
+
+impl<S: Read + Write + HalfClose + ?Sized> Transport for Blocking<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        loop {
+            return match self.0.read(buf) {
+                Ok(0) => ReadOutcome::Eof,
+                Ok(n) => ReadOutcome::Data(n),
+                Err(e) if e.kind() == ErrorKind::TimedOut => ReadOutcome::WouldBlock,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => ReadOutcome::Failed(failure(e.kind())),
+            };
+        }
+    }
+
+    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+        loop {
+            return match self.0.write(buf) {
+                // A blocking stream that takes nothing will not take more later.
+                Ok(0) => WriteOutcome::Failed(Failure::Reset),
+                Ok(n) => WriteOutcome::Sent(n),
+                Err(e) if e.kind() == ErrorKind::TimedOut => WriteOutcome::WouldBlock,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => WriteOutcome::Failed(failure(e.kind())),
+            };
+        }
+    }
+
+    fn flush(&mut self) {
+        let _ = self.0.flush();
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.0.flush();
+        self.0.shutdown_write();
+    }
+}
+
+/// Serves one echo connection until it ends, over `storage` (the session
+/// buffer: its length is the longest line or largest frame echoed).
 ///
-/// Returns the counters when the session closed gracefully (peer finished
-/// and everything was echoed, or the idle timeout): the caller then shuts
-/// down the write side and closes. Time reaches the session only through
-/// `time` and through timed-out reads/writes (see the [module docs](self)).
+/// Runs the core's [`Pump`] over the blocking stream: everything pending is
+/// written before the next read; after a graceful close the stream is
+/// half-closed ([`HalfClose`]) and read until the peer finishes, within the
+/// session's linger time. Returns the session's counters when it closed
+/// gracefully (the caller then drops the stream), or [`DriveError`] when it
+/// aborted (the caller resets). Time reaches the session through `time`
+/// and through timed-out reads and writes (see the [module docs](self)).
 ///
 /// ```no_run
-/// use std::net::{Shutdown, TcpListener};
+/// use std::net::TcpListener;
 /// use std::time::Duration;
 /// use ricochet::blocking::{serve_connection, StdStream};
 /// use ricochet::clock::Clock;
@@ -201,92 +277,50 @@ impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for DriveError<
 /// tcp.set_read_timeout(Some(Duration::from_secs(1)))?;
 /// tcp.set_write_timeout(Some(Duration::from_secs(1)))?;
 /// let mut stream = StdStream::new(&tcp);
-/// match serve_connection::<4096, _, _>(&mut stream, SessionConfig::default(), &Clock::new()) {
-///     Ok(stats) => { println!("echoed {} bytes", stats.bytes_out); tcp.shutdown(Shutdown::Write)?; }
+/// let mut buffer = [0u8; 4096];
+/// match serve_connection(&mut stream, &mut buffer[..], SessionConfig::default(), &Clock::new()) {
+///     Ok(stats) => println!("echoed {} bytes", stats.bytes_out),
 ///     Err(e) => eprintln!("{e}"),
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn serve_connection<const N: usize, S, T>(
+pub fn serve_connection<S, B, T>(
     stream: &mut S,
+    storage: B,
     config: SessionConfig,
     time: &T,
-) -> Result<SessionStats, DriveError<S::Error>>
+) -> Result<SessionStats, DriveError>
 where
-    S: Read + Write + ?Sized,
+    S: Read + Write + HalfClose + ?Sized,
+    B: AsRef<[u8]> + AsMut<[u8]>,
     T: TimeSource + ?Sized,
 {
-    let mut session = Session::<N>::new(config, time.now());
+    let mut pump = Pump::new(storage, config, time.now());
+    let mut io = Blocking(stream);
+    let mut counters = StreamCounters::default();
     loop {
-        // 1. Write everything pending (a short write leaves the rest pending).
-        while session.wants_write() {
-            match stream.write(session.transmit_buffer()) {
-                Ok(0) => {
-                    session.abort(time.now());
-                    return Err(DriveError::WriteZero);
-                }
-                Ok(n) => {
-                    // n <= transmit_buffer().len(): cannot fail.
-                    let _ = session.commit_sent(time.now(), n);
-                }
-                Err(e) if e.kind() == ErrorKind::TimedOut => {
-                    // The peer takes nothing: let the drain timeout decide.
-                    session.handle_timeout(time.now());
-                    if session.is_terminal() {
-                        break;
+        // A blocking stream is always worth a try: it blocks until ready
+        // (or its timeout, reported as "nothing now").
+        pump.set_ready();
+        match pump.drive(time.now(), &mut io, usize::MAX, &mut counters) {
+            Next::Release(_) => break,
+            Next::Yield => {}
+            Next::Wait { read, write } => {
+                if !read && !write {
+                    // Nothing to read or write: only a deadline moves it on.
+                    match pump.poll_timeout() {
+                        Some(t) => time.sleep_until(t),
+                        None => pump.abort(time.now()),
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(error) => {
-                    session.handle_peer_reset(time.now());
-                    return Err(DriveError::Io {
-                        error,
-                        stats: *session.stats(),
-                    });
-                }
             }
         }
-        while session.poll_event().is_some() {}
-        // 2. The state decides the connection's fate.
-        match session.state() {
-            State::Closed => return Ok(*session.stats()),
-            State::Aborted(reason) => {
-                return Err(DriveError::Aborted {
-                    reason,
-                    stats: *session.stats(),
-                });
-            }
-            _ => {}
-        }
-        // 3. Read once.
-        if session.wants_read() {
-            let buf = session.receive_buffer();
-            match stream.read(buf) {
-                Ok(0) => session.handle_peer_fin(time.now()),
-                Ok(n) => {
-                    // n <= receive_buffer().len(): cannot fail.
-                    let _ = session.commit_received(time.now(), n);
-                }
-                Err(e) if e.kind() == ErrorKind::TimedOut => session.handle_timeout(time.now()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(error) => {
-                    session.handle_peer_reset(time.now());
-                    return Err(DriveError::Io {
-                        error,
-                        stats: *session.stats(),
-                    });
-                }
-            }
-        } else if !session.wants_write() {
-            // Neither reading nor writing: only a deadline can move it on.
-            match session.poll_timeout() {
-                Some(t) => {
-                    time.sleep_until(t);
-                    session.handle_timeout(time.now());
-                }
-                None => session.abort(time.now()),
-            }
-        }
+    }
+    while pump.poll_event().is_some() {}
+    let stats = pump.session().stats();
+    match pump.session().state() {
+        State::Aborted(reason) => Err(DriveError::Aborted { reason, stats }),
+        _ => Ok(stats),
     }
 }
 
@@ -450,6 +484,7 @@ mod tests {
         input: VecDeque<u8>,
         output: Vec<u8>,
         max_write: usize,
+        fin_sent: bool,
     }
 
     impl ErrorType for Script {
@@ -477,6 +512,12 @@ mod tests {
         }
     }
 
+    impl HalfClose for Script {
+        fn shutdown_write(&mut self) {
+            self.fin_sent = true;
+        }
+    }
+
     fn ticker() -> impl Fn() -> Instant {
         let t = Cell::new(0u64);
         move || {
@@ -492,9 +533,10 @@ mod tests {
             input: data.iter().copied().collect(),
             output: Vec::new(),
             max_write: 3,
+            fin_sent: false,
         };
         let stats =
-            serve_connection::<64, _, _>(&mut s, SessionConfig::default(), &ticker()).unwrap();
+            serve_connection(&mut s, [0u8; 64], SessionConfig::default(), &ticker()).unwrap();
         assert_eq!(s.output, data);
         assert_eq!(stats.bytes_out, 1000);
     }
@@ -509,8 +551,9 @@ mod tests {
             input: [0u8, 5, b'a', b'b'].into_iter().collect(),
             output: Vec::new(),
             max_write: 64,
+            fin_sent: false,
         };
-        let r = serve_connection::<64, _, _>(&mut s, config, &ticker());
+        let r = serve_connection(&mut s, [0u8; 64], config, &ticker());
         assert!(matches!(
             r,
             Err(DriveError::Aborted {

@@ -9,7 +9,7 @@
 //! - [`blocking`]: a tiny blocking driver for one connection over any
 //!   `Read + Write` (or `embedded_io` stream).
 //! - [`clock`]: the one place where std time becomes core time.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod blocking;

@@ -34,9 +34,9 @@ fn blocking_server(mode: Mode, n: usize) -> (std::net::SocketAddr, thread::JoinH
                 mode,
                 ..SessionConfig::default()
             };
-            let stats = serve_connection::<4096, _, _>(&mut StdStream::new(&conn), config, &clock)
+            let stats = serve_connection(&mut StdStream::new(&conn), [0u8; 4096], config, &clock)
                 .expect("served");
-            conn.shutdown(Shutdown::Write).expect("fin");
+            // serve_connection sent FIN itself (HalfClose) and saw the probe's.
             echoed.push(stats.bytes_out);
         }
         echoed
@@ -155,7 +155,12 @@ fn blocking_serve_connection_aborts_a_peer_that_never_reads() {
         ..SessionConfig::default()
     };
     let start = Instant::now();
-    let r = serve_connection::<4096, _, _>(&mut StdStream::new(&conn), config, &Clock::new());
+    let r = serve_connection(
+        &mut StdStream::new(&conn),
+        [0u8; 4096],
+        config,
+        &Clock::new(),
+    );
     assert!(
         matches!(
             r,

@@ -152,14 +152,16 @@ fn cli_busy_port_fails_with_a_clear_message() {
 }
 
 #[test]
-fn cli_rejects_unsupported_buffer_size() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
-        .args(["serve", "--tcp", "127.0.0.1:0", "--buffer-size", "5000"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("1024, 4096, 16384, 65536"), "{err}");
+fn cli_rejects_a_buffer_size_out_of_range() {
+    for bad in ["63", "17MiB"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .args(["serve", "--tcp", "127.0.0.1:0", "--buffer-size", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("64 bytes to 16 MiB"), "{err}");
+    }
 }
 
 #[test]

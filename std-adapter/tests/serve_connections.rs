@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ricochet::core::Mode;
 use ricochet::serve::{BufferSize, ServerConfig};
 use serve_support::{
-    IO_TIMEOUT, assert_silent, connect, payload, read_to_eof, round_trip, start, tcp_config,
+    IO_TIMEOUT, Proc, assert_silent, connect, payload, read_to_eof, round_trip, start, tcp_config,
     wait_stats,
 };
 
@@ -36,7 +36,7 @@ fn thousand_concurrent_connections_each_get_their_own_bytes_back() {
     }
     drop(conns);
     wait_stats(&server, IO_TIMEOUT, "all closed", |s| {
-        s.connections_open == 0 && s.closed == 1000
+        s.connections_open == 0 && s.streams().closed.total() == 1000
     });
     server.shutdown();
     server.join().unwrap();
@@ -76,14 +76,14 @@ fn client_that_never_reads_is_throttled_and_others_still_served() {
     let written = sent.len();
     let stats = server.stats();
     assert!(
-        stats.bytes_buffered <= 4096,
+        stats.streams().buffered <= 4096,
         "server holds more than one session buffer: {}",
-        stats.bytes_buffered
+        stats.streams().buffered
     );
     assert!(
-        stats.bytes_in < written as u64,
+        stats.streams().bytes_in < written as u64,
         "the server must stop reading: read {} of {written}",
-        stats.bytes_in
+        stats.streams().bytes_in
     );
     // Another client is served promptly.
     let mut other = connect(addr);
@@ -98,7 +98,7 @@ fn client_that_never_reads_is_throttled_and_others_still_served() {
     if let Ok(n) = hog.write(&chunk) {
         sent.extend_from_slice(&chunk[..n]);
     }
-    assert!(server.stats().bytes_buffered <= 4096);
+    assert!(server.stats().streams().buffered <= 4096);
     // Once the hog reads, everything it wrote comes back in order.
     hog.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     hog.shutdown(Shutdown::Write).unwrap();
@@ -129,7 +129,7 @@ fn half_closed_client_gets_everything_back_then_eof() {
         data.len()
     );
     wait_stats(&server, IO_TIMEOUT, "graceful close counted", |s| {
-        s.closed == 1 && s.aborted == 0
+        s.streams().closed.total() == 1 && s.streams().aborted.total() == 0
     });
     server.shutdown();
     server.join().unwrap();
@@ -149,9 +149,13 @@ fn client_reset_mid_stream_is_counted_and_others_unaffected() {
         .unwrap();
     drop(c); // RST
     let s = wait_stats(&server, IO_TIMEOUT, "the reset counted", |s| {
-        s.abort_peer_reset == 1 && s.aborted == 1
+        s.streams().aborted.peer_reset == 1 && s.streams().aborted.total() == 1
     });
-    assert_eq!(s.closed, 0, "a reset is an abort, not a close");
+    assert_eq!(
+        s.streams().closed.total(),
+        0,
+        "a reset is an abort, not a close"
+    );
     round_trip(&mut bystander, b"after");
     server.shutdown();
     server.join().unwrap();
@@ -189,12 +193,35 @@ fn frames_oversized_frame_aborts_that_session_only() {
     bad.write_all(&[0xFF, 0xFF, 1, 2, 3]).unwrap(); // announces 65535 bytes > 4096
     expect_reset(&mut bad);
     let s = wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
-        s.abort_bad_frame == 1 && s.aborted == 1
+        s.streams().aborted.frame_too_large == 1 && s.streams().aborted.total() == 1
     });
-    assert_eq!(s.abort_peer_reset, 0);
+    assert_eq!(s.streams().aborted.peer_reset, 0);
     round_trip(&mut good, &[0, 2, b'o', b'k']);
     server.shutdown();
     server.join().unwrap();
+}
+
+#[test]
+fn frames_largest_frame_is_echoed_with_a_70000_byte_buffer_from_the_cli() {
+    // 2 + 65535 bytes: no buffer on the old fixed menu (largest 64 KiB) held it.
+    let server = Proc::serve(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--mode",
+        "frames",
+        "--buffer-size",
+        "70000",
+    ]);
+    let addr: std::net::SocketAddr = server.listening(1)[0].1.parse().unwrap();
+    let mut frame = vec![0xFF, 0xFF];
+    frame.extend(payload(7, 65535));
+    let mut c = connect(addr);
+    c.write_all(&frame).unwrap();
+    let mut back = vec![0u8; frame.len()];
+    c.read_exact(&mut back).unwrap();
+    assert!(back == frame, "the 65537-byte frame came back altered");
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_eof(&mut c).unwrap(), b"", "then a clean FIN");
 }
 
 #[test]
@@ -211,7 +238,7 @@ fn lines_overlong_line_aborts_that_session_only() {
     let _ = bad.write_all(&[b'x'; 5000]); // no newline, longer than 1024
     expect_reset(&mut bad);
     wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
-        s.abort_line_too_long == 1
+        s.streams().aborted.line_too_long == 1
     });
     round_trip(&mut good, b"another\n");
     server.shutdown();
@@ -238,7 +265,7 @@ fn max_connections_rejects_the_next_one_and_keeps_the_first() {
         other => panic!("connection over the limit must be closed, got {other:?}"),
     }
     wait_stats(&server, IO_TIMEOUT, "rejection counted", |s| {
-        s.rejected == 1 && s.connections_open == 3 && s.accepted == 4
+        s.streams().rejected == 1 && s.connections_open == 3 && s.streams().accepted == 3
     });
     for (i, c) in first.iter_mut().enumerate() {
         round_trip(c, format!("still {i}").as_bytes());
@@ -273,26 +300,43 @@ fn idle_connection_closed_after_idle_timeout_busy_one_kept() {
     assert!(back.is_empty());
     assert!(t.elapsed() < Duration::from_secs(5));
     let s = wait_stats(&server, IO_TIMEOUT, "idle close counted", |s| {
-        s.idle_closed == 1
+        s.streams().closed.idle_timeout == 1
     });
-    assert_eq!(s.aborted, 0);
+    assert_eq!(s.streams().aborted.total(), 0);
     round_trip(&mut busy, b"still open");
     server.shutdown();
     server.join().unwrap();
 }
 
 #[test]
-fn idle_timeout_zero_means_never() {
-    let server = start(ServerConfig {
+fn idle_timeout_none_never_closes_while_a_short_one_does() {
+    // The same silence closes a connection under a 200 ms idle timeout and
+    // leaves it open with none (what `--idle-timeout 0` configures).
+    let short = start(ServerConfig {
+        idle_timeout: Some(Duration::from_millis(200)),
+        ..tcp_config()
+    });
+    let never = start(ServerConfig {
         idle_timeout: None,
         ..tcp_config()
     });
-    let mut c = connect(server.tcp_addr().unwrap());
-    round_trip(&mut c, b"x");
-    assert_silent(&mut c, Duration::from_millis(500));
-    round_trip(&mut c, b"y");
-    server.shutdown();
-    server.join().unwrap();
+    let mut a = connect(short.tcp_addr().unwrap());
+    let mut b = connect(never.tcp_addr().unwrap());
+    round_trip(&mut a, b"x");
+    round_trip(&mut b, b"x");
+    let t = Instant::now();
+    assert_eq!(
+        read_to_eof(&mut a).unwrap(),
+        b"",
+        "closed by the idle timeout"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    assert_silent(&mut b, Duration::from_millis(400));
+    round_trip(&mut b, b"still open");
+    for s in [short, never] {
+        s.shutdown();
+        s.join().unwrap();
+    }
 }
 
 #[test]
@@ -308,7 +352,7 @@ fn graceful_shutdown_echoes_queued_data_then_closes() {
     c.read_exact(&mut line).unwrap();
     assert_eq!(&line, b"complete\n");
     wait_stats(&server, IO_TIMEOUT, "tail buffered", |s| {
-        s.bytes_buffered == 17
+        s.streams().buffered == 17
     });
     server.shutdown();
     // The held remainder is echoed, then FIN.
@@ -332,6 +376,7 @@ fn grace_period_over_resets_connections_that_cannot_drain() {
         .unwrap();
     let chunk = payload(4, 64 * 1024);
     while hog.write(&chunk).is_ok() {}
+    let stats = server.stats_source();
     let t = Instant::now();
     server.shutdown();
     server.join().unwrap();
@@ -340,4 +385,22 @@ fn grace_period_over_resets_connections_that_cannot_drain() {
         "join took {:?}",
         t.elapsed()
     );
+    let s = stats.snapshot();
+    assert_eq!(
+        s.streams().aborted.local,
+        1,
+        "reset by the server at the end of the grace period"
+    );
+    assert_eq!(s.streams().closed.total(), 0);
+    // The hog sees the reset, not a FIN, once it reads.
+    hog.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let err = loop {
+        match hog.read(&mut buf) {
+            Ok(0) => panic!("a clean FIN instead of a reset"),
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
 }

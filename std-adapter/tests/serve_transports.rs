@@ -266,7 +266,7 @@ fn udp_echoes_each_datagram_exactly() {
     }
     // Counters are published once per event-loop turn, just after the echo.
     serve_support::wait_stats(&server, IO_TIMEOUT, "6 echoes counted", |s| {
-        s.udp_echoed == 6
+        s.udp.echoed == 6
     });
     server.shutdown();
     server.join().unwrap();

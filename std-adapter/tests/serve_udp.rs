@@ -63,14 +63,14 @@ fn udp_oversize_datagram_dropped_not_truncated_and_counted() {
     c.send_to(&payload(1, 101), target).unwrap();
     expect_no_reply(&c);
     let s = wait_stats(&server, IO_TIMEOUT, "oversize counted", |s| {
-        s.udp_oversize == 1
+        s.udp.dropped.oversize == 1
     });
-    assert_eq!(s.udp_echoed, 0);
+    assert_eq!(s.udp.echoed, 0);
     expect_echo(&c, target, &payload(2, 100)); // exactly the limit is fine
     c.send_to(&payload(3, 60_000), target).unwrap();
     expect_no_reply(&c);
     wait_stats(&server, IO_TIMEOUT, "second oversize counted", |s| {
-        s.udp_oversize == 2 && s.udp_echoed == 1
+        s.udp.dropped.oversize == 2 && s.udp.echoed == 1
     });
     server.shutdown();
     server.join().unwrap();
@@ -93,9 +93,9 @@ fn udp_loop_guard_drops_datagrams_from_echo_port_7() {
         .unwrap();
     expect_no_reply(&from_echo_port);
     let s = wait_stats(&server, IO_TIMEOUT, "loop guard counted", |s| {
-        s.udp_loop_guard == 1
+        s.udp.dropped.loop_guard == 1
     });
-    assert_eq!(s.udp_echoed, 0);
+    assert_eq!(s.udp.echoed, 0);
     // Ordinary ports are still served.
     expect_echo(&client(), target, b"normal client");
     server.shutdown();
@@ -133,10 +133,10 @@ fn udp_rate_limit_drops_excess_per_source_and_counts_it() {
     }
     let s = wait_stats(&server, IO_TIMEOUT, "all 10 handled", |s| {
         // Counters only grow: a sum of 10 means both are final.
-        s.udp_received == 10 && s.udp_echoed + s.udp_rate_limited == 10
+        s.udp.received == 10 && s.udp.echoed + s.udp.dropped.rate_limited == 10
     });
-    assert_eq!(s.udp_echoed, 3, "burst of 3 echoed");
-    assert_eq!(s.udp_rate_limited, 7);
+    assert_eq!(s.udp.echoed, 3, "burst of 3 echoed");
+    assert_eq!(s.udp.dropped.rate_limited, 7);
     // The bucket is per source IP address: another port of 127.0.0.1 shares it...
     let same_ip = client();
     same_ip.send_to(b"same address", target).unwrap();
@@ -164,10 +164,10 @@ fn udp_loopback_source_is_exempt_from_rate_limit_by_default() {
         c.send_to(&[i; 20], target).unwrap();
     }
     let s = wait_stats(&server, IO_TIMEOUT, "all 10 handled", |s| {
-        s.udp_received == 10 && s.udp_echoed == 10
+        s.udp.received == 10 && s.udp.echoed == 10
     });
     assert_eq!(
-        s.udp_rate_limited, 0,
+        s.udp.dropped.rate_limited, 0,
         "loopback is exempt unless --udp-rate-loopback"
     );
     server.shutdown();

@@ -61,8 +61,9 @@ pub(crate) struct ServeArgs {
     /// Abort a connection whose peer takes none of its echo for this long (0: never).
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
-    /// Session buffer per connection: 1024, 4096, 16384 or 65536 (also 1KiB..64KiB).
-    /// Longest line (lines mode) / largest frame (frames mode).
+    /// Session buffer per connection, 64 B to 16 MiB (4096, 64KiB, 70000...):
+    /// the longest line (lines mode), the largest frame with its 2-byte header
+    /// (frames mode; the largest possible frame needs 65537).
     #[arg(long, value_name = "BYTES", default_value = "4096")]
     buffer_size: BufferSize,
     /// Worker threads, one event loop each [default: available cores].
@@ -229,15 +230,16 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let aborted = watcher.as_ref().is_some_and(SignalWatcher::aborted);
     drop(watcher);
     let s = stats.snapshot();
+    let streams = s.streams();
     tracing::info!(
-        accepted = s.accepted,
-        rejected = s.rejected,
-        closed = s.closed,
-        aborted = s.aborted,
-        bytes_in = s.bytes_in,
-        bytes_out = s.bytes_out,
-        udp_echoed = s.udp_echoed,
-        udp_dropped = s.udp_dropped(),
+        accepted = streams.accepted,
+        rejected = streams.rejected,
+        closed = streams.closed.total(),
+        aborted = streams.aborted.total(),
+        bytes_in = streams.bytes_in,
+        bytes_out = streams.bytes_out,
+        udp_echoed = s.udp.echoed,
+        udp_dropped = s.udp.dropped.total(),
         "stopped"
     );
     match result {

@@ -277,7 +277,7 @@ impl Env<'_> {
                         progressed = true;
                         let now = clock.now();
                         match probe.handle_datagram(now, &self.rbuf[..n]) {
-                            DatagramOutcome::Verified { round_trip } => {
+                            DatagramOutcome::Verified { round_trip, .. } => {
                                 self.tally.verified(now, n);
                                 self.tally.round_trip(now, round_trip);
                                 self.delta.messages += 1;

@@ -12,52 +12,59 @@ use std::time::Duration;
 
 use ricochet_core::Mode;
 
-/// The per-connection session buffer sizes a server can run with.
+/// The session buffer of each connection, in bytes: any size from
+/// [`BufferSize::MIN`] (64 B) to [`BufferSize::MAX`] (16 MiB), chosen at run
+/// time.
 ///
-/// The core's `Session<N>` owns its buffer inline, so `N` is a compile-time
-/// constant; the server is instantiated once per size listed here. In
-/// `lines` mode the size is the longest line accepted; in `frames` mode it is
-/// the largest frame (2-byte header included).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum BufferSize {
-    /// 1 KiB per connection.
-    K1,
-    /// 4 KiB per connection (the default).
-    #[default]
-    K4,
-    /// 16 KiB per connection.
-    K16,
-    /// 64 KiB per connection.
-    K64,
-}
+/// In `lines` mode it is the longest line accepted; in `frames` mode the
+/// largest frame, 2-byte header included (the largest possible frame,
+/// 65,537 bytes, needs at least that); for a peer that sends without
+/// reading, the most held for it before TCP flow control slows it down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferSize(usize);
 
 impl BufferSize {
-    /// Every supported size, smallest first.
-    pub const ALL: [BufferSize; 4] = [
-        BufferSize::K1,
-        BufferSize::K4,
-        BufferSize::K16,
-        BufferSize::K64,
-    ];
+    /// The smallest buffer.
+    pub const MIN: BufferSize = BufferSize(64);
+    /// The largest buffer.
+    pub const MAX: BufferSize = BufferSize(16 << 20);
+    /// 1 KiB.
+    pub const K1: BufferSize = BufferSize(1024);
+    /// 4 KiB (the default).
+    pub const K4: BufferSize = BufferSize(4096);
+    /// 16 KiB.
+    pub const K16: BufferSize = BufferSize(16384);
+    /// 64 KiB.
+    pub const K64: BufferSize = BufferSize(65536);
+
+    /// `bytes` if within [`BufferSize::MIN`]..=[`BufferSize::MAX`].
+    pub const fn new(bytes: usize) -> Option<BufferSize> {
+        if bytes >= Self::MIN.0 && bytes <= Self::MAX.0 {
+            Some(BufferSize(bytes))
+        } else {
+            None
+        }
+    }
 
     /// The size in bytes.
     pub const fn bytes(self) -> usize {
-        match self {
-            BufferSize::K1 => 1024,
-            BufferSize::K4 => 4096,
-            BufferSize::K16 => 16384,
-            BufferSize::K64 => 65536,
-        }
+        self.0
+    }
+}
+
+impl Default for BufferSize {
+    fn default() -> Self {
+        BufferSize::K4
     }
 }
 
 impl fmt::Display for BufferSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.bytes())
+        write!(f, "{}", self.0)
     }
 }
 
-/// A buffer size that is not one of [`BufferSize::ALL`].
+/// A buffer size out of range or not a size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferSizeError {
     /// The text that was given.
@@ -68,8 +75,8 @@ impl fmt::Display for BufferSizeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unsupported buffer size {:?}: the session buffer is fixed at compile time; \
-             choose one of 1024, 4096, 16384, 65536 (or 1KiB, 4KiB, 16KiB, 64KiB)",
+            "invalid buffer size {:?}: give a size from 64 bytes to 16 MiB, in bytes or with \
+             a unit (4096, 64KiB, 70000, 1MiB; k/KiB = 1024 bytes, m/MiB = 1024 KiB)",
             self.given
         )
     }
@@ -80,32 +87,30 @@ impl std::error::Error for BufferSizeError {}
 impl TryFrom<usize> for BufferSize {
     type Error = BufferSizeError;
     fn try_from(bytes: usize) -> Result<Self, Self::Error> {
-        BufferSize::ALL
-            .into_iter()
-            .find(|b| b.bytes() == bytes)
-            .ok_or_else(|| BufferSizeError {
-                given: bytes.to_string(),
-            })
+        BufferSize::new(bytes).ok_or_else(|| BufferSizeError {
+            given: bytes.to_string(),
+        })
     }
 }
 
 impl FromStr for BufferSize {
     type Err = BufferSizeError;
-    /// Accepts `4096`, `4k`, `4K`, `4KiB` (and the same for 1, 16, 64).
+    /// Accepts `70000`, `4k`, `4K`, `4KiB`, `1m`, `1M`, `1MiB`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || BufferSizeError {
             given: s.to_owned(),
         };
-        let t = s.trim();
-        let lower = t.to_ascii_lowercase();
-        let (digits, scale) = if let Some(d) = lower
-            .strip_suffix("kib")
-            .or_else(|| lower.strip_suffix('k'))
-        {
-            (d, 1024)
-        } else {
-            (lower.as_str(), 1)
-        };
+        let lower = s.trim().to_ascii_lowercase();
+        let units: [(&str, usize); 4] = [
+            ("kib", 1 << 10),
+            ("k", 1 << 10),
+            ("mib", 1 << 20),
+            ("m", 1 << 20),
+        ];
+        let (digits, scale) = units
+            .iter()
+            .find_map(|&(suffix, scale)| lower.strip_suffix(suffix).map(|d| (d, scale)))
+            .unwrap_or((lower.as_str(), 1));
         let n: usize = digits.trim().parse().map_err(|_| err())?;
         let bytes = n.checked_mul(scale).ok_or_else(err)?;
         BufferSize::try_from(bytes).map_err(|_| err())
@@ -335,15 +340,26 @@ mod tests {
     }
 
     #[test]
-    fn buffer_size_parses_supported_values_only() {
+    fn buffer_size_parses_any_size_from_64_bytes_to_16_mib() {
         assert_eq!("4096".parse::<BufferSize>(), Ok(BufferSize::K4));
         assert_eq!("16KiB".parse::<BufferSize>(), Ok(BufferSize::K16));
         assert_eq!("64k".parse::<BufferSize>(), Ok(BufferSize::K64));
-        assert_eq!("1024".parse::<BufferSize>(), Ok(BufferSize::K1));
-        let err = "5000".parse::<BufferSize>().unwrap_err();
-        assert!(
-            err.to_string().contains("1024, 4096, 16384, 65536"),
-            "{err}"
+        assert_eq!(
+            "70000".parse::<BufferSize>().map(BufferSize::bytes),
+            Ok(70_000)
         );
+        assert_eq!("64".parse::<BufferSize>(), Ok(BufferSize::MIN));
+        assert_eq!("16MiB".parse::<BufferSize>(), Ok(BufferSize::MAX));
+        assert_eq!(
+            "1m".parse::<BufferSize>().map(BufferSize::bytes),
+            Ok(1 << 20)
+        );
+        for bad in ["63", "0", "17MiB", "lots", "-1", ""] {
+            let err = bad.parse::<BufferSize>().unwrap_err();
+            assert!(
+                err.to_string().contains("64 bytes to 16 MiB"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

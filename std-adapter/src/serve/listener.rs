@@ -1,15 +1,21 @@
-//! Creating the listening sockets (socket2), before any thread starts.
+//! Listening sockets: creating them (socket2) before any thread starts, and
+//! accepting on them inside a worker, with back-off when descriptors run out.
 //!
 //! Everything that can fail because of an address happens here, at
 //! [`crate::serve::Server::bind`] time, so a caller learns about a busy port
 //! before the server runs and sees the real port chosen for port 0.
 
+use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
 
+use ricochet_core::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::AcceptStrategy;
+use super::conn::{Peer, Stream};
 use super::error::{BindError, Endpoint};
+use super::stats::Counters;
+use super::throttle::Throttle;
 
 /// The listening sockets for one TCP address: one per worker.
 ///
@@ -88,4 +94,162 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<(SocketAddr, StdUdpSocket), B
     let std: StdUdpSocket = socket.into();
     let bound = std.local_addr().map_err(fail)?;
     Ok((bound, std))
+}
+
+// --- accepting (inside a worker) ---
+
+/// First pause of a listener after running out of file descriptors; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause of a listener after running out of file descriptors.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Minimum time between two warnings about failing accepts.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The listening socket of one endpoint, as a worker sees it.
+#[derive(Debug)]
+pub(crate) enum ListenSocket {
+    /// TCP.
+    Tcp(mio::net::TcpListener),
+    /// Unix stream.
+    Unix(mio::net::UnixListener),
+}
+
+impl ListenSocket {
+    fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match self {
+            ListenSocket::Tcp(l) => {
+                let (s, peer) = l.accept()?;
+                // Echo is request/response-like: never hold a small echo back (Nagle).
+                let _ = s.set_nodelay(true);
+                #[cfg(any(target_os = "macos", target_os = "ios"))]
+                let _ = socket2::SockRef::from(&s).set_nosigpipe(true);
+                Ok((Stream::Tcp(s), Peer::Tcp(peer)))
+            }
+            ListenSocket::Unix(l) => {
+                let (s, _) = l.accept()?;
+                Ok((Stream::Unix(s), Peer::Unix))
+            }
+        }
+    }
+
+    /// The event source to register with mio.
+    pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            ListenSocket::Tcp(l) => l,
+            ListenSocket::Unix(l) => l,
+        }
+    }
+}
+
+/// A worker's listener: accepts, and pauses itself (with back-off) when
+/// accepting fails for lack of file descriptors, instead of spinning.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: ListenSocket,
+    pub(crate) endpoint: Endpoint,
+    /// Not accepting (deregistered) until then, after running out of descriptors.
+    pub(crate) paused_until: Option<Instant>,
+    backoff: Duration,
+    /// The accept budget ran out with connections possibly left.
+    pub(crate) pending: bool,
+    warnings: Throttle,
+}
+
+impl Listener {
+    pub(crate) fn new(endpoint: Endpoint, socket: ListenSocket) -> Self {
+        Listener {
+            socket,
+            endpoint,
+            paused_until: None,
+            backoff: MIN_BACKOFF,
+            pending: false,
+            warnings: Throttle::new(WARN_EVERY),
+        }
+    }
+
+    /// Accepts the next connection; `None` when there is none now or the
+    /// listener paused itself (it then deregistered from `registry`).
+    pub(crate) fn accept_next(
+        &mut self,
+        now: Instant,
+        registry: &mio::Registry,
+        counters: &mut Counters,
+    ) -> Option<(Stream, Peer)> {
+        loop {
+            if self.paused_until.is_some() {
+                return None;
+            }
+            self.pending = false;
+            match self.socket.accept() {
+                Ok(accepted) => {
+                    self.backoff = MIN_BACKOFF;
+                    return Some(accepted);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    self.pause(now, registry, counters, &e);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors (EMFILE/ENFILE), or memory, or anything else:
+    /// stop accepting for a while, doubling the pause up to a second.
+    fn pause(
+        &mut self,
+        now: Instant,
+        registry: &mio::Registry,
+        counters: &mut Counters,
+        e: &io::Error,
+    ) {
+        let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        if exhausted {
+            counters.accept_fd_exhausted += 1;
+        } else {
+            counters.accept_errors += 1;
+        }
+        let pause = self.backoff;
+        self.backoff = Duration::from_micros((pause.as_micros() * 2).min(MAX_BACKOFF.as_micros()));
+        self.paused_until = Some(now + pause);
+        let _ = registry.deregister(self.socket.source());
+        if let Some(suppressed) = self.warnings.admit(now) {
+            let hint = if exhausted {
+                "out of file descriptors (raise `ulimit -n` or lower --max-connections)"
+            } else {
+                "accept failed"
+            };
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                error = %e,
+                pause_ms = pause.as_millis(),
+                suppressed,
+                "{hint}; pausing accepts"
+            );
+        }
+    }
+
+    /// Registers again if the pause is over; returns whether it resumed.
+    pub(crate) fn resume_if_due(
+        &mut self,
+        now: Instant,
+        registry: &mio::Registry,
+        token: mio::Token,
+    ) -> bool {
+        if !self.paused_until.is_some_and(|t| t <= now) {
+            return false;
+        }
+        self.paused_until = None;
+        if let Err(e) = registry.register(self.socket.source(), token, mio::Interest::READABLE) {
+            tracing::warn!(endpoint = %self.endpoint, error = %e, "cannot resume accepting");
+            self.paused_until = Some(now + self.backoff);
+            return false;
+        }
+        true
+    }
 }

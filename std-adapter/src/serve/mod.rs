@@ -26,9 +26,10 @@
 //! - **Accepting**: by default each worker has its own listening socket per
 //!   TCP address in one `SO_REUSEPORT` group ([`AcceptStrategy`]); Unix
 //!   listeners are shared (one socket registered in every worker).
-//! - **Connections** live in a per-worker slab, each with a boxed
-//!   `Session<N>` (`N` = [`BufferSize`]); registered once for read and write
-//!   readiness, edge-triggered, never re-registered.
+//! - **Connections** live in a per-worker slab, each driven by the core's
+//!   `Pump` over a session buffer of [`BufferSize`] bytes allocated at
+//!   accept; registered once for read and write readiness, edge-triggered,
+//!   never re-registered.
 //! - **Fairness**: a connection reads at most 64 KiB per wakeup, then yields.
 //! - **Timeouts**: a per-worker min-heap driven by `Session::poll_timeout`,
 //!   with lazy deletion (see `timer.rs`); nothing scans all connections.
@@ -46,6 +47,7 @@ mod error;
 mod listener;
 pub mod signals;
 mod stats;
+mod throttle;
 mod timer;
 mod udp;
 mod unix;
@@ -70,9 +72,9 @@ pub use config::{
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
 
-use listener::TcpGroup;
+use listener::{ListenSocket, TcpGroup};
 use unix::SocketFile;
-use worker::{ListenSocket, Setup};
+use worker::Setup;
 
 /// File descriptors kept free of connections when `max_connections` is derived.
 const FD_RESERVE: usize = 32;
@@ -101,7 +103,8 @@ pub(crate) struct Settings {
     pub(crate) session: SessionConfig,
     pub(crate) max_connections: usize,
     pub(crate) grace: Duration,
-    pub(crate) udp_max_datagram: usize,
+    /// Session buffer bytes per connection.
+    pub(crate) buffer_size: usize,
 }
 
 /// State shared by the workers and the handles.
@@ -267,14 +270,14 @@ impl Server {
             rate_exempt_loopback: !config.udp_rate_loopback,
         };
         for (i, (addr, socket)) in udp.into_iter().enumerate() {
-            setups[i % workers].udp.push(udp::UdpEndpoint {
-                socket: mio::net::UdpSocket::from_std(socket),
+            setups[i % workers].udp.push(udp::UdpEndpoint::new(
+                mio::net::UdpSocket::from_std(socket),
                 addr,
                 // A random hash seed: remote hosts cannot pick forged sources
                 // that all land in one chain of the rate table.
-                policy: Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
-                pending: false,
-            });
+                Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
+                config.udp_max_datagram,
+            ));
         }
         let mut wakers = Vec::with_capacity(workers);
         for setup in &mut setups {
@@ -288,6 +291,7 @@ impl Server {
             mode: config.mode,
             idle_timeout: config.idle_timeout.map(Into::into),
             drain_timeout: config.drain_timeout.map(Into::into),
+            ..SessionConfig::default()
         };
         let stats = Arc::new(ServerStats::new(workers));
         let shared = Arc::new(Shared {
@@ -298,7 +302,7 @@ impl Server {
                 session,
                 max_connections,
                 grace: config.grace,
-                udp_max_datagram: config.udp_max_datagram,
+                buffer_size: config.buffer_size.bytes(),
             },
             clock: crate::clock::Clock::new(),
             unix_files: Mutex::new(unix_files),
@@ -307,17 +311,11 @@ impl Server {
         for setup in setups {
             let index = setup.index;
             let shared2 = Arc::clone(&shared);
-            let buffer = config.buffer_size;
             let spawned = std::thread::Builder::new()
                 .name(format!("ricochet-w{index}"))
                 .spawn(move || {
                     let _guard = StopOthersOnPanic(Arc::clone(&shared2));
-                    match buffer {
-                        BufferSize::K1 => worker::run::<1024>(setup, shared2),
-                        BufferSize::K4 => worker::run::<4096>(setup, shared2),
-                        BufferSize::K16 => worker::run::<16384>(setup, shared2),
-                        BufferSize::K64 => worker::run::<65536>(setup, shared2),
-                    }
+                    worker::run(setup, shared2)
                 });
             match spawned {
                 Ok(t) => threads.push(t),

@@ -1,118 +1,98 @@
 //! Server counters: written by each worker, readable from any thread.
 //!
-//! Each worker counts in plain integers on its hot path and publishes them
-//! once per event-loop turn into its own cache-line-aligned block of
-//! atomics, so workers never contend on a counter. Readers sum the blocks
-//! into a [`StatsSnapshot`].
+//! The taxonomy is the core's ([`StreamCounters`], [`DatagramCounters`]):
+//! the session pump and the datagram loop count into a worker-local
+//! [`Counters`] on the hot path, and the worker publishes a copy once per
+//! event-loop turn into its own cache-line-aligned slot, so workers never
+//! contend. Readers sum the slots into a [`StatsSnapshot`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident, )*) => {
-        /// A point-in-time copy of the server's counters (summed over workers).
-        ///
-        /// Counters only grow, except `connections_open` and `bytes_buffered`,
-        /// which are gauges. Each worker publishes once per event-loop turn
-        /// and fields are read one by one, so a snapshot taken during a
-        /// publication may mix two consecutive turns of one worker: compare
-        /// counters across snapshots, not within one.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        #[non_exhaustive]
-        pub struct StatsSnapshot {
-            /// Stream connections open now (including ones finishing their close).
-            pub connections_open: u64,
-            $( $(#[$doc])* pub $name: u64, )*
-        }
+use ricochet_core::{DatagramCounters, StreamCounters};
 
-        /// Worker-local counters (no atomics); published by [`WorkerStats::publish`].
-        #[derive(Clone, Copy, Debug, Default)]
-        pub(crate) struct Counters {
-            $( pub(crate) $name: u64, )*
-        }
-
-        /// One worker's published counters.
-        #[derive(Debug, Default)]
-        #[repr(align(128))]
-        pub(crate) struct WorkerStats {
-            $( $name: AtomicU64, )*
-        }
-
-        impl WorkerStats {
-            /// Publishes the worker's running totals.
-            pub(crate) fn publish(&self, c: &Counters) {
-                $( self.$name.store(c.$name, Relaxed); )*
-            }
-
-            fn add_to(&self, s: &mut StatsSnapshot) {
-                $( s.$name += self.$name.load(Relaxed); )*
-            }
-        }
-    };
+/// Which stream transport a connection uses (for per-transport counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    Tcp,
+    Unix,
 }
 
-counters! {
-    /// Stream connections accepted (including rejected ones).
-    accepted,
-    /// Stream connections accepted over `max_connections` and closed at once.
-    rejected,
-    /// Stream connections closed gracefully (FIN).
-    closed,
-    /// Stream connections aborted (RST), for any reason.
-    aborted,
-    /// Stream connections closed by the idle timeout.
-    idle_closed,
-    /// Aborts for an overlong line (`lines` mode).
-    abort_line_too_long,
-    /// Aborts for an oversized or truncated frame (`frames` mode).
-    abort_bad_frame,
-    /// Aborts because the peer stopped reading (drain timeout).
-    abort_drain_timeout,
-    /// Aborts because the peer reset the connection or the socket failed.
-    abort_peer_reset,
-    /// Aborts by the server itself (grace period over at shutdown).
-    abort_local,
+/// One worker's counters (no atomics), or a sum of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) tcp: StreamCounters,
+    pub(crate) unix: StreamCounters,
+    pub(crate) udp: DatagramCounters,
+    pub(crate) accept_fd_exhausted: u64,
+    pub(crate) accept_errors: u64,
+}
+
+impl Counters {
+    pub(crate) fn stream(&mut self, kind: StreamKind) -> &mut StreamCounters {
+        match kind {
+            StreamKind::Tcp => &mut self.tcp,
+            StreamKind::Unix => &mut self.unix,
+        }
+    }
+
+    fn add(&mut self, o: &Counters) {
+        self.tcp.add(&o.tcp);
+        self.unix.add(&o.unix);
+        self.udp.add(&o.udp);
+        self.accept_fd_exhausted += o.accept_fd_exhausted;
+        self.accept_errors += o.accept_errors;
+    }
+}
+
+/// A point-in-time copy of the server's counters (summed over workers).
+///
+/// Everything only grows, except `connections_open` and the `buffered`
+/// gauges. Each worker publishes once per event-loop turn, so a snapshot is
+/// at most one turn old per worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Stream connections open now (including ones finishing their close).
+    pub connections_open: u64,
+    /// TCP connections: accepted, rejected, closes and aborts by reason, bytes.
+    pub tcp: StreamCounters,
+    /// Unix stream connections, the same.
+    pub unix: StreamCounters,
+    /// UDP datagrams: received, echoed, dropped by reason.
+    pub udp: DatagramCounters,
     /// `accept` failures for lack of file descriptors (EMFILE/ENFILE).
-    accept_fd_exhausted,
+    pub accept_fd_exhausted: u64,
     /// Other `accept` failures.
-    accept_errors,
-    /// Bytes read from stream connections.
-    bytes_in,
-    /// Bytes written to stream connections.
-    bytes_out,
-    /// Bytes held in session buffers now (received, not yet echoed).
-    bytes_buffered,
-    /// Datagrams received.
-    udp_received,
-    /// Datagrams echoed.
-    udp_echoed,
-    /// Payload bytes echoed over UDP.
-    udp_echoed_bytes,
-    /// Datagrams dropped: larger than the configured maximum.
-    udp_oversize,
-    /// Datagrams dropped: from a well-known service port (loop guard).
-    udp_loop_guard,
-    /// Datagrams dropped: the source exceeded its rate limit.
-    udp_rate_limited,
-    /// Datagrams dropped for a reason this version does not know by name.
-    udp_dropped_other,
-    /// Datagrams dropped: the socket send buffer was full (UDP has no
-    /// backpressure, so the echo is dropped, not queued).
-    udp_send_dropped,
-    /// Datagrams whose echo failed with an error other than a full buffer.
-    udp_send_errors,
+    pub accept_errors: u64,
 }
 
 impl StatsSnapshot {
-    /// All UDP datagrams dropped, whatever the reason.
-    pub fn udp_dropped(&self) -> u64 {
-        self.udp_oversize
-            + self.udp_loop_guard
-            + self.udp_rate_limited
-            + self.udp_dropped_other
-            + self.udp_send_dropped
-            + self.udp_send_errors
+    /// TCP and Unix together.
+    pub fn streams(&self) -> StreamCounters {
+        let mut all = self.tcp;
+        all.add(&self.unix);
+        all
+    }
+}
+
+/// One worker's published counters, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct WorkerStats {
+    published: Mutex<Counters>,
+}
+
+impl WorkerStats {
+    /// Publishes the worker's running totals.
+    pub(crate) fn publish(&self, c: &Counters) {
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = *c;
+    }
+
+    fn read(&self) -> Counters {
+        *self.published.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -131,7 +111,7 @@ impl ServerStats {
         }
     }
 
-    /// The block worker `i` publishes into.
+    /// The slot worker `i` publishes into.
     pub(crate) fn worker(&self, i: usize) -> &WorkerStats {
         &self.workers[i]
     }
@@ -143,18 +123,22 @@ impl ServerStats {
 
     /// Sums every worker's last published counters.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let mut s = StatsSnapshot {
-            connections_open: self.open.load(Relaxed) as u64,
-            ..StatsSnapshot::default()
-        };
+        let mut sum = Counters::default();
         for w in &self.workers {
-            w.add_to(&mut s);
+            sum.add(&w.read());
         }
-        s
+        StatsSnapshot {
+            connections_open: self.open.load(Relaxed) as u64,
+            tcp: sum.tcp,
+            unix: sum.unix,
+            udp: sum.udp,
+            accept_fd_exhausted: sum.accept_fd_exhausted,
+            accept_errors: sum.accept_errors,
+        }
     }
 }
 
-/// The periodic stats line: `later` minus `earlier` over `elapsed`, plus gauges.
+/// The periodic stats line: `now` minus `before` over `elapsed`, plus gauges.
 #[derive(Clone, Copy, Debug)]
 pub struct StatsLine {
     /// Counters at the end of the interval.
@@ -165,31 +149,106 @@ pub struct StatsLine {
     pub elapsed: Duration,
 }
 
+/// Bytes per second in human units: `812 B/s`, `3.4 KB/s`, `118.2 MB/s`.
+pub(crate) struct Rate(pub(crate) f64);
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        if r >= 1e9 {
+            write!(f, "{:.1} GB/s", r / 1e9)
+        } else if r >= 1e6 {
+            write!(f, "{:.1} MB/s", r / 1e6)
+        } else if r >= 1e3 {
+            write!(f, "{:.1} KB/s", r / 1e3)
+        } else {
+            write!(f, "{r:.0} B/s")
+        }
+    }
+}
+
+/// A byte count in human units: `17 B`, `4.0 KiB`, `2.5 MiB`.
+pub(crate) struct Bytes(pub(crate) u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0 as f64;
+        if self.0 >= 1 << 30 {
+            write!(f, "{:.1} GiB", b / (1u64 << 30) as f64)
+        } else if self.0 >= 1 << 20 {
+            write!(f, "{:.1} MiB", b / (1u64 << 20) as f64)
+        } else if self.0 >= 1 << 10 {
+            write!(f, "{:.1} KiB", b / 1024.0)
+        } else {
+            write!(f, "{} B", self.0)
+        }
+    }
+}
+
 impl fmt::Display for StatsLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (n, b) = (&self.now, &self.before);
+        let (n, b) = (self.now.streams(), self.before.streams());
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
+        let rate = |now: u64, before: u64| Rate(now.saturating_sub(before) as f64 / secs);
+        let udp = &self.now.udp;
+        let d = &udp.dropped;
         write!(
             f,
-            "open={} accepted={} rejected={} closed={} aborted={} in={:.0}B/s out={:.0}B/s buffered={}B \
-             fd_exhausted={} udp_echoed={} udp_dropped[oversize={} loop_guard={} rate_limited={} send_dropped={} \
-             send_errors={}]",
-            n.connections_open,
+            "open={} accepted={} rejected={} closed={} aborted={} in={} out={} buffered={} \
+             fd_exhausted={} udp_echoed={} udp_dropped[oversize={} loop_guard={} rate_limited={} \
+             send_full={} send_failed={}]",
+            self.now.connections_open,
             n.accepted,
             n.rejected,
-            n.closed,
-            n.aborted,
+            n.closed.total(),
+            n.aborted.total(),
             rate(n.bytes_in, b.bytes_in),
             rate(n.bytes_out, b.bytes_out),
-            n.bytes_buffered,
-            n.accept_fd_exhausted,
-            n.udp_echoed,
-            n.udp_oversize,
-            n.udp_loop_guard,
-            n.udp_rate_limited,
-            n.udp_send_dropped,
-            n.udp_send_errors,
+            Bytes(n.buffered),
+            self.now.accept_fd_exhausted,
+            udp.echoed,
+            d.oversize,
+            d.loop_guard,
+            d.rate_limited,
+            d.send_full,
+            d.send_failed,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_line_shows_rates_and_sizes_in_human_units() {
+        let mut now = StatsSnapshot::default();
+        now.tcp.bytes_in = 3_500_000;
+        now.tcp.bytes_out = 812;
+        now.tcp.buffered = 4096;
+        let line = StatsLine {
+            now,
+            before: StatsSnapshot::default(),
+            elapsed: Duration::from_secs(1),
+        }
+        .to_string();
+        assert!(line.contains("in=3.5 MB/s"), "{line}");
+        assert!(line.contains("out=812 B/s"), "{line}");
+        assert!(line.contains("buffered=4.0 KiB"), "{line}");
+    }
+
+    #[test]
+    fn snapshot_sums_workers_and_transports() {
+        let stats = ServerStats::new(2);
+        let mut c = Counters::default();
+        c.tcp.accepted = 3;
+        c.unix.accepted = 1;
+        c.udp.echoed(10);
+        stats.worker(0).publish(&c);
+        stats.worker(1).publish(&c);
+        let s = stats.snapshot();
+        assert_eq!((s.tcp.accepted, s.unix.accepted), (6, 2));
+        assert_eq!(s.streams().accepted, 8);
+        assert_eq!(s.udp.echoed_bytes, 20);
     }
 }

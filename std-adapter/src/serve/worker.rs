@@ -5,7 +5,9 @@
 //! it, and every connection it accepted, in a slab keyed by mio token. Each
 //! connection is registered once for read and write readiness, edge
 //! triggered, and never re-registered: backpressure is not an interest
-//! change but the session's empty receive buffer. Per turn the loop:
+//! change but the session's empty receive buffer. Each connection is driven
+//! by the core's [`Pump`](ricochet_core::Pump); the worker only routes
+//! readiness to it and files what it returns. Per turn the loop:
 //!
 //! 1. waits for readiness, for the earliest deadline (timer heap, paused
 //!    listeners, grace period), or not at all if work was left over;
@@ -20,14 +22,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration as StdDuration;
 
-use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
-use ricochet_core::{AbortReason, CloseReason, Duration, Instant, Session, SessionConfig};
+use ricochet_core::{AbortReason, Duration, Event, Instant, Next, Pump, SessionConfig, Teardown};
 use slab::Slab;
 
-use super::conn::{Conn, Discard, Fate, Peer, Step, Stream};
+use super::conn::{Conn, Peer, Stream};
 use super::error::Endpoint;
+use super::listener::{ListenSocket, Listener};
 use super::stats::Counters;
+use super::throttle::Throttle;
 use super::timer::{Entry, Timers};
 use super::udp::UdpEndpoint;
 use super::{Phase, Shared};
@@ -38,64 +41,12 @@ pub(crate) const BUDGET: usize = 64 * 1024;
 const ACCEPT_BUDGET: usize = 128;
 /// Timers fired per turn (a bound, in case a deadline keeps coming due).
 const TIMER_BUDGET: usize = 4096;
-/// How long a gracefully closed connection may keep sending before it is dropped.
-const LINGER: Duration = Duration::from_secs(2);
-/// First pause of a listener after running out of file descriptors; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest pause of a listener after running out of file descriptors.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Minimum time between two warnings about running out of file descriptors.
-const WARN_EVERY: Duration = Duration::from_secs(10);
+/// Minimum time between two log lines about the same kind of event.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 62;
 const UDP_BASE: usize = 1 << 61;
-
-/// The listening socket of one endpoint, as a worker sees it.
-#[derive(Debug)]
-pub(crate) enum ListenSocket {
-    /// TCP.
-    Tcp(TcpListener),
-    /// Unix stream.
-    Unix(UnixListener),
-}
-
-impl ListenSocket {
-    fn accept(&self) -> io::Result<(Stream, Peer)> {
-        match self {
-            ListenSocket::Tcp(l) => {
-                let (s, peer) = l.accept()?;
-                // Echo is request/response-like: never hold a small echo back (Nagle).
-                let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), Peer::Tcp(peer)))
-            }
-            ListenSocket::Unix(l) => {
-                let (s, _) = l.accept()?;
-                Ok((Stream::Unix(s), Peer::Unix))
-            }
-        }
-    }
-
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            ListenSocket::Tcp(l) => l,
-            ListenSocket::Unix(l) => l,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Listener {
-    socket: ListenSocket,
-    endpoint: Endpoint,
-    /// Not accepting (deregistered) until then, after running out of descriptors.
-    paused_until: Option<Instant>,
-    backoff: Duration,
-    /// The accept budget ran out with connections possibly left.
-    pending: bool,
-    last_warning: Option<Instant>,
-    suppressed: u64,
-}
 
 /// What a worker starts with; built by [`crate::serve::Server::spawn`].
 #[derive(Debug)]
@@ -123,46 +74,46 @@ pub(crate) fn waker_token() -> Token {
     WAKER
 }
 
-/// A running worker with `N`-byte session buffers.
-struct Worker<const N: usize> {
+/// Log throttles of one worker.
+#[derive(Debug)]
+struct Throttles {
+    rejected: Throttle,
+    resets: Throttle,
+    aborts: Throttle,
+}
+
+/// A running worker.
+struct Worker {
     index: usize,
     poll: Poll,
     shared: Arc<Shared>,
     clock: crate::clock::Clock,
     session_config: SessionConfig,
+    buffer_size: usize,
     listeners: Vec<Listener>,
     udp: Vec<UdpEndpoint>,
-    conns: Slab<Conn<N>>,
+    conns: Slab<Conn>,
     timers: Timers,
     run_queue: VecDeque<(usize, u32)>,
     counters: Counters,
     next_generation: u32,
-    /// UDP receive buffer (`max_datagram + 1` bytes at least); also the sink of discarded input.
-    scratch: Vec<u8>,
+    throttles: Throttles,
     /// Set once draining: the end of the grace period.
     grace_deadline: Option<Instant>,
 }
 
 /// Runs worker `setup.index` until the server stops. Errors only if `epoll_wait` fails.
-pub(crate) fn run<const N: usize>(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
-    let scratch_len = (shared.settings.udp_max_datagram + 1).max(BUDGET);
+pub(crate) fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
     let listeners = setup
         .listeners
         .into_iter()
-        .map(|(endpoint, socket)| Listener {
-            socket,
-            endpoint,
-            paused_until: None,
-            backoff: MIN_BACKOFF,
-            pending: false,
-            last_warning: None,
-            suppressed: 0,
-        })
+        .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
-    let mut worker = Worker::<N> {
+    let mut worker = Worker {
         index: setup.index,
         poll: setup.poll,
         session_config: shared.settings.session,
+        buffer_size: shared.settings.buffer_size,
         clock: shared.clock,
         shared,
         listeners,
@@ -172,7 +123,11 @@ pub(crate) fn run<const N: usize>(setup: Setup, shared: Arc<Shared>) -> io::Resu
         run_queue: VecDeque::new(),
         counters: Counters::default(),
         next_generation: 0,
-        scratch: vec![0; scratch_len],
+        throttles: Throttles {
+            rejected: Throttle::new(LOG_EVERY),
+            resets: Throttle::new(LOG_EVERY),
+            aborts: Throttle::new(LOG_EVERY),
+        },
         grace_deadline: None,
     };
     let result = worker.run();
@@ -181,7 +136,7 @@ pub(crate) fn run<const N: usize>(setup: Setup, shared: Arc<Shared>) -> io::Resu
     result
 }
 
-impl<const N: usize> Worker<N> {
+impl Worker {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -232,15 +187,14 @@ impl<const N: usize> Worker<N> {
         {
             return Some(StdDuration::ZERO);
         }
-        let mut next = self.timers.next_deadline();
-        for t in self
+        let next = self
             .listeners
             .iter()
             .filter_map(|l| l.paused_until)
             .chain(self.grace_deadline)
-        {
-            next = Some(next.map_or(t, |n| n.min(t)));
-        }
+            .fold(self.timers.next_deadline(), |a, b| {
+                ricochet_core::time::earliest(a, Some(b))
+            });
         next.map(|t| t.saturating_since(self.clock.now()).into())
     }
 
@@ -252,18 +206,17 @@ impl<const N: usize> Worker<N> {
             self.accept(token - LISTENER_BASE, now);
         } else if token >= UDP_BASE {
             if let Some(u) = self.udp.get_mut(token - UDP_BASE) {
-                u.serve(now, &mut self.scratch, &mut self.counters);
+                u.serve(now, &mut self.counters.udp);
             }
         } else if let Some(conn) = self.conns.get_mut(token) {
             let failed = event.is_error();
-            if event.is_readable() || event.is_read_closed() || failed {
-                conn.readable = true;
-            }
             if event.is_read_closed() || failed {
-                conn.read_closed = true;
+                conn.pump.set_read_closed();
+            } else if event.is_readable() {
+                conn.pump.set_readable();
             }
             if event.is_writable() || event.is_write_closed() || failed {
-                conn.writable = true;
+                conn.pump.set_writable();
             }
             self.drive(token, now);
         }
@@ -284,28 +237,16 @@ impl<const N: usize> Worker<N> {
             }
         }
         for i in 0..self.listeners.len() {
+            let token = Token(LISTENER_BASE + i);
             let listener = &mut self.listeners[i];
-            let resume = listener.paused_until.is_some_and(|t| t <= now);
-            if resume {
-                listener.paused_until = None;
-                let token = Token(LISTENER_BASE + i);
-                if let Err(e) = self.poll.registry().register(
-                    listener.socket.source(),
-                    token,
-                    Interest::READABLE,
-                ) {
-                    tracing::warn!(endpoint = %listener.endpoint, error = %e, "cannot resume accepting");
-                    listener.paused_until = Some(now + listener.backoff);
-                    continue;
-                }
-            }
-            if resume || listener.pending {
+            let resumed = listener.resume_if_due(now, self.poll.registry(), token);
+            if resumed || listener.pending {
                 self.accept(i, now);
             }
         }
         for u in &mut self.udp {
             if u.pending {
-                u.serve(now, &mut self.scratch, &mut self.counters);
+                u.serve(now, &mut self.counters.udp);
             }
         }
     }
@@ -315,58 +256,9 @@ impl<const N: usize> Worker<N> {
             let Some(listener) = self.listeners.get_mut(index) else {
                 return;
             };
-            if listener.paused_until.is_some() {
-                return;
-            }
-            listener.pending = false;
-            match listener.socket.accept() {
-                Ok((stream, peer)) => {
-                    listener.backoff = MIN_BACKOFF;
-                    self.admit(stream, peer, now);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e) => {
-                    // Out of descriptors (EMFILE/ENFILE), or memory, or anything
-                    // else: stop accepting for a while instead of spinning.
-                    let exhausted = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                    if exhausted {
-                        self.counters.accept_fd_exhausted += 1;
-                    } else {
-                        self.counters.accept_errors += 1;
-                    }
-                    let pause = listener.backoff;
-                    listener.backoff =
-                        Duration::from_micros((pause.as_micros() * 2).min(MAX_BACKOFF.as_micros()));
-                    listener.paused_until = Some(now + pause);
-                    let _ = self.poll.registry().deregister(listener.socket.source());
-                    let due = listener
-                        .last_warning
-                        .is_none_or(|t| now.saturating_since(t) >= WARN_EVERY);
-                    if due {
-                        let hint = if exhausted {
-                            "out of file descriptors (raise `ulimit -n` or lower --max-connections)"
-                        } else {
-                            "accept failed"
-                        };
-                        tracing::warn!(
-                            endpoint = %listener.endpoint,
-                            error = %e,
-                            pause_ms = pause.as_millis(),
-                            suppressed = listener.suppressed,
-                            "{hint}; pausing accepts"
-                        );
-                        listener.last_warning = Some(now);
-                        listener.suppressed = 0;
-                    } else {
-                        listener.suppressed += 1;
-                    }
-                    return;
-                }
+            match listener.accept_next(now, self.poll.registry(), &mut self.counters) {
+                Some((stream, peer)) => self.admit(stream, peer, now),
+                None => return,
             }
         }
         if let Some(listener) = self.listeners.get_mut(index) {
@@ -375,12 +267,21 @@ impl<const N: usize> Worker<N> {
     }
 
     fn admit(&mut self, mut stream: Stream, peer: Peer, now: Instant) {
-        self.counters.accepted += 1;
+        let kind = stream.kind();
         let open = self.shared.stats.open();
-        if open.fetch_add(1, Relaxed) >= self.shared.settings.max_connections {
+        let limit = self.shared.settings.max_connections;
+        if open.fetch_add(1, Relaxed) >= limit {
             open.fetch_sub(1, Relaxed);
-            self.counters.rejected += 1;
-            tracing::debug!(%peer, "connection rejected: --max-connections reached");
+            self.counters.stream(kind).rejected += 1;
+            if let Some(suppressed) = self.throttles.rejected.admit(now) {
+                tracing::warn!(
+                    %peer,
+                    limit,
+                    suppressed,
+                    "connection rejected: --max-connections reached \
+                     (raise it, or the open-file limit it is derived from)"
+                );
+            }
             drop(stream);
             return;
         }
@@ -396,99 +297,54 @@ impl<const N: usize> Worker<N> {
             tracing::warn!(%peer, error = %e, "cannot register connection; closing it");
             return;
         }
+        self.counters.stream(kind).accepted += 1;
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let session = Box::new(Session::<N>::new(self.session_config, now));
-        entry.insert(Conn::new(stream, session, peer, generation));
-        tracing::debug!(%peer, "connection opened");
-        if self.grace_deadline.is_some()
-            && let Some(conn) = self.conns.get_mut(key)
-        {
-            conn.session.close(now);
+        let storage = vec![0u8; self.buffer_size].into_boxed_slice();
+        let mut pump = Pump::new(storage, self.session_config, now);
+        if self.grace_deadline.is_some() {
+            pump.close(now);
         }
-        // Input that is already there raises an edge right after registration.
-        self.schedule(key);
+        entry.insert(Conn {
+            stream,
+            pump,
+            peer,
+            generation,
+            scheduled: Instant::MAX,
+            queued: false,
+        });
+        tracing::debug!(%peer, "connection opened");
+        if self.grace_deadline.is_some() {
+            self.drive(key, now);
+        } else {
+            // Input that is already there raises an edge right after registration.
+            self.schedule(key);
+        }
     }
 
-    /// Runs connection `key` as far as it goes, then files it: timer, run queue, or release.
+    /// Runs connection `key`'s pump, then files it: timer, run queue, or release.
     fn drive(&mut self, key: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let step = if conn.linger_until.is_some() {
-            match conn.discard_input(&mut self.scratch, BUDGET) {
-                Discard::Idle => Step::Idle,
-                Discard::More => Step::More,
-                Discard::Finished => {
-                    self.release(key);
-                    return;
-                }
-            }
-        } else {
-            conn.drive(now, BUDGET, &mut self.counters)
-        };
-        match step {
-            Step::Idle => self.schedule(key),
-            Step::More => {
+        let counters = self.counters.stream(conn.stream.kind());
+        let next = conn.pump.drive(now, &mut conn.stream, BUDGET, counters);
+        log_events(conn, now, &mut self.throttles);
+        match next {
+            Next::Wait { .. } => self.schedule(key),
+            Next::Yield => {
                 if !conn.queued {
                     conn.queued = true;
                     self.run_queue.push_back((key, conn.generation));
                 }
                 self.schedule(key);
             }
-            Step::Done(Fate::Closed(reason)) => {
-                self.counters.closed += 1;
-                if reason == CloseReason::IdleTimeout {
-                    self.counters.idle_closed += 1;
+            Next::Release(how) => {
+                if how == Teardown::Reset {
+                    conn.stream.set_reset_on_close();
                 }
-                let stats = conn.session.stats();
-                tracing::debug!(
-                    peer = %conn.peer,
-                    bytes_in = stats.bytes_in,
-                    bytes_out = stats.bytes_out,
-                    %reason,
-                    "connection closed"
-                );
-                conn.stream.shutdown_write();
-                if reason == CloseReason::PeerFinished {
-                    self.release(key);
-                } else {
-                    let mut until = now + LINGER;
-                    if let Some(grace) = self.grace_deadline {
-                        until = until.min(grace);
-                    }
-                    conn.linger_until = Some(until);
-                    conn.readable = true;
-                    self.drive(key, now);
-                }
-            }
-            Step::Done(Fate::Reset(reason)) => {
-                let stats = conn.session.stats();
-                tracing::warn!(
-                    peer = %conn.peer,
-                    bytes_in = stats.bytes_in,
-                    bytes_out = stats.bytes_out,
-                    %reason,
-                    "connection aborted"
-                );
-                conn.stream.set_reset_on_close();
-                self.count_abort(reason);
                 self.release(key);
             }
-        }
-    }
-
-    fn count_abort(&mut self, reason: AbortReason) {
-        let c = &mut self.counters;
-        c.aborted += 1;
-        match reason {
-            AbortReason::LineTooLong { .. } => c.abort_line_too_long += 1,
-            AbortReason::FrameTooLarge { .. } | AbortReason::TruncatedFrame { .. } => {
-                c.abort_bad_frame += 1
-            }
-            AbortReason::DrainTimeout => c.abort_drain_timeout += 1,
-            AbortReason::PeerReset => c.abort_peer_reset += 1,
-            _ => c.abort_local += 1,
         }
     }
 
@@ -497,7 +353,7 @@ impl<const N: usize> Worker<N> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let want = conn.deadline().unwrap_or(Instant::MAX);
+        let want = conn.pump.poll_timeout().unwrap_or(Instant::MAX);
         if want < conn.scheduled {
             conn.scheduled = want;
             self.timers.push(Entry {
@@ -520,14 +376,7 @@ impl<const N: usize> Worker<N> {
                 continue;
             }
             conn.scheduled = Instant::MAX;
-            match conn.linger_until {
-                Some(until) if until <= now => self.release(entry.key),
-                Some(_) => self.schedule(entry.key),
-                None => {
-                    conn.session.handle_timeout(now);
-                    self.drive(entry.key, now);
-                }
-            }
+            self.drive(entry.key, now);
         }
         if self.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
@@ -541,11 +390,7 @@ impl<const N: usize> Worker<N> {
 
     /// Drops connection `key` (its socket closes; `set_reset_on_close` decides FIN or RST).
     fn release(&mut self, key: usize) {
-        if let Some(conn) = self.conns.try_remove(key) {
-            self.counters.bytes_buffered = self
-                .counters
-                .bytes_buffered
-                .wrapping_sub(conn.buffered as u64);
+        if self.conns.try_remove(key).is_some() {
             self.shared.stats.open().fetch_sub(1, Relaxed);
         }
     }
@@ -553,8 +398,7 @@ impl<const N: usize> Worker<N> {
     /// Starts the graceful shutdown: stop accepting, close every session.
     fn begin_drain(&mut self, now: Instant) {
         let grace: Duration = self.shared.settings.grace.into();
-        let deadline = now + grace;
-        self.grace_deadline = Some(deadline);
+        self.grace_deadline = Some(now + grace);
         for mut l in self.listeners.drain(..) {
             if l.paused_until.is_none() {
                 let _ = self.poll.registry().deregister(l.socket.source());
@@ -565,36 +409,25 @@ impl<const N: usize> Worker<N> {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            match conn.linger_until {
-                Some(until) => conn.linger_until = Some(until.min(deadline)),
-                None => {
-                    conn.session.close(now);
-                    self.drive(key, now);
-                }
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.pump.close(now);
+                self.drive(key, now);
             }
         }
         tracing::debug!(worker = self.index, open = self.conns.len(), "draining");
     }
 
-    /// The grace period is over: reset what is left.
+    /// The grace period is over: reset what is still echoing, release what lingers.
     fn reset_remaining(&mut self, now: Instant) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        let mut reset = 0u64;
+        let before = self.counters.tcp.aborted.local + self.counters.unix.aborted.local;
         for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.linger_until.is_none() {
-                conn.session.abort(now);
-                conn.stream.set_reset_on_close();
-                self.count_abort(AbortReason::Local);
-                reset += 1;
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.pump.abort(now);
+                self.drive(key, now);
             }
-            self.release(key);
         }
+        let reset = self.counters.tcp.aborted.local + self.counters.unix.aborted.local - before;
         if reset > 0 {
             tracing::warn!(
                 worker = self.index,
@@ -604,12 +437,12 @@ impl<const N: usize> Worker<N> {
         }
     }
 
-    /// Releases everything (worker exit): open sessions are reset.
+    /// Releases everything (worker exit): sessions still echoing are reset.
     fn release_all(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key)
-                && conn.linger_until.is_none()
+                && !conn.pump.is_finishing()
             {
                 conn.stream.set_reset_on_close();
             }
@@ -617,5 +450,50 @@ impl<const N: usize> Worker<N> {
         }
         self.listeners.clear();
         self.udp.clear();
+    }
+}
+
+/// Logs a connection's session events: closes at debug, resets by the peer
+/// as a rate-limited summary, other aborts as rate-limited warnings.
+fn log_events(conn: &mut Conn, now: Instant, throttles: &mut Throttles) {
+    while let Some(event) = conn.pump.poll_event() {
+        let stats = conn.pump.session().stats();
+        let peer = &conn.peer;
+        match event {
+            Event::PeerFinished => tracing::trace!(%peer, "peer finished sending"),
+            Event::Closed(reason) => tracing::debug!(
+                %peer,
+                bytes_in = stats.bytes_in,
+                bytes_out = stats.bytes_out,
+                %reason,
+                "connection closed"
+            ),
+            Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
+                tracing::debug!(%peer, bytes_in = stats.bytes_in, %reason, "connection aborted");
+                if let Some(suppressed) = throttles.resets.admit(now) {
+                    tracing::info!(
+                        %peer,
+                        %reason,
+                        others_since_last = suppressed,
+                        "connection reset or lost by the peer"
+                    );
+                }
+            }
+            Event::Aborted(reason) => {
+                if let Some(suppressed) = throttles.aborts.admit(now) {
+                    tracing::warn!(
+                        %peer,
+                        bytes_in = stats.bytes_in,
+                        bytes_out = stats.bytes_out,
+                        %reason,
+                        others_since_last = suppressed,
+                        "connection aborted"
+                    );
+                } else {
+                    tracing::debug!(%peer, %reason, "connection aborted");
+                }
+            }
+            _ => {}
+        }
     }
 }

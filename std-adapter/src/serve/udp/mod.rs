@@ -1,23 +1,37 @@
-//! The datagram loop: every datagram goes through the core's [`DatagramPolicy`].
+//! The datagram loop: every datagram goes through the core's
+//! [`DatagramPolicy`] and its fate is counted in the core's
+//! [`DatagramCounters`].
 //!
-//! Datagrams are received into a buffer one byte longer than the largest
-//! allowed, so an oversize datagram shows up as `max + 1` bytes and is
-//! dropped, never truncated and echoed. UDP has no backpressure: when the
-//! socket's send buffer is full (`WouldBlock`), the echo is dropped and
-//! counted (`udp_send_dropped`), not queued.
+//! On Linux, datagrams are received and echoed in batches (`recvmmsg`,
+//! `sendmmsg`, see `mmsg.rs`) and each one's real length comes from
+//! `MSG_TRUNC`, so an oversize datagram is dropped and logged with its true
+//! size, never truncated and echoed. A batch that comes back short means the
+//! queue is empty: no extra receive just to learn `EAGAIN`. Echoes leave in
+//! the order their datagrams arrived. UDP has no backpressure: when the send
+//! buffer is full (`WouldBlock`), the echo is dropped and counted
+//! ([`DropReason::SendFull`]), not queued.
+//!
+//! Elsewhere, one datagram per call into a buffer one byte longer than the
+//! largest allowed, so an oversize datagram shows up as `max + 1` bytes.
 
 use std::io;
 use std::net::SocketAddr;
 
 use mio::net::UdpSocket;
-use ricochet_core::{DatagramPolicy, DropReason, Instant, Verdict};
+use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, Instant, Verdict};
 
-use super::stats::Counters;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod mmsg;
+#[cfg(test)]
+mod tests;
 
 /// Sources whose rate-limit state a policy tracks (least recently seen evicted first).
 pub(crate) const SOURCES: usize = 1024;
 
-/// One UDP socket and its policy.
+/// Datagrams handled per wakeup per socket before yielding to other work.
+const BUDGET: usize = 256;
+
+/// One UDP socket, its policy and its receive buffers.
 #[derive(Debug)]
 pub(crate) struct UdpEndpoint {
     pub(crate) socket: UdpSocket,
@@ -25,20 +39,67 @@ pub(crate) struct UdpEndpoint {
     pub(crate) policy: Box<DatagramPolicy<SOURCES>>,
     /// The budget ran out with datagrams possibly left: serve again next turn.
     pub(crate) pending: bool,
+    /// Receive system calls made (tests check that none is wasted).
+    pub(crate) receive_calls: u64,
+    /// The last drop, for tests and diagnostics.
+    pub(crate) last_drop: Option<DropReason>,
+    io: Buffers,
 }
 
-/// Datagrams handled per wakeup per socket before yielding to other work.
-const BUDGET: usize = 256;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type Buffers = mmsg::Batch;
+
+/// One buffer of `max + 1` bytes.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[derive(Debug)]
+struct Buffers(Box<[u8]>);
 
 impl UdpEndpoint {
-    /// Receives and answers datagrams until `WouldBlock` or the budget is
-    /// spent. `buf` must be at least `max_datagram + 1` bytes.
-    pub(crate) fn serve(&mut self, now: Instant, buf: &mut [u8], counters: &mut Counters) {
+    /// An endpoint for datagrams of up to `max_datagram` bytes.
+    pub(crate) fn new(
+        socket: UdpSocket,
+        addr: SocketAddr,
+        policy: Box<DatagramPolicy<SOURCES>>,
+        max_datagram: usize,
+    ) -> Self {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let io = mmsg::Batch::new(max_datagram);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let io = Buffers(vec![0u8; max_datagram + 1].into_boxed_slice());
+        UdpEndpoint {
+            socket,
+            addr,
+            policy,
+            pending: false,
+            receive_calls: 0,
+            last_drop: None,
+            io,
+        }
+    }
+
+    fn drop_one(
+        &mut self,
+        counters: &mut DatagramCounters,
+        source: SocketAddr,
+        len: usize,
+        reason: DropReason,
+    ) {
+        counters.dropped(reason);
+        self.last_drop = Some(reason);
+        tracing::debug!(%source, len, %reason, "datagram dropped");
+    }
+
+    /// Receives and answers datagrams until the queue is empty or the
+    /// budget is spent.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn serve(&mut self, now: Instant, counters: &mut DatagramCounters) {
         self.pending = false;
-        for _ in 0..BUDGET {
-            let (n, source) = match self.socket.recv_from(buf) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        let mut handled = 0;
+        let mut echo = [0usize; mmsg::BATCH];
+        while handled < BUDGET {
+            self.receive_calls += 1;
+            let n = match self.io.recv(&self.socket) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // E.g. an ICMP error for an earlier echo; the socket stays usable.
@@ -46,31 +107,68 @@ impl UdpEndpoint {
                     continue;
                 }
             };
-            counters.udp_received += 1;
-            match self.policy.decide(now, source, n) {
-                Verdict::Echo => match self.socket.send_to(&buf[..n], source) {
-                    Ok(_) => {
-                        counters.udp_echoed += 1;
-                        counters.udp_echoed_bytes += n as u64;
+            let mut echoes = 0;
+            for i in 0..n {
+                let got = self.io.received[i];
+                let Some(source) = got.source else { continue };
+                match self.policy.decide(now, source, got.len) {
+                    Verdict::Echo => {
+                        echo[echoes] = i;
+                        echoes += 1;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        counters.udp_send_dropped += 1;
-                        tracing::debug!(%source, len = n, "datagram dropped: send buffer full");
-                    }
-                    Err(e) => {
-                        counters.udp_send_errors += 1;
-                        tracing::debug!(%source, len = n, error = %e, "datagram echo failed");
-                    }
-                },
-                Verdict::Drop(reason) => {
-                    match reason {
-                        DropReason::Oversize { .. } => counters.udp_oversize += 1,
-                        DropReason::LoopGuard { .. } => counters.udp_loop_guard += 1,
-                        DropReason::RateLimited => counters.udp_rate_limited += 1,
-                        _ => counters.udp_dropped_other += 1,
-                    }
-                    tracing::debug!(%source, len = n, %reason, "datagram dropped");
+                    Verdict::Drop(reason) => self.drop_one(counters, source, got.len, reason),
                 }
+            }
+            let (sent, error) = self.io.send(&self.socket, &echo[..echoes]);
+            for &i in &echo[..sent] {
+                counters.echoed(self.io.received[i].len);
+            }
+            if let Some(e) = error {
+                let reason = if e.kind() == io::ErrorKind::WouldBlock {
+                    DropReason::SendFull
+                } else {
+                    DropReason::SendFailed
+                };
+                for &i in &echo[sent..echoes] {
+                    let got = self.io.received[i];
+                    if let Some(source) = got.source {
+                        self.drop_one(counters, source, got.len, reason);
+                    }
+                }
+                tracing::debug!(addr = %self.addr, error = %e, dropped = echoes - sent, "datagram echo failed");
+            }
+            handled += n;
+            if n < mmsg::BATCH {
+                return;
+            }
+        }
+        self.pending = true;
+    }
+
+    /// Receives and answers datagrams until `WouldBlock` or the budget is spent.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn serve(&mut self, now: Instant, counters: &mut DatagramCounters) {
+        self.pending = false;
+        for _ in 0..BUDGET {
+            self.receive_calls += 1;
+            let (n, source) = match self.socket.recv_from(&mut self.io.0) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(addr = %self.addr, error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            match self.policy.decide(now, source, n) {
+                Verdict::Echo => match self.socket.send_to(&self.io.0[..n], source) {
+                    Ok(_) => counters.echoed(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.drop_one(counters, source, n, DropReason::SendFull)
+                    }
+                    Err(_) => self.drop_one(counters, source, n, DropReason::SendFailed),
+                },
+                Verdict::Drop(reason) => self.drop_one(counters, source, n, reason),
             }
         }
         self.pending = true;

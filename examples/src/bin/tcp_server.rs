@@ -22,13 +22,22 @@ use ricochet_core::SessionConfig;
 use ricochet_examples::{PEER_TIMEOUT, parse_args};
 use socket2::{Domain, SockRef, Socket, Type};
 
+const HELP: &str = "\
+tcp_server: the socket tutorial's TCP echo server, done right. A core Session with a
+1024-byte buffer decides what is echoed; partial sends are its job, timeouts end stuck
+peers, and an aborted session is reset rather than closed.
+
+Usage: tcp_server [ADDR] [--once | --count N]
+  ADDR        address to listen on (default 127.0.0.1:50007; port 0 picks a free one,
+              printed as `listening on ADDR`)
+  --once      serve one connection, then exit (the default)
+  --count N   serve N connections, then exit
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(1) {
+    let args = match parse_args("tcp_server", HELP, 1) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("tcp_server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let addr: SocketAddr = match args.addr.parse() {
         Ok(a) => a,

@@ -20,13 +20,22 @@ use ricochet::clock::Clock;
 use ricochet_core::{DatagramPolicy, PolicyConfig, Verdict};
 use ricochet_examples::parse_args;
 
+const HELP: &str = "\
+udp_server: the socket tutorial's UDP echo server, done right. Datagrams are received
+into max_datagram + 1 bytes (truncation is detected) and a core DatagramPolicy decides:
+echo, or drop with a reason (oversize, loop guard, per-source rate limit).
+
+Usage: udp_server [ADDR] [--once | --count N]
+  ADDR        address to bind (default 127.0.0.1:50007; port 0 picks a free one,
+              printed as `listening on ADDR`)
+  --once      echo one datagram, then exit (the default)
+  --count N   echo N datagrams, then exit
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(1) {
+    let args = match parse_args("udp_server", HELP, 1) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("udp_server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match serve(&args.addr, args.count) {
         Ok(()) => ExitCode::SUCCESS,

@@ -84,11 +84,11 @@ impl Report {
                 "INTERRUPTED: partial report, no error so far".to_owned()
             }
             Some(StopReason::Interrupted) => format!(
-                "FAILED: {} (interrupted: partial report)",
+                "FAILED: {}; interrupted, partial report",
                 count_of(errors, "error")
             ),
             Some(StopReason::LossBudget) => format!(
-                "FAILED: {} (stopped early: the losses already exceed --max-loss {}% of the whole run)",
+                "FAILED: {}; stopped early, the losses already exceed --max-loss {}% of the whole run",
                 count_of(errors, "error"),
                 self.max_loss_pct
             ),

@@ -67,10 +67,10 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         }
         if d.lost > 0 && spec.size.max > ETHERNET_UDP_MAX {
             hints.push(format!(
-                "{} of these datagrams were larger than {ETHERNET_UDP_MAX} bytes: many echo servers drop \
-                 larger ones (`ricochet serve` does unless --udp-max-datagram is raised). Try -s {ETHERNET_UDP_MAX} \
-                 or less, or raise the server's limit",
-                if d.verified == 0 { "All" } else { "Some" },
+                "{} were lost, and datagrams were larger than {ETHERNET_UDP_MAX} bytes: many echo servers \
+                 drop larger ones (`ricochet serve` does unless --udp-max-datagram is raised); try \
+                 -s {ETHERNET_UDP_MAX} or less, or raise the server's limit",
+                if d.verified == 0 { "all datagrams" } else { "some datagrams" },
             ));
         }
         if d.duplicate > 0 {

@@ -26,9 +26,10 @@ use super::say;
 /// quits at once.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Sizes are binary: K = KiB = 1024, M = MiB = 1024^2. A UDP message is 12 to 65507 bytes (IPv6: 65527):
-each datagram starts with a 12-byte sequence number and tag. Throughput is reported in MB/s and Mbit/s
-(M = 10^6). Durations: 500ms, 5s, 1.5s, 1m30s; a bare number is seconds.
+Sizes are binary: K = KiB = 1024, M = MiB = 1024^2. A UDP message is 12 to 65507 bytes
+(65527 over IPv6): each datagram starts with a 12-byte sequence number and tag.
+Throughput is reported in MB/s and Mbit/s (M = 10^6).
+Durations: 500ms, 5s, 1.5s, 1m30s; a bare number is seconds.
 Without --duration, each connection sends --count messages (default 1000).
 Examples (`ricochet serve` listens on 7007 by default):
   ricochet probe tcp://127.0.0.1:7007

@@ -9,10 +9,11 @@
 //!
 //! The watcher must not be the reason a process ignores signals. Its
 //! handler acts first and reports after (a report that fails cannot undo
-//! the action), and if the thread ends for any reason, even a panic, a
-//! guard flips SIGINT and SIGTERM back to their default action (terminate)
-//! through a flag checked in signal context: a process whose watcher died
-//! can still be stopped by a signal rather than only by SIGKILL.
+//! the action), and if the thread ends while the watcher is alive (a panic
+//! in the handler), a guard flips SIGINT and SIGTERM back to their default
+//! action (terminate) through a flag checked in signal context: a process
+//! whose watcher died can still be stopped by a signal rather than only by
+//! SIGKILL.
 //!
 //! SIGPIPE needs nothing: Rust programs ignore it and socket writes use
 //! `MSG_NOSIGNAL`.
@@ -36,13 +37,16 @@ pub struct SignalEvent {
     pub count: usize,
 }
 
-/// Watches SIGINT and SIGTERM until dropped; from then on (or from a
-/// panic of its handler on) they terminate the process, as by default.
+/// Watches SIGINT and SIGTERM until dropped. If its handler panics, they
+/// terminate the process from then on, as by default.
 #[derive(Debug)]
 pub struct SignalWatcher {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
     aborted: Arc<AtomicBool>,
+    /// The conditional default actions, removed on drop (so a later watcher
+    /// in the same process is not bypassed by this one's flag).
+    fallbacks: Vec<signal_hook::SigId>,
 }
 
 /// Set when the watcher thread ends: SIGINT/SIGTERM then take their
@@ -86,13 +90,27 @@ impl SignalWatcher {
         mut on_signal: impl FnMut(SignalEvent) + Send + 'static,
     ) -> io::Result<SignalWatcher> {
         let watcher_gone = Arc::new(AtomicBool::new(false));
+        let mut fallbacks = Vec::with_capacity(2);
         for signal in [SIGINT, SIGTERM] {
-            signal_hook::flag::register_conditional_default(signal, Arc::clone(&watcher_gone))?;
+            match signal_hook::flag::register_conditional_default(signal, Arc::clone(&watcher_gone))
+            {
+                Ok(id) => fallbacks.push(id),
+                Err(e) => {
+                    unregister(&fallbacks);
+                    return Err(e);
+                }
+            }
         }
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+            Ok(s) => s,
+            Err(e) => {
+                unregister(&fallbacks);
+                return Err(e);
+            }
+        };
         let handle = signals.handle();
         let guard = RestoreDefaultOnExit(watcher_gone);
-        let thread = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("ricochet-signals".into())
             .spawn(move || {
                 let _guard = guard;
@@ -104,11 +122,19 @@ impl SignalWatcher {
                     };
                     on_signal(SignalEvent { name, count });
                 }
-            })?;
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                unregister(&fallbacks);
+                return Err(e);
+            }
+        };
         Ok(SignalWatcher {
             handle,
             thread: Some(thread),
             aborted: Arc::new(AtomicBool::new(false)),
+            fallbacks,
         })
     }
 
@@ -124,8 +150,15 @@ impl SignalWatcher {
     }
 }
 
+fn unregister(ids: &[signal_hook::SigId]) {
+    for &id in ids {
+        signal_hook::low_level::unregister(id);
+    }
+}
+
 impl Drop for SignalWatcher {
     fn drop(&mut self) {
+        unregister(&self.fallbacks);
         self.handle.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -168,8 +168,125 @@ fn example_in_memory_runs_every_mode_without_sockets() {
     );
 }
 
+/// Every program, by name and path.
+const ALL: [(&str, &str); 7] = [
+    ("tcp_server", env!("CARGO_BIN_EXE_tcp_server")),
+    ("tcp_client", env!("CARGO_BIN_EXE_tcp_client")),
+    ("udp_server", env!("CARGO_BIN_EXE_udp_server")),
+    ("udp_client", env!("CARGO_BIN_EXE_udp_client")),
+    ("unix_pair", env!("CARGO_BIN_EXE_unix_pair")),
+    ("sticky_packets", env!("CARGO_BIN_EXE_sticky_packets")),
+    ("in_memory", env!("CARGO_BIN_EXE_in_memory")),
+];
+
 #[test]
 fn example_usage_error_exits_2() {
-    let (code, _) = run(env!("CARGO_BIN_EXE_tcp_client"), &["--bogus"]);
+    for (name, bin) in ALL {
+        let (code, out) = run(bin, &["--bogus"]);
+        assert_eq!(code, 2, "{name}: {out}");
+    }
+    // sticky_packets takes no argument at all.
+    let (code, _) = run(env!("CARGO_BIN_EXE_sticky_packets"), &["extra"]);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn example_help_describes_each_program_and_exits_0() {
+    let mut firsts = Vec::new();
+    for (name, bin) in ALL {
+        let (code, out) = run(bin, &["--help"]);
+        assert_eq!(code, 0, "{name}: {out}");
+        assert!(out.starts_with(&format!("{name}: ")), "{name}: {out}");
+        assert!(out.contains(&format!("Usage: {name}")), "{name}: {out}");
+        firsts.push(out.lines().next().unwrap_or_default().to_owned());
+    }
+    firsts.dedup();
+    assert_eq!(firsts.len(), ALL.len(), "each describes itself: {firsts:?}");
+}
+
+#[test]
+fn example_tcp_client_takes_probe_size_suffixes() {
+    let (server, out, addr) = start_server(env!("CARGO_BIN_EXE_tcp_server"), &["127.0.0.1:0"]);
+    let (code, client) = run(
+        env!("CARGO_BIN_EXE_tcp_client"),
+        &[&addr, "--count", "2", "--size", "100K"],
+    );
+    assert_eq!(code, 0, "{client}");
+    assert!(
+        client.contains("verified 2 messages, 204800 bytes"),
+        "{client}"
+    );
+    let (code, _) = rest_of(server, out, "tcp_server");
+    assert_eq!(code, 0);
+}
+
+/// Runs `bin ARGS` to completion (watchdog); exit code, stdout and stderr.
+fn run_all(bin: &str, args: &[&str]) -> (i32, String, String) {
+    let child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let o = finish(child, bin);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn example_tcp_client_names_a_server_that_keeps_the_connection_open() {
+    use std::io::{Read, Write};
+    // An echo server that never closes after the client's FIN.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            c.write_all(&buf[..n]).unwrap();
+        }
+        // Hold the connection open until the client has given up.
+        let _ = done_rx.recv_timeout(LIMIT);
+    });
+    let (code, _, err) = run_all(env!("CARGO_BIN_EXE_tcp_client"), &[&addr, "--count", "1"]);
+    let _ = done_tx.send(());
+    server.join().unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the server did not close within 10 s after our FIN"),
+        "{err}"
+    );
+    assert!(!err.contains("0 outstanding bytes"), "{err}");
+}
+
+#[test]
+fn example_in_memory_counts_round_trips_in_steps_not_microseconds() {
+    let (code, out) = run(env!("CARGO_BIN_EXE_in_memory"), &["--count", "10"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("longest round trip ") && out.contains(" steps"),
+        "{out}"
+    );
+    assert!(!out.contains("us\n") && !out.contains("ms\n"), "{out}");
+}
+
+#[test]
+fn example_udp_client_without_server_says_so() {
+    // A bound socket that never answers: the greeting's echo times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let (code, _, err) = run_all(env!("CARGO_BIN_EXE_udp_client"), &[&addr, "--count", "1"]);
+    drop(silent);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no echo of the greeting within 10 s"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
 }

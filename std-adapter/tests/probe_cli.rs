@@ -162,7 +162,7 @@ fn probe_cli_duration_runs_about_that_long() {
     let took = start.elapsed();
     assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
     let j = json_of(&o);
-    let w = j["window_secs"].as_f64().unwrap();
+    let w = j["measured_secs"].as_f64().unwrap();
     assert!((0.5..=0.7).contains(&w), "window {w}");
     assert!(
         took >= std::time::Duration::from_millis(800),

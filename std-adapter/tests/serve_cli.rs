@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serve_support::{IO_TIMEOUT, Proc, connect, payload, read_to_eof, round_trip};
+use serve_support::{IO_TIMEOUT, Proc, connect, output_within, payload, read_to_eof, round_trip};
 
 fn addr_of(lines: &[(String, String)], kind: &str) -> SocketAddr {
     lines
@@ -54,20 +54,6 @@ fn cli_prints_one_listening_line_per_endpoint_and_serves_them() {
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
     assert!(!path.exists(), "unix socket file removed on exit");
-}
-
-#[test]
-fn cli_without_addresses_serves_tcp_and_udp_on_loopback_7007() {
-    let Ok(probe) = TcpListener::bind("127.0.0.1:7007") else {
-        panic!("port 7007 is busy on this machine; this test needs it free to check the default");
-    };
-    drop(probe);
-    let mut p = Proc::serve(&[]);
-    let lines = p.listening(2);
-    assert_eq!(addr_of(&lines, "tcp"), "127.0.0.1:7007".parse().unwrap());
-    assert_eq!(addr_of(&lines, "udp"), "127.0.0.1:7007".parse().unwrap());
-    p.signal("INT");
-    assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
 #[test]
@@ -149,6 +135,189 @@ fn cli_busy_port_fails_with_a_clear_message() {
         out.stdout.is_empty(),
         "no listening line when binding failed"
     );
+}
+
+#[test]
+fn cli_second_server_on_a_busy_reuseport_port_exits_1_and_the_first_keeps_it() {
+    let mut first = Proc::serve(&["--tcp", "127.0.0.1:0", "--threads", "2"]);
+    let tcp = addr_of(&first.listening(1), "tcp");
+    for extra in [
+        &["--threads", "2"][..],
+        &["--threads", "1"],
+        &["--accept", "shared"],
+    ] {
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet"))
+                .args(["serve", "--tcp", &tcp.to_string()])
+                .args(extra),
+            IO_TIMEOUT,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(err.contains("address already in use"), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty(), "{extra:?}: no listening line");
+    }
+    // Every connection still reaches the first server.
+    for i in 0..20u8 {
+        round_trip(&mut connect(tcp), &[i; 16]);
+    }
+    first.signal("TERM");
+    assert!(first.wait_exit(IO_TIMEOUT).success());
+}
+
+/// `ricochet serve ARGS` whose stderr is a pipe with no reader (every write
+/// to it fails with EPIPE), logging at debug; stdout is piped to us.
+fn serve_with_dead_stderr(args: &[&str]) -> Proc {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.arg("serve")
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(writer);
+    Proc::spawn_with(cmd)
+}
+
+#[test]
+fn cli_closed_stderr_neither_stops_serving_nor_blocks_shutdown() {
+    let mut p = serve_with_dead_stderr(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--mode",
+        "lines",
+        "--buffer-size",
+        "1024",
+    ]);
+    let tcp = addr_of(&p.listening(1), "tcp");
+    // Every connection logs (debug), a reset client and an overlong line log warnings.
+    for i in 0..5u8 {
+        let mut c = connect(tcp);
+        round_trip(&mut c, &[b'a' + i, b'\n']);
+        let mut overlong = connect(tcp);
+        let _ = overlong.write_all(&[b'x'; 3000]);
+        let mut b = [0u8; 16];
+        let _ = overlong.read(&mut b);
+    }
+    round_trip(&mut connect(tcp), b"still here\n");
+    assert!(p.child.try_wait().unwrap().is_none(), "the server died");
+    let t = Instant::now();
+    p.signal("TERM");
+    let status = p.wait_exit(IO_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "took {:?}", t.elapsed());
+}
+
+#[test]
+fn cli_closed_stdout_and_stderr_after_start_still_stop_on_sigint() {
+    // `ricochet serve 2>&1 | tee log`, then tee exits: both streams lose their reader.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tee.sock");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args(["serve", "--unix", path.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer);
+    let mut p = Proc::spawn_with(cmd);
+    drop(reader);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut u = loop {
+        if let Ok(u) = UnixStream::connect(&path) {
+            break u;
+        }
+        assert!(Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    u.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    round_trip(&mut u, b"logged to nowhere");
+    drop(u);
+    p.signal("INT");
+    assert_eq!(p.wait_exit(IO_TIMEOUT).code(), Some(0));
+}
+
+#[test]
+fn cli_usage_errors_exit_2_and_name_the_option() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--threads", "0"], "--threads"),
+        (&["--backlog", "0"], "--backlog"),
+        (&["--max-connections", "0"], "--max-connections"),
+        (&["--udp-max-datagram", "70000"], "--udp-max-datagram"),
+        (&["--idle-timeout", "soon"], "--idle-timeout"),
+        (&["--tcp", "[fe80::1]:0"], "%eth0"),
+        (
+            &["--udp", "127.0.0.1:0", "--mode", "lines"],
+            "--mode lines applies to stream listeners",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .arg("serve")
+            .args(*args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn cli_link_local_without_interface_is_explained_by_the_library_too() {
+    // Through the library (no CLI check): the kernel's EINVAL gets a hint.
+    let e = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
+        tcp: vec!["[fe80::1]:0".parse().unwrap()],
+        ..ricochet::serve::ServerConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("link-local") && e.contains("[fe80::1%eth0]:0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cli_unix_path_in_a_directory_the_user_cannot_search_says_permission_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let path = locked.join("x.sock");
+    // Root searches any directory: run as nobody then; anyone else: a mode-000 directory.
+    let root = is_root();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if root { 0o700 } else { 0o000 };
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(mode)).unwrap();
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_ricochet"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_ricochet"))
+    };
+    let out = cmd
+        .args(["serve", "--unix", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(!err.contains("cannot check or remove"), "{err}");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 #[test]

@@ -9,8 +9,46 @@ use std::time::Duration;
 use ricochet::serve::{ServerConfig, ServerHandle, UdpRate};
 use serve_support::{IO_TIMEOUT, payload, start, wait_stats};
 
-/// Port 7 can be bound by one test at a time.
-static PORT_7: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// A reflector port can be bound by one test at a time.
+static REFLECTOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A client socket whose source port is one of the core's reflector ports
+/// (the loop guard's list), without root: one of the unprivileged ones
+/// (>= 1024: ssdp 1900, mdns 5353, memcached 11211), on a loopback address
+/// of 127.0.0.0/8 other than the usual 127.0.0.1, with `SO_REUSEADDR` so a
+/// local service on that port does not get in the way.
+fn reflector_source() -> UdpSocket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let ports: Vec<u16> = ricochet::core::datagram::REFLECTOR_PORTS
+        .iter()
+        .copied()
+        .filter(|&p| p >= 1024)
+        .collect();
+    assert!(
+        !ports.is_empty(),
+        "the loop guard lists no unprivileged port to test with"
+    );
+    let mut tried = Vec::new();
+    for host in [[127, 0, 0, 7], [127, 0, 0, 77], [127, 7, 7, 7]] {
+        for &port in &ports {
+            let addr = SocketAddr::from((host, port));
+            let bound = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).and_then(|s| {
+                s.set_reuse_address(true)?;
+                s.bind(&addr.into())?;
+                Ok(s)
+            });
+            match bound {
+                Ok(s) => {
+                    let s: UdpSocket = s.into();
+                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                    return s;
+                }
+                Err(e) => tried.push(format!("{addr}: {e}")),
+            }
+        }
+    }
+    panic!("could not bind any reflector source port: {tried:?}");
+}
 
 fn udp_server(config: ServerConfig) -> (ServerHandle, SocketAddr) {
     let server = start(ServerConfig {
@@ -77,21 +115,12 @@ fn udp_oversize_datagram_dropped_not_truncated_and_counted() {
 }
 
 #[test]
-fn udp_loop_guard_drops_datagrams_from_echo_port_7() {
-    let _port7 = PORT_7.lock().unwrap_or_else(|p| p.into_inner());
+fn udp_loop_guard_drops_datagrams_from_reflector_ports() {
+    let _one = REFLECTOR.lock().unwrap_or_else(|p| p.into_inner());
     let (server, target) = udp_server(ServerConfig::default());
-    let from_echo_port = match UdpSocket::bind("127.0.0.1:7") {
-        Ok(s) => s,
-        Err(e) => panic!(
-            "this test binds UDP 127.0.0.1:7 (the echo port) to play a second echo server; that needs root \
-             or CAP_NET_BIND_SERVICE and a free port 7: {e}"
-        ),
-    };
-    from_echo_port.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    from_echo_port
-        .send_to(b"ping-pong forever?", target)
-        .unwrap();
-    expect_no_reply(&from_echo_port);
+    let reflector = reflector_source();
+    reflector.send_to(b"ping-pong forever?", target).unwrap();
+    expect_no_reply(&reflector);
     let s = wait_stats(&server, IO_TIMEOUT, "loop guard counted", |s| {
         s.udp.dropped.loop_guard == 1
     });
@@ -103,15 +132,13 @@ fn udp_loop_guard_drops_datagrams_from_echo_port_7() {
 }
 
 #[test]
-fn udp_no_loop_guard_echoes_datagrams_from_port_7() {
-    let _port7 = PORT_7.lock().unwrap_or_else(|p| p.into_inner());
+fn udp_no_loop_guard_echoes_datagrams_from_reflector_ports() {
+    let _one = REFLECTOR.lock().unwrap_or_else(|p| p.into_inner());
     let (server, target) = udp_server(ServerConfig {
         loop_guard: false,
         ..ServerConfig::default()
     });
-    let from_echo_port = UdpSocket::bind("127.0.0.1:7").expect("bind UDP 127.0.0.1:7 (needs root)");
-    from_echo_port.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    expect_echo(&from_echo_port, target, b"you asked for it");
+    expect_echo(&reflector_source(), target, b"you asked for it");
     server.shutdown();
     server.join().unwrap();
 }

@@ -342,6 +342,69 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
         &cargo(),
         &["test", "--workspace", "--locked"],
         &[("PROPTEST_CASES", &cases)],
+    )?;
+    library_without_cli(ctx)
+}
+
+/// Crates only the `ricochet` binary needs (behind the `cli` feature).
+const CLI_ONLY_CRATES: &[&str] = &["clap", "indicatif", "tracing-subscriber"];
+
+/// The `ricochet` library stays usable without the command line: without
+/// default features its normal dependency tree holds none of
+/// [`CLI_ONLY_CRATES`], and it builds.
+fn library_without_cli(ctx: &Ctx) -> Result<(), String> {
+    let args = [
+        "tree",
+        "--locked",
+        "-p",
+        "ricochet",
+        "--no-default-features",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+    ];
+    eprintln!("+ (cd {}) cargo {}", ctx.root.display(), args.join(" "));
+    let out = Command::new(cargo())
+        .args(args)
+        .current_dir(&ctx.root)
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let pulled: Vec<&str> = CLI_ONLY_CRATES
+        .iter()
+        .copied()
+        .filter(|c| {
+            tree.lines()
+                .any(|l| l.split_whitespace().next() == Some(*c))
+        })
+        .collect();
+    if !pulled.is_empty() {
+        return Err(format!(
+            "the ricochet library pulls {pulled:?} without its `cli` feature: make them optional \
+             (dep:...) and enable them only in the `cli` feature"
+        ));
+    }
+    run(
+        &ctx.root,
+        &cargo(),
+        &[
+            "check",
+            "--locked",
+            "-p",
+            "ricochet",
+            "--lib",
+            "--no-default-features",
+        ],
+        &[],
     )
 }
 

@@ -19,9 +19,21 @@ use ricochet::blocking::{StdStream, serve_connection};
 use ricochet::clock::Clock;
 use ricochet_core::frames::{self, Status};
 use ricochet_core::{Mode, SessionConfig};
-use ricochet_examples::PEER_TIMEOUT;
+use ricochet_examples::{PEER_TIMEOUT, parse_no_args};
+
+const HELP: &str = "\
+sticky_packets: TCP is a byte stream, so two writes can arrive as one read. Through an
+echo server in raw mode, \"hello\" and \"world\" come back as one read of \"helloworld\";
+in frames mode (a u16 length before each message) the same single read decodes into the
+two messages again. Runs its own servers on 127.0.0.1 (free ports).
+
+Usage: sticky_packets (no arguments)
+";
 
 fn main() -> ExitCode {
+    if let Err(code) = parse_no_args("sticky_packets", HELP) {
+        return code;
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,9 +102,16 @@ fn echo_server(mode: Mode) -> Result<(SocketAddr, JoinHandle<Result<(), String>>
             mode,
             ..SessionConfig::default()
         };
-        serve_connection::<1024, _, _>(&mut StdStream::new(&conn), config, &Clock::new())
-            .map_err(|e| format!("server: {e}"))?;
-        conn.shutdown(Shutdown::Write).map_err(|e| e.to_string())
+        // The session buffer: the tutorial's recv(1024). serve_connection
+        // sends our FIN itself once everything was echoed.
+        serve_connection(
+            &mut StdStream::new(&conn),
+            [0u8; 1024],
+            config,
+            &Clock::new(),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("server: {e}"))
     });
     Ok((addr, handle))
 }

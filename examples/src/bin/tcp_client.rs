@@ -16,18 +16,27 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 
-use ricochet::blocking::{StdStream, expect_eof, probe_connection};
+use ricochet::blocking::{ProbeDriveError, StdStream, expect_eof, probe_connection};
 use ricochet::clock::Clock;
-use ricochet_core::{ProbeConfig, SizeRange};
+use ricochet_core::{ProbeConfig, ProbeError, SizeRange};
 use ricochet_examples::{PEER_TIMEOUT, parse_args};
 
+const HELP: &str = "\
+tcp_client: the socket tutorial's TCP echo client, done right. Reads the greeting back
+until every byte is in, verifies N messages with a core StreamProbe, then half-closes and
+waits for the server's FIN.
+
+Usage: tcp_client [ADDR] [--count N] [--size S] [MESSAGE...]
+  ADDR        the echo server (default 127.0.0.1:50007)
+  --count N   messages to verify (default 100)
+  --size S    bytes per message: 64, 100K, 4KiB... (default 64)
+  MESSAGE     the greeting (default \"Hello, world\")
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(100) {
+    let args = match parse_args("tcp_client", HELP, 100) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("tcp_client: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let greeting = if args.rest.is_empty() {
         "Hello, world".to_owned()
@@ -111,7 +120,17 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     stream
         .shutdown(Shutdown::Write)
         .map_err(|e| format!("shutdown: {e}"))?;
-    expect_eof(&mut s, &mut buf).map_err(|e| format!("after our FIN: {e}"))?;
+    expect_eof(&mut s, &mut buf).map_err(|e| match e {
+        ProbeDriveError::Probe(ProbeError::Timeout { .. }) => format!(
+            "the server did not close within {} s after our FIN (every byte was verified; \
+             an RFC 862 server closes when its client does)",
+            PEER_TIMEOUT.as_secs()
+        ),
+        ProbeDriveError::Probe(ProbeError::UnexpectedData { .. }) => {
+            "the server sent bytes after our FIN that we never sent".to_owned()
+        }
+        e => format!("after our FIN: {e}"),
+    })?;
     println!("server closed after our FIN");
     Ok(())
 }

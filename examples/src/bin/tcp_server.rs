@@ -13,7 +13,7 @@
 //! serves 1 connection). Prints `listening on ADDR` first.
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use ricochet::blocking::{DriveError, StdStream, serve_connection};
@@ -22,13 +22,22 @@ use ricochet_core::SessionConfig;
 use ricochet_examples::{PEER_TIMEOUT, parse_args};
 use socket2::{Domain, SockRef, Socket, Type};
 
+const HELP: &str = "\
+tcp_server: the socket tutorial's TCP echo server, done right. A core Session with a
+1024-byte buffer decides what is echoed; partial sends are its job, timeouts end stuck
+peers, and an aborted session is reset rather than closed.
+
+Usage: tcp_server [ADDR] [--once | --count N]
+  ADDR        address to listen on (default 127.0.0.1:50007; port 0 picks a free one,
+              printed as `listening on ADDR`)
+  --once      serve one connection, then exit (the default)
+  --count N   serve N connections, then exit
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(1) {
+    let args = match parse_args("tcp_server", HELP, 1) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("tcp_server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let addr: SocketAddr = match args.addr.parse() {
         Ok(a) => a,
@@ -65,11 +74,11 @@ fn serve(addr: SocketAddr, count: u64) -> std::io::Result<bool> {
         conn.set_read_timeout(Some(PEER_TIMEOUT))?;
         conn.set_write_timeout(Some(PEER_TIMEOUT))?;
         let mut stream = StdStream::new(&conn);
-        // N = 1024: the tutorial's recv(1024), as the session's buffer.
-        match serve_connection::<1024, _, _>(&mut stream, SessionConfig::default(), &clock) {
+        // 1024 bytes: the tutorial's recv(1024), as the session's buffer.
+        match serve_connection(&mut stream, [0u8; 1024], SessionConfig::default(), &clock) {
             Ok(stats) => {
-                // The session closed gracefully: send our FIN.
-                let _ = conn.shutdown(Shutdown::Write);
+                // The session closed gracefully: serve_connection sent our
+                // FIN and saw the peer's.
                 println!(
                     "echoed {} of {} bytes to {peer}, closed",
                     stats.bytes_out, stats.bytes_in

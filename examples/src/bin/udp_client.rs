@@ -19,13 +19,22 @@ use ricochet::clock::Clock;
 use ricochet_core::{DatagramOutcome, DatagramProbe, DatagramProbeConfig, SizeRange};
 use ricochet_examples::{PEER_TIMEOUT, parse_args};
 
+const HELP: &str = "\
+udp_client: the socket tutorial's UDP echo client, done right. A connected socket with
+timeouts sends the greeting, then numbered datagrams from a core DatagramProbe: losses are
+counted apart from corruption, duplicates and late arrivals.
+
+Usage: udp_client [ADDR] [--count N] [--size S] [MESSAGE...]
+  ADDR        the echo server (default 127.0.0.1:50007)
+  --count N   datagrams to verify (default 50)
+  --size S    bytes per datagram, at least 12: 64, 1K... (default 64)
+  MESSAGE     the greeting (default \"Hello, world\")
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(50) {
+    let args = match parse_args("udp_client", HELP, 50) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("udp_client: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let greeting = if args.rest.is_empty() {
         "Hello, world".to_owned()
@@ -63,9 +72,16 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
         .map_err(|e| e.to_string())?;
     socket.send(greeting).map_err(|e| format!("send: {e}"))?;
     let mut buf = vec![0u8; 65_536];
-    let n = socket
-        .recv(&mut buf)
-        .map_err(|e| format!("no echo of the greeting: {e}"))?;
+    let n = socket.recv(&mut buf).map_err(|e| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
+            "no echo of the greeting within {} s: is a UDP echo server running at {server}?",
+            PEER_TIMEOUT.as_secs()
+        ),
+        ErrorKind::ConnectionRefused => {
+            format!("no UDP echo server at {server} (ICMP port unreachable)")
+        }
+        _ => format!("no echo of the greeting: {e}"),
+    })?;
     if &buf[..n] != greeting {
         return Err(format!(
             "the greeting came back altered: {:?}",

@@ -17,16 +17,25 @@ use std::net::UdpSocket;
 use std::process::ExitCode;
 
 use ricochet::clock::Clock;
-use ricochet_core::{DatagramPolicy, PolicyConfig, Verdict};
+use ricochet_core::{DatagramCounters, DatagramPolicy, PolicyConfig, Verdict};
 use ricochet_examples::parse_args;
 
+const HELP: &str = "\
+udp_server: the socket tutorial's UDP echo server, done right. Datagrams are received
+into max_datagram + 1 bytes (truncation is detected) and a core DatagramPolicy decides:
+echo, or drop with a reason (oversize, loop guard, per-source rate limit).
+
+Usage: udp_server [ADDR] [--once | --count N]
+  ADDR        address to bind (default 127.0.0.1:50007; port 0 picks a free one,
+              printed as `listening on ADDR`)
+  --once      echo one datagram, then exit (the default)
+  --count N   echo N datagrams, then exit
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(1) {
+    let args = match parse_args("udp_server", HELP, 1) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("udp_server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match serve(&args.addr, args.count) {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,21 +55,25 @@ fn serve(addr: &str, count: u64) -> std::io::Result<()> {
     let mut policy = DatagramPolicy::<64>::new(config);
     let mut buf = vec![0u8; config.max_datagram + 1];
     let clock = Clock::new();
-    let mut echoed = 0;
-    while echoed < count {
+    // The core's counters: every datagram is echoed or dropped for a named reason.
+    let mut counters = DatagramCounters::default();
+    while counters.echoed < count {
         let (n, source) = socket.recv_from(&mut buf)?;
         match policy.decide(clock.now(), source, n) {
             Verdict::Echo => {
                 socket.send_to(&buf[..n], source)?;
-                echoed += 1;
+                counters.echoed(n);
             }
-            Verdict::Drop(reason) => println!("dropped {n} bytes from {source}: {reason}"),
+            Verdict::Drop(reason) => {
+                counters.dropped(reason);
+                println!("dropped {n} bytes from {source}: {reason}");
+            }
         }
     }
-    let s = policy.stats();
+    let d = &counters.dropped;
     println!(
         "echoed {} datagrams ({} bytes); dropped {} oversize, {} loop guard, {} rate limited",
-        s.echoed, s.echoed_bytes, s.oversize, s.loop_guard, s.rate_limited
+        counters.echoed, counters.echoed_bytes, d.oversize, d.loop_guard, d.rate_limited
     );
     Ok(())
 }

@@ -21,13 +21,19 @@ use ricochet::clock::Clock;
 use ricochet_core::{Mode, ProbeConfig, SessionConfig, SizeRange};
 use ricochet_examples::{PEER_TIMEOUT, parse_args};
 
+const HELP: &str = "\
+unix_pair: a Unix-socket echo server and client in one program, in lines mode: half a
+line gets no echo, the rest of it does; then N lines are verified and the server closes
+after our FIN.
+
+Usage: unix_pair [--count N]
+  --count N   lines to verify (default 100)
+";
+
 fn main() -> ExitCode {
-    let args = match parse_args(100) {
+    let args = match parse_args("unix_pair", HELP, 100) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("unix_pair: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let dir = std::env::temp_dir().join(format!("ricochet-unix-pair-{}", std::process::id()));
     let result = std::fs::create_dir_all(&dir)
@@ -57,10 +63,14 @@ fn run(path: PathBuf, count: u64) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         conn.set_write_timeout(Some(PEER_TIMEOUT))
             .map_err(|e| e.to_string())?;
-        let stats =
-            serve_connection::<4096, _, _>(&mut StdStream::new(&conn), config, &Clock::new())
-                .map_err(|e| format!("server: {e}"))?;
-        conn.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        // serve_connection half-closes (FIN) itself once everything was echoed.
+        let stats = serve_connection(
+            &mut StdStream::new(&conn),
+            [0u8; 4096],
+            config,
+            &Clock::new(),
+        )
+        .map_err(|e| format!("server: {e}"))?;
         Ok(stats.units)
     });
 

@@ -1,4 +1,19 @@
 //! Command-line front ends: argument parsing and reporting only; the work is in the library.
+//!
+//! Nothing here may panic because stdout or stderr is closed or full (a
+//! `| tee log` whose reader exited, `2>&-`, `> /dev/full`): `println!` and
+//! `eprintln!` panic on such a write error, so every message goes through
+//! [`say`], which drops it instead, and log records through [`log`]'s writer.
 
+use std::fmt;
+use std::io::Write;
+
+pub(crate) mod bar;
+pub(crate) mod log;
 pub(crate) mod probe;
 pub(crate) mod serve;
+
+/// Writes one line to stderr; a closed or full stderr loses it, nothing more.
+pub(crate) fn say(args: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
+}

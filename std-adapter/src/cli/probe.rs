@@ -1,4 +1,4 @@
-//! `ricochet probe`: arguments, progress and output; the work is in [`ricochet::probe`].
+//! `ricochet probe`: arguments, progress, signals and output; the work is in [`ricochet::probe`].
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -7,22 +7,35 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use ricochet::core::Mode;
 use ricochet::core::probe::SizeRange;
-use ricochet::probe::units::{parse_bytes, parse_duration, parse_rate, parse_size_range};
-use ricochet::probe::{self, Bar, DEFAULT_COUNT, Pattern, ProbeSpec, RunError, Stop, Target};
+use ricochet::probe::units::{count_of, parse_bytes, parse_duration, parse_rate, parse_size_range};
+use ricochet::probe::{
+    self, DEFAULT_COUNT, Pattern, ProbeSpec, Report, RunError, Stop, StopHandle, Target,
+};
+use ricochet::serve::signals::SignalWatcher;
+
+use super::bar::Bar;
+use super::say;
 
 /// Verify any RFC 862 echo server: send deterministic data, check every byte, measure latency.
 ///
 /// Exit status: 0 when every byte verified and every connection closed
-/// cleanly, 1 on any mismatch or error, 2 on a usage error (bad TARGET too).
+/// cleanly, 1 on any mismatch or error (or a report that could not be
+/// written), 2 on a usage error (bad TARGET too), 130 when interrupted
+/// before anything failed. The first SIGINT/SIGTERM stops sending, lets
+/// what is in flight settle and prints the partial report; a second one
+/// quits at once.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Sizes are binary: K = KiB = 1024, M = MiB = 1024^2. Throughput is reported in MB/s (MB = 10^6 B).
+Sizes are binary: K = KiB = 1024, M = MiB = 1024^2. A UDP message is 12 to 65507 bytes
+(65527 over IPv6): each datagram starts with a 12-byte sequence number and tag.
+Throughput is reported in MB/s and Mbit/s (M = 10^6).
+Durations: 500ms, 5s, 1.5s, 1m30s; a bare number is seconds.
 Without --duration, each connection sends --count messages (default 1000).
-Examples:
-  ricochet probe tcp://127.0.0.1:7
-  ricochet probe tcp://[::1]:7 -c 100 -d 5s --warmup 1s
-  ricochet probe tcp://127.0.0.1:7 -p stream -s 64KiB -d 5s
-  ricochet probe udp://127.0.0.1:7 -n 10000 --max-loss 0.1
+Examples (`ricochet serve` listens on 7007 by default):
+  ricochet probe tcp://127.0.0.1:7007
+  ricochet probe tcp://[::1]:7007 -c 100 -d 5s --warmup 1s
+  ricochet probe tcp://127.0.0.1:7007 -p stream -s 64KiB -d 5s
+  ricochet probe udp://127.0.0.1:7007 -n 10000 --max-loss 0.1
   ricochet probe unix:///run/echo.sock --mode lines -s 16-1K --json")]
 pub(crate) struct ProbeArgs {
     /// Echo server: tcp://HOST:PORT, udp://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
@@ -40,7 +53,7 @@ pub(crate) struct ProbeArgs {
     /// Stream pattern: bytes in flight per connection (UDP: window / size datagrams, at most 64).
     #[arg(short = 'w', long, default_value = "256KiB", value_name = "BYTES", value_parser = parse_bytes)]
     window: usize,
-    /// Run for this long (e.g. 10s, 500ms), then finish what is in flight.
+    /// Run for this long (e.g. 10s, 500ms, 1m30s), then finish what is in flight.
     #[arg(short = 'd', long, value_name = "D", value_parser = parse_duration, conflicts_with = "count")]
     duration: Option<Duration>,
     /// Messages per connection [default: 1000].
@@ -58,13 +71,14 @@ pub(crate) struct ProbeArgs {
     /// Payload seed (connection i uses a seed derived from it): same seed, same bytes.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Connect timeout, response timeout, FIN wait after ours, UDP loss timeout.
+    /// Bound of every wait: connect, each response, the server's FIN after ours, UDP loss (more than 0).
     #[arg(long, default_value = "5s", value_name = "D", value_parser = parse_duration)]
     timeout: Duration,
     /// Worker threads, one event loop each [default: available cores, at most C].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// UDP: fail only when more than this percentage of datagrams is lost.
+    /// UDP: fail only when more than this percentage of datagrams is lost (the run stops as soon
+    /// as that is certain).
     #[arg(long, default_value_t = 0.0, value_name = "PCT")]
     max_loss: f64,
     /// Print exactly one JSON line (the report) instead of the table.
@@ -123,12 +137,14 @@ impl ProbeArgs {
     }
 }
 
-/// Runs `ricochet probe` and maps the outcome to the exit status (0 ok, 1 failed, 2 usage).
+/// Runs `ricochet probe` and maps the outcome to the exit status (0 ok, 1 failed, 2 usage, 130 interrupted).
 pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let spec = args.spec();
+    let stop = StopHandle::new();
+    let _watcher = watch_signals(&stop);
     let bar =
         (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| Bar::new(&spec));
-    let result = probe::run_with_progress(&spec, |s| {
+    let result = probe::run_with(&spec, &stop, |s| {
         if let Some(b) = &bar {
             b.update(s);
         }
@@ -139,33 +155,72 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let report = match result {
         Ok(r) => r,
         Err(RunError::Spec(e)) => {
-            eprintln!("ricochet probe: error: {e}");
+            say(format_args!("ricochet probe: error: {e}"));
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("ricochet probe: error: {e}");
+            say(format_args!("ricochet probe: error: {e}"));
             return ExitCode::from(1);
         }
     };
-    let mut out = std::io::stdout().lock();
-    let written = if args.json {
-        writeln!(out, "{}", report.to_json_line())
-    } else if !args.quiet {
-        write!(out, "{}", report.table())
-    } else {
-        Ok(())
-    };
-    // A closed stdout (e.g. `| head`) must not turn a verified run into a failure.
-    let _ = written.and_then(|()| out.flush());
+    if let Err(e) = print_report(&args, &report) {
+        say(format_args!(
+            "ricochet probe: error: cannot write the report to stdout: {e}"
+        ));
+        return ExitCode::from(1);
+    }
     if args.quiet && !report.ok {
         for d in &report.error_details {
-            eprintln!("ricochet probe: {d}");
+            say(format_args!("ricochet probe: {d}"));
         }
-        eprintln!("ricochet probe: FAILED ({} errors)", report.errors.total());
+        for h in &report.hints {
+            say(format_args!("ricochet probe: hint: {h}"));
+        }
+        if report.errors.total() > 0 {
+            say(format_args!(
+                "ricochet probe: FAILED ({})",
+                count_of(report.errors.total(), "error")
+            ));
+        } else {
+            say(format_args!("ricochet probe: interrupted"));
+        }
     }
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    ExitCode::from(report.exit_code())
+}
+
+/// The first SIGINT/SIGTERM stops the run (partial report); a second one quits at once.
+fn watch_signals(stop: &StopHandle) -> Option<SignalWatcher> {
+    let stop = stop.clone();
+    let watcher = SignalWatcher::spawn(move |ev| {
+        if ev.count == 0 {
+            stop.interrupt();
+            say(format_args!(
+                "ricochet probe: {}: stopping, finishing what is in flight (send it again to quit at once)",
+                ev.name
+            ));
+        } else {
+            say(format_args!("ricochet probe: {}: quitting", ev.name));
+            std::process::exit(130);
+        }
+    });
+    match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            say(format_args!(
+                "ricochet probe: warning: cannot watch SIGINT/SIGTERM ({e}): an interrupt ends the run without a report"
+            ));
+            None
+        }
     }
+}
+
+/// Writes the report (table or JSON line) to stdout; a write error is an error.
+fn print_report(args: &ProbeArgs, report: &Report) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.to_json_line())?;
+    } else if !args.quiet {
+        write!(out, "{}", report.table())?;
+    }
+    out.flush()
 }

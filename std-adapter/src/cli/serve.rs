@@ -1,7 +1,7 @@
 //! `ricochet serve`: arguments, start-up lines and exit status; the work is in [`ricochet::serve`].
 
-use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,9 +10,11 @@ use clap::{Args, ValueEnum};
 use ricochet::core::Mode;
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{
-    AcceptStrategy, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Server, ServerConfig, UdpRate,
-    parse_duration,
+    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Server, ServerConfig,
+    UdpRate, parse_duration,
 };
+
+use super::say;
 
 /// Serve RFC 862 echo over TCP (v4/v6), UDP and Unix stream sockets.
 ///
@@ -20,12 +22,15 @@ use ricochet::serve::{
 /// stdout once bound (port 0 shows the real port); logs go to stderr
 /// (`RUST_LOG`, default info). SIGINT/SIGTERM: stop accepting, finish
 /// echoing what is queued (up to --grace), exit 0; a second signal stops at
-/// once (exit 130). Exit status 1 when an address cannot be bound.
+/// once (exit 130). Exit status 1 when an address cannot be bound, 2 on a
+/// usage error.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Without --tcp/--udp/--unix: TCP and UDP on 127.0.0.1:7007. Addresses are used as given:
 only 0.0.0.0 or [::] listen on every interface. A bare PORT means 127.0.0.1:PORT.
-Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds; 0 disables a timeout.
+A link-local IPv6 address needs its interface: [fe80::1%eth0]:7007.
+Durations: 500ms, 30s, 1.5s, 5m, 1m30s, 1h; a bare number is seconds. --idle-timeout and
+--drain-timeout: 0 (or off, never) disables them. --grace 0 resets what is left at once.
 Examples:
   ricochet serve
   ricochet serve --tcp 127.0.0.1:0 --tcp [::1]:0 --udp 127.0.0.1:0
@@ -49,34 +54,36 @@ pub(crate) struct ServeArgs {
     #[arg(short = 'm', long, value_enum, default_value_t = ModeArg::Raw)]
     mode: ModeArg,
     /// Listen backlog.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..))]
     backlog: u32,
     /// Open connections allowed; more are accepted and closed at once (counted as rejected)
     /// [default: from the open-file limit, at most 100000].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     max_connections: Option<usize>,
-    /// Close a connection with no traffic for this long (0: never).
-    #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
+    /// Close a connection with no traffic for this long (0, off or never: no idle timeout).
+    #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_timeout)]
     idle_timeout: Duration,
-    /// Abort a connection whose peer takes none of its echo for this long (0: never).
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    /// Abort a connection whose peer takes none of its echo for this long (0, off or never: no limit).
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_timeout)]
     drain_timeout: Duration,
     /// Session buffer per connection, 64 B to 16 MiB (4096, 64KiB, 70000...):
     /// the longest line (lines mode), the largest frame with its 2-byte header
     /// (frames mode; the largest possible frame needs 65537).
     #[arg(long, value_name = "BYTES", default_value = "4096")]
     buffer_size: BufferSize,
-    /// Worker threads, one event loop each [default: available cores].
-    #[arg(long, value_name = "N")]
+    /// Worker threads, one event loop each, 1 to 1024 [default: available cores].
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
-    /// Log a stats line this often (connections, bytes/s, UDP drops by reason).
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    /// Log a stats line this often (connections, bytes/s, UDP drops by reason; 0 or off: none).
+    #[arg(long, value_name = "DUR", value_parser = parse_timeout)]
     stats_interval: Option<Duration>,
     /// On SIGINT/SIGTERM, time allowed to finish echoing before connections are reset.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
-    /// Largest UDP datagram echoed; larger ones are dropped and counted.
-    #[arg(long, value_name = "BYTES", default_value_t = ServerConfig::default().udp_max_datagram)]
+    /// Largest UDP datagram echoed; larger ones are dropped and counted (at most 65527).
+    #[arg(long, value_name = "BYTES", default_value_t = ServerConfig::default().udp_max_datagram,
+          value_parser = parse_max_datagram)]
     udp_max_datagram: usize,
     /// UDP datagrams echoed per second per source IP address (0: no limit).
     #[arg(long, value_name = "PER_SEC", default_value_t = DEFAULT_RATE.per_second)]
@@ -115,15 +122,94 @@ const DEFAULT_RATE: ricochet::core::datagram::RateLimit =
     ricochet::core::datagram::RateLimit::DEFAULT;
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
+    let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
+        addr
+    } else if let Ok(port) = s.parse::<u16>() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    } else if let Some(addr) = parse_scoped(s)? {
+        addr
+    } else {
+        return Err(format!(
+            "invalid address {s:?}: expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT"
+        ));
+    };
+    if let SocketAddr::V6(v6) = addr
+        && is_link_local(v6.ip())
+        && v6.scope_id() == 0
+    {
+        return Err(format!(
+            "{s:?} is a link-local IPv6 address, which exists once per interface: name the \
+             interface, e.g. [{}%eth0]:{} (see `ip -6 addr`)",
+            v6.ip(),
+            v6.port()
+        ));
     }
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    Ok(addr)
+}
+
+/// `[fe80::1%eth0]:7007`: an IPv6 address scoped by interface name (the
+/// standard parser takes only numeric scopes). `Ok(None)` if not this form.
+fn parse_scoped(s: &str) -> Result<Option<SocketAddr>, String> {
+    let Some((inner, port)) = s.strip_prefix('[').and_then(|r| r.split_once("]:")) else {
+        return Ok(None);
+    };
+    let Some((ip, name)) = inner.split_once('%') else {
+        return Ok(None);
+    };
+    let (Ok(ip), Ok(port)) = (ip.parse::<Ipv6Addr>(), port.parse::<u16>()) else {
+        return Ok(None);
+    };
+    let index = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|i| i.trim().parse::<u32>().ok())
+        .filter(|_| !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| {
+            format!("invalid address {s:?}: no network interface named {name:?} (see `ip link`)")
+        })?;
+    Ok(Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))))
+}
+
+/// fe80::/10.
+fn is_link_local(ip: &Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
-    Err(format!(
-        "invalid address {s:?}: expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT"
-    ))
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => {
+            Err("must be at least 1; leave --threads out for one per available core".to_owned())
+        }
+        Ok(n) if n > 1024 => Err("must be at most 1024".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_max_datagram(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=ricochet::probe::UDP_MAX_V6).contains(&n) => Ok(n),
+        Ok(_) => Err(format!(
+            "must be between 1 and {} (the largest UDP payload)",
+            ricochet::probe::UDP_MAX_V6
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A timeout that `0`, `off` or `never` turns off (returned as zero).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" | "never" => Ok(Duration::ZERO),
+        t => parse_duration(t).map_err(|e| e.to_string()),
+    }
 }
 
 fn parse_octal(s: &str) -> Result<u32, String> {
@@ -173,45 +259,68 @@ impl ServeArgs {
             },
             raise_fd_limit: true,
         };
-        if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() {
-            let default = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
-            config.tcp.push(default);
-            config.udp.push(default);
-        }
+        add_default_endpoints(
+            &mut config,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+        );
         config
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+/// Without any endpoint, serve TCP and UDP on `default`.
+fn add_default_endpoints(config: &mut ServerConfig, default: SocketAddr) {
+    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() {
+        config.tcp.push(default);
+        config.udp.push(default);
+    }
+}
+
+/// Usage errors the parser cannot see alone: combinations of options.
+fn check_usage(config: &ServerConfig) -> Result<(), String> {
+    if config.mode != Mode::Raw && config.tcp.is_empty() && config.unix.is_empty() {
+        return Err(format!(
+            "--mode {} applies to stream listeners (--tcp, --unix), and there is none: UDP \
+             datagrams are echoed whole. Add a --tcp or --unix listener, or drop --mode",
+            config.mode
+        ));
+    }
+    Ok(())
+}
+
+/// The exit status of a failed bind: 2 for a configuration the library
+/// refused (a usage error), 1 for an address that could not be bound.
+fn bind_failure_code(e: &BindError) -> u8 {
+    match e {
+        BindError::NoListener | BindError::InvalidConfig { .. } => 2,
+        _ => 1,
+    }
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    init_tracing();
-    let server = match Server::bind(args.into_config()) {
+    super::log::init();
+    let config = args.into_config();
+    if let Err(e) = check_usage(&config) {
+        say(format_args!("ricochet serve: error: {e}"));
+        return ExitCode::from(2);
+    }
+    let server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("ricochet serve: {e}");
-            return ExitCode::FAILURE;
+            say(format_args!("ricochet serve: {e}"));
+            return ExitCode::from(bind_failure_code(&e));
         }
     };
     let handle = match server.spawn() {
         Ok(handle) => handle,
         Err(e) => {
-            eprintln!("ricochet serve: {e}");
+            say(format_args!("ricochet serve: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let watcher = match SignalWatcher::start(handle.controller()) {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM; stop the server with SIGKILL");
+            tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM: they terminate the server without a graceful shutdown");
             None
         }
     };
@@ -246,8 +355,100 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         Ok(()) if aborted => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ricochet serve: {e}");
+            say(format_args!("ricochet serve: {e}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> ServerConfig {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        cli.args.into_config()
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|c| format!("accepted: {:?}", c.args))
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_address_means_tcp_and_udp_on_loopback_7007() {
+        let c = config(&[]);
+        let default: SocketAddr = "127.0.0.1:7007".parse().unwrap();
+        assert_eq!(
+            (c.tcp, c.udp, c.unix.len()),
+            (vec![default], vec![default], 0)
+        );
+    }
+
+    #[test]
+    fn any_address_replaces_the_defaults() {
+        let c = config(&["--unix", "/tmp/x.sock"]);
+        assert!(c.tcp.is_empty() && c.udp.is_empty());
+        let c = config(&["--udp", "9"]);
+        assert_eq!(c.udp, vec!["127.0.0.1:9".parse().unwrap()]);
+        assert!(c.tcp.is_empty());
+    }
+
+    #[test]
+    fn zero_threads_is_a_usage_error() {
+        let e = usage_error(&["--threads", "0"]);
+        assert!(e.contains("--threads") && e.contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn zero_off_and_never_disable_the_session_timeouts() {
+        for off in ["0", "off", "never"] {
+            let c = config(&["--idle-timeout", off, "--drain-timeout", off]);
+            assert_eq!((c.idle_timeout, c.drain_timeout), (None, None), "{off}");
+        }
+        let c = config(&["--idle-timeout", "1.5s", "--drain-timeout", "1m30s"]);
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn lines_mode_with_only_udp_is_a_usage_error() {
+        let e = check_usage(&config(&["--udp", "127.0.0.1:0", "--mode", "lines"])).unwrap_err();
+        assert!(e.contains("--mode lines") && e.contains("--tcp"), "{e}");
+        assert_eq!(check_usage(&config(&["--mode", "lines"])), Ok(()));
+    }
+
+    #[test]
+    fn link_local_address_needs_an_interface() {
+        let e = usage_error(&["--tcp", "[fe80::1]:0"]);
+        assert!(e.contains("link-local") && e.contains("%eth0"), "{e}");
+        let c = config(&["--tcp", "[fe80::1%lo]:0", "--udp", "[fe80::1%1]:0"]);
+        let SocketAddr::V6(tcp) = c.tcp[0] else {
+            panic!("{:?}", c.tcp)
+        };
+        assert_eq!(tcp.scope_id(), 1, "lo is interface 1");
+        let e = usage_error(&["--tcp", "[fe80::1%nosuchif0]:0"]);
+        assert!(e.contains("no network interface named"), "{e}");
+    }
+
+    #[test]
+    fn library_config_errors_are_usage_errors_and_bind_errors_are_not() {
+        let invalid = BindError::InvalidConfig { reason: "x".into() };
+        assert_eq!(bind_failure_code(&invalid), 2);
+        assert_eq!(bind_failure_code(&BindError::NoListener), 2);
+        let busy = BindError::AddrInUse {
+            endpoint: ricochet::serve::Endpoint::Tcp("127.0.0.1:1".parse().unwrap()),
+        };
+        assert_eq!(bind_failure_code(&busy), 1);
     }
 }

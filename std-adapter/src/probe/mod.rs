@@ -9,7 +9,7 @@
 //! ```no_run
 //! use ricochet::probe::{self, ProbeSpec, Target};
 //!
-//! let target: Target = "tcp://127.0.0.1:7".parse()?;
+//! let target: Target = "tcp://127.0.0.1:7007".parse()?;
 //! let mut spec = ProbeSpec::new(target);
 //! spec.connections = 8;
 //! let report = probe::run(&spec)?;
@@ -35,24 +35,34 @@
 //! it leaks a connection per client, and socat, inetd and `ricochet serve`
 //! all close.
 //!
-//! UDP: one connected socket per "connection"; datagrams not back within
-//! the timeout are counted *lost*, apart from *corrupt* ones. Loss fails the
-//! run only above `max_loss_pct` (default 0: on loopback nothing should be
-//! lost); corruption always fails it.
+//! UDP: one connected socket per "connection", sending on schedule as
+//! `ping` does: a datagram not back within `timeout / 50` no longer holds
+//! the window, so the next one is sent anyway, and a datagram not back
+//! within the timeout is counted *lost* (live, in the progress counters),
+//! apart from *corrupt* ones. Loss fails the run only above `max_loss_pct`
+//! (default 0: on loopback nothing should be lost); corruption always fails
+//! it. Once the losses exceed what `max_loss_pct` allows of the whole run,
+//! the run stops early ([`StopReason::LossBudget`]).
+//!
+//! A run can be interrupted from another thread ([`StopHandle`]): it stops
+//! sending, lets what is in flight settle, and reports what it has.
 //!
 //! Rates (round trips/s, MB/s with MB = 10^6 B) and latency percentiles
-//! cover the measured window: from the start (plus the warmup) to the end of
+//! cover the measured span: from the start (plus the warmup) to the end of
 //! the duration, or to the last verified byte for a count.
 
+mod control;
 mod datagram;
 mod progress;
 mod report;
 mod spec;
 mod stream;
+mod table;
 mod tally;
 mod target;
 mod timers;
 pub mod units;
+mod verdict;
 
 use std::fmt;
 use std::sync::mpsc;
@@ -62,17 +72,20 @@ use ricochet_core::Instant;
 
 use crate::clock::Clock;
 
-pub use progress::{Bar, Progress, Snapshot};
+pub use control::{StopHandle, StopReason};
+pub use progress::{Progress, Snapshot};
 pub use report::{
     ConnError, DatagramCounts, ErrorCounts, ErrorKind, Latency, MAX_ERROR_DETAILS, Report,
 };
 pub use spec::{
-    DEFAULT_COUNT, DEFAULT_WINDOW, Pattern, ProbeSpec, SpecError, Stop, UDP_MAX_IN_FLIGHT,
-    connection_seed,
+    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Pattern, ProbeSpec, SpecError, Stop,
+    UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed,
 };
 pub use target::{Target, TargetError};
 
+use control::LossBudget;
 use tally::Tally;
+use verdict::RunFacts;
 
 /// Connections each worker thread has connecting at once.
 pub const CONNECTS_IN_FLIGHT: usize = 32;
@@ -84,6 +97,18 @@ pub const CONNECTS_IN_FLIGHT: usize = 32;
 pub enum RunError {
     /// The specification is invalid (the command line exits 2).
     Spec(SpecError),
+    /// The open-file limit is too low for the connections asked for, and
+    /// could not be raised (the hard limit is lower still).
+    FdLimit {
+        /// The connections asked for.
+        connections: usize,
+        /// Open files the run needs, about.
+        needed: u64,
+        /// The soft limit.
+        soft: u64,
+        /// The hard limit.
+        hard: u64,
+    },
     /// The local machinery failed: creating an event loop, spawning a thread.
     Local(std::io::Error),
 }
@@ -92,6 +117,17 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Spec(e) => e.fmt(f),
+            RunError::FdLimit {
+                connections,
+                needed,
+                soft,
+                hard,
+            } => write!(
+                f,
+                "--connections {connections} needs about {needed} open files, but the limit is {soft} \
+                 (hard limit {hard}); raise it first (e.g. `ulimit -n {needed}`, as root above the hard \
+                 limit) or use fewer connections"
+            ),
             RunError::Local(e) => write!(f, "probe could not run: {e}"),
         }
     }
@@ -101,6 +137,7 @@ impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RunError::Spec(e) => Some(e),
+            RunError::FdLimit { .. } => None,
             RunError::Local(e) => Some(e),
         }
     }
@@ -117,17 +154,31 @@ impl From<SpecError> for RunError {
 /// Blocks until every connection is finished: verified and closed, or
 /// failed. Every wait is bounded by `spec.timeout`.
 pub fn run(spec: &ProbeSpec) -> Result<Report, RunError> {
-    run_with_progress(spec, |_| {})
+    run_with(spec, &StopHandle::new(), |_| {})
 }
 
 /// [`run`], calling `tick` on the calling thread about every 100 ms with the
 /// live counters (and once at the end).
 pub fn run_with_progress(
     spec: &ProbeSpec,
+    tick: impl FnMut(&Snapshot),
+) -> Result<Report, RunError> {
+    run_with(spec, &StopHandle::new(), tick)
+}
+
+/// [`run_with_progress`] that another thread can stop through `stop`
+/// ([`StopHandle::interrupt`]): the run then stops sending, lets what is in
+/// flight settle, and returns a partial report with
+/// [`Report::stopped_early`] set.
+pub fn run_with(
+    spec: &ProbeSpec,
+    stop: &StopHandle,
     mut tick: impl FnMut(&Snapshot),
 ) -> Result<Report, RunError> {
     spec.validate()?;
-    raise_fd_limit(spec.connections);
+    let threads = spec.effective_threads();
+    ensure_fd_limit(spec.connections, threads)?;
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let clock = Clock::new();
     let start = clock.now();
     let (window_start, finish_at) = match spec.stop {
@@ -138,7 +189,6 @@ pub fn run_with_progress(
         ),
     };
     let progress = Progress::default();
-    let threads = spec.effective_threads();
     let ctx = Ctx {
         spec,
         clock,
@@ -146,6 +196,8 @@ pub fn run_with_progress(
         finish_at,
         progress: &progress,
         threads,
+        stop,
+        losses: LossBudget::new(spec.planned_messages(), spec.max_loss_pct),
     };
 
     let merged = std::thread::scope(|s| -> Result<Tally, RunError> {
@@ -195,7 +247,14 @@ pub fn run_with_progress(
         }
         merged.ok_or_else(|| RunError::Local(std::io::Error::other("no worker ran")))
     })?;
-    Ok(build_report(spec, threads, window_start, finish_at, merged))
+    let facts = RunFacts {
+        threads,
+        started_at,
+        window_start,
+        finish_at,
+        stopped_early: stop.reason(),
+    };
+    Ok(verdict::build_report(spec, facts, merged))
 }
 
 /// What every worker thread shares.
@@ -206,6 +265,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) finish_at: Option<Instant>,
     pub(crate) progress: &'a Progress,
     pub(crate) threads: usize,
+    /// Set when the run must stop sending (interrupt, loss budget spent).
+    pub(crate) stop: &'a StopHandle,
+    /// UDP losses so far, against what `--max-loss` allows.
+    pub(crate) losses: LossBudget,
 }
 
 impl Ctx<'_> {
@@ -218,109 +281,46 @@ impl Ctx<'_> {
     pub(crate) fn connect_limit(&self) -> usize {
         CONNECTS_IN_FLIGHT
     }
+
+    /// Whether connections should stop starting messages at `now`: the
+    /// duration is over, or the run was asked to stop.
+    pub(crate) fn should_finish(&self, now: Instant) -> bool {
+        self.finish_at.is_some_and(|f| now >= f) || self.stop.reason().is_some()
+    }
+
+    /// Counts `n` more lost datagrams; stops the run once it cannot pass.
+    pub(crate) fn count_lost(&self, n: u64) {
+        if n > 0 && self.losses.add(n) {
+            self.stop.request(StopReason::LossBudget);
+        }
+    }
 }
 
-fn build_report(
-    spec: &ProbeSpec,
-    threads: usize,
-    window_start: Instant,
-    finish_at: Option<Instant>,
-    t: Tally,
-) -> Report {
-    let end = match (finish_at, t.last_verified) {
-        (Some(f), Some(l)) => l.min(f),
-        (_, Some(l)) => l,
-        (Some(f), None) => f,
-        (None, None) => window_start,
+/// Descriptors a run needs besides one per connection: per worker thread
+/// an epoll instance and its registry clone, plus stdio, the signal pipe
+/// and room for the resolver.
+const FD_RESERVE: u64 = 32;
+
+/// Makes sure `connections` sockets can be opened: raises the soft
+/// open-file limit toward the hard one if needed, or says up front which
+/// limit is needed (rather than failing hundreds of connects with
+/// `Too many open files`).
+fn ensure_fd_limit(connections: usize, threads: usize) -> Result<(), RunError> {
+    use rlimit::Resource;
+    let needed = connections as u64 + 2 * threads as u64 + FD_RESERVE;
+    let Ok((soft, hard)) = rlimit::getrlimit(Resource::NOFILE) else {
+        return Ok(()); // cannot tell: connect errors will say it
     };
-    let window_secs = (end.saturating_since(window_start).as_micros() as f64 / 1e6).max(1e-6);
-    let round_trips = t.round_trips();
-    let latency_us = t.latency();
-    let mut errors = t.errors;
-    let mut details = t.details;
-    let mut warnings = Vec::new();
-    let datagrams = (!spec.target.is_stream()).then(|| {
-        let mut d = t.datagrams;
-        d.max_loss_pct = spec.max_loss_pct;
-        d.loss_pct = if d.sent == 0 {
-            0.0
-        } else {
-            d.lost as f64 * 100.0 / d.sent as f64
-        };
-        if d.loss_pct > spec.max_loss_pct {
-            errors.loss += 1;
-            if details.len() < MAX_ERROR_DETAILS {
-                details.push(ConnError {
-                    connection: 0,
-                    kind: ErrorKind::Loss,
-                    offset: None,
-                    expected: None,
-                    actual: None,
-                    message: format!(
-                        "{} of {} datagrams lost ({:.3}%), more than the {}% allowed by --max-loss",
-                        d.lost, d.sent, d.loss_pct, spec.max_loss_pct
-                    ),
-                });
-            }
-        }
-        if d.duplicate > 0 {
-            warnings.push(format!("{} datagrams came back twice", d.duplicate));
-        }
-        if d.late > 0 {
-            warnings.push(format!(
-                "{} datagrams came back after being counted lost",
-                d.late
-            ));
-        }
-        if d.foreign > 0 {
-            warnings.push(format!(
-                "{} datagrams received that the probe never sent",
-                d.foreign
-            ));
-        }
-        if t.send_blocked > 0 {
-            warnings.push(format!(
-                "{} datagrams could not be sent (socket buffer full) and count as lost",
-                t.send_blocked
-            ));
-        }
-        d
-    });
-    let ok = errors.total() == 0 && t.connections_ok == spec.connections;
-    Report {
-        tool: "ricochet-probe",
-        target: spec.target.to_string(),
-        transport: spec.target.transport(),
-        mode: spec.mode.as_str(),
-        pattern: spec.pattern.as_str(),
-        connections: spec.connections,
-        threads,
-        size_min: spec.size.min,
-        size_max: spec.size.max,
-        seed: spec.seed,
-        window_secs,
-        messages_sent: t.messages_sent,
-        messages_verified: t.messages_verified,
-        bytes_sent: t.bytes_sent,
-        bytes_verified: t.bytes_verified,
-        round_trips,
-        round_trips_per_sec: round_trips as f64 / window_secs,
-        mb_per_sec: t.window_bytes as f64 / 1e6 / window_secs,
-        latency_us,
-        connections_ok: t.connections_ok,
-        errors,
-        error_details: details,
-        warnings,
-        datagrams,
-        ok,
+    if soft >= needed {
+        return Ok(());
     }
-}
-
-/// Raises the soft open-files limit toward the hard one when many
-/// connections need it (best effort: a failure shows up as connect errors).
-fn raise_fd_limit(connections: usize) {
-    let want = connections as u64 + 64;
-    if want > 1024 {
-        let _ = rlimit::increase_nofile_limit(want);
+    if hard >= needed && rlimit::setrlimit(Resource::NOFILE, needed, hard).is_ok() {
+        return Ok(());
     }
+    Err(RunError::FdLimit {
+        connections,
+        needed,
+        soft,
+        hard,
+    })
 }

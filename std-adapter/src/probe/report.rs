@@ -1,18 +1,25 @@
-//! What a probe run found: figures, latency percentiles and errors, as a
-//! human table or one JSON line.
+//! What a probe run found: figures, latency percentiles and errors (the
+//! human table is in `table.rs`, the JSON line is this serialized).
 
 use std::fmt;
 
 use serde::Serialize;
 
+use super::StopReason;
+
 /// The result of a probe run (also the `--json` line).
 ///
-/// Rates are computed over the measured window only (see
-/// [`Report::window_secs`]); totals count everything the run did.
+/// It carries the run's parameters, so a stored line says how to reproduce
+/// it. Rates are computed over the measured span only (see
+/// [`Report::measured_secs`]); totals count everything the run did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// The tool that produced the line, always `ricochet-probe`.
     pub tool: &'static str,
+    /// The tool's version (`ricochet` package version).
+    pub version: &'static str,
+    /// When the run started, RFC 3339 UTC (`2025-01-31T12:00:00Z`).
+    pub started_at: String,
     /// The target as given (`tcp://…`, `udp://…`, `unix://…`).
     pub target: String,
     /// `tcp`, `udp` or `unix`.
@@ -31,8 +38,25 @@ pub struct Report {
     pub size_max: usize,
     /// Seed of the payload generator (per-connection seeds derive from it).
     pub seed: u64,
-    /// Length of the measured window in seconds.
-    pub window_secs: f64,
+    /// `--count`: messages per connection; `None` with a duration.
+    pub count: Option<u64>,
+    /// `--duration` in seconds (warmup excluded); `None` with a count.
+    pub duration_secs: Option<f64>,
+    /// `--warmup` in seconds.
+    pub warmup_secs: f64,
+    /// `--rate`: total messages per second asked for; `None`: closed loop.
+    pub rate: Option<f64>,
+    /// `--window`: bytes in flight per connection with the stream pattern.
+    pub window: usize,
+    /// `--timeout` in seconds.
+    pub timeout_secs: f64,
+    /// `--max-loss` in percent (UDP).
+    pub max_loss_pct: f64,
+    /// Length of the measured span in seconds: after the warmup until the
+    /// end of the duration, or from the start to the last verified byte.
+    pub measured_secs: f64,
+    /// Messages asked for over all connections (`count × connections`); `None` with a duration.
+    pub messages_requested: Option<u64>,
     /// Messages started (all of them, warmup included).
     pub messages_sent: u64,
     /// Messages echoed back and verified byte for byte.
@@ -41,25 +65,37 @@ pub struct Report {
     pub bytes_sent: u64,
     /// Bytes read back and verified.
     pub bytes_verified: u64,
-    /// Round trips completed inside the window.
+    /// Round trips completed inside the measured span.
     pub round_trips: u64,
-    /// Round trips per second inside the window (all connections).
+    /// Round trips per second inside the measured span (all connections).
     pub round_trips_per_sec: f64,
-    /// Verified echoed megabytes (10^6 B) per second inside the window.
+    /// Verified echoed megabytes (10^6 B) per second inside the measured span.
     pub mb_per_sec: f64,
-    /// Round-trip latency inside the window, microseconds.
+    /// The same in megabits (10^6 bit) per second.
+    pub mbit_per_sec: f64,
+    /// Round-trip latency inside the measured span, microseconds.
     pub latency_us: Latency,
-    /// Connections that completed everything, including the closing handshake.
+    /// Connections that completed everything, including the closing
+    /// handshake (UDP: sockets without an error and without a lost datagram).
     pub connections_ok: usize,
+    /// Connections never started because the run was stopped first.
+    pub connections_not_started: usize,
     /// Error counts by kind.
     pub errors: ErrorCounts,
     /// The first errors in detail (at most [`MAX_ERROR_DETAILS`]).
     pub error_details: Vec<ConnError>,
-    /// Warnings that do not fail the run (e.g. late or duplicate UDP datagrams).
+    /// Warnings that do not fail the run (e.g. late or duplicate UDP
+    /// datagrams, a rate that was not reached).
     pub warnings: Vec<String>,
+    /// Likely causes of the failures seen, and what to try.
+    pub hints: Vec<String>,
     /// UDP only: datagram accounting.
     pub datagrams: Option<DatagramCounts>,
-    /// True when everything verified: the exit status is 0 exactly then.
+    /// Set when the run stopped sending before its count or duration: the
+    /// report is partial.
+    pub stopped_early: Option<StopReason>,
+    /// True when everything verified and the run was complete: the exit
+    /// status is 0 exactly then.
     pub ok: bool,
 }
 
@@ -123,6 +159,25 @@ impl ErrorCounts {
             + self.io
             + self.corrupt
             + self.loss
+    }
+
+    /// `(name, count)` of every kind with a non-zero count, in a fixed order.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("mismatch", self.mismatch),
+            ("unexpected data", self.unexpected_data),
+            ("early close", self.early_close),
+            ("refused", self.refused),
+            ("connect timeout", self.connect_timeout),
+            ("timeout", self.timeout),
+            ("no FIN", self.no_fin),
+            ("io", self.io),
+            ("corrupt", self.corrupt),
+            ("loss", self.loss),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .collect()
     }
 
     pub(super) fn count(&mut self, kind: ErrorKind) {
@@ -239,105 +294,17 @@ impl Report {
     pub fn table(&self) -> String {
         self.to_string()
     }
-}
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = if self.size_min == self.size_max {
-            format!("{} B", self.size_min)
+    /// The exit status of `ricochet probe` for this report: 0 when
+    /// [`ok`](Report::ok), 1 when anything failed, 130 when the run was
+    /// interrupted before anything failed.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok {
+            0
+        } else if self.errors.total() == 0 && self.stopped_early == Some(StopReason::Interrupted) {
+            130
         } else {
-            format!("{}..={} B", self.size_min, self.size_max)
-        };
-        writeln!(
-            f,
-            "target       {} ({}, {}, {size})",
-            self.target, self.mode, self.pattern
-        )?;
-        writeln!(
-            f,
-            "connections  {} on {} thread{}, seed {}",
-            self.connections,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" },
-            self.seed
-        )?;
-        writeln!(
-            f,
-            "verified     {} of {} messages, {} of {} bytes",
-            self.messages_verified, self.messages_sent, self.bytes_verified, self.bytes_sent
-        )?;
-        writeln!(
-            f,
-            "window       {:.3} s, {} round trips",
-            self.window_secs, self.round_trips
-        )?;
-        writeln!(f, "round trips  {:.1} /s", self.round_trips_per_sec)?;
-        writeln!(
-            f,
-            "throughput   {:.3} MB/s echoed (MB = 10^6 B)",
-            self.mb_per_sec
-        )?;
-        let l = &self.latency_us;
-        writeln!(
-            f,
-            "latency      p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us, mean {:.1} us",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        )?;
-        if let Some(d) = &self.datagrams {
-            writeln!(
-                f,
-                "datagrams    sent {}, verified {}, lost {} ({:.3}%, allowed {}%), corrupt {}, duplicate {}, late {}, foreign {}",
-                d.sent,
-                d.verified,
-                d.lost,
-                d.loss_pct,
-                d.max_loss_pct,
-                d.corrupt,
-                d.duplicate,
-                d.late,
-                d.foreign
-            )?;
+            1
         }
-        let e = &self.errors;
-        if e.total() == 0 {
-            writeln!(f, "errors       none")?;
-        } else {
-            writeln!(
-                f,
-                "errors       {} (mismatch {}, unexpected data {}, early close {}, refused {}, connect timeout {}, timeout {}, no FIN {}, io {}, corrupt {}, loss {})",
-                e.total(),
-                e.mismatch,
-                e.unexpected_data,
-                e.early_close,
-                e.refused,
-                e.connect_timeout,
-                e.timeout,
-                e.no_fin,
-                e.io,
-                e.corrupt,
-                e.loss
-            )?;
-            for d in &self.error_details {
-                writeln!(f, "  {d}")?;
-            }
-            let shown = self.error_details.len() as u64;
-            if e.total() > shown {
-                writeln!(f, "  … and {} more", e.total() - shown)?;
-            }
-        }
-        for w in &self.warnings {
-            writeln!(f, "warning      {w}")?;
-        }
-        writeln!(
-            f,
-            "result       {} ({} of {} connections completed cleanly)",
-            if self.ok {
-                "OK: every byte verified"
-            } else {
-                "FAILED"
-            },
-            self.connections_ok,
-            self.connections
-        )
     }
 }

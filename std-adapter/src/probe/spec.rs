@@ -95,6 +95,8 @@ pub const DEFAULT_COUNT: u64 = 1000;
 pub const DEFAULT_WINDOW: usize = 256 * 1024;
 
 /// Why a [`ProbeSpec`] cannot run (the command line exits 2 for these).
+///
+/// Every message names the flag, what is wrong and what to do instead.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum SpecError {
@@ -104,6 +106,12 @@ pub enum SpecError {
     NoThreads,
     /// `window` is 0.
     NoWindow,
+    /// `Stop::Count(0)`: a run that sends nothing would pass without checking anything.
+    NoMessages,
+    /// `Stop::Duration(0)`: likewise.
+    NoDuration,
+    /// `timeout` is 0: every wait of the probe needs a bound.
+    NoTimeout,
     /// `--mode lines|frames` with a UDP target (datagrams keep their boundaries).
     ModeOnDatagram(Mode),
     /// `--warmup` with a message count (a warmup needs `--duration`).
@@ -112,9 +120,27 @@ pub enum SpecError {
     MaxLoss(f64),
     /// The rate is not a positive finite number.
     Rate(f64),
+    /// A message size the mode or transport cannot carry.
+    Size {
+        /// The size asked for.
+        size: usize,
+        /// The smallest allowed.
+        min: usize,
+        /// The largest allowed, if there is a limit.
+        max: Option<usize>,
+        /// What sets the limits, e.g. `a UDP datagram over IPv4`.
+        what: &'static str,
+    },
     /// The core refused the probe configuration (e.g. a size too small for the mode).
     Core(ConfigError),
 }
+
+/// The bytes of every probe datagram before its payload: a sequence number and a tag.
+pub const DATAGRAM_HEADER: usize = ricochet_core::probe::DATAGRAM_HEADER;
+/// The largest UDP payload over IPv4: 65535 − 20 (IP header) − 8 (UDP header).
+pub const UDP_MAX_V4: usize = 65_507;
+/// The largest UDP payload over IPv6: 65535 − 8 (the IPv6 payload length excludes its header).
+pub const UDP_MAX_V6: usize = 65_527;
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +148,16 @@ impl fmt::Display for SpecError {
             SpecError::NoConnections => f.write_str("--connections must be at least 1"),
             SpecError::NoThreads => f.write_str("--threads must be at least 1"),
             SpecError::NoWindow => f.write_str("--window must be at least 1 byte"),
+            SpecError::NoMessages => f.write_str(
+                "--count must be at least 1: a run that sends nothing would pass without verifying anything",
+            ),
+            SpecError::NoDuration => f.write_str(
+                "--duration must be more than 0: a run that sends nothing would pass without verifying anything",
+            ),
+            SpecError::NoTimeout => f.write_str(
+                "--timeout must be more than 0: it bounds every wait (connect, each response, the server's FIN, \
+                 UDP loss); for a slow server give a long one, e.g. --timeout 1m",
+            ),
             SpecError::ModeOnDatagram(m) => write!(
                 f,
                 "--mode {m} applies to stream targets (tcp://, unix://); UDP datagrams keep their boundaries, use raw"
@@ -132,6 +168,25 @@ impl fmt::Display for SpecError {
                 f,
                 "--rate {r} is not a positive number of messages per second"
             ),
+            SpecError::Size {
+                size,
+                min,
+                max,
+                what,
+            } => {
+                write!(f, "--size {size} is out of range: {what} is ")?;
+                match max {
+                    Some(max) => write!(f, "{min} to {max} bytes")?,
+                    None => write!(f, "at least {min} byte{}", if *min == 1 { "" } else { "s" })?,
+                }
+                if *min == DATAGRAM_HEADER && what.starts_with("a UDP") {
+                    write!(
+                        f,
+                        " (each probe datagram starts with a {DATAGRAM_HEADER}-byte sequence number and tag)"
+                    )?;
+                }
+                Ok(())
+            }
             SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
         }
     }
@@ -186,14 +241,66 @@ impl ProbeSpec {
         if matches!(self.stop, Stop::Count(_)) && !self.warmup.is_zero() {
             return Err(SpecError::WarmupWithCount);
         }
+        match self.stop {
+            Stop::Count(0) => return Err(SpecError::NoMessages),
+            Stop::Duration(d) if d.is_zero() => return Err(SpecError::NoDuration),
+            _ => {}
+        }
+        if self.timeout.is_zero() {
+            return Err(SpecError::NoTimeout);
+        }
+        if !self.target.is_stream() && self.mode != Mode::Raw {
+            return Err(SpecError::ModeOnDatagram(self.mode));
+        }
+        let (min, max, what) = self.size_limits();
+        for size in [self.size.min, self.size.max] {
+            if size < min || max.is_some_and(|m| size > m) {
+                return Err(SpecError::Size {
+                    size,
+                    min,
+                    max,
+                    what,
+                });
+            }
+        }
         let now = ricochet_core::Instant::ZERO;
         if self.target.is_stream() {
             super::stream::check_config(self.stream_config(0), now).map_err(SpecError::Core)
         } else {
-            if self.mode != Mode::Raw {
-                return Err(SpecError::ModeOnDatagram(self.mode));
-            }
             super::datagram::check_config(self.datagram_config(0), now).map_err(SpecError::Core)
+        }
+    }
+
+    /// The message sizes this target and mode can carry: `(min, max, what sets them)`.
+    pub fn size_limits(&self) -> (usize, Option<usize>, &'static str) {
+        match &self.target {
+            Target::Udp(addrs) if addrs.first().is_some_and(|a| a.is_ipv6()) => (
+                DATAGRAM_HEADER,
+                Some(UDP_MAX_V6),
+                "a UDP datagram over IPv6",
+            ),
+            Target::Udp(_) => (
+                DATAGRAM_HEADER,
+                Some(UDP_MAX_V4),
+                "a UDP datagram over IPv4",
+            ),
+            _ => match self.mode {
+                Mode::Raw => (1, None, "a raw message"),
+                Mode::Lines => (1, None, "a line (its \\n included)"),
+                Mode::Frames => (
+                    ricochet_core::frames::HEADER_LEN,
+                    Some(ricochet_core::frames::HEADER_LEN + ricochet_core::frames::MAX_PAYLOAD),
+                    "a frame (its 2-byte length header included)",
+                ),
+            },
+        }
+    }
+
+    /// Messages the whole run sends: `count × connections`; `None` with a duration.
+    pub fn planned_messages(&self) -> Option<u64> {
+        match self.stop {
+            Stop::Count(n) => Some(n.saturating_mul(self.connections as u64)),
+            Stop::Duration(_) => None,
         }
     }
 
@@ -283,6 +390,52 @@ mod tests {
         let mut s = ProbeSpec::new(tcp());
         s.connections = 0;
         assert_eq!(s.validate(), Err(SpecError::NoConnections));
+    }
+
+    #[test]
+    fn spec_with_nothing_to_send_is_rejected() {
+        let mut s = ProbeSpec::new(tcp());
+        s.stop = Stop::Count(0);
+        assert_eq!(s.validate(), Err(SpecError::NoMessages));
+        s.stop = Stop::Duration(Duration::ZERO);
+        assert_eq!(s.validate(), Err(SpecError::NoDuration));
+    }
+
+    #[test]
+    fn spec_with_zero_timeout_is_rejected_with_a_hint() {
+        let mut s = ProbeSpec::new(tcp());
+        s.timeout = Duration::ZERO;
+        let e = s.validate().unwrap_err();
+        assert_eq!(e, SpecError::NoTimeout);
+        assert!(e.to_string().contains("--timeout 1m"), "{e}");
+    }
+
+    #[test]
+    fn spec_size_zero_names_the_real_bounds() {
+        let mut s = ProbeSpec::new(tcp());
+        s.size = SizeRange::fixed(0);
+        let e = s.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--size 0 is out of range: a raw message is at least 1 byte"
+        );
+    }
+
+    #[test]
+    fn spec_udp_sizes_stop_at_the_largest_datagram_of_the_family() {
+        let v4 = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]);
+        let v6 = Target::Udp(vec!["[::1]:7".parse().unwrap()]);
+        for (target, max) in [(v4, UDP_MAX_V4), (v6, UDP_MAX_V6)] {
+            let mut s = ProbeSpec::new(target);
+            s.size = SizeRange::fixed(max);
+            assert_eq!(s.validate(), Ok(()), "{max}");
+            s.size = SizeRange::range(64, max + 1);
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("12 to {max} bytes")), "{e}");
+            s.size = SizeRange::fixed(11);
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("12-byte sequence number"), "{e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use super::progress::Delta;
 use super::report::{ConnError, ErrorKind};
 use super::tally::Tally;
 use super::timers::Timers;
+use super::units::format_duration;
+use super::verdict::{no_progress, show_byte, show_bytes};
 use super::{Ctx, Pattern, Target};
 
 /// Messages tracked in flight by a ping-pong probe (one at a time).
@@ -32,6 +34,10 @@ const MAX_WAIT: StdDuration = StdDuration::from_millis(100);
 const FLUSH_EVERY: StdDuration = StdDuration::from_millis(50);
 /// A Unix connect refused for a full backlog is retried after this long.
 const UNIX_RETRY: StdDuration = StdDuration::from_millis(1);
+/// Received bytes shown before a bad one in an error message.
+const CONTEXT_BEFORE: usize = 8;
+/// Received bytes shown from a bad one on.
+const CONTEXT_AFTER: usize = 16;
 
 /// Checks a configuration the way the workers will build it.
 pub(super) fn check_config(config: ProbeConfig, now: Instant) -> Result<(), ConfigError> {
@@ -150,6 +156,30 @@ impl Failure {
     }
 
     fn probe(e: ProbeError, timeout: StdDuration) -> Self {
+        Self::probe_in(e, timeout, None)
+    }
+
+    /// A probe error; `received` is the chunk being verified and the stream
+    /// offset of its first byte, shown around the bad byte as context.
+    fn probe_in(e: ProbeError, timeout: StdDuration, received: Option<(&[u8], u64)>) -> Self {
+        let context = |offset: u64| {
+            let Some((chunk, start)) = received else {
+                return String::new();
+            };
+            let Some(at) = offset
+                .checked_sub(start)
+                .and_then(|a| usize::try_from(a).ok())
+            else {
+                return String::new();
+            };
+            let from = at.saturating_sub(CONTEXT_BEFORE).min(chunk.len());
+            let to = (at + CONTEXT_AFTER).min(chunk.len());
+            format!(
+                "; received at stream offset {}: {}",
+                start + from as u64,
+                show_bytes(&chunk[from..to])
+            )
+        };
         match e {
             ProbeError::Mismatch {
                 offset,
@@ -160,16 +190,21 @@ impl Failure {
                 offset: Some(offset),
                 expected: Some(expected),
                 actual: Some(actual),
-                message: e.to_string(),
+                message: format!(
+                    "mismatch at stream offset {offset}: sent {}, got {}{}",
+                    show_byte(expected),
+                    show_byte(actual),
+                    context(offset)
+                ),
             },
             ProbeError::UnexpectedData { offset } => Failure {
                 offset: Some(offset),
-                ..Failure::new(ErrorKind::UnexpectedData, e.to_string())
+                ..Failure::new(ErrorKind::UnexpectedData, format!("{e}{}", context(offset)))
             },
             ProbeError::PrematureClose { .. } => Failure::new(ErrorKind::EarlyClose, e.to_string()),
             ProbeError::Timeout { .. } => Failure::new(
                 ErrorKind::Timeout,
-                format!("{e} (no progress for {timeout:?})"),
+                format!("{e} ({})", no_progress(timeout)),
             ),
             _ => Failure::new(ErrorKind::Io, e.to_string()),
         }
@@ -256,18 +291,21 @@ impl<'a, const M: usize> Worker<'a, M> {
         let mut next = 0;
         let mut last_flush = StdInstant::now();
         loop {
-            while self.env.connecting < self.env.ctx.connect_limit() && next < self.conns.len() {
+            let stopping = self.env.ctx.stop.reason().is_some();
+            while !stopping
+                && self.env.connecting < self.env.ctx.connect_limit()
+                && next < self.conns.len()
+            {
                 self.env.start(&mut self.conns[next], next);
                 next += 1;
             }
-            if self.env.active == 0 && next == self.conns.len() {
+            if self.env.active == 0 && (next == self.conns.len() || stopping) {
+                // Stopped early: the rest are never started.
+                self.env.tally.not_started += self.conns.len() - next;
                 break;
             }
             let now = clock.now();
-            if let Some(f) = self.env.ctx.finish_at
-                && !self.env.finishing
-                && now >= f
-            {
+            if !self.env.finishing && self.env.ctx.should_finish(now) {
                 self.env.finishing = true;
                 for (idx, c) in self.conns.iter_mut().enumerate() {
                     if let Some(p) = c.probe.as_mut() {
@@ -521,7 +559,7 @@ impl Env<'_> {
             Phase::Connecting { addr, deadline } if now >= deadline => {
                 let e = io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no answer within {:?}", self.timeout()),
+                    format!("no answer within {}", format_duration(self.timeout())),
                 );
                 self.close_socket(c);
                 let more = matches!(&self.ctx.spec.target, Target::Tcp(a) if addr + 1 < a.len());
@@ -541,8 +579,8 @@ impl Env<'_> {
             Phase::ConnectRetry { at, deadline } => {
                 if now >= deadline {
                     let msg = format!(
-                        "connect: the listener's backlog stayed full for {:?}",
-                        self.timeout()
+                        "connect: the listener's backlog stayed full for {}",
+                        format_duration(self.timeout())
                     );
                     self.finish(c, idx, Some(Failure::new(ErrorKind::ConnectTimeout, msg)));
                 } else if now >= at {
@@ -561,8 +599,8 @@ impl Env<'_> {
             }
             Phase::Draining { deadline } if now >= deadline => {
                 let msg = format!(
-                    "the server did not close within {:?} after our half-close (shutdown(Write))",
-                    self.timeout()
+                    "the server did not close within {} after our half-close (shutdown(Write))",
+                    format_duration(self.timeout())
                 );
                 self.finish(c, idx, Some(Failure::new(ErrorKind::NoFin, msg)));
             }
@@ -637,9 +675,10 @@ impl Env<'_> {
                         let now = clock.now();
                         let mut rest = &self.rbuf[..n];
                         while !rest.is_empty() {
+                            let start = probe.stats().bytes_verified;
                             let r = probe
                                 .handle_received(now, rest)
-                                .map_err(|e| Failure::probe(e, timeout))?;
+                                .map_err(|e| Failure::probe_in(e, timeout, Some((rest, start))))?;
                             if r.consumed == 0 {
                                 return Err(Failure::new(
                                     ErrorKind::Io,

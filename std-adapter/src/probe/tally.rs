@@ -23,6 +23,8 @@ pub(super) struct Tally {
     pub(super) bytes_sent: u64,
     pub(super) bytes_verified: u64,
     pub(super) connections_ok: usize,
+    /// Connections never started because the run was stopped first.
+    pub(super) not_started: usize,
     pub(super) errors: ErrorCounts,
     pub(super) details: Vec<ConnError>,
     pub(super) datagrams: DatagramCounts,
@@ -45,6 +47,7 @@ impl Tally {
             bytes_sent: 0,
             bytes_verified: 0,
             connections_ok: 0,
+            not_started: 0,
             errors: ErrorCounts::default(),
             details: Vec::new(),
             datagrams: DatagramCounts::default(),
@@ -117,6 +120,7 @@ impl Tally {
         self.bytes_sent += o.bytes_sent;
         self.bytes_verified += o.bytes_verified;
         self.connections_ok += o.connections_ok;
+        self.not_started += o.not_started;
         self.errors.add(&o.errors);
         for d in o.details {
             if self.details.len() < MAX_ERROR_DETAILS {

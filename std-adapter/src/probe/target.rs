@@ -156,11 +156,23 @@ mod tests {
     }
 
     #[test]
-    fn target_resolves_localhost() {
-        let Ok(Target::Tcp(addrs)) = "tcp://localhost:7".parse::<Target>() else {
-            panic!("localhost did not resolve");
+    fn target_resolves_localhost_to_loopback_addresses_with_the_port() {
+        let parsed = "tcp://localhost:7".parse::<Target>();
+        let Ok(Target::Tcp(addrs)) = parsed else {
+            panic!("localhost did not resolve: {parsed:?}");
         };
-        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 7));
+        // Never empty (a host with no address is an error), every one loopback.
+        assert!(!addrs.is_empty());
+        for a in &addrs {
+            assert!(a.ip().is_loopback() && a.port() == 7, "{a}");
+        }
+        let Ok(Target::Udp(udp)) = "udp://localhost:9".parse::<Target>() else {
+            panic!("udp://localhost did not resolve");
+        };
+        assert_eq!(
+            udp.first().map(|a| (a.ip().is_loopback(), a.port())),
+            Some((true, 9))
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Parsing of the probe's command-line quantities: byte sizes, size ranges,
-//! durations and rates.
+//! Parsing of the command-line quantities: byte sizes, size ranges,
+//! durations (for `serve` too) and rates, and their display.
 //!
 //! Sizes are binary: `K`/`k`/`KiB` = 1024, `M`/`MiB` = 1024², `G`/`GiB` = 1024³
 //! (an optional trailing `B` is accepted, as in `64B` or `16KB`; it does not
-//! change the unit). Throughput is always reported in decimal MB (10^6 B).
+//! change the unit). Throughput is reported in decimal MB/s (10^6 B) and
+//! Mbit/s (10^6 bit).
 
 use std::time::Duration;
 
@@ -49,25 +50,28 @@ pub fn parse_size_range(s: &str) -> Result<(usize, usize), String> {
     Ok((lo, hi))
 }
 
-/// Parses a duration: `5s`, `500ms`, `250us`, `2m`, `1h`, `1.5s`; a bare number is seconds.
+/// Parses a duration, the one grammar of every duration flag of `ricochet
+/// serve` and `ricochet probe`.
+///
+/// Anything [`humantime::parse_duration`] accepts (`5s`, `500ms`, `250us`,
+/// `1.5s`, `1m30s`, `2h`, `1 min 30 s`), or a bare number of seconds (`5`,
+/// `0.25`, `0`). Negative values and unknown units are rejected with a
+/// message that shows the accepted forms.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let bad =
-        || format!("bad duration {s:?}: expected e.g. 5s, 500ms, 250us, 2m or a number of seconds");
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => v,
-        "ms" => v / 1e3,
-        "us" | "µs" => v / 1e6,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(bad()),
+    let bad = |why: &str| {
+        format!(
+            "bad duration {s:?}{why}: expected e.g. 500ms, 5s, 1.5s, 1m30s, 2h, or a number of seconds"
+        )
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+    if t.is_empty() {
+        return Err(bad(""));
+    }
+    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = t.parse().map_err(|_| bad(""))?;
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad(" (too large)"));
+    }
+    humantime::parse_duration(t).map_err(|e| bad(&format!(" ({e})")))
 }
 
 /// Parses a rate in messages per second: `1000`, `2.5K`, `1M` (decimal here: K = 1000).
@@ -85,6 +89,36 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(r)
     } else {
         Err(bad())
+    }
+}
+
+/// A latency in microseconds with a readable unit: `812 us`, `4.25 ms`,
+/// `825.3 ms`, `12.35 s` (three or four significant digits).
+pub fn format_micros(us: u64) -> String {
+    let v = us as f64;
+    match us {
+        0..=9_999 => format!("{us} us"),
+        10_000..=99_999 => format!("{:.2} ms", v / 1e3),
+        100_000..=999_999 => format!("{:.1} ms", v / 1e3),
+        1_000_000..=9_999_999 => format!("{:.3} s", v / 1e6),
+        _ => format!("{:.2} s", v / 1e6),
+    }
+}
+
+/// A [`Duration`] as the command line would accept it back (`5s`, `1m 30s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
+    humantime::format_duration(d).to_string()
+}
+
+/// `1 error`, `2 errors`: `n` and `noun`, plural when `n != 1`.
+pub fn count_of(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -119,7 +153,39 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        for bad in ["fast", "", "-1s", "5x", "s", "1..5s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("1m30s"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn large_latencies_use_milliseconds_and_seconds() {
+        assert_eq!(format_micros(812), "812 us");
+        assert_eq!(format_micros(9_999), "9999 us");
+        assert_eq!(format_micros(42_500), "42.50 ms");
+        assert_eq!(format_micros(825_343), "825.3 ms");
+        assert_eq!(format_micros(1_250_000), "1.250 s");
+        assert_eq!(format_micros(83_000_000), "83.00 s");
+    }
+
+    #[test]
+    fn counts_agree_in_number() {
+        assert_eq!(count_of(1, "error"), "1 error");
+        assert_eq!(count_of(0, "error"), "0 errors");
+        assert_eq!(count_of(2, "socket"), "2 sockets");
+    }
+
+    #[test]
+    fn durations_format_as_they_parse() {
+        for d in ["5s", "250ms", "1m 30s", "0s"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
     }
 
     #[test]

@@ -257,63 +257,31 @@ impl ServerConfig {
     }
 }
 
-/// A duration that [`parse_duration`] could not read.
+/// A duration that [`parse_duration`] could not parse.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseDurationError {
     /// The text that was given.
     pub given: String,
+    /// What is wrong and which forms are accepted.
+    pub reason: String,
 }
 
 impl fmt::Display for ParseDurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid duration {:?}: expected a number with a unit (us, ms, s, m, h), \
-             e.g. 500ms, 30s, 5m, 1m30s; a bare number is seconds",
-            self.given
-        )
+        f.write_str(&self.reason)
     }
 }
 
 impl std::error::Error for ParseDurationError {}
 
-/// Parses `30s`, `500ms`, `5m`, `1h`, `250us`, `1m30s`, or a bare number of
-/// seconds (`0` is zero).
+/// Parses a duration with the one grammar of every duration flag, `serve`'s
+/// and `probe`'s alike ([`crate::probe::units::parse_duration`]): `500ms`,
+/// `30s`, `1.5s`, `1m30s`, `2h`, or a bare number of seconds (`0` is zero).
 pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
-    let err = || ParseDurationError {
+    crate::probe::units::parse_duration(s).map_err(|reason| ParseDurationError {
         given: s.to_owned(),
-    };
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(err());
-    }
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        if digits == 0 {
-            return Err(err());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "us" | "µs" => Duration::from_micros(n),
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(err)?),
-            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(err)?),
-            _ => return Err(err()),
-        };
-        total = total.checked_add(part).ok_or_else(err)?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -334,7 +302,8 @@ mod tests {
 
     #[test]
     fn parse_duration_rejects_garbage() {
-        for bad in ["", "s", "5x", "-1s", "1.5s", "ms5"] {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "5x", "-1s", "ms5"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

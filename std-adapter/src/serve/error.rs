@@ -67,6 +67,12 @@ pub enum BindError {
         /// The endpoint that could not be bound.
         endpoint: Endpoint,
     },
+    /// A link-local IPv6 address (`fe80::/10`) without a scope id: it exists
+    /// once per interface, so the interface must be named.
+    LinkLocalWithoutScope {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+    },
     /// A file that is not a socket exists at a Unix socket path; it is never deleted.
     UnixNotSocket {
         /// The path.
@@ -96,6 +102,13 @@ pub enum BindError {
 impl BindError {
     /// Classifies an I/O error from setting up `endpoint`.
     pub(crate) fn from_io(endpoint: Endpoint, source: io::Error) -> Self {
+        let unscoped_link_local = matches!(
+            endpoint.socket_addr(),
+            Some(SocketAddr::V6(a)) if a.ip().segments()[0] & 0xffc0 == 0xfe80 && a.scope_id() == 0
+        );
+        if unscoped_link_local && source.kind() == io::ErrorKind::InvalidInput {
+            return BindError::LinkLocalWithoutScope { endpoint };
+        }
         match source.kind() {
             io::ErrorKind::AddrInUse => BindError::AddrInUse { endpoint },
             io::ErrorKind::PermissionDenied => BindError::PermissionDenied { endpoint },
@@ -120,7 +133,9 @@ impl fmt::Display for BindError {
             BindError::PermissionDenied { endpoint } => match endpoint {
                 Endpoint::Unix(p) => write!(
                     f,
-                    "unix {}: permission denied (check the directory's permissions)",
+                    "unix {}: permission denied: this user cannot search or write the directory \
+                     (check the permissions of every directory on the way, or choose a path this \
+                     user owns, e.g. under $XDG_RUNTIME_DIR or /tmp)",
                     p.display()
                 ),
                 _ => write!(
@@ -133,6 +148,22 @@ impl fmt::Display for BindError {
                 write!(
                     f,
                     "{endpoint}: address not available on this machine (is the interface or IPv6 configured?)"
+                )
+            }
+            BindError::LinkLocalWithoutScope { endpoint } => {
+                let kind = if matches!(endpoint, Endpoint::Udp(_)) {
+                    "udp"
+                } else {
+                    "tcp"
+                };
+                let (ip, port) = match endpoint.socket_addr() {
+                    Some(a) => (a.ip().to_string(), a.port().to_string()),
+                    None => ("fe80::1".to_owned(), "PORT".to_owned()),
+                };
+                write!(
+                    f,
+                    "{endpoint}: a link-local IPv6 address exists once per interface: name the interface, \
+                     e.g. --{kind} [{ip}%eth0]:{port} (see `ip -6 addr`)"
                 )
             }
             BindError::UnixNotSocket { path } => write!(
@@ -236,5 +267,29 @@ impl std::error::Error for JoinError {
             JoinError::EventLoop { source, .. } => Some(source),
             JoinError::WorkerPanicked { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_on_unscoped_link_local_says_to_name_the_interface() {
+        let endpoint = Endpoint::Tcp("[fe80::1]:7007".parse().unwrap());
+        let e = BindError::from_io(endpoint, io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(
+            matches!(e, BindError::LinkLocalWithoutScope { .. }),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "tcp [fe80::1]:7007: a link-local IPv6 address exists once per interface: name the \
+             interface, e.g. --tcp [fe80::1%eth0]:7007 (see `ip -6 addr`)"
+        );
+        // Any other address keeps the OS error.
+        let other = Endpoint::Tcp("[2001:db8::1]:7".parse().unwrap());
+        let e = BindError::from_io(other, io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(matches!(e, BindError::Io { .. }), "{e:?}");
     }
 }

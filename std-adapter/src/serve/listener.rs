@@ -30,7 +30,8 @@ pub(crate) struct TcpGroup {
     pub(crate) sockets: Vec<StdTcpListener>,
 }
 
-fn tcp_socket(addr: SocketAddr, reuse_port: bool, backlog: u32) -> std::io::Result<Socket> {
+/// A non-blocking TCP socket with `SO_REUSEADDR`, bound to `addr`, not yet listening.
+fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         // `[::]` and `0.0.0.0` can then be bound side by side.
@@ -42,11 +43,20 @@ fn tcp_socket(addr: SocketAddr, reuse_port: bool, backlog: u32) -> std::io::Resu
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket)
 }
 
 /// Binds `addr` for `workers` workers.
+///
+/// A busy port is an error whatever the accept strategy. The first socket
+/// is bound *without* `SO_REUSEPORT`: the kernel then refuses it if anyone
+/// listens on the address, even a `SO_REUSEPORT` group of the same user
+/// (which a socket with the option would silently join, taking about half
+/// of that server's connections). Only once that bind succeeded does the
+/// socket get `SO_REUSEPORT`, and the rest of the group binds beside it
+/// (Linux allows that: the first socket is not listening yet, and from
+/// `listen` on all of them share the option and the user). All bind before
+/// any listens.
 pub(crate) fn bind_tcp(
     addr: SocketAddr,
     backlog: u32,
@@ -54,8 +64,7 @@ pub(crate) fn bind_tcp(
     workers: usize,
 ) -> Result<TcpGroup, BindError> {
     let reuse_port = strategy == AcceptStrategy::ReusePort && workers > 1;
-    let first = tcp_socket(addr, reuse_port, backlog)
-        .map_err(|e| BindError::from_io(Endpoint::Tcp(addr), e))?;
+    let first = tcp_socket(addr, false).map_err(|e| BindError::from_io(Endpoint::Tcp(addr), e))?;
     let bound = first
         .local_addr()
         .ok()
@@ -65,16 +74,30 @@ pub(crate) fn bind_tcp(
             source: std::io::Error::other("no local address"),
         })?;
     let fail = |e| BindError::from_io(Endpoint::Tcp(bound), e);
-    let mut sockets = Vec::with_capacity(workers);
-    for _ in 1..workers {
-        let next = if reuse_port {
-            tcp_socket(bound, true, backlog)
-        } else {
-            first.try_clone()
-        };
-        sockets.push(StdTcpListener::from(next.map_err(fail)?));
+    if reuse_port {
+        first.set_reuse_port(true).map_err(fail)?;
     }
-    sockets.insert(0, StdTcpListener::from(first));
+    let mut rest = Vec::with_capacity(workers.saturating_sub(1));
+    if reuse_port {
+        for _ in 1..workers {
+            rest.push(tcp_socket(bound, true).map_err(fail)?);
+        }
+    }
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    first.listen(backlog).map_err(fail)?;
+    for s in &rest {
+        s.listen(backlog).map_err(fail)?;
+    }
+    let mut sockets = Vec::with_capacity(workers);
+    sockets.push(StdTcpListener::from(first));
+    if reuse_port {
+        sockets.extend(rest.into_iter().map(StdTcpListener::from));
+    } else {
+        for _ in 1..workers {
+            let copy = sockets[0].try_clone().map_err(fail)?;
+            sockets.push(copy);
+        }
+    }
     Ok(TcpGroup {
         addr: bound,
         sockets,
@@ -251,5 +274,58 @@ impl Listener {
             return false;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::net::TcpStream;
+
+    use super::*;
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    #[test]
+    fn busy_port_is_refused_even_to_a_reuseport_group_of_the_same_user() {
+        let first = bind_tcp(local(), 16, AcceptStrategy::ReusePort, 2).expect("first group");
+        for (strategy, workers) in [
+            (AcceptStrategy::ReusePort, 2),
+            (AcceptStrategy::ReusePort, 1),
+            (AcceptStrategy::Shared, 2),
+        ] {
+            match bind_tcp(first.addr, 16, strategy, workers) {
+                Err(BindError::AddrInUse { endpoint }) => {
+                    assert_eq!(endpoint, Endpoint::Tcp(first.addr));
+                }
+                other => panic!("{strategy:?} x{workers}: expected AddrInUse, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reuseport_group_spreads_connections_over_every_socket() {
+        let group = bind_tcp(local(), 256, AcceptStrategy::ReusePort, 2).expect("group");
+        assert_eq!(group.sockets.len(), 2);
+        let mut accepted = [0usize; 2];
+        let mut clients = Vec::new();
+        // The kernel hashes each connection (by source port) onto one socket
+        // of the group: 100 connections all on one of two sockets would mean
+        // the group is broken (or a chance of 2^-99).
+        while accepted.contains(&0) {
+            assert!(clients.len() < 100, "accepted per socket: {accepted:?}");
+            clients.push(TcpStream::connect(group.addr).expect("connect"));
+            for (i, l) in group.sockets.iter().enumerate() {
+                loop {
+                    match l.accept() {
+                        Ok(_) => accepted[i] += 1,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,10 +1,22 @@
-//! SIGINT and SIGTERM for a server run from a terminal or a service manager.
+//! SIGINT and SIGTERM for a server (or a probe) run from a terminal or a
+//! service manager.
 //!
-//! The first signal asks for a graceful shutdown ([`Controller::shutdown`]);
-//! a second one stops at once ([`Controller::abort`]). Signals are received
-//! on a dedicated thread through `signal-hook`'s self-pipe, so no code runs
-//! in signal context. SIGPIPE needs nothing: Rust programs ignore it and
-//! socket writes use `MSG_NOSIGNAL`.
+//! Signals are received on a dedicated thread through `signal-hook`'s
+//! self-pipe, so no code runs in signal context. For a server
+//! ([`SignalWatcher::start`]) the first signal asks for a graceful shutdown
+//! ([`Controller::shutdown`]) and a second one stops at once
+//! ([`Controller::abort`]); [`SignalWatcher::spawn`] lets the caller decide.
+//!
+//! The watcher must not be the reason a process ignores signals. Its
+//! handler acts first and reports after (a report that fails cannot undo
+//! the action), and if the thread ends while the watcher is alive (a panic
+//! in the handler), a guard flips SIGINT and SIGTERM back to their default
+//! action (terminate) through a flag checked in signal context: a process
+//! whose watcher died can still be stopped by a signal rather than only by
+//! SIGKILL.
+//!
+//! SIGPIPE needs nothing: Rust programs ignore it and socket writes use
+//! `MSG_NOSIGNAL`.
 
 use std::io;
 use std::sync::Arc;
@@ -16,58 +28,137 @@ use signal_hook::iterator::{Handle, Signals};
 
 use super::Controller;
 
-/// Watches SIGINT and SIGTERM until dropped.
+/// One SIGINT or SIGTERM, as the watcher thread sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalEvent {
+    /// `SIGINT` or `SIGTERM`.
+    pub name: &'static str,
+    /// How many of these signals came before this one (0 for the first).
+    pub count: usize,
+}
+
+/// Watches SIGINT and SIGTERM until dropped. If its handler panics, they
+/// terminate the process from then on, as by default.
 #[derive(Debug)]
 pub struct SignalWatcher {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
     aborted: Arc<AtomicBool>,
+    /// The conditional default actions, removed on drop (so a later watcher
+    /// in the same process is not bypassed by this one's flag).
+    fallbacks: Vec<signal_hook::SigId>,
+}
+
+/// Set when the watcher thread ends: SIGINT/SIGTERM then take their
+/// default action again (checked in signal context).
+struct RestoreDefaultOnExit(Arc<AtomicBool>);
+
+impl Drop for RestoreDefaultOnExit {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl SignalWatcher {
-    /// Starts watching; signals then stop `controller`'s server.
+    /// Starts watching for a server: the first signal shuts `controller`'s
+    /// server down gracefully, a second one aborts it
+    /// ([`aborted`](SignalWatcher::aborted) then tells).
     pub fn start(controller: Controller) -> io::Result<SignalWatcher> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        let handle = signals.handle();
         let aborted = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&aborted);
-        let thread = std::thread::Builder::new()
+        let mut watcher = Self::spawn(move |ev| {
+            if ev.count == 0 {
+                controller.shutdown();
+                tracing::info!(
+                    signal = ev.name,
+                    "shutting down gracefully (send it again to stop at once)"
+                );
+            } else {
+                flag.store(true, Ordering::SeqCst);
+                controller.abort();
+                tracing::warn!(signal = ev.name, "second signal: stopping at once");
+            }
+        })?;
+        watcher.aborted = aborted;
+        Ok(watcher)
+    }
+
+    /// Starts watching: `on_signal` runs on the watcher thread for every
+    /// SIGINT or SIGTERM, in order. If it panics, the thread ends and the
+    /// signals take their default action (terminate) from then on.
+    pub fn spawn(
+        mut on_signal: impl FnMut(SignalEvent) + Send + 'static,
+    ) -> io::Result<SignalWatcher> {
+        let watcher_gone = Arc::new(AtomicBool::new(false));
+        let mut fallbacks = Vec::with_capacity(2);
+        for signal in [SIGINT, SIGTERM] {
+            match signal_hook::flag::register_conditional_default(signal, Arc::clone(&watcher_gone))
+            {
+                Ok(id) => fallbacks.push(id),
+                Err(e) => {
+                    unregister(&fallbacks);
+                    return Err(e);
+                }
+            }
+        }
+        let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+            Ok(s) => s,
+            Err(e) => {
+                unregister(&fallbacks);
+                return Err(e);
+            }
+        };
+        let handle = signals.handle();
+        let guard = RestoreDefaultOnExit(watcher_gone);
+        let spawned = std::thread::Builder::new()
             .name("ricochet-signals".into())
             .spawn(move || {
+                let _guard = guard;
                 for (count, signal) in signals.forever().enumerate() {
                     let name = if signal == SIGINT {
                         "SIGINT"
                     } else {
                         "SIGTERM"
                     };
-                    if count == 0 {
-                        tracing::info!(
-                            signal = name,
-                            "shutting down gracefully (send it again to stop at once)"
-                        );
-                        controller.shutdown();
-                    } else {
-                        tracing::warn!(signal = name, "second signal: stopping at once");
-                        flag.store(true, Ordering::SeqCst);
-                        controller.abort();
-                    }
+                    on_signal(SignalEvent { name, count });
                 }
-            })?;
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                unregister(&fallbacks);
+                return Err(e);
+            }
+        };
         Ok(SignalWatcher {
             handle,
             thread: Some(thread),
-            aborted,
+            aborted: Arc::new(AtomicBool::new(false)),
+            fallbacks,
         })
     }
 
-    /// Whether a second signal forced an immediate stop.
+    /// Whether a second signal forced an immediate stop ([`start`](SignalWatcher::start) only).
     pub fn aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Whether the watcher thread is still running (false after a panic in
+    /// the handler: the signals then terminate the process).
+    pub fn is_watching(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+fn unregister(ids: &[signal_hook::SigId]) {
+    for &id in ids {
+        signal_hook::low_level::unregister(id);
     }
 }
 
 impl Drop for SignalWatcher {
     fn drop(&mut self) {
+        unregister(&self.fallbacks);
         self.handle.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

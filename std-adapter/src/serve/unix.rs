@@ -23,6 +23,13 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        // A directory on the way cannot be searched: there may be no file at
+        // all, and binding there would fail the same way.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(BindError::PermissionDenied {
+                endpoint: super::error::Endpoint::Unix(path.to_owned()),
+            });
+        }
         Err(source) => {
             return Err(BindError::UnixInspect {
                 path: path.to_owned(),

@@ -323,6 +323,8 @@ pub enum Fault {
     NoFin,
     /// Echo everything, and after the client's FIN send extra bytes.
     ExtraAfterFin,
+    /// Send this greeting first (as SMTP or FTP servers do), then echo.
+    Banner(&'static [u8]),
 }
 
 /// A thread-per-connection TCP echo server with a fault, on 127.0.0.1:0.
@@ -331,6 +333,7 @@ pub struct FaultyServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FaultyServer {
@@ -340,11 +343,14 @@ impl FaultyServer {
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted2 = accepted.clone();
         let accept = std::thread::spawn(move || {
             let mut conns = Vec::new();
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
+                        accepted2.fetch_add(1, Ordering::SeqCst);
                         let stop3 = stop2.clone();
                         conns.push(std::thread::spawn(move || serve_faulty(s, fault, &stop3)));
                     }
@@ -362,7 +368,15 @@ impl FaultyServer {
             addr,
             stop,
             accept: Some(accept),
+            accepted,
         }
+    }
+
+    /// Waits (bounded) until `n` connections were accepted.
+    pub fn wait_accepted(&self, n: usize) {
+        wait_until("connections to the faulty server", || {
+            self.accepted.load(Ordering::SeqCst) >= n
+        });
     }
 }
 
@@ -379,6 +393,11 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
     let _ = s.set_write_timeout(Some(STEP_TIMEOUT));
+    if let Fault::Banner(greeting) = fault
+        && (&s).write_all(greeting).is_err()
+    {
+        return;
+    }
     let mut buf = vec![0u8; 16 * 1024];
     let mut offset: u64 = 0;
     let deadline = Instant::now() + STEP_TIMEOUT;
@@ -420,7 +439,7 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                             return;
                         }
                     }
-                    Fault::None | Fault::NoFin | Fault::ExtraAfterFin => {
+                    Fault::None | Fault::NoFin | Fault::ExtraAfterFin | Fault::Banner(_) => {
                         if (&s).write_all(chunk).is_err() {
                             return;
                         }

@@ -106,6 +106,31 @@ pub fn wait_stats(
     }
 }
 
+/// Runs `cmd` to completion with captured output; kills it (by its handle)
+/// and panics if it runs longer than `limit` (e.g. a server that should
+/// have refused to start).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} still running after {limit:?}; stdout: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// A `ricochet` child process, killed (by its PID, through `Child::kill`) if still running on drop.
 pub struct Proc {
     pub child: Child,
@@ -135,6 +160,19 @@ impl Proc {
         let mut child = cmd.spawn().expect("spawn ricochet");
         let stdout = lines(child.stdout.take().unwrap());
         let stderr = lines(child.stderr.take().unwrap());
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Runs `cmd` with the stdio it was given; piped stdout/stderr are read as by [`Proc::spawn`].
+    pub fn spawn_with(mut cmd: Command) -> Proc {
+        let mut child = cmd.spawn().expect("spawn ricochet");
+        let empty = || mpsc::channel().1;
+        let stdout = child.stdout.take().map_or_else(empty, lines);
+        let stderr = child.stderr.take().map_or_else(empty, lines);
         Proc {
             child,
             stdout,

@@ -1,0 +1,50 @@
+//! `ricochet serve`'s log output: `tracing` records on stderr, through a
+//! writer that cannot fail.
+//!
+//! A log sink that disappears (stderr a pipe whose reader exited, e.g.
+//! `ricochet serve 2>&1 | tee log` after `tee` is gone) must never stop the
+//! echo service or its shutdown. tracing-subscriber reports a failed write
+//! with `eprintln!`, which panics on that same closed stderr: a warning on
+//! any thread then killed the process (exit 101), or the signal thread, after
+//! which SIGINT/SIGTERM were ignored. So the writer reports success whatever
+//! happens, and the subscriber's own error reporting is off too.
+
+use std::io::{self, IsTerminal, Write};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Stderr that swallows write errors: a lost log line is the only effect.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Stderr
+    }
+}
+
+/// Installs the subscriber: `RUST_LOG` (default `info`) on [`Stderr`].
+pub(crate) fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(Stderr)
+        .log_internal_errors(false)
+        .with_ansi(io::stderr().is_terminal())
+        .try_init();
+}

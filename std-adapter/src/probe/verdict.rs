@@ -1,0 +1,211 @@
+//! Turning the merged tallies of a run into its [`Report`]: rates over the
+//! measured span, the pass/fail verdict, warnings, and hints that name the
+//! likely cause of a failure and what to try.
+
+use ricochet_core::{Instant, Mode};
+
+use super::StopReason;
+use super::report::{ConnError, ErrorKind, MAX_ERROR_DETAILS, Report};
+use super::spec::{ProbeSpec, Stop};
+use super::tally::Tally;
+use super::units::format_duration;
+
+/// The largest UDP payload that fits an Ethernet frame without IP
+/// fragmentation (1500 − 20 − 8), and the default limit of `ricochet serve`.
+const ETHERNET_UDP_MAX: usize = 1472;
+/// Below this fraction of `--rate` the report warns that the rate was not reached.
+const RATE_REACHED: f64 = 0.9;
+
+/// When and how a run went, besides what the workers counted.
+pub(super) struct RunFacts {
+    pub(super) threads: usize,
+    pub(super) started_at: String,
+    pub(super) window_start: Instant,
+    pub(super) finish_at: Option<Instant>,
+    pub(super) stopped_early: Option<StopReason>,
+}
+
+pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report {
+    let end = match (run.finish_at, t.last_verified) {
+        (Some(f), Some(l)) => l.min(f),
+        (_, Some(l)) => l,
+        (Some(f), None) => f,
+        (None, None) => run.window_start,
+    };
+    let measured_secs = (end.saturating_since(run.window_start).as_micros() as f64 / 1e6).max(1e-6);
+    let round_trips = t.round_trips();
+    let latency_us = t.latency();
+    let round_trips_per_sec = round_trips as f64 / measured_secs;
+    let mb_per_sec = t.window_bytes as f64 / 1e6 / measured_secs;
+    let mut errors = t.errors;
+    let mut details = t.details;
+    let mut warnings = Vec::new();
+    let mut hints = Vec::new();
+    let datagrams = (!spec.target.is_stream()).then(|| {
+        let mut d = t.datagrams;
+        d.max_loss_pct = spec.max_loss_pct;
+        d.loss_pct = if d.sent == 0 {
+            0.0
+        } else {
+            d.lost as f64 * 100.0 / d.sent as f64
+        };
+        if d.loss_pct > spec.max_loss_pct {
+            errors.loss += 1;
+            if details.len() < MAX_ERROR_DETAILS {
+                details.push(ConnError {
+                    connection: 0,
+                    kind: ErrorKind::Loss,
+                    offset: None,
+                    expected: None,
+                    actual: None,
+                    message: format!(
+                        "{} of {} datagrams lost ({:.3}%), more than the {}% allowed by --max-loss",
+                        d.lost, d.sent, d.loss_pct, spec.max_loss_pct
+                    ),
+                });
+            }
+        }
+        if d.lost > 0 && spec.size.max > ETHERNET_UDP_MAX {
+            hints.push(format!(
+                "{} were lost, and datagrams were larger than {ETHERNET_UDP_MAX} bytes: many echo servers \
+                 drop larger ones (`ricochet serve` does unless --udp-max-datagram is raised); try \
+                 -s {ETHERNET_UDP_MAX} or less, or raise the server's limit",
+                if d.verified == 0 { "all datagrams" } else { "some datagrams" },
+            ));
+        }
+        if d.duplicate > 0 {
+            warnings.push(format!("{} datagrams came back twice", d.duplicate));
+        }
+        if d.late > 0 {
+            warnings.push(format!(
+                "{} datagrams came back after being counted lost (raise --timeout to count them)",
+                d.late
+            ));
+        }
+        if d.foreign > 0 {
+            warnings.push(format!(
+                "{} datagrams received that the probe never sent",
+                d.foreign
+            ));
+        }
+        if t.send_blocked > 0 {
+            warnings.push(format!(
+                "{} datagrams could not be sent (socket buffer full) and count as lost",
+                t.send_blocked
+            ));
+        }
+        d
+    });
+    if spec.target.is_stream()
+        && spec.mode == Mode::Raw
+        && errors.timeout > 0
+        && t.bytes_verified == 0
+    {
+        hints.push(
+            "nothing came back at all: a server that echoes only complete lines or frames \
+             (e.g. `ricochet serve --mode lines`) holds raw data forever; probe it with -m lines or -m frames"
+                .to_owned(),
+        );
+    }
+    if let Some(rate) = spec.rate
+        && round_trips > 0
+        && round_trips_per_sec < RATE_REACHED * rate
+    {
+        warnings.push(format!(
+            "the requested rate of {rate} msg/s was not reached: {round_trips_per_sec:.1}/s achieved \
+             (the server or the probe could not keep up; latencies include the queueing)"
+        ));
+    }
+    let stream_clean = !spec.target.is_stream() || t.connections_ok == spec.connections;
+    let ok = errors.total() == 0 && stream_clean && run.stopped_early.is_none();
+    let (count, duration_secs) = match spec.stop {
+        Stop::Count(n) => (Some(n), None),
+        Stop::Duration(d) => (None, Some(d.as_secs_f64())),
+    };
+    Report {
+        tool: "ricochet-probe",
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: run.started_at,
+        target: spec.target.to_string(),
+        transport: spec.target.transport(),
+        mode: spec.mode.as_str(),
+        pattern: spec.pattern.as_str(),
+        connections: spec.connections,
+        threads: run.threads,
+        size_min: spec.size.min,
+        size_max: spec.size.max,
+        seed: spec.seed,
+        count,
+        duration_secs,
+        warmup_secs: spec.warmup.as_secs_f64(),
+        rate: spec.rate,
+        window: spec.window,
+        timeout_secs: spec.timeout.as_secs_f64(),
+        max_loss_pct: spec.max_loss_pct,
+        measured_secs,
+        messages_requested: spec.planned_messages(),
+        messages_sent: t.messages_sent,
+        messages_verified: t.messages_verified,
+        bytes_sent: t.bytes_sent,
+        bytes_verified: t.bytes_verified,
+        round_trips,
+        round_trips_per_sec,
+        mb_per_sec,
+        mbit_per_sec: mb_per_sec * 8.0,
+        latency_us,
+        connections_ok: t.connections_ok,
+        connections_not_started: t.not_started,
+        errors,
+        error_details: details,
+        warnings,
+        hints,
+        datagrams,
+        stopped_early: run.stopped_early,
+        ok,
+    }
+}
+
+/// A received byte as a reader wants it: `'m' (0x6d)` if printable, `0x9c` otherwise.
+pub(super) fn show_byte(b: u8) -> String {
+    if b.is_ascii_graphic() || b == b' ' {
+        format!("'{}' (0x{b:02x})", b as char)
+    } else {
+        format!("0x{b:02x}")
+    }
+}
+
+/// Received bytes as a quoted string: printable ASCII as is, the rest escaped.
+pub(super) fn show_bytes(data: &[u8]) -> String {
+    let mut s = String::with_capacity(data.len() + 2);
+    s.push('"');
+    for &b in data {
+        match b {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            b' '..=b'~' => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// The message of a timeout of `timeout` without progress.
+pub(super) fn no_progress(timeout: std::time::Duration) -> String {
+    format!("no progress for {}", format_duration(timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_show_printable_ascii_and_escape_the_rest() {
+        assert_eq!(show_byte(b'm'), "'m' (0x6d)");
+        assert_eq!(show_byte(0x9c), "0x9c");
+        assert_eq!(show_bytes(b"220 hello\r\n\x00"), "\"220 hello\\r\\n\\x00\"");
+    }
+}

@@ -1,0 +1,282 @@
+//! Runs that end before their count or duration: the UDP probe against a
+//! server that answers nothing keeps its schedule and stops once
+//! `--max-loss` is out of reach, and an interrupt (SIGINT/SIGTERM, or a
+//! `StopHandle`) still produces the partial report.
+
+mod probe_support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use probe_support::{
+    Fault, FaultyServer, FaultyUdp, OurServer, STEP_TIMEOUT, UdpFault, json_of, probe_cli,
+    ricochet_bin, texts,
+};
+use ricochet::core::Mode;
+use ricochet::probe::{self, ProbeSpec, Stop, StopHandle, StopReason, Target};
+
+fn silent_udp() -> FaultyUdp {
+    FaultyUdp::start(UdpFault::DropEvery(1))
+}
+
+#[test]
+fn udp_probe_against_a_silent_server_fails_fast_instead_of_a_timeout_per_datagram() {
+    let srv = silent_udp();
+    let start = Instant::now();
+    // 1000 datagrams, 1 s timeout: a wait per datagram would take 1000 s.
+    let o = probe_cli(&[
+        &format!("udp://{}", srv.addr),
+        "-n",
+        "1000",
+        "--timeout",
+        "1s",
+        "--json",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["stopped_early"], "loss_budget");
+    assert_eq!(j["errors"]["loss"], 1);
+    let d = &j["datagrams"];
+    assert!(d["lost"].as_u64().unwrap() >= 1, "{d}");
+    assert!(d["sent"].as_u64().unwrap() < 1000, "{d}");
+    assert_eq!(d["verified"], 0);
+    // The first loss is known after 1 s; what is in flight then settles within 1 s more.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn udp_probe_keeps_sending_on_schedule_and_counts_losses_live() {
+    let srv = silent_udp();
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    spec.stop = Stop::Count(40);
+    spec.timeout = Duration::from_millis(500);
+    spec.max_loss_pct = 100.0; // never stop early: every datagram is sent
+    let mut ticks = Vec::new();
+    let start = Instant::now();
+    let r = probe::run_with_progress(&spec, |s| ticks.push(*s)).expect("run");
+    let took = start.elapsed();
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!((d.sent, d.lost, d.verified), (40, 40, 0), "{r}");
+    // One datagram per 10 ms (timeout / 50) instead of one per 500 ms: 20 s.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Losses showed while the run was still going, not only at the end.
+    let last = *ticks.last().expect("ticks");
+    assert_eq!(last.lost, 40);
+    assert!(
+        ticks.iter().any(|t| t.lost > 0 && t.lost < 40),
+        "no live loss count in {:?}",
+        ticks.iter().map(|t| t.lost).collect::<Vec<_>>()
+    );
+    assert!(r.ok, "all losses are within --max-loss 100: {r}");
+    assert_eq!(
+        r.connections_ok, 0,
+        "a socket that lost datagrams is not clean"
+    );
+}
+
+#[test]
+fn udp_probe_stops_once_the_loss_budget_of_the_whole_run_is_spent() {
+    let srv = silent_udp();
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    spec.stop = Stop::Count(1000);
+    spec.timeout = Duration::from_millis(200);
+    spec.max_loss_pct = 1.0; // 10 of the 1000 may be lost; the 11th decides
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!(r.stopped_early, Some(StopReason::LossBudget), "{r}");
+    assert!(d.lost >= 11 && d.sent < 1000, "{r}");
+    assert_eq!(r.errors.loss, 1, "{r}");
+    assert!(!r.ok);
+    assert!(r.table().contains("stopped early"), "{r}");
+}
+
+#[test]
+fn interrupt_through_a_stop_handle_returns_the_partial_report() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    spec.stop = Stop::Duration(Duration::from_secs(60));
+    spec.connections = 2;
+    let stop = StopHandle::new();
+    let stopper = stop.clone();
+    let start = Instant::now();
+    let r = probe::run_with(&spec, &stop, |s| {
+        if s.messages_verified >= 100 {
+            stopper.interrupt();
+        }
+    })
+    .expect("run");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.stopped_early, Some(StopReason::Interrupted), "{r}");
+    assert!(r.messages_verified >= 100, "{r}");
+    assert_eq!(r.errors.total(), 0, "in-flight messages settled: {r}");
+    assert_eq!(r.connections_ok, 2, "both closed cleanly: {r}");
+    assert!(!r.ok);
+    assert_eq!(r.exit_code(), 130);
+    assert!(r.table().contains("INTERRUPTED"), "{r}");
+}
+
+#[test]
+fn interrupt_before_connections_start_leaves_them_not_started() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    spec.stop = Stop::Count(10);
+    spec.connections = 200;
+    spec.threads = 1;
+    let stop = StopHandle::new();
+    stop.interrupt();
+    let r = probe::run_with(&spec, &stop, |_| {}).expect("run");
+    assert_eq!(r.stopped_early, Some(StopReason::Interrupted));
+    assert_eq!(r.connections_not_started, 200, "{r}");
+    assert!(r.table().contains("200 not started"), "{r}");
+}
+
+/// `ricochet probe ARGS` with piped stdout/stderr; stderr lines arrive on the channel.
+struct Running {
+    child: std::process::Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(ricochet_bin())
+            .arg("probe")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn probe");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Running { child, stderr: rx }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    fn wait_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {needle:?}"),
+            }
+        }
+    }
+
+    /// Waits for the exit (bounded); returns the exit code and stdout.
+    fn finish(mut self, limit: Duration) -> (Option<i32>, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the probe did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        (status.code(), out)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_connections(server: &OurServer, n: u64) {
+    let h = server.handle.as_ref().expect("handle");
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while h.stats().streams().accepted < n || h.stats().streams().bytes_out == 0 {
+        assert!(Instant::now() < deadline, "the probe never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn cli_sigint_prints_the_partial_json_report_and_exits_130() {
+    let server = OurServer::start(Mode::Raw);
+    let p = Running::start(&[
+        &format!("tcp://{}", server.tcp),
+        "-c",
+        "2",
+        "-d",
+        "60s",
+        "--json",
+    ]);
+    wait_for_connections(&server, 2);
+    let t = Instant::now();
+    p.signal("INT");
+    let (code, out) = p.finish(Duration::from_secs(15));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(code, Some(130), "{out}");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(j["stopped_early"], "interrupted");
+    assert_eq!(j["ok"], false);
+    assert!(j["messages_verified"].as_u64().unwrap() > 0, "{j}");
+    assert_eq!(j["errors"]["timeout"], 0, "{j}");
+}
+
+#[test]
+fn cli_sigterm_prints_the_partial_table() {
+    let server = OurServer::start(Mode::Raw);
+    let p = Running::start(&[&format!("tcp://{}", server.tcp), "-d", "60s"]);
+    wait_for_connections(&server, 1);
+    p.signal("TERM");
+    let (code, out) = p.finish(Duration::from_secs(15));
+    assert_eq!(code, Some(130), "{out}");
+    assert!(
+        out.contains("result       INTERRUPTED: partial report"),
+        "{out}"
+    );
+    assert!(out.contains("latency      p50"), "{out}");
+}
+
+#[test]
+fn cli_second_signal_quits_at_once() {
+    // A server that echoes nothing: settling what is in flight would wait the whole timeout.
+    let srv = FaultyServer::start(Fault::Silent);
+    let p = Running::start(&[
+        &format!("tcp://{}", srv.addr),
+        "-d",
+        "60s",
+        "--timeout",
+        "60s",
+        "--json",
+    ]);
+    // Connected means the probe watches its signals (it does before connecting).
+    srv.wait_accepted(1);
+    p.signal("INT");
+    p.wait_stderr("stopping");
+    let t = Instant::now();
+    p.signal("INT");
+    let (code, _) = p.finish(Duration::from_secs(10));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(code, Some(130));
+}

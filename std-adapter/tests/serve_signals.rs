@@ -1,0 +1,122 @@
+//! The signal watcher must never leave a process that ignores SIGINT and
+//! SIGTERM: if its thread dies (here: its handler panics), the signals take
+//! their default action again and terminate the process.
+//!
+//! The watcher changes process-wide signal dispositions, so each scenario
+//! runs in a child process: this test binary re-executed with
+//! `RICOCHET_SIGNALS_CHILD` set, running only the named test.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ricochet::serve::signals::SignalWatcher;
+use ricochet::serve::{Server, ServerConfig};
+
+const CHILD: &str = "RICOCHET_SIGNALS_CHILD";
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn kill(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// In the child: a server and a watcher whose handler shuts the server down
+/// and then panics (as a log write on a closed stderr once did).
+fn child_body() {
+    let server = Server::bind(ServerConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        ..ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("spawn");
+    let controller = server.controller();
+    let watcher = SignalWatcher::spawn(move |_| {
+        controller.shutdown();
+        panic!("the handler failed after acting");
+    })
+    .expect("watcher");
+    println!("child: ready");
+    // The first SIGTERM shuts the server down (the action ran before the panic).
+    server.join().expect("join");
+    let deadline = Instant::now() + LIMIT;
+    while watcher.is_watching() {
+        assert!(Instant::now() < deadline, "watcher still running");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("child: watcher gone");
+    // Without the fix the next SIGTERM would be swallowed and this returns normally.
+    std::thread::sleep(LIMIT);
+    println!("child: still alive");
+}
+
+#[test]
+fn signal_watcher_that_dies_restores_the_default_action() {
+    if std::env::var_os(CHILD).is_some() {
+        child_body();
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "signal_watcher_that_dies_restores_the_default_action",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |want: &str| {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(want) => return,
+                Ok(_) => {}
+                Err(_) => panic!("child never said {want:?}"),
+            }
+        }
+    };
+    wait_line("child: ready");
+    kill(pid, "TERM");
+    wait_line("child: watcher gone");
+    let t = Instant::now();
+    kill(pid, "TERM");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child ignored SIGTERM after its watcher died");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        status.signal(),
+        Some(15),
+        "terminated by SIGTERM: {status:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}

@@ -10,7 +10,7 @@
 
 use super::{ConfigError, SizeRange, check_sizes, scheduled};
 use crate::payload::Payload;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, earliest};
 
 /// Bytes of header in every probe datagram.
 pub const DATAGRAM_HEADER: usize = 12;
@@ -243,10 +243,7 @@ impl<const M: usize> DatagramProbe<M> {
             }
             _ => None,
         };
-        match (loss, pacing) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(loss, pacing)
     }
 
     /// Stops sending new datagrams.

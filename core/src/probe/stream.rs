@@ -9,7 +9,7 @@ use super::{
 use crate::mode::Mode;
 use crate::payload::Payload;
 use crate::session::CommitError;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, earliest};
 
 /// How a [`StreamProbe`] talks to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,10 +346,7 @@ impl<const M: usize> StreamProbe<M> {
             }
             _ => None,
         };
-        match (response, pacing) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(response, pacing)
     }
 
     /// Fails the probe with [`ProbeError::Timeout`] if the response deadline

@@ -7,39 +7,36 @@
 //!
 //! | piece | what it decides |
 //! |---|---|
-//! | [`Session`] | one TCP connection: what to echo and when, backpressure, half-close, idle and drain timeouts |
+//! | [`Pump`] | how a connection is driven: the one read/write/close loop every stream adapter runs over its [`Transport`] |
+//! | [`Session`] | one stream connection: what to echo and when, backpressure, half-close, idle and drain timeouts |
 //! | [`lines`], [`frames`] | where units end in `lines` and `frames` [`Mode`]s |
 //! | [`DatagramPolicy`] | for each UDP datagram: echo it, or drop it with a named reason (oversize, loop guard, rate limit) |
+//! | [`StreamCounters`], [`DatagramCounters`] | the one set of counters every adapter keeps and reports |
 //! | [`StreamProbe`], [`DatagramProbe`] | a verifying client: deterministic payloads, every returned byte checked, round-trip times |
 //!
-//! ## Driving a [`Session`] (the call-order contract)
+//! ## Driving a connection
 //!
-//! The session owns a fixed buffer of `N` bytes. The adapter reads *into*
-//! the session and writes *from* it; nothing is copied through scratch
-//! buffers and nothing is ever dropped.
+//! An adapter implements [`Transport`] for its connection (read into a
+//! slice, write from a slice, flush, shut down the write side) and lets the
+//! [`Pump`] run the session over storage the adapter owns:
 //!
 //! ```text
+//! let mut pump = Pump::new(vec![0u8; 4096].into_boxed_slice(), SessionConfig::default(), now);
 //! loop {
-//!     // 1. input: only while the session offers space (that is the backpressure)
-//!     let buf = session.receive_buffer();          // empty => stop reading the socket
-//!     match socket.read(buf) {
-//!         Ok(0)  => session.handle_peer_fin(now),
-//!         Ok(n)  => session.commit_received(now, n)?,
-//!         Err(WouldBlock) => {}
-//!         Err(_) => session.handle_peer_reset(now),
+//!     pump.set_readable();                         // or set_writable(), set_ready() for polled I/O
+//!     match pump.drive(now, &mut socket, budget, &mut counters) {
+//!         Next::Wait { .. } => wait for readiness or pump.poll_timeout(),
+//!         Next::Yield => serve the other connections first,
+//!         Next::Release(Teardown::Close) => { close the socket; break }   // FIN already sent
+//!         Next::Release(Teardown::Reset) => { reset the socket; break }   // RST
+//!         Next::Release(Teardown::Abandon) => { drop the socket; break }  // linger ran out
 //!     }
-//!     // 2. output: whatever is pending, however much the socket takes
-//!     let out = session.transmit_buffer();
-//!     if !out.is_empty() { let n = socket.write(out)?; session.commit_sent(now, n)?; }
-//!     // 3. events to log, then the state decides the socket's fate
-//!     while let Some(ev) = session.poll_event() { log(ev) }
-//!     match session.state() { State::Closed => close gracefully (FIN),
-//!                             State::Aborted(_) => reset, _ => {} }
-//!     // 4. sleep until readiness or session.poll_timeout(), then handle_timeout(now)
+//!     while let Some(event) = pump.poll_event() { log(event) }
 //! }
 //! ```
 //!
-//! Time never goes backwards between calls; every input takes `now`.
+//! Time never goes backwards between calls; every input takes `now`. See
+//! the [`pump`] and [`session`] modules for the contracts.
 //!
 //! ## Features
 //! - `defmt`: derive `defmt::Format` on every public type.

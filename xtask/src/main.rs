@@ -57,6 +57,11 @@ const STAGES: &[Stage] = &[
         run: stage_nostd,
     },
     Stage {
+        name: "cross",
+        about: "the std crate checks for macOS and FreeBSD (Linux-only calls stay behind cfg)",
+        run: stage_cross,
+    },
+    Stage {
         name: "doc",
         about: "cargo doc with warnings denied",
         run: stage_doc,
@@ -259,6 +264,13 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
         ],
         &[],
     )?;
+    // `cargo check` only (no linker needed): the cross stage.
+    run(
+        &ctx.root,
+        "rustup",
+        &["target", "add", CROSS_TARGETS[0], CROSS_TARGETS[1]],
+        &[],
+    )?;
     run(
         &ctx.root,
         "rustup",
@@ -437,6 +449,29 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
         ];
         args.extend_from_slice(features);
         run(&ctx.root, &cargo(), &args, &[])?;
+    }
+    Ok(())
+}
+
+/// Targets the std crate must keep compiling for (checked, not linked).
+const CROSS_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
+
+fn stage_cross(ctx: &Ctx) -> Result<(), String> {
+    for target in CROSS_TARGETS {
+        run(
+            &ctx.root,
+            &cargo(),
+            &[
+                "check",
+                "--locked",
+                "-p",
+                "ricochet",
+                "--all-features",
+                "--target",
+                target,
+            ],
+            &[],
+        )?;
     }
     Ok(())
 }

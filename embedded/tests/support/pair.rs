@@ -14,6 +14,10 @@ pub const MTU: usize = 1514;
 
 type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
 
+/// Decides, for each frame an end sends, whether the wire delivers it
+/// (`true`) or loses it (`false`); it gets the sender's clock and the frame.
+pub type Filter = Rc<RefCell<Option<Box<dyn FnMut(Instant, &[u8]) -> bool>>>>;
+
 /// One end of the pair.
 pub struct PairDevice {
     rx: Queue,
@@ -21,6 +25,8 @@ pub struct PairDevice {
     /// Every frame this end received, when recording.
     recorded: Option<Rc<RefCell<Vec<Vec<u8>>>>>,
     checksum: ChecksumCapabilities,
+    /// What the wire does to the frames this end sends.
+    filter: Filter,
 }
 
 /// Two connected ends.
@@ -33,12 +39,14 @@ pub fn pair() -> (PairDevice, PairDevice) {
             tx: a_to_b.clone(),
             recorded: None,
             checksum: ChecksumCapabilities::default(),
+            filter: Filter::default(),
         },
         PairDevice {
             rx: a_to_b,
             tx: b_to_a,
             recorded: None,
             checksum: ChecksumCapabilities::default(),
+            filter: Filter::default(),
         },
     )
 }
@@ -90,7 +98,14 @@ impl PairDevice {
             tx: self.tx.clone(),
             recorded: None,
             checksum: self.checksum.clone(),
+            filter: self.filter.clone(),
         }
+    }
+
+    /// Loses every frame this end sends from now on for which `deliver`
+    /// returns `false` (a wire that drops chosen frames).
+    pub fn filter_sent(&self, deliver: impl FnMut(Instant, &[u8]) -> bool + 'static) {
+        *self.filter.borrow_mut() = Some(Box::new(deliver));
     }
 
     /// Starts recording every frame this end receives.
@@ -118,6 +133,8 @@ impl phy::RxToken for RxToken {
 /// Permission to send one frame to the other end.
 pub struct TxToken {
     queue: Queue,
+    filter: Filter,
+    now: Instant,
 }
 
 impl phy::TxToken for TxToken {
@@ -127,7 +144,13 @@ impl phy::TxToken for TxToken {
     {
         let mut frame = vec![0; len];
         let result = f(&mut frame);
-        self.queue.borrow_mut().push_back(frame);
+        let deliver = match &mut *self.filter.borrow_mut() {
+            Some(deliver) => deliver(self.now, &frame),
+            None => true,
+        };
+        if deliver {
+            self.queue.borrow_mut().push_back(frame);
+        }
         result
     }
 }
@@ -136,7 +159,7 @@ impl Device for PairDevice {
     type RxToken<'a> = RxToken;
     type TxToken<'a> = TxToken;
 
-    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken, TxToken)> {
+    fn receive(&mut self, timestamp: Instant) -> Option<(RxToken, TxToken)> {
         let frame = self.rx.borrow_mut().pop_front()?;
         if let Some(log) = &self.recorded {
             log.borrow_mut().push(frame.clone());
@@ -145,13 +168,17 @@ impl Device for PairDevice {
             RxToken { frame },
             TxToken {
                 queue: self.tx.clone(),
+                filter: self.filter.clone(),
+                now: timestamp,
             },
         ))
     }
 
-    fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken> {
+    fn transmit(&mut self, timestamp: Instant) -> Option<TxToken> {
         Some(TxToken {
             queue: self.tx.clone(),
+            filter: self.filter.clone(),
+            now: timestamp,
         })
     }
 

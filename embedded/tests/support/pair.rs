@@ -27,6 +27,8 @@ pub struct PairDevice {
     checksum: ChecksumCapabilities,
     /// What the wire does to the frames this end sends.
     filter: Filter,
+    /// Frames this end may have in flight at once (`None`: any number).
+    in_flight: Option<usize>,
 }
 
 /// Two connected ends.
@@ -40,6 +42,7 @@ pub fn pair() -> (PairDevice, PairDevice) {
             recorded: None,
             checksum: ChecksumCapabilities::default(),
             filter: Filter::default(),
+            in_flight: None,
         },
         PairDevice {
             rx: a_to_b,
@@ -47,6 +50,7 @@ pub fn pair() -> (PairDevice, PairDevice) {
             recorded: None,
             checksum: ChecksumCapabilities::default(),
             filter: Filter::default(),
+            in_flight: None,
         },
     )
 }
@@ -99,6 +103,7 @@ impl PairDevice {
             recorded: None,
             checksum: self.checksum.clone(),
             filter: self.filter.clone(),
+            in_flight: self.in_flight,
         }
     }
 
@@ -106,6 +111,13 @@ impl PairDevice {
     /// returns `false` (a wire that drops chosen frames).
     pub fn filter_sent(&self, deliver: impl FnMut(Instant, &[u8]) -> bool + 'static) {
         *self.filter.borrow_mut() = Some(Box::new(deliver));
+    }
+
+    /// A slow link: from now on this end can send only while fewer than
+    /// `frames` of its frames wait to be received; `transmit` says "busy"
+    /// otherwise (a reply sent while receiving is not limited).
+    pub fn limit_in_flight(&mut self, frames: usize) {
+        self.in_flight = Some(frames);
     }
 
     /// Starts recording every frame this end receives.
@@ -175,6 +187,12 @@ impl Device for PairDevice {
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<TxToken> {
+        if self
+            .in_flight
+            .is_some_and(|limit| self.tx.borrow().len() >= limit)
+        {
+            return None;
+        }
         Some(TxToken {
             queue: self.tx.clone(),
             filter: self.filter.clone(),

@@ -544,3 +544,144 @@ fn lingering_close_with_a_tail_acknowledged_in_steps_past_the_linger_delivers_ev
     assert!(last_at - middle_at < linger, "{w:?}");
     assert!(last_at - closed_at > linger, "{w:?} closed at {closed_at}");
 }
+
+/// Connects a plain client socket, sends `data` and waits for its echo.
+fn echo_once(sim: &mut Sim<4, 6, 1024>, port: u16, data: &[u8]) -> smoltcp::iface::SocketHandle {
+    let handle = sim.host.tcp_socket(4096, 4096);
+    let cx = sim.host.iface.context();
+    sim.host
+        .sockets
+        .get_mut::<tcp::Socket<'static>>(handle)
+        .connect(cx, echo_endpoint(), port)
+        .unwrap();
+    let mut sent = false;
+    let mut echoed = Vec::new();
+    let done = sim.run(SECOND, &mut |host, _, _| {
+        let socket = host.tcp(handle);
+        if !sent && socket.may_send() {
+            socket.send_slice(data).unwrap();
+            sent = true;
+        }
+        while let Ok(n) = socket.recv(|d| (d.len(), d.len())) {
+            if n == 0 {
+                break;
+            }
+            echoed.resize(echoed.len() + n, 0);
+        }
+        Flow::until(None, echoed.len() == data.len())
+    });
+    assert!(done, "no echo");
+    handle
+}
+
+#[test]
+fn serving_peer_reset_is_counted_as_peer_reset_not_timed_out() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handle = echo_once(&mut sim, 40000, b"hello");
+    sim.host.tcp(handle).abort();
+    let aborted = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.aborted.total() == 1)
+    });
+    assert!(aborted);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(
+        (tcp.aborted.peer_reset, tcp.aborted.timed_out),
+        (1, 0),
+        "{tcp:?}"
+    );
+    assert_eq!(tcp.active(), 0);
+}
+
+/// A peer that falls silent while the node has echo in flight: smoltcp
+/// gives up after its socket timeout (60 s) and the node counts it as
+/// timed out, not reset, then serves the next client.
+#[test]
+fn serving_silent_peer_is_counted_as_timed_out_after_the_socket_timeout() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handle = echo_once(&mut sim, 40000, b"hello");
+    // The node's frames are lost from now on: its echo of "more" stays in
+    // flight. Then the host's are lost too: the peer falls silent.
+    let (node_cut, host_cut) = (Rc::new(Cell::new(true)), Rc::new(Cell::new(false)));
+    let (a, b) = (node_cut.clone(), host_cut.clone());
+    sim.node_dev.filter_sent(move |_, _| !a.get());
+    sim.host.device.filter_sent(move |_, _| !b.get());
+    sim.host.tcp(handle).send_slice(b"more").unwrap();
+    let echoed = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.bytes_out == 9)
+    });
+    assert!(echoed);
+    host_cut.set(true);
+    let silent_at = sim.now;
+    let timed_out = sim.run(120 * SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.aborted.total() == 1)
+    });
+    assert!(timed_out, "{:?}", sim.node.stats().tcp);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(
+        (tcp.aborted.timed_out, tcp.aborted.peer_reset),
+        (1, 0),
+        "{tcp:?}"
+    );
+    assert!(
+        sim.now - silent_at >= 60 * SECOND,
+        "gave up after {} us",
+        sim.now - silent_at
+    );
+    // The socket serves again.
+    node_cut.set(false);
+    host_cut.set(false);
+    sim.host.tcp(handle).abort();
+    sim.idle(SECOND);
+    let mut next = [connect(
+        &mut sim,
+        42000,
+        probe(Mode::Raw, SizeRange::fixed(64), 10),
+    )];
+    assert!(sim.run(2 * SECOND, &mut |host, _, now| drive_all(
+        &mut next, host, now
+    )));
+    assert!(next[0].passed(), "{:?}", next[0].phase);
+}
+
+/// A peer that stops reading keeps the connection alive (it answers the
+/// node's zero-window probes, which the node cannot see) for longer than
+/// the socket timeout, then resets it: that is a reset, not a timeout,
+/// although the node saw no progress for that long.
+#[test]
+fn serving_peer_that_stops_reading_then_resets_after_the_socket_timeout_is_counted_as_peer_reset() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handle = sim.host.tcp_socket(1024, 8192);
+    let cx = sim.host.iface.context();
+    sim.host
+        .sockets
+        .get_mut::<tcp::Socket<'static>>(handle)
+        .connect(cx, echo_endpoint(), 40000)
+        .unwrap();
+    // 6000 bytes out, none read back: the host's window closes, the node's
+    // buffers fill, and the node probes the closed window from then on.
+    let mut sent = 0;
+    let stuck = sim.run(5 * SECOND, &mut |host, node, _| {
+        let socket = host.tcp(handle);
+        if socket.may_send() && sent < 6000 {
+            sent += socket.send_slice(&[0x42; 6000][sent..]).unwrap();
+        }
+        Flow::until(None, node.session_buffers().max() == Some(1024))
+    });
+    assert!(stuck, "{:?}", sim.node.stats().tcp);
+    sim.idle(70 * SECOND);
+    assert_eq!(sim.node.stats().tcp.aborted.total(), 0, "still open");
+    sim.host.tcp(handle).abort();
+    let aborted = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.aborted.total() == 1)
+    });
+    assert!(aborted);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(
+        (tcp.aborted.peer_reset, tcp.aborted.timed_out),
+        (1, 0),
+        "{tcp:?}"
+    );
+}

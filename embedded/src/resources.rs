@@ -114,10 +114,11 @@ buffers! {
 /// TcpRxBuffer<2048>, TcpTxBuffer<2048>>`. Swapping `N` and `SLOTS`, or any
 /// two buffers, does not compile.
 ///
-/// Size on a 32-bit target (smoltcp 0.14, ricochet-core 0.1):
-/// `N * (S + R + T + 216) + SLOTS * 392 + UR + 2 * UT` bytes plus 392 for
-/// packet metadata and vector lengths: 22 392 bytes (21.9 KiB) with the
-/// defaults. See README.md for the whole firmware's budget.
+/// Size on a 32-bit target (smoltcp 0.14 with IPv6, ricochet-core 0.1):
+/// `N * (S + R + T + 184) + SLOTS * 392 + UR + 2 * UT` bytes (184: a
+/// pump; 392: a socket slot) plus 384 for packet metadata and vector
+/// lengths: 22 288 bytes (21.8 KiB) with the defaults, 21 728 without
+/// IPv6. See README.md for the whole firmware's budget.
 ///
 /// The lifetime is the one the node borrows the resources for: `'static`
 /// in a `static`.

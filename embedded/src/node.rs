@@ -353,6 +353,10 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
             }
             traffic |= self.service(t, After::Ingress);
             self.egress(now, device);
+            // Before the next frame: a socket that died while sending (its
+            // timeout) is told apart from one a frame reset, and one whose
+            // abort just went out listens again.
+            traffic |= self.service(t, After::Egress);
         }
         self.addressing.update(
             t,

@@ -35,12 +35,14 @@ use crate::clock;
 use crate::config::TcpConfig;
 use crate::stats::NodeStats;
 
-/// What the interface did just before a service.
+/// What the interface did since the previous service: the node services
+/// the sockets after each frame it takes in and after each sending round,
+/// so it is one or the other (or nothing at all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum After {
-    /// It took in a frame: a peer's RST may have closed a socket.
+    /// It took in one frame: a peer's RST may have closed a socket.
     Ingress,
-    /// It sent (or did nothing): smoltcp's timeout may have closed a socket.
+    /// It sent, or did nothing: smoltcp's timeout may have closed a socket.
     Egress,
 }
 

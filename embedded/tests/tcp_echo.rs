@@ -585,26 +585,66 @@ fn host_reset_is_counted_as_peer_reset(
 /// timed out, not reset, then serves the next client.
 #[test]
 fn serving_silent_peer_is_counted_as_timed_out_after_the_socket_timeout() {
+    silent_peer_times_out(false);
+}
+
+/// The same while frames keep arriving for others when the timeout fires:
+/// the poll that sends the socket's last retransmission takes in more
+/// frames after it, and the death is still seen as smoltcp's timeout.
+#[test]
+fn serving_silent_peer_timing_out_between_two_frames_is_counted_as_timed_out() {
+    silent_peer_times_out(true);
+}
+
+/// See the two tests above; `busy`: two datagrams from another source
+/// wait for the node at every step around the timeout.
+fn silent_peer_times_out(busy: bool) {
     use std::cell::Cell;
     use std::rc::Rc;
+    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
 
     let mut sim = Sim::<4, 6, 1024>::new(server_config());
     let handle = echo_once(&mut sim, 40000, b"hello");
     // The node's frames are lost from now on: its echo of "more" stays in
     // flight. Then the host's are lost too: the peer falls silent.
     let (node_cut, host_cut) = (Rc::new(Cell::new(true)), Rc::new(Cell::new(false)));
-    let (a, b) = (node_cut.clone(), host_cut.clone());
+    let last_heard = Rc::new(Cell::new(0u64));
+    let (a, b, heard) = (node_cut.clone(), host_cut.clone(), last_heard.clone());
     sim.node_dev.filter_sent(move |_, _| !a.get());
-    sim.host.device.filter_sent(move |_, _| !b.get());
+    sim.host.device.filter_sent(move |now, _| {
+        if !b.get() {
+            heard.set(now.total_micros() as u64);
+        }
+        !b.get()
+    });
     sim.host.tcp(handle).send_slice(b"more").unwrap();
     let echoed = sim.run(SECOND, &mut |_, node, _| {
         Flow::until(None, node.stats().tcp.bytes_out == 9)
     });
     assert!(echoed);
     host_cut.set(true);
-    let silent_at = sim.now;
-    let timed_out = sim.run(120 * SECOND, &mut |_, node, _| {
-        Flow::until(None, node.stats().tcp.aborted.total() == 1)
+    // smoltcp gives up 60 s after the last frame it heard from the peer.
+    let timeout_at = last_heard.get() + 60 * SECOND;
+    let other = support::frames::udp(
+        (HOST_MAC, NODE_MAC),
+        (smoltcp::wire::Ipv4Address::new(192, 168, 69, 9), 50000),
+        (NODE_IP, 9),
+        b"for nobody",
+    );
+    let node_wire = sim.node_dev.watcher();
+    let mut injected = 0;
+    let timed_out = sim.run(120 * SECOND, &mut |_, node, now| {
+        let now = now.as_micros();
+        let aborted = node.stats().tcp.aborted.total() == 1;
+        if busy && !aborted && now + 100 >= timeout_at {
+            injected += 2;
+            node_wire.inject(other.clone());
+            node_wire.inject(other.clone());
+        }
+        // Wake up just before the timeout to start the traffic.
+        let wake = (busy && now + 100 < timeout_at)
+            .then(|| ricochet_core::Instant::from_micros(timeout_at - 100));
+        Flow::until(wake, aborted)
     });
     assert!(timed_out, "{:?}", sim.node.stats().tcp);
     let tcp = sim.node.stats().tcp;
@@ -614,10 +654,15 @@ fn serving_silent_peer_is_counted_as_timed_out_after_the_socket_timeout() {
         "{tcp:?}"
     );
     assert!(
-        sim.now - silent_at >= 60 * SECOND,
-        "gave up after {} us",
-        sim.now - silent_at
+        sim.now >= timeout_at,
+        "gave up {} us early",
+        timeout_at - sim.now
     );
+    if busy {
+        assert!(injected > 0);
+        // They went through the node, as UDP datagrams nobody listens to.
+        assert_eq!(sim.node.stats().udp.received, 0);
+    }
     // The socket serves again.
     node_cut.set(false);
     host_cut.set(false);

@@ -16,6 +16,8 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpEndpoint;
 
+use crate::node::earliest;
+use crate::setup::NewError;
 use crate::stats::{ClientStats, ProbeFailure, ProbeOutcome, RoundTrips, bump};
 
 /// Messages (stream) or datagrams in flight the probes track at most. A
@@ -329,7 +331,8 @@ impl Datagrams<'_> {
         while let Ok((data, _)) = socket.recv() {
             moved = true;
             match probe.handle_datagram(now, data) {
-                DatagramOutcome::Verified { round_trip } => {
+                // From the schedule: a datagram sent late counts its wait.
+                DatagramOutcome::Verified { round_trip, .. } => {
                     stats.datagram_round_trips.record(round_trip);
                 }
                 other => debug!("probe: datagram {:?}", other),
@@ -406,10 +409,20 @@ fn verify(
     (consumed, Ok(()))
 }
 
-/// The earlier of two optional instants.
-pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// Checks the client role's configuration for a node with `tcp_sockets`
+/// TCP sockets; returns the UDP ring size the datagram probe needs.
+pub(crate) fn check(
+    tcp_sockets: usize,
+    probe: ProbeConfig,
+    datagram: Option<DatagramProbeConfig>,
+    now: Instant,
+) -> Result<usize, NewError> {
+    if tcp_sockets == 0 {
+        return Err(NewError::NoTcpSocket);
     }
+    StreamProbe::<PROBE_WINDOW>::new(probe, now).map_err(NewError::Probe)?;
+    if let Some(d) = datagram {
+        DatagramProbe::<PROBE_WINDOW>::new(d, now).map_err(NewError::Probe)?;
+    }
+    Ok(datagram.map_or(0, |d| d.size.max))
 }

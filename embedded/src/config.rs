@@ -1,7 +1,11 @@
 //! What a node does, chosen once at start-up.
 
-use ricochet_core::{DatagramProbeConfig, Duration, PolicyConfig, ProbeConfig, SessionConfig};
-use smoltcp::wire::{EthernetAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+#[cfg(feature = "client")]
+use ricochet_core::{DatagramProbeConfig, ProbeConfig};
+use ricochet_core::{Duration, PolicyConfig, SessionConfig};
+#[cfg(feature = "client")]
+use smoltcp::wire::IpEndpoint;
+use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 
 /// The echo port (RFC 862).
 pub const ECHO_PORT: u16 = 7;
@@ -25,11 +29,16 @@ pub struct NodeConfig {
     /// The port served (TCP and UDP) in the server role.
     pub port: u16,
     /// How each TCP connection is echoed: mode (`raw`, `lines`, `frames`),
-    /// idle and drain timeouts.
+    /// idle and drain timeouts, and the linger after a graceful close (how
+    /// long the node waits for the client's FIN and for the acknowledgement
+    /// of everything it sent, counted from the last progress of that
+    /// delivery; then it resets the connection). The linger also bounds
+    /// the wait for a reset's RST to go out.
     pub session: SessionConfig,
     /// UDP echo through the core's policy (oversize, loop guard, rate
     /// limit); `None` serves TCP only. `max_datagram` must be below the
-    /// resources' `UDP_RX` and at most their `UDP_TX`.
+    /// resources' [`UdpRxBuffer`](crate::UdpRxBuffer) size and at most their
+    /// [`UdpTxBuffer`](crate::UdpTxBuffer) size.
     pub udp: Option<PolicyConfig>,
     /// Socket-level TCP settings.
     pub tcp: TcpConfig,
@@ -48,9 +57,15 @@ pub struct NodeConfig {
 /// drain timeout.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The node's default linger after a graceful close (the core's default is
+/// 2 s): long enough for a few retransmissions between two
+/// acknowledgements at smoltcp's 1 s minimum retransmission timeout.
+pub const LINGER: Duration = Duration::from_secs(5);
+
 impl NodeConfig {
     /// A server on port 7: DHCP without a fallback, `raw` sessions with the
-    /// core's idle timeout (300 s) and [`DRAIN_TIMEOUT`] (120 s), UDP echo
+    /// core's idle timeout (300 s), [`DRAIN_TIMEOUT`] (120 s) and
+    /// [`LINGER`] (5 s), UDP echo
     /// with [`PolicyConfig::DEFAULT`]
     /// (1472-byte datagrams, loop guard, 1000/s burst 100 per source), and
     /// [`TcpConfig::DEFAULT`].
@@ -66,6 +81,7 @@ impl NodeConfig {
             port: ECHO_PORT,
             session: SessionConfig {
                 drain_timeout: Some(DRAIN_TIMEOUT),
+                linger: LINGER,
                 ..SessionConfig::default()
             },
             udp: Some(PolicyConfig::DEFAULT),
@@ -109,7 +125,9 @@ pub enum Role {
     Server,
     /// Run the core's verifying client against an echo server (for example
     /// a desktop `ricochet serve`), once, and report through the stats.
-    /// Uses the first TCP socket and the UDP socket of the resources.
+    /// Uses the first TCP socket and the UDP socket of the resources. Needs
+    /// the `client` feature (on by default).
+    #[cfg(feature = "client")]
     Client {
         /// The server (TCP, and UDP for `datagram`).
         server: IpEndpoint,
@@ -117,7 +135,7 @@ pub enum Role {
         /// sizes, count, timeouts.
         probe: ProbeConfig,
         /// A datagram probe run alongside, if any. Its `size.max` must fit
-        /// the resources' `UDP_TX`.
+        /// the resources' [`UdpTxBuffer`](crate::UdpTxBuffer).
         datagram: Option<DatagramProbeConfig>,
     },
 }
@@ -126,15 +144,14 @@ pub enum Role {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TcpConfig {
-    /// smoltcp's socket timeout: a connection whose peer does not answer
-    /// for this long (a SYN, unacknowledged data, keep-alives) is aborted.
+    /// smoltcp's socket timeout: a connection whose peer sends nothing for
+    /// this long is aborted (counted as `aborted.timed_out`). smoltcp counts
+    /// it from the peer's last segment, or from the moment data was queued
+    /// on an empty transmit buffer, whichever is later.
     pub timeout: Option<Duration>,
     /// smoltcp's keep-alive interval (detects peers that vanished while
     /// idle, together with `timeout`).
     pub keep_alive: Option<Duration>,
-    /// After a session closes gracefully, how long its socket may take to
-    /// finish the FIN handshake before it is aborted and re-armed.
-    pub linger: Duration,
     /// How long a socket may wait for the client's ACK after answering its
     /// SYN before it listens again: a forged or lost SYN ties up a socket
     /// for this long at most.
@@ -144,12 +161,11 @@ pub struct TcpConfig {
 }
 
 impl TcpConfig {
-    /// 60 s socket timeout, no keep-alive, 5 s linger, 5 s handshake
-    /// timeout, Nagle off.
+    /// 60 s socket timeout, no keep-alive, 5 s handshake timeout, Nagle
+    /// off.
     pub const DEFAULT: TcpConfig = TcpConfig {
         timeout: Some(Duration::from_secs(60)),
         keep_alive: None,
-        linger: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(5),
         nagle: false,
     };

@@ -13,31 +13,42 @@
 //! address is dropped (`not_unicast`): answering it could flood the link.
 //! So is one whose source the node has no route back to (`unroutable`).
 //!
+//! Every datagram's fate is counted in the core's
+//! [`DatagramCounters`](ricochet_core::DatagramCounters): echoed, or
+//! dropped with the policy's reason or the node's own (`NotUnicast`,
+//! `Unroutable`, `SendFull` when the transmit ring has no room,
+//! `SendFailed` when smoltcp refuses the echo).
+//!
 //! smoltcp sends a UDP socket's datagrams strictly in order and keeps one it
 //! cannot send (its destination never answers ARP) at the head of the
 //! ring, retrying every second: everything queued behind it waits. A
-//! transmit ring that makes no progress for [`UDP_STALL`] is therefore
-//! flushed (the socket is closed and bound again), counted in
-//! [`UdpStats::tx_flushes`].
+//! transmit ring that holds echoes and sends none of them for
+//! [`UDP_STALL`] is therefore flushed (the socket is closed and bound
+//! again), counted in [`NodeStats::udp_tx_flushes`](crate::NodeStats).
+//! Progress means a datagram left the ring: only sending shrinks it, and
+//! only the node's service adds to it, so the ring holding fewer bytes at
+//! the start of a service than at the end of the previous one is exactly
+//! that. A ring that never empties under load but keeps draining is never
+//! flushed.
 
 use core::net::{IpAddr, SocketAddr};
 
-use ricochet_core::{DatagramPolicy, Duration, Instant, PolicyConfig, Verdict};
+use ricochet_core::{DatagramPolicy, DropReason, Duration, Instant, PolicyConfig, Verdict};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::wire::IpAddress;
 
 use crate::addressing::is_ipv4_broadcast;
-use crate::stats::{UdpStats, add_bytes, bump};
+use crate::stats::NodeStats;
 
 /// Source addresses the rate limiter tracks at once.
 pub const UDP_SOURCES: usize = 8;
 
-/// How long the UDP transmit ring may make no progress before it is
-/// flushed: smoltcp sends a socket's datagrams strictly in order and keeps
-/// one it cannot send (its destination never answers ARP) at the head of the
-/// ring, so everything behind it would wait forever. Counted in
-/// [`UdpStats::tx_flushes`](crate::UdpStats::tx_flushes).
+/// How long the UDP transmit ring may hold echoes without sending any
+/// before it is flushed: smoltcp sends a socket's datagrams strictly in
+/// order and keeps one it cannot send (its destination never answers ARP)
+/// at the head of the ring, so everything behind it would wait forever.
+/// Counted in [`NodeStats::udp_tx_flushes`](crate::NodeStats).
 pub const UDP_STALL: Duration = Duration::from_secs(2);
 
 /// The UDP echo service.
@@ -48,8 +59,10 @@ pub(crate) struct DatagramEcho<'a> {
     /// An echoed datagram passes through here (smoltcp lends the received
     /// payload and the transmit ring from the same socket).
     copy: &'a mut [u8],
-    /// Bytes in the transmit ring at the last progress, and since when.
-    backlog: Option<(usize, Instant)>,
+    /// Bytes in the transmit ring when the last service ended.
+    queued: usize,
+    /// Since when the ring has held echoes without sending one.
+    stalled_since: Option<Instant>,
 }
 
 impl<'a> DatagramEcho<'a> {
@@ -68,7 +81,8 @@ impl<'a> DatagramEcho<'a> {
             port,
             policy: DatagramPolicy::with_hash_seed(config, seed),
             copy,
-            backlog: None,
+            queued: 0,
+            stalled_since: None,
         }
     }
 
@@ -79,62 +93,53 @@ impl<'a> DatagramEcho<'a> {
         now: Instant,
         iface: &Interface,
         sockets: &mut SocketSet<'_>,
-        stats: &mut UdpStats,
+        stats: &mut NodeStats,
     ) -> bool {
         let socket = sockets.get_mut::<udp::Socket<'_>>(self.handle);
         if !socket.is_open() {
             bind(socket, self.port);
             return false;
         }
+        if socket.send_queue() < self.queued {
+            // A datagram left the ring since the last service.
+            self.stalled_since = None;
+        }
         let mut moved = false;
         while let Ok((data, meta)) = socket.recv() {
             moved = true;
-            bump(&mut stats.received);
             let len = data.len();
             let to_unicast = meta.local_address.is_none_or(|dst| is_unicast(iface, dst));
-            if !to_unicast || !is_unicast(iface, meta.endpoint.addr) {
-                trace!(
-                    "udp: dropped {} bytes from {}: not unicast",
-                    len, meta.endpoint
-                );
-                bump(&mut stats.dropped.not_unicast);
-                continue;
-            }
-            if !is_routable(iface, meta.endpoint.addr) {
-                trace!(
-                    "udp: dropped {} bytes from {}: no route back",
-                    len, meta.endpoint
-                );
-                bump(&mut stats.dropped.unroutable);
-                continue;
-            }
-            let source = SocketAddr::from(meta.endpoint);
-            match self.policy.decide(now, source, len) {
-                Verdict::Drop(reason) => {
+            let verdict = if !to_unicast || !is_unicast(iface, meta.endpoint.addr) {
+                Verdict::Drop(DropReason::NotUnicast)
+            } else if !is_routable(iface, meta.endpoint.addr) {
+                Verdict::Drop(DropReason::Unroutable)
+            } else {
+                self.policy
+                    .decide(now, SocketAddr::from(meta.endpoint), len)
+            };
+            let fate = match verdict {
+                Verdict::Drop(reason) => Err(reason),
+                Verdict::Echo => match self.copy.get_mut(..len) {
+                    Some(copy) => {
+                        copy.copy_from_slice(data);
+                        match socket.send_slice(copy, meta) {
+                            Ok(()) => Ok(()),
+                            Err(udp::SendError::BufferFull) => Err(DropReason::SendFull),
+                            Err(_) => Err(DropReason::SendFailed),
+                        }
+                    }
+                    // Unreachable: `new` checked max_datagram <= copy.len().
+                    None => Err(DropReason::SendFailed),
+                },
+            };
+            match fate {
+                Ok(()) => stats.udp.echoed(len),
+                Err(reason) => {
                     trace!(
                         "udp: dropped {} bytes from {}: {}",
                         len, meta.endpoint, reason
                     );
-                    stats.dropped.count(reason);
-                }
-                Verdict::Echo => {
-                    let Some(copy) = self.copy.get_mut(..len) else {
-                        // Unreachable: `new` checked max_datagram <= copy.len().
-                        bump(&mut stats.dropped.other);
-                        continue;
-                    };
-                    copy.copy_from_slice(data);
-                    match socket.send_slice(copy, meta) {
-                        Ok(()) => {
-                            bump(&mut stats.echoed);
-                            add_bytes(&mut stats.echoed_bytes, len);
-                        }
-                        Err(udp::SendError::BufferFull) => {
-                            debug!("udp: transmit ring full, echo to {} dropped", meta.endpoint);
-                            bump(&mut stats.dropped.tx_full);
-                        }
-                        Err(_) => bump(&mut stats.dropped.other),
-                    }
+                    stats.udp.dropped(reason);
                 }
             }
         }
@@ -144,31 +149,29 @@ impl<'a> DatagramEcho<'a> {
 
     /// When the transmit ring must be checked for a stall.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.backlog.map(|(_, since)| since + UDP_STALL)
+        self.stalled_since.map(|since| since + UDP_STALL)
     }
 
-    /// Flushes the transmit ring when it made no progress for [`UDP_STALL`].
-    fn watch_backlog(&mut self, now: Instant, socket: &mut udp::Socket<'_>, stats: &mut UdpStats) {
-        let queued = socket.send_queue();
-        self.backlog = match self.backlog {
-            _ if queued == 0 => None,
-            Some((before, since)) if queued >= before => {
-                if now >= since + UDP_STALL {
-                    warn!(
-                        "udp: {} bytes of echoes stuck for {}: flushed",
-                        queued, UDP_STALL
-                    );
-                    socket.close();
-                    bind(socket, self.port);
-                    bump(&mut stats.tx_flushes);
-                    None
-                } else {
-                    Some((before, since))
-                }
-            }
-            // New bytes queued on an empty ring, or the ring drained a bit.
-            _ => Some((queued, now)),
-        };
+    /// Flushes the transmit ring when it held echoes and sent none of them
+    /// for [`UDP_STALL`].
+    fn watch_backlog(&mut self, now: Instant, socket: &mut udp::Socket<'_>, stats: &mut NodeStats) {
+        self.queued = socket.send_queue();
+        if self.queued == 0 {
+            self.stalled_since = None;
+            return;
+        }
+        let since = *self.stalled_since.get_or_insert(now);
+        if now >= since + UDP_STALL {
+            warn!(
+                "udp: {} bytes of echoes stuck for {}: flushed",
+                self.queued, UDP_STALL
+            );
+            socket.close();
+            bind(socket, self.port);
+            stats.udp_tx_flushes = stats.udp_tx_flushes.saturating_add(1);
+            self.queued = 0;
+            self.stalled_since = None;
+        }
     }
 }
 

@@ -8,18 +8,18 @@
 //! | piece | what it holds |
 //! |---|---|
 //! | [`EchoNode`] | the smoltcp `Interface`, its sockets, the role's service, the counters |
-//! | [`NodeResources`] | every buffer, sized at compile time, in a `static` the board owns |
+//! | [`NodeResources`] | every buffer, each size named by its type, in a `static` the board owns |
 //! | [`NodeConfig`] | the MAC, IPv4 addressing (DHCP with a static fallback, or static), the role, the session mode |
-//! | TCP echo | `N` sockets, all listening on port 7 when free, each driven by a core [`Session`](ricochet_core::Session) |
+//! | TCP echo | `N` sockets, all listening on port 7 when free, each driven by the core's [`Pump`](ricochet_core::Pump) |
 //! | UDP echo | the core's [`DatagramPolicy`](ricochet_core::DatagramPolicy): oversize, loop guard, rate limit |
-//! | client role | the core's [`StreamProbe`](ricochet_core::StreamProbe) (and [`DatagramProbe`](ricochet_core::DatagramProbe)) against a server |
+//! | client role (`client` feature) | the core's [`StreamProbe`](ricochet_core::StreamProbe) (and [`DatagramProbe`](ricochet_core::DatagramProbe)) against a server |
 //! | [`clock`] | the only conversions between smoltcp's and the core's time |
 //!
 //! ## Driving a node (the call-order contract)
 //!
 //! ```text
 //! static RESOURCES: ConstStaticCell<NodeResources<'static>> = ConstStaticCell::new(NodeResources::new());
-//! static NODE: StaticCell<EchoNode<'static, 4, 1024>> = StaticCell::new();
+//! static NODE: StaticCell<EchoNode<'static, 4>> = StaticCell::new();
 //!
 //! let node = EchoNode::init(NODE.uninit(), config, RESOURCES.take(), NoLed, &mut device, now())?;
 //! loop {
@@ -67,7 +67,7 @@
 //! let resources: &'static mut NodeResources<'static> = Box::leak(Box::default());
 //! let mut device = Silent;
 //! let config = NodeConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
-//! let mut node: EchoNode<'_, 4, 1024> =
+//! let mut node: EchoNode<'_, 4> =
 //!     EchoNode::new(config, resources, NoLed, &mut device, Instant::ZERO).unwrap();
 //! // DHCP is waiting for a server: the node asks to be polled again soon.
 //! let delay = node.poll(Instant::ZERO, &mut device);
@@ -78,7 +78,7 @@
 //! Resources with fewer smoltcp socket slots than the node needs do not
 //! compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0080
 //! # use ricochet_embedded::smoltcp::phy::{self, Device, DeviceCapabilities};
 //! # use ricochet_embedded::smoltcp::time::Instant;
 //! # use ricochet_embedded::{EchoNode, NodeConfig, NodeResources};
@@ -101,21 +101,33 @@
 //! // 4 TCP sockets need socket_slots(4) = 6 slots, not 5.
 //! let resources: &'static mut NodeResources<'static, 4, 5> = Box::leak(Box::default());
 //! let config = NodeConfig::new(Default::default());
-//! let _ = EchoNode::<4, 1024>::new(config, resources, ricochet_embedded::NoLed, &mut Silent, Instant::ZERO);
+//! let _ = EchoNode::<4>::new(config, resources, ricochet_embedded::NoLed, &mut Silent, Instant::ZERO);
+//! ```
+//!
+//! Nor do buffer sizes given in the wrong order: each size is named by its
+//! type.
+//!
+//! ```compile_fail,E0277
+//! use ricochet_embedded::{NodeResources, SessionBuffer, TcpRxBuffer, TcpTxBuffer};
+//! // The transmit buffer where the receive buffer belongs.
+//! let _ = NodeResources::<'static, 4, 6, SessionBuffer<1024>, TcpTxBuffer<1536>, TcpRxBuffer<1024>>::new();
 //! ```
 //!
 //! [`EchoNode::poll`] takes the time as a `smoltcp::time::Instant` (the
 //! board's clock, in microseconds since boot) and returns how long the board
 //! may sleep: the earliest of smoltcp's timers, every session's idle and
-//! drain deadlines, the probes' deadlines and the DHCP fallback. Time never
+//! drain deadlines and lingers, the probes' deadlines and the DHCP
+//! fallback. Time never
 //! goes backwards between calls.
 //!
 //! Nothing on the network path panics: no `unwrap`, `expect` or indexing
-//! that can fail (clippy denies them in this crate), counters saturate,
-//! and every length comes from a checked slice.
+//! that can fail (clippy denies them in this crate), counters saturate or
+//! wrap, and every length comes from a checked slice.
 //!
 //! ## Features
 //! - `ipv6` (default): an IPv6 link-local address derived from the MAC.
+//! - `client` (default): the client role ([`Role::Client`]). A server-only
+//!   firmware leaves it off and saves the probes' flash and RAM.
 //! - `defmt`: log through defmt and derive `defmt::Format` on public types.
 //! - `log`: log through the `log` facade.
 //!
@@ -144,6 +156,7 @@ compile_error!(
 mod fmt;
 
 mod addressing;
+#[cfg(feature = "client")]
 mod client;
 pub mod clock;
 mod config;
@@ -151,20 +164,27 @@ mod datagram_echo;
 mod led;
 mod node;
 mod resources;
+mod setup;
 mod stats;
 mod stream_echo;
 
 pub use addressing::AddressSource;
+#[cfg(feature = "client")]
 pub use client::{CONNECT_RETRY, PROBE_WINDOW};
-pub use config::{DRAIN_TIMEOUT, ECHO_PORT, Ipv4Config, NodeConfig, Role, StaticIpv4, TcpConfig};
+pub use config::{
+    DRAIN_TIMEOUT, ECHO_PORT, Ipv4Config, LINGER, NodeConfig, Role, StaticIpv4, TcpConfig,
+};
 pub use datagram_echo::{UDP_SOURCES, UDP_STALL};
 pub use led::NoLed;
-pub use node::{EchoNode, MAX_FRAMES_PER_POLL, NewError};
-pub use resources::{NodeResources, UDP_PACKETS, socket_slots};
-pub use stats::{
-    AbortCounts, AddressStats, ClientStats, CloseCounts, NodeStats, ProbeFailure, ProbeOutcome,
-    RoundTrips, TcpStats, UdpDrops, UdpStats,
+pub use node::{EchoNode, MAX_FRAMES_PER_POLL};
+pub use resources::{
+    Buffer, NodeResources, SessionBuffer, SessionSize, TcpRxBuffer, TcpRxSize, TcpTxBuffer,
+    TcpTxSize, UDP_PACKETS, UdpRxBuffer, UdpRxSize, UdpTxBuffer, UdpTxSize, socket_slots,
 };
+pub use setup::NewError;
+pub use stats::{AddressStats, NodeStats};
+#[cfg(feature = "client")]
+pub use stats::{ClientStats, ProbeFailure, ProbeOutcome, RoundTrips};
 
 /// The crates a board needs the same versions of.
 pub use {ricochet_core, smoltcp};

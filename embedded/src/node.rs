@@ -5,25 +5,28 @@ use core::fmt;
 use core::mem::MaybeUninit;
 
 use embedded_hal::digital::OutputPin;
-use ricochet_core::probe::ConfigError;
-use ricochet_core::{DatagramProbe, Instant, StreamProbe};
+use ricochet_core::{Instant, Pump};
 use smoltcp::iface::{
     Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
-use smoltcp::phy::{Device, Medium};
+use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::Ipv4Cidr;
 
 use crate::addressing::{AddressSource, Addressing, ipv4_cidr};
-use crate::client::{Client, PROBE_WINDOW, earliest};
+#[cfg(feature = "client")]
+use crate::client::Client;
 use crate::clock;
-use crate::config::{NodeConfig, Role, TcpConfig};
+use crate::config::{NodeConfig, Role};
 use crate::datagram_echo::DatagramEcho;
 use crate::led::{Activity, NoLed};
-use crate::resources::{NodeResources, socket_slots};
-use crate::stats::{NodeStats, ProbeOutcome};
-use crate::stream_echo::StreamEcho;
+use crate::resources::{
+    NodeResources, SessionSize, TcpRxSize, TcpTxSize, UdpRxSize, UdpTxSize, socket_slots,
+};
+use crate::setup::{NewError, check, configure};
+use crate::stats::NodeStats;
+use crate::stream_echo::{After, StreamEcho};
 
 /// Frames [`EchoNode::poll`] takes in at most per call; with more waiting
 /// it returns a zero delay, so one call's work stays bounded.
@@ -33,77 +36,28 @@ pub const MAX_FRAMES_PER_POLL: usize = 32;
 /// per socket); what is left goes out on the next call.
 const EGRESS_ROUNDS: usize = 16;
 
-/// IPv4 and UDP headers: the largest UDP payload is the IP MTU minus these.
-const IPV4_UDP_HEADERS: usize = 20 + 8;
-
-/// Why [`EchoNode::new`] refused the configuration or the resources.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum NewError {
-    /// The client role needs at least one TCP socket (`N >= 1`).
-    NoTcpSocket,
-    /// The UDP receive ring (`UDP_RX`) must be larger than `max_datagram`
-    /// and hold the largest datagram the device's MTU carries, or an
-    /// oversize datagram would be lost uncounted instead of dropped and
-    /// counted.
-    UdpReceiveRingTooSmall {
-        /// Bytes needed.
-        needed: usize,
-        /// `UDP_RX`.
-        capacity: usize,
-    },
-    /// The UDP transmit ring (`UDP_TX`) must hold the largest datagram
-    /// echoed (`max_datagram`) or probed (`size.max`).
-    UdpTransmitRingTooSmall {
-        /// Bytes needed.
-        needed: usize,
-        /// `UDP_TX`.
-        capacity: usize,
-    },
-    /// A probe configuration the core refuses (client role).
-    Probe(ConfigError),
-}
-
-impl fmt::Display for NewError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            NewError::NoTcpSocket => f.write_str("the client role needs a TCP socket (N >= 1)"),
-            NewError::UdpReceiveRingTooSmall { needed, capacity } => write!(
-                f,
-                "UDP receive ring of {capacity} bytes, at least {needed} needed to see every datagram whole"
-            ),
-            NewError::UdpTransmitRingTooSmall { needed, capacity } => write!(
-                f,
-                "UDP transmit ring of {capacity} bytes, at least {needed} needed"
-            ),
-            NewError::Probe(e) => write!(f, "probe configuration: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for NewError {}
-
 /// What the node runs on its sockets.
 // Both variants live once, inline, in the node; boxing is not an option
 // without an allocator.
 #[allow(clippy::large_enum_variant)]
-enum Service<'a, const N: usize, const BUF: usize> {
+enum Service<'a, const N: usize> {
     Server {
-        stream: StreamEcho<'a, N, BUF>,
+        stream: StreamEcho<'a, N>,
         datagram: Option<DatagramEcho<'a>>,
     },
+    #[cfg(feature = "client")]
     Client(Client<'a>),
     /// No sockets (a state `EchoNode::new` refuses to build).
+    #[cfg(feature = "client")]
     Idle,
 }
 
 /// An RFC 862 echo node on a smoltcp interface: TCP and UDP echo in the
 /// server role, the core's verifying probes in the client role.
 ///
-/// `N` TCP sockets, each with a
-/// [`Session<BUF>`](ricochet_core::Session), come from the
-/// [`NodeResources`]; `L` is an optional activity LED. The node never
+/// `N` TCP sockets, each with a session buffer driven by a core
+/// [`Pump`](ricochet_core::Pump), come from the [`NodeResources`]; `L` is
+/// an optional activity LED. The node never
 /// touches hardware: the board passes the [`Device`] and the time to every
 /// call.
 ///
@@ -111,16 +65,16 @@ enum Service<'a, const N: usize, const BUF: usize> {
 /// [`init`](Self::init) once, then in a loop [`poll`](Self::poll), sleep for
 /// at most the delay it returns (or until a frame arrives), repeat. Time
 /// never goes backwards.
-pub struct EchoNode<'a, const N: usize, const BUF: usize, L = NoLed> {
+pub struct EchoNode<'a, const N: usize, L = NoLed> {
     iface: Interface,
     sockets: SocketSet<'a>,
     addressing: Addressing,
-    service: Service<'a, N, BUF>,
+    service: Service<'a, N>,
     stats: NodeStats,
     led: Activity<L>,
 }
 
-impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L> {
+impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
     /// Builds the interface for `config.mac` in `resources`, adds the
     /// sockets the role needs, and starts listening (server) or waiting for
     /// an address (client). `led` is the activity LED, toggled once per
@@ -139,13 +93,14 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
     pub fn new<
         D,
         const SLOTS: usize,
-        const TCP_RX: usize,
-        const TCP_TX: usize,
-        const UDP_RX: usize,
-        const UDP_TX: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
     >(
         config: NodeConfig,
-        resources: &'a mut NodeResources<'a, N, SLOTS, BUF, TCP_RX, TCP_TX, UDP_RX, UDP_TX>,
+        resources: &'a mut NodeResources<'a, N, SLOTS, S, R, T, UR, UT>,
         led: L,
         device: &mut D,
         now: SmolInstant,
@@ -153,8 +108,8 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
     where
         D: Device + ?Sized,
     {
-        Self::check_resources::<D, SLOTS, UDP_RX, UDP_TX>(&config, device, now)?;
-        resources.fill(config.session, clock::to_core(now));
+        Self::check_resources::<D, SLOTS>(&config, (UR::LEN, UT::LEN), device, now)?;
+        resources.fill();
         Ok(Self::build(config, resources, led, device, now))
     }
 
@@ -166,14 +121,15 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
         's,
         D,
         const SLOTS: usize,
-        const TCP_RX: usize,
-        const TCP_TX: usize,
-        const UDP_RX: usize,
-        const UDP_TX: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
     >(
         slot: &'s mut MaybeUninit<Self>,
         config: NodeConfig,
-        resources: &'a mut NodeResources<'a, N, SLOTS, BUF, TCP_RX, TCP_TX, UDP_RX, UDP_TX>,
+        resources: &'a mut NodeResources<'a, N, SLOTS, S, R, T, UR, UT>,
         led: L,
         device: &mut D,
         now: SmolInstant,
@@ -181,8 +137,8 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
     where
         D: Device + ?Sized,
     {
-        Self::check_resources::<D, SLOTS, UDP_RX, UDP_TX>(&config, device, now)?;
-        resources.fill(config.session, clock::to_core(now));
+        Self::check_resources::<D, SLOTS>(&config, (UR::LEN, UT::LEN), device, now)?;
+        resources.fill();
         Ok(Self::build_into(slot, config, resources, led, device, now))
     }
 
@@ -194,14 +150,15 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
         's,
         D,
         const SLOTS: usize,
-        const TCP_RX: usize,
-        const TCP_TX: usize,
-        const UDP_RX: usize,
-        const UDP_TX: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
     >(
         slot: &'s mut MaybeUninit<Self>,
         config: NodeConfig,
-        resources: &'a mut NodeResources<'a, N, SLOTS, BUF, TCP_RX, TCP_TX, UDP_RX, UDP_TX>,
+        resources: &'a mut NodeResources<'a, N, SLOTS, S, R, T, UR, UT>,
         led: L,
         device: &mut D,
         now: SmolInstant,
@@ -213,8 +170,9 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
     }
 
     /// Refuses resources that cannot serve `config` on `device`.
-    fn check_resources<D, const SLOTS: usize, const UDP_RX: usize, const UDP_TX: usize>(
+    fn check_resources<D, const SLOTS: usize>(
         config: &NodeConfig,
+        udp: (usize, usize),
         device: &D,
         now: SmolInstant,
     ) -> Result<(), NewError>
@@ -227,7 +185,7 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
                 "NodeResources: SLOTS must be at least socket_slots(N) = N + 2"
             );
         }
-        check(config, N, (UDP_RX, UDP_TX), device, clock::to_core(now))
+        check::<D, N>(config, udp, device, clock::to_core(now))
     }
 
     /// Builds the node: `check_resources` passed and the resources'
@@ -236,13 +194,14 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
     fn build<
         D,
         const SLOTS: usize,
-        const TCP_RX: usize,
-        const TCP_TX: usize,
-        const UDP_RX: usize,
-        const UDP_TX: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
     >(
         config: NodeConfig,
-        resources: &'a mut NodeResources<'a, N, SLOTS, BUF, TCP_RX, TCP_TX, UDP_RX, UDP_TX>,
+        resources: &'a mut NodeResources<'a, N, SLOTS, S, R, T, UR, UT>,
         led: L,
         device: &mut D,
         now: SmolInstant,
@@ -255,6 +214,7 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
             tcp_rx,
             tcp_tx,
             sessions,
+            pumps,
             sockets,
             udp_rx,
             udp_tx,
@@ -275,20 +235,22 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
             }
         });
         let mut set = SocketSet::new(&mut sockets[..]);
+        // Only the client role writes into the stats at start-up.
+        #[cfg_attr(not(feature = "client"), allow(unused_mut))]
         let mut stats = NodeStats::default();
         let addressing = Addressing::new(config.ipv4, &mut iface, &mut set, t);
 
         let mut tcp_sockets = tcp_rx.iter_mut().zip(tcp_tx.iter_mut()).map(|(rx, tx)| {
             let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(&mut rx[..]),
-                tcp::SocketBuffer::new(&mut tx[..]),
+                tcp::SocketBuffer::new(rx.bytes()),
+                tcp::SocketBuffer::new(tx.bytes()),
             );
             configure(&mut socket, &config.tcp);
             socket
         });
         let udp_socket = udp::Socket::new(
-            udp::PacketBuffer::new(&mut udp_rx_meta[..], &mut udp_rx[..]),
-            udp::PacketBuffer::new(&mut udp_tx_meta[..], &mut udp_tx[..]),
+            udp::PacketBuffer::new(&mut udp_rx_meta[..], udp_rx.bytes()),
+            udp::PacketBuffer::new(&mut udp_tx_meta[..], udp_tx.bytes()),
         );
 
         let service = match config.role {
@@ -297,14 +259,13 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
                 for (handle, socket) in handles.iter_mut().zip(&mut tcp_sockets) {
                     *handle = set.add(socket);
                 }
-                let stream = StreamEcho::new(
-                    handles,
-                    &mut sessions[..],
-                    config.port,
-                    config.session,
-                    &config.tcp,
-                    &mut set,
-                );
+                pumps.clear();
+                for session in sessions.iter_mut() {
+                    // `pumps` holds N: one per session buffer fits.
+                    let _ = pumps.push(Pump::new(session.bytes(), config.session, t));
+                }
+                let stream =
+                    StreamEcho::new(handles, &mut pumps[..], config.port, &config.tcp, &mut set);
                 let datagram = config.udp.map(|policy| {
                     let handle = set.add(udp_socket);
                     DatagramEcho::new(
@@ -312,12 +273,13 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
                         config.port,
                         policy,
                         config.random_seed,
-                        &mut udp_copy[..],
+                        udp_copy.bytes(),
                         &mut set,
                     )
                 });
                 Service::Server { stream, datagram }
             }
+            #[cfg(feature = "client")]
             Role::Client {
                 server,
                 probe,
@@ -326,8 +288,7 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
                 match tcp_sockets.next() {
                     Some(socket) => {
                         let tcp = set.add(socket);
-                        let datagram =
-                            datagram.map(|d| (d, set.add(udp_socket), &mut udp_copy[..]));
+                        let datagram = datagram.map(|d| (d, set.add(udp_socket), udp_copy.bytes()));
                         Service::Client(Client::new(
                             server,
                             probe,
@@ -347,10 +308,11 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
             config.mac,
             match config.role {
                 Role::Server => "server",
+                #[cfg(feature = "client")]
                 Role::Client { .. } => "client",
             },
             N,
-            BUF
+            S::LEN
         );
         EchoNode {
             iface,
@@ -389,8 +351,12 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
                 backlog = false;
                 break;
             }
-            traffic |= self.service(t);
+            traffic |= self.service(t, After::Ingress);
             self.egress(now, device);
+            // Before the next frame: a socket that died while sending (its
+            // timeout) is told apart from one a frame reset, and one whose
+            // abort just went out listens again.
+            traffic |= self.service(t, After::Egress);
         }
         self.addressing.update(
             t,
@@ -398,10 +364,10 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
             &mut self.sockets,
             &mut self.stats.addressing,
         );
-        traffic |= self.service(t);
+        traffic |= self.service(t, After::Egress);
         self.egress(now, device);
         // A socket whose abort just went out on the wire can listen again now.
-        traffic |= self.service(t);
+        traffic |= self.service(t, After::Egress);
         if traffic {
             self.led.toggle();
         }
@@ -420,12 +386,7 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
 
     /// Logs the counters (info level): call it periodically.
     pub fn log_stats(&self) {
-        let NodeStats {
-            tcp,
-            udp,
-            addressing,
-            client,
-        } = &self.stats;
+        let addressing = &self.stats.addressing;
         info!(
             "ipv4: {:?} from {:?}; {} leases, {} fallbacks",
             self.ipv4_address(),
@@ -434,62 +395,10 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
             addressing.fallbacks
         );
         match self.service {
-            Service::Server { .. } => {
-                info!(
-                    "tcp: {} accepted, {} active, {} closed, {} aborted (drain {}, reset {}, line {}, frame {}, truncated {}), {} lingered, {} handshakes timed out; {} bytes in, {} out",
-                    tcp.accepted,
-                    tcp.active,
-                    tcp.closed.total(),
-                    tcp.aborted.total(),
-                    tcp.aborted.drain_timeout,
-                    tcp.aborted.peer_reset,
-                    tcp.aborted.line_too_long,
-                    tcp.aborted.frame_too_large,
-                    tcp.aborted.truncated_frame,
-                    tcp.lingered,
-                    tcp.handshake_timeouts,
-                    tcp.bytes_in,
-                    tcp.bytes_out
-                );
-                info!(
-                    "udp: {} received, {} echoed ({} bytes); dropped {} oversize, {} loop guard, {} rate limited, {} not unicast, {} unroutable, {} tx full; {} stalled rings flushed",
-                    udp.received,
-                    udp.echoed,
-                    udp.echoed_bytes,
-                    udp.dropped.oversize,
-                    udp.dropped.loop_guard,
-                    udp.dropped.rate_limited,
-                    udp.dropped.not_unicast,
-                    udp.dropped.unroutable,
-                    udp.dropped.tx_full,
-                    udp.tx_flushes
-                );
-            }
-            Service::Client(_) => {
-                let rtt = client.stream_round_trips;
-                info!(
-                    "probe: {:?}; {} connects ({} failed); {} messages, {} bytes verified; rtt min {} mean {} max {}",
-                    client.stream_outcome,
-                    client.connects,
-                    client.connect_failures,
-                    client.stream.messages_verified,
-                    client.stream.bytes_verified,
-                    rtt.min,
-                    rtt.mean(),
-                    rtt.max
-                );
-                if client.datagram_outcome != ProbeOutcome::NotRun {
-                    info!(
-                        "probe: datagrams {:?}; {} sent, {} verified, {} lost, {} corrupt; rtt mean {}",
-                        client.datagram_outcome,
-                        client.datagram.sent,
-                        client.datagram.verified,
-                        client.datagram.lost,
-                        client.datagram.corrupt,
-                        client.datagram_round_trips.mean()
-                    );
-                }
-            }
+            Service::Server { .. } => self.stats.log_server(),
+            #[cfg(feature = "client")]
+            Service::Client(_) => self.stats.log_client(),
+            #[cfg(feature = "client")]
             Service::Idle => {}
         }
     }
@@ -509,12 +418,14 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
         &self.iface
     }
 
-    /// Bytes held by each session being served now (each at most `BUF`):
+    /// Bytes held by each session being served now (each at most the
+    /// session buffer's size):
     /// the node's memory use beyond its fixed buffers is zero, this shows
     /// how full they are.
     pub fn session_buffers(&self) -> impl Iterator<Item = usize> + '_ {
         let stream = match &self.service {
             Service::Server { stream, .. } => Some(stream.buffered()),
+            #[cfg(feature = "client")]
             Service::Client(_) | Service::Idle => None,
         };
         stream.into_iter().flatten()
@@ -522,11 +433,9 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
 
     /// Whether the client role's probes have all finished (always `false`
     /// in the server role).
+    #[cfg(feature = "client")]
     pub fn client_finished(&self) -> bool {
-        let c = &self.stats.client;
-        matches!(self.service, Service::Client(_))
-            && c.stream_outcome != ProbeOutcome::Running
-            && c.datagram_outcome != ProbeOutcome::Running
+        matches!(self.service, Service::Client(_)) && self.stats.client.finished()
     }
 
     /// The link came (back) up: DHCP starts over at once instead of at its
@@ -536,23 +445,25 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
             .link_up(clock::to_core(now), &mut self.sockets);
     }
 
-    /// Services the role's sockets; returns whether traffic moved.
-    fn service(&mut self, t: Instant) -> bool {
+    /// Services the role's sockets; returns whether traffic moved. `after`
+    /// says what the interface did since the last service.
+    fn service(&mut self, t: Instant, after: After) -> bool {
         match &mut self.service {
             Service::Server { stream, datagram } => {
-                let mut moved = stream.service(t, &mut self.sockets, &mut self.stats.tcp);
+                let mut moved = stream.service(t, after, &mut self.sockets, &mut self.stats);
                 if let Some(datagram) = datagram {
-                    moved |=
-                        datagram.service(t, &self.iface, &mut self.sockets, &mut self.stats.udp);
+                    moved |= datagram.service(t, &self.iface, &mut self.sockets, &mut self.stats);
                 }
                 moved
             }
+            #[cfg(feature = "client")]
             Service::Client(client) => client.service(
                 t,
                 &mut self.iface,
                 &mut self.sockets,
                 &mut self.stats.client,
             ),
+            #[cfg(feature = "client")]
             Service::Idle => false,
         }
     }
@@ -573,80 +484,28 @@ impl<'a, const N: usize, const BUF: usize, L: OutputPin> EchoNode<'a, N, BUF, L>
                 stream.deadline(),
                 datagram.as_ref().and_then(DatagramEcho::deadline),
             ),
+            #[cfg(feature = "client")]
             Service::Client(client) => client.deadline(),
+            #[cfg(feature = "client")]
             Service::Idle => None,
         }
     }
 }
 
-impl<const N: usize, const BUF: usize, L> fmt::Debug for EchoNode<'_, N, BUF, L> {
+impl<const N: usize, L> fmt::Debug for EchoNode<'_, N, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EchoNode")
             .field("tcp_sockets", &N)
-            .field("session_buffer", &BUF)
             .field("ipv4", &ipv4_cidr(&self.iface))
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-/// Refuses resources that cannot serve `config` on `device`.
-fn check<D: Device + ?Sized>(
-    config: &NodeConfig,
-    tcp_sockets: usize,
-    (udp_rx, udp_tx): (usize, usize),
-    device: &D,
-    now: Instant,
-) -> Result<(), NewError> {
-    let caps = device.capabilities();
-    let ip_mtu = match caps.medium {
-        Medium::Ethernet => caps.max_transmission_unit.saturating_sub(14),
-        #[allow(unreachable_patterns)]
-        _ => caps.max_transmission_unit,
-    };
-    // The largest datagram that can arrive unfragmented (smoltcp is built
-    // without reassembly, so nothing larger ever reaches the socket).
-    let largest = ip_mtu.saturating_sub(IPV4_UDP_HEADERS);
-    let (rx_needed, tx_needed) = match config.role {
-        Role::Server => match config.udp {
-            Some(policy) => (
-                largest.max(policy.max_datagram.saturating_add(1)),
-                policy.max_datagram,
-            ),
-            None => (0, 0),
-        },
-        Role::Client {
-            probe, datagram, ..
-        } => {
-            if tcp_sockets == 0 {
-                return Err(NewError::NoTcpSocket);
-            }
-            StreamProbe::<PROBE_WINDOW>::new(probe, now).map_err(NewError::Probe)?;
-            if let Some(d) = datagram {
-                DatagramProbe::<PROBE_WINDOW>::new(d, now).map_err(NewError::Probe)?;
-            }
-            let size = datagram.map_or(0, |d| d.size.max);
-            (size, size)
-        }
-    };
-    if udp_rx < rx_needed {
-        return Err(NewError::UdpReceiveRingTooSmall {
-            needed: rx_needed,
-            capacity: udp_rx,
-        });
+/// The earlier of two optional instants.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
-    if udp_tx < tx_needed {
-        return Err(NewError::UdpTransmitRingTooSmall {
-            needed: tx_needed,
-            capacity: udp_tx,
-        });
-    }
-    Ok(())
-}
-
-/// Applies the socket-level TCP settings.
-fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
-    socket.set_timeout(config.timeout.map(clock::duration_to_smoltcp));
-    socket.set_keep_alive(config.keep_alive.map(clock::duration_to_smoltcp));
-    socket.set_nagle_enabled(config.nagle);
 }

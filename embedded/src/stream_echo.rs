@@ -1,66 +1,93 @@
-//! TCP echo: a pool of `N` smoltcp sockets, each driven by a core
-//! [`Session`] while connected.
+//! TCP echo: a pool of `N` smoltcp sockets, each driven by the core's
+//! [`Pump`] while connected.
 //!
 //! Every free socket listens on the echo port, so up to `N` clients are
 //! served at once; a client beyond that is refused by smoltcp with a RST
-//! (no socket accepts its SYN) and can retry. A socket whose session ends is
-//! re-armed at once: after a graceful close as soon as smoltcp finished the
-//! FIN handshake, after an abort as soon as its RST went out.
+//! (no socket accepts its SYN) and can retry.
 //!
-//! No socket stays out of the pool for long, whatever the peer does: a
-//! handshake the client never completes (a forged SYN) is abandoned after
-//! the handshake timeout, and a close that does not finish within the linger
-//! time is cut short (abort, then listen even if the RST cannot be sent).
-//!
-//! One slot's cycle:
+//! The pump does the echo, the graceful close (FIN after everything queued),
+//! the linger (until the peer's FIN and the acknowledgement of everything
+//! sent, counted from the last delivery progress), the abort, and the
+//! counting. This module adds only what smoltcp needs around it: accepting,
+//! a bound on handshakes, and waiting for an abort's RST to go out. One
+//! slot's cycle:
 //!
 //! ```text
-//!  Listening --SYN--> Handshake --ACK--> Serving --(session Closed: close(), FIN)--> Closing
-//!      ^  ^               |                 |                                            |
-//!      |  +--timeout------+                 +--(session Aborted: abort(), RST)---------->|
-//!      +------------- listen() once the socket is closed (or linger expired) ------------+
+//!  Listening --SYN--> Handshake --ACK--> Serving(pump) --Release(Close)----------> Listening
+//!      ^  ^               |                   |
+//!      |  +--timeout------+                   +--Release(Reset | Abandon): abort()--> Resetting
+//!      +--------------- listen() once the RST went out (or the linger time passed) -----+
 //! ```
+//!
+//! smoltcp 0.14 does not say why a connection died. A peer's RST is
+//! processed when a frame comes in, smoltcp's socket timeout fires when the
+//! interface sends; so a socket found dead by a service that follows a
+//! sending round, at least the socket timeout after the last sign of the
+//! peer's life the node saw, timed out ([`Failure::TimedOut`]); any other
+//! death is a reset ([`Failure::Reset`]).
 
-use ricochet_core::{Duration, Event, Instant, Session, SessionConfig, State};
+use ricochet_core::pump::{Failure, Next, ReadOutcome, Teardown, Transport, WriteOutcome};
+use ricochet_core::{Duration, Event, Instant, Pump};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, RecvError};
 
+use crate::clock;
 use crate::config::TcpConfig;
-use crate::stats::{TcpStats, add_bytes, bump};
+use crate::stats::NodeStats;
+
+/// What the interface did since the previous service: the node services
+/// the sockets after each frame it takes in and after each sending round,
+/// so it is one or the other (or nothing at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// It took in one frame: a peer's RST may have closed a socket.
+    Ingress,
+    /// It sent, or did nothing: smoltcp's timeout may have closed a socket.
+    Egress,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// The socket listens; no session.
+    /// The socket listens.
     Listening,
     /// A SYN was answered at `since`; waiting for the client's ACK.
     Handshake { since: Instant },
-    /// Connected; the session decides.
-    Serving,
-    /// The session ended at `since`; the socket is closing (FIN handshake,
-    /// or an abort's RST waiting to go out).
-    Closing { since: Instant },
+    /// Connected; the slot's pump decides.
+    Serving(Link),
+    /// Aborted at `since`; waiting for the RST to go out.
+    Resetting { since: Instant },
+}
+
+/// One socket of the pool.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    handle: SocketHandle,
+    phase: Phase,
 }
 
 /// The TCP echo pool.
-pub(crate) struct StreamEcho<'a, const N: usize, const BUF: usize> {
-    handles: [SocketHandle; N],
-    phases: [Phase; N],
-    /// One per socket (`N`), re-armed in place for each connection.
-    sessions: &'a mut [Session<BUF>],
+pub(crate) struct StreamEcho<'a, const N: usize> {
+    slots: [Slot; N],
+    /// One per socket, over a session buffer of the resources, re-armed in
+    /// place for each connection.
+    pumps: &'a mut [Pump<&'a mut [u8]>],
+    settings: Settings,
+}
+
+/// What every slot is served with (the session configuration is the one
+/// each pump was built with, the socket timeout the socket's own).
+struct Settings {
     port: u16,
-    config: SessionConfig,
-    linger: Duration,
     handshake_timeout: Duration,
 }
 
-impl<'a, const N: usize, const BUF: usize> StreamEcho<'a, N, BUF> {
+impl<'a, const N: usize> StreamEcho<'a, N> {
     /// Takes over the TCP sockets `handles` (already in `sockets`) and
-    /// starts listening on all of them.
+    /// starts listening on all of them; `pumps` holds one per socket.
     pub(crate) fn new(
         handles: [SocketHandle; N],
-        sessions: &'a mut [Session<BUF>],
+        pumps: &'a mut [Pump<&'a mut [u8]>],
         port: u16,
-        config: SessionConfig,
         tcp: &TcpConfig,
         sockets: &mut SocketSet<'_>,
     ) -> Self {
@@ -68,229 +95,280 @@ impl<'a, const N: usize, const BUF: usize> StreamEcho<'a, N, BUF> {
             listen(sockets.get_mut::<tcp::Socket<'_>>(handle), port);
         }
         StreamEcho {
-            handles,
-            phases: [Phase::Listening; N],
-            sessions,
-            port,
-            config,
-            linger: tcp.linger,
-            handshake_timeout: tcp.handshake_timeout,
+            slots: handles.map(|handle| Slot {
+                handle,
+                phase: Phase::Listening,
+            }),
+            pumps,
+            settings: Settings {
+                port,
+                handshake_timeout: tcp.handshake_timeout,
+            },
         }
     }
 
-    /// Accepts, echoes, closes and re-arms, for every socket. Returns whether
-    /// any byte moved.
+    /// Accepts, drives, releases and re-arms, for every socket. Returns
+    /// whether any byte moved.
     pub(crate) fn service(
         &mut self,
         now: Instant,
+        after: After,
         sockets: &mut SocketSet<'_>,
-        stats: &mut TcpStats,
+        stats: &mut NodeStats,
     ) -> bool {
-        let mut moved = false;
-        let slots = self
-            .handles
-            .iter()
-            .zip(self.phases.iter_mut())
-            .zip(self.sessions.iter_mut());
-        for (index, ((&handle, phase), session)) in slots.enumerate() {
-            let socket = sockets.get_mut::<tcp::Socket<'_>>(handle);
-            if let Phase::Listening | Phase::Handshake { .. } = *phase {
-                *phase = match socket.state() {
-                    state if is_connected(state) => {
-                        session.reset(self.config, now);
-                        bump(&mut stats.accepted);
-                        bump(&mut stats.active);
-                        debug!("tcp[{}]: accepted {:?}", index, socket.remote_endpoint());
-                        Phase::Serving
-                    }
-                    tcp::State::SynReceived => match *phase {
-                        Phase::Handshake { since } if now >= since + self.handshake_timeout => {
-                            debug!("tcp[{}]: handshake timed out", index);
-                            bump(&mut stats.handshake_timeouts);
-                            // Forget it without a RST (its sender may not exist).
-                            socket.abort();
-                            listen(socket, self.port);
-                            Phase::Listening
-                        }
-                        Phase::Handshake { since } => Phase::Handshake { since },
-                        _ => Phase::Handshake { since: now },
-                    },
-                    _ => {
-                        if !socket.is_open() {
-                            // The handshake failed or smoltcp timed it out:
-                            // listen again (a RST still pending for it is
-                            // dropped; nobody was served).
-                            listen(socket, self.port);
-                        }
+        let moved_before = stats.tcp.bytes_in.wrapping_add(stats.tcp.bytes_out);
+        let settings = &self.settings;
+        let slots = self.slots.iter_mut().zip(self.pumps.iter_mut());
+        for (index, (slot, pump)) in slots.enumerate() {
+            let socket = sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
+            if let Phase::Listening | Phase::Handshake { .. } = slot.phase {
+                slot.phase = settings.accept(index, socket, slot.phase, pump, now, stats);
+            }
+            if let Phase::Serving(link) = &mut slot.phase {
+                link.observe(socket, now);
+                let timeout = socket.timeout().map(clock::duration_to_core);
+                let death = link.death(now, after, timeout);
+                pump.set_ready();
+                let mut connection = Connection {
+                    socket,
+                    link,
+                    now,
+                    death,
+                };
+                let next = pump.drive(now, &mut connection, usize::MAX, &mut stats.tcp);
+                link.settle(socket);
+                log_events(index, pump);
+                slot.phase = match next {
+                    // The budget is unbounded: a drive ends only when
+                    // nothing moves, so `Yield` does not occur.
+                    Next::Wait { .. } | Next::Yield => continue,
+                    Next::Release(Teardown::Close) if listen(socket, settings.port) => {
                         Phase::Listening
+                    }
+                    Next::Release(how) => {
+                        if how == Teardown::Abandon {
+                            debug!("tcp[{}]: linger expired in {}", index, socket.state());
+                        }
+                        socket.abort();
+                        Phase::Resetting { since: now }
                     }
                 };
             }
-            if *phase == Phase::Serving {
-                moved |= drive(socket, session, now, stats);
-                report(index, session, stats);
-                if let Some(next) = settle(socket, session, now, stats) {
-                    *phase = next;
-                }
-            }
-            if let Phase::Closing { since } = *phase {
-                if can_rearm(socket) {
-                    if listen(socket, self.port) {
-                        *phase = Phase::Listening;
-                    }
-                } else if now >= since + self.linger {
-                    if socket.state() == tcp::State::Closed {
-                        // The RST cannot go out (no route, no ARP answer):
-                        // give up on it.
-                        if listen(socket, self.port) {
-                            *phase = Phase::Listening;
-                        }
-                    } else {
-                        debug!("tcp[{}]: linger expired in {}", index, socket.state());
-                        socket.abort();
-                        bump(&mut stats.lingered);
-                        *phase = Phase::Closing { since: now };
-                    }
+            if let Phase::Resetting { since } = slot.phase {
+                // After `abort()` the socket is closed but still knows its
+                // peer until the RST went out. One that cannot go out (no
+                // route, no ARP answer) is given up after the linger time.
+                let sent = socket.remote_endpoint().is_none();
+                let linger = pump.session().config().linger;
+                if (sent || now >= since + linger) && listen(socket, settings.port) {
+                    slot.phase = Phase::Listening;
                 }
             }
         }
-        moved
+        stats.tcp.bytes_in.wrapping_add(stats.tcp.bytes_out) != moved_before
     }
 
-    /// The earliest instant at which a session, a handshake or a closing
-    /// socket needs [`service`](Self::service).
+    /// The earliest instant at which a session, a handshake or a reset
+    /// needs [`service`](Self::service).
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.phases
+        let settings = &self.settings;
+        self.slots
             .iter()
-            .zip(self.sessions.iter())
-            .filter_map(|(phase, session)| match phase {
+            .zip(self.pumps.iter())
+            .filter_map(|(slot, pump)| match slot.phase {
                 Phase::Listening => None,
-                Phase::Handshake { since } => Some(*since + self.handshake_timeout),
-                Phase::Serving => session.poll_timeout(),
-                Phase::Closing { since } => Some(*since + self.linger),
+                Phase::Handshake { since } => Some(since + settings.handshake_timeout),
+                Phase::Serving(_) => pump.poll_timeout(),
+                Phase::Resetting { since } => Some(since + pump.session().config().linger),
             })
             .min()
     }
 
-    /// Sessions being served now, with their buffered byte counts.
+    /// Bytes held by each session being served now.
     pub(crate) fn buffered(&self) -> impl Iterator<Item = usize> + '_ {
-        self.phases
+        self.slots
             .iter()
-            .zip(self.sessions.iter())
-            .filter(|(phase, _)| **phase == Phase::Serving)
-            .map(|(_, session)| session.buffered())
+            .zip(self.pumps.iter())
+            .filter(|(slot, _)| matches!(slot.phase, Phase::Serving(_)))
+            .map(|(_, pump)| pump.session().buffered())
     }
 }
 
-/// Moves bytes between the socket and the session until neither side can
-/// take more. Returns whether any byte moved.
-///
-/// Input is read only while the session offers space: when it does not,
-/// smoltcp's receive buffer fills and its window closes (backpressure).
-/// Output commits only what smoltcp took, so a short send loses nothing.
-fn drive<const BUF: usize>(
-    socket: &mut tcp::Socket<'_>,
-    session: &mut Session<BUF>,
-    now: Instant,
-    stats: &mut TcpStats,
-) -> bool {
-    let mut moved = false;
-    loop {
-        let mut progress = false;
-        let space = session.receive_buffer();
-        if !space.is_empty() {
-            match socket.recv_slice(space) {
-                Ok(0) | Err(RecvError::InvalidState) => {}
-                Ok(n) => {
-                    // `n <= space.len()`: the commit cannot fail.
-                    let _ = session.commit_received(now, n);
-                    add_bytes(&mut stats.bytes_in, n);
-                    progress = true;
+impl Settings {
+    /// A listening or half-open slot's next phase: serving once connected,
+    /// listening again after a failed or timed-out handshake.
+    fn accept(
+        &self,
+        index: usize,
+        socket: &mut tcp::Socket<'_>,
+        phase: Phase,
+        pump: &mut Pump<&mut [u8]>,
+        now: Instant,
+        stats: &mut NodeStats,
+    ) -> Phase {
+        match socket.state() {
+            tcp::State::Established | tcp::State::CloseWait => {
+                let config = *pump.session().config();
+                pump.reset(config, now);
+                stats.tcp.accepted = stats.tcp.accepted.wrapping_add(1);
+                debug!("tcp[{}]: accepted {:?}", index, socket.remote_endpoint());
+                Phase::Serving(Link::new(socket, now))
+            }
+            tcp::State::SynReceived => match phase {
+                Phase::Handshake { since } if now >= since + self.handshake_timeout => {
+                    debug!("tcp[{}]: handshake timed out", index);
+                    stats.tcp_handshake_timeouts = stats.tcp_handshake_timeouts.saturating_add(1);
+                    // Forget it without a RST (its sender may not exist).
+                    socket.abort();
+                    listen(socket, self.port);
+                    Phase::Listening
                 }
-                Err(RecvError::Finished) => {
-                    // The peer's FIN, after everything it sent was read.
-                    session.handle_peer_fin(now);
-                    progress = true;
+                Phase::Handshake { since } => Phase::Handshake { since },
+                _ => Phase::Handshake { since: now },
+            },
+            _ => {
+                if !socket.is_open() {
+                    // The handshake failed or smoltcp timed it out: listen
+                    // again (a RST still pending for it is dropped; nobody
+                    // was served).
+                    listen(socket, self.port);
                 }
+                Phase::Listening
             }
         }
-        let pending = session.transmit_buffer();
-        if !pending.is_empty()
-            && let Ok(n) = socket.send_slice(pending)
-            && n > 0
-        {
-            // `n <= pending.len()`: the commit cannot fail.
-            let _ = session.commit_sent(now, n);
-            add_bytes(&mut stats.bytes_out, n);
-            progress = true;
-        }
-        if !progress {
-            break;
-        }
-        moved = true;
     }
-    if !session.is_terminal() && !socket.is_active() {
-        // Reset by the peer, or smoltcp's timeout fired.
-        session.handle_peer_reset(now);
-    }
-    session.handle_timeout(now);
-    moved
 }
 
-/// Logs the session's events and counts how it ended.
-fn report<const BUF: usize>(index: usize, session: &mut Session<BUF>, stats: &mut TcpStats) {
-    while let Some(event) = session.poll_event() {
+/// Logs a session's events (the pump already counted its end).
+fn log_events(index: usize, pump: &mut Pump<&mut [u8]>) {
+    while let Some(event) = pump.poll_event() {
         match event {
             Event::PeerFinished => trace!("tcp[{}]: peer finished", index),
-            Event::Closed(reason) => {
-                debug!("tcp[{}]: closed: {}", index, reason);
-                stats.closed.count(reason);
-            }
-            Event::Aborted(reason) => {
-                warn!("tcp[{}]: aborted: {}", index, reason);
-                stats.aborted.count(reason);
-            }
+            Event::Closed(_reason) => debug!("tcp[{}]: closed: {:?}", index, _reason),
+            Event::Aborted(_reason) => warn!("tcp[{}]: aborted: {:?}", index, _reason),
             _ => {}
         }
     }
 }
 
-/// Applies a finished session's fate to its socket: FIN after everything
-/// queued (`Closed`) or RST (`Aborted`). Returns the slot's next phase.
-fn settle<const BUF: usize>(
-    socket: &mut tcp::Socket<'_>,
-    session: &Session<BUF>,
+/// What the node saw of a served connection, to tell smoltcp's timeout
+/// from a reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link {
+    /// The last sign of the peer's life: never later than smoltcp's own
+    /// record of it, from which its timeout counts.
+    peer_seen: Instant,
+    /// [`unacknowledged`] when the last service ended.
+    unacknowledged: usize,
+    /// [`received`] when the last service ended.
+    received: usize,
+}
+
+impl Link {
+    fn new(socket: &tcp::Socket<'_>, now: Instant) -> Self {
+        let mut link = Link {
+            peer_seen: now,
+            unacknowledged: 0,
+            received: 0,
+        };
+        link.settle(socket);
+        link
+    }
+
+    /// Notes what the peer did since the last service: acknowledged bytes
+    /// (or our FIN), sent bytes, or sent its FIN. A dead socket shows
+    /// nothing.
+    fn observe(&mut self, socket: &tcp::Socket<'_>, now: Instant) {
+        if socket.is_active()
+            && (unacknowledged(socket) < self.unacknowledged || received(socket) > self.received)
+        {
+            self.peer_seen = now;
+        }
+    }
+
+    /// Records the socket as this service leaves it.
+    fn settle(&mut self, socket: &tcp::Socket<'_>) {
+        self.unacknowledged = unacknowledged(socket);
+        self.received = received(socket);
+    }
+
+    /// Why the socket died, if it did before this service.
+    fn death(&self, now: Instant, after: After, timeout: Option<Duration>) -> Failure {
+        match timeout {
+            Some(timeout) if after == After::Egress && now >= self.peer_seen + timeout => {
+                Failure::TimedOut
+            }
+            _ => Failure::Reset,
+        }
+    }
+}
+
+/// The pump's view of a smoltcp TCP socket.
+struct Connection<'s, 'b> {
+    socket: &'s mut tcp::Socket<'b>,
+    link: &'s mut Link,
     now: Instant,
-    stats: &mut TcpStats,
-) -> Option<Phase> {
-    match session.state() {
-        State::Closed => socket.close(),
-        State::Aborted(_) => socket.abort(),
-        _ => return None,
+    /// How the connection failed, should the socket turn out dead.
+    death: Failure,
+}
+
+impl Transport for Connection<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        match self.socket.recv_slice(buf) {
+            Ok(0) => ReadOutcome::WouldBlock,
+            Ok(n) => ReadOutcome::Data(n),
+            // The peer's FIN, after everything it sent was read.
+            Err(RecvError::Finished) => ReadOutcome::Eof,
+            Err(RecvError::InvalidState) => ReadOutcome::Failed(self.death),
+        }
     }
-    stats.active = stats.active.saturating_sub(1);
-    add_bytes(
-        &mut stats.bytes_discarded,
-        usize::try_from(session.stats().bytes_discarded).unwrap_or(usize::MAX),
+
+    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+        let idle = self.socket.send_queue() == 0;
+        match self.socket.send_slice(buf) {
+            Ok(0) => WriteOutcome::WouldBlock,
+            Ok(n) => {
+                if idle {
+                    // smoltcp restarts its timeout when data goes into an
+                    // empty transmit buffer.
+                    self.link.peer_seen = self.now;
+                }
+                WriteOutcome::Sent(n)
+            }
+            Err(_) => WriteOutcome::Failed(self.death),
+        }
+    }
+
+    fn shutdown_write(&mut self) {
+        self.socket.close();
+    }
+
+    fn unacknowledged(&self) -> usize {
+        unacknowledged(self.socket)
+    }
+}
+
+/// Bytes queued and not yet acknowledged, plus one for our FIN while it is
+/// not acknowledged; 0 once the socket is dead (nothing more will be).
+fn unacknowledged(socket: &tcp::Socket<'_>) -> usize {
+    if !socket.is_active() {
+        return 0;
+    }
+    let fin = matches!(
+        socket.state(),
+        tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
     );
-    Some(Phase::Closing { since: now })
+    socket.send_queue() + usize::from(fin)
 }
 
-/// Whether the connection is up (data may flow): the session starts here.
-fn is_connected(state: tcp::State) -> bool {
-    matches!(state, tcp::State::Established | tcp::State::CloseWait)
-}
-
-/// Whether the socket is done with its last connection: closed (and an
-/// abort's RST already sent) or in TIME-WAIT (which `listen` cuts short).
-fn can_rearm(socket: &tcp::Socket<'_>) -> bool {
-    match socket.state() {
-        tcp::State::TimeWait => true,
-        // After `abort()` the socket is `Closed` but still knows its peer
-        // until the RST went out.
-        tcp::State::Closed => socket.remote_endpoint().is_none(),
-        _ => false,
-    }
+/// Bytes waiting to be read, plus one once the peer's FIN has arrived:
+/// between two services it only grows, and only when the peer sends.
+fn received(socket: &tcp::Socket<'_>) -> usize {
+    let fin = matches!(
+        socket.state(),
+        tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+    );
+    socket.recv_queue() + usize::from(fin)
 }
 
 /// Listens on `port`; returns whether the socket now listens.

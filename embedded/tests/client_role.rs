@@ -1,18 +1,21 @@
 //! The client role: a node runs the core's probes against an echo server,
 //! here another node in the server role on the same wire (or a host that
-//! refuses, or one that corrupts the echo).
+//! refuses, or one that corrupts the echo); configurations it cannot run
+//! are refused at start-up.
+#![cfg(feature = "client")]
 
 mod support;
 
-use ricochet_core::probe::{ProbeError, SizeRange};
+use ricochet_core::probe::{ConfigError, ProbeError, SizeRange};
 use ricochet_core::{
     DatagramProbeConfig, Duration, Mode, Pattern, PolicyConfig, ProbeConfig, SessionConfig,
 };
 use ricochet_embedded::{
-    EchoNode, Ipv4Config, NoLed, NodeConfig, ProbeFailure, ProbeOutcome, Role, StaticIpv4,
+    EchoNode, Ipv4Config, NewError, NoLed, NodeConfig, PROBE_WINDOW, ProbeFailure, ProbeOutcome,
+    Role, StaticIpv4,
 };
 use smoltcp::socket::tcp;
-use smoltcp::time::Duration as SmolDuration;
+use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 
 use support::host::Host;
@@ -72,7 +75,7 @@ fn min_delay(a: Option<SmolDuration>, b: Option<SmolDuration>) -> Option<u64> {
 
 /// A server node and a client node on one wire; steps until the client
 /// finished or `limit` virtual microseconds passed.
-fn client_against_server(mode: Mode) -> (EchoNode<'static, 4, 1024>, EchoNode<'static, 1, 1024>) {
+fn client_against_server(mode: Mode) -> (EchoNode<'static, 4>, EchoNode<'static, 1>) {
     let (mut server_dev, mut client_dev): (PairDevice, PairDevice) = pair();
     let mut now = 1_000u64;
     let mut server_config = server_config();
@@ -304,4 +307,63 @@ fn client_role_without_address_waits_then_connects_once_the_fallback_applies() {
     assert_eq!(client.stats().client.stream_outcome, ProbeOutcome::Passed);
     assert_eq!(client.ipv4_address().map(|c| c.address()), Some(CLIENT_IP));
     let _ = NODE_IP;
+}
+
+fn client_role_config(probe: ProbeConfig, datagram: Option<DatagramProbeConfig>) -> NodeConfig {
+    let mut config = server_config();
+    config.role = Role::Client {
+        server: echo_endpoint(),
+        probe,
+        datagram,
+    };
+    config
+}
+
+#[test]
+fn client_role_with_a_probe_config_the_core_refuses_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let bad = ProbeConfig {
+        size: SizeRange::range(10, 5),
+        ..ProbeConfig::default()
+    };
+    let err = EchoNode::new(
+        client_role_config(bad, None),
+        resources::<1, 3, 1024>(),
+        NoLed,
+        &mut dev,
+        SmolInstant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        NewError::Probe(ConfigError::EmptySizeRange { min: 10, max: 5 })
+    );
+
+    let too_wide = DatagramProbeConfig {
+        window: PROBE_WINDOW + 1,
+        ..DatagramProbeConfig::default()
+    };
+    let err = EchoNode::new(
+        client_role_config(ProbeConfig::default(), Some(too_wide)),
+        resources::<1, 3, 1024>(),
+        NoLed,
+        &mut dev,
+        SmolInstant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::Probe(ConfigError::BadWindow { window: 17 }));
+}
+
+#[test]
+fn client_role_without_a_tcp_socket_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let err = EchoNode::new(
+        client_role_config(ProbeConfig::default(), None),
+        resources::<0, 2, 1024>(),
+        NoLed,
+        &mut dev,
+        SmolInstant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::NoTcpSocket);
 }

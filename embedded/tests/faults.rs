@@ -23,11 +23,12 @@ mod support;
 use std::fmt::Write as _;
 use std::time::{Duration as WallDuration, Instant as WallInstant};
 
+use ricochet_core::StreamCounters;
 use ricochet_core::probe::{DatagramProbeStats, SizeRange};
 use ricochet_core::{
     DatagramProbeConfig, Duration, Instant, Mode, Pattern, PolicyConfig, ProbeConfig,
 };
-use ricochet_embedded::{NodeConfig, NodeResources, TcpStats};
+use ricochet_embedded::{NodeConfig, NodeResources, SessionBuffer, TcpRxBuffer, TcpTxBuffer};
 use smoltcp::phy::{Device, FaultInjector, RxToken, TxToken};
 use smoltcp::time::Instant as SmolInstant;
 
@@ -75,9 +76,14 @@ fn server_with(faults: Faults) -> Sim {
 
 /// A server whose TCP receive and transmit buffers hold `WINDOW` bytes.
 fn server_with_window<const WINDOW: usize>(faults: Faults) -> Sim {
-    let resources = Box::leak(Box::new(
-        NodeResources::<'static, 4, 6, 1024, WINDOW, WINDOW>::new(),
-    ));
+    let resources = Box::leak(Box::new(NodeResources::<
+        'static,
+        4,
+        6,
+        SessionBuffer<1024>,
+        TcpRxBuffer<WINDOW>,
+        TcpTxBuffer<WINDOW>,
+    >::new()));
     Sim::with_resources(config(), resources, faults)
 }
 
@@ -112,7 +118,7 @@ struct StreamRun {
     virtual_us: u64,
     wall: WallDuration,
     wire: WireStats,
-    tcp: TcpStats,
+    tcp: StreamCounters,
 }
 
 /// Streams [`STREAM_MESSAGES`] through a node behind `faults`, and asserts
@@ -158,7 +164,7 @@ fn stream_over(mut sim: Sim, faults: Faults) -> StreamRun {
     assert_eq!(tcp.accepted, 1, "{faults}: {tcp:?}");
     assert_eq!(tcp.closed.peer_finished, 1, "{faults}: {tcp:?}");
     assert_eq!(tcp.aborted.total(), 0, "{faults}: {tcp:?}");
-    assert_eq!(tcp.active, 0, "{faults}: {tcp:?}");
+    assert_eq!(tcp.active(), 0, "{faults}: {tcp:?}");
     assert_eq!(
         (tcp.bytes_in, tcp.bytes_out, tcp.bytes_discarded),
         (probe.bytes_verified, probe.bytes_verified, 0),
@@ -442,7 +448,7 @@ fn stream_row(label: &str, runs: &[StreamRun]) -> String {
         bytes as f64 / 1024.0 / wall,
         sum(&|r| r.wire.frames_lost()),
         sum(&|r| r.wire.frames_damaged()),
-        sum(&|r| u64::from(r.tcp.lingered)),
+        sum(&|r| r.tcp.lingered),
     )
 }
 

@@ -9,10 +9,10 @@ use std::convert::Infallible;
 use std::rc::Rc;
 
 use embedded_hal::digital::{ErrorType, OutputPin};
-use ricochet_core::probe::{ConfigError, SizeRange};
-use ricochet_core::{DatagramProbeConfig, PolicyConfig, ProbeConfig};
+use ricochet_core::{PolicyConfig, ProbeConfig};
 use ricochet_embedded::{
-    EchoNode, MAX_FRAMES_PER_POLL, NewError, NoLed, NodeResources, Role, socket_slots,
+    EchoNode, MAX_FRAMES_PER_POLL, NewError, NoLed, NodeResources, SessionBuffer, TcpRxBuffer,
+    TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
 };
 use smoltcp::time::Instant;
 
@@ -29,8 +29,16 @@ fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
         max_datagram: 512,
         ..PolicyConfig::DEFAULT
     });
-    let small: &'static mut NodeResources<'static, 4, 6, 1024, 1024, 1536, 1024, 1024> =
-        Box::leak(Box::new(NodeResources::new()));
+    let small: &'static mut NodeResources<
+        'static,
+        4,
+        6,
+        SessionBuffer<1024>,
+        TcpRxBuffer<1024>,
+        TcpTxBuffer<1536>,
+        UdpRxBuffer<1024>,
+        UdpTxBuffer<1024>,
+    > = Box::leak(Box::new(NodeResources::new()));
     let err = EchoNode::new(config, small, NoLed, &mut dev, Instant::ZERO).unwrap_err();
     assert_eq!(
         err,
@@ -44,8 +52,16 @@ fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
 #[test]
 fn udp_transmit_ring_smaller_than_max_datagram_is_refused_at_new() {
     let (mut dev, _) = pair();
-    let small: &'static mut NodeResources<'static, 4, 6, 1024, 1024, 1536, 1536, 1000> =
-        Box::leak(Box::new(NodeResources::new()));
+    let small: &'static mut NodeResources<
+        'static,
+        4,
+        6,
+        SessionBuffer<1024>,
+        TcpRxBuffer<1024>,
+        TcpTxBuffer<1536>,
+        UdpRxBuffer<1536>,
+        UdpTxBuffer<1000>,
+    > = Box::leak(Box::new(NodeResources::new()));
     let err = EchoNode::new(server_config(), small, NoLed, &mut dev, Instant::ZERO).unwrap_err();
     assert_eq!(
         err,
@@ -61,71 +77,17 @@ fn udp_disabled_needs_no_udp_buffers() {
     let (mut dev, _) = pair();
     let mut config = server_config();
     config.udp = None;
-    let tiny: &'static mut NodeResources<'static, 2, 4, 256, 1024, 1024, 0, 0> =
-        Box::leak(Box::new(NodeResources::new()));
+    let tiny: &'static mut NodeResources<
+        'static,
+        2,
+        4,
+        SessionBuffer<256>,
+        TcpRxBuffer<1024>,
+        TcpTxBuffer<1024>,
+        UdpRxBuffer<0>,
+        UdpTxBuffer<0>,
+    > = Box::leak(Box::new(NodeResources::new()));
     assert!(EchoNode::new(config, tiny, NoLed, &mut dev, Instant::ZERO).is_ok());
-}
-
-fn client_role(
-    probe: ProbeConfig,
-    datagram: Option<DatagramProbeConfig>,
-) -> ricochet_embedded::NodeConfig {
-    let mut config = server_config();
-    config.role = Role::Client {
-        server: echo_endpoint(),
-        probe,
-        datagram,
-    };
-    config
-}
-
-#[test]
-fn client_role_with_a_probe_config_the_core_refuses_is_refused_at_new() {
-    let (mut dev, _) = pair();
-    let bad = ProbeConfig {
-        size: SizeRange::range(10, 5),
-        ..ProbeConfig::default()
-    };
-    let err = EchoNode::new(
-        client_role(bad, None),
-        resources::<1, 3, 1024>(),
-        NoLed,
-        &mut dev,
-        Instant::ZERO,
-    )
-    .unwrap_err();
-    assert_eq!(
-        err,
-        NewError::Probe(ConfigError::EmptySizeRange { min: 10, max: 5 })
-    );
-
-    let too_wide = DatagramProbeConfig {
-        window: ricochet_embedded::PROBE_WINDOW + 1,
-        ..DatagramProbeConfig::default()
-    };
-    let err = EchoNode::new(
-        client_role(ProbeConfig::default(), Some(too_wide)),
-        resources::<1, 3, 1024>(),
-        NoLed,
-        &mut dev,
-        Instant::ZERO,
-    )
-    .unwrap_err();
-    assert_eq!(err, NewError::Probe(ConfigError::BadWindow { window: 17 }));
-}
-
-#[test]
-fn client_role_without_a_tcp_socket_is_refused_at_new() {
-    let (mut dev, _) = pair();
-    let err = EchoNode::new(
-        client_role(ProbeConfig::default(), None),
-        resources::<0, 2, 1024>(),
-        NoLed,
-        &mut dev,
-        Instant::ZERO,
-    )
-    .unwrap_err();
-    assert_eq!(err, NewError::NoTcpSocket);
 }
 
 /// An LED that counts its edges.
@@ -224,7 +186,7 @@ fn pool_of_eight_sockets_with_socket_slots_serves_eight_at_once() {
         .collect();
     let mut peak = 0;
     let done = sim.run(2_000_000, &mut |host, node, now| {
-        peak = peak.max(node.stats().tcp.active);
+        peak = peak.max(node.stats().tcp.active());
         for c in clients.iter_mut() {
             c.drive(host, now);
         }

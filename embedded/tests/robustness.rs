@@ -14,12 +14,12 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use ricochet_core::probe::SizeRange;
 use ricochet_core::{DatagramProbeConfig, Duration, Mode, Pattern, ProbeConfig};
-use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, Role};
+use ricochet_embedded::{EchoNode, Ipv4Config, NoLed};
 use smoltcp::time::Instant as SmolInstant;
 
 use support::host::{DatagramClient, StreamClient};
 use support::pair::pair;
-use support::sim::{Flow, NODE_MAC, Sim, core, echo_endpoint, resources, server_config};
+use support::sim::{Flow, Sim, core, echo_endpoint, resources, server_config};
 
 const SECOND: u64 = 1_000_000;
 
@@ -138,7 +138,7 @@ proptest! {
             &mut sim.host, handle, echo_endpoint(), 40000,
             ping_pong(1000, Some(Duration::from_millis(1))), now,
         );
-        let mut drive = |host: &mut support::host::Host, _: &EchoNode<'static, 4, 1024>, now| {
+        let mut drive = |host: &mut support::host::Host, _: &EchoNode<'static, 4>, now| {
             live.drive(host, now);
             Flow::until(live.deadline(), false)
         };
@@ -174,14 +174,20 @@ proptest! {
     ) {
         let mut dhcp = server_config();
         dhcp.ipv4 = Ipv4Config::Dhcp { fallback: None, fallback_after: Duration::from_secs(1) };
-        let mut client = NodeConfig::new(NODE_MAC);
-        client.ipv4 = dhcp.ipv4;
-        client.role = Role::Client {
-            server: echo_endpoint(),
-            probe: ping_pong(10, None),
-            datagram: Some(DatagramProbeConfig::default()),
-        };
-        for config in [dhcp, client] {
+        #[cfg_attr(not(feature = "client"), allow(unused_mut))]
+        let mut configs = vec![dhcp];
+        #[cfg(feature = "client")]
+        {
+            let mut client = ricochet_embedded::NodeConfig::new(support::sim::NODE_MAC);
+            client.ipv4 = dhcp.ipv4;
+            client.role = ricochet_embedded::Role::Client {
+                server: echo_endpoint(),
+                probe: ping_pong(10, None),
+                datagram: Some(DatagramProbeConfig::default()),
+            };
+            configs.push(client);
+        }
+        for config in configs {
             let (mut dev, _other) = pair();
             dev.trust_checksums();
             let mut node = EchoNode::new(config, resources::<2, 4, 512>(), NoLed, &mut dev, SmolInstant::ZERO).unwrap();

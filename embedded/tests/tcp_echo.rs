@@ -54,6 +54,19 @@ fn connect(sim: &mut Sim<4, 6, 1024>, port: u16, config: ProbeConfig) -> StreamC
     StreamClient::connect(&mut sim.host, handle, echo_endpoint(), port, config, now)
 }
 
+/// A new client gets ten 64-byte messages echoed, verified.
+fn a_new_client_is_served(sim: &mut Sim<4, 6, 1024>, port: u16) {
+    let mut next = [connect(
+        sim,
+        port,
+        probe(Mode::Raw, SizeRange::fixed(64), 10),
+    )];
+    let finished = sim.run(2 * SECOND, &mut |host, _, now| {
+        drive_all(&mut next, host, now)
+    });
+    assert!(finished && next[0].passed(), "{:?}", next[0].phase);
+}
+
 /// Streams `count` messages of `size` through a node in `mode` and checks
 /// the probe's verdict and the node's counters.
 fn stream_is_echoed_and_verified(mode: Mode, size: SizeRange, count: u64) {
@@ -75,7 +88,7 @@ fn stream_is_echoed_and_verified(mode: Mode, size: SizeRange, count: u64) {
     sim.idle(SECOND);
     let tcp = sim.node.stats().tcp;
     assert_eq!(tcp.accepted, 1);
-    assert_eq!(tcp.active, 0);
+    assert_eq!(tcp.active(), 0);
     assert_eq!(tcp.closed.peer_finished, 1);
     assert_eq!(tcp.aborted.total(), 0);
     assert_eq!(tcp.bytes_in, verified);
@@ -114,7 +127,7 @@ fn full_pool_serves_n_clients_at_once_refuses_the_extra_then_serves_it() {
         .collect();
     let mut peak = 0;
     let finished = sim.run(2 * SECOND, &mut |host, node, now| {
-        peak = peak.max(node.stats().tcp.active);
+        peak = peak.max(node.stats().tcp.active());
         drive_all(&mut clients, host, now)
     });
     assert!(finished);
@@ -189,7 +202,7 @@ fn reconnect_storm_of_200_back_to_back_cycles_all_succeed() {
     assert_eq!(tcp.closed.peer_finished, 200);
     assert_eq!(tcp.aborted.total(), 0);
     assert_eq!(tcp.lingered, 0);
-    assert_eq!(tcp.active, 0);
+    assert_eq!(tcp.active(), 0);
 }
 
 #[test]
@@ -216,13 +229,7 @@ fn half_closed_client_gets_every_byte_echoed_then_the_node_fin() {
 #[test]
 fn lines_session_with_unterminated_tail_at_fin_echoes_the_tail_then_fin() {
     let mut sim = Sim::<4, 6, 1024>::new(config_in(Mode::Lines));
-    let handle = sim.host.tcp_socket(4096, 4096);
-    let cx = sim.host.iface.context();
-    sim.host
-        .sockets
-        .get_mut::<tcp::Socket<'static>>(handle)
-        .connect(cx, echo_endpoint(), 40000)
-        .unwrap();
+    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
     let mut sent = false;
     let mut echoed = Vec::new();
     let fin = sim.run(5 * SECOND, &mut |host, _, _| {
@@ -310,18 +317,10 @@ fn client_that_never_reads_is_bounded_then_aborted_while_others_are_served() {
         "reset by the node"
     );
     let tcp = sim.node.stats().tcp;
-    assert_eq!(tcp.active, 0);
+    assert_eq!(tcp.active(), 0);
     assert_eq!(tcp.closed.peer_finished, 3);
     // Its socket listens again: a new client is served.
-    let mut next = [connect(
-        &mut sim,
-        42000,
-        probe(Mode::Raw, SizeRange::fixed(64), 10),
-    )];
-    assert!(sim.run(2 * SECOND, &mut |host, _, now| drive_all(
-        &mut next, host, now
-    )));
-    assert!(next[0].passed());
+    a_new_client_is_served(&mut sim, 42000);
 }
 
 #[test]
@@ -329,16 +328,10 @@ fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
     let mut config = server_config();
     config.session.idle_timeout = Some(Duration::from_secs(10));
     let mut sim = Sim::<4, 6, 1024>::new(config);
-    let handle = sim.host.tcp_socket(4096, 4096);
-    let cx = sim.host.iface.context();
-    sim.host
-        .sockets
-        .get_mut::<tcp::Socket<'static>>(handle)
-        .connect(cx, echo_endpoint(), 40000)
-        .unwrap();
+    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
     let start = sim.now;
     let connected = sim.run(SECOND, &mut |_, node, _| {
-        Flow::until(None, node.stats().tcp.active == 1)
+        Flow::until(None, node.stats().tcp.active() == 1)
     });
     assert!(connected);
     // Idle: the node asks to be woken at the session's idle deadline, not before.
@@ -361,15 +354,7 @@ fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
     // The node slept through the idle time: a handful of steps, not one per tick.
     assert!(sim.steps - steps < 50, "{} steps", sim.steps - steps);
     // Re-armed: another client is served.
-    let mut next = [connect(
-        &mut sim,
-        42000,
-        probe(Mode::Raw, SizeRange::fixed(64), 10),
-    )];
-    assert!(sim.run(2 * SECOND, &mut |host, _, now| drive_all(
-        &mut next, host, now
-    )));
-    assert!(next[0].passed());
+    a_new_client_is_served(&mut sim, 42000);
 }
 
 #[test]
@@ -406,7 +391,7 @@ fn forged_syns_that_never_complete_free_their_sockets_after_the_handshake_timeou
     );
     // After the handshake timeout (5 s) they listen again.
     sim.idle(5 * SECOND);
-    assert_eq!(sim.node.stats().tcp.handshake_timeouts, 4);
+    assert_eq!(sim.node.stats().tcp_handshake_timeouts, 4);
     let mut served = [connect(
         &mut sim,
         40001,
@@ -419,4 +404,293 @@ fn forged_syns_that_never_complete_free_their_sockets_after_the_handshake_timeou
     )));
     assert!(served[0].passed(), "{:?}", served[0].phase);
     assert_eq!(sim.node.stats().tcp.accepted, 1);
+}
+
+/// A part of the echo the wire loses in its first two sending rounds (the
+/// segments smoltcp sends at one instant; a retransmission may cut the
+/// bytes into other segments).
+#[derive(Debug, Default)]
+struct Held {
+    rounds: u32,
+    round_at: Option<u64>,
+    /// When it first got through.
+    delivered_at: Option<u64>,
+}
+
+impl Held {
+    /// Whether a segment that carries this part, sent at `now`, gets through.
+    fn sent(&mut self, now: u64) -> bool {
+        if self.round_at != Some(now) {
+            self.rounds += 1;
+            self.round_at = Some(now);
+        }
+        let deliver = self.rounds > 2;
+        if deliver {
+            self.delivered_at.get_or_insert(now);
+        }
+        deliver
+    }
+}
+
+/// What the wire did to the node's side of the connection.
+#[derive(Debug, Default)]
+struct TailWire {
+    /// The node's initial sequence number (from its SYN-ACK).
+    isn: Option<u32>,
+    /// The byte at offset 500, and the last byte or the FIN.
+    middle: Held,
+    last: Held,
+    /// RSTs the node sent.
+    resets: u32,
+}
+
+/// The tail of an echo is acknowledged in steps, each shorter than the
+/// linger, that add up to more than it: the node lingers from its last
+/// delivery progress, not from the close, so the client gets everything
+/// and no RST.
+///
+/// 1500 bytes come back in two segments, and the session closes when the
+/// last byte is queued (the FIN follows it). The wire loses the first two
+/// sending rounds of the middle byte (offset 500) and of the last byte and
+/// the FIN. smoltcp's retransmission timer backs off (1 s, 2 s, 4 s): the
+/// first segment gets through 2 s after the close, the last byte and the
+/// FIN 4 s later, 6 s after the close. A linger counted from the close
+/// (5 s) reset the connection 1 s before that.
+#[test]
+fn lingering_close_with_a_tail_acknowledged_in_steps_past_the_linger_delivers_everything() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    const TOTAL: u32 = 1500;
+    const MIDDLE: u32 = 500;
+    let linger = 5 * SECOND;
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let wire = Rc::new(RefCell::new(TailWire::default()));
+    let seen = wire.clone();
+    sim.node_dev.filter_sent(move |now, frame| {
+        let Some(seg) = support::frames::tcp_segment(frame) else {
+            return true;
+        };
+        let mut w = seen.borrow_mut();
+        if seg.src_port != 7 {
+            return true;
+        }
+        w.resets += u32::from(seg.rst);
+        if seg.syn {
+            w.isn = Some(seg.seq);
+            return true;
+        }
+        let Some(isn) = w.isn else { return true };
+        let start = seg.seq.wrapping_sub(isn).wrapping_sub(1);
+        let bytes = start..start + seg.len as u32;
+        let now = now.total_micros() as u64;
+        let mut deliver = true;
+        if bytes.contains(&MIDDLE) {
+            deliver &= w.middle.sent(now);
+        }
+        if bytes.contains(&(TOTAL - 1)) || seg.fin {
+            deliver &= w.last.sent(now);
+        }
+        deliver
+    });
+    let config = ProbeConfig {
+        response_timeout: Some(Duration::from_secs(30)),
+        ..probe(Mode::Raw, SizeRange::fixed(TOTAL as usize / 3), 3)
+    };
+    let mut clients = [connect(&mut sim, 40000, config)];
+    clients[0].close_after_sending = true;
+    let mut closed_at = None;
+    let finished = sim.run(60 * SECOND, &mut |host, node, now| {
+        if closed_at.is_none() && node.stats().tcp.closed.total() > 0 {
+            closed_at = Some(now.as_micros());
+        }
+        drive_all(&mut clients, host, now)
+    });
+    sim.idle(10 * SECOND);
+    let w = wire.borrow();
+    let tcp = sim.node.stats().tcp;
+    assert!(finished);
+    assert_eq!(
+        clients[0].phase,
+        Phase::Finished(Ok(())),
+        "{w:?} closed at {closed_at:?}: {tcp:?}"
+    );
+    assert_eq!(w.resets, 0, "the node reset the connection: {tcp:?}");
+    assert_eq!(tcp.closed.peer_finished, 1);
+    assert_eq!(tcp.aborted.total(), 0);
+    assert_eq!(tcp.lingered, 0);
+    // The scenario: progress within the linger, completion beyond it.
+    let closed_at = closed_at.unwrap();
+    let (middle_at, last_at) = (w.middle.delivered_at.unwrap(), w.last.delivered_at.unwrap());
+    assert!(
+        middle_at - closed_at < linger,
+        "{w:?} closed at {closed_at}"
+    );
+    assert!(last_at - middle_at < linger, "{w:?}");
+    assert!(last_at - closed_at > linger, "{w:?} closed at {closed_at}");
+}
+
+/// Connects a plain client socket, sends `data` and waits for its echo.
+fn echo_once(sim: &mut Sim<4, 6, 1024>, port: u16, data: &[u8]) -> smoltcp::iface::SocketHandle {
+    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), port);
+    let mut sent = false;
+    let mut echoed = Vec::new();
+    let done = sim.run(SECOND, &mut |host, _, _| {
+        let socket = host.tcp(handle);
+        if !sent && socket.may_send() {
+            socket.send_slice(data).unwrap();
+            sent = true;
+        }
+        while let Ok(n) = socket.recv(|d| (d.len(), d.len())) {
+            if n == 0 {
+                break;
+            }
+            echoed.resize(echoed.len() + n, 0);
+        }
+        Flow::until(None, echoed.len() == data.len())
+    });
+    assert!(done, "no echo");
+    handle
+}
+
+#[test]
+fn serving_peer_reset_is_counted_as_peer_reset_not_timed_out() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handle = echo_once(&mut sim, 40000, b"hello");
+    host_reset_is_counted_as_peer_reset(&mut sim, handle);
+    assert_eq!(sim.node.stats().tcp.active(), 0);
+}
+
+/// The host resets its connection `handle`: the node aborts the session
+/// and counts a reset, not a timeout.
+fn host_reset_is_counted_as_peer_reset(
+    sim: &mut Sim<4, 6, 1024>,
+    handle: smoltcp::iface::SocketHandle,
+) {
+    sim.host.tcp(handle).abort();
+    let aborted = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.aborted.total() == 1)
+    });
+    assert!(aborted);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(
+        (tcp.aborted.peer_reset, tcp.aborted.timed_out),
+        (1, 0),
+        "{tcp:?}"
+    );
+}
+
+/// A peer that falls silent while the node has echo in flight: smoltcp
+/// gives up after its socket timeout (60 s) and the node counts it as
+/// timed out, not reset, then serves the next client.
+#[test]
+fn serving_silent_peer_is_counted_as_timed_out_after_the_socket_timeout() {
+    silent_peer_times_out(false);
+}
+
+/// The same while frames keep arriving for others when the timeout fires:
+/// the poll that sends the socket's last retransmission takes in more
+/// frames after it, and the death is still seen as smoltcp's timeout.
+#[test]
+fn serving_silent_peer_timing_out_between_two_frames_is_counted_as_timed_out() {
+    silent_peer_times_out(true);
+}
+
+/// See the two tests above; `busy`: two datagrams from another source
+/// wait for the node at every step around the timeout.
+fn silent_peer_times_out(busy: bool) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
+
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handle = echo_once(&mut sim, 40000, b"hello");
+    // The node's frames are lost from now on: its echo of "more" stays in
+    // flight. Then the host's are lost too: the peer falls silent.
+    let (node_cut, host_cut) = (Rc::new(Cell::new(true)), Rc::new(Cell::new(false)));
+    let last_heard = Rc::new(Cell::new(0u64));
+    let (a, b, heard) = (node_cut.clone(), host_cut.clone(), last_heard.clone());
+    sim.node_dev.filter_sent(move |_, _| !a.get());
+    sim.host.device.filter_sent(move |now, _| {
+        if !b.get() {
+            heard.set(now.total_micros() as u64);
+        }
+        !b.get()
+    });
+    sim.host.tcp(handle).send_slice(b"more").unwrap();
+    let echoed = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.bytes_out == 9)
+    });
+    assert!(echoed);
+    host_cut.set(true);
+    // smoltcp gives up 60 s after the last frame it heard from the peer.
+    let timeout_at = last_heard.get() + 60 * SECOND;
+    let other = support::frames::udp(
+        (HOST_MAC, NODE_MAC),
+        (smoltcp::wire::Ipv4Address::new(192, 168, 69, 9), 50000),
+        (NODE_IP, 9),
+        b"for nobody",
+    );
+    let node_wire = sim.node_dev.watcher();
+    let mut injected = 0;
+    let timed_out = sim.run(120 * SECOND, &mut |_, node, now| {
+        let now = now.as_micros();
+        let aborted = node.stats().tcp.aborted.total() == 1;
+        if busy && !aborted && now + 100 >= timeout_at {
+            injected += 2;
+            node_wire.inject(other.clone());
+            node_wire.inject(other.clone());
+        }
+        // Wake up just before the timeout to start the traffic.
+        let wake = (busy && now + 100 < timeout_at)
+            .then(|| ricochet_core::Instant::from_micros(timeout_at - 100));
+        Flow::until(wake, aborted)
+    });
+    assert!(timed_out, "{:?}", sim.node.stats().tcp);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(
+        (tcp.aborted.timed_out, tcp.aborted.peer_reset),
+        (1, 0),
+        "{tcp:?}"
+    );
+    assert!(
+        sim.now >= timeout_at,
+        "gave up {} us early",
+        timeout_at - sim.now
+    );
+    if busy {
+        assert!(injected > 0);
+        // They went through the node, as UDP datagrams nobody listens to.
+        assert_eq!(sim.node.stats().udp.received, 0);
+    }
+    // The socket serves again.
+    node_cut.set(false);
+    host_cut.set(false);
+    sim.host.tcp(handle).abort();
+    sim.idle(SECOND);
+    a_new_client_is_served(&mut sim, 42000);
+}
+
+/// A peer that stops reading keeps the connection alive (it answers the
+/// node's zero-window probes, which the node cannot see) for longer than
+/// the socket timeout, then resets it: that is a reset, not a timeout,
+/// although the node saw no progress for that long.
+#[test]
+fn serving_peer_that_stops_reading_then_resets_after_the_socket_timeout_is_counted_as_peer_reset() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handle = sim.host.tcp_connect((1024, 8192), echo_endpoint(), 40000);
+    // 6000 bytes out, none read back: the host's window closes, the node's
+    // buffers fill, and the node probes the closed window from then on.
+    let mut sent = 0;
+    let stuck = sim.run(5 * SECOND, &mut |host, node, _| {
+        let socket = host.tcp(handle);
+        if socket.may_send() && sent < 6000 {
+            sent += socket.send_slice(&[0x42; 6000][sent..]).unwrap();
+        }
+        Flow::until(None, node.session_buffers().max() == Some(1024))
+    });
+    assert!(stuck, "{:?}", sim.node.stats().tcp);
+    sim.idle(70 * SECOND);
+    assert_eq!(sim.node.stats().tcp.aborted.total(), 0, "still open");
+    host_reset_is_counted_as_peer_reset(&mut sim, handle);
 }

@@ -207,9 +207,60 @@ fn echo_stuck_behind_a_source_that_never_answers_arp_is_flushed_after_the_stall(
     // After UDP_STALL the ring is flushed (the echo queued behind the ghost
     // is lost with it), and the node answers again.
     sim.idle(SECOND);
-    assert_eq!(sim.node.stats().udp.tx_flushes, 1);
+    assert_eq!(sim.node.stats().udp_tx_flushes, 1);
     assert_eq!(
         exchange(&mut sim, 40001, echo_endpoint(), &[b"ping".to_vec()]),
         [b"ping".to_vec()]
     );
+}
+
+/// A transmit ring that never empties but keeps draining is making
+/// progress: it is never flushed. The node's link carries one frame at a
+/// time, and a client sends two datagrams per millisecond for 3 s: the ring
+/// refills as fast as it drains (and overflows: those echoes are counted
+/// as dropped), so it holds echoes at every check, each time as many bytes
+/// as before.
+#[test]
+fn ring_that_drains_and_refills_under_load_is_never_flushed() {
+    let mut sim = Sim::<4, 6, 1024>::new(config_with(PolicyConfig {
+        rate: None,
+        ..PolicyConfig::DEFAULT
+    }));
+    // ARP resolved both ways before the load starts.
+    assert_eq!(
+        exchange(&mut sim, 40000, echo_endpoint(), &[b"warm up".to_vec()]),
+        [b"warm up".to_vec()]
+    );
+    sim.node_dev.limit_in_flight(1);
+    let handle = sim.host.udp_socket(40001);
+    let datagram = [0x5a; 200];
+    let (mut echoed, mut echoed_late) = (0u64, 0u64);
+    let millis: u32 = 3000;
+    for ms in 0..millis {
+        sim.now += 1000;
+        let now = support::sim::smol(sim.now);
+        for _ in 0..2 {
+            sim.host
+                .udp(handle)
+                .send_slice(&datagram, echo_endpoint())
+                .unwrap();
+        }
+        sim.host.poll(now);
+        sim.node.poll(now, &mut sim.node_dev);
+        sim.host.poll(now);
+        while let Ok((data, _)) = sim.host.udp(handle).recv() {
+            assert_eq!(data, datagram);
+            echoed += 1;
+            echoed_late += u64::from(ms >= millis - 500);
+        }
+    }
+    let (udp, flushes) = (sim.node.stats().udp, sim.node.stats().udp_tx_flushes);
+    assert_eq!(flushes, 0, "{udp:?}");
+    // The ring drained one echo per millisecond throughout, and overflowed.
+    assert!(echoed >= u64::from(millis) - 10, "{echoed} echoes: {udp:?}");
+    assert!(
+        echoed_late >= 490,
+        "{echoed_late} echoes in the last 500 ms"
+    );
+    assert!(udp.dropped.send_full > 0, "the ring never filled: {udp:?}");
 }

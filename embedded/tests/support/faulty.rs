@@ -22,7 +22,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ricochet_embedded::{EchoNode, NoLed, NodeConfig, NodeResources};
+use ricochet_embedded::{
+    EchoNode, NoLed, NodeConfig, NodeResources, SessionSize, TcpRxSize, TcpTxSize, UdpRxSize,
+    UdpTxSize,
+};
 use smoltcp::phy::{self, Device, DeviceCapabilities, FaultInjector, PacketMeta};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{
@@ -413,7 +416,7 @@ pub enum Ended {
 pub struct FaultySim<const N: usize, const BUF: usize> {
     /// Virtual time in microseconds.
     pub now: u64,
-    pub node: EchoNode<'static, N, BUF>,
+    pub node: EchoNode<'static, N>,
     /// The host's interface and sockets. Its own `device` is an unconnected
     /// stand-in: the host's real end is polled by the sim, through its
     /// fault injector.
@@ -435,22 +438,14 @@ impl<const N: usize, const BUF: usize> FaultySim<N, BUF> {
     /// [`new`](Self::new) with `resources` of any size.
     pub fn with_resources<
         const SLOTS: usize,
-        const TCP_RX: usize,
-        const TCP_TX: usize,
-        const UDP_RX: usize,
-        const UDP_TX: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
     >(
         config: NodeConfig,
-        resources: &'static mut NodeResources<
-            'static,
-            N,
-            SLOTS,
-            BUF,
-            TCP_RX,
-            TCP_TX,
-            UDP_RX,
-            UDP_TX,
-        >,
+        resources: &'static mut NodeResources<'static, N, SLOTS, S, R, T, UR, UT>,
         faults: Faults,
     ) -> Self {
         let (node_end, host_end) = pair();
@@ -504,7 +499,7 @@ impl<const N: usize, const BUF: usize> FaultySim<N, BUF> {
     /// frames after `drive` ran, else to the earliest deadline), stopping
     /// at `end` at the latest. Returns whether the
     /// driver's goal is reached.
-    pub fn step_before(&mut self, drive: &mut Driver<'_, N, BUF>, end: u64) -> bool {
+    pub fn step_before(&mut self, drive: &mut Driver<'_, N>, end: u64) -> bool {
         self.steps += 1;
         let now = smol(self.now);
         let node_delay = self.node.poll(now, &mut self.node_end);
@@ -538,7 +533,7 @@ impl<const N: usize, const BUF: usize> FaultySim<N, BUF> {
     /// Steps until `drive` reports its goal reached, `limit` virtual
     /// microseconds pass, or `max_steps` steps are taken, whichever comes
     /// first: never unbounded.
-    pub fn run(&mut self, limit: u64, max_steps: u64, drive: &mut Driver<'_, N, BUF>) -> Ended {
+    pub fn run(&mut self, limit: u64, max_steps: u64, drive: &mut Driver<'_, N>) -> Ended {
         let end = self.now + limit;
         let last = self.steps + max_steps;
         while self.now < end {

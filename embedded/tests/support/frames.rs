@@ -104,3 +104,39 @@ pub fn syn(
         },
     )
 }
+
+/// The header of a TCP segment, read back from a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Sequence number of the first byte (or of the SYN).
+    pub seq: u32,
+    /// Payload bytes.
+    pub len: usize,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// The TCP segment in an Ethernet frame, if it carries one (IPv4 only).
+pub fn tcp_segment(frame: &[u8]) -> Option<Segment> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(Segment {
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number().0 as u32,
+        len: tcp.payload().len(),
+        syn: tcp.syn(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+    })
+}

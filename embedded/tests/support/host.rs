@@ -55,6 +55,23 @@ impl Host {
         self.sockets.add(socket)
     }
 
+    /// A TCP socket with `(rx, tx)` buffer sizes, connecting from
+    /// `local_port` to `server`.
+    pub fn tcp_connect(
+        &mut self,
+        (rx, tx): (usize, usize),
+        server: IpEndpoint,
+        local_port: u16,
+    ) -> SocketHandle {
+        let handle = self.tcp_socket(rx, tx);
+        let cx = self.iface.context();
+        self.sockets
+            .get_mut::<tcp::Socket<'static>>(handle)
+            .connect(cx, server, local_port)
+            .unwrap();
+        handle
+    }
+
     pub fn udp_socket(&mut self, port: u16) -> SocketHandle {
         let meta = || -> &'static mut [udp::PacketMetadata] {
             Vec::leak(vec![udp::PacketMetadata::EMPTY; 64])

@@ -14,6 +14,10 @@ pub const MTU: usize = 1514;
 
 type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
 
+/// Decides, for each frame an end sends, whether the wire delivers it
+/// (`true`) or loses it (`false`); it gets the sender's clock and the frame.
+pub type Filter = Rc<RefCell<Option<Box<dyn FnMut(Instant, &[u8]) -> bool>>>>;
+
 /// One end of the pair.
 pub struct PairDevice {
     rx: Queue,
@@ -21,6 +25,10 @@ pub struct PairDevice {
     /// Every frame this end received, when recording.
     recorded: Option<Rc<RefCell<Vec<Vec<u8>>>>>,
     checksum: ChecksumCapabilities,
+    /// What the wire does to the frames this end sends.
+    filter: Filter,
+    /// Frames this end may have in flight at once (`None`: any number).
+    in_flight: Option<usize>,
 }
 
 /// Two connected ends.
@@ -33,12 +41,16 @@ pub fn pair() -> (PairDevice, PairDevice) {
             tx: a_to_b.clone(),
             recorded: None,
             checksum: ChecksumCapabilities::default(),
+            filter: Filter::default(),
+            in_flight: None,
         },
         PairDevice {
             rx: a_to_b,
             tx: b_to_a,
             recorded: None,
             checksum: ChecksumCapabilities::default(),
+            filter: Filter::default(),
+            in_flight: None,
         },
     )
 }
@@ -90,7 +102,22 @@ impl PairDevice {
             tx: self.tx.clone(),
             recorded: None,
             checksum: self.checksum.clone(),
+            filter: self.filter.clone(),
+            in_flight: self.in_flight,
         }
+    }
+
+    /// Loses every frame this end sends from now on for which `deliver`
+    /// returns `false` (a wire that drops chosen frames).
+    pub fn filter_sent(&self, deliver: impl FnMut(Instant, &[u8]) -> bool + 'static) {
+        *self.filter.borrow_mut() = Some(Box::new(deliver));
+    }
+
+    /// A slow link: from now on this end can send only while fewer than
+    /// `frames` of its frames wait to be received; `transmit` says "busy"
+    /// otherwise (a reply sent while receiving is not limited).
+    pub fn limit_in_flight(&mut self, frames: usize) {
+        self.in_flight = Some(frames);
     }
 
     /// Starts recording every frame this end receives.
@@ -118,6 +145,8 @@ impl phy::RxToken for RxToken {
 /// Permission to send one frame to the other end.
 pub struct TxToken {
     queue: Queue,
+    filter: Filter,
+    now: Instant,
 }
 
 impl phy::TxToken for TxToken {
@@ -127,7 +156,13 @@ impl phy::TxToken for TxToken {
     {
         let mut frame = vec![0; len];
         let result = f(&mut frame);
-        self.queue.borrow_mut().push_back(frame);
+        let deliver = match &mut *self.filter.borrow_mut() {
+            Some(deliver) => deliver(self.now, &frame),
+            None => true,
+        };
+        if deliver {
+            self.queue.borrow_mut().push_back(frame);
+        }
         result
     }
 }
@@ -136,7 +171,7 @@ impl Device for PairDevice {
     type RxToken<'a> = RxToken;
     type TxToken<'a> = TxToken;
 
-    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken, TxToken)> {
+    fn receive(&mut self, timestamp: Instant) -> Option<(RxToken, TxToken)> {
         let frame = self.rx.borrow_mut().pop_front()?;
         if let Some(log) = &self.recorded {
             log.borrow_mut().push(frame.clone());
@@ -145,13 +180,23 @@ impl Device for PairDevice {
             RxToken { frame },
             TxToken {
                 queue: self.tx.clone(),
+                filter: self.filter.clone(),
+                now: timestamp,
             },
         ))
     }
 
-    fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken> {
+    fn transmit(&mut self, timestamp: Instant) -> Option<TxToken> {
+        if self
+            .in_flight
+            .is_some_and(|limit| self.tx.borrow().len() >= limit)
+        {
+            return None;
+        }
         Some(TxToken {
             queue: self.tx.clone(),
+            filter: self.filter.clone(),
+            now: timestamp,
         })
     }
 

@@ -7,7 +7,10 @@
 //! microseconds of real time and no test sleeps.
 
 use ricochet_core::Instant;
-use ricochet_embedded::{EchoNode, NoLed, NodeConfig, NodeResources};
+use ricochet_embedded::{
+    EchoNode, NoLed, NodeConfig, NodeResources, SessionBuffer, SessionSize, TcpRxSize, TcpTxSize,
+    UdpRxSize, UdpTxSize,
+};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 
@@ -38,9 +41,10 @@ pub fn server_config() -> NodeConfig {
     config
 }
 
-/// Leaked resources for one node (tests only).
+/// Leaked resources for one node with `BUF`-byte session buffers and the
+/// default socket buffers (tests only).
 pub fn resources<const N: usize, const SLOTS: usize, const BUF: usize>()
--> &'static mut NodeResources<'static, N, SLOTS, BUF> {
+-> &'static mut NodeResources<'static, N, SLOTS, SessionBuffer<BUF>> {
     Box::leak(Box::new(NodeResources::new()))
 }
 
@@ -56,7 +60,7 @@ pub fn core(t: u64) -> Instant {
 pub struct Sim<const N: usize, const SLOTS: usize, const BUF: usize> {
     /// Virtual time in microseconds.
     pub now: u64,
-    pub node: EchoNode<'static, N, BUF>,
+    pub node: EchoNode<'static, N>,
     pub node_dev: PairDevice,
     pub host: Host,
     /// The delay the node returned from its last poll.
@@ -69,9 +73,15 @@ impl<const N: usize, const SLOTS: usize, const BUF: usize> Sim<N, SLOTS, BUF> {
         Self::with_resources(config, resources::<N, SLOTS, BUF>())
     }
 
-    pub fn with_resources(
+    pub fn with_resources<
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
+    >(
         config: NodeConfig,
-        resources: &'static mut NodeResources<'static, N, SLOTS, BUF>,
+        resources: &'static mut NodeResources<'static, N, SLOTS, S, R, T, UR, UT>,
     ) -> Self {
         Self::build(config, resources, |_| {})
     }
@@ -86,9 +96,9 @@ impl<const N: usize, const SLOTS: usize, const BUF: usize> Sim<N, SLOTS, BUF> {
         )
     }
 
-    fn build(
+    fn build<S: SessionSize, R: TcpRxSize, T: TcpTxSize, UR: UdpRxSize, UT: UdpTxSize>(
         config: NodeConfig,
-        resources: &'static mut NodeResources<'static, N, SLOTS, BUF>,
+        resources: &'static mut NodeResources<'static, N, SLOTS, S, R, T, UR, UT>,
         setup: impl FnOnce(&mut PairDevice),
     ) -> Self {
         let (mut node_dev, host_dev) = pair();
@@ -110,12 +120,12 @@ impl<const N: usize, const SLOTS: usize, const BUF: usize> Sim<N, SLOTS, BUF> {
     /// host, the node and the time, and reports its earliest deadline and
     /// whether the test's goal is reached), host again; then the clock
     /// moves. Returns whether the goal is reached.
-    pub fn step(&mut self, drive: &mut Driver<'_, N, BUF>) -> bool {
+    pub fn step(&mut self, drive: &mut Driver<'_, N>) -> bool {
         self.step_before(drive, u64::MAX)
     }
 
     /// [`step`](Self::step), but the clock stops at `end` at the latest.
-    pub fn step_before(&mut self, drive: &mut Driver<'_, N, BUF>, end: u64) -> bool {
+    pub fn step_before(&mut self, drive: &mut Driver<'_, N>, end: u64) -> bool {
         self.steps += 1;
         let now = smol(self.now);
         self.node_delay = self.node.poll(now, &mut self.node_dev);
@@ -146,7 +156,7 @@ impl<const N: usize, const SLOTS: usize, const BUF: usize> Sim<N, SLOTS, BUF> {
 
     /// Steps until `drive` reports its goal reached or `limit` virtual
     /// microseconds pass; returns whether the goal was reached.
-    pub fn run(&mut self, limit: u64, drive: &mut Driver<'_, N, BUF>) -> bool {
+    pub fn run(&mut self, limit: u64, drive: &mut Driver<'_, N>) -> bool {
         let end = self.now + limit;
         while self.now < end {
             if self.step_before(drive, end) {
@@ -187,5 +197,5 @@ impl Flow {
 }
 
 /// A test's clients: `(host, node, now) -> Flow`.
-pub type Driver<'d, const N: usize, const BUF: usize> =
-    dyn FnMut(&mut Host, &EchoNode<'static, N, BUF>, Instant) -> Flow + 'd;
+pub type Driver<'d, const N: usize> =
+    dyn FnMut(&mut Host, &EchoNode<'static, N>, Instant) -> Flow + 'd;

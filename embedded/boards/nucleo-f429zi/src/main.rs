@@ -65,7 +65,7 @@ static TX_RING: ConstStaticCell<[TxRingEntry; TX_DESCRIPTORS]> =
 /// Every buffer of the echo node (4 TCP sockets, the defaults), in `.bss`.
 static RESOURCES: ConstStaticCell<NodeResources<'static>> =
     ConstStaticCell::new(NodeResources::new());
-type Node = EchoNode<'static, 4, 1024>;
+type Node = EchoNode<'static, 4>;
 static NODE: StaticCell<Node> = StaticCell::new();
 
 /// Set by the ETH interrupt: a frame arrived or a transmit descriptor freed.

@@ -33,7 +33,7 @@ const MAX_DATAGRAM: usize = 1400;
 /// uninitialised, so in `.bss`.
 static RESOURCES: ConstStaticCell<NodeResources<'static>> =
     ConstStaticCell::new(NodeResources::new());
-type Node = EchoNode<'static, 4, 1024>;
+type Node = EchoNode<'static, 4>;
 static NODE: StaticCell<Node> = StaticCell::new();
 
 defmt::timestamp!("{=u64:ms}", clock::now_ms());

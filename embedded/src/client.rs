@@ -16,9 +16,9 @@ use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpEndpoint;
 
-use crate::node::earliest;
 use crate::setup::NewError;
 use crate::stats::{ClientStats, ProbeFailure, ProbeOutcome, RoundTrips, bump};
+use ricochet_core::time::earliest;
 
 /// Messages (stream) or datagrams in flight the probes track at most. A
 /// datagram probe's `window` must not exceed it.

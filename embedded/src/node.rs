@@ -5,6 +5,7 @@ use core::fmt;
 use core::mem::MaybeUninit;
 
 use embedded_hal::digital::OutputPin;
+use ricochet_core::time::earliest;
 use ricochet_core::{Instant, Pump};
 use smoltcp::iface::{
     Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
@@ -499,13 +500,5 @@ impl<const N: usize, L> fmt::Debug for EchoNode<'_, N, L> {
             .field("ipv4", &ipv4_cidr(&self.iface))
             .field("stats", &self.stats)
             .finish_non_exhaustive()
-    }
-}
-
-/// The earlier of two optional instants.
-pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

@@ -4,7 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ricochet: a correct, fast RFC 862 echo server and a verifying echo probe.
 #[derive(Debug, Parser)]
@@ -20,6 +20,12 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Verify any echo server: send deterministic data, check every byte, measure latency.
     Probe(cli::probe::ProbeArgs),
+    /// Write man pages (DIR/man) and shell completions (DIR/completions), for packagers.
+    #[command(hide = true)]
+    Generate {
+        /// Output directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -27,5 +33,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Probe(args) => cli::probe::run(args),
+        Command::Generate { dir } => cli::generate::run(Cli::command(), &dir),
     }
 }

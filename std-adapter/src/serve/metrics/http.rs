@@ -326,11 +326,7 @@ impl Endpoint {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let done = match step(conn, &self.config, &self.stats) {
-            Ok(done) => done,
-            Err(_) => true,
-        };
-        if done {
+        if step(conn, &self.config, &self.stats).unwrap_or(true) {
             self.close(key);
         }
     }

@@ -47,13 +47,15 @@ pub use http::{MetricsConfig, MetricsError, MetricsHandle, MetricsServer};
 
 use super::stats::{ServerStats, StatsSnapshot};
 
+/// A transport's label and where its counters are in a snapshot.
+type Transport<C> = (&'static str, fn(&StatsSnapshot) -> &C);
+
 /// Stream transports, as labelled in the exposition. A new stream
 /// transport (TLS) is one more line here.
-const STREAM_TRANSPORTS: &[(&str, fn(&StatsSnapshot) -> &StreamCounters)] =
-    &[("tcp", tcp), ("unix", unix)];
+const STREAM_TRANSPORTS: &[Transport<StreamCounters>] = &[("tcp", tcp), ("unix", unix)];
 
 /// Datagram transports, as labelled in the exposition.
-const DATAGRAM_TRANSPORTS: &[(&str, fn(&StatsSnapshot) -> &DatagramCounters)] = &[("udp", udp)];
+const DATAGRAM_TRANSPORTS: &[Transport<DatagramCounters>] = &[("udp", udp)];
 
 fn tcp(s: &StatsSnapshot) -> &StreamCounters {
     &s.tcp

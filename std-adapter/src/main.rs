@@ -20,19 +20,26 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Verify any echo server: send deterministic data, check every byte, measure latency.
     Probe(cli::probe::ProbeArgs),
-    /// Write man pages (DIR/man) and shell completions (DIR/completions), for packagers.
-    #[command(hide = true)]
-    Generate {
-        /// Output directory.
-        dir: std::path::PathBuf,
-    },
+}
+
+/// `ricochet generate DIR`: writes the man pages (DIR/man) and shell
+/// completions (DIR/completions) of [`Cli`], for packagers (`cargo xtask
+/// dist`). Parsed apart from [`Cli`] so that it appears in neither.
+#[derive(Debug, Parser)]
+#[command(name = "ricochet generate")]
+struct Generate {
+    /// Output directory.
+    dir: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "generate") {
+        let args = Generate::parse_from(std::env::args_os().skip(1));
+        return cli::generate::run(Cli::command(), &args.dir);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Probe(args) => cli::probe::run(args),
-        Command::Generate { dir } => cli::generate::run(Cli::command(), &dir),
     }
 }

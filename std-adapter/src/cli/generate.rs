@@ -1,5 +1,5 @@
-//! `ricochet generate DIR` (hidden; for packagers, run by `cargo xtask
-//! dist`): man pages and shell completions generated from the one command
+//! `ricochet generate DIR` (for packagers, run by `cargo xtask dist`;
+//! not in `--help`): man pages and shell completions generated from the one command
 //! line definition, so they can never disagree with `--help`.
 //!
 //! Writes `DIR/man/ricochet.1`, `ricochet-serve.1`, `ricochet-probe.1`

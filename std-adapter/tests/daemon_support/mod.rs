@@ -222,9 +222,14 @@ pub fn require(program: &str, package: &str) {
 
 /// Every stdout line left, up to EOF (the process has exited or is exiting).
 pub fn rest_of_stdout(p: &Proc) -> Vec<String> {
+    rest_of(&p.stdout)
+}
+
+/// Every line left on `lines` (a `Proc`'s stdout or stderr), up to EOF.
+pub fn rest_of(lines_rx: &std::sync::mpsc::Receiver<String>) -> Vec<String> {
     let mut lines = Vec::new();
     loop {
-        match p.stdout.recv_timeout(IO_TIMEOUT) {
+        match lines_rx.recv_timeout(IO_TIMEOUT) {
             Ok(l) => lines.push(l),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return lines,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("stdout still open"),

@@ -111,3 +111,20 @@ fn no_watchdog_pings_without_watchdog_usec_or_for_another_pid() {
         assert!(p.wait_exit(IO_TIMEOUT).success());
     }
 }
+
+/// What the watchdog pings on: every worker's event loop turning.
+#[test]
+fn controller_is_responsive_while_workers_turn_and_not_after_they_exit() {
+    let handle = serve_support::start(serve_support::tcp_config());
+    let controller = handle.controller();
+    assert!(
+        controller.responsive(IO_TIMEOUT),
+        "two idle workers answer a wakeup"
+    );
+    handle.shutdown();
+    handle.join().unwrap();
+    assert!(
+        !controller.responsive(Duration::from_millis(100)),
+        "exited workers do not turn"
+    );
+}

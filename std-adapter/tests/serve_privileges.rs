@@ -144,6 +144,8 @@ fn root_without_user_is_warned_with_the_ways_out() {
     for hint in ["--user", "socket activation", "cap_net_bind_service"] {
         assert!(warning.contains(hint), "{hint}: {warning}");
     }
+    // Signals are handled once the listening lines are out.
+    p.listening(1);
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 

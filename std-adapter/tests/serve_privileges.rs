@@ -28,6 +28,29 @@ fn assert_root() {
     );
 }
 
+/// A copy of the binary that any user may run (the checkout itself may sit
+/// in a directory only root can enter); kept alive by the returned dir.
+fn world_executable_bin() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("ricochet");
+    std::fs::copy(bin(), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = copy.to_str().unwrap().to_owned();
+    (dir, copy)
+}
+
+/// `setpriv` running `ricochet serve ARGS` as nobody (never root).
+fn as_nobody(args: &[&str]) -> (tempfile::TempDir, Command) {
+    require("setpriv", "util-linux");
+    let (dir, copy) = world_executable_bin();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", &copy])
+        .arg("serve")
+        .args(args);
+    (dir, cmd)
+}
+
 /// The `Uid:`, `Gid:` and `Groups:` lines of /proc/PID/status.
 fn ids(pid: u32) -> (String, String, String) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -126,10 +149,7 @@ fn unknown_user_or_group_stops_the_server_before_it_serves() {
 
 #[test]
 fn user_without_root_is_refused_with_the_reason() {
-    require("setpriv", "util-linux");
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
-        .args(["serve", "--tcp", "127.0.0.1:0", "--user", "nobody"]);
+    let (_dir, mut cmd) = as_nobody(&["--tcp", "127.0.0.1:0", "--user", "nobody"]);
     let out = output_within(&mut cmd, IO_TIMEOUT);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -150,10 +170,7 @@ fn root_without_user_is_warned_with_the_ways_out() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 
     // Not root: no warning.
-    require("setpriv", "util-linux");
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
-        .args(["serve", "--tcp", "127.0.0.1:0"]);
+    let (_dir, cmd) = as_nobody(&["--tcp", "127.0.0.1:0"]);
     let mut p = Proc::spawn(cmd);
     p.listening(1);
     p.signal("TERM");

@@ -26,8 +26,9 @@ use super::{inetd, say};
 /// stdout once bound (port 0 shows the real port); logs go to stderr
 /// (`RUST_LOG`, default info). SIGINT/SIGTERM: stop accepting, finish
 /// echoing what is queued (up to --grace), exit 0; a second signal stops at
-/// once (exit 130). Exit status 1 when an address cannot be bound, 2 on a
-/// usage error.
+/// once (exit 130). Exit status 1 when an address cannot be bound, an
+/// inherited socket cannot be served or privileges cannot be dropped, 2 on
+/// a usage error.
 ///
 /// Started by systemd with sockets (LISTEN_FDS, socket activation), it
 /// serves those too, and needs no address; with NOTIFY_SOCKET it reports

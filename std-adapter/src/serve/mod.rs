@@ -232,7 +232,8 @@ impl Server {
         })
     }
 
-    /// The bound endpoints, in configuration order (TCP, UDP, Unix), with real ports.
+    /// The bound endpoints, with real ports: TCP, UDP, Unix, each kind in
+    /// configuration order followed by the inherited sockets of that kind.
     pub fn local_addrs(&self) -> &[Endpoint] {
         &self.endpoints
     }

@@ -37,6 +37,11 @@
 //!   closed at once (counted as `rejected`). Out of file descriptors
 //!   (EMFILE/ENFILE), a listener pauses 100 ms, doubling up to 1 s, and
 //!   resumes: it never spins and never dies.
+//! - **Inherited sockets** ([`activation`], [`Server::bind_with`]): sockets
+//!   a service manager bound (systemd socket activation) are served beside
+//!   the configured endpoints.
+//! - **Metrics** ([`metrics`]): the counters in Prometheus text or
+//!   OpenMetrics, on a small HTTP endpoint of its own thread.
 //! - **Shutdown** ([`ServerHandle::shutdown`]): listeners and UDP sockets
 //!   close, Unix socket files are removed, every session is closed so what
 //!   is queued is still echoed; after the grace period what is left is reset.

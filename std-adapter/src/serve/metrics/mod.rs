@@ -52,22 +52,11 @@ type Transport<C> = (&'static str, fn(&StatsSnapshot) -> &C);
 
 /// Stream transports, as labelled in the exposition. A new stream
 /// transport (TLS) is one more line here.
-const STREAM_TRANSPORTS: &[Transport<StreamCounters>] = &[("tcp", tcp), ("unix", unix)];
+const STREAM_TRANSPORTS: &[Transport<StreamCounters>] =
+    &[("tcp", |s| &s.tcp), ("unix", |s| &s.unix)];
 
 /// Datagram transports, as labelled in the exposition.
-const DATAGRAM_TRANSPORTS: &[Transport<DatagramCounters>] = &[("udp", udp)];
-
-fn tcp(s: &StatsSnapshot) -> &StreamCounters {
-    &s.tcp
-}
-
-fn unix(s: &StatsSnapshot) -> &StreamCounters {
-    &s.unix
-}
-
-fn udp(s: &StatsSnapshot) -> &DatagramCounters {
-    &s.udp
-}
+const DATAGRAM_TRANSPORTS: &[Transport<DatagramCounters>] = &[("udp", |s| &s.udp)];
 
 /// A text exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -44,3 +44,25 @@ fn human_log_format_stays_the_default() {
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
+
+/// The JSON format writes through the same never-failing writer: a stderr
+/// with no reader (EPIPE on every record) loses records, nothing else.
+#[test]
+fn json_logs_to_a_dead_stderr_neither_stop_serving_nor_shutdown() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = std::process::Command::new(daemon_support::bin());
+    cmd.args(["serve", "--tcp", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(writer);
+    let mut p = Proc::spawn_with(cmd);
+    let tcp = p.listening(1)[0].1.parse().unwrap();
+    for i in 0..5u8 {
+        round_trip(&mut connect(tcp), &[i; 32]);
+    }
+    assert!(p.child.try_wait().unwrap().is_none(), "the server died");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(IO_TIMEOUT).code(), Some(0));
+}

@@ -13,8 +13,8 @@
 //! A blocking driver cannot read and write at once: it writes everything the
 //! session has pending (blocking until the peer takes it), then reads once,
 //! and so on. That loses and reorders nothing, because the session only
-//! ever offers bytes it holds ([`Session::transmit_buffer`]) and only
-//! accepts what fits ([`Session::receive_buffer`]); every byte that is read
+//! ever offers bytes it holds ([`Session::transmit_buffer`](ricochet_core::Session::transmit_buffer)) and only
+//! accepts what fits ([`Session::receive_buffer`](ricochet_core::Session::receive_buffer)); every byte that is read
 //! is echoed in order, and a short write just leaves the rest pending.
 //!
 //! ## The limit: a peer that writes without reading

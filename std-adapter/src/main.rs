@@ -4,7 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ricochet: a correct, fast RFC 862 echo server and a verifying echo probe.
 #[derive(Debug, Parser)]
@@ -22,7 +22,21 @@ enum Command {
     Probe(cli::probe::ProbeArgs),
 }
 
+/// `ricochet generate DIR`: writes the man pages (DIR/man) and shell
+/// completions (DIR/completions) of [`Cli`], for packagers (`cargo xtask
+/// dist`). Parsed apart from [`Cli`] so that it appears in neither.
+#[derive(Debug, Parser)]
+#[command(name = "ricochet generate")]
+struct Generate {
+    /// Output directory.
+    dir: std::path::PathBuf,
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "generate") {
+        let args = Generate::parse_from(std::env::args_os().skip(1));
+        return cli::generate::run(Cli::command(), &args.dir);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => cli::serve::run(args),

@@ -5,6 +5,7 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
+//! cargo xtask dist            release binary, man pages and completions (target/release/dist)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
 //! cargo xtask soak [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 mod attack;
 mod bench;
+mod dist;
 mod qemu;
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -67,6 +69,11 @@ const STAGES: &[Stage] = &[
         run: stage_doc,
     },
     Stage {
+        name: "dist",
+        about: "cargo xtask dist, cargo deb, dpkg-deb -c inspection, systemd-analyze verify of the units",
+        run: dist::stage,
+    },
+    Stage {
         name: "firmware",
         about: "build every board's firmware (release)",
         run: stage_firmware,
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         Some("ci") => run_ci(&ctx, &args[1..]),
         Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
         Some("deps") => stage_deps(&ctx),
+        Some("dist") => dist::dist(&ctx).map(|_| ()),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("soak") => qemu::soak_main(
@@ -121,10 +129,11 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | soak [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | dist | bench [run.sh opts] | soak [N] [SECS] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
                  deps    install what the stages need\n\
+                 dist    release binary, man pages and shell completions in target/release/dist\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
@@ -203,7 +212,7 @@ pub(crate) fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
@@ -217,20 +226,45 @@ fn boards(ctx: &Ctx) -> Vec<PathBuf> {
 
 // --- stages ---
 
-/// Debian packages the tests need: interop peers and QEMU.
+/// Debian packages the tests need, each with the command that shows it is
+/// there: interop peers, QEMU, and the daemon tests' service managers and
+/// parsers (xinetd, systemd's socket-activate and analyze, `setpriv`,
+/// dpkg-deb, the official Prometheus client's parser for Debian's python3).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("nc", "netcat-openbsd"),
     ("qemu-system-arm", "qemu-system-arm"),
     ("prlimit", "util-linux"),
+    ("setpriv", "util-linux"),
+    ("xinetd", "xinetd"),
+    ("systemd-socket-activate", "systemd"),
+    ("systemd-analyze", "systemd"),
+    ("dpkg-deb", "dpkg"),
+    (PROMETHEUS_PARSER, "python3-prometheus-client"),
 ];
 
+/// The check for python3-prometheus-client (a module, not a command).
+const PROMETHEUS_PARSER: &str = "/usr/bin/python3 -c 'import prometheus_client'";
+
+/// Whether the package behind `check` (a command name, or a command line) is installed.
+fn installed(check: &str) -> bool {
+    if check.contains(' ') {
+        return Command::new("sh")
+            .args(["-c", &format!("{check} >/dev/null 2>&1")])
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    have(check)
+}
+
 fn stage_deps(ctx: &Ctx) -> Result<(), String> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let mut missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
-        .filter(|(bin, _)| !have(bin))
+        .filter(|(check, _)| !installed(check))
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.sort_unstable();
+    missing.dedup();
     if !missing.is_empty() {
         if !have("apt-get") {
             return Err(format!(
@@ -282,6 +316,15 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
             &ctx.root,
             &cargo(),
             &["install", "--locked", "defmt-print"],
+            &[],
+        )?;
+    }
+    // About two minutes from source, once per machine.
+    if !have("cargo-deb") {
+        run(
+            &ctx.root,
+            &cargo(),
+            &["install", "--locked", "cargo-deb", "--version", "^3"],
             &[],
         )?;
     }
@@ -343,9 +386,9 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
         .iter()
         .filter(|(b, _)| *b != "qemu-system-arm")
     {
-        if !have(bin) {
+        if !installed(bin) {
             return Err(format!(
-                "{bin} is needed by the interop tests: run `cargo xtask deps` or `apt-get install -y --no-install-recommends {pkg}`"
+                "{bin} is needed by the tests: run `cargo xtask deps` or `apt-get install -y --no-install-recommends {pkg}`"
             ));
         }
     }
@@ -359,7 +402,16 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// Crates only the `ricochet` binary needs (behind the `cli` feature).
-const CLI_ONLY_CRATES: &[&str] = &["clap", "indicatif", "tracing-subscriber"];
+const CLI_ONLY_CRATES: &[&str] = &[
+    "clap",
+    "clap_complete",
+    "clap_mangen",
+    "indicatif",
+    "nix",
+    "privdrop",
+    "sd-notify",
+    "tracing-subscriber",
+];
 
 /// The `ricochet` library stays usable without the command line: without
 /// default features its normal dependency tree holds none of

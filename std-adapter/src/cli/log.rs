@@ -38,13 +38,26 @@ impl<'a> MakeWriter<'a> for Stderr {
     }
 }
 
-/// Installs the subscriber: `RUST_LOG` (default `info`) on [`Stderr`].
-pub(crate) fn init() {
+/// How log records are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line per record for people: time, level, message, fields.
+    #[default]
+    Human,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`,
+    /// the other fields, `target`), for log collectors.
+    Json,
+}
+
+/// Installs the subscriber: `RUST_LOG` (default `info`) on [`Stderr`], in `format`.
+pub(crate) fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Stderr)
-        .log_internal_errors(false)
-        .with_ansi(io::stderr().is_terminal())
-        .try_init();
+        .log_internal_errors(false);
+    let _ = match format {
+        LogFormat::Human => builder.with_ansi(io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }

@@ -9,7 +9,11 @@ use std::fmt;
 use std::io::Write;
 
 pub(crate) mod bar;
+pub(crate) mod generate;
+pub(crate) mod inetd;
 pub(crate) mod log;
+pub(crate) mod notify;
+pub(crate) mod privileges;
 pub(crate) mod probe;
 pub(crate) mod serve;
 

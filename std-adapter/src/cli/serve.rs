@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use ricochet::core::Mode;
+use ricochet::serve::metrics::{MetricsConfig, MetricsServer};
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{
-    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Server, ServerConfig,
-    UdpRate, parse_duration,
+    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Endpoint,
+    InheritedSocket, Server, ServerConfig, UdpRate, activation, parse_duration,
 };
 
-use super::say;
+use super::log::LogFormat;
+use super::notify::Notifier;
+use super::privileges::{self, Target};
+use super::{inetd, say};
 
 /// Serve RFC 862 echo over TCP (v4/v6), UDP and Unix stream sockets.
 ///
@@ -22,11 +26,18 @@ use super::say;
 /// stdout once bound (port 0 shows the real port); logs go to stderr
 /// (`RUST_LOG`, default info). SIGINT/SIGTERM: stop accepting, finish
 /// echoing what is queued (up to --grace), exit 0; a second signal stops at
-/// once (exit 130). Exit status 1 when an address cannot be bound, 2 on a
-/// usage error.
+/// once (exit 130). Exit status 1 when an address cannot be bound, an
+/// inherited socket cannot be served or privileges cannot be dropped, 2 on
+/// a usage error.
+///
+/// Started by systemd with sockets (LISTEN_FDS, socket activation), it
+/// serves those too, and needs no address; with NOTIFY_SOCKET it reports
+/// READY=1, STOPPING=1 and pings WATCHDOG_USEC. See the README's "Run it as
+/// a service" for systemd, inetd and foreground use.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Without --tcp/--udp/--unix: TCP and UDP on 127.0.0.1:7007. Addresses are used as given:
+Without --tcp/--udp/--unix and without inherited sockets (socket activation): TCP and UDP on
+127.0.0.1:7007. Addresses are used as given:
 only 0.0.0.0 or [::] listen on every interface. A bare PORT means 127.0.0.1:PORT.
 A link-local IPv6 address needs its interface: [fe80::1%eth0]:7007.
 Durations: 500ms, 30s, 1.5s, 5m, 1m30s, 1h; a bare number is seconds. --idle-timeout and
@@ -35,7 +46,9 @@ Examples:
   ricochet serve
   ricochet serve --tcp 127.0.0.1:0 --tcp [::1]:0 --udp 127.0.0.1:0
   ricochet serve --unix /run/echo.sock --mode lines --idle-timeout 30s
-  ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s")]
+  ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
+  ricochet serve --tcp 0.0.0.0:7 --udp 0.0.0.0:7 --user nobody --metrics 127.0.0.1:9107
+  ricochet serve --inetd          (in inetd.conf: echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd)")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -102,6 +115,25 @@ pub(crate) struct ServeArgs {
     /// How TCP connections reach workers: one SO_REUSEPORT listener per worker, or one shared listener.
     #[arg(long, value_enum, default_value_t = AcceptArg::Reuseport)]
     accept: AcceptArg,
+    /// Serve the socket inetd/xinetd (or a systemd unit with Accept=yes) passed on standard input:
+    /// one connection (stream nowait), or datagrams until --idle-timeout passes without one
+    /// (dgram wait). Logs stay off when standard error is that socket.
+    #[arg(long, conflicts_with_all = ["tcp", "udp", "unix", "metrics"])]
+    inetd: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (a bare PORT means 127.0.0.1:PORT; give
+    /// 0.0.0.0:PORT to expose them beyond this host) [default: off].
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    metrics: Option<SocketAddr>,
+    /// Once every socket is bound, switch to this user (name or id) for good, with its group; the
+    /// server refuses to run if that fails. Unix socket files are handed to the user first.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// With --user: switch to this group instead of the user's primary group.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    group: Option<String>,
+    /// Log records on stderr: human (one line each) or json (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
+    log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -227,7 +259,9 @@ fn non_zero(d: Duration) -> Option<Duration> {
 }
 
 impl ServeArgs {
-    fn into_config(self) -> ServerConfig {
+    /// The server configuration; with `inherited` sockets to serve, no
+    /// default endpoint is added.
+    fn into_config(self, inherited: bool) -> ServerConfig {
         let mut config = ServerConfig {
             tcp: self.tcp,
             udp: self.udp,
@@ -259,11 +293,20 @@ impl ServeArgs {
             },
             raise_fd_limit: true,
         };
-        add_default_endpoints(
-            &mut config,
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
-        );
+        if !inherited {
+            add_default_endpoints(
+                &mut config,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            );
+        }
         config
+    }
+
+    fn drop_to(&self) -> Option<Target> {
+        self.user.as_ref().map(|user| Target {
+            user: user.clone(),
+            group: self.group.clone(),
+        })
     }
 }
 
@@ -275,9 +318,14 @@ fn add_default_endpoints(config: &mut ServerConfig, default: SocketAddr) {
     }
 }
 
-/// Usage errors the parser cannot see alone: combinations of options.
-fn check_usage(config: &ServerConfig) -> Result<(), String> {
-    if config.mode != Mode::Raw && config.tcp.is_empty() && config.unix.is_empty() {
+/// Usage errors the parser cannot see alone: combinations of options
+/// (`inherited_streams`: stream sockets passed by a service manager).
+fn check_usage(config: &ServerConfig, inherited_streams: bool) -> Result<(), String> {
+    if config.mode != Mode::Raw
+        && config.tcp.is_empty()
+        && config.unix.is_empty()
+        && !inherited_streams
+    {
         return Err(format!(
             "--mode {} applies to stream listeners (--tcp, --unix), and there is none: UDP \
              datagrams are echoed whole. Add a --tcp or --unix listener, or drop --mode",
@@ -297,19 +345,63 @@ fn bind_failure_code(e: &BindError) -> u8 {
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    super::log::init();
-    let config = args.into_config();
-    if let Err(e) = check_usage(&config) {
+    if args.inetd {
+        let options = inetd::Options {
+            drop_to: args.drop_to(),
+            log_format: args.log_format,
+            config: args.into_config(true),
+        };
+        return inetd::run(options);
+    }
+    super::log::init(args.log_format);
+    let inherited = match activation::from_env() {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            say(format_args!("ricochet serve: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = args.metrics;
+    let drop_to = args.drop_to();
+    let inherited_streams = inherited
+        .iter()
+        .any(|s| !matches!(s, InheritedSocket::Udp(_)));
+    let config = args.into_config(!inherited.is_empty());
+    if let Err(e) = check_usage(&config, inherited_streams) {
         say(format_args!("ricochet serve: error: {e}"));
         return ExitCode::from(2);
     }
-    let server = match Server::bind(config) {
+    let own_unix_files = config.unix.clone();
+    let server = match Server::bind_with(config, inherited) {
         Ok(server) => server,
         Err(e) => {
             say(format_args!("ricochet serve: {e}"));
             return ExitCode::from(bind_failure_code(&e));
         }
     };
+    let metrics = match metrics.map(|addr| MetricsServer::bind(MetricsConfig::new(addr))) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            say(format_args!("ricochet serve: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    // Every socket is bound: root is no longer needed.
+    if let Some(target) = &drop_to {
+        let files: Vec<&std::path::Path> = own_unix_files.iter().map(PathBuf::as_path).collect();
+        match privileges::drop_to(target, &files) {
+            Ok((uid, gid)) => {
+                tracing::info!(user = %target.user, %uid, %gid, "dropped privileges");
+            }
+            Err(e) => {
+                say(format_args!("ricochet serve: {e}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if let Some(warning) = privileges::root_warning() {
+        tracing::warn!("{warning}");
+    }
     let handle = match server.spawn() {
         Ok(handle) => handle,
         Err(e) => {
@@ -317,7 +409,16 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let watcher = match SignalWatcher::start(handle.controller()) {
+    let metrics = match metrics.map(|m| m.spawn(handle.stats_source())) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            say(format_args!("ricochet serve: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut notifier = Notifier::default();
+    let watcher = match SignalWatcher::start_with(handle.controller(), notifier.stopping_hook()) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM: they terminate the server without a graceful shutdown");
@@ -332,12 +433,21 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             // stdout may be closed; the server runs regardless.
             let _ = writeln!(out, "listening {endpoint}");
         }
+        if let Some(m) = &metrics {
+            tracing::info!(url = %format!("http://{}/metrics", m.local_addr()), "serving metrics");
+            let _ = writeln!(out, "listening metrics {}", m.local_addr());
+        }
         let _ = out.flush();
     }
+    notifier.ready(&status_line(handle.local_addrs()), handle.controller());
     let stats = handle.stats_source();
     let result = handle.join();
+    notifier.stopping();
     let aborted = watcher.as_ref().is_some_and(SignalWatcher::aborted);
     drop(watcher);
+    if let Some(m) = metrics {
+        m.stop();
+    }
     let s = stats.snapshot();
     let streams = s.streams();
     tracing::info!(
@@ -361,6 +471,12 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// The `STATUS=` the service manager shows: `echo on tcp [::]:7, udp [::]:7`.
+fn status_line(endpoints: &[Endpoint]) -> String {
+    let list: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+    format!("echo on {}", list.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -376,7 +492,7 @@ mod tests {
     fn config(args: &[&str]) -> ServerConfig {
         let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        cli.args.into_config()
+        cli.args.into_config(false)
     }
 
     fn usage_error(args: &[&str]) -> String {
@@ -405,6 +521,49 @@ mod tests {
     }
 
     #[test]
+    fn inherited_sockets_replace_the_default_endpoints() {
+        let cli = Cli::try_parse_from(["serve"]).unwrap();
+        let c = cli.args.into_config(true);
+        assert!(
+            c.tcp.is_empty() && c.udp.is_empty() && c.unix.is_empty(),
+            "{c:?}"
+        );
+        // Mixing: explicit addresses are kept beside inherited sockets.
+        let cli = Cli::try_parse_from(["serve", "--tcp", "127.0.0.1:0"]).unwrap();
+        assert_eq!(cli.args.into_config(true).tcp.len(), 1);
+    }
+
+    #[test]
+    fn inetd_excludes_listeners_and_metrics_and_group_needs_user() {
+        for other in [
+            &["--tcp", "7"][..],
+            &["--udp", "7"],
+            &["--unix", "/x"],
+            &["--metrics", "9"],
+        ] {
+            let mut args = vec!["--inetd"];
+            args.extend_from_slice(other);
+            let e = usage_error(&args);
+            assert!(e.contains("cannot be used with"), "{args:?}: {e}");
+        }
+        let e = usage_error(&["--group", "nogroup"]);
+        assert!(e.contains("--user"), "{e}");
+    }
+
+    #[test]
+    fn metrics_bare_port_is_loopback_and_log_format_parses() {
+        let cli =
+            Cli::try_parse_from(["serve", "--metrics", "9107", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.args.metrics, Some("127.0.0.1:9107".parse().unwrap()));
+        assert_eq!(cli.args.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["serve"]).unwrap();
+        assert_eq!(
+            (cli.args.metrics, cli.args.log_format),
+            (None, LogFormat::Human)
+        );
+    }
+
+    #[test]
     fn zero_threads_is_a_usage_error() {
         let e = usage_error(&["--threads", "0"]);
         assert!(e.contains("--threads") && e.contains("at least 1"), "{e}");
@@ -423,9 +582,12 @@ mod tests {
 
     #[test]
     fn lines_mode_with_only_udp_is_a_usage_error() {
-        let e = check_usage(&config(&["--udp", "127.0.0.1:0", "--mode", "lines"])).unwrap_err();
+        let udp_lines = config(&["--udp", "127.0.0.1:0", "--mode", "lines"]);
+        let e = check_usage(&udp_lines, false).unwrap_err();
         assert!(e.contains("--mode lines") && e.contains("--tcp"), "{e}");
-        assert_eq!(check_usage(&config(&["--mode", "lines"])), Ok(()));
+        assert_eq!(check_usage(&config(&["--mode", "lines"]), false), Ok(()));
+        // An inherited stream socket (socket activation) is a stream listener too.
+        assert_eq!(check_usage(&udp_lines, true), Ok(()));
     }
 
     #[test]

@@ -247,6 +247,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The core session configuration of every stream connection: mode and timeouts.
+    pub fn session_config(&self) -> ricochet_core::SessionConfig {
+        ricochet_core::SessionConfig {
+            mode: self.mode,
+            idle_timeout: self.idle_timeout.map(Into::into),
+            drain_timeout: self.drain_timeout.map(Into::into),
+            ..ricochet_core::SessionConfig::default()
+        }
+    }
+
     /// The worker count this configuration runs with (resolves `threads == 0`).
     pub fn worker_count(&self) -> usize {
         if self.threads > 0 {

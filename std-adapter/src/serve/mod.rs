@@ -37,14 +37,21 @@
 //!   closed at once (counted as `rejected`). Out of file descriptors
 //!   (EMFILE/ENFILE), a listener pauses 100 ms, doubling up to 1 s, and
 //!   resumes: it never spins and never dies.
+//! - **Inherited sockets** ([`activation`], [`Server::bind_with`]): sockets
+//!   a service manager bound (systemd socket activation) are served beside
+//!   the configured endpoints.
+//! - **Metrics** ([`metrics`]): the counters in Prometheus text or
+//!   OpenMetrics, on a small HTTP endpoint of its own thread.
 //! - **Shutdown** ([`ServerHandle::shutdown`]): listeners and UDP sockets
 //!   close, Unix socket files are removed, every session is closed so what
 //!   is queued is still echoed; after the grace period what is left is reset.
 
+pub mod activation;
 mod config;
 mod conn;
 mod error;
 mod listener;
+pub mod metrics;
 pub mod signals;
 mod stats;
 mod throttle;
@@ -65,6 +72,7 @@ use mio::{Poll, Waker};
 use ricochet_core::datagram::RateLimit;
 use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 
+pub use activation::{ActivationError, InheritedSocket};
 pub use config::{
     AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_PORT,
     MAX_CONNECTIONS_CAP, ParseDurationError, ServerConfig, UdpRate, parse_duration,
@@ -164,20 +172,37 @@ impl Server {
     /// Nothing is left bound on error: sockets and Unix socket files created
     /// so far are closed and removed.
     pub fn bind(config: ServerConfig) -> Result<Server, BindError> {
-        validate(&config)?;
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// [`Server::bind`], also serving `inherited` sockets (socket
+    /// activation, see [`activation`]) after the configured endpoints of
+    /// the same kind. Inherited listeners are shared by all workers, and
+    /// an inherited Unix socket file is never removed.
+    pub fn bind_with(
+        config: ServerConfig,
+        inherited: Vec<InheritedSocket>,
+    ) -> Result<Server, BindError> {
+        validate(&config, inherited.len())?;
         let workers = config.worker_count();
         let nofile = fd_limit(config.raise_fd_limit);
-        let fds_needed =
-            FD_RESERVE + (config.tcp.len() + config.unix.len() + 2) * workers + config.udp.len();
+        let fds_needed = FD_RESERVE
+            + (config.tcp.len() + config.unix.len() + inherited.len() + 2) * workers
+            + config.udp.len();
         let max_connections = config.max_connections.unwrap_or_else(|| {
             nofile
                 .saturating_sub(fds_needed)
                 .clamp(1, MAX_CONNECTIONS_CAP)
         });
+        let adopted = activation::adopt(inherited, workers)?;
         let mut endpoints = Vec::new();
         let mut tcp = Vec::new();
         for &addr in &config.tcp {
             let group = listener::bind_tcp(addr, config.backlog, config.accept, workers)?;
+            endpoints.push(Endpoint::Tcp(group.addr));
+            tcp.push(group);
+        }
+        for group in adopted.tcp {
             endpoints.push(Endpoint::Tcp(group.addr));
             tcp.push(group);
         }
@@ -187,9 +212,17 @@ impl Server {
             endpoints.push(Endpoint::Udp(bound));
             udp.push((bound, socket));
         }
+        for (addr, socket) in adopted.udp {
+            endpoints.push(Endpoint::Udp(addr));
+            udp.push((addr, socket));
+        }
         let mut unix = Vec::new();
         for path in &config.unix {
             let (listener, file) = unix::bind(path, config.unix_mode, config.backlog)?;
+            endpoints.push(Endpoint::Unix(file.path().to_owned()));
+            unix.push((listener, file));
+        }
+        for (listener, file) in adopted.unix {
             endpoints.push(Endpoint::Unix(file.path().to_owned()));
             unix.push((listener, file));
         }
@@ -204,7 +237,8 @@ impl Server {
         })
     }
 
-    /// The bound endpoints, in configuration order (TCP, UDP, Unix), with real ports.
+    /// The bound endpoints, with real ports: TCP, UDP, Unix, each kind in
+    /// configuration order followed by the inherited sockets of that kind.
     pub fn local_addrs(&self) -> &[Endpoint] {
         &self.endpoints
     }
@@ -287,12 +321,7 @@ impl Server {
             );
             worker::register(setup).map_err(SpawnError::Register)?;
         }
-        let session = SessionConfig {
-            mode: config.mode,
-            idle_timeout: config.idle_timeout.map(Into::into),
-            drain_timeout: config.drain_timeout.map(Into::into),
-            ..SessionConfig::default()
-        };
+        let session = config.session_config();
         let stats = Arc::new(ServerStats::new(workers));
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Running as u8),
@@ -384,13 +413,13 @@ fn report(stats: &ServerStats, stop: &mpsc::Receiver<()>, every: Duration) {
     }
 }
 
-fn validate(config: &ServerConfig) -> Result<(), BindError> {
+fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
     let invalid = |reason: &str| {
         Err(BindError::InvalidConfig {
             reason: reason.to_owned(),
         })
     };
-    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() {
+    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() && inherited == 0 {
         return Err(BindError::NoListener);
     }
     if config.threads > 1024 {
@@ -453,6 +482,36 @@ impl Controller {
     /// Whether a shutdown (graceful or not) was requested.
     pub fn is_stopping(&self) -> bool {
         self.shared.phase() != Phase::Running
+    }
+
+    /// Whether every worker's event loop is alive: wakes each worker and
+    /// waits up to `within` for each to finish an event-loop turn. False if
+    /// one did not (stuck, or exited). Costs one wakeup per worker; meant
+    /// for a service manager's watchdog, every few seconds.
+    pub fn responsive(&self, within: Duration) -> bool {
+        let stats = &self.shared.stats;
+        let before: Vec<u64> = (0..self.shared.wakers.len())
+            .map(|i| stats.worker(i).turns())
+            .collect();
+        for w in &self.shared.wakers {
+            if w.wake().is_err() {
+                return false;
+            }
+        }
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let turned = before
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| stats.worker(i).turns() != b);
+            if turned {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

@@ -64,11 +64,22 @@ impl SignalWatcher {
     /// server down gracefully, a second one aborts it
     /// ([`aborted`](SignalWatcher::aborted) then tells).
     pub fn start(controller: Controller) -> io::Result<SignalWatcher> {
+        Self::start_with(controller, || {})
+    }
+
+    /// [`start`](SignalWatcher::start), also calling `on_shutdown` on the
+    /// watcher thread right after the first signal began the graceful
+    /// shutdown (e.g. to tell a service manager `STOPPING=1`).
+    pub fn start_with(
+        controller: Controller,
+        mut on_shutdown: impl FnMut() + Send + 'static,
+    ) -> io::Result<SignalWatcher> {
         let aborted = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&aborted);
         let mut watcher = Self::spawn(move |ev| {
             if ev.count == 0 {
                 controller.shutdown();
+                on_shutdown();
                 tracing::info!(
                     signal = ev.name,
                     "shutting down gracefully (send it again to stop at once)"

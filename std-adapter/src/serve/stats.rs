@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use ricochet_core::{DatagramCounters, StreamCounters};
@@ -83,12 +83,20 @@ impl StatsSnapshot {
 #[repr(align(128))]
 pub(crate) struct WorkerStats {
     published: Mutex<Counters>,
+    /// Publications so far: one per event-loop turn (a liveness sign).
+    turns: AtomicU64,
 }
 
 impl WorkerStats {
-    /// Publishes the worker's running totals.
+    /// Publishes the worker's running totals (once per event-loop turn).
     pub(crate) fn publish(&self, c: &Counters) {
         *self.published.lock().unwrap_or_else(|p| p.into_inner()) = *c;
+        self.turns.fetch_add(1, Relaxed);
+    }
+
+    /// How many times the worker published: it grows while the worker's event loop turns.
+    pub(crate) fn turns(&self) -> u64 {
+        self.turns.load(Relaxed)
     }
 
     fn read(&self) -> Counters {

@@ -106,6 +106,15 @@ pub(crate) struct SocketFile {
 }
 
 impl SocketFile {
+    /// A socket file someone else created (a service manager): never removed.
+    pub(crate) fn not_ours(path: PathBuf) -> SocketFile {
+        SocketFile {
+            path,
+            dev: 0,
+            ino: 0,
+        }
+    }
+
     /// The socket's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path

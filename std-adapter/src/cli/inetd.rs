@@ -1,0 +1,230 @@
+//! `ricochet serve --inetd`: serve the socket that inetd, xinetd or a
+//! systemd socket unit with `Accept=yes` put on standard input.
+//!
+//! - **A connected stream socket** (`nowait`, TCP or Unix): one connection,
+//!   through the core's session like every other transport
+//!   ([`ricochet::blocking::serve_connection`]), with `--mode`,
+//!   `--buffer-size`, `--idle-timeout` and `--drain-timeout`; then exit.
+//!   A graceful end half-closes (FIN) after the echo, an abort resets.
+//! - **A UDP socket** (`wait`): the datagram loop of `ricochet serve` (the
+//!   core's policy: size limit, loop guard, rate limit) on that socket,
+//!   until no datagram came for `--idle-timeout` (then exit, and inetd
+//!   takes the socket back) or SIGTERM.
+//!
+//! inetd puts the socket on standard error too: log records and error
+//! messages would go to the peer, mixed into its echo. So when standard
+//! error is the very socket of standard input, nothing is logged and
+//! nothing is said; the exit status tells. Nothing is ever written to
+//! standard output but echo.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ricochet::blocking::{DriveError, HalfClose, StdStream, serve_connection};
+use ricochet::clock::Clock;
+use ricochet::serve::signals::SignalWatcher;
+use ricochet::serve::{InheritedSocket, Server, ServerConfig};
+use socket2::{Domain, Socket, Type};
+
+use super::log::LogFormat;
+use super::privileges::{self, Target};
+use super::say;
+
+/// Longest blocking read or write before the session sees the time (its
+/// timeouts fire at most this late).
+const MAX_TICK: Duration = Duration::from_secs(1);
+
+/// What `--inetd` needs from the command line.
+#[derive(Debug)]
+pub(crate) struct Options {
+    /// Echo mode, timeouts, buffer size and the UDP policy (no endpoints).
+    pub(crate) config: ServerConfig,
+    /// `--user` / `--group`.
+    pub(crate) drop_to: Option<Target>,
+    /// `--log-format`.
+    pub(crate) log_format: LogFormat,
+}
+
+/// Whether fds 0 and 2 are one open file (inetd's socket on both).
+fn stderr_is_stdin() -> bool {
+    let id = |fd: io::Result<OwnedFd>| {
+        fd.and_then(|fd| std::fs::File::from(fd).metadata())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    match (
+        id(io::stdin().as_fd().try_clone_to_owned()),
+        id(io::stderr().as_fd().try_clone_to_owned()),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Runs `--inetd` to the end; returns the exit status.
+pub(crate) fn run(options: Options) -> ExitCode {
+    let quiet = stderr_is_stdin();
+    let report = |msg: &str| {
+        if !quiet {
+            say(format_args!("ricochet serve --inetd: {msg}"));
+        }
+    };
+    if !quiet {
+        super::log::init(options.log_format);
+    }
+    let socket = match io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => Socket::from(fd),
+        Err(e) => {
+            report(&format!(
+                "standard input is closed ({e}): --inetd serves the socket inetd passes there"
+            ));
+            return ExitCode::from(2);
+        }
+    };
+    let kind = match socket.r#type() {
+        Ok(t) => t,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+            report(
+                "standard input is not a socket: --inetd is for inetd, xinetd or a systemd \
+                 socket unit with Accept=yes, which start the server with the connection on \
+                 standard input. To listen yourself, leave --inetd out",
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            report(&format!("cannot inspect standard input: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(target) = &options.drop_to {
+        if let Err(e) = privileges::drop_to(target, &[]) {
+            report(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    } else if let Some(warning) = privileges::root_warning() {
+        tracing::warn!("{warning}");
+    }
+    if kind == Type::STREAM {
+        if socket.is_listener().unwrap_or(false) {
+            report(
+                "standard input is a listening socket (inetd `wait` for a stream service): \
+                 configure the service as `nowait` (xinetd: `wait = no`; systemd: Accept=yes), \
+                 or let ricochet listen itself (socket activation with Accept=no)",
+            );
+            return ExitCode::from(2);
+        }
+        serve_stream(socket, &options.config)
+    } else if kind == Type::DGRAM && matches!(socket.domain(), Ok(Domain::IPV4 | Domain::IPV6)) {
+        serve_datagrams(socket, options.config, &report)
+    } else {
+        report(
+            "standard input is neither a connected stream socket nor a UDP socket: --inetd \
+             serves `stream nowait` and `dgram wait` (udp) services",
+        );
+        ExitCode::from(2)
+    }
+}
+
+/// How long one blocking call may wait before the session sees the time.
+fn tick(config: &ServerConfig) -> Duration {
+    [config.idle_timeout, config.drain_timeout]
+        .into_iter()
+        .flatten()
+        .map(|t| t / 2)
+        .fold(MAX_TICK, Duration::min)
+        .max(Duration::from_millis(10))
+}
+
+fn serve_stream(socket: Socket, config: &ServerConfig) -> ExitCode {
+    let tick = tick(config);
+    let _ = socket.set_read_timeout(Some(tick));
+    let _ = socket.set_write_timeout(Some(tick));
+    let unix = socket.domain().is_ok_and(|d| d == Domain::UNIX);
+    let fd = OwnedFd::from(socket);
+    if unix {
+        serve_one(
+            StdStream::new(std::os::unix::net::UnixStream::from(fd)),
+            config,
+        )
+    } else {
+        let tcp = std::net::TcpStream::from(fd);
+        let _ = tcp.set_nodelay(true);
+        serve_one(StdStream::new(tcp), config)
+    }
+}
+
+/// Serves the connection; resets it (`SO_LINGER` 0) if the session aborted.
+fn serve_one<S>(mut stream: StdStream<S>, config: &ServerConfig) -> ExitCode
+where
+    S: io::Read + io::Write + AsFd,
+    StdStream<S>: HalfClose,
+{
+    let storage = vec![0u8; config.buffer_size.bytes()];
+    let started = Instant::now();
+    match serve_connection(&mut stream, storage, config.session_config(), &Clock::new()) {
+        Ok(stats) => {
+            tracing::debug!(
+                bytes_in = stats.bytes_in,
+                bytes_out = stats.bytes_out,
+                secs = started.elapsed().as_secs_f64(),
+                "connection closed"
+            );
+        }
+        Err(DriveError::Aborted { reason, stats }) => {
+            tracing::warn!(%reason, bytes_in = stats.bytes_in, "connection aborted (reset)");
+            // inetd holds copies of the socket on fds 0-2: the reset happens
+            // when the last one closes, at exit.
+            let _ = socket2::SockRef::from(stream.get_ref()).set_linger(Some(Duration::ZERO));
+        }
+        Err(e) => tracing::warn!(error = %e, "connection ended"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&str)) -> ExitCode {
+    config.threads = 1;
+    config.stats_interval = None;
+    let idle = config.idle_timeout;
+    let tick = tick(&config);
+    let udp = std::net::UdpSocket::from(socket);
+    let server = match Server::bind_with(config, vec![InheritedSocket::Udp(udp)]) {
+        Ok(s) => s,
+        Err(e) => {
+            report(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = match server.spawn() {
+        Ok(h) => h,
+        Err(e) => {
+            report(&e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    let controller = handle.controller();
+    let watcher = SignalWatcher::start(handle.controller()).ok();
+    let mut last = handle.stats().udp.received;
+    let mut active_at = Instant::now();
+    while !controller.is_stopping() {
+        std::thread::sleep(tick);
+        let received = handle.stats().udp.received;
+        if received != last {
+            last = received;
+            active_at = Instant::now();
+        } else if idle.is_some_and(|idle| active_at.elapsed() >= idle) {
+            tracing::debug!("no datagram for the idle timeout: handing the socket back to inetd");
+            controller.shutdown();
+        }
+    }
+    let result = handle.join();
+    drop(watcher);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}

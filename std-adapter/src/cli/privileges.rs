@@ -1,0 +1,218 @@
+//! `--user` / `--group`: give up root once every socket is bound.
+//!
+//! Binding port 7 needs root (or `CAP_NET_BIND_SERVICE`); serving it does
+//! not. With `--user NAME` the server binds everything as root, hands its
+//! Unix socket files to that user (so `--unix-mode` applies to it and the
+//! files can be removed at exit, given a writable directory), then switches
+//! to the user and group for good (`privdrop`: supplementary groups
+//! cleared, then group, then user) and checks the result: no real,
+//! effective or saved id left at root, no way back to root. Any failure
+//! stops the server before it serves anything: running on as root when
+//! asked not to would be worse than not running.
+//!
+//! Without `--user`, running as root only earns a warning with the ways
+//! to avoid it.
+
+use std::fmt;
+use std::path::Path;
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+/// Who to become.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// User name (or numeric id).
+    pub(crate) user: String,
+    /// Group name (or numeric id); the user's primary group when `None`.
+    pub(crate) group: Option<String>,
+}
+
+/// Why the privileges could not be dropped.
+#[derive(Debug)]
+pub(crate) enum DropError {
+    /// No such user.
+    UnknownUser(String),
+    /// No such group.
+    UnknownGroup(String),
+    /// Not running as root: there is nothing to drop and no right to switch.
+    NotRoot { user: String },
+    /// The user or group database could not be read.
+    Lookup(String, nix::Error),
+    /// A socket file could not be handed to the user.
+    Chown(String, std::io::Error),
+    /// The switch failed.
+    Switch(String),
+    /// The switch reported success but root privileges remain.
+    StillPrivileged(String),
+}
+
+impl fmt::Display for DropError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropError::UnknownUser(u) => write!(
+                f,
+                "--user {u}: no such user (see `getent passwd`); refusing to serve as root: \
+                 create the user (e.g. `useradd --system --no-create-home ricochet`) or name an \
+                 existing unprivileged one such as nobody"
+            ),
+            DropError::UnknownGroup(g) => write!(
+                f,
+                "--group {g}: no such group (see `getent group`); refusing to serve as root"
+            ),
+            DropError::NotRoot { user } => write!(
+                f,
+                "--user {user}: only root can switch users (this process runs as uid {}): start \
+                 as root to bind and drop to {user}, or leave --user out",
+                Uid::effective()
+            ),
+            DropError::Lookup(what, e) => write!(f, "cannot look up {what}: {e}"),
+            DropError::Chown(path, e) => write!(
+                f,
+                "cannot hand the socket file {path} to the --user: {e}; refusing to serve as root"
+            ),
+            DropError::Switch(e) => {
+                write!(f, "cannot drop privileges: {e}; refusing to serve as root")
+            }
+            DropError::StillPrivileged(what) => write!(
+                f,
+                "privileges were not fully dropped ({what}); refusing to serve"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DropError {}
+
+/// The ids of `target`, looked up (numeric ids are accepted too).
+fn resolve(target: &Target) -> Result<(Uid, Gid), DropError> {
+    let user = match User::from_name(&target.user) {
+        Ok(Some(u)) => u,
+        Ok(None) => match target.user.parse::<u32>() {
+            Ok(id) => User::from_uid(Uid::from_raw(id))
+                .map_err(|e| DropError::Lookup(format!("user {id}"), e))?
+                .ok_or_else(|| DropError::UnknownUser(target.user.clone()))?,
+            Err(_) => return Err(DropError::UnknownUser(target.user.clone())),
+        },
+        Err(e) => return Err(DropError::Lookup(format!("user {}", target.user), e)),
+    };
+    let gid = match &target.group {
+        None => user.gid,
+        Some(name) => match Group::from_name(name) {
+            Ok(Some(g)) => g.gid,
+            Ok(None) => match name.parse::<u32>() {
+                Ok(id) => {
+                    Group::from_gid(Gid::from_raw(id))
+                        .map_err(|e| DropError::Lookup(format!("group {id}"), e))?
+                        .ok_or_else(|| DropError::UnknownGroup(name.clone()))?
+                        .gid
+                }
+                Err(_) => return Err(DropError::UnknownGroup(name.clone())),
+            },
+            Err(e) => return Err(DropError::Lookup(format!("group {name}"), e)),
+        },
+    };
+    Ok((user.uid, gid))
+}
+
+/// Hands `unix_files` to `target`, then becomes `target` for good and checks it.
+///
+/// Call after every socket is bound and before any client is served.
+pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid), DropError> {
+    let (uid, gid) = resolve(target)?;
+    if !Uid::effective().is_root() {
+        return Err(DropError::NotRoot {
+            user: target.user.clone(),
+        });
+    }
+    for path in unix_files {
+        std::os::unix::fs::chown(path, Some(uid.as_raw()), Some(gid.as_raw()))
+            .map_err(|e| DropError::Chown(path.display().to_string(), e))?;
+    }
+    privdrop::PrivDrop::default()
+        .user(uid.as_raw().to_string())
+        .group(gid.as_raw().to_string())
+        .fallback_to_ids_if_names_are_numeric()
+        .apply()
+        .map_err(|e| DropError::Switch(e.to_string()))?;
+    verify(uid, gid)?;
+    Ok((uid, gid))
+}
+
+/// Checks that no id is root any more, and that root cannot be regained.
+fn verify(uid: Uid, gid: Gid) -> Result<(), DropError> {
+    let still = |what: String| Err(DropError::StillPrivileged(what));
+    let ids = nix::unistd::getresuid().map_err(|e| DropError::Switch(e.to_string()))?;
+    if [ids.real, ids.effective, ids.saved] != [uid; 3] {
+        return still(format!(
+            "uids real {} effective {} saved {}, expected {uid}",
+            ids.real, ids.effective, ids.saved
+        ));
+    }
+    let gids = nix::unistd::getresgid().map_err(|e| DropError::Switch(e.to_string()))?;
+    if [gids.real, gids.effective, gids.saved] != [gid; 3] {
+        return still(format!(
+            "gids real {} effective {} saved {}, expected {gid}",
+            gids.real, gids.effective, gids.saved
+        ));
+    }
+    let groups = nix::unistd::getgroups().map_err(|e| DropError::Switch(e.to_string()))?;
+    if groups.iter().any(|g| *g != gid) {
+        return still(format!("supplementary groups {groups:?} kept"));
+    }
+    if !uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        return still("setuid(0) still succeeds".to_owned());
+    }
+    Ok(())
+}
+
+/// The warning for a server left running as root, or `None` if it is not root.
+pub(crate) fn root_warning() -> Option<&'static str> {
+    Uid::effective().is_root().then_some(
+        "running as root: once bound, the server needs no privileges. Add --user NAME (e.g. \
+         --user nobody) to drop root after binding, or do not start it as root at all: let \
+         systemd bind port 7 (socket activation, contrib/systemd/ricochet.socket), or grant \
+         only the right to bind low ports (`setcap cap_net_bind_service=+ep $(command -v \
+         ricochet)`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in a unit)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_user_and_group_are_named_in_the_error() {
+        let e = resolve(&Target {
+            user: "no-such-user-ricochet".into(),
+            group: None,
+        })
+        .unwrap_err();
+        assert!(matches!(e, DropError::UnknownUser(_)), "{e:?}");
+        assert!(e.to_string().contains("no-such-user-ricochet"), "{e}");
+        let e = resolve(&Target {
+            user: "root".into(),
+            group: Some("no-such-group-ricochet".into()),
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("--group no-such-group-ricochet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn names_and_numeric_ids_resolve_to_the_same_ids() {
+        let by_name = resolve(&Target {
+            user: "root".into(),
+            group: None,
+        })
+        .unwrap();
+        assert_eq!(by_name, (Uid::from_raw(0), Gid::from_raw(0)));
+        let by_id = resolve(&Target {
+            user: "0".into(),
+            group: Some("0".into()),
+        })
+        .unwrap();
+        assert_eq!(by_id, by_name);
+    }
+}

@@ -1,0 +1,237 @@
+//! Sockets inherited from a service manager (socket activation): systemd's
+//! `LISTEN_FDS` protocol, as `systemd-socket-activate` and `systemfd` speak
+//! it too.
+//!
+//! The manager binds the sockets (port 7 needs no root in the server then)
+//! and passes them as descriptors 3, 4, ... with `LISTEN_FDS` (their count)
+//! and `LISTEN_PID` (the process they are meant for: ignored when it names
+//! another process). [`from_env`] takes them, once per process, and tells
+//! each one's kind from the socket itself: a listening TCP socket
+//! (`ListenStream=7`, IPv4 or IPv6), a UDP socket (`ListenDatagram=7`) or a
+//! listening Unix stream socket (`ListenStream=/run/echo.sock`). Anything
+//! else is refused with a message that names the descriptor and the fix;
+//! a connected socket means the socket unit has `Accept=yes`, which is
+//! inetd style (`ricochet serve --inetd`), not this.
+//!
+//! [`Server::bind_with`](super::Server::bind_with) serves them beside any
+//! explicitly configured endpoint. The manager owns the addresses: an
+//! inherited Unix socket file is never removed by the server.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use socket2::SockRef;
+
+use super::error::{BindError, Endpoint};
+use super::listener::TcpGroup;
+use super::unix::SocketFile;
+
+/// The first descriptor of the `LISTEN_FDS` protocol (`SD_LISTEN_FDS_START`).
+const FIRST_FD: i32 = 3;
+
+/// A socket passed by the service manager, by kind.
+#[derive(Debug)]
+pub enum InheritedSocket {
+    /// A listening TCP socket (IPv4 or IPv6).
+    Tcp(TcpListener),
+    /// A UDP socket.
+    Udp(UdpSocket),
+    /// A listening Unix stream socket.
+    Unix(UnixListener),
+}
+
+impl InheritedSocket {
+    /// The endpoint it serves: its bound address, or a Unix socket's path
+    /// (`@name` for an abstract one).
+    pub fn endpoint(&self) -> io::Result<Endpoint> {
+        Ok(match self {
+            InheritedSocket::Tcp(l) => Endpoint::Tcp(l.local_addr()?),
+            InheritedSocket::Udp(s) => Endpoint::Udp(s.local_addr()?),
+            InheritedSocket::Unix(l) => Endpoint::Unix(unix_name(&l.local_addr()?)),
+        })
+    }
+
+    /// The socket address of a TCP or UDP socket.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            InheritedSocket::Tcp(l) => l.local_addr().ok(),
+            InheritedSocket::Udp(s) => s.local_addr().ok(),
+            InheritedSocket::Unix(_) => None,
+        }
+    }
+}
+
+fn unix_name(addr: &std::os::unix::net::SocketAddr) -> PathBuf {
+    if let Some(path) = addr.as_pathname() {
+        return path.to_owned();
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(name) = addr.as_abstract_name() {
+            return PathBuf::from(format!("@{}", String::from_utf8_lossy(name)));
+        }
+    }
+    PathBuf::from("(unnamed)")
+}
+
+/// Why an inherited descriptor cannot be served.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ActivationError {
+    /// A connected stream socket: the socket unit has `Accept=yes`.
+    Connected {
+        /// The descriptor.
+        fd: i32,
+    },
+    /// Not a listening TCP or Unix stream socket, nor a UDP socket.
+    Unsupported {
+        /// The descriptor.
+        fd: i32,
+    },
+    /// The descriptor could not be inspected.
+    Io {
+        /// The descriptor.
+        fd: i32,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ActivationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActivationError::Connected { fd } => write!(
+                f,
+                "inherited descriptor {fd} (LISTEN_FDS) is a connected stream socket, not a \
+                 listener: the socket unit has Accept=yes. Set Accept=no (ricochet serves every \
+                 connection itself), or start `ricochet serve --inetd` per connection"
+            ),
+            ActivationError::Unsupported { fd } => write!(
+                f,
+                "inherited descriptor {fd} (LISTEN_FDS) is neither a listening TCP or Unix stream \
+                 socket nor a UDP socket: ricochet serves ListenStream= (an IP port or a Unix \
+                 path) and ListenDatagram= (an IP port); remove the other Listen*= lines from \
+                 the socket unit"
+            ),
+            ActivationError::Io { fd, source } => {
+                write!(f, "inherited descriptor {fd} (LISTEN_FDS): {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ActivationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ActivationError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Takes the sockets the service manager passed to this process.
+///
+/// Empty without `LISTEN_FDS`, or when `LISTEN_PID` names another process.
+/// Takes them at most once per process: a second call returns an empty
+/// list (the variables are removed from the environment, so child
+/// processes do not see them either). Call it before starting threads
+/// (it changes the environment). Each socket is returned as the manager
+/// configured it (still blocking; [`Server::bind_with`](super::Server::bind_with)
+/// makes it non-blocking).
+pub fn from_env() -> Result<Vec<InheritedSocket>, ActivationError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    (0..fds.len())
+        .map(|i| {
+            let fd = FIRST_FD.saturating_add(i32::try_from(i).unwrap_or(i32::MAX));
+            take(&mut fds, i, fd)
+        })
+        .collect()
+}
+
+/// Takes descriptor `idx` of `fds` as whichever kind it is.
+fn take(
+    fds: &mut listenfd::ListenFd,
+    idx: usize,
+    fd: i32,
+) -> Result<InheritedSocket, ActivationError> {
+    let io = |source| ActivationError::Io { fd, source };
+    if let Ok(Some(l)) = fds.take_tcp_listener(idx) {
+        check_listening(SockRef::from(&l), fd)?;
+        return Ok(InheritedSocket::Tcp(l));
+    }
+    if let Ok(Some(s)) = fds.take_udp_socket(idx) {
+        return Ok(InheritedSocket::Udp(s));
+    }
+    match fds.take_unix_listener(idx) {
+        Ok(Some(l)) => {
+            check_listening(SockRef::from(&l), fd)?;
+            Ok(InheritedSocket::Unix(l))
+        }
+        Ok(None) => Err(io(io::Error::other("already taken"))),
+        Err(_) => Err(ActivationError::Unsupported { fd }),
+    }
+}
+
+fn check_listening(socket: SockRef<'_>, fd: i32) -> Result<(), ActivationError> {
+    match socket.is_listener() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ActivationError::Connected { fd }),
+        Err(source) => Err(ActivationError::Io { fd, source }),
+    }
+}
+
+/// Inherited sockets ready for the workers, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct Adopted {
+    pub(crate) tcp: Vec<TcpGroup>,
+    pub(crate) udp: Vec<(SocketAddr, UdpSocket)>,
+    pub(crate) unix: Vec<(UnixListener, SocketFile)>,
+}
+
+/// Makes `sockets` non-blocking and ready for `workers` workers: each TCP
+/// listener is shared by every worker (one `SO_REUSEPORT` group per worker
+/// needs sockets the server binds itself), each Unix listener too, and each
+/// UDP socket is served by one worker. Inherited Unix socket files belong
+/// to the manager and are never removed.
+pub(crate) fn adopt(sockets: Vec<InheritedSocket>, workers: usize) -> Result<Adopted, BindError> {
+    let mut adopted = Adopted::default();
+    for socket in sockets {
+        match socket {
+            InheritedSocket::Tcp(l) => {
+                let fail = |e| BindError::from_io(Endpoint::Tcp(unspecified()), e);
+                let addr = l.local_addr().map_err(fail)?;
+                let fail = |e| BindError::from_io(Endpoint::Tcp(addr), e);
+                l.set_nonblocking(true).map_err(fail)?;
+                let mut sockets = Vec::with_capacity(workers);
+                for _ in 1..workers {
+                    sockets.push(l.try_clone().map_err(fail)?);
+                }
+                sockets.push(l);
+                adopted.tcp.push(TcpGroup { addr, sockets });
+            }
+            InheritedSocket::Udp(s) => {
+                let fail = |e| BindError::from_io(Endpoint::Udp(unspecified()), e);
+                let addr = s.local_addr().map_err(fail)?;
+                s.set_nonblocking(true)
+                    .map_err(|e| BindError::from_io(Endpoint::Udp(addr), e))?;
+                adopted.udp.push((addr, s));
+            }
+            InheritedSocket::Unix(l) => {
+                let fail = |e| BindError::from_io(Endpoint::Unix(PathBuf::from("(inherited)")), e);
+                let path = unix_name(&l.local_addr().map_err(fail)?);
+                l.set_nonblocking(true)
+                    .map_err(|e| BindError::from_io(Endpoint::Unix(path.clone()), e))?;
+                adopted.unix.push((l, SocketFile::not_ours(path)));
+            }
+        }
+    }
+    Ok(adopted)
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}

@@ -1,0 +1,529 @@
+//! The metrics endpoint: a deliberately small HTTP/1.1 server on one thread.
+//!
+//! It answers `GET /metrics` (404 for any other path, 405 for any other
+//! method, 400 for what is not HTTP) and closes the connection after each
+//! response. It cannot hold the echo server up, nor be held up for long:
+//!
+//! - **its own thread**, one non-blocking mio event loop: a slow or hostile
+//!   client never blocks an echo worker, and the workers never wait for it
+//!   (a scrape reads the counters the workers publish once per turn);
+//! - **a handful of connections** ([`MetricsConfig::max_connections`], 8 by
+//!   default): one more is answered `503` and closed at once;
+//! - **a bounded request** ([`MetricsConfig::max_request`], 8 KiB of request
+//!   line and headers): a longer one is answered `431` and closed;
+//! - **a deadline per connection** ([`MetricsConfig::timeout`], 5 s from
+//!   accept to the end of the exchange): a client that dawdles (slowloris)
+//!   is dropped, whatever it is doing.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use super::{Format, render};
+use crate::serve::ServerStats;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// How the metrics endpoint is bound and bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to listen (`ricochet serve --metrics`; loopback unless told otherwise).
+    pub addr: SocketAddr,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest request line plus headers, in bytes; longer is answered 431.
+    pub max_request: usize,
+    /// Time from accept to the end of the exchange; then the connection is dropped.
+    pub timeout: Duration,
+}
+
+impl MetricsConfig {
+    /// Defaults for `addr`: 8 connections, 8 KiB requests, 5 s per connection.
+    pub fn new(addr: SocketAddr) -> Self {
+        MetricsConfig {
+            addr,
+            max_connections: 8,
+            max_request: 8 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the metrics endpoint could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The event loop or its thread could not be created.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsError::Bind { addr, source } => {
+                let hint = match source.kind() {
+                    io::ErrorKind::AddrInUse => {
+                        " (another server listens there: pick another port, or 0 for any free \
+                         one, e.g. --metrics 127.0.0.1:0)"
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        " (ports below 1024 need root or CAP_NET_BIND_SERVICE: use a higher port \
+                         such as 9107)"
+                    }
+                    io::ErrorKind::AddrNotAvailable => {
+                        " (the address is not configured on this machine)"
+                    }
+                    _ => "",
+                };
+                write!(f, "metrics {addr}: {source}{hint}")
+            }
+            MetricsError::Spawn(e) => write!(f, "cannot start the metrics endpoint: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MetricsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MetricsError::Bind { source, .. } | MetricsError::Spawn(source) => Some(source),
+        }
+    }
+}
+
+/// A bound metrics endpoint that does not serve yet.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    config: MetricsConfig,
+}
+
+impl MetricsServer {
+    /// Binds `config.addr` (port 0: any free port, see [`MetricsServer::local_addr`]).
+    pub fn bind(config: MetricsConfig) -> Result<MetricsServer, MetricsError> {
+        let fail = |source| MetricsError::Bind {
+            addr: config.addr,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(config.addr).map_err(fail)?;
+        listener.set_nonblocking(true).map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        Ok(MetricsServer {
+            listener,
+            addr,
+            config,
+        })
+    }
+
+    /// The bound address, with the real port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `stats` on a thread of its own until [`MetricsHandle::stop`].
+    pub fn spawn(self, stats: Arc<ServerStats>) -> Result<MetricsHandle, MetricsError> {
+        let poll = Poll::new().map_err(MetricsError::Spawn)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(MetricsError::Spawn)?;
+        let mut listener = TcpListener::from_std(self.listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(MetricsError::Spawn)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut endpoint = Endpoint {
+            poll,
+            listener,
+            conns: Slab::new(),
+            config: self.config,
+            stats,
+            stop: Arc::clone(&stop),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ricochet-metrics".into())
+            .spawn(move || endpoint.run())
+            .map_err(MetricsError::Spawn)?;
+        Ok(MetricsHandle {
+            addr: self.addr,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running metrics endpoint; dropping it stops it too.
+#[derive(Debug)]
+pub struct MetricsHandle {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    waker: Waker,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: the listener and every connection close.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MetricsHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Where a connection is in its one exchange.
+#[derive(Debug, PartialEq, Eq)]
+enum Stage {
+    /// Reading the request line and headers.
+    Reading,
+    /// Writing the response.
+    Writing,
+    /// Response sent and write side shut: discarding input until the peer closes.
+    Draining,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    sent: usize,
+    deadline: Instant,
+    stage: Stage,
+}
+
+struct Endpoint {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    config: MetricsConfig,
+    stats: Arc<ServerStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Endpoint {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self
+                .conns
+                .iter()
+                .map(|(_, c)| c.deadline)
+                .min()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::warn!(error = %e, "metrics endpoint: event loop failed; metrics are off");
+                return;
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(key) => self.drive(key),
+                }
+            }
+            let now = Instant::now();
+            let expired: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.deadline <= now)
+                .map(|(k, _)| k)
+                .collect();
+            for key in expired {
+                tracing::debug!("metrics endpoint: dropping a connection past its deadline");
+                self.close(key);
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.conns.len() >= self.config.max_connections {
+                        tracing::debug!(%peer, "metrics endpoint busy: refusing a connection");
+                        // A fresh socket's send buffer takes this whole; if not, it is dropped.
+                        let _ = stream.write(&response(
+                            "503 Service Unavailable",
+                            "text/plain",
+                            "too many connections\n",
+                        ));
+                        continue;
+                    }
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut stream,
+                            Token(key),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    entry.insert(Conn {
+                        stream,
+                        input: Vec::new(),
+                        output: Vec::new(),
+                        sent: 0,
+                        deadline: Instant::now() + self.config.timeout,
+                        stage: Stage::Reading,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Edge-triggered: the next connection brings the next try, no spinning.
+                    tracing::debug!(error = %e, "metrics endpoint: accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves connection `key` as far as it goes now; closes it when done or failed.
+    fn drive(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if step(conn, &self.config, &self.stats).unwrap_or(true) {
+            self.close(key);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if self.conns.contains(key) {
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+}
+
+/// Reads, answers and drains as far as the socket allows; `Ok(true)` when finished.
+fn step(conn: &mut Conn, config: &MetricsConfig, stats: &Arc<ServerStats>) -> io::Result<bool> {
+    let mut buf = [0u8; 1024];
+    if conn.stage == Stage::Reading {
+        loop {
+            match conn.stream.read(&mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    conn.input.extend_from_slice(&buf[..n]);
+                    if let Some(end) = head_end(&conn.input) {
+                        conn.output = answer(&conn.input[..end], stats);
+                        conn.stage = Stage::Writing;
+                        break;
+                    }
+                    if conn.input.len() >= config.max_request {
+                        conn.output = response(
+                            "431 Request Header Fields Too Large",
+                            "text/plain",
+                            "request too large\n",
+                        );
+                        conn.stage = Stage::Writing;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        conn.input = Vec::new();
+    }
+    if conn.stage == Stage::Writing {
+        while conn.sent < conn.output.len() {
+            match conn.stream.write(&conn.output[conn.sent..]) {
+                Ok(0) => return Ok(true),
+                Ok(n) => conn.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // FIN after the response; closing with unread input would send a
+        // reset that could destroy the response in flight.
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        conn.stage = Stage::Draining;
+    }
+    loop {
+        match conn.stream.read(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The length of the request head (request line and headers, through the blank line).
+fn head_end(input: &[u8]) -> Option<usize> {
+    let crlf = input
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    let lf = input.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The whole response to a request `head`.
+fn answer(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
+    let Ok(head) = std::str::from_utf8(head) else {
+        return response("400 Bad Request", "text/plain", "not an HTTP request\n");
+    };
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let (Some(method), Some(target), Some(version), None) =
+        (first.next(), first.next(), first.next(), first.next())
+    else {
+        return response("400 Bad Request", "text/plain", "not an HTTP request\n");
+    };
+    if !version.starts_with("HTTP/1.") {
+        return response("400 Bad Request", "text/plain", "HTTP/1.x only\n");
+    }
+    let path = target.split('?').next().unwrap_or(target);
+    if path != "/metrics" {
+        return response("404 Not Found", "text/plain", "metrics are at /metrics\n");
+    }
+    if method != "GET" {
+        return response_with(
+            "405 Method Not Allowed",
+            "Allow: GET\r\n",
+            "text/plain",
+            "GET only\n",
+        );
+    }
+    let accept = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("accept")
+            .then(|| value.trim())
+    });
+    let format = Format::negotiate(accept);
+    response("200 OK", format.content_type(), &render(stats, format))
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    response_with(status, "", content_type, body)
+}
+
+/// A response with `headers` (each ending in CRLF) besides the usual ones.
+fn response_with(status: &str, headers: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> Arc<ServerStats> {
+        Arc::new(ServerStats::new(1))
+    }
+
+    fn status(r: &[u8]) -> String {
+        let text = String::from_utf8_lossy(r);
+        text.lines().next().unwrap_or("").to_owned()
+    }
+
+    #[test]
+    fn get_metrics_is_answered_with_the_negotiated_format() {
+        let r = answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &stats());
+        assert_eq!(status(&r), "HTTP/1.1 200 OK");
+        let text = String::from_utf8_lossy(&r);
+        assert!(
+            text.contains("Content-Type: text/plain; version=0.0.4"),
+            "{text}"
+        );
+        let r = answer(
+            b"GET /metrics?x=1 HTTP/1.1\r\naccept: application/openmetrics-text;version=1.0.0,*/*\r\n\r\n",
+            &stats(),
+        );
+        let text = String::from_utf8_lossy(&r);
+        assert!(
+            text.contains("Content-Type: application/openmetrics-text"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn other_paths_methods_and_garbage_get_their_status() {
+        let s = stats();
+        assert_eq!(
+            status(&answer(b"GET / HTTP/1.1\r\n\r\n", &s)),
+            "HTTP/1.1 404 Not Found"
+        );
+        let r = answer(b"POST /metrics HTTP/1.1\r\n\r\n", &s);
+        assert_eq!(status(&r), "HTTP/1.1 405 Method Not Allowed");
+        let text = String::from_utf8_lossy(&r);
+        assert!(text.contains("\r\nAllow: GET\r\n"), "{text}");
+        assert!(text.ends_with("GET only\n"), "{text}");
+        for bad in [
+            &b"hello\r\n\r\n"[..],
+            b"GET /metrics\r\n\r\n",
+            b"GET /metrics SMTP/1\r\n\r\n",
+            b"\xff\xfe\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(&answer(bad, &s)),
+                "HTTP/1.1 400 Bad Request",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn head_ends_at_the_first_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+}

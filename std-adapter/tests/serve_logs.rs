@@ -1,0 +1,68 @@
+//! `--log-format json`: one JSON object per stderr line, beside the human
+//! format, through the same never-failing writer.
+
+mod daemon_support;
+mod serve_support;
+
+use serve_support::{IO_TIMEOUT, Proc, connect, round_trip};
+
+#[test]
+fn json_log_format_writes_one_object_per_line_with_the_fields() {
+    let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--log-format", "json"]);
+    let lines = p.listening(1);
+    let tcp = lines[0].1.parse().unwrap();
+    round_trip(&mut connect(tcp), b"logged");
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    let records: Vec<serde_json::Value> = daemon_support::rest_of(&p.stderr)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let listening = records
+        .iter()
+        .find(|r| r["fields"]["message"] == "listening")
+        .unwrap_or_else(|| panic!("no listening record in {records:#?}"));
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["fields"]["endpoint"], format!("tcp {tcp}"));
+    assert!(listening["timestamp"].is_string() && listening["target"].is_string());
+    let stopped = records
+        .iter()
+        .find(|r| r["fields"]["message"] == "stopped")
+        .expect("a stopped record");
+    assert_eq!(stopped["fields"]["accepted"], 1);
+    assert_eq!(stopped["fields"]["bytes_out"], 6);
+}
+
+#[test]
+fn human_log_format_stays_the_default() {
+    let mut p = Proc::serve(&["--tcp", "127.0.0.1:0"]);
+    let line = p.wait_stderr("listening", IO_TIMEOUT);
+    assert!(
+        line.contains("INFO") && !line.trim_start().starts_with('{'),
+        "{line}"
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// The JSON format writes through the same never-failing writer: a stderr
+/// with no reader (EPIPE on every record) loses records, nothing else.
+#[test]
+fn json_logs_to_a_dead_stderr_neither_stop_serving_nor_shutdown() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = std::process::Command::new(daemon_support::bin());
+    cmd.args(["serve", "--tcp", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(writer);
+    let mut p = Proc::spawn_with(cmd);
+    let tcp = p.listening(1)[0].1.parse().unwrap();
+    for i in 0..5u8 {
+        round_trip(&mut connect(tcp), &[i; 32]);
+    }
+    assert!(p.child.try_wait().unwrap().is_none(), "the server died");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(IO_TIMEOUT).code(), Some(0));
+}

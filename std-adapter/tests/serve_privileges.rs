@@ -1,0 +1,183 @@
+//! `--user`/`--group`: root is dropped once every socket is bound, checked
+//! in /proc; a drop that cannot happen stops the server; root without
+//! `--user` is warned. These tests run as root (as CI does): they say so
+//! and fail otherwise, never skip.
+
+mod daemon_support;
+mod serve_support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+
+use daemon_support::{bin, require};
+use serve_support::{IO_TIMEOUT, Proc, connect, output_within, round_trip};
+
+fn assert_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap().to_owned())
+        })
+        .unwrap();
+    assert_eq!(
+        uid, "0",
+        "these tests drop root, so they must run as root (CI does)"
+    );
+}
+
+/// A copy of the binary that any user may run (the checkout itself may sit
+/// in a directory only root can enter); kept alive by the returned dir.
+fn world_executable_bin() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("ricochet");
+    std::fs::copy(bin(), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = copy.to_str().unwrap().to_owned();
+    (dir, copy)
+}
+
+/// `setpriv` running `ricochet serve ARGS` as nobody (never root).
+fn as_nobody(args: &[&str]) -> (tempfile::TempDir, Command) {
+    require("setpriv", "util-linux");
+    let (dir, copy) = world_executable_bin();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", &copy])
+        .arg("serve")
+        .args(args);
+    (dir, cmd)
+}
+
+/// The `Uid:`, `Gid:` and `Groups:` lines of /proc/PID/status.
+fn ids(pid: u32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+#[test]
+fn user_nobody_drops_every_id_after_binding_and_still_serves() {
+    assert_root();
+    // A sticky, world-writable directory (like /tmp): nobody may remove its own socket file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = dir.path().join("dropped.sock");
+    let mut p = Proc::serve(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--unix",
+        path.to_str().unwrap(),
+        "--user",
+        "nobody",
+        "--threads",
+        "2",
+    ]);
+    let lines = p.listening(2);
+    let (uid, gid, groups) = ids(p.child.id());
+    assert_eq!(
+        uid, "65534 65534 65534 65534",
+        "real, effective, saved, fs uid"
+    );
+    assert_eq!(gid, "65534 65534 65534 65534");
+    assert_eq!(
+        groups, "65534",
+        "no supplementary group but nobody's own (root's dropped)"
+    );
+    // Every thread, not just the main one.
+    for task in std::fs::read_dir(format!("/proc/{}/task", p.child.id())).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        assert!(
+            status.contains("Uid:\t65534\t65534\t65534\t65534"),
+            "{status}"
+        );
+    }
+    let tcp = lines
+        .iter()
+        .find(|(k, _)| k == "tcp")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    round_trip(&mut connect(tcp), b"served by nobody");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().uid(),
+        65534,
+        "socket file handed over"
+    );
+    let mut u = UnixStream::connect(&path).unwrap();
+    u.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    round_trip(&mut u, b"unix as nobody");
+    drop(u);
+    let log = p.wait_stderr("dropped privileges", IO_TIMEOUT);
+    assert!(log.contains("nobody"), "{log}");
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    assert!(!path.exists(), "nobody removed its socket file at exit");
+}
+
+#[test]
+fn unknown_user_or_group_stops_the_server_before_it_serves() {
+    assert_root();
+    for args in [
+        &["--user", "no-such-user-ricochet"][..],
+        &["--user", "nobody", "--group", "no-such-group-ricochet"],
+    ] {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--tcp", "127.0.0.1:0"]).args(args);
+        let out = output_within(&mut cmd, IO_TIMEOUT);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: nothing may be served as root"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no-such-") && err.contains("refusing to serve as root"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn user_without_root_is_refused_with_the_reason() {
+    let (_dir, mut cmd) = as_nobody(&["--tcp", "127.0.0.1:0", "--user", "nobody"]);
+    let out = output_within(&mut cmd, IO_TIMEOUT);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only root can switch users"), "{err}");
+}
+
+#[test]
+fn root_without_user_is_warned_with_the_ways_out() {
+    assert_root();
+    let mut p = Proc::serve(&["--tcp", "127.0.0.1:0"]);
+    let warning = p.wait_stderr("running as root", IO_TIMEOUT);
+    for hint in ["--user", "socket activation", "cap_net_bind_service"] {
+        assert!(warning.contains(hint), "{hint}: {warning}");
+    }
+    // Signals are handled once the listening lines are out.
+    p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+
+    // Not root: no warning.
+    let (_dir, cmd) = as_nobody(&["--tcp", "127.0.0.1:0"]);
+    let mut p = Proc::spawn(cmd);
+    p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    let err = daemon_support::rest_of(&p.stderr);
+    assert!(
+        err.iter().all(|l| !l.contains("running as root")),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,188 @@
+//! `cargo xtask dist`: what people install. The release binary, its man
+//! pages and shell completions (generated from the CLI definition by
+//! `ricochet generate`), then, in CI, the Debian package built by
+//! `cargo deb` from the crate's `[package.metadata.deb]`, inspected with
+//! `dpkg-deb -c`, and its systemd units verified by `systemd-analyze
+//! verify` inside the unpacked package.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Ctx, cargo, run};
+
+/// Where `ricochet generate` writes, under the release directory so that
+/// cargo-deb's `target/release/` asset prefix finds it in any target dir.
+const DIST_SUBDIR: &str = "dist";
+
+/// Paths the package must hold (`dpkg-deb -c`, without the leading `./`).
+const PACKAGE_MUST_HOLD: &[&str] = &[
+    "usr/bin/ricochet",
+    "usr/share/man/man1/ricochet.1.gz",
+    "usr/share/man/man1/ricochet-serve.1.gz",
+    "usr/share/man/man1/ricochet-probe.1.gz",
+    "usr/share/bash-completion/completions/ricochet",
+    "usr/share/zsh/vendor-completions/_ricochet",
+    "usr/share/fish/vendor_completions.d/ricochet.fish",
+    "usr/lib/systemd/system/ricochet.socket",
+    "usr/lib/systemd/system/ricochet.service",
+    "usr/share/doc/ricochet/copyright",
+];
+
+fn target_dir(ctx: &Ctx) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ctx.root.join("target"))
+}
+
+/// Builds the release binary and writes the man pages and completions
+/// into `target/release/dist/{man,completions}`.
+pub(crate) fn dist(ctx: &Ctx) -> Result<PathBuf, String> {
+    run(
+        &ctx.root,
+        &cargo(),
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
+    let release = target_dir(ctx).join("release");
+    let out = release.join(DIST_SUBDIR);
+    let _ = std::fs::remove_dir_all(&out);
+    let bin = release.join("ricochet");
+    run(
+        &ctx.root,
+        &bin.to_string_lossy(),
+        &["generate", &out.to_string_lossy()],
+        &[],
+    )?;
+    // Debian wants man pages gzipped (-n: no name or time stamp, reproducible).
+    for page in ["ricochet.1", "ricochet-serve.1", "ricochet-probe.1"] {
+        let page = out.join("man").join(page);
+        run(&ctx.root, "gzip", &["-9nkf", &page.to_string_lossy()], &[])?;
+    }
+    eprintln!("xtask: man pages and completions in {}", out.display());
+    Ok(out)
+}
+
+/// The CI stage: `dist`, then `cargo deb`, inspect the package, verify its units.
+pub(crate) fn stage(ctx: &Ctx) -> Result<(), String> {
+    for tool in ["cargo-deb", "dpkg-deb", "systemd-analyze"] {
+        if !crate::have(tool) {
+            return Err(format!("{tool} is needed: run `cargo xtask deps`"));
+        }
+    }
+    dist(ctx)?;
+    let debian = target_dir(ctx).join("debian");
+    let _ = std::fs::remove_dir_all(&debian);
+    run(
+        &ctx.root,
+        &cargo(),
+        &[
+            "deb",
+            "--locked",
+            "-p",
+            "ricochet",
+            "--no-build",
+            "--strip",
+            "--output",
+            &debian.to_string_lossy(),
+        ],
+        &[],
+    )?;
+    let deb = std::fs::read_dir(&debian)
+        .map_err(|e| format!("{}: {e}", debian.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| format!("cargo deb left no .deb in {}", debian.display()))?;
+    inspect(&deb)?;
+    verify_units(&deb)
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String, String> {
+    eprintln!("+ {program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `dpkg-deb -c`: every file people need is in the package.
+fn inspect(deb: &Path) -> Result<(), String> {
+    let deb = deb.to_string_lossy();
+    let listing = output("dpkg-deb", &["-c", &deb])?;
+    eprint!("{listing}");
+    let paths: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| p.trim_start_matches("./"))
+        .collect();
+    let missing: Vec<&&str> = PACKAGE_MUST_HOLD
+        .iter()
+        .filter(|want| !paths.contains(want))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("{deb} lacks {missing:?}"));
+    }
+    let info = output("dpkg-deb", &["-I", &deb])?;
+    eprint!("{info}");
+    for field in ["Package: ricochet", "Section: net", "Depends: "] {
+        if !info.contains(field) {
+            return Err(format!("{deb}: control file lacks {field:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks the package beside the system's own units and runs
+/// `systemd-analyze verify` on its units there: it must pass without a word
+/// (systemd only warns about, say, a misspelt key, and that must fail too).
+fn verify_units(deb: &Path) -> Result<(), String> {
+    let root = std::env::temp_dir().join(format!("ricochet-deb-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let result = (|| {
+        let system = root.join("usr/lib/systemd/system");
+        std::fs::create_dir_all(&system).map_err(|e| format!("{}: {e}", system.display()))?;
+        for entry in std::fs::read_dir("/usr/lib/systemd/system").map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if entry.file_type().map_err(|e| e.to_string())?.is_file() {
+                std::fs::copy(entry.path(), system.join(entry.file_name()))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        output(
+            "dpkg-deb",
+            &["-x", &deb.to_string_lossy(), &root.to_string_lossy()],
+        )?;
+        let root_arg = format!("--root={}", root.display());
+        eprintln!("+ systemd-analyze verify --man=no {root_arg} ricochet.socket ricochet.service");
+        let out = Command::new("systemd-analyze")
+            .args([
+                "verify",
+                "--man=no",
+                &root_arg,
+                "/usr/lib/systemd/system/ricochet.socket",
+                "/usr/lib/systemd/system/ricochet.service",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run systemd-analyze: {e}"))?;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() || !said.trim().is_empty() {
+            return Err(format!(
+                "systemd-analyze verify of the packaged units:\n{said}"
+            ));
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}

@@ -1,5 +1,8 @@
-//! The QEMU stages: boot the lm3s6965evb firmware with slirp forwarding a
-//! host port to guest port 7, then verify it with `ricochet probe`.
+//! The QEMU stages: boot a board's firmware (every board in `BOARDS` with a
+//! QEMU machine: lm3s6965evb, mps2-an385, mps2-an500) through
+//! `embedded/boards/qemu-run.sh` with slirp forwarding a host port to guest
+//! port 7, then verify it with `ricochet probe`. The checks are the same
+//! for every board: they only talk to port 7 and read the node's stats log.
 //!
 //! Every QEMU process is started under `timeout`, in its own process group,
 //! and killed by that group's id; nothing else is touched.
@@ -12,28 +15,72 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{Ctx, have, run};
+use crate::{BOARDS, Board, Ctx, DEFAULT_QEMU_BOARD, QemuMachine, have, run};
 
-const BOARD: &str = "embedded/boards/qemu-lm3s6965evb";
-const ELF: &str = "target/thumbv7m-none-eabi/release/ricochet-qemu-lm3s6965evb";
+/// The runner every QEMU board uses (also their `cargo run`).
+const RUNNER: &str = "embedded/boards/qemu-run.sh";
 /// An upper bound on one QEMU run in CI (the e2e checks take about a minute).
 const QEMU_LIMIT_SECS: u64 = 600;
 
-/// `cargo xtask qemu [PORT]`: build and boot, in the foreground, until Ctrl-C.
-pub(crate) fn interactive(ctx: &Ctx, port: Option<&str>) -> Result<(), String> {
-    let port = port.unwrap_or("7777");
+/// Splits `--board NAME` off `args`: the QEMU board named (default
+/// lm3s6965evb) and the remaining positional arguments.
+fn board_arg(args: &[String]) -> Result<(&'static Board, &'static QemuMachine, Vec<&str>), String> {
+    let mut name = DEFAULT_QEMU_BOARD;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--board" {
+            name = it.next().ok_or("--board needs a name")?;
+        } else if let Some(n) = arg.strip_prefix("--board=") {
+            name = n;
+        } else {
+            rest.push(arg.as_str());
+        }
+    }
+    let qemu_boards = || {
+        BOARDS
+            .iter()
+            .filter(|b| b.qemu.is_some())
+            .map(|b| b.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let board = BOARDS
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| format!("unknown board {name:?}; QEMU boards: {}", qemu_boards()))?;
+    let machine = board.qemu.as_ref().ok_or_else(|| {
+        format!(
+            "{name} does not run in QEMU (see its README); QEMU boards: {}",
+            qemu_boards()
+        )
+    })?;
+    Ok((board, machine, rest))
+}
+
+/// The firmware ELF of `board`, from its folder.
+fn elf(board: &Board) -> String {
+    format!("target/{}/release/{}", board.target, board.package)
+}
+
+/// `cargo xtask qemu [--board NAME] [PORT]`: build and boot, in the
+/// foreground, until Ctrl-C.
+pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let (board, _, rest) = board_arg(args)?;
+    let port = rest.first().copied().unwrap_or("7777");
     port.parse::<u16>()
         .map_err(|_| format!("bad port {port:?}: expected 1-65535"))?;
     require_tools()?;
-    let board = ctx.root.join(BOARD);
+    let dir = ctx.root.join(board.dir);
     eprintln!(
-        "xtask: building the QEMU firmware; then forwarding 127.0.0.1:{port} (tcp+udp) to guest port 7"
+        "xtask: building the {} firmware; then forwarding 127.0.0.1:{port} (tcp+udp) to guest port 7",
+        board.name
     );
     eprintln!(
         "xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}"
     );
     run(
-        &board,
+        &dir,
         &cargo(),
         &["run", "--release"],
         &[("RICOCHET_PORT", port)],
@@ -80,22 +127,26 @@ struct Qemu {
 }
 
 impl Qemu {
-    /// Boots under `timeout limit_secs` (then QEMU is killed whatever happens).
-    fn boot(board: &Path, port: u16, log: PathBuf, limit_secs: u64) -> Result<Qemu, String> {
+    /// Boots `board` under `timeout limit_secs` (then QEMU is killed
+    /// whatever happens).
+    fn boot(
+        ctx: &Ctx,
+        board: &Board,
+        machine: &QemuMachine,
+        port: u16,
+        log: PathBuf,
+        limit_secs: u64,
+    ) -> Result<Qemu, String> {
+        let runner = ctx.root.join(RUNNER);
         let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
         // setsid: QEMU, defmt-print and the script share a new process group
         // whose id is the child's pid, so one kill stops them all.
         let child = Command::new("setsid")
-            .args([
-                "timeout",
-                "-k",
-                "5",
-                &limit_secs.to_string(),
-                "./qemu-run.sh",
-                ELF,
-            ])
-            .current_dir(board)
+            .args(["timeout", "-k", "5", &limit_secs.to_string()])
+            .arg(runner)
+            .args([machine.machine, machine.nic, &elf(board)])
+            .current_dir(ctx.root.join(board.dir))
             .env("RICOCHET_PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -166,32 +217,44 @@ fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Builds `ricochet` and the QEMU firmware (release), picks a free port and
-/// boots the firmware under `limit_secs`; the log goes to a temp file.
+/// Builds `ricochet` and the board's firmware (release), picks a free port
+/// and boots the firmware under `limit_secs`; the log goes to a temp file.
 fn build_and_boot(
     ctx: &Ctx,
-    name: &str,
+    board: &Board,
+    machine: &QemuMachine,
+    what: &str,
     limit_secs: u64,
 ) -> Result<(PathBuf, u16, PathBuf, Qemu), String> {
     require_tools()?;
-    let board = ctx.root.join(BOARD);
     run(
         &ctx.root,
         &cargo(),
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
-    run(&board, &cargo(), &["build", "--release", "--locked"], &[])?;
+    run(
+        &ctx.root.join(board.dir),
+        &cargo(),
+        &["build", "--release", "--locked"],
+        &[],
+    )?;
     let ricochet = ctx.root.join("target/release/ricochet");
     let port = free_port()?;
-    let log = std::env::temp_dir().join(format!("ricochet-{name}-{port}.log"));
-    let qemu = Qemu::boot(&board, port, log.clone(), limit_secs)?;
+    let log = std::env::temp_dir().join(format!("ricochet-{what}-{}-{port}.log", board.name));
+    let qemu = Qemu::boot(ctx, board, machine, port, log.clone(), limit_secs)?;
     Ok((ricochet, port, log, qemu))
 }
 
-/// The CI stage: boot, wait for a verified echo, run the probe matrix, check the log.
-pub(crate) fn end_to_end(ctx: &Ctx) -> Result<(), String> {
-    let (ricochet, port, log, mut qemu) = build_and_boot(ctx, "qemu", QEMU_LIMIT_SECS)?;
+/// The CI stage for one board: boot, wait for a verified echo, run the
+/// probe matrix, check the log.
+pub(crate) fn end_to_end(ctx: &Ctx, board: &Board) -> Result<(), String> {
+    let machine = board
+        .qemu
+        .as_ref()
+        .ok_or_else(|| format!("{} does not run in QEMU", board.name))?;
+    let (ricochet, port, log, mut qemu) =
+        build_and_boot(ctx, board, machine, "qemu", QEMU_LIMIT_SECS)?;
     let result = checks(&ricochet, port, &mut qemu);
     let text = qemu.log_text();
     drop(qemu);
@@ -284,24 +347,26 @@ fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
     soak(ricochet, port, qemu, 500, Duration::from_secs(20))
 }
 
-/// `cargo xtask soak [RECONNECTS] [SECONDS]`: the long version, run locally
-/// (defaults: 10,000 reconnects, then 10 minutes of mixed load).
-pub(crate) fn soak_main(
-    ctx: &Ctx,
-    reconnects: Option<&str>,
-    secs: Option<&str>,
-) -> Result<(), String> {
-    let reconnects: u32 = reconnects
+/// `cargo xtask soak [--board NAME] [RECONNECTS] [SECONDS]`: the long
+/// version, run locally (defaults: 10,000 reconnects, then 10 minutes of
+/// mixed load).
+pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let (board, machine, rest) = board_arg(args)?;
+    let reconnects: u32 = rest
+        .first()
+        .copied()
         .unwrap_or("10000")
         .parse()
         .map_err(|_| "RECONNECTS must be a number")?;
-    let secs: u64 = secs
+    let secs: u64 = rest
+        .get(1)
+        .copied()
         .unwrap_or("600")
         .parse()
         .map_err(|_| "SECONDS must be a number")?;
     // Reconnects take about 10 ms each here; allow 50 ms, plus the load, plus margin.
     let limit = QEMU_LIMIT_SECS + secs + u64::from(reconnects) / 20;
-    let (ricochet, port, log, mut qemu) = build_and_boot(ctx, "soak", limit)?;
+    let (ricochet, port, log, mut qemu) = build_and_boot(ctx, board, machine, "soak", limit)?;
     let tcp = format!("tcp://127.0.0.1:{port}");
     wait_until_echoing(&ricochet, &tcp, &mut qemu)?;
     let result = soak(

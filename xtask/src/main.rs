@@ -4,6 +4,7 @@
 //! ```text
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [--board NAME] [PORT]  build a QEMU board's firmware and run it, forwarding 127.0.0.1:PORT
+//! cargo xtask qemu [--board NAME] --check  the CI qemu stage's end-to-end checks, on that board only
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
 //! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
@@ -174,10 +175,10 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT] | deps | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500) and boot it\n\
-                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
+                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
                  deps    install what the stages need\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\

@@ -64,9 +64,19 @@ fn elf(board: &Board) -> String {
 }
 
 /// `cargo xtask qemu [--board NAME] [PORT]`: build and boot, in the
-/// foreground, until Ctrl-C.
+/// foreground, until Ctrl-C. With `--check`: run the CI stage's end-to-end
+/// checks on that one board instead.
 pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    let (board, _, rest) = board_arg(args)?;
+    let (board, _, mut rest) = board_arg(args)?;
+    if let Some(at) = rest.iter().position(|a| *a == "--check") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!(
+                "--check takes no port (it picks a free one), got {extra:?}"
+            ));
+        }
+        return end_to_end(ctx, board);
+    }
     let port = rest.first().copied().unwrap_or("7777");
     port.parse::<u16>()
         .map_err(|_| format!("bad port {port:?}: expected 1-65535"))?;

@@ -5,7 +5,7 @@
 //! A board's loop is then:
 //!
 //! ```ignore
-//! let mut clock = Clock::start(core.SYST, CORE_HZ)?;       // SysTick, 1 kHz
+//! let mut clock = Clock::start(core.SYST, CORE_HZ)?;       // SysTick, tickless
 //! let mut stats = Every::new(Duration::from_secs(10));
 //! loop {
 //!     let now = clock.now();                                 // smoltcp Instant
@@ -22,9 +22,12 @@
 //! then executes `wfi`: an interrupt that arrives after the check stays
 //! pending and ends the `wfi` at once, so no wake-up is lost.
 //!
-//! Today SysTick ticks at 1 kHz and each tick ends the `wfi`, which
-//! re-checks and sleeps again. The API is built so that SysTick can become
-//! a one-shot timer for the deadline (tickless) without changing a board.
+//! SysTick is tickless: before each `wfi` it is set to fire at the
+//! deadline (a one-shot period) if its current period would end later;
+//! without a deadline it runs the longest period its 24-bit reload allows
+//! (0.67 s at 25 MHz). Time between its exceptions is read from the counter
+//! itself: microsecond resolution, and nothing lost to a late handler. An
+//! idle board wakes a few times a second, not 1000.
 //!
 //! This crate is the only place where SysTick ticks become smoltcp time; the
 //! node converts smoltcp time to the core's itself.
@@ -33,6 +36,7 @@
 
 mod every;
 mod systick;
+mod timeline;
 
 pub use every::{Every, earliest};
-pub use systick::{Clock, ClockError, TICK_HZ, millis, reload_for};
+pub use systick::{Clock, ClockError, check_core_hz, millis};

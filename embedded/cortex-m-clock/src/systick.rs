@@ -1,34 +1,36 @@
-//! SysTick at [`TICK_HZ`], the millisecond count it drives, and the sleep.
+//! SysTick as a tickless clock: the register glue around [`Timeline`].
 //!
-//! The count is two `AtomicU32` halves written only by the SysTick handler
-//! and read lock-free (see [`millis`]), so it never wraps in practice
-//! (2^64 ms). SysTick counts the core clock (QEMU's SysTick has no usable
-//! reference clock on the Stellaris and MPS2 machines, and the core clock is
-//! what every Cortex-M has); `reload = core_hz / TICK_HZ - 1`.
+//! SysTick counts the core clock (QEMU's SysTick has no usable reference
+//! clock on the Stellaris and MPS2 machines, and the core clock is what
+//! every Cortex-M has). Its exception fires once per period: the longest
+//! the 24-bit reload allows, or sooner when [`Clock::sleep_until`] has a
+//! deadline before the period would end. Time between exceptions comes
+//! from the counter itself, so it has the core clock's resolution and
+//! loses nothing to a late handler (only a handler later than a whole
+//! period, 0.67 s at 25 MHz, would lose time).
 
+use core::cell::Cell;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
 
-use cortex_m::peripheral::SYST;
+use cortex_m::interrupt::{CriticalSection, Mutex};
 use cortex_m::peripheral::syst::SystClkSource;
-use smoltcp::time::Instant;
+use cortex_m::peripheral::{SCB, SYST};
+use smoltcp::time::{Duration, Instant};
 
-/// SysTick interrupts per second.
-pub const TICK_HZ: u32 = 1_000;
-/// SysTick's reload register is 24 bits wide.
-const RELOAD_MAX: u32 = (1 << 24) - 1;
+use crate::timeline::{RELOAD_MAX, Timeline};
 
-/// Low 32 bits of the millisecond count.
-static MS_LO: AtomicU32 = AtomicU32::new(0);
-/// High 32 bits, bumped when `MS_LO` wraps.
-static MS_HI: AtomicU32 = AtomicU32::new(0);
+/// The slowest core clock accepted, Hz.
+const MIN_CORE_HZ: u32 = 1_000;
+
+/// The clock's state, shared with the SysTick handler.
+static TIMELINE: Mutex<Cell<Timeline>> = Mutex::new(Cell::new(Timeline::new(0)));
 
 /// Why [`Clock::start`] refused a core clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ClockError {
-    /// Slower than two SysTick counts per tick: no usable reload value (a
-    /// clock given in kHz or MHz instead of Hz, usually).
+    /// Slower than 1 kHz: almost certainly a clock given in kHz or MHz
+    /// instead of Hz.
     CoreClockTooSlow {
         /// The core clock passed in, Hz.
         core_hz: u32,
@@ -40,66 +42,76 @@ impl fmt::Display for ClockError {
         match self {
             ClockError::CoreClockTooSlow { core_hz } => write!(
                 f,
-                "core clock {core_hz} Hz is too slow for a {TICK_HZ} Hz SysTick: pass the core clock in Hz (for example 25_000_000)"
+                "core clock {core_hz} Hz is below {MIN_CORE_HZ} Hz: pass the core clock in Hz (for example 25_000_000)"
             ),
         }
     }
 }
 
-/// The SysTick reload value for [`TICK_HZ`] ticks per second from a core
-/// clock of `core_hz` (SysTick counts reload..=0, so `core_hz / TICK_HZ - 1`).
-pub const fn reload_for(core_hz: u32) -> Result<u32, ClockError> {
-    let per_tick = core_hz / TICK_HZ;
-    if per_tick < 2 {
+/// Checks a core clock for [`Clock::start`].
+pub const fn check_core_hz(core_hz: u32) -> Result<u32, ClockError> {
+    if core_hz < MIN_CORE_HZ {
         return Err(ClockError::CoreClockTooSlow { core_hz });
     }
-    // Any u32 clock divided by TICK_HZ fits SysTick's 24 bits.
-    const _: () = assert!(u32::MAX / TICK_HZ - 1 <= RELOAD_MAX);
-    Ok(per_tick - 1)
+    Ok(core_hz)
 }
 
 /// Milliseconds since [`Clock::start`] (0 before it): for log timestamps
 /// (`defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis())`).
-///
-/// Reads high, low, high again and retries if the high half changed in
-/// between, so a wrap of the low half during the read is never torn.
 pub fn millis() -> u64 {
-    loop {
-        let hi = MS_HI.load(Ordering::Acquire);
-        let lo = MS_LO.load(Ordering::Acquire);
-        if MS_HI.load(Ordering::Acquire) == hi {
-            return (u64::from(hi) << 32) | u64::from(lo);
-        }
-    }
+    cortex_m::interrupt::free(|cs| {
+        let timeline = TIMELINE.borrow(cs);
+        let mut t = timeline.get();
+        let cycles = read(&mut t);
+        timeline.set(t);
+        t.micros(cycles) / 1_000
+    })
 }
 
-/// A millisecond count as smoltcp's instant (saturating at `i64::MAX`
-/// microseconds, 292 000 years: never in practice, but never a panic).
-fn instant_from_millis(ms: u64) -> Instant {
-    Instant::from_micros(i64::try_from(ms.saturating_mul(1_000)).unwrap_or(i64::MAX))
+/// The cycle count now: the counter, its pending bit, the counter again.
+fn read(t: &mut Timeline) -> u64 {
+    let before = SYST::get_current();
+    let wrapped = SCB::is_pendst_pending();
+    let after = SYST::get_current();
+    t.cycles(before, wrapped, after)
 }
 
-/// Whether `now` has reached `deadline` (`None`: never).
-fn reached(now: Instant, deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| now >= d)
+/// smoltcp's instant for a microsecond count (saturating; never in
+/// practice: 292 000 years).
+fn instant(micros: u64) -> Instant {
+    Instant::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
 }
 
-/// One SysTick period: advances the count. Only the SysTick handler calls
-/// this, and nothing that preempts it writes the count, so a load/store
-/// pair is enough.
-#[cfg(any(target_os = "none", test))]
-fn tick() {
-    let lo = MS_LO.load(Ordering::Relaxed).wrapping_add(1);
-    MS_LO.store(lo, Ordering::Release);
-    if lo == 0 {
-        MS_HI.fetch_add(1, Ordering::Release);
-    }
+/// Writes the reload register. Only the handler (for the period after the
+/// current one) and [`restart`] (inside a critical section) write it.
+fn set_reload(reload: u32) {
+    // SAFETY: SYST_RVR is a plain register; `Clock` owns SysTick, and its
+    // writes and the handler's never interleave (the thread-mode ones run
+    // in critical sections).
+    unsafe { (*SYST::PTR).rvr.write(reload) }
+}
+
+/// Restarts the counter from `reload` now (clearing it makes it load the
+/// reload register on the next cycle) and drops a pending exception the
+/// timeline has already counted.
+fn restart(_cs: &CriticalSection, t: &mut Timeline, reload: u32) {
+    set_reload(reload);
+    let now = read(t);
+    // SAFETY: as for `set_reload`; writing SYST_CVR only clears the counter.
+    unsafe { (*SYST::PTR).cvr.write(0) };
+    SCB::clear_pendst();
+    t.restarted(now, reload);
 }
 
 #[cfg(target_os = "none")]
 #[cortex_m_rt::exception]
 fn SysTick() {
-    tick();
+    cortex_m::interrupt::free(|cs| {
+        let timeline = TIMELINE.borrow(cs);
+        let mut t = timeline.get();
+        set_reload(t.wrapped());
+        timeline.set(t);
+    });
 }
 
 /// The board's clock: owns SysTick.
@@ -108,26 +120,80 @@ fn SysTick() {
 /// links it must not define its own.
 pub struct Clock {
     _syst: SYST,
+    busy: Option<BusyTick>,
+}
+
+/// See [`Clock::tick_while_busy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BusyTick {
+    period: Duration,
+    linger: Duration,
+    last_work: Option<Instant>,
+}
+
+impl BusyTick {
+    /// What to sleep until: `deadline`, or sooner if work was seen less than
+    /// `linger` ago.
+    fn cap(&self, now: Instant, deadline: Option<Instant>) -> Option<Instant> {
+        match self.last_work {
+            Some(at) if now < at + self.linger => {
+                Some(deadline.map_or(now + self.period, |d| d.min(now + self.period)))
+            }
+            _ => deadline,
+        }
+    }
 }
 
 impl Clock {
-    /// Starts SysTick from the core clock at [`TICK_HZ`], counting from 0.
-    /// Call once, before anything reads the clock; `core_hz` is the clock
-    /// SysTick's "processor clock" source sees (HCLK on STM32).
+    /// Starts SysTick from the core clock, counting from 0. Call once,
+    /// before anything reads the clock; `core_hz` is the clock SysTick's
+    /// "processor clock" source sees (HCLK on STM32).
     pub fn start(mut syst: SYST, core_hz: u32) -> Result<Clock, ClockError> {
-        let reload = reload_for(core_hz)?;
+        let hz = check_core_hz(core_hz)?;
         syst.disable_counter();
         syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(reload);
-        syst.clear_current();
+        cortex_m::interrupt::free(|cs| {
+            let mut t = Timeline::new(hz);
+            set_reload(RELOAD_MAX);
+            syst.clear_current();
+            SCB::clear_pendst();
+            t.restarted(0, RELOAD_MAX);
+            TIMELINE.borrow(cs).set(t);
+        });
         syst.enable_interrupt();
         syst.enable_counter();
-        Ok(Clock { _syst: syst })
+        Ok(Clock {
+            _syst: syst,
+            busy: None,
+        })
     }
 
-    /// The current time as smoltcp sees it (millisecond resolution).
+    /// While work keeps coming (and for `linger` after `work` last reported
+    /// some in [`sleep_until`](Self::sleep_until)), no `wfi` lasts longer
+    /// than `period`; once idle, sleeps are as long as the deadline allows.
+    ///
+    /// For QEMU machines whose NIC model never wakes QEMU's main loop (the
+    /// `lan9118`): slirp notices a new host connection, or data the host
+    /// sent on it, only when that loop runs, and a SysTick expiry is what
+    /// runs it. Without this a connection can wait up to slirp's 0.5 s
+    /// timeout; real hardware does not need it.
+    pub fn tick_while_busy(&mut self, period: Duration, linger: Duration) {
+        self.busy = Some(BusyTick {
+            period,
+            linger,
+            last_work: None,
+        });
+    }
+
+    /// The current time as smoltcp sees it (microsecond resolution).
     pub fn now(&self) -> Instant {
-        instant_from_millis(millis())
+        cortex_m::interrupt::free(|cs| {
+            let timeline = TIMELINE.borrow(cs);
+            let mut t = timeline.get();
+            let cycles = read(&mut t);
+            timeline.set(t);
+            instant(t.micros(cycles))
+        })
     }
 
     /// A few bits that differ from boot to boot (the SysTick phase, which
@@ -149,11 +215,35 @@ impl Clock {
     /// masked); its handler runs as soon as the mask is lifted, before this
     /// checks again. Returns at once if there is work or the deadline has
     /// passed.
+    ///
+    /// Before each `wfi`, SysTick is set to fire at the deadline if it would
+    /// otherwise fire later, so the core sleeps through until then: no
+    /// periodic tick.
     pub fn sleep_until(&mut self, deadline: Option<Instant>, mut work: impl FnMut() -> bool) {
         loop {
-            let wake = cortex_m::interrupt::free(|_| {
-                if work() || reached(self.now(), deadline) {
+            let wake = cortex_m::interrupt::free(|cs| {
+                let timeline = TIMELINE.borrow(cs);
+                let mut t = timeline.get();
+                let now = read(&mut t);
+                timeline.set(t);
+                if work() {
+                    if let Some(busy) = &mut self.busy {
+                        busy.last_work = Some(instant(t.micros(now)));
+                    }
                     return true;
+                }
+                if deadline.is_some_and(|d| now >= t.cycles_at(micros(d))) {
+                    return true;
+                }
+                let sleep_to = match &self.busy {
+                    Some(busy) => busy.cap(instant(t.micros(now)), deadline),
+                    None => deadline,
+                };
+                if let Some(at) = sleep_to
+                    && let Some(reload) = t.plan(now, t.cycles_at(micros(at)))
+                {
+                    restart(cs, &mut t, reload);
+                    timeline.set(t);
                 }
                 cortex_m::asm::wfi();
                 false
@@ -165,6 +255,11 @@ impl Clock {
     }
 }
 
+/// An instant's microseconds (0 for one before the epoch).
+fn micros(at: Instant) -> u64 {
+    u64::try_from(at.total_micros()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -173,48 +268,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reload_gives_one_millisecond_on_the_boards_core_clocks() {
-        assert_eq!(reload_for(12_500_000), Ok(12_499)); // lm3s6965evb in QEMU
-        assert_eq!(reload_for(25_000_000), Ok(24_999)); // MPS2 FPGA images
-        assert_eq!(reload_for(168_000_000), Ok(167_999)); // STM32F429 HCLK
+    fn core_clocks_of_the_boards_are_accepted() {
+        for hz in [12_500_000, 25_000_000, 168_000_000, u32::MAX] {
+            assert_eq!(check_core_hz(hz), Ok(hz));
+        }
     }
 
     #[test]
-    fn core_clocks_systick_cannot_divide_are_refused_with_a_fix() {
+    fn core_clock_given_in_mhz_is_refused_with_the_fix() {
         assert_eq!(
-            reload_for(1_000),
-            Err(ClockError::CoreClockTooSlow { core_hz: 1_000 })
+            check_core_hz(25),
+            Err(ClockError::CoreClockTooSlow { core_hz: 25 })
         );
-        assert_eq!(reload_for(u32::MAX), Ok(4_294_966), "fits 24 bits");
-        let text = reload_for(25).unwrap_err().to_string();
+        let text = check_core_hz(25).unwrap_err().to_string();
         assert!(text.contains("25 Hz") && text.contains("in Hz"), "{text}");
     }
 
     #[test]
-    fn ticks_become_smoltcp_milliseconds_across_the_low_half_wrapping() {
-        // The count is global: this is the only test that ticks it.
-        assert_eq!(millis(), 0);
-        MS_LO.store(u32::MAX - 1, Ordering::Relaxed);
-        tick();
-        assert_eq!(millis(), u64::from(u32::MAX));
-        tick();
-        assert_eq!(millis(), 1 << 32, "the high half carries");
+    fn busy_tick_caps_sleeps_only_within_linger_of_the_last_work() {
+        let ms = Instant::from_millis;
+        let mut busy = BusyTick {
+            period: Duration::from_millis(10),
+            linger: Duration::from_secs(1),
+            last_work: None,
+        };
         assert_eq!(
-            instant_from_millis(millis()),
-            Instant::from_millis(1i64 << 32)
+            busy.cap(ms(0), None),
+            None,
+            "never busy: sleep as long as allowed"
+        );
+        assert_eq!(busy.cap(ms(0), Some(ms(500))), Some(ms(500)));
+        busy.last_work = Some(ms(100));
+        assert_eq!(busy.cap(ms(200), None), Some(ms(210)));
+        assert_eq!(busy.cap(ms(200), Some(ms(500))), Some(ms(210)));
+        assert_eq!(
+            busy.cap(ms(200), Some(ms(205))),
+            Some(ms(205)),
+            "a sooner deadline stays"
         );
         assert_eq!(
-            instant_from_millis(u64::MAX),
-            Instant::from_micros(i64::MAX)
+            busy.cap(ms(1_100), None),
+            None,
+            "idle again after the linger"
         );
     }
 
     #[test]
-    fn deadline_is_reached_at_or_after_it_and_never_without_one() {
-        let at = Instant::from_millis(5);
-        assert!(!reached(Instant::from_millis(4), Some(at)));
-        assert!(reached(Instant::from_millis(5), Some(at)));
-        assert!(reached(Instant::from_millis(6), Some(at)));
-        assert!(!reached(Instant::from_millis(i64::from(u32::MAX)), None));
+    fn microseconds_become_smoltcp_instants_saturating() {
+        assert_eq!(instant(1_500), Instant::from_micros(1_500));
+        assert_eq!(instant(u64::MAX), Instant::from_micros(i64::MAX));
     }
 }

@@ -57,6 +57,9 @@ fn main() -> ! {
         Ok(clock) => clock,
         Err(e) => defmt::panic!("clock: {}", e),
     };
+    // QEMU's LAN9118 model never wakes QEMU's main loop, which slirp needs
+    // to see a new connection: tick every millisecond while traffic flows.
+    clock.tick_while_busy(SmolDuration::from_millis(1), SmolDuration::from_secs(1));
     let eth = ETH.take();
     if let Err(e) = eth.init(FALLBACK_MAC) {
         defmt::panic!("lan9118: {}", e);

@@ -23,7 +23,7 @@ use crate::timeline::{RELOAD_MAX, Timeline};
 const MIN_CORE_HZ: u32 = 1_000;
 
 /// The clock's state, shared with the SysTick handler.
-static TIMELINE: Mutex<Cell<Timeline>> = Mutex::new(Cell::new(Timeline::new(0)));
+static TIMELINE: Mutex<Cell<Timeline>> = Mutex::new(Cell::new(Timeline::STOPPED));
 
 /// Why [`Clock::start`] refused a core clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,6 +38,16 @@ pub(crate) struct Timeline {
 }
 
 impl Timeline {
+    /// Before the clock starts: all zero (so its `static` is in `.bss`),
+    /// and every read is cycle 0.
+    pub(crate) const STOPPED: Timeline = Timeline {
+        hz: 0,
+        start: 0,
+        current: 0,
+        next: 0,
+        last: 0,
+    };
+
     /// The counter just started from `RELOAD_MAX` at cycle 0.
     pub(crate) const fn new(hz: u32) -> Timeline {
         Timeline {
@@ -345,6 +355,14 @@ mod tests {
             last = now;
         }
         assert_eq!(sim.lost, 0);
+    }
+
+    #[test]
+    fn stopped_clock_reads_zero_whatever_the_counter_says() {
+        let mut t = Timeline::STOPPED;
+        assert_eq!(t.cycles(0, false, 0), 0);
+        assert_eq!(t.cycles(12_345, false, 12_345), 0);
+        assert_eq!(t.micros(0), 0);
     }
 
     #[test]

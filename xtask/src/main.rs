@@ -136,6 +136,16 @@ pub(crate) const BOARDS: &[Board] = &[
         }),
     },
     Board {
+        name: "mps2-an505",
+        dir: "embedded/boards/mps2-an505",
+        target: "thumbv8m.main-none-eabi",
+        package: "ricochet-mps2-an505",
+        qemu: Some(QemuMachine {
+            machine: "mps2-an505",
+            nic: "lan9118",
+        }),
+    },
+    Board {
         name: "nucleo-f429zi",
         dir: "embedded/boards/nucleo-f429zi",
         target: "thumbv7em-none-eabihf",
@@ -148,7 +158,11 @@ pub(crate) const BOARDS: &[Board] = &[
 pub(crate) const DEFAULT_QEMU_BOARD: &str = "lm3s6965evb";
 
 /// Rust targets: the boards' and the `nostd` stage's (thumbv7m).
-const TARGETS: &[&str] = &["thumbv7m-none-eabi", "thumbv7em-none-eabihf"];
+const TARGETS: &[&str] = &[
+    "thumbv7m-none-eabi",
+    "thumbv7em-none-eabihf",
+    "thumbv8m.main-none-eabi",
+];
 
 /// Shared context: the workspace root.
 pub(crate) struct Ctx {
@@ -177,7 +191,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
-                 qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500) and boot it\n\
+                 qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
                  deps    install what the stages need\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\

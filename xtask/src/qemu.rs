@@ -1,5 +1,5 @@
 //! The QEMU stages: boot a board's firmware (every board in `BOARDS` with a
-//! QEMU machine: lm3s6965evb, mps2-an385, mps2-an500) through
+//! QEMU machine: lm3s6965evb, mps2-an385, mps2-an500, mps2-an505) through
 //! `embedded/boards/qemu-run.sh` with slirp forwarding a host port to guest
 //! port 7, then verify it with `ricochet probe`. The checks are the same
 //! for every board: they only talk to port 7 and read the node's stats log.

@@ -5,6 +5,7 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [--board NAME] [PORT]  build a QEMU board's firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask qemu [--board NAME] --check  the CI qemu stage's end-to-end checks, on that board only
+//! cargo xtask stack [--board NAME]         a QEMU board's stack high-water mark under that load
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
 //! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
@@ -23,6 +24,7 @@ use std::time::Instant;
 mod attack;
 mod bench;
 mod qemu;
+mod stack;
 
 /// A CI stage: its name, what it does, and the function that runs it.
 struct Stage {
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
         Some("ci") => run_ci(&ctx, &args[1..]),
         Some("qemu") => qemu::interactive(&ctx, &args[1..]),
         Some("deps") => stage_deps(&ctx),
+        Some("stack") => stack::stack(&ctx, &args[1..]),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("soak") => qemu::soak_main(&ctx, &args[1..]),
@@ -189,13 +192,14 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
                  deps    install what the stages need\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
+                 stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
             return ExitCode::from(2);

@@ -20,11 +20,13 @@ use crate::{BOARDS, Board, Ctx, DEFAULT_QEMU_BOARD, QemuMachine, have, run};
 /// The runner every QEMU board uses (also their `cargo run`).
 const RUNNER: &str = "embedded/boards/qemu-run.sh";
 /// An upper bound on one QEMU run in CI (the e2e checks take about a minute).
-const QEMU_LIMIT_SECS: u64 = 600;
+pub(crate) const QEMU_LIMIT_SECS: u64 = 600;
 
 /// Splits `--board NAME` off `args`: the QEMU board named (default
 /// lm3s6965evb) and the remaining positional arguments.
-fn board_arg(args: &[String]) -> Result<(&'static Board, &'static QemuMachine, Vec<&str>), String> {
+pub(crate) fn board_arg(
+    args: &[String],
+) -> Result<(&'static Board, &'static QemuMachine, Vec<&str>), String> {
     let mut name = DEFAULT_QEMU_BOARD;
     let mut rest = Vec::new();
     let mut it = args.iter();
@@ -97,11 +99,11 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     )
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-fn require_tools() -> Result<(), String> {
+pub(crate) fn require_tools() -> Result<(), String> {
     for (tool, how) in [
         (
             "qemu-system-arm",
@@ -119,7 +121,7 @@ fn require_tools() -> Result<(), String> {
 }
 
 /// A free loopback port for both TCP and UDP.
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     for _ in 0..50 {
         let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
         let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
@@ -131,18 +133,33 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// A running QEMU, killed (by process group) when dropped.
-struct Qemu {
+pub(crate) struct Qemu {
     child: Child,
     log: PathBuf,
 }
 
 impl Qemu {
-    /// Boots `board` under `timeout limit_secs` (then QEMU is killed
-    /// whatever happens).
+    /// Boots `board`'s release ELF under `timeout limit_secs` (then QEMU
+    /// is killed whatever happens).
     fn boot(
         ctx: &Ctx,
         board: &Board,
         machine: &QemuMachine,
+        port: u16,
+        log: PathBuf,
+        limit_secs: u64,
+    ) -> Result<Qemu, String> {
+        let elf = ctx.root.join(board.dir).join(elf(board));
+        Qemu::boot_elf(ctx, machine, &elf, &[], port, log, limit_secs)
+    }
+
+    /// Boots `elf` on `machine` with `extra` QEMU arguments, under
+    /// `timeout limit_secs`; the defmt log goes to `log`.
+    pub(crate) fn boot_elf(
+        ctx: &Ctx,
+        machine: &QemuMachine,
+        elf: &Path,
+        extra: &[String],
         port: u16,
         log: PathBuf,
         limit_secs: u64,
@@ -155,8 +172,10 @@ impl Qemu {
         let child = Command::new("setsid")
             .args(["timeout", "-k", "5", &limit_secs.to_string()])
             .arg(runner)
-            .args([machine.machine, machine.nic, &elf(board)])
-            .current_dir(ctx.root.join(board.dir))
+            .args([machine.machine, machine.nic])
+            .arg(elf)
+            .args(extra)
+            .current_dir(&ctx.root)
             .env("RICOCHET_PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -166,7 +185,7 @@ impl Qemu {
         Ok(Qemu { child, log })
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut s);
@@ -276,7 +295,7 @@ pub(crate) fn end_to_end(ctx: &Ctx, board: &Board) -> Result<(), String> {
     no_panic_in(&text)
 }
 
-fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
+pub(crate) fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
     let tcp = format!("tcp://127.0.0.1:{port}");
     let udp = format!("udp://127.0.0.1:{port}");
 
@@ -404,7 +423,7 @@ pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     no_panic_in(&text)
 }
 
-fn no_panic_in(text: &str) -> Result<(), String> {
+pub(crate) fn no_panic_in(text: &str) -> Result<(), String> {
     for bad in ["panicked", "panic:", "HardFault", "hard fault", "ERROR"] {
         if text.contains(bad) {
             return Err(format!("the firmware log contains {bad:?}"));

@@ -46,7 +46,7 @@ pub enum InitError {
     /// `BYTE_TEST` did not read 0x87654321: no controller at this address,
     /// or the bus is misconfigured (width, byte order). Check the base
     /// address for the board (MPS2 AN385/AN386: 0x4020_0000, AN500:
-    /// 0xA000_0000).
+    /// 0xA000_0000, AN505 in the secure state: 0x5200_0000).
     NotResponding {
         /// What `BYTE_TEST` read instead.
         byte_test: u32,

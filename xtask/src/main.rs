@@ -25,6 +25,7 @@ mod attack;
 mod bench;
 mod qemu;
 mod stack;
+mod vm;
 
 /// A CI stage: its name, what it does, and the function that runs it.
 struct Stage {

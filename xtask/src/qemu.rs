@@ -4,66 +4,17 @@
 //! port 7, then verify it with `ricochet probe`. The checks are the same
 //! for every board: they only talk to port 7 and read the node's stats log.
 //!
-//! Every QEMU process is started under `timeout`, in its own process group,
-//! and killed by that group's id; nothing else is touched.
+//! Booting and stopping QEMU is `vm.rs`.
 
-use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{BOARDS, Board, Ctx, DEFAULT_QEMU_BOARD, QemuMachine, have, run};
-
-/// The runner every QEMU board uses (also their `cargo run`).
-const RUNNER: &str = "embedded/boards/qemu-run.sh";
-/// An upper bound on one QEMU run in CI (the e2e checks take about a minute).
-pub(crate) const QEMU_LIMIT_SECS: u64 = 600;
-
-/// Splits `--board NAME` off `args`: the QEMU board named (default
-/// lm3s6965evb) and the remaining positional arguments.
-pub(crate) fn board_arg(
-    args: &[String],
-) -> Result<(&'static Board, &'static QemuMachine, Vec<&str>), String> {
-    let mut name = DEFAULT_QEMU_BOARD;
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "--board" {
-            name = it.next().ok_or("--board needs a name")?;
-        } else if let Some(n) = arg.strip_prefix("--board=") {
-            name = n;
-        } else {
-            rest.push(arg.as_str());
-        }
-    }
-    let qemu_boards = || {
-        BOARDS
-            .iter()
-            .filter(|b| b.qemu.is_some())
-            .map(|b| b.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let board = BOARDS
-        .iter()
-        .find(|b| b.name == name)
-        .ok_or_else(|| format!("unknown board {name:?}; QEMU boards: {}", qemu_boards()))?;
-    let machine = board.qemu.as_ref().ok_or_else(|| {
-        format!(
-            "{name} does not run in QEMU (see its README); QEMU boards: {}",
-            qemu_boards()
-        )
-    })?;
-    Ok((board, machine, rest))
-}
-
-/// The firmware ELF of `board`, from its folder.
-fn elf(board: &Board) -> String {
-    format!("target/{}/release/{}", board.target, board.package)
-}
+use crate::vm::{QEMU_LIMIT_SECS, Qemu, board_arg, cargo, free_port, require_tools};
+use crate::{Board, Ctx, QemuMachine, run};
 
 /// `cargo xtask qemu [--board NAME] [PORT]`: build and boot, in the
 /// foreground, until Ctrl-C. With `--check`: run the CI stage's end-to-end
@@ -97,122 +48,6 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         &["run", "--release"],
         &[("RICOCHET_PORT", port)],
     )
-}
-
-pub(crate) fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
-
-pub(crate) fn require_tools() -> Result<(), String> {
-    for (tool, how) in [
-        (
-            "qemu-system-arm",
-            "apt-get install -y --no-install-recommends qemu-system-arm",
-        ),
-        ("defmt-print", "cargo install --locked defmt-print"),
-    ] {
-        if !have(tool) {
-            return Err(format!(
-                "{tool} not found: run `cargo xtask deps` or `{how}`"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A free loopback port for both TCP and UDP.
-pub(crate) fn free_port() -> Result<u16, String> {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-        let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("no free port for both TCP and UDP".into())
-}
-
-/// A running QEMU, killed (by process group) when dropped.
-pub(crate) struct Qemu {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Qemu {
-    /// Boots `board`'s release ELF under `timeout limit_secs` (then QEMU
-    /// is killed whatever happens).
-    fn boot(
-        ctx: &Ctx,
-        board: &Board,
-        machine: &QemuMachine,
-        port: u16,
-        log: PathBuf,
-        limit_secs: u64,
-    ) -> Result<Qemu, String> {
-        let elf = ctx.root.join(board.dir).join(elf(board));
-        Qemu::boot_elf(ctx, machine, &elf, &[], port, log, limit_secs)
-    }
-
-    /// Boots `elf` on `machine` with `extra` QEMU arguments, under
-    /// `timeout limit_secs`; the defmt log goes to `log`.
-    pub(crate) fn boot_elf(
-        ctx: &Ctx,
-        machine: &QemuMachine,
-        elf: &Path,
-        extra: &[String],
-        port: u16,
-        log: PathBuf,
-        limit_secs: u64,
-    ) -> Result<Qemu, String> {
-        let runner = ctx.root.join(RUNNER);
-        let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
-        // setsid: QEMU, defmt-print and the script share a new process group
-        // whose id is the child's pid, so one kill stops them all.
-        let child = Command::new("setsid")
-            .args(["timeout", "-k", "5", &limit_secs.to_string()])
-            .arg(runner)
-            .args([machine.machine, machine.nic])
-            .arg(elf)
-            .args(extra)
-            .current_dir(&ctx.root)
-            .env("RICOCHET_PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(err_file)
-            .spawn()
-            .map_err(|e| format!("cannot start qemu-run.sh: {e}"))?;
-        Ok(Qemu { child, log })
-    }
-
-    pub(crate) fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let pgid = self.child.id().to_string();
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{pgid}")])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && self.alive() {
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs `ricochet probe` with `args`; returns its stdout, fails on a non-zero exit.
@@ -432,6 +267,14 @@ pub(crate) fn no_panic_in(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Datagrams per second in the soak's UDP load. Through slirp all of them
+/// come from one source, which the firmware's policy allows 1000/s with a
+/// burst of 100. If the host stalls QEMU (a loaded two-core machine did, for
+/// about 0.5 s), the datagrams queued meanwhile arrive as one burst: at
+/// 100/s a stall must last a whole second before the burst exceeds 100 and
+/// the policy rightly drops some (at 300/s, 0.33 s did).
+const SOAK_UDP_RATE: &str = "100";
+
 /// Reconnects `reconnects` times back to back (each a verified echo), then
 /// runs a TCP stream, two TCP ping-pong connections and paced UDP at once
 /// for `load`; then checks that the pool is whole again: four simultaneous
@@ -480,7 +323,7 @@ fn soak(
                 "--size".into(),
                 "12-1400".into(),
                 "--rate".into(),
-                "300".into(),
+                SOAK_UDP_RATE.into(),
             ],
         ),
     ];

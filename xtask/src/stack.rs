@@ -19,20 +19,21 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::qemu::{self, Qemu};
+use crate::qemu;
+use crate::vm::{self, Qemu};
 use crate::{Ctx, have, run};
 
 /// The paint cortex-m-rt leaves in unused stack.
 const PAINT: [u8; 4] = [0xCC; 4];
 
 pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    let (board, machine, rest) = qemu::board_arg(args)?;
+    let (board, machine, rest) = vm::board_arg(args)?;
     if let Some(extra) = rest.first() {
         return Err(format!(
             "unexpected argument {extra:?}: usage: cargo xtask stack [--board NAME]"
         ));
     }
-    qemu::require_tools()?;
+    vm::require_tools()?;
     if !have("llvm-nm") {
         return Err("llvm-nm not found: apt-get install -y --no-install-recommends llvm".into());
     }
@@ -41,13 +42,13 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let target_dir_arg = target_dir.to_string_lossy().into_owned();
     run(
         &ctx.root,
-        &qemu::cargo(),
+        &vm::cargo(),
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
     run(
         &dir,
-        &qemu::cargo(),
+        &vm::cargo(),
         &[
             "build",
             "--release",
@@ -70,7 +71,7 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         .ok_or("_stack_start is below _stack_end")?;
 
     let ricochet = ctx.root.join("target/release/ricochet");
-    let port = qemu::free_port()?;
+    let port = vm::free_port()?;
     let tmp = std::env::temp_dir();
     let socket = tmp.join(format!("ricochet-monitor-{port}.sock"));
     let dump = tmp.join(format!("ricochet-stack-{}-{port}.bin", board.name));
@@ -81,7 +82,7 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         "-monitor".to_string(),
         format!("unix:{},server,nowait", socket.display()),
     ];
-    let mut vm = Qemu::boot_elf(ctx, machine, &elf, &extra, port, log, qemu::QEMU_LIMIT_SECS)?;
+    let mut vm = Qemu::boot_elf(ctx, machine, &elf, &extra, port, log, vm::QEMU_LIMIT_SECS)?;
     let loaded = qemu::checks(&ricochet, port, &mut vm);
     let saved = loaded.and_then(|()| {
         monitor(

@@ -531,7 +531,8 @@ fn json_field(json: &str, name: &str) -> Option<String> {
     Some(value.trim_matches('"').to_string())
 }
 
-/// `N` from a stats line containing "N<what>", e.g. "3 rate limited".
+/// The number just before `what` in a stats line: 3 for " rate limited" in
+/// "..., 3 rate limited, ...".
 fn count_before(line: &str, what: &str) -> Option<u64> {
     let at = line.find(what)?;
     line[..at].rsplit(' ').next()?.parse().ok()

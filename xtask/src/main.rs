@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
-//! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
+//! cargo xtask qemu [--board NAME] [PORT]  build a QEMU board's firmware and run it, forwarding 127.0.0.1:PORT
+//! cargo xtask qemu [--board NAME] --check  the CI qemu stage's end-to-end checks, on that board only
+//! cargo xtask stack [--board NAME]         a QEMU board's stack high-water mark under that load
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
-//! cargo xtask soak [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
+//! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
 //! ```
@@ -24,6 +26,8 @@ mod attack;
 mod bench;
 mod dist;
 mod qemu;
+mod stack;
+mod vm;
 
 /// A CI stage: its name, what it does, and the function that runs it.
 struct Stage {
@@ -80,7 +84,7 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "qemu",
-        about: "boot the QEMU firmware and verify it end to end with ricochet probe",
+        about: "boot every QEMU board's firmware and verify it end to end with ricochet probe",
         run: stage_qemu,
     },
     Stage {
@@ -93,10 +97,86 @@ const STAGES: &[Stage] = &[
 /// The core's fuzz targets (core/fuzz/fuzz_targets/*.rs).
 const FUZZ_TARGETS: &[&str] = &["session", "codecs", "datagram_policy", "probe_verifier"];
 
-/// Firmware folders: standalone crates with their own target and lock file.
-pub(crate) const BOARDS: &[&str] = &[
-    "embedded/boards/qemu-lm3s6965evb",
-    "embedded/boards/nucleo-f429zi",
+/// A firmware crate: a standalone folder with its own target and lock file.
+pub(crate) struct Board {
+    /// What `--board` takes.
+    pub(crate) name: &'static str,
+    /// The folder, from the repository root.
+    pub(crate) dir: &'static str,
+    /// Its build target (from its .cargo/config.toml).
+    pub(crate) target: &'static str,
+    /// Its package name, which is the ELF's name.
+    pub(crate) package: &'static str,
+    /// The QEMU machine and NIC model it runs on, if it runs in QEMU.
+    pub(crate) qemu: Option<QemuMachine>,
+}
+
+/// How `embedded/boards/qemu-run.sh` boots a board.
+pub(crate) struct QemuMachine {
+    pub(crate) machine: &'static str,
+    pub(crate) nic: &'static str,
+}
+
+/// Every firmware folder. `cargo xtask ci firmware` builds them all; the
+/// `qemu` stage runs the end-to-end checks on every one with `qemu`.
+pub(crate) const BOARDS: &[Board] = &[
+    Board {
+        name: "lm3s6965evb",
+        dir: "embedded/boards/qemu-lm3s6965evb",
+        target: "thumbv7m-none-eabi",
+        package: "ricochet-qemu-lm3s6965evb",
+        qemu: Some(QemuMachine {
+            machine: "lm3s6965evb",
+            nic: "stellaris",
+        }),
+    },
+    Board {
+        name: "mps2-an385",
+        dir: "embedded/boards/mps2-an385",
+        target: "thumbv7m-none-eabi",
+        package: "ricochet-mps2-an385",
+        qemu: Some(QemuMachine {
+            machine: "mps2-an385",
+            nic: "lan9118",
+        }),
+    },
+    Board {
+        name: "mps2-an500",
+        dir: "embedded/boards/mps2-an500",
+        target: "thumbv7em-none-eabihf",
+        package: "ricochet-mps2-an500",
+        qemu: Some(QemuMachine {
+            machine: "mps2-an500",
+            nic: "lan9118",
+        }),
+    },
+    Board {
+        name: "mps2-an505",
+        dir: "embedded/boards/mps2-an505",
+        target: "thumbv8m.main-none-eabi",
+        package: "ricochet-mps2-an505",
+        qemu: Some(QemuMachine {
+            machine: "mps2-an505",
+            nic: "lan9118",
+        }),
+    },
+    Board {
+        name: "nucleo-f429zi",
+        dir: "embedded/boards/nucleo-f429zi",
+        target: "thumbv7em-none-eabihf",
+        package: "ricochet-nucleo-f429zi",
+        qemu: None,
+    },
+];
+
+/// The board `cargo xtask qemu` and `soak` boot without `--board`.
+pub(crate) const DEFAULT_QEMU_BOARD: &str = "lm3s6965evb";
+
+/// Rust targets: the boards' and the `nostd` stage's (thumbv7m).
+const TARGETS: &[&str] = &[
+    "thumbv7m-none-eabi",
+    "thumbv7em-none-eabihf",
+    "thumbv8m.main-none-eabi",
 ];
 
 /// Shared context: the workspace root.
@@ -111,16 +191,13 @@ fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("ci") => run_ci(&ctx, &args[1..]),
-        Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
+        Some("qemu") => qemu::interactive(&ctx, &args[1..]),
         Some("deps") => stage_deps(&ctx),
         Some("dist") => dist::dist(&ctx).map(|_| ()),
+        Some("stack") => stack::stack(&ctx, &args[1..]),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
-        Some("soak") => qemu::soak_main(
-            &ctx,
-            args.get(1).map(String::as_str),
-            args.get(2).map(String::as_str),
-        ),
+        Some("soak") => qemu::soak_main(&ctx, &args[1..]),
         Some("stages") => {
             for s in STAGES {
                 println!("{:<9} {}", s.name, s.about);
@@ -129,13 +206,15 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | dist | bench [run.sh opts] | soak [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
-                 qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
+                 qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
+                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
                  deps    install what the stages need\n\
                  dist    release binary, man pages and shell completions in target/release/dist\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
+                 stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
             return ExitCode::from(2);
@@ -219,7 +298,7 @@ pub(crate) fn cargo() -> String {
 fn boards(ctx: &Ctx) -> Vec<PathBuf> {
     BOARDS
         .iter()
-        .map(|b| ctx.root.join(b))
+        .map(|b| ctx.root.join(b.dir))
         .filter(|p| p.join("Cargo.toml").exists())
         .collect()
 }
@@ -287,24 +366,11 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
     }
     // rust-toolchain.toml lists the targets and components; rustup installs
     // them on first use, but be explicit so a partial toolchain is repaired.
-    run(
-        &ctx.root,
-        "rustup",
-        &[
-            "target",
-            "add",
-            "thumbv7m-none-eabi",
-            "thumbv7em-none-eabihf",
-        ],
-        &[],
-    )?;
+    let mut add = vec!["target", "add"];
+    add.extend_from_slice(TARGETS);
     // `cargo check` only (no linker needed): the cross stage.
-    run(
-        &ctx.root,
-        "rustup",
-        &["target", "add", CROSS_TARGETS[0], CROSS_TARGETS[1]],
-        &[],
-    )?;
+    add.extend_from_slice(&CROSS_TARGETS);
+    run(&ctx.root, "rustup", &add, &[])?;
     run(
         &ctx.root,
         "rustup",
@@ -356,6 +422,29 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
             "--workspace",
             "--all-targets",
             "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    // The board crates' shared parts have code only the bare-metal targets
+    // compile (the SysTick handler); clippy does not lint path dependencies
+    // from inside a board's workspace, so lint them here for a board target.
+    run(
+        &ctx.root,
+        &cargo(),
+        &[
+            "clippy",
+            "--locked",
+            "-p",
+            "ricochet-lan9118",
+            "-p",
+            "ricochet-cortex-m-clock",
+            "--features",
+            "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt",
+            "--target",
+            "thumbv7m-none-eabi",
             "--",
             "-D",
             "warnings",
@@ -540,8 +629,9 @@ fn stage_doc(ctx: &Ctx) -> Result<(), String> {
 fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
     let found = boards(ctx);
     if found.len() != BOARDS.len() {
+        let expected: Vec<&str> = BOARDS.iter().map(|b| b.dir).collect();
         return Err(format!(
-            "expected firmware folders {BOARDS:?}, found {found:?}"
+            "expected firmware folders {expected:?}, found {found:?}"
         ));
     }
     for b in found {
@@ -587,5 +677,13 @@ fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
 }
 
 fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
-    qemu::end_to_end(ctx)
+    let mut took = Vec::new();
+    for board in BOARDS.iter().filter(|b| b.qemu.is_some()) {
+        eprintln!("\n--> qemu: {}", board.name);
+        let t = Instant::now();
+        qemu::end_to_end(ctx, board).map_err(|e| format!("{}: {e}", board.name))?;
+        took.push(format!("{} {:.0}s", board.name, t.elapsed().as_secs_f64()));
+    }
+    eprintln!("qemu: every board passed ({})", took.join(", "));
+    Ok(())
 }

@@ -3,8 +3,8 @@
 //! serving echo on TCP and UDP port 7.
 //!
 //! This folder holds only chip glue: clocks and pins, the MAC through
-//! stm32-eth (`eth_device.rs`), the PHY link (`link.rs`), SysTick
-//! (`clock.rs`) and this `main`. The echo node itself (sessions, policy,
+//! stm32-eth (`eth_device.rs`), the PHY link (`link.rs`) and this `main`;
+//! SysTick is `ricochet-cortex-m-clock`. The echo node itself (sessions, policy,
 //! DHCP, probe) is `ricochet-embedded`. Logs go out as defmt over RTT:
 //! `cargo run --release` flashes the board with probe-rs and prints them
 //! (README.md).
@@ -12,7 +12,6 @@
 #![no_std]
 #![no_main]
 
-mod clock;
 mod eth_device;
 mod link;
 
@@ -23,7 +22,9 @@ use defmt_rtt as _;
 use embedded_hal::digital::{OutputPin, PinState};
 use panic_probe as _;
 use rand_core::RngCore;
+use ricochet_cortex_m_clock::{Clock, Every, earliest};
 use ricochet_embedded::ricochet_core::Duration;
+use ricochet_embedded::smoltcp::time::{Duration as SmolDuration, Instant};
 use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
 use static_cell::{ConstStaticCell, StaticCell};
@@ -44,8 +45,8 @@ const FALLBACK: StaticIpv4 = StaticIpv4 {
     gateway: Some(Ipv4Address::new(192, 168, 1, 1)),
 };
 
-/// How often the node's counters are logged, in milliseconds.
-const STATS_EVERY_MS: u64 = 10_000;
+/// How often the node's counters are logged.
+const STATS_EVERY: SmolDuration = SmolDuration::from_secs(10);
 
 /// NUCLEO-144 boards feed the ST-LINK's 8 MHz MCO into PH0 (HSE bypass) in
 /// their default solder-bridge setting. Set to `false` to run from the
@@ -71,7 +72,7 @@ static NODE: StaticCell<Node> = StaticCell::new();
 /// Set by the ETH interrupt: a frame arrived or a transmit descriptor freed.
 static ETH_EVENT: AtomicBool = AtomicBool::new(false);
 
-defmt::timestamp!("{=u64:ms}", clock::now_ms());
+defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());
 
 #[entry]
 fn main() -> ! {
@@ -94,7 +95,10 @@ fn main() -> ! {
         cfgr
     };
     let clocks = cfgr.freeze();
-    clock::init(core.SYST, clocks.hclk().raw());
+    let mut clock = match Clock::start(core.SYST, clocks.hclk().raw()) {
+        Ok(clock) => clock,
+        Err(e) => defmt::panic!("clock: {}", e),
+    };
     defmt::info!(
         "ricochet: nucleo-f429zi up, sysclk {} Hz",
         clocks.sysclk().raw()
@@ -140,8 +144,8 @@ fn main() -> ! {
     let mac = mac_address();
     defmt::info!("eth: mac {}", mac);
     let seed = random_seed(dp.RNG, &clocks);
-    let node = start(&mut device, mac, seed);
-    run(&mut device, &mut link, &mut led, node)
+    let node = start(&mut device, mac, seed, &clock);
+    run(&mut device, &mut link, &mut led, node, &mut clock)
 }
 
 /// Builds the node in its static (not inlined: the temporaries must not stay
@@ -151,6 +155,7 @@ fn start(
     device: &mut EthDevice<'static, 'static>,
     mac: EthernetAddress,
     seed: u64,
+    clock: &Clock,
 ) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
     config.random_seed = seed;
@@ -164,7 +169,7 @@ fn start(
         RESOURCES.take(),
         NoLed,
         device,
-        clock::smoltcp_now(),
+        clock.now(),
     ) {
         Ok(node) => node,
         Err(e) => panic!("node: {}", defmt::Display2Format(&e)),
@@ -179,16 +184,18 @@ fn run(
     link: &mut Link,
     led: &mut impl OutputPin,
     node: &mut Node,
+    clock: &mut Clock,
 ) -> ! {
     let mut reported_errors = 0;
-    let mut next_stats = STATS_EVERY_MS;
+    let mut stats = Every::new(STATS_EVERY);
     loop {
-        let now = clock::now_ms();
-        if let Some(event) = link.poll(now) {
+        let now = clock.now();
+        let now_ms = u64::try_from(now.total_millis()).unwrap_or(0);
+        if let Some(event) = link.poll(now_ms) {
             match event {
                 LinkEvent::Up(speed) => {
                     defmt::info!("eth: link up, {}", speed);
-                    node.link_up(clock::to_smoltcp(now));
+                    node.link_up(now);
                 }
                 LinkEvent::Down => defmt::warn!("eth: link down"),
             }
@@ -196,57 +203,30 @@ fn run(
         }
         // The node only runs while the link is up, so the DHCP fallback
         // delay counts from link-up (see `EchoNode::link_up`), not from boot.
-        let mut stack_deadline = None;
+        let mut wake = None;
         if link.is_up() {
-            stack_deadline = node
-                .poll(clock::to_smoltcp(now), device)
-                .map(|delay| clock::deadline_ms(now, delay));
+            wake = node.poll(now, device).map(|delay| now + delay);
         }
-        if now >= next_stats {
+        if stats.due(now) {
             node.log_stats();
-            next_stats = now + STATS_EVERY_MS;
         }
 
-        let stats = device.stats();
-        if stats.rx_errors != reported_errors {
-            reported_errors = stats.rx_errors;
-            defmt::warn!("eth: {}", stats);
+        let eth_stats = device.stats();
+        if eth_stats.rx_errors != reported_errors {
+            reported_errors = eth_stats.rx_errors;
+            defmt::warn!("eth: {}", eth_stats);
         }
 
-        let deadline = stack_deadline
-            .map_or(link.next_check_ms(), |at| at.min(link.next_check_ms()))
-            .min(next_stats);
-        // While the link is down only the link check and SysTick matter.
-        sleep(link.is_up().then_some(&mut *device), deadline);
-    }
-}
-
-/// Sleeps (`wfi`) until the clock reaches `deadline` (milliseconds) or, if
-/// `device` is given, an Ethernet interrupt has come in or a frame is
-/// waiting.
-///
-/// Interrupts are disabled around the check and the `wfi`, so an interrupt
-/// arriving in between stays pending and makes `wfi` return at once; the
-/// handlers run when interrupts are enabled again. SysTick wakes the core
-/// every millisecond to re-check the deadline.
-fn sleep(mut device: Option<&mut EthDevice<'_, '_>>, deadline: u64) {
-    loop {
-        let wake = cortex_m::interrupt::free(|_| {
+        let link_check =
+            Instant::from_millis(i64::try_from(link.next_check_ms()).unwrap_or(i64::MAX));
+        let deadline = stats.earliest(Some(earliest(wake, link_check)));
+        // While the link is down only the link check and the stats matter:
+        // an Ethernet event is consumed but does not end the sleep.
+        let up = link.is_up();
+        clock.sleep_until(deadline, || {
             let eth_event = ETH_EVENT.swap(false, Ordering::Relaxed);
-            if let Some(device) = device.as_deref_mut()
-                && (eth_event || device.rx_pending())
-            {
-                return true;
-            }
-            if clock::now_ms() >= deadline {
-                return true;
-            }
-            cortex_m::asm::wfi();
-            false
+            up && (eth_event || device.rx_pending())
         });
-        if wake {
-            return;
-        }
     }
 }
 
@@ -284,7 +264,8 @@ fn random_seed(rng: pac::RNG, clocks: &Clocks) -> u64 {
         Ok(()) => u64::from_le_bytes(bytes),
         Err(_) => {
             defmt::warn!("rng: error, seeding from the clock");
-            clock::now_ms() ^ u64::from(cortex_m::peripheral::SYST::get_current()) << 32
+            ricochet_cortex_m_clock::millis()
+                ^ u64::from(cortex_m::peripheral::SYST::get_current()) << 32
         }
     }
 }

@@ -3,29 +3,35 @@
 //! Logs go out as defmt frames over semihosting: run with
 //! `cargo run --release` (see `qemu-run.sh`).
 //!
-//! This folder holds only chip glue: the MAC driver (`enet.rs`), the SysTick
-//! clock (`clock.rs`) and this `main`. Everything else is in
+//! This folder holds only chip glue: the MAC driver (`enet.rs`) and this
+//! `main`. The clock is `ricochet-cortex-m-clock`; everything else is in
 //! `ricochet-embedded` and `ricochet-core`.
 
 #![no_std]
 #![no_main]
 
-mod clock;
 mod enet;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use defmt_semihosting as _;
+use ricochet_cortex_m_clock::{Clock, Every};
 use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
+use ricochet_embedded::smoltcp::time::Duration as SmolDuration;
 use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::enet::Enet;
 
-/// How often the node's counters are logged, in milliseconds.
-const STATS_EVERY_MS: u64 = 10_000;
+/// How often the node's counters are logged.
+const STATS_EVERY: SmolDuration = SmolDuration::from_secs(10);
+/// Core clock after reset on QEMU's lm3s6965evb, in Hz: RCC = 0x078E3AC0,
+/// 200 MHz PLL / (SYSDIV + 1) = 12.5 MHz. Its SysTick has no reference
+/// clock (SYST_CALIB reads 0), so SysTick counts this. (DWT CYCCNT reads 0
+/// in QEMU and cannot be used.)
+const SYSCLK_HZ: u32 = 12_500_000;
 /// The longest UDP payload echoed.
 const MAX_DATAGRAM: usize = 1400;
 
@@ -36,34 +42,36 @@ static RESOURCES: ConstStaticCell<NodeResources<'static>> =
 type Node = EchoNode<'static, 4>;
 static NODE: StaticCell<Node> = StaticCell::new();
 
-defmt::timestamp!("{=u64:ms}", clock::now_ms());
+defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());
 
 #[entry]
 fn main() -> ! {
     let core = cortex_m::Peripherals::take().expect("core peripherals taken once");
-    clock::init(core.SYST);
+    let mut clock = match Clock::start(core.SYST, SYSCLK_HZ) {
+        Ok(clock) => clock,
+        Err(e) => defmt::panic!("clock: {}", e),
+    };
     let enet = Enet::take().expect("Ethernet controller taken once");
     let mac = enet.mac_address();
     defmt::info!("ricochet: lm3s6965evb up, mac {}", mac);
-    let node = start(enet, mac);
+    let node = start(enet, mac, &clock);
 
-    let mut next_stats = STATS_EVERY_MS;
+    let mut stats = Every::new(STATS_EVERY);
     let mut reported_errors = 0;
     loop {
-        let now = clock::now_ms();
-        let delay = node.poll(clock::to_smoltcp(now), enet);
-        if now >= next_stats {
+        let now = clock.now();
+        let wake = node.poll(now, enet).map(|delay| now + delay);
+        if stats.due(now) {
             node.log_stats();
-            next_stats = now + STATS_EVERY_MS;
         }
-        let stats = enet.stats();
-        if stats.errors() != reported_errors {
-            reported_errors = stats.errors();
-            defmt::warn!("enet: {}", stats);
+        let enet_stats = enet.stats();
+        if enet_stats.errors() != reported_errors {
+            reported_errors = enet_stats.errors();
+            defmt::warn!("enet: {}", enet_stats);
         }
-        // `None`: only a frame brings work; the stats log still wakes us.
-        let deadline = delay.map_or(u64::MAX, |d| clock::deadline_ms(now, d));
-        sleep(enet, deadline.min(next_stats));
+        // Until the next deadline (`None`: only a frame brings work; the
+        // stats log still wakes us) or a frame.
+        clock.sleep_until(stats.earliest(wake), || enet.arm_rx_wakeup());
     }
 }
 
@@ -71,9 +79,9 @@ fn main() -> ! {
 /// building it must not stay reserved in `main`'s stack frame, which lives
 /// forever.
 #[inline(never)]
-fn start(enet: &mut Enet, mac: EthernetAddress) -> &'static mut Node {
+fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
-    config.random_seed = random_seed(mac);
+    config.random_seed = random_seed(mac, clock);
     // QEMU's slirp hands out 10.0.2.15 by DHCP; this is used if it does not.
     config.ipv4 = Ipv4Config::Dhcp {
         fallback: Some(StaticIpv4 {
@@ -89,36 +97,24 @@ fn start(enet: &mut Enet, mac: EthernetAddress) -> &'static mut Node {
         max_datagram: MAX_DATAGRAM,
         ..PolicyConfig::DEFAULT
     });
-    let now = clock::smoltcp_now();
-    match EchoNode::init(NODE.uninit(), config, RESOURCES.take(), NoLed, enet, now) {
+    match EchoNode::init(
+        NODE.uninit(),
+        config,
+        RESOURCES.take(),
+        NoLed,
+        enet,
+        clock.now(),
+    ) {
         Ok(node) => node,
         Err(e) => defmt::panic!("node: {}", e),
     }
 }
 
-/// Sleeps (`wfi`) until a frame is waiting or the clock reaches `deadline`
-/// (milliseconds). Interrupts are disabled around the check and the `wfi`,
-/// so an interrupt arriving in between makes `wfi` return at once.
-fn sleep(enet: &mut Enet, deadline: u64) {
-    loop {
-        let wake = cortex_m::interrupt::free(|_| {
-            if enet.arm_rx_wakeup() || clock::now_ms() >= deadline {
-                return true;
-            }
-            cortex_m::asm::wfi();
-            false
-        });
-        if wake {
-            return;
-        }
-    }
-}
-
 /// smoltcp's seed (TCP initial sequence numbers, DHCP transaction ids): the
 /// MAC and the SysTick phase. Not cryptographic; QEMU has no RNG.
-fn random_seed(mac: EthernetAddress) -> u64 {
+fn random_seed(mac: EthernetAddress, clock: &Clock) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
-    u64::from_le_bytes([a, b, c, d, e, f, 0, 0]) ^ (u64::from(clock::jitter()) << 32)
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0]) ^ (u64::from(clock.jitter()) << 32)
 }
 
 #[exception]

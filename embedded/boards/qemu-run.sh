@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Boots a firmware ELF on a QEMU Arm machine with user networking and decodes
+# its defmt log. The QEMU boards' cargo runner (.cargo/config.toml), so
+# `cargo run --release` in a board folder lands here with the machine, the
+# NIC model and the ELF.
+#
+# Usage: qemu-run.sh MACHINE NIC_MODEL ELF [extra qemu arguments...]
+#   e.g. qemu-run.sh mps2-an385 lan9118 target/.../ricochet-mps2-an385
+#
+# Host port RICOCHET_PORT (default 7777) on 127.0.0.1 is forwarded, TCP and
+# UDP, to the guest's port 7. QEMU accepts a forwarded TCP connection even
+# before the guest listens: probe readiness with a real echo and a timeout,
+# not with connect().
+#
+# Only QEMU's stdout (the semihosting byte stream) goes to defmt-print; QEMU's
+# own messages stay on stderr. The exit status is QEMU's (the firmware's
+# semihosting exit code: 1 after a panic). QEMU is stopped when this script
+# is interrupted or terminated (and, where setpriv exists, when it dies).
+set -euo pipefail
+
+if [[ $# -lt 3 ]]; then
+    echo "usage: $0 MACHINE NIC_MODEL ELF [extra qemu arguments...]" >&2
+    echo "  e.g. $0 mps2-an385 lan9118 target/thumbv7m-none-eabi/release/ricochet-mps2-an385" >&2
+    exit 2
+fi
+machine=$1
+nic=$2
+elf=$3
+shift 3
+port=${RICOCHET_PORT:-7777}
+
+missing=0
+if ! command -v qemu-system-arm >/dev/null; then
+    echo "qemu-run.sh: qemu-system-arm not found; install it with:" >&2
+    echo "  apt-get install --no-install-recommends qemu-system-arm" >&2
+    missing=1
+fi
+if ! command -v defmt-print >/dev/null; then
+    echo "qemu-run.sh: defmt-print not found; install it with:" >&2
+    echo "  cargo install --locked defmt-print" >&2
+    missing=1
+fi
+if [[ $missing -ne 0 ]]; then
+    exit 127
+fi
+if [[ ! -f $elf ]]; then
+    echo "qemu-run.sh: no such ELF: $elf" >&2
+    exit 2
+fi
+
+echo "ricochet: ${machine}: forwarding 127.0.0.1:${port} (tcp+udp) -> guest port 7; try: ricochet probe tcp://127.0.0.1:${port}" >&2
+
+# Kill QEMU if this script dies without running its trap (SIGKILL).
+pdeath=()
+if command -v setpriv >/dev/null; then
+    pdeath=(setpriv --pdeathsig TERM --)
+fi
+
+qemu_pid=
+printer_pid=
+
+cleanup() {
+    if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
+    # defmt-print ends at end of input, once QEMU's end of the pipe closes.
+    if [[ -n $printer_pid ]]; then
+        wait "$printer_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# The decoder reads from a pipe whose only writer is QEMU.
+exec {log_fd}> >(exec defmt-print -e "$elf")
+printer_pid=$!
+
+# Each machine's default CPU is the one its board has (QEMU refuses others).
+"${pdeath[@]}" qemu-system-arm \
+    -machine "$machine" \
+    -nographic \
+    -monitor none \
+    -serial null \
+    -semihosting-config enable=on,target=native \
+    -nic "user,model=${nic},hostfwd=tcp:127.0.0.1:${port}-:7,hostfwd=udp:127.0.0.1:${port}-:7" \
+    -kernel "$elf" \
+    "$@" >&"$log_fd" &
+qemu_pid=$!
+exec {log_fd}>&-
+
+status=0
+wait "$qemu_pid" || status=$?
+qemu_pid=
+wait "$printer_pid" || true
+printer_pid=
+exit "$status"

@@ -1,0 +1,384 @@
+//! The arithmetic of a tickless SysTick: a 64-bit count of core cycles made
+//! from 24-bit down-counter periods, the one-shot plan for a deadline, and
+//! the conversions to and from microseconds. No hardware here: the SysTick
+//! glue (`systick.rs`) feeds it register values, and the tests feed it a
+//! simulated counter.
+//!
+//! SysTick counts `reload, reload - 1, ..., 0` (one value per cycle), then
+//! loads the reload register again and pends its exception: a period lasts
+//! `reload + 1` cycles. The handler accounts for each period; reads in
+//! between add how far the counter has come down. A period is as long as the
+//! 24-bit register allows (0.67 s at 25 MHz) unless a deadline comes sooner,
+//! so an idle core wakes a few times a second instead of 1000.
+
+/// SysTick's reload register is 24 bits wide.
+pub(crate) const RELOAD_MAX: u32 = (1 << 24) - 1;
+/// The shortest one-shot period: shorter deadlines wake slightly late
+/// rather than keep the core in the exception handler.
+pub(crate) const RELOAD_MIN: u32 = 255;
+
+const MICROS_PER_SEC: u64 = 1_000_000;
+
+/// Where the cycle count stands. `Copy`, so the glue can keep it in a
+/// `Cell` under a critical section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timeline {
+    /// Core clock, Hz.
+    hz: u32,
+    /// Cycles before the current period began.
+    start: u64,
+    /// The current period's reload (it lasts `current + 1` cycles).
+    current: u32,
+    /// What the counter loads at the end of the current period (the reload
+    /// register's value).
+    next: u32,
+    /// The largest count handed out: time never goes back, whatever a race
+    /// between a read and a wrap did.
+    last: u64,
+}
+
+impl Timeline {
+    /// Before the clock starts: all zero (so its `static` is in `.bss`),
+    /// and every read is cycle 0.
+    pub(crate) const STOPPED: Timeline = Timeline {
+        hz: 0,
+        start: 0,
+        current: 0,
+        next: 0,
+        last: 0,
+    };
+
+    /// The counter just started from `RELOAD_MAX` at cycle 0.
+    pub(crate) const fn new(hz: u32) -> Timeline {
+        Timeline {
+            hz,
+            start: 0,
+            current: RELOAD_MAX,
+            next: RELOAD_MAX,
+            last: 0,
+        }
+    }
+
+    /// Core cycles since the start, from one read of the counter
+    /// (`before`), whether its exception is pending (`wrapped`), and a
+    /// second read (`after`) taken after that check.
+    ///
+    /// Not pending: `before` belongs to the current period. Pending: the
+    /// counter reached 0 and the handler has not run yet; `after` is either
+    /// still that 0 (the period's last cycle) or belongs to the period that
+    /// follows.
+    pub(crate) fn cycles(&mut self, before: u32, wrapped: bool, after: u32) -> u64 {
+        let count = if wrapped {
+            let end = self.start + u64::from(self.current);
+            if after == 0 {
+                end
+            } else {
+                end + 1 + u64::from(self.next.saturating_sub(after))
+            }
+        } else if before == 0 {
+            // 0 without the exception pending: the cycle before this period
+            // began (its handler already ran, or the counter was just
+            // cleared by a restart). QEMU also reads 0 for a period that has
+            // expired before its timer callback pended the exception; then
+            // this is early, and time waits (below) until the callback.
+            self.start.saturating_sub(1)
+        } else {
+            self.start + u64::from(self.current.saturating_sub(before))
+        };
+        self.last = self.last.max(count);
+        self.last
+    }
+
+    /// The SysTick exception: the current period ended, and the counter
+    /// loaded `next`. Returns the reload value to write for the period after
+    /// that one: the longest, so one-shot periods do not repeat.
+    #[cfg(any(target_os = "none", test))]
+    pub(crate) fn wrapped(&mut self) -> u32 {
+        self.start += u64::from(self.current) + 1;
+        self.current = self.next;
+        self.next = RELOAD_MAX;
+        RELOAD_MAX
+    }
+
+    /// Plans the wake-up for `deadline` (cycles) at `now` (cycles, from
+    /// [`cycles`](Self::cycles)). If the current period ends after the
+    /// deadline, the counter must be restarted with the returned reload
+    /// (then report it with [`restarted`](Self::restarted)); otherwise
+    /// (`None`) the period's own end wakes the core first and the plan is
+    /// made again then.
+    pub(crate) fn plan(&self, now: u64, deadline: u64) -> Option<u32> {
+        let period_end = self.start + u64::from(self.current) + 1;
+        if deadline >= period_end || deadline <= now {
+            return None;
+        }
+        let reload = u32::try_from(deadline - now - 1)
+            .unwrap_or(RELOAD_MAX)
+            .clamp(RELOAD_MIN, RELOAD_MAX);
+        Some(reload)
+    }
+
+    /// The counter was restarted at `now` with `reload` in its reload
+    /// register: its current value was cleared, so it reads 0 for one cycle
+    /// and starts a period of `reload + 1` cycles on the next.
+    pub(crate) fn restarted(&mut self, now: u64, reload: u32) {
+        self.start = now.max(self.last) + 1;
+        self.current = reload;
+        self.next = reload;
+    }
+
+    /// Cycles as microseconds (rounded down), without overflow for any
+    /// count a `u64` holds.
+    pub(crate) fn micros(&self, cycles: u64) -> u64 {
+        let hz = u64::from(self.hz.max(1));
+        cycles / hz * MICROS_PER_SEC + cycles % hz * MICROS_PER_SEC / hz
+    }
+
+    /// Microseconds as cycles, rounded up: the first cycle at which
+    /// [`micros`](Self::micros) reaches `micros`.
+    pub(crate) fn cycles_at(&self, micros: u64) -> u64 {
+        let hz = u64::from(self.hz);
+        (micros / MICROS_PER_SEC)
+            .saturating_mul(hz)
+            .saturating_add((micros % MICROS_PER_SEC * hz).div_ceil(MICROS_PER_SEC))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SysTick as the architecture describes it, advanced cycle-exactly
+    /// (in bulk): the counter goes `reload, ..., 1, 0` and pends its
+    /// exception on reaching 0, then loads the reload register on the next
+    /// cycle.
+    struct SimSysTick {
+        cycle: u64,
+        value: u32,
+        reload: u32,
+        pending: bool,
+        /// Periods that ended while the exception was still pending (lost
+        /// ticks).
+        lost: u32,
+    }
+
+    impl SimSysTick {
+        /// Started like `Clock::start`: cleared at cycle 0, so it loads
+        /// `RELOAD_MAX` at cycle 1.
+        fn started(t: &mut Timeline) -> Self {
+            t.restarted(0, RELOAD_MAX);
+            let mut sim = SimSysTick {
+                cycle: 0,
+                value: 0,
+                reload: RELOAD_MAX,
+                pending: false,
+                lost: 0,
+            };
+            sim.advance(1);
+            sim
+        }
+
+        fn advance(&mut self, mut n: u64) {
+            while n > 0 {
+                if self.value == 0 {
+                    self.value = self.reload;
+                    self.cycle += 1;
+                    n -= 1;
+                    continue;
+                }
+                let step = n.min(u64::from(self.value));
+                self.value -= step as u32;
+                self.cycle += step;
+                n -= step;
+                if self.value == 0 {
+                    if self.pending {
+                        self.lost += 1;
+                    }
+                    self.pending = true;
+                }
+            }
+        }
+
+        /// Cycles until the counter next reaches 0.
+        fn to_zero(&self) -> u64 {
+            if self.value == 0 {
+                u64::from(self.reload) + 1
+            } else {
+                u64::from(self.value)
+            }
+        }
+
+        fn read(&self, t: &mut Timeline) -> u64 {
+            t.cycles(self.value, self.pending, self.value)
+        }
+
+        /// The exception handler, if pending. Exception entry takes cycles,
+        /// so it never runs in the cycle the counter reads 0: the counter
+        /// has loaded the next period's reload by then.
+        fn service(&mut self, t: &mut Timeline) {
+            if self.value == 0 {
+                self.advance(1);
+            }
+            if self.pending {
+                self.pending = false;
+                self.reload = t.wrapped();
+            }
+        }
+
+        /// What the glue does for a deadline: plan, and restart if told to.
+        fn program(&mut self, t: &mut Timeline, deadline: u64) {
+            let now = self.read(t);
+            if let Some(reload) = t.plan(now, deadline) {
+                self.reload = reload;
+                self.value = 0;
+                self.pending = false;
+                t.restarted(now, reload);
+                assert_eq!(self.read(t), now, "the cleared cycle reads as the restart");
+            }
+        }
+    }
+
+    #[test]
+    fn idle_core_wakes_once_per_full_period_and_keeps_exact_time() {
+        let mut t = Timeline::new(25_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        let mut wakes = 0;
+        // Ten seconds with no deadline: only the period ends wake the core.
+        while sim.cycle < 250_000_000 {
+            sim.advance(sim.to_zero());
+            assert_eq!(sim.read(&mut t), sim.cycle, "at the period's last cycle");
+            sim.service(&mut t);
+            wakes += 1;
+            sim.advance(1);
+            assert_eq!(sim.read(&mut t), sim.cycle, "after the reload");
+        }
+        assert_eq!(wakes, 15, "0.67 s periods, not 1 ms ticks");
+    }
+
+    #[test]
+    fn deadline_sooner_than_the_period_end_restarts_the_counter_and_wakes_on_time() {
+        let mut t = Timeline::new(25_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        sim.advance(1_000_000);
+        let deadline = sim.cycle + 125_000; // 5 ms
+        sim.program(&mut t, deadline);
+        // The counter's exception comes exactly at the deadline.
+        sim.advance(deadline - sim.cycle - 1);
+        assert!(!sim.pending);
+        sim.advance(1);
+        assert!(sim.pending);
+        assert_eq!(sim.read(&mut t), deadline);
+        sim.service(&mut t);
+        assert_eq!(sim.read(&mut t), deadline + 1);
+        // One more period of the one-shot length, then full periods again.
+        let mut zeros = [deadline; 3];
+        for zero in &mut zeros[1..] {
+            sim.advance(sim.to_zero());
+            *zero = sim.cycle;
+            assert_eq!(sim.read(&mut t), sim.cycle);
+            sim.service(&mut t);
+        }
+        assert_eq!(zeros[1] - zeros[0], 125_000);
+        assert_eq!(zeros[2] - zeros[1], u64::from(RELOAD_MAX) + 1);
+        assert_eq!(sim.lost, 0);
+    }
+
+    #[test]
+    fn deadline_after_the_period_end_leaves_the_counter_alone() {
+        let mut t = Timeline::new(25_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        let before = t;
+        assert_eq!(t.plan(10, 1 << 30), None);
+        assert_eq!(t, before);
+        assert_eq!(
+            t.plan(10, 10),
+            None,
+            "a deadline that has passed needs no timer"
+        );
+        sim.advance(5);
+        assert_eq!(sim.read(&mut t), 6);
+    }
+
+    #[test]
+    fn read_racing_a_wrap_counts_the_new_period_and_time_never_goes_back() {
+        let mut t = Timeline::new(25_000_000);
+        // The counter wrapped after `before` was read; the handler has not run.
+        let at_end = t.cycles(1, true, RELOAD_MAX - 9);
+        assert_eq!(at_end, u64::from(RELOAD_MAX) + 1 + 9);
+        // Pending, and still in the period's last cycle.
+        let mut t2 = Timeline::new(25_000_000);
+        assert_eq!(t2.cycles(0, true, 0), u64::from(RELOAD_MAX));
+        // A read of 0 with nothing pending is the cycle before the period
+        // (here: before the first, so 0); never a period's end.
+        let mut t3 = Timeline::new(25_000_000);
+        t3.restarted(99, RELOAD_MAX);
+        assert_eq!(t3.cycles(0, false, 0), 99);
+        // A read that looks earlier than one already handed out is clamped.
+        let later = t.cycles(RELOAD_MAX, false, RELOAD_MAX);
+        assert_eq!(later, at_end);
+    }
+
+    #[test]
+    fn random_sleeps_reads_and_late_handlers_keep_time_exact_and_monotonic() {
+        // A deterministic pseudo-random walk: deadlines near and far, reads
+        // at any point, handlers that run late (but within a period).
+        let mut t = Timeline::new(12_500_000);
+        let mut sim = SimSysTick::started(&mut t);
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut last = 0;
+        for _ in 0..20_000 {
+            match rand(4) {
+                0 => {
+                    let deadline = sim.cycle + rand(40_000_000);
+                    sim.service(&mut t);
+                    sim.program(&mut t, deadline);
+                }
+                1 => sim.service(&mut t),
+                _ => {}
+            }
+            // The handler is late, but never by a whole period (that would
+            // lose a tick, which no clock built on SysTick can see).
+            let room = if sim.pending {
+                u64::from(sim.value)
+            } else {
+                sim.to_zero() + u64::from(sim.reload)
+            };
+            sim.advance(rand(room.max(1)));
+            let now = sim.read(&mut t);
+            assert_eq!(now, sim.cycle, "exact while no tick is lost");
+            assert!(now >= last);
+            last = now;
+        }
+        assert_eq!(sim.lost, 0);
+    }
+
+    #[test]
+    fn stopped_clock_reads_zero_whatever_the_counter_says() {
+        let mut t = Timeline::STOPPED;
+        assert_eq!(t.cycles(0, false, 0), 0);
+        assert_eq!(t.cycles(12_345, false, 12_345), 0);
+        assert_eq!(t.micros(0), 0);
+    }
+
+    #[test]
+    fn microseconds_convert_both_ways_without_overflow_and_round_so_a_deadline_is_never_early() {
+        let t = Timeline::new(25_000_000);
+        assert_eq!(t.micros(25), 1);
+        assert_eq!(t.micros(24), 0);
+        assert_eq!(t.cycles_at(1), 25);
+        assert_eq!(t.micros(t.cycles_at(1_234_567)), 1_234_567);
+        let t = Timeline::new(12_500_000);
+        assert_eq!(t.cycles_at(3), 38, "37.5 cycles rounds up");
+        assert_eq!(t.micros(38), 3);
+        // Thirty years of cycles at 168 MHz: no overflow on the way.
+        let t = Timeline::new(168_000_000);
+        let cycles = 168_000_000u64 * 86_400 * 365 * 30;
+        assert_eq!(t.micros(cycles), 86_400 * 365 * 30 * 1_000_000);
+        assert_eq!(t.cycles_at(u64::MAX), u64::MAX, "saturates");
+    }
+}

@@ -1,0 +1,178 @@
+//! A QEMU board as a process: which board `--board` names, its ELF, the
+//! tools it needs, a free host port, and booting it through
+//! `embedded/boards/qemu-run.sh` under `timeout`, in its own process group,
+//! killed by that group's id when dropped (nothing else is touched).
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{BOARDS, Board, Ctx, DEFAULT_QEMU_BOARD, QemuMachine, have};
+
+/// The runner every QEMU board uses (also their `cargo run`).
+const RUNNER: &str = "embedded/boards/qemu-run.sh";
+/// An upper bound on one QEMU run in CI (the e2e checks take about a minute).
+pub(crate) const QEMU_LIMIT_SECS: u64 = 600;
+
+/// Splits `--board NAME` off `args`: the QEMU board named (default
+/// lm3s6965evb) and the remaining positional arguments.
+pub(crate) fn board_arg(
+    args: &[String],
+) -> Result<(&'static Board, &'static QemuMachine, Vec<&str>), String> {
+    let mut name = DEFAULT_QEMU_BOARD;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--board" {
+            name = it.next().ok_or("--board needs a name")?;
+        } else if let Some(n) = arg.strip_prefix("--board=") {
+            name = n;
+        } else {
+            rest.push(arg.as_str());
+        }
+    }
+    let qemu_boards = || {
+        BOARDS
+            .iter()
+            .filter(|b| b.qemu.is_some())
+            .map(|b| b.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let board = BOARDS
+        .iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| format!("unknown board {name:?}; QEMU boards: {}", qemu_boards()))?;
+    let machine = board.qemu.as_ref().ok_or_else(|| {
+        format!(
+            "{name} does not run in QEMU (see its README); QEMU boards: {}",
+            qemu_boards()
+        )
+    })?;
+    Ok((board, machine, rest))
+}
+
+/// The firmware ELF of `board`, from its folder.
+pub(crate) fn elf(board: &Board) -> String {
+    format!("target/{}/release/{}", board.target, board.package)
+}
+
+pub(crate) fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+pub(crate) fn require_tools() -> Result<(), String> {
+    for (tool, how) in [
+        (
+            "qemu-system-arm",
+            "apt-get install -y --no-install-recommends qemu-system-arm",
+        ),
+        ("defmt-print", "cargo install --locked defmt-print"),
+    ] {
+        if !have(tool) {
+            return Err(format!(
+                "{tool} not found: run `cargo xtask deps` or `{how}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A free loopback port for both TCP and UDP.
+pub(crate) fn free_port() -> Result<u16, String> {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+        let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port for both TCP and UDP".into())
+}
+
+/// A running QEMU, killed (by process group) when dropped.
+pub(crate) struct Qemu {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Qemu {
+    /// Boots `board`'s release ELF under `timeout limit_secs` (then QEMU
+    /// is killed whatever happens).
+    pub(crate) fn boot(
+        ctx: &Ctx,
+        board: &Board,
+        machine: &QemuMachine,
+        port: u16,
+        log: PathBuf,
+        limit_secs: u64,
+    ) -> Result<Qemu, String> {
+        let elf = ctx.root.join(board.dir).join(elf(board));
+        Qemu::boot_elf(ctx, machine, &elf, &[], port, log, limit_secs)
+    }
+
+    /// Boots `elf` on `machine` with `extra` QEMU arguments, under
+    /// `timeout limit_secs`; the defmt log goes to `log`.
+    pub(crate) fn boot_elf(
+        ctx: &Ctx,
+        machine: &QemuMachine,
+        elf: &Path,
+        extra: &[String],
+        port: u16,
+        log: PathBuf,
+        limit_secs: u64,
+    ) -> Result<Qemu, String> {
+        let runner = ctx.root.join(RUNNER);
+        let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
+        // setsid: QEMU, defmt-print and the script share a new process group
+        // whose id is the child's pid, so one kill stops them all.
+        let child = Command::new("setsid")
+            .args(["timeout", "-k", "5", &limit_secs.to_string()])
+            .arg(runner)
+            .args([machine.machine, machine.nic])
+            .arg(elf)
+            .args(extra)
+            .current_dir(&ctx.root)
+            .env("RICOCHET_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-run.sh: {e}"))?;
+        Ok(Qemu { child, log })
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let pgid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pgid}")])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.alive() {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -116,7 +116,12 @@ pub trait Transport {
     /// (`MSG_MORE`); the pump calls [`Transport::flush`] if it then does not.
     fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome;
 
-    /// Sends what a `more` write held back. Default: nothing to do.
+    /// Sends what a `more` write held back, and whatever output the
+    /// transport queued of its own (a TLS transport's records). Called after
+    /// a `more` write, before [`Transport::shutdown_write`], and whenever
+    /// the connection is writable while [`Transport::unacknowledged`] is
+    /// above 0 (serving or lingering), so queued output leaves as soon as
+    /// the connection takes it. Default: nothing to do.
     fn flush(&mut self) {}
 
     /// Shuts down the write side after everything queued (TCP: FIN). Called
@@ -416,7 +421,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 break;
             }
         }
-        if held_back {
+        // Output the transport queued of its own (TLS records the socket
+        // did not take) leaves when the connection is writable again.
+        if held_back || (self.writable && io.unacknowledged() > 0) {
             io.flush();
         }
         let read = self.session.wants_read();
@@ -508,6 +515,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 // Nothing can be delivered any more: done.
                 ReadOutcome::Failed(_) => return self.release(Teardown::Close),
             }
+        }
+        if self.writable && io.unacknowledged() > 0 {
+            io.flush();
         }
         let left = io.unacknowledged();
         if left < unacknowledged {

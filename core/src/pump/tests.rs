@@ -415,3 +415,43 @@ fn reset_rearms_a_released_pump_over_the_same_storage() {
     assert_eq!(io.output, b"bc");
     assert_eq!(c.closed.peer_finished, 2);
 }
+
+#[test]
+fn serving_writable_with_queued_transport_output_flushes_it() {
+    // A transport that queues output of its own (TLS records the socket did
+    // not take) gets a flush whenever it is writable, even with no echo
+    // pending, so its queue leaves without waiting for more input.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    io.unacked = 7;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, 1);
+    io.unacked = 0;
+    p.set_writable();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, 1, "nothing queued: no flush");
+}
+
+#[test]
+fn lingering_writable_with_queued_transport_output_flushes_it() {
+    // After the close, a TLS transport still holds close_notify and the FIN:
+    // each writable drive pushes them, until nothing is left.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", true);
+    let mut c = StreamCounters::default();
+    io.unacked = 2;
+    p.set_read_closed();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(!p.is_released());
+    let before = io.flushes;
+    p.set_writable();
+    let _ = p.drive(at(10), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, before + 1, "writable while lingering: flushed");
+    io.unacked = 0;
+    p.set_writable();
+    assert_eq!(
+        p.drive(at(20), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+}

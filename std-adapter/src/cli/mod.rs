@@ -12,6 +12,7 @@ pub(crate) mod bar;
 pub(crate) mod log;
 pub(crate) mod probe;
 pub(crate) mod serve;
+pub(crate) mod tls;
 
 /// Writes one line to stderr; a closed or full stderr loses it, nothing more.
 pub(crate) fn say(args: fmt::Arguments<'_>) {

@@ -35,7 +35,8 @@ Examples:
   ricochet serve
   ricochet serve --tcp 127.0.0.1:0 --tcp [::1]:0 --udp 127.0.0.1:0
   ricochet serve --unix /run/echo.sock --mode lines --idle-timeout 30s
-  ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s")]
+  ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
+  ricochet serve --tcp 127.0.0.1:7007 --tls 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -102,6 +103,8 @@ pub(crate) struct ServeArgs {
     /// How TCP connections reach workers: one SO_REUSEPORT listener per worker, or one shared listener.
     #[arg(long, value_enum, default_value_t = AcceptArg::Reuseport)]
     accept: AcceptArg,
+    #[command(flatten)]
+    tls: super::tls::TlsServeArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,7 +124,7 @@ enum AcceptArg {
 const DEFAULT_RATE: ricochet::core::datagram::RateLimit =
     ricochet::core::datagram::RateLimit::DEFAULT;
 
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
         addr
     } else if let Ok(port) = s.parse::<u16>() {
@@ -258,18 +261,24 @@ impl ServeArgs {
                 AcceptArg::Shared => AcceptStrategy::Shared,
             },
             raise_fd_limit: true,
+            tls: self.tls.config(),
         };
         add_default_endpoints(
             &mut config,
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
         );
+        super::tls::TlsServeArgs::adopt_tcp(&mut config);
         config
     }
 }
 
 /// Without any endpoint, serve TCP and UDP on `default`.
 fn add_default_endpoints(config: &mut ServerConfig, default: SocketAddr) {
-    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() {
+    if config.tcp.is_empty()
+        && config.udp.is_empty()
+        && config.unix.is_empty()
+        && !super::tls::has_listener(config)
+    {
         config.tcp.push(default);
         config.udp.push(default);
     }
@@ -277,7 +286,11 @@ fn add_default_endpoints(config: &mut ServerConfig, default: SocketAddr) {
 
 /// Usage errors the parser cannot see alone: combinations of options.
 fn check_usage(config: &ServerConfig) -> Result<(), String> {
-    if config.mode != Mode::Raw && config.tcp.is_empty() && config.unix.is_empty() {
+    if config.mode != Mode::Raw
+        && config.tcp.is_empty()
+        && config.unix.is_empty()
+        && !super::tls::has_listener(config)
+    {
         return Err(format!(
             "--mode {} applies to stream listeners (--tcp, --unix), and there is none: UDP \
              datagrams are echoed whole. Add a --tcp or --unix listener, or drop --mode",

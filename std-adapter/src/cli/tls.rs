@@ -67,3 +67,42 @@ impl TlsServeArgs {
 pub(crate) fn has_listener(config: &ServerConfig) -> bool {
     config.tls.as_ref().is_some_and(|t| !t.listen.is_empty())
 }
+
+/// `ricochet probe`'s TLS options (a `tls://` target only).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS (tls:// targets)")]
+pub(crate) struct TlsProbeArgs {
+    /// PEM CA certificates to verify the server with [default: the system's CAs].
+    #[arg(long, value_name = "CA.pem")]
+    tls_ca: Option<PathBuf>,
+    /// Name to check the server's certificate against (and send in SNI) [default: the target's host].
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// DANGEROUS: accept any server certificate (for test servers only; the report says so).
+    #[arg(long, conflicts_with = "tls_ca")]
+    insecure: bool,
+    /// Resume earlier sessions (tickets) on new connections; off: every handshake is a full one.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set)]
+    tls_resumption: bool,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".to_owned()),
+    }
+}
+
+impl TlsProbeArgs {
+    /// The probe's TLS options.
+    pub(crate) fn options(&self) -> ricochet::probe::TlsOptions {
+        ricochet::probe::TlsOptions {
+            ca: self.tls_ca.clone(),
+            server_name: self.tls_server_name.clone(),
+            insecure: self.insecure,
+            no_resumption: !self.tls_resumption,
+        }
+    }
+}

@@ -128,6 +128,17 @@ pub trait Transport {
     /// once, when the session closes gracefully.
     fn shutdown_write(&mut self);
 
+    /// Whether the transport already holds input, or the end of it (EOF,
+    /// an error), that a read would return without waiting for readiness.
+    /// After a short read the pump reads again only if this is true (or the
+    /// readiness event reported the peer's FIN): a transport that buffers
+    /// (TLS decrypts whole records) may return a short read and still have
+    /// the end of the stream to report. Default: false (a short read
+    /// drained the transport).
+    fn read_pending(&self) -> bool {
+        false
+    }
+
     /// Bytes written (and the FIN, counted as one) that the transport has
     /// not yet seen delivered. The linger after a graceful close ends only
     /// when this is 0, and restarts whenever it goes down. Default: 0 (the
@@ -400,7 +411,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                             more_input = n == want;
                             // A short read drained the transport, unless a
                             // FIN or error is still to be read.
-                            if n < want && !self.read_closed {
+                            if n < want && !self.read_closed && !io.read_pending() {
                                 self.readable = false;
                             }
                         }

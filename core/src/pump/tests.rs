@@ -39,6 +39,9 @@ struct Script {
     flushes: usize,
     shutdowns: usize,
     unacked: usize,
+    /// Report `Eof` only after a first short read (a buffering transport
+    /// that returned the last plaintext, then has the end to report).
+    eof_after_short_read: bool,
 }
 
 impl Script {
@@ -69,7 +72,14 @@ impl Transport for Script {
         for (slot, b) in buf.iter_mut().zip(self.input.drain(..n)) {
             *slot = b;
         }
+        if self.eof_after_short_read && self.input.is_empty() {
+            self.fin = true;
+        }
         ReadOutcome::Data(n)
+    }
+
+    fn read_pending(&self) -> bool {
+        self.eof_after_short_read && self.input.is_empty() && self.fin
     }
 
     fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
@@ -454,4 +464,25 @@ fn lingering_writable_with_queued_transport_output_flushes_it() {
         p.drive(at(20), &mut io, usize::MAX, &mut c),
         Next::Release(Teardown::Close)
     );
+}
+
+#[test]
+fn serving_short_read_with_the_end_pending_reads_it_without_readiness() {
+    // A TLS transport decrypts the last data and the close_notify in one
+    // go: it returns the data (a short read) and has the end still to say.
+    // Without a readiness event to come, the pump must read again.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"last", false);
+    io.eof_after_short_read = true;
+    let mut c = StreamCounters::default();
+    let mut next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    for _ in 0..3 {
+        if let Next::Release(_) = next {
+            break;
+        }
+        next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    }
+    assert_eq!(next, Next::Release(Teardown::Close));
+    assert_eq!(io.output, b"last");
+    assert_eq!(c.closed.peer_finished, 1);
 }

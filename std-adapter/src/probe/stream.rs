@@ -85,6 +85,11 @@ impl Sock {
         }
     }
 
+    /// TLS: the end of the stream is known after a short read.
+    fn read_pending(&self) -> bool {
+        matches!(self, Sock::Tls(s) if s.read_pending())
+    }
+
     /// TLS: sends records (and a FIN) still queued; nothing to do otherwise.
     fn flush(&mut self) -> io::Result<()> {
         match self {
@@ -795,7 +800,7 @@ impl Env<'_> {
                         // is a new edge, so skip the read that would only
                         // say EAGAIN (one syscall less per round trip). Not
                         // when a FIN is already known to be queued.
-                        if n < self.rbuf.len() && !c.read_closed {
+                        if n < self.rbuf.len() && !c.read_closed && !sock.read_pending() {
                             c.readable = false;
                         }
                     }

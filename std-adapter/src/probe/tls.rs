@@ -235,6 +235,8 @@ pub(crate) struct TlsSock {
     conn: ClientConnection,
     /// `close_notify` is queued: FIN once every record is out.
     fin_pending: bool,
+    /// The last read returned data early: the end (or an error) is next.
+    end_pending: bool,
 }
 
 impl TlsSock {
@@ -246,6 +248,7 @@ impl TlsSock {
             sock,
             conn,
             fin_pending: false,
+            end_pending: false,
         })
     }
 
@@ -310,10 +313,14 @@ impl TlsSock {
     /// Plaintext from the server; `Ok(0)` when it finished (close_notify,
     /// or FIN without it).
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.end_pending = false;
         let mut filled = 0;
         loop {
             match self.conn.reader().read(&mut buf[filled..]) {
-                Ok(0) => return Ok(filled),
+                Ok(0) => {
+                    self.end_pending = filled > 0;
+                    return Ok(filled);
+                }
                 Ok(n) => {
                     filled += n;
                     if filled == buf.len() {
@@ -322,7 +329,10 @@ impl TlsSock {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.end_pending = filled > 0;
+                    return Ok(filled);
+                }
                 Err(e) => return Err(e),
             }
             match self.conn.read_tls(&mut self.sock) {
@@ -330,6 +340,7 @@ impl TlsSock {
                     if let Err(e) = self.conn.process_new_packets() {
                         let _ = self.push();
                         if filled > 0 {
+                            self.end_pending = true;
                             return Ok(filled);
                         }
                         return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -341,10 +352,19 @@ impl TlsSock {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if filled > 0 && e.kind() != io::ErrorKind::WouldBlock => return Ok(filled),
+                Err(e) if filled > 0 && e.kind() != io::ErrorKind::WouldBlock => {
+                    self.end_pending = true;
+                    return Ok(filled);
+                }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether the end of the stream (or an error) is known after a short
+    /// read: the next read reports it without waiting for readiness.
+    pub(crate) fn read_pending(&self) -> bool {
+        self.end_pending
     }
 
     /// Encrypts plaintext into records (bounded) and sends what the socket takes.

@@ -97,6 +97,14 @@ impl Transport for Stream {
         };
     }
 
+    /// TLS: the end of the stream is known after a short read.
+    fn read_pending(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.read_pending(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
     /// TLS: records or the FIN still queued; 0 for the kernel's sockets.
     fn unacknowledged(&self) -> usize {
         match self {

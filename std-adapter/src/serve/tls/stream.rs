@@ -76,6 +76,9 @@ pub(crate) struct TlsStream {
     /// A fatal alert was queued (or the handshake failed): close with FIN
     /// after it, never with a reset.
     refused: bool,
+    /// The last read returned data early: the end of the stream (or an
+    /// error) is already known and is the next read's.
+    end_pending: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -121,6 +124,7 @@ impl TlsStream {
             outcome: None,
             fin: Fin::Open,
             refused: false,
+            end_pending: false,
         })
     }
 
@@ -191,6 +195,16 @@ impl TlsStream {
         true
     }
 
+    /// `end` now if nothing was read, else the data now and `end` on the
+    /// next read (announced through `read_pending`).
+    fn data_then_end(&mut self, filled: usize, end: ReadOutcome) -> ReadOutcome {
+        if filled == 0 {
+            return end;
+        }
+        self.end_pending = true;
+        ReadOutcome::Data(filled)
+    }
+
     fn fail_handshake(&mut self, why: HandshakeFailure, failure: Failure) {
         self.outcome = Some(Outcome::Failed(why));
         self.deadline = None;
@@ -258,16 +272,13 @@ impl Transport for TlsStream {
         if let State::Failed(f) = self.state {
             return ReadOutcome::Failed(f);
         }
+        self.end_pending = false;
         let mut filled = 0;
         loop {
             match self.conn.reader().read(&mut buf[filled..]) {
                 Ok(0) if filled < buf.len() => {
                     // close_notify: the peer finished sending.
-                    return if filled > 0 {
-                        ReadOutcome::Data(filled)
-                    } else {
-                        ReadOutcome::Eof
-                    };
+                    return self.data_then_end(filled, ReadOutcome::Eof);
                 }
                 Ok(n) => {
                     filled += n;
@@ -287,11 +298,7 @@ impl Transport for TlsStream {
                         // Nothing was said: nothing to answer, a FIN will do.
                         self.refused = true;
                     }
-                    return if filled > 0 {
-                        ReadOutcome::Data(filled)
-                    } else {
-                        ReadOutcome::Eof
-                    };
+                    return self.data_then_end(filled, ReadOutcome::Eof);
                 }
                 Err(e) => return self.fail_io(&e),
             }
@@ -305,13 +312,9 @@ impl Transport for TlsStream {
                         }
                     }
                     Err(e) => {
-                        return if filled > 0 {
-                            // Deliver what was decrypted; the error comes next.
-                            let _ = self.fail_protocol(&e);
-                            ReadOutcome::Data(filled)
-                        } else {
-                            self.fail_protocol(&e)
-                        };
+                        // What was decrypted first is delivered; the error next.
+                        let end = self.fail_protocol(&e);
+                        return self.data_then_end(filled, end);
                     }
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -323,14 +326,15 @@ impl Transport for TlsStream {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return if filled > 0 {
-                        ReadOutcome::Data(filled)
-                    } else {
-                        self.fail_io(&e)
-                    };
+                    let end = self.fail_io(&e);
+                    return self.data_then_end(filled, end);
                 }
             }
         }
+    }
+
+    fn read_pending(&self) -> bool {
+        self.end_pending || matches!(self.state, State::Failed(_))
     }
 
     fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {

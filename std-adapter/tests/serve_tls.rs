@@ -327,3 +327,33 @@ fn tls_configuration_errors_name_the_file_and_the_fix() {
         .to_string();
     assert!(msg.contains("no listening address"), "{msg}");
 }
+
+#[test]
+fn tls_close_notify_in_the_same_read_as_the_last_data_ends_the_session() {
+    // The last data and the close_notify reach the server in one segment,
+    // and no FIN follows (socat's TLS client closes this way): the server
+    // decrypts both in one read and must still act on the close_notify.
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let mut c = Client::connect(srv.tls, client_config(&pki.ca, None));
+    c.handshake().expect("handshake");
+    c.tls
+        .conn
+        .writer()
+        .write_all(b"last words")
+        .expect("buffer");
+    c.tls.conn.send_close_notify();
+    let mut wire = Vec::new();
+    while c.tls.conn.wants_write() {
+        c.tls.conn.write_tls(&mut wire).expect("encrypt");
+    }
+    c.tls
+        .sock
+        .write_all(&wire)
+        .expect("one write: data and close_notify");
+    assert_eq!(
+        c.read_to_close().expect("echo, then close_notify"),
+        b"last words"
+    );
+    srv.wait_stats("the close", |s| s.tls.closed.peer_finished == 1);
+}

@@ -6,6 +6,8 @@
 //! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
+//! cargo xtask bench-tls [-d SECS]  TLS echo vs plain TCP vs socat's TLS echo, handshakes/s
+//! cargo xtask cross-check     cargo check -p ricochet for x86_64 macOS and FreeBSD
 //! cargo xtask soak [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
@@ -21,6 +23,8 @@ use std::time::Instant;
 
 mod attack;
 mod bench;
+mod bench_tls;
+mod cross_check;
 mod qemu;
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -103,6 +107,8 @@ fn main() -> ExitCode {
         Some("deps") => stage_deps(&ctx),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
+        Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
+        Some("cross-check") => cross_check::cross_check(&ctx),
         Some("soak") => qemu::soak_main(
             &ctx,
             args.get(1).map(String::as_str),
@@ -116,11 +122,13 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | soak [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | bench-tls [-d SECS] | cross-check | soak [N] [SECS] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
                  deps    install what the stages need\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
+                 bench-tls  TLS echo against plain TCP and socat's TLS echo; handshakes per second\n\
+                 cross-check  cargo check -p ricochet for x86_64 macOS and FreeBSD\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
@@ -198,7 +206,7 @@ pub(crate) fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
@@ -218,6 +226,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("nc", "netcat-openbsd"),
     ("qemu-system-arm", "qemu-system-arm"),
     ("prlimit", "util-linux"),
+    ("openssl", "openssl"),
 ];
 
 fn stage_deps(ctx: &Ctx) -> Result<(), String> {

@@ -282,12 +282,14 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             } else {
                 format!("{:.1} µs/rt", cpu * 1e6 / (rt * span))
             };
-            let hs = if s.tls {
+            // Outside crr every handshake happens in the warmup: none measured.
+            let measured_handshakes = s.tls && hs > 0.0;
+            let hs = if measured_handshakes {
                 format!("{hs:.0}")
             } else {
                 "–".to_owned()
             };
-            let hs50 = if s.tls {
+            let hs50 = if measured_handshakes {
                 format!("{hs50:.0} µs")
             } else {
                 "–".to_owned()

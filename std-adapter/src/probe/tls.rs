@@ -371,8 +371,10 @@ impl TlsSock {
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
         loop {
-            taken += self.conn.writer().write(&buf[taken..])?;
-            if taken == buf.len() || !self.push()? {
+            let n = self.conn.writer().write(&buf[taken..])?;
+            taken += n;
+            // Done, or nothing to push that would make room, or the socket is full.
+            if taken == buf.len() || (n == 0 && !self.conn.wants_write()) || !self.push()? {
                 break;
             }
         }

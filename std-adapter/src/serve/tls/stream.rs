@@ -344,8 +344,16 @@ impl Transport for TlsStream {
         let mut taken = 0;
         loop {
             // Bounded: rustls takes no more than OUTPUT_LIMIT allows.
-            taken += self.conn.writer().write(&buf[taken..]).unwrap_or(0);
-            if taken == buf.len() {
+            let n = match self.conn.writer().write(&buf[taken..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.state = State::Failed(failure(&e));
+                    return WriteOutcome::Failed(failure(&e));
+                }
+            };
+            taken += n;
+            if taken == buf.len() || (n == 0 && !self.conn.wants_write()) {
+                // Done, or nothing to push that would make room.
                 break;
             }
             match self.push() {

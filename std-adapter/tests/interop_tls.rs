@@ -313,3 +313,25 @@ fn interop_probe_against_openssl_s_server_echoing_through_a_pipe() {
     }
     panic!("openssl s_server did not start: {last_err}");
 }
+
+#[test]
+fn interop_openssl_s_client_tls11_is_refused_and_counted_as_protocol() {
+    // rustls speaks TLS 1.2 and 1.3 only: a TLS 1.1 client gets a
+    // handshake_failure alert (40), and the server counts a protocol failure.
+    require("openssl");
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let o = run_bounded_with_input(
+        Command::new("openssl")
+            .args(["s_client", "-connect", &srv.tls.to_string()])
+            .args(["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]),
+        Stdio::null(),
+        WAIT,
+    );
+    let (code, _, err) = texts(&o);
+    assert_ne!(code, 0, "a TLS 1.1 handshake succeeded: {err}");
+    assert!(err.contains("alert number 40"), "{err}");
+    srv.wait_stats("the protocol failure", |s| {
+        s.tls_handshakes.failed.protocol == 1 && s.connections_open == 0
+    });
+}

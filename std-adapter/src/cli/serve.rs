@@ -16,7 +16,7 @@ use ricochet::serve::{
 
 use super::say;
 
-/// Serve RFC 862 echo over TCP (v4/v6), UDP and Unix stream sockets.
+/// Serve RFC 862 echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
 ///
 /// Prints one `listening <tcp|udp|unix> <address>` line per endpoint on
 /// stdout once bound (port 0 shows the real port); logs go to stderr
@@ -36,7 +36,7 @@ Examples:
   ricochet serve --tcp 127.0.0.1:0 --tcp [::1]:0 --udp 127.0.0.1:0
   ricochet serve --unix /run/echo.sock --mode lines --idle-timeout 30s
   ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
-  ricochet serve --tcp 127.0.0.1:7007 --tls 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem")]
+  ricochet serve --tcp 7007 --tls 7443 --tls-cert cert.pem --tls-key key.pem")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]

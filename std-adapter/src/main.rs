@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve echo over TCP (v4/v6), UDP and Unix stream sockets.
+    /// Serve echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
     Serve(cli::serve::ServeArgs),
     /// Verify any echo server: send deterministic data, check every byte, measure latency.
     Probe(cli::probe::ProbeArgs),

@@ -308,6 +308,7 @@ fn tcp_v4_and_v6_udp_and_unix_served_by_one_server() {
                 s.set_timeout(IO_TIMEOUT);
                 serve_support::round_trip(&mut s, b"over unix");
             }
+            other => panic!("no such listener was configured: {other}"),
         }
     }
     server.shutdown();

@@ -9,6 +9,7 @@
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
+//! cargo xtask bench-tls [-d SECS]  TLS echo vs plain TCP vs socat's TLS echo, handshakes/s
 //! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
@@ -24,6 +25,8 @@ use std::time::Instant;
 
 mod attack;
 mod bench;
+mod bench_tls;
+mod cross_check;
 mod dist;
 mod qemu;
 mod stack;
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
         Some("stack") => stack::stack(&ctx, &args[1..]),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
+        Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
         Some("soak") => qemu::soak_main(&ctx, &args[1..]),
         Some("stages") => {
             for s in STAGES {
@@ -206,13 +210,15 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
                  deps    install what the stages need\n\
                  dist    release binary, man pages and shell completions in target/release/dist\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
+                 bench-tls  TLS echo against plain TCP and socat's TLS echo; handshakes per second\n\
+                 cross-check  cargo check -p ricochet for x86_64 macOS and FreeBSD\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
@@ -320,6 +326,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("systemd-analyze", "systemd"),
     ("dpkg-deb", "dpkg"),
     (PROMETHEUS_PARSER, "python3-prometheus-client"),
+    ("openssl", "openssl"),
+    ("clang", "clang"),
 ];
 
 /// The check for python3-prometheus-client (a module, not a command).
@@ -598,23 +606,7 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
 const CROSS_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
 
 fn stage_cross(ctx: &Ctx) -> Result<(), String> {
-    for target in CROSS_TARGETS {
-        run(
-            &ctx.root,
-            &cargo(),
-            &[
-                "check",
-                "--locked",
-                "-p",
-                "ricochet",
-                "--all-features",
-                "--target",
-                target,
-            ],
-            &[],
-        )?;
-    }
-    Ok(())
+    cross_check::cross_check(ctx)
 }
 
 fn stage_doc(ctx: &Ctx) -> Result<(), String> {

@@ -116,12 +116,28 @@ pub trait Transport {
     /// (`MSG_MORE`); the pump calls [`Transport::flush`] if it then does not.
     fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome;
 
-    /// Sends what a `more` write held back. Default: nothing to do.
+    /// Sends what a `more` write held back, and whatever output the
+    /// transport queued of its own (a TLS transport's records). Called after
+    /// a `more` write, before [`Transport::shutdown_write`], and whenever
+    /// the connection is writable while [`Transport::unacknowledged`] is
+    /// above 0 (serving or lingering), so queued output leaves as soon as
+    /// the connection takes it. Default: nothing to do.
     fn flush(&mut self) {}
 
     /// Shuts down the write side after everything queued (TCP: FIN). Called
     /// once, when the session closes gracefully.
     fn shutdown_write(&mut self);
+
+    /// Whether the transport already holds input, or the end of it (EOF,
+    /// an error), that a read would return without waiting for readiness.
+    /// After a short read the pump reads again only if this is true (or the
+    /// readiness event reported the peer's FIN): a transport that buffers
+    /// (TLS decrypts whole records) may return a short read and still have
+    /// the end of the stream to report. Default: false (a short read
+    /// drained the transport).
+    fn read_pending(&self) -> bool {
+        false
+    }
 
     /// Bytes written (and the FIN, counted as one) that the transport has
     /// not yet seen delivered. The linger after a graceful close ends only
@@ -395,7 +411,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                             more_input = n == want;
                             // A short read drained the transport, unless a
                             // FIN or error is still to be read.
-                            if n < want && !self.read_closed {
+                            if n < want && !self.read_closed && !io.read_pending() {
                                 self.readable = false;
                             }
                         }
@@ -416,7 +432,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 break;
             }
         }
-        if held_back {
+        // Output the transport queued of its own (TLS records the socket
+        // did not take) leaves when the connection is writable again.
+        if held_back || (self.writable && io.unacknowledged() > 0) {
             io.flush();
         }
         let read = self.session.wants_read();
@@ -508,6 +526,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 // Nothing can be delivered any more: done.
                 ReadOutcome::Failed(_) => return self.release(Teardown::Close),
             }
+        }
+        if self.writable && io.unacknowledged() > 0 {
+            io.flush();
         }
         let left = io.unacknowledged();
         if left < unacknowledged {

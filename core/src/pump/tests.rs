@@ -39,6 +39,9 @@ struct Script {
     flushes: usize,
     shutdowns: usize,
     unacked: usize,
+    /// Report `Eof` only after a first short read (a buffering transport
+    /// that returned the last plaintext, then has the end to report).
+    eof_after_short_read: bool,
 }
 
 impl Script {
@@ -69,7 +72,14 @@ impl Transport for Script {
         for (slot, b) in buf.iter_mut().zip(self.input.drain(..n)) {
             *slot = b;
         }
+        if self.eof_after_short_read && self.input.is_empty() {
+            self.fin = true;
+        }
         ReadOutcome::Data(n)
+    }
+
+    fn read_pending(&self) -> bool {
+        self.eof_after_short_read && self.input.is_empty() && self.fin
     }
 
     fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
@@ -414,4 +424,65 @@ fn reset_rearms_a_released_pump_over_the_same_storage() {
     );
     assert_eq!(io.output, b"bc");
     assert_eq!(c.closed.peer_finished, 2);
+}
+
+#[test]
+fn serving_writable_with_queued_transport_output_flushes_it() {
+    // A transport that queues output of its own (TLS records the socket did
+    // not take) gets a flush whenever it is writable, even with no echo
+    // pending, so its queue leaves without waiting for more input.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    io.unacked = 7;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, 1);
+    io.unacked = 0;
+    p.set_writable();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, 1, "nothing queued: no flush");
+}
+
+#[test]
+fn lingering_writable_with_queued_transport_output_flushes_it() {
+    // After the close, a TLS transport still holds close_notify and the FIN:
+    // each writable drive pushes them, until nothing is left.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", true);
+    let mut c = StreamCounters::default();
+    io.unacked = 2;
+    p.set_read_closed();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(!p.is_released());
+    let before = io.flushes;
+    p.set_writable();
+    let _ = p.drive(at(10), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, before + 1, "writable while lingering: flushed");
+    io.unacked = 0;
+    p.set_writable();
+    assert_eq!(
+        p.drive(at(20), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+}
+
+#[test]
+fn serving_short_read_with_the_end_pending_reads_it_without_readiness() {
+    // A TLS transport decrypts the last data and the close_notify in one
+    // go: it returns the data (a short read) and has the end still to say.
+    // Without a readiness event to come, the pump must read again.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"last", false);
+    io.eof_after_short_read = true;
+    let mut c = StreamCounters::default();
+    let mut next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    for _ in 0..3 {
+        if let Next::Release(_) = next {
+            break;
+        }
+        next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    }
+    assert_eq!(next, Next::Release(Teardown::Close));
+    assert_eq!(io.output, b"last");
+    assert_eq!(c.closed.peer_finished, 1);
 }

@@ -16,6 +16,7 @@ pub(crate) mod notify;
 pub(crate) mod privileges;
 pub(crate) mod probe;
 pub(crate) mod serve;
+pub(crate) mod tls;
 
 /// Writes one line to stderr; a closed or full stderr loses it, nothing more.
 pub(crate) fn say(args: fmt::Arguments<'_>) {

@@ -36,9 +36,10 @@ Examples (`ricochet serve` listens on 7007 by default):
   ricochet probe tcp://[::1]:7007 -c 100 -d 5s --warmup 1s
   ricochet probe tcp://127.0.0.1:7007 -p stream -s 64KiB -d 5s
   ricochet probe udp://127.0.0.1:7007 -n 10000 --max-loss 0.1
-  ricochet probe unix:///run/echo.sock --mode lines -s 16-1K --json")]
+  ricochet probe unix:///run/echo.sock --mode lines -s 16-1K --json
+  ricochet probe tls://localhost:7443 --tls-ca ca.pem -p crr -c 8 -d 5s")]
 pub(crate) struct ProbeArgs {
-    /// Echo server: tcp://HOST:PORT, udp://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
+    /// Echo server: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
     #[arg(value_name = "TARGET", value_parser = parse_target)]
     target: Target,
     /// Concurrent connections (UDP: sockets).
@@ -47,7 +48,8 @@ pub(crate) struct ProbeArgs {
     /// Message size on the wire (terminator/header included), or a random range MIN..=MAX / MIN-MAX.
     #[arg(short = 's', long, default_value = "64", value_name = "S", value_parser = parse_size_range)]
     size: (usize, usize),
-    /// Message pattern: one message in flight (pingpong) or a window of bytes in flight (stream).
+    /// Message pattern: one message in flight (pingpong), a window of bytes in flight (stream), or
+    /// a new connection per message (crr: connect, request, response; over TLS a handshake each).
     #[arg(short = 'p', long, value_enum, default_value_t = PatternArg::Pingpong)]
     pattern: PatternArg,
     /// Stream pattern: bytes in flight per connection (UDP: window / size datagrams, at most 64).
@@ -87,12 +89,15 @@ pub(crate) struct ProbeArgs {
     /// No progress bar and no table: the exit status tells (errors still go to stderr).
     #[arg(short = 'q', long, conflicts_with = "json")]
     quiet: bool,
+    #[command(flatten)]
+    tls: super::tls::TlsProbeArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum PatternArg {
     Pingpong,
     Stream,
+    Crr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -114,6 +119,7 @@ impl ProbeArgs {
         spec.pattern = match self.pattern {
             PatternArg::Pingpong => Pattern::PingPong,
             PatternArg::Stream => Pattern::Stream,
+            PatternArg::Crr => Pattern::Crr,
         };
         spec.window = self.window;
         spec.stop = match self.duration {
@@ -133,6 +139,7 @@ impl ProbeArgs {
             spec.threads = t;
         }
         spec.max_loss_pct = self.max_loss;
+        spec.tls = self.tls.options();
         spec
     }
 }

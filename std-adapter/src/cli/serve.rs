@@ -20,7 +20,7 @@ use super::notify::Notifier;
 use super::privileges::{self, Target};
 use super::{inetd, say};
 
-/// Serve RFC 862 echo over TCP (v4/v6), UDP and Unix stream sockets.
+/// Serve RFC 862 echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
 ///
 /// Prints one `listening <tcp|udp|unix> <address>` line per endpoint on
 /// stdout once bound (port 0 shows the real port); logs go to stderr
@@ -48,7 +48,8 @@ Examples:
   ricochet serve --unix /run/echo.sock --mode lines --idle-timeout 30s
   ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
   ricochet serve --tcp 0.0.0.0:7 --udp 0.0.0.0:7 --user nobody --metrics 127.0.0.1:9107
-  ricochet serve --inetd          (in inetd.conf: echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd)")]
+  ricochet serve --inetd          (in inetd.conf: echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd)
+  ricochet serve --tcp 7007 --tls 7443 --tls-cert cert.pem --tls-key key.pem")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -134,6 +135,8 @@ pub(crate) struct ServeArgs {
     /// Log records on stderr: human (one line each) or json (one JSON object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
     log_format: LogFormat,
+    #[command(flatten)]
+    tls: super::tls::TlsServeArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,7 +156,7 @@ enum AcceptArg {
 const DEFAULT_RATE: ricochet::core::datagram::RateLimit =
     ricochet::core::datagram::RateLimit::DEFAULT;
 
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
         addr
     } else if let Ok(port) = s.parse::<u16>() {
@@ -292,6 +295,7 @@ impl ServeArgs {
                 AcceptArg::Shared => AcceptStrategy::Shared,
             },
             raise_fd_limit: true,
+            tls: self.tls.config(),
         };
         if !inherited {
             add_default_endpoints(
@@ -299,6 +303,7 @@ impl ServeArgs {
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
             );
         }
+        super::tls::TlsServeArgs::adopt_tcp(&mut config);
         config
     }
 
@@ -312,7 +317,11 @@ impl ServeArgs {
 
 /// Without any endpoint, serve TCP and UDP on `default`.
 fn add_default_endpoints(config: &mut ServerConfig, default: SocketAddr) {
-    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() {
+    if config.tcp.is_empty()
+        && config.udp.is_empty()
+        && config.unix.is_empty()
+        && !super::tls::has_listener(config)
+    {
         config.tcp.push(default);
         config.udp.push(default);
     }
@@ -325,6 +334,7 @@ fn check_usage(config: &ServerConfig, inherited_streams: bool) -> Result<(), Str
         && config.tcp.is_empty()
         && config.unix.is_empty()
         && !inherited_streams
+        && !super::tls::has_listener(config)
     {
         return Err(format!(
             "--mode {} applies to stream listeners (--tcp, --unix), and there is none: UDP \

@@ -52,6 +52,7 @@
 //! the duration, or to the last verified byte for a count.
 
 mod control;
+mod crr;
 mod datagram;
 mod progress;
 mod report;
@@ -61,6 +62,7 @@ mod table;
 mod tally;
 mod target;
 mod timers;
+mod tls;
 pub mod units;
 mod verdict;
 
@@ -76,12 +78,14 @@ pub use control::{StopHandle, StopReason};
 pub use progress::{Progress, Snapshot};
 pub use report::{
     ConnError, DatagramCounts, ErrorCounts, ErrorKind, Latency, MAX_ERROR_DETAILS, Report,
+    TlsReport,
 };
 pub use spec::{
     DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Pattern, ProbeSpec, SpecError, Stop,
     UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed,
 };
 pub use target::{Target, TargetError};
+pub use tls::{TlsOptions, TlsTarget};
 
 use control::LossBudget;
 use tally::Tally;
@@ -188,8 +192,13 @@ pub fn run_with(
             Some(start + (spec.warmup + d).into()),
         ),
     };
+    let tls = match &spec.target {
+        Target::Tls(t) => Some(tls::client(t, &spec.tls).map_err(|e| SpecError::Tls(e.0))?),
+        _ => None,
+    };
     let progress = Progress::default();
     let ctx = Ctx {
+        tls,
         spec,
         clock,
         window_start,
@@ -260,6 +269,8 @@ pub fn run_with(
 /// What every worker thread shares.
 pub(crate) struct Ctx<'a> {
     pub(crate) spec: &'a ProbeSpec,
+    /// The TLS client of a `tls://` run.
+    pub(crate) tls: Option<tls::TlsClient>,
     pub(crate) clock: Clock,
     pub(crate) window_start: Instant,
     pub(crate) finish_at: Option<Instant>,

@@ -91,6 +91,8 @@ pub struct Report {
     pub hints: Vec<String>,
     /// UDP only: datagram accounting.
     pub datagrams: Option<DatagramCounts>,
+    /// TLS only: handshakes, their rate and latency.
+    pub tls: Option<TlsReport>,
     /// Set when the run stopped sending before its count or duration: the
     /// report is partial.
     pub stopped_early: Option<StopReason>,
@@ -144,6 +146,8 @@ pub struct ErrorCounts {
     pub corrupt: u64,
     /// UDP: connections whose loss exceeded `--max-loss`.
     pub loss: u64,
+    /// TLS: the handshake failed or did not complete within `--timeout`.
+    pub handshake: u64,
 }
 
 impl ErrorCounts {
@@ -159,6 +163,7 @@ impl ErrorCounts {
             + self.io
             + self.corrupt
             + self.loss
+            + self.handshake
     }
 
     /// `(name, count)` of every kind with a non-zero count, in a fixed order.
@@ -174,6 +179,7 @@ impl ErrorCounts {
             ("io", self.io),
             ("corrupt", self.corrupt),
             ("loss", self.loss),
+            ("handshake", self.handshake),
         ]
         .into_iter()
         .filter(|&(_, n)| n > 0)
@@ -192,6 +198,7 @@ impl ErrorCounts {
             ErrorKind::Io => &mut self.io,
             ErrorKind::Corrupt => &mut self.corrupt,
             ErrorKind::Loss => &mut self.loss,
+            ErrorKind::Handshake => &mut self.handshake,
         };
         *slot += 1;
     }
@@ -207,6 +214,7 @@ impl ErrorCounts {
         self.io += o.io;
         self.corrupt += o.corrupt;
         self.loss += o.loss;
+        self.handshake += o.handshake;
     }
 }
 
@@ -234,6 +242,8 @@ pub enum ErrorKind {
     Corrupt,
     /// See [`ErrorCounts::loss`].
     Loss,
+    /// See [`ErrorCounts::handshake`].
+    Handshake,
 }
 
 /// One error, with where it happened.
@@ -258,6 +268,26 @@ impl fmt::Display for ConnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "connection {}: {}", self.connection, self.message)
     }
+}
+
+/// TLS handshakes of a `tls://` run (connection setup, apart from the echo).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TlsReport {
+    /// The name the server's certificate was checked against (and sent in SNI).
+    pub server_name: String,
+    /// `--insecure`: the certificate was NOT verified.
+    pub insecure: bool,
+    /// Whether connections could resume an earlier session (`--tls-resumption`).
+    pub resumption: bool,
+    /// Handshakes completed (all of them, warmup included).
+    pub handshakes: u64,
+    /// Of those, resumed from an earlier session.
+    pub resumed: u64,
+    /// Handshakes completed per second inside the measured span.
+    pub handshakes_per_sec: f64,
+    /// Handshake latency inside the measured span, microseconds: from the
+    /// TCP connection's establishment to the handshake's completion.
+    pub handshake_us: Latency,
 }
 
 /// UDP datagram accounting, summed over all sockets.

@@ -9,6 +9,7 @@ use ricochet_core::probe::{
 };
 
 use super::Target;
+use super::tls::TlsOptions;
 
 /// Message pattern.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub enum Pattern {
     PingPong,
     /// Keep up to [`ProbeSpec::window`] bytes in flight per connection.
     Stream,
+    /// Connect, request, response: a new connection (over `tls://`, a new
+    /// handshake) for every message; `--count` is rounds per connection slot.
+    Crr,
 }
 
 impl Pattern {
@@ -26,6 +30,7 @@ impl Pattern {
         match self {
             Pattern::PingPong => "pingpong",
             Pattern::Stream => "stream",
+            Pattern::Crr => "crr",
         }
     }
 }
@@ -83,6 +88,8 @@ pub struct ProbeSpec {
     pub threads: usize,
     /// UDP: losses up to this percentage of datagrams sent still pass. Default 0.
     pub max_loss_pct: f64,
+    /// TLS client settings (a `tls://` target only).
+    pub tls: TlsOptions,
 }
 
 /// The most datagrams one UDP socket keeps in flight (the stream pattern's window).
@@ -133,6 +140,12 @@ pub enum SpecError {
     },
     /// The core refused the probe configuration (e.g. a size too small for the mode).
     Core(ConfigError),
+    /// The TLS client could not be set up (a CA file, a server name).
+    Tls(String),
+    /// TLS options with a target that is not `tls://`.
+    TlsOptionsWithoutTls,
+    /// `--pattern crr` with a UDP target or with `--rate`.
+    Crr(&'static str),
 }
 
 /// The bytes of every probe datagram before its payload: a sequence number and a tag.
@@ -188,6 +201,11 @@ impl fmt::Display for SpecError {
                 Ok(())
             }
             SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
+            SpecError::Tls(e) => f.write_str(e),
+            SpecError::TlsOptionsWithoutTls => f.write_str(
+                "--tls-ca, --tls-server-name, --insecure and --tls-resumption apply to a tls:// target",
+            ),
+            SpecError::Crr(why) => write!(f, "--pattern crr {why}"),
         }
     }
 }
@@ -211,6 +229,7 @@ impl ProbeSpec {
             timeout: Duration::from_secs(5),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_loss_pct: 0.0,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -251,6 +270,25 @@ impl ProbeSpec {
         }
         if !self.target.is_stream() && self.mode != Mode::Raw {
             return Err(SpecError::ModeOnDatagram(self.mode));
+        }
+        if self.pattern == Pattern::Crr {
+            if !self.target.is_stream() {
+                return Err(SpecError::Crr(
+                    "needs a stream target (tcp://, tls://, unix://): UDP has no connections",
+                ));
+            }
+            if self.rate.is_some() {
+                return Err(SpecError::Crr(
+                    "runs closed loop (each round starts when the last ended): drop --rate",
+                ));
+            }
+        }
+        match &self.target {
+            Target::Tls(t) => {
+                super::tls::client(t, &self.tls).map_err(|e| SpecError::Tls(e.0))?;
+            }
+            _ if self.tls.is_set() => return Err(SpecError::TlsOptionsWithoutTls),
+            _ => {}
         }
         let (min, max, what) = self.size_limits();
         for size in [self.size.min, self.size.max] {
@@ -309,7 +347,7 @@ impl ProbeSpec {
         ProbeConfig {
             mode: self.mode,
             pattern: match self.pattern {
-                Pattern::PingPong => CorePattern::PingPong,
+                Pattern::PingPong | Pattern::Crr => CorePattern::PingPong,
                 Pattern::Stream => CorePattern::Stream {
                     window: self.window,
                 },
@@ -325,7 +363,7 @@ impl ProbeSpec {
     /// The core datagram probe configuration of socket `conn`.
     pub fn datagram_config(&self, conn: usize) -> DatagramProbeConfig {
         let window = match self.pattern {
-            Pattern::PingPong => 1,
+            Pattern::PingPong | Pattern::Crr => 1,
             Pattern::Stream => (self.window / self.size.max.max(1)).clamp(1, UDP_MAX_IN_FLIGHT),
         };
         DatagramProbeConfig {

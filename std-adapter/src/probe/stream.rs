@@ -1,5 +1,5 @@
-//! TCP and Unix stream connections driving core [`StreamProbe`]s on one
-//! mio event loop per worker thread.
+//! TCP, TLS and Unix stream connections driving core [`StreamProbe`]s on
+//! one mio event loop per worker thread.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -15,9 +15,10 @@ use super::progress::Delta;
 use super::report::{ConnError, ErrorKind};
 use super::tally::Tally;
 use super::timers::Timers;
+use super::tls::{HandshakeError, TlsSock};
 use super::units::format_duration;
 use super::verdict::{no_progress, show_byte, show_bytes};
-use super::{Ctx, Pattern, Target};
+use super::{Ctx, Pattern, Target, crr};
 
 /// Messages tracked in flight by a ping-pong probe (one at a time).
 const PINGPONG_SLOTS: usize = 2;
@@ -47,7 +48,7 @@ pub(super) fn check_config(config: ProbeConfig, now: Instant) -> Result<(), Conf
 /// Runs thread `t`'s share of the connections to completion.
 pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
     match ctx.spec.pattern {
-        Pattern::PingPong => Worker::<PINGPONG_SLOTS>::new(ctx, t)?.run(),
+        Pattern::PingPong | Pattern::Crr => Worker::<PINGPONG_SLOTS>::new(ctx, t)?.run(),
         Pattern::Stream => Worker::<STREAM_SLOTS>::new(ctx, t)?.run(),
     }
 }
@@ -55,6 +56,8 @@ pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
 enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS over TCP (see `tls.rs`), from the end of the TCP connect on.
+    Tls(Box<TlsSock>),
 }
 
 impl Sock {
@@ -62,6 +65,7 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s,
             Sock::Unix(s) => s,
+            Sock::Tls(s) => s.socket(),
         }
     }
 
@@ -69,6 +73,7 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.read(buf),
             Sock::Unix(s) => s.read(buf),
+            Sock::Tls(s) => s.read(buf),
         }
     }
 
@@ -76,13 +81,28 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.write(buf),
             Sock::Unix(s) => s.write(buf),
+            Sock::Tls(s) => s.write(buf),
         }
     }
 
-    fn shutdown_write(&self) -> io::Result<()> {
+    /// TLS: the end of the stream is known after a short read.
+    fn read_pending(&self) -> bool {
+        matches!(self, Sock::Tls(s) if s.read_pending())
+    }
+
+    /// TLS: sends records (and a FIN) still queued; nothing to do otherwise.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sock::Tls(s) => s.flush(),
+            Sock::Tcp(_) | Sock::Unix(_) => Ok(()),
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Sock::Tcp(s) => s.shutdown(Shutdown::Write),
             Sock::Unix(s) => s.shutdown(Shutdown::Write),
+            Sock::Tls(s) => s.shutdown_write(),
         }
     }
 
@@ -92,6 +112,7 @@ impl Sock {
         let (err, peer) = match self {
             Sock::Tcp(s) => (s.take_error(), s.peer_addr().map(drop)),
             Sock::Unix(s) => (s.take_error(), s.peer_addr().map(drop)),
+            Sock::Tls(_) => return Ok(true),
         };
         if let Some(e) = err? {
             return Err(e);
@@ -112,6 +133,8 @@ enum Phase {
     Connecting { addr: usize, deadline: Instant },
     /// Unix connect hit a full backlog: try again at `at`.
     ConnectRetry { at: Instant, deadline: Instant },
+    /// TCP is up; the TLS handshake started at `since`.
+    Handshaking { since: Instant, deadline: Instant },
     /// Sending and verifying.
     Running,
     /// Everything verified, our FIN sent: waiting for the server's.
@@ -133,6 +156,8 @@ struct Conn<const M: usize> {
     writable: bool,
     /// An event said the peer finished (or the socket failed): read to the end.
     read_closed: bool,
+    /// `--pattern crr`: rounds this slot completed.
+    round: u64,
 }
 
 /// A connection failure, turned into a [`ConnError`] when recorded.
@@ -264,6 +289,7 @@ impl<'a, const M: usize> Worker<'a, M> {
                 readable: false,
                 writable: false,
                 read_closed: false,
+                round: 0,
             })
             .collect();
         let n = conns.len();
@@ -376,7 +402,7 @@ impl Env<'_> {
         let now = self.ctx.clock.now();
         let deadline = now + self.timeout().into();
         match &self.ctx.spec.target {
-            Target::Tcp(_) => self.connect_tcp(c, idx, 0, now),
+            Target::Tcp(_) | Target::Tls(_) => self.connect_tcp(c, idx, 0, now),
             Target::Unix(_) => {
                 c.phase = Phase::ConnectRetry { at: now, deadline };
                 self.connect_unix(c, idx, now, deadline);
@@ -399,7 +425,7 @@ impl Env<'_> {
         addr: usize,
         now: Instant,
     ) {
-        let Target::Tcp(addrs) = &self.ctx.spec.target else {
+        let Some(addrs) = self.ctx.spec.target.stream_addrs() else {
             return;
         };
         let Some(&sa) = addrs.get(addr) else {
@@ -486,7 +512,7 @@ impl Env<'_> {
         now: Instant,
     ) {
         self.close_socket(c);
-        let Target::Tcp(addrs) = &self.ctx.spec.target else {
+        let Some(addrs) = self.ctx.spec.target.stream_addrs() else {
             return;
         };
         if addr + 1 < addrs.len() {
@@ -507,11 +533,73 @@ impl Env<'_> {
         );
     }
 
+    /// TCP is up: over TLS the handshake starts, otherwise the probe.
+    fn established<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
+        let Some(client) = &self.ctx.tls else {
+            return self.connected(c, idx, now);
+        };
+        let Some(Sock::Tcp(tcp)) = c.sock.take() else {
+            return self.connected(c, idx, now);
+        };
+        match TlsSock::new(tcp, client) {
+            Ok(tls) => {
+                c.sock = Some(Sock::Tls(Box::new(tls)));
+                c.phase = Phase::Handshaking {
+                    since: now,
+                    deadline: now + self.timeout().into(),
+                };
+                c.writable = true;
+                self.handshake(c, idx);
+            }
+            Err(e) => self.finish(
+                c,
+                idx,
+                Some(Failure::new(
+                    ErrorKind::Handshake,
+                    format!("TLS setup: {e}"),
+                )),
+            ),
+        }
+    }
+
+    /// Moves the TLS handshake on; once complete, starts the probe.
+    fn handshake<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize) {
+        let Phase::Handshaking { since, .. } = c.phase else {
+            return;
+        };
+        let Some(Sock::Tls(tls)) = c.sock.as_mut() else {
+            return;
+        };
+        match tls.handshake() {
+            Ok(true) => {
+                let now = self.ctx.clock.now();
+                let resumed = tls.resumed();
+                self.tally
+                    .handshake(now, now.saturating_since(since), resumed);
+                self.connected(c, idx, now);
+            }
+            Ok(false) => self.reschedule(c, idx),
+            Err(e) => {
+                let e: HandshakeError = e;
+                self.finish(
+                    c,
+                    idx,
+                    Some(Failure::new(ErrorKind::Handshake, e.to_string())),
+                );
+            }
+        }
+    }
+
     /// The connection is up: create its probe and start sending.
     fn connected<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
         self.connecting = self.connecting.saturating_sub(1);
         c.phase = Phase::Running;
-        match StreamProbe::<M>::new(self.ctx.spec.stream_config(c.id), now) {
+        let config = if self.ctx.spec.pattern == Pattern::Crr {
+            crr::round_config(self.ctx.spec, c.id, c.round)
+        } else {
+            self.ctx.spec.stream_config(c.id)
+        };
+        match StreamProbe::<M>::new(config, now) {
             Ok(mut p) => {
                 if self.finishing {
                     p.finish();
@@ -543,11 +631,12 @@ impl Env<'_> {
                 };
                 let now = self.ctx.clock.now();
                 match status {
-                    Ok(true) => self.connected(c, idx, now),
+                    Ok(true) => self.established(c, idx, now),
                     Ok(false) => {}
                     Err(e) => self.connect_failed(c, idx, addr, &e, now),
                 }
             }
+            Phase::Handshaking { .. } => self.handshake(c, idx),
             Phase::Running | Phase::Draining { .. } => self.drive(c, idx),
             _ => {}
         }
@@ -562,7 +651,8 @@ impl Env<'_> {
                     format!("no answer within {}", format_duration(self.timeout())),
                 );
                 self.close_socket(c);
-                let more = matches!(&self.ctx.spec.target, Target::Tcp(a) if addr + 1 < a.len());
+                let more =
+                    (self.ctx.spec.target.stream_addrs()).is_some_and(|a| addr + 1 < a.len());
                 if more {
                     self.connect_tcp(c, idx, addr + 1, now);
                 } else {
@@ -588,6 +678,13 @@ impl Env<'_> {
                 } else {
                     self.reschedule(c, idx);
                 }
+            }
+            Phase::Handshaking { deadline, .. } if now >= deadline => {
+                let msg = format!(
+                    "TLS handshake: not complete within {} (is it a TLS server?)",
+                    format_duration(self.timeout())
+                );
+                self.finish(c, idx, Some(Failure::new(ErrorKind::Handshake, msg)));
             }
             Phase::Running => {
                 let timeout = self.timeout();
@@ -625,6 +722,11 @@ impl Env<'_> {
         };
         loop {
             let mut progressed = false;
+            if c.writable {
+                // TLS: records (or our FIN) the socket did not take before.
+                sock.flush()
+                    .map_err(|e| Failure::io("write", &e, probe.stats().bytes_verified))?;
+            }
             if c.phase == Phase::Running && c.writable {
                 loop {
                     let now = clock.now();
@@ -698,7 +800,7 @@ impl Env<'_> {
                         // is a new edge, so skip the read that would only
                         // say EAGAIN (one syscall less per round trip). Not
                         // when a FIN is already known to be queued.
-                        if n < self.rbuf.len() && !c.read_closed {
+                        if n < self.rbuf.len() && !c.read_closed && !sock.read_pending() {
                             c.readable = false;
                         }
                     }
@@ -724,7 +826,9 @@ impl Env<'_> {
 
     fn reschedule<const M: usize>(&mut self, c: &Conn<M>, idx: usize) {
         let at = match c.phase {
-            Phase::Connecting { deadline, .. } | Phase::Draining { deadline } => Some(deadline),
+            Phase::Connecting { deadline, .. }
+            | Phase::Draining { deadline }
+            | Phase::Handshaking { deadline, .. } => Some(deadline),
             Phase::ConnectRetry { at, .. } => Some(at),
             Phase::Running => c.probe.as_ref().and_then(|p| p.poll_timeout()),
             Phase::Idle | Phase::Done | Phase::Failed => None,
@@ -745,7 +849,10 @@ impl Env<'_> {
         }
         if matches!(
             c.phase,
-            Phase::Idle | Phase::Connecting { .. } | Phase::ConnectRetry { .. }
+            Phase::Idle
+                | Phase::Connecting { .. }
+                | Phase::ConnectRetry { .. }
+                | Phase::Handshaking { .. }
         ) {
             self.connecting = self.connecting.saturating_sub(1);
         }
@@ -755,6 +862,14 @@ impl Env<'_> {
         }
         self.timers.schedule(idx, None);
         self.active = self.active.saturating_sub(1);
+        if failure.is_none() && self.ctx.spec.pattern == Pattern::Crr {
+            c.round += 1;
+            let stopping = self.finishing || self.ctx.stop.reason().is_some();
+            if crr::another_round(self.ctx.spec, c.round, stopping) {
+                c.phase = Phase::Idle;
+                return self.start(c, idx);
+            }
+        }
         self.delta.finished += 1;
         match failure {
             None => {

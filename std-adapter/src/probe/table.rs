@@ -164,6 +164,36 @@ impl fmt::Display for Report {
                 format_micros(l.mean.round() as u64)
             )?;
         }
+        if let Some(t) = &self.tls {
+            let h = &t.handshake_us;
+            let resumed = if t.resumption {
+                format!("{} resumed", t.resumed)
+            } else {
+                "resumption off".to_owned()
+            };
+            let name = if t.insecure {
+                format!("{} NOT VERIFIED (--insecure)", t.server_name)
+            } else {
+                format!("{} verified", t.server_name)
+            };
+            if h.count == 0 {
+                writeln!(
+                    f,
+                    "handshakes   {} ({resumed}), none in the measured span; certificate {name}",
+                    t.handshakes
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "handshakes   {} ({resumed}), {:.1} /s, p50 {}, p99 {}, max {}; certificate {name}",
+                    t.handshakes,
+                    t.handshakes_per_sec,
+                    format_micros(h.p50),
+                    format_micros(h.p99),
+                    format_micros(h.max)
+                )?;
+            }
+        }
         if let Some(d) = &self.datagrams {
             writeln!(
                 f,

@@ -30,6 +30,12 @@ pub(super) struct Tally {
     pub(super) datagrams: DatagramCounts,
     /// UDP datagrams the socket refused to send (buffer full), counted lost by the probe.
     pub(super) send_blocked: u64,
+    /// TLS handshake latencies inside the window.
+    handshake_hist: Histogram<u64>,
+    /// TLS handshakes completed (all).
+    pub(super) handshakes: u64,
+    /// Of those, resumed.
+    pub(super) resumed: u64,
 }
 
 impl Tally {
@@ -37,6 +43,9 @@ impl Tally {
     pub(super) fn new(window_start: Instant, window_end: Option<Instant>) -> std::io::Result<Self> {
         let hist = Histogram::new_with_bounds(1, HIST_MAX_US, 3).map_err(std::io::Error::other)?;
         Ok(Tally {
+            handshake_hist: hist.clone(),
+            handshakes: 0,
+            resumed: 0,
             hist,
             window_start,
             window_end,
@@ -71,6 +80,15 @@ impl Tally {
     pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration) {
         if self.in_window(now) {
             self.hist.saturating_record(rtt.as_micros());
+        }
+    }
+
+    /// A TLS handshake completed at `now`, having taken `took`.
+    pub(super) fn handshake(&mut self, now: Instant, took: Duration, resumed: bool) {
+        self.handshakes += 1;
+        self.resumed += u64::from(resumed);
+        if self.in_window(now) {
+            self.handshake_hist.saturating_record(took.as_micros());
         }
     }
 
@@ -110,6 +128,9 @@ impl Tally {
     pub(super) fn merge(&mut self, o: Tally) {
         // Both histograms have the same bounds: adding cannot fail.
         let _ = self.hist.add(&o.hist);
+        let _ = self.handshake_hist.add(&o.handshake_hist);
+        self.handshakes += o.handshakes;
+        self.resumed += o.resumed;
         self.window_bytes += o.window_bytes;
         self.last_verified = match (self.last_verified, o.last_verified) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -145,18 +166,27 @@ impl Tally {
 
     /// Latency percentiles of the window.
     pub(super) fn latency(&self) -> Latency {
-        let h = &self.hist;
-        if h.is_empty() {
-            return Latency::default();
-        }
-        Latency {
-            count: h.len(),
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            mean: h.mean(),
-        }
+        percentiles(&self.hist)
+    }
+
+    /// TLS handshakes completed inside the window, and their latency.
+    pub(super) fn handshake_latency(&self) -> Latency {
+        percentiles(&self.handshake_hist)
+    }
+}
+
+/// Percentiles of a histogram (all zero when it is empty).
+fn percentiles(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: h.len(),
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: h.mean(),
     }
 }

@@ -1,9 +1,12 @@
-//! `TARGET` parsing: `tcp://host:port`, `udp://host:port`, `unix://path`.
+//! `TARGET` parsing: `tcp://host:port`, `udp://host:port`, `unix://path`,
+//! `tls://host:port`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use super::tls::TlsTarget;
 
 /// Where the probe sends its traffic.
 ///
@@ -19,6 +22,8 @@ pub enum Target {
     Udp(Vec<SocketAddr>),
     /// A Unix stream socket echo server at this path.
     Unix(PathBuf),
+    /// A TLS echo server (TLS over TCP), `tls://HOST:PORT`.
+    Tls(TlsTarget),
 }
 
 /// Why a `TARGET` string was rejected.
@@ -45,7 +50,7 @@ impl fmt::Display for TargetError {
         match self {
             TargetError::Scheme(s) => write!(
                 f,
-                "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT or unix://PATH"
+                "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH"
             ),
             TargetError::Address(s) => {
                 write!(
@@ -70,6 +75,16 @@ impl Target {
             Target::Tcp(_) => "tcp",
             Target::Udp(_) => "udp",
             Target::Unix(_) => "unix",
+            Target::Tls(_) => "tls",
+        }
+    }
+
+    /// The addresses a TCP or TLS connection tries, in order.
+    pub fn stream_addrs(&self) -> Option<&[SocketAddr]> {
+        match self {
+            Target::Tcp(a) => Some(a),
+            Target::Tls(t) => Some(&t.addrs),
+            Target::Udp(_) | Target::Unix(_) => None,
         }
     }
 
@@ -87,6 +102,10 @@ impl fmt::Display for Target {
                 None => write!(f, "{}://?", self.transport()),
             },
             Target::Unix(p) => write!(f, "unix://{}", p.display()),
+            Target::Tls(t) => match t.addrs.first() {
+                Some(addr) => write!(f, "tls://{addr}"),
+                None => write!(f, "tls://{}", t.host),
+            },
         }
     }
 }
@@ -103,9 +122,23 @@ impl FromStr for Target {
             "udp" => resolve(rest).map(Target::Udp),
             "unix" if rest.is_empty() => Err(TargetError::EmptyPath),
             "unix" => Ok(Target::Unix(PathBuf::from(rest))),
+            "tls" => resolve(rest).map(|addrs| {
+                Target::Tls(TlsTarget {
+                    addrs,
+                    host: host_of(rest),
+                })
+            }),
             _ => Err(TargetError::Scheme(s.to_owned())),
         }
     }
+}
+
+/// The `HOST` of `HOST:PORT`, without the brackets of an IPv6 literal.
+fn host_of(hostport: &str) -> String {
+    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 /// Resolves `HOST:PORT` (literal addresses without a DNS lookup).
@@ -173,6 +206,30 @@ mod tests {
             udp.first().map(|a| (a.ip().is_loopback(), a.port())),
             Some((true, 9))
         );
+    }
+
+    #[test]
+    fn tls_target_keeps_the_host_for_the_certificate_name() {
+        let Ok(Target::Tls(t)) = "tls://localhost:7443".parse::<Target>() else {
+            panic!("tls://localhost did not parse");
+        };
+        assert_eq!(t.host, "localhost");
+        assert!(
+            t.addrs
+                .iter()
+                .all(|a| a.port() == 7443 && a.ip().is_loopback())
+        );
+        let Ok(Target::Tls(t)) = "tls://[::1]:7".parse::<Target>() else {
+            panic!("tls://[::1] did not parse");
+        };
+        assert_eq!((t.host.as_str(), t.addrs.len()), ("::1", 1));
+        let target: Target = "tls://127.0.0.1:9".parse().unwrap();
+        assert_eq!((target.transport(), target.is_stream()), ("tls", true));
+        assert_eq!(target.to_string(), "tls://127.0.0.1:9");
+        assert!(matches!(
+            "tls://127.0.0.1".parse::<Target>(),
+            Err(TargetError::Address(_))
+        ));
     }
 
     #[test]

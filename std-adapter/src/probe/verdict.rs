@@ -5,7 +5,7 @@
 use ricochet_core::{Instant, Mode};
 
 use super::StopReason;
-use super::report::{ConnError, ErrorKind, MAX_ERROR_DETAILS, Report};
+use super::report::{ConnError, ErrorKind, MAX_ERROR_DETAILS, Report, TlsReport};
 use super::spec::{ProbeSpec, Stop};
 use super::tally::Tally;
 use super::units::format_duration;
@@ -38,6 +38,7 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
     let round_trips_per_sec = round_trips as f64 / measured_secs;
     let mb_per_sec = t.window_bytes as f64 / 1e6 / measured_secs;
     let mut errors = t.errors;
+    let handshake_us = t.handshake_latency();
     let mut details = t.details;
     let mut warnings = Vec::new();
     let mut hints = Vec::new();
@@ -116,6 +117,39 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
              (the server or the probe could not keep up; latencies include the queueing)"
         ));
     }
+    let tls = match &spec.target {
+        super::Target::Tls(target) => {
+            if spec.tls.insecure {
+                warnings.push(
+                    "--insecure: the server's certificate was NOT verified (any certificate was \
+                     accepted); do not trust this connection beyond a test"
+                        .to_owned(),
+                );
+            }
+            if errors.handshake > 0 && t.handshakes == 0 {
+                hints.push(
+                    "no TLS handshake completed: check that the server speaks TLS on this port \
+                     (a plain echo server is tcp://), that --tls-ca holds the CA that signed its \
+                     certificate, and that --tls-server-name matches a name in it"
+                        .to_owned(),
+                );
+            }
+            Some(TlsReport {
+                server_name: spec
+                    .tls
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| target.host.clone()),
+                insecure: spec.tls.insecure,
+                resumption: !spec.tls.no_resumption,
+                handshakes: t.handshakes,
+                resumed: t.resumed,
+                handshakes_per_sec: handshake_us.count as f64 / measured_secs,
+                handshake_us,
+            })
+        }
+        _ => None,
+    };
     let stream_clean = !spec.target.is_stream() || t.connections_ok == spec.connections;
     let ok = errors.total() == 0 && stream_clean && run.stopped_early.is_none();
     let (count, duration_secs) = match spec.stop {
@@ -160,6 +194,7 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         warnings,
         hints,
         datagrams,
+        tls,
         stopped_early: run.stopped_early,
         ok,
     }

@@ -208,6 +208,10 @@ pub struct ServerConfig {
     pub accept: AcceptStrategy,
     /// Raise the `RLIMIT_NOFILE` soft limit to the hard limit at bind time.
     pub raise_fd_limit: bool,
+    /// TLS listeners and their certificate (`None`: no TLS). Their
+    /// connections get the same echo mode, buffer, timeouts and limits as
+    /// TCP ones.
+    pub tls: Option<super::tls::TlsConfig>,
 }
 
 /// Default listen backlog.
@@ -242,6 +246,7 @@ impl Default for ServerConfig {
             loop_guard: true,
             accept: AcceptStrategy::ReusePort,
             raise_fd_limit: true,
+            tls: None,
         }
     }
 }

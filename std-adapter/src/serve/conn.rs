@@ -1,4 +1,4 @@
-//! One stream connection (TCP or Unix): its socket as a core
+//! One stream connection (TCP, Unix or TLS): its socket as a core
 //! [`Transport`], and the core [`Pump`] that drives its session.
 //!
 //! Everything the session decides, and the loop that applies it (reads
@@ -16,6 +16,7 @@ use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::{Instant, Pump};
 
 use super::stats::StreamKind;
+use super::tls::{Outcome, TlsStream};
 
 /// The socket of a stream connection.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
     /// A Unix stream connection.
     Unix(UnixStream),
+    /// A TLS connection (rustls over TCP; see `tls/stream.rs`).
+    Tls(Box<TlsStream>),
 }
 
 fn failure(e: &io::Error) -> Failure {
@@ -40,6 +43,7 @@ impl Transport for Stream {
             let r = match self {
                 Stream::Tcp(s) => s.read(buf),
                 Stream::Unix(s) => s.read(buf),
+                Stream::Tls(s) => return s.read(buf),
             };
             return match r {
                 Ok(0) => ReadOutcome::Eof,
@@ -56,6 +60,7 @@ impl Transport for Stream {
             let r = match self {
                 Stream::Tcp(s) => send(s, buf, more),
                 Stream::Unix(s) => s.write(buf),
+                Stream::Tls(s) => return s.write(buf, more),
             };
             return match r {
                 Ok(0) => WriteOutcome::WouldBlock,
@@ -68,19 +73,44 @@ impl Transport for Stream {
     }
 
     /// Sends what `MSG_MORE` held back (setting `TCP_NODELAY` pushes pending segments).
+    /// TLS: pushes queued records (and a pending FIN).
     fn flush(&mut self) {
-        if let Stream::Tcp(s) = self {
-            let _ = s.set_nodelay(true);
+        match self {
+            Stream::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+            }
+            Stream::Unix(_) => {}
+            Stream::Tls(s) => s.flush(),
         }
     }
 
-    /// FIN after whatever is queued in the kernel.
+    /// FIN after whatever is queued in the kernel (TLS: `close_notify` first).
     fn shutdown_write(&mut self) {
         // The peer may already be gone; the socket is released soon after.
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            Stream::Tls(s) => {
+                s.shutdown_write();
+                Ok(())
+            }
         };
+    }
+
+    /// TLS: the end of the stream is known after a short read.
+    fn read_pending(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.read_pending(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
+    /// TLS: records or the FIN still queued; 0 for the kernel's sockets.
+    fn unacknowledged(&self) -> usize {
+        match self {
+            Stream::Tls(s) => s.unacknowledged(),
+            Stream::Tcp(_) | Stream::Unix(_) => 0,
+        }
     }
 }
 
@@ -107,8 +137,62 @@ fn send(mut s: &TcpStream, buf: &[u8], _more: bool) -> io::Result<usize> {
 impl Stream {
     /// Makes the coming close send RST (TCP: `SO_LINGER` 0) instead of FIN.
     pub(crate) fn set_reset_on_close(&self) {
-        if let Stream::Tcp(s) = self {
-            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        let tcp = match self {
+            Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.socket_ref(),
+            Stream::Unix(_) => return,
+        };
+        let _ = socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+    }
+
+    /// How to release a connection the pump ended with [`Teardown::Reset`]:
+    /// RST, except for a refused TLS connection, which gets its alert and a
+    /// FIN (see [`TlsStream::refuse`]).
+    ///
+    /// [`Teardown::Reset`]: ricochet_core::Teardown::Reset
+    pub(crate) fn release_reset(&mut self) {
+        if let Stream::Tls(s) = self
+            && s.refuse()
+        {
+            return;
+        }
+        self.set_reset_on_close();
+    }
+
+    /// TLS: when the handshake must be complete (the worker's timer).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self {
+            Stream::Tls(s) => s.deadline(),
+            Stream::Tcp(_) | Stream::Unix(_) => None,
+        }
+    }
+
+    /// TLS: fails a handshake whose deadline passed; true if it just did.
+    pub(crate) fn expire(&mut self, now: Instant) -> bool {
+        match self {
+            Stream::Tls(s) => s.expire(now),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
+    /// TLS: the handshake's outcome, once.
+    pub(crate) fn take_outcome(&mut self) -> Option<Outcome> {
+        match self {
+            Stream::Tls(s) => s.take_outcome(),
+            Stream::Tcp(_) | Stream::Unix(_) => None,
+        }
+    }
+
+    /// TLS: whether the connection was refused (its handshake failed, or a fatal alert).
+    pub(crate) fn is_refused_tls(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.is_refused())
+    }
+
+    /// TLS: the negotiated version and suite, for logs.
+    pub(crate) fn describe_tls(&self) -> Option<String> {
+        match self {
+            Stream::Tls(s) => Some(s.describe()),
+            Stream::Tcp(_) | Stream::Unix(_) => None,
         }
     }
 
@@ -117,6 +201,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s,
             Stream::Unix(s) => s,
+            Stream::Tls(s) => s.socket(),
         }
     }
 
@@ -125,6 +210,7 @@ impl Stream {
         match self {
             Stream::Tcp(_) => StreamKind::Tcp,
             Stream::Unix(_) => StreamKind::Unix,
+            Stream::Tls(_) => StreamKind::Tls,
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum Endpoint {
     Udp(SocketAddr),
     /// A Unix stream listener.
     Unix(PathBuf),
+    /// A TLS listener (TLS over TCP).
+    Tls(SocketAddr),
 }
 
 impl fmt::Display for Endpoint {
@@ -26,15 +28,16 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp(a) => write!(f, "tcp {a}"),
             Endpoint::Udp(a) => write!(f, "udp {a}"),
             Endpoint::Unix(p) => write!(f, "unix {}", p.display()),
+            Endpoint::Tls(a) => write!(f, "tls {a}"),
         }
     }
 }
 
 impl Endpoint {
-    /// The socket address of a TCP or UDP endpoint.
+    /// The socket address of a TCP, UDP or TLS endpoint.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
-            Endpoint::Tcp(a) | Endpoint::Udp(a) => Some(*a),
+            Endpoint::Tcp(a) | Endpoint::Udp(a) | Endpoint::Tls(a) => Some(*a),
             Endpoint::Unix(_) => None,
         }
     }
@@ -90,6 +93,8 @@ pub enum BindError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The TLS certificate, key or client CA could not be loaded.
+    Tls(super::tls::TlsConfigError),
     /// Any other socket error.
     Io {
         /// The endpoint being set up.
@@ -151,10 +156,10 @@ impl fmt::Display for BindError {
                 )
             }
             BindError::LinkLocalWithoutScope { endpoint } => {
-                let kind = if matches!(endpoint, Endpoint::Udp(_)) {
-                    "udp"
-                } else {
-                    "tcp"
+                let kind = match endpoint {
+                    Endpoint::Udp(_) => "udp",
+                    Endpoint::Tls(_) => "tls",
+                    _ => "tcp",
                 };
                 let (ip, port) = match endpoint.socket_addr() {
                     Some(a) => (a.ip().to_string(), a.port().to_string()),
@@ -186,6 +191,7 @@ impl fmt::Display for BindError {
                     path.display()
                 )
             }
+            BindError::Tls(e) => e.fmt(f),
             BindError::Io { endpoint, source } => write!(f, "{endpoint}: {source}"),
         }
     }
@@ -195,6 +201,7 @@ impl std::error::Error for BindError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BindError::UnixInspect { source, .. } | BindError::Io { source, .. } => Some(source),
+            BindError::Tls(e) => Some(e),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
 
 use ricochet_core::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -16,6 +17,7 @@ use super::conn::{Peer, Stream};
 use super::error::{BindError, Endpoint};
 use super::stats::Counters;
 use super::throttle::Throttle;
+use super::tls::{Acceptor, TlsStream};
 
 /// The listening sockets for one TCP address: one per worker.
 ///
@@ -135,18 +137,35 @@ pub(crate) enum ListenSocket {
     Tcp(mio::net::TcpListener),
     /// Unix stream.
     Unix(mio::net::UnixListener),
+    /// TLS over TCP: each connection is wrapped for its handshake.
+    Tls(mio::net::TcpListener, Arc<Acceptor>),
+}
+
+/// Accepts a TCP connection, with the options every echo connection gets.
+fn accept_tcp(l: &mio::net::TcpListener) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
+    let (s, peer) = l.accept()?;
+    // Echo is request/response-like: never hold a small echo back (Nagle).
+    let _ = s.set_nodelay(true);
+    #[cfg(any(target_os = "macos", target_os = "ios"))]
+    let _ = socket2::SockRef::from(&s).set_nosigpipe(true);
+    Ok((s, peer))
 }
 
 impl ListenSocket {
-    fn accept(&self) -> io::Result<(Stream, Peer)> {
+    fn accept(&self, now: Instant) -> io::Result<(Stream, Peer)> {
         match self {
             ListenSocket::Tcp(l) => {
-                let (s, peer) = l.accept()?;
-                // Echo is request/response-like: never hold a small echo back (Nagle).
-                let _ = s.set_nodelay(true);
-                #[cfg(any(target_os = "macos", target_os = "ios"))]
-                let _ = socket2::SockRef::from(&s).set_nosigpipe(true);
+                let (s, peer) = accept_tcp(l)?;
                 Ok((Stream::Tcp(s), Peer::Tcp(peer)))
+            }
+            ListenSocket::Tls(l, acceptor) => {
+                let (s, peer) = accept_tcp(l)?;
+                let deadline = now + acceptor.handshake_timeout;
+                // Fails only for a configuration rustls cannot serve (checked
+                // at bind time): drop this connection, keep accepting.
+                let tls = TlsStream::new(s, Arc::clone(&acceptor.config), deadline)
+                    .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
+                Ok((Stream::Tls(Box::new(tls)), Peer::Tcp(peer)))
             }
             ListenSocket::Unix(l) => {
                 let (s, _) = l.accept()?;
@@ -158,7 +177,7 @@ impl ListenSocket {
     /// The event source to register with mio.
     pub(crate) fn source(&mut self) -> &mut dyn mio::event::Source {
         match self {
-            ListenSocket::Tcp(l) => l,
+            ListenSocket::Tcp(l) | ListenSocket::Tls(l, _) => l,
             ListenSocket::Unix(l) => l,
         }
     }
@@ -203,7 +222,7 @@ impl Listener {
                 return None;
             }
             self.pending = false;
-            match self.socket.accept() {
+            match self.socket.accept(now) {
                 Ok(accepted) => {
                     self.backoff = MIN_BACKOFF;
                     return Some(accepted);

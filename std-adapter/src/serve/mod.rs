@@ -1,6 +1,6 @@
 //! `ricochet serve`: an event-driven echo server on std sockets.
 //!
-//! TCP (IPv4 and IPv6), UDP and Unix stream sockets, any mix, served by
+//! TCP (IPv4 and IPv6), TLS over TCP, UDP and Unix stream sockets, any mix, served by
 //! worker threads that each run one edge-triggered mio (epoll) event loop.
 //! Every stream connection is a core [`ricochet_core::Session`]: the worker
 //! reads straight into the session's buffer and writes straight from it; the
@@ -56,6 +56,7 @@ pub mod signals;
 mod stats;
 mod throttle;
 mod timer;
+mod tls;
 mod udp;
 mod unix;
 mod worker;
@@ -79,6 +80,10 @@ pub use config::{
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
+pub use tls::{
+    DEFAULT_HANDSHAKE_TIMEOUT, HandshakeCounts, HandshakeFailure, HandshakeFailures, TlsConfig,
+    TlsConfigError,
+};
 
 use listener::{ListenSocket, TcpGroup};
 use unix::SocketFile;
@@ -161,6 +166,8 @@ pub struct Server {
     workers: usize,
     max_connections: usize,
     tcp: Vec<TcpGroup>,
+    /// TLS listeners (bound as TCP) and what wraps their connections.
+    tls: Vec<(TcpGroup, Arc<tls::Acceptor>)>,
     unix: Vec<(StdUnixListener, SocketFile)>,
     udp: Vec<(SocketAddr, StdUdpSocket)>,
     endpoints: Vec<Endpoint>,
@@ -186,8 +193,10 @@ impl Server {
         validate(&config, inherited.len())?;
         let workers = config.worker_count();
         let nofile = fd_limit(config.raise_fd_limit);
+        let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
         let fds_needed = FD_RESERVE
-            + (config.tcp.len() + config.unix.len() + inherited.len() + 2) * workers
+            + (config.tcp.len() + tls_listeners + config.unix.len() + inherited.len() + 2)
+                * workers
             + config.udp.len();
         let max_connections = config.max_connections.unwrap_or_else(|| {
             nofile
@@ -205,6 +214,24 @@ impl Server {
         for group in adopted.tcp {
             endpoints.push(Endpoint::Tcp(group.addr));
             tcp.push(group);
+        }
+        let mut tls = Vec::new();
+        if let Some(t) = &config.tls {
+            let acceptor = Arc::new(tls::Acceptor {
+                config: tls::load(t).map_err(BindError::Tls)?,
+                handshake_timeout: t.handshake_timeout.into(),
+            });
+            for &addr in &t.listen {
+                let group = listener::bind_tcp(addr, config.backlog, config.accept, workers)
+                    .map_err(|e| match e {
+                        BindError::AddrInUse { .. } => BindError::AddrInUse {
+                            endpoint: Endpoint::Tls(addr),
+                        },
+                        other => other,
+                    })?;
+                endpoints.push(Endpoint::Tls(group.addr));
+                tls.push((group, Arc::clone(&acceptor)));
+            }
         }
         let mut udp = Vec::new();
         for &addr in &config.udp {
@@ -231,6 +258,7 @@ impl Server {
             workers,
             max_connections,
             tcp,
+            tls,
             unix,
             udp,
             endpoints,
@@ -260,6 +288,7 @@ impl Server {
             workers,
             max_connections,
             tcp,
+            tls,
             unix,
             udp,
             endpoints,
@@ -280,6 +309,16 @@ impl Server {
                 setup
                     .listeners
                     .push((Endpoint::Tcp(group.addr), ListenSocket::Tcp(socket)));
+            }
+        }
+        // TLS listeners are served on the epoll (mio) workers, like TCP ones.
+        for (group, acceptor) in tls {
+            for (setup, socket) in setups.iter_mut().zip(group.sockets) {
+                let socket = mio::net::TcpListener::from_std(socket);
+                setup.listeners.push((
+                    Endpoint::Tls(group.addr),
+                    ListenSocket::Tls(socket, Arc::clone(&acceptor)),
+                ));
             }
         }
         let mut unix_files = Vec::new();
@@ -419,7 +458,16 @@ fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
             reason: reason.to_owned(),
         })
     };
-    if config.tcp.is_empty() && config.udp.is_empty() && config.unix.is_empty() && inherited == 0 {
+    let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
+    if config.tls.is_some() && tls_listeners == 0 {
+        return invalid("TLS is configured but has no listening address");
+    }
+    if config.tcp.is_empty()
+        && config.udp.is_empty()
+        && config.unix.is_empty()
+        && tls_listeners == 0
+        && inherited == 0
+    {
         return Err(BindError::NoListener);
     }
     if config.threads > 1024 {
@@ -534,6 +582,14 @@ impl ServerHandle {
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.endpoints.iter().find_map(|e| match e {
             Endpoint::Tcp(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    /// The first TLS address, if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|e| match e {
+            Endpoint::Tls(a) => Some(*a),
             _ => None,
         })
     }

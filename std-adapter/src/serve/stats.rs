@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use ricochet_core::{DatagramCounters, StreamCounters};
 
+use super::tls::HandshakeCounts;
+
 /// Which stream transport a connection uses (for per-transport counters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamKind {
     Tcp,
     Unix,
+    Tls,
 }
 
 /// One worker's counters (no atomics), or a sum of them.
@@ -25,6 +28,8 @@ pub(crate) enum StreamKind {
 pub(crate) struct Counters {
     pub(crate) tcp: StreamCounters,
     pub(crate) unix: StreamCounters,
+    pub(crate) tls: StreamCounters,
+    pub(crate) tls_handshakes: HandshakeCounts,
     pub(crate) udp: DatagramCounters,
     pub(crate) accept_fd_exhausted: u64,
     pub(crate) accept_errors: u64,
@@ -35,12 +40,15 @@ impl Counters {
         match kind {
             StreamKind::Tcp => &mut self.tcp,
             StreamKind::Unix => &mut self.unix,
+            StreamKind::Tls => &mut self.tls,
         }
     }
 
     fn add(&mut self, o: &Counters) {
         self.tcp.add(&o.tcp);
         self.unix.add(&o.unix);
+        self.tls.add(&o.tls);
+        self.tls_handshakes.add(&o.tls_handshakes);
         self.udp.add(&o.udp);
         self.accept_fd_exhausted += o.accept_fd_exhausted;
         self.accept_errors += o.accept_errors;
@@ -61,6 +69,10 @@ pub struct StatsSnapshot {
     pub tcp: StreamCounters,
     /// Unix stream connections, the same.
     pub unix: StreamCounters,
+    /// TLS connections, the same (their sessions, whatever their handshake did).
+    pub tls: StreamCounters,
+    /// TLS handshakes: completed, resumed, failed by reason.
+    pub tls_handshakes: HandshakeCounts,
     /// UDP datagrams: received, echoed, dropped by reason.
     pub udp: DatagramCounters,
     /// `accept` failures for lack of file descriptors (EMFILE/ENFILE).
@@ -70,10 +82,11 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    /// TCP and Unix together.
+    /// TCP, Unix and TLS together.
     pub fn streams(&self) -> StreamCounters {
         let mut all = self.tcp;
         all.add(&self.unix);
+        all.add(&self.tls);
         all
     }
 }
@@ -139,6 +152,8 @@ impl ServerStats {
             connections_open: self.open.load(Relaxed) as u64,
             tcp: sum.tcp,
             unix: sum.unix,
+            tls: sum.tls,
+            tls_handshakes: sum.tls_handshakes,
             udp: sum.udp,
             accept_fd_exhausted: sum.accept_fd_exhausted,
             accept_errors: sum.accept_errors,
@@ -220,7 +235,26 @@ impl fmt::Display for StatsLine {
             d.rate_limited,
             d.send_full,
             d.send_failed,
-        )
+        )?;
+        let h = &self.now.tls_handshakes;
+        if self.now.tls.accepted > 0 {
+            let fl = &h.failed;
+            write!(
+                f,
+                " tls_handshakes[completed={} resumed={} failed={} timeout={} bad_record={} \
+                 certificate={} protocol={} closed={} io={}]",
+                h.completed,
+                h.resumed,
+                fl.total(),
+                fl.timeout,
+                fl.bad_record,
+                fl.certificate,
+                fl.protocol,
+                fl.closed,
+                fl.io,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -246,17 +280,42 @@ mod tests {
     }
 
     #[test]
+    fn stats_line_shows_tls_handshakes_only_with_tls_connections() {
+        let mut now = StatsSnapshot::default();
+        let line = |now| {
+            StatsLine {
+                now,
+                before: StatsSnapshot::default(),
+                elapsed: Duration::from_secs(1),
+            }
+            .to_string()
+        };
+        assert!(!line(now).contains("tls"), "{}", line(now));
+        now.tls.accepted = 3;
+        now.tls_handshakes.completed = 2;
+        now.tls_handshakes.failed.bad_record = 1;
+        let l = line(now);
+        assert!(
+            l.contains("tls_handshakes[completed=2 resumed=0 failed=1 timeout=0 bad_record=1"),
+            "{l}"
+        );
+    }
+
+    #[test]
     fn snapshot_sums_workers_and_transports() {
         let stats = ServerStats::new(2);
         let mut c = Counters::default();
         c.tcp.accepted = 3;
         c.unix.accepted = 1;
+        c.tls.accepted = 5;
+        c.tls_handshakes.failed.timeout = 1;
         c.udp.echoed(10);
         stats.worker(0).publish(&c);
         stats.worker(1).publish(&c);
         let s = stats.snapshot();
         assert_eq!((s.tcp.accepted, s.unix.accepted), (6, 2));
-        assert_eq!(s.streams().accepted, 8);
+        assert_eq!(s.streams().accepted, 18);
+        assert_eq!((s.tls.accepted, s.tls_handshakes.failed.timeout), (10, 2));
         assert_eq!(s.udp.echoed_bytes, 20);
     }
 }

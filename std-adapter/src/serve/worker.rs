@@ -32,6 +32,7 @@ use super::listener::{ListenSocket, Listener};
 use super::stats::Counters;
 use super::throttle::Throttle;
 use super::timer::{Entry, Timers};
+use super::tls::Outcome;
 use super::udp::UdpEndpoint;
 use super::{Phase, Shared};
 
@@ -80,6 +81,7 @@ struct Throttles {
     rejected: Throttle,
     resets: Throttle,
     aborts: Throttle,
+    handshakes: Throttle,
 }
 
 /// A running worker.
@@ -127,6 +129,7 @@ pub(crate) fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
             rejected: Throttle::new(LOG_EVERY),
             resets: Throttle::new(LOG_EVERY),
             aborts: Throttle::new(LOG_EVERY),
+            handshakes: Throttle::new(LOG_EVERY),
         },
         grace_deadline: None,
     };
@@ -327,8 +330,16 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if conn.stream.expire(now) {
+            // The handshake timed out: the transport reports it on the next read.
+            conn.pump.set_readable();
+        }
         let counters = self.counters.stream(conn.stream.kind());
         let next = conn.pump.drive(now, &mut conn.stream, BUDGET, counters);
+        if let Some(outcome) = conn.stream.take_outcome() {
+            self.counters.tls_handshakes.record(outcome);
+            log_handshake(conn, outcome, now, &mut self.throttles);
+        }
         log_events(conn, now, &mut self.throttles);
         match next {
             Next::Wait { .. } => self.schedule(key),
@@ -341,7 +352,7 @@ impl Worker {
             }
             Next::Release(how) => {
                 if how == Teardown::Reset {
-                    conn.stream.set_reset_on_close();
+                    conn.stream.release_reset();
                 }
                 self.release(key);
             }
@@ -353,7 +364,8 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let want = conn.pump.poll_timeout().unwrap_or(Instant::MAX);
+        let want = ricochet_core::time::earliest(conn.pump.poll_timeout(), conn.stream.deadline())
+            .unwrap_or(Instant::MAX);
         if want < conn.scheduled {
             conn.scheduled = want;
             self.timers.push(Entry {
@@ -420,14 +432,17 @@ impl Worker {
     /// The grace period is over: reset what is still echoing, release what lingers.
     fn reset_remaining(&mut self, now: Instant) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        let before = self.counters.tcp.aborted.local + self.counters.unix.aborted.local;
+        let local = |c: &super::stats::Counters| {
+            c.tcp.aborted.local + c.unix.aborted.local + c.tls.aborted.local
+        };
+        let before = local(&self.counters);
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.pump.abort(now);
                 self.drive(key, now);
             }
         }
-        let reset = self.counters.tcp.aborted.local + self.counters.unix.aborted.local - before;
+        let reset = local(&self.counters) - before;
         if reset > 0 {
             tracing::warn!(
                 worker = self.index,
@@ -453,6 +468,31 @@ impl Worker {
     }
 }
 
+/// Logs a TLS handshake's outcome: completions at debug, failures at debug
+/// each and as a rate-limited summary at info (a scanner must not flood the log).
+fn log_handshake(conn: &Conn, outcome: Outcome, now: Instant, throttles: &mut Throttles) {
+    let peer = &conn.peer;
+    match outcome {
+        Outcome::Completed { resumed } => tracing::debug!(
+            %peer,
+            resumed,
+            tls = conn.stream.describe_tls().unwrap_or_default(),
+            "TLS handshake completed"
+        ),
+        Outcome::Failed(reason) => {
+            tracing::debug!(%peer, %reason, "TLS handshake failed");
+            if let Some(suppressed) = throttles.handshakes.admit(now) {
+                tracing::info!(
+                    %peer,
+                    %reason,
+                    others_since_last = suppressed,
+                    "TLS handshake failed; connection refused"
+                );
+            }
+        }
+    }
+}
+
 /// Logs a connection's session events: closes at debug, resets by the peer
 /// as a rate-limited summary, other aborts as rate-limited warnings.
 fn log_events(conn: &mut Conn, now: Instant, throttles: &mut Throttles) {
@@ -470,6 +510,10 @@ fn log_events(conn: &mut Conn, now: Instant, throttles: &mut Throttles) {
             ),
             Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
                 tracing::debug!(%peer, bytes_in = stats.bytes_in, %reason, "connection aborted");
+                if conn.stream.is_refused_tls() {
+                    // Logged as a handshake failure or TLS alert already.
+                    continue;
+                }
                 if let Some(suppressed) = throttles.resets.admit(now) {
                     tracing::info!(
                         %peer,

@@ -52,8 +52,11 @@ type Transport<C> = (&'static str, fn(&StatsSnapshot) -> &C);
 
 /// Stream transports, as labelled in the exposition. A new stream
 /// transport (TLS) is one more line here.
-const STREAM_TRANSPORTS: &[Transport<StreamCounters>] =
-    &[("tcp", |s| &s.tcp), ("unix", |s| &s.unix)];
+const STREAM_TRANSPORTS: &[Transport<StreamCounters>] = &[
+    ("tcp", |s| &s.tcp),
+    ("unix", |s| &s.unix),
+    ("tls", |s| &s.tls),
+];
 
 /// Datagram transports, as labelled in the exposition.
 const DATAGRAM_TRANSPORTS: &[Transport<DatagramCounters>] = &[("udp", |s| &s.udp)];
@@ -373,6 +376,29 @@ fn encode_snapshot(
             for (reason, v) in drop_reasons(&counters(s).dropped) {
                 f.counter(&[("transport", transport), ("reason", reason)], v)?;
             }
+        }
+    }
+    {
+        let h = &s.tls_handshakes;
+        let mut f = family(
+            e,
+            "ricochet_tls_handshakes",
+            "TLS handshakes completed (of which resumed), or failed by reason.",
+            None,
+            Counter,
+        )?;
+        let fail = &h.failed;
+        for (result, v) in [
+            ("completed", h.completed),
+            ("resumed", h.resumed),
+            ("timeout", fail.timeout),
+            ("bad_record", fail.bad_record),
+            ("certificate", fail.certificate),
+            ("protocol", fail.protocol),
+            ("closed", fail.closed),
+            ("io", fail.io),
+        ] {
+            f.counter(&[("result", result)], v)?;
         }
     }
     ConstGauge::new(s.connections_open).encode(e.encode_descriptor(

@@ -4,6 +4,7 @@ use ricochet_core::counters::{AbortCounts, CloseCounts, DropCounts};
 
 use super::*;
 use crate::serve::stats::Counters;
+use crate::serve::tls::{HandshakeCounts, HandshakeFailures};
 
 /// A server's stats where every counter holds a distinct value.
 fn busy_stats() -> Arc<ServerStats> {
@@ -34,6 +35,19 @@ fn busy_stats() -> Arc<ServerStats> {
     let counters = Counters {
         tcp: stream(100),
         unix: stream(200),
+        tls: stream(500),
+        tls_handshakes: HandshakeCounts {
+            completed: 601,
+            resumed: 602,
+            failed: HandshakeFailures {
+                timeout: 603,
+                bad_record: 604,
+                certificate: 605,
+                protocol: 606,
+                closed: 607,
+                io: 608,
+            },
+        },
         udp: DatagramCounters {
             received: 301,
             echoed: 302,
@@ -67,9 +81,27 @@ fn sample(text: &str, name_and_labels: &str) -> u64 {
 }
 
 #[test]
+fn tls_handshakes_are_exposed_by_result() {
+    let text = render(&busy_stats(), Format::Prometheus);
+    for (result, v) in [
+        ("completed", 601),
+        ("resumed", 602),
+        ("timeout", 603),
+        ("bad_record", 604),
+        ("certificate", 605),
+        ("protocol", 606),
+        ("closed", 607),
+        ("io", 608),
+    ] {
+        let key = format!("ricochet_tls_handshakes_total{{result=\"{result}\"}}");
+        assert_eq!(sample(&text, &key), v, "{key}");
+    }
+}
+
+#[test]
 fn every_stream_counter_is_exposed_per_transport_with_its_reason() {
     let text = render(&busy_stats(), Format::Prometheus);
-    for (transport, base) in [("tcp", 100), ("unix", 200)] {
+    for (transport, base) in [("tcp", 100), ("unix", 200), ("tls", 500)] {
         let t = format!("transport=\"{transport}\"");
         assert_eq!(
             sample(
@@ -211,7 +243,7 @@ fn prometheus_output_types_every_family_once_with_help() {
     let text = render(&busy_stats(), Format::Prometheus);
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert_eq!(types.len(), 16, "{text}");
+    assert_eq!(types.len(), 17, "{text}");
     assert_eq!(helps, types.len());
     let mut names: Vec<&str> = types.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
     names.sort_unstable();

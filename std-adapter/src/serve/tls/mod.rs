@@ -1,0 +1,290 @@
+//! TLS listeners: echo over TLS 1.2 and 1.3 (rustls, `ring` provider).
+//!
+//! A TLS listener binds and accepts exactly as a TCP one; each accepted
+//! connection becomes a [`TlsStream`], a core
+//! [`Transport`](ricochet_core::pump::Transport) that wraps rustls's
+//! `ServerConnection` over the socket. The handshake happens inside that
+//! transport before the session sees any byte, so the pump, the session,
+//! the echo modes, half-close and every timeout are the ones plain TCP has.
+//!
+//! - **Loading** ([`TlsConfig`] → [`load`]): the certificate chain and key
+//!   are read once at bind time (PEM: PKCS#8, PKCS#1 or SEC1 keys); a file
+//!   that is missing, holds no certificate or key, or a key that does not
+//!   match the certificate, is a [`TlsConfigError`] naming the file and the
+//!   fix. With `client_ca`, every client must present a certificate signed
+//!   by one of those CAs (mutual TLS).
+//! - **Handshake**: bounded by [`TlsConfig::handshake_timeout`] from the
+//!   accept. A failed handshake is refused with the alert rustls chose (a
+//!   plain-TCP or garbage client gets `decode_error` or the like), then FIN:
+//!   never a hang, never a reset while the alert is in flight. Outcomes are
+//!   counted by reason in [`HandshakeCounts`].
+//! - **Sessions**: TLS 1.3 resumption through stateless tickets (ChaCha20-
+//!   Poly1305, keys rotated every 6 h, shared by all workers), TLS 1.2
+//!   through tickets and a 256-entry session cache.
+
+mod counters;
+mod stream;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+pub use counters::{HandshakeCounts, HandshakeFailure, HandshakeFailures};
+pub(crate) use stream::{Outcome, TlsStream};
+
+/// What a TLS listener needs to wrap each connection it accepts.
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    /// The loaded identity and protocol settings, shared by every worker.
+    pub(crate) config: Arc<rustls::ServerConfig>,
+    /// From the accept to the end of the handshake.
+    pub(crate) handshake_timeout: ricochet_core::Duration,
+}
+
+/// Default bound of a TLS handshake, from the accept to the first byte the session may see.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS listeners and their identity (part of [`crate::serve::ServerConfig`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Addresses served over TLS (bound exactly as TCP listeners are).
+    pub listen: Vec<SocketAddr>,
+    /// PEM file with the server's certificate chain, leaf first.
+    pub cert_chain: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+    /// PEM file of CA certificates: when set, every client must present a
+    /// certificate chained to one of them (mutual TLS); otherwise none is asked.
+    pub client_ca: Option<PathBuf>,
+    /// A connection whose handshake is not complete this long after the
+    /// accept is closed (and counted as `timeout`). More than 0.
+    pub handshake_timeout: Duration,
+}
+
+impl TlsConfig {
+    /// TLS on `listen` with this certificate chain and key, no client
+    /// certificates, the default handshake timeout.
+    pub fn new(
+        listen: Vec<SocketAddr>,
+        cert_chain: impl Into<PathBuf>,
+        private_key: impl Into<PathBuf>,
+    ) -> Self {
+        TlsConfig {
+            listen,
+            cert_chain: cert_chain.into(),
+            private_key: private_key.into(),
+            client_ca: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Why the TLS identity could not be loaded (reported by
+/// [`crate::serve::Server::bind`] as [`crate::serve::BindError::Tls`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A file could not be read.
+    Read {
+        /// What the file was for: `certificate`, `private key`, `client CA`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file holds no PEM item of the kind needed.
+    Missing {
+        /// `certificate`, `private key`, `client CA`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not valid PEM.
+    Pem {
+        /// `certificate`, `private key`, `client CA`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// rustls refused the certificate, the key or the CA (a key that does
+    /// not match the certificate, an unsupported key type, a CA that is
+    /// not a certificate...).
+    Rejected {
+        /// What rustls said.
+        reason: String,
+    },
+    /// `handshake_timeout` is zero, or TLS was configured without a listener.
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsConfigError::Read { what, path, source } => write!(
+                f,
+                "TLS {what} {}: cannot read it: {source} (check the path given to --tls-{})",
+                path.display(),
+                flag(what)
+            ),
+            TlsConfigError::Missing { what, path } => write!(
+                f,
+                "TLS {what} {}: no {what} found in it; expected a PEM file with a \
+                 \"-----BEGIN {}\" block (e.g. made with `openssl req -x509 -newkey ec \
+                 -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost`)",
+                path.display(),
+                pem_label(what)
+            ),
+            TlsConfigError::Pem { what, path, reason } => write!(
+                f,
+                "TLS {what} {}: not a valid PEM file ({reason})",
+                path.display()
+            ),
+            TlsConfigError::Rejected { reason } => write!(
+                f,
+                "TLS certificate and key refused: {reason} (the key must be the certificate's \
+                 own, as PKCS#8, PKCS#1 or SEC1 PEM)"
+            ),
+            TlsConfigError::Invalid { reason } => write!(f, "TLS configuration: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsConfigError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn flag(what: &str) -> &'static str {
+    match what {
+        "certificate" => "cert",
+        "private key" => "key",
+        _ => "client-ca",
+    }
+}
+
+fn pem_label(what: &str) -> &'static str {
+    match what {
+        "private key" => "PRIVATE KEY\" (or \"EC PRIVATE KEY\", \"RSA PRIVATE KEY\")",
+        _ => "CERTIFICATE\"",
+    }
+}
+
+/// The crypto provider of every TLS connection: rustls's `ring` provider.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_error(what: &'static str, path: &Path, e: rustls::pki_types::pem::Error) -> TlsConfigError {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::Io(source) => TlsConfigError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        },
+        E::NoItemsFound => TlsConfigError::Missing {
+            what,
+            path: path.to_owned(),
+        },
+        other => TlsConfigError::Pem {
+            what,
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Reads every certificate of a PEM file (at least one).
+pub(crate) fn read_certificates(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    // Opening first gives the I/O error (not found, permission) as is.
+    std::fs::metadata(path).map_err(|source| TlsConfigError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(what, path, e))?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::Missing {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// A root store of every certificate in a PEM file.
+pub(crate) fn read_roots(what: &'static str, path: &Path) -> Result<RootCertStore, TlsConfigError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(what, path)? {
+        roots.add(cert).map_err(|e| TlsConfigError::Rejected {
+            reason: format!("{what} {}: {e}", path.display()),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Builds the rustls server configuration for `config` (files read now).
+pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    if config.handshake_timeout.is_zero() {
+        return Err(TlsConfigError::Invalid {
+            reason: "the handshake timeout must be more than 0 (it bounds a client that never \
+                     finishes its handshake)"
+                .to_owned(),
+        });
+    }
+    let certs = read_certificates("certificate", &config.cert_chain)?;
+    std::fs::metadata(&config.private_key).map_err(|source| TlsConfigError::Read {
+        what: "private key",
+        path: config.private_key.clone(),
+        source,
+    })?;
+    let key = PrivateKeyDer::from_pem_file(&config.private_key)
+        .map_err(|e| pem_error("private key", &config.private_key, e))?;
+    let provider = provider();
+    let rejected = |e: rustls::Error| TlsConfigError::Rejected {
+        reason: e.to_string(),
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(rejected)?;
+    let builder = match &config.client_ca {
+        Some(path) => {
+            let roots = read_roots("client CA", path)?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|e| TlsConfigError::Rejected {
+                        reason: format!("client CA {}: {e}", path.display()),
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut server = builder.with_single_cert(certs, key).map_err(rejected)?;
+    server.ticketer = rustls::crypto::ring::Ticketer::new().map_err(rejected)?;
+    Ok(Arc::new(server))
+}

@@ -107,7 +107,7 @@ pub(crate) fn run(options: Options) -> ExitCode {
         tracing::warn!("{warning}");
     }
     if kind == Type::STREAM {
-        if socket.is_listener().unwrap_or(false) {
+        if ricochet::serve::activation::is_listener(&socket).unwrap_or(false) {
             report(
                 "standard input is a listening socket (inetd `wait` for a stream service): \
                  configure the service as `nowait` (xinetd: `wait = no`; systemd: Accept=yes), \
@@ -116,7 +116,7 @@ pub(crate) fn run(options: Options) -> ExitCode {
             return ExitCode::from(2);
         }
         serve_stream(socket, &options.config)
-    } else if kind == Type::DGRAM && matches!(socket.domain(), Ok(Domain::IPV4 | Domain::IPV6)) {
+    } else if kind == Type::DGRAM && matches!(domain(&socket), Some(Domain::IPV4 | Domain::IPV6)) {
         serve_datagrams(socket, options.config, &report)
     } else {
         report(
@@ -125,6 +125,12 @@ pub(crate) fn run(options: Options) -> ExitCode {
         );
         ExitCode::from(2)
     }
+}
+
+/// The socket's address family, from its local address (`SO_DOMAIN` is not
+/// available everywhere, e.g. FreeBSD).
+fn domain(socket: &Socket) -> Option<Domain> {
+    socket.local_addr().ok().map(|a| a.domain())
 }
 
 /// How long one blocking call may wait before the session sees the time.
@@ -141,7 +147,7 @@ fn serve_stream(socket: Socket, config: &ServerConfig) -> ExitCode {
     let tick = tick(config);
     let _ = socket.set_read_timeout(Some(tick));
     let _ = socket.set_write_timeout(Some(tick));
-    let unix = socket.domain().is_ok_and(|d| d == Domain::UNIX);
+    let unix = domain(&socket) == Some(Domain::UNIX);
     let fd = OwnedFd::from(socket);
     if unix {
         serve_one(

@@ -141,28 +141,78 @@ pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid
 /// Checks that no id is root any more, and that root cannot be regained.
 fn verify(uid: Uid, gid: Gid) -> Result<(), DropError> {
     let still = |what: String| Err(DropError::StillPrivileged(what));
-    let ids = nix::unistd::getresuid().map_err(|e| DropError::Switch(e.to_string()))?;
-    if [ids.real, ids.effective, ids.saved] != [uid; 3] {
+    let [real, effective, saved] = ids::uids()?;
+    if [real, effective, saved] != [uid; 3] {
         return still(format!(
-            "uids real {} effective {} saved {}, expected {uid}",
-            ids.real, ids.effective, ids.saved
+            "uids real {real} effective {effective} saved {saved}, expected {uid}"
         ));
     }
-    let gids = nix::unistd::getresgid().map_err(|e| DropError::Switch(e.to_string()))?;
-    if [gids.real, gids.effective, gids.saved] != [gid; 3] {
+    let [real, effective, saved] = ids::gids()?;
+    if [real, effective, saved] != [gid; 3] {
         return still(format!(
-            "gids real {} effective {} saved {}, expected {gid}",
-            gids.real, gids.effective, gids.saved
+            "gids real {real} effective {effective} saved {saved}, expected {gid}"
         ));
     }
-    let groups = nix::unistd::getgroups().map_err(|e| DropError::Switch(e.to_string()))?;
-    if groups.iter().any(|g| *g != gid) {
+    if let Some(groups) = ids::groups()?
+        && groups.iter().any(|g| *g != gid)
+    {
         return still(format!("supplementary groups {groups:?} kept"));
     }
     if !uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
         return still("setuid(0) still succeeds".to_owned());
     }
     Ok(())
+}
+
+/// Reading the process's ids, where the system says all of them.
+mod ids {
+    use nix::unistd::{Gid, Uid};
+
+    use super::DropError;
+
+    fn err(e: nix::Error) -> DropError {
+        DropError::Switch(e.to_string())
+    }
+
+    /// Real, effective and saved user ids.
+    #[cfg(not(target_vendor = "apple"))]
+    pub(super) fn uids() -> Result<[Uid; 3], DropError> {
+        let ids = nix::unistd::getresuid().map_err(err)?;
+        Ok([ids.real, ids.effective, ids.saved])
+    }
+
+    /// Real, effective and saved group ids.
+    #[cfg(not(target_vendor = "apple"))]
+    pub(super) fn gids() -> Result<[Gid; 3], DropError> {
+        let ids = nix::unistd::getresgid().map_err(err)?;
+        Ok([ids.real, ids.effective, ids.saved])
+    }
+
+    /// The supplementary groups.
+    #[cfg(not(target_vendor = "apple"))]
+    pub(super) fn groups() -> Result<Option<Vec<Gid>>, DropError> {
+        nix::unistd::getgroups().map(Some).map_err(err)
+    }
+
+    /// macOS has no getresuid: the saved id is checked through setuid(0) failing.
+    #[cfg(target_vendor = "apple")]
+    pub(super) fn uids() -> Result<[Uid; 3], DropError> {
+        let e = Uid::effective();
+        Ok([Uid::current(), e, e])
+    }
+
+    /// macOS has no getresgid.
+    #[cfg(target_vendor = "apple")]
+    pub(super) fn gids() -> Result<[Gid; 3], DropError> {
+        let e = Gid::effective();
+        Ok([Gid::current(), e, e])
+    }
+
+    /// macOS's getgroups does not fit this check (group membership is resolved by opendirectoryd).
+    #[cfg(target_vendor = "apple")]
+    pub(super) fn groups() -> Result<Option<Vec<Gid>>, DropError> {
+        Ok(None)
+    }
 }
 
 /// The warning for a server left running as root, or `None` if it is not root.

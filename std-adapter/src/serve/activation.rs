@@ -177,10 +177,27 @@ fn take(
 }
 
 fn check_listening(socket: SockRef<'_>, fd: i32) -> Result<(), ActivationError> {
-    match socket.is_listener() {
+    match is_listener(&socket) {
         Ok(true) => Ok(()),
         Ok(false) => Err(ActivationError::Connected { fd }),
         Err(source) => Err(ActivationError::Io { fd, source }),
+    }
+}
+
+/// Whether a stream socket is listening (`SO_ACCEPTCONN` where the system
+/// has it; elsewhere: a listening socket has no peer).
+pub fn is_listener(socket: &socket2::Socket) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        socket.is_listener()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        match socket.peer_addr() {
+            Ok(_) => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 }
 

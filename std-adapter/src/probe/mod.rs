@@ -53,7 +53,11 @@
 
 mod control;
 mod datagram;
+mod find_rate;
+mod hgrm;
+mod interval;
 mod progress;
+mod record;
 mod report;
 mod spec;
 mod stream;
@@ -61,29 +65,36 @@ mod table;
 mod tally;
 mod target;
 mod timers;
+mod transport;
 pub mod units;
 mod verdict;
+mod wait;
 
 use std::fmt;
 use std::sync::mpsc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use ricochet_core::Instant;
 
 use crate::clock::Clock;
 
 pub use control::{StopHandle, StopReason};
+pub use find_rate::{Goal, GoalError, RateSearch, RateStep, find_rate};
+pub use hgrm::{SpectrumPoint, Which};
+pub use interval::IntervalReport;
 pub use progress::{Progress, Snapshot};
 pub use report::{
     ConnError, DatagramCounts, ErrorCounts, ErrorKind, Latency, MAX_ERROR_DETAILS, Report,
+    TargetReport,
 };
 pub use spec::{
-    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Pattern, ProbeSpec, SpecError, Stop,
-    UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed,
+    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Lifetime, MIN_INTERVAL, Pattern, ProbeSpec,
+    SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed, session_seed,
 };
 pub use target::{Target, TargetError};
 
 use control::LossBudget;
+use interval::{Collector, WorkerMsg};
 use tally::Tally;
 use verdict::RunFacts;
 
@@ -149,6 +160,26 @@ impl From<SpecError> for RunError {
     }
 }
 
+/// What a run tells while it goes (see [`run_observed`]); every method
+/// has a default that ignores it.
+pub trait Observer {
+    /// The live counters, about every 100 ms and once at the end.
+    fn progress(&mut self, _snapshot: &Snapshot) {}
+    /// An interval of the measured span is over (with
+    /// [`ProbeSpec::interval`]); intervals come in order, the last one when
+    /// the run ends.
+    fn interval(&mut self, _interval: &IntervalReport) {}
+}
+
+/// An [`Observer`] that only passes the live counters to a closure.
+struct Ticks<F>(F);
+
+impl<F: FnMut(&Snapshot)> Observer for Ticks<F> {
+    fn progress(&mut self, snapshot: &Snapshot) {
+        (self.0)(snapshot);
+    }
+}
+
 /// Runs a probe and returns what it found.
 ///
 /// Blocks until every connection is finished: verified and closed, or
@@ -173,7 +204,18 @@ pub fn run_with_progress(
 pub fn run_with(
     spec: &ProbeSpec,
     stop: &StopHandle,
-    mut tick: impl FnMut(&Snapshot),
+    tick: impl FnMut(&Snapshot),
+) -> Result<Report, RunError> {
+    run_observed(spec, stop, &mut Ticks(tick))
+}
+
+/// [`run_with`] that also reports each interval (with
+/// [`ProbeSpec::interval`]) to `observer` as it ends; the report then
+/// carries them all in [`Report::intervals`].
+pub fn run_observed(
+    spec: &ProbeSpec,
+    stop: &StopHandle,
+    observer: &mut dyn Observer,
 ) -> Result<Report, RunError> {
     spec.validate()?;
     let threads = spec.effective_threads();
@@ -199,54 +241,103 @@ pub fn run_with(
         stop,
         losses: LossBudget::new(spec.planned_messages(), spec.max_loss_pct),
     };
+    let secs_of = |t: Instant| t.saturating_since(start).as_micros() as f64 / 1e6;
+    let mut collector = spec.interval.map(|every| {
+        Collector::new(
+            every,
+            secs_of(window_start),
+            finish_at.map(secs_of),
+            threads,
+            spec.rate.is_some(),
+            !spec.is_stream(),
+        )
+    });
+    let elapsed = || clock.to_std(clock.now()) - clock.to_std(start);
 
-    let merged = std::thread::scope(|s| -> Result<Tally, RunError> {
-        let (done_tx, done_rx) = mpsc::channel::<()>();
+    let per_target = std::thread::scope(|s| -> Result<Vec<Tally>, RunError> {
+        let (tx, rx) = mpsc::channel::<WorkerMsg>();
         let mut handles = Vec::with_capacity(threads);
         for t in 0..threads {
             let ctx = &ctx;
-            let done = done_tx.clone();
+            let tx = tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("probe-{t}"))
                 .spawn_scoped(s, move || {
-                    let r = if ctx.spec.target.is_stream() {
-                        stream::run_worker(ctx, t)
+                    let result = if ctx.spec.is_stream() {
+                        stream::run_worker(ctx, t, &tx)
                     } else {
-                        datagram::run_worker(ctx, t)
+                        datagram::run_worker(ctx, t, &tx)
                     };
-                    let _ = done.send(());
-                    r
+                    let _ = tx.send(WorkerMsg::Done { thread: t, result });
                 })
                 .map_err(RunError::Local)?;
             handles.push(h);
         }
-        drop(done_tx);
+        drop(tx);
+        let mut merged: Option<Vec<Tally>> = None;
+        let mut failed: Option<std::io::Error> = None;
         let mut finished = 0;
+        let mut last_tick = StdInstant::now();
         while finished < threads {
-            match done_rx.recv_timeout(StdDuration::from_millis(100)) {
-                Ok(()) => finished += 1,
+            match rx.recv_timeout(PROGRESS_EVERY) {
+                Ok(WorkerMsg::Slice {
+                    thread,
+                    upto,
+                    slice,
+                }) => {
+                    if let Some(c) = &mut collector {
+                        for r in c.add(thread, upto, *slice) {
+                            observer.interval(&r);
+                        }
+                    }
+                }
+                Ok(WorkerMsg::Done { thread, result }) => {
+                    finished += 1;
+                    if let Some(c) = &mut collector {
+                        for r in c.thread_done(thread) {
+                            observer.interval(&r);
+                        }
+                    }
+                    match (result, &mut merged) {
+                        (Ok(tallies), Some(m)) => {
+                            for (into, from) in m.iter_mut().zip(&tallies) {
+                                into.merge(from);
+                            }
+                        }
+                        (Ok(tallies), None) => merged = Some(tallies),
+                        (Err(e), _) => failed = Some(e),
+                    }
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // A worker panicked: the joins below say so.
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            tick(&progress.snapshot(clock.to_std(clock.now()) - clock.to_std(start)));
-        }
-        let mut merged: Option<Tally> = None;
-        for h in handles {
-            let tally = match h.join() {
-                Ok(r) => r.map_err(RunError::Local)?,
-                Err(_) => {
-                    return Err(RunError::Local(std::io::Error::other(
-                        "a probe worker panicked",
-                    )));
-                }
-            };
-            match &mut merged {
-                Some(m) => m.merge(tally),
-                None => merged = Some(tally),
+            if last_tick.elapsed() >= PROGRESS_EVERY {
+                observer.progress(&progress.snapshot(elapsed()));
+                last_tick = StdInstant::now();
             }
+        }
+        for h in handles {
+            if h.join().is_err() {
+                return Err(RunError::Local(std::io::Error::other(
+                    "a probe worker panicked",
+                )));
+            }
+        }
+        if let Some(e) = failed {
+            return Err(RunError::Local(e));
         }
         merged.ok_or_else(|| RunError::Local(std::io::Error::other("no worker ran")))
     })?;
+    observer.progress(&progress.snapshot(elapsed()));
+    let mut total: Option<Tally> = None;
+    for part in &per_target {
+        match &mut total {
+            Some(t) => t.merge(part),
+            None => total = Some(part.clone()),
+        }
+    }
+    let total = total.ok_or_else(|| RunError::Local(std::io::Error::other("no target")))?;
     let facts = RunFacts {
         threads,
         started_at,
@@ -254,8 +345,19 @@ pub fn run_with(
         finish_at,
         stopped_early: stop.reason(),
     };
-    Ok(verdict::build_report(spec, facts, merged))
+    let mut report = verdict::build_report(spec, facts, total, &per_target);
+    if let Some(c) = collector {
+        let (rest, all) = c.finish(secs_of(window_start) + report.measured_secs);
+        for r in &rest {
+            observer.interval(r);
+        }
+        report.intervals = all;
+    }
+    Ok(report)
 }
+
+/// How often the calling thread passes the live counters to the observer.
+const PROGRESS_EVERY: StdDuration = StdDuration::from_millis(100);
 
 /// What every worker thread shares.
 pub(crate) struct Ctx<'a> {

@@ -18,6 +18,9 @@ pub enum Pattern {
     PingPong,
     /// Keep up to [`ProbeSpec::window`] bytes in flight per connection.
     Stream,
+    /// Connection churn, netperf's TCP_CRR: connect, one message, close,
+    /// repeat (ping-pong with a [`Lifetime`] of one message). Streams only.
+    Crr,
 }
 
 impl Pattern {
@@ -26,6 +29,27 @@ impl Pattern {
         match self {
             Pattern::PingPong => "pingpong",
             Pattern::Stream => "stream",
+            Pattern::Crr => "crr",
+        }
+    }
+}
+
+/// When a stream connection is closed and a new one opened in its place
+/// (`--lifetime`): connection churn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// After this many messages (at least 1).
+    Messages(u64),
+    /// After this long (more than 0): the connection stops starting
+    /// messages, finishes what is in flight and closes.
+    Time(Duration),
+}
+
+impl fmt::Display for Lifetime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lifetime::Messages(n) => write!(f, "{n} messages"),
+            Lifetime::Time(d) => f.write_str(&super::units::format_duration(*d)),
         }
     }
 }
@@ -46,9 +70,11 @@ pub enum Stop {
 /// fields, then pass it to [`run`](super::run).
 #[derive(Clone, Debug)]
 pub struct ProbeSpec {
-    /// Where to send.
-    pub target: Target,
-    /// Concurrent connections (UDP: sockets). Default 1.
+    /// Where to send: one or more targets, all streams (TCP, Unix) or all
+    /// UDP. Connection `i` goes to target `i % targets.len()`.
+    pub targets: Vec<Target>,
+    /// Concurrent connections (UDP: sockets) over all targets, at least one
+    /// per target. Default 1.
     pub connections: usize,
     /// Message size on the wire, bytes (for `lines` including the `\n`, for
     /// `frames` including the 2-byte header). A range picks each message's
@@ -83,7 +109,21 @@ pub struct ProbeSpec {
     pub threads: usize,
     /// UDP: losses up to this percentage of datagrams sent still pass. Default 0.
     pub max_loss_pct: f64,
+    /// Per-interval reports: the measured span is cut into intervals this
+    /// long, each reported as it ends (see [`Observer`](super::Observer)).
+    /// At least [`MIN_INTERVAL`]. Default: none.
+    pub interval: Option<Duration>,
+    /// Streams: close each connection and open a new one after this many
+    /// messages or this long (connection churn). Default: none (each
+    /// connection lives for the whole run). [`Pattern::Crr`] implies one message.
+    pub lifetime: Option<Lifetime>,
+    /// Streams: new connections per second at most, over all threads
+    /// (first connections and reconnections alike). Default: no cap.
+    pub connect_rate: Option<f64>,
 }
+
+/// The shortest `--interval`.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The most datagrams one UDP socket keeps in flight (the stream pattern's window).
 pub const UDP_MAX_IN_FLIGHT: usize = super::datagram::MAX_IN_FLIGHT;
@@ -100,6 +140,17 @@ pub const DEFAULT_WINDOW: usize = 256 * 1024;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum SpecError {
+    /// `targets` is empty.
+    NoTargets,
+    /// Stream and UDP targets in one run.
+    MixedTargets,
+    /// Fewer connections than targets: some target would get none.
+    FewerConnectionsThanTargets {
+        /// Connections asked for.
+        connections: usize,
+        /// Targets given.
+        targets: usize,
+    },
     /// `connections` is 0.
     NoConnections,
     /// `threads` is 0.
@@ -131,6 +182,17 @@ pub enum SpecError {
         /// What sets the limits, e.g. `a UDP datagram over IPv4`.
         what: &'static str,
     },
+    /// Connection churn asked of UDP (it has no connections to churn); the
+    /// flag is named.
+    ChurnOnDatagram(&'static str),
+    /// `--lifetime` with `--pattern crr`, which already closes after every message.
+    LifetimeWithCrr,
+    /// `Lifetime::Messages(0)` or `Lifetime::Time(0)`.
+    NoLifetime,
+    /// The connect rate is not a positive finite number.
+    ConnectRate(f64),
+    /// An interval shorter than [`MIN_INTERVAL`].
+    Interval(Duration),
     /// The core refused the probe configuration (e.g. a size too small for the mode).
     Core(ConfigError),
 }
@@ -145,6 +207,19 @@ pub const UDP_MAX_V6: usize = 65_527;
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SpecError::NoTargets => f.write_str("no TARGET given: name at least one echo server, e.g. tcp://127.0.0.1:7007"),
+            SpecError::MixedTargets => f.write_str(
+                "the targets mix UDP and stream (tcp://, unix://) transports: one run probes either, \
+                 run one probe per kind",
+            ),
+            SpecError::FewerConnectionsThanTargets {
+                connections,
+                targets,
+            } => write!(
+                f,
+                "--connections {connections} is fewer than the {targets} targets: each target needs at least one \
+                 connection, use -c {targets} or more"
+            ),
             SpecError::NoConnections => f.write_str("--connections must be at least 1"),
             SpecError::NoThreads => f.write_str("--threads must be at least 1"),
             SpecError::NoWindow => f.write_str("--window must be at least 1 byte"),
@@ -187,6 +262,28 @@ impl fmt::Display for SpecError {
                 }
                 Ok(())
             }
+            SpecError::ChurnOnDatagram(flag) => write!(
+                f,
+                "{flag} applies to stream targets (tcp://, unix://): UDP has no connection to open and close"
+            ),
+            SpecError::LifetimeWithCrr => f.write_str(
+                "--lifetime does not apply to --pattern crr, which closes every connection after one message; \
+                 use -p pingpong --lifetime N for N messages per connection",
+            ),
+            SpecError::NoLifetime => f.write_str(
+                "--lifetime must be at least 1 message or more than 0 seconds (leave it out to keep each \
+                 connection for the whole run)",
+            ),
+            SpecError::ConnectRate(r) => write!(
+                f,
+                "--connect-rate {r} is not a positive number of connections per second"
+            ),
+            SpecError::Interval(d) => write!(
+                f,
+                "--interval {} is too short: at least {} (one report line per interval)",
+                super::units::format_duration(*d),
+                super::units::format_duration(MIN_INTERVAL)
+            ),
             SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
         }
     }
@@ -198,7 +295,7 @@ impl ProbeSpec {
     /// The command line's defaults for `target`.
     pub fn new(target: Target) -> Self {
         ProbeSpec {
-            target,
+            targets: vec![target],
             connections: 1,
             size: SizeRange::fixed(64),
             pattern: Pattern::PingPong,
@@ -211,6 +308,41 @@ impl ProbeSpec {
             timeout: Duration::from_secs(5),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_loss_pct: 0.0,
+            interval: None,
+            lifetime: None,
+            connect_rate: None,
+        }
+    }
+
+    /// True when the targets are streams (TCP, Unix); false for UDP.
+    pub fn is_stream(&self) -> bool {
+        self.targets.first().is_none_or(Target::is_stream)
+    }
+
+    /// The target index of connection `conn`: connections are spread
+    /// round-robin over the targets.
+    pub fn target_of(&self, conn: usize) -> usize {
+        conn % self.targets.len().max(1)
+    }
+
+    /// Connections that go to target `t`.
+    pub fn connections_to(&self, t: usize) -> usize {
+        let n = self.targets.len().max(1);
+        self.connections / n + usize::from(t < self.connections % n)
+    }
+
+    /// The targets as given, separated by spaces.
+    pub fn targets_text(&self) -> String {
+        let all: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
+        all.join(" ")
+    }
+
+    /// How long each stream connection lives: [`ProbeSpec::lifetime`], or
+    /// one message for [`Pattern::Crr`].
+    pub fn session_lifetime(&self) -> Option<Lifetime> {
+        match self.pattern {
+            Pattern::Crr => Some(Lifetime::Messages(1)),
+            _ => self.lifetime,
         }
     }
 
@@ -221,8 +353,53 @@ impl ProbeSpec {
 
     /// Checks everything a run needs, including the core's own validation.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if self.targets.is_empty() {
+            return Err(SpecError::NoTargets);
+        }
+        if self
+            .targets
+            .iter()
+            .any(|t| t.is_stream() != self.is_stream())
+        {
+            return Err(SpecError::MixedTargets);
+        }
         if self.connections == 0 {
             return Err(SpecError::NoConnections);
+        }
+        if self.connections < self.targets.len() {
+            return Err(SpecError::FewerConnectionsThanTargets {
+                connections: self.connections,
+                targets: self.targets.len(),
+            });
+        }
+        if !self.is_stream() {
+            let churn = [
+                (self.pattern == Pattern::Crr, "--pattern crr"),
+                (self.lifetime.is_some(), "--lifetime"),
+                (self.connect_rate.is_some(), "--connect-rate"),
+            ];
+            if let Some((_, flag)) = churn.into_iter().find(|(on, _)| *on) {
+                return Err(SpecError::ChurnOnDatagram(flag));
+            }
+        }
+        if self.pattern == Pattern::Crr && self.lifetime.is_some() {
+            return Err(SpecError::LifetimeWithCrr);
+        }
+        if matches!(
+            self.lifetime,
+            Some(Lifetime::Messages(0)) | Some(Lifetime::Time(Duration::ZERO))
+        ) {
+            return Err(SpecError::NoLifetime);
+        }
+        if let Some(r) = self.connect_rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(SpecError::ConnectRate(r));
+        }
+        if let Some(d) = self.interval
+            && d < MIN_INTERVAL
+        {
+            return Err(SpecError::Interval(d));
         }
         if self.threads == 0 {
             return Err(SpecError::NoThreads);
@@ -249,7 +426,7 @@ impl ProbeSpec {
         if self.timeout.is_zero() {
             return Err(SpecError::NoTimeout);
         }
-        if !self.target.is_stream() && self.mode != Mode::Raw {
+        if !self.is_stream() && self.mode != Mode::Raw {
             return Err(SpecError::ModeOnDatagram(self.mode));
         }
         let (min, max, what) = self.size_limits();
@@ -264,22 +441,26 @@ impl ProbeSpec {
             }
         }
         let now = ricochet_core::Instant::ZERO;
-        if self.target.is_stream() {
-            super::stream::check_config(self.stream_config(0), now).map_err(SpecError::Core)
+        if self.is_stream() {
+            super::stream::check_config(self.stream_config(0, 0, self.count()), now)
+                .map_err(SpecError::Core)
         } else {
             super::datagram::check_config(self.datagram_config(0), now).map_err(SpecError::Core)
         }
     }
 
     /// The message sizes this target and mode can carry: `(min, max, what sets them)`.
+    ///
+    /// With several UDP targets the strictest applies (IPv4's, if any is IPv4).
     pub fn size_limits(&self) -> (usize, Option<usize>, &'static str) {
-        match &self.target {
-            Target::Udp(addrs) if addrs.first().is_some_and(|a| a.is_ipv6()) => (
+        let v4 = |t: &Target| matches!(t, Target::Udp(a) if a.first().is_none_or(|a| a.is_ipv4()));
+        match self.targets.first() {
+            Some(Target::Udp(_)) if !self.targets.iter().any(v4) => (
                 DATAGRAM_HEADER,
                 Some(UDP_MAX_V6),
                 "a UDP datagram over IPv6",
             ),
-            Target::Udp(_) => (
+            Some(Target::Udp(_)) => (
                 DATAGRAM_HEADER,
                 Some(UDP_MAX_V4),
                 "a UDP datagram over IPv4",
@@ -304,19 +485,21 @@ impl ProbeSpec {
         }
     }
 
-    /// The core stream probe configuration of connection `conn`.
-    pub fn stream_config(&self, conn: usize) -> ProbeConfig {
+    /// The core stream probe configuration of connection `conn`'s
+    /// `session`-th connection (0 unless connections churn), sending `count`
+    /// messages (`None`: until told to finish).
+    pub fn stream_config(&self, conn: usize, session: u64, count: Option<u64>) -> ProbeConfig {
         ProbeConfig {
             mode: self.mode,
             pattern: match self.pattern {
-                Pattern::PingPong => CorePattern::PingPong,
+                Pattern::PingPong | Pattern::Crr => CorePattern::PingPong,
                 Pattern::Stream => CorePattern::Stream {
                     window: self.window,
                 },
             },
-            seed: connection_seed(self.seed, conn),
+            seed: session_seed(self.seed, conn, session),
             size: self.size,
-            count: self.count(),
+            count,
             response_timeout: Some(self.timeout.into()),
             interval: self.interval(),
         }
@@ -325,7 +508,7 @@ impl ProbeSpec {
     /// The core datagram probe configuration of socket `conn`.
     pub fn datagram_config(&self, conn: usize) -> DatagramProbeConfig {
         let window = match self.pattern {
-            Pattern::PingPong => 1,
+            Pattern::PingPong | Pattern::Crr => 1,
             Pattern::Stream => (self.window / self.size.max.max(1)).clamp(1, UDP_MAX_IN_FLIGHT),
         };
         DatagramProbeConfig {
@@ -338,7 +521,8 @@ impl ProbeSpec {
         }
     }
 
-    fn count(&self) -> Option<u64> {
+    /// Messages per connection: the count, or `None` with a duration.
+    pub fn count(&self) -> Option<u64> {
         match self.stop {
             Stop::Count(n) => Some(n),
             Stop::Duration(_) => None,
@@ -346,12 +530,23 @@ impl ProbeSpec {
     }
 
     /// Per-connection pacing interval from the total rate.
-    fn interval(&self) -> Option<ricochet_core::Duration> {
+    pub(super) fn interval(&self) -> Option<ricochet_core::Duration> {
         let rate = self.rate?;
         let secs = self.connections as f64 / rate;
         let micros = (secs * 1e6).clamp(1.0, u64::MAX as f64) as u64;
         Some(ricochet_core::Duration::from_micros(micros))
     }
+}
+
+/// The payload seed of connection `conn`'s `session`-th connection (with
+/// churn): [`connection_seed`] for the first, a distinct one for each later
+/// one, so a server that mixes up connections is caught across reconnects too.
+pub fn session_seed(seed: u64, conn: usize, session: u64) -> u64 {
+    let first = connection_seed(seed, conn);
+    if session == 0 {
+        return first;
+    }
+    connection_seed(first, usize::try_from(session).unwrap_or(usize::MAX))
 }
 
 /// Connection `conn`'s payload seed: distinct per connection, so a server
@@ -444,7 +639,7 @@ mod tests {
         s.connections = 10;
         s.rate = Some(1000.0);
         assert_eq!(
-            s.stream_config(0).interval,
+            s.stream_config(0, 0, Some(1)).interval,
             Some(ricochet_core::Duration::from_millis(10))
         );
     }

@@ -2,12 +2,14 @@
 //! measured span, the pass/fail verdict, warnings, and hints that name the
 //! likely cause of a failure and what to try.
 
+use std::sync::Arc;
+
 use ricochet_core::{Instant, Mode};
 
 use super::StopReason;
-use super::report::{ConnError, ErrorKind, MAX_ERROR_DETAILS, Report};
-use super::spec::{ProbeSpec, Stop};
-use super::tally::Tally;
+use super::report::{ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, Report, TargetReport};
+use super::spec::{Lifetime, ProbeSpec, Stop};
+use super::tally::{Tally, latency_of};
 use super::units::format_duration;
 
 /// The largest UDP payload that fits an Ethernet frame without IP
@@ -25,7 +27,38 @@ pub(super) struct RunFacts {
     pub(super) stopped_early: Option<StopReason>,
 }
 
-pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report {
+/// The per-target row of target `i`.
+fn target_row(spec: &ProbeSpec, i: usize, t: &Tally, measured_secs: f64) -> TargetReport {
+    let stream = spec.is_stream();
+    TargetReport {
+        target: spec
+            .targets
+            .get(i)
+            .map_or_else(String::new, ToString::to_string),
+        connections: spec.connections_to(i),
+        messages_sent: t.messages_sent,
+        messages_verified: t.messages_verified,
+        bytes_verified: t.bytes_verified,
+        round_trips: t.round_trips(),
+        round_trips_per_sec: t.round_trips() as f64 / measured_secs,
+        mb_per_sec: t.window_bytes as f64 / 1e6 / measured_secs,
+        latency_us: latency_of(&t.rtt),
+        latency_uncorrected_us: spec.rate.map(|_| latency_of(&t.rtt_sent)),
+        connect_us: stream.then(|| latency_of(&t.connect)),
+        connections_opened: t.connects,
+        connections_ok: t.connections_ok,
+        errors: t.errors,
+    }
+}
+
+/// Builds the report from the run's `total` tally and the tallies of
+/// each target (in the spec's order), whose merge it is.
+pub(super) fn build_report(
+    spec: &ProbeSpec,
+    run: RunFacts,
+    t: Tally,
+    per_target: &[Tally],
+) -> Report {
     let end = match (run.finish_at, t.last_verified) {
         (Some(f), Some(l)) => l.min(f),
         (_, Some(l)) => l,
@@ -33,15 +66,21 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         (None, None) => run.window_start,
     };
     let measured_secs = (end.saturating_since(run.window_start).as_micros() as f64 / 1e6).max(1e-6);
+    let targets = per_target
+        .iter()
+        .enumerate()
+        .map(|(i, part)| target_row(spec, i, part, measured_secs))
+        .collect();
     let round_trips = t.round_trips();
-    let latency_us = t.latency();
+    let latency_us = latency_of(&t.rtt);
     let round_trips_per_sec = round_trips as f64 / measured_secs;
     let mb_per_sec = t.window_bytes as f64 / 1e6 / measured_secs;
     let mut errors = t.errors;
     let mut details = t.details;
     let mut warnings = Vec::new();
     let mut hints = Vec::new();
-    let datagrams = (!spec.target.is_stream()).then(|| {
+    let stream = spec.is_stream();
+    let datagrams = (!stream).then(|| {
         let mut d = t.datagrams;
         d.max_loss_pct = spec.max_loss_pct;
         d.loss_pct = if d.sent == 0 {
@@ -96,11 +135,7 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         }
         d
     });
-    if spec.target.is_stream()
-        && spec.mode == Mode::Raw
-        && errors.timeout > 0
-        && t.bytes_verified == 0
-    {
+    if stream && spec.mode == Mode::Raw && errors.timeout > 0 && t.bytes_verified == 0 {
         hints.push(
             "nothing came back at all: a server that echoes only complete lines or frames \
              (e.g. `ricochet serve --mode lines`) holds raw data forever; probe it with -m lines or -m frames"
@@ -116,8 +151,39 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
              (the server or the probe could not keep up; latencies include the queueing)"
         ));
     }
-    let stream_clean = !spec.target.is_stream() || t.connections_ok == spec.connections;
+    if run.stopped_early.is_none() && t.not_started > 0 {
+        let rate = spec
+            .connect_rate
+            .map_or_else(String::new, |r| format!(" at --connect-rate {r}/s"));
+        warnings.push(format!(
+            "{} of {} connections were never opened: the duration ended first{rate}",
+            t.not_started, spec.connections
+        ));
+    }
+    let stream_clean = !stream || t.connections_ok + t.not_started == spec.connections;
     let ok = errors.total() == 0 && stream_clean && run.stopped_early.is_none();
+    let transport = match spec.targets.first() {
+        Some(first)
+            if spec
+                .targets
+                .iter()
+                .all(|x| x.transport() == first.transport()) =>
+        {
+            first.transport()
+        }
+        Some(_) => "mixed",
+        None => "none",
+    };
+    let (lifetime_messages, lifetime_secs) = match spec.session_lifetime() {
+        Some(Lifetime::Messages(n)) => (Some(n), None),
+        Some(Lifetime::Time(d)) => (None, Some(d.as_secs_f64())),
+        None => (None, None),
+    };
+    let completed = t.completed;
+    let histograms = Some(Arc::new(Histograms {
+        corrected: t.rtt.clone(),
+        uncorrected: t.rtt_sent.clone(),
+    }));
     let (count, duration_secs) = match spec.stop {
         Stop::Count(n) => (Some(n), None),
         Stop::Duration(d) => (None, Some(d.as_secs_f64())),
@@ -126,8 +192,8 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         tool: "ricochet-probe",
         version: env!("CARGO_PKG_VERSION"),
         started_at: run.started_at,
-        target: spec.target.to_string(),
-        transport: spec.target.transport(),
+        target: spec.targets_text(),
+        transport,
         mode: spec.mode.as_str(),
         pattern: spec.pattern.as_str(),
         connections: spec.connections,
@@ -142,6 +208,10 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         window: spec.window,
         timeout_secs: spec.timeout.as_secs_f64(),
         max_loss_pct: spec.max_loss_pct,
+        interval_secs: spec.interval.map(|d| d.as_secs_f64()),
+        lifetime_messages,
+        lifetime_secs,
+        connect_rate: spec.connect_rate,
         measured_secs,
         messages_requested: spec.planned_messages(),
         messages_sent: t.messages_sent,
@@ -153,6 +223,13 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         mb_per_sec,
         mbit_per_sec: mb_per_sec * 8.0,
         latency_us,
+        latency_uncorrected_us: spec.rate.map(|_| latency_of(&t.rtt_sent)),
+        send_lateness_us: spec.rate.map(|_| latency_of(&t.late)),
+        connect_us: stream.then(|| latency_of(&t.connect)),
+        first_byte_us: stream.then(|| latency_of(&t.first_byte)),
+        connections_opened: t.connects,
+        connections_completed: completed,
+        connections_per_sec: completed as f64 / measured_secs,
         connections_ok: t.connections_ok,
         connections_not_started: t.not_started,
         errors,
@@ -162,6 +239,9 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         datagrams,
         stopped_early: run.stopped_early,
         ok,
+        targets,
+        intervals: Vec::new(),
+        histograms,
     }
 }
 

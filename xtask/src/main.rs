@@ -347,7 +347,7 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// Crates only the `ricochet` binary needs (behind the `cli` feature).
-const CLI_ONLY_CRATES: &[&str] = &["clap", "indicatif", "tracing-subscriber"];
+const CLI_ONLY_CRATES: &[&str] = &["clap", "indicatif", "tracing-subscriber", "plotters"];
 
 /// The `ricochet` library stays usable without the command line: without
 /// default features its normal dependency tree holds none of

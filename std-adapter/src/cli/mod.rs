@@ -10,7 +10,9 @@ use std::io::Write;
 
 pub(crate) mod bar;
 pub(crate) mod log;
+pub(crate) mod plot;
 pub(crate) mod probe;
+pub(crate) mod probe_out;
 pub(crate) mod serve;
 
 /// Writes one line to stderr; a closed or full stderr loses it, nothing more.

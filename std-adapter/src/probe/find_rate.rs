@@ -118,6 +118,10 @@ pub struct RateSearch {
     pub bound_us: u64,
     /// The highest rate that kept the bound, messages/s; `None` if none did.
     pub rate: Option<f64>,
+    /// The rate found is the upper end of the search (the closed-loop rate,
+    /// or the `--rate` given): the bound may hold at higher rates too (more
+    /// connections, or a higher `--rate`, would tell).
+    pub at_upper_end: bool,
     /// Every step, in the order run.
     pub steps: Vec<RateStep>,
     /// The report of the step that found the rate.
@@ -143,10 +147,15 @@ impl RateSearch {
     pub fn summary(&self) -> String {
         match self.rate {
             Some(r) => format!(
-                "highest rate keeping {} (p{} at most {}): {r:.0} msg/s",
+                "highest rate keeping {} (p{} at most {}): {r:.0} msg/s{}",
                 self.goal,
                 self.percentile,
-                format_micros(self.bound_us)
+                format_micros(self.bound_us),
+                if self.at_upper_end {
+                    ", the highest tried: it may hold higher (more connections or a higher --rate)"
+                } else {
+                    ""
+                }
             ),
             None => format!("no rate tried kept {}", self.goal),
         }
@@ -220,34 +229,54 @@ fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep 
     }
 }
 
-/// The search itself, over any way of measuring a step (`measure(rate)`,
-/// `None` for closed loop, returns `Ok(None)` to stop); `upper` is the
+/// A step's rate, rounded to 3 significant digits (at least 1 msg/s) so
+/// the curve reads well.
+fn round_rate(r: f64) -> f64 {
+    if !(r.is_finite() && r > 1.0) {
+        return 1.0;
+    }
+    let scale = 10f64.powi(r.log10().floor() as i32 - 2).max(1.0);
+    ((r / scale).round() * scale).max(1.0)
+}
+
+/// How the search runs its steps.
+pub(super) trait Steps {
+    /// Why a step could not run at all.
+    type Error;
+    /// Runs a step at `rate` (`None`: closed loop); `Ok(None)` stops the search.
+    fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, Self::Error>;
+    /// A step was judged.
+    fn judged(&mut self, step: &RateStep);
+}
+
+/// The search itself (see the module documentation); `upper` is the
 /// `--rate` given, if any. Returns the steps and the index of the best one.
-pub(super) fn search<E>(
+pub(super) fn search<S: Steps>(
     goal: &Goal,
     upper: Option<f64>,
-    mut measure: impl FnMut(Option<f64>) -> Result<Option<Measured>, E>,
-    mut on_step: impl FnMut(&RateStep),
-) -> Result<(Vec<RateStep>, Option<usize>), E> {
+    steps_of: &mut S,
+) -> Result<(Vec<RateStep>, Option<usize>), S::Error> {
     let mut steps: Vec<RateStep> = Vec::new();
-    let mut run = |rate: Option<f64>, steps: &mut Vec<RateStep>| -> Result<Option<bool>, E> {
-        let Some(m) = measure(rate)? else {
-            return Ok(None);
+    let mut run =
+        |rate: Option<f64>, steps: &mut Vec<RateStep>| -> Result<Option<bool>, S::Error> {
+            let Some(m) = steps_of.measure(rate)? else {
+                return Ok(None);
+            };
+            let s = judge(steps.len() + 1, rate, &m, goal);
+            steps_of.judged(&s);
+            let ok = s.ok;
+            steps.push(s);
+            Ok(Some(ok))
         };
-        let s = judge(steps.len() + 1, rate, &m, goal);
-        on_step(&s);
-        let ok = s.ok;
-        steps.push(s);
-        Ok(Some(ok))
-    };
     let hi = match upper {
         Some(r) => r,
         None => {
+            // The closed-loop rate, rounded as every step's rate is.
             if run(None, &mut steps)?.is_none() {
                 return Ok((steps, None));
             }
             match steps.last() {
-                Some(s) if s.achieved > 0.0 && s.errors == 0 => s.achieved,
+                Some(s) if s.achieved > 0.0 && s.errors == 0 => round_rate(s.achieved),
                 _ => return Ok((steps, None)),
             }
         }
@@ -256,11 +285,14 @@ pub(super) fn search<E>(
     let (mut lo, mut hi) = (0.0_f64, hi);
     match run(Some(hi), &mut steps)? {
         None => return Ok((steps, None)),
-        Some(true) => return Ok((steps.clone(), Some(steps.len() - 1))),
+        Some(true) => {
+            let i = steps.len() - 1;
+            return Ok((steps, Some(i)));
+        }
         Some(false) => {}
     }
     while steps.len() < MAX_STEPS && hi - lo > PRECISION * hi {
-        let mid = (lo + hi) / 2.0;
+        let mid = round_rate((lo + hi) / 2.0);
         match run(Some(mid), &mut steps)? {
             None => break,
             Some(true) => {
@@ -273,45 +305,65 @@ pub(super) fn search<E>(
     Ok((steps, best))
 }
 
+/// Real steps: probe runs.
+struct Runs<'a> {
+    spec: &'a ProbeSpec,
+    goal: Goal,
+    stop: &'a StopHandle,
+    observer: &'a mut dyn Observer,
+    reports: Vec<Report>,
+}
+
+impl Steps for Runs<'_> {
+    type Error = RunError;
+
+    fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, RunError> {
+        if self.stop.reason().is_some() {
+            return Ok(None);
+        }
+        let mut s = self.spec.clone();
+        s.rate = rate;
+        let report = run_observed(&s, self.stop, &mut *self.observer)?;
+        if report.stopped_early.is_some() {
+            return Ok(None);
+        }
+        let m = Measured::of(&report, &self.goal);
+        self.reports.push(report);
+        Ok(Some(m))
+    }
+
+    fn judged(&mut self, step: &RateStep) {
+        self.observer.rate_step(step, &self.goal);
+    }
+}
+
 /// Finds the highest rate that keeps `goal` against `spec`'s target(s)
 /// (see the module documentation). `spec.rate`, if set, is the highest rate
-/// tried. `on_step` hears of each step as it ends; `observer` of each
-/// step's progress.
+/// tried. `observer` hears of each step as it ends
+/// ([`Observer::rate_step`]) and of each step's progress.
 pub fn find_rate(
     spec: &ProbeSpec,
     goal: Goal,
     stop: &StopHandle,
-    mut on_step: impl FnMut(&RateStep),
     observer: &mut dyn Observer,
 ) -> Result<RateSearch, RunError> {
     spec.validate()?;
-    let mut reports: Vec<Report> = Vec::new();
-    let (steps, best) = search(
-        &goal,
-        spec.rate,
-        |rate| -> Result<Option<Measured>, RunError> {
-            if stop.reason().is_some() {
-                return Ok(None);
-            }
-            let mut s = spec.clone();
-            s.rate = rate;
-            let report = run_observed(&s, stop, observer)?;
-            if report.stopped_early.is_some() {
-                return Ok(None);
-            }
-            let m = Measured::of(&report, &goal);
-            reports.push(report);
-            Ok(Some(m))
-        },
-        &mut on_step,
-    )?;
-    let best_report = best.and_then(|i| reports.get(i).cloned());
+    let mut runs = Runs {
+        spec,
+        goal,
+        stop,
+        observer,
+        reports: Vec::new(),
+    };
+    let (steps, best) = search(&goal, spec.rate, &mut runs)?;
+    let best_report = best.and_then(|i| runs.reports.get(i).cloned());
     let stopped_early = stop.reason();
     Ok(RateSearch {
         goal: goal.to_string(),
         percentile: goal.percentile,
         bound_us: u64::try_from(goal.bound.as_micros()).unwrap_or(u64::MAX),
         rate: best.and_then(|i| steps.get(i)).and_then(|s| s.rate),
+        at_upper_end: best.is_some() && best == steps.iter().position(|s| s.rate.is_some()),
         steps,
         best: best_report,
         stopped_early,
@@ -325,6 +377,15 @@ mod tests {
 
     fn goal(s: &str) -> Goal {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn step_rates_have_three_significant_digits() {
+        assert_eq!(round_rate(21_765.89), 21_800.0);
+        assert_eq!(round_rate(43_532.0), 43_500.0);
+        assert_eq!(round_rate(987.6), 988.0);
+        assert_eq!(round_rate(12.3), 12.0);
+        assert_eq!(round_rate(0.2), 1.0);
     }
 
     #[test]
@@ -346,23 +407,43 @@ mod tests {
         }
     }
 
+    /// Steps measured by a function; counts the steps judged.
+    struct Model<F> {
+        f: F,
+        judged: usize,
+    }
+
+    impl<F: FnMut(Option<f64>) -> Measured> Steps for Model<F> {
+        type Error = ();
+        fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, ()> {
+            Ok(Some((self.f)(rate)))
+        }
+        fn judged(&mut self, _: &RateStep) {
+            self.judged += 1;
+        }
+    }
+
     /// A server that keeps 1 ms up to `cap` msg/s and falls over above it.
-    fn model(cap: f64) -> impl FnMut(Option<f64>) -> Result<Option<Measured>, ()> {
-        move |rate| {
-            let r = rate.unwrap_or(cap * 1.02);
-            Ok(Some(Measured {
-                achieved: r.min(cap * 1.02),
-                value_us: if r <= cap { 1_000 } else { 400_000 },
-                errors: 0,
-            }))
+    fn model(cap: f64) -> Model<impl FnMut(Option<f64>) -> Measured> {
+        Model {
+            f: move |rate: Option<f64>| {
+                let r = rate.unwrap_or(cap * 1.02);
+                Measured {
+                    achieved: r.min(cap * 1.02),
+                    value_us: if r <= cap { 1_000 } else { 400_000 },
+                    errors: 0,
+                }
+            },
+            judged: 0,
         }
     }
 
     #[test]
     fn search_converges_below_a_known_capacity_within_the_step_budget() {
         for cap in [500.0, 2_000.0, 73_000.0] {
-            let mut seen = 0;
-            let (steps, best) = search(&goal("p99=5ms"), None, model(cap), |_| seen += 1).unwrap();
+            let mut m = model(cap);
+            let (steps, best) = search(&goal("p99=5ms"), None, &mut m).unwrap();
+            let seen = m.judged;
             let rate = best.and_then(|i| steps[i].rate).unwrap();
             assert!(
                 rate <= cap && rate >= cap * (1.0 - 2.0 * PRECISION),
@@ -376,21 +457,22 @@ mod tests {
 
     #[test]
     fn search_from_a_given_rate_that_passes_stops_at_once() {
-        let (steps, best) = search(&goal("p99=5ms"), Some(100.0), model(1_000.0), |_| {}).unwrap();
+        let (steps, best) = search(&goal("p99=5ms"), Some(100.0), &mut model(1_000.0)).unwrap();
         assert_eq!(steps.len(), 1);
         assert_eq!(best, Some(0));
     }
 
     #[test]
     fn search_that_never_passes_finds_nothing() {
-        let never = |rate: Option<f64>| -> Result<Option<Measured>, ()> {
-            Ok(Some(Measured {
+        let mut never = Model {
+            f: |rate: Option<f64>| Measured {
                 achieved: rate.unwrap_or(1000.0),
                 value_us: 1_000_000,
                 errors: 0,
-            }))
+            },
+            judged: 0,
         };
-        let (steps, best) = search(&goal("p99=5ms"), None, never, |_| {}).unwrap();
+        let (steps, best) = search(&goal("p99=5ms"), None, &mut never).unwrap();
         assert_eq!(best, None);
         assert_eq!(steps.len(), MAX_STEPS);
     }

@@ -36,7 +36,7 @@ pub struct IntervalReport {
     /// Start, seconds since the run started.
     pub start_secs: f64,
     /// End, seconds since the run started (the last interval ends with the
-    /// measured span).
+    /// duration, or with the run for a count).
     pub end_secs: f64,
     /// Round trips completed in the interval.
     pub round_trips: u64,
@@ -352,15 +352,13 @@ impl Collector {
         Some(report)
     }
 
-    /// The run is over and its measured span ended `measured_end_secs`
-    /// after the start: emits the intervals still pending, the last one cut
-    /// at that end. Returns them and every interval emitted, in order.
-    pub(super) fn finish(
-        mut self,
-        measured_end_secs: f64,
-    ) -> (Vec<IntervalReport>, Vec<IntervalReport>) {
+    /// The run is over; its intervals end `end_secs` after the start (the
+    /// end of the duration, or of the run for a count): emits the intervals
+    /// still pending, the last one cut there. Returns them and every
+    /// interval emitted, in order.
+    pub(super) fn finish(mut self, end_secs: f64) -> (Vec<IntervalReport>, Vec<IntervalReport>) {
         let mut out = Vec::new();
-        while let Some(r) = self.emit(self.next, Some(measured_end_secs)) {
+        while let Some(r) = self.emit(self.next, Some(end_secs)) {
             out.push(r);
         }
         (out, self.emitted)

@@ -169,6 +169,8 @@ pub trait Observer {
     /// [`ProbeSpec::interval`]); intervals come in order, the last one when
     /// the run ends.
     fn interval(&mut self, _interval: &IntervalReport) {}
+    /// A step of [`find_rate`] is over, judged against `goal`.
+    fn rate_step(&mut self, _step: &RateStep, _goal: &Goal) {}
 }
 
 /// An [`Observer`] that only passes the live counters to a closure.
@@ -347,7 +349,10 @@ pub fn run_observed(
     };
     let mut report = verdict::build_report(spec, facts, total, &per_target);
     if let Some(c) = collector {
-        let (rest, all) = c.finish(secs_of(window_start) + report.measured_secs);
+        // Intervals cover the measured span of a duration, and a count run
+        // until its end.
+        let end = finish_at.map_or_else(|| secs_of(clock.now()), secs_of);
+        let (rest, all) = c.finish(end);
         for r in &rest {
             observer.interval(r);
         }

@@ -96,8 +96,9 @@ fn cli_json_with_rate_reports_both_latencies_and_the_send_lateness() {
     assert_eq!(j["first_byte_us"]["count"], 2);
     // UDP has no connect.
     let udp = format!("udp://{}", srv.udp);
-    let j = json_of(&probe_cli(&[&udp, "-n", "20", "--json"]));
+    let j = json_of(&probe_cli(&[&udp, "-c", "3", "-n", "20", "--json"]));
     assert!(j["connect_us"].is_null(), "{}", j["connect_us"]);
+    assert_eq!(j["connections_opened"], 3, "UDP sockets opened");
 }
 
 #[test]

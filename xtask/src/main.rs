@@ -6,6 +6,7 @@
 //! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
+//! cargo xtask bench-probe [REPS] [SECS]  ricochet probe vs echo-load, and its send lateness
 //! cargo xtask soak [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 mod attack;
 mod bench;
+mod bench_probe;
 mod qemu;
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Some("deps") => stage_deps(&ctx),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
+        Some("bench-probe") => bench_probe::bench_probe(&ctx, &args[1..]),
         Some("soak") => qemu::soak_main(
             &ctx,
             args.get(1).map(String::as_str),
@@ -116,11 +119,12 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | soak [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | bench-probe [REPS] [SECS] | soak [N] [SECS] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
                  deps    install what the stages need\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
+                 bench-probe  ricochet probe vs echo-load (with and without --interval 1s), and its send lateness at 10k/100k msg/s\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );

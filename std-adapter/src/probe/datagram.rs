@@ -149,6 +149,7 @@ pub(super) fn run_worker(
         match address_of(ctx, target).and_then(|addr| env.open(addr, idx)) {
             Ok(s) => {
                 c.sock = Some(s);
+                env.rec.tally(target).connects += 1;
                 let now = ctx.clock.now();
                 // The core tracks up to its ring; the window is applied here
                 // (see `may_send`), so overdue datagrams can stop holding it.

@@ -50,6 +50,32 @@
 //! Rates (round trips/s, MB/s with MB = 10^6 B) and latency percentiles
 //! cover the measured span: from the start (plus the warmup) to the end of
 //! the duration, or to the last verified byte for a count.
+//!
+//! ## Load-testing features
+//!
+//! - **Several targets** ([`ProbeSpec::targets`]): connection `i` goes to
+//!   target `i % n`; the report has a [`TargetReport`] per target.
+//! - **Open loop without coordinated omission** ([`ProbeSpec::rate`]):
+//!   latency counts from each message's scheduled send
+//!   ([`Report::latency_us`]) and from its actual send
+//!   ([`Report::latency_uncorrected_us`]). Sends leave on time: workers
+//!   sleep on a `timerfd` (Linux) until shortly before a deadline and spin
+//!   for the rest; the probe's own lateness is reported
+//!   ([`Report::send_lateness_us`]), not counting the time a message was
+//!   held back by the window (waiting for a slow server).
+//! - **Per-interval reports** ([`ProbeSpec::interval`], [`run_observed`],
+//!   [`IntervalReport`]) that add up to the summary.
+//! - **Connection churn** ([`Pattern::Crr`], [`ProbeSpec::lifetime`],
+//!   [`ProbeSpec::connect_rate`]) with connect and first-byte latency
+//!   ([`Report::connect_us`], [`Report::first_byte_us`]).
+//! - **Rate search** ([`find_rate`]): the highest rate keeping a latency
+//!   percentile within a bound.
+//! - **The full distribution**: [`Report::write_hgrm`] (HdrHistogram's
+//!   `.hgrm` text) and [`Report::spectrum`].
+//!
+//! Stream transports go through one small interface (`transport.rs`:
+//! dial, then read/write/half-close a `Link`), so another one (TLS over
+//! TCP) slots in without touching the worker.
 
 mod control;
 mod datagram;

@@ -64,7 +64,8 @@ impl Waiter {
     /// Polls `poll` into `events` until readiness or `deadline` (at most
     /// [`MAX_WAIT`] from now). Returns early, with no event, once the
     /// deadline is within the lead: the caller then calls again (spinning)
-    /// until its deadline has passed.
+    /// until its deadline has passed. Deadlines [`MAX_WAIT`] or more away
+    /// need no precision: they are waited for in plain polls.
     pub(super) fn wait(
         &mut self,
         poll: &mut Poll,
@@ -72,11 +73,16 @@ impl Waiter {
         deadline: Option<Instant>,
     ) -> io::Result<()> {
         let now = Instant::now();
-        let target = deadline.map_or(now + MAX_WAIT, |d| d.min(now + MAX_WAIT));
-        let remaining = target.saturating_duration_since(now);
+        let remaining = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
         if remaining <= self.lead {
             return poll.poll(events, Some(Duration::ZERO));
         }
+        if remaining >= MAX_WAIT {
+            // Nothing due soon: a plain wait, no timer to set (an unpaced
+            // run never touches the timer).
+            return poll.poll(events, Some(MAX_WAIT));
+        }
+        let target = now + remaining;
         let wake_at = target - self.lead;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(timer) = &mut self.timer

@@ -260,7 +260,14 @@ impl Env<'_> {
     fn start<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
         self.connecting += 1;
         c.dialed_at = now;
-        self.dial(c, idx, 0, now, now + self.timeout().into());
+        let deadline = now + self.timeout().into();
+        // Connecting from now on, so a connect that fails at once gives its
+        // place back (`fail` counts it out of the connects in flight).
+        c.phase = Phase::Connecting {
+            attempt: 0,
+            deadline,
+        };
+        self.dial(c, idx, 0, now, deadline);
     }
 
     /// Dials attempt `attempt` of the slot's target; a full Unix backlog is

@@ -121,6 +121,10 @@ fn cli_churn_table_and_json_name_the_connection_rate() {
         "{out}"
     );
     assert!(out.contains("new connection every 1 message"), "{out}");
+    assert!(
+        out.contains("(2 of 2 connection slots completed cleanly, 40 connections opened)"),
+        "{out}"
+    );
     let j = json_of(&probe_cli(&[
         &target,
         "-c",

@@ -216,7 +216,7 @@ pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) 
                     live.out(line);
                 }
             }
-            live.out(&format!("result       {}", s.summary()));
+            live.out(&format!("found        {}", s.summary()));
         }
         (Format::Json, Outcome::Run(r)) => live.out(&r.to_json_line()),
         (Format::Json, Outcome::Search(s)) => {

@@ -125,7 +125,7 @@ pub(super) fn run_worker(
         active: 0,
         window: ctx.spec.datagram_config(0).window as u64,
         overdue: overdue_after(ctx.spec.timeout).into(),
-        pace: ctx.spec.interval().is_some(),
+        pace: ctx.spec.pace().is_some(),
     };
     let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
     for (idx, id) in ids.into_iter().enumerate() {

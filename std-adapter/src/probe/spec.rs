@@ -501,7 +501,7 @@ impl ProbeSpec {
             size: self.size,
             count,
             response_timeout: Some(self.timeout.into()),
-            interval: self.interval(),
+            interval: self.pace(),
         }
     }
 
@@ -517,7 +517,7 @@ impl ProbeSpec {
             count: self.count(),
             window,
             loss_timeout: self.timeout.into(),
-            interval: self.interval(),
+            interval: self.pace(),
         }
     }
 
@@ -530,7 +530,7 @@ impl ProbeSpec {
     }
 
     /// Per-connection pacing interval from the total rate.
-    pub(super) fn interval(&self) -> Option<ricochet_core::Duration> {
+    pub(super) fn pace(&self) -> Option<ricochet_core::Duration> {
         let rate = self.rate?;
         let secs = self.connections as f64 / rate;
         let micros = (secs * 1e6).clamp(1.0, u64::MAX as f64) as u64;

@@ -71,11 +71,19 @@ impl Report {
         } else {
             ("connection", "completed cleanly")
         };
+        let churn = self.lifetime_messages.is_some() || self.lifetime_secs.is_some();
+        let unit = if churn { "connection slot" } else { unit };
         let mut tally = format!(
             "{} of {} {clean}",
             self.connections_ok,
             count_of(self.connections as u64, unit)
         );
+        if churn {
+            tally.push_str(&format!(
+                ", {} opened",
+                count_of(self.connections_opened, "connection")
+            ));
+        }
         if self.connections_not_started > 0 {
             tally.push_str(&format!(", {} not started", self.connections_not_started));
         }

@@ -22,10 +22,14 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Registry, Token};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use mio::Token;
+use mio::{Events, Poll, Registry};
 
-/// The token of the wake-up timer in a worker's event loop (never a connection's).
-pub(super) const WAKE: Token = Token(usize::MAX);
+/// The token of the wake-up timer in a worker's event loop (never a
+/// connection's: workers skip tokens that are not theirs).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const WAKE: Token = Token(usize::MAX);
 /// A worker wakes at least this often (to publish progress).
 pub(super) const MAX_WAIT: Duration = Duration::from_millis(100);
 /// The shortest lead (spin before a deadline).
@@ -51,6 +55,16 @@ impl Waiter {
             // Without a timer the portable fallback still works.
             #[cfg(any(target_os = "linux", target_os = "android"))]
             timer: linux::Timer::new(registry).ok(),
+            lead: 4 * MIN_LEAD,
+        }
+    }
+
+    /// A waiter without the timer: the portable fallback, on any system.
+    #[cfg(test)]
+    fn portable() -> Self {
+        Waiter {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            timer: None,
             lead: 4 * MIN_LEAD,
         }
     }
@@ -208,6 +222,23 @@ mod tests {
         }
         // Bounded above only loosely: a busy machine may wake late.
         assert!(deadline.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn portable_waiter_sleeps_whole_milliseconds_then_spins_to_the_deadline() {
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut w = Waiter::portable();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        let mut calls = 0u64;
+        while Instant::now() < deadline {
+            w.wait(&mut poll, &mut events, Some(deadline)).unwrap();
+            calls += 1;
+            assert!(calls < 10_000_000, "never reached the deadline");
+        }
+        assert!(deadline.elapsed() < Duration::from_secs(2));
+        // It slept rather than spun for the first milliseconds.
+        assert!(calls > 1, "a 5 ms wait in one poll would overshoot");
     }
 
     #[test]

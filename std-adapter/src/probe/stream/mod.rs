@@ -130,7 +130,7 @@ impl<'a, const M: usize> Worker<'a, M> {
                 timers: Timers::new(n),
                 queue,
                 gate: Gate::new(gate_every, now),
-                pace: ctx.spec.interval(),
+                pace: ctx.spec.pace(),
                 connecting: 0,
                 active: n,
                 finishing: false,

@@ -215,3 +215,36 @@ fn cli_interval_shorter_than_10ms_is_a_usage_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--interval 1ms is too short"), "{err}");
 }
+
+/// Interrupts the run at its second interval.
+struct InterruptAtSecond(StopHandle, usize);
+
+impl Observer for InterruptAtSecond {
+    fn interval(&mut self, _: &IntervalReport) {
+        self.1 += 1;
+        if self.1 == 2 {
+            self.0.interrupt();
+        }
+    }
+}
+
+#[test]
+fn interrupted_run_reports_no_interval_past_its_end() {
+    let srv = OurServer::start(Mode::Raw);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
+    spec.stop = Stop::Duration(Duration::from_secs(60));
+    spec.interval = Some(Duration::from_millis(100));
+    let stop = StopHandle::new();
+    let mut obs = InterruptAtSecond(stop.clone(), 0);
+    let r = probe::run_observed(&spec, &stop, &mut obs).expect("run");
+    assert!(r.stopped_early.is_some());
+    let last = r.intervals.last().expect("intervals");
+    assert!(
+        last.end_secs < 30.0 && r.intervals.len() < 300,
+        "{} intervals up to {} s after an interrupt at about 0.2 s",
+        r.intervals.len(),
+        last.end_secs
+    );
+    let rt: u64 = r.intervals.iter().map(|i| i.round_trips).sum();
+    assert_eq!(rt, r.round_trips);
+}

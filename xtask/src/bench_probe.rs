@@ -93,27 +93,55 @@ fn start_server(bin: &Path) -> Result<Server, String> {
     Ok(server)
 }
 
-/// Runs a load generator (bounded by `timeout`); returns its stdout.
-fn measure(cmd: &Path, args: &[&str], secs: u32) -> Result<String, String> {
+/// What one load generator run gave: its stdout, and the CPU time it used
+/// (user + system, seconds: the shell's `times` after it exits).
+struct Measured {
+    out: String,
+    cpu_secs: f64,
+}
+
+/// `0m1.250s` as seconds.
+fn shell_secs(s: &str) -> Option<f64> {
+    let (m, rest) = s.split_once('m')?;
+    let secs = rest.strip_suffix('s')?;
+    Some(m.parse::<f64>().ok()? * 60.0 + secs.parse::<f64>().ok()?)
+}
+
+/// Runs a load generator (bounded by `timeout`, with the open-file limit
+/// raised); returns its stdout and CPU time.
+fn measure(cmd: &Path, args: &[&str], secs: u32) -> Result<Measured, String> {
     let limit = (secs + 60).to_string();
-    let mut all = vec!["-k", "5", &limit];
     let c = cmd.to_string_lossy().into_owned();
-    all.push(&c);
-    all.extend_from_slice(args);
-    let out = unlimited(Path::new("timeout"), &all)
+    let script =
+        "ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; timeout -k 5 \"$@\"; s=$?; echo; times; exit $s";
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(&limit)
+        .arg(&c)
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run {c}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!(
-            "{c} {} failed ({}): {stdout}",
+            "{c} {} failed ({}): {text}",
             args.join(" "),
             out.status
         ));
     }
-    Ok(stdout)
+    // `times`: the shell's own user and system time, then its children's.
+    let mut lines: Vec<&str> = text.trim_end().lines().collect();
+    let children = lines.pop().unwrap_or("");
+    let cpu_secs = children.split_whitespace().filter_map(shell_secs).sum();
+    lines.pop();
+    Ok(Measured {
+        out: lines.join("\n").trim().to_owned(),
+        cpu_secs,
+    })
 }
 
 /// The number after `"key":` in `json` (after `within`, if given).
@@ -153,6 +181,114 @@ fn show(v: f64, stream: bool) -> String {
     }
 }
 
+/// One load generator's figures for one case, over the repetitions.
+#[derive(Default)]
+struct Figures {
+    /// Round trips/s or MB/s.
+    rate: Vec<f64>,
+    /// CPU per unit of work: us per round trip, or s per GB echoed.
+    cpu: Vec<f64>,
+}
+
+/// Runs one repetition of `case` with load generator `which` (0 echo-load,
+/// 1 the probe, 2 the probe with `--interval 1s`).
+fn run_case(
+    tools: &Tools,
+    case: (&str, u32, &str),
+    which: usize,
+) -> Result<(f64, Option<f64>), String> {
+    let (pattern, conns, size) = case;
+    let stream = pattern == "stream";
+    let c = conns.to_string();
+    let (d, dur) = (tools.secs.to_string(), format!("{}s", tools.secs));
+    let (m, rate, work) = if which == 0 {
+        let m = measure(
+            &tools.echo_load,
+            &[
+                "-a",
+                &tools.addr,
+                "-c",
+                &c,
+                "-s",
+                size,
+                "-d",
+                &d,
+                "-w",
+                "1",
+                "-m",
+                pattern,
+            ],
+            tools.secs,
+        )?;
+        let rate = number(&m.out, None, if stream { "mb_per_s" } else { "rtt_per_s" });
+        // echo-load counts the window only; its CPU time covers the warmup
+        // too, so the warmup's work is estimated at the window's rate.
+        let work = rate.map(|r| {
+            let per_sec = if stream { r * 1e6 } else { r };
+            per_sec * (tools.secs as f64 + 1.0)
+        });
+        (m, rate, work)
+    } else {
+        let mut args = vec![
+            "probe",
+            &tools.target,
+            "-c",
+            &c,
+            "-s",
+            size,
+            "-d",
+            &dur,
+            "--warmup",
+            "1s",
+            "-p",
+            pattern,
+            "--json",
+        ];
+        if which == 2 {
+            args.extend(["--interval", "1s"]);
+        }
+        let m = measure(&tools.probe, &args, tools.secs)?;
+        let rate = number(
+            &m.out,
+            None,
+            if stream {
+                "mb_per_sec"
+            } else {
+                "round_trips_per_sec"
+            },
+        );
+        // Everything it did, warmup included, as its CPU time is.
+        let work = number(
+            &m.out,
+            None,
+            if stream {
+                "bytes_verified"
+            } else {
+                "messages_verified"
+            },
+        );
+        (m, rate, work)
+    };
+    let rate = rate.ok_or_else(|| "no figure in the output".to_owned())?;
+    let cpu = work.filter(|w| *w > 0.0).map(|w| {
+        if stream {
+            m.cpu_secs / (w / 1e9)
+        } else {
+            m.cpu_secs * 1e6 / w
+        }
+    });
+    Ok((rate, cpu))
+}
+
+/// What every run uses.
+struct Tools {
+    echo_load: PathBuf,
+    probe: PathBuf,
+    addr: String,
+    target: String,
+    secs: u32,
+}
+
 pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
     let reps: usize = extra
         .first()
@@ -179,61 +315,33 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
     let work = std::env::var_os("BENCH_WORK")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("ricochet-bench"));
-    let echo_load = work.join("target/release/echo-load");
-    let epoll = work.join("epoll-echo");
-    let probe = ctx.root.join("target/release/ricochet");
-    let server = start_server(&epoll)?;
+    let server = start_server(&work.join("epoll-echo"))?;
     let addr = format!("127.0.0.1:{}", server.port);
-    let target = format!("tcp://{addr}");
-    let d = secs.to_string();
-    let dur = format!("{secs}s");
+    let tools = Tools {
+        echo_load: work.join("target/release/echo-load"),
+        probe: ctx.root.join("target/release/ricochet"),
+        target: format!("tcp://{addr}"),
+        addr,
+        secs,
+    };
 
     println!(
-        "\n## ricochet probe vs echo-load (C epoll server, {secs} s after 1 s warmup, {reps} reps, medians)\n"
+        "\n## ricochet probe vs echo-load (C epoll server, {secs} s after 1 s warmup; median, then every rep)\n"
     );
     println!(
-        "| case | echo-load | probe | probe --interval 1s | probe / echo-load | --interval 1s / without |"
+        "| case | echo-load | probe | probe -i 1s | probe / echo-load | -i 1s / without | CPU: echo-load / probe / probe -i 1s | CPU -i 1s / without |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for &(name, pattern, conns, size) in CASES {
         let stream = pattern == "stream";
-        let key = if stream { "mb_per_s" } else { "rtt_per_s" };
-        let probe_key = if stream {
-            "mb_per_sec"
-        } else {
-            "round_trips_per_sec"
-        };
-        let c = conns.to_string();
-        let mut results: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut figures: [Figures; 3] = Default::default();
         for rep in 0..reps {
             for k in 0..3 {
                 let which = (k + rep) % 3;
-                let value = match which {
-                    0 => {
-                        let out = measure(
-                            &echo_load,
-                            &[
-                                "-a", &addr, "-c", &c, "-s", size, "-d", &d, "-w", "1", "-m",
-                                pattern,
-                            ],
-                            secs,
-                        )?;
-                        number(&out, None, key)
-                    }
-                    _ => {
-                        let mut args = vec![
-                            "probe", &target, "-c", &c, "-s", size, "-d", &dur, "--warmup", "1s",
-                            "-p", pattern, "--json",
-                        ];
-                        if which == 2 {
-                            args.extend(["--interval", "1s"]);
-                        }
-                        let out = measure(&probe, &args, secs)?;
-                        number(&out, None, probe_key)
-                    }
-                };
-                let value = value.ok_or_else(|| format!("{name}: no figure in the output"))?;
-                results[which].push(value);
+                let (rate, cpu) = run_case(&tools, (pattern, conns, size), which)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                figures[which].rate.push(rate);
+                figures[which].cpu.extend(cpu);
             }
         }
         let cell = |v: &mut Vec<f64>| {
@@ -241,25 +349,33 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
             let m = median(v);
             (m, format!("**{}** ({})", show(m, stream), all.join(" / ")))
         };
-        let [mut e, mut p, mut i] = results;
-        let ((e, ec), (p, pc), (i, ic)) = (cell(&mut e), cell(&mut p), cell(&mut i));
-        let unit = if stream { "MB/s" } else { "rt/s" };
+        let [mut e, mut p, mut i] = figures;
+        let ((er, ec), (pr, pc), (ir, ic)) =
+            (cell(&mut e.rate), cell(&mut p.rate), cell(&mut i.rate));
+        let (ecpu, pcpu, icpu) = (median(&mut e.cpu), median(&mut p.cpu), median(&mut i.cpu));
+        let (unit, cpu_unit) = if stream {
+            ("MB/s", "s/GB")
+        } else {
+            ("rt/s", "us/rt")
+        };
         println!(
-            "| {name} ({unit}) | {ec} | {pc} | {ic} | {:.2} | {:.3} |",
-            p / e,
-            i / p
+            "| {name} ({unit}) | {ec} | {pc} | {ic} | {:.2} | {:.3} | {ecpu:.2} / {pcpu:.2} / {icpu:.2} {cpu_unit} | {:.3} |",
+            pr / er,
+            ir / pr,
+            icpu / pcpu
         );
     }
 
     println!("\n## Send lateness under --rate ({secs} s, {reps} reps, median of each figure)\n");
     println!("| load | achieved (msg/s) | lateness p50 (us) | p99 | p99.9 | max |");
     println!("|---|---|---|---|---|---|");
+    let dur = format!("{secs}s");
     for &(label, args) in PACED {
         let mut figures: [Vec<f64>; 5] = Default::default();
         for _ in 0..reps {
-            let mut all = vec!["probe", &target, "-d", &dur, "--json"];
+            let mut all = vec!["probe", &tools.target, "-d", &dur, "--json"];
             all.extend_from_slice(args);
-            let out = measure(&probe, &all, secs)?;
+            let out = measure(&tools.probe, &all, secs)?.out;
             let l = Some("send_lateness_us");
             let got = [
                 number(&out, None, "round_trips_per_sec"),
@@ -289,6 +405,13 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_times_are_read_as_seconds() {
+        assert_eq!(shell_secs("0m1.250s"), Some(1.25));
+        assert_eq!(shell_secs("2m0.500s"), Some(120.5));
+        assert_eq!(shell_secs("oops"), None);
+    }
 
     #[test]
     fn numbers_are_read_from_json_lines_and_scopes() {

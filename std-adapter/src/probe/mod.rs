@@ -86,6 +86,7 @@ mod progress;
 mod record;
 mod report;
 mod spec;
+mod spec_error;
 mod stream;
 mod table;
 mod tally;
@@ -376,8 +377,9 @@ pub fn run_observed(
     let mut report = verdict::build_report(spec, facts, total, &per_target);
     if let Some(c) = collector {
         // Intervals cover the measured span of a duration, and a count run
-        // until its end.
-        let end = finish_at.map_or_else(|| secs_of(clock.now()), secs_of);
+        // (or an interrupted one) until its end.
+        let now = clock.now();
+        let end = secs_of(finish_at.map_or(now, |f| f.min(now)));
         let (rest, all) = c.finish(end);
         for r in &rest {
             observer.interval(r);

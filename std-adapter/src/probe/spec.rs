@@ -4,11 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use ricochet_core::Mode;
-use ricochet_core::probe::{
-    ConfigError, DatagramProbeConfig, Pattern as CorePattern, ProbeConfig, SizeRange,
-};
+use ricochet_core::probe::{DatagramProbeConfig, Pattern as CorePattern, ProbeConfig, SizeRange};
 
 use super::Target;
+pub use super::spec_error::SpecError;
 
 /// Message pattern.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,162 +133,12 @@ pub const DEFAULT_COUNT: u64 = 1000;
 /// Default stream window, bytes.
 pub const DEFAULT_WINDOW: usize = 256 * 1024;
 
-/// Why a [`ProbeSpec`] cannot run (the command line exits 2 for these).
-///
-/// Every message names the flag, what is wrong and what to do instead.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum SpecError {
-    /// `targets` is empty.
-    NoTargets,
-    /// Stream and UDP targets in one run.
-    MixedTargets,
-    /// Fewer connections than targets: some target would get none.
-    FewerConnectionsThanTargets {
-        /// Connections asked for.
-        connections: usize,
-        /// Targets given.
-        targets: usize,
-    },
-    /// `connections` is 0.
-    NoConnections,
-    /// `threads` is 0.
-    NoThreads,
-    /// `window` is 0.
-    NoWindow,
-    /// `Stop::Count(0)`: a run that sends nothing would pass without checking anything.
-    NoMessages,
-    /// `Stop::Duration(0)`: likewise.
-    NoDuration,
-    /// `timeout` is 0: every wait of the probe needs a bound.
-    NoTimeout,
-    /// `--mode lines|frames` with a UDP target (datagrams keep their boundaries).
-    ModeOnDatagram(Mode),
-    /// `--warmup` with a message count (a warmup needs `--duration`).
-    WarmupWithCount,
-    /// `max_loss_pct` is not within 0..=100.
-    MaxLoss(f64),
-    /// The rate is not a positive finite number.
-    Rate(f64),
-    /// A message size the mode or transport cannot carry.
-    Size {
-        /// The size asked for.
-        size: usize,
-        /// The smallest allowed.
-        min: usize,
-        /// The largest allowed, if there is a limit.
-        max: Option<usize>,
-        /// What sets the limits, e.g. `a UDP datagram over IPv4`.
-        what: &'static str,
-    },
-    /// Connection churn asked of UDP (it has no connections to churn); the
-    /// flag is named.
-    ChurnOnDatagram(&'static str),
-    /// `--lifetime` with `--pattern crr`, which already closes after every message.
-    LifetimeWithCrr,
-    /// `Lifetime::Messages(0)` or `Lifetime::Time(0)`.
-    NoLifetime,
-    /// The connect rate is not a positive finite number.
-    ConnectRate(f64),
-    /// An interval shorter than [`MIN_INTERVAL`].
-    Interval(Duration),
-    /// The core refused the probe configuration (e.g. a size too small for the mode).
-    Core(ConfigError),
-}
-
 /// The bytes of every probe datagram before its payload: a sequence number and a tag.
 pub const DATAGRAM_HEADER: usize = ricochet_core::probe::DATAGRAM_HEADER;
 /// The largest UDP payload over IPv4: 65535 − 20 (IP header) − 8 (UDP header).
 pub const UDP_MAX_V4: usize = 65_507;
 /// The largest UDP payload over IPv6: 65535 − 8 (the IPv6 payload length excludes its header).
 pub const UDP_MAX_V6: usize = 65_527;
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SpecError::NoTargets => f.write_str("no TARGET given: name at least one echo server, e.g. tcp://127.0.0.1:7007"),
-            SpecError::MixedTargets => f.write_str(
-                "the targets mix UDP and stream (tcp://, unix://) transports: one run probes either, \
-                 run one probe per kind",
-            ),
-            SpecError::FewerConnectionsThanTargets {
-                connections,
-                targets,
-            } => write!(
-                f,
-                "--connections {connections} is fewer than the {targets} targets: each target needs at least one \
-                 connection, use -c {targets} or more"
-            ),
-            SpecError::NoConnections => f.write_str("--connections must be at least 1"),
-            SpecError::NoThreads => f.write_str("--threads must be at least 1"),
-            SpecError::NoWindow => f.write_str("--window must be at least 1 byte"),
-            SpecError::NoMessages => f.write_str(
-                "--count must be at least 1: a run that sends nothing would pass without verifying anything",
-            ),
-            SpecError::NoDuration => f.write_str(
-                "--duration must be more than 0: a run that sends nothing would pass without verifying anything",
-            ),
-            SpecError::NoTimeout => f.write_str(
-                "--timeout must be more than 0: it bounds every wait (connect, each response, the server's FIN, \
-                 UDP loss); for a slow server give a long one, e.g. --timeout 1m",
-            ),
-            SpecError::ModeOnDatagram(m) => write!(
-                f,
-                "--mode {m} applies to stream targets (tcp://, unix://); UDP datagrams keep their boundaries, use raw"
-            ),
-            SpecError::WarmupWithCount => f.write_str("--warmup needs --duration"),
-            SpecError::MaxLoss(p) => write!(f, "--max-loss {p} is not a percentage within 0..=100"),
-            SpecError::Rate(r) => write!(
-                f,
-                "--rate {r} is not a positive number of messages per second"
-            ),
-            SpecError::Size {
-                size,
-                min,
-                max,
-                what,
-            } => {
-                write!(f, "--size {size} is out of range: {what} is ")?;
-                match max {
-                    Some(max) => write!(f, "{min} to {max} bytes")?,
-                    None => write!(f, "at least {min} byte{}", if *min == 1 { "" } else { "s" })?,
-                }
-                if *min == DATAGRAM_HEADER && what.starts_with("a UDP") {
-                    write!(
-                        f,
-                        " (each probe datagram starts with a {DATAGRAM_HEADER}-byte sequence number and tag)"
-                    )?;
-                }
-                Ok(())
-            }
-            SpecError::ChurnOnDatagram(flag) => write!(
-                f,
-                "{flag} applies to stream targets (tcp://, unix://): UDP has no connection to open and close"
-            ),
-            SpecError::LifetimeWithCrr => f.write_str(
-                "--lifetime does not apply to --pattern crr, which closes every connection after one message; \
-                 use -p pingpong --lifetime N for N messages per connection",
-            ),
-            SpecError::NoLifetime => f.write_str(
-                "--lifetime must be at least 1 message or more than 0 seconds (leave it out to keep each \
-                 connection for the whole run)",
-            ),
-            SpecError::ConnectRate(r) => write!(
-                f,
-                "--connect-rate {r} is not a positive number of connections per second"
-            ),
-            SpecError::Interval(d) => write!(
-                f,
-                "--interval {} is too short: at least {} (one report line per interval)",
-                super::units::format_duration(*d),
-                super::units::format_duration(MIN_INTERVAL)
-            ),
-            SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SpecError {}
 
 impl ProbeSpec {
     /// The command line's defaults for `target`.
@@ -642,6 +491,87 @@ mod tests {
             s.stream_config(0, 0, Some(1)).interval,
             Some(ricochet_core::Duration::from_millis(10))
         );
+    }
+
+    #[test]
+    fn spec_churn_flags_on_udp_name_the_flag() {
+        let udp = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]);
+        let mut s = ProbeSpec::new(udp.clone());
+        s.pattern = Pattern::Crr;
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::ChurnOnDatagram("--pattern crr"))
+        );
+        let mut s = ProbeSpec::new(udp.clone());
+        s.lifetime = Some(Lifetime::Messages(3));
+        assert_eq!(s.validate(), Err(SpecError::ChurnOnDatagram("--lifetime")));
+        let mut s = ProbeSpec::new(udp);
+        s.connect_rate = Some(10.0);
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::ChurnOnDatagram("--connect-rate"))
+        );
+    }
+
+    #[test]
+    fn spec_lifetime_and_intervals_need_sensible_values() {
+        let mut s = ProbeSpec::new(tcp());
+        s.lifetime = Some(Lifetime::Messages(0));
+        assert_eq!(s.validate(), Err(SpecError::NoLifetime));
+        s.lifetime = Some(Lifetime::Time(Duration::ZERO));
+        assert_eq!(s.validate(), Err(SpecError::NoLifetime));
+        s.lifetime = Some(Lifetime::Messages(1));
+        s.pattern = Pattern::Crr;
+        assert_eq!(s.validate(), Err(SpecError::LifetimeWithCrr));
+        let mut s = ProbeSpec::new(tcp());
+        s.interval = Some(Duration::from_millis(5));
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::Interval(Duration::from_millis(5)))
+        );
+        s.interval = Some(MIN_INTERVAL);
+        assert_eq!(s.validate(), Ok(()));
+        s.connect_rate = Some(f64::NAN);
+        assert!(matches!(s.validate(), Err(SpecError::ConnectRate(_))));
+    }
+
+    #[test]
+    fn crr_is_pingpong_with_a_lifetime_of_one_message() {
+        let mut s = ProbeSpec::new(tcp());
+        assert_eq!(s.session_lifetime(), None);
+        s.pattern = Pattern::Crr;
+        assert_eq!(s.session_lifetime(), Some(Lifetime::Messages(1)));
+        assert_eq!(
+            s.stream_config(0, 0, Some(1)).pattern,
+            CorePattern::PingPong
+        );
+    }
+
+    #[test]
+    fn connections_spread_round_robin_over_targets() {
+        let mut s = ProbeSpec::new(tcp());
+        s.targets.push(Target::Unix("/tmp/e.sock".into()));
+        s.targets.push(tcp());
+        s.connections = 7;
+        let to: Vec<usize> = (0..7).map(|c| s.target_of(c)).collect();
+        assert_eq!(to, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(
+            (
+                s.connections_to(0),
+                s.connections_to(1),
+                s.connections_to(2)
+            ),
+            (3, 2, 2)
+        );
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn session_seeds_differ_and_the_first_is_the_connection_seed() {
+        assert_eq!(session_seed(1, 3, 0), connection_seed(1, 3));
+        assert_ne!(session_seed(1, 3, 1), session_seed(1, 3, 0));
+        assert_ne!(session_seed(1, 3, 1), session_seed(1, 3, 2));
+        assert_ne!(session_seed(1, 3, 1), session_seed(1, 4, 1));
     }
 
     #[test]

@@ -40,11 +40,20 @@ fn find_rate_converges_near_the_capacity_of_a_capped_server() {
     let rate = s
         .rate
         .unwrap_or_else(|| panic!("no rate found: {:#?}", s.steps));
+    // Generous: a 1.3 s step with a 200 ms bound tolerates ~15 % overload
+    // (the backlog has not grown past the bound yet), and a busy machine
+    // may fail a step below the capacity.
     assert!(
-        (0.7 * CAPACITY..=1.1 * CAPACITY).contains(&rate),
+        (0.5 * CAPACITY..=1.25 * CAPACITY).contains(&rate),
         "found {rate} msg/s for a capacity of {CAPACITY}: {:#?}",
         s.steps
     );
+    // Well above the capacity the rate cannot be held, whatever the machine.
+    for st in &s.steps {
+        if st.rate.is_some_and(|r| r >= 1.3 * CAPACITY) {
+            assert!(!st.ok, "{st:?}");
+        }
+    }
     assert_eq!(seen.0, s.steps, "each step reported as it ended");
     assert_eq!(
         s.steps[0].rate,
@@ -97,7 +106,7 @@ fn cli_find_rate_prints_steps_the_curve_and_the_rate() {
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["goal"], "p99=200ms");
     let rate = summary["rate"].as_f64().expect("a rate");
-    assert!(rate < 4000.0 && rate > 0.5 * CAPACITY, "{rate}");
+    assert!(rate <= 1.25 * CAPACITY && rate >= 0.5 * CAPACITY, "{rate}");
     assert_eq!(summary["steps"].as_array().unwrap().len(), steps.len());
 }
 

@@ -96,7 +96,9 @@ fn intervals_of_a_duration_come_while_running_and_add_up_to_the_summary() {
         first_at < Duration::from_millis(1_800),
         "first interval only after {first_at:?}"
     );
-    assert!(intervals.iter().all(|i| i.round_trips > 0), "{intervals:?}");
+    // Round trips in (almost) every interval: a busy machine may stall one.
+    let busy = intervals.iter().filter(|i| i.round_trips > 0).count();
+    assert!(busy >= intervals.len() - 2, "{intervals:?}");
 }
 
 #[test]

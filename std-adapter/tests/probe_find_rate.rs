@@ -106,7 +106,7 @@ fn cli_find_rate_prints_steps_the_curve_and_the_rate() {
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["goal"], "p99=200ms");
     let rate = summary["rate"].as_f64().expect("a rate");
-    assert!(rate <= 1.25 * CAPACITY && rate >= 0.5 * CAPACITY, "{rate}");
+    assert!((0.5 * CAPACITY..=1.25 * CAPACITY).contains(&rate), "{rate}");
     assert_eq!(summary["steps"].as_array().unwrap().len(), steps.len());
 }
 

@@ -285,3 +285,16 @@ fn probe_udp_corruption_is_counted_and_fails() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("corrupt 2"), "{out}");
 }
+
+#[test]
+fn probe_connects_failing_at_once_give_their_place_back_to_the_others() {
+    // More connections than one thread connects at a time, every connect
+    // refused before it is even in flight: all of them must still be tried.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = format!("unix://{}", dir.path().join("none.sock").display());
+    let n = ricochet::probe::CONNECTS_IN_FLIGHT + 8;
+    let out = probe_cli(&[&target, "-c", &n.to_string(), "--threads", "1", "--json"]);
+    let (code, _, err) = texts(&out);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(json_of(&out)["errors"]["refused"], n as u64);
+}

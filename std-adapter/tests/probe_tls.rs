@@ -277,7 +277,10 @@ fn probe_tls_options_need_a_tls_target_and_a_readable_ca() {
     let o = probe_cli(&["udp://127.0.0.1:9", "-p", "crr"]);
     let (code, _, err) = texts(&o);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--pattern crr needs a stream target"), "{err}");
+    assert!(
+        err.contains("--pattern crr applies to stream targets (tcp://, tls://, unix://)"),
+        "{err}"
+    );
     let o = probe_cli(&["tls://127.0.0.1:9", "--insecure", "--tls-ca", "x.pem"]);
     assert_eq!(
         o.status.code(),

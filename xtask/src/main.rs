@@ -10,6 +10,7 @@
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
 //! cargo xtask bench-tls [-d SECS]  TLS echo vs plain TCP vs socat's TLS echo, handshakes/s
+//! cargo xtask bench-probe [REPS] [SECS]  ricochet probe vs echo-load, and its send lateness
 //! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 mod attack;
 mod bench;
+mod bench_probe;
 mod bench_tls;
 mod cross_check;
 mod dist;
@@ -201,6 +203,7 @@ fn main() -> ExitCode {
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
+        Some("bench-probe") => bench_probe::bench_probe(&ctx, &args[1..]),
         Some("soak") => qemu::soak_main(&ctx, &args[1..]),
         Some("stages") => {
             for s in STAGES {
@@ -210,7 +213,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
@@ -219,6 +222,7 @@ fn main() -> ExitCode {
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
                  bench-tls  TLS echo against plain TCP and socat's TLS echo; handshakes per second\n\
                  cross-check  cargo check -p ricochet for x86_64 macOS and FreeBSD\n\
+                 bench-probe  ricochet probe vs echo-load (with and without --interval 1s), and its send lateness at 10k/100k msg/s\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
@@ -505,6 +509,7 @@ const CLI_ONLY_CRATES: &[&str] = &[
     "clap_mangen",
     "indicatif",
     "nix",
+    "plotters",
     "privdrop",
     "sd-notify",
     "tracing-subscriber",

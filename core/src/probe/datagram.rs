@@ -229,6 +229,17 @@ impl<const M: usize> DatagramProbe<M> {
         self.settle();
     }
 
+    /// The scheduled send of the next datagram under pacing
+    /// ([`DatagramProbeConfig::interval`]); `None` without pacing or when no
+    /// further datagram will be sent (the count is reached, or after
+    /// [`finish`](Self::finish)). Compared with the instant
+    /// [`poll_transmit`](Self::poll_transmit) actually sends it, it gives the
+    /// adapter's own send lateness.
+    pub fn next_due(&self) -> Option<Instant> {
+        let interval = self.config.interval?;
+        (self.next_seq < self.limit).then(|| scheduled(self.start, interval, self.next_seq))
+    }
+
     /// The next loss deadline or paced send.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let loss = (self.oldest..self.next_seq).find_map(|seq| match self.slots[self.index(seq)] {

@@ -329,6 +329,25 @@ impl<const M: usize> StreamProbe<M> {
             && self.outstanding() == 0
     }
 
+    /// The scheduled start of the next message not yet begun under pacing
+    /// ([`ProbeConfig::interval`]); `None` without pacing or when no further
+    /// message will begin (the count is reached, or after
+    /// [`finish`](Self::finish)).
+    ///
+    /// An adapter that compares it with the instant a message actually
+    /// begins (the [`commit_sent`](Self::commit_sent) that writes its first
+    /// byte) measures its own send lateness; messages begun in one commit
+    /// are due one interval apart.
+    pub fn next_due(&self) -> Option<Instant> {
+        let interval = self.config.interval?;
+        let next = if self.tx.off == 0 {
+            self.tx.msg
+        } else {
+            self.tx.msg + 1
+        };
+        (next < self.limit).then(|| scheduled(self.start, interval, next))
+    }
+
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
     /// or pacing has work: the response deadline while bytes are
     /// outstanding, or the next paced message's start.

@@ -474,3 +474,52 @@ fn paced_datagram_late_send_measures_from_schedule_and_from_send() {
         }
     );
 }
+
+#[test]
+fn paced_stream_next_due_follows_the_schedule_not_the_sends() {
+    let config = ProbeConfig {
+        mode: Mode::Raw,
+        pattern: Pattern::Stream { window: 1024 },
+        seed: 3,
+        size: SizeRange::fixed(16),
+        count: Some(3),
+        response_timeout: None,
+        interval: Some(Duration::from_millis(10)),
+    };
+    let mut p = StreamProbe::<8>::new(config, T0).unwrap();
+    assert_eq!(p.next_due(), Some(T0));
+    // 25 ms late: messages 0, 1 and 2 are all due and begin in one commit.
+    let late = T0 + Duration::from_millis(25);
+    let mut buf = [0u8; 64];
+    let n = p.fill_transmit(late, &mut buf);
+    assert_eq!(n, 48);
+    // Half of message 0 written: message 1 is the next to begin.
+    p.commit_sent(late, 8).unwrap();
+    assert_eq!(p.next_due(), Some(T0 + Duration::from_millis(10)));
+    let n = p.fill_transmit(late, &mut buf);
+    p.commit_sent(late, n).unwrap();
+    assert_eq!(p.next_due(), None, "count reached");
+    let unpaced = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(16), 3);
+    assert_eq!(unpaced.next_due(), None);
+}
+
+#[test]
+fn paced_datagram_next_due_advances_per_datagram_and_stops_at_finish() {
+    let config = DatagramProbeConfig {
+        seed: 5,
+        size: SizeRange::fixed(32),
+        count: None,
+        window: 4,
+        loss_timeout: Duration::from_secs(1),
+        interval: Some(Duration::from_millis(10)),
+    };
+    let mut p = DatagramProbe::<8>::new(config, T0).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(p.next_due(), Some(T0));
+    p.poll_transmit(T0 + Duration::from_millis(3), &mut buf)
+        .unwrap();
+    assert_eq!(p.next_due(), Some(T0 + Duration::from_millis(10)));
+    p.finish();
+    assert_eq!(p.next_due(), None);
+    assert_eq!(dgram(1).next_due(), None, "unpaced");
+}

@@ -73,6 +73,11 @@ impl Bar {
         self.bar.set_message(msg);
     }
 
+    /// Runs `f` (which prints a line) with the bar hidden, then redraws it.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
     /// Removes the bar (the table follows on stdout).
     pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();

@@ -13,8 +13,10 @@ pub(crate) mod generate;
 pub(crate) mod inetd;
 pub(crate) mod log;
 pub(crate) mod notify;
+pub(crate) mod plot;
 pub(crate) mod privileges;
 pub(crate) mod probe;
+pub(crate) mod probe_out;
 pub(crate) mod serve;
 pub(crate) mod tls;
 

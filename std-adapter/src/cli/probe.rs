@@ -1,55 +1,61 @@
 //! `ricochet probe`: arguments, progress, signals and output; the work is in [`ricochet::probe`].
 
-use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use ricochet::core::Mode;
 use ricochet::core::probe::SizeRange;
-use ricochet::probe::units::{count_of, parse_bytes, parse_duration, parse_rate, parse_size_range};
+use ricochet::probe::units::{parse_bytes, parse_duration, parse_rate, parse_size_range};
 use ricochet::probe::{
-    self, DEFAULT_COUNT, Pattern, ProbeSpec, Report, RunError, Stop, StopHandle, Target,
+    self, DEFAULT_COUNT, Goal, Lifetime, Pattern, ProbeSpec, RunError, Stop, StopHandle, Target,
 };
 use ricochet::serve::signals::SignalWatcher;
 
 use super::bar::Bar;
+use super::probe_out::{self, Format, Live};
 use super::say;
 
 /// Verify any RFC 862 echo server: send deterministic data, check every byte, measure latency.
 ///
 /// Exit status: 0 when every byte verified and every connection closed
-/// cleanly, 1 on any mismatch or error (or a report that could not be
-/// written), 2 on a usage error (bad TARGET too), 130 when interrupted
-/// before anything failed. The first SIGINT/SIGTERM stops sending, lets
-/// what is in flight settle and prints the partial report; a second one
-/// quits at once.
+/// cleanly (with --find-rate: a rate was found), 1 on any mismatch or error
+/// (or a report that could not be written), 2 on a usage error (bad TARGET
+/// too), 130 when interrupted before anything failed. The first
+/// SIGINT/SIGTERM stops sending, lets what is in flight settle and prints
+/// the partial report; a second one quits at once.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Sizes are binary: K = KiB = 1024, M = MiB = 1024^2. A UDP message is 12 to 65507 bytes
 (65527 over IPv6): each datagram starts with a 12-byte sequence number and tag.
 Throughput is reported in MB/s and Mbit/s (M = 10^6).
-Durations: 500ms, 5s, 1.5s, 1m30s; a bare number is seconds.
+Durations: 500ms, 5s, 1.5s, 1m30s; a bare number is seconds (--lifetime 10: 10 messages).
 Without --duration, each connection sends --count messages (default 1000).
 Examples (`ricochet serve` listens on 7007 by default):
   ricochet probe tcp://127.0.0.1:7007
-  ricochet probe tcp://[::1]:7007 -c 100 -d 5s --warmup 1s
+  ricochet probe tcp://[::1]:7007 -c 100 -d 5s --warmup 1s --interval 1s
   ricochet probe tcp://127.0.0.1:7007 -p stream -s 64KiB -d 5s
+  ricochet probe tcp://127.0.0.1:7007 -c 8 -r 20K -d 10s --plot a.svg --latency-out a.hgrm
+  ricochet probe tcp://127.0.0.1:7007 -p crr -c 4 -d 5s --connect-rate 2000
+  ricochet probe tcp://127.0.0.1:7007 -c 8 --find-rate p99=1ms
+  ricochet probe tcp://10.0.0.1:7007 tcp://10.0.0.2:7007 -c 20 -d 10s --json-stream
   ricochet probe udp://127.0.0.1:7007 -n 10000 --max-loss 0.1
   ricochet probe unix:///run/echo.sock --mode lines -s 16-1K --json
   ricochet probe tls://localhost:7443 --tls-ca ca.pem -p crr -c 8 -d 5s")]
 pub(crate) struct ProbeArgs {
-    /// Echo server: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
-    #[arg(value_name = "TARGET", value_parser = parse_target)]
-    target: Target,
-    /// Concurrent connections (UDP: sockets).
+    /// Echo server(s): tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
+    /// Several targets share the connections round-robin (all streams, or all UDP).
+    #[arg(value_name = "TARGET", required = true, num_args = 1.., value_parser = parse_target)]
+    targets: Vec<Target>,
+    /// Concurrent connections over all targets (UDP: sockets).
     #[arg(short = 'c', long, default_value_t = 1, value_name = "C")]
     connections: usize,
     /// Message size on the wire (terminator/header included), or a random range MIN..=MAX / MIN-MAX.
     #[arg(short = 's', long, default_value = "64", value_name = "S", value_parser = parse_size_range)]
     size: (usize, usize),
     /// Message pattern: one message in flight (pingpong), a window of bytes in flight (stream), or
-    /// a new connection per message (crr: connect, request, response; over TLS a handshake each).
+    /// connect, one message, close, repeat (crr, netperf's TCP_CRR; over tls:// a handshake each).
     #[arg(short = 'p', long, value_enum, default_value_t = PatternArg::Pingpong)]
     pattern: PatternArg,
     /// Stream pattern: bytes in flight per connection (UDP: window / size datagrams, at most 64).
@@ -64,7 +70,8 @@ pub(crate) struct ProbeArgs {
     /// With --duration: verify but do not measure this initial time.
     #[arg(long, value_name = "D", value_parser = parse_duration, requires = "duration")]
     warmup: Option<Duration>,
-    /// Open-loop pacing: total messages per second over all connections (latency counted from each scheduled send).
+    /// Open-loop pacing: total messages per second over all connections. Latency is counted from
+    /// each scheduled send (and, as "uncorrected", from the actual send).
     #[arg(short = 'r', long, value_name = "R", value_parser = parse_rate)]
     rate: Option<f64>,
     /// The server's echo mode (stream targets): raw bytes, \n-terminated lines, or u16-length frames.
@@ -83,11 +90,37 @@ pub(crate) struct ProbeArgs {
     /// as that is certain).
     #[arg(long, default_value_t = 0.0, value_name = "PCT")]
     max_loss: f64,
+    /// Report every D of the measured span as it ends: round trips/s, MB/s, p50/p99, errors so far.
+    #[arg(short = 'i', long, value_name = "D", value_parser = parse_duration)]
+    interval: Option<Duration>,
+    /// Streams: close each connection and open a new one after N messages, or after D
+    /// (e.g. 100, 2s): connection churn.
+    #[arg(long, value_name = "N|D", value_parser = parse_lifetime)]
+    lifetime: Option<Lifetime>,
+    /// Streams: open at most R new connections per second in total.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    connect_rate: Option<f64>,
+    /// Find the highest --rate that keeps a latency percentile within a bound, e.g. p99=5ms, by
+    /// steps reported as they end (each step runs for --duration, default 2s, after --warmup,
+    /// default 500ms; a --rate given is the highest tried).
+    #[arg(long, value_name = "pNN=D", value_parser = parse_goal, conflicts_with = "interval")]
+    find_rate: Option<Goal>,
+    /// Write the latency distribution in HdrHistogram's .hgrm text format (milliseconds) to FILE.
+    #[arg(long, value_name = "FILE")]
+    latency_out: Option<PathBuf>,
+    /// Draw the latency percentile spectrum and throughput and p99 over time as an SVG image.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     /// Print exactly one JSON line (the report) instead of the table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json_stream")]
     json: bool,
+    /// Print one JSON object per line: {"type":"interval",...} per interval (every second unless
+    /// --interval says otherwise; with --find-rate {"type":"step",...} per step), then
+    /// {"type":"summary",...}.
+    #[arg(long)]
+    json_stream: bool,
     /// No progress bar and no table: the exit status tells (errors still go to stderr).
-    #[arg(short = 'q', long, conflicts_with = "json")]
+    #[arg(short = 'q', long, conflicts_with_all = ["json", "json_stream"])]
     quiet: bool,
     #[command(flatten)]
     tls: super::tls::TlsProbeArgs,
@@ -111,9 +144,39 @@ fn parse_target(s: &str) -> Result<Target, String> {
     s.parse::<Target>().map_err(|e| e.to_string())
 }
 
+fn parse_goal(s: &str) -> Result<Goal, String> {
+    s.parse::<Goal>().map_err(|e| e.to_string())
+}
+
+/// `--lifetime`: a bare whole number is messages, anything else a duration.
+fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map(Lifetime::Messages)
+            .map_err(|_| format!("bad lifetime {s:?}: too many messages"));
+    }
+    parse_duration(t).map(Lifetime::Time).map_err(|e| {
+        format!("bad lifetime {s:?}: expected a number of messages (e.g. 100) or a duration ({e})")
+    })
+}
+
+/// Per-step defaults of `--find-rate` when neither a count nor a duration is given.
+const FIND_RATE_STEP: Duration = Duration::from_secs(2);
+const FIND_RATE_WARMUP: Duration = Duration::from_millis(500);
+/// Per-interval reports of `--json-stream` when `--interval` is not given.
+const JSON_STREAM_INTERVAL: Duration = Duration::from_secs(1);
+
 impl ProbeArgs {
     fn spec(&self) -> ProbeSpec {
-        let mut spec = ProbeSpec::new(self.target.clone());
+        let first = self
+            .targets
+            .first()
+            .cloned()
+            .unwrap_or(Target::Unix(PathBuf::new()));
+        let mut spec = ProbeSpec::new(first);
+        spec.targets = self.targets.clone();
         spec.connections = self.connections;
         spec.size = SizeRange::range(self.size.0, self.size.1);
         spec.pattern = match self.pattern {
@@ -122,11 +185,19 @@ impl ProbeArgs {
             PatternArg::Crr => Pattern::Crr,
         };
         spec.window = self.window;
-        spec.stop = match self.duration {
-            Some(d) => Stop::Duration(d),
-            None => Stop::Count(self.count.unwrap_or(DEFAULT_COUNT)),
+        spec.stop = match (self.duration, self.count) {
+            (Some(d), _) => Stop::Duration(d),
+            (None, Some(n)) => Stop::Count(n),
+            (None, None) if self.find_rate.is_some() => Stop::Duration(FIND_RATE_STEP),
+            (None, None) => Stop::Count(DEFAULT_COUNT),
         };
-        spec.warmup = self.warmup.unwrap_or(Duration::ZERO);
+        spec.warmup = match self.warmup {
+            Some(w) => w,
+            None if self.find_rate.is_some() && self.duration.is_none() && self.count.is_none() => {
+                FIND_RATE_WARMUP
+            }
+            None => Duration::ZERO,
+        };
         spec.rate = self.rate;
         spec.mode = match self.mode {
             ModeArg::Raw => Mode::Raw,
@@ -140,7 +211,38 @@ impl ProbeArgs {
         }
         spec.max_loss_pct = self.max_loss;
         spec.tls = self.tls.options();
+        spec.lifetime = self.lifetime;
+        spec.connect_rate = self.connect_rate;
+        spec.interval = match (self.interval, self.find_rate) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) if self.json_stream => Some(JSON_STREAM_INTERVAL),
+            // The plot's time panels need intervals even when none are printed.
+            (None, None) if self.plot.is_some() => Some(plot_interval(&spec.stop)),
+            (None, None) => None,
+        };
         spec
+    }
+
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else if self.json_stream {
+            Format::JsonStream
+        } else if self.quiet {
+            Format::Quiet
+        } else {
+            Format::Table
+        }
+    }
+}
+
+/// Intervals for the plot's time panels when `--interval` is not given:
+/// about 60 points over a duration, within 100 ms to 1 s.
+fn plot_interval(stop: &Stop) -> Duration {
+    match stop {
+        Stop::Duration(d) => (*d / 60).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        Stop::Count(_) => Duration::from_millis(100),
     }
 }
 
@@ -149,18 +251,21 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let spec = args.spec();
     let stop = StopHandle::new();
     let _watcher = watch_signals(&stop);
-    let bar =
-        (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| Bar::new(&spec));
-    let result = probe::run_with(&spec, &stop, |s| {
-        if let Some(b) = &bar {
-            b.update(s);
+    let format = args.format();
+    let bar = (format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| Bar::new(&spec));
+    let mut live = Live::new(format, &spec, args.interval.is_some(), bar.as_ref());
+    let outcome = match args.find_rate {
+        Some(goal) => {
+            probe::find_rate(&spec, goal, &stop, &mut live).map(probe_out::Outcome::Search)
         }
-    });
+        None => probe::run_observed(&spec, &stop, &mut live).map(probe_out::Outcome::Run),
+    };
     if let Some(b) = &bar {
         b.finish();
     }
-    let report = match result {
-        Ok(r) => r,
+    let outcome = match outcome {
+        Ok(o) => o,
         Err(RunError::Spec(e)) => {
             say(format_args!("ricochet probe: error: {e}"));
             return ExitCode::from(2);
@@ -170,29 +275,11 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = print_report(&args, &report) {
-        say(format_args!(
-            "ricochet probe: error: cannot write the report to stdout: {e}"
-        ));
-        return ExitCode::from(1);
-    }
-    if args.quiet && !report.ok {
-        for d in &report.error_details {
-            say(format_args!("ricochet probe: {d}"));
-        }
-        for h in &report.hints {
-            say(format_args!("ricochet probe: hint: {h}"));
-        }
-        if report.errors.total() > 0 {
-            say(format_args!(
-                "ricochet probe: FAILED ({})",
-                count_of(report.errors.total(), "error")
-            ));
-        } else {
-            say(format_args!("ricochet probe: interrupted"));
-        }
-    }
-    ExitCode::from(report.exit_code())
+    let files = probe_out::Files {
+        latency_out: args.latency_out.as_deref(),
+        plot: args.plot.as_deref(),
+    };
+    ExitCode::from(probe_out::finish(&mut live, &outcome, &files))
 }
 
 /// The first SIGINT/SIGTERM stops the run (partial report); a second one quits at once.
@@ -221,13 +308,37 @@ fn watch_signals(stop: &StopHandle) -> Option<SignalWatcher> {
     }
 }
 
-/// Writes the report (table or JSON line) to stdout; a write error is an error.
-fn print_report(args: &ProbeArgs, report: &Report) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", report.to_json_line())?;
-    } else if !args.quiet {
-        write!(out, "{}", report.table())?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetime_is_messages_when_bare_and_a_duration_otherwise() {
+        assert_eq!(parse_lifetime("100"), Ok(Lifetime::Messages(100)));
+        assert_eq!(
+            parse_lifetime("2s"),
+            Ok(Lifetime::Time(Duration::from_secs(2)))
+        );
+        assert_eq!(
+            parse_lifetime("1.5s"),
+            Ok(Lifetime::Time(Duration::from_millis(1500)))
+        );
+        assert!(parse_lifetime("soon").unwrap_err().contains("e.g. 100"));
     }
-    out.flush()
+
+    #[test]
+    fn plot_interval_gives_about_sixty_points_within_bounds() {
+        assert_eq!(
+            plot_interval(&Stop::Duration(Duration::from_secs(30))),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            plot_interval(&Stop::Duration(Duration::from_secs(1))),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            plot_interval(&Stop::Duration(Duration::from_secs(600))),
+            Duration::from_secs(1)
+        );
+    }
 }

@@ -12,18 +12,22 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::mpsc::Sender;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token};
 use ricochet_core::probe::{ConfigError, DatagramOutcome, DatagramProbeConfig};
+use ricochet_core::time::earliest;
 use ricochet_core::{DatagramProbe, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::progress::Delta;
+use super::interval::WorkerMsg;
+use super::record::Recorder;
 use super::report::{ConnError, ErrorKind};
 use super::tally::Tally;
 use super::timers::Timers;
+use super::wait::Waiter;
 use super::{Ctx, Target};
 
 /// Datagrams one socket tracks in flight (the stream pattern's window cap).
@@ -33,7 +37,6 @@ pub(super) const MAX_IN_FLIGHT: usize = 64;
 const READ_BUF: usize = 65_536;
 /// Socket buffers asked of the kernel (capped by `net.core.[rw]mem_max`).
 const SOCKET_BUF: usize = 4 << 20;
-const MAX_WAIT: StdDuration = StdDuration::from_millis(100);
 const FLUSH_EVERY: StdDuration = StdDuration::from_millis(50);
 /// Unanswered datagrams stop holding the window after `timeout / OVERDUE_PER_TIMEOUT`:
 /// at most this many are sent per timeout beyond the window when nothing
@@ -70,6 +73,8 @@ enum Phase {
 
 struct Conn {
     id: usize,
+    /// Index of its target in the spec.
+    target: usize,
     sock: Option<UdpSocket>,
     probe: Option<Box<Probe>>,
     phase: Phase,
@@ -82,35 +87,52 @@ struct Conn {
     lost_counted: u64,
     /// The run is finishing: nothing more will be sent.
     finishing: bool,
+    /// Pacing: a datagram due by now could not go (window full).
+    held: bool,
+    /// The last instant that may have let a held datagram go.
+    ready_at: Instant,
 }
 
-/// Runs thread `t`'s share of the sockets to completion.
-pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
-    let Target::Udp(addrs) = &ctx.spec.target else {
-        return Err(io::Error::other("not a UDP target"));
-    };
-    let addr = *addrs
-        .first()
-        .ok_or_else(|| io::Error::other("no address"))?;
+/// The UDP address of target `t` (its first resolved address).
+fn address_of(ctx: &Ctx<'_>, t: usize) -> io::Result<SocketAddr> {
+    match ctx.spec.targets.get(t) {
+        Some(Target::Udp(addrs)) => addrs
+            .first()
+            .copied()
+            .ok_or_else(|| io::Error::other("no address")),
+        _ => Err(io::Error::other("not a UDP target")),
+    }
+}
+
+/// Runs thread `t`'s share of the sockets to completion; interval slices go
+/// to `tx`. Returns one tally per target.
+pub(super) fn run_worker(
+    ctx: &Ctx<'_>,
+    t: usize,
+    tx: &Sender<WorkerMsg>,
+) -> io::Result<Vec<Tally>> {
     let mut poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    let mut waiter = Waiter::new(&registry);
+    let ids = ctx.connections_of(t);
     let mut env = Env {
         ctx,
-        registry: poll.registry().try_clone()?,
+        registry,
         rbuf: vec![0; READ_BUF],
         wbuf: vec![0; ctx.spec.size.max.max(1)],
-        tally: Tally::new(ctx.window_start, ctx.finish_at)?,
-        delta: Delta::default(),
-        timers: Timers::new(0),
+        rec: Recorder::new(ctx, t, tx)?,
+        timers: Timers::new(ids.len()),
         active: 0,
         window: ctx.spec.datagram_config(0).window as u64,
         overdue: overdue_after(ctx.spec.timeout).into(),
+        pace: ctx.spec.pace().is_some(),
     };
-    let ids = ctx.connections_of(t);
-    env.timers = Timers::new(ids.len());
     let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
     for (idx, id) in ids.into_iter().enumerate() {
+        let target = ctx.spec.target_of(id);
         let mut c = Conn {
             id,
+            target,
             sock: None,
             probe: None,
             phase: Phase::Running,
@@ -120,11 +142,14 @@ pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
             last_progress: ctx.clock.now(),
             lost_counted: 0,
             finishing: false,
+            held: false,
+            ready_at: ctx.clock.now(),
         };
         env.active += 1;
-        match env.open(addr, idx) {
+        match address_of(ctx, target).and_then(|addr| env.open(addr, idx)) {
             Ok(s) => {
                 c.sock = Some(s);
+                env.rec.tally(target).connects += 1;
                 let now = ctx.clock.now();
                 // The core tracks up to its ring; the window is applied here
                 // (see `may_send`), so overdue datagrams can stop holding it.
@@ -141,11 +166,10 @@ pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
                     ),
                 }
             }
-            Err(e) => env.finish(
-                &mut c,
-                idx,
-                Some((ErrorKind::Io, format!("UDP socket for {addr}: {e}"))),
-            ),
+            Err(e) => {
+                let msg = format!("UDP socket for {}: {e}", ctx.spec.targets[target]);
+                env.finish(&mut c, idx, Some((ErrorKind::Io, msg)));
+            }
         }
         conns.push(c);
     }
@@ -159,6 +183,7 @@ pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
     let mut last_flush = StdInstant::now();
     while env.active > 0 {
         let now = clock.now();
+        env.rec.roll(now);
         if !finishing && ctx.should_finish(now) {
             finishing = true;
             for (idx, c) in conns.iter_mut().enumerate() {
@@ -170,19 +195,11 @@ pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
             }
             continue;
         }
-        let mut wake = env.timers.next();
+        let mut wake = earliest(env.timers.next(), env.rec.next_boundary());
         if !finishing {
-            wake = match (wake, ctx.finish_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            wake = earliest(wake, ctx.finish_at);
         }
-        let timeout = wake
-            .map_or(MAX_WAIT, |w| {
-                clock.to_std(w).saturating_duration_since(StdInstant::now())
-            })
-            .min(MAX_WAIT);
-        match poll.poll(&mut events, Some(timeout)) {
+        match waiter.wait(&mut poll, &mut events, wake.map(|w| clock.to_std(w))) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -206,17 +223,16 @@ pub(super) fn run_worker(ctx: &Ctx<'_>, t: usize) -> io::Result<Tally> {
                 if let Some(p) = c.probe.as_mut() {
                     p.handle_timeout(now);
                 }
-                env.count_losses(c);
+                env.count_losses(c, now);
                 env.drive(c, idx);
             }
         }
         if last_flush.elapsed() >= FLUSH_EVERY {
-            env.delta.flush(ctx.progress);
+            env.rec.flush(ctx.progress);
             last_flush = StdInstant::now();
         }
     }
-    env.delta.flush(ctx.progress);
-    Ok(env.tally)
+    Ok(env.rec.finish(ctx.progress))
 }
 
 struct Env<'a> {
@@ -224,14 +240,15 @@ struct Env<'a> {
     registry: Registry,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
-    tally: Tally,
-    delta: Delta,
+    rec: Recorder,
     timers: Timers,
     active: usize,
     /// Datagrams in flight per socket (1 for ping-pong).
     window: u64,
     /// See [`overdue_after`].
     overdue: ricochet_core::Duration,
+    /// `--rate` is set: send lateness is measured.
+    pace: bool,
 }
 
 impl Env<'_> {
@@ -251,15 +268,15 @@ impl Env<'_> {
         (more && in_flight(probe.stats()) >= self.window && at > now).then_some(at)
     }
 
-    /// Publishes losses the probe counted since the last call.
-    fn count_losses(&mut self, c: &mut Conn) {
+    /// Publishes losses the probe counted since the last call (at `now`).
+    fn count_losses(&mut self, c: &mut Conn, now: Instant) {
         let Some(p) = c.probe.as_ref() else {
             return;
         };
         let new = p.stats().lost.saturating_sub(c.lost_counted);
         if new > 0 {
             c.lost_counted += new;
-            self.delta.lost += new;
+            self.rec.lost(now, new);
             self.ctx.count_lost(new);
         }
     }
@@ -297,10 +314,7 @@ impl Env<'_> {
                 let now = self.ctx.clock.now();
                 let at = c.probe.as_ref().and_then(|p| {
                     let overdue = self.overdue_at(c, p, now);
-                    match (p.poll_timeout(), overdue) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    }
+                    earliest(p.poll_timeout(), overdue)
                 });
                 if at.is_none() && c.writable {
                     // Not done, nothing to send, no deadline: nothing would
@@ -337,24 +351,38 @@ impl Env<'_> {
         probe: &mut Probe,
     ) -> Result<bool, (ErrorKind, String)> {
         let clock = self.ctx.clock;
-        let ctx = self.ctx;
+        let target = self.ctx.spec.targets.get(c.target);
         let refused = || {
-            let msg = format!(
-                "no UDP echo server at {} (ICMP port unreachable)",
-                ctx.spec.target
-            );
+            let at = target.map_or_else(String::new, |t| format!(" at {t}"));
+            let msg = format!("no UDP echo server{at} (ICMP port unreachable)");
             (ErrorKind::Refused, msg)
         };
         loop {
             let mut progressed = false;
             while c.writable {
                 let now = clock.now();
-                if !self.may_send(c, probe, now) {
-                    break;
-                }
-                let Some(n) = probe.poll_transmit(now, &mut self.wbuf) else {
+                let due = probe.next_due();
+                let sent = if self.may_send(c, probe, now) {
+                    probe.poll_transmit(now, &mut self.wbuf)
+                } else {
+                    None
+                };
+                let Some(n) = sent else {
+                    if due.is_some_and(|d| now >= d) {
+                        // Due, yet the window holds it: not the probe's lateness.
+                        c.held = true;
+                    }
                     break;
                 };
+                if let Some(d) = due.filter(|_| self.pace) {
+                    let ready = if std::mem::take(&mut c.held) {
+                        d.max(c.ready_at)
+                    } else {
+                        d
+                    };
+                    self.rec
+                        .lateness(c.target, now, now.saturating_since(ready));
+                }
                 c.last_progress = now;
                 progressed = true;
                 match sock.send(&self.wbuf[..n]) {
@@ -366,7 +394,7 @@ impl Env<'_> {
                             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                         ) =>
                     {
-                        self.tally.send_blocked += 1;
+                        self.rec.tally(c.target).send_blocked += 1;
                         c.writable = e.kind() == io::ErrorKind::Interrupted;
                     }
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(refused()),
@@ -378,18 +406,19 @@ impl Env<'_> {
                     Ok(n) => {
                         progressed = true;
                         let now = clock.now();
+                        c.ready_at = now;
                         match probe.handle_datagram(now, &self.rbuf[..n]) {
-                            DatagramOutcome::Verified { round_trip, .. } => {
+                            DatagramOutcome::Verified {
+                                round_trip,
+                                since_sent,
+                            } => {
                                 c.last_progress = now;
-                                self.tally.verified(now, n);
-                                self.tally.round_trip(now, round_trip);
-                                self.delta.messages += 1;
-                                self.delta.bytes += n as u64;
+                                self.rec.verified(c.target, now, n);
+                                self.rec.round_trip(c.target, now, round_trip, since_sent);
                             }
                             DatagramOutcome::Corrupt { seq } => {
                                 c.last_progress = now;
-                                self.delta.errors += 1;
-                                self.tally.error(ConnError {
+                                let e = ConnError {
                                     connection: c.id,
                                     kind: ErrorKind::Corrupt,
                                     offset: Some(seq),
@@ -398,7 +427,8 @@ impl Env<'_> {
                                     message: format!(
                                         "datagram {seq} came back altered ({n} bytes)"
                                     ),
-                                });
+                                };
+                                self.rec.error(c.target, now, e);
                             }
                             // Counted by the probe's stats; reported as warnings.
                             _ => {}
@@ -426,34 +456,37 @@ impl Env<'_> {
         if let Some(mut s) = c.sock.take() {
             let _ = self.registry.deregister(&mut s);
         }
-        self.count_losses(c);
+        let now = self.ctx.clock.now();
+        self.count_losses(c, now);
         // Clean: no socket error, no corrupt datagram, nothing lost.
         let mut clean = true;
         if let Some(p) = c.probe.take() {
             clean = p.stats().corrupt == 0 && p.stats().lost == 0;
-            self.tally.add_datagram(p.stats(), c.bytes_sent);
+            self.rec
+                .tally(c.target)
+                .add_datagram(p.stats(), c.bytes_sent);
         }
         self.timers.schedule(idx, None);
         self.active = self.active.saturating_sub(1);
-        self.delta.finished += 1;
+        self.rec.slot_finished();
         match failure {
             None => {
                 c.phase = Phase::Done;
                 if clean {
-                    self.tally.connections_ok += 1;
+                    self.rec.tally(c.target).connections_ok += 1;
                 }
             }
             Some((kind, message)) => {
                 c.phase = Phase::Failed;
-                self.delta.errors += 1;
-                self.tally.error(ConnError {
+                let e = ConnError {
                     connection: c.id,
                     kind,
                     offset: None,
                     expected: None,
                     actual: None,
                     message,
-                });
+                };
+                self.rec.error(c.target, now, e);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `ricochet probe`: a verifying echo load tool for any RFC 862 echo server.
 //!
 //! The probe sends deterministic pseudo-random data (a core
-//! [`StreamProbe`](ricochet_core::StreamProbe) per TCP/Unix connection, a
+//! [`StreamProbe`](ricochet_core::StreamProbe) per TCP/TLS/Unix connection, a
 //! [`DatagramProbe`](ricochet_core::DatagramProbe) per UDP socket), checks
 //! every byte that comes back, and measures round trips. Raw mode needs no
 //! cooperation from the server, so it works against ours, socat, inetd…
@@ -50,44 +50,84 @@
 //! Rates (round trips/s, MB/s with MB = 10^6 B) and latency percentiles
 //! cover the measured span: from the start (plus the warmup) to the end of
 //! the duration, or to the last verified byte for a count.
+//!
+//! ## Load-testing features
+//!
+//! - **Several targets** ([`ProbeSpec::targets`]): connection `i` goes to
+//!   target `i % n`; the report has a [`TargetReport`] per target.
+//! - **Open loop without coordinated omission** ([`ProbeSpec::rate`]):
+//!   latency counts from each message's scheduled send
+//!   ([`Report::latency_us`]) and from its actual send
+//!   ([`Report::latency_uncorrected_us`]). Sends leave on time: workers
+//!   sleep on a `timerfd` (Linux) until shortly before a deadline and spin
+//!   for the rest; the probe's own lateness is reported
+//!   ([`Report::send_lateness_us`]), not counting the time a message was
+//!   held back by the window (waiting for a slow server).
+//! - **Per-interval reports** ([`ProbeSpec::interval`], [`run_observed`],
+//!   [`IntervalReport`]) that add up to the summary.
+//! - **Connection churn** ([`Pattern::Crr`], [`ProbeSpec::lifetime`],
+//!   [`ProbeSpec::connect_rate`]) with connect and first-byte latency
+//!   ([`Report::connect_us`], [`Report::first_byte_us`]).
+//! - **Rate search** ([`find_rate`]): the highest rate keeping a latency
+//!   percentile within a bound.
+//! - **The full distribution**: [`Report::write_hgrm`] (HdrHistogram's
+//!   `.hgrm` text) and [`Report::spectrum`].
+//!
+//! Stream transports go through one small interface (`transport.rs`:
+//! dial, then read/write/half-close a `Link`). TLS over TCP (`tls://`) is
+//! one of them: its link is *ready* once the handshake is done, so
+//! [`Report::connect_us`] covers TCP connect plus handshake, while
+//! [`Report::tls`] has the handshake alone (TCP established to handshake
+//! done), the handshakes per second and how many resumed a session, never
+//! mixed into the round trips.
 
 mod control;
-mod crr;
 mod datagram;
+mod find_rate;
+mod hgrm;
+mod interval;
 mod progress;
+mod record;
 mod report;
 mod spec;
+mod spec_error;
 mod stream;
 mod table;
 mod tally;
 mod target;
 mod timers;
 mod tls;
+mod transport;
 pub mod units;
 mod verdict;
+mod wait;
 
 use std::fmt;
 use std::sync::mpsc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use ricochet_core::Instant;
 
 use crate::clock::Clock;
 
 pub use control::{StopHandle, StopReason};
+pub use find_rate::{Goal, GoalError, RateSearch, RateStep, find_rate};
+pub use hgrm::{SpectrumPoint, Which};
+pub use interval::IntervalReport;
 pub use progress::{Progress, Snapshot};
 pub use report::{
     ConnError, DatagramCounts, ErrorCounts, ErrorKind, Latency, MAX_ERROR_DETAILS, Report,
-    TlsReport,
+    TargetReport, TlsReport,
 };
 pub use spec::{
-    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Pattern, ProbeSpec, SpecError, Stop,
-    UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed,
+    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Lifetime, MIN_INTERVAL, Pattern, ProbeSpec,
+    SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed, session_seed,
 };
 pub use target::{Target, TargetError};
 pub use tls::{TlsOptions, TlsTarget};
 
 use control::LossBudget;
+use interval::{Collector, WorkerMsg};
 use tally::Tally;
 use verdict::RunFacts;
 
@@ -153,6 +193,28 @@ impl From<SpecError> for RunError {
     }
 }
 
+/// What a run tells while it goes (see [`run_observed`]); every method
+/// has a default that ignores it.
+pub trait Observer {
+    /// The live counters, about every 100 ms and once at the end.
+    fn progress(&mut self, _snapshot: &Snapshot) {}
+    /// An interval of the measured span is over (with
+    /// [`ProbeSpec::interval`]); intervals come in order, the last one when
+    /// the run ends.
+    fn interval(&mut self, _interval: &IntervalReport) {}
+    /// A step of [`find_rate`] is over, judged against `goal`.
+    fn rate_step(&mut self, _step: &RateStep, _goal: &Goal) {}
+}
+
+/// An [`Observer`] that only passes the live counters to a closure.
+struct Ticks<F>(F);
+
+impl<F: FnMut(&Snapshot)> Observer for Ticks<F> {
+    fn progress(&mut self, snapshot: &Snapshot) {
+        (self.0)(snapshot);
+    }
+}
+
 /// Runs a probe and returns what it found.
 ///
 /// Blocks until every connection is finished: verified and closed, or
@@ -177,7 +239,18 @@ pub fn run_with_progress(
 pub fn run_with(
     spec: &ProbeSpec,
     stop: &StopHandle,
-    mut tick: impl FnMut(&Snapshot),
+    tick: impl FnMut(&Snapshot),
+) -> Result<Report, RunError> {
+    run_observed(spec, stop, &mut Ticks(tick))
+}
+
+/// [`run_with`] that also reports each interval (with
+/// [`ProbeSpec::interval`]) to `observer` as it ends; the report then
+/// carries them all in [`Report::intervals`].
+pub fn run_observed(
+    spec: &ProbeSpec,
+    stop: &StopHandle,
+    observer: &mut dyn Observer,
 ) -> Result<Report, RunError> {
     spec.validate()?;
     let threads = spec.effective_threads();
@@ -192,10 +265,7 @@ pub fn run_with(
             Some(start + (spec.warmup + d).into()),
         ),
     };
-    let tls = match &spec.target {
-        Target::Tls(t) => Some(tls::client(t, &spec.tls).map_err(|e| SpecError::Tls(e.0))?),
-        _ => None,
-    };
+    let tls = tls::clients(&spec.targets, &spec.tls).map_err(|e| SpecError::Tls(e.0))?;
     let progress = Progress::default();
     let ctx = Ctx {
         tls,
@@ -208,54 +278,103 @@ pub fn run_with(
         stop,
         losses: LossBudget::new(spec.planned_messages(), spec.max_loss_pct),
     };
+    let secs_of = |t: Instant| t.saturating_since(start).as_micros() as f64 / 1e6;
+    let mut collector = spec.interval.map(|every| {
+        Collector::new(
+            every,
+            secs_of(window_start),
+            finish_at.map(secs_of),
+            threads,
+            spec.rate.is_some(),
+            !spec.is_stream(),
+        )
+    });
+    let elapsed = || clock.to_std(clock.now()) - clock.to_std(start);
 
-    let merged = std::thread::scope(|s| -> Result<Tally, RunError> {
-        let (done_tx, done_rx) = mpsc::channel::<()>();
+    let per_target = std::thread::scope(|s| -> Result<Vec<Tally>, RunError> {
+        let (tx, rx) = mpsc::channel::<WorkerMsg>();
         let mut handles = Vec::with_capacity(threads);
         for t in 0..threads {
             let ctx = &ctx;
-            let done = done_tx.clone();
+            let tx = tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("probe-{t}"))
                 .spawn_scoped(s, move || {
-                    let r = if ctx.spec.target.is_stream() {
-                        stream::run_worker(ctx, t)
+                    let result = if ctx.spec.is_stream() {
+                        stream::run_worker(ctx, t, &tx)
                     } else {
-                        datagram::run_worker(ctx, t)
+                        datagram::run_worker(ctx, t, &tx)
                     };
-                    let _ = done.send(());
-                    r
+                    let _ = tx.send(WorkerMsg::Done { thread: t, result });
                 })
                 .map_err(RunError::Local)?;
             handles.push(h);
         }
-        drop(done_tx);
+        drop(tx);
+        let mut merged: Option<Vec<Tally>> = None;
+        let mut failed: Option<std::io::Error> = None;
         let mut finished = 0;
+        let mut last_tick = StdInstant::now();
         while finished < threads {
-            match done_rx.recv_timeout(StdDuration::from_millis(100)) {
-                Ok(()) => finished += 1,
+            match rx.recv_timeout(PROGRESS_EVERY) {
+                Ok(WorkerMsg::Slice {
+                    thread,
+                    upto,
+                    slice,
+                }) => {
+                    if let Some(c) = &mut collector {
+                        for r in c.add(thread, upto, *slice) {
+                            observer.interval(&r);
+                        }
+                    }
+                }
+                Ok(WorkerMsg::Done { thread, result }) => {
+                    finished += 1;
+                    if let Some(c) = &mut collector {
+                        for r in c.thread_done(thread) {
+                            observer.interval(&r);
+                        }
+                    }
+                    match (result, &mut merged) {
+                        (Ok(tallies), Some(m)) => {
+                            for (into, from) in m.iter_mut().zip(&tallies) {
+                                into.merge(from);
+                            }
+                        }
+                        (Ok(tallies), None) => merged = Some(tallies),
+                        (Err(e), _) => failed = Some(e),
+                    }
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // A worker panicked: the joins below say so.
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            tick(&progress.snapshot(clock.to_std(clock.now()) - clock.to_std(start)));
-        }
-        let mut merged: Option<Tally> = None;
-        for h in handles {
-            let tally = match h.join() {
-                Ok(r) => r.map_err(RunError::Local)?,
-                Err(_) => {
-                    return Err(RunError::Local(std::io::Error::other(
-                        "a probe worker panicked",
-                    )));
-                }
-            };
-            match &mut merged {
-                Some(m) => m.merge(tally),
-                None => merged = Some(tally),
+            if last_tick.elapsed() >= PROGRESS_EVERY {
+                observer.progress(&progress.snapshot(elapsed()));
+                last_tick = StdInstant::now();
             }
+        }
+        for h in handles {
+            if h.join().is_err() {
+                return Err(RunError::Local(std::io::Error::other(
+                    "a probe worker panicked",
+                )));
+            }
+        }
+        if let Some(e) = failed {
+            return Err(RunError::Local(e));
         }
         merged.ok_or_else(|| RunError::Local(std::io::Error::other("no worker ran")))
     })?;
+    observer.progress(&progress.snapshot(elapsed()));
+    let mut total: Option<Tally> = None;
+    for part in &per_target {
+        match &mut total {
+            Some(t) => t.merge(part),
+            None => total = Some(part.clone()),
+        }
+    }
+    let total = total.ok_or_else(|| RunError::Local(std::io::Error::other("no target")))?;
     let facts = RunFacts {
         threads,
         started_at,
@@ -263,14 +382,29 @@ pub fn run_with(
         finish_at,
         stopped_early: stop.reason(),
     };
-    Ok(verdict::build_report(spec, facts, merged))
+    let mut report = verdict::build_report(spec, facts, total, &per_target);
+    if let Some(c) = collector {
+        // Intervals cover the measured span of a duration, and a count run
+        // (or an interrupted one) until its end.
+        let now = clock.now();
+        let end = secs_of(finish_at.map_or(now, |f| f.min(now)));
+        let (rest, all) = c.finish(end);
+        for r in &rest {
+            observer.interval(r);
+        }
+        report.intervals = all;
+    }
+    Ok(report)
 }
+
+/// How often the calling thread passes the live counters to the observer.
+const PROGRESS_EVERY: StdDuration = StdDuration::from_millis(100);
 
 /// What every worker thread shares.
 pub(crate) struct Ctx<'a> {
     pub(crate) spec: &'a ProbeSpec,
-    /// The TLS client of a `tls://` run.
-    pub(crate) tls: Option<tls::TlsClient>,
+    /// The TLS client of each target (`None` for a target that is not `tls://`).
+    pub(crate) tls: Vec<Option<tls::TlsClient>>,
     pub(crate) clock: Clock,
     pub(crate) window_start: Instant,
     pub(crate) finish_at: Option<Instant>,

@@ -2,10 +2,13 @@
 //! human table is in `table.rs`, the JSON line is this serialized).
 
 use std::fmt;
+use std::sync::Arc;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::StopReason;
+use super::interval::IntervalReport;
 
 /// The result of a probe run (also the `--json` line).
 ///
@@ -20,13 +23,14 @@ pub struct Report {
     pub version: &'static str,
     /// When the run started, RFC 3339 UTC (`2025-01-31T12:00:00Z`).
     pub started_at: String,
-    /// The target as given (`tcp://…`, `udp://…`, `unix://…`).
+    /// The target as given (`tcp://…`, `udp://…`, `unix://…`); several
+    /// targets are separated by spaces.
     pub target: String,
-    /// `tcp`, `udp` or `unix`.
+    /// `tcp`, `udp` or `unix` (`mixed` for TCP and Unix targets together).
     pub transport: &'static str,
     /// `raw`, `lines` or `frames` (always `raw` for UDP).
     pub mode: &'static str,
-    /// `pingpong` or `stream`.
+    /// `pingpong`, `stream` or `crr`.
     pub pattern: &'static str,
     /// Number of connections (UDP: sockets).
     pub connections: usize,
@@ -52,6 +56,15 @@ pub struct Report {
     pub timeout_secs: f64,
     /// `--max-loss` in percent (UDP).
     pub max_loss_pct: f64,
+    /// `--interval` in seconds; `None` without per-interval reports.
+    pub interval_secs: Option<f64>,
+    /// `--lifetime N`: messages per connection before it is replaced
+    /// (`--pattern crr`: 1).
+    pub lifetime_messages: Option<u64>,
+    /// `--lifetime D`: seconds a connection lives before it is replaced.
+    pub lifetime_secs: Option<f64>,
+    /// `--connect-rate`: new connections per second at most.
+    pub connect_rate: Option<f64>,
     /// Length of the measured span in seconds: after the warmup until the
     /// end of the duration, or from the start to the last verified byte.
     pub measured_secs: f64,
@@ -73,8 +86,31 @@ pub struct Report {
     pub mb_per_sec: f64,
     /// The same in megabits (10^6 bit) per second.
     pub mbit_per_sec: f64,
-    /// Round-trip latency inside the measured span, microseconds.
+    /// Round-trip latency inside the measured span, microseconds. With
+    /// `--rate` it is measured from each message's *scheduled* send, so
+    /// time a message waited to be sent because the server was slow counts
+    /// (no coordinated omission).
     pub latency_us: Latency,
+    /// With `--rate`: the same round trips measured from each message's
+    /// actual send (what a closed-loop tool would report).
+    pub latency_uncorrected_us: Option<Latency>,
+    /// With `--rate`: how late the probe's own sends left their schedule,
+    /// microseconds (from the scheduled instant, or for a message the
+    /// window held back, from the moment it could go).
+    pub send_lateness_us: Option<Latency>,
+    /// Streams: connect latency (connect call to a connection ready for
+    /// data) of every connection of the run, warmup included, microseconds.
+    pub connect_us: Option<Latency>,
+    /// Streams: connect call to the connection's first echoed byte, every
+    /// connection of the run, microseconds.
+    pub first_byte_us: Option<Latency>,
+    /// Connections opened (UDP: sockets); with churn every replacement counts.
+    pub connections_opened: u64,
+    /// Connections closed cleanly inside the measured span.
+    pub connections_completed: u64,
+    /// `connections_completed` per second of the measured span (the
+    /// connection rate of `--pattern crr` or `--lifetime`).
+    pub connections_per_sec: f64,
     /// Connections that completed everything, including the closing
     /// handshake (UDP: sockets without an error and without a lost datagram).
     pub connections_ok: usize,
@@ -99,6 +135,57 @@ pub struct Report {
     /// True when everything verified and the run was complete: the exit
     /// status is 0 exactly then.
     pub ok: bool,
+    /// One row per target, in the order given (one row for one target).
+    pub targets: Vec<TargetReport>,
+    /// With `--interval`: every interval of the measured span, in order
+    /// (they add up to the figures above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<IntervalReport>,
+    /// The full latency histograms (for `--latency-out` and plots).
+    #[serde(skip)]
+    pub(super) histograms: Option<Arc<Histograms>>,
+}
+
+/// The run's latency histograms, microseconds.
+#[derive(Debug)]
+pub(super) struct Histograms {
+    /// From the due instant (scheduled send under `--rate`).
+    pub(super) corrected: Histogram<u64>,
+    /// From the actual send.
+    pub(super) uncorrected: Histogram<u64>,
+}
+
+/// One target's share of a run (a row of the per-target table).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetReport {
+    /// The target as given.
+    pub target: String,
+    /// Connections (UDP: sockets) that went to it.
+    pub connections: usize,
+    /// Messages sent to it.
+    pub messages_sent: u64,
+    /// Messages echoed back and verified.
+    pub messages_verified: u64,
+    /// Bytes read back and verified.
+    pub bytes_verified: u64,
+    /// Round trips inside the measured span.
+    pub round_trips: u64,
+    /// Round trips per second of the measured span.
+    pub round_trips_per_sec: f64,
+    /// Verified megabytes (10^6 B) per second of the measured span.
+    pub mb_per_sec: f64,
+    /// Round-trip latency (as [`Report::latency_us`]), microseconds.
+    pub latency_us: Latency,
+    /// With `--rate`: from the actual send.
+    pub latency_uncorrected_us: Option<Latency>,
+    /// Streams: connect latency, microseconds.
+    pub connect_us: Option<Latency>,
+    /// Connections opened.
+    pub connections_opened: u64,
+    /// Connections that completed everything (UDP: clean sockets).
+    pub connections_ok: usize,
+    /// Error counts by kind.
+    pub errors: ErrorCounts,
 }
 
 /// At most this many errors are kept in detail; the rest are only counted.

@@ -4,11 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use ricochet_core::Mode;
-use ricochet_core::probe::{
-    ConfigError, DatagramProbeConfig, Pattern as CorePattern, ProbeConfig, SizeRange,
-};
+use ricochet_core::probe::{DatagramProbeConfig, Pattern as CorePattern, ProbeConfig, SizeRange};
 
 use super::Target;
+pub use super::spec_error::SpecError;
 use super::tls::TlsOptions;
 
 /// Message pattern.
@@ -19,18 +18,38 @@ pub enum Pattern {
     PingPong,
     /// Keep up to [`ProbeSpec::window`] bytes in flight per connection.
     Stream,
-    /// Connect, request, response: a new connection (over `tls://`, a new
-    /// handshake) for every message; `--count` is rounds per connection slot.
+    /// Connection churn, netperf's TCP_CRR: connect, one message, close,
+    /// repeat (ping-pong with a [`Lifetime`] of one message). Streams only.
     Crr,
 }
 
 impl Pattern {
-    /// `pingpong` or `stream`.
+    /// `pingpong`, `stream` or `crr`.
     pub fn as_str(self) -> &'static str {
         match self {
             Pattern::PingPong => "pingpong",
             Pattern::Stream => "stream",
             Pattern::Crr => "crr",
+        }
+    }
+}
+
+/// When a stream connection is closed and a new one opened in its place
+/// (`--lifetime`): connection churn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// After this many messages (at least 1).
+    Messages(u64),
+    /// After this long (more than 0): the connection stops starting
+    /// messages, finishes what is in flight and closes.
+    Time(Duration),
+}
+
+impl fmt::Display for Lifetime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lifetime::Messages(n) => write!(f, "{n} messages"),
+            Lifetime::Time(d) => f.write_str(&super::units::format_duration(*d)),
         }
     }
 }
@@ -51,9 +70,11 @@ pub enum Stop {
 /// fields, then pass it to [`run`](super::run).
 #[derive(Clone, Debug)]
 pub struct ProbeSpec {
-    /// Where to send.
-    pub target: Target,
-    /// Concurrent connections (UDP: sockets). Default 1.
+    /// Where to send: one or more targets, all streams (TCP, TLS, Unix) or all
+    /// UDP. Connection `i` goes to target `i % targets.len()`.
+    pub targets: Vec<Target>,
+    /// Concurrent connections (UDP: sockets) over all targets, at least one
+    /// per target. Default 1.
     pub connections: usize,
     /// Message size on the wire, bytes (for `lines` including the `\n`, for
     /// `frames` including the 2-byte header). A range picks each message's
@@ -88,9 +109,24 @@ pub struct ProbeSpec {
     pub threads: usize,
     /// UDP: losses up to this percentage of datagrams sent still pass. Default 0.
     pub max_loss_pct: f64,
-    /// TLS client settings (a `tls://` target only).
+    /// Per-interval reports: the measured span is cut into intervals this
+    /// long, each reported as it ends (see [`Observer`](super::Observer)).
+    /// At least [`MIN_INTERVAL`]. Default: none.
+    pub interval: Option<Duration>,
+    /// Streams: close each connection and open a new one after this many
+    /// messages or this long (connection churn). Default: none (each
+    /// connection lives for the whole run). [`Pattern::Crr`] implies one message.
+    pub lifetime: Option<Lifetime>,
+    /// Streams: new connections per second at most, over all threads
+    /// (first connections and reconnections alike). Default: no cap.
+    pub connect_rate: Option<f64>,
+    /// TLS client settings (for the `tls://` targets; with none, they must
+    /// be the defaults).
     pub tls: TlsOptions,
 }
+
+/// The shortest `--interval`.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The most datagrams one UDP socket keeps in flight (the stream pattern's window).
 pub const UDP_MAX_IN_FLIGHT: usize = super::datagram::MAX_IN_FLIGHT;
@@ -101,53 +137,6 @@ pub const DEFAULT_COUNT: u64 = 1000;
 /// Default stream window, bytes.
 pub const DEFAULT_WINDOW: usize = 256 * 1024;
 
-/// Why a [`ProbeSpec`] cannot run (the command line exits 2 for these).
-///
-/// Every message names the flag, what is wrong and what to do instead.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum SpecError {
-    /// `connections` is 0.
-    NoConnections,
-    /// `threads` is 0.
-    NoThreads,
-    /// `window` is 0.
-    NoWindow,
-    /// `Stop::Count(0)`: a run that sends nothing would pass without checking anything.
-    NoMessages,
-    /// `Stop::Duration(0)`: likewise.
-    NoDuration,
-    /// `timeout` is 0: every wait of the probe needs a bound.
-    NoTimeout,
-    /// `--mode lines|frames` with a UDP target (datagrams keep their boundaries).
-    ModeOnDatagram(Mode),
-    /// `--warmup` with a message count (a warmup needs `--duration`).
-    WarmupWithCount,
-    /// `max_loss_pct` is not within 0..=100.
-    MaxLoss(f64),
-    /// The rate is not a positive finite number.
-    Rate(f64),
-    /// A message size the mode or transport cannot carry.
-    Size {
-        /// The size asked for.
-        size: usize,
-        /// The smallest allowed.
-        min: usize,
-        /// The largest allowed, if there is a limit.
-        max: Option<usize>,
-        /// What sets the limits, e.g. `a UDP datagram over IPv4`.
-        what: &'static str,
-    },
-    /// The core refused the probe configuration (e.g. a size too small for the mode).
-    Core(ConfigError),
-    /// The TLS client could not be set up (a CA file, a server name).
-    Tls(String),
-    /// TLS options with a target that is not `tls://`.
-    TlsOptionsWithoutTls,
-    /// `--pattern crr` with a UDP target or with `--rate`.
-    Crr(&'static str),
-}
-
 /// The bytes of every probe datagram before its payload: a sequence number and a tag.
 pub const DATAGRAM_HEADER: usize = ricochet_core::probe::DATAGRAM_HEADER;
 /// The largest UDP payload over IPv4: 65535 − 20 (IP header) − 8 (UDP header).
@@ -155,68 +144,11 @@ pub const UDP_MAX_V4: usize = 65_507;
 /// The largest UDP payload over IPv6: 65535 − 8 (the IPv6 payload length excludes its header).
 pub const UDP_MAX_V6: usize = 65_527;
 
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SpecError::NoConnections => f.write_str("--connections must be at least 1"),
-            SpecError::NoThreads => f.write_str("--threads must be at least 1"),
-            SpecError::NoWindow => f.write_str("--window must be at least 1 byte"),
-            SpecError::NoMessages => f.write_str(
-                "--count must be at least 1: a run that sends nothing would pass without verifying anything",
-            ),
-            SpecError::NoDuration => f.write_str(
-                "--duration must be more than 0: a run that sends nothing would pass without verifying anything",
-            ),
-            SpecError::NoTimeout => f.write_str(
-                "--timeout must be more than 0: it bounds every wait (connect, each response, the server's FIN, \
-                 UDP loss); for a slow server give a long one, e.g. --timeout 1m",
-            ),
-            SpecError::ModeOnDatagram(m) => write!(
-                f,
-                "--mode {m} applies to stream targets (tcp://, unix://); UDP datagrams keep their boundaries, use raw"
-            ),
-            SpecError::WarmupWithCount => f.write_str("--warmup needs --duration"),
-            SpecError::MaxLoss(p) => write!(f, "--max-loss {p} is not a percentage within 0..=100"),
-            SpecError::Rate(r) => write!(
-                f,
-                "--rate {r} is not a positive number of messages per second"
-            ),
-            SpecError::Size {
-                size,
-                min,
-                max,
-                what,
-            } => {
-                write!(f, "--size {size} is out of range: {what} is ")?;
-                match max {
-                    Some(max) => write!(f, "{min} to {max} bytes")?,
-                    None => write!(f, "at least {min} byte{}", if *min == 1 { "" } else { "s" })?,
-                }
-                if *min == DATAGRAM_HEADER && what.starts_with("a UDP") {
-                    write!(
-                        f,
-                        " (each probe datagram starts with a {DATAGRAM_HEADER}-byte sequence number and tag)"
-                    )?;
-                }
-                Ok(())
-            }
-            SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
-            SpecError::Tls(e) => f.write_str(e),
-            SpecError::TlsOptionsWithoutTls => f.write_str(
-                "--tls-ca, --tls-server-name, --insecure and --tls-resumption apply to a tls:// target",
-            ),
-            SpecError::Crr(why) => write!(f, "--pattern crr {why}"),
-        }
-    }
-}
-
-impl std::error::Error for SpecError {}
-
 impl ProbeSpec {
     /// The command line's defaults for `target`.
     pub fn new(target: Target) -> Self {
         ProbeSpec {
-            target,
+            targets: vec![target],
             connections: 1,
             size: SizeRange::fixed(64),
             pattern: Pattern::PingPong,
@@ -230,6 +162,41 @@ impl ProbeSpec {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_loss_pct: 0.0,
             tls: TlsOptions::default(),
+            interval: None,
+            lifetime: None,
+            connect_rate: None,
+        }
+    }
+
+    /// True when the targets are streams (TCP, TLS, Unix); false for UDP.
+    pub fn is_stream(&self) -> bool {
+        self.targets.first().is_none_or(Target::is_stream)
+    }
+
+    /// The target index of connection `conn`: connections are spread
+    /// round-robin over the targets.
+    pub fn target_of(&self, conn: usize) -> usize {
+        conn % self.targets.len().max(1)
+    }
+
+    /// Connections that go to target `t`.
+    pub fn connections_to(&self, t: usize) -> usize {
+        let n = self.targets.len().max(1);
+        self.connections / n + usize::from(t < self.connections % n)
+    }
+
+    /// The targets as given, separated by spaces.
+    pub fn targets_text(&self) -> String {
+        let all: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
+        all.join(" ")
+    }
+
+    /// How long each stream connection lives: [`ProbeSpec::lifetime`], or
+    /// one message for [`Pattern::Crr`].
+    pub fn session_lifetime(&self) -> Option<Lifetime> {
+        match self.pattern {
+            Pattern::Crr => Some(Lifetime::Messages(1)),
+            _ => self.lifetime,
         }
     }
 
@@ -240,8 +207,53 @@ impl ProbeSpec {
 
     /// Checks everything a run needs, including the core's own validation.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if self.targets.is_empty() {
+            return Err(SpecError::NoTargets);
+        }
+        if self
+            .targets
+            .iter()
+            .any(|t| t.is_stream() != self.is_stream())
+        {
+            return Err(SpecError::MixedTargets);
+        }
         if self.connections == 0 {
             return Err(SpecError::NoConnections);
+        }
+        if self.connections < self.targets.len() {
+            return Err(SpecError::FewerConnectionsThanTargets {
+                connections: self.connections,
+                targets: self.targets.len(),
+            });
+        }
+        if !self.is_stream() {
+            let churn = [
+                (self.pattern == Pattern::Crr, "--pattern crr"),
+                (self.lifetime.is_some(), "--lifetime"),
+                (self.connect_rate.is_some(), "--connect-rate"),
+            ];
+            if let Some((_, flag)) = churn.into_iter().find(|(on, _)| *on) {
+                return Err(SpecError::ChurnOnDatagram(flag));
+            }
+        }
+        if self.pattern == Pattern::Crr && self.lifetime.is_some() {
+            return Err(SpecError::LifetimeWithCrr);
+        }
+        if matches!(
+            self.lifetime,
+            Some(Lifetime::Messages(0)) | Some(Lifetime::Time(Duration::ZERO))
+        ) {
+            return Err(SpecError::NoLifetime);
+        }
+        if let Some(r) = self.connect_rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(SpecError::ConnectRate(r));
+        }
+        if let Some(d) = self.interval
+            && d < MIN_INTERVAL
+        {
+            return Err(SpecError::Interval(d));
         }
         if self.threads == 0 {
             return Err(SpecError::NoThreads);
@@ -268,27 +280,13 @@ impl ProbeSpec {
         if self.timeout.is_zero() {
             return Err(SpecError::NoTimeout);
         }
-        if !self.target.is_stream() && self.mode != Mode::Raw {
+        if !self.is_stream() && self.mode != Mode::Raw {
             return Err(SpecError::ModeOnDatagram(self.mode));
         }
-        if self.pattern == Pattern::Crr {
-            if !self.target.is_stream() {
-                return Err(SpecError::Crr(
-                    "needs a stream target (tcp://, tls://, unix://): UDP has no connections",
-                ));
-            }
-            if self.rate.is_some() {
-                return Err(SpecError::Crr(
-                    "runs closed loop (each round starts when the last ended): drop --rate",
-                ));
-            }
-        }
-        match &self.target {
-            Target::Tls(t) => {
-                super::tls::client(t, &self.tls).map_err(|e| SpecError::Tls(e.0))?;
-            }
-            _ if self.tls.is_set() => return Err(SpecError::TlsOptionsWithoutTls),
-            _ => {}
+        if self.targets.iter().any(|t| matches!(t, Target::Tls(_))) {
+            super::tls::clients(&self.targets, &self.tls).map_err(|e| SpecError::Tls(e.0))?;
+        } else if self.tls.is_set() {
+            return Err(SpecError::TlsOptionsWithoutTls);
         }
         let (min, max, what) = self.size_limits();
         for size in [self.size.min, self.size.max] {
@@ -302,22 +300,26 @@ impl ProbeSpec {
             }
         }
         let now = ricochet_core::Instant::ZERO;
-        if self.target.is_stream() {
-            super::stream::check_config(self.stream_config(0), now).map_err(SpecError::Core)
+        if self.is_stream() {
+            super::stream::check_config(self.stream_config(0, 0, self.count()), now)
+                .map_err(SpecError::Core)
         } else {
             super::datagram::check_config(self.datagram_config(0), now).map_err(SpecError::Core)
         }
     }
 
     /// The message sizes this target and mode can carry: `(min, max, what sets them)`.
+    ///
+    /// With several UDP targets the strictest applies (IPv4's, if any is IPv4).
     pub fn size_limits(&self) -> (usize, Option<usize>, &'static str) {
-        match &self.target {
-            Target::Udp(addrs) if addrs.first().is_some_and(|a| a.is_ipv6()) => (
+        let v4 = |t: &Target| matches!(t, Target::Udp(a) if a.first().is_none_or(|a| a.is_ipv4()));
+        match self.targets.first() {
+            Some(Target::Udp(_)) if !self.targets.iter().any(v4) => (
                 DATAGRAM_HEADER,
                 Some(UDP_MAX_V6),
                 "a UDP datagram over IPv6",
             ),
-            Target::Udp(_) => (
+            Some(Target::Udp(_)) => (
                 DATAGRAM_HEADER,
                 Some(UDP_MAX_V4),
                 "a UDP datagram over IPv4",
@@ -342,8 +344,10 @@ impl ProbeSpec {
         }
     }
 
-    /// The core stream probe configuration of connection `conn`.
-    pub fn stream_config(&self, conn: usize) -> ProbeConfig {
+    /// The core stream probe configuration of connection `conn`'s
+    /// `session`-th connection (0 unless connections churn), sending `count`
+    /// messages (`None`: until told to finish).
+    pub fn stream_config(&self, conn: usize, session: u64, count: Option<u64>) -> ProbeConfig {
         ProbeConfig {
             mode: self.mode,
             pattern: match self.pattern {
@@ -352,11 +356,11 @@ impl ProbeSpec {
                     window: self.window,
                 },
             },
-            seed: connection_seed(self.seed, conn),
+            seed: session_seed(self.seed, conn, session),
             size: self.size,
-            count: self.count(),
+            count,
             response_timeout: Some(self.timeout.into()),
-            interval: self.interval(),
+            interval: self.pace(),
         }
     }
 
@@ -372,11 +376,12 @@ impl ProbeSpec {
             count: self.count(),
             window,
             loss_timeout: self.timeout.into(),
-            interval: self.interval(),
+            interval: self.pace(),
         }
     }
 
-    fn count(&self) -> Option<u64> {
+    /// Messages per connection: the count, or `None` with a duration.
+    pub fn count(&self) -> Option<u64> {
         match self.stop {
             Stop::Count(n) => Some(n),
             Stop::Duration(_) => None,
@@ -384,12 +389,23 @@ impl ProbeSpec {
     }
 
     /// Per-connection pacing interval from the total rate.
-    fn interval(&self) -> Option<ricochet_core::Duration> {
+    pub(super) fn pace(&self) -> Option<ricochet_core::Duration> {
         let rate = self.rate?;
         let secs = self.connections as f64 / rate;
         let micros = (secs * 1e6).clamp(1.0, u64::MAX as f64) as u64;
         Some(ricochet_core::Duration::from_micros(micros))
     }
+}
+
+/// The payload seed of connection `conn`'s `session`-th connection (with
+/// churn): [`connection_seed`] for the first, a distinct one for each later
+/// one, so a server that mixes up connections is caught across reconnects too.
+pub fn session_seed(seed: u64, conn: usize, session: u64) -> u64 {
+    let first = connection_seed(seed, conn);
+    if session == 0 {
+        return first;
+    }
+    connection_seed(first, usize::try_from(session).unwrap_or(usize::MAX))
 }
 
 /// Connection `conn`'s payload seed: distinct per connection, so a server
@@ -482,9 +498,90 @@ mod tests {
         s.connections = 10;
         s.rate = Some(1000.0);
         assert_eq!(
-            s.stream_config(0).interval,
+            s.stream_config(0, 0, Some(1)).interval,
             Some(ricochet_core::Duration::from_millis(10))
         );
+    }
+
+    #[test]
+    fn spec_churn_flags_on_udp_name_the_flag() {
+        let udp = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]);
+        let mut s = ProbeSpec::new(udp.clone());
+        s.pattern = Pattern::Crr;
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::ChurnOnDatagram("--pattern crr"))
+        );
+        let mut s = ProbeSpec::new(udp.clone());
+        s.lifetime = Some(Lifetime::Messages(3));
+        assert_eq!(s.validate(), Err(SpecError::ChurnOnDatagram("--lifetime")));
+        let mut s = ProbeSpec::new(udp);
+        s.connect_rate = Some(10.0);
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::ChurnOnDatagram("--connect-rate"))
+        );
+    }
+
+    #[test]
+    fn spec_lifetime_and_intervals_need_sensible_values() {
+        let mut s = ProbeSpec::new(tcp());
+        s.lifetime = Some(Lifetime::Messages(0));
+        assert_eq!(s.validate(), Err(SpecError::NoLifetime));
+        s.lifetime = Some(Lifetime::Time(Duration::ZERO));
+        assert_eq!(s.validate(), Err(SpecError::NoLifetime));
+        s.lifetime = Some(Lifetime::Messages(1));
+        s.pattern = Pattern::Crr;
+        assert_eq!(s.validate(), Err(SpecError::LifetimeWithCrr));
+        let mut s = ProbeSpec::new(tcp());
+        s.interval = Some(Duration::from_millis(5));
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::Interval(Duration::from_millis(5)))
+        );
+        s.interval = Some(MIN_INTERVAL);
+        assert_eq!(s.validate(), Ok(()));
+        s.connect_rate = Some(f64::NAN);
+        assert!(matches!(s.validate(), Err(SpecError::ConnectRate(_))));
+    }
+
+    #[test]
+    fn crr_is_pingpong_with_a_lifetime_of_one_message() {
+        let mut s = ProbeSpec::new(tcp());
+        assert_eq!(s.session_lifetime(), None);
+        s.pattern = Pattern::Crr;
+        assert_eq!(s.session_lifetime(), Some(Lifetime::Messages(1)));
+        assert_eq!(
+            s.stream_config(0, 0, Some(1)).pattern,
+            CorePattern::PingPong
+        );
+    }
+
+    #[test]
+    fn connections_spread_round_robin_over_targets() {
+        let mut s = ProbeSpec::new(tcp());
+        s.targets.push(Target::Unix("/tmp/e.sock".into()));
+        s.targets.push(tcp());
+        s.connections = 7;
+        let to: Vec<usize> = (0..7).map(|c| s.target_of(c)).collect();
+        assert_eq!(to, [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(
+            (
+                s.connections_to(0),
+                s.connections_to(1),
+                s.connections_to(2)
+            ),
+            (3, 2, 2)
+        );
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn session_seeds_differ_and_the_first_is_the_connection_seed() {
+        assert_eq!(session_seed(1, 3, 0), connection_seed(1, 3));
+        assert_ne!(session_seed(1, 3, 1), session_seed(1, 3, 0));
+        assert_ne!(session_seed(1, 3, 1), session_seed(1, 3, 2));
+        assert_ne!(session_seed(1, 3, 1), session_seed(1, 4, 1));
     }
 
     #[test]

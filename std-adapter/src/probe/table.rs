@@ -5,8 +5,10 @@ use std::fmt;
 use std::time::Duration;
 
 use super::StopReason;
-use super::report::Report;
-use super::units::{count_of, format_duration, format_micros};
+use super::find_rate::{RateSearch, RateStep};
+use super::interval::IntervalReport;
+use super::report::{Latency, Report};
+use super::units::{count_of, format_duration, format_micros, format_rate};
 
 fn secs(s: f64) -> String {
     format_duration(Duration::try_from_secs_f64(s).unwrap_or_default())
@@ -39,8 +41,19 @@ impl Report {
             (None, None) => {}
         }
         match self.rate {
-            Some(r) => parts.push(format!("rate {r} msg/s in total")),
+            Some(r) => parts.push(format!("rate {} msg/s in total", format_rate(r))),
             None => parts.push("closed loop".to_owned()),
+        }
+        match (self.lifetime_messages, self.lifetime_secs) {
+            (Some(n), _) => parts.push(format!("new connection every {}", count_of(n, "message"))),
+            (None, Some(s)) => parts.push(format!("new connection every {}", secs(s))),
+            (None, None) => {}
+        }
+        if let Some(r) = self.connect_rate {
+            parts.push(format!("at most {} connects/s", format_rate(r)));
+        }
+        if let Some(i) = self.interval_secs {
+            parts.push(format!("reports every {}", secs(i)));
         }
         if self.pattern == "stream" {
             parts.push(format!("window {}", bytes(self.window)));
@@ -58,11 +71,19 @@ impl Report {
         } else {
             ("connection", "completed cleanly")
         };
+        let churn = self.lifetime_messages.is_some() || self.lifetime_secs.is_some();
+        let unit = if churn { "connection slot" } else { unit };
         let mut tally = format!(
             "{} of {} {clean}",
             self.connections_ok,
             count_of(self.connections as u64, unit)
         );
+        if churn {
+            tally.push_str(&format!(
+                ", {} opened",
+                count_of(self.connections_opened, "connection")
+            ));
+        }
         if self.connections_not_started > 0 {
             tally.push_str(&format!(", {} not started", self.connections_not_started));
         }
@@ -136,8 +157,9 @@ impl fmt::Display for Report {
         match self.rate {
             Some(r) => writeln!(
                 f,
-                "round trips  {:.1} /s (requested {r} /s)",
-                self.round_trips_per_sec
+                "round trips  {:.1} /s (requested {} /s)",
+                self.round_trips_per_sec,
+                format_rate(r)
             )?,
             None => writeln!(f, "round trips  {:.1} /s", self.round_trips_per_sec)?,
         }
@@ -153,15 +175,54 @@ impl fmt::Display for Report {
                 "latency      none measured: no round trip completed in the measured span"
             )?;
         } else {
+            let from = if self.rate.is_some() {
+                " (from the scheduled sends)"
+            } else {
+                ""
+            };
+            writeln!(f, "latency      {}{from}", percentiles(l))?;
+        }
+        if let Some(u) = self.latency_uncorrected_us.filter(|u| u.count > 0) {
             writeln!(
                 f,
-                "latency      p50 {}, p90 {}, p99 {}, p99.9 {}, max {}, mean {}",
-                format_micros(l.p50),
-                format_micros(l.p90),
-                format_micros(l.p99),
-                format_micros(l.p999),
-                format_micros(l.max),
-                format_micros(l.mean.round() as u64)
+                "uncorrected  {} (from the actual sends)",
+                percentiles(&u)
+            )?;
+        }
+        if let Some(s) = self.send_lateness_us.filter(|s| s.count > 0) {
+            writeln!(
+                f,
+                "send late    p50 {}, p99 {}, p99.9 {}, max {}: the probe's own sends behind their schedule",
+                format_micros(s.p50),
+                format_micros(s.p99),
+                format_micros(s.p999),
+                format_micros(s.max)
+            )?;
+        }
+        if let Some(c) = self.connect_us.filter(|c| c.count > 0) {
+            writeln!(
+                f,
+                "connect      p50 {}, p99 {}, max {} ({})",
+                format_micros(c.p50),
+                format_micros(c.p99),
+                format_micros(c.max),
+                count_of(c.count, "connection")
+            )?;
+        }
+        if let Some(b) = self.first_byte_us.filter(|b| b.count > 0) {
+            writeln!(
+                f,
+                "first byte   p50 {}, p99 {}, max {} (from the connect call)",
+                format_micros(b.p50),
+                format_micros(b.p99),
+                format_micros(b.max)
+            )?;
+        }
+        if self.lifetime_messages.is_some() || self.lifetime_secs.is_some() {
+            writeln!(
+                f,
+                "connections  {} opened, {} closed cleanly in the measured span: {:.1} /s",
+                self.connections_opened, self.connections_completed, self.connections_per_sec
             )?;
         }
         if let Some(t) = &self.tls {
@@ -238,6 +299,146 @@ impl fmt::Display for Report {
         for h in &self.hints {
             writeln!(f, "hint         {h}")?;
         }
+        if self.targets.len() > 1 {
+            self.write_targets(f)?;
+        }
         writeln!(f, "result       {}", self.result_line())
+    }
+}
+
+/// `p50 …, p90 …, p99 …, p99.9 …, max …, mean …`.
+fn percentiles(l: &Latency) -> String {
+    format!(
+        "p50 {}, p90 {}, p99 {}, p99.9 {}, max {}, mean {}",
+        format_micros(l.p50),
+        format_micros(l.p90),
+        format_micros(l.p99),
+        format_micros(l.p999),
+        format_micros(l.max),
+        format_micros(l.mean.round() as u64)
+    )
+}
+
+impl Report {
+    /// The per-target rows and their total.
+    fn write_targets(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .targets
+            .iter()
+            .map(|t| t.target.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        writeln!(
+            f,
+            "per target   {:<width$}  {:>5}  {:>10}  {:>10}  {:>9}  {:>9}  {:>9}  {:>6}",
+            "target", "conns", "verified", "rt/s", "MB/s", "p50", "p99", "errors"
+        )?;
+        for t in &self.targets {
+            writeln!(
+                f,
+                "             {:<width$}  {:>5}  {:>10}  {:>10.1}  {:>9.3}  {:>9}  {:>9}  {:>6}",
+                t.target,
+                t.connections,
+                t.messages_verified,
+                t.round_trips_per_sec,
+                t.mb_per_sec,
+                format_micros(t.latency_us.p50),
+                format_micros(t.latency_us.p99),
+                t.errors.total()
+            )?;
+        }
+        writeln!(
+            f,
+            "             {:<width$}  {:>5}  {:>10}  {:>10.1}  {:>9.3}  {:>9}  {:>9}  {:>6}",
+            "total",
+            self.connections,
+            self.messages_verified,
+            self.round_trips_per_sec,
+            self.mb_per_sec,
+            format_micros(self.latency_us.p50),
+            format_micros(self.latency_us.p99),
+            self.errors.total()
+        )
+    }
+}
+
+impl IntervalReport {
+    /// The column titles of [`IntervalReport::line`]; `paced` adds the
+    /// uncorrected p99, `churn` the connections per second.
+    pub fn header(paced: bool, churn: bool) -> String {
+        let mut s = format!(
+            "{:>15}  {:>10}  {:>9}  {:>9}  {:>9}",
+            "interval (s)", "rt/s", "MB/s", "p50", "p99"
+        );
+        if paced {
+            s.push_str(&format!("  {:>11}", "p99 uncorr."));
+        }
+        if churn {
+            s.push_str(&format!("  {:>9}", "conn/s"));
+        }
+        s.push_str(&format!("  {:>6}", "errors"));
+        s
+    }
+
+    /// The interval as one line under [`IntervalReport::header`] (errors:
+    /// so far in the run).
+    pub fn line(&self, paced: bool, churn: bool) -> String {
+        let l = &self.latency_us;
+        let (p50, p99) = if l.count == 0 {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (format_micros(l.p50), format_micros(l.p99))
+        };
+        let mut s = format!(
+            "{:>15}  {:>10.1}  {:>9.3}  {:>9}  {:>9}",
+            format!("{:.2}-{:.2}", self.start_secs, self.end_secs),
+            self.round_trips_per_sec,
+            self.mb_per_sec,
+            p50,
+            p99
+        );
+        if paced {
+            let u = self
+                .latency_uncorrected_us
+                .filter(|u| u.count > 0)
+                .map_or_else(|| "-".to_owned(), |u| format_micros(u.p99));
+            s.push_str(&format!("  {u:>11}"));
+        }
+        if churn {
+            s.push_str(&format!("  {:>9.1}", self.connections_per_sec));
+        }
+        s.push_str(&format!("  {:>6}", self.errors_total));
+        s
+    }
+}
+
+impl RateSearch {
+    /// The measured curve, by rate: rate asked, achieved, the goal's
+    /// percentile, and whether it kept the bound.
+    pub fn curve(&self) -> String {
+        let mut rows: Vec<&RateStep> = self.steps.iter().filter(|s| s.rate.is_some()).collect();
+        rows.sort_by(|a, b| {
+            a.rate
+                .partial_cmp(&b.rate)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let mut out = format!(
+            "{:>14}  {:>14}  {:>10}  {}\n",
+            "rate (msg/s)",
+            "achieved (/s)",
+            format!("p{}", self.percentile),
+            "within the bound"
+        );
+        for s in rows {
+            out.push_str(&format!(
+                "{:>14.0}  {:>14.1}  {:>10}  {}\n",
+                s.rate.unwrap_or(0.0),
+                s.achieved,
+                format_micros(s.value_us),
+                if s.ok { "yes" } else { "no" }
+            ));
+        }
+        out
     }
 }

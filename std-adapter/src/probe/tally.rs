@@ -1,4 +1,5 @@
-//! Per-thread accumulation of figures and errors, merged into a [`Report`] at the end.
+//! Per-thread, per-target accumulation of figures and errors, merged into a
+//! [`Report`](super::Report) at the end.
 
 use hdrhistogram::Histogram;
 use ricochet_core::probe::{DatagramProbeStats, ProbeStats};
@@ -7,48 +8,110 @@ use ricochet_core::{Duration, Instant};
 use super::report::{ConnError, DatagramCounts, ErrorCounts, Latency, MAX_ERROR_DETAILS};
 
 /// Latencies are recorded in microseconds up to one hour (3 significant digits).
-const HIST_MAX_US: u64 = 3_600_000_000;
+pub(super) const HIST_MAX_US: u64 = 3_600_000_000;
+/// Significant digits of every latency histogram.
+pub(super) const HIST_SIGFIG: u8 = 3;
 
-/// What one worker thread measured.
+/// A latency histogram in microseconds, 1 us to one hour, 3 significant digits.
+pub(super) fn histogram() -> std::io::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG).map_err(std::io::Error::other)
+}
+
+/// Percentiles of `h` (all zero when it is empty).
+pub(super) fn latency_of(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: h.len(),
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: h.mean(),
+    }
+}
+
+/// Adds `from` into `into` (same bounds: cannot fail).
+pub(super) fn add_hist(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    let _ = into.add(from);
+}
+
+/// The measured span: round trips, bytes and completed connections count
+/// only inside it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Window {
+    /// After the warmup.
+    pub(super) start: Instant,
+    /// The end of the duration; open-ended with a count.
+    pub(super) end: Option<Instant>,
+}
+
+impl Window {
+    pub(super) fn contains(&self, now: Instant) -> bool {
+        now >= self.start && self.end.is_none_or(|end| now <= end)
+    }
+}
+
+/// What one worker thread measured for one target.
+#[derive(Clone)]
 pub(super) struct Tally {
-    hist: Histogram<u64>,
-    window_start: Instant,
-    window_end: Option<Instant>,
+    window: Window,
+    /// Round trips from each message's due instant (its scheduled send
+    /// under pacing): the corrected latency.
+    pub(super) rtt: Histogram<u64>,
+    /// Round trips from each message's actual send: the uncorrected latency.
+    pub(super) rtt_sent: Histogram<u64>,
+    /// Paced runs: how late the probe's own sends left their schedule.
+    pub(super) late: Histogram<u64>,
+    /// Streams: connect latency (connect call to a connection ready for data).
+    pub(super) connect: Histogram<u64>,
+    /// Streams: connect call to the first echoed byte.
+    pub(super) first_byte: Histogram<u64>,
     /// Verified bytes read inside the window.
     pub(super) window_bytes: u64,
-    /// Last instant at which anything was verified.
+    /// Last instant at which anything was verified inside the window.
     pub(super) last_verified: Option<Instant>,
     pub(super) messages_sent: u64,
     pub(super) messages_verified: u64,
     pub(super) bytes_sent: u64,
     pub(super) bytes_verified: u64,
+    /// Connection slots that completed everything (UDP: clean sockets).
     pub(super) connections_ok: usize,
-    /// Connections never started because the run was stopped first.
+    /// Connection slots never started: the run stopped first.
     pub(super) not_started: usize,
+    /// Connections established (every churned connection counts).
+    pub(super) connects: u64,
+    /// Connections closed cleanly inside the window.
+    pub(super) completed: u64,
     pub(super) errors: ErrorCounts,
     pub(super) details: Vec<ConnError>,
     pub(super) datagrams: DatagramCounts,
     /// UDP datagrams the socket refused to send (buffer full), counted lost by the probe.
     pub(super) send_blocked: u64,
-    /// TLS handshake latencies inside the window.
-    handshake_hist: Histogram<u64>,
-    /// TLS handshakes completed (all).
+    /// TLS: handshake latency (TCP established to handshake done) of the
+    /// handshakes completed inside the window.
+    pub(super) handshake_time: Histogram<u64>,
+    /// TLS handshakes completed (all, warmup included).
     pub(super) handshakes: u64,
-    /// Of those, resumed.
+    /// Of those, resumed from an earlier session.
     pub(super) resumed: u64,
 }
 
 impl Tally {
-    /// A tally that counts rates between `window_start` and `window_end` (open-ended if `None`).
-    pub(super) fn new(window_start: Instant, window_end: Option<Instant>) -> std::io::Result<Self> {
-        let hist = Histogram::new_with_bounds(1, HIST_MAX_US, 3).map_err(std::io::Error::other)?;
+    /// A tally that counts rates inside `window`.
+    pub(super) fn new(window: Window) -> std::io::Result<Self> {
         Ok(Tally {
-            handshake_hist: hist.clone(),
+            window,
+            rtt: histogram()?,
+            rtt_sent: histogram()?,
+            late: histogram()?,
+            connect: histogram()?,
+            first_byte: histogram()?,
+            handshake_time: histogram()?,
             handshakes: 0,
             resumed: 0,
-            hist,
-            window_start,
-            window_end,
             window_bytes: 0,
             last_verified: None,
             messages_sent: 0,
@@ -57,6 +120,8 @@ impl Tally {
             bytes_verified: 0,
             connections_ok: 0,
             not_started: 0,
+            connects: 0,
+            completed: 0,
             errors: ErrorCounts::default(),
             details: Vec::new(),
             datagrams: DatagramCounts::default(),
@@ -64,8 +129,8 @@ impl Tally {
         })
     }
 
-    fn in_window(&self, now: Instant) -> bool {
-        now >= self.window_start && self.window_end.is_none_or(|end| now <= end)
+    pub(super) fn in_window(&self, now: Instant) -> bool {
+        self.window.contains(now)
     }
 
     /// `n` bytes were verified at `now`.
@@ -76,10 +141,37 @@ impl Tally {
         }
     }
 
-    /// A message completed its round trip at `now`.
-    pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration) {
+    /// A message completed its round trip at `now`: `rtt` from its due
+    /// instant, `since_sent` from its actual send.
+    pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration, since_sent: Duration) {
         if self.in_window(now) {
-            self.hist.saturating_record(rtt.as_micros());
+            self.rtt.saturating_record(rtt.as_micros());
+            self.rtt_sent.saturating_record(since_sent.as_micros());
+        }
+    }
+
+    /// A paced message left `late` after it was due (and could be sent), at `now`.
+    pub(super) fn lateness(&mut self, now: Instant, late: Duration) {
+        if self.in_window(now) {
+            self.late.saturating_record(late.as_micros());
+        }
+    }
+
+    /// A connection became ready for data `latency` after its connect call.
+    pub(super) fn connected(&mut self, latency: Duration) {
+        self.connects += 1;
+        self.connect.saturating_record(latency.as_micros());
+    }
+
+    /// The first echoed byte of a connection arrived `latency` after its connect call.
+    pub(super) fn first_byte(&mut self, latency: Duration) {
+        self.first_byte.saturating_record(latency.as_micros());
+    }
+
+    /// A connection closed cleanly at `now` (one connection of a churning slot).
+    pub(super) fn completed(&mut self, now: Instant) {
+        if self.in_window(now) {
+            self.completed += 1;
         }
     }
 
@@ -88,7 +180,7 @@ impl Tally {
         self.handshakes += 1;
         self.resumed += u64::from(resumed);
         if self.in_window(now) {
-            self.handshake_hist.saturating_record(took.as_micros());
+            self.handshake_time.saturating_record(took.as_micros());
         }
     }
 
@@ -124,11 +216,14 @@ impl Tally {
         d.foreign += s.foreign;
     }
 
-    /// Folds another thread's tally into this one.
-    pub(super) fn merge(&mut self, o: Tally) {
-        // Both histograms have the same bounds: adding cannot fail.
-        let _ = self.hist.add(&o.hist);
-        let _ = self.handshake_hist.add(&o.handshake_hist);
+    /// Folds another tally (another thread's, or another target's) into this one.
+    pub(super) fn merge(&mut self, o: &Tally) {
+        add_hist(&mut self.rtt, &o.rtt);
+        add_hist(&mut self.rtt_sent, &o.rtt_sent);
+        add_hist(&mut self.late, &o.late);
+        add_hist(&mut self.connect, &o.connect);
+        add_hist(&mut self.first_byte, &o.first_byte);
+        add_hist(&mut self.handshake_time, &o.handshake_time);
         self.handshakes += o.handshakes;
         self.resumed += o.resumed;
         self.window_bytes += o.window_bytes;
@@ -142,10 +237,12 @@ impl Tally {
         self.bytes_verified += o.bytes_verified;
         self.connections_ok += o.connections_ok;
         self.not_started += o.not_started;
+        self.connects += o.connects;
+        self.completed += o.completed;
         self.errors.add(&o.errors);
-        for d in o.details {
+        for d in &o.details {
             if self.details.len() < MAX_ERROR_DETAILS {
-                self.details.push(d);
+                self.details.push(d.clone());
             }
         }
         let (a, b) = (&mut self.datagrams, &o.datagrams);
@@ -161,32 +258,53 @@ impl Tally {
 
     /// Round trips recorded inside the window.
     pub(super) fn round_trips(&self) -> u64 {
-        self.hist.len()
-    }
-
-    /// Latency percentiles of the window.
-    pub(super) fn latency(&self) -> Latency {
-        percentiles(&self.hist)
-    }
-
-    /// TLS handshakes completed inside the window, and their latency.
-    pub(super) fn handshake_latency(&self) -> Latency {
-        percentiles(&self.handshake_hist)
+        self.rtt.len()
     }
 }
 
-/// Percentiles of a histogram (all zero when it is empty).
-fn percentiles(h: &Histogram<u64>) -> Latency {
-    if h.is_empty() {
-        return Latency::default();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(start_ms: u64, end_ms: Option<u64>) -> Window {
+        Window {
+            start: Instant::from_millis(start_ms),
+            end: end_ms.map(Instant::from_millis),
+        }
     }
-    Latency {
-        count: h.len(),
-        p50: h.value_at_quantile(0.50),
-        p90: h.value_at_quantile(0.90),
-        p99: h.value_at_quantile(0.99),
-        p999: h.value_at_quantile(0.999),
-        max: h.max(),
-        mean: h.mean(),
+
+    #[test]
+    fn tally_counts_only_inside_the_window() {
+        let mut t = Tally::new(window(100, Some(200))).unwrap();
+        let d = Duration::from_micros(50);
+        for ms in [50, 100, 150, 200, 250] {
+            let now = Instant::from_millis(ms);
+            t.verified(now, 10);
+            t.round_trip(now, d, d);
+            t.completed(now);
+        }
+        assert_eq!(t.round_trips(), 3);
+        assert_eq!(t.rtt_sent.len(), 3);
+        assert_eq!(t.window_bytes, 30);
+        assert_eq!(t.completed, 3);
+        assert_eq!(t.last_verified, Some(Instant::from_millis(200)));
+    }
+
+    #[test]
+    fn tally_merge_adds_histograms_and_counters() {
+        let mut a = Tally::new(window(0, None)).unwrap();
+        let mut b = Tally::new(window(0, None)).unwrap();
+        a.connected(Duration::from_micros(10));
+        b.connected(Duration::from_micros(30));
+        b.round_trip(
+            Instant::from_millis(1),
+            Duration::from_micros(80),
+            Duration::from_micros(70),
+        );
+        a.merge(&b);
+        assert_eq!(a.connects, 2);
+        assert_eq!(a.connect.len(), 2);
+        assert_eq!(latency_of(&a.rtt).max, 80);
+        assert_eq!(latency_of(&a.rtt_sent).max, 70);
     }
 }

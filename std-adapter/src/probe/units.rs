@@ -92,6 +92,16 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A rate as a reader wants it: `2000`, `2500.5` (no float noise).
+pub fn format_rate(r: f64) -> String {
+    if r.fract() == 0.0 && r.abs() < 1e15 {
+        format!("{r:.0}")
+    } else {
+        let s = format!("{r:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
 /// A latency in microseconds with a readable unit: `812 us`, `4.25 ms`,
 /// `825.3 ms`, `12.35 s` (three or four significant digits).
 pub fn format_micros(us: u64) -> String {
@@ -186,6 +196,13 @@ mod tests {
         for d in ["5s", "250ms", "1m 30s", "0s"] {
             assert_eq!(format_duration(parse_duration(d).unwrap()), d);
         }
+    }
+
+    #[test]
+    fn rates_format_without_float_noise() {
+        assert_eq!(format_rate(2000.0), "2000");
+        assert_eq!(format_rate(21_765.894_643_280_753), "21765.89");
+        assert_eq!(format_rate(2.5), "2.5");
     }
 
     #[test]

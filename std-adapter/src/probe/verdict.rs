@@ -2,13 +2,18 @@
 //! measured span, the pass/fail verdict, warnings, and hints that name the
 //! likely cause of a failure and what to try.
 
+use std::sync::Arc;
+
+use ricochet_core::time::earliest;
 use ricochet_core::{Instant, Mode};
 
-use super::StopReason;
-use super::report::{ConnError, ErrorKind, MAX_ERROR_DETAILS, Report, TlsReport};
-use super::spec::{ProbeSpec, Stop};
-use super::tally::Tally;
+use super::report::{
+    ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, Report, TargetReport, TlsReport,
+};
+use super::spec::{Lifetime, ProbeSpec, Stop};
+use super::tally::{Tally, latency_of};
 use super::units::format_duration;
+use super::{StopReason, Target};
 
 /// The largest UDP payload that fits an Ethernet frame without IP
 /// fragmentation (1500 − 20 − 8), and the default limit of `ricochet serve`.
@@ -25,24 +30,56 @@ pub(super) struct RunFacts {
     pub(super) stopped_early: Option<StopReason>,
 }
 
-pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report {
-    let end = match (run.finish_at, t.last_verified) {
-        (Some(f), Some(l)) => l.min(f),
-        (_, Some(l)) => l,
-        (Some(f), None) => f,
-        (None, None) => run.window_start,
-    };
+/// The per-target row of target `i`.
+fn target_row(spec: &ProbeSpec, i: usize, t: &Tally, measured_secs: f64) -> TargetReport {
+    let stream = spec.is_stream();
+    TargetReport {
+        target: spec
+            .targets
+            .get(i)
+            .map_or_else(String::new, ToString::to_string),
+        connections: spec.connections_to(i),
+        messages_sent: t.messages_sent,
+        messages_verified: t.messages_verified,
+        bytes_verified: t.bytes_verified,
+        round_trips: t.round_trips(),
+        round_trips_per_sec: t.round_trips() as f64 / measured_secs,
+        mb_per_sec: t.window_bytes as f64 / 1e6 / measured_secs,
+        latency_us: latency_of(&t.rtt),
+        latency_uncorrected_us: spec.rate.map(|_| latency_of(&t.rtt_sent)),
+        connect_us: stream.then(|| latency_of(&t.connect)),
+        connections_opened: t.connects,
+        connections_ok: t.connections_ok,
+        errors: t.errors,
+    }
+}
+
+/// Builds the report from the run's `total` tally and the tallies of
+/// each target (in the spec's order), whose merge it is.
+pub(super) fn build_report(
+    spec: &ProbeSpec,
+    run: RunFacts,
+    t: Tally,
+    per_target: &[Tally],
+) -> Report {
+    let end = earliest(run.finish_at, t.last_verified).unwrap_or(run.window_start);
     let measured_secs = (end.saturating_since(run.window_start).as_micros() as f64 / 1e6).max(1e-6);
+    let targets = per_target
+        .iter()
+        .enumerate()
+        .map(|(i, part)| target_row(spec, i, part, measured_secs))
+        .collect();
     let round_trips = t.round_trips();
-    let latency_us = t.latency();
+    let latency_us = latency_of(&t.rtt);
     let round_trips_per_sec = round_trips as f64 / measured_secs;
     let mb_per_sec = t.window_bytes as f64 / 1e6 / measured_secs;
     let mut errors = t.errors;
-    let handshake_us = t.handshake_latency();
-    let mut details = t.details;
     let mut warnings = Vec::new();
     let mut hints = Vec::new();
-    let datagrams = (!spec.target.is_stream()).then(|| {
+    let tls = tls_section(spec, &t, measured_secs, &mut warnings, &mut hints);
+    let mut details = t.details;
+    let stream = spec.is_stream();
+    let datagrams = (!stream).then(|| {
         let mut d = t.datagrams;
         d.max_loss_pct = spec.max_loss_pct;
         d.loss_pct = if d.sent == 0 {
@@ -97,11 +134,7 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         }
         d
     });
-    if spec.target.is_stream()
-        && spec.mode == Mode::Raw
-        && errors.timeout > 0
-        && t.bytes_verified == 0
-    {
+    if stream && spec.mode == Mode::Raw && errors.timeout > 0 && t.bytes_verified == 0 {
         hints.push(
             "nothing came back at all: a server that echoes only complete lines or frames \
              (e.g. `ricochet serve --mode lines`) holds raw data forever; probe it with -m lines or -m frames"
@@ -117,41 +150,39 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
              (the server or the probe could not keep up; latencies include the queueing)"
         ));
     }
-    let tls = match &spec.target {
-        super::Target::Tls(target) => {
-            if spec.tls.insecure {
-                warnings.push(
-                    "--insecure: the server's certificate was NOT verified (any certificate was \
-                     accepted); do not trust this connection beyond a test"
-                        .to_owned(),
-                );
-            }
-            if errors.handshake > 0 && t.handshakes == 0 {
-                hints.push(
-                    "no TLS handshake completed: check that the server speaks TLS on this port \
-                     (a plain echo server is tcp://), that --tls-ca holds the CA that signed its \
-                     certificate, and that --tls-server-name matches a name in it"
-                        .to_owned(),
-                );
-            }
-            Some(TlsReport {
-                server_name: spec
-                    .tls
-                    .server_name
-                    .clone()
-                    .unwrap_or_else(|| target.host.clone()),
-                insecure: spec.tls.insecure,
-                resumption: !spec.tls.no_resumption,
-                handshakes: t.handshakes,
-                resumed: t.resumed,
-                handshakes_per_sec: handshake_us.count as f64 / measured_secs,
-                handshake_us,
-            })
-        }
-        _ => None,
-    };
-    let stream_clean = !spec.target.is_stream() || t.connections_ok == spec.connections;
+    if run.stopped_early.is_none() && t.not_started > 0 {
+        let rate = spec
+            .connect_rate
+            .map_or_else(String::new, |r| format!(" at --connect-rate {r}/s"));
+        warnings.push(format!(
+            "{} of {} connections were never opened: the duration ended first{rate}",
+            t.not_started, spec.connections
+        ));
+    }
+    let stream_clean = !stream || t.connections_ok + t.not_started == spec.connections;
     let ok = errors.total() == 0 && stream_clean && run.stopped_early.is_none();
+    let transport = match spec.targets.first() {
+        Some(first)
+            if spec
+                .targets
+                .iter()
+                .all(|x| x.transport() == first.transport()) =>
+        {
+            first.transport()
+        }
+        Some(_) => "mixed",
+        None => "none",
+    };
+    let (lifetime_messages, lifetime_secs) = match spec.session_lifetime() {
+        Some(Lifetime::Messages(n)) => (Some(n), None),
+        Some(Lifetime::Time(d)) => (None, Some(d.as_secs_f64())),
+        None => (None, None),
+    };
+    let completed = t.completed;
+    let histograms = Some(Arc::new(Histograms {
+        corrected: t.rtt.clone(),
+        uncorrected: t.rtt_sent.clone(),
+    }));
     let (count, duration_secs) = match spec.stop {
         Stop::Count(n) => (Some(n), None),
         Stop::Duration(d) => (None, Some(d.as_secs_f64())),
@@ -160,8 +191,8 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         tool: "ricochet-probe",
         version: env!("CARGO_PKG_VERSION"),
         started_at: run.started_at,
-        target: spec.target.to_string(),
-        transport: spec.target.transport(),
+        target: spec.targets_text(),
+        transport,
         mode: spec.mode.as_str(),
         pattern: spec.pattern.as_str(),
         connections: spec.connections,
@@ -176,6 +207,10 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         window: spec.window,
         timeout_secs: spec.timeout.as_secs_f64(),
         max_loss_pct: spec.max_loss_pct,
+        interval_secs: spec.interval.map(|d| d.as_secs_f64()),
+        lifetime_messages,
+        lifetime_secs,
+        connect_rate: spec.connect_rate,
         measured_secs,
         messages_requested: spec.planned_messages(),
         messages_sent: t.messages_sent,
@@ -187,6 +222,13 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         mb_per_sec,
         mbit_per_sec: mb_per_sec * 8.0,
         latency_us,
+        latency_uncorrected_us: spec.rate.map(|_| latency_of(&t.rtt_sent)),
+        send_lateness_us: spec.rate.map(|_| latency_of(&t.late)),
+        connect_us: stream.then(|| latency_of(&t.connect)),
+        first_byte_us: stream.then(|| latency_of(&t.first_byte)),
+        connections_opened: t.connects,
+        connections_completed: completed,
+        connections_per_sec: completed as f64 / measured_secs,
         connections_ok: t.connections_ok,
         connections_not_started: t.not_started,
         errors,
@@ -197,7 +239,58 @@ pub(super) fn build_report(spec: &ProbeSpec, run: RunFacts, t: Tally) -> Report 
         tls,
         stopped_early: run.stopped_early,
         ok,
+        targets,
+        intervals: Vec::new(),
+        histograms,
     }
+}
+
+/// The `tls` section of a run with `tls://` targets (`None` without any),
+/// and its warning (`--insecure`) and hint (no handshake completed).
+fn tls_section(
+    spec: &ProbeSpec,
+    t: &Tally,
+    measured_secs: f64,
+    warnings: &mut Vec<String>,
+    hints: &mut Vec<String>,
+) -> Option<TlsReport> {
+    let mut names: Vec<&str> = Vec::new();
+    for target in &spec.targets {
+        if let Target::Tls(tls) = target {
+            let name = spec.tls.server_name.as_deref().unwrap_or(&tls.host);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    if spec.tls.insecure {
+        warnings.push(
+            "--insecure: the server's certificate was NOT verified (any certificate was \
+             accepted); do not trust this connection beyond a test"
+                .to_owned(),
+        );
+    }
+    if t.errors.handshake > 0 && t.handshakes == 0 {
+        hints.push(
+            "no TLS handshake completed: check that the server speaks TLS on this port \
+             (a plain echo server is tcp://), that --tls-ca holds the CA that signed its \
+             certificate, and that --tls-server-name matches a name in it"
+                .to_owned(),
+        );
+    }
+    let handshake_us = latency_of(&t.handshake_time);
+    Some(TlsReport {
+        server_name: names.join(" "),
+        insecure: spec.tls.insecure,
+        resumption: !spec.tls.no_resumption,
+        handshakes: t.handshakes,
+        resumed: t.resumed,
+        handshakes_per_sec: handshake_us.count as f64 / measured_secs,
+        handshake_us,
+    })
 }
 
 /// A received byte as a reader wants it: `'m' (0x6d)` if printable, `0x9c` otherwise.

@@ -1,0 +1,287 @@
+//! What `ricochet probe` prints and writes: interval and step lines as they
+//! come (table or `--json-stream`), then the table, the JSON line or the
+//! summary object, and the `--latency-out` / `--plot` files.
+//!
+//! A write error on stdout (a closed pipe, `> /dev/full`) stops the output
+//! and makes the exit status 1; the run itself is not disturbed.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use ricochet::probe::units::count_of;
+use ricochet::probe::{
+    Goal, IntervalReport, Observer, ProbeSpec, RateSearch, RateStep, Report, Snapshot, Which,
+};
+use serde::Serialize;
+
+use super::bar::Bar;
+use super::plot;
+use super::say;
+
+/// How the results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Lines and a table for people.
+    Table,
+    /// One JSON line at the end.
+    Json,
+    /// One JSON object per line as things happen, a summary last.
+    JsonStream,
+    /// Nothing on success; errors on stderr.
+    Quiet,
+}
+
+/// What was run.
+pub(crate) enum Outcome {
+    /// One probe run.
+    Run(Report),
+    /// A `--find-rate` search.
+    Search(RateSearch),
+}
+
+/// The files asked for.
+pub(crate) struct Files<'a> {
+    pub(crate) latency_out: Option<&'a Path>,
+    pub(crate) plot: Option<&'a Path>,
+}
+
+/// A JSON object with a `type` member first.
+#[derive(Serialize)]
+struct Tagged<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+fn json_line<T: Serialize>(kind: &'static str, body: &T) -> String {
+    serde_json::to_string(&Tagged { kind, body })
+        .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"error\":\"{e}\"}}"))
+}
+
+/// The live output of a run: progress bar, interval and step lines.
+pub(crate) struct Live<'a> {
+    format: Format,
+    /// Interval lines are printed (table: `--interval` given; JSON stream: always).
+    intervals: bool,
+    paced: bool,
+    churn: bool,
+    header_done: bool,
+    bar: Option<&'a Bar>,
+    write_error: Option<io::Error>,
+}
+
+impl<'a> Live<'a> {
+    pub(crate) fn new(
+        format: Format,
+        spec: &ProbeSpec,
+        interval_given: bool,
+        bar: Option<&'a Bar>,
+    ) -> Self {
+        Live {
+            format,
+            intervals: match format {
+                Format::Table => interval_given,
+                Format::JsonStream => true,
+                Format::Json | Format::Quiet => false,
+            },
+            paced: spec.rate.is_some(),
+            churn: spec.session_lifetime().is_some(),
+            header_done: false,
+            bar,
+            write_error: None,
+        }
+    }
+
+    /// Writes one line to stdout (above the progress bar, if any).
+    fn out(&mut self, line: &str) {
+        if self.write_error.is_some() {
+            return;
+        }
+        let write = || {
+            let mut o = io::stdout().lock();
+            writeln!(o, "{line}")?;
+            o.flush()
+        };
+        let r = match self.bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        };
+        if let Err(e) = r {
+            self.write_error = Some(e);
+        }
+    }
+}
+
+impl Observer for Live<'_> {
+    fn progress(&mut self, s: &Snapshot) {
+        if let Some(b) = self.bar {
+            b.update(s);
+        }
+    }
+
+    fn interval(&mut self, r: &IntervalReport) {
+        if !self.intervals {
+            return;
+        }
+        match self.format {
+            Format::Table => {
+                if !self.header_done {
+                    self.header_done = true;
+                    let h = IntervalReport::header(self.paced, self.churn);
+                    self.out(&h);
+                }
+                let l = r.line(self.paced, self.churn);
+                self.out(&l);
+            }
+            Format::JsonStream => {
+                let l = json_line("interval", r);
+                self.out(&l);
+            }
+            Format::Json | Format::Quiet => {}
+        }
+    }
+
+    fn rate_step(&mut self, step: &RateStep, goal: &Goal) {
+        match self.format {
+            Format::Table => {
+                let l = step.line(goal);
+                self.out(&l);
+            }
+            Format::JsonStream => {
+                let l = json_line("step", step);
+                self.out(&l);
+            }
+            Format::Json | Format::Quiet => {}
+        }
+    }
+}
+
+/// Writes the files, prints the final output and returns the exit status.
+pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) -> u8 {
+    let mut status = match outcome {
+        Outcome::Run(r) => r.exit_code(),
+        Outcome::Search(s) => s.exit_code(),
+    };
+    let report = match outcome {
+        Outcome::Run(r) => Some(r),
+        Outcome::Search(s) => s.best.as_ref(),
+    };
+    if let Some(path) = files.latency_out {
+        let written = match report {
+            Some(r) => write_file(path, |w| r.write_hgrm(Which::Corrected, w)),
+            None => Err(io::Error::other(
+                "no step kept the bound, so there is no distribution to write",
+            )),
+        };
+        if let Err(e) = written {
+            say(format_args!(
+                "ricochet probe: error: cannot write the latency distribution to {}: {e}",
+                path.display()
+            ));
+            status = status.max(1);
+        }
+    }
+    if let Some(path) = files.plot {
+        let drawn = match outcome {
+            Outcome::Run(r) => plot::run(r, path),
+            Outcome::Search(s) => plot::search(s, path),
+        };
+        if let Err(e) = drawn {
+            say(format_args!(
+                "ricochet probe: error: cannot draw the plot to {}: {e}",
+                path.display()
+            ));
+            status = status.max(1);
+        }
+    }
+    match (live.format, outcome) {
+        (Format::Table, Outcome::Run(r)) => {
+            for line in r.table().lines() {
+                live.out(line);
+            }
+        }
+        (Format::Table, Outcome::Search(s)) => {
+            live.out(&format!(
+                "curve        {} measured over {}:",
+                s.goal,
+                count_of(s.steps.len() as u64, "step")
+            ));
+            for line in s.curve().lines() {
+                live.out(&format!("  {line}"));
+            }
+            if let Some(best) = &s.best {
+                live.out("best step:");
+                for line in best.table().lines() {
+                    live.out(line);
+                }
+            }
+            live.out(&format!("found        {}", s.summary()));
+        }
+        (Format::Json, Outcome::Run(r)) => live.out(&r.to_json_line()),
+        (Format::Json, Outcome::Search(s)) => {
+            let l = serde_json::to_string(s).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            live.out(&l);
+        }
+        (Format::JsonStream, Outcome::Run(r)) => {
+            // The intervals went out one by one already.
+            let mut summary = r.clone();
+            summary.intervals.clear();
+            let l = json_line("summary", &summary);
+            live.out(&l);
+        }
+        (Format::JsonStream, Outcome::Search(s)) => {
+            let l = json_line("summary", s);
+            live.out(&l);
+        }
+        (Format::Quiet, _) => {}
+    }
+    if let Some(e) = &live.write_error {
+        say(format_args!(
+            "ricochet probe: error: cannot write the report to stdout: {e}"
+        ));
+        status = status.max(1);
+    }
+    if live.format == Format::Quiet {
+        quiet_failure(outcome);
+    }
+    status
+}
+
+/// `--quiet`: on failure, the errors and hints still go to stderr.
+fn quiet_failure(outcome: &Outcome) {
+    let report = match outcome {
+        Outcome::Run(r) => r,
+        Outcome::Search(s) => {
+            if s.rate.is_none() {
+                say(format_args!("ricochet probe: {}", s.summary()));
+            }
+            return;
+        }
+    };
+    if report.ok {
+        return;
+    }
+    for d in &report.error_details {
+        say(format_args!("ricochet probe: {d}"));
+    }
+    for h in &report.hints {
+        say(format_args!("ricochet probe: hint: {h}"));
+    }
+    if report.errors.total() > 0 {
+        say(format_args!(
+            "ricochet probe: FAILED ({})",
+            count_of(report.errors.total(), "error")
+        ));
+    } else {
+        say(format_args!("ricochet probe: interrupted"));
+    }
+}
+
+/// Writes a file through `fill`; the file is complete when this returns `Ok`.
+fn write_file(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+    fill(&mut w)?;
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()
+}

@@ -1,0 +1,498 @@
+//! `--find-rate pNN=D`: the highest rate that keeps a latency percentile
+//! within a bound.
+//!
+//! Each step is a whole probe run at one `--rate` (fresh connections, the
+//! spec's duration and warmup). A step *passes* when nothing failed, the
+//! rate was held (at least [`HELD`] of it achieved) and the percentile of
+//! the corrected latency (from the scheduled sends, so queueing counts) is
+//! within the bound.
+//!
+//! The search: without a `--rate`, a closed-loop step first measures the
+//! most the server (and probe) can do; that, or the `--rate` given, is the
+//! upper end. If the upper end passes, it is the answer. Otherwise the
+//! interval between the highest passing rate (0 at first) and the lowest
+//! failing one is halved until it is within [`PRECISION`] of its upper end,
+//! or [`MAX_STEPS`] steps were run. The answer is the highest rate that
+//! passed.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::hgrm::Which;
+use super::report::Report;
+use super::units::{format_duration, format_micros, parse_duration};
+use super::{Observer, ProbeSpec, RunError, StopHandle, StopReason, run_observed};
+
+/// A step holds its rate when it achieves at least this fraction of it.
+pub(super) const HELD: f64 = 0.95;
+/// The search stops when the bracket is within this fraction of its upper end.
+pub(super) const PRECISION: f64 = 0.05;
+/// The most steps of one search (the closed-loop step included).
+pub(super) const MAX_STEPS: usize = 12;
+
+/// A latency bound to keep: `percentile` of the round trips within `bound`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Goal {
+    /// Percentile, more than 0 and at most 100.
+    pub percentile: f64,
+    /// The bound.
+    pub bound: Duration,
+}
+
+/// Why a `--find-rate` goal was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoalError(String);
+
+impl fmt::Display for GoalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bad goal {:?}: expected pNN=DURATION, e.g. p99=5ms, p99.9=20ms or p50=500us",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for GoalError {}
+
+impl FromStr for Goal {
+    type Err = GoalError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || GoalError(s.to_owned());
+        let (p, d) = s.trim().split_once('=').ok_or_else(bad)?;
+        let p = p.trim();
+        let p = p
+            .strip_prefix('p')
+            .or_else(|| p.strip_prefix('P'))
+            .ok_or_else(bad)?;
+        let percentile: f64 = p.parse().map_err(|_| bad())?;
+        if !(percentile > 0.0 && percentile <= 100.0) {
+            return Err(bad());
+        }
+        let bound = parse_duration(d).map_err(|_| bad())?;
+        if bound.is_zero() {
+            return Err(bad());
+        }
+        Ok(Goal { percentile, bound })
+    }
+}
+
+impl fmt::Display for Goal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}={}", self.percentile, format_duration(self.bound))
+    }
+}
+
+/// One step of a search.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RateStep {
+    /// 1 for the first step.
+    pub step: usize,
+    /// The rate asked for, messages/s; `None` for the closed-loop step.
+    pub rate: Option<f64>,
+    /// Round trips per second achieved.
+    pub achieved: f64,
+    /// The goal's percentile of the (corrected) latency, microseconds.
+    pub value_us: u64,
+    /// Errors of the step.
+    pub errors: u64,
+    /// The step kept the bound (the closed-loop step is never a pass: it
+    /// only finds the upper end).
+    pub ok: bool,
+    /// Why it did not pass, for a reader.
+    pub why: Option<String>,
+}
+
+/// What a search found.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateSearch {
+    /// The goal as given, e.g. `p99=5ms`.
+    pub goal: String,
+    /// The goal's percentile.
+    pub percentile: f64,
+    /// The goal's bound, microseconds.
+    pub bound_us: u64,
+    /// The highest rate that kept the bound, messages/s; `None` if none did.
+    pub rate: Option<f64>,
+    /// The rate found is the upper end of the search (the closed-loop rate,
+    /// or the `--rate` given): the bound may hold at higher rates too (more
+    /// connections, or a higher `--rate`, would tell).
+    pub at_upper_end: bool,
+    /// Every step, in the order run.
+    pub steps: Vec<RateStep>,
+    /// The report of the step that found the rate.
+    pub best: Option<Report>,
+    /// Set when the search was interrupted.
+    pub stopped_early: Option<StopReason>,
+    /// A rate was found and the search ran to its end.
+    pub ok: bool,
+}
+
+impl RateSearch {
+    /// The exit status of `ricochet probe --find-rate`: 0 when a rate was
+    /// found, 130 when interrupted, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match (self.stopped_early, self.rate) {
+            (Some(StopReason::Interrupted), _) => 130,
+            (_, Some(_)) if self.ok => 0,
+            _ => 1,
+        }
+    }
+
+    /// One line for a finished search.
+    pub fn summary(&self) -> String {
+        match self.rate {
+            Some(r) => format!(
+                "highest rate keeping {} (p{} at most {}): {r:.0} msg/s{}",
+                self.goal,
+                self.percentile,
+                format_micros(self.bound_us),
+                if self.at_upper_end {
+                    ", the highest tried: it may hold higher (more connections or a higher --rate)"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("no rate tried kept {}", self.goal),
+        }
+    }
+}
+
+impl RateStep {
+    /// The step as one line of output.
+    pub fn line(&self, goal: &Goal) -> String {
+        let rate = self
+            .rate
+            .map_or_else(|| "closed loop".to_owned(), |r| format!("{r:.0} msg/s"));
+        let verdict = match (&self.why, self.rate) {
+            (_, None) => "upper end".to_owned(),
+            (None, _) => "ok".to_owned(),
+            (Some(why), _) => format!("over: {why}"),
+        };
+        format!(
+            "step {:>2}  {rate:>16}  achieved {:>10.1}/s  p{} {:>9}  {verdict}",
+            self.step,
+            self.achieved,
+            goal.percentile,
+            format_micros(self.value_us)
+        )
+    }
+}
+
+/// What one step measured.
+pub(super) struct Measured {
+    pub(super) achieved: f64,
+    pub(super) value_us: u64,
+    pub(super) errors: u64,
+}
+
+impl Measured {
+    fn of(report: &Report, goal: &Goal) -> Self {
+        Measured {
+            achieved: report.round_trips_per_sec,
+            value_us: report.latency_at(goal.percentile, Which::Corrected),
+            errors: report.errors.total(),
+        }
+    }
+}
+
+/// Judges a step at `rate` (`None`: closed loop).
+fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep {
+    let bound = u64::try_from(goal.bound.as_micros()).unwrap_or(u64::MAX);
+    let why = match rate {
+        None => None,
+        Some(_) if m.errors > 0 => Some(format!("{} errors", m.errors)),
+        Some(r) if m.achieved < HELD * r => Some(format!(
+            "rate not held ({:.0}% of it)",
+            m.achieved * 100.0 / r
+        )),
+        Some(_) if m.value_us > bound => Some(format!(
+            "p{} {} > {}",
+            goal.percentile,
+            format_micros(m.value_us),
+            format_micros(bound)
+        )),
+        Some(_) => None,
+    };
+    RateStep {
+        step,
+        rate,
+        achieved: m.achieved,
+        value_us: m.value_us,
+        errors: m.errors,
+        ok: rate.is_some() && why.is_none(),
+        why,
+    }
+}
+
+/// A step's rate, rounded to 3 significant digits (at least 1 msg/s) so
+/// the curve reads well.
+fn round_rate(r: f64) -> f64 {
+    if !(r.is_finite() && r > 1.0) {
+        return 1.0;
+    }
+    let scale = 10f64.powi(r.log10().floor() as i32 - 2).max(1.0);
+    ((r / scale).round() * scale).max(1.0)
+}
+
+/// How the search runs its steps.
+pub(super) trait Steps {
+    /// Why a step could not run at all.
+    type Error;
+    /// Runs a step at `rate` (`None`: closed loop); `Ok(None)` stops the search.
+    fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, Self::Error>;
+    /// A step was judged.
+    fn judged(&mut self, step: &RateStep);
+}
+
+/// The search itself (see the module documentation); `upper` is the
+/// `--rate` given, if any. Returns the steps and the index of the best one.
+pub(super) fn search<S: Steps>(
+    goal: &Goal,
+    upper: Option<f64>,
+    steps_of: &mut S,
+) -> Result<(Vec<RateStep>, Option<usize>), S::Error> {
+    let mut steps: Vec<RateStep> = Vec::new();
+    let mut run =
+        |rate: Option<f64>, steps: &mut Vec<RateStep>| -> Result<Option<bool>, S::Error> {
+            let Some(m) = steps_of.measure(rate)? else {
+                return Ok(None);
+            };
+            let s = judge(steps.len() + 1, rate, &m, goal);
+            steps_of.judged(&s);
+            let ok = s.ok;
+            steps.push(s);
+            Ok(Some(ok))
+        };
+    let hi = match upper {
+        Some(r) => r,
+        None => {
+            // The closed-loop rate, rounded as every step's rate is.
+            if run(None, &mut steps)?.is_none() {
+                return Ok((steps, None));
+            }
+            match steps.last() {
+                Some(s) if s.achieved > 0.0 && s.errors == 0 => round_rate(s.achieved),
+                _ => return Ok((steps, None)),
+            }
+        }
+    };
+    let mut best = None;
+    let (mut lo, mut hi) = (0.0_f64, hi);
+    match run(Some(hi), &mut steps)? {
+        None => return Ok((steps, None)),
+        Some(true) => {
+            let i = steps.len() - 1;
+            return Ok((steps, Some(i)));
+        }
+        Some(false) => {}
+    }
+    while steps.len() < MAX_STEPS && hi - lo > PRECISION * hi {
+        let mid = round_rate((lo + hi) / 2.0);
+        match run(Some(mid), &mut steps)? {
+            None => break,
+            Some(true) => {
+                lo = mid;
+                best = Some(steps.len() - 1);
+            }
+            Some(false) => hi = mid,
+        }
+    }
+    Ok((steps, best))
+}
+
+/// Real steps: probe runs.
+struct Runs<'a> {
+    spec: &'a ProbeSpec,
+    goal: Goal,
+    stop: &'a StopHandle,
+    observer: &'a mut dyn Observer,
+    reports: Vec<Report>,
+}
+
+impl Steps for Runs<'_> {
+    type Error = RunError;
+
+    fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, RunError> {
+        if self.stop.reason().is_some() {
+            return Ok(None);
+        }
+        let mut s = self.spec.clone();
+        s.rate = rate;
+        let report = run_observed(&s, self.stop, &mut *self.observer)?;
+        if report.stopped_early.is_some() {
+            return Ok(None);
+        }
+        let m = Measured::of(&report, &self.goal);
+        self.reports.push(report);
+        Ok(Some(m))
+    }
+
+    fn judged(&mut self, step: &RateStep) {
+        self.observer.rate_step(step, &self.goal);
+    }
+}
+
+/// Finds the highest rate that keeps `goal` against `spec`'s target(s)
+/// (see the module documentation). `spec.rate`, if set, is the highest rate
+/// tried. `observer` hears of each step as it ends
+/// ([`Observer::rate_step`]) and of each step's progress.
+pub fn find_rate(
+    spec: &ProbeSpec,
+    goal: Goal,
+    stop: &StopHandle,
+    observer: &mut dyn Observer,
+) -> Result<RateSearch, RunError> {
+    spec.validate()?;
+    let mut runs = Runs {
+        spec,
+        goal,
+        stop,
+        observer,
+        reports: Vec::new(),
+    };
+    let (steps, best) = search(&goal, spec.rate, &mut runs)?;
+    let best_report = best.and_then(|i| runs.reports.get(i).cloned());
+    let stopped_early = stop.reason();
+    Ok(RateSearch {
+        goal: goal.to_string(),
+        percentile: goal.percentile,
+        bound_us: u64::try_from(goal.bound.as_micros()).unwrap_or(u64::MAX),
+        rate: best.and_then(|i| steps.get(i)).and_then(|s| s.rate),
+        at_upper_end: best.is_some() && best == steps.iter().position(|s| s.rate.is_some()),
+        steps,
+        best: best_report,
+        stopped_early,
+        ok: best.is_some() && stopped_early.is_none(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn goal(s: &str) -> Goal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn step_rates_have_three_significant_digits() {
+        assert_eq!(round_rate(21_765.89), 21_800.0);
+        assert_eq!(round_rate(43_532.0), 43_500.0);
+        assert_eq!(round_rate(987.6), 988.0);
+        assert_eq!(round_rate(12.3), 12.0);
+        assert_eq!(round_rate(0.2), 1.0);
+    }
+
+    #[test]
+    fn goals_parse_percentile_and_bound() {
+        assert_eq!(
+            goal("p99=5ms"),
+            Goal {
+                percentile: 99.0,
+                bound: Duration::from_millis(5)
+            }
+        );
+        assert_eq!(goal("p99.9=250us").percentile, 99.9);
+        assert_eq!(goal("P50 = 1s").bound, Duration::from_secs(1));
+        for bad in [
+            "99=5ms", "p99", "p0=1ms", "p101=1ms", "p99=0", "p99=fast", "px=1ms",
+        ] {
+            let e = bad.parse::<Goal>().unwrap_err().to_string();
+            assert!(e.contains("p99=5ms"), "{bad}: {e}");
+        }
+    }
+
+    /// Steps measured by a function; counts the steps judged.
+    struct Model<F> {
+        f: F,
+        judged: usize,
+    }
+
+    impl<F: FnMut(Option<f64>) -> Measured> Steps for Model<F> {
+        type Error = ();
+        fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, ()> {
+            Ok(Some((self.f)(rate)))
+        }
+        fn judged(&mut self, _: &RateStep) {
+            self.judged += 1;
+        }
+    }
+
+    /// A server that keeps 1 ms up to `cap` msg/s and falls over above it.
+    fn model(cap: f64) -> Model<impl FnMut(Option<f64>) -> Measured> {
+        Model {
+            f: move |rate: Option<f64>| {
+                let r = rate.unwrap_or(cap * 1.02);
+                Measured {
+                    achieved: r.min(cap * 1.02),
+                    value_us: if r <= cap { 1_000 } else { 400_000 },
+                    errors: 0,
+                }
+            },
+            judged: 0,
+        }
+    }
+
+    #[test]
+    fn search_converges_below_a_known_capacity_within_the_step_budget() {
+        for cap in [500.0, 2_000.0, 73_000.0] {
+            let mut m = model(cap);
+            let (steps, best) = search(&goal("p99=5ms"), None, &mut m).unwrap();
+            let seen = m.judged;
+            let rate = best.and_then(|i| steps[i].rate).unwrap();
+            assert!(
+                rate <= cap && rate >= cap * (1.0 - 2.0 * PRECISION),
+                "{cap}: {rate} {steps:?}"
+            );
+            assert!(steps.len() <= MAX_STEPS);
+            assert_eq!(seen, steps.len(), "every step is reported as it ends");
+            assert_eq!(steps[0].rate, None, "closed loop first");
+        }
+    }
+
+    #[test]
+    fn search_from_a_given_rate_that_passes_stops_at_once() {
+        let (steps, best) = search(&goal("p99=5ms"), Some(100.0), &mut model(1_000.0)).unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(best, Some(0));
+    }
+
+    #[test]
+    fn search_that_never_passes_finds_nothing() {
+        let mut never = Model {
+            f: |rate: Option<f64>| Measured {
+                achieved: rate.unwrap_or(1000.0),
+                value_us: 1_000_000,
+                errors: 0,
+            },
+            judged: 0,
+        };
+        let (steps, best) = search(&goal("p99=5ms"), None, &mut never).unwrap();
+        assert_eq!(best, None);
+        assert_eq!(steps.len(), MAX_STEPS);
+    }
+
+    #[test]
+    fn step_with_errors_or_a_rate_not_held_fails_whatever_its_latency() {
+        let g = goal("p99=5ms");
+        let m = |achieved, errors| Measured {
+            achieved,
+            value_us: 10,
+            errors,
+        };
+        assert!(judge(1, Some(100.0), &m(99.0, 0), &g).ok);
+        let e = judge(1, Some(100.0), &m(100.0, 2), &g);
+        assert!(!e.ok && e.why.unwrap().contains("2 errors"));
+        let slow = judge(1, Some(100.0), &m(80.0, 0), &g);
+        assert!(!slow.ok && slow.why.unwrap().contains("not held"));
+        assert!(
+            !judge(1, None, &m(100.0, 0), &g).ok,
+            "closed loop never passes"
+        );
+    }
+}

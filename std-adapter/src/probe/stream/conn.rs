@@ -1,0 +1,166 @@
+//! One stream connection *slot*: the connection it has open now, its core
+//! probe, and what carries over from one connection to the next when
+//! connections churn (`--pattern crr`, `--lifetime`).
+
+use ricochet_core::{Instant, StreamProbe};
+
+use super::super::transport::Link;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting to connect, no earlier than `at` (and as the connects in
+    /// flight and `--connect-rate` allow).
+    Queued { at: Instant },
+    /// Connect to the `attempt`-th address of the target in progress.
+    Connecting { attempt: usize, deadline: Instant },
+    /// A Unix connect hit a full backlog: try again at `at`.
+    ConnectRetry { at: Instant, deadline: Instant },
+    /// Sending and verifying.
+    Running,
+    /// Everything verified, our FIN sent: waiting for the server's.
+    Draining { deadline: Instant },
+    /// Finished cleanly, no further connection.
+    Done,
+    /// Finished with an error.
+    Failed,
+}
+
+pub(super) struct Conn<const M: usize> {
+    /// Global connection number (for reports and seeds).
+    pub(super) id: usize,
+    /// Index of its target in the spec.
+    pub(super) target: usize,
+    pub(super) sock: Option<Link>,
+    pub(super) phase: Phase,
+    pub(super) probe: Option<Box<StreamProbe<M>>>,
+    /// Cached edge-triggered readiness: true until an operation would block.
+    pub(super) readable: bool,
+    pub(super) writable: bool,
+    /// An event said the peer finished (or the socket failed): read to the end.
+    pub(super) read_closed: bool,
+    /// Connections opened so far (each churned connection is one).
+    pub(super) sessions: u64,
+    /// Messages sent by its earlier connections (they count toward `--count`
+    /// and the pacing schedule).
+    pub(super) messages_done: u64,
+    /// When the current connection's connect began.
+    pub(super) dialed_at: Instant,
+    /// The current connection has had its first echoed byte.
+    pub(super) first_byte_seen: bool,
+    /// `--lifetime` as a time: when the current connection stops starting messages.
+    pub(super) lifetime_end: Option<Instant>,
+    /// Pacing: the due instant of the slot's first message (its schedule
+    /// runs on across its connections).
+    pub(super) origin: Option<Instant>,
+    /// Pacing: a message due by now could not start (window full, message
+    /// in flight, a new connection): its lateness counts from `ready_at`.
+    pub(super) held: bool,
+    /// The last instant that may have let a held message start.
+    pub(super) ready_at: Instant,
+}
+
+impl<const M: usize> Conn<M> {
+    pub(super) fn new(id: usize, target: usize, at: Instant) -> Self {
+        Conn {
+            id,
+            target,
+            sock: None,
+            phase: Phase::Queued { at },
+            probe: None,
+            readable: false,
+            writable: false,
+            read_closed: false,
+            sessions: 0,
+            messages_done: 0,
+            dialed_at: at,
+            first_byte_seen: false,
+            lifetime_end: None,
+            origin: None,
+            held: false,
+            ready_at: at,
+        }
+    }
+
+    /// The next deadline of the slot in its current phase.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting { deadline, .. } | Phase::Draining { deadline } => Some(deadline),
+            Phase::ConnectRetry { at, .. } => Some(at),
+            Phase::Running => {
+                let probe = self.probe.as_ref().and_then(|p| p.poll_timeout());
+                ricochet_core::time::earliest(probe, self.lifetime_end)
+            }
+            Phase::Queued { .. } | Phase::Done | Phase::Failed => None,
+        }
+    }
+
+    /// Still connecting (counts against the connects in flight).
+    pub(super) fn is_connecting(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Connecting { .. } | Phase::ConnectRetry { .. }
+        )
+    }
+}
+
+/// New connections per second at most (`--connect-rate`), per worker thread.
+#[derive(Debug)]
+pub(super) struct Gate {
+    every: Option<ricochet_core::Duration>,
+    next: Instant,
+}
+
+impl Gate {
+    /// A gate allowing one connection every `every` (`None`: no cap), from `start`.
+    pub(super) fn new(every: Option<ricochet_core::Duration>, start: Instant) -> Self {
+        Gate { every, next: start }
+    }
+
+    /// `None` if a connection may start at `now`, else when one may.
+    pub(super) fn wait_until(&self, now: Instant) -> Option<Instant> {
+        (self.every.is_some() && now < self.next).then_some(self.next)
+    }
+
+    /// A connection started at `now`. A gate that fell behind catches up
+    /// by at most one connection (no burst after a pause).
+    pub(super) fn take(&mut self, now: Instant) {
+        if let Some(every) = self.every {
+            let floor = Instant::from_micros(now.as_micros().saturating_sub(every.as_micros()));
+            self.next = self.next.max(floor) + every;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ricochet_core::Duration;
+
+    use super::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    #[test]
+    fn gate_spaces_connections_and_does_not_burst_after_a_pause() {
+        let mut g = Gate::new(Some(Duration::from_millis(10)), ms(0));
+        assert_eq!(g.wait_until(ms(0)), None);
+        g.take(ms(0));
+        assert_eq!(g.wait_until(ms(5)), Some(ms(10)));
+        g.take(ms(10));
+        // Idle for a while: one catch-up at most.
+        g.take(ms(100));
+        assert_eq!(g.wait_until(ms(100)), None, "one catch-up");
+        g.take(ms(100));
+        assert_eq!(g.wait_until(ms(100)), Some(ms(110)));
+    }
+
+    #[test]
+    fn gate_without_a_rate_never_waits() {
+        let mut g = Gate::new(None, ms(0));
+        for _ in 0..1000 {
+            g.take(ms(1));
+            assert_eq!(g.wait_until(ms(1)), None);
+        }
+    }
+}

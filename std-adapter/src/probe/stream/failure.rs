@@ -1,0 +1,121 @@
+//! A stream connection's failure, as it is recorded ([`ConnError`]) and shown.
+
+use std::io;
+use std::time::Duration as StdDuration;
+
+use ricochet_core::probe::ProbeError;
+
+use super::super::report::{ConnError, ErrorKind};
+use super::super::verdict::{no_progress, show_byte, show_bytes};
+
+/// Received bytes shown before a bad one in an error message.
+const CONTEXT_BEFORE: usize = 8;
+/// Received bytes shown from a bad one on.
+const CONTEXT_AFTER: usize = 16;
+
+/// A connection failure, turned into a [`ConnError`] when recorded.
+pub(super) struct Failure {
+    kind: ErrorKind,
+    offset: Option<u64>,
+    expected: Option<u8>,
+    actual: Option<u8>,
+    message: String,
+}
+
+impl Failure {
+    pub(super) fn new(kind: ErrorKind, message: String) -> Self {
+        Failure {
+            kind,
+            offset: None,
+            expected: None,
+            actual: None,
+            message,
+        }
+    }
+
+    pub(super) fn probe(e: ProbeError, timeout: StdDuration) -> Self {
+        Self::probe_in(e, timeout, None)
+    }
+
+    /// A probe error; `received` is the chunk being verified and the stream
+    /// offset of its first byte, shown around the bad byte as context.
+    pub(super) fn probe_in(
+        e: ProbeError,
+        timeout: StdDuration,
+        received: Option<(&[u8], u64)>,
+    ) -> Self {
+        let context = |offset: u64| {
+            let Some((chunk, start)) = received else {
+                return String::new();
+            };
+            let Some(at) = offset
+                .checked_sub(start)
+                .and_then(|a| usize::try_from(a).ok())
+            else {
+                return String::new();
+            };
+            let from = at.saturating_sub(CONTEXT_BEFORE).min(chunk.len());
+            let to = (at + CONTEXT_AFTER).min(chunk.len());
+            format!(
+                "; received at stream offset {}: {}",
+                start + from as u64,
+                show_bytes(&chunk[from..to])
+            )
+        };
+        match e {
+            ProbeError::Mismatch {
+                offset,
+                expected,
+                actual,
+            } => Failure {
+                kind: ErrorKind::Mismatch,
+                offset: Some(offset),
+                expected: Some(expected),
+                actual: Some(actual),
+                message: format!(
+                    "mismatch at stream offset {offset}: sent {}, got {}{}",
+                    show_byte(expected),
+                    show_byte(actual),
+                    context(offset)
+                ),
+            },
+            ProbeError::UnexpectedData { offset } => Failure {
+                offset: Some(offset),
+                ..Failure::new(ErrorKind::UnexpectedData, format!("{e}{}", context(offset)))
+            },
+            ProbeError::PrematureClose { .. } => Failure::new(ErrorKind::EarlyClose, e.to_string()),
+            ProbeError::Timeout { .. } => Failure::new(
+                ErrorKind::Timeout,
+                format!("{e} ({})", no_progress(timeout)),
+            ),
+            _ => Failure::new(ErrorKind::Io, e.to_string()),
+        }
+    }
+
+    /// A socket error while `what`; resets and broken pipes are early closes.
+    pub(super) fn io(what: &str, e: &io::Error, verified: u64) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Failure::new(
+                ErrorKind::EarlyClose,
+                format!(
+                    "server reset the connection ({what}: {e}) after {verified} bytes verified"
+                ),
+            ),
+            _ => Failure::new(ErrorKind::Io, format!("{what}: {e}")),
+        }
+    }
+
+    /// The recorded form, for connection `connection`.
+    pub(super) fn into_error(self, connection: usize) -> ConnError {
+        ConnError {
+            connection,
+            kind: self.kind,
+            offset: self.offset,
+            expected: self.expected,
+            actual: self.actual,
+            message: self.message,
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! TCP, TLS and Unix stream connections driving core [`StreamProbe`]s on
+//! one mio event loop per worker thread.
+//!
+//! Each *slot* (`-c` counts slots) holds one connection at a time. Without
+//! churn it is opened once and lives for the whole run. With
+//! `--pattern crr` or `--lifetime`, a slot closes its connection cleanly
+//! (half-close, the server's FIN) after its messages or its time and opens
+//! the next one, until its count or the duration is used up; every
+//! connection gets its own seed. Opening is gated by the connects in flight
+//! per thread ([`CONNECTS_IN_FLIGHT`](super::CONNECTS_IN_FLIGHT)) and by
+//! `--connect-rate`. Under `--rate` a slot's pacing schedule runs on across
+//! its connections: a connection opened late counts that wait in its
+//! first message's (corrected) latency.
+
+mod conn;
+mod failure;
+mod pump;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::sync::mpsc::Sender;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use mio::{Events, Interest, Poll, Registry, Token};
+use ricochet_core::probe::{ConfigError, ProbeConfig};
+use ricochet_core::time::earliest;
+use ricochet_core::{Duration, Instant, StreamProbe};
+
+use super::interval::WorkerMsg;
+use super::record::Recorder;
+use super::report::ErrorKind;
+use super::spec::Lifetime;
+use super::tally::Tally;
+use super::timers::Timers;
+use super::transport::{self, Dialed, Link, Readiness, ReadyError};
+use super::units::format_duration;
+use super::wait::Waiter;
+use super::{Ctx, Pattern};
+use conn::{Conn, Gate, Phase};
+use failure::Failure;
+
+/// Messages tracked in flight by a ping-pong probe (one at a time).
+const PINGPONG_SLOTS: usize = 2;
+/// Messages tracked in flight by a streaming probe: with 64-byte messages
+/// this covers a 256 KiB window.
+pub(super) const STREAM_SLOTS: usize = 4096;
+/// Per-thread read buffer: large, so a streaming echo is drained in few reads.
+const READ_BUF: usize = 256 * 1024;
+/// Per-thread write buffer: what the probe offers is generated here.
+const WRITE_BUF: usize = 64 * 1024;
+/// Progress is published at most this often.
+const FLUSH_EVERY: StdDuration = StdDuration::from_millis(50);
+/// A Unix connect refused for a full backlog is retried after this long.
+const UNIX_RETRY: StdDuration = StdDuration::from_millis(1);
+
+/// Checks a configuration the way the workers will build it.
+pub(super) fn check_config(config: ProbeConfig, now: Instant) -> Result<(), ConfigError> {
+    StreamProbe::<STREAM_SLOTS>::new(config, now).map(drop)
+}
+
+/// Runs thread `t`'s share of the connections to completion; interval
+/// slices go to `tx`. Returns one tally per target.
+pub(super) fn run_worker(
+    ctx: &Ctx<'_>,
+    t: usize,
+    tx: &Sender<WorkerMsg>,
+) -> io::Result<Vec<Tally>> {
+    match ctx.spec.pattern {
+        Pattern::PingPong | Pattern::Crr => Worker::<PINGPONG_SLOTS>::new(ctx, t, tx)?.run(),
+        Pattern::Stream => Worker::<STREAM_SLOTS>::new(ctx, t, tx)?.run(),
+    }
+}
+
+/// Everything of a worker but its connections (so both can be borrowed at once).
+struct Env<'a> {
+    ctx: &'a Ctx<'a>,
+    registry: Registry,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    rec: Recorder,
+    timers: Timers,
+    /// Slots waiting to connect, earliest first.
+    queue: BinaryHeap<Reverse<(Instant, usize)>>,
+    gate: Gate,
+    /// Per-connection pacing interval, with `--rate`.
+    pace: Option<Duration>,
+    /// Connections connecting now.
+    connecting: usize,
+    /// Slots not finished for good.
+    active: usize,
+    /// The duration is over or the run was stopped: no new message, no new connection.
+    finishing: bool,
+}
+
+struct Worker<'a, const M: usize> {
+    poll: Poll,
+    waiter: Waiter,
+    conns: Vec<Conn<M>>,
+    env: Env<'a>,
+}
+
+impl<'a, const M: usize> Worker<'a, M> {
+    fn new(ctx: &'a Ctx<'a>, t: usize, tx: &Sender<WorkerMsg>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waiter = Waiter::new(&registry);
+        let now = ctx.clock.now();
+        let conns: Vec<Conn<M>> = ctx
+            .connections_of(t)
+            .into_iter()
+            .map(|id| Conn::new(id, ctx.spec.target_of(id), now))
+            .collect();
+        let n = conns.len();
+        let gate_every = ctx.spec.connect_rate.map(|r| {
+            let secs = ctx.threads as f64 / r;
+            Duration::from_micros((secs * 1e6).clamp(1.0, u64::MAX as f64) as u64)
+        });
+        let queue = (0..n).map(|idx| Reverse((now, idx))).collect();
+        Ok(Worker {
+            poll,
+            waiter,
+            conns,
+            env: Env {
+                ctx,
+                registry,
+                rbuf: vec![0; READ_BUF],
+                wbuf: vec![0; WRITE_BUF],
+                rec: Recorder::new(ctx, t, tx)?,
+                timers: Timers::new(n),
+                queue,
+                gate: Gate::new(gate_every, now),
+                pace: ctx.spec.pace(),
+                connecting: 0,
+                active: n,
+                finishing: false,
+            },
+        })
+    }
+
+    fn run(mut self) -> io::Result<Vec<Tally>> {
+        let mut events = Events::with_capacity(1024);
+        let ctx = self.env.ctx;
+        let clock = ctx.clock;
+        let mut last_flush = StdInstant::now();
+        loop {
+            let now = clock.now();
+            self.env.rec.roll(now);
+            if !self.env.finishing && ctx.should_finish(now) {
+                self.env.finishing = true;
+                self.env.drop_queue(&mut self.conns);
+                for (idx, c) in self.conns.iter_mut().enumerate() {
+                    if let Some(p) = c.probe.as_mut() {
+                        p.finish();
+                        self.env.drive(c, idx);
+                    }
+                }
+                continue;
+            }
+            let next_launch = self.env.launch(&mut self.conns, now);
+            if self.env.active == 0 {
+                break;
+            }
+            let mut wake = earliest(self.env.timers.next(), next_launch);
+            wake = earliest(wake, self.env.rec.next_boundary());
+            if !self.env.finishing {
+                wake = earliest(wake, ctx.finish_at);
+            }
+            self.waiter
+                .wait(&mut self.poll, &mut events, wake.map(|w| clock.to_std(w)))
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::Interrupted => Ok(()),
+                    _ => Err(e),
+                })?;
+            for ev in &events {
+                let idx = ev.token().0;
+                let Some(c) = self.conns.get_mut(idx) else {
+                    continue;
+                };
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    c.readable = true;
+                }
+                if ev.is_read_closed() || ev.is_error() {
+                    c.read_closed = true;
+                }
+                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                    c.writable = true;
+                }
+                self.env.on_ready(c, idx);
+            }
+            let now = clock.now();
+            while let Some(idx) = self.env.timers.pop_due(now) {
+                if let Some(c) = self.conns.get_mut(idx) {
+                    self.env.on_timer(c, idx, now);
+                }
+            }
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                self.env.rec.flush(ctx.progress);
+                last_flush = StdInstant::now();
+            }
+        }
+        Ok(self.env.rec.finish(ctx.progress))
+    }
+}
+
+impl Env<'_> {
+    fn timeout(&self) -> StdDuration {
+        self.ctx.spec.timeout
+    }
+
+    /// Starts the queued slots whose time has come, as the connects in
+    /// flight and the connect rate allow; returns when the next one may start.
+    fn launch<const M: usize>(&mut self, conns: &mut [Conn<M>], now: Instant) -> Option<Instant> {
+        if self.finishing {
+            return None;
+        }
+        while self.connecting < self.ctx.connect_limit() {
+            let &Reverse((at, idx)) = self.queue.peek()?;
+            if at > now {
+                return Some(at);
+            }
+            if let Some(when) = self.gate.wait_until(now) {
+                return Some(when);
+            }
+            self.queue.pop();
+            let Some(c) = conns.get_mut(idx) else {
+                continue;
+            };
+            if !matches!(c.phase, Phase::Queued { .. }) {
+                continue;
+            }
+            self.gate.take(now);
+            self.start(c, idx, now);
+        }
+        None // the connects in flight are the limit: a connect finishing moves on
+    }
+
+    /// The run is finishing: queued slots open no further connection. Those
+    /// that never connected count as not started.
+    fn drop_queue<const M: usize>(&mut self, conns: &mut [Conn<M>]) {
+        while let Some(Reverse((_, idx))) = self.queue.pop() {
+            let Some(c) = conns.get_mut(idx) else {
+                continue;
+            };
+            if !matches!(c.phase, Phase::Queued { .. }) {
+                continue;
+            }
+            if c.sessions == 0 {
+                self.rec.tally(c.target).not_started += 1;
+            } else {
+                self.rec.tally(c.target).connections_ok += 1;
+            }
+            c.phase = Phase::Done;
+            self.active = self.active.saturating_sub(1);
+            self.rec.slot_finished();
+        }
+    }
+
+    /// Opens slot `idx`'s next connection.
+    fn start<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
+        self.connecting += 1;
+        c.dialed_at = now;
+        let deadline = now + self.timeout().into();
+        // Connecting from now on, so a connect that fails at once gives its
+        // place back (`fail` counts it out of the connects in flight).
+        c.phase = Phase::Connecting {
+            attempt: 0,
+            deadline,
+        };
+        self.dial(c, idx, 0, now, deadline);
+    }
+
+    /// Dials attempt `attempt` of the slot's target; a full Unix backlog is
+    /// retried until `deadline`.
+    fn dial<const M: usize>(
+        &mut self,
+        c: &mut Conn<M>,
+        idx: usize,
+        attempt: usize,
+        now: Instant,
+        deadline: Instant,
+    ) {
+        let target = &self.ctx.spec.targets[c.target];
+        let tls = self.ctx.tls.get(c.target).and_then(Option::as_ref);
+        match transport::dial(target, attempt, tls) {
+            Ok(Dialed::Link(mut link)) => {
+                if let Err(e) = self.registry.register(
+                    link.source(),
+                    Token(idx),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    let msg = format!("register: {e}");
+                    return self.fail(c, idx, now, Failure::new(ErrorKind::Io, msg));
+                }
+                c.sock = Some(link);
+                (c.readable, c.writable, c.read_closed) = (false, false, false);
+                c.phase = Phase::Connecting {
+                    attempt,
+                    deadline: now + self.timeout().into(),
+                };
+                // A Unix connect is complete at once; TCP says so with an event.
+                self.on_ready(c, idx);
+                if matches!(c.phase, Phase::Connecting { .. }) {
+                    self.reschedule(c, idx);
+                }
+            }
+            Ok(Dialed::BacklogFull) => {
+                c.phase = Phase::ConnectRetry {
+                    at: now + UNIX_RETRY.into(),
+                    deadline,
+                };
+                self.reschedule(c, idx);
+            }
+            Err(e) => self.dial_failed(c, idx, attempt, &e, now),
+        }
+    }
+
+    /// A connect attempt failed: try the next address or give up.
+    fn dial_failed<const M: usize>(
+        &mut self,
+        c: &mut Conn<M>,
+        idx: usize,
+        attempt: usize,
+        e: &io::Error,
+        now: Instant,
+    ) {
+        self.close_socket(c);
+        let target = &self.ctx.spec.targets[c.target];
+        if attempt + 1 < transport::attempts(target) {
+            return self.dial(c, idx, attempt + 1, now, now + self.timeout().into());
+        }
+        let kind = match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ErrorKind::Refused,
+            _ => ErrorKind::Io,
+        };
+        let msg = format!("connect to {}: {e}", transport::describe(target, attempt));
+        self.fail(c, idx, now, Failure::new(kind, msg));
+    }
+
+    /// The connection is ready: create its probe and start sending.
+    fn connected<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
+        self.connecting = self.connecting.saturating_sub(1);
+        self.rec
+            .connected(c.target, now.saturating_since(c.dialed_at));
+        if let Some(h) = c.sock.as_ref().and_then(Link::handshake) {
+            let took = now.saturating_since(h.since);
+            self.rec.handshake(c.target, now, took, h.resumed);
+        }
+        let spec = self.ctx.spec;
+        let count = self.session_count(c);
+        // Under pacing the slot's schedule runs on: this connection's first
+        // message was due when the previous connection's next one would have been.
+        let due = match (self.pace, c.origin) {
+            (Some(pace), Some(origin)) => {
+                origin + Duration::from_micros(pace.as_micros().saturating_mul(c.messages_done))
+            }
+            (Some(_), None) => {
+                c.origin = Some(now);
+                now
+            }
+            (None, _) => now,
+        };
+        let config = spec.stream_config(c.id, c.sessions, count);
+        match StreamProbe::<M>::new(config, due.min(now)) {
+            Ok(mut p) => {
+                if self.finishing {
+                    p.finish();
+                }
+                c.probe = Some(Box::new(p));
+            }
+            Err(e) => {
+                let msg = format!("probe configuration: {e}");
+                return self.fail(c, idx, now, Failure::new(ErrorKind::Io, msg));
+            }
+        }
+        c.sessions += 1;
+        c.phase = Phase::Running;
+        c.first_byte_seen = false;
+        c.held = true;
+        c.ready_at = now;
+        c.lifetime_end = match spec.session_lifetime() {
+            Some(Lifetime::Time(d)) => Some(now + d.into()),
+            _ => None,
+        };
+        c.writable = true;
+        self.drive(c, idx);
+    }
+
+    /// Messages the slot's next connection sends: what is left of the
+    /// count, at most a lifetime's worth (`None`: until told to finish).
+    fn session_count<const M: usize>(&self, c: &Conn<M>) -> Option<u64> {
+        let spec = self.ctx.spec;
+        let left = spec.count().map(|n| n.saturating_sub(c.messages_done));
+        match spec.session_lifetime() {
+            Some(Lifetime::Messages(k)) => Some(left.map_or(k, |l| l.min(k))),
+            _ => left,
+        }
+    }
+
+    /// Readiness changed.
+    fn on_ready<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize) {
+        match c.phase {
+            Phase::Connecting { attempt, .. } => {
+                let now = self.ctx.clock.now();
+                let status = match c.sock.as_mut() {
+                    Some(s) => s.poll_ready(now),
+                    None => return,
+                };
+                match status {
+                    Ok(Readiness::Ready) => {
+                        let now = self.ctx.clock.now();
+                        self.connected(c, idx, now);
+                    }
+                    Ok(Readiness::Connecting) => {}
+                    Ok(Readiness::Handshaking { since }) => {
+                        // The handshake has a timeout of its own, from its start.
+                        c.phase = Phase::Connecting {
+                            attempt,
+                            deadline: since + self.timeout().into(),
+                        };
+                        self.reschedule(c, idx);
+                    }
+                    Err(ReadyError::Connect(e)) => self.dial_failed(c, idx, attempt, &e, now),
+                    Err(ReadyError::Handshake(e)) => {
+                        let f = Failure::new(ErrorKind::Handshake, e.to_string());
+                        self.fail(c, idx, now, f);
+                    }
+                }
+            }
+            Phase::Running | Phase::Draining { .. } => self.drive(c, idx),
+            _ => {}
+        }
+    }
+
+    /// A deadline of the connection may have passed.
+    fn on_timer<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
+        match c.phase {
+            Phase::Connecting { deadline, .. }
+                if now >= deadline && c.sock.as_ref().is_some_and(Link::is_handshaking) =>
+            {
+                let msg = format!(
+                    "TLS handshake: not complete within {} (is it a TLS server?)",
+                    format_duration(self.timeout())
+                );
+                self.fail(c, idx, now, Failure::new(ErrorKind::Handshake, msg));
+            }
+            Phase::Connecting { attempt, deadline } if now >= deadline => {
+                let target = &self.ctx.spec.targets[c.target];
+                self.close_socket(c);
+                if attempt + 1 < transport::attempts(target) {
+                    self.dial(c, idx, attempt + 1, now, now + self.timeout().into());
+                } else {
+                    let msg = format!(
+                        "connect: no answer within {}",
+                        format_duration(self.timeout())
+                    );
+                    self.fail(c, idx, now, Failure::new(ErrorKind::ConnectTimeout, msg));
+                }
+            }
+            Phase::ConnectRetry { at, deadline } => {
+                if now >= deadline {
+                    let msg = format!(
+                        "connect: the listener's backlog stayed full for {}",
+                        format_duration(self.timeout())
+                    );
+                    self.fail(c, idx, now, Failure::new(ErrorKind::ConnectTimeout, msg));
+                } else if now >= at {
+                    self.dial(c, idx, 0, now, deadline);
+                } else {
+                    self.reschedule(c, idx);
+                }
+            }
+            Phase::Running => {
+                if c.lifetime_end.is_some_and(|end| now >= end) {
+                    c.lifetime_end = None;
+                    if let Some(p) = c.probe.as_mut() {
+                        p.finish();
+                    }
+                }
+                let timeout = self.timeout();
+                let r = c.probe.as_mut().map_or(Ok(()), |p| p.handle_timeout(now));
+                match r {
+                    Ok(()) => self.drive(c, idx),
+                    Err(e) => self.fail(c, idx, now, Failure::probe(e, timeout)),
+                }
+            }
+            Phase::Draining { deadline } if now >= deadline => {
+                let msg = format!(
+                    "the server did not close within {} after our half-close (shutdown(Write))",
+                    format_duration(self.timeout())
+                );
+                self.fail(c, idx, now, Failure::new(ErrorKind::NoFin, msg));
+            }
+            _ => self.reschedule(c, idx),
+        }
+    }
+
+    /// Moves bytes until the socket would block both ways, then reschedules.
+    fn drive<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize) {
+        match self.pump(c) {
+            Ok(pump::Pumped::Open) => self.reschedule(c, idx),
+            Ok(pump::Pumped::Closed) => self.closed(c, idx),
+            Err(f) => {
+                let now = self.ctx.clock.now();
+                self.fail(c, idx, now, f);
+            }
+        }
+    }
+
+    fn reschedule<const M: usize>(&mut self, c: &Conn<M>, idx: usize) {
+        self.timers.schedule(idx, c.deadline());
+    }
+
+    fn close_socket<const M: usize>(&mut self, c: &mut Conn<M>) {
+        if let Some(mut s) = c.sock.take() {
+            let _ = self.registry.deregister(s.source());
+        }
+    }
+
+    /// The connection closed cleanly: count it, then open the slot's next
+    /// one if connections churn and there is more to do.
+    fn closed<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize) {
+        let now = self.ctx.clock.now();
+        self.close_socket(c);
+        self.timers.schedule(idx, None);
+        if let Some(p) = c.probe.take() {
+            c.messages_done += p.stats().messages_sent;
+            self.rec.tally(c.target).add_stream(p.stats());
+        }
+        self.rec.completed(c.target, now);
+        let spec = self.ctx.spec;
+        let more = !self.finishing
+            && spec.session_lifetime().is_some()
+            && spec.count().is_none_or(|n| c.messages_done < n);
+        if more {
+            let at = match (self.pace, c.origin) {
+                (Some(pace), Some(origin)) => {
+                    origin + Duration::from_micros(pace.as_micros().saturating_mul(c.messages_done))
+                }
+                _ => now,
+            };
+            c.phase = Phase::Queued { at };
+            self.queue.push(Reverse((at, idx)));
+            return;
+        }
+        c.phase = Phase::Done;
+        self.rec.tally(c.target).connections_ok += 1;
+        self.active = self.active.saturating_sub(1);
+        self.rec.slot_finished();
+    }
+
+    /// The slot failed: record how, free its resources; it opens no further connection.
+    fn fail<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant, f: Failure) {
+        if matches!(c.phase, Phase::Done | Phase::Failed) {
+            return;
+        }
+        if c.is_connecting() {
+            self.connecting = self.connecting.saturating_sub(1);
+        }
+        self.close_socket(c);
+        if let Some(p) = c.probe.take() {
+            self.rec.tally(c.target).add_stream(p.stats());
+        }
+        self.timers.schedule(idx, None);
+        self.active = self.active.saturating_sub(1);
+        self.rec.slot_finished();
+        c.phase = Phase::Failed;
+        self.rec.error(c.target, now, f.into_error(c.id));
+    }
+}

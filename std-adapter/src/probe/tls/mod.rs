@@ -1,0 +1,229 @@
+//! TLS for the probe: `tls://HOST:PORT` targets and the client
+//! configuration (`--tls-ca`, `--tls-server-name`, `--insecure`,
+//! `--tls-resumption`), shared by every connection of a run (so sessions
+//! resume across connections). The connection itself, a transport link of
+//! the stream worker, is [`TlsLink`] (`link.rs`).
+
+mod link;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use super::Target;
+pub(crate) use link::{HandshakeError, TlsLink};
+
+/// A `tls://` target: where to connect and the name the certificate must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsTarget {
+    /// The resolved addresses, tried in order; never empty.
+    pub addrs: Vec<SocketAddr>,
+    /// The host as written in the target (a DNS name or an IP address): the
+    /// name sent in SNI and checked against the certificate, unless
+    /// [`TlsOptions::server_name`] overrides it.
+    pub host: String,
+}
+
+/// The probe's TLS settings (used with a `tls://` target only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM file of the CA certificates to trust; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// The name to verify the certificate against (and send in SNI) instead
+    /// of the target's host.
+    pub server_name: Option<String>,
+    /// **Dangerous**: accept any certificate (signatures are still checked,
+    /// so the handshake's cost is the real one). For test setups only.
+    pub insecure: bool,
+    /// Never resume a session: every handshake is a full one. By default a
+    /// connection resumes the session of an earlier one (tickets), as
+    /// clients of a real service do.
+    pub no_resumption: bool,
+}
+
+impl TlsOptions {
+    /// Whether any option differs from the defaults (they need a `tls://` target).
+    pub fn is_set(&self) -> bool {
+        *self != TlsOptions::default()
+    }
+}
+
+/// Why the client configuration could not be built (a usage error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TlsSetupError(pub(crate) String);
+
+impl fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsSetupError {}
+
+/// What every connection to a `tls://` target needs: the shared
+/// configuration and the name to check.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsClient {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) name: ServerName<'static>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The client of each target of a run, in order (`None` for a target that
+/// is not `tls://`). They share one configuration, so one session cache
+/// (rustls keys it by server name): a connection resumes a session any
+/// earlier connection to that name got.
+pub(crate) fn clients(
+    targets: &[Target],
+    opts: &TlsOptions,
+) -> Result<Vec<Option<TlsClient>>, TlsSetupError> {
+    let mut config: Option<Arc<ClientConfig>> = None;
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
+        let Target::Tls(t) = target else {
+            out.push(None);
+            continue;
+        };
+        let name = server_name(t, opts)?;
+        let config = match &config {
+            Some(c) => Arc::clone(c),
+            None => Arc::clone(config.insert(Arc::new(client_config(opts)?))),
+        };
+        out.push(Some(TlsClient { config, name }));
+    }
+    Ok(out)
+}
+
+/// The name `target`'s certificate is checked against (and sent in SNI).
+fn server_name(
+    target: &TlsTarget,
+    opts: &TlsOptions,
+) -> Result<ServerName<'static>, TlsSetupError> {
+    let host = opts.server_name.as_deref().unwrap_or(&target.host);
+    ServerName::try_from(host.to_owned()).map_err(|_| {
+        TlsSetupError(format!(
+            "{host:?} is not a valid TLS server name (a DNS name or an IP address); \
+             give the certificate's name with --tls-server-name"
+        ))
+    })
+}
+
+/// The client configuration of a run: trusted CAs (or `--insecure`),
+/// TLS 1.2 and 1.3, resumption as asked.
+fn client_config(opts: &TlsOptions) -> Result<ClientConfig, TlsSetupError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError(e.to_string()))?;
+    let mut config = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(roots(opts)?)
+            .with_no_client_auth()
+    };
+    if opts.no_resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(config)
+}
+
+/// The CAs to trust: `--tls-ca`'s, or the system's.
+fn roots(opts: &TlsOptions) -> Result<rustls::RootCertStore, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &opts.ca {
+        Some(path) => {
+            let shown = path.display();
+            std::fs::metadata(path)
+                .map_err(|e| TlsSetupError(format!("--tls-ca {shown}: cannot read it: {e}")))?;
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TlsSetupError(format!("--tls-ca {shown}: not a PEM file ({e})")))?;
+            if certs.is_empty() {
+                return Err(TlsSetupError(format!(
+                    "--tls-ca {shown}: no certificate in it (expected \"-----BEGIN CERTIFICATE\" blocks)"
+                )));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsSetupError(format!("--tls-ca {shown}: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsSetupError(
+                    "no CA certificate found on this system to verify the server with: give \
+                     the server's CA with --tls-ca FILE (or, for a test server only, --insecure)"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// `--insecure`: any certificate chain is accepted, but the handshake
+/// signatures are verified as usual (the peer still proves it holds the
+/// key of the certificate it sent).
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,118 @@
+//! `--find-rate`: the highest rate that keeps a latency bound, against a
+//! server whose capacity is known.
+
+mod probe_support;
+
+use std::time::Duration;
+
+use probe_support::*;
+use ricochet::probe::{self, Goal, Observer, ProbeSpec, RateStep, Stop, StopHandle, Target};
+
+/// 2000 messages of 64 bytes per second, in 100 ms portions.
+const CAPACITY: f64 = 2000.0;
+
+fn capped() -> ShapedServer {
+    ShapedServer::start(Shape::BytesPer100ms((CAPACITY / 10.0) as u64 * 64))
+}
+
+#[derive(Default)]
+struct Steps(Vec<RateStep>);
+
+impl Observer for Steps {
+    fn rate_step(&mut self, step: &RateStep, _: &Goal) {
+        self.0.push(step.clone());
+    }
+}
+
+#[test]
+fn find_rate_converges_near_the_capacity_of_a_capped_server() {
+    let srv = capped();
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    spec.connections = 8;
+    spec.threads = 2;
+    // Twice the capacity as the upper end: the search has to come down.
+    spec.rate = Some(2.0 * CAPACITY);
+    spec.stop = Stop::Duration(Duration::from_secs(1));
+    spec.warmup = Duration::from_millis(300);
+    let goal: Goal = "p99=200ms".parse().unwrap();
+    let mut seen = Steps::default();
+    let s = probe::find_rate(&spec, goal, &StopHandle::new(), &mut seen).expect("search");
+    let rate = s
+        .rate
+        .unwrap_or_else(|| panic!("no rate found: {:#?}", s.steps));
+    // Generous: a 1.3 s step with a 200 ms bound tolerates ~15 % overload
+    // (the backlog has not grown past the bound yet), and a busy machine
+    // may fail a step below the capacity.
+    assert!(
+        (0.5 * CAPACITY..=1.25 * CAPACITY).contains(&rate),
+        "found {rate} msg/s for a capacity of {CAPACITY}: {:#?}",
+        s.steps
+    );
+    // Well above the capacity the rate cannot be held, whatever the machine.
+    for st in &s.steps {
+        if st.rate.is_some_and(|r| r >= 1.3 * CAPACITY) {
+            assert!(!st.ok, "{st:?}");
+        }
+    }
+    assert_eq!(seen.0, s.steps, "each step reported as it ended");
+    assert_eq!(
+        s.steps[0].rate,
+        Some(2.0 * CAPACITY),
+        "the rate given is tried first"
+    );
+    assert!(
+        !s.steps[0].ok,
+        "twice the capacity cannot be held: {:?}",
+        s.steps[0]
+    );
+    assert!(!s.at_upper_end);
+    let best = s.best.as_ref().expect("the best step's report");
+    assert_eq!(best.rate, Some(rate));
+    assert!(best.latency_us.p99 <= 200_000);
+    assert!(s.ok);
+    assert_eq!(s.exit_code(), 0);
+}
+
+#[test]
+fn cli_find_rate_prints_steps_the_curve_and_the_rate() {
+    let srv = capped();
+    let target = format!("tcp://{}", srv.addr);
+    let out = probe_cli(&[
+        &target,
+        "-c",
+        "8",
+        "-r",
+        "4000",
+        "-d",
+        "500ms",
+        "--warmup",
+        "200ms",
+        "--find-rate",
+        "p99=200ms",
+        "--json-stream",
+    ]);
+    let (code, stdout, err) = texts(&out);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let objs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect();
+    let (summary, steps) = objs.split_last().unwrap();
+    assert!(steps.iter().all(|o| o["type"] == "step"), "{stdout}");
+    assert_eq!(
+        steps[0]["rate"], 4000.0,
+        "a --rate given is the highest tried"
+    );
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["goal"], "p99=200ms");
+    let rate = summary["rate"].as_f64().expect("a rate");
+    assert!((0.5 * CAPACITY..=1.25 * CAPACITY).contains(&rate), "{rate}");
+    assert_eq!(summary["steps"].as_array().unwrap().len(), steps.len());
+}
+
+#[test]
+fn cli_find_rate_bad_goal_is_a_usage_error() {
+    let (code, _, err) = texts(&probe_cli(&["tcp://127.0.0.1:9", "--find-rate", "99=5ms"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected pNN=DURATION"), "{err}");
+}

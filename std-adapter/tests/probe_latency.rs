@@ -1,0 +1,218 @@
+//! Latency without coordinated omission: with `--rate`, latency counts from
+//! each message's scheduled send (corrected) and from its actual send
+//! (uncorrected); the probe's own send lateness is reported apart, and
+//! waiting for a slow server is not counted as the probe's lateness. Also
+//! the `.hgrm` distribution and the plot.
+
+mod probe_support;
+
+use std::time::Duration;
+
+use probe_support::*;
+use ricochet::probe::{self, ProbeSpec, Stop, Target, Which};
+
+fn paced_spec(addr: std::net::SocketAddr, rate: f64, secs: u64) -> ProbeSpec {
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
+    spec.connections = 2;
+    spec.threads = 1;
+    spec.rate = Some(rate);
+    spec.stop = Stop::Duration(Duration::from_secs(secs));
+    spec
+}
+
+#[test]
+fn stalling_server_corrected_p99_is_far_above_uncorrected_p99() {
+    // 300 ms of every second the server echoes nothing. At 400 msg/s about
+    // 30 % of the messages are due during a stall and wait for it; only the
+    // one message in flight per connection sees it from its actual send.
+    let srv = ShapedServer::start(Shape::StallEvery {
+        period: Duration::from_secs(1),
+        stall: Duration::from_millis(300),
+    });
+    let r = probe::run(&paced_spec(srv.addr, 400.0, 3)).expect("run");
+    assert!(r.ok, "{}", r.table());
+    let corrected = r.latency_us.p99;
+    let uncorrected = r
+        .latency_uncorrected_us
+        .expect("uncorrected with --rate")
+        .p99;
+    assert!(
+        corrected >= 100_000,
+        "corrected p99 {corrected} us should show the 300 ms stalls\n{}",
+        r.table()
+    );
+    assert!(
+        corrected >= 10 * uncorrected,
+        "corrected p99 {corrected} us vs uncorrected {uncorrected} us\n{}",
+        r.table()
+    );
+    // The probe sent each held message as soon as the stall let it: its own
+    // lateness stays small next to the server's.
+    let late = r.send_lateness_us.expect("lateness with --rate");
+    assert!(late.count > 0);
+    assert!(
+        late.p99 * 10 <= corrected,
+        "send lateness p99 {} us counts the server's stalls\n{}",
+        late.p99,
+        r.table()
+    );
+    // The full distributions agree with the summary.
+    assert_eq!(r.latency_at(99.0, Which::Corrected), corrected);
+    assert_eq!(r.latency_at(99.0, Which::Uncorrected), uncorrected);
+}
+
+#[test]
+fn unpaced_run_has_no_uncorrected_latency_or_lateness_but_connect_figures() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    spec.connections = 3;
+    spec.stop = Stop::Count(50);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(r.latency_uncorrected_us, None);
+    assert_eq!(r.send_lateness_us, None);
+    let connect = r.connect_us.expect("connect latency for streams");
+    assert_eq!(connect.count, 3);
+    assert!(connect.max > 0);
+    let first = r.first_byte_us.expect("first-byte latency for streams");
+    assert_eq!(first.count, 3);
+    // The first byte comes back after the connect completed.
+    assert!(first.p50 >= connect.p50, "{}", r.table());
+}
+
+#[test]
+fn cli_json_with_rate_reports_both_latencies_and_the_send_lateness() {
+    let srv = OurServer::start(ricochet::core::Mode::Raw);
+    let target = format!("tcp://{}", srv.tcp);
+    let out = probe_cli(&[&target, "-c", "2", "-r", "2000", "-d", "1s", "--json"]);
+    let (code, _, err) = texts(&out);
+    assert_eq!(code, 0, "{err}");
+    let j = json_of(&out);
+    for key in ["latency_us", "latency_uncorrected_us", "send_lateness_us"] {
+        let n = j[key]["count"].as_u64().unwrap_or(0);
+        assert!(n > 1000, "{key}: {}", j[key]);
+    }
+    assert_eq!(j["connect_us"]["count"], 2);
+    assert_eq!(j["first_byte_us"]["count"], 2);
+    // UDP has no connect.
+    let udp = format!("udp://{}", srv.udp);
+    let j = json_of(&probe_cli(&[&udp, "-c", "3", "-n", "20", "--json"]));
+    assert!(j["connect_us"].is_null(), "{}", j["connect_us"]);
+    assert_eq!(j["connections_opened"], 3, "UDP sockets opened");
+}
+
+#[test]
+fn cli_table_shows_corrected_uncorrected_and_lateness_lines() {
+    let srv = OurServer::start(ricochet::core::Mode::Raw);
+    let target = format!("tcp://{}", srv.tcp);
+    let (code, out, err) = texts(&probe_cli(&[&target, "-r", "500", "-n", "200"]));
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "(from the scheduled sends)",
+        "uncorrected  p50",
+        "(from the actual sends)",
+        "send late    p50",
+        "connect      p50",
+        "first byte   p50",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+}
+
+#[test]
+fn cli_latency_out_writes_the_hgrm_distribution_of_the_run() {
+    let srv = OurServer::start(ricochet::core::Mode::Raw);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("lat.hgrm");
+    let target = format!("tcp://{}", srv.tcp);
+    let out = probe_cli(&[
+        &target,
+        "-c",
+        "2",
+        "-n",
+        "500",
+        "--json",
+        "--latency-out",
+        file.to_str().unwrap(),
+    ]);
+    let j = json_of(&out);
+    let text = std::fs::read_to_string(&file).expect("hgrm written");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    );
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect();
+    let last = rows.last().expect("rows");
+    assert_eq!(last[1], 1.0);
+    assert_eq!(last[2] as u64, j["round_trips"].as_u64().unwrap());
+    // Milliseconds: the max line matches the report's microseconds.
+    let max_ms = j["latency_us"]["max"].as_f64().unwrap() / 1000.0;
+    assert!((last[0] - max_ms).abs() < 0.002, "{} vs {max_ms}", last[0]);
+    assert!(text.contains("#[Mean    ="), "{text}");
+}
+
+#[test]
+fn cli_plot_draws_a_titled_labelled_svg() {
+    let srv = OurServer::start(ricochet::core::Mode::Raw);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("run.svg");
+    let target = format!("tcp://{}", srv.tcp);
+    let out = probe_cli(&[
+        &target,
+        "-c",
+        "2",
+        "-r",
+        "1000",
+        "-d",
+        "1s",
+        "-q",
+        "--plot",
+        file.to_str().unwrap(),
+    ]);
+    let (code, _, err) = texts(&out);
+    assert_eq!(code, 0, "{err}");
+    let svg = std::fs::read_to_string(&file).expect("plot written");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    for needle in [
+        "ricochet probe tcp://",
+        "Latency by percentile",
+        "Percentile (log scale of 1/(1-p))",
+        "Round-trip latency (log scale)",
+        "from the scheduled send (corrected)",
+        "from the actual send (uncorrected)",
+        "Throughput over time",
+        "Round trips per second",
+        "Latency over time",
+        "Time since the start (s)",
+        "99.9%",
+    ] {
+        assert!(svg.contains(needle), "{needle:?} missing from the plot");
+    }
+    // The time panels have points (one per interval, ~60 over a second at 100 ms → 10).
+    assert!(svg.matches("<circle").count() >= 10, "too few points");
+}
+
+#[test]
+fn cli_files_that_cannot_be_written_fail_the_command() {
+    let srv = OurServer::start(ricochet::core::Mode::Raw);
+    let target = format!("tcp://{}", srv.tcp);
+    for flag in ["--plot", "--latency-out"] {
+        let (code, _, err) = texts(&probe_cli(&[
+            &target,
+            "-n",
+            "10",
+            "-q",
+            flag,
+            "/nonexistent-dir/out",
+        ]));
+        assert_eq!(code, 1, "{flag}: {err}");
+        assert!(err.contains("/nonexistent-dir/out"), "{flag}: {err}");
+    }
+}

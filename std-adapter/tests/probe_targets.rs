@@ -1,0 +1,119 @@
+//! Several targets: the connections are spread round-robin over them, and
+//! the report has a row per target and the total.
+
+mod probe_support;
+
+use probe_support::*;
+use ricochet::probe::{self, ProbeSpec, SpecError, Stop, Target};
+
+#[test]
+fn connections_spread_over_targets_with_a_row_each_that_add_up() {
+    let (a, b) = (
+        FaultyServer::start(Fault::None),
+        FaultyServer::start(Fault::None),
+    );
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![a.addr]));
+    spec.targets.push(Target::Tcp(vec![b.addr]));
+    spec.connections = 5;
+    spec.stop = Stop::Count(40);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{}", r.table());
+    a.wait_accepted(3);
+    b.wait_accepted(2);
+    assert_eq!(r.targets.len(), 2);
+    assert_eq!(r.targets[0].target, format!("tcp://{}", a.addr));
+    assert_eq!((r.targets[0].connections, r.targets[1].connections), (3, 2));
+    assert_eq!(
+        (
+            r.targets[0].messages_verified,
+            r.targets[1].messages_verified
+        ),
+        (120, 80)
+    );
+    let rt: u64 = r.targets.iter().map(|t| t.round_trips).sum();
+    assert_eq!(rt, r.round_trips);
+    let rate: f64 = r.targets.iter().map(|t| t.round_trips_per_sec).sum();
+    assert!((rate - r.round_trips_per_sec).abs() < 1e-6 * r.round_trips_per_sec.max(1.0));
+    assert_eq!(r.target, format!("tcp://{} tcp://{}", a.addr, b.addr));
+}
+
+#[test]
+fn a_failing_target_has_its_errors_in_its_own_row() {
+    let good = FaultyServer::start(Fault::None);
+    let refused = Target::Tcp(vec![
+        format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
+    ]);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![good.addr]));
+    spec.targets.push(refused);
+    spec.connections = 4;
+    spec.stop = Stop::Count(10);
+    let r = probe::run(&spec).expect("run");
+    assert!(!r.ok);
+    assert_eq!(r.targets[0].errors.total(), 0);
+    assert_eq!(r.targets[0].connections_ok, 2);
+    assert_eq!(r.targets[1].errors.refused, 2);
+    assert_eq!(r.errors.refused, 2);
+}
+
+#[test]
+fn udp_targets_spread_too() {
+    let srv = OurServer::start(ricochet::core::Mode::Raw);
+    let other = FaultyUdp::start(UdpFault::DropEvery(u64::MAX));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.udp]));
+    spec.targets.push(Target::Udp(vec![other.addr]));
+    spec.connections = 2;
+    spec.stop = Stop::Count(30);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(r.targets[0].messages_verified, 30);
+    assert_eq!(r.targets[1].messages_verified, 30);
+}
+
+#[test]
+fn mixed_or_too_few_connections_for_the_targets_are_rejected() {
+    let mut spec = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:9".parse().unwrap()]));
+    spec.targets
+        .push(Target::Udp(vec!["127.0.0.1:9".parse().unwrap()]));
+    spec.connections = 2;
+    assert_eq!(spec.validate(), Err(SpecError::MixedTargets));
+    spec.targets[1] = Target::Unix("/tmp/x.sock".into());
+    assert_eq!(spec.validate(), Ok(()), "TCP and Unix are both streams");
+    spec.connections = 1;
+    assert!(matches!(
+        spec.validate(),
+        Err(SpecError::FewerConnectionsThanTargets {
+            connections: 1,
+            targets: 2
+        })
+    ));
+}
+
+#[test]
+fn cli_takes_several_targets_and_prints_a_row_each_and_the_total() {
+    let (a, b) = (
+        OurServer::start(ricochet::core::Mode::Raw),
+        FaultyServer::start(Fault::None),
+    );
+    let (ta, tb) = (format!("tcp://{}", a.tcp), format!("tcp://{}", b.addr));
+    let (code, out, err) = texts(&probe_cli(&[&ta, &tb, "-c", "4", "-n", "50"]));
+    assert_eq!(code, 0, "{err}");
+    let row = |t: &str| {
+        out.lines()
+            .find(|l| l.contains(t) && !l.starts_with("target"))
+            .map(str::to_owned)
+    };
+    for t in [&ta, &tb] {
+        let l = row(t).unwrap_or_else(|| panic!("no row for {t}:\n{out}"));
+        assert!(l.split_whitespace().any(|w| w == "100"), "{l}");
+    }
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("total")),
+        "{out}"
+    );
+    let (code, _, err) = texts(&probe_cli(&[&ta, "udp://127.0.0.1:9", "-c", "2"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mix UDP and stream"), "{err}");
+    let (code, _, err) = texts(&probe_cli(&[&ta, &tb]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-c 2 or more"), "{err}");
+}

@@ -23,10 +23,11 @@ pub struct Report {
     pub version: &'static str,
     /// When the run started, RFC 3339 UTC (`2025-01-31T12:00:00Z`).
     pub started_at: String,
-    /// The target as given (`tcp://…`, `udp://…`, `unix://…`); several
+    /// The target as given (`tcp://…`, `udp://…`, `tls://…`, `unix://…`); several
     /// targets are separated by spaces.
     pub target: String,
-    /// `tcp`, `udp` or `unix` (`mixed` for TCP and Unix targets together).
+    /// `tcp`, `udp`, `tls` or `unix` (`mixed` for stream targets of
+    /// different kinds together).
     pub transport: &'static str,
     /// `raw`, `lines` or `frames` (always `raw` for UDP).
     pub mode: &'static str,
@@ -99,12 +100,16 @@ pub struct Report {
     /// window held back, from the moment it could go).
     pub send_lateness_us: Option<Latency>,
     /// Streams: connect latency (connect call to a connection ready for
-    /// data) of every connection of the run, warmup included, microseconds.
+    /// data; over TLS, its handshake done) of every connection of the run,
+    /// warmup included, microseconds. The handshake alone is in
+    /// [`TlsReport::handshake_us`].
     pub connect_us: Option<Latency>,
     /// Streams: connect call to the connection's first echoed byte, every
     /// connection of the run, microseconds.
     pub first_byte_us: Option<Latency>,
-    /// Connections opened (UDP: sockets); with churn every replacement counts.
+    /// Connections opened (UDP: sockets); with churn every replacement
+    /// counts. A stream connection counts once ready for data (over TLS,
+    /// its handshake done).
     pub connections_opened: u64,
     /// Connections closed cleanly inside the measured span.
     pub connections_completed: u64,
@@ -127,7 +132,8 @@ pub struct Report {
     pub hints: Vec<String>,
     /// UDP only: datagram accounting.
     pub datagrams: Option<DatagramCounts>,
-    /// TLS only: handshakes, their rate and latency.
+    /// With `tls://` targets: their handshakes, rate and latency (the
+    /// `tls://` connections only, in a run that mixes targets).
     pub tls: Option<TlsReport>,
     /// Set when the run stopped sending before its count or duration: the
     /// report is partial.
@@ -357,10 +363,13 @@ impl fmt::Display for ConnError {
     }
 }
 
-/// TLS handshakes of a `tls://` run (connection setup, apart from the echo).
+/// TLS handshakes of a run's `tls://` connections (connection setup, apart
+/// from the echo).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TlsReport {
-    /// The name the server's certificate was checked against (and sent in SNI).
+    /// The name the server's certificate was checked against (and sent in
+    /// SNI); with several `tls://` targets of different names, each once,
+    /// separated by spaces.
     pub server_name: String,
     /// `--insecure`: the certificate was NOT verified.
     pub insecure: bool,

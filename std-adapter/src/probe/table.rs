@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::StopReason;
 use super::find_rate::{RateSearch, RateStep};
 use super::interval::IntervalReport;
-use super::report::{Latency, Report};
+use super::report::{Latency, Report, TlsReport};
 use super::units::{count_of, format_duration, format_micros, format_rate};
 
 fn secs(s: f64) -> String {
@@ -202,12 +202,20 @@ impl fmt::Display for Report {
         if let Some(c) = self.connect_us.filter(|c| c.count > 0) {
             writeln!(
                 f,
-                "connect      p50 {}, p99 {}, max {} ({})",
+                "connect      p50 {}, p99 {}, max {} ({}{})",
                 format_micros(c.p50),
                 format_micros(c.p99),
                 format_micros(c.max),
-                count_of(c.count, "connection")
+                count_of(c.count, "connection"),
+                if self.tls.is_some() {
+                    ", TLS handshakes included"
+                } else {
+                    ""
+                }
             )?;
+        }
+        if let Some(t) = &self.tls {
+            writeln!(f, "{}", handshakes_line(t))?;
         }
         if let Some(b) = self.first_byte_us.filter(|b| b.count > 0) {
             writeln!(
@@ -224,36 +232,6 @@ impl fmt::Display for Report {
                 "connections  {} opened, {} closed cleanly in the measured span: {:.1} /s",
                 self.connections_opened, self.connections_completed, self.connections_per_sec
             )?;
-        }
-        if let Some(t) = &self.tls {
-            let h = &t.handshake_us;
-            let resumed = if t.resumption {
-                format!("{} resumed", t.resumed)
-            } else {
-                "resumption off".to_owned()
-            };
-            let name = if t.insecure {
-                format!("{} NOT VERIFIED (--insecure)", t.server_name)
-            } else {
-                format!("{} verified", t.server_name)
-            };
-            if h.count == 0 {
-                writeln!(
-                    f,
-                    "handshakes   {} ({resumed}), none in the measured span; certificate {name}",
-                    t.handshakes
-                )?;
-            } else {
-                writeln!(
-                    f,
-                    "handshakes   {} ({resumed}), {:.1} /s, p50 {}, p99 {}, max {}; certificate {name}",
-                    t.handshakes,
-                    t.handshakes_per_sec,
-                    format_micros(h.p50),
-                    format_micros(h.p99),
-                    format_micros(h.max)
-                )?;
-            }
         }
         if let Some(d) = &self.datagrams {
             writeln!(
@@ -440,5 +418,36 @@ impl RateSearch {
             ));
         }
         out
+    }
+}
+
+/// The `handshakes` line of a run with `tls://` targets.
+fn handshakes_line(t: &TlsReport) -> String {
+    let h = &t.handshake_us;
+    let resumed = if t.resumption {
+        format!("{} resumed", t.resumed)
+    } else {
+        "resumption off".to_owned()
+    };
+    let name = if t.insecure {
+        format!("{} NOT VERIFIED (--insecure)", t.server_name)
+    } else {
+        format!("{} verified", t.server_name)
+    };
+    if h.count == 0 {
+        format!(
+            "handshakes   {} ({resumed}), none in the measured span; certificate {name}",
+            t.handshakes
+        )
+    } else {
+        format!(
+            "handshakes   {} ({resumed}), {:.1} /s, p50 {}, p99 {}, max {} (TCP up to done); \
+             certificate {name}",
+            t.handshakes,
+            t.handshakes_per_sec,
+            format_micros(h.p50),
+            format_micros(h.p99),
+            format_micros(h.max)
+        )
     }
 }

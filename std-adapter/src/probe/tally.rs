@@ -307,4 +307,18 @@ mod tests {
         assert_eq!(latency_of(&a.rtt).max, 80);
         assert_eq!(latency_of(&a.rtt_sent).max, 70);
     }
+
+    #[test]
+    fn tally_counts_every_handshake_and_times_those_in_the_window() {
+        let mut a = Tally::new(window(100, Some(200))).unwrap();
+        let took = Duration::from_micros(900);
+        a.handshake(Instant::from_millis(50), took, false);
+        a.handshake(Instant::from_millis(150), took, true);
+        let mut b = Tally::new(window(100, Some(200))).unwrap();
+        b.handshake(Instant::from_millis(160), Duration::from_micros(300), true);
+        a.merge(&b);
+        assert_eq!((a.handshakes, a.resumed), (3, 2));
+        let l = latency_of(&a.handshake_time);
+        assert_eq!((l.count, l.max), (2, 900));
+    }
 }

@@ -336,4 +336,52 @@ mod tests {
         assert_eq!(show_byte(0x9c), "0x9c");
         assert_eq!(show_bytes(b"220 hello\r\n\x00"), "\"220 hello\\r\\n\\x00\"");
     }
+
+    fn tls(host: &str) -> Target {
+        Target::Tls(super::super::TlsTarget {
+            addrs: vec!["127.0.0.1:7".parse().unwrap()],
+            host: host.to_owned(),
+        })
+    }
+
+    fn tally() -> Tally {
+        Tally::new(super::super::tally::Window {
+            start: Instant::ZERO,
+            end: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn tls_section_only_with_tls_targets_naming_each_name_once() {
+        let (mut w, mut h) = (Vec::new(), Vec::new());
+        let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]));
+        assert!(tls_section(&tcp, &tally(), 1.0, &mut w, &mut h).is_none());
+        let mut spec = ProbeSpec::new(tls("a.example"));
+        spec.targets.push(tls("b.example"));
+        spec.targets.push(tls("a.example"));
+        let mut t = tally();
+        t.handshake(
+            Instant::from_millis(1),
+            ricochet_core::Duration::from_micros(500),
+            true,
+        );
+        let r = tls_section(&spec, &t, 2.0, &mut w, &mut h).expect("a tls section");
+        assert_eq!(r.server_name, "a.example b.example");
+        assert_eq!((r.handshakes, r.resumed, r.handshakes_per_sec), (1, 1, 0.5));
+        assert!(w.is_empty() && h.is_empty(), "{w:?} {h:?}");
+    }
+
+    #[test]
+    fn tls_section_warns_of_insecure_and_hints_when_no_handshake_completed() {
+        let (mut w, mut h) = (Vec::new(), Vec::new());
+        let mut spec = ProbeSpec::new(tls("localhost"));
+        spec.tls.insecure = true;
+        let mut t = tally();
+        t.errors.count(ErrorKind::Handshake);
+        let r = tls_section(&spec, &t, 1.0, &mut w, &mut h).expect("a tls section");
+        assert!(r.insecure);
+        assert!(w[0].contains("NOT verified"), "{w:?}");
+        assert!(h[0].contains("no TLS handshake completed"), "{h:?}");
+    }
 }

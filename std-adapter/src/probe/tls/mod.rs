@@ -227,3 +227,69 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(host: &str, port: u16) -> Target {
+        Target::Tls(TlsTarget {
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+            host: host.to_owned(),
+        })
+    }
+
+    fn insecure() -> TlsOptions {
+        TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        }
+    }
+
+    #[test]
+    fn clients_share_one_config_and_name_each_tls_target() {
+        let tcp = Target::Tcp(vec![SocketAddr::from(([127, 0, 0, 1], 7))]);
+        let targets = [tls("localhost", 1), tcp, tls("127.0.0.1", 2)];
+        let c = clients(&targets, &insecure()).expect("clients");
+        let [Some(a), None, Some(b)] = &c[..] else {
+            panic!("one client per tls:// target only");
+        };
+        assert!(Arc::ptr_eq(&a.config, &b.config), "one session cache");
+        assert_eq!(a.name, ServerName::try_from("localhost").unwrap());
+        assert_eq!(b.name, ServerName::try_from("127.0.0.1").unwrap());
+    }
+
+    #[test]
+    fn clients_use_the_server_name_option_for_every_target() {
+        let opts = TlsOptions {
+            server_name: Some("echo.example".to_owned()),
+            ..insecure()
+        };
+        let c = clients(&[tls("127.0.0.1", 1), tls("localhost", 2)], &opts).expect("clients");
+        for client in c.iter().flatten() {
+            assert_eq!(client.name, ServerName::try_from("echo.example").unwrap());
+        }
+        let bad = TlsOptions {
+            server_name: Some("not a name!".to_owned()),
+            ..insecure()
+        };
+        let e = clients(&[tls("localhost", 1)], &bad).expect_err("an invalid name");
+        assert!(e.0.contains("--tls-server-name"), "{e}");
+    }
+
+    #[test]
+    fn clients_without_tls_targets_build_nothing() {
+        let udp = Target::Udp(vec![SocketAddr::from(([127, 0, 0, 1], 7))]);
+        // Not even a CA file that cannot be read is looked at.
+        let opts = TlsOptions {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..TlsOptions::default()
+        };
+        assert!(matches!(
+            &clients(&[udp], &opts).expect("no client")[..],
+            [None]
+        ));
+        let e = clients(&[tls("localhost", 1)], &opts).expect_err("unreadable CA");
+        assert!(e.0.contains("cannot read it"), "{e}");
+    }
+}

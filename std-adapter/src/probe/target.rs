@@ -10,10 +10,11 @@ use super::tls::TlsTarget;
 
 /// Where the probe sends its traffic.
 ///
-/// Parsed from `tcp://HOST:PORT`, `udp://HOST:PORT` or `unix://PATH`. IPv6
-/// literals are bracketed (`tcp://[::1]:7`). Host names are resolved once,
-/// at parse time, with [`ToSocketAddrs`]: a TCP connection tries every
-/// resolved address in order until one connects; UDP uses the first.
+/// Parsed from `tcp://HOST:PORT`, `udp://HOST:PORT`, `tls://HOST:PORT` or
+/// `unix://PATH`. IPv6 literals are bracketed (`tcp://[::1]:7`). Host names
+/// are resolved once, at parse time, with [`ToSocketAddrs`]: a TCP or TLS
+/// connection tries every resolved address in order until one connects;
+/// UDP uses the first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// A TCP echo server; never empty.
@@ -88,7 +89,7 @@ impl Target {
         }
     }
 
-    /// True for the stream transports (TCP and Unix).
+    /// True for the stream transports (TCP, TLS and Unix).
     pub fn is_stream(&self) -> bool {
         !matches!(self, Target::Udp(_))
     }

@@ -21,7 +21,7 @@
 //! on the next writable edge.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
@@ -81,27 +81,27 @@ pub(super) struct Handshake {
     pub(super) resumed: bool,
 }
 
-/// How many addresses `target` may be dialed at (TCP tries each in turn).
-pub(super) fn attempts(target: &Target) -> usize {
+/// The addresses `target` is dialed at, in turn (`None` for a Unix path).
+fn addrs(target: &Target) -> Option<&[SocketAddr]> {
     match target {
-        Target::Tcp(addrs) | Target::Udp(addrs) => addrs.len(),
-        Target::Tls(t) => t.addrs.len(),
-        Target::Unix(_) => 1,
+        Target::Udp(a) => Some(a),
+        _ => target.stream_addrs(),
     }
+}
+
+/// How many addresses `target` may be dialed at (TCP and TLS try each in turn).
+pub(super) fn attempts(target: &Target) -> usize {
+    addrs(target).map_or(1, <[SocketAddr]>::len)
 }
 
 /// Where attempt `attempt` of `target` goes, for messages.
 pub(super) fn describe(target: &Target, attempt: usize) -> String {
-    match target {
-        Target::Tcp(addrs) | Target::Udp(addrs) => addrs
-            .get(attempt)
-            .map_or_else(|| target.to_string(), ToString::to_string),
-        Target::Tls(t) => t
-            .addrs
-            .get(attempt)
-            .map_or_else(|| target.to_string(), ToString::to_string),
-        Target::Unix(path) => path.display().to_string(),
+    if let Target::Unix(path) = target {
+        return path.display().to_string();
     }
+    addrs(target)
+        .and_then(|a| a.get(attempt))
+        .map_or_else(|| target.to_string(), ToString::to_string)
 }
 
 /// Starts a non-blocking connect to `target`'s `attempt`-th address; a
@@ -127,7 +127,7 @@ pub(super) fn dial(target: &Target, attempt: usize, tls: Option<&TlsClient>) -> 
 }
 
 /// A non-blocking TCP connect to `addrs[attempt]`, `TCP_NODELAY` set.
-fn tcp(addrs: &[std::net::SocketAddr], attempt: usize) -> io::Result<TcpStream> {
+fn tcp(addrs: &[SocketAddr], attempt: usize) -> io::Result<TcpStream> {
     let addr = addrs
         .get(attempt)
         .ok_or_else(|| io::Error::other("no address left to try"))?;
@@ -229,5 +229,107 @@ impl Link {
             Link::Unix(s) => s.shutdown(Shutdown::Write),
             Link::Tls(s) => s.shutdown_write(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant as StdInstant};
+
+    use super::*;
+    use crate::probe::{TlsOptions, TlsTarget};
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn tls_target(addrs: Vec<SocketAddr>) -> Target {
+        Target::Tls(TlsTarget {
+            addrs,
+            host: "localhost".to_owned(),
+        })
+    }
+
+    #[test]
+    fn tls_targets_are_dialed_at_each_address_in_turn() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "[::1]:2".parse().unwrap();
+        let t = tls_target(vec![a, b]);
+        assert_eq!(attempts(&t), 2);
+        assert_eq!(describe(&t, 1), "[::1]:2");
+        let unix = Target::Unix("/tmp/echo.sock".into());
+        assert_eq!(
+            (attempts(&unix), describe(&unix, 0).as_str()),
+            (1, "/tmp/echo.sock")
+        );
+    }
+
+    #[test]
+    fn tls_link_handshakes_from_tcp_up_and_fails_when_the_server_closes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = tls_target(vec![listener.local_addr().unwrap()]);
+        let opts = TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        };
+        let clients = super::super::tls::clients(std::slice::from_ref(&target), &opts).unwrap();
+        let Ok(Dialed::Link(mut link)) = dial(&target, 0, clients[0].as_ref()) else {
+            panic!("dial");
+        };
+        // The server accepts and reads the ClientHello, but never answers.
+        let (mut server, _) = listener.accept().unwrap();
+        let start = StdInstant::now();
+        let mut step = 0u64;
+        let since = loop {
+            step += 1;
+            match link.poll_ready(Instant::from_micros(step)) {
+                Ok(Readiness::Handshaking { since }) => break since,
+                Ok(Readiness::Connecting) => {}
+                other => panic!("expected a handshake in progress: {other:?}"),
+            }
+            assert!(start.elapsed() < WAIT, "TCP never came up");
+            std::thread::yield_now();
+        };
+        assert!(link.is_handshaking() && link.handshake().is_none());
+        // The handshake began at the call that saw TCP established, and a
+        // later call keeps that start.
+        assert_eq!(since, Instant::from_micros(step));
+        assert!(matches!(
+            link.poll_ready(Instant::from_micros(step + 100)),
+            Ok(Readiness::Handshaking { since: s }) if s == since
+        ));
+        let mut hello = [0u8; 5];
+        std::io::Read::read_exact(&mut server, &mut hello).unwrap();
+        assert_eq!(hello[0], 22, "a TLS handshake record");
+        // Read the rest of it, so the close is a FIN, not a reset.
+        let mut rest = vec![0u8; usize::from(u16::from_be_bytes([hello[3], hello[4]]))];
+        std::io::Read::read_exact(&mut server, &mut rest).unwrap();
+        drop(server);
+        let start = StdInstant::now();
+        loop {
+            match link.poll_ready(Instant::from_micros(step + 200)) {
+                Err(ReadyError::Handshake(e)) => {
+                    assert!(e.to_string().contains("is it a TLS server?"), "{e}");
+                    break;
+                }
+                Ok(Readiness::Handshaking { .. }) => {}
+                other => panic!("expected a failed handshake: {other:?}"),
+            }
+            assert!(start.elapsed() < WAIT, "the close was never seen");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn tcp_link_is_ready_without_a_handshake() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = Target::Tcp(vec![listener.local_addr().unwrap()]);
+        let Ok(Dialed::Link(mut link)) = dial(&target, 0, None) else {
+            panic!("dial");
+        };
+        let start = StdInstant::now();
+        while !matches!(link.poll_ready(Instant::ZERO), Ok(Readiness::Ready)) {
+            assert!(start.elapsed() < WAIT, "TCP never came up");
+            std::thread::yield_now();
+        }
+        assert!(!link.is_handshaking() && link.handshake().is_none());
     }
 }

@@ -158,6 +158,13 @@ impl Slicer {
     /// Passes to the interval that contains `now`, sending the current one
     /// if it is over.
     pub(super) fn roll(&mut self, now: Instant) {
+        // The window is closed at its end (as the summary's is): the end
+        // itself belongs to the last interval, not to one after it, which
+        // would be dropped.
+        let now = match self.window.end {
+            Some(end) if now == end => Instant::from_micros(now.as_micros().saturating_sub(1)),
+            _ => now,
+        };
         if now < self.end {
             return;
         }
@@ -465,5 +472,33 @@ mod tests {
         assert_eq!(out[1].lost, Some(0));
         assert!(c.thread_done(0).is_empty());
         assert!(c.finish(0.35).0.is_empty());
+    }
+
+    #[test]
+    fn a_round_trip_at_the_window_end_counts_in_the_last_interval() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            Some(0.4),
+            1,
+            false,
+            false,
+        );
+        let window = Window {
+            start: Instant::from_millis(100),
+            end: Some(Instant::from_millis(400)),
+        };
+        let mut a = Slicer::new(window, Duration::from_millis(100), 0, tx).unwrap();
+        rt(&mut a, 150);
+        rt(&mut a, 400); // exactly the end: inside the window, as for the summary
+        a.finish();
+        let mut out = drain(&rx, &mut c);
+        out.extend(c.thread_done(0));
+        let (rest, all) = c.finish(0.4);
+        out.extend(rest);
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(all.iter().map(|r| r.round_trips).sum::<u64>(), 2);
+        assert_eq!(all[2].round_trips, 1, "in [0.3, 0.4]");
     }
 }

@@ -170,6 +170,7 @@ mod ids {
 
     use super::DropError;
 
+    #[cfg(not(target_vendor = "apple"))]
     fn err(e: nix::Error) -> DropError {
         DropError::Switch(e.to_string())
     }

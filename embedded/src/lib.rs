@@ -172,7 +172,8 @@ pub use addressing::AddressSource;
 #[cfg(feature = "client")]
 pub use client::{CONNECT_RETRY, PROBE_WINDOW};
 pub use config::{
-    DRAIN_TIMEOUT, ECHO_PORT, Ipv4Config, LINGER, NodeConfig, Role, StaticIpv4, TcpConfig,
+    DRAIN_TIMEOUT, ECHO_PORT, FRAMES_PORT, Ipv4Config, LINES_PORT, LINGER, MAX_EXTRA_PORTS,
+    ModePort, NodeConfig, Role, StaticIpv4, TcpConfig,
 };
 pub use datagram_echo::{UDP_SOURCES, UDP_STALL};
 pub use led::NoLed;

@@ -265,8 +265,14 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
                     // `pumps` holds N: one per session buffer fits.
                     let _ = pumps.push(Pump::new(session.bytes(), config.session, t));
                 }
-                let stream =
-                    StreamEcho::new(handles, &mut pumps[..], config.port, &config.tcp, &mut set);
+                let stream = StreamEcho::new(
+                    handles,
+                    &mut pumps[..],
+                    config.tcp_ports(),
+                    config.session,
+                    &config.tcp,
+                    &mut set,
+                );
                 let datagram = config.udp.map(|policy| {
                     let handle = set.add(udp_socket);
                     DatagramEcho::new(

@@ -9,10 +9,10 @@ use std::convert::Infallible;
 use std::rc::Rc;
 
 use embedded_hal::digital::{ErrorType, OutputPin};
-use ricochet_core::{PolicyConfig, ProbeConfig};
+use ricochet_core::{Mode, PolicyConfig, ProbeConfig};
 use ricochet_embedded::{
-    EchoNode, MAX_FRAMES_PER_POLL, NewError, NoLed, NodeResources, SessionBuffer, TcpRxBuffer,
-    TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
+    EchoNode, LINES_PORT, MAX_FRAMES_PER_POLL, ModePort, NewError, NoLed, NodeResources,
+    SessionBuffer, TcpRxBuffer, TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
 };
 use smoltcp::time::Instant;
 
@@ -47,6 +47,74 @@ fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
             capacity: 1024
         }
     );
+}
+
+#[test]
+fn port_listed_twice_or_zero_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.extra_ports[1] = Some(ModePort {
+        port: config.port,
+        mode: Mode::Lines,
+    });
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::BadPort { port: 7 });
+    config.extra_ports[1] = Some(ModePort {
+        port: 0,
+        mode: Mode::Lines,
+    });
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::BadPort { port: 0 });
+    assert!(
+        err.to_string().contains("give each mode its own port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn more_ports_than_sockets_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.serve_every_mode();
+    assert_eq!(config.extra_ports[0].map(|p| p.port), Some(LINES_PORT));
+    let err = EchoNode::<2>::new(
+        config,
+        resources::<2, 4, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        NewError::MorePortsThanSockets {
+            ports: 3,
+            sockets: 2
+        }
+    );
+    // Three sockets are enough.
+    EchoNode::<3>::new(
+        config,
+        resources::<3, 5, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap();
 }
 
 #[test]

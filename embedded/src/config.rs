@@ -112,7 +112,12 @@ impl NodeConfig {
                 linger: LINGER,
                 ..SessionConfig::default()
             },
-            udp: Some(PolicyConfig::DEFAULT),
+            // Without the `udp` feature there is no UDP echo to configure.
+            udp: if cfg!(feature = "udp") {
+                Some(PolicyConfig::DEFAULT)
+            } else {
+                None
+            },
             tcp: TcpConfig::DEFAULT,
         }
     }

@@ -128,6 +128,10 @@
 //! - `ipv6` (default): an IPv6 link-local address derived from the MAC.
 //! - `client` (default): the client role ([`Role::Client`]). A server-only
 //!   firmware leaves it off and saves the probes' flash and RAM.
+//! - `udp` (default): UDP echo ([`NodeConfig::udp`]); without it the node
+//!   serves TCP only.
+//! - `dhcp` (default): DHCPv4 with a static fallback ([`Ipv4Config::Dhcp`]);
+//!   without it the node needs a static address.
 //! - `defmt`: log through defmt and derive `defmt::Format` on public types.
 //! - `log`: log through the `log` facade.
 //!
@@ -160,6 +164,7 @@ mod addressing;
 mod client;
 pub mod clock;
 mod config;
+#[cfg(feature = "udp")]
 mod datagram_echo;
 mod led;
 mod node;
@@ -175,6 +180,7 @@ pub use config::{
     DRAIN_TIMEOUT, ECHO_PORT, FRAMES_PORT, Ipv4Config, LINES_PORT, LINGER, MAX_EXTRA_PORTS,
     ModePort, NodeConfig, Role, StaticIpv4, TcpConfig,
 };
+#[cfg(feature = "udp")]
 pub use datagram_echo::{UDP_SOURCES, UDP_STALL};
 pub use led::NoLed;
 pub use node::{EchoNode, MAX_FRAMES_PER_POLL};

@@ -9,7 +9,7 @@ use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::tcp;
 
 use crate::clock;
-use crate::config::{NodeConfig, Role, TcpConfig};
+use crate::config::{Ipv4Config, NodeConfig, Role, TcpConfig};
 
 /// IPv4 and UDP headers: the largest UDP payload is the IP MTU minus these.
 const IPV4_UDP_HEADERS: usize = 20 + 8;
@@ -47,6 +47,12 @@ pub enum NewError {
         /// The port.
         port: u16,
     },
+    /// `NodeConfig::udp` asks for UDP echo, but the node was built without
+    /// the `udp` feature: enable it, or set `udp` to `None`.
+    UdpNotBuilt,
+    /// `Ipv4Config::Dhcp`, but the node was built without the `dhcp`
+    /// feature: enable it, or use `Ipv4Config::Static`.
+    DhcpNotBuilt,
     /// The server role serves more TCP ports than it has sockets: one would
     /// never be listened on. Drop a port or give the node more sockets (`N`).
     MorePortsThanSockets {
@@ -70,6 +76,12 @@ impl fmt::Display for NewError {
                 "UDP transmit ring of {capacity} bytes, at least {needed} needed"
             ),
             NewError::Probe(e) => write!(f, "probe configuration: {e}"),
+            NewError::UdpNotBuilt => f.write_str(
+                "UDP echo configured, but ricochet-embedded was built without its `udp` feature: enable it or set `udp: None`",
+            ),
+            NewError::DhcpNotBuilt => f.write_str(
+                "DHCP configured, but ricochet-embedded was built without its `dhcp` feature: enable it or use Ipv4Config::Static",
+            ),
             NewError::BadPort { port } => write!(
                 f,
                 "TCP port {port} is 0 or configured twice: give each mode its own port"
@@ -102,8 +114,14 @@ pub(crate) fn check<D: Device + ?Sized, const N: usize>(
     // The largest datagram that can arrive unfragmented (smoltcp is built
     // without reassembly, so nothing larger ever reaches the socket).
     let largest = ip_mtu.saturating_sub(IPV4_UDP_HEADERS);
-    if let Role::Server = config.role {
+    if !cfg!(feature = "dhcp") && matches!(config.ipv4, Ipv4Config::Dhcp { .. }) {
+        return Err(NewError::DhcpNotBuilt);
+    }
+    if matches!(config.role, Role::Server) {
         check_ports::<N>(config)?;
+        if !cfg!(feature = "udp") && config.udp.is_some() {
+            return Err(NewError::UdpNotBuilt);
+        }
     }
     let (rx_needed, tx_needed) = match config.role {
         Role::Server => match config.udp {

@@ -19,6 +19,7 @@ use smoltcp::time::Instant;
 use support::pair::pair;
 use support::sim::{Flow, Sim, echo_endpoint, resources, server_config};
 
+#[cfg(feature = "udp")]
 #[test]
 fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
     let (mut dev, _) = pair();
@@ -47,6 +48,42 @@ fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
             capacity: 1024
         }
     );
+}
+
+#[cfg(not(feature = "udp"))]
+#[test]
+fn udp_echo_without_the_udp_feature_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.udp = Some(PolicyConfig::DEFAULT);
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::UdpNotBuilt);
+    assert!(err.to_string().contains("`udp` feature"), "{err}");
+}
+
+#[cfg(not(feature = "dhcp"))]
+#[test]
+fn dhcp_without_the_dhcp_feature_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    // NodeConfig::new asks for DHCP.
+    let config = ricochet_embedded::NodeConfig::new(support::sim::NODE_MAC);
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::DhcpNotBuilt);
+    assert!(err.to_string().contains("Ipv4Config::Static"), "{err}");
 }
 
 #[test]
@@ -117,6 +154,7 @@ fn more_ports_than_sockets_is_refused_at_new() {
     .unwrap();
 }
 
+#[cfg(feature = "udp")]
 #[test]
 fn udp_transmit_ring_smaller_than_max_datagram_is_refused_at_new() {
     let (mut dev, _) = pair();
@@ -159,6 +197,7 @@ fn udp_disabled_needs_no_udp_buffers() {
 }
 
 /// An LED that counts its edges.
+#[cfg_attr(not(feature = "udp"), allow(dead_code))]
 struct CountingLed(Rc<Cell<u32>>);
 
 impl ErrorType for CountingLed {
@@ -176,6 +215,7 @@ impl OutputPin for CountingLed {
     }
 }
 
+#[cfg(feature = "udp")]
 #[test]
 fn traffic_toggles_the_activity_led_and_silence_does_not() {
     let edges = Rc::new(Cell::new(0));

@@ -228,7 +228,7 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
             }
         }
         let free = listening.iter().sum();
-        let want = shares(&busy[..count.min(MAX_PORTS)], free);
+        let want = shares(busy.get(..count).unwrap_or(&busy), free);
         for (to, &wanted) in want.iter().enumerate().take(count) {
             while listening.get(to).is_some_and(|&have| have < wanted) {
                 // A port holding more listeners than its share gives one.

@@ -154,7 +154,7 @@ fn four_sockets_over_three_ports_serve_two_echo_clients_beside_one_per_other_mod
     // In this order: the two echo clients take the echo port's listener
     // and then the one it gets back; lines and frames keep theirs; a third
     // echo client finds none (the pool is full).
-    let mut clients = vec![
+    let mut clients = [
         connect(&mut sim, ECHO_PORT, 42000, paced(Mode::Raw)),
         connect(&mut sim, ECHO_PORT, 42001, paced(Mode::Raw)),
         connect(&mut sim, LINES_PORT, 42002, paced(Mode::Lines)),

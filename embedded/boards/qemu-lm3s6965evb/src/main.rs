@@ -11,6 +11,9 @@
 #![no_main]
 
 mod enet;
+mod vectors;
+
+use ricochet_compact_rt as _;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -82,18 +85,26 @@ fn main() -> ! {
 fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
     config.random_seed = random_seed(mac, clock);
-    // QEMU's slirp hands out 10.0.2.15 by DHCP; this is used if it does not.
-    config.ipv4 = Ipv4Config::Dhcp {
-        fallback: Some(StaticIpv4 {
-            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
-            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
-        }),
-        fallback_after: Duration::from_secs(2),
+    // Raw on 7 (and UDP), lines on 7001, frames on 7002.
+    config.serve_every_mode();
+    // QEMU's slirp hands out 10.0.2.15 by DHCP; this is used if it does not
+    // (and at once without the `dhcp` feature).
+    let slirp = StaticIpv4 {
+        address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+        gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+    };
+    config.ipv4 = if cfg!(feature = "dhcp") {
+        Ipv4Config::Dhcp {
+            fallback: Some(slirp),
+            fallback_after: Duration::from_secs(2),
+        }
+    } else {
+        Ipv4Config::Static(slirp)
     };
     // Echo UDP payloads up to 1400 bytes. Anything up to 1472 still arrives
     // unfragmented on a 1500-byte MTU, so a longer datagram is dropped and
     // counted by the policy (never truncated); `cargo xtask ci qemu` checks it.
-    config.udp = Some(PolicyConfig {
+    config.udp = cfg!(feature = "udp").then_some(PolicyConfig {
         max_datagram: MAX_DATAGRAM,
         ..PolicyConfig::DEFAULT
     });
@@ -137,18 +148,27 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 }
 
 /// Logs the panic through defmt and ends the QEMU process with status 1.
+///
+/// Only with the `panic-location` feature does it read `info`: once the
+/// handler reads nothing, the compiler drops every panic site's location
+/// and message (file paths, `core::fmt`), about 10 KiB of flash. Our own
+/// panics go through `defmt::panic!`, which logs its message before
+/// getting here.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     static PANICKED: AtomicBool = AtomicBool::new(false);
     // A panic while logging (for example inside the defmt logger) must not
     // recurse.
     if !PANICKED.swap(true, Ordering::Relaxed) {
-        // The location only: formatting the message would link core::fmt
-        // (about 2.7 KiB of flash). Our own panics go through defmt::panic!,
-        // which logs its message before getting here.
+        #[cfg(feature = "panic-location")]
         match info.location() {
             Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
             None => defmt::error!("panic"),
+        }
+        #[cfg(not(feature = "panic-location"))]
+        {
+            let _ = info;
+            defmt::error!("panic");
         }
     }
     semihosting::process::exit(1)

@@ -24,6 +24,8 @@ use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
 use ricochet_embedded::smoltcp::time::Duration as SmolDuration;
 use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
+#[cfg(feature = "big-buffers")]
+use ricochet_embedded::{SessionBuffer, TcpRxBuffer, TcpTxBuffer, socket_slots};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::enet::Enet;
@@ -40,9 +42,27 @@ const MAX_DATAGRAM: usize = 1400;
 
 /// Every buffer of the node (4 TCP sockets, the defaults): all zero or
 /// uninitialised, so in `.bss`.
-static RESOURCES: ConstStaticCell<NodeResources<'static>> =
-    ConstStaticCell::new(NodeResources::new());
-type Node = EchoNode<'static, 4>;
+static RESOURCES: ConstStaticCell<Resources> = ConstStaticCell::new(NodeResources::new());
+/// The default: 4 TCP sockets with 1 KiB windows (all of RAM within 32 KiB).
+#[cfg(not(feature = "big-buffers"))]
+type Resources = NodeResources<'static>;
+#[cfg(not(feature = "big-buffers"))]
+const SOCKETS: usize = 4;
+/// `big-buffers`: 3 TCP sockets (one per mode) with 6 KiB receive windows
+/// and 8 KiB transmit buffers, for throughput (all of RAM within the
+/// LM3S6965's 64 KiB).
+#[cfg(feature = "big-buffers")]
+type Resources = NodeResources<
+    'static,
+    SOCKETS,
+    { socket_slots(SOCKETS) },
+    SessionBuffer<1024>,
+    TcpRxBuffer<6144>,
+    TcpTxBuffer<8192>,
+>;
+#[cfg(feature = "big-buffers")]
+const SOCKETS: usize = 3;
+type Node = EchoNode<'static, SOCKETS>;
 static NODE: StaticCell<Node> = StaticCell::new();
 
 defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());

@@ -5,6 +5,7 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [--board NAME] [PORT]  build a QEMU board's firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask qemu [--board NAME] --check  the CI qemu stage's end-to-end checks, on that board only
+//! cargo xtask qemu [--board NAME] --timers the CI qemu stage's timer checks (tickless clock), on that board only
 //! cargo xtask stack [--board NAME]         a QEMU board's stack high-water mark under that load
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
@@ -30,7 +31,9 @@ mod cross_check;
 mod dist;
 mod qemu;
 mod stack;
+mod timers;
 mod vm;
+mod wire;
 
 /// A CI stage: its name, what it does, and the function that runs it.
 struct Stage {
@@ -87,7 +90,7 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "qemu",
-        about: "boot every QEMU board's firmware and verify it end to end with ricochet probe",
+        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers",
         run: stage_qemu,
     },
     Stage {
@@ -210,10 +213,11 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
-                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
+                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
+                 \x20       --check: run the CI e2e checks on it; --timers: its timer checks (DHCP fallback, TCP retransmissions)\n\
                  deps    install what the stages need\n\
                  dist    release binary, man pages and shell completions in target/release/dist\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
@@ -674,6 +678,7 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
         eprintln!("\n--> qemu: {}", board.name);
         let t = Instant::now();
         qemu::end_to_end(ctx, board).map_err(|e| format!("{}: {e}", board.name))?;
+        timers::check(ctx, board).map_err(|e| format!("{}: timers: {e}", board.name))?;
         took.push(format!("{} {:.0}s", board.name, t.elapsed().as_secs_f64()));
     }
     eprintln!("qemu: every board passed ({})", took.join(", "));

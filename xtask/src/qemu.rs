@@ -23,6 +23,13 @@ use crate::{Board, Ctx, QemuMachine, run};
 /// checks on that one board instead.
 pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (board, _, mut rest) = board_arg(args)?;
+    if let Some(at) = rest.iter().position(|a| *a == "--timers") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!("--timers takes no port, got {extra:?}"));
+        }
+        return crate::timers::check(ctx, board);
+    }
     if let Some(at) = rest.iter().position(|a| *a == "--check") {
         rest.remove(at);
         if let Some(extra) = rest.first() {

@@ -7,6 +7,7 @@
 //! cargo xtask qemu [--board NAME] --check  the CI qemu stage's end-to-end checks, on that board only
 //! cargo xtask qemu [--board NAME] --timers the CI qemu stage's timer checks (tickless clock), on that board only
 //! cargo xtask stack [--board NAME]         a QEMU board's stack high-water mark under that load
+//! cargo xtask qemu-bench [--board NAME] [--features F] [--runs N]  a QEMU firmware's flash, RAM, idle CPU, ping-pong, stream MB/s
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
@@ -30,6 +31,7 @@ mod bench_tls;
 mod cross_check;
 mod dist;
 mod qemu;
+mod qemu_bench;
 mod stack;
 mod timers;
 mod vm;
@@ -201,6 +203,7 @@ fn main() -> ExitCode {
         Some("deps") => stage_deps(&ctx),
         Some("dist") => dist::dist(&ctx).map(|_| ()),
         Some("stack") => stack::stack(&ctx, &args[1..]),
+        Some("qemu-bench") => qemu_bench::qemu_bench(&ctx, &args[1..]),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
@@ -213,7 +216,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
@@ -225,6 +228,7 @@ fn main() -> ExitCode {
                  cross-check  cargo check -p ricochet for x86_64 macOS and FreeBSD\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
+                 qemu-bench  a QEMU firmware's flash, RAM, idle host CPU, 32 B ping-pong p50/p99 and stream MB/s\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
             return ExitCode::from(2);

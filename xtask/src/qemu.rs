@@ -69,7 +69,7 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
 
 /// Runs `ricochet probe` with `args`; returns its stdout, fails on a non-zero exit.
 /// The outer `timeout` is 120 s, or the run's `--duration` plus 120 s.
-fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
     let duration = args
         .iter()
         .position(|a| *a == "--duration")
@@ -496,7 +496,11 @@ fn reconnect_storm(ricochet: &Path, tcp: &str, n: u32) -> Result<Duration, Strin
     Ok(t.elapsed())
 }
 
-fn wait_until_echoing(ricochet: &Path, tcp: &str, qemu: &mut Qemu) -> Result<(), String> {
+pub(crate) fn wait_until_echoing(
+    ricochet: &Path,
+    tcp: &str,
+    qemu: &mut Qemu,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         if !qemu.alive() {
@@ -586,7 +590,7 @@ fn udp_losses_accounted(lost: u64, log: &str) -> Result<(), String> {
 
 /// A number or string field's raw value from the probe's JSON report
 /// (`"name":value`), first occurrence.
-fn json_field(json: &str, name: &str) -> Option<String> {
+pub(crate) fn json_field(json: &str, name: &str) -> Option<String> {
     let rest = json.split(&format!("\"{name}\":")).nth(1)?;
     let value: String = rest
         .chars()

@@ -217,6 +217,11 @@ impl Qemu {
         s
     }
 
+    /// The id of the process group QEMU and its helpers run in.
+    pub(crate) fn group(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -23,9 +23,10 @@ use ricochet_cortex_m_clock::{Clock, Every};
 use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
 use ricochet_embedded::smoltcp::time::Duration as SmolDuration;
 use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
-use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
-#[cfg(feature = "big-buffers")]
-use ricochet_embedded::{SessionBuffer, TcpRxBuffer, TcpTxBuffer, socket_slots};
+use ricochet_embedded::{
+    EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, SessionBuffer, StaticIpv4, TcpRxBuffer,
+    TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
+};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::enet::Enet;
@@ -40,28 +41,37 @@ const SYSCLK_HZ: u32 = 12_500_000;
 /// The longest UDP payload echoed.
 const MAX_DATAGRAM: usize = 1400;
 
-/// Every buffer of the node (4 TCP sockets, the defaults): all zero or
-/// uninitialised, so in `.bss`.
-static RESOURCES: ConstStaticCell<Resources> = ConstStaticCell::new(NodeResources::new());
-/// The default: 4 TCP sockets with 1 KiB windows (all of RAM within 32 KiB).
-#[cfg(not(feature = "big-buffers"))]
-type Resources = NodeResources<'static>;
-#[cfg(not(feature = "big-buffers"))]
-const SOCKETS: usize = 4;
-/// `big-buffers`: 3 TCP sockets (one per mode) with 6 KiB receive windows
-/// and 8 KiB transmit buffers, for throughput (all of RAM within the
-/// LM3S6965's 64 KiB).
-#[cfg(feature = "big-buffers")]
+/// TCP sockets, and each one's receive window and transmit buffer. The
+/// default keeps all of RAM within 32 KiB; `big-buffers` trades footprint
+/// for throughput (one socket per mode, all of RAM within the LM3S6965's
+/// 64 KiB).
+const SOCKETS: usize = if cfg!(feature = "big-buffers") { 3 } else { 4 };
+const TCP_RX: usize = if cfg!(feature = "big-buffers") {
+    6144
+} else {
+    1024
+};
+const TCP_TX: usize = if cfg!(feature = "big-buffers") {
+    8192
+} else {
+    1536
+};
+/// The UDP rings: the largest datagram a 1500-byte MTU carries, and the
+/// largest echoed; none without UDP.
+const UDP_RX: usize = if cfg!(feature = "udp") { 1536 } else { 0 };
+const UDP_TX: usize = if cfg!(feature = "udp") { 1472 } else { 0 };
 type Resources = NodeResources<
     'static,
     SOCKETS,
     { socket_slots(SOCKETS) },
     SessionBuffer<1024>,
-    TcpRxBuffer<6144>,
-    TcpTxBuffer<8192>,
+    TcpRxBuffer<TCP_RX>,
+    TcpTxBuffer<TCP_TX>,
+    UdpRxBuffer<UDP_RX>,
+    UdpTxBuffer<UDP_TX>,
 >;
-#[cfg(feature = "big-buffers")]
-const SOCKETS: usize = 3;
+/// Every buffer of the node: all zero or uninitialised, so in `.bss`.
+static RESOURCES: ConstStaticCell<Resources> = ConstStaticCell::new(NodeResources::new());
 type Node = EchoNode<'static, SOCKETS>;
 static NODE: StaticCell<Node> = StaticCell::new();
 

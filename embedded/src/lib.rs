@@ -10,7 +10,7 @@
 //! | [`EchoNode`] | the smoltcp `Interface`, its sockets, the role's service, the counters |
 //! | [`NodeResources`] | every buffer, each size named by its type, in a `static` the board owns |
 //! | [`NodeConfig`] | the MAC, IPv4 addressing (DHCP with a static fallback, or static), the role, the session mode |
-//! | TCP echo | `N` sockets, all listening on port 7 when free, each driven by the core's [`Pump`](ricochet_core::Pump) |
+//! | TCP echo | `N` sockets listening on port 7 (and, with [`NodeConfig::serve_every_mode`], 7001 and 7002 in their modes) when free, each driven by the core's [`Pump`](ricochet_core::Pump) |
 //! | UDP echo | the core's [`DatagramPolicy`](ricochet_core::DatagramPolicy): oversize, loop guard, rate limit |
 //! | client role (`client` feature) | the core's [`StreamProbe`](ricochet_core::StreamProbe) (and [`DatagramProbe`](ricochet_core::DatagramProbe)) against a server |
 //! | [`clock`] | the only conversions between smoltcp's and the core's time |

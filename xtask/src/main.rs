@@ -445,7 +445,7 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
         &[],
     )?;
     // The board crates' shared parts have code only the bare-metal targets
-    // compile (the SysTick handler); clippy does not lint path dependencies
+    // compile (the SysTick handler, compact-rt's C symbols); clippy does not lint path dependencies
     // from inside a board's workspace, so lint them here for a board target.
     run(
         &ctx.root,
@@ -457,6 +457,8 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
             "ricochet-lan9118",
             "-p",
             "ricochet-cortex-m-clock",
+            "-p",
+            "ricochet-compact-rt",
             "--features",
             "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt",
             "--target",
@@ -595,7 +597,14 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
         args.extend_from_slice(features);
         run(&ctx.root, &cargo(), &args, &[])?;
     }
-    for features in [&[][..], &["--features", "defmt"][..]] {
+    // The default features, and the feature-gated code left out (TCP
+    // only; UDP without DHCP) so every combination keeps compiling.
+    for features in [
+        &[][..],
+        &["--features", "defmt"][..],
+        &["--no-default-features"][..],
+        &["--no-default-features", "--features", "defmt,udp"][..],
+    ] {
         let mut args = vec![
             "build",
             "--locked",

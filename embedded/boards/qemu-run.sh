@@ -8,9 +8,16 @@
 #   e.g. qemu-run.sh mps2-an385 lan9118 target/.../ricochet-mps2-an385
 #
 # Host port RICOCHET_PORT (default 7777) on 127.0.0.1 is forwarded, TCP and
-# UDP, to the guest's port 7. QEMU accepts a forwarded TCP connection even
-# before the guest listens: probe readiness with a real echo and a timeout,
-# not with connect().
+# UDP, to the guest's port 7 (raw echo), RICOCHET_LINES_PORT (default
+# RICOCHET_PORT + 1) to 7001 (lines) and RICOCHET_FRAMES_PORT (default
+# RICOCHET_PORT + 2) to 7002 (frames). QEMU accepts a forwarded TCP
+# connection even before the guest listens: probe readiness with a real
+# echo and a timeout, not with connect().
+#
+# RICOCHET_NETDEV, if set, replaces the user-mode network (and its port
+# forwarding) with that -nic specification's backend and options, for
+# example `socket,udp=127.0.0.1:PORT,localaddr=127.0.0.1:PORT2`: the
+# frames then go to a host program (`cargo xtask` timing checks).
 #
 # Only QEMU's stdout (the semihosting byte stream) goes to defmt-print; QEMU's
 # own messages stay on stderr. The exit status is QEMU's (the firmware's
@@ -28,6 +35,8 @@ nic=$2
 elf=$3
 shift 3
 port=${RICOCHET_PORT:-7777}
+lines_port=${RICOCHET_LINES_PORT:-$((port + 1))}
+frames_port=${RICOCHET_FRAMES_PORT:-$((port + 2))}
 
 missing=0
 if ! command -v qemu-system-arm >/dev/null; then
@@ -48,7 +57,15 @@ if [[ ! -f $elf ]]; then
     exit 2
 fi
 
-echo "ricochet: ${machine}: forwarding 127.0.0.1:${port} (tcp+udp) -> guest port 7; try: ricochet probe tcp://127.0.0.1:${port}" >&2
+if [[ -n ${RICOCHET_NETDEV:-} ]]; then
+    nic="${RICOCHET_NETDEV},model=${nic}"
+    echo "ricochet: ${machine}: network ${RICOCHET_NETDEV}" >&2
+else
+    forward="hostfwd=tcp:127.0.0.1:${port}-:7,hostfwd=udp:127.0.0.1:${port}-:7"
+    forward+=",hostfwd=tcp:127.0.0.1:${lines_port}-:7001,hostfwd=tcp:127.0.0.1:${frames_port}-:7002"
+    nic="user,model=${nic},${forward}"
+    echo "ricochet: ${machine}: forwarding 127.0.0.1:${port} (raw, tcp+udp) -> guest port 7, :${lines_port} -> 7001 (lines), :${frames_port} -> 7002 (frames); try: ricochet probe tcp://127.0.0.1:${port}" >&2
+fi
 
 # Kill QEMU if this script dies without running its trap (SIGKILL).
 pdeath=()
@@ -85,7 +102,7 @@ printer_pid=$!
     -monitor none \
     -serial null \
     -semihosting-config enable=on,target=native \
-    -nic "user,model=${nic},hostfwd=tcp:127.0.0.1:${port}-:7,hostfwd=udp:127.0.0.1:${port}-:7" \
+    -nic "$nic" \
     -kernel "$elf" \
     "$@" >&"$log_fd" &
 qemu_pid=$!

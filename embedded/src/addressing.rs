@@ -3,8 +3,9 @@
 
 use ricochet_core::Instant;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+#[cfg(feature = "dhcp")]
 use smoltcp::socket::dhcpv4;
-use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{IpCidr, Ipv4Cidr};
 
 use crate::config::{Ipv4Config, StaticIpv4};
 use crate::stats::{AddressStats, bump};
@@ -57,7 +58,14 @@ impl Addressing {
             }
             Ipv4Config::Dhcp { .. } => Addressing {
                 config,
+                // Without the feature `EchoNode::new` refuses `Dhcp`.
+                #[cfg(feature = "dhcp")]
                 dhcp: Some(sockets.add(dhcpv4::Socket::new())),
+                #[cfg(not(feature = "dhcp"))]
+                dhcp: {
+                    let _ = sockets;
+                    None
+                },
                 state: State::Waiting { since: now },
             },
         }
@@ -83,6 +91,9 @@ impl Addressing {
         let Some(handle) = self.dhcp else {
             return;
         };
+        #[cfg(not(feature = "dhcp"))]
+        let _ = (handle, sockets);
+        #[cfg(feature = "dhcp")]
         match sockets.get_mut::<dhcpv4::Socket<'_>>(handle).poll() {
             Some(dhcpv4::Event::Configured(lease)) => {
                 info!("dhcp: lease {} gateway {:?}", lease.address, lease.router);
@@ -140,9 +151,12 @@ impl Addressing {
     /// The link came (back) up: DHCP starts over at once, and while there
     /// is no address the fallback delay starts over too.
     pub(crate) fn link_up(&mut self, now: Instant, sockets: &mut SocketSet<'_>) {
+        #[cfg(feature = "dhcp")]
         if let Some(handle) = self.dhcp {
             sockets.get_mut::<dhcpv4::Socket<'_>>(handle).reset();
         }
+        #[cfg(not(feature = "dhcp"))]
+        let _ = sockets;
         if let State::Waiting { .. } = self.state {
             self.state = State::Waiting { since: now };
         }
@@ -181,9 +195,10 @@ pub(crate) fn ipv4_cidr(iface: &Interface) -> Option<Ipv4Cidr> {
     })
 }
 
+#[cfg(feature = "udp")]
 /// Whether `addr` is a broadcast address on this interface: the limited
 /// broadcast or the directed broadcast of one of its IPv4 networks.
-pub(crate) fn is_ipv4_broadcast(iface: &Interface, addr: Ipv4Address) -> bool {
+pub(crate) fn is_ipv4_broadcast(iface: &Interface, addr: smoltcp::wire::Ipv4Address) -> bool {
     addr.is_broadcast()
         || iface.ip_addrs().iter().any(|cidr| match cidr {
             IpCidr::Ipv4(v4) => v4.broadcast() == Some(addr),

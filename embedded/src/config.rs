@@ -2,13 +2,32 @@
 
 #[cfg(feature = "client")]
 use ricochet_core::{DatagramProbeConfig, ProbeConfig};
-use ricochet_core::{Duration, PolicyConfig, SessionConfig};
+use ricochet_core::{Duration, Mode, PolicyConfig, SessionConfig};
 #[cfg(feature = "client")]
 use smoltcp::wire::IpEndpoint;
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 
 /// The echo port (RFC 862).
 pub const ECHO_PORT: u16 = 7;
+
+/// The port [`NodeConfig::serve_every_mode`] serves `lines` sessions on.
+pub const LINES_PORT: u16 = 7001;
+
+/// The port [`NodeConfig::serve_every_mode`] serves `frames` sessions on.
+pub const FRAMES_PORT: u16 = 7002;
+
+/// TCP ports beside [`NodeConfig::port`] one node can serve.
+pub const MAX_EXTRA_PORTS: usize = 2;
+
+/// A TCP port the pool serves, and the session mode of its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ModePort {
+    /// The TCP port.
+    pub port: u16,
+    /// How its connections are echoed.
+    pub mode: Mode,
+}
 
 /// Everything a node needs to know at start-up. Start from
 /// [`NodeConfig::new`] and change the fields that differ.
@@ -26,8 +45,16 @@ pub struct NodeConfig {
     pub ipv4: Ipv4Config,
     /// Serve echo, or probe a server.
     pub role: Role,
-    /// The port served (TCP and UDP) in the server role.
+    /// The port served (TCP and UDP) in the server role. Its TCP
+    /// connections are echoed in `session.mode`.
     pub port: u16,
+    /// More TCP ports served by the same pool of sockets, each in its own
+    /// mode (the other session settings are `session`'s). A free socket
+    /// listens on whichever port needs it most: every port keeps a
+    /// listener while there are at least as many free sockets as ports,
+    /// `port` first, then the extra ports in order. Needs `N` of at least
+    /// the number of ports ([`NewError::MorePortsThanSockets`](crate::NewError)).
+    pub extra_ports: [Option<ModePort>; MAX_EXTRA_PORTS],
     /// How each TCP connection is echoed: mode (`raw`, `lines`, `frames`),
     /// idle and drain timeouts, and the linger after a graceful close (how
     /// long the node waits for the client's FIN and for the acknowledgement
@@ -79,14 +106,47 @@ impl NodeConfig {
             },
             role: Role::Server,
             port: ECHO_PORT,
+            extra_ports: [None; MAX_EXTRA_PORTS],
             session: SessionConfig {
                 drain_timeout: Some(DRAIN_TIMEOUT),
                 linger: LINGER,
                 ..SessionConfig::default()
             },
-            udp: Some(PolicyConfig::DEFAULT),
+            // Without the `udp` feature there is no UDP echo to configure.
+            udp: if cfg!(feature = "udp") {
+                Some(PolicyConfig::DEFAULT)
+            } else {
+                None
+            },
             tcp: TcpConfig::DEFAULT,
         }
+    }
+}
+
+impl NodeConfig {
+    /// Serves every mode: `raw` on `port` (and UDP there), `lines` on
+    /// [`LINES_PORT`] (7001) and `frames` on [`FRAMES_PORT`] (7002).
+    pub fn serve_every_mode(&mut self) {
+        self.session.mode = Mode::Raw;
+        self.extra_ports = [
+            Some(ModePort {
+                port: LINES_PORT,
+                mode: Mode::Lines,
+            }),
+            Some(ModePort {
+                port: FRAMES_PORT,
+                mode: Mode::Frames,
+            }),
+        ];
+    }
+
+    /// Every TCP port served, `port` first, with its mode.
+    pub(crate) fn tcp_ports(&self) -> impl Iterator<Item = ModePort> + '_ {
+        let first = ModePort {
+            port: self.port,
+            mode: self.session.mode,
+        };
+        core::iter::once(first).chain(self.extra_ports.iter().flatten().copied())
     }
 }
 

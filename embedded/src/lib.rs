@@ -10,7 +10,7 @@
 //! | [`EchoNode`] | the smoltcp `Interface`, its sockets, the role's service, the counters |
 //! | [`NodeResources`] | every buffer, each size named by its type, in a `static` the board owns |
 //! | [`NodeConfig`] | the MAC, IPv4 addressing (DHCP with a static fallback, or static), the role, the session mode |
-//! | TCP echo | `N` sockets, all listening on port 7 when free, each driven by the core's [`Pump`](ricochet_core::Pump) |
+//! | TCP echo | `N` sockets listening on port 7 (and, with [`NodeConfig::serve_every_mode`], 7001 and 7002 in their modes) when free, each driven by the core's [`Pump`](ricochet_core::Pump) |
 //! | UDP echo | the core's [`DatagramPolicy`](ricochet_core::DatagramPolicy): oversize, loop guard, rate limit |
 //! | client role (`client` feature) | the core's [`StreamProbe`](ricochet_core::StreamProbe) (and [`DatagramProbe`](ricochet_core::DatagramProbe)) against a server |
 //! | [`clock`] | the only conversions between smoltcp's and the core's time |
@@ -128,6 +128,10 @@
 //! - `ipv6` (default): an IPv6 link-local address derived from the MAC.
 //! - `client` (default): the client role ([`Role::Client`]). A server-only
 //!   firmware leaves it off and saves the probes' flash and RAM.
+//! - `udp` (default): UDP echo ([`NodeConfig::udp`]); without it the node
+//!   serves TCP only.
+//! - `dhcp` (default): DHCPv4 with a static fallback ([`Ipv4Config::Dhcp`]);
+//!   without it the node needs a static address.
 //! - `defmt`: log through defmt and derive `defmt::Format` on public types.
 //! - `log`: log through the `log` facade.
 //!
@@ -160,6 +164,7 @@ mod addressing;
 mod client;
 pub mod clock;
 mod config;
+#[cfg(feature = "udp")]
 mod datagram_echo;
 mod led;
 mod node;
@@ -172,8 +177,10 @@ pub use addressing::AddressSource;
 #[cfg(feature = "client")]
 pub use client::{CONNECT_RETRY, PROBE_WINDOW};
 pub use config::{
-    DRAIN_TIMEOUT, ECHO_PORT, Ipv4Config, LINGER, NodeConfig, Role, StaticIpv4, TcpConfig,
+    DRAIN_TIMEOUT, ECHO_PORT, FRAMES_PORT, Ipv4Config, LINES_PORT, LINGER, MAX_EXTRA_PORTS,
+    ModePort, NodeConfig, Role, StaticIpv4, TcpConfig,
 };
+#[cfg(feature = "udp")]
 pub use datagram_echo::{UDP_SOURCES, UDP_STALL};
 pub use led::NoLed;
 pub use node::{EchoNode, MAX_FRAMES_PER_POLL};

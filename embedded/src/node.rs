@@ -11,7 +11,9 @@ use smoltcp::iface::{
     Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
 use smoltcp::phy::Device;
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::tcp;
+#[cfg(feature = "udp")]
+use smoltcp::socket::udp;
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::Ipv4Cidr;
 
@@ -20,6 +22,7 @@ use crate::addressing::{AddressSource, Addressing, ipv4_cidr};
 use crate::client::Client;
 use crate::clock;
 use crate::config::{NodeConfig, Role};
+#[cfg(feature = "udp")]
 use crate::datagram_echo::DatagramEcho;
 use crate::led::{Activity, NoLed};
 use crate::resources::{
@@ -44,6 +47,7 @@ const EGRESS_ROUNDS: usize = 16;
 enum Service<'a, const N: usize> {
     Server {
         stream: StreamEcho<'a, N>,
+        #[cfg(feature = "udp")]
         datagram: Option<DatagramEcho<'a>>,
     },
     #[cfg(feature = "client")]
@@ -220,7 +224,9 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
             udp_rx,
             udp_tx,
             udp_copy,
+            #[cfg(feature = "udp")]
             udp_rx_meta,
+            #[cfg(feature = "udp")]
             udp_tx_meta,
         } = resources;
 
@@ -249,10 +255,13 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
             configure(&mut socket, &config.tcp);
             socket
         });
+        #[cfg(feature = "udp")]
         let udp_socket = udp::Socket::new(
             udp::PacketBuffer::new(&mut udp_rx_meta[..], udp_rx.bytes()),
             udp::PacketBuffer::new(&mut udp_tx_meta[..], udp_tx.bytes()),
         );
+        #[cfg(not(feature = "udp"))]
+        let _ = (udp_rx, udp_tx, udp_copy);
 
         let service = match config.role {
             Role::Server => {
@@ -265,8 +274,15 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
                     // `pumps` holds N: one per session buffer fits.
                     let _ = pumps.push(Pump::new(session.bytes(), config.session, t));
                 }
-                let stream =
-                    StreamEcho::new(handles, &mut pumps[..], config.port, &config.tcp, &mut set);
+                let stream = StreamEcho::new(
+                    handles,
+                    &mut pumps[..],
+                    config.tcp_ports(),
+                    config.session,
+                    &config.tcp,
+                    &mut set,
+                );
+                #[cfg(feature = "udp")]
                 let datagram = config.udp.map(|policy| {
                     let handle = set.add(udp_socket);
                     DatagramEcho::new(
@@ -278,7 +294,11 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
                         &mut set,
                     )
                 });
-                Service::Server { stream, datagram }
+                Service::Server {
+                    stream,
+                    #[cfg(feature = "udp")]
+                    datagram,
+                }
             }
             #[cfg(feature = "client")]
             Role::Client {
@@ -450,8 +470,14 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
     /// says what the interface did since the last service.
     fn service(&mut self, t: Instant, after: After) -> bool {
         match &mut self.service {
-            Service::Server { stream, datagram } => {
+            Service::Server {
+                stream,
+                #[cfg(feature = "udp")]
+                datagram,
+            } => {
+                #[cfg_attr(not(feature = "udp"), allow(unused_mut))]
                 let mut moved = stream.service(t, after, &mut self.sockets, &mut self.stats);
+                #[cfg(feature = "udp")]
                 if let Some(datagram) = datagram {
                     moved |= datagram.service(t, &self.iface, &mut self.sockets, &mut self.stats);
                 }
@@ -481,10 +507,13 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
     /// The role's earliest deadline.
     fn deadline(&self) -> Option<Instant> {
         match &self.service {
+            #[cfg(feature = "udp")]
             Service::Server { stream, datagram } => earliest(
                 stream.deadline(),
                 datagram.as_ref().and_then(DatagramEcho::deadline),
             ),
+            #[cfg(not(feature = "udp"))]
+            Service::Server { stream } => stream.deadline(),
             #[cfg(feature = "client")]
             Service::Client(client) => client.deadline(),
             #[cfg(feature = "client")]

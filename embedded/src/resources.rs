@@ -23,17 +23,18 @@
 use heapless::Vec;
 use ricochet_core::Pump;
 use smoltcp::iface::SocketStorage;
+#[cfg(feature = "udp")]
 use smoltcp::socket::udp::PacketMetadata;
 
 /// Datagrams each UDP ring holds at most (metadata slots).
 pub const UDP_PACKETS: usize = 4;
 
 /// smoltcp socket slots a node with `tcp_sockets` TCP sockets needs: one
-/// per TCP socket, one for UDP and one for the DHCP client. The `SLOTS`
-/// parameter of [`NodeResources`] for another `N`:
-/// `NodeResources<'static, 8, { socket_slots(8) }>`.
+/// per TCP socket, one for UDP (`udp` feature) and one for the DHCP client
+/// (`dhcp` feature). The `SLOTS` parameter of [`NodeResources`] for another
+/// `N`: `NodeResources<'static, 8, { socket_slots(8) }>`.
 pub const fn socket_slots(tcp_sockets: usize) -> usize {
-    tcp_sockets + 2
+    tcp_sockets + cfg!(feature = "udp") as usize + cfg!(feature = "dhcp") as usize
 }
 
 mod sealed {
@@ -143,7 +144,9 @@ pub struct NodeResources<
     pub(crate) udp_tx: UT,
     pub(crate) udp_copy: UT,
     /// Filled with [`UDP_PACKETS`] empty entries by `EchoNode::new`.
+    #[cfg(feature = "udp")]
     pub(crate) udp_rx_meta: Vec<PacketMetadata, UDP_PACKETS>,
+    #[cfg(feature = "udp")]
     pub(crate) udp_tx_meta: Vec<PacketMetadata, UDP_PACKETS>,
 }
 
@@ -168,7 +171,9 @@ impl<
             udp_rx: UR::ZEROED,
             udp_tx: UT::ZEROED,
             udp_copy: UT::ZEROED,
+            #[cfg(feature = "udp")]
             udp_rx_meta: Vec::new(),
+            #[cfg(feature = "udp")]
             udp_tx_meta: Vec::new(),
         }
     }
@@ -180,6 +185,7 @@ impl<
     pub(crate) fn fill(&mut self) {
         self.sockets.clear();
         while self.sockets.push(SocketStorage::EMPTY).is_ok() {}
+        #[cfg(feature = "udp")]
         for meta in [&mut self.udp_rx_meta, &mut self.udp_tx_meta] {
             meta.clear();
             while meta.push(PacketMetadata::EMPTY).is_ok() {}

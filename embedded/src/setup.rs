@@ -9,7 +9,7 @@ use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::tcp;
 
 use crate::clock;
-use crate::config::{NodeConfig, Role, TcpConfig};
+use crate::config::{Ipv4Config, NodeConfig, Role, TcpConfig};
 
 /// IPv4 and UDP headers: the largest UDP payload is the IP MTU minus these.
 const IPV4_UDP_HEADERS: usize = 20 + 8;
@@ -41,6 +41,26 @@ pub enum NewError {
     },
     /// A probe configuration the core refuses (client role).
     Probe(ConfigError),
+    /// A TCP port of the server role is 0 or listed twice (`port` and
+    /// `extra_ports` must all differ).
+    BadPort {
+        /// The port.
+        port: u16,
+    },
+    /// `NodeConfig::udp` asks for UDP echo, but the node was built without
+    /// the `udp` feature: enable it, or set `udp` to `None`.
+    UdpNotBuilt,
+    /// `Ipv4Config::Dhcp`, but the node was built without the `dhcp`
+    /// feature: enable it, or use `Ipv4Config::Static`.
+    DhcpNotBuilt,
+    /// The server role serves more TCP ports than it has sockets: one would
+    /// never be listened on. Drop a port or give the node more sockets (`N`).
+    MorePortsThanSockets {
+        /// Ports configured.
+        ports: usize,
+        /// TCP sockets (`N`).
+        sockets: usize,
+    },
 }
 
 impl fmt::Display for NewError {
@@ -56,6 +76,20 @@ impl fmt::Display for NewError {
                 "UDP transmit ring of {capacity} bytes, at least {needed} needed"
             ),
             NewError::Probe(e) => write!(f, "probe configuration: {e}"),
+            NewError::UdpNotBuilt => f.write_str(
+                "UDP echo configured, but ricochet-embedded was built without its `udp` feature: enable it or set `udp: None`",
+            ),
+            NewError::DhcpNotBuilt => f.write_str(
+                "DHCP configured, but ricochet-embedded was built without its `dhcp` feature: enable it or use Ipv4Config::Static",
+            ),
+            NewError::BadPort { port } => write!(
+                f,
+                "TCP port {port} is 0 or configured twice: give each mode its own port"
+            ),
+            NewError::MorePortsThanSockets { ports, sockets } => write!(
+                f,
+                "{ports} TCP ports but {sockets} sockets: each port needs one (raise N or drop a port)"
+            ),
         }
     }
 }
@@ -80,6 +114,15 @@ pub(crate) fn check<D: Device + ?Sized, const N: usize>(
     // The largest datagram that can arrive unfragmented (smoltcp is built
     // without reassembly, so nothing larger ever reaches the socket).
     let largest = ip_mtu.saturating_sub(IPV4_UDP_HEADERS);
+    if !cfg!(feature = "dhcp") && matches!(config.ipv4, Ipv4Config::Dhcp { .. }) {
+        return Err(NewError::DhcpNotBuilt);
+    }
+    if matches!(config.role, Role::Server) {
+        check_ports::<N>(config)?;
+        if !cfg!(feature = "udp") && config.udp.is_some() {
+            return Err(NewError::UdpNotBuilt);
+        }
+    }
     let (rx_needed, tx_needed) = match config.role {
         Role::Server => match config.udp {
             Some(policy) => (
@@ -107,6 +150,25 @@ pub(crate) fn check<D: Device + ?Sized, const N: usize>(
             needed: tx_needed,
             capacity: udp_tx,
         });
+    }
+    Ok(())
+}
+
+/// Every TCP port is usable, distinct, and has a socket.
+fn check_ports<const N: usize>(config: &NodeConfig) -> Result<(), NewError> {
+    let mut ports = 0;
+    for (index, served) in config.tcp_ports().enumerate() {
+        let again = config
+            .tcp_ports()
+            .take(index)
+            .any(|p| p.port == served.port);
+        if served.port == 0 || again {
+            return Err(NewError::BadPort { port: served.port });
+        }
+        ports += 1;
+    }
+    if ports > N {
+        return Err(NewError::MorePortsThanSockets { ports, sockets: N });
     }
     Ok(())
 }

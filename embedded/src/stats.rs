@@ -40,8 +40,8 @@ pub struct NodeStats {
 impl NodeStats {
     /// Logs the server role's counters.
     pub(crate) fn log_server(&self) {
-        let (tcp, udp) = (&self.tcp, &self.udp);
-        let (closed, aborted, dropped) = (&tcp.closed, &tcp.aborted, &udp.dropped);
+        let tcp = &self.tcp;
+        let (closed, aborted) = (&tcp.closed, &tcp.aborted);
         info!(
             "tcp: {} accepted, {} active, {} closed, {} aborted (drain {}, reset {}, timed out {}, line {}, frame {}, truncated {}), {} lingered, {} handshakes timed out; {} bytes in, {} out",
             tcp.accepted,
@@ -59,6 +59,9 @@ impl NodeStats {
             tcp.bytes_in,
             tcp.bytes_out
         );
+        #[cfg(feature = "udp")]
+        let (udp, dropped) = (&self.udp, &self.udp.dropped);
+        #[cfg(feature = "udp")]
         info!(
             "udp: {} received, {} echoed ({} bytes); dropped {} oversize, {} loop guard, {} rate limited, {} not unicast, {} unroutable, {} send full, {} send failed; {} stalled rings flushed",
             udp.received,

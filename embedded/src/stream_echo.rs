@@ -1,9 +1,17 @@
 //! TCP echo: a pool of `N` smoltcp sockets, each driven by the core's
 //! [`Pump`] while connected.
 //!
-//! Every free socket listens on the echo port, so up to `N` clients are
-//! served at once; a client beyond that is refused by smoltcp with a RST
-//! (no socket accepts its SYN) and can retry.
+//! Every free socket listens on one of the ports served (the echo port,
+//! and the extra ports of other modes), so up to `N` clients are served at
+//! once; a client beyond that is refused by smoltcp with a RST (no socket
+//! accepts its SYN) and can retry. After every service the free sockets are
+//! spread over the ports ([`shares`]): one at a time to the port with the
+//! fewest connections and listeners together, so every port keeps a
+//! listener while there are at least as many free sockets as ports, and a
+//! busy port yields to idle ones (with 4 sockets and 3 ports: one client
+//! per port always, and up to 2 on one port while the others are idle). A
+//! listening socket moves by `abort()` (nothing goes out on the wire for a
+//! socket in `LISTEN`) and `listen()` on its new port.
 //!
 //! The pump does the echo, the graceful close (FIN after everything queued),
 //! the linger (until the peer's FIN and the acknowledgement of everything
@@ -27,12 +35,12 @@
 //! death is a reset ([`Failure::Reset`]).
 
 use ricochet_core::pump::{Failure, Next, ReadOutcome, Teardown, Transport, WriteOutcome};
-use ricochet_core::{Duration, Event, Instant, Pump};
+use ricochet_core::{Duration, Event, Instant, Pump, SessionConfig};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, RecvError};
 
 use crate::clock;
-use crate::config::TcpConfig;
+use crate::config::{MAX_EXTRA_PORTS, ModePort, TcpConfig};
 use crate::stats::NodeStats;
 
 /// What the interface did since the previous service: the node services
@@ -63,7 +71,13 @@ enum Phase {
 struct Slot {
     handle: SocketHandle,
     phase: Phase,
+    /// The index in `Settings::ports` of the port the socket last listened
+    /// on (the one it serves while connected).
+    port: usize,
 }
+
+/// The most TCP ports one pool serves.
+const MAX_PORTS: usize = 1 + MAX_EXTRA_PORTS;
 
 /// The TCP echo pool.
 pub(crate) struct StreamEcho<'a, const N: usize> {
@@ -74,36 +88,61 @@ pub(crate) struct StreamEcho<'a, const N: usize> {
     settings: Settings,
 }
 
-/// What every slot is served with (the session configuration is the one
-/// each pump was built with, the socket timeout the socket's own).
+/// What every slot is served with (the socket timeout is the socket's
+/// own).
 struct Settings {
-    port: u16,
+    /// The ports served, the first `count` of them.
+    ports: [ModePort; MAX_PORTS],
+    count: usize,
+    /// Each connection's session settings, but for the mode: its port's.
+    session: SessionConfig,
     handshake_timeout: Duration,
 }
 
 impl<'a, const N: usize> StreamEcho<'a, N> {
     /// Takes over the TCP sockets `handles` (already in `sockets`) and
-    /// starts listening on all of them; `pumps` holds one per socket.
+    /// starts listening on all of them, spread over `ports` (at most
+    /// [`MAX_PORTS`] are served; `EchoNode::new` checked that there are no
+    /// more, and no fewer sockets); `pumps` holds one per socket.
     pub(crate) fn new(
         handles: [SocketHandle; N],
         pumps: &'a mut [Pump<&'a mut [u8]>],
-        port: u16,
+        ports: impl Iterator<Item = ModePort>,
+        session: SessionConfig,
         tcp: &TcpConfig,
         sockets: &mut SocketSet<'_>,
     ) -> Self {
-        for &handle in &handles {
-            listen(sockets.get_mut::<tcp::Socket<'_>>(handle), port);
+        let mut served = [ModePort {
+            port: 0,
+            mode: session.mode,
+        }; MAX_PORTS];
+        let mut count = 0;
+        for (slot, port) in served.iter_mut().zip(ports) {
+            *slot = port;
+            count += 1;
+        }
+        let settings = Settings {
+            ports: served,
+            count,
+            session,
+            handshake_timeout: tcp.handshake_timeout,
+        };
+        let mut slots = handles.map(|handle| Slot {
+            handle,
+            phase: Phase::Listening,
+            port: 0,
+        });
+        for (index, slot) in slots.iter_mut().enumerate() {
+            slot.port = index % count.max(1);
+            listen(
+                sockets.get_mut::<tcp::Socket<'_>>(slot.handle),
+                settings.port(slot.port),
+            );
         }
         StreamEcho {
-            slots: handles.map(|handle| Slot {
-                handle,
-                phase: Phase::Listening,
-            }),
+            slots,
             pumps,
-            settings: Settings {
-                port,
-                handshake_timeout: tcp.handshake_timeout,
-            },
+            settings,
         }
     }
 
@@ -122,7 +161,7 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
         for (index, (slot, pump)) in slots.enumerate() {
             let socket = sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
             if let Phase::Listening | Phase::Handshake { .. } = slot.phase {
-                slot.phase = settings.accept(index, socket, slot.phase, pump, now, stats);
+                slot.phase = settings.accept(index, socket, slot, pump, now, stats);
             }
             if let Phase::Serving(link) = &mut slot.phase {
                 link.observe(socket, now);
@@ -142,7 +181,7 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
                     // The budget is unbounded: a drive ends only when
                     // nothing moves, so `Yield` does not occur.
                     Next::Wait { .. } | Next::Yield => continue,
-                    Next::Release(Teardown::Close) if listen(socket, settings.port) => {
+                    Next::Release(Teardown::Close) if listen(socket, settings.port(slot.port)) => {
                         Phase::Listening
                     }
                     Next::Release(how) => {
@@ -160,12 +199,72 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
                 // route, no ARP answer) is given up after the linger time.
                 let sent = socket.remote_endpoint().is_none();
                 let linger = pump.session().config().linger;
-                if (sent || now >= since + linger) && listen(socket, settings.port) {
+                if (sent || now >= since + linger) && listen(socket, settings.port(slot.port)) {
                     slot.phase = Phase::Listening;
                 }
             }
         }
+        self.spread(sockets);
         stats.tcp.bytes_in.wrapping_add(stats.tcp.bytes_out) != moved_before
+    }
+
+    /// Moves listening sockets between ports until each has its share of
+    /// the free ones (see the module docs and [`shares`]).
+    fn spread(&mut self, sockets: &mut SocketSet<'_>) {
+        let count = self.settings.count;
+        if count < 2 {
+            return;
+        }
+        let mut busy = [0; MAX_PORTS];
+        let mut listening = [0; MAX_PORTS];
+        for slot in &self.slots {
+            let tally = match slot.phase {
+                Phase::Listening => &mut listening,
+                Phase::Handshake { .. } | Phase::Serving(_) => &mut busy,
+                Phase::Resetting { .. } => continue,
+            };
+            if let Some(n) = tally.get_mut(slot.port) {
+                *n += 1;
+            }
+        }
+        let free = listening.iter().sum();
+        let want = shares(busy.get(..count).unwrap_or(&busy), free);
+        for (to, &wanted) in want.iter().enumerate().take(count) {
+            while listening.get(to).is_some_and(|&have| have < wanted) {
+                // A port holding more listeners than its share gives one.
+                let from = (0..count).find(|&p| {
+                    listening
+                        .get(p)
+                        .zip(want.get(p))
+                        .is_some_and(|(h, w)| h > w)
+                });
+                let slot = from.and_then(|from| {
+                    self.slots
+                        .iter_mut()
+                        .find(|s| s.phase == Phase::Listening && s.port == from)
+                });
+                let (Some(from), Some(slot)) = (from, slot) else {
+                    return;
+                };
+                let socket = sockets.get_mut::<tcp::Socket<'_>>(slot.handle);
+                // A socket in LISTEN sends nothing when it is closed.
+                socket.abort();
+                slot.port = to;
+                if let Some(n) = listening.get_mut(from) {
+                    *n -= 1;
+                }
+                if !listen(socket, self.settings.port(to)) {
+                    // Tried again by the next service, as after a reset.
+                    slot.phase = Phase::Resetting {
+                        since: Instant::ZERO,
+                    };
+                    return;
+                }
+                if let Some(n) = listening.get_mut(to) {
+                    *n += 1;
+                }
+            }
+        }
     }
 
     /// The earliest instant at which a session, a handshake or a reset
@@ -195,21 +294,36 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
 }
 
 impl Settings {
+    /// The TCP port of `ports[index]`.
+    fn port(&self, index: usize) -> u16 {
+        self.ports.get(index).map_or(0, |p| p.port)
+    }
+
     /// A listening or half-open slot's next phase: serving once connected,
     /// listening again after a failed or timed-out handshake.
     fn accept(
         &self,
         index: usize,
         socket: &mut tcp::Socket<'_>,
-        phase: Phase,
+        slot: &Slot,
         pump: &mut Pump<&mut [u8]>,
         now: Instant,
         stats: &mut NodeStats,
     ) -> Phase {
+        let phase = slot.phase;
         match socket.state() {
             tcp::State::Established | tcp::State::CloseWait => {
-                let config = *pump.session().config();
-                pump.reset(config, now);
+                let mode = self
+                    .ports
+                    .get(slot.port)
+                    .map_or(self.session.mode, |p| p.mode);
+                pump.reset(
+                    SessionConfig {
+                        mode,
+                        ..self.session
+                    },
+                    now,
+                );
                 stats.tcp.accepted = stats.tcp.accepted.wrapping_add(1);
                 debug!("tcp[{}]: accepted {:?}", index, socket.remote_endpoint());
                 Phase::Serving(Link::new(socket, now))
@@ -220,7 +334,7 @@ impl Settings {
                     stats.tcp_handshake_timeouts = stats.tcp_handshake_timeouts.saturating_add(1);
                     // Forget it without a RST (its sender may not exist).
                     socket.abort();
-                    listen(socket, self.port);
+                    listen(socket, self.port(slot.port));
                     Phase::Listening
                 }
                 Phase::Handshake { since } => Phase::Handshake { since },
@@ -231,12 +345,33 @@ impl Settings {
                     // The handshake failed or smoltcp timed it out: listen
                     // again (a RST still pending for it is dropped; nobody
                     // was served).
-                    listen(socket, self.port);
+                    listen(socket, self.port(slot.port));
                 }
                 Phase::Listening
             }
         }
     }
+}
+
+/// How many of `free` listening sockets each port gets, given the
+/// connections `busy[p]` each already has: one at a time to the port with
+/// the fewest connections and listeners together (the earlier port on a
+/// tie). So every port keeps a listener while there are at least as many
+/// free sockets as ports, and a port whose clients hold sockets yields the
+/// rest to the others.
+fn shares(busy: &[usize], free: usize) -> [usize; MAX_PORTS] {
+    let mut share = [0; MAX_PORTS];
+    for _ in 0..free {
+        let neediest = busy
+            .iter()
+            .zip(share.iter_mut())
+            .min_by_key(|(busy, share)| **busy + **share);
+        match neediest {
+            Some((_, share)) => *share += 1,
+            None => break,
+        }
+    }
+    share
 }
 
 /// Logs a session's events (the pump already counted its end).
@@ -379,5 +514,29 @@ fn listen(socket: &mut tcp::Socket<'_>, port: u16) -> bool {
             error!("tcp: listen on port {}: {}", port, e);
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares;
+
+    #[test]
+    fn idle_ports_each_keep_a_listener_and_the_rest_go_to_the_first() {
+        assert_eq!(shares(&[0, 0, 0], 4), [2, 1, 1]);
+        assert_eq!(shares(&[0], 4), [4, 0, 0]);
+        assert_eq!(shares(&[0, 0], 1), [1, 0, 0]);
+    }
+
+    #[test]
+    fn busy_port_yields_its_listeners_to_ports_without_clients() {
+        // Two clients on the echo port: the last two sockets go to the
+        // other modes, so a third echo client waits for a free socket.
+        assert_eq!(shares(&[2, 0, 0], 2), [0, 1, 1]);
+        // One client per mode: the last free socket goes to the first.
+        assert_eq!(shares(&[1, 1, 1], 1), [1, 0, 0]);
+        // Raw and lines busy: frames still gets a listener.
+        assert_eq!(shares(&[1, 1, 0], 2), [1, 0, 1]);
+        assert_eq!(shares(&[1, 1, 0], 0), [0, 0, 0]);
     }
 }

@@ -1,6 +1,8 @@
 //! Addressing: DHCP with a static fallback on a virtual clock, and the
 //! IPv6 link-local address derived from the MAC.
 
+#![cfg(feature = "dhcp")]
+
 mod support;
 
 use ricochet_core::probe::SizeRange;

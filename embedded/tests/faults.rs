@@ -18,6 +18,8 @@
 //! Every seed is fixed, so each run is the same to the microsecond of
 //! virtual time; every run is bounded in virtual time and in steps.
 
+#![cfg(feature = "udp")]
+
 mod support;
 
 use std::fmt::Write as _;

@@ -9,16 +9,17 @@ use std::convert::Infallible;
 use std::rc::Rc;
 
 use embedded_hal::digital::{ErrorType, OutputPin};
-use ricochet_core::{PolicyConfig, ProbeConfig};
+use ricochet_core::{Mode, PolicyConfig, ProbeConfig};
 use ricochet_embedded::{
-    EchoNode, MAX_FRAMES_PER_POLL, NewError, NoLed, NodeResources, SessionBuffer, TcpRxBuffer,
-    TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
+    EchoNode, LINES_PORT, MAX_FRAMES_PER_POLL, ModePort, NewError, NoLed, NodeResources,
+    SessionBuffer, TcpRxBuffer, TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
 };
 use smoltcp::time::Instant;
 
 use support::pair::pair;
 use support::sim::{Flow, Sim, echo_endpoint, resources, server_config};
 
+#[cfg(feature = "udp")]
 #[test]
 fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
     let (mut dev, _) = pair();
@@ -49,6 +50,111 @@ fn udp_receive_ring_smaller_than_an_mtu_datagram_is_refused_at_new() {
     );
 }
 
+#[cfg(not(feature = "udp"))]
+#[test]
+fn udp_echo_without_the_udp_feature_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.udp = Some(PolicyConfig::DEFAULT);
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::UdpNotBuilt);
+    assert!(err.to_string().contains("`udp` feature"), "{err}");
+}
+
+#[cfg(not(feature = "dhcp"))]
+#[test]
+fn dhcp_without_the_dhcp_feature_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    // NodeConfig::new asks for DHCP.
+    let config = ricochet_embedded::NodeConfig::new(support::sim::NODE_MAC);
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::DhcpNotBuilt);
+    assert!(err.to_string().contains("Ipv4Config::Static"), "{err}");
+}
+
+#[test]
+fn port_listed_twice_or_zero_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.extra_ports[1] = Some(ModePort {
+        port: config.port,
+        mode: Mode::Lines,
+    });
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::BadPort { port: 7 });
+    config.extra_ports[1] = Some(ModePort {
+        port: 0,
+        mode: Mode::Lines,
+    });
+    let err = EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(err, NewError::BadPort { port: 0 });
+    assert!(
+        err.to_string().contains("give each mode its own port"),
+        "{err}"
+    );
+}
+
+#[test]
+fn more_ports_than_sockets_is_refused_at_new() {
+    let (mut dev, _) = pair();
+    let mut config = server_config();
+    config.serve_every_mode();
+    assert_eq!(config.extra_ports[0].map(|p| p.port), Some(LINES_PORT));
+    let err = EchoNode::<2>::new(
+        config,
+        resources::<2, 4, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        NewError::MorePortsThanSockets {
+            ports: 3,
+            sockets: 2
+        }
+    );
+    // Three sockets are enough.
+    EchoNode::<3>::new(
+        config,
+        resources::<3, 5, 64>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap();
+}
+
+#[cfg(feature = "udp")]
 #[test]
 fn udp_transmit_ring_smaller_than_max_datagram_is_refused_at_new() {
     let (mut dev, _) = pair();
@@ -91,6 +197,7 @@ fn udp_disabled_needs_no_udp_buffers() {
 }
 
 /// An LED that counts its edges.
+#[cfg_attr(not(feature = "udp"), allow(dead_code))]
 struct CountingLed(Rc<Cell<u32>>);
 
 impl ErrorType for CountingLed {
@@ -108,6 +215,7 @@ impl OutputPin for CountingLed {
     }
 }
 
+#[cfg(feature = "udp")]
 #[test]
 fn traffic_toggles_the_activity_led_and_silence_does_not() {
     let edges = Rc::new(Cell::new(0));

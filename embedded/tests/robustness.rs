@@ -7,6 +7,8 @@
 //! TCP, UDP, DHCP and session code instead of dying at the first checksum.
 //! The number of cases is `PROPTEST_CASES` (256 when unset).
 
+#![cfg(feature = "udp")]
+
 mod support;
 
 use std::sync::OnceLock;

@@ -2,6 +2,8 @@
 //! echoes, the loop guard, oversize datagrams, the rate limit, and
 //! broadcasts.
 
+#![cfg(feature = "udp")]
+
 mod support;
 
 use ricochet_core::datagram::RateLimit;

@@ -5,7 +5,9 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [--board NAME] [PORT]  build a QEMU board's firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask qemu [--board NAME] --check  the CI qemu stage's end-to-end checks, on that board only
+//! cargo xtask qemu [--board NAME] --timers the CI qemu stage's timer checks (tickless clock), on that board only
 //! cargo xtask stack [--board NAME]         a QEMU board's stack high-water mark under that load
+//! cargo xtask qemu-bench [--board NAME] [--features F] [--runs N]  a QEMU firmware's flash, RAM, idle CPU, ping-pong, stream MB/s
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
 //! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
@@ -31,8 +33,11 @@ mod bench_tls;
 mod cross_check;
 mod dist;
 mod qemu;
+mod qemu_bench;
 mod stack;
+mod timers;
 mod vm;
+mod wire;
 
 /// A CI stage: its name, what it does, and the function that runs it.
 struct Stage {
@@ -89,7 +94,7 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "qemu",
-        about: "boot every QEMU board's firmware and verify it end to end with ricochet probe",
+        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers",
         run: stage_qemu,
     },
     Stage {
@@ -200,6 +205,7 @@ fn main() -> ExitCode {
         Some("deps") => stage_deps(&ctx),
         Some("dist") => dist::dist(&ctx).map(|_| ()),
         Some("stack") => stack::stack(&ctx, &args[1..]),
+        Some("qemu-bench") => qemu_bench::qemu_bench(&ctx, &args[1..]),
         Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
@@ -213,10 +219,11 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
-                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7; --check: run the CI e2e checks on it\n\
+                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
+                 \x20       --check: run the CI e2e checks on it; --timers: its timer checks (DHCP fallback, TCP retransmissions)\n\
                  deps    install what the stages need\n\
                  dist    release binary, man pages and shell completions in target/release/dist\n\
                  bench   the loopback yardstick: reference servers and ricochet in one run\n\
@@ -225,6 +232,7 @@ fn main() -> ExitCode {
                  bench-probe  ricochet probe vs echo-load (with and without --interval 1s), and its send lateness at 10k/100k msg/s\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
+                 qemu-bench  a QEMU firmware's flash, RAM, idle host CPU, 32 B ping-pong p50/p99 and stream MB/s\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );
             return ExitCode::from(2);
@@ -441,7 +449,7 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
         &[],
     )?;
     // The board crates' shared parts have code only the bare-metal targets
-    // compile (the SysTick handler); clippy does not lint path dependencies
+    // compile (the SysTick handler, compact-rt's C symbols); clippy does not lint path dependencies
     // from inside a board's workspace, so lint them here for a board target.
     run(
         &ctx.root,
@@ -453,6 +461,8 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
             "ricochet-lan9118",
             "-p",
             "ricochet-cortex-m-clock",
+            "-p",
+            "ricochet-compact-rt",
             "--features",
             "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt",
             "--target",
@@ -592,7 +602,14 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
         args.extend_from_slice(features);
         run(&ctx.root, &cargo(), &args, &[])?;
     }
-    for features in [&[][..], &["--features", "defmt"][..]] {
+    // The default features, and the feature-gated code left out (TCP
+    // only; UDP without DHCP) so every combination keeps compiling.
+    for features in [
+        &[][..],
+        &["--features", "defmt"][..],
+        &["--no-default-features"][..],
+        &["--no-default-features", "--features", "defmt,udp"][..],
+    ] {
         let mut args = vec![
             "build",
             "--locked",
@@ -679,6 +696,7 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
         eprintln!("\n--> qemu: {}", board.name);
         let t = Instant::now();
         qemu::end_to_end(ctx, board).map_err(|e| format!("{}: {e}", board.name))?;
+        timers::check(ctx, board).map_err(|e| format!("{}: timers: {e}", board.name))?;
         took.push(format!("{} {:.0}s", board.name, t.elapsed().as_secs_f64()));
     }
     eprintln!("qemu: every board passed ({})", took.join(", "));

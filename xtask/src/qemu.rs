@@ -1,8 +1,10 @@
 //! The QEMU stages: boot a board's firmware (every board in `BOARDS` with a
 //! QEMU machine: lm3s6965evb, mps2-an385, mps2-an500, mps2-an505) through
-//! `embedded/boards/qemu-run.sh` with slirp forwarding a host port to guest
-//! port 7, then verify it with `ricochet probe`. The checks are the same
-//! for every board: they only talk to port 7 and read the node's stats log.
+//! `embedded/boards/qemu-run.sh` with slirp forwarding three host ports to
+//! the guest's echo ports (7 raw and UDP, 7001 lines, 7002 frames), then
+//! verify every mode with `ricochet probe`. The checks are the same for
+//! every board: they only talk to those ports and read the node's stats
+//! log.
 //!
 //! Booting and stopping QEMU is `vm.rs`.
 
@@ -13,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::vm::{QEMU_LIMIT_SECS, Qemu, board_arg, cargo, free_port, require_tools};
+use crate::vm::{Ports, QEMU_LIMIT_SECS, Qemu, board_arg, cargo, require_tools};
 use crate::{Board, Ctx, QemuMachine, run};
 
 /// `cargo xtask qemu [--board NAME] [PORT]`: build and boot, in the
@@ -21,6 +23,13 @@ use crate::{Board, Ctx, QemuMachine, run};
 /// checks on that one board instead.
 pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (board, _, mut rest) = board_arg(args)?;
+    if let Some(at) = rest.iter().position(|a| *a == "--timers") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!("--timers takes no port, got {extra:?}"));
+        }
+        return crate::timers::check(ctx, board);
+    }
     if let Some(at) = rest.iter().position(|a| *a == "--check") {
         rest.remove(at);
         if let Some(extra) = rest.first() {
@@ -31,28 +40,36 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         return end_to_end(ctx, board);
     }
     let port = rest.first().copied().unwrap_or("7777");
-    port.parse::<u16>()
-        .map_err(|_| format!("bad port {port:?}: expected 1-65535"))?;
+    let raw = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0 && *p < u16::MAX - 2)
+        .ok_or_else(|| format!("bad port {port:?}: expected 1-65532"))?;
+    let (lines, frames) = ((raw + 1).to_string(), (raw + 2).to_string());
     require_tools()?;
     let dir = ctx.root.join(board.dir);
     eprintln!(
-        "xtask: building the {} firmware; then forwarding 127.0.0.1:{port} (tcp+udp) to guest port 7",
+        "xtask: building the {} firmware; then forwarding 127.0.0.1:{port} (tcp+udp, raw) to guest port 7, :{lines} to 7001 (lines), :{frames} to 7002 (frames)",
         board.name
     );
     eprintln!(
-        "xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}"
+        "xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}   (or tcp://127.0.0.1:{lines} -m lines, tcp://127.0.0.1:{frames} -m frames)"
     );
     run(
         &dir,
         &cargo(),
         &["run", "--release"],
-        &[("RICOCHET_PORT", port)],
+        &[
+            ("RICOCHET_PORT", port),
+            ("RICOCHET_LINES_PORT", &lines),
+            ("RICOCHET_FRAMES_PORT", &frames),
+        ],
     )
 }
 
 /// Runs `ricochet probe` with `args`; returns its stdout, fails on a non-zero exit.
 /// The outer `timeout` is 120 s, or the run's `--duration` plus 120 s.
-fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
     let duration = args
         .iter()
         .position(|a| *a == "--duration")
@@ -81,7 +98,7 @@ fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Builds `ricochet` and the board's firmware (release), picks a free port
+/// Builds `ricochet` and the board's firmware (release), picks free ports
 /// and boots the firmware under `limit_secs`; the log goes to a temp file.
 fn build_and_boot(
     ctx: &Ctx,
@@ -89,7 +106,7 @@ fn build_and_boot(
     machine: &QemuMachine,
     what: &str,
     limit_secs: u64,
-) -> Result<(PathBuf, u16, PathBuf, Qemu), String> {
+) -> Result<(PathBuf, Ports, PathBuf, Qemu), String> {
     require_tools()?;
     run(
         &ctx.root,
@@ -104,10 +121,11 @@ fn build_and_boot(
         &[],
     )?;
     let ricochet = ctx.root.join("target/release/ricochet");
-    let port = free_port()?;
-    let log = std::env::temp_dir().join(format!("ricochet-{what}-{}-{port}.log", board.name));
-    let qemu = Qemu::boot(ctx, board, machine, port, log.clone(), limit_secs)?;
-    Ok((ricochet, port, log, qemu))
+    let ports = Ports::free()?;
+    let log =
+        std::env::temp_dir().join(format!("ricochet-{what}-{}-{}.log", board.name, ports.raw));
+    let qemu = Qemu::boot(ctx, board, machine, &ports, log.clone(), limit_secs)?;
+    Ok((ricochet, ports, log, qemu))
 }
 
 /// The CI stage for one board: boot, wait for a verified echo, run the
@@ -117,9 +135,9 @@ pub(crate) fn end_to_end(ctx: &Ctx, board: &Board) -> Result<(), String> {
         .qemu
         .as_ref()
         .ok_or_else(|| format!("{} does not run in QEMU", board.name))?;
-    let (ricochet, port, log, mut qemu) =
+    let (ricochet, ports, log, mut qemu) =
         build_and_boot(ctx, board, machine, "qemu", QEMU_LIMIT_SECS)?;
-    let result = checks(&ricochet, port, &mut qemu);
+    let result = checks(&ricochet, &ports, &mut qemu);
     let text = qemu.log_text();
     drop(qemu);
     eprintln!("--- firmware log (defmt, {}):", log.display());
@@ -130,8 +148,9 @@ pub(crate) fn end_to_end(ctx: &Ctx, board: &Board) -> Result<(), String> {
     no_panic_in(&text)
 }
 
-pub(crate) fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), String> {
-    let tcp = format!("tcp://127.0.0.1:{port}");
+pub(crate) fn checks(ricochet: &Path, ports: &Ports, qemu: &mut Qemu) -> Result<(), String> {
+    let port = ports.raw;
+    let tcp = ports.tcp("raw");
     let udp = format!("udp://127.0.0.1:{port}");
 
     // 1. Up means a verified echo, not a bare connect (slirp accepts every
@@ -157,19 +176,6 @@ pub(crate) fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), 
             "tcp random sizes",
             &["--pattern", "stream", "--size", "1-3000", "--count", "300"],
         ),
-        (
-            "tcp 4 simultaneous connections",
-            &[
-                "--connections",
-                "4",
-                "--pattern",
-                "pingpong",
-                "--size",
-                "200",
-                "--count",
-                "200",
-            ],
-        ),
     ];
     for (name, args) in cases {
         let mut all = vec![tcp.as_str()];
@@ -178,6 +184,33 @@ pub(crate) fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), 
         let out = probe(ricochet, &all).map_err(|e| format!("{name}: {e}"))?;
         eprintln!("xtask: ok: {name}\n{}", indent(&out));
     }
+    // Every mode on its own port: the probe frames and verifies each.
+    for (mode, size) in [("lines", "1-1000"), ("frames", "2-1000")] {
+        let url = ports.tcp(mode);
+        let out = probe(
+            ricochet,
+            &[
+                &url,
+                "--mode",
+                mode,
+                "--pattern",
+                "stream",
+                "--size",
+                size,
+                "--count",
+                "300",
+                "--timeout",
+                "5s",
+            ],
+        )
+        .map_err(|e| format!("tcp {mode}: {e}"))?;
+        eprintln!("xtask: ok: tcp {mode} on {url}\n{}", indent(&out));
+    }
+    // The whole pool at once: two raw connections beside one of each other
+    // mode (a busy port yields its spare sockets to idle ones, so four on
+    // one port is not promised).
+    every_mode_at_once(ricochet, ports, "200")?;
+    eprintln!("xtask: ok: 4 simultaneous connections (2 raw, 1 lines, 1 frames)");
 
     // 3. 200 back-to-back reconnects, each verified.
     let took = reconnect_storm(ricochet, &tcp, 200)?;
@@ -208,7 +241,42 @@ pub(crate) fn checks(ricochet: &Path, port: u16, qemu: &mut Qemu) -> Result<(), 
     oversize_datagram_is_dropped(port, qemu)?;
 
     // 5. A bounded soak: reconnects, then mixed concurrent load, then no leak.
-    soak(ricochet, port, qemu, 500, Duration::from_secs(20))
+    soak(ricochet, ports, qemu, 500, Duration::from_secs(20))
+}
+
+/// Two paced ping-pong connections on the raw port and one on each other
+/// mode's, at the same time, each verified (`count` messages each).
+fn every_mode_at_once(ricochet: &Path, ports: &Ports, count: &str) -> Result<(), String> {
+    let runs = [("raw", "2"), ("lines", "1"), ("frames", "1")].map(|(mode, connections)| {
+        let args: Vec<String> = [
+            &ports.tcp(mode),
+            "--mode",
+            mode,
+            "--connections",
+            connections,
+            "--pattern",
+            "pingpong",
+            "--size",
+            "200",
+            "--count",
+            count,
+            "--timeout",
+            "5s",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec();
+        let bin = ricochet.to_path_buf();
+        thread::spawn(move || {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            probe(&bin, &refs).map_err(|e| format!("{mode}: {e}"))
+        })
+    });
+    for run in runs {
+        run.join()
+            .map_err(|_| "probe thread panicked".to_string())??;
+    }
+    Ok(())
 }
 
 /// `cargo xtask soak [--board NAME] [RECONNECTS] [SECONDS]`: the long
@@ -230,12 +298,11 @@ pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         .map_err(|_| "SECONDS must be a number")?;
     // Reconnects take about 10 ms each here; allow 50 ms, plus the load, plus margin.
     let limit = QEMU_LIMIT_SECS + secs + u64::from(reconnects) / 20;
-    let (ricochet, port, log, mut qemu) = build_and_boot(ctx, board, machine, "soak", limit)?;
-    let tcp = format!("tcp://127.0.0.1:{port}");
-    wait_until_echoing(&ricochet, &tcp, &mut qemu)?;
+    let (ricochet, ports, log, mut qemu) = build_and_boot(ctx, board, machine, "soak", limit)?;
+    wait_until_echoing(&ricochet, &ports.tcp("raw"), &mut qemu)?;
     let result = soak(
         &ricochet,
-        port,
+        &ports,
         &mut qemu,
         reconnects,
         Duration::from_secs(secs),
@@ -278,18 +345,19 @@ const SOAK_UDP_RATE: &str = "300";
 const SOAK_UDP_MAX_LOSS_PCT: &str = "5";
 
 /// Reconnects `reconnects` times back to back (each a verified echo), then
-/// runs a TCP stream, two TCP ping-pong connections and paced UDP at once
-/// for `load`; then checks that the pool is whole again: four simultaneous
-/// connections are served and the firmware's stats report 0 active sessions.
+/// runs a raw TCP stream, a `lines` and a `frames` ping-pong connection and
+/// paced UDP at once for `load`; then checks that the pool is whole again:
+/// four simultaneous connections over the modes are served and the
+/// firmware's stats report 0 active sessions.
 fn soak(
     ricochet: &Path,
-    port: u16,
+    ports: &Ports,
     qemu: &mut Qemu,
     reconnects: u32,
     load: Duration,
 ) -> Result<(), String> {
-    let tcp = format!("tcp://127.0.0.1:{port}");
-    let udp = format!("udp://127.0.0.1:{port}");
+    let tcp = ports.tcp("raw");
+    let udp = format!("udp://127.0.0.1:{}", ports.raw);
     let took = reconnect_storm(ricochet, &tcp, reconnects)?;
     eprintln!(
         "xtask: soak: {reconnects} reconnects in {:.1}s",
@@ -309,13 +377,23 @@ fn soak(
             ],
         ),
         (
-            "ping-pong x2",
+            "lines ping-pong",
             vec![
-                tcp.clone(),
-                "--connections".into(),
-                "2".into(),
+                ports.tcp("lines"),
+                "--mode".into(),
+                "lines".into(),
                 "--size".into(),
                 "1-300".into(),
+            ],
+        ),
+        (
+            "frames ping-pong",
+            vec![
+                ports.tcp("frames"),
+                "--mode".into(),
+                "frames".into(),
+                "--size".into(),
+                "2-300".into(),
             ],
         ),
         (
@@ -365,22 +443,8 @@ fn soak(
     }
 
     // No leak: every pool socket serves again...
-    probe(
-        ricochet,
-        &[
-            &tcp,
-            "--connections",
-            "4",
-            "--count",
-            "50",
-            "--size",
-            "100",
-            "--timeout",
-            "5s",
-            "--quiet",
-        ],
-    )
-    .map_err(|e| format!("after the soak, 4 simultaneous connections: {e}"))?;
+    every_mode_at_once(ricochet, ports, "50")
+        .map_err(|e| format!("after the soak, 4 simultaneous connections: {e}"))?;
     // ...and the firmware's next stats line reports no session left open.
     let deadline = Instant::now() + Duration::from_secs(25);
     let before = qemu
@@ -432,7 +496,11 @@ fn reconnect_storm(ricochet: &Path, tcp: &str, n: u32) -> Result<Duration, Strin
     Ok(t.elapsed())
 }
 
-fn wait_until_echoing(ricochet: &Path, tcp: &str, qemu: &mut Qemu) -> Result<(), String> {
+pub(crate) fn wait_until_echoing(
+    ricochet: &Path,
+    tcp: &str,
+    qemu: &mut Qemu,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         if !qemu.alive() {
@@ -522,7 +590,7 @@ fn udp_losses_accounted(lost: u64, log: &str) -> Result<(), String> {
 
 /// A number or string field's raw value from the probe's JSON report
 /// (`"name":value`), first occurrence.
-fn json_field(json: &str, name: &str) -> Option<String> {
+pub(crate) fn json_field(json: &str, name: &str) -> Option<String> {
     let rest = json.split(&format!("\"{name}\":")).nth(1)?;
     let value: String = rest
         .chars()

@@ -71,7 +71,8 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         .ok_or("_stack_start is below _stack_end")?;
 
     let ricochet = ctx.root.join("target/release/ricochet");
-    let port = vm::free_port()?;
+    let ports = vm::Ports::free()?;
+    let port = ports.raw;
     let tmp = std::env::temp_dir();
     let socket = tmp.join(format!("ricochet-monitor-{port}.sock"));
     let dump = tmp.join(format!("ricochet-stack-{}-{port}.bin", board.name));
@@ -82,8 +83,16 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         "-monitor".to_string(),
         format!("unix:{},server,nowait", socket.display()),
     ];
-    let mut vm = Qemu::boot_elf(ctx, machine, &elf, &extra, port, log, vm::QEMU_LIMIT_SECS)?;
-    let loaded = qemu::checks(&ricochet, port, &mut vm);
+    let mut vm = Qemu::boot_elf(
+        ctx,
+        machine,
+        &elf,
+        &extra,
+        vm::Network::Forward(ports),
+        log,
+        vm::QEMU_LIMIT_SECS,
+    )?;
+    let loaded = qemu::checks(&ricochet, &ports, &mut vm);
     let saved = loaded.and_then(|()| {
         monitor(
             &socket,

@@ -82,6 +82,44 @@ pub(crate) fn require_tools() -> Result<(), String> {
     Ok(())
 }
 
+/// The host ports forwarded to a board's echo ports: `raw` (TCP and UDP)
+/// to 7, `lines` to 7001, `frames` to 7002.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ports {
+    pub(crate) raw: u16,
+    pub(crate) lines: u16,
+    pub(crate) frames: u16,
+}
+
+impl Ports {
+    /// Three distinct free loopback ports.
+    pub(crate) fn free() -> Result<Ports, String> {
+        let raw = free_port()?;
+        let mut others = Vec::new();
+        while others.len() < 2 {
+            let p = free_port()?;
+            if p != raw && !others.contains(&p) {
+                others.push(p);
+            }
+        }
+        Ok(Ports {
+            raw,
+            lines: others[0],
+            frames: others[1],
+        })
+    }
+
+    /// The URL of the `raw`, `lines` or `frames` port.
+    pub(crate) fn tcp(&self, mode: &str) -> String {
+        let port = match mode {
+            "lines" => self.lines,
+            "frames" => self.frames,
+            _ => self.raw,
+        };
+        format!("tcp://127.0.0.1:{port}")
+    }
+}
+
 /// A free loopback port for both TCP and UDP.
 pub(crate) fn free_port() -> Result<u16, String> {
     for _ in 0..50 {
@@ -92,6 +130,15 @@ pub(crate) fn free_port() -> Result<u16, String> {
         }
     }
     Err("no free port for both TCP and UDP".into())
+}
+
+/// How a booted board is networked.
+pub(crate) enum Network {
+    /// User-mode networking (slirp) with these host ports forwarded.
+    Forward(Ports),
+    /// Another QEMU network backend (`-nic SPEC,model=...`), e.g. a UDP
+    /// socket that carries raw Ethernet frames to a test.
+    Netdev(String),
 }
 
 /// A running QEMU, killed (by process group) when dropped.
@@ -107,22 +154,30 @@ impl Qemu {
         ctx: &Ctx,
         board: &Board,
         machine: &QemuMachine,
-        port: u16,
+        ports: &Ports,
         log: PathBuf,
         limit_secs: u64,
     ) -> Result<Qemu, String> {
         let elf = ctx.root.join(board.dir).join(elf(board));
-        Qemu::boot_elf(ctx, machine, &elf, &[], port, log, limit_secs)
+        Qemu::boot_elf(
+            ctx,
+            machine,
+            &elf,
+            &[],
+            Network::Forward(*ports),
+            log,
+            limit_secs,
+        )
     }
 
-    /// Boots `elf` on `machine` with `extra` QEMU arguments, under
-    /// `timeout limit_secs`; the defmt log goes to `log`.
+    /// Boots `elf` on `machine` with `extra` QEMU arguments on `network`,
+    /// under `timeout limit_secs`; the defmt log goes to `log`.
     pub(crate) fn boot_elf(
         ctx: &Ctx,
         machine: &QemuMachine,
         elf: &Path,
         extra: &[String],
-        port: u16,
+        network: Network,
         log: PathBuf,
         limit_secs: u64,
     ) -> Result<Qemu, String> {
@@ -131,14 +186,21 @@ impl Qemu {
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
         // setsid: QEMU, defmt-print and the script share a new process group
         // whose id is the child's pid, so one kill stops them all.
-        let child = Command::new("setsid")
+        let mut command = Command::new("setsid");
+        match network {
+            Network::Forward(ports) => command
+                .env("RICOCHET_PORT", ports.raw.to_string())
+                .env("RICOCHET_LINES_PORT", ports.lines.to_string())
+                .env("RICOCHET_FRAMES_PORT", ports.frames.to_string()),
+            Network::Netdev(spec) => command.env("RICOCHET_NETDEV", spec),
+        };
+        let child = command
             .args(["timeout", "-k", "5", &limit_secs.to_string()])
             .arg(runner)
             .args([machine.machine, machine.nic])
             .arg(elf)
             .args(extra)
             .current_dir(&ctx.root)
-            .env("RICOCHET_PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(err_file)
@@ -153,6 +215,11 @@ impl Qemu {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// The id of the process group QEMU and its helpers run in.
+    pub(crate) fn group(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn alive(&mut self) -> bool {

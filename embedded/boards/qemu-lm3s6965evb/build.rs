@@ -12,6 +12,9 @@ use std::path::PathBuf;
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::write(out.join("memory.x"), include_bytes!("memory.x")).expect("write memory.x");
+    // cortex-m-rt's `device` feature includes device.x; every vector is in
+    // src/vectors.rs already, so it adds nothing.
+    fs::write(out.join("device.x"), "/* vectors: src/vectors.rs */\n").expect("write device.x");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=build.rs");

@@ -13,6 +13,8 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use ricochet_compact_rt as _;
+
 use cortex_m::interrupt::InterruptNumber;
 use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{ExceptionFrame, entry, exception};
@@ -96,6 +98,8 @@ fn main() -> ! {
 #[inline(never)]
 fn start(eth: &mut Lan9118<EthRegs>, mac: EthernetAddress, clock: &Clock) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
+    // Raw on 7 (and UDP), lines on 7001, frames on 7002.
+    config.serve_every_mode();
     // Not cryptographic: the MAC and the SysTick phase (QEMU has no RNG).
     let [a, b, c, d, e, f] = mac.0;
     config.random_seed =
@@ -156,14 +160,13 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     static PANICKED: AtomicBool = AtomicBool::new(false);
-    // A panic while logging must not recurse. The location only: formatting
-    // the message would link core::fmt; our own panics go through
-    // defmt::panic!, which logs its message first.
+    // A panic while logging must not recurse. Nothing of `info` is read:
+    // then the compiler drops every panic site's location and message
+    // (about 10 KiB of flash); our own panics go through defmt::panic!,
+    // which logs its message first.
     if !PANICKED.swap(true, Ordering::Relaxed) {
-        match info.location() {
-            Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
-            None => defmt::error!("panic"),
-        }
+        let _ = info;
+        defmt::error!("panic");
     }
     semihosting::process::exit(1)
 }

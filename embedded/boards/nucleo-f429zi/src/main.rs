@@ -159,6 +159,8 @@ fn start(
 ) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
     config.random_seed = seed;
+    // Raw on 7 (and UDP), lines on 7001, frames on 7002.
+    config.serve_every_mode();
     config.ipv4 = Ipv4Config::Dhcp {
         fallback: Some(FALLBACK),
         fallback_after: Duration::from_secs(2),

@@ -11,6 +11,9 @@
 #![no_main]
 
 mod enet;
+mod vectors;
+
+use ricochet_compact_rt as _;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,7 +23,10 @@ use ricochet_cortex_m_clock::{Clock, Every};
 use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
 use ricochet_embedded::smoltcp::time::Duration as SmolDuration;
 use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
-use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
+use ricochet_embedded::{
+    EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, SessionBuffer, StaticIpv4, TcpRxBuffer,
+    TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
+};
 use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::enet::Enet;
@@ -35,11 +41,38 @@ const SYSCLK_HZ: u32 = 12_500_000;
 /// The longest UDP payload echoed.
 const MAX_DATAGRAM: usize = 1400;
 
-/// Every buffer of the node (4 TCP sockets, the defaults): all zero or
-/// uninitialised, so in `.bss`.
-static RESOURCES: ConstStaticCell<NodeResources<'static>> =
-    ConstStaticCell::new(NodeResources::new());
-type Node = EchoNode<'static, 4>;
+/// TCP sockets, and each one's receive window and transmit buffer. The
+/// default keeps all of RAM within 32 KiB; `big-buffers` trades footprint
+/// for throughput (one socket per mode, all of RAM within the LM3S6965's
+/// 64 KiB).
+const SOCKETS: usize = if cfg!(feature = "big-buffers") { 3 } else { 4 };
+const TCP_RX: usize = if cfg!(feature = "big-buffers") {
+    6144
+} else {
+    1024
+};
+const TCP_TX: usize = if cfg!(feature = "big-buffers") {
+    8192
+} else {
+    1536
+};
+/// The UDP rings: the largest datagram a 1500-byte MTU carries, and the
+/// largest echoed; none without UDP.
+const UDP_RX: usize = if cfg!(feature = "udp") { 1536 } else { 0 };
+const UDP_TX: usize = if cfg!(feature = "udp") { 1472 } else { 0 };
+type Resources = NodeResources<
+    'static,
+    SOCKETS,
+    { socket_slots(SOCKETS) },
+    SessionBuffer<1024>,
+    TcpRxBuffer<TCP_RX>,
+    TcpTxBuffer<TCP_TX>,
+    UdpRxBuffer<UDP_RX>,
+    UdpTxBuffer<UDP_TX>,
+>;
+/// Every buffer of the node: all zero or uninitialised, so in `.bss`.
+static RESOURCES: ConstStaticCell<Resources> = ConstStaticCell::new(NodeResources::new());
+type Node = EchoNode<'static, SOCKETS>;
 static NODE: StaticCell<Node> = StaticCell::new();
 
 defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());
@@ -82,18 +115,26 @@ fn main() -> ! {
 fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
     config.random_seed = random_seed(mac, clock);
-    // QEMU's slirp hands out 10.0.2.15 by DHCP; this is used if it does not.
-    config.ipv4 = Ipv4Config::Dhcp {
-        fallback: Some(StaticIpv4 {
-            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
-            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
-        }),
-        fallback_after: Duration::from_secs(2),
+    // Raw on 7 (and UDP), lines on 7001, frames on 7002.
+    config.serve_every_mode();
+    // QEMU's slirp hands out 10.0.2.15 by DHCP; this is used if it does not
+    // (and at once without the `dhcp` feature).
+    let slirp = StaticIpv4 {
+        address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+        gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+    };
+    config.ipv4 = if cfg!(feature = "dhcp") {
+        Ipv4Config::Dhcp {
+            fallback: Some(slirp),
+            fallback_after: Duration::from_secs(2),
+        }
+    } else {
+        Ipv4Config::Static(slirp)
     };
     // Echo UDP payloads up to 1400 bytes. Anything up to 1472 still arrives
     // unfragmented on a 1500-byte MTU, so a longer datagram is dropped and
     // counted by the policy (never truncated); `cargo xtask ci qemu` checks it.
-    config.udp = Some(PolicyConfig {
+    config.udp = cfg!(feature = "udp").then_some(PolicyConfig {
         max_datagram: MAX_DATAGRAM,
         ..PolicyConfig::DEFAULT
     });
@@ -137,18 +178,27 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 }
 
 /// Logs the panic through defmt and ends the QEMU process with status 1.
+///
+/// Only with the `panic-location` feature does it read `info`: once the
+/// handler reads nothing, the compiler drops every panic site's location
+/// and message (file paths, `core::fmt`), about 10 KiB of flash. Our own
+/// panics go through `defmt::panic!`, which logs its message before
+/// getting here.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     static PANICKED: AtomicBool = AtomicBool::new(false);
     // A panic while logging (for example inside the defmt logger) must not
     // recurse.
     if !PANICKED.swap(true, Ordering::Relaxed) {
-        // The location only: formatting the message would link core::fmt
-        // (about 2.7 KiB of flash). Our own panics go through defmt::panic!,
-        // which logs its message before getting here.
+        #[cfg(feature = "panic-location")]
         match info.location() {
             Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
             None => defmt::error!("panic"),
+        }
+        #[cfg(not(feature = "panic-location"))]
+        {
+            let _ = info;
+            defmt::error!("panic");
         }
     }
     semihosting::process::exit(1)

@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 use ricochet::core::Mode;
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{
-    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Server, ServerConfig,
-    UdpRate, parse_duration,
+    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, IoBackend, Server,
+    ServerConfig, UdpRate, parse_duration,
 };
 
 use super::say;
@@ -35,7 +35,8 @@ Examples:
   ricochet serve
   ricochet serve --tcp 127.0.0.1:0 --tcp [::1]:0 --udp 127.0.0.1:0
   ricochet serve --unix /run/echo.sock --mode lines --idle-timeout 30s
-  ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s")]
+  ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
+  ricochet serve --io epoll                  (or RICOCHET_IO=epoll: never try io_uring)")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -102,6 +103,18 @@ pub(crate) struct ServeArgs {
     /// How TCP connections reach workers: one SO_REUSEPORT listener per worker, or one shared listener.
     #[arg(long, value_enum, default_value_t = AcceptArg::Reuseport)]
     accept: AcceptArg,
+    /// I/O backend: io_uring where the kernel allows it (else epoll, with a log line saying why),
+    /// io_uring or fail, or epoll.
+    #[arg(long, value_enum, value_name = "auto|uring|epoll", default_value_t = IoArg::Auto,
+          env = "RICOCHET_IO")]
+    io: IoArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum IoArg {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -258,6 +271,11 @@ impl ServeArgs {
                 AcceptArg::Shared => AcceptStrategy::Shared,
             },
             raise_fd_limit: true,
+            io: match self.io {
+                IoArg::Auto => IoBackend::Auto,
+                IoArg::Uring => IoBackend::Uring,
+                IoArg::Epoll => IoBackend::Epoll,
+            },
         };
         add_default_endpoints(
             &mut config,

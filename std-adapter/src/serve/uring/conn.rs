@@ -1,0 +1,329 @@
+//! One stream connection on the ring: what its completions left (received
+//! buffers, send progress, FIN, errors) as a core [`Transport`].
+//!
+//! The transport owns the completion side. Multishot receive completions
+//! queue provided buffers here; [`Transport::read`] copies them into the
+//! session's buffer and hands each buffer back once empty (`WouldBlock`
+//! when none is queued). [`Transport::write`] copies into the connection's
+//! send buffer and returns at once (`WouldBlock` only when that bounded
+//! buffer is full); the worker submits one send per connection at a time,
+//! for everything queued, and a short completion resubmits the rest, so no
+//! byte is lost. [`Transport::unacknowledged`] counts what the kernel has
+//! not taken yet (and the FIN until it went out), so the pump's linger
+//! waits for it. A failed completion is reported on the next call.
+
+use std::collections::VecDeque;
+use std::net::Shutdown;
+
+use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
+use ricochet_core::{Instant, Pump, Teardown};
+
+use super::super::conn::Peer;
+use super::super::stats::StreamKind;
+use super::bufs::{BufRing, TX_CAP, TxPool};
+
+/// The socket of a connection.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Socket {
+    pub(crate) fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        // The peer may be gone already; the socket is closed soon after.
+        let _ = match self {
+            Socket::Tcp(s) => s.shutdown(Shutdown::Write),
+            Socket::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+
+    /// Makes the coming close send RST (TCP: `SO_LINGER` 0) instead of FIN.
+    pub(crate) fn set_reset_on_close(&self) {
+        if let Socket::Tcp(s) = self {
+            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+}
+
+/// Where the FIN is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fin {
+    /// Not asked for.
+    No,
+    /// Asked for; goes out once the send buffer is empty.
+    Wanted,
+    /// Sent (`shutdown(SHUT_WR)`).
+    Sent,
+}
+
+/// A received buffer not yet copied out in full.
+#[derive(Clone, Copy, Debug)]
+struct Rx {
+    bid: u16,
+    off: u32,
+    len: u32,
+}
+
+/// The I/O state of a connection, which completions update and the
+/// transport reads.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub(crate) socket: Socket,
+    rx: VecDeque<Rx>,
+    rx_bytes: usize,
+    /// The receive reported the peer's FIN.
+    eof: bool,
+    /// The receive failed.
+    rx_failed: Option<Failure>,
+    /// A multishot receive is in flight (until its last completion).
+    pub(crate) recv_armed: bool,
+    /// Its cancel was submitted.
+    pub(crate) recv_cancelling: bool,
+    /// Waiting for provided buffers (the last receive ended with `ENOBUFS`).
+    pub(crate) buf_waiting: bool,
+    tx: Option<Vec<u8>>,
+    /// Bytes of `tx` the kernel has taken.
+    tx_start: usize,
+    /// Bytes of the send in flight (0: none).
+    pub(crate) tx_inflight: usize,
+    tx_failed: Option<Failure>,
+    fin: Fin,
+}
+
+/// Maps a completion's negative result to how the connection failed.
+pub(crate) fn failure(errno: i32) -> Failure {
+    if errno == libc::ETIMEDOUT {
+        Failure::TimedOut
+    } else {
+        Failure::Reset
+    }
+}
+
+impl ConnIo {
+    pub(crate) fn new(socket: Socket) -> Self {
+        ConnIo {
+            socket,
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            eof: false,
+            rx_failed: None,
+            recv_armed: false,
+            recv_cancelling: false,
+            buf_waiting: false,
+            tx: None,
+            tx_start: 0,
+            tx_inflight: 0,
+            tx_failed: None,
+            fin: Fin::No,
+        }
+    }
+
+    /// Bytes received and not yet read by the session.
+    pub(crate) fn rx_bytes(&self) -> usize {
+        self.rx_bytes
+    }
+
+    /// Whether the receive side is over (FIN or error).
+    pub(crate) fn rx_done(&self) -> bool {
+        self.eof || self.rx_failed.is_some()
+    }
+
+    /// A receive completion filled `len` bytes of buffer `bid`.
+    pub(crate) fn received(&mut self, bid: u16, len: usize) {
+        self.rx.push_back(Rx {
+            bid,
+            off: 0,
+            len: len as u32,
+        });
+        self.rx_bytes += len;
+    }
+
+    /// The peer's FIN arrived.
+    pub(crate) fn received_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// The receive failed with `errno`.
+    pub(crate) fn receive_failed(&mut self, errno: i32) {
+        self.rx_failed.get_or_insert(failure(errno));
+    }
+
+    /// Hands every queued receive buffer back (the connection is going away).
+    pub(crate) fn drop_received(&mut self, bufs: &mut BufRing) {
+        for rx in self.rx.drain(..) {
+            bufs.recycle(rx.bid);
+        }
+        self.rx_bytes = 0;
+    }
+
+    /// Bytes queued for sending that the kernel has not taken.
+    pub(crate) fn tx_pending(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.len() - self.tx_start)
+    }
+
+    /// What to send next, if nothing is in flight: the queued bytes.
+    pub(crate) fn next_send(&mut self) -> Option<(*const u8, usize)> {
+        if self.tx_inflight > 0 || self.tx_failed.is_some() {
+            return None;
+        }
+        let tx = self.tx.as_ref()?;
+        let len = tx.len() - self.tx_start;
+        if len == 0 {
+            return None;
+        }
+        let len = len.min(u32::MAX as usize);
+        self.tx_inflight = len;
+        Some((tx.as_ptr().wrapping_add(self.tx_start), len))
+    }
+
+    /// The send in flight completed with `res`; returns whether a send
+    /// buffer was freed back to `pool`.
+    pub(crate) fn sent(&mut self, res: i32, pool: &mut TxPool) {
+        self.tx_inflight = 0;
+        if res < 0 {
+            if res != -libc::ECANCELED {
+                self.tx_failed.get_or_insert(failure(-res));
+            }
+            // Nothing more will be sent: what is queued is lost with the connection.
+            if let Some(tx) = self.tx.take() {
+                pool.put(tx);
+            }
+            self.tx_start = 0;
+            return;
+        }
+        self.tx_start += res as usize;
+        if let Some(tx) = &self.tx
+            && self.tx_start >= tx.len()
+        {
+            self.tx_start = 0;
+            if let Some(tx) = self.tx.take() {
+                pool.put(tx);
+            }
+        }
+        self.finish_if_flushed();
+    }
+
+    /// Sends the FIN if it was asked for and nothing is left to send.
+    fn finish_if_flushed(&mut self) {
+        if self.fin == Fin::Wanted && self.tx_pending() == 0 && self.tx_inflight == 0 {
+            self.socket.shutdown_write();
+            self.fin = Fin::Sent;
+        }
+    }
+
+    /// Takes the send buffer out (to leak it while a send may still read it).
+    pub(crate) fn take_send_buffer(&mut self) -> Option<Vec<u8>> {
+        self.tx.take()
+    }
+
+    /// Gives the send buffer back (release, nothing in flight).
+    pub(crate) fn drop_send_buffer(&mut self, pool: &mut TxPool) {
+        if self.tx_inflight == 0
+            && let Some(tx) = self.tx.take()
+        {
+            pool.put(tx);
+        }
+    }
+}
+
+/// A connection's I/O state with the worker's buffers: the core's transport.
+pub(crate) struct Io<'a> {
+    pub(crate) io: &'a mut ConnIo,
+    pub(crate) bufs: &'a mut BufRing,
+    pub(crate) pool: &'a mut TxPool,
+}
+
+impl Transport for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        let s = &mut *self.io;
+        if s.rx.is_empty() {
+            return match (s.rx_failed, s.eof) {
+                (Some(f), _) => ReadOutcome::Failed(f),
+                (None, true) => ReadOutcome::Eof,
+                (None, false) => ReadOutcome::WouldBlock,
+            };
+        }
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = s.rx.front_mut() else {
+                break;
+            };
+            let (off, len) = (front.off as usize, front.len as usize);
+            let data = &self.bufs.filled(front.bid, off + len)[off..];
+            let k = data.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&data[..k]);
+            n += k;
+            front.off += k as u32;
+            front.len -= k as u32;
+            if front.len == 0 {
+                let bid = front.bid;
+                s.rx.pop_front();
+                self.bufs.recycle(bid);
+            }
+        }
+        s.rx_bytes -= n;
+        ReadOutcome::Data(n)
+    }
+
+    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+        let s = &mut *self.io;
+        if let Some(f) = s.tx_failed {
+            return WriteOutcome::Failed(f);
+        }
+        let tx = s.tx.get_or_insert_with(|| self.pool.take());
+        if s.tx_inflight == 0 && s.tx_start > 0 {
+            // Nothing reads the taken bytes any more: move the rest to the front.
+            tx.drain(..s.tx_start);
+            s.tx_start = 0;
+        }
+        let n = buf.len().min(TX_CAP - tx.len().min(TX_CAP));
+        if n == 0 {
+            return WriteOutcome::WouldBlock;
+        }
+        // Within the capacity reserved by `TxPool::take`: no reallocation,
+        // so a send in flight keeps pointing at valid bytes.
+        tx.extend_from_slice(&buf[..n]);
+        WriteOutcome::Sent(n)
+    }
+
+    fn shutdown_write(&mut self) {
+        if self.io.fin == Fin::No {
+            self.io.fin = Fin::Wanted;
+        }
+        self.io.finish_if_flushed();
+    }
+
+    fn unacknowledged(&self) -> usize {
+        self.io.tx_pending() + usize::from(self.io.fin == Fin::Wanted)
+    }
+}
+
+/// A connection: its I/O state and the pump driving its session.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) io: ConnIo,
+    pub(crate) pump: Pump<Box<[u8]>>,
+    pub(crate) kind: StreamKind,
+    pub(crate) peer: Peer,
+    /// Distinguishes this connection from earlier ones in the same slab slot.
+    pub(crate) generation: u32,
+    /// Earliest deadline this connection has in the timer heap (`Instant::MAX`: none).
+    pub(crate) scheduled: Instant,
+    /// In the worker's run queue.
+    pub(crate) queued: bool,
+    /// In the list of connections to drive after this batch of completions.
+    pub(crate) ready: bool,
+    /// In the list of connections with bytes to submit.
+    pub(crate) dirty: bool,
+    /// Released by the pump; the slot is freed once no request is in flight.
+    pub(crate) releasing: Option<Teardown>,
+}

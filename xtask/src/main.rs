@@ -48,12 +48,12 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "test",
-        about: "cargo test --workspace (unit, property, loopback, interop tests)",
+        about: "cargo test --workspace (unit, property, loopback, interop tests); server tests on io_uring and on epoll",
         run: stage_test,
     },
     Stage {
         name: "nostd",
-        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set",
+        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set; the desktop crate type-checks for macOS and FreeBSD",
         run: stage_nostd,
     },
     Stage {
@@ -256,6 +256,8 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
             "add",
             "thumbv7m-none-eabi",
             "thumbv7em-none-eabihf",
+            "x86_64-apple-darwin",
+            "x86_64-unknown-freebsd",
         ],
         &[],
     )?;
@@ -337,14 +339,35 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
             ));
         }
     }
+    // Every test once with the io_uring backend of `ricochet serve`, then
+    // the server's integration tests again with epoll (the backend of
+    // kernels and containers without io_uring): one suite, both backends.
     run(
         &ctx.root,
         &cargo(),
         &["test", "--workspace", "--locked"],
-        &[("PROPTEST_CASES", &cases)],
+        &[("PROPTEST_CASES", &cases), ("RICOCHET_IO", "uring")],
     )?;
+    let mut epoll = vec!["test", "--locked", "-p", "ricochet"];
+    for t in SERVER_TESTS {
+        epoll.extend(["--test", t]);
+    }
+    run(&ctx.root, &cargo(), &epoll, &[("RICOCHET_IO", "epoll")])?;
     library_without_cli(ctx)
 }
+
+/// The integration tests that run `ricochet serve` (or its library) and
+/// read `RICOCHET_IO`: run once per I/O backend.
+const SERVER_TESTS: &[&str] = &[
+    "serve_cli",
+    "serve_connections",
+    "serve_signals",
+    "serve_transports",
+    "serve_udp",
+    "serve_unix",
+    "probe_serve",
+    "interop_clients",
+];
 
 /// Crates only the `ricochet` binary needs (behind the `cli` feature).
 const CLI_ONLY_CRATES: &[&str] = &["clap", "indicatif", "tracing-subscriber"];
@@ -438,8 +461,29 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
         args.extend_from_slice(features);
         run(&ctx.root, &cargo(), &args, &[])?;
     }
+    // The desktop adapter beyond Linux (io_uring is Linux-only, kqueue
+    // elsewhere): type-checked for macOS and FreeBSD, nothing linked.
+    for other in OTHER_DESKTOPS {
+        run(
+            &ctx.root,
+            &cargo(),
+            &[
+                "check",
+                "--locked",
+                "-p",
+                "ricochet",
+                "--all-targets",
+                "--target",
+                other,
+            ],
+            &[],
+        )?;
+    }
     Ok(())
 }
+
+/// Desktop targets the `ricochet` crate must still compile for.
+const OTHER_DESKTOPS: &[&str] = &["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
 
 fn stage_doc(ctx: &Ctx) -> Result<(), String> {
     run(

@@ -40,6 +40,7 @@ fn uring_unavailable() -> Option<String> {
 
 /// Explains a failed `io_uring_setup` (`errno`), given the contents of
 /// `/proc/sys/kernel/io_uring_disabled` if it could be read.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn explain_setup_error(errno: i32, disabled_sysctl: Option<&str>) -> String {
     let disabled = disabled_sysctl.map(str::trim);
     match errno {

@@ -5,7 +5,9 @@
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
 //! cargo xtask qemu [PORT]     build the QEMU firmware and run it, forwarding 127.0.0.1:PORT
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
-//! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
+//! cargo xtask bench [-r N] [-d S] servers alternating (C epoll, C io_uring, tokio, ricochet on
+//!                             epoll and on io_uring): medians and ratios; also `bench syscalls`,
+//!                             `bench idle`, `bench matrix [run.sh opts]`
 //! cargo xtask soak [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
 //! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
 //! cargo xtask stages          list the CI stages
@@ -116,11 +118,11 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [run.sh opts] | soak [N] [SECS] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [-r N -d S -c CASES | syscalls | idle | matrix] | soak [N] [SECS] | attack [--quick] [--io uring|epoll] | loss | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
                  deps    install what the stages need\n\
-                 bench   the loopback yardstick: reference servers and ricochet in one run\n\
+                 bench   the loopback yardstick, servers alternating; syscalls per round trip; idle memory\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
             );

@@ -6,8 +6,9 @@
 //! session's buffer and hands each buffer back once empty (`WouldBlock`
 //! when none is queued). [`Transport::write`] copies into the connection's
 //! send buffer and returns at once (`WouldBlock` only when that bounded
-//! buffer is full); the worker submits one send per connection at a time,
-//! for everything queued, and a short completion resubmits the rest, so no
+//! buffer is full); the worker submits one send per connection per turn,
+//! for everything queued. A send that stopped short (the socket is full)
+//! continues from where it stopped once the socket can take more, so no
 //! byte is lost. [`Transport::unacknowledged`] counts what the kernel has
 //! not taken yet (and the FIN until it went out), so the pump's linger
 //! waits for it. A failed completion is reported on the next call.
@@ -93,8 +94,12 @@ pub(crate) struct ConnIo {
     tx: Option<Vec<u8>>,
     /// Bytes of `tx` the kernel has taken.
     tx_start: usize,
-    /// Bytes of the send in flight (0: none).
+    /// Bytes of the send submitted this turn, not yet confirmed (0: none).
     pub(crate) tx_inflight: usize,
+    /// Waiting for the socket to take more (a POLLOUT request is in flight).
+    pub(crate) tx_poll: bool,
+    /// The session found the send buffer full (its write was cut short).
+    tx_blocked: bool,
     tx_failed: Option<Failure>,
     fin: Fin,
 }
@@ -122,6 +127,8 @@ impl ConnIo {
             tx: None,
             tx_start: 0,
             tx_inflight: 0,
+            tx_poll: false,
+            tx_blocked: false,
             tx_failed: None,
             fin: Fin::No,
         }
@@ -170,9 +177,10 @@ impl ConnIo {
         self.tx.as_ref().map_or(0, |t| t.len() - self.tx_start)
     }
 
-    /// What to send next, if nothing is in flight: the queued bytes.
+    /// What to send next, if no send is unconfirmed and the socket is not
+    /// known to be full: everything queued.
     pub(crate) fn next_send(&mut self) -> Option<(*const u8, usize)> {
-        if self.tx_inflight > 0 || self.tx_failed.is_some() {
+        if self.tx_inflight > 0 || self.tx_poll || self.tx_failed.is_some() {
             return None;
         }
         let tx = self.tx.as_ref()?;
@@ -185,22 +193,65 @@ impl ConnIo {
         Some((tx.as_ptr().wrapping_add(self.tx_start), len))
     }
 
-    /// The send in flight completed with `res`; returns whether a send
-    /// buffer was freed back to `pool`.
-    pub(crate) fn sent(&mut self, res: i32, pool: &mut TxPool) {
-        self.tx_inflight = 0;
-        if res < 0 {
-            if res != -libc::ECANCELED {
-                self.tx_failed.get_or_insert(failure(-res));
-            }
-            // Nothing more will be sent: what is queued is lost with the connection.
-            if let Some(tx) = self.tx.take() {
-                pool.put(tx);
-            }
-            self.tx_start = 0;
-            return;
+    /// The enter that submitted the send returned without a failure
+    /// completion for it: the kernel took all of it (see the worker's
+    /// `flush_sends`). Returns whether the pump should hear about it (it
+    /// found the send buffer full, or waits for the FIN to go out).
+    pub(crate) fn confirm_sent(&mut self, pool: &mut TxPool) -> bool {
+        if self.tx_inflight == 0 {
+            return false;
         }
-        self.tx_start += res as usize;
+        self.tx_start += self.tx_inflight;
+        self.tx_inflight = 0;
+        self.retire(pool);
+        self.finish_if_flushed();
+        std::mem::take(&mut self.tx_blocked) || self.fin != Fin::No
+    }
+
+    /// A send's failure completion (`res`: bytes taken before it stopped,
+    /// or `-errno`). Returns whether to wait for the socket to take more
+    /// (then [`ConnIo::writable`] when it can).
+    pub(crate) fn send_failed(&mut self, res: i32, pool: &mut TxPool) -> bool {
+        self.tx_inflight = 0;
+        if res >= 0 {
+            // A short send: the socket is full.
+            self.tx_start += res as usize;
+            self.retire(pool);
+            self.tx_poll = self.tx_pending() > 0;
+            return self.tx_poll;
+        }
+        match -res {
+            libc::EAGAIN => {
+                self.tx_poll = true;
+                true
+            }
+            libc::ECANCELED => false,
+            errno => {
+                self.tx_failed.get_or_insert(failure(errno));
+                // Nothing more will be sent: what is queued is lost with the connection.
+                if let Some(tx) = self.tx.take() {
+                    pool.put(tx);
+                }
+                self.tx_start = 0;
+                false
+            }
+        }
+    }
+
+    /// Whether something waits for the send buffer to empty: the session
+    /// (it found the buffer full) or the FIN.
+    pub(crate) fn needs_wake(&self) -> bool {
+        self.tx_blocked || self.fin != Fin::No
+    }
+
+    /// The socket can take more (its POLLOUT completed): send again.
+    pub(crate) fn writable(&mut self) {
+        self.tx_poll = false;
+        self.tx_blocked = false;
+    }
+
+    /// Gives an emptied send buffer back to the pool.
+    fn retire(&mut self, pool: &mut TxPool) {
         if let Some(tx) = &self.tx
             && self.tx_start >= tx.len()
         {
@@ -209,7 +260,6 @@ impl ConnIo {
                 pool.put(tx);
             }
         }
-        self.finish_if_flushed();
     }
 
     /// Sends the FIN if it was asked for and nothing is left to send.
@@ -286,6 +336,10 @@ impl Transport for Io<'_> {
             s.tx_start = 0;
         }
         let n = buf.len().min(TX_CAP - tx.len().min(TX_CAP));
+        if n < buf.len() {
+            // The pump hears when room is made (`confirm_sent`, `writable`).
+            s.tx_blocked = true;
+        }
         if n == 0 {
             return WriteOutcome::WouldBlock;
         }

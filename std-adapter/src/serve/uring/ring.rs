@@ -137,6 +137,8 @@ pub(crate) enum Op {
     Wake = 6,
     /// A cancel request (its own completion carries nothing).
     Cancel = 7,
+    /// A connection waits for its socket to take more (`a` = slab key).
+    SendPoll = 8,
 }
 
 /// Packs an operation and its two indices (`b` keeps 24 bits).
@@ -154,6 +156,7 @@ pub(crate) fn decode(ud: u64) -> Option<(Op, u32, u32)> {
         5 => Op::UdpSend,
         6 => Op::Wake,
         7 => Op::Cancel,
+        8 => Op::SendPoll,
         _ => return None,
     };
     Some((op, ud as u32, ((ud >> 32) & 0xff_ffff) as u32))
@@ -209,6 +212,7 @@ mod tests {
             Op::UdpSend,
             Op::Wake,
             Op::Cancel,
+            Op::SendPoll,
         ] {
             assert_eq!(
                 decode(user_data(op, u32::MAX, 0xab_cdef)),

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration as StdDuration;
 
-use io_uring::squeue::Entry as Sqe;
+use io_uring::squeue::{Entry as Sqe, Flags};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{CompletionQueue, SubmissionQueue, Submitter, cqueue, opcode};
 use ricochet_core::{Duration, Instant, Next, Pump, SessionConfig, Teardown};
@@ -190,6 +190,7 @@ fn serve(
         inflight: 0,
         ready: Vec::new(),
         dirty: Vec::new(),
+        unconfirmed: Vec::new(),
         buf_waiters: VecDeque::new(),
         cqes: Vec::with_capacity(1024),
         waker: waker_fd,
@@ -232,6 +233,8 @@ struct Worker<'r> {
     ready: Vec<usize>,
     /// Connections with bytes to submit at the end of the turn.
     dirty: Vec<usize>,
+    /// Connections whose send was submitted and is confirmed after the next enter.
+    unconfirmed: Vec<usize>,
     /// Connections whose receive waits for free buffers, in turn.
     buf_waiters: VecDeque<(usize, u32)>,
     cqes: Vec<(u64, i32, u32)>,
@@ -263,7 +266,13 @@ impl Worker<'_> {
                 }
                 Phase::Abort => return Ok(()),
             }
+            // Fresh head: did the kernel take every queued request?
+            self.sq.sync();
+            let submitted_all = self.sq.is_empty();
             self.reap(now);
+            if submitted_all {
+                self.confirm_sends();
+            }
             self.drive_ready(now);
             self.serve_leftovers(now);
             self.fire_timers(now);
@@ -286,9 +295,16 @@ impl Worker<'_> {
         self.shared.stats.worker(self.index).publish(&self.counters);
     }
 
-    /// Queues a request; if the submission queue is full, submits first.
+    /// Queues a request whose last completion will come; if the
+    /// submission queue is full, submits first.
     fn push(&mut self, sqe: &Sqe) {
         self.inflight += 1;
+        self.push_uncounted(sqe);
+    }
+
+    /// Queues a request that may complete without a completion (a send
+    /// with `SKIP_SUCCESS`, resolved inside the enter that submits it).
+    fn push_uncounted(&mut self, sqe: &Sqe) {
         loop {
             // SAFETY (of the request): every pointer a request carries
             // points into memory this worker owns and keeps until the
@@ -377,7 +393,8 @@ impl Worker<'_> {
             return;
         };
         let last = !cqueue::more(flags);
-        if last {
+        if last && op != Op::Send {
+            // (Sends are not counted: most post no completion.)
             self.inflight = self.inflight.saturating_sub(1);
         }
         match op {
@@ -403,6 +420,7 @@ impl Worker<'_> {
                 // A receive that ran out of buffers resumes now that one is back.
                 self.arm_udp(a as usize);
             }
+            Op::SendPoll => self.on_send_poll(a as usize),
             Op::Wake => {
                 self.wake_armed = false;
                 self.arm_wake();
@@ -466,21 +484,97 @@ impl Worker<'_> {
         self.mark_ready(key);
     }
 
+    /// A send's completion: failures and short sends, and full sends
+    /// someone waits for (see [`Worker::flush_sends`]).
     fn on_send(&mut self, key: usize, res: i32) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.io.sent(res, &mut self.pool);
+        if res >= 0 && conn.io.tx_inflight > 0 && res as usize == conn.io.tx_inflight {
+            let wake = conn.io.confirm_sent(&mut self.pool);
+            if conn.releasing.is_some() {
+                conn.io.drop_send_buffer(&mut self.pool);
+                self.try_free(key);
+            } else if wake || conn.pump.is_finishing() {
+                conn.pump.set_writable();
+                self.mark_ready(key);
+            }
+            return;
+        }
+        let res = if conn.io.tx_inflight == 0 {
+            // A completion for a send already taken as whole: the kernel
+            // did not resolve it inside its enter. What the connection sent
+            // is no longer known, so it is reset rather than risk a gap.
+            tracing::error!(peer = %conn.peer, res, "io_uring send completed late; resetting the connection");
+            -libc::EIO
+        } else {
+            res
+        };
+        let wait = conn.io.send_failed(res, &mut self.pool);
         if conn.releasing.is_some() {
             conn.io.drop_send_buffer(&mut self.pool);
             self.try_free(key);
             return;
         }
-        conn.pump.set_writable();
-        if conn.io.tx_pending() > 0 {
-            self.mark_dirty(key);
+        if wait {
+            let fd = conn.io.socket.raw_fd();
+            let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
+                .build()
+                .user_data(user_data(Op::SendPoll, key as u32, 0));
+            self.push(&sqe);
+        } else {
+            // A failure: the pump's next write reports it.
+            conn.pump.set_writable();
+            self.mark_ready(key);
         }
+    }
+
+    /// The socket of a connection whose send stopped short can take more.
+    fn on_send_poll(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.io.writable();
+        if conn.releasing.is_some() {
+            self.try_free(key);
+            return;
+        }
+        conn.pump.set_writable();
+        self.mark_dirty(key);
         self.mark_ready(key);
+    }
+
+    /// The enter that submitted this turn's sends took the whole
+    /// submission queue and posted no failure for them: each was taken
+    /// whole by the kernel.
+    ///
+    /// Why that holds: every send carries `MSG_DONTWAIT`, so io_uring issues
+    /// it inline during the enter and never parks it to wait for room
+    /// (`REQ_F_NOWAIT`); with `MSG_WAITALL`, one the socket takes only in
+    /// part fails, reporting the bytes it took; and `SKIP_SUCCESS` drops the
+    /// completion of a full send only. So a send completes within its
+    /// enter, and one without a completion sent everything. This saves a
+    /// completion, and at one connection a second `io_uring_enter`, per
+    /// echo.
+    fn confirm_sends(&mut self) {
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
+        for &key in &unconfirmed {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let wake = conn.io.confirm_sent(&mut self.pool);
+            if conn.releasing.is_some() {
+                conn.io.drop_send_buffer(&mut self.pool);
+                self.try_free(key);
+            } else if wake || conn.pump.is_finishing() {
+                conn.pump.set_writable();
+                self.mark_ready(key);
+            }
+        }
+        let mut unconfirmed = unconfirmed;
+        unconfirmed.clear();
+        unconfirmed.append(&mut self.unconfirmed);
+        self.unconfirmed = unconfirmed;
     }
 
     fn mark_ready(&mut self, key: usize) {
@@ -535,7 +629,7 @@ impl Worker<'_> {
         };
         let next = conn.pump.drive(now, &mut io, BUDGET, counters);
         log_events(&mut conn.pump, &conn.peer, now, &mut self.throttles);
-        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0;
+        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
         match next {
             Next::Wait { read, .. } => {
                 if read {
@@ -621,13 +715,22 @@ impl Worker<'_> {
                 continue;
             }
             let fd = conn.io.socket.raw_fd();
+            // Someone waits for this send (the session for room, the linger
+            // for delivery): its completion must wake the loop. Otherwise
+            // (the usual echo) it completes silently (`confirm_sends`).
+            let waited_for = conn.io.needs_wake() || conn.pump.is_finishing();
             if let Some((ptr, len)) = conn.io.next_send() {
-                // MSG_WAITALL: the kernel finishes a short send itself.
+                // Resolved inside the enter that submits it.
                 let sqe = opcode::Send::new(Fd(fd), ptr, len as u32)
-                    .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-                    .build()
-                    .user_data(user_data(Op::Send, key as u32, 0));
-                self.push(&sqe);
+                    .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT)
+                    .build();
+                let sqe = if waited_for {
+                    sqe
+                } else {
+                    sqe.flags(Flags::SKIP_SUCCESS)
+                };
+                self.push_uncounted(&sqe.user_data(user_data(Op::Send, key as u32, 0)));
+                self.unconfirmed.push(key);
             }
         }
         let mut dirty = dirty;
@@ -872,8 +975,8 @@ impl Worker<'_> {
             conn.io.recv_cancelling = true;
             cancels.push(user_data(Op::Recv, key as u32, 0));
         }
-        if conn.io.tx_inflight > 0 {
-            cancels.push(user_data(Op::Send, key as u32, 0));
+        if conn.io.tx_poll {
+            cancels.push(user_data(Op::SendPoll, key as u32, 0));
         }
         for target in cancels {
             let sqe = opcode::AsyncCancel::new(target)
@@ -889,7 +992,11 @@ impl Worker<'_> {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        if conn.releasing.is_none() || conn.io.recv_armed || conn.io.tx_inflight > 0 {
+        if conn.releasing.is_none()
+            || conn.io.recv_armed
+            || conn.io.tx_inflight > 0
+            || conn.io.tx_poll
+        {
             return;
         }
         let mut conn = self.conns.remove(key);
@@ -988,13 +1095,14 @@ impl Worker<'_> {
             let cqes: Vec<(u64, u32)> =
                 (&mut self.cq).map(|c| (c.user_data(), c.flags())).collect();
             for (ud, flags) in cqes {
-                if !cqueue::more(flags) {
+                let send = matches!(ring::decode(ud), Some((Op::Send, ..)));
+                if !cqueue::more(flags) && !send {
                     self.inflight = self.inflight.saturating_sub(1);
                 }
-                if let Some((Op::Send, a, _)) = ring::decode(ud)
+                if let Some((Op::SendPoll, a, _)) = ring::decode(ud)
                     && let Some(conn) = self.conns.get_mut(a as usize)
                 {
-                    conn.io.tx_inflight = 0;
+                    conn.io.tx_poll = false;
                 }
             }
             self.cq.sync();

@@ -49,6 +49,7 @@ impl Server {
         let mut child = cmd
             .arg("serve")
             .args(args)
+            .env("RICOCHET_IO", IO.get().map_or("auto", String::as_str))
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -199,7 +200,32 @@ fn row(
     }
 }
 
-pub(crate) fn attack(ctx: &Ctx, quick: bool) -> Result<(), String> {
+/// The backend every server of the run uses (`--io`; passed as `RICOCHET_IO`).
+static IO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    let mut io = "auto".to_owned();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--io" => {
+                io = it
+                    .next()
+                    .filter(|v| ["auto", "uring", "epoll"].contains(&v.as_str()))
+                    .ok_or("--io needs auto, uring or epoll")?
+                    .clone();
+            }
+            other => {
+                return Err(format!(
+                    "unknown option {other:?}: attack [--quick] [--io auto|uring|epoll]"
+                ));
+            }
+        }
+    }
+    let _ = IO.set(io.clone());
+    eprintln!("xtask attack: ricochet serve --io {io}");
     run(
         &ctx.root,
         "cargo",

@@ -9,7 +9,8 @@
 //!                             epoll and on io_uring): medians and ratios; also `bench syscalls`,
 //!                             `bench idle`, `bench matrix [run.sh opts]`
 //! cargo xtask soak [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
-//! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
+//! cargo xtask attack [--quick] [--io B] hostile peers against `ricochet serve` on loopback, with a results table
+//! cargo xtask loss [--io B]   `ricochet serve` in a network namespace dropping 1/5/10 % of packets (root)
 //! cargo xtask stages          list the CI stages
 //! ```
 //!
@@ -23,6 +24,7 @@ use std::time::Instant;
 
 mod attack;
 mod bench;
+mod loss;
 mod qemu;
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -103,7 +105,8 @@ fn main() -> ExitCode {
         Some("ci") => run_ci(&ctx, &args[1..]),
         Some("qemu") => qemu::interactive(&ctx, args.get(1).map(String::as_str)),
         Some("deps") => stage_deps(&ctx),
-        Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
+        Some("attack") => attack::attack(&ctx, &args[1..]),
+        Some("loss") => loss::loss(&ctx, &args[1..]),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("soak") => qemu::soak_main(
             &ctx,
@@ -124,7 +127,8 @@ fn main() -> ExitCode {
                  deps    install what the stages need\n\
                  bench   the loopback yardstick, servers alternating; syscalls per round trip; idle memory\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
-                 attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
+                 attack  hostile peers against ricochet serve (loopback, bounded); prints a table\n\
+                 loss    ricochet serve under 0/1/5/10 % packet loss in a network namespace (root); prints a table"
             );
             return ExitCode::from(2);
         }

@@ -264,7 +264,7 @@ impl Listener {
         registry: &mio::Registry,
         token: mio::Token,
     ) -> bool {
-        if !self.paused_until.is_some_and(|t| t <= now) {
+        if self.paused_until.is_none_or(|t| t > now) {
             return false;
         }
         self.paused_until = None;

@@ -61,7 +61,9 @@ impl Batch {
         // SAFETY: all-zero is a valid `sockaddr_storage`, `iovec` and
         // `mmsghdr` (null pointers, zero lengths).
         let zero_name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        // SAFETY: as above.
         let zero_iov: libc::iovec = unsafe { mem::zeroed() };
+        // SAFETY: as above.
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
         Batch {
             data: vec![0u8; slot * BATCH].into_boxed_slice(),

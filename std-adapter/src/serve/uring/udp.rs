@@ -72,6 +72,7 @@ impl UdpEndpoint {
         let ring = BufRing::new(count, size, bgid)?;
         // SAFETY: all-zero is a valid `msghdr` and `iovec` (null pointers, zero lengths).
         let zero_hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let zero_iov: libc::iovec = unsafe { std::mem::zeroed() };
         let mut hdr = Box::new(zero_hdr);
         hdr.msg_namelen = NAME_LEN as libc::socklen_t;

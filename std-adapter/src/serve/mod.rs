@@ -1,7 +1,9 @@
 //! `ricochet serve`: an event-driven echo server on std sockets.
 //!
 //! TCP (IPv4 and IPv6), UDP and Unix stream sockets, any mix, served by
-//! worker threads that each run one edge-triggered mio (epoll) event loop.
+//! worker threads that each run one event loop: an io_uring ring on Linux
+//! where the kernel allows it, else an edge-triggered mio (epoll, kqueue)
+//! loop ([`IoBackend`], `uring/` and `worker.rs`).
 //! Every stream connection is a core [`ricochet_core::Session`]: the worker
 //! reads straight into the session's buffer and writes straight from it; the
 //! session decides what is echoed when (`raw`, `lines`, `frames`), applies

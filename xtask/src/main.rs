@@ -121,7 +121,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [-r N -d S -c CASES | syscalls | idle | matrix] | soak [N] [SECS] | attack [--quick] [--io uring|epoll] | loss | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [PORT] | deps | bench [-r N -d S -c CASES | syscalls | idle | matrix] | soak [N] [SECS] | attack [--quick] [--io uring|epoll] [--only NAME] | loss | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build the QEMU firmware and boot it with 127.0.0.1:PORT (default 7777) forwarded to guest port 7\n\
                  deps    install what the stages need\n\

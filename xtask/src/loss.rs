@@ -300,7 +300,7 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             let ok = stream_ok && pp_ok && udp_ran && corrupt == 0.0 && stream_bytes == stream_sent;
             failed |= !ok;
             println!(
-                "| {io} | {pct} % | {stream_bytes:.0} of {stream_sent:.0} | {stream_secs:.1} s | {:.2} | {pp_bytes:.0} B | {p99:.0} µs | {retrans} | {:.2} % of {sent:.0} ({:.2} %) | {corrupt:.0} | {} |",
+                "| {io} | {pct} % | {stream_bytes:.0} of {stream_sent:.0} | {stream_secs:.2} s | {:.2} | {pp_bytes:.0} B | {p99:.0} µs | {retrans} | {:.2} % of {sent:.0} ({:.2} %) | {corrupt:.0} | {} |",
                 stream_bytes / stream_secs / 1e6,
                 if sent > 0.0 {
                     lost / sent * 100.0

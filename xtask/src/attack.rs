@@ -244,7 +244,10 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         ("fd", Box::new(move || fd_exhaustion(b, 1000 / scale))),
         ("rst", Box::new(move || rst_storm(b, 5000 / scale))),
         ("udp-flood", Box::new(move || udp_flood(b))),
-        ("udp-guard", Box::new(move || udp_reflectors_and_oversize(b))),
+        (
+            "udp-guard",
+            Box::new(move || udp_reflectors_and_oversize(b)),
+        ),
         ("frames", Box::new(move || bad_frames(b, 200 / scale))),
     ];
     // `--only NAME`: the scenarios whose short name contains NAME.

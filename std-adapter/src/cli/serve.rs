@@ -423,6 +423,19 @@ mod tests {
     }
 
     #[test]
+    fn io_backend_defaults_to_auto_and_takes_each_name() {
+        // (RICOCHET_IO, the flag's environment, is not set by cargo test.)
+        if std::env::var_os("RICOCHET_IO").is_none() {
+            assert_eq!(config(&[]).io, IoBackend::Auto);
+        }
+        assert_eq!(config(&["--io", "uring"]).io, IoBackend::Uring);
+        assert_eq!(config(&["--io", "epoll"]).io, IoBackend::Epoll);
+        assert_eq!(config(&["--io", "auto"]).io, IoBackend::Auto);
+        let e = usage_error(&["--io", "kqueue"]);
+        assert!(e.contains("--io") && e.contains("uring"), "{e}");
+    }
+
+    #[test]
     fn zero_threads_is_a_usage_error() {
         let e = usage_error(&["--threads", "0"]);
         assert!(e.contains("--threads") && e.contains("at least 1"), "{e}");

@@ -27,9 +27,11 @@
 //! Before spawning, [`probe`] creates a ring and checks the operations, so
 //! `--io auto` can fall back to epoll with the reason.
 
+mod accept;
 mod bufs;
 mod conn;
 mod ring;
+mod stream;
 mod udp;
 mod worker;
 

@@ -23,26 +23,24 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration as StdDuration;
 
-use io_uring::squeue::{Entry as Sqe, Flags};
+use io_uring::squeue::Entry as Sqe;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{CompletionQueue, SubmissionQueue, Submitter, cqueue, opcode};
-use ricochet_core::{Duration, Instant, Next, Pump, SessionConfig, Teardown};
+use ricochet_core::{Duration, Instant, SessionConfig, Teardown};
 use slab::Slab;
 
-use super::super::conn::Peer;
-use super::super::error::Endpoint;
-use super::super::stats::{Counters, StreamKind};
-use super::super::throttle::Throttle;
-use super::super::timer::{Entry, Timers};
-use super::super::worker::{BUDGET, TIMER_BUDGET, Throttles, log_events};
-use super::super::{Phase, Shared, SpawnError, StdListener, WorkerSockets};
+use super::super::stats::Counters;
+use super::super::timer::Timers;
+use super::super::worker::Throttles;
+use super::super::{Phase, Shared, SpawnError, WorkerSockets};
+use super::accept::Listener;
 use super::bufs::{BufRing, TxPool};
-use super::conn::{Conn, ConnIo, Io, Socket};
+use super::conn::Conn;
 use super::ring::{self, Op, user_data};
 use super::udp::UdpEndpoint;
 
@@ -53,46 +51,13 @@ const RX_BUF_SIZE: usize = 4096;
 /// Buffer group of the stream receive buffers (UDP sockets use 1, 2...).
 const STREAM_BGID: u16 = 0;
 /// Received bytes a connection may hold before its receive is paused.
-pub(crate) const RX_CAP: usize = 64 * 1024;
+pub(super) const RX_CAP: usize = 64 * 1024;
 /// Buffers that must be free before a receive waiting for buffers is re-armed.
-const REARM_MIN_FREE: usize = 8;
+pub(super) const REARM_MIN_FREE: usize = 8;
 /// Spare send buffers kept per worker.
 const TX_SPARE: usize = 256;
-/// First pause of a listener after running out of file descriptors; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest pause of a listener after running out of file descriptors.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long the worker waits for the kernel to give back cancelled requests at exit.
 const EXIT_DRAIN: StdDuration = StdDuration::from_secs(2);
-
-/// A listening socket on the ring.
-#[derive(Debug)]
-struct Listener {
-    socket: Option<StdListener>,
-    endpoint: Endpoint,
-    /// A multishot accept is in flight.
-    armed: bool,
-    /// Not accepting until then (out of descriptors).
-    paused_until: Option<Instant>,
-    backoff: Duration,
-    warnings: Throttle,
-}
-
-impl Listener {
-    fn fd(&self) -> Option<i32> {
-        self.socket.as_ref().map(|s| match s {
-            StdListener::Tcp(l) => l.as_raw_fd(),
-            StdListener::Unix(l) => l.as_raw_fd(),
-        })
-    }
-
-    fn kind(&self) -> StreamKind {
-        match self.socket {
-            Some(StdListener::Unix(_)) => StreamKind::Unix,
-            _ => StreamKind::Tcp,
-        }
-    }
-}
 
 /// Prepares one worker: its waker now, its ring on its own thread.
 pub(crate) fn starter(
@@ -158,14 +123,7 @@ fn serve(
     let listeners = sockets
         .listeners
         .into_iter()
-        .map(|(endpoint, socket)| Listener {
-            socket: Some(socket),
-            endpoint,
-            armed: false,
-            paused_until: None,
-            backoff: MIN_BACKOFF,
-            warnings: Throttle::new(Duration::from_secs(10)),
-        })
+        .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
     let mut worker = Worker {
         index: sockets.index,
@@ -207,40 +165,40 @@ fn serve(
 }
 
 /// A running io_uring worker.
-struct Worker<'r> {
-    index: usize,
-    shared: Arc<Shared>,
-    clock: crate::clock::Clock,
-    session_config: SessionConfig,
-    buffer_size: usize,
-    submitter: Submitter<'r>,
-    sq: SubmissionQueue<'r>,
-    cq: CompletionQueue<'r>,
-    bufs: BufRing,
-    pool: TxPool,
-    listeners: Vec<Listener>,
-    udp: Vec<UdpEndpoint>,
-    conns: Slab<Conn>,
-    timers: Timers,
-    run_queue: VecDeque<(usize, u32)>,
-    counters: Counters,
-    next_generation: u32,
-    throttles: Throttles,
-    grace_deadline: Option<Instant>,
+pub(super) struct Worker<'r> {
+    pub(super) index: usize,
+    pub(super) shared: Arc<Shared>,
+    pub(super) clock: crate::clock::Clock,
+    pub(super) session_config: SessionConfig,
+    pub(super) buffer_size: usize,
+    pub(super) submitter: Submitter<'r>,
+    pub(super) sq: SubmissionQueue<'r>,
+    pub(super) cq: CompletionQueue<'r>,
+    pub(super) bufs: BufRing,
+    pub(super) pool: TxPool,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) udp: Vec<UdpEndpoint>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) timers: Timers,
+    pub(super) run_queue: VecDeque<(usize, u32)>,
+    pub(super) counters: Counters,
+    pub(super) next_generation: u32,
+    pub(super) throttles: Throttles,
+    pub(super) grace_deadline: Option<Instant>,
     /// Requests submitted (or queued) whose last completion has not come.
-    inflight: usize,
+    pub(super) inflight: usize,
     /// Connections with completions in this batch (drive once each).
-    ready: Vec<usize>,
+    pub(super) ready: Vec<usize>,
     /// Connections with bytes to submit at the end of the turn.
-    dirty: Vec<usize>,
+    pub(super) dirty: Vec<usize>,
     /// Connections whose send was submitted and is confirmed after the next enter.
-    unconfirmed: Vec<usize>,
+    pub(super) unconfirmed: Vec<usize>,
     /// Connections whose receive waits for free buffers, in turn.
-    buf_waiters: VecDeque<(usize, u32)>,
-    cqes: Vec<(u64, i32, u32)>,
-    waker: OwnedFd,
-    wake_buf: Box<[u8; 8]>,
-    wake_armed: bool,
+    pub(super) buf_waiters: VecDeque<(usize, u32)>,
+    pub(super) cqes: Vec<(u64, i32, u32)>,
+    pub(super) waker: OwnedFd,
+    pub(super) wake_buf: Box<[u8; 8]>,
+    pub(super) wake_armed: bool,
 }
 
 impl Worker<'_> {
@@ -297,14 +255,14 @@ impl Worker<'_> {
 
     /// Queues a request whose last completion will come; if the
     /// submission queue is full, submits first.
-    fn push(&mut self, sqe: &Sqe) {
+    pub(super) fn push(&mut self, sqe: &Sqe) {
         self.inflight += 1;
         self.push_uncounted(sqe);
     }
 
     /// Queues a request that may complete without a completion (a send
     /// with `SKIP_SUCCESS`, resolved inside the enter that submits it).
-    fn push_uncounted(&mut self, sqe: &Sqe) {
+    pub(super) fn push_uncounted(&mut self, sqe: &Sqe) {
         loop {
             // SAFETY (of the request): every pointer a request carries
             // points into memory this worker owns and keeps until the
@@ -429,356 +387,6 @@ impl Worker<'_> {
         }
     }
 
-    fn on_recv(&mut self, key: usize, res: i32, flags: u32, last: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            // Cannot happen (a slot is freed only with nothing in flight);
-            // a buffer must still go back.
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                self.bufs.taken();
-                self.bufs.recycle(bid);
-            }
-            return;
-        };
-        if last {
-            conn.io.recv_armed = false;
-            conn.io.recv_cancelling = false;
-        }
-        if let Some(bid) = cqueue::buffer_select(flags) {
-            self.bufs.taken();
-            if res > 0 && conn.releasing.is_none() && !conn.io.rx_done() {
-                conn.io.received(bid, res as usize);
-            } else {
-                self.bufs.recycle(bid);
-            }
-        }
-        if conn.releasing.is_some() {
-            self.try_free(key);
-            return;
-        }
-        match res {
-            r if r > 0 => conn.pump.set_readable(),
-            0 => {
-                conn.io.received_eof();
-                conn.pump.set_read_closed();
-            }
-            r if r == -libc::ENOBUFS => {
-                if !conn.io.buf_waiting {
-                    conn.io.buf_waiting = true;
-                    self.buf_waiters.push_back((key, conn.generation));
-                }
-            }
-            r if r == -libc::ECANCELED => {}
-            r => {
-                conn.io.receive_failed(-r);
-                conn.pump.set_read_closed();
-            }
-        }
-        if conn.io.recv_armed && !conn.io.recv_cancelling && conn.io.rx_bytes() >= RX_CAP {
-            // Holding enough: leave the rest in the socket (TCP flow control).
-            conn.io.recv_cancelling = true;
-            let sqe = opcode::AsyncCancel::new(user_data(Op::Recv, key as u32, 0))
-                .build()
-                .user_data(user_data(Op::Cancel, 0, 0));
-            self.push(&sqe);
-        }
-        self.mark_ready(key);
-    }
-
-    /// A send's completion: failures and short sends, and full sends
-    /// someone waits for (see [`Worker::flush_sends`]).
-    fn on_send(&mut self, key: usize, res: i32) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if res >= 0 && conn.io.tx_inflight > 0 && res as usize == conn.io.tx_inflight {
-            let wake = conn.io.confirm_sent(&mut self.pool);
-            if conn.releasing.is_some() {
-                conn.io.drop_send_buffer(&mut self.pool);
-                self.try_free(key);
-            } else if wake || conn.pump.is_finishing() {
-                conn.pump.set_writable();
-                self.mark_ready(key);
-            }
-            return;
-        }
-        let res = if conn.io.tx_inflight == 0 {
-            // A completion for a send already taken as whole: the kernel
-            // did not resolve it inside its enter. What the connection sent
-            // is no longer known, so it is reset rather than risk a gap.
-            tracing::error!(peer = %conn.peer, res, "io_uring send completed late; resetting the connection");
-            -libc::EIO
-        } else {
-            res
-        };
-        let wait = conn.io.send_failed(res, &mut self.pool);
-        if conn.releasing.is_some() {
-            conn.io.drop_send_buffer(&mut self.pool);
-            self.try_free(key);
-            return;
-        }
-        if wait {
-            let fd = conn.io.socket.raw_fd();
-            let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
-                .build()
-                .user_data(user_data(Op::SendPoll, key as u32, 0));
-            self.push(&sqe);
-        } else {
-            // A failure: the pump's next write reports it.
-            conn.pump.set_writable();
-            self.mark_ready(key);
-        }
-    }
-
-    /// The socket of a connection whose send stopped short can take more.
-    fn on_send_poll(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.io.writable();
-        if conn.releasing.is_some() {
-            self.try_free(key);
-            return;
-        }
-        conn.pump.set_writable();
-        self.mark_dirty(key);
-        self.mark_ready(key);
-    }
-
-    /// The enter that submitted this turn's sends took the whole
-    /// submission queue and posted no failure for them: each was taken
-    /// whole by the kernel.
-    ///
-    /// Why that holds: every send carries `MSG_DONTWAIT`, so io_uring issues
-    /// it inline during the enter and never parks it to wait for room
-    /// (`REQ_F_NOWAIT`); with `MSG_WAITALL`, one the socket takes only in
-    /// part fails, reporting the bytes it took; and `SKIP_SUCCESS` drops the
-    /// completion of a full send only. So a send completes within its
-    /// enter, and one without a completion sent everything. This saves a
-    /// completion, and at one connection a second `io_uring_enter`, per
-    /// echo.
-    fn confirm_sends(&mut self) {
-        let unconfirmed = std::mem::take(&mut self.unconfirmed);
-        for &key in &unconfirmed {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let wake = conn.io.confirm_sent(&mut self.pool);
-            if conn.releasing.is_some() {
-                conn.io.drop_send_buffer(&mut self.pool);
-                self.try_free(key);
-            } else if wake || conn.pump.is_finishing() {
-                conn.pump.set_writable();
-                self.mark_ready(key);
-            }
-        }
-        let mut unconfirmed = unconfirmed;
-        unconfirmed.clear();
-        unconfirmed.append(&mut self.unconfirmed);
-        self.unconfirmed = unconfirmed;
-    }
-
-    fn mark_ready(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key)
-            && !conn.ready
-        {
-            conn.ready = true;
-            self.ready.push(key);
-        }
-    }
-
-    fn mark_dirty(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key)
-            && !conn.dirty
-        {
-            conn.dirty = true;
-            self.dirty.push(key);
-        }
-    }
-
-    fn drive_ready(&mut self, now: Instant) {
-        let ready = std::mem::take(&mut self.ready);
-        for &key in &ready {
-            match self.conns.get_mut(key) {
-                Some(conn) if conn.ready => {
-                    conn.ready = false;
-                    self.drive(key, now);
-                }
-                _ => {}
-            }
-        }
-        let mut ready = ready;
-        ready.clear();
-        // Completions filed while driving (none today) would be in `self.ready`.
-        ready.append(&mut self.ready);
-        self.ready = ready;
-    }
-
-    /// Runs connection `key`'s pump, then files it: timer, run queue, or release.
-    fn drive(&mut self, key: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.releasing.is_some() {
-            return;
-        }
-        let counters = self.counters.stream(conn.kind);
-        let mut io = Io {
-            io: &mut conn.io,
-            bufs: &mut self.bufs,
-            pool: &mut self.pool,
-        };
-        let next = conn.pump.drive(now, &mut io, BUDGET, counters);
-        log_events(&mut conn.pump, &conn.peer, now, &mut self.throttles);
-        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
-        match next {
-            Next::Wait { read, .. } => {
-                if read {
-                    self.arm_recv(key);
-                }
-                self.schedule(key);
-            }
-            Next::Yield => {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.run_queue.push_back((key, conn.generation));
-                }
-                self.schedule(key);
-            }
-            Next::Release(how) => {
-                self.release(key, how);
-                return;
-            }
-        }
-        if wants_send {
-            self.mark_dirty(key);
-        }
-    }
-
-    /// Arms the connection's multishot receive if it has none and wants input.
-    fn arm_recv(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let io = &mut conn.io;
-        if io.recv_armed
-            || io.buf_waiting
-            || io.rx_done()
-            || io.rx_bytes() > 0
-            || conn.releasing.is_some()
-        {
-            return;
-        }
-        if !self.buf_waiters.is_empty() && self.bufs.available() < REARM_MIN_FREE {
-            // Buffers are scarce: take a turn.
-            io.buf_waiting = true;
-            self.buf_waiters.push_back((key, conn.generation));
-            return;
-        }
-        io.recv_armed = true;
-        let fd = io.socket.raw_fd();
-        let sqe = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
-            .build()
-            .user_data(user_data(Op::Recv, key as u32, 0));
-        self.push(&sqe);
-    }
-
-    /// Re-arms waiting receives, in turn, while buffers are free.
-    fn grant_buffers(&mut self) {
-        let mut budget = self.bufs.available() / 4;
-        while budget >= REARM_MIN_FREE {
-            let Some((key, generation)) = self.buf_waiters.pop_front() else {
-                return;
-            };
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.generation != generation || !conn.io.buf_waiting {
-                continue;
-            }
-            conn.io.buf_waiting = false;
-            budget = budget.saturating_sub(32);
-            self.arm_recv(key);
-        }
-    }
-
-    fn flush_sends(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &key in &dirty {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if !conn.dirty {
-                continue;
-            }
-            conn.dirty = false;
-            if conn.releasing.is_some() {
-                continue;
-            }
-            let fd = conn.io.socket.raw_fd();
-            // Someone waits for this send (the session for room, the linger
-            // for delivery): its completion must wake the loop. Otherwise
-            // (the usual echo) it completes silently (`confirm_sends`).
-            let waited_for = conn.io.needs_wake() || conn.pump.is_finishing();
-            if let Some((ptr, len)) = conn.io.next_send() {
-                // Resolved inside the enter that submits it.
-                let sqe = opcode::Send::new(Fd(fd), ptr, len as u32)
-                    .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT)
-                    .build();
-                let sqe = if waited_for {
-                    sqe
-                } else {
-                    sqe.flags(Flags::SKIP_SUCCESS)
-                };
-                self.push_uncounted(&sqe.user_data(user_data(Op::Send, key as u32, 0)));
-                self.unconfirmed.push(key);
-            }
-        }
-        let mut dirty = dirty;
-        dirty.clear();
-        dirty.append(&mut self.dirty);
-        self.dirty = dirty;
-    }
-
-    /// Makes sure the heap holds the connection's next deadline (see `timer.rs`).
-    fn schedule(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let want = conn.pump.poll_timeout().unwrap_or(Instant::MAX);
-        if want < conn.scheduled {
-            conn.scheduled = want;
-            self.timers.push(Entry {
-                deadline: want,
-                key,
-                generation: conn.generation,
-            });
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        for _ in 0..TIMER_BUDGET {
-            let Some(entry) = self.timers.pop_due(now) else {
-                break;
-            };
-            let Some(conn) = self.conns.get_mut(entry.key) else {
-                continue;
-            };
-            if conn.generation != entry.generation || conn.scheduled != entry.deadline {
-                continue;
-            }
-            conn.scheduled = Instant::MAX;
-            self.drive(entry.key, now);
-        }
-        if self.timers.len() > 2 * self.conns.len() + 1024 {
-            let conns = &self.conns;
-            self.timers.retain(|e| {
-                conns
-                    .get(e.key)
-                    .is_some_and(|c| c.generation == e.generation && c.scheduled == e.deadline)
-            });
-        }
-    }
-
     /// Serves the run queue and resumes paused listeners.
     fn serve_leftovers(&mut self, now: Instant) {
         for _ in 0..self.run_queue.len() {
@@ -799,211 +407,6 @@ impl Worker<'_> {
                 self.arm_accept(i);
             }
         }
-    }
-
-    fn arm_accept(&mut self, i: usize) {
-        let Some(l) = self.listeners.get_mut(i) else {
-            return;
-        };
-        let Some(fd) = l.fd() else {
-            return;
-        };
-        if l.armed || l.paused_until.is_some() || self.grace_deadline.is_some() {
-            return;
-        }
-        l.armed = true;
-        let sqe = opcode::AcceptMulti::new(Fd(fd))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(user_data(Op::Accept, i as u32, 0));
-        self.push(&sqe);
-    }
-
-    fn on_accept(&mut self, i: usize, res: i32, last: bool, now: Instant) {
-        if last && let Some(l) = self.listeners.get_mut(i) {
-            l.armed = false;
-        }
-        if res >= 0 {
-            #[allow(unsafe_code)]
-            // SAFETY: the kernel just created this descriptor for us.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            let kind = self
-                .listeners
-                .get(i)
-                .map_or(StreamKind::Tcp, Listener::kind);
-            self.admit(fd, kind, now);
-        } else if res != -libc::ECANCELED {
-            let errno = -res;
-            let pause = matches!(
-                errno,
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-            );
-            if pause {
-                self.pause_listener(i, now, errno);
-            } else if errno != libc::ECONNABORTED && errno != libc::EINTR && errno != libc::EAGAIN {
-                self.counters.accept_errors += 1;
-            }
-        } else if let Some(l) = self.listeners.get_mut(i)
-            && self.grace_deadline.is_some()
-        {
-            // Cancelled at shutdown: nobody accepts here any more.
-            l.socket = None;
-        }
-        if last && self.grace_deadline.is_none() {
-            self.arm_accept(i);
-        }
-    }
-
-    /// Out of descriptors (or memory): stop accepting for a while,
-    /// doubling the pause up to a second.
-    fn pause_listener(&mut self, i: usize, now: Instant, errno: i32) {
-        let exhausted = matches!(errno, libc::EMFILE | libc::ENFILE);
-        if exhausted {
-            self.counters.accept_fd_exhausted += 1;
-        } else {
-            self.counters.accept_errors += 1;
-        }
-        let Some(l) = self.listeners.get_mut(i) else {
-            return;
-        };
-        let pause = l.backoff;
-        l.backoff = Duration::from_micros((pause.as_micros() * 2).min(MAX_BACKOFF.as_micros()));
-        l.paused_until = Some(now + pause);
-        if l.armed {
-            let sqe = opcode::AsyncCancel::new(user_data(Op::Accept, i as u32, 0))
-                .build()
-                .user_data(user_data(Op::Cancel, 0, 0));
-            self.push(&sqe);
-        }
-        let l = &mut self.listeners[i];
-        if let Some(suppressed) = l.warnings.admit(now) {
-            let hint = if exhausted {
-                "out of file descriptors (raise `ulimit -n` or lower --max-connections)"
-            } else {
-                "accept failed"
-            };
-            tracing::warn!(
-                endpoint = %l.endpoint,
-                error = %io::Error::from_raw_os_error(errno),
-                pause_ms = pause.as_millis(),
-                suppressed,
-                "{hint}; pausing accepts"
-            );
-        }
-    }
-
-    fn admit(&mut self, fd: OwnedFd, kind: StreamKind, now: Instant) {
-        let (socket, peer) = match kind {
-            StreamKind::Tcp => {
-                let s = std::net::TcpStream::from(fd);
-                // Echo is request/response-like: never hold a small echo back (Nagle).
-                let _ = s.set_nodelay(true);
-                let peer = s.peer_addr().map_or(Peer::Unix, Peer::Tcp);
-                (Socket::Tcp(s), peer)
-            }
-            StreamKind::Unix => (
-                Socket::Unix(std::os::unix::net::UnixStream::from(fd)),
-                Peer::Unix,
-            ),
-        };
-        if let Some(l) = self
-            .listeners
-            .iter_mut()
-            .find(|l| l.kind() == kind && l.backoff != MIN_BACKOFF)
-        {
-            l.backoff = MIN_BACKOFF;
-        }
-        let open = self.shared.stats.open();
-        let limit = self.shared.settings.max_connections;
-        if open.fetch_add(1, Relaxed) >= limit {
-            open.fetch_sub(1, Relaxed);
-            self.counters.stream(kind).rejected += 1;
-            if let Some(suppressed) = self.throttles.rejected.admit(now) {
-                tracing::warn!(
-                    %peer,
-                    limit,
-                    suppressed,
-                    "connection rejected: --max-connections reached \
-                     (raise it, or the open-file limit it is derived from)"
-                );
-            }
-            return;
-        }
-        self.counters.stream(kind).accepted += 1;
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let storage = vec![0u8; self.buffer_size].into_boxed_slice();
-        let mut pump = Pump::new(storage, self.session_config, now);
-        if self.grace_deadline.is_some() {
-            pump.close(now);
-        }
-        let key = self.conns.insert(Conn {
-            io: ConnIo::new(socket),
-            pump,
-            kind,
-            peer,
-            generation,
-            scheduled: Instant::MAX,
-            queued: false,
-            ready: false,
-            dirty: false,
-            releasing: None,
-        });
-        tracing::debug!(%peer, "connection opened");
-        self.arm_recv(key);
-        if self.grace_deadline.is_some() {
-            self.drive(key, now);
-        } else {
-            self.schedule(key);
-        }
-    }
-
-    /// The pump released the connection: cancel what is in flight, close
-    /// when nothing is.
-    fn release(&mut self, key: usize, how: Teardown) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.releasing = Some(how);
-        conn.io.drop_received(&mut self.bufs);
-        conn.io.drop_send_buffer(&mut self.pool);
-        if how == Teardown::Reset {
-            conn.io.socket.set_reset_on_close();
-        }
-        let mut cancels = Vec::new();
-        if conn.io.recv_armed && !conn.io.recv_cancelling {
-            conn.io.recv_cancelling = true;
-            cancels.push(user_data(Op::Recv, key as u32, 0));
-        }
-        if conn.io.tx_poll {
-            cancels.push(user_data(Op::SendPoll, key as u32, 0));
-        }
-        for target in cancels {
-            let sqe = opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(user_data(Op::Cancel, 0, 0));
-            self.push(&sqe);
-        }
-        self.try_free(key);
-    }
-
-    /// Frees a released connection's slot once none of its requests is in flight.
-    fn try_free(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        if conn.releasing.is_none()
-            || conn.io.recv_armed
-            || conn.io.tx_inflight > 0
-            || conn.io.tx_poll
-        {
-            return;
-        }
-        let mut conn = self.conns.remove(key);
-        conn.io.drop_received(&mut self.bufs);
-        conn.io.drop_send_buffer(&mut self.pool);
-        self.shared.stats.open().fetch_sub(1, Relaxed);
-        // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
     }
 
     /// Starts the graceful shutdown: stop accepting and receiving

@@ -179,12 +179,12 @@ fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
                 &cmd,
             ];
             eprintln!("xtask bench: round {} of {}: {name}", rep + 1, o.reps);
-            if run(&bench, "./run.sh", &a, &[("RUST_LOG", "warn")]).is_err() {
+            if run_sh(&bench, &a).is_err() {
                 // run.sh refuses a start when its `setsid` child has not
                 // become its own process group yet (a race on a busy
                 // machine): one more try.
                 eprintln!("xtask bench: {name} failed; retrying once");
-                run(&bench, "./run.sh", &a, &[("RUST_LOG", "warn")])?;
+                run_sh(&bench, &a)?;
             }
         }
     }
@@ -193,6 +193,24 @@ fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     println!("{}", summary(&text));
     eprintln!("xtask: results in {out_s}");
     Ok(())
+}
+
+/// `run.sh ARGS` in `bench`, its tables (printed after every server) not
+/// shown: the summary at the end has them all.
+fn run_sh(bench: &Path, args: &[&str]) -> Result<(), String> {
+    eprintln!("+ (cd {}) ./run.sh {}", bench.display(), args.join(" "));
+    let status = Command::new("./run.sh")
+        .args(args)
+        .current_dir(bench)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run run.sh: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`run.sh {}` exited with {status}", args.join(" ")))
+    }
 }
 
 /// One measurement: throughput (round trips/s or MB/s) and server CPU per

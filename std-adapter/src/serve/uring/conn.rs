@@ -139,6 +139,11 @@ impl ConnIo {
         self.rx_bytes
     }
 
+    /// Received buffers not yet read in full by the session.
+    pub(crate) fn rx_buffers(&self) -> usize {
+        self.rx.len()
+    }
+
     /// Whether the receive side is over (FIN or error).
     pub(crate) fn rx_done(&self) -> bool {
         self.eof || self.rx_failed.is_some()

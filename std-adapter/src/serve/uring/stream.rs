@@ -13,7 +13,7 @@ use super::super::timer::Entry;
 use super::super::worker::{BUDGET, TIMER_BUDGET, log_events};
 use super::conn::Io;
 use super::ring::{Op, user_data};
-use super::worker::{REARM_MIN_FREE, RX_CAP, Worker};
+use super::worker::{REARM_MIN_FREE, RX_CAP, RX_CAP_BUFFERS, Worker};
 
 impl Worker<'_> {
     pub(super) fn on_recv(&mut self, key: usize, res: i32, flags: u32, last: bool) {
@@ -60,15 +60,28 @@ impl Worker<'_> {
                 conn.pump.set_read_closed();
             }
         }
-        if conn.io.recv_armed && !conn.io.recv_cancelling && conn.io.rx_bytes() >= RX_CAP {
+        if conn.io.rx_bytes() >= RX_CAP || conn.io.rx_buffers() >= RX_CAP_BUFFERS {
             // Holding enough: leave the rest in the socket (TCP flow control).
-            conn.io.recv_cancelling = true;
-            let sqe = opcode::AsyncCancel::new(user_data(Op::Recv, key as u32, 0))
-                .build()
-                .user_data(user_data(Op::Cancel, 0, 0));
-            self.push(&sqe);
+            self.pause_recv(key);
         }
         self.mark_ready(key);
+    }
+
+    /// Cancels the connection's receive (if one runs): what arrives stays
+    /// in the socket, and TCP flow control slows the peer. Re-armed once
+    /// the session wants input and has taken what was received.
+    pub(super) fn pause_recv(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.io.recv_armed || conn.io.recv_cancelling {
+            return;
+        }
+        conn.io.recv_cancelling = true;
+        let sqe = opcode::AsyncCancel::new(user_data(Op::Recv, key as u32, 0))
+            .build()
+            .user_data(user_data(Op::Cancel, 0, 0));
+        self.push(&sqe);
     }
 
     /// A send's completion: failures and short sends, and full sends
@@ -221,6 +234,12 @@ impl Worker<'_> {
             Next::Wait { read, .. } => {
                 if read {
                     self.arm_recv(key);
+                } else {
+                    // Backpressure (the session is full: its peer does not
+                    // take the echo): receive no more than what is here, so
+                    // a peer that stops reading cannot hold the worker's
+                    // shared receive buffers.
+                    self.pause_recv(key);
                 }
                 self.schedule(key);
             }

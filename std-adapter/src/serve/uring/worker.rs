@@ -52,6 +52,9 @@ const RX_BUF_SIZE: usize = 4096;
 const STREAM_BGID: u16 = 0;
 /// Received bytes a connection may hold before its receive is paused.
 pub(super) const RX_CAP: usize = 64 * 1024;
+/// Received buffers a connection may hold before its receive is paused
+/// (1-byte segments must not take the shared buffers by the thousand).
+pub(super) const RX_CAP_BUFFERS: usize = 16;
 /// Buffers that must be free before a receive waiting for buffers is re-armed.
 pub(super) const REARM_MIN_FREE: usize = 8;
 /// Spare send buffers kept per worker.

@@ -91,6 +91,10 @@ impl Worker<'_> {
             #[allow(unsafe_code)]
             // SAFETY: the kernel just created this descriptor for us.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if let Some(l) = self.listeners.get_mut(i) {
+                // Accepting works again: the next pause starts short.
+                l.backoff = MIN_BACKOFF;
+            }
             let kind = self
                 .listeners
                 .get(i)
@@ -162,7 +166,11 @@ impl Worker<'_> {
                 let s = std::net::TcpStream::from(fd);
                 // Echo is request/response-like: never hold a small echo back (Nagle).
                 let _ = s.set_nodelay(true);
-                let peer = s.peer_addr().map_or(Peer::Unix, Peer::Tcp);
+                // (Unknown if the peer is already gone: logged as 0.0.0.0:0.)
+                let peer = Peer::Tcp(
+                    s.peer_addr()
+                        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                );
                 (Socket::Tcp(s), peer)
             }
             StreamKind::Unix => (
@@ -170,13 +178,6 @@ impl Worker<'_> {
                 Peer::Unix,
             ),
         };
-        if let Some(l) = self
-            .listeners
-            .iter_mut()
-            .find(|l| l.kind() == kind && l.backoff != MIN_BACKOFF)
-        {
-            l.backoff = MIN_BACKOFF;
-        }
         let open = self.shared.stats.open();
         let limit = self.shared.settings.max_connections;
         if open.fetch_add(1, Relaxed) >= limit {

@@ -135,6 +135,22 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.mem.as_ptr().add(bid * self.size), len) }
     }
 
+    /// Writes `data` into buffer `bid`, as the kernel would (tests only).
+    #[cfg(test)]
+    pub(crate) fn fill_for_test(&mut self, bid: u16, data: &[u8]) {
+        let bid = usize::from(bid) % usize::from(self.count);
+        let len = data.len().min(self.size);
+        // SAFETY: in bounds (bid < count, len <= size); `&mut self`: no
+        // other borrow of the buffers exists, and no kernel uses them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.mem.as_ptr().add(bid * self.size),
+                len,
+            );
+        }
+    }
+
     /// Hands buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
     pub(crate) fn recycle(&mut self, bid: u16) {
         let mask = self.count - 1;

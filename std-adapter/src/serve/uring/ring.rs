@@ -63,6 +63,13 @@ fn probe_here() -> Result<(), String> {
         let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
         super::super::backend::explain_setup_error(errno, sysctl.as_deref())
     })?;
+    if !ring.params().is_feature_skip_cqe_on_success() {
+        // Echo sends complete without a completion (see `confirm_sends`).
+        return Err(
+            "the kernel's io_uring cannot skip completions (IORING_FEAT_CQE_SKIP, Linux 5.17)"
+                .to_owned(),
+        );
+    }
     let mut probe = Probe::new();
     ring.submitter()
         .register_probe(&mut probe)

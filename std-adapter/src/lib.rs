@@ -1,8 +1,8 @@
 //! # ricochet (std adapter)
 //!
 //! An RFC 862 echo server and a verifying echo client on std sockets, both
-//! driven by [`ricochet_core`]. The server is event-driven (mio, one event
-//! loop per worker thread); the probe verifies every byte it gets back.
+//! driven by [`ricochet_core`]. The server is event-driven (one io_uring
+//! ring or mio event loop per worker thread); the probe verifies every byte it gets back.
 //!
 //! - [`serve`]: the server (`ricochet serve`), embeddable as a library.
 //! - [`probe`]: the verifying load tool (`ricochet probe`).

@@ -30,9 +30,14 @@ fn kill(pid: u32, sig: &str) {
 /// In the child: a server and a watcher whose handler shuts the server down
 /// and then panics (as a log write on a closed stderr once did).
 fn child_body() {
+    let io = match std::env::var("RICOCHET_IO") {
+        Ok(v) => v.parse().expect("RICOCHET_IO: auto, uring or epoll"),
+        Err(_) => ricochet::serve::IoBackend::Auto,
+    };
     let server = Server::bind(ServerConfig {
         tcp: vec!["127.0.0.1:0".parse().unwrap()],
         threads: 1,
+        io,
         ..ServerConfig::default()
     })
     .expect("bind")

@@ -10,11 +10,11 @@ use ricochet::serve::{BindError, Server, ServerConfig};
 use serve_support::{IO_TIMEOUT, round_trip};
 
 fn config(path: &std::path::Path) -> ServerConfig {
-    ServerConfig {
+    serve_support::with_io(ServerConfig {
         unix: vec![path.to_owned()],
         threads: 2,
         ..ServerConfig::default()
-    }
+    })
 }
 
 fn connect(path: &std::path::Path) -> UnixStream {

@@ -49,6 +49,7 @@ impl Server {
         let mut child = cmd
             .arg("serve")
             .args(args)
+            .env("RICOCHET_IO", IO.get().map_or("auto", String::as_str))
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -199,7 +200,34 @@ fn row(
     }
 }
 
-pub(crate) fn attack(ctx: &Ctx, quick: bool) -> Result<(), String> {
+/// The backend every server of the run uses (`--io`; passed as `RICOCHET_IO`).
+static IO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    let mut only: Option<String> = None;
+    let mut io = "auto".to_owned();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--io" => {
+                io = it
+                    .next()
+                    .filter(|v| ["auto", "uring", "epoll"].contains(&v.as_str()))
+                    .ok_or("--io needs auto, uring or epoll")?
+                    .clone();
+            }
+            "--only" => only = Some(it.next().ok_or("--only needs a name")?.clone()),
+            other => {
+                return Err(format!(
+                    "unknown option {other:?}: attack [--quick] [--io auto|uring|epoll] [--only NAME]"
+                ));
+            }
+        }
+    }
+    let _ = IO.set(io.clone());
+    eprintln!("xtask attack: ricochet serve --io {io}");
     run(
         &ctx.root,
         "cargo",
@@ -208,15 +236,27 @@ pub(crate) fn attack(ctx: &Ctx, quick: bool) -> Result<(), String> {
     )?;
     let bin: PathBuf = ctx.root.join("target/release/ricochet");
     let scale = if quick { 4 } else { 1 };
-    let rows = vec![
-        slowloris(&bin, 2000 / scale)?,
-        connection_flood(&bin, 2000 / scale)?,
-        fd_exhaustion(&bin, 1000 / scale)?,
-        rst_storm(&bin, 5000 / scale)?,
-        udp_flood(&bin)?,
-        udp_reflectors_and_oversize(&bin)?,
-        bad_frames(&bin, 200 / scale)?,
+    type Scenario<'a> = (&'static str, Box<dyn Fn() -> Result<Row, String> + 'a>);
+    let b = &bin;
+    let scenarios: Vec<Scenario<'_>> = vec![
+        ("slowloris", Box::new(move || slowloris(b, 2000 / scale))),
+        ("flood", Box::new(move || connection_flood(b, 2000 / scale))),
+        ("fd", Box::new(move || fd_exhaustion(b, 1000 / scale))),
+        ("rst", Box::new(move || rst_storm(b, 5000 / scale))),
+        ("udp-flood", Box::new(move || udp_flood(b))),
+        (
+            "udp-guard",
+            Box::new(move || udp_reflectors_and_oversize(b)),
+        ),
+        ("frames", Box::new(move || bad_frames(b, 200 / scale))),
     ];
+    // `--only NAME`: the scenarios whose short name contains NAME.
+    let mut rows = Vec::new();
+    for (name, scenario) in &scenarios {
+        if only.as_deref().is_none_or(|o| name.contains(o)) {
+            rows.push(scenario()?);
+        }
+    }
 
     println!(
         "| attack | what | p99 before (us) | p99 during (us) | ratio | probe bytes verified during | failures | server outcome |"

@@ -58,8 +58,10 @@ pub(crate) fn cross_check(ctx: &Ctx) -> Result<(), String> {
         &cargo(),
         &[
             "check",
+            "--locked",
             "-p",
             "ricochet",
+            "--all-targets",
             "--target",
             "x86_64-unknown-freebsd",
         ],
@@ -77,7 +79,15 @@ pub(crate) fn cross_check(ctx: &Ctx) -> Result<(), String> {
     run(
         &ctx.root,
         &cargo(),
-        &["check", "-p", "ricochet", "--target", "x86_64-apple-darwin"],
+        &[
+            "check",
+            "--locked",
+            "-p",
+            "ricochet",
+            "--all-targets",
+            "--target",
+            "x86_64-apple-darwin",
+        ],
         &[
             ("CC_x86_64_apple_darwin", "clang"),
             ("CFLAGS_x86_64_apple_darwin", &cflags),

@@ -10,11 +10,14 @@
 //! cargo xtask qemu-bench [--board NAME] [--features F] [--runs N]  a QEMU firmware's flash, RAM, idle CPU, ping-pong, stream MB/s
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
-//! cargo xtask bench [run.sh opts] the loopback yardstick: references and ricochet in one run
+//! cargo xtask bench [-r N] [-d S] servers alternating (C epoll, C io_uring, tokio, ricochet on
+//!                             epoll and on io_uring): medians and ratios; also `bench syscalls`,
+//!                             `bench idle`, `bench matrix [run.sh opts]`
 //! cargo xtask bench-tls [-d SECS]  TLS echo vs plain TCP vs socat's TLS echo, handshakes/s
 //! cargo xtask bench-probe [REPS] [SECS]  ricochet probe vs echo-load, and its send lateness
 //! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
-//! cargo xtask attack [--quick] hostile peers against `ricochet serve` on loopback, with a results table
+//! cargo xtask attack [--quick] [--io B] hostile peers against `ricochet serve` on loopback, with a results table
+//! cargo xtask loss [--io B]   `ricochet serve` in a network namespace dropping 1/5/10 % of packets (root)
 //! cargo xtask stages          list the CI stages
 //! ```
 //!
@@ -32,6 +35,7 @@ mod bench_probe;
 mod bench_tls;
 mod cross_check;
 mod dist;
+mod loss;
 mod qemu;
 mod qemu_bench;
 mod stack;
@@ -64,12 +68,12 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "test",
-        about: "cargo test --workspace (unit, property, loopback, interop tests)",
+        about: "cargo test --workspace (unit, property, loopback, interop tests); server tests on io_uring and on epoll",
         run: stage_test,
     },
     Stage {
         name: "nostd",
-        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set",
+        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set; the desktop crate type-checks for macOS and FreeBSD",
         run: stage_nostd,
     },
     Stage {
@@ -206,7 +210,8 @@ fn main() -> ExitCode {
         Some("dist") => dist::dist(&ctx).map(|_| ()),
         Some("stack") => stack::stack(&ctx, &args[1..]),
         Some("qemu-bench") => qemu_bench::qemu_bench(&ctx, &args[1..]),
-        Some("attack") => attack::attack(&ctx, args.get(1).map(String::as_str) == Some("--quick")),
+        Some("attack") => attack::attack(&ctx, &args[1..]),
+        Some("loss") => loss::loss(&ctx, &args[1..]),
         Some("bench") => bench::bench(&ctx, &args[1..]),
         Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
         Some("bench-probe") => bench_probe::bench_probe(&ctx, &args[1..]),
@@ -219,21 +224,21 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [run.sh opts] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES | syscalls | idle | matrix] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io uring|epoll] [--only NAME] | loss | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
                  \x20       --check: run the CI e2e checks on it; --timers: its timer checks (DHCP fallback, TCP retransmissions)\n\
                  deps    install what the stages need\n\
                  dist    release binary, man pages and shell completions in target/release/dist\n\
-                 bench   the loopback yardstick: reference servers and ricochet in one run\n\
+                 bench   the loopback yardstick, servers alternating; syscalls per round trip; idle memory\n\
                  bench-tls  TLS echo against plain TCP and socat's TLS echo; handshakes per second\n\
-                 cross-check  cargo check -p ricochet for x86_64 macOS and FreeBSD\n\
                  bench-probe  ricochet probe vs echo-load (with and without --interval 1s), and its send lateness at 10k/100k msg/s\n\
                  soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
                  stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
                  qemu-bench  a QEMU firmware's flash, RAM, idle host CPU, 32 B ping-pong p50/p99 and stream MB/s\n\
-                 attack  hostile peers against ricochet serve (loopback, bounded); prints a table"
+                 attack  hostile peers against ricochet serve (loopback, bounded); prints a table\n\
+                 loss    ricochet serve under 0/1/5/10 % packet loss in a network namespace (root); prints a table"
             );
             return ExitCode::from(2);
         }
@@ -503,14 +508,35 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
             ));
         }
     }
+    // Every test once with the io_uring backend of `ricochet serve`, then
+    // the server's integration tests again with epoll (the backend of
+    // kernels and containers without io_uring): one suite, both backends.
     run(
         &ctx.root,
         &cargo(),
         &["test", "--workspace", "--locked"],
-        &[("PROPTEST_CASES", &cases)],
+        &[("PROPTEST_CASES", &cases), ("RICOCHET_IO", "uring")],
     )?;
+    let mut epoll = vec!["test", "--locked", "-p", "ricochet"];
+    for t in SERVER_TESTS {
+        epoll.extend(["--test", t]);
+    }
+    run(&ctx.root, &cargo(), &epoll, &[("RICOCHET_IO", "epoll")])?;
     library_without_cli(ctx)
 }
+
+/// The integration tests that run `ricochet serve` (or its library) and
+/// read `RICOCHET_IO`: run once per I/O backend.
+const SERVER_TESTS: &[&str] = &[
+    "serve_cli",
+    "serve_connections",
+    "serve_signals",
+    "serve_transports",
+    "serve_udp",
+    "serve_unix",
+    "probe_serve",
+    "interop_clients",
+];
 
 /// Crates only the `ricochet` binary needs (behind the `cli` feature).
 const CLI_ONLY_CRATES: &[&str] = &[

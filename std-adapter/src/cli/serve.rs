@@ -12,7 +12,7 @@ use ricochet::serve::metrics::{MetricsConfig, MetricsServer};
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{
     AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Endpoint,
-    InheritedSocket, Server, ServerConfig, UdpRate, activation, parse_duration,
+    InheritedSocket, IoBackend, Server, ServerConfig, UdpRate, activation, parse_duration,
 };
 
 use super::log::LogFormat;
@@ -49,7 +49,9 @@ Examples:
   ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
   ricochet serve --tcp 0.0.0.0:7 --udp 0.0.0.0:7 --user nobody --metrics 127.0.0.1:9107
   ricochet serve --inetd          (in inetd.conf: echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd)
-  ricochet serve --tcp 7007 --tls 7443 --tls-cert cert.pem --tls-key key.pem")]
+  ricochet serve --tcp 7007 --tls 7443 --tls-cert cert.pem --tls-key key.pem
+
+  ricochet serve --io epoll                  (or RICOCHET_IO=epoll: never try io_uring)")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -137,6 +139,18 @@ pub(crate) struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     tls: super::tls::TlsServeArgs,
+    /// I/O backend: io_uring where the kernel allows it (else epoll, with a log line saying why),
+    /// io_uring or fail, or epoll.
+    #[arg(long, value_enum, value_name = "auto|uring|epoll", default_value_t = IoArg::Auto,
+          env = "RICOCHET_IO")]
+    io: IoArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum IoArg {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -296,6 +310,11 @@ impl ServeArgs {
             },
             raise_fd_limit: true,
             tls: self.tls.config(),
+            io: match self.io {
+                IoArg::Auto => IoBackend::Auto,
+                IoArg::Uring => IoBackend::Uring,
+                IoArg::Epoll => IoBackend::Epoll,
+            },
         };
         if !inherited {
             add_default_endpoints(
@@ -571,6 +590,19 @@ mod tests {
             (cli.args.metrics, cli.args.log_format),
             (None, LogFormat::Human)
         );
+    }
+
+    #[test]
+    fn io_backend_defaults_to_auto_and_takes_each_name() {
+        // (RICOCHET_IO, the flag's environment, is not set by cargo test.)
+        if std::env::var_os("RICOCHET_IO").is_none() {
+            assert_eq!(config(&[]).io, IoBackend::Auto);
+        }
+        assert_eq!(config(&["--io", "uring"]).io, IoBackend::Uring);
+        assert_eq!(config(&["--io", "epoll"]).io, IoBackend::Epoll);
+        assert_eq!(config(&["--io", "auto"]).io, IoBackend::Auto);
+        let e = usage_error(&["--io", "kqueue"]);
+        assert!(e.contains("--io") && e.contains("uring"), "{e}");
     }
 
     #[test]

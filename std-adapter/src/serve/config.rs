@@ -140,6 +140,52 @@ pub enum AcceptStrategy {
     Shared,
 }
 
+/// Which kernel interface the workers drive their sockets with.
+///
+/// Both backends run every connection through the same core pump and keep
+/// the same counters; they differ only in how readiness and completions
+/// reach the worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it (Linux 6.0 or later, not refused
+    /// by seccomp or `kernel.io_uring_disabled`), otherwise epoll, with one
+    /// log line saying why.
+    #[default]
+    Auto,
+    /// io_uring (Linux only): multishot accept and receive into provided
+    /// buffers, batched submissions, one `io_uring_enter` per loop turn.
+    /// Spawning fails if the kernel refuses it.
+    Uring,
+    /// epoll through mio (kqueue on the BSDs and macOS): readiness, then
+    /// non-blocking system calls.
+    Epoll,
+}
+
+impl fmt::Display for IoBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoBackend::Auto => "auto",
+            IoBackend::Uring => "uring",
+            IoBackend::Epoll => "epoll",
+        })
+    }
+}
+
+impl FromStr for IoBackend {
+    type Err = String;
+    /// `auto`, `uring` (or `io_uring`), `epoll`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(IoBackend::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(IoBackend::Uring),
+            "epoll" => Ok(IoBackend::Epoll),
+            _ => Err(format!(
+                "invalid I/O backend {s:?}: expected auto, uring or epoll"
+            )),
+        }
+    }
+}
+
 /// Token-bucket limit on datagrams echoed per source address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpRate {
@@ -212,6 +258,8 @@ pub struct ServerConfig {
     /// connections get the same echo mode, buffer, timeouts and limits as
     /// TCP ones.
     pub tls: Option<super::tls::TlsConfig>,
+    /// The I/O backend of the workers (default: io_uring if available, else epoll).
+    pub io: IoBackend,
 }
 
 /// Default listen backlog.
@@ -247,6 +295,7 @@ impl Default for ServerConfig {
             accept: AcceptStrategy::ReusePort,
             raise_fd_limit: true,
             tls: None,
+            io: IoBackend::Auto,
         }
     }
 }

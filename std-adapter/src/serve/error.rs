@@ -217,6 +217,12 @@ pub enum SpawnError {
     Register(io::Error),
     /// The OS refused a new thread.
     Thread(io::Error),
+    /// io_uring was asked for ([`crate::serve::IoBackend::Uring`]) and the
+    /// kernel refused it (seccomp, `kernel.io_uring_disabled`, an old kernel).
+    IoUring {
+        /// Why, in words, with what to do about it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for SpawnError {
@@ -227,6 +233,11 @@ impl fmt::Display for SpawnError {
                 write!(f, "cannot register a socket with the event loop: {e}")
             }
             SpawnError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
+            SpawnError::IoUring { reason } => write!(
+                f,
+                "io_uring is not available: {reason}; use --io epoll (or --io auto, which falls \
+                 back to epoll by itself)"
+            ),
         }
     }
 }
@@ -235,6 +246,7 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::EventLoop(e) | SpawnError::Register(e) | SpawnError::Thread(e) => Some(e),
+            SpawnError::IoUring { .. } => None,
         }
     }
 }

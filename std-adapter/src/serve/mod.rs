@@ -1,7 +1,10 @@
 //! `ricochet serve`: an event-driven echo server on std sockets.
 //!
-//! TCP (IPv4 and IPv6), TLS over TCP, UDP and Unix stream sockets, any mix, served by
-//! worker threads that each run one edge-triggered mio (epoll) event loop.
+//! TCP (IPv4 and IPv6), TLS over TCP, UDP and Unix stream sockets, any mix,
+//! served by worker threads that each run one event loop: an io_uring ring
+//! on Linux where the kernel allows it, else an edge-triggered mio (epoll,
+//! kqueue) loop ([`IoBackend`], `uring/` and `worker.rs`). TLS listeners
+//! are served by the mio workers.
 //! Every stream connection is a core [`ricochet_core::Session`]: the worker
 //! reads straight into the session's buffer and writes straight from it; the
 //! session decides what is echoed when (`raw`, `lines`, `frames`), applies
@@ -47,6 +50,7 @@
 //!   is queued is still echoed; after the grace period what is left is reset.
 
 pub mod activation;
+mod backend;
 mod config;
 mod conn;
 mod error;
@@ -59,6 +63,8 @@ mod timer;
 mod tls;
 mod udp;
 mod unix;
+#[cfg(target_os = "linux")]
+mod uring;
 mod worker;
 
 use std::io;
@@ -69,13 +75,13 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mio::{Poll, Waker};
+use mio::Waker;
 use ricochet_core::datagram::RateLimit;
 use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 
 pub use activation::{ActivationError, InheritedSocket};
 pub use config::{
-    AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_PORT,
+    AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_PORT, IoBackend,
     MAX_CONNECTIONS_CAP, ParseDurationError, ServerConfig, UdpRate, parse_duration,
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
@@ -85,9 +91,8 @@ pub use tls::{
     TlsConfigError,
 };
 
-use listener::{ListenSocket, TcpGroup};
+use listener::TcpGroup;
 use unix::SocketFile;
-use worker::Setup;
 
 /// File descriptors kept free of connections when `max_connections` is derived.
 const FD_RESERVE: usize = 32;
@@ -125,10 +130,12 @@ pub(crate) struct Settings {
 pub(crate) struct Shared {
     phase: AtomicU8,
     pub(crate) stats: Arc<ServerStats>,
-    wakers: Vec<Waker>,
+    wakers: Vec<Wake>,
     pub(crate) settings: Settings,
     pub(crate) clock: crate::clock::Clock,
     unix_files: Mutex<Vec<SocketFile>>,
+    /// The backend the workers run ([`IoBackend::Uring`] or [`IoBackend::Epoll`]).
+    io: IoBackend,
 }
 
 impl Shared {
@@ -142,7 +149,7 @@ impl Shared {
         let prev = self.phase.fetch_max(phase as u8, Ordering::AcqRel);
         if prev < phase as u8 {
             for w in &self.wakers {
-                let _ = w.wake();
+                w.wake();
             }
         }
     }
@@ -282,6 +289,10 @@ impl Server {
     }
 
     /// Starts the workers (and the stats reporter if configured); returns at once.
+    ///
+    /// The I/O backend is chosen here ([`ServerConfig::io`]): with
+    /// [`IoBackend::Auto`], io_uring if the kernel allows it, else epoll
+    /// with one log line saying why.
     pub fn spawn(self) -> Result<ServerHandle, SpawnError> {
         let Server {
             config,
@@ -293,42 +304,37 @@ impl Server {
             udp,
             endpoints,
         } = self;
-        let mut setups = Vec::with_capacity(workers);
-        for index in 0..workers {
-            let poll = Poll::new().map_err(SpawnError::EventLoop)?;
-            setups.push(Setup {
+        let io = backend::choose(config.io, !tls.is_empty())?;
+        let mut sockets: Vec<WorkerSockets> = (0..workers)
+            .map(|index| WorkerSockets {
                 index,
-                poll,
                 listeners: Vec::new(),
                 udp: Vec::new(),
-            });
-        }
+            })
+            .collect();
         for group in tcp {
-            for (setup, socket) in setups.iter_mut().zip(group.sockets) {
-                let socket = mio::net::TcpListener::from_std(socket);
-                setup
+            for (worker, socket) in sockets.iter_mut().zip(group.sockets) {
+                worker
                     .listeners
-                    .push((Endpoint::Tcp(group.addr), ListenSocket::Tcp(socket)));
+                    .push((Endpoint::Tcp(group.addr), StdListener::Tcp(socket)));
             }
         }
         // TLS listeners are served on the epoll (mio) workers, like TCP ones.
         for (group, acceptor) in tls {
-            for (setup, socket) in setups.iter_mut().zip(group.sockets) {
-                let socket = mio::net::TcpListener::from_std(socket);
-                setup.listeners.push((
+            for (worker, socket) in sockets.iter_mut().zip(group.sockets) {
+                worker.listeners.push((
                     Endpoint::Tls(group.addr),
-                    ListenSocket::Tls(socket, Arc::clone(&acceptor)),
+                    StdListener::Tls(socket, Arc::clone(&acceptor)),
                 ));
             }
         }
         let mut unix_files = Vec::new();
         for (listener, file) in unix {
-            for setup in &mut setups {
+            for worker in &mut sockets {
                 let copy = listener.try_clone().map_err(SpawnError::Register)?;
-                let socket = mio::net::UnixListener::from_std(copy);
-                setup.listeners.push((
+                worker.listeners.push((
                     Endpoint::Unix(file.path().to_owned()),
-                    ListenSocket::Unix(socket),
+                    StdListener::Unix(copy),
                 ));
             }
             unix_files.push(file);
@@ -343,29 +349,25 @@ impl Server {
             rate_exempt_loopback: !config.udp_rate_loopback,
         };
         for (i, (addr, socket)) in udp.into_iter().enumerate() {
-            setups[i % workers].udp.push(udp::UdpEndpoint::new(
-                mio::net::UdpSocket::from_std(socket),
+            sockets[i % workers].udp.push(UdpSetup {
+                socket,
                 addr,
                 // A random hash seed: remote hosts cannot pick forged sources
                 // that all land in one chain of the rate table.
-                Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
-                config.udp_max_datagram,
-            ));
+                policy: Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
+                max_datagram: config.udp_max_datagram,
+            });
         }
-        let mut wakers = Vec::with_capacity(workers);
-        for setup in &mut setups {
-            wakers.push(
-                Waker::new(setup.poll.registry(), worker::waker_token())
-                    .map_err(SpawnError::EventLoop)?,
-            );
-            worker::register(setup).map_err(SpawnError::Register)?;
-        }
+        let prepared = match io {
+            IoBackend::Uring => uring_prepare(sockets)?,
+            _ => worker::prepare(sockets)?,
+        };
         let session = config.session_config();
         let stats = Arc::new(ServerStats::new(workers));
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Running as u8),
             stats: Arc::clone(&stats),
-            wakers,
+            wakers: prepared.wakers,
             settings: Settings {
                 session,
                 max_connections,
@@ -374,16 +376,16 @@ impl Server {
             },
             clock: crate::clock::Clock::new(),
             unix_files: Mutex::new(unix_files),
+            io,
         });
         let mut threads = Vec::with_capacity(workers);
-        for setup in setups {
-            let index = setup.index;
+        for (index, start) in prepared.starters.into_iter().enumerate() {
             let shared2 = Arc::clone(&shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("ricochet-w{index}"))
                 .spawn(move || {
                     let _guard = StopOthersOnPanic(Arc::clone(&shared2));
-                    worker::run(setup, shared2)
+                    start(shared2)
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -393,6 +395,26 @@ impl Server {
                         let _ = t.join();
                     }
                     return Err(SpawnError::Thread(e));
+                }
+            }
+        }
+        if let Some(ready) = prepared.ready {
+            // Each worker sets up its own ring (a single-issuer ring belongs
+            // to the thread that created it) and reports here.
+            for _ in 0..workers {
+                let failed = match ready.recv() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some(SpawnError::EventLoop(io::Error::other(
+                        "a worker stopped before its event loop was ready",
+                    ))),
+                };
+                if let Some(e) = failed {
+                    shared.advance(Phase::Abort);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -410,6 +432,7 @@ impl Server {
         });
         tracing::info!(
             workers,
+            io = %io,
             mode = %config.mode,
             buffer = config.buffer_size.bytes(),
             max_connections,
@@ -423,6 +446,76 @@ impl Server {
             reporter,
         })
     }
+}
+
+/// The sockets one worker serves, before a backend takes them over.
+#[derive(Debug)]
+pub(crate) struct WorkerSockets {
+    pub(crate) index: usize,
+    pub(crate) listeners: Vec<(Endpoint, StdListener)>,
+    pub(crate) udp: Vec<UdpSetup>,
+}
+
+/// A listening socket as bound, before a backend takes it over.
+#[derive(Debug)]
+pub(crate) enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(StdUnixListener),
+    /// A TLS listener: served by the epoll (mio) workers only.
+    Tls(std::net::TcpListener, Arc<tls::Acceptor>),
+}
+
+/// A UDP socket and its policy, before a backend takes it over.
+#[derive(Debug)]
+pub(crate) struct UdpSetup {
+    pub(crate) socket: StdUdpSocket,
+    pub(crate) addr: SocketAddr,
+    pub(crate) policy: Box<DatagramPolicy<{ udp::SOURCES }>>,
+    pub(crate) max_datagram: usize,
+}
+
+/// A worker's body, run on its own thread.
+pub(crate) type Starter = Box<dyn FnOnce(Arc<Shared>) -> io::Result<()> + Send>;
+
+/// What a backend made of the sockets: one body per worker, their wakers,
+/// and (io_uring) where each worker reports that its event loop is ready.
+pub(crate) struct Prepared {
+    pub(crate) starters: Vec<Starter>,
+    pub(crate) wakers: Vec<Wake>,
+    pub(crate) ready: Option<mpsc::Receiver<Result<(), SpawnError>>>,
+}
+
+/// Wakes one worker out of its wait (shutdown, abort).
+#[derive(Debug)]
+pub(crate) enum Wake {
+    /// An epoll worker's mio waker.
+    Mio(Waker),
+    /// An io_uring worker's eventfd.
+    #[cfg(target_os = "linux")]
+    Uring(uring::Waker),
+}
+
+impl Wake {
+    fn wake(&self) {
+        match self {
+            Wake::Mio(w) => {
+                let _ = w.wake();
+            }
+            #[cfg(target_os = "linux")]
+            Wake::Uring(w) => w.wake(),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn uring_prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+    uring::prepare(sockets)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+    // `backend::choose` never picks io_uring here.
+    worker::prepare(sockets)
 }
 
 /// Reports the phase on a worker panic so the others stop too.
@@ -542,9 +635,7 @@ impl Controller {
             .map(|i| stats.worker(i).turns())
             .collect();
         for w in &self.shared.wakers {
-            if w.wake().is_err() {
-                return false;
-            }
+            w.wake();
         }
         let deadline = std::time::Instant::now() + within;
         loop {
@@ -592,6 +683,12 @@ impl ServerHandle {
             Endpoint::Tls(a) => Some(*a),
             _ => None,
         })
+    }
+
+    /// The I/O backend the workers run: [`IoBackend::Uring`] or
+    /// [`IoBackend::Epoll`] (never `Auto`: that was resolved at spawn).
+    pub fn io(&self) -> IoBackend {
+        self.shared.io
     }
 
     /// The first UDP address, if any.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration as StdDuration;
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use ricochet_core::{AbortReason, Duration, Event, Instant, Next, Pump, SessionConfig, Teardown};
 use slab::Slab;
 
@@ -34,14 +34,14 @@ use super::throttle::Throttle;
 use super::timer::{Entry, Timers};
 use super::tls::Outcome;
 use super::udp::UdpEndpoint;
-use super::{Phase, Shared};
+use super::{Phase, Prepared, Shared, SpawnError, Starter, StdListener, Wake, WorkerSockets};
 
 /// Bytes a connection may read per turn before yielding (fairness).
 pub(crate) const BUDGET: usize = 64 * 1024;
 /// Connections accepted per listener per turn before yielding.
 const ACCEPT_BUDGET: usize = 128;
 /// Timers fired per turn (a bound, in case a deadline keeps coming due).
-const TIMER_BUDGET: usize = 4096;
+pub(crate) const TIMER_BUDGET: usize = 4096;
 /// Minimum time between two log lines about the same kind of event.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -49,17 +49,69 @@ const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 62;
 const UDP_BASE: usize = 1 << 61;
 
-/// What a worker starts with; built by [`crate::serve::Server::spawn`].
+/// What a worker starts with; built by [`prepare`].
 #[derive(Debug)]
-pub(crate) struct Setup {
-    pub(crate) index: usize,
-    pub(crate) poll: Poll,
-    pub(crate) listeners: Vec<(Endpoint, ListenSocket)>,
-    pub(crate) udp: Vec<UdpEndpoint>,
+struct Setup {
+    index: usize,
+    poll: Poll,
+    listeners: Vec<(Endpoint, ListenSocket)>,
+    udp: Vec<UdpEndpoint>,
+}
+
+/// Turns each worker's sockets into a mio event loop (registered before
+/// its thread starts, so errors reach `spawn`) and the body that runs it.
+pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+    let mut starters: Vec<Starter> = Vec::with_capacity(sockets.len());
+    let mut wakers = Vec::with_capacity(sockets.len());
+    for w in sockets {
+        let poll = Poll::new().map_err(SpawnError::EventLoop)?;
+        let listeners = w
+            .listeners
+            .into_iter()
+            .map(|(endpoint, l)| {
+                let socket = match l {
+                    StdListener::Tcp(s) => ListenSocket::Tcp(mio::net::TcpListener::from_std(s)),
+                    StdListener::Unix(s) => ListenSocket::Unix(mio::net::UnixListener::from_std(s)),
+                    StdListener::Tls(s, acceptor) => {
+                        ListenSocket::Tls(mio::net::TcpListener::from_std(s), acceptor)
+                    }
+                };
+                (endpoint, socket)
+            })
+            .collect();
+        let udp = w
+            .udp
+            .into_iter()
+            .map(|u| {
+                UdpEndpoint::new(
+                    mio::net::UdpSocket::from_std(u.socket),
+                    u.addr,
+                    u.policy,
+                    u.max_datagram,
+                )
+            })
+            .collect();
+        let mut setup = Setup {
+            index: w.index,
+            poll,
+            listeners,
+            udp,
+        };
+        wakers.push(Wake::Mio(
+            Waker::new(setup.poll.registry(), WAKER).map_err(SpawnError::EventLoop)?,
+        ));
+        register(&mut setup).map_err(SpawnError::Register)?;
+        starters.push(Box::new(move |shared| run(setup, shared)));
+    }
+    Ok(Prepared {
+        starters,
+        wakers,
+        ready: None,
+    })
 }
 
 /// Registers a worker's sockets; done before its thread starts so errors reach `spawn`.
-pub(crate) fn register(setup: &mut Setup) -> io::Result<()> {
+fn register(setup: &mut Setup) -> io::Result<()> {
     let registry = setup.poll.registry();
     for (i, (_, l)) in setup.listeners.iter_mut().enumerate() {
         registry.register(l.source(), Token(LISTENER_BASE + i), Interest::READABLE)?;
@@ -70,18 +122,24 @@ pub(crate) fn register(setup: &mut Setup) -> io::Result<()> {
     Ok(())
 }
 
-/// The waker token of every worker's poll.
-pub(crate) fn waker_token() -> Token {
-    WAKER
-}
-
 /// Log throttles of one worker.
 #[derive(Debug)]
-struct Throttles {
-    rejected: Throttle,
-    resets: Throttle,
-    aborts: Throttle,
-    handshakes: Throttle,
+pub(crate) struct Throttles {
+    pub(crate) rejected: Throttle,
+    pub(crate) resets: Throttle,
+    pub(crate) aborts: Throttle,
+    pub(crate) handshakes: Throttle,
+}
+
+impl Throttles {
+    pub(crate) fn new() -> Self {
+        Throttles {
+            rejected: Throttle::new(LOG_EVERY),
+            resets: Throttle::new(LOG_EVERY),
+            aborts: Throttle::new(LOG_EVERY),
+            handshakes: Throttle::new(LOG_EVERY),
+        }
+    }
 }
 
 /// A running worker.
@@ -105,7 +163,7 @@ struct Worker {
 }
 
 /// Runs worker `setup.index` until the server stops. Errors only if `epoll_wait` fails.
-pub(crate) fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
+fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
     let listeners = setup
         .listeners
         .into_iter()
@@ -125,12 +183,7 @@ pub(crate) fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
         run_queue: VecDeque::new(),
         counters: Counters::default(),
         next_generation: 0,
-        throttles: Throttles {
-            rejected: Throttle::new(LOG_EVERY),
-            resets: Throttle::new(LOG_EVERY),
-            aborts: Throttle::new(LOG_EVERY),
-            handshakes: Throttle::new(LOG_EVERY),
-        },
+        throttles: Throttles::new(),
         grace_deadline: None,
     };
     let result = worker.run();
@@ -340,7 +393,8 @@ impl Worker {
             self.counters.tls_handshakes.record(outcome);
             log_handshake(conn, outcome, now, &mut self.throttles);
         }
-        log_events(conn, now, &mut self.throttles);
+        let refused_tls = conn.stream.is_refused_tls();
+        log_events(&mut conn.pump, &conn.peer, refused_tls, now, &mut self.throttles);
         match next {
             Next::Wait { .. } => self.schedule(key),
             Next::Yield => {
@@ -495,10 +549,17 @@ fn log_handshake(conn: &Conn, outcome: Outcome, now: Instant, throttles: &mut Th
 
 /// Logs a connection's session events: closes at debug, resets by the peer
 /// as a rate-limited summary, other aborts as rate-limited warnings.
-fn log_events(conn: &mut Conn, now: Instant, throttles: &mut Throttles) {
-    while let Some(event) = conn.pump.poll_event() {
-        let stats = conn.pump.session().stats();
-        let peer = &conn.peer;
+/// `refused_tls`: the connection was a refused TLS handshake, already
+/// logged as such.
+pub(crate) fn log_events(
+    pump: &mut Pump<Box<[u8]>>,
+    peer: &Peer,
+    refused_tls: bool,
+    now: Instant,
+    throttles: &mut Throttles,
+) {
+    while let Some(event) = pump.poll_event() {
+        let stats = pump.session().stats();
         match event {
             Event::PeerFinished => tracing::trace!(%peer, "peer finished sending"),
             Event::Closed(reason) => tracing::debug!(
@@ -510,7 +571,7 @@ fn log_events(conn: &mut Conn, now: Instant, throttles: &mut Throttles) {
             ),
             Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
                 tracing::debug!(%peer, bytes_in = stats.bytes_in, %reason, "connection aborted");
-                if conn.stream.is_refused_tls() {
+                if refused_tls {
                     // Logged as a handshake failure or TLS alert already.
                     continue;
                 }

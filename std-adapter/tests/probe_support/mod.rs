@@ -272,8 +272,15 @@ impl OurServer {
             threads: 2,
             ..ServerConfig::default()
         };
-        let server = Server::bind(config).expect("bind our server");
+        let io = match std::env::var("RICOCHET_IO") {
+            Ok(v) => v.parse().unwrap_or_else(|e| panic!("RICOCHET_IO: {e}")),
+            Err(_) => ricochet::serve::IoBackend::Auto,
+        };
+        let server = Server::bind(ServerConfig { io, ..config }).expect("bind our server");
         let handle = server.spawn().expect("spawn our server");
+        if io != ricochet::serve::IoBackend::Auto {
+            assert_eq!(handle.io(), io, "our server runs another I/O backend");
+        }
         let tcp_addrs: Vec<SocketAddr> = handle
             .local_addrs()
             .iter()

@@ -1,5 +1,10 @@
 //! Shared helpers of the `serve_*` integration tests: servers on port 0,
 //! bounded sockets, deterministic payloads, and a child-process guard.
+//!
+//! The I/O backend comes from `RICOCHET_IO` (`auto`, `uring`, `epoll`;
+//! unset: auto): `cargo xtask ci test` runs these tests once per backend.
+//! Library servers get it through [`start`] / [`with_io`]; `ricochet serve`
+//! children read the same variable themselves (`--io`'s environment).
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -8,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ricochet::serve::{Server, ServerConfig, ServerHandle, StatsSnapshot};
+use ricochet::serve::{IoBackend, Server, ServerConfig, ServerHandle, StatsSnapshot};
 
 /// Upper bound for any single blocking socket operation in these tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,9 +27,38 @@ pub fn tcp_config() -> ServerConfig {
     }
 }
 
-/// Binds and spawns `config`.
+/// The backend these tests run on: `RICOCHET_IO`, or auto when unset.
+pub fn io_backend() -> IoBackend {
+    match std::env::var("RICOCHET_IO") {
+        Ok(v) => v.parse().unwrap_or_else(|e| panic!("RICOCHET_IO: {e}")),
+        Err(_) => IoBackend::Auto,
+    }
+}
+
+/// `config` on the backend of [`io_backend`].
+pub fn with_io(config: ServerConfig) -> ServerConfig {
+    ServerConfig {
+        io: io_backend(),
+        ..config
+    }
+}
+
+/// Panics unless `handle` runs the backend that was asked for (no silent fallback).
+pub fn check_io(handle: &ServerHandle) {
+    let asked = io_backend();
+    if asked != IoBackend::Auto {
+        assert_eq!(handle.io(), asked, "the server runs another I/O backend");
+    }
+}
+
+/// Binds and spawns `config` on the backend of [`io_backend`].
 pub fn start(config: ServerConfig) -> ServerHandle {
-    Server::bind(config).expect("bind").spawn().expect("spawn")
+    let handle = Server::bind(with_io(config))
+        .expect("bind")
+        .spawn()
+        .expect("spawn");
+    check_io(&handle);
+    handle
 }
 
 /// A TCP connection with read and write timeouts.

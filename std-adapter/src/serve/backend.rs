@@ -1,0 +1,121 @@
+//! Choosing the workers' I/O backend: io_uring where the kernel allows it,
+//! epoll otherwise.
+//!
+//! [`IoBackend::Auto`] tries io_uring and falls back to epoll with one log
+//! line that says why (a seccomp filter, `kernel.io_uring_disabled`, an old
+//! kernel); [`IoBackend::Uring`] turns the same reason into a
+//! [`SpawnError::IoUring`]; [`IoBackend::Epoll`] never touches io_uring.
+
+use super::config::IoBackend;
+use super::error::SpawnError;
+
+/// The backend to run for `asked`: [`IoBackend::Uring`] or [`IoBackend::Epoll`].
+/// TLS listeners (`tls`) are served by the epoll workers only: `auto` then
+/// picks epoll, and `uring` is refused with the fix.
+pub(crate) fn choose(asked: IoBackend, tls: bool) -> Result<IoBackend, SpawnError> {
+    if tls {
+        return match asked {
+            IoBackend::Uring => Err(SpawnError::IoUring {
+                reason: "TLS listeners are served by the epoll backend only: use --io epoll \
+                         (or auto), or serve TLS from another ricochet process"
+                    .to_owned(),
+            }),
+            _ => {
+                if asked == IoBackend::Auto {
+                    tracing::info!("serving with epoll: TLS listeners run on the epoll backend");
+                }
+                Ok(IoBackend::Epoll)
+            }
+        };
+    }
+    match asked {
+        IoBackend::Epoll => Ok(IoBackend::Epoll),
+        IoBackend::Uring => match uring_unavailable() {
+            None => Ok(IoBackend::Uring),
+            Some(reason) => Err(SpawnError::IoUring { reason }),
+        },
+        IoBackend::Auto => match uring_unavailable() {
+            None => Ok(IoBackend::Uring),
+            Some(reason) => {
+                tracing::info!("io_uring is not available ({reason}): serving with epoll");
+                Ok(IoBackend::Epoll)
+            }
+        },
+    }
+}
+
+/// Why io_uring cannot be used here, or `None` if it can.
+#[cfg(target_os = "linux")]
+fn uring_unavailable() -> Option<String> {
+    super::uring::probe().err()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_unavailable() -> Option<String> {
+    Some("io_uring is a Linux interface".to_owned())
+}
+
+/// Explains a failed `io_uring_setup` (`errno`), given the contents of
+/// `/proc/sys/kernel/io_uring_disabled` if it could be read.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn explain_setup_error(errno: i32, disabled_sysctl: Option<&str>) -> String {
+    let disabled = disabled_sysctl.map(str::trim);
+    match errno {
+        libc::EPERM | libc::EACCES => match disabled {
+            Some("2") => "io_uring_setup refused: the sysctl kernel.io_uring_disabled is 2 \
+                          (io_uring off for every process)"
+                .to_owned(),
+            Some("1") => "io_uring_setup refused: the sysctl kernel.io_uring_disabled is 1 \
+                          (io_uring only for members of kernel.io_uring_group)"
+                .to_owned(),
+            _ => "io_uring_setup refused with EPERM, most likely by a seccomp filter \
+                  (container runtimes block io_uring by default)"
+                .to_owned(),
+        },
+        libc::ENOSYS => "io_uring_setup does not exist: the kernel is built without io_uring, \
+                         or a seccomp filter hides it"
+            .to_owned(),
+        libc::EINVAL => {
+            "io_uring_setup refused the ring parameters: the kernel is too old".to_owned()
+        }
+        libc::ENOMEM => "io_uring_setup is out of memory (locked-memory limit?)".to_owned(),
+        other => format!(
+            "io_uring_setup failed: {}",
+            std::io::Error::from_raw_os_error(other)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_refusal_names_the_sysctl_or_seccomp() {
+        let e = explain_setup_error(libc::EPERM, Some("2\n"));
+        assert!(e.contains("kernel.io_uring_disabled is 2"), "{e}");
+        let e = explain_setup_error(libc::EPERM, Some("1"));
+        assert!(e.contains("kernel.io_uring_group"), "{e}");
+        for sysctl in [Some("0"), None] {
+            let e = explain_setup_error(libc::EPERM, sysctl);
+            assert!(e.contains("seccomp"), "{e}");
+        }
+        assert!(explain_setup_error(libc::ENOSYS, None).contains("without io_uring"));
+        assert!(explain_setup_error(libc::EINVAL, None).contains("too old"));
+    }
+
+    #[test]
+    fn epoll_is_chosen_without_asking_the_kernel() {
+        assert_eq!(choose(IoBackend::Epoll, false).ok(), Some(IoBackend::Epoll));
+    }
+
+    #[test]
+    fn tls_listeners_pick_epoll_and_refuse_uring_with_the_fix() {
+        assert_eq!(choose(IoBackend::Auto, true).ok(), Some(IoBackend::Epoll));
+        assert_eq!(choose(IoBackend::Epoll, true).ok(), Some(IoBackend::Epoll));
+        match choose(IoBackend::Uring, true) {
+            Err(SpawnError::IoUring { reason }) => assert!(reason.contains("--io epoll"), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}

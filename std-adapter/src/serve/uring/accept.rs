@@ -1,0 +1,226 @@
+//! The listeners of an io_uring worker: multishot accepts, the pause
+//! when descriptors run out, and admitting (or refusing) a connection.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering::Relaxed;
+
+use io_uring::opcode;
+use io_uring::types::Fd;
+use ricochet_core::{Duration, Instant, Pump};
+
+use super::super::StdListener;
+use super::super::conn::Peer;
+use super::super::error::Endpoint;
+use super::super::stats::StreamKind;
+use super::super::throttle::Throttle;
+use super::conn::{Conn, ConnIo, Socket};
+use super::ring::{Op, user_data};
+use super::worker::Worker;
+
+/// First pause of a listener after running out of file descriptors; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause of a listener after running out of file descriptors.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A listening socket on the ring.
+#[derive(Debug)]
+pub(super) struct Listener {
+    pub(super) socket: Option<StdListener>,
+    pub(super) endpoint: Endpoint,
+    /// A multishot accept is in flight.
+    pub(super) armed: bool,
+    /// Not accepting until then (out of descriptors).
+    pub(super) paused_until: Option<Instant>,
+    pub(super) backoff: Duration,
+    pub(super) warnings: Throttle,
+}
+
+impl Listener {
+    /// A listener that accepts from the start.
+    pub(super) fn new(endpoint: Endpoint, socket: StdListener) -> Self {
+        Listener {
+            socket: Some(socket),
+            endpoint,
+            armed: false,
+            paused_until: None,
+            backoff: MIN_BACKOFF,
+            warnings: Throttle::new(Duration::from_secs(10)),
+        }
+    }
+
+    pub(super) fn fd(&self) -> Option<i32> {
+        self.socket.as_ref().map(|s| match s {
+            StdListener::Tcp(l) | StdListener::Tls(l, _) => l.as_raw_fd(),
+            StdListener::Unix(l) => l.as_raw_fd(),
+        })
+    }
+
+    pub(super) fn kind(&self) -> StreamKind {
+        match self.socket {
+            Some(StdListener::Unix(_)) => StreamKind::Unix,
+            _ => StreamKind::Tcp,
+        }
+    }
+}
+
+impl Worker<'_> {
+    pub(super) fn arm_accept(&mut self, i: usize) {
+        let Some(l) = self.listeners.get_mut(i) else {
+            return;
+        };
+        let Some(fd) = l.fd() else {
+            return;
+        };
+        if l.armed || l.paused_until.is_some() || self.grace_deadline.is_some() {
+            return;
+        }
+        l.armed = true;
+        let sqe = opcode::AcceptMulti::new(Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(Op::Accept, i as u32, 0));
+        self.push(&sqe);
+    }
+
+    pub(super) fn on_accept(&mut self, i: usize, res: i32, last: bool, now: Instant) {
+        if last && let Some(l) = self.listeners.get_mut(i) {
+            l.armed = false;
+        }
+        if res >= 0 {
+            #[allow(unsafe_code)]
+            // SAFETY: the kernel just created this descriptor for us.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if let Some(l) = self.listeners.get_mut(i) {
+                // Accepting works again: the next pause starts short.
+                l.backoff = MIN_BACKOFF;
+            }
+            let kind = self
+                .listeners
+                .get(i)
+                .map_or(StreamKind::Tcp, Listener::kind);
+            self.admit(fd, kind, now);
+        } else if res != -libc::ECANCELED {
+            let errno = -res;
+            let pause = matches!(
+                errno,
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+            );
+            if pause {
+                self.pause_listener(i, now, errno);
+            } else if errno != libc::ECONNABORTED && errno != libc::EINTR && errno != libc::EAGAIN {
+                self.counters.accept_errors += 1;
+            }
+        } else if let Some(l) = self.listeners.get_mut(i)
+            && self.grace_deadline.is_some()
+        {
+            // Cancelled at shutdown: nobody accepts here any more.
+            l.socket = None;
+        }
+        if last && self.grace_deadline.is_none() {
+            self.arm_accept(i);
+        }
+    }
+
+    /// Out of descriptors (or memory): stop accepting for a while,
+    /// doubling the pause up to a second.
+    pub(super) fn pause_listener(&mut self, i: usize, now: Instant, errno: i32) {
+        let exhausted = matches!(errno, libc::EMFILE | libc::ENFILE);
+        if exhausted {
+            self.counters.accept_fd_exhausted += 1;
+        } else {
+            self.counters.accept_errors += 1;
+        }
+        let Some(l) = self.listeners.get_mut(i) else {
+            return;
+        };
+        let pause = l.backoff;
+        l.backoff = Duration::from_micros((pause.as_micros() * 2).min(MAX_BACKOFF.as_micros()));
+        l.paused_until = Some(now + pause);
+        if l.armed {
+            let sqe = opcode::AsyncCancel::new(user_data(Op::Accept, i as u32, 0))
+                .build()
+                .user_data(user_data(Op::Cancel, 0, 0));
+            self.push(&sqe);
+        }
+        let l = &mut self.listeners[i];
+        if let Some(suppressed) = l.warnings.admit(now) {
+            let hint = if exhausted {
+                "out of file descriptors (raise `ulimit -n` or lower --max-connections)"
+            } else {
+                "accept failed"
+            };
+            tracing::warn!(
+                endpoint = %l.endpoint,
+                error = %io::Error::from_raw_os_error(errno),
+                pause_ms = pause.as_millis(),
+                suppressed,
+                "{hint}; pausing accepts"
+            );
+        }
+    }
+
+    pub(super) fn admit(&mut self, fd: OwnedFd, kind: StreamKind, now: Instant) {
+        let (socket, peer) = match kind {
+            // TLS listeners are never given to io_uring workers (backend::choose).
+            StreamKind::Tcp | StreamKind::Tls => {
+                let s = std::net::TcpStream::from(fd);
+                // Echo is request/response-like: never hold a small echo back (Nagle).
+                let _ = s.set_nodelay(true);
+                // (Unknown if the peer is already gone: logged as 0.0.0.0:0.)
+                let peer = Peer::Tcp(
+                    s.peer_addr()
+                        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                );
+                (Socket::Tcp(s), peer)
+            }
+            StreamKind::Unix => (
+                Socket::Unix(std::os::unix::net::UnixStream::from(fd)),
+                Peer::Unix,
+            ),
+        };
+        let open = self.shared.stats.open();
+        let limit = self.shared.settings.max_connections;
+        if open.fetch_add(1, Relaxed) >= limit {
+            open.fetch_sub(1, Relaxed);
+            self.counters.stream(kind).rejected += 1;
+            if let Some(suppressed) = self.throttles.rejected.admit(now) {
+                tracing::warn!(
+                    %peer,
+                    limit,
+                    suppressed,
+                    "connection rejected: --max-connections reached \
+                     (raise it, or the open-file limit it is derived from)"
+                );
+            }
+            return;
+        }
+        self.counters.stream(kind).accepted += 1;
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let storage = vec![0u8; self.buffer_size].into_boxed_slice();
+        let mut pump = Pump::new(storage, self.session_config, now);
+        if self.grace_deadline.is_some() {
+            pump.close(now);
+        }
+        let key = self.conns.insert(Conn {
+            io: ConnIo::new(socket),
+            pump,
+            kind,
+            peer,
+            generation,
+            scheduled: Instant::MAX,
+            queued: false,
+            ready: false,
+            dirty: false,
+            releasing: None,
+        });
+        tracing::debug!(%peer, "connection opened");
+        self.arm_recv(key);
+        if self.grace_deadline.is_some() {
+            self.drive(key, now);
+        } else {
+            self.schedule(key);
+        }
+    }
+}

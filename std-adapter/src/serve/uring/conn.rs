@@ -1,0 +1,555 @@
+//! One stream connection on the ring: what its completions left (received
+//! buffers, send progress, FIN, errors) as a core [`Transport`].
+//!
+//! The transport owns the completion side. Multishot receive completions
+//! queue provided buffers here; [`Transport::read`] copies them into the
+//! session's buffer and hands each buffer back once empty (`WouldBlock`
+//! when none is queued). [`Transport::write`] copies into the connection's
+//! send buffer and returns at once (`WouldBlock` only when that bounded
+//! buffer is full); the worker submits one send per connection per turn,
+//! for everything queued. A send that stopped short (the socket is full)
+//! continues from where it stopped once the socket can take more, so no
+//! byte is lost. [`Transport::unacknowledged`] counts what the kernel has
+//! not taken yet (and the FIN until it went out), so the pump's linger
+//! waits for it. A failed completion is reported on the next call.
+
+use std::collections::VecDeque;
+use std::net::Shutdown;
+
+use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
+use ricochet_core::{Instant, Pump, Teardown};
+
+use super::super::conn::Peer;
+use super::super::stats::StreamKind;
+use super::bufs::{BufRing, TX_CAP, TxPool};
+
+/// The socket of a connection.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Socket {
+    pub(crate) fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        // The peer may be gone already; the socket is closed soon after.
+        let _ = match self {
+            Socket::Tcp(s) => s.shutdown(Shutdown::Write),
+            Socket::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+
+    /// Makes the coming close send RST (TCP: `SO_LINGER` 0) instead of FIN.
+    pub(crate) fn set_reset_on_close(&self) {
+        if let Socket::Tcp(s) = self {
+            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+}
+
+/// Where the FIN is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fin {
+    /// Not asked for.
+    No,
+    /// Asked for; goes out once the send buffer is empty.
+    Wanted,
+    /// Sent (`shutdown(SHUT_WR)`).
+    Sent,
+}
+
+/// A received buffer not yet copied out in full.
+#[derive(Clone, Copy, Debug)]
+struct Rx {
+    bid: u16,
+    off: u32,
+    len: u32,
+}
+
+/// The I/O state of a connection, which completions update and the
+/// transport reads.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub(crate) socket: Socket,
+    rx: VecDeque<Rx>,
+    rx_bytes: usize,
+    /// The receive reported the peer's FIN.
+    eof: bool,
+    /// The receive failed.
+    rx_failed: Option<Failure>,
+    /// A multishot receive is in flight (until its last completion).
+    pub(crate) recv_armed: bool,
+    /// Its cancel was submitted.
+    pub(crate) recv_cancelling: bool,
+    /// Waiting for provided buffers (the last receive ended with `ENOBUFS`).
+    pub(crate) buf_waiting: bool,
+    tx: Option<Vec<u8>>,
+    /// Bytes of `tx` the kernel has taken.
+    tx_start: usize,
+    /// Bytes of the send submitted this turn, not yet confirmed (0: none).
+    pub(crate) tx_inflight: usize,
+    /// Waiting for the socket to take more (a POLLOUT request is in flight).
+    pub(crate) tx_poll: bool,
+    /// The session found the send buffer full (its write was cut short).
+    tx_blocked: bool,
+    tx_failed: Option<Failure>,
+    fin: Fin,
+}
+
+/// Maps a completion's negative result to how the connection failed.
+pub(crate) fn failure(errno: i32) -> Failure {
+    if errno == libc::ETIMEDOUT {
+        Failure::TimedOut
+    } else {
+        Failure::Reset
+    }
+}
+
+impl ConnIo {
+    pub(crate) fn new(socket: Socket) -> Self {
+        ConnIo {
+            socket,
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            eof: false,
+            rx_failed: None,
+            recv_armed: false,
+            recv_cancelling: false,
+            buf_waiting: false,
+            tx: None,
+            tx_start: 0,
+            tx_inflight: 0,
+            tx_poll: false,
+            tx_blocked: false,
+            tx_failed: None,
+            fin: Fin::No,
+        }
+    }
+
+    /// Bytes received and not yet read by the session.
+    pub(crate) fn rx_bytes(&self) -> usize {
+        self.rx_bytes
+    }
+
+    /// Received buffers not yet read in full by the session.
+    pub(crate) fn rx_buffers(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether the receive side is over (FIN or error).
+    pub(crate) fn rx_done(&self) -> bool {
+        self.eof || self.rx_failed.is_some()
+    }
+
+    /// A receive completion filled `len` bytes of buffer `bid`.
+    pub(crate) fn received(&mut self, bid: u16, len: usize) {
+        self.rx.push_back(Rx {
+            bid,
+            off: 0,
+            len: len as u32,
+        });
+        self.rx_bytes += len;
+    }
+
+    /// The peer's FIN arrived.
+    pub(crate) fn received_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// The receive failed with `errno`.
+    pub(crate) fn receive_failed(&mut self, errno: i32) {
+        self.rx_failed.get_or_insert(failure(errno));
+    }
+
+    /// Hands every queued receive buffer back (the connection is going away).
+    pub(crate) fn drop_received(&mut self, bufs: &mut BufRing) {
+        for rx in self.rx.drain(..) {
+            bufs.recycle(rx.bid);
+        }
+        self.rx_bytes = 0;
+    }
+
+    /// Bytes queued for sending that the kernel has not taken.
+    pub(crate) fn tx_pending(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.len() - self.tx_start)
+    }
+
+    /// What to send next, if no send is unconfirmed and the socket is not
+    /// known to be full: everything queued.
+    pub(crate) fn next_send(&mut self) -> Option<(*const u8, usize)> {
+        if self.tx_inflight > 0 || self.tx_poll || self.tx_failed.is_some() {
+            return None;
+        }
+        let tx = self.tx.as_ref()?;
+        let len = tx.len() - self.tx_start;
+        if len == 0 {
+            return None;
+        }
+        let len = len.min(u32::MAX as usize);
+        self.tx_inflight = len;
+        Some((tx.as_ptr().wrapping_add(self.tx_start), len))
+    }
+
+    /// The enter that submitted the send returned without a failure
+    /// completion for it: the kernel took all of it (see the worker's
+    /// `flush_sends`). Returns whether the pump should hear about it (it
+    /// found the send buffer full, or waits for the FIN to go out).
+    pub(crate) fn confirm_sent(&mut self, pool: &mut TxPool) -> bool {
+        if self.tx_inflight == 0 {
+            return false;
+        }
+        self.tx_start += self.tx_inflight;
+        self.tx_inflight = 0;
+        self.retire(pool);
+        self.finish_if_flushed();
+        std::mem::take(&mut self.tx_blocked) || self.fin != Fin::No
+    }
+
+    /// A send's failure completion (`res`: bytes taken before it stopped,
+    /// or `-errno`). Returns whether to wait for the socket to take more
+    /// (then [`ConnIo::writable`] when it can).
+    pub(crate) fn send_failed(&mut self, res: i32, pool: &mut TxPool) -> bool {
+        self.tx_inflight = 0;
+        if res >= 0 {
+            // A short send: the socket is full.
+            self.tx_start += res as usize;
+            self.retire(pool);
+            self.tx_poll = self.tx_pending() > 0;
+            return self.tx_poll;
+        }
+        match -res {
+            libc::EAGAIN => {
+                self.tx_poll = true;
+                true
+            }
+            libc::ECANCELED => false,
+            errno => {
+                self.tx_failed.get_or_insert(failure(errno));
+                // Nothing more will be sent: what is queued is lost with the connection.
+                if let Some(tx) = self.tx.take() {
+                    pool.put(tx);
+                }
+                self.tx_start = 0;
+                false
+            }
+        }
+    }
+
+    /// Whether something waits for the send buffer to empty: the session
+    /// (it found the buffer full) or the FIN.
+    pub(crate) fn needs_wake(&self) -> bool {
+        self.tx_blocked || self.fin != Fin::No
+    }
+
+    /// The socket can take more (its POLLOUT completed): send again.
+    pub(crate) fn writable(&mut self) {
+        self.tx_poll = false;
+        self.tx_blocked = false;
+    }
+
+    /// Gives an emptied send buffer back to the pool.
+    fn retire(&mut self, pool: &mut TxPool) {
+        if let Some(tx) = &self.tx
+            && self.tx_start >= tx.len()
+        {
+            self.tx_start = 0;
+            if let Some(tx) = self.tx.take() {
+                pool.put(tx);
+            }
+        }
+    }
+
+    /// Sends the FIN if it was asked for and nothing is left to send.
+    fn finish_if_flushed(&mut self) {
+        if self.fin == Fin::Wanted && self.tx_pending() == 0 && self.tx_inflight == 0 {
+            self.socket.shutdown_write();
+            self.fin = Fin::Sent;
+        }
+    }
+
+    /// Takes the send buffer out (to leak it while a send may still read it).
+    pub(crate) fn take_send_buffer(&mut self) -> Option<Vec<u8>> {
+        self.tx.take()
+    }
+
+    /// Gives the send buffer back (release, nothing in flight).
+    pub(crate) fn drop_send_buffer(&mut self, pool: &mut TxPool) {
+        if self.tx_inflight == 0
+            && let Some(tx) = self.tx.take()
+        {
+            pool.put(tx);
+        }
+    }
+}
+
+/// A connection's I/O state with the worker's buffers: the core's transport.
+pub(crate) struct Io<'a> {
+    pub(crate) io: &'a mut ConnIo,
+    pub(crate) bufs: &'a mut BufRing,
+    pub(crate) pool: &'a mut TxPool,
+}
+
+impl Transport for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        let s = &mut *self.io;
+        if s.rx.is_empty() {
+            return match (s.rx_failed, s.eof) {
+                (Some(f), _) => ReadOutcome::Failed(f),
+                (None, true) => ReadOutcome::Eof,
+                (None, false) => ReadOutcome::WouldBlock,
+            };
+        }
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = s.rx.front_mut() else {
+                break;
+            };
+            let (off, len) = (front.off as usize, front.len as usize);
+            let data = &self.bufs.filled(front.bid, off + len)[off..];
+            let k = data.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&data[..k]);
+            n += k;
+            front.off += k as u32;
+            front.len -= k as u32;
+            if front.len == 0 {
+                let bid = front.bid;
+                s.rx.pop_front();
+                self.bufs.recycle(bid);
+            }
+        }
+        s.rx_bytes -= n;
+        ReadOutcome::Data(n)
+    }
+
+    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+        let s = &mut *self.io;
+        if let Some(f) = s.tx_failed {
+            return WriteOutcome::Failed(f);
+        }
+        let tx = s.tx.get_or_insert_with(|| self.pool.take());
+        if s.tx_inflight == 0 && s.tx_start > 0 {
+            // Nothing reads the taken bytes any more: move the rest to the front.
+            tx.drain(..s.tx_start);
+            s.tx_start = 0;
+        }
+        let n = buf.len().min(TX_CAP - tx.len().min(TX_CAP));
+        if n < buf.len() {
+            // The pump hears when room is made (`confirm_sent`, `writable`).
+            s.tx_blocked = true;
+        }
+        if n == 0 {
+            return WriteOutcome::WouldBlock;
+        }
+        // Within the capacity reserved by `TxPool::take`: no reallocation,
+        // so a send in flight keeps pointing at valid bytes.
+        tx.extend_from_slice(&buf[..n]);
+        WriteOutcome::Sent(n)
+    }
+
+    fn shutdown_write(&mut self) {
+        if self.io.fin == Fin::No {
+            self.io.fin = Fin::Wanted;
+        }
+        self.io.finish_if_flushed();
+    }
+
+    fn unacknowledged(&self) -> usize {
+        self.io.tx_pending() + usize::from(self.io.fin == Fin::Wanted)
+    }
+}
+
+/// A connection: its I/O state and the pump driving its session.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) io: ConnIo,
+    pub(crate) pump: Pump<Box<[u8]>>,
+    pub(crate) kind: StreamKind,
+    pub(crate) peer: Peer,
+    /// Distinguishes this connection from earlier ones in the same slab slot.
+    pub(crate) generation: u32,
+    /// Earliest deadline this connection has in the timer heap (`Instant::MAX`: none).
+    pub(crate) scheduled: Instant,
+    /// In the worker's run queue.
+    pub(crate) queued: bool,
+    /// In the list of connections to drive after this batch of completions.
+    pub(crate) ready: bool,
+    /// In the list of connections with bytes to submit.
+    pub(crate) dirty: bool,
+    /// Released by the pump; the slot is freed once no request is in flight.
+    pub(crate) releasing: Option<Teardown>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    fn pair() -> (ConnIo, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        theirs
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        (ConnIo::new(Socket::Unix(ours)), theirs)
+    }
+
+    /// The bytes a send submitted now would carry.
+    fn in_flight(io: &mut ConnIo) -> Vec<u8> {
+        let (ptr, len) = io.next_send().expect("something to send");
+        #[allow(unsafe_code)]
+        // SAFETY: `next_send` points into the connection's send buffer,
+        // which holds `len` initialised bytes from `ptr` and is not changed
+        // while this copy is made.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+        bytes.to_vec()
+    }
+
+    #[test]
+    fn short_send_resumes_where_it_stopped_and_loses_nothing() {
+        let (mut io, _peer) = pair();
+        let mut bufs = BufRing::new(4, 16, 0).unwrap();
+        let mut pool = TxPool::new(4);
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(b"hello, ", false), WriteOutcome::Sent(7));
+        assert_eq!(in_flight(&mut io), b"hello, ");
+        // Written while that send is in flight: appended, not sent yet.
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(b"world", false), WriteOutcome::Sent(5));
+        assert!(io.next_send().is_none(), "one send at a time");
+        // The socket took 4 bytes: wait for room, then the rest, in order.
+        assert!(io.send_failed(4, &mut pool), "must wait for POLLOUT");
+        assert!(io.next_send().is_none(), "nothing while the socket is full");
+        io.writable();
+        assert_eq!(in_flight(&mut io), b"o, world");
+        assert_eq!(io.tx_pending(), 8);
+        io.confirm_sent(&mut pool);
+        assert_eq!(io.tx_pending(), 0);
+        assert!(io.next_send().is_none());
+    }
+
+    #[test]
+    fn full_send_buffer_blocks_the_session_until_confirmed() {
+        let (mut io, _peer) = pair();
+        let mut bufs = BufRing::new(4, 16, 0).unwrap();
+        let mut pool = TxPool::new(4);
+        let big = vec![7u8; TX_CAP + 100];
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(&big, false), WriteOutcome::Sent(TX_CAP));
+        assert_eq!(t.write(&big, false), WriteOutcome::WouldBlock);
+        assert!(io.needs_wake(), "the session waits for room");
+        let _ = in_flight(&mut io);
+        assert!(io.confirm_sent(&mut pool), "the session must be told");
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(&big[..100], false), WriteOutcome::Sent(100));
+    }
+
+    #[test]
+    fn fin_goes_out_only_after_every_queued_byte() {
+        let (mut io, mut peer) = pair();
+        let mut bufs = BufRing::new(4, 16, 0).unwrap();
+        let mut pool = TxPool::new(4);
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(b"last words", false), WriteOutcome::Sent(10));
+        t.shutdown_write();
+        assert_eq!(t.unacknowledged(), 11, "10 bytes and the FIN");
+        let bytes = in_flight(&mut io);
+        // What the kernel would have sent, then the confirmation.
+        std::io::Write::write_all(&mut peer_sender(&io), &bytes).unwrap();
+        io.confirm_sent(&mut pool);
+        let t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.unacknowledged(), 0);
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).expect("EOF after the data");
+        assert_eq!(got, b"last words");
+    }
+
+    /// The connection's own socket (to stand in for the kernel's send).
+    fn peer_sender(io: &ConnIo) -> &UnixStream {
+        match &io.socket {
+            Socket::Unix(s) => s,
+            Socket::Tcp(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn failed_send_is_reported_on_the_next_write() {
+        let (mut io, _peer) = pair();
+        let mut bufs = BufRing::new(4, 16, 0).unwrap();
+        let mut pool = TxPool::new(4);
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(b"x", false), WriteOutcome::Sent(1));
+        let _ = in_flight(&mut io);
+        assert!(!io.send_failed(-libc::ECONNRESET, &mut pool));
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        assert_eq!(t.write(b"y", false), WriteOutcome::Failed(Failure::Reset));
+    }
+
+    #[test]
+    fn received_buffers_are_read_in_order_across_buffers_then_eof() {
+        let (mut io, _peer) = pair();
+        let mut bufs = BufRing::new(4, 16, 0).unwrap();
+        let mut pool = TxPool::new(4);
+        bufs.fill_for_test(2, b"abcdef");
+        bufs.fill_for_test(0, b"ghij");
+        bufs.taken();
+        bufs.taken();
+        io.received(2, 6);
+        io.received(0, 4);
+        io.received_eof();
+        let before = bufs.available();
+        let mut t = Io {
+            io: &mut io,
+            bufs: &mut bufs,
+            pool: &mut pool,
+        };
+        let mut out = [0u8; 4];
+        assert_eq!(t.read(&mut out), ReadOutcome::Data(4));
+        assert_eq!(&out, b"abcd");
+        let mut out = [0u8; 16];
+        assert_eq!(t.read(&mut out), ReadOutcome::Data(6));
+        assert_eq!(&out[..6], b"efghij");
+        assert_eq!(t.read(&mut out), ReadOutcome::Eof);
+        assert_eq!(bufs.available(), before + 2, "both buffers went back");
+    }
+}

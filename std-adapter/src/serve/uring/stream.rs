@@ -1,0 +1,435 @@
+//! The connections of an io_uring worker: what their completions do
+//! (received buffers, send progress), driving their pumps, submitting
+//! their receives and sends, their deadlines, and releasing them.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use io_uring::squeue::Flags;
+use io_uring::types::Fd;
+use io_uring::{cqueue, opcode};
+use ricochet_core::{Instant, Next, Teardown};
+
+use super::super::timer::Entry;
+use super::super::worker::{BUDGET, TIMER_BUDGET, log_events};
+use super::conn::Io;
+use super::ring::{Op, user_data};
+use super::worker::{REARM_MIN_FREE, RX_CAP, RX_CAP_BUFFERS, Worker};
+
+impl Worker<'_> {
+    pub(super) fn on_recv(&mut self, key: usize, res: i32, flags: u32, last: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            // Cannot happen (a slot is freed only with nothing in flight);
+            // a buffer must still go back.
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.bufs.taken();
+                self.bufs.recycle(bid);
+            }
+            return;
+        };
+        if last {
+            conn.io.recv_armed = false;
+            conn.io.recv_cancelling = false;
+        }
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            self.bufs.taken();
+            if res > 0 && conn.releasing.is_none() && !conn.io.rx_done() {
+                conn.io.received(bid, res as usize);
+            } else {
+                self.bufs.recycle(bid);
+            }
+        }
+        if conn.releasing.is_some() {
+            self.try_free(key);
+            return;
+        }
+        match res {
+            r if r > 0 => conn.pump.set_readable(),
+            0 => {
+                conn.io.received_eof();
+                conn.pump.set_read_closed();
+            }
+            r if r == -libc::ENOBUFS => {
+                if !conn.io.buf_waiting {
+                    conn.io.buf_waiting = true;
+                    self.buf_waiters.push_back((key, conn.generation));
+                }
+            }
+            r if r == -libc::ECANCELED => {}
+            r => {
+                conn.io.receive_failed(-r);
+                conn.pump.set_read_closed();
+            }
+        }
+        if conn.io.rx_bytes() >= RX_CAP || conn.io.rx_buffers() >= RX_CAP_BUFFERS {
+            // Holding enough: leave the rest in the socket (TCP flow control).
+            self.pause_recv(key);
+        }
+        self.mark_ready(key);
+    }
+
+    /// Cancels the connection's receive (if one runs): what arrives stays
+    /// in the socket, and TCP flow control slows the peer. Re-armed once
+    /// the session wants input and has taken what was received.
+    pub(super) fn pause_recv(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.io.recv_armed || conn.io.recv_cancelling {
+            return;
+        }
+        conn.io.recv_cancelling = true;
+        let sqe = opcode::AsyncCancel::new(user_data(Op::Recv, key as u32, 0))
+            .build()
+            .user_data(user_data(Op::Cancel, 0, 0));
+        self.push(&sqe);
+    }
+
+    /// A send's completion: failures and short sends, and full sends
+    /// someone waits for (see [`Worker::flush_sends`]).
+    pub(super) fn on_send(&mut self, key: usize, res: i32) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if res >= 0 && conn.io.tx_inflight > 0 && res as usize == conn.io.tx_inflight {
+            let wake = conn.io.confirm_sent(&mut self.pool);
+            if conn.releasing.is_some() {
+                conn.io.drop_send_buffer(&mut self.pool);
+                self.try_free(key);
+            } else if wake || conn.pump.is_finishing() {
+                conn.pump.set_writable();
+                self.mark_ready(key);
+            }
+            return;
+        }
+        let res = if conn.io.tx_inflight == 0 {
+            // A completion for a send already taken as whole: the kernel
+            // did not resolve it inside its enter. What the connection sent
+            // is no longer known, so it is reset rather than risk a gap.
+            tracing::error!(peer = %conn.peer, res, "io_uring send completed late; resetting the connection");
+            -libc::EIO
+        } else {
+            res
+        };
+        let wait = conn.io.send_failed(res, &mut self.pool);
+        if conn.releasing.is_some() {
+            conn.io.drop_send_buffer(&mut self.pool);
+            self.try_free(key);
+            return;
+        }
+        if wait {
+            let fd = conn.io.socket.raw_fd();
+            let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
+                .build()
+                .user_data(user_data(Op::SendPoll, key as u32, 0));
+            self.push(&sqe);
+        } else {
+            // A failure: the pump's next write reports it.
+            conn.pump.set_writable();
+            self.mark_ready(key);
+        }
+    }
+
+    /// The socket of a connection whose send stopped short can take more.
+    pub(super) fn on_send_poll(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.io.writable();
+        if conn.releasing.is_some() {
+            self.try_free(key);
+            return;
+        }
+        conn.pump.set_writable();
+        self.mark_dirty(key);
+        self.mark_ready(key);
+    }
+
+    /// The enter that submitted this turn's sends took the whole
+    /// submission queue and posted no failure for them: each was taken
+    /// whole by the kernel.
+    ///
+    /// Why that holds: every send carries `MSG_DONTWAIT`, so io_uring issues
+    /// it inline during the enter and never parks it to wait for room
+    /// (`REQ_F_NOWAIT`); with `MSG_WAITALL`, one the socket takes only in
+    /// part fails, reporting the bytes it took; and `SKIP_SUCCESS` drops the
+    /// completion of a full send only. So a send completes within its
+    /// enter, and one without a completion sent everything. This saves a
+    /// completion, and at one connection a second `io_uring_enter`, per
+    /// echo.
+    pub(super) fn confirm_sends(&mut self) {
+        let unconfirmed = std::mem::take(&mut self.unconfirmed);
+        for &key in &unconfirmed {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let wake = conn.io.confirm_sent(&mut self.pool);
+            if conn.releasing.is_some() {
+                conn.io.drop_send_buffer(&mut self.pool);
+                self.try_free(key);
+            } else if wake || conn.pump.is_finishing() {
+                conn.pump.set_writable();
+                self.mark_ready(key);
+            }
+        }
+        let mut unconfirmed = unconfirmed;
+        unconfirmed.clear();
+        unconfirmed.append(&mut self.unconfirmed);
+        self.unconfirmed = unconfirmed;
+    }
+
+    pub(super) fn mark_ready(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.ready
+        {
+            conn.ready = true;
+            self.ready.push(key);
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    pub(super) fn drive_ready(&mut self, now: Instant) {
+        let ready = std::mem::take(&mut self.ready);
+        for &key in &ready {
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.ready => {
+                    conn.ready = false;
+                    self.drive(key, now);
+                }
+                _ => {}
+            }
+        }
+        let mut ready = ready;
+        ready.clear();
+        // Completions filed while driving (none today) would be in `self.ready`.
+        ready.append(&mut self.ready);
+        self.ready = ready;
+    }
+
+    /// Runs connection `key`'s pump, then files it: timer, run queue, or release.
+    pub(super) fn drive(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.releasing.is_some() {
+            return;
+        }
+        let counters = self.counters.stream(conn.kind);
+        let mut io = Io {
+            io: &mut conn.io,
+            bufs: &mut self.bufs,
+            pool: &mut self.pool,
+        };
+        let next = conn.pump.drive(now, &mut io, BUDGET, counters);
+        log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
+        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
+        match next {
+            Next::Wait { read, .. } => {
+                if read {
+                    self.arm_recv(key);
+                } else {
+                    // Backpressure (the session is full: its peer does not
+                    // take the echo): receive no more than what is here, so
+                    // a peer that stops reading cannot hold the worker's
+                    // shared receive buffers.
+                    self.pause_recv(key);
+                }
+                self.schedule(key);
+            }
+            Next::Yield => {
+                if !conn.queued {
+                    conn.queued = true;
+                    self.run_queue.push_back((key, conn.generation));
+                }
+                self.schedule(key);
+            }
+            Next::Release(how) => {
+                self.release(key, how);
+                return;
+            }
+        }
+        if wants_send {
+            self.mark_dirty(key);
+        }
+    }
+
+    /// Arms the connection's multishot receive if it has none and wants input.
+    pub(super) fn arm_recv(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let io = &mut conn.io;
+        if io.recv_armed
+            || io.buf_waiting
+            || io.rx_done()
+            || io.rx_bytes() > 0
+            || conn.releasing.is_some()
+        {
+            return;
+        }
+        if !self.buf_waiters.is_empty() && self.bufs.available() < REARM_MIN_FREE {
+            // Buffers are scarce: take a turn.
+            io.buf_waiting = true;
+            self.buf_waiters.push_back((key, conn.generation));
+            return;
+        }
+        io.recv_armed = true;
+        let fd = io.socket.raw_fd();
+        let sqe = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
+            .build()
+            .user_data(user_data(Op::Recv, key as u32, 0));
+        self.push(&sqe);
+    }
+
+    /// Re-arms waiting receives, in turn, while buffers are free.
+    pub(super) fn grant_buffers(&mut self) {
+        let mut budget = self.bufs.available() / 4;
+        while budget >= REARM_MIN_FREE {
+            let Some((key, generation)) = self.buf_waiters.pop_front() else {
+                return;
+            };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation || !conn.io.buf_waiting {
+                continue;
+            }
+            conn.io.buf_waiting = false;
+            budget = budget.saturating_sub(32);
+            self.arm_recv(key);
+        }
+    }
+
+    pub(super) fn flush_sends(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !conn.dirty {
+                continue;
+            }
+            conn.dirty = false;
+            if conn.releasing.is_some() {
+                continue;
+            }
+            let fd = conn.io.socket.raw_fd();
+            // Someone waits for this send (the session for room, the linger
+            // for delivery): its completion must wake the loop. Otherwise
+            // (the usual echo) it completes silently (`confirm_sends`).
+            let waited_for = conn.io.needs_wake() || conn.pump.is_finishing();
+            if let Some((ptr, len)) = conn.io.next_send() {
+                // Resolved inside the enter that submits it.
+                let sqe = opcode::Send::new(Fd(fd), ptr, len as u32)
+                    .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT)
+                    .build();
+                let sqe = if waited_for {
+                    sqe
+                } else {
+                    sqe.flags(Flags::SKIP_SUCCESS)
+                };
+                self.push_uncounted(&sqe.user_data(user_data(Op::Send, key as u32, 0)));
+                self.unconfirmed.push(key);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        dirty.append(&mut self.dirty);
+        self.dirty = dirty;
+    }
+
+    /// Makes sure the heap holds the connection's next deadline (see `timer.rs`).
+    pub(super) fn schedule(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let want = conn.pump.poll_timeout().unwrap_or(Instant::MAX);
+        if want < conn.scheduled {
+            conn.scheduled = want;
+            self.timers.push(Entry {
+                deadline: want,
+                key,
+                generation: conn.generation,
+            });
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        for _ in 0..TIMER_BUDGET {
+            let Some(entry) = self.timers.pop_due(now) else {
+                break;
+            };
+            let Some(conn) = self.conns.get_mut(entry.key) else {
+                continue;
+            };
+            if conn.generation != entry.generation || conn.scheduled != entry.deadline {
+                continue;
+            }
+            conn.scheduled = Instant::MAX;
+            self.drive(entry.key, now);
+        }
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            let conns = &self.conns;
+            self.timers.retain(|e| {
+                conns
+                    .get(e.key)
+                    .is_some_and(|c| c.generation == e.generation && c.scheduled == e.deadline)
+            });
+        }
+    }
+
+    /// The pump released the connection: cancel what is in flight, close
+    /// when nothing is.
+    pub(super) fn release(&mut self, key: usize, how: Teardown) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.releasing = Some(how);
+        conn.io.drop_received(&mut self.bufs);
+        conn.io.drop_send_buffer(&mut self.pool);
+        if how == Teardown::Reset {
+            conn.io.socket.set_reset_on_close();
+        }
+        let mut cancels = Vec::new();
+        if conn.io.recv_armed && !conn.io.recv_cancelling {
+            conn.io.recv_cancelling = true;
+            cancels.push(user_data(Op::Recv, key as u32, 0));
+        }
+        if conn.io.tx_poll {
+            cancels.push(user_data(Op::SendPoll, key as u32, 0));
+        }
+        for target in cancels {
+            let sqe = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data(Op::Cancel, 0, 0));
+            self.push(&sqe);
+        }
+        self.try_free(key);
+    }
+
+    /// Frees a released connection's slot once none of its requests is in flight.
+    pub(super) fn try_free(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.releasing.is_none()
+            || conn.io.recv_armed
+            || conn.io.tx_inflight > 0
+            || conn.io.tx_poll
+        {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        conn.io.drop_received(&mut self.bufs);
+        conn.io.drop_send_buffer(&mut self.pool);
+        self.shared.stats.open().fetch_sub(1, Relaxed);
+        // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
+    }
+}

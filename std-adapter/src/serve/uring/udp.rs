@@ -1,0 +1,258 @@
+//! UDP on the ring: one multishot `recvmsg` per socket into its own ring
+//! of provided buffers, each datagram ruled on by the core's
+//! [`DatagramPolicy`], each echo a `sendmsg` straight from the buffer it
+//! arrived in (no copy), which goes back to the ring when the send completes.
+//!
+//! Never truncated: the buffers hold `max_datagram + 1` bytes of payload and
+//! the receive asks for `MSG_TRUNC`, so an oversize datagram is seen with its
+//! real length and dropped. Never reordered: echoes are submitted in arrival
+//! order with `MSG_DONTWAIT`, so each one completes (or fails) when it is
+//! issued, in order, instead of waiting for room; a full send buffer drops
+//! the echo and counts it ([`DropReason::SendFull`]), as on epoll.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use io_uring::squeue::Entry as Sqe;
+use io_uring::types::{Fd, RecvMsgOut};
+use io_uring::{Submitter, cqueue, opcode};
+use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, Instant, Verdict};
+
+use super::super::UdpSetup;
+use super::super::udp::SOURCES;
+use super::bufs::BufRing;
+use super::ring::{Op, user_data};
+
+/// Bytes of the header the kernel writes before each datagram.
+const OUT_HEADER: usize = 16;
+/// Bytes reserved for the source address.
+const NAME_LEN: usize = size_of::<libc::sockaddr_storage>();
+/// Most buffer memory per UDP socket.
+const RING_BYTES: usize = 8 << 20;
+
+/// An echo in flight: its header, pointing into the buffer it arrived in.
+struct Echo {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    len: usize,
+}
+
+/// One UDP socket on the ring.
+pub(crate) struct UdpEndpoint {
+    socket: UdpSocket,
+    addr: SocketAddr,
+    policy: Box<DatagramPolicy<SOURCES>>,
+    index: u32,
+    ring: BufRing,
+    /// The multishot recvmsg's template (only the name and control lengths count).
+    hdr: Box<libc::msghdr>,
+    echoes: Box<[Echo]>,
+    armed: bool,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for UdpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpEndpoint")
+            .field("addr", &self.addr)
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(unsafe_code)]
+impl UdpEndpoint {
+    /// The endpoint of `setup`, UDP socket number `index`, buffers in group `bgid`.
+    pub(crate) fn new(setup: UdpSetup, index: u32, bgid: u16) -> std::io::Result<Self> {
+        // Blocking: the ring waits for datagrams itself.
+        setup.socket.set_nonblocking(false)?;
+        let size = OUT_HEADER + NAME_LEN + setup.max_datagram + 1;
+        let fit = (RING_BYTES / size).clamp(16, 512);
+        let count = 1u16 << (usize::BITS - 1 - fit.leading_zeros());
+        let ring = BufRing::new(count, size, bgid)?;
+        // SAFETY: all-zero is a valid `msghdr` and `iovec` (null pointers, zero lengths).
+        let zero_hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let zero_iov: libc::iovec = unsafe { std::mem::zeroed() };
+        let mut hdr = Box::new(zero_hdr);
+        hdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        let echoes = (0..count)
+            .map(|_| Echo {
+                hdr: zero_hdr,
+                iov: zero_iov,
+                len: 0,
+            })
+            .collect();
+        Ok(UdpEndpoint {
+            socket: setup.socket,
+            addr: setup.addr,
+            policy: setup.policy,
+            index,
+            ring,
+            hdr,
+            echoes,
+            armed: false,
+            stopped: false,
+        })
+    }
+
+    /// Registers the buffer ring.
+    pub(crate) fn register(&self, submitter: &Submitter<'_>) -> std::io::Result<()> {
+        self.ring.register(submitter)
+    }
+
+    /// Makes recycled buffers visible to the kernel.
+    pub(crate) fn publish(&mut self) {
+        self.ring.publish();
+    }
+
+    /// The multishot receive to submit, if it is not running and can take a buffer.
+    pub(crate) fn arm(&mut self) -> Option<Sqe> {
+        if self.armed || self.stopped || self.ring.available() == 0 {
+            return None;
+        }
+        self.armed = true;
+        Some(
+            opcode::RecvMsgMulti::new(
+                Fd(self.socket.as_raw_fd()),
+                &raw const *self.hdr,
+                self.ring.bgid(),
+            )
+            .flags(libc::MSG_TRUNC as u32)
+            .build()
+            .user_data(user_data(Op::UdpRecv, self.index, 0)),
+        )
+    }
+
+    /// Stops receiving (shutdown): the cancel to submit, if a receive runs.
+    pub(crate) fn stop(&mut self) -> Option<Sqe> {
+        self.stopped = true;
+        self.armed.then(|| {
+            opcode::AsyncCancel::new(user_data(Op::UdpRecv, self.index, 0))
+                .build()
+                .user_data(user_data(Op::Cancel, 0, 0))
+        })
+    }
+
+    /// A receive completion: the echo to submit, if the policy allows it.
+    pub(crate) fn on_recv(
+        &mut self,
+        res: i32,
+        flags: u32,
+        last: bool,
+        now: Instant,
+        counters: &mut DatagramCounters,
+    ) -> Option<Sqe> {
+        if last {
+            self.armed = false;
+        }
+        let bid = cqueue::buffer_select(flags)?;
+        self.ring.taken();
+        if res < 0 {
+            self.ring.recycle(bid);
+            return None;
+        }
+        let buf = self.ring.filled(bid, res as usize);
+        let Ok(out) = RecvMsgOut::parse(buf, &self.hdr) else {
+            self.ring.recycle(bid);
+            return None;
+        };
+        let payload = out.payload_data().len();
+        let len = (out.incoming_payload_len() as usize).max(payload);
+        let name_len = (out.incoming_name_len() as usize).min(NAME_LEN);
+        let Some(source) = sockaddr(out.name_data()) else {
+            self.ring.recycle(bid);
+            return None;
+        };
+        // A truncated datagram reports its real length (or at least
+        // `max_datagram + 1`, the buffer's room): the policy drops it as
+        // oversize, so it is never echoed cut short.
+        match self.policy.decide(now, source, len) {
+            Verdict::Echo => {
+                let echo = &mut self.echoes[usize::from(bid) % self.echoes.len()];
+                echo.iov = libc::iovec {
+                    iov_base: self.ring.ptr(bid, OUT_HEADER + NAME_LEN).cast(),
+                    iov_len: payload,
+                };
+                echo.len = payload;
+                echo.hdr.msg_name = self.ring.ptr(bid, OUT_HEADER).cast();
+                echo.hdr.msg_namelen = name_len as libc::socklen_t;
+                echo.hdr.msg_iov = &raw mut echo.iov;
+                echo.hdr.msg_iovlen = 1;
+                Some(
+                    opcode::SendMsg::new(Fd(self.socket.as_raw_fd()), &raw const echo.hdr)
+                        .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
+                        .build()
+                        .user_data(user_data(Op::UdpSend, self.index, u32::from(bid))),
+                )
+            }
+            Verdict::Drop(reason) => {
+                self.ring.recycle(bid);
+                counters.dropped(reason);
+                tracing::debug!(%source, len, %reason, "datagram dropped");
+                None
+            }
+        }
+    }
+
+    /// An echo of buffer `bid` completed with `res`.
+    pub(crate) fn on_sent(&mut self, bid: u16, res: i32, counters: &mut DatagramCounters) {
+        let len = self.echoes[usize::from(bid) % self.echoes.len()].len;
+        if res >= 0 {
+            counters.echoed(len);
+        } else {
+            let errno = -res;
+            let reason = if matches!(errno, libc::EAGAIN | libc::ENOBUFS) {
+                DropReason::SendFull
+            } else {
+                DropReason::SendFailed
+            };
+            counters.dropped(reason);
+            tracing::debug!(addr = %self.addr, len, %reason, "datagram echo failed");
+        }
+        self.ring.recycle(bid);
+    }
+}
+
+/// The address in a `sockaddr` the kernel wrote (IPv4 or IPv6 only).
+fn sockaddr(raw: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(u16::from_ne_bytes(raw.get(0..2)?.try_into().ok()?));
+    let port = u16::from_be_bytes(raw.get(2..4)?.try_into().ok()?);
+    if family == libc::AF_INET {
+        let ip: [u8; 4] = raw.get(4..8)?.try_into().ok()?;
+        Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
+    } else if family == libc::AF_INET6 {
+        let flow = u32::from_ne_bytes(raw.get(4..8)?.try_into().ok()?);
+        let ip: [u8; 16] = raw.get(8..24)?.try_into().ok()?;
+        let scope = u32::from_ne_bytes(raw.get(24..28)?.try_into().ok()?);
+        Some(SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(ip),
+            port,
+            flow,
+            scope,
+        )))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddr_bytes_of_both_families_become_addresses() {
+        let v4: SocketAddr = "127.0.0.1:7007".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        for addr in [v4, v6] {
+            let raw = socket2::SockAddr::from(addr);
+            // SAFETY: `as_ptr` points at `len` initialised bytes of the address.
+            #[allow(unsafe_code)]
+            let bytes = unsafe {
+                std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), raw.len() as usize)
+            };
+            assert_eq!(sockaddr(bytes), Some(addr));
+        }
+        assert_eq!(sockaddr(&[0u8; 4]), None);
+    }
+}

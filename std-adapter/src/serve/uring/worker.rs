@@ -1,0 +1,549 @@
+//! One io_uring worker: a ring, its listeners, UDP sockets and connections.
+//!
+//! Per turn the loop:
+//!
+//! 1. publishes recycled receive buffers, submits everything queued and
+//!    waits for at least one completion, in **one** `io_uring_enter` (with
+//!    the earliest deadline as its timeout: timer heap, paused listeners,
+//!    grace period; or no wait at all if work was left over);
+//! 2. files every completion of the batch: accepted sockets, received
+//!    buffers, send progress, datagrams;
+//! 3. drives each connection that had completions once (so a batch's
+//!    buffers are echoed together), then the run queue, then due timers;
+//! 4. queues one send per connection for everything it has to send, and
+//!    publishes its counters.
+//!
+//! Every connection runs through the core's `Pump`, as on epoll. Fairness:
+//! a connection reads at most [`BUDGET`] bytes per drive and yields to the
+//! run queue; it holds at most [`RX_CAP`] bytes of received buffers before
+//! its receive is cancelled (TCP flow control then slows the peer) and
+//! re-armed once the session has taken them. When the shared buffer ring
+//! runs dry, receives that ended with `ENOBUFS` are re-armed in turn as
+//! buffers come back.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration as StdDuration;
+
+use io_uring::squeue::Entry as Sqe;
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{CompletionQueue, SubmissionQueue, Submitter, cqueue, opcode};
+use ricochet_core::{Duration, Instant, SessionConfig, Teardown};
+use slab::Slab;
+
+use super::super::stats::Counters;
+use super::super::timer::Timers;
+use super::super::worker::Throttles;
+use super::super::{Phase, Shared, SpawnError, WorkerSockets};
+use super::accept::Listener;
+use super::bufs::{BufRing, TxPool};
+use super::conn::Conn;
+use super::ring::{self, Op, user_data};
+use super::udp::UdpEndpoint;
+
+/// Provided receive buffers per worker (a power of two).
+const RX_BUFS: u16 = 1024;
+/// Bytes per provided receive buffer.
+const RX_BUF_SIZE: usize = 4096;
+/// Buffer group of the stream receive buffers (UDP sockets use 1, 2...).
+const STREAM_BGID: u16 = 0;
+/// Received bytes a connection may hold before its receive is paused.
+pub(super) const RX_CAP: usize = 64 * 1024;
+/// Received buffers a connection may hold before its receive is paused
+/// (1-byte segments must not take the shared buffers by the thousand).
+pub(super) const RX_CAP_BUFFERS: usize = 16;
+/// Buffers that must be free before a receive waiting for buffers is re-armed.
+pub(super) const REARM_MIN_FREE: usize = 8;
+/// Spare send buffers kept per worker.
+const TX_SPARE: usize = 256;
+/// How long the worker waits for the kernel to give back cancelled requests at exit.
+const EXIT_DRAIN: StdDuration = StdDuration::from_secs(2);
+
+/// Prepares one worker: its waker now, its ring on its own thread.
+pub(crate) fn starter(
+    sockets: WorkerSockets,
+    waker_fd: OwnedFd,
+    ready: std::sync::mpsc::Sender<Result<(), SpawnError>>,
+) -> super::super::Starter {
+    Box::new(move |shared: Arc<Shared>| {
+        let mut ring = match ring::build() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ready.send(Err(SpawnError::EventLoop(e)));
+                return Ok(());
+            }
+        };
+        let (result, leftovers) = serve(&mut ring, sockets, waker_fd, &ready, shared);
+        // The ring goes first: the buffers it used are freed after it.
+        drop(ring);
+        if let Some(leftovers) = leftovers {
+            // Requests the kernel never gave back may still write into these.
+            std::mem::forget(leftovers);
+        }
+        result
+    })
+}
+
+/// Buffers the kernel may still use if some request never came back.
+type Leftovers = (BufRing, Vec<UdpEndpoint>);
+
+/// Sets up and runs a worker on `ring`; returns its result and, if
+/// requests are still in flight, the buffers that must outlive the ring.
+fn serve(
+    ring: &mut io_uring::IoUring,
+    sockets: WorkerSockets,
+    waker_fd: OwnedFd,
+    ready: &std::sync::mpsc::Sender<Result<(), SpawnError>>,
+    shared: Arc<Shared>,
+) -> (io::Result<()>, Option<Leftovers>) {
+    let bufs = match BufRing::new(RX_BUFS, RX_BUF_SIZE, STREAM_BGID) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(SpawnError::EventLoop(e)));
+            return (Ok(()), None);
+        }
+    };
+    let (mut submitter, sq, cq) = ring.split();
+    // Optional: saves a descriptor lookup per enter.
+    let _ = submitter.register_ring_fd();
+    let mut udp = Vec::new();
+    let setup = (|| -> io::Result<()> {
+        bufs.register(&submitter)?;
+        for (i, u) in sockets.udp.into_iter().enumerate() {
+            let e = UdpEndpoint::new(u, i as u32, STREAM_BGID + 1 + i as u16)?;
+            e.register(&submitter)?;
+            udp.push(e);
+        }
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        let _ = ready.send(Err(SpawnError::EventLoop(e)));
+        return (Ok(()), None);
+    }
+    let listeners = sockets
+        .listeners
+        .into_iter()
+        .map(|(endpoint, socket)| Listener::new(endpoint, socket))
+        .collect();
+    let mut worker = Worker {
+        index: sockets.index,
+        session_config: shared.settings.session,
+        buffer_size: shared.settings.buffer_size,
+        clock: shared.clock,
+        shared,
+        submitter,
+        sq,
+        cq,
+        bufs,
+        pool: TxPool::new(TX_SPARE),
+        listeners,
+        udp,
+        conns: Slab::new(),
+        timers: Timers::default(),
+        run_queue: VecDeque::new(),
+        counters: Counters::default(),
+        next_generation: 0,
+        throttles: Throttles::new(),
+        grace_deadline: None,
+        inflight: 0,
+        ready: Vec::new(),
+        dirty: Vec::new(),
+        unconfirmed: Vec::new(),
+        buf_waiters: VecDeque::new(),
+        cqes: Vec::with_capacity(1024),
+        waker: waker_fd,
+        wake_buf: Box::new([0u8; 8]),
+        wake_armed: false,
+    };
+    let _ = ready.send(Ok(()));
+    let result = worker.run();
+    worker.release_all();
+    worker.publish();
+    let clean = worker.drain_ring();
+    let Worker { bufs, udp, .. } = worker;
+    (result, (!clean).then_some((bufs, udp)))
+}
+
+/// A running io_uring worker.
+pub(super) struct Worker<'r> {
+    pub(super) index: usize,
+    pub(super) shared: Arc<Shared>,
+    pub(super) clock: crate::clock::Clock,
+    pub(super) session_config: SessionConfig,
+    pub(super) buffer_size: usize,
+    pub(super) submitter: Submitter<'r>,
+    pub(super) sq: SubmissionQueue<'r>,
+    pub(super) cq: CompletionQueue<'r>,
+    pub(super) bufs: BufRing,
+    pub(super) pool: TxPool,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) udp: Vec<UdpEndpoint>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) timers: Timers,
+    pub(super) run_queue: VecDeque<(usize, u32)>,
+    pub(super) counters: Counters,
+    pub(super) next_generation: u32,
+    pub(super) throttles: Throttles,
+    pub(super) grace_deadline: Option<Instant>,
+    /// Requests submitted (or queued) whose last completion has not come.
+    pub(super) inflight: usize,
+    /// Connections with completions in this batch (drive once each).
+    pub(super) ready: Vec<usize>,
+    /// Connections with bytes to submit at the end of the turn.
+    pub(super) dirty: Vec<usize>,
+    /// Connections whose send was submitted and is confirmed after the next enter.
+    pub(super) unconfirmed: Vec<usize>,
+    /// Connections whose receive waits for free buffers, in turn.
+    pub(super) buf_waiters: VecDeque<(usize, u32)>,
+    pub(super) cqes: Vec<(u64, i32, u32)>,
+    pub(super) waker: OwnedFd,
+    pub(super) wake_buf: Box<[u8; 8]>,
+    pub(super) wake_armed: bool,
+}
+
+impl Worker<'_> {
+    fn run(&mut self) -> io::Result<()> {
+        let now = self.clock.now();
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i);
+        }
+        for i in 0..self.udp.len() {
+            self.arm_udp(i);
+        }
+        self.arm_wake();
+        let _ = now;
+        loop {
+            self.enter()?;
+            let now = self.clock.now();
+            match self.shared.phase() {
+                Phase::Running => {}
+                Phase::Draining => {
+                    if self.grace_deadline.is_none() {
+                        self.begin_drain(now);
+                    }
+                }
+                Phase::Abort => return Ok(()),
+            }
+            // Fresh head: did the kernel take every queued request?
+            self.sq.sync();
+            let submitted_all = self.sq.is_empty();
+            self.reap(now);
+            if submitted_all {
+                self.confirm_sends();
+            }
+            self.drive_ready(now);
+            self.serve_leftovers(now);
+            self.fire_timers(now);
+            self.flush_sends();
+            self.publish();
+            if let Some(deadline) = self.grace_deadline {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if now >= deadline {
+                    self.reset_remaining(now);
+                    self.flush_sends();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        self.shared.stats.worker(self.index).publish(&self.counters);
+    }
+
+    /// Queues a request whose last completion will come; if the
+    /// submission queue is full, submits first.
+    pub(super) fn push(&mut self, sqe: &Sqe) {
+        self.inflight += 1;
+        self.push_uncounted(sqe);
+    }
+
+    /// Queues a request that may complete without a completion (a send
+    /// with `SKIP_SUCCESS`, resolved inside the enter that submits it).
+    pub(super) fn push_uncounted(&mut self, sqe: &Sqe) {
+        loop {
+            // SAFETY (of the request): every pointer a request carries
+            // points into memory this worker owns and keeps until the
+            // request's last completion (connection send buffers, provided
+            // buffers, UDP headers, the wake buffer) or until the ring is
+            // gone (see `drain_ring`).
+            #[allow(unsafe_code)]
+            // SAFETY: see above.
+            let pushed = unsafe { self.sq.push(sqe) };
+            if pushed.is_ok() {
+                return;
+            }
+            self.sq.sync();
+            if let Err(e) = self.submitter.submit() {
+                tracing::debug!(error = %e, "io_uring submit with a full queue");
+            }
+            self.sq.sync();
+        }
+    }
+
+    /// Submits and waits: one `io_uring_enter` per turn.
+    fn enter(&mut self) -> io::Result<()> {
+        self.bufs.publish();
+        for u in &mut self.udp {
+            u.publish();
+        }
+        self.sq.sync();
+        let busy = !self.run_queue.is_empty() || self.rearm_possible();
+        let timeout = if busy {
+            Some(StdDuration::ZERO)
+        } else {
+            let next = self
+                .listeners
+                .iter()
+                .filter_map(|l| l.paused_until)
+                .chain(self.grace_deadline)
+                .fold(self.timers.next_deadline(), |a, b| {
+                    ricochet_core::time::earliest(a, Some(b))
+                });
+            next.map(|t| StdDuration::from(t.saturating_since(self.clock.now())))
+        };
+        let result = match timeout {
+            Some(t) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.submitter.submit_with_args(1, &args)
+            }
+            None => self.submitter.submit_and_wait(1),
+        };
+        if let Err(e) = result {
+            match e.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
+                _ => return Err(e),
+            }
+        }
+        self.cq.sync();
+        Ok(())
+    }
+
+    /// Whether buffers came back for a receive waiting for them.
+    fn rearm_possible(&self) -> bool {
+        !self.buf_waiters.is_empty() && self.bufs.available() >= REARM_MIN_FREE
+    }
+
+    /// Files every completion of the batch.
+    fn reap(&mut self, now: Instant) {
+        // Re-arm receives that waited for buffers, before new completions take them.
+        self.grant_buffers();
+        let mut cqes = std::mem::take(&mut self.cqes);
+        loop {
+            cqes.clear();
+            cqes.extend((&mut self.cq).map(|c| (c.user_data(), c.result(), c.flags())));
+            if cqes.is_empty() {
+                break;
+            }
+            for &(ud, res, flags) in &cqes {
+                self.complete(ud, res, flags, now);
+            }
+            self.cq.sync();
+        }
+        self.cqes = cqes;
+    }
+
+    fn complete(&mut self, ud: u64, res: i32, flags: u32, now: Instant) {
+        let Some((op, a, b)) = ring::decode(ud) else {
+            return;
+        };
+        let last = !cqueue::more(flags);
+        if last && op != Op::Send {
+            // (Sends are not counted: most post no completion.)
+            self.inflight = self.inflight.saturating_sub(1);
+        }
+        match op {
+            Op::Recv => self.on_recv(a as usize, res, flags, last),
+            Op::Send => self.on_send(a as usize, res),
+            Op::Accept => self.on_accept(a as usize, res, last, now),
+            Op::UdpRecv => {
+                let i = a as usize;
+                if let Some(u) = self.udp.get_mut(i) {
+                    let echo = u.on_recv(res, flags, last, now, &mut self.counters.udp);
+                    if let Some(sqe) = echo {
+                        self.push(&sqe);
+                    }
+                    if last {
+                        self.arm_udp(i);
+                    }
+                }
+            }
+            Op::UdpSend => {
+                if let Some(u) = self.udp.get_mut(a as usize) {
+                    u.on_sent(b as u16, res, &mut self.counters.udp);
+                }
+                // A receive that ran out of buffers resumes now that one is back.
+                self.arm_udp(a as usize);
+            }
+            Op::SendPoll => self.on_send_poll(a as usize),
+            Op::Wake => {
+                self.wake_armed = false;
+                self.arm_wake();
+            }
+            Op::Cancel => {}
+        }
+    }
+
+    /// Serves the run queue and resumes paused listeners.
+    fn serve_leftovers(&mut self, now: Instant) {
+        for _ in 0..self.run_queue.len() {
+            let Some((key, generation)) = self.run_queue.pop_front() else {
+                break;
+            };
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.generation == generation => {
+                    conn.queued = false;
+                    self.drive(key, now);
+                }
+                _ => {}
+            }
+        }
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].paused_until.is_some_and(|t| t <= now) {
+                self.listeners[i].paused_until = None;
+                self.arm_accept(i);
+            }
+        }
+    }
+
+    /// Starts the graceful shutdown: stop accepting and receiving
+    /// datagrams, close every session.
+    fn begin_drain(&mut self, now: Instant) {
+        let grace: Duration = self.shared.settings.grace.into();
+        self.grace_deadline = Some(now + grace);
+        for i in 0..self.listeners.len() {
+            let l = &mut self.listeners[i];
+            if l.armed {
+                let sqe = opcode::AsyncCancel::new(user_data(Op::Accept, i as u32, 0))
+                    .build()
+                    .user_data(user_data(Op::Cancel, 0, 0));
+                self.push(&sqe);
+            } else {
+                l.socket = None;
+            }
+        }
+        for i in 0..self.udp.len() {
+            if let Some(sqe) = self.udp[i].stop() {
+                self.push(&sqe);
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.releasing.is_none()
+            {
+                conn.pump.close(now);
+                self.drive(key, now);
+            }
+        }
+        tracing::debug!(worker = self.index, open = self.conns.len(), "draining");
+    }
+
+    /// The grace period is over: reset what is still echoing, release what lingers.
+    fn reset_remaining(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let before = self.counters.tcp.aborted.local + self.counters.unix.aborted.local;
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.releasing.is_none()
+            {
+                conn.pump.abort(now);
+                self.drive(key, now);
+            }
+        }
+        let reset = self.counters.tcp.aborted.local + self.counters.unix.aborted.local - before;
+        if reset > 0 {
+            tracing::warn!(
+                worker = self.index,
+                connections = reset,
+                "grace period over: connections reset"
+            );
+        }
+    }
+
+    /// Worker exit: sessions still echoing are reset.
+    fn release_all(&mut self) {
+        for (_, conn) in self.conns.iter_mut() {
+            if conn.releasing.is_none() && !conn.pump.is_finishing() {
+                conn.io.socket.set_reset_on_close();
+            }
+            conn.releasing.get_or_insert(Teardown::Reset);
+        }
+    }
+
+    /// Cancels every request and waits (bounded) until the kernel gave each
+    /// back; then the sockets close. Returns whether nothing is left in flight.
+    fn drain_ring(&mut self) -> bool {
+        let sqe = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(user_data(Op::Cancel, 0, 0));
+        self.push(&sqe);
+        let start = std::time::Instant::now();
+        while self.inflight > 0 && start.elapsed() < EXIT_DRAIN {
+            self.sq.sync();
+            let ts = Timespec::from(StdDuration::from_millis(50));
+            let args = SubmitArgs::new().timespec(&ts);
+            if let Err(e) = self.submitter.submit_with_args(1, &args)
+                && !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                )
+            {
+                break;
+            }
+            self.cq.sync();
+            let cqes: Vec<(u64, u32)> =
+                (&mut self.cq).map(|c| (c.user_data(), c.flags())).collect();
+            for (ud, flags) in cqes {
+                let send = matches!(ring::decode(ud), Some((Op::Send, ..)));
+                if !cqueue::more(flags) && !send {
+                    self.inflight = self.inflight.saturating_sub(1);
+                }
+                if let Some((Op::SendPoll, a, _)) = ring::decode(ud)
+                    && let Some(conn) = self.conns.get_mut(a as usize)
+                {
+                    conn.io.tx_poll = false;
+                }
+            }
+            self.cq.sync();
+        }
+        let clean = self.inflight == 0;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(mut conn) = self.conns.try_remove(key) {
+                if clean {
+                    conn.io.drop_send_buffer(&mut self.pool);
+                } else {
+                    // A send may still read it.
+                    std::mem::forget(conn.io.take_send_buffer());
+                }
+                self.shared.stats.open().fetch_sub(1, Relaxed);
+            }
+        }
+        self.listeners.clear();
+        clean
+    }
+
+    fn arm_wake(&mut self) {
+        if self.wake_armed {
+            return;
+        }
+        self.wake_armed = true;
+        let sqe = opcode::Read::new(Fd(self.waker.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(user_data(Op::Wake, 0, 0));
+        self.push(&sqe);
+    }
+
+    fn arm_udp(&mut self, i: usize) {
+        if let Some(sqe) = self.udp.get_mut(i).and_then(UdpEndpoint::arm) {
+            self.push(&sqe);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `--io auto|uring|epoll`: which backend runs, and the fallback when the
+//! kernel refuses io_uring.
+//!
+//! The refusal is real, without root: the server child installs a seccomp
+//! filter (after `PR_SET_NO_NEW_PRIVS`, which any process may) that makes
+//! `io_uring_setup` fail with `EPERM`, the way container runtimes' default
+//! profiles do; or kills the process if it is ever called, to prove that
+//! `--io epoll` never tries io_uring.
+#![cfg(target_os = "linux")]
+#![allow(unsafe_code)]
+
+mod serve_support;
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use serve_support::{IO_TIMEOUT, Proc, round_trip};
+
+/// What the filter does to `io_uring_setup`.
+#[derive(Clone, Copy)]
+enum Refuse {
+    /// Fails with `EPERM`.
+    Eperm,
+    /// Kills the process.
+    Kill,
+}
+
+/// `ricochet serve ARGS` with `io_uring_setup` refused by seccomp (and
+/// `RICOCHET_IO` unset, so only ARGS choose).
+fn serve_refused(refuse: Refuse, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.arg("serve").args(args).env_remove("RICOCHET_IO");
+    let action = match refuse {
+        Refuse::Eperm => libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA),
+        Refuse::Kill => libc::SECCOMP_RET_KILL_PROCESS,
+    };
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes two `prctl` calls on data it owns (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || install_filter(action));
+    }
+    Proc::spawn(cmd)
+}
+
+/// A seccomp filter: `action` for `io_uring_setup`, allow everything else.
+fn install_filter(action: u32) -> std::io::Result<()> {
+    let nr = libc::SYS_io_uring_setup as u32;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let filter = [
+        // A = seccomp_data.nr
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        // if A == io_uring_setup: next, else skip one
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: nr,
+        },
+        stmt(libc::BPF_RET | libc::BPF_K, action),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: plain prctl calls; `prog` and `filter` outlive them (the
+    // kernel copies the program).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const prog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn echo_once(p: &Proc) {
+    let found = p.listening(1);
+    let mut s = TcpStream::connect(found[0].1.as_str()).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    round_trip(&mut s, b"still served\n");
+}
+
+#[test]
+fn io_auto_falls_back_to_epoll_with_the_reason_when_seccomp_refuses_io_uring() {
+    let mut p = serve_refused(Refuse::Eperm, &["--tcp", "127.0.0.1:0", "--io", "auto"]);
+    let why = p.wait_stderr("io_uring is not available", IO_TIMEOUT);
+    assert!(
+        why.contains("seccomp") && why.contains("epoll"),
+        "the fallback line should name the likely cause and the backend: {why}"
+    );
+    let serving = p.wait_stderr("serving", IO_TIMEOUT);
+    assert!(serving.contains("io=epoll"), "{serving}");
+    echo_once(&p);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+#[test]
+fn io_uring_asked_for_and_refused_exits_1_naming_the_cause_and_the_fix() {
+    let mut p = serve_refused(Refuse::Eperm, &["--tcp", "127.0.0.1:0", "--io", "uring"]);
+    let status = p.wait_exit(IO_TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{}", p.drain_stderr());
+    let err = p.drain_stderr();
+    assert!(
+        err.contains("io_uring is not available") && err.contains("--io epoll"),
+        "{err}"
+    );
+}
+
+#[test]
+fn io_epoll_never_calls_io_uring_setup() {
+    // The filter kills the process on the first io_uring_setup.
+    let mut p = serve_refused(Refuse::Kill, &["--tcp", "127.0.0.1:0", "--io", "epoll"]);
+    let serving = p.wait_stderr("serving", IO_TIMEOUT);
+    assert!(serving.contains("io=epoll"), "{serving}");
+    echo_once(&p);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+#[test]
+fn io_environment_variable_chooses_the_backend_like_the_flag() {
+    for (env, want) in [("epoll", "io=epoll"), ("uring", "io=uring")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+        cmd.args(["serve", "--tcp", "127.0.0.1:0"])
+            .env("RICOCHET_IO", env);
+        let mut p = Proc::spawn(cmd);
+        let serving = p.wait_stderr("serving", IO_TIMEOUT);
+        assert!(serving.contains(want), "RICOCHET_IO={env}: {serving}");
+        echo_once(&p);
+        p.signal("TERM");
+        assert!(p.wait_exit(IO_TIMEOUT).success());
+    }
+}
+
+#[test]
+fn io_uring_library_server_reports_its_backend() {
+    let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        io: ricochet::serve::IoBackend::Uring,
+        ..ricochet::serve::ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("io_uring works on this kernel (Linux >= 6.0, no seccomp filter)");
+    assert_eq!(handle.io(), ricochet::serve::IoBackend::Uring);
+    let mut s = serve_support::connect(handle.tcp_addr().unwrap());
+    round_trip(&mut s, &serve_support::payload(3, 10_000));
+    drop(s);
+    handle.shutdown();
+    handle.join().expect("join");
+}

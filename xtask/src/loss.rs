@@ -1,0 +1,326 @@
+//! `cargo xtask loss [--io uring|epoll|both]`: `ricochet serve` under real
+//! kernel packet loss, verified by `ricochet probe`.
+//!
+//! A network namespace of its own (created here, deleted on the way out,
+//! whatever happens), with its loopback up and an nftables rule on the
+//! input hook that drops N % of every packet it receives (`numgen random
+//! mod 100 < N drop`; `tc netem` is not available here). Dropping on input
+//! rather than output keeps the loss silent to the sender, as on a wire.
+//! Each packet crosses the hook once, so a UDP round trip is lost with
+//! probability 1 − (1 − N/100)². Server and probe both run inside the
+//! namespace; nothing else sees it. Needs root (namespaces, nftables).
+//!
+//! For each backend and each N in 0, 1, 5, 10: a TCP stream (4 connections
+//! of random 1..4000-byte messages) and TCP ping-pong (10 connections), every
+//! byte verified by the probe; UDP ping-pong, losses counted (corruption
+//! fails). TCP retransmissions come from the namespace's `/proc/net/snmp`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crate::{Ctx, have, run};
+
+/// Loss levels, percent of packets dropped at the input hook.
+const LEVELS: &[u32] = &[0, 1, 5, 10];
+
+/// A network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let name = format!("ricochet-loss-{}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        let ns = Netns(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn exec(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+
+    /// Replaces the ruleset: drop `pct` % of received packets (none at 0).
+    fn set_loss(&self, pct: u32) -> Result<(), String> {
+        let rules = if pct == 0 {
+            "flush ruleset\n".to_owned()
+        } else {
+            format!(
+                "flush ruleset\ntable inet lossy {{\n chain in {{\n  type filter hook input priority 0; policy accept;\n  numgen random mod 100 < {pct} drop\n }}\n}}\n"
+            )
+        };
+        let mut child = self
+            .exec("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("nft: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(rules.as_bytes())
+                .map_err(|e| format!("nft: {e}"))?;
+        }
+        let status = child.wait().map_err(|e| format!("nft: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("nft refused the rules:\n{rules}"))
+        }
+    }
+
+    /// TCP segments retransmitted in the namespace so far.
+    fn retransmitted(&self) -> u64 {
+        let out = self.exec("cat").arg("/proc/net/snmp").output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let text = text.unwrap_or_default();
+        let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+        let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+            return 0;
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "RetransSegs")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {} (network namespaces need root)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The server inside the namespace, killed by PID on drop.
+struct Server {
+    child: Child,
+    tcp: String,
+    udp: String,
+}
+
+impl Server {
+    fn start(ns: &Netns, bin: &Path, io: &str) -> Result<Server, String> {
+        let mut child = ns
+            .exec(&bin.to_string_lossy())
+            .args([
+                "serve",
+                "--io",
+                io,
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--udp-rate",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("ricochet serve: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut tcp, mut udp) = (None, None);
+        while tcp.is_none() || udp.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the server exited before listening".into());
+            };
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["listening", "tcp", a] => tcp = Some(a.to_string()),
+                ["listening", "udp", a] => udp = Some(a.to_string()),
+                _ => {}
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server {
+            child,
+            tcp: tcp.unwrap_or_default(),
+            udp: udp.unwrap_or_default(),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_num(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().ok()
+}
+
+/// Runs `ricochet probe TARGET ARGS --json` in the namespace (bounded by
+/// `timeout 600`); returns its JSON line and whether it passed.
+fn probe(ns: &Netns, bin: &Path, target: &str, args: &[&str]) -> Result<(String, bool), String> {
+    let out = ns
+        .exec("timeout")
+        .arg("600")
+        .arg(bin)
+        .arg("probe")
+        .arg(target)
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ricochet probe: {e}"))?;
+    let json = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let ok = out.status.success() && json.contains("\"ok\":true");
+    Ok((json, ok))
+}
+
+pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let backends: Vec<&str> = match args {
+        [] => vec!["epoll", "uring"],
+        [flag, io] if flag == "--io" && io == "both" => vec!["epoll", "uring"],
+        [flag, io] if flag == "--io" && (io == "uring" || io == "epoll") => vec![io.as_str()],
+        _ => return Err("usage: cargo xtask loss [--io uring|epoll|both]".into()),
+    };
+    if !have("nft") {
+        run(&ctx.root, "apt-get", &["update", "-qq"], &[])?;
+        run(
+            &ctx.root,
+            "apt-get",
+            &[
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "nftables",
+            ],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
+    }
+    run(
+        &ctx.root,
+        "cargo",
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
+    let bin = ctx.root.join("target/release/ricochet");
+    let ns = Netns::create()?;
+    println!(
+        "| backend | loss per packet | TCP stream bytes verified | stream time | stream MB/s | TCP ping-pong verified | ping-pong p99 | TCP segments retransmitted | UDP round trips lost (expected) | UDP corrupt | result |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut failed = false;
+    for io in &backends {
+        for &pct in LEVELS {
+            ns.set_loss(pct)?;
+            let server = Server::start(&ns, &bin, io)?;
+            let retrans_before = ns.retransmitted();
+            let tcp = format!("tcp://{}", server.tcp);
+            let started = Instant::now();
+            let (stream, stream_ok) = probe(
+                &ns,
+                &bin,
+                &tcp,
+                &[
+                    "-c",
+                    "4",
+                    "-p",
+                    "stream",
+                    "-s",
+                    "1-4000",
+                    "-n",
+                    "1500",
+                    "--timeout",
+                    "60s",
+                ],
+            )?;
+            let stream_secs = started.elapsed().as_secs_f64();
+            let (pp, pp_ok) = probe(
+                &ns,
+                &bin,
+                &tcp,
+                &["-c", "10", "-n", "200", "-s", "64", "--timeout", "60s"],
+            )?;
+            let retrans = ns.retransmitted().saturating_sub(retrans_before);
+            let udp_target = format!("udp://{}", server.udp);
+            let (udp, udp_ran) = probe(
+                &ns,
+                &bin,
+                &udp_target,
+                &[
+                    "-n",
+                    "2000",
+                    "--rate",
+                    "2000",
+                    "--timeout",
+                    "1s",
+                    "--max-loss",
+                    "100",
+                ],
+            )?;
+            drop(server);
+            let dgrams = udp.find("\"datagrams\"").map_or("", |i| &udp[i..]);
+            let sent = json_num(dgrams, "sent").unwrap_or(0.0);
+            let lost = json_num(dgrams, "lost").unwrap_or(0.0);
+            let corrupt = json_num(dgrams, "corrupt").unwrap_or(0.0);
+            let p = f64::from(pct) / 100.0;
+            let expected = 1.0 - (1.0 - p) * (1.0 - p);
+            let stream_bytes = json_num(&stream, "bytes_verified").unwrap_or(0.0);
+            let stream_sent = json_num(&stream, "bytes_sent").unwrap_or(-1.0);
+            let pp_bytes = json_num(&pp, "bytes_verified").unwrap_or(0.0);
+            let p99 = pp
+                .find("\"latency_us\"")
+                .and_then(|i| json_num(&pp[i..], "p99"))
+                .unwrap_or(f64::NAN);
+            let ok = stream_ok && pp_ok && udp_ran && corrupt == 0.0 && stream_bytes == stream_sent;
+            failed |= !ok;
+            println!(
+                "| {io} | {pct} % | {stream_bytes:.0} of {stream_sent:.0} | {stream_secs:.2} s | {:.2} | {pp_bytes:.0} B | {p99:.0} µs | {retrans} | {:.2} % of {sent:.0} ({:.2} %) | {corrupt:.0} | {} |",
+                stream_bytes / stream_secs / 1e6,
+                if sent > 0.0 {
+                    lost / sent * 100.0
+                } else {
+                    f64::NAN
+                },
+                expected * 100.0,
+                if ok { "ok" } else { "FAILED" }
+            );
+            if !ok {
+                eprintln!(
+                    "xtask loss: {io} at {pct} %: stream {stream}\nping-pong {pp}\nudp {udp}"
+                );
+            }
+        }
+    }
+    drop(ns);
+    if failed {
+        Err("a run under loss failed (see the table and the probe output above)".into())
+    } else {
+        Ok(())
+    }
+}

@@ -10,6 +10,15 @@ use std::time::Duration;
 use serve_support::{Proc, output_within};
 use tls_support::{Client, Pki, client_config};
 
+/// `ricochet serve ARGS` with TLS listeners: the I/O backend is left to
+/// `auto` (TLS runs on the epoll workers; `--io uring` with TLS is refused,
+/// see `serve_io.rs`), whatever `RICOCHET_IO` the suite runs with.
+fn serve_tls(args: &[&str]) -> Proc {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.arg("serve").args(args).env_remove("RICOCHET_IO");
+    Proc::spawn(cmd)
+}
+
 fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
@@ -26,7 +35,7 @@ fn echo_over_tls(addr: &str, pki: &Pki) {
 #[test]
 fn cli_tls_cert_without_tls_addresses_makes_the_tcp_listener_tls() {
     let pki = Pki::new();
-    let mut p = Proc::serve(&[
+    let mut p = serve_tls(&[
         "--tcp",
         "127.0.0.1:0",
         "--udp",
@@ -48,7 +57,7 @@ fn cli_tls_cert_without_tls_addresses_makes_the_tcp_listener_tls() {
 #[test]
 fn cli_tls_addresses_serve_tls_beside_plain_tcp() {
     let pki = Pki::new();
-    let mut p = Proc::serve(&[
+    let mut p = serve_tls(&[
         "--tcp",
         "127.0.0.1:0",
         "--tls",
@@ -79,7 +88,7 @@ fn cli_tls_addresses_serve_tls_beside_plain_tcp() {
 #[test]
 fn cli_tls_only_listener_takes_no_default_endpoints_and_allows_lines() {
     let pki = Pki::new();
-    let mut p = Proc::serve(&[
+    let mut p = serve_tls(&[
         "--tls",
         "127.0.0.1:0",
         "--tls-cert",

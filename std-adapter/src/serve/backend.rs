@@ -114,7 +114,9 @@ mod tests {
         assert_eq!(choose(IoBackend::Auto, true).ok(), Some(IoBackend::Epoll));
         assert_eq!(choose(IoBackend::Epoll, true).ok(), Some(IoBackend::Epoll));
         match choose(IoBackend::Uring, true) {
-            Err(SpawnError::IoUring { reason }) => assert!(reason.contains("--io epoll"), "{reason}"),
+            Err(SpawnError::IoUring { reason }) => {
+                assert!(reason.contains("--io epoll"), "{reason}")
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
     }

@@ -394,7 +394,13 @@ impl Worker {
             log_handshake(conn, outcome, now, &mut self.throttles);
         }
         let refused_tls = conn.stream.is_refused_tls();
-        log_events(&mut conn.pump, &conn.peer, refused_tls, now, &mut self.throttles);
+        log_events(
+            &mut conn.pump,
+            &conn.peer,
+            refused_tls,
+            now,
+            &mut self.throttles,
+        );
         match next {
             Next::Wait { .. } => self.schedule(key),
             Next::Yield => {

@@ -73,7 +73,7 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "nostd",
-        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set; the desktop crate type-checks for macOS and FreeBSD",
+        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set",
         run: stage_nostd,
     },
     Stage {

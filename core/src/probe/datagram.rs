@@ -170,6 +170,7 @@ impl<const M: usize> DatagramProbe<M> {
     /// `out` is smaller than the datagram (the adapter should give
     /// `config.size.max` bytes). If the socket then fails to send it, the
     /// datagram is simply counted lost later, as it would be on the wire.
+    #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         let now = self.advance(now);
         let seq = self.next_seq;
@@ -241,6 +242,7 @@ impl<const M: usize> DatagramProbe<M> {
     }
 
     /// The next loss deadline or paced send.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let loss = (self.oldest..self.next_seq).find_map(|seq| match self.slots[self.index(seq)] {
             Slot::InFlight { seq: s, sent_at } if s == seq => {

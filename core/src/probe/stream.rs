@@ -351,6 +351,7 @@ impl<const M: usize> StreamProbe<M> {
     /// The next instant at which [`handle_timeout`](Self::handle_timeout)
     /// or pacing has work: the response deadline while bytes are
     /// outstanding, or the next paced message's start.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.error.is_some() {
             return None;

@@ -454,7 +454,8 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
         &[],
     )?;
     // The board crates' shared parts have code only the bare-metal targets
-    // compile (the SysTick handler, compact-rt's C symbols); clippy does not lint path dependencies
+    // compile (the SysTick handler, compact-rt's C symbols, all of
+    // ricochet-mps2); clippy does not lint path dependencies
     // from inside a board's workspace, so lint them here for a board target.
     run(
         &ctx.root,
@@ -468,6 +469,8 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
             "ricochet-cortex-m-clock",
             "-p",
             "ricochet-compact-rt",
+            "-p",
+            "ricochet-mps2",
             "--features",
             "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt",
             "--target",

@@ -16,8 +16,9 @@
 //! Every connection runs through the core's `Pump`, as on epoll, and lives
 //! in the same connection table ([`super::super::conns`]: run queue, timer
 //! heap, admission, drain). Fairness: a connection reads at most
-//! [`BUDGET`] bytes per drive and yields to the run queue; it holds at most [`RX_CAP`] bytes of received buffers before
-//! its receive is cancelled (TCP flow control then slows the peer) and
+//! [`BUDGET`](super::super::conns::BUDGET) bytes per drive and yields to
+//! the run queue; it holds at most [`RX_CAP`] bytes of received buffers
+//! before its receive is cancelled (TCP flow control then slows the peer) and
 //! re-armed once the session has taken them. When the shared buffer ring
 //! runs dry, receives that ended with `ENOBUFS` are re-armed in turn as
 //! buffers come back.
@@ -33,8 +34,6 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{CompletionQueue, SubmissionQueue, Submitter, cqueue, opcode};
 use ricochet_core::{Instant, Teardown};
 
-#[cfg(doc)]
-use super::super::conns::BUDGET;
 use super::super::conns::{ConnTable, Driver};
 use super::super::events::Throttles;
 use super::super::stats::Counters;

@@ -125,22 +125,20 @@ impl<C: Tracked> ConnTable<C> {
     }
 
     /// Connection `key`, if there is one.
-    pub(crate) fn get(&self, key: usize) -> Option<&C> {
-        self.rows.get(key).map(|r| &r.conn)
-    }
-
-    /// Connection `key`, if there is one.
     pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut C> {
         self.rows.get_mut(key).map(|r| &mut r.conn)
     }
 
     /// Connection `key` and its generation: with the key, what tells it
     /// from a later connection in the same slot (see [`ConnTable::get_current`]).
+    // Used by the io_uring worker (Linux only) for receives waiting for buffers.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn get_tagged(&mut self, key: usize) -> Option<(&mut C, u32)> {
         self.rows.get_mut(key).map(|r| (&mut r.conn, r.generation))
     }
 
     /// Connection `key` if it is still the one of generation `generation`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn get_current(&mut self, key: usize, generation: u32) -> Option<&mut C> {
         self.rows
             .get_mut(key)

@@ -358,9 +358,9 @@ fn drain_closes_every_live_session_and_the_grace_period_resets_the_rest() {
     assert_eq!(w.driven, vec![idle, echoing], "live ones closed and driven");
     assert!(w.conns.get_mut(idle).unwrap().pump.is_finishing());
     assert!(!w.conns.get_mut(echoing).unwrap().pump.is_finishing());
-    let state = |w: &Worker, k| w.conns.get(k).unwrap().pump.session().state();
+    let state = |w: &mut Worker, k| w.conns.get_mut(k).unwrap().pump.session().state();
     assert_eq!(
-        state(&w, released),
+        state(&mut w, released),
         State::Open,
         "a released one is left alone"
     );
@@ -372,9 +372,9 @@ fn drain_closes_every_live_session_and_the_grace_period_resets_the_rest() {
     assert!(!w.drained(at(2)));
     assert!(w.drained(end));
     assert_eq!(w.counters.tcp.aborted.local, 1, "the echoing one was reset");
-    assert!(w.conns.get(echoing).is_none());
-    assert!(w.conns.get(idle).is_none(), "its linger was cut short");
-    assert_eq!(state(&w, released), State::Open, "left to its backend");
+    assert!(w.conns.get_mut(echoing).is_none());
+    assert!(w.conns.get_mut(idle).is_none(), "its linger was cut short");
+    assert_eq!(state(&mut w, released), State::Open, "left to its backend");
     assert_eq!(w.open_gauge(), 1);
     w.conns.release_all(drop);
     assert!(w.conns.is_empty());
@@ -394,8 +394,8 @@ fn worker_exit_resets_only_live_sessions_still_running() {
     w.drive(finishing, at(0));
     w.conns.get_mut(released).unwrap().live = false;
     w.conns.reset_unfinished();
-    let reset = |w: &Worker, k| w.conns.get(k).unwrap().reset_on_close.get();
-    assert!(reset(&w, running));
-    assert!(!reset(&w, finishing));
-    assert!(!reset(&w, released));
+    let reset = |w: &mut Worker, k| w.conns.get_mut(k).unwrap().reset_on_close.get();
+    assert!(reset(&mut w, running));
+    assert!(!reset(&mut w, finishing));
+    assert!(!reset(&mut w, released));
 }

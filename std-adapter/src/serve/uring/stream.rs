@@ -329,7 +329,7 @@ impl Worker<'_> {
 
     /// Frees a released connection's slot once none of its requests is in flight.
     pub(super) fn try_free(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.releasing.is_none()

@@ -192,14 +192,8 @@ impl Worker {
         {
             return Some(StdDuration::ZERO);
         }
-        let next = self
-            .listeners
-            .iter()
-            .filter_map(|l| l.paused_until)
-            .fold(self.conns.next_deadline(), |a, b| {
-                ricochet_core::time::earliest(a, Some(b))
-            });
-        next.map(|t| t.saturating_since(self.clock.now()).into())
+        let paused = self.listeners.iter().filter_map(|l| l.paused_until);
+        self.conns.wait_limit(paused, self.clock.now())
     }
 
     fn handle_event(&mut self, event: &mio::event::Event, now: Instant) {

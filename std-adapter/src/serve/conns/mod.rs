@@ -172,6 +172,21 @@ impl<C: Tracked> ConnTable<C> {
         ricochet_core::time::earliest(self.timers.next_deadline(), self.grace_deadline)
     }
 
+    /// How long the worker may wait for events at `now` (when it has no
+    /// work left over): until [`ConnTable::next_deadline`] or the earliest
+    /// of `others` (the backend's own deadlines: paused listeners). `None`:
+    /// no deadline at all.
+    pub(crate) fn wait_limit(
+        &self,
+        others: impl IntoIterator<Item = Instant>,
+        now: Instant,
+    ) -> Option<std::time::Duration> {
+        let next = others.into_iter().fold(self.next_deadline(), |a, b| {
+            ricochet_core::time::earliest(a, Some(b))
+        });
+        next.map(|t| t.saturating_since(now).into())
+    }
+
     /// Counts a new connection into the server-wide open gauge if
     /// `--max-connections` leaves room. If not, counts it as rejected,
     /// logs that (rate-limited) and returns false: the caller closes it.

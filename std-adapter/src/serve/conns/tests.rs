@@ -251,6 +251,31 @@ fn only_the_earliest_deadline_fires_and_superseded_entries_are_skipped() {
 }
 
 #[test]
+fn wait_ends_at_the_earliest_timer_grace_end_or_backend_deadline() {
+    let mut w = Worker::new(8);
+    let ms = std::time::Duration::from_millis;
+    assert_eq!(w.conns.wait_limit([], at(0)), None, "nothing to wait for");
+    let key = w.open(at(0), 0, Some(at(50)));
+    w.conns.schedule(key);
+    assert_eq!(w.conns.wait_limit([], at(10)), Some(ms(40)));
+    assert_eq!(w.conns.wait_limit([at(30)], at(10)), Some(ms(20)));
+    assert_eq!(w.conns.wait_limit([at(5)], at(10)), Some(ms(0)), "overdue");
+    w.conns.shared.advance(Phase::Draining);
+    assert!(w.follow_phase(at(10)));
+    let grace_end = at(10) + Duration::from(GRACE);
+    assert_eq!(w.conns.next_deadline(), Some(at(50)));
+    w.conns.release(key, drop);
+    w.fire_timers(at(50));
+    assert_eq!(w.conns.next_deadline(), Some(grace_end));
+    assert_eq!(
+        w.conns.wait_limit([], at(10)),
+        Some(std::time::Duration::from(
+            grace_end.saturating_since(at(10))
+        ))
+    );
+}
+
+#[test]
 fn timer_of_a_released_connection_does_not_fire() {
     let mut w = Worker::new(8);
     let key = w.open(at(0), 0, Some(at(10)));

@@ -272,14 +272,8 @@ impl Worker<'_> {
         let timeout = if busy {
             Some(StdDuration::ZERO)
         } else {
-            let next = self
-                .listeners
-                .iter()
-                .filter_map(|l| l.paused_until)
-                .fold(self.conns.next_deadline(), |a, b| {
-                    ricochet_core::time::earliest(a, Some(b))
-                });
-            next.map(|t| StdDuration::from(t.saturating_since(self.clock.now())))
+            let paused = self.listeners.iter().filter_map(|l| l.paused_until);
+            self.conns.wait_limit(paused, self.clock.now())
         };
         let result = match timeout {
             Some(t) => {

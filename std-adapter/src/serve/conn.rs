@@ -15,6 +15,7 @@ use mio::net::{TcpStream, UnixStream};
 use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::{Instant, Pump};
 
+use super::conns::Tracked;
 use super::stats::StreamKind;
 use super::tls::{Outcome, TlsStream};
 
@@ -233,16 +234,26 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// A stream connection: its socket and the pump driving its session.
+/// A stream connection of the epoll worker: its socket and the pump
+/// driving its session.
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: Stream,
     pub(crate) pump: Pump<Box<[u8]>>,
     pub(crate) peer: Peer,
-    /// Distinguishes this connection from earlier ones in the same slab slot.
-    pub(crate) generation: u32,
-    /// Earliest deadline this connection has in the timer heap (`Instant::MAX`: none).
-    pub(crate) scheduled: Instant,
-    /// In the worker's run queue.
-    pub(crate) queued: bool,
+}
+
+impl Tracked for Conn {
+    fn pump(&mut self) -> &mut Pump<Box<[u8]>> {
+        &mut self.pump
+    }
+
+    /// The session's deadline, or the TLS handshake's if earlier.
+    fn deadline(&self) -> Option<Instant> {
+        ricochet_core::time::earliest(self.pump.poll_timeout(), self.stream.deadline())
+    }
+
+    fn set_reset_on_close(&self) {
+        self.stream.set_reset_on_close();
+    }
 }

@@ -29,10 +29,11 @@
 //! - **Accepting**: by default each worker has its own listening socket per
 //!   TCP address in one `SO_REUSEPORT` group ([`AcceptStrategy`]); Unix
 //!   listeners are shared (one socket registered in every worker).
-//! - **Connections** live in a per-worker slab, each driven by the core's
-//!   `Pump` over a session buffer of [`BufferSize`] bytes allocated at
-//!   accept; registered once for read and write readiness, edge-triggered,
-//!   never re-registered.
+//! - **Connections** live in a per-worker slab (`conns/`, the same table
+//!   for both backends), each driven by the core's `Pump` over a session
+//!   buffer of [`BufferSize`] bytes allocated at accept; on epoll,
+//!   registered once for read and write readiness, edge-triggered, never
+//!   re-registered.
 //! - **Fairness**: a connection reads at most 64 KiB per wakeup, then yields.
 //! - **Timeouts**: a per-worker min-heap driven by `Session::poll_timeout`,
 //!   with lazy deletion (see `timer.rs`); nothing scans all connections.
@@ -53,7 +54,9 @@ pub mod activation;
 mod backend;
 mod config;
 mod conn;
+mod conns;
 mod error;
+mod events;
 mod listener;
 pub mod metrics;
 pub mod signals;

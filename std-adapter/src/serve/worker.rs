@@ -15,35 +15,29 @@
 //!    reads at most [`BUDGET`] bytes per turn and is queued for the next
 //!    turn if it had more, so one busy peer cannot starve the others;
 //! 3. serves the run queue, fires due timers, publishes its counters.
+//!
+//! The connection table (run queue, timers, admission, drain) is the one
+//! both backends share ([`super::conns`]).
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration as StdDuration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use ricochet_core::{AbortReason, Duration, Event, Instant, Next, Pump, SessionConfig, Teardown};
-use slab::Slab;
+use ricochet_core::{Instant, Next, Teardown};
 
 use super::conn::{Conn, Peer, Stream};
+use super::conns::{BUDGET, ConnTable, Driver};
 use super::error::Endpoint;
+use super::events::{Throttles, log_events};
 use super::listener::{ListenSocket, Listener};
 use super::stats::Counters;
-use super::throttle::Throttle;
-use super::timer::{Entry, Timers};
 use super::tls::Outcome;
 use super::udp::UdpEndpoint;
-use super::{Phase, Prepared, Shared, SpawnError, Starter, StdListener, Wake, WorkerSockets};
+use super::{Prepared, Shared, SpawnError, Starter, StdListener, Wake, WorkerSockets};
 
-/// Bytes a connection may read per turn before yielding (fairness).
-pub(crate) const BUDGET: usize = 64 * 1024;
 /// Connections accepted per listener per turn before yielding.
 const ACCEPT_BUDGET: usize = 128;
-/// Timers fired per turn (a bound, in case a deadline keeps coming due).
-pub(crate) const TIMER_BUDGET: usize = 4096;
-/// Minimum time between two log lines about the same kind of event.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 62;
@@ -122,44 +116,17 @@ fn register(setup: &mut Setup) -> io::Result<()> {
     Ok(())
 }
 
-/// Log throttles of one worker.
-#[derive(Debug)]
-pub(crate) struct Throttles {
-    pub(crate) rejected: Throttle,
-    pub(crate) resets: Throttle,
-    pub(crate) aborts: Throttle,
-    pub(crate) handshakes: Throttle,
-}
-
-impl Throttles {
-    pub(crate) fn new() -> Self {
-        Throttles {
-            rejected: Throttle::new(LOG_EVERY),
-            resets: Throttle::new(LOG_EVERY),
-            aborts: Throttle::new(LOG_EVERY),
-            handshakes: Throttle::new(LOG_EVERY),
-        }
-    }
-}
-
 /// A running worker.
 struct Worker {
     index: usize,
     poll: Poll,
     shared: Arc<Shared>,
     clock: crate::clock::Clock,
-    session_config: SessionConfig,
-    buffer_size: usize,
     listeners: Vec<Listener>,
     udp: Vec<UdpEndpoint>,
-    conns: Slab<Conn>,
-    timers: Timers,
-    run_queue: VecDeque<(usize, u32)>,
+    conns: ConnTable<Conn>,
     counters: Counters,
-    next_generation: u32,
     throttles: Throttles,
-    /// Set once draining: the end of the grace period.
-    grace_deadline: Option<Instant>,
 }
 
 /// Runs worker `setup.index` until the server stops. Errors only if `epoll_wait` fails.
@@ -172,19 +139,13 @@ fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
     let mut worker = Worker {
         index: setup.index,
         poll: setup.poll,
-        session_config: shared.settings.session,
-        buffer_size: shared.settings.buffer_size,
         clock: shared.clock,
+        conns: ConnTable::new(setup.index, Arc::clone(&shared)),
         shared,
         listeners,
         udp: setup.udp,
-        conns: Slab::new(),
-        timers: Timers::default(),
-        run_queue: VecDeque::new(),
         counters: Counters::default(),
-        next_generation: 0,
         throttles: Throttles::new(),
-        grace_deadline: None,
     };
     let result = worker.run();
     worker.release_all();
@@ -204,14 +165,8 @@ impl Worker {
                 return Err(e);
             }
             let now = self.clock.now();
-            match self.shared.phase() {
-                Phase::Running => {}
-                Phase::Draining => {
-                    if self.grace_deadline.is_none() {
-                        self.begin_drain(now);
-                    }
-                }
-                Phase::Abort => return Ok(()),
+            if !self.follow_phase(now) {
+                return Ok(());
             }
             for event in events.iter() {
                 self.handle_event(event, now);
@@ -219,14 +174,8 @@ impl Worker {
             self.serve_leftovers(now);
             self.fire_timers(now);
             self.publish();
-            if let Some(deadline) = self.grace_deadline {
-                if self.conns.is_empty() {
-                    return Ok(());
-                }
-                if now >= deadline {
-                    self.reset_remaining(now);
-                    return Ok(());
-                }
+            if self.drained(now) {
+                return Ok(());
             }
         }
     }
@@ -237,21 +186,14 @@ impl Worker {
 
     /// How long `poll` may sleep: zero with work left over, else until the earliest deadline.
     fn poll_timeout(&self) -> Option<StdDuration> {
-        if !self.run_queue.is_empty()
+        if self.conns.has_queued()
             || self.listeners.iter().any(|l| l.pending)
             || self.udp.iter().any(|u| u.pending)
         {
             return Some(StdDuration::ZERO);
         }
-        let next = self
-            .listeners
-            .iter()
-            .filter_map(|l| l.paused_until)
-            .chain(self.grace_deadline)
-            .fold(self.timers.next_deadline(), |a, b| {
-                ricochet_core::time::earliest(a, Some(b))
-            });
-        next.map(|t| t.saturating_since(self.clock.now()).into())
+        let paused = self.listeners.iter().filter_map(|l| l.paused_until);
+        self.conns.wait_limit(paused, self.clock.now())
     }
 
     fn handle_event(&mut self, event: &mio::event::Event, now: Instant) {
@@ -280,18 +222,7 @@ impl Worker {
 
     /// Serves what the budgets left for this turn: queued connections, listeners, UDP sockets.
     fn serve_leftovers(&mut self, now: Instant) {
-        for _ in 0..self.run_queue.len() {
-            let Some((key, generation)) = self.run_queue.pop_front() else {
-                break;
-            };
-            match self.conns.get_mut(key) {
-                Some(conn) if conn.generation == generation => {
-                    conn.queued = false;
-                    self.drive(key, now);
-                }
-                _ => {}
-            }
-        }
+        self.serve_run_queue(now);
         for i in 0..self.listeners.len() {
             let token = Token(LISTENER_BASE + i);
             let listener = &mut self.listeners[i];
@@ -324,58 +255,43 @@ impl Worker {
 
     fn admit(&mut self, mut stream: Stream, peer: Peer, now: Instant) {
         let kind = stream.kind();
-        let open = self.shared.stats.open();
-        let limit = self.shared.settings.max_connections;
-        if open.fetch_add(1, Relaxed) >= limit {
-            open.fetch_sub(1, Relaxed);
-            self.counters.stream(kind).rejected += 1;
-            if let Some(suppressed) = self.throttles.rejected.admit(now) {
-                tracing::warn!(
-                    %peer,
-                    limit,
-                    suppressed,
-                    "connection rejected: --max-connections reached \
-                     (raise it, or the open-file limit it is derived from)"
-                );
-            }
-            drop(stream);
+        if !self.conns.reserve(kind, &peer, now, &mut self.counters) {
             return;
         }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let key = self.conns.vacant_key();
         if let Err(e) = self.poll.registry().register(
             stream.source(),
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            open.fetch_sub(1, Relaxed);
+            self.conns.unreserve();
             self.counters.accept_errors += 1;
             tracing::warn!(%peer, error = %e, "cannot register connection; closing it");
             return;
         }
-        self.counters.stream(kind).accepted += 1;
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let storage = vec![0u8; self.buffer_size].into_boxed_slice();
-        let mut pump = Pump::new(storage, self.session_config, now);
-        if self.grace_deadline.is_some() {
-            pump.close(now);
-        }
-        entry.insert(Conn {
-            stream,
-            pump,
-            peer,
-            generation,
-            scheduled: Instant::MAX,
-            queued: false,
-        });
-        tracing::debug!(%peer, "connection opened");
-        if self.grace_deadline.is_some() {
-            self.drive(key, now);
-        } else {
-            // Input that is already there raises an edge right after registration.
-            self.schedule(key);
-        }
+        let make = |pump| Conn { stream, pump, peer };
+        let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
+        self.opened(key, now);
+    }
+
+    /// Releases everything (worker exit): sessions still echoing are reset.
+    fn release_all(&mut self) {
+        self.conns.reset_unfinished();
+        self.conns.release_all(drop);
+        self.listeners.clear();
+        self.udp.clear();
+    }
+}
+
+impl Driver for Worker {
+    type Conn = Conn;
+
+    fn table(&mut self) -> &mut ConnTable<Conn> {
+        &mut self.conns
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Runs connection `key`'s pump, then files it: timer, run queue, or release.
@@ -401,76 +317,18 @@ impl Worker {
             now,
             &mut self.throttles,
         );
-        match next {
-            Next::Wait { .. } => self.schedule(key),
-            Next::Yield => {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.run_queue.push_back((key, conn.generation));
-                }
-                self.schedule(key);
-            }
-            Next::Release(how) => {
-                if how == Teardown::Reset {
-                    conn.stream.release_reset();
-                }
-                self.release(key);
-            }
+        if next == Next::Release(Teardown::Reset) {
+            conn.stream.release_reset();
+        }
+        if self.conns.file(key, next).is_some() {
+            // Dropping it closes the socket (FIN, or RST as set above).
+            self.conns.release(key, drop);
         }
     }
 
-    /// Makes sure the heap holds the connection's next deadline (see [`super::timer`]).
-    fn schedule(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let want = ricochet_core::time::earliest(conn.pump.poll_timeout(), conn.stream.deadline())
-            .unwrap_or(Instant::MAX);
-        if want < conn.scheduled {
-            conn.scheduled = want;
-            self.timers.push(Entry {
-                deadline: want,
-                key,
-                generation: conn.generation,
-            });
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        for _ in 0..TIMER_BUDGET {
-            let Some(entry) = self.timers.pop_due(now) else {
-                break;
-            };
-            let Some(conn) = self.conns.get_mut(entry.key) else {
-                continue;
-            };
-            if conn.generation != entry.generation || conn.scheduled != entry.deadline {
-                continue;
-            }
-            conn.scheduled = Instant::MAX;
-            self.drive(entry.key, now);
-        }
-        if self.timers.len() > 2 * self.conns.len() + 1024 {
-            let conns = &self.conns;
-            self.timers.retain(|e| {
-                conns
-                    .get(e.key)
-                    .is_some_and(|c| c.generation == e.generation && c.scheduled == e.deadline)
-            });
-        }
-    }
-
-    /// Drops connection `key` (its socket closes; `set_reset_on_close` decides FIN or RST).
-    fn release(&mut self, key: usize) {
-        if self.conns.try_remove(key).is_some() {
-            self.shared.stats.open().fetch_sub(1, Relaxed);
-        }
-    }
-
-    /// Starts the graceful shutdown: stop accepting, close every session.
-    fn begin_drain(&mut self, now: Instant) {
-        let grace: Duration = self.shared.settings.grace.into();
-        self.grace_deadline = Some(now + grace);
+    /// Stops accepting and receiving datagrams: deregisters every listener
+    /// and UDP socket and closes them.
+    fn stop_accepting(&mut self) {
         for mut l in self.listeners.drain(..) {
             if l.paused_until.is_none() {
                 let _ = self.poll.registry().deregister(l.socket.source());
@@ -479,52 +337,6 @@ impl Worker {
         for mut u in self.udp.drain(..) {
             let _ = self.poll.registry().deregister(&mut u.socket);
         }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.pump.close(now);
-                self.drive(key, now);
-            }
-        }
-        tracing::debug!(worker = self.index, open = self.conns.len(), "draining");
-    }
-
-    /// The grace period is over: reset what is still echoing, release what lingers.
-    fn reset_remaining(&mut self, now: Instant) {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        let local = |c: &super::stats::Counters| {
-            c.tcp.aborted.local + c.unix.aborted.local + c.tls.aborted.local
-        };
-        let before = local(&self.counters);
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.pump.abort(now);
-                self.drive(key, now);
-            }
-        }
-        let reset = local(&self.counters) - before;
-        if reset > 0 {
-            tracing::warn!(
-                worker = self.index,
-                connections = reset,
-                "grace period over: connections reset"
-            );
-        }
-    }
-
-    /// Releases everything (worker exit): sessions still echoing are reset.
-    fn release_all(&mut self) {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key)
-                && !conn.pump.is_finishing()
-            {
-                conn.stream.set_reset_on_close();
-            }
-            self.release(key);
-        }
-        self.listeners.clear();
-        self.udp.clear();
     }
 }
 
@@ -549,62 +361,6 @@ fn log_handshake(conn: &Conn, outcome: Outcome, now: Instant, throttles: &mut Th
                     "TLS handshake failed; connection refused"
                 );
             }
-        }
-    }
-}
-
-/// Logs a connection's session events: closes at debug, resets by the peer
-/// as a rate-limited summary, other aborts as rate-limited warnings.
-/// `refused_tls`: the connection was a refused TLS handshake, already
-/// logged as such.
-pub(crate) fn log_events(
-    pump: &mut Pump<Box<[u8]>>,
-    peer: &Peer,
-    refused_tls: bool,
-    now: Instant,
-    throttles: &mut Throttles,
-) {
-    while let Some(event) = pump.poll_event() {
-        let stats = pump.session().stats();
-        match event {
-            Event::PeerFinished => tracing::trace!(%peer, "peer finished sending"),
-            Event::Closed(reason) => tracing::debug!(
-                %peer,
-                bytes_in = stats.bytes_in,
-                bytes_out = stats.bytes_out,
-                %reason,
-                "connection closed"
-            ),
-            Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
-                tracing::debug!(%peer, bytes_in = stats.bytes_in, %reason, "connection aborted");
-                if refused_tls {
-                    // Logged as a handshake failure or TLS alert already.
-                    continue;
-                }
-                if let Some(suppressed) = throttles.resets.admit(now) {
-                    tracing::info!(
-                        %peer,
-                        %reason,
-                        others_since_last = suppressed,
-                        "connection reset or lost by the peer"
-                    );
-                }
-            }
-            Event::Aborted(reason) => {
-                if let Some(suppressed) = throttles.aborts.admit(now) {
-                    tracing::warn!(
-                        %peer,
-                        bytes_in = stats.bytes_in,
-                        bytes_out = stats.bytes_out,
-                        %reason,
-                        others_since_last = suppressed,
-                        "connection aborted"
-                    );
-                } else {
-                    tracing::debug!(%peer, %reason, "connection aborted");
-                }
-            }
-            _ => {}
         }
     }
 }

@@ -1,16 +1,17 @@
 //! The listeners of an io_uring worker: multishot accepts, the pause
-//! when descriptors run out, and admitting (or refusing) a connection.
+//! when descriptors run out, admitting (or refusing) a connection, and
+//! stopping at shutdown.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering::Relaxed;
 
 use io_uring::opcode;
 use io_uring::types::Fd;
-use ricochet_core::{Duration, Instant, Pump};
+use ricochet_core::{Duration, Instant};
 
 use super::super::StdListener;
 use super::super::conn::Peer;
+use super::super::conns::Driver;
 use super::super::error::Endpoint;
 use super::super::stats::StreamKind;
 use super::super::throttle::Throttle;
@@ -72,7 +73,7 @@ impl Worker<'_> {
         let Some(fd) = l.fd() else {
             return;
         };
-        if l.armed || l.paused_until.is_some() || self.grace_deadline.is_some() {
+        if l.armed || l.paused_until.is_some() || self.conns.is_draining() {
             return;
         }
         l.armed = true;
@@ -112,12 +113,12 @@ impl Worker<'_> {
                 self.counters.accept_errors += 1;
             }
         } else if let Some(l) = self.listeners.get_mut(i)
-            && self.grace_deadline.is_some()
+            && self.conns.is_draining()
         {
             // Cancelled at shutdown: nobody accepts here any more.
             l.socket = None;
         }
-        if last && self.grace_deadline.is_none() {
+        if last && !self.conns.is_draining() {
             self.arm_accept(i);
         }
     }
@@ -179,48 +180,41 @@ impl Worker<'_> {
                 Peer::Unix,
             ),
         };
-        let open = self.shared.stats.open();
-        let limit = self.shared.settings.max_connections;
-        if open.fetch_add(1, Relaxed) >= limit {
-            open.fetch_sub(1, Relaxed);
-            self.counters.stream(kind).rejected += 1;
-            if let Some(suppressed) = self.throttles.rejected.admit(now) {
-                tracing::warn!(
-                    %peer,
-                    limit,
-                    suppressed,
-                    "connection rejected: --max-connections reached \
-                     (raise it, or the open-file limit it is derived from)"
-                );
-            }
+        if !self.conns.reserve(kind, &peer, now, &mut self.counters) {
             return;
         }
-        self.counters.stream(kind).accepted += 1;
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let storage = vec![0u8; self.buffer_size].into_boxed_slice();
-        let mut pump = Pump::new(storage, self.session_config, now);
-        if self.grace_deadline.is_some() {
-            pump.close(now);
-        }
-        let key = self.conns.insert(Conn {
+        let make = |pump| Conn {
             io: ConnIo::new(socket),
             pump,
             kind,
             peer,
-            generation,
-            scheduled: Instant::MAX,
-            queued: false,
             ready: false,
             dirty: false,
             releasing: None,
-        });
-        tracing::debug!(%peer, "connection opened");
+        };
+        let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
         self.arm_recv(key);
-        if self.grace_deadline.is_some() {
-            self.drive(key, now);
-        } else {
-            self.schedule(key);
+        self.opened(key, now);
+    }
+
+    /// Stops accepting (cancels each listener's accept, or closes it if
+    /// none runs) and receiving datagrams.
+    pub(super) fn stop_listeners(&mut self) {
+        for i in 0..self.listeners.len() {
+            let l = &mut self.listeners[i];
+            if l.armed {
+                let sqe = opcode::AsyncCancel::new(user_data(Op::Accept, i as u32, 0))
+                    .build()
+                    .user_data(user_data(Op::Cancel, 0, 0));
+                self.push(&sqe);
+            } else {
+                l.socket = None;
+            }
+        }
+        for i in 0..self.udp.len() {
+            if let Some(sqe) = self.udp[i].stop() {
+                self.push(&sqe);
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::{Instant, Pump, Teardown};
 
 use super::super::conn::Peer;
+use super::super::conns::Tracked;
 use super::super::stats::StreamKind;
 use super::bufs::{BufRing, TX_CAP, TxPool};
 
@@ -373,18 +374,31 @@ pub(crate) struct Conn {
     pub(crate) pump: Pump<Box<[u8]>>,
     pub(crate) kind: StreamKind,
     pub(crate) peer: Peer,
-    /// Distinguishes this connection from earlier ones in the same slab slot.
-    pub(crate) generation: u32,
-    /// Earliest deadline this connection has in the timer heap (`Instant::MAX`: none).
-    pub(crate) scheduled: Instant,
-    /// In the worker's run queue.
-    pub(crate) queued: bool,
     /// In the list of connections to drive after this batch of completions.
     pub(crate) ready: bool,
     /// In the list of connections with bytes to submit.
     pub(crate) dirty: bool,
     /// Released by the pump; the slot is freed once no request is in flight.
     pub(crate) releasing: Option<Teardown>,
+}
+
+impl Tracked for Conn {
+    fn pump(&mut self) -> &mut Pump<Box<[u8]>> {
+        &mut self.pump
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.pump.poll_timeout()
+    }
+
+    fn set_reset_on_close(&self) {
+        self.io.socket.set_reset_on_close();
+    }
+
+    /// Not once released: it only waits for its requests to come back.
+    fn is_live(&self) -> bool {
+        self.releasing.is_none()
+    }
 }
 
 #[cfg(test)]

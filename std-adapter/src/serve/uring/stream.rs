@@ -1,23 +1,23 @@
 //! The connections of an io_uring worker: what their completions do
 //! (received buffers, send progress), driving their pumps, submitting
-//! their receives and sends, their deadlines, and releasing them.
-
-use std::sync::atomic::Ordering::Relaxed;
+//! their receives and sends, and releasing them. Their deadlines and run
+//! queue are the shared connection table's (`conns/`).
 
 use io_uring::squeue::Flags;
 use io_uring::types::Fd;
 use io_uring::{cqueue, opcode};
 use ricochet_core::{Instant, Next, Teardown};
 
-use super::super::timer::Entry;
-use super::super::worker::{BUDGET, TIMER_BUDGET, log_events};
-use super::conn::Io;
+use super::super::conns::{BUDGET, ConnTable, Driver};
+use super::super::events::log_events;
+use super::super::stats::Counters;
+use super::conn::{Conn, Io};
 use super::ring::{Op, user_data};
 use super::worker::{REARM_MIN_FREE, RX_CAP, RX_CAP_BUFFERS, Worker};
 
 impl Worker<'_> {
     pub(super) fn on_recv(&mut self, key: usize, res: i32, flags: u32, last: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some((conn, generation)) = self.conns.get_tagged(key) else {
             // Cannot happen (a slot is freed only with nothing in flight);
             // a buffer must still go back.
             if let Some(bid) = cqueue::buffer_select(flags) {
@@ -51,7 +51,7 @@ impl Worker<'_> {
             r if r == -libc::ENOBUFS => {
                 if !conn.io.buf_waiting {
                     conn.io.buf_waiting = true;
-                    self.buf_waiters.push_back((key, conn.generation));
+                    self.buf_waiters.push_back((key, generation));
                 }
             }
             r if r == -libc::ECANCELED => {}
@@ -213,56 +213,9 @@ impl Worker<'_> {
         self.ready = ready;
     }
 
-    /// Runs connection `key`'s pump, then files it: timer, run queue, or release.
-    pub(super) fn drive(&mut self, key: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.releasing.is_some() {
-            return;
-        }
-        let counters = self.counters.stream(conn.kind);
-        let mut io = Io {
-            io: &mut conn.io,
-            bufs: &mut self.bufs,
-            pool: &mut self.pool,
-        };
-        let next = conn.pump.drive(now, &mut io, BUDGET, counters);
-        log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
-        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
-        match next {
-            Next::Wait { read, .. } => {
-                if read {
-                    self.arm_recv(key);
-                } else {
-                    // Backpressure (the session is full: its peer does not
-                    // take the echo): receive no more than what is here, so
-                    // a peer that stops reading cannot hold the worker's
-                    // shared receive buffers.
-                    self.pause_recv(key);
-                }
-                self.schedule(key);
-            }
-            Next::Yield => {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.run_queue.push_back((key, conn.generation));
-                }
-                self.schedule(key);
-            }
-            Next::Release(how) => {
-                self.release(key, how);
-                return;
-            }
-        }
-        if wants_send {
-            self.mark_dirty(key);
-        }
-    }
-
     /// Arms the connection's multishot receive if it has none and wants input.
     pub(super) fn arm_recv(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some((conn, generation)) = self.conns.get_tagged(key) else {
             return;
         };
         let io = &mut conn.io;
@@ -277,7 +230,7 @@ impl Worker<'_> {
         if !self.buf_waiters.is_empty() && self.bufs.available() < REARM_MIN_FREE {
             // Buffers are scarce: take a turn.
             io.buf_waiting = true;
-            self.buf_waiters.push_back((key, conn.generation));
+            self.buf_waiters.push_back((key, generation));
             return;
         }
         io.recv_armed = true;
@@ -295,10 +248,10 @@ impl Worker<'_> {
             let Some((key, generation)) = self.buf_waiters.pop_front() else {
                 return;
             };
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = self.conns.get_current(key, generation) else {
                 continue;
             };
-            if conn.generation != generation || !conn.io.buf_waiting {
+            if !conn.io.buf_waiting {
                 continue;
             }
             conn.io.buf_waiting = false;
@@ -345,46 +298,6 @@ impl Worker<'_> {
         self.dirty = dirty;
     }
 
-    /// Makes sure the heap holds the connection's next deadline (see `timer.rs`).
-    pub(super) fn schedule(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let want = conn.pump.poll_timeout().unwrap_or(Instant::MAX);
-        if want < conn.scheduled {
-            conn.scheduled = want;
-            self.timers.push(Entry {
-                deadline: want,
-                key,
-                generation: conn.generation,
-            });
-        }
-    }
-
-    pub(super) fn fire_timers(&mut self, now: Instant) {
-        for _ in 0..TIMER_BUDGET {
-            let Some(entry) = self.timers.pop_due(now) else {
-                break;
-            };
-            let Some(conn) = self.conns.get_mut(entry.key) else {
-                continue;
-            };
-            if conn.generation != entry.generation || conn.scheduled != entry.deadline {
-                continue;
-            }
-            conn.scheduled = Instant::MAX;
-            self.drive(entry.key, now);
-        }
-        if self.timers.len() > 2 * self.conns.len() + 1024 {
-            let conns = &self.conns;
-            self.timers.retain(|e| {
-                conns
-                    .get(e.key)
-                    .is_some_and(|c| c.generation == e.generation && c.scheduled == e.deadline)
-            });
-        }
-    }
-
     /// The pump released the connection: cancel what is in flight, close
     /// when nothing is.
     pub(super) fn release(&mut self, key: usize, how: Teardown) {
@@ -416,7 +329,7 @@ impl Worker<'_> {
 
     /// Frees a released connection's slot once none of its requests is in flight.
     pub(super) fn try_free(&mut self, key: usize) {
-        let Some(conn) = self.conns.get(key) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.releasing.is_none()
@@ -426,10 +339,65 @@ impl Worker<'_> {
         {
             return;
         }
-        let mut conn = self.conns.remove(key);
-        conn.io.drop_received(&mut self.bufs);
-        conn.io.drop_send_buffer(&mut self.pool);
-        self.shared.stats.open().fetch_sub(1, Relaxed);
-        // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
+        self.conns.release(key, |mut conn| {
+            conn.io.drop_received(&mut self.bufs);
+            conn.io.drop_send_buffer(&mut self.pool);
+            // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
+        });
+    }
+}
+
+impl Driver for Worker<'_> {
+    type Conn = Conn;
+
+    fn table(&mut self) -> &mut ConnTable<Conn> {
+        &mut self.conns
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Runs connection `key`'s pump (unless released), then files it:
+    /// receive armed or paused, timer, run queue, send, or release.
+    fn drive(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.releasing.is_some() {
+            return;
+        }
+        let counters = self.counters.stream(conn.kind);
+        let mut io = Io {
+            io: &mut conn.io,
+            bufs: &mut self.bufs,
+            pool: &mut self.pool,
+        };
+        let next = conn.pump.drive(now, &mut io, BUDGET, counters);
+        log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
+        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
+        if let Next::Wait { read, .. } = next {
+            if read {
+                self.arm_recv(key);
+            } else {
+                // Backpressure (the session is full: its peer does not
+                // take the echo): receive no more than what is here, so
+                // a peer that stops reading cannot hold the worker's
+                // shared receive buffers.
+                self.pause_recv(key);
+            }
+        }
+        if let Some(how) = self.conns.file(key, next) {
+            self.release(key, how);
+            return;
+        }
+        if wants_send {
+            self.mark_dirty(key);
+        }
+    }
+
+    /// Stops accepting and receiving datagrams (see `accept.rs`).
+    fn stop_accepting(&mut self) {
+        self.stop_listeners();
     }
 }

@@ -13,10 +13,12 @@
 //! 4. queues one send per connection for everything it has to send, and
 //!    publishes its counters.
 //!
-//! Every connection runs through the core's `Pump`, as on epoll. Fairness:
-//! a connection reads at most [`BUDGET`] bytes per drive and yields to the
-//! run queue; it holds at most [`RX_CAP`] bytes of received buffers before
-//! its receive is cancelled (TCP flow control then slows the peer) and
+//! Every connection runs through the core's `Pump`, as on epoll, and lives
+//! in the same connection table ([`super::super::conns`]: run queue, timer
+//! heap, admission, drain). Fairness: a connection reads at most
+//! [`BUDGET`](super::super::conns::BUDGET) bytes per drive and yields to
+//! the run queue; it holds at most [`RX_CAP`] bytes of received buffers
+//! before its receive is cancelled (TCP flow control then slows the peer) and
 //! re-armed once the session has taken them. When the shared buffer ring
 //! runs dry, receives that ended with `ENOBUFS` are re-armed in turn as
 //! buffers come back.
@@ -25,19 +27,17 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration as StdDuration;
 
 use io_uring::squeue::Entry as Sqe;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{CompletionQueue, SubmissionQueue, Submitter, cqueue, opcode};
-use ricochet_core::{Duration, Instant, SessionConfig, Teardown};
-use slab::Slab;
+use ricochet_core::{Instant, Teardown};
 
+use super::super::conns::{ConnTable, Driver};
+use super::super::events::Throttles;
 use super::super::stats::Counters;
-use super::super::timer::Timers;
-use super::super::worker::Throttles;
-use super::super::{Phase, Shared, SpawnError, WorkerSockets};
+use super::super::{Shared, SpawnError, WorkerSockets};
 use super::accept::Listener;
 use super::bufs::{BufRing, TxPool};
 use super::conn::Conn;
@@ -130,9 +130,8 @@ fn serve(
         .collect();
     let mut worker = Worker {
         index: sockets.index,
-        session_config: shared.settings.session,
-        buffer_size: shared.settings.buffer_size,
         clock: shared.clock,
+        conns: ConnTable::new(sockets.index, Arc::clone(&shared)),
         shared,
         submitter,
         sq,
@@ -141,13 +140,8 @@ fn serve(
         pool: TxPool::new(TX_SPARE),
         listeners,
         udp,
-        conns: Slab::new(),
-        timers: Timers::default(),
-        run_queue: VecDeque::new(),
         counters: Counters::default(),
-        next_generation: 0,
         throttles: Throttles::new(),
-        grace_deadline: None,
         inflight: 0,
         ready: Vec::new(),
         dirty: Vec::new(),
@@ -172,8 +166,6 @@ pub(super) struct Worker<'r> {
     pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
     pub(super) clock: crate::clock::Clock,
-    pub(super) session_config: SessionConfig,
-    pub(super) buffer_size: usize,
     pub(super) submitter: Submitter<'r>,
     pub(super) sq: SubmissionQueue<'r>,
     pub(super) cq: CompletionQueue<'r>,
@@ -181,13 +173,9 @@ pub(super) struct Worker<'r> {
     pub(super) pool: TxPool,
     pub(super) listeners: Vec<Listener>,
     pub(super) udp: Vec<UdpEndpoint>,
-    pub(super) conns: Slab<Conn>,
-    pub(super) timers: Timers,
-    pub(super) run_queue: VecDeque<(usize, u32)>,
+    pub(super) conns: ConnTable<Conn>,
     pub(super) counters: Counters,
-    pub(super) next_generation: u32,
     pub(super) throttles: Throttles,
-    pub(super) grace_deadline: Option<Instant>,
     /// Requests submitted (or queued) whose last completion has not come.
     pub(super) inflight: usize,
     /// Connections with completions in this batch (drive once each).
@@ -206,7 +194,6 @@ pub(super) struct Worker<'r> {
 
 impl Worker<'_> {
     fn run(&mut self) -> io::Result<()> {
-        let now = self.clock.now();
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
@@ -214,18 +201,11 @@ impl Worker<'_> {
             self.arm_udp(i);
         }
         self.arm_wake();
-        let _ = now;
         loop {
             self.enter()?;
             let now = self.clock.now();
-            match self.shared.phase() {
-                Phase::Running => {}
-                Phase::Draining => {
-                    if self.grace_deadline.is_none() {
-                        self.begin_drain(now);
-                    }
-                }
-                Phase::Abort => return Ok(()),
+            if !self.follow_phase(now) {
+                return Ok(());
             }
             // Fresh head: did the kernel take every queued request?
             self.sq.sync();
@@ -239,15 +219,10 @@ impl Worker<'_> {
             self.fire_timers(now);
             self.flush_sends();
             self.publish();
-            if let Some(deadline) = self.grace_deadline {
-                if self.conns.is_empty() {
-                    return Ok(());
-                }
-                if now >= deadline {
-                    self.reset_remaining(now);
-                    self.flush_sends();
-                    return Ok(());
-                }
+            if self.drained(now) {
+                // What the grace period's resets queued (nothing if no connection is left).
+                self.flush_sends();
+                return Ok(());
             }
         }
     }
@@ -293,19 +268,12 @@ impl Worker<'_> {
             u.publish();
         }
         self.sq.sync();
-        let busy = !self.run_queue.is_empty() || self.rearm_possible();
+        let busy = self.conns.has_queued() || self.rearm_possible();
         let timeout = if busy {
             Some(StdDuration::ZERO)
         } else {
-            let next = self
-                .listeners
-                .iter()
-                .filter_map(|l| l.paused_until)
-                .chain(self.grace_deadline)
-                .fold(self.timers.next_deadline(), |a, b| {
-                    ricochet_core::time::earliest(a, Some(b))
-                });
-            next.map(|t| StdDuration::from(t.saturating_since(self.clock.now())))
+            let paused = self.listeners.iter().filter_map(|l| l.paused_until);
+            self.conns.wait_limit(paused, self.clock.now())
         };
         let result = match timeout {
             Some(t) => {
@@ -392,18 +360,7 @@ impl Worker<'_> {
 
     /// Serves the run queue and resumes paused listeners.
     fn serve_leftovers(&mut self, now: Instant) {
-        for _ in 0..self.run_queue.len() {
-            let Some((key, generation)) = self.run_queue.pop_front() else {
-                break;
-            };
-            match self.conns.get_mut(key) {
-                Some(conn) if conn.generation == generation => {
-                    conn.queued = false;
-                    self.drive(key, now);
-                }
-                _ => {}
-            }
-        }
+        self.serve_run_queue(now);
         for i in 0..self.listeners.len() {
             if self.listeners[i].paused_until.is_some_and(|t| t <= now) {
                 self.listeners[i].paused_until = None;
@@ -412,67 +369,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Starts the graceful shutdown: stop accepting and receiving
-    /// datagrams, close every session.
-    fn begin_drain(&mut self, now: Instant) {
-        let grace: Duration = self.shared.settings.grace.into();
-        self.grace_deadline = Some(now + grace);
-        for i in 0..self.listeners.len() {
-            let l = &mut self.listeners[i];
-            if l.armed {
-                let sqe = opcode::AsyncCancel::new(user_data(Op::Accept, i as u32, 0))
-                    .build()
-                    .user_data(user_data(Op::Cancel, 0, 0));
-                self.push(&sqe);
-            } else {
-                l.socket = None;
-            }
-        }
-        for i in 0..self.udp.len() {
-            if let Some(sqe) = self.udp[i].stop() {
-                self.push(&sqe);
-            }
-        }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key)
-                && conn.releasing.is_none()
-            {
-                conn.pump.close(now);
-                self.drive(key, now);
-            }
-        }
-        tracing::debug!(worker = self.index, open = self.conns.len(), "draining");
-    }
-
-    /// The grace period is over: reset what is still echoing, release what lingers.
-    fn reset_remaining(&mut self, now: Instant) {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        let before = self.counters.tcp.aborted.local + self.counters.unix.aborted.local;
-        for key in keys {
-            if let Some(conn) = self.conns.get_mut(key)
-                && conn.releasing.is_none()
-            {
-                conn.pump.abort(now);
-                self.drive(key, now);
-            }
-        }
-        let reset = self.counters.tcp.aborted.local + self.counters.unix.aborted.local - before;
-        if reset > 0 {
-            tracing::warn!(
-                worker = self.index,
-                connections = reset,
-                "grace period over: connections reset"
-            );
-        }
-    }
-
     /// Worker exit: sessions still echoing are reset.
     fn release_all(&mut self) {
-        for (_, conn) in self.conns.iter_mut() {
-            if conn.releasing.is_none() && !conn.pump.is_finishing() {
-                conn.io.socket.set_reset_on_close();
-            }
+        self.conns.reset_unfinished();
+        for conn in self.conns.iter_mut() {
             conn.releasing.get_or_insert(Teardown::Reset);
         }
     }
@@ -514,18 +414,14 @@ impl Worker<'_> {
             self.cq.sync();
         }
         let clean = self.inflight == 0;
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            if let Some(mut conn) = self.conns.try_remove(key) {
-                if clean {
-                    conn.io.drop_send_buffer(&mut self.pool);
-                } else {
-                    // A send may still read it.
-                    std::mem::forget(conn.io.take_send_buffer());
-                }
-                self.shared.stats.open().fetch_sub(1, Relaxed);
+        self.conns.release_all(|mut conn| {
+            if clean {
+                conn.io.drop_send_buffer(&mut self.pool);
+            } else {
+                // A send may still read it.
+                std::mem::forget(conn.io.take_send_buffer());
             }
-        }
+        });
         self.listeners.clear();
         clean
     }

@@ -1,0 +1,89 @@
+//! What a stream connection's session reports, in the log: closes at
+//! debug, resets by peers as a rate-limited summary, other aborts as
+//! rate-limited warnings. Shared by both workers (epoll and io_uring), so
+//! a flood of the same event logs the same way on either.
+
+use ricochet_core::{AbortReason, Duration, Event, Instant, Pump};
+
+use super::conn::Peer;
+use super::throttle::Throttle;
+
+/// Minimum time between two log lines about the same kind of event.
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Log throttles of one worker's connections.
+#[derive(Debug)]
+pub(crate) struct Throttles {
+    /// Resets and losses by the peer.
+    pub(crate) resets: Throttle,
+    /// Other aborts (timeouts of the session, protocol violations).
+    pub(crate) aborts: Throttle,
+    /// Failed TLS handshakes.
+    pub(crate) handshakes: Throttle,
+}
+
+impl Throttles {
+    pub(crate) fn new() -> Self {
+        Throttles {
+            resets: Throttle::new(LOG_EVERY),
+            aborts: Throttle::new(LOG_EVERY),
+            handshakes: Throttle::new(LOG_EVERY),
+        }
+    }
+}
+
+/// Logs a connection's session events: closes at debug, resets by the peer
+/// as a rate-limited summary, other aborts as rate-limited warnings.
+/// `refused_tls`: the connection was a refused TLS handshake, already
+/// logged as such.
+pub(crate) fn log_events(
+    pump: &mut Pump<Box<[u8]>>,
+    peer: &Peer,
+    refused_tls: bool,
+    now: Instant,
+    throttles: &mut Throttles,
+) {
+    while let Some(event) = pump.poll_event() {
+        let stats = pump.session().stats();
+        match event {
+            Event::PeerFinished => tracing::trace!(%peer, "peer finished sending"),
+            Event::Closed(reason) => tracing::debug!(
+                %peer,
+                bytes_in = stats.bytes_in,
+                bytes_out = stats.bytes_out,
+                %reason,
+                "connection closed"
+            ),
+            Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
+                tracing::debug!(%peer, bytes_in = stats.bytes_in, %reason, "connection aborted");
+                if refused_tls {
+                    // Logged as a handshake failure or TLS alert already.
+                    continue;
+                }
+                if let Some(suppressed) = throttles.resets.admit(now) {
+                    tracing::info!(
+                        %peer,
+                        %reason,
+                        others_since_last = suppressed,
+                        "connection reset or lost by the peer"
+                    );
+                }
+            }
+            Event::Aborted(reason) => {
+                if let Some(suppressed) = throttles.aborts.admit(now) {
+                    tracing::warn!(
+                        %peer,
+                        bytes_in = stats.bytes_in,
+                        bytes_out = stats.bytes_out,
+                        %reason,
+                        others_since_last = suppressed,
+                        "connection aborted"
+                    );
+                } else {
+                    tracing::debug!(%peer, %reason, "connection aborted");
+                }
+            }
+            _ => {}
+        }
+    }
+}

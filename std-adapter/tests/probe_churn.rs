@@ -95,7 +95,7 @@ fn paced_crr_counts_a_late_connect_in_the_corrected_latency() {
     let mut s = spec(srv.tcp);
     s.pattern = Pattern::Crr;
     s.connections = 2;
-    s.threads = 1;
+    s.threads = Some(1);
     s.stop = Stop::Count(20);
     s.rate = Some(200.0);
     s.connect_rate = Some(50.0);

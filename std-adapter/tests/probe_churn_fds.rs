@@ -30,7 +30,7 @@ fn churn_of_thousands_of_connections_keeps_descriptors_bounded_and_returns_them_
     let mut spec = ProbeSpec::new(Target::Tcp(vec![tcp]));
     spec.pattern = Pattern::Crr;
     spec.connections = 4;
-    spec.threads = 2;
+    spec.threads = Some(2);
     spec.stop = Stop::Count(500);
     let crr = probe::run(&spec).expect("crr run");
     spec.pattern = Pattern::PingPong;

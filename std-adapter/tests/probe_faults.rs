@@ -163,7 +163,7 @@ fn probe_full_backlog_is_a_connect_timeout() {
     let addr = sock.local_addr().expect("addr").as_socket().expect("inet");
     let mut spec = tcp_spec(addr, 1);
     spec.connections = 6;
-    spec.threads = 1;
+    spec.threads = Some(1);
     spec.timeout = Duration::from_millis(300);
     let start = Instant::now();
     let r = probe::run(&spec).expect("run");

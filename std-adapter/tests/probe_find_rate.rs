@@ -29,7 +29,7 @@ fn find_rate_converges_near_the_capacity_of_a_capped_server() {
     let srv = capped();
     let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
     spec.connections = 8;
-    spec.threads = 2;
+    spec.threads = Some(2);
     // Twice the capacity as the upper end: the search has to come down.
     spec.rate = Some(2.0 * CAPACITY);
     spec.stop = Stop::Duration(Duration::from_secs(1));

@@ -71,7 +71,7 @@ fn intervals_of_a_duration_come_while_running_and_add_up_to_the_summary() {
     let srv = OurServer::start(Mode::Raw);
     let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
     spec.connections = 4;
-    spec.threads = 2;
+    spec.threads = Some(2);
     spec.stop = Stop::Duration(Duration::from_secs(2));
     spec.warmup = Duration::from_millis(300);
     spec.interval = Some(Duration::from_millis(200));

@@ -14,7 +14,7 @@ use ricochet::probe::{self, ProbeSpec, Stop, Target, Which};
 fn paced_spec(addr: std::net::SocketAddr, rate: f64, secs: u64) -> ProbeSpec {
     let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
     spec.connections = 2;
-    spec.threads = 1;
+    spec.threads = Some(1);
     spec.rate = Some(rate);
     spec.stop = Stop::Duration(Duration::from_secs(secs));
     spec

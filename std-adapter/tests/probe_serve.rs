@@ -133,7 +133,7 @@ fn probe_our_server_many_connections_over_threads() {
     let srv = OurServer::start(Mode::Raw);
     let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
     spec.connections = 300;
-    spec.threads = 2;
+    spec.threads = Some(2);
     spec.stop = Stop::Count(20);
     let r = probe::run(&spec).expect("run");
     assert!(r.ok, "{r}");

@@ -124,7 +124,7 @@ fn interrupt_before_connections_start_leaves_them_not_started() {
     let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
     spec.stop = Stop::Count(10);
     spec.connections = 200;
-    spec.threads = 1;
+    spec.threads = Some(1);
     let stop = StopHandle::new();
     stop.interrupt();
     let r = probe::run_with(&spec, &stop, |_| {}).expect("run");

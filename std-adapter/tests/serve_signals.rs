@@ -125,3 +125,74 @@ fn signal_watcher_that_dies_restores_the_default_action() {
     );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+const EARLY_CHILD: &str = "RICOCHET_SIGNALS_EARLY_CHILD";
+
+/// In the child: a serving server, a watcher started before the server's
+/// controller is handed over, and a SIGTERM in between.
+fn early_child_body() {
+    let (watcher, slot) = SignalWatcher::start_before(|| {}).expect("watcher");
+    let server = Server::bind(ServerConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        ..ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("spawn");
+    signal_hook::low_level::raise(signal_hook::consts::SIGTERM).expect("raise");
+    let deadline = Instant::now() + LIMIT;
+    while slot.pending() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the SIGTERM never reached the watcher"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("child: signal waiting");
+    slot.attach(server.controller());
+    server.join().expect("join");
+    assert!(!watcher.aborted(), "one signal is a graceful shutdown");
+    println!("child: stopped gracefully");
+}
+
+#[test]
+fn signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach() {
+    if std::env::var_os(EARLY_CHILD).is_some() {
+        early_child_body();
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EARLY_CHILD, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if t.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child did not stop within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Killed by the default action (a SIGTERM before the watcher acted)
+    // would show as `signal: 15`, with no "stopped gracefully".
+    assert!(status.success(), "{status:?}\n{stdout}\n{stderr}");
+    assert!(stdout.contains("child: signal waiting"), "{stdout}");
+    assert!(stdout.contains("child: stopped gracefully"), "{stdout}");
+}

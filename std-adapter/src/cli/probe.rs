@@ -83,7 +83,8 @@ pub(crate) struct ProbeArgs {
     /// Bound of every wait: connect, each response, the server's FIN after ours, UDP loss (more than 0).
     #[arg(long, default_value = "5s", value_name = "D", value_parser = parse_duration)]
     timeout: Duration,
-    /// Worker threads, one event loop each [default: available cores, at most C].
+    /// Worker threads, one event loop each [default: every core, or half of them when every
+    /// target is on this host (loopback or Unix), whose server needs the rest; at most C].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// UDP: fail only when more than this percentage of datagrams is lost (the run stops as soon
@@ -206,9 +207,7 @@ impl ProbeArgs {
         };
         spec.seed = self.seed;
         spec.timeout = self.timeout;
-        if let Some(t) = self.threads {
-            spec.threads = t;
-        }
+        spec.threads = self.threads;
         spec.max_loss_pct = self.max_loss;
         spec.tls = self.tls.options();
         spec.lifetime = self.lifetime;

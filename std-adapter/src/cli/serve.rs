@@ -431,6 +431,17 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     } else if let Some(warning) = privileges::root_warning() {
         tracing::warn!("{warning}");
     }
+    // Watch SIGINT/SIGTERM before any worker serves: a signal from the
+    // moment a client can be answered must stop the server gracefully, not
+    // kill it by the default action. Signals before `attach` wait for it.
+    let mut notifier = Notifier::default();
+    let watched = match SignalWatcher::start_before(notifier.stopping_hook()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM: they terminate the server without a graceful shutdown");
+            None
+        }
+    };
     let handle = match server.spawn() {
         Ok(handle) => handle,
         Err(e) => {
@@ -446,14 +457,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut notifier = Notifier::default();
-    let watcher = match SignalWatcher::start_with(handle.controller(), notifier.stopping_hook()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM: they terminate the server without a graceful shutdown");
-            None
-        }
-    };
+    let watcher = watched.map(|(watcher, slot)| {
+        slot.attach(handle.controller());
+        watcher
+    });
     // Printed once serving with signals handled: a line means "ready".
     {
         let mut out = std::io::stdout().lock();

@@ -121,7 +121,8 @@ pub use report::{
 };
 pub use spec::{
     DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Lifetime, MIN_INTERVAL, Pattern, ProbeSpec,
-    SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed, session_seed,
+    SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed, default_threads,
+    session_seed,
 };
 pub use target::{Target, TargetError};
 pub use tls::{TlsOptions, TlsTarget};

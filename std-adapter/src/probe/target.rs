@@ -93,6 +93,17 @@ impl Target {
     pub fn is_stream(&self) -> bool {
         !matches!(self, Target::Udp(_))
     }
+
+    /// True when the server is on this host: a Unix socket, or every
+    /// address a loopback one. Then the server shares this host's cores
+    /// with the probe.
+    pub fn is_on_this_host(&self) -> bool {
+        match self {
+            Target::Tcp(a) | Target::Udp(a) => a.iter().all(|addr| addr.ip().is_loopback()),
+            Target::Tls(t) => t.addrs.iter().all(|addr| addr.ip().is_loopback()),
+            Target::Unix(_) => true,
+        }
+    }
 }
 
 impl fmt::Display for Target {

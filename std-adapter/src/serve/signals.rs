@@ -18,9 +18,10 @@
 //! SIGPIPE needs nothing: Rust programs ignore it and socket writes use
 //! `MSG_NOSIGNAL`.
 
+use std::fmt;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -72,11 +73,25 @@ impl SignalWatcher {
     /// shutdown (e.g. to tell a service manager `STOPPING=1`).
     pub fn start_with(
         controller: Controller,
-        mut on_shutdown: impl FnMut() + Send + 'static,
+        on_shutdown: impl FnMut() + Send + 'static,
     ) -> io::Result<SignalWatcher> {
+        let (watcher, slot) = Self::start_before(on_shutdown)?;
+        slot.attach(controller);
+        Ok(watcher)
+    }
+
+    /// Starts watching before the server exists, so that no SIGINT or
+    /// SIGTERM between starting the workers and watching can kill the
+    /// process with the default action: signals that come before
+    /// [`ServerSlot::attach`] wait there (the first two; more would only
+    /// repeat "stop at once") and act when the server's controller is
+    /// attached, exactly as [`start_with`](SignalWatcher::start_with) acts.
+    pub fn start_before(
+        mut on_shutdown: impl FnMut() + Send + 'static,
+    ) -> io::Result<(SignalWatcher, ServerSlot)> {
         let aborted = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&aborted);
-        let mut watcher = Self::spawn(move |ev| {
+        let act: Handler = Box::new(move |controller, ev| {
             if ev.count == 0 {
                 controller.shutdown();
                 on_shutdown();
@@ -89,9 +104,16 @@ impl SignalWatcher {
                 controller.abort();
                 tracing::warn!(signal = ev.name, "second signal: stopping at once");
             }
-        })?;
+        });
+        let slot = ServerSlot(Arc::new(Mutex::new(SlotState {
+            controller: None,
+            pending: Vec::new(),
+            act,
+        })));
+        let watched = slot.clone();
+        let mut watcher = Self::spawn(move |ev| watched.deliver(ev))?;
         watcher.aborted = aborted;
-        Ok(watcher)
+        Ok((watcher, slot))
     }
 
     /// Starts watching: `on_signal` runs on the watcher thread for every
@@ -159,6 +181,65 @@ impl SignalWatcher {
     pub fn is_watching(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
+}
+
+/// What a server's watcher does with a signal, given the server's controller.
+type Handler = Box<dyn FnMut(&Controller, SignalEvent) + Send>;
+
+/// Where the signals of a watcher started with
+/// [`SignalWatcher::start_before`] find the server's controller, once
+/// [`attach`](ServerSlot::attach)ed.
+#[derive(Clone)]
+pub struct ServerSlot(Arc<Mutex<SlotState>>);
+
+struct SlotState {
+    controller: Option<Controller>,
+    /// Signals that came before the controller: at most two.
+    pending: Vec<SignalEvent>,
+    act: Handler,
+}
+
+impl fmt::Debug for ServerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.0);
+        f.debug_struct("ServerSlot")
+            .field("attached", &state.controller.is_some())
+            .field("pending", &state.pending)
+            .finish()
+    }
+}
+
+impl ServerSlot {
+    /// Hands the server's controller to the watcher; signals that came
+    /// before act now, in order, on this thread.
+    pub fn attach(&self, controller: Controller) {
+        let mut state = lock(&self.0);
+        for ev in std::mem::take(&mut state.pending) {
+            (state.act)(&controller, ev);
+        }
+        state.controller = Some(controller);
+    }
+
+    /// Signals received and not yet acted on (before `attach`; at most 2).
+    pub fn pending(&self) -> usize {
+        lock(&self.0).pending.len()
+    }
+
+    /// On the watcher thread: act, or keep the signal until `attach`.
+    fn deliver(&self, ev: SignalEvent) {
+        let mut state = lock(&self.0);
+        match state.controller.clone() {
+            Some(controller) => (state.act)(&controller, ev),
+            None if state.pending.len() < 2 => state.pending.push(ev),
+            None => {}
+        }
+    }
+}
+
+/// The slot's lock; a panic in a handler (a failed log write) leaves the
+/// state usable, so a poisoned lock is taken as it is.
+fn lock(m: &Mutex<SlotState>) -> std::sync::MutexGuard<'_, SlotState> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unregister(ids: &[signal_hook::SigId]) {

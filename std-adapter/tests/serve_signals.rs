@@ -27,6 +27,15 @@ fn kill(pid: u32, sig: &str) {
     assert!(ok, "kill -{sig} {pid}");
 }
 
+/// This test binary, running only `test`, with `marker` set so that the
+/// test runs its child side.
+fn this_test_in_a_child(test: &str, marker: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(marker, "1");
+    cmd
+}
+
 /// In the child: a server and a watcher whose handler shuts the server down
 /// and then panics (as a log write on a closed stderr once did).
 fn child_body() {
@@ -69,20 +78,16 @@ fn signal_watcher_that_dies_restores_the_default_action() {
         child_body();
         return;
     }
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "signal_watcher_that_dies_restores_the_default_action",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
+    let mut child = this_test_in_a_child(
+        "signal_watcher_that_dies_restores_the_default_action",
+        CHILD,
+    )
+    .env("RUST_BACKTRACE", "0")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn child");
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     let out = child.stdout.take().expect("stdout");
@@ -162,19 +167,15 @@ fn signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach() {
         early_child_body();
         return;
     }
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(EARLY_CHILD, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
+    let mut child = this_test_in_a_child(
+        "signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach",
+        EARLY_CHILD,
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn child");
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {

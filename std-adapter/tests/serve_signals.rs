@@ -36,6 +36,23 @@ fn this_test_in_a_child(test: &str, marker: &str) -> Command {
     cmd
 }
 
+/// The child's exit status; kills it and fails with `what` if it runs
+/// past [`LIMIT`].
+fn exit_within_limit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if t.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// In the child: a server and a watcher whose handler shuts the server down
 /// and then panics (as a log write on a closed stderr once did).
 fn child_body() {
@@ -112,17 +129,10 @@ fn signal_watcher_that_dies_restores_the_default_action() {
     wait_line("child: watcher gone");
     let t = Instant::now();
     kill(pid, "TERM");
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child ignored SIGTERM after its watcher died");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_within_limit(
+        &mut child,
+        "the child ignored SIGTERM after its watcher died",
+    );
     assert_eq!(
         status.signal(),
         Some(15),
@@ -176,18 +186,7 @@ fn signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach() {
     .stderr(Stdio::piped())
     .spawn()
     .expect("spawn child");
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child did not stop within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_within_limit(&mut child, "the child did not stop");
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -202,6 +202,8 @@ fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&st
             return ExitCode::FAILURE;
         }
     };
+    // Watching before the worker starts: see `serve::run`.
+    let watched = SignalWatcher::start_before(|| {}).ok();
     let handle = match server.spawn() {
         Ok(h) => h,
         Err(e) => {
@@ -210,7 +212,10 @@ fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&st
         }
     };
     let controller = handle.controller();
-    let watcher = SignalWatcher::start(handle.controller()).ok();
+    let watcher = watched.map(|(watcher, slot)| {
+        slot.attach(handle.controller());
+        watcher
+    });
     let mut last = handle.stats().udp.received;
     let mut active_at = Instant::now();
     while !controller.is_stopping() {

@@ -98,11 +98,12 @@ impl Target {
     /// address a loopback one. Then the server shares this host's cores
     /// with the probe.
     pub fn is_on_this_host(&self) -> bool {
-        match self {
-            Target::Tcp(a) | Target::Udp(a) => a.iter().all(|addr| addr.ip().is_loopback()),
-            Target::Tls(t) => t.addrs.iter().all(|addr| addr.ip().is_loopback()),
-            Target::Unix(_) => true,
-        }
+        let addrs = match self {
+            Target::Tcp(a) | Target::Udp(a) => a,
+            Target::Tls(t) => &t.addrs,
+            Target::Unix(_) => return true,
+        };
+        addrs.iter().all(|addr| addr.ip().is_loopback())
     }
 }
 

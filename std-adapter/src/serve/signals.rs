@@ -64,6 +64,10 @@ impl SignalWatcher {
     /// Starts watching for a server: the first signal shuts `controller`'s
     /// server down gracefully, a second one aborts it
     /// ([`aborted`](SignalWatcher::aborted) then tells).
+    ///
+    /// Between [`Server::spawn`](super::Server::spawn) and this call a
+    /// signal still takes its default action; a program that must never
+    /// die by one uses [`start_before`](SignalWatcher::start_before).
     pub fn start(controller: Controller) -> io::Result<SignalWatcher> {
         Self::start_with(controller, || {})
     }

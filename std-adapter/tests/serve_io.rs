@@ -14,6 +14,7 @@ mod serve_support;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::Duration;
 
 use serve_support::{IO_TIMEOUT, Proc, round_trip};
 
@@ -162,4 +163,81 @@ fn io_uring_library_server_reports_its_backend() {
     drop(s);
     handle.shutdown();
     handle.join().expect("join");
+}
+
+/// CPU time (user + system) the process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[test]
+fn busy_poll_worker_stops_spinning_for_sparse_traffic_and_silence() {
+    // The longest window (1ms), opened by a burst of back-to-back round
+    // trips. Then traffic sparser than the window (a round trip every 3ms)
+    // must close it, and silence must cost nothing: a worker that kept
+    // spinning would burn up to a core in either.
+    for io in ["epoll", "uring"] {
+        let mut p = Proc::serve(&[
+            "--tcp",
+            "127.0.0.1:0",
+            "--io",
+            io,
+            "--threads",
+            "1",
+            "--busy-poll",
+            "1ms",
+        ]);
+        let found = p.listening(1);
+        let mut s = TcpStream::connect(found[0].1.as_str()).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        for i in 0..2000u32 {
+            round_trip(&mut s, &i.to_le_bytes());
+        }
+        // Pacing and measuring windows below, not synchronisation: the
+        // server's work does not depend on them.
+        let before = cpu_time(p.id());
+        for i in 0..200u32 {
+            std::thread::sleep(Duration::from_millis(3));
+            round_trip(&mut s, &i.to_le_bytes());
+        }
+        let sparse = cpu_time(p.id()) - before;
+        let before = cpu_time(p.id());
+        std::thread::sleep(Duration::from_secs(1));
+        let silent = cpu_time(p.id()) - before;
+        assert!(
+            sparse < Duration::from_millis(150) && silent < Duration::from_millis(60),
+            "--io {io}: the server used {sparse:?} of CPU for 200 round trips 3ms apart and \
+             {silent:?} in 1s of silence"
+        );
+        round_trip(&mut s, b"still served after the silence\n");
+        p.signal("TERM");
+        assert!(p.wait_exit(IO_TIMEOUT).success(), "--io {io}");
+    }
+}
+
+#[test]
+fn busy_poll_beyond_1ms_is_refused_with_the_bound_and_the_default() {
+    let out = serve_support::output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+            "serve",
+            "--tcp",
+            "127.0.0.1:0",
+            "--busy-poll",
+            "5ms",
+        ]),
+        IO_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--busy-poll") && err.contains("at most 1ms") && err.contains("50us"),
+        "{err}"
+    );
 }

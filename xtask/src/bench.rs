@@ -4,8 +4,9 @@
 //! not asserted.
 //!
 //! ```text
-//! cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS]
-//!     servers alternating, REPS rounds (default 3), medians and ratios
+//! cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b]
+//!     servers alternating, REPS rounds (default 3), medians and ratios;
+//!     -b adds ricochet with `--busy-poll 0` (both backends) to the set
 //! cargo xtask bench syscalls [-d SECS] [-c CASES]
 //!     system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
 //! cargo xtask bench idle
@@ -30,6 +31,8 @@ const SERVERS: &[&str] = &[
     "ricochet-epoll",
     "ricochet-uring",
 ];
+/// With `-b`: ricochet with busy polling off too, for the before and after.
+const NO_BUSY_POLL: &[&str] = &["ricochet-epoll-bp0", "ricochet-uring-bp0"];
 /// The references (the best of them is the bar).
 const REFERENCES: &[&str] = &["c-epoll", "c-uring", "tokio"];
 /// The cases of the issue's targets.
@@ -50,6 +53,8 @@ struct Opts {
     secs: u32,
     cases: String,
     threads: Option<String>,
+    /// Also run ricochet with busy polling off.
+    busy_poll_off: bool,
 }
 
 fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
@@ -58,6 +63,7 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
         secs: default_secs,
         cases: CASES.to_owned(),
         threads: None,
+        busy_poll_off: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -71,9 +77,10 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
             "-d" => o.secs = value()?.parse().map_err(|e| format!("-d: {e}"))?,
             "-c" => o.cases = value()?,
             "-t" => o.threads = Some(value()?),
+            "-b" => o.busy_poll_off = true,
             other => {
                 return Err(format!(
-                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS"
+                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b"
                 ));
             }
         }
@@ -157,6 +164,14 @@ fn server_cmd(ctx: &Ctx, name: &str, threads: Option<&str>) -> String {
             "{} serve --io uring{threads} --tcp 127.0.0.1:{{PORT}}",
             bin.display()
         ),
+        "ricochet-epoll-bp0" => format!(
+            "{} serve --io epoll{threads} --busy-poll 0 --tcp 127.0.0.1:{{PORT}}",
+            bin.display()
+        ),
+        "ricochet-uring-bp0" => format!(
+            "{} serve --io uring{threads} --busy-poll 0 --tcp 127.0.0.1:{{PORT}}",
+            bin.display()
+        ),
         other => unreachable!("unknown server {other}"),
     }
 }
@@ -170,9 +185,13 @@ fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(out.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
     let out_s = out.to_string_lossy().into_owned();
     let secs = o.secs.to_string();
+    let mut servers = SERVERS.to_vec();
+    if o.busy_poll_off {
+        servers.extend_from_slice(NO_BUSY_POLL);
+    }
     for rep in 0..o.reps as usize {
-        for k in 0..SERVERS.len() {
-            let name = SERVERS[(k + rep) % SERVERS.len()];
+        for k in 0..servers.len() {
+            let name = servers[(k + rep) % servers.len()];
             let cmd = server_cmd(ctx, name, o.threads.as_deref());
             let a = [
                 "-I", "-r", "1", "-d", &secs, "-w", "1", "-c", &o.cases, "-o", &out_s, "-n", name,
@@ -300,7 +319,7 @@ fn summary(jsonl: &str) -> String {
     );
     out += "| case | server | runs | throughput | CPU per unit |\n|---|---|---|---|---|\n";
     for case in &cases {
-        for s in SERVERS {
+        for s in SERVERS.iter().chain(NO_BUSY_POLL) {
             if let Some(v) = all.get(&(s.to_string(), case.clone())) {
                 out += &format!(
                     "| {case} | {s} | {} | {} | {} |\n",
@@ -336,6 +355,27 @@ fn summary(jsonl: &str) -> String {
                 med("c-epoll", case, |x| x.cpu)
             ),
         );
+    }
+    let off = |case: &String| {
+        NO_BUSY_POLL
+            .iter()
+            .any(|s| med(s, case, |x| x.rate).is_some())
+    };
+    if cases.iter().any(off) {
+        out += "\nBusy polling on (default) / off (`--busy-poll 0`), same sitting\n\n";
+        out += "| case | uring on / off | uring CPU on / off | epoll on / off | epoll CPU on / off |\n|---|---|---|---|---|\n";
+        for case in cases.iter().filter(|c| off(c)) {
+            let r = |on: &str, off: &str, f: fn(&Sample) -> f64| {
+                ratio(med(on, case, f), med(off, case, f))
+            };
+            out += &format!(
+                "| {case} | {} | {} | {} | {} |\n",
+                r("ricochet-uring", "ricochet-uring-bp0", |x| x.rate),
+                r("ricochet-uring", "ricochet-uring-bp0", |x| x.cpu),
+                r("ricochet-epoll", "ricochet-epoll-bp0", |x| x.rate),
+                r("ricochet-epoll", "ricochet-epoll-bp0", |x| x.cpu),
+            );
+        }
     }
     out
 }
@@ -576,5 +616,20 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("| 0.50x |"), "{s}");
+    }
+
+    #[test]
+    fn summary_compares_busy_polling_on_and_off_when_both_ran() {
+        let line = |label: &str, rate: f64, cpu: f64| {
+            format!(
+                "{{\"rep\":1,\"case\":\"pp1\",\"label\":\"{label}\",\"window_s\":1.0,\"round_trips\":{rate},\"rtt_per_s\":{rate},\"load_cpu_s\":9,\"server\":{{\"pgid\":1,\"cpu_s\":{cpu}}},\"errors_total\":0}}"
+            )
+        };
+        let only_on = line("ricochet-uring", 300.0, 0.003);
+        assert!(!summary(&only_on).contains("Busy polling"));
+        let text = [only_on, line("ricochet-uring-bp0", 100.0, 0.002)].join("\n");
+        let s = summary(&text);
+        assert!(s.contains("| pp1 | ricochet-uring-bp0 | 1 | 100.0 | 20.0 |"), "{s}");
+        assert!(s.contains("| pp1 | 3.00x | 0.50x | - | - |"), "{s}");
     }
 }

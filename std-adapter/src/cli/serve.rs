@@ -91,6 +91,11 @@ pub(crate) struct ServeArgs {
     /// Worker threads, one event loop each, 1 to 1024 [default: available cores].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
+    /// Busy polling: a worker whose events came close together checks for the next ones for up to
+    /// this long before it sleeps, saving a wake-up per event at the price of that much CPU; it
+    /// adapts, so sparser traffic and idle workers never spin (0 or off: never; at most 1ms).
+    #[arg(long, value_name = "DUR", default_value = "50us", value_parser = parse_busy_poll)]
+    busy_poll: Duration,
     /// Log a stats line this often (connections, bytes/s, UDP drops by reason; 0 or off: none).
     #[arg(long, value_name = "DUR", value_parser = parse_timeout)]
     stats_interval: Option<Duration>,
@@ -261,6 +266,20 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Longest `--busy-poll`: past it a wake-up costs less than the spin.
+const BUSY_POLL_MAX: Duration = Duration::from_millis(1);
+
+fn parse_busy_poll(s: &str) -> Result<Duration, String> {
+    let d = parse_timeout(s)?;
+    if d > BUSY_POLL_MAX {
+        return Err(format!(
+            "busy polling for {d:?} burns a core between events that far apart; give at most 1ms \
+             (50us is the default, 0 or off disables it)"
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_octal(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {
@@ -315,6 +334,7 @@ impl ServeArgs {
                 IoArg::Uring => IoBackend::Uring,
                 IoArg::Epoll => IoBackend::Epoll,
             },
+            busy_poll: self.busy_poll,
         };
         if !inherited {
             add_default_endpoints(

@@ -260,12 +260,20 @@ pub struct ServerConfig {
     pub tls: Option<super::tls::TlsConfig>,
     /// The I/O backend of the workers (default: io_uring if available, else epoll).
     pub io: IoBackend,
+    /// Busy polling: a worker whose last events came close together checks
+    /// for the next ones in a loop for up to this long before it sleeps,
+    /// saving the cost of a wake-up (see [`DEFAULT_BUSY_POLL`]). The window
+    /// adapts: traffic sparser than this never spins, an idle worker never
+    /// spins. Zero disables it.
+    pub busy_poll: Duration,
 }
 
 /// Default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Default port of `ricochet serve` without an address (unprivileged; RFC 862's 7 needs root).
 pub const DEFAULT_PORT: u16 = 7007;
+/// Default of [`ServerConfig::busy_poll`].
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 /// Upper bound of the derived default for [`ServerConfig::max_connections`].
 pub const MAX_CONNECTIONS_CAP: usize = 100_000;
 
@@ -296,6 +304,7 @@ impl Default for ServerConfig {
             raise_fd_limit: true,
             tls: None,
             io: IoBackend::Auto,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

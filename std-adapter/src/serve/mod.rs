@@ -52,6 +52,7 @@
 
 pub mod activation;
 mod backend;
+mod busy_poll;
 mod config;
 mod conn;
 mod conns;
@@ -84,8 +85,8 @@ use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 
 pub use activation::{ActivationError, InheritedSocket};
 pub use config::{
-    AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_PORT, IoBackend,
-    MAX_CONNECTIONS_CAP, ParseDurationError, ServerConfig, UdpRate, parse_duration,
+    AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_BUSY_POLL, DEFAULT_PORT,
+    IoBackend, MAX_CONNECTIONS_CAP, ParseDurationError, ServerConfig, UdpRate, parse_duration,
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
@@ -126,6 +127,8 @@ pub(crate) struct Settings {
     pub(crate) grace: Duration,
     /// Session buffer bytes per connection.
     pub(crate) buffer_size: usize,
+    /// Longest spin before a worker sleeps ([`ServerConfig::busy_poll`]).
+    pub(crate) busy_poll: Duration,
 }
 
 /// State shared by the workers and the handles.
@@ -376,6 +379,7 @@ impl Server {
                 max_connections,
                 grace: config.grace,
                 buffer_size: config.buffer_size.bytes(),
+                busy_poll: config.busy_poll,
             },
             clock: crate::clock::Clock::new(),
             unix_files: Mutex::new(unix_files),

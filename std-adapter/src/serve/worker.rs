@@ -26,6 +26,7 @@ use std::time::Duration as StdDuration;
 use mio::{Events, Interest, Poll, Token, Waker};
 use ricochet_core::{Instant, Next, Teardown};
 
+use super::busy_poll::BusyPoll;
 use super::conn::{Conn, Peer, Stream};
 use super::conns::{BUDGET, ConnTable, Driver};
 use super::error::Endpoint;
@@ -127,6 +128,8 @@ struct Worker {
     conns: ConnTable<Conn>,
     counters: Counters,
     throttles: Throttles,
+    /// How long to spin on `epoll_wait` before sleeping in it.
+    busy: BusyPoll,
 }
 
 /// Runs worker `setup.index` until the server stops. Errors only if `epoll_wait` fails.
@@ -136,6 +139,7 @@ fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
         .into_iter()
         .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
+    let busy = BusyPoll::new(shared.settings.busy_poll);
     let mut worker = Worker {
         index: setup.index,
         poll: setup.poll,
@@ -146,6 +150,7 @@ fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
         udp: setup.udp,
         counters: Counters::default(),
         throttles: Throttles::new(),
+        busy,
     };
     let result = worker.run();
     worker.release_all();
@@ -158,7 +163,12 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let Worker { poll, busy, .. } = self;
+            let result: io::Result<()> = busy.wait(timeout, |t| {
+                poll.poll(&mut events, t)?;
+                Ok(!events.is_empty())
+            });
+            if let Err(e) = result {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }

@@ -259,6 +259,11 @@ impl Proc {
         self.stderr.try_iter().collect::<Vec<_>>().join("\n")
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (e.g. "TERM") to the child, by PID, with kill(1).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -27,6 +27,7 @@ fn shared(max_connections: usize) -> Arc<Shared> {
             max_connections,
             grace: GRACE,
             buffer_size: 64,
+            busy_poll: std::time::Duration::ZERO,
         },
         clock: crate::clock::Clock::new(),
         unix_files: Mutex::new(Vec::new()),

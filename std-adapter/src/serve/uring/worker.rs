@@ -34,6 +34,7 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{CompletionQueue, SubmissionQueue, Submitter, cqueue, opcode};
 use ricochet_core::{Instant, Teardown};
 
+use super::super::busy_poll::BusyPoll;
 use super::super::conns::{ConnTable, Driver};
 use super::super::events::Throttles;
 use super::super::stats::Counters;
@@ -128,6 +129,7 @@ fn serve(
         .into_iter()
         .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
+    let shared_busy_poll = shared.settings.busy_poll;
     let mut worker = Worker {
         index: sockets.index,
         clock: shared.clock,
@@ -151,6 +153,7 @@ fn serve(
         waker: waker_fd,
         wake_buf: Box::new([0u8; 8]),
         wake_armed: false,
+        busy: BusyPoll::new(shared_busy_poll),
     };
     let _ = ready.send(Ok(()));
     let result = worker.run();
@@ -190,6 +193,8 @@ pub(super) struct Worker<'r> {
     pub(super) waker: OwnedFd,
     pub(super) wake_buf: Box<[u8; 8]>,
     pub(super) wake_armed: bool,
+    /// How long to spin on the rings before sleeping.
+    pub(super) busy: BusyPoll,
 }
 
 impl Worker<'_> {
@@ -261,28 +266,49 @@ impl Worker<'_> {
         }
     }
 
-    /// Submits and waits: one `io_uring_enter` per turn.
+    /// Submits and waits: one `io_uring_enter` per turn, or, while the
+    /// busy-poll window is open, one submit and then checks of the rings
+    /// (an enter only when the kernel flags deferred completions).
     fn enter(&mut self) -> io::Result<()> {
         self.bufs.publish();
         for u in &mut self.udp {
             u.publish();
         }
         self.sq.sync();
-        let busy = self.conns.has_queued() || self.rearm_possible();
-        let timeout = if busy {
+        let work_left = self.conns.has_queued() || self.rearm_possible();
+        let timeout = if work_left {
             Some(StdDuration::ZERO)
         } else {
             let paused = self.listeners.iter().filter_map(|l| l.paused_until);
             self.conns.wait_limit(paused, self.clock.now())
         };
-        let result = match timeout {
+        let Worker {
+            submitter,
+            sq,
+            cq,
+            busy,
+            ..
+        } = self;
+        let mut submitted = false;
+        let result = busy.wait(timeout, |t| match t {
+            Some(t) if t.is_zero() => {
+                // A check: submit once, then enter again only when the
+                // kernel flags deferred completions (only an enter with
+                // GETEVENTS runs them).
+                if !submitted || sq.taskrun() {
+                    submitter.submit_with_args(0, &SubmitArgs::new())?;
+                    submitted = true;
+                }
+                cq.sync();
+                Ok(!CompletionQueue::is_empty(cq))
+            }
             Some(t) => {
                 let ts = Timespec::from(t);
-                let args = SubmitArgs::new().timespec(&ts);
-                self.submitter.submit_with_args(1, &args)
+                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))?;
+                Ok(true)
             }
-            None => self.submitter.submit_and_wait(1),
-        };
+            None => submitter.submit_and_wait(1).map(|_| true),
+        });
         if let Err(e) = result {
             match e.raw_os_error() {
                 Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}

@@ -91,9 +91,10 @@ pub(crate) struct ServeArgs {
     /// Worker threads, one event loop each, 1 to 1024 [default: available cores].
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
-    /// Busy polling: a worker whose events came close together checks for the next ones for up to
-    /// this long before it sleeps, saving a wake-up per event at the price of that much CPU; it
-    /// adapts, so sparser traffic and idle workers never spin (0 or off: never; at most 1ms).
+    /// Busy polling: before it sleeps, a worker checks for new events for up to this long, saving
+    /// a wake-up per event when they come that close together; spins that find nothing shrink it,
+    /// so sparser traffic costs one spin in 32 waits and an idle worker none (0 or off: never spin;
+    /// at most 1ms).
     #[arg(long, value_name = "DUR", default_value = "50us", value_parser = parse_busy_poll)]
     busy_poll: Duration,
     /// Log a stats line this often (connections, bytes/s, UDP drops by reason; 0 or off: none).

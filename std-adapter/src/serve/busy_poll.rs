@@ -7,46 +7,61 @@
 //! A worker that was busy a moment ago may rather spin for a few
 //! microseconds: if the next event comes within the spin, nobody sleeps.
 //!
-//! The window adapts as Linux's `haltpoll` governor does, on the *gap*: the
-//! time from the start of a wait to its event, spin and sleep together.
-//! - a gap within the limit: spinning pays (or would have); the window grows
-//!   (from a quarter of the limit, doubling) up to the limit;
-//! - a gap past the limit: spinning could not have caught it; the window
-//!   halves, and under a quarter of the limit it is off.
+//! The window adapts on what the spins find:
+//! - an event caught while spinning: the pattern is fast; the window opens
+//!   fully (to the limit);
+//! - a spin that caught nothing (the worker slept after it): the window
+//!   halves, and under a quarter of the limit it closes;
+//! - while closed, one wait in [`PROBE_EVERY`] spins the whole limit again,
+//!   so traffic that sped up is noticed.
 //!
-//! So traffic sparser than the limit settles at no spinning at all, an idle
-//! worker never spins (its first long sleep turns spinning off), and the CPU
-//! spent spinning per event is at most the limit. With the limit at zero
-//! (`--busy-poll 0`) the policy never spins.
+//! A slept gap cannot steer it: it includes the wake-up the spin is there
+//! to avoid (tens of microseconds on a virtual machine), so at one message
+//! per round trip every slept gap looks too long to be worth a spin.
+//!
+//! So traffic sparser than the limit costs at most one spin per
+//! [`PROBE_EVERY`] events after the first few, an idle worker spins at most
+//! once (after its last event), and a spin never passes the limit. With the
+//! limit at zero (`--busy-poll 0`) the policy never spins.
 //!
 //! The policy is shared by both workers; each supplies its own "anything
 //! ready?" check (a non-blocking `epoll_wait`, the completion ring).
 
 use std::time::{Duration, Instant};
 
+/// While the window is closed, one wait in this many spins the whole limit.
+pub(crate) const PROBE_EVERY: u32 = 32;
+
 /// One worker's busy-poll window.
 #[derive(Clone, Debug)]
 pub(crate) struct BusyPoll {
     limit: Duration,
     window: Duration,
+    /// Waits since the window closed.
+    closed_for: u32,
 }
 
 impl BusyPoll {
-    /// A policy spinning at most `limit` per wait (zero: never). It starts
-    /// off and turns on after the first wait that ends within `limit`.
+    /// A policy spinning at most `limit` per wait (zero: never), starting open.
     pub(crate) fn new(limit: Duration) -> BusyPoll {
         BusyPoll {
             limit,
-            window: Duration::ZERO,
+            window: limit,
+            closed_for: 0,
         }
     }
 
     /// How long to spin before the next sleep, at most `deadline` (the
     /// time left before the worker must wake anyway; `None`: no deadline).
     pub(crate) fn window(&self, deadline: Option<Duration>) -> Duration {
+        let window = if self.window.is_zero() && self.closed_for >= PROBE_EVERY {
+            self.limit
+        } else {
+            self.window
+        };
         match deadline {
-            Some(d) => self.window.min(d),
-            None => self.window,
+            Some(d) => window.min(d),
+            None => window,
         }
     }
 
@@ -65,11 +80,11 @@ impl BusyPoll {
             return poll(deadline).map(drop);
         }
         let window = self.window(deadline);
-        let start = Instant::now();
         if !window.is_zero() {
+            let start = Instant::now();
             loop {
                 if poll(Some(Duration::ZERO))? {
-                    self.record(start.elapsed());
+                    self.record(Spin::Caught);
                     return Ok(());
                 }
                 if start.elapsed() >= window {
@@ -78,31 +93,47 @@ impl BusyPoll {
                 std::hint::spin_loop();
             }
         }
-        poll(deadline)?;
-        let gap = start.elapsed();
-        match deadline {
-            // Woken by the deadline, not by an event: a gap of at least the
-            // deadline, which says something only if that is past the limit.
-            Some(d) if gap >= d && d <= self.limit => {}
-            _ => self.record(gap),
-        }
-        Ok(())
+        self.record(if window.is_zero() {
+            Spin::None
+        } else {
+            Spin::Missed
+        });
+        poll(deadline).map(drop)
     }
 
-    /// Records a wait whose event came `gap` after the wait began (spin and
-    /// sleep together). Waits cut short by a deadline are not recorded.
-    pub(crate) fn record(&mut self, gap: Duration) {
+    /// Records what a wait's spin found.
+    pub(crate) fn record(&mut self, spin: Spin) {
         if self.limit.is_zero() {
             return;
         }
-        let start = self.limit / 4;
-        self.window = if gap <= self.limit {
-            (self.window * 2).clamp(start, self.limit)
-        } else {
-            let half = self.window / 2;
-            if half < start { Duration::ZERO } else { half }
-        };
+        match spin {
+            Spin::Caught => {
+                self.window = self.limit;
+                self.closed_for = 0;
+            }
+            Spin::Missed => {
+                let half = self.window / 2;
+                self.window = if half < self.limit / 4 {
+                    Duration::ZERO
+                } else {
+                    half
+                };
+                self.closed_for = 0;
+            }
+            Spin::None => self.closed_for = self.closed_for.saturating_add(1),
+        }
     }
+}
+
+/// What a wait's spin found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spin {
+    /// Events came while spinning.
+    Caught,
+    /// The spin ran its window out; the worker slept.
+    Missed,
+    /// The window was closed: no spin.
+    None,
 }
 
 #[cfg(test)]
@@ -115,73 +146,80 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    /// A policy whose window was closed by misses.
+    fn closed() -> BusyPoll {
+        let mut p = BusyPoll::new(LIMIT);
+        for _ in 0..3 {
+            p.record(Spin::Missed);
+        }
+        assert_eq!(p.window(None), Duration::ZERO);
+        p
+    }
+
     #[test]
-    fn new_policy_does_not_spin_before_a_short_gap() {
-        let p = BusyPoll::new(LIMIT);
+    fn new_policy_spins_the_whole_limit() {
+        assert_eq!(BusyPoll::new(LIMIT).window(None), LIMIT);
+    }
+
+    #[test]
+    fn misses_halve_the_window_then_close_it() {
+        let mut p = BusyPoll::new(LIMIT);
+        p.record(Spin::Missed);
+        assert_eq!(p.window(None), us(20));
+        p.record(Spin::Missed);
+        assert_eq!(p.window(None), us(10));
+        p.record(Spin::Missed);
         assert_eq!(p.window(None), Duration::ZERO);
     }
 
     #[test]
-    fn short_gaps_grow_the_window_to_the_limit() {
+    fn caught_event_opens_the_window_fully() {
         let mut p = BusyPoll::new(LIMIT);
-        p.record(us(5));
-        assert_eq!(p.window(None), us(10));
-        p.record(us(5));
-        assert_eq!(p.window(None), us(20));
-        p.record(us(5));
-        p.record(us(5));
+        p.record(Spin::Missed);
+        p.record(Spin::Caught);
         assert_eq!(p.window(None), LIMIT);
     }
 
     #[test]
-    fn long_gaps_halve_the_window_then_turn_it_off() {
-        let mut p = BusyPoll::new(LIMIT);
-        for _ in 0..4 {
-            p.record(us(1));
+    fn closed_window_probes_the_whole_limit_once_in_probe_every_waits() {
+        let mut p = closed();
+        for _ in 0..PROBE_EVERY {
+            assert_eq!(p.window(None), Duration::ZERO);
+            p.record(Spin::None);
         }
-        p.record(us(500));
-        assert_eq!(p.window(None), us(20));
-        p.record(us(500));
-        assert_eq!(p.window(None), us(10));
-        p.record(us(500));
+        assert_eq!(p.window(None), LIMIT);
+        // A probe that misses closes it for another round.
+        p.record(Spin::Missed);
         assert_eq!(p.window(None), Duration::ZERO);
-        p.record(us(500));
-        assert_eq!(p.window(None), Duration::ZERO);
-    }
-
-    #[test]
-    fn gaps_just_past_the_limit_settle_at_no_spinning() {
-        let mut p = BusyPoll::new(LIMIT);
-        for _ in 0..4 {
-            p.record(us(1));
+        for _ in 0..PROBE_EVERY {
+            p.record(Spin::None);
         }
-        for _ in 0..8 {
-            p.record(LIMIT + us(1));
-        }
-        assert_eq!(p.window(None), Duration::ZERO);
+        // One that catches opens it.
+        p.record(Spin::Caught);
+        assert_eq!(p.window(None), LIMIT);
     }
 
     #[test]
     fn window_never_passes_the_deadline() {
-        let mut p = BusyPoll::new(LIMIT);
-        for _ in 0..4 {
-            p.record(us(1));
-        }
+        let p = BusyPoll::new(LIMIT);
         assert_eq!(p.window(Some(us(3))), us(3));
         assert_eq!(p.window(Some(Duration::ZERO)), Duration::ZERO);
         assert_eq!(p.window(Some(us(1000))), LIMIT);
     }
 
-    /// A policy whose window is open (a long limit: no test depends on speed).
-    fn spinning() -> BusyPoll {
-        let mut p = BusyPoll::new(Duration::from_secs(60));
-        p.record(Duration::ZERO);
-        p
+    #[test]
+    fn zero_limit_never_spins() {
+        let mut p = BusyPoll::new(Duration::ZERO);
+        for spin in [Spin::Caught, Spin::Missed, Spin::None].repeat(PROBE_EVERY as usize) {
+            p.record(spin);
+            assert_eq!(p.window(None), Duration::ZERO);
+        }
     }
 
     #[test]
     fn open_window_checks_until_events_come_without_sleeping() {
-        let mut p = spinning();
+        // A long limit: no outcome depends on the machine's speed.
+        let mut p = BusyPoll::new(Duration::from_secs(60));
         let mut calls = Vec::new();
         let r: Result<(), ()> = p.wait(None, |t| {
             calls.push(t);
@@ -193,7 +231,7 @@ mod tests {
 
     #[test]
     fn closed_window_sleeps_at_once_until_the_deadline() {
-        let mut p = BusyPoll::new(LIMIT);
+        let mut p = closed();
         let mut calls = Vec::new();
         let r: Result<(), ()> = p.wait(Some(us(700)), |t| {
             calls.push(t);
@@ -201,6 +239,20 @@ mod tests {
         });
         assert_eq!(r, Ok(()));
         assert_eq!(calls, vec![Some(us(700))]);
+    }
+
+    #[test]
+    fn spin_that_runs_out_sleeps_and_halves_the_window() {
+        let mut p = BusyPoll::new(us(1));
+        let mut calls = Vec::new();
+        let r: Result<(), ()> = p.wait(None, |t| {
+            calls.push(t);
+            Ok(t.is_none())
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(calls.last(), Some(&None), "{calls:?}");
+        assert!(calls[..calls.len() - 1].iter().all(|t| *t == Some(Duration::ZERO)));
+        assert_eq!(p.window(None), Duration::from_nanos(500));
     }
 
     #[test]
@@ -213,34 +265,17 @@ mod tests {
             Ok(false)
         });
         assert_eq!((r, calls), (Ok(()), 1));
-        assert_eq!(p.window(None), Duration::ZERO);
+        assert_eq!(p.window(None), LIMIT);
     }
 
     #[test]
     fn poll_error_ends_the_wait_at_once() {
-        let mut p = spinning();
+        let mut p = BusyPoll::new(Duration::from_secs(60));
         let mut calls = 0;
         let r = p.wait(None, |_| {
             calls += 1;
             Err("epoll_wait failed")
         });
         assert_eq!((r, calls), (Err("epoll_wait failed"), 1));
-    }
-
-    #[test]
-    fn sleep_ended_by_an_event_opens_the_window() {
-        let mut p = BusyPoll::new(Duration::from_secs(60));
-        let r: Result<(), ()> = p.wait(None, |_| Ok(true));
-        assert_eq!(r, Ok(()));
-        assert_eq!(p.window(None), Duration::from_secs(15));
-    }
-
-    #[test]
-    fn zero_limit_never_spins() {
-        let mut p = BusyPoll::new(Duration::ZERO);
-        for _ in 0..10 {
-            p.record(Duration::ZERO);
-        }
-        assert_eq!(p.window(None), Duration::ZERO);
     }
 }

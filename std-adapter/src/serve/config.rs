@@ -260,11 +260,12 @@ pub struct ServerConfig {
     pub tls: Option<super::tls::TlsConfig>,
     /// The I/O backend of the workers (default: io_uring if available, else epoll).
     pub io: IoBackend,
-    /// Busy polling: a worker whose last events came close together checks
-    /// for the next ones in a loop for up to this long before it sleeps,
-    /// saving the cost of a wake-up (see [`DEFAULT_BUSY_POLL`]). The window
-    /// adapts: traffic sparser than this never spins, an idle worker never
-    /// spins. Zero disables it.
+    /// Busy polling: before it sleeps, a worker checks for new events in a
+    /// loop for up to this long, saving a wake-up per event when they come
+    /// that close together (see [`DEFAULT_BUSY_POLL`]). Spins that find
+    /// nothing shrink the window: traffic sparser than this costs one spin
+    /// in 32 waits, an idle worker spins once after its last event. Zero
+    /// disables it.
     pub busy_poll: Duration,
 }
 

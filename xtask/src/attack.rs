@@ -46,8 +46,12 @@ impl Server {
             }
             None => Command::new(bin),
         };
+        if let Some(d) = BUSY_POLL.get() {
+            cmd.args(["serve", "--busy-poll", d]);
+        } else {
+            cmd.arg("serve");
+        }
         let mut child = cmd
-            .arg("serve")
             .args(args)
             .env("RICOCHET_IO", IO.get().map_or("auto", String::as_str))
             .env("RUST_LOG", "error")
@@ -202,6 +206,8 @@ fn row(
 
 /// The backend every server of the run uses (`--io`; passed as `RICOCHET_IO`).
 static IO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// `--busy-poll` of every server of the run (default: the server's own).
+static BUSY_POLL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let mut quick = false;
@@ -219,9 +225,13 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
                     .clone();
             }
             "--only" => only = Some(it.next().ok_or("--only needs a name")?.clone()),
+            "--busy-poll" => {
+                let v = it.next().ok_or("--busy-poll needs a duration (0 turns it off)")?;
+                let _ = BUSY_POLL.set(v.clone());
+            }
             other => {
                 return Err(format!(
-                    "unknown option {other:?}: attack [--quick] [--io auto|uring|epoll] [--only NAME]"
+                    "unknown option {other:?}: attack [--quick] [--io auto|uring|epoll] [--only NAME] [--busy-poll DUR]"
                 ));
             }
         }

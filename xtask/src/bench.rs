@@ -6,8 +6,8 @@
 //! ```text
 //! cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b]
 //!     servers alternating, REPS rounds (default 3), medians and ratios;
-//!     -b adds ricochet with `--busy-poll 0` (both backends) to the set
-//! cargo xtask bench syscalls [-d SECS] [-c CASES]
+//!     -b adds ricochet with `--busy-poll 50us` (both backends) to the set
+//! cargo xtask bench syscalls [-d SECS] [-c CASES] [-b]
 //!     system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
 //! cargo xtask bench idle
 //!     RSS per idle connection at 10,000 connections, on each backend
@@ -31,8 +31,8 @@ const SERVERS: &[&str] = &[
     "ricochet-epoll",
     "ricochet-uring",
 ];
-/// With `-b`: ricochet with busy polling off too, for the before and after.
-const NO_BUSY_POLL: &[&str] = &["ricochet-epoll-bp0", "ricochet-uring-bp0"];
+/// With `-b`: ricochet with `--busy-poll 50us` too, against its default (off).
+const BUSY_POLL: &[&str] = &["ricochet-epoll-bp50", "ricochet-uring-bp50"];
 /// The references (the best of them is the bar).
 const REFERENCES: &[&str] = &["c-epoll", "c-uring", "tokio"];
 /// The cases of the issue's targets.
@@ -53,8 +53,8 @@ struct Opts {
     secs: u32,
     cases: String,
     threads: Option<String>,
-    /// Also run ricochet with busy polling off.
-    busy_poll_off: bool,
+    /// Also run ricochet with busy polling on (`--busy-poll 50us`).
+    busy_poll_on: bool,
 }
 
 fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
@@ -63,7 +63,7 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
         secs: default_secs,
         cases: CASES.to_owned(),
         threads: None,
-        busy_poll_off: false,
+        busy_poll_on: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -77,7 +77,7 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
             "-d" => o.secs = value()?.parse().map_err(|e| format!("-d: {e}"))?,
             "-c" => o.cases = value()?,
             "-t" => o.threads = Some(value()?),
-            "-b" => o.busy_poll_off = true,
+            "-b" => o.busy_poll_on = true,
             other => {
                 return Err(format!(
                     "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b"
@@ -164,12 +164,12 @@ fn server_cmd(ctx: &Ctx, name: &str, threads: Option<&str>) -> String {
             "{} serve --io uring{threads} --tcp 127.0.0.1:{{PORT}}",
             bin.display()
         ),
-        "ricochet-epoll-bp0" => format!(
-            "{} serve --io epoll{threads} --busy-poll 0 --tcp 127.0.0.1:{{PORT}}",
+        "ricochet-epoll-bp50" => format!(
+            "{} serve --io epoll{threads} --busy-poll 50us --tcp 127.0.0.1:{{PORT}}",
             bin.display()
         ),
-        "ricochet-uring-bp0" => format!(
-            "{} serve --io uring{threads} --busy-poll 0 --tcp 127.0.0.1:{{PORT}}",
+        "ricochet-uring-bp50" => format!(
+            "{} serve --io uring{threads} --busy-poll 50us --tcp 127.0.0.1:{{PORT}}",
             bin.display()
         ),
         other => unreachable!("unknown server {other}"),
@@ -186,8 +186,8 @@ fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let out_s = out.to_string_lossy().into_owned();
     let secs = o.secs.to_string();
     let mut servers = SERVERS.to_vec();
-    if o.busy_poll_off {
-        servers.extend_from_slice(NO_BUSY_POLL);
+    if o.busy_poll_on {
+        servers.extend_from_slice(BUSY_POLL);
     }
     for rep in 0..o.reps as usize {
         for k in 0..servers.len() {
@@ -319,7 +319,7 @@ fn summary(jsonl: &str) -> String {
     );
     out += "| case | server | runs | throughput | CPU per unit |\n|---|---|---|---|---|\n";
     for case in &cases {
-        for s in SERVERS.iter().chain(NO_BUSY_POLL) {
+        for s in SERVERS.iter().chain(BUSY_POLL) {
             if let Some(v) = all.get(&(s.to_string(), case.clone())) {
                 out += &format!(
                     "| {case} | {s} | {} | {} | {} |\n",
@@ -357,12 +357,12 @@ fn summary(jsonl: &str) -> String {
         );
     }
     let off = |case: &String| {
-        NO_BUSY_POLL
+        BUSY_POLL
             .iter()
             .any(|s| med(s, case, |x| x.rate).is_some())
     };
     if cases.iter().any(off) {
-        out += "\nBusy polling on (default) / off (`--busy-poll 0`), same sitting\n\n";
+        out += "\nBusy polling on (`--busy-poll 50us`) / off (the default), same sitting\n\n";
         out += "| case | uring on / off | uring CPU on / off | epoll on / off | epoll CPU on / off |\n|---|---|---|---|---|\n";
         for case in cases.iter().filter(|c| off(c)) {
             let r = |on: &str, off: &str, f: fn(&Sample) -> f64| {
@@ -370,10 +370,10 @@ fn summary(jsonl: &str) -> String {
             };
             out += &format!(
                 "| {case} | {} | {} | {} | {} |\n",
-                r("ricochet-uring", "ricochet-uring-bp0", |x| x.rate),
-                r("ricochet-uring", "ricochet-uring-bp0", |x| x.cpu),
-                r("ricochet-epoll", "ricochet-epoll-bp0", |x| x.rate),
-                r("ricochet-epoll", "ricochet-epoll-bp0", |x| x.cpu),
+                r("ricochet-uring-bp50", "ricochet-uring", |x| x.rate),
+                r("ricochet-uring-bp50", "ricochet-uring", |x| x.cpu),
+                r("ricochet-epoll-bp50", "ricochet-epoll", |x| x.rate),
+                r("ricochet-epoll-bp50", "ricochet-epoll", |x| x.cpu),
             );
         }
     }
@@ -459,7 +459,10 @@ fn syscalls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     }
     build_all(ctx)?;
     let load = bench_work().join("target/release/echo-load");
-    let servers = ["c-epoll", "c-uring", "ricochet-epoll", "ricochet-uring"];
+    let mut servers = vec!["c-epoll", "c-uring", "ricochet-epoll", "ricochet-uring"];
+    if o.busy_poll_on {
+        servers.extend_from_slice(BUSY_POLL);
+    }
     println!(
         "| case | server | round trips (MB for streams) | syscalls per round trip (per MB) | of which |"
     );
@@ -476,7 +479,7 @@ fn syscalls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             _ => (16, 600, 16384.0),
         };
         let count = conns * per_conn * u64::from(o.secs);
-        for name in servers {
+        for &name in &servers {
             let port = free_port()?;
             let server = start_server(&server_cmd(ctx, name, o.threads.as_deref()), port)?;
             let pid = server.child.id().to_string();
@@ -625,11 +628,11 @@ mod tests {
                 "{{\"rep\":1,\"case\":\"pp1\",\"label\":\"{label}\",\"window_s\":1.0,\"round_trips\":{rate},\"rtt_per_s\":{rate},\"load_cpu_s\":9,\"server\":{{\"pgid\":1,\"cpu_s\":{cpu}}},\"errors_total\":0}}"
             )
         };
-        let only_on = line("ricochet-uring", 300.0, 0.003);
-        assert!(!summary(&only_on).contains("Busy polling"));
-        let text = [only_on, line("ricochet-uring-bp0", 100.0, 0.002)].join("\n");
+        let only_off = line("ricochet-uring", 100.0, 0.002);
+        assert!(!summary(&only_off).contains("Busy polling"));
+        let text = [only_off, line("ricochet-uring-bp50", 300.0, 0.003)].join("\n");
         let s = summary(&text);
-        assert!(s.contains("| pp1 | ricochet-uring-bp0 | 1 | 100.0 | 20.0 |"), "{s}");
+        assert!(s.contains("| pp1 | ricochet-uring-bp50 | 1 | 300.0 | 10.0 |"), "{s}");
         assert!(s.contains("| pp1 | 3.00x | 0.50x | - | - |"), "{s}");
     }
 }

@@ -265,7 +265,7 @@ pub struct ServerConfig {
     /// that close together (see [`DEFAULT_BUSY_POLL`]). Spins that find
     /// nothing shrink the window: traffic sparser than this costs one spin
     /// in 32 waits, an idle worker spins once after its last event. Zero
-    /// disables it.
+    /// (the default) disables it.
     pub busy_poll: Duration,
 }
 
@@ -273,8 +273,11 @@ pub struct ServerConfig {
 pub const DEFAULT_BACKLOG: u32 = 1024;
 /// Default port of `ricochet serve` without an address (unprivileged; RFC 862's 7 needs root).
 pub const DEFAULT_PORT: u16 = 7007;
-/// Default of [`ServerConfig::busy_poll`].
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+/// Default of [`ServerConfig::busy_poll`]: off, as Linux's own
+/// `net.core.busy_poll`. Busy polling buys latency at low load with CPU, and
+/// under a flood it costs the other clients of a shared machine (see
+/// BENCHMARKS.md, "Busy polling"); 50 µs is the value measured there.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 /// Upper bound of the derived default for [`ServerConfig::max_connections`].
 pub const MAX_CONNECTIONS_CAP: usize = 100_000;
 

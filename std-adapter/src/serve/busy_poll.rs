@@ -1,5 +1,6 @@
-//! Busy polling: how long a worker checks for new events in a loop before
-//! it goes to sleep, chosen from how long its recent waits were.
+//! Busy polling (`--busy-poll`, off by default): how long a worker checks
+//! for new events in a loop before it goes to sleep, chosen from what its
+//! recent spins found.
 //!
 //! A worker that sleeps is woken by the kernel when data arrives; that
 //! wake-up (an inter-processor interrupt, a CPU leaving idle, on a virtual
@@ -22,7 +23,12 @@
 //! So traffic sparser than the limit costs at most one spin per
 //! [`PROBE_EVERY`] events after the first few, an idle worker spins at most
 //! once (after its last event), and a spin never passes the limit. With the
-//! limit at zero (`--busy-poll 0`) the policy never spins.
+//! limit at zero (the default) the policy never spins.
+//!
+//! It is off by default because the spin costs CPU and batching: on one
+//! bulk stream a spin catches each completion alone where a sleep lets
+//! them pile up, and under a UDP flood other clients lose more datagrams
+//! (BENCHMARKS.md, "Busy polling").
 //!
 //! The policy is shared by both workers; each supplies its own "anything
 //! ready?" check (a non-blocking `epoll_wait`, the completion ring).

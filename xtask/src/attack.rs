@@ -226,7 +226,9 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             }
             "--only" => only = Some(it.next().ok_or("--only needs a name")?.clone()),
             "--busy-poll" => {
-                let v = it.next().ok_or("--busy-poll needs a duration (0 turns it off)")?;
+                let v = it
+                    .next()
+                    .ok_or("--busy-poll needs a duration (0 turns it off)")?;
                 let _ = BUSY_POLL.set(v.clone());
             }
             other => {

@@ -356,11 +356,7 @@ fn summary(jsonl: &str) -> String {
             ),
         );
     }
-    let off = |case: &String| {
-        BUSY_POLL
-            .iter()
-            .any(|s| med(s, case, |x| x.rate).is_some())
-    };
+    let off = |case: &String| BUSY_POLL.iter().any(|s| med(s, case, |x| x.rate).is_some());
     if cases.iter().any(off) {
         out += "\nBusy polling on (`--busy-poll 50us`) / off (the default), same sitting\n\n";
         out += "| case | uring on / off | uring CPU on / off | epoll on / off | epoll CPU on / off |\n|---|---|---|---|---|\n";
@@ -632,7 +628,10 @@ mod tests {
         assert!(!summary(&only_off).contains("Busy polling"));
         let text = [only_off, line("ricochet-uring-bp50", 300.0, 0.003)].join("\n");
         let s = summary(&text);
-        assert!(s.contains("| pp1 | ricochet-uring-bp50 | 1 | 300.0 | 10.0 |"), "{s}");
+        assert!(
+            s.contains("| pp1 | ricochet-uring-bp50 | 1 | 300.0 | 10.0 |"),
+            "{s}"
+        );
         assert!(s.contains("| pp1 | 3.00x | 0.50x | - | - |"), "{s}");
     }
 }

@@ -257,7 +257,11 @@ mod tests {
         });
         assert_eq!(r, Ok(()));
         assert_eq!(calls.last(), Some(&None), "{calls:?}");
-        assert!(calls[..calls.len() - 1].iter().all(|t| *t == Some(Duration::ZERO)));
+        assert!(
+            calls[..calls.len() - 1]
+                .iter()
+                .all(|t| *t == Some(Duration::ZERO))
+        );
         assert_eq!(p.window(None), Duration::from_nanos(500));
     }
 

@@ -86,6 +86,7 @@ impl BusyPoll {
             return poll(deadline).map(drop);
         }
         let window = self.window(deadline);
+        let mut deadline = deadline;
         if !window.is_zero() {
             let start = Instant::now();
             loop {
@@ -98,6 +99,8 @@ impl BusyPoll {
                 }
                 std::hint::spin_loop();
             }
+            // The sleep keeps the deadline the wait was given.
+            deadline = deadline.map(|d| d.saturating_sub(start.elapsed()));
         }
         self.record(if window.is_zero() {
             Spin::None
@@ -263,6 +266,26 @@ mod tests {
                 .all(|t| *t == Some(Duration::ZERO))
         );
         assert_eq!(p.window(None), Duration::from_nanos(500));
+    }
+
+    #[test]
+    fn sleep_after_a_spin_keeps_the_deadline_of_the_wait() {
+        let mut p = BusyPoll::new(us(200));
+        let mut calls = Vec::new();
+        let deadline = Duration::from_secs(5);
+        let r: Result<(), ()> = p.wait(Some(deadline), |t| {
+            calls.push(t);
+            Ok(t != Some(Duration::ZERO))
+        });
+        assert_eq!(r, Ok(()));
+        let Some(&Some(slept)) = calls.last() else {
+            panic!("no sleep: {calls:?}")
+        };
+        // The spin ran its whole 200us window out before the sleep.
+        assert!(
+            slept <= deadline - us(200) && slept > deadline - Duration::from_secs(1),
+            "slept {slept:?} after a 200us spin in a 5s wait"
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@
 use std::time::{Duration, Instant};
 
 /// While the window is closed, one wait in this many spins the whole limit.
-pub(crate) const PROBE_EVERY: u32 = 32;
+const PROBE_EVERY: u32 = 32;
 
 /// One worker's busy-poll window.
 #[derive(Clone, Debug)]
@@ -59,7 +59,7 @@ impl BusyPoll {
 
     /// How long to spin before the next sleep, at most `deadline` (the
     /// time left before the worker must wake anyway; `None`: no deadline).
-    pub(crate) fn window(&self, deadline: Option<Duration>) -> Duration {
+    fn window(&self, deadline: Option<Duration>) -> Duration {
         let window = if self.window.is_zero() && self.closed_for >= PROBE_EVERY {
             self.limit
         } else {
@@ -79,15 +79,16 @@ impl BusyPoll {
     /// nothing. An error of `poll` ends the wait at once.
     pub(crate) fn wait<E>(
         &mut self,
-        deadline: Option<Duration>,
+        mut deadline: Option<Duration>,
         mut poll: impl FnMut(Option<Duration>) -> Result<bool, E>,
     ) -> Result<(), E> {
         if deadline == Some(Duration::ZERO) {
             return poll(deadline).map(drop);
         }
         let window = self.window(deadline);
-        let mut deadline = deadline;
-        if !window.is_zero() {
+        if window.is_zero() {
+            self.record(Spin::None);
+        } else {
             let start = Instant::now();
             loop {
                 if poll(Some(Duration::ZERO))? {
@@ -99,19 +100,15 @@ impl BusyPoll {
                 }
                 std::hint::spin_loop();
             }
+            self.record(Spin::Missed);
             // The sleep keeps the deadline the wait was given.
             deadline = deadline.map(|d| d.saturating_sub(start.elapsed()));
         }
-        self.record(if window.is_zero() {
-            Spin::None
-        } else {
-            Spin::Missed
-        });
         poll(deadline).map(drop)
     }
 
     /// Records what a wait's spin found.
-    pub(crate) fn record(&mut self, spin: Spin) {
+    fn record(&mut self, spin: Spin) {
         if self.limit.is_zero() {
             return;
         }
@@ -136,7 +133,7 @@ impl BusyPoll {
 
 /// What a wait's spin found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Spin {
+enum Spin {
     /// Events came while spinning.
     Caught,
     /// The spin ran its window out; the worker slept.

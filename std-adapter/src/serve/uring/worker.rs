@@ -129,7 +129,7 @@ fn serve(
         .into_iter()
         .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
-    let shared_busy_poll = shared.settings.busy_poll;
+    let busy = BusyPoll::new(shared.settings.busy_poll);
     let mut worker = Worker {
         index: sockets.index,
         clock: shared.clock,
@@ -153,7 +153,7 @@ fn serve(
         waker: waker_fd,
         wake_buf: Box::new([0u8; 8]),
         wake_armed: false,
-        busy: BusyPoll::new(shared_busy_poll),
+        busy,
     };
     let _ = ready.send(Ok(()));
     let result = worker.run();

@@ -4,9 +4,11 @@
 //! not asserted.
 //!
 //! ```text
-//! cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b]
+//! cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b] [-S CPUS -L CPUS]
 //!     servers alternating, REPS rounds (default 3), medians and ratios;
-//!     -b adds ricochet with `--busy-poll 50us` (both backends) to the set
+//!     -b adds ricochet with `--busy-poll 50us` (both backends) to the set;
+//!     -S/-L pin the servers and the load generator to CPU lists (taskset
+//!     syntax, e.g. `-S 0-3 -L 4-15`) so each has cores of its own
 //! cargo xtask bench syscalls [-d SECS] [-c CASES] [-b]
 //!     system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
 //! cargo xtask bench idle
@@ -55,6 +57,9 @@ struct Opts {
     threads: Option<String>,
     /// Also run ricochet with busy polling on (`--busy-poll 50us`).
     busy_poll_on: bool,
+    /// CPUs for the servers and for the load generator (`taskset -c`
+    /// lists), both or neither.
+    pin: Option<(String, String)>,
 }
 
 fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
@@ -64,7 +69,9 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
         cases: CASES.to_owned(),
         threads: None,
         busy_poll_on: false,
+        pin: None,
     };
+    let (mut server_cpus, mut load_cpus) = (None, None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -78,9 +85,11 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
             "-c" => o.cases = value()?,
             "-t" => o.threads = Some(value()?),
             "-b" => o.busy_poll_on = true,
+            "-S" => server_cpus = Some(cpu_list("-S", value()?)?),
+            "-L" => load_cpus = Some(cpu_list("-L", value()?)?),
             other => {
                 return Err(format!(
-                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b"
+                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b, -S CPUS, -L CPUS"
                 ));
             }
         }
@@ -88,7 +97,36 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
     if o.reps == 0 || o.secs < 2 {
         return Err("-r must be at least 1 and -d at least 2".into());
     }
+    o.pin = match (server_cpus, load_cpus) {
+        (Some(s), Some(l)) => Some((s, l)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "-S and -L go together: pinning one side only lets the other share its cores \
+                 (e.g. -S 0 -L 1, or -S 0-3 -L 4-15)"
+                    .into(),
+            );
+        }
+    };
     Ok(o)
+}
+
+/// A `taskset -c` CPU list (`0`, `0-3`, `0,2,4-7`), checked before any
+/// server starts so a typo is named here rather than by taskset mid-run.
+fn cpu_list(flag: &str, list: String) -> Result<String, String> {
+    let cpu = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = list.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => cpu(a) && cpu(b) && a.parse::<u32>().ok() <= b.parse::<u32>().ok(),
+        None => cpu(part),
+    });
+    if ok {
+        Ok(list)
+    } else {
+        Err(format!(
+            "{flag} {list:?} is not a CPU list: use numbers and ranges as taskset -c does, \
+             e.g. 0, 0-3 or 0,2,4-7"
+        ))
+    }
 }
 
 /// Where the yardstick builds and writes (its own default).
@@ -193,10 +231,13 @@ fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         for k in 0..servers.len() {
             let name = servers[(k + rep) % servers.len()];
             let cmd = server_cmd(ctx, name, o.threads.as_deref());
-            let a = [
+            let mut a = vec![
                 "-I", "-r", "1", "-d", &secs, "-w", "1", "-c", &o.cases, "-o", &out_s, "-n", name,
-                &cmd,
             ];
+            if let Some((server_cpus, load_cpus)) = &o.pin {
+                a.extend(["-S", server_cpus, "-L", load_cpus]);
+            }
+            a.push(&cmd);
             eprintln!("xtask bench: round {} of {}: {name}", rep + 1, o.reps);
             if run_sh(&bench, &a).is_err() {
                 // run.sh refuses a start when its `setsid` child has not
@@ -450,6 +491,9 @@ fn case_args(case: &str) -> Result<Vec<String>, String> {
 /// (accept, close) are included, a few calls per connection.
 fn syscalls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let o = opts(args, 4)?;
+    if o.pin.is_some() {
+        return Err("bench syscalls counts calls, not time: -S/-L pin only the alternating set (cargo xtask bench -S CPUS -L CPUS)".into());
+    }
     if !have("perf") {
         return Err("perf is needed: apt-get install -y --no-install-recommends linux-perf".into());
     }
@@ -615,6 +659,23 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("| 0.50x |"), "{s}");
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn pinning_takes_server_and_load_cpu_lists_together() {
+        let o = opts(&args(&["-S", "0-3", "-L", "4,6,8-15"]), 4).unwrap();
+        assert_eq!(o.pin, Some(("0-3".to_owned(), "4,6,8-15".to_owned())));
+        assert_eq!(opts(&args(&[]), 4).unwrap().pin, None);
+        let one_side = opts(&args(&["-S", "0"]), 4).err().unwrap();
+        assert!(one_side.contains("-S and -L go together"), "{one_side}");
+        for bad in ["", "a", "0-", "3-1", "0,,1", "1 2"] {
+            let e = opts(&args(&["-S", bad, "-L", "1"]), 4).err().unwrap();
+            assert!(e.contains("is not a CPU list"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! cargo xtask qemu-bench [--board NAME] [--features F] [--runs N]  a QEMU firmware's flash, RAM, idle CPU, ping-pong, stream MB/s
 //! cargo xtask deps            install what the stages need (Debian packages, rustup targets, cargo tools)
 //! cargo xtask dist            release binary, man pages and completions (target/release/dist)
-//! cargo xtask bench [-r N] [-d S] servers alternating (C epoll, C io_uring, tokio, ricochet on
+//! cargo xtask bench [-r N] [-d S] [-S CPUS -L CPUS] servers alternating (C epoll, C io_uring, tokio, ricochet on
 //!                             epoll and on io_uring): medians and ratios; also `bench syscalls`,
 //!                             `bench idle`, `bench matrix [run.sh opts]`
 //! cargo xtask bench-tls [-d SECS]  TLS echo vs plain TCP vs socat's TLS echo, handshakes/s
@@ -224,7 +224,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES | syscalls | idle | matrix] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io uring|epoll] [--only NAME] | loss | stages\n\n\
+                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES -t T -b -S CPUS -L CPUS | syscalls | idle | matrix] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io uring|epoll] [--only NAME] | loss | stages\n\n\
                  ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
                  qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
                  \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\

@@ -5,7 +5,29 @@
 
 mod probe_support;
 
-use probe_support::{json_of, probe_cli, socat_tcp_echo, socat_udp_echo, socat_unix_echo, texts};
+use probe_support::{
+    json_of, probe_cli, socat_tcp_echo, socat_udp_echo, socat_unix_echo, tcp_listening, texts,
+};
+
+/// socat is ready when it listens, not when its port is bound: the probe
+/// connecting in between was refused (a flaky `Connection refused`).
+#[test]
+fn socat_readiness_waits_for_listen_not_for_bind() {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("bound address")
+        .port();
+    assert!(!tcp_listening(port), "bound but not listening");
+    socket.listen(8).expect("listen");
+    assert!(tcp_listening(port));
+}
 
 #[test]
 fn interop_probe_socat_tcp_pingpong_and_stream() {

@@ -168,8 +168,18 @@ fn spawn_peer(cmd: &mut Command, what: String) -> Peer {
 
 /// True while something is bound to 127.0.0.1:`port` (TCP): our own bind
 /// fails. Checks readiness without connecting.
-fn tcp_port_taken(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_err()
+/// Whether a socket listens on 127.0.0.1:`port` (TCP), from
+/// `/proc/net/tcp`. Bound is not enough: socat binds, then listens, and a
+/// connection in between is refused.
+pub fn tcp_listening(port: u16) -> bool {
+    let local = format!("{:08X}:{port:04X}", u32::from_ne_bytes([127, 0, 0, 1]));
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (addr, _remote, state) = (fields.next(), fields.next(), fields.next());
+            addr == Some(local.as_str()) && state == Some("0A")
+        })
+    })
 }
 
 fn udp_port_taken(port: u16) -> bool {
@@ -194,7 +204,7 @@ pub fn socat_tcp_echo() -> (Peer, SocketAddr) {
             if let Ok(Some(_)) = peer.child.try_wait() {
                 break; // exited: the port was taken meanwhile, try another
             }
-            if tcp_port_taken(port) {
+            if tcp_listening(port) {
                 return (peer, SocketAddr::from(([127, 0, 0, 1], port)));
             }
             std::thread::sleep(Duration::from_millis(5));

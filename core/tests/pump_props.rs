@@ -1,5 +1,6 @@
 //! Property tests of the session pump over a transport that splits,
-//! stalls and refuses at random: whatever the transport does, the echo is
+//! stalls and refuses at random (and passes input straight through, in
+//! raw mode, as much as it likes): whatever the transport does, the echo is
 //! the input, in order, whole; the counters add up; the session ends once.
 
 mod support;
@@ -17,8 +18,11 @@ struct Erratic {
     /// Per call: 0 = would block, n = at most n bytes.
     reads: Vec<usize>,
     writes: Vec<usize>,
+    /// Per `pass_through` call: at most n bytes (0 = moves nothing).
+    passes: Vec<usize>,
     r: usize,
     w: usize,
+    p: usize,
     fin_sent: bool,
     unacked: usize,
 }
@@ -53,6 +57,16 @@ impl Transport for Erratic {
         WriteOutcome::Sent(n)
     }
 
+    fn pass_through(&mut self, max: usize) -> usize {
+        assert!(!self.fin_sent, "pass-through after FIN");
+        let limit = self.passes[self.p % self.passes.len()];
+        self.p += 1;
+        let n = max.min(limit).min(self.input.len());
+        self.output.extend(self.input.drain(..n));
+        self.unacked += n;
+        n
+    }
+
     fn shutdown_write(&mut self) {
         self.fin_sent = true;
     }
@@ -81,6 +95,7 @@ proptest! {
         frame_sizes in prop::collection::vec(0usize..200, 0..20),
         reads in prop::collection::vec(0usize..700, 1..16),
         writes in prop::collection::vec(0usize..700, 1..16),
+        passes in prop::collection::vec(0usize..2000, 1..8),
         budgets in prop::collection::vec(1usize..5000, 1..8),
         capacity in 256usize..1024,
     ) {
@@ -93,7 +108,7 @@ proptest! {
         let mut io = Erratic {
             input: input.iter().copied().collect(),
             output: Vec::new(),
-            reads, writes, r: 0, w: 0, fin_sent: false, unacked: 0,
+            reads, writes, passes, r: 0, w: 0, p: 0, fin_sent: false, unacked: 0,
         };
         let mut counters = StreamCounters::default();
         let mut released = None;

@@ -1,5 +1,5 @@
 //! A stream session in each mode fed arbitrary bytes in arbitrary chunks,
-//! with arbitrary writes, FIN, reset, close and timeouts.
+//! with arbitrary writes, pass-throughs, FIN, reset, close and timeouts.
 //!
 //! Invariants: no panic; the buffer never holds more than N; the echoed
 //! bytes are always a prefix of the input; in `lines`/`frames` mode sent +
@@ -16,6 +16,8 @@ use ricochet_core::{Duration, Instant, Mode, frames, lines};
 enum Op {
     Receive(Vec<u8>),
     Send(u16),
+    /// Input moved straight to the output, when the session allows it.
+    PassThrough(Vec<u8>),
     Fin,
     Reset,
     Close,
@@ -65,6 +67,17 @@ fuzz_target!(|input: Input| {
                 let n = usize::from(n).min(out.len());
                 output.extend_from_slice(&out[..n]);
                 s.commit_sent(now, n).expect("commit within offer");
+            }
+            Op::PassThrough(data) => {
+                if s.can_pass_through() {
+                    assert_eq!(mode, Mode::Raw, "only raw echo passes input through");
+                    assert_eq!(s.buffered(), 0, "nothing older may be waiting");
+                    s.commit_passed_through(now, data.len()).expect("allowed just now");
+                    input_bytes.extend_from_slice(&data);
+                    output.extend_from_slice(&data);
+                } else if !data.is_empty() {
+                    s.commit_passed_through(now, data.len()).expect_err("refused");
+                }
             }
             Op::Fin => {
                 s.handle_peer_fin(now);

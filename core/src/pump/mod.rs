@@ -139,6 +139,22 @@ pub trait Transport {
         false
     }
 
+    /// Moves up to `max` bytes of input the transport already holds
+    /// straight to its own output, in order, and returns how many it moved
+    /// (each counts as read and as written). The pump calls it only when the
+    /// session would echo that input unchanged and first
+    /// ([`Session::can_pass_through`](crate::Session::can_pass_through)),
+    /// so a transport that queues both directions in memory (io_uring's
+    /// received buffers and send buffer) copies each byte once instead of
+    /// twice through the session's buffer. Moves nothing (returns 0) when it
+    /// holds no input or its output has no room; the end of the stream and
+    /// failures are left for [`Transport::read`] and [`Transport::write`] to
+    /// report. Default: 0 (the bytes go through the session's buffer).
+    fn pass_through(&mut self, max: usize) -> usize {
+        let _ = max;
+        0
+    }
+
     /// Bytes written (and the FIN, counted as one) that the transport has
     /// not yet seen delivered. The linger after a graceful close ends only
     /// when this is 0, and restarts whenever it goes down. Default: 0 (the
@@ -395,6 +411,21 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                         }
                     }
                     progress = true;
+                }
+            }
+            if self.readable && self.writable && budget > 0 && self.session.can_pass_through() {
+                // Raw echo with nothing held: what the transport already
+                // holds goes straight to its output (see
+                // `Transport::pass_through`); anything else takes the
+                // buffered path below.
+                let n = io.pass_through(budget).min(budget);
+                if n > 0 {
+                    // The session allowed it just now: cannot fail.
+                    let _ = self.session.commit_passed_through(now, n);
+                    counters.bytes_in += n as u64;
+                    counters.bytes_out += n as u64;
+                    budget -= n;
+                    continue;
                 }
             }
             if self.readable && budget > 0 {

@@ -42,6 +42,10 @@ struct Script {
     /// Report `Eof` only after a first short read (a buffering transport
     /// that returned the last plaintext, then has the end to report).
     eof_after_short_read: bool,
+    /// Implements [`Transport::pass_through`] (input to output within
+    /// `room`), counting what it moved in `passed`.
+    passes: bool,
+    passed: usize,
 }
 
 impl Script {
@@ -98,6 +102,17 @@ impl Transport for Script {
 
     fn flush(&mut self) {
         self.flushes += 1;
+    }
+
+    fn pass_through(&mut self, max: usize) -> usize {
+        if !self.passes {
+            return 0;
+        }
+        let n = max.min(self.input.len()).min(self.room);
+        self.output.extend(self.input.drain(..n));
+        self.room -= n;
+        self.passed += n;
+        n
     }
 
     fn shutdown_write(&mut self) {
@@ -485,4 +500,76 @@ fn serving_short_read_with_the_end_pending_reads_it_without_readiness() {
     assert_eq!(next, Next::Release(Teardown::Close));
     assert_eq!(io.output, b"last");
     assert_eq!(c.closed.peer_finished, 1);
+}
+
+fn passing(data: &[u8]) -> Script {
+    Script {
+        passes: true,
+        ..Script::with_input(data, false)
+    }
+}
+
+#[test]
+fn serving_raw_with_nothing_held_passes_transport_input_straight_through() {
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = passing(b"hello, world");
+    let mut c = StreamCounters::default();
+    let next = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: false
+        }
+    );
+    assert_eq!(io.output, b"hello, world");
+    assert_eq!(io.passed, 12, "not through the 4-byte session buffer");
+    assert_eq!((c.bytes_in, c.bytes_out), (12, 12));
+    let stats = p.session().stats();
+    assert_eq!((stats.bytes_in, stats.bytes_out), (12, 12));
+    assert_eq!(io.reads, 1, "the read that found the transport drained");
+    assert_eq!(
+        p.poll_timeout(),
+        Some(at(10_001)),
+        "activity moves the idle deadline"
+    );
+}
+
+#[test]
+fn serving_pass_through_out_of_room_falls_back_to_the_buffer_and_keeps_order() {
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = passing(b"abcdefgh");
+    io.room = 3;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    // "abc" passed, "defg" waits in the session buffer, "h" in the transport.
+    assert_eq!(io.output, b"abc");
+    assert_eq!(p.session().buffered(), 4);
+    io.room = usize::MAX;
+    io.input.extend(b"ij");
+    p.set_writable();
+    p.set_readable();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"abcdefghij");
+    assert_eq!((c.bytes_in, c.bytes_out), (10, 10));
+}
+
+#[test]
+fn serving_pass_through_is_held_to_the_budget() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = passing(&[7u8; 100]);
+    let mut c = StreamCounters::default();
+    let next = p.drive(T0, &mut io, 30, &mut c);
+    assert_eq!(next, Next::Yield);
+    assert_eq!((io.passed, c.bytes_in), (30, 30));
+}
+
+#[test]
+fn serving_lines_never_passes_through() {
+    let mut p = pump(Mode::Lines, 64);
+    let mut io = passing(b"one\ntwo\n");
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"one\ntwo\n");
+    assert_eq!(io.passed, 0, "lines are echoed only once complete");
 }

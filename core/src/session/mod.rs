@@ -169,6 +169,9 @@ pub enum CommitError {
         /// Bytes the buffer offered.
         available: usize,
     },
+    /// Bytes committed as passed through while the session would not echo
+    /// input unchanged ([`Session::can_pass_through`] was false).
+    NoPassThrough,
 }
 
 /// Counters for one session.
@@ -402,6 +405,36 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         }
     }
 
+    /// Whether input may skip the buffer now: an open `raw` session holding
+    /// no byte echoes whatever arrives next unchanged and first, so a
+    /// transport that already holds received bytes may move them straight
+    /// to its output ([`Session::commit_passed_through`]) without changing
+    /// what the peer sees or its order. False in `lines` and `frames` mode
+    /// (the mode decides what is echoed), after the peer's FIN or a close,
+    /// and while any byte is held or pending.
+    pub fn can_pass_through(&self) -> bool {
+        self.config.mode == Mode::Raw && self.state == State::Open && self.buf.buffered() == 0
+    }
+
+    /// Records that `n` bytes went from the peer's input straight to its
+    /// output while [`Session::can_pass_through`] held: counted as received
+    /// and as sent, and as activity for the idle timeout. The buffer is not
+    /// touched.
+    pub fn commit_passed_through(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
+        let now = self.advance(now);
+        if n == 0 {
+            return Ok(());
+        }
+        if !self.can_pass_through() {
+            return Err(CommitError::NoPassThrough);
+        }
+        self.stats.bytes_in += n as u64;
+        self.stats.bytes_out += n as u64;
+        self.last_activity = now;
+        self.pending_since = now;
+        Ok(())
+    }
+
     /// The bytes ready to be written to the peer. After `n` of them were
     /// written, call [`Session::commit_sent`].
     pub fn transmit_buffer(&self) -> &[u8] {
@@ -625,6 +658,9 @@ impl fmt::Display for CommitError {
             CommitError::TooMany { n, available } => {
                 write!(f, "committed {n} bytes but only {available} were offered")
             }
+            CommitError::NoPassThrough => f.write_str(
+                "committed bytes as passed through while the session holds bytes or is not an open raw session",
+            ),
         }
     }
 }

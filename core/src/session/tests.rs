@@ -520,3 +520,51 @@ fn open_transport_timeout_aborts_timed_out() {
     s.handle_transport_timeout(T0);
     assert_eq!(s.state(), State::Aborted(AbortReason::TimedOut));
 }
+
+#[test]
+fn open_raw_with_nothing_held_passes_input_through_and_counts_it_both_ways() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    assert!(s.can_pass_through());
+    assert_eq!(s.commit_passed_through(at(3_000), 1_000), Ok(()));
+    let stats = s.stats();
+    assert_eq!((stats.bytes_in, stats.bytes_out), (1_000, 1_000));
+    assert_eq!(s.buffered(), 0, "the buffer is not touched");
+    // Activity: the idle deadline moved with it.
+    assert_eq!(s.poll_timeout(), Some(at(13_000)));
+}
+
+#[test]
+fn open_raw_with_bytes_pending_refuses_pass_through_so_order_is_kept() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    feed(&mut s, T0, b"abc");
+    assert!(!s.can_pass_through(), "older bytes wait in the buffer");
+    assert_eq!(
+        s.commit_passed_through(T0, 1),
+        Err(CommitError::NoPassThrough)
+    );
+    assert_eq!(s.stats().bytes_in, 3, "the refused commit changed nothing");
+    assert_eq!(drain(&mut s, T0).as_slice(), b"abc");
+    assert!(s.can_pass_through());
+}
+
+#[test]
+fn lines_frames_half_closed_and_closing_never_pass_through() {
+    for mode in [Mode::Lines, Mode::Frames] {
+        let s = Session::new([0u8; 16], cfg(mode), T0);
+        assert!(
+            !s.can_pass_through(),
+            "{mode:?}: the mode decides what is echoed"
+        );
+    }
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    s.handle_peer_fin(T0);
+    assert!(!s.can_pass_through(), "after the peer's FIN");
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    s.close(T0);
+    assert!(!s.can_pass_through(), "closing");
+    assert_eq!(
+        s.commit_passed_through(T0, 0),
+        Ok(()),
+        "nothing is always fine"
+    );
+}

@@ -4,7 +4,9 @@
 //! The transport owns the completion side. Multishot receive completions
 //! queue provided buffers here; [`Transport::read`] copies them into the
 //! session's buffer and hands each buffer back once empty (`WouldBlock`
-//! when none is queued). [`Transport::write`] copies into the connection's
+//! when none is queued), and [`Transport::pass_through`] copies them
+//! straight into the send buffer when the pump says the session would echo
+//! them unchanged (raw mode, nothing held). [`Transport::write`] copies into the connection's
 //! send buffer and returns at once (`WouldBlock` only when that bounded
 //! buffer is full); the worker submits one send per connection per turn,
 //! for everything queued. A send that stopped short (the socket is full)
@@ -298,25 +300,21 @@ pub(crate) struct Io<'a> {
     pub(crate) pool: &'a mut TxPool,
 }
 
-impl Transport for Io<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+impl Io<'_> {
+    /// Hands up to `max` received bytes, oldest first, to `take` (in one
+    /// or more slices), giving each buffer back to the ring once emptied.
+    /// Returns how many.
+    fn drain_received(&mut self, max: usize, mut take: impl FnMut(&[u8])) -> usize {
         let s = &mut *self.io;
-        if s.rx.is_empty() {
-            return match (s.rx_failed, s.eof) {
-                (Some(f), _) => ReadOutcome::Failed(f),
-                (None, true) => ReadOutcome::Eof,
-                (None, false) => ReadOutcome::WouldBlock,
-            };
-        }
         let mut n = 0;
-        while n < buf.len() {
+        while n < max {
             let Some(front) = s.rx.front_mut() else {
                 break;
             };
             let (off, len) = (front.off as usize, front.len as usize);
             let data = &self.bufs.filled(front.bid, off + len)[off..];
-            let k = data.len().min(buf.len() - n);
-            buf[n..n + k].copy_from_slice(&data[..k]);
+            let k = data.len().min(max - n);
+            take(&data[..k]);
             n += k;
             front.off += k as u32;
             front.len -= k as u32;
@@ -327,32 +325,76 @@ impl Transport for Io<'_> {
             }
         }
         s.rx_bytes -= n;
-        ReadOutcome::Data(n)
+        n
     }
 
-    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+    /// The send buffer (taken from the pool if the connection has none),
+    /// with what the kernel took already dropped from its front when no
+    /// send reads it, and the room left in it.
+    fn send_buffer(&mut self) -> (&mut Vec<u8>, usize) {
         let s = &mut *self.io;
-        if let Some(f) = s.tx_failed {
-            return WriteOutcome::Failed(f);
-        }
         let tx = s.tx.get_or_insert_with(|| self.pool.take());
         if s.tx_inflight == 0 && s.tx_start > 0 {
             // Nothing reads the taken bytes any more: move the rest to the front.
             tx.drain(..s.tx_start);
             s.tx_start = 0;
         }
-        let n = buf.len().min(TX_CAP - tx.len().min(TX_CAP));
+        let room = TX_CAP - tx.len().min(TX_CAP);
+        (tx, room)
+    }
+}
+
+impl Transport for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        let s = &*self.io;
+        if s.rx.is_empty() {
+            return match (s.rx_failed, s.eof) {
+                (Some(f), _) => ReadOutcome::Failed(f),
+                (None, true) => ReadOutcome::Eof,
+                (None, false) => ReadOutcome::WouldBlock,
+            };
+        }
+        let mut n = 0;
+        self.drain_received(buf.len(), |data| {
+            buf[n..n + data.len()].copy_from_slice(data);
+            n += data.len();
+        });
+        ReadOutcome::Data(n)
+    }
+
+    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+        if let Some(f) = self.io.tx_failed {
+            return WriteOutcome::Failed(f);
+        }
+        let (tx, room) = self.send_buffer();
+        let n = buf.len().min(room);
+        // Within the capacity reserved by `TxPool::take`: no reallocation,
+        // so a send in flight keeps pointing at valid bytes.
+        tx.extend_from_slice(&buf[..n]);
         if n < buf.len() {
             // The pump hears when room is made (`confirm_sent`, `writable`).
-            s.tx_blocked = true;
+            self.io.tx_blocked = true;
         }
         if n == 0 {
             return WriteOutcome::WouldBlock;
         }
-        // Within the capacity reserved by `TxPool::take`: no reallocation,
-        // so a send in flight keeps pointing at valid bytes.
-        tx.extend_from_slice(&buf[..n]);
         WriteOutcome::Sent(n)
+    }
+
+    /// Received buffers straight into the send buffer: one copy where the
+    /// session's buffer would take two.
+    fn pass_through(&mut self, max: usize) -> usize {
+        let s = &*self.io;
+        if s.rx_bytes == 0 || s.tx_failed.is_some() || s.fin != Fin::No {
+            return 0;
+        }
+        let (tx, room) = self.send_buffer();
+        // Moved out to append to while the received buffers are drained
+        // (the heap buffer stays where it is), then put back.
+        let mut out = std::mem::take(tx);
+        let n = self.drain_received(max.min(room), |data| out.extend_from_slice(data));
+        self.io.tx = Some(out);
+        n
     }
 
     fn shutdown_write(&mut self) {
@@ -402,168 +444,4 @@ impl Tracked for Conn {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Read;
-    use std::os::unix::net::UnixStream;
-
-    use super::*;
-
-    fn pair() -> (ConnIo, UnixStream) {
-        let (ours, theirs) = UnixStream::pair().expect("socket pair");
-        theirs
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        (ConnIo::new(Socket::Unix(ours)), theirs)
-    }
-
-    /// The bytes a send submitted now would carry.
-    fn in_flight(io: &mut ConnIo) -> Vec<u8> {
-        let (ptr, len) = io.next_send().expect("something to send");
-        #[allow(unsafe_code)]
-        // SAFETY: `next_send` points into the connection's send buffer,
-        // which holds `len` initialised bytes from `ptr` and is not changed
-        // while this copy is made.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
-        bytes.to_vec()
-    }
-
-    #[test]
-    fn short_send_resumes_where_it_stopped_and_loses_nothing() {
-        let (mut io, _peer) = pair();
-        let mut bufs = BufRing::new(4, 16, 0).unwrap();
-        let mut pool = TxPool::new(4);
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(b"hello, ", false), WriteOutcome::Sent(7));
-        assert_eq!(in_flight(&mut io), b"hello, ");
-        // Written while that send is in flight: appended, not sent yet.
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(b"world", false), WriteOutcome::Sent(5));
-        assert!(io.next_send().is_none(), "one send at a time");
-        // The socket took 4 bytes: wait for room, then the rest, in order.
-        assert!(io.send_failed(4, &mut pool), "must wait for POLLOUT");
-        assert!(io.next_send().is_none(), "nothing while the socket is full");
-        io.writable();
-        assert_eq!(in_flight(&mut io), b"o, world");
-        assert_eq!(io.tx_pending(), 8);
-        io.confirm_sent(&mut pool);
-        assert_eq!(io.tx_pending(), 0);
-        assert!(io.next_send().is_none());
-    }
-
-    #[test]
-    fn full_send_buffer_blocks_the_session_until_confirmed() {
-        let (mut io, _peer) = pair();
-        let mut bufs = BufRing::new(4, 16, 0).unwrap();
-        let mut pool = TxPool::new(4);
-        let big = vec![7u8; TX_CAP + 100];
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(&big, false), WriteOutcome::Sent(TX_CAP));
-        assert_eq!(t.write(&big, false), WriteOutcome::WouldBlock);
-        assert!(io.needs_wake(), "the session waits for room");
-        let _ = in_flight(&mut io);
-        assert!(io.confirm_sent(&mut pool), "the session must be told");
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(&big[..100], false), WriteOutcome::Sent(100));
-    }
-
-    #[test]
-    fn fin_goes_out_only_after_every_queued_byte() {
-        let (mut io, mut peer) = pair();
-        let mut bufs = BufRing::new(4, 16, 0).unwrap();
-        let mut pool = TxPool::new(4);
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(b"last words", false), WriteOutcome::Sent(10));
-        t.shutdown_write();
-        assert_eq!(t.unacknowledged(), 11, "10 bytes and the FIN");
-        let bytes = in_flight(&mut io);
-        // What the kernel would have sent, then the confirmation.
-        std::io::Write::write_all(&mut peer_sender(&io), &bytes).unwrap();
-        io.confirm_sent(&mut pool);
-        let t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.unacknowledged(), 0);
-        let mut got = Vec::new();
-        peer.read_to_end(&mut got).expect("EOF after the data");
-        assert_eq!(got, b"last words");
-    }
-
-    /// The connection's own socket (to stand in for the kernel's send).
-    fn peer_sender(io: &ConnIo) -> &UnixStream {
-        match &io.socket {
-            Socket::Unix(s) => s,
-            Socket::Tcp(_) => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn failed_send_is_reported_on_the_next_write() {
-        let (mut io, _peer) = pair();
-        let mut bufs = BufRing::new(4, 16, 0).unwrap();
-        let mut pool = TxPool::new(4);
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(b"x", false), WriteOutcome::Sent(1));
-        let _ = in_flight(&mut io);
-        assert!(!io.send_failed(-libc::ECONNRESET, &mut pool));
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        assert_eq!(t.write(b"y", false), WriteOutcome::Failed(Failure::Reset));
-    }
-
-    #[test]
-    fn received_buffers_are_read_in_order_across_buffers_then_eof() {
-        let (mut io, _peer) = pair();
-        let mut bufs = BufRing::new(4, 16, 0).unwrap();
-        let mut pool = TxPool::new(4);
-        bufs.fill_for_test(2, b"abcdef");
-        bufs.fill_for_test(0, b"ghij");
-        bufs.taken();
-        bufs.taken();
-        io.received(2, 6);
-        io.received(0, 4);
-        io.received_eof();
-        let before = bufs.available();
-        let mut t = Io {
-            io: &mut io,
-            bufs: &mut bufs,
-            pool: &mut pool,
-        };
-        let mut out = [0u8; 4];
-        assert_eq!(t.read(&mut out), ReadOutcome::Data(4));
-        assert_eq!(&out, b"abcd");
-        let mut out = [0u8; 16];
-        assert_eq!(t.read(&mut out), ReadOutcome::Data(6));
-        assert_eq!(&out[..6], b"efghij");
-        assert_eq!(t.read(&mut out), ReadOutcome::Eof);
-        assert_eq!(bufs.available(), before + 2, "both buffers went back");
-    }
-}
+mod tests;

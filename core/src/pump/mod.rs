@@ -4,7 +4,9 @@
 //!
 //! The adapter implements four I/O primitives on its connection (read into
 //! a slice, write from a slice, shut down the write side, and optionally
-//! report undelivered bytes) and tells the pump when the connection became
+//! report undelivered bytes), optionally a fifth (move input it already
+//! holds straight to its output, used while the session would echo it
+//! unchanged: [`Transport::pass_through`]), and tells the pump when the connection became
 //! readable or writable. [`Pump::drive`] then moves bytes until nothing
 //! moves or the fairness budget is spent, counts them, applies the session's
 //! decisions (backpressure, half-close, timeouts), and returns what the

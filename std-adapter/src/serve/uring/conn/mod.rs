@@ -77,13 +77,47 @@ struct Rx {
     len: u32,
 }
 
+/// The received buffers of a connection, oldest first, and their bytes.
+#[derive(Debug, Default)]
+struct Received {
+    bufs: VecDeque<Rx>,
+    bytes: usize,
+}
+
+impl Received {
+    /// Hands up to `max` bytes, oldest first, to `take` (in one or more
+    /// slices), giving each buffer back to `ring` once emptied. Returns
+    /// how many.
+    fn drain(&mut self, ring: &mut BufRing, max: usize, mut take: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(front) = self.bufs.front_mut() else {
+                break;
+            };
+            let (off, len) = (front.off as usize, front.len as usize);
+            let data = &ring.filled(front.bid, off + len)[off..];
+            let k = data.len().min(max - n);
+            take(&data[..k]);
+            n += k;
+            front.off += k as u32;
+            front.len -= k as u32;
+            if front.len == 0 {
+                let bid = front.bid;
+                self.bufs.pop_front();
+                ring.recycle(bid);
+            }
+        }
+        self.bytes -= n;
+        n
+    }
+}
+
 /// The I/O state of a connection, which completions update and the
 /// transport reads.
 #[derive(Debug)]
 pub(crate) struct ConnIo {
     pub(crate) socket: Socket,
-    rx: VecDeque<Rx>,
-    rx_bytes: usize,
+    rx: Received,
     /// The receive reported the peer's FIN.
     eof: bool,
     /// The receive failed.
@@ -120,8 +154,7 @@ impl ConnIo {
     pub(crate) fn new(socket: Socket) -> Self {
         ConnIo {
             socket,
-            rx: VecDeque::new(),
-            rx_bytes: 0,
+            rx: Received::default(),
             eof: false,
             rx_failed: None,
             recv_armed: false,
@@ -139,12 +172,12 @@ impl ConnIo {
 
     /// Bytes received and not yet read by the session.
     pub(crate) fn rx_bytes(&self) -> usize {
-        self.rx_bytes
+        self.rx.bytes
     }
 
     /// Received buffers not yet read in full by the session.
     pub(crate) fn rx_buffers(&self) -> usize {
-        self.rx.len()
+        self.rx.bufs.len()
     }
 
     /// Whether the receive side is over (FIN or error).
@@ -154,12 +187,12 @@ impl ConnIo {
 
     /// A receive completion filled `len` bytes of buffer `bid`.
     pub(crate) fn received(&mut self, bid: u16, len: usize) {
-        self.rx.push_back(Rx {
+        self.rx.bufs.push_back(Rx {
             bid,
             off: 0,
             len: len as u32,
         });
-        self.rx_bytes += len;
+        self.rx.bytes += len;
     }
 
     /// The peer's FIN arrived.
@@ -174,10 +207,10 @@ impl ConnIo {
 
     /// Hands every queued receive buffer back (the connection is going away).
     pub(crate) fn drop_received(&mut self, bufs: &mut BufRing) {
-        for rx in self.rx.drain(..) {
+        for rx in self.rx.bufs.drain(..) {
             bufs.recycle(rx.bid);
         }
-        self.rx_bytes = 0;
+        self.rx.bytes = 0;
     }
 
     /// Bytes queued for sending that the kernel has not taken.
@@ -301,37 +334,10 @@ pub(crate) struct Io<'a> {
 }
 
 impl Io<'_> {
-    /// Hands up to `max` received bytes, oldest first, to `take` (in one
-    /// or more slices), giving each buffer back to the ring once emptied.
-    /// Returns how many.
-    fn drain_received(&mut self, max: usize, mut take: impl FnMut(&[u8])) -> usize {
-        let s = &mut *self.io;
-        let mut n = 0;
-        while n < max {
-            let Some(front) = s.rx.front_mut() else {
-                break;
-            };
-            let (off, len) = (front.off as usize, front.len as usize);
-            let data = &self.bufs.filled(front.bid, off + len)[off..];
-            let k = data.len().min(max - n);
-            take(&data[..k]);
-            n += k;
-            front.off += k as u32;
-            front.len -= k as u32;
-            if front.len == 0 {
-                let bid = front.bid;
-                s.rx.pop_front();
-                self.bufs.recycle(bid);
-            }
-        }
-        s.rx_bytes -= n;
-        n
-    }
-
-    /// The send buffer (taken from the pool if the connection has none),
-    /// with what the kernel took already dropped from its front when no
-    /// send reads it, and the room left in it.
-    fn send_buffer(&mut self) -> (&mut Vec<u8>, usize) {
+    /// Makes the send buffer ready to append to (taken from the pool if the
+    /// connection has none; what the kernel took already dropped from its
+    /// front when no send reads it) and returns the room left in it.
+    fn make_room(&mut self) -> usize {
         let s = &mut *self.io;
         let tx = s.tx.get_or_insert_with(|| self.pool.take());
         if s.tx_inflight == 0 && s.tx_start > 0 {
@@ -339,15 +345,14 @@ impl Io<'_> {
             tx.drain(..s.tx_start);
             s.tx_start = 0;
         }
-        let room = TX_CAP - tx.len().min(TX_CAP);
-        (tx, room)
+        TX_CAP - tx.len().min(TX_CAP)
     }
 }
 
 impl Transport for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        let s = &*self.io;
-        if s.rx.is_empty() {
+        let s = &mut *self.io;
+        if s.rx.bufs.is_empty() {
             return match (s.rx_failed, s.eof) {
                 (Some(f), _) => ReadOutcome::Failed(f),
                 (None, true) => ReadOutcome::Eof,
@@ -355,7 +360,7 @@ impl Transport for Io<'_> {
             };
         }
         let mut n = 0;
-        self.drain_received(buf.len(), |data| {
+        s.rx.drain(self.bufs, buf.len(), |data| {
             buf[n..n + data.len()].copy_from_slice(data);
             n += data.len();
         });
@@ -366,17 +371,18 @@ impl Transport for Io<'_> {
         if let Some(f) = self.io.tx_failed {
             return WriteOutcome::Failed(f);
         }
-        let (tx, room) = self.send_buffer();
-        let n = buf.len().min(room);
-        // Within the capacity reserved by `TxPool::take`: no reallocation,
-        // so a send in flight keeps pointing at valid bytes.
-        tx.extend_from_slice(&buf[..n]);
+        let n = buf.len().min(self.make_room());
         if n < buf.len() {
             // The pump hears when room is made (`confirm_sent`, `writable`).
             self.io.tx_blocked = true;
         }
         if n == 0 {
             return WriteOutcome::WouldBlock;
+        }
+        // Within the capacity reserved by `TxPool::take`: no reallocation,
+        // so a send in flight keeps pointing at valid bytes.
+        if let Some(tx) = &mut self.io.tx {
+            tx.extend_from_slice(&buf[..n]);
         }
         WriteOutcome::Sent(n)
     }
@@ -385,16 +391,16 @@ impl Transport for Io<'_> {
     /// session's buffer would take two.
     fn pass_through(&mut self, max: usize) -> usize {
         let s = &*self.io;
-        if s.rx_bytes == 0 || s.tx_failed.is_some() || s.fin != Fin::No {
+        if s.rx.bytes == 0 || s.tx_failed.is_some() || s.fin != Fin::No {
             return 0;
         }
-        let (tx, room) = self.send_buffer();
-        // Moved out to append to while the received buffers are drained
-        // (the heap buffer stays where it is), then put back.
-        let mut out = std::mem::take(tx);
-        let n = self.drain_received(max.min(room), |data| out.extend_from_slice(data));
-        self.io.tx = Some(out);
-        n
+        let room = self.make_room();
+        let s = &mut *self.io;
+        let Some(tx) = &mut s.tx else {
+            return 0;
+        };
+        // Within the capacity reserved by `TxPool::take`, as in `write`.
+        s.rx.drain(self.bufs, max.min(room), |data| tx.extend_from_slice(data))
     }
 
     fn shutdown_write(&mut self) {

@@ -146,10 +146,11 @@ pub trait Transport {
     /// (each counts as read and as written). The pump calls it only when the
     /// session would echo that input unchanged and first
     /// ([`Session::can_pass_through`](crate::Session::can_pass_through)),
-    /// so a transport that queues both directions in memory (io_uring's
-    /// received buffers and send buffer) copies each byte once instead of
-    /// twice through the session's buffer. Moves nothing (returns 0) when it
-    /// holds no input or its output has no room; the end of the stream and
+    /// so a transport that queues both directions in memory can send what
+    /// it received without copying it through the session's buffer
+    /// (io_uring lends its received buffers to its sends). It may move
+    /// less than it holds (what is left is read as usual), and nothing
+    /// (returns 0) when it holds no input or its output has no room; the end of the stream and
     /// failures are left for [`Transport::read`] and [`Transport::write`] to
     /// report. Default: 0 (the bytes go through the session's buffer).
     fn pass_through(&mut self, max: usize) -> usize {

@@ -11,7 +11,7 @@ use ricochet_core::{Instant, Next, Teardown};
 use super::super::conns::{BUDGET, ConnTable, Driver};
 use super::super::events::log_events;
 use super::super::stats::Counters;
-use super::conn::{Conn, Io};
+use super::conn::{Conn, Io, SendFrom};
 use super::ring::{Op, user_data};
 use super::worker::{REARM_MIN_FREE, RX_CAP, RX_CAP_BUFFERS, Worker};
 
@@ -91,9 +91,9 @@ impl Worker<'_> {
             return;
         };
         if res >= 0 && conn.io.tx_inflight > 0 && res as usize == conn.io.tx_inflight {
-            let wake = conn.io.confirm_sent(&mut self.pool);
+            let wake = conn.io.confirm_sent(&mut self.bufs, &mut self.pool);
             if conn.releasing.is_some() {
-                conn.io.drop_send_buffer(&mut self.pool);
+                conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
                 self.try_free(key);
             } else if wake || conn.pump.is_finishing() {
                 conn.pump.set_writable();
@@ -110,9 +110,9 @@ impl Worker<'_> {
         } else {
             res
         };
-        let wait = conn.io.send_failed(res, &mut self.pool);
+        let wait = conn.io.send_failed(res, &mut self.bufs, &mut self.pool);
         if conn.releasing.is_some() {
-            conn.io.drop_send_buffer(&mut self.pool);
+            conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             self.try_free(key);
             return;
         }
@@ -148,7 +148,8 @@ impl Worker<'_> {
     /// submission queue and posted no failure for them: each was taken
     /// whole by the kernel.
     ///
-    /// Why that holds: every send carries `MSG_DONTWAIT`, so io_uring issues
+    /// Why that holds: every send (`send` or `sendmsg`, which share these
+    /// rules in the kernel) carries `MSG_DONTWAIT`, so io_uring issues
     /// it inline during the enter and never parks it to wait for room
     /// (`REQ_F_NOWAIT`); with `MSG_WAITALL`, one the socket takes only in
     /// part fails, reporting the bytes it took; and `SKIP_SUCCESS` drops the
@@ -162,9 +163,9 @@ impl Worker<'_> {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let wake = conn.io.confirm_sent(&mut self.pool);
+            let wake = conn.io.confirm_sent(&mut self.bufs, &mut self.pool);
             if conn.releasing.is_some() {
-                conn.io.drop_send_buffer(&mut self.pool);
+                conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
                 self.try_free(key);
             } else if wake || conn.pump.is_finishing() {
                 conn.pump.set_writable();
@@ -278,11 +279,17 @@ impl Worker<'_> {
             // for delivery): its completion must wake the loop. Otherwise
             // (the usual echo) it completes silently (`confirm_sends`).
             let waited_for = conn.io.needs_wake() || conn.pump.is_finishing();
-            if let Some((ptr, len)) = conn.io.next_send() {
+            if let Some(from) = conn.io.next_send(&self.bufs) {
                 // Resolved inside the enter that submits it.
-                let sqe = opcode::Send::new(Fd(fd), ptr, len as u32)
-                    .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT)
-                    .build();
+                let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT;
+                let sqe = match from {
+                    SendFrom::Slice(ptr, len) => opcode::Send::new(Fd(fd), ptr, len as u32)
+                        .flags(flags)
+                        .build(),
+                    SendFrom::Msg(hdr, _) => opcode::SendMsg::new(Fd(fd), hdr)
+                        .flags(flags as u32)
+                        .build(),
+                };
                 let sqe = if waited_for {
                     sqe
                 } else {
@@ -306,7 +313,7 @@ impl Worker<'_> {
         };
         conn.releasing = Some(how);
         conn.io.drop_received(&mut self.bufs);
-        conn.io.drop_send_buffer(&mut self.pool);
+        conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
         if how == Teardown::Reset {
             conn.io.socket.set_reset_on_close();
         }
@@ -341,7 +348,7 @@ impl Worker<'_> {
         }
         self.conns.release(key, |mut conn| {
             conn.io.drop_received(&mut self.bufs);
-            conn.io.drop_send_buffer(&mut self.pool);
+            conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
         });
     }

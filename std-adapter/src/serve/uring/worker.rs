@@ -442,7 +442,7 @@ impl Worker<'_> {
         let clean = self.inflight == 0;
         self.conns.release_all(|mut conn| {
             if clean {
-                conn.io.drop_send_buffer(&mut self.pool);
+                conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             } else {
                 // A send may still read it.
                 std::mem::forget(conn.io.take_send_buffer());

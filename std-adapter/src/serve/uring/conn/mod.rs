@@ -4,12 +4,16 @@
 //! The transport owns the completion side. Multishot receive completions
 //! queue provided buffers here; [`Transport::read`] copies them into the
 //! session's buffer and hands each buffer back once empty (`WouldBlock`
-//! when none is queued), and [`Transport::pass_through`] copies them
-//! straight into the send buffer when the pump says the session would echo
-//! them unchanged (raw mode, nothing held). [`Transport::write`] copies into the connection's
-//! send buffer and returns at once (`WouldBlock` only when that bounded
-//! buffer is full); the worker submits one send per connection per turn,
-//! for everything queued. A send that stopped short (the socket is full)
+//! when none is queued). When the pump says the session would echo them
+//! unchanged (raw mode, nothing held), [`Transport::pass_through`] lends
+//! them to the send side instead: they are sent from where the kernel
+//! received them (no copy at all) and given back once the kernel took
+//! them. [`Transport::write`] copies into the connection's send buffer and
+//! returns at once (`WouldBlock` only when the connection's bounded output
+//! is full). Lent buffers and written bytes leave in the order they were
+//! queued (`output.rs`): the worker submits one send per connection per
+//! turn, for everything queued (a `sendmsg` when it spans several
+//! pieces). A send that stopped short (the socket is full)
 //! continues from where it stopped once the socket can take more, so no
 //! byte is lost. [`Transport::unacknowledged`] counts what the kernel has
 //! not taken yet (and the FIN until it went out), so the pump's linger
@@ -24,7 +28,12 @@ use ricochet_core::{Instant, Pump, Teardown};
 use super::super::conn::Peer;
 use super::super::conns::Tracked;
 use super::super::stats::StreamKind;
-use super::bufs::{BufRing, TX_CAP, TxPool};
+use super::bufs::{BufRing, TxPool};
+
+mod output;
+
+use output::Output;
+pub(crate) use output::SendFrom;
 
 /// The socket of a connection.
 #[derive(Debug)]
@@ -110,6 +119,25 @@ impl Received {
         self.bytes -= n;
         n
     }
+
+    /// Takes the oldest buffer off, if it holds at most `max` bytes.
+    fn pop_whole(&mut self, max: usize) -> Option<Rx> {
+        let front = *self.bufs.front()?;
+        if front.len as usize > max {
+            return None;
+        }
+        self.bufs.pop_front();
+        self.bytes -= front.len as usize;
+        Some(front)
+    }
+
+    /// Gives every buffer back to `ring`.
+    fn give_back(&mut self, ring: &mut BufRing) {
+        for rx in self.bufs.drain(..) {
+            ring.recycle(rx.bid);
+        }
+        self.bytes = 0;
+    }
 }
 
 /// The I/O state of a connection, which completions update and the
@@ -128,9 +156,8 @@ pub(crate) struct ConnIo {
     pub(crate) recv_cancelling: bool,
     /// Waiting for provided buffers (the last receive ended with `ENOBUFS`).
     pub(crate) buf_waiting: bool,
-    tx: Option<Vec<u8>>,
-    /// Bytes of `tx` the kernel has taken.
-    tx_start: usize,
+    /// What is queued for sending.
+    out: Output,
     /// Bytes of the send submitted this turn, not yet confirmed (0: none).
     pub(crate) tx_inflight: usize,
     /// Waiting for the socket to take more (a POLLOUT request is in flight).
@@ -160,8 +187,7 @@ impl ConnIo {
             recv_armed: false,
             recv_cancelling: false,
             buf_waiting: false,
-            tx: None,
-            tx_start: 0,
+            out: Output::default(),
             tx_inflight: 0,
             tx_poll: false,
             tx_blocked: false,
@@ -207,44 +233,37 @@ impl ConnIo {
 
     /// Hands every queued receive buffer back (the connection is going away).
     pub(crate) fn drop_received(&mut self, bufs: &mut BufRing) {
-        for rx in self.rx.bufs.drain(..) {
-            bufs.recycle(rx.bid);
-        }
-        self.rx.bytes = 0;
+        self.rx.give_back(bufs);
     }
 
     /// Bytes queued for sending that the kernel has not taken.
     pub(crate) fn tx_pending(&self) -> usize {
-        self.tx.as_ref().map_or(0, |t| t.len() - self.tx_start)
+        self.out.pending()
     }
 
     /// What to send next, if no send is unconfirmed and the socket is not
     /// known to be full: everything queued.
-    pub(crate) fn next_send(&mut self) -> Option<(*const u8, usize)> {
+    pub(crate) fn next_send(&mut self, ring: &BufRing) -> Option<SendFrom> {
         if self.tx_inflight > 0 || self.tx_poll || self.tx_failed.is_some() {
             return None;
         }
-        let tx = self.tx.as_ref()?;
-        let len = tx.len() - self.tx_start;
-        if len == 0 {
-            return None;
-        }
-        let len = len.min(u32::MAX as usize);
-        self.tx_inflight = len;
-        Some((tx.as_ptr().wrapping_add(self.tx_start), len))
+        let from = self.out.next(ring)?;
+        self.tx_inflight = match from {
+            SendFrom::Slice(_, n) | SendFrom::Msg(_, n) => n,
+        };
+        Some(from)
     }
 
     /// The enter that submitted the send returned without a failure
     /// completion for it: the kernel took all of it (see the worker's
     /// `flush_sends`). Returns whether the pump should hear about it (it
     /// found the send buffer full, or waits for the FIN to go out).
-    pub(crate) fn confirm_sent(&mut self, pool: &mut TxPool) -> bool {
+    pub(crate) fn confirm_sent(&mut self, ring: &mut BufRing, pool: &mut TxPool) -> bool {
         if self.tx_inflight == 0 {
             return false;
         }
-        self.tx_start += self.tx_inflight;
-        self.tx_inflight = 0;
-        self.retire(pool);
+        let n = std::mem::take(&mut self.tx_inflight);
+        self.out.took(n, ring, pool);
         self.finish_if_flushed();
         std::mem::take(&mut self.tx_blocked) || self.fin != Fin::No
     }
@@ -252,12 +271,11 @@ impl ConnIo {
     /// A send's failure completion (`res`: bytes taken before it stopped,
     /// or `-errno`). Returns whether to wait for the socket to take more
     /// (then [`ConnIo::writable`] when it can).
-    pub(crate) fn send_failed(&mut self, res: i32, pool: &mut TxPool) -> bool {
-        self.tx_inflight = 0;
+    pub(crate) fn send_failed(&mut self, res: i32, ring: &mut BufRing, pool: &mut TxPool) -> bool {
+        let inflight = std::mem::take(&mut self.tx_inflight);
         if res >= 0 {
             // A short send: the socket is full.
-            self.tx_start += res as usize;
-            self.retire(pool);
+            self.out.took((res as usize).min(inflight), ring, pool);
             self.tx_poll = self.tx_pending() > 0;
             return self.tx_poll;
         }
@@ -270,10 +288,7 @@ impl ConnIo {
             errno => {
                 self.tx_failed.get_or_insert(failure(errno));
                 // Nothing more will be sent: what is queued is lost with the connection.
-                if let Some(tx) = self.tx.take() {
-                    pool.put(tx);
-                }
-                self.tx_start = 0;
+                self.out.discard(ring, pool);
                 false
             }
         }
@@ -291,18 +306,6 @@ impl ConnIo {
         self.tx_blocked = false;
     }
 
-    /// Gives an emptied send buffer back to the pool.
-    fn retire(&mut self, pool: &mut TxPool) {
-        if let Some(tx) = &self.tx
-            && self.tx_start >= tx.len()
-        {
-            self.tx_start = 0;
-            if let Some(tx) = self.tx.take() {
-                pool.put(tx);
-            }
-        }
-    }
-
     /// Sends the FIN if it was asked for and nothing is left to send.
     fn finish_if_flushed(&mut self) {
         if self.fin == Fin::Wanted && self.tx_pending() == 0 && self.tx_inflight == 0 {
@@ -311,17 +314,17 @@ impl ConnIo {
         }
     }
 
-    /// Takes the send buffer out (to leak it while a send may still read it).
+    /// Takes the send buffer out (to leak it while a send may still read
+    /// it; the lent buffers stay lent, the ring is leaked with them).
     pub(crate) fn take_send_buffer(&mut self) -> Option<Vec<u8>> {
-        self.tx.take()
+        self.out.take_buffer()
     }
 
-    /// Gives the send buffer back (release, nothing in flight).
-    pub(crate) fn drop_send_buffer(&mut self, pool: &mut TxPool) {
-        if self.tx_inflight == 0
-            && let Some(tx) = self.tx.take()
-        {
-            pool.put(tx);
+    /// Gives the lent buffers and the send buffer back (release, nothing
+    /// in flight).
+    pub(crate) fn drop_send_buffer(&mut self, ring: &mut BufRing, pool: &mut TxPool) {
+        if self.tx_inflight == 0 {
+            self.out.discard(ring, pool);
         }
     }
 }
@@ -331,22 +334,6 @@ pub(crate) struct Io<'a> {
     pub(crate) io: &'a mut ConnIo,
     pub(crate) bufs: &'a mut BufRing,
     pub(crate) pool: &'a mut TxPool,
-}
-
-impl Io<'_> {
-    /// Makes the send buffer ready to append to (taken from the pool if the
-    /// connection has none; what the kernel took already dropped from its
-    /// front when no send reads it) and returns the room left in it.
-    fn make_room(&mut self) -> usize {
-        let s = &mut *self.io;
-        let tx = s.tx.get_or_insert_with(|| self.pool.take());
-        if s.tx_inflight == 0 && s.tx_start > 0 {
-            // Nothing reads the taken bytes any more: move the rest to the front.
-            tx.drain(..s.tx_start);
-            s.tx_start = 0;
-        }
-        TX_CAP - tx.len().min(TX_CAP)
-    }
 }
 
 impl Transport for Io<'_> {
@@ -368,39 +355,31 @@ impl Transport for Io<'_> {
     }
 
     fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
-        if let Some(f) = self.io.tx_failed {
+        let s = &mut *self.io;
+        if let Some(f) = s.tx_failed {
             return WriteOutcome::Failed(f);
         }
-        let n = buf.len().min(self.make_room());
+        let n = buf.len().min(s.out.room(self.pool, s.tx_inflight > 0));
         if n < buf.len() {
             // The pump hears when room is made (`confirm_sent`, `writable`).
-            self.io.tx_blocked = true;
+            s.tx_blocked = true;
         }
         if n == 0 {
             return WriteOutcome::WouldBlock;
         }
-        // Within the capacity reserved by `TxPool::take`: no reallocation,
-        // so a send in flight keeps pointing at valid bytes.
-        if let Some(tx) = &mut self.io.tx {
-            tx.extend_from_slice(&buf[..n]);
-        }
+        s.out.copy(&buf[..n]);
         WriteOutcome::Sent(n)
     }
 
-    /// Received buffers straight into the send buffer: one copy where the
-    /// session's buffer would take two.
+    /// Received buffers lent whole to the output, without a copy, while
+    /// they fit in `max` and its bounds; what does not fit stays received
+    /// (the pump reads it through the session's buffer instead).
     fn pass_through(&mut self, max: usize) -> usize {
-        let s = &*self.io;
-        if s.rx.bytes == 0 || s.tx_failed.is_some() || s.fin != Fin::No {
+        let s = &mut *self.io;
+        if s.tx_failed.is_some() || s.fin != Fin::No {
             return 0;
         }
-        let room = self.make_room();
-        let s = &mut *self.io;
-        let Some(tx) = &mut s.tx else {
-            return 0;
-        };
-        // Within the capacity reserved by `TxPool::take`, as in `write`.
-        s.rx.drain(self.bufs, max.min(room), |data| tx.extend_from_slice(data))
+        s.out.lend(&mut s.rx, max)
     }
 
     fn shutdown_write(&mut self) {

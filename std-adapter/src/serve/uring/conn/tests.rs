@@ -5,7 +5,9 @@
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 
+use super::output::LEND_MAX;
 use super::*;
+use crate::serve::uring::bufs::TX_CAP;
 
 /// A connection over one end of a socket pair, with a worker's buffers.
 struct Fixture {
@@ -18,12 +20,17 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_ring(4)
+    }
+
+    /// With a ring of `count` 16-byte buffers.
+    fn with_ring(count: u16) -> Self {
         let (ours, peer) = UnixStream::pair().expect("socket pair");
         peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         Fixture {
             io: ConnIo::new(Socket::Unix(ours)),
-            bufs: BufRing::new(4, 16, 0).unwrap(),
+            bufs: BufRing::new(count, 16, 0).unwrap(),
             pool: TxPool::new(4),
             peer,
         }
@@ -49,13 +56,37 @@ impl Fixture {
 
     /// The bytes a send submitted now would carry.
     fn in_flight(&mut self) -> Vec<u8> {
-        let (ptr, len) = self.io.next_send().expect("something to send");
+        let from = self.io.next_send(&self.bufs).expect("something to send");
         #[allow(unsafe_code)]
-        // SAFETY: `next_send` points into the connection's send buffer,
-        // which holds `len` initialised bytes from `ptr` and is not changed
-        // while this copy is made.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
-        bytes.to_vec()
+        // SAFETY: `next_send` points into the connection's send buffer and
+        // the ring's lent buffers (through its boxed header), which hold
+        // the given lengths of initialised bytes and do not change while
+        // this copy is made.
+        unsafe {
+            match from {
+                SendFrom::Slice(ptr, len) => std::slice::from_raw_parts(ptr, len).to_vec(),
+                SendFrom::Msg(hdr, len) => {
+                    let hdr = &*hdr;
+                    let iov = std::slice::from_raw_parts(hdr.msg_iov, hdr.msg_iovlen);
+                    let bytes: Vec<u8> = iov
+                        .iter()
+                        .flat_map(|v| {
+                            std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+                        })
+                        .copied()
+                        .collect();
+                    assert_eq!(bytes.len(), len, "the header covers what it claims");
+                    bytes
+                }
+            }
+        }
+    }
+
+    /// Whether the next send would be a `sendmsg` over several buffers.
+    fn next_is_vectored(&mut self) -> bool {
+        let from = self.io.next_send(&self.bufs).expect("something to send");
+        self.io.tx_inflight = 0;
+        matches!(from, SendFrom::Msg(..))
     }
 
     /// The connection's own socket (to stand in for the kernel's send).
@@ -74,19 +105,22 @@ fn short_send_resumes_where_it_stopped_and_loses_nothing() {
     assert_eq!(f.in_flight(), b"hello, ");
     // Written while that send is in flight: appended, not sent yet.
     assert_eq!(f.t().write(b"world", false), WriteOutcome::Sent(5));
-    assert!(f.io.next_send().is_none(), "one send at a time");
+    assert!(f.io.next_send(&f.bufs).is_none(), "one send at a time");
     // The socket took 4 bytes: wait for room, then the rest, in order.
-    assert!(f.io.send_failed(4, &mut f.pool), "must wait for POLLOUT");
     assert!(
-        f.io.next_send().is_none(),
+        f.io.send_failed(4, &mut f.bufs, &mut f.pool),
+        "must wait for POLLOUT"
+    );
+    assert!(
+        f.io.next_send(&f.bufs).is_none(),
         "nothing while the socket is full"
     );
     f.io.writable();
     assert_eq!(f.in_flight(), b"o, world");
     assert_eq!(f.io.tx_pending(), 8);
-    f.io.confirm_sent(&mut f.pool);
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
     assert_eq!(f.io.tx_pending(), 0);
-    assert!(f.io.next_send().is_none());
+    assert!(f.io.next_send(&f.bufs).is_none());
 }
 
 #[test]
@@ -97,7 +131,10 @@ fn full_send_buffer_blocks_the_session_until_confirmed() {
     assert_eq!(f.t().write(&big, false), WriteOutcome::WouldBlock);
     assert!(f.io.needs_wake(), "the session waits for room");
     let _ = f.in_flight();
-    assert!(f.io.confirm_sent(&mut f.pool), "the session must be told");
+    assert!(
+        f.io.confirm_sent(&mut f.bufs, &mut f.pool),
+        "the session must be told"
+    );
     assert_eq!(f.t().write(&big[..100], false), WriteOutcome::Sent(100));
 }
 
@@ -110,7 +147,7 @@ fn fin_goes_out_only_after_every_queued_byte() {
     let bytes = f.in_flight();
     // What the kernel would have sent, then the confirmation.
     std::io::Write::write_all(&mut f.sender(), &bytes).unwrap();
-    f.io.confirm_sent(&mut f.pool);
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
     assert_eq!(f.t().unacknowledged(), 0);
     let mut got = Vec::new();
     f.peer.read_to_end(&mut got).expect("EOF after the data");
@@ -122,7 +159,10 @@ fn failed_send_is_reported_on_the_next_write() {
     let mut f = Fixture::new();
     assert_eq!(f.t().write(b"x", false), WriteOutcome::Sent(1));
     let _ = f.in_flight();
-    assert!(!f.io.send_failed(-libc::ECONNRESET, &mut f.pool));
+    assert!(
+        !f.io
+            .send_failed(-libc::ECONNRESET, &mut f.bufs, &mut f.pool)
+    );
     assert_eq!(
         f.t().write(b"y", false),
         WriteOutcome::Failed(Failure::Reset)
@@ -146,32 +186,168 @@ fn received_buffers_are_read_in_order_across_buffers_then_eof() {
 }
 
 #[test]
-fn pass_through_moves_received_buffers_into_the_send_buffer_in_order() {
+fn pass_through_lends_whole_buffers_and_gives_them_back_once_sent() {
+    let mut f = Fixture::new();
+    f.receive(&[(1, b"abcdef"), (3, b"ghij")]);
+    let before = f.bufs.available();
+    assert_eq!(f.t().pass_through(100), 10);
+    assert_eq!(f.io.rx_bytes(), 0);
+    assert_eq!(f.t().unacknowledged(), 10);
+    assert_eq!(f.bufs.available(), before, "lent, not given back yet");
+    assert!(f.next_is_vectored(), "one sendmsg over both buffers");
+    assert_eq!(f.in_flight(), b"abcdefghij");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), before + 2, "both buffers went back");
+    assert_eq!(f.t().unacknowledged(), 0);
+    assert!(f.io.next_send(&f.bufs).is_none());
+}
+
+#[test]
+fn pass_through_lends_behind_unsent_writes_and_keeps_their_order() {
     let mut f = Fixture::new();
     f.receive(&[(1, b"abcdef"), (3, b"ghij")]);
     let before = f.bufs.available();
     assert_eq!(f.t().write(b"01", false), WriteOutcome::Sent(2));
-    assert_eq!(f.t().pass_through(7), 7, "up to max, across buffers");
-    assert_eq!(f.t().pass_through(100), 3, "the rest");
+    assert_eq!(f.t().pass_through(100), 10, "lent behind the write");
+    assert_eq!(f.t().write(b"23", false), WriteOutcome::Sent(2));
+    f.receive(&[(0, b"kl")]);
+    assert_eq!(f.t().pass_through(100), 2);
     assert_eq!(f.t().pass_through(100), 0, "nothing held");
     assert_eq!(f.io.rx_bytes(), 0);
-    assert_eq!(f.bufs.available(), before + 2, "both buffers went back");
-    assert_eq!(f.in_flight(), b"01abcdefghij");
+    assert_eq!(f.bufs.available(), before - 1, "all three lent");
+    assert_eq!(f.in_flight(), b"01abcdefghij23kl");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), before + 2);
+    assert_eq!(f.t().unacknowledged(), 0);
 }
 
 #[test]
-fn pass_through_stops_at_the_send_buffer_cap_and_leaves_the_rest_received() {
+fn write_after_lending_is_sent_after_the_lent_bytes() {
+    let mut f = Fixture::new();
+    f.receive(&[(2, b"abc")]);
+    assert_eq!(f.t().pass_through(100), 3);
+    assert_eq!(f.t().write(b"XY", false), WriteOutcome::Sent(2));
+    assert_eq!(f.in_flight(), b"abcXY");
+}
+
+#[test]
+fn lending_stops_at_a_buffer_larger_than_max_and_leaves_it_received() {
+    let mut f = Fixture::new();
+    f.receive(&[(1, b"abcdef"), (3, b"ghij")]);
+    assert_eq!(f.t().pass_through(9), 6, "the second does not fit in 3");
+    assert_eq!(f.io.rx_bytes(), 4);
+    let mut rest = [0u8; 8];
+    assert_eq!(f.t().read(&mut rest), ReadOutcome::Data(4));
+    assert_eq!(&rest[..4], b"ghij", "what was not lent is read in order");
+    assert_eq!(f.t().write(&rest[..4], false), WriteOutcome::Sent(4));
+    assert_eq!(f.in_flight(), b"abcdefghij");
+}
+
+#[test]
+fn lending_stops_at_lend_max_buffers() {
+    let mut f = Fixture::with_ring(32);
+    let data: Vec<[u8; 1]> = (0..=LEND_MAX as u8).map(|i| [b'a' + i]).collect();
+    let chunks: Vec<(u16, &[u8])> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i as u16, &d[..]))
+        .collect();
+    f.receive(&chunks);
+    assert_eq!(f.t().pass_through(100), LEND_MAX);
+    assert_eq!(f.io.rx_bytes(), 1, "the last one stays received");
+    let expected: Vec<u8> = data[..LEND_MAX].iter().map(|d| d[0]).collect();
+    assert_eq!(f.in_flight(), expected);
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.t().pass_through(100), 1, "room again once sent");
+}
+
+#[test]
+fn sendmsg_spans_interleaved_lent_and_written_pieces() {
+    let mut f = Fixture::with_ring(32);
+    let mut expected = Vec::new();
+    for i in 0..LEND_MAX as u8 {
+        let w = [b'A' + i];
+        assert_eq!(f.t().write(&w, false), WriteOutcome::Sent(1));
+        let r = [b'a' + i];
+        f.receive(&[(u16::from(i), &r[..])]);
+        assert_eq!(f.t().pass_through(100), 1);
+        expected.extend_from_slice(&w);
+        expected.extend_from_slice(&r);
+    }
+    assert_eq!(f.t().write(b"!", false), WriteOutcome::Sent(1));
+    expected.push(b'!');
+    assert!(f.next_is_vectored());
+    assert_eq!(f.in_flight(), expected, "every piece, in the order queued");
+}
+
+#[test]
+fn short_send_over_lent_buffers_gives_back_only_those_taken_whole() {
+    let mut f = Fixture::new();
+    f.receive(&[(0, b"abcd"), (1, b"efgh"), (2, b"ij")]);
+    let before = f.bufs.available();
+    assert_eq!(f.t().pass_through(100), 10);
+    assert_eq!(f.in_flight(), b"abcdefghij");
+    assert!(
+        f.io.send_failed(6, &mut f.bufs, &mut f.pool),
+        "wait for room"
+    );
+    assert_eq!(
+        f.bufs.available(),
+        before + 1,
+        "the first buffer, taken whole"
+    );
+    assert_eq!(f.io.tx_pending(), 4);
+    f.io.writable();
+    assert_eq!(f.in_flight(), b"ghij", "resumes mid-buffer, nothing lost");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), before + 3);
+}
+
+#[test]
+fn failed_send_gives_lent_buffers_back() {
+    let mut f = Fixture::new();
+    f.receive(&[(0, b"abcd"), (1, b"ef")]);
+    let before = f.bufs.available();
+    assert_eq!(f.t().pass_through(100), 6);
+    let _ = f.in_flight();
+    assert!(!f.io.send_failed(-libc::EPIPE, &mut f.bufs, &mut f.pool));
+    assert_eq!(f.bufs.available(), before + 2);
+    assert_eq!(f.t().unacknowledged(), 0);
+}
+
+#[test]
+fn released_connection_keeps_lent_buffers_while_a_send_reads_them() {
+    let mut f = Fixture::new();
+    f.receive(&[(0, b"abcd")]);
+    let before = f.bufs.available();
+    assert_eq!(f.t().pass_through(100), 4);
+    let _ = f.in_flight();
+    f.io.drop_send_buffer(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), before, "the kernel may still read it");
+    assert!(!f.io.send_failed(-libc::ECANCELED, &mut f.bufs, &mut f.pool));
+    f.io.drop_send_buffer(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), before + 1);
+}
+
+#[test]
+fn lent_bytes_count_against_the_output_cap() {
+    let mut f = Fixture::new();
+    f.receive(&[(0, b"abcd")]);
+    assert_eq!(f.t().pass_through(100), 4);
+    let big = vec![7u8; TX_CAP];
+    assert_eq!(f.t().write(&big, false), WriteOutcome::Sent(TX_CAP - 4));
+    assert!(f.io.needs_wake());
+}
+
+#[test]
+fn pass_through_stops_at_the_output_cap_and_leaves_the_rest_received() {
     let mut f = Fixture::new();
     f.receive(&[(0, b"xyz")]);
-    let fill = vec![1u8; TX_CAP - 1];
-    assert_eq!(f.t().write(&fill, false), WriteOutcome::Sent(TX_CAP - 1));
-    assert_eq!(f.t().pass_through(100), 1, "one byte of room");
-    assert_eq!(f.t().pass_through(100), 0, "full");
-    let mut rest = [0u8; 4];
-    assert_eq!(f.t().read(&mut rest), ReadOutcome::Data(2));
-    assert_eq!(
-        &rest[..2],
-        b"yz",
-        "what did not fit stays received, in order"
-    );
+    let fill = vec![1u8; TX_CAP - 2];
+    assert_eq!(f.t().write(&fill, false), WriteOutcome::Sent(TX_CAP - 2));
+    assert_eq!(f.t().pass_through(100), 0, "3 bytes do not fit in 2");
+    assert_eq!(f.io.rx_bytes(), 3, "still received, in order");
+    let _ = f.in_flight();
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.t().pass_through(100), 3);
 }

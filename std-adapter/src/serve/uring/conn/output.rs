@@ -46,13 +46,6 @@ struct Vectored {
     iov: [libc::iovec; PIECES_MAX],
 }
 
-// SAFETY: the raw pointers point into the worker's buffer ring and the
-// connection's send buffer, which move between threads only together with
-// the worker that owns all three; the kernel reads them only during an
-// enter of that worker.
-#[allow(unsafe_code)]
-unsafe impl Send for Vectored {}
-
 /// A connection's output (see the module documentation).
 #[derive(Default)]
 pub(crate) struct Output {

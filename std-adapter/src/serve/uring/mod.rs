@@ -9,12 +9,15 @@
 //! - **Accepting**: one multishot accept per listener; out of descriptors,
 //!   the listener pauses 100 ms, doubling up to 1 s, as on epoll.
 //! - **Receiving**: one multishot receive per connection into a shared
-//!   ring of provided 4 KiB buffers (`conn.rs`): nothing to resubmit and no
+//!   ring of provided 4 KiB buffers (`bufs.rs`): nothing to resubmit and no
 //!   readiness to re-arm per message, and an idle connection holds no
-//!   buffer. The transport copies buffers into the session's buffer.
-//! - **Sending**: the transport copies the echo into a per-connection send
-//!   buffer taken from a pool (held only while there is echo in flight);
-//!   one send per connection for everything queued, submitted after each
+//!   buffer. Where the kernel allows (checked per ring, `bundle.rs`), each
+//!   completion takes a bundle of buffers, up to 64 KiB, in one pass.
+//! - **Sending** (`conn/output.rs`): received buffers are lent to the send
+//!   as they are when the session passes bytes through unchanged, and what
+//!   the session writes goes to a per-connection send buffer taken from a
+//!   pool (held only while there is echo in flight); one `send` or
+//!   `sendmsg` per connection for everything queued, submitted after each
 //!   batch of completions; `MSG_WAITALL` makes the kernel finish short
 //!   sends, and any that still comes back short is resubmitted from where
 //!   it stopped.
@@ -29,6 +32,7 @@
 
 mod accept;
 mod bufs;
+mod bundle;
 mod conn;
 mod ring;
 mod stream;

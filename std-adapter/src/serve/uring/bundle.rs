@@ -1,0 +1,327 @@
+//! Bundle receives: one completion for several provided buffers
+//! (`IORING_RECVSEND_BUNDLE`, Linux 6.10), at most a set number of bytes
+//! per completion (the multishot receive's length, Linux 6.16 and later).
+//!
+//! Why: a multishot receive without bundles posts one completion, and
+//! makes one pass through TCP's receive path, per 4 KiB buffer. A bundle
+//! takes what the socket holds, up to the cap, in one pass and one
+//! completion (BENCHMARKS.md, "Receive bundles").
+//!
+//! Why the cap: without it one completion takes everything the socket
+//! holds, up to the whole shared ring, and a peer that then stops reading
+//! its echo would keep those buffers from every other connection. With it a
+//! connection takes at most the cap per completion, and its receive is
+//! paused at [`RX_CAP`](super::worker::RX_CAP) as before.
+//!
+//! Each worker checks, on its own ring before serving, that the kernel
+//! honours both (see [`check`]); if not, receives take one buffer per
+//! completion as before.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use io_uring::squeue::Entry as Sqe;
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode};
+
+use super::bufs::BufRing;
+
+/// Byte offset of `len` in the kernel's 64-byte `io_uring_sqe` (a `u32`).
+const SQE_LEN_OFFSET: usize = 24;
+
+/// A multishot bundle receive on `fd` from buffer group `bgid` that takes
+/// at most `cap` bytes per completion.
+///
+/// The `io-uring` crate's `RecvMultiBundle` (0.7) has no length field, so
+/// the length is written into the entry it builds, at its place in the
+/// kernel's ABI.
+#[allow(unsafe_code)]
+pub(crate) fn recv_bundle(fd: RawFd, bgid: u16, cap: u32) -> Sqe {
+    const _: () = assert!(size_of::<Sqe>() == 64);
+    let sqe = opcode::RecvMultiBundle::new(Fd(fd), bgid).build();
+    // SAFETY: `Entry` is `repr(C)` around `io_uring_sqe`, 64 bytes of
+    // plain integers and unions of integers with no padding (the kernel's
+    // ABI), built from a zeroed entry: every byte is initialised, and any
+    // 64 bytes are a valid entry.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(sqe) };
+    raw[SQE_LEN_OFFSET..SQE_LEN_OFFSET + 4].copy_from_slice(&cap.to_ne_bytes());
+    // SAFETY: as above.
+    unsafe { std::mem::transmute::<[u8; 64], Sqe>(raw) }
+}
+
+/// Why bundle receives are not used on this ring.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unsupported {
+    /// The ring does not advertise `IORING_FEAT_RECVSEND_BUNDLE` (Linux < 6.10).
+    NoBundles,
+    /// A multishot receive with a length failed (Linux < 6.16 refuses it).
+    NoCap(i32),
+    /// A completion took more than the cap.
+    CapIgnored { cap: usize, took: usize },
+    /// The bytes came back other than sent (buffers not in ring order).
+    Garbled,
+    /// The check itself could not run (a socket pair, a submission, no
+    /// completion in time).
+    CheckFailed(String),
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsupported::NoBundles => write!(f, "the kernel has no receive bundles (Linux < 6.10)"),
+            Unsupported::NoCap(errno) => write!(
+                f,
+                "the kernel refuses a length on multishot receives (errno {errno}; Linux < 6.16)"
+            ),
+            Unsupported::CapIgnored { cap, took } => {
+                write!(f, "a bundle took {took} bytes past its cap of {cap}")
+            }
+            Unsupported::Garbled => write!(f, "a bundle's buffers were not in ring order"),
+            Unsupported::CheckFailed(why) => write!(f, "the check could not run: {why}"),
+        }
+    }
+}
+
+/// The `user_data` of the check's receive: a receive of no connection, so
+/// a completion that comes after the check gave up still has its buffers
+/// recycled by the worker.
+fn check_user_data() -> u64 {
+    super::ring::user_data(super::ring::Op::Recv, u32::MAX, 0)
+}
+
+/// Checks on `ring` (not yet serving, `bufs` registered and all in the
+/// ring, buffers of `size` bytes) that a bundle receive capped at two
+/// buffers takes at most two buffers per completion, in ring order: three
+/// and a bit buffers' worth of bytes queued on a socket pair must come back
+/// whole and in order, in completions of at most the cap. The receive is
+/// then cancelled; every buffer is back in the ring afterwards.
+pub(crate) fn check(
+    ring: &mut IoUring,
+    bufs: &mut BufRing,
+    size: usize,
+) -> Result<(), Unsupported> {
+    if !ring.params().is_feature_recvsend_bundle() {
+        return Err(Unsupported::NoBundles);
+    }
+    let failed = |e: std::io::Error| Unsupported::CheckFailed(e.to_string());
+    let (mut tx, rx) = UnixStream::pair().map_err(failed)?;
+    let sent: Vec<u8> = (0..3 * size + 100).map(pattern).collect();
+    tx.write_all(&sent).map_err(failed)?;
+    let cap = 2 * size;
+    let sqe = recv_bundle(rx.as_raw_fd(), bufs.bgid(), cap as u32).user_data(check_user_data());
+    push(ring, &sqe)?;
+    let mut got = Vec::with_capacity(sent.len());
+    let mut verdict = Ok(());
+    let mut cancelled = false;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if !cancelled && (got.len() >= sent.len() || verdict.is_err()) {
+            // Everything is back (or the check failed): end the receive.
+            cancelled = true;
+            push(ring, &cancel_sqe())?;
+        }
+        let ts = Timespec::from(Duration::from_millis(100));
+        match ring
+            .submitter()
+            .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+        {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        let cqes: Vec<_> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        let mut last = false;
+        for (ud, res, flags) in cqes {
+            if ud != check_user_data() {
+                continue;
+            }
+            last |= !cqueue::more(flags);
+            if let Some(first) = cqueue::buffer_select(flags) {
+                let filled = bufs.filled_by(first, res.max(0) as usize);
+                for k in 0..filled.count {
+                    let (bid, len) = bufs.nth(filled, k);
+                    bufs.taken();
+                    got.extend_from_slice(bufs.filled(bid, len));
+                    bufs.recycle(bid);
+                }
+                bufs.publish();
+            }
+            if res < 0 && res != -libc::ECANCELED && verdict.is_ok() {
+                verdict = Err(Unsupported::NoCap(-res));
+            } else if res > 0 && res as usize > cap && verdict.is_ok() {
+                verdict = Err(Unsupported::CapIgnored {
+                    cap,
+                    took: res as usize,
+                });
+            }
+        }
+        if last {
+            break;
+        }
+        if Instant::now() >= deadline {
+            if !cancelled {
+                let _ = push(ring, &cancel_sqe());
+                let _ = ring.submit();
+            }
+            return Err(Unsupported::CheckFailed(format!(
+                "{} of {} bytes back after 2 s",
+                got.len(),
+                sent.len()
+            )));
+        }
+    }
+    verdict?;
+    if got != sent {
+        return Err(Unsupported::Garbled);
+    }
+    Ok(())
+}
+
+fn push(ring: &mut IoUring, sqe: &Sqe) -> Result<(), Unsupported> {
+    // SAFETY: the check's entries refer to its socket, which outlives its
+    // requests (the check waits for the receive's last completion; if it
+    // gives up, the cancel ends the receive before the socket's last
+    // reference, the ring's own, goes).
+    #[allow(unsafe_code)]
+    let pushed = unsafe { ring.submission().push(sqe) };
+    pushed.map_err(|_| Unsupported::CheckFailed("submission queue full".into()))
+}
+
+/// A cancel of the check's receive (a completion after the check gave up
+/// is handled by the worker, see [`check_user_data`]).
+fn cancel_sqe() -> Sqe {
+    opcode::AsyncCancel::new(check_user_data())
+        .build()
+        .user_data(super::ring::user_data(super::ring::Op::Cancel, 0, 0))
+}
+
+/// The check's byte `i`: differs between neighbouring buffers and within one.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8 ^ (i / 4096) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const SIZE: usize = 4096;
+
+    fn ring_and_bufs() -> (IoUring, BufRing) {
+        let ring = super::super::ring::build().expect("ring");
+        let bufs = BufRing::new(16, SIZE, 0).expect("bufs");
+        bufs.register(&ring.submitter()).expect("register");
+        (ring, bufs)
+    }
+
+    /// A connected TCP pair on loopback (port 0).
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (b, _) = l.accept().expect("accept");
+        (a, b)
+    }
+
+    /// Runs `sqe` (user data 1) until its last completion (2 s at most):
+    /// the bytes each completion brought and how many buffers it took,
+    /// and everything received, in order. Every buffer goes back.
+    fn run(ring: &mut IoUring, bufs: &mut BufRing, sqe: Sqe) -> (Vec<(i32, usize)>, Vec<u8>) {
+        push(ring, &sqe.user_data(1)).expect("push");
+        let (mut shots, mut got) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let ts = Timespec::from(Duration::from_millis(50));
+            let _ = ring
+                .submitter()
+                .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
+            let cqes: Vec<_> = ring.completion().map(|c| (c.result(), c.flags())).collect();
+            for (res, flags) in cqes {
+                let mut took = 0;
+                if let Some(first) = cqueue::buffer_select(flags) {
+                    let filled = bufs.filled_by(first, res.max(0) as usize);
+                    took = filled.count;
+                    for k in 0..filled.count {
+                        let (bid, len) = bufs.nth(filled, k);
+                        bufs.taken();
+                        got.extend_from_slice(bufs.filled(bid, len));
+                        bufs.recycle(bid);
+                    }
+                    bufs.publish();
+                }
+                shots.push((res, took));
+                if !cqueue::more(flags) {
+                    return (shots, got);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no last completion; so far {shots:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_passes_on_this_kernel_and_leaves_every_buffer_in_the_ring() {
+        let (mut ring, mut bufs) = ring_and_bufs();
+        assert_eq!(check(&mut ring, &mut bufs, SIZE), Ok(()));
+        assert_eq!(bufs.available(), 16);
+    }
+
+    #[test]
+    fn tcp_bundle_takes_several_buffers_in_one_completion_then_the_fin() {
+        let (mut ring, mut bufs) = ring_and_bufs();
+        let (mut a, b) = tcp_pair();
+        let sent: Vec<u8> = (0..3 * SIZE + 100).map(pattern).collect();
+        a.write_all(&sent).expect("write");
+        drop(a);
+        let (shots, got) = run(
+            &mut ring,
+            &mut bufs,
+            recv_bundle(b.as_raw_fd(), 0, 64 * 1024),
+        );
+        assert!(got == sent, "bytes differ or out of order");
+        assert!(
+            shots.iter().any(|&(_, took)| took > 1),
+            "no completion took more than one buffer: {shots:?}"
+        );
+        assert_eq!(
+            shots.last(),
+            Some(&(0, 0)),
+            "ends with the end of stream: {shots:?}"
+        );
+        assert_eq!(bufs.available(), 16);
+    }
+
+    #[test]
+    fn tcp_bundle_at_its_cap_still_reads_on_to_a_queued_fin() {
+        let (mut ring, mut bufs) = ring_and_bufs();
+        let (mut a, b) = tcp_pair();
+        let sent: Vec<u8> = (0..5 * SIZE + 1).map(pattern).collect();
+        a.write_all(&sent).expect("write");
+        drop(a);
+        let cap = 2 * SIZE;
+        let (shots, got) = run(
+            &mut ring,
+            &mut bufs,
+            recv_bundle(b.as_raw_fd(), 0, cap as u32),
+        );
+        assert!(got == sent, "bytes differ or out of order");
+        assert!(
+            shots
+                .iter()
+                .all(|&(res, took)| res as usize <= cap && took <= 2),
+            "a completion went past the cap: {shots:?}"
+        );
+        assert_eq!(
+            shots.last(),
+            Some(&(0, 0)),
+            "ends with the end of stream: {shots:?}"
+        );
+    }
+}

@@ -115,7 +115,13 @@ fn serve(
         return (Ok(()), None);
     }
     let bundles = match bundle::check(ring, &mut bufs, RX_BUF_SIZE) {
-        Ok(()) => true,
+        Ok(()) => {
+            tracing::debug!(
+                cap = RX_CAP,
+                "io_uring receive bundles on: TCP receives take up to the cap per completion"
+            );
+            true
+        }
         Err(why) => {
             tracing::debug!(%why, "io_uring receive bundles not used: one buffer per receive completion");
             false

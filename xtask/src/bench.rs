@@ -40,7 +40,33 @@ const REFERENCES: &[&str] = &["c-epoll", "c-uring", "tokio"];
 /// The cases of the issue's targets.
 const CASES: &str = "pp1,pp100,pp1000,st1,st16";
 
+/// What `cargo xtask bench --help` prints.
+const USAGE: &str = "\
+cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b] [-S CPUS -L CPUS]
+    servers alternating (c-epoll, c-uring, tokio, ricochet-epoll, ricochet-uring),
+    REPS rounds (default 3) of SECS seconds per case (default 4); medians and ratios.
+    -c  cases (default pp1,pp100,pp1000,st1,st16)
+    -t  ricochet's worker threads (default: its own)
+    -b  also ricochet with --busy-poll 50us (both backends)
+    -S/-L  pin the servers and the load generator to CPU lists (taskset syntax,
+           e.g. -S 0 -L 1, or -S 0-3 -L 4-15), both or neither
+cargo xtask bench syscalls [-d SECS] [-c CASES] [-b]
+    system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
+cargo xtask bench idle
+    RSS per idle connection at 10,000 connections, on each backend
+cargo xtask bench matrix [run.sh options]
+    the full yardstick: every reference (and socat) plus ricochet";
+
+/// `-h` or `--help` anywhere (before running anything).
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "-h" || a == "--help")
+}
+
 pub(crate) fn bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    if wants_help(args) {
+        println!("{USAGE}");
+        return Ok(());
+    }
     match args.first().map(String::as_str) {
         Some("matrix") => matrix(ctx, &args[1..]),
         Some("syscalls") => syscalls(ctx, &args[1..]),
@@ -89,7 +115,7 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
             "-L" => load_cpus = Some(cpu_list("-L", value()?)?),
             other => {
                 return Err(format!(
-                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b, -S CPUS, -L CPUS"
+                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b, -S CPUS, -L CPUS (--help: usage)"
                 ));
             }
         }
@@ -663,6 +689,15 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn help_is_asked_for_anywhere_and_unknown_options_point_to_it() {
+        assert!(wants_help(&args(&["--help"])));
+        assert!(wants_help(&args(&["syscalls", "-h"])));
+        assert!(!wants_help(&args(&["-r", "3"])));
+        let e = opts(&args(&["--bogus"]), 4).err().unwrap();
+        assert!(e.contains("--help"), "{e}");
     }
 
     #[test]

@@ -141,16 +141,7 @@ pub(crate) fn check(
                 continue;
             }
             last |= !cqueue::more(flags);
-            if let Some(first) = cqueue::buffer_select(flags) {
-                let filled = bufs.filled_by(first, res.max(0) as usize);
-                for k in 0..filled.count {
-                    let (bid, len) = bufs.nth(filled, k);
-                    bufs.taken();
-                    got.extend_from_slice(bufs.filled(bid, len));
-                    bufs.recycle(bid);
-                }
-                bufs.publish();
-            }
+            take_filled(bufs, res, flags, &mut got);
             if res < 0 && res != -libc::ECANCELED && verdict.is_ok() {
                 verdict = Err(Unsupported::NoCap(-res));
             } else if res > 0 && res as usize > cap && verdict.is_ok() {
@@ -180,6 +171,23 @@ pub(crate) fn check(
         return Err(Unsupported::Garbled);
     }
     Ok(())
+}
+
+/// Appends what a receive completion (`res`, `flags`) brought to `into`
+/// and gives its buffers back to the ring; returns how many it took.
+fn take_filled(bufs: &mut BufRing, res: i32, flags: u32, into: &mut Vec<u8>) -> usize {
+    let Some(first) = cqueue::buffer_select(flags) else {
+        return 0;
+    };
+    let filled = bufs.filled_by(first, res.max(0) as usize);
+    for k in 0..filled.count {
+        let (bid, len) = bufs.nth(filled, k);
+        bufs.taken();
+        into.extend_from_slice(bufs.filled(bid, len));
+        bufs.recycle(bid);
+    }
+    bufs.publish();
+    filled.count
 }
 
 fn push(ring: &mut IoUring, sqe: &Sqe) -> Result<(), Unsupported> {
@@ -228,6 +236,16 @@ mod tests {
         (a, b)
     }
 
+    /// `len` pattern bytes and a FIN queued on the receiving side of a
+    /// TCP pair: that side, and the bytes.
+    fn queued_with_fin(len: usize) -> (TcpStream, Vec<u8>) {
+        let (mut a, b) = tcp_pair();
+        let sent: Vec<u8> = (0..len).map(pattern).collect();
+        a.write_all(&sent).expect("write");
+        drop(a);
+        (b, sent)
+    }
+
     /// Runs `sqe` (user data 1) until its last completion (2 s at most):
     /// the bytes each completion brought and how many buffers it took,
     /// and everything received, in order. Every buffer goes back.
@@ -242,18 +260,7 @@ mod tests {
                 .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
             let cqes: Vec<_> = ring.completion().map(|c| (c.result(), c.flags())).collect();
             for (res, flags) in cqes {
-                let mut took = 0;
-                if let Some(first) = cqueue::buffer_select(flags) {
-                    let filled = bufs.filled_by(first, res.max(0) as usize);
-                    took = filled.count;
-                    for k in 0..filled.count {
-                        let (bid, len) = bufs.nth(filled, k);
-                        bufs.taken();
-                        got.extend_from_slice(bufs.filled(bid, len));
-                        bufs.recycle(bid);
-                    }
-                    bufs.publish();
-                }
+                let took = take_filled(bufs, res, flags, &mut got);
                 shots.push((res, took));
                 if !cqueue::more(flags) {
                     return (shots, got);
@@ -276,10 +283,7 @@ mod tests {
     #[test]
     fn tcp_bundle_takes_several_buffers_in_one_completion_then_the_fin() {
         let (mut ring, mut bufs) = ring_and_bufs();
-        let (mut a, b) = tcp_pair();
-        let sent: Vec<u8> = (0..3 * SIZE + 100).map(pattern).collect();
-        a.write_all(&sent).expect("write");
-        drop(a);
+        let (b, sent) = queued_with_fin(3 * SIZE + 100);
         let (shots, got) = run(
             &mut ring,
             &mut bufs,
@@ -301,10 +305,7 @@ mod tests {
     #[test]
     fn tcp_bundle_at_its_cap_still_reads_on_to_a_queued_fin() {
         let (mut ring, mut bufs) = ring_and_bufs();
-        let (mut a, b) = tcp_pair();
-        let sent: Vec<u8> = (0..5 * SIZE + 1).map(pattern).collect();
-        a.write_all(&sent).expect("write");
-        drop(a);
+        let (b, sent) = queued_with_fin(5 * SIZE + 1);
         let cap = 2 * SIZE;
         let (shots, got) = run(
             &mut ring,

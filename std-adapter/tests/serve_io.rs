@@ -149,7 +149,7 @@ fn io_environment_variable_chooses_the_backend_like_the_flag() {
 #[test]
 fn io_uring_workers_take_tcp_receives_in_bundles_on_this_kernel() {
     // Each worker checks bundles (Linux 6.10) and their per-completion cap
-    // (6.16) on its own ring before serving; this machine has both.
+    // (about 6.15) on its own ring before serving; this machine (6.18) has both.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
     cmd.args(["serve", "--tcp", "127.0.0.1:0", "--io", "uring"])
         .env("RUST_LOG", "ricochet=debug")

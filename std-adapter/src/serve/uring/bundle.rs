@@ -1,6 +1,7 @@
 //! Bundle receives: one completion for several provided buffers
 //! (`IORING_RECVSEND_BUNDLE`, Linux 6.10), at most a set number of bytes
-//! per completion (the multishot receive's length, Linux 6.16 and later).
+//! per completion (the multishot receive's per-invocation length, in
+//! kernels since about 6.15; the check below decides, not the version).
 //!
 //! Why: a multishot receive without bundles posts one completion, and
 //! makes one pass through TCP's receive path, per 4 KiB buffer. A bundle
@@ -56,7 +57,8 @@ pub(crate) fn recv_bundle(fd: RawFd, bgid: u16, cap: u32) -> Sqe {
 pub(crate) enum Unsupported {
     /// The ring does not advertise `IORING_FEAT_RECVSEND_BUNDLE` (Linux < 6.10).
     NoBundles,
-    /// A multishot receive with a length failed (Linux < 6.16 refuses it).
+    /// A multishot receive with a length failed (kernels before the
+    /// per-invocation cap, about 6.15, refuse it).
     NoCap(i32),
     /// A completion took more than the cap.
     CapIgnored { cap: usize, took: usize },
@@ -73,7 +75,7 @@ impl std::fmt::Display for Unsupported {
             Unsupported::NoBundles => write!(f, "the kernel has no receive bundles (Linux < 6.10)"),
             Unsupported::NoCap(errno) => write!(
                 f,
-                "the kernel refuses a length on multishot receives (errno {errno}; Linux < 6.16)"
+                "the kernel refuses a length on multishot receives (errno {errno}; kernels before about 6.15)"
             ),
             Unsupported::CapIgnored { cap, took } => {
                 write!(f, "a bundle took {took} bytes past its cap of {cap}")

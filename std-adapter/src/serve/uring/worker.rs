@@ -215,9 +215,10 @@ pub(super) struct Worker<'r> {
     pub(super) wake_armed: bool,
     /// How long to spin on the rings before sleeping.
     pub(super) busy: BusyPoll,
-    /// Receives take bundles of buffers (`IORING_RECVSEND_BUNDLE`, Linux
-    /// 6.10): one completion, and one pass through TCP's receive path, for
-    /// up to everything queued on the socket instead of one per 4 KiB.
+    /// TCP receives take bundles of buffers (`IORING_RECVSEND_BUNDLE`,
+    /// Linux 6.10, capped at [`RX_CAP`] per completion; see `bundle.rs`):
+    /// one completion, and one pass through TCP's receive path, for what
+    /// the socket holds up to the cap, instead of one per 4 KiB buffer.
     pub(super) bundles: bool,
 }
 

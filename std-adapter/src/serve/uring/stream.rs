@@ -238,7 +238,7 @@ impl Worker<'_> {
         {
             return;
         }
-        if !self.buf_waiters.is_empty() && self.bufs.available() < REARM_MIN_FREE {
+        if !self.buf_waiters.is_empty() && grants(self.bufs.available()) == 0 {
             // Buffers are scarce: take a turn.
             io.buf_waiting = true;
             self.buf_waiters.push_back((key, generation));
@@ -262,10 +262,10 @@ impl Worker<'_> {
         self.push(&sqe);
     }
 
-    /// Re-arms waiting receives, in turn, while buffers are free.
+    /// Re-arms waiting receives, in turn, as many as [`grants`] allows.
     pub(super) fn grant_buffers(&mut self) {
-        let mut budget = self.bufs.available() / 4;
-        while budget >= REARM_MIN_FREE {
+        let mut left = grants(self.bufs.available());
+        while left > 0 {
             let Some((key, generation)) = self.buf_waiters.pop_front() else {
                 return;
             };
@@ -276,7 +276,7 @@ impl Worker<'_> {
                 continue;
             }
             conn.io.buf_waiting = false;
-            budget = budget.saturating_sub(32);
+            left -= 1;
             self.arm_recv(key);
         }
     }
@@ -371,6 +371,20 @@ impl Worker<'_> {
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
         });
+    }
+}
+
+/// How many receives waiting for buffers `available` free ones re-arm in
+/// one turn: one while a quarter of them is at least [`REARM_MIN_FREE`],
+/// and one more per 32 beyond (a re-armed receive may take up to 32 at
+/// once). The worker waits for buffers to come back, rather than turning
+/// again at once, when this is 0 (see `Worker::rearm_possible`).
+pub(super) fn grants(available: usize) -> usize {
+    let budget = available / 4;
+    if budget < REARM_MIN_FREE {
+        0
+    } else {
+        (budget - REARM_MIN_FREE) / 32 + 1
     }
 }
 

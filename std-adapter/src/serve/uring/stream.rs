@@ -13,7 +13,7 @@ use super::super::events::log_events;
 use super::super::stats::Counters;
 use super::conn::{Conn, Io, SendFrom};
 use super::ring::{Op, user_data};
-use super::worker::{REARM_MIN_FREE, RX_CAP, RX_CAP_BUFFERS, Worker};
+use super::worker::{REARM_MIN_FREE, RX_BUFS, RX_CAP, RX_CAP_BUFFERS, Worker};
 
 impl Worker<'_> {
     pub(super) fn on_recv(&mut self, key: usize, res: i32, flags: u32, last: bool) {
@@ -87,7 +87,7 @@ impl Worker<'_> {
     /// A send's completion: failures and short sends, and full sends
     /// someone waits for (see [`Worker::flush_sends`]).
     pub(super) fn on_send(&mut self, key: usize, res: i32) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some((conn, generation)) = self.conns.get_tagged(key) else {
             return;
         };
         if res >= 0 && conn.io.tx_inflight > 0 && res as usize == conn.io.tx_inflight {
@@ -117,6 +117,12 @@ impl Worker<'_> {
             return;
         }
         if wait {
+            if !conn.io.stall_listed {
+                // Its peer takes no more for now: if the ring runs short,
+                // what it holds of it is copied out (`relieve_buffers`).
+                conn.io.stall_listed = true;
+                self.stalled.push((key, generation));
+            }
             let fd = conn.io.socket.raw_fd();
             let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
                 .build()
@@ -256,8 +262,46 @@ impl Worker<'_> {
                 continue;
             }
             conn.io.buf_waiting = false;
+            if !conn.io.wants_read {
+                // Stalled since: its next drive that wants input arms it.
+                continue;
+            }
             left -= 1;
             self.arm_recv(key);
+        }
+    }
+
+    /// When the shared ring runs short ([`scarce`]), every stalled
+    /// connection (its send waits for its peer to read) gives back the ring
+    /// buffers it holds, copied into memory of its own (`ConnIo::spill`):
+    /// peers that take no echo cannot keep the others from receiving.
+    /// Connections still stalled stay listed.
+    pub(super) fn relieve_buffers(&mut self) {
+        if self.stalled.is_empty() || !scarce(self.bufs.available(), self.buf_waiters.len()) {
+            return;
+        }
+        let mut given = 0;
+        let mut stalled = std::mem::take(&mut self.stalled);
+        stalled.retain(|&(key, generation)| {
+            let Some(conn) = self.conns.get_current(key, generation) else {
+                return false;
+            };
+            if !conn.io.tx_poll || conn.releasing.is_some() {
+                conn.io.stall_listed = false;
+                return false;
+            }
+            given += conn.io.spill(&mut self.bufs, &mut self.pool);
+            true
+        });
+        stalled.append(&mut self.stalled);
+        self.stalled = stalled;
+        if given > 0 {
+            tracing::debug!(
+                worker = self.index,
+                given,
+                stalled = self.stalled.len(),
+                "receive buffers short: stalled connections gave theirs back"
+            );
         }
     }
 
@@ -312,7 +356,7 @@ impl Worker<'_> {
             return;
         };
         conn.releasing = Some(how);
-        conn.io.drop_received(&mut self.bufs);
+        conn.io.drop_received(&mut self.bufs, &mut self.pool);
         conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
         if how == Teardown::Reset {
             conn.io.socket.set_reset_on_close();
@@ -347,7 +391,7 @@ impl Worker<'_> {
             return;
         }
         self.conns.release(key, |mut conn| {
-            conn.io.drop_received(&mut self.bufs);
+            conn.io.drop_received(&mut self.bufs, &mut self.pool);
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
         });
@@ -366,6 +410,12 @@ pub(super) fn grants(available: usize) -> usize {
     } else {
         (budget - REARM_MIN_FREE) / 32 + 1
     }
+}
+
+/// Whether the shared ring runs short: receives wait for buffers, or
+/// fewer than an eighth of them are free.
+pub(super) fn scarce(available: usize, waiting: usize) -> bool {
+    waiting > 0 || available < usize::from(RX_BUFS) / 8
 }
 
 impl Driver for Worker<'_> {
@@ -397,6 +447,7 @@ impl Driver for Worker<'_> {
         let next = conn.pump.drive(now, &mut io, BUDGET, counters);
         log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
         let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
+        conn.io.wants_read = !matches!(next, Next::Wait { read: false, .. });
         if let Next::Wait { read, .. } = next {
             if read {
                 self.arm_recv(key);

@@ -46,7 +46,7 @@ use super::ring::{self, Op, user_data};
 use super::udp::UdpEndpoint;
 
 /// Provided receive buffers per worker (a power of two).
-const RX_BUFS: u16 = 1024;
+pub(super) const RX_BUFS: u16 = 1024;
 /// Bytes per provided receive buffer.
 const RX_BUF_SIZE: usize = 4096;
 /// Buffer group of the stream receive buffers (UDP sockets use 1, 2...).
@@ -149,6 +149,7 @@ fn serve(
         dirty: Vec::new(),
         unconfirmed: Vec::new(),
         buf_waiters: VecDeque::new(),
+        stalled: Vec::new(),
         cqes: Vec::with_capacity(1024),
         waker: waker_fd,
         wake_buf: Box::new([0u8; 8]),
@@ -189,6 +190,8 @@ pub(super) struct Worker<'r> {
     pub(super) unconfirmed: Vec<usize>,
     /// Connections whose receive waits for free buffers, in turn.
     pub(super) buf_waiters: VecDeque<(usize, u32)>,
+    /// Connections whose send waits for their peer to read (each once).
+    pub(super) stalled: Vec<(usize, u32)>,
     pub(super) cqes: Vec<(u64, i32, u32)>,
     pub(super) waker: OwnedFd,
     pub(super) wake_buf: Box<[u8; 8]>,
@@ -223,6 +226,7 @@ impl Worker<'_> {
             self.serve_leftovers(now);
             self.fire_timers(now);
             self.flush_sends();
+            self.relieve_buffers();
             self.publish();
             if self.drained(now) {
                 // What the grace period's resets queued (nothing if no connection is left).
@@ -489,6 +493,16 @@ mod tests {
         assert_eq!(grants(4 * REARM_MIN_FREE - 1), 0);
         assert_eq!(grants(4 * REARM_MIN_FREE), 1);
         assert_eq!(grants(usize::from(RX_BUFS)), 8);
+    }
+
+    #[test]
+    fn ring_is_short_when_receives_wait_or_an_eighth_is_left() {
+        use super::super::stream::scarce;
+        let ring = usize::from(RX_BUFS);
+        assert!(!scarce(ring, 0));
+        assert!(!scarce(ring / 8, 0));
+        assert!(scarce(ring / 8 - 1, 0));
+        assert!(scarce(ring, 1), "a receive waits for buffers");
     }
 
     #[test]

@@ -19,7 +19,6 @@
 //! not taken yet (and the FIN until it went out), so the pump's linger
 //! waits for it. A failed completion is reported on the next call.
 
-use std::collections::VecDeque;
 use std::net::Shutdown;
 
 use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
@@ -31,9 +30,11 @@ use super::super::stats::StreamKind;
 use super::bufs::{BufRing, TxPool};
 
 mod output;
+mod received;
 
 use output::Output;
 pub(crate) use output::SendFrom;
+use received::Received;
 
 /// The socket of a connection.
 #[derive(Debug)]
@@ -78,68 +79,6 @@ enum Fin {
     Sent,
 }
 
-/// A received buffer not yet copied out in full.
-#[derive(Clone, Copy, Debug)]
-struct Rx {
-    bid: u16,
-    off: u32,
-    len: u32,
-}
-
-/// The received buffers of a connection, oldest first, and their bytes.
-#[derive(Debug, Default)]
-struct Received {
-    bufs: VecDeque<Rx>,
-    bytes: usize,
-}
-
-impl Received {
-    /// Hands up to `max` bytes, oldest first, to `take` (in one or more
-    /// slices), giving each buffer back to `ring` once emptied. Returns
-    /// how many.
-    fn drain(&mut self, ring: &mut BufRing, max: usize, mut take: impl FnMut(&[u8])) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(front) = self.bufs.front_mut() else {
-                break;
-            };
-            let (off, len) = (front.off as usize, front.len as usize);
-            let data = &ring.filled(front.bid, off + len)[off..];
-            let k = data.len().min(max - n);
-            take(&data[..k]);
-            n += k;
-            front.off += k as u32;
-            front.len -= k as u32;
-            if front.len == 0 {
-                let bid = front.bid;
-                self.bufs.pop_front();
-                ring.recycle(bid);
-            }
-        }
-        self.bytes -= n;
-        n
-    }
-
-    /// Takes the oldest buffer off, if it holds at most `max` bytes.
-    fn pop_whole(&mut self, max: usize) -> Option<Rx> {
-        let front = *self.bufs.front()?;
-        if front.len as usize > max {
-            return None;
-        }
-        self.bufs.pop_front();
-        self.bytes -= front.len as usize;
-        Some(front)
-    }
-
-    /// Gives every buffer back to `ring`.
-    fn give_back(&mut self, ring: &mut BufRing) {
-        for rx in self.bufs.drain(..) {
-            ring.recycle(rx.bid);
-        }
-        self.bytes = 0;
-    }
-}
-
 /// The I/O state of a connection, which completions update and the
 /// transport reads.
 #[derive(Debug)]
@@ -156,6 +95,11 @@ pub(crate) struct ConnIo {
     pub(crate) recv_cancelling: bool,
     /// Waiting for provided buffers (the last receive ended with `ENOBUFS`).
     pub(crate) buf_waiting: bool,
+    /// The session wants input (as of its last drive): a receive waiting
+    /// for buffers is re-armed only then.
+    pub(crate) wants_read: bool,
+    /// In the worker's list of stalled connections (see `ConnIo::spill`).
+    pub(crate) stall_listed: bool,
     /// What is queued for sending.
     out: Output,
     /// Bytes of the send submitted this turn, not yet confirmed (0: none).
@@ -187,6 +131,8 @@ impl ConnIo {
             recv_armed: false,
             recv_cancelling: false,
             buf_waiting: false,
+            wants_read: true,
+            stall_listed: false,
             out: Output::default(),
             tx_inflight: 0,
             tx_poll: false,
@@ -198,12 +144,12 @@ impl ConnIo {
 
     /// Bytes received and not yet read by the session.
     pub(crate) fn rx_bytes(&self) -> usize {
-        self.rx.bytes
+        self.rx.bytes()
     }
 
     /// Received buffers not yet read in full by the session.
     pub(crate) fn rx_buffers(&self) -> usize {
-        self.rx.bufs.len()
+        self.rx.buffers()
     }
 
     /// Whether the receive side is over (FIN or error).
@@ -213,12 +159,7 @@ impl ConnIo {
 
     /// A receive completion filled `len` bytes of buffer `bid`.
     pub(crate) fn received(&mut self, bid: u16, len: usize) {
-        self.rx.bufs.push_back(Rx {
-            bid,
-            off: 0,
-            len: len as u32,
-        });
-        self.rx.bytes += len;
+        self.rx.push(bid, len);
     }
 
     /// The peer's FIN arrived.
@@ -232,8 +173,21 @@ impl ConnIo {
     }
 
     /// Hands every queued receive buffer back (the connection is going away).
-    pub(crate) fn drop_received(&mut self, bufs: &mut BufRing) {
-        self.rx.give_back(bufs);
+    pub(crate) fn drop_received(&mut self, bufs: &mut BufRing, pool: &mut TxPool) {
+        self.rx.give_back(bufs, pool);
+    }
+
+    /// Gives back every ring buffer the connection holds (received, and
+    /// lent to its output) after copying their bytes into memory of its
+    /// own (from `pool`); order and bytes are kept. Only while no send is
+    /// in flight (one may read the lent buffers): returns 0 otherwise, else
+    /// how many buffers went back. For a stalled connection when the ring
+    /// runs short (see `received.rs`).
+    pub(crate) fn spill(&mut self, ring: &mut BufRing, pool: &mut TxPool) -> usize {
+        if self.tx_inflight > 0 {
+            return 0;
+        }
+        self.rx.spill(ring, pool) + self.out.unlend(ring, pool)
     }
 
     /// Bytes queued for sending that the kernel has not taken.
@@ -339,7 +293,7 @@ pub(crate) struct Io<'a> {
 impl Transport for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
         let s = &mut *self.io;
-        if s.rx.bufs.is_empty() {
+        if s.rx.is_empty() {
             return match (s.rx_failed, s.eof) {
                 (Some(f), _) => ReadOutcome::Failed(f),
                 (None, true) => ReadOutcome::Eof,
@@ -347,7 +301,7 @@ impl Transport for Io<'_> {
             };
         }
         let mut n = 0;
-        s.rx.drain(self.bufs, buf.len(), |data| {
+        s.rx.drain(self.bufs, self.pool, buf.len(), |data| {
             buf[n..n + data.len()].copy_from_slice(data);
             n += data.len();
         });

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 use super::super::bufs::{BufRing, TX_CAP, TxPool};
-use super::{Received, Rx};
+use super::received::{Received, Rx};
 
 /// Received buffers a connection's output may hold at once.
 pub(crate) const LEND_MAX: usize = 16;
@@ -208,6 +208,46 @@ impl Output {
                 pool.put(buf);
             }
         }
+    }
+
+    /// Turns every lent buffer into copied bytes, in place and in order:
+    /// the output becomes one run in a fresh send buffer (from `pool`;
+    /// the whole output fits, as it is bounded by [`TX_CAP`]) and the lent
+    /// buffers go back to `ring`. Only while no send reads the output.
+    /// Returns how many buffers went back.
+    pub(crate) fn unlend(&mut self, ring: &mut BufRing, pool: &mut TxPool) -> usize {
+        if self.lent == 0 {
+            return 0;
+        }
+        let given = self.lent;
+        let mut flat = pool.take();
+        let old = self.buf.take();
+        let mut at = self.start;
+        for piece in self.pieces.drain(..) {
+            match piece {
+                Piece::Lent(rx) => {
+                    let (off, len) = (rx.off as usize, rx.len as usize);
+                    flat.extend_from_slice(&ring.filled(rx.bid, off + len)[off..]);
+                    ring.recycle(rx.bid);
+                }
+                Piece::Copied(n) => {
+                    if let Some(old) = &old {
+                        flat.extend_from_slice(&old[at..at + n]);
+                    }
+                    at += n;
+                }
+            }
+        }
+        if let Some(old) = old {
+            pool.put(old);
+        }
+        debug_assert!(flat.len() <= TX_CAP);
+        self.pieces.push_back(Piece::Copied(flat.len()));
+        self.buf = Some(flat);
+        self.start = 0;
+        self.lent = 0;
+        self.lent_bytes = 0;
+        given
     }
 
     /// Drops everything queued (nothing will be sent; no send reads it):

@@ -352,8 +352,56 @@ fn pass_through_stops_at_the_output_cap_and_leaves_the_rest_received() {
     assert_eq!(f.t().pass_through(100), 3);
 }
 
+#[test]
+fn stalled_connection_spills_its_ring_buffers_and_keeps_every_byte_in_order() {
+    let mut f = Fixture::with_ring(8);
+    let full = f.bufs.available();
+    assert_eq!(f.t().write(b"01", false), WriteOutcome::Sent(2));
+    f.receive(&[(0, b"abcd"), (1, b"efgh")]);
+    assert_eq!(f.t().pass_through(100), 8, "lent behind the write");
+    assert_eq!(f.t().write(b"23", false), WriteOutcome::Sent(2));
+    f.receive(&[(2, b"ijkl"), (3, b"mn")]);
+    // The socket took 3 bytes, then nothing: the connection is stalled.
+    assert_eq!(f.in_flight(), b"01abcdefgh23");
+    assert!(f.io.send_failed(3, &mut f.bufs, &mut f.pool));
+    assert_eq!(f.bufs.available(), full - 4, "two lent, two received");
+    assert_eq!(f.io.spill(&mut f.bufs, &mut f.pool), 4);
+    assert_eq!(f.bufs.available(), full, "every ring buffer went back");
+    assert_eq!(f.io.rx_buffers(), 0);
+    assert_eq!(f.io.rx_bytes(), 6, "the received bytes are still there");
+    assert_eq!(f.io.tx_pending(), 9, "and so is the output");
+    // Received after the spill: read after the spilled bytes.
+    f.receive(&[(4, b"op")]);
+    assert_eq!(
+        f.t().pass_through(100),
+        0,
+        "nothing is lent past spilled bytes"
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(f.t().read(&mut buf), ReadOutcome::Data(8));
+    assert_eq!(&buf[..8], b"ijklmnop");
+    f.io.writable();
+    assert_eq!(f.in_flight(), b"bcdefgh23", "resumes where it stopped");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), full);
+    assert_eq!(f.t().unacknowledged(), 0);
+}
+
+#[test]
+fn spill_waits_while_a_send_may_read_the_lent_buffers() {
+    let mut f = Fixture::new();
+    f.receive(&[(0, b"abcd")]);
+    let before = f.bufs.available();
+    assert_eq!(f.t().pass_through(100), 4);
+    let _ = f.in_flight();
+    assert_eq!(f.io.spill(&mut f.bufs, &mut f.pool), 0);
+    assert_eq!(f.bufs.available(), before, "still lent to the send");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), before + 1);
+}
+
 /// Random interleavings of receives, pass-throughs, reads through a
-/// session-like buffer, writes and short or full sends: every byte
+/// session-like buffer, writes, short or full sends and spills: every byte
 /// received is sent once, in order, the output never exceeds its cap,
 /// and every buffer goes back to the ring.
 mod props {
@@ -368,6 +416,7 @@ mod props {
         Read(usize),
         Write,
         Send(u8),
+        Spill,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -377,6 +426,7 @@ mod props {
             (1usize..40).prop_map(Op::Read),
             Just(Op::Write),
             any::<u8>().prop_map(Op::Send),
+            Just(Op::Spill),
         ]
     }
 
@@ -447,6 +497,10 @@ mod props {
                     }
                     Op::Write => write_held(&mut f, &mut held),
                     Op::Send(cut) => send(&mut f, cut, &mut out),
+                    Op::Spill => {
+                        f.io.spill(&mut f.bufs, &mut f.pool);
+                        prop_assert_eq!(f.bufs.available(), start, "a spill gives back every ring buffer");
+                    }
                 }
                 prop_assert!(f.io.tx_pending() <= TX_CAP);
             }

@@ -147,6 +147,26 @@ fn io_environment_variable_chooses_the_backend_like_the_flag() {
 }
 
 #[test]
+fn io_uring_workers_take_tcp_receives_in_bundles_on_this_kernel() {
+    // Each worker checks bundles (Linux 6.10), their per-completion cap
+    // (about 6.15) and their total limit per arm (about 6.17) on its own
+    // ring before serving; this machine (6.18) has all three.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args(["serve", "--tcp", "127.0.0.1:0", "--io", "uring"])
+        .env("RUST_LOG", "ricochet=debug")
+        .env_remove("RICOCHET_IO");
+    let mut p = Proc::spawn(cmd);
+    let line = p.wait_stderr("receive bundles", IO_TIMEOUT);
+    assert!(
+        line.contains("bundles on") && line.contains("cap=65536") && line.contains("per arm"),
+        "the worker's check should pass here: {line}"
+    );
+    echo_once(&p);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+#[test]
 fn io_uring_library_server_reports_its_backend() {
     let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
         tcp: vec!["127.0.0.1:0".parse().unwrap()],

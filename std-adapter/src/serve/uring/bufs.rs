@@ -1,6 +1,10 @@
 //! Buffers the kernel fills or reads on its own time: a ring of provided
 //! receive buffers (`IORING_REGISTER_PBUF_RING`) and a pool of send buffers.
 //!
+//! The ring keeps a mirror of which buffer sits in which slot: a bundle
+//! receive (`IORING_RECVSEND_BUNDLE`) names only its first buffer, and the
+//! others are the slots after it, in ring order.
+//!
 //! Why hand-written: the `io-uring` crate gives the entry layout
 //! ([`BufRingEntry`]) and the registration call, not an owner of the memory.
 //! The unsafe code is confined to this file: allocating the ring and the
@@ -33,6 +37,20 @@ pub(crate) struct BufRing {
     published: u16,
     /// Buffers the kernel may take now (in the ring, published or not).
     available: usize,
+    /// The buffer id written at each ring slot.
+    bid_at: Box<[u16]>,
+    /// The ring slot each buffer id was last written at.
+    slot_of: Box<[u16]>,
+}
+
+/// The buffers one receive completion filled: `count` buffers from ring
+/// slot `start` on, `len` bytes in all (see [`BufRing::filled_by`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Filled {
+    start: u16,
+    /// How many buffers the completion took.
+    pub(crate) count: usize,
+    len: usize,
 }
 
 // SAFETY: the ring and the buffers are owned by this value (allocated in
@@ -90,6 +108,8 @@ impl BufRing {
             tail: 0,
             published: 0,
             available: 0,
+            bid_at: vec![0; usize::from(count)].into_boxed_slice(),
+            slot_of: vec![0; usize::from(count)].into_boxed_slice(),
         };
         for bid in 0..count {
             ring.recycle(bid);
@@ -164,6 +184,8 @@ impl BufRing {
         entry.set_addr(addr as u64);
         entry.set_len(u32::try_from(self.size).unwrap_or(u32::MAX));
         entry.set_bid(bid);
+        self.bid_at[slot] = bid;
+        self.slot_of[usize::from(bid)] = slot as u16;
         self.tail = self.tail.wrapping_add(1);
         self.available += 1;
     }
@@ -171,6 +193,33 @@ impl BufRing {
     /// The kernel took a buffer (a completion named it).
     pub(crate) fn taken(&mut self) {
         self.available = self.available.saturating_sub(1);
+    }
+
+    /// The buffers a receive completion took: it named buffer `first`
+    /// (`IORING_CQE_F_BUFFER`) and received `len` bytes.
+    ///
+    /// A plain receive takes one buffer. A bundle receive takes buffers
+    /// from consecutive ring slots, `first`'s slot first, and fills each
+    /// whole but the last: the kernel maps whole buffers (it truncates
+    /// only a bundle's sole buffer, to the bytes queued), and when it
+    /// extends a bundle with a second pass it does so only after the first
+    /// filled every buffer it mapped. So `len` bytes took
+    /// `ceil(len / size)` buffers (one if `len` is 0).
+    pub(crate) fn filled_by(&self, first: u16, len: usize) -> Filled {
+        let start = self.slot_of[usize::from(first & (self.count - 1))];
+        debug_assert_eq!(self.bid_at[usize::from(start)], first & (self.count - 1));
+        Filled {
+            start,
+            count: len.div_ceil(self.size).clamp(1, usize::from(self.count)),
+            len,
+        }
+    }
+
+    /// Buffer `k` (< `filled.count`) of a completion, and the bytes in it.
+    pub(crate) fn nth(&self, filled: Filled, k: usize) -> (u16, usize) {
+        let slot = filled.start.wrapping_add(k as u16) & (self.count - 1);
+        let bytes = filled.len.saturating_sub(k * self.size).min(self.size);
+        (self.bid_at[usize::from(slot)], bytes)
     }
 
     /// Makes the recycled buffers visible to the kernel.
@@ -265,6 +314,39 @@ mod tests {
             64,
             "a buffer is never longer than its size"
         );
+    }
+
+    #[test]
+    fn completion_buffers_are_the_ring_slots_after_the_first_whatever_their_ids() {
+        let mut ring = BufRing::new(8, 100, 0).expect("ring");
+        // The kernel takes all eight; they come back out of order, so
+        // slots and ids differ, and the ring wraps.
+        for _ in 0..8 {
+            ring.taken();
+        }
+        for bid in [5, 2, 7, 0, 3, 6, 1, 4] {
+            ring.recycle(bid);
+        }
+        ring.publish();
+        // A bundle that named buffer 7 (slot 2) took the next slots' buffers.
+        let filled = ring.filled_by(7, 250);
+        assert_eq!(filled.count, 3);
+        let got: Vec<_> = (0..filled.count).map(|k| ring.nth(filled, k)).collect();
+        assert_eq!(got, [(7, 100), (0, 100), (3, 50)]);
+        // Across the end of the ring: slot 7 (buffer 4), then slot 0.
+        let filled = ring.filled_by(4, 200);
+        let got: Vec<_> = (0..filled.count).map(|k| ring.nth(filled, k)).collect();
+        assert_eq!(got, [(4, 100), (5, 100)]);
+    }
+
+    #[test]
+    fn a_plain_or_empty_completion_takes_one_buffer() {
+        let ring = BufRing::new(4, 100, 0).expect("ring");
+        for (len, bytes) in [(0, 0), (1, 1), (100, 100)] {
+            let filled = ring.filled_by(2, len);
+            assert_eq!(filled.count, 1);
+            assert_eq!(ring.nth(filled, 0), (2, bytes));
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - **Receiving**: one multishot receive per connection into a shared
 //!   ring of provided 4 KiB buffers (`bufs.rs`): nothing to resubmit and no
 //!   readiness to re-arm per message, and an idle connection holds no
-//!   buffer.
+//!   buffer. Where the kernel allows (checked per ring, `bundle.rs`), each
+//!   completion takes a bundle of buffers, up to 64 KiB, in one pass.
 //! - **Sending** (`conn/output.rs`): received buffers are lent to the send
 //!   as they are when the session passes bytes through unchanged, and what
 //!   the session writes goes to a per-connection send buffer taken from a
@@ -31,6 +32,7 @@
 
 mod accept;
 mod bufs;
+mod bundle;
 mod conn;
 mod ring;
 mod stream;

@@ -10,7 +10,8 @@ use ricochet_core::{Instant, Next, Teardown};
 
 use super::super::conns::{BUDGET, ConnTable, Driver};
 use super::super::events::log_events;
-use super::super::stats::Counters;
+use super::super::stats::{Counters, StreamKind};
+use super::bundle;
 use super::conn::{Conn, Io, SendFrom};
 use super::ring::{Op, user_data};
 use super::worker::{REARM_MIN_FREE, RX_BUFS, RX_CAP, RX_CAP_BUFFERS, Worker};
@@ -19,10 +20,14 @@ impl Worker<'_> {
     pub(super) fn on_recv(&mut self, key: usize, res: i32, flags: u32, last: bool) {
         let Some((conn, generation)) = self.conns.get_tagged(key) else {
             // Cannot happen (a slot is freed only with nothing in flight);
-            // a buffer must still go back.
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                self.bufs.taken();
-                self.bufs.recycle(bid);
+            // its buffers must still go back.
+            if let Some(first) = cqueue::buffer_select(flags) {
+                let filled = self.bufs.filled_by(first, res.max(0) as usize);
+                for k in 0..filled.count {
+                    let (bid, _) = self.bufs.nth(filled, k);
+                    self.bufs.taken();
+                    self.bufs.recycle(bid);
+                }
             }
             return;
         };
@@ -30,12 +35,17 @@ impl Worker<'_> {
             conn.io.recv_armed = false;
             conn.io.recv_cancelling = false;
         }
-        if let Some(bid) = cqueue::buffer_select(flags) {
-            self.bufs.taken();
-            if res > 0 && conn.releasing.is_none() && !conn.io.rx_done() {
-                conn.io.received(bid, res as usize);
-            } else {
-                self.bufs.recycle(bid);
+        if let Some(first) = cqueue::buffer_select(flags) {
+            let keep = res > 0 && conn.releasing.is_none() && !conn.io.rx_done();
+            let filled = self.bufs.filled_by(first, res.max(0) as usize);
+            for k in 0..filled.count {
+                let (bid, len) = self.bufs.nth(filled, k);
+                self.bufs.taken();
+                if keep {
+                    conn.io.received(bid, len);
+                } else {
+                    self.bufs.recycle(bid);
+                }
             }
         }
         if conn.releasing.is_some() {
@@ -234,7 +244,7 @@ impl Worker<'_> {
         {
             return;
         }
-        if !self.buf_waiters.is_empty() && self.bufs.available() < REARM_MIN_FREE {
+        if !self.buf_waiters.is_empty() && grants(self.bufs.available()) == 0 {
             // Buffers are scarce: take a turn.
             io.buf_waiting = true;
             self.buf_waiters.push_back((key, generation));
@@ -242,9 +252,19 @@ impl Worker<'_> {
         }
         io.recv_armed = true;
         let fd = io.socket.raw_fd();
-        let sqe = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
-            .build()
-            .user_data(user_data(Op::Recv, key as u32, 0));
+        // Bundles for TCP only: on a Unix stream socket a capped bundle
+        // that hits its cap and then empties the socket may miss an end
+        // of stream that was already queued (seen on Linux 6.18: the
+        // receive waits for a wakeup that came before it), while TCP
+        // reports a queued FIN as a byte still to read and the kernel
+        // reads on to it.
+        let sqe = match self.bundles {
+            Some(limit) if conn.kind == StreamKind::Tcp => {
+                bundle::recv_bundle(fd, self.bufs.bgid(), RX_CAP as u32, limit)
+            }
+            _ => opcode::RecvMulti::new(Fd(fd), self.bufs.bgid()).build(),
+        };
+        let sqe = sqe.user_data(user_data(Op::Recv, key as u32, 0));
         self.push(&sqe);
     }
 

@@ -7,7 +7,8 @@
 //!    the earliest deadline as its timeout: timer heap, paused listeners,
 //!    grace period; or no wait at all if work was left over);
 //! 2. files every completion of the batch: accepted sockets, received
-//!    buffers, send progress, datagrams;
+//!    buffers (a bundle of up to [`RX_CAP`] bytes per completion on TCP
+//!    where the kernel allows, see `bundle.rs`), send progress, datagrams;
 //! 3. drives each connection that had completions once (so a batch's
 //!    buffers are echoed together), then the run queue, then due timers;
 //! 4. queues one send per connection for everything it has to send, and
@@ -41,6 +42,7 @@ use super::super::stats::Counters;
 use super::super::{Shared, SpawnError, WorkerSockets};
 use super::accept::Listener;
 use super::bufs::{BufRing, TxPool};
+use super::bundle;
 use super::conn::Conn;
 use super::ring::{self, Op, user_data};
 use super::udp::UdpEndpoint;
@@ -107,12 +109,30 @@ fn serve(
             return (Ok(()), None);
         }
     };
+    let mut bufs = bufs;
+    if let Err(e) = bufs.register(&ring.submitter()) {
+        let _ = ready.send(Err(SpawnError::EventLoop(e)));
+        return (Ok(()), None);
+    }
+    let bundles = match bundle::check(ring, &mut bufs, RX_BUF_SIZE) {
+        Ok(limit) => {
+            tracing::debug!(
+                cap = RX_CAP,
+                %limit,
+                "io_uring receive bundles on: TCP receives take up to the cap"
+            );
+            Some(limit)
+        }
+        Err(why) => {
+            tracing::debug!(%why, "io_uring receive bundles not used: one buffer per receive completion");
+            None
+        }
+    };
     let (mut submitter, sq, cq) = ring.split();
     // Optional: saves a descriptor lookup per enter.
     let _ = submitter.register_ring_fd();
     let mut udp = Vec::new();
     let setup = (|| -> io::Result<()> {
-        bufs.register(&submitter)?;
         for (i, u) in sockets.udp.into_iter().enumerate() {
             let e = UdpEndpoint::new(u, i as u32, STREAM_BGID + 1 + i as u16)?;
             e.register(&submitter)?;
@@ -155,6 +175,7 @@ fn serve(
         wake_buf: Box::new([0u8; 8]),
         wake_armed: false,
         busy,
+        bundles,
     };
     let _ = ready.send(Ok(()));
     let result = worker.run();
@@ -198,6 +219,13 @@ pub(super) struct Worker<'r> {
     pub(super) wake_armed: bool,
     /// How long to spin on the rings before sleeping.
     pub(super) busy: BusyPoll,
+    /// TCP receives take bundles of buffers (`IORING_RECVSEND_BUNDLE`,
+    /// Linux 6.10, capped at [`RX_CAP`] per completion and, with
+    /// [`bundle::Limit::Total`], per arm; see `bundle.rs`): one completion,
+    /// and one pass through TCP's receive path, for what the socket holds
+    /// up to the cap, instead of one per 4 KiB buffer. `None`: one buffer
+    /// per completion (the kernel failed the check).
+    pub(super) bundles: Option<bundle::Limit>,
 }
 
 impl Worker<'_> {

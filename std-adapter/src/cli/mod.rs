@@ -19,6 +19,7 @@ pub(crate) mod probe;
 pub(crate) mod probe_out;
 pub(crate) mod serve;
 pub(crate) mod tls;
+mod udp_queue;
 
 /// Writes one line to stderr; a closed or full stderr loses it, nothing more.
 pub(crate) fn say(args: fmt::Arguments<'_>) {

@@ -11,13 +11,15 @@ use ricochet::core::Mode;
 use ricochet::serve::metrics::{MetricsConfig, MetricsServer};
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{
-    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT, Endpoint,
-    InheritedSocket, IoBackend, Server, ServerConfig, UdpRate, activation, parse_duration,
+    AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT,
+    DEFAULT_UDP_RECEIVE_BUFFER, Endpoint, InheritedSocket, IoBackend, Server, ServerConfig,
+    UdpRate, activation, parse_duration,
 };
 
 use super::log::LogFormat;
 use super::notify::Notifier;
 use super::privileges::{self, Target};
+use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffers};
 use super::{inetd, say};
 
 /// Serve RFC 862 echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
@@ -118,6 +120,11 @@ pub(crate) struct ServeArgs {
     /// network and their echo never leaves the host, so the limit would only throttle local tools).
     #[arg(long)]
     udp_rate_loopback: bool,
+    /// Receive queue asked of the kernel for each UDP socket [default: 4MiB]: what the kernel holds
+    /// while the worker is busy; a full queue drops every source's datagrams alike (0 or off: the
+    /// kernel's default, 208 KiB on Debian). Without root, net.core.rmem_max caps it.
+    #[arg(long, value_name = "BYTES", value_parser = parse_receive_buffer)]
+    udp_receive_buffer: Option<ReceiveBuffer>,
     /// DANGEROUS: echo UDP datagrams from well-known service ports too (echo, chargen, daytime...).
     /// A spoofed datagram can then start an endless echo ping-pong between two servers.
     #[arg(long)]
@@ -324,6 +331,9 @@ impl ServeArgs {
                 burst: self.udp_burst,
             }),
             udp_rate_loopback: self.udp_rate_loopback,
+            udp_receive_buffer: self
+                .udp_receive_buffer
+                .map_or(Some(DEFAULT_UDP_RECEIVE_BUFFER), |b| b.0),
             loop_guard: !self.no_loop_guard,
             accept: match self.accept {
                 AcceptArg::Reuseport => AcceptStrategy::ReusePort,
@@ -417,7 +427,9 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let inherited_streams = inherited
         .iter()
         .any(|s| !matches!(s, InheritedSocket::Udp(_)));
+    let explicit_receive_buffer = args.udp_receive_buffer.is_some();
     let config = args.into_config(!inherited.is_empty());
+    let receive_buffer = config.udp_receive_buffer;
     if let Err(e) = check_usage(&config, inherited_streams) {
         say(format_args!("ricochet serve: error: {e}"));
         return ExitCode::from(2);
@@ -430,6 +442,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(bind_failure_code(&e));
         }
     };
+    report_receive_buffers(&server, receive_buffer, explicit_receive_buffer);
     let metrics = match metrics.map(|addr| MetricsServer::bind(MetricsConfig::new(addr))) {
         None => None,
         Some(Ok(m)) => Some(m),

@@ -247,6 +247,13 @@ pub struct ServerConfig {
     /// source cannot be forged from the network nor reflect off the host, so
     /// limiting it only throttles local tools such as `ricochet probe`.
     pub udp_rate_loopback: bool,
+    /// The receive queue asked of the kernel for each UDP socket, in bytes
+    /// (`SO_RCVBUF`, or `SO_RCVBUFFORCE` with `CAP_NET_ADMIN`); `None`
+    /// leaves the kernel's default. Default: [`DEFAULT_UDP_RECEIVE_BUFFER`].
+    /// The kernel may grant less (`net.core.rmem_max`):
+    /// [`Server::udp_receive_buffers`](super::Server::udp_receive_buffers)
+    /// tells what each socket got.
+    pub udp_receive_buffer: Option<usize>,
     /// Drop UDP datagrams from well-known service ports (echo, chargen...)
     /// that would otherwise start an endless ping-pong between two servers.
     pub loop_guard: bool,
@@ -278,6 +285,14 @@ pub const DEFAULT_PORT: u16 = 7007;
 /// under a flood it costs the other clients of a shared machine (see
 /// BENCHMARKS.md, "Busy polling"); 50 µs is the value measured there.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+/// Default of [`ServerConfig::udp_receive_buffer`]: 4 MiB, about 5,000
+/// small datagrams (the kernel counts each at its buffer's size, about
+/// 800 bytes for 64 bytes of payload): several milliseconds of a
+/// one-source flood on loopback, where the kernel's 208 KiB default holds
+/// about 250. Kernel memory, used only while datagrams wait.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 4 << 20;
+/// Largest [`ServerConfig::udp_receive_buffer`] (what `setsockopt` takes).
+pub const MAX_UDP_RECEIVE_BUFFER: usize = i32::MAX as usize;
 /// Upper bound of the derived default for [`ServerConfig::max_connections`].
 pub const MAX_CONNECTIONS_CAP: usize = 100_000;
 
@@ -303,6 +318,7 @@ impl Default for ServerConfig {
                 burst: r.burst,
             }),
             udp_rate_loopback: false,
+            udp_receive_buffer: Some(DEFAULT_UDP_RECEIVE_BUFFER),
             loop_guard: true,
             accept: AcceptStrategy::ReusePort,
             raise_fd_limit: true,

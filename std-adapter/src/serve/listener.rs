@@ -121,6 +121,65 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<(SocketAddr, StdUdpSocket), B
     Ok((bound, std))
 }
 
+/// Asks the kernel for a receive queue of `bytes` on a UDP socket; returns
+/// what it granted, in the unit of the request (see [`receive_buffer`]).
+///
+/// Why: UDP has no flow control, so whatever arrives while the queue is
+/// full is dropped, from every source alike. The kernel's default
+/// (`net.core.rmem_default`, 208 KiB on Debian) holds a few hundred small
+/// datagrams, a few milliseconds of a flood: a well-behaved client then
+/// loses datagrams whenever the worker is off the CPU that long
+/// (RELIABILITY.md, "UDP flood").
+///
+/// With `CAP_NET_ADMIN` (root), `SO_RCVBUFFORCE` goes past
+/// `net.core.rmem_max`; without it `SO_RCVBUF` is capped there, and the
+/// caller compares the result with what it asked for.
+pub(crate) fn raise_udp_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(socket);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if force_receive_buffer(socket, bytes).is_ok() {
+        return receive_buffer(socket);
+    }
+    sock.set_recv_buffer_size(bytes)?;
+    receive_buffer(socket)
+}
+
+/// The receive queue a UDP socket has, in the unit of a request: Linux
+/// reports (`SO_RCVBUF`) twice what it granted, the other half covering its
+/// bookkeeping, so this halves it there.
+pub(crate) fn receive_buffer(socket: &StdUdpSocket) -> io::Result<usize> {
+    let reported = socket2::SockRef::from(socket).recv_buffer_size()?;
+    Ok(if cfg!(any(target_os = "linux", target_os = "android")) {
+        reported / 2
+    } else {
+        reported
+    })
+}
+
+/// `SO_RCVBUFFORCE` (Linux, needs `CAP_NET_ADMIN`; fails with `EPERM` otherwise).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+fn force_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `setsockopt` reads `size_of::<c_int>()` bytes from a live
+    // `c_int`, on a descriptor `socket` owns for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 // --- accepting (inside a worker) ---
 
 /// First pause of a listener after running out of file descriptors; doubles up to [`MAX_BACKOFF`].
@@ -305,6 +364,47 @@ mod tests {
 
     fn local() -> SocketAddr {
         "127.0.0.1:0".parse().unwrap()
+    }
+
+    /// `net.core.rmem_max`: what `SO_RCVBUF` may ask for without `CAP_NET_ADMIN`.
+    fn rmem_max() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .expect("read rmem_max")
+            .trim()
+            .parse()
+            .expect("rmem_max")
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .expect("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn udp_receive_buffer_grows_to_what_was_asked_within_the_cap() {
+        let (_, socket) = bind_udp(local()).expect("bind");
+        let before = receive_buffer(&socket).expect("size");
+        let want = 1 << 20;
+        let got = raise_udp_receive_buffer(&socket, want).expect("raise");
+        assert!(
+            got >= want.min(rmem_max()) && got > before,
+            "asked {want}, had {before}, got {got} (rmem_max {})",
+            rmem_max()
+        );
+    }
+
+    #[test]
+    fn udp_receive_buffer_goes_past_rmem_max_as_root() {
+        // CI runs as root (as the privilege tests require): say so, never skip.
+        assert!(is_root(), "this test needs root (SO_RCVBUFFORCE)");
+        let (_, socket) = bind_udp(local()).expect("bind");
+        let want = (2 * rmem_max()).min(1 << 30);
+        let got = raise_udp_receive_buffer(&socket, want).expect("raise");
+        assert!(got >= want, "asked {want} as root, got {got}");
     }
 
     #[test]

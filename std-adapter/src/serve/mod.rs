@@ -86,7 +86,8 @@ use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 pub use activation::{ActivationError, InheritedSocket};
 pub use config::{
     AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_BUSY_POLL, DEFAULT_PORT,
-    IoBackend, MAX_CONNECTIONS_CAP, ParseDurationError, ServerConfig, UdpRate, parse_duration,
+    DEFAULT_UDP_RECEIVE_BUFFER, IoBackend, MAX_CONNECTIONS_CAP, MAX_UDP_RECEIVE_BUFFER,
+    ParseDurationError, ServerConfig, UdpRate, parse_duration,
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
@@ -256,6 +257,12 @@ impl Server {
             endpoints.push(Endpoint::Udp(addr));
             udp.push((addr, socket));
         }
+        if let Some(bytes) = config.udp_receive_buffer {
+            for (addr, socket) in &udp {
+                listener::raise_udp_receive_buffer(socket, bytes)
+                    .map_err(|e| BindError::from_io(Endpoint::Udp(*addr), e))?;
+            }
+        }
         let mut unix = Vec::new();
         for path in &config.unix {
             let (listener, file) = unix::bind(path, config.unix_mode, config.backlog)?;
@@ -282,6 +289,18 @@ impl Server {
     /// configuration order followed by the inherited sockets of that kind.
     pub fn local_addrs(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// Each UDP socket's address and the receive queue the kernel granted
+    /// it, in bytes, in the order of [`Server::local_addrs`]: comparable
+    /// with [`ServerConfig::udp_receive_buffer`] (Linux reports twice that
+    /// through `SO_RCVBUF`, for its bookkeeping; this is halved), and less
+    /// than it where `net.core.rmem_max` capped it (no `CAP_NET_ADMIN`).
+    pub fn udp_receive_buffers(&self) -> Vec<(SocketAddr, io::Result<usize>)> {
+        self.udp
+            .iter()
+            .map(|(addr, socket)| (*addr, listener::receive_buffer(socket)))
+            .collect()
     }
 
     /// The connection limit in force (configured or derived from `RLIMIT_NOFILE`).
@@ -587,6 +606,14 @@ fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
         .is_some_and(|r| r.per_second == 0 || r.burst == 0)
     {
         return invalid("udp rate and burst must both be at least 1 (or the limit off)");
+    }
+    if config
+        .udp_receive_buffer
+        .is_some_and(|b| b == 0 || b > MAX_UDP_RECEIVE_BUFFER)
+    {
+        return invalid(
+            "udp receive buffer must be between 1 byte and 2 GiB - 1 (or the kernel's default)",
+        );
     }
     if config.unix_mode > 0o777 {
         return invalid("unix socket mode must be at most 0777");

@@ -1,0 +1,79 @@
+//! `ricochet serve --udp-receive-buffer`: the flag's value, and what the
+//! kernel granted each UDP socket, said once at start.
+
+use ricochet::serve::{MAX_UDP_RECEIVE_BUFFER, Server};
+
+/// `--udp-receive-buffer`: bytes, or `None` for the kernel's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReceiveBuffer(pub(crate) Option<usize>);
+
+pub(crate) fn parse_receive_buffer(s: &str) -> Result<ReceiveBuffer, String> {
+    if matches!(s.trim(), "off" | "0") {
+        return Ok(ReceiveBuffer(None));
+    }
+    let bytes = ricochet::probe::units::parse_bytes(s)?;
+    if bytes > MAX_UDP_RECEIVE_BUFFER {
+        return Err(format!(
+            "{bytes} bytes is more than a socket's receive queue can be (2 GiB - 1); 4MiB absorbs \
+             several milliseconds of a flood"
+        ));
+    }
+    Ok(ReceiveBuffer(Some(bytes)))
+}
+
+/// Says, once per UDP socket, what receive queue the kernel granted: at
+/// debug level if all that was asked, else at warn level if the size was
+/// asked for (`explicit`) and at info level if it is the default.
+pub(crate) fn report_receive_buffers(server: &Server, want: Option<usize>, explicit: bool) {
+    let Some(want) = want else {
+        return;
+    };
+    for (addr, got) in server.udp_receive_buffers() {
+        match got {
+            Ok(got) if got >= want => {
+                tracing::debug!(%addr, bytes = got, "UDP receive queue");
+            }
+            Ok(got) => {
+                let msg = format!(
+                    "UDP receive queue of {addr} is {got} bytes, not the {want} asked for: the \
+                     kernel caps it at net.core.rmem_max for a process without CAP_NET_ADMIN; a \
+                     short queue drops more datagrams under a flood (raise it: sysctl -w \
+                     net.core.rmem_max={want}, start as root, or choose --udp-receive-buffer)"
+                );
+                if explicit {
+                    tracing::warn!("{msg}");
+                } else {
+                    tracing::info!("{msg}");
+                }
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot read the UDP receive queue size"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_buffer_takes_sizes_and_off_or_0_for_the_kernels_default() {
+        assert_eq!(
+            parse_receive_buffer("4MiB"),
+            Ok(ReceiveBuffer(Some(4 << 20)))
+        );
+        assert_eq!(
+            parse_receive_buffer("65536"),
+            Ok(ReceiveBuffer(Some(65536)))
+        );
+        assert_eq!(parse_receive_buffer("off"), Ok(ReceiveBuffer(None)));
+        assert_eq!(parse_receive_buffer("0"), Ok(ReceiveBuffer(None)));
+    }
+
+    #[test]
+    fn receive_buffer_past_2_gib_or_not_a_size_is_refused_with_the_reason() {
+        let err = parse_receive_buffer("2GiB").unwrap_err();
+        assert!(err.contains("2 GiB - 1"), "{err}");
+        let err = parse_receive_buffer("lots").unwrap_err();
+        assert!(err.contains("bad size"), "{err}");
+    }
+}

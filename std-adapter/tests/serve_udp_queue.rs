@@ -1,0 +1,141 @@
+//! `--udp-receive-buffer`: each UDP socket asks the kernel for a 4 MiB
+//! receive queue by default (a flood then fills it in milliseconds rather
+//! than in a few hundred datagrams); a queue the kernel caps is reported
+//! with the fix, and the server serves regardless. The library's own tests
+//! (`serve::listener`) read the socket option back.
+
+mod daemon_support;
+mod serve_support;
+
+use std::net::UdpSocket;
+use std::process::Command;
+
+use daemon_support::require;
+use serve_support::{IO_TIMEOUT, Proc};
+
+/// `net.core.rmem_max`: the cap without `CAP_NET_ADMIN`.
+fn rmem_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("read rmem_max")
+        .trim()
+        .parse()
+        .expect("rmem_max")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}
+
+/// `ricochet serve --udp 127.0.0.1:0 ARGS` with debug logs, as `prefix`
+/// (e.g. setpriv) if given.
+fn serve_udp(prefix: &[&str], args: &[&str]) -> Proc {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_ricochet"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_ricochet")),
+    };
+    cmd.args(["serve", "--udp", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "ricochet=debug");
+    Proc::spawn(cmd)
+}
+
+/// One datagram to the server's UDP endpoint and its echo.
+fn echo_datagram(p: &Proc) {
+    let addr = &p.listening(1)[0].1;
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    client.send_to(b"queue", addr).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = client.recv_from(&mut buf).expect("echo");
+    assert_eq!(&buf[..n], b"queue");
+}
+
+/// Stops the server gracefully; returns its stderr lines not yet read, up
+/// to its last ("stopped").
+fn stop(mut p: Proc) -> String {
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    let mut lines = Vec::new();
+    // The reader thread ends at EOF: every line, then a disconnect.
+    while let Ok(line) = p.stderr.recv_timeout(IO_TIMEOUT) {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+#[test]
+fn udp_socket_gets_a_4_mib_receive_queue_by_default_as_root() {
+    // CI runs as root: say so, never skip.
+    assert!(is_root(), "this test needs root (SO_RCVBUFFORCE)");
+    let p = serve_udp(&[], &[]);
+    let line = p.wait_stderr("UDP receive queue", IO_TIMEOUT);
+    assert!(line.contains("bytes=4194304"), "{line}");
+    echo_datagram(&p);
+    stop(p);
+}
+
+#[test]
+fn udp_receive_queue_past_the_kernel_cap_is_warned_with_the_fix_and_the_server_serves() {
+    assert!(
+        is_root(),
+        "this test runs the server as nobody through setpriv (needs root)"
+    );
+    require("setpriv", "util-linux");
+    // Without CAP_NET_ADMIN the kernel grants at most rmem_max.
+    let want = (2 * rmem_max()).to_string();
+    let p = serve_udp(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &["--udp-receive-buffer", &want],
+    );
+    let line = p.wait_stderr("UDP receive queue", IO_TIMEOUT);
+    assert!(
+        line.contains("WARN")
+            && line.contains(&format!("not the {want} asked for"))
+            && line.contains("sysctl -w net.core.rmem_max="),
+        "{line}"
+    );
+    echo_datagram(&p);
+    stop(p);
+}
+
+#[test]
+fn udp_receive_buffer_off_asks_nothing_of_the_kernel() {
+    let p = serve_udp(&[], &["--udp-receive-buffer", "off"]);
+    echo_datagram(&p);
+    // The start and stop lines came; none about the queue (it is said
+    // before "listening" when asked for).
+    let err = stop(p);
+    assert!(err.contains("stopped"), "{err}");
+    assert!(!err.contains("UDP receive queue"), "{err}");
+}
+
+#[test]
+fn udp_receive_buffer_out_of_range_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
+        .args([
+            "serve",
+            "--udp",
+            "127.0.0.1:0",
+            "--udp-receive-buffer",
+            "3GiB",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 GiB - 1"), "{err}");
+}

@@ -9,7 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serve_support::{IO_TIMEOUT, Proc, connect, output_within, payload, read_to_eof, round_trip};
+use serve_support::{
+    IO_TIMEOUT, Proc, connect, is_root, output_within, payload, read_to_eof, round_trip,
+};
 
 fn addr_of(lines: &[(String, String)], kind: &str) -> SocketAddr {
     lines
@@ -307,17 +309,6 @@ fn cli_unix_path_in_a_directory_the_user_cannot_search_says_permission_denied() 
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("permission denied"), "{err}");
     assert!(!err.contains("cannot check or remove"), "{err}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

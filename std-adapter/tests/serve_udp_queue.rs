@@ -11,25 +11,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use daemon_support::require;
-use serve_support::{IO_TIMEOUT, Proc};
-
-/// `net.core.rmem_max`: the cap without `CAP_NET_ADMIN`.
-fn rmem_max() -> usize {
-    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-        .expect("read rmem_max")
-        .trim()
-        .parse()
-        .expect("rmem_max")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next().map(|uid| uid == "0"))
-        .unwrap_or(false)
-}
+use serve_support::{IO_TIMEOUT, Proc, is_root, rmem_max};
 
 /// `ricochet serve --udp 127.0.0.1:0 ARGS` with debug logs, as `prefix`
 /// (e.g. setpriv) if given.

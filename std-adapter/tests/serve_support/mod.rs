@@ -18,6 +18,28 @@ use ricochet::serve::{IoBackend, Server, ServerConfig, ServerHandle, StatsSnapsh
 /// Upper bound for any single blocking socket operation in these tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether this process runs as root (effective uid 0, from /proc).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `net.core.rmem_max`: the largest socket receive buffer a process
+/// without `CAP_NET_ADMIN` may ask for.
+pub fn rmem_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("read rmem_max")
+        .trim()
+        .parse()
+        .expect("rmem_max")
+}
+
 /// A config with one TCP listener on 127.0.0.1:0 and two workers.
 pub fn tcp_config() -> ServerConfig {
     ServerConfig {

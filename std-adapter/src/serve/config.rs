@@ -250,6 +250,8 @@ pub struct ServerConfig {
     /// The receive queue asked of the kernel for each UDP socket, in bytes
     /// (`SO_RCVBUF`, or `SO_RCVBUFFORCE` with `CAP_NET_ADMIN`); `None`
     /// leaves the kernel's default. Default: [`DEFAULT_UDP_RECEIVE_BUFFER`].
+    /// An inherited socket's queue is only raised to it, never shrunk (a
+    /// service manager may have set more: systemd's `ReceiveBuffer=`).
     /// The kernel may grant less (`net.core.rmem_max`):
     /// [`Server::udp_receive_buffers`](super::Server::udp_receive_buffers)
     /// tells what each socket got.

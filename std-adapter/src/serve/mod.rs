@@ -248,20 +248,29 @@ impl Server {
             }
         }
         let mut udp = Vec::new();
+        // The receive queue: set on our own sockets; on inherited ones only
+        // raised, never shrunk (the service manager may have set more,
+        // systemd's `ReceiveBuffer=`).
+        let queue = |addr: SocketAddr, socket: &StdUdpSocket, shrink: bool| {
+            let Some(bytes) = config.udp_receive_buffer else {
+                return Ok(());
+            };
+            let fail = |e| BindError::from_io(Endpoint::Udp(addr), e);
+            if shrink || listener::receive_buffer(socket).map_err(fail)? < bytes {
+                listener::raise_udp_receive_buffer(socket, bytes).map_err(fail)?;
+            }
+            Ok::<(), BindError>(())
+        };
         for &addr in &config.udp {
             let (bound, socket) = listener::bind_udp(addr)?;
+            queue(bound, &socket, true)?;
             endpoints.push(Endpoint::Udp(bound));
             udp.push((bound, socket));
         }
         for (addr, socket) in adopted.udp {
+            queue(addr, &socket, false)?;
             endpoints.push(Endpoint::Udp(addr));
             udp.push((addr, socket));
-        }
-        if let Some(bytes) = config.udp_receive_buffer {
-            for (addr, socket) in &udp {
-                listener::raise_udp_receive_buffer(socket, bytes)
-                    .map_err(|e| BindError::from_io(Endpoint::Udp(*addr), e))?;
-            }
         }
         let mut unix = Vec::new();
         for path in &config.unix {

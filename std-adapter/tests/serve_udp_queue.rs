@@ -4,6 +4,9 @@
 //! with the fix, and the server serves regardless. The library's own tests
 //! (`serve::listener`) read the socket option back.
 
+// SO_RCVBUFFORCE, /proc and setpriv are Linux's.
+#![cfg(target_os = "linux")]
+
 mod daemon_support;
 mod serve_support;
 

@@ -126,13 +126,12 @@ fn udp_receive_buffer_out_of_range_is_a_usage_error() {
 }
 
 /// The queue `Server::bind_with` leaves on an inherited UDP socket whose
-/// queue was set to `preset` bytes before (as root, past rmem_max).
+/// queue was set to `preset` bytes before.
 fn inherited_queue_after_bind(preset: usize) -> usize {
     use ricochet::serve::{InheritedSocket, Server, ServerConfig};
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sock = socket2::SockRef::from(&socket);
-    force_queue(&socket, preset);
-    let before = sock.recv_buffer_size().unwrap() / 2;
+    // As systemd does for a socket unit's `ReceiveBuffer=` (root: past rmem_max).
+    let before = ricochet::serve::raise_udp_receive_buffer(&socket, preset).unwrap();
     assert!(before >= preset, "the preset took: {before} < {preset}");
     let config = ServerConfig {
         tcp: Vec::new(),
@@ -143,25 +142,6 @@ fn inherited_queue_after_bind(preset: usize) -> usize {
     let queues = server.udp_receive_buffers();
     assert_eq!(queues.len(), 1);
     *queues[0].1.as_ref().expect("read back")
-}
-
-/// Sets a socket's receive queue past rmem_max (`SO_RCVBUFFORCE`, root), as
-/// systemd does for a socket unit's `ReceiveBuffer=`.
-fn force_queue(socket: &UdpSocket, bytes: usize) {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(bytes).unwrap();
-    // SAFETY: reads one live c_int, on a descriptor `socket` owns.
-    #[allow(unsafe_code)]
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&raw const value).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
 }
 
 #[test]

@@ -122,19 +122,22 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<(SocketAddr, StdUdpSocket), B
 }
 
 /// Asks the kernel for a receive queue of `bytes` on a UDP socket; returns
-/// what it granted, in the unit of the request (see [`receive_buffer`]).
+/// what it granted, in the unit of the request (Linux reports twice that
+/// through `SO_RCVBUF`, for its bookkeeping; this is halved). The server
+/// does this for every UDP socket it serves
+/// ([`ServerConfig::udp_receive_buffer`](super::ServerConfig::udp_receive_buffer)).
 ///
 /// Why: UDP has no flow control, so whatever arrives while the queue is
 /// full is dropped, from every source alike. The kernel's default
-/// (`net.core.rmem_default`, 208 KiB on Debian) holds a few hundred small
-/// datagrams, a few milliseconds of a flood: a well-behaved client then
+/// (`net.core.rmem_default`, 208 KiB on Debian) holds about 250 small
+/// datagrams, a fraction of a millisecond of a flood: a well-behaved client then
 /// loses datagrams whenever the worker is off the CPU that long
 /// (RELIABILITY.md, "UDP flood").
 ///
 /// With `CAP_NET_ADMIN` (root), `SO_RCVBUFFORCE` goes past
 /// `net.core.rmem_max`; without it `SO_RCVBUF` is capped there, and the
 /// caller compares the result with what it asked for.
-pub(crate) fn raise_udp_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<usize> {
+pub fn raise_udp_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<usize> {
     let sock = socket2::SockRef::from(socket);
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if force_receive_buffer(socket, bytes).is_ok() {

@@ -90,6 +90,7 @@ pub use config::{
     ParseDurationError, ServerConfig, UdpRate, parse_duration,
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
+pub use listener::raise_udp_receive_buffer;
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
 pub use tls::{
     DEFAULT_HANDSHAKE_TIMEOUT, HandshakeCounts, HandshakeFailure, HandshakeFailures, TlsConfig,

@@ -44,7 +44,7 @@ pub(crate) struct BufRing {
 }
 
 /// The buffers one receive completion filled: `count` buffers from ring
-/// slot `start` on, `len` bytes in all (see [`BufRing::filled_by`]).
+/// slot `start` on, `len` bytes in all (see [`BufRing::take_completion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Filled {
     start: u16,
@@ -195,7 +195,8 @@ impl BufRing {
         self.available = self.available.saturating_sub(1);
     }
 
-    /// The buffers a receive completion took: it named buffer `first`
+    /// The buffers a receive completion took out of the ring (counted as
+    /// taken, see [`BufRing::taken`]): it named buffer `first`
     /// (`IORING_CQE_F_BUFFER`) and received `len` bytes.
     ///
     /// A plain receive takes one buffer. A bundle receive takes buffers
@@ -205,14 +206,12 @@ impl BufRing {
     /// extends a bundle with a second pass it does so only after the first
     /// filled every buffer it mapped. So `len` bytes took
     /// `ceil(len / size)` buffers (one if `len` is 0).
-    pub(crate) fn filled_by(&self, first: u16, len: usize) -> Filled {
+    pub(crate) fn take_completion(&mut self, first: u16, len: usize) -> Filled {
         let start = self.slot_of[usize::from(first & (self.count - 1))];
         debug_assert_eq!(self.bid_at[usize::from(start)], first & (self.count - 1));
-        Filled {
-            start,
-            count: len.div_ceil(self.size).clamp(1, usize::from(self.count)),
-            len,
-        }
+        let count = len.div_ceil(self.size).clamp(1, usize::from(self.count));
+        self.available = self.available.saturating_sub(count);
+        Filled { start, count, len }
     }
 
     /// Buffer `k` (< `filled.count`) of a completion, and the bytes in it.
@@ -329,21 +328,22 @@ mod tests {
         }
         ring.publish();
         // A bundle that named buffer 7 (slot 2) took the next slots' buffers.
-        let filled = ring.filled_by(7, 250);
+        let filled = ring.take_completion(7, 250);
         assert_eq!(filled.count, 3);
+        assert_eq!(ring.available(), 5, "three buffers out of the ring");
         let got: Vec<_> = (0..filled.count).map(|k| ring.nth(filled, k)).collect();
         assert_eq!(got, [(7, 100), (0, 100), (3, 50)]);
         // Across the end of the ring: slot 7 (buffer 4), then slot 0.
-        let filled = ring.filled_by(4, 200);
+        let filled = ring.take_completion(4, 200);
         let got: Vec<_> = (0..filled.count).map(|k| ring.nth(filled, k)).collect();
         assert_eq!(got, [(4, 100), (5, 100)]);
     }
 
     #[test]
     fn a_plain_or_empty_completion_takes_one_buffer() {
-        let ring = BufRing::new(4, 100, 0).expect("ring");
+        let mut ring = BufRing::new(4, 100, 0).expect("ring");
         for (len, bytes) in [(0, 0), (1, 1), (100, 100)] {
-            let filled = ring.filled_by(2, len);
+            let filled = ring.take_completion(2, len);
             assert_eq!(filled.count, 1);
             assert_eq!(ring.nth(filled, 0), (2, bytes));
         }

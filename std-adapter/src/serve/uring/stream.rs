@@ -22,10 +22,9 @@ impl Worker<'_> {
             // Cannot happen (a slot is freed only with nothing in flight);
             // its buffers must still go back.
             if let Some(first) = cqueue::buffer_select(flags) {
-                let filled = self.bufs.filled_by(first, res.max(0) as usize);
+                let filled = self.bufs.take_completion(first, res.max(0) as usize);
                 for k in 0..filled.count {
                     let (bid, _) = self.bufs.nth(filled, k);
-                    self.bufs.taken();
                     self.bufs.recycle(bid);
                 }
             }
@@ -37,10 +36,9 @@ impl Worker<'_> {
         }
         if let Some(first) = cqueue::buffer_select(flags) {
             let keep = res > 0 && conn.releasing.is_none() && !conn.io.rx_done();
-            let filled = self.bufs.filled_by(first, res.max(0) as usize);
+            let filled = self.bufs.take_completion(first, res.max(0) as usize);
             for k in 0..filled.count {
                 let (bid, len) = self.bufs.nth(filled, k);
-                self.bufs.taken();
                 if keep {
                     conn.io.received(bid, len);
                 } else {
@@ -301,20 +299,18 @@ impl Worker<'_> {
             return;
         }
         let mut given = 0;
-        let mut stalled = std::mem::take(&mut self.stalled);
-        stalled.retain(|&(key, generation)| {
-            let Some(conn) = self.conns.get_current(key, generation) else {
+        let (conns, bufs, pool) = (&mut self.conns, &mut self.bufs, &mut self.pool);
+        self.stalled.retain(|&(key, generation)| {
+            let Some(conn) = conns.get_current(key, generation) else {
                 return false;
             };
             if !conn.io.tx_poll || conn.releasing.is_some() {
                 conn.io.stall_listed = false;
                 return false;
             }
-            given += conn.io.spill(&mut self.bufs, &mut self.pool);
+            given += conn.io.spill(bufs, pool);
             true
         });
-        stalled.append(&mut self.stalled);
-        self.stalled = stalled;
         if given > 0 {
             tracing::debug!(
                 worker = self.index,

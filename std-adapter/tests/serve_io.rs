@@ -166,6 +166,91 @@ fn io_uring_workers_take_tcp_receives_in_bundles_on_this_kernel() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
+/// The sockets in the registered file tables of process `pid`'s rings
+/// (`/proc/PID/fdinfo` of each io_uring descriptor lists them under
+/// `UserFiles:`, one `N: socket:[INODE]` line per filled slot).
+fn fixed_sockets(pid: u32) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds") {
+        let entry = entry.expect("fd entry");
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue; // closed meanwhile
+        };
+        if !link.to_string_lossy().contains("io_uring") {
+            continue;
+        }
+        let info_path = format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy());
+        let Ok(info) = std::fs::read_to_string(info_path) else {
+            continue;
+        };
+        n += info
+            .lines()
+            .skip_while(|l| !l.starts_with("UserFiles:"))
+            .skip(1)
+            .take_while(|l| l.starts_with(' '))
+            .filter(|l| l.contains("socket:["))
+            .count();
+    }
+    n
+}
+
+/// Waits (bounded) until `fixed_sockets(pid)` is `want`; what it last saw.
+fn wait_fixed_sockets(pid: u32, want: usize) -> usize {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let n = fixed_sockets(pid);
+        if n == want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn io_uring_connections_sit_in_fixed_file_slots_emptied_when_they_close() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args([
+        "serve",
+        "--tcp",
+        "127.0.0.1:0",
+        "--io",
+        "uring",
+        "--threads",
+        "1",
+    ])
+    .env("RUST_LOG", "ricochet=debug")
+    .env_remove("RICOCHET_IO");
+    let mut p = Proc::spawn(cmd);
+    let line = p.wait_stderr("file table", IO_TIMEOUT);
+    assert!(line.contains("registered"), "{line}");
+    let addr = p.listening(1)[0].1.clone();
+    let mut a = TcpStream::connect(addr.as_str()).expect("connect");
+    let mut b = TcpStream::connect(addr.as_str()).expect("connect");
+    for s in [&mut a, &mut b] {
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        round_trip(s, b"in a slot\n");
+    }
+    assert_eq!(
+        wait_fixed_sockets(p.id(), 2),
+        2,
+        "each open connection in a slot"
+    );
+    // The client closes: the server echoes its FIN, frees the connection
+    // and empties its slot (else the table would keep the socket open).
+    drop(a);
+    assert_eq!(
+        wait_fixed_sockets(p.id(), 1),
+        1,
+        "the closed one's slot emptied"
+    );
+    // The server closes (shutdown): the peer still sees the end.
+    p.signal("TERM");
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut b, &mut rest).expect("the server's FIN");
+    assert!(rest.is_empty());
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 #[test]
 fn io_uring_library_server_reports_its_backend() {
     let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {

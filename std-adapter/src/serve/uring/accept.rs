@@ -16,6 +16,7 @@ use super::super::error::Endpoint;
 use super::super::stats::StreamKind;
 use super::super::throttle::Throttle;
 use super::conn::{Conn, ConnIo, Socket};
+use super::fixed;
 use super::ring::{Op, user_data};
 use super::worker::Worker;
 
@@ -193,6 +194,14 @@ impl Worker<'_> {
             releasing: None,
         };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.io.fixed = fixed::fill(
+                &self.submitter,
+                self.fixed_slots,
+                key,
+                conn.io.socket.raw_fd(),
+            );
+        }
         self.arm_recv(key);
         self.opened(key, now);
     }

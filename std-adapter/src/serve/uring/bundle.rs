@@ -24,15 +24,16 @@
 //! completion as before.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry as Sqe;
-use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::types::{SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode};
 
 use super::bufs::BufRing;
+use super::ring::{Target, on_target};
 
 /// Byte offset of `len` in the kernel's 64-byte `io_uring_sqe` (a `u32`).
 const SQE_LEN_OFFSET: usize = 24;
@@ -49,9 +50,9 @@ const SQE_OPTLEN_OFFSET: usize = 44;
 /// `optlen` is left zero for [`Limit::PerCompletion`]: kernels without the
 /// total limit refuse a receive that sets it.
 #[allow(unsafe_code)]
-pub(crate) fn recv_bundle(fd: RawFd, bgid: u16, cap: u32, limit: Limit) -> Sqe {
+pub(crate) fn recv_bundle(target: Target, bgid: u16, cap: u32, limit: Limit) -> Sqe {
     const _: () = assert!(size_of::<Sqe>() == 64);
-    let sqe = opcode::RecvMultiBundle::new(Fd(fd), bgid).build();
+    let sqe = on_target!(target, opcode::RecvMultiBundle::new, bgid).build();
     // SAFETY: `Entry` is `repr(C)` around `io_uring_sqe`, 64 bytes of
     // plain integers and unions of integers with no padding (the kernel's
     // ABI), built from a zeroed entry: every byte is initialised, and any
@@ -174,7 +175,7 @@ fn check_with(
     loop {
         let done = got.len() >= sent.len() || verdict.is_err();
         if !armed && !done {
-            let sqe = recv_bundle(rx.as_raw_fd(), bufs.bgid(), cap as u32, limit)
+            let sqe = recv_bundle(Target::Fd(rx.as_raw_fd()), bufs.bgid(), cap as u32, limit)
                 .user_data(check_user_data());
             push(ring, &sqe)?;
             armed = true;
@@ -348,7 +349,7 @@ mod tests {
         let (shots, got) = run(
             &mut ring,
             &mut bufs,
-            recv_bundle(b.as_raw_fd(), 0, 64 * 1024, Limit::Total),
+            recv_bundle(Target::Fd(b.as_raw_fd()), 0, 64 * 1024, Limit::Total),
         );
         assert!(got == sent, "bytes differ or out of order");
         assert!(
@@ -380,7 +381,12 @@ mod tests {
         let (shots, got) = run(
             &mut ring,
             &mut bufs,
-            recv_bundle(b.as_raw_fd(), 0, 2 * SIZE as u32, Limit::PerCompletion),
+            recv_bundle(
+                Target::Fd(b.as_raw_fd()),
+                0,
+                2 * SIZE as u32,
+                Limit::PerCompletion,
+            ),
         );
         assert!(got == sent, "bytes differ or out of order");
         assert!(
@@ -410,7 +416,7 @@ mod tests {
             let (shots, part) = run(
                 &mut ring,
                 &mut bufs,
-                recv_bundle(b.as_raw_fd(), 0, cap as u32, Limit::Total),
+                recv_bundle(Target::Fd(b.as_raw_fd()), 0, cap as u32, Limit::Total),
             );
             let took: usize = shots.iter().map(|&(res, _)| res.max(0) as usize).sum();
             assert!(

@@ -34,6 +34,7 @@ mod accept;
 mod bufs;
 mod bundle;
 mod conn;
+mod fixed;
 mod ring;
 mod stream;
 mod udp;

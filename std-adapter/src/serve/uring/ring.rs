@@ -126,6 +126,26 @@ pub(crate) fn parse_release(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Where a request finds its socket: a slot of the worker's registered
+/// file table (no descriptor lookup and no reference count per request)
+/// or a plain descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Fixed(u32),
+    Fd(std::os::fd::RawFd),
+}
+
+/// Builds opcode `$op` (its `new`) on `$target` with the other arguments.
+macro_rules! on_target {
+    ($target:expr, $op:path $(, $arg:expr)* $(,)?) => {
+        match $target {
+            $crate::serve::uring::ring::Target::Fixed(i) => $op(io_uring::types::Fixed(i) $(, $arg)*),
+            $crate::serve::uring::ring::Target::Fd(fd) => $op(io_uring::types::Fd(fd) $(, $arg)*),
+        }
+    };
+}
+pub(crate) use on_target;
+
 /// What a completion belongs to (the top byte of its `user_data`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

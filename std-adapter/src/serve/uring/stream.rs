@@ -4,7 +4,6 @@
 //! queue are the shared connection table's (`conns/`).
 
 use io_uring::squeue::Flags;
-use io_uring::types::Fd;
 use io_uring::{cqueue, opcode};
 use ricochet_core::{Instant, Next, Teardown};
 
@@ -13,7 +12,8 @@ use super::super::events::log_events;
 use super::super::stats::{Counters, StreamKind};
 use super::bundle;
 use super::conn::{Conn, Io, SendFrom};
-use super::ring::{Op, user_data};
+use super::fixed;
+use super::ring::{Op, on_target, user_data};
 use super::worker::{REARM_MIN_FREE, RX_BUFS, RX_CAP, RX_CAP_BUFFERS, Worker};
 
 impl Worker<'_> {
@@ -131,8 +131,7 @@ impl Worker<'_> {
                 conn.io.stall_listed = true;
                 self.stalled.push((key, generation));
             }
-            let fd = conn.io.socket.raw_fd();
-            let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
+            let sqe = on_target!(conn.io.target(), opcode::PollAdd::new, libc::POLLOUT as u32)
                 .build()
                 .user_data(user_data(Op::SendPoll, key as u32, 0));
             self.push(&sqe);
@@ -249,7 +248,7 @@ impl Worker<'_> {
             return;
         }
         io.recv_armed = true;
-        let fd = io.socket.raw_fd();
+        let target = io.target();
         // Bundles for TCP only: on a Unix stream socket a capped bundle
         // that hits its cap and then empties the socket may miss an end
         // of stream that was already queued (seen on Linux 6.18: the
@@ -258,9 +257,9 @@ impl Worker<'_> {
         // reads on to it.
         let sqe = match self.bundles {
             Some(limit) if conn.kind == StreamKind::Tcp => {
-                bundle::recv_bundle(fd, self.bufs.bgid(), RX_CAP as u32, limit)
+                bundle::recv_bundle(target, self.bufs.bgid(), RX_CAP as u32, limit)
             }
-            _ => opcode::RecvMulti::new(Fd(fd), self.bufs.bgid()).build(),
+            _ => on_target!(target, opcode::RecvMulti::new, self.bufs.bgid()).build(),
         };
         let sqe = sqe.user_data(user_data(Op::Recv, key as u32, 0));
         self.push(&sqe);
@@ -334,7 +333,7 @@ impl Worker<'_> {
             if conn.releasing.is_some() {
                 continue;
             }
-            let fd = conn.io.socket.raw_fd();
+            let target = conn.io.target();
             // Someone waits for this send (the session for room, the linger
             // for delivery): its completion must wake the loop. Otherwise
             // (the usual echo) it completes silently (`confirm_sends`).
@@ -343,10 +342,12 @@ impl Worker<'_> {
                 // Resolved inside the enter that submits it.
                 let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT;
                 let sqe = match from {
-                    SendFrom::Slice(ptr, len) => opcode::Send::new(Fd(fd), ptr, len as u32)
-                        .flags(flags)
-                        .build(),
-                    SendFrom::Msg(hdr, _) => opcode::SendMsg::new(Fd(fd), hdr)
+                    SendFrom::Slice(ptr, len) => {
+                        on_target!(target, opcode::Send::new, ptr, len as u32)
+                            .flags(flags)
+                            .build()
+                    }
+                    SendFrom::Msg(hdr, _) => on_target!(target, opcode::SendMsg::new, hdr)
                         .flags(flags as u32)
                         .build(),
                 };
@@ -409,6 +410,9 @@ impl Worker<'_> {
         self.conns.release(key, |mut conn| {
             conn.io.drop_received(&mut self.bufs, &mut self.pool);
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
+            if let Some(slot) = conn.io.fixed {
+                fixed::empty(&self.submitter, slot);
+            }
             // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
         });
     }

@@ -44,6 +44,7 @@ use super::accept::Listener;
 use super::bufs::{BufRing, TxPool};
 use super::bundle;
 use super::conn::Conn;
+use super::fixed;
 use super::ring::{self, Op, user_data};
 use super::udp::UdpEndpoint;
 
@@ -131,6 +132,7 @@ fn serve(
     let (mut submitter, sq, cq) = ring.split();
     // Optional: saves a descriptor lookup per enter.
     let _ = submitter.register_ring_fd();
+    let fixed_slots = fixed::register_table(&submitter, shared.settings.max_connections);
     let mut udp = Vec::new();
     let setup = (|| -> io::Result<()> {
         for (i, u) in sockets.udp.into_iter().enumerate() {
@@ -176,6 +178,7 @@ fn serve(
         wake_armed: false,
         busy,
         bundles,
+        fixed_slots,
     };
     let _ = ready.send(Ok(()));
     let result = worker.run();
@@ -226,6 +229,9 @@ pub(super) struct Worker<'r> {
     /// up to the cap, instead of one per 4 KiB buffer. `None`: one buffer
     /// per completion (the kernel failed the check).
     pub(super) bundles: Option<bundle::Limit>,
+    /// Slots in the registered file table (0: none): connection `key`
+    /// below this uses slot `key` (see `fixed.rs`).
+    pub(super) fixed_slots: u32,
 }
 
 impl Worker<'_> {
@@ -475,7 +481,12 @@ impl Worker<'_> {
             self.cq.sync();
         }
         let clean = self.inflight == 0;
+        let submitter = &self.submitter;
         self.conns.release_all(|mut conn| {
+            if let Some(slot) = conn.io.fixed {
+                // A request still in flight keeps its own reference.
+                fixed::empty(submitter, slot);
+            }
             if clean {
                 conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             } else {

@@ -84,6 +84,8 @@ enum Fin {
 #[derive(Debug)]
 pub(crate) struct ConnIo {
     pub(crate) socket: Socket,
+    /// Its slot in the worker's registered file table, if it has one.
+    pub(crate) fixed: Option<u32>,
     rx: Received,
     /// The receive reported the peer's FIN.
     eof: bool,
@@ -122,9 +124,18 @@ pub(crate) fn failure(errno: i32) -> Failure {
 }
 
 impl ConnIo {
+    /// Where its requests find the socket.
+    pub(crate) fn target(&self) -> super::ring::Target {
+        match self.fixed {
+            Some(i) => super::ring::Target::Fixed(i),
+            None => super::ring::Target::Fd(self.socket.raw_fd()),
+        }
+    }
+
     pub(crate) fn new(socket: Socket) -> Self {
         ConnIo {
             socket,
+            fixed: None,
             rx: Received::default(),
             eof: false,
             rx_failed: None,

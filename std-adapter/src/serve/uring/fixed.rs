@@ -1,0 +1,139 @@
+//! The registered file table: each connection's socket in a slot of the
+//! worker's ring, so that its sends and receives name the slot
+//! (`IOSQE_FIXED_FILE`) and the kernel skips the descriptor lookup and the
+//! file reference count it otherwise takes per request.
+//!
+//! Connection `key` uses slot `key`. The slot is filled when the
+//! connection is admitted and emptied, before its descriptor is closed,
+//! when it is freed: the table holds a reference of its own, so a socket
+//! left in it would stay open (no FIN) until the ring goes. A connection
+//! whose key is past the table, or whose slot the kernel refused, uses
+//! its descriptor as before.
+
+use std::os::fd::RawFd;
+
+use io_uring::Submitter;
+
+/// The kernel's most (`IORING_MAX_FIXED_FILES`).
+const MAX_SLOTS: usize = 1 << 20;
+
+/// Registers an empty table of `min(max_connections, RLIMIT_NOFILE)`
+/// slots (the kernel refuses more than the descriptor limit, and more
+/// than 2^20); 0 if the kernel refuses it (connections then use
+/// descriptors). The kernel keeps 8 bytes per slot, and about 64 per
+/// filled one.
+pub(super) fn register_table(submitter: &Submitter<'_>, max_connections: usize) -> u32 {
+    let slots = max_connections.min(nofile_limit()).min(MAX_SLOTS) as u32;
+    if slots == 0 {
+        return 0;
+    }
+    match submitter.register_files_sparse(slots) {
+        Ok(()) => {
+            tracing::debug!(
+                slots,
+                "io_uring file table registered: connections use fixed files"
+            );
+            slots
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, slots, "io_uring file table not registered: requests use descriptors");
+            0
+        }
+    }
+}
+
+/// Puts `fd` in slot `key`; whether the kernel took it.
+pub(super) fn fill(submitter: &Submitter<'_>, slots: u32, key: usize, fd: RawFd) -> Option<u32> {
+    let slot = u32::try_from(key).ok().filter(|&s| s < slots)?;
+    match submitter.register_files_update(slot, &[fd]) {
+        Ok(1) => Some(slot),
+        _ => None,
+    }
+}
+
+/// Empties `slot` (the socket closes once its descriptor is closed too).
+pub(super) fn empty(submitter: &Submitter<'_>, slot: u32) {
+    if let Err(e) = submitter.register_files_update(slot, &[-1]) {
+        tracing::error!(error = %e, slot, "cannot empty an io_uring file slot: its socket stays open until the worker stops");
+    }
+}
+
+#[allow(unsafe_code)]
+fn nofile_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid pointer to an `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use io_uring::IoUring;
+
+    use super::*;
+
+    /// Whether `peer` saw its other end close (EOF) within a short wait;
+    /// `false` when it timed out with the other end still open.
+    fn sees_eof(peer: &mut UnixStream) -> bool {
+        peer.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut b = [0u8; 8];
+        match peer.read(&mut b) {
+            Ok(0) => true,
+            Ok(n) => panic!("unexpected {n} bytes"),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    #[test]
+    fn socket_in_a_slot_stays_open_after_its_descriptor_closes_until_the_slot_is_emptied() {
+        let ring = IoUring::new(8).expect("ring");
+        let submitter = ring.submitter();
+        assert_eq!(register_table(&submitter, 4), 4);
+        let (ours, mut peer) = UnixStream::pair().expect("pair");
+        let slot = fill(&submitter, 4, 2, ours.as_raw_fd()).expect("slot filled");
+        assert_eq!(slot, 2);
+        drop(ours);
+        // The table's reference keeps the socket open: why a connection's
+        // slot must be emptied when it is freed.
+        assert!(!sees_eof(&mut peer), "closed while still in the table");
+        empty(&submitter, slot);
+        assert!(sees_eof(&mut peer), "still open after its slot was emptied");
+    }
+
+    #[test]
+    fn key_past_the_table_gets_no_slot_and_a_table_of_none_fills_nothing() {
+        let ring = IoUring::new(8).expect("ring");
+        let submitter = ring.submitter();
+        assert_eq!(register_table(&submitter, 4), 4);
+        let (ours, mut peer) = UnixStream::pair().expect("pair");
+        assert_eq!(fill(&submitter, 4, 4, ours.as_raw_fd()), None);
+        assert_eq!(fill(&submitter, 0, 0, ours.as_raw_fd()), None);
+        assert_eq!(fill(&submitter, 4, 3, ours.as_raw_fd()), Some(3));
+        empty(&submitter, 3);
+        // Nothing else holds it: closing the descriptor closes it.
+        (&ours).write_all(b"x").expect("write");
+        drop(ours);
+        let mut b = [0u8; 1];
+        peer.read_exact(&mut b).expect("read");
+        assert!(sees_eof(&mut peer));
+    }
+
+    #[test]
+    fn table_is_no_larger_than_the_descriptor_limit() {
+        let ring = IoUring::new(8).expect("ring");
+        let slots = register_table(&ring.submitter(), usize::MAX);
+        assert_eq!(slots as usize, nofile_limit().min(MAX_SLOTS));
+    }
+}

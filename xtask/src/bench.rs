@@ -11,6 +11,9 @@
 //!     syntax, e.g. `-S 0-3 -L 4-15`) so each has cores of its own
 //! cargo xtask bench syscalls [-d SECS] [-c CASES] [-b]
 //!     system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
+//! cargo xtask bench floor [-r REPS] [-d SECS] [-c CASES] [-S CPUS -L CPUS]
+//!     each server's CPU per round trip split into TCP's data path and its
+//!     own cost, and the floor no server can go below (perf; `floor.rs`)
 //! cargo xtask bench idle
 //!     RSS per idle connection at 10,000 connections, on each backend
 //! cargo xtask bench matrix [run.sh opts]
@@ -24,6 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{Ctx, have, run};
+
+mod floor;
 
 /// The servers of the alternating set, in the order of the first round.
 const SERVERS: &[&str] = &[
@@ -52,6 +57,11 @@ cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b] [-S CPUS -L C
            e.g. -S 0 -L 1, or -S 0-3 -L 4-15), both or neither
 cargo xtask bench syscalls [-d SECS] [-c CASES] [-b]
     system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
+cargo xtask bench floor [-r REPS] [-d SECS] [-c CASES] [-S CPUS -L CPUS]
+    each server's CPU per round trip split into TCP's own data path
+    (tcp_sendmsg + tcp_recvmsg, perf record) and the server's own cost, and the
+    floor: the CPU per round trip of a server with no cost of its own
+    (default cases pp100,pp1000; REPS rounds, default 3, alternating)
 cargo xtask bench idle
     RSS per idle connection at 10,000 connections, on each backend
 cargo xtask bench matrix [run.sh options]
@@ -70,6 +80,7 @@ pub(crate) fn bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("matrix") => matrix(ctx, &args[1..]),
         Some("syscalls") => syscalls(ctx, &args[1..]),
+        Some("floor") => floor::floor(ctx, opts(&args[1..], 4)?),
         Some("idle") => idle(ctx),
         _ => alternate(ctx, args),
     }

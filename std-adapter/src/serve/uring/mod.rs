@@ -7,7 +7,9 @@
 //! its own thread:
 //!
 //! - **Accepting**: one multishot accept per listener; out of descriptors,
-//!   the listener pauses 100 ms, doubling up to 1 s, as on epoll.
+//!   the listener pauses 100 ms, doubling up to 1 s, as on epoll. Each
+//!   connection's socket goes into a slot of the ring's registered file
+//!   table (`fixed.rs`): its requests skip the descriptor lookup.
 //! - **Receiving**: one multishot receive per connection into a shared
 //!   ring of provided 4 KiB buffers (`bufs.rs`): nothing to resubmit and no
 //!   readiness to re-arm per message, and an idle connection holds no

@@ -1,0 +1,295 @@
+//! `cargo xtask bench floor`: how much of each server's CPU per round trip
+//! is TCP's own data path, which every echo server pays whatever its event
+//! loop, and so how low any server's CPU per round trip can go on this
+//! machine.
+//!
+//! For each case and server, with `echo-load` running ping-pong against it:
+//! `perf stat -e task-clock` gives the server's CPU per second over half
+//! the load (divided by echo-load's round trips per second: CPU per round
+//! trip), then `perf record -g` over the other half gives the share of
+//! samples under `tcp_sendmsg` and `tcp_recvmsg` with all they call (on
+//! loopback that includes delivering each segment to the peer's socket
+//! and waking it). What is left is the server's own cost: its system
+//! calls, its event loop (epoll or io_uring), its user-space code, its
+//! sleeping and waking.
+//!
+//! The floor is the smallest TCP-only cost per round trip of the servers
+//! measured, over C epoll's whole CPU per round trip: a server with no
+//! cost of its own would need that fraction of C epoll's CPU, and could
+//! serve at most its inverse in round trips on the same CPU time.
+
+use std::process::{Command, Stdio};
+
+use super::{
+    Opts, bench_work, build_all, case_args, free_port, json_num, server_cmd, start_server,
+};
+use crate::{Ctx, have};
+
+/// What the floor run measures by default (ping-pong: the CPU targets).
+const CASES: &str = "pp100,pp1000";
+const SERVERS: &[&str] = &["c-epoll", "c-uring", "ricochet-epoll", "ricochet-uring"];
+/// The TCP data path: what `perf report --children` counts under these.
+const TCP_PATH: &[&str] = &["tcp_sendmsg", "tcp_recvmsg"];
+
+/// One server under one case: CPU µs per round trip, and the share of it
+/// spent in [`TCP_PATH`].
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    cpu_us: f64,
+    tcp_share: f64,
+}
+
+pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
+    if !have("perf") {
+        return Err("perf is needed: apt-get install -y --no-install-recommends linux-perf".into());
+    }
+    if o.cases == super::CASES {
+        o.cases = CASES.to_owned();
+    }
+    for case in o.cases.split(',') {
+        if !case.starts_with("pp") {
+            return Err(format!(
+                "bench floor measures ping-pong (round trips): {case} is a stream case"
+            ));
+        }
+        case_args(case)?;
+    }
+    build_all(ctx)?;
+    let load = bench_work().join("target/release/echo-load");
+    let data = bench_work().join(format!("floor-{}.perf", std::process::id()));
+    let half = f64::from(o.secs) / 2.0;
+    let mut results: Vec<(String, &str, Split)> = Vec::new();
+    for rep in 0..o.reps as usize {
+        for case in o.cases.split(',') {
+            for k in 0..SERVERS.len() {
+                let name = SERVERS[(k + rep) % SERVERS.len()];
+                eprintln!(
+                    "xtask bench floor: round {} of {}: {case} {name}",
+                    rep + 1,
+                    o.reps
+                );
+                let split = measure(ctx, &o, &load, &data, case, name, half)?;
+                results.push((case.to_owned(), name, split));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&data);
+    print!("{}", table(&o.cases, &results));
+    Ok(())
+}
+
+/// One run: the server, echo-load for 1 s of warmup plus `2 * half`, the
+/// CPU over the first half, the profile over the second.
+fn measure(
+    ctx: &Ctx,
+    o: &Opts,
+    load: &std::path::Path,
+    data: &std::path::Path,
+    case: &str,
+    name: &str,
+    half: f64,
+) -> Result<Split, String> {
+    let port = free_port()?;
+    let mut cmd = server_cmd(ctx, name, o.threads.as_deref());
+    let mut load_cmd = Command::new(load);
+    if let Some((server_cpus, load_cpus)) = &o.pin {
+        cmd = format!("taskset -c {server_cpus} {cmd}");
+        load_cmd = Command::new("taskset");
+        load_cmd.args(["-c", load_cpus]).arg(load);
+    }
+    let server = start_server(&cmd, port)?;
+    let pid = server.child.id().to_string();
+    let secs = format!("{}", (2.0 * half).ceil() as u32 + 1);
+    let loader = load_cmd
+        .args(["-a", &format!("127.0.0.1:{port}"), "-d", &secs, "-w", "1"])
+        .args(case_args(case)?)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("echo-load: {e}"))?;
+    // Past echo-load's warmup (a harness, not a test: a plain wait).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let window = format!("{half}");
+    let stat = Command::new("perf")
+        .args([
+            "stat",
+            "-x",
+            ",",
+            "-e",
+            "task-clock",
+            "-p",
+            &pid,
+            "--",
+            "sleep",
+            &window,
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("perf stat: {e}"))?;
+    let record = Command::new("perf")
+        .args(["record", "-q", "-g", "-p", &pid, "-o"])
+        .arg(data)
+        .args(["--", "sleep", &window])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("perf record: {e}"))?;
+    let out = loader
+        .wait_with_output()
+        .map_err(|e| format!("echo-load: {e}"))?;
+    drop(server);
+    let json = String::from_utf8_lossy(&out.stdout);
+    if json_num(&json, "errors_total") != Some(0.0) {
+        return Err(format!("{case} {name}: echo-load failed: {}", json.trim()));
+    }
+    let rts = json_num(&json, "rtt_per_s").ok_or("echo-load printed no rtt_per_s")?;
+    let cpu_ms: f64 = String::from_utf8_lossy(&stat.stderr)
+        .lines()
+        .find(|l| l.contains("task-clock"))
+        .and_then(|l| l.split(',').next()?.trim().parse().ok())
+        .ok_or("perf stat printed no task-clock")?;
+    if !record.success() {
+        return Err(format!("perf record exited with {record}"));
+    }
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--children",
+            "--sort",
+            "symbol",
+            "--stdio",
+            "-g",
+            "none",
+            "-i",
+        ])
+        .arg(data)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("perf report: {e}"))?;
+    let tcp_share = tcp_share(&String::from_utf8_lossy(&report.stdout));
+    Ok(Split {
+        cpu_us: cpu_ms / 1000.0 / half / rts * 1e6,
+        tcp_share,
+    })
+}
+
+/// The share (0..1) of samples under [`TCP_PATH`] in a
+/// `perf report --children --sort symbol -g none` listing, whose lines
+/// read `  65.62%     0.02%  [k] tcp_sendmsg   -   -` (the dashes: IPC
+/// columns, blank without branch data).
+fn tcp_share(report: &str) -> f64 {
+    report
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [children, _self, "[k]", symbol, ..] if TCP_PATH.contains(symbol) => {
+                    children.strip_suffix('%')?.parse::<f64>().ok()
+                }
+                _ => None,
+            }
+        })
+        .sum::<f64>()
+        / 100.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Medians per case and server, against C epoll, and each case's floor.
+fn table(cases: &str, results: &[(String, &str, Split)]) -> String {
+    let mut s = String::from(
+        "| case | server | CPU µs per round trip | in tcp_sendmsg + tcp_recvmsg | TCP µs | the server's own µs | CPU vs C epoll |\n|---|---|---|---|---|---|---|\n",
+    );
+    for case in cases.split(',') {
+        let of = |name: &str| -> Option<(f64, f64)> {
+            let mine: Vec<Split> = results
+                .iter()
+                .filter(|(c, n, _)| c == case && *n == name)
+                .map(|r| r.2)
+                .collect();
+            (!mine.is_empty()).then(|| {
+                (
+                    median(mine.iter().map(|x| x.cpu_us).collect()),
+                    median(mine.iter().map(|x| x.tcp_share).collect()),
+                )
+            })
+        };
+        let Some((epoll_cpu, _)) = of("c-epoll") else {
+            continue;
+        };
+        let mut least_tcp = f64::INFINITY;
+        for &name in SERVERS {
+            let Some((cpu, share)) = of(name) else {
+                continue;
+            };
+            let tcp = cpu * share;
+            least_tcp = least_tcp.min(tcp);
+            s += &format!(
+                "| {case} | {name} | {cpu:.3} | {:.1} % | {tcp:.3} | {:.3} | {:.2}× |\n",
+                share * 100.0,
+                cpu - tcp,
+                cpu / epoll_cpu
+            );
+        }
+        s += &format!(
+            "| {case} | floor (no cost of its own) | {least_tcp:.3} | 100 % | {least_tcp:.3} | 0 | {:.2}× (at most {:.2}× C epoll's round trips per CPU-second) |\n",
+            least_tcp / epoll_cpu,
+            epoll_cpu / least_tcp
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_share_sums_the_children_of_send_and_receive_only() {
+        let report = "\
+# Children      Self  Symbol
+    96.19%     3.43%  [k] do_syscall_64
+    65.62%     0.02%  [k] tcp_sendmsg                   -      -
+    64.83%     2.20%  [k] tcp_sendmsg_locked            -      -
+    13.49%     0.20%  [k] tcp_recvmsg
+     0.60%     0.60%  [.] ricochet::serve::uring::worker::Worker::run
+";
+        let share = tcp_share(report);
+        assert!((share - 0.7911).abs() < 1e-9, "{share}");
+        assert_eq!(tcp_share("no samples\n"), 0.0);
+    }
+
+    #[test]
+    fn table_floor_is_the_least_tcp_cost_over_c_epolls_cpu() {
+        let r = |name, cpu_us, tcp_share| ("pp100".to_owned(), name, Split { cpu_us, tcp_share });
+        let results = vec![
+            r("c-epoll", 4.0, 0.75),
+            r("c-epoll", 4.0, 0.75),
+            r("ricochet-uring", 3.6, 0.8),
+        ];
+        let t = table("pp100", &results);
+        // C epoll: 3.0 µs TCP; ricochet-uring: 2.88 µs, the least.
+        assert!(
+            t.contains("| pp100 | c-epoll | 4.000 | 75.0 % | 3.000 | 1.000 | 1.00× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| pp100 | ricochet-uring | 3.600 | 80.0 % | 2.880 | 0.720 | 0.90× |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "floor (no cost of its own) | 2.880 | 100 % | 2.880 | 0 | 0.72× (at most 1.39×"
+            ),
+            "{t}"
+        );
+    }
+}

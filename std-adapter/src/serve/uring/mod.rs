@@ -52,6 +52,7 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
     let (tx, rx) = std::sync::mpsc::channel();
     let mut starters = Vec::with_capacity(sockets.len());
     let mut wakers = Vec::with_capacity(sockets.len());
+    let workers = sockets.len();
     for w in sockets {
         // Blocking: the ring waits for connections itself (a non-blocking
         // socket would be polled by the kernel all the same, but stay uniform).
@@ -68,7 +69,7 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
         }
         let (waker, worker_side) = Waker::new().map_err(SpawnError::EventLoop)?;
         wakers.push(Wake::Uring(waker));
-        starters.push(worker::starter(w, worker_side, tx.clone()));
+        starters.push(worker::starter(w, workers, worker_side, tx.clone()));
     }
     Ok(Prepared {
         starters,

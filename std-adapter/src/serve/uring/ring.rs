@@ -101,7 +101,7 @@ fn probe_here() -> Result<(), String> {
 }
 
 #[allow(unsafe_code)]
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     // SAFETY: `utsname` is plain data; `uname` fills it and returns 0, or
     // fails and it stays zeroed.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };

@@ -69,6 +69,7 @@ const EXIT_DRAIN: StdDuration = StdDuration::from_secs(2);
 /// Prepares one worker: its waker now, its ring on its own thread.
 pub(crate) fn starter(
     sockets: WorkerSockets,
+    workers: usize,
     waker_fd: OwnedFd,
     ready: std::sync::mpsc::Sender<Result<(), SpawnError>>,
 ) -> super::super::Starter {
@@ -80,7 +81,7 @@ pub(crate) fn starter(
                 return Ok(());
             }
         };
-        let (result, leftovers) = serve(&mut ring, sockets, waker_fd, &ready, shared);
+        let (result, leftovers) = serve(&mut ring, sockets, workers, waker_fd, &ready, shared);
         // The ring goes first: the buffers it used are freed after it.
         drop(ring);
         if let Some(leftovers) = leftovers {
@@ -99,6 +100,7 @@ type Leftovers = (BufRing, Vec<UdpEndpoint>);
 fn serve(
     ring: &mut io_uring::IoUring,
     sockets: WorkerSockets,
+    workers: usize,
     waker_fd: OwnedFd,
     ready: &std::sync::mpsc::Sender<Result<(), SpawnError>>,
     shared: Arc<Shared>,
@@ -132,7 +134,7 @@ fn serve(
     let (mut submitter, sq, cq) = ring.split();
     // Optional: saves a descriptor lookup per enter.
     let _ = submitter.register_ring_fd();
-    let fixed_slots = fixed::register_table(&submitter, shared.settings.max_connections);
+    let fixed_slots = fixed::register_table(&submitter, shared.settings.max_connections, workers);
     let mut udp = Vec::new();
     let setup = (|| -> io::Result<()> {
         for (i, u) in sockets.udp.into_iter().enumerate() {

@@ -18,6 +18,7 @@ pub(crate) mod privileges;
 pub(crate) mod probe;
 pub(crate) mod probe_out;
 pub(crate) mod serve;
+mod serve_values;
 pub(crate) mod tls;
 mod udp_queue;
 

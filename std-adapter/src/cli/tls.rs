@@ -13,7 +13,7 @@ use ricochet::serve::{DEFAULT_HANDSHAKE_TIMEOUT, ServerConfig, TlsConfig, parse_
 #[command(next_help_heading = "TLS")]
 pub(crate) struct TlsServeArgs {
     /// TLS listening address (repeatable). Without any, --tls-cert makes every --tcp listener TLS.
-    #[arg(long = "tls", value_name = "ADDR", value_parser = super::serve::parse_addr,
+    #[arg(long = "tls", value_name = "ADDR", value_parser = super::serve_values::parse_addr,
           requires = "tls_cert")]
     listen: Vec<SocketAddr>,
     /// PEM certificate chain (leaf first): serve TLS 1.2/1.3 on the --tls listeners, or on

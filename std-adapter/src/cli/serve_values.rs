@@ -1,0 +1,128 @@
+//! The values of `ricochet serve`'s flags: addresses (a bare port, a
+//! link-local IPv6 address scoped by interface name), counts, durations
+//! that `off` turns off, the busy-poll bound, octal permission bits. Each
+//! parser's error names what it expects.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+use ricochet::serve::parse_duration;
+
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
+        addr
+    } else if let Ok(port) = s.parse::<u16>() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    } else if let Some(addr) = parse_scoped(s)? {
+        addr
+    } else {
+        return Err(format!(
+            "invalid address {s:?}: expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT"
+        ));
+    };
+    if let SocketAddr::V6(v6) = addr
+        && is_link_local(v6.ip())
+        && v6.scope_id() == 0
+    {
+        return Err(format!(
+            "{s:?} is a link-local IPv6 address, which exists once per interface: name the \
+             interface, e.g. [{}%eth0]:{} (see `ip -6 addr`)",
+            v6.ip(),
+            v6.port()
+        ));
+    }
+    Ok(addr)
+}
+
+/// `[fe80::1%eth0]:7007`: an IPv6 address scoped by interface name (the
+/// standard parser takes only numeric scopes). `Ok(None)` if not this form.
+fn parse_scoped(s: &str) -> Result<Option<SocketAddr>, String> {
+    let Some((inner, port)) = s.strip_prefix('[').and_then(|r| r.split_once("]:")) else {
+        return Ok(None);
+    };
+    let Some((ip, name)) = inner.split_once('%') else {
+        return Ok(None);
+    };
+    let (Ok(ip), Ok(port)) = (ip.parse::<Ipv6Addr>(), port.parse::<u16>()) else {
+        return Ok(None);
+    };
+    let index = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|i| i.trim().parse::<u32>().ok())
+        .filter(|_| !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| {
+            format!("invalid address {s:?}: no network interface named {name:?} (see `ip link`)")
+        })?;
+    Ok(Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))))
+}
+
+/// fe80::/10.
+fn is_link_local(ip: &Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub(crate) fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => {
+            Err("must be at least 1; leave --threads out for one per available core".to_owned())
+        }
+        Ok(n) if n > 1024 => Err("must be at most 1024".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub(crate) fn parse_max_datagram(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=ricochet::probe::UDP_MAX_V6).contains(&n) => Ok(n),
+        Ok(_) => Err(format!(
+            "must be between 1 and {} (the largest UDP payload)",
+            ricochet::probe::UDP_MAX_V6
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A timeout that `0`, `off` or `never` turns off (returned as zero).
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" | "never" => Ok(Duration::ZERO),
+        t => parse_duration(t).map_err(|e| e.to_string()),
+    }
+}
+
+/// Longest `--busy-poll`: past it a wake-up costs less than the spin.
+pub(crate) const BUSY_POLL_MAX: Duration = Duration::from_millis(1);
+
+pub(crate) fn parse_busy_poll(s: &str) -> Result<Duration, String> {
+    let d = parse_timeout(s)?;
+    if d > BUSY_POLL_MAX {
+        return Err(format!(
+            "busy polling for {d:?} burns a core between events that far apart; give at most 1ms \
+             (50us suits one message in flight; 0 or off, the default, disables it)"
+        ));
+    }
+    Ok(d)
+}
+
+pub(crate) fn parse_octal(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "invalid mode {s:?}: expected octal permission bits such as 600 or 660"
+        )),
+    }
+}
+
+pub(crate) fn non_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}

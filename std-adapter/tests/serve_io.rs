@@ -290,6 +290,41 @@ fn io_uring_library_server_reports_its_backend() {
     handle.join().expect("join");
 }
 
+#[test]
+fn io_uring_connection_turning_from_ping_pong_to_a_stream_and_back_echoes_every_byte_in_order() {
+    // 1,100 64-byte round trips end the first receive (a bundle, on this
+    // kernel) at its 64 KiB total, mid-conversation, and it is armed
+    // again; a 4 MiB stream then takes bundles of whole buffers, paused
+    // and re-armed at the connection's cap; small round trips follow.
+    let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        io: ricochet::serve::IoBackend::Uring,
+        ..ricochet::serve::ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("io_uring works on this kernel");
+    let mut s = serve_support::connect(handle.tcp_addr().unwrap());
+    for i in 0..1100 {
+        round_trip(&mut s, &serve_support::payload(i, 64));
+    }
+    let data = serve_support::payload(7, 4 << 20);
+    let mut writer = s.try_clone().expect("clone");
+    let sent = data.clone();
+    let w = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &sent));
+    let mut back = vec![0; data.len()];
+    std::io::Read::read_exact(&mut s, &mut back).expect("the stream's echo");
+    w.join().expect("writer").expect("write");
+    assert!(back == data, "the stream's echo differs");
+    for i in 0..100 {
+        round_trip(&mut s, &serve_support::payload(2000 + i, 64));
+    }
+    drop(s);
+    handle.shutdown();
+    handle.join().expect("join");
+}
+
 /// CPU time (user + system) the process `pid` has used so far.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");

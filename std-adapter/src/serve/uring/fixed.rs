@@ -41,7 +41,7 @@ pub(super) fn usable(release: &str) -> Result<(), String> {
 /// Slots for one of `workers` workers: twice its share of
 /// `max_connections` (connections do not spread evenly), at most
 /// `max_connections`, the descriptor limit (the kernel refuses more) and
-/// 2^20. The kernel keeps 8 bytes per slot, and about 64 per filled one.
+/// 2^20. The kernel keeps 8 bytes per slot, and a few dozen per filled one.
 pub(super) fn slots(max_connections: usize, workers: usize, nofile: usize) -> u32 {
     let share = max_connections.div_ceil(workers.max(1)).saturating_mul(2);
     share.min(max_connections).min(nofile).min(MAX_SLOTS) as u32

@@ -271,9 +271,9 @@ fn io_uring_connections_sit_in_fixed_file_slots_emptied_when_they_close() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
-#[test]
-fn io_uring_library_server_reports_its_backend() {
-    let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
+/// A library server on io_uring, one worker, TCP on a free loopback port.
+fn uring_server() -> ricochet::serve::ServerHandle {
+    ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
         tcp: vec!["127.0.0.1:0".parse().unwrap()],
         threads: 1,
         io: ricochet::serve::IoBackend::Uring,
@@ -281,7 +281,12 @@ fn io_uring_library_server_reports_its_backend() {
     })
     .expect("bind")
     .spawn()
-    .expect("io_uring works on this kernel (Linux >= 6.0, no seccomp filter)");
+    .expect("io_uring works on this kernel (Linux >= 6.0, no seccomp filter)")
+}
+
+#[test]
+fn io_uring_library_server_reports_its_backend() {
+    let handle = uring_server();
     assert_eq!(handle.io(), ricochet::serve::IoBackend::Uring);
     let mut s = serve_support::connect(handle.tcp_addr().unwrap());
     round_trip(&mut s, &serve_support::payload(3, 10_000));
@@ -296,15 +301,7 @@ fn io_uring_connection_turning_from_ping_pong_to_a_stream_and_back_echoes_every_
     // kernel) at its 64 KiB total, mid-conversation, and it is armed
     // again; a 4 MiB stream then takes bundles of whole buffers, paused
     // and re-armed at the connection's cap; small round trips follow.
-    let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
-        tcp: vec!["127.0.0.1:0".parse().unwrap()],
-        threads: 1,
-        io: ricochet::serve::IoBackend::Uring,
-        ..ricochet::serve::ServerConfig::default()
-    })
-    .expect("bind")
-    .spawn()
-    .expect("io_uring works on this kernel");
+    let handle = uring_server();
     let mut s = serve_support::connect(handle.tcp_addr().unwrap());
     for i in 0..1100 {
         round_trip(&mut s, &serve_support::payload(i, 64));

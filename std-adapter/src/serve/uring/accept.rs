@@ -184,8 +184,15 @@ impl Worker<'_> {
         if !self.conns.reserve(kind, &peer, now, &mut self.counters) {
             return;
         }
+        // Its slot is the key it is about to get (as the epoll worker's token).
+        let fixed = fixed::fill(
+            &self.submitter,
+            self.fixed_slots,
+            self.conns.vacant_key(),
+            socket.raw_fd(),
+        );
         let make = |pump| Conn {
-            io: ConnIo::new(socket),
+            io: ConnIo::new(socket, fixed),
             pump,
             kind,
             peer,
@@ -194,14 +201,7 @@ impl Worker<'_> {
             releasing: None,
         };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.io.fixed = fixed::fill(
-                &self.submitter,
-                self.fixed_slots,
-                key,
-                conn.io.socket.raw_fd(),
-            );
-        }
+        debug_assert!(fixed.is_none_or(|slot| slot as usize == key));
         self.arm_recv(key);
         self.opened(key, now);
     }

@@ -221,6 +221,14 @@ impl BufRing {
         (self.bid_at[usize::from(slot)], bytes)
     }
 
+    /// Puts every buffer of a completion back (its bytes are not wanted).
+    pub(crate) fn recycle_completion(&mut self, filled: Filled) {
+        for k in 0..filled.count {
+            let (bid, _) = self.nth(filled, k);
+            self.recycle(bid);
+        }
+    }
+
     /// Makes the recycled buffers visible to the kernel.
     pub(crate) fn publish(&mut self) {
         if self.published == self.tail {
@@ -337,6 +345,10 @@ mod tests {
         let filled = ring.take_completion(4, 200);
         let got: Vec<_> = (0..filled.count).map(|k| ring.nth(filled, k)).collect();
         assert_eq!(got, [(4, 100), (5, 100)]);
+        assert_eq!(ring.available(), 3);
+        // Bytes not wanted (a closing connection): all of them go back.
+        ring.recycle_completion(filled);
+        assert_eq!(ring.available(), 5);
     }
 
     #[test]

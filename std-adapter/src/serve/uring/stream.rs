@@ -23,10 +23,7 @@ impl Worker<'_> {
             // its buffers must still go back.
             if let Some(first) = cqueue::buffer_select(flags) {
                 let filled = self.bufs.take_completion(first, res.max(0) as usize);
-                for k in 0..filled.count {
-                    let (bid, _) = self.bufs.nth(filled, k);
-                    self.bufs.recycle(bid);
-                }
+                self.bufs.recycle_completion(filled);
             }
             return;
         };
@@ -35,15 +32,14 @@ impl Worker<'_> {
             conn.io.recv_cancelling = false;
         }
         if let Some(first) = cqueue::buffer_select(flags) {
-            let keep = res > 0 && conn.releasing.is_none() && !conn.io.rx_done();
             let filled = self.bufs.take_completion(first, res.max(0) as usize);
-            for k in 0..filled.count {
-                let (bid, len) = self.bufs.nth(filled, k);
-                if keep {
+            if res > 0 && conn.releasing.is_none() && !conn.io.rx_done() {
+                for k in 0..filled.count {
+                    let (bid, len) = self.bufs.nth(filled, k);
                     conn.io.received(bid, len);
-                } else {
-                    self.bufs.recycle(bid);
                 }
+            } else {
+                self.bufs.recycle_completion(filled);
             }
         }
         if conn.releasing.is_some() {
@@ -410,9 +406,7 @@ impl Worker<'_> {
         self.conns.release(key, |mut conn| {
             conn.io.drop_received(&mut self.bufs, &mut self.pool);
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
-            if let Some(slot) = conn.io.fixed {
-                fixed::empty(&self.submitter, slot);
-            }
+            fixed::empty(&self.submitter, conn.io.fixed);
             // Dropping the socket closes it (FIN, or RST after `set_reset_on_close`).
         });
     }

@@ -105,14 +105,13 @@ fn serve(
     ready: &std::sync::mpsc::Sender<Result<(), SpawnError>>,
     shared: Arc<Shared>,
 ) -> (io::Result<()>, Option<Leftovers>) {
-    let bufs = match BufRing::new(RX_BUFS, RX_BUF_SIZE, STREAM_BGID) {
+    let mut bufs = match BufRing::new(RX_BUFS, RX_BUF_SIZE, STREAM_BGID) {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(SpawnError::EventLoop(e)));
             return (Ok(()), None);
         }
     };
-    let mut bufs = bufs;
     if let Err(e) = bufs.register(&ring.submitter()) {
         let _ = ready.send(Err(SpawnError::EventLoop(e)));
         return (Ok(()), None);
@@ -485,10 +484,8 @@ impl Worker<'_> {
         let clean = self.inflight == 0;
         let submitter = &self.submitter;
         self.conns.release_all(|mut conn| {
-            if let Some(slot) = conn.io.fixed {
-                // A request still in flight keeps its own reference.
-                fixed::empty(submitter, slot);
-            }
+            // A request still in flight keeps its own reference.
+            fixed::empty(submitter, conn.io.fixed);
             if clean {
                 conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             } else {

@@ -132,10 +132,12 @@ impl ConnIo {
         }
     }
 
-    pub(crate) fn new(socket: Socket) -> Self {
+    /// A connection on `socket`, in slot `fixed` of the worker's file
+    /// table if it has one.
+    pub(crate) fn new(socket: Socket, fixed: Option<u32>) -> Self {
         ConnIo {
             socket,
-            fixed: None,
+            fixed,
             rx: Received::default(),
             eof: false,
             rx_failed: None,

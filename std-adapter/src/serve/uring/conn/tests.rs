@@ -29,7 +29,7 @@ impl Fixture {
         peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         Fixture {
-            io: ConnIo::new(Socket::Unix(ours)),
+            io: ConnIo::new(Socket::Unix(ours), None),
             bufs: BufRing::new(count, 16, 0).unwrap(),
             pool: TxPool::new(4),
             peer,

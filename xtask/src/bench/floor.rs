@@ -11,7 +11,9 @@
 //! loopback that includes delivering each segment to the peer's socket
 //! and waking it). What is left is the server's own cost: its system
 //! calls, its event loop (epoll or io_uring), its user-space code, its
-//! sleeping and waking.
+//! sleeping and waking. The same profile gives the share of samples
+//! outside the kernel (the server's binary and its libraries): its
+//! user-space part.
 //!
 //! The floor is the smallest TCP-only cost per round trip of the servers
 //! measured, over C epoll's whole CPU per round trip: a server with no
@@ -31,12 +33,13 @@ const SERVERS: &[&str] = &["c-epoll", "c-uring", "ricochet-epoll", "ricochet-uri
 /// The TCP data path: what `perf report --children` counts under these.
 const TCP_PATH: &[&str] = &["tcp_sendmsg", "tcp_recvmsg"];
 
-/// One server under one case: CPU µs per round trip, and the share of it
-/// spent in [`TCP_PATH`].
+/// One server under one case: CPU µs per round trip, and the shares of it
+/// spent in [`TCP_PATH`] and in user space.
 #[derive(Clone, Copy, Debug)]
 struct Split {
     cpu_us: f64,
     tcp_share: f64,
+    user_share: f64,
 }
 
 pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
@@ -151,25 +154,23 @@ fn measure(
     if !record.success() {
         return Err(format!("perf record exited with {record}"));
     }
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--children",
-            "--sort",
-            "symbol",
-            "--stdio",
-            "-g",
-            "none",
-            "-i",
-        ])
-        .arg(data)
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| format!("perf report: {e}"))?;
-    let tcp_share = tcp_share(&String::from_utf8_lossy(&report.stdout));
+    let report = |how: &[&str]| -> Result<String, String> {
+        let out = Command::new("perf")
+            .arg("report")
+            .args(how)
+            .args(["--stdio", "-g", "none", "-i"])
+            .arg(data)
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| format!("perf report: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let tcp_share = tcp_share(&report(&["--children", "--sort", "symbol"])?);
+    let user_share = user_share(&report(&["--no-children", "--sort", "dso"])?);
     Ok(Split {
         cpu_us: cpu_ms / 1000.0 / half / rts * 1e6,
         tcp_share,
+        user_share,
     })
 }
 
@@ -193,6 +194,25 @@ fn tcp_share(report: &str) -> f64 {
         / 100.0
 }
 
+/// The share (0..1) of samples outside the kernel in a
+/// `perf report --no-children --sort dso -g none` listing, whose lines
+/// read `    95.48%  [kernel.kallsyms]` or `     4.41%  ricochet`.
+fn user_share(report: &str) -> f64 {
+    report
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [share, dso, ..] if *dso != "[kernel.kallsyms]" => {
+                    share.strip_suffix('%')?.parse::<f64>().ok()
+                }
+                _ => None,
+            }
+        })
+        .sum::<f64>()
+        / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -206,41 +226,43 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Medians per case and server, against C epoll, and each case's floor.
 fn table(cases: &str, results: &[(String, &str, Split)]) -> String {
     let mut s = String::from(
-        "| case | server | CPU µs per round trip | in tcp_sendmsg + tcp_recvmsg | TCP µs | the server's own µs | CPU vs C epoll |\n|---|---|---|---|---|---|---|\n",
+        "| case | server | CPU µs per round trip | in tcp_sendmsg + tcp_recvmsg | TCP µs | the server's own µs | of which user space µs | CPU vs C epoll |\n|---|---|---|---|---|---|---|---|\n",
     );
     for case in cases.split(',') {
-        let of = |name: &str| -> Option<(f64, f64)> {
+        let of = |name: &str| -> Option<Split> {
             let mine: Vec<Split> = results
                 .iter()
                 .filter(|(c, n, _)| c == case && *n == name)
                 .map(|r| r.2)
                 .collect();
-            (!mine.is_empty()).then(|| {
-                (
-                    median(mine.iter().map(|x| x.cpu_us).collect()),
-                    median(mine.iter().map(|x| x.tcp_share).collect()),
-                )
+            let med = |f: fn(&Split) -> f64| median(mine.iter().map(f).collect());
+            (!mine.is_empty()).then(|| Split {
+                cpu_us: med(|x| x.cpu_us),
+                tcp_share: med(|x| x.tcp_share),
+                user_share: med(|x| x.user_share),
             })
         };
-        let Some((epoll_cpu, _)) = of("c-epoll") else {
+        let Some(epoll) = of("c-epoll") else {
             continue;
         };
         let mut least_tcp = f64::INFINITY;
         for &name in SERVERS {
-            let Some((cpu, share)) = of(name) else {
+            let Some(m) = of(name) else {
                 continue;
             };
-            let tcp = cpu * share;
+            let (cpu, tcp) = (m.cpu_us, m.cpu_us * m.tcp_share);
             least_tcp = least_tcp.min(tcp);
             s += &format!(
-                "| {case} | {name} | {cpu:.3} | {:.1} % | {tcp:.3} | {:.3} | {:.2}× |\n",
-                share * 100.0,
+                "| {case} | {name} | {cpu:.3} | {:.1} % | {tcp:.3} | {:.3} | {:.3} | {:.2}× |\n",
+                m.tcp_share * 100.0,
                 cpu - tcp,
-                cpu / epoll_cpu
+                cpu * m.user_share,
+                cpu / epoll.cpu_us
             );
         }
+        let epoll_cpu = epoll.cpu_us;
         s += &format!(
-            "| {case} | floor (no cost of its own) | {least_tcp:.3} | 100 % | {least_tcp:.3} | 0 | {:.2}× (at most {:.2}× C epoll's round trips per CPU-second) |\n",
+            "| {case} | floor (no cost of its own) | {least_tcp:.3} | 100 % | {least_tcp:.3} | 0 | 0 | {:.2}× (at most {:.2}× C epoll's round trips per CPU-second) |\n",
             least_tcp / epoll_cpu,
             epoll_cpu / least_tcp
         );
@@ -268,26 +290,51 @@ mod tests {
     }
 
     #[test]
+    fn user_share_sums_every_dso_but_the_kernel() {
+        let report = "\
+# Overhead  Shared Object
+#
+    95.48%  [kernel.kallsyms]
+     4.41%  ricochet
+     0.08%  [vdso]
+     0.03%  libc.so.6
+";
+        let share = user_share(report);
+        assert!((share - 0.0452).abs() < 1e-9, "{share}");
+        assert_eq!(user_share("# nothing sampled\n"), 0.0);
+    }
+
+    #[test]
     fn table_floor_is_the_least_tcp_cost_over_c_epolls_cpu() {
-        let r = |name, cpu_us, tcp_share| ("pp100".to_owned(), name, Split { cpu_us, tcp_share });
+        let r = |name, cpu_us, tcp_share, user_share| {
+            let split = Split {
+                cpu_us,
+                tcp_share,
+                user_share,
+            };
+            ("pp100".to_owned(), name, split)
+        };
         let results = vec![
-            r("c-epoll", 4.0, 0.75),
-            r("c-epoll", 4.0, 0.75),
-            r("ricochet-uring", 3.6, 0.8),
+            r("c-epoll", 4.0, 0.75, 0.02),
+            r("c-epoll", 4.0, 0.75, 0.04),
+            r("ricochet-uring", 3.6, 0.8, 0.05),
         ];
         let t = table("pp100", &results);
-        // C epoll: 3.0 µs TCP; ricochet-uring: 2.88 µs, the least.
+        // C epoll: 3.0 µs TCP, 0.12 µs user space (median share 3 %);
+        // ricochet-uring: 2.88 µs TCP, the least, 0.18 µs user space.
         assert!(
-            t.contains("| pp100 | c-epoll | 4.000 | 75.0 % | 3.000 | 1.000 | 1.00× |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| pp100 | ricochet-uring | 3.600 | 80.0 % | 2.880 | 0.720 | 0.90× |"),
+            t.contains("| pp100 | c-epoll | 4.000 | 75.0 % | 3.000 | 1.000 | 0.120 | 1.00× |"),
             "{t}"
         );
         assert!(
             t.contains(
-                "floor (no cost of its own) | 2.880 | 100 % | 2.880 | 0 | 0.72× (at most 1.39×"
+                "| pp100 | ricochet-uring | 3.600 | 80.0 % | 2.880 | 0.720 | 0.180 | 0.90× |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "floor (no cost of its own) | 2.880 | 100 % | 2.880 | 0 | 0 | 0.72× (at most 1.39×"
             ),
             "{t}"
         );

@@ -60,6 +60,7 @@ mod error;
 mod events;
 mod listener;
 pub mod metrics;
+mod prefetch;
 pub mod signals;
 mod stats;
 mod throttle;

@@ -178,6 +178,14 @@ impl Worker {
             if !self.follow_phase(now) {
                 return Ok(());
             }
+            // Every ready connection's row starts loading now: their
+            // cache misses overlap (keys that are not connections are
+            // skipped).
+            if self.conns.worth_prefetching() {
+                for event in events.iter() {
+                    self.conns.prefetch(event.token().0);
+                }
+            }
             for event in events.iter() {
                 self.handle_event(event, now);
             }

@@ -155,6 +155,14 @@ impl ConnIo {
         }
     }
 
+    /// Hints that the connection's queues (received buffers, output
+    /// pieces) are about to be used: their storage is apart from the
+    /// connection's own row.
+    pub(crate) fn prefetch_queues(&self) {
+        self.rx.prefetch();
+        self.out.prefetch();
+    }
+
     /// Bytes received and not yet read by the session.
     pub(crate) fn rx_bytes(&self) -> usize {
         self.rx.bytes()

@@ -57,11 +57,14 @@ cargo xtask bench [-r REPS] [-d SECS] [-c CASES] [-t THREADS] [-b] [-S CPUS -L C
            e.g. -S 0 -L 1, or -S 0-3 -L 4-15), both or neither
 cargo xtask bench syscalls [-d SECS] [-c CASES] [-b]
     system calls per round trip of each server (perf stat, syscalls:sys_enter_*)
-cargo xtask bench floor [-r REPS] [-d SECS] [-c CASES] [-S CPUS -L CPUS]
+cargo xtask bench floor [-r REPS] [-d SECS] [-c CASES] [-S CPUS -L CPUS] [-B BIN]
     each server's CPU per round trip split into TCP's own data path
-    (tcp_sendmsg + tcp_recvmsg, perf record) and the server's own cost, and the
-    floor: the CPU per round trip of a server with no cost of its own
-    (default cases pp100,pp1000; REPS rounds, default 3, alternating)
+    (tcp_sendmsg + tcp_recvmsg, perf record) and the server's own cost (and
+    its user-space part), and the floor: the CPU per round trip of a server
+    with no cost of its own (default cases pp100,pp1000; REPS rounds,
+    default 3, alternating)
+    -B  also an earlier ricochet build, BIN, as ricochet-epoll-base and
+        ricochet-uring-base, in the same alternation (an A/B of a change)
 cargo xtask bench idle
     RSS per idle connection at 10,000 connections, on each backend
 cargo xtask bench matrix [run.sh options]
@@ -97,6 +100,9 @@ struct Opts {
     /// CPUs for the servers and for the load generator (`taskset -c`
     /// lists), both or neither.
     pin: Option<(String, String)>,
+    /// An earlier ricochet binary to measure beside this one (`-B`, `bench
+    /// floor` only).
+    baseline: Option<String>,
 }
 
 fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
@@ -107,6 +113,7 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
         threads: None,
         busy_poll_on: false,
         pin: None,
+        baseline: None,
     };
     let (mut server_cpus, mut load_cpus) = (None, None);
     let mut it = args.iter();
@@ -124,9 +131,10 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
             "-b" => o.busy_poll_on = true,
             "-S" => server_cpus = Some(cpu_list("-S", value()?)?),
             "-L" => load_cpus = Some(cpu_list("-L", value()?)?),
+            "-B" => o.baseline = Some(baseline_bin(value()?)?),
             other => {
                 return Err(format!(
-                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b, -S CPUS, -L CPUS (--help: usage)"
+                    "unknown option {other:?}: expected -r REPS, -d SECS, -c CASES, -t THREADS, -b, -S CPUS, -L CPUS, -B BIN (--help: usage)"
                 ));
             }
         }
@@ -146,6 +154,22 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
         }
     };
     Ok(o)
+}
+
+/// `-B` outside `bench floor`.
+const ONLY_FLOOR: &str =
+    "-B (an earlier build beside this one) is for cargo xtask bench floor only";
+
+/// `-B`'s binary: an executable file, checked before anything is built.
+fn baseline_bin(path: String) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(path),
+        Ok(_) => Err(format!(
+            "-B {path}: not an executable file (give an earlier build's target/release/ricochet)"
+        )),
+        Err(e) => Err(format!("-B {path}: {e}")),
+    }
 }
 
 /// A `taskset -c` CPU list (`0`, `0-3`, `0,2,4-7`), checked before any
@@ -224,6 +248,17 @@ fn ensure_liburing(ctx: &Ctx) -> Result<(), String> {
 
 /// The command line of server `name` (with `{PORT}`).
 fn server_cmd(ctx: &Ctx, name: &str, threads: Option<&str>) -> String {
+    server_cmd_with(ctx, name, threads, None)
+}
+
+/// [`server_cmd`], with `ricochet-epoll-base` and `ricochet-uring-base`
+/// running `baseline` (`-B`).
+fn server_cmd_with(ctx: &Ctx, name: &str, threads: Option<&str>, baseline: Option<&str>) -> String {
+    if let (Some(base), Some(io)) = (baseline, name.strip_suffix("-base")) {
+        let io = io.trim_start_matches("ricochet-");
+        let threads = threads.map_or(String::new(), |t| format!(" --threads {t}"));
+        return format!("{base} serve --io {io}{threads} --tcp 127.0.0.1:{{PORT}}");
+    }
     let work = bench_work();
     let bin = ctx.root.join("target/release/ricochet");
     let threads = threads.map_or(String::new(), |t| format!(" --threads {t}"));
@@ -255,6 +290,9 @@ fn server_cmd(ctx: &Ctx, name: &str, threads: Option<&str>) -> String {
 /// the order rotating by one each round so that drift hits all alike.
 fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let o = opts(args, 4)?;
+    if o.baseline.is_some() {
+        return Err(ONLY_FLOOR.into());
+    }
     let bench = build_all(ctx)?;
     let out = bench_work().join(format!("results/alternate-{}.jsonl", std::process::id()));
     std::fs::create_dir_all(out.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
@@ -528,6 +566,9 @@ fn case_args(case: &str) -> Result<Vec<String>, String> {
 /// (accept, close) are included, a few calls per connection.
 fn syscalls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let o = opts(args, 4)?;
+    if o.baseline.is_some() {
+        return Err(ONLY_FLOOR.into());
+    }
     if o.pin.is_some() {
         return Err("bench syscalls counts calls, not time: -S/-L pin only the alternating set (cargo xtask bench -S CPUS -L CPUS)".into());
     }
@@ -700,6 +741,44 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn baseline_must_be_an_executable_and_runs_as_the_base_servers() {
+        let missing = opts(&args(&["-B", "/nonexistent/ricochet"]), 4)
+            .err()
+            .unwrap();
+        assert!(
+            missing.starts_with("-B /nonexistent/ricochet:"),
+            "{missing}"
+        );
+        let dir = std::env::temp_dir();
+        let not_exec = opts(&args(&["-B", &dir.to_string_lossy()]), 4)
+            .err()
+            .unwrap();
+        assert!(not_exec.contains("not an executable file"), "{not_exec}");
+        let o = opts(&args(&["-B", "/bin/sh"]), 4).unwrap();
+        assert_eq!(o.baseline.as_deref(), Some("/bin/sh"));
+        let ctx = Ctx {
+            root: std::path::PathBuf::from("/repo"),
+        };
+        assert_eq!(
+            server_cmd_with(
+                &ctx,
+                "ricochet-uring-base",
+                Some("2"),
+                Some("/old/ricochet")
+            ),
+            "/old/ricochet serve --io uring --threads 2 --tcp 127.0.0.1:{PORT}"
+        );
+        assert_eq!(
+            server_cmd_with(&ctx, "ricochet-epoll-base", None, Some("/old/ricochet")),
+            "/old/ricochet serve --io epoll --tcp 127.0.0.1:{PORT}"
+        );
+        assert_eq!(
+            server_cmd_with(&ctx, "ricochet-uring", None, Some("/old/ricochet")),
+            "/repo/target/release/ricochet serve --io uring --tcp 127.0.0.1:{PORT}"
+        );
     }
 
     #[test]

@@ -23,13 +23,15 @@
 use std::process::{Command, Stdio};
 
 use super::{
-    Opts, bench_work, build_all, case_args, free_port, json_num, server_cmd, start_server,
+    Opts, bench_work, build_all, case_args, free_port, json_num, server_cmd_with, start_server,
 };
 use crate::{Ctx, have};
 
 /// What the floor run measures by default (ping-pong: the CPU targets).
 const CASES: &str = "pp100,pp1000";
 const SERVERS: &[&str] = &["c-epoll", "c-uring", "ricochet-epoll", "ricochet-uring"];
+/// With `-B`: the earlier build too.
+const BASELINE: &[&str] = &["ricochet-epoll-base", "ricochet-uring-base"];
 /// The TCP data path: what `perf report --children` counts under these.
 const TCP_PATH: &[&str] = &["tcp_sendmsg", "tcp_recvmsg"];
 
@@ -61,11 +63,15 @@ pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
     let load = bench_work().join("target/release/echo-load");
     let data = bench_work().join(format!("floor-{}.perf", std::process::id()));
     let half = f64::from(o.secs) / 2.0;
+    let mut servers = SERVERS.to_vec();
+    if o.baseline.is_some() {
+        servers.extend_from_slice(BASELINE);
+    }
     let mut results: Vec<(String, &str, Split)> = Vec::new();
     for rep in 0..o.reps as usize {
         for case in o.cases.split(',') {
-            for k in 0..SERVERS.len() {
-                let name = SERVERS[(k + rep) % SERVERS.len()];
+            for k in 0..servers.len() {
+                let name = servers[(k + rep) % servers.len()];
                 eprintln!(
                     "xtask bench floor: round {} of {}: {case} {name}",
                     rep + 1,
@@ -77,7 +83,7 @@ pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_file(&data);
-    print!("{}", table(&o.cases, &results));
+    print!("{}", table(&o.cases, &servers, &results));
     Ok(())
 }
 
@@ -93,7 +99,7 @@ fn measure(
     half: f64,
 ) -> Result<Split, String> {
     let port = free_port()?;
-    let mut cmd = server_cmd(ctx, name, o.threads.as_deref());
+    let mut cmd = server_cmd_with(ctx, name, o.threads.as_deref(), o.baseline.as_deref());
     let mut load_cmd = Command::new(load);
     if let Some((server_cpus, load_cpus)) = &o.pin {
         cmd = format!("taskset -c {server_cpus} {cmd}");
@@ -224,7 +230,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Medians per case and server, against C epoll, and each case's floor.
-fn table(cases: &str, results: &[(String, &str, Split)]) -> String {
+fn table(cases: &str, servers: &[&str], results: &[(String, &str, Split)]) -> String {
     let mut s = String::from(
         "| case | server | CPU µs per round trip | in tcp_sendmsg + tcp_recvmsg | TCP µs | the server's own µs | of which user space µs | CPU vs C epoll |\n|---|---|---|---|---|---|---|---|\n",
     );
@@ -246,7 +252,7 @@ fn table(cases: &str, results: &[(String, &str, Split)]) -> String {
             continue;
         };
         let mut least_tcp = f64::INFINITY;
-        for &name in SERVERS {
+        for &name in servers {
             let Some(m) = of(name) else {
                 continue;
             };
@@ -305,6 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn table_lists_the_baseline_build_when_it_was_measured() {
+        let split = |cpu_us| Split {
+            cpu_us,
+            tcp_share: 0.8,
+            user_share: 0.05,
+        };
+        let results = vec![
+            ("pp1000".to_owned(), "c-epoll", split(4.0)),
+            ("pp1000".to_owned(), "ricochet-uring", split(3.8)),
+            ("pp1000".to_owned(), "ricochet-uring-base", split(4.2)),
+        ];
+        let servers = [SERVERS, BASELINE].concat();
+        let t = table("pp1000", &servers, &results);
+        let base = t.find("| pp1000 | ricochet-uring-base | 4.200 |");
+        assert!(base.is_some(), "{t}");
+        assert!(t.find("| pp1000 | ricochet-uring | 3.800 |") < base, "{t}");
+        let without = table("pp1000", SERVERS, &results);
+        assert!(!without.contains("-base"), "{without}");
+    }
+
+    #[test]
     fn table_floor_is_the_least_tcp_cost_over_c_epolls_cpu() {
         let r = |name, cpu_us, tcp_share, user_share| {
             let split = Split {
@@ -319,7 +346,7 @@ mod tests {
             r("c-epoll", 4.0, 0.75, 0.04),
             r("ricochet-uring", 3.6, 0.8, 0.05),
         ];
-        let t = table("pp100", &results);
+        let t = table("pp100", SERVERS, &results);
         // C epoll: 3.0 µs TCP, 0.12 µs user space (median share 3 %);
         // ricochet-uring: 2.88 µs TCP, the least, 0.18 µs user space.
         assert!(

@@ -53,7 +53,8 @@ pub(crate) const TIMER_BUDGET: usize = 4096;
 const STALE_TIMERS: usize = 1024;
 
 /// Connections a worker holds from which prefetching their rows pays
-/// (see [`ConnTable::worth_prefetching`]).
+/// (see [`ConnTable::worth_prefetching`]). Measured: a cost at 100, a
+/// gain at 1,000; 256 is a pick between the two, not a measured edge.
 const PREFETCH_FROM: usize = 256;
 
 /// A connection and the table's bookkeeping of it.
@@ -133,21 +134,30 @@ impl<C: Tracked> ConnTable<C> {
         self.rows.get_mut(key).map(|r| &mut r.conn)
     }
 
-    /// Whether prefetching rows pays: from [`PREFETCH_FROM`] connections.
-    /// Fewer stay in the CPU's cache from one turn to the next, and the
-    /// hints only cost (BENCHMARKS.md: about 10 % more user-space time
-    /// at 100 connections, a fifth less at 1,000).
+    /// Whether prefetching rows pays: on a target with a prefetch hint,
+    /// from [`PREFETCH_FROM`] connections. With few, the ready
+    /// connections' rows tend to stay cached between turns and the hints
+    /// only cost (BENCHMARKS.md, "Prefetching connection state").
     pub(crate) fn worth_prefetching(&self) -> bool {
-        self.rows.len() >= PREFETCH_FROM
+        super::prefetch::ENABLED && self.rows.len() >= PREFETCH_FROM
     }
 
     /// Hints that connection `key`'s row is about to be used (see
-    /// [`super::prefetch`]).
+    /// [`super::prefetch`]); nothing if `key` is not a connection. Finding
+    /// the row reads its first bytes (the slab's tag): a real load, which
+    /// the CPU overlaps with the next key's.
     #[inline]
     pub(crate) fn prefetch(&self, key: usize) {
         if let Some(row) = self.rows.get(key) {
             super::prefetch::range(row, std::mem::size_of::<Row<C>>());
         }
+    }
+
+    /// Connection `key`, if there is one.
+    // Used by the io_uring worker (Linux only) to prefetch.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn get(&self, key: usize) -> Option<&C> {
+        self.rows.get(key).map(|r| &r.conn)
     }
 
     /// Connection `key` and its generation: with the key, what tells it

@@ -425,3 +425,30 @@ fn worker_exit_resets_only_live_sessions_still_running() {
     assert!(!reset(&mut w, finishing));
     assert!(!reset(&mut w, released));
 }
+
+#[test]
+fn prefetch_of_keys_that_are_not_connections_does_nothing() {
+    let mut w = Worker::new(8);
+    let live = w.open(at(0), 0, None);
+    let gone = w.open(at(0), 0, None);
+    w.conns.release(gone, drop);
+    for key in [live, gone, usize::MAX, 1 << 62, 7] {
+        w.conns.prefetch(key);
+    }
+    assert!(w.conns.get(live).is_some());
+    assert!(w.conns.get(gone).is_none());
+    assert_eq!(w.conns.len(), 1);
+    // Below the threshold, the workers do not prefetch at all.
+    assert!(!w.conns.worth_prefetching());
+}
+
+#[test]
+fn prefetching_pays_from_256_connections_where_the_target_has_a_hint() {
+    let mut w = Worker::new(300);
+    for _ in 0..255 {
+        w.open(at(0), 0, None);
+    }
+    assert!(!w.conns.worth_prefetching());
+    w.open(at(0), 0, None);
+    assert_eq!(w.conns.worth_prefetching(), super::super::prefetch::ENABLED);
+}

@@ -390,10 +390,9 @@ impl Worker<'_> {
     /// first each connection's row, then (from the rows, by then on
     /// their way) the storage of its received-buffer and output queues.
     /// Their cache misses then overlap instead of stalling one
-    /// connection after another; at 1,000 connections this took a fifth
-    /// off the worker's user-space time (BENCHMARKS.md). Only with
-    /// enough connections to miss the cache at all.
-    fn prefetch_receivers(&mut self, cqes: &[(u64, i32, u32)]) {
+    /// connection after another (BENCHMARKS.md, "Prefetching connection
+    /// state"). Only with enough connections to miss the cache at all.
+    fn prefetch_receivers(&self, cqes: &[(u64, i32, u32)]) {
         if !self.conns.worth_prefetching() {
             return;
         }
@@ -408,7 +407,7 @@ impl Worker<'_> {
             self.conns.prefetch(key);
         }
         for key in receivers() {
-            if let Some(conn) = self.conns.get_mut(key) {
+            if let Some(conn) = self.conns.get(key) {
                 conn.io.prefetch_queues();
             }
         }

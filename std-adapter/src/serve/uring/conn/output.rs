@@ -72,12 +72,10 @@ impl std::fmt::Debug for Output {
 }
 
 impl Output {
-    /// Hints that the queue of pieces is about to be used: its oldest
-    /// entry and the slot after the newest (see [`crate::serve::prefetch`]).
+    /// Hints that the queue of pieces is about to be used (see
+    /// [`crate::serve::prefetch::deque_front`]).
     pub(crate) fn prefetch(&self) {
-        let (front, _) = self.pieces.as_slices();
-        let len = (front.len() + 1).min(8) * std::mem::size_of::<Piece>();
-        crate::serve::prefetch::range(front.as_ptr(), len);
+        crate::serve::prefetch::deque_front(&self.pieces);
     }
 
     /// Bytes queued that the kernel has not taken.

@@ -50,12 +50,10 @@ impl Received {
         self.bytes == 0
     }
 
-    /// Hints that the queue of buffers is about to be used: its oldest
-    /// entry and the slot after the newest (see [`crate::serve::prefetch`]).
+    /// Hints that the queue of buffers is about to be used (see
+    /// [`crate::serve::prefetch::deque_front`]).
     pub(crate) fn prefetch(&self) {
-        let (front, _) = self.bufs.as_slices();
-        let len = (front.len() + 1).min(8) * std::mem::size_of::<Rx>();
-        crate::serve::prefetch::range(front.as_ptr(), len);
+        crate::serve::prefetch::deque_front(&self.bufs);
     }
 
     /// A receive completion filled `len` bytes of buffer `bid` (newest).

@@ -185,35 +185,30 @@ fn measure(
 /// read `  65.62%     0.02%  [k] tcp_sendmsg   -   -` (the dashes: IPC
 /// columns, blank without branch data).
 fn tcp_share(report: &str) -> f64 {
-    report
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            match f.as_slice() {
-                [children, _self, "[k]", symbol, ..] if TCP_PATH.contains(symbol) => {
-                    children.strip_suffix('%')?.parse::<f64>().ok()
-                }
-                _ => None,
-            }
-        })
-        .sum::<f64>()
-        / 100.0
+    share(report, |fields| match fields {
+        [children, _self, "[k]", symbol, ..] if TCP_PATH.contains(symbol) => Some(children),
+        _ => None,
+    })
 }
 
 /// The share (0..1) of samples outside the kernel in a
 /// `perf report --no-children --sort dso -g none` listing, whose lines
 /// read `    95.48%  [kernel.kallsyms]` or `     4.41%  ricochet`.
 fn user_share(report: &str) -> f64 {
+    share(report, |fields| match fields {
+        [share, dso, ..] if *dso != "[kernel.kallsyms]" => Some(share),
+        _ => None,
+    })
+}
+
+/// The sum (as 0..1) of the percentages `pick` finds in the lines of a
+/// `perf report` listing (split on whitespace), where they read `NN.NN%`.
+fn share<'a>(report: &'a str, pick: impl Fn(&[&'a str]) -> Option<&'a str>) -> f64 {
     report
         .lines()
         .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            match f.as_slice() {
-                [share, dso, ..] if *dso != "[kernel.kallsyms]" => {
-                    share.strip_suffix('%')?.parse::<f64>().ok()
-                }
-                _ => None,
-            }
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            pick(&fields)?.strip_suffix('%')?.parse::<f64>().ok()
         })
         .sum::<f64>()
         / 100.0

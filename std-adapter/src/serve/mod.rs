@@ -633,7 +633,7 @@ fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
 }
 
 /// The soft `RLIMIT_NOFILE`, raised to the hard limit first if `raise`.
-fn fd_limit(raise: bool) -> usize {
+pub(crate) fn fd_limit(raise: bool) -> usize {
     use rlimit::Resource;
     if raise && let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");

@@ -137,7 +137,8 @@ impl<C: Tracked> ConnTable<C> {
     /// Whether prefetching rows pays: on a target with a prefetch hint,
     /// from [`PREFETCH_FROM`] connections. With few, the ready
     /// connections' rows tend to stay cached between turns and the hints
-    /// only cost (BENCHMARKS.md, "Prefetching connection state").
+    /// only cost (BENCHMARKS.md, "Where C io_uring's lead on CPU comes
+    /// from").
     pub(crate) fn worth_prefetching(&self) -> bool {
         super::prefetch::ENABLED && self.rows.len() >= PREFETCH_FROM
     }

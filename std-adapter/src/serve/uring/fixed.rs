@@ -59,7 +59,7 @@ pub(super) fn register_table(
         tracing::debug!(%why, "io_uring file table not used: requests use descriptors");
         return 0;
     }
-    let slots = slots(max_connections, workers, nofile_limit());
+    let slots = slots(max_connections, workers, crate::serve::fd_limit(false));
     if slots == 0 {
         return 0;
     }
@@ -98,19 +98,6 @@ pub(super) fn empty(submitter: &Submitter<'_>, slot: Option<u32>) {
     }
 }
 
-#[allow(unsafe_code)]
-fn nofile_limit() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a valid pointer to an `rlimit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{ErrorKind, Read, Write};
@@ -136,12 +123,18 @@ mod tests {
         }
     }
 
+    /// A ring with a table of 4 slots, and a socket pair to put in it.
+    fn table_of_four() -> (IoUring, UnixStream, UnixStream) {
+        let ring = IoUring::new(8).expect("ring");
+        assert_eq!(register_table(&ring.submitter(), 4, 1), 4);
+        let (ours, peer) = UnixStream::pair().expect("pair");
+        (ring, ours, peer)
+    }
+
     #[test]
     fn socket_in_a_slot_stays_open_after_its_descriptor_closes_until_the_slot_is_emptied() {
-        let ring = IoUring::new(8).expect("ring");
+        let (ring, ours, mut peer) = table_of_four();
         let submitter = ring.submitter();
-        assert_eq!(register_table(&submitter, 4, 1), 4);
-        let (ours, mut peer) = UnixStream::pair().expect("pair");
         let slot = fill(&submitter, 4, 2, ours.as_raw_fd()).expect("slot filled");
         assert_eq!(slot, 2);
         drop(ours);
@@ -154,10 +147,8 @@ mod tests {
 
     #[test]
     fn key_past_the_table_gets_no_slot_and_a_table_of_none_fills_nothing() {
-        let ring = IoUring::new(8).expect("ring");
+        let (ring, ours, mut peer) = table_of_four();
         let submitter = ring.submitter();
-        assert_eq!(register_table(&submitter, 4, 1), 4);
-        let (ours, mut peer) = UnixStream::pair().expect("pair");
         assert_eq!(fill(&submitter, 4, 4, ours.as_raw_fd()), None);
         assert_eq!(fill(&submitter, 0, 0, ours.as_raw_fd()), None);
         assert_eq!(fill(&submitter, 4, 3, ours.as_raw_fd()), Some(3));
@@ -187,7 +178,7 @@ mod tests {
         assert_eq!(slots(5, 0, 100), 5);
         let ring = IoUring::new(8).expect("ring");
         let got = register_table(&ring.submitter(), usize::MAX, 1);
-        assert_eq!(got as usize, nofile_limit().min(MAX_SLOTS));
+        assert_eq!(got as usize, crate::serve::fd_limit(false).min(MAX_SLOTS));
     }
 
     #[test]

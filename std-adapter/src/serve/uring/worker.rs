@@ -390,8 +390,9 @@ impl Worker<'_> {
     /// first each connection's row, then (from the rows, by then on
     /// their way) the storage of its received-buffer and output queues.
     /// Their cache misses then overlap instead of stalling one
-    /// connection after another (BENCHMARKS.md, "Prefetching connection
-    /// state"). Only with enough connections to miss the cache at all.
+    /// connection after another (BENCHMARKS.md, "Where C io_uring's lead
+    /// on CPU comes from"). Only with enough connections to miss the cache
+    /// at all.
     fn prefetch_receivers(&self, cqes: &[(u64, i32, u32)]) {
         if !self.conns.worth_prefetching() {
             return;

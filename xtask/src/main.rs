@@ -455,7 +455,7 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
     )?;
     // The board crates' shared parts have code only the bare-metal targets
     // compile (the SysTick handler, compact-rt's C symbols, all of
-    // ricochet-mps2); clippy does not lint path dependencies
+    // ricochet-mps2 and ricochet-qemu-rt); clippy does not lint path dependencies
     // from inside a board's workspace, so lint them here for a board target.
     run(
         &ctx.root,
@@ -471,6 +471,8 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
             "ricochet-compact-rt",
             "-p",
             "ricochet-mps2",
+            "-p",
+            "ricochet-qemu-rt",
             "--features",
             "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt",
             "--target",

@@ -7,8 +7,9 @@
 //!   (every mode from one pool of 4 sockets, UDP echo, DHCP with a static
 //!   fallback to QEMU's 10.0.2.15/24) and runs the poll/sleep loop.
 //! - `on_interrupt`: the body of the board's `DefaultHandler`.
-//! - The `HardFault` and panic handlers, the defmt timestamp, and the defmt
-//!   logger (over semihosting): a board gets them by linking this crate.
+//! - Through `ricochet-qemu-rt`: the `HardFault` and panic handlers, the
+//!   defmt timestamp, and the defmt logger (over semihosting): a board gets
+//!   them by linking this crate.
 //!
 //! A board's `main.rs`, then:
 //!

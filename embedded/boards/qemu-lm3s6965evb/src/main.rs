@@ -14,11 +14,10 @@ mod enet;
 mod vectors;
 
 use ricochet_compact_rt as _;
+// The fault and panic handlers, the defmt timestamp and logger (semihosting).
+use ricochet_qemu_rt as _;
 
-use core::sync::atomic::{AtomicBool, Ordering};
-
-use cortex_m_rt::{ExceptionFrame, entry, exception};
-use defmt_semihosting as _;
+use cortex_m_rt::{entry, exception};
 use ricochet_cortex_m_clock::{Clock, Every};
 use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
 use ricochet_embedded::smoltcp::time::Duration as SmolDuration;
@@ -74,8 +73,6 @@ type Resources = NodeResources<
 static RESOURCES: ConstStaticCell<Resources> = ConstStaticCell::new(NodeResources::new());
 type Node = EchoNode<'static, SOCKETS>;
 static NODE: StaticCell<Node> = StaticCell::new();
-
-defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());
 
 #[entry]
 fn main() -> ! {
@@ -165,41 +162,4 @@ unsafe fn DefaultHandler(irqn: i16) {
     } else {
         defmt::panic!("unexpected interrupt {}", irqn);
     }
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!(
-        "hard fault: pc {=u32:#010x} lr {=u32:#010x}",
-        frame.pc(),
-        frame.lr()
-    );
-    semihosting::process::exit(1)
-}
-
-/// Logs the panic through defmt and ends the QEMU process with status 1.
-///
-/// Only with the `panic-location` feature does it read `info`: once the
-/// handler reads nothing, the compiler drops every panic site's location
-/// and message (file paths, `core::fmt`), about 10 KiB of flash. Our own
-/// panics go through `defmt::panic!`, which logs its message before
-/// getting here.
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    static PANICKED: AtomicBool = AtomicBool::new(false);
-    // A panic while logging (for example inside the defmt logger) must not
-    // recurse.
-    if !PANICKED.swap(true, Ordering::Relaxed) {
-        #[cfg(feature = "panic-location")]
-        match info.location() {
-            Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
-            None => defmt::error!("panic"),
-        }
-        #[cfg(not(feature = "panic-location"))]
-        {
-            let _ = info;
-            defmt::error!("panic");
-        }
-    }
-    semihosting::process::exit(1)
 }

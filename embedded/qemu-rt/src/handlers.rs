@@ -1,0 +1,39 @@
+//! The handlers, the timestamp and the logger (see the crate docs).
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use cortex_m_rt::{ExceptionFrame, exception};
+use defmt_semihosting as _;
+
+defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    defmt::error!(
+        "hard fault: pc {=u32:#010x} lr {=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
+    semihosting::process::exit(1)
+}
+
+/// Logs the panic through defmt and ends the QEMU process with status 1.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    static PANICKED: AtomicBool = AtomicBool::new(false);
+    // A panic while logging (for example inside the defmt logger) must not
+    // recurse.
+    if !PANICKED.swap(true, Ordering::Relaxed) {
+        #[cfg(feature = "panic-location")]
+        match info.location() {
+            Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
+            None => defmt::error!("panic"),
+        }
+        #[cfg(not(feature = "panic-location"))]
+        {
+            let _ = info;
+            defmt::error!("panic");
+        }
+    }
+    semihosting::process::exit(1)
+}

@@ -35,6 +35,7 @@ mod bench_probe;
 mod bench_tls;
 mod cross_check;
 mod dist;
+mod handlers;
 mod loss;
 mod qemu;
 mod qemu_bench;
@@ -728,6 +729,13 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
         let t = Instant::now();
         qemu::end_to_end(ctx, board).map_err(|e| format!("{}: {e}", board.name))?;
         timers::check(ctx, board).map_err(|e| format!("{}: timers: {e}", board.name))?;
+        if board.name == DEFAULT_QEMU_BOARD {
+            // The handlers are ricochet-qemu-rt's, the same on every QEMU
+            // board: one board's self-test builds check them.
+            let machine = board.qemu.as_ref().expect("filtered on qemu");
+            handlers::check(ctx, board, machine)
+                .map_err(|e| format!("{}: handlers: {e}", board.name))?;
+        }
         took.push(format!("{} {:.0}s", board.name, t.elapsed().as_secs_f64()));
     }
     eprintln!("qemu: every board passed ({})", took.join(", "));

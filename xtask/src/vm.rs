@@ -209,6 +209,14 @@ impl Qemu {
         Ok(Qemu { child, log })
     }
 
+    /// Waits for the run to end (bounded by its `timeout`) and returns how
+    /// it ended: QEMU's status, or `timeout`'s 124 if it had to stop it.
+    pub(crate) fn wait(&mut self) -> Result<std::process::ExitStatus, String> {
+        self.child
+            .wait()
+            .map_err(|e| format!("waiting for qemu-run.sh: {e}"))
+    }
+
     pub(crate) fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = fs::File::open(&self.log) {

@@ -1,0 +1,141 @@
+//! The QEMU boards' fault and panic handlers (`ricochet-qemu-rt`), checked
+//! end to end: the lm3s6965evb firmware built with `selftest-panic`, then
+//! with `selftest-fault` (an undefined instruction), must each log what
+//! happened and end QEMU with status 1. CI relies on that: a firmware
+//! that faults fails its run instead of hanging it until the time limit.
+
+use std::process::ExitStatus;
+
+use crate::vm::{Network, Ports, Qemu, cargo, require_tools};
+use crate::{Board, Ctx, QemuMachine, run};
+
+/// One QEMU run of a self-test build ends within this (it takes well
+/// under a second once QEMU is up).
+const LIMIT_SECS: u64 = 60;
+/// What `timeout` exits with when it had to stop QEMU.
+const TIMED_OUT: i32 = 124;
+
+/// Each self-test feature, and the log line its handler must write.
+const SELFTESTS: &[(&str, &str)] = &[
+    ("selftest-panic", "ERROR panic"),
+    ("selftest-fault", "ERROR hard fault: pc 0x"),
+];
+
+/// Builds and boots `board` with each self-test feature (in its own
+/// target directory, so the image the other checks boot is untouched) and
+/// checks how each run ended.
+pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(), String> {
+    require_tools()?;
+    let dir = ctx.root.join(board.dir);
+    let target_dir = dir.join("target/selftest");
+    let target_dir_arg = target_dir.display().to_string();
+    for &(feature, expected) in SELFTESTS {
+        run(
+            &dir,
+            &cargo(),
+            &[
+                "build",
+                "--release",
+                "--locked",
+                "--features",
+                feature,
+                "--target-dir",
+                &target_dir_arg,
+            ],
+            &[],
+        )?;
+        let elf = target_dir.join(format!("{}/release/{}", board.target, board.package));
+        let ports = Ports::free()?;
+        let log = std::env::temp_dir().join(format!(
+            "ricochet-{feature}-{}-{}.log",
+            board.name, ports.raw
+        ));
+        let mut qemu = Qemu::boot_elf(
+            ctx,
+            machine,
+            &elf,
+            &[],
+            Network::Forward(ports),
+            log,
+            LIMIT_SECS,
+        )?;
+        let status = qemu.wait()?;
+        let text = qemu.log_text();
+        ended_as_expected(status, &text, expected).map_err(|e| {
+            format!(
+                "{feature}: {e}\n--- firmware log:\n{}",
+                text.lines().take(40).collect::<Vec<_>>().join("\n")
+            )
+        })?;
+        eprintln!(
+            "{}: {feature}: logged {expected:?}, exit status 1",
+            board.name
+        );
+    }
+    Ok(())
+}
+
+/// Whether a self-test run ended as it must: QEMU's status 1 (the
+/// handler's semihosting exit) and the handler's line in the log.
+fn ended_as_expected(status: ExitStatus, log: &str, expected: &str) -> Result<(), String> {
+    match status.code() {
+        Some(1) => {}
+        Some(TIMED_OUT) => {
+            return Err(format!(
+                "QEMU was still running after {LIMIT_SECS} s: the handler did not end it"
+            ));
+        }
+        Some(code) => return Err(format!("QEMU exited with status {code}, not 1")),
+        None => return Err(format!("QEMU ended by a signal ({status})")),
+    }
+    if log.lines().any(|l| l.contains(expected)) {
+        Ok(())
+    } else {
+        Err(format!("the log has no line with {expected:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    const PANIC_LOG: &str = "0.000 INFO  ricochet: lm3s6965evb up\n0.000 ERROR panic\n";
+
+    #[test]
+    fn selftest_status_one_with_the_line_passes() {
+        assert_eq!(
+            ended_as_expected(exited(1), PANIC_LOG, "ERROR panic"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn selftest_status_one_without_the_line_fails() {
+        let e = ended_as_expected(exited(1), PANIC_LOG, "ERROR hard fault: pc 0x").unwrap_err();
+        assert!(e.contains("no line"), "{e}");
+    }
+
+    #[test]
+    fn selftest_clean_exit_fails() {
+        let e = ended_as_expected(exited(0), PANIC_LOG, "ERROR panic").unwrap_err();
+        assert!(e.contains("status 0"), "{e}");
+    }
+
+    #[test]
+    fn selftest_timed_out_fails_naming_the_limit() {
+        let e = ended_as_expected(exited(TIMED_OUT), "", "ERROR panic").unwrap_err();
+        assert!(e.contains("still running"), "{e}");
+    }
+
+    #[test]
+    fn selftest_killed_by_a_signal_fails() {
+        let e = ended_as_expected(ExitStatus::from_raw(9), PANIC_LOG, "ERROR panic").unwrap_err();
+        assert!(e.contains("signal"), "{e}");
+    }
+}

@@ -7,11 +7,12 @@
 //! All three load generators hit the same server (the C epoll reference),
 //! alternating, the order rotated each repetition; the tables give medians.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::vm::free_port;
 use crate::{Ctx, run};
 
 /// The standard cases of the yardstick: (name, pattern, connections, size).
@@ -54,13 +55,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// `cmd` with the open-file limit raised to the hard limit (C=1000).

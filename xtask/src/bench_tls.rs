@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::vm::free_port;
 use crate::{Ctx, run};
 
 /// One measured case: probe arguments after the target.
@@ -85,13 +86,6 @@ fn number(json: &str, after: &str, key: &str) -> Option<f64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
         .map_or(json.len(), |e| e + at);
     json[at..end].parse().ok()
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// Waits until something listens on 127.0.0.1:`port`.

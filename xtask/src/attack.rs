@@ -7,7 +7,7 @@
 //! attackers are plain std sockets in threads of this process; they stop by
 //! themselves. The server is a child process killed by its PID.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::listening;
 use crate::{Ctx, run};
 
 /// One row of the results table.
@@ -60,29 +61,8 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start ricochet serve: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut tcp, mut udp) = (None, None);
-        let want_udp = args.contains(&"--udp");
-        while tcp.is_none() || (want_udp && udp.is_none()) {
-            let line = lines
-                .next()
-                .ok_or("server exited before listening")?
-                .map_err(|e| e.to_string())?;
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some("listening"), Some("tcp"), Some(a)) => tcp = a.parse().ok(),
-                (Some("listening"), Some("udp"), Some(a)) => udp = a.parse().ok(),
-                _ => {}
-            }
-        }
-        // Keep draining stdout so the server never blocks on it.
-        thread::spawn(move || for _ in lines {});
-        Ok(Server {
-            child,
-            tcp: tcp.ok_or("no tcp address")?,
-            udp,
-        })
+        let (tcp, udp) = listening::addresses(&mut child, args.contains(&"--udp"))?;
+        Ok(Server { child, tcp, udp })
     }
 }
 

@@ -15,11 +15,12 @@
 //! byte verified by the probe; UDP ping-pong, losses counted (corruption
 //! fails). TCP retransmissions come from the namespace's `/proc/net/snmp`.
 
-use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use crate::listening;
 use crate::{Ctx, have, run};
 
 /// Loss levels, percent of packets dropped at the input hook.
@@ -115,8 +116,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
 /// The server inside the namespace, killed by PID on drop.
 struct Server {
     child: Child,
-    tcp: String,
-    udp: String,
+    tcp: SocketAddr,
+    udp: SocketAddr,
 }
 
 impl Server {
@@ -140,28 +141,9 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("ricochet serve: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let (mut tcp, mut udp) = (None, None);
-        while tcp.is_none() || udp.is_none() {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("the server exited before listening".into());
-            };
-            let w: Vec<&str> = line.split_whitespace().collect();
-            match w.as_slice() {
-                ["listening", "tcp", a] => tcp = Some(a.to_string()),
-                ["listening", "udp", a] => udp = Some(a.to_string()),
-                _ => {}
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Server {
-            child,
-            tcp: tcp.unwrap_or_default(),
-            udp: udp.unwrap_or_default(),
-        })
+        let (tcp, udp) = listening::addresses(&mut child, true)?;
+        let udp = udp.expect("asked for UDP");
+        Ok(Server { child, tcp, udp })
     }
 }
 

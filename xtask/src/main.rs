@@ -36,6 +36,7 @@ mod bench_tls;
 mod cross_check;
 mod dist;
 mod handlers;
+mod listening;
 mod loss;
 mod qemu;
 mod qemu_bench;

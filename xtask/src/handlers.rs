@@ -6,8 +6,8 @@
 
 use std::process::ExitStatus;
 
-use crate::vm::{Network, Ports, Qemu, cargo, require_tools};
-use crate::{Board, Ctx, QemuMachine, run};
+use crate::vm::{Network, Ports, Qemu, build_variant, require_tools};
+use crate::{Board, Ctx, QemuMachine};
 
 /// One QEMU run of a self-test build ends within this (it takes well
 /// under a second once QEMU is up).
@@ -26,25 +26,8 @@ const SELFTESTS: &[(&str, &str)] = &[
 /// checks how each run ended.
 pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(), String> {
     require_tools()?;
-    let dir = ctx.root.join(board.dir);
-    let target_dir = dir.join("target/selftest");
-    let target_dir_arg = target_dir.display().to_string();
     for &(feature, expected) in SELFTESTS {
-        run(
-            &dir,
-            &cargo(),
-            &[
-                "build",
-                "--release",
-                "--locked",
-                "--features",
-                feature,
-                "--target-dir",
-                &target_dir_arg,
-            ],
-            &[],
-        )?;
-        let elf = target_dir.join(format!("{}/release/{}", board.target, board.package));
+        let elf = build_variant(ctx, board, "selftest", feature)?;
         let ports = Ports::free()?;
         let log = std::env::temp_dir().join(format!(
             "ricochet-{feature}-{}-{}.log",

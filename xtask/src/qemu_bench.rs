@@ -14,7 +14,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::vm::{Network, Ports, QEMU_LIMIT_SECS, Qemu, board_arg, cargo, require_tools};
+use crate::vm::{
+    Network, Ports, QEMU_LIMIT_SECS, Qemu, board_arg, build_variant, cargo, require_tools,
+};
 use crate::{Ctx, run};
 
 pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
@@ -49,29 +51,12 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
-    let dir = ctx.root.join(board.dir);
     let tag = if features.is_empty() {
         "default".to_string()
     } else {
         features.replace(',', "+")
     };
-    let target_dir = dir.join(format!("target/bench-{tag}"));
-    let target_arg = target_dir.to_string_lossy().into_owned();
-    let mut build = vec![
-        "build",
-        "--release",
-        "--locked",
-        "--target-dir",
-        &target_arg,
-    ];
-    if !features.is_empty() {
-        build.extend(["--features", &features]);
-    }
-    run(&dir, &cargo(), &build, &[])?;
-    let elf = target_dir
-        .join(board.target)
-        .join("release")
-        .join(board.package);
+    let elf = build_variant(ctx, board, &format!("bench-{tag}"), &features)?;
     let (flash, ram) = footprint(&elf)?;
 
     let ricochet = ctx.root.join("target/release/ricochet");

@@ -37,33 +37,13 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     if !have("llvm-nm") {
         return Err("llvm-nm not found: apt-get install -y --no-install-recommends llvm".into());
     }
-    let dir = ctx.root.join(board.dir);
-    let target_dir = dir.join("target/paint-stack");
-    let target_dir_arg = target_dir.to_string_lossy().into_owned();
     run(
         &ctx.root,
         &vm::cargo(),
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
-    run(
-        &dir,
-        &vm::cargo(),
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "--features",
-            "cortex-m-rt/paint-stack",
-            "--target-dir",
-            &target_dir_arg,
-        ],
-        &[],
-    )?;
-    let elf = target_dir
-        .join(board.target)
-        .join("release")
-        .join(board.package);
+    let elf = vm::build_variant(ctx, board, "paint-stack", "cortex-m-rt/paint-stack")?;
     let stack_end = symbol(&elf, "_stack_end")?;
     let stack_start = symbol(&elf, "_stack_start")?;
     let len = stack_start

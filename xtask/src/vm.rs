@@ -61,6 +61,35 @@ pub(crate) fn elf(board: &Board) -> String {
     format!("target/{}/release/{}", board.target, board.package)
 }
 
+/// Builds `board`'s release firmware with `features` (comma-separated;
+/// empty: the defaults) into `target/SUBDIR` of its folder, apart from the
+/// image the other checks boot, and returns the ELF's path.
+pub(crate) fn build_variant(
+    ctx: &Ctx,
+    board: &Board,
+    subdir: &str,
+    features: &str,
+) -> Result<PathBuf, String> {
+    let dir = ctx.root.join(board.dir);
+    let target_dir = dir.join("target").join(subdir);
+    let target_arg = target_dir.to_string_lossy().into_owned();
+    let mut args = vec![
+        "build",
+        "--release",
+        "--locked",
+        "--target-dir",
+        &target_arg,
+    ];
+    if !features.is_empty() {
+        args.extend(["--features", features]);
+    }
+    crate::run(&dir, &cargo(), &args, &[])?;
+    Ok(target_dir
+        .join(board.target)
+        .join("release")
+        .join(board.package))
+}
+
 pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }

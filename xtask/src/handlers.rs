@@ -9,11 +9,18 @@ use std::process::ExitStatus;
 use crate::vm::{Network, Ports, Qemu, build_variant, require_tools};
 use crate::{Board, Ctx, QemuMachine};
 
+/// The board with the `selftest-*` features.
+pub(crate) const SELFTEST_BOARD: &str = "lm3s6965evb";
+/// The line the firmware logs once booted, before the self-test runs: a
+/// panic or fault must come after it, not from an earlier failure.
+const BOOTED: &str = "ricochet: lm3s6965evb up";
+
 /// One QEMU run of a self-test build ends within this (it takes well
 /// under a second once QEMU is up).
 const LIMIT_SECS: u64 = 60;
-/// What `timeout` exits with when it had to stop QEMU.
-const TIMED_OUT: i32 = 124;
+/// What `timeout` exits with when it had to stop QEMU: 124 after its
+/// TERM, 128 + 9 when TERM was not enough and its `-k` KILL came.
+const TIMED_OUT: [i32; 2] = [124, 137];
 
 /// Each self-test feature, and the log line its handler must write.
 const SELFTESTS: &[(&str, &str)] = &[
@@ -63,7 +70,7 @@ pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(
 fn ended_as_expected(status: ExitStatus, log: &str, expected: &str) -> Result<(), String> {
     match status.code() {
         Some(1) => {}
-        Some(TIMED_OUT) => {
+        Some(code) if TIMED_OUT.contains(&code) => {
             return Err(format!(
                 "QEMU was still running after {LIMIT_SECS} s: the handler did not end it"
             ));
@@ -71,10 +78,17 @@ fn ended_as_expected(status: ExitStatus, log: &str, expected: &str) -> Result<()
         Some(code) => return Err(format!("QEMU exited with status {code}, not 1")),
         None => return Err(format!("QEMU ended by a signal ({status})")),
     }
-    if log.lines().any(|l| l.contains(expected)) {
+    let Some(booted) = log.lines().position(|l| l.contains(BOOTED)) else {
+        return Err(format!(
+            "the log has no {BOOTED:?} line: it failed before the self-test"
+        ));
+    };
+    if log.lines().skip(booted + 1).any(|l| l.contains(expected)) {
         Ok(())
     } else {
-        Err(format!("the log has no line with {expected:?}"))
+        Err(format!(
+            "the log has no line with {expected:?} after {BOOTED:?}"
+        ))
     }
 }
 
@@ -112,8 +126,16 @@ mod tests {
 
     #[test]
     fn selftest_timed_out_fails_naming_the_limit() {
-        let e = ended_as_expected(exited(TIMED_OUT), "", "ERROR panic").unwrap_err();
-        assert!(e.contains("still running"), "{e}");
+        for code in TIMED_OUT {
+            let e = ended_as_expected(exited(code), PANIC_LOG, "ERROR panic").unwrap_err();
+            assert!(e.contains("still running"), "{code}: {e}");
+        }
+    }
+
+    #[test]
+    fn selftest_panic_before_boot_fails() {
+        let e = ended_as_expected(exited(1), "0.000 ERROR panic\n", "ERROR panic").unwrap_err();
+        assert!(e.contains("before the self-test"), "{e}");
     }
 
     #[test]

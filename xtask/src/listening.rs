@@ -33,8 +33,10 @@ fn read(child: &mut Child, want_udp: bool) -> Result<(SocketAddr, Option<SocketA
     let mut lines = BufReader::new(stdout).lines();
     let (mut tcp, mut udp) = (None, None);
     while tcp.is_none() || (want_udp && udp.is_none()) {
-        let Some(Ok(line)) = lines.next() else {
-            return Err("the server exited before listening".into());
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            Some(Err(e)) => return Err(format!("reading the server's stdout: {e}")),
+            None => return Err("the server exited before listening".into()),
         };
         let mut words = line.split_whitespace();
         let (Some("listening"), Some(kind), Some(addr), None) =
@@ -101,15 +103,19 @@ mod tests {
     }
 
     #[test]
-    fn server_exiting_before_listening_is_an_error_and_reaped() {
+    fn stdout_ending_before_listening_is_an_error_and_the_server_killed() {
+        // The server closes its stdout but keeps running: only `addresses`
+        // can end it.
         let mut child = Command::new("sh")
-            .args(["-c", "echo starting"])
+            .args(["-c", "echo starting; exec >&-; exec sleep 30"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("sh");
         let e = addresses(&mut child, false).unwrap_err();
         assert!(e.contains("exited before listening"), "{e}");
-        assert!(child.try_wait().expect("wait").is_some(), "child reaped");
+        let status = child.try_wait().expect("wait");
+        stop(child);
+        assert!(status.is_some(), "the server was killed and reaped");
     }
 
     #[test]
@@ -117,9 +123,8 @@ mod tests {
         let mut child = fake_server("listening tcp nowhere\\n");
         let e = addresses(&mut child, false).unwrap_err();
         assert!(e.contains("nowhere"), "{e}");
-        assert!(
-            child.try_wait().expect("wait").is_some(),
-            "child killed and reaped"
-        );
+        let status = child.try_wait().expect("wait");
+        stop(child);
+        assert!(status.is_some(), "the server was killed and reaped");
     }
 }

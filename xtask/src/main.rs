@@ -100,7 +100,7 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "qemu",
-        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers",
+        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers; check the panic and HardFault handlers (lm3s6965evb self-test builds)",
         run: stage_qemu,
     },
     Stage {
@@ -476,7 +476,7 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
             "-p",
             "ricochet-qemu-rt",
             "--features",
-            "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt",
+            "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt,ricochet-qemu-rt/panic-location",
             "--target",
             "thumbv7m-none-eabi",
             "--",
@@ -730,7 +730,7 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
         let t = Instant::now();
         qemu::end_to_end(ctx, board).map_err(|e| format!("{}: {e}", board.name))?;
         timers::check(ctx, board).map_err(|e| format!("{}: timers: {e}", board.name))?;
-        if board.name == DEFAULT_QEMU_BOARD {
+        if board.name == handlers::SELFTEST_BOARD {
             // The handlers are ricochet-qemu-rt's, the same on every QEMU
             // board: one board's self-test builds check them.
             let machine = board.qemu.as_ref().expect("filtered on qemu");

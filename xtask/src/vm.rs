@@ -239,7 +239,8 @@ impl Qemu {
     }
 
     /// Waits for the run to end (bounded by its `timeout`) and returns how
-    /// it ended: QEMU's status, or `timeout`'s 124 if it had to stop it.
+    /// it ended: QEMU's status, or `timeout`'s 124 (137 after its KILL)
+    /// if it had to stop it.
     pub(crate) fn wait(&mut self) -> Result<std::process::ExitStatus, String> {
         self.child
             .wait()

@@ -4,8 +4,9 @@
 //! with `cargo run --release` (see `../qemu-run.sh`).
 //!
 //! Chip glue only: the AN385's addresses, clock and interrupt line. The
-//! node's setup, the loop and the fault and panic handlers are
-//! `ricochet-mps2`, shared by the MPS2 boards.
+//! node's setup and the loop are `ricochet-mps2`, shared by the MPS2
+//! boards; the fault and panic handlers come through it from
+//! `ricochet-qemu-rt`.
 
 #![no_std]
 #![no_main]

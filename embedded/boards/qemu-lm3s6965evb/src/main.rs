@@ -153,6 +153,8 @@ fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut N
 /// fault and panic handlers (`cargo xtask ci qemu`, xtask/src/handlers.rs),
 /// each of which must log and end QEMU with status 1. Never in an image.
 fn selftest() {
+    #[cfg(all(feature = "selftest-panic", feature = "selftest-fault"))]
+    compile_error!("selftest-panic and selftest-fault each end the run: enable one");
     #[cfg(feature = "selftest-panic")]
     core::panic!("self-test");
     #[cfg(feature = "selftest-fault")]

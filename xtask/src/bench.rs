@@ -231,19 +231,7 @@ fn ensure_liburing(ctx: &Ctx) -> Result<(), String> {
     if installed || !have("apt-get") {
         return Ok(());
     }
-    run(&ctx.root, "apt-get", &["update", "-qq"], &[])?;
-    run(
-        &ctx.root,
-        "apt-get",
-        &[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "liburing-dev",
-        ],
-        &[("DEBIAN_FRONTEND", "noninteractive")],
-    )
+    crate::apt_install(ctx, &["liburing-dev"])
 }
 
 /// The command line of server `name` (with `{PORT}`).

@@ -190,19 +190,7 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         _ => return Err("usage: cargo xtask loss [--io uring|epoll|both]".into()),
     };
     if !have("nft") {
-        run(&ctx.root, "apt-get", &["update", "-qq"], &[])?;
-        run(
-            &ctx.root,
-            "apt-get",
-            &[
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "nftables",
-            ],
-            &[("DEBIAN_FRONTEND", "noninteractive")],
-        )?;
+        crate::apt_install(ctx, &["nftables"])?;
     }
     run(
         &ctx.root,

@@ -363,6 +363,24 @@ fn installed(check: &str) -> bool {
     have(check)
 }
 
+/// `apt-get update`, then installs `packages` without recommends (through
+/// sudo unless root). The caller checks that apt-get exists.
+pub(crate) fn apt_install(ctx: &Ctx, packages: &[&str]) -> Result<(), String> {
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let mut update: Vec<&str> = sudo.to_vec();
+    update.extend(["apt-get", "update", "-qq"]);
+    run(&ctx.root, update[0], &update[1..], &[])?;
+    let mut install: Vec<&str> = sudo.to_vec();
+    install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
+    install.extend(packages.iter().copied());
+    run(
+        &ctx.root,
+        install[0],
+        &install[1..],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
+}
+
 fn stage_deps(ctx: &Ctx) -> Result<(), String> {
     let mut missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
@@ -377,19 +395,7 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
                 "missing {missing:?} and no apt-get: install them with your package manager"
             ));
         }
-        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
-        let mut update: Vec<&str> = sudo.to_vec();
-        update.extend(["apt-get", "update", "-qq"]);
-        run(&ctx.root, update[0], &update[1..], &[])?;
-        let mut install: Vec<&str> = sudo.to_vec();
-        install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
-        install.extend(missing.iter().copied());
-        run(
-            &ctx.root,
-            install[0],
-            &install[1..],
-            &[("DEBIAN_FRONTEND", "noninteractive")],
-        )?;
+        apt_install(ctx, &missing)?;
     }
     // rust-toolchain.toml lists the targets and components; rustup installs
     // them on first use, but be explicit so a partial toolchain is repaired.

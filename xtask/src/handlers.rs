@@ -6,7 +6,7 @@
 
 use std::process::ExitStatus;
 
-use crate::vm::{Network, Ports, Qemu, build_variant, require_tools};
+use crate::vm::{Qemu, build_variant, require_tools};
 use crate::{Board, Ctx, QemuMachine};
 
 /// The board with the `selftest-*` features.
@@ -35,20 +35,8 @@ pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(
     require_tools()?;
     for &(feature, expected) in SELFTESTS {
         let elf = build_variant(ctx, board, "selftest", feature)?;
-        let ports = Ports::free()?;
-        let log = std::env::temp_dir().join(format!(
-            "ricochet-{feature}-{}-{}.log",
-            board.name, ports.raw
-        ));
-        let mut qemu = Qemu::boot_elf(
-            ctx,
-            machine,
-            &elf,
-            &[],
-            Network::Forward(ports),
-            log,
-            LIMIT_SECS,
-        )?;
+        let (_, _, mut qemu) =
+            Qemu::boot_forwarded(ctx, board, machine, &elf, feature, LIMIT_SECS)?;
         let status = qemu.wait()?;
         let text = qemu.log_text();
         ended_as_expected(status, &text, expected).map_err(|e| {

@@ -121,10 +121,8 @@ fn build_and_boot(
         &[],
     )?;
     let ricochet = ctx.root.join("target/release/ricochet");
-    let ports = Ports::free()?;
-    let log =
-        std::env::temp_dir().join(format!("ricochet-{what}-{}-{}.log", board.name, ports.raw));
-    let qemu = Qemu::boot(ctx, board, machine, &ports, log.clone(), limit_secs)?;
+    let elf = ctx.root.join(board.dir).join(crate::vm::elf(board));
+    let (ports, log, qemu) = Qemu::boot_forwarded(ctx, board, machine, &elf, what, limit_secs)?;
     Ok((ricochet, ports, log, qemu))
 }
 

@@ -14,9 +14,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::vm::{
-    Network, Ports, QEMU_LIMIT_SECS, Qemu, board_arg, build_variant, cargo, require_tools,
-};
+use crate::vm::{QEMU_LIMIT_SECS, Qemu, board_arg, build_variant, cargo, require_tools};
 use crate::{Ctx, run};
 
 pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
@@ -60,17 +58,8 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (flash, ram) = footprint(&elf)?;
 
     let ricochet = ctx.root.join("target/release/ricochet");
-    let ports = Ports::free()?;
-    let log = std::env::temp_dir().join(format!("ricochet-bench-{}-{}.log", board.name, ports.raw));
-    let mut qemu = Qemu::boot_elf(
-        ctx,
-        machine,
-        &elf,
-        &[],
-        Network::Forward(ports),
-        log,
-        QEMU_LIMIT_SECS,
-    )?;
+    let (ports, _, mut qemu) =
+        Qemu::boot_forwarded(ctx, board, machine, &elf, "bench", QEMU_LIMIT_SECS)?;
     let tcp = ports.tcp("raw");
     crate::qemu::wait_until_echoing(&ricochet, &tcp, &mut qemu)?;
     let pid = qemu_pid(&qemu)?;

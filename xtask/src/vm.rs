@@ -177,26 +177,31 @@ pub(crate) struct Qemu {
 }
 
 impl Qemu {
-    /// Boots `board`'s release ELF under `timeout limit_secs` (then QEMU
-    /// is killed whatever happens).
-    pub(crate) fn boot(
+    /// Boots `elf` (a build of `board`) on `machine` under `timeout
+    /// limit_secs`, with three free host ports forwarded to the guest's echo
+    /// ports; the defmt log goes to a temp file named after `what`, the
+    /// board and the port. Returns the ports, the log's path and the run.
+    pub(crate) fn boot_forwarded(
         ctx: &Ctx,
         board: &Board,
         machine: &QemuMachine,
-        ports: &Ports,
-        log: PathBuf,
+        elf: &Path,
+        what: &str,
         limit_secs: u64,
-    ) -> Result<Qemu, String> {
-        let elf = ctx.root.join(board.dir).join(elf(board));
-        Qemu::boot_elf(
+    ) -> Result<(Ports, PathBuf, Qemu), String> {
+        let ports = Ports::free()?;
+        let log =
+            std::env::temp_dir().join(format!("ricochet-{what}-{}-{}.log", board.name, ports.raw));
+        let qemu = Qemu::boot_elf(
             ctx,
             machine,
-            &elf,
+            elf,
             &[],
-            Network::Forward(*ports),
-            log,
+            Network::Forward(ports),
+            log.clone(),
             limit_secs,
-        )
+        )?;
+        Ok((ports, log, qemu))
     }
 
     /// Boots `elf` on `machine` with `extra` QEMU arguments on `network`,

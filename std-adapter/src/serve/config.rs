@@ -1,6 +1,7 @@
 //! What a server is asked to do: listeners, echo mode, limits and timeouts.
 //!
-//! [`ServerConfig`] is plain data; [`crate::serve::Server::bind`] checks it.
+//! [`ServerConfig`] is plain data; [`crate::serve::Server::bind`] checks it
+//! with `validate` (here) before it binds anything.
 //! The parsers here ([`parse_duration`], [`BufferSize`]'s `FromStr`) are the
 //! ones the command line uses, so the library and the CLI agree on syntax.
 
@@ -11,6 +12,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ricochet_core::Mode;
+
+use super::BindError;
 
 /// The session buffer of each connection, in bytes: any size from
 /// [`BufferSize::MIN`] (64 B) to [`BufferSize::MAX`] (16 MiB), chosen at run
@@ -377,6 +380,58 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
         given: s.to_owned(),
         reason,
     })
+}
+
+/// Checks `config` (with `inherited` sockets from a service manager)
+/// before anything is bound.
+pub(super) fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
+    let invalid = |reason: &str| {
+        Err(BindError::InvalidConfig {
+            reason: reason.to_owned(),
+        })
+    };
+    let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
+    if config.tls.is_some() && tls_listeners == 0 {
+        return invalid("TLS is configured but has no listening address");
+    }
+    if config.tcp.is_empty()
+        && config.udp.is_empty()
+        && config.unix.is_empty()
+        && tls_listeners == 0
+        && inherited == 0
+    {
+        return Err(BindError::NoListener);
+    }
+    if config.threads > 1024 {
+        return invalid("threads must be at most 1024");
+    }
+    if config.backlog == 0 {
+        return invalid("backlog must be at least 1");
+    }
+    if config.max_connections == Some(0) {
+        return invalid("max-connections must be at least 1");
+    }
+    if config.udp_max_datagram == 0 || config.udp_max_datagram > 65_535 {
+        return invalid("udp max datagram must be between 1 and 65535 bytes");
+    }
+    if config
+        .udp_rate
+        .is_some_and(|r| r.per_second == 0 || r.burst == 0)
+    {
+        return invalid("udp rate and burst must both be at least 1 (or the limit off)");
+    }
+    if config
+        .udp_receive_buffer
+        .is_some_and(|b| b == 0 || b > MAX_UDP_RECEIVE_BUFFER)
+    {
+        return invalid(
+            "udp receive buffer must be between 1 byte and 2 GiB - 1 (or the kernel's default)",
+        );
+    }
+    if config.unix_mode > 0o777 {
+        return invalid("unix socket mode must be at most 0777");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

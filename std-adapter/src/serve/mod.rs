@@ -58,6 +58,7 @@ mod conn;
 mod conns;
 mod error;
 mod events;
+mod handle;
 mod listener;
 pub mod metrics;
 mod prefetch;
@@ -77,7 +78,6 @@ use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mio::Waker;
@@ -91,6 +91,7 @@ pub use config::{
     ParseDurationError, ServerConfig, UdpRate, parse_duration,
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
+pub use handle::{Controller, ServerHandle};
 pub use listener::raise_udp_receive_buffer;
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
 pub use tls::{
@@ -206,7 +207,7 @@ impl Server {
         config: ServerConfig,
         inherited: Vec<InheritedSocket>,
     ) -> Result<Server, BindError> {
-        validate(&config, inherited.len())?;
+        config::validate(&config, inherited.len())?;
         let workers = config.worker_count();
         let nofile = fd_limit(config.raise_fd_limit);
         let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
@@ -458,7 +459,7 @@ impl Server {
         let reporter = config.stats_interval.filter(|d| !d.is_zero()).and_then(|every| {
             let (tx, rx) = mpsc::channel::<()>();
             let stats = Arc::clone(&stats);
-            let t = std::thread::Builder::new().name("ricochet-stats".into()).spawn(move || report(&stats, &rx, every));
+            let t = std::thread::Builder::new().name("ricochet-stats".into()).spawn(move || stats::report(&stats, &rx, every));
             match t {
                 Ok(t) => Some((tx, t)),
                 Err(e) => {
@@ -566,72 +567,6 @@ impl Drop for StopOthersOnPanic {
     }
 }
 
-fn report(stats: &ServerStats, stop: &mpsc::Receiver<()>, every: Duration) {
-    let mut before = stats.snapshot();
-    let mut since = std::time::Instant::now();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
-        let now = stats.snapshot();
-        let line = StatsLine {
-            now,
-            before,
-            elapsed: since.elapsed(),
-        };
-        tracing::info!("stats {line}");
-        before = now;
-        since = std::time::Instant::now();
-    }
-}
-
-fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
-    let invalid = |reason: &str| {
-        Err(BindError::InvalidConfig {
-            reason: reason.to_owned(),
-        })
-    };
-    let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
-    if config.tls.is_some() && tls_listeners == 0 {
-        return invalid("TLS is configured but has no listening address");
-    }
-    if config.tcp.is_empty()
-        && config.udp.is_empty()
-        && config.unix.is_empty()
-        && tls_listeners == 0
-        && inherited == 0
-    {
-        return Err(BindError::NoListener);
-    }
-    if config.threads > 1024 {
-        return invalid("threads must be at most 1024");
-    }
-    if config.backlog == 0 {
-        return invalid("backlog must be at least 1");
-    }
-    if config.max_connections == Some(0) {
-        return invalid("max-connections must be at least 1");
-    }
-    if config.udp_max_datagram == 0 || config.udp_max_datagram > 65_535 {
-        return invalid("udp max datagram must be between 1 and 65535 bytes");
-    }
-    if config
-        .udp_rate
-        .is_some_and(|r| r.per_second == 0 || r.burst == 0)
-    {
-        return invalid("udp rate and burst must both be at least 1 (or the limit off)");
-    }
-    if config
-        .udp_receive_buffer
-        .is_some_and(|b| b == 0 || b > MAX_UDP_RECEIVE_BUFFER)
-    {
-        return invalid(
-            "udp receive buffer must be between 1 byte and 2 GiB - 1 (or the kernel's default)",
-        );
-    }
-    if config.unix_mode > 0o777 {
-        return invalid("unix socket mode must be at most 0777");
-    }
-    Ok(())
-}
-
 /// The soft `RLIMIT_NOFILE`, raised to the hard limit first if `raise`.
 pub(crate) fn fd_limit(raise: bool) -> usize {
     use rlimit::Resource;
@@ -641,173 +576,6 @@ pub(crate) fn fd_limit(raise: bool) -> usize {
     match rlimit::getrlimit(Resource::NOFILE) {
         Ok((soft, _)) => usize::try_from(soft).unwrap_or(usize::MAX),
         Err(_) => 1024,
-    }
-}
-
-/// Stops a running server from any thread; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Controller {
-    shared: Arc<Shared>,
-}
-
-impl Controller {
-    /// Graceful shutdown, returns at once: listeners close and Unix socket
-    /// files are removed, every session is closed so queued data is still
-    /// echoed, and after the grace period what is left is reset.
-    pub fn shutdown(&self) {
-        self.shared.remove_unix_files();
-        self.shared.advance(Phase::Draining);
-    }
-
-    /// Immediate stop, returns at once: every connection is reset.
-    pub fn abort(&self) {
-        self.shared.remove_unix_files();
-        self.shared.advance(Phase::Abort);
-    }
-
-    /// Whether a shutdown (graceful or not) was requested.
-    pub fn is_stopping(&self) -> bool {
-        self.shared.phase() != Phase::Running
-    }
-
-    /// Whether every worker's event loop is alive: wakes each worker and
-    /// waits up to `within` for each to finish an event-loop turn. False if
-    /// one did not (stuck, or exited). Costs one wakeup per worker; meant
-    /// for a service manager's watchdog, every few seconds.
-    pub fn responsive(&self, within: Duration) -> bool {
-        let stats = &self.shared.stats;
-        let before: Vec<u64> = (0..self.shared.wakers.len())
-            .map(|i| stats.worker(i).turns())
-            .collect();
-        for w in &self.shared.wakers {
-            w.wake();
-        }
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let turned = before
-                .iter()
-                .enumerate()
-                .all(|(i, &b)| stats.worker(i).turns() != b);
-            if turned {
-                return true;
-            }
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-/// A running server. Dropping it without [`ServerHandle::join`] aborts it.
-#[derive(Debug)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
-    endpoints: Vec<Endpoint>,
-    reporter: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
-}
-
-impl ServerHandle {
-    /// The bound endpoints, with real ports.
-    pub fn local_addrs(&self) -> &[Endpoint] {
-        &self.endpoints
-    }
-
-    /// The first TCP address, if any (convenient in tests).
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        self.endpoints.iter().find_map(|e| match e {
-            Endpoint::Tcp(a) => Some(*a),
-            _ => None,
-        })
-    }
-
-    /// The first TLS address, if any.
-    pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.endpoints.iter().find_map(|e| match e {
-            Endpoint::Tls(a) => Some(*a),
-            _ => None,
-        })
-    }
-
-    /// The I/O backend the workers run: [`IoBackend::Uring`] or
-    /// [`IoBackend::Epoll`] (never `Auto`: that was resolved at spawn).
-    pub fn io(&self) -> IoBackend {
-        self.shared.io
-    }
-
-    /// The first UDP address, if any.
-    pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.endpoints.iter().find_map(|e| match e {
-            Endpoint::Udp(a) => Some(*a),
-            _ => None,
-        })
-    }
-
-    /// The counters now (each worker publishes once per event-loop turn).
-    pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
-    }
-
-    /// The live counters, to read after the handle is gone.
-    pub fn stats_source(&self) -> Arc<ServerStats> {
-        Arc::clone(&self.shared.stats)
-    }
-
-    /// A [`Controller`] to stop the server from another thread (e.g. a signal handler thread).
-    pub fn controller(&self) -> Controller {
-        Controller {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-
-    /// See [`Controller::shutdown`].
-    pub fn shutdown(&self) {
-        self.controller().shutdown();
-    }
-
-    /// See [`Controller::abort`].
-    pub fn abort(&self) {
-        self.controller().abort();
-    }
-
-    /// Waits until every worker has exited (after a shutdown or abort).
-    ///
-    /// Returns the first worker failure; a failing worker stops the others.
-    pub fn join(mut self) -> Result<(), JoinError> {
-        self.join_all()
-    }
-
-    fn join_all(&mut self) -> Result<(), JoinError> {
-        let mut result = Ok(());
-        for (worker, t) in std::mem::take(&mut self.threads).into_iter().enumerate() {
-            let outcome = match t.join() {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(source)) => {
-                    self.shared.advance(Phase::Abort);
-                    Err(JoinError::EventLoop { worker, source })
-                }
-                Err(_) => Err(JoinError::WorkerPanicked { worker }),
-            };
-            if result.is_ok() {
-                result = outcome;
-            }
-        }
-        self.shared.remove_unix_files();
-        if let Some((stop, t)) = self.reporter.take() {
-            drop(stop);
-            let _ = t.join();
-        }
-        result
-    }
-}
-
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.shared.advance(Phase::Abort);
-            let _ = self.join_all();
-        }
     }
 }
 

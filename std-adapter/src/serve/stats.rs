@@ -7,8 +7,8 @@
 //! contend. Readers sum the slots into a [`StatsSnapshot`].
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use ricochet_core::{DatagramCounters, StreamCounters};
@@ -255,6 +255,24 @@ impl fmt::Display for StatsLine {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Logs a `stats` line every `every` until `stop` is dropped or sent to
+/// (the reporter thread's body).
+pub(super) fn report(stats: &ServerStats, stop: &mpsc::Receiver<()>, every: Duration) {
+    let mut before = stats.snapshot();
+    let mut since = std::time::Instant::now();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let now = stats.snapshot();
+        let line = StatsLine {
+            now,
+            before,
+            elapsed: since.elapsed(),
+        };
+        tracing::info!("stats {line}");
+        before = now;
+        since = std::time::Instant::now();
     }
 }
 

@@ -1,19 +1,20 @@
 //! The QEMU boards' fault and panic handlers (`ricochet-qemu-rt`), checked
-//! end to end: the lm3s6965evb firmware built with `selftest-panic`, then
-//! with `selftest-fault` (an undefined instruction), must each log what
-//! happened and end QEMU with status 1. CI relies on that: a firmware
-//! that faults fails its run instead of hanging it until the time limit.
+//! end to end on every QEMU board: its firmware built with
+//! `selftest-panic`, then with `selftest-fault` (an undefined instruction),
+//! must each log what happened and end QEMU with status 1. CI relies on
+//! that: a firmware that faults fails its run instead of hanging it until
+//! the time limit.
 
 use std::process::ExitStatus;
 
 use crate::vm::{Qemu, build_variant, require_tools};
 use crate::{Board, Ctx, QemuMachine};
 
-/// The board with the `selftest-*` features.
-pub(crate) const SELFTEST_BOARD: &str = "lm3s6965evb";
-/// The line the firmware logs once booted, before the self-test runs: a
-/// panic or fault must come after it, not from an earlier failure.
-const BOOTED: &str = "ricochet: lm3s6965evb up";
+/// The line a board logs once booted, before the self-test runs: a panic
+/// or fault must come after it, not from an earlier failure.
+fn booted_line(board: &Board) -> String {
+    format!("ricochet: {} up", board.name)
+}
 
 /// One QEMU run of a self-test build ends within this (it takes well
 /// under a second once QEMU is up).
@@ -39,7 +40,7 @@ pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(
             Qemu::boot_forwarded(ctx, board, machine, &elf, feature, LIMIT_SECS)?;
         let status = qemu.wait()?;
         let text = qemu.log_text();
-        ended_as_expected(status, &text, expected).map_err(|e| {
+        ended_as_expected(status, &text, &booted_line(board), expected).map_err(|e| {
             format!(
                 "{feature}: {e}\n--- firmware log:\n{}",
                 text.lines().take(40).collect::<Vec<_>>().join("\n")
@@ -55,7 +56,13 @@ pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(
 
 /// Whether a self-test run ended as it must: QEMU's status 1 (the
 /// handler's semihosting exit) and the handler's line in the log.
-fn ended_as_expected(status: ExitStatus, log: &str, expected: &str) -> Result<(), String> {
+/// `booted` is the board's boot line, which must come first.
+fn ended_as_expected(
+    status: ExitStatus,
+    log: &str,
+    booted: &str,
+    expected: &str,
+) -> Result<(), String> {
     match status.code() {
         Some(1) => {}
         Some(code) if TIMED_OUT.contains(&code) => {
@@ -66,16 +73,16 @@ fn ended_as_expected(status: ExitStatus, log: &str, expected: &str) -> Result<()
         Some(code) => return Err(format!("QEMU exited with status {code}, not 1")),
         None => return Err(format!("QEMU ended by a signal ({status})")),
     }
-    let Some(booted) = log.lines().position(|l| l.contains(BOOTED)) else {
+    let Some(at) = log.lines().position(|l| l.contains(booted)) else {
         return Err(format!(
-            "the log has no {BOOTED:?} line: it failed before the self-test"
+            "the log has no {booted:?} line: it failed before the self-test"
         ));
     };
-    if log.lines().skip(booted + 1).any(|l| l.contains(expected)) {
+    if log.lines().skip(at + 1).any(|l| l.contains(expected)) {
         Ok(())
     } else {
         Err(format!(
-            "the log has no line with {expected:?} after {BOOTED:?}"
+            "the log has no line with {expected:?} after {booted:?}"
         ))
     }
 }
@@ -90,45 +97,66 @@ mod tests {
         ExitStatus::from_raw(code << 8)
     }
 
-    const PANIC_LOG: &str = "0.000 INFO  ricochet: lm3s6965evb up\n0.000 ERROR panic\n";
+    const BOOTED: &str = "ricochet: mps2-an385 up";
+    const PANIC_LOG: &str =
+        "0.000 INFO  ricochet: mps2-an385 up, lan9118 id 0x01180001\n0.000 ERROR panic\n";
+
+    #[test]
+    fn booted_line_is_the_boards_up_line() {
+        let board = crate::BOARDS
+            .iter()
+            .find(|b| b.name == "mps2-an385")
+            .expect("an MPS2 board");
+        assert_eq!(booted_line(board), BOOTED);
+    }
+
+    #[test]
+    fn selftest_another_boards_boot_line_fails() {
+        let log = "0.000 INFO  ricochet: lm3s6965evb up\n0.000 ERROR panic\n";
+        let e = ended_as_expected(exited(1), log, BOOTED, "ERROR panic").unwrap_err();
+        assert!(e.contains("before the self-test"), "{e}");
+    }
 
     #[test]
     fn selftest_status_one_with_the_line_passes() {
         assert_eq!(
-            ended_as_expected(exited(1), PANIC_LOG, "ERROR panic"),
+            ended_as_expected(exited(1), PANIC_LOG, BOOTED, "ERROR panic"),
             Ok(())
         );
     }
 
     #[test]
     fn selftest_status_one_without_the_line_fails() {
-        let e = ended_as_expected(exited(1), PANIC_LOG, "ERROR hard fault: pc 0x").unwrap_err();
+        let e =
+            ended_as_expected(exited(1), PANIC_LOG, BOOTED, "ERROR hard fault: pc 0x").unwrap_err();
         assert!(e.contains("no line"), "{e}");
     }
 
     #[test]
     fn selftest_clean_exit_fails() {
-        let e = ended_as_expected(exited(0), PANIC_LOG, "ERROR panic").unwrap_err();
+        let e = ended_as_expected(exited(0), PANIC_LOG, BOOTED, "ERROR panic").unwrap_err();
         assert!(e.contains("status 0"), "{e}");
     }
 
     #[test]
     fn selftest_timed_out_fails_naming_the_limit() {
         for code in TIMED_OUT {
-            let e = ended_as_expected(exited(code), PANIC_LOG, "ERROR panic").unwrap_err();
+            let e = ended_as_expected(exited(code), PANIC_LOG, BOOTED, "ERROR panic").unwrap_err();
             assert!(e.contains("still running"), "{code}: {e}");
         }
     }
 
     #[test]
     fn selftest_panic_before_boot_fails() {
-        let e = ended_as_expected(exited(1), "0.000 ERROR panic\n", "ERROR panic").unwrap_err();
+        let e =
+            ended_as_expected(exited(1), "0.000 ERROR panic\n", BOOTED, "ERROR panic").unwrap_err();
         assert!(e.contains("before the self-test"), "{e}");
     }
 
     #[test]
     fn selftest_killed_by_a_signal_fails() {
-        let e = ended_as_expected(ExitStatus::from_raw(9), PANIC_LOG, "ERROR panic").unwrap_err();
+        let e = ended_as_expected(ExitStatus::from_raw(9), PANIC_LOG, BOOTED, "ERROR panic")
+            .unwrap_err();
         assert!(e.contains("signal"), "{e}");
     }
 }

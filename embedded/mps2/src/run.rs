@@ -73,6 +73,7 @@ pub fn run<R: Registers>(board: Board, eth: &'static mut Lan9118<R>) -> ! {
         board.name,
         eth.id_rev()
     );
+    ricochet_qemu_rt::selftest();
     let node = start(eth, mac, &clock);
 
     let mut stats = Every::new(SmolDuration::from_secs(10));

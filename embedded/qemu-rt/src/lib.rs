@@ -23,3 +23,20 @@
 
 #[cfg(target_os = "none")]
 mod handlers;
+
+/// Nothing, unless built with a `selftest-*` feature: then it panics
+/// (`selftest-panic`) or executes an undefined instruction, a UsageFault
+/// escalated to HardFault (`selftest-fault`; the firmware enables no
+/// configurable fault handler). Boards call it once booted, after their
+/// "up" line; CI's check of the handlers (`cargo xtask ci qemu`,
+/// xtask/src/handlers.rs) needs both lines. Never in an image.
+#[cfg(target_os = "none")]
+#[inline(always)]
+pub fn selftest() {
+    #[cfg(all(feature = "selftest-panic", feature = "selftest-fault"))]
+    compile_error!("selftest-panic and selftest-fault each end the run: enable one");
+    #[cfg(feature = "selftest-panic")]
+    core::panic!("self-test");
+    #[cfg(feature = "selftest-fault")]
+    cortex_m::asm::udf();
+}

@@ -84,7 +84,7 @@ fn main() -> ! {
     let enet = Enet::take().expect("Ethernet controller taken once");
     let mac = enet.mac_address();
     defmt::info!("ricochet: lm3s6965evb up, mac {}", mac);
-    selftest();
+    ricochet_qemu_rt::selftest();
     let node = start(enet, mac, &clock);
 
     let mut stats = Every::new(STATS_EVERY);
@@ -147,20 +147,6 @@ fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut N
         Ok(node) => node,
         Err(e) => defmt::panic!("node: {}", e),
     }
-}
-
-/// Nothing, unless built with a `selftest-*` feature: CI's check of the
-/// fault and panic handlers (`cargo xtask ci qemu`, xtask/src/handlers.rs),
-/// each of which must log and end QEMU with status 1. Never in an image.
-fn selftest() {
-    #[cfg(all(feature = "selftest-panic", feature = "selftest-fault"))]
-    compile_error!("selftest-panic and selftest-fault each end the run: enable one");
-    #[cfg(feature = "selftest-panic")]
-    core::panic!("self-test");
-    #[cfg(feature = "selftest-fault")]
-    // An undefined instruction: a UsageFault, escalated to HardFault (the
-    // firmware enables no configurable fault handler).
-    cortex_m::asm::udf();
 }
 
 /// smoltcp's seed (TCP initial sequence numbers, DHCP transaction ids): the

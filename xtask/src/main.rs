@@ -465,31 +465,24 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
     // compile (the SysTick handler, compact-rt's C symbols, all of
     // ricochet-mps2 and ricochet-qemu-rt); clippy does not lint path dependencies
     // from inside a board's workspace, so lint them here for a board target.
-    run(
-        &ctx.root,
-        &cargo(),
+    let lint_bare_metal = |packages: &[&str], features: &str| {
+        let mut args = vec!["clippy", "--locked"];
+        for p in packages {
+            args.extend(["-p", p]);
+        }
+        args.extend(["--features", features, "--target", "thumbv7m-none-eabi"]);
+        args.extend(["--", "-D", "warnings"]);
+        run(&ctx.root, &cargo(), &args, &[])
+    };
+    lint_bare_metal(
         &[
-            "clippy",
-            "--locked",
-            "-p",
             "ricochet-lan9118",
-            "-p",
             "ricochet-cortex-m-clock",
-            "-p",
             "ricochet-compact-rt",
-            "-p",
             "ricochet-mps2",
-            "-p",
             "ricochet-qemu-rt",
-            "--features",
-            "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt,ricochet-qemu-rt/panic-location",
-            "--target",
-            "thumbv7m-none-eabi",
-            "--",
-            "-D",
-            "warnings",
         ],
-        &[],
+        "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt,ricochet-qemu-rt/panic-location",
     )?;
     // Each test-only branch of `ricochet_qemu_rt::selftest` (one at a time:
     // both at once is a compile error by design).
@@ -497,24 +490,7 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
         "ricochet-qemu-rt/selftest-panic",
         "ricochet-qemu-rt/selftest-fault",
     ] {
-        run(
-            &ctx.root,
-            &cargo(),
-            &[
-                "clippy",
-                "--locked",
-                "-p",
-                "ricochet-qemu-rt",
-                "--features",
-                feature,
-                "--target",
-                "thumbv7m-none-eabi",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            &[],
-        )?;
+        lint_bare_metal(&["ricochet-qemu-rt"], feature)?;
     }
     for b in boards(ctx) {
         run(

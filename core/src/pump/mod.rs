@@ -200,8 +200,10 @@ pub enum Teardown {
     Reset,
     /// The session closed gracefully but the peer did not finish, or the
     /// transport made no delivery progress, within the linger time: release
-    /// the socket as the transport can (a kernel socket: close it; smoltcp:
-    /// `abort()`).
+    /// the socket as the transport can (a kernel socket: close it, and the
+    /// kernel delivers what it holds; smoltcp: `abort()`). A transport that
+    /// still holds bytes of its own must not end with a clean FIN after a
+    /// shortened echo: it hands them to the kernel first, or resets.
     Abandon,
 }
 

@@ -370,8 +370,15 @@ impl Worker<'_> {
         };
         conn.releasing = Some(how);
         conn.io.drop_received(&mut self.bufs, &mut self.pool);
+        // A reset discards what is queued anyway; after a linger that gave
+        // up, what the socket cannot take is cut short with a reset too.
+        let cut_short = how == Teardown::Reset
+            || (how == Teardown::Abandon
+                && conn
+                    .io
+                    .hand_over_before_close(&mut self.bufs, &mut self.pool));
         conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
-        if how == Teardown::Reset {
+        if cut_short {
             conn.io.socket.set_reset_on_close();
         }
         let mut cancels = Vec::new();

@@ -60,6 +60,38 @@ impl Socket {
         };
     }
 
+    /// Sends what `from` points at, without waiting: bytes taken, or None
+    /// (the socket is full, or failed).
+    fn send_now(&self, from: &SendFrom) -> Option<usize> {
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        #[allow(unsafe_code)]
+        // SAFETY: `from` comes from `Output::next`: it points into the
+        // connection's send buffer and lent ring buffers (through its
+        // boxed header), which hold that many initialised bytes and stay
+        // put until `Output::took`; the kernel only reads them, during
+        // this call.
+        let n = unsafe {
+            match *from {
+                SendFrom::Slice(ptr, len) => libc::send(self.raw_fd(), ptr.cast(), len, flags),
+                SendFrom::Msg(hdr, _) => libc::sendmsg(self.raw_fd(), hdr, flags),
+            }
+        };
+        usize::try_from(n).ok()
+    }
+
+    /// Raises the socket's send buffer by `more` bytes (best effort: the
+    /// kernel caps it at `net.core.wmem_max`).
+    fn grow_send_buffer(&self, more: usize) {
+        let sock = match self {
+            Socket::Tcp(s) => socket2::SockRef::from(s),
+            Socket::Unix(s) => socket2::SockRef::from(s),
+        };
+        if let Ok(now) = sock.send_buffer_size() {
+            // The kernel reports twice what was set (its bookkeeping share).
+            let _ = sock.set_send_buffer_size(now / 2 + more);
+        }
+    }
+
     /// Makes the coming close send RST (TCP: `SO_LINGER` 0) instead of FIN.
     pub(crate) fn set_reset_on_close(&self) {
         if let Socket::Tcp(s) = self {
@@ -267,6 +299,38 @@ impl ConnIo {
                 false
             }
         }
+    }
+
+    /// The pump gave up lingering ([`Teardown::Abandon`]): the socket is
+    /// closed next. The kernel keeps delivering what its socket holds after
+    /// the close, but what is still queued here would be lost with the
+    /// connection, and the peer would read a clean end after a shortened
+    /// echo. So hand it to the socket now, without waiting, first as the
+    /// socket is, then with its send buffer grown by what is left (the
+    /// kernel caps that at `net.core.wmem_max`); then the FIN if it was
+    /// asked for. Returns whether something could not be handed over: the
+    /// close must then reset the connection, so the peer sees the echo
+    /// cut short. Not while a send is in flight (it may read the queue).
+    pub(crate) fn hand_over_before_close(&mut self, ring: &mut BufRing, pool: &mut TxPool) -> bool {
+        if self.tx_inflight > 0 || self.tx_failed.is_some() {
+            return self.tx_pending() > 0 || self.fin == Fin::Wanted;
+        }
+        for grow in [false, true] {
+            if self.tx_pending() == 0 {
+                break;
+            }
+            if grow {
+                self.socket.grow_send_buffer(self.tx_pending());
+            }
+            while let Some(from) = self.out.next(ring) {
+                match self.socket.send_now(&from) {
+                    Some(n) if n > 0 => self.out.took(n, ring, pool),
+                    _ => break,
+                }
+            }
+        }
+        self.finish_if_flushed();
+        self.tx_pending() > 0 || self.fin == Fin::Wanted
     }
 
     /// Whether something waits for the send buffer to empty: the session

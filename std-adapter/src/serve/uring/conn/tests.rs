@@ -154,6 +154,65 @@ fn fin_goes_out_only_after_every_queued_byte() {
     assert_eq!(got, b"last words");
 }
 
+/// Fills the connection's socket until it takes no more (standing in for
+/// a peer that stopped reading); returns the bytes it took.
+fn fill_socket(f: &Fixture) -> usize {
+    let s = f.sender();
+    s.set_nonblocking(true).unwrap();
+    let chunk = [b'f'; 4096];
+    let mut filled = 0;
+    loop {
+        match std::io::Write::write(&mut &*s, &chunk) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the socket: {e}"),
+        }
+    }
+    s.set_nonblocking(false).unwrap();
+    filled
+}
+
+#[test]
+fn abandoned_linger_hands_what_is_queued_to_a_full_socket_then_the_fin() {
+    let mut f = Fixture::new();
+    let filled = fill_socket(&f);
+    // Copied bytes, then a lent buffer behind them: a `sendmsg` of two pieces.
+    assert_eq!(f.t().write(&[b'q'; 3000], false), WriteOutcome::Sent(3000));
+    f.receive(&[(0, b"and the lent end")]);
+    assert_eq!(f.t().pass_through(64), 16);
+    f.t().shutdown_write();
+    assert_eq!(f.t().unacknowledged(), 3000 + 16 + 1, "bytes and the FIN");
+    assert!(
+        !f.io.hand_over_before_close(&mut f.bufs, &mut f.pool),
+        "a grown send buffer takes all of it: nothing is cut short"
+    );
+    assert_eq!(f.t().unacknowledged(), 0);
+    assert_eq!(f.bufs.available(), 4, "the lent buffer is back in the ring");
+    let mut got = Vec::new();
+    f.peer.read_to_end(&mut got).expect("EOF after the data");
+    assert_eq!(got.len(), filled + 3016);
+    assert!(got[..filled].iter().all(|&b| b == b'f'));
+    assert!(got[filled..filled + 3000].iter().all(|&b| b == b'q'));
+    assert_eq!(&got[filled + 3000..], b"and the lent end");
+}
+
+#[test]
+fn abandoned_linger_with_a_send_in_flight_is_cut_short() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"in flight", false), WriteOutcome::Sent(9));
+    let _ = f.in_flight();
+    assert!(
+        f.io.hand_over_before_close(&mut f.bufs, &mut f.pool),
+        "the queue may be read by the send: the close must reset"
+    );
+}
+
+#[test]
+fn abandoned_linger_with_nothing_queued_closes_cleanly() {
+    let mut f = Fixture::new();
+    assert!(!f.io.hand_over_before_close(&mut f.bufs, &mut f.pool));
+}
+
 #[test]
 fn failed_send_is_reported_on_the_next_write() {
     let mut f = Fixture::new();

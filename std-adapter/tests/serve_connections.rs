@@ -447,3 +447,50 @@ fn grace_period_over_resets_connections_that_cannot_drain() {
     };
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
 }
+
+/// A listener that breaks under the server (shut down here, so every
+/// accept fails with `EINVAL`) pauses accepting with back-off (100 ms,
+/// then doubling), as running out of descriptors does, and counts each
+/// failure: it never re-arms at once and spins.
+#[test]
+fn broken_listener_pauses_accepting_instead_of_spinning() {
+    use ricochet::serve::{InheritedSocket, Server};
+    use std::os::fd::AsRawFd;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = listener.try_clone().unwrap();
+    let config = ServerConfig {
+        threads: 1,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind_with(
+        serve_support::with_io(config),
+        vec![InheritedSocket::Tcp(listener)],
+    )
+    .expect("bind")
+    .spawn()
+    .expect("spawn");
+    serve_support::check_io(&server);
+    round_trip(&mut connect(server.tcp_addr().unwrap()), b"served");
+    let broken = Instant::now();
+    assert_eq!(
+        // SAFETY: shutdown(2) on a descriptor this test owns (a duplicate
+        // of the inherited listener); no memory changes hands.
+        unsafe { libc::shutdown(ours.as_raw_fd(), libc::SHUT_RDWR) },
+        0,
+        "shutdown: {}",
+        io::Error::last_os_error()
+    );
+    wait_stats(&server, IO_TIMEOUT, "three accept errors", |s| {
+        s.accept_errors >= 3
+    });
+    // Paused 100 ms after the first error and 200 ms after the second: a
+    // third error any sooner means the listener did not wait.
+    let took = broken.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "three accept errors {took:?} after the listener broke: no back-off"
+    );
+    server.shutdown();
+    server.join().expect("join");
+}

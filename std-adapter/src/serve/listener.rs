@@ -290,11 +290,7 @@ impl Listener {
                     return Some(accepted);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
+                Err(e) if !accept_error_pauses(&e) => {}
                 Err(e) => {
                     self.pause(now, registry, counters, &e);
                     return None;
@@ -358,12 +354,58 @@ impl Listener {
     }
 }
 
+/// Whether an accept error pauses the listener, the same rule on both
+/// backends. No for the new connection's own trouble, after which the next
+/// accept works: it was aborted before we took it, a signal, nothing
+/// waiting, or a network error Linux reports on the new connection (see
+/// accept(2); its `ENONET` is Linux-only and left out): accept again at
+/// once, uncounted. Yes for the rest: out of
+/// descriptors or memory, or a refusal (`EPERM` from a security policy)
+/// that would fail again at once: pause with back-off, counted and logged,
+/// never spin.
+pub(crate) fn accept_error_pauses(e: &io::Error) -> bool {
+    !matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EAGAIN
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::ENETDOWN
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::ErrorKind;
     use std::net::TcpStream;
 
     use super::*;
+
+    #[test]
+    fn accept_error_of_the_connection_retries_and_a_refusal_pauses() {
+        let err = io::Error::from_raw_os_error;
+        for errno in [libc::ECONNABORTED, libc::EINTR, libc::EAGAIN, libc::EPROTO] {
+            assert!(!accept_error_pauses(&err(errno)), "{errno}");
+        }
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EPERM,
+            libc::EINVAL,
+        ] {
+            assert!(accept_error_pauses(&err(errno)), "{errno}");
+        }
+        assert!(accept_error_pauses(&io::Error::other("no errno")));
+    }
 
     fn local() -> SocketAddr {
         "127.0.0.1:0".parse().unwrap()

@@ -13,6 +13,7 @@ use super::super::StdListener;
 use super::super::conn::Peer;
 use super::super::conns::Driver;
 use super::super::error::Endpoint;
+use super::super::listener;
 use super::super::stats::StreamKind;
 use super::super::throttle::Throttle;
 use super::conn::{Conn, ConnIo, Socket};
@@ -104,14 +105,8 @@ impl Worker<'_> {
             self.admit(fd, kind, now);
         } else if res != -libc::ECANCELED {
             let errno = -res;
-            let pause = matches!(
-                errno,
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
-            );
-            if pause {
+            if listener::accept_error_pauses(&io::Error::from_raw_os_error(errno)) {
                 self.pause_listener(i, now, errno);
-            } else if errno != libc::ECONNABORTED && errno != libc::EINTR && errno != libc::EAGAIN {
-                self.counters.accept_errors += 1;
             }
         } else if let Some(l) = self.listeners.get_mut(i)
             && self.conns.is_draining()
@@ -124,8 +119,9 @@ impl Worker<'_> {
         }
     }
 
-    /// Out of descriptors (or memory): stop accepting for a while,
-    /// doubling the pause up to a second.
+    /// Out of descriptors, or memory, or anything else that would fail
+    /// again at once (`listener::accept_error_pauses`): stop accepting for
+    /// a while, doubling the pause up to a second.
     pub(super) fn pause_listener(&mut self, i: usize, now: Instant, errno: i32) {
         let exhausted = matches!(errno, libc::EMFILE | libc::ENFILE);
         if exhausted {

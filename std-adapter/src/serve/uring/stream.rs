@@ -11,7 +11,7 @@ use super::super::conns::{BUDGET, ConnTable, Driver};
 use super::super::events::log_events;
 use super::super::stats::{Counters, StreamKind};
 use super::bundle;
-use super::conn::{Conn, Io, SendFrom};
+use super::conn::{Conn, Io, SendFrom, SendWait};
 use super::fixed;
 use super::ring::{Op, on_target, user_data};
 use super::worker::{REARM_MIN_FREE, RX_BUFS, RX_CAP, RX_CAP_BUFFERS, Worker};
@@ -90,7 +90,7 @@ impl Worker<'_> {
 
     /// A send's completion: failures and short sends, and full sends
     /// someone waits for (see [`Worker::flush_sends`]).
-    pub(super) fn on_send(&mut self, key: usize, res: i32) {
+    pub(super) fn on_send(&mut self, key: usize, res: i32, now: Instant) {
         let Some((conn, generation)) = self.conns.get_tagged(key) else {
             return;
         };
@@ -114,13 +114,18 @@ impl Worker<'_> {
         } else {
             res
         };
-        let wait = conn.io.send_failed(res, &mut self.bufs, &mut self.pool);
+        let wait = conn
+            .io
+            .send_failed(res, now, &mut self.bufs, &mut self.pool);
         if conn.releasing.is_some() {
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             self.try_free(key);
             return;
         }
-        if wait {
+        if wait == SendWait::Retry {
+            // Driven again at its retry instant (its deadline).
+            self.conns.schedule(key);
+        } else if wait == SendWait::Poll {
             if !conn.io.stall_listed {
                 // Its peer takes no more for now: if the ring runs short,
                 // what it holds of it is copied out (`relieve_buffers`).
@@ -459,6 +464,9 @@ impl Driver for Worker<'_> {
         if conn.releasing.is_some() {
             return;
         }
+        if conn.io.retry_due(now) {
+            conn.pump.set_writable();
+        }
         let counters = self.counters.stream(conn.kind);
         let mut io = Io {
             io: &mut conn.io,
@@ -467,7 +475,10 @@ impl Driver for Worker<'_> {
         };
         let next = conn.pump.drive(now, &mut io, BUDGET, counters);
         log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
-        let wants_send = conn.io.tx_pending() > 0 && conn.io.tx_inflight == 0 && !conn.io.tx_poll;
+        let wants_send = conn.io.tx_pending() > 0
+            && conn.io.tx_inflight == 0
+            && !conn.io.tx_poll
+            && conn.io.retry_at().is_none();
         conn.io.wants_read = !matches!(next, Next::Wait { read: false, .. });
         if let Next::Wait { read, .. } = next {
             if read {

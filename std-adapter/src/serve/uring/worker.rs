@@ -425,7 +425,7 @@ impl Worker<'_> {
         }
         match op {
             Op::Recv => self.on_recv(a as usize, res, flags, last),
-            Op::Send => self.on_send(a as usize, res),
+            Op::Send => self.on_send(a as usize, res, now),
             Op::Accept => self.on_accept(a as usize, res, last, now),
             Op::UdpRecv => {
                 let i = a as usize;

@@ -22,7 +22,7 @@
 use std::net::Shutdown;
 
 use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
-use ricochet_core::{Instant, Pump, Teardown};
+use ricochet_core::{Duration, Instant, Pump, Teardown};
 
 use super::super::conn::Peer;
 use super::super::conns::Tracked;
@@ -140,10 +140,37 @@ pub(crate) struct ConnIo {
     pub(crate) tx_inflight: usize,
     /// Waiting for the socket to take more (a POLLOUT request is in flight).
     pub(crate) tx_poll: bool,
+    /// The last POLLOUT said the socket can take more, and no send has
+    /// taken a byte since.
+    tx_woke: bool,
+    /// Sending again at this instant, not on POLLOUT (see
+    /// [`SendWait::Retry`]), and the pause after the next such refusal.
+    tx_retry_at: Option<Instant>,
+    tx_retry_pause: Duration,
     /// The session found the send buffer full (its write was cut short).
     tx_blocked: bool,
     tx_failed: Option<Failure>,
     fin: Fin,
+}
+
+/// The first and the longest pause of [`SendWait::Retry`].
+const RETRY_MIN: Duration = Duration::from_millis(1);
+const RETRY_MAX: Duration = Duration::from_millis(64);
+
+/// What a connection whose send failed waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendWait {
+    /// Nothing: it failed for good (the pump's next write reports it) or
+    /// was cancelled.
+    Nothing,
+    /// POLLOUT: the socket is full.
+    Poll,
+    /// Its [`ConnIo::retry_at`]: the socket said it could take more
+    /// (POLLOUT) and then refused everything (`EAGAIN`): TCP is short of
+    /// memory system-wide, which POLLOUT does not report, so a POLLOUT now
+    /// would complete at once, again and again. Paused 1 ms, doubling to
+    /// 64 ms while that repeats, back to 1 ms once a send takes bytes.
+    Retry,
 }
 
 /// Maps a completion's negative result to how the connection failed.
@@ -181,6 +208,9 @@ impl ConnIo {
             out: Output::default(),
             tx_inflight: 0,
             tx_poll: false,
+            tx_woke: false,
+            tx_retry_at: None,
+            tx_retry_pause: RETRY_MIN,
             tx_blocked: false,
             tx_failed: None,
             fin: Fin::No,
@@ -251,7 +281,11 @@ impl ConnIo {
     /// What to send next, if no send is unconfirmed and the socket is not
     /// known to be full: everything queued.
     pub(crate) fn next_send(&mut self, ring: &BufRing) -> Option<SendFrom> {
-        if self.tx_inflight > 0 || self.tx_poll || self.tx_failed.is_some() {
+        if self.tx_inflight > 0
+            || self.tx_poll
+            || self.tx_retry_at.is_some()
+            || self.tx_failed.is_some()
+        {
             return None;
         }
         let from = self.out.next(ring)?;
@@ -271,34 +305,79 @@ impl ConnIo {
         }
         let n = std::mem::take(&mut self.tx_inflight);
         self.out.took(n, ring, pool);
+        self.sent_some();
         self.finish_if_flushed();
         std::mem::take(&mut self.tx_blocked) || self.fin != Fin::No
     }
 
-    /// A send's failure completion (`res`: bytes taken before it stopped,
-    /// or `-errno`). Returns whether to wait for the socket to take more
-    /// (then [`ConnIo::writable`] when it can).
-    pub(crate) fn send_failed(&mut self, res: i32, ring: &mut BufRing, pool: &mut TxPool) -> bool {
+    /// A send's failure completion at `now` (`res`: bytes taken before it
+    /// stopped, or `-errno`): what to wait for before sending again (then
+    /// [`ConnIo::writable`] on POLLOUT, or [`ConnIo::retry_due`]).
+    pub(crate) fn send_failed(
+        &mut self,
+        res: i32,
+        now: Instant,
+        ring: &mut BufRing,
+        pool: &mut TxPool,
+    ) -> SendWait {
         let inflight = std::mem::take(&mut self.tx_inflight);
         if res >= 0 {
             // A short send: the socket is full.
-            self.out.took((res as usize).min(inflight), ring, pool);
+            let took = (res as usize).min(inflight);
+            self.out.took(took, ring, pool);
+            if took > 0 {
+                self.sent_some();
+            }
             self.tx_poll = self.tx_pending() > 0;
-            return self.tx_poll;
+            return if self.tx_poll {
+                SendWait::Poll
+            } else {
+                SendWait::Nothing
+            };
         }
         match -res {
+            libc::EAGAIN if self.tx_woke => {
+                self.tx_retry_at = Some(now + self.tx_retry_pause);
+                self.tx_retry_pause = Duration::from_micros(
+                    (self.tx_retry_pause.as_micros() * 2).min(RETRY_MAX.as_micros()),
+                );
+                SendWait::Retry
+            }
             libc::EAGAIN => {
                 self.tx_poll = true;
-                true
+                SendWait::Poll
             }
-            libc::ECANCELED => false,
+            libc::ECANCELED => SendWait::Nothing,
             errno => {
                 self.tx_failed.get_or_insert(failure(errno));
                 // Nothing more will be sent: what is queued is lost with the connection.
                 self.out.discard(ring, pool);
-                false
+                SendWait::Nothing
             }
         }
+    }
+
+    /// A send took bytes: the socket works, so the next refusal starts
+    /// with POLLOUT and the shortest retry pause again.
+    fn sent_some(&mut self) {
+        self.tx_woke = false;
+        self.tx_retry_pause = RETRY_MIN;
+    }
+
+    /// When the connection sends again without POLLOUT (see
+    /// [`SendWait::Retry`]).
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.tx_retry_at
+    }
+
+    /// Whether the retry after a refused send is due at `now`: then it is
+    /// cleared and the connection may send again.
+    pub(crate) fn retry_due(&mut self, now: Instant) -> bool {
+        if self.tx_retry_at.is_some_and(|at| at <= now) {
+            self.tx_retry_at = None;
+            return true;
+        }
+        false
     }
 
     /// The pump gave up lingering ([`Teardown::Abandon`]): the socket is
@@ -342,6 +421,7 @@ impl ConnIo {
     /// The socket can take more (its POLLOUT completed): send again.
     pub(crate) fn writable(&mut self) {
         self.tx_poll = false;
+        self.tx_woke = true;
         self.tx_blocked = false;
     }
 
@@ -454,7 +534,7 @@ impl Tracked for Conn {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.pump.poll_timeout()
+        ricochet_core::time::earliest(self.pump.poll_timeout(), self.io.retry_at())
     }
 
     fn set_reset_on_close(&self) {

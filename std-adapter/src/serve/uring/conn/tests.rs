@@ -9,6 +9,9 @@ use super::output::LEND_MAX;
 use super::*;
 use crate::serve::uring::bufs::TX_CAP;
 
+/// An instant for calls that take one (nothing here waits).
+const T0: Instant = Instant::from_millis(1_000);
+
 /// A connection over one end of a socket pair, with a worker's buffers.
 struct Fixture {
     io: ConnIo,
@@ -107,8 +110,9 @@ fn short_send_resumes_where_it_stopped_and_loses_nothing() {
     assert_eq!(f.t().write(b"world", false), WriteOutcome::Sent(5));
     assert!(f.io.next_send(&f.bufs).is_none(), "one send at a time");
     // The socket took 4 bytes: wait for room, then the rest, in order.
-    assert!(
-        f.io.send_failed(4, &mut f.bufs, &mut f.pool),
+    assert_eq!(
+        f.io.send_failed(4, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll,
         "must wait for POLLOUT"
     );
     assert!(
@@ -214,13 +218,77 @@ fn abandoned_linger_with_nothing_queued_closes_cleanly() {
 }
 
 #[test]
+fn refused_send_right_after_pollout_retries_on_a_timer_not_another_pollout() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"echo", false), WriteOutcome::Sent(4));
+    let _ = f.in_flight();
+    // Refused with the socket full: POLLOUT.
+    let eagain = -libc::EAGAIN;
+    assert_eq!(
+        f.io.send_failed(eagain, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
+    // POLLOUT said it can take more, and it refuses again (TCP short of
+    // memory): a POLLOUT now would complete at once; wait 1 ms instead.
+    f.io.writable();
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(eagain, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Retry
+    );
+    let at = T0 + Duration::from_millis(1);
+    assert_eq!(f.io.retry_at(), Some(at));
+    assert!(
+        f.io.next_send(&f.bufs).is_none(),
+        "nothing before the retry"
+    );
+    assert!(!f.io.retry_due(T0));
+    assert!(f.io.retry_due(at));
+    // Refused again straight after the retry: the pause doubles.
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(eagain, at, &mut f.bufs, &mut f.pool),
+        SendWait::Retry
+    );
+    assert_eq!(f.io.retry_at(), Some(at + Duration::from_millis(2)));
+    assert!(f.io.retry_due(at + Duration::from_millis(2)));
+    // A send that takes bytes ends it: the next refusal is POLLOUT again.
+    assert_eq!(f.in_flight(), b"echo");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.t().write(b"more", false), WriteOutcome::Sent(4));
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(eagain, at, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
+}
+
+#[test]
+fn retry_pause_stops_doubling_at_64_ms() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"x", false), WriteOutcome::Sent(1));
+    let mut now = T0;
+    let mut pauses = Vec::new();
+    f.io.writable();
+    for _ in 0..9 {
+        let _ = f.in_flight();
+        f.io.send_failed(-libc::EAGAIN, now, &mut f.bufs, &mut f.pool);
+        let at = f.io.retry_at().expect("a retry");
+        pauses.push((at - now).as_millis());
+        now = at;
+        assert!(f.io.retry_due(now));
+    }
+    assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
+}
+
+#[test]
 fn failed_send_is_reported_on_the_next_write() {
     let mut f = Fixture::new();
     assert_eq!(f.t().write(b"x", false), WriteOutcome::Sent(1));
     let _ = f.in_flight();
-    assert!(
-        !f.io
-            .send_failed(-libc::ECONNRESET, &mut f.bufs, &mut f.pool)
+    assert_eq!(
+        f.io.send_failed(-libc::ECONNRESET, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Nothing
     );
     assert_eq!(
         f.t().write(b"y", false),
@@ -346,8 +414,9 @@ fn short_send_over_lent_buffers_gives_back_only_those_taken_whole() {
     let before = f.bufs.available();
     assert_eq!(f.t().pass_through(100), 10);
     assert_eq!(f.in_flight(), b"abcdefghij");
-    assert!(
-        f.io.send_failed(6, &mut f.bufs, &mut f.pool),
+    assert_eq!(
+        f.io.send_failed(6, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll,
         "wait for room"
     );
     assert_eq!(
@@ -369,7 +438,10 @@ fn failed_send_gives_lent_buffers_back() {
     let before = f.bufs.available();
     assert_eq!(f.t().pass_through(100), 6);
     let _ = f.in_flight();
-    assert!(!f.io.send_failed(-libc::EPIPE, &mut f.bufs, &mut f.pool));
+    assert_eq!(
+        f.io.send_failed(-libc::EPIPE, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Nothing
+    );
     assert_eq!(f.bufs.available(), before + 2);
     assert_eq!(f.t().unacknowledged(), 0);
 }
@@ -383,7 +455,10 @@ fn released_connection_keeps_lent_buffers_while_a_send_reads_them() {
     let _ = f.in_flight();
     f.io.drop_send_buffer(&mut f.bufs, &mut f.pool);
     assert_eq!(f.bufs.available(), before, "the kernel may still read it");
-    assert!(!f.io.send_failed(-libc::ECANCELED, &mut f.bufs, &mut f.pool));
+    assert_eq!(
+        f.io.send_failed(-libc::ECANCELED, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Nothing
+    );
     f.io.drop_send_buffer(&mut f.bufs, &mut f.pool);
     assert_eq!(f.bufs.available(), before + 1);
 }
@@ -422,7 +497,10 @@ fn stalled_connection_spills_its_ring_buffers_and_keeps_every_byte_in_order() {
     f.receive(&[(2, b"ijkl"), (3, b"mn")]);
     // The socket took 3 bytes, then nothing: the connection is stalled.
     assert_eq!(f.in_flight(), b"01abcdefgh23");
-    assert!(f.io.send_failed(3, &mut f.bufs, &mut f.pool));
+    assert_eq!(
+        f.io.send_failed(3, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
     assert_eq!(f.bufs.available(), full - 4, "two lent, two received");
     assert_eq!(f.io.spill(&mut f.bufs, &mut f.pool), 4);
     assert_eq!(f.bufs.available(), full, "every ring buffer went back");
@@ -510,7 +588,7 @@ mod props {
         if k == bytes.len() {
             f.io.confirm_sent(&mut f.bufs, &mut f.pool);
         } else {
-            f.io.send_failed(k as i32, &mut f.bufs, &mut f.pool);
+            f.io.send_failed(k as i32, T0, &mut f.bufs, &mut f.pool);
             f.io.writable();
         }
     }

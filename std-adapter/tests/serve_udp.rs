@@ -235,3 +235,54 @@ fn udp_bursts_are_echoed_whole_and_in_arrival_order() {
     });
     assert_eq!(s.udp.dropped.total(), 0, "{s:#?}");
 }
+
+/// A graceful shutdown closes the UDP socket at once, as it closes the
+/// listeners, even while a stream connection still drains: from then on a
+/// datagram to the port is refused (ICMP port unreachable), not queued
+/// where nobody reads it.
+#[test]
+fn udp_socket_closes_when_shutdown_starts_while_streams_drain() {
+    use std::io::Write;
+
+    let server = serve_support::start(ServerConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        grace: Duration::from_secs(60),
+        ..ServerConfig::default()
+    });
+    let target = server.udp_addr().unwrap();
+    // A peer that sends and never reads: its session cannot finish
+    // echoing, so the server stays in its grace period.
+    let mut hog = serve_support::connect(server.tcp_addr().unwrap());
+    hog.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let chunk = payload(9, 64 * 1024);
+    while hog.write(&chunk).is_ok() {}
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.connect(target).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    c.send(b"before").unwrap();
+    assert_eq!(c.recv(&mut buf).expect("echo before the shutdown"), 6);
+    server.shutdown();
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        c.send(b"during").unwrap_or(0);
+        match c.recv(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "the UDP port still takes datagrams {IO_TIMEOUT:?} into the shutdown"
+            ),
+        }
+    }
+    assert_eq!(
+        server.stats().connections_open,
+        1,
+        "the stream still drains: the port closed at the start of the shutdown, not at exit"
+    );
+    server.abort();
+    server.join().unwrap();
+}

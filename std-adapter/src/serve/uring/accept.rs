@@ -108,13 +108,14 @@ impl Worker<'_> {
             if listener::accept_error_pauses(&io::Error::from_raw_os_error(errno)) {
                 self.pause_listener(i, now, errno);
             }
-        } else if let Some(l) = self.listeners.get_mut(i)
-            && self.conns.is_draining()
-        {
-            // Cancelled at shutdown: nobody accepts here any more.
-            l.socket = None;
         }
-        if last && !self.conns.is_draining() {
+        if last && self.conns.is_draining() {
+            // Its accept ended (cancelled at shutdown, or failed just
+            // before the cancel came): nobody accepts here any more.
+            if let Some(l) = self.listeners.get_mut(i) {
+                l.socket = None;
+            }
+        } else if last {
             self.arm_accept(i);
         }
     }

@@ -39,7 +39,8 @@ struct Echo {
 
 /// One UDP socket on the ring.
 pub(crate) struct UdpEndpoint {
-    socket: UdpSocket,
+    /// Closed (`None`) once stopped with nothing in flight on it.
+    socket: Option<UdpSocket>,
     addr: SocketAddr,
     policy: Box<DatagramPolicy<SOURCES>>,
     index: u32,
@@ -49,6 +50,8 @@ pub(crate) struct UdpEndpoint {
     echoes: Box<[Echo]>,
     armed: bool,
     stopped: bool,
+    /// Echoes submitted whose completion has not come back.
+    sending: usize,
 }
 
 impl std::fmt::Debug for UdpEndpoint {
@@ -84,7 +87,7 @@ impl UdpEndpoint {
             })
             .collect();
         Ok(UdpEndpoint {
-            socket: setup.socket,
+            socket: Some(setup.socket),
             addr: setup.addr,
             policy: setup.policy,
             index,
@@ -93,6 +96,7 @@ impl UdpEndpoint {
             echoes,
             armed: false,
             stopped: false,
+            sending: 0,
         })
     }
 
@@ -108,25 +112,26 @@ impl UdpEndpoint {
 
     /// The multishot receive to submit, if it is not running and can take a buffer.
     pub(crate) fn arm(&mut self) -> Option<Sqe> {
+        let fd = self.socket.as_ref()?.as_raw_fd();
         if self.armed || self.stopped || self.ring.available() == 0 {
             return None;
         }
         self.armed = true;
         Some(
-            opcode::RecvMsgMulti::new(
-                Fd(self.socket.as_raw_fd()),
-                &raw const *self.hdr,
-                self.ring.bgid(),
-            )
-            .flags(libc::MSG_TRUNC as u32)
-            .build()
-            .user_data(user_data(Op::UdpRecv, self.index, 0)),
+            opcode::RecvMsgMulti::new(Fd(fd), &raw const *self.hdr, self.ring.bgid())
+                .flags(libc::MSG_TRUNC as u32)
+                .build()
+                .user_data(user_data(Op::UdpRecv, self.index, 0)),
         )
     }
 
     /// Stops receiving (shutdown): the cancel to submit, if a receive runs.
+    /// The socket closes once nothing is in flight on it (at once if
+    /// nothing is), as the epoll worker closes its UDP sockets: from then
+    /// on the port is closed, and nothing waits unread in its queue.
     pub(crate) fn stop(&mut self) -> Option<Sqe> {
         self.stopped = true;
+        self.close_if_idle();
         self.armed.then(|| {
             opcode::AsyncCancel::new(user_data(Op::UdpRecv, self.index, 0))
                 .build()
@@ -146,6 +151,25 @@ impl UdpEndpoint {
         if last {
             self.armed = false;
         }
+        let echo = self.echo_of(res, flags, now, counters);
+        self.close_if_idle();
+        echo
+    }
+
+    /// Closes the socket if stopped with nothing in flight on it.
+    fn close_if_idle(&mut self) {
+        if self.stopped && !self.armed && self.sending == 0 {
+            self.socket = None;
+        }
+    }
+
+    fn echo_of(
+        &mut self,
+        res: i32,
+        flags: u32,
+        now: Instant,
+        counters: &mut DatagramCounters,
+    ) -> Option<Sqe> {
         let bid = cqueue::buffer_select(flags)?;
         self.ring.taken();
         if res < 0 {
@@ -169,6 +193,13 @@ impl UdpEndpoint {
         // oversize, so it is never echoed cut short.
         match self.policy.decide(now, source, len) {
             Verdict::Echo => {
+                let Some(socket) = &self.socket else {
+                    // Cannot happen: the socket stays open while a receive runs.
+                    self.ring.recycle(bid);
+                    return None;
+                };
+                let fd = socket.as_raw_fd();
+                self.sending += 1;
                 let echo = &mut self.echoes[usize::from(bid) % self.echoes.len()];
                 echo.iov = libc::iovec {
                     iov_base: self.ring.ptr(bid, OUT_HEADER + NAME_LEN).cast(),
@@ -180,7 +211,7 @@ impl UdpEndpoint {
                 echo.hdr.msg_iov = &raw mut echo.iov;
                 echo.hdr.msg_iovlen = 1;
                 Some(
-                    opcode::SendMsg::new(Fd(self.socket.as_raw_fd()), &raw const echo.hdr)
+                    opcode::SendMsg::new(Fd(fd), &raw const echo.hdr)
                         .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
                         .build()
                         .user_data(user_data(Op::UdpSend, self.index, u32::from(bid))),
@@ -211,6 +242,8 @@ impl UdpEndpoint {
             tracing::debug!(addr = %self.addr, len, %reason, "datagram echo failed");
         }
         self.ring.recycle(bid);
+        self.sending = self.sending.saturating_sub(1);
+        self.close_if_idle();
     }
 }
 

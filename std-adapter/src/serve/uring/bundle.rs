@@ -125,6 +125,12 @@ fn check_user_data() -> u64 {
     super::ring::user_data(super::ring::Op::Recv, u32::MAX, 0)
 }
 
+/// Whether `user_data` is the check's receive (which the worker's count of
+/// requests in flight never included).
+pub(super) fn is_check(user_data: u64) -> bool {
+    user_data == check_user_data()
+}
+
 /// Checks on `ring` (not yet serving, `bufs` registered and all in the
 /// ring, buffers of `size` bytes) that a bundle receive capped at two
 /// buffers takes at most two buffers per completion, in ring order: three

@@ -95,14 +95,7 @@ impl Worker<'_> {
             return;
         };
         if res >= 0 && conn.io.tx_inflight > 0 && res as usize == conn.io.tx_inflight {
-            let wake = conn.io.confirm_sent(&mut self.bufs, &mut self.pool);
-            if conn.releasing.is_some() {
-                conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
-                self.try_free(key);
-            } else if wake || conn.pump.is_finishing() {
-                conn.pump.set_writable();
-                self.mark_ready(key);
-            }
+            self.confirm(key);
             return;
         }
         let res = if conn.io.tx_inflight == 0 {
@@ -174,22 +167,35 @@ impl Worker<'_> {
     pub(super) fn confirm_sends(&mut self) {
         let unconfirmed = std::mem::take(&mut self.unconfirmed);
         for &key in &unconfirmed {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let wake = conn.io.confirm_sent(&mut self.bufs, &mut self.pool);
-            if conn.releasing.is_some() {
-                conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
-                self.try_free(key);
-            } else if wake || conn.pump.is_finishing() {
-                conn.pump.set_writable();
-                self.mark_ready(key);
-            }
+            self.confirm(key);
         }
         let mut unconfirmed = unconfirmed;
         unconfirmed.clear();
         unconfirmed.append(&mut self.unconfirmed);
         self.unconfirmed = unconfirmed;
+    }
+
+    /// Connection `key`'s send was taken whole: frees a released
+    /// connection once nothing is in flight; else wakes the pump if it
+    /// waits (for room, or for the FIN to go out), and sends what was
+    /// queued meanwhile.
+    fn confirm(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let wake = conn.io.confirm_sent(&mut self.bufs, &mut self.pool);
+        if conn.releasing.is_some() {
+            conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
+            self.try_free(key);
+            return;
+        }
+        if wake || conn.pump.is_finishing() {
+            conn.pump.set_writable();
+            self.mark_ready(key);
+        }
+        if self.conns.get(key).is_some_and(|c| c.io.has_sendable()) {
+            self.mark_dirty(key);
+        }
     }
 
     pub(super) fn mark_ready(&mut self, key: usize) {
@@ -475,10 +481,7 @@ impl Driver for Worker<'_> {
         };
         let next = conn.pump.drive(now, &mut io, BUDGET, counters);
         log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
-        let wants_send = conn.io.tx_pending() > 0
-            && conn.io.tx_inflight == 0
-            && !conn.io.tx_poll
-            && conn.io.retry_at().is_none();
+        let wants_send = conn.io.has_sendable();
         conn.io.wants_read = !matches!(next, Next::Wait { read: false, .. });
         if let Next::Wait { read, .. } = next {
             if read {

@@ -92,8 +92,10 @@ pub(crate) fn starter(
     })
 }
 
-/// Buffers the kernel may still use if some request never came back.
-type Leftovers = (BufRing, Vec<UdpEndpoint>);
+/// Buffers the kernel may still use if some request never came back: the
+/// receive rings, the UDP endpoints' rings and headers, and the eventfd
+/// read's buffer.
+type Leftovers = (BufRing, Vec<UdpEndpoint>, Box<[u8; 8]>);
 
 /// Sets up and runs a worker on `ring`; returns its result and, if
 /// requests are still in flight, the buffers that must outlive the ring.
@@ -186,8 +188,13 @@ fn serve(
     worker.release_all();
     worker.publish();
     let clean = worker.drain_ring();
-    let Worker { bufs, udp, .. } = worker;
-    (result, (!clean).then_some((bufs, udp)))
+    let Worker {
+        bufs,
+        udp,
+        wake_buf,
+        ..
+    } = worker;
+    (result, (!clean).then_some((bufs, udp, wake_buf)))
 }
 
 /// A running io_uring worker.
@@ -419,8 +426,7 @@ impl Worker<'_> {
             return;
         };
         let last = !cqueue::more(flags);
-        if last && op != Op::Send {
-            // (Sends are not counted: most post no completion.)
+        if ends_counted(ud, flags) {
             self.inflight = self.inflight.saturating_sub(1);
         }
         match op {
@@ -498,8 +504,7 @@ impl Worker<'_> {
             let cqes: Vec<(u64, u32)> =
                 (&mut self.cq).map(|c| (c.user_data(), c.flags())).collect();
             for (ud, flags) in cqes {
-                let send = matches!(ring::decode(ud), Some((Op::Send, ..)));
-                if !cqueue::more(flags) && !send {
+                if ends_counted(ud, flags) {
                     self.inflight = self.inflight.saturating_sub(1);
                 }
                 if let Some((Op::SendPoll, a, _)) = ring::decode(ud)
@@ -544,6 +549,16 @@ impl Worker<'_> {
     }
 }
 
+/// Whether a completion ends a request counted in [`Worker::inflight`]:
+/// its last one, unless it is a send (not counted: most post no
+/// completion) or the bundle check's receive, which can complete after the
+/// check gave up and was never counted.
+fn ends_counted(user_data: u64, flags: u32) -> bool {
+    !cqueue::more(flags)
+        && !matches!(ring::decode(user_data), Some((Op::Send, ..)))
+        && !bundle::is_check(user_data)
+}
+
 /// [`Worker::rearm_possible`] for `waiting` receives and `available` free buffers.
 fn rearm_possible(waiting: usize, available: usize) -> bool {
     waiting > 0 && super::stream::grants(available) > 0
@@ -552,6 +567,24 @@ fn rearm_possible(waiting: usize, available: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_last_completions_of_counted_requests_end_one_in_flight() {
+        const F_MORE: u32 = 1 << 1;
+        assert!(cqueue::more(F_MORE), "IORING_CQE_F_MORE");
+        let recv = user_data(Op::Recv, 3, 0);
+        assert!(ends_counted(recv, 0));
+        assert!(!ends_counted(recv, F_MORE), "a multishot receive goes on");
+        assert!(
+            !ends_counted(user_data(Op::Send, 3, 0), 0),
+            "sends are not counted"
+        );
+        assert!(
+            !ends_counted(user_data(Op::Recv, u32::MAX, 0), 0),
+            "the bundle check's late receive was never counted"
+        );
+        assert!(ends_counted(user_data(Op::Accept, 0, 0), 0));
+    }
 
     #[test]
     fn waiting_receives_are_granted_only_from_a_quarter_of_the_ring_free() {

@@ -278,6 +278,20 @@ impl ConnIo {
         self.out.pending()
     }
 
+    /// Whether [`ConnIo::next_send`] has something to send now: bytes are
+    /// queued, no send is unconfirmed, and the socket is not known to be
+    /// full or failed. The worker then marks the connection for a send:
+    /// after a drive, and after a confirmation (the session may have
+    /// written while the send was in flight, if its confirmation waited a
+    /// turn).
+    pub(crate) fn has_sendable(&self) -> bool {
+        self.tx_pending() > 0
+            && self.tx_inflight == 0
+            && !self.tx_poll
+            && self.tx_retry_at.is_none()
+            && self.tx_failed.is_none()
+    }
+
     /// What to send next, if no send is unconfirmed and the socket is not
     /// known to be full: everything queued.
     pub(crate) fn next_send(&mut self, ring: &BufRing) -> Option<SendFrom> {

@@ -282,6 +282,42 @@ fn retry_pause_stops_doubling_at_64_ms() {
 }
 
 #[test]
+fn bytes_written_while_a_send_is_in_flight_are_sendable_once_it_is_confirmed() {
+    let mut f = Fixture::new();
+    assert!(!f.io.has_sendable(), "nothing queued");
+    assert_eq!(f.t().write(b"first", false), WriteOutcome::Sent(5));
+    assert!(f.io.has_sendable());
+    let _ = f.in_flight();
+    assert_eq!(f.t().write(b"second", false), WriteOutcome::Sent(6));
+    assert!(!f.io.has_sendable(), "one send at a time");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert!(
+        f.io.has_sendable(),
+        "what came meanwhile must be sent without waiting for more input"
+    );
+    assert_eq!(f.in_flight(), b"second");
+}
+
+#[test]
+fn nothing_is_sendable_while_the_socket_is_full_or_refusing_or_failed() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"data", false), WriteOutcome::Sent(4));
+    let _ = f.in_flight();
+    f.io.send_failed(-libc::EAGAIN, T0, &mut f.bufs, &mut f.pool);
+    assert!(!f.io.has_sendable(), "waiting for POLLOUT");
+    f.io.writable();
+    assert!(f.io.has_sendable());
+    let _ = f.in_flight();
+    f.io.send_failed(-libc::EAGAIN, T0, &mut f.bufs, &mut f.pool);
+    assert!(!f.io.has_sendable(), "waiting for the retry");
+    assert!(f.io.retry_due(T0 + Duration::from_millis(1)));
+    assert!(f.io.has_sendable());
+    let _ = f.in_flight();
+    f.io.send_failed(-libc::EPIPE, T0, &mut f.bufs, &mut f.pool);
+    assert!(!f.io.has_sendable(), "failed for good");
+}
+
+#[test]
 fn failed_send_is_reported_on_the_next_write() {
     let mut f = Fixture::new();
     assert_eq!(f.t().write(b"x", false), WriteOutcome::Sent(1));

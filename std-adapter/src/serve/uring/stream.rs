@@ -152,7 +152,8 @@ impl Worker<'_> {
     }
 
     /// The enter that submitted this turn's sends took the whole
-    /// submission queue and posted no failure for them: each was taken
+    /// submission queue and posted no failure for them (none waits in the
+    /// kernel's overflow list either: the worker checks): each was taken
     /// whole by the kernel.
     ///
     /// Why that holds: every send (`send` or `sendmsg`, which share these

@@ -261,7 +261,10 @@ impl Worker<'_> {
             self.sq.sync();
             let submitted_all = self.sq.is_empty();
             self.reap(now);
-            if submitted_all {
+            // A send's failure may sit in the kernel's overflow list (the
+            // completion queue was full): not seen yet, so no send can be
+            // taken as whole this turn. The next enter flushes the list.
+            if submitted_all && !self.sq.cq_overflow() {
                 self.confirm_sends();
             }
             self.drive_ready(now);

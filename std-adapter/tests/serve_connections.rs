@@ -494,3 +494,62 @@ fn broken_listener_pauses_accepting_instead_of_spinning() {
     server.shutdown();
     server.join().expect("join");
 }
+
+/// An abort resets what cannot finish: a connection whose session is over
+/// and lingers (the peer sent everything and its FIN, but reads nothing)
+/// either delivers its whole echo (the kernel holds it) or is reset;
+/// it never ends with a clean FIN after a shortened echo.
+#[test]
+fn abort_while_lingering_delivers_the_whole_echo_or_resets() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+
+    const LEN: usize = 3_000_000;
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)
+        .unwrap();
+    let mut c: std::net::TcpStream = s.into();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let data = payload(11, LEN);
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    writer.join().unwrap();
+    // On io_uring up to 64 KiB of echo can wait in the process, so the
+    // session can read everything, close and linger with echo still
+    // queued (the case this test is for); or, when the kernel's buffers
+    // fill first, it fills up and waits (as it does on epoll). Wait for
+    // either: done, or no progress for 300 ms. Whatever the state, the
+    // abort must keep the promise below, so this wait only decides which
+    // case is tested.
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut last = (0, Instant::now());
+    loop {
+        let s = server.stats().streams();
+        if s.bytes_in == LEN as u64 && s.buffered == 0 {
+            break;
+        }
+        if s.bytes_in != last.0 {
+            last = (s.bytes_in, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.abort();
+    let mut got = Vec::new();
+    match c.read_to_end(&mut got) {
+        Ok(_) => assert_eq!(
+            got,
+            payload(11, LEN),
+            "a clean end after {} of {LEN} bytes",
+            got.len()
+        ),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    server.join().unwrap();
+}

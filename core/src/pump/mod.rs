@@ -203,7 +203,8 @@ pub enum Teardown {
     /// the socket as the transport can (a kernel socket: close it, and the
     /// kernel delivers what it holds; smoltcp: `abort()`). A transport that
     /// still holds bytes of its own must not end with a clean FIN after a
-    /// shortened echo: it hands them to the kernel first, or resets.
+    /// shortened echo: it hands them to the kernel first, or resets where
+    /// the transport has a reset (TCP; not a Unix stream socket).
     Abandon,
 }
 

@@ -25,7 +25,11 @@ impl Controller {
         self.shared.advance(Phase::Draining);
     }
 
-    /// Immediate stop, returns at once: every connection is reset.
+    /// Immediate stop, returns at once: every connection still echoing is
+    /// reset. One whose session already finished (its whole echo handed to
+    /// the kernel, waiting for the peer's FIN) is closed, and the kernel
+    /// still delivers what it holds; no connection ends with a clean FIN
+    /// after a shortened echo.
     pub fn abort(&self) {
         self.shared.remove_unix_files();
         self.shared.advance(Phase::Abort);

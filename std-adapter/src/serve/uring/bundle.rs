@@ -121,14 +121,20 @@ impl std::fmt::Display for Unsupported {
 /// The `user_data` of the check's receive: a receive of no connection, so
 /// a completion that comes after the check gave up still has its buffers
 /// recycled by the worker.
-fn check_user_data() -> u64 {
+pub(super) fn check_user_data() -> u64 {
     super::ring::user_data(super::ring::Op::Recv, u32::MAX, 0)
 }
 
-/// Whether `user_data` is the check's receive (which the worker's count of
-/// requests in flight never included).
+/// The `user_data` of the cancel of the check's receive, when it gave up.
+pub(super) fn check_cancel_user_data() -> u64 {
+    super::ring::user_data(super::ring::Op::Cancel, u32::MAX, 0)
+}
+
+/// Whether `user_data` is the check's receive or its cancel: requests the
+/// worker's count of requests in flight never included, whose completions
+/// can come after the check gave up.
 pub(super) fn is_check(user_data: u64) -> bool {
-    user_data == check_user_data()
+    user_data == check_user_data() || user_data == check_cancel_user_data()
 }
 
 /// Checks on `ring` (not yet serving, `bufs` registered and all in the
@@ -273,7 +279,7 @@ fn push(ring: &mut IoUring, sqe: &Sqe) -> Result<(), Unsupported> {
 fn cancel_sqe() -> Sqe {
     opcode::AsyncCancel::new(check_user_data())
         .build()
-        .user_data(super::ring::user_data(super::ring::Op::Cancel, 0, 0))
+        .user_data(check_cancel_user_data())
 }
 
 /// The check's byte `i`: differs between neighbouring buffers and within one.

@@ -115,16 +115,16 @@ impl Worker<'_> {
             self.try_free(key);
             return;
         }
+        if wait != SendWait::Nothing && !conn.io.stall_listed {
+            // Its peer takes no more for now: if the ring runs short,
+            // what it holds of it is copied out (`relieve_buffers`).
+            conn.io.stall_listed = true;
+            self.stalled.push((key, generation));
+        }
         if wait == SendWait::Retry {
             // Driven again at its retry instant (its deadline).
             self.conns.schedule(key);
         } else if wait == SendWait::Poll {
-            if !conn.io.stall_listed {
-                // Its peer takes no more for now: if the ring runs short,
-                // what it holds of it is copied out (`relieve_buffers`).
-                conn.io.stall_listed = true;
-                self.stalled.push((key, generation));
-            }
             let sqe = on_target!(conn.io.target(), opcode::PollAdd::new, libc::POLLOUT as u32)
                 .build()
                 .user_data(user_data(Op::SendPoll, key as u32, 0));
@@ -311,7 +311,7 @@ impl Worker<'_> {
             let Some(conn) = conns.get_current(key, generation) else {
                 return false;
             };
-            if !conn.io.tx_poll || conn.releasing.is_some() {
+            if !conn.io.is_stalled() || conn.releasing.is_some() {
                 conn.io.stall_listed = false;
                 return false;
             }

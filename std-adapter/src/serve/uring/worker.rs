@@ -475,10 +475,16 @@ impl Worker<'_> {
         }
     }
 
-    /// Worker exit: sessions still echoing are reset.
+    /// Worker exit: sessions still echoing, and lingering connections
+    /// whose echo has not all left the process, are reset.
     fn release_all(&mut self) {
         self.conns.reset_unfinished();
         for conn in self.conns.iter_mut() {
+            // A lingering connection whose echo (or FIN) still waits here
+            // is cut short too: it must not end with a clean FIN.
+            if conn.releasing.is_none() && conn.io.unsent() > 0 {
+                conn.io.socket.set_reset_on_close();
+            }
             conn.releasing.get_or_insert(Teardown::Reset);
         }
     }
@@ -582,9 +588,15 @@ mod tests {
             !ends_counted(user_data(Op::Send, 3, 0), 0),
             "sends are not counted"
         );
+        for check in [bundle::check_user_data(), bundle::check_cancel_user_data()] {
+            assert!(
+                !ends_counted(check, 0),
+                "the bundle check's late receive and its cancel were never counted"
+            );
+        }
         assert!(
-            !ends_counted(user_data(Op::Recv, u32::MAX, 0), 0),
-            "the bundle check's late receive was never counted"
+            ends_counted(user_data(Op::Cancel, 0, 0), 0),
+            "the worker's own cancels are"
         );
         assert!(ends_counted(user_data(Op::Accept, 0, 0), 0));
     }

@@ -79,16 +79,25 @@ impl Socket {
         usize::try_from(n).ok()
     }
 
-    /// Raises the socket's send buffer by `more` bytes (best effort: the
-    /// kernel caps it at `net.core.wmem_max`).
+    /// Raises the socket's send buffer by `more` bytes, as far as
+    /// `net.core.wmem_max` allows; leaves it alone if that cap would lower
+    /// it (TCP's autotuning can take it past the cap).
     fn grow_send_buffer(&self, more: usize) {
         let sock = match self {
             Socket::Tcp(s) => socket2::SockRef::from(s),
             Socket::Unix(s) => socket2::SockRef::from(s),
         };
-        if let Ok(now) = sock.send_buffer_size() {
-            // The kernel reports twice what was set (its bookkeeping share).
-            let _ = sock.set_send_buffer_size(now / 2 + more);
+        let Ok(now) = sock.send_buffer_size() else {
+            return;
+        };
+        let cap = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        // The kernel keeps (and reports) twice what is set.
+        let want = now / 2 + more;
+        if want.min(cap).saturating_mul(2) > now {
+            let _ = sock.set_send_buffer_size(want);
         }
     }
 
@@ -278,6 +287,12 @@ impl ConnIo {
         self.out.pending()
     }
 
+    /// What the kernel has not taken yet: the queued bytes, and the FIN
+    /// (counted as 1) until it went out.
+    pub(crate) fn unsent(&self) -> usize {
+        self.tx_pending() + usize::from(self.fin == Fin::Wanted)
+    }
+
     /// Whether [`ConnIo::next_send`] has something to send now: bytes are
     /// queued, no send is unconfirmed, and the socket is not known to be
     /// full or failed. The worker then marks the connection for a send:
@@ -292,8 +307,9 @@ impl ConnIo {
             && self.tx_failed.is_none()
     }
 
-    /// What to send next, if no send is unconfirmed and the socket is not
-    /// known to be full: everything queued.
+    /// What to send next, if no send is unconfirmed, the socket is not
+    /// known to be full, no retry is pending and no send failed:
+    /// everything queued.
     pub(crate) fn next_send(&mut self, ring: &BufRing) -> Option<SendFrom> {
         if self.tx_inflight > 0
             || self.tx_poll
@@ -378,6 +394,12 @@ impl ConnIo {
         self.tx_retry_pause = RETRY_MIN;
     }
 
+    /// Whether its send waits for the socket to take more (POLLOUT, or the
+    /// retry after a refusal): its peer takes no more for now.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.tx_poll || self.tx_retry_at.is_some()
+    }
+
     /// When the connection sends again without POLLOUT (see
     /// [`SendWait::Retry`]).
     pub(crate) fn retry_at(&self) -> Option<Instant> {
@@ -399,11 +421,13 @@ impl ConnIo {
     /// the close, but what is still queued here would be lost with the
     /// connection, and the peer would read a clean end after a shortened
     /// echo. So hand it to the socket now, without waiting, first as the
-    /// socket is, then with its send buffer grown by what is left (the
-    /// kernel caps that at `net.core.wmem_max`); then the FIN if it was
+    /// socket is, then with its send buffer grown by what is left (as far
+    /// as `net.core.wmem_max` allows); then the FIN if it was
     /// asked for. Returns whether something could not be handed over: the
-    /// close must then reset the connection, so the peer sees the echo
-    /// cut short. Not while a send is in flight (it may read the queue).
+    /// close must then reset the connection (TCP), so the peer sees the
+    /// echo cut short; a Unix stream socket has no reset, its peer reads
+    /// an end of stream. Not while a send is in flight (it may read the
+    /// queue): that counts as not handed over.
     pub(crate) fn hand_over_before_close(&mut self, ring: &mut BufRing, pool: &mut TxPool) -> bool {
         if self.tx_inflight > 0 || self.tx_failed.is_some() {
             return self.tx_pending() > 0 || self.fin == Fin::Wanted;
@@ -523,7 +547,7 @@ impl Transport for Io<'_> {
     }
 
     fn unacknowledged(&self) -> usize {
-        self.io.tx_pending() + usize::from(self.io.fin == Fin::Wanted)
+        self.io.unsent()
     }
 }
 

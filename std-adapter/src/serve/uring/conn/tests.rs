@@ -228,6 +228,7 @@ fn refused_send_right_after_pollout_retries_on_a_timer_not_another_pollout() {
         f.io.send_failed(eagain, T0, &mut f.bufs, &mut f.pool),
         SendWait::Poll
     );
+    assert!(f.io.is_stalled());
     // POLLOUT said it can take more, and it refuses again (TCP short of
     // memory): a POLLOUT now would complete at once; wait 1 ms instead.
     f.io.writable();
@@ -238,12 +239,14 @@ fn refused_send_right_after_pollout_retries_on_a_timer_not_another_pollout() {
     );
     let at = T0 + Duration::from_millis(1);
     assert_eq!(f.io.retry_at(), Some(at));
+    assert!(f.io.is_stalled(), "it still holds what it could not send");
     assert!(
         f.io.next_send(&f.bufs).is_none(),
         "nothing before the retry"
     );
     assert!(!f.io.retry_due(T0));
     assert!(f.io.retry_due(at));
+    assert!(!f.io.is_stalled());
     // Refused again straight after the retry: the pause doubles.
     let _ = f.in_flight();
     assert_eq!(

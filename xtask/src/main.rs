@@ -100,7 +100,7 @@ const STAGES: &[Stage] = &[
     },
     Stage {
         name: "qemu",
-        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers; check the panic and HardFault handlers (lm3s6965evb self-test builds)",
+        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers; check the panic and HardFault handlers (self-test builds of each board)",
         run: stage_qemu,
     },
     Stage {

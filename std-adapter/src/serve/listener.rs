@@ -290,7 +290,7 @@ impl Listener {
                     return Some(accepted);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if !accept_error_pauses(&e) => {}
+                Err(e) if !accept_error_pauses(e.raw_os_error()) => {}
                 Err(e) => {
                     self.pause(now, registry, counters, &e);
                     return None;
@@ -363,9 +363,10 @@ impl Listener {
 /// descriptors or memory, or a refusal (`EPERM` from a security policy)
 /// that would fail again at once: pause with back-off, counted and logged,
 /// never spin.
-pub(crate) fn accept_error_pauses(e: &io::Error) -> bool {
+/// `errno` is the error's number (`None`: it has none, which pauses).
+pub(crate) fn accept_error_pauses(errno: Option<i32>) -> bool {
     !matches!(
-        e.raw_os_error(),
+        errno,
         Some(
             libc::ECONNABORTED
                 | libc::EINTR
@@ -390,9 +391,8 @@ mod tests {
 
     #[test]
     fn accept_error_of_the_connection_retries_and_a_refusal_pauses() {
-        let err = io::Error::from_raw_os_error;
         for errno in [libc::ECONNABORTED, libc::EINTR, libc::EAGAIN, libc::EPROTO] {
-            assert!(!accept_error_pauses(&err(errno)), "{errno}");
+            assert!(!accept_error_pauses(Some(errno)), "{errno}");
         }
         for errno in [
             libc::EMFILE,
@@ -402,9 +402,11 @@ mod tests {
             libc::EPERM,
             libc::EINVAL,
         ] {
-            assert!(accept_error_pauses(&err(errno)), "{errno}");
+            assert!(accept_error_pauses(Some(errno)), "{errno}");
         }
-        assert!(accept_error_pauses(&io::Error::other("no errno")));
+        assert!(accept_error_pauses(
+            io::Error::other("no errno").raw_os_error()
+        ));
     }
 
     fn local() -> SocketAddr {

@@ -105,7 +105,7 @@ impl Worker<'_> {
             self.admit(fd, kind, now);
         } else if res != -libc::ECANCELED {
             let errno = -res;
-            if listener::accept_error_pauses(&io::Error::from_raw_os_error(errno)) {
+            if listener::accept_error_pauses(Some(errno)) {
                 self.pause_listener(i, now, errno);
             }
         }

@@ -307,15 +307,9 @@ impl ConnIo {
             && self.tx_failed.is_none()
     }
 
-    /// What to send next, if no send is unconfirmed, the socket is not
-    /// known to be full, no retry is pending and no send failed:
-    /// everything queued.
+    /// What to send next, if [`ConnIo::has_sendable`]: everything queued.
     pub(crate) fn next_send(&mut self, ring: &BufRing) -> Option<SendFrom> {
-        if self.tx_inflight > 0
-            || self.tx_poll
-            || self.tx_retry_at.is_some()
-            || self.tx_failed.is_some()
-        {
+        if !self.has_sendable() {
             return None;
         }
         let from = self.out.next(ring)?;
@@ -430,7 +424,7 @@ impl ConnIo {
     /// queue): that counts as not handed over.
     pub(crate) fn hand_over_before_close(&mut self, ring: &mut BufRing, pool: &mut TxPool) -> bool {
         if self.tx_inflight > 0 || self.tx_failed.is_some() {
-            return self.tx_pending() > 0 || self.fin == Fin::Wanted;
+            return self.unsent() > 0;
         }
         for grow in [false, true] {
             if self.tx_pending() == 0 {
@@ -447,7 +441,7 @@ impl ConnIo {
             }
         }
         self.finish_if_flushed();
-        self.tx_pending() > 0 || self.fin == Fin::Wanted
+        self.unsent() > 0
     }
 
     /// Whether something waits for the send buffer to empty: the session

@@ -495,61 +495,103 @@ fn broken_listener_pauses_accepting_instead_of_spinning() {
     server.join().expect("join");
 }
 
+/// Connects with a 4 KiB receive buffer, sends `len` bytes of
+/// `payload(seed, _)` and the FIN, and reads nothing: a peer whose echo can
+/// only wait in the server and the kernels.
+fn finished_peer_that_reads_nothing(
+    addr: std::net::SocketAddr,
+    seed: u64,
+    len: usize,
+) -> std::net::TcpStream {
+    use socket2::{Domain, SockAddr, Socket, Type};
+
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)
+        .unwrap();
+    let c: std::net::TcpStream = s.into();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let data = payload(seed, len);
+    let mut w = c.try_clone().unwrap();
+    std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    })
+    .join()
+    .unwrap();
+    c
+}
+
+/// Reads to the end: the whole echo and a clean end, or a reset. A clean
+/// end after a shortened echo is the failure.
+fn assert_whole_echo_or_reset(c: &mut std::net::TcpStream, seed: u64, len: usize) {
+    let mut got = Vec::new();
+    match c.read_to_end(&mut got) {
+        Ok(_) => assert!(
+            got == payload(seed, len),
+            "a clean end after {} of {len} bytes",
+            got.len()
+        ),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// Waits until the server has read all `len` bytes and holds none (the
+/// session is over; on io_uring up to 64 KiB of echo can still wait in the
+/// process), or until its session holds bytes and reads no more for 300 ms
+/// (the kernel's buffers filled first: the session waits, as on epoll).
+/// Returns whether the session is over.
+fn wait_session_over_or_stuck(server: &ricochet::serve::ServerHandle, len: usize) -> bool {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut last = (0, Instant::now());
+    loop {
+        let s = server.stats().streams();
+        if s.bytes_in == len as u64 && s.buffered == 0 {
+            return true;
+        }
+        if s.bytes_in != last.0 {
+            last = (s.bytes_in, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) || Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// An abort resets what cannot finish: a connection whose session is over
 /// and lingers (the peer sent everything and its FIN, but reads nothing)
 /// either delivers its whole echo (the kernel holds it) or is reset;
 /// it never ends with a clean FIN after a shortened echo.
 #[test]
 fn abort_while_lingering_delivers_the_whole_echo_or_resets() {
-    use socket2::{Domain, SockAddr, Socket, Type};
-
     const LEN: usize = 3_000_000;
     let server = start(tcp_config());
-    let addr = server.tcp_addr().unwrap();
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
-    s.connect_timeout(&SockAddr::from(addr), IO_TIMEOUT)
-        .unwrap();
-    let mut c: std::net::TcpStream = s.into();
-    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let data = payload(11, LEN);
-    let mut w = c.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        w.write_all(&data).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    writer.join().unwrap();
-    // On io_uring up to 64 KiB of echo can wait in the process, so the
-    // session can read everything, close and linger with echo still
-    // queued (the case this test is for); or, when the kernel's buffers
-    // fill first, it fills up and waits (as it does on epoll). Wait for
-    // either: done, or no progress for 300 ms. Whatever the state, the
-    // abort must keep the promise below, so this wait only decides which
-    // case is tested.
-    let deadline = Instant::now() + IO_TIMEOUT;
-    let mut last = (0, Instant::now());
-    loop {
-        let s = server.stats().streams();
-        if s.bytes_in == LEN as u64 && s.buffered == 0 {
-            break;
-        }
-        if s.bytes_in != last.0 {
-            last = (s.bytes_in, Instant::now());
-        } else if last.1.elapsed() > Duration::from_millis(300) || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut c = finished_peer_that_reads_nothing(server.tcp_addr().unwrap(), 11, LEN);
+    // Either state the wait ends in, the abort must keep the promise: the
+    // wait only decides which case is tested.
+    wait_session_over_or_stuck(&server, LEN);
     server.abort();
-    let mut got = Vec::new();
-    match c.read_to_end(&mut got) {
-        Ok(_) => assert_eq!(
-            got,
-            payload(11, LEN),
-            "a clean end after {} of {LEN} bytes",
-            got.len()
-        ),
-        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    assert_whole_echo_or_reset(&mut c, 11, LEN);
+    server.join().unwrap();
+}
+
+/// A linger that runs out (the peer finished but reads nothing for the
+/// session's 2 s linger) abandons the connection: what the kernel cannot
+/// take of the echo still queued in the process makes the close a reset,
+/// never a clean FIN after a shortened echo.
+#[test]
+fn linger_running_out_delivers_the_whole_echo_or_resets() {
+    const LEN: usize = 3_000_000;
+    let server = start(tcp_config());
+    let mut c = finished_peer_that_reads_nothing(server.tcp_addr().unwrap(), 12, LEN);
+    if wait_session_over_or_stuck(&server, LEN) {
+        // The session closed with its echo handed on: it lingers until the
+        // peer reads, which it will not do for the linger's 2 s.
+        wait_stats(&server, IO_TIMEOUT, "the linger to run out", |s| {
+            s.streams().lingered == 1
+        });
     }
+    assert_whole_echo_or_reset(&mut c, 12, LEN);
+    server.shutdown();
     server.join().unwrap();
 }

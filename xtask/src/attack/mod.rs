@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod stall;
+
 use crate::listening;
 use crate::{Ctx, run};
 
@@ -241,6 +243,10 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             Box::new(move || udp_reflectors_and_oversize(b)),
         ),
         ("frames", Box::new(move || bad_frames(b, 200 / scale))),
+        (
+            "stall",
+            Box::new(move || stall::stalled_readers(b, 123, 1_500_000, 32 * 1024)),
+        ),
     ];
     // `--only NAME`: the scenarios whose short name contains NAME.
     let mut rows = Vec::new();
@@ -271,7 +277,7 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         failed |= r.failures > 0;
     }
     if failed {
-        Err("a well-behaved probe failed during an attack (see the table)".into())
+        Err("an attack scenario failed: a well-behaved probe failed, or the server broke a promise (see the failures column)".into())
     } else {
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::vm::free_port;
-use crate::{Ctx, run};
+use crate::{Ctx, procstat, run};
 
 /// One measured case: probe arguments after the target.
 struct Case {
@@ -66,16 +66,6 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
-}
-
-/// `utime + stime + cutime + cstime` of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3; utime..cstime are fields 14..=17.
-    let t = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    Some(t(14)? + t(15)? + t(16)? + t(17)?)
 }
 
 /// The number after `"key":` in `json`, searching from the first `after`.
@@ -213,7 +203,6 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (tcp, tls) = start_ricochet(&bin, &dir)?;
     let socat = start_socat(&dir)?;
     let servers = [&tcp, &tls, &socat];
-    let tick = 100.0; // USER_HZ on Linux
     println!(
         "| case | server | round trips/s | MB/s | p50 | p99 | handshakes/s | handshake p50 | server CPU |"
     );
@@ -229,7 +218,7 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
                 continue;
             }
             let pid = s.pid;
-            let before = cpu_ticks(pid);
+            let before = procstat::cpu_seconds(pid, true);
             let mut cmd = Command::new(&bin);
             // A probe thread per core, as when these figures were first
             // taken: the probe's own default against a loopback server is
@@ -254,7 +243,7 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
                 .stderr(Stdio::inherit())
                 .output()
                 .map_err(|e| format!("probe: {e}"))?;
-            let after = cpu_ticks(pid);
+            let after = procstat::cpu_seconds(pid, true);
             let json = String::from_utf8_lossy(&out.stdout).into_owned();
             if !out.status.success() {
                 return Err(format!("{} / {}: probe failed: {json}", case.name, s.name));
@@ -274,7 +263,7 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             };
             // CPU over warmup + duration; per unit of the measured span's rate.
             let cpu = match (before, after) {
-                (Some(b), Some(a)) => (a.saturating_sub(b)) as f64 / tick,
+                (Some(b), Some(a)) => a - b,
                 _ => f64::NAN,
             };
             let span = measured + 1.0;

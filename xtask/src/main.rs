@@ -38,6 +38,7 @@ mod dist;
 mod handlers;
 mod listening;
 mod loss;
+mod procstat;
 mod qemu;
 mod qemu_bench;
 mod stack;

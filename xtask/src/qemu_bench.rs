@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::vm::{QEMU_LIMIT_SECS, Qemu, board_arg, build_variant, cargo, require_tools};
-use crate::{Ctx, run};
+use crate::{Ctx, procstat, run};
 
 pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (board, machine, rest) = board_arg(args)?;
@@ -88,7 +88,7 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let mut streams = Vec::new();
     let mut per_cpu = Vec::new();
     for _ in 0..runs {
-        let before = cpu_ticks(pid)?;
+        let before = cpu_seconds(pid)?;
         let out = crate::qemu::probe(
             &ricochet,
             &[
@@ -104,11 +104,12 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
                 "--json",
             ],
         )?;
-        let ticks = cpu_ticks(pid)?.saturating_sub(before).max(1);
+        // At least one clock tick (1/100 s), so the rate stays finite.
+        let cpu = (cpu_seconds(pid)? - before).max(0.01);
         streams.push(number(&out, "mb_per_sec")?);
         // Verified bytes echoed per second of QEMU's CPU: what the
         // firmware and QEMU do with a whole host core, whatever else runs.
-        per_cpu.push(number(&out, "bytes_verified")? / 1e6 / (ticks as f64 / clock_ticks()));
+        per_cpu.push(number(&out, "bytes_verified")? / 1e6 / cpu);
     }
     drop(qemu);
     streams.sort_by(f64::total_cmp);
@@ -187,39 +188,17 @@ fn qemu_pid(qemu: &Qemu) -> Result<u32, String> {
     }
 }
 
-/// CPU time process `pid` has used (utime + stime), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    let tail = stat.rsplit_once(") ").map(|(_, t)| t).unwrap_or("");
-    let f: Vec<u64> = tail
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // After "pid (comm) ": state is field 0, utime 11, stime 12.
-    Ok(f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0))
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(100.0)
+/// CPU seconds process `pid` has used (user + system).
+fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    procstat::cpu_seconds(pid, false).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))
 }
 
 /// Share of one host core process `pid` used over `span`, in percent.
 fn cpu_share(pid: u32, span: Duration) -> Result<f64, String> {
-    let (t0, at) = (cpu_ticks(pid)?, Instant::now());
+    let (t0, at) = (cpu_seconds(pid)?, Instant::now());
     thread::sleep(span);
-    let t1 = cpu_ticks(pid)?;
-    Ok(t1.saturating_sub(t0) as f64 / clock_ticks() / at.elapsed().as_secs_f64() * 100.0)
+    let t1 = cpu_seconds(pid)?;
+    Ok((t1 - t0) / at.elapsed().as_secs_f64() * 100.0)
 }
 
 /// A number field of the probe's JSON line.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{Row, Server, during, good_client, row, target};
+use crate::procstat;
 
 /// How each stalled peer's echo ended.
 #[derive(Default)]
@@ -66,7 +67,7 @@ pub(super) fn stalled_readers(
     let before = good_client(bin, &t, 2, "raw")?;
     let addr = server.tcp;
     let pid = server.child.id();
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = procstat::cpu_seconds(pid, false).unwrap_or(f64::NAN);
     let failures = Arc::new(AtomicU64::new(0));
     let failed = failures.clone();
     let (run, outcome) = during(bin, &t, "raw", move |_stop| {
@@ -183,7 +184,7 @@ pub(super) fn stalled_readers(
             ends.whole, ends.reset, ends.damaged, ends.send_failed, ends.unfinished
         )
     })?;
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = procstat::cpu_seconds(pid, false).unwrap_or(f64::NAN) - cpu_before;
     let mut r = row(
         "stalled readers",
         &before,
@@ -199,18 +200,4 @@ pub(super) fn stalled_readers(
     );
     r.failures += failures.load(Ordering::SeqCst);
     Ok(r)
-}
-
-/// User and system CPU seconds the process has used (`/proc/PID/stat`,
-/// clock ticks of 1/100 s as on every Linux target here).
-fn cpu_seconds(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            let ticks: u64 =
-                after.get(11)?.parse::<u64>().ok()? + after.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / 100.0)
-        })
-        .unwrap_or(f64::NAN)
 }

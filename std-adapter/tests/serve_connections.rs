@@ -595,3 +595,29 @@ fn linger_running_out_delivers_the_whole_echo_or_resets() {
     server.shutdown();
     server.join().unwrap();
 }
+
+/// A Unix peer sends an unterminated line and closes at once: the echo of
+/// that last line (sent at its FIN) can never be delivered. On epoll the
+/// write fails and the session aborts; on io_uring the write is queued
+/// first and its send fails after the session closed. Either way the
+/// connection is released at once, never held for the 2 s linger and then
+/// abandoned.
+#[test]
+fn unix_peer_gone_before_its_echo_is_released_without_lingering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.sock");
+    let server = start(ServerConfig {
+        unix: vec![path.clone()],
+        mode: Mode::Lines,
+        ..ServerConfig::default()
+    });
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.write_all(b"abc").unwrap();
+    drop(c);
+    let s = wait_stats(&server, IO_TIMEOUT, "the connection released", |s| {
+        s.streams().ended() == 1 && s.connections_open == 0
+    });
+    assert_eq!(s.streams().lingered, 0, "held for the linger: {s:?}");
+    server.shutdown();
+    server.join().unwrap();
+}

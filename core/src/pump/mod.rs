@@ -165,6 +165,17 @@ pub trait Transport {
     fn unacknowledged(&self) -> usize {
         0
     }
+
+    /// Whether output this transport already took can no longer be
+    /// delivered: a send it queued failed after [`Transport::write`]
+    /// accepted the bytes (a transport that queues output of its own, as
+    /// TLS records or an io_uring send queue). A lingering pump then
+    /// releases the connection at once instead of waiting out the linger
+    /// for bytes that will never leave. Default: false (writes reach the
+    /// kernel at once and report their failures themselves).
+    fn output_failed(&self) -> bool {
+        false
+    }
 }
 
 /// What the adapter does with a connection next.
@@ -566,6 +577,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         }
         if self.writable && io.unacknowledged() > 0 {
             io.flush();
+        }
+        // Nothing can be delivered any more: done, as after a failed read.
+        if io.output_failed() {
+            return self.release(Teardown::Close);
         }
         let left = io.unacknowledged();
         if left < unacknowledged {

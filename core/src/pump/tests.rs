@@ -39,6 +39,8 @@ struct Script {
     flushes: usize,
     shutdowns: usize,
     unacked: usize,
+    /// [`Transport::output_failed`]: a queued send failed.
+    output_failed: bool,
     /// Report `Eof` only after a first short read (a buffering transport
     /// that returned the last plaintext, then has the end to report).
     eof_after_short_read: bool,
@@ -121,6 +123,10 @@ impl Transport for Script {
 
     fn unacknowledged(&self) -> usize {
         self.unacked
+    }
+
+    fn output_failed(&self) -> bool {
+        self.output_failed
     }
 }
 
@@ -372,6 +378,32 @@ fn lingering_delivery_progress_restarts_the_linger_clock() {
         Next::Release(Teardown::Close)
     );
     assert_eq!(c.lingered, 0);
+}
+
+#[test]
+fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
+    // The peer finished; the echo and FIN wait in the transport's own queue
+    // (io_uring, TLS), and the send that carries them fails (the peer is
+    // gone): nothing will be delivered, so the linger ends now, not 2 s on.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", true);
+    io.unacked = 4;
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"abc");
+    assert!(!p.is_released(), "echo not yet delivered: lingering");
+    io.output_failed = true;
+    p.set_writable();
+    assert_eq!(
+        p.drive(at(5), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(c.lingered, 0, "released, not abandoned");
+    assert_eq!(
+        c.closed.peer_finished, 1,
+        "counted once, when the session closed"
+    );
 }
 
 #[test]

@@ -113,6 +113,15 @@ impl Transport for Stream {
             Stream::Tcp(_) | Stream::Unix(_) => 0,
         }
     }
+
+    /// TLS: pushing queued records failed; the kernel's sockets report
+    /// their failures on the write itself.
+    fn output_failed(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.output_failed(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
 }
 
 /// Writes `buf`; with `more`, Linux holds a partial segment back

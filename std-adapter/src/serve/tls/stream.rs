@@ -401,4 +401,9 @@ impl Transport for TlsStream {
     fn unacknowledged(&self) -> usize {
         usize::from(self.conn.wants_write()) + usize::from(self.fin == Fin::Pending)
     }
+
+    /// Pushing queued records failed (the peer is gone).
+    fn output_failed(&self) -> bool {
+        matches!(self.state, State::Failed(_))
+    }
 }

@@ -543,6 +543,11 @@ impl Transport for Io<'_> {
     fn unacknowledged(&self) -> usize {
         self.io.unsent()
     }
+
+    /// A send of bytes `write` had queued failed (the peer is gone).
+    fn output_failed(&self) -> bool {
+        self.io.tx_failed.is_some()
+    }
 }
 
 /// A connection: its I/O state and the pump driving its session.

@@ -621,3 +621,30 @@ fn unix_peer_gone_before_its_echo_is_released_without_lingering() {
     server.shutdown();
     server.join().unwrap();
 }
+
+/// An abort (a second signal) stops the workers at once: the sessions it
+/// cuts off are still counted, so the final stats hold every connection
+/// (accepted = closed + aborted).
+#[test]
+fn abort_counts_the_sessions_it_cuts_off() {
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let mut running = connect(addr);
+    round_trip(&mut running, b"still talking");
+    let mut finished = connect(addr);
+    round_trip(&mut finished, b"done");
+    finished.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut finished).unwrap().is_empty());
+    wait_stats(&server, IO_TIMEOUT, "one session over", |s| {
+        s.streams().ended() == 1
+    });
+    let stats = server.stats_source();
+    server.abort();
+    server.join().unwrap();
+    let s = stats.snapshot().streams();
+    assert_eq!(s.accepted, 2);
+    assert_eq!(s.closed.peer_finished, 1);
+    assert_eq!(s.aborted.local, 1, "the running session: {s:?}");
+    assert_eq!(s.ended(), 2);
+    drop(running);
+}

@@ -336,6 +336,33 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         }
     }
 
+    /// The adapter stops at once (a worker exiting on an abort): ends the
+    /// session without further I/O and counts it as [`Pump::drive`] would
+    /// after [`Pump::abort`]: a running session as aborted
+    /// ([`AbortReason::Local`](crate::AbortReason::Local)), a linger as
+    /// cut short ([`StreamCounters::lingered`]). Returns how to release the
+    /// socket, or `None` if it was already released (nothing counted).
+    pub fn stop(&mut self, now: Instant, counters: &mut StreamCounters) -> Option<Teardown> {
+        let how = match self.phase {
+            Phase::Serving => {
+                self.session.abort(now);
+                counters.bytes_discarded += self.session.stats().bytes_discarded;
+                if let State::Aborted(reason) = self.session.state() {
+                    counters.aborted.count(reason);
+                }
+                Teardown::Reset
+            }
+            Phase::Lingering { .. } => {
+                counters.lingered += 1;
+                Teardown::Abandon
+            }
+            Phase::Released(_) => return None,
+        };
+        self.phase = Phase::Released(how);
+        self.update_gauge(counters);
+        Some(how)
+    }
+
     /// The next instant at which [`Pump::drive`] has work to do even without
     /// readiness: a session deadline or the end of the linger.
     #[must_use]

@@ -407,6 +407,37 @@ fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
 }
 
 #[test]
+fn stop_counts_a_running_session_as_aborted_and_a_linger_as_cut_short() {
+    let mut c = StreamCounters::default();
+    // Running, with echo pending that the peer is not reading.
+    let mut running = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"pending", false);
+    io.room = 0;
+    running.set_readable();
+    let _ = running.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(c.buffered, 7);
+    assert_eq!(running.stop(at(1), &mut c), Some(Teardown::Reset));
+    assert_eq!(c.aborted.local, 1);
+    assert_eq!(c.bytes_discarded, 7, "the pending echo is lost");
+    assert_eq!(c.buffered, 0);
+    // Lingering: cut short.
+    let mut lingering = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    lingering.close(T0);
+    let _ = lingering.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(lingering.is_finishing() && !lingering.is_released());
+    assert_eq!(lingering.stop(at(1), &mut c), Some(Teardown::Abandon));
+    assert_eq!((c.lingered, c.closed.local), (1, 1));
+    // Released: nothing more to count, and drive agrees.
+    assert_eq!(lingering.stop(at(2), &mut c), None);
+    assert_eq!(
+        running.drive(at(2), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!((c.ended(), c.lingered), (2, 1), "each counted once");
+}
+
+#[test]
 fn lingering_abort_abandons_at_once() {
     let mut p = pump(Mode::Raw, 64);
     let mut io = Script::with_input(b"", false);

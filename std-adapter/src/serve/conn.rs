@@ -265,4 +265,8 @@ impl Tracked for Conn {
     fn set_reset_on_close(&self) {
         self.stream.set_reset_on_close();
     }
+
+    fn kind(&self) -> StreamKind {
+        self.stream.kind()
+    }
 }

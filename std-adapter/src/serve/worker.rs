@@ -294,7 +294,8 @@ impl Worker {
 
     /// Releases everything (worker exit): sessions still echoing are reset.
     fn release_all(&mut self) {
-        self.conns.reset_unfinished();
+        let now = self.clock.now();
+        self.conns.reset_unfinished(now, &mut self.counters);
         self.conns.release_all(drop);
         self.listeners.clear();
         self.udp.clear();

@@ -78,6 +78,8 @@ pub(crate) trait Tracked {
     fn deadline(&self) -> Option<Instant>;
     /// Makes the coming close send RST instead of FIN.
     fn set_reset_on_close(&self);
+    /// Which counters the connection counts into.
+    fn kind(&self) -> StreamKind;
     /// Whether the worker still drives it. False once released while the
     /// backend waits for the kernel to give its requests back: the drain
     /// then leaves it alone.
@@ -309,12 +311,17 @@ impl<C: Tracked> ConnTable<C> {
         }
     }
 
-    /// Worker exit: makes every live connection whose session still runs
-    /// reset on close (an echo cut off must not look complete).
-    pub(crate) fn reset_unfinished(&mut self) {
+    /// Worker exit (an abort: no more I/O): stops every live connection's
+    /// pump, counting it ([`Pump::stop`]: a running session as aborted, a
+    /// linger as cut short), and makes those whose session still ran reset
+    /// on close (an echo cut off must not look complete).
+    pub(crate) fn reset_unfinished(&mut self, now: Instant, counters: &mut Counters) {
         for conn in self.iter_mut() {
-            if conn.is_live() && !conn.pump().is_finishing() {
-                conn.set_reset_on_close();
+            if conn.is_live() {
+                let kind = conn.kind();
+                if conn.pump().stop(now, counters.stream(kind)) == Some(Teardown::Reset) {
+                    conn.set_reset_on_close();
+                }
             }
         }
     }

@@ -88,6 +88,10 @@ impl Tracked for Fake {
         self.reset_on_close.set(true);
     }
 
+    fn kind(&self) -> StreamKind {
+        StreamKind::Tcp
+    }
+
     fn is_live(&self) -> bool {
         self.live
     }
@@ -411,7 +415,7 @@ fn drain_closes_every_live_session_and_the_grace_period_resets_the_rest() {
 }
 
 #[test]
-fn worker_exit_resets_only_live_sessions_still_running() {
+fn worker_exit_resets_only_live_sessions_still_running_and_counts_each() {
     let mut w = Worker::new(8);
     let running = w.open(at(0), 0, None);
     let finishing = w.open(at(0), 0, None);
@@ -419,11 +423,18 @@ fn worker_exit_resets_only_live_sessions_still_running() {
     w.conns.get_mut(finishing).unwrap().pump.close(at(0));
     w.drive(finishing, at(0));
     w.conns.get_mut(released).unwrap().live = false;
-    w.conns.reset_unfinished();
+    let before = w.counters.tcp;
+    w.conns.reset_unfinished(at(1), &mut w.counters);
     let reset = |w: &mut Worker, k| w.conns.get_mut(k).unwrap().reset_on_close.get();
     assert!(reset(&mut w, running));
     assert!(!reset(&mut w, finishing));
     assert!(!reset(&mut w, released));
+    // The stats at exit hold every end: the running session as aborted,
+    // the lingering one as cut short; the released one is not counted again.
+    let c = w.counters.tcp;
+    assert_eq!(c.aborted.local - before.aborted.local, 1);
+    assert_eq!(c.lingered - before.lingered, 1);
+    assert_eq!(c.closed.total(), before.closed.total());
 }
 
 #[test]

@@ -478,7 +478,8 @@ impl Worker<'_> {
     /// Worker exit: sessions still echoing, and lingering connections
     /// whose echo has not all left the process, are reset.
     fn release_all(&mut self) {
-        self.conns.reset_unfinished();
+        let now = self.clock.now();
+        self.conns.reset_unfinished(now, &mut self.counters);
         for conn in self.conns.iter_mut() {
             // A lingering connection whose echo (or FIN) still waits here
             // is cut short too: it must not end with a clean FIN.

@@ -578,6 +578,10 @@ impl Tracked for Conn {
         self.io.socket.set_reset_on_close();
     }
 
+    fn kind(&self) -> StreamKind {
+        self.kind
+    }
+
     /// Not once released: it only waits for its requests to come back.
     fn is_live(&self) -> bool {
         self.releasing.is_none()

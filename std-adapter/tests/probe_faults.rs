@@ -229,6 +229,10 @@ fn probe_udp_drops_are_counted_as_loss_not_corruption() {
     assert_eq!(r.errors.corrupt, 0);
     assert_eq!(r.errors.total(), 1, "{r}");
     assert!(!r.ok);
+    // The budget ran out with the last loss, after the last send: the run
+    // was not cut short, and the verdict must not say it was.
+    assert_eq!(r.stopped_early, None, "{r}");
+    assert!(!r.to_string().contains("stopped early"), "{r}");
 }
 
 #[test]

@@ -277,7 +277,7 @@ impl Env<'_> {
         if new > 0 {
             c.lost_counted += new;
             self.rec.lost(now, new);
-            self.ctx.count_lost(new);
+            self.ctx.count_lost(new, now);
         }
     }
 

@@ -381,7 +381,14 @@ pub fn run_observed(
         started_at,
         window_start,
         finish_at,
-        stopped_early: stop.reason(),
+        // A loss budget spent after the last send (the last losses are
+        // found only when their timeout ends) cut nothing short.
+        stopped_early: stop.reason().filter(|r| {
+            *r != StopReason::LossBudget
+                || spec
+                    .planned_messages()
+                    .is_none_or(|n| total.messages_sent < n)
+        }),
     };
     let mut report = verdict::build_report(spec, facts, total, &per_target);
     if let Some(c) = collector {
@@ -434,9 +441,11 @@ impl Ctx<'_> {
         self.finish_at.is_some_and(|f| now >= f) || self.stop.reason().is_some()
     }
 
-    /// Counts `n` more lost datagrams; stops the run once it cannot pass.
-    pub(crate) fn count_lost(&self, n: u64) {
-        if n > 0 && self.losses.add(n) {
+    /// Counts `n` more lost datagrams (found at `now`); stops the run once
+    /// it cannot pass, unless its duration is already over (then there is
+    /// nothing left to cut short: the losses still fail it).
+    pub(crate) fn count_lost(&self, n: u64, now: Instant) {
+        if n > 0 && self.losses.add(n) && !self.finish_at.is_some_and(|f| now >= f) {
             self.stop.request(StopReason::LossBudget);
         }
     }

@@ -201,7 +201,7 @@ fn probe_tls_server_name_must_match_the_certificate() {
     let j = json_of(&o);
     let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
     assert!(
-        msg.contains("not valid for name \"wrong.example\""),
+        msg.contains("not valid for wrong.example: it names localhost, 127.0.0.1"),
         "{msg}"
     );
     assert_eq!(j["tls"]["server_name"], "wrong.example");

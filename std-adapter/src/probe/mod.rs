@@ -445,7 +445,7 @@ impl Ctx<'_> {
     /// it cannot pass, unless its duration is already over (then there is
     /// nothing left to cut short: the losses still fail it).
     pub(crate) fn count_lost(&self, n: u64, now: Instant) {
-        if n > 0 && self.losses.add(n) && !self.finish_at.is_some_and(|f| now >= f) {
+        if n > 0 && self.losses.add(n) && self.finish_at.is_none_or(|f| now < f) {
             self.stop.request(StopReason::LossBudget);
         }
     }

@@ -363,6 +363,12 @@ impl fmt::Display for ConnError {
     }
 }
 
+/// Fewest handshakes in the measured span that give a handshake rate.
+pub(crate) const MIN_RATE_HANDSHAKES: u64 = 2;
+
+/// Shortest measured span, in seconds, that gives a handshake rate (10 ms).
+pub(crate) const MIN_RATE_SPAN_SECS: f64 = 0.010;
+
 /// TLS handshakes of a run's `tls://` connections (connection setup, apart
 /// from the echo).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -373,14 +379,20 @@ pub struct TlsReport {
     pub server_name: String,
     /// `--insecure`: the certificate was NOT verified.
     pub insecure: bool,
+    /// Whether the server's certificate was verified: at least one handshake
+    /// completed, without `--insecure`. False when every handshake failed
+    /// (the errors say why).
+    pub verified: bool,
     /// Whether connections could resume an earlier session (`--tls-resumption`).
     pub resumption: bool,
     /// Handshakes completed (all of them, warmup included).
     pub handshakes: u64,
     /// Of those, resumed from an earlier session.
     pub resumed: u64,
-    /// Handshakes completed per second inside the measured span.
-    pub handshakes_per_sec: f64,
+    /// Handshakes completed per second inside the measured span; `None`
+    /// (JSON `null`) when that is too short to give a rate: fewer than 2
+    /// handshakes in it, or a span under 10 ms.
+    pub handshakes_per_sec: Option<f64>,
     /// Handshake latency inside the measured span, microseconds: from the
     /// TCP connection's establishment to the handshake's completion.
     pub handshake_us: Latency,

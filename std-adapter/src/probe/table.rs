@@ -431,9 +431,18 @@ fn handshakes_line(t: &TlsReport) -> String {
     };
     let name = if t.insecure {
         format!("{} NOT VERIFIED (--insecure)", t.server_name)
-    } else {
+    } else if t.verified {
         format!("{} verified", t.server_name)
+    } else {
+        format!(
+            "{} NOT verified (no handshake completed; the errors say why)",
+            t.server_name
+        )
     };
+    let rate = t.handshakes_per_sec.map_or_else(
+        || "no rate (fewer than 2 in the measured span, or a span under 10 ms)".to_owned(),
+        |r| format!("{r:.1} /s"),
+    );
     if h.count == 0 {
         format!(
             "handshakes   {} ({resumed}), none in the measured span; certificate {name}",
@@ -441,10 +450,9 @@ fn handshakes_line(t: &TlsReport) -> String {
         )
     } else {
         format!(
-            "handshakes   {} ({resumed}), {:.1} /s, p50 {}, p99 {}, max {} (TCP up to done); \
+            "handshakes   {} ({resumed}), {rate}, p50 {}, p99 {}, max {} (TCP up to done); \
              certificate {name}",
             t.handshakes,
-            t.handshakes_per_sec,
             format_micros(h.p50),
             format_micros(h.p99),
             format_micros(h.max)

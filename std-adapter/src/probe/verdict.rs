@@ -8,7 +8,8 @@ use ricochet_core::time::earliest;
 use ricochet_core::{Instant, Mode};
 
 use super::report::{
-    ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, Report, TargetReport, TlsReport,
+    ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES, MIN_RATE_SPAN_SECS,
+    Report, TargetReport, TlsReport,
 };
 use super::spec::{Lifetime, ProbeSpec, Stop};
 use super::tally::{Tally, latency_of};
@@ -288,7 +289,10 @@ fn tls_section(
         resumption: !spec.tls.no_resumption,
         handshakes: t.handshakes,
         resumed: t.resumed,
-        handshakes_per_sec: handshake_us.count as f64 / measured_secs,
+        verified: !spec.tls.insecure && t.handshakes > 0,
+        handshakes_per_sec: (handshake_us.count >= MIN_RATE_HANDSHAKES
+            && measured_secs >= MIN_RATE_SPAN_SECS)
+            .then(|| handshake_us.count as f64 / measured_secs),
         handshake_us,
     })
 }
@@ -368,8 +372,24 @@ mod tests {
         );
         let r = tls_section(&spec, &t, 2.0, &mut w, &mut h).expect("a tls section");
         assert_eq!(r.server_name, "a.example b.example");
-        assert_eq!((r.handshakes, r.resumed, r.handshakes_per_sec), (1, 1, 0.5));
+        assert_eq!(
+            (r.handshakes, r.resumed, r.handshakes_per_sec),
+            (1, 1, None)
+        );
+        assert!(r.verified);
         assert!(w.is_empty() && h.is_empty(), "{w:?} {h:?}");
+        t.handshake(
+            Instant::from_millis(2),
+            ricochet_core::Duration::from_micros(500),
+            false,
+        );
+        let r = tls_section(&spec, &t, 2.0, &mut w, &mut h).expect("a tls section");
+        assert_eq!(r.handshakes_per_sec, Some(1.0));
+        let r = tls_section(&spec, &t, 0.009, &mut w, &mut h).expect("a tls section");
+        assert_eq!(
+            r.handshakes_per_sec, None,
+            "a span under 10 ms gives no rate"
+        );
     }
 
     #[test]
@@ -380,7 +400,7 @@ mod tests {
         let mut t = tally();
         t.errors.count(ErrorKind::Handshake);
         let r = tls_section(&spec, &t, 1.0, &mut w, &mut h).expect("a tls section");
-        assert!(r.insecure);
+        assert!(r.insecure && !r.verified);
         assert!(w[0].contains("NOT verified"), "{w:?}");
         assert!(h[0].contains("no TLS handshake completed"), "{h:?}");
     }

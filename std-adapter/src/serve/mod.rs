@@ -94,6 +94,7 @@ pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use handle::{Controller, ServerHandle};
 pub use listener::raise_udp_receive_buffer;
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
+pub(crate) use tls::CERT_COMMAND;
 pub use tls::{
     DEFAULT_HANDSHAKE_TIMEOUT, HandshakeCounts, HandshakeFailure, HandshakeFailures, TlsConfig,
     TlsConfigError,
@@ -474,7 +475,7 @@ impl Server {
             mode = %config.mode,
             buffer = config.buffer_size.bytes(),
             max_connections,
-            accept = ?config.accept,
+            accept = %config.accept,
             "serving"
         );
         Ok(ServerHandle {

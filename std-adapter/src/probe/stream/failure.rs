@@ -6,6 +6,7 @@ use std::time::Duration as StdDuration;
 use ricochet_core::probe::ProbeError;
 
 use super::super::report::{ConnError, ErrorKind};
+use super::super::tls::RefusedByServer;
 use super::super::verdict::{no_progress, show_byte, show_bytes};
 
 /// Received bytes shown before a bad one in an error message.
@@ -93,7 +94,14 @@ impl Failure {
     }
 
     /// A socket error while `what`; resets and broken pipes are early closes.
+    /// A TLS server's refusal after the handshake is a `handshake` error.
     pub(super) fn io(what: &str, e: &io::Error, verified: u64) -> Self {
+        let refused = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<RefusedByServer>());
+        if let Some(refused) = refused {
+            return Failure::new(ErrorKind::Handshake, refused.to_string());
+        }
         match e.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted

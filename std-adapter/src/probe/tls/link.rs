@@ -19,7 +19,10 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 use ricochet_core::Instant;
-use rustls::{ClientConnection, HandshakeKind};
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, ClientConnection, HandshakeKind};
+
+use crate::serve::CERT_COMMAND;
 
 use super::super::transport::{Handshake, Readiness, ReadyError};
 use super::TlsClient;
@@ -44,7 +47,10 @@ impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandshakeError::Setup(e) => write!(f, "TLS setup: {e}"),
-            HandshakeError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            HandshakeError::Tls(e) => match explain(e) {
+                Some(plain) => write!(f, "TLS handshake failed: {plain}"),
+                None => write!(f, "TLS handshake failed: {e}"),
+            },
             HandshakeError::Closed => f.write_str(
                 "TLS handshake failed: the server closed the connection (is it a TLS server?)",
             ),
@@ -52,6 +58,113 @@ impl fmt::Display for HandshakeError {
         }
     }
 }
+
+/// The certificate errors a new user meets, in plain words with the fix
+/// (`None`: rustls's own message says it).
+fn explain(e: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return None;
+    };
+    match c {
+        C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => Some(format!(
+            "the server's certificate is a CA certificate, not a server certificate \
+             (basicConstraints CA:TRUE, as `openssl req -x509` makes by default): make it with \
+             basicConstraints CA:FALSE and the server's names in subjectAltName, e.g. `{}`",
+            CERT_COMMAND
+        )),
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let name = expected.to_str();
+            let kind = match expected {
+                ServerName::IpAddress(_) => "IP",
+                _ => "DNS",
+            };
+            let names: Vec<String> = presented.iter().map(|n| shown_name(n)).collect();
+            Some(if names.is_empty() {
+                format!(
+                    "the server's certificate is not valid for {name}: it has no subjectAltName \
+                     names (a name in the subject's CN alone is not checked); make the \
+                     certificate with subjectAltName={kind}:{name}, e.g. `{CERT_COMMAND}`"
+                )
+            } else {
+                format!(
+                    "the server's certificate is not valid for {name}: it names {}; use \
+                     --tls-server-name with one of those names, or make the certificate with \
+                     subjectAltName={kind}:{name}",
+                    names.join(", ")
+                )
+            })
+        }
+        C::NotValidForName => Some(
+            "the server's certificate is not valid for the name the probe checked: use \
+             --tls-server-name with a name in its subjectAltName, or make the certificate with \
+             that name in subjectAltName"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// A name as rustls presents it (`DnsName("localhost")`,
+/// `IpAddress(127.0.0.1)`), as the user wrote it (`localhost`, `127.0.0.1`).
+fn shown_name(presented: &str) -> String {
+    for prefix in ["DnsName(", "IpAddress(", "UriName(", "OtherName("] {
+        if let Some(inner) = presented
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            return inner.trim_matches('"').to_owned();
+        }
+    }
+    presented.to_owned()
+}
+
+/// The server refused the connection with a fatal alert about the client's
+/// certificate or the handshake, received after the handshake completed on
+/// the probe's side (TLS 1.3 tells the client so only on its first read): a
+/// mutual-TLS server refusing the probe, which has no client certificate.
+#[derive(Debug)]
+pub(crate) struct RefusedByServer(pub(crate) AlertDescription);
+
+impl RefusedByServer {
+    /// `e` as this refusal, if it is one.
+    fn of(e: &rustls::Error) -> Option<Self> {
+        use AlertDescription as A;
+        match e {
+            rustls::Error::AlertReceived(
+                a @ (A::CertificateRequired
+                | A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::HandshakeFailure),
+            ) => Some(RefusedByServer(*a)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RefusedByServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TLS handshake refused by the server (fatal alert {:?}, after the handshake was done \
+             on the probe's side): the server refused the probe's client certificate (the probe \
+             sends none; the server asks for one: mutual TLS, e.g. `ricochet serve \
+             --tls-client-ca`); the probe has no client certificate option: test mutual TLS \
+             with another client (e.g. `openssl s_client -cert client.pem -key client-key.pem`)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for RefusedByServer {}
 
 /// A TLS client connection over a non-blocking TCP socket (see the module
 /// documentation).
@@ -218,6 +331,9 @@ impl TlsLink {
                         if filled > 0 {
                             self.end_pending = true;
                             return Ok(filled);
+                        }
+                        if let Some(refused) = RefusedByServer::of(&e) {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
                         }
                         return Err(io::Error::new(io::ErrorKind::InvalidData, e));
                     }

@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::Target;
-pub(crate) use link::{HandshakeError, TlsLink};
+pub(crate) use link::{HandshakeError, RefusedByServer, TlsLink};
 
 /// A `tls://` target: where to connect and the name the certificate must match.
 #[derive(Clone, Debug, PartialEq, Eq)]

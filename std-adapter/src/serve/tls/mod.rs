@@ -40,6 +40,14 @@ use rustls::server::WebPkiClientVerifier;
 pub use counters::{HandshakeCounts, HandshakeFailure, HandshakeFailures};
 pub(crate) use stream::{Outcome, TlsStream};
 
+/// A command that makes a self-signed server certificate (`cert.pem`) and
+/// its key (`key.pem`) for `localhost` and `127.0.0.1` that rustls accepts:
+/// not a CA (`CA:FALSE`), the names in subjectAltName (OpenSSL 3 otherwise
+/// makes a CA certificate without any). Shown in errors and in the READMEs.
+pub(crate) const CERT_COMMAND: &str = "openssl req -x509 -newkey ec -pkeyopt \
+ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost -addext \
+basicConstraints=critical,CA:FALSE -addext subjectAltName=DNS:localhost,IP:127.0.0.1";
+
 /// What a TLS listener needs to wrap each connection it accepts.
 #[derive(Debug)]
 pub(crate) struct Acceptor {
@@ -117,9 +125,15 @@ pub enum TlsConfigError {
         /// The parser's message.
         reason: String,
     },
-    /// rustls refused the certificate, the key or the CA (a key that does
-    /// not match the certificate, an unsupported key type, a CA that is
-    /// not a certificate...).
+    /// The private key is not the key of the certificate.
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+    },
+    /// rustls refused the certificate, the key or the CA (an unsupported
+    /// key type, a CA that is not a certificate...).
     Rejected {
         /// What rustls said.
         reason: String,
@@ -142,9 +156,8 @@ impl fmt::Display for TlsConfigError {
             ),
             TlsConfigError::Missing { what, path } => write!(
                 f,
-                "TLS {what} {}: no {what} found in it; expected a PEM file with a \
-                 \"-----BEGIN {}\" block (e.g. made with `openssl req -x509 -newkey ec \
-                 -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost`)",
+                "TLS {what} {}: no {what} found in it; expected a PEM file with a {} \
+                 block (e.g. made with `{CERT_COMMAND}`)",
                 path.display(),
                 pem_label(what)
             ),
@@ -152,6 +165,14 @@ impl fmt::Display for TlsConfigError {
                 f,
                 "TLS {what} {}: not a valid PEM file ({reason})",
                 path.display()
+            ),
+            TlsConfigError::KeyMismatch { cert, key } => write!(
+                f,
+                "TLS: the key in {} is not the key of the certificate in {}: give --tls-key \
+                 the key made with that certificate (the -keyout of the same `openssl req`), \
+                 or --tls-cert the certificate of this key",
+                key.display(),
+                cert.display()
             ),
             TlsConfigError::Rejected { reason } => write!(
                 f,
@@ -182,8 +203,11 @@ fn flag(what: &str) -> &'static str {
 
 fn pem_label(what: &str) -> &'static str {
     match what {
-        "private key" => "PRIVATE KEY\" (or \"EC PRIVATE KEY\", \"RSA PRIVATE KEY\")",
-        _ => "CERTIFICATE\"",
+        "private key" => {
+            "\"-----BEGIN PRIVATE KEY-----\" (or \"-----BEGIN EC PRIVATE KEY-----\", \
+             \"-----BEGIN RSA PRIVATE KEY-----\")"
+        }
+        _ => "\"-----BEGIN CERTIFICATE-----\"",
     }
 }
 
@@ -284,7 +308,19 @@ pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsC
         }
         None => builder.with_no_client_auth(),
     };
-    let mut server = builder.with_single_cert(certs, key).map_err(rejected)?;
+    let mut server = builder.with_single_cert(certs, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsConfigError::KeyMismatch {
+            cert: config.cert_chain.clone(),
+            key: config.private_key.clone(),
+        },
+        e => TlsConfigError::Rejected {
+            reason: format!(
+                "certificate {}, private key {}: {e}",
+                config.cert_chain.display(),
+                config.private_key.display()
+            ),
+        },
+    })?;
     server.ticketer = rustls::crypto::ring::Ticketer::new().map_err(rejected)?;
     Ok(Arc::new(server))
 }

@@ -1,0 +1,279 @@
+//! What a new user of TLS sees: the probe claims a verified certificate only
+//! when one was, names certificate problems in plain words with the fix,
+//! gives no handshake rate for a span too short to mean one, and reports a
+//! mutual-TLS refusal as a handshake error; the server's certificate errors
+//! name the files, and the certificate command it suggests (and the README
+//! shows) makes a certificate the probe accepts. Certificates are made by
+//! the test (rcgen, and openssl for the suggested command).
+
+mod probe_support;
+mod tls_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use probe_support::{json_of, probe_cli, require, run_bounded, texts};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use ricochet::core::Mode;
+use ricochet::serve::{Server, ServerConfig, TlsConfig};
+use tls_support::{Pki, TlsServer};
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// The `handshakes` line of a table.
+fn handshakes_line(table: &str) -> &str {
+    table
+        .lines()
+        .find(|l| l.starts_with("handshakes"))
+        .unwrap_or_else(|| panic!("no handshakes line in {table}"))
+}
+
+/// A TLS server whose certificate and key are `cert` and `key`.
+fn server_with(cert: &Path, key: &Path) -> TlsServer {
+    let pki = Pki::new();
+    let (cert, key) = (cert.to_owned(), key.to_owned());
+    TlsServer::start(&pki, Mode::Raw, move |c| {
+        let tls = c.tls.as_mut().expect("tls");
+        tls.cert_chain = cert;
+        tls.private_key = key;
+    })
+}
+
+#[test]
+fn probe_claims_a_verified_certificate_only_when_a_handshake_verified_it() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    for args in [
+        vec!["--tls-ca", path(&pki.other_ca)],
+        vec![
+            "--tls-ca",
+            path(&pki.ca),
+            "--tls-server-name",
+            "wrong.example",
+        ],
+    ] {
+        let mut all = vec![target.as_str(), "-n", "3"];
+        all.extend(&args);
+        let o = probe_cli(&all);
+        let (code, table, _) = texts(&o);
+        assert_eq!(code, 1, "{table}");
+        let line = handshakes_line(&table);
+        assert!(line.contains("NOT verified"), "{line}");
+        assert!(
+            !line.contains("name verified") && !line.ends_with(" verified"),
+            "{line}"
+        );
+        all.push("--json");
+        let j = json_of(&probe_cli(&all));
+        assert_eq!(j["tls"]["verified"], false, "{j}");
+    }
+    let o = probe_cli(&[&target, "--tls-ca", path(&pki.ca), "-n", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+    assert_eq!(json_of(&o)["tls"]["verified"], true);
+    let o = probe_cli(&[&target, "--insecure", "-n", "3", "--json"]);
+    assert_eq!(json_of(&o)["tls"]["verified"], false);
+}
+
+#[test]
+fn probe_gives_no_handshake_rate_for_a_single_handshake() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let o = probe_cli(&[&target, "--tls-ca", path(&pki.ca), "-n", "5"]);
+    let (code, table, _) = texts(&o);
+    assert_eq!(code, 0, "{table}");
+    let line = handshakes_line(&table);
+    assert!(!line.contains("/s"), "{line}");
+    assert!(line.contains("no rate"), "{line}");
+    let o = probe_cli(&[&target, "--tls-ca", path(&pki.ca), "-n", "5", "--json"]);
+    let j = json_of(&o);
+    assert_eq!(j["tls"]["handshakes"], 1);
+    assert!(j["tls"]["handshakes_per_sec"].is_null(), "{j}");
+}
+
+#[test]
+fn probe_explains_a_ca_certificate_used_as_the_server_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.self_signed(&key).expect("cert");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    let srv = server_with(&cert_path, &key_path);
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let o = probe_cli(&[&target, "--tls-ca", path(&cert_path), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["error_details"][0]["kind"], "handshake");
+    let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("CA certificate"), "{msg}");
+    assert!(msg.contains("CA:FALSE"), "{msg}");
+    assert!(!msg.contains("OtherError"), "{msg}");
+    assert!(msg.contains(&server_suggested_command()), "{msg}");
+}
+
+#[test]
+fn probe_explains_a_certificate_not_valid_for_the_name() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let target = format!("tls://127.0.0.1:{}", srv.tls.port());
+    let o = probe_cli(&[
+        &target,
+        "--tls-ca",
+        path(&pki.ca),
+        "--tls-server-name",
+        "wrong.example",
+        "--json",
+    ]);
+    let j = json_of(&o);
+    let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("not valid for wrong.example")
+            && msg.contains("localhost")
+            && msg.contains("--tls-server-name")
+            && msg.contains("subjectAltName"),
+        "{msg}"
+    );
+    // A certificate that names nothing at all.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let issuer =
+        rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).expect("params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let write = |name: &str, pem: String| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).expect("write");
+        p
+    };
+    let ca_path = write("ca.pem", issuer.pem());
+    let srv = server_with(
+        &write("cert.pem", cert.pem()),
+        &write("key.pem", key.serialize_pem()),
+    );
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let j = json_of(&probe_cli(&[&target, "--tls-ca", path(&ca_path), "--json"]));
+    let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("not valid for localhost")
+            && msg.contains("no subjectAltName")
+            && msg.contains("subjectAltName=DNS:localhost"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn probe_reports_a_refused_client_certificate_as_a_handshake_error() {
+    let pki = Pki::new();
+    let ca = pki.ca.clone();
+    let srv = TlsServer::start(&pki, Mode::Raw, move |c| {
+        c.tls.as_mut().expect("tls").client_ca = Some(ca);
+    });
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let o = probe_cli(&[&target, "--tls-ca", path(&pki.ca), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["errors"]["handshake"], 1, "{j}");
+    assert_eq!(j["error_details"][0]["kind"], "handshake");
+    let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("refused the probe's client certificate")
+            && msg.contains("no client certificate option"),
+        "{msg}"
+    );
+}
+
+/// The command between backticks after `made with` in `msg`.
+fn suggested_command(msg: &str) -> String {
+    let start = msg.find("`openssl").expect("a suggested openssl command") + 1;
+    let len = msg[start..].find('`').expect("closing backtick");
+    msg[start..start + len].to_owned()
+}
+
+/// The certificate command `ricochet serve` suggests when a file holds no certificate.
+fn server_suggested_command() -> String {
+    let pki = Pki::new();
+    let local = vec!["127.0.0.1:0".parse().unwrap()];
+    let e = Server::bind(ServerConfig {
+        tls: Some(TlsConfig::new(local, &pki.key, &pki.key)),
+        ..ServerConfig::default()
+    })
+    .unwrap_err();
+    suggested_command(&e.to_string())
+}
+
+#[test]
+fn suggested_certificate_command_makes_a_certificate_the_probe_accepts() {
+    require("openssl");
+    let command = server_suggested_command();
+    assert!(
+        include_str!("../../README.md").contains(&command),
+        "README.md shows another command than the server suggests: {command}"
+    );
+    assert!(
+        include_str!("../README.md").contains(&command),
+        "std-adapter/README.md shows another command than the server suggests: {command}"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let o = run_bounded(
+        std::process::Command::new(words[0])
+            .args(&words[1..])
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{command}: {:?}", texts(&o));
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let srv = server_with(&cert, &key);
+    for host in ["localhost", "127.0.0.1"] {
+        let target = format!("tls://{host}:{}", srv.tls.port());
+        let o = probe_cli(&[&target, "--tls-ca", path(&cert), "-n", "3"]);
+        assert_eq!(o.status.code(), Some(0), "{target}: {:?}", texts(&o));
+    }
+}
+
+#[test]
+fn server_certificate_errors_name_both_files_and_quote_labels_once() {
+    let pki = Pki::new();
+    let local = vec!["127.0.0.1:0".parse().unwrap()];
+    let bind = |tls: TlsConfig| {
+        Server::bind(ServerConfig {
+            tls: Some(tls),
+            ..ServerConfig::default()
+        })
+        .unwrap_err()
+        .to_string()
+    };
+    let msg = bind(TlsConfig::new(local.clone(), &pki.cert, &pki.client_key));
+    assert!(
+        msg.contains(&format!(
+            "the key in {} is not the key of the certificate in {}",
+            pki.client_key.display(),
+            pki.cert.display()
+        )) && msg.contains("--tls-key"),
+        "{msg}"
+    );
+    assert!(!msg.contains("KeyMismatch"), "{msg}");
+    let msg = bind(TlsConfig::new(local.clone(), &pki.key, &pki.key));
+    assert!(
+        msg.contains("\"-----BEGIN CERTIFICATE-----\" block"),
+        "{msg}"
+    );
+    assert!(!msg.contains("\"\""), "{msg}");
+    let msg = bind(TlsConfig::new(local, &pki.cert, &pki.cert));
+    assert!(msg.contains("RSA PRIVATE KEY-----\") block"), "{msg}");
+    assert!(!msg.contains("\")\""), "{msg}");
+}

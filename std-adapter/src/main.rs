@@ -16,9 +16,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
+    // No doc comments here: they would replace the ones of the argument
+    // structs, whose first paragraph is the short help (`-h`, the command
+    // list) and whose whole text is the long help (`--help`, `help serve`).
     Serve(cli::serve::ServeArgs),
-    /// Verify any echo server: send deterministic data, check every byte, measure latency.
     Probe(cli::probe::ProbeArgs),
 }
 

@@ -343,3 +343,53 @@ fn quiet_probe_with_closed_stderr_still_exits_with_its_status() {
         assert_eq!(status.code(), Some(want), "{target}");
     }
 }
+
+#[test]
+fn help_shows_the_long_description_with_the_exit_statuses() {
+    for args in [&["probe", "--help"][..], &["help", "probe"]] {
+        let o = run_bounded(Command::new(ricochet_bin()).args(args), STEP_TIMEOUT);
+        let (code, out, _) = texts(&o);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(
+            out.contains("Exit status: 0 when every byte verified")
+                && out.contains("130 when interrupted"),
+            "{args:?}: {out}"
+        );
+    }
+}
+
+#[test]
+fn connect_rate_zero_is_refused_in_connections_per_second() {
+    let srv = FaultyServer::start(Fault::None);
+    let t = tcp(&srv);
+    let (code, _, err) = texts(&probe_cli(&[&t, "-p", "crr", "--connect-rate", "0"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad rate \"0\": expected connections per second"),
+        "{err}"
+    );
+    assert!(!err.contains("messages"), "{err}");
+}
+
+#[test]
+fn readme_says_the_plot_interval_shows_in_the_requested_line() {
+    let srv = FaultyServer::start(Fault::None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let svg = dir.path().join("a.svg");
+    let (code, out, err) = texts(&probe_cli(&[
+        &tcp(&srv),
+        "-n",
+        "10",
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reports every 100ms"), "{out}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        readme.contains("the `requested` line says `reports every …`"),
+        "the README should say where the implicit plot interval shows"
+    );
+}

@@ -2,6 +2,7 @@
 //! file-descriptor exhaustion.
 
 mod serve_support;
+mod tls_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -428,4 +429,262 @@ fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each() {
     }
     drop(conns);
     assert!(p.wait_exit(Duration::from_secs(20)).success());
+}
+
+/// `ricochet serve ARGS`, run to its end within [`IO_TIMEOUT`] with the
+/// backend left to the flags (no `RICOCHET_IO` from the suite): exit code
+/// and stderr.
+fn serve_fails(args: &[&str]) -> (Option<i32>, String, std::process::Output) {
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .arg("serve")
+            .args(args)
+            .env_remove("RICOCHET_IO"),
+        IO_TIMEOUT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), err, out)
+}
+
+#[test]
+fn cli_io_uring_with_tls_is_refused_in_one_sentence_with_the_fix_once() {
+    let pki = tls_support::Pki::new();
+    let (code, err, out) = serve_fails(&[
+        "--io",
+        "uring",
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    // The last line: a warning about running as root may come first.
+    assert_eq!(
+        err.trim_end().lines().last().unwrap_or_default(),
+        "ricochet serve: --io uring cannot serve TLS listeners (TLS runs on the epoll backend): \
+         use --io epoll, or --io auto, which picks epoll by itself when a TLS listener is configured"
+    );
+    assert_eq!(err.matches("use --io").count(), 1, "{err}");
+    assert!(out.stdout.is_empty(), "no listening line");
+}
+
+/// `ricochet ARGS` (a help request): its stdout, which must be the whole of it.
+fn help_of(args: &[&str]) -> String {
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).args(args),
+        IO_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn cli_help_lists_io_outside_the_tls_heading() {
+    let help = help_of(&["serve", "--help"]);
+    let tls = help
+        .split("\nTLS:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no TLS: heading in {help}"));
+    // The section runs up to the next heading or the footer (a line that
+    // starts without indentation).
+    let mut section = String::new();
+    for line in tls.lines() {
+        if !line.is_empty() && !line.starts_with(' ') {
+            break;
+        }
+        section.push_str(line);
+        section.push('\n');
+    }
+    assert!(section.contains("--tls-cert"), "{section}");
+    assert!(
+        !section.contains("--io"),
+        "--io under the TLS heading:\n{section}"
+    );
+    assert!(help.contains("--io <auto|uring|epoll>"), "{help}");
+}
+
+#[test]
+fn cli_serve_help_shows_the_long_description_with_exit_statuses_and_listening_lines() {
+    for args in [&["serve", "--help"][..], &["help", "serve"]] {
+        let help = help_of(args);
+        assert!(
+            help.contains("listening <tcp|tls|udp|unix> <address>")
+                && help.contains("Exit status 1")
+                && help.contains("SIGINT/SIGTERM"),
+            "{args:?}: {help}"
+        );
+    }
+    // -h stays short.
+    let short = help_of(&["serve", "-h"]);
+    assert!(!short.contains("Exit status 1"), "{short}");
+}
+
+#[test]
+fn cli_serve_help_footer_examples_are_whole_commands_and_name_every_listener_flag() {
+    let help = help_of(&["serve", "--help"]);
+    for line in help.lines() {
+        assert!(
+            !line.trim_start().starts_with("ricochet serve --inetd)"),
+            "a wrapped example reads as a command: {line:?}\n{help}"
+        );
+        assert!(
+            line.chars().count() <= 100,
+            "{line:?} is wider than the help"
+        );
+    }
+    assert!(
+        help.contains("Without --tcp/--udp/--unix/--tls"),
+        "the default endpoints are dropped by --tls too: {help}"
+    );
+}
+
+#[test]
+fn cli_busy_udp_port_suggests_a_udp_flag() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err, _) = serve_fails(&["--udp", &addr]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("address already in use") && err.contains("--udp 127.0.0.1:0"),
+        "{err}"
+    );
+    assert!(!err.contains("--tcp"), "{err}");
+}
+
+#[test]
+fn cli_unix_path_in_a_missing_directory_names_the_directory_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nodir");
+    let path = missing.join("x.sock");
+    let (code, err, _) = serve_fails(&["--unix", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "the directory {} does not exist (create it, or choose another path)",
+        missing.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}
+
+#[test]
+fn cli_unix_path_another_server_listens_on_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.sock");
+    let _live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let (code, err, _) = serve_fails(&["--unix", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("another server is listening on this socket")
+            && err.contains("stop that server or choose another path"),
+        "{err}"
+    );
+    assert!(path.exists(), "the live socket file is left alone");
+}
+
+#[test]
+fn cli_tls_certificate_without_a_tls_or_tcp_address_says_to_add_one() {
+    let pki = tls_support::Pki::new();
+    let (code, err, _) = serve_fails(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no listening address") && err.contains("add --tls ADDR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_serving_log_line_spells_the_accept_strategy_as_the_flag_does() {
+    for (flag, want) in [
+        ("reuseport", "accept=reuseport"),
+        ("shared", "accept=shared"),
+    ] {
+        let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--accept", flag]);
+        let serving = p.wait_stderr("serving", IO_TIMEOUT);
+        assert!(serving.contains(want), "{flag}: {serving}");
+        p.signal("TERM");
+        assert!(p.wait_exit(IO_TIMEOUT).success());
+    }
+}
+
+/// The row of `option` in the options table of std-adapter/README.md.
+fn readme_row(option: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("std-adapter/README.md");
+    readme
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{option}")))
+        .unwrap_or_else(|| panic!("no README row for {option}"))
+        .to_owned()
+}
+
+#[test]
+fn cli_readme_and_help_agree_on_buffer_sizes_and_busy_polling() {
+    let help = help_of(&["serve", "--help"]).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let buffer = readme_row("--buffer-size");
+    assert!(
+        help.contains("64 B to 16 MiB") && buffer.contains("64 B to 16 MiB"),
+        "{buffer}"
+    );
+    assert!(!buffer.contains("16384 or 65536"), "{buffer}");
+    let busy = readme_row("--busy-poll");
+    assert!(
+        help.contains("2.4-3.0x faster") && busy.contains("2.4–3.0×"),
+        "{busy}"
+    );
+    assert!(
+        help.contains("an idle worker one, after its last event"),
+        "{help}"
+    );
+    assert!(
+        busy.contains("an idle worker spins once after its last event"),
+        "{busy}"
+    );
+    let io = readme_row("--io");
+    assert!(
+        io.contains("any TLS listener puts the whole server"),
+        "{io}"
+    );
+}
+
+#[test]
+fn cli_tls_listener_under_io_auto_logs_that_every_listener_moves_to_epoll() {
+    let pki = tls_support::Pki::new();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args([
+        "serve",
+        "--tcp",
+        "127.0.0.1:0",
+        "--udp",
+        "127.0.0.1:0",
+        "--io",
+        "auto",
+    ])
+    .args([
+        "--tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+    ])
+    .args(["--tls-key", pki.key.to_str().unwrap()])
+    .env_remove("RICOCHET_IO");
+    let mut p = Proc::spawn(cmd);
+    let why = p.wait_stderr("with epoll", IO_TIMEOUT);
+    assert!(
+        why.contains("serving every listener with epoll, not io_uring"),
+        "{why}"
+    );
+    let serving = p.wait_stderr("serving workers", IO_TIMEOUT);
+    assert!(serving.contains("io=epoll"), "{serving}");
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
 }

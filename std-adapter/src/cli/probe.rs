@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use ricochet::core::Mode;
 use ricochet::core::probe::SizeRange;
-use ricochet::probe::units::{parse_bytes, parse_duration, parse_rate, parse_size_range};
+use ricochet::probe::units::{
+    parse_bytes, parse_connect_rate, parse_duration, parse_rate, parse_size_range,
+};
 use ricochet::probe::{
     self, DEFAULT_COUNT, Goal, Lifetime, Pattern, ProbeSpec, RunError, Stop, StopHandle, Target,
 };
@@ -99,7 +101,7 @@ pub(crate) struct ProbeArgs {
     #[arg(long, value_name = "N|D", value_parser = parse_lifetime)]
     lifetime: Option<Lifetime>,
     /// Streams: open at most R new connections per second in total.
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    #[arg(long, value_name = "R", value_parser = parse_connect_rate)]
     connect_rate: Option<f64>,
     /// Find the highest --rate that keeps a latency percentile within a bound, e.g. p99=5ms, by
     /// steps reported as they end (each step runs for --duration, default 2s, after --warmup,

@@ -28,7 +28,7 @@ use super::{inetd, say};
 
 /// Serve RFC 862 echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
 ///
-/// Prints one `listening <tcp|udp|unix> <address>` line per endpoint on
+/// Prints one `listening <tcp|tls|udp|unix> <address>` line per endpoint on
 /// stdout once bound (port 0 shows the real port); logs go to stderr
 /// (`RUST_LOG`, default info). SIGINT/SIGTERM: stop accepting, finish
 /// echoing what is queued (up to --grace), exit 0; a second signal stops at
@@ -42,10 +42,10 @@ use super::{inetd, say};
 /// a service" for systemd, inetd and foreground use.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Without --tcp/--udp/--unix and without inherited sockets (socket activation): TCP and UDP on
-127.0.0.1:7007. Addresses are used as given:
-only 0.0.0.0 or [::] listen on every interface. A bare PORT means 127.0.0.1:PORT.
-A link-local IPv6 address needs its interface: [fe80::1%eth0]:7007.
+Without --tcp/--udp/--unix/--tls and without inherited sockets (socket activation): TCP and UDP
+on 127.0.0.1:7007 (the TCP one TLS with --tls-cert). Addresses are used as given: only 0.0.0.0
+or [::] listen on every interface. A bare PORT means 127.0.0.1:PORT. A link-local IPv6 address
+needs its interface: [fe80::1%eth0]:7007.
 Durations: 500ms, 30s, 1.5s, 5m, 1m30s, 1h; a bare number is seconds. --idle-timeout and
 --drain-timeout: 0 (or off, never) disables them. --grace 0 resets what is left at once.
 Examples:
@@ -54,10 +54,10 @@ Examples:
   ricochet serve --unix /run/echo.sock --mode lines --idle-timeout 30s
   ricochet serve --tcp 0.0.0.0:7 --max-connections 10000 --stats-interval 10s
   ricochet serve --tcp 0.0.0.0:7 --udp 0.0.0.0:7 --user nobody --metrics 127.0.0.1:9107
-  ricochet serve --inetd          (in inetd.conf: echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd)
   ricochet serve --tcp 7007 --tls 7443 --tls-cert cert.pem --tls-key key.pem
-
-  ricochet serve --io epoll                  (or RICOCHET_IO=epoll: never try io_uring)")]
+  ricochet serve --io epoll        (or RICOCHET_IO=epoll: never try io_uring)
+  ricochet serve --inetd           (started by inetd; its inetd.conf line:)
+    echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd")]
 pub(crate) struct ServeArgs {
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -99,9 +99,9 @@ pub(crate) struct ServeArgs {
     threads: Option<usize>,
     /// Busy polling: before it sleeps, a worker checks for new events for up to this long, saving
     /// a wake-up per event when they come that close together; spins that find nothing shrink it,
-    /// so sparser traffic costs one spin in 32 waits and an idle worker none. 50us made one message
-    /// in flight 2.4-3x faster on a 2-core VM, at the cost of CPU and, under a UDP flood, of other
-    /// clients' datagrams (0 or off: never spin; at most 1ms).
+    /// so sparser traffic costs one spin in 32 waits and an idle worker one, after its last event.
+    /// 50us made one message in flight 2.4-3.0x faster on a 2-core VM, at the cost of CPU and,
+    /// under a UDP flood, of other clients' datagrams (0 or off: never spin; at most 1ms).
     #[arg(long, value_name = "DUR", default_value = "off", value_parser = parse_busy_poll)]
     busy_poll: Duration,
     /// Log a stats line this often (connections, bytes/s, UDP drops by reason; 0 or off: none).
@@ -155,13 +155,14 @@ pub(crate) struct ServeArgs {
     /// Log records on stderr: human (one line each) or json (one JSON object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
     log_format: LogFormat,
-    #[command(flatten)]
-    tls: super::tls::TlsServeArgs,
     /// I/O backend: io_uring where the kernel allows it (else epoll, with a log line saying why),
-    /// io_uring or fail, or epoll.
+    /// io_uring or fail, or epoll. Any TLS listener puts the whole server on epoll.
     #[arg(long, value_enum, value_name = "auto|uring|epoll", default_value_t = IoArg::Auto,
           env = "RICOCHET_IO")]
     io: IoArg,
+    // Last: the TLS options set the help heading of every option after them.
+    #[command(flatten)]
+    tls: super::tls::TlsServeArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -76,8 +76,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a rate in messages per second: `1000`, `2.5K`, `1M` (decimal here: K = 1000).
 pub fn parse_rate(s: &str) -> Result<f64, String> {
+    parse_rate_of(s, "messages")
+}
+
+/// Parses a rate in connections per second (`--connect-rate`), as [`parse_rate`].
+pub fn parse_connect_rate(s: &str) -> Result<f64, String> {
+    parse_rate_of(s, "connections")
+}
+
+/// Parses a rate of `what` per second.
+fn parse_rate_of(s: &str, what: &str) -> Result<f64, String> {
     let t = s.trim().trim_end_matches("/s");
-    let bad = || format!("bad rate {s:?}: expected messages per second, e.g. 1000 or 10K");
+    let bad = || format!("bad rate {s:?}: expected {what} per second, e.g. 1000 or 10K");
     let (num, mul) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
         Some('M') => (&t[..t.len() - 1], 1e6),
@@ -210,5 +220,9 @@ mod tests {
         assert_eq!(parse_rate("1000"), Ok(1000.0));
         assert_eq!(parse_rate("2.5K"), Ok(2500.0));
         assert!(parse_rate("0").is_err());
+        assert!(parse_rate("0").unwrap_err().contains("messages per second"));
+        assert_eq!(parse_connect_rate("2K"), Ok(2000.0));
+        let e = parse_connect_rate("0").unwrap_err();
+        assert!(e.contains("connections per second"), "{e}");
     }
 }

@@ -10,19 +10,20 @@ use super::config::IoBackend;
 use super::error::SpawnError;
 
 /// The backend to run for `asked`: [`IoBackend::Uring`] or [`IoBackend::Epoll`].
-/// TLS listeners (`tls`) are served by the epoll workers only: `auto` then
-/// picks epoll, and `uring` is refused with the fix.
+/// TLS listeners (`tls`) are served by the epoll workers only, and one set of
+/// workers serves every listener: with any TLS listener `auto` runs the whole
+/// server (plain TCP, UDP and Unix too) on epoll, and `uring` is refused
+/// ([`SpawnError::UringWithTls`]).
 pub(crate) fn choose(asked: IoBackend, tls: bool) -> Result<IoBackend, SpawnError> {
     if tls {
         return match asked {
-            IoBackend::Uring => Err(SpawnError::IoUring {
-                reason: "TLS listeners are served by the epoll backend only: use --io epoll \
-                         (or auto), or serve TLS from another ricochet process"
-                    .to_owned(),
-            }),
+            IoBackend::Uring => Err(SpawnError::UringWithTls),
             _ => {
                 if asked == IoBackend::Auto {
-                    tracing::info!("serving with epoll: TLS listeners run on the epoll backend");
+                    tracing::info!(
+                        "serving every listener with epoll, not io_uring: TLS listeners run on \
+                         the epoll backend only (plain TCP, UDP and Unix move with them)"
+                    );
                 }
                 Ok(IoBackend::Epoll)
             }
@@ -114,8 +115,14 @@ mod tests {
         assert_eq!(choose(IoBackend::Auto, true).ok(), Some(IoBackend::Epoll));
         assert_eq!(choose(IoBackend::Epoll, true).ok(), Some(IoBackend::Epoll));
         match choose(IoBackend::Uring, true) {
-            Err(SpawnError::IoUring { reason }) => {
-                assert!(reason.contains("--io epoll"), "{reason}")
+            Err(e @ SpawnError::UringWithTls) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with("--io uring cannot serve TLS listeners"),
+                    "{msg}"
+                );
+                assert_eq!(msg.matches("use --io").count(), 1, "{msg}");
+                assert!(!msg.contains("not available"), "{msg}");
             }
             other => panic!("expected a refusal, got {other:?}"),
         }

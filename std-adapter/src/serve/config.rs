@@ -164,6 +164,16 @@ pub enum IoBackend {
     Epoll,
 }
 
+/// `reuseport` or `shared`: the spelling of `ricochet serve --accept`.
+impl fmt::Display for AcceptStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptStrategy::ReusePort => "reuseport",
+            AcceptStrategy::Shared => "shared",
+        })
+    }
+}
+
 impl fmt::Display for IoBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -392,7 +402,10 @@ pub(super) fn validate(config: &ServerConfig, inherited: usize) -> Result<(), Bi
     };
     let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
     if config.tls.is_some() && tls_listeners == 0 {
-        return invalid("TLS is configured but has no listening address");
+        return invalid(
+            "TLS is configured but has no listening address: add --tls ADDR (or --tcp ADDR, which \
+             a certificate without --tls makes TLS)",
+        );
     }
     if config.tcp.is_empty()
         && config.udp.is_empty()

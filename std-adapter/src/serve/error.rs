@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A listening endpoint: what the server binds and what it reports.
 ///
@@ -86,6 +86,11 @@ pub enum BindError {
         /// The path.
         path: PathBuf,
     },
+    /// The directory of a Unix socket path (or one on the way to it) does not exist.
+    UnixNoDirectory {
+        /// The path.
+        path: PathBuf,
+    },
     /// The existing file at a Unix socket path could not be checked or removed.
     UnixInspect {
         /// The path.
@@ -130,11 +135,26 @@ impl fmt::Display for BindError {
                 f.write_str("nothing to listen on: give at least one TCP, UDP or Unix address")
             }
             BindError::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
-            BindError::AddrInUse { endpoint } => write!(
-                f,
-                "{endpoint}: address already in use (another server is running there; \
-                 pick another port, or port 0 for any free one, e.g. --tcp 127.0.0.1:0)"
-            ),
+            BindError::AddrInUse { endpoint } => {
+                let (flag, mut free) = match endpoint {
+                    Endpoint::Tcp(a) => ("tcp", *a),
+                    Endpoint::Udp(a) => ("udp", *a),
+                    Endpoint::Tls(a) => ("tls", *a),
+                    Endpoint::Unix(_) => {
+                        return write!(
+                            f,
+                            "{endpoint}: address already in use (another server is listening on \
+                             this socket: stop that server or choose another path)"
+                        );
+                    }
+                };
+                free.set_port(0);
+                write!(
+                    f,
+                    "{endpoint}: address already in use (another server is running there; \
+                     pick another port, or port 0 for any free one, e.g. --{flag} {free})"
+                )
+            }
             BindError::PermissionDenied { endpoint } => match endpoint {
                 Endpoint::Unix(p) => write!(
                     f,
@@ -177,11 +197,22 @@ impl fmt::Display for BindError {
                  (remove it yourself or choose another path)",
                 path.display()
             ),
-            BindError::UnixInUse { path } => {
+            BindError::UnixInUse { path } => write!(
+                f,
+                "unix {}: another server is listening on this socket (stop that server or \
+                 choose another path)",
+                path.display()
+            ),
+            BindError::UnixNoDirectory { path } => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 write!(
                     f,
-                    "unix {}: another server is listening on this socket",
-                    path.display()
+                    "unix {}: the directory {} does not exist (create it, or choose another path)",
+                    path.display(),
+                    dir.display()
                 )
             }
             BindError::UnixInspect { path, source } => {
@@ -223,6 +254,9 @@ pub enum SpawnError {
         /// Why, in words, with what to do about it.
         reason: String,
     },
+    /// io_uring was asked for ([`crate::serve::IoBackend::Uring`]) with a
+    /// TLS listener configured: TLS runs on the epoll backend only.
+    UringWithTls,
 }
 
 impl fmt::Display for SpawnError {
@@ -238,6 +272,10 @@ impl fmt::Display for SpawnError {
                 "io_uring is not available: {reason}; use --io epoll (or --io auto, which falls \
                  back to epoll by itself)"
             ),
+            SpawnError::UringWithTls => f.write_str(
+                "--io uring cannot serve TLS listeners (TLS runs on the epoll backend): use --io \
+                 epoll, or --io auto, which picks epoll by itself when a TLS listener is configured",
+            ),
         }
     }
 }
@@ -246,7 +284,7 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::EventLoop(e) | SpawnError::Register(e) | SpawnError::Thread(e) => Some(e),
-            SpawnError::IoUring { .. } => None,
+            SpawnError::IoUring { .. } | SpawnError::UringWithTls => None,
         }
     }
 }

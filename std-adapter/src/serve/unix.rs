@@ -78,7 +78,15 @@ pub(crate) fn bind(
     };
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
     let addr = SockAddr::unix(path).map_err(fail)?;
-    socket.bind(&addr).map_err(fail)?;
+    socket.bind(&addr).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            BindError::UnixNoDirectory {
+                path: path.to_owned(),
+            }
+        } else {
+            fail(e)
+        }
+    })?;
     // From here on the file is ours: remove it if anything below fails.
     let meta = std::fs::symlink_metadata(path).map_err(fail)?;
     let file = SocketFile {

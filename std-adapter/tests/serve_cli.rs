@@ -124,10 +124,14 @@ fn cli_second_signal_stops_at_once() {
 fn cli_busy_port_fails_with_a_clear_message() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
-        .args(["serve", "--tcp", &format!("127.0.0.1:{port}")])
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+            "serve",
+            "--tcp",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        IO_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -255,11 +259,12 @@ fn cli_usage_errors_exit_2_and_name_the_option() {
         ),
     ];
     for (args, needle) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
-            .arg("serve")
-            .args(*args)
-            .output()
-            .unwrap();
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet"))
+                .arg("serve")
+                .args(*args),
+            IO_TIMEOUT,
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -301,10 +306,10 @@ fn cli_unix_path_in_a_directory_the_user_cannot_search_says_permission_denied() 
     } else {
         Command::new(env!("CARGO_BIN_EXE_ricochet"))
     };
-    let out = cmd
-        .args(["serve", "--unix", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output_within(
+        cmd.args(["serve", "--unix", path.to_str().unwrap()]),
+        IO_TIMEOUT,
+    );
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -315,10 +320,16 @@ fn cli_unix_path_in_a_directory_the_user_cannot_search_says_permission_denied() 
 #[test]
 fn cli_rejects_a_buffer_size_out_of_range() {
     for bad in ["63", "17MiB"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
-            .args(["serve", "--tcp", "127.0.0.1:0", "--buffer-size", bad])
-            .output()
-            .unwrap();
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+                "serve",
+                "--tcp",
+                "127.0.0.1:0",
+                "--buffer-size",
+                bad,
+            ]),
+            IO_TIMEOUT,
+        );
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("64 bytes to 16 MiB"), "{err}");

@@ -14,7 +14,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use daemon_support::require;
-use serve_support::{IO_TIMEOUT, Proc, is_root, rmem_max};
+use serve_support::{IO_TIMEOUT, Proc, is_root, output_within, rmem_max};
 
 /// `ricochet serve --udp 127.0.0.1:0 ARGS` with debug logs, as `prefix`
 /// (e.g. setpriv) if given.
@@ -110,16 +110,16 @@ fn udp_receive_buffer_off_asks_nothing_of_the_kernel() {
 
 #[test]
 fn udp_receive_buffer_out_of_range_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ricochet"))
-        .args([
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
             "serve",
             "--udp",
             "127.0.0.1:0",
             "--udp-receive-buffer",
             "3GiB",
-        ])
-        .output()
-        .unwrap();
+        ]),
+        IO_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 GiB - 1"), "{err}");

@@ -393,3 +393,44 @@ fn readme_says_the_plot_interval_shows_in_the_requested_line() {
         "the README should say where the implicit plot interval shows"
     );
 }
+
+/// Output files are checked before the run, not after it: a directory that
+/// does not exist, or a plot name that is not `.svg` (the plot is SVG), is
+/// a usage error at once, before any connection (the target here refuses
+/// connections: a run would fail with status 1 instead).
+#[test]
+fn output_files_are_checked_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let t = refused_target();
+    for (flag, path, needle) in [
+        ("--plot", missing.join("a.svg"), "does not exist"),
+        ("--latency-out", missing.join("a.hgrm"), "does not exist"),
+        ("--plot", dir.path().join("a.png"), ".svg"),
+        ("--latency-out", dir.path().to_path_buf(), "a directory"),
+    ] {
+        let p = path.to_str().unwrap();
+        let (code, out, err) = texts(&probe_cli(&[&t, "-n", "1", flag, p]));
+        assert_eq!(code, 2, "{flag} {p}: {out} {err}");
+        assert!(
+            err.contains(needle) && err.contains(flag),
+            "{flag} {p}: {err}"
+        );
+        assert!(out.is_empty(), "no run, no table: {out}");
+    }
+    // Checking a file that is not there leaves nothing behind: the plot's
+    // check passes (and removes what it created), the next one fails.
+    let fresh = dir.path().join("fresh.svg");
+    let bad = missing.join("a.hgrm");
+    let (code, _, _) = texts(&probe_cli(&[
+        &t,
+        "-n",
+        "1",
+        "--plot",
+        fresh.to_str().unwrap(),
+        "--latency-out",
+        bad.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 2);
+    assert!(!fresh.exists(), "the check left {}", fresh.display());
+}

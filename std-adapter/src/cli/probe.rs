@@ -249,6 +249,14 @@ fn plot_interval(stop: &Stop) -> Duration {
 
 /// Runs `ricochet probe` and maps the outcome to the exit status (0 ok, 1 failed, 2 usage, 130 interrupted).
 pub(crate) fn run(args: ProbeArgs) -> ExitCode {
+    let files = probe_out::Files {
+        latency_out: args.latency_out.as_deref(),
+        plot: args.plot.as_deref(),
+    };
+    if let Err(e) = files.check() {
+        say(format_args!("ricochet probe: error: {e}"));
+        return ExitCode::from(2);
+    }
     let spec = args.spec();
     let stop = StopHandle::new();
     let _watcher = watch_signals(&stop);
@@ -275,10 +283,6 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
             say(format_args!("ricochet probe: error: {e}"));
             return ExitCode::from(1);
         }
-    };
-    let files = probe_out::Files {
-        latency_out: args.latency_out.as_deref(),
-        plot: args.plot.as_deref(),
     };
     ExitCode::from(probe_out::finish(&mut live, &outcome, &files))
 }

@@ -45,6 +45,69 @@ pub(crate) struct Files<'a> {
     pub(crate) plot: Option<&'a Path>,
 }
 
+impl Files<'_> {
+    /// Checks, before the run, that each file can be written: its directory
+    /// exists, it is not a directory, it may be opened for writing (a file
+    /// the check had to create is removed again), and the plot is named
+    /// `.svg` (it is drawn as SVG). The error names the option and the fix.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(path) = self.plot {
+            let svg = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+            if !svg {
+                return Err(format!(
+                    "--plot {}: the plot is drawn as SVG: give a FILE.svg name",
+                    path.display()
+                ));
+            }
+            writable("--plot", path)?;
+        }
+        if let Some(path) = self.latency_out {
+            writable("--latency-out", path)?;
+        }
+        Ok(())
+    }
+}
+
+/// See [`Files::check`].
+fn writable(flag: &str, path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "{flag} {}: the directory {} does not exist (create it, or choose another path)",
+            path.display(),
+            dir.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "{flag} {}: that is a directory: give a file name in it",
+            path.display()
+        ));
+    }
+    let existed = path.exists();
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{flag} {}: cannot write it ({e}): choose a path you may write",
+            path.display()
+        )),
+    }
+}
+
 /// A JSON object with a `type` member first.
 #[derive(Serialize)]
 struct Tagged<'a, T: Serialize> {

@@ -252,6 +252,7 @@ fn cli_usage_errors_exit_2_and_name_the_option() {
         (&["--max-connections", "0"], "--max-connections"),
         (&["--udp-max-datagram", "70000"], "--udp-max-datagram"),
         (&["--idle-timeout", "soon"], "--idle-timeout"),
+        (&["--stats-interval", "1ms"], "at least 100ms"),
         (&["--tcp", "[fe80::1]:0"], "%eth0"),
         (
             &["--udp", "127.0.0.1:0", "--mode", "lines"],

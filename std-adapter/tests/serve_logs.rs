@@ -66,3 +66,22 @@ fn json_logs_to_a_dead_stderr_neither_stop_serving_nor_shutdown() {
     p.signal("TERM");
     assert_eq!(p.wait_exit(IO_TIMEOUT).code(), Some(0));
 }
+
+/// A `RUST_LOG` that is not a valid filter is not ignored silently: the
+/// server logs at `info` and says which value it could not use.
+#[test]
+fn invalid_rust_log_is_reported_and_info_is_used() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args(["serve", "--tcp", "127.0.0.1:0"])
+        .env("RUST_LOG", "bogus===");
+    let mut p = Proc::spawn(cmd);
+    p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    let err = daemon_support::rest_of(&p.stderr).join("\n");
+    assert!(
+        err.contains("RUST_LOG") && err.contains("bogus===") && err.contains("info"),
+        "{err}"
+    );
+    assert!(err.contains("listening"), "info is logged: {err}");
+}

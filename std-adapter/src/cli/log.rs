@@ -50,8 +50,16 @@ pub(crate) enum LogFormat {
 }
 
 /// Installs the subscriber: `RUST_LOG` (default `info`) on [`Stderr`], in `format`.
+/// A `RUST_LOG` that is not a valid filter is reported (as a warning, once
+/// logging runs) and `info` is used instead.
 pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, invalid) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (EnvFilter::new("info"), Some((v, e))),
+        },
+        _ => (EnvFilter::new("info"), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Stderr)
@@ -60,4 +68,11 @@ pub(crate) fn init(format: LogFormat) {
         LogFormat::Human => builder.with_ansi(io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
+    if let Some((value, e)) = invalid {
+        tracing::warn!(
+            RUST_LOG = %value,
+            error = %e,
+            "RUST_LOG is not a valid log filter: logging at info instead (e.g. RUST_LOG=debug, or RUST_LOG=info,ricochet=debug)"
+        );
+    }
 }

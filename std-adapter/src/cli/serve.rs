@@ -21,7 +21,7 @@ use super::notify::Notifier;
 use super::privileges::{self, Target};
 use super::serve_values::{
     at_least_one, non_zero, parse_addr, parse_busy_poll, parse_max_datagram, parse_octal,
-    parse_threads, parse_timeout,
+    parse_stats_interval, parse_threads, parse_timeout,
 };
 use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffers};
 use super::{inetd, say};
@@ -104,8 +104,9 @@ pub(crate) struct ServeArgs {
     /// under a UDP flood, of other clients' datagrams (0 or off: never spin; at most 1ms).
     #[arg(long, value_name = "DUR", default_value = "off", value_parser = parse_busy_poll)]
     busy_poll: Duration,
-    /// Log a stats line this often (connections, bytes/s, UDP drops by reason; 0 or off: none).
-    #[arg(long, value_name = "DUR", value_parser = parse_timeout)]
+    /// Log a stats line this often, at least 100ms (connections, bytes/s, UDP drops by reason; 0
+    /// or off: none).
+    #[arg(long, value_name = "DUR", value_parser = parse_stats_interval)]
     stats_interval: Option<Duration>,
     /// On SIGINT/SIGTERM, time allowed to finish echoing before connections are reset.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]

@@ -113,6 +113,19 @@ pub(crate) fn parse_busy_poll(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Shortest `--stats-interval`: more often floods the log with lines.
+pub(crate) const STATS_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
+pub(crate) fn parse_stats_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_timeout(s)?;
+    if !d.is_zero() && d < STATS_INTERVAL_MIN {
+        return Err(format!(
+            "a stats line every {d:?} floods the log; give at least 100ms (e.g. 10s; 0 or off: none)"
+        ));
+    }
+    Ok(d)
+}
+
 pub(crate) fn parse_octal(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {

@@ -434,3 +434,16 @@ fn output_files_are_checked_before_the_run() {
     assert_eq!(code, 2);
     assert!(!fresh.exists(), "the check left {}", fresh.display());
 }
+
+/// `--max-loss` is for datagrams: a stream target loses nothing (TCP
+/// retransmits), so giving it there is a usage error, not silently unused.
+#[test]
+fn max_loss_on_a_stream_target_is_a_usage_error() {
+    let t = refused_target();
+    let (code, out, err) = texts(&probe_cli(&[&t, "-n", "1", "--max-loss", "5"]));
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(
+        err.contains("--max-loss") && err.contains("udp://"),
+        "{err}"
+    );
+}

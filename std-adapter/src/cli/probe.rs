@@ -89,8 +89,8 @@ pub(crate) struct ProbeArgs {
     /// target is on this host (loopback or Unix), whose server needs the rest; at most C].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// UDP: fail only when more than this percentage of datagrams is lost (the run stops as soon
-    /// as that is certain).
+    /// UDP only: fail only when more than this percentage of datagrams is lost (the run stops as
+    /// soon as that is certain).
     #[arg(long, default_value_t = 0.0, value_name = "PCT")]
     max_loss: f64,
     /// Report every D of the measured span as it ends: round trips/s, MB/s, p50/p99, errors so far.

@@ -284,6 +284,9 @@ impl ProbeSpec {
         if !(0.0..=100.0).contains(&self.max_loss_pct) {
             return Err(SpecError::MaxLoss(self.max_loss_pct));
         }
+        if self.is_stream() && self.max_loss_pct != 0.0 {
+            return Err(SpecError::MaxLossOnStream);
+        }
         if let Some(r) = self.rate
             && !(r.is_finite() && r > 0.0)
         {

@@ -45,6 +45,8 @@ pub enum SpecError {
     WarmupWithCount,
     /// `max_loss_pct` is not within 0..=100.
     MaxLoss(f64),
+    /// `max_loss_pct` was given for stream targets, which lose nothing.
+    MaxLossOnStream,
     /// The rate is not a positive finite number.
     Rate(f64),
     /// A message size the mode or transport cannot carry.
@@ -112,6 +114,10 @@ impl fmt::Display for SpecError {
             ),
             SpecError::WarmupWithCount => f.write_str("--warmup needs --duration"),
             SpecError::MaxLoss(p) => write!(f, "--max-loss {p} is not a percentage within 0..=100"),
+            SpecError::MaxLossOnStream => f.write_str(
+                "--max-loss applies to udp:// targets: a stream (tcp://, tls://, unix://) loses \
+                 nothing, it retransmits, and every byte must come back",
+            ),
             SpecError::Rate(r) => write!(
                 f,
                 "--rate {r} is not a positive number of messages per second"

@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ricochet: a correct, fast RFC 862 echo server and a verifying echo probe.
 #[derive(Debug, Parser)]
-#[command(name = "ricochet", version, about, long_about = None, propagate_version = true)]
+#[command(name = "ricochet", version, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

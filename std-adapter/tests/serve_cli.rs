@@ -581,6 +581,22 @@ fn cli_unix_path_in_a_missing_directory_names_the_directory_and_the_fix() {
 }
 
 #[test]
+fn cli_unix_path_under_a_regular_file_says_it_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let path = file.join("x.sock");
+    let (code, err, _) = serve_fails(&["--unix", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "{} is not a directory (choose a path in a directory)",
+        file.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}
+
+#[test]
 fn cli_unix_path_another_server_listens_on_names_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.sock");
@@ -699,4 +715,24 @@ fn cli_tls_listener_under_io_auto_logs_that_every_listener_moves_to_epoll() {
     assert!(serving.contains("io=epoll"), "{serving}");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// `ricochet --help` describes the tool in a user's words, not its crates.
+#[test]
+fn cli_top_level_help_describes_the_tool_for_users() {
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).arg("--help"),
+        IO_TIMEOUT,
+    );
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let first = help.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("echo server") && first.contains("probe"),
+        "{first}"
+    );
+    assert!(
+        !help.contains("ricochet-core") && !help.contains("std sockets"),
+        "{help}"
+    );
 }

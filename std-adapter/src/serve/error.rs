@@ -86,7 +86,8 @@ pub enum BindError {
         /// The path.
         path: PathBuf,
     },
-    /// The directory of a Unix socket path (or one on the way to it) does not exist.
+    /// The directory of a Unix socket path (or one on the way to it) does
+    /// not exist, or is not a directory.
     UnixNoDirectory {
         /// The path.
         path: PathBuf,
@@ -208,12 +209,21 @@ impl fmt::Display for BindError {
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
                     .unwrap_or(Path::new("."));
-                write!(
-                    f,
-                    "unix {}: the directory {} does not exist (create it, or choose another path)",
-                    path.display(),
-                    dir.display()
-                )
+                if dir.exists() {
+                    write!(
+                        f,
+                        "unix {}: {} is not a directory (choose a path in a directory)",
+                        path.display(),
+                        dir.display()
+                    )
+                } else {
+                    write!(
+                        f,
+                        "unix {}: the directory {} does not exist (create it, or choose another path)",
+                        path.display(),
+                        dir.display()
+                    )
+                }
             }
             BindError::UnixInspect { path, source } => {
                 write!(

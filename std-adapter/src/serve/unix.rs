@@ -23,6 +23,12 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        // Something on the way is a file, not a directory.
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Err(BindError::UnixNoDirectory {
+                path: path.to_owned(),
+            });
+        }
         // A directory on the way cannot be searched: there may be no file at
         // all, and binding there would fail the same way.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -79,7 +85,10 @@ pub(crate) fn bind(
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
     let addr = SockAddr::unix(path).map_err(fail)?;
     socket.bind(&addr).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+        ) {
             BindError::UnixNoDirectory {
                 path: path.to_owned(),
             }

@@ -161,6 +161,11 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
         return Ok(vec![addr]);
     }
     let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
+    // An IPv6 literal without brackets is ambiguous (`::1:7` is also an
+    // address with no port): require them.
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(bad());
+    }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ']) {
         return Err(bad());
@@ -184,6 +189,17 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unbracketed_ipv6_literal_is_refused_as_ambiguous() {
+        // `::1:7` is also the IPv6 address 0::1:7 with no port: the
+        // brackets say which is meant (as `ricochet serve --tcp` requires).
+        for t in ["tcp://::1:7", "udp://fe80::1:9", "tls://::1:7"] {
+            let e = t.parse::<Target>().expect_err(t);
+            assert!(e.to_string().contains("[::1]:PORT"), "{t}: {e}");
+        }
+        assert!("tcp://[::1]:7".parse::<Target>().is_ok());
+    }
 
     #[test]
     fn target_parses_each_scheme() {

@@ -85,3 +85,34 @@ fn invalid_rust_log_is_reported_and_info_is_used() {
     );
     assert!(err.contains("listening"), "info is logged: {err}");
 }
+
+/// Under `--log-format json` every stderr line is JSON, the error that
+/// stops the server included (a busy port here): a log collector parses
+/// it like any other record.
+#[test]
+fn json_log_format_reports_a_fatal_error_as_json() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = serve_support::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+            "serve",
+            "--tcp",
+            &addr,
+            "--log-format",
+            "json",
+        ]),
+        IO_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let records: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let fatal = records
+        .iter()
+        .find(|r| r["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no error record in {err}"));
+    let msg = fatal["fields"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains(&addr) && msg.contains("in use"), "{msg}");
+}

@@ -76,3 +76,13 @@ pub(crate) fn init(format: LogFormat) {
         );
     }
 }
+
+/// Reports an error that ends the process, once logging runs: under
+/// `--log-format json` as an error record (a log collector parses every
+/// stderr line), otherwise as a plain line.
+pub(crate) fn fatal(format: LogFormat, msg: std::fmt::Arguments<'_>) {
+    match format {
+        LogFormat::Json => tracing::error!("{msg}"),
+        LogFormat::Human => super::say(msg),
+    }
+}

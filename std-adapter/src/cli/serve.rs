@@ -24,7 +24,7 @@ use super::serve_values::{
     parse_stats_interval, parse_threads, parse_timeout,
 };
 use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffers};
-use super::{inetd, say};
+use super::inetd;
 
 /// Serve RFC 862 echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
 ///
@@ -301,11 +301,12 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         };
         return inetd::run(options);
     }
+    let log_format = args.log_format;
     super::log::init(args.log_format);
     let inherited = match activation::from_env() {
         Ok(sockets) => sockets,
         Err(e) => {
-            say(format_args!("ricochet serve: {e}"));
+            super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -318,14 +319,14 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let config = args.into_config(!inherited.is_empty());
     let receive_buffer = config.udp_receive_buffer;
     if let Err(e) = check_usage(&config, inherited_streams) {
-        say(format_args!("ricochet serve: error: {e}"));
+        super::log::fatal(log_format, format_args!("ricochet serve: error: {e}"));
         return ExitCode::from(2);
     }
     let own_unix_files = config.unix.clone();
     let server = match Server::bind_with(config, inherited) {
         Ok(server) => server,
         Err(e) => {
-            say(format_args!("ricochet serve: {e}"));
+            super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
             return ExitCode::from(bind_failure_code(&e));
         }
     };
@@ -334,7 +335,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
-            say(format_args!("ricochet serve: {e}"));
+            super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -346,7 +347,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
                 tracing::info!(user = %target.user, %uid, %gid, "dropped privileges");
             }
             Err(e) => {
-                say(format_args!("ricochet serve: {e}"));
+                super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
                 return ExitCode::FAILURE;
             }
         }
@@ -367,7 +368,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let handle = match server.spawn() {
         Ok(handle) => handle,
         Err(e) => {
-            say(format_args!("ricochet serve: {e}"));
+            super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -375,7 +376,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
-            say(format_args!("ricochet serve: {e}"));
+            super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -423,7 +424,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         Ok(()) if aborted => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            say(format_args!("ricochet serve: {e}"));
+            super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
             ExitCode::FAILURE
         }
     }

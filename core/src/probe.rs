@@ -162,6 +162,14 @@ impl fmt::Display for ProbeError {
             }
             ProbeError::PrematureClose {
                 verified,
+                outstanding: 0,
+            } => write!(
+                f,
+                "server closed the connection before the probe was done: {verified} bytes \
+                 verified, nothing in flight lost (more was still to be sent)"
+            ),
+            ProbeError::PrematureClose {
+                verified,
                 outstanding,
             } => write!(
                 f,

@@ -523,3 +523,24 @@ fn paced_datagram_next_due_advances_per_datagram_and_stops_at_finish() {
     assert_eq!(p.next_due(), None);
     assert_eq!(dgram(1).next_due(), None, "unpaced");
 }
+
+#[test]
+fn premature_close_with_nothing_in_flight_says_nothing_was_lost() {
+    use std::string::ToString;
+    let between = ProbeError::PrematureClose {
+        verified: 640,
+        outstanding: 0,
+    }
+    .to_string();
+    assert!(
+        between.contains("before the probe was done") && between.contains("640 bytes verified"),
+        "{between}"
+    );
+    assert!(!between.contains("never returned"), "{between}");
+    let mid = ProbeError::PrematureClose {
+        verified: 640,
+        outstanding: 64,
+    }
+    .to_string();
+    assert!(mid.contains("64 bytes never returned"), "{mid}");
+}

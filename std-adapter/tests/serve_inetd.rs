@@ -69,6 +69,56 @@ fn inetd_tcp_connection_is_echoed_through_the_session_and_half_closed() {
     assert!(wait_child(&mut child, IO_TIMEOUT).success());
 }
 
+/// systemd with `Accept=yes` passes the connection as descriptor 3
+/// (`LISTEN_FDS=1`), not on standard input (that is /dev/null unless the
+/// unit says `StandardInput=socket`): `--inetd` serves it from there.
+#[test]
+fn inetd_serves_the_connection_systemd_accept_yes_passes_as_fd_3() {
+    let (mut ours, theirs) = tcp_pair();
+    let mut p = daemon_support::serve_activated(
+        &["--inetd", "--mode", "lines"],
+        vec![OwnedFd::from(theirs)],
+        None,
+        &[],
+    );
+    round_trip(&mut ours, b"through LISTEN_FDS\n");
+    ours.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut ours).unwrap().is_empty());
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// The same through the real tool: `systemd-socket-activate --accept`
+/// listens, accepts, and starts one server per connection with it.
+#[test]
+fn inetd_under_systemd_socket_activate_accept_echoes_each_connection() {
+    require("systemd-socket-activate", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("--accept")
+        .arg("-l")
+        .arg(&path)
+        .arg("--")
+        .arg(bin())
+        .args(["serve", "--inetd"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut tool = cmd.spawn().expect("spawn systemd-socket-activate");
+    wait_until(IO_TIMEOUT, "systemd-socket-activate's socket", || {
+        path.exists()
+    });
+    for msg in [&b"first connection"[..], b"second connection"] {
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        round_trip(&mut c, msg);
+        c.shutdown(Shutdown::Write).unwrap();
+        assert!(read_to_eof(&mut c).unwrap().is_empty());
+    }
+    let _ = tool.kill();
+    let _ = tool.wait();
+}
+
 #[test]
 fn inetd_unix_connection_is_echoed_and_idle_timeout_closes_it() {
     let (mut ours, theirs) = UnixStream::pair().unwrap();

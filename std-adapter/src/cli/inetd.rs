@@ -1,5 +1,7 @@
-//! `ricochet serve --inetd`: serve the socket that inetd, xinetd or a
-//! systemd socket unit with `Accept=yes` put on standard input.
+//! `ricochet serve --inetd`: serve the socket that inetd or xinetd put on
+//! standard input, or that a systemd socket unit with `Accept=yes` passes
+//! as descriptor 3 (`LISTEN_FDS=1`; on standard input too with
+//! `StandardInput=socket`).
 //!
 //! - **A connected stream socket** (`nowait`, TCP or Unix): one connection,
 //!   through the core's session like every other transport
@@ -74,23 +76,22 @@ pub(crate) fn run(options: Options) -> ExitCode {
     if !quiet {
         super::log::init(options.log_format);
     }
-    let socket = match io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => Socket::from(fd),
-        Err(e) => {
-            report(&format!(
-                "standard input is closed ({e}): --inetd serves the socket inetd passes there"
-            ));
+    let (socket, from) = match connection() {
+        Ok(found) => found,
+        Err(msg) => {
+            report(&msg);
             return ExitCode::from(2);
         }
     };
     let kind = match socket.r#type() {
         Ok(t) => t,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
-            report(
-                "standard input is not a socket: --inetd is for inetd, xinetd or a systemd \
-                 socket unit with Accept=yes, which start the server with the connection on \
-                 standard input. To listen yourself, leave --inetd out",
-            );
+            report(&format!(
+                "{from} is not a socket: --inetd is for inetd or xinetd, which start the server \
+                 with the connection on standard input, and for a systemd socket unit with \
+                 Accept=yes, which passes it as descriptor 3 (LISTEN_FDS). To listen yourself, \
+                 leave --inetd out"
+            ));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -108,22 +109,54 @@ pub(crate) fn run(options: Options) -> ExitCode {
     }
     if kind == Type::STREAM {
         if ricochet::serve::activation::is_listener(&socket).unwrap_or(false) {
-            report(
-                "standard input is a listening socket (inetd `wait` for a stream service): \
-                 configure the service as `nowait` (xinetd: `wait = no`; systemd: Accept=yes), \
-                 or let ricochet listen itself (socket activation with Accept=no)",
-            );
+            report(&format!(
+                "{from} is a listening socket (inetd `wait` for a stream service, or a \
+                 systemd socket unit with Accept=no): configure the service as `nowait` \
+                 (xinetd: `wait = no`; systemd: Accept=yes), or leave --inetd out and let \
+                 ricochet serve the listener itself"
+            ));
             return ExitCode::from(2);
         }
         serve_stream(socket, &options.config)
     } else if kind == Type::DGRAM && matches!(domain(&socket), Some(Domain::IPV4 | Domain::IPV6)) {
         serve_datagrams(socket, options.config, &report)
     } else {
-        report(
-            "standard input is neither a connected stream socket nor a UDP socket: --inetd \
-             serves `stream nowait` and `dgram wait` (udp) services",
-        );
+        report(&format!(
+            "{from} is neither a connected stream socket nor a UDP socket: --inetd serves \
+             `stream nowait` and `dgram wait` (udp) services"
+        ));
         ExitCode::from(2)
+    }
+}
+
+/// The socket to serve and where it came from: descriptor 3 when the
+/// service manager passed exactly one (`LISTEN_FDS=1` for this process:
+/// systemd's `Accept=yes`), else standard input (inetd, xinetd).
+fn connection() -> Result<(Socket, &'static str), String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    match fds.len() {
+        0 => match io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => Ok((Socket::from(fd), "standard input")),
+            Err(e) => Err(format!(
+                "standard input is closed ({e}): --inetd serves the socket inetd passes there \
+                 (or systemd passes as descriptor 3 with LISTEN_FDS)"
+            )),
+        },
+        1 => match fds.take_raw_fd(0) {
+            // SAFETY: the service manager passed descriptor 3 to this
+            // process (LISTEN_PID names it); nothing else owns it, and
+            // `take_raw_fd` hands it out once.
+            Ok(Some(fd)) => Ok((
+                unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) },
+                "descriptor 3 (LISTEN_FDS)",
+            )),
+            Ok(None) => Err("descriptor 3 (LISTEN_FDS) was already taken".to_owned()),
+            Err(e) => Err(format!("descriptor 3 (LISTEN_FDS): {e}")),
+        },
+        n => Err(format!(
+            "the service manager passed {n} descriptors (LISTEN_FDS={n}): --inetd serves one \
+             connection; to serve listening sockets, leave --inetd out"
+        )),
     }
 }
 

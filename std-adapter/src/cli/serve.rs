@@ -16,6 +16,7 @@ use ricochet::serve::{
     UdpRate, activation, parse_duration,
 };
 
+use super::inetd;
 use super::log::LogFormat;
 use super::notify::Notifier;
 use super::privileges::{self, Target};
@@ -24,7 +25,6 @@ use super::serve_values::{
     parse_stats_interval, parse_threads, parse_timeout,
 };
 use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffers};
-use super::inetd;
 
 /// Serve RFC 862 echo over TCP (v4/v6), TLS, UDP and Unix stream sockets.
 ///
@@ -137,9 +137,9 @@ pub(crate) struct ServeArgs {
     /// How TCP connections reach workers: one SO_REUSEPORT listener per worker, or one shared listener.
     #[arg(long, value_enum, default_value_t = AcceptArg::Reuseport)]
     accept: AcceptArg,
-    /// Serve the socket inetd/xinetd (or a systemd unit with Accept=yes) passed on standard input:
-    /// one connection (stream nowait), or datagrams until --idle-timeout passes without one
-    /// (dgram wait). Logs stay off when standard error is that socket.
+    /// Serve the socket inetd/xinetd passed on standard input (a systemd unit with Accept=yes: as
+    /// descriptor 3): one connection (stream nowait), or datagrams until --idle-timeout passes
+    /// without one (dgram wait). Logs stay off when standard error is that socket.
     #[arg(long, conflicts_with_all = ["tcp", "udp", "unix", "metrics"])]
     inetd: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (a bare PORT means 127.0.0.1:PORT; give

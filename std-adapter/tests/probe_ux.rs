@@ -447,3 +447,34 @@ fn max_loss_on_a_stream_target_is_a_usage_error() {
         "{err}"
     );
 }
+
+/// A closed-loop UDP run (no --rate) against a server that limits each
+/// source's rate loses datagrams; the probe says what to try (the embedded
+/// node under QEMU is such a server: every datagram comes from one
+/// address). At the suggested rate the same run passes.
+#[test]
+fn udp_loss_without_a_rate_suggests_the_server_rate_limit() {
+    use ricochet::serve::{Server, ServerConfig};
+    let handle = Server::bind(ServerConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        udp_rate_loopback: true,
+        ..ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("spawn");
+    let udp = handle.udp_addr().expect("udp address");
+    let t = format!("udp://{udp}");
+    let (code, out, err) = texts(&probe_cli(&[&t, "-n", "500", "--timeout", "300ms"]));
+    assert_eq!(code, 1, "a closed loop outruns 1000/s: {out} {err}");
+    assert!(
+        out.contains("--rate") && out.contains("rate limit"),
+        "no hint: {out}"
+    );
+    let (code, out, err) = texts(&probe_cli(&[
+        &t, "-n", "300", "--rate", "500", "--timeout", "300ms",
+    ]));
+    assert_eq!(code, 0, "{out} {err}");
+    handle.shutdown();
+    handle.join().unwrap();
+}

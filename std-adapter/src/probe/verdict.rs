@@ -112,6 +112,16 @@ pub(super) fn build_report(
                 if d.verified == 0 { "all datagrams" } else { "some datagrams" },
             ));
         }
+        if d.lost > 0 && d.verified > 0 && spec.rate.is_none() {
+            hints.push(
+                "datagrams were lost in a closed loop (no --rate: each is sent as soon as the \
+                 last came back): a server with a per-source rate limit drops what exceeds it \
+                 (`ricochet serve` allows 1000/s in bursts of 100 per address; the embedded node \
+                 limits every address, and QEMU's user network makes all traffic one address); \
+                 try --rate 500, or raise the server's limit"
+                    .to_owned(),
+            );
+        }
         if d.duplicate > 0 {
             warnings.push(format!("{} datagrams came back twice", d.duplicate));
         }

@@ -181,3 +181,19 @@ fn root_without_user_is_warned_with_the_ways_out() {
         "{err:?}"
     );
 }
+
+/// Socket-activated, the server bound nothing: the advice to a root server
+/// is to run the unit as another user, not to let systemd bind the port.
+#[test]
+fn root_when_socket_activated_is_told_to_run_the_unit_as_another_user() {
+    assert_root();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut p =
+        daemon_support::serve_activated(&[], vec![std::os::fd::OwnedFd::from(l)], None, &[]);
+    let warning = p.wait_stderr("running as root", IO_TIMEOUT);
+    assert!(warning.contains("DynamicUser=yes"), "{warning}");
+    assert!(!warning.contains("let systemd bind"), "{warning}");
+    p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}

@@ -104,7 +104,7 @@ pub(crate) fn run(options: Options) -> ExitCode {
             report(&e.to_string());
             return ExitCode::FAILURE;
         }
-    } else if let Some(warning) = privileges::root_warning() {
+    } else if let Some(warning) = privileges::root_warning(privileges::Started::Inetd) {
         tracing::warn!("{warning}");
     }
     if kind == Type::STREAM {

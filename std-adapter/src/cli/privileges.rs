@@ -216,20 +216,61 @@ mod ids {
     }
 }
 
+/// How the server got its sockets: what the advice to a root server is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Started {
+    /// It bound them itself.
+    Binding,
+    /// A service manager passed every one (socket activation).
+    Activated,
+    /// `--inetd`: one connection (or UDP socket) from inetd or systemd.
+    Inetd,
+}
+
 /// The warning for a server left running as root, or `None` if it is not root.
-pub(crate) fn root_warning() -> Option<&'static str> {
-    Uid::effective().is_root().then_some(
-        "running as root: once bound, the server needs no privileges. Add --user NAME (e.g. \
-         --user nobody) to drop root after binding, or do not start it as root at all: let \
-         systemd bind port 7 (socket activation, contrib/systemd/ricochet.socket), or grant \
-         only the right to bind low ports (`setcap cap_net_bind_service=+ep $(command -v \
-         ricochet)`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in a unit)",
-    )
+pub(crate) fn root_warning(started: Started) -> Option<&'static str> {
+    Uid::effective().is_root().then_some(root_advice(started))
+}
+
+/// What [`root_warning`] says, by how the server got its sockets.
+fn root_advice(started: Started) -> &'static str {
+    match started {
+        Started::Binding => {
+            "running as root: once bound, the server needs no privileges. Add --user NAME (e.g. \
+             --user nobody) to drop root after binding, or do not start it as root at all: let \
+             systemd bind port 7 (socket activation, contrib/systemd/ricochet.socket), or grant \
+             only the right to bind low ports (`setcap cap_net_bind_service=+ep $(command -v \
+             ricochet)`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in a unit)"
+        }
+        Started::Activated => {
+            "running as root: the service manager bound the sockets, so the server needs no \
+             privileges at all. Run the service as another user (DynamicUser=yes or User= in \
+             the unit, as contrib/systemd/ricochet.service does), or add --user NAME (e.g. \
+             --user nobody) to drop root now"
+        }
+        Started::Inetd => {
+            "running as root: --inetd serves the socket it was given and needs no privileges. \
+             Name another user where the service is defined (the user field of its inetd.conf \
+             line, e.g. nobody; xinetd's `user =`; User= in a systemd unit), or add --user NAME"
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_advice_fits_how_the_server_got_its_sockets() {
+        let binding = root_advice(Started::Binding);
+        assert!(binding.contains("socket activation") && binding.contains("setcap"));
+        let activated = root_advice(Started::Activated);
+        assert!(activated.contains("DynamicUser=yes") && activated.contains("--user"));
+        assert!(!activated.contains("socket activation") && !activated.contains("setcap"));
+        let inetd = root_advice(Started::Inetd);
+        assert!(inetd.contains("inetd.conf") && inetd.contains("--user"));
+        assert!(!inetd.contains("socket activation") && !inetd.contains("setcap"));
+    }
 
     #[test]
     fn unknown_user_and_group_are_named_in_the_error() {

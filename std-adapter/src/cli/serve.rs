@@ -317,6 +317,16 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         .any(|s| !matches!(s, InheritedSocket::Udp(_)));
     let explicit_receive_buffer = args.udp_receive_buffer.is_some();
     let config = args.into_config(!inherited.is_empty());
+    let started = if !inherited.is_empty()
+        && config.tcp.is_empty()
+        && config.udp.is_empty()
+        && config.unix.is_empty()
+        && config.tls.is_none()
+    {
+        privileges::Started::Activated
+    } else {
+        privileges::Started::Binding
+    };
     let receive_buffer = config.udp_receive_buffer;
     if let Err(e) = check_usage(&config, inherited_streams) {
         super::log::fatal(log_format, format_args!("ricochet serve: error: {e}"));
@@ -351,7 +361,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-    } else if let Some(warning) = privileges::root_warning() {
+    } else if let Some(warning) = privileges::root_warning(started) {
         tracing::warn!("{warning}");
     }
     // Watch SIGINT/SIGTERM before any worker serves: a signal from the

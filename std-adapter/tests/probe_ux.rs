@@ -472,7 +472,13 @@ fn udp_loss_without_a_rate_suggests_the_server_rate_limit() {
         "no hint: {out}"
     );
     let (code, out, err) = texts(&probe_cli(&[
-        &t, "-n", "300", "--rate", "500", "--timeout", "300ms",
+        &t,
+        "-n",
+        "300",
+        "--rate",
+        "500",
+        "--timeout",
+        "300ms",
     ]));
     assert_eq!(code, 0, "{out} {err}");
     handle.shutdown();

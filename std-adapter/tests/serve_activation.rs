@@ -80,6 +80,23 @@ fn inherited_tcp_udp_and_unix_sockets_are_served_without_any_address() {
     assert!(path.exists(), "the manager's socket file is never removed");
 }
 
+/// The start log says how connections are accepted: an inherited
+/// listener is shared by the workers whatever `--accept` says (a
+/// `SO_REUSEPORT` group needs sockets the server binds itself).
+#[test]
+fn start_log_says_inherited_listeners_are_shared() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut p = serve_activated(&[], vec![OwnedFd::from(tcp)], None, &[]);
+    let serving = p.wait_stderr("serving", IO_TIMEOUT);
+    assert!(
+        serving.contains("accept=shared (inherited listeners)"),
+        "{serving}"
+    );
+    p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 #[test]
 fn explicit_addresses_are_served_beside_inherited_sockets() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();

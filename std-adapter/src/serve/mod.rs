@@ -189,6 +189,8 @@ pub struct Server {
     unix: Vec<(StdUnixListener, SocketFile)>,
     udp: Vec<(SocketAddr, StdUdpSocket)>,
     endpoints: Vec<Endpoint>,
+    /// Some TCP listener was inherited (its workers share it).
+    inherited_tcp: bool,
 }
 
 impl Server {
@@ -229,6 +231,7 @@ impl Server {
             endpoints.push(Endpoint::Tcp(group.addr));
             tcp.push(group);
         }
+        let inherited_tcp = !adopted.tcp.is_empty();
         for group in adopted.tcp {
             endpoints.push(Endpoint::Tcp(group.addr));
             tcp.push(group);
@@ -295,7 +298,25 @@ impl Server {
             unix,
             udp,
             endpoints,
+            inherited_tcp,
         })
+    }
+
+    /// How TCP connections are accepted, for the log: `--accept` for the
+    /// listeners the server bound, `shared` for inherited ones (one socket
+    /// for all workers: a `SO_REUSEPORT` group needs sockets bound here).
+    fn accept_text(&self) -> String {
+        let own = !self.config.tcp.is_empty()
+            || self
+                .config
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.listen.is_empty());
+        match (own, self.inherited_tcp) {
+            (false, true) => "shared (inherited listeners)".to_owned(),
+            (true, true) => format!("{}, shared for inherited listeners", self.config.accept),
+            _ => self.config.accept.to_string(),
+        }
     }
 
     /// The bound endpoints, with real ports: TCP, UDP, Unix, each kind in
@@ -332,6 +353,7 @@ impl Server {
     /// [`IoBackend::Auto`], io_uring if the kernel allows it, else epoll
     /// with one log line saying why.
     pub fn spawn(self) -> Result<ServerHandle, SpawnError> {
+        let accept = self.accept_text();
         let Server {
             config,
             workers,
@@ -341,6 +363,7 @@ impl Server {
             unix,
             udp,
             endpoints,
+            inherited_tcp: _,
         } = self;
         let io = backend::choose(config.io, !tls.is_empty())?;
         let mut sockets: Vec<WorkerSockets> = (0..workers)
@@ -475,7 +498,7 @@ impl Server {
             mode = %config.mode,
             buffer = config.buffer_size.bytes(),
             max_connections,
-            accept = %config.accept,
+            accept = %accept,
             "serving"
         );
         Ok(ServerHandle {

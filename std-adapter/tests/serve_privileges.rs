@@ -149,11 +149,23 @@ fn unknown_user_or_group_stops_the_server_before_it_serves() {
 
 #[test]
 fn user_without_root_is_refused_with_the_reason() {
-    let (_dir, mut cmd) = as_nobody(&["--tcp", "127.0.0.1:0", "--user", "nobody"]);
+    let (_dir, mut cmd) = as_nobody(&["--tcp", "127.0.0.1:0", "--user", "daemon"]);
     let out = output_within(&mut cmd, IO_TIMEOUT);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only root can switch users"), "{err}");
+}
+
+/// Already that user and group (a unit with User= that also passes
+/// --user): nothing to drop, so nothing to refuse.
+#[test]
+fn user_it_already_runs_as_is_accepted() {
+    let (_dir, cmd) = as_nobody(&["--tcp", "127.0.0.1:0", "--user", "nobody"]);
+    let mut p = Proc::spawn(cmd);
+    let tcp = p.listening(1)[0].1.parse().unwrap();
+    round_trip(&mut connect(tcp), b"already nobody");
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
 #[test]

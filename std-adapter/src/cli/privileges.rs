@@ -120,6 +120,11 @@ fn resolve(target: &Target) -> Result<(Uid, Gid), DropError> {
 pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid), DropError> {
     let (uid, gid) = resolve(target)?;
     if !Uid::effective().is_root() {
+        // Already exactly that user and group (a unit with User= that also
+        // passes --user): there is nothing to drop.
+        if verify(uid, gid).is_ok() {
+            return Ok((uid, gid));
+        }
         return Err(DropError::NotRoot {
             user: target.user.clone(),
         });

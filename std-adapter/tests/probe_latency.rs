@@ -199,20 +199,22 @@ fn cli_plot_draws_a_titled_labelled_svg() {
     assert!(svg.matches("<circle").count() >= 10, "too few points");
 }
 
+/// Files that cannot be written fail the command before the run starts
+/// (usage error, exit 2, naming the file), not after it.
 #[test]
 fn cli_files_that_cannot_be_written_fail_the_command() {
     let srv = OurServer::start(ricochet::core::Mode::Raw);
     let target = format!("tcp://{}", srv.tcp);
-    for flag in ["--plot", "--latency-out"] {
-        let (code, _, err) = texts(&probe_cli(&[
-            &target,
-            "-n",
-            "10",
-            "-q",
-            flag,
-            "/nonexistent-dir/out",
-        ]));
-        assert_eq!(code, 1, "{flag}: {err}");
-        assert!(err.contains("/nonexistent-dir/out"), "{flag}: {err}");
+    for (flag, path) in [
+        ("--plot", "/nonexistent-dir/out.svg"),
+        ("--latency-out", "/nonexistent-dir/out"),
+    ] {
+        let (code, out, err) = texts(&probe_cli(&[&target, "-n", "10", flag, path]));
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(
+            err.contains(path) && err.contains("does not exist"),
+            "{flag}: {err}"
+        );
+        assert!(out.is_empty(), "{flag}: no run: {out}");
     }
 }

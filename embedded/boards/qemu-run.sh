@@ -34,9 +34,30 @@ machine=$1
 nic=$2
 elf=$3
 shift 3
+# Checked before any arithmetic: bash would evaluate a name as a variable.
+# RICOCHET_PORT is 1-65532 (as `cargo xtask qemu PORT`) so that PORT+1 and
+# PORT+2 are ports too; the other two, when given, 1-65535.
+is_port() { # VALUE MAX
+    [[ $1 =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= 1 && 10#$1 <= $2))
+}
 port=${RICOCHET_PORT:-7777}
-lines_port=${RICOCHET_LINES_PORT:-$((port + 1))}
-frames_port=${RICOCHET_FRAMES_PORT:-$((port + 2))}
+lines_port=${RICOCHET_LINES_PORT:-}
+frames_port=${RICOCHET_FRAMES_PORT:-}
+if [[ -z ${RICOCHET_NETDEV:-} ]]; then
+    if ! is_port "$port" 65532; then
+        echo "qemu-run.sh: RICOCHET_PORT=$port: expected a port from 1 to 65532 (PORT+1 and PORT+2 are forwarded too)" >&2
+        exit 2
+    fi
+    port=$((10#$port))
+    for var in RICOCHET_LINES_PORT RICOCHET_FRAMES_PORT; do
+        if [[ -n ${!var:-} ]] && ! is_port "${!var}" 65535; then
+            echo "qemu-run.sh: $var=${!var}: expected a port from 1 to 65535" >&2
+            exit 2
+        fi
+    done
+    lines_port=${lines_port:-$((port + 1))}
+    frames_port=${frames_port:-$((port + 2))}
+fi
 
 missing=0
 if ! command -v qemu-system-arm >/dev/null; then

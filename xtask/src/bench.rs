@@ -126,8 +126,8 @@ fn opts(args: &[String], default_secs: u32) -> Result<Opts, String> {
         match a.as_str() {
             "-r" => o.reps = value()?.parse().map_err(|e| format!("-r: {e}"))?,
             "-d" => o.secs = value()?.parse().map_err(|e| format!("-d: {e}"))?,
-            "-c" => o.cases = value()?,
-            "-t" => o.threads = Some(value()?),
+            "-c" => o.cases = case_list(value()?)?,
+            "-t" => o.threads = Some(threads(value()?)?),
             "-b" => o.busy_poll_on = true,
             "-S" => server_cpus = Some(cpu_list("-S", value()?)?),
             "-L" => load_cpus = Some(cpu_list("-L", value()?)?),
@@ -187,6 +187,29 @@ fn cpu_list(flag: &str, list: String) -> Result<String, String> {
             "{flag} {list:?} is not a CPU list: use numbers and ranges as taskset -c does, \
              e.g. 0, 0-3 or 0,2,4-7"
         ))
+    }
+}
+
+/// `-c`: a comma-separated list of the yardstick's case names (`pp1`,
+/// `st16`, `pp:1:8KiB`), checked for shape before anything is built.
+fn case_list(list: String) -> Result<String, String> {
+    let case = |c: &str| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':');
+    if list.split(',').all(case) {
+        Ok(list)
+    } else {
+        Err(format!(
+            "-c {list:?} is not a list of cases: names separated by commas, e.g. {CASES}"
+        ))
+    }
+}
+
+/// `-t`: ricochet's worker threads, a whole number from 1.
+fn threads(t: String) -> Result<String, String> {
+    match t.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(t),
+        _ => Err(format!(
+            "-t {t:?}: expected a whole number of threads, 1 or more"
+        )),
     }
 }
 
@@ -322,7 +345,7 @@ fn alternate(ctx: &Ctx, args: &[String]) -> Result<(), String> {
 /// shown: the summary at the end has them all.
 fn run_sh(bench: &Path, args: &[&str]) -> Result<(), String> {
     eprintln!("+ (cd {}) ./run.sh {}", bench.display(), args.join(" "));
-    let status = Command::new("./run.sh")
+    let status = crate::command("./run.sh")
         .args(args)
         .current_dir(bench)
         .env("RUST_LOG", "warn")
@@ -724,6 +747,25 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn cases_and_threads_are_checked_before_building() {
+        let o = opts(&args(&["-c", "pp1,pp:1:8KiB", "-t", "2"]), 4).unwrap();
+        assert_eq!(o.cases, "pp1,pp:1:8KiB");
+        assert_eq!(o.threads.as_deref(), Some("2"));
+        for bad in [
+            &["-c", ""][..],
+            &["-c", "pp1,,st1"],
+            &["-c", "pp1 st1"],
+            &["-t", "0"],
+            &["-t", "x"],
+            &["-d", "x"],
+            &["-d", "1"],
+            &["-r", "0"],
+        ] {
+            assert!(opts(&args(bad), 4).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

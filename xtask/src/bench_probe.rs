@@ -283,15 +283,30 @@ struct Tools {
     secs: u32,
 }
 
+/// `[REPS] [SECS]` (defaults 3 and 4), each at least 1, checked before
+/// anything is built.
+fn reps_and_secs(args: &[String]) -> Result<(usize, u32), String> {
+    const USAGE: &str = "usage: cargo xtask bench-probe [REPS] [SECS]";
+    if let Some(extra) = args.get(2) {
+        return Err(format!("unexpected argument {extra:?}; {USAGE}"));
+    }
+    let reps = args.first().map_or("3", String::as_str);
+    let reps: usize = reps
+        .parse()
+        .ok()
+        .filter(|r| (1..=1000).contains(r))
+        .ok_or_else(|| format!("REPS {reps:?}: expected a whole number from 1 to 1000; {USAGE}"))?;
+    let secs = args.get(1).map_or("4", String::as_str);
+    let secs: u32 = secs
+        .parse()
+        .ok()
+        .filter(|s| (1..=3600).contains(s))
+        .ok_or_else(|| format!("SECS {secs:?}: expected whole seconds from 1 to 3600; {USAGE}"))?;
+    Ok((reps, secs))
+}
+
 pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
-    let reps: usize = extra
-        .first()
-        .map_or(Ok(3), |s| s.parse())
-        .map_err(|_| "REPS: a number")?;
-    let secs: u32 = extra
-        .get(1)
-        .map_or(Ok(4), |s| s.parse())
-        .map_err(|_| "SECS: a number")?;
+    let (reps, secs) = reps_and_secs(extra)?;
     let bench = ctx.root.join("../shared/bench");
     if !bench.join("ref/build.sh").exists() {
         return Err(format!(
@@ -399,6 +414,30 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reps_and_seconds_are_checked_before_building() {
+        let s = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(reps_and_secs(&[]), Ok((3, 4)));
+        assert_eq!(reps_and_secs(&s(&["5", "2"])), Ok((5, 2)));
+        assert!(
+            reps_and_secs(&s(&["0"]))
+                .unwrap_err()
+                .contains("REPS \"0\"")
+        );
+        assert!(
+            reps_and_secs(&s(&["3", "0"]))
+                .unwrap_err()
+                .contains("SECS \"0\"")
+        );
+        assert!(reps_and_secs(&s(&["x"])).is_err());
+        assert!(reps_and_secs(&s(&["3", "4s"])).is_err());
+        assert!(
+            reps_and_secs(&s(&["3", "4", "5"]))
+                .unwrap_err()
+                .contains("unexpected")
+        );
+    }
 
     #[test]
     fn shell_times_are_read_as_seconds() {

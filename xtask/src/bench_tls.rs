@@ -180,18 +180,10 @@ fn start_socat(dir: &Path) -> Result<Server, String> {
 
 /// Runs the TLS benchmark; `args`: `-d SECS` (default 4), `--quick` (1 s).
 pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    let mut secs = "4".to_owned();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => secs = "1".to_owned(),
-            "-d" => secs = it.next().cloned().ok_or("-d needs a number of seconds")?,
-            other => return Err(format!("bench-tls: unknown argument {other:?}")),
-        }
-    }
+    let secs = secs_arg(args)?;
     run(
         &ctx.root,
-        "cargo",
+        &crate::cargo(),
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
@@ -299,9 +291,63 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `-d SECS` (a whole number, 1 to 3600; default 4) or `--quick` (1),
+/// checked before anything is built.
+fn secs_arg(args: &[String]) -> Result<String, String> {
+    const USAGE: &str = "usage: cargo xtask bench-tls [-d SECS | --quick]";
+    let mut secs = "4".to_owned();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => secs = "1".to_owned(),
+            "-d" => {
+                let d = it
+                    .next()
+                    .ok_or_else(|| format!("-d needs a number of seconds; {USAGE}"))?;
+                match d.parse::<u32>() {
+                    Ok(1..=3600) => secs = d.clone(),
+                    _ => {
+                        return Err(format!(
+                            "-d {d:?}: expected whole seconds from 1 to 3600; {USAGE}"
+                        ));
+                    }
+                }
+            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
+        }
+    }
+    Ok(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn seconds_are_checked_before_building() {
+        assert_eq!(secs_arg(&[]).as_deref(), Ok("4"));
+        assert_eq!(secs_arg(&strings(&["--quick"])).as_deref(), Ok("1"));
+        assert_eq!(secs_arg(&strings(&["-d", "10"])).as_deref(), Ok("10"));
+        for bad in [
+            &["-d", "x"][..],
+            &["-d", "0"],
+            &["-d", "2s"],
+            &["-d"],
+            &["-x"],
+        ] {
+            let e = secs_arg(&strings(bad)).unwrap_err();
+            assert!(e.contains("usage: cargo xtask bench-tls"), "{bad:?}: {e}");
+        }
+        assert!(
+            secs_arg(&strings(&["-d", "x"]))
+                .unwrap_err()
+                .contains("-d \"x\"")
+        );
+    }
 
     #[test]
     fn number_reads_top_level_and_nested_fields() {

@@ -1,4 +1,4 @@
-//! `cargo xtask cross-check`: `cargo check -p ricochet` for macOS and
+//! The `cross` stage (`cargo xtask ci cross`): `cargo check -p ricochet` for macOS and
 //! FreeBSD (check only: nothing is linked or run).
 //!
 //! rustls's `ring` provider compiles some C in its build script, for the

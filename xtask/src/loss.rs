@@ -182,13 +182,32 @@ fn probe(ns: &Netns, bin: &Path, target: &str, args: &[&str]) -> Result<(String,
     Ok((json, ok))
 }
 
+/// `[--io uring|epoll|both]` (default both): the backends to measure.
+fn backends(args: &[String]) -> Result<Vec<&'static str>, String> {
+    let both = vec!["epoll", "uring"];
+    match args {
+        [] => Ok(both),
+        [flag, io] if flag == "--io" => match io.as_str() {
+            "both" => Ok(both),
+            "uring" => Ok(vec!["uring"]),
+            "epoll" => Ok(vec!["epoll"]),
+            _ => Err(format!(
+                "--io {io:?}: expected uring, epoll or both; usage: cargo xtask loss [--io uring|epoll|both]"
+            )),
+        },
+        _ => Err("usage: cargo xtask loss [--io uring|epoll|both]".into()),
+    }
+}
+
 pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    let backends: Vec<&str> = match args {
-        [] => vec!["epoll", "uring"],
-        [flag, io] if flag == "--io" && io == "both" => vec!["epoll", "uring"],
-        [flag, io] if flag == "--io" && (io == "uring" || io == "epoll") => vec![io.as_str()],
-        _ => return Err("usage: cargo xtask loss [--io uring|epoll|both]".into()),
-    };
+    let backends = backends(args)?;
+    if !crate::is_root() {
+        return Err(
+            "loss needs root (it creates a network namespace and nftables rules): \
+             run it as root, e.g. sudo -E cargo xtask loss"
+                .into(),
+        );
+    }
     if !have("nft") {
         crate::apt_install(ctx, &["nftables"])?;
     }
@@ -292,5 +311,28 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         Err("a run under loss failed (see the table and the probe output above)".into())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_checked_before_building() {
+        let s = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(backends(&[]), Ok(vec!["epoll", "uring"]));
+        assert_eq!(backends(&s(&["--io", "both"])), Ok(vec!["epoll", "uring"]));
+        assert_eq!(backends(&s(&["--io", "uring"])), Ok(vec!["uring"]));
+        assert_eq!(backends(&s(&["--io", "epoll"])), Ok(vec!["epoll"]));
+        for bad in [
+            &["--io"][..],
+            &["--io", "kqueue"],
+            &["uring"],
+            &["--io", "uring", "x"],
+        ] {
+            let e = backends(&s(bad)).unwrap_err();
+            assert!(e.contains("[--io uring|epoll|both]"), "{bad:?}: {e}");
+        }
     }
 }

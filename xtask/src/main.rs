@@ -16,9 +16,10 @@
 //! cargo xtask bench-tls [-d SECS]  TLS echo vs plain TCP vs socat's TLS echo, handshakes/s
 //! cargo xtask bench-probe [REPS] [SECS]  ricochet probe vs echo-load, and its send lateness
 //! cargo xtask soak [--board NAME] [N] [SECS]  QEMU soak: N reconnects (10000), then SECS (600) of mixed load; leak checks
-//! cargo xtask attack [--quick] [--io B] hostile peers against `ricochet serve` on loopback, with a results table
-//! cargo xtask loss [--io B]   `ricochet serve` in a network namespace dropping 1/5/10 % of packets (root)
+//! cargo xtask attack [--quick] [--io auto|uring|epoll] [--only NAME] hostile peers against `ricochet serve` on loopback, with a results table
+//! cargo xtask loss [--io uring|epoll|both]  `ricochet serve` in a network namespace dropping 1/5/10 % of packets (root)
 //! cargo xtask stages          list the CI stages
+//! cargo xtask help            this list (also -h, --help)
 //! ```
 //!
 //! Every stage that needs a tool installs it first (or fails with the exact
@@ -41,6 +42,7 @@ mod loss;
 mod procstat;
 mod qemu;
 mod qemu_bench;
+mod signals;
 mod stack;
 mod timers;
 mod vm;
@@ -196,17 +198,40 @@ const TARGETS: &[&str] = &[
     "thumbv8m.main-none-eabi",
 ];
 
+/// What `cargo xtask help` prints (and, on a bad command, stderr).
+const USAGE: &str = "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES -t T -b -S CPUS -L CPUS | syscalls | floor | idle | matrix] | bench-tls [-d SECS | --quick] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io auto|uring|epoll] [--only NAME] [--busy-poll DUR] | loss [--io uring|epoll|both] | stages | help\n\n\
+     ci      run every CI stage (or the ones named); see `cargo xtask stages` (`ci cross`: the macOS and FreeBSD checks)\n\
+     qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
+     \x20       with 127.0.0.1:PORT (default 7777; 1-65532) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
+     \x20       --check: run the CI e2e checks on it; --timers: its timer checks (DHCP fallback, TCP retransmissions)\n\
+     deps    install what the stages need\n\
+     dist    release binary, man pages and shell completions in target/release/dist\n\
+     bench   the loopback yardstick, servers alternating; syscalls per round trip; idle memory (`bench --help`)\n\
+     bench-tls  TLS echo against plain TCP and socat's TLS echo; handshakes per second\n\
+     bench-probe  ricochet probe vs echo-load (with and without --interval 1s), and its send lateness at 10k/100k msg/s\n\
+     soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
+     stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
+     qemu-bench  a QEMU firmware's flash, RAM, idle host CPU, 32 B ping-pong p50/p99 and stream MB/s\n\
+     attack  hostile peers against ricochet serve (loopback, bounded); prints a table\n\
+     loss    ricochet serve under 0/1/5/10 % packet loss in a network namespace (root); prints a table (default: both backends)\n\
+     help    this text";
+
 /// Shared context: the workspace root.
 pub(crate) struct Ctx {
     pub(crate) root: PathBuf,
 }
 
 fn main() -> ExitCode {
+    signals::install();
     let args: Vec<String> = env::args().skip(1).collect();
     let ctx = Ctx {
         root: workspace_root(),
     };
     let result = match args.first().map(String::as_str) {
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
         Some("ci") => run_ci(&ctx, &args[1..]),
         Some("qemu") => qemu::interactive(&ctx, &args[1..]),
         Some("deps") => stage_deps(&ctx),
@@ -226,26 +251,11 @@ fn main() -> ExitCode {
             Ok(())
         }
         _ => {
-            eprintln!(
-                "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES -t T -b -S CPUS -L CPUS | syscalls | idle | matrix] | bench-tls [-d SECS] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io uring|epoll] [--only NAME] | loss | stages\n\n\
-                 ci      run every CI stage (or the ones named); see `cargo xtask stages`\n\
-                 qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
-                 \x20       with 127.0.0.1:PORT (default 7777) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
-                 \x20       --check: run the CI e2e checks on it; --timers: its timer checks (DHCP fallback, TCP retransmissions)\n\
-                 deps    install what the stages need\n\
-                 dist    release binary, man pages and shell completions in target/release/dist\n\
-                 bench   the loopback yardstick, servers alternating; syscalls per round trip; idle memory\n\
-                 bench-tls  TLS echo against plain TCP and socat's TLS echo; handshakes per second\n\
-                 bench-probe  ricochet probe vs echo-load (with and without --interval 1s), and its send lateness at 10k/100k msg/s\n\
-                 soak    QEMU soak: N reconnects (10000) then SECS (600) of mixed load, then leak checks\n\
-                 stack   a QEMU board's stack high-water mark after boot and the CI e2e load (paint-stack build)\n\
-                 qemu-bench  a QEMU firmware's flash, RAM, idle host CPU, 32 B ping-pong p50/p99 and stream MB/s\n\
-                 attack  hostile peers against ricochet serve (loopback, bounded); prints a table\n\
-                 loss    ricochet serve under 0/1/5/10 % packet loss in a network namespace (root); prints a table"
-            );
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
+    signals::leave_exit_to_handler();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -284,6 +294,43 @@ fn workspace_root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
+/// Variables `cargo run` sets for xtask itself (besides `CARGO_PKG_*`),
+/// which must not reach the cargo it runs: cargo compares a build
+/// script's environment with the last build's, so with them `cargo xtask`
+/// and a plain `cargo build` rebuild ring, rustls and ricochet for each
+/// other. `CARGO` (the cargo binary) stays.
+const CARGO_RUN_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "CARGO_TARGET_TMPDIR",
+];
+
+/// Whether `name` is one of the variables `cargo run` set for xtask.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_") || CARGO_RUN_VARS.contains(&name)
+}
+
+/// A command for `program` (cargo, or anything that may run cargo)
+/// without the variables `cargo run` set for xtask. Every child xtask
+/// starts that can run cargo is made here.
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    for name in CARGO_RUN_VARS {
+        c.env_remove(name);
+    }
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            c.env_remove(name);
+        }
+    }
+    c
+}
+
 /// Runs a command in `dir`, echoing it; fails on a non-zero exit.
 pub(crate) fn run(
     dir: &Path,
@@ -292,7 +339,7 @@ pub(crate) fn run(
     envs: &[(&str, &str)],
 ) -> Result<(), String> {
     eprintln!("+ (cd {}) {} {}", dir.display(), program, args.join(" "));
-    let status = Command::new(program)
+    let status = command(program)
         .args(args)
         .current_dir(dir)
         .envs(envs.iter().copied())
@@ -431,7 +478,7 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -584,7 +631,7 @@ fn library_without_cli(ctx: &Ctx) -> Result<(), String> {
         "{p}",
     ];
     eprintln!("+ (cd {}) cargo {}", ctx.root.display(), args.join(" "));
-    let out = Command::new(cargo())
+    let out = command(cargo())
         .args(args)
         .current_dir(&ctx.root)
         .output()
@@ -745,4 +792,70 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
     }
     eprintln!("qemu: every board passed ({})", took.join(", "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    /// `cargo test` sets CARGO_MANIFEST_DIR and CARGO_PKG_NAME for the test
+    /// binary as `cargo run` does for xtask: the command must drop them.
+    #[test]
+    fn child_commands_drop_what_cargo_run_set_for_xtask() {
+        let c = command("cargo");
+        let removed: Vec<&OsStr> = c
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(removed.contains(&OsStr::new(name)), "{name} is passed on");
+        }
+        assert!(
+            !removed
+                .iter()
+                .any(|k| *k == "CARGO" || *k == "CARGO_HOME" || *k == "PATH")
+        );
+        assert!(set_by_cargo_run("CARGO_PKG_RUST_VERSION") && set_by_cargo_run("CARGO_BIN_NAME"));
+        assert!(!set_by_cargo_run("CARGO_TARGET_DIR") && !set_by_cargo_run("CARGO"));
+    }
+
+    #[test]
+    fn child_processes_see_none_of_them() {
+        assert!(
+            env::var_os("CARGO_MANIFEST_DIR").is_some(),
+            "set by cargo test"
+        );
+        let out = command("env").output().unwrap();
+        let env = String::from_utf8_lossy(&out.stdout);
+        let leaked: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .filter(|k| set_by_cargo_run(k))
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
+    }
+
+    #[test]
+    fn usage_names_every_command_and_ci_cross() {
+        for cmd in [
+            "ci [STAGE...]",
+            "qemu [--board NAME]",
+            "bench-tls [-d SECS",
+            "soak [--board NAME] [N] [SECS]",
+            "loss [--io uring|epoll|both]",
+            "attack [--quick] [--io auto|uring|epoll]",
+            "help",
+        ] {
+            assert!(USAGE.contains(cmd), "{cmd}");
+        }
+        assert!(USAGE.contains("`ci cross`") && !USAGE.contains("cross-check"));
+        assert!(STAGES.iter().any(|s| s.name == "cross"));
+    }
 }

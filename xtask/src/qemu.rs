@@ -10,6 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -39,12 +40,14 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         }
         return end_to_end(ctx, board);
     }
+    if rest.len() > 1 {
+        return Err(format!(
+            "unexpected argument {:?}: usage: cargo xtask qemu [--board NAME] [PORT | --check | --timers]",
+            rest[1]
+        ));
+    }
     let port = rest.first().copied().unwrap_or("7777");
-    let raw = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0 && *p < u16::MAX - 2)
-        .ok_or_else(|| format!("bad port {port:?}: expected 1-65532"))?;
+    let raw = forwarded_port(port)?;
     let (lines, frames) = ((raw + 1).to_string(), (raw + 2).to_string());
     require_tools()?;
     let dir = ctx.root.join(board.dir);
@@ -55,17 +58,45 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     eprintln!(
         "xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}   (or tcp://127.0.0.1:{lines} -m lines, tcp://127.0.0.1:{frames} -m frames)"
     );
-    run(
-        &dir,
-        &cargo(),
-        &["run", "--release"],
-        &[
-            ("RICOCHET_PORT", port),
-            ("RICOCHET_LINES_PORT", &lines),
-            ("RICOCHET_FRAMES_PORT", &frames),
-        ],
-    )
+    // In a process group of its own, which `signals` stops on Ctrl-C or
+    // `kill` (and SIGTERM if xtask dies): the runner's QEMU with it.
+    eprintln!("+ (cd {}) cargo run --release", dir.display());
+    let mut command = crate::command(cargo());
+    command
+        .args(["run", "--release"])
+        .current_dir(&dir)
+        .env("RICOCHET_PORT", port)
+        .env("RICOCHET_LINES_PORT", &lines)
+        .env("RICOCHET_FRAMES_PORT", &frames)
+        .stdin(Stdio::null())
+        .process_group(0);
+    crate::signals::term_with_parent(&mut command);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run cargo run: {e}"))?;
+    crate::signals::register(child.id());
+    let status = child.wait();
+    crate::signals::unregister(child.id());
+    let status = status.map_err(|e| format!("waiting for cargo run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo run --release` exited with {status}"))
+    }
 }
+
+/// The host port `cargo xtask qemu PORT` forwards to the guest's port 7
+/// (PORT+1 and PORT+2 go to 7001 and 7002): 1-65532, the range
+/// `embedded/boards/qemu-run.sh` accepts too.
+pub(crate) fn forwarded_port(port: &str) -> Result<u16, String> {
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| (1..=MAX_FORWARDED_PORT).contains(p))
+        .ok_or_else(|| format!("bad port {port:?}: expected 1-{MAX_FORWARDED_PORT}"))
+}
+
+/// The highest PORT.
+const MAX_FORWARDED_PORT: u16 = u16::MAX - 3;
 
 /// Runs `ricochet probe` with `args`; returns its stdout, fails on a non-zero exit.
 /// The outer `timeout` is 120 s, or the run's `--duration` plus 120 s.
@@ -77,14 +108,15 @@ pub(crate) fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
         .and_then(|d| d.strip_suffix('s'))
         .and_then(|d| d.parse::<u64>().ok())
         .unwrap_or(0);
-    let out = Command::new("timeout")
-        .arg((duration + 120).to_string())
-        .arg(ricochet)
-        .arg("probe")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
+    let out = crate::signals::output_in_group(
+        Command::new("timeout")
+            .arg((duration + 120).to_string())
+            .arg(ricochet)
+            .arg("probe")
+            .args(args)
+            .stdin(Stdio::null()),
+    )
+    .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
@@ -282,18 +314,7 @@ fn every_mode_at_once(ricochet: &Path, ports: &Ports, count: &str) -> Result<(),
 /// mixed load).
 pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (board, machine, rest) = board_arg(args)?;
-    let reconnects: u32 = rest
-        .first()
-        .copied()
-        .unwrap_or("10000")
-        .parse()
-        .map_err(|_| "RECONNECTS must be a number")?;
-    let secs: u64 = rest
-        .get(1)
-        .copied()
-        .unwrap_or("600")
-        .parse()
-        .map_err(|_| "SECONDS must be a number")?;
+    let (reconnects, secs) = soak_args(&rest)?;
     // Reconnects take about 10 ms each here; allow 50 ms, plus the load, plus margin.
     let limit = QEMU_LIMIT_SECS + secs + u64::from(reconnects) / 20;
     let (ricochet, ports, log, mut qemu) = build_and_boot(ctx, board, machine, "soak", limit)?;
@@ -321,6 +342,29 @@ pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     }
     result?;
     no_panic_in(&text)
+}
+
+/// `soak`'s `[RECONNECTS] [SECONDS]` (defaults 10000 and 600), checked
+/// before anything is built or booted: the probe's `--duration` must be
+/// at least 1 s.
+fn soak_args(rest: &[&str]) -> Result<(u32, u64), String> {
+    const USAGE: &str = "usage: cargo xtask soak [--board NAME] [RECONNECTS] [SECONDS]";
+    if let Some(extra) = rest.get(2) {
+        return Err(format!("unexpected argument {extra:?}: {USAGE}"));
+    }
+    let reconnects = rest.first().copied().unwrap_or("10000");
+    let reconnects: u32 = reconnects.parse().map_err(|_| {
+        format!("RECONNECTS {reconnects:?}: expected a whole number (0 or more); {USAGE}")
+    })?;
+    let secs = rest.get(1).copied().unwrap_or("600");
+    let secs: u64 = secs
+        .parse()
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| {
+            format!("SECONDS {secs:?}: expected a whole number from 1 to 86400; {USAGE}")
+        })?;
+    Ok((reconnects, secs))
 }
 
 pub(crate) fn no_panic_in(text: &str) -> Result<(), String> {
@@ -358,7 +402,8 @@ fn soak(
     let udp = format!("udp://127.0.0.1:{}", ports.raw);
     let took = reconnect_storm(ricochet, &tcp, reconnects)?;
     eprintln!(
-        "xtask: soak: {reconnects} reconnects in {:.1}s",
+        "xtask: soak: {} in {:.1}s",
+        count(u64::from(reconnects), "reconnect"),
         took.as_secs_f64()
     );
 
@@ -577,11 +622,13 @@ fn udp_losses_accounted(lost: u64, log: &str) -> Result<(), String> {
         .ok_or("no udp stats line from the firmware after the soak")?;
     if lost > limited {
         return Err(format!(
-            "the soak lost {lost} UDP datagrams but the firmware rate-limited only {limited}: the rest vanished uncounted"
+            "the soak lost {} but the firmware rate-limited only {limited}: the rest vanished uncounted",
+            count(lost, "UDP datagram")
         ));
     }
     eprintln!(
-        "xtask: soak: {lost} UDP datagrams lost, all dropped and counted by the rate limit ({limited} in all; the host stalled and the probe caught up in a burst)"
+        "xtask: soak: {} lost, all dropped and counted by the rate limit ({limited} in all; the host stalled and the probe caught up in a burst)",
+        count(lost, "UDP datagram")
     );
     Ok(())
 }
@@ -604,6 +651,15 @@ fn count_before(line: &str, what: &str) -> Option<u64> {
     line[..at].rsplit(' ').next()?.parse().ok()
 }
 
+/// `n` and `what`, plural unless `n` is 1: "1 reconnect", "2 reconnects".
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("{n} {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
@@ -614,6 +670,44 @@ mod tests {
 
     const STATS: &str = "10.000 INFO  udp: 503 received, 500 echoed (358886 bytes); dropped 3 oversize, 0 loop guard, 0 rate limited, 0 not unicast, 0 unroutable, 0 tx full; 0 stalled rings flushed\n\
         30.004 INFO  udp: 1393 received, 1387 echoed (986048 bytes); dropped 3 oversize, 0 loop guard, 4 rate limited, 0 not unicast, 0 unroutable, 0 tx full; 0 stalled rings flushed\n";
+
+    #[test]
+    fn soak_arguments_are_checked_before_booting() {
+        assert_eq!(soak_args(&[]), Ok((10_000, 600)));
+        assert_eq!(soak_args(&["1", "30"]), Ok((1, 30)));
+        assert_eq!(soak_args(&["0", "1"]), Ok((0, 1)));
+        let zero = soak_args(&["0", "0"]).unwrap_err();
+        assert!(
+            zero.contains("SECONDS \"0\"") && zero.contains("1 to 86400"),
+            "{zero}"
+        );
+        assert!(soak_args(&["x"]).unwrap_err().contains("RECONNECTS \"x\""));
+        assert!(soak_args(&["-1"]).is_err());
+        assert!(soak_args(&["1", "10s"]).is_err());
+        assert!(
+            soak_args(&["1", "2", "3"])
+                .unwrap_err()
+                .contains("unexpected argument \"3\"")
+        );
+    }
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1, "reconnect"), "1 reconnect");
+        assert_eq!(count(0, "reconnect"), "0 reconnects");
+        assert_eq!(count(10_000, "reconnect"), "10000 reconnects");
+    }
+
+    #[test]
+    fn forwarded_ports_leave_room_for_two_more() {
+        assert_eq!(forwarded_port("7777"), Ok(7777));
+        assert_eq!(forwarded_port("1"), Ok(1));
+        assert_eq!(forwarded_port("65532"), Ok(65532));
+        for bad in ["0", "65533", "65535", "65536", "abc", "", "-1"] {
+            let e = forwarded_port(bad).unwrap_err();
+            assert!(e.contains("1-65532"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn soak_udp_losses_the_rate_limit_counted_pass() {

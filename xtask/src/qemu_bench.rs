@@ -17,6 +17,23 @@ use std::time::{Duration, Instant};
 use crate::vm::{QEMU_LIMIT_SECS, Qemu, board_arg, build_variant, cargo, require_tools};
 use crate::{Ctx, procstat, run};
 
+/// `--features`: cargo feature names separated by commas (`big-buffers`,
+/// `ipv6,client`, `cortex-m-rt/paint-stack`), checked before building.
+fn feature_list(list: &str) -> Result<String, String> {
+    let name = |f: &str| {
+        !f.is_empty()
+            && f.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b))
+    };
+    if list.split(',').all(name) {
+        Ok(list.to_owned())
+    } else {
+        Err(format!(
+            "--features {list:?}: expected feature names separated by commas, e.g. ipv6,client"
+        ))
+    }
+}
+
 pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (board, machine, rest) = board_arg(args)?;
     let mut features = String::new();
@@ -24,7 +41,9 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let mut it = rest.into_iter();
     while let Some(arg) = it.next() {
         match arg {
-            "--features" => features = it.next().ok_or("--features needs a list")?.to_string(),
+            "--features" => {
+                features = feature_list(it.next().ok_or("--features needs a list")?)?;
+            }
             "--runs" => {
                 runs = it
                     .next()
@@ -206,4 +225,19 @@ fn number(json: &str, name: &str) -> Result<f64, String> {
     crate::qemu::json_field(json, name)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no {name} in the probe's report: {json}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_checked_before_building() {
+        assert_eq!(feature_list("big-buffers").as_deref(), Ok("big-buffers"));
+        assert_eq!(feature_list("ipv6,client").as_deref(), Ok("ipv6,client"));
+        assert!(feature_list("cortex-m-rt/paint-stack").is_ok());
+        for bad in ["", "ipv6,", "ipv6 client", "a;b"] {
+            assert!(feature_list(bad).is_err(), "{bad:?}");
+        }
+    }
 }

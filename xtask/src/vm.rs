@@ -220,7 +220,11 @@ impl Qemu {
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
         // setsid: QEMU, defmt-print and the script share a new process group
         // whose id is the child's pid, so one kill stops them all.
-        let mut command = Command::new("setsid");
+        let mut command = crate::command("setsid");
+        // If xtask itself is killed (even by SIGKILL), `timeout` gets
+        // SIGTERM and passes it on; Ctrl-C and `kill` are handled in
+        // `signals`, which stops the group.
+        crate::signals::term_with_parent(&mut command);
         match network {
             Network::Forward(ports) => command
                 .env("RICOCHET_PORT", ports.raw.to_string())
@@ -240,6 +244,7 @@ impl Qemu {
             .stderr(err_file)
             .spawn()
             .map_err(|e| format!("cannot start qemu-run.sh: {e}"))?;
+        crate::signals::register(child.id());
         Ok(Qemu { child, log })
     }
 
@@ -272,7 +277,7 @@ impl Qemu {
 
 impl Drop for Qemu {
     fn drop(&mut self) {
-        let pgid = self.child.id().to_string();
+        let pgid = self.child.id();
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{pgid}")])
             .status();
@@ -283,6 +288,8 @@ impl Drop for Qemu {
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pgid}")])
             .status();
+        // Forgotten before it is reaped, while the id is still ours.
+        crate::signals::unregister(pgid);
         let _ = self.child.wait();
     }
 }

@@ -1,5 +1,6 @@
-//! `cargo xtask`: Ricochet's build and CI stages, in plain Rust (no
-//! dependencies, so it builds in seconds on a fresh machine).
+//! `cargo xtask`: Ricochet's build and CI stages, in plain Rust (three
+//! small dependencies, socket2, libc and signal-hook, so it builds in
+//! seconds on a fresh machine). The stages are in `ci.rs`.
 //!
 //! ```text
 //! cargo xtask ci [STAGE...]   every check CI runs (default: all stages, in order)
@@ -28,12 +29,15 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
+
+pub(crate) use ci::apt_install;
+use ci::{STAGES, run_ci, stage_deps};
 
 mod attack;
 mod bench;
 mod bench_probe;
 mod bench_tls;
+mod ci;
 mod cross_check;
 mod dist;
 mod handlers;
@@ -47,74 +51,6 @@ mod stack;
 mod timers;
 mod vm;
 mod wire;
-
-/// A CI stage: its name, what it does, and the function that runs it.
-struct Stage {
-    name: &'static str,
-    about: &'static str,
-    run: fn(&Ctx) -> Result<(), String>,
-}
-
-const STAGES: &[Stage] = &[
-    Stage {
-        name: "deps",
-        about: "install Debian packages, rustup targets and cargo tools the stages need",
-        run: stage_deps,
-    },
-    Stage {
-        name: "fmt",
-        about: "cargo fmt --check (workspace and firmware)",
-        run: stage_fmt,
-    },
-    Stage {
-        name: "clippy",
-        about: "clippy -D warnings on all targets (workspace and firmware)",
-        run: stage_clippy,
-    },
-    Stage {
-        name: "test",
-        about: "cargo test --workspace (unit, property, loopback, interop tests); server tests on io_uring and on epoll",
-        run: stage_test,
-    },
-    Stage {
-        name: "nostd",
-        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set",
-        run: stage_nostd,
-    },
-    Stage {
-        name: "cross",
-        about: "the std crate checks for macOS and FreeBSD (Linux-only calls stay behind cfg)",
-        run: stage_cross,
-    },
-    Stage {
-        name: "doc",
-        about: "cargo doc with warnings denied",
-        run: stage_doc,
-    },
-    Stage {
-        name: "dist",
-        about: "cargo xtask dist, cargo deb, dpkg-deb -c inspection, systemd-analyze verify of the units",
-        run: dist::stage,
-    },
-    Stage {
-        name: "firmware",
-        about: "build every board's firmware (release)",
-        run: stage_firmware,
-    },
-    Stage {
-        name: "qemu",
-        about: "boot every QEMU board's firmware, verify every mode end to end with ricochet probe, and time its timers; check the panic and HardFault handlers (self-test builds of each board)",
-        run: stage_qemu,
-    },
-    Stage {
-        name: "fuzz",
-        about: "run each cargo-fuzz target of the core for a bounded time from the committed corpus",
-        run: stage_fuzz,
-    },
-];
-
-/// The core's fuzz targets (core/fuzz/fuzz_targets/*.rs).
-const FUZZ_TARGETS: &[&str] = &["session", "codecs", "datagram_policy", "probe_verifier"];
 
 /// A firmware crate: a standalone folder with its own target and lock file.
 pub(crate) struct Board {
@@ -191,13 +127,6 @@ pub(crate) const BOARDS: &[Board] = &[
 /// The board `cargo xtask qemu` and `soak` boot without `--board`.
 pub(crate) const DEFAULT_QEMU_BOARD: &str = "lm3s6965evb";
 
-/// Rust targets: the boards' and the `nostd` stage's (thumbv7m).
-const TARGETS: &[&str] = &[
-    "thumbv7m-none-eabi",
-    "thumbv7em-none-eabihf",
-    "thumbv8m.main-none-eabi",
-];
-
 /// What `cargo xtask help` prints (and, on a bad command, stderr).
 const USAGE: &str = "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES -t T -b -S CPUS -L CPUS | syscalls | floor | idle | matrix] | bench-tls [-d SECS | --quick] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io auto|uring|epoll] [--only NAME] [--busy-poll DUR] | loss [--io uring|epoll|both] | stages | help\n\n\
      ci      run every CI stage (or the ones named); see `cargo xtask stages` (`ci cross`: the macOS and FreeBSD checks)\n\
@@ -263,30 +192,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
-    for n in names {
-        if !STAGES.iter().any(|s| s.name == n) {
-            return Err(format!("unknown stage {n:?}; see `cargo xtask stages`"));
-        }
-    }
-    let all = Instant::now();
-    for stage in STAGES
-        .iter()
-        .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
-    {
-        eprintln!("\n==> stage {}: {}", stage.name, stage.about);
-        let t = Instant::now();
-        (stage.run)(ctx).map_err(|e| format!("stage {} failed: {e}", stage.name))?;
-        eprintln!(
-            "==> stage {} passed in {:.1}s",
-            stage.name,
-            t.elapsed().as_secs_f64()
-        );
-    }
-    eprintln!("\nall stages passed in {:.1}s", all.elapsed().as_secs_f64());
-    Ok(())
 }
 
 fn workspace_root() -> PathBuf {
@@ -378,420 +283,12 @@ fn boards(ctx: &Ctx) -> Vec<PathBuf> {
 
 // --- stages ---
 
-/// Debian packages the tests need, each with the command that shows it is
-/// there: interop peers, QEMU, and the daemon tests' service managers and
-/// parsers (xinetd, systemd's socket-activate and analyze, `setpriv`,
-/// dpkg-deb, the official Prometheus client's parser for Debian's python3).
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[
-    ("socat", "socat"),
-    ("nc", "netcat-openbsd"),
-    ("qemu-system-arm", "qemu-system-arm"),
-    ("prlimit", "util-linux"),
-    ("setpriv", "util-linux"),
-    ("xinetd", "xinetd"),
-    ("systemd-socket-activate", "systemd"),
-    ("systemd-analyze", "systemd"),
-    ("dpkg-deb", "dpkg"),
-    (PROMETHEUS_PARSER, "python3-prometheus-client"),
-    ("openssl", "openssl"),
-    ("clang", "clang"),
-];
-
-/// The check for python3-prometheus-client (a module, not a command).
-const PROMETHEUS_PARSER: &str = "/usr/bin/python3 -c 'import prometheus_client'";
-
-/// Whether the package behind `check` (a command name, or a command line) is installed.
-fn installed(check: &str) -> bool {
-    if check.contains(' ') {
-        return Command::new("sh")
-            .args(["-c", &format!("{check} >/dev/null 2>&1")])
-            .status()
-            .is_ok_and(|s| s.success());
-    }
-    have(check)
-}
-
-/// `apt-get update`, then installs `packages` without recommends (through
-/// sudo unless root). The caller checks that apt-get exists.
-pub(crate) fn apt_install(ctx: &Ctx, packages: &[&str]) -> Result<(), String> {
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
-    let mut update: Vec<&str> = sudo.to_vec();
-    update.extend(["apt-get", "update", "-qq"]);
-    run(&ctx.root, update[0], &update[1..], &[])?;
-    let mut install: Vec<&str> = sudo.to_vec();
-    install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
-    install.extend(packages.iter().copied());
-    run(
-        &ctx.root,
-        install[0],
-        &install[1..],
-        &[("DEBIAN_FRONTEND", "noninteractive")],
-    )
-}
-
-fn stage_deps(ctx: &Ctx) -> Result<(), String> {
-    let mut missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .filter(|(check, _)| !installed(check))
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    if !missing.is_empty() {
-        if !have("apt-get") {
-            return Err(format!(
-                "missing {missing:?} and no apt-get: install them with your package manager"
-            ));
-        }
-        apt_install(ctx, &missing)?;
-    }
-    // rust-toolchain.toml lists the targets and components; rustup installs
-    // them on first use, but be explicit so a partial toolchain is repaired.
-    let mut add = vec!["target", "add"];
-    add.extend_from_slice(TARGETS);
-    // `cargo check` only (no linker needed): the cross stage.
-    add.extend_from_slice(&CROSS_TARGETS);
-    run(&ctx.root, "rustup", &add, &[])?;
-    run(
-        &ctx.root,
-        "rustup",
-        &["component", "add", "rustfmt", "clippy"],
-        &[],
-    )?;
-    if !have("defmt-print") {
-        run(
-            &ctx.root,
-            &cargo(),
-            &["install", "--locked", "defmt-print"],
-            &[],
-        )?;
-    }
-    // About two minutes from source, once per machine.
-    if !have("cargo-deb") {
-        run(
-            &ctx.root,
-            &cargo(),
-            &["install", "--locked", "cargo-deb", "--version", "^3"],
-            &[],
-        )?;
-    }
-    Ok(())
-}
-
 pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout.starts_with(b"0"))
         .unwrap_or(false)
-}
-
-fn stage_fmt(ctx: &Ctx) -> Result<(), String> {
-    run(&ctx.root, &cargo(), &["fmt", "--all", "--check"], &[])?;
-    for b in boards(ctx) {
-        run(&b, &cargo(), &["fmt", "--all", "--check"], &[])?;
-    }
-    Ok(())
-}
-
-fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
-    run(
-        &ctx.root,
-        &cargo(),
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &[],
-    )?;
-    // The board crates' shared parts have code only the bare-metal targets
-    // compile (the SysTick handler, compact-rt's C symbols, all of
-    // ricochet-mps2 and ricochet-qemu-rt); clippy does not lint path dependencies
-    // from inside a board's workspace, so lint them here for a board target.
-    let lint_bare_metal = |packages: &[&str], features: &str| {
-        let mut args = vec!["clippy", "--locked"];
-        for p in packages {
-            args.extend(["-p", p]);
-        }
-        args.extend(["--features", features, "--target", "thumbv7m-none-eabi"]);
-        args.extend(["--", "-D", "warnings"]);
-        run(&ctx.root, &cargo(), &args, &[])
-    };
-    lint_bare_metal(
-        &[
-            "ricochet-lan9118",
-            "ricochet-cortex-m-clock",
-            "ricochet-compact-rt",
-            "ricochet-mps2",
-            "ricochet-qemu-rt",
-        ],
-        "ricochet-lan9118/defmt,ricochet-cortex-m-clock/defmt,ricochet-qemu-rt/panic-location",
-    )?;
-    // Each test-only branch of `ricochet_qemu_rt::selftest` (one at a time:
-    // both at once is a compile error by design).
-    for feature in [
-        "ricochet-qemu-rt/selftest-panic",
-        "ricochet-qemu-rt/selftest-fault",
-    ] {
-        lint_bare_metal(&["ricochet-qemu-rt"], feature)?;
-    }
-    for b in boards(ctx) {
-        run(
-            &b,
-            &cargo(),
-            &["clippy", "--release", "--locked", "--", "-D", "warnings"],
-            &[],
-        )?;
-    }
-    Ok(())
-}
-
-fn stage_test(ctx: &Ctx) -> Result<(), String> {
-    // Property tests run at least 256 cases each (proptest's default); a
-    // larger PROPTEST_CASES from the environment is kept.
-    let cases = env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(256)
-        .max(256);
-    let cases = cases.to_string();
-    for (bin, pkg) in DEBIAN_PACKAGES
-        .iter()
-        .filter(|(b, _)| *b != "qemu-system-arm")
-    {
-        if !installed(bin) {
-            return Err(format!(
-                "{bin} is needed by the tests: run `cargo xtask deps` or `apt-get install -y --no-install-recommends {pkg}`"
-            ));
-        }
-    }
-    // Every test once with the io_uring backend of `ricochet serve`, then
-    // the server's integration tests again with epoll (the backend of
-    // kernels and containers without io_uring): one suite, both backends.
-    run(
-        &ctx.root,
-        &cargo(),
-        &["test", "--workspace", "--locked"],
-        &[("PROPTEST_CASES", &cases), ("RICOCHET_IO", "uring")],
-    )?;
-    let mut epoll = vec!["test", "--locked", "-p", "ricochet"];
-    for t in SERVER_TESTS {
-        epoll.extend(["--test", t]);
-    }
-    run(&ctx.root, &cargo(), &epoll, &[("RICOCHET_IO", "epoll")])?;
-    library_without_cli(ctx)
-}
-
-/// The integration tests that run `ricochet serve` (or its library) and
-/// read `RICOCHET_IO`: run once per I/O backend.
-const SERVER_TESTS: &[&str] = &[
-    "serve_cli",
-    "serve_connections",
-    "serve_signals",
-    "serve_transports",
-    "serve_udp",
-    "serve_unix",
-    "probe_serve",
-    "interop_clients",
-];
-
-/// Crates only the `ricochet` binary needs (behind the `cli` feature).
-const CLI_ONLY_CRATES: &[&str] = &[
-    "clap",
-    "clap_complete",
-    "clap_mangen",
-    "indicatif",
-    "nix",
-    "plotters",
-    "privdrop",
-    "sd-notify",
-    "tracing-subscriber",
-];
-
-/// The `ricochet` library stays usable without the command line: without
-/// default features its normal dependency tree holds none of
-/// [`CLI_ONLY_CRATES`], and it builds.
-fn library_without_cli(ctx: &Ctx) -> Result<(), String> {
-    let args = [
-        "tree",
-        "--locked",
-        "-p",
-        "ricochet",
-        "--no-default-features",
-        "-e",
-        "normal",
-        "--prefix",
-        "none",
-        "--format",
-        "{p}",
-    ];
-    eprintln!("+ (cd {}) cargo {}", ctx.root.display(), args.join(" "));
-    let out = command(cargo())
-        .args(args)
-        .current_dir(&ctx.root)
-        .output()
-        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let tree = String::from_utf8_lossy(&out.stdout);
-    let pulled: Vec<&str> = CLI_ONLY_CRATES
-        .iter()
-        .copied()
-        .filter(|c| {
-            tree.lines()
-                .any(|l| l.split_whitespace().next() == Some(*c))
-        })
-        .collect();
-    if !pulled.is_empty() {
-        return Err(format!(
-            "the ricochet library pulls {pulled:?} without its `cli` feature: make them optional \
-             (dep:...) and enable them only in the `cli` feature"
-        ));
-    }
-    run(
-        &ctx.root,
-        &cargo(),
-        &[
-            "check",
-            "--locked",
-            "-p",
-            "ricochet",
-            "--lib",
-            "--no-default-features",
-        ],
-        &[],
-    )
-}
-
-fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
-    let target = "thumbv7m-none-eabi";
-    for features in [
-        &[][..],
-        &["--features", "defmt"][..],
-        &["--features", "log"][..],
-    ] {
-        let mut args = vec![
-            "build",
-            "--locked",
-            "-p",
-            "ricochet-core",
-            "--target",
-            target,
-        ];
-        args.extend_from_slice(features);
-        run(&ctx.root, &cargo(), &args, &[])?;
-    }
-    // The default features, and the feature-gated code left out (TCP
-    // only; UDP without DHCP) so every combination keeps compiling.
-    for features in [
-        &[][..],
-        &["--features", "defmt"][..],
-        &["--no-default-features"][..],
-        &["--no-default-features", "--features", "defmt,udp"][..],
-    ] {
-        let mut args = vec![
-            "build",
-            "--locked",
-            "-p",
-            "ricochet-embedded",
-            "--target",
-            target,
-        ];
-        args.extend_from_slice(features);
-        run(&ctx.root, &cargo(), &args, &[])?;
-    }
-    Ok(())
-}
-
-/// Targets the std crate must keep compiling for (checked, not linked).
-const CROSS_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
-
-fn stage_cross(ctx: &Ctx) -> Result<(), String> {
-    cross_check::cross_check(ctx)
-}
-
-fn stage_doc(ctx: &Ctx) -> Result<(), String> {
-    run(
-        &ctx.root,
-        &cargo(),
-        &["doc", "--workspace", "--no-deps", "--locked"],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    )
-}
-
-fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
-    let found = boards(ctx);
-    if found.len() != BOARDS.len() {
-        let expected: Vec<&str> = BOARDS.iter().map(|b| b.dir).collect();
-        return Err(format!(
-            "expected firmware folders {expected:?}, found {found:?}"
-        ));
-    }
-    for b in found {
-        run(&b, &cargo(), &["build", "--release", "--locked"], &[])?;
-    }
-    Ok(())
-}
-
-/// Seconds per fuzz target: `RICOCHET_FUZZ_SECS`, default 60.
-fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
-    let secs = env::var("RICOCHET_FUZZ_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(60);
-    if !have("cargo-fuzz") {
-        // `+nightly` needs the rustup proxy, not $CARGO (the pinned toolchain binary).
-        run(
-            &ctx.root,
-            "cargo",
-            &["+nightly", "install", "--locked", "cargo-fuzz"],
-            &[],
-        )?;
-    }
-    let dir = ctx.root.join("core/fuzz");
-    let work = env::temp_dir().join("ricochet-fuzz-corpus");
-    for target in FUZZ_TARGETS {
-        // New inputs go to a scratch corpus; the committed seeds are read only.
-        let scratch = work.join(target);
-        std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-        let scratch = scratch.to_string_lossy().into_owned();
-        let seeds = format!("corpus/{target}");
-        let limit = format!("-max_total_time={secs}");
-        run(
-            &dir,
-            "cargo",
-            &[
-                "+nightly", "fuzz", "run", target, &scratch, &seeds, "--", &limit,
-            ],
-            &[],
-        )?;
-    }
-    Ok(())
-}
-
-fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
-    let mut took = Vec::new();
-    for board in BOARDS.iter().filter(|b| b.qemu.is_some()) {
-        eprintln!("\n--> qemu: {}", board.name);
-        let t = Instant::now();
-        qemu::end_to_end(ctx, board).map_err(|e| format!("{}: {e}", board.name))?;
-        timers::check(ctx, board).map_err(|e| format!("{}: timers: {e}", board.name))?;
-        let machine = board.qemu.as_ref().expect("filtered on qemu");
-        handlers::check(ctx, board, machine)
-            .map_err(|e| format!("{}: handlers: {e}", board.name))?;
-        took.push(format!("{} {:.0}s", board.name, t.elapsed().as_secs_f64()));
-    }
-    eprintln!("qemu: every board passed ({})", took.join(", "));
-    Ok(())
 }
 
 #[cfg(test)]

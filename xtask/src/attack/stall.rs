@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::{Row, Server, during, good_client, row, target};
+use super::harness::{Row, Server, during, good_client, row, target};
 use crate::procstat;
 
 /// How each stalled peer's echo ended.

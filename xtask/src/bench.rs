@@ -721,6 +721,7 @@ fn matrix(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strings;
 
     #[test]
     fn summary_takes_medians_and_ratios_per_case() {
@@ -745,13 +746,9 @@ mod tests {
         assert!(s.contains("| 0.50x |"), "{s}");
     }
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| (*s).to_owned()).collect()
-    }
-
     #[test]
     fn cases_and_threads_are_checked_before_building() {
-        let o = opts(&args(&["-c", "pp1,pp:1:8KiB", "-t", "2"]), 4).unwrap();
+        let o = opts(&strings(&["-c", "pp1,pp:1:8KiB", "-t", "2"]), 4).unwrap();
         assert_eq!(o.cases, "pp1,pp:1:8KiB");
         assert_eq!(o.threads.as_deref(), Some("2"));
         for bad in [
@@ -764,13 +761,13 @@ mod tests {
             &["-d", "1"],
             &["-r", "0"],
         ] {
-            assert!(opts(&args(bad), 4).is_err(), "{bad:?}");
+            assert!(opts(&strings(bad), 4).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn baseline_must_be_an_executable_and_runs_as_the_base_servers() {
-        let missing = opts(&args(&["-B", "/nonexistent/ricochet"]), 4)
+        let missing = opts(&strings(&["-B", "/nonexistent/ricochet"]), 4)
             .err()
             .unwrap();
         assert!(
@@ -778,11 +775,11 @@ mod tests {
             "{missing}"
         );
         let dir = std::env::temp_dir();
-        let not_exec = opts(&args(&["-B", &dir.to_string_lossy()]), 4)
+        let not_exec = opts(&strings(&["-B", &dir.to_string_lossy()]), 4)
             .err()
             .unwrap();
         assert!(not_exec.contains("not an executable file"), "{not_exec}");
-        let o = opts(&args(&["-B", "/bin/sh"]), 4).unwrap();
+        let o = opts(&strings(&["-B", "/bin/sh"]), 4).unwrap();
         assert_eq!(o.baseline.as_deref(), Some("/bin/sh"));
         let ctx = Ctx {
             root: std::path::PathBuf::from("/repo"),
@@ -808,22 +805,22 @@ mod tests {
 
     #[test]
     fn help_is_asked_for_anywhere_and_unknown_options_point_to_it() {
-        assert!(wants_help(&args(&["--help"])));
-        assert!(wants_help(&args(&["syscalls", "-h"])));
-        assert!(!wants_help(&args(&["-r", "3"])));
-        let e = opts(&args(&["--bogus"]), 4).err().unwrap();
+        assert!(wants_help(&strings(&["--help"])));
+        assert!(wants_help(&strings(&["syscalls", "-h"])));
+        assert!(!wants_help(&strings(&["-r", "3"])));
+        let e = opts(&strings(&["--bogus"]), 4).err().unwrap();
         assert!(e.contains("--help"), "{e}");
     }
 
     #[test]
     fn pinning_takes_server_and_load_cpu_lists_together() {
-        let o = opts(&args(&["-S", "0-3", "-L", "4,6,8-15"]), 4).unwrap();
+        let o = opts(&strings(&["-S", "0-3", "-L", "4,6,8-15"]), 4).unwrap();
         assert_eq!(o.pin, Some(("0-3".to_owned(), "4,6,8-15".to_owned())));
-        assert_eq!(opts(&args(&[]), 4).unwrap().pin, None);
-        let one_side = opts(&args(&["-S", "0"]), 4).err().unwrap();
+        assert_eq!(opts(&strings(&[]), 4).unwrap().pin, None);
+        let one_side = opts(&strings(&["-S", "0"]), 4).err().unwrap();
         assert!(one_side.contains("-S and -L go together"), "{one_side}");
         for bad in ["", "a", "0-", "3-1", "0,,1", "1 2"] {
-            let e = opts(&args(&["-S", bad, "-L", "1"]), 4).err().unwrap();
+            let e = opts(&strings(&["-S", bad, "-L", "1"]), 4).err().unwrap();
             assert!(e.contains("is not a CPU list"), "{bad:?}: {e}");
         }
     }

@@ -291,6 +291,12 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Owned arguments, as `env::args` gives them (for tests of the parsers).
+#[cfg(test)]
+pub(crate) fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,18 +9,16 @@
 //! `signal-hook` takes the signals; a thread of its own does the work.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// The process groups (by id) started and not yet stopped.
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-/// The signal received (0: none yet).
-static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Set by the signal handler itself (before the thread runs), so `main`
 /// cannot exit first with a failure the signal caused.
-static SIGNALLED: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
-    std::sync::OnceLock::new();
+static SIGNALLED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// How long a group gets to stop after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -46,9 +44,7 @@ pub(crate) fn exit_code(signal: i32) -> i32 {
 /// command that failed because its children were stopped must not exit
 /// first (with 1) or report that failure. Call before exiting `main`.
 pub(crate) fn leave_exit_to_handler() {
-    if RECEIVED.load(Ordering::SeqCst) != 0
-        || SIGNALLED.get().is_some_and(|f| f.load(Ordering::SeqCst))
-    {
+    if SIGNALLED.get().is_some_and(|f| f.load(Ordering::SeqCst)) {
         loop {
             thread::park();
         }
@@ -61,7 +57,7 @@ pub(crate) fn install() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let flag = SIGNALLED.get_or_init(Default::default);
     for signal in [SIGINT, SIGTERM, SIGHUP] {
-        if let Err(e) = signal_hook::flag::register(signal, std::sync::Arc::clone(flag)) {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(flag)) {
             eprintln!("xtask: warning: cannot watch signal {signal} ({e})");
         }
     }
@@ -76,7 +72,6 @@ pub(crate) fn install() {
         let Some(signal) = signals.forever().next() else {
             return;
         };
-        RECEIVED.store(signal, Ordering::SeqCst);
         let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if !groups.is_empty() {
             eprintln!(

@@ -343,24 +343,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     /// cut short ([`StreamCounters::lingered`]). Returns how to release the
     /// socket, or `None` if it was already released (nothing counted).
     pub fn stop(&mut self, now: Instant, counters: &mut StreamCounters) -> Option<Teardown> {
-        let how = match self.phase {
+        let next = match self.phase {
             Phase::Serving => {
                 self.session.abort(now);
-                counters.bytes_discarded += self.session.stats().bytes_discarded;
-                if let State::Aborted(reason) = self.session.state() {
-                    counters.aborted.count(reason);
-                }
-                Teardown::Reset
+                self.count_end(counters);
+                self.release(Teardown::Reset)
             }
-            Phase::Lingering { .. } => {
-                counters.lingered += 1;
-                Teardown::Abandon
-            }
+            Phase::Lingering { .. } => self.abandon(counters),
             Phase::Released(_) => return None,
         };
-        self.phase = Phase::Released(how);
         self.update_gauge(counters);
-        Some(how)
+        match next {
+            Next::Release(how) => Some(how),
+            _ => None,
+        }
     }
 
     /// The next instant at which [`Pump::drive`] has work to do even without
@@ -536,14 +532,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         budget: usize,
         counters: &mut StreamCounters,
     ) -> Next {
-        counters.bytes_discarded += self.session.stats().bytes_discarded;
+        self.count_end(counters);
         match self.session.state() {
-            State::Aborted(reason) => {
-                counters.aborted.count(reason);
-                self.release(Teardown::Reset)
-            }
-            State::Closed(reason) => {
-                counters.closed.count(reason);
+            State::Aborted(_) => self.release(Teardown::Reset),
+            State::Closed(_) => {
                 io.flush();
                 io.shutdown_write();
                 self.phase = Phase::Lingering {
@@ -580,8 +572,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             };
         };
         if self.cut_short {
-            counters.lingered += 1;
-            return self.release(Teardown::Abandon);
+            return self.abandon(counters);
         }
         let mut discarded = 0usize;
         while !self.session.peer_finished() && self.readable && discarded < budget {
@@ -621,8 +612,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             return self.release(Teardown::Close);
         }
         if now >= since + self.session.config().linger {
-            counters.lingered += 1;
-            return self.release(Teardown::Abandon);
+            return self.abandon(counters);
         }
         if discarded >= budget && self.readable {
             return Next::Yield;
@@ -631,6 +621,23 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             read: !self.session.peer_finished(),
             write: left > 0,
         }
+    }
+
+    /// Counts how the session ended: the bytes it discarded, and its
+    /// reason, graceful or not. Once, when it becomes terminal.
+    fn count_end(&self, counters: &mut StreamCounters) {
+        counters.bytes_discarded += self.session.stats().bytes_discarded;
+        match self.session.state() {
+            State::Aborted(reason) => counters.aborted.count(reason),
+            State::Closed(reason) => counters.closed.count(reason),
+            _ => {}
+        }
+    }
+
+    /// Gives up on a linger (its time ran out, or it was cut short).
+    fn abandon(&mut self, counters: &mut StreamCounters) -> Next {
+        counters.lingered += 1;
+        self.release(Teardown::Abandon)
     }
 
     fn release(&mut self, how: Teardown) -> Next {

@@ -526,10 +526,7 @@ fn bad_frames(bin: &Path, n: usize) -> Result<Row, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(a: &[&str]) -> Vec<String> {
-        a.iter().map(|x| x.to_string()).collect()
-    }
+    use crate::strings;
 
     #[test]
     fn options_are_checked_before_building() {

@@ -390,6 +390,41 @@ fn cli_survives_running_out_of_file_descriptors() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
+/// `ricochet serve ARGS` under `ulimit -n 256`; the stderr lines up to "serving".
+fn start_lines_under_256_descriptors(args: &str) -> Vec<String> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec \"$0\" serve --tcp 127.0.0.1:0 {args}"
+        ))
+        .arg(env!("CARGO_BIN_EXE_ricochet"));
+    let mut p = Proc::spawn(cmd);
+    let lines = p.stderr_until("serving", IO_TIMEOUT);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    lines
+}
+
+#[test]
+fn cli_max_connections_beyond_the_open_file_limit_is_warned_with_the_fix() {
+    let lines = start_lines_under_256_descriptors("--max-connections 99999999999");
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("WARN") && l.contains("max-connections"))
+        .unwrap_or_else(|| panic!("no warning about --max-connections: {lines:#?}"));
+    for needle in ["99999999999", "256", "ulimit -n", "LimitNOFILE", "backlog"] {
+        assert!(warning.contains(needle), "{needle:?} missing: {warning}");
+    }
+    // Within the limit, or derived from it: no warning.
+    for args in ["--max-connections 100", ""] {
+        let lines = start_lines_under_256_descriptors(args);
+        assert!(
+            !lines.iter().any(|l| l.contains("max-connections")),
+            "{args:?}: {lines:#?}"
+        );
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();

@@ -218,11 +218,16 @@ impl Server {
             + (config.tcp.len() + tls_listeners + config.unix.len() + inherited.len() + 2)
                 * workers
             + config.udp.len();
-        let max_connections = config.max_connections.unwrap_or_else(|| {
-            nofile
-                .saturating_sub(fds_needed)
-                .clamp(1, MAX_CONNECTIONS_CAP)
-        });
+        let fd_room = nofile.saturating_sub(fds_needed);
+        let max_connections = match config.max_connections {
+            Some(limit) => {
+                if limit > fd_room {
+                    warn_over_fd_limit(limit, nofile, fd_room);
+                }
+                limit
+            }
+            None => fd_room.clamp(1, MAX_CONNECTIONS_CAP),
+        };
         let adopted = activation::adopt(inherited, workers)?;
         let mut endpoints = Vec::new();
         let mut tcp = Vec::new();
@@ -589,6 +594,18 @@ impl Drop for StopOthersOnPanic {
             self.0.advance(Phase::Abort);
         }
     }
+}
+
+/// Says that a configured connection limit cannot be reached: the
+/// descriptors run out first, and what then happens (the fd-exhaustion
+/// back-off) and how to fix it.
+fn warn_over_fd_limit(limit: usize, nofile: usize, room: usize) {
+    tracing::warn!(
+        "max-connections {limit} is more than the open-file limit of {nofile} allows \
+         (about {room} connections after the listeners and a reserve): past that, new \
+         connections wait in the listen backlog until descriptors are free. Raise the \
+         limit (ulimit -n, or LimitNOFILE= in a systemd unit) or lower --max-connections"
+    );
 }
 
 /// The soft `RLIMIT_NOFILE`, raised to the hard limit first if `raise`.

@@ -276,6 +276,27 @@ impl Proc {
         }
     }
 
+    /// The stderr lines up to and including the first containing `needle`.
+    pub fn stderr_until(&self, needle: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    lines.push(line);
+                    if found {
+                        return lines;
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line containing {needle:?} within {timeout:?}; got: {lines:#?}"
+                ),
+            }
+        }
+    }
+
     /// Everything on stderr so far.
     pub fn drain_stderr(&self) -> String {
         self.stderr.try_iter().collect::<Vec<_>>().join("\n")

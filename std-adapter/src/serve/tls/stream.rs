@@ -407,3 +407,99 @@ impl Transport for TlsStream {
         matches!(self.state, State::Failed(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream as StdTcpStream};
+    use std::time::Duration;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    use super::*;
+
+    /// Generous bound on each loop below; none needs more than a few turns.
+    const TURNS: usize = 100_000;
+
+    /// A server `TlsStream` and a non-blocking client over loopback whose
+    /// handshake is complete; the client's receive buffer is 4 KiB.
+    fn established() -> (TlsStream, rustls::ClientConnection, StdTcpStream) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = CertificateDer::from(key.cert.der().to_vec());
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+        let server = rustls::ServerConfig::builder_with_provider(super::super::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], der)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(super::super::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let mut csock: StdTcpStream = sock.into();
+        csock.set_nonblocking(true).unwrap();
+        let (ssock, _) = listener.accept().unwrap();
+        ssock.set_nonblocking(true).unwrap();
+        let mut t = TlsStream::new(
+            TcpStream::from_std(ssock),
+            Arc::new(server),
+            Instant::from_millis(60_000),
+        )
+        .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..TURNS {
+            if !c.is_handshaking() && t.state == State::Established {
+                return (t, c, csock);
+            }
+            while c.wants_write() && c.write_tls(&mut csock).is_ok() {}
+            if c.read_tls(&mut csock).is_ok() {
+                c.process_new_packets().unwrap();
+            }
+            assert!(matches!(t.read(&mut buf), ReadOutcome::WouldBlock));
+            std::thread::yield_now();
+        }
+        panic!("no handshake after {TURNS} turns");
+    }
+
+    #[test]
+    fn records_queued_then_peer_reset_reports_output_failed() {
+        let (mut t, _client, csock) = established();
+        // The client reads nothing: fill its window, the socket, then
+        // rustls's record buffer.
+        let chunk = [7u8; 16 * 1024];
+        let mut blocked = false;
+        for _ in 0..TURNS {
+            match t.write(&chunk, false) {
+                WriteOutcome::Sent(_) => {}
+                WriteOutcome::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                other => panic!("write: {other:?}"),
+            }
+        }
+        assert!(blocked, "the socket never filled");
+        assert!(t.unacknowledged() > 0, "records should be queued");
+        assert!(!t.output_failed(), "nothing failed yet");
+        // The peer resets: the queued records can never leave.
+        socket2::SockRef::from(&csock)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(csock);
+        t.flush();
+        assert!(t.output_failed(), "the failed push must be reported");
+        assert!(matches!(t.write(b"more", false), WriteOutcome::Failed(_)));
+    }
+}

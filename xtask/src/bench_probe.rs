@@ -334,13 +334,13 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
         secs,
     };
 
-    println!(
+    outln!(
         "\n## ricochet probe vs echo-load (C epoll server, {secs} s after 1 s warmup; median, then every rep)\n"
     );
-    println!(
+    outln!(
         "| case | echo-load | probe | probe -i 1s | probe / echo-load | -i 1s / without | CPU: echo-load / probe / probe -i 1s | CPU -i 1s / without |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|");
     for &(name, pattern, conns, size) in CASES {
         let stream = pattern == "stream";
         let mut figures: [Figures; 3] = Default::default();
@@ -367,7 +367,7 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
         } else {
             ("rt/s", "us/rt")
         };
-        println!(
+        outln!(
             "| {name} ({unit}) | {ec} | {pc} | {ic} | {:.2} | {:.3} | {ecpu:.2} / {pcpu:.2} / {icpu:.2} {cpu_unit} | {:.3} |",
             pr / er,
             ir / pr,
@@ -375,9 +375,9 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
         );
     }
 
-    println!("\n## Send lateness under --rate ({secs} s, {reps} reps, median of each figure)\n");
-    println!("| load | achieved (msg/s) | lateness p50 (us) | p99 | p99.9 | max |");
-    println!("|---|---|---|---|---|---|");
+    outln!("\n## Send lateness under --rate ({secs} s, {reps} reps, median of each figure)\n");
+    outln!("| load | achieved (msg/s) | lateness p50 (us) | p99 | p99.9 | max |");
+    outln!("|---|---|---|---|---|---|");
     let dur = format!("{secs}s");
     for &(label, args) in PACED {
         let mut figures: [Vec<f64>; 5] = Default::default();
@@ -398,7 +398,7 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
             }
         }
         let [mut a, mut p50, mut p99, mut p999, mut max] = figures;
-        println!(
+        outln!(
             "| {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             median(&mut a),
             median(&mut p50),

@@ -195,10 +195,10 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let (tcp, tls) = start_ricochet(&bin, &dir)?;
     let socat = start_socat(&dir)?;
     let servers = [&tcp, &tls, &socat];
-    println!(
+    outln!(
         "| case | server | round trips/s | MB/s | p50 | p99 | handshakes/s | handshake p50 | server CPU |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|");
     let cores = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .to_string();
@@ -278,9 +278,10 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
             } else {
                 "–".to_owned()
             };
-            println!(
+            outln!(
                 "| {} | {} | {rt:.0} | {mb:.1} | {p50:.0} µs | {p99:.0} µs | {hs} | {hs50} | {cpu_unit} |",
-                case.name, s.name
+                case.name,
+                s.name
             );
         }
     }

@@ -219,10 +219,10 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     )?;
     let bin = ctx.root.join("target/release/ricochet");
     let ns = Netns::create()?;
-    println!(
+    outln!(
         "| backend | loss per packet | TCP stream bytes verified | stream time | stream MB/s | TCP ping-pong verified | ping-pong p99 | TCP segments retransmitted | UDP round trips lost (expected) | UDP corrupt | result |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for io in &backends {
         for &pct in LEVELS {
@@ -288,7 +288,7 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
                 .unwrap_or(f64::NAN);
             let ok = stream_ok && pp_ok && udp_ran && corrupt == 0.0 && stream_bytes == stream_sent;
             failed |= !ok;
-            println!(
+            outln!(
                 "| {io} | {pct} % | {stream_bytes:.0} of {stream_sent:.0} | {stream_secs:.2} s | {:.2} | {pp_bytes:.0} B | {p99:.0} µs | {retrans} | {:.2} % of {sent:.0} ({:.2} %) | {corrupt:.0} | {} |",
                 stream_bytes / stream_secs / 1e6,
                 if sent > 0.0 {

@@ -33,6 +33,11 @@ use std::process::{Command, ExitCode};
 pub(crate) use ci::apt_install;
 use ci::{STAGES, run_ci, stage_deps};
 
+// First: its `outln!` and `out!` (`println!` and `print!` that stop
+// quietly on a closed stdout) are for every module after it.
+#[macro_use]
+mod out;
+
 mod attack;
 mod bench;
 mod bench_probe;
@@ -156,33 +161,15 @@ fn main() -> ExitCode {
     let ctx = Ctx {
         root: workspace_root(),
     };
-    let result = match args.first().map(String::as_str) {
-        Some("help" | "-h" | "--help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some("ci") => run_ci(&ctx, &args[1..]),
-        Some("qemu") => qemu::interactive(&ctx, &args[1..]),
-        Some("deps") => stage_deps(&ctx),
-        Some("dist") => dist::dist(&ctx).map(|_| ()),
-        Some("stack") => stack::stack(&ctx, &args[1..]),
-        Some("qemu-bench") => qemu_bench::qemu_bench(&ctx, &args[1..]),
-        Some("attack") => attack::attack(&ctx, &args[1..]),
-        Some("loss") => loss::loss(&ctx, &args[1..]),
-        Some("bench") => bench::bench(&ctx, &args[1..]),
-        Some("bench-tls") => bench_tls::bench_tls(&ctx, &args[1..]),
-        Some("bench-probe") => bench_probe::bench_probe(&ctx, &args[1..]),
-        Some("soak") => qemu::soak_main(&ctx, &args[1..]),
-        Some("stages") => {
-            for s in STAGES {
-                println!("{:<9} {}", s.name, s.about);
-            }
-            Ok(())
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(ran) = out::until_stdout_closes(|| run_command(&ctx, &args)) else {
+        // Stdout's reader has gone (`out.rs`): stop quietly.
+        signals::leave_exit_to_handler();
+        signals::stop_registered();
+        return ExitCode::from(out::CLOSED_STDOUT);
+    };
+    let Some(result) = ran else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
     };
     signals::leave_exit_to_handler();
     match result {
@@ -192,6 +179,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the command `args` names, or returns `None` if it names none.
+fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
+    Some(match args.first().map(String::as_str) {
+        Some("help" | "-h" | "--help") => {
+            outln!("{USAGE}");
+            Ok(())
+        }
+        Some("ci") => run_ci(ctx, &args[1..]),
+        Some("qemu") => qemu::interactive(ctx, &args[1..]),
+        Some("deps") => stage_deps(ctx),
+        Some("dist") => dist::dist(ctx).map(|_| ()),
+        Some("stack") => stack::stack(ctx, &args[1..]),
+        Some("qemu-bench") => qemu_bench::qemu_bench(ctx, &args[1..]),
+        Some("attack") => attack::attack(ctx, &args[1..]),
+        Some("loss") => loss::loss(ctx, &args[1..]),
+        Some("bench") => bench::bench(ctx, &args[1..]),
+        Some("bench-tls") => bench_tls::bench_tls(ctx, &args[1..]),
+        Some("bench-probe") => bench_probe::bench_probe(ctx, &args[1..]),
+        Some("soak") => qemu::soak_main(ctx, &args[1..]),
+        Some("stages") => {
+            for s in STAGES {
+                outln!("{:<9} {}", s.name, s.about);
+            }
+            Ok(())
+        }
+        _ => return None,
+    })
 }
 
 fn workspace_root() -> PathBuf {

@@ -83,6 +83,13 @@ pub(crate) fn install() {
     });
 }
 
+/// Stops every group still registered (as a signal would), for an exit
+/// that is not a signal's: a closed stdout (`out.rs`).
+pub(crate) fn stop_registered() {
+    let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    stop_groups(&groups);
+}
+
 /// SIGTERM to each group, up to [`GRACE`] for them to go, then SIGKILL.
 pub(crate) fn stop_groups(groups: &[i32]) {
     for &g in groups {

@@ -99,7 +99,7 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         ));
     }
     let used = u64::from(len) - untouched as u64;
-    println!(
+    outln!(
         "{}: stack high-water {used} bytes after boot and the CI e2e load (lowest word touched {:#010x}; stack region {stack_end:#x}..{stack_start:#x})",
         board.name,
         u64::from(stack_end) + untouched as u64

@@ -143,14 +143,14 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         }
     }
 
-    println!(
+    outln!(
         "| attack | what | p99 before (us) | p99 during (us) | ratio | probe bytes verified during | failures | server outcome |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    outln!("|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for r in &rows {
         let ratio = r.during_p99_us as f64 / r.before_p99_us.max(1) as f64;
-        println!(
+        outln!(
             "| {} | {} | {} | {} | {:.2}x | {} | {} | {} |",
             r.name,
             r.attack,

@@ -22,9 +22,10 @@
 
 use std::process::{Command, Stdio};
 
-use super::{
-    Opts, bench_work, build_all, case_args, free_port, json_num, server_cmd_with, start_server,
-};
+use super::opts::Opts;
+use super::servers::{bench_work, build_all, case_args, server_cmd_with, start_server};
+use super::summary::json_num;
+use crate::vm::free_port;
 use crate::{Ctx, have};
 
 /// What the floor run measures by default (ping-pong: the CPU targets).
@@ -83,7 +84,7 @@ pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
         }
     }
     let _ = std::fs::remove_file(&data);
-    print!("{}", table(&o.cases, &servers, &results));
+    out!("{}", table(&o.cases, &servers, &results));
     Ok(())
 }
 

@@ -1,0 +1,167 @@
+//! The QEMU stages: boot a board's firmware (every board in `BOARDS` with a
+//! QEMU machine: lm3s6965evb, mps2-an385, mps2-an500, mps2-an505) through
+//! `embedded/boards/qemu-run.sh` with slirp forwarding three host ports to
+//! the guest's echo ports (7 raw and UDP, 7001 lines, 7002 frames), then
+//! verify every mode with `ricochet probe`. The checks are the same for
+//! every board: they only talk to those ports and read the node's stats
+//! log.
+//!
+//! Booting and stopping QEMU is `vm.rs`.
+//!
+//! Here: `cargo xtask qemu` itself, building and booting a board for a
+//! check, and the firmware log's panic check. The CI stage's end-to-end
+//! checks are in `e2e.rs`, the soak (`cargo xtask soak` and the CI
+//! stage's short one) in `soak.rs`, and running `ricochet probe` against
+//! the guest and reading its reports in `probe.rs`.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use crate::vm::{Ports, Qemu, board_arg, cargo, require_tools};
+use crate::{Board, Ctx, QemuMachine, run};
+
+mod e2e;
+mod probe;
+mod soak;
+
+pub(crate) use e2e::{checks, end_to_end};
+pub(crate) use probe::{json_field, probe, wait_until_echoing};
+pub(crate) use soak::soak_main;
+
+/// `cargo xtask qemu [--board NAME] [PORT]`: build and boot, in the
+/// foreground, until Ctrl-C. With `--check`: run the CI stage's end-to-end
+/// checks on that one board instead.
+pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let (board, _, mut rest) = board_arg(args)?;
+    if let Some(at) = rest.iter().position(|a| *a == "--timers") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!("--timers takes no port, got {extra:?}"));
+        }
+        return crate::timers::check(ctx, board);
+    }
+    if let Some(at) = rest.iter().position(|a| *a == "--check") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!(
+                "--check takes no port (it picks a free one), got {extra:?}"
+            ));
+        }
+        return end_to_end(ctx, board);
+    }
+    if rest.len() > 1 {
+        return Err(format!(
+            "unexpected argument {:?}: usage: cargo xtask qemu [--board NAME] [PORT | --check | --timers]",
+            rest[1]
+        ));
+    }
+    let port = rest.first().copied().unwrap_or("7777");
+    let raw = forwarded_port(port)?;
+    let (lines, frames) = ((raw + 1).to_string(), (raw + 2).to_string());
+    require_tools()?;
+    let dir = ctx.root.join(board.dir);
+    eprintln!(
+        "xtask: building the {} firmware; then forwarding 127.0.0.1:{port} (tcp+udp, raw) to guest port 7, :{lines} to 7001 (lines), :{frames} to 7002 (frames)",
+        board.name
+    );
+    eprintln!(
+        "xtask: in another terminal: cargo run --release -p ricochet -- probe tcp://127.0.0.1:{port}   (or tcp://127.0.0.1:{lines} -m lines, tcp://127.0.0.1:{frames} -m frames)"
+    );
+    // In a process group of its own, which `signals` stops on Ctrl-C or
+    // `kill` (and SIGTERM if xtask dies): the runner's QEMU with it.
+    eprintln!("+ (cd {}) cargo run --release", dir.display());
+    let mut command = crate::command(cargo());
+    command
+        .args(["run", "--release"])
+        .current_dir(&dir)
+        .env("RICOCHET_PORT", port)
+        .env("RICOCHET_LINES_PORT", &lines)
+        .env("RICOCHET_FRAMES_PORT", &frames)
+        .stdin(Stdio::null())
+        .process_group(0);
+    crate::signals::term_with_parent(&mut command);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run cargo run: {e}"))?;
+    crate::signals::register(child.id());
+    let status = child.wait();
+    crate::signals::unregister(child.id());
+    let status = status.map_err(|e| format!("waiting for cargo run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo run --release` exited with {status}"))
+    }
+}
+
+/// The host port `cargo xtask qemu PORT` forwards to the guest's port 7
+/// (PORT+1 and PORT+2 go to 7001 and 7002): 1-65532, the range
+/// `embedded/boards/qemu-run.sh` accepts too.
+pub(crate) fn forwarded_port(port: &str) -> Result<u16, String> {
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| (1..=MAX_FORWARDED_PORT).contains(p))
+        .ok_or_else(|| format!("bad port {port:?}: expected 1-{MAX_FORWARDED_PORT}"))
+}
+
+/// The highest PORT.
+const MAX_FORWARDED_PORT: u16 = u16::MAX - 3;
+
+/// Builds `ricochet` and the board's firmware (release), picks free ports
+/// and boots the firmware under `limit_secs`; the log goes to a temp file.
+pub(super) fn build_and_boot(
+    ctx: &Ctx,
+    board: &Board,
+    machine: &QemuMachine,
+    what: &str,
+    limit_secs: u64,
+) -> Result<(PathBuf, Ports, PathBuf, Qemu), String> {
+    require_tools()?;
+    run(
+        &ctx.root,
+        &cargo(),
+        &["build", "--release", "--locked", "-p", "ricochet"],
+        &[],
+    )?;
+    run(
+        &ctx.root.join(board.dir),
+        &cargo(),
+        &["build", "--release", "--locked"],
+        &[],
+    )?;
+    let ricochet = ctx.root.join("target/release/ricochet");
+    let elf = ctx.root.join(board.dir).join(crate::vm::elf(board));
+    let (ports, log, qemu) = Qemu::boot_forwarded(ctx, board, machine, &elf, what, limit_secs)?;
+    Ok((ricochet, ports, log, qemu))
+}
+
+pub(crate) fn no_panic_in(text: &str) -> Result<(), String> {
+    for bad in ["panicked", "panic:", "HardFault", "hard fault", "ERROR"] {
+        if text.contains(bad) {
+            return Err(format!("the firmware log contains {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two `udp:` stats lines of the firmware (for the tests of `probe.rs`
+    /// and `soak.rs` too).
+    pub(super) const STATS: &str = "10.000 INFO  udp: 503 received, 500 echoed (358886 bytes); dropped 3 oversize, 0 loop guard, 0 rate limited, 0 not unicast, 0 unroutable, 0 tx full; 0 stalled rings flushed\n\
+        30.004 INFO  udp: 1393 received, 1387 echoed (986048 bytes); dropped 3 oversize, 0 loop guard, 4 rate limited, 0 not unicast, 0 unroutable, 0 tx full; 0 stalled rings flushed\n";
+
+    #[test]
+    fn forwarded_ports_leave_room_for_two_more() {
+        assert_eq!(forwarded_port("7777"), Ok(7777));
+        assert_eq!(forwarded_port("1"), Ok(1));
+        assert_eq!(forwarded_port("65532"), Ok(65532));
+        for bad in ["0", "65533", "65535", "65536", "abc", "", "-1"] {
+            let e = forwarded_port(bad).unwrap_err();
+            assert!(e.contains("1-65532"), "{bad}: {e}");
+        }
+    }
+}

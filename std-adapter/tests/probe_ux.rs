@@ -484,3 +484,259 @@ fn udp_loss_without_a_rate_suggests_the_server_rate_limit() {
     handle.shutdown();
     handle.join().unwrap();
 }
+
+/// The first number on the table line that starts with `label`.
+fn table_number(out: &str, label: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line: {out}"));
+    line[label.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {line:?}"))
+}
+
+/// A paced run stopped by a count: its N messages per connection take
+/// N × C / R seconds of schedule, so the report never claims more than the
+/// requested rate (it did when the span ended at the last echo, one
+/// pacing interval short: `-r 10 -n 5` said 12.5/s).
+#[test]
+fn paced_count_run_reports_no_more_than_the_requested_rate() {
+    let server = OurServer::start(Mode::Raw);
+    let t = format!("tcp://{}", server.tcp);
+    for (extra, rate) in [
+        (&["-r", "10", "-n", "5"][..], 10.0),
+        (&["-c", "4", "-r", "100", "-n", "5"][..], 100.0),
+    ] {
+        let mut args = vec![t.as_str(), "--json"];
+        args.extend(extra);
+        let o = probe_cli(&args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {:?}", texts(&o));
+        let j = json_of(&o);
+        let rps = j["round_trips_per_sec"].as_f64().unwrap();
+        let sent = j["messages_sent"].as_f64().unwrap();
+        let measured = j["measured_secs"].as_f64().unwrap();
+        assert!(rps <= rate * (1.0 + 1e-9), "{extra:?}: {rps}/s of {rate}/s");
+        assert!(
+            measured >= sent / rate - 1e-9,
+            "{extra:?}: {measured} s for {sent} messages at {rate}/s"
+        );
+        let row = j["targets"][0]["round_trips_per_sec"].as_f64().unwrap();
+        assert!(row <= rate * (1.0 + 1e-9), "{extra:?}: target row {row}/s");
+        // The table says the same.
+        let mut args = vec![t.as_str()];
+        args.extend(extra);
+        let (code, out, _) = texts(&probe_cli(&args));
+        assert_eq!(code, 0, "{out}");
+        let shown = table_number(&out, "round trips  ");
+        assert!(shown <= rate, "{extra:?}: {out}");
+    }
+}
+
+/// Our server in `lines` mode with the smallest buffer (64 bytes).
+fn small_lines_server() -> ricochet::serve::ServerHandle {
+    use ricochet::serve::{BufferSize, Server, ServerConfig};
+    Server::bind(ServerConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        mode: Mode::Lines,
+        buffer_size: BufferSize::new(64).expect("64 bytes"),
+        threads: 1,
+        ..ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("spawn")
+}
+
+/// The hint lines of a table.
+fn hints_of(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.starts_with("hint ")).collect()
+}
+
+/// A line longer than the server's limit gets the connection reset before
+/// anything comes back: the probe names the limits and what to try. A raw
+/// probe of a lines server is told to pass -m.
+#[test]
+fn reset_before_anything_verified_suggests_the_line_limit_and_the_mode() {
+    let handle = small_lines_server();
+    let t = format!("tcp://{}", handle.tcp_addr().expect("tcp address"));
+    let (code, out, _) = texts(&probe_cli(&[
+        &t,
+        "--mode",
+        "lines",
+        "--size",
+        "200",
+        "-n",
+        "3",
+        "--timeout",
+        "2s",
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("server reset the connection"), "{out}");
+    let hints = hints_of(&out).join("\n");
+    assert!(
+        hints.contains("1 connection was reset before any byte was echoed")
+            && hints.contains("these lines are up to 200 bytes")
+            && hints.contains("--buffer-size, default 4096 bytes")
+            && hints.contains("1024 bytes by default")
+            && hints.contains("try a smaller -s")
+            && hints.contains("-m frames"),
+        "{out}"
+    );
+    // A raw probe's random bytes make lines longer than 64 bytes too.
+    let (code, out, _) = texts(&probe_cli(&[&t, "-s", "200", "-n", "3", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    let hints = hints_of(&out).join("\n");
+    assert!(
+        hints.contains("reset before any byte was echoed")
+            && hints.contains("-m lines or -m frames"),
+        "{out}"
+    );
+    assert!(
+        !hints.contains("try a smaller -s"),
+        "raw data has no line length: {out}"
+    );
+    handle.shutdown();
+    handle.join().unwrap();
+}
+
+/// Hints about early ends need nothing verified on the connection: a
+/// server that closes after echoing some, or refuses, gets none of them.
+#[test]
+fn early_end_hints_only_when_nothing_was_verified() {
+    let srv = FaultyServer::start(Fault::CloseAfter(100));
+    let (code, out, _) = texts(&probe_cli(&[&tcp(&srv), "-n", "5", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("early close"), "{out}");
+    assert!(hints_of(&out).is_empty(), "{out}");
+    let (code, out, _) = texts(&probe_cli(&[&refused_target(), "-n", "1"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(hints_of(&out).is_empty(), "{out}");
+}
+
+/// How a [`Forward`] ends each connection it accepts.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// Half-close at once (FIN), drain what the peer sends, then close:
+    /// always a clean close for the peer.
+    Fin,
+    /// Close at once: our first message may still be unread, and then the
+    /// kernel resets the connection instead.
+    Drop,
+}
+
+/// A port forward with nothing behind it (QEMU `hostfwd` before the guest
+/// listens, a published container port, an SSH tunnel): it accepts each
+/// connection on 127.0.0.1:0 and ends it at once.
+struct Forward {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forward {
+    fn start(ending: Ending) -> Forward {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => match ending {
+                        Ending::Drop => drop(s),
+                        Ending::Fin => conns.push(std::thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.shutdown(std::net::Shutdown::Write);
+                            let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
+                            let mut buf = [0u8; 4096];
+                            while matches!((&s).read(&mut buf), Ok(n) if n > 0) {}
+                        })),
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => break,
+                }
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        Forward {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A peer that accepts and closes at once before any byte was echoed: the
+/// probe says a port forward's server may not be up yet, and not that a
+/// line was too long (a clean close is not how a server aborts one).
+#[test]
+fn connections_closed_before_any_echo_suggest_the_server_behind_a_forward_is_not_up() {
+    let fwd = Forward::start(Ending::Fin);
+    let t = format!("tcp://{}", fwd.addr);
+    let (code, out, _) = texts(&probe_cli(&[&t, "-c", "2", "-n", "3", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("server closed early: 0 bytes verified"),
+        "{out}"
+    );
+    let hints = hints_of(&out);
+    assert_eq!(hints.len(), 1, "{out}");
+    let h = hints[0];
+    assert!(
+        h.contains("2 connections were closed by the peer before any byte was echoed")
+            && h.contains("port forward")
+            && h.contains("hostfwd")
+            && h.contains("not be up yet")
+            && h.contains("wait until it is and try again"),
+        "{out}"
+    );
+    // In lines mode too: a clean close is not a line-length abort.
+    let (code, out, _) = texts(&probe_cli(&[
+        &t,
+        "-m",
+        "lines",
+        "-n",
+        "3",
+        "--timeout",
+        "2s",
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(hints_of(&out).len(), 1, "{out}");
+    assert!(!out.contains("--buffer-size"), "{out}");
+}
+
+/// A forward that just drops what it accepts resets the probe's connection
+/// when the first message is already waiting unread (what a plain
+/// accept-and-close does on Linux): the forward hint is there as well.
+#[test]
+fn connections_dropped_at_once_suggest_a_forward_whichever_way_they_end() {
+    let fwd = Forward::start(Ending::Drop);
+    let t = format!("tcp://{}", fwd.addr);
+    let (code, out, _) = texts(&probe_cli(&[&t, "-n", "3", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    let hints = hints_of(&out).join("\n");
+    assert!(
+        hints.contains("port forward") && hints.contains("not be up yet"),
+        "{out}"
+    );
+}

@@ -36,7 +36,9 @@ pub struct IntervalReport {
     /// Start, seconds since the run started.
     pub start_secs: f64,
     /// End, seconds since the run started (the last interval ends with the
-    /// duration, or with the run for a count).
+    /// duration, or for a count with the run, or with its measured span
+    /// when that ends later: a paced run's schedule, see
+    /// [`Report::measured_secs`](super::Report::measured_secs)).
     pub end_secs: f64,
     /// Round trips completed in the interval.
     pub round_trips: u64,

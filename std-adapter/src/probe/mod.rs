@@ -49,7 +49,12 @@
 //!
 //! Rates (round trips/s, MB/s with MB = 10^6 B) and latency percentiles
 //! cover the measured span: from the start (plus the warmup) to the end of
-//! the duration, or to the last verified byte for a count.
+//! the duration, or to the last verified byte for a count (or when that
+//! comes first). A paced run's span is at least what its schedule gives
+//! the round trips it counts (N of them at R msg/s: N / R seconds, within
+//! the duration), so its rate never exceeds the rate asked for: from the
+//! first send to the last echo covers one pacing interval less than the
+//! schedule (see [`Report::measured_secs`]).
 //!
 //! ## Load-testing features
 //!
@@ -393,9 +398,13 @@ pub fn run_observed(
     let mut report = verdict::build_report(spec, facts, total, &per_target);
     if let Some(c) = collector {
         // Intervals cover the measured span of a duration, and a count run
-        // (or an interrupted one) until its end.
+        // (or an interrupted one) until its end, or until the end of its
+        // measured span when that is later (a paced run's schedule).
         let now = clock.now();
-        let end = secs_of(finish_at.map_or(now, |f| f.min(now)));
+        let end = match finish_at {
+            Some(f) => secs_of(f.min(now)),
+            None => secs_of(now).max(secs_of(window_start) + report.measured_secs),
+        };
         let (rest, all) = c.finish(end);
         for r in &rest {
             observer.interval(r);

@@ -67,7 +67,18 @@ pub struct Report {
     /// `--connect-rate`: new connections per second at most.
     pub connect_rate: Option<f64>,
     /// Length of the measured span in seconds: after the warmup until the
-    /// end of the duration, or from the start to the last verified byte.
+    /// end of the duration, or from the start to the last verified byte
+    /// (with a count, or when that comes first: an interrupted run).
+    ///
+    /// With `--rate` the span is at least what the schedule gives the round
+    /// trips counted, `round_trips / rate` seconds (within the duration):
+    /// each message has its interval of `connections / rate` seconds on its
+    /// connection, and from the first send to the last echo covers one
+    /// interval less (`-r 1 -n 2` took 1 s: 2 round trips on a 2 s
+    /// schedule). So a paced run's rates never exceed the rate asked for,
+    /// and a server that cannot keep up still makes the span longer than
+    /// the schedule and the rate lower (under 90 % of the rate asked for, a
+    /// warning says it was not reached).
     pub measured_secs: f64,
     /// Messages asked for over all connections (`count × connections`); `None` with a duration.
     pub messages_requested: Option<u64>,

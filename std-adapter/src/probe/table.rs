@@ -9,6 +9,7 @@ use super::find_rate::{RateSearch, RateStep};
 use super::interval::IntervalReport;
 use super::report::{Latency, Report, TlsReport};
 use super::units::{count_of, format_duration, format_micros, format_rate};
+use super::verdict::schedule_secs;
 
 fn secs(s: f64) -> String {
     format_duration(Duration::try_from_secs_f64(s).unwrap_or_default())
@@ -148,11 +149,27 @@ impl fmt::Display for Report {
             "verified     {} of {} messages sent{requested}, {} of {} bytes",
             self.messages_verified, self.messages_sent, self.bytes_verified, self.bytes_sent
         )?;
+        // A paced count run whose schedule outlasted its last echo says so:
+        // its span is not the wall-clock time to the last verified byte.
+        let schedule = match (self.count, self.rate) {
+            (Some(_), Some(rate)) if self.round_trips > 0 => {
+                schedule_secs(Some(rate), self.round_trips)
+                    .filter(|s| self.measured_secs <= *s)
+                    .map(|_| {
+                        format!(
+                            " (the span of their schedule at {} msg/s)",
+                            format_rate(rate)
+                        )
+                    })
+            }
+            _ => None,
+        };
         writeln!(
             f,
-            "measured     {:.3} s, {}",
+            "measured     {:.3} s, {}{}",
             self.measured_secs,
-            count_of(self.round_trips, "round trip")
+            count_of(self.round_trips, "round trip"),
+            schedule.unwrap_or_default()
         )?;
         match self.rate {
             Some(r) => writeln!(

@@ -90,6 +90,11 @@ pub(super) struct Tally {
     pub(super) datagrams: DatagramCounts,
     /// UDP datagrams the socket refused to send (buffer full), counted lost by the probe.
     pub(super) send_blocked: u64,
+    /// Streams: connections the peer reset before any of their bytes verified.
+    pub(super) reset_unverified: u64,
+    /// Streams: connections the peer closed cleanly (FIN) before any of
+    /// their bytes verified.
+    pub(super) closed_unverified: u64,
     /// TLS: handshake latency (TCP established to handshake done) of the
     /// handshakes completed inside the window.
     pub(super) handshake_time: Histogram<u64>,
@@ -126,6 +131,8 @@ impl Tally {
             details: Vec::new(),
             datagrams: DatagramCounts::default(),
             send_blocked: 0,
+            reset_unverified: 0,
+            closed_unverified: 0,
         })
     }
 
@@ -254,6 +261,8 @@ impl Tally {
         a.late += b.late;
         a.foreign += b.foreign;
         self.send_blocked += o.send_blocked;
+        self.reset_unverified += o.reset_unverified;
+        self.closed_unverified += o.closed_unverified;
     }
 
     /// Round trips recorded inside the window.

@@ -21,6 +21,11 @@ use super::{StopReason, Target};
 const ETHERNET_UDP_MAX: usize = 1472;
 /// Below this fraction of `--rate` the report warns that the rate was not reached.
 const RATE_REACHED: f64 = 0.9;
+/// The longest line (frame) `ricochet serve` echoes by default: its `--buffer-size`.
+const SERVE_BUFFER: usize = crate::serve::BufferSize::K4.bytes();
+/// The longest line (frame) the embedded node echoes by default: its
+/// `SessionBuffer` (`embedded/src/resources.rs`, also the QEMU board's).
+const EMBEDDED_BUFFER: usize = 1024;
 
 /// When and how a run went, besides what the workers counted.
 pub(super) struct RunFacts {
@@ -29,6 +34,46 @@ pub(super) struct RunFacts {
     pub(super) window_start: Instant,
     pub(super) finish_at: Option<Instant>,
     pub(super) stopped_early: Option<StopReason>,
+}
+
+/// Seconds since the start of the measured span (`window_start`) at `at`.
+fn secs_since(window_start: Instant, at: Instant) -> f64 {
+    at.saturating_since(window_start).as_micros() as f64 / 1e6
+}
+
+/// The length of the measured span, in seconds (at least 1 us).
+///
+/// It runs from `run.window_start` to the end of the duration, or to the
+/// last verified byte when that comes first (always with a count, which
+/// has no end planned; an interrupted run).
+///
+/// Paced runs (`rate`): the span is at least [`schedule_secs`] of the
+/// `round_trips` it counts, without going past the end of the duration.
+/// The last verified byte comes one round trip after the last message was
+/// due, while N messages at R msg/s take N / R seconds of schedule (each
+/// has its interval of C / R on its connection): from the first send to the
+/// last echo covers N − 1 intervals, and `-r 1 -n 2` reported 2/s. Rates
+/// of a paced run so never exceed the rate asked for; a server that cannot
+/// keep up still makes the span longer than the schedule, and its rate lower.
+fn measured_secs(
+    rate: Option<f64>,
+    run: &RunFacts,
+    last_verified: Option<Instant>,
+    round_trips: u64,
+) -> f64 {
+    let end = earliest(run.finish_at, last_verified).unwrap_or(run.window_start);
+    let mut secs = secs_since(run.window_start, end);
+    if let Some(schedule) = schedule_secs(rate, round_trips) {
+        let duration = run.finish_at.map(|f| secs_since(run.window_start, f));
+        secs = secs.max(duration.map_or(schedule, |d| schedule.min(d)));
+    }
+    secs.max(1e-6)
+}
+
+/// The seconds that `round_trips` messages take on the schedule of a paced
+/// run at `rate` msg/s in total (`None` without a rate).
+pub(super) fn schedule_secs(rate: Option<f64>, round_trips: u64) -> Option<f64> {
+    rate.filter(|r| *r > 0.0).map(|r| round_trips as f64 / r)
 }
 
 /// The per-target row of target `i`.
@@ -63,14 +108,13 @@ pub(super) fn build_report(
     t: Tally,
     per_target: &[Tally],
 ) -> Report {
-    let end = earliest(run.finish_at, t.last_verified).unwrap_or(run.window_start);
-    let measured_secs = (end.saturating_since(run.window_start).as_micros() as f64 / 1e6).max(1e-6);
+    let round_trips = t.round_trips();
+    let measured_secs = measured_secs(spec.rate, &run, t.last_verified, round_trips);
     let targets = per_target
         .iter()
         .enumerate()
         .map(|(i, part)| target_row(spec, i, part, measured_secs))
         .collect();
-    let round_trips = t.round_trips();
     let latency_us = latency_of(&t.rtt);
     let round_trips_per_sec = round_trips as f64 / measured_secs;
     let mb_per_sec = t.window_bytes as f64 / 1e6 / measured_secs;
@@ -78,8 +122,11 @@ pub(super) fn build_report(
     let mut warnings = Vec::new();
     let mut hints = Vec::new();
     let tls = tls_section(spec, &t, measured_secs, &mut warnings, &mut hints);
-    let mut details = t.details;
     let stream = spec.is_stream();
+    if stream {
+        early_end_hints(spec, &t, per_target, &mut hints);
+    }
+    let mut details = t.details;
     let datagrams = (!stream).then(|| {
         let mut d = t.datagrams;
         d.max_loss_pct = spec.max_loss_pct;
@@ -256,6 +303,107 @@ pub(super) fn build_report(
     }
 }
 
+/// `n` connection(s) with the verb agreeing: "1 connection was", "2 connections were".
+fn connections_were(n: u64) -> String {
+    if n == 1 {
+        "1 connection was".to_owned()
+    } else {
+        format!("{n} connections were")
+    }
+}
+
+/// Hints for stream connections the peer ended before any of their bytes
+/// verified, by what was seen.
+///
+/// A reset is how `ricochet serve` and the embedded node abort a line or
+/// frame longer than their buffer: the hint names the limits, the sizes
+/// sent and `-m` (a raw probe's random bytes make overlong lines, a line
+/// read as a frame has a random length).
+///
+/// A port forward with nothing behind it (QEMU `hostfwd` while the guest
+/// boots, a container's published port, an SSH tunnel) accepts on this host
+/// and closes at once: a clean close, or a reset when the probe's first
+/// message is still unread (a plain `close` then resets). Both get the
+/// forward hint, on TCP targets, when nothing at all verified in the run
+/// (anything echoed means the server is up).
+fn early_end_hints(spec: &ProbeSpec, t: &Tally, per_target: &[Tally], hints: &mut Vec<String>) {
+    if t.reset_unverified > 0 {
+        hints.push(limit_hint(spec, t.reset_unverified));
+    }
+    let (mut closed, mut reset) = (0, 0);
+    for (target, part) in spec.targets.iter().zip(per_target) {
+        if matches!(target, Target::Tcp(_)) {
+            closed += part.closed_unverified;
+            reset += part.reset_unverified;
+        }
+    }
+    if t.bytes_verified > 0 || closed + reset == 0 {
+        return;
+    }
+    let forwards = "QEMU's user network `hostfwd`, a container's published port, an SSH tunnel";
+    let wait = "so the server behind it may not be up yet (e.g. the QEMU guest still booting): \
+                wait until it is and try again";
+    hints.push(match (closed, reset) {
+        (c, 0) => format!(
+            "{} closed by the peer before any byte was echoed: a port forward ({forwards}) \
+             accepts the connection on this host and closes it at once when nothing listens \
+             behind it, {wait}",
+            connections_were(c)
+        ),
+        (0, r) => format!(
+            "if the target is a port forward ({forwards}), {} can also mean that nothing \
+             listens behind it yet: a forward accepts the connection on this host and closes it \
+             at once, the probe's first message unread (hence a reset), {wait}",
+            if r == 1 { "the reset" } else { "the resets" }
+        ),
+        (c, r) => format!(
+            "{} closed by the peer and {r} reset before any byte was echoed: a port forward \
+             ({forwards}) accepts the connection on this host and closes it at once when nothing \
+             listens behind it (a reset when the probe's first message is still unread), {wait}",
+            connections_were(c)
+        ),
+    });
+}
+
+/// The hint for `resets` connections reset before any byte was echoed: a
+/// line or frame longer than the server's limit, or `-m` not the server's mode.
+fn limit_hint(spec: &ProbeSpec, resets: u64) -> String {
+    let who = connections_were(resets);
+    let max = spec.size.max;
+    let limits = format!(
+        "`ricochet serve` at its --buffer-size, default {SERVE_BUFFER} bytes; the embedded node at \
+         its session buffer, {EMBEDDED_BUFFER} bytes by default"
+    );
+    let (unit, longer, other) = match spec.mode {
+        Mode::Raw => {
+            return format!(
+                "{who} reset before any byte was echoed: a server that echoes only lines or frames \
+                 (`ricochet serve --mode lines`, the embedded node's lines and frames ports) resets a \
+                 connection whose line or frame grows longer than its limit ({limits}), as random raw \
+                 data soon does; if the server echoes lines or frames, probe it with -m lines or -m frames"
+            );
+        }
+        Mode::Lines => ("lines", "`\\n` included", "frames"),
+        Mode::Frames => ("frames", "2-byte header included", "lines"),
+    };
+    if max <= crate::serve::BufferSize::MIN.bytes() {
+        // Within the smallest buffer `ricochet serve` takes: the mode is the likelier cause.
+        format!(
+            "{who} reset before any byte was echoed: these {unit} are at most {max} bytes ({longer}), \
+             which even `ricochet serve --buffer-size 64` echoes; if the server echoes {other}, not \
+             {unit}, pass -m {other}; if it limits {unit} to fewer bytes, try a smaller -s"
+        )
+    } else {
+        format!(
+            "{who} reset before any byte was echoed: a server that echoes {unit} resets a connection \
+             whose {} is longer than its limit ({limits}), and these {unit} are up to {max} bytes \
+             ({longer}): try a smaller -s, or raise the server's limit; if the server echoes {other}, \
+             not {unit}, pass -m {other}",
+            unit.trim_end_matches('s')
+        )
+    }
+}
+
 /// The `tls` section of a run with `tls://` targets (`None` without any),
 /// and its warning (`--insecure`) and hint (no handshake completed).
 fn tls_section(
@@ -400,6 +548,220 @@ mod tests {
             r.handshakes_per_sec, None,
             "a span under 10 ms gives no rate"
         );
+    }
+
+    fn tcp() -> Target {
+        Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()])
+    }
+
+    fn facts(finish_at: Option<Instant>) -> RunFacts {
+        RunFacts {
+            threads: 1,
+            started_at: String::new(),
+            window_start: Instant::ZERO,
+            finish_at,
+            stopped_early: None,
+        }
+    }
+
+    /// A tally of 64-byte messages sent and echoed at these instants (ms).
+    fn echoed_at(ms: &[u64]) -> Tally {
+        let mut t = tally();
+        let d = ricochet_core::Duration::from_micros(300);
+        for &at in ms {
+            let now = Instant::from_micros(at * 1000 + 300);
+            t.messages_sent += 1;
+            t.messages_verified += 1;
+            t.bytes_sent += 64;
+            t.bytes_verified += 64;
+            t.verified(now, 64);
+            t.round_trip(now, d, d);
+        }
+        t
+    }
+
+    fn report(rate: Option<f64>, stop: Stop, finish_at: Option<Instant>, t: Tally) -> Report {
+        let mut spec = ProbeSpec::new(tcp());
+        spec.rate = rate;
+        spec.stop = stop;
+        build_report(&spec, facts(finish_at), t.clone(), &[t])
+    }
+
+    fn near(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn paced_count_run_spans_its_schedule_and_never_exceeds_the_rate() {
+        // -r 1 -n 2: echoes 0.3 ms after 0 s and 1 s; the schedule takes 2 s.
+        let r = report(Some(1.0), Stop::Count(2), None, echoed_at(&[0, 1000]));
+        assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+        assert!(
+            near(r.round_trips_per_sec, 1.0),
+            "{}",
+            r.round_trips_per_sec
+        );
+        assert!(near(r.targets[0].round_trips_per_sec, 1.0));
+        assert!(near(r.mb_per_sec, 128.0 / 1e6 / 2.0));
+        assert!(near(r.connections_per_sec, 0.0));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert!(
+            r.to_string().contains(
+                "measured     2.000 s, 2 round trips (the span of their schedule at 1 msg/s)\n"
+            ),
+            "{r}"
+        );
+        // -c 4 -r 100 -n 50: 200 messages, 4 every 40 ms, the last due at 1.96 s.
+        let at: Vec<u64> = (0..50).flat_map(|k| [k * 40; 4]).collect();
+        let r = report(Some(100.0), Stop::Count(50), None, echoed_at(&at));
+        assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+        assert!(
+            near(r.round_trips_per_sec, 100.0),
+            "{}",
+            r.round_trips_per_sec
+        );
+        // A server that could not keep up: its span is longer than the
+        // schedule, and the rate not reached is still a warning.
+        let r = report(Some(1.0), Stop::Count(2), None, echoed_at(&[0, 3000]));
+        assert!(near(r.measured_secs, 3.0003), "{}", r.measured_secs);
+        assert!(r.warnings[0].contains("the requested rate of 1 msg/s was not reached"));
+        assert!(
+            r.to_string()
+                .contains("measured     3.000 s, 2 round trips\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn unpaced_runs_keep_their_span_and_a_paced_duration_spans_the_duration() {
+        let r = report(None, Stop::Count(2), None, echoed_at(&[0, 1000]));
+        assert!(near(r.measured_secs, 1.0003), "{}", r.measured_secs);
+        assert!(near(r.round_trips_per_sec, 2.0 / 1.0003));
+        assert!(
+            r.to_string()
+                .contains("measured     1.000 s, 2 round trips\n"),
+            "{r}"
+        );
+        let d = Stop::Duration(std::time::Duration::from_secs(2));
+        let end = Some(Instant::from_millis(2000));
+        let r = report(None, d, end, echoed_at(&[0, 1000]));
+        assert!(near(r.measured_secs, 1.0003), "{}", r.measured_secs);
+        // -r 1 -d 2s: messages due at 0 and 1 s, the duration ends at 2 s.
+        let r = report(Some(1.0), d, end, echoed_at(&[0, 1000]));
+        assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+        assert!(
+            r.to_string()
+                .contains("measured     2.000 s, 2 round trips\n"),
+            "{r}"
+        );
+        // Never past the end of the duration.
+        let r = report(Some(0.5), d, end, echoed_at(&[0, 1000]));
+        assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+        assert!(
+            near(r.round_trips_per_sec, 1.0),
+            "{}",
+            r.round_trips_per_sec
+        );
+    }
+
+    /// A tally of connections ended early before any byte verified.
+    fn ended_early(reset: u64, closed: u64) -> Tally {
+        let mut t = tally();
+        t.reset_unverified = reset;
+        t.closed_unverified = closed;
+        for _ in 0..reset + closed {
+            t.errors.count(ErrorKind::EarlyClose);
+        }
+        t
+    }
+
+    fn hints_of(spec: &ProbeSpec, t: Tally) -> Vec<String> {
+        build_report(spec, facts(None), t.clone(), &[t]).hints
+    }
+
+    fn sized(mode: Mode, size: usize) -> ProbeSpec {
+        let mut spec = ProbeSpec::new(tcp());
+        spec.mode = mode;
+        spec.size = ricochet_core::probe::SizeRange::fixed(size);
+        spec
+    }
+
+    #[test]
+    fn limits_in_the_hints_are_the_servers_defaults() {
+        let config = crate::serve::ServerConfig::default();
+        assert_eq!(SERVE_BUFFER, config.buffer_size.bytes());
+    }
+
+    #[test]
+    fn a_reset_before_any_echo_names_the_limit_the_size_and_the_mode() {
+        let h = hints_of(&sized(Mode::Lines, 200), ended_early(1, 0));
+        assert_eq!(h.len(), 2, "the limit, then a forward: {h:?}");
+        assert!(
+            h[0].starts_with("1 connection was reset before any byte was echoed: ")
+                && h[0].contains("--buffer-size, default 4096 bytes")
+                && h[0].contains("1024 bytes by default")
+                && h[0].contains("these lines are up to 200 bytes (`\\n` included)")
+                && h[0].contains("try a smaller -s")
+                && h[0].contains("pass -m frames"),
+            "{h:?}"
+        );
+        assert!(h[1].starts_with("if the target is a port forward"), "{h:?}");
+        let h = hints_of(&sized(Mode::Frames, 2000), ended_early(3, 0));
+        assert!(
+            h[0].starts_with("3 connections were reset")
+                && h[0].contains("these frames are up to 2000 bytes (2-byte header included)")
+                && h[0].contains("pass -m lines"),
+            "{h:?}"
+        );
+        assert!(h[1].contains("the resets can also mean"), "{h:?}");
+        // Lines that even the smallest buffer takes: the mode comes first.
+        let h = hints_of(&sized(Mode::Lines, 64), ended_early(1, 0));
+        assert!(
+            h[0].contains("at most 64 bytes") && h[0].contains("pass -m frames"),
+            "{h:?}"
+        );
+        assert!(!h[0].contains("default 4096"), "{h:?}");
+        // Raw data against a lines or frames server.
+        let h = hints_of(&sized(Mode::Raw, 200), ended_early(1, 0));
+        assert!(
+            h[0].contains("as random raw data soon does") && h[0].contains("-m lines or -m frames"),
+            "{h:?}"
+        );
+        assert!(!h[0].contains("smaller -s"), "{h:?}");
+    }
+
+    #[test]
+    fn a_clean_close_before_any_echo_suggests_a_forward_only() {
+        let h = hints_of(&sized(Mode::Lines, 200), ended_early(0, 2));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].starts_with("2 connections were closed by the peer before any byte was echoed: ")
+                && h[0].contains("wait until it is and try again"),
+            "{h:?}"
+        );
+        let h = hints_of(&sized(Mode::Raw, 64), ended_early(1, 1));
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(
+            h[1].starts_with("1 connection was closed by the peer and 1 reset before any byte"),
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn no_forward_hint_once_anything_was_echoed_or_for_unix_targets() {
+        let mut t = ended_early(0, 1);
+        t.bytes_verified = 64;
+        assert!(hints_of(&sized(Mode::Raw, 64), t).is_empty());
+        let mut spec = ProbeSpec::new(Target::Unix("/tmp/echo.sock".into()));
+        assert!(hints_of(&spec, ended_early(0, 1)).is_empty());
+        spec.mode = Mode::Lines;
+        let h = hints_of(&spec, ended_early(1, 0));
+        assert_eq!(h.len(), 1, "the limit only: {h:?}");
+        // Other errors give none of these hints.
+        let mut t = tally();
+        t.errors.count(ErrorKind::Refused);
+        t.errors.count(ErrorKind::Mismatch);
+        assert!(hints_of(&sized(Mode::Lines, 200), t).is_empty());
     }
 
     #[test]

@@ -14,6 +14,15 @@ const CONTEXT_BEFORE: usize = 8;
 /// Received bytes shown from a bad one on.
 const CONTEXT_AFTER: usize = 16;
 
+/// How the peer ended a connection before the probe was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PeerEnd {
+    /// A reset (or a broken pipe: writing after one).
+    Reset,
+    /// A clean close: its FIN, read as the end of the stream.
+    Closed,
+}
+
 /// A connection failure, turned into a [`ConnError`] when recorded.
 pub(super) struct Failure {
     kind: ErrorKind,
@@ -21,6 +30,8 @@ pub(super) struct Failure {
     expected: Option<u8>,
     actual: Option<u8>,
     message: String,
+    /// An early close: how the peer ended the connection.
+    peer_end: Option<PeerEnd>,
 }
 
 impl Failure {
@@ -31,7 +42,13 @@ impl Failure {
             expected: None,
             actual: None,
             message,
+            peer_end: None,
         }
+    }
+
+    /// How the peer ended the connection, when it ended it early.
+    pub(super) fn peer_end(&self) -> Option<PeerEnd> {
+        self.peer_end
     }
 
     pub(super) fn probe(e: ProbeError, timeout: StdDuration) -> Self {
@@ -79,12 +96,16 @@ impl Failure {
                     show_byte(actual),
                     context(offset)
                 ),
+                peer_end: None,
             },
             ProbeError::UnexpectedData { offset } => Failure {
                 offset: Some(offset),
                 ..Failure::new(ErrorKind::UnexpectedData, format!("{e}{}", context(offset)))
             },
-            ProbeError::PrematureClose { .. } => Failure::new(ErrorKind::EarlyClose, e.to_string()),
+            ProbeError::PrematureClose { .. } => Failure {
+                peer_end: Some(PeerEnd::Closed),
+                ..Failure::new(ErrorKind::EarlyClose, e.to_string())
+            },
             ProbeError::Timeout { .. } => Failure::new(
                 ErrorKind::Timeout,
                 format!("{e} ({})", no_progress(timeout)),
@@ -105,12 +126,15 @@ impl Failure {
         match e.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => Failure::new(
-                ErrorKind::EarlyClose,
-                format!(
-                    "server reset the connection ({what}: {e}) after {verified} bytes verified"
-                ),
-            ),
+            | io::ErrorKind::BrokenPipe => Failure {
+                peer_end: Some(PeerEnd::Reset),
+                ..Failure::new(
+                    ErrorKind::EarlyClose,
+                    format!(
+                        "server reset the connection ({what}: {e}) after {verified} bytes verified"
+                    ),
+                )
+            },
             _ => Failure::new(ErrorKind::Io, format!("{what}: {e}")),
         }
     }
@@ -125,5 +149,39 @@ impl Failure {
             actual: self.actual,
             message: self.message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_closes_say_how_the_peer_ended_the_connection() {
+        let t = StdDuration::from_secs(1);
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+        ] {
+            let f = Failure::io("read", &io::Error::from(kind), 0);
+            assert_eq!(
+                (f.kind, f.peer_end()),
+                (ErrorKind::EarlyClose, Some(PeerEnd::Reset))
+            );
+        }
+        let eof = ProbeError::PrematureClose {
+            verified: 0,
+            outstanding: 64,
+        };
+        let f = Failure::probe(eof, t);
+        assert_eq!(
+            (f.kind, f.peer_end()),
+            (ErrorKind::EarlyClose, Some(PeerEnd::Closed))
+        );
+        let f = Failure::probe(ProbeError::Timeout { outstanding: 64 }, t);
+        assert_eq!(f.peer_end(), None);
+        let f = Failure::io("read", &io::Error::from(io::ErrorKind::Other), 0);
+        assert_eq!(f.peer_end(), None);
     }
 }

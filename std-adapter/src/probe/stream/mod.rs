@@ -38,7 +38,7 @@ use super::units::format_duration;
 use super::wait::Waiter;
 use super::{Ctx, Pattern};
 use conn::{Conn, Gate, Phase};
-use failure::Failure;
+use failure::{Failure, PeerEnd};
 
 /// Messages tracked in flight by a ping-pong probe (one at a time).
 const PINGPONG_SLOTS: usize = 2;
@@ -558,8 +558,17 @@ impl Env<'_> {
             self.connecting = self.connecting.saturating_sub(1);
         }
         self.close_socket(c);
+        let verified = c.probe.as_ref().map_or(0, |p| p.stats().bytes_verified);
+        let tally = self.rec.tally(c.target);
         if let Some(p) = c.probe.take() {
-            self.rec.tally(c.target).add_stream(p.stats());
+            tally.add_stream(p.stats());
+        }
+        if verified == 0 {
+            match f.peer_end() {
+                Some(PeerEnd::Reset) => tally.reset_unverified += 1,
+                Some(PeerEnd::Closed) => tally.closed_unverified += 1,
+                None => {}
+            }
         }
         self.timers.schedule(idx, None);
         self.active = self.active.saturating_sub(1);

@@ -84,8 +84,16 @@ impl core::error::Error for FrameTooLarge {}
 ///
 /// Returns `(len, frames)`: `buf[..len]` is exactly `frames` whole frames.
 /// Fails as soon as a header announces a frame longer than `limit` bytes on
-/// the wire (header included), even before its payload arrives.
+/// the wire (header included), even before its payload arrives; with a
+/// `limit` below the header's 2 bytes, as soon as any byte arrives (`len`
+/// is then the 2 bytes of the smallest frame: the header cannot complete).
 pub fn complete_prefix(buf: &[u8], limit: usize) -> Result<(usize, u64), FrameTooLarge> {
+    if limit < HEADER_LEN && !buf.is_empty() {
+        return Err(FrameTooLarge {
+            len: HEADER_LEN,
+            limit,
+        });
+    }
     let mut at = 0;
     let mut frames = 0;
     while let Some(header) = buf
@@ -198,6 +206,9 @@ mod tests {
             (b"\x00\x0e", 16, Ok((0, 0))),
             (b"\x00\x0e0123456789abcd", 16, Ok((16, 1))),
             (b"\x00\x0f", 16, Err(FrameTooLarge { len: 17, limit: 16 })),
+            (b"", 1, Ok((0, 0))),
+            (b"\x00", 1, Err(FrameTooLarge { len: 2, limit: 1 })),
+            (b"\x00\x00", 2, Ok((2, 1))),
             (
                 b"\x00\x01a\xff\xff",
                 16,

@@ -39,7 +39,11 @@
 //! the [`pump`] and [`session`] modules for the contracts.
 //!
 //! ## Features
-//! - `defmt`: derive `defmt::Format` on every public type.
+//! - `defmt`: derive `defmt::Format` on every public data type (configs,
+//!   counters, stats, states, events, reasons, errors, outcomes, `Instant`,
+//!   `Duration`, and `DatagramPolicy`); the state machines `Session`,
+//!   `Pump`, `StreamProbe` and `DatagramProbe` are not: format their
+//!   `state()` or `stats()`.
 //! - `log`: log state transitions through the `log` facade.
 //!
 //! Enabling both is a compile error: pick the one your target uses.
@@ -70,9 +74,11 @@ pub use datagram::{
 };
 pub use mode::{Mode, ParseModeError};
 pub use probe::{
-    DatagramOutcome, DatagramProbe, DatagramProbeConfig, Pattern, ProbeConfig, ProbeError,
-    SizeRange, StreamProbe,
+    ConfigError, DatagramOutcome, DatagramProbe, DatagramProbeConfig, DatagramProbeStats, Pattern,
+    ProbeConfig, ProbeError, ProbeStats, Received, SizeRange, StreamProbe,
 };
 pub use pump::{Failure, Next, Pump, ReadOutcome, Teardown, Transport, WriteOutcome};
-pub use session::{AbortReason, CloseReason, Event, Session, SessionConfig, State};
+pub use session::{
+    AbortReason, CloseReason, CommitError, Event, Session, SessionConfig, SessionStats, State,
+};
 pub use time::{Duration, Instant};

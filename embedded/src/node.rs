@@ -271,8 +271,9 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
                 }
                 pumps.clear();
                 for session in sessions.iter_mut() {
-                    // `pumps` holds N: one per session buffer fits.
-                    let _ = pumps.push(Pump::new(session.bytes(), config.session, t));
+                    // `pumps` holds N: one per session buffer fits. Each
+                    // waits, vacant, for its socket's first connection.
+                    let _ = pumps.push(Pump::vacant(session.bytes(), config.session, t));
                 }
                 let stream = StreamEcho::new(
                     handles,

@@ -317,13 +317,17 @@ impl Settings {
                     .ports
                     .get(slot.port)
                     .map_or(self.session.mode, |p| p.mode);
-                pump.reset(
+                // A slot listens only once its last connection was
+                // released (or before its first): no old one to stop.
+                let old = pump.reset(
                     SessionConfig {
                         mode,
                         ..self.session
                     },
                     now,
+                    &mut stats.tcp,
                 );
+                debug_assert!(old.is_none(), "a listening slot held a connection");
                 stats.tcp.accepted = stats.tcp.accepted.wrapping_add(1);
                 debug!("tcp[{}]: accepted {:?}", index, socket.remote_endpoint());
                 Phase::Serving(Link::new(socket, now))

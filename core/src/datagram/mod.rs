@@ -18,7 +18,8 @@
 //! }
 //! ```
 //!
-//! The adapter passes the datagram's *real* length. A datagram that filled
+//! The adapter passes the datagram's *real* length where it can learn it
+//! (`MSG_TRUNC`); otherwise the `max + 1` it received. A datagram that filled
 //! the whole `max_datagram + 1` buffer (or that `MSG_TRUNC` reports longer)
 //! has `len > max_datagram` and is dropped as [`DropReason::Oversize`]: a
 //! datagram is echoed whole or not at all, never cut short.
@@ -242,7 +243,10 @@ impl Verdict {
 pub enum DropReason {
     /// The datagram is longer than [`PolicyConfig::max_datagram`].
     Oversize {
-        /// The datagram's real length in bytes.
+        /// The length the adapter passed: the datagram's real length where
+        /// it knows it (`MSG_TRUNC`), else `limit + 1` from a `max + 1`
+        /// receive buffer, which only says "longer than the limit" (and is
+        /// displayed so).
         len: usize,
         /// [`PolicyConfig::max_datagram`].
         limit: usize,
@@ -271,6 +275,9 @@ pub enum DropReason {
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            DropReason::Oversize { len, limit } if len == limit.saturating_add(1) => {
+                write!(f, "oversize datagram: more than the {limit}-byte limit")
+            }
             DropReason::Oversize { len, limit } => {
                 write!(f, "oversize datagram: {len} bytes > limit {limit}")
             }

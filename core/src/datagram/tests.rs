@@ -583,6 +583,15 @@ fn drop_reason_display_is_human_readable() {
         .to_string(),
         "oversize datagram: 9000 bytes > limit 1472"
     );
+    // limit + 1 is all a max + 1 receive buffer can tell: "longer than".
+    assert_eq!(
+        DropReason::Oversize {
+            len: 1473,
+            limit: 1472
+        }
+        .to_string(),
+        "oversize datagram: more than the 1472-byte limit"
+    );
     assert_eq!(
         DropReason::LoopGuard { port: 19 }.to_string(),
         "loop guard: source port 19 belongs to a reflecting service"

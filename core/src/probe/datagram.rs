@@ -14,6 +14,11 @@ use crate::time::{Duration, Instant, earliest};
 
 /// Bytes of header in every probe datagram.
 pub const DATAGRAM_HEADER: usize = 12;
+/// The largest UDP payload over IPv4: 65535 − 20 (IP header) − 8 (UDP header).
+pub const UDP_MAX_V4: usize = 65_507;
+/// The largest UDP payload over IPv6: 65535 − 8 (the IPv6 payload length
+/// excludes its own header). The largest [`DatagramProbeConfig::size`].
+pub const UDP_MAX_V6: usize = 65_527;
 
 /// How a [`DatagramProbe`] talks to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +26,8 @@ pub const DATAGRAM_HEADER: usize = 12;
 pub struct DatagramProbeConfig {
     /// Seed of the payloads and sizes.
     pub seed: u64,
-    /// Datagram sizes, at least [`DATAGRAM_HEADER`] bytes.
+    /// Datagram sizes, [`DATAGRAM_HEADER`] to [`UDP_MAX_V6`] bytes (an IPv4
+    /// socket sends at most [`UDP_MAX_V4`]: the adapter checks its family).
     pub size: SizeRange,
     /// Datagrams to send; `None` sends until [`DatagramProbe::finish`].
     pub count: Option<u64>,
@@ -132,7 +138,7 @@ pub struct DatagramProbe<const M: usize = 64> {
 impl<const M: usize> DatagramProbe<M> {
     /// A probe that starts at `now`.
     pub fn new(config: DatagramProbeConfig, now: Instant) -> Result<Self, ConfigError> {
-        check_sizes(config.size, (DATAGRAM_HEADER, usize::from(u16::MAX)))?;
+        check_sizes(config.size, (DATAGRAM_HEADER, UDP_MAX_V6))?;
         if config.window == 0 || config.window > M {
             return Err(ConfigError::BadWindow {
                 window: config.window,
@@ -166,10 +172,13 @@ impl<const M: usize> DatagramProbe<M> {
     }
 
     /// Writes the next datagram into `out` and counts it as sent at `now`;
-    /// `None` when nothing may be sent now (window full, pacing, done) or
-    /// `out` is smaller than the datagram (the adapter should give
-    /// `config.size.max` bytes). If the socket then fails to send it, the
-    /// datagram is simply counted lost later, as it would be on the wire.
+    /// `None` when nothing may be sent now (window full, pacing, done).
+    ///
+    /// `out` must hold `config.size.max` bytes. A smaller one cannot take
+    /// the datagram: that is the adapter's bug, so debug builds panic with
+    /// the sizes, and release builds return `None` (nothing is sent, ever:
+    /// the run stalls). If the socket fails to send the datagram, it is
+    /// simply counted lost later, as it would be on the wire.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         let now = self.advance(now);
@@ -183,6 +192,12 @@ impl<const M: usize> DatagramProbe<M> {
             return None;
         }
         let len = self.size_of(seq);
+        debug_assert!(
+            out.len() >= len,
+            "DatagramProbe::poll_transmit: out holds {} bytes, datagram {seq} needs {len}; \
+             give it config.size.max bytes",
+            out.len()
+        );
         let out = out.get_mut(..len)?;
         self.write(seq, out);
         self.slots[self.index(seq)] = Slot::InFlight { seq, sent_at: now };

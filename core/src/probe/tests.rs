@@ -544,3 +544,29 @@ fn premature_close_with_nothing_in_flight_says_nothing_was_lost() {
     .to_string();
     assert!(mid.contains("64 bytes never returned"), "{mid}");
 }
+
+#[test]
+#[should_panic(expected = "give it config.size.max bytes")]
+#[cfg(debug_assertions)]
+fn datagram_transmit_into_a_buffer_smaller_than_the_datagram_panics_in_debug() {
+    let mut p = dgram(4);
+    let mut small = [0u8; 8];
+    let _ = p.poll_transmit(T0, &mut small);
+}
+
+#[test]
+fn datagram_config_refuses_sizes_no_udp_socket_can_send() {
+    let config = |max| DatagramProbeConfig {
+        size: SizeRange::range(12, max),
+        ..DatagramProbeConfig::default()
+    };
+    assert!(DatagramProbe::<4>::new(config(UDP_MAX_V6), T0).is_ok());
+    assert_eq!(
+        DatagramProbe::<4>::new(config(UDP_MAX_V6 + 1), T0).err(),
+        Some(ConfigError::SizeOutOfBounds {
+            size: 65_528,
+            min: 12,
+            max: 65_527
+        })
+    );
+}

@@ -2,12 +2,16 @@
 //! [`Transport`], for every stream adapter (mio, blocking, smoltcp,
 //! io_uring, TLS).
 //!
-//! The adapter implements four I/O primitives on its connection (read into
-//! a slice, write from a slice, shut down the write side, and optionally
-//! report undelivered bytes), optionally a fifth (move input it already
-//! holds straight to its output, used while the session would echo it
-//! unchanged: [`Transport::pass_through`]), and tells the pump when the connection became
-//! readable or writable. [`Pump::drive`] then moves bytes until nothing
+//! The adapter implements three required I/O primitives on its connection
+//! ([`Transport::read`] into a slice, [`Transport::write`] from a slice,
+//! [`Transport::shutdown_write`]) and, where its transport needs them, the
+//! provided ones: [`Transport::flush`] (push what a `more` write held back),
+//! [`Transport::unacknowledged`] (undelivered bytes, for the linger),
+//! [`Transport::output_failed`] (queued output that can no longer leave),
+//! [`Transport::read_pending`] (input it already holds) and
+//! [`Transport::pass_through`] (move held input straight to its output
+//! while the session would echo it unchanged). It tells the pump when the
+//! connection became readable or writable. [`Pump::drive`] then moves bytes until nothing
 //! moves or the fairness budget is spent, counts them, applies the session's
 //! decisions (backpressure, half-close, timeouts), and returns what the
 //! adapter does next:
@@ -194,8 +198,8 @@ pub enum Next {
     },
     /// The budget ran out with work left: drive again after serving others.
     Yield,
-    /// The connection is over: release it this way. Returned once; the
-    /// counters already hold its end.
+    /// The connection is over: release it this way. Every later drive
+    /// returns it again; the counters hold its end once.
     Release(Teardown),
 }
 
@@ -271,8 +275,31 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         }
     }
 
-    /// Re-arms for a new connection, keeping the storage.
-    pub fn reset(&mut self, config: SessionConfig, now: Instant) {
+    /// A pump with no connection yet over `storage` (a slot of a fixed pool
+    /// whose socket still listens): released, so [`Pump::reset`] arms it
+    /// for its first connection without counting anything.
+    pub fn vacant(storage: S, config: SessionConfig, now: Instant) -> Self {
+        let mut pump = Pump::new(storage, config, now);
+        pump.phase = Phase::Released(Teardown::Close);
+        pump
+    }
+
+    /// Re-arms the pump for a new connection at `now`, keeping the storage.
+    ///
+    /// A pump whose connection is not released yet (running or lingering)
+    /// is first stopped and counted as [`Pump::stop`] counts it; the
+    /// returned [`Teardown`] says how to release that old connection's
+    /// socket. `None`: it was released already (or the pump is
+    /// [vacant](Pump::vacant)), nothing counted. The adapter counts the new
+    /// connection in [`StreamCounters::accepted`] itself.
+    #[must_use = "a running connection was stopped: release its socket this way"]
+    pub fn reset(
+        &mut self,
+        config: SessionConfig,
+        now: Instant,
+        counters: &mut StreamCounters,
+    ) -> Option<Teardown> {
+        let old = self.stop(now, counters);
         self.session.reset(config, now);
         self.phase = Phase::Serving;
         self.readable = true;
@@ -280,6 +307,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         self.read_closed = false;
         self.buffered = 0;
         self.cut_short = false;
+        old
     }
 
     /// The session (state, counters, buffer size).
@@ -306,6 +334,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
 
     /// Both directions may be ready: for level-triggered or polled
     /// transports (smoltcp, blocking sockets), call before every drive.
+    ///
+    /// A blocking transport must not block past [`Pump::poll_timeout`], or
+    /// the idle, drain and linger deadlines never fire: give the socket
+    /// read and write timeouts (at most `poll_timeout() - now`) and report a
+    /// call that timed out as [`ReadOutcome::WouldBlock`] /
+    /// [`WriteOutcome::WouldBlock`], not as a failure.
     pub fn set_ready(&mut self) {
         self.readable = true;
         self.writable = true;
@@ -316,7 +350,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         self.phase != Phase::Serving
     }
 
-    /// Whether [`Next::Release`] was returned.
+    /// Whether the connection is released: [`Next::Release`] was returned,
+    /// or the pump is [vacant](Pump::vacant).
     pub fn is_released(&self) -> bool {
         matches!(self.phase, Phase::Released(_))
     }
@@ -381,6 +416,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     /// session ends, or `budget` bytes were read; fires due deadlines;
     /// counts into `counters`; says what to do next.
     ///
+    /// A `budget` of 0 is taken as 1: every drive makes progress.
     /// Calling it without readiness or before a deadline is harmless.
     pub fn drive<T: Transport + ?Sized>(
         &mut self,
@@ -389,6 +425,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         budget: usize,
         counters: &mut StreamCounters,
     ) -> Next {
+        let budget = budget.max(1);
         let next = match self.phase {
             Phase::Serving => {
                 self.session.handle_timeout(now);

@@ -493,7 +493,11 @@ fn reset_rearms_a_released_pump_over_the_same_storage() {
     p.set_read_closed();
     let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
     assert!(p.is_released());
-    p.reset(cfg(Mode::Raw), at(1));
+    assert_eq!(
+        p.reset(cfg(Mode::Raw), at(1), &mut c),
+        None,
+        "nothing to release"
+    );
     p.set_read_closed();
     let mut io = Script::with_input(b"bc", true);
     assert_eq!(
@@ -502,6 +506,72 @@ fn reset_rearms_a_released_pump_over_the_same_storage() {
     );
     assert_eq!(io.output, b"bc");
     assert_eq!(c.closed.peer_finished, 2);
+}
+
+#[test]
+fn serving_reset_stops_the_old_session_counts_it_and_clears_its_gauge() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"held back", false);
+    io.room = 0;
+    let mut c = StreamCounters {
+        accepted: 1,
+        ..StreamCounters::default()
+    };
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(c.buffered, 9);
+    // Re-armed while its connection still runs: the old one must be
+    // released (reset) and counted, its bytes leave the gauge.
+    assert_eq!(
+        p.reset(cfg(Mode::Raw), at(1), &mut c),
+        Some(Teardown::Reset)
+    );
+    assert_eq!((c.aborted.local, c.bytes_discarded, c.buffered), (1, 9, 0));
+    c.accepted += 1;
+    let mut io = Script::with_input(b"new", false);
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"new");
+    assert_eq!((c.active(), c.buffered), (1, 0), "{c:?}");
+}
+
+#[test]
+fn lingering_reset_abandons_the_old_connection_and_counts_it() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        p.reset(cfg(Mode::Raw), at(1), &mut c),
+        Some(Teardown::Abandon)
+    );
+    assert_eq!((c.closed.local, c.lingered), (1, 1));
+    assert!(!p.is_finishing(), "serving the new connection");
+}
+
+#[test]
+fn vacant_pump_has_no_connection_and_reset_arms_it_without_counting() {
+    let mut p = Pump::vacant(std::vec![0u8; 16], cfg(Mode::Raw), T0);
+    let mut c = StreamCounters::default();
+    assert!(p.is_released());
+    assert_eq!(p.poll_timeout(), None);
+    assert_eq!(p.reset(cfg(Mode::Lines), at(1), &mut c), None);
+    assert_eq!(c, StreamCounters::default(), "nothing to count");
+    let mut io = Script::with_input(b"x\n", false);
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"x\n");
+}
+
+#[test]
+fn serving_zero_budget_still_reads_one_turn() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", false);
+    let mut c = StreamCounters::default();
+    // Taken as 1 byte: progress, then a yield (a zero budget used to
+    // yield forever without reading).
+    for n in 1..=3 {
+        assert_eq!(p.drive(T0, &mut io, 0, &mut c), Next::Yield);
+        assert_eq!(io.output, &b"abc"[..n]);
+    }
 }
 
 #[test]

@@ -139,9 +139,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     /// the longest line (`lines`) or frame with its header (`frames`) that
     /// can be echoed, and the most bytes held for a peer that does not read.
     ///
-    /// The storage must hold at least 3 bytes in `frames` mode so that an
-    /// empty frame fits; smaller buffers abort on the first frame.
+    /// The storage must hold at least 1 byte (an empty one could never
+    /// read: debug builds panic on it), and at least 2 in `frames` mode so
+    /// that an empty frame (its 2-byte header) fits; a 1-byte buffer aborts
+    /// on the first frame.
     pub fn new(storage: S, config: SessionConfig, now: Instant) -> Self {
+        debug_assert!(
+            !storage.as_ref().is_empty(),
+            "Session::new: empty storage can never read; give it at least 1 byte"
+        );
         Session {
             config,
             state: State::Open,
@@ -158,7 +164,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     }
 
     /// Re-arms this session for a new connection in place, keeping its
-    /// storage (fixed pools of sessions on a microcontroller).
+    /// storage (fixed pools of sessions on a microcontroller). The old
+    /// session is forgotten, whatever its state: nothing counts its end
+    /// ([`Pump::reset`](crate::Pump::reset) does, and says how to release a
+    /// connection that was still live).
     pub fn reset(&mut self, config: SessionConfig, now: Instant) {
         self.config = config;
         self.state = State::Open;

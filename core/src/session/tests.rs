@@ -174,6 +174,27 @@ fn open_frames_frame_filling_buffer_exactly_is_echoed() {
 }
 
 #[test]
+fn open_frames_two_byte_storage_echoes_empty_frames_one_byte_aborts() {
+    let mut s = Session::new([0u8; 2], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x00");
+    assert_eq!(s.transmit_buffer(), b"\x00\x00", "the documented minimum");
+    let mut s = Session::new([0u8; 1], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x00");
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::FrameTooLarge { len: 2, limit: 1 }),
+        "a header that cannot fit must not wait forever"
+    );
+}
+
+#[test]
+#[should_panic(expected = "empty storage")]
+#[cfg(debug_assertions)]
+fn new_over_empty_storage_panics_in_debug_builds() {
+    let _ = Session::new([0u8; 0], cfg(Mode::Raw), T0);
+}
+
+#[test]
 fn open_receives_fin_with_queue_drains_then_closes() {
     let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"data");

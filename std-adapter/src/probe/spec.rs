@@ -155,10 +155,7 @@ pub fn default_threads(targets: &[Target], cores: usize) -> usize {
 
 /// The bytes of every probe datagram before its payload: a sequence number and a tag.
 pub const DATAGRAM_HEADER: usize = ricochet_core::probe::DATAGRAM_HEADER;
-/// The largest UDP payload over IPv4: 65535 − 20 (IP header) − 8 (UDP header).
-pub const UDP_MAX_V4: usize = 65_507;
-/// The largest UDP payload over IPv6: 65535 − 8 (the IPv6 payload length excludes its header).
-pub const UDP_MAX_V6: usize = 65_527;
+pub use ricochet_core::probe::{UDP_MAX_V4, UDP_MAX_V6};
 
 impl ProbeSpec {
     /// The command line's defaults for `target`.

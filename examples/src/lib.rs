@@ -3,7 +3,14 @@
 //!
 //! Every program prints what it did and exits 0 on success, 1 on failure,
 //! 2 on a usage error; `--help` describes the program and exits 0. The
-//! servers take `--once` or `--count N` so they end by themselves.
+//! servers take `--once` or `--count N` so they end by themselves:
+//! `tcp_server` counts connections, `udp_server` echoed datagrams (not
+//! clients; dropped datagrams do not count). The clients' `--count` is the
+//! number of messages (datagrams, lines) verified after their greeting.
+//!
+//! Sizes (`--size`) are binary, as `ricochet probe` takes them: `K`, `KB`,
+//! `KiB`, `k` = 1024; `M`, `MB`, `MiB`, `m` = 1024²; `G`, `GB`, `GiB`, `g` =
+//! 1024³; a bare `B` means bytes. `100K` is 102400 bytes.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,9 +26,12 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:50007";
 pub struct Args {
     /// The address (default [`DEFAULT_ADDR`]).
     pub addr: String,
-    /// Connections (servers) or messages (clients) before exiting.
+    /// What to count before exiting: connections (`tcp_server`), echoed
+    /// datagrams (`udp_server`), or messages verified after the greeting
+    /// (the clients).
     pub count: u64,
-    /// Message size for the clients' verification run.
+    /// Message size for the clients' verification run, in bytes (binary
+    /// suffixes: `100K` = 102400).
     pub size: usize,
     /// Words that were not flags, after the address (e.g. a client's message).
     pub rest: Vec<String>,
@@ -106,7 +116,7 @@ pub fn parse_from(
             }
             "--size" | "-s" => {
                 let v = it.next().ok_or("--size needs a number")?;
-                // The probe's syntax: 100, 100K, 4KiB, 1M.
+                // The probe's syntax, binary: 100, 100K (102400), 4KiB, 1M, 2GB.
                 args.size = ricochet::probe::units::parse_bytes(&v)
                     .map_err(|e| format!("bad --size: {e}"))?;
             }
@@ -159,6 +169,30 @@ mod tests {
         assert_eq!(run("--size 100K", 1).size, 100 * 1024);
         assert_eq!(run("-s 2KiB", 1).size, 2048);
         assert!(parse_from(words("--size lots"), 1).is_err());
+    }
+
+    /// Every suffix the clients' `--help` lists (binary, K = 1024) parses,
+    /// and the ones it does not list are refused.
+    #[test]
+    fn sizes_take_exactly_the_documented_suffixes() {
+        for (unit, bytes) in [("K", 1usize << 10), ("M", 1 << 20), ("G", 1 << 30)] {
+            let lower = unit.to_lowercase();
+            for suffix in [unit, &format!("{unit}B"), &format!("{unit}iB"), &lower] {
+                assert_eq!(
+                    run(&format!("--size 3{suffix}"), 1).size,
+                    3 * bytes,
+                    "{suffix}"
+                );
+            }
+        }
+        assert_eq!(run("--size 64B", 1).size, 64);
+        assert_eq!(run("--size 100K", 1).size, 102_400);
+        for bad in ["1T", "1kib", "1Kb", "1.5K", "K"] {
+            assert!(
+                parse_from(words(&format!("--size {bad}")), 1).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

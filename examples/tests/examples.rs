@@ -290,3 +290,139 @@ fn example_udp_client_without_server_says_so() {
     assert!(err.contains("no echo of the greeting within 10 s"), "{err}");
     assert!(!err.contains("os error"), "{err}");
 }
+
+/// A UDP echo stand-in that echoes `answers` datagrams, then (after
+/// `hold` says so, if given) closes its socket: the kernel then answers the
+/// client with ICMP port unreachable.
+fn udp_stand_in(
+    answers: usize,
+    hold: Option<std::sync::mpsc::Receiver<()>>,
+) -> (String, std::thread::JoinHandle<()>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        for _ in 0..answers {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            socket.send_to(&buf[..n], from).unwrap();
+        }
+        if let Some(hold) = hold {
+            let _ = hold.recv_timeout(LIMIT);
+        }
+        // Dropping the socket closes the port.
+    });
+    (addr, handle)
+}
+
+#[test]
+fn example_udp_client_names_a_server_that_went_away_mid_run() {
+    // The greeting and 2 datagrams are echoed, then the port is closed.
+    let (addr, server) = udp_stand_in(3, None);
+    let (code, out, err) = run_all(env!("CARGO_BIN_EXE_udp_client"), &[&addr, "--count", "50"]);
+    server.join().unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "the UDP echo server at {addr} went away after the greeting and 2 of 50 datagrams \
+             were verified: ICMP port unreachable"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("udp_server {addr} --count 51")),
+        "{err}"
+    );
+    assert!(!err.contains("os error"), "{err}");
+    assert!(out.contains("sent "), "the tally is printed: {out}");
+}
+
+#[test]
+fn example_udp_client_names_a_server_that_is_not_running() {
+    // Nothing echoes at all: the greeting already meets a closed port.
+    let (addr, server) = udp_stand_in(0, None);
+    server.join().unwrap();
+    let (code, out, err) = run_all(env!("CARGO_BIN_EXE_udp_client"), &[&addr, "--count", "5"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "no UDP echo server at {addr}: ICMP port unreachable"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("udp_server {addr}")), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}
+
+#[test]
+fn example_udp_oversize_datagrams_are_logged_and_hinted_without_a_made_up_length() {
+    // --count 2: the greeting is echoed, the 2000-byte datagrams are not,
+    // and a last small datagram from the test lets the server end by itself.
+    let (server, out, addr) = start_server(
+        env!("CARGO_BIN_EXE_udp_server"),
+        &["127.0.0.1:0", "--count", "2"],
+    );
+    let (code, client, err) = run_all(
+        env!("CARGO_BIN_EXE_udp_client"),
+        &[&addr, "--count", "2", "--size", "2000"],
+    );
+    let last = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    last.send_to(b"bye", &addr).unwrap();
+    let (server_code, server) = rest_of(server, out, "udp_server");
+    assert_eq!(code, 1, "{client}{err}");
+    assert!(client.contains("sent 2, verified 0, lost 2"), "{client}");
+    assert!(
+        err.contains(
+            "hint: every datagram was lost, and each was 2000 bytes: echo servers commonly drop \
+             datagrams larger than 1472 bytes"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("try --size 1472 or less"), "{err}");
+    assert_eq!(server_code, 0, "{server}");
+    assert!(
+        server.contains("dropped a datagram of more than 1472 bytes from 127.0.0.1:"),
+        "{server}"
+    );
+    assert!(!server.contains("1473"), "{server}");
+    assert!(server.contains("dropped 2 oversize"), "{server}");
+}
+
+#[test]
+fn example_udp_client_gives_no_size_hint_when_small_datagrams_are_lost() {
+    // Only the greeting is echoed; the port stays open (no ICMP), so the
+    // 64-byte datagrams are lost, and their size is not the cause.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (addr, server) = udp_stand_in(1, Some(done_rx));
+    let (code, out, err) = run_all(env!("CARGO_BIN_EXE_udp_client"), &[&addr, "--count", "1"]);
+    let _ = done_tx.send(());
+    server.join().unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("sent 1, verified 0, lost 1"), "{out}");
+    assert!(err.contains("0 of 1 datagrams verified"), "{err}");
+    assert!(!err.contains("hint") && !err.contains("1472"), "{err}");
+}
+
+#[test]
+fn example_help_says_what_count_counts_and_which_size_suffixes() {
+    let help = |bin| run(bin, &["--help"]).1;
+    let tcp_server = help(env!("CARGO_BIN_EXE_tcp_server"));
+    assert!(tcp_server.contains("counts connections"), "{tcp_server}");
+    let udp_server = help(env!("CARGO_BIN_EXE_udp_server"));
+    assert!(
+        udp_server.contains("counts echoed datagrams, not clients"),
+        "{udp_server}"
+    );
+    for bin in [
+        env!("CARGO_BIN_EXE_tcp_client"),
+        env!("CARGO_BIN_EXE_udp_client"),
+    ] {
+        let h = help(bin);
+        assert!(h.contains("100K = 102400 bytes"), "{h}");
+        for suffix in ["K, KB, KiB", "M, MB, MiB", "G, GB, GiB"] {
+            assert!(h.contains(suffix), "{suffix}: {h}");
+        }
+    }
+}

@@ -21,7 +21,7 @@ talking through an in-memory pipe, in every mode (raw, lines, frames): no socket
 threads, and a step counter for a clock.
 
 Usage: in_memory [--count N]
-  --count N   messages per mode (default 1000)
+  --count N   messages to verify in each mode (default 1000)
 ";
 
 fn main() -> ExitCode {

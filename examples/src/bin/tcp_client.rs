@@ -11,6 +11,8 @@
 //!
 //! Usage: `tcp_client [ADDR] [--count N] [--size S] [MESSAGE...]`
 //! (default 127.0.0.1:50007, 100 messages of 64 bytes, "Hello, world").
+//! `--count` counts the messages verified after the greeting, all on one
+//! connection; sizes are binary (`100K` = 102400 bytes).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -28,8 +30,10 @@ waits for the server's FIN.
 
 Usage: tcp_client [ADDR] [--count N] [--size S] [MESSAGE...]
   ADDR        the echo server (default 127.0.0.1:50007)
-  --count N   messages to verify (default 100)
-  --size S    bytes per message: 64, 100K, 4KiB... (default 64)
+  --count N   messages to verify after the greeting, on one connection (default 100)
+  --size S    bytes per message (default 64): a number with an optional binary suffix,
+              K, KB, KiB or k = 1024; M, MB, MiB or m = 1024^2; G, GB, GiB or
+              g = 1024^3 (and a bare B = bytes): 100K = 102400 bytes
   MESSAGE     the greeting (default \"Hello, world\")
 ";
 

@@ -10,7 +10,8 @@
 //! partial-send loop is the core's job, not yours. Timeouts end stuck peers.
 //!
 //! Usage: `tcp_server [ADDR] [--once | --count N]` (default 127.0.0.1:50007,
-//! serves 1 connection). Prints `listening on ADDR` first.
+//! serves 1 connection; `--count` counts connections, whatever their outcome,
+//! not messages). Prints `listening on ADDR` first.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -31,7 +32,8 @@ Usage: tcp_server [ADDR] [--once | --count N]
   ADDR        address to listen on (default 127.0.0.1:50007; port 0 picks a free one,
               printed as `listening on ADDR`)
   --once      serve one connection, then exit (the default)
-  --count N   serve N connections, then exit
+  --count N   serve N connections, then exit. It counts connections, closed or aborted,
+              not messages or bytes: one tcp_client run is one connection
 ";
 
 fn main() -> ExitCode {

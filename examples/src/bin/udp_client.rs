@@ -9,6 +9,12 @@
 //!
 //! Usage: `udp_client [ADDR] [--count N] [--size S] [MESSAGE...]`
 //! (default 127.0.0.1:50007, 50 datagrams of 64 bytes, "Hello, world").
+//! `--count` counts the datagrams verified after the greeting, so one run
+//! sends N + 1 datagrams; sizes are binary (`100K` = 102400 bytes).
+//!
+//! ICMP port unreachable (`ECONNREFUSED` on the connected socket's send or
+//! receive) is reported as what it means: no server listens at ADDR, or the
+//! one that did has exited, e.g. a `udp_server` whose `--count` ran out.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -16,6 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ricochet::clock::Clock;
+use ricochet_core::datagram::DEFAULT_MAX_DATAGRAM;
 use ricochet_core::{DatagramOutcome, DatagramProbe, DatagramProbeConfig, SizeRange};
 use ricochet_examples::{PEER_TIMEOUT, parse_args};
 
@@ -26,8 +33,12 @@ counted apart from corruption, duplicates and late arrivals.
 
 Usage: udp_client [ADDR] [--count N] [--size S] [MESSAGE...]
   ADDR        the echo server (default 127.0.0.1:50007)
-  --count N   datagrams to verify (default 50)
-  --size S    bytes per datagram, at least 12: 64, 1K... (default 64)
+  --count N   datagrams to verify after the greeting (default 50); one run sends
+              N + 1, and udp_server --count counts each one it echoes
+  --size S    bytes per datagram, at least 12 (default 64): a number with an optional
+              binary suffix, K, KB, KiB or k = 1024; M, MB, MiB or m = 1024^2;
+              G, GB, GiB or g = 1024^3 (and a bare B = bytes): 100K = 102400 bytes.
+              Servers commonly drop datagrams over 1472 bytes (udp_server does)
   MESSAGE     the greeting (default \"Hello, world\")
 ";
 
@@ -70,16 +81,17 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     socket
         .set_read_timeout(Some(PEER_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    socket.send(greeting).map_err(|e| format!("send: {e}"))?;
+    socket.send(greeting).map_err(|e| match e.kind() {
+        ErrorKind::ConnectionRefused => not_running(server),
+        _ => format!("send: {e}"),
+    })?;
     let mut buf = vec![0u8; 65_536];
     let n = socket.recv(&mut buf).map_err(|e| match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
             "no echo of the greeting within {} s: is a UDP echo server running at {server}?",
             PEER_TIMEOUT.as_secs()
         ),
-        ErrorKind::ConnectionRefused => {
-            format!("no UDP echo server at {server} (ICMP port unreachable)")
-        }
+        ErrorKind::ConnectionRefused => not_running(server),
         _ => format!("no echo of the greeting: {e}"),
     })?;
     if &buf[..n] != greeting {
@@ -107,9 +119,18 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
         .set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(|e| e.to_string())?;
     let mut out = vec![0u8; size];
+    // Set when the kernel reports ICMP port unreachable: the server is gone.
+    let mut went_away = false;
     while !probe.is_done() {
         if let Some(n) = probe.poll_transmit(clock.now(), &mut out) {
-            socket.send(&out[..n]).map_err(|e| format!("send: {e}"))?;
+            match socket.send(&out[..n]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    went_away = true;
+                    break;
+                }
+                Err(e) => return Err(format!("send: {e}")),
+            }
         }
         match socket.recv(&mut buf) {
             Ok(n) => {
@@ -122,6 +143,10 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 probe.handle_timeout(clock.now());
             }
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                went_away = true;
+                break;
+            }
             Err(e) => return Err(format!("recv: {e}")),
         }
     }
@@ -130,9 +155,36 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
         "sent {}, verified {}, lost {}, corrupt {}, duplicate {}, late {}",
         s.sent, s.verified, s.lost, s.corrupt, s.duplicate, s.late
     );
-    if s.verified == count {
-        Ok(())
-    } else {
-        Err(format!("{} of {count} datagrams verified", s.verified))
+    if went_away {
+        return Err(format!(
+            "the UDP echo server at {server} went away after the greeting and {} of {count} \
+             datagrams were verified: ICMP port unreachable, nothing listens there any more. \
+             Did it exit after its --count? `udp_server --count N` ends after echoing N \
+             datagrams, and this run needs the greeting plus {count}: start it with \
+             `udp_server {server} --count {}` (or more)",
+            s.verified,
+            count.saturating_add(1)
+        ));
     }
+    if s.verified == count {
+        return Ok(());
+    }
+    let mut e = format!("{} of {count} datagrams verified", s.verified);
+    if s.sent > 0 && s.verified == 0 && s.lost == s.sent && size > DEFAULT_MAX_DATAGRAM {
+        e.push_str(&format!(
+            "\nhint: every datagram was lost, and each was {size} bytes: echo servers commonly \
+             drop datagrams larger than {DEFAULT_MAX_DATAGRAM} bytes (the default limit of these \
+             examples' udp_server and of `ricochet serve`); try --size {DEFAULT_MAX_DATAGRAM} \
+             or less"
+        ));
+    }
+    Err(e)
+}
+
+/// ICMP port unreachable before anything came back: no server at `server`.
+fn not_running(server: SocketAddr) -> String {
+    format!(
+        "no UDP echo server at {server}: ICMP port unreachable, nothing listens on that port; \
+         start one there (e.g. `udp_server {server}`) or check ADDR"
+    )
 }

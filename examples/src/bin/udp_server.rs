@@ -10,14 +10,15 @@
 //! guard on reflector source ports, per-source rate limit).
 //!
 //! Usage: `udp_server [ADDR] [--once | --count N]` (default 127.0.0.1:50007;
-//! exits after echoing N datagrams, default 1). Prints `listening on ADDR` first.
+//! exits after echoing N datagrams, default 1: it counts echoed datagrams, not
+//! clients, and dropped ones do not count). Prints `listening on ADDR` first.
 
 use std::io::Write;
 use std::net::UdpSocket;
 use std::process::ExitCode;
 
 use ricochet::clock::Clock;
-use ricochet_core::{DatagramCounters, DatagramPolicy, PolicyConfig, Verdict};
+use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, PolicyConfig, Verdict};
 use ricochet_examples::parse_args;
 
 const HELP: &str = "\
@@ -29,7 +30,9 @@ Usage: udp_server [ADDR] [--once | --count N]
   ADDR        address to bind (default 127.0.0.1:50007; port 0 picks a free one,
               printed as `listening on ADDR`)
   --once      echo one datagram, then exit (the default)
-  --count N   echo N datagrams, then exit
+  --count N   echo N datagrams, then exit. It counts echoed datagrams, not clients;
+              dropped ones do not count. One udp_client run sends its greeting plus
+              its --count datagrams: `udp_client --count 50` needs --count 51 here
 ";
 
 fn main() -> ExitCode {
@@ -63,6 +66,15 @@ fn serve(addr: &str, count: u64) -> std::io::Result<()> {
             Verdict::Echo => {
                 socket.send_to(&buf[..n], source)?;
                 counters.echoed(n);
+            }
+            Verdict::Drop(reason @ DropReason::Oversize { limit, .. }) => {
+                counters.dropped(reason);
+                // A max + 1 buffer only tells "longer than the limit": std's
+                // UdpSocket cannot ask for the real length (MSG_TRUNC).
+                println!(
+                    "dropped a datagram of more than {limit} bytes from {source}: \
+                     oversize ({limit} bytes is this server's limit)"
+                );
             }
             Verdict::Drop(reason) => {
                 counters.dropped(reason);

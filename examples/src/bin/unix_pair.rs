@@ -7,7 +7,8 @@
 //! `StreamProbe`, half-closes and waits for the server's FIN. The socket
 //! lives in a fresh directory under the system temp dir, removed at the end.
 //!
-//! Usage: `unix_pair [--count N]` (default 100 lines).
+//! Usage: `unix_pair [--count N]` (default 100 lines verified after the
+//! half-line demonstration, so the server echoes N + 1 lines).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -27,7 +28,7 @@ line gets no echo, the rest of it does; then N lines are verified and the server
 after our FIN.
 
 Usage: unix_pair [--count N]
-  --count N   lines to verify (default 100)
+  --count N   lines to verify after the half-line demonstration (default 100)
 ";
 
 fn main() -> ExitCode {

@@ -196,6 +196,108 @@ fn probe_reports_a_refused_client_certificate_as_a_handshake_error() {
     );
 }
 
+/// A mutual-TLS server refuses the probe (which presents no certificate)
+/// only after the probe's side of the TLS 1.3 handshake is done: the
+/// server's alert comes on the first read. That handshake failed: it is a
+/// `handshake` error with the reason, and neither a completed handshake
+/// (count, resumed, time, rate, `verified`) nor an opened connection, in the
+/// totals, the per-target row and the table; the same runs against the same
+/// server without `--tls-client-ca` count every handshake.
+#[test]
+fn probe_counts_a_handshake_refused_after_its_side_was_done_as_failed_not_completed() {
+    let pki = Pki::new();
+    let ca = pki.ca.clone();
+    let mutual = TlsServer::start(&pki, Mode::Raw, move |c| {
+        c.tls.as_mut().expect("tls").client_ca = Some(ca);
+    });
+    let plain = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let runs: [&[&str]; 3] = [
+        &["-n", "30"],
+        &["-n", "30", "--tls-resumption", "off"],
+        &["-p", "crr", "-n", "12"],
+    ];
+    for extra in runs {
+        let args = |srv: &TlsServer| {
+            let mut a = vec![
+                format!("tls://localhost:{}", srv.tls.port()),
+                "--tls-ca".to_owned(),
+                path(&pki.ca).to_owned(),
+                "-c".to_owned(),
+                "3".to_owned(),
+            ];
+            a.extend(extra.iter().map(|s| (*s).to_owned()));
+            a
+        };
+        let refused = args(&mutual);
+        let mut json: Vec<&str> = refused.iter().map(String::as_str).collect();
+        json.push("--json");
+        let o = probe_cli(&json);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {:?}", texts(&o));
+        let j = json_of(&o);
+        let tls = &j["tls"];
+        assert_eq!(tls["handshakes"], 0, "{extra:?}: {j}");
+        assert_eq!(tls["resumed"], 0, "{extra:?}: {j}");
+        assert_eq!(tls["handshake_us"]["count"], 0, "{extra:?}: {j}");
+        assert!(tls["handshakes_per_sec"].is_null(), "{extra:?}: {j}");
+        assert_eq!(tls["verified"], false, "{extra:?}: {j}");
+        assert_eq!(j["connections_opened"], 0, "{extra:?}: {j}");
+        assert_eq!(j["connect_us"]["count"], 0, "{extra:?}: {j}");
+        assert_eq!(j["errors"]["handshake"], 3, "{extra:?}: {j}");
+        let row = &j["targets"][0];
+        assert_eq!(row["connections_opened"], 0, "{extra:?}: {j}");
+        assert_eq!(row["errors"]["handshake"], 3, "{extra:?}: {j}");
+        let details = j["error_details"].as_array().expect("error details");
+        assert_eq!(details.len(), 3, "{extra:?}: {j}");
+        for d in details {
+            assert_eq!(d["kind"], "handshake", "{extra:?}: {j}");
+            let msg = d["message"].as_str().unwrap_or("");
+            assert!(
+                msg.contains("refused the probe's client certificate")
+                    && msg.contains("CertificateRequired"),
+                "{extra:?}: {msg}"
+            );
+        }
+        let shown: Vec<&str> = refused.iter().map(String::as_str).collect();
+        let o = probe_cli(&shown);
+        let (code, table, _) = texts(&o);
+        assert_eq!(code, 1, "{extra:?}: {table}");
+        let line = handshakes_line(&table);
+        assert!(line.starts_with("handshakes   0 ("), "{extra:?}: {line}");
+        assert!(line.contains("NOT verified"), "{extra:?}: {line}");
+        assert!(!line.contains("/s"), "{extra:?}: {line}");
+        // No connection opened: no connect latency; churn says 0 opened.
+        assert!(
+            !table.lines().any(|l| l.starts_with("connect ")),
+            "{extra:?}: {table}"
+        );
+        assert!(
+            table
+                .lines()
+                .filter(|l| l.starts_with("connections  ") && l.contains(" opened"))
+                .all(|l| l.starts_with("connections  0 opened")),
+            "{extra:?}: {table}"
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("hint") && l.contains("client certificate")),
+            "{extra:?}: {table}"
+        );
+        // The same run, the server asking for no client certificate.
+        let mut json: Vec<String> = args(&plain);
+        json.push("--json".to_owned());
+        let json: Vec<&str> = json.iter().map(String::as_str).collect();
+        let o = probe_cli(&json);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {:?}", texts(&o));
+        let j = json_of(&o);
+        let opened = j["connections_opened"].as_u64().unwrap_or(0);
+        assert!(opened >= 3, "{extra:?}: {j}");
+        assert_eq!(j["tls"]["handshakes"], opened, "{extra:?}: {j}");
+        assert_eq!(j["tls"]["verified"], true, "{extra:?}: {j}");
+        assert_eq!(j["connect_us"]["count"], opened, "{extra:?}: {j}");
+    }
+}
+
 /// The command between backticks after `made with` in `msg`.
 fn suggested_command(msg: &str) -> String {
     let start = msg.find("`openssl").expect("a suggested openssl command") + 1;

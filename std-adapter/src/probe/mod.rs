@@ -84,7 +84,9 @@
 //! [`Report::connect_us`] covers TCP connect plus handshake, while
 //! [`Report::tls`] has the handshake alone (TCP established to handshake
 //! done), the handshakes per second and how many resumed a session, never
-//! mixed into the round trips.
+//! mixed into the round trips. A TLS 1.3 handshake counts (as does its
+//! connection) once the server has accepted it, not merely when the
+//! probe's side is done: a mutual-TLS server refuses only after that.
 
 mod control;
 mod datagram;

@@ -396,7 +396,10 @@ pub struct TlsReport {
     pub verified: bool,
     /// Whether connections could resume an earlier session (`--tls-resumption`).
     pub resumption: bool,
-    /// Handshakes completed (all of them, warmup included).
+    /// Handshakes completed (all of them, warmup included). Over TLS 1.3 a
+    /// handshake the server refuses after the probe's side was done (a
+    /// mutual-TLS server's alert on the first read) is not one: it is a
+    /// `handshake` error, like one refused during the handshake.
     pub handshakes: u64,
     /// Of those, resumed from an earlier session.
     pub resumed: u64,

@@ -182,7 +182,8 @@ impl Tally {
         }
     }
 
-    /// A TLS handshake completed at `now`, having taken `took`.
+    /// A TLS handshake completed at `now`, having taken `took` (recorded
+    /// once the server accepted it, which over TLS 1.3 may be later).
     pub(super) fn handshake(&mut self, now: Instant, took: Duration, resumed: bool) {
         self.handshakes += 1;
         self.resumed += u64::from(resumed);

@@ -13,7 +13,11 @@
 //! So connect latency, measured by the worker from [`dial`] to ready, is
 //! the time until the connection carries data: over TLS, TCP connect plus
 //! handshake. The handshake alone is measured from [`Handshake::since`]
-//! to ready.
+//! to ready. Over TLS 1.3 the server may still refuse a handshake done on
+//! the probe's side (a client certificate it does not accept):
+//! [`Link::handshake_accepted`] says when it can no longer, and the worker
+//! counts the connection as opened (and the handshake as completed) only
+//! then, or when the connection ends without that refusal.
 //!
 //! `read`/`write` move plaintext; `shutdown_write` sends the transport's
 //! own close (TLS: `close_notify`) before the FIN. Over TLS a write may
@@ -183,6 +187,17 @@ impl Link {
         match self {
             Link::Tls(s) => s.handshake_done(),
             Link::Tcp(_) | Link::Unix(_) => None,
+        }
+    }
+
+    /// Whether the server has shown it accepted the transport's completed
+    /// handshake: TCP and Unix have none; TLS 1.2 once complete; TLS 1.3
+    /// once a record after it arrived intact, as a server that checks the
+    /// client's certificate may still refuse until then (see `TlsLink`).
+    pub(super) fn handshake_accepted(&self) -> bool {
+        match self {
+            Link::Tls(s) => s.handshake_accepted(),
+            Link::Tcp(_) | Link::Unix(_) => true,
         }
     }
 

@@ -436,7 +436,8 @@ fn tls_section(
         hints.push(
             "no TLS handshake completed: check that the server speaks TLS on this port \
              (a plain echo server is tcp://), that --tls-ca holds the CA that signed its \
-             certificate, and that --tls-server-name matches a name in it"
+             certificate, that --tls-server-name matches a name in it, and that it does not \
+             require a client certificate (mutual TLS): the probe presents none"
                 .to_owned(),
         );
     }

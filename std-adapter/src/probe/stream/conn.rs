@@ -2,9 +2,9 @@
 //! probe, and what carries over from one connection to the next when
 //! connections churn (`--pattern crr`, `--lifetime`).
 
-use ricochet_core::{Instant, StreamProbe};
+use ricochet_core::{Duration, Instant, StreamProbe};
 
-use super::super::transport::Link;
+use super::super::transport::{Handshake, Link};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -57,6 +57,21 @@ pub(super) struct Conn<const M: usize> {
     pub(super) held: bool,
     /// The last instant that may have let a held message start.
     pub(super) ready_at: Instant,
+    /// The current connection is ready for data but not counted as opened
+    /// yet: the server has not shown it accepted the TLS handshake.
+    pub(super) unsettled: Option<Opened>,
+}
+
+/// A connection that became ready for data, as it is counted once the
+/// server has accepted its handshake (TLS 1.3: see `Link::handshake_accepted`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Opened {
+    /// When it became ready (its handshake done on the probe's side).
+    pub(super) at: Instant,
+    /// From the connect call to ready.
+    pub(super) connect: Duration,
+    /// Its handshake (TLS).
+    pub(super) handshake: Option<Handshake>,
 }
 
 impl<const M: usize> Conn<M> {
@@ -78,6 +93,7 @@ impl<const M: usize> Conn<M> {
             origin: None,
             held: false,
             ready_at: at,
+            unsettled: None,
         }
     }
 

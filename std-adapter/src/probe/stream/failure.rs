@@ -46,6 +46,11 @@ impl Failure {
         }
     }
 
+    /// A failed (or refused) transport handshake.
+    pub(super) fn is_handshake(&self) -> bool {
+        self.kind == ErrorKind::Handshake
+    }
+
     /// How the peer ended the connection, when it ended it early.
     pub(super) fn peer_end(&self) -> Option<PeerEnd> {
         self.peer_end

@@ -37,7 +37,7 @@ use super::transport::{self, Dialed, Link, Readiness, ReadyError};
 use super::units::format_duration;
 use super::wait::Waiter;
 use super::{Ctx, Pattern};
-use conn::{Conn, Gate, Phase};
+use conn::{Conn, Gate, Opened, Phase};
 use failure::{Failure, PeerEnd};
 
 /// Messages tracked in flight by a ping-pong probe (one at a time).
@@ -337,15 +337,16 @@ impl Env<'_> {
         self.fail(c, idx, now, Failure::new(kind, msg));
     }
 
-    /// The connection is ready: create its probe and start sending.
+    /// The connection is ready: create its probe and start sending. It
+    /// counts as opened once the server accepted its handshake ([`Self::settle`]).
     fn connected<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
         self.connecting = self.connecting.saturating_sub(1);
-        self.rec
-            .connected(c.target, now.saturating_since(c.dialed_at));
-        if let Some(h) = c.sock.as_ref().and_then(Link::handshake) {
-            let took = now.saturating_since(h.since);
-            self.rec.handshake(c.target, now, took, h.resumed);
-        }
+        c.unsettled = Some(Opened {
+            at: now,
+            connect: now.saturating_since(c.dialed_at),
+            handshake: c.sock.as_ref().and_then(Link::handshake),
+        });
+        self.settle(c);
         let spec = self.ctx.spec;
         let count = self.session_count(c);
         // Under pacing the slot's schedule runs on: this connection's first
@@ -495,9 +496,36 @@ impl Env<'_> {
         }
     }
 
+    /// Counts the current connection as opened, and its handshake as
+    /// completed, once the server has accepted the handshake: at once but
+    /// over TLS 1.3, where the probe's side is done first and a server that
+    /// checks the client's certificate refuses only then (see
+    /// [`Link::handshake_accepted`]). A connection that ends first counts
+    /// too, unless the server refused its handshake ([`Self::fail`]).
+    fn settle<const M: usize>(&mut self, c: &mut Conn<M>) {
+        if c.unsettled.is_some() && c.sock.as_ref().is_some_and(Link::handshake_accepted) {
+            self.count_opened(c);
+        }
+    }
+
+    /// Counts the connection waiting in [`Conn::unsettled`] as opened, and
+    /// its handshake (timed to the instant it was done) as completed.
+    fn count_opened<const M: usize>(&mut self, c: &mut Conn<M>) {
+        let Some(o) = c.unsettled.take() else {
+            return;
+        };
+        self.rec.connected(c.target, o.connect);
+        if let Some(h) = o.handshake {
+            let took = o.at.saturating_since(h.since);
+            self.rec.handshake(c.target, o.at, took, h.resumed);
+        }
+    }
+
     /// Moves bytes until the socket would block both ways, then reschedules.
     fn drive<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize) {
-        match self.pump(c) {
+        let pumped = self.pump(c);
+        self.settle(c);
+        match pumped {
             Ok(pump::Pumped::Open) => self.reschedule(c, idx),
             Ok(pump::Pumped::Closed) => self.closed(c, idx),
             Err(f) => {
@@ -521,6 +549,8 @@ impl Env<'_> {
     /// one if connections churn and there is more to do.
     fn closed<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize) {
         let now = self.ctx.clock.now();
+        // A clean end: the server did not refuse the handshake.
+        self.count_opened(c);
         self.close_socket(c);
         self.timers.schedule(idx, None);
         if let Some(p) = c.probe.take() {
@@ -556,6 +586,14 @@ impl Env<'_> {
         }
         if c.is_connecting() {
             self.connecting = self.connecting.saturating_sub(1);
+        }
+        self.settle(c);
+        if f.is_handshake() {
+            // The server refused the handshake done on the probe's side
+            // (TLS 1.3): it failed, like one refused before it was done.
+            c.unsettled = None;
+        } else {
+            self.count_opened(c);
         }
         self.close_socket(c);
         let verified = c.probe.as_ref().map_or(0, |p| p.stats().bytes_verified);

@@ -7,6 +7,14 @@
 //! latency ([`Handshake::since`] to ready) is the TLS cost alone, apart
 //! from the TCP connect and from every message's round trip.
 //!
+//! Over TLS 1.3 the client finishes its handshake first, and a server that
+//! asks for a client certificate checks it only after that: the probe's
+//! side is done before the server has accepted. [`TlsLink::handshake_accepted`]
+//! says when the server has shown it did (any record after the handshake
+//! arriving intact); a fatal alert before that is the server refusing the
+//! handshake ([`RefusedByServer`]), so the worker counts the handshake as
+//! completed only once it is accepted.
+//!
 //! `read`, `write` and `shutdown_write` keep the contract the worker relies
 //! on for edge-triggered readiness: a short read or write, or `WouldBlock`,
 //! only when the socket itself would block; a short read that already
@@ -20,7 +28,7 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use ricochet_core::Instant;
 use rustls::pki_types::ServerName;
-use rustls::{AlertDescription, ClientConnection, HandshakeKind};
+use rustls::{AlertDescription, ClientConnection, HandshakeKind, ProtocolVersion};
 
 use crate::serve::CERT_COMMAND;
 
@@ -122,20 +130,31 @@ fn shown_name(presented: &str) -> String {
     presented.to_owned()
 }
 
-/// The server refused the connection with a fatal alert about the client's
-/// certificate or the handshake, received after the handshake completed on
-/// the probe's side (TLS 1.3 tells the client so only on its first read): a
-/// mutual-TLS server refusing the probe, which has no client certificate.
+/// The server refused the handshake with a fatal alert received after the
+/// handshake completed on the probe's side but before the server showed it
+/// accepted it (TLS 1.3 tells the client so only on its first read): mostly
+/// a mutual-TLS server refusing the probe, which has no client certificate.
+/// The handshake failed: it is never counted as completed.
 #[derive(Debug)]
 pub(crate) struct RefusedByServer(pub(crate) AlertDescription);
 
 impl RefusedByServer {
-    /// `e` as this refusal, if it is one.
-    fn of(e: &rustls::Error) -> Option<Self> {
-        use AlertDescription as A;
+    /// `e` as this refusal, if it is a fatal alert (rustls reports only
+    /// those as received) and the server has not accepted the handshake.
+    fn of(e: &rustls::Error, accepted: bool) -> Option<Self> {
         match e {
-            rustls::Error::AlertReceived(
-                a @ (A::CertificateRequired
+            rustls::Error::AlertReceived(a) if !accepted => Some(RefusedByServer(*a)),
+            _ => None,
+        }
+    }
+
+    /// Whether the alert is about the client's certificate (or says the
+    /// handshake failed or access is denied, as servers refusing one do).
+    fn about_client_certificate(&self) -> bool {
+        use AlertDescription as A;
+        matches!(
+            self.0,
+            A::CertificateRequired
                 | A::BadCertificate
                 | A::UnsupportedCertificate
                 | A::CertificateRevoked
@@ -143,10 +162,8 @@ impl RefusedByServer {
                 | A::CertificateUnknown
                 | A::UnknownCA
                 | A::AccessDenied
-                | A::HandshakeFailure),
-            ) => Some(RefusedByServer(*a)),
-            _ => None,
-        }
+                | A::HandshakeFailure
+        )
     }
 }
 
@@ -155,12 +172,18 @@ impl fmt::Display for RefusedByServer {
         write!(
             f,
             "TLS handshake refused by the server (fatal alert {:?}, after the handshake was done \
-             on the probe's side): the server refused the probe's client certificate (the probe \
-             sends none; the server asks for one: mutual TLS, e.g. `ricochet serve \
-             --tls-client-ca`); the probe has no client certificate option: test mutual TLS \
-             with another client (e.g. `openssl s_client -cert client.pem -key client-key.pem`)",
+             on the probe's side)",
             self.0
-        )
+        )?;
+        if self.about_client_certificate() {
+            f.write_str(
+                ": the server refused the probe's client certificate (the probe sends none; the \
+                 server asks for one: mutual TLS, e.g. `ricochet serve --tls-client-ca`); the \
+                 probe has no client certificate option: test mutual TLS with another client \
+                 (e.g. `openssl s_client -cert client.pem -key client-key.pem`)",
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -179,6 +202,9 @@ pub(crate) struct TlsLink {
     fin_pending: bool,
     /// The last read returned data early: the end (or an error) is next.
     end_pending: bool,
+    /// The server has shown it accepted the completed handshake (see
+    /// [`TlsLink::handshake_accepted`]).
+    accepted: bool,
 }
 
 impl TlsLink {
@@ -191,6 +217,7 @@ impl TlsLink {
             since: Instant::ZERO,
             fin_pending: false,
             end_pending: false,
+            accepted: false,
         }
     }
 
@@ -233,6 +260,17 @@ impl TlsLink {
         })
     }
 
+    /// Whether the server has shown that it accepted the completed handshake,
+    /// which only then counts as completed. Over TLS 1.2 its Finished, the
+    /// handshake's last message, says so: accepted once complete. Over
+    /// TLS 1.3 the client's Finished comes last, and a server that asked for
+    /// a client certificate checks it only then: it refuses with a fatal
+    /// alert, the first record after the handshake; it accepts with anything
+    /// else arriving intact (a session ticket, the echo, its close_notify).
+    pub(crate) fn handshake_accepted(&self) -> bool {
+        self.accepted
+    }
+
     /// Whether the TCP connection is up and the handshake not complete.
     pub(crate) fn is_handshaking(&self) -> bool {
         self.conn.as_ref().is_some_and(|c| c.is_handshaking())
@@ -245,6 +283,8 @@ impl TlsLink {
             self.push().map_err(HandshakeError::Io)?;
             let (conn, sock) = self.parts().map_err(HandshakeError::Io)?;
             if !conn.is_handshaking() {
+                let tls13 = conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+                self.accepted |= !tls13 || conn.tls13_tickets_received() > 0;
                 return Ok(true);
             }
             match conn.read_tls(sock) {
@@ -307,10 +347,14 @@ impl TlsLink {
             let (conn, sock) = self.parts()?;
             match conn.reader().read(&mut buf[filled..]) {
                 Ok(0) => {
+                    // The server's close_notify: it accepted the handshake.
+                    self.accepted = true;
                     self.end_pending = filled > 0;
                     return Ok(filled);
                 }
                 Ok(n) => {
+                    // Data from the server: it accepted the handshake.
+                    self.accepted = true;
                     filled += n;
                     if filled == buf.len() {
                         return Ok(filled);
@@ -326,18 +370,24 @@ impl TlsLink {
             }
             match conn.read_tls(sock) {
                 Ok(_) => {
-                    if let Err(e) = conn.process_new_packets() {
+                    let processed = conn.process_new_packets();
+                    // A session ticket: the server accepted the handshake
+                    // (it sends one only then), even if an alert followed.
+                    let ticket = conn.tls13_tickets_received() > 0;
+                    let answer = conn.wants_write();
+                    self.accepted |= ticket;
+                    if let Err(e) = processed {
                         let _ = self.push();
                         if filled > 0 {
                             self.end_pending = true;
                             return Ok(filled);
                         }
-                        if let Some(refused) = RefusedByServer::of(&e) {
+                        if let Some(refused) = RefusedByServer::of(&e, self.accepted) {
                             return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
                         }
                         return Err(io::Error::new(io::ErrorKind::InvalidData, e));
                     }
-                    if conn.wants_write() {
+                    if answer {
                         // A key update or alert to answer; errors show on the next write.
                         let _ = self.push();
                     }
@@ -386,5 +436,207 @@ impl TlsLink {
         conn.send_close_notify();
         self.fin_pending = true;
         self.push().map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, TcpListener};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant as StdInstant};
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
+
+    use super::*;
+    use crate::probe::{Target, TlsOptions, TlsTarget};
+
+    /// Every wait of these tests is bounded by this.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A rustls server on 127.0.0.1:0 speaking `version` only, asking for a
+    /// client certificate with `client_auth`, for one connection: the
+    /// handshake (a refused one ends with its alert, then FIN), then the
+    /// echo until the client closes.
+    fn server(
+        version: &'static SupportedProtocolVersion,
+        client_auth: bool,
+    ) -> (SocketAddr, JoinHandle<()>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let id = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert = id.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.signing_key.serialize_der()));
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[version])
+            .expect("versions");
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert.clone()).expect("client CA");
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = Arc::new(builder.with_single_cert(vec![cert], key).expect("config"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let thread = std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().expect("accept");
+            sock.set_read_timeout(Some(WAIT)).expect("read timeout");
+            let mut conn = ServerConnection::new(config).expect("server session");
+            let mut buf = [0u8; 1024];
+            loop {
+                while conn.wants_write() {
+                    if conn.write_tls(&mut sock).is_err() {
+                        return;
+                    }
+                }
+                match conn.read_tls(&mut sock) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if conn.process_new_packets().is_err() {
+                    // The alert, then the close.
+                    while conn.wants_write() && conn.write_tls(&mut sock).is_ok() {}
+                    return;
+                }
+                while let Ok(n @ 1..) = conn.reader().read(&mut buf) {
+                    conn.writer().write_all(&buf[..n]).expect("echo");
+                }
+            }
+        });
+        (addr, thread)
+    }
+
+    /// A link to `addr`, its TCP connect in progress (any certificate is accepted).
+    fn link_to(addr: SocketAddr) -> TlsLink {
+        let target = Target::Tls(TlsTarget {
+            addrs: vec![addr],
+            host: "localhost".to_owned(),
+        });
+        let opts = TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        };
+        let clients = super::super::clients(std::slice::from_ref(&target), &opts).expect("client");
+        let client = clients[0].as_ref().expect("a TLS client");
+        TlsLink::new(TcpStream::connect(addr).expect("connect"), client)
+    }
+
+    /// Polls `step` until it gives a value, for [`WAIT`] at most.
+    fn until<T>(what: &str, mut step: impl FnMut() -> Option<T>) -> T {
+        let start = StdInstant::now();
+        loop {
+            if let Some(v) = step() {
+                return v;
+            }
+            assert!(start.elapsed() < WAIT, "{what}: not within {WAIT:?}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Drives the TCP connect and the handshake to their end.
+    fn handshake(link: &mut TlsLink) -> Result<(), HandshakeError> {
+        until("the handshake's end", || {
+            match link.poll_ready(Instant::ZERO, |s| Ok(s.peer_addr().is_ok())) {
+                Ok(Readiness::Ready) => Some(Ok(())),
+                Ok(_) => None,
+                Err(ReadyError::Handshake(e)) => Some(Err(e)),
+                Err(ReadyError::Connect(e)) => panic!("connect: {e}"),
+            }
+        })
+    }
+
+    /// The next read that does not say `WouldBlock`.
+    fn read(link: &mut TlsLink, buf: &mut [u8]) -> io::Result<usize> {
+        until("a read", || match link.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            r => Some(r),
+        })
+    }
+
+    #[test]
+    fn tls13_handshake_is_accepted_only_when_the_server_has_not_refused_it() {
+        // Asked for a client certificate, the probe (which has none)
+        // finishes first; the server's refusal is the first record after.
+        let (addr, srv) = server(&rustls::version::TLS13, true);
+        let mut link = link_to(addr);
+        handshake(&mut link).expect("done on the probe's side");
+        assert!(link.handshake_done().is_some());
+        assert!(!link.handshake_accepted(), "the server has not checked yet");
+        let e = read(&mut link, &mut [0; 64]).expect_err("the server's refusal");
+        let refused = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<RefusedByServer>());
+        assert!(
+            matches!(
+                refused,
+                Some(RefusedByServer(AlertDescription::CertificateRequired))
+            ),
+            "{e:?}"
+        );
+        assert!(!link.handshake_accepted());
+        srv.join().expect("server");
+        // Not asked for one: the server's session ticket (or its echo) says
+        // it accepted the handshake.
+        let (addr, srv) = server(&rustls::version::TLS13, false);
+        let mut link = link_to(addr);
+        handshake(&mut link).expect("handshake");
+        let mut buf = [0u8; 64];
+        until("a record after the handshake", || {
+            match link.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => panic!("nothing to read yet: {other:?}"),
+            }
+            link.handshake_accepted().then_some(())
+        });
+        assert_eq!(link.write(b"ping").expect("write"), 4);
+        let n = read(&mut link, &mut buf).expect("the echo");
+        assert_eq!(&buf[..n], b"ping");
+        assert!(link.handshake_accepted());
+        drop(link);
+        srv.join().expect("server");
+    }
+
+    #[test]
+    fn a_fatal_alert_is_a_refusal_until_the_server_accepted_the_handshake() {
+        let alert = |a| rustls::Error::AlertReceived(a);
+        let cert = RefusedByServer::of(&alert(AlertDescription::UnknownCA), false)
+            .expect("a refusal")
+            .to_string();
+        assert!(
+            cert.contains("fatal alert UnknownCA") && cert.contains("client certificate"),
+            "{cert}"
+        );
+        let other = RefusedByServer::of(&alert(AlertDescription::DecryptError), false)
+            .expect("a refusal")
+            .to_string();
+        assert!(
+            other.contains("fatal alert DecryptError") && !other.contains("client certificate"),
+            "{other}"
+        );
+        assert!(RefusedByServer::of(&alert(AlertDescription::UnknownCA), true).is_none());
+        assert!(RefusedByServer::of(&rustls::Error::DecryptError, false).is_none());
+    }
+
+    #[test]
+    fn tls12_handshake_is_accepted_once_complete_and_refused_during_it() {
+        // The server's Finished comes last: nothing left to refuse.
+        let (addr, srv) = server(&rustls::version::TLS12, false);
+        let mut link = link_to(addr);
+        handshake(&mut link).expect("handshake");
+        assert!(link.handshake_accepted());
+        drop(link);
+        srv.join().expect("server");
+        // A refused client certificate fails the handshake itself.
+        let (addr, srv) = server(&rustls::version::TLS12, true);
+        let mut link = link_to(addr);
+        let e = handshake(&mut link).expect_err("refused during the handshake");
+        assert!(matches!(e, HandshakeError::Tls(_)), "{e:?}");
+        assert!(!link.handshake_accepted());
+        srv.join().expect("server");
     }
 }

@@ -616,82 +616,12 @@ fn early_end_hints_only_when_nothing_was_verified() {
     assert!(hints_of(&out).is_empty(), "{out}");
 }
 
-/// How a [`Forward`] ends each connection it accepts.
-#[derive(Clone, Copy)]
-enum Ending {
-    /// Half-close at once (FIN), drain what the peer sends, then close:
-    /// always a clean close for the peer.
-    Fin,
-    /// Close at once: our first message may still be unread, and then the
-    /// kernel resets the connection instead.
-    Drop,
-}
-
-/// A port forward with nothing behind it (QEMU `hostfwd` before the guest
-/// listens, a published container port, an SSH tunnel): it accepts each
-/// connection on 127.0.0.1:0 and ends it at once.
-struct Forward {
-    addr: std::net::SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Forward {
-    fn start(ending: Ending) -> Forward {
-        use std::io::Read;
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut conns = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => match ending {
-                        Ending::Drop => drop(s),
-                        Ending::Fin => conns.push(std::thread::spawn(move || {
-                            let _ = s.set_nonblocking(false);
-                            let _ = s.shutdown(std::net::Shutdown::Write);
-                            let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
-                            let mut buf = [0u8; 4096];
-                            while matches!((&s).read(&mut buf), Ok(n) if n > 0) {}
-                        })),
-                    },
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(_) => break,
-                }
-            }
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        Forward {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A peer that accepts and closes at once before any byte was echoed: the
 /// probe says a port forward's server may not be up yet, and not that a
 /// line was too long (a clean close is not how a server aborts one).
 #[test]
 fn connections_closed_before_any_echo_suggest_the_server_behind_a_forward_is_not_up() {
-    let fwd = Forward::start(Ending::Fin);
+    let fwd = FaultyServer::start(Fault::FinAtOnce);
     let t = format!("tcp://{}", fwd.addr);
     let (code, out, _) = texts(&probe_cli(&[&t, "-c", "2", "-n", "3", "--timeout", "2s"]));
     assert_eq!(code, 1, "{out}");
@@ -730,7 +660,7 @@ fn connections_closed_before_any_echo_suggest_the_server_behind_a_forward_is_not
 /// accept-and-close does on Linux): the forward hint is there as well.
 #[test]
 fn connections_dropped_at_once_suggest_a_forward_whichever_way_they_end() {
-    let fwd = Forward::start(Ending::Drop);
+    let fwd = FaultyServer::start(Fault::CloseAtOnce);
     let t = format!("tcp://{}", fwd.addr);
     let (code, out, _) = texts(&probe_cli(&[&t, "-n", "3", "--timeout", "2s"]));
     assert_eq!(code, 1, "{out}");

@@ -342,6 +342,14 @@ pub enum Fault {
     ExtraAfterFin,
     /// Send this greeting first (as SMTP or FTP servers do), then echo.
     Banner(&'static [u8]),
+    /// Echo nothing: half-close at once (FIN), drain what the peer sends,
+    /// then close; always a clean close for the peer (a port forward with
+    /// nothing behind it, as some end their connections).
+    FinAtOnce,
+    /// Echo nothing: close at once; if the peer's first message is already
+    /// unread, the kernel resets the connection instead (a plain
+    /// accept-and-close, as QEMU's `hostfwd` before the guest listens).
+    CloseAtOnce,
 }
 
 /// A thread-per-connection TCP echo server with a fault, on 127.0.0.1:0.
@@ -410,10 +418,17 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
     let _ = s.set_write_timeout(Some(STEP_TIMEOUT));
-    if let Fault::Banner(greeting) = fault
-        && (&s).write_all(greeting).is_err()
-    {
-        return;
+    match fault {
+        Fault::Banner(greeting) if (&s).write_all(greeting).is_err() => return,
+        Fault::CloseAtOnce => return,
+        Fault::FinAtOnce => {
+            let _ = s.shutdown(Shutdown::Write);
+            let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
+            let mut buf = [0u8; 4096];
+            while matches!((&s).read(&mut buf), Ok(n) if n > 0) {}
+            return;
+        }
+        _ => {}
     }
     let mut buf = vec![0u8; 16 * 1024];
     let mut offset: u64 = 0;
@@ -439,7 +454,8 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
             Ok(n) => {
                 let chunk = &mut buf[..n];
                 match fault {
-                    Fault::Silent => {}
+                    // Those two ended the connection before reading.
+                    Fault::Silent | Fault::FinAtOnce | Fault::CloseAtOnce => {}
                     Fault::FlipAt(at) => {
                         if at >= offset && at < offset + n as u64 {
                             chunk[(at - offset) as usize] ^= 0xff;

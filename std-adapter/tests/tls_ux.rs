@@ -176,7 +176,7 @@ fn probe_explains_a_certificate_not_valid_for_the_name() {
 }
 
 #[test]
-fn probe_reports_a_refused_client_certificate_as_a_handshake_error() {
+fn probe_reports_a_refused_client_certificate_as_a_handshake_error_with_the_flags_to_give_one() {
     let pki = Pki::new();
     let ca = pki.ca.clone();
     let srv = TlsServer::start(&pki, Mode::Raw, move |c| {
@@ -191,8 +191,16 @@ fn probe_reports_a_refused_client_certificate_as_a_handshake_error() {
     let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
     assert!(
         msg.contains("refused the probe's client certificate")
-            && msg.contains("no client certificate option"),
+            && msg.contains("the probe sent none")
+            && msg.contains("--tls-cert")
+            && msg.contains("--tls-key"),
         "{msg}"
+    );
+    assert!(!msg.contains("no client certificate option"), "{msg}");
+    let hint = j["hints"][0].as_str().unwrap_or("");
+    assert!(
+        hint.contains("client certificate") && hint.contains("--tls-cert FILE --tls-key FILE"),
+        "{j}"
     );
 }
 

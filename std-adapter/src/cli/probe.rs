@@ -44,7 +44,8 @@ Examples (`ricochet serve` listens on 7007 by default):
   ricochet probe tcp://10.0.0.1:7007 tcp://10.0.0.2:7007 -c 20 -d 10s --json-stream
   ricochet probe udp://127.0.0.1:7007 -n 10000 --max-loss 0.1
   ricochet probe unix:///run/echo.sock --mode lines -s 16-1K --json
-  ricochet probe tls://localhost:7443 --tls-ca ca.pem -p crr -c 8 -d 5s")]
+  ricochet probe tls://localhost:7443 --tls-ca ca.pem -p crr -c 8 -d 5s
+  ricochet probe tls://localhost:7443 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem")]
 pub(crate) struct ProbeArgs {
     /// Echo server(s): tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
     /// Several targets share the connections round-robin (all streams, or all UDP).

@@ -81,6 +81,12 @@ pub(crate) struct TlsProbeArgs {
     /// DANGEROUS: accept any server certificate (for test servers only; the report says so).
     #[arg(long, conflicts_with = "tls_ca")]
     insecure: bool,
+    /// PEM client certificate chain (leaf first) for a server that asks for one (mutual TLS).
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Resume earlier sessions (tickets) on new connections; off: every handshake is a full one.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set)]
@@ -103,6 +109,8 @@ impl TlsProbeArgs {
             server_name: self.tls_server_name.clone(),
             insecure: self.insecure,
             no_resumption: !self.tls_resumption,
+            client_cert: self.tls_cert.clone(),
+            client_key: self.tls_key.clone(),
         }
     }
 }

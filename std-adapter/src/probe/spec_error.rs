@@ -166,8 +166,8 @@ impl fmt::Display for SpecError {
             SpecError::Core(e) => write!(f, "invalid probe configuration: {e}"),
             SpecError::Tls(e) => f.write_str(e),
             SpecError::TlsOptionsWithoutTls => f.write_str(
-                "--tls-ca, --tls-server-name, --insecure and --tls-resumption apply to a tls:// target \
-                 (none is given)",
+                "--tls-ca, --tls-server-name, --insecure, --tls-resumption, --tls-cert and \
+                 --tls-key apply to a tls:// target (none is given)",
             ),
         }
     }

@@ -433,13 +433,18 @@ fn tls_section(
         );
     }
     if t.errors.handshake > 0 && t.handshakes == 0 {
-        hints.push(
+        let client_certificate = if spec.tls.client_cert.is_some() {
+            "that it accepts the client certificate of --tls-cert (mutual TLS: signed by a CA \
+             it trusts, e.g. in `ricochet serve --tls-client-ca`)"
+        } else {
+            "that it does not require a client certificate (mutual TLS), or give the probe one \
+             with --tls-cert FILE --tls-key FILE"
+        };
+        hints.push(format!(
             "no TLS handshake completed: check that the server speaks TLS on this port \
              (a plain echo server is tcp://), that --tls-ca holds the CA that signed its \
-             certificate, that --tls-server-name matches a name in it, and that it does not \
-             require a client certificate (mutual TLS): the probe presents none"
-                .to_owned(),
-        );
+             certificate, that --tls-server-name matches a name in it, and {client_certificate}"
+        ));
     }
     let handshake_us = latency_of(&t.handshake_time);
     Some(TlsReport {

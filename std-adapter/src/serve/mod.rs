@@ -99,6 +99,8 @@ pub use tls::{
     DEFAULT_HANDSHAKE_TIMEOUT, HandshakeCounts, HandshakeFailure, HandshakeFailures, TlsConfig,
     TlsConfigError,
 };
+// The probe's client certificate (`ricochet probe --tls-cert`) is read as the server's is.
+pub(crate) use tls::{identity_refused, read_certificates, read_private_key};
 
 use listener::TcpGroup;
 use unix::SocketFile;

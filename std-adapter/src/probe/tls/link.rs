@@ -23,6 +23,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::path::Path;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
@@ -133,17 +134,26 @@ fn shown_name(presented: &str) -> String {
 /// The server refused the handshake with a fatal alert received after the
 /// handshake completed on the probe's side but before the server showed it
 /// accepted it (TLS 1.3 tells the client so only on its first read): mostly
-/// a mutual-TLS server refusing the probe, which has no client certificate.
-/// The handshake failed: it is never counted as completed.
+/// a mutual-TLS server refusing the probe's client certificate, or its
+/// lack of one. The handshake failed: it is never counted as completed.
 #[derive(Debug)]
-pub(crate) struct RefusedByServer(pub(crate) AlertDescription);
+pub(crate) struct RefusedByServer {
+    /// The server's alert.
+    pub(crate) alert: AlertDescription,
+    /// The client certificate file the probe presented (`--tls-cert`), if any.
+    pub(crate) client_cert: Option<Arc<Path>>,
+}
 
 impl RefusedByServer {
     /// `e` as this refusal, if it is a fatal alert (rustls reports only
-    /// those as received) and the server has not accepted the handshake.
-    fn of(e: &rustls::Error, accepted: bool) -> Option<Self> {
+    /// those as received) and the server has not accepted the handshake;
+    /// `client_cert` is the certificate file the probe presented.
+    fn of(e: &rustls::Error, accepted: bool, client_cert: Option<&Arc<Path>>) -> Option<Self> {
         match e {
-            rustls::Error::AlertReceived(a) if !accepted => Some(RefusedByServer(*a)),
+            rustls::Error::AlertReceived(a) if !accepted => Some(RefusedByServer {
+                alert: *a,
+                client_cert: client_cert.cloned(),
+            }),
             _ => None,
         }
     }
@@ -153,7 +163,7 @@ impl RefusedByServer {
     fn about_client_certificate(&self) -> bool {
         use AlertDescription as A;
         matches!(
-            self.0,
+            self.alert,
             A::CertificateRequired
                 | A::BadCertificate
                 | A::UnsupportedCertificate
@@ -173,17 +183,25 @@ impl fmt::Display for RefusedByServer {
             f,
             "TLS handshake refused by the server (fatal alert {:?}, after the handshake was done \
              on the probe's side)",
-            self.0
+            self.alert
         )?;
-        if self.about_client_certificate() {
-            f.write_str(
-                ": the server refused the probe's client certificate (the probe sends none; the \
-                 server asks for one: mutual TLS, e.g. `ricochet serve --tls-client-ca`); the \
-                 probe has no client certificate option: test mutual TLS with another client \
-                 (e.g. `openssl s_client -cert client.pem -key client-key.pem`)",
-            )?;
+        if !self.about_client_certificate() {
+            return Ok(());
         }
-        Ok(())
+        match &self.client_cert {
+            None => f.write_str(
+                ": the server refused the probe's client certificate (the probe sent none; the \
+                 server asks for one: mutual TLS, e.g. `ricochet serve --tls-client-ca`): give \
+                 the probe one signed by a CA the server trusts with --tls-cert FILE --tls-key FILE",
+            ),
+            Some(cert) => write!(
+                f,
+                ": the server refused the probe's client certificate (--tls-cert {}): give one \
+                 signed by a CA the server trusts (with `ricochet serve`, a CA in its \
+                 --tls-client-ca file) and valid now",
+                cert.display()
+            ),
+        }
     }
 }
 
@@ -382,7 +400,8 @@ impl TlsLink {
                             self.end_pending = true;
                             return Ok(filled);
                         }
-                        if let Some(refused) = RefusedByServer::of(&e, self.accepted) {
+                        let presented = self.client.client_cert.as_ref();
+                        if let Some(refused) = RefusedByServer::of(&e, self.accepted, presented) {
                             return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
                         }
                         return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -574,7 +593,10 @@ mod tests {
         assert!(
             matches!(
                 refused,
-                Some(RefusedByServer(AlertDescription::CertificateRequired))
+                Some(RefusedByServer {
+                    alert: AlertDescription::CertificateRequired,
+                    client_cert: None
+                })
             ),
             "{e:?}"
         );
@@ -604,22 +626,37 @@ mod tests {
     #[test]
     fn a_fatal_alert_is_a_refusal_until_the_server_accepted_the_handshake() {
         let alert = |a| rustls::Error::AlertReceived(a);
-        let cert = RefusedByServer::of(&alert(AlertDescription::UnknownCA), false)
+        let none = RefusedByServer::of(&alert(AlertDescription::CertificateRequired), false, None)
             .expect("a refusal")
             .to_string();
         assert!(
-            cert.contains("fatal alert UnknownCA") && cert.contains("client certificate"),
+            none.contains("fatal alert CertificateRequired")
+                && none.contains("the probe sent none")
+                && none.contains("--tls-cert FILE --tls-key FILE"),
+            "{none}"
+        );
+        let presented: Arc<Path> = Arc::from(Path::new("/tmp/client.pem"));
+        let cert =
+            RefusedByServer::of(&alert(AlertDescription::UnknownCA), false, Some(&presented))
+                .expect("a refusal")
+                .to_string();
+        assert!(
+            cert.contains("fatal alert UnknownCA")
+                && cert.contains(
+                    "refused the probe's client certificate (--tls-cert /tmp/client.pem)"
+                )
+                && !cert.contains("sent none"),
             "{cert}"
         );
-        let other = RefusedByServer::of(&alert(AlertDescription::DecryptError), false)
+        let other = RefusedByServer::of(&alert(AlertDescription::DecryptError), false, None)
             .expect("a refusal")
             .to_string();
         assert!(
             other.contains("fatal alert DecryptError") && !other.contains("client certificate"),
             "{other}"
         );
-        assert!(RefusedByServer::of(&alert(AlertDescription::UnknownCA), true).is_none());
-        assert!(RefusedByServer::of(&rustls::Error::DecryptError, false).is_none());
+        assert!(RefusedByServer::of(&alert(AlertDescription::UnknownCA), true, None).is_none());
+        assert!(RefusedByServer::of(&rustls::Error::DecryptError, false, None).is_none());
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! TLS for the probe: `tls://HOST:PORT` targets and the client
 //! configuration (`--tls-ca`, `--tls-server-name`, `--insecure`,
-//! `--tls-resumption`), shared by every connection of a run (so sessions
-//! resume across connections). The connection itself, a transport link of
-//! the stream worker, is [`TlsLink`] (`link.rs`).
+//! `--tls-resumption`, and a client certificate for mutual TLS,
+//! `--tls-cert` and `--tls-key`, read as `ricochet serve` reads its own),
+//! shared by every connection of a run (so sessions resume across
+//! connections). The connection itself, a transport link of the stream
+//! worker, is [`TlsLink`] (`link.rs`).
 
 mod link;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -46,6 +48,13 @@ pub struct TlsOptions {
     /// connection resumes the session of an earlier one (tickets), as
     /// clients of a real service do.
     pub no_resumption: bool,
+    /// PEM file of the client certificate chain (leaf first) presented to a
+    /// server that asks for one (mutual TLS); with [`TlsOptions::client_key`].
+    /// `None`: the probe presents none.
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of [`TlsOptions::client_cert`]'s private key (PKCS#8,
+    /// PKCS#1 or SEC1); given with it, never alone.
+    pub client_key: Option<PathBuf>,
 }
 
 impl TlsOptions {
@@ -73,6 +82,9 @@ impl std::error::Error for TlsSetupError {}
 pub(crate) struct TlsClient {
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) name: ServerName<'static>,
+    /// The client certificate file presented (`--tls-cert`), to name it
+    /// when the server refuses it.
+    pub(crate) client_cert: Option<Arc<Path>>,
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -88,6 +100,7 @@ pub(crate) fn clients(
     opts: &TlsOptions,
 ) -> Result<Vec<Option<TlsClient>>, TlsSetupError> {
     let mut config: Option<Arc<ClientConfig>> = None;
+    let client_cert: Option<Arc<Path>> = opts.client_cert.as_deref().map(Arc::from);
     let mut out = Vec::with_capacity(targets.len());
     for target in targets {
         let Target::Tls(t) = target else {
@@ -99,7 +112,11 @@ pub(crate) fn clients(
             Some(c) => Arc::clone(c),
             None => Arc::clone(config.insert(Arc::new(client_config(opts)?))),
         };
-        out.push(Some(TlsClient { config, name }));
+        out.push(Some(TlsClient {
+            config,
+            name,
+            client_cert: client_cert.clone(),
+        }));
     }
     Ok(out)
 }
@@ -119,20 +136,46 @@ fn server_name(
 }
 
 /// The client configuration of a run: trusted CAs (or `--insecure`),
-/// TLS 1.2 and 1.3, resumption as asked.
+/// TLS 1.2 and 1.3, the client certificate if any, resumption as asked.
 fn client_config(opts: &TlsOptions) -> Result<ClientConfig, TlsSetupError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError(e.to_string()))?;
-    let mut config = if opts.insecure {
+    let builder = if opts.insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-            .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(roots(opts)?)
-            .with_no_client_auth()
+        builder.with_root_certificates(roots(opts)?)
+    };
+    let mut config = match (&opts.client_cert, &opts.client_key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            // Read and checked as `ricochet serve` reads its own: the same
+            // errors, naming the file and the flag.
+            let setup = |e: crate::serve::TlsConfigError| TlsSetupError(e.to_string());
+            let chain =
+                crate::serve::read_certificates("client certificate", cert).map_err(setup)?;
+            let private =
+                crate::serve::read_private_key("client private key", key).map_err(setup)?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| setup(crate::serve::identity_refused(e, cert, key)))?
+        }
+        (Some(_), None) => {
+            return Err(TlsSetupError(
+                "--tls-cert needs --tls-key: give the private key of the client certificate \
+                 with --tls-key FILE"
+                    .to_owned(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(TlsSetupError(
+                "--tls-key needs --tls-cert: give the client certificate of this key with \
+                 --tls-cert FILE"
+                    .to_owned(),
+            ));
+        }
     };
     if opts.no_resumption {
         config.resumption = rustls::client::Resumption::disabled();
@@ -275,6 +318,34 @@ mod tests {
         };
         let e = clients(&[tls("localhost", 1)], &bad).expect_err("an invalid name");
         assert!(e.0.contains("--tls-server-name"), "{e}");
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_a_key_its_certificate() {
+        let target = [tls("localhost", 1)];
+        let cert_only = TlsOptions {
+            client_cert: Some("/nonexistent/client.pem".into()),
+            ..insecure()
+        };
+        let e = clients(&target, &cert_only).expect_err("no key");
+        assert!(e.0.starts_with("--tls-cert needs --tls-key"), "{e}");
+        let key_only = TlsOptions {
+            client_key: Some("/nonexistent/client-key.pem".into()),
+            ..insecure()
+        };
+        let e = clients(&target, &key_only).expect_err("no certificate");
+        assert!(e.0.starts_with("--tls-key needs --tls-cert"), "{e}");
+        let both = TlsOptions {
+            client_cert: Some("/nonexistent/client.pem".into()),
+            client_key: Some("/nonexistent/client-key.pem".into()),
+            ..insecure()
+        };
+        let e = clients(&target, &both).expect_err("unreadable certificate");
+        assert!(
+            e.0.contains("/nonexistent/client.pem: cannot read it") && e.0.contains("--tls-cert"),
+            "{e}"
+        );
+        assert!(both.is_set(), "a client certificate needs a tls:// target");
     }
 
     #[test]

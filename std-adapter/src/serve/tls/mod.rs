@@ -102,7 +102,8 @@ impl TlsConfig {
 pub enum TlsConfigError {
     /// A file could not be read.
     Read {
-        /// What the file was for: `certificate`, `private key`, `client CA`.
+        /// What the file was for: `certificate`, `private key`, `client CA` (the server's), or
+        /// `client certificate`, `client private key` (the probe's).
         what: &'static str,
         /// The file.
         path: PathBuf,
@@ -111,14 +112,14 @@ pub enum TlsConfigError {
     },
     /// The file holds no PEM item of the kind needed.
     Missing {
-        /// `certificate`, `private key`, `client CA`.
+        /// As in [`TlsConfigError::Read`].
         what: &'static str,
         /// The file.
         path: PathBuf,
     },
     /// The file is not valid PEM.
     Pem {
-        /// `certificate`, `private key`, `client CA`.
+        /// As in [`TlsConfigError::Read`].
         what: &'static str,
         /// The file.
         path: PathBuf,
@@ -154,13 +155,26 @@ impl fmt::Display for TlsConfigError {
                 path.display(),
                 flag(what)
             ),
-            TlsConfigError::Missing { what, path } => write!(
-                f,
-                "TLS {what} {}: no {what} found in it; expected a PEM file with a {} \
-                 block (e.g. made with `{CERT_COMMAND}`)",
-                path.display(),
-                pem_label(what)
-            ),
+            TlsConfigError::Missing { what, path } => {
+                write!(
+                    f,
+                    "TLS {what} {}: no {what} found in it; expected a PEM file with a {} block",
+                    path.display(),
+                    pem_label(what)
+                )?;
+                match *what {
+                    // The probe's own identity (`ricochet probe --tls-cert`):
+                    // a self-signed server certificate is not what it needs.
+                    "client certificate" => f.write_str(
+                        " (--tls-cert takes the client certificate, signed by a CA the server \
+                         trusts, e.g. one in its --tls-client-ca file)",
+                    ),
+                    "client private key" => f.write_str(
+                        " (--tls-key takes the private key of --tls-cert's certificate)",
+                    ),
+                    _ => write!(f, " (e.g. made with `{CERT_COMMAND}`)"),
+                }
+            }
             TlsConfigError::Pem { what, path, reason } => write!(
                 f,
                 "TLS {what} {}: not a valid PEM file ({reason})",
@@ -193,17 +207,19 @@ impl std::error::Error for TlsConfigError {
     }
 }
 
+/// The flag that names the file (`--tls-{flag}`), the same in `ricochet
+/// serve` (its certificate) and `ricochet probe` (its client certificate).
 fn flag(what: &str) -> &'static str {
     match what {
-        "certificate" => "cert",
-        "private key" => "key",
+        "certificate" | "client certificate" => "cert",
+        "private key" | "client private key" => "key",
         _ => "client-ca",
     }
 }
 
 fn pem_label(what: &str) -> &'static str {
     match what {
-        "private key" => {
+        "private key" | "client private key" => {
             "\"-----BEGIN PRIVATE KEY-----\" (or \"-----BEGIN EC PRIVATE KEY-----\", \
              \"-----BEGIN RSA PRIVATE KEY-----\")"
         }
@@ -260,6 +276,38 @@ pub(crate) fn read_certificates(
     Ok(certs)
 }
 
+/// Reads the private key of a PEM file (PKCS#8, PKCS#1 or SEC1; the first one).
+pub(crate) fn read_private_key(
+    what: &'static str,
+    path: &Path,
+) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    std::fs::metadata(path).map_err(|source| TlsConfigError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(what, path, e))
+}
+
+/// Why rustls refused a certificate chain with its key (`with_single_cert`,
+/// `with_client_auth_cert`): a key that is not the certificate's names both
+/// files.
+pub(crate) fn identity_refused(e: rustls::Error, cert: &Path, key: &Path) -> TlsConfigError {
+    match e {
+        rustls::Error::InconsistentKeys(_) => TlsConfigError::KeyMismatch {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        },
+        e => TlsConfigError::Rejected {
+            reason: format!(
+                "certificate {}, private key {}: {e}",
+                cert.display(),
+                key.display()
+            ),
+        },
+    }
+}
+
 /// A root store of every certificate in a PEM file.
 pub(crate) fn read_roots(what: &'static str, path: &Path) -> Result<RootCertStore, TlsConfigError> {
     let mut roots = RootCertStore::empty();
@@ -281,13 +329,7 @@ pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsC
         });
     }
     let certs = read_certificates("certificate", &config.cert_chain)?;
-    std::fs::metadata(&config.private_key).map_err(|source| TlsConfigError::Read {
-        what: "private key",
-        path: config.private_key.clone(),
-        source,
-    })?;
-    let key = PrivateKeyDer::from_pem_file(&config.private_key)
-        .map_err(|e| pem_error("private key", &config.private_key, e))?;
+    let key = read_private_key("private key", &config.private_key)?;
     let provider = provider();
     let rejected = |e: rustls::Error| TlsConfigError::Rejected {
         reason: e.to_string(),
@@ -308,19 +350,9 @@ pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsC
         }
         None => builder.with_no_client_auth(),
     };
-    let mut server = builder.with_single_cert(certs, key).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => TlsConfigError::KeyMismatch {
-            cert: config.cert_chain.clone(),
-            key: config.private_key.clone(),
-        },
-        e => TlsConfigError::Rejected {
-            reason: format!(
-                "certificate {}, private key {}: {e}",
-                config.cert_chain.display(),
-                config.private_key.display()
-            ),
-        },
-    })?;
+    let mut server = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| identity_refused(e, &config.cert_chain, &config.private_key))?;
     server.ticketer = rustls::crypto::ring::Ticketer::new().map_err(rejected)?;
     Ok(Arc::new(server))
 }

@@ -670,3 +670,31 @@ fn connections_dropped_at_once_suggest_a_forward_whichever_way_they_end() {
         "{out}"
     );
 }
+
+/// A server that answers for the first 20 messages of a 1 s paced run and
+/// then stalls past its end: the run is measured over its whole second
+/// (not up to the last echo before the stall, which made the rate look
+/// met), the stalled message's wait is in the latency, and the rate not
+/// reached is a warning.
+#[test]
+fn server_stalling_at_the_end_of_a_duration_run_is_not_measured_away() {
+    let srv = FaultyServer::start(Fault::StallAfter(20 * 64, Duration::from_millis(1_500)));
+    let j = json_of(&probe_cli(&[
+        &tcp(&srv),
+        "-r",
+        "100",
+        "-d",
+        "1s",
+        "--warmup",
+        "0s",
+        "--json",
+    ]));
+    let measured = j["measured_secs"].as_f64().unwrap();
+    assert!((0.99..=1.01).contains(&measured), "{j}");
+    let rate = j["round_trips_per_sec"].as_f64().unwrap();
+    assert!(rate < 30.0, "21 round trips in 1 s, not ~100/s: {j}");
+    let max_us = j["latency_us"]["max"].as_u64().unwrap();
+    assert!(max_us > 1_000_000, "the stall is in the latency: {j}");
+    let warnings = j["warnings"].to_string();
+    assert!(warnings.contains("was not reached"), "{j}");
+}

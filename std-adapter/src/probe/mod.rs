@@ -388,6 +388,7 @@ pub fn run_observed(
         started_at,
         window_start,
         finish_at,
+        ended_at: clock.now(),
         // A loss budget spent after the last send (the last losses are
         // found only when their timeout ends) cut nothing short.
         stopped_early: stop.reason().filter(|r| {

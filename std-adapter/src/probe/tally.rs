@@ -71,6 +71,8 @@ pub(super) struct Tally {
     pub(super) first_byte: Histogram<u64>,
     /// Verified bytes read inside the window.
     pub(super) window_bytes: u64,
+    /// Round trips completed inside the window.
+    window_round_trips: u64,
     /// Last instant at which anything was verified inside the window.
     pub(super) last_verified: Option<Instant>,
     pub(super) messages_sent: u64,
@@ -118,6 +120,7 @@ impl Tally {
             handshakes: 0,
             resumed: 0,
             window_bytes: 0,
+            window_round_trips: 0,
             last_verified: None,
             messages_sent: 0,
             messages_verified: 0,
@@ -149,9 +152,16 @@ impl Tally {
     }
 
     /// A message completed its round trip at `now`: `rtt` from its due
-    /// instant, `since_sent` from its actual send.
+    /// instant, `since_sent` from its actual send. It counts as a round
+    /// trip of the window if it completed inside (as the intervals count
+    /// it). Its latency is recorded if it was due inside (`now - rtt`): one
+    /// due before the end whose echo comes after it (a server stalled at
+    /// the end) still shows its whole wait; one due in the warmup does not.
     pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration, since_sent: Duration) {
         if self.in_window(now) {
+            self.window_round_trips += 1;
+        }
+        if self.in_window(now - rtt) {
             self.rtt.saturating_record(rtt.as_micros());
             self.rtt_sent.saturating_record(since_sent.as_micros());
         }
@@ -235,6 +245,7 @@ impl Tally {
         self.handshakes += o.handshakes;
         self.resumed += o.resumed;
         self.window_bytes += o.window_bytes;
+        self.window_round_trips += o.window_round_trips;
         self.last_verified = match (self.last_verified, o.last_verified) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -266,9 +277,9 @@ impl Tally {
         self.closed_unverified += o.closed_unverified;
     }
 
-    /// Round trips recorded inside the window.
+    /// Round trips completed inside the window.
     pub(super) fn round_trips(&self) -> u64 {
-        self.rtt.len()
+        self.window_round_trips
     }
 }
 
@@ -294,10 +305,28 @@ mod tests {
             t.completed(now);
         }
         assert_eq!(t.round_trips(), 3);
-        assert_eq!(t.rtt_sent.len(), 3);
+        // Latency by the due instant, 50 us earlier: 149.95 and 199.95 ms
+        // are inside, 99.95 (the warmup) and 249.95 are not.
+        assert_eq!((t.rtt.len(), t.rtt_sent.len()), (2, 2));
         assert_eq!(t.window_bytes, 30);
         assert_eq!(t.completed, 3);
         assert_eq!(t.last_verified, Some(Instant::from_millis(200)));
+    }
+
+    /// A message due inside the window whose echo comes after its end (a
+    /// server stalled at the end of the run) is a round trip of the
+    /// window, with its whole wait; one due in the warmup is not.
+    #[test]
+    fn tally_times_round_trips_by_when_they_were_due() {
+        let mut t = Tally::new(window(100, Some(200))).unwrap();
+        let stalled = Duration::from_millis(1_900);
+        t.round_trip(Instant::from_millis(2_000), stalled, stalled);
+        let warmup = Duration::from_millis(100);
+        t.round_trip(Instant::from_millis(150), warmup, warmup);
+        assert_eq!(t.rtt.len(), 1, "the stalled one, not the warmup's");
+        assert_eq!(t.round_trips(), 1, "completed inside: the warmup's");
+        let max = latency_of(&t.rtt).max;
+        assert!((1_900_000..1_901_000).contains(&max), "{max}");
     }
 
     #[test]

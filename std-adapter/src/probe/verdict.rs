@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use ricochet_core::time::earliest;
 use ricochet_core::{Instant, Mode};
 
 use super::report::{
@@ -34,6 +33,8 @@ pub(super) struct RunFacts {
     pub(super) window_start: Instant,
     pub(super) finish_at: Option<Instant>,
     pub(super) stopped_early: Option<StopReason>,
+    /// When the workers were done (their in-flight messages drained).
+    pub(super) ended_at: Instant,
 }
 
 /// Seconds since the start of the measured span (`window_start`) at `at`.
@@ -43,9 +44,11 @@ fn secs_since(window_start: Instant, at: Instant) -> f64 {
 
 /// The length of the measured span, in seconds (at least 1 us).
 ///
-/// It runs from `run.window_start` to the end of the duration, or to the
-/// last verified byte when that comes first (always with a count, which
-/// has no end planned; an interrupted run).
+/// It runs from `run.window_start` to the end of the duration, however
+/// little came back near its end (a server stalled then must not make the
+/// span shorter and its rates higher), or to the end of a run that ended
+/// sooner (interrupted, every connection failed); a count run that was not
+/// interrupted has no planned end: to its last verified byte.
 ///
 /// Paced runs (`rate`): the span is at least [`schedule_secs`] of the
 /// `round_trips` it counts, without going past the end of the duration.
@@ -61,7 +64,11 @@ fn measured_secs(
     last_verified: Option<Instant>,
     round_trips: u64,
 ) -> f64 {
-    let end = earliest(run.finish_at, last_verified).unwrap_or(run.window_start);
+    let end = match (run.finish_at, run.stopped_early) {
+        (Some(finish), _) => finish.min(run.ended_at),
+        (None, Some(_)) => run.ended_at,
+        (None, None) => last_verified.unwrap_or(run.window_start),
+    };
     let mut secs = secs_since(run.window_start, end);
     if let Some(schedule) = schedule_secs(rate, round_trips) {
         let duration = run.finish_at.map(|f| secs_since(run.window_start, f));
@@ -567,6 +574,10 @@ mod tests {
             window_start: Instant::ZERO,
             finish_at,
             stopped_early: None,
+            // The workers drained after the end of a duration.
+            ended_at: finish_at.map_or(Instant::from_millis(60_000), |f| {
+                f + ricochet_core::Duration::from_millis(500)
+            }),
         }
     }
 
@@ -650,8 +661,6 @@ mod tests {
         );
         let d = Stop::Duration(std::time::Duration::from_secs(2));
         let end = Some(Instant::from_millis(2000));
-        let r = report(None, d, end, echoed_at(&[0, 1000]));
-        assert!(near(r.measured_secs, 1.0003), "{}", r.measured_secs);
         // -r 1 -d 2s: messages due at 0 and 1 s, the duration ends at 2 s.
         let r = report(Some(1.0), d, end, echoed_at(&[0, 1000]));
         assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
@@ -668,6 +677,46 @@ mod tests {
             "{}",
             r.round_trips_per_sec
         );
+    }
+
+    /// A server that answers for the first second of a 2 s run and then
+    /// stalls past its end: the run is measured over its whole duration,
+    /// not up to the last echo, so its rates are not inflated and a paced
+    /// run warns that its rate was not reached.
+    #[test]
+    fn duration_run_whose_server_stalls_at_the_end_spans_the_whole_duration() {
+        let d = Stop::Duration(std::time::Duration::from_secs(2));
+        let end = Some(Instant::from_millis(2000));
+        let r = report(None, d, end, echoed_at(&[0, 500, 1000]));
+        assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+        assert!(
+            near(r.round_trips_per_sec, 1.5),
+            "{}",
+            r.round_trips_per_sec
+        );
+        assert!(near(r.mb_per_sec, 192.0 / 1e6 / 2.0), "{}", r.mb_per_sec);
+        let r = report(Some(2.0), d, end, echoed_at(&[0, 500, 1000]));
+        assert!(
+            near(r.round_trips_per_sec, 1.5),
+            "{}",
+            r.round_trips_per_sec
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("the requested rate of 2 msg/s was not reached")),
+            "{:?}",
+            r.warnings
+        );
+        // Interrupted at 1.5 s: up to the interruption, not to the last echo.
+        let mut spec = ProbeSpec::new(tcp());
+        spec.stop = d;
+        let mut run = facts(end);
+        run.stopped_early = Some(StopReason::Interrupted);
+        run.ended_at = Instant::from_millis(1500);
+        let t = echoed_at(&[0, 500, 1000]);
+        let r = build_report(&spec, run, t.clone(), &[t]);
+        assert!(near(r.measured_secs, 1.5), "{}", r.measured_secs);
     }
 
     /// A tally of connections ended early before any byte verified.

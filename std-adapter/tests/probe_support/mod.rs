@@ -342,6 +342,9 @@ pub enum Fault {
     ExtraAfterFin,
     /// Send this greeting first (as SMTP or FTP servers do), then echo.
     Banner(&'static [u8]),
+    /// Echo this many bytes, stall (read and echo nothing) for this long,
+    /// then echo the rest: a server that stops answering for a while.
+    StallAfter(u64, Duration),
     /// Echo nothing: half-close at once (FIN), drain what the peer sends,
     /// then close; always a clean close for the peer (a port forward with
     /// nothing behind it, as some end their connections).
@@ -462,6 +465,20 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                         }
                         if (&s).write_all(chunk).is_err() {
                             return;
+                        }
+                    }
+                    Fault::StallAfter(limit, stall) => {
+                        let before = limit.saturating_sub(offset).min(n as u64) as usize;
+                        if (&s).write_all(&chunk[..before]).is_err() {
+                            return;
+                        }
+                        if before < n {
+                            if offset <= limit {
+                                std::thread::sleep(stall);
+                            }
+                            if (&s).write_all(&chunk[before..]).is_err() {
+                                return;
+                            }
                         }
                     }
                     Fault::CloseAfter(limit) => {

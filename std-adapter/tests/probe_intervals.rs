@@ -250,3 +250,26 @@ fn interrupted_run_reports_no_interval_past_its_end() {
     let rt: u64 = r.intervals.iter().map(|i| i.round_trips).sum();
     assert_eq!(rt, r.round_trips);
 }
+
+/// Interval bounds are whole microseconds: 300 ms steps end at 0.9 s, not
+/// at 0.8999999999999999 (the sum of three 0.3 s floats).
+#[test]
+fn cli_json_stream_interval_bounds_carry_no_float_noise() {
+    let srv = OurServer::start(Mode::Raw);
+    let target = format!("tcp://{}", srv.tcp);
+    let out = probe_cli(&[&target, "-d", "1s", "-i", "300ms", "--json-stream"]);
+    let (code, stdout, err) = texts(&out);
+    assert_eq!(code, 0, "{err}");
+    let mut bounds = Vec::new();
+    for line in stdout.lines() {
+        let o: serde_json::Value = serde_json::from_str(line).unwrap();
+        if o["type"] == "interval" {
+            for key in ["start_secs", "end_secs"] {
+                let text = o[key].to_string();
+                assert!(text.len() <= 8, "{key} {text} in {line}");
+                bounds.push(o[key].as_f64().unwrap());
+            }
+        }
+    }
+    assert!(bounds.contains(&0.9), "{bounds:?}");
+}

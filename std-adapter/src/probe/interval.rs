@@ -343,8 +343,8 @@ impl Collector {
         self.errors_total += errors;
         let report = IntervalReport {
             index,
-            start_secs,
-            end_secs: end,
+            start_secs: whole_micros(start_secs),
+            end_secs: whole_micros(end),
             round_trips: rtt.count,
             round_trips_per_sec: rtt.count as f64 / secs,
             bytes,
@@ -374,6 +374,12 @@ impl Collector {
     }
 }
 
+/// `secs` to the whole microsecond (the clock's resolution), so a report
+/// says 0.9, not the 0.8999999999999999 that summing 0.3 s steps gives.
+fn whole_micros(secs: f64) -> f64 {
+    (secs * 1e6).round() / 1e6
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
@@ -381,6 +387,14 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000;
+
+    #[test]
+    fn interval_bounds_are_whole_microseconds_without_float_noise() {
+        let noisy = 3.0 * 0.3;
+        assert_ne!(noisy, 0.9, "the float noise this guards against");
+        assert_eq!(whole_micros(noisy), 0.9);
+        assert_eq!(whole_micros(1.000_000_4), 1.0);
+    }
 
     fn slicer(tx: Sender<WorkerMsg>, thread: usize) -> Slicer {
         let window = Window {

@@ -38,7 +38,8 @@ pub fn parse_size_range(s: &str) -> Result<(usize, usize), String> {
     } else if let Some((a, b)) = t.split_once('-') {
         (a, b)
     } else {
-        let n = parse_bytes(t)?;
+        let n = parse_bytes(t)
+            .map_err(|e| format!("{e}, or a range MIN..=MAX or MIN-MAX (e.g. 64..=1K, 1-64K)"))?;
         return Ok((n, n));
     };
     let (lo, hi) = (parse_bytes(lo)?, parse_bytes(hi)?);
@@ -164,6 +165,12 @@ mod tests {
         assert_eq!(parse_size_range("64..=1K"), Ok((64, 1024)));
         assert_eq!(parse_size_range("64-128"), Ok((64, 128)));
         assert!(parse_size_range("128-64").is_err());
+        // Rust's half-open spelling is not one: the error shows both that are.
+        let e = parse_size_range("1..64K").unwrap_err();
+        assert!(
+            e.contains("MIN..=MAX or MIN-MAX") && e.contains("1-64K"),
+            "{e}"
+        );
     }
 
     #[test]

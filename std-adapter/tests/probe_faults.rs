@@ -308,3 +308,77 @@ fn probe_connects_failing_at_once_give_their_place_back_to_the_others() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(json_of(&out)["errors"]["refused"], n as u64);
 }
+
+/// socat and ncat echo at most 8192 bytes of a datagram: a shorter echo is
+/// named as a truncation, with the sizes and what to try.
+#[test]
+fn probe_udp_truncated_echo_names_the_sizes_and_a_smaller_size() {
+    let srv = FaultyUdp::start(UdpFault::TruncateTo(8192));
+    let mut spec = udp_spec(srv.addr, 3);
+    spec.size = SizeRange::fixed(9000);
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!((d.corrupt, d.verified), (3, 0), "{r}");
+    let e = &r.error_details[0];
+    assert_eq!(e.kind, ErrorKind::Corrupt, "{r}");
+    assert_eq!(
+        e.message,
+        "datagram 0 was truncated: 8192 of 9000 bytes came back (the server's buffer is \
+         8192 bytes?); try -s 8192 or less",
+        "{r}"
+    );
+    // A datagram that came back whole but altered keeps its wording.
+    let srv = FaultyUdp::start(UdpFault::CorruptEvery(1));
+    let r = probe::run(&udp_spec(srv.addr, 1)).expect("run");
+    assert_eq!(
+        r.error_details[0].message, "datagram 0 came back altered (64 bytes)",
+        "{r}"
+    );
+}
+
+/// A UDP server that stops mid-run: the datagram refused (ICMP port
+/// unreachable) and any other still in flight are accounted for as lost,
+/// so that sent = verified + lost + corrupt.
+#[test]
+fn probe_udp_server_stopping_mid_run_leaves_every_datagram_accounted_for() {
+    let srv = FaultyUdp::start(UdpFault::CloseAfter(20));
+    let mut spec = udp_spec(srv.addr, 50);
+    spec.timeout = Duration::from_secs(2);
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!(r.errors.refused, 1, "{r}");
+    assert_eq!(d.verified, 20, "{r}");
+    assert!(d.sent > d.verified, "{r}");
+    assert_eq!(d.sent, d.verified + d.lost + d.corrupt, "{r}");
+    assert_eq!(d.lost_on_failure, d.lost, "{r}");
+    assert_eq!(r.errors.loss, 0, "the refusal is the error, not a loss too: {r}");
+    assert!(!r.ok);
+    let refused = r
+        .error_details
+        .iter()
+        .find(|e| e.kind == ErrorKind::Refused)
+        .expect("the refusal");
+    assert!(
+        refused.message.contains("(ICMP port unreachable)")
+            && refused.message.contains("in flight counted lost"),
+        "{r}"
+    );
+    let srv = FaultyUdp::start(UdpFault::CloseAfter(5));
+    let o = probe_cli(&[
+        &format!("udp://{}", srv.addr),
+        "-n",
+        "10",
+        "--timeout",
+        "2s",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let d = &json_of(&o)["datagrams"];
+    assert_eq!(d["verified"], 5, "{d}");
+    assert!(d["lost"].as_u64() >= Some(1), "{d}");
+    assert_eq!(
+        d["sent"].as_u64(),
+        Some(5 + d["lost"].as_u64().unwrap_or(0)),
+        "{d}"
+    );
+}

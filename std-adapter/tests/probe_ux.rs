@@ -698,3 +698,56 @@ fn server_stalling_at_the_end_of_a_duration_run_is_not_measured_away() {
     let warnings = j["warnings"].to_string();
     assert!(warnings.contains("was not reached"), "{j}");
 }
+
+/// A UDP server that answers from another port (or not at all, as
+/// openbsd-inetd's echo for loopback sources): every datagram is lost, and
+/// the probe says what to check.
+#[test]
+fn udp_run_with_nothing_back_asks_whether_a_server_answers_from_that_port() {
+    use probe_support::{FaultyUdp, UdpFault};
+    let srv = FaultyUdp::start(UdpFault::FromOtherPort);
+    let (code, out, _) = texts(&probe_cli(&[
+        &format!("udp://{}", srv.addr),
+        "-n",
+        "3",
+        "--timeout",
+        "200ms",
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("foreign 0"), "filtered by the socket: {out}");
+    let hints = hints_of(&out);
+    assert_eq!(hints.len(), 1, "{out}");
+    assert!(
+        hints[0].starts_with("hint         nothing came back: all 3 datagrams were lost")
+            && hints[0].contains("is a UDP echo server listening there")
+            && hints[0].contains("from the same address and port"),
+        "{out}"
+    );
+}
+
+/// `-m lines` against a server that reads and answers nothing (a discard
+/// service, or one that waits for a whole frame): the probe names the
+/// other modes, not just a timeout.
+#[test]
+fn lines_probe_that_times_out_with_nothing_back_suggests_the_other_modes() {
+    let srv = FaultyServer::start(Fault::Silent);
+    let (code, out, _) = texts(&probe_cli(&[
+        &tcp(&srv),
+        "-m",
+        "lines",
+        "-n",
+        "1",
+        "--timeout",
+        "300ms",
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("errors       1 error (timeout 1)"), "{out}");
+    let hints = hints_of(&out);
+    assert_eq!(hints.len(), 1, "{out}");
+    assert!(
+        hints[0].contains("no line came back whole before the timeout")
+            && hints[0].contains("-m frames or -m raw")
+            && hints[0].contains("discard"),
+        "{out}"
+    );
+}

@@ -59,6 +59,25 @@ fn in_flight(s: &ricochet_core::probe::DatagramProbeStats) -> u64 {
 
 type Probe = DatagramProbe<MAX_IN_FLIGHT>;
 
+/// The slot of datagram `seq` in a ring of [`MAX_IN_FLIGHT`], as the probe indexes its own.
+fn ring_index(seq: u64) -> usize {
+    (seq % MAX_IN_FLIGHT as u64) as usize
+}
+
+/// The error message of datagram `seq`, `sent` bytes long, that came back
+/// altered as `n` bytes: a shorter echo is named a truncation (a server
+/// whose buffer is smaller: socat and ncat echo at most 8192 bytes).
+fn corrupt_message(seq: u64, n: usize, sent: usize) -> String {
+    if n < sent {
+        format!(
+            "datagram {seq} was truncated: {n} of {sent} bytes came back (the server's buffer is \
+             {n} bytes?); try -s {n} or less"
+        )
+    } else {
+        format!("datagram {seq} came back altered ({n} bytes)")
+    }
+}
+
 /// Checks a configuration the way the workers will build it.
 pub(super) fn check_config(config: DatagramProbeConfig, now: Instant) -> Result<(), ConfigError> {
     Probe::new(config, now).map(drop)
@@ -91,6 +110,9 @@ struct Conn {
     held: bool,
     /// The last instant that may have let a held datagram go.
     ready_at: Instant,
+    /// The length of each datagram the probe tracks, by `seq % MAX_IN_FLIGHT`
+    /// (its ring's indexing): a corrupt echo is told truncated by it.
+    sent_len: [u32; MAX_IN_FLIGHT],
 }
 
 /// The UDP address of target `t` (its first resolved address).
@@ -144,6 +166,7 @@ pub(super) fn run_worker(
             finishing: false,
             held: false,
             ready_at: ctx.clock.now(),
+            sent_len: [0; MAX_IN_FLIGHT],
         };
         env.active += 1;
         match address_of(ctx, target).and_then(|addr| env.open(addr, idx)) {
@@ -385,6 +408,8 @@ impl Env<'_> {
                 }
                 c.last_progress = now;
                 progressed = true;
+                let seq = probe.stats().sent.saturating_sub(1);
+                c.sent_len[ring_index(seq)] = n as u32;
                 match sock.send(&self.wbuf[..n]) {
                     Ok(_) => c.bytes_sent += n as u64,
                     // The probe counted the datagram as sent: it will count as lost.
@@ -418,15 +443,14 @@ impl Env<'_> {
                             }
                             DatagramOutcome::Corrupt { seq } => {
                                 c.last_progress = now;
+                                let sent = c.sent_len[ring_index(seq)] as usize;
                                 let e = ConnError {
                                     connection: c.id,
                                     kind: ErrorKind::Corrupt,
                                     offset: Some(seq),
                                     expected: None,
                                     actual: None,
-                                    message: format!(
-                                        "datagram {seq} came back altered ({n} bytes)"
-                                    ),
+                                    message: corrupt_message(seq, n, sent),
                                 };
                                 self.rec.error(c.target, now, e);
                             }
@@ -458,13 +482,32 @@ impl Env<'_> {
         }
         let now = self.ctx.clock.now();
         self.count_losses(c, now);
+        let mut failure = failure;
         // Clean: no socket error, no corrupt datagram, nothing lost.
         let mut clean = true;
         if let Some(p) = c.probe.take() {
             clean = p.stats().corrupt == 0 && p.stats().lost == 0;
-            self.rec
-                .tally(c.target)
-                .add_datagram(p.stats(), c.bytes_sent);
+            let tally = self.rec.tally(c.target);
+            tally.add_datagram(p.stats(), c.bytes_sent);
+            // A failed socket (a refusal: the server stopped) waits for none
+            // of its datagrams still in flight: they count as lost, so that
+            // every datagram sent is verified, corrupt or lost.
+            let outstanding = in_flight(p.stats());
+            if let Some((_, message)) = failure.as_mut()
+                && outstanding > 0
+            {
+                tally.datagrams.lost += outstanding;
+                tally.datagrams.lost_on_failure += outstanding;
+                self.rec.lost(now, outstanding);
+                message.push_str(&format!(
+                    "; {} in flight counted lost",
+                    if outstanding == 1 {
+                        "1 datagram".to_owned()
+                    } else {
+                        format!("{outstanding} datagrams")
+                    }
+                ));
+            }
         }
         self.timers.schedule(idx, None);
         self.active = self.active.saturating_sub(1);

@@ -421,6 +421,10 @@ pub struct DatagramCounts {
     pub verified: u64,
     /// Datagrams not back within `--timeout` (counted lost, not corrupt).
     pub lost: u64,
+    /// Of `lost`: datagrams still in flight on a socket that failed (a
+    /// refusal: the server stopped). The failure is the run's error; these
+    /// do not count against `--max-loss` a second time.
+    pub lost_on_failure: u64,
     /// Datagrams back with wrong contents (a failure).
     pub corrupt: u64,
     /// Datagrams that came back twice.

@@ -268,6 +268,7 @@ impl Tally {
         a.sent += b.sent;
         a.verified += b.verified;
         a.lost += b.lost;
+        a.lost_on_failure += b.lost_on_failure;
         a.corrupt += b.corrupt;
         a.duplicate += b.duplicate;
         a.late += b.late;

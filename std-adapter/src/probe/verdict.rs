@@ -10,7 +10,7 @@ use super::report::{
     ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES, MIN_RATE_SPAN_SECS,
     Report, TargetReport, TlsReport,
 };
-use super::spec::{Lifetime, ProbeSpec, Stop};
+use super::spec::{Lifetime, ProbeSpec, Stop, UDP_MAX_IN_FLIGHT};
 use super::tally::{Tally, latency_of};
 use super::units::format_duration;
 use super::{StopReason, Target};
@@ -142,7 +142,15 @@ pub(super) fn build_report(
         } else {
             d.lost as f64 * 100.0 / d.sent as f64
         };
-        if d.loss_pct > spec.max_loss_pct {
+        // Datagrams lost only because their socket failed are that
+        // failure's error already.
+        let judged = d.lost.saturating_sub(d.lost_on_failure);
+        let judged_pct = if d.sent == 0 {
+            0.0
+        } else {
+            judged as f64 * 100.0 / d.sent as f64
+        };
+        if judged > 0 && judged_pct > spec.max_loss_pct {
             errors.loss += 1;
             if details.len() < MAX_ERROR_DETAILS {
                 details.push(ConnError {
@@ -166,7 +174,10 @@ pub(super) fn build_report(
                 if d.verified == 0 { "all datagrams" } else { "some datagrams" },
             ));
         }
-        if d.lost > 0 && d.verified > 0 && spec.rate.is_none() {
+        let in_flight = spec.datagram_config(0).window;
+        if d.lost > 0 && d.verified > 0 && spec.rate.is_none() && in_flight > 1 {
+            hints.push(stream_loss_hint(spec, in_flight));
+        } else if d.lost > 0 && d.verified > 0 && spec.rate.is_none() {
             hints.push(
                 "datagrams were lost in a closed loop (no --rate: each is sent as soon as the \
                  last came back): a server with a per-source rate limit drops what exceeds it \
@@ -175,6 +186,22 @@ pub(super) fn build_report(
                  try --rate 500, or raise the server's limit"
                     .to_owned(),
             );
+        }
+        if d.sent > 0
+            && d.lost == d.sent
+            && d.late + d.foreign == 0
+            && spec.size.max <= ETHERNET_UDP_MAX
+            && errors.refused == 0
+        {
+            hints.push(format!(
+                "nothing came back: all {} datagrams were lost; is a UDP echo server listening \
+                 there (UDP gets no refusal unless an ICMP port unreachable comes back, which \
+                 firewalls often drop)? does it answer from the same address and port the \
+                 datagrams were sent to (replies from another port or address are not seen, not \
+                 even as foreign datagrams)? some inetd echo services ignore datagrams from \
+                 loopback or privileged (below 1024) source addresses and ports",
+                d.sent
+            ));
         }
         if d.duplicate > 0 {
             warnings.push(format!("{} datagrams came back twice", d.duplicate));
@@ -205,6 +232,24 @@ pub(super) fn build_report(
              (e.g. `ricochet serve --mode lines`) holds raw data forever; probe it with -m lines or -m frames"
                 .to_owned(),
         );
+    }
+    if stream && spec.mode != Mode::Raw && errors.timeout > 0 && t.messages_verified == 0 {
+        let (unit, others) = if spec.mode == Mode::Lines {
+            (
+                "line",
+                "frames or raw bytes, not lines, probe it with -m frames or -m raw",
+            )
+        } else {
+            (
+                "frame",
+                "lines or raw bytes, not frames, probe it with -m lines or -m raw",
+            )
+        };
+        hints.push(format!(
+            "no {unit} came back whole before the timeout: if the server echoes {others}; it may \
+             also not be an echo server at all (a discard service reads everything and answers \
+             nothing)"
+        ));
     }
     if let Some(rate) = spec.rate
         && round_trips > 0
@@ -334,8 +379,28 @@ fn connections_were(n: u64) -> String {
 /// forward hint, on TCP targets, when nothing at all verified in the run
 /// (anything echoed means the server is up).
 fn early_end_hints(spec: &ProbeSpec, t: &Tally, per_target: &[Tally], hints: &mut Vec<String>) {
+    // Other connections of the run were served at these message sizes:
+    // raw data that a connection echoed whole (a lines or frames server
+    // echoes random raw data only up to a chance `\n` or header), or
+    // messages of the one fixed size that came back.
+    let fixed = spec.size.min == spec.size.max;
+    let size_served = match spec.mode {
+        Mode::Raw => t.connections_ok > 0 || t.completed > 0,
+        Mode::Lines | Mode::Frames => fixed && t.messages_verified > 0,
+    };
     if t.reset_unverified > 0 {
-        hints.push(limit_hint(spec, t.reset_unverified));
+        hints.push(if size_served {
+            connection_limit_hint(t.reset_unverified)
+        } else {
+            limit_hint(spec, t.reset_unverified)
+        });
+    }
+    if t.closed_unverified > 0
+        && spec.mode != Mode::Raw
+        && spec.size.max > crate::serve::BufferSize::MIN.bytes()
+        && !size_served
+    {
+        hints.push(close_limit_hint(spec, t.closed_unverified));
     }
     let (mut closed, mut reset) = (0, 0);
     for (target, part) in spec.targets.iter().zip(per_target) {
@@ -370,6 +435,56 @@ fn early_end_hints(spec: &ProbeSpec, t: &Tally, per_target: &[Tally], hints: &mu
             connections_were(c)
         ),
     });
+}
+
+/// The hint for `resets` connections reset before any byte was echoed while
+/// other connections of the run were served at the same sizes: a limit on
+/// connections, not on lines (xinetd's `instances` with more `-c`, an
+/// inetd's rate limit tripping under `-p crr`).
+fn connection_limit_hint(resets: u64) -> String {
+    format!(
+        "{} reset before any byte was echoed, while other connections of the run were served: \
+         the server limits concurrent connections or their rate (inetd's `nowait.max` or `max`, \
+         xinetd's `instances` and `cps`, `ricochet serve --max-connections`), or its listen \
+         backlog overflowed; try fewer -c or a lower --connect-rate",
+        connections_were(resets)
+    )
+}
+
+/// The hint for `closes` connections closed cleanly before any byte was
+/// echoed in lines or frames mode with long messages: some servers (a
+/// Python `readline` with a limit) close, not reset, on an overlong line.
+fn close_limit_hint(spec: &ProbeSpec, closes: u64) -> String {
+    let (unit, longer, other) = if spec.mode == Mode::Frames {
+        ("frame", "2-byte header included", "lines")
+    } else {
+        ("line", "`\\n` included", "frames")
+    };
+    format!(
+        "{} closed by the peer before any byte was echoed: some servers close, rather than \
+         reset, a connection whose {unit} is longer than their limit (e.g. a Python server \
+         reading with a `readline` limit), and these {unit}s are up to {} bytes ({longer}): try \
+         a smaller -s, or raise the server's limit; if the server echoes {other}, not {unit}s, \
+         pass -m {other}",
+        connections_were(closes),
+        spec.size.max
+    )
+}
+
+/// The hint for datagrams lost by `-p stream` without `--rate`: `in_flight`
+/// per socket arrive at once, more than the server's receive buffer holds.
+fn stream_loss_hint(spec: &ProbeSpec, in_flight: usize) -> String {
+    let fewer = (in_flight / 4).max(1);
+    let size = spec.size.max;
+    format!(
+        "datagrams were lost with up to {in_flight} in flight per socket (-p stream without \
+         --rate: each socket keeps its window of --window / size datagrams, at most \
+         {UDP_MAX_IN_FLIGHT}, outstanding): the server's receive buffer overflows when they \
+         arrive faster than it answers, and a per-source rate limit drops what exceeds it; try a \
+         smaller -w, e.g. -w {} ({fewer} datagrams of {size} bytes), or --rate 500, or raise the \
+         server's limits",
+        fewer * size
+    )
 }
 
 /// The hint for `resets` connections reset before any byte was echoed: a
@@ -786,8 +901,8 @@ mod tests {
     }
 
     #[test]
-    fn a_clean_close_before_any_echo_suggests_a_forward_only() {
-        let h = hints_of(&sized(Mode::Lines, 200), ended_early(0, 2));
+    fn a_clean_close_before_any_echo_suggests_a_forward() {
+        let h = hints_of(&sized(Mode::Lines, 64), ended_early(0, 2));
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(
             h[0].starts_with("2 connections were closed by the peer before any byte was echoed: ")
@@ -817,6 +932,183 @@ mod tests {
         t.errors.count(ErrorKind::Refused);
         t.errors.count(ErrorKind::Mismatch);
         assert!(hints_of(&sized(Mode::Lines, 200), t).is_empty());
+    }
+
+    /// Resets before any echo while other connections of the same run
+    /// were served (xinetd's `instances`, an inetd's rate limit under
+    /// `-p crr`): a connection limit, not the line length, when the size
+    /// cannot explain them.
+    #[test]
+    fn resets_while_other_connections_were_served_name_a_connection_limit() {
+        // -c 60 against `instances = 50`: 50 clean, 10 reset, raw data.
+        let mut t = ended_early(10, 0);
+        t.connections_ok = 50;
+        t.bytes_verified = 50 * 64;
+        t.messages_verified = 50;
+        let h = hints_of(&sized(Mode::Raw, 64), t.clone());
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].starts_with(
+                "10 connections were reset before any byte was echoed, while other connections \
+                 of the run were served: "
+            ) && h[0].contains("limits concurrent connections or their rate")
+                && h[0].contains("`nowait.max`")
+                && h[0].contains("xinetd's `instances` and `cps`")
+                && h[0].contains("--max-connections")
+                && h[0].contains("listen backlog overflowed")
+                && h[0].contains("try fewer -c or a lower --connect-rate"),
+            "{h:?}"
+        );
+        assert!(!h[0].contains("-m lines"), "{h:?}");
+        // Lines of a fixed size that other connections echoed.
+        let h = hints_of(&sized(Mode::Lines, 200), t.clone());
+        assert!(h[0].contains("--connect-rate"), "{h:?}");
+        assert!(!h[0].contains("smaller -s"), "{h:?}");
+        // -p crr after hundreds of good connections: no clean slot, but
+        // hundreds of connections completed.
+        let mut crr = ended_early(1, 0);
+        crr.completed = 300;
+        crr.bytes_verified = 300 * 64;
+        crr.messages_verified = 300;
+        let h = hints_of(&sized(Mode::Raw, 64), crr);
+        assert!(h[0].contains("--connect-rate"), "{h:?}");
+        // Sizes that vary: the longer lines may be what was reset.
+        let mut spec = sized(Mode::Lines, 200);
+        spec.size = ricochet_core::probe::SizeRange::range(10, 5000);
+        let h = hints_of(&spec, t);
+        assert!(h[0].contains("try a smaller -s"), "{h:?}");
+        // Raw data of which some bytes came back, but no connection
+        // completed: a lines server echoing up to a random `\n` (the limit).
+        let mut partial = ended_early(2, 0);
+        partial.bytes_verified = 40;
+        let h = hints_of(&sized(Mode::Raw, 200), partial);
+        assert!(h[0].contains("-m lines or -m frames"), "{h:?}");
+    }
+
+    /// A Python `readline` server with a limit closes (FIN), rather than
+    /// resets, a connection whose line is too long.
+    #[test]
+    fn a_clean_close_of_long_lines_or_frames_also_names_the_limit() {
+        let h = hints_of(&sized(Mode::Lines, 100 * 1024), ended_early(0, 1));
+        assert_eq!(h.len(), 2, "the limit, then a forward: {h:?}");
+        assert!(
+            h[0].starts_with("1 connection was closed by the peer before any byte was echoed: ")
+                && h[0].contains(
+                    "some servers close, rather than reset, a connection whose line is longer \
+                     than their limit"
+                )
+                && h[0].contains("these lines are up to 102400 bytes (`\\n` included)")
+                && h[0].contains("try a smaller -s")
+                && h[0].contains("pass -m frames"),
+            "{h:?}"
+        );
+        assert!(h[1].contains("port forward"), "{h:?}");
+        let h = hints_of(&sized(Mode::Frames, 2000), ended_early(0, 3));
+        assert!(
+            h[0].starts_with("3 connections were closed")
+                && h[0].contains("whose frame is longer than their limit")
+                && h[0].contains("pass -m lines"),
+            "{h:?}"
+        );
+        // Short messages and raw data: the forward only.
+        assert_eq!(
+            hints_of(&sized(Mode::Lines, 64), ended_early(0, 1)).len(),
+            1
+        );
+        assert_eq!(
+            hints_of(&sized(Mode::Raw, 100_000), ended_early(0, 1)).len(),
+            1
+        );
+    }
+
+    fn udp() -> Target {
+        Target::Udp(vec!["127.0.0.1:7".parse().unwrap()])
+    }
+
+    /// A UDP tally: `sent` datagrams of which `verified` came back and `lost` did not.
+    fn datagrams(sent: u64, verified: u64, lost: u64) -> Tally {
+        let mut t = tally();
+        t.datagrams.sent = sent;
+        t.datagrams.verified = verified;
+        t.datagrams.lost = lost;
+        t.messages_sent = sent;
+        t.messages_verified = verified;
+        t.bytes_verified = verified * 64;
+        t
+    }
+
+    #[test]
+    fn udp_stream_loss_names_the_datagrams_in_flight_not_a_closed_loop() {
+        let mut spec = ProbeSpec::new(udp());
+        spec.pattern = super::super::spec::Pattern::Stream;
+        let h = hints_of(&spec, datagrams(1000, 900, 100));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].starts_with("datagrams were lost with up to 64 in flight per socket")
+                && h[0].contains("receive buffer overflows")
+                && h[0].contains("try a smaller -w, e.g. -w 1024 (16 datagrams of 64 bytes)")
+                && h[0].contains("or --rate"),
+            "{h:?}"
+        );
+        assert!(!h[0].contains("closed loop"), "{h:?}");
+        // -w 512 -s 64: 8 in flight.
+        spec.window = 512;
+        let h = hints_of(&spec, datagrams(1000, 900, 100));
+        assert!(
+            h[0].contains("up to 8 in flight") && h[0].contains("-w 128 (2 datagrams"),
+            "{h:?}"
+        );
+        // Ping-pong keeps its closed-loop hint.
+        let h = hints_of(&ProbeSpec::new(udp()), datagrams(1000, 900, 100));
+        assert!(h[0].contains("closed loop"), "{h:?}");
+    }
+
+    #[test]
+    fn udp_run_that_lost_every_small_datagram_asks_whether_anything_answers() {
+        let spec = ProbeSpec::new(udp());
+        let h = hints_of(&spec, datagrams(20, 0, 20));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].starts_with("nothing came back: all 20 datagrams were lost")
+                && h[0].contains("is a UDP echo server listening there")
+                && h[0].contains("ICMP port unreachable")
+                && h[0].contains("from the same address and port")
+                && h[0].contains("loopback or privileged"),
+            "{h:?}"
+        );
+        // A refusal already says nothing listens; large datagrams have their hint.
+        let mut t = datagrams(1, 0, 1);
+        t.errors.count(ErrorKind::Refused);
+        assert!(hints_of(&spec, t).is_empty());
+        let mut big = ProbeSpec::new(udp());
+        big.size = ricochet_core::probe::SizeRange::fixed(2000);
+        let h = hints_of(&big, datagrams(5, 0, 5));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h[0].contains("larger than 1472"), "{h:?}");
+    }
+
+    /// `-m frames` against a lines server, `-m lines` against a frames
+    /// server or a discard service: timeouts, no message back.
+    #[test]
+    fn lines_or_frames_timing_out_with_nothing_verified_suggest_another_mode() {
+        let mut t = tally();
+        t.errors.count(ErrorKind::Timeout);
+        // A prefix of a frame up to a random `\n` came back, not the frame.
+        t.bytes_verified = 10;
+        let h = hints_of(&sized(Mode::Frames, 64), t.clone());
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].starts_with("no frame came back whole before the timeout: ")
+                && h[0].contains("-m lines or -m raw")
+                && h[0].contains("not be an echo server at all")
+                && h[0].contains("discard"),
+            "{h:?}"
+        );
+        let h = hints_of(&sized(Mode::Lines, 64), t.clone());
+        assert!(h[0].contains("-m frames or -m raw"), "{h:?}");
+        // Something verified whole: a slow server, no mode hint.
+        t.messages_verified = 1;
+        assert!(hints_of(&sized(Mode::Lines, 64), t).is_empty());
     }
 
     #[test]

@@ -510,6 +510,15 @@ pub enum UdpFault {
     DropEvery(u64),
     /// Flip one byte of every `n`-th datagram.
     CorruptEvery(u64),
+    /// Echo only the first this many bytes of each datagram (a server
+    /// whose receive buffer is that small: socat and ncat at 8192).
+    TruncateTo(usize),
+    /// Echo this many datagrams, then close the socket: later datagrams
+    /// get an ICMP port unreachable (a server stopped mid-run).
+    CloseAfter(u64),
+    /// Echo every datagram from another socket (another port), which a
+    /// client's connected socket never sees.
+    FromOtherPort,
 }
 
 /// A UDP echo server with a fault on 127.0.0.1:0; stops when dropped.
@@ -527,20 +536,30 @@ impl FaultyUdp {
             .expect("timeout");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let other = UdpSocket::bind("127.0.0.1:0").expect("bind the other udp socket");
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             let mut seen: u64 = 0;
             while !stop2.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                let Ok((mut n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
                 seen += 1;
                 match fault {
                     UdpFault::DropEvery(k) if seen.is_multiple_of(k) => continue,
                     UdpFault::CorruptEvery(k) if seen.is_multiple_of(k) => buf[n - 1] ^= 0x5a,
+                    UdpFault::TruncateTo(k) => n = n.min(k),
+                    UdpFault::FromOtherPort => {
+                        let _ = other.send_to(&buf[..n], from);
+                        continue;
+                    }
                     _ => {}
                 }
                 let _ = sock.send_to(&buf[..n], from);
+                if matches!(fault, UdpFault::CloseAfter(k) if seen >= k) {
+                    // Dropping the socket: the port is closed from now on.
+                    break;
+                }
             }
         });
         FaultyUdp {

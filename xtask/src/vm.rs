@@ -278,8 +278,11 @@ impl Qemu {
 impl Drop for Qemu {
     fn drop(&mut self) {
         let pgid = self.child.id();
+        // The group may be gone already (QEMU exited by itself): that is
+        // the aim, not an error worth a line on stderr.
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{pgid}")])
+            .stderr(std::process::Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && self.alive() {
@@ -287,6 +290,7 @@ impl Drop for Qemu {
         }
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(std::process::Stdio::null())
             .status();
         // Forgotten before it is reaped, while the id is still ours.
         crate::signals::unregister(pgid);

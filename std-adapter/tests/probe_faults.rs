@@ -351,7 +351,10 @@ fn probe_udp_server_stopping_mid_run_leaves_every_datagram_accounted_for() {
     assert!(d.sent > d.verified, "{r}");
     assert_eq!(d.sent, d.verified + d.lost + d.corrupt, "{r}");
     assert_eq!(d.lost_on_failure, d.lost, "{r}");
-    assert_eq!(r.errors.loss, 0, "the refusal is the error, not a loss too: {r}");
+    assert_eq!(
+        r.errors.loss, 0,
+        "the refusal is the error, not a loss too: {r}"
+    );
     assert!(!r.ok);
     let refused = r
         .error_details

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use ricochet_core::{Instant, Mode};
 
 use super::report::{
-    ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES, MIN_RATE_SPAN_SECS,
-    Report, TargetReport, TlsReport,
+    ConnError, ErrorKind, Histograms, Latency, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES,
+    MIN_RATE_SPAN_SECS, Report, TargetReport, TlsReport,
 };
-use super::spec::{Lifetime, ProbeSpec, Stop, UDP_MAX_IN_FLIGHT};
+use super::spec::{Lifetime, Pattern, ProbeSpec, Stop, UDP_MAX_IN_FLIGHT};
 use super::tally::{Tally, latency_of};
 use super::units::format_duration;
 use super::{StopReason, Target};
@@ -226,6 +226,9 @@ pub(super) fn build_report(
         }
         d
     });
+    if let Some(hint) = nagle_hint(spec, &latency_us, &latency_of(&t.connect)) {
+        hints.push(hint);
+    }
     if stream && spec.mode == Mode::Raw && errors.timeout > 0 && t.bytes_verified == 0 {
         hints.push(
             "nothing came back at all: a server that echoes only complete lines or frames \
@@ -353,6 +356,29 @@ pub(super) fn build_report(
         intervals: Vec::new(),
         histograms,
     }
+}
+
+/// Round trips of a nearby server (connecting took under 5 ms) whose median
+/// is 35 to 60 ms: Linux's delayed ACK (40 ms) meeting the server's Nagle
+/// algorithm. A server that echoes a message in several writes without
+/// `TCP_NODELAY` holds the last piece until the first is acknowledged, and
+/// the probe acknowledges late because it has nothing to send until the
+/// whole echo is back. The probe sets `TCP_NODELAY` on its own sockets.
+fn nagle_hint(spec: &ProbeSpec, rtt: &Latency, connect: &Latency) -> Option<String> {
+    let stalled = (35_000..=60_000).contains(&rtt.p50);
+    let near = connect.count > 0 && connect.p50 < 5_000;
+    (spec.is_stream() && spec.pattern != Pattern::Stream && stalled && near).then(|| {
+        format!(
+            "round trips take {:.1} ms at the median although connecting took {:.2} ms: the \
+             signature of the server's Nagle algorithm meeting this host's 40 ms delayed ACK (a \
+             server that echoes a message in several writes without TCP_NODELAY holds the last \
+             piece until the first is acknowledged); the probe sets TCP_NODELAY itself, so the \
+             fix is in the server (`ricochet serve` sets it), or probe with messages that fit \
+             one write (a smaller -s)",
+            rtt.p50 as f64 / 1e3,
+            connect.p50 as f64 / 1e3
+        )
+    })
 }
 
 /// `n` connection(s) with the verb agreeing: "1 connection was", "2 connections were".
@@ -832,6 +858,35 @@ mod tests {
         let t = echoed_at(&[0, 500, 1000]);
         let r = build_report(&spec, run, t.clone(), &[t]);
         assert!(near(r.measured_secs, 1.5), "{}", r.measured_secs);
+    }
+
+    /// Ping-pong round trips of 40 ms to a server that accepted in 0.1 ms:
+    /// the Nagle and delayed-ACK hint; not for a far server (connecting
+    /// took as long) nor for fast round trips.
+    #[test]
+    fn forty_ms_round_trips_to_a_near_server_name_nagle_and_delayed_ack() {
+        let lat = |p50| Latency {
+            count: 10,
+            p50,
+            ..Latency::default()
+        };
+        let spec = ProbeSpec::new(tcp());
+        let hint = nagle_hint(&spec, &lat(40_500), &lat(100)).expect("a hint");
+        assert!(
+            hint.contains("40.5 ms") && hint.contains("Nagle") && hint.contains("TCP_NODELAY"),
+            "{hint}"
+        );
+        assert!(
+            nagle_hint(&spec, &lat(40_500), &lat(39_000)).is_none(),
+            "far away"
+        );
+        assert!(nagle_hint(&spec, &lat(300), &lat(100)).is_none(), "fast");
+        let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+        udp.pattern = Pattern::PingPong;
+        assert!(
+            nagle_hint(&udp, &lat(40_500), &lat(100)).is_none(),
+            "no TCP"
+        );
     }
 
     /// A tally of connections ended early before any byte verified.

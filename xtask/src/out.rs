@@ -2,7 +2,7 @@
 //! do (`cargo xtask help | head -1`), where `println!` would panic
 //! ("failed printing to stdout: Broken pipe") and exit with 101.
 //!
-//! [`outln!`] and [`out!`] are `println!` and `print!` with that one
+//! `outln!` and `out!` are `println!` and `print!` with that one
 //! difference. On EPIPE they unwind the stack with a [`StdoutClosed`]
 //! payload, which prints nothing (`resume_unwind` skips the panic hook)
 //! but runs every guard on the way, as a panic would: servers killed,
@@ -36,7 +36,7 @@ macro_rules! outln {
     }};
 }
 
-/// `print!`, but a closed stdout ends xtask quietly, as [`outln!`].
+/// `print!`, but a closed stdout ends xtask quietly, as `outln!`.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
@@ -44,7 +44,7 @@ macro_rules! out {
     }};
 }
 
-/// What [`outln!`] and [`out!`] do with the result of a write: nothing,
+/// What `outln!` and `out!` do with the result of a write: nothing,
 /// unwind with [`StdoutClosed`] on EPIPE, or panic as `println!` does.
 pub(crate) fn written(result: io::Result<()>) {
     match result {

@@ -369,8 +369,35 @@ fn probe_tls_presents_its_client_certificate_to_a_mutual_tls_server() {
         let sent = j["messages_sent"].as_u64().unwrap_or(0);
         assert!(sent > 0, "{extra:?}: {j}");
         assert_eq!(j["messages_verified"], sent, "{extra:?}: {j}");
+        assert_eq!(
+            j["tls"]["client_certificate"],
+            path(&pki.client_cert),
+            "the report says which certificate was presented: {j}"
+        );
         handshakes += opened;
     }
+    // The table says so too.
+    let o = probe_cli(&[
+        target.as_str(),
+        "--tls-ca",
+        path(&pki.ca),
+        "--tls-cert",
+        path(&pki.client_cert),
+        "--tls-key",
+        path(&pki.client_key),
+        "-n",
+        "3",
+    ]);
+    let (code, out, _) = texts(&o);
+    assert_eq!(code, 0, "{out}");
+    handshakes += 1;
+    assert!(
+        out.contains(&format!(
+            "client certificate {} presented",
+            path(&pki.client_cert)
+        )),
+        "{out}"
+    );
     // The server accepted every one of those handshakes, and refused none.
     srv.wait_stats("every handshake", |s| {
         s.tls_handshakes.completed == handshakes

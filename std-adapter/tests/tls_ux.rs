@@ -72,7 +72,12 @@ fn probe_claims_a_verified_certificate_only_when_a_handshake_verified_it() {
     }
     let o = probe_cli(&[&target, "--tls-ca", path(&pki.ca), "-n", "3", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
-    assert_eq!(json_of(&o)["tls"]["verified"], true);
+    let j = json_of(&o);
+    assert_eq!(j["tls"]["verified"], true);
+    assert!(
+        j["tls"]["client_certificate"].is_null(),
+        "none presented: {j}"
+    );
     let o = probe_cli(&[&target, "--insecure", "-n", "3", "--json"]);
     assert_eq!(json_of(&o)["tls"]["verified"], false);
 }

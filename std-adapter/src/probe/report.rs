@@ -396,6 +396,9 @@ pub struct TlsReport {
     pub verified: bool,
     /// Whether connections could resume an earlier session (`--tls-resumption`).
     pub resumption: bool,
+    /// The client certificate the probe presented (`--tls-cert`, mutual
+    /// TLS); `None` (JSON `null`): it presented none.
+    pub client_certificate: Option<String>,
     /// Handshakes completed (all of them, warmup included). Over TLS 1.3 a
     /// handshake the server refuses after the probe's side was done (a
     /// mutual-TLS server's alert on the first read) is not one: it is a

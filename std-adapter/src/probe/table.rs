@@ -456,6 +456,10 @@ fn handshakes_line(t: &TlsReport) -> String {
             t.server_name
         )
     };
+    let name = match &t.client_certificate {
+        Some(cert) => format!("{name}; client certificate {cert} presented"),
+        None => name,
+    };
     let rate = t.handshakes_per_sec.map_or_else(
         || "no rate (fewer than 2 in the measured span, or a span under 10 ms)".to_owned(),
         |r| format!("{r:.1} /s"),

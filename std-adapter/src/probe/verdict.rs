@@ -599,6 +599,11 @@ fn tls_section(
         server_name: names.join(" "),
         insecure: spec.tls.insecure,
         resumption: !spec.tls.no_resumption,
+        client_certificate: spec
+            .tls
+            .client_cert
+            .as_ref()
+            .map(|p| p.display().to_string()),
         handshakes: t.handshakes,
         resumed: t.resumed,
         verified: !spec.tls.insecure && t.handshakes > 0,

@@ -72,6 +72,22 @@ impl fmt::Display for HandshakeError {
 /// (`None`: rustls's own message says it).
 fn explain(e: &rustls::Error) -> Option<String> {
     use rustls::CertificateError as C;
+    if let rustls::Error::AlertReceived(alert) = e {
+        // TLS 1.2: a mutual-TLS server refuses inside the handshake (1.3
+        // refuses after it: `RefusedByServer`).
+        let about_certificate = RefusedByServer {
+            alert: *alert,
+            client_cert: None,
+        }
+        .about_client_certificate();
+        return about_certificate.then(|| {
+            format!(
+                "the server refused the handshake (fatal alert {alert:?}); if it requires a \
+                 client certificate (mutual TLS, e.g. `ricochet serve --tls-client-ca`), give \
+                 the probe one signed by a CA it trusts with --tls-cert FILE --tls-key FILE"
+            )
+        });
+    }
     let rustls::Error::InvalidCertificate(c) = e else {
         return None;
     };
@@ -621,6 +637,23 @@ mod tests {
         assert!(link.handshake_accepted());
         drop(link);
         srv.join().expect("server");
+    }
+
+    #[test]
+    fn a_certificate_alert_inside_the_handshake_names_the_client_certificate_flags() {
+        let e = HandshakeError::Tls(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired,
+        ))
+        .to_string();
+        assert!(
+            e.contains("CertificateRequired") && e.contains("--tls-cert FILE --tls-key FILE"),
+            "{e}"
+        );
+        let e = HandshakeError::Tls(rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion,
+        ))
+        .to_string();
+        assert!(!e.contains("--tls-cert"), "not about certificates: {e}");
     }
 
     #[test]

@@ -81,4 +81,4 @@ pub use pump::{Failure, Next, Pump, ReadOutcome, Teardown, Transport, WriteOutco
 pub use session::{
     AbortReason, CloseReason, CommitError, Event, Session, SessionConfig, SessionStats, State,
 };
-pub use time::{Duration, Instant};
+pub use time::{Duration, Instant, Pace};

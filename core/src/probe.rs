@@ -15,7 +15,6 @@
 use core::fmt;
 
 use crate::mode::Mode;
-use crate::time::Duration;
 
 mod datagram;
 mod stream;
@@ -217,8 +216,12 @@ pub(crate) fn check_sizes(size: SizeRange, bounds: (usize, usize)) -> Result<(),
 }
 
 /// The scheduled start of message `index` under pacing `interval`.
-pub(crate) fn scheduled(start: crate::Instant, interval: Duration, index: u64) -> crate::Instant {
-    start + Duration::from_micros(interval.as_micros().saturating_mul(index))
+pub(crate) fn scheduled(
+    start: crate::Instant,
+    interval: crate::Pace,
+    index: u64,
+) -> crate::Instant {
+    interval.at(start, index)
 }
 
 #[cfg(test)]

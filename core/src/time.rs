@@ -18,6 +18,53 @@ use core::ops::{Add, AddAssign, Sub};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Instant(u64);
 
+/// The spacing of a paced schedule, in nanoseconds: finer than
+/// [`Duration`], so that a rate whose interval is not a whole number of
+/// microseconds (8 connections at 118,000/s: 67.8 µs each) is kept exactly
+/// over a run instead of rounded to 67 µs (1.2 % too fast).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Pace(u64);
+
+impl Pace {
+    /// One message every `nanos` nanoseconds (at least 1).
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Pace(if nanos == 0 { 1 } else { nanos })
+    }
+    /// The spacing in nanoseconds.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+    /// When message `index` of a schedule starting at `start` is due:
+    /// `start + index × spacing`, to the microsecond below (saturating).
+    pub const fn at(self, start: Instant, index: u64) -> Instant {
+        let micros = (self.0 as u128 * index as u128) / 1_000;
+        let micros = if micros > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            micros as u64
+        };
+        Instant(start.0.saturating_add(micros))
+    }
+    /// Whole spacings from `start` to `now`: `(now - start) / spacing`
+    /// (0 if `now` is earlier).
+    pub const fn due_by(self, start: Instant, now: Instant) -> u64 {
+        let nanos = (now.0.saturating_sub(start.0) as u128) * 1_000;
+        let n = nanos / self.0 as u128;
+        if n > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            n as u64
+        }
+    }
+}
+
+impl From<Duration> for Pace {
+    fn from(d: Duration) -> Self {
+        Pace::from_nanos(d.0.saturating_mul(1_000))
+    }
+}
+
 /// A span of time in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -171,6 +218,20 @@ impl fmt::Display for Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pace_keeps_sub_microsecond_spacing_over_a_schedule() {
+        let pace = Pace::from_nanos(6_667);
+        let t0 = Instant::from_micros(10);
+        assert_eq!(pace.at(t0, 3).as_micros(), 10 + 20); // 20.001 us
+        assert_eq!(pace.at(t0, 150_000).as_micros(), 10 + 1_000_050);
+        assert_eq!(pace.due_by(t0, Instant::from_micros(10 + 20)), 2);
+        assert_eq!(pace.due_by(t0, Instant::from_micros(10 + 21)), 3);
+        assert_eq!(pace.due_by(t0, Instant::ZERO), 0, "earlier than the start");
+        assert_eq!(Pace::from_nanos(0).as_nanos(), 1, "never a zero spacing");
+        assert_eq!(Pace::from(Duration::from_micros(7)).as_nanos(), 7_000);
+        assert_eq!(Pace::from_nanos(u64::MAX).at(t0, u64::MAX), Instant::MAX);
+    }
 
     #[test]
     fn instant_arithmetic_saturates() {

@@ -137,7 +137,7 @@ fn frames_probe_larger_than_server_buffer_gets_abort_and_premature_close() {
 #[test]
 fn silent_client_is_closed_by_idle_timeout_on_the_virtual_clock() {
     let mut probe = probe_cfg(Mode::Raw, Pattern::PingPong, SizeRange::fixed(8), 2);
-    probe.interval = Some(Duration::from_secs(3600));
+    probe.interval = Some(Duration::from_secs(3600).into());
     let mut p = pair::<64>(probe, server_cfg(Mode::Raw));
     let out = p.run(&mut Chunks::new(&[64]), 10_000);
     assert_eq!(
@@ -197,7 +197,7 @@ fn paced_probe_against_a_stalled_server_counts_the_stall_in_every_late_message()
     // their schedule they all show the wait; from their actual send they do
     // not (that is the coordinated-omission error the schedule avoids).
     let mut probe = probe_cfg(Mode::Raw, Pattern::PingPong, SizeRange::fixed(32), 20);
-    probe.interval = Some(Duration::from_millis(10));
+    probe.interval = Some(Duration::from_millis(10).into());
     let mut p = pair::<64>(probe, server_cfg(Mode::Raw));
     p.stalled_until = T0 + Duration::from_millis(100);
     let out = p.run(&mut Chunks::new(&[32]), 100_000);

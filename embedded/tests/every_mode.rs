@@ -148,7 +148,7 @@ fn four_sockets_over_three_ports_serve_two_echo_clients_beside_one_per_other_mod
     let mut sim = Sim::<4, 6, 1024>::new(every_mode());
     let paced = |mode| ProbeConfig {
         pattern: Pattern::PingPong,
-        interval: Some(Duration::from_millis(1)),
+        interval: Some(Duration::from_millis(1).into()),
         ..probe(mode, SizeRange::fixed(100), 50)
     };
     // In this order: the two echo clients take the echo port's listener

@@ -275,7 +275,7 @@ fn pool_of_eight_sockets_with_socket_slots_serves_eight_at_once() {
     let mut sim = Sim::<8, { socket_slots(8) }, 512>::new(server_config());
     let paced = ProbeConfig {
         count: Some(20),
-        interval: Some(Duration::from_millis(1)),
+        interval: Some(Duration::from_millis(1).into()),
         ..ProbeConfig::default()
     };
     let mut clients: Vec<StreamClient> = (0..8)

@@ -33,7 +33,7 @@ fn ping_pong(count: u64, interval: Option<Duration>) -> ProbeConfig {
         size: SizeRange::range(1, 400),
         count: Some(count),
         response_timeout: Some(Duration::from_secs(2)),
-        interval,
+        interval: interval.map(Into::into),
     }
 }
 

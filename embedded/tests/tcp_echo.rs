@@ -119,7 +119,7 @@ fn full_pool_serves_n_clients_at_once_refuses_the_extra_then_serves_it() {
     // Paced: each client needs 50 ms, so all of them overlap.
     let paced = ProbeConfig {
         pattern: Pattern::PingPong,
-        interval: Some(Duration::from_millis(1)),
+        interval: Some(Duration::from_millis(1).into()),
         ..probe(Mode::Raw, SizeRange::fixed(100), 50)
     };
     let mut clients: Vec<StreamClient> = (0..5)

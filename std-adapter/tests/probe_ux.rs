@@ -751,3 +751,21 @@ fn lines_probe_that_times_out_with_nothing_back_suggests_the_other_modes() {
         "{out}"
     );
 }
+
+/// A rate whose per-connection interval is not a whole number of
+/// microseconds (1 connection at 150,000/s: 6.67 us) is kept, not rounded
+/// to 6 us (which ran 11 % fast). Only the upper bound is asserted: a busy
+/// machine may fall short, never over.
+#[test]
+fn paced_stream_never_runs_faster_than_the_rate_asked_for() {
+    let srv = OurServer::start(Mode::Raw);
+    let target = format!("tcp://{}", srv.tcp);
+    let j = json_of(&probe_cli(&[
+        &target, "-p", "stream", "-r", "150K", "-d", "1s", "--json",
+    ]));
+    let rate = j["round_trips_per_sec"].as_f64().unwrap();
+    assert!(
+        rate <= 150_000.0 * 1.005,
+        "{rate}/s for 150000/s asked: {j}"
+    );
+}

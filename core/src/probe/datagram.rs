@@ -35,8 +35,9 @@ pub struct DatagramProbeConfig {
     pub window: usize,
     /// A datagram not back after this long is counted lost.
     pub loss_timeout: Duration,
-    /// Open-loop pacing: datagram `i` is sent no earlier than `start + i * interval`.
-    pub interval: Option<Duration>,
+    /// Open-loop pacing: datagram `i` is sent no earlier than `start + i * interval`
+    /// (nanoseconds, [`Pace`](crate::Pace); a `Duration` converts with `.into()`).
+    pub interval: Option<crate::Pace>,
 }
 
 impl Default for DatagramProbeConfig {

@@ -32,7 +32,8 @@ pub struct ProbeConfig {
     /// Open-loop pacing: message `i` starts no earlier than
     /// `start + i * interval`, and its round trip is measured from that
     /// scheduled instant (so a slow server cannot hide its queueing delay).
-    pub interval: Option<Duration>,
+    /// In nanoseconds ([`Pace`](crate::Pace)): a `Duration` converts with `.into()`.
+    pub interval: Option<crate::Pace>,
 }
 
 impl Default for ProbeConfig {

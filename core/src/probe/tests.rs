@@ -1,7 +1,7 @@
 //! Probe unit tests, named `<state>_<event>_<outcome>`.
 
 use super::*;
-use crate::Instant;
+use crate::{Duration, Instant};
 
 const T0: Instant = Instant::from_micros(1_000);
 
@@ -425,7 +425,7 @@ fn paced_pingpong_late_send_measures_from_schedule_and_from_send() {
         size: SizeRange::fixed(16),
         count: Some(2),
         response_timeout: None,
-        interval: Some(Duration::from_millis(10)),
+        interval: Some(Duration::from_millis(10).into()),
     };
     config.count = Some(2);
     let mut p = StreamProbe::<4>::new(config, T0).unwrap();
@@ -458,7 +458,7 @@ fn paced_datagram_late_send_measures_from_schedule_and_from_send() {
         count: Some(2),
         window: 1,
         loss_timeout: Duration::from_secs(1),
-        interval: Some(Duration::from_millis(10)),
+        interval: Some(Duration::from_millis(10).into()),
     };
     let mut p = DatagramProbe::<8>::new(config, T0).unwrap();
     let mut buf = [0u8; 64];
@@ -484,7 +484,7 @@ fn paced_stream_next_due_follows_the_schedule_not_the_sends() {
         size: SizeRange::fixed(16),
         count: Some(3),
         response_timeout: None,
-        interval: Some(Duration::from_millis(10)),
+        interval: Some(Duration::from_millis(10).into()),
     };
     let mut p = StreamProbe::<8>::new(config, T0).unwrap();
     assert_eq!(p.next_due(), Some(T0));
@@ -511,7 +511,7 @@ fn paced_datagram_next_due_advances_per_datagram_and_stops_at_finish() {
         count: None,
         window: 4,
         loss_timeout: Duration::from_secs(1),
-        interval: Some(Duration::from_millis(10)),
+        interval: Some(Duration::from_millis(10).into()),
     };
     let mut p = DatagramProbe::<8>::new(config, T0).unwrap();
     let mut buf = [0u8; 64];

@@ -84,7 +84,7 @@ struct Env<'a> {
     queue: BinaryHeap<Reverse<(Instant, usize)>>,
     gate: Gate,
     /// Per-connection pacing interval, with `--rate`.
-    pace: Option<Duration>,
+    pace: Option<ricochet_core::Pace>,
     /// Connections connecting now.
     connecting: usize,
     /// Slots not finished for good.
@@ -352,9 +352,7 @@ impl Env<'_> {
         // Under pacing the slot's schedule runs on: this connection's first
         // message was due when the previous connection's next one would have been.
         let due = match (self.pace, c.origin) {
-            (Some(pace), Some(origin)) => {
-                origin + Duration::from_micros(pace.as_micros().saturating_mul(c.messages_done))
-            }
+            (Some(pace), Some(origin)) => pace.at(origin, c.messages_done),
             (Some(_), None) => {
                 c.origin = Some(now);
                 now
@@ -564,9 +562,7 @@ impl Env<'_> {
             && spec.count().is_none_or(|n| c.messages_done < n);
         if more {
             let at = match (self.pace, c.origin) {
-                (Some(pace), Some(origin)) => {
-                    origin + Duration::from_micros(pace.as_micros().saturating_mul(c.messages_done))
-                }
+                (Some(pace), Some(origin)) => pace.at(origin, c.messages_done),
                 _ => now,
             };
             c.phase = Phase::Queued { at };

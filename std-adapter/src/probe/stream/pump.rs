@@ -4,7 +4,7 @@
 
 use std::io;
 
-use ricochet_core::{Duration, Instant};
+use ricochet_core::Instant;
 
 use super::super::record::Recorder;
 use super::super::report::ErrorKind;
@@ -161,7 +161,7 @@ const LATENESS_SAMPLES: u64 = 4096;
 /// the next ones `pace` apart.
 struct Sent {
     due: Instant,
-    pace: Duration,
+    pace: ricochet_core::Pace,
     now: Instant,
     /// When the messages were held (due, but the window or the message
     /// before kept them back): the last read, from which they could go.
@@ -175,14 +175,12 @@ impl Sent {
     /// probe's after the write.
     fn record(&self, rec: &mut Recorder, target: usize, next_due: Option<Instant>) {
         let begun = match next_due {
-            Some(next) => {
-                next.saturating_since(self.due).as_micros() / self.pace.as_micros().max(1)
-            }
+            Some(next) => self.pace.due_by(self.due, next),
             // The last message began (or the probe was told to finish): count one.
             None => 1,
         };
         for i in 0..begun.min(LATENESS_SAMPLES) {
-            let due = self.due + Duration::from_micros(self.pace.as_micros().saturating_mul(i));
+            let due = self.pace.at(self.due, i);
             let ready = self.ready_at.map_or(due, |r| due.max(r));
             rec.lateness(target, self.now, self.now.saturating_since(ready));
         }

@@ -145,6 +145,21 @@ impl RateSearch {
 
     /// One line for a finished search.
     pub fn summary(&self) -> String {
+        let summary = self.found();
+        match self.stopped_early {
+            // Not a verdict on the server: the search did not run its course.
+            Some(StopReason::Interrupted) => format!(
+                "{summary} (interrupted after {} step{}: the search did not finish; the step in \
+                 progress was dropped)",
+                self.steps.len(),
+                if self.steps.len() == 1 { "" } else { "s" }
+            ),
+            _ => summary,
+        }
+    }
+
+    /// What the steps run found.
+    fn found(&self) -> String {
         match self.rate {
             Some(r) => format!(
                 "highest rate keeping {} (p{} at most {}): {r:.0} msg/s{}",
@@ -377,6 +392,39 @@ mod tests {
 
     fn goal(s: &str) -> Goal {
         s.parse().unwrap()
+    }
+
+    /// An interrupted search says so: "no rate tried kept p99=1ms" alone
+    /// read as a verdict on the server.
+    #[test]
+    fn interrupted_search_summary_says_it_did_not_finish() {
+        let step = RateStep {
+            step: 1,
+            rate: None,
+            achieved: 64_522.0,
+            value_us: 112,
+            errors: 0,
+            ok: false,
+            why: None,
+        };
+        let mut search = RateSearch {
+            goal: "p99=1ms".to_owned(),
+            percentile: 99.0,
+            bound_us: 1_000,
+            rate: None,
+            at_upper_end: false,
+            steps: vec![step],
+            best: None,
+            stopped_early: Some(StopReason::Interrupted),
+            ok: false,
+        };
+        let s = search.summary();
+        assert!(
+            s.starts_with("no rate tried kept p99=1ms (interrupted after 1 step:"),
+            "{s}"
+        );
+        search.stopped_early = None;
+        assert_eq!(search.summary(), "no rate tried kept p99=1ms");
     }
 
     #[test]

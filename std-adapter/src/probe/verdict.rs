@@ -258,9 +258,22 @@ pub(super) fn build_report(
         && round_trips > 0
         && round_trips_per_sec < RATE_REACHED * rate
     {
+        let why = match spec.connect_rate {
+            // The ramp of the first connections: slots start when theirs opens.
+            Some(cr) if spec.connections as f64 / cr >= 0.1 * measured_secs => format!(
+                "the first {} connections opened at --connect-rate {cr}/s, over about {:.1} s of \
+                 it, and each slot's schedule starts when its connection opens; measure after \
+                 the ramp with --warmup {:.0}s, or the server or the probe could not keep up",
+                spec.connections,
+                spec.connections as f64 / cr,
+                (spec.connections as f64 / cr).ceil()
+            ),
+            _ => "the server or the probe could not keep up; latencies include the queueing"
+                .to_owned(),
+        };
         warnings.push(format!(
-            "the requested rate of {rate} msg/s was not reached: {round_trips_per_sec:.1}/s achieved \
-             (the server or the probe could not keep up; latencies include the queueing)"
+            "the requested rate of {rate} msg/s was not reached: {round_trips_per_sec:.1}/s \
+             achieved ({why})"
         ));
     }
     if run.stopped_early.is_none() && t.not_started > 0 {
@@ -892,6 +905,42 @@ mod tests {
             nagle_hint(&udp, &lat(40_500), &lat(100)).is_none(),
             "no TCP"
         );
+    }
+
+    /// A rate missed while the first connections were still opening at
+    /// --connect-rate: the warning names the ramp and --warmup, not only
+    /// the server.
+    #[test]
+    fn rate_missed_during_a_connect_ramp_names_the_ramp() {
+        let d = Stop::Duration(std::time::Duration::from_secs(2));
+        let mut spec = ProbeSpec::new(tcp());
+        spec.stop = d;
+        spec.rate = Some(2.0);
+        spec.connections = 10;
+        spec.connect_rate = Some(5.0);
+        let t = echoed_at(&[0, 1000]);
+        let r = build_report(
+            &spec,
+            facts(Some(Instant::from_millis(2000))),
+            t.clone(),
+            &[t],
+        );
+        let w = r.warnings.join("\n");
+        assert!(
+            w.contains("was not reached")
+                && w.contains("--connect-rate 5/s, over about 2.0 s")
+                && w.contains("--warmup 2s"),
+            "{w}"
+        );
+        spec.connect_rate = None;
+        let t = echoed_at(&[0, 1000]);
+        let r = build_report(
+            &spec,
+            facts(Some(Instant::from_millis(2000))),
+            t.clone(),
+            &[t],
+        );
+        assert!(r.warnings.join("\n").contains("could not keep up"));
     }
 
     /// A tally of connections ended early before any byte verified.

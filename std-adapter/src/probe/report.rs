@@ -67,17 +67,18 @@ pub struct Report {
     /// `--connect-rate`: new connections per second at most.
     pub connect_rate: Option<f64>,
     /// Length of the measured span in seconds: after the warmup until the
-    /// end of the duration, or from the start to the last verified byte
-    /// (with a count, or when that comes first: an interrupted run).
+    /// end of the duration (the whole of it, however little came back near
+    /// its end), up to the interruption of an interrupted run, or from the
+    /// start to the last verified byte of a count run.
     ///
     /// With `--rate` the span is at least what the schedule gives the round
     /// trips counted, `round_trips / rate` seconds (within the duration):
     /// each message has its interval of `connections / rate` seconds on its
     /// connection, and from the first send to the last echo covers one
     /// interval less (`-r 1 -n 2` took 1 s: 2 round trips on a 2 s
-    /// schedule). So a paced run's rates never exceed the rate asked for,
-    /// and a server that cannot keep up still makes the span longer than
-    /// the schedule and the rate lower (under 90 % of the rate asked for, a
+    /// schedule). So a paced run's rates do not exceed the rate asked for
+    /// (give or take a message per connection), and a server that cannot
+    /// keep up makes the rate lower (under 90 % of the rate asked for, a
     /// warning says it was not reached).
     pub measured_secs: f64,
     /// Messages asked for over all connections (`count × connections`); `None` with a duration.
@@ -98,10 +99,11 @@ pub struct Report {
     pub mb_per_sec: f64,
     /// The same in megabits (10^6 bit) per second.
     pub mbit_per_sec: f64,
-    /// Round-trip latency inside the measured span, microseconds. With
-    /// `--rate` it is measured from each message's *scheduled* send, so
-    /// time a message waited to be sent because the server was slow counts
-    /// (no coordinated omission).
+    /// Round-trip latency of the messages due inside the measured span,
+    /// whenever their echo came, microseconds. With `--rate` it is
+    /// measured from each message's *scheduled* send, so time a message
+    /// waited to be sent because the server was slow counts (no coordinated
+    /// omission).
     pub latency_us: Latency,
     /// With `--rate`: the same round trips measured from each message's
     /// actual send (what a closed-loop tool would report).

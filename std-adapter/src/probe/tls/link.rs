@@ -75,12 +75,7 @@ fn explain(e: &rustls::Error) -> Option<String> {
     if let rustls::Error::AlertReceived(alert) = e {
         // TLS 1.2: a mutual-TLS server refuses inside the handshake (1.3
         // refuses after it: `RefusedByServer`).
-        let about_certificate = RefusedByServer {
-            alert: *alert,
-            client_cert: None,
-        }
-        .about_client_certificate();
-        return about_certificate.then(|| {
+        return about_client_certificate(*alert).then(|| {
             format!(
                 "the server refused the handshake (fatal alert {alert:?}); if it requires a \
                  client certificate (mutual TLS, e.g. `ricochet serve --tls-client-ca`), give \
@@ -174,23 +169,28 @@ impl RefusedByServer {
         }
     }
 
-    /// Whether the alert is about the client's certificate (or says the
-    /// handshake failed or access is denied, as servers refusing one do).
+    /// Whether the alert is about the client's certificate.
     fn about_client_certificate(&self) -> bool {
-        use AlertDescription as A;
-        matches!(
-            self.alert,
-            A::CertificateRequired
-                | A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA
-                | A::AccessDenied
-                | A::HandshakeFailure
-        )
+        about_client_certificate(self.alert)
     }
+}
+
+/// Whether `alert` is about the client's certificate (or says the handshake
+/// failed or access is denied, as servers refusing one do).
+fn about_client_certificate(alert: AlertDescription) -> bool {
+    use AlertDescription as A;
+    matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::HandshakeFailure
+    )
 }
 
 impl fmt::Display for RefusedByServer {

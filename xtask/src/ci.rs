@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::{
-    BOARDS, Ctx, boards, cargo, command, cross_check, dist, handlers, have, is_root, qemu, run,
-    timers,
+    BOARDS, Ctx, boards, cargo, command, cross_check, disk, dist, handlers, have, is_root, qemu,
+    run, timers,
 };
 
 /// A CI stage: its name, what it does, and the function that runs it.
@@ -91,6 +91,9 @@ pub(crate) fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
         if !STAGES.iter().any(|s| s.name == n) {
             return Err(format!("unknown stage {n:?}; see `cargo xtask stages`"));
         }
+    }
+    if names.is_empty() {
+        disk::preflight(ctx)?;
     }
     let all = Instant::now();
     for stage in STAGES

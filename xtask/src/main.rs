@@ -44,6 +44,7 @@ mod bench_probe;
 mod bench_tls;
 mod ci;
 mod cross_check;
+mod disk;
 mod dist;
 mod handlers;
 mod listening;

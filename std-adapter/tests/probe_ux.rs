@@ -769,3 +769,41 @@ fn paced_stream_never_runs_faster_than_the_rate_asked_for() {
         "{rate}/s for 150000/s asked: {j}"
     );
 }
+
+/// `-w` below one message cannot hold a stream: a message is always sent
+/// whole, so each connection has one in flight at a time. Said, not silent.
+#[test]
+fn stream_window_smaller_than_a_message_is_a_warning() {
+    let srv = FaultyServer::start(Fault::None);
+    let small = json_of(&probe_cli(&[
+        &tcp(&srv),
+        "-p",
+        "stream",
+        "-s",
+        "4KiB",
+        "-w",
+        "1KiB",
+        "-n",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(small["ok"], true, "{small}");
+    let warnings = small["warnings"].to_string();
+    assert!(
+        warnings.contains("--window of 1024 bytes is smaller than a 4096-byte message"),
+        "{small}"
+    );
+    let fits = json_of(&probe_cli(&[
+        &tcp(&srv),
+        "-p",
+        "stream",
+        "-s",
+        "4KiB",
+        "-w",
+        "4KiB",
+        "-n",
+        "3",
+        "--json",
+    ]));
+    assert!(!fits["warnings"].to_string().contains("--window"), "{fits}");
+}

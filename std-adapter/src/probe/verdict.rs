@@ -285,6 +285,7 @@ pub(super) fn build_report(
             t.not_started, spec.connections
         ));
     }
+    warnings.extend(small_window_warning(spec));
     let stream_clean = !stream || t.connections_ok + t.not_started == spec.connections;
     let ok = errors.total() == 0 && stream_clean && run.stopped_early.is_none();
     let transport = match spec.targets.first() {
@@ -508,6 +509,41 @@ fn close_limit_hint(spec: &ProbeSpec, closes: u64) -> String {
         connections_were(closes),
         spec.size.max
     )
+}
+
+/// The warning for `-p stream` with a `--window` below one message: a
+/// message is always sent whole (the core gates only its start), so each
+/// connection or socket then keeps one message in flight, as ping-pong does.
+fn small_window_warning(spec: &ProbeSpec) -> Option<String> {
+    let (window, size) = (spec.window, spec.size);
+    if spec.pattern != Pattern::Stream || window >= size.max {
+        return None;
+    }
+    let message = if size.min == size.max {
+        format!("a {}-byte message", size.max)
+    } else {
+        format!("the largest messages ({} bytes)", size.max)
+    };
+    let (each, unit, rule) = if spec.is_stream() {
+        (
+            "connection",
+            "message",
+            "a message is always sent whole, and the next starts only while fewer than \
+             --window bytes are in flight",
+        )
+    } else {
+        (
+            "socket",
+            "datagram",
+            "a socket keeps --window / size datagrams in flight, at least one",
+        )
+    };
+    Some(format!(
+        "the --window of {window} bytes is smaller than {message}: {rule}, so each {each} kept \
+         about one {unit} in flight at a time (as -p pingpong); for a stream, use -w {} or more \
+         (several {unit}s)",
+        size.max.saturating_mul(4)
+    ))
 }
 
 /// The hint for datagrams lost by `-p stream` without `--rate`: `in_flight`
@@ -904,6 +940,30 @@ mod tests {
         assert!(
             nagle_hint(&udp, &lat(40_500), &lat(100)).is_none(),
             "no TCP"
+        );
+    }
+
+    #[test]
+    fn window_below_a_message_warns_per_transport_and_not_at_one_message() {
+        let mut spec = ProbeSpec::new(tcp());
+        spec.pattern = Pattern::Stream;
+        spec.size = ricochet_core::probe::SizeRange::fixed(4096);
+        spec.window = 4096;
+        assert_eq!(small_window_warning(&spec), None, "one message fits");
+        spec.window = 4095;
+        let w = small_window_warning(&spec).expect("below one message");
+        assert!(w.contains("each connection kept about one message"), "{w}");
+        spec.pattern = Pattern::PingPong;
+        assert_eq!(small_window_warning(&spec), None, "no window in ping-pong");
+        let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+        udp.pattern = Pattern::Stream;
+        udp.size = ricochet_core::probe::SizeRange { min: 12, max: 1000 };
+        udp.window = 100;
+        let w = small_window_warning(&udp).expect("below one datagram");
+        assert!(
+            w.contains("the largest messages (1000 bytes)")
+                && w.contains("each socket kept about one datagram"),
+            "{w}"
         );
     }
 

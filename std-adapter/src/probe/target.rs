@@ -49,10 +49,27 @@ pub enum TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetError::Scheme(s) => write!(
-                f,
-                "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH"
-            ),
+            TargetError::Scheme(s) => {
+                write!(
+                    f,
+                    "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH"
+                )?;
+                if s.contains("://") {
+                    Ok(())
+                } else if s.starts_with('/') || s.starts_with('.') {
+                    write!(f, "; for a Unix socket, write unix://{s}")
+                } else if s
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                {
+                    write!(
+                        f,
+                        "; for an echo server at that address, write tcp://{s} (or udp://{s})"
+                    )
+                } else {
+                    Ok(())
+                }
+            }
             TargetError::Address(s) => {
                 write!(
                     f,
@@ -284,5 +301,23 @@ mod tests {
             Err(TargetError::Address(_))
         ));
         assert_eq!("unix://".parse::<Target>(), Err(TargetError::EmptyPath));
+    }
+
+    #[test]
+    fn target_without_a_scheme_suggests_the_one_it_looks_like() {
+        let msg = |s: &str| s.parse::<Target>().unwrap_err().to_string();
+        let m = msg("127.0.0.1:7");
+        assert!(
+            m.contains("write tcp://127.0.0.1:7 (or udp://127.0.0.1:7)"),
+            "{m}"
+        );
+        let m = msg("[::1]:7");
+        assert!(m.contains("write tcp://[::1]:7"), "{m}");
+        let m = msg("/run/echo.sock");
+        assert!(m.contains("write unix:///run/echo.sock"), "{m}");
+        let m = msg("http://x:1");
+        assert!(!m.contains("write"), "a scheme, only not ours: {m}");
+        let m = msg("localhost");
+        assert!(!m.contains("write"), "no port: {m}");
     }
 }

@@ -367,9 +367,42 @@ impl TlsLink {
         Ok(true)
     }
 
+    /// [`Self::push`], except that a write failing because the server
+    /// already refused the handshake reports the refusal. Over TLS 1.3 the
+    /// server's alert can wait unread while its reset (it closed with the
+    /// probe's data unread) fails a write first; reported as the reset, the
+    /// handshake would count as completed.
+    fn push_or_refusal(&mut self) -> io::Result<bool> {
+        self.push().map_err(|e| self.refusal_behind().unwrap_or(e))
+    }
+
+    /// The server's refusal of a handshake it has not accepted, when its
+    /// alert is among the records still unread on the socket (which a reset
+    /// leaves readable).
+    fn refusal_behind(&mut self) -> Option<io::Error> {
+        if self.accepted {
+            return None;
+        }
+        let presented = self.client.client_cert.clone();
+        let (conn, sock) = self.parts().ok()?;
+        loop {
+            match conn.read_tls(sock) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    if let Err(e) = conn.process_new_packets() {
+                        let refused = RefusedByServer::of(&e, false, presented.as_ref())?;
+                        return Some(io::Error::new(io::ErrorKind::InvalidData, refused));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Pushes what is queued (records, then a pending FIN).
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        self.push().map(drop)
+        self.push_or_refusal().map(drop)
     }
 
     /// Plaintext from the server; `Ok(0)` when it finished (close_notify,
@@ -453,11 +486,11 @@ impl TlsLink {
             let queued = conn.wants_write();
             taken += n;
             // Done, or nothing to push that would make room, or the socket is full.
-            if taken == buf.len() || (n == 0 && !queued) || !self.push()? {
+            if taken == buf.len() || (n == 0 && !queued) || !self.push_or_refusal()? {
                 break;
             }
         }
-        self.push()?;
+        self.push_or_refusal()?;
         if taken == 0 {
             Err(io::ErrorKind::WouldBlock.into())
         } else {
@@ -470,7 +503,7 @@ impl TlsLink {
         let (conn, _) = self.parts()?;
         conn.send_close_notify();
         self.fin_pending = true;
-        self.push().map(drop)
+        self.push_or_refusal().map(drop)
     }
 }
 
@@ -497,6 +530,25 @@ mod tests {
     fn server(
         version: &'static SupportedProtocolVersion,
         client_auth: bool,
+    ) -> (SocketAddr, JoinHandle<()>) {
+        server_ending(version, client_auth, Refusal::Close)
+    }
+
+    /// How the test server ends a connection whose handshake it refused.
+    #[derive(Clone, Copy)]
+    enum Refusal {
+        /// The alert, then FIN.
+        Close,
+        /// The alert; then, once more of the client's data has arrived
+        /// unread, the close, which the kernel turns into a reset.
+        Reset,
+    }
+
+    /// [`server`], ending a refused connection as `refusal` says.
+    fn server_ending(
+        version: &'static SupportedProtocolVersion,
+        client_auth: bool,
+        refusal: Refusal,
     ) -> (SocketAddr, JoinHandle<()>) {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let id = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
@@ -536,6 +588,10 @@ mod tests {
                 if conn.process_new_packets().is_err() {
                     // The alert, then the close.
                     while conn.wants_write() && conn.write_tls(&mut sock).is_ok() {}
+                    if let Refusal::Reset = refusal {
+                        // Blocks (read timeout WAIT) until client data waits unread.
+                        let _ = sock.peek(&mut buf);
+                    }
                     return;
                 }
                 while let Ok(n @ 1..) = conn.reader().read(&mut buf) {
@@ -636,6 +692,53 @@ mod tests {
         assert_eq!(&buf[..n], b"ping");
         assert!(link.handshake_accepted());
         drop(link);
+        srv.join().expect("server");
+    }
+
+    /// Waits (bounded) until `sock` polls with any of `events` set in its
+    /// returned events, without reading it.
+    #[allow(unsafe_code)]
+    fn until_polled(sock: &TcpStream, events: libc::c_short, what: &str) {
+        use std::os::fd::AsRawFd;
+        until(what, || {
+            let mut p = libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, a zero timeout.
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            (n == 1 && p.revents & events != 0).then_some(())
+        });
+    }
+
+    #[test]
+    fn tls13_refusal_behind_a_reset_write_is_reported_as_the_refusal() {
+        // The server refused the handshake the probe had done on its side
+        // (TLS 1.3), then closed with the probe's data unread: a reset. A
+        // write meeting that reset before any read saw the alert must still
+        // report the refusal, or the probe counts the handshake completed.
+        let (addr, srv) = server_ending(&rustls::version::TLS13, true, Refusal::Reset);
+        let mut link = link_to(addr);
+        handshake(&mut link).expect("done on the probe's side");
+        until_polled(link.socket(), libc::POLLIN, "the server's alert");
+        assert_eq!(link.write(b"ping").expect("written before the reset"), 4);
+        until_polled(link.socket(), libc::POLLHUP | libc::POLLERR, "the reset");
+        let e = link.write(b"more").expect_err("the connection is gone");
+        let refused = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<RefusedByServer>());
+        assert!(
+            matches!(
+                refused,
+                Some(RefusedByServer {
+                    alert: AlertDescription::CertificateRequired,
+                    ..
+                })
+            ),
+            "the refusal, not the reset: {e:?}"
+        );
+        assert!(!link.handshake_accepted());
         srv.join().expect("server");
     }
 

@@ -103,7 +103,8 @@ pub struct RateStep {
     /// The step kept the bound (the closed-loop step is never a pass: it
     /// only finds the upper end).
     pub ok: bool,
-    /// Why it did not pass, for a reader.
+    /// Why it did not pass, for a reader (`None` only for a step that
+    /// passed; the closed-loop step says it is not judged).
     pub why: Option<String>,
 }
 
@@ -219,7 +220,11 @@ impl Measured {
 fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep {
     let bound = u64::try_from(goal.bound.as_micros()).unwrap_or(u64::MAX);
     let why = match rate {
-        None => None,
+        None if m.errors > 0 => Some(format!(
+            "{} errors (closed loop: measures the upper end, not judged)",
+            m.errors
+        )),
+        None => Some("closed loop: measures the upper end, not judged".to_owned()),
         Some(_) if m.errors > 0 => Some(format!("{} errors", m.errors)),
         Some(r) if m.achieved < HELD * r => Some(format!(
             "rate not held ({:.0}% of it)",
@@ -538,9 +543,13 @@ mod tests {
         assert!(!e.ok && e.why.unwrap().contains("2 errors"));
         let slow = judge(1, Some(100.0), &m(80.0, 0), &g);
         assert!(!slow.ok && slow.why.unwrap().contains("not held"));
+        let closed = judge(1, None, &m(100.0, 0), &g);
+        assert!(!closed.ok, "closed loop never passes");
         assert!(
-            !judge(1, None, &m(100.0, 0), &g).ok,
-            "closed loop never passes"
+            closed.why.unwrap().contains("not judged"),
+            "a reason for every step that is not ok"
         );
+        let closed = judge(1, None, &m(100.0, 3), &g);
+        assert!(closed.why.unwrap().contains("3 errors"));
     }
 }

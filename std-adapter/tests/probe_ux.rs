@@ -807,3 +807,25 @@ fn stream_window_smaller_than_a_message_is_a_warning() {
     ]));
     assert!(!fits["warnings"].to_string().contains("--window"), "{fits}");
 }
+
+/// `--strict` for scripts and CI: a run that passed with a warning (here
+/// the rate not reached) fails, and stderr says which warning did it.
+#[test]
+fn strict_run_with_a_warning_fails_and_names_it() {
+    let srv = FaultyServer::start(Fault::None);
+    let (code, out, err) = texts(&probe_cli(&[
+        &tcp(&srv),
+        "-n",
+        "300",
+        "-r",
+        "10M",
+        "--strict",
+    ]));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("--strict") && err.contains("the requested rate of 10000000 msg/s"),
+        "{err}"
+    );
+    let (code, out, err) = texts(&probe_cli(&[&tcp(&srv), "-n", "30", "--strict", "-q"]));
+    assert_eq!(code, 0, "no warning, no failure: {out}\n{err}");
+}

@@ -23,8 +23,9 @@ use super::say;
 ///
 /// Exit status: 0 when every byte verified and every connection closed
 /// cleanly (with --find-rate: a rate was found), 1 on any mismatch or error
-/// (or a report that could not be written), 2 on a usage error (bad TARGET
-/// too), 130 when interrupted before anything failed. The first
+/// (or a report that could not be written; with --strict, any warning too),
+/// 2 on a usage error (bad TARGET too), 130 when interrupted before anything
+/// failed. The first
 /// SIGINT/SIGTERM stops sending, lets what is in flight settle and prints
 /// the partial report; a second one quits at once.
 #[derive(Debug, Args)]
@@ -126,6 +127,11 @@ pub(crate) struct ProbeArgs {
     /// No progress bar and no table: the exit status tells (errors still go to stderr).
     #[arg(short = 'q', long, conflicts_with_all = ["json", "json_stream"])]
     quiet: bool,
+    /// Fail (exit status 1) on a warning too: the requested rate not reached, connections never
+    /// opened, a --window below one message... (with --find-rate: the best step's). Each such
+    /// warning is repeated on stderr.
+    #[arg(long)]
+    strict: bool,
     #[command(flatten)]
     tls: super::tls::TlsProbeArgs,
 }
@@ -285,7 +291,20 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    ExitCode::from(probe_out::finish(&mut live, &outcome, &files))
+    let mut status = probe_out::finish(&mut live, &outcome, &files);
+    if args.strict && status == 0 {
+        let warnings = match &outcome {
+            probe_out::Outcome::Run(r) => r.warnings.as_slice(),
+            probe_out::Outcome::Search(s) => s.best.as_ref().map_or(&[][..], |b| &b.warnings),
+        };
+        for w in warnings {
+            say(format_args!(
+                "ricochet probe: failed (--strict): warning: {w}"
+            ));
+            status = 1;
+        }
+    }
+    ExitCode::from(status)
 }
 
 /// The first SIGINT/SIGTERM stops the run (partial report); a second one quits at once.

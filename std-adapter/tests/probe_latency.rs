@@ -218,3 +218,51 @@ fn cli_files_that_cannot_be_written_fail_the_command() {
         assert!(out.is_empty(), "{flag}: no run: {out}");
     }
 }
+
+/// wrk2's `-U`: the distribution measured from the actual sends, beside
+/// the corrected one, each in its own file. A 300 ms stall after 50
+/// messages at 1,000/s makes the two differ: the messages due during it
+/// wait, which only the corrected latency counts.
+#[test]
+fn cli_latency_out_uncorrected_writes_the_distribution_from_the_actual_sends() {
+    let srv = FaultyServer::start(Fault::StallAfter(50 * 64, Duration::from_millis(300)));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corrected = dir.path().join("lat.hgrm");
+    let uncorrected = dir.path().join("lat-u.hgrm");
+    let target = format!("tcp://{}", srv.addr);
+    let j = json_of(&probe_cli(&[
+        &target,
+        "-r",
+        "1000",
+        "-n",
+        "400",
+        "--json",
+        "--latency-out",
+        corrected.to_str().unwrap(),
+        "--latency-out-uncorrected",
+        uncorrected.to_str().unwrap(),
+    ]));
+    let mean_ms = |path: &std::path::Path| -> f64 {
+        let text = std::fs::read_to_string(path).expect("hgrm written");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("#[Mean"))
+            .expect("the mean line");
+        line.split(['=', ','])
+            .nth(1)
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a mean")
+    };
+    let (c, u) = (mean_ms(&corrected), mean_ms(&uncorrected));
+    for (mean, key) in [(c, "latency_us"), (u, "latency_uncorrected_us")] {
+        let want = j[key]["mean"].as_f64().unwrap() / 1000.0;
+        assert!(
+            (mean - want).abs() < 0.01,
+            "{key}: {mean} ms vs {want} ms: {j}"
+        );
+    }
+    assert!(
+        c > 2.0 * u,
+        "the stall shows only in the corrected file: {c} vs {u}"
+    );
+}

@@ -113,6 +113,10 @@ pub(crate) struct ProbeArgs {
     /// Write the latency distribution in HdrHistogram's .hgrm text format (milliseconds) to FILE.
     #[arg(long, value_name = "FILE")]
     latency_out: Option<PathBuf>,
+    /// The same for the latency from each message's actual send instead of its scheduled one
+    /// (wrk2's -U; without --rate the two are the same).
+    #[arg(long, value_name = "FILE")]
+    latency_out_uncorrected: Option<PathBuf>,
     /// Draw the latency percentile spectrum and throughput and p99 over time as an SVG image.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -258,6 +262,7 @@ fn plot_interval(stop: &Stop) -> Duration {
 pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let files = probe_out::Files {
         latency_out: args.latency_out.as_deref(),
+        latency_out_uncorrected: args.latency_out_uncorrected.as_deref(),
         plot: args.plot.as_deref(),
     };
     if let Err(e) = files.check() {

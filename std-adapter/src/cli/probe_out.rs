@@ -42,6 +42,7 @@ pub(crate) enum Outcome {
 /// The files asked for.
 pub(crate) struct Files<'a> {
     pub(crate) latency_out: Option<&'a Path>,
+    pub(crate) latency_out_uncorrected: Option<&'a Path>,
     pub(crate) plot: Option<&'a Path>,
 }
 
@@ -65,6 +66,9 @@ impl Files<'_> {
         }
         if let Some(path) = self.latency_out {
             writable("--latency-out", path)?;
+        }
+        if let Some(path) = self.latency_out_uncorrected {
+            writable("--latency-out-uncorrected", path)?;
         }
         Ok(())
     }
@@ -230,16 +234,25 @@ pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) 
         Outcome::Run(r) => Some(r),
         Outcome::Search(s) => s.best.as_ref(),
     };
-    if let Some(path) = files.latency_out {
+    let hgrms = [
+        (files.latency_out, Which::Corrected, "latency distribution"),
+        (
+            files.latency_out_uncorrected,
+            Which::Uncorrected,
+            "uncorrected latency distribution",
+        ),
+    ];
+    for (path, which, what) in hgrms {
+        let Some(path) = path else { continue };
         let written = match report {
-            Some(r) => write_file(path, |w| r.write_hgrm(Which::Corrected, w)),
+            Some(r) => write_file(path, |w| r.write_hgrm(which, w)),
             None => Err(io::Error::other(
                 "no step kept the bound, so there is no distribution to write",
             )),
         };
         if let Err(e) = written {
             say(format_args!(
-                "ricochet probe: error: cannot write the latency distribution to {}: {e}",
+                "ricochet probe: error: cannot write the {what} to {}: {e}",
                 path.display()
             ));
             status = status.max(1);

@@ -95,6 +95,7 @@ pub struct RateStep {
     /// The rate asked for, messages/s; `None` for the closed-loop step.
     pub rate: Option<f64>,
     /// Round trips per second achieved.
+    #[serde(serialize_with = "super::json::rounded")]
     pub achieved: f64,
     /// The goal's percentile of the (corrected) latency, microseconds.
     pub value_us: u64,

@@ -34,23 +34,28 @@ pub struct IntervalReport {
     /// 0 for the first interval of the measured span.
     pub index: u64,
     /// Start, seconds since the run started.
+    #[serde(serialize_with = "super::json::rounded")]
     pub start_secs: f64,
     /// End, seconds since the run started (the last interval ends with the
     /// duration, or for a count with the run, or with its measured span
     /// when that ends later: a paced run's schedule, see
     /// [`Report::measured_secs`](super::Report::measured_secs)).
+    #[serde(serialize_with = "super::json::rounded")]
     pub end_secs: f64,
     /// Round trips completed in the interval.
     pub round_trips: u64,
     /// `round_trips` per second of the interval.
+    #[serde(serialize_with = "super::json::rounded")]
     pub round_trips_per_sec: f64,
     /// Bytes echoed and verified in the interval.
     pub bytes: u64,
     /// `bytes` in MB (10^6 B) per second of the interval.
+    #[serde(serialize_with = "super::json::rounded")]
     pub mb_per_sec: f64,
     /// Connections closed cleanly in the interval (churn: `--pattern crr`, `--lifetime`).
     pub connections_completed: u64,
     /// `connections_completed` per second of the interval.
+    #[serde(serialize_with = "super::json::rounded")]
     pub connections_per_sec: f64,
     /// Latency of the interval's round trips (from the scheduled send with
     /// `--rate`), microseconds, 2 significant digits.

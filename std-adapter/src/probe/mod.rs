@@ -93,6 +93,7 @@ mod datagram;
 mod find_rate;
 mod hgrm;
 mod interval;
+mod json;
 mod progress;
 mod record;
 mod report;

@@ -80,6 +80,7 @@ pub struct Report {
     /// (give or take a message per connection), and a server that cannot
     /// keep up makes the rate lower (under 90 % of the rate asked for, a
     /// warning says it was not reached).
+    #[serde(serialize_with = "super::json::rounded")]
     pub measured_secs: f64,
     /// Messages asked for over all connections (`count × connections`); `None` with a duration.
     pub messages_requested: Option<u64>,
@@ -94,10 +95,13 @@ pub struct Report {
     /// Round trips completed inside the measured span.
     pub round_trips: u64,
     /// Round trips per second inside the measured span (all connections).
+    #[serde(serialize_with = "super::json::rounded")]
     pub round_trips_per_sec: f64,
     /// Verified echoed megabytes (10^6 B) per second inside the measured span.
+    #[serde(serialize_with = "super::json::rounded")]
     pub mb_per_sec: f64,
     /// The same in megabits (10^6 bit) per second.
+    #[serde(serialize_with = "super::json::rounded")]
     pub mbit_per_sec: f64,
     /// Round-trip latency of the messages due inside the measured span,
     /// whenever their echo came, microseconds. With `--rate` it is
@@ -128,6 +132,7 @@ pub struct Report {
     pub connections_completed: u64,
     /// `connections_completed` per second of the measured span (the
     /// connection rate of `--pattern crr` or `--lifetime`).
+    #[serde(serialize_with = "super::json::rounded")]
     pub connections_per_sec: f64,
     /// Connections that completed everything, including the closing
     /// handshake (UDP: sockets without an error and without a lost datagram).
@@ -190,8 +195,10 @@ pub struct TargetReport {
     /// Round trips inside the measured span.
     pub round_trips: u64,
     /// Round trips per second of the measured span.
+    #[serde(serialize_with = "super::json::rounded")]
     pub round_trips_per_sec: f64,
     /// Verified megabytes (10^6 B) per second of the measured span.
+    #[serde(serialize_with = "super::json::rounded")]
     pub mb_per_sec: f64,
     /// Round-trip latency (as [`Report::latency_us`]), microseconds.
     pub latency_us: Latency,
@@ -226,6 +233,7 @@ pub struct Latency {
     /// Largest.
     pub max: u64,
     /// Arithmetic mean.
+    #[serde(serialize_with = "super::json::rounded")]
     pub mean: f64,
 }
 
@@ -411,6 +419,7 @@ pub struct TlsReport {
     /// Handshakes completed per second inside the measured span; `None`
     /// (JSON `null`) when that is too short to give a rate: fewer than 2
     /// handshakes in it, or a span under 10 ms.
+    #[serde(serialize_with = "super::json::rounded_opt")]
     pub handshakes_per_sec: Option<f64>,
     /// Handshake latency inside the measured span, microseconds: from the
     /// TCP connection's establishment to the handshake's completion.
@@ -439,6 +448,7 @@ pub struct DatagramCounts {
     /// Datagrams that were not ours.
     pub foreign: u64,
     /// `lost / sent` in percent.
+    #[serde(serialize_with = "super::json::rounded")]
     pub loss_pct: f64,
     /// The `--max-loss` threshold in percent.
     pub max_loss_pct: f64,
@@ -446,6 +456,8 @@ pub struct DatagramCounts {
 
 impl Report {
     /// The report as exactly one line of JSON (no trailing newline).
+    /// Computed values (rates, means, the measured span) are written to 9
+    /// significant digits, without binary conversion noise.
     pub fn to_json_line(&self) -> String {
         // Serializing plain structs of numbers and strings cannot fail.
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

@@ -803,6 +803,50 @@ mod tests {
         (a - b).abs() < 1e-9
     }
 
+    /// Significant digits of `x` as JSON writes it.
+    fn digits(x: &serde_json::Number) -> usize {
+        let text = x.to_string();
+        let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+        let ds = mantissa.chars().filter(char::is_ascii_digit);
+        let ds: String = ds.skip_while(|&c| c == '0').collect();
+        ds.trim_end_matches('0').len()
+    }
+
+    fn floats(v: &serde_json::Value, path: &str, out: &mut Vec<(String, usize)>) {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => out.push((path.to_owned(), digits(n))),
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    floats(v, &format!("{path}.{k}"), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    floats(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn json_report_numbers_carry_no_conversion_noise() {
+        // 3 round trips over 3.3 ms: rates of 909.0909..., a mean of 1/3 ms.
+        let mut t = echoed_at(&[0, 1, 3]);
+        t.round_trip(
+            Instant::from_micros(3_400),
+            ricochet_core::Duration::from_micros(301),
+            ricochet_core::Duration::from_micros(301),
+        );
+        let r = report(None, Stop::Count(3), None, t);
+        let j: serde_json::Value = serde_json::from_str(&r.to_json_line()).unwrap();
+        let mut all = Vec::new();
+        floats(&j, "", &mut all);
+        assert!(all.iter().any(|(p, _)| p == ".latency_us.mean"), "{all:?}");
+        let noisy: Vec<_> = all.iter().filter(|(_, d)| *d > 9).collect();
+        assert!(noisy.is_empty(), "{noisy:?} in {j}");
+    }
+
     #[test]
     fn paced_count_run_spans_its_schedule_and_never_exceeds_the_rate() {
         // -r 1 -n 2: echoes 0.3 ms after 0 s and 1 s; the schedule takes 2 s.

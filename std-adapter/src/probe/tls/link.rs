@@ -641,6 +641,11 @@ mod tests {
         })
     }
 
+    /// The server's refusal an I/O error carries, if it is one.
+    fn refusal(e: &io::Error) -> Option<&RefusedByServer> {
+        e.get_ref()?.downcast_ref::<RefusedByServer>()
+    }
+
     /// The next read that does not say `WouldBlock`.
     fn read(link: &mut TlsLink, buf: &mut [u8]) -> io::Result<usize> {
         until("a read", || match link.read(buf) {
@@ -659,12 +664,9 @@ mod tests {
         assert!(link.handshake_done().is_some());
         assert!(!link.handshake_accepted(), "the server has not checked yet");
         let e = read(&mut link, &mut [0; 64]).expect_err("the server's refusal");
-        let refused = e
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<RefusedByServer>());
         assert!(
             matches!(
-                refused,
+                refusal(&e),
                 Some(RefusedByServer {
                     alert: AlertDescription::CertificateRequired,
                     client_cert: None
@@ -725,12 +727,9 @@ mod tests {
         assert_eq!(link.write(b"ping").expect("written before the reset"), 4);
         until_polled(link.socket(), libc::POLLHUP | libc::POLLERR, "the reset");
         let e = link.write(b"more").expect_err("the connection is gone");
-        let refused = e
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<RefusedByServer>());
         assert!(
             matches!(
-                refused,
+                refusal(&e),
                 Some(RefusedByServer {
                     alert: AlertDescription::CertificateRequired,
                     ..

@@ -358,18 +358,20 @@ impl Settings {
 }
 
 /// How many of `free` listening sockets each port gets, given the
-/// connections `busy[p]` each already has: one at a time to the port with
+/// connections `busy[p]` each already has (a closing one included): one at
+/// a time, first to the ports without a listener, then to the port with
 /// the fewest connections and listeners together (the earlier port on a
 /// tie). So every port keeps a listener while there are at least as many
-/// free sockets as ports, and a port whose clients hold sockets yields the
-/// rest to the others.
+/// free sockets as ports, busy or not (a client reconnecting before its
+/// old connection's slot is free finds one), and when there are fewer, a
+/// port whose clients hold sockets yields to the others.
 fn shares(busy: &[usize], free: usize) -> [usize; MAX_PORTS] {
     let mut share = [0; MAX_PORTS];
     for _ in 0..free {
         let neediest = busy
             .iter()
             .zip(share.iter_mut())
-            .min_by_key(|(busy, share)| **busy + **share);
+            .min_by_key(|(busy, share)| **busy + **share + (usize::from(**share > 0) << 16));
         match neediest {
             Some((_, share)) => *share += 1,
             None => break,
@@ -542,5 +544,18 @@ mod tests {
         // Raw and lines busy: frames still gets a listener.
         assert_eq!(shares(&[1, 1, 0], 2), [1, 0, 1]);
         assert_eq!(shares(&[1, 1, 0], 0), [0, 0, 0]);
+    }
+
+    #[test]
+    fn port_with_one_client_keeps_a_listener_while_free_sockets_cover_every_port() {
+        // One frames client (or one still closing): frames keeps a
+        // listener for a second client, or the same client reconnecting
+        // before the old slot is free; it had none ([2, 1, 0]).
+        assert_eq!(shares(&[0, 0, 1], 3), [1, 1, 1]);
+        assert_eq!(shares(&[0, 1, 0], 3), [1, 1, 1]);
+        assert_eq!(shares(&[0, 1, 0], 4), [2, 1, 1]);
+        // Fewer free sockets than ports: the busiest port yields.
+        assert_eq!(shares(&[0, 2, 0], 2), [1, 0, 1]);
+        assert_eq!(shares(&[0, 0, 2], 2), [1, 1, 0]);
     }
 }

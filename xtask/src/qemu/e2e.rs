@@ -99,6 +99,26 @@ pub(crate) fn checks(ricochet: &Path, ports: &Ports, qemu: &mut Qemu) -> Result<
     // one port is not promised).
     every_mode_at_once(ricochet, ports, "200")?;
     eprintln!("xtask: ok: 4 simultaneous connections (2 raw, 1 lines, 1 frames)");
+    // Two clients on one mode's port while the others idle, and one client
+    // reconnecting at once after each close: a port keeps a listener while
+    // free sockets cover every port, even while its last connection closes.
+    let (lines, frames) = (ports.tcp("lines"), ports.tcp("frames"));
+    let runs: [(&str, &[&str]); 2] = [
+        (
+            "2 frames clients at once",
+            &[&frames, "-m", "frames", "-c", "2", "--count", "100"],
+        ),
+        (
+            "100 back-to-back lines reconnects",
+            &[&lines, "-m", "lines", "-p", "crr", "--count", "100"],
+        ),
+    ];
+    for (name, args) in runs {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--timeout", "5s"]);
+        let out = probe(ricochet, &all).map_err(|e| format!("{name}: {e}"))?;
+        eprintln!("xtask: ok: {name}\n{}", indent(&out));
+    }
 
     // 3. 200 back-to-back reconnects, each verified.
     let took = reconnect_storm(ricochet, &tcp, 200)?;

@@ -147,6 +147,30 @@ fn unknown_user_or_group_stops_the_server_before_it_serves() {
     }
 }
 
+/// `--user root`, `--user 0` or `--group root` would "drop" to root: refused
+/// like any drop that cannot leave root (it served as root, without even
+/// the root warning).
+#[test]
+fn user_or_group_root_is_refused_before_it_serves() {
+    assert_root();
+    for (args, named) in [
+        (&["--user", "root"][..], "--user root"),
+        (&["--user", "0"], "--user 0"),
+        (&["--user", "nobody", "--group", "root"], "--group root"),
+    ] {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--tcp", "127.0.0.1:0"]).args(args);
+        let out = output_within(&mut cmd, IO_TIMEOUT);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing may be served");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(named) && err.contains("refusing to serve as root"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn user_without_root_is_refused_with_the_reason() {
     let (_dir, mut cmd) = as_nobody(&["--tcp", "127.0.0.1:0", "--user", "daemon"]);

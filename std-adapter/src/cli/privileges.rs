@@ -36,6 +36,9 @@ pub(crate) enum DropError {
     UnknownGroup(String),
     /// Not running as root: there is nothing to drop and no right to switch.
     NotRoot { user: String },
+    /// The user or group named is root itself (`--user root`, `--group 0`,
+    /// a user whose primary group is root): nothing would be dropped.
+    ToRoot(String),
     /// The user or group database could not be read.
     Lookup(String, nix::Error),
     /// A socket file could not be handed to the user.
@@ -64,6 +67,11 @@ impl fmt::Display for DropError {
                 "--user {user}: only root can switch users (this process runs as uid {}): start \
                  as root to bind and drop to {user}, or leave --user out",
                 Uid::effective()
+            ),
+            DropError::ToRoot(what) => write!(
+                f,
+                "{what} is root, so nothing would be dropped; refusing to serve as root: name an \
+                 unprivileged user and group (e.g. --user nobody), or leave --user out"
             ),
             DropError::Lookup(what, e) => write!(f, "cannot look up {what}: {e}"),
             DropError::Chown(path, e) => write!(
@@ -119,6 +127,15 @@ fn resolve(target: &Target) -> Result<(Uid, Gid), DropError> {
 /// Call after every socket is bound and before any client is served.
 pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid), DropError> {
     let (uid, gid) = resolve(target)?;
+    if uid.is_root() {
+        return Err(DropError::ToRoot(format!("--user {}", target.user)));
+    }
+    if gid.as_raw() == 0 {
+        return Err(DropError::ToRoot(match &target.group {
+            Some(g) => format!("--group {g}"),
+            None => format!("the primary group of --user {} (add --group)", target.user),
+        }));
+    }
     if !Uid::effective().is_root() {
         // Already exactly that user and group (a unit with User= that also
         // passes --user): there is nothing to drop.

@@ -97,6 +97,34 @@ fn cli_sigterm_echoes_queued_data_then_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// SIGHUP (a closed terminal, or an operator's habit of asking for a
+/// reload) stops the server gracefully like SIGTERM: the held partial line
+/// is echoed, the Unix socket file removed, exit 0. It killed the server
+/// at once (exit 129, the file left behind).
+#[test]
+fn cli_sighup_stops_gracefully_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hup.sock");
+    let mut p = Proc::serve(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--unix",
+        path.to_str().unwrap(),
+        "--mode",
+        "lines",
+    ]);
+    let tcp = addr_of(&p.listening(2), "tcp");
+    let mut held = connect(tcp);
+    held.write_all(b"first\nheld").unwrap();
+    let mut first = [0u8; 6];
+    held.read_exact(&mut first).unwrap();
+    p.signal("HUP");
+    assert_eq!(read_to_eof(&mut held).expect("a clean close"), b"held");
+    let status = p.wait_exit(IO_TIMEOUT);
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!path.exists(), "unix socket file removed on exit");
+}
+
 #[test]
 fn cli_second_signal_stops_at_once() {
     let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--grace", "60s"]);

@@ -26,7 +26,7 @@ use super::say;
 /// (or a report that could not be written; with --strict, any warning too),
 /// 2 on a usage error (bad TARGET too), 130 when interrupted before anything
 /// failed. The first
-/// SIGINT/SIGTERM stops sending, lets what is in flight settle and prints
+/// SIGINT/SIGTERM/SIGHUP stops sending, lets what is in flight settle and prints
 /// the partial report; a second one quits at once.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -312,7 +312,7 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     ExitCode::from(status)
 }
 
-/// The first SIGINT/SIGTERM stops the run (partial report); a second one quits at once.
+/// The first SIGINT/SIGTERM/SIGHUP stops the run (partial report); a second one quits at once.
 fn watch_signals(stop: &StopHandle) -> Option<SignalWatcher> {
     let stop = stop.clone();
     let watcher = SignalWatcher::spawn(move |ev| {
@@ -331,7 +331,7 @@ fn watch_signals(stop: &StopHandle) -> Option<SignalWatcher> {
         Ok(w) => Some(w),
         Err(e) => {
             say(format_args!(
-                "ricochet probe: warning: cannot watch SIGINT/SIGTERM ({e}): an interrupt ends the run without a report"
+                "ricochet probe: warning: cannot watch SIGINT/SIGTERM/SIGHUP ({e}): an interrupt ends the run without a report"
             ));
             None
         }

@@ -30,7 +30,7 @@ use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffe
 ///
 /// Prints one `listening <tcp|tls|udp|unix> <address>` line per endpoint on
 /// stdout once bound (port 0 shows the real port); logs go to stderr
-/// (`RUST_LOG`, default info). SIGINT/SIGTERM: stop accepting, finish
+/// (`RUST_LOG`, default info). SIGINT/SIGTERM/SIGHUP: stop accepting, finish
 /// echoing what is queued (up to --grace), exit 0; a second signal stops at
 /// once (exit 130). Exit status 1 when an address cannot be bound, an
 /// inherited socket cannot be served or privileges cannot be dropped, 2 on
@@ -108,7 +108,7 @@ pub(crate) struct ServeArgs {
     /// or off: none).
     #[arg(long, value_name = "DUR", value_parser = parse_stats_interval)]
     stats_interval: Option<Duration>,
-    /// On SIGINT/SIGTERM, time allowed to finish echoing before connections are reset.
+    /// On SIGINT/SIGTERM/SIGHUP, time allowed to finish echoing before connections are reset.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
     /// Largest UDP datagram echoed; larger ones are dropped and counted (at most 65527).
@@ -364,14 +364,14 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     } else if let Some(warning) = privileges::root_warning(started) {
         tracing::warn!("{warning}");
     }
-    // Watch SIGINT/SIGTERM before any worker serves: a signal from the
+    // Watch SIGINT/SIGTERM/SIGHUP before any worker serves: a signal from the
     // moment a client can be answered must stop the server gracefully, not
     // kill it by the default action. Signals before `attach` wait for it.
     let mut notifier = Notifier::default();
     let watched = match SignalWatcher::start_before(notifier.stopping_hook()) {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM: they terminate the server without a graceful shutdown");
+            tracing::warn!(error = %e, "cannot watch SIGINT/SIGTERM/SIGHUP: they terminate the server without a graceful shutdown");
             None
         }
     };

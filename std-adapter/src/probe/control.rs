@@ -18,7 +18,7 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StopReason {
-    /// [`StopHandle::interrupt`] was called (the command line: SIGINT or SIGTERM).
+    /// [`StopHandle::interrupt`] was called (the command line: SIGINT, SIGTERM or SIGHUP).
     Interrupted,
     /// UDP: more datagrams were lost than `--max-loss` allows of the whole
     /// run, so it could no longer pass.

@@ -1,5 +1,8 @@
-//! SIGINT and SIGTERM for a server (or a probe) run from a terminal or a
-//! service manager.
+//! SIGINT, SIGTERM and SIGHUP for a server (or a probe) run from a
+//! terminal or a service manager. SIGHUP counts as a stop request like the
+//! other two: the server has no configuration to reload, and a hang-up (a
+//! closed terminal, an operator's reflex) then stops it gracefully instead
+//! of killing it with its socket files left behind.
 //!
 //! Signals are received on a dedicated thread through `signal-hook`'s
 //! self-pipe, so no code runs in signal context. For a server
@@ -10,7 +13,7 @@
 //! The watcher must not be the reason a process ignores signals. Its
 //! handler acts first and reports after (a report that fails cannot undo
 //! the action), and if the thread ends while the watcher is alive (a panic
-//! in the handler), a guard flips SIGINT and SIGTERM back to their default
+//! in the handler), a guard flips the watched signals back to their default
 //! action (terminate) through a flag checked in signal context: a process
 //! whose watcher died can still be stopped by a signal rather than only by
 //! SIGKILL.
@@ -24,21 +27,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use super::Controller;
 
-/// One SIGINT or SIGTERM, as the watcher thread sees it.
+/// The signals watched, with their names.
+const WATCHED: [(i32, &str); 3] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")];
+
+/// One SIGINT, SIGTERM or SIGHUP, as the watcher thread sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SignalEvent {
-    /// `SIGINT` or `SIGTERM`.
+    /// `SIGINT`, `SIGTERM` or `SIGHUP`.
     pub name: &'static str,
     /// How many of these signals came before this one (0 for the first).
     pub count: usize,
 }
 
-/// Watches SIGINT and SIGTERM until dropped. If its handler panics, they
+/// Watches SIGINT, SIGTERM and SIGHUP until dropped. If its handler panics, they
 /// terminate the process from then on, as by default.
 #[derive(Debug)]
 pub struct SignalWatcher {
@@ -50,7 +56,7 @@ pub struct SignalWatcher {
     fallbacks: Vec<signal_hook::SigId>,
 }
 
-/// Set when the watcher thread ends: SIGINT/SIGTERM then take their
+/// Set when the watcher thread ends: the watched signals then take their
 /// default action again (checked in signal context).
 struct RestoreDefaultOnExit(Arc<AtomicBool>);
 
@@ -121,14 +127,14 @@ impl SignalWatcher {
     }
 
     /// Starts watching: `on_signal` runs on the watcher thread for every
-    /// SIGINT or SIGTERM, in order. If it panics, the thread ends and the
+    /// SIGINT, SIGTERM or SIGHUP, in order. If it panics, the thread ends and the
     /// signals take their default action (terminate) from then on.
     pub fn spawn(
         mut on_signal: impl FnMut(SignalEvent) + Send + 'static,
     ) -> io::Result<SignalWatcher> {
         let watcher_gone = Arc::new(AtomicBool::new(false));
-        let mut fallbacks = Vec::with_capacity(2);
-        for signal in [SIGINT, SIGTERM] {
+        let mut fallbacks = Vec::with_capacity(WATCHED.len());
+        for (signal, _) in WATCHED {
             match signal_hook::flag::register_conditional_default(signal, Arc::clone(&watcher_gone))
             {
                 Ok(id) => fallbacks.push(id),
@@ -138,7 +144,7 @@ impl SignalWatcher {
                 }
             }
         }
-        let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        let mut signals = match Signals::new(WATCHED.map(|(signal, _)| signal)) {
             Ok(s) => s,
             Err(e) => {
                 unregister(&fallbacks);
@@ -152,11 +158,10 @@ impl SignalWatcher {
             .spawn(move || {
                 let _guard = guard;
                 for (count, signal) in signals.forever().enumerate() {
-                    let name = if signal == SIGINT {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
-                    };
+                    let name = WATCHED
+                        .iter()
+                        .find(|(s, _)| *s == signal)
+                        .map_or("a signal", |(_, name)| *name);
                     on_signal(SignalEvent { name, count });
                 }
             });

@@ -55,7 +55,13 @@ pub(crate) fn log_events(
                 "connection closed"
             ),
             Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
-                tracing::debug!(%peer, bytes_in = stats.bytes_in, %reason, "connection aborted");
+                tracing::debug!(
+                    %peer,
+                    bytes_in = stats.bytes_in,
+                    bytes_out = stats.bytes_out,
+                    %reason,
+                    "connection aborted"
+                );
                 if refused_tls {
                     // Logged as a handshake failure or TLS alert already.
                     continue;

@@ -219,7 +219,7 @@ impl fmt::Display for StatsLine {
             f,
             "open={} accepted={} rejected={} closed={} aborted={} in={} out={} buffered={} \
              fd_exhausted={} udp_echoed={} udp_dropped[oversize={} loop_guard={} rate_limited={} \
-             send_full={} send_failed={}]",
+             not_unicast={} unroutable={} send_full={} send_failed={}]",
             self.now.connections_open,
             n.accepted,
             n.rejected,
@@ -233,6 +233,8 @@ impl fmt::Display for StatsLine {
             d.oversize,
             d.loop_guard,
             d.rate_limited,
+            d.not_unicast,
+            d.unroutable,
             d.send_full,
             d.send_failed,
         )?;
@@ -295,6 +297,27 @@ mod tests {
         assert!(line.contains("in=3.5 MB/s"), "{line}");
         assert!(line.contains("out=812 B/s"), "{line}");
         assert!(line.contains("buffered=4.0 KiB"), "{line}");
+    }
+
+    #[test]
+    fn stats_line_shows_every_udp_drop_reason_the_metrics_have() {
+        let mut now = StatsSnapshot::default();
+        let d = &mut now.udp.dropped;
+        (d.oversize, d.loop_guard, d.rate_limited) = (1, 2, 3);
+        (d.not_unicast, d.unroutable, d.send_full, d.send_failed) = (4, 5, 6, 7);
+        let line = StatsLine {
+            now,
+            before: StatsSnapshot::default(),
+            elapsed: Duration::from_secs(1),
+        }
+        .to_string();
+        assert!(
+            line.contains(
+                "udp_dropped[oversize=1 loop_guard=2 rate_limited=3 not_unicast=4 unroutable=5 \
+                 send_full=6 send_failed=7]"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -172,6 +172,42 @@ fn cli_busy_port_fails_with_a_clear_message() {
     );
 }
 
+/// The same endpoint twice on one command line is this command's own
+/// mistake, not "another server": a usage error naming it, before binding.
+#[test]
+fn cli_same_endpoint_twice_is_a_usage_error_naming_it() {
+    // A port in use by this test: binding it twice would fail as "in use".
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = &held.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("twice.sock");
+    let sock = sock.to_str().unwrap();
+    for (args, named) in [
+        (&["--tcp", addr, "--tcp", addr][..], format!("--tcp {addr}")),
+        (&["--udp", addr, "--udp", addr], format!("--udp {addr}")),
+        (&["--unix", sock, "--unix", sock], format!("--unix {sock}")),
+    ] {
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet"))
+                .arg("serve")
+                .args(args),
+            IO_TIMEOUT,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&named) && err.contains("given twice") && !err.contains("another server"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing bound");
+    }
+    // Port 0 twice: two ports chosen by the kernel, no conflict.
+    let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"]);
+    assert_eq!(p.listening(2).len(), 2);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 #[test]
 fn cli_second_server_on_a_busy_reuseport_port_exits_1_and_the_first_keeps_it() {
     let mut first = Proc::serve(&["--tcp", "127.0.0.1:0", "--threads", "2"]);

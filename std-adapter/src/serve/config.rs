@@ -392,6 +392,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
     })
 }
 
+/// The first endpoint `config` lists twice, as its option would name it
+/// (`--tcp ADDR`; a TLS listener counts with the TCP ones: they share the
+/// port space); port 0 never counts (the kernel picks a port for each).
+fn given_twice(config: &ServerConfig) -> Option<String> {
+    let tls = config.tls.as_ref().map_or(&[][..], |t| t.listen.as_slice());
+    let streams = config.tcp.iter().map(|a| ("--tcp", a));
+    let streams: Vec<_> = streams.chain(tls.iter().map(|a| ("--tls", a))).collect();
+    let twice = |list: &[(&str, &SocketAddr)]| {
+        list.iter().enumerate().find_map(|(i, (flag, a))| {
+            (a.port() != 0 && list[..i].iter().any(|(_, b)| b == a)).then(|| format!("{flag} {a}"))
+        })
+    };
+    let udp: Vec<_> = config.udp.iter().map(|a| ("--udp", a)).collect();
+    twice(&streams).or_else(|| twice(&udp)).or_else(|| {
+        let unix = &config.unix;
+        unix.iter()
+            .enumerate()
+            .find(|(i, p)| unix[..*i].contains(p))
+            .map(|(_, p)| format!("--unix {}", p.display()))
+    })
+}
+
 /// Checks `config` (with `inherited` sockets from a service manager)
 /// before anything is bound.
 pub(super) fn validate(config: &ServerConfig, inherited: usize) -> Result<(), BindError> {
@@ -414,6 +436,11 @@ pub(super) fn validate(config: &ServerConfig, inherited: usize) -> Result<(), Bi
         && inherited == 0
     {
         return Err(BindError::NoListener);
+    }
+    if let Some(twice) = given_twice(config) {
+        return invalid(&format!(
+            "{twice} is given twice: list each endpoint once (port 0 may repeat: each gets its own)"
+        ));
     }
     if config.threads > 1024 {
         return invalid("threads must be at most 1024");
@@ -450,6 +477,29 @@ pub(super) fn validate(config: &ServerConfig, inherited: usize) -> Result<(), Bi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_given_twice_is_named_and_port_zero_may_repeat() {
+        let a: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut c = ServerConfig {
+            tcp: vec![zero, a, zero],
+            udp: vec![a],
+            unix: vec!["/run/a".into(), "/run/b".into()],
+            ..ServerConfig::default()
+        };
+        assert_eq!(given_twice(&c), None);
+        c.udp.push(a);
+        assert_eq!(given_twice(&c).as_deref(), Some("--udp 127.0.0.1:7"));
+        c.udp.pop();
+        c.unix.push("/run/a".into());
+        assert_eq!(given_twice(&c).as_deref(), Some("--unix /run/a"));
+        c.unix.pop();
+        c.tcp.push(a);
+        assert_eq!(given_twice(&c).as_deref(), Some("--tcp 127.0.0.1:7"));
+        let err = validate(&c, 0).unwrap_err().to_string();
+        assert!(err.contains("--tcp 127.0.0.1:7 is given twice"), "{err}");
+    }
 
     #[test]
     fn parse_duration_accepts_units_and_bare_seconds() {

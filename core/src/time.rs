@@ -37,25 +37,35 @@ impl Pace {
     }
     /// When message `index` of a schedule starting at `start` is due:
     /// `start + index × spacing`, to the microsecond below (saturating).
+    ///
+    /// In 64-bit arithmetic only: a 128-bit division costs a small part
+    /// several kilobytes of flash (`__udivti3`).
     pub const fn at(self, start: Instant, index: u64) -> Instant {
-        let micros = (self.0 as u128 * index as u128) / 1_000;
-        let micros = if micros > u64::MAX as u128 {
-            u64::MAX
-        } else {
-            micros as u64
-        };
+        // index × nanos / 1000 = index × q + index × r / 1000 (nanos = 1000q + r),
+        // and index × r / 1000 = a × r + b × r / 1000 (index = 1000a + b): exact.
+        let (q, r) = (self.0 / 1_000, self.0 % 1_000);
+        let (a, b) = (index / 1_000, index % 1_000);
+        let micros = index
+            .saturating_mul(q)
+            .saturating_add(a * r)
+            .saturating_add(b * r / 1_000);
         Instant(start.0.saturating_add(micros))
     }
     /// Whole spacings from `start` to `now`: `(now - start) / spacing`
-    /// (0 if `now` is earlier).
+    /// (0 if `now` is earlier). Exact while `now - start` is under 584
+    /// years or the spacing under 213 days.
     pub const fn due_by(self, start: Instant, now: Instant) -> u64 {
-        let nanos = (now.0.saturating_sub(start.0) as u128) * 1_000;
-        let n = nanos / self.0 as u128;
-        if n > u64::MAX as u128 {
-            u64::MAX
-        } else {
-            n as u64
+        let elapsed = now.0.saturating_sub(start.0);
+        if let Some(nanos) = elapsed.checked_mul(1_000) {
+            return nanos / self.0;
         }
+        // elapsed × 1000 / n = 1000 × (elapsed / n) + (elapsed % n) × 1000 / n.
+        let (whole, rest) = (elapsed / self.0, elapsed % self.0);
+        let part = match rest.checked_mul(1_000) {
+            Some(x) => x / self.0,
+            None => rest / (self.0 / 1_000),
+        };
+        whole.saturating_mul(1_000).saturating_add(part)
     }
 }
 
@@ -231,6 +241,48 @@ mod tests {
         assert_eq!(Pace::from_nanos(0).as_nanos(), 1, "never a zero spacing");
         assert_eq!(Pace::from(Duration::from_micros(7)).as_nanos(), 7_000);
         assert_eq!(Pace::from_nanos(u64::MAX).at(t0, u64::MAX), Instant::MAX);
+    }
+
+    /// The 64-bit arithmetic of [`Pace`] against 128-bit arithmetic.
+    mod pace_against_u128 {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn at_u128(nanos: u64, start: u64, index: u64) -> u64 {
+            let micros = (u128::from(nanos) * u128::from(index)) / 1_000;
+            start.saturating_add(u64::try_from(micros).unwrap_or(u64::MAX))
+        }
+
+        fn due_u128(nanos: u64, elapsed: u64) -> u64 {
+            let n = (u128::from(elapsed) * 1_000) / u128::from(nanos);
+            u64::try_from(n).unwrap_or(u64::MAX)
+        }
+
+        proptest! {
+            #[test]
+            fn at_is_exact(nanos in 1..u64::MAX, start in 0..u64::MAX / 2, index: u64) {
+                let pace = Pace::from_nanos(nanos);
+                prop_assert_eq!(
+                    pace.at(Instant(start), index).0,
+                    at_u128(nanos, start, index)
+                );
+            }
+
+            #[test]
+            fn at_is_exact_at_run_scales(nanos in 1..10_000_000_000u64, index in 0..10_000_000_000u64) {
+                let pace = Pace::from_nanos(nanos);
+                prop_assert_eq!(pace.at(Instant(7), index).0, at_u128(nanos, 7, index));
+            }
+
+            #[test]
+            fn due_by_is_exact(nanos in 1..u64::MAX, elapsed: u64) {
+                let pace = Pace::from_nanos(nanos);
+                let got = pace.due_by(Instant(0), Instant(elapsed));
+                if elapsed <= u64::MAX / 1_000 || nanos <= u64::MAX / 1_000 {
+                    prop_assert_eq!(got, due_u128(nanos, elapsed));
+                }
+            }
+        }
     }
 
     #[test]

@@ -130,6 +130,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     (PROMETHEUS_PARSER, "python3-prometheus-client"),
     ("openssl", "openssl"),
     ("clang", "clang"),
+    ("llvm-size", "llvm"),
 ];
 
 /// The check for python3-prometheus-client (a module, not a command).
@@ -466,7 +467,36 @@ fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
     for b in found {
         run(&b, &cargo(), &["build", "--release", "--locked"], &[])?;
     }
+    // The footprint target of the default QEMU firmware (embedded/README.md).
+    let board = BOARDS
+        .iter()
+        .find(|b| b.name == crate::DEFAULT_QEMU_BOARD)
+        .ok_or("the default QEMU board is not in BOARDS")?;
+    let elf = ctx.root.join(board.dir).join(crate::vm::elf(board));
+    let (flash, _) = crate::qemu_bench::footprint(&elf)?;
+    within_flash_budget(board.name, flash)?;
+    eprintln!(
+        "xtask: {} firmware: {flash} B of flash, {} B under its budget",
+        board.name,
+        FLASH_BUDGET - flash
+    );
     Ok(())
+}
+
+/// The most flash the default `lm3s6965evb` firmware may take: 40 KiB.
+const FLASH_BUDGET: u64 = 40 * 1024;
+
+/// An error naming the excess when `flash` bytes exceed [`FLASH_BUDGET`].
+fn within_flash_budget(board: &str, flash: u64) -> Result<(), String> {
+    if flash <= FLASH_BUDGET {
+        return Ok(());
+    }
+    Err(format!(
+        "the {board} firmware takes {flash} B of flash, {} B over its {FLASH_BUDGET}-byte \
+         budget: find the bytes (embedded/README.md, 'RAM and flash budget', says where they \
+         go and what could give them back)",
+        flash - FLASH_BUDGET
+    ))
 }
 
 /// Seconds per fuzz target: `RICOCHET_FUZZ_SECS`, default 60.
@@ -519,4 +549,19 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
     }
     eprintln!("qemu: every board passed ({})", took.join(", "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_within_its_flash_budget_passes_and_one_byte_over_is_named() {
+        assert!(within_flash_budget("lm3s6965evb", FLASH_BUDGET).is_ok());
+        let e = within_flash_budget("lm3s6965evb", FLASH_BUDGET + 1).unwrap_err();
+        assert!(
+            e.contains("40961 B of flash, 1 B over its 40960-byte budget"),
+            "{e}"
+        );
+    }
 }

@@ -392,3 +392,25 @@ fn server_certificate_errors_name_both_files_and_quote_labels_once() {
     assert!(msg.contains("RSA PRIVATE KEY-----\") block"), "{msg}");
     assert!(!msg.contains("\")\""), "{msg}");
 }
+
+/// A `--tls-client-ca` file without a certificate (a key given by mistake):
+/// the hint is how to make a CA for the clients, not the server
+/// certificate command (a `CA:FALSE` certificate cannot sign clients).
+#[test]
+fn client_ca_without_a_certificate_suggests_making_a_ca_not_a_server_certificate() {
+    let pki = Pki::new();
+    let local = vec!["127.0.0.1:0".parse().unwrap()];
+    let mut tls = TlsConfig::new(local, &pki.cert, &pki.key);
+    tls.client_ca = Some(pki.key.clone());
+    let msg = Server::bind(ServerConfig {
+        tls: Some(tls),
+        ..ServerConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("--tls-client-ca takes the certificate of the CA")
+            && !msg.contains("CA:FALSE"),
+        "{msg}"
+    );
+}

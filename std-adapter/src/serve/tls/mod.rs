@@ -172,6 +172,14 @@ impl fmt::Display for TlsConfigError {
                     "client private key" => f.write_str(
                         " (--tls-key takes the private key of --tls-cert's certificate)",
                     ),
+                    // Not a server certificate: the CA that signs the clients'.
+                    "client CA" => f.write_str(
+                        " (--tls-client-ca takes the certificate of the CA that signed the \
+                         clients' certificates, e.g. made with `openssl req -x509 -newkey ec \
+                         -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca-key.pem -out ca.pem \
+                         -subj /CN=ricochet-clients-ca`, which then signs each client's with \
+                         `openssl x509 -req -CA ca.pem -CAkey ca-key.pem`)",
+                    ),
                     _ => write!(f, " (e.g. made with `{CERT_COMMAND}`)"),
                 }
             }

@@ -328,7 +328,7 @@ pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
     let addr = format!("127.0.0.1:{}", server.port);
     let tools = Tools {
         echo_load: work.join("target/release/echo-load"),
-        probe: ctx.root.join("target/release/ricochet"),
+        probe: crate::ricochet_release(ctx),
         target: format!("tcp://{addr}"),
         addr,
         secs,

@@ -187,7 +187,7 @@ pub(crate) fn bench_tls(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
-    let bin = ctx.root.join("target/release/ricochet");
+    let bin = crate::ricochet_release(ctx);
     let bin = bin.to_string_lossy().into_owned();
     let dir = std::env::temp_dir().join(format!("ricochet-bench-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

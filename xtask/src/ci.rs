@@ -472,7 +472,7 @@ fn stage_firmware(ctx: &Ctx) -> Result<(), String> {
         .iter()
         .find(|b| b.name == crate::DEFAULT_QEMU_BOARD)
         .ok_or("the default QEMU board is not in BOARDS")?;
-    let elf = ctx.root.join(board.dir).join(crate::vm::elf(board));
+    let elf = crate::vm::elf(ctx, board);
     let (flash, _) = crate::qemu_bench::footprint(&elf)?;
     within_flash_budget(board.name, flash)?;
     eprintln!(

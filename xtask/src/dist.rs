@@ -29,9 +29,7 @@ const PACKAGE_MUST_HOLD: &[&str] = &[
 ];
 
 fn target_dir(ctx: &Ctx) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ctx.root.join("target"))
+    crate::target_dir_of(&ctx.root)
 }
 
 /// Builds the release binary and writes the man pages and completions

@@ -217,7 +217,7 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
-    let bin = ctx.root.join("target/release/ricochet");
+    let bin = crate::ricochet_release(ctx);
     let ns = Netns::create()?;
     outln!(
         "| backend | loss per packet | TCP stream bytes verified | stream time | stream MB/s | TCP ping-pong verified | ping-pong p99 | TCP segments retransmitted | UDP round trips lost (expected) | UDP corrupt | result |"

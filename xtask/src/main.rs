@@ -290,6 +290,28 @@ pub(crate) fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Where cargo, run in `dir`, puts its build output: `CARGO_TARGET_DIR`
+/// when set (a relative one counts from `dir`, as cargo reads it), else
+/// `dir/target`.
+pub(crate) fn target_dir_of(dir: &Path) -> PathBuf {
+    target_dir_from(dir, std::env::var_os("CARGO_TARGET_DIR").as_deref())
+}
+
+/// [`target_dir_of`] with the variable's value passed in.
+fn target_dir_from(dir: &Path, var: Option<&std::ffi::OsStr>) -> PathBuf {
+    match var {
+        // `join` keeps an absolute path as it is.
+        Some(t) if !t.is_empty() => dir.join(t),
+        _ => dir.join("target"),
+    }
+}
+
+/// The release `ricochet` binary that `cargo build --release -p ricochet`
+/// in the workspace writes (`CARGO_TARGET_DIR` honoured).
+pub(crate) fn ricochet_release(ctx: &Ctx) -> PathBuf {
+    target_dir_of(&ctx.root).join("release").join("ricochet")
+}
+
 fn boards(ctx: &Ctx) -> Vec<PathBuf> {
     BOARDS
         .iter()
@@ -317,6 +339,16 @@ pub(crate) fn strings(a: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_dir_follows_cargo_target_dir_as_cargo_reads_it() {
+        let dir = Path::new("/repo/embedded/boards/b");
+        let of = |v: Option<&str>| target_dir_from(dir, v.map(std::ffi::OsStr::new));
+        assert_eq!(of(None), Path::new("/repo/embedded/boards/b/target"));
+        assert_eq!(of(Some("")), Path::new("/repo/embedded/boards/b/target"));
+        assert_eq!(of(Some("/tmp/t")), Path::new("/tmp/t"));
+        assert_eq!(of(Some("out")), Path::new("/repo/embedded/boards/b/out"));
+    }
     use std::ffi::OsStr;
 
     /// `cargo test` sets CARGO_MANIFEST_DIR and CARGO_PKG_NAME for the test

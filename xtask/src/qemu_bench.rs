@@ -76,7 +76,7 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let elf = build_variant(ctx, board, &format!("bench-{tag}"), &features)?;
     let (flash, ram) = footprint(&elf)?;
 
-    let ricochet = ctx.root.join("target/release/ricochet");
+    let ricochet = crate::ricochet_release(ctx);
     let (ports, _, mut qemu) =
         Qemu::boot_forwarded(ctx, board, machine, &elf, "bench", QEMU_LIMIT_SECS)?;
     let tcp = ports.tcp("raw");

@@ -50,7 +50,7 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         .checked_sub(stack_end)
         .ok_or("_stack_start is below _stack_end")?;
 
-    let ricochet = ctx.root.join("target/release/ricochet");
+    let ricochet = crate::ricochet_release(ctx);
     let ports = vm::Ports::free()?;
     let port = ports.raw;
     let tmp = std::env::temp_dir();

@@ -61,7 +61,7 @@ pub(crate) fn check(ctx: &Ctx, board: &Board) -> Result<(), String> {
     sock.connect(("127.0.0.1", theirs))
         .map_err(|e| format!("connect: {e}"))?;
     let log = std::env::temp_dir().join(format!("ricochet-timers-{}-{ours}.log", board.name));
-    let elf = ctx.root.join(board.dir).join(elf(board));
+    let elf = elf(ctx, board);
     let netdev = format!("socket,udp=127.0.0.1:{ours},localaddr=127.0.0.1:{theirs}");
     let mut qemu = Qemu::boot_elf(
         ctx,

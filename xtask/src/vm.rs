@@ -56,9 +56,13 @@ pub(crate) fn board_arg(
     Ok((board, machine, rest))
 }
 
-/// The firmware ELF of `board`, from its folder.
-pub(crate) fn elf(board: &Board) -> String {
-    format!("target/{}/release/{}", board.target, board.package)
+/// The firmware ELF that `cargo build --release` in `board`'s folder
+/// writes (`CARGO_TARGET_DIR` honoured).
+pub(crate) fn elf(ctx: &Ctx, board: &Board) -> PathBuf {
+    crate::target_dir_of(&ctx.root.join(board.dir))
+        .join(board.target)
+        .join("release")
+        .join(board.package)
 }
 
 /// Builds `board`'s release firmware with `features` (comma-separated;

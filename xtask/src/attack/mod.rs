@@ -109,7 +109,7 @@ pub(crate) fn attack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         &["build", "--release", "--locked", "-p", "ricochet"],
         &[],
     )?;
-    let bin: PathBuf = ctx.root.join("target/release/ricochet");
+    let bin: PathBuf = crate::ricochet_release(ctx);
     let scale = if quick { 4 } else { 1 };
     type Scenario<'a> = (&'static str, Box<dyn Fn() -> Result<Row, String> + 'a>);
     let b = &bin;

@@ -71,7 +71,7 @@ pub(super) fn server_cmd_with(
         return format!("{base} serve --io {io}{threads} --tcp 127.0.0.1:{{PORT}}");
     }
     let work = bench_work();
-    let bin = ctx.root.join("target/release/ricochet");
+    let bin = crate::ricochet_release(ctx);
     let threads = threads.map_or(String::new(), |t| format!(" --threads {t}"));
     match name {
         "c-epoll" => format!("{}/epoll-echo {{PORT}}", work.display()),

@@ -59,6 +59,7 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let port = rest.first().copied().unwrap_or("7777");
     let raw = forwarded_port(port)?;
     let (lines, frames) = ((raw + 1).to_string(), (raw + 2).to_string());
+    ports_free(raw)?;
     require_tools()?;
     let dir = ctx.root.join(board.dir);
     eprintln!(
@@ -108,6 +109,38 @@ pub(crate) fn forwarded_port(port: &str) -> Result<u16, String> {
 /// The highest PORT.
 const MAX_FORWARDED_PORT: u16 = u16::MAX - 3;
 
+/// Checks that QEMU can forward from 127.0.0.1:`raw` (TCP and UDP), `raw`+1
+/// and `raw`+2 (TCP): QEMU itself names only one busy rule, and no fix.
+fn ports_free(raw: u16) -> Result<(), String> {
+    let busy = |port: u16, udp: bool| {
+        let addr = ("127.0.0.1", port);
+        let taken = if udp {
+            std::net::UdpSocket::bind(addr).is_err()
+        } else {
+            std::net::TcpListener::bind(addr).is_err()
+        };
+        taken.then(|| format!("127.0.0.1:{port} ({})", if udp { "udp" } else { "tcp" }))
+    };
+    let taken: Vec<String> = [
+        (raw, false),
+        (raw, true),
+        (raw + 1, false),
+        (raw + 2, false),
+    ]
+    .into_iter()
+    .filter_map(|(port, udp)| busy(port, udp))
+    .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "cannot forward {}: in use (another `cargo xtask qemu`?); stop it, or pass another \
+         PORT (it forwards PORT, PORT+1 and PORT+2), e.g. cargo xtask qemu {}",
+        taken.join(", "),
+        raw.saturating_add(1000).min(MAX_FORWARDED_PORT)
+    ))
+}
+
 /// Builds `ricochet` and the board's firmware (release), picks free ports
 /// and boots the firmware under `limit_secs`; the log goes to a temp file.
 pub(super) fn build_and_boot(
@@ -130,8 +163,17 @@ pub(super) fn build_and_boot(
         &["build", "--release", "--locked"],
         &[],
     )?;
-    let ricochet = ctx.root.join("target/release/ricochet");
-    let elf = ctx.root.join(board.dir).join(crate::vm::elf(board));
+    let ricochet = crate::ricochet_release(ctx);
+    let elf = crate::vm::elf(ctx, board);
+    for (built, what) in [(&ricochet, "ricochet"), (&elf, "the firmware")] {
+        if !built.is_file() {
+            return Err(format!(
+                "{what} was built but is not at {}: a cargo config's build.target-dir? \
+                 set CARGO_TARGET_DIR instead (xtask follows it)",
+                built.display()
+            ));
+        }
+    }
     let (ports, log, qemu) = Qemu::boot_forwarded(ctx, board, machine, &elf, what, limit_secs)?;
     Ok((ricochet, ports, log, qemu))
 }
@@ -163,5 +205,17 @@ mod tests {
             let e = forwarded_port(bad).unwrap_err();
             assert!(e.contains("1-65532"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn busy_forwarded_port_is_named_with_another_port_to_try() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        // The held port as PORT+1 (lines): named, with the fix.
+        let e = ports_free(port - 1).unwrap_err();
+        assert!(
+            e.contains(&format!("127.0.0.1:{port} (tcp)")) && e.contains("pass another"),
+            "{e}"
+        );
     }
 }

@@ -71,6 +71,7 @@ pub mod time;
 pub use counters::{AbortCounts, CloseCounts, DatagramCounters, DropCounts, StreamCounters};
 pub use datagram::{
     DatagramPolicy, DropReason, PolicyConfig, RateLimit, SourceStats, Verdict, is_reflector_port,
+    is_unicast_address,
 };
 pub use mode::{Mode, ParseModeError};
 pub use probe::{

@@ -286,3 +286,149 @@ fn udp_socket_closes_when_shutdown_starts_while_streams_drain() {
     server.abort();
     server.join().unwrap();
 }
+
+/// A server on `addr` (a wildcard address, port 0) and its port.
+fn wildcard_server(addr: &str) -> (ServerHandle, u16) {
+    let server = start(ServerConfig {
+        udp: vec![addr.parse().unwrap()],
+        threads: 1,
+        ..ServerConfig::default()
+    });
+    let port = server.udp_addr().unwrap().port();
+    (server, port)
+}
+
+/// On a socket bound to a wildcard address, the echo leaves from the
+/// address the client sent to, not from whichever one routing picks: all
+/// of 127.0.0.0/8 is local, and a datagram to 127.0.0.2 used to be answered
+/// from 127.0.0.1, which a connected client (or a NAT) drops.
+#[test]
+fn udp_echo_on_a_wildcard_socket_leaves_from_the_address_sent_to() {
+    let (server, port) = wildcard_server("0.0.0.0:0");
+    let c = client();
+    for host in [[127, 0, 0, 2], [127, 0, 0, 1], [127, 3, 2, 1]] {
+        expect_echo(&c, SocketAddr::from((host, port)), b"from where?");
+    }
+    // A connected client only sees replies from the address it sent to.
+    let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
+    connected.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    connected.connect(("127.0.0.5", port)).unwrap();
+    connected.send(b"connected").unwrap();
+    let mut buf = [0u8; 64];
+    let n = connected
+        .recv(&mut buf)
+        .expect("echo to a connected client");
+    assert_eq!(&buf[..n], b"connected");
+    wait_stats(&server, IO_TIMEOUT, "4 echoes counted", |s| {
+        s.udp.echoed == 4
+    });
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// The same on an IPv6 wildcard socket (only one IPv6 loopback address
+/// exists, so this checks that the echo still leaves from it).
+#[test]
+fn udp_echo_on_an_ipv6_wildcard_socket_leaves_from_the_address_sent_to() {
+    let Ok(c) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback: skipped");
+        return;
+    };
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let (server, port) = wildcard_server("[::]:0");
+    expect_echo(
+        &c,
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        b"v6",
+    );
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// An inherited dual-stack socket (`[::]`, not IPv6-only, as systemd's
+/// `ListenDatagram=7` makes it) answers IPv4 clients from the address they
+/// sent to as well.
+#[test]
+fn udp_echo_on_an_inherited_dual_stack_socket_leaves_from_the_address_sent_to() {
+    use ricochet::serve::{InheritedSocket, Server};
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    socket.set_only_v6(false).unwrap();
+    if socket
+        .bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())
+        .is_err()
+    {
+        eprintln!("no IPv6: skipped");
+        return;
+    }
+    socket.set_nonblocking(true).unwrap();
+    let socket: UdpSocket = socket.into();
+    let port = socket.local_addr().unwrap().port();
+    let config = serve_support::with_io(ServerConfig {
+        threads: 1,
+        ..ServerConfig::default()
+    });
+    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)])
+        .expect("bind")
+        .spawn()
+        .expect("spawn");
+    serve_support::check_io(&server);
+    let c = client();
+    for host in [[127, 0, 0, 2], [127, 0, 0, 1]] {
+        expect_echo(&c, SocketAddr::from((host, port)), b"dual stack");
+    }
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// A datagram sent to a broadcast address is not answered (answering could
+/// flood the link): on `lo`, 127.255.255.255 is the subnet-directed
+/// broadcast of 127.0.0.0/8, which Linux delivers to a wildcard socket.
+#[test]
+fn udp_datagram_to_a_broadcast_address_is_dropped_as_not_unicast() {
+    let (server, port) = wildcard_server("0.0.0.0:0");
+    let c = client();
+    socket2::SockRef::from(&c).set_broadcast(true).unwrap();
+    c.send_to(b"to everyone", ("127.255.255.255", port))
+        .unwrap();
+    let s = wait_stats(&server, IO_TIMEOUT, "the broadcast handled", |s| {
+        s.udp.echoed + s.udp.dropped.total() >= 1
+    });
+    assert_eq!(s.udp.dropped.not_unicast, 1, "{s:#?}");
+    assert_eq!(s.udp.echoed, 0, "{s:#?}");
+    // Unicast is still answered, and the broadcast's echo is not queued
+    // before it (it would come back first).
+    expect_echo(&c, SocketAddr::from(([127, 0, 0, 1], port)), b"just me");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+/// A datagram that waited in an inherited socket's queue before the server
+/// started (the one that made inetd start it, or that systemd held) is
+/// answered from the address it was sent to as well, although the kernel
+/// recorded less about it (no `ipi_spec_dst`).
+#[test]
+fn udp_datagram_queued_before_the_server_started_is_answered_from_its_destination() {
+    use ricochet::serve::{InheritedSocket, Server};
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let target = SocketAddr::from(([127, 0, 0, 2], port));
+    let c = client();
+    c.send_to(b"early", target).unwrap();
+    let config = serve_support::with_io(ServerConfig {
+        threads: 1,
+        ..ServerConfig::default()
+    });
+    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)])
+        .expect("bind")
+        .spawn()
+        .expect("spawn");
+    serve_support::check_io(&server);
+    let mut buf = [0u8; 64];
+    let (n, from) = c.recv_from(&mut buf).expect("echo of the early datagram");
+    assert_eq!((&buf[..n], from), (&b"early"[..], target));
+    expect_echo(&c, target, b"later");
+    server.shutdown();
+    server.join().unwrap();
+}

@@ -88,7 +88,7 @@
 //! a `static` rather than on a small thread stack.
 
 use core::fmt;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use crate::time::Instant;
 
@@ -141,6 +141,36 @@ pub const fn is_reflector_port(port: u16) -> bool {
         i += 1;
     }
     false
+}
+
+/// Whether `ip` can be one end of a unicast exchange, judged by its address
+/// class alone: `false` for a multicast address, the IPv4 limited broadcast
+/// `255.255.255.255` and the unspecified address (`0.0.0.0`, `::`), `true`
+/// otherwise. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack
+/// socket reports IPv4 peers) is judged as its IPv4 address.
+///
+/// An adapter that sees a datagram's destination as well as its source drops
+/// it as [`DropReason::NotUnicast`] when either fails this test: answering a
+/// datagram sent to a group, or "from" one, could flood the link. A
+/// subnet-directed broadcast (`192.0.2.255` on a `/24`) looks like any
+/// unicast address here; only the interface's netmask (or the stack, which
+/// knows it) tells them apart, so the adapter checks that separately.
+///
+/// ```
+/// use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+/// use ricochet_core::datagram::is_unicast_address;
+///
+/// assert!(is_unicast_address(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))));
+/// assert!(!is_unicast_address(IpAddr::V4(Ipv4Addr::BROADCAST)));
+/// assert!(!is_unicast_address(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))));
+/// assert!(!is_unicast_address(IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1))));
+/// assert!(!is_unicast_address(IpAddr::V6(Ipv4Addr::BROADCAST.to_ipv6_mapped())));
+/// ```
+pub const fn is_unicast_address(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
 }
 
 /// A token bucket per source address: how many datagrams a source may have

@@ -688,3 +688,35 @@ proptest! {
         check_table::<8>(rate, start, &events);
     }
 }
+
+#[test]
+fn unicast_address_class_test() {
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    for ip in [
+        v4(192, 0, 2, 7),
+        v4(127, 0, 0, 1),
+        v4(10, 255, 255, 255), // a subnet-directed broadcast looks unicast here
+        v4(223, 255, 255, 255),
+        v4(240, 0, 0, 1),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped()),
+    ] {
+        assert!(is_unicast_address(ip), "{ip} is unicast");
+    }
+    for ip in [
+        v4(255, 255, 255, 255),
+        v4(224, 0, 0, 1),
+        v4(239, 255, 255, 250),
+        v4(0, 0, 0, 0),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1)),
+        IpAddr::V6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 1, 3)),
+        IpAddr::V6(Ipv4Addr::BROADCAST.to_ipv6_mapped()),
+        IpAddr::V6(Ipv4Addr::new(224, 0, 0, 251).to_ipv6_mapped()),
+        IpAddr::V6(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()),
+    ] {
+        assert!(!is_unicast_address(ip), "{ip} is not unicast");
+    }
+}

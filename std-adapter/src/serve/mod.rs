@@ -275,14 +275,22 @@ impl Server {
             }
             Ok::<(), BindError>(())
         };
+        // A UDP socket on a wildcard address, inherited ones too, reports
+        // each datagram's destination: the echo leaves from it, and a
+        // broadcast is told apart.
+        let destinations = |addr: SocketAddr, socket: &StdUdpSocket| {
+            udp::report_destinations(socket).map_err(|e| BindError::from_io(Endpoint::Udp(addr), e))
+        };
         for &addr in &config.udp {
             let (bound, socket) = listener::bind_udp(addr)?;
             queue(bound, &socket, true)?;
+            destinations(bound, &socket)?;
             endpoints.push(Endpoint::Udp(bound));
             udp.push((bound, socket));
         }
         for (addr, socket) in adopted.udp {
             queue(addr, &socket, false)?;
+            destinations(addr, &socket)?;
             endpoints.push(Endpoint::Udp(addr));
             udp.push((addr, socket));
         }

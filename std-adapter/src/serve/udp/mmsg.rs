@@ -1,5 +1,7 @@
 //! Batched datagram I/O on Linux: `recvmmsg`/`sendmmsg` over buffers
-//! allocated once per socket.
+//! allocated once per socket. Each datagram's destination comes with it
+//! (`IP_PKTINFO`/`IPV6_PKTINFO`, see `pktinfo.rs`) and its echo leaves from
+//! that address.
 //!
 //! Why hand-written: `nix`'s wrappers allocate per call and tie the
 //! buffers' lifetimes to the headers, which does not fit a hot loop that
@@ -13,6 +15,8 @@ use std::os::fd::AsRawFd;
 
 use socket2::{SockAddr, SockAddrStorage};
 
+use super::pktinfo::{self, Control, Local, RECV_SPACE, SEND_SPACE};
+
 /// Datagrams per system call.
 pub(crate) const BATCH: usize = 32;
 
@@ -23,6 +27,9 @@ pub(crate) struct Received {
     pub(crate) len: usize,
     /// Where it came from; `None` for an address family we do not serve.
     pub(crate) source: Option<SocketAddr>,
+    /// Where it was sent to (`IP_PKTINFO`/`IPV6_PKTINFO`), when the socket
+    /// reports it; its echo leaves from there.
+    pub(crate) local: Option<Local>,
 }
 
 /// Receive and send buffers for [`BATCH`] datagrams of up to `slot` bytes.
@@ -31,6 +38,8 @@ pub(crate) struct Batch {
     slot: usize,
     names: Box<[libc::sockaddr_storage]>,
     name_lens: [libc::socklen_t; BATCH],
+    /// Each datagram's control data: received, then the echo's.
+    controls: Box<[Control<RECV_SPACE>]>,
     iovs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
     /// What the last `recv` got.
@@ -70,17 +79,20 @@ impl Batch {
             slot,
             names: vec![zero_name; BATCH].into_boxed_slice(),
             name_lens: [0; BATCH],
+            controls: vec![Control::ZERO; BATCH].into_boxed_slice(),
             iovs: vec![zero_iov; BATCH].into_boxed_slice(),
             hdrs: vec![zero_hdr; BATCH].into_boxed_slice(),
             received: [Received {
                 len: 0,
                 source: None,
+                local: None,
             }; BATCH],
         }
     }
 
-    /// Points header `i` at buffer `i` (`len` bytes) and address `i`.
-    fn point(&mut self, i: usize, len: usize, name_len: libc::socklen_t) {
+    /// Points header `i` at buffer `i` (`len` bytes), address `i` and the
+    /// first `control_len` bytes of control buffer `i` (none if 0).
+    fn point(&mut self, i: usize, len: usize, name_len: libc::socklen_t, control_len: usize) {
         let base = self.data.as_mut_ptr();
         // `i * slot + len <= BATCH * slot`: in bounds of `data`.
         self.iovs[i] = libc::iovec {
@@ -92,8 +104,12 @@ impl Batch {
         hdr.msg_namelen = name_len;
         hdr.msg_iov = &raw mut self.iovs[i];
         hdr.msg_iovlen = 1;
-        hdr.msg_control = std::ptr::null_mut();
-        hdr.msg_controllen = 0;
+        if control_len == 0 {
+            hdr.msg_control = std::ptr::null_mut();
+        } else {
+            hdr.msg_control = (&raw mut self.controls[i]).cast();
+        }
+        hdr.msg_controllen = control_len.min(RECV_SPACE) as _;
         hdr.msg_flags = 0;
         self.hdrs[i].msg_len = 0;
     }
@@ -103,11 +119,12 @@ impl Batch {
     pub(crate) fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         let name_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         for i in 0..BATCH {
-            self.point(i, self.slot, name_len);
+            self.point(i, self.slot, name_len, RECV_SPACE);
         }
         // SAFETY: `hdrs` holds BATCH headers, each pointing at one iovec of
         // `slot` bytes inside `data` and at one `sockaddr_storage` of
-        // `names`, all owned by `self` and not moved during the call.
+        // `names` and one control buffer of `RECV_SPACE` bytes of
+        // `controls`, all owned by `self` and not moved during the call.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -137,16 +154,21 @@ impl Batch {
                 *storage.view_as::<libc::sockaddr_storage>() = self.names[i];
                 SockAddr::new(storage, hdr.msg_hdr.msg_namelen)
             };
+            // `size_t` with glibc, `socklen_t` with musl.
+            #[allow(clippy::unnecessary_cast)]
+            let control_len = (hdr.msg_hdr.msg_controllen as usize).min(RECV_SPACE);
             self.received[i] = Received {
                 len: hdr.msg_len as usize,
                 source: addr.as_socket(),
+                local: pktinfo::parse(&self.controls[i].0[..control_len]),
             };
         }
         Ok(n)
     }
 
     /// Echoes received datagrams `which` (indices into the last `recv`),
-    /// each whole to its source, in order. Returns how many left; the
+    /// each whole to its source, from the address it was sent to (when
+    /// known), in order. Returns how many left; the
     /// caller counts the rest. Stops at the first error, which is returned
     /// with the count sent before it.
     pub(crate) fn send(
@@ -158,15 +180,21 @@ impl Batch {
             [const { MaybeUninit::uninit() }; BATCH];
         let count = which.len().min(BATCH);
         for (k, &i) in which.iter().take(count).enumerate() {
-            let len = self.received[i].len.min(self.slot);
-            self.point(i, len, self.name_lens[i]);
+            let got = self.received[i];
+            let len = got.len.min(self.slot);
+            let control_len = match got.local {
+                Some(local) => pktinfo::build(local, &mut self.controls[i].0[..SEND_SPACE]),
+                None => 0,
+            };
+            self.point(i, len, self.name_lens[i], control_len);
             hdrs[k].write(self.hdrs[i]);
         }
         let mut sent = 0;
         while sent < count {
             // SAFETY: `hdrs[sent..count]` were initialised above; each points
-            // at a payload inside `data` and an address inside `names`,
-            // owned by `self` and unchanged during the call.
+            // at a payload inside `data`, an address inside `names` and
+            // control data (or none) inside `controls`, owned by `self`
+            // and unchanged during the call.
             let r = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),

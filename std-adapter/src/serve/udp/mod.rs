@@ -11,8 +11,17 @@
 //! buffer is full (`WouldBlock`), the echo is dropped and counted
 //! ([`DropReason::SendFull`]), not queued.
 //!
+//! On Linux, each datagram's destination address comes with it
+//! (`IP_PKTINFO`/`IPV6_PKTINFO`, see `pktinfo.rs`), so on a socket bound to
+//! a wildcard address the echo leaves from the address the client sent to,
+//! not from whichever one routing picks. A datagram sent to, or from, a
+//! multicast or broadcast address (limited or subnet-directed) is not
+//! answered ([`DropReason::NotUnicast`]).
+//!
 //! Elsewhere, one datagram per call into a buffer one byte longer than the
-//! largest allowed, so an oversize datagram shows up as `max + 1` bytes.
+//! largest allowed, so an oversize datagram shows up as `max + 1` bytes;
+//! the kernel picks the echo's source address, and only the source address
+//! is checked for being unicast.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,8 +29,24 @@ use std::net::SocketAddr;
 use mio::net::UdpSocket;
 use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, Instant, Verdict};
 
+/// Asks the kernel to report each datagram's destination address on
+/// `socket` if it is bound to a wildcard address (Linux; elsewhere
+/// nothing), so that its echo can leave from that address and a datagram
+/// sent to a group can be told apart.
+pub(crate) fn report_destinations(socket: &std::net::UdpSocket) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return pktinfo::enable(socket);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = socket;
+        Ok(())
+    }
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod mmsg;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod pktinfo;
 #[cfg(test)]
 mod tests;
 
@@ -111,7 +136,12 @@ impl UdpEndpoint {
             for i in 0..n {
                 let got = self.io.received[i];
                 let Some(source) = got.source else { continue };
-                match self.policy.decide(now, source, got.len) {
+                let verdict = if pktinfo::unicast(source, got.local) {
+                    self.policy.decide(now, source, got.len)
+                } else {
+                    Verdict::Drop(DropReason::NotUnicast)
+                };
+                match verdict {
                     Verdict::Echo => {
                         echo[echoes] = i;
                         echoes += 1;
@@ -160,7 +190,12 @@ impl UdpEndpoint {
                     continue;
                 }
             };
-            match self.policy.decide(now, source, n) {
+            let verdict = if ricochet_core::datagram::is_unicast_address(source.ip()) {
+                self.policy.decide(now, source, n)
+            } else {
+                Verdict::Drop(DropReason::NotUnicast)
+            };
+            match verdict {
                 Verdict::Echo => match self.socket.send_to(&self.io.0[..n], source) {
                     Ok(_) => counters.echoed(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -9,6 +9,11 @@
 //! order with `MSG_DONTWAIT`, so each one completes (or fails) when it is
 //! issued, in order, instead of waiting for room; a full send buffer drops
 //! the echo and counts it ([`DropReason::SendFull`]), as on epoll.
+//!
+//! Each datagram arrives with its destination address (`IP_PKTINFO` /
+//! `IPV6_PKTINFO` control data beside the name in the buffer) and its echo
+//! leaves from that address; one sent to, or from, a multicast or broadcast
+//! address is dropped ([`DropReason::NotUnicast`]), as on epoll.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -20,6 +25,7 @@ use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, Instant, Verdi
 
 use super::super::UdpSetup;
 use super::super::udp::SOURCES;
+use super::super::udp::pktinfo::{self, Control, RECV_SPACE, SEND_SPACE};
 use super::bufs::BufRing;
 use super::ring::{Op, user_data};
 
@@ -27,13 +33,18 @@ use super::ring::{Op, user_data};
 const OUT_HEADER: usize = 16;
 /// Bytes reserved for the source address.
 const NAME_LEN: usize = size_of::<libc::sockaddr_storage>();
+/// Where the payload starts in a buffer: after the header, the name and
+/// the control data.
+const PAYLOAD_AT: usize = OUT_HEADER + NAME_LEN + RECV_SPACE;
 /// Most buffer memory per UDP socket.
 const RING_BYTES: usize = 8 << 20;
 
-/// An echo in flight: its header, pointing into the buffer it arrived in.
+/// An echo in flight: its header, pointing into the buffer it arrived in,
+/// and its control data (the source address it leaves from).
 struct Echo {
     hdr: libc::msghdr,
     iov: libc::iovec,
+    control: Control<SEND_SPACE>,
     len: usize,
 }
 
@@ -69,7 +80,7 @@ impl UdpEndpoint {
     pub(crate) fn new(setup: UdpSetup, index: u32, bgid: u16) -> std::io::Result<Self> {
         // Blocking: the ring waits for datagrams itself.
         setup.socket.set_nonblocking(false)?;
-        let size = OUT_HEADER + NAME_LEN + setup.max_datagram + 1;
+        let size = PAYLOAD_AT + setup.max_datagram + 1;
         let fit = (RING_BYTES / size).clamp(16, 512);
         let count = 1u16 << (usize::BITS - 1 - fit.leading_zeros());
         let ring = BufRing::new(count, size, bgid)?;
@@ -79,10 +90,12 @@ impl UdpEndpoint {
         let zero_iov: libc::iovec = unsafe { std::mem::zeroed() };
         let mut hdr = Box::new(zero_hdr);
         hdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        hdr.msg_controllen = RECV_SPACE as _;
         let echoes = (0..count)
             .map(|_| Echo {
                 hdr: zero_hdr,
                 iov: zero_iov,
+                control: Control::ZERO,
                 len: 0,
             })
             .collect();
@@ -188,10 +201,16 @@ impl UdpEndpoint {
             self.ring.recycle(bid);
             return None;
         };
+        let local = pktinfo::parse(out.control_data());
         // A truncated datagram reports its real length (or at least
         // `max_datagram + 1`, the buffer's room): the policy drops it as
         // oversize, so it is never echoed cut short.
-        match self.policy.decide(now, source, len) {
+        let verdict = if pktinfo::unicast(source, local) {
+            self.policy.decide(now, source, len)
+        } else {
+            Verdict::Drop(DropReason::NotUnicast)
+        };
+        match verdict {
             Verdict::Echo => {
                 let Some(socket) = &self.socket else {
                     // Cannot happen: the socket stays open while a receive runs.
@@ -202,7 +221,7 @@ impl UdpEndpoint {
                 self.sending += 1;
                 let echo = &mut self.echoes[usize::from(bid) % self.echoes.len()];
                 echo.iov = libc::iovec {
-                    iov_base: self.ring.ptr(bid, OUT_HEADER + NAME_LEN).cast(),
+                    iov_base: self.ring.ptr(bid, PAYLOAD_AT).cast(),
                     iov_len: payload,
                 };
                 echo.len = payload;
@@ -210,6 +229,16 @@ impl UdpEndpoint {
                 echo.hdr.msg_namelen = name_len as libc::socklen_t;
                 echo.hdr.msg_iov = &raw mut echo.iov;
                 echo.hdr.msg_iovlen = 1;
+                let control_len = match local {
+                    Some(local) => pktinfo::build(local, &mut echo.control.0),
+                    None => 0,
+                };
+                echo.hdr.msg_control = if control_len == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    (&raw mut echo.control).cast()
+                };
+                echo.hdr.msg_controllen = control_len as _;
                 Some(
                     opcode::SendMsg::new(Fd(fd), &raw const echo.hdr)
                         .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)

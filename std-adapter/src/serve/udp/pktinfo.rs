@@ -1,0 +1,504 @@
+//! Which address a datagram was sent to, and echoing from that address
+//! (Linux): `IP_PKTINFO` / `IPV6_PKTINFO` control messages.
+//!
+//! A socket bound to a wildcard address (`0.0.0.0`, `[::]`) receives for
+//! every local address. Without help, `sendmsg` lets the kernel pick the
+//! echo's source by routing, so on a host with several addresses a client
+//! that sent to address B may get its echo from address A, which
+//! connected-UDP clients, NAT and firewalls drop. With the receive options on
+//! ([`enable`]) each datagram carries its destination ([`parse`]), and the
+//! echo is sent with that address as its source ([`build`]).
+//!
+//! The destination also tells a datagram sent to a group apart: multicast
+//! and the limited broadcast by their address class, a subnet-directed
+//! broadcast because Linux then reports, in `ipi_spec_dst`, the local
+//! address it would answer from, not the header's destination (for unicast
+//! to a local address the two are equal). Such a datagram is not answered
+//! ([`Local::is_unicast`]).
+//!
+//! A datagram queued before the option was turned on (the one that made
+//! inetd start the server, or that waited for systemd to start it) still
+//! reports its header destination, but an `ipi_spec_dst` of `0.0.0.0`: the
+//! kernel fills that in only while the option is on. Such a datagram is
+//! judged by its destination's address class alone and answered from its
+//! destination, which the kernel refuses (a failed send) if that is not a
+//! local address.
+//!
+//! The parsing and building work on byte slices with unaligned reads and
+//! writes, because io_uring hands back control data at any offset of its
+//! buffers.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use ricochet_core::datagram::is_unicast_address;
+
+/// Control messages are aligned to this (`CMSG_ALIGN`).
+const ALIGN: usize = size_of::<usize>();
+
+const fn align(len: usize) -> usize {
+    (len + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// `CMSG_LEN(0)`: where a control message's data starts.
+const HEADER: usize = align(size_of::<libc::cmsghdr>());
+
+/// `CMSG_SPACE(len)`.
+const fn space(len: usize) -> usize {
+    HEADER + align(len)
+}
+
+/// Room for what a receive can carry: both messages (a dual-stack socket
+/// gets an `IPV6_PKTINFO` and an `IP_PKTINFO` for IPv4 traffic).
+pub(crate) const RECV_SPACE: usize =
+    space(size_of::<libc::in_pktinfo>()) + space(size_of::<libc::in6_pktinfo>());
+
+/// Room for what an echo carries: one message.
+pub(crate) const SEND_SPACE: usize = {
+    let v4 = space(size_of::<libc::in_pktinfo>());
+    let v6 = space(size_of::<libc::in6_pktinfo>());
+    if v4 > v6 { v4 } else { v6 }
+};
+
+// An echo's control data is built in its datagram's receive buffer.
+const _: () = assert!(SEND_SPACE <= RECV_SPACE);
+
+/// A control buffer, aligned as `msg_control` expects.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub(crate) struct Control<const N: usize>(pub(crate) [u8; N]);
+
+impl<const N: usize> Control<N> {
+    pub(crate) const ZERO: Self = Control([0; N]);
+}
+
+/// Where a datagram arrived: the local end of the exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Local {
+    /// `IP_PKTINFO`.
+    V4 {
+        /// The header's destination (`ipi_addr`).
+        dst: Ipv4Addr,
+        /// The local address the kernel would answer from (`ipi_spec_dst`);
+        /// `0.0.0.0` if the datagram was queued before the option was on.
+        spec_dst: Ipv4Addr,
+    },
+    /// `IPV6_PKTINFO`.
+    V6 {
+        /// The header's destination (`ipi6_addr`).
+        dst: Ipv6Addr,
+        /// The interface it arrived on (`ipi6_ifindex`).
+        ifindex: u32,
+    },
+}
+
+impl Local {
+    /// The destination address as written in the datagram's header.
+    pub(crate) fn destination(self) -> IpAddr {
+        match self {
+            Local::V4 { dst, .. } => IpAddr::V4(dst),
+            Local::V6 { dst, .. } => IpAddr::V6(dst),
+        }
+    }
+
+    /// Whether the datagram was sent to one address, not to a group:
+    /// not multicast, not a broadcast (limited, or subnet-directed: then
+    /// `ipi_spec_dst` differs from the destination), not unspecified.
+    pub(crate) fn is_unicast(self) -> bool {
+        let class = is_unicast_address(self.destination());
+        match self {
+            Local::V4 { dst, spec_dst } => class && (spec_dst.is_unspecified() || dst == spec_dst),
+            Local::V6 { .. } => class,
+        }
+    }
+
+    /// The IPv4 address an echo leaves from: `ipi_spec_dst`, or the
+    /// destination if that is unknown.
+    fn source_v4(dst: Ipv4Addr, spec_dst: Ipv4Addr) -> Ipv4Addr {
+        if spec_dst.is_unspecified() {
+            dst
+        } else {
+            spec_dst
+        }
+    }
+}
+
+/// Whether a datagram from `source`, received with `local` (if known),
+/// may be answered: both ends unicast. Without a known destination only
+/// the source is judged.
+pub(crate) fn unicast(source: SocketAddr, local: Option<Local>) -> bool {
+    is_unicast_address(source.ip()) && local.is_none_or(Local::is_unicast)
+}
+
+/// Turns on the receive options on `socket`: `IP_PKTINFO` on IPv4;
+/// `IPV6_RECVPKTINFO` and `IP_PKTINFO` on IPv6 (a dual-stack socket then
+/// reports IPv4 traffic's `ipi_spec_dst` too).
+///
+/// Not on a socket bound to one unicast address: it only receives
+/// datagrams sent to that address (Linux delivers broadcast and multicast
+/// only to sockets bound to the wildcard or the group), and its echoes
+/// leave from it anyway, so the control data would be pure cost.
+pub(crate) fn enable(socket: &UdpSocket) -> io::Result<()> {
+    let fd = socket.as_raw_fd();
+    let bound = socket.local_addr()?;
+    if !bound.ip().is_unspecified() && is_unicast_address(bound.ip()) {
+        return Ok(());
+    }
+    if bound.is_ipv6() {
+        setsockopt_on(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)?;
+    }
+    setsockopt_on(fd, libc::IPPROTO_IP, libc::IP_PKTINFO)
+}
+
+#[allow(unsafe_code)]
+fn setsockopt_on(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a live `c_int` and its size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The destination in received control data `control` (what the kernel
+/// wrote, `msg_controllen` bytes); `None` if it carries none. With both
+/// messages (IPv4 on a dual-stack socket), the `IP_PKTINFO` one, which
+/// has `ipi_spec_dst`.
+#[allow(unsafe_code)]
+pub(crate) fn parse(control: &[u8]) -> Option<Local> {
+    let mut found = None;
+    let mut at = 0;
+    while let Some(rest) = control.get(at..) {
+        if rest.len() < size_of::<libc::cmsghdr>() {
+            break;
+        }
+        // SAFETY: `rest` holds at least a `cmsghdr`'s bytes; it is plain
+        // old data, any bits are a value; read unaligned.
+        let hdr: libc::cmsghdr = unsafe { rest.as_ptr().cast::<libc::cmsghdr>().read_unaligned() };
+        // `size_t` with glibc, `socklen_t` with musl.
+        #[allow(clippy::unnecessary_cast)]
+        let len = hdr.cmsg_len as usize;
+        if len < HEADER || len > rest.len() {
+            break;
+        }
+        let data = &rest[HEADER..len];
+        if hdr.cmsg_level == libc::IPPROTO_IP
+            && hdr.cmsg_type == libc::IP_PKTINFO
+            && data.len() >= size_of::<libc::in_pktinfo>()
+        {
+            // SAFETY: `data` holds at least an `in_pktinfo`'s bytes; plain
+            // old data; read unaligned.
+            let info: libc::in_pktinfo =
+                unsafe { data.as_ptr().cast::<libc::in_pktinfo>().read_unaligned() };
+            // `s_addr` is in network byte order: its memory bytes are the octets.
+            return Some(Local::V4 {
+                dst: Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes()),
+                spec_dst: Ipv4Addr::from(info.ipi_spec_dst.s_addr.to_ne_bytes()),
+            });
+        }
+        if hdr.cmsg_level == libc::IPPROTO_IPV6
+            && hdr.cmsg_type == libc::IPV6_PKTINFO
+            && data.len() >= size_of::<libc::in6_pktinfo>()
+        {
+            // SAFETY: as above, for an `in6_pktinfo`.
+            let info: libc::in6_pktinfo =
+                unsafe { data.as_ptr().cast::<libc::in6_pktinfo>().read_unaligned() };
+            found = Some(Local::V6 {
+                dst: Ipv6Addr::from(info.ipi6_addr.s6_addr),
+                ifindex: info.ipi6_ifindex,
+            });
+        }
+        at += align(len);
+    }
+    found
+}
+
+/// Writes into `buf` the control message that makes an echo leave from
+/// `local`'s destination address; returns its length (`msg_controllen`),
+/// 0 if `buf` is too short. IPv4: `IP_PKTINFO` with `ipi_spec_dst` (the
+/// received one, or the destination if that was not filled in), any
+/// interface. IPv6: `IPV6_PKTINFO` with `ipi6_addr`, and the interface it
+/// arrived on only for a link-local address, which needs it.
+#[allow(unsafe_code)]
+pub(crate) fn build(local: Local, buf: &mut [u8]) -> usize {
+    let (level, kind, data_len) = match local {
+        Local::V4 { .. } => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            size_of::<libc::in_pktinfo>(),
+        ),
+        Local::V6 { .. } => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    let total = space(data_len);
+    let Some(buf) = buf.get_mut(..total) else {
+        return 0;
+    };
+    buf.fill(0);
+    // SAFETY: all-zero is a valid `cmsghdr` (padding fields included).
+    let mut hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+    hdr.cmsg_len = (HEADER + data_len) as _;
+    hdr.cmsg_level = level;
+    hdr.cmsg_type = kind;
+    let (head, data) = buf.split_at_mut(HEADER);
+    // SAFETY: `head` has `HEADER >= size_of::<cmsghdr>()` bytes; written unaligned.
+    unsafe {
+        head.as_mut_ptr()
+            .cast::<libc::cmsghdr>()
+            .write_unaligned(hdr)
+    };
+    match local {
+        Local::V4 { dst, spec_dst } => {
+            let from = Local::source_v4(dst, spec_dst);
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(from.octets()),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            // SAFETY: `data` has at least `size_of::<in_pktinfo>()` bytes
+            // (`total` was taken for it); written unaligned.
+            unsafe {
+                data.as_mut_ptr()
+                    .cast::<libc::in_pktinfo>()
+                    .write_unaligned(info)
+            };
+        }
+        Local::V6 { dst, ifindex } => {
+            let link_local = dst.is_unicast_link_local();
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: dst.octets(),
+                },
+                ipi6_ifindex: if link_local { ifindex } else { 0 },
+            };
+            // SAFETY: as above, for an `in6_pktinfo`.
+            unsafe {
+                data.as_mut_ptr()
+                    .cast::<libc::in6_pktinfo>()
+                    .write_unaligned(info)
+            };
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(dst: [u8; 4], spec_dst: [u8; 4]) -> Local {
+        Local::V4 {
+            dst: Ipv4Addr::from(dst),
+            spec_dst: Ipv4Addr::from(spec_dst),
+        }
+    }
+
+    /// Control data as the kernel writes it: a message of `level`/`kind`
+    /// with `data`, padded to its space.
+    fn message(level: libc::c_int, kind: libc::c_int, data: &[u8]) -> Vec<u8> {
+        #[allow(unsafe_code)]
+        // SAFETY: all-zero is a valid `cmsghdr`.
+        let mut hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        hdr.cmsg_len = (HEADER + data.len()) as _;
+        hdr.cmsg_level = level;
+        hdr.cmsg_type = kind;
+        let mut out = vec![0u8; space(data.len())];
+        #[allow(unsafe_code)]
+        // SAFETY: `out` is longer than a `cmsghdr`; written unaligned.
+        unsafe {
+            out.as_mut_ptr()
+                .cast::<libc::cmsghdr>()
+                .write_unaligned(hdr)
+        };
+        out[HEADER..HEADER + data.len()].copy_from_slice(data);
+        out
+    }
+
+    fn in_pktinfo(ifindex: i32, spec_dst: [u8; 4], addr: [u8; 4]) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend_from_slice(&ifindex.to_ne_bytes());
+        d.extend_from_slice(&spec_dst);
+        d.extend_from_slice(&addr);
+        assert_eq!(d.len(), size_of::<libc::in_pktinfo>());
+        d
+    }
+
+    fn in6_pktinfo(addr: Ipv6Addr, ifindex: u32) -> Vec<u8> {
+        let mut d = addr.octets().to_vec();
+        d.extend_from_slice(&ifindex.to_ne_bytes());
+        assert_eq!(d.len(), size_of::<libc::in6_pktinfo>());
+        d
+    }
+
+    #[test]
+    fn parses_ip_pktinfo() {
+        let c = message(
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            &in_pktinfo(1, [127, 0, 0, 2], [127, 0, 0, 2]),
+        );
+        assert_eq!(parse(&c), Some(v4([127, 0, 0, 2], [127, 0, 0, 2])));
+        // At an odd offset, as in an io_uring buffer.
+        let mut odd = vec![0u8];
+        odd.extend_from_slice(&c);
+        assert_eq!(parse(&odd[1..]), parse(&c));
+    }
+
+    #[test]
+    fn parses_ipv6_pktinfo_and_prefers_ip_pktinfo_on_dual_stack() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let c = message(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &in6_pktinfo(ll, 3));
+        assert_eq!(
+            parse(&c),
+            Some(Local::V6 {
+                dst: ll,
+                ifindex: 3
+            })
+        );
+        // IPv4 on a dual-stack socket: IPV6_PKTINFO (v4-mapped) first, then IP_PKTINFO.
+        let mapped = Ipv4Addr::new(192, 0, 2, 9).to_ipv6_mapped();
+        let mut both = message(
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            &in6_pktinfo(mapped, 2),
+        );
+        both.extend(message(
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            &in_pktinfo(2, [192, 0, 2, 1], [192, 0, 2, 255]),
+        ));
+        assert!(both.len() <= RECV_SPACE);
+        let got = parse(&both).unwrap();
+        assert_eq!(got, v4([192, 0, 2, 255], [192, 0, 2, 1]));
+        assert!(!got.is_unicast(), "subnet-directed broadcast");
+    }
+
+    #[test]
+    fn parse_ignores_other_truncated_and_garbage_control_data() {
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&[0xff; 7]), None);
+        assert_eq!(parse(&[0xff; 64]), None);
+        let other = message(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[0; 4]);
+        assert_eq!(parse(&other), None);
+        let full = message(
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            &in_pktinfo(1, [10, 0, 0, 1], [10, 0, 0, 1]),
+        );
+        for cut in 0..HEADER + size_of::<libc::in_pktinfo>() {
+            assert_eq!(parse(&full[..cut]), None, "cut at {cut}");
+        }
+        let mut after_other = other.clone();
+        after_other.extend_from_slice(&full);
+        assert_eq!(parse(&after_other), Some(v4([10, 0, 0, 1], [10, 0, 0, 1])));
+    }
+
+    #[test]
+    fn build_round_trips_through_parse() {
+        let mut buf = [0xaa; SEND_SPACE];
+        let l = v4([127, 0, 0, 2], [127, 0, 0, 2]);
+        let n = build(l, &mut buf);
+        assert_eq!(n, space(size_of::<libc::in_pktinfo>()));
+        assert_eq!(
+            &buf[HEADER..HEADER + size_of::<libc::in_pktinfo>()],
+            &in_pktinfo(0, [127, 0, 0, 2], [0; 4])[..],
+            "ipi_spec_dst set, ifindex and ipi_addr 0"
+        );
+        // ipi_addr is not sent, so it reads back as 0.0.0.0.
+        assert_eq!(parse(&buf[..n]), Some(v4([0; 4], [127, 0, 0, 2])));
+
+        let global: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let n = build(
+            Local::V6 {
+                dst: global,
+                ifindex: 4,
+            },
+            &mut buf,
+        );
+        assert_eq!(n, space(size_of::<libc::in6_pktinfo>()));
+        assert_eq!(
+            parse(&buf[..n]),
+            Some(Local::V6 {
+                dst: global,
+                ifindex: 0
+            }),
+            "a global address leaves on any interface"
+        );
+        let ll: Ipv6Addr = "fe80::7".parse().unwrap();
+        let n = build(
+            Local::V6 {
+                dst: ll,
+                ifindex: 4,
+            },
+            &mut buf,
+        );
+        assert_eq!(
+            parse(&buf[..n]),
+            Some(Local::V6 {
+                dst: ll,
+                ifindex: 4
+            }),
+            "a link-local address keeps its interface"
+        );
+        assert_eq!(build(l, &mut [0u8; 8]), 0, "too short");
+
+        // Queued before the option was on: no `ipi_spec_dst`; the echo
+        // leaves from the destination.
+        let early = v4([127, 0, 0, 2], [0; 4]);
+        let n = build(early, &mut buf);
+        assert_eq!(parse(&buf[..n]), Some(v4([0; 4], [127, 0, 0, 2])));
+    }
+
+    #[test]
+    fn unicast_judges_both_ends() {
+        let src: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        assert!(unicast(src, None));
+        assert!(unicast(src, Some(v4([192, 0, 2, 1], [192, 0, 2, 1]))));
+        // `ipi_spec_dst` unknown (queued before the option was on): the class decides.
+        assert!(unicast(src, Some(v4([192, 0, 2, 1], [0; 4]))));
+        assert!(!unicast(src, Some(v4([255; 4], [0; 4]))));
+        assert!(!unicast(src, Some(v4([224, 0, 0, 1], [0; 4]))));
+        assert!(!unicast(src, Some(v4([255; 4], [192, 0, 2, 1]))));
+        assert!(!unicast(src, Some(v4([192, 0, 2, 255], [192, 0, 2, 1]))));
+        assert!(!unicast(src, Some(v4([224, 0, 0, 1], [192, 0, 2, 1]))));
+        let all_nodes = Local::V6 {
+            dst: "ff02::1".parse().unwrap(),
+            ifindex: 1,
+        };
+        assert!(!unicast("[fe80::2]:4000".parse().unwrap(), Some(all_nodes)));
+        let one = Local::V6 {
+            dst: "2001:db8::1".parse().unwrap(),
+            ifindex: 1,
+        };
+        assert!(unicast("[2001:db8::2]:4000".parse().unwrap(), Some(one)));
+        for bad in [
+            "255.255.255.255:4000",
+            "224.0.0.1:4000",
+            "0.0.0.0:4000",
+            "[ff02::1]:4000",
+        ] {
+            let bad: SocketAddr = bad.parse().unwrap();
+            assert!(
+                !unicast(bad, Some(v4([192, 0, 2, 1], [192, 0, 2, 1]))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub(crate) fn range<T>(start: *const T, len: usize) {
 /// Hints that the oldest entries of `queue` (up to 8; the start of its
 /// buffer when it is empty) are about to be used.
 #[inline]
+// The io_uring backend's (Linux only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn deque_front<T>(queue: &VecDeque<T>) {
     let (front, _) = queue.as_slices();
     range(front.as_ptr(), front.len().clamp(1, 8) * size_of::<T>());

@@ -4,7 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Ricochet: a correct, fast RFC 862 echo server and a verifying echo probe.
 #[derive(Debug, Parser)]
@@ -38,9 +38,18 @@ fn main() -> ExitCode {
         let args = Generate::parse_from(std::env::args_os().skip(1));
         return cli::generate::run(Cli::command(), &args.dir);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
     match cli.command {
-        Command::Serve(args) => cli::serve::run(args),
+        Command::Serve(mut args) => {
+            if let Some(serve) = matches.subcommand_matches("serve") {
+                args.given = cli::unused_options::given_options(serve);
+            }
+            cli::serve::run(args)
+        }
         Command::Probe(args) => cli::probe::run(args),
     }
 }

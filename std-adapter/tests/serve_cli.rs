@@ -835,3 +835,66 @@ fn cli_top_level_help_describes_the_tool_for_users() {
         "{help}"
     );
 }
+
+/// An option given where nothing uses it is said, not silently ignored:
+/// stream options on a UDP-only server and UDP options on a TCP-only one
+/// are warned of once bound; --tls-handshake-timeout without a certificate
+/// is a usage error.
+#[test]
+fn cli_options_without_an_endpoint_of_their_kind_are_warned_of() {
+    for (args, flag, other) in [
+        (
+            &[
+                "--udp",
+                "127.0.0.1:0",
+                "--buffer-size",
+                "8192",
+                "--udp-rate",
+                "5",
+            ][..],
+            "--buffer-size has no effect: no stream endpoint",
+            "--udp-rate",
+        ),
+        (
+            &[
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp-rate",
+                "5",
+                "--buffer-size",
+                "8192",
+            ],
+            "--udp-rate has no effect: no UDP endpoint",
+            "--buffer-size",
+        ),
+    ] {
+        let mut p = Proc::serve(args);
+        let lines = p.stderr_until("has no effect", IO_TIMEOUT);
+        let warnings: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("has no effect"))
+            .collect();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("WARN") && warnings[0].contains(flag),
+            "{args:?}: {lines:#?}"
+        );
+        assert!(
+            !warnings[0].contains(other),
+            "{args:?}: {other} is used here"
+        );
+        p.signal("TERM");
+        assert!(p.wait_exit(IO_TIMEOUT).success());
+    }
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+            "serve",
+            "--tcp",
+            "127.0.0.1:0",
+            "--tls-handshake-timeout",
+            "5s",
+        ]),
+        IO_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+}

@@ -21,6 +21,7 @@ pub(crate) mod serve;
 mod serve_values;
 pub(crate) mod tls;
 mod udp_queue;
+pub(crate) mod unused_options;
 
 /// Writes one line to stderr; a closed or full stderr loses it, nothing more.
 pub(crate) fn say(args: fmt::Arguments<'_>) {

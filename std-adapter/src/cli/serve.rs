@@ -59,6 +59,11 @@ Examples:
   ricochet serve --inetd           (started by inetd; its inetd.conf line:)
     echo stream tcp nowait nobody /usr/bin/ricochet ricochet serve --inetd")]
 pub(crate) struct ServeArgs {
+    /// The options given on the command line or by environment variable
+    /// (clap ids, e.g. `udp_rate`), filled in by `main` ([`super::unused_options::given_options`]):
+    /// one given where it has no effect is warned of.
+    #[arg(skip)]
+    pub(crate) given: Vec<String>,
     /// TCP listening address (repeatable), e.g. 127.0.0.1:7007, [::1]:0.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     tcp: Vec<SocketAddr>,
@@ -292,7 +297,7 @@ fn bind_failure_code(e: &BindError) -> u8 {
     }
 }
 
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
+pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     if args.inetd {
         let options = inetd::Options {
             drop_to: args.drop_to(),
@@ -316,6 +321,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         .iter()
         .any(|s| !matches!(s, InheritedSocket::Udp(_)));
     let explicit_receive_buffer = args.udp_receive_buffer.is_some();
+    let given = std::mem::take(&mut args.given);
     let config = args.into_config(!inherited.is_empty());
     let started = if !inherited.is_empty()
         && config.tcp.is_empty()
@@ -407,6 +413,9 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             let _ = writeln!(out, "listening metrics {}", m.local_addr());
         }
         let _ = out.flush();
+    }
+    for warning in super::unused_options::ignored_options(&given, handle.local_addrs()) {
+        tracing::warn!("{warning}");
     }
     notifier.ready(&status_line(handle.local_addrs()), handle.controller());
     let stats = handle.stats_source();

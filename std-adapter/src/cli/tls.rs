@@ -27,7 +27,8 @@ pub(crate) struct TlsServeArgs {
     #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Close a TLS connection whose handshake is not complete this long after the accept.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_handshake_timeout)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_handshake_timeout,
+          requires = "tls_cert")]
     tls_handshake_timeout: Duration,
 }
 

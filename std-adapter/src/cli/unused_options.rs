@@ -1,0 +1,78 @@
+//! Options given where nothing uses them: `ricochet serve` warns of each
+//! once its endpoints are bound (socket activation decides them, so they
+//! are known only then) instead of ignoring it silently.
+
+use ricochet::serve::Endpoint;
+
+/// The ids of the options `matches` got from the command line or the
+/// environment, not from their defaults.
+pub(crate) fn given_options(matches: &clap::ArgMatches) -> Vec<String> {
+    use clap::parser::ValueSource;
+    matches
+        .ids()
+        .filter(|id| {
+            matches!(
+                matches.value_source(id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
+
+/// Options of UDP echo, and of stream sessions: each has no effect
+/// without an endpoint of its kind.
+const UDP_OPTIONS: &[&str] = &[
+    "udp_max_datagram",
+    "udp_rate",
+    "udp_burst",
+    "udp_rate_loopback",
+    "udp_receive_buffer",
+];
+const STREAM_OPTIONS: &[&str] = &["buffer_size", "drain_timeout", "backlog", "max_connections"];
+
+/// A warning for each option in `given` (clap ids) that none of the
+/// `endpoints` served uses: UDP options without a UDP endpoint, stream
+/// options without a stream one (socket activation decides the endpoints,
+/// so this is known only once bound).
+pub(crate) fn ignored_options(given: &[String], endpoints: &[Endpoint]) -> Vec<String> {
+    let udp = endpoints.iter().any(|e| matches!(e, Endpoint::Udp(_)));
+    let stream = endpoints.iter().any(|e| !matches!(e, Endpoint::Udp(_)));
+    let flag = |id: &str| format!("--{}", id.replace('_', "-"));
+    let mut out = Vec::new();
+    for id in given {
+        if !udp && UDP_OPTIONS.contains(&id.as_str()) {
+            out.push(format!(
+                "{} has no effect: no UDP endpoint is served (add --udp ADDR)",
+                flag(id)
+            ));
+        } else if !stream && STREAM_OPTIONS.contains(&id.as_str()) {
+            out.push(format!(
+                "{} has no effect: no stream endpoint is served (--tcp, --unix or --tls)",
+                flag(id)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_without_an_endpoint_of_their_kind_are_named_and_others_not() {
+        let given: Vec<String> = ["udp_rate", "buffer_size", "threads"]
+            .map(str::to_owned)
+            .to_vec();
+        let udp = Endpoint::Udp("127.0.0.1:7".parse().unwrap());
+        let tcp = Endpoint::Tcp("127.0.0.1:7".parse().unwrap());
+        let only_udp = ignored_options(&given, std::slice::from_ref(&udp));
+        assert_eq!(only_udp.len(), 1, "{only_udp:?}");
+        assert!(only_udp[0].starts_with("--buffer-size has no effect"));
+        let only_tcp = ignored_options(&given, std::slice::from_ref(&tcp));
+        assert_eq!(only_tcp.len(), 1, "{only_tcp:?}");
+        assert!(only_tcp[0].starts_with("--udp-rate has no effect"));
+        assert!(ignored_options(&given, &[udp, tcp]).is_empty());
+    }
+}

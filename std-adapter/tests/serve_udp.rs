@@ -298,6 +298,21 @@ fn wildcard_server(addr: &str) -> (ServerHandle, u16) {
     (server, port)
 }
 
+/// A one-worker server on `socket`, passed as by a service manager.
+fn inherited_server(socket: UdpSocket) -> ServerHandle {
+    use ricochet::serve::{InheritedSocket, Server};
+    let config = serve_support::with_io(ServerConfig {
+        threads: 1,
+        ..ServerConfig::default()
+    });
+    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)])
+        .expect("bind")
+        .spawn()
+        .expect("spawn");
+    serve_support::check_io(&server);
+    server
+}
+
 /// On a socket bound to a wildcard address, the echo leaves from the
 /// address the client sent to, not from whichever one routing picks: all
 /// of 127.0.0.0/8 is local, and a datagram to 127.0.0.2 used to be answered
@@ -348,7 +363,6 @@ fn udp_echo_on_an_ipv6_wildcard_socket_leaves_from_the_address_sent_to() {
 /// sent to as well.
 #[test]
 fn udp_echo_on_an_inherited_dual_stack_socket_leaves_from_the_address_sent_to() {
-    use ricochet::serve::{InheritedSocket, Server};
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
     socket.set_only_v6(false).unwrap();
@@ -358,15 +372,7 @@ fn udp_echo_on_an_inherited_dual_stack_socket_leaves_from_the_address_sent_to() 
     socket.set_nonblocking(true).unwrap();
     let socket: UdpSocket = socket.into();
     let port = socket.local_addr().unwrap().port();
-    let config = serve_support::with_io(ServerConfig {
-        threads: 1,
-        ..ServerConfig::default()
-    });
-    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)])
-        .expect("bind")
-        .spawn()
-        .expect("spawn");
-    serve_support::check_io(&server);
+    let server = inherited_server(socket);
     let c = client();
     for host in [[127, 0, 0, 2], [127, 0, 0, 1]] {
         expect_echo(&c, SocketAddr::from((host, port)), b"dual stack");
@@ -403,22 +409,13 @@ fn udp_datagram_to_a_broadcast_address_is_dropped_as_not_unicast() {
 /// recorded less about it (no `ipi_spec_dst`).
 #[test]
 fn udp_datagram_queued_before_the_server_started_is_answered_from_its_destination() {
-    use ricochet::serve::{InheritedSocket, Server};
     let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
     socket.set_nonblocking(true).unwrap();
     let port = socket.local_addr().unwrap().port();
     let target = SocketAddr::from(([127, 0, 0, 2], port));
     let c = client();
     c.send_to(b"early", target).unwrap();
-    let config = serve_support::with_io(ServerConfig {
-        threads: 1,
-        ..ServerConfig::default()
-    });
-    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)])
-        .expect("bind")
-        .spawn()
-        .expect("spawn");
-    serve_support::check_io(&server);
+    let server = inherited_server(socket);
     let mut buf = [0u8; 64];
     let (n, from) = c.recv_from(&mut buf).expect("echo of the early datagram");
     assert_eq!((&buf[..n], from), (&b"early"[..], target));

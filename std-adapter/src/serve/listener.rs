@@ -161,17 +161,28 @@ pub(crate) fn receive_buffer(socket: &StdUdpSocket) -> io::Result<usize> {
 
 /// `SO_RCVBUFFORCE` (Linux, needs `CAP_NET_ADMIN`; fails with `EPERM` otherwise).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[allow(unsafe_code)]
 fn force_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
+}
+
+/// `setsockopt` of an `int`-valued option (`level`, `name`) that socket2
+/// does not offer, on `socket`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+pub(crate) fn set_int_option(
+    socket: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `setsockopt` reads `size_of::<c_int>()` bytes from a live
     // `c_int`, on a descriptor `socket` owns for the whole call.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
+            level,
+            name,
             (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )

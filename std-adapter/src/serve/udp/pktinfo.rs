@@ -31,9 +31,10 @@
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 
 use ricochet_core::datagram::is_unicast_address;
+
+use crate::serve::listener::set_int_option;
 
 /// Control messages are aligned to this (`CMSG_ALIGN`).
 const ALIGN: usize = size_of::<usize>();
@@ -141,35 +142,14 @@ pub(crate) fn unicast(source: SocketAddr, local: Option<Local>) -> bool {
 /// only to sockets bound to the wildcard or the group), and its echoes
 /// leave from it anyway, so the control data would be pure cost.
 pub(crate) fn enable(socket: &UdpSocket) -> io::Result<()> {
-    let fd = socket.as_raw_fd();
     let bound = socket.local_addr()?;
     if !bound.ip().is_unspecified() && is_unicast_address(bound.ip()) {
         return Ok(());
     }
     if bound.is_ipv6() {
-        setsockopt_on(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)?;
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
     }
-    setsockopt_on(fd, libc::IPPROTO_IP, libc::IP_PKTINFO)
-}
-
-#[allow(unsafe_code)]
-fn setsockopt_on(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is a live `c_int` and its size is passed with it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&raw const on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
 }
 
 /// The destination in received control data `control` (what the kernel

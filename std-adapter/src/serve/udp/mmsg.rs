@@ -166,16 +166,38 @@ impl Batch {
         Ok(n)
     }
 
+    /// Makes datagram `i` of the last `recv` look as if it came from `to`
+    /// (tests: a source the kernel will refuse to answer).
+    #[cfg(test)]
+    pub(crate) fn pretend_source(&mut self, i: usize, to: SocketAddr) {
+        let to = SockAddr::from(to);
+        let len = to.len() as usize;
+        // SAFETY: `to` holds `len` valid bytes of a socket address and
+        // `names[i]` is a `sockaddr_storage`, large enough for any.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                to.as_ptr().cast::<u8>(),
+                (&raw mut self.names[i]).cast::<u8>(),
+                len,
+            );
+        }
+        self.name_lens[i] = to.len();
+        self.received[i].source = Some(to.as_socket().expect("an IP address"));
+    }
+
     /// Echoes received datagrams `which` (indices into the last `recv`),
     /// each whole to its source, from the address it was sent to (when
-    /// known), in order. Returns how many left; the
-    /// caller counts the rest. Stops at the first error, which is returned
-    /// with the count sent before it.
+    /// known), in order, and reports each one's fate to `done`, in order:
+    /// `Ok` sent, `Err` not sent. An echo the kernel refuses on its own (a
+    /// subnet-broadcast source, `EACCES`; a firewall's reject, `EPERM`; no
+    /// route back) fails alone and the ones after it still leave; a full
+    /// send buffer (`WouldBlock`) fails it and every one after it.
     pub(crate) fn send(
         &mut self,
         socket: &impl AsRawFd,
         which: &[usize],
-    ) -> (usize, Option<io::Error>) {
+        mut done: impl FnMut(Received, Result<(), &io::Error>),
+    ) {
         let mut hdrs: [MaybeUninit<libc::mmsghdr>; BATCH] =
             [const { MaybeUninit::uninit() }; BATCH];
         let count = which.len().min(BATCH);
@@ -205,13 +227,27 @@ impl Batch {
             };
             if r < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => {
+                        for &i in &which[sent..count] {
+                            done(self.received[i], Err(&e));
+                        }
+                        return;
+                    }
+                    // `sendmmsg` reports an error only when the first
+                    // datagram it was given fails: that one is refused.
+                    _ => {
+                        done(self.received[which[sent]], Err(&e));
+                        sent += 1;
+                    }
                 }
-                return (sent, Some(e));
+                continue;
+            }
+            for &i in &which[sent..sent + r as usize] {
+                done(self.received[i], Ok(()));
             }
             sent += r as usize;
         }
-        (sent, None)
     }
 }

@@ -9,7 +9,10 @@
 //! queue is empty: no extra receive just to learn `EAGAIN`. Echoes leave in
 //! the order their datagrams arrived. UDP has no backpressure: when the send
 //! buffer is full (`WouldBlock`), the echo is dropped and counted
-//! ([`DropReason::SendFull`]), not queued.
+//! ([`DropReason::SendFull`]), not queued. An echo the kernel refuses on
+//! its own (a subnet-broadcast source, a firewall's reject, no route back)
+//! is dropped alone ([`DropReason::SendFailed`]); the rest of its batch
+//! still leaves.
 //!
 //! On Linux, each datagram's destination address comes with it
 //! (`IP_PKTINFO`/`IPV6_PKTINFO`, see `pktinfo.rs`), so on a socket bound to
@@ -149,24 +152,21 @@ impl UdpEndpoint {
                     Verdict::Drop(reason) => self.drop_one(counters, source, got.len, reason),
                 }
             }
-            let (sent, error) = self.io.send(&self.socket, &echo[..echoes]);
-            for &i in &echo[..sent] {
-                counters.echoed(self.io.received[i].len);
-            }
-            if let Some(e) = error {
-                let reason = if e.kind() == io::ErrorKind::WouldBlock {
-                    DropReason::SendFull
-                } else {
-                    DropReason::SendFailed
-                };
-                for &i in &echo[sent..echoes] {
-                    let got = self.io.received[i];
-                    if let Some(source) = got.source {
-                        self.drop_one(counters, source, got.len, reason);
+            let (addr, last_drop) = (self.addr, &mut self.last_drop);
+            self.io
+                .send(&self.socket, &echo[..echoes], |got, result| match result {
+                    Ok(()) => counters.echoed(got.len),
+                    Err(e) => {
+                        let reason = if e.kind() == io::ErrorKind::WouldBlock {
+                            DropReason::SendFull
+                        } else {
+                            DropReason::SendFailed
+                        };
+                        counters.dropped(reason);
+                        *last_drop = Some(reason);
+                        tracing::debug!(%addr, source = ?got.source, len = got.len, error = %e, "datagram echo failed");
                     }
-                }
-                tracing::debug!(addr = %self.addr, error = %e, dropped = echoes - sent, "datagram echo failed");
-            }
+                });
             handled += n;
             if n < mmsg::BATCH {
                 return;

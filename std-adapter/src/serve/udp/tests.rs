@@ -110,3 +110,46 @@ fn oversize_datagram_is_dropped_and_reported_with_its_real_length() {
         "only the datagram within the limit"
     );
 }
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn batch_with_one_refused_echo_still_sends_the_echoes_after_it() {
+    // Regression: the first error of a `sendmmsg` batch dropped every echo
+    // after it, so one datagram from a source the kernel will not answer
+    // (a subnet-broadcast source, a firewall's reject, no route back)
+    // cost up to 31 other clients their echoes.
+    let server = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let c = client();
+    for i in 0..3u8 {
+        c.send_to(&[i; 10], server.local_addr().unwrap()).unwrap();
+    }
+    let mut batch = mmsg::Batch::new(1472);
+    let deadline = StdInstant::now() + StdDuration::from_secs(5);
+    let mut n = 0;
+    while n < 3 {
+        assert!(StdInstant::now() < deadline, "only {n} of 3 arrived");
+        n = batch.recv(&server).unwrap().max(n);
+    }
+    // Without SO_BROADCAST the kernel refuses (EACCES) to send to the
+    // limited broadcast address: a per-datagram refusal like the others.
+    batch.pretend_source(1, "255.255.255.255:9".parse().unwrap());
+    let mut fates = Vec::new();
+    batch.send(&server, &[0, 1, 2], |got, result| {
+        fates.push((got.len, result.map_err(|e| e.raw_os_error())))
+    });
+    assert_eq!(
+        fates,
+        [(10, Ok(())), (10, Err(Some(libc::EACCES))), (10, Ok(()))],
+        "the refused echo fails alone"
+    );
+    let mut buf = [0u8; 64];
+    let (got, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..got], &[0u8; 10]);
+    let (got, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..got],
+        &[2u8; 10],
+        "the echo after the refused one was sent"
+    );
+}

@@ -456,10 +456,14 @@ fn cli_survives_running_out_of_file_descriptors() {
 
 /// `ricochet serve ARGS` under `ulimit -n 256`; the stderr lines up to "serving".
 fn start_lines_under_256_descriptors(args: &str) -> Vec<String> {
+    start_lines_under_descriptors(256, args)
+}
+
+fn start_lines_under_descriptors(limit: u32, args: &str) -> Vec<String> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!(
-            "ulimit -n 256 && exec \"$0\" serve --tcp 127.0.0.1:0 {args}"
+            "ulimit -n {limit} && exec \"$0\" serve --tcp 127.0.0.1:0 {args}"
         ))
         .arg(env!("CARGO_BIN_EXE_ricochet"));
     let mut p = Proc::spawn(cmd);
@@ -487,6 +491,25 @@ fn cli_max_connections_beyond_the_open_file_limit_is_warned_with_the_fix() {
             "{args:?}: {lines:#?}"
         );
     }
+}
+
+#[test]
+fn cli_open_file_limit_with_no_room_for_connections_is_warned_with_the_fix() {
+    // 24 descriptors: the listeners, two workers' event loops and the
+    // reserve of 32 leave none for connections.
+    let lines = start_lines_under_descriptors(24, "--threads 2");
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("WARN") && l.contains("leaves no descriptor"))
+        .unwrap_or_else(|| panic!("no warning about the open-file limit: {lines:#?}"));
+    for needle in ["limit of 24", "ulimit -n", "LimitNOFILE", "--threads"] {
+        assert!(warning.contains(needle), "{needle:?} missing: {warning}");
+    }
+    let lines = start_lines_under_256_descriptors("");
+    assert!(
+        !lines.iter().any(|l| l.contains("leaves no descriptor")),
+        "room for connections, no warning: {lines:#?}"
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -272,11 +272,17 @@ pub enum SpawnError {
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SpawnError::EventLoop(e) => write!(f, "cannot create an event loop: {e}"),
-            SpawnError::Register(e) => {
-                write!(f, "cannot register a socket with the event loop: {e}")
+            SpawnError::EventLoop(e) => {
+                write!(f, "cannot create an event loop: {e}{}", fd_hint(e))
             }
-            SpawnError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
+            SpawnError::Register(e) => {
+                write!(
+                    f,
+                    "cannot register a socket with the event loop: {e}{}",
+                    fd_hint(e)
+                )
+            }
+            SpawnError::Thread(e) => write!(f, "cannot start a worker thread: {e}{}", fd_hint(e)),
             SpawnError::IoUring { reason } => write!(
                 f,
                 "io_uring is not available: {reason}; use --io epoll (or --io auto, which falls \
@@ -287,6 +293,22 @@ impl fmt::Display for SpawnError {
                  epoll, or --io auto, which picks epoll by itself when a TLS listener is configured",
             ),
         }
+    }
+}
+
+/// What to do when an error is the open-file limit running out; empty
+/// for any other error.
+fn fd_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => {
+            " (the open-file limit is used up: raise it with ulimit -n, or LimitNOFILE= in a \
+             systemd unit)"
+        }
+        Some(libc::ENFILE) => {
+            " (the system-wide open-file table is full: raise fs.file-max, or close files \
+             elsewhere)"
+        }
+        _ => "",
     }
 }
 
@@ -358,5 +380,27 @@ mod tests {
         let other = Endpoint::Tcp("[2001:db8::1]:7".parse().unwrap());
         let e = BindError::from_io(other, io::Error::from_raw_os_error(libc::EINVAL));
         assert!(matches!(e, BindError::Io { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn spawn_error_from_the_open_file_limit_names_the_fix() {
+        let e = SpawnError::EventLoop(io::Error::from_raw_os_error(libc::EMFILE));
+        let text = e.to_string();
+        assert!(text.starts_with("cannot create an event loop: "), "{text}");
+        assert!(
+            text.contains("ulimit -n") && text.contains("LimitNOFILE"),
+            "{text}"
+        );
+        let e = SpawnError::Register(io::Error::from_raw_os_error(libc::ENFILE));
+        assert!(e.to_string().contains("fs.file-max"), "{e}");
+        // Any other error is left as it is.
+        let e = SpawnError::Thread(io::Error::from_raw_os_error(libc::EAGAIN));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot start a worker thread: {}",
+                io::Error::from_raw_os_error(libc::EAGAIN)
+            )
+        );
     }
 }

@@ -228,7 +228,12 @@ impl Server {
                 }
                 limit
             }
-            None => fd_room.clamp(1, MAX_CONNECTIONS_CAP),
+            None => {
+                if fd_room == 0 {
+                    warn_no_fd_room(nofile, fds_needed);
+                }
+                fd_room.clamp(1, MAX_CONNECTIONS_CAP)
+            }
         };
         let adopted = activation::adopt(inherited, workers)?;
         let mut endpoints = Vec::new();
@@ -615,6 +620,18 @@ fn warn_over_fd_limit(limit: usize, nofile: usize, room: usize) {
          (about {room} connections after the listeners and a reserve): past that, new \
          connections wait in the listen backlog until descriptors are free. Raise the \
          limit (ulimit -n, or LimitNOFILE= in a systemd unit) or lower --max-connections"
+    );
+}
+
+/// Says that the open-file limit leaves no descriptor for connections once
+/// the listeners, the workers' event loops and the reserve have theirs.
+fn warn_no_fd_room(nofile: usize, needed: usize) {
+    tracing::warn!(
+        "the open-file limit of {nofile} leaves no descriptor for connections (the \
+         listeners, the workers' event loops and a reserve take about {needed}): the server \
+         allows one connection at a time and may refuse even that. Raise the limit well \
+         above {needed} (ulimit -n, or LimitNOFILE= in a systemd unit), or run fewer \
+         workers (--threads)"
     );
 }
 

@@ -289,6 +289,33 @@ fn lines_overlong_line_aborts_that_session_only() {
 }
 
 #[test]
+fn lines_whole_lines_before_an_overlong_one_are_echoed_then_reset() {
+    // One write: the line before the overlong one is echoed (and counted
+    // as such) before the reset, on io_uring too, where the echo waits in
+    // the connection's output queue when the abort comes.
+    let server = start(ServerConfig {
+        mode: Mode::Lines,
+        buffer_size: BufferSize::K1,
+        ..tcp_config()
+    });
+    let mut c = connect(server.tcp_addr().unwrap());
+    let mut sent = b"ok\n".to_vec();
+    sent.extend([b'x'; 1100]);
+    c.write_all(&sent).unwrap();
+    let mut back = [0u8; 3];
+    c.read_exact(&mut back)
+        .expect("the whole line before the overlong one");
+    assert_eq!(&back, b"ok\n");
+    expect_reset(&mut c);
+    let s = wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
+        s.streams().aborted.line_too_long == 1
+    });
+    assert_eq!(s.streams().bytes_out, 3, "bytes out as the peer read them");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
 fn max_connections_rejects_the_next_one_and_keeps_the_first() {
     let server = start(ServerConfig {
         max_connections: Some(3),

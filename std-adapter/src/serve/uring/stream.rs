@@ -382,13 +382,20 @@ impl Worker<'_> {
         };
         conn.releasing = Some(how);
         conn.io.drop_received(&mut self.bufs, &mut self.pool);
-        // A reset discards what is queued anyway; after a linger that gave
-        // up, what the socket cannot take is cut short with a reset too.
-        let cut_short = how == Teardown::Reset
-            || (how == Teardown::Abandon
-                && conn
-                    .io
-                    .hand_over_before_close(&mut self.bufs, &mut self.pool));
+        // A reset first hands the socket what it takes of the queue (echo
+        // already counted as sent); after a linger that gave up, what the
+        // socket cannot take is cut short with a reset too.
+        let cut_short = match how {
+            Teardown::Reset => {
+                conn.io
+                    .hand_over_before_reset(&mut self.bufs, &mut self.pool);
+                true
+            }
+            Teardown::Abandon => conn
+                .io
+                .hand_over_before_close(&mut self.bufs, &mut self.pool),
+            Teardown::Close => false,
+        };
         conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
         if cut_short {
             conn.io.socket.set_reset_on_close();

@@ -433,15 +433,32 @@ impl ConnIo {
             if grow {
                 self.socket.grow_send_buffer(self.tx_pending());
             }
-            while let Some(from) = self.out.next(ring) {
-                match self.socket.send_now(&from) {
-                    Some(n) if n > 0 => self.out.took(n, ring, pool),
-                    _ => break,
-                }
-            }
+            self.send_queued_now(ring, pool);
         }
         self.finish_if_flushed();
         self.unsent() > 0
+    }
+
+    /// The pump aborted the connection ([`Teardown::Reset`]): the socket is
+    /// reset next. What the session already handed over (counted as sent,
+    /// e.g. the lines before an overlong one) goes to the socket first, as
+    /// far as it takes it now, as on epoll, where every write reaches the
+    /// socket at once: the reset must not destroy echo the counters report
+    /// as sent and the peer could still read. Not while a send is in flight.
+    pub(crate) fn hand_over_before_reset(&mut self, ring: &mut BufRing, pool: &mut TxPool) {
+        if self.tx_inflight == 0 && self.tx_failed.is_none() {
+            self.send_queued_now(ring, pool);
+        }
+    }
+
+    /// Hands queued output to the socket without waiting, while it takes it.
+    fn send_queued_now(&mut self, ring: &mut BufRing, pool: &mut TxPool) {
+        while let Some(from) = self.out.next(ring) {
+            match self.socket.send_now(&from) {
+                Some(n) if n > 0 => self.out.took(n, ring, pool),
+                _ => break,
+            }
+        }
     }
 
     /// Whether something waits for the send buffer to empty: the session

@@ -4,6 +4,8 @@
 mod daemon_support;
 mod serve_support;
 
+use std::io::{Read, Write};
+
 use serve_support::{IO_TIMEOUT, Proc, connect, round_trip};
 
 #[test]
@@ -31,6 +33,39 @@ fn json_log_format_writes_one_object_per_line_with_the_fields() {
         .expect("a stopped record");
     assert_eq!(stopped["fields"]["accepted"], 1);
     assert_eq!(stopped["fields"]["bytes_out"], 6);
+}
+
+/// The final line accounts for every byte received: a partial frame held
+/// at the shutdown cannot be echoed and is counted as discarded, so
+/// `bytes_in` = `bytes_out` + `bytes_discarded`.
+#[test]
+fn stopped_line_counts_the_bytes_a_shutdown_discarded() {
+    let mut p = Proc::serve(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--mode",
+        "frames",
+        "--stats-interval",
+        "100ms",
+    ]);
+    let tcp = p.listening(1)[0].1.parse().unwrap();
+    let mut c = connect(tcp);
+    c.write_all(b"\x00\x01a\x00\x05he").unwrap();
+    let mut back = [0u8; 3];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"\x00\x01a");
+    p.wait_stderr("buffered=4 B", IO_TIMEOUT); // the partial frame is held
+    p.signal("TERM");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"", "the partial frame is not echoed, then FIN");
+    drop(c);
+    let stopped = p.wait_stderr("stopped", IO_TIMEOUT);
+    assert!(
+        stopped.contains("bytes_in=7 bytes_out=3 bytes_discarded=4"),
+        "{stopped}"
+    );
+    assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
 #[test]

@@ -435,6 +435,7 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         aborted = streams.aborted.total(),
         bytes_in = streams.bytes_in,
         bytes_out = streams.bytes_out,
+        bytes_discarded = streams.bytes_discarded,
         udp_echoed = s.udp.echoed,
         udp_dropped = s.udp.dropped.total(),
         "stopped"

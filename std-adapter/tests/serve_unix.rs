@@ -61,6 +61,41 @@ fn unix_regular_file_at_path_is_never_deleted() {
 }
 
 #[test]
+fn unix_path_too_long_is_refused_naming_the_limit() {
+    // sun_path holds 107 bytes and a NUL on Linux: 107 binds, 108 cannot.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().as_os_str().len() + 1;
+    let at = |len: usize| dir.path().join("s".repeat(len - base));
+    let fits = at(107);
+    let server = Server::bind(config(&fits))
+        .expect("a 107-byte path binds")
+        .spawn()
+        .unwrap();
+    round_trip(&mut connect(&fits), b"fits");
+    server.shutdown();
+    server.join().unwrap();
+    let long = at(108);
+    let err = Server::bind(config(&long)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BindError::UnixPathTooLong {
+                len: 108,
+                max: 107,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("108 bytes") && msg.contains("at most 107"),
+        "{msg}"
+    );
+    assert!(!long.exists());
+}
+
+#[test]
 fn unix_live_socket_is_not_stolen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.sock");

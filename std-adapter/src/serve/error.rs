@@ -92,6 +92,16 @@ pub enum BindError {
         /// The path.
         path: PathBuf,
     },
+    /// A Unix socket path longer than a socket address holds (107 bytes on
+    /// Linux, 103 on macOS and the BSDs).
+    UnixPathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest path a socket address holds, in bytes.
+        max: usize,
+    },
     /// The existing file at a Unix socket path could not be checked or removed.
     UnixInspect {
         /// The path.
@@ -225,6 +235,12 @@ impl fmt::Display for BindError {
                     )
                 }
             }
+            BindError::UnixPathTooLong { path, len, max } => write!(
+                f,
+                "unix {}: the path is {len} bytes, a Unix socket path holds at most {max} \
+                 (choose a shorter path, or a relative one from a nearer directory)",
+                path.display()
+            ),
             BindError::UnixInspect { path, source } => {
                 write!(
                     f,

@@ -75,6 +75,15 @@ pub(crate) fn bind(
     mode: u32,
     backlog: u32,
 ) -> Result<(StdUnixListener, SocketFile), BindError> {
+    let max = max_path_len();
+    let len = path.as_os_str().len();
+    if len > max {
+        return Err(BindError::UnixPathTooLong {
+            path: path.to_owned(),
+            len,
+            max,
+        });
+    }
     let removed = clear_stale(path)?;
     if removed {
         tracing::info!(path = %path.display(), "removed stale unix socket file");
@@ -109,6 +118,12 @@ pub(crate) fn bind(
         .map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     Ok((socket.into(), file))
+}
+
+/// The longest path a Unix socket address holds: `sun_path` less its
+/// terminating NUL (107 bytes on Linux, 103 on macOS and the BSDs).
+pub(crate) fn max_path_len() -> usize {
+    std::mem::size_of::<libc::sockaddr_un>() - std::mem::offset_of!(libc::sockaddr_un, sun_path) - 1
 }
 
 /// A socket file this server created; removed by [`SocketFile::remove`] or on drop.

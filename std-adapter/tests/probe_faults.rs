@@ -259,6 +259,60 @@ fn probe_udp_loss_within_max_loss_passes() {
     assert_eq!(j["datagrams"]["corrupt"], 0);
 }
 
+/// A lost datagram holds its socket's window until --timeout, letting one
+/// more out per timeout / 50: against a server that drops every 10th, a
+/// paced run falls far short of its rate while the server is idle. The
+/// report must blame the losses and the --timeout (and say what raises the
+/// cap), not "the server or the probe could not keep up".
+#[test]
+fn probe_udp_losses_holding_the_window_are_named_as_what_held_the_rate() {
+    let srv = FaultyUdp::start(UdpFault::DropEvery(10));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    spec.stop = Stop::Duration(Duration::from_secs(1));
+    spec.rate = Some(2000.0);
+    spec.timeout = Duration::from_millis(500); // one more datagram per 10 ms
+    spec.max_loss_pct = 50.0;
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert!(d.lost > 0 && d.verified > 0, "{r}");
+    assert!(r.round_trips_per_sec < 1000.0, "{r}");
+    let warnings = r.warnings.join("\n");
+    assert!(warnings.contains("was not reached"), "{r}");
+    assert!(
+        warnings.contains("holds its socket's window") && warnings.contains("--timeout 500ms"),
+        "the rate warning must name the losses and --timeout: {r}"
+    );
+    assert!(!warnings.contains("could not keep up"), "{r}");
+    let hints = r.hints.join("\n");
+    assert!(
+        hints.contains("one more datagram per 10ms") && hints.contains("about 100 datagrams/s"),
+        "{r}"
+    );
+
+    // Closed loop: the round trips/s is the losses' cap, and the hint says so.
+    let mut spec = udp_spec(srv.addr, 50);
+    spec.max_loss_pct = 50.0;
+    let r = probe::run(&spec).expect("run");
+    assert!(r.datagrams.expect("counts").lost > 0, "{r}");
+    assert!(
+        r.hints
+            .iter()
+            .any(|h| h.contains("holds its socket's window") && h.contains("--timeout 300ms")),
+        "{r}"
+    );
+
+    // Nothing lost: no such hint.
+    let clean = FaultyUdp::start(UdpFault::DropEvery(u64::MAX));
+    let r = probe::run(&udp_spec(clean.addr, 50)).expect("run");
+    assert!(r.ok, "{r}");
+    assert!(
+        !r.hints
+            .iter()
+            .any(|h| h.contains("holds its socket's window")),
+        "{r}"
+    );
+}
+
 #[test]
 fn probe_udp_window_with_losses_finishes_and_counts_them() {
     let srv = FaultyUdp::start(UdpFault::DropEvery(10));

@@ -53,6 +53,10 @@ pub struct Report {
     pub rate: Option<f64>,
     /// `--window`: bytes in flight per connection with the stream pattern.
     pub window: usize,
+    /// UDP: datagrams a socket keeps in flight, what the window became:
+    /// `window / size_max`, 1 to 64 (1 for ping-pong); `None` for streams.
+    /// A `--window` above 64 datagrams is capped at 64.
+    pub window_datagrams: Option<usize>,
     /// `--timeout` in seconds.
     pub timeout_secs: f64,
     /// `--max-loss` in percent (UDP).

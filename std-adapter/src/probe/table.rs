@@ -8,6 +8,7 @@ use super::StopReason;
 use super::find_rate::{RateSearch, RateStep};
 use super::interval::IntervalReport;
 use super::report::{Latency, Report, TlsReport};
+use super::spec::UDP_MAX_IN_FLIGHT;
 use super::units::{count_of, format_duration, format_micros, format_rate};
 use super::verdict::schedule_secs;
 
@@ -57,7 +58,22 @@ impl Report {
             parts.push(format!("reports every {}", secs(i)));
         }
         if self.pattern == "stream" {
-            parts.push(format!("window {}", bytes(self.window)));
+            match self.window_datagrams {
+                // Capped: say what was in flight, not only what was asked.
+                Some(n) if n == UDP_MAX_IN_FLIGHT && self.window / self.size_max.max(1) > n => {
+                    parts.push(format!(
+                        "window {} capped at {n} datagrams in flight per socket ({})",
+                        bytes(self.window),
+                        bytes(n * self.size_max)
+                    ));
+                }
+                Some(n) => parts.push(format!(
+                    "window {} ({})",
+                    bytes(self.window),
+                    count_of(n as u64, "datagram")
+                )),
+                None => parts.push(format!("window {}", bytes(self.window))),
+            }
         }
         parts.push(format!("timeout {}", secs(self.timeout_secs)));
         if self.is_udp() {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use ricochet_core::{Instant, Mode};
 
+use super::datagram::overdue_after;
 use super::report::{
     ConnError, ErrorKind, Histograms, Latency, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES,
     MIN_RATE_SPAN_SECS, Report, TargetReport, TlsReport,
 };
 use super::spec::{Lifetime, Pattern, ProbeSpec, Stop, UDP_MAX_IN_FLIGHT};
 use super::tally::{Tally, latency_of};
-use super::units::format_duration;
+use super::units::{count_of, format_duration};
 use super::{StopReason, Target};
 
 /// The largest UDP payload that fits an Ethernet frame without IP
@@ -187,6 +188,11 @@ pub(super) fn build_report(
                     .to_owned(),
             );
         }
+        let rate_missed =
+            spec.rate.is_none_or(|rate| round_trips_per_sec < RATE_REACHED * rate);
+        if d.lost > 0 && d.verified > 0 && rate_missed {
+            hints.push(loss_hold_hint(spec));
+        }
         if d.sent > 0
             && d.lost == d.sent
             && d.late + d.foreign == 0
@@ -204,24 +210,26 @@ pub(super) fn build_report(
             ));
         }
         if d.duplicate > 0 {
-            warnings.push(format!("{} datagrams came back twice", d.duplicate));
+            warnings.push(format!("{} came back twice", count_of(d.duplicate, "datagram")));
         }
         if d.late > 0 {
             warnings.push(format!(
-                "{} datagrams came back after being counted lost (raise --timeout to count them)",
-                d.late
+                "{} came back after being counted lost (raise --timeout to count {})",
+                count_of(d.late, "datagram"),
+                if d.late == 1 { "it" } else { "them" }
             ));
         }
         if d.foreign > 0 {
             warnings.push(format!(
-                "{} datagrams received that the probe never sent",
-                d.foreign
+                "{} received that the probe never sent",
+                count_of(d.foreign, "datagram")
             ));
         }
         if t.send_blocked > 0 {
             warnings.push(format!(
-                "{} datagrams could not be sent (socket buffer full) and count as lost",
-                t.send_blocked
+                "{} could not be sent (socket buffer full) and {} as lost",
+                count_of(t.send_blocked, "datagram"),
+                if t.send_blocked == 1 { "counts" } else { "count" }
             ));
         }
         d
@@ -267,6 +275,16 @@ pub(super) fn build_report(
                 spec.connections,
                 spec.connections as f64 / cr,
                 (spec.connections as f64 / cr).ceil()
+            ),
+            // A lost datagram holds its socket's window until --timeout
+            // (`loss_hold_hint`): the losses, not the server's speed, may be
+            // what held the rate down.
+            _ if datagrams.as_ref().is_some_and(|d| d.lost > 0) => format!(
+                "datagrams were lost, and each lost one holds its socket's window until counted \
+                 lost after --timeout {}, meanwhile letting one more datagram out per {} (see \
+                 the hint); latencies include the queueing",
+                format_duration(spec.timeout),
+                format_duration(overdue_after(spec.timeout))
             ),
             _ => "the server or the probe could not keep up; latencies include the queueing"
                 .to_owned(),
@@ -332,6 +350,7 @@ pub(super) fn build_report(
         warmup_secs: spec.warmup.as_secs_f64(),
         rate: spec.rate,
         window: spec.window,
+        window_datagrams: (!stream).then(|| spec.datagram_config(0).window),
         timeout_secs: spec.timeout.as_secs_f64(),
         max_loss_pct: spec.max_loss_pct,
         interval_secs: spec.interval.map(|d| d.as_secs_f64()),
@@ -544,6 +563,24 @@ fn small_window_warning(spec: &ProbeSpec) -> Option<String> {
          (several {unit}s)",
         size.max.saturating_mul(4)
     ))
+}
+
+/// Why a UDP run with losses is slower than its server: a lost datagram
+/// holds its socket's window (and a slot of its tracking ring) until it is
+/// counted lost, `--timeout` after its send; until then the socket sends
+/// one more datagram per `timeout / 50` at most.
+fn loss_hold_hint(spec: &ProbeSpec) -> String {
+    let step = overdue_after(spec.timeout);
+    format!(
+        "each lost datagram holds its socket's window until counted lost (--timeout {}), and \
+         meanwhile the socket sends one more datagram per {} at most: a few losses cap each \
+         socket at about {:.0} datagrams/s whatever the server's speed, so the round trips/s (and \
+         with --rate the latency from the scheduled sends) measure the losses, not the server; \
+         a shorter --timeout (e.g. --timeout 50ms on a LAN) or more -c raises that cap",
+        format_duration(spec.timeout),
+        format_duration(step),
+        1.0 / step.as_secs_f64()
+    )
 }
 
 /// The hint for datagrams lost by `-p stream` without `--rate`: `in_flight`
@@ -1058,6 +1095,10 @@ mod tests {
         t
     }
 
+    fn report_of(spec: &ProbeSpec, t: Tally) -> Report {
+        build_report(spec, facts(None), t.clone(), &[t])
+    }
+
     fn hints_of(spec: &ProbeSpec, t: Tally) -> Vec<String> {
         build_report(spec, facts(None), t.clone(), &[t]).hints
     }
@@ -1255,7 +1296,11 @@ mod tests {
         let mut spec = ProbeSpec::new(udp());
         spec.pattern = super::super::spec::Pattern::Stream;
         let h = hints_of(&spec, datagrams(1000, 900, 100));
-        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(
+            h[1].contains("holds its socket's window until counted lost"),
+            "{h:?}"
+        );
         assert!(
             h[0].starts_with("datagrams were lost with up to 64 in flight per socket")
                 && h[0].contains("receive buffer overflows")
@@ -1274,6 +1319,73 @@ mod tests {
         // Ping-pong keeps its closed-loop hint.
         let h = hints_of(&ProbeSpec::new(udp()), datagrams(1000, 900, 100));
         assert!(h[0].contains("closed loop"), "{h:?}");
+    }
+
+    /// One duplicate, late, foreign or unsendable datagram is "1 datagram",
+    /// not "1 datagrams"; the UDP report says how many datagrams a socket
+    /// kept in flight, and that a --window above 64 of them was capped.
+    #[test]
+    fn udp_warnings_count_in_the_singular_and_the_window_says_its_cap() {
+        let spec = ProbeSpec::new(udp());
+        let mut t = datagrams(10, 10, 0);
+        t.datagrams.duplicate = 1;
+        t.datagrams.late = 1;
+        t.datagrams.foreign = 1;
+        t.send_blocked = 1;
+        let r = report_of(&spec, t);
+        let w = r.warnings.join("\n");
+        assert!(w.contains("1 datagram came back twice"), "{w}");
+        assert!(
+            w.contains(
+                "1 datagram came back after being counted lost (raise --timeout to count it)"
+            ),
+            "{w}"
+        );
+        assert!(
+            w.contains("1 datagram received that the probe never sent"),
+            "{w}"
+        );
+        assert!(
+            w.contains("1 datagram could not be sent (socket buffer full) and counts as lost"),
+            "{w}"
+        );
+        assert!(!w.contains("1 datagrams"), "{w}");
+        let mut t = datagrams(10, 10, 0);
+        t.datagrams.duplicate = 2;
+        let r = report_of(&spec, t);
+        assert!(
+            r.warnings
+                .join("\n")
+                .contains("2 datagrams came back twice"),
+            "{r:?}"
+        );
+
+        // Ping-pong: 1 in flight.
+        assert_eq!(r.window_datagrams, Some(1));
+        let mut spec = ProbeSpec::new(udp());
+        spec.pattern = Pattern::Stream;
+        spec.window = 1 << 20; // 16384 datagrams of 64 bytes asked for
+        let r = report_of(&spec, datagrams(10, 10, 0));
+        assert_eq!(r.window_datagrams, Some(64));
+        assert!(
+            r.table()
+                .contains("window 1 MiB capped at 64 datagrams in flight per socket (4 KiB)"),
+            "{}",
+            r.table()
+        );
+        spec.window = 512;
+        let r = report_of(&spec, datagrams(10, 10, 0));
+        assert!(
+            r.table().contains("window 512 B (8 datagrams)"),
+            "{}",
+            r.table()
+        );
+        // Streams: no datagram window.
+        let mut tcp_spec = ProbeSpec::new(tcp());
+        tcp_spec.pattern = Pattern::Stream;
+        let r = report_of(&tcp_spec, tally());
+        assert_eq!(r.window_datagrams, None);
+        assert!(r.table().contains("window 256 KiB,"), "{}", r.table());
     }
 
     #[test]

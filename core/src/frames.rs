@@ -82,9 +82,10 @@ impl core::error::Error for FrameTooLarge {}
 
 /// Where the complete frames in `buf` end.
 ///
-/// Returns `(len, frames)`: `buf[..len]` is exactly `frames` whole frames.
-/// Fails as soon as a header announces a frame longer than `limit` bytes on
-/// the wire (header included), even before its payload arrives; with a
+/// Returns `(len, frames)`: `buf[..len]` is exactly `frames` whole frames,
+/// those before any header announcing a frame longer than `limit` bytes on
+/// the wire (header included). Fails when the first header does, even
+/// before its payload arrives; with a
 /// `limit` below the header's 2 bytes, as soon as any byte arrives (`len`
 /// is then the 2 bytes of the smallest frame: the header cannot complete).
 pub fn complete_prefix(buf: &[u8], limit: usize) -> Result<(usize, u64), FrameTooLarge> {
@@ -102,6 +103,10 @@ pub fn complete_prefix(buf: &[u8], limit: usize) -> Result<(usize, u64), FrameTo
     {
         let total = HEADER_LEN + usize::from(u16::from_be_bytes(*header));
         if total > limit {
+            if at > 0 {
+                // The whole frames before it first.
+                break;
+            }
             return Err(FrameTooLarge { len: total, limit });
         }
         if at + total > buf.len() {
@@ -209,8 +214,9 @@ mod tests {
             (b"", 1, Ok((0, 0))),
             (b"\x00", 1, Err(FrameTooLarge { len: 2, limit: 1 })),
             (b"\x00\x00", 2, Ok((2, 1))),
+            (b"\x00\x01a\xff\xff", 16, Ok((3, 1))),
             (
-                b"\x00\x01a\xff\xff",
+                b"\xff\xff",
                 16,
                 Err(FrameTooLarge {
                     len: 65537,

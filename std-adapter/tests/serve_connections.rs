@@ -316,6 +316,31 @@ fn lines_whole_lines_before_an_overlong_one_are_echoed_then_reset() {
 }
 
 #[test]
+fn frames_whole_frames_before_an_oversized_header_are_echoed_then_reset() {
+    // What is echoed must not depend on how the stream was split into
+    // reads: a whole frame read together with the bad header behind it is
+    // echoed, as it is when it arrives alone.
+    let server = start(ServerConfig {
+        mode: Mode::Frames,
+        buffer_size: BufferSize::K4,
+        ..tcp_config()
+    });
+    let mut c = connect(server.tcp_addr().unwrap());
+    c.write_all(&[0, 2, b'o', b'k', 0xFF, 0xFF, 1]).unwrap();
+    let mut back = [0u8; 4];
+    c.read_exact(&mut back)
+        .expect("the whole frame before the bad header");
+    assert_eq!(&back, &[0, 2, b'o', b'k']);
+    expect_reset(&mut c);
+    let s = wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
+        s.streams().aborted.frame_too_large == 1
+    });
+    assert_eq!(s.streams().bytes_out, 4);
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
 fn max_connections_rejects_the_next_one_and_keeps_the_first() {
     let server = start(ServerConfig {
         max_connections: Some(3),

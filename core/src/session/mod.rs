@@ -286,7 +286,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         if held > 0 {
             match self.config.mode {
                 Mode::Frames => {
-                    self.abort_with(AbortReason::TruncatedFrame { received: held });
+                    // A header announcing too much, behind frames not yet
+                    // sent, is the cause, not the FIN.
+                    self.release(now);
+                    if self.state == State::Open {
+                        self.abort_with(AbortReason::TruncatedFrame { received: held });
+                    }
                     return;
                 }
                 Mode::Lines => {
@@ -373,6 +378,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         match self.state {
             State::PeerHalfClosed => self.finish_if_drained(CloseReason::PeerFinished),
             State::Closing => self.finish_if_drained(self.closing),
+            // A frame header announcing too much waits behind the whole
+            // frames before it; with those sent, it aborts the session.
+            State::Open if self.config.mode == Mode::Frames && !self.wants_write() => {
+                self.release(now)
+            }
             _ => {}
         }
         Ok(())
@@ -465,7 +475,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         let held = self.buf.held();
         let (len, units) = match self.config.mode {
             Mode::Raw => (held.len(), 0),
-            Mode::Lines => lines::complete_prefix(held),
+            Mode::Lines => {
+                let found = lines::complete_prefix(held);
+                if found.0 == 0 && held.len() == capacity {
+                    // No line ends in a full buffer: none ever will.
+                    self.abort_with(AbortReason::LineTooLong { limit: capacity });
+                    return;
+                }
+                found
+            }
             Mode::Frames => match frames::complete_prefix(held, capacity) {
                 Ok(found) => found,
                 Err(FrameTooLarge { len, limit }) => {
@@ -476,9 +494,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         };
         self.stats.units += units;
         self.release_len(now, len);
-        if self.config.mode == Mode::Lines && self.buf.held_len() == capacity {
-            self.abort_with(AbortReason::LineTooLong { limit: capacity });
-        }
     }
 
     fn release_len(&mut self, now: Instant, len: usize) {

@@ -151,7 +151,7 @@ fn open_frames_echoes_only_whole_frames() {
 #[test]
 fn open_frames_oversized_header_aborts_before_payload_arrives() {
     let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
-    feed(&mut s, T0, b"\x00\x01x\x01\x00");
+    feed(&mut s, T0, b"\x01\x00");
     assert_eq!(
         s.state(),
         State::Aborted(AbortReason::FrameTooLarge {
@@ -159,11 +159,57 @@ fn open_frames_oversized_header_aborts_before_payload_arrives() {
             limit: 16
         })
     );
+    assert_eq!(s.stats().bytes_discarded, 2);
+}
+
+#[test]
+fn open_frames_oversized_header_behind_whole_frames_echoes_them_then_aborts() {
+    // Regression: the whole frame read together with the bad header was
+    // discarded, though it is echoed when it arrives in a read of its own:
+    // what came back depended on how the stream was split into reads.
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x01x\x01\x00");
+    assert_eq!(s.state(), State::Open);
+    assert_eq!(s.transmit_buffer(), b"\x00\x01x");
+    s.commit_sent(at(1), 1).unwrap();
     assert_eq!(
-        s.transmit_buffer(),
-        b"",
-        "pending bytes are discarded at an abort"
+        s.state(),
+        State::Open,
+        "aborts only once the frame was sent"
     );
+    s.commit_sent(at(2), 2).unwrap();
+    let too_large = AbortReason::FrameTooLarge {
+        len: 258,
+        limit: 16,
+    };
+    assert_eq!(s.state(), State::Aborted(too_large));
+    assert_eq!(s.stats().units, 1);
+    assert_eq!(s.stats().bytes_out, 3);
+    assert_eq!(s.stats().bytes_discarded, 2, "the bad header");
+    assert_eq!(events(&mut s).as_slice(), &[Event::Aborted(too_large)]);
+}
+
+#[test]
+fn open_frames_fin_behind_an_oversized_header_aborts_as_too_large_not_truncated() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x01x\x01\x00");
+    s.handle_peer_fin(at(1));
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::FrameTooLarge {
+            len: 258,
+            limit: 16
+        })
+    );
+}
+
+#[test]
+fn open_frames_oversized_header_behind_unsent_frames_still_drain_times_out() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x01x\x01\x00");
+    s.handle_timeout(at(5_000));
+    assert_eq!(s.state(), State::Aborted(AbortReason::DrainTimeout));
+    assert_eq!(s.stats().bytes_discarded, 5);
 }
 
 #[test]

@@ -327,6 +327,30 @@ fn probe_udp_window_with_losses_finishes_and_counts_them() {
 }
 
 #[test]
+fn probe_udp_echoes_out_of_order_are_counted_and_warned_not_failed() {
+    let srv = FaultyUdp::start(UdpFault::SwapPairs);
+    let mut spec = udp_spec(srv.addr, 40);
+    spec.pattern = Pattern::Stream;
+    spec.window = 4 * 64; // 4 datagrams in flight: a pair is always there to swap
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!((d.sent, d.verified, d.lost), (40, 40, 0), "{r}");
+    assert_eq!(
+        d.reordered, 20,
+        "the first of every pair came back second: {r}"
+    );
+    assert!(r.ok, "UDP keeps no order: not a failure: {r}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("20 datagrams came back out of order")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.to_string().contains("reordered 20"), "{r}");
+}
+
+#[test]
 fn probe_udp_corruption_is_counted_and_fails() {
     let srv = FaultyUdp::start(UdpFault::CorruptEvery(25));
     let mut spec = udp_spec(srv.addr, 100);

@@ -108,6 +108,9 @@ pub struct DatagramProbeStats {
     pub late: u64,
     /// Datagrams that were not ours.
     pub foreign: u64,
+    /// Of `verified`: datagrams that came back after one sent later than
+    /// them had (out of order; UDP keeps no order, so this is no failure).
+    pub reordered: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +133,8 @@ pub struct DatagramProbe<const M: usize = 64> {
     in_flight: usize,
     /// Lowest sequence number that may still be in flight.
     oldest: u64,
+    /// One past the highest sequence number verified so far (0: none).
+    verified_end: u64,
     limit: u64,
     start: Instant,
     now: Instant,
@@ -155,6 +160,7 @@ impl<const M: usize> DatagramProbe<M> {
             next_seq: 0,
             in_flight: 0,
             oldest: 0,
+            verified_end: 0,
             limit: config.count.unwrap_or(u64::MAX),
             start: now,
             now,
@@ -353,6 +359,11 @@ impl<const M: usize> DatagramProbe<M> {
                 self.slots[i] = Slot::Verified { seq };
                 self.in_flight -= 1;
                 self.settle();
+                if seq < self.verified_end {
+                    self.stats.reordered += 1;
+                } else {
+                    self.verified_end = seq + 1;
+                }
                 let due = match self.config.interval {
                     Some(interval) => scheduled(self.start, interval, seq).min(sent_at),
                     None => sent_at,

@@ -323,6 +323,24 @@ fn datagram_echoed_intact_is_verified_once_then_duplicate() {
 }
 
 #[test]
+fn datagram_echoes_out_of_order_are_verified_and_counted_reordered() {
+    let mut p = dgram(4);
+    let mut bufs = [[0u8; 256]; 3];
+    let mut lens = [0usize; 3];
+    for (b, n) in bufs.iter_mut().zip(&mut lens) {
+        *n = p.poll_transmit(T0, b).unwrap();
+    }
+    // 0, 2, then 1: only 1 came back after a later one.
+    for i in [0, 2, 1] {
+        assert!(matches!(
+            p.handle_datagram(T0, &bufs[i][..lens[i]]),
+            DatagramOutcome::Verified { .. }
+        ));
+    }
+    assert_eq!((p.stats().verified, p.stats().reordered), (3, 1));
+}
+
+#[test]
 fn datagram_truncated_or_altered_is_corrupt_not_verified() {
     let mut p = dgram(4);
     let mut a = [0u8; 256];

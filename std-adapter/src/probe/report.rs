@@ -451,6 +451,9 @@ pub struct DatagramCounts {
     pub late: u64,
     /// Datagrams that were not ours.
     pub foreign: u64,
+    /// Of `verified`: datagrams back after one sent later than them
+    /// (out of order; a warning, UDP keeps no order).
+    pub reordered: u64,
     /// `lost / sent` in percent.
     #[serde(serialize_with = "super::json::rounded")]
     pub loss_pct: f64,

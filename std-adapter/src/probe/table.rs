@@ -269,9 +269,10 @@ impl fmt::Display for Report {
         if let Some(d) = &self.datagrams {
             writeln!(
                 f,
-                "datagrams    sent {}, verified {}, lost {} ({:.3}%, allowed {}%), corrupt {}, duplicate {}, late {}, foreign {}",
+                "datagrams    sent {}, verified {} (reordered {}), lost {} ({:.3}%, allowed {}%), corrupt {}, duplicate {}, late {}, foreign {}",
                 d.sent,
                 d.verified,
+                d.reordered,
                 d.lost,
                 d.loss_pct,
                 d.max_loss_pct,

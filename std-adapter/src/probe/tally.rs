@@ -232,6 +232,7 @@ impl Tally {
         d.duplicate += s.duplicate;
         d.late += s.late;
         d.foreign += s.foreign;
+        d.reordered += s.reordered;
     }
 
     /// Folds another tally (another thread's, or another target's) into this one.
@@ -271,6 +272,7 @@ impl Tally {
         a.lost_on_failure += b.lost_on_failure;
         a.corrupt += b.corrupt;
         a.duplicate += b.duplicate;
+        a.reordered += b.reordered;
         a.late += b.late;
         a.foreign += b.foreign;
         self.send_blocked += o.send_blocked;

@@ -212,6 +212,13 @@ pub(super) fn build_report(
         if d.duplicate > 0 {
             warnings.push(format!("{} came back twice", count_of(d.duplicate, "datagram")));
         }
+        if d.reordered > 0 {
+            warnings.push(format!(
+                "{} came back out of order, after one sent later (UDP keeps no order: counted, \
+                 not a failure)",
+                count_of(d.reordered, "datagram")
+            ));
+        }
         if d.late > 0 {
             warnings.push(format!(
                 "{} came back after being counted lost (raise --timeout to count {})",

@@ -519,6 +519,9 @@ pub enum UdpFault {
     /// Echo every datagram from another socket (another port), which a
     /// client's connected socket never sees.
     FromOtherPort,
+    /// Echo datagrams in swapped pairs: the 2nd before the 1st, the 4th
+    /// before the 3rd… (an odd last one is never echoed).
+    SwapPairs,
 }
 
 /// A UDP echo server with a fault on 127.0.0.1:0; stops when dropped.
@@ -540,6 +543,7 @@ impl FaultyUdp {
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             let mut seen: u64 = 0;
+            let mut held: Option<Vec<u8>> = None;
             while !stop2.load(Ordering::Relaxed) {
                 let Ok((mut n, from)) = sock.recv_from(&mut buf) else {
                     continue;
@@ -551,6 +555,16 @@ impl FaultyUdp {
                     UdpFault::TruncateTo(k) => n = n.min(k),
                     UdpFault::FromOtherPort => {
                         let _ = other.send_to(&buf[..n], from);
+                        continue;
+                    }
+                    UdpFault::SwapPairs => {
+                        match held.take() {
+                            None => held = Some(buf[..n].to_vec()),
+                            Some(first) => {
+                                let _ = sock.send_to(&buf[..n], from);
+                                let _ = sock.send_to(&first, from);
+                            }
+                        }
                         continue;
                     }
                     _ => {}

@@ -147,6 +147,21 @@ impl RateSearch {
 
     /// One line for a finished search.
     pub fn summary(&self) -> String {
+        let interrupted = self.stopped_early == Some(StopReason::Interrupted);
+        if interrupted && self.steps.iter().all(|s| s.rate.is_none()) {
+            // Only the closed loop ran (or not even that): no rate was
+            // tried, so "no rate tried kept the goal" would mislead.
+            return match self.steps.first() {
+                Some(closed) => format!(
+                    "interrupted before any rate was tried: the closed loop ran {:.0} msg/s with \
+                     p{} {}; the search did not finish",
+                    closed.achieved,
+                    self.percentile,
+                    format_micros(closed.value_us)
+                ),
+                None => "interrupted before the first step finished: no rate was tried".to_owned(),
+            };
+        }
         let summary = self.found();
         match self.stopped_early {
             // Not a verdict on the server: the search did not run its course.
@@ -424,13 +439,30 @@ mod tests {
             stopped_early: Some(StopReason::Interrupted),
             ok: false,
         };
+        assert_eq!(
+            search.summary(),
+            "interrupted before any rate was tried: the closed loop ran 64522 msg/s with p99 \
+             112 us; the search did not finish",
+            "only the closed loop ran: no verdict on any rate"
+        );
+        let mut tried = search.steps[0].clone();
+        tried.step = 2;
+        tried.rate = Some(58_100.0);
+        tried.why = Some("p99 over the bound".to_owned());
+        search.steps.push(tried);
         let s = search.summary();
         assert!(
-            s.starts_with("no rate tried kept p99=1ms (interrupted after 1 step:"),
+            s.starts_with("no rate tried kept p99=1ms (interrupted after 2 steps:"),
             "{s}"
         );
         search.stopped_early = None;
         assert_eq!(search.summary(), "no rate tried kept p99=1ms");
+        search.steps.clear();
+        search.stopped_early = Some(StopReason::Interrupted);
+        assert_eq!(
+            search.summary(),
+            "interrupted before the first step finished: no rate was tried"
+        );
     }
 
     #[test]

@@ -105,6 +105,11 @@ fn cli_find_rate_prints_steps_the_curve_and_the_rate() {
     );
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["goal"], "p99=200ms");
+    assert_eq!(
+        summary["tool"], "ricochet-probe",
+        "a stored summary says what made it"
+    );
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
     let rate = summary["rate"].as_f64().expect("a rate");
     assert!((0.5 * CAPACITY..=1.25 * CAPACITY).contains(&rate), "{rate}");
     assert_eq!(summary["steps"].as_array().unwrap().len(), steps.len());

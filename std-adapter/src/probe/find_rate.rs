@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::hgrm::Which;
-use super::report::Report;
+use super::report::{Report, TOOL};
 use super::units::{format_duration, format_micros, parse_duration};
 use super::{Observer, ProbeSpec, RunError, StopHandle, StopReason, run_observed};
 
@@ -112,6 +112,11 @@ pub struct RateStep {
 /// What a search found.
 #[derive(Clone, Debug, Serialize)]
 pub struct RateSearch {
+    /// The tool that produced the search, always `ricochet-probe` (as in
+    /// every [`Report`]: a stored summary says what made it).
+    pub tool: &'static str,
+    /// The tool's version (`ricochet` package version).
+    pub version: &'static str,
     /// The goal as given, e.g. `p99=5ms`.
     pub goal: String,
     /// The goal's percentile.
@@ -395,6 +400,8 @@ pub fn find_rate(
     let best_report = best.and_then(|i| runs.reports.get(i).cloned());
     let stopped_early = stop.reason();
     Ok(RateSearch {
+        tool: TOOL,
+        version: env!("CARGO_PKG_VERSION"),
         goal: goal.to_string(),
         percentile: goal.percentile,
         bound_us: u64::try_from(goal.bound.as_micros()).unwrap_or(u64::MAX),
@@ -429,6 +436,8 @@ mod tests {
             why: None,
         };
         let mut search = RateSearch {
+            tool: TOOL,
+            version: "0",
             goal: "p99=1ms".to_owned(),
             percentile: 99.0,
             bound_us: 1_000,

@@ -10,6 +10,9 @@ use serde::Serialize;
 use super::StopReason;
 use super::interval::IntervalReport;
 
+/// The `tool` of every report and rate search.
+pub(super) const TOOL: &str = "ricochet-probe";
+
 /// The result of a probe run (also the `--json` line).
 ///
 /// It carries the run's parameters, so a stored line says how to reproduce

@@ -340,7 +340,7 @@ pub(super) fn build_report(
         Stop::Duration(d) => (None, Some(d.as_secs_f64())),
     };
     Report {
-        tool: "ricochet-probe",
+        tool: super::report::TOOL,
         version: env!("CARGO_PKG_VERSION"),
         started_at: run.started_at,
         target: spec.targets_text(),

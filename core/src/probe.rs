@@ -22,7 +22,7 @@ mod wire;
 
 pub use datagram::{
     DATAGRAM_HEADER, DatagramOutcome, DatagramProbe, DatagramProbeConfig, DatagramProbeStats,
-    UDP_MAX_V4, UDP_MAX_V6,
+    UDP_MAX_V4, UDP_MAX_V6, overdue_at_most,
 };
 pub use stream::{ProbeConfig, ProbeStats, Received, StreamProbe};
 

@@ -265,31 +265,27 @@ fn probe_udp_loss_within_max_loss_passes() {
 /// report must blame the losses and the --timeout (and say what raises the
 /// cap), not "the server or the probe could not keep up".
 #[test]
-fn probe_udp_losses_holding_the_window_are_named_as_what_held_the_rate() {
+fn probe_udp_losses_do_not_hold_the_schedule_and_are_named_in_a_closed_loop() {
+    // Regression: each lost datagram held its socket's window for
+    // --timeout / 50 and its slot of the core's ring for the whole
+    // --timeout, so 10 % loss held a socket to about 12 datagrams/s (here,
+    // with --timeout 500ms, under 1000/s against the 2000/s asked).
     let srv = FaultyUdp::start(UdpFault::DropEvery(10));
     let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
     spec.stop = Stop::Duration(Duration::from_secs(1));
     spec.rate = Some(2000.0);
-    spec.timeout = Duration::from_millis(500); // one more datagram per 10 ms
+    spec.timeout = Duration::from_millis(500);
     spec.max_loss_pct = 50.0;
     let r = probe::run(&spec).expect("run");
     let d = r.datagrams.expect("datagram counts");
     assert!(d.lost > 0 && d.verified > 0, "{r}");
-    assert!(r.round_trips_per_sec < 1000.0, "{r}");
-    let warnings = r.warnings.join("\n");
-    assert!(warnings.contains("was not reached"), "{r}");
     assert!(
-        warnings.contains("holds its socket's window") && warnings.contains("--timeout 500ms"),
-        "the rate warning must name the losses and --timeout: {r}"
-    );
-    assert!(!warnings.contains("could not keep up"), "{r}");
-    let hints = r.hints.join("\n");
-    assert!(
-        hints.contains("one more datagram per 10ms") && hints.contains("about 100 datagrams/s"),
-        "{r}"
+        d.sent >= 1800,
+        "the schedule is kept despite the losses (2000 due): {r}"
     );
 
-    // Closed loop: the round trips/s is the losses' cap, and the hint says so.
+    // Closed loop: each loss costs a retransmission timeout, and the hint
+    // says so.
     let mut spec = udp_spec(srv.addr, 50);
     spec.max_loss_pct = 50.0;
     let r = probe::run(&spec).expect("run");
@@ -297,7 +293,8 @@ fn probe_udp_losses_holding_the_window_are_named_as_what_held_the_rate() {
     assert!(
         r.hints
             .iter()
-            .any(|h| h.contains("holds its socket's window") && h.contains("--timeout 300ms")),
+            .any(|h| h.contains("holds its socket's window")
+                && h.contains("at most 6ms (a fiftieth of --timeout 300ms)")),
         "{r}"
     );
 

@@ -7,10 +7,33 @@
 //! padded or altered echo is corruption, never a success. A datagram not
 //! back within the loss timeout is counted lost; if it turns up later it is
 //! counted late, not verified.
+//!
+//! The ring tracks the last `M` datagrams sent. A lost one must not hold it
+//! (nor the caller's window) for the whole loss timeout: at a few percent
+//! loss that capped a socket at `M` datagrams per timeout. So an unanswered
+//! datagram stops counting against a window after
+//! [`DatagramProbe::overdue_after`] (a retransmission timeout estimated
+//! from the round trips, as TCP's, RFC 6298; see
+//! [`DatagramProbe::in_flight_recent`]), and once the ring is full, its
+//! oldest datagram still unanswered after [`overdue_at_most`] (a fiftieth
+//! of the loss timeout) is counted lost early, and counted late if it turns
+//! up after all.
 
 use super::{ConfigError, SizeRange, check_sizes, scheduled};
 use crate::payload::Payload;
 use crate::time::{Duration, Instant, earliest};
+
+/// Unanswered datagrams hold the ring for at most a fiftieth of the loss
+/// timeout (see [`DatagramProbe::overdue_after`]).
+const OVERDUE_PER_TIMEOUT: u64 = 50;
+/// The shortest wait before an unanswered datagram stops holding the ring.
+const MIN_OVERDUE_US: u64 = 1_000;
+
+/// The longest [`DatagramProbe::overdue_after`] for a loss timeout: a
+/// fiftieth of it, at least 1 ms (100 ms for 5 s).
+pub fn overdue_at_most(loss_timeout: Duration) -> Duration {
+    Duration::from_micros((loss_timeout.as_micros() / OVERDUE_PER_TIMEOUT).max(MIN_OVERDUE_US))
+}
 
 /// Bytes of header in every probe datagram.
 pub const DATAGRAM_HEADER: usize = 12;
@@ -135,6 +158,9 @@ pub struct DatagramProbe<const M: usize = 64> {
     oldest: u64,
     /// One past the highest sequence number verified so far (0: none).
     verified_end: u64,
+    /// Smoothed round trip and its variation, microseconds (RFC 6298);
+    /// `None` before the first verified echo.
+    rtt: Option<(u64, u64)>,
     limit: u64,
     start: Instant,
     now: Instant,
@@ -161,6 +187,7 @@ impl<const M: usize> DatagramProbe<M> {
             in_flight: 0,
             oldest: 0,
             verified_end: 0,
+            rtt: None,
             limit: config.count.unwrap_or(u64::MAX),
             start: now,
             now,
@@ -190,6 +217,9 @@ impl<const M: usize> DatagramProbe<M> {
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         let now = self.advance(now);
         let seq = self.next_seq;
+        if seq < self.limit && self.ring_full() {
+            self.give_up_oldest(now);
+        }
         if seq >= self.limit || !self.has_room() {
             return None;
         }
@@ -272,6 +302,8 @@ impl<const M: usize> DatagramProbe<M> {
             }
             _ => None,
         });
+        let give_up = self.give_up_at();
+        let loss = earliest(loss, give_up);
         let pacing = match self.config.interval {
             Some(interval) if self.next_seq < self.limit && self.has_room() => {
                 Some(scheduled(self.start, interval, self.next_seq)).filter(|&t| t > self.now)
@@ -279,6 +311,51 @@ impl<const M: usize> DatagramProbe<M> {
             _ => None,
         };
         earliest(loss, pacing)
+    }
+
+    /// How long an unanswered datagram is waited for before it stops
+    /// holding the ring (and, for an adapter applying a smaller window of
+    /// its own, that window): the estimated retransmission timeout,
+    /// `srtt + 4 * rttvar` (RFC 6298), within 1 ms and a fiftieth of the
+    /// loss timeout; before any round trip was measured, that fiftieth (at
+    /// least 1 ms). It is never counted lost for this before the ring needs
+    /// its slot.
+    pub fn overdue_after(&self) -> Duration {
+        let most = overdue_at_most(self.config.loss_timeout).as_micros();
+        let us = match self.rtt {
+            Some((srtt, rttvar)) => srtt.saturating_add(rttvar.saturating_mul(4)),
+            None => most,
+        };
+        Duration::from_micros(us.clamp(MIN_OVERDUE_US, most))
+    }
+
+    /// The datagrams in flight at `now` that are not yet overdue (sent less
+    /// than [`overdue_after`](Self::overdue_after) ago), and when the
+    /// oldest of them will be: what an adapter applying a window smaller
+    /// than `M` counts against it, so a lost datagram stops holding that
+    /// window after the estimated retransmission timeout rather than until
+    /// the loss timeout.
+    pub fn in_flight_recent(&self, now: Instant) -> (usize, Option<Instant>) {
+        let overdue = self.overdue_after();
+        let mut count = 0;
+        let mut frees_at = None;
+        // Sent in order: walk back from the newest while still recent.
+        let mut seq = self.next_seq;
+        while seq > self.oldest {
+            seq -= 1;
+            match self.slots[self.index(seq)] {
+                Slot::InFlight { seq: s, sent_at } if s == seq => {
+                    let due = sent_at + overdue;
+                    if due <= now {
+                        break;
+                    }
+                    count += 1;
+                    frees_at = Some(due);
+                }
+                _ => {}
+            }
+        }
+        (count, frees_at)
     }
 
     /// Stops sending new datagrams.
@@ -298,6 +375,54 @@ impl<const M: usize> DatagramProbe<M> {
             self.now = now;
         }
         self.now
+    }
+
+    /// Folds one round trip into the estimate (RFC 6298, in microseconds).
+    fn sample_rtt(&mut self, rtt: Duration) {
+        let r = rtt.as_micros();
+        self.rtt = Some(match self.rtt {
+            None => (r, r / 2),
+            Some((srtt, rttvar)) => {
+                let rttvar = (3 * rttvar + srtt.abs_diff(r)) / 4;
+                let srtt = (7 * srtt + r) / 8;
+                (srtt, rttvar)
+            }
+        });
+    }
+
+    /// Every slot of the ring holds a datagram not yet settled.
+    fn ring_full(&self) -> bool {
+        self.next_seq - self.oldest >= M as u64
+    }
+
+    /// When the ring's oldest datagram, if the ring is full and it is still
+    /// unanswered, will be counted lost to free its slot.
+    fn give_up_at(&self) -> Option<Instant> {
+        if self.next_seq >= self.limit || !self.ring_full() {
+            return None;
+        }
+        match self.slots[self.index(self.oldest)] {
+            // Counting it lost is a verdict: wait the longest overdue time,
+            // not the estimate, so a datagram merely slowed by a busy host
+            // is not counted lost (and late) after 1 ms.
+            Slot::InFlight { seq, sent_at } if seq == self.oldest => {
+                Some(sent_at + overdue_at_most(self.config.loss_timeout))
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts the ring's oldest datagram lost if it is overdue at `now` and
+    /// the ring is full (see the module docs).
+    fn give_up_oldest(&mut self, now: Instant) {
+        if self.give_up_at().is_some_and(|at| now >= at) {
+            let seq = self.oldest;
+            let i = self.index(seq);
+            self.slots[i] = Slot::Lost { seq };
+            self.in_flight -= 1;
+            self.stats.lost += 1;
+            self.settle();
+        }
     }
 
     /// The window has room and the ring slot for the next datagram is free
@@ -364,6 +489,7 @@ impl<const M: usize> DatagramProbe<M> {
                 } else {
                     self.verified_end = seq + 1;
                 }
+                self.sample_rtt(now.saturating_since(sent_at));
                 let due = match self.config.interval {
                     Some(interval) => scheduled(self.start, interval, seq).min(sent_at),
                     None => sent_at,

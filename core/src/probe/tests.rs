@@ -340,6 +340,105 @@ fn datagram_echoes_out_of_order_are_verified_and_counted_reordered() {
     assert_eq!((p.stats().verified, p.stats().reordered), (3, 1));
 }
 
+fn ring_of_4(loss_timeout: Duration) -> DatagramProbe<4> {
+    let config = DatagramProbeConfig {
+        seed: 5,
+        size: SizeRange::fixed(64),
+        count: None,
+        window: 4,
+        loss_timeout,
+        interval: None,
+    };
+    DatagramProbe::new(config, T0).unwrap()
+}
+
+#[test]
+fn datagram_overdue_after_is_a_fiftieth_of_the_timeout_until_a_round_trip_is_measured() {
+    let mut p = ring_of_4(Duration::from_secs(5));
+    assert_eq!(p.overdue_after(), Duration::from_millis(100));
+    let mut buf = [0u8; 64];
+    let n = p.poll_transmit(T0, &mut buf).unwrap();
+    p.handle_datagram(T0 + Duration::from_micros(40), &buf[..n]);
+    assert_eq!(
+        p.overdue_after(),
+        Duration::from_millis(1),
+        "40 us round trips: srtt + 4 rttvar is under the 1 ms floor"
+    );
+    assert_eq!(
+        ring_of_4(Duration::from_millis(10)).overdue_after(),
+        Duration::from_millis(1),
+        "never under 1 ms"
+    );
+}
+
+#[test]
+fn datagram_ring_full_counts_its_oldest_lost_once_overdue_and_a_late_echo_late() {
+    // Regression: a lost datagram held its ring slot for the whole loss
+    // timeout, so with a few losses a socket sent M datagrams per timeout.
+    let mut p = ring_of_4(Duration::from_secs(5));
+    let mut bufs = [[0u8; 64]; 4];
+    for b in &mut bufs {
+        assert_eq!(p.poll_transmit(T0, b), Some(64));
+    }
+    for b in &bufs[1..] {
+        p.handle_datagram(T0 + Duration::from_micros(40), b);
+    }
+    let mut next = [0u8; 64];
+    assert_eq!(
+        p.poll_transmit(T0 + Duration::from_millis(99), &mut next),
+        None,
+        "the ring is full and datagram 0 is not overdue yet (5 s / 50)"
+    );
+    assert_eq!(p.poll_timeout(), Some(T0 + Duration::from_millis(100)));
+    assert_eq!(
+        p.poll_transmit(T0 + Duration::from_millis(100), &mut next),
+        Some(64),
+        "datagram 0 gives its slot up: lost"
+    );
+    assert_eq!(
+        (p.stats().sent, p.stats().lost, p.stats().verified),
+        (5, 1, 3)
+    );
+    assert_eq!(
+        p.handle_datagram(T0 + Duration::from_millis(101), &bufs[0]),
+        DatagramOutcome::Late { seq: 0 }
+    );
+    assert_eq!(p.stats().late, 1);
+}
+
+#[test]
+fn datagram_unanswered_stops_counting_against_a_window_once_overdue() {
+    let mut p = ring_of_4(Duration::from_secs(5));
+    let mut a = [0u8; 64];
+    let mut b = [0u8; 64];
+    let n = p.poll_transmit(T0, &mut a).unwrap();
+    p.handle_datagram(T0 + Duration::from_micros(40), &a[..n]);
+    let sent = T0 + Duration::from_millis(1);
+    p.poll_transmit(sent, &mut b).unwrap();
+    assert_eq!(
+        p.in_flight_recent(sent),
+        (1, Some(sent + Duration::from_millis(1)))
+    );
+    assert_eq!(
+        p.in_flight_recent(sent + Duration::from_millis(1)),
+        (0, None),
+        "after the estimated retransmission timeout it no longer holds a window"
+    );
+    assert_eq!(p.stats().lost, 0, "yet it is not counted lost");
+}
+
+#[test]
+fn datagram_ring_not_full_keeps_waiting_for_the_loss_timeout() {
+    let mut p = ring_of_4(Duration::from_secs(5));
+    let mut buf = [0u8; 64];
+    p.poll_transmit(T0, &mut buf).unwrap();
+    let later = T0 + Duration::from_secs(1);
+    assert!(p.poll_transmit(later, &mut buf).is_some());
+    assert_eq!(p.stats().lost, 0, "room left: nothing is given up early");
+    p.handle_timeout(T0 + Duration::from_secs(5));
+    assert_eq!(p.stats().lost, 1);
+}
+
 #[test]
 fn datagram_truncated_or_altered_is_corrupt_not_verified() {
     let mut p = dgram(4);

@@ -2,13 +2,15 @@
 //! [`DatagramProbe`], on one mio event loop per worker thread.
 //!
 //! Sending keeps to its schedule, as `ping` does: the window (1 datagram
-//! for ping-pong) limits the datagrams *in flight*, but once nothing has
-//! been sent or resolved for [`overdue_after`] the unanswered ones no
-//! longer hold it, and the next datagram goes out anyway. Each one is still
+//! for ping-pong) limits the datagrams *in flight*, but an unanswered one
+//! holds it only for the core's [`DatagramProbe::overdue_after`] (a
+//! retransmission timeout estimated from the round trips, at most
+//! `timeout / 50`); then the next datagram goes out anyway. Each one is still
 //! tracked until the timeout, then counted lost (live, in the progress
-//! counters and against the run's loss budget). Without this, a server that
-//! answers nothing cost a full timeout per datagram: 83 minutes for the
-//! default 1000 datagrams and 5 s.
+//! counters and against the run's loss budget), unless the core's ring needs
+//! its slot first. Without this, a server that answers nothing cost a full
+//! timeout per datagram (83 minutes for the default 1000 datagrams and
+//! 5 s), and one that drops 10 % held a socket to about 12 datagrams/s.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -38,20 +40,6 @@ const READ_BUF: usize = 65_536;
 /// Socket buffers asked of the kernel (capped by `net.core.[rw]mem_max`).
 const SOCKET_BUF: usize = 4 << 20;
 const FLUSH_EVERY: StdDuration = StdDuration::from_millis(50);
-/// Unanswered datagrams stop holding the window after `timeout / OVERDUE_PER_TIMEOUT`:
-/// at most this many are sent per timeout beyond the window when nothing
-/// comes back, which stays under [`MAX_IN_FLIGHT`] so the tracking ring
-/// never stalls the schedule.
-const OVERDUE_PER_TIMEOUT: u32 = 50;
-/// The shortest wait before unanswered datagrams stop holding the window.
-const MIN_OVERDUE: StdDuration = StdDuration::from_millis(1);
-
-/// How long unanswered datagrams hold the window before the next one is
-/// sent anyway: `timeout / 50`, at least 1 ms (100 ms for the default 5 s).
-pub(super) fn overdue_after(timeout: StdDuration) -> StdDuration {
-    (timeout / OVERDUE_PER_TIMEOUT).max(MIN_OVERDUE)
-}
-
 /// Datagrams sent and not yet verified, lost or found corrupt.
 fn in_flight(s: &ricochet_core::probe::DatagramProbeStats) -> u64 {
     s.sent.saturating_sub(s.verified + s.lost + s.corrupt)
@@ -146,7 +134,6 @@ pub(super) fn run_worker(
         timers: Timers::new(ids.len()),
         active: 0,
         window: ctx.spec.datagram_config(0).window as u64,
-        overdue: overdue_after(ctx.spec.timeout).into(),
         pace: ctx.spec.pace().is_some(),
     };
     let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
@@ -268,18 +255,17 @@ struct Env<'a> {
     active: usize,
     /// Datagrams in flight per socket (1 for ping-pong).
     window: u64,
-    /// See [`overdue_after`].
-    overdue: ricochet_core::Duration,
     /// `--rate` is set: send lateness is measured.
     pace: bool,
 }
 
 impl Env<'_> {
-    /// Whether socket `c` may send now: the window has room, or nothing was
-    /// sent or resolved for [`overdue_after`] (the unanswered datagrams are
-    /// overdue and no longer hold the window).
-    fn may_send(&self, c: &Conn, probe: &Probe, now: Instant) -> bool {
-        in_flight(probe.stats()) < self.window || now >= c.last_progress + self.overdue
+    /// Whether a socket may send now: its window has room, counting only
+    /// the datagrams in flight that are not yet overdue (the core's
+    /// `in_flight_recent`: a lost one stops holding the window after the
+    /// estimated retransmission timeout).
+    fn may_send(&self, probe: &Probe, now: Instant) -> bool {
+        (probe.in_flight_recent(now).0 as u64) < self.window
     }
 
     /// When socket `c` will be allowed to send again although its window is
@@ -287,8 +273,12 @@ impl Env<'_> {
     /// moment has passed without a send (then a loss or an echo moves it on).
     fn overdue_at(&self, c: &Conn, probe: &Probe, now: Instant) -> Option<Instant> {
         let more = !c.finishing && probe.config().count.is_none_or(|n| probe.stats().sent < n);
-        let at = c.last_progress + self.overdue;
-        (more && in_flight(probe.stats()) >= self.window && at > now).then_some(at)
+        let (recent, frees_at) = probe.in_flight_recent(now);
+        if more && recent as u64 >= self.window {
+            frees_at.filter(|&at| at > now)
+        } else {
+            None
+        }
     }
 
     /// Publishes losses the probe counted since the last call (at `now`).
@@ -385,7 +375,7 @@ impl Env<'_> {
             while c.writable {
                 let now = clock.now();
                 let due = probe.next_due();
-                let sent = if self.may_send(c, probe, now) {
+                let sent = if self.may_send(probe, now) {
                     probe.poll_transmit(now, &mut self.wbuf)
                 } else {
                     None

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use ricochet_core::probe::overdue_at_most;
 use ricochet_core::{Instant, Mode};
 
-use super::datagram::overdue_after;
 use super::report::{
     ConnError, ErrorKind, Histograms, Latency, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES,
     MIN_RATE_SPAN_SECS, Report, TargetReport, TlsReport,
@@ -283,15 +283,14 @@ pub(super) fn build_report(
                 spec.connections as f64 / cr,
                 (spec.connections as f64 / cr).ceil()
             ),
-            // A lost datagram holds its socket's window until --timeout
+            // A lost datagram holds its socket's window for a while
             // (`loss_hold_hint`): the losses, not the server's speed, may be
             // what held the rate down.
             _ if datagrams.as_ref().is_some_and(|d| d.lost > 0) => format!(
-                "datagrams were lost, and each lost one holds its socket's window until counted \
-                 lost after --timeout {}, meanwhile letting one more datagram out per {} (see \
-                 the hint); latencies include the queueing",
-                format_duration(spec.timeout),
-                format_duration(overdue_after(spec.timeout))
+                "datagrams were lost, and each lost one holds its socket's window for a \
+                 retransmission timeout estimated from the round trips (1 ms to {}) before the \
+                 next one goes (see the hint); latencies include the queueing",
+                format_duration(overdue_at_most(spec.timeout.into()).into())
             ),
             _ => "the server or the probe could not keep up; latencies include the queueing"
                 .to_owned(),
@@ -573,20 +572,18 @@ fn small_window_warning(spec: &ProbeSpec) -> Option<String> {
 }
 
 /// Why a UDP run with losses is slower than its server: a lost datagram
-/// holds its socket's window (and a slot of its tracking ring) until it is
-/// counted lost, `--timeout` after its send; until then the socket sends
-/// one more datagram per `timeout / 50` at most.
+/// holds its socket's window for a retransmission timeout estimated from
+/// the round trips, at least 1 ms (see `DatagramProbe::overdue_after`),
+/// many round trips on a fast link.
 fn loss_hold_hint(spec: &ProbeSpec) -> String {
-    let step = overdue_after(spec.timeout);
     format!(
-        "each lost datagram holds its socket's window until counted lost (--timeout {}), and \
-         meanwhile the socket sends one more datagram per {} at most: a few losses cap each \
-         socket at about {:.0} datagrams/s whatever the server's speed, so the round trips/s (and \
-         with --rate the latency from the scheduled sends) measure the losses, not the server; \
-         a shorter --timeout (e.g. --timeout 50ms on a LAN) or more -c raises that cap",
-        format_duration(spec.timeout),
-        format_duration(step),
-        1.0 / step.as_secs_f64()
+        "each lost datagram holds its socket's window for a retransmission timeout estimated \
+         from the round trips, at least 1 ms and at most {} (a fiftieth of --timeout {}), before \
+         the next one goes: with losses, that wait rather than the server can bound the round \
+         trips/s (and with --rate the latency from the scheduled sends); more -c, or -p stream \
+         with a larger -w, keep more in flight",
+        format_duration(overdue_at_most(spec.timeout.into()).into()),
+        format_duration(spec.timeout)
     )
 }
 
@@ -1305,7 +1302,7 @@ mod tests {
         let h = hints_of(&spec, datagrams(1000, 900, 100));
         assert_eq!(h.len(), 2, "{h:?}");
         assert!(
-            h[1].contains("holds its socket's window until counted lost"),
+            h[1].contains("holds its socket's window for a retransmission timeout"),
             "{h:?}"
         );
         assert!(

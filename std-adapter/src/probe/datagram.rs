@@ -32,8 +32,14 @@ use super::timers::Timers;
 use super::wait::Waiter;
 use super::{Ctx, Target};
 
-/// Datagrams one socket tracks in flight (the stream pattern's window cap).
+/// Datagrams one socket keeps in flight at most (the stream pattern's window cap).
 pub(super) const MAX_IN_FLIGHT: usize = 64;
+/// Datagrams one socket tracks: twice its largest window, so the core's
+/// ring fills (and gives its oldest datagram up as lost early, see
+/// `DatagramProbe`) only when one stayed unanswered while at least a
+/// window's worth of later ones was sent, never merely because a full
+/// window is in flight.
+const RING: usize = 2 * MAX_IN_FLIGHT;
 /// Receive buffer: the largest UDP payload plus one byte, so an oversized
 /// (corrupt) echo is seen as such rather than silently truncated to fit.
 const READ_BUF: usize = 65_536;
@@ -45,11 +51,11 @@ fn in_flight(s: &ricochet_core::probe::DatagramProbeStats) -> u64 {
     s.sent.saturating_sub(s.verified + s.lost + s.corrupt)
 }
 
-type Probe = DatagramProbe<MAX_IN_FLIGHT>;
+type Probe = DatagramProbe<RING>;
 
-/// The slot of datagram `seq` in a ring of [`MAX_IN_FLIGHT`], as the probe indexes its own.
+/// The slot of datagram `seq` in a ring of [`RING`], as the probe indexes its own.
 fn ring_index(seq: u64) -> usize {
-    (seq % MAX_IN_FLIGHT as u64) as usize
+    (seq % RING as u64) as usize
 }
 
 /// The error message of datagram `seq`, `sent` bytes long, that came back
@@ -98,9 +104,9 @@ struct Conn {
     held: bool,
     /// The last instant that may have let a held datagram go.
     ready_at: Instant,
-    /// The length of each datagram the probe tracks, by `seq % MAX_IN_FLIGHT`
+    /// The length of each datagram the probe tracks, by `seq % RING`
     /// (its ring's indexing): a corrupt echo is told truncated by it.
-    sent_len: [u32; MAX_IN_FLIGHT],
+    sent_len: [u32; RING],
 }
 
 /// The UDP address of target `t` (its first resolved address).
@@ -153,7 +159,7 @@ pub(super) fn run_worker(
             finishing: false,
             held: false,
             ready_at: ctx.clock.now(),
-            sent_len: [0; MAX_IN_FLIGHT],
+            sent_len: [0; RING],
         };
         env.active += 1;
         match address_of(ctx, target).and_then(|addr| env.open(addr, idx)) {
@@ -164,7 +170,7 @@ pub(super) fn run_worker(
                 // The core tracks up to its ring; the window is applied here
                 // (see `may_send`), so overdue datagrams can stop holding it.
                 let config = DatagramProbeConfig {
-                    window: MAX_IN_FLIGHT,
+                    window: RING,
                     ..ctx.spec.datagram_config(id)
                 };
                 match Probe::new(config, now) {

@@ -580,8 +580,9 @@ fn loss_hold_hint(spec: &ProbeSpec) -> String {
         "each lost datagram holds its socket's window for a retransmission timeout estimated \
          from the round trips, at least 1 ms and at most {} (a fiftieth of --timeout {}), before \
          the next one goes: with losses, that wait rather than the server can bound the round \
-         trips/s (and with --rate the latency from the scheduled sends); more -c, or -p stream \
-         with a larger -w, keep more in flight",
+         trips/s (and with --rate the latency from the scheduled sends). A shorter --timeout \
+         (a datagram still unanswered after a fiftieth of it, once 64 later ones were sent, is \
+         counted lost), more -c, or -p stream with a larger -w raise that bound",
         format_duration(overdue_at_most(spec.timeout.into()).into()),
         format_duration(spec.timeout)
     )

@@ -337,25 +337,21 @@ impl<const M: usize> DatagramProbe<M> {
     /// the loss timeout.
     pub fn in_flight_recent(&self, now: Instant) -> (usize, Option<Instant>) {
         let overdue = self.overdue_after();
-        let mut count = 0;
-        let mut frees_at = None;
-        // Sent in order: walk back from the newest while still recent.
-        let mut seq = self.next_seq;
-        while seq > self.oldest {
-            seq -= 1;
-            match self.slots[self.index(seq)] {
-                Slot::InFlight { seq: s, sent_at } if s == seq => {
-                    let due = sent_at + overdue;
-                    if due <= now {
-                        break;
-                    }
-                    count += 1;
-                    frees_at = Some(due);
+        // Sent in order: the overdue ones are the oldest. Walk forward past
+        // them (no step at all while nothing is overdue).
+        let mut stale = 0;
+        for seq in self.oldest..self.next_seq {
+            if let Slot::InFlight { seq: s, sent_at } = self.slots[self.index(seq)]
+                && s == seq
+            {
+                let due = sent_at + overdue;
+                if due > now {
+                    return (self.in_flight - stale, Some(due));
                 }
-                _ => {}
+                stale += 1;
             }
         }
-        (count, frees_at)
+        (0, None)
     }
 
     /// Stops sending new datagrams.

@@ -94,8 +94,6 @@ struct Conn {
     readable: bool,
     writable: bool,
     bytes_sent: u64,
-    /// When a datagram was last sent or resolved (verified, corrupt).
-    last_progress: Instant,
     /// Losses already counted against the run's budget.
     lost_counted: u64,
     /// The run is finishing: nothing more will be sent.
@@ -154,7 +152,6 @@ pub(super) fn run_worker(
             readable: false,
             writable: true,
             bytes_sent: 0,
-            last_progress: ctx.clock.now(),
             lost_counted: 0,
             finishing: false,
             held: false,
@@ -402,7 +399,6 @@ impl Env<'_> {
                     self.rec
                         .lateness(c.target, now, now.saturating_since(ready));
                 }
-                c.last_progress = now;
                 progressed = true;
                 let seq = probe.stats().sent.saturating_sub(1);
                 c.sent_len[ring_index(seq)] = n as u32;
@@ -433,12 +429,10 @@ impl Env<'_> {
                                 round_trip,
                                 since_sent,
                             } => {
-                                c.last_progress = now;
                                 self.rec.verified(c.target, now, n);
                                 self.rec.round_trip(c.target, now, round_trip, since_sent);
                             }
                             DatagramOutcome::Corrupt { seq } => {
-                                c.last_progress = now;
                                 let sent = c.sent_len[ring_index(seq)] as usize;
                                 let e = ConnError {
                                     connection: c.id,

@@ -295,10 +295,55 @@ where
     B: AsRef<[u8]> + AsMut<[u8]>,
     T: TimeSource + ?Sized,
 {
+    serve_connection_until(stream, storage, config, time, || Stop::No)
+}
+
+/// What the caller of [`serve_connection_until`] wants, asked before every
+/// blocking call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Go on serving.
+    No,
+    /// Close gracefully (a server shutting down): no more input; what was
+    /// received is still echoed, then FIN ([`Pump::close`]).
+    Gracefully,
+    /// Stop now: the connection is reset ([`Pump::abort`]); the result is
+    /// [`DriveError::Aborted`] with [`AbortReason::Local`].
+    AtOnce,
+}
+
+/// [`serve_connection`] that also asks `stop` before every blocking call
+/// and acts on the first `Gracefully` and the first `AtOnce` (a `Gracefully`
+/// after `AtOnce` changes nothing). A call blocks at most for the stream's
+/// read or write timeout, so that bounds how late a stop is seen.
+pub fn serve_connection_until<S, B, T>(
+    stream: &mut S,
+    storage: B,
+    config: SessionConfig,
+    time: &T,
+    mut stop: impl FnMut() -> Stop,
+) -> Result<SessionStats, DriveError>
+where
+    S: Read + Write + HalfClose + ?Sized,
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    T: TimeSource + ?Sized,
+{
     let mut pump = Pump::new(storage, config, time.now());
     let mut io = Blocking(stream);
     let mut counters = StreamCounters::default();
+    let mut asked = Stop::No;
     loop {
+        match (stop(), asked) {
+            (Stop::Gracefully, Stop::No) => {
+                pump.close(time.now());
+                asked = Stop::Gracefully;
+            }
+            (Stop::AtOnce, Stop::No | Stop::Gracefully) => {
+                pump.abort(time.now());
+                asked = Stop::AtOnce;
+            }
+            _ => {}
+        }
         // A blocking stream is always worth a try: it blocks until ready
         // (or its timeout, reported as "nothing now").
         pump.set_ready();
@@ -562,6 +607,97 @@ mod tests {
             })
         ));
         assert!(s.output.is_empty());
+    }
+
+    /// A peer that sent `input` and then waits (reads time out) until our
+    /// FIN, which it answers with its own.
+    struct Waiting {
+        input: VecDeque<u8>,
+        output: Vec<u8>,
+        fin_sent: bool,
+    }
+
+    impl ErrorType for Waiting {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Waiting {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            if self.input.is_empty() {
+                return if self.fin_sent {
+                    Ok(0)
+                } else {
+                    Err(ErrorKind::TimedOut)
+                };
+            }
+            let n = buf.len().min(self.input.len());
+            for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *b = byte;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Waiting {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    impl HalfClose for Waiting {
+        fn shutdown_write(&mut self) {
+            self.fin_sent = true;
+        }
+    }
+
+    /// `Stop::No` for the first `after` asks, then `then`.
+    fn stop_after(after: usize, then: Stop) -> impl FnMut() -> Stop {
+        let mut asked = 0;
+        move || {
+            asked += 1;
+            if asked > after { then } else { Stop::No }
+        }
+    }
+
+    fn lines_peer_waiting_after(input: &[u8]) -> (Waiting, SessionConfig) {
+        let peer = Waiting {
+            input: input.iter().copied().collect(),
+            output: Vec::new(),
+            fin_sent: false,
+        };
+        let config = SessionConfig {
+            mode: Mode::Lines,
+            ..SessionConfig::default()
+        };
+        (peer, config)
+    }
+
+    #[test]
+    fn serve_connection_until_stop_gracefully_echoes_the_held_line_then_fin() {
+        let (mut peer, config) = lines_peer_waiting_after(b"one\ntwo");
+        let stop = stop_after(3, Stop::Gracefully);
+        let stats = serve_connection_until(&mut peer, [0u8; 64], config, &ticker(), stop).unwrap();
+        assert_eq!(peer.output, b"one\ntwo");
+        assert!(peer.fin_sent);
+        assert_eq!((stats.bytes_out, stats.bytes_discarded), (7, 0));
+    }
+
+    #[test]
+    fn serve_connection_until_stop_at_once_resets_and_counts_the_held_line_discarded() {
+        let (mut peer, config) = lines_peer_waiting_after(b"one\ntwo");
+        let stop = stop_after(3, Stop::AtOnce);
+        let r = serve_connection_until(&mut peer, [0u8; 64], config, &ticker(), stop);
+        let Err(DriveError::Aborted { reason, stats }) = r else {
+            panic!("expected an abort, got {r:?}");
+        };
+        assert_eq!(reason, AbortReason::Local);
+        assert_eq!(peer.output, b"one\n");
+        assert!(!peer.fin_sent);
+        assert_eq!(stats.bytes_discarded, 3);
     }
 
     /// A stream that echoes what was written (a perfect echo server in memory).

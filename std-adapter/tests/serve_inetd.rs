@@ -166,6 +166,78 @@ fn inetd_with_stderr_on_the_socket_sends_nothing_but_echo() {
     assert!(wait_child(&mut child, IO_TIMEOUT).success());
 }
 
+fn sigterm(child: &Child) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// The first SIGTERM ends the connection as `ricochet serve` ends its own:
+/// gracefully, with FIN, and exit 0 (without handling it the process died
+/// of the signal).
+#[test]
+fn inetd_tcp_first_signal_closes_the_session_gracefully_and_exits_0() {
+    let (mut ours, theirs) = tcp_pair();
+    let mut child = inetd_child(OwnedFd::from(theirs), &["--mode", "lines"], false);
+    round_trip(&mut ours, b"first line\n");
+    sigterm(&child);
+    assert!(read_to_eof(&mut ours).unwrap().is_empty());
+    ours.shutdown(Shutdown::Write).unwrap();
+    let status = wait_child(&mut child, IO_TIMEOUT);
+    let err = stderr_of(&mut child);
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(
+        err.contains("SIGTERM") && err.contains("closing the connection gracefully"),
+        "{err}"
+    );
+}
+
+/// `--grace 0`: the first signal resets the connection at once.
+#[test]
+fn inetd_tcp_signal_with_no_grace_resets_the_connection() {
+    let (mut ours, theirs) = tcp_pair();
+    let mut child = inetd_child(OwnedFd::from(theirs), &["--grace", "0"], false);
+    round_trip(&mut ours, b"echoed");
+    sigterm(&child);
+    let mut b = [0u8; 16];
+    let got = ours.read(&mut b);
+    assert!(
+        matches!(&got, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "expected a reset, got {got:?}"
+    );
+    assert!(wait_child(&mut child, IO_TIMEOUT).success());
+}
+
+/// A second signal stops at once, exit 130, even while the graceful close
+/// waits for the peer (here: lingering for its FIN, which never comes).
+#[test]
+fn inetd_tcp_second_signal_stops_at_once_with_exit_130() {
+    let (mut ours, theirs) = tcp_pair();
+    // A short drain timeout only shortens the server's blocking calls
+    // (100 ms), well inside its 2 s linger.
+    let mut child = inetd_child(OwnedFd::from(theirs), &["--drain-timeout", "200ms"], false);
+    round_trip(&mut ours, b"echoed");
+    sigterm(&child);
+    // Its FIN: the first signal was handled.
+    assert!(read_to_eof(&mut ours).unwrap().is_empty());
+    sigterm(&child);
+    let status = wait_child(&mut child, IO_TIMEOUT);
+    let err = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("second signal"), "{err}");
+}
+
 #[test]
 fn inetd_udp_socket_echoes_datagrams_until_idle() {
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -5,13 +5,16 @@
 //!
 //! - **A connected stream socket** (`nowait`, TCP or Unix): one connection,
 //!   through the core's session like every other transport
-//!   ([`ricochet::blocking::serve_connection`]), with `--mode`,
+//!   ([`ricochet::blocking::serve_connection_until`]), with `--mode`,
 //!   `--buffer-size`, `--idle-timeout` and `--drain-timeout`; then exit.
 //!   A graceful end half-closes (FIN) after the echo, an abort resets.
+//!   The first SIGINT/SIGTERM/SIGHUP closes the session gracefully (what
+//!   was received is still echoed, a held line too, then FIN) within
+//!   `--grace`, then resets; a second one resets at once (exit 130).
 //! - **A UDP socket** (`wait`): the datagram loop of `ricochet serve` (the
 //!   core's policy: size limit, loop guard, rate limit) on that socket,
 //!   until no datagram came for `--idle-timeout` (then exit, and inetd
-//!   takes the socket back) or SIGTERM.
+//!   takes the socket back) or a signal (the server's graceful shutdown).
 //!
 //! inetd puts the socket on standard error too: log records and error
 //! messages would go to the peer, mixed into its echo. So when standard
@@ -23,9 +26,11 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ricochet::blocking::{DriveError, HalfClose, StdStream, serve_connection};
+use ricochet::blocking::{DriveError, HalfClose, StdStream, Stop, serve_connection_until};
 use ricochet::clock::Clock;
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{InheritedSocket, Server, ServerConfig};
@@ -194,32 +199,92 @@ fn serve_stream(socket: Socket, config: &ServerConfig) -> ExitCode {
     }
 }
 
+/// SIGINT, SIGTERM and SIGHUP for the one connection: how many came, and
+/// the watcher that counts them (`None` if it could not start: signals then
+/// keep their default action).
+struct Signals {
+    seen: Arc<AtomicUsize>,
+    _watcher: Option<SignalWatcher>,
+}
+
+impl Signals {
+    fn watch() -> Signals {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let watcher = SignalWatcher::spawn(move |ev| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                tracing::info!(
+                    signal = ev.name,
+                    "closing the connection gracefully (send it again to reset it)"
+                );
+            } else {
+                tracing::warn!(signal = ev.name, "second signal: resetting the connection");
+            }
+        });
+        if let Err(e) = &watcher {
+            tracing::warn!(error = %e, "cannot watch signals: they will end the process at once");
+        }
+        Signals {
+            seen,
+            _watcher: watcher.ok(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.load(Ordering::SeqCst)
+    }
+
+    /// What the session is to do: graceful after one signal, at once after
+    /// two or once `grace` has passed since the first.
+    fn stop(&self, grace: Duration) -> impl FnMut() -> Stop + '_ {
+        let mut first_at = None;
+        move || match self.count() {
+            0 => Stop::No,
+            1 if first_at.get_or_insert_with(Instant::now).elapsed() < grace => Stop::Gracefully,
+            _ => Stop::AtOnce,
+        }
+    }
+}
+
 /// Serves the connection; resets it (`SO_LINGER` 0) if the session aborted.
 fn serve_one<S>(mut stream: StdStream<S>, config: &ServerConfig) -> ExitCode
 where
     S: io::Read + io::Write + AsFd,
     StdStream<S>: HalfClose,
 {
+    let signals = Signals::watch();
     let storage = vec![0u8; config.buffer_size.bytes()];
     let started = Instant::now();
-    match serve_connection(&mut stream, storage, config.session_config(), &Clock::new()) {
+    let session = config.session_config();
+    let stop = signals.stop(config.grace);
+    match serve_connection_until(&mut stream, storage, session, &Clock::new(), stop) {
         Ok(stats) => {
             tracing::debug!(
                 bytes_in = stats.bytes_in,
                 bytes_out = stats.bytes_out,
+                bytes_discarded = stats.bytes_discarded,
                 secs = started.elapsed().as_secs_f64(),
                 "connection closed"
             );
         }
         Err(DriveError::Aborted { reason, stats }) => {
-            tracing::warn!(%reason, bytes_in = stats.bytes_in, "connection aborted (reset)");
+            tracing::warn!(
+                %reason,
+                bytes_in = stats.bytes_in,
+                bytes_discarded = stats.bytes_discarded,
+                "connection aborted (reset)"
+            );
             // inetd holds copies of the socket on fds 0-2: the reset happens
             // when the last one closes, at exit.
             let _ = socket2::SockRef::from(stream.get_ref()).set_linger(Some(Duration::ZERO));
         }
         Err(e) => tracing::warn!(error = %e, "connection ended"),
     }
-    ExitCode::SUCCESS
+    if signals.count() >= 2 {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&str)) -> ExitCode {

@@ -655,7 +655,7 @@ fn linger_running_out_delivers_the_whole_echo_or_resets() {
 /// connection is released at once, never held for the 2 s linger and then
 /// abandoned.
 #[test]
-fn unix_peer_gone_before_its_echo_is_released_without_lingering() {
+fn unix_peer_gone_before_its_echo_is_released_at_once_and_counted_reset() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gone.sock");
     let server = start(ServerConfig {
@@ -670,6 +670,11 @@ fn unix_peer_gone_before_its_echo_is_released_without_lingering() {
         s.streams().ended() == 1 && s.connections_open == 0
     });
     assert_eq!(s.streams().lingered, 0, "held for the linger: {s:?}");
+    // Its echo (the held line, sent at FIN) was never delivered: counted as
+    // reset by the peer on both backends, whether the write failed at once
+    // (epoll) or its queued send failed after the session closed (io_uring).
+    let ends = (s.streams().aborted.peer_reset, s.streams().closed.total());
+    assert_eq!(ends, (1, 0), "{s:?}");
     server.shutdown();
     server.join().unwrap();
 }

@@ -65,7 +65,7 @@
 //! ```
 
 use crate::counters::StreamCounters;
-use crate::session::{Event, Session, SessionConfig, State};
+use crate::session::{AbortReason, Event, Session, SessionConfig, State};
 use crate::time::Instant;
 
 #[cfg(test)]
@@ -175,7 +175,9 @@ pub trait Transport {
     /// accepted the bytes (a transport that queues output of its own, as
     /// TLS records or an io_uring send queue). A lingering pump then
     /// releases the connection at once instead of waiting out the linger
-    /// for bytes that will never leave. Default: false (writes reach the
+    /// for bytes that will never leave, and recounts the closed session as
+    /// reset by the peer ([`Session::handle_output_lost`]), as a write that
+    /// failed at once would have ended it. Default: false (writes reach the
     /// kernel at once and report their failures themselves).
     fn output_failed(&self) -> bool {
         false
@@ -374,7 +376,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     /// The adapter stops at once (a worker exiting on an abort): ends the
     /// session without further I/O and counts it as [`Pump::drive`] would
     /// after [`Pump::abort`]: a running session as aborted
-    /// ([`AbortReason::Local`](crate::AbortReason::Local)), a linger as
+    /// ([`AbortReason::Local`]), a linger as
     /// cut short ([`StreamCounters::lingered`]). Returns how to release the
     /// socket, or `None` if it was already released (nothing counted).
     pub fn stop(&mut self, now: Instant, counters: &mut StreamCounters) -> Option<Teardown> {
@@ -634,7 +636,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             io.flush();
         }
         // Nothing can be delivered any more: done, as after a failed read.
+        // The echo counted as sent never reached the peer: the session is
+        // recounted as reset by the peer, as where the write itself fails.
         if io.output_failed() {
+            if let Some(closed) = self.session.handle_output_lost() {
+                counters.closed.uncount(closed);
+                counters.aborted.count(AbortReason::PeerReset);
+            }
             return self.release(Teardown::Close);
         }
         let left = io.unacknowledged();

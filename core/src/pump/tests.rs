@@ -393,6 +393,11 @@ fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
     let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
     assert_eq!(io.output, b"abc");
     assert!(!p.is_released(), "echo not yet delivered: lingering");
+    assert_eq!(p.poll_event(), Some(Event::PeerFinished));
+    assert_eq!(
+        p.poll_event(),
+        Some(Event::Closed(CloseReason::PeerFinished))
+    );
     io.output_failed = true;
     p.set_writable();
     assert_eq!(
@@ -400,10 +405,12 @@ fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
         Next::Release(Teardown::Close)
     );
     assert_eq!(c.lingered, 0, "released, not abandoned");
-    assert_eq!(
-        c.closed.peer_finished, 1,
-        "counted once, when the session closed"
-    );
+    // The echo never reached the peer: counted as the reset a failing
+    // write would have been, not as a graceful close.
+    assert_eq!((c.closed.total(), c.aborted.peer_reset), (0, 1));
+    assert_eq!(c.ended(), 1, "one end, recounted");
+    assert_eq!(p.poll_event(), Some(Event::Aborted(AbortReason::PeerReset)));
+    assert_eq!(p.poll_event(), None);
 }
 
 #[test]

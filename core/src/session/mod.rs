@@ -324,6 +324,22 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         }
     }
 
+    /// The transport could not deliver echo it had already taken (a send it
+    /// queued failed after the session closed: the peer was gone). A
+    /// `Closed` session becomes `Aborted(PeerReset)`, as it would have had
+    /// the write itself failed, and its end is reported again
+    /// ([`Session::poll_event`]). Returns the close it replaced; in any
+    /// other state nothing changes and it returns `None`.
+    pub fn handle_output_lost(&mut self) -> Option<CloseReason> {
+        let State::Closed(reason) = self.state else {
+            return None;
+        };
+        self.state = State::Aborted(AbortReason::PeerReset);
+        self.end_reported = false;
+        debug!("session aborted: its echo was not delivered");
+        Some(reason)
+    }
+
     /// Whether input may skip the buffer now: an open `raw` session holding
     /// no byte echoes whatever arrives next unchanged and first, so a
     /// transport that already holds received bytes may move them straight

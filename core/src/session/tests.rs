@@ -635,3 +635,35 @@ fn lines_frames_half_closed_and_closing_never_pass_through() {
         "nothing is always fine"
     );
 }
+
+#[test]
+fn closed_output_lost_becomes_aborted_by_the_peer_and_reports_it() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"held");
+    s.handle_peer_fin(at(1));
+    assert_eq!(drain(&mut s, at(2)).as_slice(), b"held");
+    assert_eq!(s.state(), State::Closed(CloseReason::PeerFinished));
+    assert_eq!(
+        events(&mut s).as_slice(),
+        [
+            Event::PeerFinished,
+            Event::Closed(CloseReason::PeerFinished)
+        ]
+    );
+    assert_eq!(s.handle_output_lost(), Some(CloseReason::PeerFinished));
+    assert_eq!(s.state(), State::Aborted(AbortReason::PeerReset));
+    assert_eq!(
+        events(&mut s).as_slice(),
+        [Event::Aborted(AbortReason::PeerReset)]
+    );
+}
+
+#[test]
+fn open_or_aborted_output_lost_changes_nothing() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    assert_eq!(s.handle_output_lost(), None);
+    assert_eq!(s.state(), State::Open);
+    s.abort(at(1));
+    assert_eq!(s.handle_output_lost(), None);
+    assert_eq!(s.state(), State::Aborted(AbortReason::Local));
+}

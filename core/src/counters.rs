@@ -31,8 +31,8 @@ pub struct StreamCounters {
     pub bytes_in: u64,
     /// Bytes echoed back (handed to the transport). A transport that
     /// queues output of its own (io_uring, TLS) may still fail to deliver
-    /// them: they stay counted here and the session is recounted as
-    /// `aborted.peer_reset` ([`Transport::output_failed`](crate::pump::Transport::output_failed)).
+    /// them: they stay counted here and the session counts as
+    /// `aborted.peer_reset` ([`Transport::queues_output`](crate::pump::Transport::queues_output)).
     pub bytes_out: u64,
     /// Bytes received and never echoed: the session ended first, or they
     /// arrived after a graceful close.
@@ -88,23 +88,12 @@ impl CloseCounts {
 
     /// Counts one end.
     pub fn count(&mut self, reason: CloseReason) {
-        let counter = self.slot(reason);
-        *counter = counter.wrapping_add(1);
-    }
-
-    /// Takes back one end counted with [`CloseCounts::count`] (a closed
-    /// session whose echo then turned out lost is recounted as aborted).
-    pub fn uncount(&mut self, reason: CloseReason) {
-        let counter = self.slot(reason);
-        *counter = counter.wrapping_sub(1);
-    }
-
-    fn slot(&mut self, reason: CloseReason) -> &mut u64 {
-        match reason {
+        let counter = match reason {
             CloseReason::PeerFinished => &mut self.peer_finished,
             CloseReason::IdleTimeout => &mut self.idle_timeout,
             CloseReason::Local => &mut self.local,
-        }
+        };
+        *counter = counter.wrapping_add(1);
     }
 
     fn add(&mut self, o: &CloseCounts) {

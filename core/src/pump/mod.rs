@@ -65,7 +65,7 @@
 //! ```
 
 use crate::counters::StreamCounters;
-use crate::session::{AbortReason, Event, Session, SessionConfig, State};
+use crate::session::{Event, Session, SessionConfig, State};
 use crate::time::Instant;
 
 #[cfg(test)]
@@ -162,6 +162,20 @@ pub trait Transport {
         0
     }
 
+    /// The transport queues output of its own beyond the OS's socket
+    /// buffer (io_uring sends in flight, TLS records): its writes succeed
+    /// before the bytes are handed on, and may still fail after the session
+    /// closed. A graceful close is then counted only once that output was
+    /// delivered ([`Transport::unacknowledged`] reached 0), or as reset by
+    /// the peer if it failed ([`Transport::output_failed`],
+    /// [`Session::handle_output_lost`]), so the counters agree with a
+    /// transport whose failing write aborts the session at once, and never
+    /// need taking back. Default: false (count the close when the session
+    /// closes).
+    fn queues_output(&self) -> bool {
+        false
+    }
+
     /// Bytes written (and the FIN, counted as one) that the transport has
     /// not yet seen delivered. The linger after a graceful close ends only
     /// when this is 0, and restarts whenever it goes down. Default: 0 (the
@@ -175,9 +189,9 @@ pub trait Transport {
     /// accepted the bytes (a transport that queues output of its own, as
     /// TLS records or an io_uring send queue). A lingering pump then
     /// releases the connection at once instead of waiting out the linger
-    /// for bytes that will never leave, and recounts the closed session as
-    /// reset by the peer ([`Session::handle_output_lost`]), as a write that
-    /// failed at once would have ended it. Default: false (writes reach the
+    /// for bytes that will never leave (and, with
+    /// [`Transport::queues_output`], counts the session as reset by the
+    /// peer). Default: false (writes reach the
     /// kernel at once and report their failures themselves).
     fn output_failed(&self) -> bool {
         false
@@ -255,6 +269,9 @@ pub struct Pump<S> {
     buffered: usize,
     /// [`Pump::abort`] was called while lingering.
     cut_short: bool,
+    /// Lingering after a close not counted yet: its output is still queued
+    /// in the transport (see [`Transport::queues_output`]).
+    close_uncounted: bool,
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
@@ -274,6 +291,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             read_closed: false,
             buffered: 0,
             cut_short: false,
+            close_uncounted: false,
         }
     }
 
@@ -376,24 +394,30 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     /// The adapter stops at once (a worker exiting on an abort): ends the
     /// session without further I/O and counts it as [`Pump::drive`] would
     /// after [`Pump::abort`]: a running session as aborted
-    /// ([`AbortReason::Local`]), a linger as
+    /// ([`AbortReason::Local`](crate::AbortReason::Local)), a linger as
     /// cut short ([`StreamCounters::lingered`]). Returns how to release the
     /// socket, or `None` if it was already released (nothing counted).
     pub fn stop(&mut self, now: Instant, counters: &mut StreamCounters) -> Option<Teardown> {
-        let next = match self.phase {
+        // A running session ends now; a linger's close may not be counted
+        // yet (see `Transport::queues_output`).
+        let (counted, how) = match self.phase {
             Phase::Serving => {
                 self.session.abort(now);
-                self.count_end(counters);
-                self.release(Teardown::Reset)
+                (false, Teardown::Reset)
             }
-            Phase::Lingering { .. } => self.abandon(counters),
+            Phase::Lingering { .. } => {
+                counters.lingered += 1;
+                (!self.close_uncounted, Teardown::Abandon)
+            }
             Phase::Released(_) => return None,
         };
-        self.update_gauge(counters);
-        match next {
-            Next::Release(how) => Some(how),
-            _ => None,
+        if !counted {
+            self.close_uncounted = false;
+            self.count_end(counters);
         }
+        let _ = self.release(how);
+        self.update_gauge(counters);
+        Some(how)
     }
 
     /// The next instant at which [`Pump::drive`] has work to do even without
@@ -571,7 +595,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         budget: usize,
         counters: &mut StreamCounters,
     ) -> Next {
-        self.count_end(counters);
+        // A transport with output of its own still queued counts a graceful
+        // close once it is delivered or failed (see `Transport::queues_output`).
+        if io.queues_output() && matches!(self.session.state(), State::Closed(_)) {
+            self.close_uncounted = true;
+        } else {
+            self.count_end(counters);
+        }
         match self.session.state() {
             State::Aborted(_) => self.release(Teardown::Reset),
             State::Closed(_) => {
@@ -611,6 +641,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             };
         };
         if self.cut_short {
+            self.count_deferred_close(io, counters);
             return self.abandon(counters);
         }
         let mut discarded = 0usize;
@@ -629,23 +660,31 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 ReadOutcome::Data(_) | ReadOutcome::Eof => self.session.handle_peer_fin(now),
                 ReadOutcome::WouldBlock => self.readable = false,
                 // Nothing can be delivered any more: done.
-                ReadOutcome::Failed(_) => return self.release(Teardown::Close),
+                ReadOutcome::Failed(_) => {
+                    self.count_deferred_close(io, counters);
+                    return self.release(Teardown::Close);
+                }
             }
         }
         if self.writable && io.unacknowledged() > 0 {
             io.flush();
         }
         // Nothing can be delivered any more: done, as after a failed read.
-        // The echo counted as sent never reached the peer: the session is
-        // recounted as reset by the peer, as where the write itself fails.
+        // A close not yet counted (see `Transport::queues_output`) never got
+        // its echo to the peer: it ends as reset by the peer, as where the
+        // write itself fails.
         if io.output_failed() {
-            if let Some(closed) = self.session.handle_output_lost() {
-                counters.closed.uncount(closed);
-                counters.aborted.count(AbortReason::PeerReset);
+            if io.queues_output() && self.close_uncounted {
+                let _ = self.session.handle_output_lost();
             }
+            self.count_deferred_close(io, counters);
             return self.release(Teardown::Close);
         }
         let left = io.unacknowledged();
+        if left == 0 {
+            // Delivered: the graceful close stands.
+            self.count_deferred_close(io, counters);
+        }
         if left < unacknowledged {
             since = now;
         }
@@ -657,6 +696,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             return self.release(Teardown::Close);
         }
         if now >= since + self.session.config().linger {
+            self.count_deferred_close(io, counters);
             return self.abandon(counters);
         }
         if discarded >= budget && self.readable {
@@ -669,7 +709,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     }
 
     /// Counts how the session ended: the bytes it discarded, and its
-    /// reason, graceful or not. Once, when it becomes terminal.
+    /// reason, graceful or not. Once: when it becomes terminal, or for a
+    /// close over a transport that queues output, when that output was
+    /// delivered or failed ([`Transport::queues_output`]).
     fn count_end(&self, counters: &mut StreamCounters) {
         counters.bytes_discarded += self.session.stats().bytes_discarded;
         match self.session.state() {
@@ -679,7 +721,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         }
     }
 
-    /// Gives up on a linger (its time ran out, or it was cut short).
+    /// Counts a close [`Pump::finish`] left uncounted, once.
+    fn count_deferred_close<T: Transport + ?Sized>(
+        &mut self,
+        io: &T,
+        counters: &mut StreamCounters,
+    ) {
+        if io.queues_output() && self.close_uncounted {
+            self.close_uncounted = false;
+            self.count_end(counters);
+        }
+    }
+
+    /// Gives up on a linger (its time ran out, or it was cut short). The
+    /// caller counted the close first.
     fn abandon(&mut self, counters: &mut StreamCounters) -> Next {
         counters.lingered += 1;
         self.release(Teardown::Abandon)

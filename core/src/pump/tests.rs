@@ -41,6 +41,8 @@ struct Script {
     unacked: usize,
     /// [`Transport::output_failed`]: a queued send failed.
     output_failed: bool,
+    /// [`Transport::queues_output`].
+    queues: bool,
     /// Report `Eof` only after a first short read (a buffering transport
     /// that returned the last plaintext, then has the end to report).
     eof_after_short_read: bool,
@@ -127,6 +129,10 @@ impl Transport for Script {
 
     fn output_failed(&self) -> bool {
         self.output_failed
+    }
+
+    fn queues_output(&self) -> bool {
+        self.queues
     }
 }
 
@@ -388,11 +394,13 @@ fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
     let mut p = pump(Mode::Raw, 64);
     let mut io = Script::with_input(b"abc", true);
     io.unacked = 4;
+    io.queues = true;
     let mut c = StreamCounters::default();
     p.set_read_closed();
     let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
     assert_eq!(io.output, b"abc");
     assert!(!p.is_released(), "echo not yet delivered: lingering");
+    assert_eq!(c.ended(), 0, "not counted before its echo is delivered");
     assert_eq!(p.poll_event(), Some(Event::PeerFinished));
     assert_eq!(
         p.poll_event(),
@@ -408,9 +416,63 @@ fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
     // The echo never reached the peer: counted as the reset a failing
     // write would have been, not as a graceful close.
     assert_eq!((c.closed.total(), c.aborted.peer_reset), (0, 1));
-    assert_eq!(c.ended(), 1, "one end, recounted");
     assert_eq!(p.poll_event(), Some(Event::Aborted(AbortReason::PeerReset)));
     assert_eq!(p.poll_event(), None);
+}
+
+#[test]
+fn lingering_queued_output_delivered_counts_the_close_then() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", false);
+    io.unacked = 4;
+    io.queues = true;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    p.close(at(1));
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(c.ended(), 0, "its echo and FIN are still queued");
+    io.unacked = 0;
+    p.set_writable();
+    assert!(matches!(
+        p.drive(at(2), &mut io, usize::MAX, &mut c),
+        Next::Wait { read: true, .. }
+    ));
+    assert_eq!(c.closed.local, 1, "delivered: counted while lingering on");
+    io.fin = true;
+    p.set_readable();
+    assert_eq!(
+        p.drive(at(3), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(c.ended(), 1, "counted once");
+}
+
+#[test]
+fn lingering_queued_output_never_delivered_counts_the_close_when_abandoned() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", true);
+    io.unacked = 4;
+    io.queues = true;
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(c.ended(), 0);
+    assert_eq!(
+        p.drive(at(2_001), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Abandon)
+    );
+    assert_eq!((c.closed.peer_finished, c.lingered), (1, 1));
+
+    // Stopped (an adapter exiting) while its output is queued: counted too.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", true);
+    io.unacked = 4;
+    io.queues = true;
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(p.stop(at(1), &mut c), Some(Teardown::Abandon));
+    assert_eq!((c.closed.peer_finished, c.lingered), (1, 1));
 }
 
 #[test]

@@ -39,6 +39,12 @@ fn failure(e: &io::Error) -> Failure {
 }
 
 impl Transport for Stream {
+    /// TLS queues records of its own (the kernel sockets report 0 queued,
+    /// so their closes still count at once).
+    fn queues_output(&self) -> bool {
+        true
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
         loop {
             let r = match self {

@@ -268,6 +268,11 @@ impl TlsStream {
 }
 
 impl Transport for TlsStream {
+    /// Records wait in rustls until the socket takes them.
+    fn queues_output(&self) -> bool {
+        true
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
         if let State::Failed(f) = self.state {
             return ReadOutcome::Failed(f);

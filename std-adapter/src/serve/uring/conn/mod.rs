@@ -505,6 +505,11 @@ pub(crate) struct Io<'a> {
 }
 
 impl Transport for Io<'_> {
+    /// Sends are queued on the ring and complete later.
+    fn queues_output(&self) -> bool {
+        true
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
         let s = &mut *self.io;
         if s.rx.is_empty() {

@@ -33,6 +33,7 @@
 
 use core::net::{IpAddr, SocketAddr};
 
+use ricochet_core::datagram::is_unicast_address;
 use ricochet_core::{DatagramPolicy, DropReason, Duration, Instant, PolicyConfig, Verdict};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
@@ -175,14 +176,13 @@ impl<'a> DatagramEcho<'a> {
     }
 }
 
-/// Whether `addr` names one host: not unspecified, multicast or broadcast.
+/// Whether `addr` names one host: the core's address rule
+/// ([`is_unicast_address`]: not unspecified, multicast or the limited
+/// broadcast), and not the broadcast of one of the node's subnets, which
+/// only the interface's netmasks tell.
 fn is_unicast(iface: &Interface, addr: IpAddress) -> bool {
-    match IpAddr::from(addr) {
-        IpAddr::V4(v4) => {
-            !v4.is_unspecified() && !v4.is_multicast() && !is_ipv4_broadcast(iface, v4)
-        }
-        IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_multicast(),
-    }
+    let ip = IpAddr::from(addr);
+    is_unicast_address(ip) && !matches!(ip, IpAddr::V4(v4) if is_ipv4_broadcast(iface, v4))
 }
 
 /// Whether the node can send to `addr`: on one of its networks, or with a

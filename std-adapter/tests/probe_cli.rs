@@ -49,6 +49,43 @@ fn probe_cli_usage_errors_exit_2() {
 }
 
 #[test]
+fn probe_cli_warns_before_a_run_planned_past_a_tib() {
+    // A server that closes at once: the run ends as soon as it starts.
+    let srv = FaultyServer::start(Fault::CloseAtOnce);
+    let t = format!("tcp://{}", srv.addr);
+    let warning = "ricochet probe: warning: this run is planned to send";
+    // -s 100G with the default -n 1000: about 100 TB.
+    let o = probe_cli(&[&t, "-s", "100G", "--json"]);
+    let (code, out, err) = texts(&o);
+    assert_eq!(code, 1, "{out} {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(warning),
+        "the first line, before the run: {err}"
+    );
+    assert!(first.contains("97.7 TiB"), "{first}");
+    assert!(
+        first.contains("1000 messages (-n) of 100 GiB (-s)"),
+        "{first}"
+    );
+    assert!(first.contains("-n 10 stays within 1 TiB"), "{first}");
+    assert!(first.contains("-d DURATION"), "{first}");
+    json_of(&o); // stdout still holds the one JSON line
+    // Within 1 TiB, bounded by -d, --quiet, or a usage error: no warning.
+    for args in [
+        &[&t, "-s", "100G", "-n", "10"][..],
+        &[&t, "-s", "100G", "-d", "1s"],
+        &[&t, "-s", "100G", "-q"],
+    ] {
+        let (_, out, err) = texts(&probe_cli(args));
+        assert!(!err.contains("warning: this run"), "{args:?}: {out} {err}");
+    }
+    let (code, _, err) = texts(&probe_cli(&[&format!("udp://{}", srv.addr), "-s", "100G"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
 fn probe_cli_json_is_one_line_with_the_figures() {
     let srv = FaultyServer::start(Fault::None);
     let o = probe_cli(&[

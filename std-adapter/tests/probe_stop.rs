@@ -15,6 +15,7 @@ use probe_support::{
     ricochet_bin, texts,
 };
 use ricochet::core::Mode;
+use ricochet::core::probe::SizeRange;
 use ricochet::probe::{self, ProbeSpec, Stop, StopHandle, StopReason, Target};
 
 fn silent_udp() -> FaultyUdp {
@@ -116,6 +117,77 @@ fn interrupt_through_a_stop_handle_returns_the_partial_report() {
     assert!(!r.ok);
     assert_eq!(r.exit_code(), 130);
     assert!(r.table().contains("INTERRUPTED"), "{r}");
+}
+
+/// 100 GiB: far more than a test run could send, so only a message cut
+/// short by the interrupt ends it in time.
+const HUGE: usize = 100 << 30;
+
+#[test]
+fn interrupt_through_a_stop_handle_cuts_a_huge_message_short() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    spec.size = SizeRange::fixed(HUGE);
+    spec.stop = Stop::Count(1);
+    let (tx, rx) = mpsc::channel();
+    // On a thread of its own: a run that the interrupt does not stop
+    // (sending the whole 100 GiB) fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        let stop = StopHandle::new();
+        let stopper = stop.clone();
+        let r = probe::run_with(&spec, &stop, |s| {
+            if s.bytes_verified >= 1 << 20 {
+                stopper.interrupt();
+            }
+        });
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(STEP_TIMEOUT)
+        .expect("the interrupt stopped the run")
+        .expect("run");
+    assert_eq!(r.stopped_early, Some(StopReason::Interrupted), "{r}");
+    assert_eq!(r.errors.total(), 0, "what was sent came back: {r}");
+    assert_eq!(r.messages_cut, 1, "{r}");
+    assert_eq!((r.messages_sent, r.messages_verified), (0, 0), "{r}");
+    assert!(r.bytes_verified >= 1 << 20, "{r}");
+    assert_eq!(r.bytes_verified, r.bytes_sent, "{r}");
+    assert_eq!(r.connections_ok, 1, "closed cleanly: {r}");
+    assert_eq!(r.exit_code(), 130);
+    let table = r.table();
+    assert!(
+        table.contains("(1 message cut short by the interrupt: counted in the bytes only)"),
+        "{table}"
+    );
+    assert!(table.contains("INTERRUPTED"), "{table}");
+}
+
+#[test]
+fn interrupt_after_the_duration_cuts_short_the_message_it_let_finish() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    spec.size = SizeRange::fixed(HUGE);
+    // Over long before the message is: a duration ends a run between messages.
+    spec.stop = Stop::Duration(Duration::from_millis(50));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let stop = StopHandle::new();
+        let stopper = stop.clone();
+        let r = probe::run_with(&spec, &stop, |s| {
+            if s.elapsed >= Duration::from_millis(300) && s.bytes_verified > 0 {
+                stopper.interrupt();
+            }
+        });
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(STEP_TIMEOUT)
+        .expect("the interrupt stopped the run")
+        .expect("run");
+    assert_eq!(r.stopped_early, Some(StopReason::Interrupted), "{r}");
+    assert_eq!(r.messages_cut, 1, "{r}");
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert_eq!(r.bytes_verified, r.bytes_sent, "{r}");
 }
 
 #[test]
@@ -256,6 +328,52 @@ fn cli_sigterm_prints_the_partial_table() {
         "{out}"
     );
     assert!(out.contains("latency      p50"), "{out}");
+}
+
+#[test]
+fn cli_sigint_stops_a_huge_message_at_once_and_reports_the_bytes_verified() {
+    let server = OurServer::start(Mode::Raw);
+    let p = Running::start(&[
+        &format!("tcp://{}", server.tcp),
+        "-s",
+        "100G",
+        "-n",
+        "1",
+        "--json",
+    ]);
+    // The probe has made progress: its message is being echoed.
+    let h = server.handle.as_ref().expect("handle");
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while h.stats().streams().bytes_out < 4 << 20 {
+        assert!(Instant::now() < deadline, "the probe sent nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.signal("INT");
+    let t = Instant::now();
+    // Before the fix the probe went on sending the whole 100 GiB.
+    let (code, out) = p.finish(STEP_TIMEOUT);
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(5), "exit {took:?} after SIGINT");
+    assert_eq!(code, Some(130), "{out}");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(j["stopped_early"], "interrupted", "{j}");
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["messages_cut"], 1, "{j}");
+    assert_eq!(j["messages_sent"], 0, "{j}");
+    assert_eq!(j["messages_verified"], 0, "{j}");
+    let (sent, verified) = (
+        j["bytes_sent"].as_u64().unwrap(),
+        j["bytes_verified"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        sent, verified,
+        "everything sent came back and verified: {j}"
+    );
+    assert!((4 << 20..100 << 30).contains(&verified), "{j}");
+    let errors = j["errors"].as_object().expect("errors");
+    assert!(errors.values().all(|n| n == 0), "not a server failure: {j}");
+    assert_eq!(j["error_details"], serde_json::json!([]), "{j}");
+    assert_eq!(j["connections_ok"], 1, "closed cleanly: {j}");
 }
 
 #[test]

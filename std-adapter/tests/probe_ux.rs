@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use probe_support::{
-    Fault, FaultyServer, OurServer, STEP_TIMEOUT, json_of, probe_cli, ricochet_bin, run_bounded,
-    texts,
+    Fault, FaultyServer, OurServer, Peer, STEP_TIMEOUT, json_of, probe_cli, ricochet_bin,
+    run_bounded, texts,
 };
 use ricochet::core::Mode;
 
@@ -600,6 +600,87 @@ fn reset_before_anything_verified_suggests_the_line_limit_and_the_mode() {
     );
     handle.shutdown();
     handle.join().unwrap();
+}
+
+/// `ricochet serve --unix PATH --mode lines --buffer-size 64`, once it listens.
+fn serve_small_lines_unix(path: &std::path::Path) -> Peer {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(ricochet_bin())
+        .args(["serve", "--mode", "lines", "--buffer-size", "64", "--unix"])
+        .arg(path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ricochet serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let peer = Peer {
+        child,
+        what: "ricochet serve --unix".into(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("listening unix ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(STEP_TIMEOUT)
+        .expect("ricochet serve listens on its Unix socket");
+    peer
+}
+
+/// Over a Unix socket a line longer than the server's buffer ends the
+/// connection with an end of stream when the server read all of it (io_uring
+/// does), as there is no reset: the hint still names `--buffer-size`, as it
+/// does for the reset over TCP (or when the server left input unread).
+#[test]
+fn unix_close_before_anything_verified_names_the_servers_buffer_size() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("lines.sock");
+    let _server = serve_small_lines_unix(&path);
+    let t = format!("unix://{}", path.display());
+    for size in ["200", "5000"] {
+        let (code, out, _) = texts(&probe_cli(&[
+            &t,
+            "-m",
+            "lines",
+            "-s",
+            size,
+            "-n",
+            "3",
+            "--timeout",
+            "2s",
+        ]));
+        assert_eq!(code, 1, "{out}");
+        let hints = hints_of(&out);
+        assert_eq!(hints.len(), 1, "one hint: {out}");
+        let h = hints[0];
+        assert!(
+            h.contains("--buffer-size, default 4096 bytes")
+                && h.contains(&format!("these lines are up to {size} bytes"))
+                && h.contains("try a smaller -s")
+                && h.contains("-m frames"),
+            "{out}"
+        );
+        if out.contains("server closed early: 0 bytes verified") {
+            assert!(
+                h.starts_with(
+                    "hint         1 connection was closed by the peer before any byte was \
+                     echoed, over a Unix socket, where a server's abort reads as an end of stream"
+                ) && h.contains("aborts a connection whose line is longer than its limit"),
+                "{out}"
+            );
+        } else {
+            assert!(out.contains("server reset the connection"), "{out}");
+            assert!(
+                h.contains("1 connection was reset before any byte"),
+                "{out}"
+            );
+        }
+    }
 }
 
 /// Hints about early ends need nothing verified on the connection: a

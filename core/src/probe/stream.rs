@@ -126,6 +126,7 @@ impl<const M: usize> StreamProbe<M> {
             mode: config.mode,
             payload: Payload::new(config.seed),
             size: config.size,
+            cut: None,
         };
         Ok(StreamProbe {
             config,
@@ -198,6 +199,7 @@ impl<const M: usize> StreamProbe<M> {
             self.last_progress = now;
         }
         self.offered -= n;
+        let cut = self.cut_message();
         let mut remaining = n;
         while remaining > 0 {
             if self.tx.off == 0 {
@@ -210,8 +212,9 @@ impl<const M: usize> StreamProbe<M> {
             }
             let step = remaining.min(self.tx.len - self.tx.off);
             let stats = &mut self.stats;
-            self.wire
-                .advance(&mut self.tx, step, |_| stats.messages_sent += 1);
+            self.wire.advance(&mut self.tx, step, |m| {
+                stats.messages_sent += u64::from(Some(m) != cut);
+            });
             remaining -= step;
         }
         self.stats.bytes_sent += n as u64;
@@ -269,19 +272,23 @@ impl<const M: usize> StreamProbe<M> {
             cursor.total += n as u64;
             checked += n;
         }
-        let mut completed = false;
-        self.wire.advance(&mut self.rx, take, |_| completed = true);
+        let mut completed = None;
+        self.wire
+            .advance(&mut self.rx, take, |m| completed = Some(m));
         self.last_progress = now;
         self.stats.bytes_verified += take as u64;
-        let (round_trip, since_sent) = match completed.then(|| self.started.pop_front()) {
-            Some(Some((due, sent))) => {
+        let started = completed.map(|m| (self.started.pop_front(), m));
+        let (round_trip, since_sent) = match started {
+            // A message cut short is no message: no count, no round trip.
+            Some((_, m)) if Some(m) == self.cut_message() => (None, None),
+            Some((Some((due, sent)), _)) => {
                 self.stats.messages_verified += 1;
                 (
                     Some(now.saturating_since(due)),
                     Some(now.saturating_since(sent)),
                 )
             }
-            Some(None) => {
+            Some((None, _)) => {
                 self.stats.messages_verified += 1;
                 (None, None)
             }
@@ -320,6 +327,44 @@ impl<const M: usize> StreamProbe<M> {
             self.tx.msg + 1
         };
         self.limit = self.limit.min(last);
+    }
+
+    /// Stops sending at once (an interrupt): [`finish`](Self::finish), and
+    /// the message being written ends early: in raw mode at what was sent,
+    /// in lines mode with its `\n` as the next byte. A frame is still
+    /// completed (its header announced its length, at most 65,537 bytes). What was sent is still
+    /// verified; the message cut short counts in the bytes, not in
+    /// [`ProbeStats`]' messages, and has no round trip. Returns its new
+    /// length (0: no message was cut).
+    pub fn finish_now(&mut self) -> usize {
+        self.finish();
+        let len = match self.config.mode {
+            Mode::Raw => self.tx.off,
+            Mode::Lines => self.tx.off + 1,
+            Mode::Frames => return 0,
+        };
+        if self.tx.off == 0 || len >= self.tx.len {
+            return 0;
+        }
+        let msg = self.tx.msg;
+        self.wire.cut = Some((msg, len));
+        self.offered = 0;
+        for c in [&mut self.tx, &mut self.rx] {
+            if c.msg == msg {
+                c.len = len;
+                if c.off == len {
+                    // Raw: the cursor is at the new end, so past the message.
+                    c.msg += 1;
+                    c.off = 0;
+                    c.len = self.wire.size_of(c.msg);
+                }
+            }
+        }
+        if self.rx.msg > msg {
+            // Everything sent was verified already: the cut message is done.
+            self.started.pop_front();
+        }
+        len
     }
 
     /// Every message was sent and verified, and nothing failed.
@@ -393,6 +438,11 @@ impl<const M: usize> StreamProbe<M> {
             self.now = now;
         }
         self.now
+    }
+
+    /// The index of the message [`finish_now`](Self::finish_now) cut short.
+    fn cut_message(&self) -> Option<u64> {
+        self.wire.cut.map(|(m, _)| m)
     }
 
     fn fail(&mut self, e: ProbeError) -> ProbeError {

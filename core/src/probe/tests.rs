@@ -230,6 +230,110 @@ fn finish_mid_message_completes_that_message_only() {
     assert!(p.is_done());
 }
 
+/// Feeds `echo` back to `p` whole; returns the round trips it reported.
+fn echo_back<const M: usize>(p: &mut StreamProbe<M>, echo: &[u8]) -> usize {
+    let (mut at, mut round_trips) = (0, 0);
+    while at < echo.len() {
+        let r = p.handle_received(T0, &echo[at..]).unwrap();
+        at += r.consumed;
+        round_trips += usize::from(r.round_trip.is_some());
+    }
+    round_trips
+}
+
+#[test]
+fn finish_now_mid_raw_message_sends_nothing_more_and_verifies_what_was_sent() {
+    let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(1 << 20), 5);
+    let sent = send_all(&mut p, T0);
+    assert_eq!(sent.len(), 4096, "a quarter of a 1 MiB message");
+    // Half of it came back before the interrupt.
+    assert_eq!(echo_back(&mut p, &sent[..2048]), 0);
+    assert_eq!(
+        p.finish_now(),
+        4096,
+        "the message now ends at what was sent"
+    );
+    assert!(send_all(&mut p, T0).is_empty(), "nothing more is sent");
+    assert!(!p.is_done(), "half of it is still in flight");
+    assert_eq!(echo_back(&mut p, &sent[2048..]), 0, "no round trip");
+    assert!(p.is_done());
+    assert_eq!(p.handle_eof(T0), Ok(()));
+    let s = *p.stats();
+    assert_eq!((s.bytes_sent, s.bytes_verified), (4096, 4096));
+    assert_eq!(
+        (s.messages_sent, s.messages_verified),
+        (0, 0),
+        "a message cut short is not a message"
+    );
+}
+
+#[test]
+fn finish_now_after_everything_sent_came_back_is_done_at_once() {
+    let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(10_000), 5);
+    let sent = send_all(&mut p, T0);
+    echo_back(&mut p, &sent);
+    assert_eq!(p.finish_now(), 4096);
+    assert!(p.is_done());
+    assert!(send_all(&mut p, T0).is_empty());
+    assert_eq!(p.stats().messages_verified, 0);
+    assert_eq!(p.outstanding(), 0);
+}
+
+#[test]
+fn finish_now_mid_line_ends_it_with_its_newline_and_keeps_whole_messages() {
+    let mut p = stream(
+        Mode::Lines,
+        Pattern::Stream { window: 1 << 20 },
+        SizeRange::fixed(3000),
+        10,
+    );
+    let mut sent = send_all(&mut p, T0); // one whole line, a partial one
+    assert_eq!(sent.len(), 4096);
+    assert_eq!(p.finish_now(), 1097, "the second line gets its end next");
+    let end = send_all(&mut p, T0);
+    assert_eq!(end, b"\n");
+    assert!(send_all(&mut p, T0).is_empty());
+    sent.extend_from_slice(&end);
+    assert_eq!(sent.iter().filter(|&&b| b == b'\n').count(), 2);
+    assert_eq!(
+        echo_back(&mut p, &sent),
+        1,
+        "the whole line's round trip only"
+    );
+    assert!(p.is_done());
+    let s = *p.stats();
+    assert_eq!((s.messages_sent, s.messages_verified), (1, 1));
+    assert_eq!((s.bytes_sent, s.bytes_verified), (4097, 4097));
+}
+
+#[test]
+fn finish_now_mid_frame_completes_the_frame_its_header_announced() {
+    let mut p = stream(Mode::Frames, Pattern::PingPong, SizeRange::fixed(10_000), 5);
+    assert_eq!(send_all(&mut p, T0).len(), 4096);
+    assert_eq!(p.finish_now(), 0, "a frame is not cut");
+    let mut rest = 0;
+    loop {
+        let n = send_all(&mut p, T0).len();
+        if n == 0 {
+            break;
+        }
+        rest += n;
+    }
+    assert_eq!(rest, 10_000 - 4096);
+    assert_eq!(p.stats().messages_sent, 1);
+}
+
+#[test]
+fn finish_now_between_messages_is_finish() {
+    let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(10), 5);
+    let sent = send_all(&mut p, T0);
+    assert_eq!(p.finish_now(), 0);
+    assert!(send_all(&mut p, T0).is_empty());
+    assert_eq!(echo_back(&mut p, &sent), 1);
+    assert!(p.is_done());
+    assert_eq!(p.stats().messages_verified, 1);
+}
+
 #[test]
 fn lines_messages_have_one_newline_at_the_end() {
     let mut p = stream(

@@ -17,6 +17,8 @@ pub(crate) struct Wire {
     pub(crate) mode: Mode,
     pub(crate) payload: Payload,
     pub(crate) size: SizeRange,
+    /// A message ended early (index, length), see `StreamProbe::finish_now`.
+    pub(crate) cut: Option<(u64, usize)>,
 }
 
 /// A position in the message stream.
@@ -35,7 +37,11 @@ pub(crate) struct Cursor {
 impl Wire {
     pub(crate) fn size_of(&self, msg: u64) -> usize {
         let SizeRange { min, max } = self.size;
-        if min == max {
+        if let Some((m, len)) = self.cut
+            && m == msg
+        {
+            len
+        } else if min == max {
             min
         } else {
             let span = (max - min) as u64 + 1;

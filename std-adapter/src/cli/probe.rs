@@ -273,6 +273,13 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let stop = StopHandle::new();
     let _watcher = watch_signals(&stop);
     let format = args.format();
+    // Before the run: a slip such as `-s 100G` with the default -n 1000.
+    if format != Format::Quiet
+        && spec.validate().is_ok()
+        && let Some(w) = spec.volume_warning()
+    {
+        say(format_args!("ricochet probe: warning: {w}"));
+    }
     let bar = (format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .then(|| Bar::new(&spec));
     let mut live = Live::new(format, &spec, args.interval.is_some(), bar.as_ref());

@@ -128,9 +128,9 @@ pub use report::{
     TargetReport, TlsReport,
 };
 pub use spec::{
-    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, Lifetime, MIN_INTERVAL, Pattern, ProbeSpec,
-    SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6, connection_seed, default_threads,
-    session_seed,
+    DATAGRAM_HEADER, DEFAULT_COUNT, DEFAULT_WINDOW, LARGE_RUN_BYTES, Lifetime, MIN_INTERVAL,
+    Pattern, ProbeSpec, SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6,
+    connection_seed, default_threads, session_seed,
 };
 pub use target::{Target, TargetError};
 pub use tls::{TlsOptions, TlsTarget};

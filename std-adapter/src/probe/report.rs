@@ -99,6 +99,13 @@ pub struct Report {
     pub bytes_sent: u64,
     /// Bytes read back and verified.
     pub bytes_verified: u64,
+    /// Streams: messages the interrupt cut short (at most one per
+    /// connection, e.g. one huge `-s` message): the first SIGINT stops
+    /// sending at once, so a raw message ends at what was sent and a line
+    /// gets its `\n` next (a frame is still completed). Their bytes count
+    /// in `bytes_sent` and `bytes_verified`; they are not counted in
+    /// `messages_sent` or `messages_verified` and have no latency.
+    pub messages_cut: u64,
     /// Round trips completed inside the measured span.
     pub round_trips: u64,
     /// Round trips per second inside the measured span (all connections).

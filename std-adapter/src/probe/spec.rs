@@ -138,6 +138,13 @@ pub const DEFAULT_COUNT: u64 = 1000;
 /// Default stream window, bytes.
 pub const DEFAULT_WINDOW: usize = 256 * 1024;
 
+/// A run planned to send more than this draws a warning before it starts
+/// ([`ProbeSpec::volume_warning`]): 1 TiB takes about two minutes even at
+/// 10 GB/s, and 18 at the 1 GB/s of a fast loopback echo, every byte echoed
+/// and verified; far more than a probe needs, so more is most likely a slip
+/// (`-s 100G` with the default `-n 1000`: 100 TB).
+pub const LARGE_RUN_BYTES: u64 = 1 << 40;
+
 /// The worker threads a probe of `targets` runs when `--threads` is not
 /// given, on a host with `cores` cores: all of them for a remote server,
 /// half of them (at least one) when every target is on this host, whose
@@ -356,6 +363,69 @@ impl ProbeSpec {
         }
     }
 
+    /// The warning for a run planned to send more than [`LARGE_RUN_BYTES`]
+    /// (`None`: it is not): with a count, `count × connections × size.max`;
+    /// with a duration, which ends a run only between messages (each
+    /// message begun is sent whole), one message per connection. It names
+    /// the total and the fix: a smaller `-n` or `-d` instead, or, when even
+    /// one message per connection is too much, a smaller `-s`.
+    pub fn volume_warning(&self) -> Option<String> {
+        use super::units::{count_of, format_bytes};
+        let size = self.size.max as u128;
+        let connections = self.connections as u128;
+        let round = size * connections;
+        let limit = u128::from(LARGE_RUN_BYTES);
+        let up_to = if self.size.min == self.size.max {
+            ""
+        } else {
+            "up to "
+        };
+        let each = format!(
+            "{up_to}{} (-s) on {} (-c)",
+            format_bytes(size),
+            count_of(self.connections as u64, "connection")
+        );
+        let whole = "a message begun is always sent whole (only an interrupt cuts it short)";
+        match self.stop {
+            Stop::Count(n) => {
+                let total = round.saturating_mul(u128::from(n));
+                if total <= limit {
+                    return None;
+                }
+                let planned = format!(
+                    "this run is planned to send {up_to}{} ({} (-n) of {each}) and verify \
+                     every byte of it echoed, more than {}",
+                    format_bytes(total),
+                    count_of(n, "message"),
+                    format_bytes(limit)
+                );
+                let fits = limit / round;
+                Some(if fits == 0 {
+                    format!(
+                        "{planned}, and even one message per connection is {up_to}{}: {whole}, \
+                         with -d too; use a smaller -s or fewer -c",
+                        format_bytes(round)
+                    )
+                } else {
+                    format!(
+                        "{planned}: lower -n (-n {fits} stays within {}), or send for a time \
+                         with -d DURATION instead of a count",
+                        format_bytes(limit)
+                    )
+                })
+            }
+            Stop::Duration(_) => (round > limit).then(|| {
+                format!(
+                    "this run sends at least {up_to}{} (a message of {each}) and verifies every byte of it \
+                     echoed, more than {}, however short -d is: {whole}; use a smaller -s or \
+                     fewer -c",
+                    format_bytes(round),
+                    format_bytes(limit)
+                )
+            }),
+        }
+    }
+
     /// Messages the whole run sends: `count × connections`; `None` with a duration.
     pub fn planned_messages(&self) -> Option<u64> {
         match self.stop {
@@ -452,6 +522,37 @@ mod tests {
     #[test]
     fn spec_defaults_validate() {
         assert_eq!(ProbeSpec::new(tcp()).validate(), Ok(()));
+    }
+
+    #[test]
+    fn volume_warning_past_a_tib_names_the_total_and_the_fix() {
+        let mut spec = ProbeSpec::new(tcp());
+        assert_eq!(spec.volume_warning(), None, "the defaults: 62.5 KiB");
+        spec.size = SizeRange::fixed(100 << 30);
+        let w = spec
+            .volume_warning()
+            .expect("100 GiB x the default -n 1000");
+        assert!(w.contains("97.7 TiB"), "{w}");
+        assert!(w.contains("-n 10 stays within 1 TiB"), "{w}");
+        assert!(w.contains("-d DURATION"), "{w}");
+        spec.stop = Stop::Count(10);
+        assert_eq!(spec.volume_warning(), None, "exactly 1000 GiB");
+        spec.stop = Stop::Count(11);
+        assert!(spec.volume_warning().is_some());
+        // -d ends a run between messages: one message per connection is
+        // what it cannot bound.
+        spec.stop = Stop::Duration(Duration::from_secs(1));
+        assert_eq!(spec.volume_warning(), None);
+        spec.connections = 11;
+        let w = spec.volume_warning().expect("11 messages of 100 GiB");
+        assert!(
+            w.contains("at least 1.07 TiB") && w.contains("smaller -s"),
+            "{w}"
+        );
+        spec.stop = Stop::Count(1);
+        let w = spec.volume_warning().expect("too much at -n 1");
+        assert!(w.contains("even one message per connection"), "{w}");
+        assert!(!w.contains("lower -n"), "{w}");
     }
 
     fn remote_tcp() -> Target {

@@ -160,9 +160,16 @@ impl fmt::Display for Report {
             Some(n) => format!(" ({n} requested)"),
             None => String::new(),
         };
+        let cut = match self.messages_cut {
+            0 => String::new(),
+            n => format!(
+                " ({} cut short by the interrupt: counted in the bytes only)",
+                count_of(n, "message")
+            ),
+        };
         writeln!(
             f,
-            "verified     {} of {} messages sent{requested}, {} of {} bytes",
+            "verified     {} of {} messages sent{requested}, {} of {} bytes{cut}",
             self.messages_verified, self.messages_sent, self.bytes_verified, self.bytes_sent
         )?;
         // A paced count run whose schedule outlasted its last echo says so:

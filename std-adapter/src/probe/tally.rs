@@ -79,6 +79,9 @@ pub(super) struct Tally {
     pub(super) messages_verified: u64,
     pub(super) bytes_sent: u64,
     pub(super) bytes_verified: u64,
+    /// Streams: messages an interrupt cut short (`StreamProbe::finish_now`):
+    /// their bytes count, the messages do not.
+    pub(super) messages_cut: u64,
     /// Connection slots that completed everything (UDP: clean sockets).
     pub(super) connections_ok: usize,
     /// Connection slots never started: the run stopped first.
@@ -126,6 +129,7 @@ impl Tally {
             messages_verified: 0,
             bytes_sent: 0,
             bytes_verified: 0,
+            messages_cut: 0,
             connections_ok: 0,
             not_started: 0,
             connects: 0,
@@ -255,6 +259,7 @@ impl Tally {
         self.messages_verified += o.messages_verified;
         self.bytes_sent += o.bytes_sent;
         self.bytes_verified += o.bytes_verified;
+        self.messages_cut += o.messages_cut;
         self.connections_ok += o.connections_ok;
         self.not_started += o.not_started;
         self.connects += o.connects;

@@ -134,6 +134,30 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// A byte count in binary units, about three significant digits: `512 B`,
+/// `64 KiB`, `1.5 GiB`, `97.7 TiB`.
+pub fn format_bytes(n: u128) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let digits = match v {
+        _ if unit == 0 || v >= 100.0 => 0,
+        _ if v >= 10.0 => 1,
+        _ => 2,
+    };
+    let s = format!("{v:.digits$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{s} {}", UNITS[unit])
+}
+
 /// `1 error`, `2 errors`: `n` and `noun`, plural when `n != 1`.
 pub fn count_of(n: u64, noun: &str) -> String {
     if n == 1 {
@@ -146,6 +170,15 @@ pub fn count_of(n: u64, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_format_in_binary_units() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(64 << 10), "64 KiB");
+        assert_eq!(format_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(format_bytes(1000 * (100 << 30)), "97.7 TiB");
+        assert_eq!(format_bytes(1 << 40), "1 TiB");
+    }
 
     #[test]
     fn bytes_parse_with_binary_suffixes() {

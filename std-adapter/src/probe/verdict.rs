@@ -369,6 +369,7 @@ pub(super) fn build_report(
         messages_verified: t.messages_verified,
         bytes_sent: t.bytes_sent,
         bytes_verified: t.bytes_verified,
+        messages_cut: t.messages_cut,
         round_trips,
         round_trips_per_sec,
         mb_per_sec,
@@ -457,15 +458,30 @@ fn early_end_hints(spec: &ProbeSpec, t: &Tally, per_target: &[Tally], hints: &mu
         hints.push(if size_served {
             connection_limit_hint(t.reset_unverified)
         } else {
-            limit_hint(spec, t.reset_unverified)
+            limit_hint(spec, t.reset_unverified, Ended::Reset)
         });
     }
-    if t.closed_unverified > 0
+    // A Unix stream socket has no reset: a server's abort (a line or frame
+    // over its buffer) reads as an end of stream, so there a close gets the
+    // hint a reset gets over TCP.
+    let unix_closed: u64 = spec
+        .targets
+        .iter()
+        .zip(per_target)
+        .filter(|(target, _)| matches!(target, Target::Unix(_)))
+        .map(|(_, part)| part.closed_unverified)
+        .sum();
+    let unix_closed = unix_closed.min(t.closed_unverified);
+    if unix_closed > 0 && spec.mode != Mode::Raw && !size_served {
+        hints.push(limit_hint(spec, unix_closed, Ended::UnixClose));
+    }
+    let other_closed = t.closed_unverified - unix_closed;
+    if other_closed > 0
         && spec.mode != Mode::Raw
         && spec.size.max > crate::serve::BufferSize::MIN.bytes()
         && !size_served
     {
-        hints.push(close_limit_hint(spec, t.closed_unverified));
+        hints.push(close_limit_hint(spec, other_closed));
     }
     let (mut closed, mut reset) = (0, 0);
     for (target, part) in spec.targets.iter().zip(per_target) {
@@ -604,20 +620,45 @@ fn stream_loss_hint(spec: &ProbeSpec, in_flight: usize) -> String {
     )
 }
 
-/// The hint for `resets` connections reset before any byte was echoed: a
-/// line or frame longer than the server's limit, or `-m` not the server's mode.
-fn limit_hint(spec: &ProbeSpec, resets: u64) -> String {
-    let who = connections_were(resets);
+/// How the peer ended the connections a [`limit_hint`] is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// A reset (TCP, TLS; a Unix server that left input unread).
+    Reset,
+    /// An end of stream on a Unix socket, which is how an abort reads there.
+    UnixClose,
+}
+
+/// The hint for `n` connections reset (over a Unix socket, closed) before
+/// any byte was echoed: a line or frame longer than the server's limit, or
+/// `-m` not the server's mode.
+fn limit_hint(spec: &ProbeSpec, n: u64, end: Ended) -> String {
+    let serve = format!("`ricochet serve` at its --buffer-size, default {SERVE_BUFFER} bytes");
+    let (who, resets, limits) = match end {
+        Ended::Reset => (
+            format!("{} reset before any byte was echoed", connections_were(n)),
+            "resets",
+            format!(
+                "{serve}; the embedded node at its session buffer, {EMBEDDED_BUFFER} bytes by \
+                 default"
+            ),
+        ),
+        Ended::UnixClose => (
+            format!(
+                "{} closed by the peer before any byte was echoed, over a Unix socket, where a \
+                 server's abort reads as an end of stream (there is no reset)",
+                connections_were(n)
+            ),
+            "aborts",
+            serve,
+        ),
+    };
     let max = spec.size.max;
-    let limits = format!(
-        "`ricochet serve` at its --buffer-size, default {SERVE_BUFFER} bytes; the embedded node at \
-         its session buffer, {EMBEDDED_BUFFER} bytes by default"
-    );
     let (unit, longer, other) = match spec.mode {
         Mode::Raw => {
             return format!(
-                "{who} reset before any byte was echoed: a server that echoes only lines or frames \
-                 (`ricochet serve --mode lines`, the embedded node's lines and frames ports) resets a \
+                "{who}: a server that echoes only lines or frames \
+                 (`ricochet serve --mode lines`, the embedded node's lines and frames ports) {resets} a \
                  connection whose line or frame grows longer than its limit ({limits}), as random raw \
                  data soon does; if the server echoes lines or frames, probe it with -m lines or -m frames"
             );
@@ -628,13 +669,13 @@ fn limit_hint(spec: &ProbeSpec, resets: u64) -> String {
     if max <= crate::serve::BufferSize::MIN.bytes() {
         // Within the smallest buffer `ricochet serve` takes: the mode is the likelier cause.
         format!(
-            "{who} reset before any byte was echoed: these {unit} are at most {max} bytes ({longer}), \
+            "{who}: these {unit} are at most {max} bytes ({longer}), \
              which even `ricochet serve --buffer-size 64` echoes; if the server echoes {other}, not \
              {unit}, pass -m {other}; if it limits {unit} to fewer bytes, try a smaller -s"
         )
     } else {
         format!(
-            "{who} reset before any byte was echoed: a server that echoes {unit} resets a connection \
+            "{who}: a server that echoes {unit} {resets} a connection \
              whose {} is longer than its limit ({limits}), and these {unit} are up to {max} bytes \
              ({longer}): try a smaller -s, or raise the server's limit; if the server echoes {other}, \
              not {unit}, pass -m {other}",
@@ -1157,6 +1198,53 @@ mod tests {
             "{h:?}"
         );
         assert!(!h[0].contains("smaller -s"), "{h:?}");
+    }
+
+    #[test]
+    fn a_unix_close_before_any_echo_names_the_limit_as_a_reset_does() {
+        let mut spec = sized(Mode::Lines, 200);
+        spec.targets = vec![Target::Unix("/run/echo.sock".into())];
+        let h = hints_of(&spec, ended_early(0, 1));
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(
+            h[0].starts_with(
+                "1 connection was closed by the peer before any byte was echoed, over a Unix \
+                 socket, where a server's abort reads as an end of stream (there is no reset): "
+            ) && h[0].contains("aborts a connection whose line is longer than its limit")
+                && h[0].contains("--buffer-size, default 4096 bytes")
+                && h[0].contains("these lines are up to 200 bytes")
+                && h[0].contains("pass -m frames")
+                && !h[0].contains("embedded node"),
+            "{h:?}"
+        );
+        // Frames that even the smallest buffer takes: the mode comes first.
+        spec.mode = Mode::Frames;
+        spec.size = ricochet_core::probe::SizeRange::fixed(40);
+        let h = hints_of(&spec, ended_early(0, 2));
+        assert!(
+            h[0].starts_with("2 connections were closed by the peer")
+                && h[0].contains("at most 40 bytes")
+                && h[0].contains("pass -m lines"),
+            "{h:?}"
+        );
+        // Another connection echoed the same size: not a limit on lines.
+        spec.mode = Mode::Lines;
+        let mut t = ended_early(0, 1);
+        t.messages_verified = 5;
+        assert!(hints_of(&spec, t).is_empty());
+        // A TCP target and a Unix one: each close gets its own hint.
+        spec.size = ricochet_core::probe::SizeRange::fixed(200);
+        spec.targets = vec![tcp(), Target::Unix("/run/echo.sock".into())];
+        spec.connections = 2;
+        let (a, b) = (ended_early(0, 1), ended_early(0, 1));
+        let mut both = a.clone();
+        both.merge(&b);
+        let h = build_report(&spec, facts(None), both, &[a, b]).hints;
+        assert!(h[0].contains("over a Unix socket"), "{h:?}");
+        assert!(
+            h[1].contains("some servers close, rather than reset"),
+            "{h:?}"
+        );
     }
 
     #[test]

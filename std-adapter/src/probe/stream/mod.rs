@@ -91,6 +91,9 @@ struct Env<'a> {
     active: usize,
     /// The duration is over or the run was stopped: no new message, no new connection.
     finishing: bool,
+    /// The run was stopped (an interrupt): messages being written were cut
+    /// short ([`StreamProbe::finish_now`]), not completed.
+    cut: bool,
 }
 
 struct Worker<'a, const M: usize> {
@@ -134,6 +137,7 @@ impl<'a, const M: usize> Worker<'a, M> {
                 connecting: 0,
                 active: n,
                 finishing: false,
+                cut: false,
             },
         })
     }
@@ -146,12 +150,20 @@ impl<'a, const M: usize> Worker<'a, M> {
         loop {
             let now = clock.now();
             self.env.rec.roll(now);
-            if !self.env.finishing && ctx.should_finish(now) {
+            if self.env.must_stop(now) {
+                // An interrupt stops sending at once, even in the middle of
+                // a huge message (`-s 100G`), also after the duration ended.
+                let cut = ctx.stop.reason().is_some();
                 self.env.finishing = true;
+                self.env.cut = cut;
                 self.env.drop_queue(&mut self.conns);
                 for (idx, c) in self.conns.iter_mut().enumerate() {
                     if let Some(p) = c.probe.as_mut() {
-                        p.finish();
+                        if !cut {
+                            p.finish();
+                        } else if p.finish_now() > 0 {
+                            self.env.rec.tally(c.target).messages_cut += 1;
+                        }
                         self.env.drive(c, idx);
                     }
                 }
@@ -206,6 +218,14 @@ impl<'a, const M: usize> Worker<'a, M> {
 impl Env<'_> {
     fn timeout(&self) -> StdDuration {
         self.ctx.spec.timeout
+    }
+
+    /// The run must stop sending and has not yet: the duration is over, or
+    /// it was stopped (which also cuts short the messages a duration's end
+    /// let complete).
+    fn must_stop(&self, now: Instant) -> bool {
+        (!self.finishing && self.ctx.should_finish(now))
+            || (!self.cut && self.ctx.stop.reason().is_some())
     }
 
     /// Starts the queued slots whose time has come, as the connects in

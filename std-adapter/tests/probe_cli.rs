@@ -23,6 +23,50 @@ fn probe_cli_bad_target_exits_2() {
     }
 }
 
+/// Link-local IPv6 targets, as `ricochet serve` takes its addresses: the
+/// interface by name is taken (`[fe80::1%lo]`, not looked up as a host
+/// name), a missing one is a usage error naming the fix (not the connect's
+/// bare EINVAL), and a lone bracket is a bad address, not a host name.
+#[test]
+fn probe_cli_link_local_targets_take_an_interface_name_and_need_one() {
+    let o = probe_cli(&["tcp://[fe80::1]:7", "--timeout", "1s"]);
+    let (code, out, err) = texts(&o);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(
+        err.contains("link-local") && err.contains("[fe80::1%eth0]:7"),
+        "{err}"
+    );
+    let o = probe_cli(&["udp://[fe80::1%no-such-if]:7"]);
+    let (code, _, err) = texts(&o);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no network interface named \"no-such-if\""),
+        "{err}"
+    );
+    let o = probe_cli(&["tcp://[::1:7"]);
+    let (code, _, err) = texts(&o);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad address") && !err.contains("resolve"),
+        "{err}"
+    );
+    if std::path::Path::new("/sys/class/net/lo/ifindex").exists() {
+        // Parsed with the loopback's index; the connect itself then fails
+        // (no fe80::1 on it): a run that ends, not a usage error.
+        let o = probe_cli(&["tcp://[fe80::1%lo]:7", "--timeout", "1s", "--json"]);
+        let (code, out, err) = texts(&o);
+        assert_eq!(code, 1, "{out} {err}");
+        assert!(!err.contains("resolve"), "{err}");
+        let j = json_of(&o);
+        assert!(
+            j["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("tcp://[fe80::1%")),
+            "{j}"
+        );
+    }
+}
+
 #[test]
 fn probe_cli_usage_errors_exit_2() {
     let srv = FaultyServer::start(Fault::None);

@@ -352,6 +352,63 @@ fn cli_link_local_without_interface_is_explained_by_the_library_too() {
     );
 }
 
+/// `--tcp [::]:PORT` alone is IPv6-only: an IPv4 client is refused, and
+/// the log says so at start with the flag that adds IPv4, instead of
+/// leaving the user to find out from a refused connection.
+#[test]
+fn cli_ipv6_wildcard_alone_says_it_takes_ipv6_clients_only() {
+    let mut p = Proc::serve(&["--tcp", "[::]:0", "--udp", "[::]:0"]);
+    let bound = p.listening(2);
+    let line = p.wait_stderr("takes IPv6 clients only", IO_TIMEOUT);
+    assert!(
+        line.contains("tcp [::]:0") && line.contains("add --tcp 0.0.0.0:0"),
+        "{line}"
+    );
+    let line = p.wait_stderr("takes IPv6 clients only", IO_TIMEOUT);
+    assert!(line.contains("add --udp 0.0.0.0:0"), "{line}");
+    // What the note says: IPv6 is served, IPv4 refused.
+    let tcp = addr_of(&bound, "tcp");
+    let mut s = connect(SocketAddr::from((
+        std::net::Ipv6Addr::LOCALHOST,
+        tcp.port(),
+    )));
+    round_trip(&mut s, b"over IPv6");
+    drop(s);
+    let v4 = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, tcp.port()));
+    let refused = TcpStream::connect_timeout(&v4, IO_TIMEOUT)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// `[::ffff:127.0.0.1]:PORT` is an IPv4 address in IPv6 form; an IPv6
+/// listener is IPv6-only, so the kernel refuses it with a bare EINVAL:
+/// the error names the IPv4 form to give instead, for TCP and UDP alike.
+#[test]
+fn cli_v4_mapped_address_names_the_ipv4_form_to_give() {
+    for flag in ["--tcp", "--udp"] {
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+                "serve",
+                flag,
+                "[::ffff:127.0.0.1]:0",
+            ]),
+            IO_TIMEOUT,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
+        assert!(
+            err.contains("v4-mapped")
+                && err.contains(&format!("{flag} 127.0.0.1:0"))
+                && !err.contains("os error"),
+            "{flag}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{flag}: nothing bound");
+    }
+}
+
 #[test]
 fn cli_unix_path_in_a_directory_the_user_cannot_search_says_permission_denied() {
     let dir = tempfile::tempdir().unwrap();

@@ -158,3 +158,105 @@ fn cli_tls_usage_and_certificate_errors() {
         "{err}"
     );
 }
+
+/// A server certificate that expired, or is not valid yet, is served (this
+/// host's clock may be what is wrong) but said at start, with its dates:
+/// otherwise the server would only ever log clients refusing handshakes.
+/// A valid one is not mentioned.
+#[test]
+fn cli_expired_or_future_certificate_is_warned_of_at_start_with_its_dates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, from, until, needle) in [
+        (
+            "expired",
+            (2020, 1, 1),
+            (2020, 2, 1),
+            "expired at 2020-02-01T00:00:00Z",
+        ),
+        (
+            "future",
+            (2200, 1, 1),
+            (2201, 1, 1),
+            "is not valid before 2200-01-01T00:00:00Z",
+        ),
+    ] {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        let cert = params.self_signed(&key).expect("cert");
+        let cert_path = dir.path().join(format!("{name}.pem"));
+        let key_path = dir.path().join(format!("{name}-key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write");
+        let mut p = serve_tls(&[
+            "--tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path(&cert_path),
+            "--tls-key",
+            path(&key_path),
+        ]);
+        let line = p.wait_stderr("TLS certificate", Duration::from_secs(20));
+        assert!(
+            line.contains("WARN") && line.contains(path(&cert_path)) && line.contains(needle),
+            "{line}"
+        );
+        assert_eq!(p.listening(1)[0].0, "tls", "served all the same");
+        p.signal("TERM");
+        assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    }
+    let pki = Pki::new();
+    let mut p = serve_tls(&[
+        "--tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&pki.cert),
+        "--tls-key",
+        path(&pki.key),
+    ]);
+    let start = p.stderr_until("listening", Duration::from_secs(20));
+    assert!(
+        !start.iter().any(|l| l.contains("TLS certificate")),
+        "{start:#?}"
+    );
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// A failed handshake's log line says what its reason means and what
+/// rustls said: a plain client on a TLS port is named as not speaking TLS,
+/// a client refusing our certificate by its alert.
+#[test]
+fn cli_failed_handshake_log_says_what_went_wrong_in_words() {
+    use std::io::{Read, Write};
+    let pki = Pki::new();
+    let mut p = serve_tls(&[
+        "--tls",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--tls-cert",
+        path(&pki.cert),
+        "--tls-key",
+        path(&pki.key),
+    ]);
+    let addr: SocketAddr = p.listening(1)[0].1.parse().expect("address");
+    let mut plain = std::net::TcpStream::connect(addr).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    plain.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    let line = p.wait_stderr("TLS handshake failed", Duration::from_secs(20));
+    assert!(
+        line.contains("reason=bad_record")
+            && line.contains("does not speak TLS")
+            && line.contains("detail="),
+        "{line}"
+    );
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}

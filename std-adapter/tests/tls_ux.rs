@@ -414,3 +414,149 @@ fn client_ca_without_a_certificate_suggests_making_a_ca_not_a_server_certificate
         "{msg}"
     );
 }
+
+/// The one `handshake` error message of a probe run's JSON report.
+fn handshake_message(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let o = probe_cli(&all);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["error_details"][0]["kind"], "handshake", "{j}");
+    j["error_details"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A server certificate for `localhost` signed by a CA of its own, valid
+/// from `from` to `until` ((year, month, day) each); returns the CA file and
+/// a server with that certificate.
+fn server_valid(
+    from: (i32, u8, u8),
+    until: (i32, u8, u8),
+) -> (tempfile::TempDir, PathBuf, TlsServer) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let issuer =
+        rcgen::CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    leaf.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+    leaf.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let write = |name: &str, pem: String| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).expect("write");
+        p
+    };
+    let ca_path = write("ca.pem", issuer.pem());
+    let srv = server_with(
+        &write("cert.pem", cert.pem()),
+        &write("key.pem", key.serialize_pem()),
+    );
+    (dir, ca_path, srv)
+}
+
+/// An expired or not yet valid server certificate is said in dates, not in
+/// Unix seconds, with the fix; one signed by a CA the probe does not trust
+/// names --tls-ca.
+#[test]
+fn probe_explains_an_expired_a_future_and_an_untrusted_certificate_in_plain_words() {
+    let (_dir, ca, srv) = server_valid((2020, 1, 1), (2020, 2, 1));
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let msg = handshake_message(&[&target, "--tls-ca", path(&ca)]);
+    assert!(
+        msg.contains("expired at 2020-02-01T00:00:00Z")
+            && msg.contains("days ago")
+            && msg.contains("renew")
+            && !msg.contains("(UNIX)"),
+        "{msg}"
+    );
+    let (_dir, ca, srv) = server_valid((2200, 1, 1), (2201, 1, 1));
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let msg = handshake_message(&[&target, "--tls-ca", path(&ca)]);
+    assert!(
+        msg.contains("not valid before 2200-01-01T00:00:00Z")
+            && msg.contains("clock")
+            && !msg.contains("(UNIX)"),
+        "{msg}"
+    );
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let msg = handshake_message(&[&target, "--tls-ca", path(&pki.other_ca)]);
+    assert!(
+        msg.contains("not signed by a CA the probe trusts") && msg.contains("--tls-ca"),
+        "{msg}"
+    );
+}
+
+/// The two wrong-scheme mistakes: `tls://` to a plain echo server (which
+/// echoes the ClientHello back) and `tcp://` to a TLS port (which answers
+/// with an alert record) each name the scheme to use; the server keeps
+/// serving both ports to the right clients after them.
+#[test]
+fn probe_names_the_right_scheme_for_a_plain_port_and_for_a_tls_port() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let tls_to_plain = format!("tls://localhost:{}", srv.tcp.port());
+    let msg = handshake_message(&[&tls_to_plain, "--tls-ca", path(&pki.ca), "-n", "3"]);
+    assert!(
+        msg.contains("plain echo server") && msg.contains("tcp://HOST:PORT"),
+        "{msg}"
+    );
+    let plain_to_tls = format!("tcp://127.0.0.1:{}", srv.tls.port());
+    let o = probe_cli(&[&plain_to_tls, "-n", "3", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("TLS record") && msg.contains("tls://HOST:PORT"),
+        "{msg}"
+    );
+    // Both ports still serve the right clients.
+    let plain = format!("tcp://127.0.0.1:{}", srv.tcp.port());
+    let o = probe_cli(&[&plain, "-n", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+    let tls = format!("tls://localhost:{}", srv.tls.port());
+    let o = probe_cli(&[&tls, "--tls-ca", path(&pki.ca), "-n", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", texts(&o));
+    srv.wait_stats("every connection ended and counted", |s| {
+        (s.tls.accepted, s.tls.ended(), s.tcp.accepted, s.tcp.ended()) == (2, 2, 2, 2)
+    });
+    let s = srv.handle().stats();
+    assert_eq!(
+        (
+            s.tls_handshakes.completed,
+            s.tls_handshakes.failed.bad_record
+        ),
+        (1, 1),
+        "{s:#?}"
+    );
+    assert_eq!(s.tls.bytes_in, s.tls.bytes_out, "{s:#?}");
+}
+
+/// A certificate naming an IPv6 address lists it as it is written (`::1`),
+/// the name --tls-server-name takes, not webpki's own `0::1`.
+#[test]
+fn probe_lists_an_ipv6_name_of_the_certificate_as_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["::1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    let srv = server_with(&cert_path, &key_path);
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let msg = handshake_message(&[&target, "--tls-ca", path(&cert_path)]);
+    assert!(
+        msg.contains("it names ::1;") && !msg.contains("0::1"),
+        "{msg}"
+    );
+}

@@ -44,8 +44,9 @@ use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffe
 #[command(after_help = "\
 Without --tcp/--udp/--unix/--tls and without inherited sockets (socket activation): TCP and UDP
 on 127.0.0.1:7007 (the TCP one TLS with --tls-cert). Addresses are used as given: only 0.0.0.0
-or [::] listen on every interface. A bare PORT means 127.0.0.1:PORT. A link-local IPv6 address
-needs its interface: [fe80::1%eth0]:7007.
+or [::] listen on every interface, and [::] takes IPv6 clients only (give both for IPv4 and
+IPv6). A bare PORT means 127.0.0.1:PORT. A link-local IPv6 address needs its interface:
+[fe80::1%eth0]:7007.
 Durations: 500ms, 30s, 1.5s, 5m, 1m30s, 1h; a bare number is seconds. --idle-timeout and
 --drain-timeout: 0 (or off, never) disables them. --grace 0 resets what is left at once.
 Examples:
@@ -297,6 +298,32 @@ fn bind_failure_code(e: &BindError) -> u8 {
     }
 }
 
+/// A note for each IPv6 wildcard address (`[::]:PORT`) the server binds
+/// itself with no IPv4 wildcard of the same kind beside it: such a listener
+/// is IPv6-only (so that `0.0.0.0` and `[::]` can be bound side by side),
+/// and an IPv4 client is refused, where many servers would take it.
+fn ipv6_only_notes(config: &ServerConfig) -> Vec<String> {
+    let tls: &[SocketAddr] = config.tls.as_ref().map_or(&[], |t| &t.listen);
+    let mut notes = Vec::new();
+    for (flag, addrs) in [
+        ("tcp", &config.tcp[..]),
+        ("udp", &config.udp[..]),
+        ("tls", tls),
+    ] {
+        let v4_wildcard = addrs.iter().any(|a| a.is_ipv4() && a.ip().is_unspecified());
+        for a in addrs {
+            if a.is_ipv6() && a.ip().is_unspecified() && !v4_wildcard {
+                notes.push(format!(
+                    "{flag} {a} takes IPv6 clients only (an IPv6 listener is IPv6-only): add \
+                     --{flag} 0.0.0.0:{} for IPv4 clients",
+                    a.port()
+                ));
+            }
+        }
+    }
+    notes
+}
+
 pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     if args.inetd {
         let options = inetd::Options {
@@ -339,6 +366,7 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let own_unix_files = config.unix.clone();
+    let ipv6_notes = ipv6_only_notes(&config);
     let server = match Server::bind_with(config, inherited) {
         Ok(server) => server,
         Err(e) => {
@@ -414,6 +442,9 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         }
         let _ = out.flush();
     }
+    for note in ipv6_notes {
+        tracing::info!("{note}");
+    }
     for warning in super::unused_options::ignored_options(&given, handle.local_addrs()) {
         tracing::warn!("{warning}");
     }
@@ -478,6 +509,25 @@ mod tests {
         Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .map(|c| format!("accepted: {:?}", c.args))
             .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_ipv6_wildcard_without_an_ipv4_one_is_said_to_take_ipv6_clients_only() {
+        let notes = ipv6_only_notes(&config(&["--tcp", "[::]:7", "--udp", "[::]:0"]));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("tcp [::]:7 takes IPv6 clients only")
+                && notes[0].contains("add --tcp 0.0.0.0:7"),
+            "{notes:?}"
+        );
+        assert!(notes[1].contains("add --udp 0.0.0.0:0"), "{notes:?}");
+        // With the IPv4 wildcard beside it, or on one address, nothing to say.
+        for args in [
+            &["--tcp", "[::]:7", "--tcp", "0.0.0.0:7"][..],
+            &["--tcp", "[::1]:7", "--udp", "0.0.0.0:7"],
+        ] {
+            assert!(ipv6_only_notes(&config(args)).is_empty(), "{args:?}");
+        }
     }
 
     #[test]

@@ -337,9 +337,11 @@ impl ProbeSpec {
 
     /// The message sizes this target and mode can carry: `(min, max, what sets them)`.
     ///
-    /// With several UDP targets the strictest applies (IPv4's, if any is IPv4).
+    /// With several UDP targets the strictest applies (IPv4's, if any is
+    /// IPv4). An IPv4 address written as IPv6 (`[::ffff:127.0.0.1]`) is
+    /// IPv4 on the wire, and so is its limit.
     pub fn size_limits(&self) -> (usize, Option<usize>, &'static str) {
-        let v4 = |t: &Target| matches!(t, Target::Udp(a) if a.first().is_none_or(|a| a.is_ipv4()));
+        let v4 = |t: &Target| matches!(t, Target::Udp(a) if a.first().is_none_or(|a| a.ip().to_canonical().is_ipv4()));
         match self.targets.first() {
             Some(Target::Udp(_)) if !self.targets.iter().any(v4) => (
                 DATAGRAM_HEADER,
@@ -643,7 +645,9 @@ mod tests {
     fn spec_udp_sizes_stop_at_the_largest_datagram_of_the_family() {
         let v4 = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]);
         let v6 = Target::Udp(vec!["[::1]:7".parse().unwrap()]);
-        for (target, max) in [(v4, UDP_MAX_V4), (v6, UDP_MAX_V6)] {
+        // IPv4 on the wire: a larger datagram would fail with EMSGSIZE.
+        let mapped = Target::Udp(vec!["[::ffff:127.0.0.1]:7".parse().unwrap()]);
+        for (target, max) in [(v4, UDP_MAX_V4), (v6, UDP_MAX_V6), (mapped, UDP_MAX_V4)] {
             let mut s = ProbeSpec::new(target);
             s.size = SizeRange::fixed(max);
             assert_eq!(s.validate(), Ok(()), "{max}");

@@ -44,6 +44,16 @@ pub enum TargetError {
     },
     /// `unix://` with an empty path.
     EmptyPath,
+    /// A link-local IPv6 address (`fe80::/10`) without its interface: it
+    /// exists once per interface, so the interface must be named.
+    LinkLocalWithoutScope(String),
+    /// `[fe80::1%NAME]:PORT` names no network interface of this host.
+    NoInterface {
+        /// The `HOST:PORT` text.
+        address: String,
+        /// The interface name given after `%`.
+        name: String,
+    },
 }
 
 impl fmt::Display for TargetError {
@@ -80,6 +90,21 @@ impl fmt::Display for TargetError {
                 write!(f, "cannot resolve {address:?}: {reason}")
             }
             TargetError::EmptyPath => f.write_str("unix:// needs a socket path"),
+            TargetError::LinkLocalWithoutScope(s) => {
+                let (ip, port) = s.parse::<SocketAddr>().map_or_else(
+                    |_| ("fe80::1".to_owned(), "PORT".to_owned()),
+                    |a| (a.ip().to_string(), a.port().to_string()),
+                );
+                write!(
+                    f,
+                    "{s:?} is a link-local IPv6 address, which exists once per interface: name \
+                     the interface, e.g. [{ip}%eth0]:{port} (see `ip -6 addr`)"
+                )
+            }
+            TargetError::NoInterface { address, name } => write!(
+                f,
+                "bad address {address:?}: no network interface named {name:?} (see `ip link`)"
+            ),
         }
     }
 }
@@ -174,13 +199,28 @@ fn host_of(hostport: &str) -> String {
 /// Resolves `HOST:PORT` (literal addresses without a DNS lookup).
 fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
     let bad = || TargetError::Address(hostport.to_owned());
-    if let Ok(addr) = hostport.parse::<SocketAddr>() {
+    let literal = match hostport.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => scoped(hostport)?,
+    };
+    if let Some(addr) = literal {
+        // Connecting to an unscoped link-local address fails with a bare
+        // EINVAL: say what is missing instead, as `ricochet serve` does.
+        if let SocketAddr::V6(v6) = addr
+            && v6.ip().segments()[0] & 0xffc0 == 0xfe80
+            && v6.scope_id() == 0
+        {
+            return Err(TargetError::LinkLocalWithoutScope(hostport.to_owned()));
+        }
         return Ok(vec![addr]);
     }
     let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
     // An IPv6 literal without brackets is ambiguous (`::1:7` is also an
-    // address with no port): require them.
+    // address with no port): require them, and both of them.
     if host.contains(':') && !host.starts_with('[') {
+        return Err(bad());
+    }
+    if host.starts_with('[') != host.ends_with(']') || host.contains('%') {
         return Err(bad());
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -203,6 +243,32 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
     Ok(addrs)
 }
 
+/// `[fe80::1%eth0]:7`: an IPv6 address scoped by interface name (the
+/// standard parser takes only a numeric scope, `[fe80::1%2]:7`), as
+/// `ricochet serve` takes it. `Ok(None)` if not this form.
+fn scoped(hostport: &str) -> Result<Option<SocketAddr>, TargetError> {
+    let Some((inner, port)) = hostport.strip_prefix('[').and_then(|r| r.split_once("]:")) else {
+        return Ok(None);
+    };
+    let Some((ip, name)) = inner.split_once('%') else {
+        return Ok(None);
+    };
+    let (Ok(ip), Ok(port)) = (ip.parse::<std::net::Ipv6Addr>(), port.parse::<u16>()) else {
+        return Ok(None);
+    };
+    let index = (!name.is_empty() && !name.contains('/'))
+        .then(|| std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok())
+        .flatten()
+        .and_then(|i| i.trim().parse::<u32>().ok())
+        .ok_or_else(|| TargetError::NoInterface {
+            address: hostport.to_owned(),
+            name: name.to_owned(),
+        })?;
+    Ok(Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+        ip, port, 0, index,
+    ))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +282,52 @@ mod tests {
             assert!(e.to_string().contains("[::1]:PORT"), "{t}: {e}");
         }
         assert!("tcp://[::1]:7".parse::<Target>().is_ok());
+    }
+
+    #[test]
+    fn link_local_targets_take_an_interface_name_and_need_one() {
+        // The interface by name, as `ricochet serve --tcp [fe80::1%lo]:7`.
+        let lo = std::fs::read_to_string("/sys/class/net/lo/ifindex")
+            .ok()
+            .and_then(|i| i.trim().parse::<u32>().ok());
+        if let Some(index) = lo {
+            let Ok(Target::Tcp(a)) = "tcp://[fe80::1%lo]:7".parse::<Target>() else {
+                panic!("an interface name was not taken");
+            };
+            let Some(SocketAddr::V6(v6)) = a.first().copied() else {
+                panic!("{a:?}");
+            };
+            assert_eq!((v6.scope_id(), v6.port()), (index, 7));
+        }
+        let e = "udp://[fe80::1%nosuch0]:7".parse::<Target>().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no network interface named \"nosuch0\""),
+            "{e}"
+        );
+        // Without one, a usage error naming the fix (the connect would only
+        // say EINVAL).
+        for t in [
+            "tcp://[fe80::1]:7",
+            "udp://[fe80::1]:7",
+            "tls://[fe80::1]:7",
+        ] {
+            let e = t.parse::<Target>().unwrap_err();
+            assert!(
+                matches!(e, TargetError::LinkLocalWithoutScope(_))
+                    && e.to_string().contains("[fe80::1%eth0]:7"),
+                "{t}: {e}"
+            );
+        }
+        // A numeric scope still parses; a lone bracket is a bad address, not
+        // a host name to look up.
+        assert!("tcp://[fe80::1%1]:7".parse::<Target>().is_ok());
+        for t in ["tcp://[::1:7", "tcp://::1]:7"] {
+            assert!(
+                matches!(t.parse::<Target>(), Err(TargetError::Address(_))),
+                "{t}"
+            );
+        }
     }
 
     #[test]

@@ -204,6 +204,14 @@ impl Stream {
         matches!(self, Stream::Tls(s) if s.is_refused())
     }
 
+    /// TLS: what rustls said of a failed handshake, for logs.
+    pub(crate) fn tls_failure_detail(&self) -> Option<&str> {
+        match self {
+            Stream::Tls(s) => s.failure_detail(),
+            Stream::Tcp(_) | Stream::Unix(_) => None,
+        }
+    }
+
     /// TLS: the negotiated version and suite, for logs.
     pub(crate) fn describe_tls(&self) -> Option<String> {
         match self {

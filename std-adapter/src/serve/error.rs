@@ -76,6 +76,13 @@ pub enum BindError {
         /// The endpoint that could not be bound.
         endpoint: Endpoint,
     },
+    /// An IPv4 address written as IPv6 (v4-mapped, `[::ffff:127.0.0.1]`):
+    /// an IPv6 listener is IPv6-only, so it cannot bind one; the IPv4
+    /// address itself can be.
+    V4MappedAddress {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+    },
     /// A file that is not a socket exists at a Unix socket path; it is never deleted.
     UnixNotSocket {
         /// The path.
@@ -129,6 +136,13 @@ impl BindError {
         );
         if unscoped_link_local && source.kind() == io::ErrorKind::InvalidInput {
             return BindError::LinkLocalWithoutScope { endpoint };
+        }
+        let v4_mapped = matches!(
+            endpoint.socket_addr(),
+            Some(SocketAddr::V6(a)) if a.ip().to_ipv4_mapped().is_some()
+        );
+        if v4_mapped && source.kind() == io::ErrorKind::InvalidInput {
+            return BindError::V4MappedAddress { endpoint };
         }
         match source.kind() {
             io::ErrorKind::AddrInUse => BindError::AddrInUse { endpoint },
@@ -200,6 +214,21 @@ impl fmt::Display for BindError {
                     f,
                     "{endpoint}: a link-local IPv6 address exists once per interface: name the interface, \
                      e.g. --{kind} [{ip}%eth0]:{port} (see `ip -6 addr`)"
+                )
+            }
+            BindError::V4MappedAddress { endpoint } => {
+                let (flag, v4) = match endpoint {
+                    Endpoint::Udp(a) => ("udp", *a),
+                    Endpoint::Tls(a) => ("tls", *a),
+                    Endpoint::Tcp(a) => ("tcp", *a),
+                    Endpoint::Unix(_) => return write!(f, "{endpoint}: not an IP address"),
+                };
+                let v4 = std::net::SocketAddr::new(v4.ip().to_canonical(), v4.port());
+                write!(
+                    f,
+                    "{endpoint}: an IPv4 address written as IPv6 (v4-mapped), which an IPv6 \
+                     listener cannot bind (it is IPv6-only): give the IPv4 address, e.g. \
+                     --{flag} {v4}"
                 )
             }
             BindError::UnixNotSocket { path } => write!(

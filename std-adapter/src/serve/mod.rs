@@ -95,6 +95,7 @@ pub use handle::{Controller, ServerHandle};
 pub use listener::raise_udp_receive_buffer;
 pub use stats::{ServerStats, StatsLine, StatsSnapshot};
 pub(crate) use tls::CERT_COMMAND;
+pub(crate) use tls::validity;
 pub use tls::{
     DEFAULT_HANDSHAKE_TIMEOUT, HandshakeCounts, HandshakeFailure, HandshakeFailures, TlsConfig,
     TlsConfigError,

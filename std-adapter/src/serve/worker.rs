@@ -371,13 +371,16 @@ fn log_handshake(conn: &Conn, outcome: Outcome, now: Instant, throttles: &mut Th
             "TLS handshake completed"
         ),
         Outcome::Failed(reason) => {
-            tracing::debug!(%peer, %reason, "TLS handshake failed");
+            let detail = conn.stream.tls_failure_detail().unwrap_or_default();
+            let meaning = reason.meaning();
+            tracing::debug!(%peer, %reason, detail, "TLS handshake failed: {meaning}");
             if let Some(suppressed) = throttles.handshakes.admit(now) {
                 tracing::info!(
                     %peer,
                     %reason,
+                    detail,
                     others_since_last = suppressed,
-                    "TLS handshake failed; connection refused"
+                    "TLS handshake failed; connection refused: {meaning}"
                 );
             }
         }

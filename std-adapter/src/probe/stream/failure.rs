@@ -14,6 +14,19 @@ const CONTEXT_BEFORE: usize = 8;
 /// Received bytes shown from a bad one on.
 const CONTEXT_AFTER: usize = 16;
 
+/// Whether `bytes`, the first a server sent, start a TLS record: an alert
+/// or a handshake (content type 21 or 22), version 3.x (SSL 3.0 to TLS 1.3's
+/// legacy 3.3), a length a record can have. A TLS server answers a plain
+/// client with an alert.
+fn tls_record(bytes: &[u8]) -> bool {
+    match bytes {
+        [21 | 22, 3, minor, hi, lo, ..] if *minor <= 4 => {
+            (1..=16_384 + 2_048).contains(&u16::from_be_bytes([*hi, *lo]))
+        }
+        _ => false,
+    }
+}
+
 /// How the peer ended a connection before the probe was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PeerEnd {
@@ -96,10 +109,16 @@ impl Failure {
                 expected: Some(expected),
                 actual: Some(actual),
                 message: format!(
-                    "mismatch at stream offset {offset}: sent {}, got {}{}",
+                    "mismatch at stream offset {offset}: sent {}, got {}{}{}",
                     show_byte(expected),
                     show_byte(actual),
-                    context(offset)
+                    context(offset),
+                    if offset == 0 && received.is_some_and(|(c, at)| at == 0 && tls_record(c)) {
+                        "; that is a TLS record (the server speaks TLS, not plain TCP): probe it as \
+                         tls://HOST:PORT"
+                    } else {
+                        ""
+                    }
                 ),
                 peer_end: None,
             },
@@ -160,6 +179,30 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tls_alert_where_the_echo_should_be_is_named_with_the_scheme_to_use() {
+        let t = StdDuration::from_secs(1);
+        let mismatch = |actual| ProbeError::Mismatch {
+            offset: 0,
+            expected: 0xc3,
+            actual,
+        };
+        // What `ricochet serve --tls` answers a plain client: decode_error.
+        let alert = b"\x15\x03\x03\x00\x02\x02\x32";
+        let f = Failure::probe_in(mismatch(0x15), t, Some((alert, 0)));
+        assert!(f.message.contains("tls://HOST:PORT"), "{}", f.message);
+        // Anything else at offset 0, or a record-like byte later, is not.
+        for (chunk, at) in [(&b"\x15\x07\x03\x00\x02\x02\x32"[..], 0), (alert, 64)] {
+            let e = ProbeError::Mismatch {
+                offset: at,
+                expected: 0xc3,
+                actual: 0x15,
+            };
+            let f = Failure::probe_in(e, t, Some((chunk, at)));
+            assert!(!f.message.contains("tls://"), "{}", f.message);
+        }
+    }
 
     #[test]
     fn early_closes_say_how_the_peer_ended_the_connection() {

@@ -32,6 +32,7 @@ use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, ClientConnection, HandshakeKind, ProtocolVersion};
 
 use crate::serve::CERT_COMMAND;
+use crate::serve::validity;
 
 use super::super::transport::{Handshake, Readiness, ReadyError};
 use super::TlsClient;
@@ -83,10 +84,49 @@ fn explain(e: &rustls::Error) -> Option<String> {
             )
         });
     }
+    if let rustls::Error::InappropriateHandshakeMessage {
+        got_type: rustls::HandshakeType::ClientHello,
+        ..
+    } = e
+    {
+        // Only a server that echoes sends a client's first message back.
+        return Some(
+            "the server sent the probe's own ClientHello back: it is a plain echo server, not \
+             TLS; probe it as tcp://HOST:PORT"
+                .to_owned(),
+        );
+    }
     let rustls::Error::InvalidCertificate(c) = e else {
         return None;
     };
     match c {
+        C::ExpiredContext { time, not_after } => Some(format!(
+            "the server's certificate {}: renew it on the server (for a test certificate, e.g. \
+             `{CERT_COMMAND}`), or set this host's clock right",
+            validity::problem(0, not_after.as_secs(), time.as_secs())?,
+        )),
+        C::NotValidYetContext { time, not_before } => Some(format!(
+            "the server's certificate {}: check the clocks of this host and of the machine \
+             that made the certificate, or make it again (for a test certificate, e.g. \
+             `{CERT_COMMAND}`)",
+            validity::problem(not_before.as_secs(), u64::MAX, time.as_secs())?,
+        )),
+        C::Expired => Some(
+            "the server's certificate has expired: renew it on the server, or set this host's \
+             clock right"
+                .to_owned(),
+        ),
+        C::NotValidYet => Some(
+            "the server's certificate is not valid yet: check the clocks of this host and of \
+             the machine that made it"
+                .to_owned(),
+        ),
+        C::UnknownIssuer => Some(
+            "the server's certificate is not signed by a CA the probe trusts (--tls-ca's, or \
+             the system's without it): give --tls-ca the CA certificate that signed it (for a \
+             self-signed certificate, the certificate itself), or --insecure for a test server"
+                .to_owned(),
+        ),
         C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => Some(format!(
             "the server's certificate is a CA certificate, not a server certificate \
              (basicConstraints CA:TRUE, as `openssl req -x509` makes by default): make it with \
@@ -136,7 +176,11 @@ fn shown_name(presented: &str) -> String {
             .strip_prefix(prefix)
             .and_then(|r| r.strip_suffix(')'))
         {
-            return inner.trim_matches('"').to_owned();
+            let name = inner.trim_matches('"');
+            // An IP address the way it is written (`::1`, not webpki's `0::1`).
+            return name
+                .parse::<std::net::IpAddr>()
+                .map_or_else(|_| name.to_owned(), |ip| ip.to_string());
         }
     }
     presented.to_owned()
@@ -522,6 +566,18 @@ mod tests {
 
     /// Every wait of these tests is bounded by this.
     const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn certificate_names_are_shown_as_written() {
+        assert_eq!(shown_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(shown_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        // rustls writes IPv6 addresses its own way (`0::1`): shown as the
+        // address is written (and as --tls-server-name takes it).
+        assert_eq!(shown_name("IpAddress(0::1)"), "::1");
+        assert_eq!(shown_name("IpAddress(2001:db8::1)"), "2001:db8::1");
+        // What does not parse is shown as it came.
+        assert_eq!(shown_name("IpAddress(fe80)"), "fe80");
+    }
 
     /// A rustls server on 127.0.0.1:0 speaking `version` only, asking for a
     /// client certificate with `client_auth`, for one connection: the

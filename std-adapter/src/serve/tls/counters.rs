@@ -39,6 +39,31 @@ impl HandshakeFailure {
         }
     }
 
+    /// What the reason means, in words, with what the client likely did:
+    /// for the log, where `bad_record` or `certificate` alone leaves the
+    /// reader to guess whose fault it was.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => {
+                "not complete within --tls-handshake-timeout (a silent or slow client)"
+            }
+            HandshakeFailure::BadRecord => {
+                "the client does not speak TLS (plain TCP, HTTP or garbage: a plain client \
+                 belongs on a --tcp listener without TLS)"
+            }
+            HandshakeFailure::Certificate => {
+                "a certificate was refused: ours by the client (its alert says why: check our \
+                 certificate's names, dates and CA), or the client's (mutual TLS)"
+            }
+            HandshakeFailure::Protocol => {
+                "the TLS exchange failed (no common version or cipher suite, an unexpected \
+                 message, another alert from the client)"
+            }
+            HandshakeFailure::Closed => "the client closed the connection before the end",
+            HandshakeFailure::Io => "the connection failed (reset) during the handshake",
+        }
+    }
+
     /// Classifies a rustls error raised while the handshake was under way.
     pub(crate) fn of(e: &rustls::Error) -> Self {
         use rustls::AlertDescription as A;

@@ -24,6 +24,7 @@
 
 mod counters;
 mod stream;
+pub(crate) mod validity;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -328,6 +329,24 @@ pub(crate) fn read_roots(what: &'static str, path: &Path) -> Result<RootCertStor
 }
 
 /// Builds the rustls server configuration for `config` (files read now).
+/// Warns when the server's own certificate `leaf` (from `path`) has
+/// expired or is not valid yet: it is served all the same (this host's
+/// clock may be the one that is wrong), but every client that checks it
+/// refuses the handshake, and the server only sees those refusals.
+fn warn_if_not_valid_now(leaf: &CertificateDer<'_>, path: &Path) {
+    let Some((not_before, not_after)) = validity::validity(leaf) else {
+        return;
+    };
+    if let Some(problem) = validity::problem(not_before, not_after, validity::now_secs()) {
+        tracing::warn!(
+            "TLS certificate {}: {problem}: clients that check it refuse every handshake \
+             (counted as `certificate`); renew it, or set this host's clock right (for a test \
+             certificate, e.g. `{CERT_COMMAND}`)",
+            path.display()
+        );
+    }
+}
+
 pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
     if config.handshake_timeout.is_zero() {
         return Err(TlsConfigError::Invalid {
@@ -338,6 +357,7 @@ pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsC
     }
     let certs = read_certificates("certificate", &config.cert_chain)?;
     let key = read_private_key("private key", &config.private_key)?;
+    warn_if_not_valid_now(&certs[0], &config.cert_chain);
     let provider = provider();
     let rejected = |e: rustls::Error| TlsConfigError::Rejected {
         reason: e.to_string(),

@@ -72,6 +72,9 @@ pub(crate) struct TlsStream {
     deadline: Option<Instant>,
     /// Not yet reported to the worker.
     outcome: Option<Outcome>,
+    /// What rustls said of a failed handshake (the client's alert, what was
+    /// wrong with its records), for the log.
+    failure_detail: Option<String>,
     fin: Fin,
     /// A fatal alert was queued (or the handshake failed): close with FIN
     /// after it, never with a reset.
@@ -122,6 +125,7 @@ impl TlsStream {
             state: State::Handshaking,
             deadline: Some(deadline),
             outcome: None,
+            failure_detail: None,
             fin: Fin::Open,
             refused: false,
             end_pending: false,
@@ -157,6 +161,11 @@ impl TlsStream {
     /// The handshake's outcome, once.
     pub(crate) fn take_outcome(&mut self) -> Option<Outcome> {
         self.outcome.take()
+    }
+
+    /// What rustls said of the failed handshake, if it said anything.
+    pub(crate) fn failure_detail(&self) -> Option<&str> {
+        self.failure_detail.as_deref()
     }
 
     /// The negotiated version and cipher suite, for logs.
@@ -215,6 +224,7 @@ impl TlsStream {
     /// rustls rejected what arrived: its alert is queued; send it.
     fn fail_protocol(&mut self, e: &rustls::Error) -> ReadOutcome {
         if self.state == State::Handshaking {
+            self.failure_detail = Some(e.to_string());
             self.fail_handshake(HandshakeFailure::of(e), Failure::Reset);
         } else {
             self.refused = true;

@@ -248,10 +248,12 @@ pub(crate) enum Peer {
     Unix,
 }
 
+/// An IPv4 client of a dual-stack IPv6 socket (one systemd passed) shows as
+/// the IPv4 address it is, not its v4-mapped form.
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Peer::Tcp(a) => write!(f, "{a}"),
+            Peer::Tcp(a) => write!(f, "{}", SocketAddr::new(a.ip().to_canonical(), a.port())),
             Peer::Unix => f.write_str("unix"),
         }
     }
@@ -282,5 +284,18 @@ impl Tracked for Conn {
 
     fn kind(&self) -> StreamKind {
         self.stream.kind()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Peer;
+
+    #[test]
+    fn peer_of_a_dual_stack_socket_shows_an_ipv4_client_as_ipv4() {
+        let mapped = Peer::Tcp("[::ffff:127.0.0.1]:39870".parse().unwrap());
+        assert_eq!(mapped.to_string(), "127.0.0.1:39870");
+        let v6 = Peer::Tcp("[::1]:7".parse().unwrap());
+        assert_eq!(v6.to_string(), "[::1]:7");
     }
 }

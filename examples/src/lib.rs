@@ -11,7 +11,13 @@
 //! Sizes (`--size`) are binary, as `ricochet probe` takes them: `K`, `KB`,
 //! `KiB`, `k` = 1024; `M`, `MB`, `MiB`, `m` = 1024²; `G`, `GB`, `GiB`, `g` =
 //! 1024³; a bare `B` means bytes. `100K` is 102400 bytes.
+//!
+//! Arguments are read as bytes (`std::env::args_os`), so a message that is
+//! not UTF-8 is sent as given; a flag, number or address that is not UTF-8
+//! is a usage error, never a panic.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,8 +39,21 @@ pub struct Args {
     /// Message size for the clients' verification run, in bytes (binary
     /// suffixes: `100K` = 102400).
     pub size: usize,
-    /// Words that were not flags, after the address (e.g. a client's message).
-    pub rest: Vec<String>,
+    /// Words that were not flags, after the address (e.g. a client's
+    /// message), as given: they need not be UTF-8.
+    pub rest: Vec<OsString>,
+}
+
+impl Args {
+    /// The words after the address joined by spaces, as bytes (a client's
+    /// message), or `None` when there are none.
+    pub fn message(&self) -> Option<Vec<u8>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let words: Vec<&[u8]> = self.rest.iter().map(|w| w.as_bytes()).collect();
+        Some(words.join(&b' '))
+    }
 }
 
 /// What the command line asks for.
@@ -54,23 +73,24 @@ pub fn parse_args(program: &str, help: &str, default_count: u64) -> Result<Args,
     finish_parse(
         program,
         help,
-        parse_from(std::env::args().skip(1), default_count),
+        parse_from(std::env::args_os().skip(1), default_count),
     )
 }
 
 /// For programs without arguments: only `--help` is accepted.
 pub fn parse_no_args(program: &str, help: &str) -> Result<(), ExitCode> {
-    let words: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = match words.first().map(String::as_str) {
+    let words: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let parsed = match words.first().map(|w| w.to_str()) {
         None => Ok(Parsed::Run(Args {
             addr: String::new(),
             count: 0,
             size: 0,
             rest: Vec::new(),
         })),
-        Some("-h" | "--help") => Ok(Parsed::Help),
-        Some(w) => Err(format!(
-            "unexpected argument {w:?}: this program takes none"
+        Some(Some("-h" | "--help")) => Ok(Parsed::Help),
+        Some(_) => Err(format!(
+            "unexpected argument {:?}: this program takes none",
+            words[0]
         )),
     };
     finish_parse(program, help, parsed).map(drop)
@@ -94,9 +114,17 @@ fn finish_parse(
     }
 }
 
-/// Parses `words` (without the program name).
-pub fn parse_from(
-    words: impl IntoIterator<Item = String>,
+/// `w` as UTF-8, or a usage error naming `what` it was meant to be.
+fn utf8(w: &OsStr, what: &str) -> Result<String, String> {
+    w.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{what} {w:?} is not valid UTF-8"))
+}
+
+/// Parses `words` (without the program name). Only a message word may be
+/// other than UTF-8.
+pub fn parse_from<W: Into<OsString>>(
+    words: impl IntoIterator<Item = W>,
     default_count: u64,
 ) -> Result<Parsed, String> {
     let mut args = Args {
@@ -106,16 +134,24 @@ pub fn parse_from(
         rest: Vec::new(),
     };
     let mut addr_seen = false;
-    let mut it = words.into_iter();
-    while let Some(w) = it.next() {
-        match w.as_str() {
+    let mut it = words.into_iter().map(Into::into);
+    while let Some(word) = it.next() {
+        let Some(w) = word.to_str() else {
+            // Not UTF-8: a message word; an address must be text.
+            if addr_seen {
+                args.rest.push(word);
+                continue;
+            }
+            return Err(format!("address {word:?} is not valid UTF-8"));
+        };
+        match w {
             "--once" => args.count = 1,
             "--count" | "-n" => {
-                let v = it.next().ok_or("--count needs a number")?;
+                let v = utf8(&it.next().ok_or("--count needs a number")?, "--count")?;
                 args.count = v.parse().map_err(|_| format!("bad --count {v:?}"))?;
             }
             "--size" | "-s" => {
-                let v = it.next().ok_or("--size needs a number")?;
+                let v = utf8(&it.next().ok_or("--size needs a number")?, "--size")?;
                 // The probe's syntax, binary: 100, 100K (102400), 4KiB, 1M, 2GB.
                 args.size = ricochet::probe::units::parse_bytes(&v)
                     .map_err(|e| format!("bad --size: {e}"))?;
@@ -123,10 +159,10 @@ pub fn parse_from(
             "-h" | "--help" => return Ok(Parsed::Help),
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown flag {s}")),
             _ if !addr_seen => {
-                args.addr = w;
+                args.addr = w.to_owned();
                 addr_seen = true;
             }
-            _ => args.rest.push(w),
+            _ => args.rest.push(word),
         }
     }
     Ok(Parsed::Run(args))
@@ -192,6 +228,28 @@ mod tests {
                 parse_from(words(&format!("--size {bad}")), 1).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    /// A message need not be UTF-8 (it is sent as bytes); an address or a
+    /// flag's value must be, and is a usage error otherwise, not a panic.
+    #[test]
+    fn a_message_may_be_any_bytes_the_rest_must_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let os = |s: &[u8]| OsString::from_vec(s.to_vec());
+        let parsed = parse_from([os(b"127.0.0.1:9"), os(b"caf\xe9"), os(b"!")], 1);
+        let Ok(Parsed::Run(a)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(a.message().as_deref(), Some(&b"caf\xe9 !"[..]));
+        assert_eq!(run("", 1).message(), None);
+        for bad in [
+            vec![os(b"\xff:9")],
+            vec![os(b"127.0.0.1:9"), os(b"--count"), os(b"\xff")],
+            vec![os(b"--size"), os(b"1\xff")],
+        ] {
+            let e = parse_from(bad.clone(), 1).unwrap_err();
+            assert!(e.contains("is not valid UTF-8"), "{bad:?}: {e}");
         }
     }
 

@@ -426,3 +426,103 @@ fn example_help_says_what_count_counts_and_which_size_suffixes() {
         }
     }
 }
+
+/// Arguments that are not UTF-8: a message is sent as the bytes given, an
+/// address is a usage error (exit 2), and nothing panics (exit 101).
+#[test]
+fn example_arguments_that_are_not_utf8_are_sent_or_refused_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = OsStr::from_bytes(b"caf\xe9");
+    let (server, out, addr) = start_server(env!("CARGO_BIN_EXE_tcp_server"), &["127.0.0.1:0"]);
+    let client = Command::new(env!("CARGO_BIN_EXE_tcp_client"))
+        .args([OsStr::new(&addr), OsStr::new("--count"), OsStr::new("1")])
+        .arg(latin1)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let o = finish(client, "tcp_client");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    if o.status.code() != Some(0) {
+        // The server waits for a connection that never came: end it.
+        let mut server = server;
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("tcp_client: {:?}: {stdout}{stderr}", o.status.code());
+    }
+    assert!(stdout.contains("Received \"caf\u{FFFD}\""), "{stdout}");
+    let (code, server) = rest_of(server, out, "tcp_server");
+    assert_eq!(code, 0, "{server}");
+    // 4 bytes of greeting (é as one Latin-1 byte) and one 64-byte message.
+    assert!(server.contains("echoed 68 of 68 bytes"), "{server}");
+
+    for (name, bin) in ALL {
+        let o = finish(
+            Command::new(bin)
+                .arg(latin1)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+            name,
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("\"caf\\xE9\""), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
+
+/// A server that accepts and never echoes (e.g. `ricochet serve -m lines`,
+/// which waits for a newline the greeting lacks): the client says what it
+/// waited for, not "Resource temporarily unavailable".
+#[test]
+fn example_tcp_client_names_a_greeting_that_never_comes_back() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (c, _) = listener.accept().unwrap();
+        // Hold the connection, silent, until the client has given up.
+        let _ = done_rx.recv_timeout(LIMIT);
+        drop(c);
+    });
+    let (code, _, err) = run_all(env!("CARGO_BIN_EXE_tcp_client"), &[&addr, "--count", "1"]);
+    let _ = done_tx.send(());
+    server.join().unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "no echo of the greeting within 10 s (0 of 12 bytes came back): is {addr} an echo \
+             server in raw mode?"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("os error"), "{err}");
+}
+
+#[test]
+fn example_tcp_client_names_a_server_that_is_not_running() {
+    // A port nobody listens on: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (code, _, err) = run_all(env!("CARGO_BIN_EXE_tcp_client"), &[&addr, "--count", "1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "no TCP echo server at {addr}: connection refused, nothing listens on that port"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("tcp_server {addr}")), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}

@@ -26,7 +26,10 @@
 //! more than all those kernel buffers in flight (megabytes on Linux); in
 //! `lines`/`frames` the session additionally holds an incomplete unit of up
 //! to `N` bytes, so a peer sending more than that without reading reaches
-//! the same state sooner. Give the stream read **and** write timeouts
+//! the same state sooner. [`probe_connection`] avoids this for itself in
+//! `raw` mode: it never has more than [`RAW_READ_AHEAD`] bytes unverified,
+//! so a huge message is sent a slice at a time between reads of its echo.
+//! Give the stream read **and** write timeouts
 //! (`set_read_timeout`/`set_write_timeout`): a timed-out call passes time to
 //! the session, whose drain timeout then aborts the connection instead of
 //! hanging forever (without timeouts the driver blocks as long as the peer
@@ -46,7 +49,7 @@ use ricochet_core::probe::{ConfigError, ProbeConfig, ProbeError, ProbeStats};
 use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::session::SessionStats;
 use ricochet_core::{
-    AbortReason, Instant, Next, Pump, SessionConfig, State, StreamCounters, StreamProbe,
+    AbortReason, Instant, Mode, Next, Pump, SessionConfig, State, StreamCounters, StreamProbe,
 };
 
 use crate::clock::Clock;
@@ -369,6 +372,12 @@ where
     }
 }
 
+/// The most bytes [`probe_connection`] has sent and not yet seen verified in
+/// `raw` mode before it reads instead of writing more: well below what the
+/// kernel buffers of a loopback or Internet connection hold in flight, so a
+/// peer that echoes as it reads is never blocked by the probe not reading.
+pub const RAW_READ_AHEAD: u64 = 64 * 1024;
+
 /// Why [`probe_connection`] or [`expect_eof`] failed.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -404,8 +413,13 @@ impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for ProbeDriveE
 /// half-closes (`shutdown(Write)`) and checks the server's FIN with
 /// [`expect_eof`]; this function cannot, as `embedded_io` has no shutdown.
 ///
-/// Keep the stream pattern's window below the kernel buffers (see the
-/// [module docs](self)): everything allowed is written before reading.
+/// In `raw` mode at most [`RAW_READ_AHEAD`] bytes are sent unverified: the
+/// echo of what was sent is read before more is written, so a message of
+/// any size (megabytes, more than the kernel buffers hold) cannot leave
+/// both ends blocked in `write`. In `lines` and `frames` mode the server
+/// echoes nothing of a unit until it is whole, so each message is written
+/// whole before reading: keep the stream pattern's window below the kernel
+/// buffers there (see the [module docs](self)).
 pub fn probe_connection<const M: usize, S, T>(
     stream: &mut S,
     config: ProbeConfig,
@@ -421,10 +435,18 @@ where
     }
     let mut probe = StreamProbe::<M>::new(config, time.now()).map_err(ProbeDriveError::Config)?;
     loop {
-        // 1. Write everything the probe allows now.
+        // 1. Write everything the probe allows now (in `raw` mode, only up
+        //    to RAW_READ_AHEAD unverified bytes: see its docs).
         loop {
             let now = time.now();
-            let n = probe.fill_transmit(now, buf);
+            let cap = match config.mode {
+                Mode::Raw => {
+                    let room = RAW_READ_AHEAD.saturating_sub(probe.outstanding());
+                    buf.len().min(usize::try_from(room).unwrap_or(usize::MAX))
+                }
+                Mode::Lines | Mode::Frames => buf.len(),
+            };
+            let n = probe.fill_transmit(now, &mut buf[..cap]);
             if n == 0 {
                 break;
             }

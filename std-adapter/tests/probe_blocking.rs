@@ -179,3 +179,84 @@ fn blocking_serve_connection_aborts_a_peer_that_never_reads() {
     drop(conn);
     drop(peer.join().expect("peer"));
 }
+
+/// A raw message far larger than what the kernel buffers hold in flight:
+/// the probe must read the echo while it still has bytes to send, or both
+/// ends block in `write` (the server's echo fills the probe's receive
+/// buffer, the server stops reading, the probe's send buffer fills) until
+/// the response timeout fails a correct server. Small socket buffers on
+/// both ends make "far larger" a few hundred KiB.
+#[test]
+fn blocking_probe_connection_sends_a_raw_message_larger_than_the_kernel_buffers() {
+    use socket2::{Domain, Socket, Type};
+    const KERNEL_BUF: usize = 32 * 1024;
+    const SIZE: usize = 2 * 1024 * 1024;
+
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener.set_recv_buffer_size(KERNEL_BUF).expect("rcvbuf");
+    listener.set_send_buffer_size(KERNEL_BUF).expect("sndbuf");
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .expect("bind");
+    listener.listen(1).expect("listen");
+    let listener: TcpListener = listener.into();
+    let addr = listener.local_addr().expect("addr");
+    let server = thread::spawn(move || {
+        // Accepted sockets inherit the listener's small buffers.
+        let (conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        conn.set_write_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let config = SessionConfig {
+            drain_timeout: Some(Duration::from_secs(5).into()),
+            ..SessionConfig::default()
+        };
+        serve_connection(
+            &mut StdStream::new(&conn),
+            [0u8; 4096],
+            config,
+            &Clock::new(),
+        )
+        .map(|stats| stats.bytes_out)
+    });
+
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    client.set_recv_buffer_size(KERNEL_BUF).expect("rcvbuf");
+    client.set_send_buffer_size(KERNEL_BUF).expect("sndbuf");
+    client
+        .connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    let tcp: TcpStream = client.into();
+    // A stalled write outlasts the response timeout, as in tcp_client
+    // (10 s socket timeouts, 5 s response timeout).
+    tcp.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    tcp.set_write_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let config = ProbeConfig {
+        size: SizeRange::fixed(SIZE),
+        count: Some(2),
+        response_timeout: Some(Duration::from_secs(1).into()),
+        ..ProbeConfig::default()
+    };
+    let mut s = StdStream::new(&tcp);
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = Instant::now();
+    let r = probe_connection::<4, _, _>(&mut s, config, &Clock::new(), &mut buf);
+    let stats = r.expect("a correct echo server is verified, however large the message");
+    assert_eq!(stats.messages_verified, 2);
+    assert_eq!(stats.bytes_verified, 2 * SIZE as u64);
+    tcp.shutdown(Shutdown::Write).expect("fin");
+    expect_eof(&mut s, &mut buf).expect("server closes after our FIN");
+    assert_eq!(
+        server.join().expect("server thread").expect("served"),
+        2 * SIZE as u64
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+}

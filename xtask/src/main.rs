@@ -191,8 +191,8 @@ fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
         }
         Some("ci") => run_ci(ctx, &args[1..]),
         Some("qemu") => qemu::interactive(ctx, &args[1..]),
-        Some("deps") => stage_deps(ctx),
-        Some("dist") => dist::dist(ctx).map(|_| ()),
+        Some("deps") => no_args("deps", &args[1..]).and_then(|()| stage_deps(ctx)),
+        Some("dist") => no_args("dist", &args[1..]).and_then(|()| dist::dist(ctx).map(|_| ())),
         Some("stack") => stack::stack(ctx, &args[1..]),
         Some("qemu-bench") => qemu_bench::qemu_bench(ctx, &args[1..]),
         Some("attack") => attack::attack(ctx, &args[1..]),
@@ -202,6 +202,9 @@ fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
         Some("bench-probe") => bench_probe::bench_probe(ctx, &args[1..]),
         Some("soak") => qemu::soak_main(ctx, &args[1..]),
         Some("stages") => {
+            if let Err(e) = no_args("stages", &args[1..]) {
+                return Some(Err(e));
+            }
             for s in STAGES {
                 outln!("{:<9} {}", s.name, s.about);
             }
@@ -209,6 +212,23 @@ fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
         }
         _ => return None,
     })
+}
+
+/// For the commands that take no arguments (`deps`, `dist`, `stages`):
+/// anything after the name, `--help` included, is refused before the
+/// command runs (`deps --help` would otherwise install packages, `dist
+/// --help` build a release).
+fn no_args(command: &str, rest: &[String]) -> Result<(), String> {
+    match rest.first() {
+        None => Ok(()),
+        Some(a) if a == "-h" || a == "--help" => Err(format!(
+            "`cargo xtask {command}` takes no arguments and did nothing; \
+             `cargo xtask help` describes it"
+        )),
+        Some(a) => Err(format!(
+            "`cargo xtask {command}` takes no arguments, got {a:?}; nothing was done"
+        )),
+    }
 }
 
 fn workspace_root() -> PathBuf {
@@ -392,6 +412,25 @@ mod tests {
             .filter(|k| set_by_cargo_run(k))
             .collect();
         assert!(leaked.is_empty(), "{leaked:?}");
+    }
+
+    /// `deps --help` must not install packages, nor `dist --bogus` build:
+    /// commands without arguments refuse any before running.
+    #[test]
+    fn commands_without_arguments_refuse_them_before_running() {
+        let ctx = Ctx {
+            root: workspace_root(),
+        };
+        for cmd in ["deps", "dist", "stages"] {
+            for extra in ["--help", "--bogus", "now"] {
+                let r = run_command(&ctx, &strings(&[cmd, extra]));
+                let Some(Err(e)) = r else {
+                    panic!("{cmd} {extra}: {r:?}")
+                };
+                assert!(e.contains("takes no arguments"), "{cmd} {extra}: {e}");
+            }
+        }
+        assert_eq!(run_command(&ctx, &strings(&["stages"])), Some(Ok(())));
     }
 
     #[test]

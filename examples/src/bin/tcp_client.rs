@@ -14,7 +14,7 @@
 //! `--count` counts the messages verified after the greeting, all on one
 //! connection; sizes are binary (`100K` = 102400 bytes).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 
@@ -42,12 +42,9 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let greeting = if args.rest.is_empty() {
-        "Hello, world".to_owned()
-    } else {
-        args.rest.join(" ")
-    };
-    match run(&args.addr, greeting.as_bytes(), args.count, args.size) {
+    // The message is sent as given, UTF-8 or not.
+    let greeting = args.message().unwrap_or_else(|| b"Hello, world".to_vec());
+    match run(&args.addr, &greeting, args.count, args.size) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tcp_client: {e}");
@@ -64,8 +61,13 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     let sa = addrs
         .first()
         .ok_or_else(|| format!("{addr:?} resolves to nothing"))?;
-    let stream = TcpStream::connect_timeout(sa, PEER_TIMEOUT)
-        .map_err(|e| format!("connect to {sa}: {e}"))?;
+    let stream = TcpStream::connect_timeout(sa, PEER_TIMEOUT).map_err(|e| match e.kind() {
+        ErrorKind::ConnectionRefused => format!(
+            "no TCP echo server at {sa}: connection refused, nothing listens on that port; \
+             start one there (e.g. `tcp_server {sa}`) or check ADDR"
+        ),
+        _ => format!("connect to {sa}: {e}"),
+    })?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(PEER_TIMEOUT))
@@ -86,7 +88,17 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     while got < echo.len() {
         let n = (&stream)
             .read(&mut echo[got..])
-            .map_err(|e| format!("recv: {e}"))?;
+            .map_err(|e| match e.kind() {
+                // The read timeout: std reports it as WouldBlock on Unix.
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => format!(
+                    "no echo of the greeting within {} s ({got} of {} bytes came back): is \
+                     {sa} an echo server in raw mode? (a `lines` server echoes only once a \
+                     newline arrives, a `frames` server only whole length-prefixed frames)",
+                    PEER_TIMEOUT.as_secs(),
+                    greeting.len()
+                ),
+                _ => format!("recv: {e}"),
+            })?;
         if n == 0 {
             return Err(format!(
                 "server closed after echoing {got} of {} bytes",

@@ -47,12 +47,9 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let greeting = if args.rest.is_empty() {
-        "Hello, world".to_owned()
-    } else {
-        args.rest.join(" ")
-    };
-    match run(&args.addr, greeting.as_bytes(), args.count, args.size) {
+    // The message is sent as given, UTF-8 or not.
+    let greeting = args.message().unwrap_or_else(|| b"Hello, world".to_vec());
+    match run(&args.addr, &greeting, args.count, args.size) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("udp_client: {e}");

@@ -222,3 +222,48 @@ fn systemd_socket_activate_starts_serve_on_the_first_connection() {
     notify.expect("STOPPING=1", IO_TIMEOUT);
     assert!(p.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// An IPv4 client of an inherited dual-stack socket (`[::]`, not IPv6-only,
+/// as systemd makes `ListenStream=7`) is logged as the IPv4 address it is,
+/// on both backends: connections and dropped datagrams alike.
+#[test]
+fn inherited_dual_stack_sockets_log_ipv4_clients_as_ipv4() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual = |ty: Type, proto: Protocol| {
+        let s = Socket::new(Domain::IPV6, ty, Some(proto)).unwrap();
+        s.set_only_v6(false).unwrap();
+        s.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())
+            .expect("this test needs IPv6 ([::] bound dual-stack); CI machines have it");
+        s
+    };
+    for io in ["epoll", "auto"] {
+        let tcp = dual(Type::STREAM, Protocol::TCP);
+        tcp.listen(16).unwrap();
+        let udp = dual(Type::DGRAM, Protocol::UDP);
+        let port = |s: &Socket| s.local_addr().unwrap().as_socket().unwrap().port();
+        let (tcp_port, udp_port) = (port(&tcp), port(&udp));
+        let args = ["--io", io, "--udp-max-datagram", "100"];
+        let fds = vec![OwnedFd::from(tcp), OwnedFd::from(udp)];
+        let mut p = serve_activated(&args, fds, None, &[("RUST_LOG", "debug")]);
+        p.listening(2);
+        let mut c = connect(SocketAddr::from(([127, 0, 0, 1], tcp_port)));
+        let me = c.local_addr().unwrap();
+        round_trip(&mut c, b"dual stack");
+        drop(c);
+        let closed = p.wait_stderr("connection closed", IO_TIMEOUT);
+        assert!(
+            closed.contains(&format!("peer={me}")),
+            "--io {io}: {closed}"
+        );
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.send_to(&[0u8; 101], ("127.0.0.1", udp_port)).unwrap();
+        let dropped = p.wait_stderr("datagram dropped", IO_TIMEOUT);
+        let source = u.local_addr().unwrap();
+        assert!(
+            dropped.contains(&format!("source={source}")),
+            "--io {io}: {dropped}"
+        );
+        p.signal("TERM");
+        assert!(p.wait_exit(IO_TIMEOUT).success());
+    }
+}

@@ -248,12 +248,11 @@ pub(crate) enum Peer {
     Unix,
 }
 
-/// An IPv4 client of a dual-stack IPv6 socket (one systemd passed) shows as
-/// the IPv4 address it is, not its v4-mapped form.
+/// As the log shows it ([`shown`](super::events::shown)).
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Peer::Tcp(a) => write!(f, "{}", SocketAddr::new(a.ip().to_canonical(), a.port())),
+            Peer::Tcp(a) => write!(f, "{}", super::events::shown(*a)),
             Peer::Unix => f.write_str("unix"),
         }
     }

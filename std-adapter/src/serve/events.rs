@@ -3,10 +3,19 @@
 //! rate-limited warnings. Shared by both workers (epoll and io_uring), so
 //! a flood of the same event logs the same way on either.
 
+use std::net::SocketAddr;
+
 use ricochet_core::{AbortReason, Duration, Event, Instant, Pump};
 
 use super::conn::Peer;
 use super::throttle::Throttle;
+
+/// A peer's address as the log shows it: an IPv4 client of a dual-stack
+/// IPv6 socket (one systemd passed) as the IPv4 address it is, not its
+/// v4-mapped form.
+pub(crate) fn shown(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
 
 /// Minimum time between two log lines about the same kind of event.
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);

@@ -114,7 +114,7 @@ impl UdpEndpoint {
     ) {
         counters.dropped(reason);
         self.last_drop = Some(reason);
-        tracing::debug!(%source, len, %reason, "datagram dropped");
+        tracing::debug!(source = %super::events::shown(source), len, %reason, "datagram dropped");
     }
 
     /// Receives and answers datagrams until the queue is empty or the

@@ -249,7 +249,7 @@ impl UdpEndpoint {
             Verdict::Drop(reason) => {
                 self.ring.recycle(bid);
                 counters.dropped(reason);
-                tracing::debug!(%source, len, %reason, "datagram dropped");
+                tracing::debug!(source = %crate::serve::events::shown(source), len, %reason, "datagram dropped");
                 None
             }
         }

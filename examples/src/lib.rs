@@ -65,6 +65,19 @@ pub enum Parsed {
     Help,
 }
 
+/// A failed `bind` of `addr`, said with the address and, for one already
+/// in use (another server on that port, or this one started twice), the
+/// fix.
+pub fn bind_failed(addr: impl std::fmt::Display, e: std::io::Error) -> std::io::Error {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        ": another program is listening there (stop it, or give another port; \
+         port 0 picks a free one)"
+    } else {
+        ""
+    };
+    std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}{hint}"))
+}
+
 /// Parses `std::env::args()` for `program`; `default_count` applies without
 /// `--count`/`--once`. On `--help` prints `help` to stdout, on a usage error
 /// a message to stderr; either way returns the exit status to end with

@@ -526,3 +526,23 @@ fn example_tcp_client_names_a_server_that_is_not_running() {
     assert!(err.contains(&format!("tcp_server {addr}")), "{err}");
     assert!(!err.contains("os error"), "{err}");
 }
+
+/// A second server on an address already served fails with that address
+/// and the fix, not a bare "Address already in use".
+#[test]
+fn example_servers_name_an_address_already_in_use() {
+    for bin in [
+        env!("CARGO_BIN_EXE_tcp_server"),
+        env!("CARGO_BIN_EXE_udp_server"),
+    ] {
+        let (mut first, _out, addr) = start_server(bin, &["127.0.0.1:0"]);
+        let (code, _, err) = run_all(bin, &[&addr]);
+        let _ = first.kill();
+        let _ = first.wait();
+        assert_eq!(code, 1, "{bin}: {err}");
+        assert!(
+            err.contains(&format!("cannot bind {addr}")) && err.contains("port 0 picks a free one"),
+            "{bin}: {err}"
+        );
+    }
+}

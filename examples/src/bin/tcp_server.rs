@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use ricochet::blocking::{DriveError, StdStream, serve_connection};
 use ricochet::clock::Clock;
 use ricochet_core::SessionConfig;
-use ricochet_examples::{PEER_TIMEOUT, parse_args};
+use ricochet_examples::{PEER_TIMEOUT, bind_failed, parse_args};
 use socket2::{Domain, SockRef, Socket, Type};
 
 const HELP: &str = "\
@@ -62,7 +62,9 @@ fn serve(addr: SocketAddr, count: u64) -> std::io::Result<bool> {
     // socket(); setsockopt(SO_REUSEADDR); bind(); listen(5): as in the tutorial.
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| bind_failed(addr, e))?;
     socket.listen(5)?;
     let listener: TcpListener = socket.into();
     println!("listening on {}", listener.local_addr()?);

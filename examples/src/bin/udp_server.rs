@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use ricochet::clock::Clock;
 use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, PolicyConfig, Verdict};
-use ricochet_examples::parse_args;
+use ricochet_examples::{bind_failed, parse_args};
 
 const HELP: &str = "\
 udp_server: the socket tutorial's UDP echo server, done right. Datagrams are received
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(addr: &str, count: u64) -> std::io::Result<()> {
-    let socket = UdpSocket::bind(addr)?;
+    let socket = UdpSocket::bind(addr).map_err(|e| bind_failed(addr, e))?;
     println!("listening on {}", socket.local_addr()?);
     std::io::stdout().flush()?;
     let config = PolicyConfig::default();

@@ -169,7 +169,7 @@ fn main() -> ExitCode {
         return ExitCode::from(out::CLOSED_STDOUT);
     };
     let Some(result) = ran else {
-        eprintln!("{USAGE}");
+        eprintln!("{}", not_a_command(&args));
         return ExitCode::from(2);
     };
     signals::leave_exit_to_handler();
@@ -212,6 +212,15 @@ fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
         }
         _ => return None,
     })
+}
+
+/// What to say when `args` name no command: which word was not one (if
+/// any was given), then the usage.
+fn not_a_command(args: &[String]) -> String {
+    match args.first() {
+        Some(word) => format!("xtask: error: unknown command {word:?}\n\n{USAGE}"),
+        None => USAGE.to_owned(),
+    }
 }
 
 /// For the commands that take no arguments (`deps`, `dist`, `stages`):
@@ -431,6 +440,21 @@ mod tests {
             }
         }
         assert_eq!(run_command(&ctx, &strings(&["stages"])), Some(Ok(())));
+    }
+
+    #[test]
+    fn an_unknown_command_is_named_before_the_usage() {
+        let ctx = Ctx {
+            root: workspace_root(),
+        };
+        let args = strings(&["bencch", "-r", "3"]);
+        assert_eq!(run_command(&ctx, &args), None);
+        let said = not_a_command(&args);
+        assert!(
+            said.starts_with("xtask: error: unknown command \"bencch\"") && said.ends_with(USAGE),
+            "{said}"
+        );
+        assert_eq!(not_a_command(&[]), USAGE);
     }
 
     #[test]

@@ -134,7 +134,26 @@ fn inspect(deb: &Path) -> Result<(), String> {
             return Err(format!("{deb}: control file lacks {field:?}"));
         }
     }
-    Ok(())
+    synopsis_fits(&info).map_err(|e| format!("{deb}: {e}"))
+}
+
+/// Debian's policy (3.4.1): the synopsis, the first line of `Description:`,
+/// should be under 80 characters (it is what `apt search` lists); it comes
+/// from the crate's `description`.
+fn synopsis_fits(control: &str) -> Result<(), String> {
+    let synopsis = control
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Description: "))
+        .ok_or("the control file has no Description")?;
+    if synopsis.chars().count() < 80 {
+        Ok(())
+    } else {
+        Err(format!(
+            "the synopsis is {} characters, Debian wants under 80: shorten the crate's \
+             `description` (std-adapter/Cargo.toml): {synopsis:?}",
+            synopsis.chars().count()
+        ))
+    }
 }
 
 /// Unpacks the package beside the system's own units and runs
@@ -183,4 +202,36 @@ fn verify_units(deb: &Path) -> Result<(), String> {
     })();
     let _ = std::fs::remove_dir_all(&root);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::synopsis_fits;
+
+    #[test]
+    fn synopsis_of_80_characters_or_more_is_refused() {
+        let short = " Package: ricochet\n Description: an echo server\n  More.\n";
+        assert_eq!(synopsis_fits(short), Ok(()));
+        let long = format!(" Description: {}\n", "x".repeat(80));
+        assert!(synopsis_fits(&long).unwrap_err().contains("80 characters"));
+        assert!(synopsis_fits(" Package: ricochet\n").is_err());
+    }
+
+    /// The crate's description is what the package shows as its synopsis.
+    #[test]
+    fn the_crate_description_fits_a_debian_synopsis() {
+        let manifest = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../std-adapter/Cargo.toml"),
+        )
+        .unwrap();
+        let description = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("description = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("std-adapter's description");
+        assert_eq!(
+            synopsis_fits(&format!(" Description: {description}\n")),
+            Ok(())
+        );
+    }
 }

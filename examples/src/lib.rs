@@ -90,6 +90,31 @@ pub fn parse_args(program: &str, help: &str, default_count: u64) -> Result<Args,
     )
 }
 
+/// [`parse_args`] for programs that open no network socket (`unix_pair`,
+/// `in_memory`): an address or any other word is a usage error, not
+/// silently ignored.
+pub fn parse_args_without_address(
+    program: &str,
+    help: &str,
+    default_count: u64,
+) -> Result<Args, ExitCode> {
+    let words = std::env::args_os().skip(1);
+    let parsed = parse_from(words, default_count).and_then(|p| match p {
+        Parsed::Run(a) if a.addr != DEFAULT_ADDR || !a.rest.is_empty() => {
+            let word = if a.addr != DEFAULT_ADDR {
+                OsString::from(&a.addr)
+            } else {
+                a.rest[0].clone()
+            };
+            Err(format!(
+                "takes no address or message, got {word:?}: it uses no network socket"
+            ))
+        }
+        other => Ok(other),
+    });
+    finish_parse(program, help, parsed)
+}
+
 /// For programs without arguments: only `--help` is accepted.
 pub fn parse_no_args(program: &str, help: &str) -> Result<(), ExitCode> {
     let words: Vec<OsString> = std::env::args_os().skip(1).collect();

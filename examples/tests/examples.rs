@@ -546,3 +546,22 @@ fn example_servers_name_an_address_already_in_use() {
         );
     }
 }
+
+/// The programs that open no network socket refuse an address instead of
+/// ignoring it (a student would think it was used).
+#[test]
+fn example_programs_without_a_socket_refuse_an_address() {
+    for bin in [
+        env!("CARGO_BIN_EXE_unix_pair"),
+        env!("CARGO_BIN_EXE_in_memory"),
+    ] {
+        let (code, _, err) = run_all(bin, &["127.0.0.1:9", "--count", "1"]);
+        assert_eq!(code, 2, "{bin}: {err}");
+        assert!(
+            err.contains("takes no address") && err.contains("127.0.0.1:9"),
+            "{bin}: {err}"
+        );
+        let (code, _, err) = run_all(bin, &["--count", "1"]);
+        assert_eq!(code, 0, "{bin}: {err}");
+    }
+}

@@ -13,7 +13,7 @@ use ricochet_core::pump::{Failure, Next, Pump, ReadOutcome, Teardown, Transport,
 use ricochet_core::{
     Duration, Instant, Mode, ProbeConfig, SessionConfig, SizeRange, StreamCounters, StreamProbe,
 };
-use ricochet_examples::parse_args;
+use ricochet_examples::parse_args_without_address;
 
 const HELP: &str = "\
 in_memory: a core Session (the echo server) and a StreamProbe (the verifying client)
@@ -25,7 +25,7 @@ Usage: in_memory [--count N]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args("in_memory", HELP, 1000) {
+    let args = match parse_args_without_address("in_memory", HELP, 1000) {
         Ok(a) => a,
         Err(code) => return code,
     };

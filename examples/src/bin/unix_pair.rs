@@ -20,7 +20,7 @@ use std::time::Duration;
 use ricochet::blocking::{StdStream, expect_eof, probe_connection, serve_connection};
 use ricochet::clock::Clock;
 use ricochet_core::{Mode, ProbeConfig, SessionConfig, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, parse_args};
+use ricochet_examples::{PEER_TIMEOUT, parse_args_without_address};
 
 const HELP: &str = "\
 unix_pair: a Unix-socket echo server and client in one program, in lines mode: half a
@@ -32,7 +32,7 @@ Usage: unix_pair [--count N]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args("unix_pair", HELP, 100) {
+    let args = match parse_args_without_address("unix_pair", HELP, 100) {
         Ok(a) => a,
         Err(code) => return code,
     };

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use probe_support::{
-    Fault, FaultyServer, OurServer, Peer, STEP_TIMEOUT, json_of, probe_cli, ricochet_bin,
-    run_bounded, texts,
+    Fault, FaultyServer, OurServer, STEP_TIMEOUT, json_of, probe_cli, ricochet_bin, run_bounded,
+    serve_unix_child, texts,
 };
 use ricochet::core::Mode;
 
@@ -602,36 +602,6 @@ fn reset_before_anything_verified_suggests_the_line_limit_and_the_mode() {
     handle.join().unwrap();
 }
 
-/// `ricochet serve --unix PATH --mode lines --buffer-size 64`, once it listens.
-fn serve_small_lines_unix(path: &std::path::Path) -> Peer {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(ricochet_bin())
-        .args(["serve", "--mode", "lines", "--buffer-size", "64", "--unix"])
-        .arg(path)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ricochet serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let peer = Peer {
-        child,
-        what: "ricochet serve --unix".into(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("listening unix ") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(STEP_TIMEOUT)
-        .expect("ricochet serve listens on its Unix socket");
-    peer
-}
-
 /// Over a Unix socket a line longer than the server's buffer ends the
 /// connection with an end of stream when the server read all of it (io_uring
 /// does), as there is no reset: the hint still names `--buffer-size`, as it
@@ -640,7 +610,7 @@ fn serve_small_lines_unix(path: &std::path::Path) -> Peer {
 fn unix_close_before_anything_verified_names_the_servers_buffer_size() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("lines.sock");
-    let _server = serve_small_lines_unix(&path);
+    let _server = serve_unix_child(&path, &["--mode", "lines", "--buffer-size", "64"]);
     let t = format!("unix://{}", path.display());
     for size in ["200", "5000"] {
         let (code, out, _) = texts(&probe_cli(&[

@@ -3,6 +3,7 @@
 //! server, and socat/nc/python3 peers.
 #![allow(dead_code, unreachable_pub)]
 
+use std::ffi::OsStr;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -754,13 +755,13 @@ pub fn open_fds() -> usize {
         .expect("read /proc/self/fd")
 }
 
-/// `ricochet serve` as a child process on 127.0.0.1:0 (TCP and UDP); the
-/// addresses it printed. Killed (by its handle) when dropped.
-pub fn serve_child(extra: &[&str]) -> (Peer, SocketAddr, SocketAddr) {
-    use std::io::BufRead;
+/// `ricochet serve ARGS` as a child process (logs at warn, stdout piped),
+/// named `what` in failures, with its standard output. Killed (by its
+/// handle) when dropped.
+fn spawn_serve(args: &[&OsStr], what: &str) -> (Peer, std::process::ChildStdout) {
     let mut child = Command::new(ricochet_bin())
-        .args(["serve", "--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
-        .args(extra)
+        .arg("serve")
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -770,8 +771,43 @@ pub fn serve_child(extra: &[&str]) -> (Peer, SocketAddr, SocketAddr) {
     let stdout = child.stdout.take().expect("stdout");
     let peer = Peer {
         child,
-        what: "ricochet serve".into(),
+        what: what.into(),
     };
+    (peer, stdout)
+}
+
+/// `ricochet serve --unix PATH EXTRA...` as a child process, once it listens.
+pub fn serve_unix_child(path: &std::path::Path, extra: &[&str]) -> Peer {
+    use std::io::BufRead;
+    let mut args: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
+    args.extend([OsStr::new("--unix"), path.as_os_str()]);
+    let (peer, stdout) = spawn_serve(&args, "ricochet serve --unix");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("listening unix ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(STEP_TIMEOUT)
+        .expect("ricochet serve listens on its Unix socket");
+    peer
+}
+
+/// `ricochet serve` as a child process on 127.0.0.1:0 (TCP and UDP); the
+/// addresses it printed. Killed (by its handle) when dropped.
+pub fn serve_child(extra: &[&str]) -> (Peer, SocketAddr, SocketAddr) {
+    use std::io::BufRead;
+    let mut args: Vec<&OsStr> = ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"]
+        .into_iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend(extra.iter().map(OsStr::new));
+    let (peer, stdout) = spawn_serve(&args, "ricochet serve");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = std::io::BufReader::new(stdout).lines();

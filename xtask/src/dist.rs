@@ -26,6 +26,11 @@ const PACKAGE_MUST_HOLD: &[&str] = &[
     "usr/lib/systemd/system/ricochet.socket",
     "usr/lib/systemd/system/ricochet.service",
     "usr/share/doc/ricochet/copyright",
+    // The licence texts: the copyright file cargo-deb writes names the
+    // licence (MIT OR Apache-2.0) but holds neither text, and MIT asks
+    // for its text to go with every copy.
+    "usr/share/doc/ricochet/LICENSE-MIT",
+    "usr/share/doc/ricochet/LICENSE-APACHE",
 ];
 
 fn target_dir(ctx: &Ctx) -> PathBuf {

@@ -17,6 +17,7 @@
 //! is a usage error, never a panic.
 
 use std::ffi::{OsStr, OsString};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -76,6 +77,47 @@ pub fn bind_failed(addr: impl std::fmt::Display, e: std::io::Error) -> std::io::
         ""
     };
     std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}{hint}"))
+}
+
+/// Connects to the first of `addrs` that takes the connection, each tried
+/// in turn with `timeout` (what Python's `socket.create_connection` does:
+/// a name such as `localhost` may resolve to `::1` first while the server
+/// listens on `127.0.0.1` only). Returns the stream and the address it
+/// reached, or, when none did, an error that names each address with its
+/// reason and, when nothing listens at any of them, the fix.
+pub fn connect_first(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), String> {
+    let mut failures = Vec::with_capacity(addrs.len());
+    for &sa in addrs {
+        match TcpStream::connect_timeout(&sa, timeout) {
+            Ok(s) => return Ok((s, sa)),
+            Err(e) => failures.push((sa, e)),
+        }
+    }
+    let refused = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ConnectionRefused;
+    match failures.as_slice() {
+        [] => Err("the address resolves to nothing".into()),
+        [(sa, e)] if refused(e) => Err(format!(
+            "no TCP echo server at {sa}: connection refused, nothing listens on that port; \
+             start one there (e.g. `tcp_server {sa}`) or check ADDR"
+        )),
+        [(sa, e)] => Err(format!("connect to {sa}: {e}")),
+        many => {
+            let each: Vec<String> = many.iter().map(|(sa, e)| format!("{sa}: {e}")).collect();
+            let hint = if many.iter().all(|(_, e)| refused(e)) {
+                "; nothing listens on that port at any of them: start a server there \
+                 (e.g. `tcp_server ADDR`) or check ADDR"
+            } else {
+                ""
+            };
+            Err(format!(
+                "no address took the connection ({}){hint}",
+                each.join("; ")
+            ))
+        }
+    }
 }
 
 /// Parses `std::env::args()` for `program`; `default_count` applies without
@@ -219,6 +261,41 @@ mod tests {
             Ok(Parsed::Run(a)) => a,
             other => panic!("{s:?}: {other:?}"),
         }
+    }
+
+    /// A port nothing listens on: a listener bound then dropped.
+    fn closed_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[test]
+    fn connect_first_skips_an_address_that_refuses_for_one_that_listens() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = listener.local_addr().unwrap();
+        let down = closed_port();
+        let (stream, reached) = connect_first(&[down, up], PEER_TIMEOUT).unwrap();
+        assert_eq!((reached, stream.peer_addr().unwrap()), (up, up));
+    }
+
+    #[test]
+    fn connect_first_names_every_address_when_none_listens() {
+        let (a, b) = (closed_port(), closed_port());
+        let e = connect_first(&[a, b], PEER_TIMEOUT).unwrap_err();
+        assert!(
+            e.contains(&a.to_string()) && e.contains(&b.to_string()),
+            "{e}"
+        );
+        assert!(
+            e.contains("nothing listens on that port at any of them"),
+            "{e}"
+        );
+        let one = connect_first(&[a], PEER_TIMEOUT).unwrap_err();
+        assert!(
+            one.starts_with(&format!("no TCP echo server at {a}")),
+            "{one}"
+        );
+        assert!(connect_first(&[], PEER_TIMEOUT).is_err());
     }
 
     #[test]

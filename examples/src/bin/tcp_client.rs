@@ -15,13 +15,13 @@
 //! connection; sizes are binary (`100K` = 102400 bytes).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use ricochet::blocking::{ProbeDriveError, StdStream, expect_eof, probe_connection};
 use ricochet::clock::Clock;
 use ricochet_core::{ProbeConfig, ProbeError, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, parse_args};
+use ricochet_examples::{PEER_TIMEOUT, connect_first, parse_args};
 
 const HELP: &str = "\
 tcp_client: the socket tutorial's TCP echo client, done right. Reads the greeting back
@@ -58,16 +58,7 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
         .to_socket_addrs()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?
         .collect();
-    let sa = addrs
-        .first()
-        .ok_or_else(|| format!("{addr:?} resolves to nothing"))?;
-    let stream = TcpStream::connect_timeout(sa, PEER_TIMEOUT).map_err(|e| match e.kind() {
-        ErrorKind::ConnectionRefused => format!(
-            "no TCP echo server at {sa}: connection refused, nothing listens on that port; \
-             start one there (e.g. `tcp_server {sa}`) or check ADDR"
-        ),
-        _ => format!("connect to {sa}: {e}"),
-    })?;
+    let (stream, sa) = connect_first(&addrs, PEER_TIMEOUT)?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(PEER_TIMEOUT))

@@ -21,6 +21,7 @@ enum Command {
     // list) and whose whole text is the long help (`--help`, `help serve`).
     Serve(cli::serve::ServeArgs),
     Probe(cli::probe::ProbeArgs),
+    Cert(cli::cert::CertArgs),
 }
 
 /// `ricochet generate DIR`: writes the man pages (DIR/man) and shell
@@ -51,5 +52,6 @@ fn main() -> ExitCode {
             cli::serve::run(args)
         }
         Command::Probe(args) => cli::probe::run(args),
+        Command::Cert(args) => cli::cert::run(args),
     }
 }

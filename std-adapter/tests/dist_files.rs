@@ -160,6 +160,8 @@ fn generate_writes_man_pages_and_completions_from_the_cli() {
     }
     assert!(read("man/ricochet.1").contains("ricochet\\-serve(1)"));
     assert!(read("man/ricochet-probe.1").contains("\\-\\-max\\-loss"));
+    assert!(read("man/ricochet-cert.1").contains("\\-\\-force"));
+    assert!(read("man/ricochet.1").contains("ricochet\\-cert(1)"));
     let bash = read("completions/ricochet.bash");
     assert!(
         bash.contains("--metrics") && bash.contains("probe"),

@@ -12,7 +12,7 @@ mod tls_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use probe_support::{json_of, probe_cli, require, run_bounded, texts};
+use probe_support::{json_of, probe_cli, run_bounded, texts};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use ricochet::core::Mode;
 use ricochet::serve::{Server, ServerConfig, TlsConfig};
@@ -175,7 +175,8 @@ fn probe_explains_a_certificate_not_valid_for_the_name() {
     assert!(
         msg.contains("not valid for localhost")
             && msg.contains("no subjectAltName")
-            && msg.contains("subjectAltName=DNS:localhost"),
+            && msg.contains("subjectAltName=DNS:localhost")
+            && msg.contains("`ricochet cert --name localhost`"),
         "{msg}"
     );
 }
@@ -311,9 +312,12 @@ fn probe_counts_a_handshake_refused_after_its_side_was_done_as_failed_not_comple
     }
 }
 
-/// The command between backticks after `made with` in `msg`.
+/// The `ricochet cert` command between backticks in `msg`.
 fn suggested_command(msg: &str) -> String {
-    let start = msg.find("`openssl").expect("a suggested openssl command") + 1;
+    let start = msg
+        .find("`ricochet cert")
+        .expect("a suggested `ricochet cert` command")
+        + 1;
     let len = msg[start..].find('`').expect("closing backtick");
     msg[start..start + len].to_owned()
 }
@@ -332,7 +336,6 @@ fn server_suggested_command() -> String {
 
 #[test]
 fn suggested_certificate_command_makes_a_certificate_the_probe_accepts() {
-    require("openssl");
     let command = server_suggested_command();
     assert!(
         include_str!("../../README.md").contains(&command),
@@ -344,8 +347,9 @@ fn suggested_certificate_command_makes_a_certificate_the_probe_accepts() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[0], "ricochet", "{command}");
     let o = run_bounded(
-        std::process::Command::new(words[0])
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
             .args(&words[1..])
             .current_dir(dir.path()),
         Duration::from_secs(60),

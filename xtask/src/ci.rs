@@ -337,6 +337,7 @@ const CLI_ONLY_CRATES: &[&str] = &[
     "nix",
     "plotters",
     "privdrop",
+    "rcgen",
     "sd-notify",
     "tracing-subscriber",
 ];

@@ -20,6 +20,7 @@ const PACKAGE_MUST_HOLD: &[&str] = &[
     "usr/share/man/man1/ricochet.1.gz",
     "usr/share/man/man1/ricochet-serve.1.gz",
     "usr/share/man/man1/ricochet-probe.1.gz",
+    "usr/share/man/man1/ricochet-cert.1.gz",
     "usr/share/bash-completion/completions/ricochet",
     "usr/share/zsh/vendor-completions/_ricochet",
     "usr/share/fish/vendor_completions.d/ricochet.fish",
@@ -57,7 +58,12 @@ pub(crate) fn dist(ctx: &Ctx) -> Result<PathBuf, String> {
         &[],
     )?;
     // Debian wants man pages gzipped (-n: no name or time stamp, reproducible).
-    for page in ["ricochet.1", "ricochet-serve.1", "ricochet-probe.1"] {
+    for page in [
+        "ricochet.1",
+        "ricochet-serve.1",
+        "ricochet-probe.1",
+        "ricochet-cert.1",
+    ] {
         let page = out.join("man").join(page);
         run(&ctx.root, "gzip", &["-9nkf", &page.to_string_lossy()], &[])?;
     }

@@ -2,7 +2,8 @@
 //! not in `--help`): man pages and shell completions generated from the one command
 //! line definition, so they can never disagree with `--help`.
 //!
-//! Writes `DIR/man/ricochet.1`, `ricochet-serve.1`, `ricochet-probe.1`
+//! Writes `DIR/man/ricochet.1`, `ricochet-serve.1`, `ricochet-probe.1`,
+//! `ricochet-cert.1`
 //! (`clap_mangen`) and `DIR/completions/ricochet.bash`, `_ricochet` (zsh),
 //! `ricochet.fish` (`clap_complete`).
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Write;
 
 pub(crate) mod bar;
+pub(crate) mod cert;
 pub(crate) mod generate;
 pub(crate) mod inetd;
 pub(crate) mod log;

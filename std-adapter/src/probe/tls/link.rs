@@ -147,7 +147,7 @@ fn explain(e: &rustls::Error) -> Option<String> {
                 format!(
                     "the server's certificate is not valid for {name}: it has no subjectAltName \
                      names (a name in the subject's CN alone is not checked); make the \
-                     certificate with subjectAltName={kind}:{name}, e.g. `{CERT_COMMAND}`"
+                     certificate with subjectAltName={kind}:{name}, e.g. `{CERT_COMMAND} --name {name}`"
                 )
             } else {
                 format!(

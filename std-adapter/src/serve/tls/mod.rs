@@ -41,13 +41,11 @@ use rustls::server::WebPkiClientVerifier;
 pub use counters::{HandshakeCounts, HandshakeFailure, HandshakeFailures};
 pub(crate) use stream::{Outcome, TlsStream};
 
-/// A command that makes a self-signed server certificate (`cert.pem`) and
-/// its key (`key.pem`) for `localhost` and `127.0.0.1` that rustls accepts:
-/// not a CA (`CA:FALSE`), the names in subjectAltName (OpenSSL 3 otherwise
-/// makes a CA certificate without any). Shown in errors and in the READMEs.
-pub(crate) const CERT_COMMAND: &str = "openssl req -x509 -newkey ec -pkeyopt \
-ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost -addext \
-basicConstraints=critical,CA:FALSE -addext subjectAltName=DNS:localhost,IP:127.0.0.1";
+/// The command that makes a self-signed server certificate (`cert.pem`)
+/// and its key (`key.pem`) for `localhost`, `127.0.0.1` and `::1` that
+/// rustls accepts (not a CA, the names in subjectAltName): `ricochet cert`
+/// (`cli/cert.rs`). Shown in errors and in the READMEs.
+pub(crate) const CERT_COMMAND: &str = "ricochet cert";
 
 /// What a TLS listener needs to wrap each connection it accepts.
 #[derive(Debug)]
@@ -192,8 +190,9 @@ impl fmt::Display for TlsConfigError {
             TlsConfigError::KeyMismatch { cert, key } => write!(
                 f,
                 "TLS: the key in {} is not the key of the certificate in {}: give --tls-key \
-                 the key made with that certificate (the -keyout of the same `openssl req`), \
-                 or --tls-cert the certificate of this key",
+                 the key made with that certificate (the key.pem written beside it by \
+                 `{CERT_COMMAND}`, or the -keyout of the same `openssl req`), or --tls-cert the \
+                 certificate of this key",
                 key.display(),
                 cert.display()
             ),

@@ -1,0 +1,221 @@
+//! `ricochet cert`: a self-signed test certificate and its key, for
+//! `serve --tls-cert/--tls-key` and `probe --tls-ca`, without OpenSSL.
+//!
+//! What rustls takes as a server's certificate: not a CA (`CA:FALSE`), every
+//! name in subjectAltName (rustls ignores the common name), ECDSA P-256, and
+//! `serverAuth`. The key file is created mode 0600; an existing file is
+//! never overwritten without `--force`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::ServerName;
+
+use super::say;
+
+/// The names a test certificate is for when no `--name` is given: what a
+/// server on this host is reached by.
+const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Make a self-signed test certificate and key for `serve --tls-cert/--tls-key`
+///
+/// Writes DIR/cert.pem (the certificate, which `probe --tls-ca` trusts) and
+/// DIR/key.pem (its private key, mode 0600): ECDSA P-256, not a CA, valid
+/// for each --name (DNS names and IP addresses, in subjectAltName) from now
+/// for --days. For tests and private networks; a service that strangers
+/// reach wants a certificate from a CA they trust.
+///
+/// Exit status: 0 when both files are written, 1 when they cannot be (a
+/// file already there without --force, a directory that cannot be made or
+/// written), 2 on a usage error.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Then: ricochet serve --tcp 127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem\n      \
+                  ricochet probe tls://localhost:7443 --tls-ca cert.pem"
+)]
+pub(crate) struct CertArgs {
+    /// A DNS name or IP address the certificate is valid for (repeat for
+    /// more; a DNS name may start with `*.`) [default: localhost,
+    /// 127.0.0.1, ::1]
+    #[arg(long = "name", value_name = "NAME", value_parser = parse_name)]
+    names: Vec<String>,
+
+    /// Days the certificate is valid for, from now
+    #[arg(long, value_name = "N", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+
+    /// Directory to write cert.pem and key.pem in (made if missing)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+
+    /// Replace cert.pem and key.pem if they are already there
+    #[arg(long)]
+    force: bool,
+}
+
+/// A `--name`: an IP address or a DNS name rustls can match a server by.
+fn parse_name(s: &str) -> Result<String, String> {
+    let plain = s.strip_prefix("*.").unwrap_or(s);
+    match ServerName::try_from(plain) {
+        Ok(_) if !plain.is_empty() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is neither an IP address nor a DNS name (letters, digits, '-' and '.', \
+             e.g. localhost, echo.example.com, *.example.com, 127.0.0.1, ::1)"
+        )),
+    }
+}
+
+/// Runs `ricochet cert`.
+pub(crate) fn run(args: CertArgs) -> ExitCode {
+    match write_pair(&args) {
+        Ok(summary) => {
+            let _ = writeln!(std::io::stdout().lock(), "{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say(format_args!("ricochet cert: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Makes the certificate and writes both files; returns what to tell the user.
+fn write_pair(args: &CertArgs) -> Result<String, String> {
+    let names: Vec<String> = if args.names.is_empty() {
+        DEFAULT_NAMES.iter().map(|n| (*n).to_owned()).collect()
+    } else {
+        args.names.clone()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    // A minute back: a peer whose clock is a little behind still accepts it.
+    let not_before = now - time::Duration::minutes(1);
+    let not_after = now + time::Duration::days(i64::from(args.days));
+    let mut params = CertificateParams::new(names.clone())
+        .map_err(|e| format!("cannot make a certificate for {names:?}: {e}"))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names[0].clone());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let key = KeyPair::generate().map_err(|e| format!("cannot make a key: {e}"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("cannot sign the certificate: {e}"))?;
+
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot make the directory {}: {e}", args.out.display()))?;
+    let cert_path = args.out.join("cert.pem");
+    let key_path = args.out.join("key.pem");
+    if !args.force {
+        for p in [&cert_path, &key_path] {
+            if p.exists() {
+                return Err(format!(
+                    "{} is already there: give --force to replace it, or --out another directory",
+                    p.display()
+                ));
+            }
+        }
+    }
+    write_file(&key_path, key.serialize_pem().as_bytes(), 0o600, args.force)?;
+    write_file(&cert_path, cert.pem().as_bytes(), 0o644, args.force)?;
+    let until = not_after.date();
+    // `--out .` (the default) names the files as the user would type them.
+    let shown = |p: &Path| {
+        if args.out == Path::new(".") {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        } else {
+            p.display().to_string()
+        }
+    };
+    let (cert_path, key_path) = (shown(&cert_path), shown(&key_path));
+    Ok(format!(
+        "wrote {} (self-signed, not a CA, for {}; valid until {until} UTC) and {} (its key, mode 0600)\n\
+         serve: ricochet serve --tcp 127.0.0.1:7443 --tls-cert {} --tls-key {}\n\
+         probe: ricochet probe tls://{}:7443 --tls-ca {}",
+        cert_path,
+        names.join(", "),
+        key_path,
+        cert_path,
+        key_path,
+        probe_host(&names[0]),
+        cert_path,
+    ))
+}
+
+/// How the probe line names the server: an IPv6 address in brackets, a
+/// wildcard name as one name it covers.
+fn probe_host(name: &str) -> String {
+    if name.contains(':') {
+        format!("[{name}]")
+    } else if let Some(rest) = name.strip_prefix("*.") {
+        format!("echo.{rest}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Writes `bytes` to a new file `path` with `mode`; with `replace`, a file
+/// already there is removed first (so the key never keeps a looser mode it
+/// had before).
+fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(), String> {
+    if replace {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot replace {}: {e}", path.display())),
+        }
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_name, probe_host};
+
+    #[test]
+    fn names_take_dns_names_wildcards_and_ip_addresses() {
+        for ok in [
+            "localhost",
+            "echo.example.com",
+            "*.example.com",
+            "127.0.0.1",
+            "::1",
+        ] {
+            assert_eq!(parse_name(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "two words", "*.", "a..b", "under_score!"] {
+            let e = parse_name(bad).unwrap_err();
+            assert!(
+                e.contains("neither an IP address nor a DNS name"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_line_brackets_ipv6_and_picks_a_name_under_a_wildcard() {
+        assert_eq!(probe_host("::1"), "[::1]");
+        assert_eq!(probe_host("*.example.com"), "echo.example.com");
+        assert_eq!(probe_host("localhost"), "localhost");
+    }
+}

@@ -156,7 +156,7 @@ fn cli_metrics_count_each_transport_and_parse_in_both_formats() {
 }
 
 #[test]
-fn metrics_answer_only_get_on_the_metrics_path_and_are_off_by_default() {
+fn metrics_answer_only_get_and_head_on_the_metrics_path_and_are_off_by_default() {
     let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--metrics", "0"]);
     let lines = p.listening(2);
     let metrics = addr_of(&lines, "metrics");
@@ -172,6 +172,14 @@ fn metrics_answer_only_get_on_the_metrics_path_and_are_off_by_default() {
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    // HEAD, as `curl -I` and health checks send it: GET's head, no body.
+    let mut s = TcpStream::connect(metrics).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"HEAD /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n"), "no body: {reply}");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 

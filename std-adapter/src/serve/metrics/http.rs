@@ -1,7 +1,7 @@
 //! The metrics endpoint: a deliberately small HTTP/1.1 server on one thread.
 //!
-//! It answers `GET /metrics` (404 for any other path, 405 for any other
-//! method, 400 for what is not HTTP) and closes the connection after each
+//! It answers `GET /metrics` and `HEAD /metrics` (404 for any other path,
+//! 405 for any other method, 400 for what is not HTTP) and closes the connection after each
 //! response. It cannot hold the echo server up, nor be held up for long:
 //!
 //! - **its own thread**, one non-blocking mio event loop: a slow or hostile
@@ -409,8 +409,19 @@ fn head_end(input: &[u8]) -> Option<usize> {
     }
 }
 
-/// The whole response to a request `head`.
+/// The whole response to a request `head`; to `HEAD`, the response GET
+/// would get without its body (RFC 9110 9.3.2: health checks and `curl -I`
+/// send it, and every general-purpose server must take it).
 fn answer(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
+    let mut r = answer_get(head, stats);
+    if head.starts_with(b"HEAD ") {
+        r.truncate(head_end(&r).unwrap_or(r.len()));
+    }
+    r
+}
+
+/// What [`answer`] sends, body included.
+fn answer_get(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
     let Ok(head) = std::str::from_utf8(head) else {
         return response("400 Bad Request", "text/plain", "not an HTTP request\n");
     };
@@ -428,12 +439,12 @@ fn answer(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
     if path != "/metrics" {
         return response("404 Not Found", "text/plain", "metrics are at /metrics\n");
     }
-    if method != "GET" {
+    if method != "GET" && method != "HEAD" {
         return response_with(
             "405 Method Not Allowed",
-            "Allow: GET\r\n",
+            "Allow: GET, HEAD\r\n",
             "text/plain",
-            "GET only\n",
+            "GET or HEAD only\n",
         );
     }
     let accept = lines.find_map(|l| {
@@ -494,6 +505,21 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
+    /// RFC 9110 9.1: a general-purpose server supports HEAD (health checks
+    /// and `curl -I` use it): GET's status and headers, no body.
+    #[test]
+    fn head_metrics_gets_the_headers_of_get_without_the_body() {
+        let s = stats();
+        let get = answer(b"GET /metrics HTTP/1.1\r\n\r\n", &s);
+        let head = answer(b"HEAD /metrics HTTP/1.1\r\n\r\n", &s);
+        let get_head = head_end(&get).expect("a head");
+        assert_eq!(head, get[..get_head], "{}", String::from_utf8_lossy(&head));
+        assert!(get.len() > get_head, "GET has a body");
+        let missing = answer(b"HEAD /nothing HTTP/1.1\r\n\r\n", &s);
+        assert_eq!(status(&missing), "HTTP/1.1 404 Not Found");
+        assert!(missing.ends_with(b"\r\n\r\n"), "no body to HEAD");
+    }
+
     #[test]
     fn other_paths_methods_and_garbage_get_their_status() {
         let s = stats();
@@ -504,8 +530,8 @@ mod tests {
         let r = answer(b"POST /metrics HTTP/1.1\r\n\r\n", &s);
         assert_eq!(status(&r), "HTTP/1.1 405 Method Not Allowed");
         let text = String::from_utf8_lossy(&r);
-        assert!(text.contains("\r\nAllow: GET\r\n"), "{text}");
-        assert!(text.ends_with("GET only\n"), "{text}");
+        assert!(text.contains("\r\nAllow: GET, HEAD\r\n"), "{text}");
+        assert!(text.ends_with("GET or HEAD only\n"), "{text}");
         for bad in [
             &b"hello\r\n\r\n"[..],
             b"GET /metrics\r\n\r\n",

@@ -20,7 +20,9 @@
 # frames then go to a host program (`cargo xtask` timing checks).
 #
 # Only QEMU's stdout (the semihosting byte stream) goes to defmt-print; QEMU's
-# own messages stay on stderr. The exit status is QEMU's (the firmware's
+# own messages stay on stderr (through `tee`: when QEMU refuses a forwarding
+# rule because its host port is in use, this script then names the port and
+# the variable that moves it). The exit status is QEMU's (the firmware's
 # semihosting exit code: 1 after a panic). QEMU is stopped when this script
 # is interrupted or terminated (and, where setpriv exists, when it dies).
 set -euo pipefail
@@ -96,15 +98,54 @@ fi
 
 qemu_pid=
 printer_pid=
+stderr_pid=
+qemu_stderr=
 
 cleanup() {
+    # A process group's TERM comes more than once (`timeout` passes its own
+    # on to the group): finish cleaning up instead of exiting halfway.
+    trap '' INT TERM HUP
+    if [[ -n $qemu_stderr ]]; then
+        rm -f "$qemu_stderr"
+    fi
     if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
         kill "$qemu_pid" 2>/dev/null || true
         wait "$qemu_pid" 2>/dev/null || true
     fi
-    # defmt-print ends at end of input, once QEMU's end of the pipe closes.
+    # defmt-print and tee end at end of input, once QEMU's ends of their
+    # pipes close.
     if [[ -n $printer_pid ]]; then
         wait "$printer_pid" 2>/dev/null || true
+    fi
+    if [[ -n $stderr_pid ]]; then
+        wait "$stderr_pid" 2>/dev/null || true
+    fi
+}
+
+# QEMU names only the first forwarding rule it could not set up, and no
+# fix: say which port is taken and how to forward others instead.
+explain_busy_port() { # QEMU_STDERR
+    local rule proto busy var suggest
+    rule=$(sed -n "s/.*Could not set up host forwarding rule '\([^']*\)'.*/\1/p" "$1" | head -n 1)
+    [[ -n $rule ]] || return 0
+    # tcp:127.0.0.1:7777-:7
+    proto=${rule%%:*}
+    busy=${rule#*:127.0.0.1:}
+    busy=${busy%%-*}
+    var=RICOCHET_PORT
+    if [[ $busy != "$port" && -n ${RICOCHET_LINES_PORT:-} && $busy == "$lines_port" ]]; then
+        var=RICOCHET_LINES_PORT
+    elif [[ $busy != "$port" && -n ${RICOCHET_FRAMES_PORT:-} && $busy == "$frames_port" ]]; then
+        var=RICOCHET_FRAMES_PORT
+    fi
+    if [[ $var == RICOCHET_PORT ]]; then
+        suggest=$((port + 1000 > 65532 ? 65532 - 1000 : port + 1000))
+        echo "qemu-run.sh: cannot forward 127.0.0.1:${busy} (${proto}): in use (another QEMU board?);" \
+            "stop what holds it, or forward other ports, e.g. RICOCHET_PORT=${suggest} cargo run --release" \
+            "(it forwards RICOCHET_PORT, +1 and +2)" >&2
+    else
+        echo "qemu-run.sh: cannot forward 127.0.0.1:${busy} (${proto}): in use (another QEMU board?);" \
+            "stop what holds it, or set ${var} to a free port" >&2
     fi
 }
 trap cleanup EXIT
@@ -116,6 +157,17 @@ trap 'exit 129' HUP
 exec {log_fd}> >(exec defmt-print -e "$elf")
 printer_pid=$!
 
+# QEMU's messages still reach stderr at once; a copy is kept to explain a
+# refused forwarding rule. tee ignores the signals that stop the group, so
+# QEMU's last words ("terminating on signal 15") still get through: it ends
+# when QEMU's end of the pipe closes.
+qemu_stderr=$(mktemp "${TMPDIR:-/tmp}/qemu-run.XXXXXX")
+exec {err_fd}> >(
+    trap '' INT TERM HUP
+    exec tee -a "$qemu_stderr" >&2
+)
+stderr_pid=$!
+
 # Each machine's default CPU is the one its board has (QEMU refuses others).
 "${pdeath[@]}" qemu-system-arm \
     -machine "$machine" \
@@ -125,13 +177,18 @@ printer_pid=$!
     -semihosting-config enable=on,target=native \
     -nic "$nic" \
     -kernel "$elf" \
-    "$@" >&"$log_fd" &
+    "$@" >&"$log_fd" 2>&"$err_fd" &
 qemu_pid=$!
-exec {log_fd}>&-
+exec {log_fd}>&- {err_fd}>&-
 
 status=0
 wait "$qemu_pid" || status=$?
 qemu_pid=
 wait "$printer_pid" || true
 printer_pid=
+wait "$stderr_pid" || true
+stderr_pid=
+if [[ $status -ne 0 && -z ${RICOCHET_NETDEV:-} ]]; then
+    explain_busy_port "$qemu_stderr"
+fi
 exit "$status"

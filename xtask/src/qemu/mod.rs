@@ -59,7 +59,7 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let port = rest.first().copied().unwrap_or("7777");
     let raw = forwarded_port(port)?;
     let (lines, frames) = ((raw + 1).to_string(), (raw + 2).to_string());
-    ports_free(raw)?;
+    ports_free(raw, board.name)?;
     require_tools()?;
     let dir = ctx.root.join(board.dir);
     eprintln!(
@@ -111,7 +111,8 @@ const MAX_FORWARDED_PORT: u16 = u16::MAX - 3;
 
 /// Checks that QEMU can forward from 127.0.0.1:`raw` (TCP and UDP), `raw`+1
 /// and `raw`+2 (TCP): QEMU itself names only one busy rule, and no fix.
-fn ports_free(raw: u16) -> Result<(), String> {
+/// The command suggested instead boots the same `board`.
+fn ports_free(raw: u16, board: &str) -> Result<(), String> {
     let busy = |port: u16, udp: bool| {
         let addr = ("127.0.0.1", port);
         let taken = if udp {
@@ -133,9 +134,14 @@ fn ports_free(raw: u16) -> Result<(), String> {
     if taken.is_empty() {
         return Ok(());
     }
+    let board_arg = if board == crate::DEFAULT_QEMU_BOARD {
+        String::new()
+    } else {
+        format!("--board {board} ")
+    };
     Err(format!(
         "cannot forward {}: in use (another `cargo xtask qemu`?); stop it, or pass another \
-         PORT (it forwards PORT, PORT+1 and PORT+2), e.g. cargo xtask qemu {}",
+         PORT (it forwards PORT, PORT+1 and PORT+2), e.g. cargo xtask qemu {board_arg}{}",
         taken.join(", "),
         raw.saturating_add(1000).min(MAX_FORWARDED_PORT)
     ))
@@ -212,9 +218,28 @@ mod tests {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
         // The held port as PORT+1 (lines): named, with the fix.
-        let e = ports_free(port - 1).unwrap_err();
+        let e = ports_free(port - 1, crate::DEFAULT_QEMU_BOARD).unwrap_err();
         assert!(
             e.contains(&format!("127.0.0.1:{port} (tcp)")) && e.contains("pass another"),
+            "{e}"
+        );
+        assert!(
+            e.contains("e.g. cargo xtask qemu ") && !e.contains("--board"),
+            "{e}"
+        );
+    }
+
+    /// The suggested command boots the board asked for, not the default.
+    #[test]
+    fn busy_port_suggestion_keeps_the_board() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let e = ports_free(port, "mps2-an385").unwrap_err();
+        let suggested = port.saturating_add(1000).min(MAX_FORWARDED_PORT);
+        assert!(
+            e.ends_with(&format!(
+                "e.g. cargo xtask qemu --board mps2-an385 {suggested}"
+            )),
             "{e}"
         );
     }

@@ -12,8 +12,9 @@ use core::ops::{Add, AddAssign, Sub};
 /// A point in time, in microseconds since an epoch the adapter chooses.
 ///
 /// Contract: the instants an adapter passes to one state machine never go
-/// backwards. The core tolerates a repeated instant but not a step back (a
-/// step back is clamped: it is treated as "no time passed").
+/// backwards; a repeated instant is fine. A step back is a broken contract,
+/// but it cannot corrupt a state machine: the core clamps it, treating it
+/// as "no time passed".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Instant(u64);

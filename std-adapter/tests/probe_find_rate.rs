@@ -121,3 +121,59 @@ fn cli_find_rate_bad_goal_is_a_usage_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("expected pNN=DURATION"), "{err}");
 }
+
+/// A server that fails the closed-loop step (each connection gets a
+/// corrupted byte) ends the search before any rate is tried. That step
+/// read "upper end", the search "no rate tried kept p99=1s" (blaming the
+/// latency), and the mismatches were shown nowhere, in no format.
+#[test]
+fn cli_find_rate_closed_loop_with_errors_says_so_and_shows_them() {
+    let srv = FaultyServer::start(Fault::FlipAt(100));
+    let target = format!("tcp://{}", srv.addr);
+    let args = [
+        target.as_str(),
+        "-c",
+        "2",
+        "-d",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--find-rate",
+        "p99=1s",
+    ];
+    let (code, out, err) = texts(&probe_cli(&args));
+    assert_eq!(code, 1, "{out}{err}");
+    let step = out
+        .lines()
+        .find(|l| l.starts_with("step  1"))
+        .unwrap_or_else(|| panic!("no step line: {out}"));
+    assert!(step.contains("failed: 2 errors"), "{step}");
+    assert!(!out.contains("no rate tried kept"), "{out}");
+    assert!(!out.contains("curve"), "no rated step, no curve: {out}");
+    let found = out
+        .lines()
+        .find(|l| l.starts_with("found"))
+        .unwrap_or_else(|| panic!("no found line: {out}"));
+    assert!(
+        found.contains("no rate was tried") && found.contains("had 2 errors"),
+        "{found}"
+    );
+    assert!(
+        out.contains("last step with errors:") && out.contains("mismatch at stream offset 100"),
+        "the errors themselves: {out}"
+    );
+
+    let json = json_of(&probe_cli(&[&args[..], &["--json"]].concat()));
+    assert!(json["rate"].is_null(), "{json}");
+    assert!(json["best"].is_null(), "{json}");
+    assert_eq!(json["failed"]["errors"]["mismatch"], 2, "{json}");
+    assert_eq!(json["steps"][0]["errors"], 2, "{json}");
+
+    let (code, out, err) = texts(&probe_cli(&[&args[..], &["--quiet"]].concat()));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no rate was tried") && err.contains("mismatch at stream offset 100"),
+        "{err}"
+    );
+}

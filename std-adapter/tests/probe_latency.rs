@@ -9,7 +9,8 @@ mod probe_support;
 use std::time::Duration;
 
 use probe_support::*;
-use ricochet::probe::{self, ProbeSpec, Stop, Target, Which};
+use ricochet::core::probe::SizeRange;
+use ricochet::probe::{self, Pattern, ProbeSpec, Stop, Target, Which};
 
 fn paced_spec(addr: std::net::SocketAddr, rate: f64, secs: u64) -> ProbeSpec {
     let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
@@ -59,6 +60,212 @@ fn stalling_server_corrected_p99_is_far_above_uncorrected_p99() {
     // The full distributions agree with the summary.
     assert_eq!(r.latency_at(99.0, Which::Corrected), corrected);
     assert_eq!(r.latency_at(99.0, Which::Uncorrected), uncorrected);
+}
+
+/// A one-connection echo server that stops reading for `stall` once it has
+/// echoed `after` bytes, on a listener with a small receive buffer: a
+/// paced stream fills the socket during the stall (TCP's backpressure).
+fn stalling_reader(
+    after: u64,
+    stall: Duration,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(64 * 1024)
+        .expect("SO_RCVBUF");
+    let addr = listener.local_addr().expect("addr");
+    let h = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
+        let _ = s.set_write_timeout(Some(STEP_TIMEOUT));
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut echoed = 0u64;
+        let mut stalled = false;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            echoed += n as u64;
+            if !stalled && echoed >= after {
+                stalled = true;
+                std::thread::sleep(stall);
+            }
+        }
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    });
+    (addr, h)
+}
+
+/// A paced stream whose server stops reading: the socket fills and the
+/// messages due meanwhile wait for the server, then go in a burst of many
+/// writes. That wait is the server's latency, not the probe's lateness;
+/// it was counted as the probe's (a full socket was not a hold, and only
+/// the first write after a hold was excused), so `send late` showed the
+/// server's stall.
+#[test]
+fn paced_stream_into_a_full_socket_is_not_the_probes_lateness() {
+    let stall = Duration::from_millis(800);
+    let (addr, server) = stalling_reader(2 << 20, stall);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
+    spec.pattern = Pattern::Stream;
+    spec.window = 64 << 20;
+    spec.size = SizeRange::fixed(16 * 1024);
+    spec.threads = Some(1);
+    // 16 MB/s: the stall holds about 13 MB, more than the sockets take.
+    spec.rate = Some(1000.0);
+    spec.stop = Stop::Duration(Duration::from_secs(2));
+    let r = probe::run(&spec).expect("run");
+    server.join().expect("server thread");
+    assert!(r.ok, "{}", r.table());
+    let corrected = r.latency_us.p99;
+    assert!(
+        corrected >= 300_000,
+        "corrected p99 {corrected} us should show the stall\n{}",
+        r.table()
+    );
+    let late = r.send_lateness_us.expect("lateness with --rate");
+    assert!(late.count > 0);
+    assert!(
+        late.p99 * 10 <= corrected,
+        "send lateness p99 {} us counts the server's stall\n{}",
+        late.p99,
+        r.table()
+    );
+}
+
+/// An echo server for `conns` connections that notes when each read
+/// arrived; returns them all, sorted, once every connection has closed.
+fn arrival_clock(
+    conns: usize,
+) -> (
+    std::net::SocketAddr,
+    std::thread::JoinHandle<Vec<std::time::Instant>>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let h = std::thread::spawn(move || {
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        let mut threads = Vec::new();
+        while threads.len() < conns && std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let arrivals = arrivals.clone();
+                    threads.push(std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_nodelay(true);
+                        let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = s.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            arrivals.lock().unwrap().push(std::time::Instant::now());
+                            if s.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(_) => break,
+            }
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        let mut v = std::mem::take(&mut *arrivals.lock().unwrap());
+        v.sort();
+        v
+    });
+    (addr, h)
+}
+
+/// A total rate over C connections is spread over the pacing interval,
+/// as R msg/s means: 20 connections at 200/s send one message every 5 ms
+/// in turn, not all 20 at once every 100 ms (each connection's schedule
+/// started when it opened, all within a millisecond, so they left in
+/// bursts, and the last of each burst queued behind the others: at
+/// `-c 100 -r 1000` p90 was 2.4 ms against 29 us for `-c 1`).
+#[test]
+fn paced_connections_are_spread_over_the_interval_not_sent_in_bursts() {
+    const CONNS: usize = 20;
+    let (addr, server) = arrival_clock(CONNS);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
+    spec.connections = CONNS;
+    spec.threads = Some(1);
+    spec.rate = Some(200.0);
+    spec.stop = Stop::Count(5);
+    let r = probe::run(&spec).expect("run");
+    let arrivals = server.join().expect("server thread");
+    assert!(r.ok, "{}", r.table());
+    assert!(arrivals.len() >= CONNS * 5, "a read per message at least");
+    // The most messages arriving within any 2 ms: 20 for a burst, about 1
+    // spread 5 ms apart (a few on a busy machine).
+    let bunched = (0..arrivals.len())
+        .map(|i| {
+            arrivals[i..]
+                .iter()
+                .take_while(|&&t| t - arrivals[i] < Duration::from_millis(2))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        bunched <= 6,
+        "{bunched} of {CONNS} connections' messages arrived within 2 ms: sent in bursts\n{}",
+        r.table()
+    );
+    // Spread, the schedule of 100 messages at 200/s spans 0.5 s, no more.
+    assert!(
+        (0.45..0.6).contains(&r.measured_secs),
+        "measured {} s\n{}",
+        r.measured_secs,
+        r.table()
+    );
+}
+
+/// A server that stops answering for the last half of a paced run: the
+/// messages due then are held by the window (one in flight per
+/// connection) and never start, the duration having ended. They were left
+/// out of the latency, coordinated omission at the end of a run: half the
+/// span dead, and p90 under a millisecond. Each now counts, as waiting at
+/// least until its connection could have sent it.
+#[test]
+fn messages_held_back_when_the_duration_ends_count_in_the_latency() {
+    // 100 msg/s per connection; each stalls after 50 messages (0.5 s) for
+    // longer than the rest of the 1 s run.
+    let srv = FaultyServer::start(Fault::StallAfter(50 * 64, Duration::from_millis(900)));
+    let mut spec = paced_spec(srv.addr, 200.0, 1);
+    spec.timeout = Duration::from_secs(3);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{}", r.table());
+    assert!(
+        r.latency_us.count >= 180,
+        "about 200 messages were due in the span, {} counted\n{}",
+        r.latency_us.count,
+        r.table()
+    );
+    assert!(
+        r.latency_us.p90 >= 200_000,
+        "p90 {} us: half the span the server answered nothing\n{}",
+        r.latency_us.p90,
+        r.table()
+    );
+    let sent = r.latency_uncorrected_us.expect("uncorrected with --rate");
+    assert!(
+        sent.count < r.latency_us.count,
+        "the held messages were never sent: no uncorrected latency\n{}",
+        r.table()
+    );
 }
 
 #[test]

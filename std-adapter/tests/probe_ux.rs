@@ -365,7 +365,7 @@ fn connect_rate_zero_is_refused_in_connections_per_second() {
     let (code, _, err) = texts(&probe_cli(&[&t, "-p", "crr", "--connect-rate", "0"]));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("bad rate \"0\": expected connections per second"),
+        err.contains("bad rate \"0\": a rate is more than 0 connections per second"),
         "{err}"
     );
     assert!(!err.contains("messages"), "{err}");
@@ -433,6 +433,71 @@ fn output_files_are_checked_before_the_run() {
     ]));
     assert_eq!(code, 2);
     assert!(!fresh.exists(), "the check left {}", fresh.display());
+}
+
+/// Two output options naming one file (however spelled) are a usage
+/// error before the run: `--latency-out a.hgrm --latency-out-uncorrected
+/// a.hgrm` wrote the corrected distribution, then replaced it with the
+/// uncorrected one, and said nothing (exit 0).
+#[test]
+fn two_output_options_naming_one_file_are_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = refused_target();
+    let hgrm = dir.path().join("a.hgrm");
+    let svg = dir.path().join("a.svg");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    // The same file spelled another way: through a subdirectory and `..`.
+    let hgrm_again = sub.join("..").join("a.hgrm");
+    let svg_again = sub.join("..").join("a.svg");
+    for (args, flag, first) in [
+        (
+            [
+                "--latency-out",
+                hgrm.to_str().unwrap(),
+                "--latency-out-uncorrected",
+                hgrm_again.to_str().unwrap(),
+            ],
+            "--latency-out-uncorrected",
+            "--latency-out",
+        ),
+        (
+            [
+                "--plot",
+                svg.to_str().unwrap(),
+                "--latency-out",
+                svg_again.to_str().unwrap(),
+            ],
+            "--plot",
+            "--latency-out",
+        ),
+    ] {
+        let (code, out, err) = texts(&probe_cli(
+            &[&[t.as_str(), "-n", "1"][..], &args[..]].concat(),
+        ));
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(
+            err.contains(&format!("{flag} ")) && err.contains(&format!("the same file as {first}")),
+            "{args:?}: {err}"
+        );
+        assert!(out.is_empty(), "no run, no table: {out}");
+    }
+    assert!(
+        !hgrm.exists() && !svg.exists(),
+        "the checks left files behind"
+    );
+    // Two files of their own: checked and accepted (the refused target
+    // then fails the run, status 1, not 2).
+    let (code, _, err) = texts(&probe_cli(&[
+        &t,
+        "-n",
+        "1",
+        "--latency-out",
+        hgrm.to_str().unwrap(),
+        "--latency-out-uncorrected",
+        dir.path().join("u.hgrm").to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{err}");
 }
 
 /// `--max-loss` is for datagrams: a stream target loses nothing (TCP

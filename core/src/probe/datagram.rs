@@ -170,6 +170,17 @@ pub struct DatagramProbe<const M: usize = 64> {
 impl<const M: usize> DatagramProbe<M> {
     /// A probe that starts at `now`.
     pub fn new(config: DatagramProbeConfig, now: Instant) -> Result<Self, ConfigError> {
+        Self::with_schedule(config, now, now)
+    }
+
+    /// A probe that starts at `now` whose paced schedule starts at `start`
+    /// (datagram *k* is due at `start + k × interval`), as
+    /// [`StreamProbe::with_schedule`](super::StreamProbe::with_schedule).
+    pub fn with_schedule(
+        config: DatagramProbeConfig,
+        now: Instant,
+        start: Instant,
+    ) -> Result<Self, ConfigError> {
         check_sizes(config.size, (DATAGRAM_HEADER, UDP_MAX_V6))?;
         if config.window == 0 || config.window > M {
             return Err(ConfigError::BadWindow {
@@ -189,7 +200,7 @@ impl<const M: usize> DatagramProbe<M> {
             verified_end: 0,
             rtt: None,
             limit: config.count.unwrap_or(u64::MAX),
-            start: now,
+            start,
             now,
             stats: DatagramProbeStats::default(),
         })

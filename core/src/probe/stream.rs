@@ -115,6 +115,19 @@ pub struct StreamProbe<const M: usize = 64> {
 impl<const M: usize> StreamProbe<M> {
     /// A probe that starts at `now`.
     pub fn new(config: ProbeConfig, now: Instant) -> Result<Self, ConfigError> {
+        Self::with_schedule(config, now, now)
+    }
+
+    /// A probe that starts at `now` whose paced schedule starts at `start`:
+    /// message *k* is due at `start + k × interval`. Earlier than `now` for
+    /// a connection that continues a schedule (churn); later to spread the
+    /// connections of a run over the interval instead of starting them all
+    /// at once. Without pacing, `start` is unused.
+    pub fn with_schedule(
+        config: ProbeConfig,
+        now: Instant,
+        start: Instant,
+    ) -> Result<Self, ConfigError> {
         check_sizes(config.size, mode_size_bounds(config.mode))?;
         if let Pattern::Stream { window: 0 } = config.pattern {
             return Err(ConfigError::BadWindow { window: 0 });
@@ -135,7 +148,7 @@ impl<const M: usize> StreamProbe<M> {
             rx: wire.start(),
             started: Deque::new(),
             limit: config.count.unwrap_or(u64::MAX),
-            start: now,
+            start,
             now,
             last_progress: now,
             offered: 0,

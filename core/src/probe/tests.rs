@@ -791,3 +791,50 @@ fn datagram_config_refuses_sizes_no_udp_socket_can_send() {
         })
     );
 }
+
+#[test]
+fn paced_schedule_starting_later_sends_nothing_before_it_then_counts_from_it() {
+    // A connection whose phase puts its schedule 3 ms into the interval.
+    let config = ProbeConfig {
+        mode: Mode::Raw,
+        pattern: Pattern::PingPong,
+        seed: 3,
+        size: SizeRange::fixed(16),
+        count: Some(2),
+        response_timeout: Some(Duration::from_secs(2)),
+        interval: Some(Duration::from_millis(10).into()),
+    };
+    let start = T0 + Duration::from_millis(3);
+    let mut p = StreamProbe::<4>::with_schedule(config, T0, start).unwrap();
+    assert_eq!(p.next_due(), Some(start));
+    assert_eq!(
+        p.poll_timeout(),
+        Some(start),
+        "a timer for the first message"
+    );
+    assert!(send_all(&mut p, T0).is_empty(), "nothing before its start");
+    let first = send_all(&mut p, start);
+    assert_eq!(first.len(), 16);
+    let r = p
+        .handle_received(start + Duration::from_millis(1), &first)
+        .unwrap();
+    assert_eq!(r.round_trip, Some(Duration::from_millis(1)));
+    assert_eq!(p.next_due(), Some(start + Duration::from_millis(10)));
+
+    let config = DatagramProbeConfig {
+        seed: 5,
+        size: SizeRange::fixed(32),
+        count: Some(2),
+        window: 1,
+        loss_timeout: Duration::from_secs(1),
+        interval: Some(Duration::from_millis(10).into()),
+    };
+    let mut d = DatagramProbe::<8>::with_schedule(config, T0, start).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(d.next_due(), Some(start));
+    assert!(
+        d.poll_transmit(T0, &mut buf).is_none(),
+        "nothing before its start"
+    );
+    assert!(d.poll_transmit(start, &mut buf).is_some());
+}

@@ -51,7 +51,11 @@ pub(crate) fn search(s: &RateSearch, path: &Path) -> io::Result<()> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let heading = match s.rate {
-        Some(rate) => format!("ricochet probe --find-rate {}: {rate:.0} msg/s", s.goal),
+        Some(rate) => format!(
+            "ricochet probe --find-rate {}: {} msg/s",
+            s.goal,
+            ricochet::probe::units::format_rate(rate)
+        ),
         None => format!(
             "ricochet probe --find-rate {}: no rate kept the bound",
             s.goal
@@ -449,7 +453,7 @@ fn curve(area: &Area<'_>, s: &RateSearch) -> io::Result<()> {
         let y = pts.iter().find(|p| p.0 == rate).map_or(bound, |p| p.1);
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("{rate:.0} msg/s"),
+                format!("{} msg/s", ricochet::probe::units::format_rate(rate)),
                 (rate, y * 1.3),
                 (FONT, 15),
             )))

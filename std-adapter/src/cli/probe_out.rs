@@ -6,7 +6,7 @@
 //! and makes the exit status 1; the run itself is not disturbed.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ricochet::probe::units::count_of;
 use ricochet::probe::{
@@ -50,7 +50,9 @@ impl Files<'_> {
     /// Checks, before the run, that each file can be written: its directory
     /// exists, it is not a directory, it may be opened for writing (a file
     /// the check had to create is removed again), and the plot is named
-    /// `.svg` (it is drawn as SVG). The error names the option and the fix.
+    /// `.svg` (it is drawn as SVG), and no two options name the same file
+    /// (the last written would replace the other without a word). The error
+    /// names the option and the fix.
     pub(crate) fn check(&self) -> Result<(), String> {
         if let Some(path) = self.plot {
             let svg = path
@@ -70,7 +72,42 @@ impl Files<'_> {
         if let Some(path) = self.latency_out_uncorrected {
             writable("--latency-out-uncorrected", path)?;
         }
+        let named = [
+            ("--latency-out", self.latency_out),
+            ("--latency-out-uncorrected", self.latency_out_uncorrected),
+            ("--plot", self.plot),
+        ];
+        let named: Vec<(&str, &Path, PathBuf)> = named
+            .into_iter()
+            .filter_map(|(flag, p)| p.map(|p| (flag, p, identity(p))))
+            .collect();
+        for (i, (flag, path, id)) in named.iter().enumerate() {
+            if let Some((first, ..)) = named[..i].iter().find(|(.., other)| other == id) {
+                return Err(format!(
+                    "{flag} {}: the same file as {first}: one would overwrite the other; give \
+                     each option a file of its own",
+                    path.display()
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+/// What a path names, to tell two spellings of one file apart from two
+/// files: the file resolved when it exists, else its directory resolved
+/// (checked to exist before this is asked) joined with its name.
+fn identity(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (dir.canonicalize(), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -278,17 +315,27 @@ pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) 
             }
         }
         (Format::Table, Outcome::Search(s)) => {
-            live.out(&format!(
-                "curve        {} measured over {}:",
-                s.goal,
-                count_of(s.steps.len() as u64, "step")
-            ));
-            for line in s.curve().lines() {
-                live.out(&format!("  {line}"));
+            // Only rated steps make the curve: none when the closed loop
+            // failed, and a bare header then reads as a bug.
+            if s.steps.iter().any(|st| st.rate.is_some()) {
+                live.out(&format!(
+                    "curve        {} measured over {}:",
+                    s.goal,
+                    count_of(s.steps.len() as u64, "step")
+                ));
+                for line in s.curve().lines() {
+                    live.out(&format!("  {line}"));
+                }
             }
             if let Some(best) = &s.best {
                 live.out("best step:");
                 for line in best.table().lines() {
+                    live.out(line);
+                }
+            } else if let Some(failed) = &s.failed {
+                // No rate found: what failed, or the errors are nowhere.
+                live.out("last step with errors:");
+                for line in failed.table().lines() {
                     live.out(line);
                 }
             }
@@ -328,12 +375,17 @@ pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) 
 fn quiet_failure(outcome: &Outcome) {
     let report = match outcome {
         Outcome::Run(r) => r,
-        Outcome::Search(s) => {
-            if s.rate.is_none() {
+        Outcome::Search(s) => match (s.rate, &s.failed) {
+            (Some(_), _) => return,
+            (None, Some(failed)) => {
                 say(format_args!("ricochet probe: {}", s.summary()));
+                &**failed
             }
-            return;
-        }
+            (None, None) => {
+                say(format_args!("ricochet probe: {}", s.summary()));
+                return;
+            }
+        },
     };
     if report.ok {
         return;

@@ -170,7 +170,9 @@ pub(super) fn run_worker(
                     window: RING,
                     ..ctx.spec.datagram_config(id)
                 };
-                match Probe::new(config, now) {
+                // The socket's schedule starts its phase into the pacing
+                // interval: the sockets' datagrams are spread over it.
+                match Probe::with_schedule(config, now, now + ctx.spec.phase(id)) {
                     Ok(p) => c.probe = Some(Box::new(p)),
                     Err(e) => env.finish(
                         &mut c,

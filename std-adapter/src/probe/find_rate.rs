@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::hgrm::Which;
 use super::report::{Report, TOOL};
-use super::units::{format_duration, format_micros, parse_duration};
+use super::units::{count_of, format_duration, format_micros, format_rate, parse_duration};
 use super::{Observer, ProbeSpec, RunError, StopHandle, StopReason, run_observed};
 
 /// A step holds its rate when it achieves at least this fraction of it.
@@ -133,6 +133,11 @@ pub struct RateSearch {
     pub steps: Vec<RateStep>,
     /// The report of the step that found the rate.
     pub best: Option<Report>,
+    /// With no rate found, the report of the last step that had errors
+    /// (its `errors`, `error_details` and `hints` say what failed: a
+    /// closed-loop step with errors ends the search before any rate is
+    /// tried); `None` when a rate was found or no step had errors.
+    pub failed: Option<Box<Report>>,
     /// Set when the search was interrupted.
     pub stopped_early: Option<StopReason>,
     /// A rate was found and the search ran to its end.
@@ -158,9 +163,9 @@ impl RateSearch {
             // tried, so "no rate tried kept the goal" would mislead.
             return match self.steps.first() {
                 Some(closed) => format!(
-                    "interrupted before any rate was tried: the closed loop ran {:.0} msg/s with \
+                    "interrupted before any rate was tried: the closed loop ran {} msg/s with \
                      p{} {}; the search did not finish",
-                    closed.achieved,
+                    format_rate(closed.achieved.round()),
                     self.percentile,
                     format_micros(closed.value_us)
                 ),
@@ -184,17 +189,29 @@ impl RateSearch {
     fn found(&self) -> String {
         match self.rate {
             Some(r) => format!(
-                "highest rate keeping {} (p{} at most {}): {r:.0} msg/s{}",
+                "highest rate keeping {} (p{} at most {}): {} msg/s{}",
                 self.goal,
                 self.percentile,
                 format_micros(self.bound_us),
+                format_rate(r),
                 if self.at_upper_end {
                     ", the highest tried: it may hold higher (more connections or a higher --rate)"
                 } else {
                     ""
                 }
             ),
-            None => format!("no rate tried kept {}", self.goal),
+            None => match self.steps.first() {
+                // The closed loop failed: the search stopped there, so no
+                // rate was tried, and "no rate tried kept" would blame the
+                // latency for what the errors did.
+                Some(closed) if closed.rate.is_none() && closed.errors > 0 => format!(
+                    "no rate was tried: the closed-loop step, which finds the upper end, had {}, \
+                     so the search stopped: fix what failed (the step's errors say what), or \
+                     give --rate to start from",
+                    count_of(closed.errors, "error")
+                ),
+                _ => format!("no rate tried kept {}", self.goal),
+            },
         }
     }
 }
@@ -202,10 +219,12 @@ impl RateSearch {
 impl RateStep {
     /// The step as one line of output.
     pub fn line(&self, goal: &Goal) -> String {
-        let rate = self
-            .rate
-            .map_or_else(|| "closed loop".to_owned(), |r| format!("{r:.0} msg/s"));
+        let rate = self.rate.map_or_else(
+            || "closed loop".to_owned(),
+            |r| format!("{} msg/s", format_rate(r)),
+        );
         let verdict = match (&self.why, self.rate) {
+            (Some(why), None) if self.errors > 0 => format!("failed: {why}"),
             (_, None) => "upper end".to_owned(),
             (None, _) => "ok".to_owned(),
             (Some(why), _) => format!("over: {why}"),
@@ -242,8 +261,8 @@ fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep 
     let bound = u64::try_from(goal.bound.as_micros()).unwrap_or(u64::MAX);
     let why = match rate {
         None if m.errors > 0 => Some(format!(
-            "{} errors (closed loop: measures the upper end, not judged)",
-            m.errors
+            "{} (closed loop: no upper end, the search stops)",
+            count_of(m.errors, "error")
         )),
         None => Some("closed loop: measures the upper end, not judged".to_owned()),
         Some(_) if m.errors > 0 => Some(format!("{} errors", m.errors)),
@@ -398,6 +417,15 @@ pub fn find_rate(
     };
     let (steps, best) = search(&goal, spec.rate, &mut runs)?;
     let best_report = best.and_then(|i| runs.reports.get(i).cloned());
+    // A report is pushed for each step judged, in order: the indexes match.
+    let failed = match best {
+        Some(_) => None,
+        None => steps
+            .iter()
+            .rposition(|s| s.errors > 0)
+            .and_then(|i| runs.reports.get(i).cloned())
+            .map(Box::new),
+    };
     let stopped_early = stop.reason();
     Ok(RateSearch {
         tool: TOOL,
@@ -409,6 +437,7 @@ pub fn find_rate(
         at_upper_end: best.is_some() && best == steps.iter().position(|s| s.rate.is_some()),
         steps,
         best: best_report,
+        failed,
         stopped_early,
         ok: best.is_some() && stopped_early.is_none(),
     })
@@ -445,6 +474,7 @@ mod tests {
             at_upper_end: false,
             steps: vec![step],
             best: None,
+            failed: None,
             stopped_early: Some(StopReason::Interrupted),
             ok: false,
         };

@@ -489,6 +489,21 @@ impl ProbeSpec {
         let nanos = (secs * 1e9).round().clamp(1.0, u64::MAX as f64) as u64;
         Some(ricochet_core::Pace::from_nanos(nanos))
     }
+
+    /// Pacing: how far into the pacing interval the schedule of connection
+    /// (slot) `conn` starts, `conn / R`: the C connections' messages are
+    /// spread evenly over the interval, as a total rate R means, instead of
+    /// leaving in a burst of C every C / R (which queued each burst's last
+    /// message behind the others, in the server and in the probe). `ZERO`
+    /// without `--rate`.
+    pub(super) fn phase(&self, conn: usize) -> ricochet_core::Duration {
+        let Some(pace) = self.pace() else {
+            return ricochet_core::Duration::ZERO;
+        };
+        let c = self.connections.max(1) as u128;
+        let nanos = u128::from(pace.as_nanos()) * (conn as u128 % c) / c;
+        ricochet_core::Duration::from_micros(u64::try_from(nanos / 1_000).unwrap_or(u64::MAX))
+    }
 }
 
 /// The payload seed of connection `conn`'s `session`-th connection (with

@@ -3,12 +3,15 @@
 
 use hdrhistogram::Histogram;
 use ricochet_core::probe::{DatagramProbeStats, ProbeStats};
-use ricochet_core::{Duration, Instant};
+use ricochet_core::{Duration, Instant, Pace};
 
 use super::report::{ConnError, DatagramCounts, ErrorCounts, Latency, MAX_ERROR_DETAILS};
 
 /// Latencies are recorded in microseconds up to one hour (3 significant digits).
 pub(super) const HIST_MAX_US: u64 = 3_600_000_000;
+/// At most this many histogram records for the messages a run's end held
+/// back (see [`Tally::unsent`]).
+pub(super) const UNSENT_GROUPS: u64 = 10_000;
 /// Significant digits of every latency histogram.
 pub(super) const HIST_SIGFIG: u8 = 3;
 
@@ -171,6 +174,28 @@ impl Tally {
         }
     }
 
+    /// Pacing: `n` messages due from `first_due` on, `pace` apart, that the
+    /// end of the duration kept from starting (the connection's window was
+    /// held, by a server that stopped answering): each waited at least
+    /// until `now`, when its connection could have sent it. Those due in
+    /// the window join the corrected latency (never sent, they have no
+    /// uncorrected one): a server that stalls at the end is no better off
+    /// than one that stalls in the middle.
+    ///
+    /// The work is bounded whatever `n` (a rate of 10^9/s held for a
+    /// second is 10^9 messages): they are recorded in at most
+    /// [`UNSENT_GROUPS`] runs of consecutive messages, each at the wait of
+    /// its middle message (the waits fall evenly, so a run's spread is its
+    /// length in spacings).
+    pub(super) fn unsent(&mut self, first_due: Instant, pace: Pace, n: u64, now: Instant) {
+        for (due, count) in unsent_groups(first_due, pace, n) {
+            if self.in_window(due) {
+                self.rtt
+                    .saturating_record_n(now.saturating_since(due).as_micros(), count);
+            }
+        }
+    }
+
     /// A paced message left `late` after it was due (and could be sent), at `now`.
     pub(super) fn lateness(&mut self, now: Instant, late: Duration) {
         if self.in_window(now) {
@@ -291,6 +316,18 @@ impl Tally {
     }
 }
 
+/// `n` messages due from `first_due`, `pace` apart, as at most
+/// [`UNSENT_GROUPS`] runs of consecutive ones: (the due instant of a run's
+/// middle message, the run's length).
+fn unsent_groups(first_due: Instant, pace: Pace, n: u64) -> impl Iterator<Item = (Instant, u64)> {
+    let per_group = n.div_ceil(UNSENT_GROUPS).max(1);
+    (0..n.div_ceil(per_group)).map(move |g| {
+        let start = g * per_group;
+        let count = per_group.min(n - start);
+        (pace.at(first_due, start + count / 2), count)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +372,46 @@ mod tests {
         assert_eq!(t.round_trips(), 1, "completed inside: the warmup's");
         let max = latency_of(&t.rtt).max;
         assert!((1_900_000..1_901_000).contains(&max), "{max}");
+    }
+
+    /// Messages the end held back: each due one in the window waits until
+    /// `now`; exact when few.
+    #[test]
+    fn tally_unsent_records_each_wait_until_now() {
+        let mut t = Tally::new(window(0, Some(1_000))).unwrap();
+        let pace = Pace::from(Duration::from_millis(100));
+        // Due at 900, 1000 (in the window) and 1100 ms (after it).
+        t.unsent(
+            Instant::from_millis(900),
+            pace,
+            3,
+            Instant::from_millis(1_200),
+        );
+        let l = latency_of(&t.rtt);
+        assert_eq!(l.count, 2);
+        assert!((300_000..300_400).contains(&l.max), "{l:?}");
+        assert!((199_900..200_100).contains(&l.p50), "{l:?}");
+    }
+
+    /// A million messages held back cost at most `UNSENT_GROUPS` records
+    /// (a rate of 10^9/s held for a second once took seconds), and still
+    /// count as many waits, spread from the first's to the last's.
+    #[test]
+    fn tally_unsent_of_a_huge_backlog_is_bounded_work() {
+        let mut t = Tally::new(window(0, Some(1_000))).unwrap();
+        let (first, now) = (Instant::from_millis(500), Instant::from_millis(1_500));
+        let pace = Pace::from_nanos(1_000);
+        let n = pace.due_by(first, now) + 1;
+        let groups: Vec<_> = unsent_groups(first, pace, n).collect();
+        assert!(groups.len() <= 10_000, "{} records", groups.len());
+        assert_eq!(groups.iter().map(|g| g.1).sum::<u64>(), n);
+        t.unsent(first, pace, n, now);
+        // Due at or before 1000 ms: 500,001 of them (give or take a group).
+        let group = n.div_ceil(UNSENT_GROUPS);
+        assert!(t.rtt.len().abs_diff(500_001) <= group, "{}", t.rtt.len());
+        let l = latency_of(&t.rtt);
+        assert!((999_000..1_001_000).contains(&l.max), "{l:?}");
+        assert!((499_000..501_000).contains(&t.rtt.min()), "{l:?}");
     }
 
     #[test]

@@ -98,19 +98,35 @@ fn parse_rate_of(s: &str, what: &str) -> Result<f64, String> {
     let r = v * mul;
     if r.is_finite() && r > 0.0 {
         Ok(r)
+    } else if r == 0.0 {
+        Err(format!(
+            "bad rate {s:?}: a rate is more than 0 {what} per second (e.g. 0.5, 1000 or 10K); \
+             to go as fast as the server answers, leave the option out"
+        ))
     } else {
         Err(bad())
     }
 }
 
-/// A rate as a reader wants it: `2000`, `2500.5` (no float noise).
+/// A rate as a reader wants it: `2000`, `2500.5` (no float noise), `0.001`
+/// (three significant digits below 1, never `0` for a rate that is not),
+/// `1e20` (no hundred digits for a huge one).
 pub fn format_rate(r: f64) -> String {
-    if r.fract() == 0.0 && r.abs() < 1e15 {
-        format!("{r:.0}")
-    } else {
-        let s = format!("{r:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    let a = r.abs();
+    if a >= 1e15 {
+        return format!("{r:e}");
     }
+    if r.fract() == 0.0 {
+        return format!("{r:.0}");
+    }
+    let decimals = if a >= 1.0 {
+        2
+    } else {
+        // 0.001 is 1e-3: 2 - (-3) = 5 decimals, 3 significant digits.
+        (2 - a.log10().floor() as i32).clamp(2, 17) as usize
+    };
+    let s = format!("{r:.decimals$}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// A latency in microseconds with a readable unit: `812 us`, `4.25 ms`,
@@ -253,6 +269,35 @@ mod tests {
         assert_eq!(format_rate(2000.0), "2000");
         assert_eq!(format_rate(21_765.894_643_280_753), "21765.89");
         assert_eq!(format_rate(2.5), "2.5");
+    }
+
+    /// `-r 0.001` was shown as `rate 0 msg/s`, and `--find-rate -r 0.5`
+    /// found "0 msg/s"; `-r 1e20` printed a hundred-odd digits.
+    #[test]
+    fn small_and_huge_rates_format_readably() {
+        assert_eq!(format_rate(0.5), "0.5");
+        assert_eq!(format_rate(0.001), "0.001");
+        assert_eq!(format_rate(0.000_000_1), "0.0000001");
+        assert_eq!(format_rate(1.0 / 3.0), "0.333");
+        assert_eq!(format_rate(0.012_34), "0.0123");
+        assert_eq!(format_rate(1e20), "1e20");
+        assert_eq!(format_rate(1e308), "1e308");
+        for r in ["0.001", "0.5", "0.0000001", "2.5", "21765.89", "1e20"] {
+            let v: f64 = r.parse().unwrap();
+            assert_eq!(parse_rate(&format_rate(v)), Ok(v), "{r} reads back");
+        }
+    }
+
+    /// `-r 0` said only "expected messages per second", as if 0 were not one.
+    #[test]
+    fn zero_rate_error_says_more_than_zero_and_how_to_go_unpaced() {
+        for z in ["0", "0.0", "0K"] {
+            let e = parse_rate(z).unwrap_err();
+            assert!(e.contains("more than 0 messages per second"), "{e}");
+            assert!(e.contains("leave the option out"), "{e}");
+        }
+        let e = parse_connect_rate("0").unwrap_err();
+        assert!(e.contains("more than 0 connections per second"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::report::{
 };
 use super::spec::{Lifetime, Pattern, ProbeSpec, Stop, UDP_MAX_IN_FLIGHT};
 use super::tally::{Tally, latency_of};
-use super::units::{count_of, format_duration};
+use super::units::{count_of, format_duration, format_micros, format_rate};
 use super::{StopReason, Target};
 
 /// The largest UDP payload that fits an Ethernet frame without IP
@@ -21,6 +21,13 @@ use super::{StopReason, Target};
 const ETHERNET_UDP_MAX: usize = 1472;
 /// Below this fraction of `--rate` the report warns that the rate was not reached.
 const RATE_REACHED: f64 = 0.9;
+/// A paced run whose sends left at least this late (median, microseconds)
+/// was held back by the probe itself.
+const PROBE_LATE_US: u64 = 1_000;
+/// A ping-pong run achieving this fraction of what its connections can
+/// carry at their round trip (C / mean round trip), or up to its inverse
+/// (the figures' noise), was held by the round trip, not by the probe's sends.
+const ROUND_TRIP_BOUND: f64 = 0.8;
 /// The longest line (frame) `ricochet serve` echoes by default: its `--buffer-size`.
 const SERVE_BUFFER: usize = crate::serve::BufferSize::K4.bytes();
 /// The longest line (frame) the embedded node echoes by default: its
@@ -124,6 +131,8 @@ pub(super) fn build_report(
         .map(|(i, part)| target_row(spec, i, part, measured_secs))
         .collect();
     let latency_us = latency_of(&t.rtt);
+    // For the rate warning, whose why they tell (`t.details` moves below).
+    let (late_us, uncorrected_us) = (latency_of(&t.late), latency_of(&t.rtt_sent));
     let round_trips_per_sec = round_trips as f64 / measured_secs;
     let mb_per_sec = t.window_bytes as f64 / 1e6 / measured_secs;
     let mut errors = t.errors;
@@ -276,10 +285,11 @@ pub(super) fn build_report(
         let why = match spec.connect_rate {
             // The ramp of the first connections: slots start when theirs opens.
             Some(cr) if spec.connections as f64 / cr >= 0.1 * measured_secs => format!(
-                "the first {} connections opened at --connect-rate {cr}/s, over about {:.1} s of \
+                "the first {} connections opened at --connect-rate {}/s, over about {:.1} s of \
                  it, and each slot's schedule starts when its connection opens; measure after \
                  the ramp with --warmup {:.0}s, or the server or the probe could not keep up",
                 spec.connections,
+                format_rate(cr),
                 spec.connections as f64 / cr,
                 (spec.connections as f64 / cr).ceil()
             ),
@@ -292,12 +302,12 @@ pub(super) fn build_report(
                  next one goes (see the hint); latencies include the queueing",
                 format_duration(overdue_at_most(spec.timeout.into()).into())
             ),
-            _ => "the server or the probe could not keep up; latencies include the queueing"
-                .to_owned(),
+            _ => rate_missed_why(spec, &late_us, &uncorrected_us, round_trips_per_sec),
         };
         warnings.push(format!(
-            "the requested rate of {rate} msg/s was not reached: {round_trips_per_sec:.1}/s \
-             achieved ({why})"
+            "the requested rate of {} msg/s was not reached: {round_trips_per_sec:.1}/s \
+             achieved ({why})",
+            format_rate(rate)
         ));
     }
     if run.stopped_early.is_none() && t.not_started > 0 {
@@ -419,6 +429,39 @@ fn nagle_hint(spec: &ProbeSpec, rtt: &Latency, connect: &Latency) -> Option<Stri
             connect.p50 as f64 / 1e3
         )
     })
+}
+
+/// Why a paced run fell short of its rate, when its measurements tell: the
+/// probe's own sends left late (the probe could not keep up), or one
+/// message in flight per connection at the round trip measured carries no
+/// more (Little's law: C / mean round trip); else either side may be it.
+fn rate_missed_why(spec: &ProbeSpec, late: &Latency, rtt: &Latency, achieved: f64) -> String {
+    const QUEUEING: &str = "latencies include the queueing";
+    if late.count > 0 && late.p50 >= PROBE_LATE_US {
+        return format!(
+            "the probe's own sends left late, p50 {} behind their schedule: the probe could \
+             not keep up; give it more --threads or a machine of its own, or a lower --rate; \
+             {QUEUEING}",
+            format_micros(late.p50)
+        );
+    }
+    if spec.pattern == Pattern::PingPong && rtt.count > 0 && rtt.mean > 0.0 {
+        let carried = spec.connections as f64 * 1e6 / rtt.mean;
+        // Far above what one message in flight carries, the figures
+        // contradict the bound (messages timed oddly): say nothing of it.
+        if (ROUND_TRIP_BOUND * carried..=carried / ROUND_TRIP_BOUND).contains(&achieved) {
+            return format!(
+                "ping-pong keeps one message in flight per connection: {} at a mean round trip \
+                 of {} carry at most about {} msg/s, and the probe's sends were on time; for \
+                 more, give more -c (or -p stream), or the server (or the probe's \
+                 reading) answers too slowly; {QUEUEING}",
+                count_of(spec.connections as u64, "connection"),
+                format_micros(rtt.mean.round() as u64),
+                format_rate(carried.round())
+            );
+        }
+    }
+    format!("the server or the probe could not keep up; {QUEUEING}")
 }
 
 /// `n` connection(s) with the verb agreeing: "1 connection was", "2 connections were".
@@ -1128,6 +1171,87 @@ mod tests {
             &[t],
         );
         assert!(r.warnings.join("\n").contains("could not keep up"));
+    }
+
+    /// A rate not reached says which side held it when the figures tell:
+    /// the probe's own sends late, or ping-pong's one message in flight
+    /// per connection at the round trip measured (it said "the server or
+    /// the probe could not keep up" in every case). The rate is shown as
+    /// the table shows it, not as Rust prints a float (`1e20`, not 21 digits).
+    #[test]
+    fn rate_missed_names_the_probe_or_the_round_trip_when_the_figures_tell() {
+        let d = Stop::Duration(std::time::Duration::from_secs(1));
+        let mut spec = ProbeSpec::new(tcp());
+        spec.stop = d;
+        spec.connections = 2;
+        // Each connection's echoes come 1 ms after their send: 2 connections
+        // carry 2000/s at most; 10,000/s was asked.
+        spec.rate = Some(10_000.0);
+        let rtt = ricochet_core::Duration::from_micros(1000);
+        let t_add = |t: &mut Tally, now: Instant, rtt: ricochet_core::Duration| {
+            t.messages_sent += 1;
+            t.messages_verified += 1;
+            t.verified(now, 64);
+            t.round_trip(now, rtt, rtt);
+        };
+        let on_time = |late_us: u64| {
+            let mut t = tally();
+            for k in 0..2000u64 {
+                let now = Instant::from_micros(k * 500 + 1000);
+                t.messages_sent += 1;
+                t.messages_verified += 1;
+                t.verified(now, 64);
+                t.round_trip(now, rtt, rtt);
+                t.lateness(now, ricochet_core::Duration::from_micros(late_us));
+            }
+            t
+        };
+        let warning = |spec: &ProbeSpec, t: Tally| {
+            let r = build_report(
+                spec,
+                facts(Some(Instant::from_millis(1000))),
+                t.clone(),
+                &[t],
+            );
+            r.warnings.join("\n")
+        };
+        let w = warning(&spec, on_time(0));
+        assert!(
+            w.contains("rate of 10000 msg/s was not reached")
+                && w.contains("one message in flight per connection")
+                && w.contains("2 connections at a mean round trip of 1000 us")
+                && w.contains("at most about 2000 msg/s")
+                && w.contains("more -c"),
+            "{w}"
+        );
+        // Round trips of 10 ms carry 200/s, yet 2000/s were achieved: the
+        // figures contradict the bound, so the warning does not cite it.
+        let mut slow = tally();
+        for k in 0..2000u64 {
+            let now = Instant::from_micros(k * 500 + 10_000);
+            t_add(&mut slow, now, ricochet_core::Duration::from_millis(10));
+        }
+        let w = warning(&spec, slow);
+        assert!(
+            w.contains("the server or the probe could not keep up")
+                && !w.contains("one message in flight"),
+            "{w}"
+        );
+        let w = warning(&spec, on_time(5_000));
+        assert!(
+            w.contains("the probe's own sends left late, p50 500") && w.contains("--threads"),
+            "{w}"
+        );
+        // A stream's window is not one message: no round-trip bound to name.
+        spec.pattern = Pattern::Stream;
+        let w = warning(&spec, on_time(0));
+        assert!(
+            w.contains("the server or the probe could not keep up"),
+            "{w}"
+        );
+        spec.rate = Some(1e20);
+        let w = warning(&spec, on_time(0));
+        assert!(w.contains("rate of 1e20 msg/s"), "{w}");
     }
 
     /// A tally of connections ended early before any byte verified.

@@ -57,6 +57,13 @@ pub(super) struct Conn<const M: usize> {
     pub(super) held: bool,
     /// The last instant that may have let a held message start.
     pub(super) ready_at: Instant,
+    /// Pacing: the socket took no more (the server not reading: TCP's
+    /// backpressure); when it takes bytes again, held messages may start.
+    pub(super) socket_full: bool,
+    /// Pacing: the messages due, and not begun, when the duration ended
+    /// (first due instant, count): their wait is recorded once the
+    /// connection could have sent them, or failed.
+    pub(super) unsent: Option<(Instant, u64)>,
     /// The current connection is ready for data but not counted as opened
     /// yet: the server has not shown it accepted the TLS handshake.
     pub(super) unsettled: Option<Opened>,
@@ -93,6 +100,8 @@ impl<const M: usize> Conn<M> {
             origin: None,
             held: false,
             ready_at: at,
+            socket_full: false,
+            unsent: None,
             unsettled: None,
         }
     }

@@ -160,6 +160,13 @@ impl<'a, const M: usize> Worker<'a, M> {
                 for (idx, c) in self.conns.iter_mut().enumerate() {
                     if let Some(p) = c.probe.as_mut() {
                         if !cut {
+                            // Messages already due that the window holds
+                            // back will not start: their wait still counts.
+                            if let (Some(pace), Some(due)) = (self.env.pace, p.next_due())
+                                && due <= now
+                            {
+                                c.unsent = Some((due, pace.due_by(due, now) + 1));
+                            }
                             p.finish();
                         } else if p.finish_now() > 0 {
                             self.env.rec.tally(c.target).messages_cut += 1;
@@ -371,16 +378,19 @@ impl Env<'_> {
         let count = self.session_count(c);
         // Under pacing the slot's schedule runs on: this connection's first
         // message was due when the previous connection's next one would have been.
+        // The first connection's schedule starts its slot's phase into the
+        // pacing interval: the slots' messages are spread over it.
         let due = match (self.pace, c.origin) {
             (Some(pace), Some(origin)) => pace.at(origin, c.messages_done),
             (Some(_), None) => {
-                c.origin = Some(now);
-                now
+                let origin = now + spec.phase(c.id);
+                c.origin = Some(origin);
+                origin
             }
             (None, _) => now,
         };
         let config = spec.stream_config(c.id, c.sessions, count);
-        match StreamProbe::<M>::new(config, due.min(now)) {
+        match StreamProbe::<M>::with_schedule(config, now, due) {
             Ok(mut p) => {
                 if self.finishing {
                     p.finish();
@@ -614,6 +624,10 @@ impl Env<'_> {
         self.close_socket(c);
         let verified = c.probe.as_ref().map_or(0, |p| p.stats().bytes_verified);
         let tally = self.rec.tally(c.target);
+        // The messages the end of the duration held back waited until now.
+        if let (Some((due, n)), Some(pace)) = (c.unsent.take(), self.pace) {
+            tally.unsent(due, pace, n, now);
+        }
         if let Some(p) = c.probe.take() {
             tally.add_stream(p.stats());
         }

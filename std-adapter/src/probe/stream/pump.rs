@@ -34,6 +34,14 @@ impl Env<'_> {
                     .map_err(|e| Failure::io("write", &e, probe.stats().bytes_verified))?;
             }
             if c.phase == Phase::Running && c.writable {
+                if std::mem::take(&mut c.socket_full) {
+                    // Writable again: what the full socket held may go now.
+                    c.ready_at = clock.now();
+                }
+                // Messages held until now may go from `ready_at`: every
+                // write of this burst counts their lateness from there (a
+                // backlog the server let go at once may take several).
+                let held_from = std::mem::take(&mut c.held).then_some(c.ready_at);
                 loop {
                     let now = clock.now();
                     let due = probe.next_due();
@@ -57,24 +65,29 @@ impl Env<'_> {
                             // `w <= n` (what was offered): cannot fail.
                             let _ = probe.commit_sent(now, w);
                             if let (Some(d), Some(pace)) = (due, self.pace) {
-                                let held = std::mem::take(&mut c.held);
-                                let ready_at = held.then_some(c.ready_at);
                                 let sent = Sent {
                                     due: d,
                                     pace,
                                     now,
-                                    ready_at,
+                                    ready_at: held_from,
                                 };
                                 sent.record(&mut self.rec, c.target, probe.next_due());
                             }
                             progressed = true;
                             if w < n {
                                 c.writable = false;
+                                c.held = true;
+                                c.socket_full = true;
                                 break;
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            // The server is not reading (its socket and
+                            // ours are full): the messages due meanwhile
+                            // wait for it, not for the probe.
                             c.writable = false;
+                            c.held = true;
+                            c.socket_full = true;
                             break;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -139,6 +152,11 @@ impl Env<'_> {
                 }
             }
             if c.phase == Phase::Running && probe.is_done() {
+                // Everything sent came back: the messages the end of the
+                // duration held back could have gone now.
+                if let (Some((due, n)), Some(pace)) = (c.unsent.take(), self.pace) {
+                    self.rec.tally(c.target).unsent(due, pace, n, clock.now());
+                }
                 sock.shutdown_write().map_err(|e| {
                     Failure::io("shutdown(Write)", &e, probe.stats().bytes_verified)
                 })?;
@@ -163,8 +181,9 @@ struct Sent {
     due: Instant,
     pace: ricochet_core::Pace,
     now: Instant,
-    /// When the messages were held (due, but the window or the message
-    /// before kept them back): the last read, from which they could go.
+    /// When the messages were held (due, but the window, the message
+    /// before or a full socket kept them back): the last read, or the
+    /// socket taking bytes again, from which they could go.
     ready_at: Option<Instant>,
 }
 

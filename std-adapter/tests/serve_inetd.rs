@@ -264,6 +264,32 @@ fn inetd_udp_socket_echoes_datagrams_until_idle() {
     assert!(wait_child(&mut child, IO_TIMEOUT).success());
 }
 
+/// The UDP service stops as `ricochet serve` does: two signals mean stop
+/// at once, exit 130 (it exited 0 whatever came). Both are sent while the
+/// process is stopped (SIGSTOP), so both are pending when it resumes and
+/// neither can be taken for the end of a graceful stop.
+#[test]
+fn inetd_udp_second_signal_stops_at_once_with_exit_130() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut child = inetd_child(OwnedFd::from(server), &["--idle-timeout", "30s"], false);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut b = [0u8; 64];
+    c.send_to(b"up?", addr).unwrap();
+    let (n, _) = c.recv_from(&mut b).unwrap();
+    assert_eq!(&b[..n], b"up?", "serving, so watching signals");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    for sig in [libc::SIGSTOP, libc::SIGTERM, libc::SIGINT, libc::SIGCONT] {
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+    let status = wait_child(&mut child, IO_TIMEOUT);
+    let err = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("second signal"), "{err}");
+}
+
 #[test]
 fn inetd_refuses_what_is_not_a_connection_with_the_fix() {
     let out = output_within(Command::new(bin()).args(["serve", "--inetd"]), IO_TIMEOUT);

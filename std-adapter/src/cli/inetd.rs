@@ -14,7 +14,8 @@
 //! - **A UDP socket** (`wait`): the datagram loop of `ricochet serve` (the
 //!   core's policy: size limit, loop guard, rate limit) on that socket,
 //!   until no datagram came for `--idle-timeout` (then exit, and inetd
-//!   takes the socket back) or a signal (the server's graceful shutdown).
+//!   takes the socket back) or a signal (the server's graceful shutdown;
+//!   a second signal stops at once, exit 130).
 //!
 //! inetd puts the socket on standard error too: log records and error
 //! messages would go to the peer, mixed into its echo. So when standard
@@ -328,8 +329,11 @@ fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&st
         }
     }
     let result = handle.join();
+    // A second signal stopped it at once: exit 130, as `ricochet serve`.
+    let aborted = watcher.as_ref().is_some_and(SignalWatcher::aborted);
     drop(watcher);
     match result {
+        Ok(()) if aborted => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e.to_string());

@@ -55,7 +55,8 @@ pub(crate) struct ProbeArgs {
     /// Concurrent connections over all targets (UDP: sockets).
     #[arg(short = 'c', long, default_value_t = 1, value_name = "C")]
     connections: usize,
-    /// Message size on the wire (terminator/header included), or a random range MIN..=MAX / MIN-MAX.
+    /// Message size on the wire in bytes (terminator/header included; K/KiB, M/MiB, G/GiB = 1024,
+    /// 1024², 1024³), or a random range MIN..=MAX / MIN-MAX (64..=1K, 1-64K).
     #[arg(short = 's', long, default_value = "64", value_name = "S", value_parser = parse_size_range)]
     size: (usize, usize),
     /// Message pattern: one message in flight (pingpong), a window of bytes in flight (stream), or

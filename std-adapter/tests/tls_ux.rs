@@ -498,6 +498,91 @@ fn probe_explains_an_expired_a_future_and_an_untrusted_certificate_in_plain_word
     );
 }
 
+/// A certificate from `ricochet cert`, probed without --tls-ca: the probe
+/// says it is not signed by a CA it trusts, even where the system's store
+/// holds a root whose subject is `CN=localhost` (Debian's
+/// `ssl-cert-snakeoil.pem`, an RSA key, is in /etc/ssl/certs wherever the
+/// ssl-cert package is). `ricochet cert` named its certificate
+/// `CN=localhost` too, so the probe checked its signature against that
+/// root's key and said only
+/// `UnsupportedSignatureAlgorithmForPublicKeyContext { signature_algorithm_id: [6, 8, 42, ...] }`.
+/// The system's store is a file of the test's (`SSL_CERT_FILE`) holding
+/// such a root (a P-384 key: the same mismatch as RSA).
+#[test]
+fn probe_without_tls_ca_calls_a_ricochet_cert_certificate_untrusted_beside_a_localhost_root() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .arg("cert")
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{:?}", texts(&o));
+    let mut root = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+    let store = dir.path().join("system-roots.pem");
+    std::fs::write(&store, root.self_signed(&key).expect("root").pem()).expect("write");
+
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let srv = server_with(&cert, &key);
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let o = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .args(["probe", &target, "--json"])
+            .env("SSL_CERT_FILE", &store)
+            .env_remove("SSL_CERT_DIR"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    let msg = j["error_details"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("not signed by a CA the probe trusts")
+            && msg.contains("--tls-ca")
+            && !msg.contains("signature_algorithm_id"),
+        "{msg}"
+    );
+
+    // A self-signed certificate named CN=localhost (as `ricochet cert`'s
+    // were; as `openssl req -subj /CN=localhost` makes): the collision is
+    // explained in words, with the fix.
+    let mut named = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    named
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let named_key = KeyPair::generate().expect("key");
+    let (cert, key) = (
+        dir.path().join("named.pem"),
+        dir.path().join("named-key.pem"),
+    );
+    std::fs::write(&cert, named.self_signed(&named_key).expect("cert").pem()).expect("write");
+    std::fs::write(&key, named_key.serialize_pem()).expect("write");
+    let srv = server_with(&cert, &key);
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let o = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .args(["probe", &target, "--json"])
+            .env("SSL_CERT_FILE", &store)
+            .env_remove("SSL_CERT_DIR"),
+        Duration::from_secs(60),
+    );
+    let j = json_of(&o);
+    let msg = j["error_details"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("same name as one the probe trusts")
+            && msg.contains("--tls-ca")
+            && !msg.contains("BadSignature"),
+        "{msg}"
+    );
+}
+
 /// The two wrong-scheme mistakes: `tls://` to a plain echo server (which
 /// echoes the ClientHello back) and `tcp://` to a TLS port (which answers
 /// with an alert record) each name the scheme to use; the server keeps

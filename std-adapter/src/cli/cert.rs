@@ -96,17 +96,17 @@ fn write_pair(args: &CertArgs) -> Result<String, String> {
     // A minute back: a peer whose clock is a little behind still accepts it.
     let not_before = now - time::Duration::minutes(1);
     let not_after = now + time::Duration::days(i64::from(args.days));
+    let key = KeyPair::generate().map_err(|e| format!("cannot make a key: {e}"))?;
     let mut params = CertificateParams::new(names.clone())
         .map_err(|e| format!("cannot make a certificate for {names:?}: {e}"))?;
     params
         .distinguished_name
-        .push(DnType::CommonName, names[0].clone());
+        .push(DnType::CommonName, subject_name(&key));
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_before = not_before;
     params.not_after = not_after;
-    let key = KeyPair::generate().map_err(|e| format!("cannot make a key: {e}"))?;
     let cert = params
         .self_signed(&key)
         .map_err(|e| format!("cannot sign the certificate: {e}"))?;
@@ -152,6 +152,25 @@ fn write_pair(args: &CertArgs) -> Result<String, String> {
         probe_host(&names[0]),
         cert_path,
     ))
+}
+
+/// The certificate's subject (and, self-signed, issuer) common name: unique
+/// to its key, `ricochet test certificate 1a2b3c4d5e6f7a8b`. Not a server
+/// name (clients check subjectAltName): a subject the same as a trusted
+/// root's (Debian's ssl-cert-snakeoil.pem in /etc/ssl/certs is
+/// `CN=localhost`) makes a verifier check the signature against that root's
+/// key and fail with a bad signature instead of "unknown issuer"; and two
+/// of these certificates must not collide with each other either.
+fn subject_name(key: &KeyPair) -> String {
+    // The public point's first bytes after its format byte: random.
+    let hex: String = key
+        .public_key_raw()
+        .iter()
+        .skip(1)
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("ricochet test certificate {hex}")
 }
 
 /// How the probe line names the server: an IPv6 address in brackets, a

@@ -127,6 +127,18 @@ fn explain(e: &rustls::Error) -> Option<String> {
              self-signed certificate, the certificate itself), or --insecure for a test server"
                 .to_owned(),
         ),
+        // The issuer named is a root the probe trusts, but that root's key
+        // did not sign the certificate: mostly a self-signed certificate
+        // named like a trusted one (Debian's ssl-cert-snakeoil.pem is
+        // CN=localhost, an RSA key).
+        C::BadSignature | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => Some(
+            "the server's certificate is not signed by a CA the probe trusts: its issuer has the \
+             same name as one the probe trusts (a self-signed certificate whose subject is, say, \
+             CN=localhost, like Debian's /etc/ssl/certs/ssl-cert-snakeoil.pem), but that CA's \
+             key did not sign it; give --tls-ca the certificate that signed it (for a \
+             self-signed certificate, the certificate itself), or --insecure for a test server"
+                .to_owned(),
+        ),
         C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => Some(format!(
             "the server's certificate is a CA certificate, not a server certificate \
              (basicConstraints CA:TRUE, as `openssl req -x509` makes by default): make it with \

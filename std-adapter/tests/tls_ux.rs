@@ -526,21 +526,26 @@ fn probe_without_tls_ca_calls_a_ricochet_cert_certificate_untrusted_beside_a_loc
     let store = dir.path().join("system-roots.pem");
     std::fs::write(&store, root.self_signed(&key).expect("root").pem()).expect("write");
 
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let srv = server_with(&cert, &key);
-    let target = format!("tls://localhost:{}", srv.tls.port());
-    let o = run_bounded(
-        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
-            .args(["probe", &target, "--json"])
-            .env("SSL_CERT_FILE", &store)
-            .env_remove("SSL_CERT_DIR"),
-        Duration::from_secs(60),
-    );
-    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
-    let j = json_of(&o);
-    let msg = j["error_details"][0]["message"]
-        .as_str()
-        .unwrap_or_default();
+    // The one handshake error of a probe, without --tls-ca, of a server
+    // with `cert` and `key`.
+    let probe_error = |cert: &Path, key: &Path| -> String {
+        let srv = server_with(cert, key);
+        let target = format!("tls://localhost:{}", srv.tls.port());
+        let o = run_bounded(
+            std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
+                .args(["probe", &target, "--json"])
+                .env("SSL_CERT_FILE", &store)
+                .env_remove("SSL_CERT_DIR"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+        let j = json_of(&o);
+        j["error_details"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let msg = probe_error(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
     assert!(
         msg.contains("not signed by a CA the probe trusts")
             && msg.contains("--tls-ca")
@@ -562,19 +567,7 @@ fn probe_without_tls_ca_calls_a_ricochet_cert_certificate_untrusted_beside_a_loc
     );
     std::fs::write(&cert, named.self_signed(&named_key).expect("cert").pem()).expect("write");
     std::fs::write(&key, named_key.serialize_pem()).expect("write");
-    let srv = server_with(&cert, &key);
-    let target = format!("tls://localhost:{}", srv.tls.port());
-    let o = run_bounded(
-        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
-            .args(["probe", &target, "--json"])
-            .env("SSL_CERT_FILE", &store)
-            .env_remove("SSL_CERT_DIR"),
-        Duration::from_secs(60),
-    );
-    let j = json_of(&o);
-    let msg = j["error_details"][0]["message"]
-        .as_str()
-        .unwrap_or_default();
+    let msg = probe_error(&cert, &key);
     assert!(
         msg.contains("same name as one the probe trusts")
             && msg.contains("--tls-ca")

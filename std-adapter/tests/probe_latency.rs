@@ -208,20 +208,24 @@ fn paced_connections_are_spread_over_the_interval_not_sent_in_bursts() {
     let arrivals = server.join().expect("server thread");
     assert!(r.ok, "{}", r.table());
     assert!(arrivals.len() >= CONNS * 5, "a read per message at least");
-    // The most messages arriving within any 2 ms: 20 for a burst, about 1
-    // spread 5 ms apart (a few on a busy machine).
-    let bunched = (0..arrivals.len())
+    // How many messages arrive within 2 ms from each one, the median over
+    // all: about 10 in bursts of 20 (the first of a burst has 19 after it,
+    // the last none), 1 spread 5 ms apart. The median, not the most: on a
+    // busy machine a probe thread that ran late catches up with a few at
+    // once (a CI run saw 7 together once, the median still 1).
+    let mut bunched: Vec<usize> = (0..arrivals.len())
         .map(|i| {
             arrivals[i..]
                 .iter()
                 .take_while(|&&t| t - arrivals[i] < Duration::from_millis(2))
                 .count()
         })
-        .max()
-        .unwrap_or(0);
+        .collect();
+    bunched.sort_unstable();
+    let median = bunched[bunched.len() / 2];
     assert!(
-        bunched <= 6,
-        "{bunched} of {CONNS} connections' messages arrived within 2 ms: sent in bursts\n{}",
+        median <= 3,
+        "a median of {median} messages arrived within 2 ms of each: sent in bursts\n{}",
         r.table()
     );
     // Spread, the schedule of 100 messages at 200/s spans 0.5 s, no more.

@@ -255,6 +255,9 @@ fn raw_probe_of_a_lines_server_that_echoes_nothing_suggests_the_mode() {
         "{out}"
     );
     assert!(out.contains("-m lines"), "{out}");
+    // A server that reads and never answers (discard) gives the same
+    // figures: the hint names that possibility too.
+    assert!(out.contains("not an echo service"), "{out}");
 }
 
 #[test]

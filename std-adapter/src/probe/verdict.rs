@@ -256,7 +256,9 @@ pub(super) fn build_report(
     if stream && spec.mode == Mode::Raw && errors.timeout > 0 && t.bytes_verified == 0 {
         hints.push(
             "nothing came back at all: a server that echoes only complete lines or frames \
-             (e.g. `ricochet serve --mode lines`) holds raw data forever; probe it with -m lines or -m frames"
+             (e.g. `ricochet serve --mode lines`) holds raw data forever; probe it with -m lines or -m frames. \
+             Or it is not an echo service: a discard service (RFC 863, port 9) or any \
+             server that reads without answering looks the same"
                 .to_owned(),
         );
     }

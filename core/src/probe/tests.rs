@@ -671,16 +671,21 @@ fn paced_pingpong_late_send_measures_from_schedule_and_from_send() {
     );
 }
 
-#[test]
-fn paced_datagram_late_send_measures_from_schedule_and_from_send() {
-    let config = DatagramProbeConfig {
+/// 32-byte datagrams of seed 5, one every 10 ms, `window` in flight.
+fn paced_datagrams(count: Option<u64>, window: usize) -> DatagramProbeConfig {
+    DatagramProbeConfig {
         seed: 5,
         size: SizeRange::fixed(32),
-        count: Some(2),
-        window: 1,
+        count,
+        window,
         loss_timeout: Duration::from_secs(1),
         interval: Some(Duration::from_millis(10).into()),
-    };
+    }
+}
+
+#[test]
+fn paced_datagram_late_send_measures_from_schedule_and_from_send() {
+    let config = paced_datagrams(Some(2), 1);
     let mut p = DatagramProbe::<8>::new(config, T0).unwrap();
     let mut buf = [0u8; 64];
     let n = p.poll_transmit(T0, &mut buf).unwrap();
@@ -726,14 +731,7 @@ fn paced_stream_next_due_follows_the_schedule_not_the_sends() {
 
 #[test]
 fn paced_datagram_next_due_advances_per_datagram_and_stops_at_finish() {
-    let config = DatagramProbeConfig {
-        seed: 5,
-        size: SizeRange::fixed(32),
-        count: None,
-        window: 4,
-        loss_timeout: Duration::from_secs(1),
-        interval: Some(Duration::from_millis(10).into()),
-    };
+    let config = paced_datagrams(None, 4);
     let mut p = DatagramProbe::<8>::new(config, T0).unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(p.next_due(), Some(T0));
@@ -821,14 +819,7 @@ fn paced_schedule_starting_later_sends_nothing_before_it_then_counts_from_it() {
     assert_eq!(r.round_trip, Some(Duration::from_millis(1)));
     assert_eq!(p.next_due(), Some(start + Duration::from_millis(10)));
 
-    let config = DatagramProbeConfig {
-        seed: 5,
-        size: SizeRange::fixed(32),
-        count: Some(2),
-        window: 1,
-        loss_timeout: Duration::from_secs(1),
-        interval: Some(Duration::from_millis(10).into()),
-    };
+    let config = paced_datagrams(Some(2), 1);
     let mut d = DatagramProbe::<8>::with_schedule(config, T0, start).unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(d.next_due(), Some(start));

@@ -438,6 +438,57 @@ fn output_files_are_checked_before_the_run() {
     assert!(!fresh.exists(), "the check left {}", fresh.display());
 }
 
+/// `--latency-out -` writes the distribution to standard output, after
+/// the table, as `-` means to other tools (it wrote a file named `-`).
+/// With `--json`, whose standard output is the report, or for both
+/// distributions at once, it is a usage error before the run.
+#[test]
+fn latency_out_dash_is_standard_output_after_the_table() {
+    let server = OurServer::start(Mode::Raw);
+    let dir = tempfile::tempdir().unwrap();
+    let t = format!("tcp://{}", server.tcp);
+    let probe = |extra: &[&str]| {
+        texts(&run_bounded(
+            Command::new(ricochet_bin())
+                .current_dir(dir.path())
+                .args(["probe", &t, "-n", "20"])
+                .args(extra),
+            STEP_TIMEOUT,
+        ))
+    };
+    let (code, out, err) = probe(&["--latency-out", "-"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let table_end = out.find("result       OK").expect("the table");
+    let hgrm = out
+        .find("Value     Percentile TotalCount")
+        .expect("the distribution");
+    assert!(
+        table_end < hgrm,
+        "the distribution follows the table: {out}"
+    );
+    assert!(out.contains("#[Mean"), "the whole .hgrm, footer too: {out}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "no file made"
+    );
+
+    for (extra, needle) in [
+        (&["--json", "--latency-out", "-"][..], "--json"),
+        (
+            &["--latency-out", "-", "--latency-out-uncorrected", "-"][..],
+            "both",
+        ),
+    ] {
+        let (code, out, err) = probe(extra);
+        assert_eq!(code, 2, "{extra:?}: {out} {err}");
+        assert!(
+            err.contains("standard output") && err.contains(needle),
+            "{extra:?}: {err}"
+        );
+        assert!(out.is_empty(), "no run: {out}");
+    }
+}
+
 /// Two output options naming one file (however spelled) are a usage
 /// error before the run: `--latency-out a.hgrm --latency-out-uncorrected
 /// a.hgrm` wrote the corrected distribution, then replaced it with the

@@ -111,7 +111,8 @@ pub(crate) struct ProbeArgs {
     /// default 500ms; a --rate given is the highest tried).
     #[arg(long, value_name = "pNN=D", value_parser = parse_goal, conflicts_with = "interval")]
     find_rate: Option<Goal>,
-    /// Write the latency distribution in HdrHistogram's .hgrm text format (milliseconds) to FILE.
+    /// Write the latency distribution in HdrHistogram's .hgrm text format (milliseconds) to FILE
+    /// (`-`: standard output, after the table; not with --json).
     #[arg(long, value_name = "FILE")]
     latency_out: Option<PathBuf>,
     /// The same for the latency from each message's actual send instead of its scheduled one
@@ -265,6 +266,7 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
         latency_out: args.latency_out.as_deref(),
         latency_out_uncorrected: args.latency_out_uncorrected.as_deref(),
         plot: args.plot.as_deref(),
+        json: matches!(args.format(), Format::Json | Format::JsonStream),
     };
     if let Err(e) = files.check() {
         say(format_args!("ricochet probe: error: {e}"));

@@ -41,9 +41,19 @@ pub(crate) enum Outcome {
 
 /// The files asked for.
 pub(crate) struct Files<'a> {
+    /// `-`: standard output, after the report (see [`to_stdout`]).
     pub(crate) latency_out: Option<&'a Path>,
+    /// `-`: standard output, as `latency_out`.
     pub(crate) latency_out_uncorrected: Option<&'a Path>,
     pub(crate) plot: Option<&'a Path>,
+    /// The report on standard output is JSON (`--json`,
+    /// `--json-stream`): nothing else may go there.
+    pub(crate) json: bool,
+}
+
+/// Whether an output option names standard output (`-`, as for other tools).
+pub(crate) fn to_stdout(path: &Path) -> bool {
+    path == Path::new("-")
 }
 
 impl Files<'_> {
@@ -66,11 +76,34 @@ impl Files<'_> {
             }
             writable("--plot", path)?;
         }
-        if let Some(path) = self.latency_out {
-            writable("--latency-out", path)?;
+        let hgrms = [
+            ("--latency-out", self.latency_out),
+            ("--latency-out-uncorrected", self.latency_out_uncorrected),
+        ];
+        let mut on_stdout = Vec::new();
+        for (flag, path) in hgrms {
+            match path {
+                Some(p) if to_stdout(p) => on_stdout.push(flag),
+                Some(p) => writable(flag, p)?,
+                None => {}
+            }
         }
-        if let Some(path) = self.latency_out_uncorrected {
-            writable("--latency-out-uncorrected", path)?;
+        match on_stdout[..] {
+            [] => {}
+            [flag, ..] if self.json => {
+                return Err(format!(
+                    "{flag} -: standard output carries the --json report; give the \
+                     distribution a file name"
+                ));
+            }
+            [_, _, ..] => {
+                return Err(
+                    "--latency-out - and --latency-out-uncorrected -: both to standard \
+                     output would run together; give one of them a file name"
+                        .to_owned(),
+                );
+            }
+            [_] => {}
         }
         let named = [
             ("--latency-out", self.latency_out),
@@ -79,7 +112,7 @@ impl Files<'_> {
         ];
         let named: Vec<(&str, &Path, PathBuf)> = named
             .into_iter()
-            .filter_map(|(flag, p)| p.map(|p| (flag, p, identity(p))))
+            .filter_map(|(flag, p)| p.filter(|p| !to_stdout(p)).map(|p| (flag, p, identity(p))))
             .collect();
         for (i, (flag, path, id)) in named.iter().enumerate() {
             if let Some((first, ..)) = named[..i].iter().find(|(.., other)| other == id) {
@@ -280,7 +313,10 @@ pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) 
         ),
     ];
     for (path, which, what) in hgrms {
-        let Some(path) = path else { continue };
+        // Standard output's goes after the report, below.
+        let Some(path) = path.filter(|p| !to_stdout(p)) else {
+            continue;
+        };
         let written = match report {
             Some(r) => write_file(path, |w| r.write_hgrm(which, w)),
             None => Err(io::Error::other(
@@ -358,6 +394,32 @@ pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) 
             live.out(&l);
         }
         (Format::Quiet, _) => {}
+    }
+    // `--latency-out -` (one at most, never with JSON: `Files::check`).
+    for (path, which, what) in hgrms {
+        if !path.is_some_and(to_stdout) {
+            continue;
+        }
+        let mut text = Vec::new();
+        match report.map(|r| r.write_hgrm(which, &mut text)) {
+            Some(Ok(())) => {
+                for line in String::from_utf8_lossy(&text).lines() {
+                    live.out(line);
+                }
+            }
+            Some(Err(e)) => {
+                say(format_args!(
+                    "ricochet probe: error: cannot write the {what}: {e}"
+                ));
+                status = status.max(1);
+            }
+            None => {
+                say(format_args!(
+                    "ricochet probe: error: no {what} to write: no step kept the bound"
+                ));
+                status = status.max(1);
+            }
+        }
     }
     if let Some(e) = &live.write_error {
         say(format_args!(

@@ -33,6 +33,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:50007";
 pub struct Args {
     /// The address (default [`DEFAULT_ADDR`]).
     pub addr: String,
+    /// Whether the command line gave the address (else it is the default).
+    pub addr_given: bool,
     /// What to count before exiting: connections (`tcp_server`), echoed
     /// datagrams (`udp_server`), or messages verified after the greeting
     /// (the clients).
@@ -142,8 +144,8 @@ pub fn parse_args_without_address(
 ) -> Result<Args, ExitCode> {
     let words = std::env::args_os().skip(1);
     let parsed = parse_from(words, default_count).and_then(|p| match p {
-        Parsed::Run(a) if a.addr != DEFAULT_ADDR || !a.rest.is_empty() => {
-            let word = if a.addr != DEFAULT_ADDR {
+        Parsed::Run(a) if a.addr_given || !a.rest.is_empty() => {
+            let word = if a.addr_given {
                 OsString::from(&a.addr)
             } else {
                 a.rest[0].clone()
@@ -163,6 +165,7 @@ pub fn parse_no_args(program: &str, help: &str) -> Result<(), ExitCode> {
     let parsed = match words.first().map(|w| w.to_str()) {
         None => Ok(Parsed::Run(Args {
             addr: String::new(),
+            addr_given: false,
             count: 0,
             size: 0,
             rest: Vec::new(),
@@ -209,16 +212,16 @@ pub fn parse_from<W: Into<OsString>>(
 ) -> Result<Parsed, String> {
     let mut args = Args {
         addr: DEFAULT_ADDR.to_owned(),
+        addr_given: false,
         count: default_count,
         size: 64,
         rest: Vec::new(),
     };
-    let mut addr_seen = false;
     let mut it = words.into_iter().map(Into::into);
     while let Some(word) = it.next() {
         let Some(w) = word.to_str() else {
             // Not UTF-8: a message word; an address must be text.
-            if addr_seen {
+            if args.addr_given {
                 args.rest.push(word);
                 continue;
             }
@@ -238,9 +241,9 @@ pub fn parse_from<W: Into<OsString>>(
             }
             "-h" | "--help" => return Ok(Parsed::Help),
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown flag {s}")),
-            _ if !addr_seen => {
+            _ if !args.addr_given => {
                 args.addr = w.to_owned();
-                addr_seen = true;
+                args.addr_given = true;
             }
             _ => args.rest.push(word),
         }

@@ -5,19 +5,22 @@
 //! [`IntervalReport`] per interval, in order, as soon as every thread has
 //! passed it.
 //!
-//! Intervals are cut with the same window test as the summary (a round
+//! Intervals are cut with the same window tests as the summary (a round
 //! trip, a verified byte or a closed connection counts where its instant
-//! falls), so the intervals' counts add up to the summary's exactly.
+//! falls; a latency is recorded if its message was due inside the window,
+//! in the interval where it completed or, past the end of a duration, in
+//! the last one, as are the messages the end held back), so the
+//! intervals' counts add up to the summary's exactly.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 
 use hdrhistogram::Histogram;
-use ricochet_core::{Duration, Instant};
+use ricochet_core::{Duration, Instant, Pace};
 use serde::Serialize;
 
 use super::report::Latency;
-use super::tally::{HIST_MAX_US, Tally, Window, add_hist, latency_of};
+use super::tally::{HIST_MAX_US, Tally, Window, add_hist, latency_of, record_unsent};
 
 /// Per-interval histograms have 2 significant digits (1 % resolution, a
 /// tenth of the summary's memory: one is created per interval and thread).
@@ -57,8 +60,11 @@ pub struct IntervalReport {
     /// `connections_completed` per second of the interval.
     #[serde(serialize_with = "super::json::rounded")]
     pub connections_per_sec: f64,
-    /// Latency of the interval's round trips (from the scheduled send with
-    /// `--rate`), microseconds, 2 significant digits.
+    /// Latency of the interval's round trips whose messages were due in
+    /// the measured span (from the scheduled send with `--rate`),
+    /// microseconds, 2 significant digits. The last interval of a duration
+    /// also holds those due before its end that came back or, paced, were
+    /// held back past it (as the summary does).
     pub latency_us: Latency,
     /// With `--rate`: the same measured from the actual send.
     pub latency_uncorrected_us: Option<Latency>,
@@ -90,6 +96,7 @@ pub(super) enum WorkerMsg {
 /// One thread's share of one interval.
 pub(super) struct Slice {
     pub(super) index: u64,
+    round_trips: u64,
     rtt: Histogram<u64>,
     rtt_sent: Histogram<u64>,
     bytes: u64,
@@ -105,6 +112,7 @@ impl Slice {
         };
         Ok(Slice {
             index,
+            round_trips: 0,
             rtt: h()?,
             rtt_sent: h()?,
             bytes: 0,
@@ -115,10 +123,12 @@ impl Slice {
     }
 
     fn is_empty(&self) -> bool {
-        self.rtt.is_empty() && (self.bytes | self.completed | self.errors | self.lost) == 0
+        self.rtt.is_empty()
+            && (self.round_trips | self.bytes | self.completed | self.errors | self.lost) == 0
     }
 
     fn merge(&mut self, o: &Slice) {
+        self.round_trips += o.round_trips;
         add_hist(&mut self.rtt, &o.rtt);
         add_hist(&mut self.rtt_sent, &o.rtt_sent);
         self.bytes += o.bytes;
@@ -166,10 +176,11 @@ impl Slicer {
     /// if it is over.
     pub(super) fn roll(&mut self, now: Instant) {
         // The window is closed at its end (as the summary's is): the end
-        // itself belongs to the last interval, not to one after it, which
-        // would be dropped.
+        // itself belongs to the last interval. Past the end, that interval
+        // stays open until the thread finishes: the latencies of messages
+        // due before the end still come (see `round_trip`, `unsent`).
         let now = match self.window.end {
-            Some(end) if now == end => Instant::from_micros(now.as_micros().saturating_sub(1)),
+            Some(end) if now >= end => Instant::from_micros(end.as_micros().saturating_sub(1)),
             _ => now,
         };
         if now < self.end {
@@ -220,13 +231,24 @@ impl Slicer {
         }
     }
 
+    /// A round trip completed at `now`; counted as the summary counts it
+    /// ([`Tally::round_trip`]).
     pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration, since_sent: Duration) {
         if self.window.contains(now) {
+            self.current.round_trips += 1;
+        }
+        if self.window.was_due_inside(now, rtt) {
             self.current.rtt.saturating_record(rtt.as_micros());
             self.current
                 .rtt_sent
                 .saturating_record(since_sent.as_micros());
         }
+    }
+
+    /// Messages the end held back, recorded as the summary records them
+    /// ([`Tally::unsent`]).
+    pub(super) fn unsent(&mut self, first_due: Instant, pace: Pace, n: u64, now: Instant) {
+        record_unsent(&mut self.current.rtt, &self.window, first_due, pace, n, now);
     }
 
     pub(super) fn completed(&mut self, now: Instant) {
@@ -334,8 +356,9 @@ impl Collector {
         self.next = index + 1;
         let slice = self.merged.remove(&index);
         let secs = (end - start_secs).max(1e-9);
-        let (rtt, rtt_sent, bytes, completed, errors, lost) = match &slice {
+        let (round_trips, rtt, rtt_sent, bytes, completed, errors, lost) = match &slice {
             Some(s) => (
+                s.round_trips,
                 latency_of(&s.rtt),
                 latency_of(&s.rtt_sent),
                 s.bytes,
@@ -343,15 +366,15 @@ impl Collector {
                 s.errors,
                 s.lost,
             ),
-            None => (Latency::default(), Latency::default(), 0, 0, 0, 0),
+            None => (0, Latency::default(), Latency::default(), 0, 0, 0, 0),
         };
         self.errors_total += errors;
         let report = IntervalReport {
             index,
             start_secs: whole_micros(start_secs),
             end_secs: whole_micros(end),
-            round_trips: rtt.count,
-            round_trips_per_sec: rtt.count as f64 / secs,
+            round_trips,
+            round_trips_per_sec: round_trips as f64 / secs,
             bytes,
             mb_per_sec: bytes as f64 / 1e6 / secs,
             connections_completed: completed,
@@ -493,6 +516,102 @@ mod tests {
         assert_eq!(out[1].lost, Some(0));
         assert!(c.thread_done(0).is_empty());
         assert!(c.finish(0.35).0.is_empty());
+    }
+
+    /// The summary counts a round trip where it completes and its latency
+    /// where the message was due (see `Tally::round_trip`); the intervals
+    /// must count the same, or their latencies do not add up to the
+    /// summary's (a CI run saw 190,868 against 190,869): a message due in
+    /// the warmup that completes in the window is a round trip without a
+    /// latency, and one due before the end whose echo comes after it has a
+    /// latency (in the last interval) without being a round trip.
+    #[test]
+    fn round_trips_straddling_the_window_bounds_count_as_the_summary_does() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            Some(0.3),
+            1,
+            false,
+            false,
+        );
+        let window = Window {
+            start: Instant::from_millis(100),
+            end: Some(Instant::from_millis(300)),
+        };
+        let mut tally = Tally::new(window).unwrap();
+        let mut a = Slicer::new(window, Duration::from_millis(100), 0, tx).unwrap();
+        let mut both = |a: &mut Slicer, at_ms: u64, rtt_ms: u64| {
+            let now = Instant::from_millis(at_ms);
+            let rtt = Duration::from_millis(rtt_ms);
+            a.roll(now);
+            a.round_trip(now, rtt, rtt);
+            tally.round_trip(now, rtt, rtt);
+        };
+        both(&mut a, 110, 20); // due in the warmup
+        both(&mut a, 150, 10);
+        both(&mut a, 250, 10);
+        both(&mut a, 320, 30); // due at 290, echoed after the end
+        a.finish();
+        let mut out = drain(&rx, &mut c);
+        out.extend(c.thread_done(0));
+        let (rest, all) = c.finish(0.3);
+        out.extend(rest);
+        assert_eq!(out, all);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(
+            all.iter().map(|r| r.round_trips).sum::<u64>(),
+            tally.round_trips(),
+            "round trips add up to the summary's"
+        );
+        assert_eq!(
+            all.iter().map(|r| r.latency_us.count).sum::<u64>(),
+            tally.rtt.len(),
+            "latencies add up to the summary's"
+        );
+        assert_eq!((all[0].round_trips, all[0].latency_us.count), (2, 1));
+        assert_eq!((all[1].round_trips, all[1].latency_us.count), (1, 2));
+        let max = all[1].latency_us.max;
+        assert!(
+            (29_700..=30_300).contains(&max),
+            "the late echo is in the last interval: {max}"
+        );
+    }
+
+    /// Messages a paced run's end held back join the summary's corrected
+    /// latency (`Tally::unsent`), so they join the last interval's too.
+    #[test]
+    fn messages_held_at_the_end_count_in_the_last_interval_as_in_the_summary() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            Some(0.3),
+            1,
+            true,
+            false,
+        );
+        let window = Window {
+            start: Instant::from_millis(100),
+            end: Some(Instant::from_millis(300)),
+        };
+        let mut tally = Tally::new(window).unwrap();
+        let mut a = Slicer::new(window, Duration::from_millis(100), 0, tx).unwrap();
+        let pace = Pace::from(Duration::from_millis(10));
+        let (first, n, now) = (Instant::from_millis(250), 10, Instant::from_millis(400));
+        a.roll(now);
+        a.unsent(first, pace, n, now);
+        tally.unsent(first, pace, n, now);
+        a.finish();
+        let mut out = drain(&rx, &mut c);
+        out.extend(c.thread_done(0));
+        let (rest, all) = c.finish(0.3);
+        out.extend(rest);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(tally.rtt.len(), 6, "due at 250..=300 ms, inside the window");
+        assert_eq!(all[1].latency_us.count, 6);
+        assert_eq!(all[1].round_trips, 0, "never sent: no round trip");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::mpsc::Sender;
 
-use ricochet_core::{Duration, Instant};
+use ricochet_core::{Duration, Instant, Pace};
 
 use super::Ctx;
 use super::interval::{Slicer, WorkerMsg};
@@ -90,6 +90,23 @@ impl Recorder {
             s.round_trip(now, rtt, since_sent);
         }
         self.delta.messages += 1;
+    }
+
+    /// Pacing: `n` messages due from `first_due`, `pace` apart, that the
+    /// end of the duration held back, waited until `now` (see [`Tally::unsent`]).
+    pub(super) fn unsent(
+        &mut self,
+        target: usize,
+        first_due: Instant,
+        pace: Pace,
+        n: u64,
+        now: Instant,
+    ) {
+        self.roll(now);
+        self.tally(target).unsent(first_due, pace, n, now);
+        if let Some(s) = &mut self.slicer {
+            s.unsent(first_due, pace, n, now);
+        }
     }
 
     /// A paced message left at `now`, `late` after it could have.

@@ -55,6 +55,13 @@ impl Window {
     pub(super) fn contains(&self, now: Instant) -> bool {
         now >= self.start && self.end.is_none_or(|end| now <= end)
     }
+
+    /// Whether a message that completed at `now`, `rtt` after it was due,
+    /// has its latency recorded: if it was due inside (see
+    /// [`Tally::round_trip`]).
+    pub(super) fn was_due_inside(&self, now: Instant, rtt: Duration) -> bool {
+        self.contains(now - rtt)
+    }
 }
 
 /// What one worker thread measured for one target.
@@ -168,7 +175,7 @@ impl Tally {
         if self.in_window(now) {
             self.window_round_trips += 1;
         }
-        if self.in_window(now - rtt) {
+        if self.window.was_due_inside(now, rtt) {
             self.rtt.saturating_record(rtt.as_micros());
             self.rtt_sent.saturating_record(since_sent.as_micros());
         }
@@ -188,12 +195,7 @@ impl Tally {
     /// its middle message (the waits fall evenly, so a run's spread is its
     /// length in spacings).
     pub(super) fn unsent(&mut self, first_due: Instant, pace: Pace, n: u64, now: Instant) {
-        for (due, count) in unsent_groups(first_due, pace, n) {
-            if self.in_window(due) {
-                self.rtt
-                    .saturating_record_n(now.saturating_since(due).as_micros(), count);
-            }
-        }
+        record_unsent(&mut self.rtt, &self.window, first_due, pace, n, now);
     }
 
     /// A paced message left `late` after it was due (and could be sent), at `now`.
@@ -313,6 +315,24 @@ impl Tally {
     /// Round trips completed inside the window.
     pub(super) fn round_trips(&self) -> u64 {
         self.window_round_trips
+    }
+}
+
+/// Records in `h` the waits until `now` of the `n` messages due from
+/// `first_due`, `pace` apart, that are due inside `window` (see
+/// [`Tally::unsent`]; the intervals record them the same way).
+pub(super) fn record_unsent(
+    h: &mut Histogram<u64>,
+    window: &Window,
+    first_due: Instant,
+    pace: Pace,
+    n: u64,
+    now: Instant,
+) {
+    for (due, count) in unsent_groups(first_due, pace, n) {
+        if window.contains(due) {
+            h.saturating_record_n(now.saturating_since(due).as_micros(), count);
+        }
     }
 }
 

@@ -623,11 +623,11 @@ impl Env<'_> {
         }
         self.close_socket(c);
         let verified = c.probe.as_ref().map_or(0, |p| p.stats().bytes_verified);
-        let tally = self.rec.tally(c.target);
         // The messages the end of the duration held back waited until now.
         if let (Some((due, n)), Some(pace)) = (c.unsent.take(), self.pace) {
-            tally.unsent(due, pace, n, now);
+            self.rec.unsent(c.target, due, pace, n, now);
         }
+        let tally = self.rec.tally(c.target);
         if let Some(p) = c.probe.take() {
             tally.add_stream(p.stats());
         }

@@ -155,7 +155,7 @@ impl Env<'_> {
                 // Everything sent came back: the messages the end of the
                 // duration held back could have gone now.
                 if let (Some((due, n)), Some(pace)) = (c.unsent.take(), self.pace) {
-                    self.rec.tally(c.target).unsent(due, pace, n, clock.now());
+                    self.rec.unsent(c.target, due, pace, n, clock.now());
                 }
                 sock.shutdown_write().map_err(|e| {
                     Failure::io("shutdown(Write)", &e, probe.stats().bytes_verified)

@@ -121,7 +121,10 @@ fn service_exec_start_serves_activated_sockets_and_notifies() {
         .arg(bin())
         .args(&args);
     let mut p = Proc::spawn(cmd);
-    daemon_support::wait_until(IO_TIMEOUT, "the activation socket", || path.exists());
+    // It binds, then listens: a connection in between is refused.
+    daemon_support::wait_until(IO_TIMEOUT, "the activation socket listening", || {
+        daemon_support::unix_listening(&path)
+    });
     let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     round_trip(&mut s, b"as the unit runs it");

@@ -7,6 +7,7 @@ mod probe_support;
 
 use probe_support::{
     json_of, probe_cli, socat_tcp_echo, socat_udp_echo, socat_unix_echo, tcp_listening, texts,
+    unix_listening,
 };
 
 /// socat is ready when it listens, not when its port is bound: the probe
@@ -27,6 +28,23 @@ fn socat_readiness_waits_for_listen_not_for_bind() {
     assert!(!tcp_listening(port), "bound but not listening");
     socket.listen(8).expect("listen");
     assert!(tcp_listening(port));
+}
+
+/// The same for a Unix socket: its file appears at the bind, so waiting
+/// for the file let the probe connect before socat listened.
+#[test]
+fn socat_unix_readiness_waits_for_listen_not_for_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bound.sock");
+    let socket =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&socket2::SockAddr::unix(&path).expect("address"))
+        .expect("bind");
+    assert!(path.exists(), "the file comes with the bind");
+    assert!(!unix_listening(&path), "bound but not listening");
+    socket.listen(8).expect("listen");
+    assert!(unix_listening(&path));
 }
 
 #[test]

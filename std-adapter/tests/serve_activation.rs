@@ -196,9 +196,10 @@ fn systemd_socket_activate_starts_serve_on_the_first_connection() {
         .arg(bin())
         .args(["serve", "--tcp", "127.0.0.1:0"]);
     let mut p = Proc::spawn(cmd);
-    // The tool binds before it runs anything: wait for its socket file.
+    // The tool binds and listens before it runs anything: wait for its
+    // socket to listen (its file appears at the bind, before).
     daemon_support::wait_until(IO_TIMEOUT, "systemd-socket-activate's socket", || {
-        path.exists()
+        daemon_support::unix_listening(&path)
     });
     // This connection starts the server, which then serves it.
     let mut first = UnixStream::connect(&path).unwrap();

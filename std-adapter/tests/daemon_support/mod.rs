@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::serve_support::{IO_TIMEOUT, Proc};
 
+#[path = "../listening/mod.rs"]
+mod listening;
+#[allow(unused_imports)] // not every test file uses them
+pub use listening::unix_listening;
+
 /// The `ricochet` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ricochet")

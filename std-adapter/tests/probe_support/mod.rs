@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use ricochet::core::Mode;
 use ricochet::serve::{Server, ServerConfig, ServerHandle};
 
+#[path = "../listening/mod.rs"]
+mod listening;
+#[allow(unused_imports)] // not every test file uses them
+pub use listening::{tcp_listening, unix_listening};
+
 /// Every test step is bounded by this.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,22 +172,6 @@ fn spawn_peer(cmd: &mut Command, what: String) -> Peer {
     Peer { child, what }
 }
 
-/// True while something is bound to 127.0.0.1:`port` (TCP): our own bind
-/// fails. Checks readiness without connecting.
-/// Whether a socket listens on 127.0.0.1:`port` (TCP), from
-/// `/proc/net/tcp`. Bound is not enough: socat binds, then listens, and a
-/// connection in between is refused.
-pub fn tcp_listening(port: u16) -> bool {
-    let local = format!("{:08X}:{port:04X}", u32::from_ne_bytes([127, 0, 0, 1]));
-    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
-        table.lines().skip(1).any(|line| {
-            let mut fields = line.split_whitespace().skip(1);
-            let (addr, _remote, state) = (fields.next(), fields.next(), fields.next());
-            addr == Some(local.as_str()) && state == Some("0A")
-        })
-    })
-}
-
 fn udp_port_taken(port: u16) -> bool {
     UdpSocket::bind(("127.0.0.1", port)).is_err()
 }
@@ -250,7 +239,7 @@ pub fn socat_unix_echo(path: &Path) -> Peer {
             .arg("EXEC:cat"),
         format!("socat unix echo at {}", path.display()),
     );
-    wait_until("socat's unix socket", || path.exists());
+    wait_until("socat's unix socket listening", || unix_listening(path));
     peer
 }
 

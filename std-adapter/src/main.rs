@@ -51,7 +51,12 @@ fn main() -> ExitCode {
             }
             cli::serve::run(args)
         }
-        Command::Probe(args) => cli::probe::run(args),
+        Command::Probe(mut args) => {
+            if let Some(probe) = matches.subcommand_matches("probe") {
+                args.given = cli::unused_options::given_options(probe);
+            }
+            cli::probe::run(args)
+        }
         Command::Cert(args) => cli::cert::run(args),
     }
 }

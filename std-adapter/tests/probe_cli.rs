@@ -129,6 +129,46 @@ fn probe_cli_warns_before_a_run_planned_past_a_tib() {
     assert!(!err.contains("warning"), "{err}");
 }
 
+/// `-w` is the stream pattern's: given with ping-pong or crr it did
+/// nothing without a word.
+#[test]
+fn probe_cli_warns_of_a_window_outside_the_stream_pattern() {
+    let srv = FaultyServer::start(Fault::None);
+    let t = format!("tcp://{}", srv.addr);
+    let warning = "ricochet probe: warning: --window has no effect with --pattern";
+    for (args, warned) in [
+        (
+            &[&t, "-w", "64K", "-n", "5", "--json"][..],
+            Some("pingpong"),
+        ),
+        (
+            &[&t, "-w", "64K", "-n", "5", "-p", "crr", "--json"],
+            Some("crr"),
+        ),
+        (
+            &[&t, "-w", "64K", "-n", "5", "-p", "stream", "--json"],
+            None,
+        ),
+        (&[&t, "-n", "5", "--json"], None),
+    ] {
+        let o = probe_cli(args);
+        let (code, out, err) = texts(&o);
+        assert_eq!(code, 0, "{args:?}: {out} {err}");
+        json_of(&o); // the report is unchanged on stdout
+        match warned {
+            Some(pattern) => {
+                let line = err.lines().find(|l| l.starts_with(warning));
+                let line = line.unwrap_or_else(|| panic!("{args:?}: {err}"));
+                assert!(
+                    line.contains(pattern) && line.contains("-p stream"),
+                    "{line}"
+                );
+            }
+            None => assert!(!err.contains("--window"), "{args:?}: {err}"),
+        }
+    }
+}
+
 #[test]
 fn probe_cli_json_is_one_line_with_the_figures() {
     let srv = FaultyServer::start(Fault::None);

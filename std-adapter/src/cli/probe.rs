@@ -48,6 +48,11 @@ Examples (`ricochet serve` listens on 7007 by default):
   ricochet probe tls://localhost:7443 --tls-ca ca.pem -p crr -c 8 -d 5s
   ricochet probe tls://localhost:7443 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem")]
 pub(crate) struct ProbeArgs {
+    /// The options given on the command line (clap ids), filled in by
+    /// `main` ([`super::unused_options::given_options`]): one given where
+    /// it has no effect is warned of.
+    #[arg(skip)]
+    pub(crate) given: Vec<String>,
     /// Echo server(s): tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH (IPv6 as [::1]:PORT).
     /// Several targets share the connections round-robin (all streams, or all UDP).
     #[arg(value_name = "TARGET", required = true, num_args = 1.., value_parser = parse_target)]
@@ -63,7 +68,8 @@ pub(crate) struct ProbeArgs {
     /// connect, one message, close, repeat (crr, netperf's TCP_CRR; over tls:// a handshake each).
     #[arg(short = 'p', long, value_enum, default_value_t = PatternArg::Pingpong)]
     pattern: PatternArg,
-    /// Stream pattern: bytes in flight per connection (UDP: window / size datagrams, at most 64).
+    /// Stream pattern: bytes in flight per connection (UDP: window / size datagrams, at most 64);
+    /// ping-pong and crr keep one message in flight (a warning says so if it is given with them).
     #[arg(short = 'w', long, default_value = "256KiB", value_name = "BYTES", value_parser = parse_bytes)]
     window: usize,
     /// Run for this long (e.g. 10s, 500ms, 1m30s), then finish what is in flight.
@@ -276,12 +282,13 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let stop = StopHandle::new();
     let _watcher = watch_signals(&stop);
     let format = args.format();
-    // Before the run: a slip such as `-s 100G` with the default -n 1000.
-    if format != Format::Quiet
-        && spec.validate().is_ok()
-        && let Some(w) = spec.volume_warning()
-    {
-        say(format_args!("ricochet probe: warning: {w}"));
+    // Before the run: a slip such as `-s 100G` with the default -n 1000,
+    // or `-w` without `-p stream`.
+    if format != Format::Quiet && spec.validate().is_ok() {
+        let ignored = super::unused_options::probe_ignored_options(&args.given, &spec);
+        for w in spec.volume_warning().into_iter().chain(ignored) {
+            say(format_args!("ricochet probe: warning: {w}"));
+        }
     }
     let bar = (format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .then(|| Bar::new(&spec));

@@ -1,7 +1,9 @@
 //! Options given where nothing uses them: `ricochet serve` warns of each
 //! once its endpoints are bound (socket activation decides them, so they
-//! are known only then) instead of ignoring it silently.
+//! are known only then), `ricochet probe` before its run, instead of
+//! ignoring it silently.
 
+use ricochet::probe::{Pattern, ProbeSpec};
 use ricochet::serve::Endpoint;
 
 /// The ids of the options `matches` got from the command line or the
@@ -56,9 +58,49 @@ pub(crate) fn ignored_options(given: &[String], endpoints: &[Endpoint]) -> Vec<S
     out
 }
 
+/// A warning for each option in `given` (clap ids) that the probe run
+/// `spec` does not use: `--window` outside `--pattern stream` (ping-pong
+/// and crr keep one message in flight).
+pub(crate) fn probe_ignored_options(given: &[String], spec: &ProbeSpec) -> Vec<String> {
+    let pattern = match spec.pattern {
+        Pattern::Stream => return Vec::new(),
+        Pattern::PingPong => "pingpong",
+        Pattern::Crr => "crr",
+    };
+    given
+        .iter()
+        .filter(|id| id.as_str() == "window")
+        .map(|_| {
+            format!(
+                "--window has no effect with --pattern {pattern}, which keeps one message in \
+                 flight per connection (add -p stream for a window of bytes in flight)"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_window_outside_the_stream_pattern_is_named() {
+        let given = vec!["window".to_owned(), "size".to_owned()];
+        let mut spec = ProbeSpec::new(ricochet::probe::Target::Unix("/e".into()));
+        let w = probe_ignored_options(&given, &spec);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("--window has no effect with --pattern pingpong"));
+        assert!(w[0].contains("-p stream"));
+        spec.pattern = Pattern::Crr;
+        assert!(probe_ignored_options(&given, &spec)[0].contains("--pattern crr"));
+        spec.pattern = Pattern::Stream;
+        assert!(probe_ignored_options(&given, &spec).is_empty());
+        spec.pattern = Pattern::PingPong;
+        assert!(
+            probe_ignored_options(&given[1..], &spec).is_empty(),
+            "not given"
+        );
+    }
 
     #[test]
     fn options_without_an_endpoint_of_their_kind_are_named_and_others_not() {

@@ -518,6 +518,52 @@ mod tests {
         assert!(c.finish(0.35).0.is_empty());
     }
 
+    /// One thread's slicer and the summary's tally over the span 100-300
+    /// ms, cut every 100 ms.
+    struct Span {
+        rx: mpsc::Receiver<WorkerMsg>,
+        c: Collector,
+        slicer: Slicer,
+        tally: Tally,
+    }
+
+    impl Span {
+        fn new(paced: bool) -> Span {
+            let (tx, rx) = mpsc::channel();
+            let every = std::time::Duration::from_millis(100);
+            let c = Collector::new(every, 0.1, Some(0.3), 1, paced, false);
+            let window = Window {
+                start: Instant::from_millis(100),
+                end: Some(Instant::from_millis(300)),
+            };
+            let slicer = Slicer::new(window, every.into(), 0, tx).unwrap();
+            let tally = Tally::new(window).unwrap();
+            Span {
+                rx,
+                c,
+                slicer,
+                tally,
+            }
+        }
+
+        /// Every interval, once the thread and the run are done.
+        fn intervals(self) -> (Vec<IntervalReport>, Tally) {
+            let Span {
+                rx,
+                mut c,
+                slicer,
+                tally,
+            } = self;
+            slicer.finish();
+            let mut out = drain(&rx, &mut c);
+            out.extend(c.thread_done(0));
+            let (rest, all) = c.finish(0.3);
+            out.extend(rest);
+            assert_eq!(out, all, "each emitted once, in order");
+            (all, tally)
+        }
+    }
+
     /// The summary counts a round trip where it completes and its latency
     /// where the message was due (see `Tally::round_trip`); the intervals
     /// must count the same, or their latencies do not add up to the
@@ -527,38 +573,20 @@ mod tests {
     /// latency (in the last interval) without being a round trip.
     #[test]
     fn round_trips_straddling_the_window_bounds_count_as_the_summary_does() {
-        let (tx, rx) = mpsc::channel();
-        let mut c = Collector::new(
-            std::time::Duration::from_millis(100),
-            0.1,
-            Some(0.3),
-            1,
-            false,
-            false,
-        );
-        let window = Window {
-            start: Instant::from_millis(100),
-            end: Some(Instant::from_millis(300)),
-        };
-        let mut tally = Tally::new(window).unwrap();
-        let mut a = Slicer::new(window, Duration::from_millis(100), 0, tx).unwrap();
-        let mut both = |a: &mut Slicer, at_ms: u64, rtt_ms: u64| {
+        let mut span = Span::new(false);
+        for (at_ms, rtt_ms) in [
+            (110, 20), // due in the warmup
+            (150, 10),
+            (250, 10),
+            (320, 30), // due at 290, echoed after the end
+        ] {
             let now = Instant::from_millis(at_ms);
             let rtt = Duration::from_millis(rtt_ms);
-            a.roll(now);
-            a.round_trip(now, rtt, rtt);
-            tally.round_trip(now, rtt, rtt);
-        };
-        both(&mut a, 110, 20); // due in the warmup
-        both(&mut a, 150, 10);
-        both(&mut a, 250, 10);
-        both(&mut a, 320, 30); // due at 290, echoed after the end
-        a.finish();
-        let mut out = drain(&rx, &mut c);
-        out.extend(c.thread_done(0));
-        let (rest, all) = c.finish(0.3);
-        out.extend(rest);
-        assert_eq!(out, all);
+            span.slicer.roll(now);
+            span.slicer.round_trip(now, rtt, rtt);
+            span.tally.round_trip(now, rtt, rtt);
+        }
+        let (all, tally) = span.intervals();
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(
             all.iter().map(|r| r.round_trips).sum::<u64>(),
@@ -583,31 +611,13 @@ mod tests {
     /// latency (`Tally::unsent`), so they join the last interval's too.
     #[test]
     fn messages_held_at_the_end_count_in_the_last_interval_as_in_the_summary() {
-        let (tx, rx) = mpsc::channel();
-        let mut c = Collector::new(
-            std::time::Duration::from_millis(100),
-            0.1,
-            Some(0.3),
-            1,
-            true,
-            false,
-        );
-        let window = Window {
-            start: Instant::from_millis(100),
-            end: Some(Instant::from_millis(300)),
-        };
-        let mut tally = Tally::new(window).unwrap();
-        let mut a = Slicer::new(window, Duration::from_millis(100), 0, tx).unwrap();
+        let mut span = Span::new(true);
         let pace = Pace::from(Duration::from_millis(10));
         let (first, n, now) = (Instant::from_millis(250), 10, Instant::from_millis(400));
-        a.roll(now);
-        a.unsent(first, pace, n, now);
-        tally.unsent(first, pace, n, now);
-        a.finish();
-        let mut out = drain(&rx, &mut c);
-        out.extend(c.thread_done(0));
-        let (rest, all) = c.finish(0.3);
-        out.extend(rest);
+        span.slicer.roll(now);
+        span.slicer.unsent(first, pace, n, now);
+        span.tally.unsent(first, pace, n, now);
+        let (all, tally) = span.intervals();
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(tally.rtt.len(), 6, "due at 250..=300 ms, inside the window");
         assert_eq!(all[1].latency_us.count, 6);

@@ -122,6 +122,29 @@ cleanup() {
     fi
 }
 
+# Whether TCP or UDP port $1 is bound on any local address, from /proc/net
+# (false where that cannot be read).
+port_bound() { # PORT
+    local hex
+    hex=$(printf ':%04X' "$1")
+    awk -v p="$hex" 'FNR > 1 && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' \
+        /proc/net/tcp /proc/net/udp /proc/net/tcp6 /proc/net/udp6 2>/dev/null
+}
+
+# A RICOCHET_PORT to suggest instead of $1: the first of +1000, +2000, ...
+# (wrapping within 1024-65532) whose three ports are free now; empty if none.
+free_port_after() { # PORT
+    local k cand
+    for ((k = 1; k <= 64; k++)); do
+        cand=$((1024 + ($1 + 1000 * k - 1024) % (65532 - 1024 + 1)))
+        if [[ $cand != "$1" ]] && ! port_bound "$cand" && ! port_bound $((cand + 1)) &&
+            ! port_bound $((cand + 2)); then
+            echo "$cand"
+            return
+        fi
+    done
+}
+
 # QEMU names only the first forwarding rule it could not set up, and no
 # fix: say which port is taken and how to forward others instead.
 explain_busy_port() { # QEMU_STDERR
@@ -139,9 +162,9 @@ explain_busy_port() { # QEMU_STDERR
         var=RICOCHET_FRAMES_PORT
     fi
     if [[ $var == RICOCHET_PORT ]]; then
-        suggest=$((port + 1000 > 65532 ? 65532 - 1000 : port + 1000))
+        suggest=$(free_port_after "$port")
         echo "qemu-run.sh: cannot forward 127.0.0.1:${busy} (${proto}): in use (another QEMU board?);" \
-            "stop what holds it, or forward other ports, e.g. RICOCHET_PORT=${suggest} cargo run --release" \
+            "stop what holds it, or forward other ports, e.g. RICOCHET_PORT=${suggest:-PORT} cargo run --release" \
             "(it forwards RICOCHET_PORT, +1 and +2)" >&2
     else
         echo "qemu-run.sh: cannot forward 127.0.0.1:${busy} (${proto}): in use (another QEMU board?);" \

@@ -86,18 +86,39 @@ fn held_tcp() -> (TcpListener, u16) {
     }
 }
 
+/// The port suggested is free when it is suggested: the first guess
+/// (PORT+1000) is held too, and the suggestion skips it.
 #[test]
 fn a_busy_raw_port_is_named_with_the_variable_that_moves_it() {
     let (_held, port) = held_tcp();
+    // Taken for the test, or already in use: either way not to suggest
+    // (the runner's first guess, PORT+1000 within 1024-65532).
+    let guess = (1024 + (u32::from(port) + 1000 - 1024) % (65532 - 1024 + 1)) as u16;
+    let _first_guess = TcpListener::bind(("127.0.0.1", guess));
     let (status, stderr) = run("raw", &[("RICOCHET_PORT", port)]);
     assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
     assert!(
         stderr.contains(&format!(
             "qemu-run.sh: cannot forward 127.0.0.1:{port} (tcp): in use"
-        )) && stderr.contains("RICOCHET_PORT=")
-            && stderr.contains("cargo run --release"),
+        )) && stderr.contains("cargo run --release"),
         "{stderr}"
     );
+    let suggested: u16 = stderr
+        .split("RICOCHET_PORT=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port suggested: {stderr}"));
+    assert!(
+        suggested != port && suggested != guess,
+        "{suggested}: {stderr}"
+    );
+    for p in suggested..=suggested + 2 {
+        assert!(
+            TcpListener::bind(("127.0.0.1", p)).is_ok(),
+            "{p} suggested but taken: {stderr}"
+        );
+    }
 }
 
 #[test]

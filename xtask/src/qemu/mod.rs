@@ -109,10 +109,9 @@ pub(crate) fn forwarded_port(port: &str) -> Result<u16, String> {
 /// The highest PORT.
 const MAX_FORWARDED_PORT: u16 = u16::MAX - 3;
 
-/// Checks that QEMU can forward from 127.0.0.1:`raw` (TCP and UDP), `raw`+1
-/// and `raw`+2 (TCP): QEMU itself names only one busy rule, and no fix.
-/// The command suggested instead boots the same `board`.
-fn ports_free(raw: u16, board: &str) -> Result<(), String> {
+/// The ports QEMU forwards from 127.0.0.1 for PORT `raw`: `raw` (TCP and
+/// UDP), `raw`+1 and `raw`+2 (TCP), those taken named as `127.0.0.1:P (tcp)`.
+fn taken_ports(raw: u16) -> Vec<String> {
     let busy = |port: u16, udp: bool| {
         let addr = ("127.0.0.1", port);
         let taken = if udp {
@@ -122,15 +121,31 @@ fn ports_free(raw: u16, board: &str) -> Result<(), String> {
         };
         taken.then(|| format!("127.0.0.1:{port} ({})", if udp { "udp" } else { "tcp" }))
     };
-    let taken: Vec<String> = [
+    [
         (raw, false),
         (raw, true),
-        (raw + 1, false),
-        (raw + 2, false),
+        (raw.saturating_add(1), false),
+        (raw.saturating_add(2), false),
     ]
     .into_iter()
     .filter_map(|(port, udp)| busy(port, udp))
-    .collect();
+    .collect()
+}
+
+/// A PORT to suggest instead of `raw`: the first of `raw`+1000,
+/// `raw`+2000, … (wrapping within 1024-65532) whose ports are free now.
+fn free_port_after(raw: u16) -> Option<u16> {
+    let span = u32::from(MAX_FORWARDED_PORT) - 1024 + 1;
+    (1..=64u32)
+        .map(|k| (1024 + (u32::from(raw) + 1000 * k).saturating_sub(1024) % span) as u16)
+        .find(|&p| p != raw && taken_ports(p).is_empty())
+}
+
+/// Checks that QEMU can forward from 127.0.0.1:`raw` (TCP and UDP), `raw`+1
+/// and `raw`+2 (TCP): QEMU itself names only one busy rule, and no fix.
+/// The command suggested instead boots the same `board` on ports free now.
+fn ports_free(raw: u16, board: &str) -> Result<(), String> {
+    let taken = taken_ports(raw);
     if taken.is_empty() {
         return Ok(());
     }
@@ -139,11 +154,14 @@ fn ports_free(raw: u16, board: &str) -> Result<(), String> {
     } else {
         format!("--board {board} ")
     };
+    let fix = match free_port_after(raw) {
+        Some(p) => format!(", e.g. cargo xtask qemu {board_arg}{p}"),
+        None => String::new(),
+    };
     Err(format!(
         "cannot forward {}: in use (another `cargo xtask qemu`?); stop it, or pass another \
-         PORT (it forwards PORT, PORT+1 and PORT+2), e.g. cargo xtask qemu {board_arg}{}",
+         PORT (it forwards PORT, PORT+1 and PORT+2){fix}",
         taken.join(", "),
-        raw.saturating_add(1000).min(MAX_FORWARDED_PORT)
     ))
 }
 
@@ -229,18 +247,23 @@ mod tests {
         );
     }
 
-    /// The suggested command boots the board asked for, not the default.
+    /// The suggested command boots the board asked for, not the default,
+    /// on ports free when it is suggested (it once added 1000 unchecked).
     #[test]
-    fn busy_port_suggestion_keeps_the_board() {
+    fn busy_port_suggestion_keeps_the_board_and_is_free() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
+        // The first guess taken too (or already in use: the same to it).
+        let _next = std::net::TcpListener::bind(("127.0.0.1", port.wrapping_add(1000)));
         let e = ports_free(port, "mps2-an385").unwrap_err();
-        let suggested = port.saturating_add(1000).min(MAX_FORWARDED_PORT);
-        assert!(
-            e.ends_with(&format!(
-                "e.g. cargo xtask qemu --board mps2-an385 {suggested}"
-            )),
-            "{e}"
-        );
+        let suggested: u16 = e
+            .rsplit("e.g. cargo xtask qemu --board mps2-an385 ")
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no suggestion: {e}"));
+        assert_ne!(suggested, port);
+        assert_ne!(suggested, port.wrapping_add(1000), "{e}");
+        assert!((1024..=MAX_FORWARDED_PORT).contains(&suggested), "{e}");
+        assert!(taken_ports(suggested).is_empty(), "{e}");
     }
 }

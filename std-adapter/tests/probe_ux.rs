@@ -456,24 +456,49 @@ fn latency_out_dash_is_standard_output_after_the_table() {
             STEP_TIMEOUT,
         ))
     };
-    let (code, out, err) = probe(&["--latency-out", "-"]);
-    assert_eq!(code, 0, "{out} {err}");
-    let table_end = out.find("result       OK").expect("the table");
-    let hgrm = out
-        .find("Value     Percentile TotalCount")
-        .expect("the distribution");
+    // `/dev/stdout` is standard output too: opened as a file it ran into
+    // the table (or truncated the file stdout was redirected to).
+    for spelling in ["-", "/dev/stdout"] {
+        let (code, out, err) = probe(&["--latency-out", spelling]);
+        assert_eq!(code, 0, "{spelling}: {out} {err}");
+        let table_end = out.find("result       OK").expect("the table");
+        let hgrm = out
+            .find("Value     Percentile TotalCount")
+            .expect("the distribution");
+        assert!(
+            table_end < hgrm,
+            "{spelling}: the distribution follows the table: {out}"
+        );
+        assert!(out.contains("#[Mean"), "the whole .hgrm, footer too: {out}");
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "no file made"
+        );
+    }
+    // Redirected to a file, the report and the distribution both land in it.
+    let file = dir.path().join("out.txt");
+    let (code, _, err) = texts(&run_bounded(
+        Command::new("sh")
+            .args(["-c", r#"exec "$0" "$@" > "$OUT""#, ricochet_bin()])
+            .args(["probe", &t, "-n", "20", "--latency-out", "/dev/stdout"])
+            .env("OUT", &file),
+        STEP_TIMEOUT,
+    ));
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let table_end = written.find("result       OK").expect("the table kept");
     assert!(
-        table_end < hgrm,
-        "the distribution follows the table: {out}"
-    );
-    assert!(out.contains("#[Mean"), "the whole .hgrm, footer too: {out}");
-    assert!(
-        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
-        "no file made"
+        written[table_end..].contains("#[Mean"),
+        "the distribution after it: {written}"
     );
 
     for (extra, needle) in [
         (&["--json", "--latency-out", "-"][..], "--json"),
+        (
+            &["--json", "--latency-out", "/dev/stdout"][..],
+            "/dev/stdout:",
+        ),
         (
             &["--latency-out", "-", "--latency-out-uncorrected", "-"][..],
             "both",

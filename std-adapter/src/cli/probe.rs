@@ -118,7 +118,7 @@ pub(crate) struct ProbeArgs {
     #[arg(long, value_name = "pNN=D", value_parser = parse_goal, conflicts_with = "interval")]
     find_rate: Option<Goal>,
     /// Write the latency distribution in HdrHistogram's .hgrm text format (milliseconds) to FILE
-    /// (`-`: standard output, after the table; not with --json).
+    /// (`-` or /dev/stdout: standard output, after the table; not with --json).
     #[arg(long, value_name = "FILE")]
     latency_out: Option<PathBuf>,
     /// The same for the latency from each message's actual send instead of its scheduled one

@@ -41,7 +41,7 @@ pub(crate) enum Outcome {
 
 /// The files asked for.
 pub(crate) struct Files<'a> {
-    /// `-`: standard output, after the report (see [`to_stdout`]).
+    /// `-` (or `/dev/stdout`): standard output, after the report (see [`to_stdout`]).
     pub(crate) latency_out: Option<&'a Path>,
     /// `-`: standard output, as `latency_out`.
     pub(crate) latency_out_uncorrected: Option<&'a Path>,
@@ -51,9 +51,14 @@ pub(crate) struct Files<'a> {
     pub(crate) json: bool,
 }
 
-/// Whether an output option names standard output (`-`, as for other tools).
+/// Whether an output option names standard output: `-`, as for other
+/// tools, or one of the paths of the process's standard output
+/// (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`), which opened as a file
+/// would run into the report, or truncate the file it is redirected to.
 pub(crate) fn to_stdout(path: &Path) -> bool {
-    path == Path::new("-")
+    ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+        .iter()
+        .any(|p| path == Path::new(p))
 }
 
 impl Files<'_> {
@@ -83,25 +88,24 @@ impl Files<'_> {
         let mut on_stdout = Vec::new();
         for (flag, path) in hgrms {
             match path {
-                Some(p) if to_stdout(p) => on_stdout.push(flag),
+                Some(p) if to_stdout(p) => on_stdout.push((flag, p.display())),
                 Some(p) => writable(flag, p)?,
                 None => {}
             }
         }
-        match on_stdout[..] {
+        match &on_stdout[..] {
             [] => {}
-            [flag, ..] if self.json => {
+            [(flag, path), ..] if self.json => {
                 return Err(format!(
-                    "{flag} -: standard output carries the --json report; give the \
+                    "{flag} {path}: standard output carries the --json report; give the \
                      distribution a file name"
                 ));
             }
-            [_, _, ..] => {
-                return Err(
-                    "--latency-out - and --latency-out-uncorrected -: both to standard \
-                     output would run together; give one of them a file name"
-                        .to_owned(),
-                );
+            [(a, a_path), (b, b_path), ..] => {
+                return Err(format!(
+                    "{a} {a_path} and {b} {b_path}: both to standard output would run \
+                     together; give one of them a file name"
+                ));
             }
             [_] => {}
         }

@@ -100,13 +100,21 @@ qemu_pid=
 printer_pid=
 stderr_pid=
 qemu_stderr=
+log_fd=
+err_fd=
 
 cleanup() {
     # A process group's TERM comes more than once (`timeout` passes its own
-    # on to the group): finish cleaning up instead of exiting halfway.
+    # on to the group): finish cleaning up instead of exiting halfway (the
+    # signal handlers below ignore further signals before they exit).
     trap '' INT TERM HUP
-    if [[ -n $qemu_stderr ]]; then
-        rm -f "$qemu_stderr"
+    # Our copies of the pipes' write ends, if a signal came before QEMU had
+    # them: their readers end only once every writer is gone.
+    if [[ -n ${log_fd:-} ]]; then
+        exec {log_fd}>&-
+    fi
+    if [[ -n ${err_fd:-} ]]; then
+        exec {err_fd}>&-
     fi
     if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
         kill "$qemu_pid" 2>/dev/null || true
@@ -119,6 +127,11 @@ cleanup() {
     fi
     if [[ -n $stderr_pid ]]; then
         wait "$stderr_pid" 2>/dev/null || true
+    fi
+    # Last: tee creates the file when it starts, which may be after a
+    # signal that came early.
+    if [[ -n $qemu_stderr ]]; then
+        rm -f "$qemu_stderr"
     fi
 }
 
@@ -172,9 +185,12 @@ explain_busy_port() { # QEMU_STDERR
     fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+# A second signal while the first one's handler runs would run `exit`
+# again inside `cleanup`, cutting it short (a temporary file left behind,
+# seen under load): each handler ignores further signals first.
+trap "trap '' INT TERM HUP; exit 130" INT
+trap "trap '' INT TERM HUP; exit 143" TERM
+trap "trap '' INT TERM HUP; exit 129" HUP
 
 # The decoder reads from a pipe whose only writer is QEMU.
 exec {log_fd}> >(exec defmt-print -e "$elf")
@@ -203,6 +219,7 @@ stderr_pid=$!
     "$@" >&"$log_fd" 2>&"$err_fd" &
 qemu_pid=$!
 exec {log_fd}>&- {err_fd}>&-
+log_fd= err_fd=
 
 status=0
 wait "$qemu_pid" || status=$?

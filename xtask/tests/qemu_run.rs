@@ -88,6 +88,22 @@ fn held_tcp() -> (TcpListener, u16) {
 
 /// The port suggested is free when it is suggested: the first guess
 /// (PORT+1000) is held too, and the suggestion skips it.
+/// A RICOCHET_PORT whose forwarded ports (TCP PORT, PORT+1, PORT+2, UDP
+/// PORT) are all free now: a random ephemeral PORT+1 or PORT+2 in use made
+/// QEMU refuse to start, now and then.
+fn free_forwarded_ports() -> u16 {
+    for _ in 0..100 {
+        let (held, port) = held_tcp();
+        drop(held);
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && (port..=port + 2).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return port;
+        }
+    }
+    panic!("no three consecutive free loopback ports in 100 tries");
+}
+
 #[test]
 fn a_busy_raw_port_is_named_with_the_variable_that_moves_it() {
     let (_held, port) = held_tcp();
@@ -183,8 +199,7 @@ fn stopping_the_process_group_leaves_no_temporary_file() {
     let elf = tmp.join("empty.elf");
     for run in 0..3 {
         std::fs::write(&elf, b"").expect("write the empty ELF");
-        let (held, port) = held_tcp();
-        drop(held);
+        let port = free_forwarded_ports();
         let mut child = Command::new("timeout")
             .args(["-k", "5", "60"])
             .arg(runner())
@@ -217,6 +232,15 @@ fn stopping_the_process_group_leaves_no_temporary_file() {
             .status()
             .expect("kill");
         assert!(status.success());
+        // More TERMs while the runner cleans up (as a busy machine delays
+        // `timeout`'s relay): a handler run again inside the cleanup once
+        // cut it short and left the file behind.
+        for _ in 0..5 {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        }
         let status = wait_bounded(&mut child);
         assert_eq!(status.code(), Some(143), "run {run}: {status}");
         let left: Vec<_> = std::fs::read_dir(&tmp)

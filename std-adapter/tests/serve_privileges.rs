@@ -30,11 +30,26 @@ fn assert_root() {
 
 /// A copy of the binary that any user may run (the checkout itself may sit
 /// in a directory only root can enter); kept alive by the returned dir.
+///
+/// Copied by `cp`, not by this process: a test thread that forks while
+/// this process holds the copy open for writing passes that descriptor to
+/// its child until the child's exec, and running the copy in that window
+/// fails with "Text file busy" (ETXTBSY; seen under load, exit 126).
 fn world_executable_bin() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = dir.path().join("ricochet");
-    std::fs::copy(bin(), &copy).unwrap();
+    let status = Command::new("cp")
+        .arg(bin())
+        .arg(&copy)
+        .status()
+        .expect("run cp");
+    assert!(
+        status.success(),
+        "cp {} {}: {status}",
+        bin(),
+        copy.display()
+    );
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = copy.to_str().unwrap().to_owned();
     (dir, copy)

@@ -530,6 +530,14 @@ impl Env<'_> {
     /// checks the client's certificate refuses only then (see
     /// [`Link::handshake_accepted`]). A connection that ends first counts
     /// too, unless the server refused its handshake ([`Self::fail`]).
+    /// Pacing: the messages the end of the duration held back
+    /// (`Conn::unsent`, taken by the caller) waited until `now`.
+    fn unsent_waited(&mut self, target: usize, unsent: Option<(Instant, u64)>, now: Instant) {
+        if let (Some((due, n)), Some(pace)) = (unsent, self.pace) {
+            self.rec.unsent(target, due, pace, n, now);
+        }
+    }
+
     fn settle<const M: usize>(&mut self, c: &mut Conn<M>) {
         if c.unsettled.is_some() && c.sock.as_ref().is_some_and(Link::handshake_accepted) {
             self.count_opened(c);
@@ -624,9 +632,7 @@ impl Env<'_> {
         self.close_socket(c);
         let verified = c.probe.as_ref().map_or(0, |p| p.stats().bytes_verified);
         // The messages the end of the duration held back waited until now.
-        if let (Some((due, n)), Some(pace)) = (c.unsent.take(), self.pace) {
-            self.rec.unsent(c.target, due, pace, n, now);
-        }
+        self.unsent_waited(c.target, c.unsent.take(), now);
         let tally = self.rec.tally(c.target);
         if let Some(p) = c.probe.take() {
             tally.add_stream(p.stats());

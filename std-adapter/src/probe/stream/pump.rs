@@ -154,9 +154,7 @@ impl Env<'_> {
             if c.phase == Phase::Running && probe.is_done() {
                 // Everything sent came back: the messages the end of the
                 // duration held back could have gone now.
-                if let (Some((due, n)), Some(pace)) = (c.unsent.take(), self.pace) {
-                    self.rec.unsent(c.target, due, pace, n, clock.now());
-                }
+                self.unsent_waited(c.target, c.unsent.take(), clock.now());
                 sock.shutdown_write().map_err(|e| {
                     Failure::io("shutdown(Write)", &e, probe.stats().bytes_verified)
                 })?;

@@ -128,9 +128,14 @@ fn paced_stream_into_a_full_socket_is_not_the_probes_lateness() {
     );
     let late = r.send_lateness_us.expect("lateness with --rate");
     assert!(late.count > 0);
+    // Counting the stall as lateness gave a p99 of about 540 ms here. What
+    // stays is the probe's own: writing out the held backlog once the
+    // server reads again, which in a debug build on a loaded machine took
+    // up to 100 ms (a bound of a tenth of the corrected p99 failed so).
+    let bound = stall.as_micros() as u64 / 4;
     assert!(
-        late.p99 * 10 <= corrected,
-        "send lateness p99 {} us counts the server's stall\n{}",
+        late.p99 <= bound,
+        "send lateness p99 {} us (at most {bound}) counts the server's stall\n{}",
         late.p99,
         r.table()
     );

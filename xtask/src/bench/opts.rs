@@ -190,9 +190,13 @@ mod tests {
             server_cmd_with(&ctx, "ricochet-epoll-base", None, Some("/old/ricochet")),
             "/old/ricochet serve --io epoll --tcp 127.0.0.1:{PORT}"
         );
+        // The current build where cargo puts it (`CARGO_TARGET_DIR` honoured).
         assert_eq!(
             server_cmd_with(&ctx, "ricochet-uring", None, Some("/old/ricochet")),
-            "/repo/target/release/ricochet serve --io uring --tcp 127.0.0.1:{PORT}"
+            format!(
+                "{} serve --io uring --tcp 127.0.0.1:{{PORT}}",
+                crate::ricochet_release(&ctx).display()
+            )
         );
     }
 

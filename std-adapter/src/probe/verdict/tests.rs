@@ -1,0 +1,844 @@
+//! The verdict's unit tests: reports built from hand-made tallies.
+
+use super::super::report::Latency;
+use super::super::spec::Pattern;
+use super::hints::SERVE_BUFFER;
+use super::*;
+
+#[test]
+fn bytes_show_printable_ascii_and_escape_the_rest() {
+    assert_eq!(show_byte(b'm'), "'m' (0x6d)");
+    assert_eq!(show_byte(0x9c), "0x9c");
+    assert_eq!(show_bytes(b"220 hello\r\n\x00"), "\"220 hello\\r\\n\\x00\"");
+}
+
+fn tls(host: &str) -> Target {
+    Target::Tls(super::super::TlsTarget {
+        addrs: vec!["127.0.0.1:7".parse().unwrap()],
+        host: host.to_owned(),
+    })
+}
+
+fn tally() -> Tally {
+    Tally::new(super::super::tally::Window {
+        start: Instant::ZERO,
+        end: None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn tls_section_only_with_tls_targets_naming_each_name_once() {
+    let (mut w, mut h) = (Vec::new(), Vec::new());
+    let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]));
+    assert!(tls_section(&tcp, &tally(), 1.0, &mut w, &mut h).is_none());
+    let mut spec = ProbeSpec::new(tls("a.example"));
+    spec.targets.push(tls("b.example"));
+    spec.targets.push(tls("a.example"));
+    let mut t = tally();
+    t.handshake(
+        Instant::from_millis(1),
+        ricochet_core::Duration::from_micros(500),
+        true,
+    );
+    let r = tls_section(&spec, &t, 2.0, &mut w, &mut h).expect("a tls section");
+    assert_eq!(r.server_name, "a.example b.example");
+    assert_eq!(
+        (r.handshakes, r.resumed, r.handshakes_per_sec),
+        (1, 1, None)
+    );
+    assert!(r.verified);
+    assert!(w.is_empty() && h.is_empty(), "{w:?} {h:?}");
+    t.handshake(
+        Instant::from_millis(2),
+        ricochet_core::Duration::from_micros(500),
+        false,
+    );
+    let r = tls_section(&spec, &t, 2.0, &mut w, &mut h).expect("a tls section");
+    assert_eq!(r.handshakes_per_sec, Some(1.0));
+    let r = tls_section(&spec, &t, 0.009, &mut w, &mut h).expect("a tls section");
+    assert_eq!(
+        r.handshakes_per_sec, None,
+        "a span under 10 ms gives no rate"
+    );
+}
+
+fn tcp() -> Target {
+    Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()])
+}
+
+fn facts(finish_at: Option<Instant>) -> RunFacts {
+    RunFacts {
+        threads: 1,
+        started_at: String::new(),
+        window_start: Instant::ZERO,
+        finish_at,
+        stopped_early: None,
+        // The workers drained after the end of a duration.
+        ended_at: finish_at.map_or(Instant::from_millis(60_000), |f| {
+            f + ricochet_core::Duration::from_millis(500)
+        }),
+    }
+}
+
+/// A tally of 64-byte messages sent and echoed at these instants (ms).
+fn echoed_at(ms: &[u64]) -> Tally {
+    let mut t = tally();
+    let d = ricochet_core::Duration::from_micros(300);
+    for &at in ms {
+        let now = Instant::from_micros(at * 1000 + 300);
+        t.messages_sent += 1;
+        t.messages_verified += 1;
+        t.bytes_sent += 64;
+        t.bytes_verified += 64;
+        t.verified(now, 64);
+        t.round_trip(now, d, d);
+    }
+    t
+}
+
+fn report(rate: Option<f64>, stop: Stop, finish_at: Option<Instant>, t: Tally) -> Report {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.rate = rate;
+    spec.stop = stop;
+    build_report(&spec, facts(finish_at), t.clone(), &[t])
+}
+
+fn near(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// Significant digits of `x` as JSON writes it.
+fn digits(x: &serde_json::Number) -> usize {
+    let text = x.to_string();
+    let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+    let ds = mantissa.chars().filter(char::is_ascii_digit);
+    let ds: String = ds.skip_while(|&c| c == '0').collect();
+    ds.trim_end_matches('0').len()
+}
+
+fn floats(v: &serde_json::Value, path: &str, out: &mut Vec<(String, usize)>) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => out.push((path.to_owned(), digits(n))),
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                floats(v, &format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                floats(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn json_report_numbers_carry_no_conversion_noise() {
+    // 3 round trips over 3.3 ms: rates of 909.0909..., a mean of 1/3 ms.
+    let mut t = echoed_at(&[0, 1, 3]);
+    t.round_trip(
+        Instant::from_micros(3_400),
+        ricochet_core::Duration::from_micros(301),
+        ricochet_core::Duration::from_micros(301),
+    );
+    let r = report(None, Stop::Count(3), None, t);
+    let j: serde_json::Value = serde_json::from_str(&r.to_json_line()).unwrap();
+    let mut all = Vec::new();
+    floats(&j, "", &mut all);
+    assert!(all.iter().any(|(p, _)| p == ".latency_us.mean"), "{all:?}");
+    let noisy: Vec<_> = all.iter().filter(|(_, d)| *d > 9).collect();
+    assert!(noisy.is_empty(), "{noisy:?} in {j}");
+}
+
+#[test]
+fn paced_count_run_spans_its_schedule_and_never_exceeds_the_rate() {
+    // -r 1 -n 2: echoes 0.3 ms after 0 s and 1 s; the schedule takes 2 s.
+    let r = report(Some(1.0), Stop::Count(2), None, echoed_at(&[0, 1000]));
+    assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+    assert!(
+        near(r.round_trips_per_sec, 1.0),
+        "{}",
+        r.round_trips_per_sec
+    );
+    assert!(near(r.targets[0].round_trips_per_sec, 1.0));
+    assert!(near(r.mb_per_sec, 128.0 / 1e6 / 2.0));
+    assert!(near(r.connections_per_sec, 0.0));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert!(
+        r.to_string().contains(
+            "measured     2.000 s, 2 round trips (the span of their schedule at 1 msg/s)\n"
+        ),
+        "{r}"
+    );
+    // -c 4 -r 100 -n 50: 200 messages, 4 every 40 ms, the last due at 1.96 s.
+    let at: Vec<u64> = (0..50).flat_map(|k| [k * 40; 4]).collect();
+    let r = report(Some(100.0), Stop::Count(50), None, echoed_at(&at));
+    assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+    assert!(
+        near(r.round_trips_per_sec, 100.0),
+        "{}",
+        r.round_trips_per_sec
+    );
+    // A server that could not keep up: its span is longer than the
+    // schedule, and the rate not reached is still a warning.
+    let r = report(Some(1.0), Stop::Count(2), None, echoed_at(&[0, 3000]));
+    assert!(near(r.measured_secs, 3.0003), "{}", r.measured_secs);
+    assert!(r.warnings[0].contains("the requested rate of 1 msg/s was not reached"));
+    assert!(
+        r.to_string()
+            .contains("measured     3.000 s, 2 round trips\n"),
+        "{r}"
+    );
+}
+
+#[test]
+fn unpaced_runs_keep_their_span_and_a_paced_duration_spans_the_duration() {
+    let r = report(None, Stop::Count(2), None, echoed_at(&[0, 1000]));
+    assert!(near(r.measured_secs, 1.0003), "{}", r.measured_secs);
+    assert!(near(r.round_trips_per_sec, 2.0 / 1.0003));
+    assert!(
+        r.to_string()
+            .contains("measured     1.000 s, 2 round trips\n"),
+        "{r}"
+    );
+    let d = Stop::Duration(std::time::Duration::from_secs(2));
+    let end = Some(Instant::from_millis(2000));
+    // -r 1 -d 2s: messages due at 0 and 1 s, the duration ends at 2 s.
+    let r = report(Some(1.0), d, end, echoed_at(&[0, 1000]));
+    assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+    assert!(
+        r.to_string()
+            .contains("measured     2.000 s, 2 round trips\n"),
+        "{r}"
+    );
+    // Never past the end of the duration.
+    let r = report(Some(0.5), d, end, echoed_at(&[0, 1000]));
+    assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+    assert!(
+        near(r.round_trips_per_sec, 1.0),
+        "{}",
+        r.round_trips_per_sec
+    );
+}
+
+/// A server that answers for the first second of a 2 s run and then
+/// stalls past its end: the run is measured over its whole duration,
+/// not up to the last echo, so its rates are not inflated and a paced
+/// run warns that its rate was not reached.
+#[test]
+fn duration_run_whose_server_stalls_at_the_end_spans_the_whole_duration() {
+    let d = Stop::Duration(std::time::Duration::from_secs(2));
+    let end = Some(Instant::from_millis(2000));
+    let r = report(None, d, end, echoed_at(&[0, 500, 1000]));
+    assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+    assert!(
+        near(r.round_trips_per_sec, 1.5),
+        "{}",
+        r.round_trips_per_sec
+    );
+    assert!(near(r.mb_per_sec, 192.0 / 1e6 / 2.0), "{}", r.mb_per_sec);
+    let r = report(Some(2.0), d, end, echoed_at(&[0, 500, 1000]));
+    assert!(
+        near(r.round_trips_per_sec, 1.5),
+        "{}",
+        r.round_trips_per_sec
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("the requested rate of 2 msg/s was not reached")),
+        "{:?}",
+        r.warnings
+    );
+    // Interrupted at 1.5 s: up to the interruption, not to the last echo.
+    let mut spec = ProbeSpec::new(tcp());
+    spec.stop = d;
+    let mut run = facts(end);
+    run.stopped_early = Some(StopReason::Interrupted);
+    run.ended_at = Instant::from_millis(1500);
+    let t = echoed_at(&[0, 500, 1000]);
+    let r = build_report(&spec, run, t.clone(), &[t]);
+    assert!(near(r.measured_secs, 1.5), "{}", r.measured_secs);
+}
+
+/// Ping-pong round trips of 40 ms to a server that accepted in 0.1 ms:
+/// the Nagle and delayed-ACK hint; not for a far server (connecting
+/// took as long) nor for fast round trips.
+#[test]
+fn forty_ms_round_trips_to_a_near_server_name_nagle_and_delayed_ack() {
+    let lat = |p50| Latency {
+        count: 10,
+        p50,
+        ..Latency::default()
+    };
+    let spec = ProbeSpec::new(tcp());
+    let hint = nagle_hint(&spec, &lat(40_500), &lat(100)).expect("a hint");
+    assert!(
+        hint.contains("40.5 ms") && hint.contains("Nagle") && hint.contains("TCP_NODELAY"),
+        "{hint}"
+    );
+    assert!(
+        nagle_hint(&spec, &lat(40_500), &lat(39_000)).is_none(),
+        "far away"
+    );
+    assert!(nagle_hint(&spec, &lat(300), &lat(100)).is_none(), "fast");
+    let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+    udp.pattern = Pattern::PingPong;
+    assert!(
+        nagle_hint(&udp, &lat(40_500), &lat(100)).is_none(),
+        "no TCP"
+    );
+}
+
+#[test]
+fn window_below_a_message_warns_per_transport_and_not_at_one_message() {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.pattern = Pattern::Stream;
+    spec.size = ricochet_core::probe::SizeRange::fixed(4096);
+    spec.window = 4096;
+    assert_eq!(small_window_warning(&spec), None, "one message fits");
+    spec.window = 4095;
+    let w = small_window_warning(&spec).expect("below one message");
+    assert!(w.contains("each connection kept about one message"), "{w}");
+    spec.pattern = Pattern::PingPong;
+    assert_eq!(small_window_warning(&spec), None, "no window in ping-pong");
+    let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+    udp.pattern = Pattern::Stream;
+    udp.size = ricochet_core::probe::SizeRange { min: 12, max: 1000 };
+    udp.window = 100;
+    let w = small_window_warning(&udp).expect("below one datagram");
+    assert!(
+        w.contains("the largest messages (1000 bytes)")
+            && w.contains("each socket kept about one datagram"),
+        "{w}"
+    );
+}
+
+/// A rate missed while the first connections were still opening at
+/// --connect-rate: the warning names the ramp and --warmup, not only
+/// the server.
+#[test]
+fn rate_missed_during_a_connect_ramp_names_the_ramp() {
+    let d = Stop::Duration(std::time::Duration::from_secs(2));
+    let mut spec = ProbeSpec::new(tcp());
+    spec.stop = d;
+    spec.rate = Some(2.0);
+    spec.connections = 10;
+    spec.connect_rate = Some(5.0);
+    let t = echoed_at(&[0, 1000]);
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t],
+    );
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains("was not reached")
+            && w.contains("--connect-rate 5/s, over about 2.0 s")
+            && w.contains("--warmup 2s"),
+        "{w}"
+    );
+    spec.connect_rate = None;
+    let t = echoed_at(&[0, 1000]);
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t],
+    );
+    assert!(r.warnings.join("\n").contains("could not keep up"));
+}
+
+/// A rate not reached says which side held it when the figures tell:
+/// the probe's own sends late, or ping-pong's one message in flight
+/// per connection at the round trip measured (it said "the server or
+/// the probe could not keep up" in every case). The rate is shown as
+/// the table shows it, not as Rust prints a float (`1e20`, not 21 digits).
+#[test]
+fn rate_missed_names_the_probe_or_the_round_trip_when_the_figures_tell() {
+    let d = Stop::Duration(std::time::Duration::from_secs(1));
+    let mut spec = ProbeSpec::new(tcp());
+    spec.stop = d;
+    spec.connections = 2;
+    // Each connection's echoes come 1 ms after their send: 2 connections
+    // carry 2000/s at most; 10,000/s was asked.
+    spec.rate = Some(10_000.0);
+    let rtt = ricochet_core::Duration::from_micros(1000);
+    let t_add = |t: &mut Tally, now: Instant, rtt: ricochet_core::Duration| {
+        t.messages_sent += 1;
+        t.messages_verified += 1;
+        t.verified(now, 64);
+        t.round_trip(now, rtt, rtt);
+    };
+    let on_time = |late_us: u64| {
+        let mut t = tally();
+        for k in 0..2000u64 {
+            let now = Instant::from_micros(k * 500 + 1000);
+            t.messages_sent += 1;
+            t.messages_verified += 1;
+            t.verified(now, 64);
+            t.round_trip(now, rtt, rtt);
+            t.lateness(now, ricochet_core::Duration::from_micros(late_us));
+        }
+        t
+    };
+    let warning = |spec: &ProbeSpec, t: Tally| {
+        let r = build_report(
+            spec,
+            facts(Some(Instant::from_millis(1000))),
+            t.clone(),
+            &[t],
+        );
+        r.warnings.join("\n")
+    };
+    let w = warning(&spec, on_time(0));
+    assert!(
+        w.contains("rate of 10000 msg/s was not reached")
+            && w.contains("one message in flight per connection")
+            && w.contains("2 connections at a mean round trip of 1000 us")
+            && w.contains("at most about 2000 msg/s")
+            && w.contains("more -c"),
+        "{w}"
+    );
+    // Round trips of 10 ms carry 200/s, yet 2000/s were achieved: the
+    // figures contradict the bound, so the warning does not cite it.
+    let mut slow = tally();
+    for k in 0..2000u64 {
+        let now = Instant::from_micros(k * 500 + 10_000);
+        t_add(&mut slow, now, ricochet_core::Duration::from_millis(10));
+    }
+    let w = warning(&spec, slow);
+    assert!(
+        w.contains("the server or the probe could not keep up")
+            && !w.contains("one message in flight"),
+        "{w}"
+    );
+    let w = warning(&spec, on_time(5_000));
+    assert!(
+        w.contains("the probe's own sends left late, p50 500") && w.contains("--threads"),
+        "{w}"
+    );
+    // A stream's window is not one message: no round-trip bound to name.
+    spec.pattern = Pattern::Stream;
+    let w = warning(&spec, on_time(0));
+    assert!(
+        w.contains("the server or the probe could not keep up"),
+        "{w}"
+    );
+    spec.rate = Some(1e20);
+    let w = warning(&spec, on_time(0));
+    assert!(w.contains("rate of 1e20 msg/s"), "{w}");
+}
+
+/// A tally of connections ended early before any byte verified.
+fn ended_early(reset: u64, closed: u64) -> Tally {
+    let mut t = tally();
+    t.reset_unverified = reset;
+    t.closed_unverified = closed;
+    for _ in 0..reset + closed {
+        t.errors.count(ErrorKind::EarlyClose);
+    }
+    t
+}
+
+fn report_of(spec: &ProbeSpec, t: Tally) -> Report {
+    build_report(spec, facts(None), t.clone(), &[t])
+}
+
+fn hints_of(spec: &ProbeSpec, t: Tally) -> Vec<String> {
+    build_report(spec, facts(None), t.clone(), &[t]).hints
+}
+
+fn sized(mode: Mode, size: usize) -> ProbeSpec {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.mode = mode;
+    spec.size = ricochet_core::probe::SizeRange::fixed(size);
+    spec
+}
+
+#[test]
+fn limits_in_the_hints_are_the_servers_defaults() {
+    let config = crate::serve::ServerConfig::default();
+    assert_eq!(SERVE_BUFFER, config.buffer_size.bytes());
+}
+
+#[test]
+fn a_reset_before_any_echo_names_the_limit_the_size_and_the_mode() {
+    let h = hints_of(&sized(Mode::Lines, 200), ended_early(1, 0));
+    assert_eq!(h.len(), 2, "the limit, then a forward: {h:?}");
+    assert!(
+        h[0].starts_with("1 connection was reset before any byte was echoed: ")
+            && h[0].contains("--buffer-size, default 4096 bytes")
+            && h[0].contains("1024 bytes by default")
+            && h[0].contains("these lines are up to 200 bytes (`\\n` included)")
+            && h[0].contains("try a smaller -s")
+            && h[0].contains("pass -m frames"),
+        "{h:?}"
+    );
+    assert!(h[1].starts_with("if the target is a port forward"), "{h:?}");
+    let h = hints_of(&sized(Mode::Frames, 2000), ended_early(3, 0));
+    assert!(
+        h[0].starts_with("3 connections were reset")
+            && h[0].contains("these frames are up to 2000 bytes (2-byte header included)")
+            && h[0].contains("pass -m lines"),
+        "{h:?}"
+    );
+    assert!(h[1].contains("the resets can also mean"), "{h:?}");
+    // Lines that even the smallest buffer takes: the mode comes first.
+    let h = hints_of(&sized(Mode::Lines, 64), ended_early(1, 0));
+    assert!(
+        h[0].contains("at most 64 bytes") && h[0].contains("pass -m frames"),
+        "{h:?}"
+    );
+    assert!(!h[0].contains("default 4096"), "{h:?}");
+    // Raw data against a lines or frames server.
+    let h = hints_of(&sized(Mode::Raw, 200), ended_early(1, 0));
+    assert!(
+        h[0].contains("as random raw data soon does") && h[0].contains("-m lines or -m frames"),
+        "{h:?}"
+    );
+    assert!(!h[0].contains("smaller -s"), "{h:?}");
+}
+
+#[test]
+fn a_unix_close_before_any_echo_names_the_limit_as_a_reset_does() {
+    let mut spec = sized(Mode::Lines, 200);
+    spec.targets = vec![Target::Unix("/run/echo.sock".into())];
+    let h = hints_of(&spec, ended_early(0, 1));
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        h[0].starts_with(
+            "1 connection was closed by the peer before any byte was echoed, over a Unix \
+             socket, where a server's abort reads as an end of stream (there is no reset): "
+        ) && h[0].contains("aborts a connection whose line is longer than its limit")
+            && h[0].contains("--buffer-size, default 4096 bytes")
+            && h[0].contains("these lines are up to 200 bytes")
+            && h[0].contains("pass -m frames")
+            && !h[0].contains("embedded node"),
+        "{h:?}"
+    );
+    // Frames that even the smallest buffer takes: the mode comes first.
+    spec.mode = Mode::Frames;
+    spec.size = ricochet_core::probe::SizeRange::fixed(40);
+    let h = hints_of(&spec, ended_early(0, 2));
+    assert!(
+        h[0].starts_with("2 connections were closed by the peer")
+            && h[0].contains("at most 40 bytes")
+            && h[0].contains("pass -m lines"),
+        "{h:?}"
+    );
+    // Another connection echoed the same size: not a limit on lines.
+    spec.mode = Mode::Lines;
+    let mut t = ended_early(0, 1);
+    t.messages_verified = 5;
+    assert!(hints_of(&spec, t).is_empty());
+    // A TCP target and a Unix one: each close gets its own hint.
+    spec.size = ricochet_core::probe::SizeRange::fixed(200);
+    spec.targets = vec![tcp(), Target::Unix("/run/echo.sock".into())];
+    spec.connections = 2;
+    let (a, b) = (ended_early(0, 1), ended_early(0, 1));
+    let mut both = a.clone();
+    both.merge(&b);
+    let h = build_report(&spec, facts(None), both, &[a, b]).hints;
+    assert!(h[0].contains("over a Unix socket"), "{h:?}");
+    assert!(
+        h[1].contains("some servers close, rather than reset"),
+        "{h:?}"
+    );
+}
+
+#[test]
+fn a_clean_close_before_any_echo_suggests_a_forward() {
+    let h = hints_of(&sized(Mode::Lines, 64), ended_early(0, 2));
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        h[0].starts_with("2 connections were closed by the peer before any byte was echoed: ")
+            && h[0].contains("wait until it is and try again"),
+        "{h:?}"
+    );
+    let h = hints_of(&sized(Mode::Raw, 64), ended_early(1, 1));
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert!(
+        h[1].starts_with("1 connection was closed by the peer and 1 reset before any byte"),
+        "{h:?}"
+    );
+}
+
+#[test]
+fn no_forward_hint_once_anything_was_echoed_or_for_unix_targets() {
+    let mut t = ended_early(0, 1);
+    t.bytes_verified = 64;
+    assert!(hints_of(&sized(Mode::Raw, 64), t).is_empty());
+    let mut spec = ProbeSpec::new(Target::Unix("/tmp/echo.sock".into()));
+    assert!(hints_of(&spec, ended_early(0, 1)).is_empty());
+    spec.mode = Mode::Lines;
+    let h = hints_of(&spec, ended_early(1, 0));
+    assert_eq!(h.len(), 1, "the limit only: {h:?}");
+    // Other errors give none of these hints.
+    let mut t = tally();
+    t.errors.count(ErrorKind::Refused);
+    t.errors.count(ErrorKind::Mismatch);
+    assert!(hints_of(&sized(Mode::Lines, 200), t).is_empty());
+}
+
+/// Resets before any echo while other connections of the same run
+/// were served (xinetd's `instances`, an inetd's rate limit under
+/// `-p crr`): a connection limit, not the line length, when the size
+/// cannot explain them.
+#[test]
+fn resets_while_other_connections_were_served_name_a_connection_limit() {
+    // -c 60 against `instances = 50`: 50 clean, 10 reset, raw data.
+    let mut t = ended_early(10, 0);
+    t.connections_ok = 50;
+    t.bytes_verified = 50 * 64;
+    t.messages_verified = 50;
+    let h = hints_of(&sized(Mode::Raw, 64), t.clone());
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        h[0].starts_with(
+            "10 connections were reset before any byte was echoed, while other connections \
+             of the run were served: "
+        ) && h[0].contains("limits concurrent connections or their rate")
+            && h[0].contains("`nowait.max`")
+            && h[0].contains("xinetd's `instances` and `cps`")
+            && h[0].contains("--max-connections")
+            && h[0].contains("listen backlog overflowed")
+            && h[0].contains("try fewer -c or a lower --connect-rate"),
+        "{h:?}"
+    );
+    assert!(!h[0].contains("-m lines"), "{h:?}");
+    // Lines of a fixed size that other connections echoed.
+    let h = hints_of(&sized(Mode::Lines, 200), t.clone());
+    assert!(h[0].contains("--connect-rate"), "{h:?}");
+    assert!(!h[0].contains("smaller -s"), "{h:?}");
+    // -p crr after hundreds of good connections: no clean slot, but
+    // hundreds of connections completed.
+    let mut crr = ended_early(1, 0);
+    crr.completed = 300;
+    crr.bytes_verified = 300 * 64;
+    crr.messages_verified = 300;
+    let h = hints_of(&sized(Mode::Raw, 64), crr);
+    assert!(h[0].contains("--connect-rate"), "{h:?}");
+    // Sizes that vary: the longer lines may be what was reset.
+    let mut spec = sized(Mode::Lines, 200);
+    spec.size = ricochet_core::probe::SizeRange::range(10, 5000);
+    let h = hints_of(&spec, t);
+    assert!(h[0].contains("try a smaller -s"), "{h:?}");
+    // Raw data of which some bytes came back, but no connection
+    // completed: a lines server echoing up to a random `\n` (the limit).
+    let mut partial = ended_early(2, 0);
+    partial.bytes_verified = 40;
+    let h = hints_of(&sized(Mode::Raw, 200), partial);
+    assert!(h[0].contains("-m lines or -m frames"), "{h:?}");
+}
+
+/// A Python `readline` server with a limit closes (FIN), rather than
+/// resets, a connection whose line is too long.
+#[test]
+fn a_clean_close_of_long_lines_or_frames_also_names_the_limit() {
+    let h = hints_of(&sized(Mode::Lines, 100 * 1024), ended_early(0, 1));
+    assert_eq!(h.len(), 2, "the limit, then a forward: {h:?}");
+    assert!(
+        h[0].starts_with("1 connection was closed by the peer before any byte was echoed: ")
+            && h[0].contains(
+                "some servers close, rather than reset, a connection whose line is longer \
+                 than their limit"
+            )
+            && h[0].contains("these lines are up to 102400 bytes (`\\n` included)")
+            && h[0].contains("try a smaller -s")
+            && h[0].contains("pass -m frames"),
+        "{h:?}"
+    );
+    assert!(h[1].contains("port forward"), "{h:?}");
+    let h = hints_of(&sized(Mode::Frames, 2000), ended_early(0, 3));
+    assert!(
+        h[0].starts_with("3 connections were closed")
+            && h[0].contains("whose frame is longer than their limit")
+            && h[0].contains("pass -m lines"),
+        "{h:?}"
+    );
+    // Short messages and raw data: the forward only.
+    assert_eq!(
+        hints_of(&sized(Mode::Lines, 64), ended_early(0, 1)).len(),
+        1
+    );
+    assert_eq!(
+        hints_of(&sized(Mode::Raw, 100_000), ended_early(0, 1)).len(),
+        1
+    );
+}
+
+fn udp() -> Target {
+    Target::Udp(vec!["127.0.0.1:7".parse().unwrap()])
+}
+
+/// A UDP tally: `sent` datagrams of which `verified` came back and `lost` did not.
+fn datagrams(sent: u64, verified: u64, lost: u64) -> Tally {
+    let mut t = tally();
+    t.datagrams.sent = sent;
+    t.datagrams.verified = verified;
+    t.datagrams.lost = lost;
+    t.messages_sent = sent;
+    t.messages_verified = verified;
+    t.bytes_verified = verified * 64;
+    t
+}
+
+#[test]
+fn udp_stream_loss_names_the_datagrams_in_flight_not_a_closed_loop() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.pattern = super::super::spec::Pattern::Stream;
+    let h = hints_of(&spec, datagrams(1000, 900, 100));
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert!(
+        h[1].contains("holds its socket's window for a retransmission timeout"),
+        "{h:?}"
+    );
+    assert!(
+        h[0].starts_with("datagrams were lost with up to 64 in flight per socket")
+            && h[0].contains("receive buffer overflows")
+            && h[0].contains("try a smaller -w, e.g. -w 1024 (16 datagrams of 64 bytes)")
+            && h[0].contains("or --rate"),
+        "{h:?}"
+    );
+    assert!(!h[0].contains("closed loop"), "{h:?}");
+    // -w 512 -s 64: 8 in flight.
+    spec.window = 512;
+    let h = hints_of(&spec, datagrams(1000, 900, 100));
+    assert!(
+        h[0].contains("up to 8 in flight") && h[0].contains("-w 128 (2 datagrams"),
+        "{h:?}"
+    );
+    // Ping-pong keeps its closed-loop hint.
+    let h = hints_of(&ProbeSpec::new(udp()), datagrams(1000, 900, 100));
+    assert!(h[0].contains("closed loop"), "{h:?}");
+}
+
+/// One duplicate, late, foreign or unsendable datagram is "1 datagram",
+/// not "1 datagrams"; the UDP report says how many datagrams a socket
+/// kept in flight, and that a --window above 64 of them was capped.
+#[test]
+fn udp_warnings_count_in_the_singular_and_the_window_says_its_cap() {
+    let spec = ProbeSpec::new(udp());
+    let mut t = datagrams(10, 10, 0);
+    t.datagrams.duplicate = 1;
+    t.datagrams.late = 1;
+    t.datagrams.foreign = 1;
+    t.send_blocked = 1;
+    let r = report_of(&spec, t);
+    let w = r.warnings.join("\n");
+    assert!(w.contains("1 datagram came back twice"), "{w}");
+    assert!(
+        w.contains("1 datagram came back after being counted lost (raise --timeout to count it)"),
+        "{w}"
+    );
+    assert!(
+        w.contains("1 datagram received that the probe never sent"),
+        "{w}"
+    );
+    assert!(
+        w.contains("1 datagram could not be sent (socket buffer full) and counts as lost"),
+        "{w}"
+    );
+    assert!(!w.contains("1 datagrams"), "{w}");
+    let mut t = datagrams(10, 10, 0);
+    t.datagrams.duplicate = 2;
+    let r = report_of(&spec, t);
+    assert!(
+        r.warnings
+            .join("\n")
+            .contains("2 datagrams came back twice"),
+        "{r:?}"
+    );
+
+    // Ping-pong: 1 in flight.
+    assert_eq!(r.window_datagrams, Some(1));
+    let mut spec = ProbeSpec::new(udp());
+    spec.pattern = Pattern::Stream;
+    spec.window = 1 << 20; // 16384 datagrams of 64 bytes asked for
+    let r = report_of(&spec, datagrams(10, 10, 0));
+    assert_eq!(r.window_datagrams, Some(64));
+    assert!(
+        r.table()
+            .contains("window 1 MiB capped at 64 datagrams in flight per socket (4 KiB)"),
+        "{}",
+        r.table()
+    );
+    spec.window = 512;
+    let r = report_of(&spec, datagrams(10, 10, 0));
+    assert!(
+        r.table().contains("window 512 B (8 datagrams)"),
+        "{}",
+        r.table()
+    );
+    // Streams: no datagram window.
+    let mut tcp_spec = ProbeSpec::new(tcp());
+    tcp_spec.pattern = Pattern::Stream;
+    let r = report_of(&tcp_spec, tally());
+    assert_eq!(r.window_datagrams, None);
+    assert!(r.table().contains("window 256 KiB,"), "{}", r.table());
+}
+
+#[test]
+fn udp_run_that_lost_every_small_datagram_asks_whether_anything_answers() {
+    let spec = ProbeSpec::new(udp());
+    let h = hints_of(&spec, datagrams(20, 0, 20));
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        h[0].starts_with("nothing came back: all 20 datagrams were lost")
+            && h[0].contains("is a UDP echo server listening there")
+            && h[0].contains("ICMP port unreachable")
+            && h[0].contains("from the same address and port")
+            && h[0].contains("loopback or privileged"),
+        "{h:?}"
+    );
+    // A refusal already says nothing listens; large datagrams have their hint.
+    let mut t = datagrams(1, 0, 1);
+    t.errors.count(ErrorKind::Refused);
+    assert!(hints_of(&spec, t).is_empty());
+    let mut big = ProbeSpec::new(udp());
+    big.size = ricochet_core::probe::SizeRange::fixed(2000);
+    let h = hints_of(&big, datagrams(5, 0, 5));
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(h[0].contains("larger than 1472"), "{h:?}");
+}
+
+/// `-m frames` against a lines server, `-m lines` against a frames
+/// server or a discard service: timeouts, no message back.
+#[test]
+fn lines_or_frames_timing_out_with_nothing_verified_suggest_another_mode() {
+    let mut t = tally();
+    t.errors.count(ErrorKind::Timeout);
+    // A prefix of a frame up to a random `\n` came back, not the frame.
+    t.bytes_verified = 10;
+    let h = hints_of(&sized(Mode::Frames, 64), t.clone());
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        h[0].starts_with("no frame came back whole before the timeout: ")
+            && h[0].contains("-m lines or -m raw")
+            && h[0].contains("not be an echo server at all")
+            && h[0].contains("discard"),
+        "{h:?}"
+    );
+    let h = hints_of(&sized(Mode::Lines, 64), t.clone());
+    assert!(h[0].contains("-m frames or -m raw"), "{h:?}");
+    // Something verified whole: a slow server, no mode hint.
+    t.messages_verified = 1;
+    assert!(hints_of(&sized(Mode::Lines, 64), t).is_empty());
+}
+
+#[test]
+fn tls_section_warns_of_insecure_and_hints_when_no_handshake_completed() {
+    let (mut w, mut h) = (Vec::new(), Vec::new());
+    let mut spec = ProbeSpec::new(tls("localhost"));
+    spec.tls.insecure = true;
+    let mut t = tally();
+    t.errors.count(ErrorKind::Handshake);
+    let r = tls_section(&spec, &t, 1.0, &mut w, &mut h).expect("a tls section");
+    assert!(r.insecure && !r.verified);
+    assert!(w[0].contains("NOT verified"), "{w:?}");
+    assert!(h[0].contains("no TLS handshake completed"), "{h:?}");
+}

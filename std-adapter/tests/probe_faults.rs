@@ -273,9 +273,13 @@ fn probe_udp_losses_do_not_hold_the_schedule_and_are_named_in_a_closed_loop() {
     // held it 100 ms: about 200 sent of the 500 due. Now a loss holds it
     // for a retransmission timeout estimated from the round trips, at
     // least 1 ms: on a busy machine (round trips of milliseconds) up to
-    // about 30 ms each still keeps the schedule. (At 2000/s with 10 %
-    // loss, 200 losses a second, a busy machine's 5 ms estimates alone
-    // took the whole second.)
+    // about 30 ms each still keeps most of the schedule. (At 2000/s with
+    // 10 % loss, 200 losses a second, a busy machine's 5 ms estimates
+    // alone took the whole second.) The bound lies between the old hold's
+    // 168 sent (checked by forcing it) and the 340 a loaded machine gave
+    // (two CPU hogs beside the suite: round trips up to 13 ms, so estimates
+    // of tens of ms; an idle one sends all 500).
+    let bound = 250;
     let srv = FaultyUdp::start(UdpFault::DropEvery(20));
     let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
     spec.stop = Stop::Duration(Duration::from_secs(1));
@@ -286,8 +290,8 @@ fn probe_udp_losses_do_not_hold_the_schedule_and_are_named_in_a_closed_loop() {
     let d = r.datagrams.expect("datagram counts");
     assert!(d.lost > 0 && d.verified > 0, "{r}");
     assert!(
-        d.sent >= 450,
-        "the schedule is kept despite the losses (500 due): {r}"
+        d.sent >= bound,
+        "the losses held the schedule (500 due, at least {bound} expected): {r}"
     );
 
     let srv = FaultyUdp::start(UdpFault::DropEvery(10));

@@ -281,6 +281,37 @@ fn messages_held_back_when_the_duration_ends_count_in_the_latency() {
     );
 }
 
+/// A server that answers nothing for the first 600 ms: the messages due
+/// meanwhile, in the warmup, go out and come back once it answers, inside
+/// the measured span. They are the warmup's round trips, not the span's:
+/// counted there, a run at 1000 msg/s reported about 1500 round trips/s.
+#[test]
+fn paced_backlog_from_the_warmup_does_not_lift_the_rate_above_the_one_asked() {
+    let srv = ShapedServer::start(Shape::StallEvery {
+        period: Duration::from_secs(3600),
+        stall: Duration::from_millis(600),
+    });
+    let mut spec = paced_spec(srv.addr, 1000.0, 1);
+    spec.warmup = Duration::from_millis(300);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{}", r.table());
+    // At most one message per connection more than the schedule's.
+    let most = 1000.0 + spec.connections as f64;
+    assert!(
+        r.round_trips_per_sec <= most,
+        "{} round trips/s for 1000 asked\n{}",
+        r.round_trips_per_sec,
+        r.table()
+    );
+    // The span's own messages, due from the end of the stall on, came back.
+    assert!(
+        r.round_trips >= 500,
+        "{} round trips\n{}",
+        r.round_trips,
+        r.table()
+    );
+}
+
 #[test]
 fn unpaced_run_has_no_uncorrected_latency_or_lateness_but_connect_figures() {
     let srv = FaultyServer::start(Fault::None);

@@ -234,7 +234,7 @@ impl Slicer {
     /// A round trip completed at `now`; counted as the summary counts it
     /// ([`Tally::round_trip`]).
     pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration, since_sent: Duration) {
-        if self.window.contains(now) {
+        if self.window.counts_round_trip(now, rtt) {
             self.current.round_trips += 1;
         }
         if self.window.was_due_inside(now, rtt) {
@@ -428,6 +428,7 @@ mod tests {
         let window = Window {
             start: Instant::from_millis(100),
             end: None,
+            paced: false,
         };
         Slicer::new(window, Duration::from_millis(100), thread, tx).unwrap()
     }
@@ -535,6 +536,7 @@ mod tests {
             let window = Window {
                 start: Instant::from_millis(100),
                 end: Some(Instant::from_millis(300)),
+                paced: false,
             };
             let slicer = Slicer::new(window, every.into(), 0, tx).unwrap();
             let tally = Tally::new(window).unwrap();
@@ -638,6 +640,7 @@ mod tests {
         let window = Window {
             start: Instant::from_millis(100),
             end: Some(Instant::from_millis(400)),
+            paced: false,
         };
         let mut a = Slicer::new(window, Duration::from_millis(100), 0, tx).unwrap();
         rt(&mut a, 150);

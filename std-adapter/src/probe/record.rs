@@ -29,6 +29,7 @@ impl Recorder {
         let window = Window {
             start: ctx.window_start,
             end: ctx.finish_at,
+            paced: ctx.spec.rate.is_some(),
         };
         let tallies = (0..ctx.spec.targets.len())
             .map(|_| Tally::new(window))

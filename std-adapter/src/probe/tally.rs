@@ -49,6 +49,9 @@ pub(super) struct Window {
     pub(super) start: Instant,
     /// The end of the duration; open-ended with a count.
     pub(super) end: Option<Instant>,
+    /// A paced run (`--rate`): a round trip counts only if its message was
+    /// also due inside (see [`counts_round_trip`](Self::counts_round_trip)).
+    pub(super) paced: bool,
 }
 
 impl Window {
@@ -61,6 +64,16 @@ impl Window {
     /// [`Tally::round_trip`]).
     pub(super) fn was_due_inside(&self, now: Instant, rtt: Duration) -> bool {
         self.contains(now - rtt)
+    }
+
+    /// Whether a message that completed at `now`, `rtt` after it was due,
+    /// is a round trip of the window: it completed inside, and in a paced
+    /// run it was not due before the start either. A closed loop counts
+    /// what completes (its messages are due when sent); a paced run that
+    /// fell behind in the warmup would otherwise count that backlog too,
+    /// caught up in the window, and report more than the rate asked for.
+    pub(super) fn counts_round_trip(&self, now: Instant, rtt: Duration) -> bool {
+        self.contains(now) && (!self.paced || now - rtt >= self.start)
     }
 }
 
@@ -172,7 +185,7 @@ impl Tally {
     /// due before the end whose echo comes after it (a server stalled at
     /// the end) still shows its whole wait; one due in the warmup does not.
     pub(super) fn round_trip(&mut self, now: Instant, rtt: Duration, since_sent: Duration) {
-        if self.in_window(now) {
+        if self.window.counts_round_trip(now, rtt) {
             self.window_round_trips += 1;
         }
         if self.window.was_due_inside(now, rtt) {
@@ -356,6 +369,7 @@ mod tests {
         Window {
             start: Instant::from_millis(start_ms),
             end: end_ms.map(Instant::from_millis),
+            paced: false,
         }
     }
 
@@ -392,6 +406,28 @@ mod tests {
         assert_eq!(t.round_trips(), 1, "completed inside: the warmup's");
         let max = latency_of(&t.rtt).max;
         assert!((1_900_000..1_901_000).contains(&max), "{max}");
+    }
+
+    /// A paced run that fell behind in the warmup catches the backlog up in
+    /// the window: those round trips, due before the start, are not the
+    /// window's (they lifted the rate reported above the one asked for); a
+    /// closed loop's message in flight at the start still counts.
+    #[test]
+    fn paced_tally_leaves_out_round_trips_due_in_the_warmup() {
+        let rtt = Duration::from_millis(80);
+        let now = Instant::from_millis(150);
+        let mut paced = Tally::new(Window {
+            paced: true,
+            ..window(100, Some(200))
+        })
+        .unwrap();
+        paced.round_trip(now, rtt, Duration::from_micros(50));
+        assert_eq!(paced.round_trips(), 0, "due at 70 ms, in the warmup");
+        paced.round_trip(now, Duration::from_millis(50), Duration::from_micros(50));
+        assert_eq!(paced.round_trips(), 1, "due at 100 ms, the start");
+        let mut closed = Tally::new(window(100, Some(200))).unwrap();
+        closed.round_trip(now, rtt, rtt);
+        assert_eq!(closed.round_trips(), 1, "sent at 70 ms, completed inside");
     }
 
     /// Messages the end held back: each due one in the window waits until

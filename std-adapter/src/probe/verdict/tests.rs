@@ -23,6 +23,7 @@ fn tally() -> Tally {
     Tally::new(super::super::tally::Window {
         start: Instant::ZERO,
         end: None,
+        paced: false,
     })
     .unwrap()
 }

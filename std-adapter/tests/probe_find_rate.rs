@@ -122,6 +122,26 @@ fn cli_find_rate_bad_goal_is_a_usage_error() {
     assert!(err.contains("expected pNN=DURATION"), "{err}");
 }
 
+/// A step's rate needs a span of time: with `-n 5` each step sent 5
+/// messages in milliseconds and the search reported a rate that meant
+/// nothing (the closed loop's "upper end" 5,440/s against 117k/s measured
+/// over a duration).
+#[test]
+fn cli_find_rate_with_a_count_is_a_usage_error() {
+    let (code, _, err) = texts(&probe_cli(&[
+        "tcp://127.0.0.1:9",
+        "--find-rate",
+        "p99=1ms",
+        "-n",
+        "5",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--find-rate") && err.contains("--count"),
+        "{err}"
+    );
+}
+
 /// A server that fails the closed-loop step (each connection gets a
 /// corrupted byte) ends the search before any rate is tried. That step
 /// read "upper end", the search "no rate tried kept p99=1s" (blaming the

@@ -114,8 +114,9 @@ pub(crate) struct ProbeArgs {
     connect_rate: Option<f64>,
     /// Find the highest --rate that keeps a latency percentile within a bound, e.g. p99=5ms, by
     /// steps reported as they end (each step runs for --duration, default 2s, after --warmup,
-    /// default 500ms; a --rate given is the highest tried).
-    #[arg(long, value_name = "pNN=D", value_parser = parse_goal, conflicts_with = "interval")]
+    /// default 500ms; a --rate given is the highest tried; not with --count: a step's rate needs
+    /// a span of time, not a number of messages).
+    #[arg(long, value_name = "pNN=D", value_parser = parse_goal, conflicts_with_all = ["interval", "count"])]
     find_rate: Option<Goal>,
     /// Write the latency distribution in HdrHistogram's .hgrm text format (milliseconds) to FILE
     /// (`-` or /dev/stdout: standard output, after the table; not with --json).

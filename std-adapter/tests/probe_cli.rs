@@ -154,7 +154,13 @@ fn probe_cli_warns_of_a_window_outside_the_stream_pattern() {
         let o = probe_cli(args);
         let (code, out, err) = texts(&o);
         assert_eq!(code, 0, "{args:?}: {out} {err}");
-        json_of(&o); // the report is unchanged on stdout
+        // The report's warnings hold it too (JSON, the table, --strict).
+        let j = json_of(&o);
+        let in_report = j["warnings"].as_array().expect("warnings").iter().any(|w| {
+            w.as_str()
+                .is_some_and(|w| w.contains("--window has no effect"))
+        });
+        assert_eq!(in_report, warned.is_some(), "{args:?}: {out}");
         match warned {
             Some(pattern) => {
                 let line = err.lines().find(|l| l.starts_with(warning));
@@ -167,6 +173,13 @@ fn probe_cli_warns_of_a_window_outside_the_stream_pattern() {
             None => assert!(!err.contains("--window"), "{args:?}: {err}"),
         }
     }
+    // --strict fails on a warning: this one too (it exited 0).
+    let (code, out, err) = texts(&probe_cli(&[&t, "-w", "64K", "-n", "5", "--strict"]));
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        err.contains("failed (--strict): warning: --window has no effect"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -284,10 +284,18 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     let _watcher = watch_signals(&stop);
     let format = args.format();
     // Before the run: a slip such as `-s 100G` with the default -n 1000,
-    // or `-w` without `-p stream`.
-    if format != Format::Quiet && spec.validate().is_ok() {
-        let ignored = super::unused_options::probe_ignored_options(&args.given, &spec);
-        for w in spec.volume_warning().into_iter().chain(ignored) {
+    // or `-w` without `-p stream`. Said at once, and kept with the report's
+    // own warnings (the table, JSON, --strict).
+    let mut before = Vec::new();
+    if spec.validate().is_ok() {
+        before.extend(spec.volume_warning());
+        before.extend(super::unused_options::probe_ignored_options(
+            &args.given,
+            &spec,
+        ));
+    }
+    if format != Format::Quiet {
+        for w in &before {
             say(format_args!("ricochet probe: warning: {w}"));
         }
     }
@@ -303,7 +311,7 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     if let Some(b) = &bar {
         b.finish();
     }
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(o) => o,
         Err(RunError::Spec(e)) => {
             say(format_args!("ricochet probe: error: {e}"));
@@ -314,6 +322,13 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let report = match &mut outcome {
+        probe_out::Outcome::Run(r) => Some(r),
+        probe_out::Outcome::Search(s) => s.best.as_mut(),
+    };
+    if let Some(r) = report {
+        r.warnings.splice(0..0, before);
+    }
     let mut status = probe_out::finish(&mut live, &outcome, &files);
     if args.strict && status == 0 {
         let warnings = match &outcome {

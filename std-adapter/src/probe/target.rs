@@ -56,6 +56,28 @@ pub enum TargetError {
     },
 }
 
+/// A target that starts with one of our schemes, misspelt (`tcp:/h:p`,
+/// `tcp:h:p`, `tcp//h:p`, `unix:/run/echo.sock`): the spelling meant.
+fn respelled(s: &str) -> Option<String> {
+    ["tcp", "udp", "tls", "unix"]
+        .into_iter()
+        .find_map(|scheme| {
+            let head = s.get(..scheme.len())?;
+            let rest = s.get(scheme.len()..)?;
+            if !head.eq_ignore_ascii_case(scheme) || !rest.starts_with([':', '/']) {
+                return None;
+            }
+            let rest = if scheme == "unix" {
+                // The path keeps its own leading `/` (`unix:/run/x` is /run/x).
+                let p = rest.strip_prefix(':').unwrap_or(rest);
+                p.strip_prefix("//").unwrap_or(p)
+            } else {
+                rest.trim_start_matches([':', '/'])
+            };
+            (!rest.is_empty()).then(|| format!("{scheme}://{rest}"))
+        })
+}
+
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -64,7 +86,9 @@ impl fmt::Display for TargetError {
                     f,
                     "unknown target scheme in {s:?}: expected tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT or unix://PATH"
                 )?;
-                if s.contains("://") {
+                if let Some(meant) = respelled(s) {
+                    write!(f, "; did you mean {meant}?")
+                } else if s.contains("://") {
                     Ok(())
                 } else if s.starts_with('/') || s.starts_with('.') {
                     write!(f, "; for a Unix socket, write unix://{s}")
@@ -431,5 +455,30 @@ mod tests {
         assert!(!m.contains("write"), "a scheme, only not ours: {m}");
         let m = msg("localhost");
         assert!(!m.contains("write"), "no port: {m}");
+    }
+
+    /// `tcp:/127.0.0.1:7` was told to write `tcp://tcp:/127.0.0.1:7`.
+    #[test]
+    fn misspelt_scheme_suggests_the_spelling_meant() {
+        let msg = |s: &str| s.parse::<Target>().unwrap_err().to_string();
+        for (typed, meant) in [
+            ("tcp:/127.0.0.1:7", "tcp://127.0.0.1:7"),
+            ("tcp:127.0.0.1:7", "tcp://127.0.0.1:7"),
+            ("udp:/127.0.0.1:7", "udp://127.0.0.1:7"),
+            ("tcp//[::1]:7", "tcp://[::1]:7"),
+            ("unix:/run/echo.sock", "unix:///run/echo.sock"),
+            ("unix:run/echo.sock", "unix://run/echo.sock"),
+        ] {
+            let m = msg(typed);
+            assert!(
+                m.contains(&format!("did you mean {meant}?")),
+                "{typed}: {m}"
+            );
+            assert!(!m.contains("write tcp://"), "{typed}: {m}");
+        }
+        for other in ["tcpx://h:1", "tcp:", "http://x:1"] {
+            let m = msg(other);
+            assert!(!m.contains("did you mean"), "{other}: {m}");
+        }
     }
 }

@@ -53,6 +53,15 @@ fn a_failing_target_has_its_errors_in_its_own_row() {
     assert_eq!(r.targets[0].connections_ok, 2);
     assert_eq!(r.targets[1].errors.refused, 2);
     assert_eq!(r.errors.refused, 2);
+    // The refused target measured no latency: its cells say so, not 0 us.
+    let table = r.table();
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&r.targets[1].target))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[cells.len() - 3..], ["-", "-", "2"], "{row}");
+    assert!(!row.contains(" us"), "{row}");
 }
 
 #[test]

@@ -325,6 +325,16 @@ impl fmt::Display for Report {
     }
 }
 
+/// A table's p50 and p99 cells: `-` when nothing was measured (a target
+/// that refused every connection is not a 0 us one).
+fn p50_p99(l: &Latency) -> (String, String) {
+    if l.count == 0 {
+        ("-".to_owned(), "-".to_owned())
+    } else {
+        (format_micros(l.p50), format_micros(l.p99))
+    }
+}
+
 /// `p50 …, p90 …, p99 …, p99.9 …, max …, mean …`.
 fn percentiles(l: &Latency) -> String {
     format!(
@@ -354,6 +364,7 @@ impl Report {
             "target", "conns", "verified", "rt/s", "MB/s", "p50", "p99", "errors"
         )?;
         for t in &self.targets {
+            let (p50, p99) = p50_p99(&t.latency_us);
             writeln!(
                 f,
                 "             {:<width$}  {:>5}  {:>10}  {:>10.1}  {:>9.3}  {:>9}  {:>9}  {:>6}",
@@ -362,11 +373,12 @@ impl Report {
                 t.messages_verified,
                 t.round_trips_per_sec,
                 t.mb_per_sec,
-                format_micros(t.latency_us.p50),
-                format_micros(t.latency_us.p99),
+                p50,
+                p99,
                 t.errors.total()
             )?;
         }
+        let (p50, p99) = p50_p99(&self.latency_us);
         writeln!(
             f,
             "             {:<width$}  {:>5}  {:>10}  {:>10.1}  {:>9.3}  {:>9}  {:>9}  {:>6}",
@@ -375,8 +387,8 @@ impl Report {
             self.messages_verified,
             self.round_trips_per_sec,
             self.mb_per_sec,
-            format_micros(self.latency_us.p50),
-            format_micros(self.latency_us.p99),
+            p50,
+            p99,
             self.errors.total()
         )
     }
@@ -403,12 +415,7 @@ impl IntervalReport {
     /// The interval as one line under [`IntervalReport::header`] (errors:
     /// so far in the run).
     pub fn line(&self, paced: bool, churn: bool) -> String {
-        let l = &self.latency_us;
-        let (p50, p99) = if l.count == 0 {
-            ("-".to_owned(), "-".to_owned())
-        } else {
-            (format_micros(l.p50), format_micros(l.p99))
-        };
+        let (p50, p99) = p50_p99(&self.latency_us);
         let mut s = format!(
             "{:>15}  {:>10.1}  {:>9.3}  {:>9}  {:>9}",
             format!("{:.2}-{:.2}", self.start_secs, self.end_secs),

@@ -27,7 +27,11 @@ fn probe_flipped_byte_reports_mismatch_at_exact_offset_per_connection() {
     assert!(!r.ok);
     assert_eq!(r.errors.mismatch, 3, "{r}");
     assert_eq!(r.errors.total(), 3, "{r}");
-    let conns: BTreeSet<usize> = r.error_details.iter().map(|d| d.connection).collect();
+    let conns: BTreeSet<usize> = r
+        .error_details
+        .iter()
+        .map(|d| d.connection.expect("a connection's own error"))
+        .collect();
     assert_eq!(conns, BTreeSet::from([0, 1, 2]));
     for d in &r.error_details {
         assert_eq!(d.kind, ErrorKind::Mismatch);
@@ -224,8 +228,13 @@ fn probe_udp_drops_are_counted_as_loss_not_corruption() {
         "{r}"
     );
     assert!((d.loss_pct - 10.0).abs() < 1e-9);
-    // Loss above --max-loss fails the run, as loss.
+    // Loss above --max-loss fails the run, as loss: an error of the whole
+    // run, not of one socket (it read "connection 0" with every socket's
+    // totals).
     assert_eq!(r.errors.loss, 1, "{r}");
+    let e = &r.error_details[0];
+    assert_eq!((e.kind, e.connection), (ErrorKind::Loss, None), "{r}");
+    assert!(e.to_string().starts_with("all sockets: 5 of 50"), "{e}");
     assert_eq!(r.errors.corrupt, 0);
     assert_eq!(r.errors.total(), 1, "{r}");
     assert!(!r.ok);

@@ -40,6 +40,8 @@ fn udp_probe_against_a_silent_server_fails_fast_instead_of_a_timeout_per_datagra
     let j = json_of(&o);
     assert_eq!(j["stopped_early"], "loss_budget");
     assert_eq!(j["errors"]["loss"], 1);
+    assert_eq!(j["error_details"][0]["kind"], "loss");
+    assert!(j["error_details"][0]["connection"].is_null(), "{j}");
     let d = &j["datagrams"];
     assert!(d["lost"].as_u64().unwrap() >= 1, "{d}");
     assert!(d["sent"].as_u64().unwrap() < 1000, "{d}");

@@ -437,7 +437,7 @@ impl Env<'_> {
                             DatagramOutcome::Corrupt { seq } => {
                                 let sent = c.sent_len[ring_index(seq)] as usize;
                                 let e = ConnError {
-                                    connection: c.id,
+                                    connection: Some(c.id),
                                     kind: ErrorKind::Corrupt,
                                     offset: Some(seq),
                                     expected: None,
@@ -514,7 +514,7 @@ impl Env<'_> {
             Some((kind, message)) => {
                 c.phase = Phase::Failed;
                 let e = ConnError {
-                    connection: c.id,
+                    connection: Some(c.id),
                     kind,
                     offset: None,
                     expected: None,

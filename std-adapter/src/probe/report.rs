@@ -377,8 +377,9 @@ pub enum ErrorKind {
 /// One error, with where it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ConnError {
-    /// Connection number, 0-based (UDP: socket number).
-    pub connection: usize,
+    /// Connection number, 0-based (UDP: socket number); `None` for an
+    /// error of the whole run (UDP losses over `--max-loss`: JSON `null`).
+    pub connection: Option<usize>,
     /// What went wrong.
     pub kind: ErrorKind,
     /// Stream offset of the first wrong byte (mismatch, unexpected data),
@@ -394,7 +395,10 @@ pub struct ConnError {
 
 impl fmt::Display for ConnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connection {}: {}", self.connection, self.message)
+        match self.connection {
+            Some(c) => write!(f, "connection {c}: {}", self.message),
+            None => write!(f, "all sockets: {}", self.message),
+        }
     }
 }
 

@@ -166,7 +166,7 @@ impl Failure {
     /// The recorded form, for connection `connection`.
     pub(super) fn into_error(self, connection: usize) -> ConnError {
         ConnError {
-            connection,
+            connection: Some(connection),
             kind: self.kind,
             offset: self.offset,
             expected: self.expected,

@@ -161,7 +161,7 @@ pub(super) fn build_report(
             errors.loss += 1;
             if details.len() < MAX_ERROR_DETAILS {
                 details.push(ConnError {
-                    connection: 0,
+                    connection: None,
                     kind: ErrorKind::Loss,
                     offset: None,
                     expected: None,

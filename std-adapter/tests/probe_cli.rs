@@ -3,7 +3,9 @@
 
 mod probe_support;
 
-use probe_support::{Fault, FaultyServer, json_of, probe_cli, texts};
+use std::time::Duration;
+
+use probe_support::{Fault, FaultyServer, json_of, probe_cli, ricochet_bin, run_bounded, texts};
 
 #[test]
 fn probe_cli_bad_target_exits_2() {
@@ -306,4 +308,32 @@ fn probe_cli_duration_runs_about_that_long() {
         j["messages_verified"].as_u64().unwrap() > j["round_trips"].as_u64().unwrap(),
         "warmup not counted"
     );
+}
+
+/// `ricochet probe … -i 100ms | head -n 2`: once `head` has its lines the
+/// probe's stdout is a closed pipe. It went on loading the server for the
+/// whole duration (20 s here) and only then said it could not write; it
+/// now stops the run at the first failed write, as an interrupt does.
+#[test]
+fn probe_cli_stops_the_run_when_stdout_is_closed() {
+    let srv = FaultyServer::start(Fault::None);
+    let script = format!(
+        "set -o pipefail; '{}' probe tcp://{} -c 2 -d 20s -i 100ms | head -n 2",
+        ricochet_bin(),
+        srv.addr
+    );
+    let start = std::time::Instant::now();
+    let o = run_bounded(
+        std::process::Command::new("bash").args(["-c", &script]),
+        Duration::from_secs(30),
+    );
+    let took = start.elapsed();
+    let (code, out, err) = texts(&o);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        err.contains("cannot write to stdout") && err.contains("stopping the run"),
+        "{err}"
+    );
+    assert_eq!(code, 130, "interrupted, as by a signal: {err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
 }

@@ -301,7 +301,7 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
     }
     let bar = (format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .then(|| Bar::new(&spec));
-    let mut live = Live::new(format, &spec, args.interval.is_some(), bar.as_ref());
+    let mut live = Live::new(format, &spec, args.interval.is_some(), bar.as_ref(), &stop);
     let outcome = match args.find_rate {
         Some(goal) => {
             probe::find_rate(&spec, goal, &stop, &mut live).map(probe_out::Outcome::Search)

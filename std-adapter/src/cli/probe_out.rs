@@ -2,15 +2,18 @@
 //! come (table or `--json-stream`), then the table, the JSON line or the
 //! summary object, and the `--latency-out` / `--plot` files.
 //!
-//! A write error on stdout (a closed pipe, `> /dev/full`) stops the output
-//! and makes the exit status 1; the run itself is not disturbed.
+//! A write error on stdout (a closed pipe, `| head`, `> /dev/full`) stops
+//! the output and makes the exit status 1; while the run goes on, it also
+//! stops the run as an interrupt does (nothing would read what it reports;
+//! exit status 130).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use ricochet::probe::units::count_of;
 use ricochet::probe::{
-    Goal, IntervalReport, Observer, ProbeSpec, RateSearch, RateStep, Report, Snapshot, Which,
+    Goal, IntervalReport, Observer, ProbeSpec, RateSearch, RateStep, Report, Snapshot, StopHandle,
+    Which,
 };
 use serde::Serialize;
 
@@ -210,6 +213,8 @@ pub(crate) struct Live<'a> {
     header_done: bool,
     bar: Option<&'a Bar>,
     write_error: Option<io::Error>,
+    /// Interrupted when stdout cannot be written any more.
+    stop: Option<StopHandle>,
 }
 
 impl<'a> Live<'a> {
@@ -218,6 +223,7 @@ impl<'a> Live<'a> {
         spec: &ProbeSpec,
         interval_given: bool,
         bar: Option<&'a Bar>,
+        stop: &StopHandle,
     ) -> Self {
         Live {
             format,
@@ -231,6 +237,7 @@ impl<'a> Live<'a> {
             header_done: false,
             bar,
             write_error: None,
+            stop: Some(stop.clone()),
         }
     }
 
@@ -249,6 +256,12 @@ impl<'a> Live<'a> {
             None => write(),
         };
         if let Err(e) = r {
+            if let Some(stop) = self.stop.take() {
+                say(format_args!(
+                    "ricochet probe: cannot write to stdout ({e}): stopping the run"
+                ));
+                stop.interrupt();
+            }
             self.write_error = Some(e);
         }
     }
@@ -300,6 +313,8 @@ impl Observer for Live<'_> {
 
 /// Writes the files, prints the final output and returns the exit status.
 pub(crate) fn finish(live: &mut Live<'_>, outcome: &Outcome, files: &Files<'_>) -> u8 {
+    // The run is over: a write error from here on has nothing to stop.
+    live.stop = None;
     let mut status = match outcome {
         Outcome::Run(r) => r.exit_code(),
         Outcome::Search(s) => s.exit_code(),

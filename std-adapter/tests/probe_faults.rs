@@ -481,3 +481,32 @@ fn probe_udp_server_stopping_mid_run_leaves_every_datagram_accounted_for() {
         "{d}"
     );
 }
+
+/// A server echoing in two writes with Nagle's algorithm on holds the
+/// second until the probe's delayed ACK (40 ms): the hint names it. A
+/// server merely that slow (45 ms a message, each echoed whole) got the
+/// same hint, sending its operator after TCP_NODELAY; it gets none.
+#[test]
+fn nagle_hint_needs_echoes_held_in_pieces_not_just_40_ms_round_trips() {
+    let nagle = FaultyServer::start(Fault::SplitWrites);
+    let mut spec = tcp_spec(nagle.addr, 20);
+    spec.connections = 2;
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{r}");
+    assert!(
+        r.hints.iter().any(|h| h.contains("Nagle")),
+        "p50 {} us: {r}",
+        r.latency_us.p50
+    );
+
+    let slow = FaultyServer::start(Fault::DelayEach(Duration::from_millis(45)));
+    let mut spec = tcp_spec(slow.addr, 10);
+    spec.connections = 2;
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{r}");
+    assert!(
+        (45_000..60_000).contains(&r.latency_us.p50),
+        "in the band the hint looks at: {r}"
+    );
+    assert!(!r.hints.iter().any(|h| h.contains("Nagle")), "{r}");
+}

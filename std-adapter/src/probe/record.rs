@@ -93,6 +93,12 @@ impl Recorder {
         self.delta.messages += 1;
     }
 
+    /// A message's echo completed at `now`, `gap` after its first piece
+    /// came (it came in pieces): see [`Tally::split_echo`].
+    pub(super) fn split_echo(&mut self, target: usize, now: Instant, gap: Duration) {
+        self.tally(target).split_echo(now, gap);
+    }
+
     /// Pacing: `n` messages due from `first_due`, `pace` apart, that the
     /// end of the duration held back, waited until `now` (see [`Tally::unsent`]).
     pub(super) fn unsent(

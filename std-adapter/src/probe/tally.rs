@@ -130,7 +130,16 @@ pub(super) struct Tally {
     pub(super) handshakes: u64,
     /// Of those, resumed from an earlier session.
     pub(super) resumed: u64,
+    /// Streams: round trips of the window whose echo came in pieces at
+    /// least [`SPLIT_STALL`] apart (the first piece, then the rest): what
+    /// a server's Nagle algorithm meeting the probe's delayed ACK does.
+    pub(super) split_stalls: u64,
 }
+
+/// The least time between the first piece of an echo and its last that
+/// counts as a stalled split echo: well under the 40 ms of Linux's delayed
+/// ACK, far above a loopback round trip.
+pub(super) const SPLIT_STALL: Duration = Duration::from_millis(20);
 
 impl Tally {
     /// A tally that counts rates inside `window`.
@@ -145,6 +154,7 @@ impl Tally {
             handshake_time: histogram()?,
             handshakes: 0,
             resumed: 0,
+            split_stalls: 0,
             window_bytes: 0,
             window_round_trips: 0,
             last_verified: None,
@@ -246,6 +256,14 @@ impl Tally {
         }
     }
 
+    /// A message's echo completed at `now`, `gap` after its first piece
+    /// arrived: a stalled split if `gap` is at least [`SPLIT_STALL`].
+    pub(super) fn split_echo(&mut self, now: Instant, gap: Duration) {
+        if gap >= SPLIT_STALL && self.in_window(now) {
+            self.split_stalls += 1;
+        }
+    }
+
     /// Records a failed connection (details kept for the first few only).
     pub(super) fn error(&mut self, e: ConnError) {
         self.errors.count(e.kind);
@@ -289,6 +307,7 @@ impl Tally {
         add_hist(&mut self.handshake_time, &o.handshake_time);
         self.handshakes += o.handshakes;
         self.resumed += o.resumed;
+        self.split_stalls += o.split_stalls;
         self.window_bytes += o.window_bytes;
         self.window_round_trips += o.window_round_trips;
         self.last_verified = match (self.last_verified, o.last_verified) {

@@ -343,6 +343,12 @@ pub enum Fault {
     /// unread, the kernel resets the connection instead (a plain
     /// accept-and-close, as QEMU's `hostfwd` before the guest listens).
     CloseAtOnce,
+    /// Echo each read in two writes, its first byte then the rest, with
+    /// Nagle's algorithm on (no `TCP_NODELAY`): the rest waits for the
+    /// peer's ACK of the first byte.
+    SplitWrites,
+    /// Echo each read whole, this long after it came: a slow server.
+    DelayEach(Duration),
 }
 
 /// A thread-per-connection TCP echo server with a fault, on 127.0.0.1:0.
@@ -476,6 +482,18 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                         let _ = (&s).write_all(&chunk[..keep]);
                         if offset + n as u64 >= limit {
                             let _ = s.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                    Fault::SplitWrites => {
+                        let (first, rest) = chunk.split_at(1);
+                        if (&s).write_all(first).is_err() || (&s).write_all(rest).is_err() {
+                            return;
+                        }
+                    }
+                    Fault::DelayEach(delay) => {
+                        std::thread::sleep(delay);
+                        if (&s).write_all(chunk).is_err() {
                             return;
                         }
                     }

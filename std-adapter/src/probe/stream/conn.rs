@@ -47,6 +47,9 @@ pub(super) struct Conn<const M: usize> {
     pub(super) dialed_at: Instant,
     /// The current connection has had its first echoed byte.
     pub(super) first_byte_seen: bool,
+    /// When the first piece of an echo still incomplete arrived (the
+    /// message's other bytes not back yet): see `Recorder::split_echo`.
+    pub(super) piece_at: Option<Instant>,
     /// `--lifetime` as a time: when the current connection stops starting messages.
     pub(super) lifetime_end: Option<Instant>,
     /// Pacing: the due instant of the slot's first message (its schedule
@@ -96,6 +99,7 @@ impl<const M: usize> Conn<M> {
             messages_done: 0,
             dialed_at: at,
             first_byte_seen: false,
+            piece_at: None,
             lifetime_end: None,
             origin: None,
             held: false,

@@ -405,6 +405,7 @@ impl Env<'_> {
         c.sessions += 1;
         c.phase = Phase::Running;
         c.first_byte_seen = false;
+        c.piece_at = None;
         c.held = true;
         c.ready_at = now;
         c.lifetime_end = match spec.session_lifetime() {

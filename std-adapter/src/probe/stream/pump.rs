@@ -133,6 +133,11 @@ impl Env<'_> {
                             if let Some(rtt) = r.round_trip {
                                 let sent = r.since_sent.unwrap_or(rtt);
                                 self.rec.round_trip(c.target, now, rtt, sent);
+                                if let Some(at) = c.piece_at.take() {
+                                    self.rec.split_echo(c.target, now, now.saturating_since(at));
+                                }
+                            } else if c.piece_at.is_none() {
+                                c.piece_at = Some(now);
                             }
                             rest = &rest[r.consumed..];
                         }

@@ -26,18 +26,28 @@ pub(super) const SERVE_BUFFER: usize = crate::serve::BufferSize::K4.bytes();
 const EMBEDDED_BUFFER: usize = 1024;
 
 /// Round trips of a nearby server (connecting took under 5 ms) whose median
-/// is 35 to 60 ms: Linux's delayed ACK (40 ms) meeting the server's Nagle
-/// algorithm. A server that echoes a message in several writes without
-/// `TCP_NODELAY` holds the last piece until the first is acknowledged, and
-/// the probe acknowledges late because it has nothing to send until the
-/// whole echo is back. The probe sets `TCP_NODELAY` on its own sockets.
-pub(super) fn nagle_hint(spec: &ProbeSpec, rtt: &Latency, connect: &Latency) -> Option<String> {
+/// is 35 to 60 ms, with at least half of the `round_trips` echoed in pieces
+/// stalled between (`split_stalls`, see `Tally::split_echo`): Linux's delayed ACK (40 ms) meeting the
+/// server's Nagle algorithm. A server that echoes a message in several
+/// writes without `TCP_NODELAY` holds the last piece until the first is
+/// acknowledged, and the probe acknowledges late because it has nothing to
+/// send until the whole echo is back. The probe sets `TCP_NODELAY` on its
+/// own sockets. A server merely that slow echoes each message whole, late:
+/// no hint.
+pub(super) fn nagle_hint(
+    spec: &ProbeSpec,
+    rtt: &Latency,
+    connect: &Latency,
+    (split_stalls, round_trips): (u64, u64),
+) -> Option<String> {
     let stalled = (35_000..=60_000).contains(&rtt.p50);
     let near = connect.count > 0 && connect.p50 < 5_000;
-    (spec.is_stream() && spec.pattern != Pattern::Stream && stalled && near).then(|| {
+    let split = round_trips > 0 && split_stalls * 2 >= round_trips;
+    (spec.is_stream() && spec.pattern != Pattern::Stream && stalled && near && split).then(|| {
         format!(
-            "round trips take {:.1} ms at the median although connecting took {:.2} ms: the \
-             signature of the server's Nagle algorithm meeting this host's 40 ms delayed ACK (a \
+            "round trips take {:.1} ms at the median although connecting took {:.2} ms, and \
+             echoes came back in pieces with the last one held: the signature of the server's \
+             Nagle algorithm meeting this host's 40 ms delayed ACK (a \
              server that echoes a message in several writes without TCP_NODELAY holds the last \
              piece until the first is acknowledged); the probe sets TCP_NODELAY itself, so the \
              fix is in the server (`ricochet serve` sets it), or probe with messages that fit \

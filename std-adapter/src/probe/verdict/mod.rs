@@ -247,7 +247,12 @@ pub(super) fn build_report(
         }
         d
     });
-    if let Some(hint) = nagle_hint(spec, &latency_us, &latency_of(&t.connect)) {
+    if let Some(hint) = nagle_hint(
+        spec,
+        &latency_us,
+        &latency_of(&t.connect),
+        (t.split_stalls, round_trips),
+    ) {
         hints.push(hint);
     }
     if stream && spec.mode == Mode::Raw && errors.timeout > 0 && t.bytes_verified == 0 {

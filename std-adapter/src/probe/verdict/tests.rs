@@ -275,20 +275,34 @@ fn forty_ms_round_trips_to_a_near_server_name_nagle_and_delayed_ack() {
         ..Latency::default()
     };
     let spec = ProbeSpec::new(tcp());
-    let hint = nagle_hint(&spec, &lat(40_500), &lat(100)).expect("a hint");
+    // 10 round trips, 6 of them echoed in pieces with the last one held.
+    let split = (6, 10);
+    let hint = nagle_hint(&spec, &lat(40_500), &lat(100), split).expect("a hint");
     assert!(
         hint.contains("40.5 ms") && hint.contains("Nagle") && hint.contains("TCP_NODELAY"),
         "{hint}"
     );
     assert!(
-        nagle_hint(&spec, &lat(40_500), &lat(39_000)).is_none(),
+        nagle_hint(&spec, &lat(40_500), &lat(39_000), split).is_none(),
         "far away"
     );
-    assert!(nagle_hint(&spec, &lat(300), &lat(100)).is_none(), "fast");
+    assert!(
+        nagle_hint(&spec, &lat(300), &lat(100), split).is_none(),
+        "fast"
+    );
+    // A server merely that slow echoes whole messages, late.
+    assert!(
+        nagle_hint(&spec, &lat(40_500), &lat(100), (4, 10)).is_none(),
+        "echoes mostly whole"
+    );
+    assert!(
+        nagle_hint(&spec, &lat(40_500), &lat(100), (0, 0)).is_none(),
+        "no round trip"
+    );
     let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
     udp.pattern = Pattern::PingPong;
     assert!(
-        nagle_hint(&udp, &lat(40_500), &lat(100)).is_none(),
+        nagle_hint(&udp, &lat(40_500), &lat(100), split).is_none(),
         "no TCP"
     );
 }

@@ -183,6 +183,39 @@ fn stderr_of(child: &mut Child) -> String {
     err
 }
 
+/// Options of the server's own listeners and workers do nothing here:
+/// each given one is warned of (they were dropped without a word), and
+/// the connection is still served.
+#[test]
+fn inetd_warns_of_each_listener_option_it_does_not_use() {
+    let (mut ours, theirs) = tcp_pair();
+    let mut child = inetd_child(
+        OwnedFd::from(theirs),
+        &[
+            "--threads",
+            "8",
+            "--stats-interval",
+            "1s",
+            "--max-connections",
+            "5",
+        ],
+        false,
+    );
+    round_trip(&mut ours, b"still echoed");
+    ours.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut ours).unwrap().is_empty());
+    let status = wait_child(&mut child, IO_TIMEOUT);
+    let err = stderr_of(&mut child);
+    assert!(status.success(), "{status:?}: {err}");
+    for flag in ["--threads", "--stats-interval", "--max-connections"] {
+        assert!(
+            err.contains(&format!("{flag} has no effect with --inetd")),
+            "{flag}: {err}"
+        );
+    }
+    assert!(!err.contains("--mode has no effect"), "{err}");
+}
+
 /// The first SIGTERM ends the connection as `ricochet serve` ends its own:
 /// gracefully, with FIN, and exit 0 (without handling it the process died
 /// of the signal).

@@ -54,6 +54,8 @@ pub(crate) struct Options {
     pub(crate) drop_to: Option<Target>,
     /// `--log-format`.
     pub(crate) log_format: LogFormat,
+    /// Warnings for the options given that `--inetd` does not use.
+    pub(crate) ignored: Vec<String>,
 }
 
 /// Whether fds 0 and 2 are one open file (inetd's socket on both).
@@ -81,6 +83,9 @@ pub(crate) fn run(options: Options) -> ExitCode {
     };
     if !quiet {
         super::log::init(options.log_format);
+    }
+    for warning in &options.ignored {
+        tracing::warn!("{warning}");
     }
     let (socket, from) = match connection() {
         Ok(found) => found,

@@ -145,8 +145,9 @@ pub(crate) struct ServeArgs {
     accept: AcceptArg,
     /// Serve the socket inetd/xinetd passed on standard input (a systemd unit with Accept=yes: as
     /// descriptor 3): one connection (stream nowait), or datagrams until --idle-timeout passes
-    /// without one (dgram wait). Logs stay off when standard error is that socket.
-    #[arg(long, conflicts_with_all = ["tcp", "udp", "unix", "metrics"])]
+    /// without one (dgram wait). Logs stay off when standard error is that socket. Plain echo
+    /// only: not with the --tls options.
+    #[arg(long, conflicts_with_all = ["tcp", "udp", "unix", "metrics", "tls_cert"])]
     inetd: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (a bare PORT means 127.0.0.1:PORT; give
     /// 0.0.0.0:PORT to expose them beyond this host) [default: off].
@@ -327,6 +328,7 @@ fn ipv6_only_notes(config: &ServerConfig) -> Vec<String> {
 pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     if args.inetd {
         let options = inetd::Options {
+            ignored: super::unused_options::inetd_ignored_options(&args.given),
             drop_to: args.drop_to(),
             log_format: args.log_format,
             config: args.into_config(true),
@@ -592,6 +594,13 @@ mod tests {
             let e = usage_error(&args);
             assert!(e.contains("cannot be used with"), "{args:?}: {e}");
         }
+        // TLS is not served on inetd's socket: asked for, it was plain echo
+        // without a word (no certificate checked, nothing encrypted).
+        let e = usage_error(&["--inetd", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        assert!(
+            e.contains("cannot be used with") && e.contains("--tls-cert"),
+            "{e}"
+        );
         let e = usage_error(&["--group", "nogroup"]);
         assert!(e.contains("--user"), "{e}");
     }

@@ -58,6 +58,40 @@ pub(crate) fn ignored_options(given: &[String], endpoints: &[Endpoint]) -> Vec<S
     out
 }
 
+/// Options of the server's own listeners and workers: `--inetd` serves one
+/// socket inetd passed, on one blocking thread, and uses none of them.
+const NOT_INETD_OPTIONS: &[&str] = &[
+    "threads",
+    "stats_interval",
+    "max_connections",
+    "backlog",
+    "accept",
+    "busy_poll",
+    "unix_mode",
+];
+
+/// A warning for each option in `given` (clap ids) that `--inetd` does not
+/// use (they were dropped without a word). `--io` counts only when
+/// `RICOCHET_IO` is unset: a value from the environment (set for a whole
+/// host or unit) is not the command line's slip.
+pub(crate) fn inetd_ignored_options(given: &[String]) -> Vec<String> {
+    let io_from_command_line = std::env::var_os("RICOCHET_IO").is_none();
+    given
+        .iter()
+        .filter(|id| {
+            NOT_INETD_OPTIONS.contains(&id.as_str())
+                || (id.as_str() == "io" && io_from_command_line)
+        })
+        .map(|id| {
+            format!(
+                "--{} has no effect with --inetd, which serves the one socket inetd passed on a \
+                 single blocking thread",
+                id.replace('_', "-")
+            )
+        })
+        .collect()
+}
+
 /// A warning for each option in `given` (clap ids) that the probe run
 /// `spec` does not use: `--window` outside `--pattern stream` (ping-pong
 /// and crr keep one message in flight).
@@ -82,6 +116,23 @@ pub(crate) fn probe_ignored_options(given: &[String], spec: &ProbeSpec) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inetd_names_the_listener_options_it_does_not_use() {
+        let given: Vec<String> = ["threads", "mode", "backlog", "idle_timeout", "udp_rate"]
+            .map(String::from)
+            .to_vec();
+        let w = inetd_ignored_options(&given);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("--threads has no effect with --inetd"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("--backlog has no effect with --inetd"),
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn probe_window_outside_the_stream_pattern_is_named() {

@@ -338,7 +338,7 @@ where
     loop {
         match (stop(), asked) {
             (Stop::Gracefully, Stop::No) => {
-                pump.close(time.now());
+                pump.close_when_idle();
                 asked = Stop::Gracefully;
             }
             (Stop::AtOnce, Stop::No | Stop::Gracefully) => {

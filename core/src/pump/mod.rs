@@ -239,6 +239,14 @@ pub enum Teardown {
     Abandon,
 }
 
+/// How long no byte may have moved before [`Pump::close_when_idle`] takes
+/// a connection as idle. A read that drains the socket does not mean the
+/// peer is done: a peer that is sending has more on the way as soon as the
+/// read opens its window (on loopback within microseconds, across a network
+/// within a round trip). (Feature `shutdown`.)
+#[cfg(feature = "shutdown")]
+pub const IDLE_QUIET: crate::time::Duration = crate::time::Duration::from_millis(250);
+
 /// Where the pump is in a connection's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -376,9 +384,26 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         matches!(self.phase, Phase::Released(_))
     }
 
-    /// Closes gracefully (server shutdown): what is queued is still echoed.
+    /// Closes gracefully at once: what the session holds is still echoed,
+    /// then FIN; input that arrives later is read and discarded while the
+    /// pump lingers (a server shutdown wants [`Pump::close_when_idle`]).
     pub fn close(&mut self, now: Instant) {
         self.session.close(now);
+    }
+
+    /// A server's graceful shutdown: the connection goes on echoing what
+    /// its peer sends, including bytes already sent but not read yet, and
+    /// closes (FIN) once nothing is left to echo and no byte moved for
+    /// [`IDLE_QUIET`] ([`Session::close_when_quiet`]); one quiet before
+    /// closes on the next drive. A peer that never stops sending keeps it
+    /// open: the adapter's grace period bounds that ([`Pump::abort`]).
+    /// ([`Pump::close`] stopped taking input at once, and what the peer had
+    /// sent was read after the FIN and discarded: an echo cut short behind
+    /// a clean end.) It takes effect on the next [`Pump::drive`]. (Feature
+    /// `shutdown`.)
+    #[cfg(feature = "shutdown")]
+    pub fn close_when_idle(&mut self) {
+        self.session.close_when_quiet(IDLE_QUIET);
     }
 
     /// Aborts: the next drive releases with [`Teardown::Reset`] (or

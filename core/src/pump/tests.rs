@@ -775,3 +775,95 @@ fn serving_lines_never_passes_through() {
     assert_eq!(io.output, b"one\ntwo\n");
     assert_eq!(io.passed, 0, "lines are echoed only once complete");
 }
+
+/// A server shutdown while the peer is still sending: what it sent after
+/// the shutdown began is echoed too. (`Pump::close` stopped taking input
+/// at once and the linger read the rest and discarded it, after a FIN
+/// that made the echo look complete.)
+#[cfg(feature = "shutdown")]
+#[test]
+fn serving_close_when_idle_echoes_input_still_coming_then_closes_once_quiet() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"first", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    p.close_when_idle();
+    let next = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 0, "bytes moved just now: not idle yet");
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: false
+        }
+    );
+    assert_eq!(p.poll_timeout(), Some(T0 + IDLE_QUIET), "looks again then");
+    io.input.extend(b" second");
+    p.set_readable();
+    let _ = p.drive(at(100), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"first second", "still echoed");
+    assert_eq!(io.shutdowns, 0);
+    let quiet = at(100) + IDLE_QUIET;
+    assert_eq!(p.poll_timeout(), Some(quiet));
+    let _ = p.drive(quiet, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 1, "quiet: FIN");
+    assert_eq!(c.closed.local, 1);
+    assert_eq!(c.bytes_discarded, 0);
+}
+
+/// A connection quiet before the shutdown closes at once, with nothing
+/// echoed late and nothing discarded.
+#[cfg(feature = "shutdown")]
+#[test]
+fn serving_close_when_idle_of_a_quiet_connection_closes_at_once() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"x", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    let later = T0 + IDLE_QUIET + Duration::from_millis(1);
+    p.close_when_idle();
+    let _ = p.drive(later, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 1);
+    assert_eq!(c.closed.local, 1);
+}
+
+/// Output still pending (the peer reads slowly) is not idle either: the
+/// connection stays open until it is written.
+#[cfg(feature = "shutdown")]
+#[test]
+fn serving_close_when_idle_waits_for_pending_echo() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"pending", false);
+    io.room = 3;
+    let mut c = StreamCounters::default();
+    let later = T0 + IDLE_QUIET + Duration::from_millis(1);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    p.close_when_idle();
+    let _ = p.drive(later, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 0, "4 bytes still to write");
+    io.room = usize::MAX;
+    p.set_writable();
+    let at_write = later + Duration::from_millis(1);
+    let _ = p.drive(at_write, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"pending");
+    let _ = p.drive(at_write + IDLE_QUIET, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 1);
+    assert_eq!(c.closed.local, 1);
+}
+
+/// A held partial line (lines mode) is echoed when an idle connection is
+/// closed, in the same drive as the FIN: nothing waits for a writable
+/// edge that an edge-triggered transport would never send again.
+#[cfg(feature = "shutdown")]
+#[test]
+fn serving_close_when_idle_echoes_a_held_line_then_fin_in_one_drive() {
+    let mut p = pump(Mode::Lines, 64);
+    let mut io = Script::with_input(b"done\ntail", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"done\n");
+    p.close_when_idle();
+    let _ = p.drive(T0 + IDLE_QUIET, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"done\ntail");
+    assert_eq!(io.shutdowns, 1);
+}

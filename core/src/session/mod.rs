@@ -115,6 +115,10 @@ pub struct Session<S> {
     pending_since: Instant,
     /// Why a `Closing` session will be `Closed`.
     closing: CloseReason,
+    /// Why the idle timeout closes it: `IdleTimeout`, or `Local` after
+    /// [`Session::close_when_quiet`].
+    #[cfg(feature = "shutdown")]
+    idle_reason: CloseReason,
     /// The peer's FIN was seen (in any state).
     peer_finished: bool,
     /// `Event::PeerFinished` is waiting for `poll_event`.
@@ -156,6 +160,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
             last_activity: now,
             pending_since: now,
             closing: CloseReason::Local,
+            #[cfg(feature = "shutdown")]
+            idle_reason: CloseReason::IdleTimeout,
             peer_finished: false,
             fin_event: false,
             end_reported: false,
@@ -178,6 +184,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.peer_finished = false;
         self.fin_event = false;
         self.end_reported = false;
+        #[cfg(feature = "shutdown")]
+        {
+            self.idle_reason = CloseReason::IdleTimeout;
+        }
         self.stats = SessionStats::default();
     }
 
@@ -412,6 +422,22 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.begin_close(now, CloseReason::Local);
     }
 
+    /// Closes gracefully once no byte has moved for `quiet` (a server's
+    /// graceful shutdown): until then it goes on echoing what the peer
+    /// sends; then, as [`Session::close`] does (a `lines` remainder echoed,
+    /// `Closed(Local)`). It is the idle timeout, shortened to `quiet`, so
+    /// echo still pending holds it off and the drain timeout still applies.
+    /// [`Session::close`] instead stops taking input at once: what the
+    /// peer had sent meanwhile was never echoed. (Feature `shutdown`.)
+    #[cfg(feature = "shutdown")]
+    pub fn close_when_quiet(&mut self, quiet: Duration) {
+        if self.state == State::Open {
+            self.idle_reason = CloseReason::Local;
+            let idle = self.config.idle_timeout.map_or(quiet, |t| t.min(quiet));
+            self.config.idle_timeout = Some(idle);
+        }
+    }
+
     /// Aborts at once ([`AbortReason::Local`]); pending bytes are discarded.
     pub fn abort(&mut self, now: Instant) {
         self.fail(now, AbortReason::Local);
@@ -441,7 +467,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         if self.wants_write() {
             self.abort_with(AbortReason::DrainTimeout);
         } else {
-            self.begin_close(now, CloseReason::IdleTimeout);
+            #[cfg(feature = "shutdown")]
+            let reason = self.idle_reason;
+            #[cfg(not(feature = "shutdown"))]
+            let reason = CloseReason::IdleTimeout;
+            self.begin_close(now, reason);
         }
     }
 

@@ -315,6 +315,39 @@ fn open_idle_for_timeout_closes_gracefully() {
     );
 }
 
+/// A shutdown's quiet close: the idle timeout shortened to `quiet` (a
+/// shorter one kept), closing as the server's own close (`Local`), so a
+/// held line is echoed; a re-armed session forgets it.
+#[cfg(feature = "shutdown")]
+#[test]
+fn open_close_when_quiet_closes_as_local_once_quiet_and_reset_forgets_it() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"held");
+    s.close_when_quiet(Duration::from_millis(250));
+    assert_eq!(s.poll_timeout(), Some(at(250)));
+    s.handle_timeout(at(250));
+    assert_eq!(s.transmit_buffer(), b"held", "the held line goes out");
+    let _ = s.commit_sent(at(250), 4);
+    assert_eq!(s.state(), State::Closed(CloseReason::Local));
+    s.reset(cfg(Mode::Raw), at(300));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(at(10_300)),
+        "the configured idle timeout"
+    );
+    s.handle_timeout(at(10_300));
+    assert_eq!(s.state(), State::Closed(CloseReason::IdleTimeout));
+    let mut short = cfg(Mode::Raw);
+    short.idle_timeout = Some(Duration::from_millis(100));
+    let mut s = Session::new([0u8; 16], short, T0);
+    s.close_when_quiet(Duration::from_millis(250));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(at(100)),
+        "a shorter idle timeout stays"
+    );
+}
+
 #[test]
 fn open_traffic_pushes_idle_deadline_back() {
     let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);

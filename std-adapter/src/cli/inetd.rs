@@ -9,7 +9,8 @@
 //!   `--buffer-size`, `--idle-timeout` and `--drain-timeout`; then exit.
 //!   A graceful end half-closes (FIN) after the echo, an abort resets.
 //!   The first SIGINT/SIGTERM/SIGHUP closes the session gracefully (what
-//!   was received is still echoed, a held line too, then FIN) within
+//!   the peer sends is still echoed, a held line too, then FIN once quiet:
+//!   `Pump::close_when_idle`) within
 //!   `--grace`, then resets; a second one resets at once (exit 130).
 //! - **A UDP socket** (`wait`): the datagram loop of `ricochet serve` (the
 //!   core's policy: size limit, loop guard, rate limit) on that socket,

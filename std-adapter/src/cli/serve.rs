@@ -31,8 +31,8 @@ use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffe
 /// Prints one `listening <tcp|tls|udp|unix> <address>` line per endpoint on
 /// stdout once bound (port 0 shows the real port); logs go to stderr
 /// (`RUST_LOG`, default info). SIGINT/SIGTERM/SIGHUP: stop accepting, finish
-/// echoing what is queued (up to --grace), exit 0; a second signal stops at
-/// once (exit 130). Exit status 1 when an address cannot be bound, an
+/// echoing what each peer sends (FIN once quiet for 250 ms; up to --grace,
+/// then reset), exit 0; a second signal stops at once (exit 130). Exit status 1 when an address cannot be bound, an
 /// inherited socket cannot be served or privileges cannot be dropped, 2 on
 /// a usage error.
 ///

@@ -32,8 +32,8 @@ pub(crate) trait Driver {
     fn stop_accepting(&mut self);
 
     /// A connection was just [inserted](ConnTable::insert): drives it at
-    /// once while draining (its session is closed: what is queued goes
-    /// out), else schedules its deadline. Its first input arrives as any
+    /// once while draining (its session closes once idle, see
+    /// `Pump::close_when_idle`), else schedules its deadline. Its first input arrives as any
     /// other (epoll: an edge right after registration).
     fn opened(&mut self, key: usize, now: Instant) {
         if self.table().is_draining() {
@@ -84,7 +84,9 @@ pub(crate) trait Driver {
     }
 
     /// Starts the graceful shutdown: the grace period, no new work, every
-    /// session closed (what is queued is still echoed).
+    /// session closed once idle (what the peer already sent is still
+    /// echoed, see `Pump::close_when_idle`); the grace period's end resets
+    /// what is left.
     fn begin_drain(&mut self, now: Instant) {
         self.table().start_grace(now);
         self.stop_accepting();
@@ -92,7 +94,7 @@ pub(crate) trait Driver {
             if let Some(conn) = self.table().get_mut(key)
                 && conn.is_live()
             {
-                conn.pump().close(now);
+                conn.pump().close_when_idle();
                 self.drive(key, now);
             }
         }

@@ -282,7 +282,7 @@ impl<C: Tracked> ConnTable<C> {
         let storage = vec![0u8; self.shared.settings.buffer_size].into_boxed_slice();
         let mut pump = Pump::new(storage, self.shared.settings.session, now);
         if self.is_draining() {
-            pump.close(now);
+            pump.close_when_idle();
         }
         let key = self.rows.insert(Row {
             conn: make(pump),

@@ -356,14 +356,23 @@ fn opened_connection_waits_for_its_deadline_unless_draining() {
     assert!(w.follow_phase(at(1)));
     let late = w.open(at(1), 0, None);
     w.opened(late, at(1));
-    assert_eq!(
-        w.times_driven(late),
-        1,
-        "driven at once: its session is closed"
+    assert_eq!(w.times_driven(late), 1, "driven at once");
+    assert!(
+        w.conns
+            .get_mut(late)
+            .is_some_and(|c| !c.pump.is_finishing()),
+        "admitted while draining: served until quiet"
     );
+    let quiet = at(1) + ricochet_core::pump::IDLE_QUIET;
+    assert_eq!(
+        w.conns.get_mut(late).unwrap().pump.poll_timeout(),
+        Some(quiet),
+        "then looked at again"
+    );
+    w.drive(late, quiet);
     assert!(
         w.conns.get_mut(late).is_none_or(|c| c.pump.is_finishing()),
-        "admitted while draining: closed from the start"
+        "nothing came: closed once quiet"
     );
 }
 
@@ -381,9 +390,10 @@ fn drain_closes_every_live_session_and_the_grace_period_resets_the_rest() {
     assert!(!w.conns.is_draining());
     assert!(!w.drained(at(1)));
 
+    // Quiet for longer than the pump waits before taking one as idle.
     w.conns.shared.advance(Phase::Draining);
     w.driven.clear();
-    assert!(w.follow_phase(at(1)));
+    assert!(w.follow_phase(at(1_000)));
     assert!(w.stopped_accepting);
     assert_eq!(w.driven, vec![idle, echoing], "live ones closed and driven");
     assert!(w.conns.get_mut(idle).unwrap().pump.is_finishing());
@@ -395,11 +405,11 @@ fn drain_closes_every_live_session_and_the_grace_period_resets_the_rest() {
         "a released one is left alone"
     );
     w.driven.clear();
-    assert!(w.follow_phase(at(2)), "the drain starts once");
+    assert!(w.follow_phase(at(1_001)), "the drain starts once");
     assert!(w.driven.is_empty());
 
-    let end = at(1) + Duration::from(GRACE);
-    assert!(!w.drained(at(2)));
+    let end = at(1_000) + Duration::from(GRACE);
+    assert!(!w.drained(at(1_001)));
     assert!(w.drained(end));
     assert_eq!(w.counters.tcp.aborted.local, 1, "the echoing one was reset");
     assert!(w.conns.get_mut(echoing).is_none());

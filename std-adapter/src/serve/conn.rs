@@ -240,12 +240,24 @@ impl Stream {
 }
 
 /// Who is on the other end (for logs).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Peer {
     /// A TCP peer.
     Tcp(SocketAddr),
     /// A Unix peer (usually unnamed).
     Unix,
+    /// A TCP peer gone before its address could be read (io_uring's
+    /// multishot accept gives none: it is asked after, and a connection
+    /// reset by then has none).
+    Gone,
+}
+
+impl Peer {
+    /// The peer of an accepted TCP socket, asked after the accept (as
+    /// io_uring's multishot accept must): [`Peer::Gone`] if it has none.
+    pub(crate) fn of_tcp(s: &std::net::TcpStream) -> Peer {
+        s.peer_addr().map_or(Peer::Gone, Peer::Tcp)
+    }
 }
 
 /// As the log shows it ([`shown`](super::events::shown)).
@@ -254,6 +266,7 @@ impl std::fmt::Display for Peer {
         match self {
             Peer::Tcp(a) => write!(f, "{}", super::events::shown(*a)),
             Peer::Unix => f.write_str("unix"),
+            Peer::Gone => f.write_str("unknown (gone before its address was read)"),
         }
     }
 }
@@ -296,5 +309,30 @@ mod tests {
         assert_eq!(mapped.to_string(), "127.0.0.1:39870");
         let v6 = Peer::Tcp("[::1]:7".parse().unwrap());
         assert_eq!(v6.to_string(), "[::1]:7");
+    }
+
+    /// A client that resets its connection before the server asks its
+    /// address (io_uring asks after the accept) was logged as 0.0.0.0:0.
+    #[test]
+    fn peer_reset_before_its_address_is_read_shows_as_gone() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(Peer::of_tcp(&s), Peer::Tcp(c.local_addr().unwrap()));
+        socket2::SockRef::from(&c)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(c);
+        // The RST has arrived once a read says so (bounded, whatever comes).
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let _ = std::io::Read::read(&mut &s, &mut buf);
+        let gone = Peer::of_tcp(&s);
+        assert_eq!(gone, Peer::Gone);
+        assert_eq!(
+            gone.to_string(),
+            "unknown (gone before its address was read)"
+        );
     }
 }

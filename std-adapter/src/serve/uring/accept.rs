@@ -166,11 +166,9 @@ impl Worker<'_> {
                 let s = std::net::TcpStream::from(fd);
                 // Echo is request/response-like: never hold a small echo back (Nagle).
                 let _ = s.set_nodelay(true);
-                // (Unknown if the peer is already gone: logged as 0.0.0.0:0.)
-                let peer = Peer::Tcp(
-                    s.peer_addr()
-                        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
-                );
+                // (Unknown if the peer is already gone: it was logged as
+                // 0.0.0.0:0, an address no client has.)
+                let peer = Peer::of_tcp(&s);
                 (Socket::Tcp(s), peer)
             }
             StreamKind::Unix => (

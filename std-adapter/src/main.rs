@@ -39,7 +39,13 @@ fn main() -> ExitCode {
         let args = Generate::parse_from(std::env::args_os().skip(1));
         return cli::generate::run(Cli::command(), &args.dir);
     }
-    let matches = Cli::command().get_matches();
+    let mut command = Cli::command();
+    if std::env::var_os("RICOCHET_IO").is_some_and(|v| v.is_empty()) {
+        // Empty (`Environment=RICOCHET_IO=` in a unit) means unset, not
+        // `--io` given without a value.
+        command = command.mut_subcommand("serve", |s| s.mut_arg("io", |a| a.env(None)));
+    }
+    let matches = command.get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.format(&mut Cli::command()).exit(),

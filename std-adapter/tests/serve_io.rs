@@ -133,7 +133,13 @@ fn io_epoll_never_calls_io_uring_setup() {
 
 #[test]
 fn io_environment_variable_chooses_the_backend_like_the_flag() {
-    for (env, want) in [("epoll", "io=epoll"), ("uring", "io=uring")] {
+    // Empty (`Environment=RICOCHET_IO=` in a unit) is unset: auto, here
+    // io_uring. It was "a value is required for '--io'", an option not given.
+    for (env, want) in [
+        ("epoll", "io=epoll"),
+        ("uring", "io=uring"),
+        ("", "io=uring"),
+    ] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
         cmd.args(["serve", "--tcp", "127.0.0.1:0"])
             .env("RICOCHET_IO", env);

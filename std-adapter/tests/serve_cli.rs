@@ -385,7 +385,8 @@ fn cli_ipv6_wildcard_alone_says_it_takes_ipv6_clients_only() {
 
 /// `[::ffff:127.0.0.1]:PORT` is an IPv4 address in IPv6 form; an IPv6
 /// listener is IPv6-only, so the kernel refuses it with a bare EINVAL:
-/// the error names the IPv4 form to give instead, for TCP and UDP alike.
+/// the error names the IPv4 form to give instead, for TCP and UDP alike,
+/// as a usage error (exit 2; it was 1, a failed bind, like a busy port).
 #[test]
 fn cli_v4_mapped_address_names_the_ipv4_form_to_give() {
     for flag in ["--tcp", "--udp"] {
@@ -398,10 +399,11 @@ fn cli_v4_mapped_address_names_the_ipv4_form_to_give() {
             IO_TIMEOUT,
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
         assert!(
             err.contains("v4-mapped")
-                && err.contains(&format!("{flag} 127.0.0.1:0"))
+                && err.contains(&format!("'{flag} <ADDR>'"))
+                && err.contains("give the IPv4 address, 127.0.0.1:0")
                 && !err.contains("os error"),
             "{flag}: {err}"
         );

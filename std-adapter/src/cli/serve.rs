@@ -603,6 +603,13 @@ mod tests {
         );
         let e = usage_error(&["--group", "nogroup"]);
         assert!(e.contains("--user"), "{e}");
+        // A v4-mapped address is a usage error (exit 2) naming the IPv4
+        // form, as a link-local one is; it failed to bind later (exit 1).
+        let e = usage_error(&["--tcp", "[::ffff:127.0.0.1]:0"]);
+        assert!(
+            e.contains("v4-mapped") && e.contains("give the IPv4 address, 127.0.0.1:0"),
+            "{e}"
+        );
     }
 
     #[test]

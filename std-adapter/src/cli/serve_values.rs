@@ -21,6 +21,17 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         ));
     };
     if let SocketAddr::V6(v6) = addr
+        && let Some(v4) = v6.ip().to_ipv4_mapped()
+    {
+        // A usage error like the link-local one below (binding it failed
+        // later, exit 1, as if the address were busy or missing).
+        return Err(format!(
+            "{s:?} is an IPv4 address written as IPv6 (v4-mapped), which an IPv6 listener \
+             cannot bind (it is IPv6-only): give the IPv4 address, {v4}:{}",
+            v6.port()
+        ));
+    }
+    if let SocketAddr::V6(v6) = addr
         && is_link_local(v6.ip())
         && v6.scope_id() == 0
     {

@@ -289,14 +289,21 @@ fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep 
     }
 }
 
-/// A step's rate, rounded to 3 significant digits (at least 1 msg/s) so
-/// the curve reads well.
+/// A step's rate, rounded to 3 significant digits so the curve reads well
+/// (0.5 stays 0.5: rounding up to 1 msg/s went past a `--rate` below it).
 fn round_rate(r: f64) -> f64 {
-    if !(r.is_finite() && r > 1.0) {
-        return 1.0;
+    if !(r.is_finite() && r > 0.0) {
+        return r.max(0.0);
     }
-    let scale = 10f64.powi(r.log10().floor() as i32 - 2).max(1.0);
-    ((r / scale).round() * scale).max(1.0)
+    // Multiplying back by a power of ten would leave 12.299999…: divide.
+    let digits = 2 - r.log10().floor() as i32;
+    if digits > 0 {
+        let scale = 10f64.powi(digits);
+        (r * scale).round() / scale
+    } else {
+        let scale = 10f64.powi(-digits);
+        (r / scale).round() * scale
+    }
 }
 
 /// How the search runs its steps.
@@ -353,6 +360,10 @@ pub(super) fn search<S: Steps>(
     }
     while steps.len() < MAX_STEPS && hi - lo > PRECISION * hi {
         let mid = round_rate((lo + hi) / 2.0);
+        if mid <= lo || mid >= hi {
+            // Rounding closed the bracket: another step would repeat one.
+            break;
+        }
         match run(Some(mid), &mut steps)? {
             None => break,
             Some(true) => {
@@ -484,6 +495,15 @@ mod tests {
              112 us; the search did not finish",
             "only the closed loop ran: no verdict on any rate"
         );
+        // The curve shows a rate below 1 msg/s as it is (it read 0).
+        let mut slow = search.steps[0].clone();
+        slow.rate = Some(0.5);
+        let slow_search = RateSearch {
+            steps: vec![slow],
+            ..search.clone()
+        };
+        let row = slow_search.curve().lines().nth(1).unwrap().to_owned();
+        assert_eq!(row.split_whitespace().next(), Some("0.5"), "{row}");
         let mut tried = search.steps[0].clone();
         tried.step = 2;
         tried.rate = Some(58_100.0);
@@ -509,8 +529,26 @@ mod tests {
         assert_eq!(round_rate(21_765.89), 21_800.0);
         assert_eq!(round_rate(43_532.0), 43_500.0);
         assert_eq!(round_rate(987.6), 988.0);
-        assert_eq!(round_rate(12.3), 12.0);
-        assert_eq!(round_rate(0.2), 1.0);
+        assert_eq!(round_rate(12.34), 12.3);
+        assert_eq!(round_rate(2.5), 2.5);
+        assert_eq!(round_rate(0.2), 0.2);
+        assert_eq!(round_rate(0.12345), 0.123);
+    }
+
+    /// Below 1 msg/s a step was rounded up to 1 (above a `--rate 0.5`
+    /// given as the highest), and a search whose bracket had narrowed to
+    /// rounding repeated one rate ten times. Every step now stays within
+    /// the bracket and differs from the last.
+    #[test]
+    fn search_at_low_rates_stays_under_the_given_rate_and_never_repeats_a_step() {
+        for (cap, upper) in [(0.3, 0.5), (2.0, 4.0), (1e-6, 4.0)] {
+            let (steps, _) = search(&goal("p99=5ms"), Some(upper), &mut model(cap)).unwrap();
+            let rates: Vec<f64> = steps.iter().filter_map(|s| s.rate).collect();
+            assert!(rates.iter().all(|&r| r > 0.0 && r <= upper), "{rates:?}");
+            for w in rates.windows(2) {
+                assert!(w[0] != w[1], "a step repeated: {rates:?}");
+            }
+        }
     }
 
     #[test]

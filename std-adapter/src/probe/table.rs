@@ -458,8 +458,8 @@ impl RateSearch {
         );
         for s in rows {
             out.push_str(&format!(
-                "{:>14.0}  {:>14.1}  {:>10}  {}\n",
-                s.rate.unwrap_or(0.0),
+                "{:>14}  {:>14.1}  {:>10}  {}\n",
+                format_rate(s.rate.unwrap_or(0.0)),
                 s.achieved,
                 format_micros(s.value_us),
                 if s.ok { "yes" } else { "no" }

@@ -226,10 +226,21 @@ pub(super) fn build_report(
             ));
         }
         if d.late > 0 {
+            // The early count, not the whole timeout, is what a server that
+            // pauses trips: say so, with the wait it has.
+            let early = |t: std::time::Duration| -> std::time::Duration {
+                overdue_at_most(t.into()).into()
+            };
             warnings.push(format!(
-                "{} came back after being counted lost (raise --timeout to count {})",
+                "{} came back after being counted lost: a datagram still unanswered after {} (a \
+                 fiftieth of --timeout {}), once 64 later ones were sent, is counted lost early, \
+                 so a server that pauses that long loses it; a longer --timeout waits longer \
+                 (--timeout {} waits {})",
                 count_of(d.late, "datagram"),
-                if d.late == 1 { "it" } else { "them" }
+                format_duration(early(spec.timeout)),
+                format_duration(spec.timeout),
+                format_duration(spec.timeout * 10),
+                format_duration(early(spec.timeout * 10)),
             ));
         }
         if d.foreign > 0 {

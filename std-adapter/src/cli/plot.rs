@@ -389,6 +389,8 @@ fn curve(area: &Area<'_>, s: &RateSearch) -> io::Result<()> {
     let pts: Vec<(f64, f64, bool)> = s
         .steps
         .iter()
+        // A step that measured nothing has no latency to draw.
+        .filter(|st| st.round_trips > 0)
         .filter_map(|st| {
             st.rate
                 .map(|r| (r, st.value_us.max(1) as f64 / 1000.0, st.ok))

@@ -97,8 +97,12 @@ pub struct RateStep {
     /// Round trips per second achieved.
     #[serde(serialize_with = "super::json::rounded")]
     pub achieved: f64,
-    /// The goal's percentile of the (corrected) latency, microseconds.
+    /// The goal's percentile of the (corrected) latency, microseconds (0
+    /// when nothing was measured: see `round_trips`).
     pub value_us: u64,
+    /// Round trips in the step's measured span; 0: nothing to judge (its
+    /// latency shows as `-`).
+    pub round_trips: u64,
     /// Errors of the step.
     pub errors: u64,
     /// The step kept the bound (the closed-loop step is never a pass: it
@@ -217,6 +221,15 @@ impl RateSearch {
 }
 
 impl RateStep {
+    /// The step's latency as the tables show it: `-` when nothing was measured.
+    pub fn latency_cell(&self) -> String {
+        if self.round_trips == 0 {
+            "-".to_owned()
+        } else {
+            format_micros(self.value_us)
+        }
+    }
+
     /// The step as one line of output.
     pub fn line(&self, goal: &Goal) -> String {
         let rate = self.rate.map_or_else(
@@ -234,7 +247,7 @@ impl RateStep {
             self.step,
             self.achieved,
             goal.percentile,
-            format_micros(self.value_us)
+            self.latency_cell()
         )
     }
 }
@@ -243,6 +256,7 @@ impl RateStep {
 pub(super) struct Measured {
     pub(super) achieved: f64,
     pub(super) value_us: u64,
+    pub(super) round_trips: u64,
     pub(super) errors: u64,
 }
 
@@ -251,6 +265,7 @@ impl Measured {
         Measured {
             achieved: report.round_trips_per_sec,
             value_us: report.latency_at(goal.percentile, Which::Corrected),
+            round_trips: report.round_trips,
             errors: report.errors.total(),
         }
     }
@@ -266,6 +281,13 @@ fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep 
         )),
         None => Some("closed loop: measures the upper end, not judged".to_owned()),
         Some(_) if m.errors > 0 => Some(format!("{} errors", m.errors)),
+        // A rate so low that no message fell in the span (it read "rate not
+        // held (0%)" with "p99 0 us").
+        Some(_) if m.round_trips == 0 => Some(
+            "no round trip completed in the step's span: nothing measured (a longer \
+             --duration would)"
+                .to_owned(),
+        ),
         Some(r) if m.achieved < HELD * r => Some(format!(
             "rate not held ({:.0}% of it)",
             m.achieved * 100.0 / r
@@ -283,6 +305,7 @@ fn judge(step: usize, rate: Option<f64>, m: &Measured, goal: &Goal) -> RateStep 
         rate,
         achieved: m.achieved,
         value_us: m.value_us,
+        round_trips: m.round_trips,
         errors: m.errors,
         ok: rate.is_some() && why.is_none(),
         why,
@@ -471,6 +494,7 @@ mod tests {
             rate: None,
             achieved: 64_522.0,
             value_us: 112,
+            round_trips: 129_044,
             errors: 0,
             ok: false,
             why: None,
@@ -594,6 +618,7 @@ mod tests {
                 Measured {
                     achieved: r.min(cap * 1.02),
                     value_us: if r <= cap { 1_000 } else { 400_000 },
+                    round_trips: 100,
                     errors: 0,
                 }
             },
@@ -631,6 +656,7 @@ mod tests {
             f: |rate: Option<f64>| Measured {
                 achieved: rate.unwrap_or(1000.0),
                 value_us: 1_000_000,
+                round_trips: 100,
                 errors: 0,
             },
             judged: 0,
@@ -646,6 +672,7 @@ mod tests {
         let m = |achieved, errors| Measured {
             achieved,
             value_us: 10,
+            round_trips: 100,
             errors,
         };
         assert!(judge(1, Some(100.0), &m(99.0, 0), &g).ok);
@@ -653,6 +680,16 @@ mod tests {
         assert!(!e.ok && e.why.unwrap().contains("2 errors"));
         let slow = judge(1, Some(100.0), &m(80.0, 0), &g);
         assert!(!slow.ok && slow.why.unwrap().contains("not held"));
+        // Nothing in the span: said so, with no latency shown.
+        let empty = Measured {
+            achieved: 0.0,
+            value_us: 0,
+            round_trips: 0,
+            errors: 0,
+        };
+        let none = judge(1, Some(2.0), &empty, &g);
+        assert!(!none.ok && none.why.as_ref().unwrap().contains("no round trip"));
+        assert!(none.line(&g).contains("p99         -"), "{}", none.line(&g));
         let closed = judge(1, None, &m(100.0, 0), &g);
         assert!(!closed.ok, "closed loop never passes");
         assert!(

@@ -461,7 +461,7 @@ impl RateSearch {
                 "{:>14}  {:>14.1}  {:>10}  {}\n",
                 format_rate(s.rate.unwrap_or(0.0)),
                 s.achieved,
-                format_micros(s.value_us),
+                s.latency_cell(),
                 if s.ok { "yes" } else { "no" }
             ));
         }

@@ -510,3 +510,23 @@ fn nagle_hint_needs_echoes_held_in_pieces_not_just_40_ms_round_trips() {
     );
     assert!(!r.hints.iter().any(|h| h.contains("Nagle")), "{r}");
 }
+
+/// A UDP server that pauses 200 ms and loses nothing: the pause is latency,
+/// every datagram verified. The datagrams of the pause were counted lost
+/// early (the ring full, the oldest unanswered after a fiftieth of the
+/// timeout), and with the default --max-loss 0 the run failed and stopped.
+#[test]
+fn probe_udp_server_that_pauses_loses_nothing_and_shows_it_as_latency() {
+    let srv = FaultyUdp::start(UdpFault::PauseAt(300, Duration::from_millis(200)));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    spec.stop = Stop::Count(1000);
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert!(r.ok, "{r}");
+    assert_eq!(
+        (d.sent, d.verified, d.lost, d.late),
+        (1000, 1000, 0, 0),
+        "{r}"
+    );
+    assert!(r.latency_us.max >= 150_000, "the pause shows: {r}");
+}

@@ -16,8 +16,10 @@
 //! from the round trips, as TCP's, RFC 6298; see
 //! [`DatagramProbe::in_flight_recent`]), and once the ring is full, its
 //! oldest datagram still unanswered after [`overdue_at_most`] (a fiftieth
-//! of the loss timeout) is counted lost early, and counted late if it turns
-//! up after all.
+//! of the loss timeout) while a later one came back is counted lost early,
+//! and counted late if it turns up after all. With nothing later back (a
+//! server that paused, or stopped) nothing is counted early: the full ring
+//! waits for the loss timeout.
 
 use super::{ConfigError, SizeRange, check_sizes, scheduled};
 use crate::payload::Payload;
@@ -403,7 +405,11 @@ impl<const M: usize> DatagramProbe<M> {
     }
 
     /// When the ring's oldest datagram, if the ring is full and it is still
-    /// unanswered, will be counted lost to free its slot.
+    /// unanswered while a later one came back, will be counted lost to free
+    /// its slot. With nothing later back the server is paused or gone, not
+    /// dropping: the oldest waits for the loss timeout (a server that paused
+    /// 200 ms had every datagram of the pause counted lost, though all came
+    /// back).
     fn give_up_at(&self) -> Option<Instant> {
         if self.next_seq >= self.limit || !self.ring_full() {
             return None;
@@ -412,7 +418,7 @@ impl<const M: usize> DatagramProbe<M> {
             // Counting it lost is a verdict: wait the longest overdue time,
             // not the estimate, so a datagram merely slowed by a busy host
             // is not counted lost (and late) after 1 ms.
-            Slot::InFlight { seq, sent_at } if seq == self.oldest => {
+            Slot::InFlight { seq, sent_at } if seq == self.oldest && self.verified_end > seq => {
                 Some(sent_at + overdue_at_most(self.config.loss_timeout))
             }
             _ => None,

@@ -510,6 +510,48 @@ fn datagram_ring_full_counts_its_oldest_lost_once_overdue_and_a_late_echo_late()
     assert_eq!(p.stats().late, 1);
 }
 
+/// A server that pauses answers nothing: no later datagram has come back,
+/// so the oldest is not counted lost early (a pause of 200 ms made 49
+/// datagrams "lost" that all came back, and failed the run); the full ring
+/// waits, and the echoes, once they come, all verify.
+#[test]
+fn datagram_ring_full_of_a_paused_server_counts_nothing_lost_early() {
+    let mut p = ring_of_4(Duration::from_secs(5));
+    let mut bufs = [[0u8; 64]; 4];
+    for b in &mut bufs {
+        assert_eq!(p.poll_transmit(T0, b), Some(64));
+    }
+    let mut next = [0u8; 64];
+    let paused = T0 + Duration::from_millis(200);
+    assert_eq!(
+        p.poll_transmit(paused, &mut next),
+        None,
+        "nothing came back since: no slot is given up"
+    );
+    assert_eq!(
+        p.poll_timeout(),
+        Some(T0 + Duration::from_secs(5)),
+        "the loss timeout, not the early count"
+    );
+    for b in &bufs {
+        assert!(matches!(
+            p.handle_datagram(paused, b),
+            DatagramOutcome::Verified { .. }
+        ));
+    }
+    assert_eq!(
+        (p.stats().lost, p.stats().late, p.stats().verified),
+        (0, 0, 4)
+    );
+    // A server that stopped for good: each is lost at the loss timeout.
+    let mut q = ring_of_4(Duration::from_secs(5));
+    for b in &mut bufs {
+        assert_eq!(q.poll_transmit(T0, b), Some(64));
+    }
+    q.handle_timeout(T0 + Duration::from_secs(5));
+    assert_eq!(q.stats().lost, 4);
+}
+
 #[test]
 fn datagram_unanswered_stops_counting_against_a_window_once_overdue() {
     let mut p = ring_of_4(Duration::from_secs(5));

@@ -530,6 +530,9 @@ pub enum UdpFault {
     /// Echo datagrams in swapped pairs: the 2nd before the 1st, the 4th
     /// before the 3rd… (an odd last one is never echoed).
     SwapPairs,
+    /// Before echoing the `n`-th datagram, pause this long (a server that
+    /// stops for a while, e.g. a collector's pause), losing nothing.
+    PauseAt(u64, Duration),
 }
 
 /// A UDP echo server with a fault on 127.0.0.1:0; stops when dropped.
@@ -561,6 +564,7 @@ impl FaultyUdp {
                     UdpFault::DropEvery(k) if seen.is_multiple_of(k) => continue,
                     UdpFault::CorruptEvery(k) if seen.is_multiple_of(k) => buf[n - 1] ^= 0x5a,
                     UdpFault::TruncateTo(k) => n = n.min(k),
+                    UdpFault::PauseAt(k, pause) if seen == k => std::thread::sleep(pause),
                     UdpFault::FromOtherPort => {
                         let _ = other.send_to(&buf[..n], from);
                         continue;

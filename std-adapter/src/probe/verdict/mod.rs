@@ -233,9 +233,9 @@ pub(super) fn build_report(
             };
             warnings.push(format!(
                 "{} came back after being counted lost: a datagram still unanswered after {} (a \
-                 fiftieth of --timeout {}), once 64 later ones were sent, is counted lost early, \
-                 so a server that pauses that long loses it; a longer --timeout waits longer \
-                 (--timeout {} waits {})",
+                 fiftieth of --timeout {}), once 64 later ones were sent and a later one came \
+                 back, is counted lost early, so one slowed that much counts as lost; a longer \
+                 --timeout waits longer (--timeout {} waits {})",
                 count_of(d.late, "datagram"),
                 format_duration(early(spec.timeout)),
                 format_duration(spec.timeout),

@@ -752,8 +752,8 @@ fn udp_warnings_count_in_the_singular_and_the_window_says_its_cap() {
     assert!(
         w.contains(
             "1 datagram came back after being counted lost: a datagram still unanswered after \
-             100ms (a fiftieth of --timeout 5s), once 64 later ones were sent, is counted lost \
-             early"
+             100ms (a fiftieth of --timeout 5s), once 64 later ones were sent and a later one \
+             came back, is counted lost early"
         ) && w.contains("(--timeout 50s waits 1s)"),
         "{w}"
     );

@@ -314,9 +314,16 @@ fn ipv6_only_notes(config: &ServerConfig) -> Vec<String> {
         let v4_wildcard = addrs.iter().any(|a| a.is_ipv4() && a.ip().is_unspecified());
         for a in addrs {
             if a.is_ipv6() && a.ip().is_unspecified() && !v4_wildcard {
+                // Port 0 picks a free port per socket: the IPv4 one would
+                // get a port of its own, not this one's.
+                let own_port = if a.port() == 0 {
+                    " (on a port of its own: port 0 picks one per socket)"
+                } else {
+                    ""
+                };
                 notes.push(format!(
                     "{flag} {a} takes IPv6 clients only (an IPv6 listener is IPv6-only): add \
-                     --{flag} 0.0.0.0:{} for IPv4 clients",
+                     --{flag} 0.0.0.0:{} for IPv4 clients{own_port}",
                     a.port()
                 ));
             }
@@ -522,7 +529,11 @@ mod tests {
                 && notes[0].contains("add --tcp 0.0.0.0:7"),
             "{notes:?}"
         );
-        assert!(notes[1].contains("add --udp 0.0.0.0:0"), "{notes:?}");
+        assert!(
+            notes[1].contains("add --udp 0.0.0.0:0 for IPv4 clients (on a port of its own"),
+            "{notes:?}"
+        );
+        assert!(!notes[0].contains("port of its own"), "{notes:?}");
         // With the IPv4 wildcard beside it, or on one address, nothing to say.
         for args in [
             &["--tcp", "[::]:7", "--tcp", "0.0.0.0:7"][..],

@@ -84,7 +84,8 @@ pub enum ConfigError {
         /// The largest the mode allows.
         max: usize,
     },
-    /// A stream window of 0 bytes, or a datagram window of 0 or more than the probe tracks.
+    /// A stream window of 0 bytes, or a datagram window of 0 or more than
+    /// the probe tracks (its `M`).
     BadWindow {
         /// The window asked for.
         window: usize,

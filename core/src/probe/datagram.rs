@@ -129,7 +129,9 @@ pub struct DatagramProbeStats {
     pub corrupt: u64,
     /// Extra copies of verified datagrams.
     pub duplicate: u64,
-    /// Datagrams returned after being counted lost.
+    /// Datagrams returned after being counted lost, or too old to be told
+    /// apart any more (more than `M` datagrams after it were sent: a
+    /// duplicate that old counts here, not as [`duplicate`](Self::duplicate)).
     pub late: u64,
     /// Datagrams that were not ours.
     pub foreign: u64,

@@ -84,7 +84,8 @@ pub struct Received {
 
 /// A verifying client for one stream connection; `M` bounds the messages in
 /// flight whose start time is kept (the streaming pattern stops sending
-/// when `M` messages are outstanding).
+/// when `M` messages are outstanding). `M` is at least 1: `StreamProbe<0>`
+/// does not compile.
 ///
 /// Call order, like a [`Session`](crate::Session): write what
 /// [`fill_transmit`](Self::fill_transmit) offers and
@@ -131,9 +132,6 @@ impl<const M: usize> StreamProbe<M> {
         check_sizes(config.size, mode_size_bounds(config.mode))?;
         if let Pattern::Stream { window: 0 } = config.pattern {
             return Err(ConfigError::BadWindow { window: 0 });
-        }
-        if M == 0 {
-            return Err(ConfigError::BadWindow { window: M });
         }
         let wire = Wire {
             mode: config.mode,

@@ -223,8 +223,11 @@ pub enum Next {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Teardown {
-    /// Everything was echoed and delivered and the peer finished: close the
-    /// socket (the FIN already went out through [`Transport::shutdown_write`]).
+    /// The session closed gracefully and its linger is over: everything was
+    /// echoed and delivered and the peer finished, or the connection failed
+    /// meanwhile and nothing more can be delivered (the counted end says
+    /// which: a close, or an abort by the peer). Close the socket (the FIN
+    /// already went out through [`Transport::shutdown_write`]).
     Close,
     /// The session aborted: reset the connection (TCP: RST, `SO_LINGER` 0,
     /// smoltcp `abort()`).
@@ -450,7 +453,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Serving => self.session.poll_timeout(),
+            // Ended by `close` or `abort`: the next drive sends the FIN or
+            // the reset, at once.
+            Phase::Serving => self.session.deadline(Some(Instant::ZERO)),
             Phase::Lingering { .. } if self.cut_short => Some(Instant::ZERO),
             Phase::Lingering { since, .. } => Some(since + self.session.config().linger),
             Phase::Released(_) => None,
@@ -479,6 +484,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         let budget = budget.max(1);
         let next = match self.phase {
             Phase::Serving => {
+                let now = self.session.advance(now);
                 self.session.handle_timeout(now);
                 let next = self.serve(now, io, budget, counters);
                 if self.session.is_terminal() {
@@ -487,7 +493,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                     next
                 }
             }
-            Phase::Lingering { .. } => self.linger(now, io, budget, counters),
+            // Time never goes backwards, in the linger too.
+            Phase::Lingering { .. } => {
+                let now = self.session.advance(now);
+                self.linger(now, io, budget, counters)
+            }
             Phase::Released(how) => Next::Release(how),
         };
         self.update_gauge(counters);

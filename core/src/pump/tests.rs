@@ -540,6 +540,54 @@ fn serving_abort_resets_and_counts_local() {
 }
 
 #[test]
+fn serving_abort_or_close_of_an_idle_connection_is_due_at_once() {
+    // Regression: poll_timeout() was None once the session had ended, so
+    // an adapter sleeping until readiness or poll_timeout() never drove an
+    // idle connection again: never reset or closed, never counted.
+    for abort in [true, false] {
+        let mut p = pump(Mode::Raw, 64);
+        let mut io = Script::with_input(b"", false);
+        let mut c = StreamCounters::default();
+        let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+        if abort {
+            p.abort(at(1));
+        } else {
+            p.close(at(1));
+        }
+        let due = p.poll_timeout();
+        assert!(due.is_some_and(|t| t <= at(1)), "abort {abort}: {due:?}");
+        let next = p.drive(at(1), &mut io, usize::MAX, &mut c);
+        if abort {
+            assert_eq!(next, Next::Release(Teardown::Reset));
+            assert_eq!(c.aborted.local, 1);
+        } else {
+            assert_eq!(io.shutdowns, 1, "FIN sent");
+            assert_eq!(c.closed.local, 1);
+            assert_eq!(p.poll_timeout(), Some(at(1) + Duration::from_secs(2)));
+        }
+    }
+}
+
+#[test]
+fn lingering_time_stepping_back_does_not_end_the_linger_early() {
+    // Regression: the linger took the raw `now`, so a clock that stepped
+    // back made it end 0.5 s after the close instead of 2 s.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(at(3_000), &mut io, usize::MAX, &mut c);
+    p.close(at(3_000));
+    let _ = p.drive(at(1_000), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 1);
+    let _ = p.drive(at(3_500), &mut io, usize::MAX, &mut c);
+    assert!(!p.is_released(), "lingered 0.5 s of 2");
+    assert_eq!(
+        p.drive(at(5_000), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Abandon)
+    );
+}
+
+#[test]
 fn serving_peer_stops_reading_drain_deadline_resets() {
     let mut p = pump(Mode::Raw, 64);
     let mut io = Script::with_input(b"stuck", false);

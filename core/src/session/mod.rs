@@ -233,7 +233,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     /// Whether the session accepts input now (a non-empty
     /// [`Session::receive_buffer`]).
     pub fn wants_read(&self) -> bool {
-        self.state == State::Open && self.buf.free_len() > 0
+        self.accepts_input() && self.buf.free_len() > 0
+    }
+
+    /// `Open` and the peer not finished: in `frames` mode a session stays
+    /// `Open` after the FIN while whole frames before an incomplete one are
+    /// still to be sent ([`Session::handle_peer_fin`]).
+    fn accepts_input(&self) -> bool {
+        self.state == State::Open && !self.peer_finished
     }
 
     /// Whether bytes are waiting to be written to the peer.
@@ -248,7 +255,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     /// space) or the session is no longer `Open`. After writing `n` bytes at
     /// the start of it, call [`Session::commit_received`].
     pub fn receive_buffer(&mut self) -> &mut [u8] {
-        if self.state != State::Open {
+        if !self.accepts_input() {
             return &mut [];
         }
         self.buf.free_mut()
@@ -260,7 +267,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     /// `n == 0` is a no-op (end of stream is [`Session::handle_peer_fin`]).
     pub fn commit_received(&mut self, now: Instant, n: usize) -> Result<(), CommitError> {
         let now = self.advance(now);
-        let available = if self.state == State::Open {
+        let available = if self.accepts_input() {
             self.buf.free_now()
         } else {
             0
@@ -282,8 +289,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     ///
     /// In `Open`: in `lines` mode an unterminated last line is echoed as it
     /// is (nothing the peer sent is lost); in `frames` mode an incomplete
-    /// last frame aborts the session with [`AbortReason::TruncatedFrame`].
-    /// In any other state it is only recorded ([`Session::peer_finished`]):
+    /// last frame aborts the session with [`AbortReason::TruncatedFrame`]
+    /// once the whole frames before it were sent (until then the session
+    /// stays `Open`, taking no input). In any other state it is only recorded ([`Session::peer_finished`]):
     /// no state change and no second event.
     pub fn handle_peer_fin(&mut self, now: Instant) {
         let now = self.advance(now);
@@ -296,19 +304,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         if held > 0 {
             match self.config.mode {
                 Mode::Frames => {
-                    // A header announcing too much, behind frames not yet
-                    // sent, is the cause, not the FIN.
-                    self.release(now);
-                    if self.state == State::Open {
-                        self.abort_with(AbortReason::TruncatedFrame { received: held });
-                    }
+                    self.release_frames(now);
                     return;
                 }
                 Mode::Lines => {
                     self.stats.units += 1;
                     self.release_len(now, held);
                 }
-                Mode::Raw => self.release_len(now, held),
+                // Raw releases everything as it arrives: nothing is held.
+                Mode::Raw => {}
             }
         }
         self.state = State::PeerHalfClosed;
@@ -404,10 +408,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         match self.state {
             State::PeerHalfClosed => self.finish_if_drained(CloseReason::PeerFinished),
             State::Closing => self.finish_if_drained(self.closing),
-            // A frame header announcing too much waits behind the whole
-            // frames before it; with those sent, it aborts the session.
+            // A frame header announcing too much, or a frame the peer's FIN
+            // cut short, waits behind the whole frames before it; with
+            // those sent, it aborts the session.
             State::Open if self.config.mode == Mode::Frames && !self.wants_write() => {
-                self.release(now)
+                self.release_frames(now)
             }
             _ => {}
         }
@@ -446,8 +451,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     /// The next instant at which [`Session::handle_timeout`] has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline(None)
+    }
+
+    /// [`Session::poll_timeout`], or `ended` once the session is terminal
+    /// (the pump's: its next drive sends the FIN or the reset).
+    pub(crate) fn deadline(&self, ended: Option<Instant>) -> Option<Instant> {
         if self.is_terminal() {
-            None
+            ended
         } else if self.wants_write() {
             self.config.drain_timeout.map(|d| self.pending_since + d)
         } else if self.state == State::Open {
@@ -508,7 +519,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     // --- internals ---
 
     /// Clamps `now` so time never goes backwards inside the session.
-    fn advance(&mut self, now: Instant) -> Instant {
+    pub(crate) fn advance(&mut self, now: Instant) -> Instant {
         if now > self.now {
             self.now = now;
         }
@@ -532,6 +543,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
             }
             Mode::Frames => match frames::complete_prefix(held, capacity) {
                 Ok(found) => found,
+                // Behind frames not yet sent it waits for them:
+                // `commit_sent` releases again once they are.
+                Err(_) if self.wants_write() => return,
                 Err(FrameTooLarge { len, limit }) => {
                     self.abort_with(AbortReason::FrameTooLarge { len, limit });
                     return;
@@ -540,6 +554,18 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         };
         self.stats.units += units;
         self.release_len(now, len);
+    }
+
+    /// `frames` mode: releases the whole frames held. Once the peer
+    /// finished and they were all sent, what is left (a frame the FIN cut
+    /// short) aborts the session; a header announcing too much is the
+    /// cause instead, not the FIN ([`Session::release`]).
+    fn release_frames(&mut self, now: Instant) {
+        self.release(now);
+        let held = self.buf.held_len();
+        if self.state == State::Open && self.peer_finished && held > 0 && !self.wants_write() {
+            self.abort_with(AbortReason::TruncatedFrame { received: held });
+        }
     }
 
     fn release_len(&mut self, now: Instant, len: usize) {

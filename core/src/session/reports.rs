@@ -39,9 +39,12 @@ pub enum CloseReason {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum AbortReason {
-    /// `lines` mode: a line did not fit the session buffer.
+    /// `lines` mode: a line did not fit the session buffer, its `\n`
+    /// included. The last line before the peer's FIN needs no `\n` but
+    /// must be shorter than the buffer: a full buffer without one aborts
+    /// before the FIN can be read.
     LineTooLong {
-        /// The longest line accepted (the buffer size).
+        /// The longest line accepted, its `\n` included (the buffer size).
         limit: usize,
     },
     /// `frames` mode: a header announced a frame that cannot fit the buffer.
@@ -69,8 +72,11 @@ pub enum AbortReason {
 
 /// What a session reports to its adapter, for logging.
 ///
-/// At most two are ever reported: `PeerFinished` once, then the terminal
-/// event once. Neither can be lost, however late the adapter polls.
+/// `PeerFinished` is reported once, then the terminal event once; neither
+/// can be lost, however late the adapter polls. Only a close that turned
+/// into an abort afterwards ([`Session::handle_output_lost`](super::Session::handle_output_lost):
+/// echo the transport had queued never reached the peer) reports a second
+/// terminal event, the abort.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

@@ -190,17 +190,83 @@ fn open_frames_oversized_header_behind_whole_frames_echoes_them_then_aborts() {
 }
 
 #[test]
-fn open_frames_fin_behind_an_oversized_header_aborts_as_too_large_not_truncated() {
+fn open_frames_fin_behind_an_oversized_header_echoes_unsent_frames_then_aborts_as_too_large() {
+    // Regression: the FIN aborted at once and the whole frame before the
+    // bad header, not yet sent, was discarded.
     let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
     feed(&mut s, T0, b"\x00\x01x\x01\x00");
     s.handle_peer_fin(at(1));
+    assert_eq!(s.state(), State::Open, "the frame is still to be sent");
+    assert_eq!(drain(&mut s, at(2)).as_slice(), b"\x00\x01x");
     assert_eq!(
         s.state(),
         State::Aborted(AbortReason::FrameTooLarge {
             len: 258,
             limit: 16
-        })
+        }),
+        "the header is the cause, not the FIN"
     );
+    assert_eq!(s.stats().bytes_discarded, 2);
+}
+
+#[test]
+fn open_frames_oversized_header_in_a_later_read_waits_for_unsent_frames() {
+    // Regression: a bad header read while the frames before it were still
+    // pending (a short write, a full socket) aborted at once and discarded
+    // them; read in one piece with them, they were echoed first.
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x01a");
+    feed(&mut s, at(1), b"\x00\x20");
+    assert_eq!(s.state(), State::Open);
+    assert_eq!(s.transmit_buffer(), b"\x00\x01a");
+    s.commit_sent(at(2), 1).unwrap();
+    assert_eq!(
+        s.state(),
+        State::Open,
+        "aborts only once the frame was sent"
+    );
+    s.commit_sent(at(3), 2).unwrap();
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::FrameTooLarge { len: 34, limit: 16 })
+    );
+    assert_eq!((s.stats().bytes_out, s.stats().bytes_discarded), (3, 2));
+}
+
+#[test]
+fn open_frames_fin_inside_a_frame_behind_unsent_frames_echoes_them_then_aborts_truncated() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
+    feed(&mut s, T0, b"\x00\x01x\x00\x05ab");
+    s.handle_peer_fin(at(1));
+    assert_eq!(s.state(), State::Open);
+    assert!(s.peer_finished());
+    assert_eq!(s.receive_buffer().len(), 0, "no input after the FIN");
+    assert_eq!(drain(&mut s, at(2)).as_slice(), b"\x00\x01x");
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::TruncatedFrame { received: 4 })
+    );
+    assert_eq!(
+        events(&mut s).as_slice(),
+        &[Event::Aborted(AbortReason::TruncatedFrame { received: 4 })]
+    );
+}
+
+#[test]
+fn open_lines_line_filling_the_buffer_without_newline_aborts_even_before_a_fin() {
+    // The documented limit: a line and its newline must fit the buffer;
+    // the session cannot tell a last line from one that goes on.
+    let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"12345678");
+    assert_eq!(
+        s.state(),
+        State::Aborted(AbortReason::LineTooLong { limit: 8 })
+    );
+    let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"1234567");
+    s.handle_peer_fin(at(1));
+    assert_eq!(drain(&mut s, at(2)).as_slice(), b"1234567");
+    assert_eq!(s.state(), State::Closed(CloseReason::PeerFinished));
 }
 
 #[test]
@@ -280,9 +346,11 @@ fn open_lines_receives_fin_echoes_unterminated_last_line() {
 }
 
 #[test]
-fn open_frames_receives_fin_mid_frame_aborts_truncated() {
+fn open_frames_receives_fin_mid_frame_with_nothing_pending_aborts_truncated() {
     let mut s = Session::new([0u8; 16], cfg(Mode::Frames), T0);
-    feed(&mut s, T0, b"\x00\x01a\x00\x05ab");
+    feed(&mut s, T0, b"\x00\x01a");
+    drain(&mut s, T0);
+    feed(&mut s, T0, b"\x00\x05ab");
     s.handle_peer_fin(T0);
     assert_eq!(
         s.state(),

@@ -83,6 +83,22 @@ fn inherited_tcp_udp_and_unix_sockets_are_served_without_any_address() {
 /// The start log says how connections are accepted: an inherited
 /// listener is shared by the workers whatever `--accept` says (a
 /// `SO_REUSEPORT` group needs sockets the server binds itself).
+/// With no TCP listener at all there is nothing to spread: the start log
+/// does not claim an accept strategy (it said `accept=reuseport`).
+#[test]
+fn start_log_of_a_server_without_tcp_says_no_accept_strategy() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut p = serve_activated(&[], vec![OwnedFd::from(udp)], None, &[]);
+    let serving = p.wait_stderr("serving", IO_TIMEOUT);
+    assert!(
+        serving.contains("accept=none (no TCP listener)"),
+        "{serving}"
+    );
+    p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 #[test]
 fn start_log_says_inherited_listeners_are_shared() {
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -174,6 +190,12 @@ fn sockets_meant_for_another_process_are_ignored() {
         &[],
     );
     let first = p.listening(1);
+    // Said, not silent: the manager's sockets are not served.
+    let err = p.wait_stderr("names another process", IO_TIMEOUT);
+    assert!(
+        err.contains("LISTEN_PID=1") && err.contains("exec"),
+        "{err}"
+    );
     p.signal("TERM");
     let rest = all_listening(&mut p);
     assert_eq!(first.len() + rest.len(), 1, "{first:?} {rest:?}");

@@ -27,6 +27,8 @@ const PACKAGE_MUST_HOLD: &[&str] = &[
     "usr/lib/systemd/system/ricochet.socket",
     "usr/lib/systemd/system/ricochet.service",
     "usr/share/doc/ricochet/copyright",
+    // "Run it as a service", where the man pages send the reader.
+    "usr/share/doc/ricochet/PROJECT-README.md",
     // The licence texts: the copyright file cargo-deb writes names the
     // licence (MIT OR Apache-2.0) but holds neither text, and MIT asks
     // for its text to go with every copy.

@@ -38,8 +38,10 @@ use super::udp_queue::{ReceiveBuffer, parse_receive_buffer, report_receive_buffe
 ///
 /// Started by systemd with sockets (LISTEN_FDS, socket activation), it
 /// serves those too, and needs no address; with NOTIFY_SOCKET it reports
-/// READY=1, STOPPING=1 and pings WATCHDOG_USEC. See the README's "Run it as
-/// a service" for systemd, inetd and foreground use.
+/// READY=1, STOPPING=1 and pings WATCHDOG_USEC. See "Run it as a service"
+/// in the project's README (installed as
+/// /usr/share/doc/ricochet/PROJECT-README.md) for systemd, inetd and
+/// foreground use.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Without --tcp/--udp/--unix/--tls and without inherited sockets (socket activation): TCP and UDP
@@ -96,7 +98,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_timeout)]
     drain_timeout: Duration,
     /// Session buffer per connection, 64 B to 16 MiB (4096, 64KiB, 70000...):
-    /// the longest line (lines mode), the largest frame with its 2-byte header
+    /// the longest line with its \n (lines mode), the largest frame with its 2-byte header
     /// (frames mode; the largest possible frame needs 65537).
     #[arg(long, value_name = "BYTES", default_value = "4096")]
     buffer_size: BufferSize,
@@ -344,6 +346,9 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     }
     let log_format = args.log_format;
     super::log::init(args.log_format);
+    if let Some(note) = activation::foreign_sockets_note() {
+        tracing::warn!("{note}");
+    }
     let inherited = match activation::from_env() {
         Ok(sockets) => sockets,
         Err(e) => {
@@ -356,6 +361,9 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     let inherited_streams = inherited
         .iter()
         .any(|s| !matches!(s, InheritedSocket::Udp(_)));
+    let inherited_udp = inherited
+        .iter()
+        .any(|s| matches!(s, InheritedSocket::Udp(_)));
     let explicit_receive_buffer = args.udp_receive_buffer.is_some();
     let given = std::mem::take(&mut args.given);
     let config = args.into_config(!inherited.is_empty());
@@ -383,7 +391,12 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
             return ExitCode::from(bind_failure_code(&e));
         }
     };
-    report_receive_buffers(&server, receive_buffer, explicit_receive_buffer);
+    report_receive_buffers(
+        &server,
+        receive_buffer,
+        explicit_receive_buffer,
+        inherited_udp,
+    );
     let metrics = match metrics.map(|addr| MetricsServer::bind(MetricsConfig::new(addr))) {
         None => None,
         Some(Ok(m)) => Some(m),

@@ -24,7 +24,14 @@ pub(crate) fn parse_receive_buffer(s: &str) -> Result<ReceiveBuffer, String> {
 /// Says, once per UDP socket, what receive queue the kernel granted: at
 /// debug level if all that was asked, else at warn level if the size was
 /// asked for (`explicit`) and at info level if it is the default.
-pub(crate) fn report_receive_buffers(server: &Server, want: Option<usize>, explicit: bool) {
+/// `activated`: UDP sockets came from a service manager, whose own setting
+/// (systemd's `ReceiveBuffer=`) is the fix there.
+pub(crate) fn report_receive_buffers(
+    server: &Server,
+    want: Option<usize>,
+    explicit: bool,
+    activated: bool,
+) {
     let Some(want) = want else {
         return;
     };
@@ -34,12 +41,7 @@ pub(crate) fn report_receive_buffers(server: &Server, want: Option<usize>, expli
                 tracing::debug!(%addr, bytes = got, "UDP receive queue");
             }
             Ok(got) => {
-                let msg = format!(
-                    "UDP receive queue of {addr} is {got} bytes, not the {want} asked for: the \
-                     kernel caps it at net.core.rmem_max for a process without CAP_NET_ADMIN; a \
-                     short queue drops more datagrams under a flood (raise it: sysctl -w \
-                     net.core.rmem_max={want}, start as root, or choose --udp-receive-buffer)"
-                );
+                let msg = short_queue(addr, got, want, activated);
                 if explicit {
                     tracing::warn!("{msg}");
                 } else {
@@ -51,9 +53,46 @@ pub(crate) fn report_receive_buffers(server: &Server, want: Option<usize>, expli
     }
 }
 
+/// The note for a UDP socket granted `got` bytes of the `want` asked for.
+fn short_queue(addr: std::net::SocketAddr, got: usize, want: usize, activated: bool) -> String {
+    let fix = if activated {
+        // The server cannot raise an inherited socket past the cap; the
+        // manager, with its privileges, can.
+        format!(
+            "ReceiveBuffer={want} in the socket unit (systemd sets it with its privileges; it \
+             applies to the unit's TCP listeners too), sysctl -w net.core.rmem_max={want}, or \
+             choose --udp-receive-buffer"
+        )
+    } else {
+        format!("sysctl -w net.core.rmem_max={want}, start as root, or choose --udp-receive-buffer")
+    };
+    format!(
+        "UDP receive queue of {addr} is {got} bytes, not the {want} asked for: the kernel caps \
+         it at net.core.rmem_max for a process without CAP_NET_ADMIN; a short queue drops more \
+         datagrams under a flood (raise it: {fix})"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_queue_of_an_activated_socket_names_the_socket_units_receive_buffer() {
+        let addr = "[::]:7".parse().unwrap();
+        let note = short_queue(addr, 212_992, 4 << 20, true);
+        assert!(
+            note.starts_with("UDP receive queue of [::]:7 is 212992 bytes, not the 4194304")
+                && note.contains("ReceiveBuffer=4194304 in the socket unit")
+                && !note.contains("start as root"),
+            "{note}"
+        );
+        let note = short_queue(addr, 212_992, 4 << 20, false);
+        assert!(
+            note.contains("start as root") && !note.contains("ReceiveBuffer"),
+            "{note}"
+        );
+    }
 
     #[test]
     fn receive_buffer_takes_sizes_and_off_or_0_for_the_kernels_default() {

@@ -133,6 +133,30 @@ impl std::error::Error for ActivationError {
     }
 }
 
+/// Why sockets in the environment are not this process's: `LISTEN_FDS`
+/// set while `LISTEN_PID` names another process (a wrapper between the
+/// service manager and the server that ran it as a child instead of
+/// `exec`ing it). [`from_env`] then ignores them, as the protocol says;
+/// the caller should say so, or the service silently serves its own
+/// addresses instead of the manager's. Call it before [`from_env`].
+pub fn foreign_sockets_note() -> Option<String> {
+    let var = |name| std::env::var(name).ok();
+    foreign_note(var("LISTEN_FDS"), var("LISTEN_PID"), std::process::id())
+}
+
+fn foreign_note(fds: Option<String>, pid: Option<String>, own: u32) -> Option<String> {
+    let fds = fds.filter(|n| n.trim().parse::<u32>().is_ok_and(|n| n > 0))?;
+    let pid = pid?;
+    if pid.trim().parse::<u32>().ok() == Some(own) {
+        return None;
+    }
+    Some(format!(
+        "LISTEN_FDS={fds} is set but LISTEN_PID={pid} names another process (this one is {own}): \
+         the inherited sockets are ignored and only the addresses given here are served; a \
+         wrapper between the service manager and ricochet must exec it, not run it as a child"
+    ))
+}
+
 /// Takes the sockets the service manager passed to this process.
 ///
 /// Empty without `LISTEN_FDS`, or when `LISTEN_PID` names another process.
@@ -251,4 +275,36 @@ pub(crate) fn adopt(sockets: Vec<InheritedSocket>, workers: usize) -> Result<Ado
 
 fn unspecified() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_note;
+
+    fn note(fds: Option<&str>, pid: Option<&str>) -> Option<String> {
+        foreign_note(fds.map(String::from), pid.map(String::from), 42)
+    }
+
+    #[test]
+    fn listen_pid_of_another_process_is_named_with_the_fix() {
+        let n = note(Some("2"), Some("1")).unwrap();
+        assert!(
+            n.starts_with(
+                "LISTEN_FDS=2 is set but LISTEN_PID=1 names another process (this one is 42)"
+            ) && n.contains("must exec it"),
+            "{n}"
+        );
+    }
+
+    #[test]
+    fn own_pid_or_no_sockets_is_nothing_to_say() {
+        for (fds, pid) in [
+            (Some("1"), Some("42")),
+            (None, Some("1")),
+            (Some("0"), Some("1")),
+            (Some("1"), None),
+        ] {
+            assert_eq!(note(fds, pid), None, "{fds:?} {pid:?}");
+        }
+    }
 }

@@ -336,7 +336,9 @@ impl Server {
         match (own, self.inherited_tcp) {
             (false, true) => "shared (inherited listeners)".to_owned(),
             (true, true) => format!("{}, shared for inherited listeners", self.config.accept),
-            _ => self.config.accept.to_string(),
+            (true, false) => self.config.accept.to_string(),
+            // `--accept` spreads TCP connections: nothing to spread.
+            (false, false) => "none (no TCP listener)".to_owned(),
         }
     }
 

@@ -149,7 +149,9 @@ port_bound() { # PORT
 free_port_after() { # PORT
     local k cand
     for ((k = 1; k <= 64; k++)); do
-        cand=$((1024 + ($1 + 1000 * k - 1024) % (65532 - 1024 + 1)))
+        # Bash's % keeps the sign: a port below 1024 would give a negative
+        # remainder and a privileged port (9 gave 1009).
+        cand=$((1024 + (($1 + 1000 * k - 1024) % 64509 + 64509) % 64509))
         if [[ $cand != "$1" ]] && ! port_bound "$cand" && ! port_bound $((cand + 1)) &&
             ! port_bound $((cand + 2)); then
             echo "$cand"

@@ -209,8 +209,11 @@ pub struct TcpConfig {
     /// it from the peer's last segment, or from the moment data was queued
     /// on an empty transmit buffer, whichever is later.
     pub timeout: Option<Duration>,
-    /// smoltcp's keep-alive interval (detects peers that vanished while
-    /// idle, together with `timeout`).
+    /// smoltcp's keep-alive interval: a connection quiet this long gets a
+    /// keep-alive segment, whose answer restarts `timeout`. Shorter than
+    /// `timeout`, or a healthy client that is merely quiet is aborted at
+    /// `timeout` (as `timed_out`) long before the session's idle timeout;
+    /// a peer that vanished answers none and is aborted at `timeout`.
     pub keep_alive: Option<Duration>,
     /// How long a socket may wait for the client's ACK after answering its
     /// SYN before it listens again: a forged or lost SYN ties up a socket
@@ -221,11 +224,13 @@ pub struct TcpConfig {
 }
 
 impl TcpConfig {
-    /// 60 s socket timeout, no keep-alive, 5 s handshake timeout, Nagle
-    /// off.
+    /// 60 s socket timeout, a keep-alive every 20 s of quiet (two
+    /// unanswered ones before the timeout: a vanished peer goes at 60 s, a
+    /// quiet one stays until the session's idle timeout), 5 s handshake
+    /// timeout, Nagle off.
     pub const DEFAULT: TcpConfig = TcpConfig {
         timeout: Some(Duration::from_secs(60)),
-        keep_alive: None,
+        keep_alive: Some(Duration::from_secs(20)),
         handshake_timeout: Duration::from_secs(5),
         nagle: false,
     };

@@ -357,6 +357,51 @@ fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
     a_new_client_is_served(&mut sim, 42000);
 }
 
+/// A healthy client that falls quiet keeps its connection until the
+/// session's idle timeout (300 s by default), not smoltcp's 60 s socket
+/// timeout: the node's keep-alives get answered. (It was aborted as
+/// `TimedOut` after 60 s, and the client read a plain end of stream.)
+#[test]
+fn idle_healthy_client_outlives_the_socket_timeout_until_the_idle_timeout() {
+    let config = server_config();
+    let idle = config
+        .session
+        .idle_timeout
+        .expect("an idle timeout")
+        .as_micros();
+    let socket_timeout = config.tcp.timeout.expect("a socket timeout").as_micros();
+    assert!(
+        idle > 2 * socket_timeout,
+        "the test needs idle {idle} > 2 x {socket_timeout}"
+    );
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let handle = echo_once(&mut sim, 40000, b"hello");
+    let quiet_from = sim.now;
+    // Three socket timeouts of silence from the client's application.
+    let cut = sim.run(3 * socket_timeout, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.aborted.total() > 0)
+    });
+    let tcp = sim.node.stats().tcp;
+    assert!(!cut && tcp.active() == 1, "{tcp:?}");
+    // It still echoes...
+    sim.host.tcp(handle).send_slice(b"again").unwrap();
+    let echoed = sim.run(SECOND, &mut |_, node, _| {
+        Flow::until(None, node.stats().tcp.bytes_out == 10)
+    });
+    assert!(echoed, "{:?}", sim.node.stats().tcp);
+    // ...and the idle timeout, not the socket's, ends it.
+    let closed = sim.run(idle + 10 * SECOND, &mut |host, node, _| {
+        let socket = host.tcp(handle);
+        if socket.state() == tcp::State::CloseWait {
+            socket.close();
+        }
+        Flow::until(None, node.stats().tcp.closed.idle_timeout == 1)
+    });
+    let tcp = sim.node.stats().tcp;
+    assert!(closed && tcp.aborted.total() == 0, "{tcp:?}");
+    assert!(sim.now - quiet_from >= idle);
+}
+
 #[test]
 fn forged_syns_that_never_complete_free_their_sockets_after_the_handshake_timeout() {
     use smoltcp::wire::Ipv4Address;

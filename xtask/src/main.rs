@@ -133,10 +133,11 @@ pub(crate) const BOARDS: &[Board] = &[
 /// The board `cargo xtask qemu` and `soak` boot without `--board`.
 pub(crate) const DEFAULT_QEMU_BOARD: &str = "lm3s6965evb";
 
-/// What `cargo xtask help` prints (and, on a bad command, stderr).
+/// What `cargo xtask help` prints (and, on a bad command, stderr), with
+/// `{other_qemu_boards}` for the QEMU boards of [`BOARDS`] ([`usage`]).
 const USAGE: &str = "usage: cargo xtask ci [STAGE...] | qemu [--board NAME] [PORT | --check | --timers] | deps | dist | bench [-r N -d S -c CASES -t T -b -S CPUS -L CPUS | syscalls | floor | idle | matrix] | bench-tls [-d SECS | --quick] | bench-probe [REPS] [SECS] | soak [--board NAME] [N] [SECS] | stack [--board NAME] | qemu-bench [--board NAME] [--features F] [--runs N] | attack [--quick] [--io auto|uring|epoll] [--only NAME] [--busy-poll DUR] | loss [--io uring|epoll|both] | stages | help\n\n\
      ci      run every CI stage (or the ones named); see `cargo xtask stages` (`ci cross`: the macOS and FreeBSD checks)\n\
-     qemu    build a QEMU board's firmware (default lm3s6965evb; also mps2-an385, mps2-an500, mps2-an505) and boot it\n\
+     qemu    build a QEMU board's firmware (default lm3s6965evb; also {other_qemu_boards}) and boot it\n\
      \x20       with 127.0.0.1:PORT (default 7777; 1-65532) forwarded to guest port 7, PORT+1 to 7001 (lines), PORT+2 to 7002 (frames);\n\
      \x20       --check: run the CI e2e checks on it; --timers: its timer checks (DHCP fallback, TCP retransmissions)\n\
      deps    install what the stages need\n\
@@ -186,7 +187,7 @@ fn main() -> ExitCode {
 fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
     Some(match args.first().map(String::as_str) {
         Some("help" | "-h" | "--help") => {
-            outln!("{USAGE}");
+            outln!("{}", usage());
             Ok(())
         }
         Some("ci") => run_ci(ctx, &args[1..]),
@@ -214,12 +215,23 @@ fn run_command(ctx: &Ctx, args: &[String]) -> Option<Result<(), String>> {
     })
 }
 
+/// [`USAGE`] with the QEMU boards filled in from [`BOARDS`]: a board added
+/// there (as embedded/boards/README.md's porting guide says) is listed.
+fn usage() -> String {
+    let others: Vec<&str> = BOARDS
+        .iter()
+        .filter(|b| b.qemu.is_some() && b.name != DEFAULT_QEMU_BOARD)
+        .map(|b| b.name)
+        .collect();
+    USAGE.replace("{other_qemu_boards}", &others.join(", "))
+}
+
 /// What to say when `args` name no command: which word was not one (if
 /// any was given), then the usage.
 fn not_a_command(args: &[String]) -> String {
     match args.first() {
-        Some(word) => format!("xtask: error: unknown command {word:?}\n\n{USAGE}"),
-        None => USAGE.to_owned(),
+        Some(word) => format!("xtask: error: unknown command {word:?}\n\n{}", usage()),
+        None => usage(),
     }
 }
 
@@ -451,10 +463,11 @@ mod tests {
         assert_eq!(run_command(&ctx, &args), None);
         let said = not_a_command(&args);
         assert!(
-            said.starts_with("xtask: error: unknown command \"bencch\"") && said.ends_with(USAGE),
+            said.starts_with("xtask: error: unknown command \"bencch\"")
+                && said.ends_with(&usage()),
             "{said}"
         );
-        assert_eq!(not_a_command(&[]), USAGE);
+        assert_eq!(not_a_command(&[]), usage());
     }
 
     #[test]
@@ -472,5 +485,15 @@ mod tests {
         }
         assert!(USAGE.contains("`ci cross`") && !USAGE.contains("cross-check"));
         assert!(STAGES.iter().any(|s| s.name == "cross"));
+    }
+
+    #[test]
+    fn usage_lists_every_qemu_board_from_the_board_table() {
+        let text = usage();
+        assert!(!text.contains("{other_qemu_boards}"), "{text}");
+        for b in BOARDS.iter().filter(|b| b.qemu.is_some()) {
+            assert!(text.contains(b.name), "{} missing from the usage", b.name);
+        }
+        assert!(!text.contains("nucleo"), "not a QEMU board");
     }
 }

@@ -10,7 +10,7 @@ defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis());
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     defmt::error!(
-        "hard fault: pc {=u32:#010x} lr {=u32:#010x}",
+        "hard fault: pc {=u32:#010x} lr {=u32:#010x} (the faulting instruction: llvm-addr2line -e ELF PC; lr is a return address only where the function had not reused it)",
         frame.pc(),
         frame.lr()
     );
@@ -27,12 +27,14 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         #[cfg(feature = "panic-location")]
         match info.location() {
             Some(at) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
-            None => defmt::error!("panic"),
+            None => defmt::error!("panic (no location given)"),
         }
         #[cfg(not(feature = "panic-location"))]
         {
             let _ = info;
-            defmt::error!("panic");
+            defmt::error!(
+                "panic (its file and line: build with the panic-location feature; defmt::panic! logs its message)"
+            );
         }
     }
     semihosting::process::exit(1)

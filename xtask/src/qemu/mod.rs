@@ -266,4 +266,34 @@ mod tests {
         assert!((1024..=MAX_FORWARDED_PORT).contains(&suggested), "{e}");
         assert!(taken_ports(suggested).is_empty(), "{e}");
     }
+
+    /// `qemu-run.sh`'s own suggestion for a port below 1024 stays within
+    /// 1024-65532 (bash's `%` of a negative number suggested 1009 for 9).
+    #[test]
+    fn run_script_suggests_an_unprivileged_port_for_a_low_one() {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../embedded/boards/qemu-run.sh"
+        );
+        for port in ["9", "1023", "64900"] {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(
+                    "eval \"$(sed -n '/^port_bound()/,/^}/p;/^free_port_after()/,/^}/p' \"$0\")\"; \
+                     free_port_after \"$1\"",
+                )
+                .args([script, port])
+                .output()
+                .expect("bash");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let got: u32 = text
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{port}: no suggestion: {text:?}"));
+            assert!(
+                (1024..=u32::from(MAX_FORWARDED_PORT)).contains(&got),
+                "{port}: suggested {got}"
+            );
+        }
+    }
 }

@@ -206,7 +206,8 @@ fn connection_limit_hint(resets: u64) -> String {
     format!(
         "{} reset before any byte was echoed, while other connections of the run were served: \
          the server limits concurrent connections or their rate (inetd's `nowait.max` or `max`, \
-         xinetd's `instances` and `cps`, `ricochet serve --max-connections`), or its listen \
+         xinetd's `instances` and `cps`, `ricochet serve --max-connections`, the embedded node's \
+         pool: 4 sockets over its 3 ports, at most 2 on one port while the others idle), or its listen \
          backlog overflowed; try fewer -c or a lower --connect-rate",
         connections_were(resets)
     )
@@ -281,6 +282,21 @@ pub(super) fn loss_hold_hint(spec: &ProbeSpec) -> String {
          counted lost), more -c, or -p stream with a larger -w raise that bound",
         format_duration(overdue_at_most(spec.timeout.into()).into()),
         format_duration(spec.timeout)
+    )
+}
+
+/// The hint for datagrams lost with a `--rate` above the per-source limit
+/// servers apply by default: the excess is the server's to drop.
+pub(super) fn over_source_rate_hint(rate: f64) -> String {
+    format!(
+        "datagrams were lost at --rate {}/s, above the {}/s per source address (in bursts of {}) \
+         that `ricochet serve` and the embedded node allow by default: the server drops the \
+         excess and counts it (its `rate limited` count); QEMU's user network makes every socket \
+         one address. Try --rate {}, or raise the server's limit (`ricochet serve --udp-rate`)",
+        format_rate(rate),
+        super::DEFAULT_SOURCE_RATE,
+        ricochet_core::datagram::RateLimit::DEFAULT.burst,
+        super::DEFAULT_SOURCE_RATE * 9 / 10,
     )
 }
 

@@ -16,13 +16,20 @@ use super::tally::{Tally, latency_of};
 use super::units::{count_of, format_duration, format_rate};
 use super::{StopReason, Target};
 
+/// The per-source datagram rate `ricochet serve` and the embedded node
+/// allow by default (the core's `RateLimit::DEFAULT`).
+const DEFAULT_SOURCE_RATE: u32 = ricochet_core::datagram::RateLimit::DEFAULT.per_second;
+/// The largest datagram the embedded node echoes by default (its QEMU and
+/// board firmware; `ricochet serve` takes up to 1472).
+const EMBEDDED_NODE_MAX_DATAGRAM: usize = 1400;
+
 mod hints;
 #[cfg(test)]
 mod tests;
 
 use hints::{
-    early_end_hints, loss_hold_hint, nagle_hint, rate_missed_why, small_window_warning,
-    stream_loss_hint,
+    early_end_hints, loss_hold_hint, nagle_hint, over_source_rate_hint, rate_missed_why,
+    small_window_warning, stream_loss_hint,
 };
 
 /// The largest UDP payload that fits an Ethernet frame without IP
@@ -194,6 +201,11 @@ pub(super) fn build_report(
                     .to_owned(),
             );
         }
+        if d.lost > 0
+            && let Some(rate) = spec.rate.filter(|&r| r > f64::from(DEFAULT_SOURCE_RATE))
+        {
+            hints.push(over_source_rate_hint(rate));
+        }
         let rate_missed =
             spec.rate.is_none_or(|rate| round_trips_per_sec < RATE_REACHED * rate);
         if d.lost > 0 && d.verified > 0 && rate_missed {
@@ -211,8 +223,17 @@ pub(super) fn build_report(
                  firewalls often drop)? does it answer from the same address and port the \
                  datagrams were sent to (replies from another port or address are not seen, not \
                  even as foreign datagrams)? some inetd echo services ignore datagrams from \
-                 loopback or privileged (below 1024) source addresses and ports",
-                d.sent
+                 loopback or privileged (below 1024) source addresses and ports{}",
+                d.sent,
+                if spec.size.max > EMBEDDED_NODE_MAX_DATAGRAM {
+                    format!(
+                        "; or it drops datagrams of {} bytes (the embedded node takes at most \
+                         {EMBEDDED_NODE_MAX_DATAGRAM}; try -s 64)",
+                        spec.size.max
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
         if d.duplicate > 0 {

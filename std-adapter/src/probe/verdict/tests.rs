@@ -620,6 +620,7 @@ fn resets_while_other_connections_were_served_name_a_connection_limit() {
             && h[0].contains("`nowait.max`")
             && h[0].contains("xinetd's `instances` and `cps`")
             && h[0].contains("--max-connections")
+            && h[0].contains("the embedded node's pool: 4 sockets over its 3 ports")
             && h[0].contains("listen backlog overflowed")
             && h[0].contains("try fewer -c or a lower --connect-rate"),
         "{h:?}"
@@ -826,6 +827,36 @@ fn udp_run_that_lost_every_small_datagram_asks_whether_anything_answers() {
     let h = hints_of(&big, datagrams(5, 0, 5));
     assert_eq!(h.len(), 1, "{h:?}");
     assert!(h[0].contains("larger than 1472"), "{h:?}");
+    // 1401 bytes: over the embedded node's 1400, under Ethernet's 1472 (it
+    // asked only whether a server listens).
+    big.size = ricochet_core::probe::SizeRange::fixed(1401);
+    let h = hints_of(&big, datagrams(3, 0, 3));
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        h[0].contains("or it drops datagrams of 1401 bytes (the embedded node takes at most 1400"),
+        "{h:?}"
+    );
+    assert!(!hints_of(&spec, datagrams(3, 0, 3))[0].contains("1400"));
+}
+
+/// Losses at a --rate above the default per-source limit name that limit
+/// (they blamed only the probe's retransmission wait: the embedded node
+/// had counted every one as rate limited).
+#[test]
+fn udp_loss_at_a_rate_above_the_per_source_limit_names_the_limit() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.rate = Some(2000.0);
+    let h = hints_of(&spec, datagrams(2000, 1741, 259));
+    assert!(
+        h.iter().any(|h| h
+            .starts_with("datagrams were lost at --rate 2000/s, above the 1000/s per source")
+            && h.contains("rate limited")
+            && h.contains("Try --rate 900")),
+        "{h:?}"
+    );
+    spec.rate = Some(500.0);
+    let h = hints_of(&spec, datagrams(2000, 1741, 259));
+    assert!(!h.iter().any(|h| h.contains("per source address")), "{h:?}");
 }
 
 /// `-m frames` against a lines server, `-m lines` against a frames

@@ -1,6 +1,6 @@
 //! The metrics endpoint: a deliberately small HTTP/1.1 server on one thread.
 //!
-//! It answers `GET /metrics` and `HEAD /metrics` (404 for any other path,
+//! It answers `GET /metrics` and `HEAD /metrics` (also in the absolute form a proxy sends; 404 for any other path,
 //! 405 for any other method, 400 for what is not HTTP) and closes the connection after each
 //! response. It cannot hold the echo server up, nor be held up for long:
 //!
@@ -435,7 +435,13 @@ fn answer_get(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
     if !version.starts_with("HTTP/1.") {
         return response("400 Bad Request", "text/plain", "HTTP/1.x only\n");
     }
-    let path = target.split('?').next().unwrap_or(target);
+    // The absolute form (`http://host:port/metrics`, as a proxy sends it)
+    // names the same resource (RFC 9112, 3.2.2).
+    let origin = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| target.strip_prefix(scheme))
+        .map_or(target, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
+    let path = origin.split('?').next().unwrap_or(origin);
     if path != "/metrics" {
         return response("404 Not Found", "text/plain", "metrics are at /metrics\n");
     }
@@ -518,6 +524,20 @@ mod tests {
         let missing = answer(b"HEAD /nothing HTTP/1.1\r\n\r\n", &s);
         assert_eq!(status(&missing), "HTTP/1.1 404 Not Found");
         assert!(missing.ends_with(b"\r\n\r\n"), "no body to HEAD");
+    }
+
+    #[test]
+    fn absolute_form_target_is_the_same_resource() {
+        let s = stats();
+        let r = answer(
+            b"GET http://127.0.0.1:9107/metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            &s,
+        );
+        assert_eq!(status(&r), "HTTP/1.1 200 OK");
+        let r = answer(b"GET http://127.0.0.1:9107/other HTTP/1.1\r\n\r\n", &s);
+        assert_eq!(status(&r), "HTTP/1.1 404 Not Found");
+        let r = answer(b"GET http://127.0.0.1:9107 HTTP/1.1\r\n\r\n", &s);
+        assert_eq!(status(&r), "HTTP/1.1 404 Not Found");
     }
 
     #[test]

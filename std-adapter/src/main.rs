@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.format(&mut Cli::command()).exit(),
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Serve(mut args) => {
             if let Some(serve) = matches.subcommand_matches("serve") {
                 args.given = cli::unused_options::given_options(serve);
@@ -64,5 +64,8 @@ fn main() -> ExitCode {
             cli::probe::run(args)
         }
         Command::Cert(args) => cli::cert::run(args),
-    }
+    };
+    // The lines still queued for stderr (a stalled stderr does not hold the exit).
+    cli::log::finish();
+    code
 }

@@ -338,6 +338,7 @@ const CLI_ONLY_CRATES: &[&str] = &[
     "privdrop",
     "rcgen",
     "sd-notify",
+    "tracing-appender",
     "tracing-subscriber",
 ];
 

@@ -1,5 +1,5 @@
 //! `ricochet serve`'s log output: `tracing` records on stderr, through a
-//! writer that cannot fail.
+//! writer that can neither fail nor block.
 //!
 //! A log sink that disappears (stderr a pipe whose reader exited, e.g.
 //! `ricochet serve 2>&1 | tee log` after `tee` is gone) must never stop the
@@ -8,13 +8,42 @@
 //! any thread then killed the process (exit 101), or the signal thread, after
 //! which SIGINT/SIGTERM were ignored. So the writer reports success whatever
 //! happens, and the subscriber's own error reporting is off too.
+//!
+//! A sink that stalls (a pipe nobody reads, a stuck journald) must not stop
+//! them either: a blocking write there held a worker, the stats thread or
+//! the signal thread (and, through the stderr lock, every other thread that
+//! logged) until the reader came back, so the server neither echoed nor
+//! stopped. Records (and the lines of [`say`](super::say)) therefore go
+//! into a bounded queue ([`QUEUE_LINES`]) that one writer thread,
+//! `ricochet-log`, drains to stderr (`tracing-appender`'s lossy
+//! non-blocking writer). While the sink stalls, the queue fills and new
+//! lines are dropped and counted; once the writer has caught up, one
+//! warning says how many were lost. At exit, [`finish`] waits for the queue
+//! to be written, unless the writer is stuck in a write: then the lines
+//! still queued are lost and the process exits at once.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Lines the queue holds while stderr is slow or stalled (a few MB at most);
+/// past that, new lines are dropped.
+pub(crate) const QUEUE_LINES: usize = 16 * 1024;
+
+/// At exit, a write stuck this long means the sink stalled: the lines
+/// still queued are given up rather than delaying the exit.
+const STUCK: Duration = Duration::from_millis(300);
+
+/// At exit, the longest wait for a slow (but moving) sink to take the queue.
+const DRAIN_AT_EXIT: Duration = Duration::from_secs(5);
+
 /// Stderr that swallows write errors: a lost log line is the only effect.
+/// Only the `ricochet-log` thread writes through it once [`init`] ran.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Stderr;
 
@@ -30,12 +59,193 @@ impl Write for Stderr {
     }
 }
 
-impl<'a> MakeWriter<'a> for Stderr {
-    type Writer = Stderr;
+/// What the queue's two ends count: lines handed to it, lines written
+/// (or failed: either way taken off the queue), and since when the writer
+/// is in its current write.
+#[derive(Debug)]
+struct Counts {
+    /// Lines given to the queue (or dropped because it was full).
+    submitted: AtomicUsize,
+    /// Lines the writer thread took off the queue and wrote (or failed to).
+    written: AtomicUsize,
+    /// Dropped lines already reported.
+    reported: AtomicUsize,
+    /// While a write is under way: 1 + its start, in ns after `epoch`; 0 when idle.
+    busy_since: AtomicU64,
+    epoch: Instant,
+    /// The queue's count of lines dropped because it was full (set once
+    /// the queue exists).
+    dropped: OnceLock<ErrorCounter>,
+}
+
+impl Counts {
+    fn dropped(&self) -> usize {
+        self.dropped.get().map_or(0, ErrorCounter::dropped_lines)
+    }
+
+    /// Whether every line handed to the queue was written or dropped.
+    fn caught_up(&self) -> bool {
+        // `written` and `dropped` first: a line counted in neither yet is
+        // then still counted in `submitted`, never the other way round.
+        let done = self.written.load(Ordering::SeqCst) + self.dropped();
+        done >= self.submitted.load(Ordering::SeqCst)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// How long the current write has been under way (zero when idle).
+    fn stuck_for(&self) -> Duration {
+        match self.busy_since.load(Ordering::SeqCst) {
+            0 => Duration::ZERO,
+            t => Duration::from_nanos(self.now().saturating_sub(t - 1)),
+        }
+    }
+}
+
+/// The writer thread's end: [`Stderr`], counting, and reporting the lines
+/// dropped once it has caught up.
+struct Drain(Arc<Counts>);
+
+impl Write for Drain {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let c = &self.0;
+        c.busy_since.store(c.now() + 1, Ordering::SeqCst);
+        let _ = Stderr.write(buf);
+        c.busy_since.store(0, Ordering::SeqCst);
+        c.written.fetch_add(1, Ordering::SeqCst);
+        let dropped = c.dropped();
+        if dropped > c.reported.load(Ordering::SeqCst) && c.caught_up() {
+            let lost = dropped - c.reported.swap(dropped, Ordering::SeqCst);
+            // Queued like any record (this thread writes it next).
+            tracing::warn!(
+                dropped = lost,
+                "stderr was not read fast enough: {lost} log lines were dropped"
+            );
+        }
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(|_| ())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Stderr.flush()
+    }
+}
+
+/// The queue's writing end, for the subscriber and [`say`]: never blocks,
+/// never fails.
+#[derive(Clone, Debug)]
+pub(crate) struct Sink {
+    queue: NonBlocking,
+    counts: Arc<Counts>,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.counts.submitted.fetch_add(1, Ordering::SeqCst);
+        // Lossy: a full queue drops the line (and counts it), never waits.
+        let _ = self.queue.write(buf);
+        Ok(buf.len())
+    }
+
+    // One record, one line on the queue (the default would loop on `write`).
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(|_| ())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Sink {
+    type Writer = Sink;
 
     fn make_writer(&'a self) -> Self::Writer {
-        Stderr
+        self.clone()
     }
+}
+
+/// The queue once [`init`] made it, and its writer thread's guard (taken by [`finish`]).
+struct Installed {
+    sink: Sink,
+    guard: Mutex<Option<WorkerGuard>>,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+/// The queue and its writer thread (the first call makes them).
+fn installed() -> &'static Installed {
+    INSTALLED.get_or_init(|| {
+        let counts = Arc::new(Counts {
+            submitted: AtomicUsize::new(0),
+            written: AtomicUsize::new(0),
+            reported: AtomicUsize::new(0),
+            busy_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            dropped: OnceLock::new(),
+        });
+        let (queue, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(QUEUE_LINES)
+            .thread_name("ricochet-log")
+            .finish(Drain(Arc::clone(&counts)));
+        let _ = counts.dropped.set(queue.error_counter());
+        Installed {
+            sink: Sink { queue, counts },
+            guard: Mutex::new(Some(guard)),
+        }
+    })
+}
+
+/// Queues one line for stderr if [`init`] ran (true), else does nothing (false).
+pub(crate) fn say(args: std::fmt::Arguments<'_>) -> bool {
+    let Some(installed) = INSTALLED.get() else {
+        return false;
+    };
+    let _ = installed
+        .sink
+        .clone()
+        .write_all(format!("{args}\n").as_bytes());
+    true
+}
+
+/// Before the process exits: waits until the queue is written, so that
+/// nothing is lost on a working stderr (the `stopped` line, an error).
+/// Gives up at once when the writer is stuck in a write (a stalled sink:
+/// the exit, e.g. 130 after a second signal, must not wait for it), and
+/// after [`DRAIN_AT_EXIT`] for a slow one. Does nothing if [`init`] never ran.
+pub(crate) fn finish() {
+    let Some(installed) = INSTALLED.get() else {
+        return;
+    };
+    let Some(guard) = installed
+        .guard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    else {
+        return;
+    };
+    let counts = &installed.sink.counts;
+    let start = Instant::now();
+    while !counts.caught_up() {
+        if counts.stuck_for() >= STUCK || start.elapsed() >= DRAIN_AT_EXIT {
+            // Dropping the guard would wait for the stuck writer (up to
+            // 1.1 s) and, with the queue full, print to stdout: leave the
+            // thread to the exit instead.
+            std::mem::forget(guard);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Caught up: the guard's shutdown message finds room and the idle
+    // writer takes it at once.
+    drop(guard);
 }
 
 /// How log records are written.
@@ -49,7 +259,8 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Installs the subscriber: `RUST_LOG` (default `info`) on [`Stderr`], in `format`.
+/// Installs the subscriber: `RUST_LOG` (default `info`) on the queue to
+/// stderr ([`Sink`]), in `format`; [`say`](super::say) lines take the queue too.
 /// A `RUST_LOG` that is not a valid filter is reported (as a warning, once
 /// logging runs) and `info` is used instead.
 pub(crate) fn init(format: LogFormat) {
@@ -62,7 +273,7 @@ pub(crate) fn init(format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(Stderr)
+        .with_writer(installed().sink.clone())
         .log_internal_errors(false);
     let _ = match format {
         LogFormat::Human => builder.with_ansi(io::stderr().is_terminal()).try_init(),

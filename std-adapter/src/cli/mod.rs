@@ -25,6 +25,27 @@ mod udp_queue;
 pub(crate) mod unused_options;
 
 /// Writes one line to stderr; a closed or full stderr loses it, nothing more.
+/// Once logging runs ([`log::init`]) the line takes the log queue, so a
+/// stderr nobody reads does not block the caller either.
 pub(crate) fn say(args: fmt::Arguments<'_>) {
+    if log::say(args) {
+        return;
+    }
     let _ = writeln!(std::io::stderr().lock(), "{args}");
+}
+
+/// [`say`] for a thread that must not wait on stderr (a signal handler's:
+/// a stderr nobody reads would block it, and the next signal with it):
+/// the line is written by a thread of its own, waited for at most `wait`.
+pub(crate) fn say_within(wait: std::time::Duration, line: String) {
+    let (done, written) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ricochet-say".into())
+        .spawn(move || {
+            say(format_args!("{line}"));
+            let _ = done.send(());
+        });
+    if spawned.is_ok() {
+        let _ = written.recv_timeout(wait);
+    }
 }

@@ -351,14 +351,20 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
 fn watch_signals(stop: &StopHandle) -> Option<SignalWatcher> {
     let stop = stop.clone();
     let watcher = SignalWatcher::spawn(move |ev| {
+        // Said without waiting on stderr: one nobody reads must not keep
+        // this thread from the second signal, nor that from exiting.
+        let wait = Duration::from_millis(200);
         if ev.count == 0 {
             stop.interrupt();
-            say(format_args!(
-                "ricochet probe: {}: stopping, finishing what is in flight (send it again to quit at once)",
-                ev.name
-            ));
+            super::say_within(
+                wait,
+                format!(
+                    "ricochet probe: {}: stopping, finishing what is in flight (send it again to quit at once)",
+                    ev.name
+                ),
+            );
         } else {
-            say(format_args!("ricochet probe: {}: quitting", ev.name));
+            super::say_within(wait, format!("ricochet probe: {}: quitting", ev.name));
             std::process::exit(130);
         }
     });

@@ -5,6 +5,7 @@
 
 mod daemon_support;
 mod serve_support;
+mod tls_support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -12,6 +13,7 @@ use std::process::Command;
 
 use daemon_support::{bin, require};
 use serve_support::{IO_TIMEOUT, Proc, connect, output_within, round_trip};
+use tls_support::Pki;
 
 fn assert_root() {
     let uid = std::fs::read_to_string("/proc/self/status")
@@ -245,6 +247,102 @@ fn root_when_socket_activated_is_told_to_run_the_unit_as_another_user() {
     assert!(warning.contains("DynamicUser=yes"), "{warning}");
     assert!(!warning.contains("let systemd bind"), "{warning}");
     p.listening(1);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// A certificate anyone may read and a key only root may (mode 0600, as
+/// `ricochet cert` writes it), in a directory anyone may enter.
+fn root_only_key() -> Pki {
+    let pki = Pki::new();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    mode(pki.dir.path(), 0o755);
+    mode(&pki.cert, 0o644);
+    mode(&pki.key, 0o600);
+    pki
+}
+
+/// A key the server's user may not read: the error names that user and the
+/// fix (readable by it, or systemd's LoadCredential= for a DynamicUser),
+/// not "check the path" (the path is right).
+#[test]
+fn unreadable_key_names_the_user_the_server_runs_as_and_the_fix() {
+    assert_root();
+    let pki = root_only_key();
+    let key = pki.key.to_str().unwrap();
+    let (_dir, mut cmd) = as_nobody(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        key,
+    ]);
+    cmd.env_remove("RICOCHET_IO");
+    let out = output_within(&mut cmd, IO_TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(key)
+            && err.contains("runs as nobody (uid 65534)")
+            && err.contains("the file is there, but that user may not read it")
+            && err.contains("make it readable by nobody")
+            && err.contains(&format!("LoadCredential=tls-key:{key}"))
+            && err.contains("--tls-key ${CREDENTIALS_DIRECTORY}/tls-key"),
+        "{err}"
+    );
+    assert!(!err.contains("check the path"), "{err}");
+
+    // A readable key in a directory nobody may enter: that is what is said.
+    let private = pki.dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = private.join("key.pem");
+    std::fs::copy(&pki.key, &hidden).unwrap();
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_dir, mut cmd) = as_nobody(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        hidden.to_str().unwrap(),
+    ]);
+    cmd.env_remove("RICOCHET_IO");
+    let out = output_within(&mut cmd, IO_TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("runs as nobody (uid 65534)")
+            && err.contains("may not enter a directory on the path to the file"),
+        "{err}"
+    );
+}
+
+/// The certificate and key are read before `--user` drops root: a key only
+/// root may read serves as nobody.
+#[test]
+fn tls_files_are_read_before_user_drops_root() {
+    assert_root();
+    let pki = root_only_key();
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--tls", "127.0.0.1:0", "--user", "nobody"])
+        .args(["--tls-cert", pki.cert.to_str().unwrap()])
+        .args(["--tls-key", pki.key.to_str().unwrap()])
+        .env_remove("RICOCHET_IO");
+    let mut p = Proc::spawn(cmd);
+    let (kind, addr) = p.listening(1).remove(0);
+    assert_eq!(kind, "tls");
+    let mut c = tls_support::Client::connect(
+        addr.parse().unwrap(),
+        tls_support::client_config(&pki.ca, None),
+    );
+    c.send(b"as nobody");
+    assert_eq!(c.recv(9), b"as nobody");
+    let (uid, _, _) = ids(p.child.id());
+    assert_eq!(uid, "65534 65534 65534 65534");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }

@@ -159,6 +159,160 @@ fn cli_tls_usage_and_certificate_errors() {
     );
 }
 
+/// `ricochet serve ARGS` that must exit at once: its exit status and stderr.
+fn serve_fails(args: &[&str]) -> (Option<i32>, String) {
+    let o = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
+            .arg("serve")
+            .args(args)
+            .env_remove("RICOCHET_IO"),
+        Duration::from_secs(20),
+    );
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `openssl ARGS`, which must succeed (the test fails, never skips,
+/// without openssl: `cargo xtask deps` installs it).
+fn openssl(args: &[&str]) {
+    let o = output_within(
+        std::process::Command::new("openssl").args(args),
+        Duration::from_secs(20),
+    );
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// An encrypted (passphrase-protected) key, as OpenSSL writes it: PKCS#8
+/// (`ENCRYPTED PRIVATE KEY`) or traditional (`Proc-Type: 4,ENCRYPTED`).
+/// Both said to be encrypted, with the command that decrypts it: not "no
+/// private key found", not a base64 error. The decrypted key serves.
+#[test]
+fn cli_encrypted_key_is_said_to_be_encrypted_with_the_command_that_decrypts_it() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let pkcs8 = dir.join("enc.key");
+    let traditional = dir.join("trad.key");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-in",
+        path(&pki.key),
+        "-out",
+        path(&pkcs8),
+        "-passout",
+        "pass:x",
+    ]);
+    openssl(&[
+        "ec",
+        "-aes256",
+        "-in",
+        path(&pki.key),
+        "-out",
+        path(&traditional),
+        "-passout",
+        "pass:x",
+    ]);
+    assert!(
+        std::fs::read_to_string(&traditional)
+            .expect("read")
+            .contains("Proc-Type: 4,ENCRYPTED"),
+        "a traditional encrypted key"
+    );
+    for key in [&pkcs8, &traditional] {
+        let (code, err) = serve_fails(&[
+            "--tcp",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path(&pki.cert),
+            "--tls-key",
+            path(key),
+        ]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(path(key))
+                && err.contains("encrypted (passphrase-protected)")
+                && err.contains("unencrypted")
+                && err.contains(&format!("openssl pkey -in {} -out key.pem", path(key))),
+            "{err}"
+        );
+        assert!(
+            !err.contains("no private key found") && !err.contains("base64"),
+            "{err}"
+        );
+    }
+    // The suggested fix works.
+    let decrypted = dir.join("decrypted.pem");
+    openssl(&[
+        "pkey",
+        "-in",
+        path(&traditional),
+        "-out",
+        path(&decrypted),
+        "-passin",
+        "pass:x",
+    ]);
+    let mut p = serve_tls(&[
+        "--tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&pki.cert),
+        "--tls-key",
+        path(&decrypted),
+    ]);
+    let addr = p.listening(1)[0].1.clone();
+    echo_over_tls(&addr, &pki);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// A chain file with the leaf after its CA (`cat ca.pem cert.pem`): the key
+/// is right, the order is not; the error says the leaf must come first and
+/// which certificate the key belongs to, not that the key is wrong.
+#[test]
+fn cli_chain_not_leaf_first_says_the_leaf_must_come_first() {
+    let pki = Pki::new();
+    let bad = pki.dir.path().join("bad-chain.pem");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read PEM");
+    std::fs::write(&bad, read(&pki.ca) + &read(&pki.cert)).expect("write");
+    let (code, err) = serve_fails(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&bad),
+        "--tls-key",
+        path(&pki.key),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(path(&bad))
+            && err.contains("out of order")
+            && err.contains("certificate 2 of 2")
+            && err.contains("must come first"),
+        "{err}"
+    );
+    assert!(!err.contains("is not the key of the certificate"), "{err}");
+    // A key of no certificate in the file is still a wrong key.
+    let (code, err) = serve_fails(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&bad),
+        "--tls-key",
+        path(&pki.client_key),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not the key of the certificate") && !err.contains("out of order"),
+        "{err}"
+    );
+}
+
 /// A server certificate that expired, or is not valid yet, is served (this
 /// host's clock may be what is wrong) but said at start, with its dates:
 /// otherwise the server would only ever log clients refusing handshakes.

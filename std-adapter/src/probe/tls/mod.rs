@@ -159,8 +159,12 @@ fn client_config(opts: &TlsOptions) -> Result<ClientConfig, TlsSetupError> {
             let private =
                 crate::serve::read_private_key("client private key", key).map_err(setup)?;
             builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| setup(crate::serve::identity_refused(e, cert, key)))?
+                .with_client_auth_cert(chain.clone(), private.clone_key())
+                .map_err(|e| {
+                    setup(crate::serve::identity_refused(
+                        e, cert, key, &chain, &private,
+                    ))
+                })?
         }
         (Some(_), None) => {
             return Err(TlsSetupError(

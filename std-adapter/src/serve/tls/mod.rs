@@ -9,10 +9,13 @@
 //!
 //! - **Loading** ([`TlsConfig`] → [`load`]): the certificate chain and key
 //!   are read once at bind time (PEM: PKCS#8, PKCS#1 or SEC1 keys); a file
-//!   that is missing, holds no certificate or key, or a key that does not
-//!   match the certificate, is a [`TlsConfigError`] naming the file and the
-//!   fix. With `client_ca`, every client must present a certificate signed
-//!   by one of those CAs (mutual TLS).
+//!   that is missing or unreadable (naming the user this process runs as),
+//!   holds no certificate or key, an encrypted key, a key that does not
+//!   match the certificate, or a chain that is not leaf first, is a
+//!   [`TlsConfigError`] naming the file and the fix. Nothing is read again
+//!   later: a renewed certificate takes a restart. With `client_ca`, every
+//!   client must present a certificate signed by one of those CAs (mutual
+//!   TLS).
 //! - **Handshake**: bounded by [`TlsConfig::handshake_timeout`] from the
 //!   accept. A failed handshake is refused with the alert rustls chose (a
 //!   plain-TCP or garbage client gets `decode_error` or the like), then FIN:
@@ -109,6 +112,33 @@ pub enum TlsConfigError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The file could not be read for lack of permission: the user this
+    /// process runs as may not read it, or may not enter a directory on its
+    /// path.
+    PermissionDenied {
+        /// As in [`TlsConfigError::Read`].
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error (of kind `PermissionDenied`).
+        source: std::io::Error,
+        /// Whether the file itself was seen (it exists, its mode or owner
+        /// is what bars the user), rather than a directory on its path.
+        file_seen: bool,
+        /// The effective uid of this process when the read failed.
+        uid: u32,
+        /// That uid's user name, when the user database has one.
+        user: Option<String>,
+    },
+    /// The private key is encrypted (passphrase-protected: PKCS#8
+    /// `ENCRYPTED PRIVATE KEY`, or a traditional key with `Proc-Type:
+    /// 4,ENCRYPTED`); it must be given unencrypted.
+    EncryptedKey {
+        /// As in [`TlsConfigError::Read`].
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
     /// The file holds no PEM item of the kind needed.
     Missing {
         /// As in [`TlsConfigError::Read`].
@@ -132,6 +162,18 @@ pub enum TlsConfigError {
         /// The private key file.
         key: PathBuf,
     },
+    /// The private key is not the key of the first certificate of the chain
+    /// file but of a later one: the chain is not leaf first.
+    ChainOrder {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// Which certificate of the file the key belongs to (1 is the first).
+        position: usize,
+        /// How many certificates the file holds.
+        count: usize,
+    },
     /// rustls refused the certificate, the key or the CA (an unsupported
     /// key type, a CA that is not a certificate...).
     Rejected {
@@ -151,6 +193,55 @@ impl fmt::Display for TlsConfigError {
             TlsConfigError::Read { what, path, source } => write!(
                 f,
                 "TLS {what} {}: cannot read it: {source} (check the path given to --tls-{})",
+                path.display(),
+                flag(what)
+            ),
+            TlsConfigError::PermissionDenied {
+                what,
+                path,
+                source,
+                file_seen,
+                uid,
+                user,
+            } => {
+                let who = match user {
+                    Some(name) => format!("{name} (uid {uid})"),
+                    None => format!("uid {uid}"),
+                };
+                let flag = flag(what);
+                let barred = if *file_seen {
+                    "the file is there, but that user may not read it"
+                } else {
+                    "that user may not enter a directory on the path to the file"
+                };
+                write!(
+                    f,
+                    "TLS {what} {}: cannot read it: {source}: ricochet runs as {who}, and \
+                     {barred}; make it readable by {who} (e.g. owned by a group of that user, \
+                     mode 0640, in directories it may enter)",
+                    path.display()
+                )?;
+                if matches!(*what, "certificate" | "private key" | "client CA") {
+                    // The shipped unit runs as a DynamicUser no file can be
+                    // chowned to: systemd hands the file over instead.
+                    write!(
+                        f,
+                        ", or, under systemd with DynamicUser=yes (the shipped ricochet.service), \
+                         hand it over with `LoadCredential=tls-{flag}:{}` and give \
+                         `--tls-{flag} ${{CREDENTIALS_DIRECTORY}}/tls-{flag}`",
+                        path.display()
+                    )?;
+                }
+                Ok(())
+            }
+            TlsConfigError::EncryptedKey { what, path } => write!(
+                f,
+                "TLS {what} {}: the key is encrypted (passphrase-protected), and ricochet \
+                 needs it unencrypted (it starts unattended, with no one to ask for the \
+                 passphrase): decrypt it once with `openssl pkey -in {} -out key.pem` (it asks \
+                 for the passphrase) and give --tls-{} key.pem, a file only the user the \
+                 server runs as may read (chmod 600)",
+                path.display(),
                 path.display(),
                 flag(what)
             ),
@@ -196,6 +287,21 @@ impl fmt::Display for TlsConfigError {
                 key.display(),
                 cert.display()
             ),
+            TlsConfigError::ChainOrder {
+                cert,
+                key,
+                position,
+                count,
+            } => write!(
+                f,
+                "TLS: the certificates in {} are out of order: the key in {} is the key of \
+                 certificate {position} of {count} in that file, not of the first; the \
+                 server's own certificate (the leaf, the one made with this key) must come \
+                 first, then the intermediates that sign it, e.g. `cat server.pem \
+                 intermediate.pem > chain.pem`",
+                cert.display(),
+                key.display()
+            ),
             TlsConfigError::Rejected { reason } => write!(
                 f,
                 "TLS certificate and key refused: {reason} (the key must be the certificate's \
@@ -209,7 +315,8 @@ impl fmt::Display for TlsConfigError {
 impl std::error::Error for TlsConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            TlsConfigError::Read { source, .. } => Some(source),
+            TlsConfigError::Read { source, .. }
+            | TlsConfigError::PermissionDenied { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -240,14 +347,57 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn pem_error(what: &'static str, path: &Path, e: rustls::pki_types::pem::Error) -> TlsConfigError {
-    use rustls::pki_types::pem::Error as E;
-    match e {
-        E::Io(source) => TlsConfigError::Read {
+/// A file that could not be read: [`TlsConfigError::PermissionDenied`]
+/// (naming the user this process runs as) or [`TlsConfigError::Read`].
+fn read_error(what: &'static str, path: &Path, source: std::io::Error) -> TlsConfigError {
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        let (uid, user) = effective_user();
+        return TlsConfigError::PermissionDenied {
             what,
             path: path.to_owned(),
             source,
-        },
+            // stat needs no read permission on the file, only on the
+            // directories up to it.
+            file_seen: std::fs::metadata(path).is_ok(),
+            uid,
+            user,
+        };
+    }
+    TlsConfigError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The effective uid of this process, and its user name if the user
+/// database has one (`getpwuid_r`: /etc/passwd, or systemd's dynamic users
+/// through nss-systemd).
+#[allow(unsafe_code)]
+fn effective_user() -> (u32, Option<String>) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: `passwd` is plain data (integers and pointers): all zeroes is
+    // a valid value, overwritten by getpwuid_r on success.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to a live local of the right type; `buf` is
+    // `buf.len()` bytes long, and getpwuid_r writes no further.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return (uid, None);
+    }
+    // SAFETY: on success `pw_name` points to a NUL-terminated string inside
+    // `buf`, which is still alive.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    (uid, Some(name.to_string_lossy().into_owned()))
+}
+
+fn pem_error(what: &'static str, path: &Path, e: rustls::pki_types::pem::Error) -> TlsConfigError {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::Io(source) => read_error(what, path, source),
         E::NoItemsFound => TlsConfigError::Missing {
             what,
             path: path.to_owned(),
@@ -266,11 +416,7 @@ pub(crate) fn read_certificates(
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     // Opening first gives the I/O error (not found, permission) as is.
-    std::fs::metadata(path).map_err(|source| TlsConfigError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
+    std::fs::metadata(path).map_err(|source| read_error(what, path, source))?;
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(what, path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -289,22 +435,54 @@ pub(crate) fn read_private_key(
     what: &'static str,
     path: &Path,
 ) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
-    std::fs::metadata(path).map_err(|source| TlsConfigError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(what, path, e))
+    let pem = std::fs::read(path).map_err(|source| read_error(what, path, source))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        // An encrypted key is no PEM key rustls knows: PKCS#8's has another
+        // label (no key found), a traditional one headers that are not
+        // base64 (a decode error). Neither says what is wrong.
+        if is_encrypted_key(&pem) {
+            TlsConfigError::EncryptedKey {
+                what,
+                path: path.to_owned(),
+            }
+        } else {
+            pem_error(what, path, e)
+        }
+    })
 }
 
-/// Why rustls refused a certificate chain with its key (`with_single_cert`,
+/// Whether `pem` holds an encrypted private key: PKCS#8 (`-----BEGIN
+/// ENCRYPTED PRIVATE KEY-----`, `openssl pkcs8 -topk8`) or a traditional
+/// OpenSSL one (`Proc-Type: 4,ENCRYPTED`, `openssl rsa -aes256`).
+fn is_encrypted_key(pem: &[u8]) -> bool {
+    let contains = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
+    contains(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || contains(b"Proc-Type: 4,ENCRYPTED")
+}
+
+/// Why rustls refused a certificate chain (`chain`, read from `cert`) with
+/// its key (`private`, read from `key`) (`with_single_cert`,
 /// `with_client_auth_cert`): a key that is not the certificate's names both
-/// files.
-pub(crate) fn identity_refused(e: rustls::Error, cert: &Path, key: &Path) -> TlsConfigError {
+/// files, and when it is the key of a later certificate of the chain, says
+/// the chain is out of order.
+pub(crate) fn identity_refused(
+    e: rustls::Error,
+    cert: &Path,
+    key: &Path,
+    chain: &[CertificateDer<'static>],
+    private: &PrivateKeyDer<'static>,
+) -> TlsConfigError {
     match e {
-        rustls::Error::InconsistentKeys(_) => TlsConfigError::KeyMismatch {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+        rustls::Error::InconsistentKeys(_) => match key_position(chain, private) {
+            Some(i) => TlsConfigError::ChainOrder {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                position: i + 1,
+                count: chain.len(),
+            },
+            None => TlsConfigError::KeyMismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            },
         },
         e => TlsConfigError::Rejected {
             reason: format!(
@@ -314,6 +492,26 @@ pub(crate) fn identity_refused(e: rustls::Error, cert: &Path, key: &Path) -> Tls
             ),
         },
     }
+}
+
+/// The index of the certificate of `chain`, after the first, whose public
+/// key is `private`'s; `None` if none is (or the key cannot say). Compared
+/// as rustls compares the leaf's (SubjectPublicKeyInfo bytes), but parsed
+/// with `x509-parser`, which also reads certificates webpki refuses (an
+/// X.509 v1 one, as `openssl x509 -req` makes without extensions).
+fn key_position(
+    chain: &[CertificateDer<'static>],
+    private: &PrivateKeyDer<'static>,
+) -> Option<usize> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(private.clone_key())
+        .ok()?;
+    let spki = signing.public_key()?;
+    chain.iter().enumerate().skip(1).find_map(|(i, c)| {
+        let (_, cert) = x509_parser::parse_x509_certificate(c).ok()?;
+        (cert.public_key().raw == spki.as_ref()).then_some(i)
+    })
 }
 
 /// A root store of every certificate in a PEM file.
@@ -378,8 +576,96 @@ pub(crate) fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsC
         None => builder.with_no_client_auth(),
     };
     let mut server = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| identity_refused(e, &config.cert_chain, &config.private_key))?;
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(|e| identity_refused(e, &config.cert_chain, &config.private_key, &certs, &key))?;
     server.ticketer = rustls::crypto::ring::Ticketer::new().map_err(rejected)?;
     Ok(Arc::new(server))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denied() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::PermissionDenied)
+    }
+
+    /// Permission denied names the user this process runs as and the fix,
+    /// not "check the path" (the path is right: the user may not read it).
+    #[test]
+    fn permission_denied_names_the_user_and_the_fix() {
+        let path = Path::new("/etc/ricochet/key.pem");
+        let e = read_error("private key", path, denied());
+        let (uid, user) = effective_user();
+        let who = match &user {
+            Some(name) => format!("{name} (uid {uid})"),
+            None => format!("uid {uid}"),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("TLS private key /etc/ricochet/key.pem: cannot read it: "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("runs as {who}"))
+                && msg.contains(&format!("make it readable by {who}"))
+                && msg.contains("DynamicUser=yes")
+                && msg.contains("`LoadCredential=tls-key:/etc/ricochet/key.pem`")
+                && msg.contains("`--tls-key ${CREDENTIALS_DIRECTORY}/tls-key`"),
+            "{msg}"
+        );
+        assert!(!msg.contains("check the path"), "{msg}");
+        assert!(std::error::Error::source(&e).is_some());
+        // A file that is there (stat works) is said to be there; one
+        // behind a directory the user may not enter is not.
+        let here = std::env::current_exe().expect("this test binary");
+        let msg = read_error("private key", &here, denied()).to_string();
+        assert!(
+            msg.contains("the file is there, but that user may not read it"),
+            "{msg}"
+        );
+        let msg = read_error("private key", Path::new("/no/such/dir/key.pem"), denied());
+        assert!(
+            msg.to_string()
+                .contains("may not enter a directory on the path to the file"),
+            "{msg}"
+        );
+        let e = read_error("certificate", Path::new("c.pem"), denied());
+        assert!(
+            e.to_string()
+                .contains("`LoadCredential=tls-cert:c.pem` and give `--tls-cert ${CREDENTIALS_DIRECTORY}/tls-cert`"),
+            "{e}"
+        );
+        // The probe's own files: no service unit to hand them over.
+        let e = read_error("client private key", Path::new("k.pem"), denied());
+        assert!(
+            e.to_string().contains("make it readable") && !e.to_string().contains("LoadCredential"),
+            "{e}"
+        );
+    }
+
+    /// Any other read error still points at the path.
+    #[test]
+    fn a_missing_file_points_at_the_path() {
+        let e = read_error(
+            "private key",
+            Path::new("nope.pem"),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert!(
+            matches!(e, TlsConfigError::Read { .. })
+                && e.to_string()
+                    .contains("(check the path given to --tls-key)"),
+            "{e}"
+        );
+    }
+
+    /// Root (as CI runs the tests) is found in the user database by name.
+    #[test]
+    fn the_effective_user_is_named() {
+        let (uid, user) = effective_user();
+        if uid == 0 {
+            assert_eq!(user.as_deref(), Some("root"));
+        }
+    }
 }

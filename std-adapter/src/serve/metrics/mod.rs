@@ -3,7 +3,7 @@
 //! ([`MetricsServer`]).
 //!
 //! Every counter of the core's taxonomy is exposed per transport, as a
-//! `transport` label (`tcp`, `unix`, `udp`), with a `reason` label where the
+//! `transport` label (`tcp`, `unix`, `tls`, `udp`), with a `reason` label where the
 //! core counts by reason. Counters end in `_total`, byte counts in `_bytes`:
 //!
 //! | metric | type | labels |
@@ -21,6 +21,7 @@
 //! | `ricochet_datagrams_received_total` | counter | transport |
 //! | `ricochet_datagrams_echoed_total` | counter | transport |
 //! | `ricochet_datagrams_dropped_total` | counter | transport, reason (`oversize`, `loop_guard`, `rate_limited`, `not_unicast`, `unroutable`, `send_full`, `send_failed`) |
+//! | `ricochet_tls_handshakes_total` | counter | result, one per handshake (`full`, `resumed`, `timeout`, `bad_record`, `certificate`, `protocol`, `closed`, `io`) |
 //! | `ricochet_stream_sockets_open` | gauge | (sockets, including ones finishing their close) |
 //! | `ricochet_accept_errors_total` | counter | reason (`fd_exhausted`, `other`) |
 //! | `ricochet_build_info` | gauge (1) | version |
@@ -383,13 +384,17 @@ fn encode_snapshot(
         let mut f = family(
             e,
             "ricochet_tls_handshakes",
-            "TLS handshakes completed (of which resumed), or failed by reason.",
+            "TLS handshakes by result, each counted once: full or resumed (both \
+             completed), or the reason it failed.",
             None,
             Counter,
         )?;
         let fail = &h.failed;
+        // A partition: the results sum to every handshake. `resumed` is not
+        // a subset of a `completed` series (summing over `result` would
+        // count each resumption twice).
         for (result, v) in [
-            ("completed", h.completed),
+            ("full", h.completed.saturating_sub(h.resumed)),
             ("resumed", h.resumed),
             ("timeout", fail.timeout),
             ("bad_record", fail.bad_record),

@@ -37,7 +37,8 @@ fn busy_stats() -> Arc<ServerStats> {
         unix: stream(200),
         tls: stream(500),
         tls_handshakes: HandshakeCounts {
-            completed: 601,
+            // 601 full handshakes, 602 resumed ones.
+            completed: 1203,
             resumed: 602,
             failed: HandshakeFailures {
                 timeout: 603,
@@ -80,11 +81,15 @@ fn sample(text: &str, name_and_labels: &str) -> u64 {
         .expect("integer value")
 }
 
+/// `result` is a partition: each handshake under exactly one result, so
+/// the results sum to every handshake (a resumed one is not also counted
+/// under a `completed` result).
 #[test]
 fn tls_handshakes_are_exposed_by_result() {
     let text = render(&busy_stats(), Format::Prometheus);
+    let mut sum = 0;
     for (result, v) in [
-        ("completed", 601),
+        ("full", 601),
         ("resumed", 602),
         ("timeout", 603),
         ("bad_record", 604),
@@ -95,7 +100,15 @@ fn tls_handshakes_are_exposed_by_result() {
     ] {
         let key = format!("ricochet_tls_handshakes_total{{result=\"{result}\"}}");
         assert_eq!(sample(&text, &key), v, "{key}");
+        sum += v;
     }
+    let h = busy_stats().snapshot().tls_handshakes;
+    assert_eq!(sum, h.completed + h.failed.total());
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("ricochet_tls_handshakes_total{"))
+        .count();
+    assert_eq!(series, 8, "no other result:\n{text}");
 }
 
 #[test]

@@ -92,8 +92,9 @@ pub struct SessionStats {
     /// 0 in `raw` mode, which has no units.
     pub units: u64,
     /// Bytes received but never echoed because the session closed or aborted
-    /// first (an incomplete unit at a local close or idle timeout, or pending
-    /// bytes at an abort). Zero for every session that ends normally.
+    /// first (an incomplete frame at a local close, an incomplete unit at an
+    /// idle timeout, or pending bytes at an abort; a `lines` remainder is
+    /// echoed at a local close). Zero for every session that ends normally.
     pub bytes_discarded: u64,
     /// Bytes moved inside the buffer to reclaim space; never more than
     /// `bytes_in + bytes_out`.

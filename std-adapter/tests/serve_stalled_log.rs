@@ -7,7 +7,8 @@
 //! The child's stderr is a pipe this test holds and never reads, shrunk
 //! to one page (`F_SETPIPE_SZ`); `RUST_LOG=debug` logs every connection,
 //! and connections are made until the pipe is full (`FIONREAD`), then
-//! more.
+//! more. Linux only (`F_SETPIPE_SZ`, `FIONREAD` on a pipe).
+#![cfg(target_os = "linux")]
 
 mod serve_support;
 

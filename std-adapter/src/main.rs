@@ -34,6 +34,36 @@ struct Generate {
     dir: std::path::PathBuf,
 }
 
+/// Ends the process on a command line clap refused (or `--help`,
+/// `--version`): as clap prints it, except that a `serve` asked for JSON
+/// logs (`--log-format json`) gets its usage error as one JSON record on
+/// stderr, as every other line it writes there (a log collector parses it).
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+    if informational || !asks_for_json_logs(std::env::args_os()) {
+        e.exit()
+    }
+    cli::log::init(cli::log::LogFormat::Json);
+    // Rendered without colour; one record, however many lines clap wrote.
+    let text = e.render().to_string();
+    tracing::error!("{}", text.trim_end());
+    cli::log::finish();
+    std::process::exit(e.exit_code())
+}
+
+/// Whether the command line is a `serve` with `--log-format json` (or
+/// `--log-format=json`), whatever else in it clap refused.
+fn asks_for_json_logs(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    args.get(1).is_some_and(|c| c == "serve")
+        && (args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+            || args.iter().any(|a| a == "--log-format=json"))
+}
+
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "generate") {
         let args = Generate::parse_from(std::env::args_os().skip(1));
@@ -45,7 +75,10 @@ fn main() -> ExitCode {
         // `--io` given without a value.
         command = command.mut_subcommand("serve", |s| s.mut_arg("io", |a| a.env(None)));
     }
-    let matches = command.get_matches();
+    let matches = match command.try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => usage_error(e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.format(&mut Cli::command()).exit(),

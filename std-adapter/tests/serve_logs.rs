@@ -151,3 +151,45 @@ fn json_log_format_reports_a_fatal_error_as_json() {
     let msg = fatal["fields"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains(&addr) && msg.contains("in use"), "{msg}");
 }
+
+/// The usage errors too (a value clap refuses): they were clap's plain
+/// text under `--log-format json`, the one stderr line a collector could
+/// not parse. `--help` stays text.
+#[test]
+fn json_log_format_reports_a_usage_error_as_json() {
+    for bad in [
+        &["--buffer-size", "1"][..],
+        &["--udp-max-datagram", "99999"],
+        &["--no-such-flag"],
+    ] {
+        let out = serve_support::output_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"))
+                .args(["serve", "--log-format=json"])
+                .args(bad),
+            IO_TIMEOUT,
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{bad:?}: one record: {err}");
+        let record: serde_json::Value = serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("{bad:?}: not JSON ({e}): {err}"));
+        assert_eq!(record["level"], "ERROR", "{err}");
+        let msg = record["fields"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.starts_with("error: ") && msg.contains(bad[0]),
+            "{bad:?}: {msg}"
+        );
+    }
+    let help = serve_support::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ricochet")).args([
+            "serve",
+            "--log-format",
+            "json",
+            "--help",
+        ]),
+        IO_TIMEOUT,
+    );
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
+}

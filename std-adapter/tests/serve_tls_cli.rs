@@ -271,6 +271,55 @@ fn cli_encrypted_key_is_said_to_be_encrypted_with_the_command_that_decrypts_it()
     assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
 
+/// An X.509 version 1 certificate (`openssl x509 -req` without an
+/// extensions file makes one) is refused by rustls; the error says so and
+/// how to make a version 3 one, not rustls's bare `UnsupportedCertVersion`.
+#[test]
+fn cli_version_1_certificate_is_said_to_need_version_3_and_how() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let csr = dir.join("v1.csr");
+    let v1 = dir.join("v1.pem");
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        path(&pki.key),
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        path(&csr),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        path(&csr),
+        "-signkey",
+        path(&pki.key),
+        "-days",
+        "2",
+        "-out",
+        path(&v1),
+    ]);
+    let (code, err) = serve_fails(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&v1),
+        "--tls-key",
+        path(&pki.key),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(path(&v1))
+            && err.contains("X.509 version 1")
+            && err.contains("version 3")
+            && err.contains("ricochet cert"),
+        "{err}"
+    );
+}
+
 /// A chain file with the leaf after its CA (`cat ca.pem cert.pem`): the key
 /// is right, the order is not; the error says the leaf must come first and
 /// which certificate the key belongs to, not that the key is wrong.

@@ -96,6 +96,14 @@ pub enum TlsConfigError {
         /// What rustls said.
         reason: String,
     },
+    /// The certificate is X.509 version 1 or 2 (`openssl x509 -req` without
+    /// an extensions file makes version 1): rustls takes version 3 only.
+    CertificateVersion {
+        /// The certificate file.
+        cert: PathBuf,
+        /// Its version (1 or 2).
+        version: u32,
+    },
     /// `handshake_timeout` is zero, or TLS was configured without a listener.
     Invalid {
         /// What is wrong.
@@ -222,6 +230,14 @@ impl fmt::Display for TlsConfigError {
                 f,
                 "TLS certificate and key refused: {reason} (the key must be the certificate's \
                  own, as PKCS#8, PKCS#1 or SEC1 PEM)"
+            ),
+            TlsConfigError::CertificateVersion { cert, version } => write!(
+                f,
+                "TLS certificate {} is X.509 version {version} (what `openssl x509 -req` makes \
+                 without an extensions file): TLS takes version 3 only, with the server's names \
+                 in subjectAltName; make one with `{CERT_COMMAND}`, or sign again with `-extfile` \
+                 giving subjectAltName",
+                cert.display()
             ),
             TlsConfigError::Invalid { reason } => write!(f, "TLS configuration: {reason}"),
         }
@@ -395,14 +411,27 @@ pub(crate) fn identity_refused(
                 key: key.to_owned(),
             },
         },
-        e => TlsConfigError::Rejected {
-            reason: format!(
-                "certificate {}, private key {}: {e}",
-                cert.display(),
-                key.display()
-            ),
+        e => match leaf_version(chain) {
+            // rustls says only `UnsupportedCertVersion`.
+            Some(version) if version < 3 => TlsConfigError::CertificateVersion {
+                cert: cert.to_owned(),
+                version,
+            },
+            _ => TlsConfigError::Rejected {
+                reason: format!(
+                    "certificate {}, private key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ),
+            },
         },
     }
+}
+
+/// The X.509 version (1, 2 or 3) of `chain`'s first certificate, if it parses.
+fn leaf_version(chain: &[CertificateDer<'static>]) -> Option<u32> {
+    let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+    Some(leaf.version().0 + 1)
 }
 
 /// The index of the certificate of `chain`, after the first, whose public

@@ -45,10 +45,10 @@ fn usage_error(e: clap::Error) -> ! {
     if informational || !asks_for_json_logs(std::env::args_os()) {
         e.exit()
     }
-    cli::log::init(cli::log::LogFormat::Json);
-    // Rendered without colour; one record, however many lines clap wrote.
+    // Rendered without colour; one record, however many lines clap wrote;
+    // whatever RUST_LOG says.
     let text = e.render().to_string();
-    tracing::error!("{}", text.trim_end());
+    cli::log::json_error(text.trim_end());
     cli::log::finish();
     std::process::exit(e.exit_code())
 }

@@ -449,7 +449,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     }
 
     /// The next instant at which [`Pump::drive`] has work to do even without
-    /// readiness: a session deadline or the end of the linger.
+    /// readiness: a session deadline, the end of the linger, or at once
+    /// (`Instant::ZERO`) after [`Pump::close`] or [`Pump::abort`] ended the
+    /// session (the next drive sends the FIN or the reset).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {

@@ -253,7 +253,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     ///
     /// Empty when the session accepts no input: the buffer is full
     /// (backpressure: stop reading until [`Session::commit_sent`] frees
-    /// space) or the session is no longer `Open`. After writing `n` bytes at
+    /// space), the session is no longer `Open`, or the peer finished (in
+    /// `frames` mode a session stays `Open` after the FIN while whole frames
+    /// before an incomplete one are sent). After writing `n` bytes at
     /// the start of it, call [`Session::commit_received`].
     pub fn receive_buffer(&mut self) -> &mut [u8] {
         if !self.accepts_input() {

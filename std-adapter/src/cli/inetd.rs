@@ -82,13 +82,16 @@ pub(crate) fn run(options: Options) -> ExitCode {
             say(format_args!("ricochet serve --inetd: {msg}"));
         }
     };
+    // The environment first (`LISTEN_FDS` is removed once read), before
+    // logging starts a thread.
+    let found = connection();
     if !quiet {
         super::log::init(options.log_format);
     }
     for warning in &options.ignored {
         tracing::warn!("{warning}");
     }
-    let (socket, from) = match connection() {
+    let (socket, from) = match found {
         Ok(found) => found,
         Err(msg) => {
             report(&msg);
@@ -337,6 +340,9 @@ fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&st
     let result = handle.join();
     // A second signal stopped it at once: exit 130, as `ricochet serve`.
     let aborted = watcher.as_ref().is_some_and(SignalWatcher::aborted);
+    if aborted {
+        super::log::hurry();
+    }
     drop(watcher);
     match result {
         Ok(()) if aborted => ExitCode::from(130),

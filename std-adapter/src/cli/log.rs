@@ -23,7 +23,7 @@
 //! still queued are lost and the process exits at once.
 
 use std::io::{self, IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,9 +35,21 @@ use tracing_subscriber::fmt::MakeWriter;
 /// past that, new lines are dropped.
 pub(crate) const QUEUE_LINES: usize = 16 * 1024;
 
-/// At exit, a write stuck this long means the sink stalled: the lines
-/// still queued are given up rather than delaying the exit.
-const STUCK: Duration = Duration::from_millis(300);
+/// At a graceful exit, a write stuck this long means the sink stalled:
+/// the lines still queued are given up rather than delaying the exit
+/// further. Long enough for a sink that merely hiccups (journald catching
+/// up, a pipe to a busy reader) to take the last lines, `stopped` among
+/// them; well within systemd's stop timeout.
+const STUCK: Duration = Duration::from_secs(3);
+
+/// The same after an abort ([`hurry`]: a second signal asks to stop at once).
+const STUCK_ABORTING: Duration = Duration::from_millis(300);
+
+/// Set by [`hurry`].
+static HURRY: AtomicBool = AtomicBool::new(false);
+
+/// While lines keep being dropped, how often at most that is said.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// At exit, the longest wait for a slow (but moving) sink to take the queue.
 const DRAIN_AT_EXIT: Duration = Duration::from_secs(5);
@@ -70,6 +82,8 @@ struct Counts {
     written: AtomicUsize,
     /// Dropped lines already reported.
     reported: AtomicUsize,
+    /// When the last report was made, in ns after `epoch` (0: never).
+    last_report: AtomicU64,
     /// While a write is under way: 1 + its start, in ns after `epoch`; 0 when idle.
     busy_since: AtomicU64,
     epoch: Instant,
@@ -91,6 +105,36 @@ impl Counts {
         done >= self.submitted.load(Ordering::SeqCst)
     }
 
+    /// Lines handed to the queue and neither written nor dropped yet.
+    fn queued(&self) -> usize {
+        let done = self.written.load(Ordering::SeqCst) + self.dropped();
+        self.submitted.load(Ordering::SeqCst).saturating_sub(done)
+    }
+
+    /// The dropped lines not reported yet, now claimed (so that only one
+    /// caller reports them); 0 if none.
+    fn claim_unreported(&self) -> usize {
+        let dropped = self.dropped();
+        let before = self.reported.swap(dropped, Ordering::SeqCst);
+        self.last_report.store(self.now(), Ordering::SeqCst);
+        dropped.saturating_sub(before)
+    }
+
+    /// Whether lines were dropped since the last report and it is time to
+    /// say so: the writer caught up, or (under a sink that stays slower
+    /// than the lines come) the queue is half empty again and the last
+    /// report is [`REPORT_EVERY`] old.
+    fn report_due(&self) -> bool {
+        if self.dropped() <= self.reported.load(Ordering::SeqCst) {
+            return false;
+        }
+        let since = self
+            .now()
+            .saturating_sub(self.last_report.load(Ordering::SeqCst));
+        self.caught_up()
+            || (self.queued() <= QUEUE_LINES / 2 && since >= REPORT_EVERY.as_nanos() as u64)
+    }
+
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
@@ -104,8 +148,20 @@ impl Counts {
     }
 }
 
+/// Says that `lost` lines were dropped (nothing if 0). Queued like any
+/// record: the writer thread writes it next.
+fn report_dropped(lost: usize) {
+    if lost > 0 {
+        tracing::warn!(
+            dropped = lost,
+            "stderr was not read fast enough: {lost} log lines were dropped"
+        );
+    }
+}
+
 /// The writer thread's end: [`Stderr`], counting, and reporting the lines
-/// dropped once it has caught up.
+/// dropped once it has caught up (or every [`REPORT_EVERY`] while it keeps
+/// losing lines).
 struct Drain(Arc<Counts>);
 
 impl Write for Drain {
@@ -115,14 +171,8 @@ impl Write for Drain {
         let _ = Stderr.write(buf);
         c.busy_since.store(0, Ordering::SeqCst);
         c.written.fetch_add(1, Ordering::SeqCst);
-        let dropped = c.dropped();
-        if dropped > c.reported.load(Ordering::SeqCst) && c.caught_up() {
-            let lost = dropped - c.reported.swap(dropped, Ordering::SeqCst);
-            // Queued like any record (this thread writes it next).
-            tracing::warn!(
-                dropped = lost,
-                "stderr was not read fast enough: {lost} log lines were dropped"
-            );
+        if c.report_due() {
+            report_dropped(c.claim_unreported());
         }
         Ok(buf.len())
     }
@@ -185,6 +235,7 @@ fn installed() -> &'static Installed {
             submitted: AtomicUsize::new(0),
             written: AtomicUsize::new(0),
             reported: AtomicUsize::new(0),
+            last_report: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
             epoch: Instant::now(),
             dropped: OnceLock::new(),
@@ -214,11 +265,18 @@ pub(crate) fn say(args: std::fmt::Arguments<'_>) -> bool {
     true
 }
 
+/// The process is exiting on an abort (a second signal): [`finish`] waits
+/// for a stuck writer only [`STUCK_ABORTING`].
+pub(crate) fn hurry() {
+    HURRY.store(true, Ordering::SeqCst);
+}
+
 /// Before the process exits: waits until the queue is written, so that
 /// nothing is lost on a working stderr (the `stopped` line, an error).
-/// Gives up at once when the writer is stuck in a write (a stalled sink:
-/// the exit, e.g. 130 after a second signal, must not wait for it), and
-/// after [`DRAIN_AT_EXIT`] for a slow one. Does nothing if [`init`] never ran.
+/// Gives up once the writer has been stuck in one write for [`STUCK`] (a
+/// stalled sink; [`STUCK_ABORTING`] after [`hurry`]: the exit 130 of a
+/// second signal must not wait for it), and after [`DRAIN_AT_EXIT`] for a
+/// slow one. Does nothing if [`init`] never ran.
 pub(crate) fn finish() {
     let Some(installed) = INSTALLED.get() else {
         return;
@@ -234,7 +292,12 @@ pub(crate) fn finish() {
     let counts = &installed.sink.counts;
     let start = Instant::now();
     while !counts.caught_up() {
-        if counts.stuck_for() >= STUCK || start.elapsed() >= DRAIN_AT_EXIT {
+        let stuck = if HURRY.load(Ordering::SeqCst) {
+            STUCK_ABORTING
+        } else {
+            STUCK
+        };
+        if counts.stuck_for() >= stuck || start.elapsed() >= DRAIN_AT_EXIT {
             // Dropping the guard would wait for the stuck writer (up to
             // 1.1 s) and, with the queue full, print to stdout: leave the
             // thread to the exit instead.
@@ -243,8 +306,11 @@ pub(crate) fn finish() {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Lines dropped but not reported yet (the writer reports them only
+    // after a write): said now, ahead of the guard's shutdown message.
+    report_dropped(counts.claim_unreported());
     // Caught up: the guard's shutdown message finds room and the idle
-    // writer takes it at once.
+    // writer takes it (after that last report) at once.
     drop(guard);
 }
 
@@ -286,6 +352,20 @@ pub(crate) fn init(format: LogFormat) {
             "RUST_LOG is not a valid log filter: logging at info instead (e.g. RUST_LOG=debug, or RUST_LOG=info,ricochet=debug)"
         );
     }
+}
+
+/// Writes `message` as one JSON error record on the stderr queue, whatever
+/// `RUST_LOG` says (a usage error under `--log-format json` must not vanish
+/// under `RUST_LOG=off`); the caller then calls [`finish`].
+pub(crate) fn json_error(message: &str) {
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::ERROR)
+        .with_writer(installed().sink.clone())
+        .log_internal_errors(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || tracing::error!("{message}"));
 }
 
 /// Reports an error that ends the process, once logging runs: under

@@ -345,11 +345,15 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         return inetd::run(options);
     }
     let log_format = args.log_format;
+    // The environment first: taking the inherited sockets removes their
+    // variables, which must not race a thread (logging starts one).
+    let foreign = activation::foreign_sockets_note();
+    let inherited = activation::from_env();
     super::log::init(args.log_format);
-    if let Some(note) = activation::foreign_sockets_note() {
+    if let Some(note) = foreign {
         tracing::warn!("{note}");
     }
-    let inherited = match activation::from_env() {
+    let inherited = match inherited {
         Ok(sockets) => sockets,
         Err(e) => {
             super::log::fatal(log_format, format_args!("ricochet serve: {e}"));
@@ -361,9 +365,6 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     let inherited_streams = inherited
         .iter()
         .any(|s| !matches!(s, InheritedSocket::Udp(_)));
-    let inherited_udp = inherited
-        .iter()
-        .any(|s| matches!(s, InheritedSocket::Udp(_)));
     let explicit_receive_buffer = args.udp_receive_buffer.is_some();
     let given = std::mem::take(&mut args.given);
     let config = args.into_config(!inherited.is_empty());
@@ -383,6 +384,8 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let own_unix_files = config.unix.clone();
+    // The server's UDP sockets come first, then the inherited ones.
+    let own_udp = config.udp.len();
     let ipv6_notes = ipv6_only_notes(&config);
     let server = match Server::bind_with(config, inherited) {
         Ok(server) => server,
@@ -391,12 +394,7 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
             return ExitCode::from(bind_failure_code(&e));
         }
     };
-    report_receive_buffers(
-        &server,
-        receive_buffer,
-        explicit_receive_buffer,
-        inherited_udp,
-    );
+    report_receive_buffers(&server, receive_buffer, explicit_receive_buffer, own_udp);
     let metrics = match metrics.map(|addr| MetricsServer::bind(MetricsConfig::new(addr))) {
         None => None,
         Some(Ok(m)) => Some(m),
@@ -475,6 +473,9 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     let result = handle.join();
     notifier.stopping();
     let aborted = watcher.as_ref().is_some_and(SignalWatcher::aborted);
+    if aborted {
+        super::log::hurry();
+    }
     drop(watcher);
     if let Some(m) = metrics {
         m.stop();

@@ -24,24 +24,25 @@ pub(crate) fn parse_receive_buffer(s: &str) -> Result<ReceiveBuffer, String> {
 /// Says, once per UDP socket, what receive queue the kernel granted: at
 /// debug level if all that was asked, else at warn level if the size was
 /// asked for (`explicit`) and at info level if it is the default.
-/// `activated`: UDP sockets came from a service manager, whose own setting
-/// (systemd's `ReceiveBuffer=`) is the fix there.
+/// The first `own` sockets are the server's; the others came from a
+/// service manager, whose own setting (systemd's `ReceiveBuffer=`) is the
+/// fix for them.
 pub(crate) fn report_receive_buffers(
     server: &Server,
     want: Option<usize>,
     explicit: bool,
-    activated: bool,
+    own: usize,
 ) {
     let Some(want) = want else {
         return;
     };
-    for (addr, got) in server.udp_receive_buffers() {
+    for (i, (addr, got)) in server.udp_receive_buffers().into_iter().enumerate() {
         match got {
             Ok(got) if got >= want => {
                 tracing::debug!(%addr, bytes = got, "UDP receive queue");
             }
             Ok(got) => {
-                let msg = short_queue(addr, got, want, activated);
+                let msg = short_queue(addr, got, want, i >= own);
                 if explicit {
                     tracing::warn!("{msg}");
                 } else {

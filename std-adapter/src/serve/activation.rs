@@ -144,10 +144,12 @@ pub fn foreign_sockets_note() -> Option<String> {
     foreign_note(var("LISTEN_FDS"), var("LISTEN_PID"), std::process::id())
 }
 
+/// As `listenfd` reads them: a missing or empty `LISTEN_PID` means this
+/// process; otherwise it must be this process's id exactly (untrimmed).
 fn foreign_note(fds: Option<String>, pid: Option<String>, own: u32) -> Option<String> {
-    let fds = fds.filter(|n| n.trim().parse::<u32>().is_ok_and(|n| n > 0))?;
-    let pid = pid?;
-    if pid.trim().parse::<u32>().ok() == Some(own) {
+    let fds = fds.filter(|n| n.parse::<u32>().is_ok_and(|n| n > 0))?;
+    let pid = pid.filter(|p| !p.is_empty())?;
+    if pid.parse::<u32>().ok() == Some(own) {
         return None;
     }
     Some(format!(
@@ -303,6 +305,8 @@ mod tests {
             (None, Some("1")),
             (Some("0"), Some("1")),
             (Some("1"), None),
+            // listenfd takes an empty LISTEN_PID as this process's.
+            (Some("2"), Some("")),
         ] {
             assert_eq!(note(fds, pid), None, "{fds:?} {pid:?}");
         }

@@ -147,13 +147,16 @@ impl fmt::Display for TlsConfigError {
                 )?;
                 if matches!(*what, "certificate" | "private key" | "client CA") {
                     // The shipped unit runs as a DynamicUser no file can be
-                    // chowned to: systemd hands the file over instead.
+                    // chowned to: systemd hands the file over instead. It
+                    // takes a relative path as a credential's name, not a
+                    // file: the hint names the file absolutely.
+                    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
                     write!(
                         f,
                         ", or, under systemd with DynamicUser=yes (the shipped ricochet.service), \
                          hand it over with `LoadCredential=tls-{flag}:{}` and give \
                          `--tls-{flag} ${{CREDENTIALS_DIRECTORY}}/tls-{flag}`",
-                        path.display()
+                        absolute.display()
                     )?;
                 }
                 Ok(())
@@ -234,9 +237,9 @@ impl fmt::Display for TlsConfigError {
             TlsConfigError::CertificateVersion { cert, version } => write!(
                 f,
                 "TLS certificate {} is X.509 version {version} (what `openssl x509 -req` makes \
-                 without an extensions file): TLS takes version 3 only, with the server's names \
-                 in subjectAltName; make one with `{CERT_COMMAND}`, or sign again with `-extfile` \
-                 giving subjectAltName",
+                 without an extensions file): TLS takes version 3 only; sign it again with \
+                 `-extfile` giving its extensions (a server's names in subjectAltName), or, for \
+                 a server, make one with `{CERT_COMMAND}`",
                 cert.display()
             ),
             TlsConfigError::Invalid { reason } => write!(f, "TLS configuration: {reason}"),
@@ -431,7 +434,7 @@ pub(crate) fn identity_refused(
 /// The X.509 version (1, 2 or 3) of `chain`'s first certificate, if it parses.
 fn leaf_version(chain: &[CertificateDer<'static>]) -> Option<u32> {
     let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
-    Some(leaf.version().0 + 1)
+    leaf.version().0.checked_add(1)
 }
 
 /// The index of the certificate of `chain`, after the first, whose public
@@ -513,10 +516,15 @@ mod tests {
                 .contains("may not enter a directory on the path to the file"),
             "{msg}"
         );
+        // A relative path is named absolutely: systemd would take `c.pem`
+        // as a credential's name, not a file.
         let e = read_error("certificate", Path::new("c.pem"), denied());
+        let cwd = std::env::current_dir().expect("cwd");
         assert!(
-            e.to_string()
-                .contains("`LoadCredential=tls-cert:c.pem` and give `--tls-cert ${CREDENTIALS_DIRECTORY}/tls-cert`"),
+            e.to_string().contains(&format!(
+                "`LoadCredential=tls-cert:{}` and give `--tls-cert ${{CREDENTIALS_DIRECTORY}}/tls-cert`",
+                cwd.join("c.pem").display()
+            )),
             "{e}"
         );
         // The probe's own files: no service unit to hand them over.

@@ -530,3 +530,28 @@ fn probe_udp_server_that_pauses_loses_nothing_and_shows_it_as_latency() {
     );
     assert!(r.latency_us.max >= 150_000, "the pause shows: {r}");
 }
+
+/// A UDP server that holds one datagram 300 ms while it echoes the later
+/// ones (a stalled thread of a server): the held one gave its ring slot up
+/// at 100 ms (a fiftieth of --timeout 5s) and was counted lost there, then
+/// late when it came back, and the run failed with nothing lost. It is
+/// verified now, as reordered.
+#[test]
+fn probe_udp_server_that_holds_one_datagram_verifies_it_reordered_not_lost() {
+    let srv = FaultyUdp::start(UdpFault::HoldOne(100, Duration::from_millis(300)));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    // 2,000/s: the ring of 128 is full behind the held one well before its
+    // 100 ms, and sending goes on past its return at about 350 ms.
+    spec.rate = Some(2000.0);
+    spec.stop = Stop::Count(1000);
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.expect("datagram counts");
+    assert!(r.ok, "{r}");
+    assert_eq!(
+        (d.sent, d.verified, d.lost, d.late),
+        (1000, 1000, 0, 0),
+        "{r}"
+    );
+    assert!(d.reordered >= 1, "{r}");
+    assert!(r.latency_us.max >= 250_000, "its round trip shows: {r}");
+}

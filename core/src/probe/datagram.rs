@@ -16,10 +16,14 @@
 //! from the round trips, as TCP's, RFC 6298; see
 //! [`DatagramProbe::in_flight_recent`]), and once the ring is full, its
 //! oldest datagram still unanswered after [`overdue_at_most`] (a fiftieth
-//! of the loss timeout) while a later one came back is counted lost early,
-//! and counted late if it turns up after all. With nothing later back (a
-//! server that paused, or stopped) nothing is counted early: the full ring
-//! waits for the loss timeout.
+//! of the loss timeout) while a later one came back gives its slot up
+//! early. It is counted lost only at its loss timeout: one that comes back
+//! intact before then (a server that held it while it echoed later ones)
+//! is verified after all, as reordered, with its real round trip. Up to
+//! `M` such datagrams are remembered apart from the ring; the oldest is
+//! counted lost at once when `M` later ones gave their slots up too. With
+//! nothing later back (a server that paused, or stopped) nothing gives its
+//! slot up early: the full ring waits for the loss timeout.
 
 use super::{ConfigError, SizeRange, check_sizes, scheduled};
 use crate::payload::Payload;
@@ -123,7 +127,9 @@ pub struct DatagramProbeStats {
     pub verified: u64,
     /// Bytes in the verified datagrams.
     pub bytes_verified: u64,
-    /// Datagrams never returned within the loss timeout.
+    /// Datagrams not returned within the loss timeout (or, of the ones that
+    /// gave their ring slot up early, crowded out by `M` later ones first:
+    /// see the module docs).
     pub lost: u64,
     /// Datagrams returned altered.
     pub corrupt: u64,
@@ -162,6 +168,11 @@ pub struct DatagramProbe<const M: usize = 64> {
     oldest: u64,
     /// One past the highest sequence number verified so far (0: none).
     verified_end: u64,
+    /// Datagrams that gave their ring slot up before their loss timeout
+    /// (see the module docs), indexed by `seq % M`: `(seq, sent_at)`.
+    early: [Option<(u64, Instant)>; M],
+    /// How many of `early` are set.
+    early_len: usize,
     /// Smoothed round trip and its variation, microseconds (RFC 6298);
     /// `None` before the first verified echo.
     rtt: Option<(u64, u64)>,
@@ -202,6 +213,8 @@ impl<const M: usize> DatagramProbe<M> {
             in_flight: 0,
             oldest: 0,
             verified_end: 0,
+            early: [None; M],
+            early_len: 0,
             rtt: None,
             limit: config.count.unwrap_or(u64::MAX),
             start,
@@ -295,6 +308,18 @@ impl<const M: usize> DatagramProbe<M> {
             seq += 1;
         }
         self.settle();
+        if self.early_len > 0 {
+            let timeout = self.config.loss_timeout;
+            for entry in &mut self.early {
+                if let Some((_, sent_at)) = *entry
+                    && now >= sent_at + timeout
+                {
+                    *entry = None;
+                    self.early_len -= 1;
+                    self.stats.lost += 1;
+                }
+            }
+        }
     }
 
     /// The scheduled send of the next datagram under pacing
@@ -318,7 +343,13 @@ impl<const M: usize> DatagramProbe<M> {
             _ => None,
         });
         let give_up = self.give_up_at();
-        let loss = earliest(loss, give_up);
+        let early = self
+            .early
+            .iter()
+            .flatten()
+            .map(|&(_, sent_at)| sent_at + self.config.loss_timeout)
+            .min();
+        let loss = earliest(earliest(loss, give_up), early);
         let pacing = match self.config.interval {
             Some(interval) if self.next_seq < self.limit && self.has_room() => {
                 Some(scheduled(self.start, interval, self.next_seq)).filter(|&t| t > self.now)
@@ -376,7 +407,7 @@ impl<const M: usize> DatagramProbe<M> {
 
     /// Everything was sent and each datagram was verified or counted lost.
     pub fn is_done(&self) -> bool {
-        self.next_seq >= self.limit && self.in_flight == 0
+        self.next_seq >= self.limit && self.in_flight == 0 && self.early_len == 0
     }
 
     // --- internals ---
@@ -433,9 +464,17 @@ impl<const M: usize> DatagramProbe<M> {
         if self.give_up_at().is_some_and(|at| now >= at) {
             let seq = self.oldest;
             let i = self.index(seq);
+            if let Slot::InFlight { sent_at, .. } = self.slots[i] {
+                // Remembered until its loss timeout; the one `M` datagrams
+                // older, crowded out, is lost now.
+                if self.early[i].replace((seq, sent_at)).is_some() {
+                    self.stats.lost += 1;
+                } else {
+                    self.early_len += 1;
+                }
+            }
             self.slots[i] = Slot::Lost { seq };
             self.in_flight -= 1;
-            self.stats.lost += 1;
             self.settle();
         }
     }
@@ -476,6 +515,22 @@ impl<const M: usize> DatagramProbe<M> {
         }
         let i = self.index(seq);
         let slot = self.slots[i];
+        if let Some((s, sent_at)) = self.early[i]
+            && s == seq
+        {
+            // It gave its slot up early and is back before its loss
+            // timeout: resolved now, as any in flight would be.
+            self.early[i] = None;
+            self.early_len -= 1;
+            if !self.intact(seq, data) {
+                return DatagramOutcome::Corrupt { seq };
+            }
+            if slot == (Slot::Lost { seq }) {
+                // A second copy is then a duplicate, not late.
+                self.slots[i] = Slot::Verified { seq };
+            }
+            return self.verify(now, seq, sent_at);
+        }
         let tracked = match slot {
             Slot::InFlight { seq: s, .. } | Slot::Verified { seq: s } | Slot::Lost { seq: s } => {
                 s == seq
@@ -499,23 +554,29 @@ impl<const M: usize> DatagramProbe<M> {
                 self.slots[i] = Slot::Verified { seq };
                 self.in_flight -= 1;
                 self.settle();
-                if seq < self.verified_end {
-                    self.stats.reordered += 1;
-                } else {
-                    self.verified_end = seq + 1;
-                }
-                self.sample_rtt(now.saturating_since(sent_at));
-                let due = match self.config.interval {
-                    Some(interval) => scheduled(self.start, interval, seq).min(sent_at),
-                    None => sent_at,
-                };
-                DatagramOutcome::Verified {
-                    round_trip: now.saturating_since(due),
-                    since_sent: now.saturating_since(sent_at),
-                }
+                self.verify(now, seq, sent_at)
             }
             Slot::Verified { .. } => DatagramOutcome::Duplicate { seq },
             Slot::Lost { .. } | Slot::Empty => DatagramOutcome::Late { seq },
+        }
+    }
+
+    /// Counts datagram `seq` (sent at `sent_at`) back intact at `now`: its
+    /// order, its round trip.
+    fn verify(&mut self, now: Instant, seq: u64, sent_at: Instant) -> DatagramOutcome {
+        if seq < self.verified_end {
+            self.stats.reordered += 1;
+        } else {
+            self.verified_end = seq + 1;
+        }
+        self.sample_rtt(now.saturating_since(sent_at));
+        let due = match self.config.interval {
+            Some(interval) => scheduled(self.start, interval, seq).min(sent_at),
+            None => sent_at,
+        };
+        DatagramOutcome::Verified {
+            round_trip: now.saturating_since(due),
+            since_sent: now.saturating_since(sent_at),
         }
     }
 

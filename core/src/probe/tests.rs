@@ -476,7 +476,7 @@ fn datagram_overdue_after_is_a_fiftieth_of_the_timeout_until_a_round_trip_is_mea
 }
 
 #[test]
-fn datagram_ring_full_counts_its_oldest_lost_once_overdue_and_a_late_echo_late() {
+fn datagram_ring_full_gives_its_oldest_slot_up_once_overdue_and_counts_it_lost_at_the_timeout() {
     // Regression: a lost datagram held its ring slot for the whole loss
     // timeout, so with a few losses a socket sent M datagrams per timeout.
     let mut p = ring_of_4(Duration::from_secs(5));
@@ -497,17 +497,117 @@ fn datagram_ring_full_counts_its_oldest_lost_once_overdue_and_a_late_echo_late()
     assert_eq!(
         p.poll_transmit(T0 + Duration::from_millis(100), &mut next),
         Some(64),
-        "datagram 0 gives its slot up: lost"
+        "datagram 0 gives its slot up"
     );
     assert_eq!(
         (p.stats().sent, p.stats().lost, p.stats().verified),
-        (5, 1, 3)
+        (5, 0, 3),
+        "not lost before its loss timeout"
     );
+    assert!(!p.is_done());
+    // Its loss timeout, not datagram 4's, is the next deadline.
+    assert_eq!(p.poll_timeout(), Some(T0 + Duration::from_secs(5)));
+    p.handle_timeout(T0 + Duration::from_secs(5));
+    assert_eq!(p.stats().lost, 1, "lost at its loss timeout");
     assert_eq!(
-        p.handle_datagram(T0 + Duration::from_millis(101), &bufs[0]),
+        p.handle_datagram(T0 + Duration::from_secs(5), &bufs[0]),
         DatagramOutcome::Late { seq: 0 }
     );
     assert_eq!(p.stats().late, 1);
+}
+
+/// Regression: a datagram the server held while it echoed later ones (a
+/// stalled thread of a server, a reordering path) was counted lost once
+/// it gave its ring slot up, 100 ms into a 5 s loss timeout, and late when
+/// it came back at 200 ms: a run with every datagram echoed failed.
+#[test]
+fn datagram_given_up_early_and_back_before_its_loss_timeout_is_verified_reordered() {
+    let mut p = ring_of_4(Duration::from_secs(5));
+    let mut bufs = [[0u8; 64]; 4];
+    for b in &mut bufs {
+        assert_eq!(p.poll_transmit(T0, b), Some(64));
+    }
+    for b in &bufs[1..] {
+        p.handle_datagram(T0 + Duration::from_micros(40), b);
+    }
+    let mut next = [0u8; 64];
+    let at = T0 + Duration::from_millis(100);
+    assert_eq!(p.poll_transmit(at, &mut next), Some(64), "slot given up");
+    let back = T0 + Duration::from_millis(200);
+    match p.handle_datagram(back, &bufs[0]) {
+        DatagramOutcome::Verified { round_trip, .. } => {
+            assert_eq!(
+                round_trip,
+                Duration::from_millis(200),
+                "its real round trip"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let s = *p.stats();
+    assert_eq!(
+        (s.verified, s.lost, s.late, s.reordered),
+        (4, 0, 0, 1),
+        "{s:?}"
+    );
+    // A second copy: its slot holds datagram 4 now, too old to tell apart.
+    assert_eq!(
+        p.handle_datagram(back, &bufs[0]),
+        DatagramOutcome::Late { seq: 0 }
+    );
+    // Nothing is left to wait for but datagram 4.
+    assert_eq!(p.poll_timeout(), Some(at + Duration::from_secs(5)));
+    // Back altered instead: corrupt, not lost, not late.
+    let mut q = ring_of_4(Duration::from_secs(5));
+    for b in &mut bufs {
+        assert_eq!(q.poll_transmit(T0, b), Some(64));
+    }
+    for b in &bufs[1..] {
+        q.handle_datagram(T0 + Duration::from_micros(40), b);
+    }
+    assert_eq!(q.poll_transmit(at, &mut next), Some(64));
+    let mut altered = bufs[0];
+    altered[40] ^= 1;
+    assert_eq!(
+        q.handle_datagram(back, &altered),
+        DatagramOutcome::Corrupt { seq: 0 }
+    );
+    let s = *q.stats();
+    assert_eq!((s.corrupt, s.lost, s.late), (1, 0, 0), "{s:?}");
+}
+
+/// At most `M` datagrams given up early are remembered: the next one
+/// crowds the oldest out, which is then counted lost at once.
+#[test]
+fn datagram_given_up_early_crowded_out_by_m_later_ones_is_lost_at_once() {
+    let mut p = ring_of_4(Duration::from_secs(5));
+    let mut buf = [0u8; 64];
+    let mut t = T0;
+    // Every even datagram is dropped by the "server", every odd one echoed.
+    let mut sent = 0u64;
+    while sent < 40 {
+        let Some(n) = p.poll_transmit(t, &mut buf) else {
+            t = p.poll_timeout().expect("a deadline");
+            assert!(t < T0 + Duration::from_secs(5), "no loss timeout reached");
+            continue;
+        };
+        if sent % 2 == 1 {
+            assert!(matches!(
+                p.handle_datagram(t, &buf[..n]),
+                DatagramOutcome::Verified { .. }
+            ));
+        }
+        sent += 1;
+    }
+    let s = *p.stats();
+    // 20 dropped; some still in flight, at most 4 remembered, the rest lost.
+    let in_flight = s.sent - s.verified - s.lost;
+    assert!(s.lost > 0 && in_flight <= 4 + 4, "{s:?}");
+    assert_eq!(s.late, 0, "{s:?}");
+    p.finish();
+    p.handle_timeout(T0 + Duration::from_secs(10));
+    assert!(p.is_done());
+    assert_eq!(p.stats().lost, 20, "{:?}", p.stats());
 }
 
 /// A server that pauses answers nothing: no later datagram has come back,

@@ -92,8 +92,7 @@ pub(crate) struct ProbeArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Bound of every wait: connect, each response, the server's FIN after ours, UDP loss (more than
-    /// 0; a datagram unanswered after a fiftieth of it, once 64 later ones were sent and a later one
-    /// came back, is counted lost early, and late if it comes back).
+    /// 0; a datagram not back within it is counted lost, and late if it comes back after).
     #[arg(long, default_value = "5s", value_name = "D", value_parser = parse_duration)]
     timeout: Duration,
     /// Worker threads, one event loop each [default: every core, or half of them when every

@@ -35,7 +35,7 @@ use super::{Ctx, Target};
 /// Datagrams one socket keeps in flight at most (the stream pattern's window cap).
 pub(super) const MAX_IN_FLIGHT: usize = 64;
 /// Datagrams one socket tracks: twice its largest window, so the core's
-/// ring fills (and gives its oldest datagram up as lost early, see
+/// ring fills (and its oldest datagram gives its slot up early, see
 /// `DatagramProbe`) only when one stayed unanswered while at least a
 /// window's worth of later ones was sent, never merely because a full
 /// window is in flight.

@@ -533,6 +533,9 @@ pub enum UdpFault {
     /// Before echoing the `n`-th datagram, pause this long (a server that
     /// stops for a while, e.g. a collector's pause), losing nothing.
     PauseAt(u64, Duration),
+    /// Hold the `n`-th datagram this long while echoing the later ones (a
+    /// server thread that stalled on one), then echo it.
+    HoldOne(u64, Duration),
 }
 
 /// A UDP echo server with a fault on 127.0.0.1:0; stops when dropped.
@@ -555,7 +558,14 @@ impl FaultyUdp {
             let mut buf = vec![0u8; 65_536];
             let mut seen: u64 = 0;
             let mut held: Option<Vec<u8>> = None;
+            let mut held_one: Option<(Vec<u8>, SocketAddr, Instant)> = None;
             while !stop2.load(Ordering::Relaxed) {
+                if let Some((data, to, at)) = &held_one
+                    && Instant::now() >= *at
+                {
+                    let _ = sock.send_to(data, *to);
+                    held_one = None;
+                }
                 let Ok((mut n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
@@ -565,6 +575,11 @@ impl FaultyUdp {
                     UdpFault::CorruptEvery(k) if seen.is_multiple_of(k) => buf[n - 1] ^= 0x5a,
                     UdpFault::TruncateTo(k) => n = n.min(k),
                     UdpFault::PauseAt(k, pause) if seen == k => std::thread::sleep(pause),
+                    UdpFault::HoldOne(k, hold) if seen == k => {
+                        let at = Instant::now() + hold;
+                        held_one = Some((buf[..n].to_vec(), from, at));
+                        continue;
+                    }
                     UdpFault::FromOtherPort => {
                         let _ = other.send_to(&buf[..n], from);
                         continue;

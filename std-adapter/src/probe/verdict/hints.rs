@@ -278,8 +278,8 @@ pub(super) fn loss_hold_hint(spec: &ProbeSpec) -> String {
          from the round trips, at least 1 ms and at most {} (a fiftieth of --timeout {}), before \
          the next one goes: with losses, that wait rather than the server can bound the round \
          trips/s (and with --rate the latency from the scheduled sends). A shorter --timeout \
-         (a datagram still unanswered after a fiftieth of it, once 64 later ones were sent, is \
-         counted lost), more -c, or -p stream with a larger -w raise that bound",
+         (a datagram still unanswered after a fiftieth of it, once 64 later ones were sent, gives \
+         its slot up), more -c, or -p stream with a larger -w raise that bound",
         format_duration(overdue_at_most(spec.timeout.into()).into()),
         format_duration(spec.timeout)
     )

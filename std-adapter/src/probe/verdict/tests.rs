@@ -747,15 +747,13 @@ fn udp_warnings_count_in_the_singular_and_the_window_says_its_cap() {
     let r = report_of(&spec, t);
     let w = r.warnings.join("\n");
     assert!(w.contains("1 datagram came back twice"), "{w}");
-    // The early count (a fiftieth of --timeout) is what a pause trips, and
-    // the warning says so with the waits: "raise --timeout" alone read as
-    // wrong to a user whose datagrams came back well within 5 s.
+    // Late means after --timeout (a datagram back before it is verified,
+    // even one that gave its ring slot up early): the warning says which.
     assert!(
         w.contains(
-            "1 datagram came back after being counted lost: a datagram still unanswered after \
-             100ms (a fiftieth of --timeout 5s), once 64 later ones were sent and a later one \
-             came back, is counted lost early"
-        ) && w.contains("(--timeout 50s waits 1s)"),
+            "1 datagram came back after being counted lost: a datagram not back within \
+             --timeout 5s is counted lost"
+        ) && !w.contains("fiftieth"),
         "{w}"
     );
     assert!(

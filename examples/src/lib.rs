@@ -22,8 +22,47 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// How long any example waits for its peer before giving up.
+/// `println!` that cannot panic: a closed or full stdout (`| head -1`
+/// after its one line) loses the line, nothing more (`println!` panics on
+/// `EPIPE`, and the program dies with exit 101 in the middle of serving).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that cannot panic (see [`outln!`]).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// How long any example waits for its peer before giving up: each blocking
+/// call, and the servers' sessions (a peer that sends nothing, or stops
+/// reading its echo, for this long is closed or reset).
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a server's blocking read or write waits before it looks at
+/// the session's deadlines again (the blocking driver sleeps in the socket
+/// call: a longer socket timeout would hold a 10 s idle timeout, and the
+/// 2 s linger after it, for that long).
+pub const SERVER_TICK: Duration = Duration::from_millis(500);
+
+/// The servers' session settings: the core's defaults (300 s idle, 30 s
+/// drain) would hold a stuck peer, and every client after it, for minutes.
+pub fn session_config(mode: ricochet_core::Mode) -> ricochet_core::SessionConfig {
+    ricochet_core::SessionConfig {
+        mode,
+        idle_timeout: Some(PEER_TIMEOUT.into()),
+        drain_timeout: Some(PEER_TIMEOUT.into()),
+        ..ricochet_core::SessionConfig::default()
+    }
+}
 
 /// The tutorial's port.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:50007";
@@ -42,6 +81,10 @@ pub struct Args {
     /// Message size for the clients' verification run, in bytes (binary
     /// suffixes: `100K` = 102400).
     pub size: usize,
+    /// Whether `--size` was given.
+    pub size_given: bool,
+    /// Whether `--once` was given.
+    pub once_given: bool,
     /// Words that were not flags, after the address (e.g. a client's
     /// message), as given: they need not be UTF-8.
     pub rest: Vec<OsString>,
@@ -168,6 +211,8 @@ pub fn parse_no_args(program: &str, help: &str) -> Result<(), ExitCode> {
             addr_given: false,
             count: 0,
             size: 0,
+            size_given: false,
+            once_given: false,
             rest: Vec::new(),
         })),
         Some(Some("-h" | "--help")) => Ok(Parsed::Help),
@@ -187,11 +232,11 @@ fn finish_parse(
     match parsed {
         Ok(Parsed::Run(args)) => Ok(args),
         Ok(Parsed::Help) => {
-            println!("{}", help.trim_end());
+            outln!("{}", help.trim_end());
             Err(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{program}: {e} (see {program} --help)");
+            errln!("{program}: {e} (see {program} --help)");
             Err(ExitCode::from(2))
         }
     }
@@ -202,6 +247,39 @@ fn utf8(w: &OsStr, what: &str) -> Result<String, String> {
     w.to_str()
         .map(str::to_owned)
         .ok_or_else(|| format!("{what} {w:?} is not valid UTF-8"))
+}
+
+/// What a program takes besides `--count` and `--help`: anything else
+/// given is a usage error, not silently ignored.
+#[derive(Clone, Copy, Debug)]
+pub struct Takes {
+    /// `--size` (the clients).
+    pub size: bool,
+    /// `--once` (the servers).
+    pub once: bool,
+    /// Words after the address (a client's message).
+    pub message: bool,
+}
+
+/// Refuses what `args` holds that `program` does not take ([`Takes`]):
+/// says which, exit status 2.
+pub fn refuse_unused(program: &str, args: &Args, takes: Takes) -> Result<(), ExitCode> {
+    let unused = if args.size_given && !takes.size {
+        Some("--size".to_owned())
+    } else if args.once_given && !takes.once {
+        Some("--once".to_owned())
+    } else if !args.rest.is_empty() && !takes.message {
+        Some(format!("{:?}", args.rest[0]))
+    } else {
+        None
+    };
+    match unused {
+        Some(what) => {
+            errln!("{program}: {what} is not an argument {program} takes (see {program} --help)");
+            Err(ExitCode::from(2))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Parses `words` (without the program name). Only a message word may be
@@ -215,6 +293,8 @@ pub fn parse_from<W: Into<OsString>>(
         addr_given: false,
         count: default_count,
         size: 64,
+        size_given: false,
+        once_given: false,
         rest: Vec::new(),
     };
     let mut it = words.into_iter().map(Into::into);
@@ -228,7 +308,10 @@ pub fn parse_from<W: Into<OsString>>(
             return Err(format!("address {word:?} is not valid UTF-8"));
         };
         match w {
-            "--once" => args.count = 1,
+            "--once" => {
+                args.count = 1;
+                args.once_given = true;
+            }
             "--count" | "-n" => {
                 let v = utf8(&it.next().ok_or("--count needs a number")?, "--count")?;
                 args.count = v.parse().map_err(|_| format!("bad --count {v:?}"))?;
@@ -238,6 +321,7 @@ pub fn parse_from<W: Into<OsString>>(
                 // The probe's syntax, binary: 100, 100K (102400), 4KiB, 1M, 2GB.
                 args.size = ricochet::probe::units::parse_bytes(&v)
                     .map_err(|e| format!("bad --size: {e}"))?;
+                args.size_given = true;
             }
             "-h" | "--help" => return Ok(Parsed::Help),
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown flag {s}")),

@@ -375,8 +375,8 @@ fn example_udp_oversize_datagrams_are_logged_and_hinted_without_a_made_up_length
     assert!(client.contains("sent 2, verified 0, lost 2"), "{client}");
     assert!(
         err.contains(
-            "hint: every datagram was lost, and each was 2000 bytes: echo servers commonly drop \
-             datagrams larger than 1472 bytes"
+            "hint: every datagram was lost (stopped after 3), and each was 2000 bytes: echo \
+             servers commonly drop datagrams larger than 1472 bytes"
         ),
         "{err}"
     );
@@ -568,4 +568,124 @@ fn example_programs_without_a_socket_refuse_an_address() {
         let (code, _, err) = run_all(bin, &["--count", "1"]);
         assert_eq!(code, 0, "{bin}: {err}");
     }
+}
+
+/// Regression: a closed stdout (`| head -1` after the `listening on` line)
+/// made the server panic at its next line (exit 101) and reset the client.
+#[test]
+fn example_server_with_stdout_closed_goes_on_serving() {
+    let (server, out, addr) = start_server(
+        env!("CARGO_BIN_EXE_tcp_server"),
+        &["127.0.0.1:0", "--count", "2"],
+    );
+    drop(out); // as `head -1` exits
+    for _ in 0..2 {
+        let (code, client) = run(env!("CARGO_BIN_EXE_tcp_client"), &[&addr, "--count", "5"]);
+        assert_eq!(code, 0, "{client}");
+    }
+    let o = finish(server, "tcp_server");
+    assert_eq!(o.status.code(), Some(0), "not a panic on the closed pipe");
+}
+
+/// Arguments a program does not take are usage errors (exit 2), not
+/// ignored: extra words to a server, --size to a server or to a program
+/// without sockets, --once to a client.
+#[test]
+fn example_arguments_a_program_does_not_take_are_usage_errors() {
+    for (bin, args, word) in [
+        (
+            env!("CARGO_BIN_EXE_tcp_server"),
+            &["127.0.0.1:0", "extra", "--count", "0"][..],
+            "\"extra\"",
+        ),
+        (
+            env!("CARGO_BIN_EXE_udp_server"),
+            &["127.0.0.1:0", "--size", "5"],
+            "--size",
+        ),
+        (
+            env!("CARGO_BIN_EXE_in_memory"),
+            &["--size", "10", "--count", "1"],
+            "--size",
+        ),
+        (
+            env!("CARGO_BIN_EXE_unix_pair"),
+            &["--size", "1K", "--count", "1"],
+            "--size",
+        ),
+        (
+            env!("CARGO_BIN_EXE_tcp_client"),
+            &["127.0.0.1:9", "--once"],
+            "--once",
+        ),
+    ] {
+        let (code, out, err) = run_all(bin, args);
+        assert_eq!(code, 2, "{bin} {args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("{word} is not an argument")),
+            "{bin} {args:?}: {err}"
+        );
+        assert!(
+            !out.contains("listening on"),
+            "{bin}: nothing started: {out}"
+        );
+    }
+}
+
+/// A --size no datagram or message can have is a usage error before
+/// anything is sent (the greeting used up a `--once` server first).
+#[test]
+fn example_clients_refuse_an_impossible_size_before_sending() {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sink.local_addr().unwrap().to_string();
+    for size in ["11", "65528", "1G"] {
+        let (code, _, err) = run_all(env!("CARGO_BIN_EXE_udp_client"), &[&addr, "--size", size]);
+        assert_eq!(code, 2, "--size {size}: {err}");
+        assert!(
+            err.contains("a verified datagram is 12 to 65527 bytes"),
+            "{err}"
+        );
+    }
+    // Past what IPv4 carries: said before the greeting, not a raw EMSGSIZE.
+    let (code, _, err) = run_all(
+        env!("CARGO_BIN_EXE_udp_client"),
+        &[&addr, "--size", "65520"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("more than a UDP datagram holds over IPv4 (65507 bytes)"),
+        "{err}"
+    );
+    sink.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(sink.recv_from(&mut buf).is_err(), "nothing was sent");
+    let (code, _, err) = run_all(
+        env!("CARGO_BIN_EXE_tcp_client"),
+        &["127.0.0.1:9", "--size", "0"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--size 0: a message is at least 1 byte"),
+        "{err}"
+    );
+}
+
+/// A peer that connects and sends nothing is closed after the examples'
+/// 10 s, as the docs say ("timeouts end stuck peers"); the session's
+/// default 300 s held it, and every client after it.
+#[test]
+fn example_tcp_server_closes_a_silent_peer_after_its_timeout() {
+    let (server, out, addr) =
+        start_server(env!("CARGO_BIN_EXE_tcp_server"), &["127.0.0.1:0", "--once"]);
+    let silent = std::net::TcpStream::connect(&addr).unwrap();
+    let start = Instant::now();
+    let (code, text) = rest_of(server, out, "tcp_server");
+    let took = start.elapsed();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("echoed 0 of 0 bytes"), "{text}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(25),
+        "{took:?}"
+    );
+    drop(silent);
 }

@@ -13,7 +13,7 @@ use ricochet_core::pump::{Failure, Next, Pump, ReadOutcome, Teardown, Transport,
 use ricochet_core::{
     Duration, Instant, Mode, ProbeConfig, SessionConfig, SizeRange, StreamCounters, StreamProbe,
 };
-use ricochet_examples::parse_args_without_address;
+use ricochet_examples::{Takes, errln, outln, parse_args_without_address, refuse_unused};
 
 const HELP: &str = "\
 in_memory: a core Session (the echo server) and a StreamProbe (the verifying client)
@@ -29,9 +29,17 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    let takes = Takes {
+        size: false,
+        once: false,
+        message: false,
+    };
+    if let Err(code) = refuse_unused("in_memory", &args, takes) {
+        return code;
+    }
     for mode in [Mode::Raw, Mode::Lines, Mode::Frames] {
         if let Err(e) = run(mode, args.count) {
-            eprintln!("in_memory: {mode}: {e}");
+            errln!("in_memory: {mode}: {e}");
             return ExitCode::from(1);
         }
     }
@@ -154,11 +162,14 @@ fn run(mode: Mode, count: u64) -> Result<(), String> {
     let p = probe.stats();
     let s = server.session().stats();
     let max_steps = max_rtt.as_micros() / STEP.as_micros();
-    println!(
+    outln!(
         "{mode}: {} messages, {} bytes verified in {step} steps of in-memory transfer; \
          session echoed {} bytes ({} units), then closed after the client's FIN; \
          longest round trip {max_steps} steps",
-        p.messages_verified, p.bytes_verified, s.bytes_out, s.units
+        p.messages_verified,
+        p.bytes_verified,
+        s.bytes_out,
+        s.units
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ use ricochet::blocking::{StdStream, serve_connection};
 use ricochet::clock::Clock;
 use ricochet_core::frames::{self, Status};
 use ricochet_core::{Mode, SessionConfig};
-use ricochet_examples::{PEER_TIMEOUT, parse_no_args};
+use ricochet_examples::{PEER_TIMEOUT, errln, outln, parse_no_args};
 
 const HELP: &str = "\
 sticky_packets: TCP is a byte stream, so two writes can arrive as one read. Through an
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sticky_packets: {e}");
+            errln!("sticky_packets: {e}");
             ExitCode::from(1)
         }
     }
@@ -51,7 +51,7 @@ fn run() -> Result<(), String> {
         (&client).write_all(part).map_err(|e| e.to_string())?;
     }
     let got = read_once_when_available(&client, 10)?;
-    println!(
+    outln!(
         "raw:    2 writes (\"hello\", \"world\") -> 1 read of {} bytes: {:?} (the boundary is gone)",
         got.len(),
         String::from_utf8_lossy(&got)
@@ -75,7 +75,7 @@ fn run() -> Result<(), String> {
         messages.push(format!("{:?}", String::from_utf8_lossy(frame.payload)));
         rest = &rest[frame.wire_len()..];
     }
-    println!(
+    outln!(
         "frames: 2 writes -> 1 read of {} bytes -> {} messages: {}",
         got.len(),
         messages.len(),

@@ -21,7 +21,9 @@ use std::process::ExitCode;
 use ricochet::blocking::{ProbeDriveError, StdStream, expect_eof, probe_connection};
 use ricochet::clock::Clock;
 use ricochet_core::{ProbeConfig, ProbeError, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, connect_first, parse_args};
+use ricochet_examples::{
+    PEER_TIMEOUT, Takes, connect_first, errln, outln, parse_args, refuse_unused,
+};
 
 const HELP: &str = "\
 tcp_client: the socket tutorial's TCP echo client, done right. Reads the greeting back
@@ -42,12 +44,24 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    let takes = Takes {
+        size: true,
+        once: false,
+        message: true,
+    };
+    if let Err(code) = refuse_unused("tcp_client", &args, takes) {
+        return code;
+    }
+    if args.size == 0 {
+        errln!("tcp_client: --size 0: a message is at least 1 byte (see tcp_client --help)");
+        return ExitCode::from(2);
+    }
     // The message is sent as given, UTF-8 or not.
     let greeting = args.message().unwrap_or_else(|| b"Hello, world".to_vec());
     match run(&args.addr, &greeting, args.count, args.size) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tcp_client: {e}");
+            errln!("tcp_client: {e}");
             ExitCode::from(1)
         }
     }
@@ -66,7 +80,7 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     stream
         .set_write_timeout(Some(PEER_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    println!("connected to {sa}");
+    outln!("connected to {sa}");
 
     // 1. The greeting. std's write_all is sendall; the reply is read until
     //    every byte is back, however TCP splits it.
@@ -102,7 +116,7 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     if echo != greeting {
         return Err("the greeting came back altered".into());
     }
-    println!(
+    outln!(
         "Received {:?} in {reads} read(s)",
         String::from_utf8_lossy(&echo)
     );
@@ -118,9 +132,10 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     let mut s = StdStream::new(&stream);
     let stats =
         probe_connection::<4, _, _>(&mut s, config, &clock, &mut buf).map_err(|e| e.to_string())?;
-    println!(
+    outln!(
         "verified {} messages, {} bytes: every byte echoed correctly",
-        stats.messages_verified, stats.bytes_verified
+        stats.messages_verified,
+        stats.bytes_verified
     );
 
     // 3. Half-close and expect the server's FIN.
@@ -138,6 +153,6 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
         }
         e => format!("after our FIN: {e}"),
     })?;
-    println!("server closed after our FIN");
+    outln!("server closed after our FIN");
     Ok(())
 }

@@ -7,26 +7,29 @@
 //! never leaves. Here a core `Session` with a 1024-byte buffer (the
 //! tutorial's `recv(1024)`) decides what to echo; the blocking driver writes
 //! `transmit_buffer()` and commits however much each write took, so the
-//! partial-send loop is the core's job, not yours. Timeouts end stuck peers.
+//! partial-send loop is the core's job, not yours. Timeouts end stuck peers
+//! (10 s without a byte either way; see `session_config`).
 //!
 //! Usage: `tcp_server [ADDR] [--once | --count N]` (default 127.0.0.1:50007,
 //! serves 1 connection; `--count` counts connections, whatever their outcome,
 //! not messages). Prints `listening on ADDR` first.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 
 use ricochet::blocking::{DriveError, StdStream, serve_connection};
 use ricochet::clock::Clock;
-use ricochet_core::SessionConfig;
-use ricochet_examples::{PEER_TIMEOUT, bind_failed, parse_args};
+use ricochet_core::Mode;
+use ricochet_examples::{
+    SERVER_TICK, Takes, bind_failed, errln, outln, parse_args, refuse_unused, session_config,
+};
 use socket2::{Domain, SockRef, Socket, Type};
 
 const HELP: &str = "\
 tcp_server: the socket tutorial's TCP echo server, done right. A core Session with a
 1024-byte buffer decides what is echoed; partial sends are its job, timeouts end stuck
-peers, and an aborted session is reset rather than closed.
+peers (10 s without a byte either way), and an aborted session is reset rather than closed.
 
 Usage: tcp_server [ADDR] [--once | --count N]
   ADDR        address to listen on (default 127.0.0.1:50007; port 0 picks a free one,
@@ -41,10 +44,26 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let addr: SocketAddr = match args.addr.parse() {
-        Ok(a) => a,
+    let takes = Takes {
+        size: false,
+        once: true,
+        message: false,
+    };
+    if let Err(code) = refuse_unused("tcp_server", &args, takes) {
+        return code;
+    }
+    // A host name too, as udp_server takes it (the first address it resolves to).
+    let addr: SocketAddr = match args.addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            errln!(
+                "tcp_server: bad address {:?}: it resolves to nothing",
+                args.addr
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            eprintln!("tcp_server: bad address {:?}: {e}", args.addr);
+            errln!("tcp_server: bad address {:?}: {e}", args.addr);
             return ExitCode::from(2);
         }
     };
@@ -52,7 +71,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("tcp_server: {e}");
+            errln!("tcp_server: {e}");
             ExitCode::from(1)
         }
     }
@@ -67,35 +86,37 @@ fn serve(addr: SocketAddr, count: u64) -> std::io::Result<bool> {
         .map_err(|e| bind_failed(addr, e))?;
     socket.listen(5)?;
     let listener: TcpListener = socket.into();
-    println!("listening on {}", listener.local_addr()?);
-    std::io::stdout().flush()?;
+    outln!("listening on {}", listener.local_addr()?);
+    let _ = std::io::stdout().flush();
 
     let clock = Clock::new();
     let mut all_ok = true;
     for _ in 0..count {
         let (conn, peer) = listener.accept()?;
-        println!("connected by {peer}");
-        conn.set_read_timeout(Some(PEER_TIMEOUT))?;
-        conn.set_write_timeout(Some(PEER_TIMEOUT))?;
+        outln!("connected by {peer}");
+        conn.set_read_timeout(Some(SERVER_TICK))?;
+        conn.set_write_timeout(Some(SERVER_TICK))?;
         let mut stream = StdStream::new(&conn);
         // 1024 bytes: the tutorial's recv(1024), as the session's buffer.
-        match serve_connection(&mut stream, [0u8; 1024], SessionConfig::default(), &clock) {
+        let config = session_config(Mode::Raw);
+        match serve_connection(&mut stream, [0u8; 1024], config, &clock) {
             Ok(stats) => {
                 // The session closed gracefully: serve_connection sent our
                 // FIN and saw the peer's.
-                println!(
+                outln!(
                     "echoed {} of {} bytes to {peer}, closed",
-                    stats.bytes_out, stats.bytes_in
+                    stats.bytes_out,
+                    stats.bytes_in
                 );
             }
             Err(DriveError::Aborted { reason, stats }) => {
                 // Aborted: reset (RST) rather than pretend all went well.
                 let _ = SockRef::from(&conn).set_linger(Some(std::time::Duration::ZERO));
-                println!("aborted {peer} after {} bytes: {reason}", stats.bytes_out);
+                outln!("aborted {peer} after {} bytes: {reason}", stats.bytes_out);
                 all_ok = false;
             }
             Err(e) => {
-                println!("connection with {peer} failed: {e}");
+                outln!("connection with {peer} failed: {e}");
                 all_ok = false;
             }
         }

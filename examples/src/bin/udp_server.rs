@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use ricochet::clock::Clock;
 use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, PolicyConfig, Verdict};
-use ricochet_examples::{bind_failed, parse_args};
+use ricochet_examples::{Takes, bind_failed, errln, outln, parse_args, refuse_unused};
 
 const HELP: &str = "\
 udp_server: the socket tutorial's UDP echo server, done right. Datagrams are received
@@ -40,10 +40,18 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    let takes = Takes {
+        size: false,
+        once: true,
+        message: false,
+    };
+    if let Err(code) = refuse_unused("udp_server", &args, takes) {
+        return code;
+    }
     match serve(&args.addr, args.count) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("udp_server: {e}");
+            errln!("udp_server: {e}");
             ExitCode::from(1)
         }
     }
@@ -51,8 +59,8 @@ fn main() -> ExitCode {
 
 fn serve(addr: &str, count: u64) -> std::io::Result<()> {
     let socket = UdpSocket::bind(addr).map_err(|e| bind_failed(addr, e))?;
-    println!("listening on {}", socket.local_addr()?);
-    std::io::stdout().flush()?;
+    outln!("listening on {}", socket.local_addr()?);
+    let _ = std::io::stdout().flush();
     let config = PolicyConfig::default();
     // Up to 64 source addresses are tracked for rate limiting.
     let mut policy = DatagramPolicy::<64>::new(config);
@@ -71,21 +79,25 @@ fn serve(addr: &str, count: u64) -> std::io::Result<()> {
                 counters.dropped(reason);
                 // A max + 1 buffer only tells "longer than the limit": std's
                 // UdpSocket cannot ask for the real length (MSG_TRUNC).
-                println!(
+                outln!(
                     "dropped a datagram of more than {limit} bytes from {source}: \
                      oversize ({limit} bytes is this server's limit)"
                 );
             }
             Verdict::Drop(reason) => {
                 counters.dropped(reason);
-                println!("dropped {n} bytes from {source}: {reason}");
+                outln!("dropped {n} bytes from {source}: {reason}");
             }
         }
     }
     let d = &counters.dropped;
-    println!(
+    outln!(
         "echoed {} datagrams ({} bytes); dropped {} oversize, {} loop guard, {} rate limited",
-        counters.echoed, counters.echoed_bytes, d.oversize, d.loop_guard, d.rate_limited
+        counters.echoed,
+        counters.echoed_bytes,
+        d.oversize,
+        d.loop_guard,
+        d.rate_limited
     );
     Ok(())
 }

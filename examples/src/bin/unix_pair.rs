@@ -19,8 +19,11 @@ use std::time::Duration;
 
 use ricochet::blocking::{StdStream, expect_eof, probe_connection, serve_connection};
 use ricochet::clock::Clock;
-use ricochet_core::{Mode, ProbeConfig, SessionConfig, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, parse_args_without_address};
+use ricochet_core::{Mode, ProbeConfig, SizeRange};
+use ricochet_examples::{
+    PEER_TIMEOUT, SERVER_TICK, Takes, errln, outln, parse_args_without_address, refuse_unused,
+    session_config,
+};
 
 const HELP: &str = "\
 unix_pair: a Unix-socket echo server and client in one program, in lines mode: half a
@@ -36,33 +39,58 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let dir = std::env::temp_dir().join(format!("ricochet-unix-pair-{}", std::process::id()));
-    let result = std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("create {}: {e}", dir.display()))
-        .and_then(|()| run(dir.join("echo.sock"), args.count));
+    let takes = Takes {
+        size: false,
+        once: false,
+        message: false,
+    };
+    if let Err(code) = refuse_unused("unix_pair", &args, takes) {
+        return code;
+    }
+    // A directory of our own: created here (never one that was already
+    // there, which removing at the end would destroy), removed at the end.
+    let dir = match fresh_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            errln!("unix_pair: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = run(dir.join("echo.sock"), args.count);
     let _ = std::fs::remove_dir_all(&dir);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("unix_pair: {e}");
+            errln!("unix_pair: {e}");
             ExitCode::from(1)
         }
     }
 }
 
+/// A new directory under the temporary directory, named after this process.
+fn fresh_dir() -> Result<PathBuf, String> {
+    let base = std::env::temp_dir();
+    for n in 0..100 {
+        let dir = base.join(format!("ricochet-unix-pair-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("create {}: {e}", dir.display())),
+        }
+    }
+    Err(format!("no free directory name under {}", base.display()))
+}
+
 fn run(path: PathBuf, count: u64) -> Result<(), String> {
     let listener =
         UnixListener::bind(&path).map_err(|e| format!("bind {}: {e}", path.display()))?;
-    println!("server listening on {}", path.display());
-    let config = SessionConfig {
-        mode: Mode::Lines,
-        ..SessionConfig::default()
-    };
+    outln!("server listening on {}", path.display());
+    let config = session_config(Mode::Lines);
     let server = std::thread::spawn(move || -> Result<u64, String> {
         let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-        conn.set_read_timeout(Some(PEER_TIMEOUT))
+        conn.set_read_timeout(Some(SERVER_TICK))
             .map_err(|e| e.to_string())?;
-        conn.set_write_timeout(Some(PEER_TIMEOUT))
+        conn.set_write_timeout(Some(SERVER_TICK))
             .map_err(|e| e.to_string())?;
         // serve_connection half-closes (FIN) itself once everything was echoed.
         let stats = serve_connection(
@@ -88,7 +116,7 @@ fn run(path: PathBuf, count: u64) -> Result<(), String> {
     let mut buf = vec![0u8; 64 * 1024];
     match (&client).read(&mut buf) {
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            println!("sent \"hel\": no echo yet (the line is incomplete)");
+            outln!("sent \"hel\": no echo yet (the line is incomplete)");
         }
         Ok(n) => {
             return Err(format!(
@@ -111,7 +139,7 @@ fn run(path: PathBuf, count: u64) -> Result<(), String> {
         }
         line.extend_from_slice(&buf[..n]);
     }
-    println!(
+    outln!(
         "sent \"lo\\n\": received {:?}",
         String::from_utf8_lossy(&line)
     );
@@ -126,9 +154,10 @@ fn run(path: PathBuf, count: u64) -> Result<(), String> {
     let mut s = StdStream::new(&client);
     let stats = probe_connection::<4, _, _>(&mut s, probe, &Clock::new(), &mut buf)
         .map_err(|e| e.to_string())?;
-    println!(
+    outln!(
         "verified {} lines, {} bytes",
-        stats.messages_verified, stats.bytes_verified
+        stats.messages_verified,
+        stats.bytes_verified
     );
 
     client
@@ -138,6 +167,6 @@ fn run(path: PathBuf, count: u64) -> Result<(), String> {
     let units = server
         .join()
         .map_err(|_| "the server thread panicked".to_owned())??;
-    println!("server echoed {units} lines and closed after our FIN");
+    outln!("server echoed {units} lines and closed after our FIN");
     Ok(())
 }

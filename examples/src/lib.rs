@@ -169,12 +169,21 @@ pub fn connect_first(
 /// `--count`/`--once`. On `--help` prints `help` to stdout, on a usage error
 /// a message to stderr; either way returns the exit status to end with
 /// (0 and 2).
-pub fn parse_args(program: &str, help: &str, default_count: u64) -> Result<Args, ExitCode> {
-    finish_parse(
+/// What the program `takes` besides `--count` and `--help`; anything else
+/// given is a usage error ([`refuse_unused`]).
+pub fn parse_args(
+    program: &str,
+    help: &str,
+    default_count: u64,
+    takes: Takes,
+) -> Result<Args, ExitCode> {
+    let args = finish_parse(
         program,
         help,
         parse_from(std::env::args_os().skip(1), default_count),
-    )
+    )?;
+    refuse_unused(program, &args, takes)?;
+    Ok(args)
 }
 
 /// [`parse_args`] for programs that open no network socket (`unix_pair`,
@@ -184,6 +193,7 @@ pub fn parse_args_without_address(
     program: &str,
     help: &str,
     default_count: u64,
+    takes: Takes,
 ) -> Result<Args, ExitCode> {
     let words = std::env::args_os().skip(1);
     let parsed = parse_from(words, default_count).and_then(|p| match p {
@@ -199,7 +209,9 @@ pub fn parse_args_without_address(
         }
         other => Ok(other),
     });
-    finish_parse(program, help, parsed)
+    let args = finish_parse(program, help, parsed)?;
+    refuse_unused(program, &args, takes)?;
+    Ok(args)
 }
 
 /// For programs without arguments: only `--help` is accepted.
@@ -259,6 +271,27 @@ pub struct Takes {
     pub once: bool,
     /// Words after the address (a client's message).
     pub message: bool,
+}
+
+impl Takes {
+    /// A server: `--once`, no `--size`, no message.
+    pub const SERVER: Takes = Takes {
+        size: false,
+        once: true,
+        message: false,
+    };
+    /// A client: `--size` and a message, no `--once`.
+    pub const CLIENT: Takes = Takes {
+        size: true,
+        once: false,
+        message: true,
+    };
+    /// A program without sockets: `--count` only.
+    pub const COUNT_ONLY: Takes = Takes {
+        size: false,
+        once: false,
+        message: false,
+    };
 }
 
 /// Refuses what `args` holds that `program` does not take ([`Takes`]):

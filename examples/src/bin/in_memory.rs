@@ -13,7 +13,7 @@ use ricochet_core::pump::{Failure, Next, Pump, ReadOutcome, Teardown, Transport,
 use ricochet_core::{
     Duration, Instant, Mode, ProbeConfig, SessionConfig, SizeRange, StreamCounters, StreamProbe,
 };
-use ricochet_examples::{Takes, errln, outln, parse_args_without_address, refuse_unused};
+use ricochet_examples::{Takes, errln, outln, parse_args_without_address};
 
 const HELP: &str = "\
 in_memory: a core Session (the echo server) and a StreamProbe (the verifying client)
@@ -25,18 +25,10 @@ Usage: in_memory [--count N]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args_without_address("in_memory", HELP, 1000) {
+    let args = match parse_args_without_address("in_memory", HELP, 1000, Takes::COUNT_ONLY) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let takes = Takes {
-        size: false,
-        once: false,
-        message: false,
-    };
-    if let Err(code) = refuse_unused("in_memory", &args, takes) {
-        return code;
-    }
     for mode in [Mode::Raw, Mode::Lines, Mode::Frames] {
         if let Err(e) = run(mode, args.count) {
             errln!("in_memory: {mode}: {e}");

@@ -21,9 +21,7 @@ use std::process::ExitCode;
 use ricochet::blocking::{ProbeDriveError, StdStream, expect_eof, probe_connection};
 use ricochet::clock::Clock;
 use ricochet_core::{ProbeConfig, ProbeError, SizeRange};
-use ricochet_examples::{
-    PEER_TIMEOUT, Takes, connect_first, errln, outln, parse_args, refuse_unused,
-};
+use ricochet_examples::{PEER_TIMEOUT, Takes, connect_first, errln, outln, parse_args};
 
 const HELP: &str = "\
 tcp_client: the socket tutorial's TCP echo client, done right. Reads the greeting back
@@ -40,18 +38,10 @@ Usage: tcp_client [ADDR] [--count N] [--size S] [MESSAGE...]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args("tcp_client", HELP, 100) {
+    let args = match parse_args("tcp_client", HELP, 100, Takes::CLIENT) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let takes = Takes {
-        size: true,
-        once: false,
-        message: true,
-    };
-    if let Err(code) = refuse_unused("tcp_client", &args, takes) {
-        return code;
-    }
     if args.size == 0 {
         errln!("tcp_client: --size 0: a message is at least 1 byte (see tcp_client --help)");
         return ExitCode::from(2);

@@ -22,7 +22,7 @@ use ricochet::blocking::{DriveError, StdStream, serve_connection};
 use ricochet::clock::Clock;
 use ricochet_core::Mode;
 use ricochet_examples::{
-    SERVER_TICK, Takes, bind_failed, errln, outln, parse_args, refuse_unused, session_config,
+    SERVER_TICK, Takes, bind_failed, errln, outln, parse_args, session_config,
 };
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -40,18 +40,10 @@ Usage: tcp_server [ADDR] [--once | --count N]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args("tcp_server", HELP, 1) {
+    let args = match parse_args("tcp_server", HELP, 1, Takes::SERVER) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let takes = Takes {
-        size: false,
-        once: true,
-        message: false,
-    };
-    if let Err(code) = refuse_unused("tcp_server", &args, takes) {
-        return code;
-    }
     // A host name too, as udp_server takes it (the first address it resolves to).
     let addr: SocketAddr = match args.addr.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(a)) => a,

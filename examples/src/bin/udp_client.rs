@@ -25,7 +25,7 @@ use ricochet::clock::Clock;
 use ricochet_core::datagram::DEFAULT_MAX_DATAGRAM;
 use ricochet_core::probe::{DATAGRAM_HEADER, UDP_MAX_V4, UDP_MAX_V6};
 use ricochet_core::{DatagramOutcome, DatagramProbe, DatagramProbeConfig, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, Takes, errln, outln, parse_args, refuse_unused};
+use ricochet_examples::{PEER_TIMEOUT, Takes, errln, outln, parse_args};
 
 /// Datagrams larger than a server's usual limit, all lost: how many before
 /// the run stops and says why.
@@ -48,18 +48,10 @@ Usage: udp_client [ADDR] [--count N] [--size S] [MESSAGE...]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args("udp_client", HELP, 50) {
+    let args = match parse_args("udp_client", HELP, 50, Takes::CLIENT) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let takes = Takes {
-        size: true,
-        once: false,
-        message: true,
-    };
-    if let Err(code) = refuse_unused("udp_client", &args, takes) {
-        return code;
-    }
     if !(DATAGRAM_HEADER..=UDP_MAX_V6).contains(&args.size) {
         errln!(
             "udp_client: --size {}: a verified datagram is {DATAGRAM_HEADER} to {UDP_MAX_V6} bytes \

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use ricochet::clock::Clock;
 use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, PolicyConfig, Verdict};
-use ricochet_examples::{Takes, bind_failed, errln, outln, parse_args, refuse_unused};
+use ricochet_examples::{Takes, bind_failed, errln, outln, parse_args};
 
 const HELP: &str = "\
 udp_server: the socket tutorial's UDP echo server, done right. Datagrams are received
@@ -36,18 +36,10 @@ Usage: udp_server [ADDR] [--once | --count N]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args("udp_server", HELP, 1) {
+    let args = match parse_args("udp_server", HELP, 1, Takes::SERVER) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let takes = Takes {
-        size: false,
-        once: true,
-        message: false,
-    };
-    if let Err(code) = refuse_unused("udp_server", &args, takes) {
-        return code;
-    }
     match serve(&args.addr, args.count) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -21,8 +21,7 @@ use ricochet::blocking::{StdStream, expect_eof, probe_connection, serve_connecti
 use ricochet::clock::Clock;
 use ricochet_core::{Mode, ProbeConfig, SizeRange};
 use ricochet_examples::{
-    PEER_TIMEOUT, SERVER_TICK, Takes, errln, outln, parse_args_without_address, refuse_unused,
-    session_config,
+    PEER_TIMEOUT, SERVER_TICK, Takes, errln, outln, parse_args_without_address, session_config,
 };
 
 const HELP: &str = "\
@@ -35,18 +34,10 @@ Usage: unix_pair [--count N]
 ";
 
 fn main() -> ExitCode {
-    let args = match parse_args_without_address("unix_pair", HELP, 100) {
+    let args = match parse_args_without_address("unix_pair", HELP, 100, Takes::COUNT_ONLY) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let takes = Takes {
-        size: false,
-        once: false,
-        message: false,
-    };
-    if let Err(code) = refuse_unused("unix_pair", &args, takes) {
-        return code;
-    }
     // A directory of our own: created here (never one that was already
     // there, which removing at the end would destroy), removed at the end.
     let dir = match fresh_dir() {

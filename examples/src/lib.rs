@@ -17,7 +17,11 @@
 //! is a usage error, never a panic.
 
 use std::ffi::{OsStr, OsString};
-use std::net::{SocketAddr, TcpStream};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+
+use ricochet_core::datagram::DEFAULT_MAX_DATAGRAM;
+use ricochet_core::probe::UDP_MAX_V4;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -184,6 +188,101 @@ pub fn parse_args(
     )?;
     refuse_unused(program, &args, takes)?;
     Ok(args)
+}
+
+/// Sends the UDP `greeting` to each of `servers` in turn until one echoes
+/// it (one that refuses, ICMP port unreachable, is skipped, as
+/// [`connect_first`] skips a refused TCP connection); returns the socket,
+/// connected to the one that answered, that address, and the echo's length
+/// in `buf`. `size`: the datagrams the run will send, checked against what
+/// IPv4 carries.
+pub fn greet_first(
+    servers: &[SocketAddr],
+    greeting: &[u8],
+    size: usize,
+    buf: &mut [u8],
+) -> Result<(UdpSocket, SocketAddr, usize), String> {
+    for (i, &server) in servers.iter().enumerate() {
+        match greet(server, greeting, size, buf) {
+            Ok((socket, n)) => return Ok((socket, server, n)),
+            Err(Greet::Refused) if i + 1 < servers.len() => {
+                outln!("nothing listens at {server}; trying the next address");
+            }
+            Err(Greet::Refused) => return Err(not_running(server)),
+            Err(Greet::Failed(e)) => return Err(e),
+        }
+    }
+    Err("the address resolves to nothing".to_owned())
+}
+
+/// Why the greeting got no echo from one address.
+enum Greet {
+    /// ICMP port unreachable: nothing listens there.
+    Refused,
+    /// Anything else, said in full.
+    Failed(String),
+}
+
+/// Sends the greeting to `server` from a socket connected to it, with a
+/// timeout instead of a forever-blocking `recvfrom`; returns the socket and
+/// the echo's length in `buf`.
+fn greet(
+    server: SocketAddr,
+    greeting: &[u8],
+    size: usize,
+    buf: &mut [u8],
+) -> Result<(UdpSocket, usize), Greet> {
+    let failed = |e: String| Greet::Failed(e);
+    if server.is_ipv4() && size > UDP_MAX_V4 {
+        return Err(failed(format!(
+            "--size {size} is more than a UDP datagram holds over IPv4 ({UDP_MAX_V4} bytes)"
+        )));
+    }
+    let local = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = UdpSocket::bind(local).map_err(|e| failed(format!("bind: {e}")))?;
+    socket
+        .connect(server)
+        .map_err(|e| failed(format!("connect: {e}")))?;
+    socket
+        .set_read_timeout(Some(PEER_TIMEOUT))
+        .map_err(|e| failed(e.to_string()))?;
+    socket.send(greeting).map_err(|e| match e.kind() {
+        ErrorKind::ConnectionRefused => Greet::Refused,
+        _ => failed(format!("send: {e}")),
+    })?;
+    let n = socket.recv(buf).map_err(|e| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            let mut msg = format!(
+                "no echo of the greeting within {} s: is a UDP echo server running at {server}?",
+                PEER_TIMEOUT.as_secs()
+            );
+            if greeting.len() > DEFAULT_MAX_DATAGRAM {
+                msg.push_str(&format!(
+                    "\nhint: the greeting is {} bytes: echo servers commonly drop datagrams \
+                     larger than {DEFAULT_MAX_DATAGRAM} bytes (udp_server does); send a shorter \
+                     MESSAGE",
+                    greeting.len()
+                ));
+            }
+            failed(msg)
+        }
+        ErrorKind::ConnectionRefused => Greet::Refused,
+        _ => failed(format!("no echo of the greeting: {e}")),
+    })?;
+    Ok((socket, n))
+}
+
+/// ICMP port unreachable before anything came back: no UDP echo server
+/// at `server`.
+pub fn not_running(server: SocketAddr) -> String {
+    format!(
+        "no UDP echo server at {server}: ICMP port unreachable, nothing listens on that port; \
+         start one there (e.g. `udp_server {server}`) or check ADDR"
+    )
 }
 
 /// [`parse_args`] for programs that open no network socket (`unix_pair`,
@@ -387,6 +486,32 @@ mod tests {
     fn closed_port() -> SocketAddr {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
+    }
+
+    /// `localhost` may resolve to `::1` first while the server listens on
+    /// 127.0.0.1: the greeting skips the address that refuses (udp_client
+    /// tried only the first, and said no server was running).
+    #[test]
+    fn greet_first_skips_an_address_that_refuses_for_one_that_echoes() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+        let addr = server.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut b = [0u8; 64];
+            let (n, from) = server.recv_from(&mut b).unwrap();
+            server.send_to(&b[..n], from).unwrap();
+        });
+        // A UDP port nothing listens on, over IPv6 loopback.
+        let closed = UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+        let mut buf = [0u8; 64];
+        let (_, answered, n) = greet_first(&[closed, addr], b"hi", 64, &mut buf).unwrap();
+        assert_eq!((answered, &buf[..n]), (addr, &b"hi"[..]));
+        echo.join().unwrap();
+        let e = greet_first(&[closed], b"hi", 64, &mut buf).unwrap_err();
+        assert!(
+            e.starts_with(&format!("no UDP echo server at {closed}")),
+            "{e}"
+        );
     }
 
     #[test]

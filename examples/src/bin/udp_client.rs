@@ -17,7 +17,7 @@
 //! one that did has exited, e.g. a `udp_server` whose `--count` ran out.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use ricochet::clock::Clock;
 use ricochet_core::datagram::DEFAULT_MAX_DATAGRAM;
 use ricochet_core::probe::{DATAGRAM_HEADER, UDP_MAX_V4, UDP_MAX_V6};
 use ricochet_core::{DatagramOutcome, DatagramProbe, DatagramProbeConfig, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, Takes, errln, outln, parse_args};
+use ricochet_examples::{Takes, errln, greet_first, outln, parse_args};
 
 /// Datagrams larger than a server's usual limit, all lost: how many before
 /// the run stops and says why.
@@ -83,23 +83,7 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
     // answers (`localhost` may be ::1 first while the server listens on
     // 127.0.0.1): one that refuses (ICMP port unreachable) is skipped.
     let mut buf = vec![0u8; 65_536];
-    let mut greeted = None;
-    for (i, &server) in servers.iter().enumerate() {
-        match greet(server, greeting, size, &mut buf) {
-            Ok((socket, n)) => {
-                greeted = Some((socket, server, n));
-                break;
-            }
-            Err(Greet::Refused) if i + 1 < servers.len() => {
-                outln!("nothing listens at {server}; trying the next address");
-            }
-            Err(Greet::Refused) => return Err(not_running(server)),
-            Err(Greet::Failed(e)) => return Err(e),
-        }
-    }
-    let Some((socket, server, n)) = greeted else {
-        return Err(format!("{addr:?} resolves to nothing"));
-    };
+    let (socket, server, n) = greet_first(&servers, greeting, size, &mut buf)?;
     if &buf[..n] != greeting {
         return Err(format!(
             "the greeting came back altered: {:?}",
@@ -196,73 +180,4 @@ fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), Strin
         ));
     }
     Err(e)
-}
-
-/// Why the greeting got no echo from one address.
-enum Greet {
-    /// ICMP port unreachable: nothing listens there.
-    Refused,
-    /// Anything else, said in full.
-    Failed(String),
-}
-
-/// Sends the greeting to `server` from a socket connected to it, with a
-/// timeout instead of a forever-blocking `recvfrom`; returns the socket and
-/// the echo's length in `buf`.
-fn greet(
-    server: SocketAddr,
-    greeting: &[u8],
-    size: usize,
-    buf: &mut [u8],
-) -> Result<(UdpSocket, usize), Greet> {
-    let failed = |e: String| Greet::Failed(e);
-    if server.is_ipv4() && size > UDP_MAX_V4 {
-        return Err(failed(format!(
-            "--size {size} is more than a UDP datagram holds over IPv4 ({UDP_MAX_V4} bytes)"
-        )));
-    }
-    let local = if server.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    };
-    let socket = UdpSocket::bind(local).map_err(|e| failed(format!("bind: {e}")))?;
-    socket
-        .connect(server)
-        .map_err(|e| failed(format!("connect: {e}")))?;
-    socket
-        .set_read_timeout(Some(PEER_TIMEOUT))
-        .map_err(|e| failed(e.to_string()))?;
-    socket.send(greeting).map_err(|e| match e.kind() {
-        ErrorKind::ConnectionRefused => Greet::Refused,
-        _ => failed(format!("send: {e}")),
-    })?;
-    let n = socket.recv(buf).map_err(|e| match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-            let mut msg = format!(
-                "no echo of the greeting within {} s: is a UDP echo server running at {server}?",
-                PEER_TIMEOUT.as_secs()
-            );
-            if greeting.len() > DEFAULT_MAX_DATAGRAM {
-                msg.push_str(&format!(
-                    "\nhint: the greeting is {} bytes: echo servers commonly drop datagrams \
-                     larger than {DEFAULT_MAX_DATAGRAM} bytes (udp_server does); send a shorter \
-                     MESSAGE",
-                    greeting.len()
-                ));
-            }
-            failed(msg)
-        }
-        ErrorKind::ConnectionRefused => Greet::Refused,
-        _ => failed(format!("no echo of the greeting: {e}")),
-    })?;
-    Ok((socket, n))
-}
-
-/// ICMP port unreachable before anything came back: no server at `server`.
-fn not_running(server: SocketAddr) -> String {
-    format!(
-        "no UDP echo server at {server}: ICMP port unreachable, nothing listens on that port; \
-         start one there (e.g. `udp_server {server}`) or check ADDR"
-    )
 }

@@ -343,12 +343,16 @@ impl<const M: usize> DatagramProbe<M> {
             _ => None,
         });
         let give_up = self.give_up_at();
-        let early = self
-            .early
-            .iter()
-            .flatten()
-            .map(|&(_, sent_at)| sent_at + self.config.loss_timeout)
-            .min();
+        // Walked only while one is remembered: this runs after every event.
+        let early = (self.early_len > 0)
+            .then(|| {
+                self.early
+                    .iter()
+                    .flatten()
+                    .map(|&(_, sent_at)| sent_at + self.config.loss_timeout)
+                    .min()
+            })
+            .flatten();
         let loss = earliest(earliest(loss, give_up), early);
         let pacing = match self.config.interval {
             Some(interval) if self.next_seq < self.limit && self.has_room() => {

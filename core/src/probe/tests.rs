@@ -475,10 +475,9 @@ fn datagram_overdue_after_is_a_fiftieth_of_the_timeout_until_a_round_trip_is_mea
     );
 }
 
-#[test]
-fn datagram_ring_full_gives_its_oldest_slot_up_once_overdue_and_counts_it_lost_at_the_timeout() {
-    // Regression: a lost datagram held its ring slot for the whole loss
-    // timeout, so with a few losses a socket sent M datagrams per timeout.
+/// A ring of 4 with datagrams 0-3 sent at T0 and 1-3 back 40 us later:
+/// full, its oldest unanswered. Returns the probe and the four datagrams.
+fn full_ring_oldest_unanswered() -> (DatagramProbe<4>, [[u8; 64]; 4]) {
     let mut p = ring_of_4(Duration::from_secs(5));
     let mut bufs = [[0u8; 64]; 4];
     for b in &mut bufs {
@@ -487,6 +486,14 @@ fn datagram_ring_full_gives_its_oldest_slot_up_once_overdue_and_counts_it_lost_a
     for b in &bufs[1..] {
         p.handle_datagram(T0 + Duration::from_micros(40), b);
     }
+    (p, bufs)
+}
+
+#[test]
+fn datagram_ring_full_gives_its_oldest_slot_up_once_overdue_and_counts_it_lost_at_the_timeout() {
+    // Regression: a lost datagram held its ring slot for the whole loss
+    // timeout, so with a few losses a socket sent M datagrams per timeout.
+    let (mut p, bufs) = full_ring_oldest_unanswered();
     let mut next = [0u8; 64];
     assert_eq!(
         p.poll_transmit(T0 + Duration::from_millis(99), &mut next),
@@ -522,14 +529,7 @@ fn datagram_ring_full_gives_its_oldest_slot_up_once_overdue_and_counts_it_lost_a
 /// it came back at 200 ms: a run with every datagram echoed failed.
 #[test]
 fn datagram_given_up_early_and_back_before_its_loss_timeout_is_verified_reordered() {
-    let mut p = ring_of_4(Duration::from_secs(5));
-    let mut bufs = [[0u8; 64]; 4];
-    for b in &mut bufs {
-        assert_eq!(p.poll_transmit(T0, b), Some(64));
-    }
-    for b in &bufs[1..] {
-        p.handle_datagram(T0 + Duration::from_micros(40), b);
-    }
+    let (mut p, bufs) = full_ring_oldest_unanswered();
     let mut next = [0u8; 64];
     let at = T0 + Duration::from_millis(100);
     assert_eq!(p.poll_transmit(at, &mut next), Some(64), "slot given up");
@@ -558,13 +558,7 @@ fn datagram_given_up_early_and_back_before_its_loss_timeout_is_verified_reordere
     // Nothing is left to wait for but datagram 4.
     assert_eq!(p.poll_timeout(), Some(at + Duration::from_secs(5)));
     // Back altered instead: corrupt, not lost, not late.
-    let mut q = ring_of_4(Duration::from_secs(5));
-    for b in &mut bufs {
-        assert_eq!(q.poll_transmit(T0, b), Some(64));
-    }
-    for b in &bufs[1..] {
-        q.handle_datagram(T0 + Duration::from_micros(40), b);
-    }
+    let (mut q, _) = full_ring_oldest_unanswered();
     assert_eq!(q.poll_transmit(at, &mut next), Some(64));
     let mut altered = bufs[0];
     altered[40] ^= 1;

@@ -304,6 +304,9 @@ fn read_error(what: &'static str, path: &Path, source: std::io::Error) -> TlsCon
 /// database has one (`getpwuid_r`: /etc/passwd, or systemd's dynamic users
 /// through nss-systemd).
 #[allow(unsafe_code)]
+// Not `nix::unistd::User::from_uid` (what `--user` uses in the CLI): nix
+// is a CLI-only dependency, kept out of the library (`cargo xtask ci
+// test` checks the library builds without it).
 fn effective_user() -> (u32, Option<String>) {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };

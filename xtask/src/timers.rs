@@ -216,6 +216,12 @@ impl Peer {
         let intervals =
             |at: &[Instant]| -> Vec<Duration> { at.windows(2).map(|w| w[1] - w[0]).collect() };
         let (syn_ack_gaps, echo_gaps) = (intervals(&syn_acks), intervals(&echoes));
+        let since = |at: &[Instant]| -> Vec<Duration> { at.iter().map(|t| *t - start).collect() };
+        eprintln!(
+            "xtask: timers: after the SYNs: SYN-ACKs at {:.3?}, echoes at {:.3?}",
+            since(&syn_acks),
+            since(&echoes)
+        );
         eprintln!(
             "xtask: timers: SYN-ACK retransmitted after {syn_ack_gaps:.3?} (due 1 s, 2 s, then none after the 5 s handshake timeout); echo retransmitted after {echo_gaps:.3?} (due 1 s, 2 s)"
         );

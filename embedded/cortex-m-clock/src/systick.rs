@@ -12,12 +12,12 @@
 use core::cell::Cell;
 use core::fmt;
 
-use cortex_m::interrupt::{CriticalSection, Mutex};
+use cortex_m::interrupt::Mutex;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
 use smoltcp::time::{Duration, Instant};
 
-use crate::timeline::{RELOAD_MAX, Timeline};
+use crate::timeline::{Counter, RELOAD_MAX, Timeline};
 
 /// The slowest core clock accepted, Hz.
 const MIN_CORE_HZ: u32 = 1_000;
@@ -59,21 +59,55 @@ pub const fn check_core_hz(core_hz: u32) -> Result<u32, ClockError> {
 /// Milliseconds since [`Clock::start`] (0 before it): for log timestamps
 /// (`defmt::timestamp!("{=u64:ms}", ricochet_cortex_m_clock::millis())`).
 pub fn millis() -> u64 {
+    micros_now() / 1_000
+}
+
+/// Microseconds since [`Clock::start`]: what [`millis`] and [`Clock::now`]
+/// both read (one copy: flash is tight on the small boards).
+#[inline(never)]
+fn micros_now() -> u64 {
     cortex_m::interrupt::free(|cs| {
         let timeline = TIMELINE.borrow(cs);
         let mut t = timeline.get();
         let cycles = read(&mut t);
         timeline.set(t);
-        t.micros(cycles) / 1_000
+        t.micros(cycles)
     })
 }
 
-/// The cycle count now: the counter, its pending bit, the counter again.
+/// The SysTick registers, for [`Timeline::read`] and [`Timeline::restart`].
+/// Accessed only in critical sections (or from the handler), and only by
+/// the owner of [`Clock`] (which owns `SYST`).
+struct Registers;
+
+impl Counter for Registers {
+    #[inline(always)]
+    fn current(&mut self) -> u32 {
+        SYST::get_current()
+    }
+
+    #[inline(always)]
+    fn pending(&mut self) -> bool {
+        SCB::is_pendst_pending()
+    }
+
+    #[inline(always)]
+    fn set_reload(&mut self, reload: u32) {
+        set_reload(reload);
+    }
+
+    #[inline(always)]
+    fn clear(&mut self) {
+        // SAFETY: as for `set_reload`; writing SYST_CVR only clears the
+        // counter.
+        unsafe { (*SYST::PTR).cvr.write(0) };
+        SCB::clear_pendst();
+    }
+}
+
+/// The cycle count now.
 fn read(t: &mut Timeline) -> u64 {
-    let before = SYST::get_current();
-    let wrapped = SCB::is_pendst_pending();
-    let after = SYST::get_current();
-    t.cycles(before, wrapped, after)
+    t.read(&mut Registers)
 }
 
 /// smoltcp's instant for a microsecond count (saturating; never in
@@ -83,24 +117,12 @@ fn instant(micros: u64) -> Instant {
 }
 
 /// Writes the reload register. Only the handler (for the period after the
-/// current one) and [`restart`] (inside a critical section) write it.
+/// current one) and a restart (inside a critical section) write it.
 fn set_reload(reload: u32) {
     // SAFETY: SYST_RVR is a plain register; `Clock` owns SysTick, and its
     // writes and the handler's never interleave (the thread-mode ones run
     // in critical sections).
     unsafe { (*SYST::PTR).rvr.write(reload) }
-}
-
-/// Restarts the counter from `reload` now (clearing it makes it load the
-/// reload register on the next cycle) and drops a pending exception the
-/// timeline has already counted.
-fn restart(_cs: &CriticalSection, t: &mut Timeline, reload: u32) {
-    set_reload(reload);
-    let now = read(t);
-    // SAFETY: as for `set_reload`; writing SYST_CVR only clears the counter.
-    unsafe { (*SYST::PTR).cvr.write(0) };
-    SCB::clear_pendst();
-    t.restarted(now, reload);
 }
 
 #[cfg(target_os = "none")]
@@ -187,13 +209,7 @@ impl Clock {
 
     /// The current time as smoltcp sees it (microsecond resolution).
     pub fn now(&self) -> Instant {
-        cortex_m::interrupt::free(|cs| {
-            let timeline = TIMELINE.borrow(cs);
-            let mut t = timeline.get();
-            let cycles = read(&mut t);
-            timeline.set(t);
-            instant(t.micros(cycles))
-        })
+        instant(micros_now())
     }
 
     /// A few bits that differ from boot to boot (the SysTick phase, which
@@ -242,7 +258,7 @@ impl Clock {
                 if let Some(at) = sleep_to
                     && let Some(reload) = t.plan(now, t.cycles_at(micros(at)))
                 {
-                    restart(cs, &mut t, reload);
+                    t.restart(&mut Registers, reload);
                     timeline.set(t);
                 }
                 cortex_m::asm::wfi();

@@ -19,6 +19,22 @@ pub(crate) const RELOAD_MIN: u32 = 255;
 
 const MICROS_PER_SEC: u64 = 1_000_000;
 
+/// SysTick's registers as the timeline reads and writes them: the glue
+/// implements this on the hardware, the tests on a simulated counter, so
+/// the order of the accesses ([`Timeline::read`],
+/// [`Timeline::restart`]) is written once and tested.
+pub(crate) trait Counter {
+    /// SYST_CVR: the counter.
+    fn current(&mut self) -> u32;
+    /// Whether the SysTick exception is pending (ICSR.PENDSTSET).
+    fn pending(&mut self) -> bool;
+    /// Writes SYST_RVR, the value the counter loads at its next wrap.
+    fn set_reload(&mut self, reload: u32);
+    /// Writes SYST_CVR (which clears the counter: it loads the reload
+    /// register on the next cycle), then clears a pending exception.
+    fn clear(&mut self);
+}
+
 /// Where the cycle count stands. `Copy`, so the glue can keep it in a
 /// `Cell` under a critical section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +51,11 @@ pub(crate) struct Timeline {
     /// The largest count handed out: time never goes back, whatever a race
     /// between a read and a wrap did.
     last: u64,
+    /// The last read found the counter at 0 with nothing pending: the
+    /// cycle after a restart, or (on QEMU) a period that has run out but
+    /// whose wrap is not signalled yet. No restart then (see
+    /// [`restart`](Self::restart)).
+    at_zero: bool,
 }
 
 impl Timeline {
@@ -46,6 +67,7 @@ impl Timeline {
         current: 0,
         next: 0,
         last: 0,
+        at_zero: false,
     };
 
     /// The counter just started from `RELOAD_MAX` at cycle 0.
@@ -56,6 +78,7 @@ impl Timeline {
             current: RELOAD_MAX,
             next: RELOAD_MAX,
             last: 0,
+            at_zero: false,
         }
     }
 
@@ -68,6 +91,7 @@ impl Timeline {
     /// still that 0 (the period's last cycle) or belongs to the period that
     /// follows.
     pub(crate) fn cycles(&mut self, before: u32, wrapped: bool, after: u32) -> u64 {
+        self.at_zero = !wrapped && before == 0;
         let count = if wrapped {
             let end = self.start + u64::from(self.current);
             if after == 0 {
@@ -103,7 +127,7 @@ impl Timeline {
     /// Plans the wake-up for `deadline` (cycles) at `now` (cycles, from
     /// [`cycles`](Self::cycles)). If the current period ends after the
     /// deadline, the counter must be restarted with the returned reload
-    /// (then report it with [`restarted`](Self::restarted)); otherwise
+    /// ([`restart`](Self::restart)); otherwise
     /// (`None`) the period's own end wakes the core first and the plan is
     /// made again then.
     pub(crate) fn plan(&self, now: u64, deadline: u64) -> Option<u32> {
@@ -115,6 +139,49 @@ impl Timeline {
             .unwrap_or(RELOAD_MAX)
             .clamp(RELOAD_MIN, RELOAD_MAX);
         Some(reload)
+    }
+
+    /// The cycle count now, from `counter`: the counter, its pending bit,
+    /// the counter again (see [`cycles`](Self::cycles)). Not inlined: one
+    /// copy serves every read and the restart (flash is tight on the small
+    /// boards).
+    #[inline(never)]
+    pub(crate) fn read(&mut self, counter: &mut impl Counter) -> u64 {
+        let before = counter.current();
+        let wrapped = counter.pending();
+        let after = counter.current();
+        self.cycles(before, wrapped, after)
+    }
+
+    /// Restarts `counter` with a one-shot period of `reload + 1` cycles
+    /// (from [`plan`](Self::plan)), unless the read it starts from finds the
+    /// counter at 0 with nothing pending (then `false`: nothing changed).
+    ///
+    /// On QEMU that is a period that has run out while its timer callback
+    /// (which pends the exception and reloads the counter, from the reload
+    /// register as it is *then*) has not run yet, which can take
+    /// milliseconds on a busy host: clearing the counter now would discard
+    /// that period's end, and the clock would fall behind by the wait. The
+    /// exception is imminent; plan again when it comes. (On hardware the
+    /// counter reads 0 without the exception pending only in the cycle
+    /// after a restart, which needs no second restart.)
+    ///
+    /// The count is read *before* the reload register is written. The
+    /// other order races the period's end: a wrap in between loads the new
+    /// short reload, the read takes it for the long one the timeline
+    /// expects, and the clock jumps ahead by nearly a whole period (timers
+    /// fire that much early). In this order a wrap between the read and
+    /// the clear is discarded with the pending exception: the clock loses
+    /// the few cycles of the sequence, never gains.
+    pub(crate) fn restart(&mut self, counter: &mut impl Counter, reload: u32) -> bool {
+        let now = self.read(counter);
+        if self.at_zero {
+            return false;
+        }
+        counter.set_reload(reload);
+        counter.clear();
+        self.restarted(now, reload);
+        true
     }
 
     /// The counter was restarted at `now` with `reload` in its reload
@@ -159,6 +226,39 @@ mod tests {
         /// Periods that ended while the exception was still pending (lost
         /// ticks).
         lost: u32,
+        /// QEMU's SysTick: a period that runs out reads 0 and pends nothing
+        /// until [`callback`](Self::callback) runs (QEMU's timer callback,
+        /// late on a busy host), which then reloads from the reload
+        /// register as it is at that moment.
+        qemu: bool,
+        /// QEMU: the cycle at which a period ran out, its callback not run.
+        ran_out: Option<u64>,
+        /// Run the counter through its next wrap right after the reload
+        /// register is written (a wrap racing a restart).
+        wrap_after_set_reload: bool,
+    }
+
+    impl Counter for SimSysTick {
+        fn current(&mut self) -> u32 {
+            self.value
+        }
+
+        fn pending(&mut self) -> bool {
+            self.pending
+        }
+
+        fn set_reload(&mut self, reload: u32) {
+            self.reload = reload;
+            if core::mem::take(&mut self.wrap_after_set_reload) {
+                self.advance(self.to_zero() + 3);
+            }
+        }
+
+        fn clear(&mut self) {
+            self.value = 0;
+            self.pending = false;
+            self.ran_out = None;
+        }
     }
 
     impl SimSysTick {
@@ -172,12 +272,20 @@ mod tests {
                 reload: RELOAD_MAX,
                 pending: false,
                 lost: 0,
+                qemu: false,
+                ran_out: None,
+                wrap_after_set_reload: false,
             };
             sim.advance(1);
             sim
         }
 
         fn advance(&mut self, mut n: u64) {
+            if self.ran_out.is_some() {
+                // QEMU: stuck at 0 until the callback.
+                self.cycle += n;
+                return;
+            }
             while n > 0 {
                 if self.value == 0 {
                     self.value = self.reload;
@@ -190,12 +298,37 @@ mod tests {
                 self.cycle += step;
                 n -= step;
                 if self.value == 0 {
+                    if self.qemu {
+                        self.ran_out = Some(self.cycle);
+                        self.cycle += n;
+                        return;
+                    }
                     if self.pending {
                         self.lost += 1;
                     }
                     self.pending = true;
                 }
             }
+        }
+
+        /// QEMU's timer callback for a period that ran out: pends the
+        /// exception and reloads from the reload register now, counting
+        /// from when the period ran out (QEMU keeps its periods anchored).
+        fn callback(&mut self) {
+            let Some(at) = self.ran_out.take() else {
+                return;
+            };
+            let since = self.cycle - at;
+            assert!(
+                since <= u64::from(self.reload),
+                "the callback is late by under a period"
+            );
+            self.value = if since == 0 {
+                0
+            } else {
+                self.reload - (since - 1) as u32
+            };
+            self.pending = true;
         }
 
         /// Cycles until the counter next reaches 0.
@@ -207,33 +340,48 @@ mod tests {
             }
         }
 
-        fn read(&self, t: &mut Timeline) -> u64 {
-            t.cycles(self.value, self.pending, self.value)
+        fn read(&mut self, t: &mut Timeline) -> u64 {
+            t.read(self)
         }
 
         /// The exception handler, if pending. Exception entry takes cycles,
         /// so it never runs in the cycle the counter reads 0: the counter
         /// has loaded the next period's reload by then.
         fn service(&mut self, t: &mut Timeline) {
+            if !self.pending {
+                return;
+            }
             if self.value == 0 {
                 self.advance(1);
             }
-            if self.pending {
-                self.pending = false;
-                self.reload = t.wrapped();
-            }
+            self.pending = false;
+            self.reload = t.wrapped();
         }
 
         /// What the glue does for a deadline: plan, and restart if told to.
-        fn program(&mut self, t: &mut Timeline, deadline: u64) {
+        /// Returns whether the counter was restarted.
+        fn program(&mut self, t: &mut Timeline, deadline: u64) -> bool {
             let now = self.read(t);
-            if let Some(reload) = t.plan(now, deadline) {
-                self.reload = reload;
-                self.value = 0;
-                self.pending = false;
-                t.restarted(now, reload);
-                assert_eq!(self.read(t), now, "the cleared cycle reads as the restart");
+            let Some(reload) = t.plan(now, deadline) else {
+                return false;
+            };
+            let raced = self.wrap_after_set_reload;
+            if !t.restart(self, reload) {
+                return false;
             }
+            if raced {
+                assert!(
+                    self.read(t) <= self.cycle,
+                    "a raced restart never reads ahead"
+                );
+            } else {
+                assert_eq!(
+                    self.read(t),
+                    self.cycle,
+                    "the cleared cycle reads as the restart"
+                );
+            }
+            true
         }
     }
 
@@ -351,6 +499,99 @@ mod tests {
             sim.advance(rand(room.max(1)));
             let now = sim.read(&mut t);
             assert_eq!(now, sim.cycle, "exact while no tick is lost");
+            assert!(now >= last);
+            last = now;
+        }
+        assert_eq!(sim.lost, 0);
+    }
+
+    #[test]
+    fn restart_racing_the_period_end_loses_the_race_cycles_and_never_runs_ahead() {
+        let mut t = Timeline::new(20_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        sim.advance(sim.to_zero() - 100);
+        // A deadline just before the period's end, and the period ends
+        // right after the reload register is written: the counter loads the
+        // new short reload.
+        sim.wrap_after_set_reload = true;
+        assert!(sim.program(&mut t, sim.cycle + 60));
+        let behind = sim.cycle - sim.read(&mut t);
+        assert!(
+            behind <= 103,
+            "only the race's own cycles are lost: {behind}"
+        );
+        // From here the clock keeps exact time, that far behind.
+        for _ in 0..3 {
+            sim.advance(sim.to_zero());
+            sim.service(&mut t);
+            assert_eq!(sim.cycle - sim.read(&mut t), behind);
+        }
+    }
+
+    #[test]
+    fn period_run_out_unsignalled_on_qemu_is_not_discarded_by_a_restart() {
+        let mut t = Timeline::new(20_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        sim.qemu = true;
+        sim.advance(sim.to_zero());
+        // QEMU's callback is late: the counter reads 0, nothing pending.
+        sim.advance(5_000);
+        let frozen = sim.read(&mut t);
+        assert!(frozen < sim.cycle, "time waits for the callback");
+        // A deadline within the period the timeline thinks is running:
+        // clearing the counter now would discard the period's end.
+        assert!(!sim.program(&mut t, frozen + 1_000));
+        sim.advance(10);
+        sim.callback();
+        assert_eq!(sim.read(&mut t), sim.cycle, "exact again once signalled");
+        sim.service(&mut t);
+        assert_eq!(sim.read(&mut t), sim.cycle);
+        // A restart now works, and its one-shot period wakes on time.
+        let deadline = sim.cycle + 100_000;
+        assert!(sim.program(&mut t, deadline));
+        sim.advance(sim.to_zero());
+        sim.advance(700);
+        sim.callback();
+        assert_eq!(sim.read(&mut t), sim.cycle);
+        assert_eq!(sim.cycle, deadline + 700);
+    }
+
+    #[test]
+    fn random_sleeps_with_late_qemu_callbacks_never_read_ahead_and_catch_up() {
+        let mut t = Timeline::new(20_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        sim.qemu = true;
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut last = 0;
+        for _ in 0..20_000 {
+            match rand(5) {
+                0 | 1 => {
+                    // Deadlines come from the firmware's own time.
+                    let deadline = sim.read(&mut t) + rand(30_000_000);
+                    sim.program(&mut t, deadline);
+                }
+                2 => sim.callback(),
+                3 => sim.service(&mut t),
+                _ => {}
+            }
+            // Late callbacks and handlers, never by a whole period.
+            let room = match sim.ran_out {
+                Some(at) => u64::from(sim.reload) - (sim.cycle - at),
+                None if sim.pending => u64::from(sim.value),
+                None => sim.to_zero() + u64::from(sim.reload),
+            };
+            sim.advance(rand(room.max(1)));
+            let now = sim.read(&mut t);
+            assert!(now <= sim.cycle, "never ahead: {now} > {}", sim.cycle);
+            if sim.ran_out.is_none() {
+                assert_eq!(now, sim.cycle, "exact while nothing is unsignalled");
+            }
             assert!(now >= last);
             last = now;
         }

@@ -18,7 +18,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 
 use ricochet_core::datagram::DEFAULT_MAX_DATAGRAM;
 use ricochet_core::probe::UDP_MAX_V4;
@@ -126,6 +126,24 @@ pub fn bind_failed(addr: impl std::fmt::Display, e: std::io::Error) -> std::io::
         ""
     };
     std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}{hint}"))
+}
+
+/// The addresses `addr` (`HOST:PORT`) resolves to, for `program`; when it
+/// resolves to none, or is not an address, says so on stderr and returns
+/// the usage-error status (2) to end with, as for any bad argument.
+pub fn resolve(program: &str, addr: &str) -> Result<Vec<SocketAddr>, ExitCode> {
+    let why = match addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if !addrs.is_empty() {
+                return Ok(addrs);
+            }
+            "it resolves to nothing".to_owned()
+        }
+        Err(e) => e.to_string(),
+    };
+    errln!("{program}: bad address {addr:?}: {why}; give HOST:PORT, e.g. {DEFAULT_ADDR}");
+    Err(ExitCode::from(2))
 }
 
 /// Connects to the first of `addrs` that takes the connection, each tried

@@ -547,6 +547,30 @@ fn example_servers_name_an_address_already_in_use() {
     }
 }
 
+/// An address that is not one (or resolves to nothing) is a bad argument:
+/// every program that takes one says so, with the form to give, and exits
+/// 2 before opening anything (tcp_server did; the others exited 1).
+#[test]
+fn example_programs_refuse_a_bad_address_as_a_usage_error() {
+    for bin in [
+        env!("CARGO_BIN_EXE_tcp_server"),
+        env!("CARGO_BIN_EXE_udp_server"),
+        env!("CARGO_BIN_EXE_tcp_client"),
+        env!("CARGO_BIN_EXE_udp_client"),
+    ] {
+        // No port: refused by the parser, no name lookup (no network here).
+        for addr in ["127.0.0.1", "[::1]:port"] {
+            let (code, out, err) = run_all(bin, &[addr]);
+            assert_eq!(code, 2, "{bin} {addr}: {err}");
+            assert!(
+                err.contains(&format!("bad address {addr:?}")) && err.contains("give HOST:PORT"),
+                "{bin} {addr}: {err}"
+            );
+            assert!(!out.contains("listening on"), "{bin} {addr}: {out}");
+        }
+    }
+}
+
 /// The programs that open no network socket refuse an address instead of
 /// ignoring it (a student would think it was used).
 #[test]

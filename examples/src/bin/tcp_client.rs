@@ -15,13 +15,13 @@
 //! connection; sizes are binary (`100K` = 102400 bytes).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::process::ExitCode;
 
 use ricochet::blocking::{ProbeDriveError, StdStream, expect_eof, probe_connection};
 use ricochet::clock::Clock;
 use ricochet_core::{ProbeConfig, ProbeError, SizeRange};
-use ricochet_examples::{PEER_TIMEOUT, Takes, connect_first, errln, outln, parse_args};
+use ricochet_examples::{PEER_TIMEOUT, Takes, connect_first, errln, outln, parse_args, resolve};
 
 const HELP: &str = "\
 tcp_client: the socket tutorial's TCP echo client, done right. Reads the greeting back
@@ -48,7 +48,11 @@ fn main() -> ExitCode {
     }
     // The message is sent as given, UTF-8 or not.
     let greeting = args.message().unwrap_or_else(|| b"Hello, world".to_vec());
-    match run(&args.addr, &greeting, args.count, args.size) {
+    let addrs = match resolve("tcp_client", &args.addr) {
+        Ok(addrs) => addrs,
+        Err(code) => return code,
+    };
+    match run(&addrs, &greeting, args.count, args.size) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             errln!("tcp_client: {e}");
@@ -57,12 +61,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), String> {
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?
-        .collect();
-    let (stream, sa) = connect_first(&addrs, PEER_TIMEOUT)?;
+fn run(addrs: &[SocketAddr], greeting: &[u8], count: u64, size: usize) -> Result<(), String> {
+    let (stream, sa) = connect_first(addrs, PEER_TIMEOUT)?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(PEER_TIMEOUT))

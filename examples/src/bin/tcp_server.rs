@@ -15,14 +15,14 @@
 //! not messages). Prints `listening on ADDR` first.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use ricochet::blocking::{DriveError, StdStream, serve_connection};
 use ricochet::clock::Clock;
 use ricochet_core::Mode;
 use ricochet_examples::{
-    SERVER_TICK, Takes, bind_failed, errln, outln, parse_args, session_config,
+    SERVER_TICK, Takes, bind_failed, errln, outln, parse_args, resolve, session_config,
 };
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -45,19 +45,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     // A host name too, as udp_server takes it (the first address it resolves to).
-    let addr: SocketAddr = match args.addr.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            errln!(
-                "tcp_server: bad address {:?}: it resolves to nothing",
-                args.addr
-            );
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            errln!("tcp_server: bad address {:?}: {e}", args.addr);
-            return ExitCode::from(2);
-        }
+    let addr = match resolve("tcp_server", &args.addr) {
+        Ok(addrs) => addrs[0],
+        Err(code) => return code,
     };
     match serve(addr, args.count) {
         Ok(true) => ExitCode::SUCCESS,

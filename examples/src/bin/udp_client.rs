@@ -17,7 +17,7 @@
 //! one that did has exited, e.g. a `udp_server` whose `--count` ran out.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use ricochet::clock::Clock;
 use ricochet_core::datagram::DEFAULT_MAX_DATAGRAM;
 use ricochet_core::probe::{DATAGRAM_HEADER, UDP_MAX_V4, UDP_MAX_V6};
 use ricochet_core::{DatagramOutcome, DatagramProbe, DatagramProbeConfig, SizeRange};
-use ricochet_examples::{Takes, errln, greet_first, outln, parse_args};
+use ricochet_examples::{Takes, errln, greet_first, outln, parse_args, resolve};
 
 /// Datagrams larger than a server's usual limit, all lost: how many before
 /// the run stops and says why.
@@ -62,7 +62,11 @@ fn main() -> ExitCode {
     }
     // The message is sent as given, UTF-8 or not.
     let greeting = args.message().unwrap_or_else(|| b"Hello, world".to_vec());
-    match run(&args.addr, &greeting, args.count, args.size) {
+    let servers = match resolve("udp_client", &args.addr) {
+        Ok(addrs) => addrs,
+        Err(code) => return code,
+    };
+    match run(&servers, &greeting, args.count, args.size) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             errln!("udp_client: {e}");
@@ -71,19 +75,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(addr: &str, greeting: &[u8], count: u64, size: usize) -> Result<(), String> {
-    let servers: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?
-        .collect();
-    if servers.is_empty() {
-        return Err(format!("{addr:?} resolves to nothing"));
-    }
+fn run(servers: &[SocketAddr], greeting: &[u8], count: u64, size: usize) -> Result<(), String> {
     // 1. The greeting, to each address ADDR resolves to in turn until one
     // answers (`localhost` may be ::1 first while the server listens on
     // 127.0.0.1): one that refuses (ICMP port unreachable) is skipped.
     let mut buf = vec![0u8; 65_536];
-    let (socket, server, n) = greet_first(&servers, greeting, size, &mut buf)?;
+    let (socket, server, n) = greet_first(servers, greeting, size, &mut buf)?;
     if &buf[..n] != greeting {
         return Err(format!(
             "the greeting came back altered: {:?}",

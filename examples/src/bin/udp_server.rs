@@ -14,12 +14,12 @@
 //! clients, and dropped ones do not count). Prints `listening on ADDR` first.
 
 use std::io::Write;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
 
 use ricochet::clock::Clock;
 use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, PolicyConfig, Verdict};
-use ricochet_examples::{Takes, bind_failed, errln, outln, parse_args};
+use ricochet_examples::{Takes, bind_failed, errln, outln, parse_args, resolve};
 
 const HELP: &str = "\
 udp_server: the socket tutorial's UDP echo server, done right. Datagrams are received
@@ -40,7 +40,11 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    match serve(&args.addr, args.count) {
+    let addrs = match resolve("udp_server", &args.addr) {
+        Ok(addrs) => addrs,
+        Err(code) => return code,
+    };
+    match serve(&args.addr, &addrs, args.count) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             errln!("udp_server: {e}");
@@ -49,8 +53,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(addr: &str, count: u64) -> std::io::Result<()> {
-    let socket = UdpSocket::bind(addr).map_err(|e| bind_failed(addr, e))?;
+/// Binds the first of `addrs` (what `addr` resolved to) that binds.
+fn serve(addr: &str, addrs: &[SocketAddr], count: u64) -> std::io::Result<()> {
+    let socket = UdpSocket::bind(addrs).map_err(|e| bind_failed(addr, e))?;
     outln!("listening on {}", socket.local_addr()?);
     let _ = std::io::stdout().flush();
     let config = PolicyConfig::default();

@@ -131,7 +131,7 @@ fn SysTick() {
     cortex_m::interrupt::free(|cs| {
         let timeline = TIMELINE.borrow(cs);
         let mut t = timeline.get();
-        set_reload(t.wrapped());
+        t.wrap(&mut Registers);
         timeline.set(t);
     });
 }

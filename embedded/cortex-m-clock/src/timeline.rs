@@ -51,11 +51,6 @@ pub(crate) struct Timeline {
     /// The largest count handed out: time never goes back, whatever a race
     /// between a read and a wrap did.
     last: u64,
-    /// The last read found the counter at 0 with nothing pending: the
-    /// cycle after a restart, or (on QEMU) a period that has run out but
-    /// whose wrap is not signalled yet. No restart then (see
-    /// [`restart`](Self::restart)).
-    at_zero: bool,
 }
 
 impl Timeline {
@@ -67,7 +62,6 @@ impl Timeline {
         current: 0,
         next: 0,
         last: 0,
-        at_zero: false,
     };
 
     /// The counter just started from `RELOAD_MAX` at cycle 0.
@@ -78,7 +72,6 @@ impl Timeline {
             current: RELOAD_MAX,
             next: RELOAD_MAX,
             last: 0,
-            at_zero: false,
         }
     }
 
@@ -91,7 +84,6 @@ impl Timeline {
     /// still that 0 (the period's last cycle) or belongs to the period that
     /// follows.
     pub(crate) fn cycles(&mut self, before: u32, wrapped: bool, after: u32) -> u64 {
-        self.at_zero = !wrapped && before == 0;
         let count = if wrapped {
             let end = self.start + u64::from(self.current);
             if after == 0 {
@@ -154,34 +146,47 @@ impl Timeline {
     }
 
     /// Restarts `counter` with a one-shot period of `reload + 1` cycles
-    /// (from [`plan`](Self::plan)), unless the read it starts from finds the
-    /// counter at 0 with nothing pending (then `false`: nothing changed).
-    ///
-    /// On QEMU that is a period that has run out while its timer callback
-    /// (which pends the exception and reloads the counter, from the reload
-    /// register as it is *then*) has not run yet, which can take
-    /// milliseconds on a busy host: clearing the counter now would discard
-    /// that period's end, and the clock would fall behind by the wait. The
-    /// exception is imminent; plan again when it comes. (On hardware the
-    /// counter reads 0 without the exception pending only in the cycle
-    /// after a restart, which needs no second restart.)
+    /// (from [`plan`](Self::plan)).
     ///
     /// The count is read *before* the reload register is written. The
     /// other order races the period's end: a wrap in between loads the new
-    /// short reload, the read takes it for the long one the timeline
+    /// short reload (on QEMU also a period that ran out before, if its
+    /// timer callback, which reloads from the register as it is *then*,
+    /// runs in between), the read takes it for the long one the timeline
     /// expects, and the clock jumps ahead by nearly a whole period (timers
     /// fire that much early). In this order a wrap between the read and
     /// the clear is discarded with the pending exception: the clock loses
-    /// the few cycles of the sequence, never gains.
-    pub(crate) fn restart(&mut self, counter: &mut impl Counter, reload: u32) -> bool {
+    /// the few cycles of the sequence, never gains. (QEMU also holds a
+    /// cleared counter at 0 for 10 µs instead of one cycle: each restart
+    /// loses that much there.)
+    pub(crate) fn restart(&mut self, counter: &mut impl Counter, reload: u32) {
         let now = self.read(counter);
-        if self.at_zero {
-            return false;
-        }
         counter.set_reload(reload);
         counter.clear();
         self.restarted(now, reload);
-        true
+    }
+
+    /// The SysTick exception (its entry cleared the pending bit): accounts
+    /// the period that ended and writes the reload for the one after next
+    /// ([`wrapped`](Self::wrapped)).
+    ///
+    /// The period that began at that end was loaded with `next`; if it is
+    /// short (a one-shot's repeat) and ends too before the reload register
+    /// is written (a handler held up longer than it: on QEMU a stalled
+    /// virtual CPU), the counter loads the short value again and pends
+    /// again. Then the period after is that short one, not the longest:
+    /// taking it for the longest would run the clock ahead by the
+    /// difference.
+    #[cfg(any(target_os = "none", test))]
+    pub(crate) fn wrap(&mut self, counter: &mut impl Counter) {
+        let loaded = self.next;
+        counter.set_reload(self.wrapped());
+        if counter.pending() {
+            let value = counter.current();
+            if value != 0 && value <= loaded {
+                self.next = loaded;
+            }
+        }
     }
 
     /// The counter was restarted at `now` with `reload` in its reload
@@ -226,21 +231,38 @@ mod tests {
         /// Periods that ended while the exception was still pending (lost
         /// ticks).
         lost: u32,
-        /// QEMU's SysTick: a period that runs out reads 0 and pends nothing
-        /// until [`callback`](Self::callback) runs (QEMU's timer callback,
-        /// late on a busy host), which then reloads from the reload
-        /// register as it is at that moment.
+        /// QEMU 7.2's SysTick (hw/core/ptimer.c with the SysTick's
+        /// policies): a period that runs out reads 1 (its count rounds up)
+        /// and pends nothing until [`callback`](Self::callback) runs
+        /// (QEMU's timer callback, late on a busy host), which then reloads
+        /// from the reload register as it is at that moment; a cleared
+        /// counter reads 0 for 10 µs ([`QEMU_CLEARED`]), not one cycle,
+        /// then loads the reload register.
         qemu: bool,
+        /// QEMU: cycles a cleared counter still reads 0.
+        cleared_for: u64,
         /// QEMU: the cycle at which a period ran out, its callback not run.
         ran_out: Option<u64>,
-        /// Run the counter through its next wrap right after the reload
-        /// register is written (a wrap racing a restart).
-        wrap_after_set_reload: bool,
+        /// What happens right after the next write of the reload register
+        /// (a wrap or QEMU's callback racing a restart).
+        after_set_reload: Option<fn(&mut SimSysTick)>,
+        /// Cycles the next write of the reload register is held up by (a
+        /// stalled handler).
+        stall_before_set_reload: u64,
+        /// Restarts so far (each loses `QEMU_CLEARED` cycles on QEMU).
+        restarts: u64,
     }
+
+    /// QEMU's 10 µs minimum timer period, at 20 MHz.
+    const QEMU_CLEARED: u64 = 200;
 
     impl Counter for SimSysTick {
         fn current(&mut self) -> u32 {
-            self.value
+            if self.ran_out.is_some() {
+                1
+            } else {
+                self.value
+            }
         }
 
         fn pending(&mut self) -> bool {
@@ -248,9 +270,11 @@ mod tests {
         }
 
         fn set_reload(&mut self, reload: u32) {
+            let stall = core::mem::take(&mut self.stall_before_set_reload);
+            self.advance(stall);
             self.reload = reload;
-            if core::mem::take(&mut self.wrap_after_set_reload) {
-                self.advance(self.to_zero() + 3);
+            if let Some(then) = self.after_set_reload.take() {
+                then(self);
             }
         }
 
@@ -258,6 +282,10 @@ mod tests {
             self.value = 0;
             self.pending = false;
             self.ran_out = None;
+            if self.qemu {
+                self.cleared_for = QEMU_CLEARED;
+            }
+            self.restarts += 1;
         }
     }
 
@@ -273,8 +301,11 @@ mod tests {
                 pending: false,
                 lost: 0,
                 qemu: false,
+                cleared_for: 0,
                 ran_out: None,
-                wrap_after_set_reload: false,
+                after_set_reload: None,
+                stall_before_set_reload: 0,
+                restarts: 0,
             };
             sim.advance(1);
             sim
@@ -286,6 +317,10 @@ mod tests {
                 self.cycle += n;
                 return;
             }
+            let held = n.min(self.cleared_for);
+            self.cleared_for -= held;
+            self.cycle += held;
+            n -= held;
             while n > 0 {
                 if self.value == 0 {
                     self.value = self.reload;
@@ -318,17 +353,23 @@ mod tests {
             let Some(at) = self.ran_out.take() else {
                 return;
             };
+            if self.pending {
+                self.lost += 1;
+            }
+            self.pending = true;
             let since = self.cycle - at;
-            assert!(
-                since <= u64::from(self.reload),
-                "the callback is late by under a period"
-            );
+            let period = u64::from(self.reload) + 1;
+            if since >= period {
+                // The period it reloads has run out already too: QEMU calls
+                // back again at once.
+                self.ran_out = Some(at + period);
+                return;
+            }
             self.value = if since == 0 {
                 0
             } else {
                 self.reload - (since - 1) as u32
             };
-            self.pending = true;
         }
 
         /// Cycles until the counter next reaches 0.
@@ -354,8 +395,9 @@ mod tests {
             if self.value == 0 {
                 self.advance(1);
             }
+            // Exception entry clears the pending bit; then the handler.
             self.pending = false;
-            self.reload = t.wrapped();
+            t.wrap(self);
         }
 
         /// What the glue does for a deadline: plan, and restart if told to.
@@ -365,10 +407,8 @@ mod tests {
             let Some(reload) = t.plan(now, deadline) else {
                 return false;
             };
-            let raced = self.wrap_after_set_reload;
-            if !t.restart(self, reload) {
-                return false;
-            }
+            let raced = self.after_set_reload.is_some() || self.qemu;
+            t.restart(self, reload);
             if raced {
                 assert!(
                     self.read(t) <= self.cycle,
@@ -513,7 +553,7 @@ mod tests {
         // A deadline just before the period's end, and the period ends
         // right after the reload register is written: the counter loads the
         // new short reload.
-        sim.wrap_after_set_reload = true;
+        sim.after_set_reload = Some(|s| s.advance(s.to_zero() + 3));
         assert!(sim.program(&mut t, sim.cycle + 60));
         let behind = sim.cycle - sim.read(&mut t);
         assert!(
@@ -529,31 +569,61 @@ mod tests {
     }
 
     #[test]
-    fn period_run_out_unsignalled_on_qemu_is_not_discarded_by_a_restart() {
+    fn restart_on_qemu_racing_a_late_callback_loses_the_wait_and_never_runs_ahead() {
         let mut t = Timeline::new(20_000_000);
         let mut sim = SimSysTick::started(&mut t);
         sim.qemu = true;
         sim.advance(sim.to_zero());
-        // QEMU's callback is late: the counter reads 0, nothing pending.
+        // The period ran out, QEMU's callback is late: the counter reads 1
+        // and nothing is pending, so time waits at the period's end.
         sim.advance(5_000);
         let frozen = sim.read(&mut t);
         assert!(frozen < sim.cycle, "time waits for the callback");
-        // A deadline within the period the timeline thinks is running:
-        // clearing the counter now would discard the period's end.
-        assert!(!sim.program(&mut t, frozen + 1_000));
-        sim.advance(10);
+        // A deadline in what the timeline still takes for the period, and
+        // the callback runs right after the reload register is written: it
+        // reloads the new short value.
+        sim.after_set_reload = Some(SimSysTick::callback);
+        assert!(sim.program(&mut t, frozen + 1));
+        let behind = sim.cycle - sim.read(&mut t);
+        assert!(
+            behind <= 5_000 + 1,
+            "behind by the callback's lateness, never ahead: {behind}"
+        );
+        // The one-shot then wakes on time, by the clock (that far behind,
+        // and the 10 µs QEMU holds a cleared counter at 0).
+        sim.advance(sim.to_zero());
         sim.callback();
-        assert_eq!(sim.read(&mut t), sim.cycle, "exact again once signalled");
         sim.service(&mut t);
-        assert_eq!(sim.read(&mut t), sim.cycle);
-        // A restart now works, and its one-shot period wakes on time.
-        let deadline = sim.cycle + 100_000;
+        let lag = sim.cycle - sim.read(&mut t);
+        assert_eq!(lag, behind + QEMU_CLEARED);
+    }
+
+    #[test]
+    fn handler_held_up_past_a_short_repeat_period_takes_it_as_short() {
+        let mut t = Timeline::new(20_000_000);
+        let mut sim = SimSysTick::started(&mut t);
+        sim.advance(1_000_000);
+        let deadline = sim.cycle + 20_000; // a 1 ms one-shot
         assert!(sim.program(&mut t, deadline));
         sim.advance(sim.to_zero());
-        sim.advance(700);
-        sim.callback();
+        assert_eq!(sim.read(&mut t), deadline);
+        // The handler is held up past the end of the one-shot's repeat
+        // period (loaded from the reload register, still 1 ms) before it
+        // writes the longest reload: the counter loads 1 ms again.
+        sim.stall_before_set_reload = 20_000 + 50;
+        sim.service(&mut t);
+        assert!(sim.pending, "the repeat period ended in the handler");
         assert_eq!(sim.read(&mut t), sim.cycle);
-        assert_eq!(sim.cycle, deadline + 700);
+        sim.service(&mut t);
+        assert_eq!(sim.read(&mut t), sim.cycle);
+        // Then periods of the longest reload, exact.
+        for _ in 0..3 {
+            sim.advance(sim.to_zero());
+            assert_eq!(sim.read(&mut t), sim.cycle);
+            sim.service(&mut t);
+            assert_eq!(sim.read(&mut t), sim.cycle);
+        }
+        assert_eq!(sim.lost, 0);
     }
 
     #[test]
@@ -589,8 +659,12 @@ mod tests {
             sim.advance(rand(room.max(1)));
             let now = sim.read(&mut t);
             assert!(now <= sim.cycle, "never ahead: {now} > {}", sim.cycle);
-            if sim.ran_out.is_none() {
-                assert_eq!(now, sim.cycle, "exact while nothing is unsignalled");
+            if sim.ran_out.is_none() && sim.cleared_for == 0 {
+                assert_eq!(
+                    sim.cycle - now,
+                    sim.restarts * QEMU_CLEARED,
+                    "exact but for QEMU's 10 µs per restart, once signalled"
+                );
             }
             assert!(now >= last);
             last = now;

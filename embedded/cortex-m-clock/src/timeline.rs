@@ -425,6 +425,16 @@ mod tests {
         }
     }
 
+    /// A deterministic pseudo-random source: `rand(n)` is in `0..n`.
+    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
     #[test]
     fn idle_core_wakes_once_per_full_period_and_keeps_exact_time() {
         let mut t = Timeline::new(25_000_000);
@@ -511,13 +521,7 @@ mod tests {
         // at any point, handlers that run late (but within a period).
         let mut t = Timeline::new(12_500_000);
         let mut sim = SimSysTick::started(&mut t);
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = xorshift(0x9E37_79B9_7F4A_7C15);
         let mut last = 0;
         for _ in 0..20_000 {
             match rand(4) {
@@ -631,13 +635,7 @@ mod tests {
         let mut t = Timeline::new(20_000_000);
         let mut sim = SimSysTick::started(&mut t);
         sim.qemu = true;
-        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = xorshift(0x2545_F491_4F6C_DD1D);
         let mut last = 0;
         for _ in 0..20_000 {
             match rand(5) {

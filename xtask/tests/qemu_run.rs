@@ -75,15 +75,35 @@ fn run(name: &str, envs: &[(&str, u16)]) -> (ExitStatus, String) {
 }
 
 /// A TCP listener on a loopback port the runner accepts as RICOCHET_PORT
-/// (at most 65532: it forwards PORT+1 and PORT+2 too).
+/// (at most 65532: it forwards PORT+1 and PORT+2 too), below the kernel's
+/// ephemeral range: a port the kernel hands out (port 0) has neighbours it
+/// hands out too, to any busy client's connections, so PORT+1 or PORT+2 was
+/// taken by the time the runner forwarded it, now and then, on a loaded
+/// host (and checking them first only narrowed that race).
 fn held_tcp() -> (TcpListener, u16) {
-    loop {
-        let held = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = held.local_addr().expect("local_addr").port();
-        if port <= 65532 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Ports 10000..low-3, from a start that differs between runs and test
+    // threads, in steps of 3 (a port and its two forwarded neighbours).
+    let (first, span) = (
+        10_000u32,
+        u32::from(low.saturating_sub(3)).saturating_sub(10_000),
+    );
+    assert!(
+        span > 1_000,
+        "ephemeral range starts at {low}: no room below it"
+    );
+    let seed = std::collections::hash_map::RandomState::new();
+    let start = std::hash::BuildHasher::hash_one(&seed, thread::current().id()) as u32 % span;
+    for i in 0..span / 3 {
+        let port = (first + (start + 3 * i) % span) as u16;
+        if let Ok(held) = TcpListener::bind(("127.0.0.1", port)) {
             return (held, port);
         }
     }
+    panic!("no free loopback port in 10000..{low}");
 }
 
 /// The port suggested is free when it is suggested: the first guess

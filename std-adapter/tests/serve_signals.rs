@@ -196,3 +196,61 @@ fn signal_before_the_controller_is_attached_shuts_down_gracefully_on_attach() {
     assert!(stdout.contains("child: signal waiting"), "{stdout}");
     assert!(stdout.contains("child: stopped gracefully"), "{stdout}");
 }
+
+const BURST_CHILD: &str = "RICOCHET_SIGNALS_BURST_CHILD";
+
+/// In the child: a watcher held in its handler by the first SIGTERM while
+/// two more arrive. signal-hook's iterator reports a signal once however
+/// often it came before the thread looked again; a SIGTERM sent twice in
+/// quick succession was then one event, a graceful shutdown instead of the
+/// stop at once the second one asks for.
+fn burst_child_body() {
+    use signal_hook::consts::SIGTERM;
+    use signal_hook::low_level::raise;
+    let (events, seen) = std::sync::mpsc::channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let _watcher = SignalWatcher::spawn(move |ev| {
+        let _ = events.send(ev);
+        if ev.count == 0 {
+            let _ = held.recv_timeout(LIMIT);
+        }
+    })
+    .expect("watcher");
+    // `raise` runs the handler on this thread before it returns.
+    raise(SIGTERM).expect("raise");
+    let first = seen.recv_timeout(LIMIT).expect("the first SIGTERM");
+    assert_eq!(first.count, 0);
+    raise(SIGTERM).expect("raise");
+    raise(SIGTERM).expect("raise");
+    release.send(()).expect("release");
+    let second = seen.recv_timeout(LIMIT).expect("the second SIGTERM");
+    let third = seen
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the third SIGTERM, merged with the second");
+    assert_eq!((second.name, second.count), ("SIGTERM", 1));
+    assert_eq!((third.name, third.count), ("SIGTERM", 2));
+    println!("child: every signal counted");
+}
+
+#[test]
+fn signals_that_come_while_the_watcher_is_busy_are_each_an_event() {
+    if std::env::var_os(BURST_CHILD).is_some() {
+        burst_child_body();
+        return;
+    }
+    let mut child = this_test_in_a_child(
+        "signals_that_come_while_the_watcher_is_busy_are_each_an_event",
+        BURST_CHILD,
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn child");
+    let status = exit_within_limit(&mut child, "the child did not finish");
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{status:?}\n{stdout}\n{stderr}");
+    assert!(stdout.contains("child: every signal counted"), "{stdout}");
+}

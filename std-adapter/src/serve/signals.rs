@@ -5,7 +5,11 @@
 //! of killing it with its socket files left behind.
 //!
 //! Signals are received on a dedicated thread through `signal-hook`'s
-//! self-pipe, so no code runs in signal context. For a server
+//! self-pipe, so no code runs in signal context but a count: the iterator
+//! reports a signal once however often it came since the thread last looked
+//! (a second SIGTERM right after the first would be lost, and with it the
+//! stop at once), so each delivery is also counted, and the thread hands
+//! on as many events as there were deliveries. For a server
 //! ([`SignalWatcher::start`]) the first signal asks for a graceful shutdown
 //! ([`Controller::shutdown`]) and a second one stops at once
 //! ([`Controller::abort`]); [`SignalWatcher::spawn`] lets the caller decide.
@@ -23,7 +27,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -51,8 +55,9 @@ pub struct SignalWatcher {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
     aborted: Arc<AtomicBool>,
-    /// The conditional default actions, removed on drop (so a later watcher
-    /// in the same process is not bypassed by this one's flag).
+    /// The conditional default actions and the delivery counters, removed
+    /// on drop (so a later watcher in the same process is not bypassed by
+    /// this one's flag).
     fallbacks: Vec<signal_hook::SigId>,
 }
 
@@ -144,6 +149,28 @@ impl SignalWatcher {
                 }
             }
         }
+        // Deliveries of each watched signal, counted in signal context
+        // before the iterator's own action runs (actions run in the order
+        // they were registered), so the count is complete when the thread
+        // wakes for a delivery.
+        let deliveries: Arc<[AtomicUsize; WATCHED.len()]> = Arc::new(Default::default());
+        for (i, (signal, _)) in WATCHED.iter().enumerate() {
+            let counts = Arc::clone(&deliveries);
+            let count = move || {
+                counts[i].fetch_add(1, Ordering::SeqCst);
+            };
+            // SAFETY: the action is one atomic add, async-signal-safe: it
+            // neither allocates nor locks, and cannot panic.
+            #[allow(unsafe_code)]
+            let registered = unsafe { signal_hook::low_level::register(*signal, count) };
+            match registered {
+                Ok(id) => fallbacks.push(id),
+                Err(e) => {
+                    unregister(&fallbacks);
+                    return Err(e);
+                }
+            }
+        }
         let mut signals = match Signals::new(WATCHED.map(|(signal, _)| signal)) {
             Ok(s) => s,
             Err(e) => {
@@ -157,12 +184,19 @@ impl SignalWatcher {
             .name("ricochet-signals".into())
             .spawn(move || {
                 let _guard = guard;
-                for (count, signal) in signals.forever().enumerate() {
-                    let name = WATCHED
-                        .iter()
-                        .find(|(s, _)| *s == signal)
-                        .map_or("a signal", |(_, name)| *name);
-                    on_signal(SignalEvent { name, count });
+                let mut count = 0;
+                for signal in signals.forever() {
+                    let Some(i) = WATCHED.iter().position(|(s, _)| *s == signal) else {
+                        continue;
+                    };
+                    // 0 when an earlier wake-up already took this delivery.
+                    for _ in 0..deliveries[i].swap(0, Ordering::SeqCst) {
+                        on_signal(SignalEvent {
+                            name: WATCHED[i].1,
+                            count,
+                        });
+                        count += 1;
+                    }
                 }
             });
         let thread = match spawned {

@@ -703,6 +703,30 @@ mod tests {
         assert!(e.contains("no network interface named"), "{e}");
     }
 
+    /// `--tcp 127.0.0.1:70000` and `--metrics localhost:9107` look like
+    /// IP:PORT to whoever wrote them: the error says what is wrong with them.
+    #[test]
+    fn address_errors_name_a_port_out_of_range_or_a_host_name() {
+        for (bad, want) in [
+            (
+                "127.0.0.1:70000",
+                "port 70000 is out of range: a port is 0 to 65535",
+            ),
+            ("[::1]:99999", "port 99999 is out of range"),
+            ("99999", "port 99999 is out of range"),
+            ("localhost:9107", "\"localhost\" is not an IP address"),
+        ] {
+            for flag in ["--tcp", "--udp", "--metrics"] {
+                let e = usage_error(&[flag, bad]);
+                assert!(e.contains(want), "{flag} {bad}: {e}");
+            }
+        }
+        let e = usage_error(&["--tcp", "nonsense"]);
+        assert!(e.contains("expected IP:PORT"), "{e}");
+        let e = usage_error(&["--tcp", "127.0.0.1:"]);
+        assert!(e.contains("expected IP:PORT"), "{e}");
+    }
+
     #[test]
     fn library_config_errors_are_usage_errors_and_bind_errors_are_not() {
         let invalid = BindError::InvalidConfig { reason: "x".into() };

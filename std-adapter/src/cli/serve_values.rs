@@ -16,9 +16,7 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     } else if let Some(addr) = parse_scoped(s)? {
         addr
     } else {
-        return Err(format!(
-            "invalid address {s:?}: expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT"
-        ));
+        return Err(format!("invalid address {s:?}: {}", why_not_an_address(s)));
     };
     if let SocketAddr::V6(v6) = addr
         && let Some(v4) = v6.ip().to_ipv4_mapped()
@@ -43,6 +41,35 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         ));
     }
     Ok(addr)
+}
+
+/// What is wrong with `s`, which is not an address [`parse_addr`] takes:
+/// a port out of range or a host name are named as such (both look like
+/// `IP:PORT` to whoever wrote them), anything else gets the forms expected.
+fn why_not_an_address(s: &str) -> String {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) => (Some(host), port),
+        None => (None, s),
+    };
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_err()
+    {
+        return format!("port {port} is out of range: a port is 0 to 65535");
+    }
+    match host {
+        Some(h)
+            if !h.is_empty()
+                && !h.starts_with('[')
+                && !h.contains(':')
+                && h.parse::<Ipv4Addr>().is_err()
+                && port.parse::<u16>().is_ok() =>
+        {
+            format!(
+                "{h:?} is not an IP address (host names are not resolved here): give the \
+                 address to listen on, e.g. 127.0.0.1:{port}, 0.0.0.0:{port} or [::1]:{port}"
+            )
+        }
+        _ => "expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT".to_owned(),
+    }
 }
 
 /// `[fe80::1%eth0]:7007`: an IPv6 address scoped by interface name (the

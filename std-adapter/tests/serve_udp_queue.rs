@@ -166,3 +166,93 @@ fn inherited_udp_socket_with_a_small_queue_gets_the_default() {
         "got {got}"
     );
 }
+
+/// The value of the sample `name` (with its labels) in a scrape of `metrics`.
+fn scrape(metrics: &str, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(metrics).expect("metrics");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("scrape");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+}
+
+/// Datagrams the kernel drops because the server's receive queue is full
+/// never reach the server's own counters; the kernel's count of them
+/// (`SO_RXQ_OVFL`) must, or a probe reports loss that the metrics, the
+/// stats line and the `stopped` line all deny. Every datagram sent on
+/// loopback is then either received or counted as dropped there.
+#[test]
+fn datagrams_a_full_receive_queue_dropped_are_counted() {
+    let p = Proc::serve(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--udp-receive-buffer",
+        "off",
+    ]);
+    let lines = p.listening(2);
+    let addr_of = |kind: &str| lines.iter().find(|(k, _)| k == kind).unwrap().1.clone();
+    let (udp, metrics) = (addr_of("udp"), addr_of("metrics"));
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // Stopped, the server reads nothing: the kernel's queue (208 KiB,
+    // a few hundred small datagrams) overflows.
+    p.signal("STOP");
+    let flood: u64 = 5000;
+    for _ in 0..flood {
+        client.send_to(&[0u8; 64], &udp).unwrap();
+    }
+    p.signal("CONT");
+    // A datagram queued after the drops carries their count; its echo says
+    // it was read, after everything queued before it. Until the queue has
+    // room again one may be dropped too: send another.
+    let mut sent = flood;
+    let mut buf = [0u8; 64];
+    client
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no echo of a marker");
+        client.send_to(b"marker", &udp).unwrap();
+        sent += 1;
+        let mut echoed_marker = false;
+        while let Ok((n, _)) = client.recv_from(&mut buf) {
+            if &buf[..n] == b"marker" {
+                echoed_marker = true;
+                break;
+            }
+        }
+        if echoed_marker {
+            break;
+        }
+    }
+    let received = r#"ricochet_datagrams_received_total{transport="udp"}"#;
+    let queue = r#"ricochet_datagrams_queue_dropped_total{transport="udp"}"#;
+    // The worker publishes its counters at the end of the turn that echoed.
+    let (mut got, mut dropped) = (0, 0);
+    while std::time::Instant::now() < deadline {
+        (got, dropped) = (scrape(&metrics, received), scrape(&metrics, queue));
+        if got + dropped == sent {
+            break;
+        }
+    }
+    assert!(
+        dropped > 0,
+        "the queue never overflowed: {got} of {sent} received"
+    );
+    assert_eq!(got + dropped, sent, "received {got}, queue drops {dropped}");
+    let log = stop(p);
+    assert!(
+        log.contains(&format!("udp_queue_dropped={dropped}")),
+        "{log}"
+    );
+}

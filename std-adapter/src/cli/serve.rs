@@ -492,6 +492,7 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         bytes_discarded = streams.bytes_discarded,
         udp_echoed = s.udp.echoed,
         udp_dropped = s.udp.dropped.total(),
+        udp_queue_dropped = s.udp_queue_drops,
         "stopped"
     );
     match result {

@@ -31,6 +31,8 @@ pub(crate) struct Counters {
     pub(crate) tls: StreamCounters,
     pub(crate) tls_handshakes: HandshakeCounts,
     pub(crate) udp: DatagramCounters,
+    /// UDP datagrams the kernel dropped for a full receive queue.
+    pub(crate) udp_queue_drops: u64,
     pub(crate) accept_fd_exhausted: u64,
     pub(crate) accept_errors: u64,
 }
@@ -50,6 +52,7 @@ impl Counters {
         self.tls.add(&o.tls);
         self.tls_handshakes.add(&o.tls_handshakes);
         self.udp.add(&o.udp);
+        self.udp_queue_drops += o.udp_queue_drops;
         self.accept_fd_exhausted += o.accept_fd_exhausted;
         self.accept_errors += o.accept_errors;
     }
@@ -75,6 +78,10 @@ pub struct StatsSnapshot {
     pub tls_handshakes: HandshakeCounts,
     /// UDP datagrams: received, echoed, dropped by reason.
     pub udp: DatagramCounters,
+    /// UDP datagrams the kernel dropped because a socket's receive queue
+    /// was full, before the server could read them (so not in `udp`);
+    /// Linux only (`SO_RXQ_OVFL`), counted when a later datagram arrives.
+    pub udp_queue_drops: u64,
     /// `accept` failures for lack of file descriptors (EMFILE/ENFILE).
     pub accept_fd_exhausted: u64,
     /// Other `accept` failures.
@@ -155,6 +162,7 @@ impl ServerStats {
             tls: sum.tls,
             tls_handshakes: sum.tls_handshakes,
             udp: sum.udp,
+            udp_queue_drops: sum.udp_queue_drops,
             accept_fd_exhausted: sum.accept_fd_exhausted,
             accept_errors: sum.accept_errors,
         }
@@ -219,7 +227,7 @@ impl fmt::Display for StatsLine {
             f,
             "open={} accepted={} rejected={} closed={} aborted={} in={} out={} buffered={} \
              fd_exhausted={} udp_echoed={} udp_dropped[oversize={} loop_guard={} rate_limited={} \
-             not_unicast={} unroutable={} send_full={} send_failed={}]",
+             not_unicast={} unroutable={} send_full={} send_failed={}] udp_queue_dropped={}",
             self.now.connections_open,
             n.accepted,
             n.rejected,
@@ -237,6 +245,7 @@ impl fmt::Display for StatsLine {
             d.unroutable,
             d.send_full,
             d.send_failed,
+            self.now.udp_queue_drops,
         )?;
         let h = &self.now.tls_handshakes;
         if self.now.tls.accepted > 0 {

@@ -223,6 +223,7 @@ impl Worker {
         } else if token >= UDP_BASE {
             if let Some(u) = self.udp.get_mut(token - UDP_BASE) {
                 u.serve(now, &mut self.counters.udp);
+                self.counters.udp_queue_drops += u.take_queue_drops();
             }
         } else if let Some(conn) = self.conns.get_mut(token) {
             let failed = event.is_error();
@@ -252,6 +253,7 @@ impl Worker {
         for u in &mut self.udp {
             if u.pending {
                 u.serve(now, &mut self.counters.udp);
+                self.counters.udp_queue_drops += u.take_queue_drops();
             }
         }
     }

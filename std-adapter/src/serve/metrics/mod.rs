@@ -21,6 +21,7 @@
 //! | `ricochet_datagrams_received_total` | counter | transport |
 //! | `ricochet_datagrams_echoed_total` | counter | transport |
 //! | `ricochet_datagrams_dropped_total` | counter | transport, reason (`oversize`, `loop_guard`, `rate_limited`, `not_unicast`, `unroutable`, `send_full`, `send_failed`) |
+//! | `ricochet_datagrams_queue_dropped_total` | counter | transport (dropped by the kernel, the receive queue full: never received) |
 //! | `ricochet_tls_handshakes_total` | counter | result, one per handshake (`full`, `resumed`, `timeout`, `bad_record`, `certificate`, `protocol`, `closed`, `io`) |
 //! | `ricochet_stream_sockets_open` | gauge | (sockets, including ones finishing their close) |
 //! | `ricochet_accept_errors_total` | counter | reason (`fd_exhausted`, `other`) |
@@ -377,6 +378,20 @@ fn encode_snapshot(
             for (reason, v) in drop_reasons(&counters(s).dropped) {
                 f.counter(&[("transport", transport), ("reason", reason)], v)?;
             }
+        }
+    }
+    {
+        let mut f = family(
+            e,
+            "ricochet_datagrams_queue_dropped",
+            "Datagrams the kernel dropped because the socket's receive queue was full \
+             (--udp-receive-buffer), before the server read them: not in \
+             ricochet_datagrams_received_total.",
+            None,
+            Counter,
+        )?;
+        for (transport, _) in DATAGRAM_TRANSPORTS {
+            f.counter(&[("transport", transport)], s.udp_queue_drops)?;
         }
     }
     {

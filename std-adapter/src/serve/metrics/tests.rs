@@ -63,6 +63,7 @@ fn busy_stats() -> Arc<ServerStats> {
                 send_failed: 310,
             },
         },
+        udp_queue_drops: 311,
         accept_fd_exhausted: 401,
         accept_errors: 402,
     };
@@ -207,6 +208,8 @@ fn every_datagram_counter_is_exposed_with_its_drop_reason() {
         let key = format!("ricochet_datagrams_dropped_total{{{t},reason=\"{reason}\"}}");
         assert_eq!(sample(&text, &key), v);
     }
+    let key = format!("ricochet_datagrams_queue_dropped_total{{{t}}}");
+    assert_eq!(sample(&text, &key), 311);
     assert_eq!(
         sample(
             &text,
@@ -256,7 +259,7 @@ fn prometheus_output_types_every_family_once_with_help() {
     let text = render(&busy_stats(), Format::Prometheus);
     let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert_eq!(types.len(), 17, "{text}");
+    assert_eq!(types.len(), 18, "{text}");
     assert_eq!(helps, types.len());
     let mut names: Vec<&str> = types.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
     names.sort_unstable();

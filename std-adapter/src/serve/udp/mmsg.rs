@@ -166,6 +166,14 @@ impl Batch {
         Ok(n)
     }
 
+    /// The control data datagram `i` of the last `recv` came with.
+    pub(crate) fn control(&self, i: usize) -> &[u8] {
+        // `size_t` with glibc, `socklen_t` with musl.
+        #[allow(clippy::unnecessary_cast)]
+        let len = (self.hdrs[i].msg_hdr.msg_controllen as usize).min(RECV_SPACE);
+        &self.controls[i].0[..len]
+    }
+
     /// Makes datagram `i` of the last `recv` look as if it came from `to`
     /// (tests: a source the kernel will refuse to answer).
     #[cfg(test)]

@@ -36,9 +36,14 @@ use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, Instant, Verdi
 /// `socket` if it is bound to a wildcard address (Linux; elsewhere
 /// nothing), so that its echo can leave from that address and a datagram
 /// sent to a group can be told apart.
+/// Also asks for the socket's count of datagrams its full receive queue
+/// dropped, which comes with them (Linux, `SO_RXQ_OVFL`).
 pub(crate) fn report_destinations(socket: &std::net::UdpSocket) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    return pktinfo::enable(socket);
+    {
+        pktinfo::enable_drop_count(socket)?;
+        pktinfo::enable(socket)
+    }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let _ = socket;
@@ -71,6 +76,9 @@ pub(crate) struct UdpEndpoint {
     pub(crate) receive_calls: u64,
     /// The last drop, for tests and diagnostics.
     pub(crate) last_drop: Option<DropReason>,
+    /// Datagrams the kernel dropped for a full receive queue (Linux).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) queue_drops: pktinfo::QueueDrops,
     io: Buffers,
 }
 
@@ -101,8 +109,19 @@ impl UdpEndpoint {
             pending: false,
             receive_calls: 0,
             last_drop: None,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            queue_drops: pktinfo::QueueDrops::default(),
             io,
         }
+    }
+
+    /// Datagrams the kernel dropped for a full receive queue since the
+    /// last call (0 where the kernel does not say).
+    pub(crate) fn take_queue_drops(&mut self) -> u64 {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return self.queue_drops.take();
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        0
     }
 
     fn drop_one(
@@ -137,6 +156,7 @@ impl UdpEndpoint {
             };
             let mut echoes = 0;
             for i in 0..n {
+                self.queue_drops.note(self.io.control(i));
                 let got = self.io.received[i];
                 let Some(source) = got.source else { continue };
                 let verdict = if pktinfo::unicast(source, got.local) {

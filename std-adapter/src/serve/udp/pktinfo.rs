@@ -51,10 +51,12 @@ const fn space(len: usize) -> usize {
     HEADER + align(len)
 }
 
-/// Room for what a receive can carry: both messages (a dual-stack socket
-/// gets an `IPV6_PKTINFO` and an `IP_PKTINFO` for IPv4 traffic).
-pub(crate) const RECV_SPACE: usize =
-    space(size_of::<libc::in_pktinfo>()) + space(size_of::<libc::in6_pktinfo>());
+/// Room for what a receive can carry: both destination messages (a
+/// dual-stack socket gets an `IPV6_PKTINFO` and an `IP_PKTINFO` for IPv4
+/// traffic) and the socket's drop count (`SO_RXQ_OVFL`).
+pub(crate) const RECV_SPACE: usize = space(size_of::<libc::in_pktinfo>())
+    + space(size_of::<libc::in6_pktinfo>())
+    + space(size_of::<u32>());
 
 /// Room for what an echo carries: one message.
 pub(crate) const SEND_SPACE: usize = {
@@ -150,6 +152,68 @@ pub(crate) fn enable(socket: &UdpSocket) -> io::Result<()> {
         set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
     }
     set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+}
+
+/// Asks the kernel to attach to each datagram received on `socket` how
+/// many datagrams it has dropped so far because the receive queue was full
+/// (`SO_RXQ_OVFL`): drops that happen before the server reads anything, so
+/// that nothing else would count them.
+pub(crate) fn enable_drop_count(socket: &UdpSocket) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// The socket's count of datagrams dropped for a full receive queue, as
+/// of this datagram's arrival, in received control data `control`; `None`
+/// if it carries none (the kernel sends it only once there was a drop).
+#[allow(unsafe_code)]
+pub(crate) fn drop_count(control: &[u8]) -> Option<u32> {
+    let mut at = 0;
+    while let Some(rest) = control.get(at..) {
+        if rest.len() < size_of::<libc::cmsghdr>() {
+            break;
+        }
+        // SAFETY: `rest` holds at least a `cmsghdr`'s bytes; it is plain
+        // old data, any bits are a value; read unaligned.
+        let hdr: libc::cmsghdr = unsafe { rest.as_ptr().cast::<libc::cmsghdr>().read_unaligned() };
+        // `size_t` with glibc, `socklen_t` with musl.
+        #[allow(clippy::unnecessary_cast)]
+        let len = hdr.cmsg_len as usize;
+        if len < HEADER || len > rest.len() {
+            break;
+        }
+        let data = &rest[HEADER..len];
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SO_RXQ_OVFL {
+            let bytes: [u8; 4] = data.get(..4)?.try_into().ok()?;
+            return Some(u32::from_ne_bytes(bytes));
+        }
+        at += align(len);
+    }
+    None
+}
+
+/// Datagrams a socket's full receive queue dropped, from the running
+/// count each datagram carries ([`drop_count`]): what is new since the
+/// last one seen, until taken.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct QueueDrops {
+    seen: u32,
+    new: u64,
+}
+
+impl QueueDrops {
+    /// A datagram arrived with control data `control`.
+    pub(crate) fn note(&mut self, control: &[u8]) {
+        if let Some(count) = drop_count(control) {
+            // The kernel's count is a u32 that wraps.
+            self.new += u64::from(count.wrapping_sub(self.seen));
+            self.seen = count;
+        }
+    }
+
+    /// The drops noted since the last call.
+    pub(crate) fn take(&mut self) -> u64 {
+        std::mem::take(&mut self.new)
+    }
 }
 
 /// The destination in received control data `control` (what the kernel

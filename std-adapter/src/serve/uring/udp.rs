@@ -63,6 +63,8 @@ pub(crate) struct UdpEndpoint {
     stopped: bool,
     /// Echoes submitted whose completion has not come back.
     sending: usize,
+    /// Datagrams the kernel dropped for a full receive queue.
+    queue_drops: pktinfo::QueueDrops,
 }
 
 impl std::fmt::Debug for UdpEndpoint {
@@ -110,7 +112,13 @@ impl UdpEndpoint {
             armed: false,
             stopped: false,
             sending: 0,
+            queue_drops: pktinfo::QueueDrops::default(),
         })
+    }
+
+    /// Datagrams the kernel dropped for a full receive queue since the last call.
+    pub(crate) fn take_queue_drops(&mut self) -> u64 {
+        self.queue_drops.take()
     }
 
     /// Registers the buffer ring.
@@ -194,6 +202,7 @@ impl UdpEndpoint {
             self.ring.recycle(bid);
             return None;
         };
+        self.queue_drops.note(out.control_data());
         let payload = out.payload_data().len();
         let len = (out.incoming_payload_len() as usize).max(payload);
         let name_len = (out.incoming_name_len() as usize).min(NAME_LEN);

@@ -440,6 +440,7 @@ impl Worker<'_> {
                 let i = a as usize;
                 if let Some(u) = self.udp.get_mut(i) {
                     let echo = u.on_recv(res, flags, last, now, &mut self.counters.udp);
+                    self.counters.udp_queue_drops += u.take_queue_drops();
                     if let Some(sqe) = echo {
                         self.push(&sqe);
                     }

@@ -87,8 +87,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(u32).range(1..))]
     backlog: u32,
-    /// Open connections allowed; more are accepted and closed at once (counted as rejected)
-    /// [default: from the open-file limit, at most 100000].
+    /// Open connections allowed, counting those still finishing their close
+    /// (ricochet_stream_sockets_open, not ricochet_connections_open); more are accepted and
+    /// closed at once (counted as rejected) [default: from the open-file limit, at most 100000].
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     max_connections: Option<usize>,
     /// Close a connection with no traffic for this long (0, off or never: no idle timeout).

@@ -245,8 +245,9 @@ impl<C: Tracked> ConnTable<C> {
                 %peer,
                 limit,
                 suppressed,
-                "connection rejected: --max-connections reached \
-                 (raise it, or the open-file limit it is derived from)"
+                "connection rejected: --max-connections reached, counting connections \
+                 still finishing their close (ricochet_stream_sockets_open); raise it, \
+                 or the open-file limit it is derived from"
             );
         }
         false

@@ -92,6 +92,10 @@ pub(crate) fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
             return Err(format!("unknown stage {n:?}; see `cargo xtask stages`"));
         }
     }
+    // A bad RICOCHET_FUZZ_SECS fails now, not after every stage before `fuzz`.
+    if names.is_empty() || names.iter().any(|n| n == "fuzz") {
+        fuzz_secs(env::var("RICOCHET_FUZZ_SECS").ok().as_deref())?;
+    }
     if names.is_empty() {
         disk::preflight(ctx)?;
     }
@@ -500,12 +504,29 @@ fn within_flash_budget(board: &str, flash: u64) -> Result<(), String> {
     ))
 }
 
-/// Seconds per fuzz target: `RICOCHET_FUZZ_SECS`, default 60.
-fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
-    let secs = env::var("RICOCHET_FUZZ_SECS")
+/// Seconds per fuzz target from `RICOCHET_FUZZ_SECS` (unset: 60), checked
+/// before the first stage runs. 0 is refused: libFuzzer reads
+/// `-max_total_time=0` as "no limit", so the stage would never end; so is
+/// anything that is not whole seconds, rather than running 60 s unasked.
+fn fuzz_secs(value: Option<&str>) -> Result<u32, String> {
+    let Some(v) = value else {
+        return Ok(60);
+    };
+    v.trim()
+        .parse::<u32>()
         .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(60);
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| {
+            format!(
+                "RICOCHET_FUZZ_SECS={v:?}: expected whole seconds per fuzz target from 1 to 86400 \
+                 (0 would fuzz forever); e.g. RICOCHET_FUZZ_SECS=60 cargo xtask ci fuzz"
+            )
+        })
+}
+
+fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
+    let value = env::var("RICOCHET_FUZZ_SECS").ok();
+    let secs = fuzz_secs(value.as_deref())?;
     if !have("cargo-fuzz") {
         // `+nightly` needs the rustup proxy, not $CARGO (the pinned toolchain binary).
         run(
@@ -555,6 +576,22 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_secs_refuses_zero_and_non_numbers_instead_of_running_unbounded_or_60s() {
+        assert_eq!(fuzz_secs(None), Ok(60));
+        assert_eq!(fuzz_secs(Some("5")), Ok(5));
+        // libFuzzer's -max_total_time=0 is "no limit": never pass it on.
+        let zero = fuzz_secs(Some("0")).unwrap_err();
+        assert!(
+            zero.contains("RICOCHET_FUZZ_SECS=\"0\"") && zero.contains("1 to 86400"),
+            "{zero}"
+        );
+        for bad in ["10s", "", "-1", "ten"] {
+            let e = fuzz_secs(Some(bad)).unwrap_err();
+            assert!(e.contains("RICOCHET_FUZZ_SECS"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn firmware_within_its_flash_budget_passes_and_one_byte_over_is_named() {

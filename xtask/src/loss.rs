@@ -33,6 +33,8 @@ impl Netns {
     fn create() -> Result<Netns, String> {
         let name = format!("ricochet-loss-{}", std::process::id());
         ip(&["netns", "add", &name])?;
+        // Deleted by Drop, or by the signal handler on Ctrl-C or kill.
+        crate::signals::register_netns(&name);
         let ns = Netns(name);
         ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
         Ok(ns)
@@ -94,7 +96,20 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        crate::signals::unregister_netns(&self.0);
     }
+}
+
+/// Starts `command` (an `ns.exec(...)`) in a process group of its own,
+/// registered so that Ctrl-C or `kill` of xtask stops it before the
+/// namespace is deleted, and ended by the kernel if xtask dies by SIGKILL.
+fn spawn_in_group(mut command: Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    crate::signals::term_with_parent(&mut command);
+    let child = command.spawn()?;
+    crate::signals::register(child.id());
+    Ok(child)
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -122,8 +137,8 @@ struct Server {
 
 impl Server {
     fn start(ns: &Netns, bin: &Path, io: &str) -> Result<Server, String> {
-        let mut child = ns
-            .exec(&bin.to_string_lossy())
+        let mut command = ns.exec(&bin.to_string_lossy());
+        command
             .args([
                 "serve",
                 "--io",
@@ -138,9 +153,8 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("ricochet serve: {e}"))?;
+            .stderr(Stdio::null());
+        let mut child = spawn_in_group(command).map_err(|e| format!("ricochet serve: {e}"))?;
         let (tcp, udp) = listening::addresses(&mut child, true)?;
         let udp = udp.expect("asked for UDP");
         Ok(Server { child, tcp, udp })
@@ -151,6 +165,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::signals::unregister(self.child.id());
     }
 }
 
@@ -166,17 +181,19 @@ fn json_num(json: &str, key: &str) -> Option<f64> {
 /// Runs `ricochet probe TARGET ARGS --json` in the namespace (bounded by
 /// `timeout 600`); returns its JSON line and whether it passed.
 fn probe(ns: &Netns, bin: &Path, target: &str, args: &[&str]) -> Result<(String, bool), String> {
-    let out = ns
-        .exec("timeout")
-        .arg("600")
-        .arg(bin)
-        .arg("probe")
-        .arg(target)
-        .args(args)
-        .arg("--json")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ricochet probe: {e}"))?;
+    // In a registered group of its own: `timeout` leaves the terminal's
+    // foreground group, so Ctrl-C reaches it only through the handler.
+    let out = crate::signals::output_in_group(
+        ns.exec("timeout")
+            .arg("600")
+            .arg(bin)
+            .arg("probe")
+            .arg(target)
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null()),
+    )
+    .map_err(|e| format!("ricochet probe: {e}"))?;
     let json = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let ok = out.status.success() && json.contains("\"ok\":true");
     Ok((json, ok))
@@ -317,6 +334,41 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On Ctrl-C or `kill`, xtask exits from its signal handler's thread
+    /// and no `Drop` runs: what that thread does (`stop_registered`) must
+    /// stop the server in the namespace and delete the namespace. Needs
+    /// root and `ip`; skipped (passing) without them.
+    #[test]
+    fn a_signal_stops_the_server_and_deletes_the_namespace() {
+        if !crate::is_root() || !have("ip") {
+            eprintln!("skipped: needs root and ip (iproute2)");
+            return;
+        }
+        let ns = Netns::create().unwrap();
+        let name = ns.0.clone();
+        let mut command = ns.exec("sleep");
+        command.arg("60");
+        let mut child = spawn_in_group(command).unwrap();
+        // A signal's exit: no Drop for the namespace.
+        std::mem::forget(ns);
+        crate::signals::stop_registered();
+        let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let left = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name.as_str()));
+        let stopped = child.try_wait().unwrap();
+        if left {
+            let _ = ip(&["netns", "del", &name]);
+        }
+        if stopped.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        crate::signals::unregister(child.id());
+        assert!(!left, "network namespace {name} left behind");
+        assert!(stopped.is_some(), "the process in {name} still runs");
+    }
 
     #[test]
     fn backends_are_checked_before_building() {

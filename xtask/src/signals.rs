@@ -1,6 +1,7 @@
 //! Ctrl-C, `kill` and a closed terminal: SIGINT, SIGTERM and SIGHUP stop
 //! every process group xtask started (QEMU under `setsid`, `cargo run` of a
-//! board) before xtask exits with 128 + the signal's number (130, 143,
+//! board, `ricochet serve` in `loss`'s namespace) and delete the network
+//! namespaces it created before xtask exits with 128 + the signal's number (130, 143,
 //! 129). Those groups are outside the terminal's foreground group, so
 //! nothing else would stop them: a QEMU left running keeps its forwarded
 //! ports bound, and the next run fails with `Could not set up host
@@ -16,6 +17,10 @@ use std::time::{Duration, Instant};
 
 /// The process groups (by id) started and not yet stopped.
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// The network namespaces (by name, `cargo xtask loss`) created and not
+/// yet deleted: a signal's exit runs no `Drop`, and a namespace outlives
+/// every process, so nothing else would delete them.
+static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Set by the signal handler itself (before the thread runs), so `main`
 /// cannot exit first with a failure the signal caused.
 static SIGNALLED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
@@ -33,6 +38,29 @@ pub(crate) fn register(pgid: u32) {
 pub(crate) fn unregister(pgid: u32) {
     let mut groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     groups.retain(|g| *g != pgid as i32);
+}
+
+/// Records a network namespace to delete on a signal.
+pub(crate) fn register_netns(name: &str) {
+    let mut names = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    names.push(name.to_owned());
+}
+
+/// Forgets a network namespace (its owner deletes it).
+pub(crate) fn unregister_netns(name: &str) {
+    let mut names = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    names.retain(|n| n != name);
+}
+
+/// Deletes every network namespace still registered (`ip netns del`),
+/// after the groups that ran in them are stopped.
+fn delete_namespaces() {
+    let names = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for name in &names {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", name])
+            .status();
+    }
 }
 
 /// The exit status after `signal`: 128 + its number.
@@ -75,19 +103,22 @@ pub(crate) fn install() {
         let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if !groups.is_empty() {
             eprintln!(
-                "xtask: signal {signal}: stopping process group(s) {groups:?} (QEMU and its helpers)"
+                "xtask: signal {signal}: stopping the process group(s) it started {groups:?} (QEMU, servers and their helpers)"
             );
         }
         stop_groups(&groups);
+        delete_namespaces();
         std::process::exit(exit_code(signal));
     });
 }
 
-/// Stops every group still registered (as a signal would), for an exit
-/// that is not a signal's: a closed stdout (`out.rs`).
+/// Stops every group still registered and deletes every namespace still
+/// registered (as a signal would), for an exit that is not a signal's: a
+/// closed stdout (`out.rs`).
 pub(crate) fn stop_registered() {
     let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     stop_groups(&groups);
+    delete_namespaces();
 }
 
 /// SIGTERM to each group, up to [`GRACE`] for them to go, then SIGKILL.

@@ -33,30 +33,12 @@ pub(crate) use soak::soak_main;
 /// foreground, until Ctrl-C. With `--check`: run the CI stage's end-to-end
 /// checks on that one board instead.
 pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    let (board, _, mut rest) = board_arg(args)?;
-    if let Some(at) = rest.iter().position(|a| *a == "--timers") {
-        rest.remove(at);
-        if let Some(extra) = rest.first() {
-            return Err(format!("--timers takes no port, got {extra:?}"));
-        }
-        return crate::timers::check(ctx, board);
-    }
-    if let Some(at) = rest.iter().position(|a| *a == "--check") {
-        rest.remove(at);
-        if let Some(extra) = rest.first() {
-            return Err(format!(
-                "--check takes no port (it picks a free one), got {extra:?}"
-            ));
-        }
-        return end_to_end(ctx, board);
-    }
-    if rest.len() > 1 {
-        return Err(format!(
-            "unexpected argument {:?}: usage: cargo xtask qemu [--board NAME] [PORT | --check | --timers]",
-            rest[1]
-        ));
-    }
-    let port = rest.first().copied().unwrap_or("7777");
+    let (board, _, rest) = board_arg(args)?;
+    let port = match action(&rest)? {
+        Action::Timers => return crate::timers::check(ctx, board),
+        Action::Check => return end_to_end(ctx, board),
+        Action::Boot(port) => port,
+    };
     let raw = forwarded_port(port)?;
     let (lines, frames) = ((raw + 1).to_string(), (raw + 2).to_string());
     ports_free(raw, board.name)?;
@@ -94,6 +76,52 @@ pub(crate) fn interactive(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     } else {
         Err(format!("`cargo run --release` exited with {status}"))
     }
+}
+
+const USAGE: &str = "usage: cargo xtask qemu [--board NAME] [PORT | --check | --timers]";
+
+/// What `cargo xtask qemu`'s arguments (less `--board NAME`) ask for.
+#[derive(Debug, PartialEq)]
+enum Action<'a> {
+    /// `--timers`: the timer checks.
+    Timers,
+    /// `--check`: the CI stage's end-to-end checks.
+    Check,
+    /// Boot in the foreground with PORT (checked later) forwarded.
+    Boot(&'a str),
+}
+
+/// Parses `rest`, checked before anything is built: an option it does
+/// not know (`--chek`, `--help`) is named as one, with the usage, rather
+/// than read as a bad PORT.
+fn action<'a>(rest: &[&'a str]) -> Result<Action<'a>, String> {
+    if let Some(opt) = rest
+        .iter()
+        .find(|a| (a.starts_with("--") && !["--check", "--timers"].contains(a)) || **a == "-h")
+    {
+        return Err(format!("unknown option {opt:?}; {USAGE}"));
+    }
+    let mut rest = rest.to_vec();
+    if let Some(at) = rest.iter().position(|a| *a == "--timers") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!("--timers takes no port, got {extra:?}"));
+        }
+        return Ok(Action::Timers);
+    }
+    if let Some(at) = rest.iter().position(|a| *a == "--check") {
+        rest.remove(at);
+        if let Some(extra) = rest.first() {
+            return Err(format!(
+                "--check takes no port (it picks a free one), got {extra:?}"
+            ));
+        }
+        return Ok(Action::Check);
+    }
+    if rest.len() > 1 {
+        return Err(format!("unexpected argument {:?}: {USAGE}", rest[1]));
+    }
+    Ok(Action::Boot(rest.first().copied().unwrap_or("7777")))
 }
 
 /// The host port `cargo xtask qemu PORT` forwards to the guest's port 7
@@ -219,6 +247,33 @@ mod tests {
     /// and `soak.rs` too).
     pub(super) const STATS: &str = "10.000 INFO  udp: 503 received, 500 echoed (358886 bytes); dropped 3 oversize, 0 loop guard, 0 rate limited, 0 not unicast, 0 unroutable, 0 tx full; 0 stalled rings flushed\n\
         30.004 INFO  udp: 1393 received, 1387 echoed (986048 bytes); dropped 3 oversize, 0 loop guard, 4 rate limited, 0 not unicast, 0 unroutable, 0 tx full; 0 stalled rings flushed\n";
+
+    #[test]
+    fn qemu_options_it_does_not_know_are_named_with_the_usage_not_as_a_bad_port() {
+        assert_eq!(action(&[]), Ok(Action::Boot("7777")));
+        assert_eq!(action(&["9000"]), Ok(Action::Boot("9000")));
+        assert_eq!(action(&["--check"]), Ok(Action::Check));
+        assert_eq!(action(&["--timers"]), Ok(Action::Timers));
+        for typo in ["--chek", "--help", "-h", "--timer"] {
+            let e = action(&[typo]).unwrap_err();
+            assert!(
+                e.contains(&format!("unknown option {typo:?}"))
+                    && e.contains("[PORT | --check | --timers]")
+                    && !e.contains("bad port"),
+                "{typo}: {e}"
+            );
+        }
+        assert!(
+            action(&["--check", "9000"])
+                .unwrap_err()
+                .contains("takes no port")
+        );
+        assert!(
+            action(&["1", "2"])
+                .unwrap_err()
+                .contains("unexpected argument \"2\"")
+        );
+    }
 
     #[test]
     fn forwarded_ports_leave_room_for_two_more() {

@@ -29,6 +29,7 @@ use std::process::Stdio;
 
 use crate::{Ctx, run};
 use opts::{ONLY_FLOOR, opts, wants_help};
+pub(crate) use servers::yardstick;
 use servers::{bench_work, build_all, server_cmd};
 use summary::summary;
 

@@ -307,13 +307,7 @@ fn reps_and_secs(args: &[String]) -> Result<(usize, u32), String> {
 
 pub(crate) fn bench_probe(ctx: &Ctx, extra: &[String]) -> Result<(), String> {
     let (reps, secs) = reps_and_secs(extra)?;
-    let bench = ctx.root.join("../shared/bench");
-    if !bench.join("ref/build.sh").exists() {
-        return Err(format!(
-            "{} not found: the yardstick lives in shared/bench beside the repository",
-            bench.display()
-        ));
-    }
+    let bench = crate::bench::yardstick(&ctx.root, "ref/build.sh")?;
     run(
         &ctx.root,
         "cargo",

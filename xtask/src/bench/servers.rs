@@ -2,7 +2,7 @@
 //! the yardstick's references in ../shared/bench), their command lines,
 //! starting one on a port and stopping it, and the yardstick's cases.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,15 +15,40 @@ pub(super) fn bench_work() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("ricochet-bench"))
 }
 
+/// The setting that points at the yardstick elsewhere.
+const YARDSTICK_VAR: &str = "RICOCHET_BENCH_YARDSTICK";
+
+/// The yardstick's directory: `$RICOCHET_BENCH_YARDSTICK`, or
+/// `shared/bench` beside the repository at `root`; an error naming both
+/// ways to provide it when `marker` (a file the caller needs) is not there.
+pub(crate) fn yardstick(root: &Path, marker: &str) -> Result<PathBuf, String> {
+    yardstick_in(root, std::env::var_os(YARDSTICK_VAR), marker)
+}
+
+fn yardstick_in(
+    root: &Path,
+    setting: Option<std::ffi::OsString>,
+    marker: &str,
+) -> Result<PathBuf, String> {
+    let (dir, from) = match setting {
+        Some(dir) => (PathBuf::from(dir), format!(" (from {YARDSTICK_VAR})")),
+        None => (root.join("../shared/bench"), String::new()),
+    };
+    if dir.join(marker).exists() {
+        return Ok(dir);
+    }
+    Err(format!(
+        "{}{from} has no {marker}: the yardstick (shared/bench) is not there. Set \
+         {YARDSTICK_VAR}=/path/to/shared/bench, or link it beside the repository \
+         (ln -s /path/to/shared {})",
+        dir.display(),
+        root.join("../shared").display()
+    ))
+}
+
 /// Builds ricochet (release) and the references (liburing installed first).
 pub(super) fn build_all(ctx: &Ctx) -> Result<PathBuf, String> {
-    let bench = ctx.root.join("../shared/bench");
-    if !bench.join("run.sh").exists() {
-        return Err(format!(
-            "{} not found: the yardstick lives in shared/bench beside the repository",
-            bench.display()
-        ));
-    }
+    let bench = yardstick(&ctx.root, "run.sh")?;
     ensure_liburing(ctx)?;
     run(
         &ctx.root,
@@ -156,4 +181,31 @@ pub(super) fn case_args(case: &str) -> Result<Vec<String>, String> {
         }
     };
     Ok(["-m", m, "-c", c, "-s", s].map(str::to_owned).to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clone without shared/ beside it: the error names the setting and
+    /// the link that fix it (it only said where the yardstick should be).
+    #[test]
+    fn missing_yardstick_names_the_setting_and_the_link() {
+        let root = std::env::temp_dir().join(format!("ricochet-yardstick-{}", std::process::id()));
+        let e = yardstick_in(&root.join("clone"), None, "run.sh").unwrap_err();
+        assert!(
+            e.contains("has no run.sh")
+                && e.contains("RICOCHET_BENCH_YARDSTICK=/path/to/shared/bench")
+                && e.contains("ln -s /path/to/shared"),
+            "{e}"
+        );
+        let elsewhere = root.join("bench");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let e = yardstick_in(&root, Some(elsewhere.clone().into()), "run.sh").unwrap_err();
+        assert!(e.contains("(from RICOCHET_BENCH_YARDSTICK)"), "{e}");
+        std::fs::write(elsewhere.join("run.sh"), "").unwrap();
+        let found = yardstick_in(&root, Some(elsewhere.clone().into()), "run.sh");
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(found, Ok(elsewhere));
+    }
 }

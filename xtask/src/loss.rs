@@ -221,7 +221,8 @@ pub(crate) fn loss(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     if !crate::is_root() {
         return Err(
             "loss needs root (it creates a network namespace and nftables rules): \
-             run it as root, e.g. sudo -E cargo xtask loss"
+             run it as root, e.g. sudo -E env \"PATH=$PATH\" cargo xtask loss (sudo's \
+             secure_path would not find cargo in ~/.cargo/bin)"
                 .into(),
         );
     }

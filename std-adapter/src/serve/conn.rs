@@ -248,13 +248,15 @@ pub(crate) enum Peer {
     Unix,
     /// A TCP peer gone before its address could be read (io_uring's
     /// multishot accept gives none: it is asked after, and a connection
-    /// reset by then has none).
+    /// reset by then has none). Linux only, as io_uring is.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Gone,
 }
 
 impl Peer {
     /// The peer of an accepted TCP socket, asked after the accept (as
     /// io_uring's multishot accept must): [`Peer::Gone`] if it has none.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn of_tcp(s: &std::net::TcpStream) -> Peer {
         s.peer_addr().map_or(Peer::Gone, Peer::Tcp)
     }

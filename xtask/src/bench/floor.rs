@@ -63,6 +63,9 @@ pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
     build_all(ctx)?;
     let load = bench_work().join("target/release/echo-load");
     let data = bench_work().join(format!("floor-{}.perf", std::process::id()));
+    // perf record moves the profile it overwrites to `.old`: both go, on
+    // success or error.
+    let _profiles = RemoveOnDrop(profiles(&data));
     let half = f64::from(o.secs) / 2.0;
     let mut servers = SERVERS.to_vec();
     if o.baseline.is_some() {
@@ -83,9 +86,27 @@ pub(super) fn floor(ctx: &Ctx, mut o: Opts) -> Result<(), String> {
             }
         }
     }
-    let _ = std::fs::remove_file(&data);
     out!("{}", table(&o.cases, &servers, &results));
     Ok(())
+}
+
+/// The profile `perf record` writes to `data`, and where it moves the one
+/// it overwrites.
+fn profiles(data: &std::path::Path) -> [std::path::PathBuf; 2] {
+    let mut old = data.as_os_str().to_owned();
+    old.push(".old");
+    [data.to_owned(), old.into()]
+}
+
+/// Files removed when this goes out of scope.
+struct RemoveOnDrop<const N: usize>([std::path::PathBuf; N]);
+
+impl<const N: usize> Drop for RemoveOnDrop<N> {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// One run: the server, echo-load for 1 s of warmup plus `2 * half`, the
@@ -275,6 +296,22 @@ fn table(cases: &str, servers: &[&str], results: &[(String, &str, Split)]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `bench floor` left perf record's `.old` profile (1.5 MB) per run.
+    #[test]
+    fn both_profiles_perf_record_leaves_are_removed() {
+        let dir = std::env::temp_dir().join(format!("ricochet-floor-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("floor-1.perf");
+        let [now, old] = profiles(&data);
+        assert_eq!(old, dir.join("floor-1.perf.old"));
+        std::fs::write(&now, "").unwrap();
+        std::fs::write(&old, "").unwrap();
+        drop(RemoveOnDrop(profiles(&data)));
+        let left = std::fs::read_dir(&dir).unwrap().count();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(left, 0);
+    }
 
     #[test]
     fn tcp_share_sums_the_children_of_send_and_receive_only() {

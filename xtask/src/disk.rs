@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Ctx, boards};
 
@@ -79,23 +79,60 @@ pub(crate) fn shortfall_message(root: &Path, free: u64, missing: u64) -> String 
     )
 }
 
-/// Checks there is room for a full run's build output under `ctx.root`.
+/// Checks there is room for a full run's build output: where cargo puts
+/// it ([`build_dirs`]).
 pub(crate) fn preflight(ctx: &Ctx) -> Result<(), String> {
-    let free = free_bytes(&ctx.root)?;
-    let built = tree_bytes(&ctx.root.join("target"))
-        + boards(ctx)
-            .iter()
-            .map(|b| tree_bytes(&b.join("target")))
-            .sum::<u64>();
+    let dirs = build_dirs(&ctx.root, &crate::target_dir_of(&ctx.root), &boards(ctx));
+    // The target directory may not exist yet: its filesystem is that of
+    // its nearest existing ancestor.
+    let at = dirs[0]
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(&ctx.root)
+        .to_owned();
+    let free = free_bytes(&at)?;
+    let built = dirs.iter().map(|d| tree_bytes(d)).sum();
     match shortfall(FULL_RUN_BYTES, built, free) {
         None => Ok(()),
-        Some(missing) => Err(shortfall_message(&ctx.root, free, missing)),
+        Some(missing) => Err(shortfall_message(&at, free, missing)),
     }
+}
+
+/// Where a run's build output goes: `target` (the workspace's target
+/// directory, `CARGO_TARGET_DIR` if set), and each board's own `target/`
+/// unless `CARGO_TARGET_DIR` puts every build in `target` too.
+fn build_dirs(root: &Path, target: &Path, boards: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = vec![target.to_owned()];
+    if target == root.join("target") {
+        dirs.extend(boards.iter().map(|b| b.join("target")));
+    }
+    dirs
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With CARGO_TARGET_DIR set the check measured `<clone>/target`, where
+    /// nothing is written, and the wrong filesystem.
+    #[test]
+    fn build_output_is_looked_for_where_cargo_target_dir_puts_it() {
+        let root = Path::new("/src/clone");
+        let boards = [
+            root.join("embedded/boards/a"),
+            root.join("embedded/boards/b"),
+        ];
+        assert_eq!(
+            build_dirs(root, &root.join("target"), &boards),
+            [
+                root.join("target"),
+                root.join("embedded/boards/a/target"),
+                root.join("embedded/boards/b/target")
+            ]
+        );
+        let elsewhere = Path::new("/scratch/target");
+        assert_eq!(build_dirs(root, elsewhere, &boards), [elsewhere]);
+    }
 
     #[test]
     fn fresh_clone_on_a_full_disk_falls_short_by_the_difference() {

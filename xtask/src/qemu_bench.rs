@@ -136,6 +136,8 @@ pub(crate) fn qemu_bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let median = streams[streams.len() / 2];
     let capacity = per_cpu[per_cpu.len() / 2];
     let listed: Vec<String> = streams.iter().map(|s| format!("{s:.1}")).collect();
+    outln!("| firmware | flash | RAM | ping-pong p50 / p99 | stream | idle CPU (QEMU) |");
+    outln!("|---|---|---|---|---|---|");
     outln!(
         "| {} {} | {} B ({:.1} KiB) | {} B ({:.1} KiB) .bss+.data, stack not included | {p50:.0} / {p99:.0} µs | {median:.1} MB/s (runs: {}); {capacity:.1} MB per QEMU CPU-second | {idle:.1} % |",
         board.name,

@@ -86,10 +86,22 @@ const TARGETS: &[&str] = &[
     "thumbv8m.main-none-eabi",
 ];
 
+/// The error for `cargo xtask ci NAME` when NAME is no stage; an option
+/// (`ci qemu --board X`) is pointed at the command that takes it.
+fn unknown_stage(name: &str) -> String {
+    let hint = if name.starts_with('-') {
+        " (stages take no options: one QEMU board's checks are \
+         `cargo xtask qemu --board NAME --check`)"
+    } else {
+        ""
+    };
+    format!("unknown stage {name:?}{hint}; see `cargo xtask stages`")
+}
+
 pub(crate) fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
     for n in names {
         if !STAGES.iter().any(|s| s.name == n) {
-            return Err(format!("unknown stage {n:?}; see `cargo xtask stages`"));
+            return Err(unknown_stage(n));
         }
     }
     // A bad RICOCHET_FUZZ_SECS fails now, not after every stage before `fuzz`.
@@ -576,6 +588,17 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_option_given_to_ci_points_at_the_command_that_takes_it() {
+        let e = unknown_stage("--board");
+        assert!(
+            e.contains("unknown stage \"--board\"")
+                && e.contains("cargo xtask qemu --board NAME --check"),
+            "{e}"
+        );
+        assert!(!unknown_stage("tset").contains("--check"));
+    }
 
     #[test]
     fn fuzz_secs_refuses_zero_and_non_numbers_instead_of_running_unbounded_or_60s() {

@@ -36,16 +36,20 @@ pub(crate) fn check(ctx: &Ctx, board: &Board, machine: &QemuMachine) -> Result<(
     require_tools()?;
     for &(feature, expected) in SELFTESTS {
         let elf = build_variant(ctx, board, "selftest", feature)?;
-        let (_, _, mut qemu) =
+        let (_, log, mut qemu) =
             Qemu::boot_forwarded(ctx, board, machine, &elf, feature, LIMIT_SECS)?;
         let status = qemu.wait()?;
         let text = qemu.log_text();
-        ended_as_expected(status, &text, &booted_line(board), expected).map_err(|e| {
+        let ended = ended_as_expected(status, &text, &booted_line(board), expected).map_err(|e| {
             format!(
-                "{feature}: {e}\n--- firmware log:\n{}",
+                "{feature}: {e}\n--- firmware log ({}):\n{}",
+                log.display(),
                 text.lines().take(40).collect::<Vec<_>>().join("\n")
             )
-        })?;
+        });
+        drop(qemu);
+        crate::vm::keep_log_if_failed(&ended, &log);
+        ended?;
         eprintln!(
             "{}: {feature}: logged {expected:?}, exit status 1",
             board.name

@@ -69,7 +69,7 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         &elf,
         &extra,
         vm::Network::Forward(ports),
-        log,
+        log.clone(),
         vm::QEMU_LIMIT_SECS,
     )?;
     let loaded = qemu::checks(&ricochet, &ports, &mut vm);
@@ -83,8 +83,9 @@ pub(crate) fn stack(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let text = vm.log_text();
     drop(vm);
     let _ = fs::remove_file(&socket);
-    saved?;
-    qemu::no_panic_in(&text)?;
+    let checked = saved.and_then(|()| qemu::no_panic_in(&text));
+    vm::keep_log_if_failed(&checked, &log);
+    checked?;
 
     let bytes = fs::read(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
     let _ = fs::remove_file(&dump);

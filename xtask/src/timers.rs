@@ -81,8 +81,9 @@ pub(crate) fn check(ctx: &Ctx, board: &Board) -> Result<(), String> {
             eprintln!("    {line}");
         }
     }
-    result?;
-    crate::qemu::no_panic_in(&text)
+    let result = result.and_then(|()| crate::qemu::no_panic_in(&text));
+    crate::vm::keep_log_if_failed(&result, &log);
+    result
 }
 
 /// The firmware's only peer.

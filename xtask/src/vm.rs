@@ -153,6 +153,16 @@ impl Ports {
     }
 }
 
+/// Removes a run's firmware log once `result` says the run passed (what
+/// it showed is on stderr already); a failed run keeps it for a look.
+/// Every check booted QEMU with a new log in the temp directory, and they
+/// piled up there (hundreds after a few CI runs).
+pub(crate) fn keep_log_if_failed<T>(result: &Result<T, String>, log: &Path) {
+    if result.is_ok() {
+        let _ = fs::remove_file(log);
+    }
+}
+
 /// A free loopback port for both TCP and UDP.
 pub(crate) fn free_port() -> Result<u16, String> {
     for _ in 0..50 {
@@ -299,5 +309,20 @@ impl Drop for Qemu {
         // Forgotten before it is reaped, while the id is still ours.
         crate::signals::unregister(pgid);
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_run_removes_its_log_and_a_failed_one_keeps_it() {
+        let log = std::env::temp_dir().join(format!("ricochet-vm-test-{}.log", std::process::id()));
+        fs::write(&log, "boot\n").unwrap();
+        keep_log_if_failed(&Err::<(), _>("probe failed".to_owned()), &log);
+        assert!(log.exists(), "a failed run's log is kept");
+        keep_log_if_failed(&Ok::<_, String>(()), &log);
+        assert!(!log.exists(), "a passed run's log is removed");
     }
 }

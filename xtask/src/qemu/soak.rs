@@ -33,7 +33,7 @@ pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     let text = qemu.log_text();
     drop(qemu);
     eprintln!(
-        "--- firmware log: {} (last stats lines below)",
+        "--- firmware log: {} (removed if the soak passes; its last stats lines below)",
         log.display()
     );
     for line in text
@@ -44,8 +44,9 @@ pub(crate) fn soak_main(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     {
         eprintln!("    {line}");
     }
-    result?;
-    no_panic_in(&text)
+    let result = result.and_then(|()| no_panic_in(&text));
+    crate::vm::keep_log_if_failed(&result, &log);
+    result
 }
 
 /// `soak`'s `[RECONNECTS] [SECONDS]` (defaults 10000 and 600), checked

@@ -121,6 +121,25 @@ fn interrupt_through_a_stop_handle_returns_the_partial_report() {
     assert!(r.table().contains("INTERRUPTED"), "{r}");
 }
 
+#[test]
+fn a_run_until_interrupted_with_a_warmup_does_not_overflow() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    // "Until interrupted": warmup + duration is past `Duration::MAX`.
+    spec.stop = Stop::Duration(Duration::MAX);
+    spec.warmup = Duration::from_millis(1);
+    let stop = StopHandle::new();
+    let stopper = stop.clone();
+    let r = probe::run_with(&spec, &stop, |s| {
+        if s.messages_verified >= 10 {
+            stopper.interrupt();
+        }
+    })
+    .expect("run");
+    assert_eq!(r.stopped_early, Some(StopReason::Interrupted), "{r}");
+    assert_eq!(r.errors.total(), 0, "{r}");
+}
+
 /// 100 GiB: far more than a test run could send, so only a message cut
 /// short by the interrupt ends it in time.
 const HUGE: usize = 100 << 30;

@@ -37,7 +37,7 @@ impl Bar {
             ),
             // The warmup is part of the run: the bar fills over both.
             Stop::Duration(d) => (
-                millis(spec.warmup + d),
+                millis(spec.warmup.saturating_add(d)),
                 true,
                 "{bar:20} {elapsed:>4} {wide_msg}",
             ),

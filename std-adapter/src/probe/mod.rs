@@ -269,9 +269,11 @@ pub fn run_observed(
     let start = clock.now();
     let (window_start, finish_at) = match spec.stop {
         Stop::Count(_) => (start, None),
+        // Saturating: `Stop::Duration(Duration::MAX)` (run until
+        // interrupted) with a warmup must not overflow.
         Stop::Duration(d) => (
             start + spec.warmup.into(),
-            Some(start + (spec.warmup + d).into()),
+            Some(start + spec.warmup.saturating_add(d).into()),
         ),
     };
     let tls = tls::clients(&spec.targets, &spec.tls).map_err(|e| SpecError::Tls(e.0))?;

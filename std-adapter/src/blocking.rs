@@ -160,6 +160,11 @@ impl<T: io::Write> Write for StdStream<T> {
 /// gracefully, then keeps reading until the peer finishes, like every
 /// other Ricochet transport. A stream that cannot half-close implements it
 /// as a no-op: the peer then sees the end when the caller closes the stream.
+///
+/// Implemented for `TcpStream` and `UnixStream` (owned or borrowed), for
+/// `&mut` of any implementor, and for [`StdStream<T>`] whenever `T` is one:
+/// to serve your own std stream (an in-memory pipe, a wrapper), implement
+/// it for that type and wrap it in [`StdStream`].
 pub trait HalfClose {
     /// Sends FIN after everything written; errors are ignored (the peer may
     /// be gone already).
@@ -168,9 +173,9 @@ pub trait HalfClose {
 
 macro_rules! half_close_via_shutdown {
     ($($t:ty),*) => {$(
-        impl HalfClose for StdStream<$t> {
+        impl HalfClose for $t {
             fn shutdown_write(&mut self) {
-                let _ = self.inner.shutdown(std::net::Shutdown::Write);
+                let _ = self.shutdown(std::net::Shutdown::Write);
             }
         }
     )*};
@@ -182,6 +187,18 @@ half_close_via_shutdown!(
     std::os::unix::net::UnixStream,
     &std::os::unix::net::UnixStream
 );
+
+impl<T: HalfClose + ?Sized> HalfClose for &mut T {
+    fn shutdown_write(&mut self) {
+        (**self).shutdown_write();
+    }
+}
+
+impl<T: HalfClose> HalfClose for StdStream<T> {
+    fn shutdown_write(&mut self) {
+        self.inner.shutdown_write();
+    }
+}
 
 /// Why [`serve_connection`] ended other than by a graceful close.
 #[derive(Debug)]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use probe_support::{OurServer, json_of, probe_cli, texts};
 use ricochet::blocking::{
-    DriveError, ProbeDriveError, StdStream, expect_eof, probe_connection, serve_connection,
+    DriveError, HalfClose, ProbeDriveError, StdStream, expect_eof, probe_connection,
+    serve_connection,
 };
 use ricochet::clock::Clock;
 use ricochet::core::probe::{Pattern, SizeRange};
@@ -259,4 +260,81 @@ fn blocking_probe_connection_sends_a_raw_message_larger_than_the_kernel_buffers(
         2 * SIZE as u64
     );
     assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+/// A caller's own std stream: it says how it half-closes ([`HalfClose`]),
+/// and [`StdStream`] makes it a stream `serve_connection` drives.
+struct Logged {
+    tcp: TcpStream,
+    half_closed: bool,
+}
+
+impl std::io::Read for Logged {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(&mut self.tcp, buf)
+    }
+}
+
+impl Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+impl HalfClose for Logged {
+    fn shutdown_write(&mut self) {
+        self.half_closed = true;
+        let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+}
+
+#[test]
+fn blocking_serve_connection_takes_a_mut_borrowed_or_a_callers_own_std_stream() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = thread::spawn(move || {
+        let clock = Clock::new();
+        let mut half_closed = Vec::new();
+        for own in [false, true] {
+            let (mut conn, _) = listener.accept().expect("accept");
+            conn.set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            conn.set_write_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            let config = SessionConfig::default();
+            if own {
+                let mut stream = StdStream::new(Logged {
+                    tcp: conn,
+                    half_closed: false,
+                });
+                serve_connection(&mut stream, [0u8; 4096], config, &clock).expect("served");
+                half_closed.push(stream.into_inner().half_closed);
+            } else {
+                // `&mut TcpStream`, as a caller that keeps the socket holds it.
+                serve_connection(&mut StdStream::new(&mut conn), [0u8; 4096], config, &clock)
+                    .expect("served");
+            }
+        }
+        half_closed
+    });
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut client = StdStream::new(&tcp);
+        let mut buf = [0u8; 4096];
+        let config = ProbeConfig {
+            count: Some(50),
+            ..ProbeConfig::default()
+        };
+        let stats = probe_connection::<16, _, _>(&mut client, config, &Clock::new(), &mut buf)
+            .expect("probe");
+        assert_eq!(stats.messages_verified, 50);
+        tcp.shutdown(Shutdown::Write).expect("half-close");
+        expect_eof(&mut client, &mut buf).expect("the server's FIN");
+    }
+    assert_eq!(server.join().expect("server thread"), [true]);
 }

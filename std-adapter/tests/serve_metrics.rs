@@ -206,6 +206,31 @@ fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// A whole request head past `max_request` that came in one read was
+/// answered (the limit was checked only while the head was incomplete).
+#[test]
+fn a_request_head_past_the_limit_is_refused_even_when_it_comes_in_one_read() {
+    let echo = start(tcp_config());
+    let config = MetricsConfig {
+        max_request: 64,
+        ..MetricsConfig::new("127.0.0.1:0".parse().unwrap())
+    };
+    let server = MetricsServer::bind(config).unwrap();
+    let addr = server.local_addr();
+    let metrics = server.spawn(echo.stats_source()).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(100)
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let reply = String::from_utf8(read_until_closed(&mut s)).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    metrics.stop();
+    echo.shutdown();
+    echo.join().unwrap();
+}
+
 #[test]
 fn slow_greedy_and_oversized_clients_cannot_hold_the_endpoint_or_the_echo() {
     let echo = start(tcp_config());

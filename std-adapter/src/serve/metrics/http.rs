@@ -348,12 +348,15 @@ fn step(conn: &mut Conn, config: &MetricsConfig, stats: &Arc<ServerStats>) -> io
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     conn.input.extend_from_slice(&buf[..n]);
-                    if let Some(end) = head_end(&conn.input) {
+                    // A whole head past the limit is refused too, however
+                    // few reads brought it.
+                    let head = head_end(&conn.input);
+                    if let Some(end) = head.filter(|end| *end <= config.max_request) {
                         conn.output = answer(&conn.input[..end], stats);
                         conn.stage = Stage::Writing;
                         break;
                     }
-                    if conn.input.len() >= config.max_request {
+                    if head.is_some() || conn.input.len() >= config.max_request {
                         conn.output = response(
                             "431 Request Header Fields Too Large",
                             "text/plain",

@@ -234,6 +234,12 @@ impl ProbeSpec {
         if self.targets.is_empty() {
             return Err(SpecError::NoTargets);
         }
+        if let Some(index) = self.targets.iter().position(|t| {
+            matches!(t, Target::Tcp(a) | Target::Udp(a) if a.is_empty())
+                || matches!(t, Target::Tls(tls) if tls.addrs.is_empty())
+        }) {
+            return Err(SpecError::TargetWithoutAddress { index });
+        }
         if self
             .targets
             .iter()
@@ -618,6 +624,25 @@ mod tests {
         let mut s = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
         s.mode = Mode::Lines;
         assert_eq!(s.validate(), Err(SpecError::ModeOnDatagram(Mode::Lines)));
+    }
+
+    /// A library caller's empty address list ran and failed per connection
+    /// ("no address left to try") instead of being refused as a spec.
+    #[test]
+    fn spec_with_a_target_without_addresses_is_rejected() {
+        for empty in [Target::Tcp(vec![]), Target::Udp(vec![])] {
+            let s = ProbeSpec::new(empty);
+            assert_eq!(
+                s.validate(),
+                Err(SpecError::TargetWithoutAddress { index: 0 })
+            );
+        }
+        let mut s = ProbeSpec::new(tcp());
+        s.targets.push(Target::Tcp(vec![]));
+        s.connections = 2;
+        let e = s.validate().unwrap_err();
+        assert_eq!(e, SpecError::TargetWithoutAddress { index: 1 });
+        assert!(e.to_string().contains("target 1 has no address"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,12 @@ use super::units::format_duration;
 pub enum SpecError {
     /// `targets` is empty.
     NoTargets,
+    /// A `Target::Tcp`, `Udp` or `Tls` with an empty address list (a
+    /// library caller built it by hand; parsing never yields one).
+    TargetWithoutAddress {
+        /// Its position in `targets`.
+        index: usize,
+    },
     /// Stream and UDP targets in one run.
     MixedTargets,
     /// Fewer connections than targets: some target would get none.
@@ -83,6 +89,11 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SpecError::NoTargets => f.write_str("no TARGET given: name at least one echo server, e.g. tcp://127.0.0.1:7007"),
+            SpecError::TargetWithoutAddress { index } => write!(
+                f,
+                "target {index} has no address: a TCP, UDP or TLS target needs at least one \
+                 (parse it from text, e.g. \"tcp://127.0.0.1:7007\".parse::<Target>(), to resolve a name)"
+            ),
             SpecError::MixedTargets => f.write_str(
                 "the targets mix UDP and stream (tcp://, tls://, unix://) transports: one run probes either, \
                  run one probe per kind",

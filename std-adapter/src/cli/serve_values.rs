@@ -137,8 +137,7 @@ pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Longest `--busy-poll`: past it a wake-up costs less than the spin.
-pub(crate) const BUSY_POLL_MAX: Duration = Duration::from_millis(1);
+pub(crate) use ricochet::serve::{BUSY_POLL_MAX, STATS_INTERVAL_MIN};
 
 pub(crate) fn parse_busy_poll(s: &str) -> Result<Duration, String> {
     let d = parse_timeout(s)?;
@@ -150,9 +149,6 @@ pub(crate) fn parse_busy_poll(s: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
-
-/// Shortest `--stats-interval`: more often floods the log with lines.
-pub(crate) const STATS_INTERVAL_MIN: Duration = Duration::from_millis(100);
 
 pub(crate) fn parse_stats_interval(s: &str) -> Result<Duration, String> {
     let d = parse_timeout(s)?;

@@ -293,6 +293,11 @@ pub struct ServerConfig {
 
 /// Default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 1024;
+/// Longest [`ServerConfig::busy_poll`]: past it a wake-up costs less than
+/// the spin.
+pub const BUSY_POLL_MAX: Duration = Duration::from_millis(1);
+/// Shortest [`ServerConfig::stats_interval`]: more often floods the log.
+pub const STATS_INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// Default port of `ricochet serve` without an address (unprivileged; RFC 862's 7 needs root).
 pub const DEFAULT_PORT: u16 = 7007;
 /// Default of [`ServerConfig::busy_poll`]: off, as Linux's own
@@ -451,8 +456,34 @@ pub(super) fn validate(config: &ServerConfig, inherited: usize) -> Result<(), Bi
     if config.max_connections == Some(0) {
         return invalid("max-connections must be at least 1");
     }
-    if config.udp_max_datagram == 0 || config.udp_max_datagram > 65_535 {
-        return invalid("udp max datagram must be between 1 and 65535 bytes");
+    if config.udp_max_datagram == 0 || config.udp_max_datagram > crate::probe::UDP_MAX_V6 {
+        return invalid(&format!(
+            "udp max datagram must be between 1 and {} bytes (the largest UDP payload)",
+            crate::probe::UDP_MAX_V6
+        ));
+    }
+    for (name, timeout) in [
+        ("idle timeout", config.idle_timeout),
+        ("drain timeout", config.drain_timeout),
+    ] {
+        if timeout == Some(Duration::ZERO) {
+            return invalid(&format!(
+                "{name} of 0 would end every connection at once: None disables it"
+            ));
+        }
+    }
+    if config
+        .stats_interval
+        .is_some_and(|d| d < STATS_INTERVAL_MIN)
+    {
+        return invalid(
+            "a stats line more often than every 100ms floods the log (None: no stats lines)",
+        );
+    }
+    if config.busy_poll > BUSY_POLL_MAX {
+        return invalid(
+            "busy polling longer than 1ms burns a core between events that far apart (zero disables it)",
+        );
     }
     if config
         .udp_rate
@@ -499,6 +530,49 @@ mod tests {
         assert_eq!(given_twice(&c).as_deref(), Some("--tcp 127.0.0.1:7"));
         let err = validate(&c, 0).unwrap_err().to_string();
         assert!(err.contains("--tcp 127.0.0.1:7 is given twice"), "{err}");
+    }
+
+    /// Limits the command line enforced and the library did not: a
+    /// library caller's 1 ns stats interval flooded the log, a zero idle
+    /// timeout (the README's "0 disables") ended every connection at once.
+    #[test]
+    fn library_config_is_held_to_the_command_line_limits() {
+        let base = || ServerConfig {
+            tcp: vec!["127.0.0.1:0".parse().unwrap()],
+            ..ServerConfig::default()
+        };
+        assert!(validate(&base(), 0).is_ok());
+        type Set = fn(&mut ServerConfig);
+        let cases: [(Set, &str); 5] = [
+            (
+                |c| c.stats_interval = Some(Duration::from_nanos(1)),
+                "floods the log",
+            ),
+            (
+                |c| c.idle_timeout = Some(Duration::ZERO),
+                "idle timeout of 0",
+            ),
+            (
+                |c| c.drain_timeout = Some(Duration::ZERO),
+                "drain timeout of 0",
+            ),
+            (
+                |c| c.busy_poll = Duration::from_millis(2),
+                "busy polling longer than 1ms",
+            ),
+            (|c| c.udp_max_datagram = 65_528, "between 1 and 65527 bytes"),
+        ];
+        for (set, want) in cases {
+            let mut c = base();
+            set(&mut c);
+            let e = validate(&c, 0).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let mut c = base();
+        c.stats_interval = Some(STATS_INTERVAL_MIN);
+        c.busy_poll = BUSY_POLL_MAX;
+        c.udp_max_datagram = 65_527;
+        assert!(validate(&c, 0).is_ok(), "the limits themselves are allowed");
     }
 
     #[test]

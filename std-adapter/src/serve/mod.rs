@@ -86,9 +86,10 @@ use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 
 pub use activation::{ActivationError, InheritedSocket};
 pub use config::{
-    AcceptStrategy, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_BUSY_POLL, DEFAULT_PORT,
-    DEFAULT_UDP_RECEIVE_BUFFER, IoBackend, MAX_CONNECTIONS_CAP, MAX_UDP_RECEIVE_BUFFER,
-    ParseDurationError, ServerConfig, UdpRate, parse_duration,
+    AcceptStrategy, BUSY_POLL_MAX, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_BUSY_POLL,
+    DEFAULT_PORT, DEFAULT_UDP_RECEIVE_BUFFER, IoBackend, MAX_CONNECTIONS_CAP,
+    MAX_UDP_RECEIVE_BUFFER, ParseDurationError, STATS_INTERVAL_MIN, ServerConfig, UdpRate,
+    parse_duration,
 };
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use handle::{Controller, ServerHandle};

@@ -162,33 +162,39 @@ pub(crate) fn enable_drop_count(socket: &UdpSocket) -> io::Result<()> {
     set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
-/// The socket's count of datagrams dropped for a full receive queue, as
-/// of this datagram's arrival, in received control data `control`; `None`
-/// if it carries none (the kernel sends it only once there was a drop).
-#[allow(unsafe_code)]
-pub(crate) fn drop_count(control: &[u8]) -> Option<u32> {
+/// The control messages in received control data `control` (what the
+/// kernel wrote, `msg_controllen` bytes): level, type and data of each,
+/// until one does not fit.
+fn messages(control: &[u8]) -> impl Iterator<Item = (libc::c_int, libc::c_int, &[u8])> {
     let mut at = 0;
-    while let Some(rest) = control.get(at..) {
+    std::iter::from_fn(move || {
+        let rest = control.get(at..)?;
         if rest.len() < size_of::<libc::cmsghdr>() {
-            break;
+            return None;
         }
         // SAFETY: `rest` holds at least a `cmsghdr`'s bytes; it is plain
         // old data, any bits are a value; read unaligned.
+        #[allow(unsafe_code)]
         let hdr: libc::cmsghdr = unsafe { rest.as_ptr().cast::<libc::cmsghdr>().read_unaligned() };
         // `size_t` with glibc, `socklen_t` with musl.
         #[allow(clippy::unnecessary_cast)]
         let len = hdr.cmsg_len as usize;
         if len < HEADER || len > rest.len() {
-            break;
-        }
-        let data = &rest[HEADER..len];
-        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SO_RXQ_OVFL {
-            let bytes: [u8; 4] = data.get(..4)?.try_into().ok()?;
-            return Some(u32::from_ne_bytes(bytes));
+            return None;
         }
         at += align(len);
-    }
-    None
+        Some((hdr.cmsg_level, hdr.cmsg_type, &rest[HEADER..len]))
+    })
+}
+
+/// The socket's count of datagrams dropped for a full receive queue, as
+/// of this datagram's arrival, in received control data `control`; `None`
+/// if it carries none (the kernel sends it only once there was a drop).
+pub(crate) fn drop_count(control: &[u8]) -> Option<u32> {
+    let (_, _, data) = messages(control)
+        .find(|(level, kind, _)| *level == libc::SOL_SOCKET && *kind == libc::SO_RXQ_OVFL)?;
+    let bytes: [u8; 4] = data.get(..4)?.try_into().ok()?;
+    Some(u32::from_ne_bytes(bytes))
 }
 
 /// Datagrams a socket's full receive queue dropped, from the running
@@ -223,23 +229,9 @@ impl QueueDrops {
 #[allow(unsafe_code)]
 pub(crate) fn parse(control: &[u8]) -> Option<Local> {
     let mut found = None;
-    let mut at = 0;
-    while let Some(rest) = control.get(at..) {
-        if rest.len() < size_of::<libc::cmsghdr>() {
-            break;
-        }
-        // SAFETY: `rest` holds at least a `cmsghdr`'s bytes; it is plain
-        // old data, any bits are a value; read unaligned.
-        let hdr: libc::cmsghdr = unsafe { rest.as_ptr().cast::<libc::cmsghdr>().read_unaligned() };
-        // `size_t` with glibc, `socklen_t` with musl.
-        #[allow(clippy::unnecessary_cast)]
-        let len = hdr.cmsg_len as usize;
-        if len < HEADER || len > rest.len() {
-            break;
-        }
-        let data = &rest[HEADER..len];
-        if hdr.cmsg_level == libc::IPPROTO_IP
-            && hdr.cmsg_type == libc::IP_PKTINFO
+    for (level, kind, data) in messages(control) {
+        if level == libc::IPPROTO_IP
+            && kind == libc::IP_PKTINFO
             && data.len() >= size_of::<libc::in_pktinfo>()
         {
             // SAFETY: `data` holds at least an `in_pktinfo`'s bytes; plain
@@ -252,8 +244,8 @@ pub(crate) fn parse(control: &[u8]) -> Option<Local> {
                 spec_dst: Ipv4Addr::from(info.ipi_spec_dst.s_addr.to_ne_bytes()),
             });
         }
-        if hdr.cmsg_level == libc::IPPROTO_IPV6
-            && hdr.cmsg_type == libc::IPV6_PKTINFO
+        if level == libc::IPPROTO_IPV6
+            && kind == libc::IPV6_PKTINFO
             && data.len() >= size_of::<libc::in6_pktinfo>()
         {
             // SAFETY: as above, for an `in6_pktinfo`.
@@ -264,7 +256,6 @@ pub(crate) fn parse(control: &[u8]) -> Option<Local> {
                 ifindex: info.ipi6_ifindex,
             });
         }
-        at += align(len);
     }
     found
 }

@@ -338,6 +338,40 @@ pub(crate) fn build(local: Local, buf: &mut [u8]) -> usize {
 mod tests {
     use super::*;
 
+    /// Control data carrying the kernel's `SO_RXQ_OVFL` count.
+    #[allow(unsafe_code)]
+    fn overflow_count(count: u32) -> Vec<u8> {
+        let mut buf = vec![0u8; space(size_of::<u32>())];
+        // SAFETY: cmsghdr is plain old data, for which zero bytes are valid.
+        let mut hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        hdr.cmsg_len = (HEADER + size_of::<u32>()) as _;
+        hdr.cmsg_level = libc::SOL_SOCKET;
+        hdr.cmsg_type = libc::SO_RXQ_OVFL;
+        // SAFETY: `buf` holds more than a cmsghdr's bytes; unaligned write.
+        unsafe {
+            buf.as_mut_ptr()
+                .cast::<libc::cmsghdr>()
+                .write_unaligned(hdr)
+        };
+        buf[HEADER..HEADER + 4].copy_from_slice(&count.to_ne_bytes());
+        buf
+    }
+
+    #[test]
+    fn queue_drops_count_what_is_new_in_the_kernels_running_count_across_its_wrap() {
+        let mut drops = QueueDrops::default();
+        drops.note(&[]);
+        assert_eq!(drops.take(), 0, "no count: no drop yet");
+        drops.note(&overflow_count(3));
+        drops.note(&overflow_count(3));
+        drops.note(&overflow_count(5));
+        assert_eq!(drops.take(), 5);
+        assert_eq!(drops.take(), 0, "taken");
+        drops.note(&overflow_count(u32::MAX));
+        drops.note(&overflow_count(1));
+        assert_eq!(drops.take(), u64::from(u32::MAX - 5) + 2, "across the wrap");
+    }
+
     fn v4(dst: [u8; 4], spec_dst: [u8; 4]) -> Local {
         Local::V4 {
             dst: Ipv4Addr::from(dst),

@@ -183,6 +183,25 @@ pub(crate) fn output_in_group(
     out
 }
 
+/// `ricochet probe ARGS` under `timeout SECS`: `timeout` is `command` (a
+/// plain `timeout`, or one run in a network namespace), the whole run in
+/// a registered process group of its own ([`output_in_group`]).
+pub(crate) fn probe_in_group(
+    mut timeout: std::process::Command,
+    secs: u64,
+    ricochet: &std::path::Path,
+    args: &[&str],
+) -> std::io::Result<std::process::Output> {
+    output_in_group(
+        timeout
+            .arg(secs.to_string())
+            .arg(ricochet)
+            .arg("probe")
+            .args(args)
+            .stdin(std::process::Stdio::null()),
+    )
+}
+
 /// `PR_SET_PDEATHSIG`, SIGTERM, for a child spawned from the main thread
 /// only: the kernel sends it when the *thread* that forked the child ends,
 /// which for the main thread is when xtask ends, even by SIGKILL.

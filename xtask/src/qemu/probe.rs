@@ -3,7 +3,7 @@
 //! comes back: the probe's JSON fields and the firmware's stats counts.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,15 +19,9 @@ pub(crate) fn probe(ricochet: &Path, args: &[&str]) -> Result<String, String> {
         .and_then(|d| d.strip_suffix('s'))
         .and_then(|d| d.parse::<u64>().ok())
         .unwrap_or(0);
-    let out = crate::signals::output_in_group(
-        Command::new("timeout")
-            .arg((duration + 120).to_string())
-            .arg(ricochet)
-            .arg("probe")
-            .args(args)
-            .stdin(Stdio::null()),
-    )
-    .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
+    let out =
+        crate::signals::probe_in_group(Command::new("timeout"), duration + 120, ricochet, args)
+            .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)

@@ -183,13 +183,7 @@ fn json_num(json: &str, key: &str) -> Option<f64> {
 fn probe(ns: &Netns, bin: &Path, target: &str, args: &[&str]) -> Result<(String, bool), String> {
     // In a registered group of its own: `timeout` leaves the terminal's
     // foreground group, so Ctrl-C reaches it only through the handler.
-    let all: Vec<&str> = [target]
-        .iter()
-        .chain(args)
-        .chain(&["--json"])
-        .copied()
-        .collect();
-    let out = crate::signals::probe_in_group(ns.exec("timeout"), 600, bin, &all)
+    let out = crate::signals::probe_json_in_group(ns.exec("timeout"), 600, bin, target, args)
         .map_err(|e| format!("ricochet probe: {e}"))?;
     let json = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let ok = out.status.success() && json.contains("\"ok\":true");

@@ -202,6 +202,23 @@ pub(crate) fn probe_in_group(
     )
 }
 
+/// [`probe_in_group`] of `ricochet probe TARGET ARGS --json`.
+pub(crate) fn probe_json_in_group(
+    timeout: std::process::Command,
+    secs: u64,
+    ricochet: &std::path::Path,
+    target: &str,
+    args: &[&str],
+) -> std::io::Result<std::process::Output> {
+    let all: Vec<&str> = [target]
+        .iter()
+        .chain(args)
+        .chain(&["--json"])
+        .copied()
+        .collect();
+    probe_in_group(timeout, secs, ricochet, &all)
+}
+
 /// `PR_SET_PDEATHSIG`, SIGTERM, for a child spawned from the main thread
 /// only: the kernel sends it when the *thread* that forked the child ends,
 /// which for the main thread is when xtask ends, even by SIGKILL.

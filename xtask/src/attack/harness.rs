@@ -84,13 +84,7 @@ pub(super) fn json_number(json: &str, key: &str) -> Option<u64> {
 }
 
 pub(super) fn probe(bin: &Path, target: &str, args: &[&str]) -> Result<ProbeRun, String> {
-    let all: Vec<&str> = [target]
-        .iter()
-        .chain(args)
-        .chain(&["--json"])
-        .copied()
-        .collect();
-    let out = crate::signals::probe_in_group(Command::new("timeout"), 60, bin, &all)
+    let out = crate::signals::probe_json_in_group(Command::new("timeout"), 60, bin, target, args)
         .map_err(|e| format!("cannot run ricochet probe: {e}"))?;
     let json = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let latency = json

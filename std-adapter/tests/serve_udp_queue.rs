@@ -256,3 +256,51 @@ fn datagrams_a_full_receive_queue_dropped_are_counted() {
         "{log}"
     );
 }
+
+/// A socket handed over (systemd across restarts, an inetd) carries the
+/// kernel's drop total from before this server had it; the count each
+/// datagram brings starts there, so the server counted every earlier
+/// drop as its own.
+#[test]
+fn drops_before_an_inherited_socket_was_handed_over_are_not_counted() {
+    use ricochet::serve::{InheritedSocket, Server, ServerConfig};
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // Nobody reads the socket yet: its default queue (a few hundred small
+    // datagrams) overflows.
+    for _ in 0..5000 {
+        client.send_to(&[0u8; 64], addr).unwrap();
+    }
+    // Emptied again (so the marker below finds room): the drops stay in
+    // the kernel's count.
+    socket.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    while socket.recv_from(&mut [0u8; 64]).is_ok() {
+        queued += 1;
+    }
+    assert!(queued < 5000, "nothing was dropped: {queued} queued");
+    socket.set_nonblocking(false).unwrap();
+    let config = ServerConfig {
+        tcp: Vec::new(),
+        udp: Vec::new(),
+        udp_rate: None,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)]).expect("bind");
+    let handle = server.spawn().expect("spawn");
+    client.send_to(b"marker", addr).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = client.recv_from(&mut buf).expect("the marker's echo");
+    assert_eq!(&buf[..n], b"marker");
+    let stats = handle.stats_source();
+    handle.shutdown();
+    handle.join().expect("join");
+    let s = stats.snapshot();
+    assert_eq!(s.udp.received, 1, "the marker: {s:?}");
+    assert_eq!(
+        s.udp_queue_drops, 0,
+        "drops from before the handover: {s:?}"
+    );
+}

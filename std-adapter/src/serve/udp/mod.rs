@@ -41,7 +41,10 @@ use ricochet_core::{DatagramCounters, DatagramPolicy, DropReason, Instant, Verdi
 pub(crate) fn report_destinations(socket: &std::net::UdpSocket) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        pktinfo::enable_drop_count(socket)?;
+        // A diagnostic: a socket that refuses it is still served.
+        if let Err(e) = pktinfo::enable_drop_count(socket) {
+            tracing::debug!(error = %e, "SO_RXQ_OVFL refused: receive-queue drops go uncounted");
+        }
         pktinfo::enable(socket)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -102,6 +105,8 @@ impl UdpEndpoint {
         let io = mmsg::Batch::new(max_datagram);
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let io = Buffers(vec![0u8; max_datagram + 1].into_boxed_slice());
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let queue_drops = pktinfo::QueueDrops::from_now(&socket);
         UdpEndpoint {
             socket,
             addr,
@@ -110,7 +115,7 @@ impl UdpEndpoint {
             receive_calls: 0,
             last_drop: None,
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            queue_drops: pktinfo::QueueDrops::default(),
+            queue_drops,
             io,
         }
     }

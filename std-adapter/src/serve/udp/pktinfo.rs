@@ -197,9 +197,40 @@ pub(crate) fn drop_count(control: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(bytes))
 }
 
+/// The socket's drop total so far (`SO_MEMINFO`'s `SK_MEMINFO_DROPS`):
+/// what later datagrams' [`drop_count`] starts from. A socket inherited
+/// from a service manager (or an inetd) may have dropped datagrams before
+/// this process had it; those are not its to count.
+#[allow(unsafe_code)]
+fn drops_so_far(socket: &impl std::os::fd::AsRawFd) -> io::Result<u32> {
+    let mut info = [0u32; 16];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `getsockopt` writes at most `len` bytes into `info`, a live
+    // array of that size, on a descriptor `socket` owns for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let at = libc::SK_MEMINFO_DROPS as usize;
+    if (len as usize) < (at + 1) * size_of::<u32>() {
+        return Err(io::Error::other("SO_MEMINFO has no drop count"));
+    }
+    Ok(info[at])
+}
+
 /// Datagrams a socket's full receive queue dropped, from the running
 /// count each datagram carries ([`drop_count`]): what is new since the
-/// last one seen, until taken.
+/// last one seen, until taken. The kernel's count is its total of drops
+/// for any reason (a full queue nearly always; also a bad checksum or a
+/// socket filter).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct QueueDrops {
     seen: u32,
@@ -207,6 +238,16 @@ pub(crate) struct QueueDrops {
 }
 
 impl QueueDrops {
+    /// Counting from `socket`'s drops so far (from 0 if the kernel does not
+    /// say: a socket of our own has none yet).
+    pub(crate) fn from_now(socket: &impl std::os::fd::AsRawFd) -> Self {
+        let seen = drops_so_far(socket).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "UDP socket's drop count so far unknown; counting from 0");
+            0
+        });
+        QueueDrops { seen, new: 0 }
+    }
+
     /// A datagram arrived with control data `control`.
     pub(crate) fn note(&mut self, control: &[u8]) {
         if let Some(count) = drop_count(control) {

@@ -101,6 +101,7 @@ impl UdpEndpoint {
                 len: 0,
             })
             .collect();
+        let queue_drops = pktinfo::QueueDrops::from_now(&setup.socket);
         Ok(UdpEndpoint {
             socket: Some(setup.socket),
             addr: setup.addr,
@@ -112,7 +113,7 @@ impl UdpEndpoint {
             armed: false,
             stopped: false,
             sending: 0,
-            queue_drops: pktinfo::QueueDrops::default(),
+            queue_drops,
         })
     }
 

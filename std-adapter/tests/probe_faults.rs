@@ -517,18 +517,27 @@ fn nagle_hint_needs_echoes_held_in_pieces_not_just_40_ms_round_trips() {
 /// timeout), and with the default --max-loss 0 the run failed and stopped.
 #[test]
 fn probe_udp_server_that_pauses_loses_nothing_and_shows_it_as_latency() {
-    let srv = FaultyUdp::start(UdpFault::PauseAt(300, Duration::from_millis(200)));
+    let r =
+        thousand_datagrams_all_verified(UdpFault::PauseAt(300, Duration::from_millis(200)), None);
+    assert!(r.latency_us.max >= 150_000, "the pause shows: {r}");
+}
+
+/// 1,000 datagrams (at `rate`, if given) to a server with `fault`: the run
+/// passes with every one sent verified, none lost or late.
+fn thousand_datagrams_all_verified(fault: UdpFault, rate: Option<f64>) -> probe::Report {
+    let srv = FaultyUdp::start(fault);
     let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    spec.rate = rate;
     spec.stop = Stop::Count(1000);
     let r = probe::run(&spec).expect("run");
-    let d = r.datagrams.expect("datagram counts");
+    let d = r.datagrams.as_ref().expect("datagram counts");
     assert!(r.ok, "{r}");
     assert_eq!(
         (d.sent, d.verified, d.lost, d.late),
         (1000, 1000, 0, 0),
         "{r}"
     );
-    assert!(r.latency_us.max >= 150_000, "the pause shows: {r}");
+    r
 }
 
 /// A UDP server that holds one datagram 300 ms while it echoes the later
@@ -538,20 +547,13 @@ fn probe_udp_server_that_pauses_loses_nothing_and_shows_it_as_latency() {
 /// verified now, as reordered.
 #[test]
 fn probe_udp_server_that_holds_one_datagram_verifies_it_reordered_not_lost() {
-    let srv = FaultyUdp::start(UdpFault::HoldOne(100, Duration::from_millis(300)));
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
     // 2,000/s: the ring of 128 is full behind the held one well before its
     // 100 ms, and sending goes on past its return at about 350 ms.
-    spec.rate = Some(2000.0);
-    spec.stop = Stop::Count(1000);
-    let r = probe::run(&spec).expect("run");
-    let d = r.datagrams.expect("datagram counts");
-    assert!(r.ok, "{r}");
-    assert_eq!(
-        (d.sent, d.verified, d.lost, d.late),
-        (1000, 1000, 0, 0),
-        "{r}"
+    let r = thousand_datagrams_all_verified(
+        UdpFault::HoldOne(100, Duration::from_millis(300)),
+        Some(2000.0),
     );
+    let d = r.datagrams.as_ref().expect("datagram counts");
     assert!(d.reordered >= 1, "{r}");
     assert!(r.latency_us.max >= 250_000, "its round trip shows: {r}");
 }

@@ -310,3 +310,38 @@ fn busy_metrics_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn metrics_are_answered_while_the_server_is_out_of_file_descriptors() {
+    // 64 descriptors, 100 clients: the workers run out (as in
+    // `cli_survives_running_out_of_file_descriptors`), which is when an
+    // operator most needs the scrape that counts it.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(
+            "ulimit -n 64 && exec \"$0\" serve --tcp 127.0.0.1:0 --threads 1 \
+             --max-connections 1000 --backlog 256 --metrics 127.0.0.1:0",
+        )
+        .arg(env!("CARGO_BIN_EXE_ricochet"));
+    let mut p = Proc::spawn(cmd);
+    let lines = p.listening(2);
+    let (tcp, metrics) = (addr_of(&lines, "tcp"), addr_of(&lines, "metrics"));
+    let clients: Vec<TcpStream> = (0..100).map(|_| connect(tcp)).collect();
+    p.wait_stderr("out of file descriptors", IO_TIMEOUT);
+    // Twice: the descriptor the first scrape borrowed is back for the second.
+    for scrape in 0..2 {
+        let (status, _, body) = http_get(metrics, "/metrics", None);
+        assert_eq!(status, "HTTP/1.1 200 OK", "scrape {scrape}");
+        let parsed = parse_exposition(&body, "prometheus").unwrap();
+        assert!(
+            value(
+                &parsed,
+                "ricochet_accept_errors_total{reason=\"fd_exhausted\"}"
+            ) >= 1,
+            "scrape {scrape}: {body}"
+        );
+    }
+    drop(clients);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}

@@ -13,7 +13,9 @@
 //!   line and headers): a longer one is answered `431` and closed;
 //! - **a deadline per connection** ([`MetricsConfig::timeout`], 5 s from
 //!   accept to the end of the exchange): a client that dawdles (slowloris)
-//!   is dropped, whatever it is doing.
+//!   is dropped, whatever it is doing;
+//! - **a spare descriptor** (`spare`): when the process is out of file
+//!   descriptors, a scrape is still accepted and answered, one at a time.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -27,6 +29,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use super::spare::SpareFd;
 use super::{Format, render};
 use crate::serve::ServerStats;
 
@@ -145,8 +148,10 @@ impl MetricsServer {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(MetricsError::Spawn)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let spare = SpareFd::new(&listener);
         let mut endpoint = Endpoint {
             poll,
+            spare,
             listener,
             conns: Slab::new(),
             config: self.config,
@@ -229,12 +234,16 @@ struct Endpoint {
     config: MetricsConfig,
     stats: Arc<ServerStats>,
     stop: Arc<AtomicBool>,
+    /// Lent to `accept` when the process is out of descriptors.
+    spare: SpareFd,
 }
 
 impl Endpoint {
     fn run(&mut self) {
         let mut events = Events::with_capacity(64);
         loop {
+            // Back into reserve once a descriptor is free again (no-op while held).
+            self.spare.restore(&self.listener);
             let timeout = self
                 .conns
                 .iter()
@@ -312,6 +321,11 @@ impl Endpoint {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if self.spare.release_for(&e) => {
+                    tracing::debug!(
+                        "metrics endpoint: out of descriptors; accepting into the spare"
+                    );
+                }
                 Err(e) => {
                     // Edge-triggered: the next connection brings the next try, no spinning.
                     tracing::debug!(error = %e, "metrics endpoint: accept failed");
@@ -335,6 +349,8 @@ impl Endpoint {
         if self.conns.contains(key) {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            drop(conn);
+            self.spare.restore(&self.listener);
         }
     }
 }

@@ -33,6 +33,7 @@
 //! to publish its counters.
 
 mod http;
+mod spare;
 
 use std::sync::Arc;
 

@@ -339,7 +339,7 @@ pub(crate) fn target_dir_of(dir: &Path) -> PathBuf {
 }
 
 /// [`target_dir_of`] with the variable's value passed in.
-fn target_dir_from(dir: &Path, var: Option<&std::ffi::OsStr>) -> PathBuf {
+pub(crate) fn target_dir_from(dir: &Path, var: Option<&std::ffi::OsStr>) -> PathBuf {
     match var {
         // `join` keeps an absolute path as it is.
         Some(t) if !t.is_empty() => dir.join(t),

@@ -4,7 +4,7 @@
 //! process over 10 s (`/proc/PID/stat`), 32-byte ping-pong p50/p99, and
 //! verified stream MB/s, and that per second of QEMU's CPU (what it does
 //! with a whole host core, less sensitive to other load). Builds with `--features` into its own target
-//! directory (`target/bench-FEATURES`), so the default build is left alone.
+//! directory (`bench-FEATURES` in the target directory), so the default build is left alone.
 //! A measurement, not a test: it prints, it asserts nothing but that every
 //! echo verified.
 

@@ -66,8 +66,9 @@ pub(crate) fn elf(ctx: &Ctx, board: &Board) -> PathBuf {
 }
 
 /// Builds `board`'s release firmware with `features` (comma-separated;
-/// empty: the defaults) into `target/SUBDIR` of its folder, apart from the
-/// image the other checks boot, and returns the ELF's path.
+/// empty: the defaults) into `SUBDIR` of its target directory (its
+/// folder's `target/`, or `CARGO_TARGET_DIR`), apart from the image the
+/// other checks boot, and returns the ELF's path.
 pub(crate) fn build_variant(
     ctx: &Ctx,
     board: &Board,
@@ -75,7 +76,11 @@ pub(crate) fn build_variant(
     features: &str,
 ) -> Result<PathBuf, String> {
     let dir = ctx.root.join(board.dir);
-    let target_dir = dir.join("target").join(subdir);
+    let target_dir = variant_dir_from(
+        &dir,
+        std::env::var_os("CARGO_TARGET_DIR").as_deref(),
+        subdir,
+    );
     let target_arg = target_dir.to_string_lossy().into_owned();
     let mut args = vec![
         "build",
@@ -92,6 +97,12 @@ pub(crate) fn build_variant(
         .join(board.target)
         .join("release")
         .join(board.package))
+}
+
+/// Where [`build_variant`] builds: `SUBDIR` of the target directory cargo
+/// uses in `board_dir` with `CARGO_TARGET_DIR` = `var`.
+fn variant_dir_from(board_dir: &Path, var: Option<&std::ffi::OsStr>, subdir: &str) -> PathBuf {
+    crate::target_dir_from(board_dir, var).join(subdir)
 }
 
 pub(crate) fn cargo() -> String {
@@ -315,6 +326,24 @@ impl Drop for Qemu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variant_builds_go_where_cargo_target_dir_puts_build_output() {
+        let board = Path::new("/repo/embedded/boards/mps2-an385");
+        let var = |v: &str| Some(std::ffi::OsString::from(v));
+        assert_eq!(
+            variant_dir_from(board, None, "paint-stack"),
+            board.join("target/paint-stack")
+        );
+        assert_eq!(
+            variant_dir_from(board, var("/tmp/t").as_deref(), "bench-x"),
+            Path::new("/tmp/t/bench-x")
+        );
+        assert_eq!(
+            variant_dir_from(board, var("rel").as_deref(), "selftest"),
+            board.join("rel/selftest")
+        );
+    }
 
     #[test]
     fn a_passed_run_removes_its_log_and_a_failed_one_keeps_it() {

@@ -30,6 +30,16 @@ impl Mode {
             Mode::Frames => "frames",
         }
     }
+
+    /// The smallest session buffer that can echo anything in this mode:
+    /// 1 byte (`raw`, and a bare `\n` in `lines`), or an empty frame's
+    /// 2-byte header (`frames`: a smaller buffer aborts on every frame).
+    pub const fn min_buffer(self) -> usize {
+        match self {
+            Mode::Raw | Mode::Lines => 1,
+            Mode::Frames => crate::frames::HEADER_LEN,
+        }
+    }
 }
 
 impl fmt::Display for Mode {
@@ -74,5 +84,12 @@ mod tests {
             assert_eq!(m.as_str().parse::<Mode>(), Ok(m));
         }
         assert_eq!("RAW".parse::<Mode>(), Err(ParseModeError));
+    }
+
+    #[test]
+    fn min_buffer_holds_one_byte_or_an_empty_frame() {
+        assert_eq!(Mode::Raw.min_buffer(), 1);
+        assert_eq!(Mode::Lines.min_buffer(), 1);
+        assert_eq!(Mode::Frames.min_buffer(), crate::frames::HEADER_LEN);
     }
 }

@@ -28,7 +28,7 @@ use crate::led::{Activity, NoLed};
 use crate::resources::{
     NodeResources, SessionSize, TcpRxSize, TcpTxSize, UdpRxSize, UdpTxSize, socket_slots,
 };
-use crate::setup::{NewError, check, configure};
+use crate::setup::{NewError, check, check_settings, configure};
 use crate::stats::NodeStats;
 use crate::stream_echo::{After, StreamEcho};
 
@@ -90,12 +90,39 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
     /// configuration (see [`NewError`]). `SLOTS < socket_slots(N)` does not
     /// compile.
     ///
-    /// Never inlined: building the node needs a few KiB of temporaries
-    /// (sessions, sockets) that must not stay reserved in the caller's
-    /// stack frame, which on a board is `main`'s and lives forever. To keep
-    /// the node itself in a `static`, prefer [`init`](Self::init).
-    #[inline(never)]
+    /// The node is built in a function never inlined: building it needs a
+    /// few KiB of temporaries (sessions, sockets) that must not stay
+    /// reserved in the caller's stack frame, which on a board is `main`'s
+    /// and lives forever. To keep the node itself in a `static`, prefer
+    /// [`init`](Self::init).
+    #[inline(always)]
     pub fn new<
+        D,
+        const SLOTS: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
+    >(
+        config: NodeConfig,
+        resources: &'a mut NodeResources<'a, N, SLOTS, S, R, T, UR, UT>,
+        led: L,
+        device: &mut D,
+        now: SmolInstant,
+    ) -> Result<Self, NewError>
+    where
+        D: Device + ?Sized,
+    {
+        // Inlined into the caller, where the configuration's constants
+        // fold these checks away.
+        check_settings(&config, S::LEN)?;
+        Self::new_checked(config, resources, led, device, now)
+    }
+
+    /// [`new`](Self::new) once `check_settings` passed.
+    #[inline(never)]
+    fn new_checked<
         D,
         const SLOTS: usize,
         S: SessionSize,
@@ -121,8 +148,36 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
     /// [`new`](Self::new), writing the node into `slot` (for a `static`:
     /// `static_cell::StaticCell::uninit()`), so that no stack temporary of
     /// the node's size exists at boot. Returns the node.
-    #[inline(never)]
+    #[inline(always)]
     pub fn init<
+        's,
+        D,
+        const SLOTS: usize,
+        S: SessionSize,
+        R: TcpRxSize,
+        T: TcpTxSize,
+        UR: UdpRxSize,
+        UT: UdpTxSize,
+    >(
+        slot: &'s mut MaybeUninit<Self>,
+        config: NodeConfig,
+        resources: &'a mut NodeResources<'a, N, SLOTS, S, R, T, UR, UT>,
+        led: L,
+        device: &mut D,
+        now: SmolInstant,
+    ) -> Result<&'s mut Self, NewError>
+    where
+        D: Device + ?Sized,
+    {
+        // Inlined into the caller, where the configuration's constants
+        // fold these checks away.
+        check_settings(&config, S::LEN)?;
+        Self::init_checked(slot, config, resources, led, device, now)
+    }
+
+    /// [`init`](Self::init) once `check_settings` passed.
+    #[inline(never)]
+    fn init_checked<
         's,
         D,
         const SLOTS: usize,

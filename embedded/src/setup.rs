@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use ricochet_core::Instant;
 use ricochet_core::probe::ConfigError;
+use ricochet_core::{Duration, Instant, Mode};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::tcp;
 
@@ -61,6 +61,33 @@ pub enum NewError {
         /// TCP sockets (`N`).
         sockets: usize,
     },
+    /// A TCP port's mode cannot echo anything over a
+    /// [`SessionBuffer`](crate::SessionBuffer) this small
+    /// ([`Mode::min_buffer`](ricochet_core::Mode::min_buffer): 1 byte, and
+    /// 2 in `frames` mode, an empty frame's header).
+    SessionBufferTooSmall {
+        /// The port.
+        port: u16,
+        /// Bytes needed.
+        needed: usize,
+        /// The buffer's size.
+        capacity: usize,
+    },
+    /// `session.idle_timeout` is `Some(ZERO)`: every connection would close
+    /// at once (`None` disables it).
+    ZeroIdleTimeout,
+    /// `session.drain_timeout` is `Some(ZERO)`: every connection with a
+    /// byte pending would abort at once (`None` disables it).
+    ZeroDrainTimeout,
+    /// [`TcpConfig::timeout`] is `Some(ZERO)`: smoltcp would drop every
+    /// connection before it is established (`None` disables it).
+    ZeroSocketTimeout,
+    /// [`TcpConfig::keep_alive`] is `Some(ZERO)`: a keep-alive would go out
+    /// on every poll, and the board would never sleep (`None` disables it).
+    ZeroKeepAlive,
+    /// [`TcpConfig::handshake_timeout`] is zero: every handshake would be
+    /// dropped before the client's ACK.
+    ZeroHandshakeTimeout,
 }
 
 impl fmt::Display for NewError {
@@ -89,6 +116,29 @@ impl fmt::Display for NewError {
             NewError::MorePortsThanSockets { ports, sockets } => write!(
                 f,
                 "{ports} TCP ports but {sockets} sockets: each port needs one (raise N or drop a port)"
+            ),
+            NewError::SessionBufferTooSmall {
+                port,
+                needed,
+                capacity,
+            } => write!(
+                f,
+                "TCP port {port}: session buffer of {capacity} bytes, at least {needed} needed in its mode (a bigger SessionBuffer)"
+            ),
+            NewError::ZeroIdleTimeout => f.write_str(
+                "session.idle_timeout of 0 would close every connection at once: None disables it",
+            ),
+            NewError::ZeroDrainTimeout => f.write_str(
+                "session.drain_timeout of 0 would abort every connection at once: None disables it",
+            ),
+            NewError::ZeroSocketTimeout => f.write_str(
+                "tcp.timeout of 0 would drop every connection: None disables it",
+            ),
+            NewError::ZeroKeepAlive => f.write_str(
+                "tcp.keep_alive of 0 would send a keep-alive on every poll: None disables it",
+            ),
+            NewError::ZeroHandshakeTimeout => f.write_str(
+                "tcp.handshake_timeout of 0 would drop every handshake: give it a positive one",
             ),
         }
     }
@@ -154,6 +204,48 @@ pub(crate) fn check<D: Device + ?Sized, const N: usize>(
     Ok(())
 }
 
+/// Refuses a zero timeout, and a session buffer below the smallest unit of
+/// a port's mode (`session_buffer` bytes). Always inlined: a board's
+/// configuration is mostly constants, so these checks fold away.
+#[inline(always)]
+pub(crate) fn check_settings(config: &NodeConfig, session_buffer: usize) -> Result<(), NewError> {
+    let (session, tcp) = (&config.session, &config.tcp);
+    let zero = |d: Option<Duration>| d == Some(Duration::ZERO);
+    if zero(session.idle_timeout) {
+        return Err(NewError::ZeroIdleTimeout);
+    }
+    if zero(session.drain_timeout) {
+        return Err(NewError::ZeroDrainTimeout);
+    }
+    if zero(tcp.timeout) {
+        return Err(NewError::ZeroSocketTimeout);
+    }
+    if zero(tcp.keep_alive) {
+        return Err(NewError::ZeroKeepAlive);
+    }
+    if tcp.handshake_timeout == Duration::ZERO {
+        return Err(NewError::ZeroHandshakeTimeout);
+    }
+    // With the session buffer's size a constant, this folds away unless
+    // some mode cannot use it.
+    let small = [Mode::Raw, Mode::Lines, Mode::Frames]
+        .iter()
+        .any(|mode| session_buffer < mode.min_buffer());
+    if small && matches!(config.role, Role::Server) {
+        for served in config.tcp_ports() {
+            let needed = served.mode.min_buffer();
+            if session_buffer < needed {
+                return Err(NewError::SessionBufferTooSmall {
+                    port: served.port,
+                    needed,
+                    capacity: session_buffer,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every TCP port is usable, distinct, and has a socket.
 fn check_ports<const N: usize>(config: &NodeConfig) -> Result<(), NewError> {
     let mut ports = 0;
@@ -165,6 +257,7 @@ fn check_ports<const N: usize>(config: &NodeConfig) -> Result<(), NewError> {
         if served.port == 0 || again {
             return Err(NewError::BadPort { port: served.port });
         }
+
         ports += 1;
     }
     if ports > N {

@@ -196,6 +196,92 @@ fn udp_disabled_needs_no_udp_buffers() {
     assert!(EchoNode::new(config, tiny, NoLed, &mut dev, Instant::ZERO).is_ok());
 }
 
+/// `EchoNode::new` with `config` over resources with `BUF`-byte session
+/// buffers: the error's text (it must not panic, nor build a node that
+/// serves nobody).
+fn refusal<const BUF: usize>(config: ricochet_embedded::NodeConfig) -> String {
+    let (mut dev, _) = pair();
+    match EchoNode::<4>::new(
+        config,
+        resources::<4, 6, BUF>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    ) {
+        Ok(_) => panic!("a node was built that cannot serve its configuration"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn empty_session_buffer_is_refused_at_new_not_a_panic() {
+    // It panicked in the core's `Session::new` (debug builds); a release
+    // build served connections that could never read.
+    let err = refusal::<0>(server_config());
+    assert!(
+        err.contains("TCP port 7: session buffer of 0 bytes, at least 1 needed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn frames_port_with_a_session_buffer_below_a_frame_header_is_refused_at_new() {
+    // Every frames connection aborted as `frame_too_large` on its first
+    // frame, even an empty one.
+    let mut config = server_config();
+    config.serve_every_mode();
+    let err = refusal::<1>(config);
+    assert!(
+        err.contains("TCP port 7002: session buffer of 1 bytes, at least 2 needed"),
+        "{err}"
+    );
+    // Two bytes hold an empty frame: accepted.
+    let (mut dev, _) = pair();
+    EchoNode::<4>::new(
+        config,
+        resources::<4, 6, 2>(),
+        NoLed,
+        &mut dev,
+        Instant::ZERO,
+    )
+    .unwrap();
+}
+
+#[test]
+fn zero_session_timeouts_are_refused_at_new() {
+    use ricochet_core::Duration;
+    // A zero idle timeout closed every connection at once.
+    let mut config = server_config();
+    config.session.idle_timeout = Some(Duration::ZERO);
+    let err = refusal::<64>(config);
+    assert!(err.contains("session.idle_timeout of 0"), "{err}");
+    let mut config = server_config();
+    config.session.drain_timeout = Some(Duration::ZERO);
+    let err = refusal::<64>(config);
+    assert!(err.contains("session.drain_timeout of 0"), "{err}");
+}
+
+#[test]
+fn zero_tcp_timeouts_are_refused_at_new() {
+    use ricochet_core::Duration;
+    // A zero handshake timeout or socket timeout dropped every connection
+    // before it was established: nobody was ever served.
+    let mut config = server_config();
+    config.tcp.handshake_timeout = Duration::ZERO;
+    let err = refusal::<64>(config);
+    assert!(err.contains("tcp.handshake_timeout of 0"), "{err}");
+    let mut config = server_config();
+    config.tcp.timeout = Some(Duration::ZERO);
+    let err = refusal::<64>(config);
+    assert!(err.contains("tcp.timeout of 0"), "{err}");
+    // A zero keep-alive sent a keep-alive on every poll: poll returned a
+    // zero delay forever and the link was flooded.
+    let mut config = server_config();
+    config.tcp.keep_alive = Some(Duration::ZERO);
+    let err = refusal::<64>(config);
+    assert!(err.contains("tcp.keep_alive of 0"), "{err}");
+}
+
 /// An LED that counts its edges.
 #[cfg_attr(not(feature = "udp"), allow(dead_code))]
 struct CountingLed(Rc<Cell<u32>>);

@@ -242,7 +242,7 @@ impl<'a, const N: usize, L: OutputPin> EchoNode<'a, N, L> {
         const {
             assert!(
                 SLOTS >= socket_slots(N),
-                "NodeResources: SLOTS must be at least socket_slots(N) = N + 2"
+                "NodeResources: SLOTS must be at least socket_slots(N): N, plus 1 with the `udp` feature and 1 with `dhcp`"
             );
         }
         check::<D, N>(config, udp, device, clock::to_core(now))

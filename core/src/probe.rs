@@ -89,6 +89,9 @@ pub enum ConfigError {
     BadWindow {
         /// The window asked for.
         window: usize,
+        /// The largest allowed: the datagram probe's `M`, `usize::MAX`
+        /// for a stream window (in bytes).
+        max: usize,
     },
 }
 
@@ -104,7 +107,11 @@ impl fmt::Display for ConfigError {
                     "message size {size} is outside {min}..={max} for this mode"
                 )
             }
-            ConfigError::BadWindow { window } => write!(f, "invalid window {window}"),
+            ConfigError::BadWindow { window: 0, .. } => f.write_str("a window of 0: at least 1"),
+            ConfigError::BadWindow { window, max } => write!(
+                f,
+                "datagram window of {window}, at most {max} (datagrams the probe tracks)"
+            ),
         }
     }
 }

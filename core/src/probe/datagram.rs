@@ -200,6 +200,7 @@ impl<const M: usize> DatagramProbe<M> {
         if config.window == 0 || config.window > M {
             return Err(ConfigError::BadWindow {
                 window: config.window,
+                max: M,
             });
         }
         let payload = Payload::new(config.seed);

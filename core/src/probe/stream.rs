@@ -131,7 +131,10 @@ impl<const M: usize> StreamProbe<M> {
     ) -> Result<Self, ConfigError> {
         check_sizes(config.size, mode_size_bounds(config.mode))?;
         if let Pattern::Stream { window: 0 } = config.pattern {
-            return Err(ConfigError::BadWindow { window: 0 });
+            return Err(ConfigError::BadWindow {
+                window: 0,
+                max: usize::MAX,
+            });
         }
         let wire = Wire {
             mode: config.mode,

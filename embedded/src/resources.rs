@@ -115,11 +115,12 @@ buffers! {
 /// TcpRxBuffer<2048>, TcpTxBuffer<2048>>`. Swapping `N` and `SLOTS`, or any
 /// two buffers, does not compile.
 ///
-/// Size on a 32-bit target (smoltcp 0.14 with IPv6, ricochet-core 0.1):
-/// `N * (S + R + T + 184) + SLOTS * 392 + UR + 2 * UT` bytes (184: a
-/// pump; 392: a socket slot) plus 384 for packet metadata and vector
-/// lengths: 22 288 bytes (21.8 KiB) with the defaults, 21 728 without
-/// IPv6. See README.md for the whole firmware's budget.
+/// Size on a 32-bit target (thumbv7m, smoltcp 0.14, ricochet-core 0.1):
+/// `N * (S + R + T + 192) + SLOTS * 392 + UR + 2 * UT` bytes (192: a
+/// pump; 392: a socket slot, 336 without IPv6) plus 376 for packet
+/// metadata and vector lengths (152 without IPv6): 22 312 bytes
+/// (21.8 KiB) with the defaults, 21 752 without IPv6. See README.md for
+/// the whole firmware's budget.
 ///
 /// The lifetime is the one the node borrows the resources for: `'static`
 /// in a `static`.

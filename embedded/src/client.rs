@@ -8,6 +8,9 @@
 //! [`ProbeOutcome::Passed`]. The datagram probe (optional) runs alongside on
 //! the UDP socket. Both run once; the verdicts stay in the stats.
 
+use core::net::IpAddr;
+
+use ricochet_core::datagram::is_unicast_address;
 use ricochet_core::{
     DatagramOutcome, DatagramProbe, DatagramProbeConfig, Duration, Instant, ProbeConfig,
     ProbeError, StreamProbe,
@@ -410,15 +413,22 @@ fn verify(
 }
 
 /// Checks the client role's configuration for a node with `tcp_sockets`
-/// TCP sockets; returns the UDP ring size the datagram probe needs.
+/// TCP sockets probing `server`; returns the UDP ring size the datagram
+/// probe needs.
 pub(crate) fn check(
     tcp_sockets: usize,
+    server: IpEndpoint,
     probe: ProbeConfig,
     datagram: Option<DatagramProbeConfig>,
     now: Instant,
 ) -> Result<usize, NewError> {
     if tcp_sockets == 0 {
         return Err(NewError::NoTcpSocket);
+    }
+    // smoltcp refuses to connect to these, and the probe would retry
+    // forever; a broadcast or multicast one is no echo server.
+    if server.port == 0 || !is_unicast_address(IpAddr::from(server.addr)) {
+        return Err(NewError::BadServer { server });
     }
     StreamProbe::<PROBE_WINDOW>::new(probe, now).map_err(NewError::Probe)?;
     if let Some(d) = datagram {

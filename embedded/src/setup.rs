@@ -41,6 +41,13 @@ pub enum NewError {
     },
     /// A probe configuration the core refuses (client role).
     Probe(ConfigError),
+    /// The client role's server cannot be connected to: port 0, or not a
+    /// unicast address (unspecified, broadcast, multicast).
+    #[cfg(feature = "client")]
+    BadServer {
+        /// The server configured.
+        server: smoltcp::wire::IpEndpoint,
+    },
     /// A TCP port of the server role is 0 or listed twice (`port` and
     /// `extra_ports` must all differ).
     BadPort {
@@ -103,6 +110,11 @@ impl fmt::Display for NewError {
                 "UDP transmit ring of {capacity} bytes, at least {needed} needed"
             ),
             NewError::Probe(e) => write!(f, "probe configuration: {e}"),
+            #[cfg(feature = "client")]
+            NewError::BadServer { server } => write!(
+                f,
+                "server {server} cannot be connected to: give a unicast address and a port other than 0"
+            ),
             NewError::UdpNotBuilt => f.write_str(
                 "UDP echo configured, but ricochet-embedded was built without its `udp` feature: enable it or set `udp: None`",
             ),
@@ -183,9 +195,11 @@ pub(crate) fn check<D: Device + ?Sized, const N: usize>(
         },
         #[cfg(feature = "client")]
         Role::Client {
-            probe, datagram, ..
+            server,
+            probe,
+            datagram,
         } => {
-            let size = crate::client::check(N, probe, datagram, now)?;
+            let size = crate::client::check(N, server, probe, datagram, now)?;
             (size, size)
         }
     };

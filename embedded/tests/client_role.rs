@@ -372,3 +372,47 @@ fn client_role_without_a_tcp_socket_is_refused_at_new() {
     .unwrap_err();
     assert_eq!(err, NewError::NoTcpSocket);
 }
+
+#[test]
+fn client_role_with_a_server_it_can_never_connect_to_is_refused_at_new() {
+    // Port 0, or the unspecified address: smoltcp refuses every connect,
+    // and the node retried once a second forever, its verdict `Running`.
+    for server in [
+        IpEndpoint::new(IpAddress::Ipv4(NODE_IP), 0),
+        IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), 7),
+        IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::BROADCAST), 7),
+    ] {
+        let (mut dev, _) = pair();
+        let mut config = client_role_config(ProbeConfig::default(), None);
+        config.role = Role::Client {
+            server,
+            probe: ProbeConfig::default(),
+            datagram: None,
+        };
+        let built = EchoNode::<1>::new(
+            config,
+            resources::<1, 3, 1024>(),
+            NoLed,
+            &mut dev,
+            SmolInstant::ZERO,
+        );
+        let err = match built {
+            Ok(mut node) => {
+                // What it did instead: a connect that fails, retried.
+                for second in 0..5 {
+                    node.poll(smol(second * 1_000_000), &mut dev);
+                }
+                panic!(
+                    "{server}: built; after 5 s {:?}, {} connect failures",
+                    node.stats().client.stream_outcome,
+                    node.stats().client.connect_failures
+                );
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("server {server} cannot be connected to")),
+            "{err}"
+        );
+    }
+}

@@ -29,14 +29,14 @@
 //! ```
 //!
 //! ([`EchoNode::new`] returns the node by value instead, for a board that
-//! keeps it on `main`'s stack.) A complete, compiled example with a device
-//! that never receives anything:
+//! keeps it on `main`'s stack.) A complete, compiled example (with any
+//! features) with a device that never receives anything:
 //!
 //! ```
 //! use ricochet_embedded::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 //! use ricochet_embedded::smoltcp::time::Instant;
-//! use ricochet_embedded::smoltcp::wire::EthernetAddress;
-//! use ricochet_embedded::{EchoNode, NoLed, NodeConfig, NodeResources};
+//! use ricochet_embedded::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+//! use ricochet_embedded::{EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, StaticIpv4};
 //!
 //! /// A link that is down: nothing arrives, everything sent is lost.
 //! struct Silent;
@@ -66,13 +66,17 @@
 //! // On a board: a `static` (ConstStaticCell), so it lands in .bss.
 //! let resources: &'static mut NodeResources<'static> = Box::leak(Box::default());
 //! let mut device = Silent;
-//! let config = NodeConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+//! let mut config = NodeConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+//! // A fixed address (`NodeConfig::new` asks for DHCP, which needs the
+//! // `dhcp` feature).
+//! let address = Ipv4Cidr::new(Ipv4Address::new(192, 0, 2, 7), 24);
+//! config.ipv4 = Ipv4Config::Static(StaticIpv4 { address, gateway: None });
 //! let mut node: EchoNode<'_, 4> =
 //!     EchoNode::new(config, resources, NoLed, &mut device, Instant::ZERO).unwrap();
-//! // DHCP is waiting for a server: the node asks to be polled again soon.
-//! let delay = node.poll(Instant::ZERO, &mut device);
-//! assert!(delay.is_some());
-//! assert_eq!(node.ipv4_address(), None);
+//! assert_eq!(node.ipv4_address(), Some(address));
+//! // Listening, nothing else to do: only an arriving frame brings work, so
+//! // the board may sleep until one does.
+//! assert_eq!(node.poll(Instant::ZERO, &mut device), None);
 //! ```
 //!
 //! Resources with fewer smoltcp socket slots than the node needs do not
@@ -98,8 +102,9 @@
 //! #     fn transmit(&mut self, _: Instant) -> Option<Tx> { None }
 //! #     fn capabilities(&self) -> DeviceCapabilities { DeviceCapabilities::default() }
 //! # }
-//! // 4 TCP sockets need socket_slots(4) = 6 slots, not 5.
-//! let resources: &'static mut NodeResources<'static, 4, 5> = Box::leak(Box::default());
+//! // 4 TCP sockets need socket_slots(4) slots: 4, plus 1 each with the
+//! // `udp` and `dhcp` features (6 with the defaults). 3 never suffice.
+//! let resources: &'static mut NodeResources<'static, 4, 3> = Box::leak(Box::default());
 //! let config = NodeConfig::new(Default::default());
 //! let _ = EchoNode::<4>::new(config, resources, ricochet_embedded::NoLed, &mut Silent, Instant::ZERO);
 //! ```

@@ -249,6 +249,8 @@ fn client_role_against_a_corrupting_server_fails_with_the_exact_offset() {
     assert_eq!(host.tcp(listener).state(), tcp::State::Closed);
 }
 
+// Waiting for a lease needs the `dhcp` feature (`NewError::DhcpNotBuilt`).
+#[cfg(feature = "dhcp")]
 #[test]
 fn client_role_without_address_waits_then_connects_once_the_fallback_applies() {
     let (mut server_dev, mut client_dev) = pair();

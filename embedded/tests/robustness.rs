@@ -170,6 +170,8 @@ proptest! {
         prop_assert_eq!(udp.probe.stats().verified, 3, "{:?} {:?}", udp.probe.stats(), sim.node.stats().udp);
     }
 
+    // A DHCP node needs the `dhcp` feature (`NewError::DhcpNotBuilt`).
+    #[cfg(feature = "dhcp")]
     #[test]
     fn random_frames_never_panic_a_dhcp_server_or_a_client_node(
         frames in proptest::collection::vec(garbage(), 1..16),

@@ -6,12 +6,21 @@
 /// The line terminator.
 pub const TERMINATOR: u8 = b'\n';
 
+#[cfg(test)]
+std::thread_local! {
+    /// Bytes [`complete_prefix`] looked at on this thread: what the session
+    /// tests hold the cost of long lines to.
+    pub(crate) static SCANNED: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
 /// Where the complete lines in `buf` end.
 ///
 /// Returns `(len, lines)`: `buf[..len]` is made of `lines` complete lines and
 /// `buf[len..]` is an unterminated remainder (possibly empty). Runs in one
 /// pass over `buf` (memchr).
 pub fn complete_prefix(buf: &[u8]) -> (usize, u64) {
+    #[cfg(test)]
+    SCANNED.with(|n| n.set(n.get() + buf.len() as u64));
     let mut end = 0;
     let mut lines = 0u64;
     for pos in memchr::memchr_iter(TERMINATOR, buf) {

@@ -284,7 +284,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.buf.commit_received(n);
         self.stats.bytes_in += n as u64;
         self.last_activity = now;
-        self.release(now);
+        self.release(now, n);
         Ok(())
     }
 
@@ -529,20 +529,28 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.now
     }
 
-    /// Releases what the mode allows from the held bytes.
-    fn release(&mut self, now: Instant) {
+    /// Releases what the mode allows from the held bytes, the last
+    /// `received` of which just arrived.
+    fn release(&mut self, now: Instant, received: usize) {
         let capacity = self.buf.capacity();
         let held = self.buf.held();
         let (len, units) = match self.config.mode {
             Mode::Raw => (held.len(), 0),
             Mode::Lines => {
-                let found = lines::complete_prefix(held);
-                if found.0 == 0 && held.len() == capacity {
-                    // No line ends in a full buffer: none ever will.
-                    self.abort_with(AbortReason::LineTooLong { limit: capacity });
+                // What was held before has no `\n` (every line was
+                // released): only the new bytes are looked at, or a long
+                // line arriving in small reads costs time quadratic in its
+                // length.
+                let old = held.len().saturating_sub(received);
+                let (len, units) = lines::complete_prefix(held.get(old..).unwrap_or_default());
+                if len == 0 {
+                    if held.len() == capacity {
+                        // No line ends in a full buffer: none ever will.
+                        self.abort_with(AbortReason::LineTooLong { limit: capacity });
+                    }
                     return;
                 }
-                found
+                (old + len, units)
             }
             Mode::Frames => match frames::complete_prefix(held, capacity) {
                 Ok(found) => found,
@@ -564,7 +572,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
     /// short) aborts the session; a header announcing too much is the
     /// cause instead, not the FIN ([`Session::release`]).
     fn release_frames(&mut self, now: Instant) {
-        self.release(now);
+        self.release(now, 0);
         let held = self.buf.held_len();
         if self.state == State::Open && self.peer_finished && held > 0 && !self.wants_write() {
             self.abort_with(AbortReason::TruncatedFrame { received: held });

@@ -126,6 +126,29 @@ fn open_lines_line_longer_than_buffer_aborts_with_reason() {
 }
 
 #[test]
+fn open_lines_long_line_in_small_reads_scans_each_byte_once() {
+    // A line as long as a large --buffer-size, arriving a segment at a
+    // time: the held part has no newline, so only the new bytes need a
+    // look. Scanning all that is held on every read made one 16 MiB line
+    // cost the server seconds of CPU (quadratic in the line's length).
+    const LINE: usize = 1 << 20;
+    let mut s = Session::new(std::vec![0u8; LINE], cfg(Mode::Lines), T0);
+    let mut line = std::vec![b'x'; LINE];
+    line[LINE - 1] = b'\n';
+    crate::lines::SCANNED.with(|n| n.set(0));
+    for piece in line.chunks(1448) {
+        assert_eq!(feed(&mut s, T0, piece), piece.len());
+    }
+    assert_eq!(s.transmit_buffer(), line.as_slice());
+    assert_eq!(s.stats().units, 1);
+    let scanned = crate::lines::SCANNED.with(|n| n.get());
+    assert!(
+        scanned <= LINE as u64,
+        "{scanned} bytes scanned for newlines in a {LINE}-byte line"
+    );
+}
+
+#[test]
 fn open_lines_full_buffer_with_pending_line_waits_instead_of_aborting() {
     let mut s = Session::new([0u8; 8], cfg(Mode::Lines), T0);
     // "abc\n" pending (peer not reading) plus a 4-byte partial line: full, not overlong.

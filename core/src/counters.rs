@@ -107,7 +107,8 @@ impl CloseCounts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct AbortCounts {
-    /// `lines` mode: a line longer than the session buffer.
+    /// `lines` mode: a line that does not fit the session buffer with its
+    /// `\n`.
     pub line_too_long: u64,
     /// `frames` mode: a frame larger than the session buffer.
     pub frame_too_large: u64,

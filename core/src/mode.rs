@@ -13,7 +13,9 @@ pub enum Mode {
     #[default]
     Raw,
     /// A line (bytes up to and including `\n`) is echoed only once complete.
-    /// A line longer than the session buffer aborts the session.
+    /// A line that does not fit the session buffer with its `\n` aborts
+    /// the session (a last line before the FIN needs no `\n`, but must be
+    /// shorter than the buffer).
     Lines,
     /// Frames of a 2-byte big-endian payload length followed by the payload;
     /// each frame is echoed whole (header included). A frame that cannot fit

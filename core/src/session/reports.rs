@@ -121,7 +121,10 @@ impl fmt::Display for AbortReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             AbortReason::LineTooLong { limit } => {
-                write!(f, "line longer than the {limit}-byte buffer")
+                write!(
+                    f,
+                    "line longer than the {limit}-byte buffer (its \\n included)"
+                )
             }
             AbortReason::FrameTooLarge { len, limit } => {
                 write!(f, "frame of {len} bytes exceeds the {limit}-byte buffer")

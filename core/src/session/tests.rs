@@ -557,6 +557,12 @@ fn reasons_display_clear_messages() {
         .to_string(),
         "frame of 70000 bytes exceeds the 4096-byte buffer"
     );
+    // Also said of a 64-byte line without its newline (a last line
+    // before the FIN): it is the newline that does not fit.
+    assert_eq!(
+        AbortReason::LineTooLong { limit: 64 }.to_string(),
+        "line longer than the 64-byte buffer (its \\n included)"
+    );
     assert_eq!(
         Event::Closed(CloseReason::IdleTimeout).to_string(),
         "closed: idle timeout"

@@ -340,6 +340,84 @@ fn frames_whole_frames_before_an_oversized_header_are_echoed_then_reset() {
     server.join().unwrap();
 }
 
+/// A client with a small receive window sends `whole` then `tail` (which
+/// aborts the session) and its FIN, and reads nothing until the server has
+/// counted the abort: it must still read every byte of `whole`, then the
+/// reset. The reset must not discard the echo the kernel still holds.
+fn slow_reader_gets_whole_units_before_the_reset(
+    mode: Mode,
+    whole: Vec<u8>,
+    tail: &[u8],
+    aborted: fn(&ricochet::core::AbortCounts) -> u64,
+) {
+    let server = start(ServerConfig {
+        mode,
+        buffer_size: BufferSize::K4,
+        ..tcp_config()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // Set before the connect, so the window it advertises stays small.
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    sock.connect_timeout(&addr.into(), IO_TIMEOUT).unwrap();
+    let mut c: std::net::TcpStream = sock.into();
+    c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut sent = whole.clone();
+    sent.extend_from_slice(tail);
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
+        aborted(&s.streams().aborted) == 1
+    });
+    let mut back = Vec::with_capacity(whole.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break "a clean EOF".to_string(),
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) => break e.to_string(),
+        }
+    };
+    writer.join().unwrap();
+    assert!(
+        back == whole,
+        "{} of the {} bytes of whole units came back before {end}",
+        back.len(),
+        whole.len()
+    );
+    assert!(end.contains("reset"), "then a reset, not {end}");
+    server.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn frames_truncated_frame_behind_echo_a_slow_reader_has_not_read_is_reset_after_it() {
+    let mut frame = vec![0, 60];
+    frame.extend([b'f'; 60]);
+    slow_reader_gets_whole_units_before_the_reset(
+        Mode::Frames,
+        frame.repeat(40_000),
+        &[0, 9, b'a', b'b', b'c'],
+        |a| a.truncated_frame,
+    );
+}
+
+#[test]
+fn lines_overlong_line_behind_echo_a_slow_reader_has_not_read_is_reset_after_it() {
+    let mut line = vec![b'l'; 61];
+    line.push(b'\n');
+    slow_reader_gets_whole_units_before_the_reset(
+        Mode::Lines,
+        line.repeat(40_000),
+        &[b'x'; 5000],
+        |a| a.line_too_long,
+    );
+}
+
 #[test]
 fn max_connections_rejects_the_next_one_and_keeps_the_first() {
     let server = start(ServerConfig {

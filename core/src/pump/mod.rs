@@ -184,6 +184,17 @@ pub trait Transport {
         0
     }
 
+    /// Bytes written that a reset would still discard: not yet delivered
+    /// to the peer (a kernel TCP socket's send queue, `SIOCOUTQ`). A
+    /// session aborted for what the peer sent (a line or frame too long, a
+    /// frame cut short by the FIN) echoes the whole units before it first:
+    /// the pump resets the connection only once this is 0, or after the
+    /// linger time without progress, reading and discarding input
+    /// meanwhile. Default: [`Transport::unacknowledged`].
+    fn unsent_before_reset(&self) -> usize {
+        self.unacknowledged()
+    }
+
     /// Whether output this transport already took can no longer be
     /// delivered: a send it queued failed after [`Transport::write`]
     /// accepted the bytes (a transport that queues output of its own, as
@@ -283,6 +294,11 @@ pub struct Pump<S> {
     /// Lingering after a close not counted yet: its output is still queued
     /// in the transport (see [`Transport::queues_output`]).
     close_uncounted: bool,
+    /// Lingering after an abort for what the peer sent, until its echo is
+    /// delivered ([`Transport::unsent_before_reset`]); then the reset.
+    /// (Feature `deliver_before_reset`.)
+    #[cfg(feature = "deliver_before_reset")]
+    reset_after: bool,
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
@@ -303,6 +319,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             buffered: 0,
             cut_short: false,
             close_uncounted: false,
+            #[cfg(feature = "deliver_before_reset")]
+            reset_after: false,
         }
     }
 
@@ -338,6 +356,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         self.read_closed = false;
         self.buffered = 0;
         self.cut_short = false;
+        #[cfg(feature = "deliver_before_reset")]
+        {
+            self.reset_after = false;
+        }
         old
     }
 
@@ -433,6 +455,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 self.session.abort(now);
                 (false, Teardown::Reset)
             }
+            Phase::Lingering { .. } if self.resets_after() => (true, Teardown::Reset),
             Phase::Lingering { .. } => {
                 counters.lingered += 1;
                 (!self.close_uncounted, Teardown::Abandon)
@@ -640,6 +663,22 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             self.count_end(counters);
         }
         match self.session.state() {
+            // What the peer sent ended it: the whole units before are
+            // echoed, and the reset waits for them to be delivered.
+            #[cfg(feature = "deliver_before_reset")]
+            State::Aborted(
+                crate::AbortReason::LineTooLong { .. }
+                | crate::AbortReason::FrameTooLarge { .. }
+                | crate::AbortReason::TruncatedFrame { .. },
+            ) if io.unsent_before_reset() > 0 => {
+                io.flush();
+                self.reset_after = true;
+                self.phase = Phase::Lingering {
+                    since: now,
+                    unacknowledged: io.unsent_before_reset(),
+                };
+                self.linger(now, io, budget, counters)
+            }
             State::Aborted(_) => self.release(Teardown::Reset),
             State::Closed(_) => {
                 io.flush();
@@ -677,6 +716,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 write: false,
             };
         };
+        // After an abort it ends in the reset, however it ends.
+        let done = if self.resets_after() {
+            Teardown::Reset
+        } else {
+            Teardown::Close
+        };
+        if self.cut_short && self.resets_after() {
+            return self.release(done);
+        }
         if self.cut_short {
             self.count_deferred_close(io, counters);
             return self.abandon(counters);
@@ -699,7 +747,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 // Nothing can be delivered any more: done.
                 ReadOutcome::Failed(_) => {
                     self.count_deferred_close(io, counters);
-                    return self.release(Teardown::Close);
+                    return self.release(done);
                 }
             }
         }
@@ -715,9 +763,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 let _ = self.session.handle_output_lost();
             }
             self.count_deferred_close(io, counters);
-            return self.release(Teardown::Close);
+            return self.release(done);
         }
-        let left = io.unacknowledged();
+        let left = if self.resets_after() {
+            io.unsent_before_reset()
+        } else {
+            io.unacknowledged()
+        };
         if left == 0 {
             // Delivered: the graceful close stands.
             self.count_deferred_close(io, counters);
@@ -729,8 +781,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             since,
             unacknowledged: left,
         };
-        if self.session.peer_finished() && left == 0 {
-            return self.release(Teardown::Close);
+        if left == 0 && (self.resets_after() || self.session.peer_finished()) {
+            return self.release(done);
+        }
+        if self.resets_after() && now >= since + self.session.config().linger {
+            return self.release(done);
         }
         if now >= since + self.session.config().linger {
             self.count_deferred_close(io, counters);
@@ -741,8 +796,23 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         }
         Next::Wait {
             read: !self.session.peer_finished(),
-            write: left > 0,
+            // Only output of the transport's own waits for writability;
+            // a kernel's send queue drains by itself.
+            write: if self.resets_after() {
+                io.unacknowledged() > 0
+            } else {
+                left > 0
+            },
         }
+    }
+
+    /// Whether the linger ends in a reset: the session aborted for what the
+    /// peer sent, and waits for its echo to be delivered first.
+    fn resets_after(&self) -> bool {
+        #[cfg(feature = "deliver_before_reset")]
+        return self.reset_after;
+        #[cfg(not(feature = "deliver_before_reset"))]
+        false
     }
 
     /// Counts how the session ended: the bytes it discarded, and its

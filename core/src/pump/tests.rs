@@ -915,3 +915,101 @@ fn serving_close_when_idle_echoes_a_held_line_then_fin_in_one_drive() {
     assert_eq!(io.output, b"done\ntail");
     assert_eq!(io.shutdowns, 1);
 }
+
+/// A `lines` session of 8 bytes that echoed "ok\n", then met a line too
+/// long, while the transport still had `unacked` bytes undelivered.
+#[cfg(feature = "deliver_before_reset")]
+fn overlong_line_behind_undelivered_echo(
+    unacked: usize,
+) -> (Pump<Vec<u8>>, Script, StreamCounters, Next) {
+    let mut p = pump(Mode::Lines, 8);
+    let mut io = Script::with_input(b"ok\nxxxxxxxxxx", false);
+    io.unacked = unacked;
+    let mut c = StreamCounters::default();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    (p, io, c, next)
+}
+
+#[test]
+#[cfg(feature = "deliver_before_reset")]
+fn serving_line_too_long_behind_undelivered_echo_resets_once_it_is_delivered() {
+    // A reset discards what the peer has not acknowledged: the whole
+    // lines before the overlong one must reach it first.
+    let (mut p, mut io, mut c, next) = overlong_line_behind_undelivered_echo(3);
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: true
+        }
+    );
+    assert_eq!(io.output, b"ok\n");
+    assert_eq!(c.aborted.line_too_long, 1, "counted when it aborts");
+    assert_eq!(io.shutdowns, 0, "no FIN before a reset");
+    assert_eq!(p.poll_timeout(), Some(at(2_000)));
+    io.input.extend(b"more input is discarded");
+    assert!(matches!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Wait { .. }
+    ));
+    io.unacked = 0;
+    assert_eq!(
+        p.drive(at(2), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!(c.lingered, 0);
+    assert_eq!(c.aborted.line_too_long, 1);
+}
+
+#[test]
+#[cfg(feature = "deliver_before_reset")]
+fn serving_line_too_long_behind_echo_never_delivered_resets_after_the_linger() {
+    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
+    assert!(matches!(
+        p.drive(at(1_999), &mut io, usize::MAX, &mut c),
+        Next::Wait { .. }
+    ));
+    assert_eq!(
+        p.drive(at(2_000), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    assert_eq!(c.lingered, 0, "not a linger of a close");
+}
+
+#[test]
+#[cfg(feature = "deliver_before_reset")]
+fn serving_line_too_long_with_everything_delivered_resets_at_once() {
+    let (_, _, _, next) = overlong_line_behind_undelivered_echo(0);
+    assert_eq!(next, Next::Release(Teardown::Reset));
+}
+
+#[test]
+#[cfg(feature = "deliver_before_reset")]
+fn waiting_to_reset_abort_or_stop_resets_at_once() {
+    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
+    p.abort(at(1));
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+    let (mut p, _, mut c, _) = overlong_line_behind_undelivered_echo(3);
+    assert_eq!(p.stop(at(1), &mut c), Some(Teardown::Reset));
+    assert_eq!(c.aborted.line_too_long, 1, "counted once");
+    assert_eq!(c.aborted.local, 0);
+    assert_eq!(c.lingered, 0);
+}
+
+#[test]
+fn serving_drain_timeout_with_echo_undelivered_resets_at_once() {
+    // The peer takes nothing: waiting for delivery would be in vain.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"stuck", false);
+    io.room = 0;
+    io.unacked = 100;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        p.drive(at(5_000), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+}

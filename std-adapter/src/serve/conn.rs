@@ -120,6 +120,19 @@ impl Transport for Stream {
         }
     }
 
+    /// What the reset after an abort would discard: TCP's unacknowledged
+    /// bytes (TLS: its queued records too); a Unix socket's echo is in its
+    /// peer's queue already.
+    fn unsent_before_reset(&self) -> usize {
+        match self {
+            Stream::Tcp(s) => super::listener::tcp_unacknowledged(s),
+            Stream::Tls(s) => {
+                s.unacknowledged() + super::listener::tcp_unacknowledged(s.socket_ref())
+            }
+            Stream::Unix(_) => 0,
+        }
+    }
+
     /// TLS: pushing queued records failed; the kernel's sockets report
     /// their failures on the write itself.
     fn output_failed(&self) -> bool {

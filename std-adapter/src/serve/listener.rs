@@ -166,6 +166,30 @@ fn force_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<()> {
     set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
 }
 
+/// Bytes a TCP socket holds that its peer has not acknowledged
+/// (`SIOCOUTQ`): what a reset (`SO_LINGER` 0) would discard. 0 where it
+/// cannot be read.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+pub(crate) fn tcp_unacknowledged(socket: &impl std::os::fd::AsRawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `SIOCOUTQ` (`TIOCOUTQ`) writes one `c_int` to a live `c_int`,
+    // on a descriptor `socket` owns for the whole call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// Bytes a TCP socket holds that its peer has not acknowledged: not
+/// known on this system (a reset may discard some).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn tcp_unacknowledged<T>(_socket: &T) -> usize {
+    0
+}
+
 /// `setsockopt` of an `int`-valued option (`level`, `name`) that socket2
 /// does not offer, on `socket`.
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -566,6 +566,17 @@ impl Transport for Io<'_> {
         self.io.unsent()
     }
 
+    /// Its own queue, then TCP's unacknowledged bytes: what the reset
+    /// after an abort would discard (a Unix socket's echo is in its peer's
+    /// queue already).
+    fn unsent_before_reset(&self) -> usize {
+        let kernel = match &self.io.socket {
+            Socket::Tcp(s) => crate::serve::listener::tcp_unacknowledged(s),
+            Socket::Unix(_) => 0,
+        };
+        self.io.unsent() + kernel
+    }
+
     /// A send of bytes `write` had queued failed (the peer is gone).
     fn output_failed(&self) -> bool {
         self.io.tx_failed.is_some()

@@ -267,7 +267,9 @@ enum Phase {
     /// The session runs.
     Serving,
     /// Closed gracefully; FIN sent; waiting for the peer's FIN and for
-    /// delivery, since the last delivery progress.
+    /// delivery, since the last delivery progress. Or (`reset_after`)
+    /// aborted for what the peer sent; no FIN; waiting for the echo before
+    /// it to be delivered, then the reset.
     Lingering {
         since: Instant,
         unacknowledged: usize,
@@ -432,7 +434,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     }
 
     /// Aborts: the next drive releases with [`Teardown::Reset`] (or
-    /// [`Teardown::Abandon`] while lingering).
+    /// [`Teardown::Abandon`] while lingering after a close; a pump waiting
+    /// to reset an aborted session resets).
     pub fn abort(&mut self, now: Instant) {
         match self.phase {
             Phase::Serving => self.session.abort(now),
@@ -445,7 +448,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     /// session without further I/O and counts it as [`Pump::drive`] would
     /// after [`Pump::abort`]: a running session as aborted
     /// ([`AbortReason::Local`](crate::AbortReason::Local)), a linger as
-    /// cut short ([`StreamCounters::lingered`]). Returns how to release the
+    /// cut short ([`StreamCounters::lingered`]; an aborted session waiting
+    /// for its echo's delivery was counted already, and is reset). Returns how to release the
     /// socket, or `None` if it was already released (nothing counted).
     pub fn stop(&mut self, now: Instant, counters: &mut StreamCounters) -> Option<Teardown> {
         // A running session ends now; a linger's close may not be counted

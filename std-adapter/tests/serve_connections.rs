@@ -161,7 +161,8 @@ fn half_closed_client_gets_everything_back_then_eof() {
     let sent = data.clone();
     let writer = std::thread::spawn(move || {
         w.write_all(&sent).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
+        // The reset may already have come (the FIN is not what is tested).
+        let _ = w.shutdown(Shutdown::Write);
     });
     let back = read_to_eof(&mut c).expect("clean EOF, not a reset");
     writer.join().unwrap();
@@ -368,7 +369,8 @@ fn slow_reader_gets_whole_units_before_the_reset(
     let mut w = c.try_clone().unwrap();
     let writer = std::thread::spawn(move || {
         w.write_all(&sent).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
+        // The reset may already have come (the FIN is not what is tested).
+        let _ = w.shutdown(Shutdown::Write);
     });
     wait_stats(&server, IO_TIMEOUT, "abort counted", |s| {
         aborted(&s.streams().aborted) == 1

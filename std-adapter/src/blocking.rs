@@ -169,6 +169,16 @@ pub trait HalfClose {
     /// Sends FIN after everything written; errors are ignored (the peer may
     /// be gone already).
     fn shutdown_write(&mut self);
+
+    /// Bytes written that the peer has not acknowledged yet (TCP:
+    /// `SIOCOUTQ`), which a reset would discard. A session aborted for what
+    /// its peer sent (a line or frame too long, a frame cut short) waits
+    /// for them, within its linger, before [`serve_connection`] returns, so
+    /// the caller's reset does not cut off the echo of the whole lines or
+    /// frames before it. Default: 0 (nothing waits).
+    fn unacknowledged_output(&self) -> usize {
+        0
+    }
 }
 
 macro_rules! half_close_via_shutdown {
@@ -182,21 +192,41 @@ macro_rules! half_close_via_shutdown {
 }
 
 half_close_via_shutdown!(
-    std::net::TcpStream,
-    &std::net::TcpStream,
     std::os::unix::net::UnixStream,
     &std::os::unix::net::UnixStream
 );
 
+macro_rules! half_close_tcp {
+    ($($t:ty),*) => {$(
+        impl HalfClose for $t {
+            fn shutdown_write(&mut self) {
+                let _ = self.shutdown(std::net::Shutdown::Write);
+            }
+            fn unacknowledged_output(&self) -> usize {
+                let tcp: &std::net::TcpStream = std::borrow::Borrow::borrow(self);
+                crate::serve::tcp_unacknowledged(tcp)
+            }
+        }
+    )*};
+}
+
+half_close_tcp!(std::net::TcpStream, &std::net::TcpStream);
+
 impl<T: HalfClose + ?Sized> HalfClose for &mut T {
     fn shutdown_write(&mut self) {
         (**self).shutdown_write();
+    }
+    fn unacknowledged_output(&self) -> usize {
+        (**self).unacknowledged_output()
     }
 }
 
 impl<T: HalfClose> HalfClose for StdStream<T> {
     fn shutdown_write(&mut self) {
         self.inner.shutdown_write();
+    }
+    fn unacknowledged_output(&self) -> usize {
+        self.inner.unacknowledged_output()
     }
 }
 
@@ -271,6 +301,10 @@ impl<S: Read + Write + HalfClose + ?Sized> Transport for Blocking<'_, S> {
     fn shutdown_write(&mut self) {
         let _ = self.0.flush();
         self.0.shutdown_write();
+    }
+
+    fn unsent_before_reset(&self) -> usize {
+        self.0.unacknowledged_output()
     }
 }
 
@@ -691,6 +725,79 @@ mod tests {
         fn shutdown_write(&mut self) {
             self.fin_sent = true;
         }
+    }
+
+    /// A peer that sent `input`, then acknowledges one byte of what it was
+    /// sent per read that finds nothing (a slow reader), and never finishes.
+    struct SlowReader {
+        input: VecDeque<u8>,
+        output: Vec<u8>,
+        unacknowledged: usize,
+    }
+
+    impl ErrorType for SlowReader {
+        type Error = ErrorKind;
+    }
+
+    impl Read for SlowReader {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            if self.input.is_empty() {
+                self.unacknowledged = self.unacknowledged.saturating_sub(1);
+                return Err(ErrorKind::TimedOut);
+            }
+            let n = buf.len().min(self.input.len());
+            for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *b = byte;
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for SlowReader {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            self.output.extend_from_slice(buf);
+            self.unacknowledged += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    impl HalfClose for SlowReader {
+        fn shutdown_write(&mut self) {}
+        fn unacknowledged_output(&self) -> usize {
+            self.unacknowledged
+        }
+    }
+
+    #[test]
+    fn serve_connection_line_too_long_returns_once_the_echo_before_it_is_acknowledged() {
+        // The caller resets the connection when this returns: a reset
+        // discards what the peer has not acknowledged, so the whole line
+        // before the overlong one must be acknowledged first.
+        let mut peer = SlowReader {
+            input: b"ok\n".iter().chain(&[b'x'; 100]).copied().collect(),
+            output: Vec::new(),
+            unacknowledged: 0,
+        };
+        let config = SessionConfig {
+            mode: Mode::Lines,
+            ..SessionConfig::default()
+        };
+        let r = serve_connection(&mut peer, [0u8; 64], config, &ticker());
+        assert!(matches!(
+            r,
+            Err(DriveError::Aborted {
+                reason: AbortReason::LineTooLong { .. },
+                ..
+            })
+        ));
+        assert_eq!(peer.output, b"ok\n");
+        assert_eq!(
+            peer.unacknowledged, 0,
+            "returned before the echo was acknowledged"
+        );
     }
 
     /// `Stop::No` for the first `after` asks, then `then`.

@@ -60,6 +60,7 @@ mod error;
 mod events;
 mod handle;
 mod listener;
+pub(crate) use listener::tcp_unacknowledged;
 pub mod metrics;
 mod prefetch;
 pub mod signals;

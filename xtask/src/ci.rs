@@ -41,7 +41,7 @@ pub(crate) const STAGES: &[Stage] = &[
     },
     Stage {
         name: "nostd",
-        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set",
+        about: "the core and the embedded node build for thumbv7m-none-eabi in every feature set; the node's tests pass without its default features",
         run: stage_nostd,
     },
     Stage {
@@ -452,6 +452,21 @@ fn stage_nostd(ctx: &Ctx) -> Result<(), String> {
             target,
         ];
         args.extend_from_slice(features);
+        run(&ctx.root, &cargo(), &args, &[])?;
+    }
+    // The host tests and doc examples without the default features too: a
+    // firmware author turns them off, and the docs must hold for them.
+    for features in ["", "udp", "client,dhcp", "ipv6"] {
+        let mut args = vec![
+            "test",
+            "--locked",
+            "-p",
+            "ricochet-embedded",
+            "--no-default-features",
+        ];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
         run(&ctx.root, &cargo(), &args, &[])?;
     }
     Ok(())

@@ -300,7 +300,46 @@ pub struct Pump<S> {
     /// delivered ([`Transport::unsent_before_reset`]); then the reset.
     /// (Feature `deliver_before_reset`.)
     #[cfg(feature = "deliver_before_reset")]
-    reset_after: bool,
+    reset_after: Option<Recheck>,
+}
+
+/// When a pump waiting to reset looks at delivery again: a kernel's send
+/// queue drains as the peer acknowledges, with no readiness event, so the
+/// pump asks to be driven again by itself, 1 ms after the abort and then
+/// twice as long each time up to [`Recheck::LONGEST`] (on loopback the echo
+/// is delivered within the first; a stalled reader costs a dozen wake-ups
+/// over the linger). (Feature `deliver_before_reset`.)
+#[cfg(feature = "deliver_before_reset")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Recheck {
+    at: Instant,
+    every: crate::time::Duration,
+}
+
+#[cfg(feature = "deliver_before_reset")]
+impl Recheck {
+    const FIRST: crate::time::Duration = crate::time::Duration::from_millis(1);
+    const LONGEST: crate::time::Duration = crate::time::Duration::from_millis(250);
+
+    fn after_abort(now: Instant) -> Recheck {
+        Recheck {
+            at: now + Recheck::FIRST,
+            every: Recheck::FIRST,
+        }
+    }
+
+    /// The next look, twice as far from `now` as the last (at most LONGEST).
+    fn next(self, now: Instant) -> Recheck {
+        let every = if self.every.as_micros() * 2 > Recheck::LONGEST.as_micros() {
+            Recheck::LONGEST
+        } else {
+            crate::time::Duration::from_micros(self.every.as_micros() * 2)
+        };
+        Recheck {
+            at: now + every,
+            every,
+        }
+    }
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
@@ -322,7 +361,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             cut_short: false,
             close_uncounted: false,
             #[cfg(feature = "deliver_before_reset")]
-            reset_after: false,
+            reset_after: None,
         }
     }
 
@@ -360,7 +399,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         self.cut_short = false;
         #[cfg(feature = "deliver_before_reset")]
         {
-            self.reset_after = false;
+            self.reset_after = None;
         }
         old
     }
@@ -486,7 +525,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             // the reset, at once.
             Phase::Serving => self.session.deadline(Some(Instant::ZERO)),
             Phase::Lingering { .. } if self.cut_short => Some(Instant::ZERO),
-            Phase::Lingering { since, .. } => Some(since + self.session.config().linger),
+            Phase::Lingering { since, .. } => {
+                let end = since + self.session.config().linger;
+                #[cfg(feature = "deliver_before_reset")]
+                if let Some(recheck) = self.reset_after {
+                    return Some(end.min(recheck.at));
+                }
+                Some(end)
+            }
             Phase::Released(_) => None,
         }
     }
@@ -676,7 +722,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                 | crate::AbortReason::TruncatedFrame { .. },
             ) if io.unsent_before_reset() > 0 => {
                 io.flush();
-                self.reset_after = true;
+                self.reset_after = Some(Recheck::after_abort(now));
                 self.phase = Phase::Lingering {
                     since: now,
                     unacknowledged: io.unsent_before_reset(),
@@ -798,6 +844,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         if discarded >= budget && self.readable {
             return Next::Yield;
         }
+        #[cfg(feature = "deliver_before_reset")]
+        if let Some(recheck) = self.reset_after
+            && now >= recheck.at
+        {
+            self.reset_after = Some(recheck.next(now));
+        }
         Next::Wait {
             read: !self.session.peer_finished(),
             // Only output of the transport's own waits for writability;
@@ -814,7 +866,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     /// peer sent, and waits for its echo to be delivered first.
     fn resets_after(&self) -> bool {
         #[cfg(feature = "deliver_before_reset")]
-        return self.reset_after;
+        return self.reset_after.is_some();
         #[cfg(not(feature = "deliver_before_reset"))]
         false
     }

@@ -946,7 +946,7 @@ fn serving_line_too_long_behind_undelivered_echo_resets_once_it_is_delivered() {
     assert_eq!(io.output, b"ok\n");
     assert_eq!(c.aborted.line_too_long, 1, "counted when it aborts");
     assert_eq!(io.shutdowns, 0, "no FIN before a reset");
-    assert_eq!(p.poll_timeout(), Some(at(2_000)));
+    assert_eq!(p.poll_timeout(), Some(at(1)), "looks again by itself");
     io.input.extend(b"more input is discarded");
     assert!(matches!(
         p.drive(at(1), &mut io, usize::MAX, &mut c),
@@ -959,6 +959,49 @@ fn serving_line_too_long_behind_undelivered_echo_resets_once_it_is_delivered() {
     );
     assert_eq!(c.lingered, 0);
     assert_eq!(c.aborted.line_too_long, 1);
+}
+
+#[test]
+#[cfg(feature = "deliver_before_reset")]
+fn waiting_to_reset_looks_at_delivery_again_by_itself_sooner_then_less_often() {
+    // A kernel's send queue drains with no readiness event: without its
+    // own timer the pump would see the delivery only at the linger's end,
+    // and every such reset would come 2 s late.
+    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
+    let mut looks = Vec::new();
+    while let Some(t) = p.poll_timeout() {
+        if t >= at(2_000) {
+            break;
+        }
+        looks.push(t.saturating_since(T0).as_millis());
+        assert!(matches!(
+            p.drive(t, &mut io, usize::MAX, &mut c),
+            Next::Wait { .. }
+        ));
+    }
+    assert_eq!(
+        looks,
+        [
+            1, 3, 7, 15, 31, 63, 127, 255, 505, 755, 1005, 1255, 1505, 1755
+        ]
+    );
+    assert_eq!(
+        p.poll_timeout(),
+        Some(at(2_000)),
+        "the linger still ends it"
+    );
+    // Delivered between two looks: the next one resets.
+    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
+    assert!(matches!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Wait { .. }
+    ));
+    io.unacked = 0;
+    assert_eq!(p.poll_timeout(), Some(at(3)));
+    assert_eq!(
+        p.drive(at(3), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
 }
 
 #[test]

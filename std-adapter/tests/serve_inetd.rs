@@ -154,6 +154,39 @@ fn inetd_over_long_line_resets_the_connection() {
     assert!(wait_child(&mut child, IO_TIMEOUT).success());
 }
 
+#[test]
+fn inetd_abort_line_says_what_was_echoed_before_the_reset() {
+    let (mut ours, theirs) = tcp_pair();
+    let mut child = inetd_child(
+        OwnedFd::from(theirs),
+        &["--mode", "lines", "--buffer-size", "64"],
+        false,
+    );
+    ours.write_all(b"hello\n").unwrap();
+    ours.write_all(&[b'z'; 200]).unwrap();
+    let mut back = Vec::new();
+    let end = loop {
+        let mut b = [0u8; 256];
+        match ours.read(&mut b) {
+            Ok(0) => break None,
+            Ok(n) => back.extend_from_slice(&b[..n]),
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert_eq!(back, b"hello\n");
+    assert_eq!(end, Some(ErrorKind::ConnectionReset));
+    assert!(wait_child(&mut child, IO_TIMEOUT).success());
+    let err = stderr_of(&mut child);
+    let line = err
+        .lines()
+        .find(|l| l.contains("connection aborted"))
+        .unwrap_or_else(|| panic!("no abort line in {err}"));
+    assert!(
+        line.contains("bytes_out=6") && line.contains("bytes_in="),
+        "{line}"
+    );
+}
+
 /// inetd puts the socket on stderr too: nothing but echo may reach it,
 /// even with debug logs asked for and the root warning due.
 #[test]

@@ -281,6 +281,7 @@ where
             tracing::warn!(
                 %reason,
                 bytes_in = stats.bytes_in,
+                bytes_out = stats.bytes_out,
                 bytes_discarded = stats.bytes_discarded,
                 "connection aborted (reset)"
             );

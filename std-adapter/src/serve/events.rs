@@ -95,7 +95,13 @@ pub(crate) fn log_events(
                         "connection aborted"
                     );
                 } else {
-                    tracing::debug!(%peer, %reason, "connection aborted");
+                    tracing::debug!(
+                        %peer,
+                        bytes_in = stats.bytes_in,
+                        bytes_out = stats.bytes_out,
+                        %reason,
+                        "connection aborted"
+                    );
                 }
             }
             _ => {}

@@ -120,6 +120,85 @@ fn io_uring_asked_for_and_refused_exits_1_naming_the_cause_and_the_fix() {
     );
 }
 
+/// `ricochet serve ARGS` under a locked-memory limit (`RLIMIT_MEMLOCK`) of
+/// `limit` bytes, which each worker's io_uring rings count against for a
+/// process without `CAP_IPC_LOCK` (a service's user; systemd's default is
+/// 8 MiB, shared by all the user's processes). A root test process drops
+/// the capability from the child's bounding set, so root is held to the
+/// limit too; root processes that keep it are not counted against it.
+fn serve_memlocked(limit: u64, args: &[&str]) -> Proc {
+    /// `CAP_IPC_LOCK` (linux/capability.h).
+    const CAP_IPC_LOCK: libc::c_ulong = 14;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.arg("serve").args(args).env_remove("RICOCHET_IO");
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes two system calls on data it owns (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Fails (EPERM) without CAP_SETPCAP: such a user has no
+            // CAP_IPC_LOCK to lose either.
+            libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Proc::spawn(cmd)
+}
+
+/// Enough locked memory for the one ring `--io auto` tries first, not for
+/// the rings of four workers.
+const MEMLOCK_FOR_ONE_RING: u64 = 1 << 20;
+
+#[test]
+fn io_auto_falls_back_to_epoll_when_the_workers_rings_exceed_the_locked_memory_limit() {
+    // It exited 1 with "cannot create an event loop: Cannot allocate
+    // memory": the trial ring fitted, the workers' rings did not (14
+    // workers under systemd's default 8 MiB, so the default --threads on a
+    // 14-core host).
+    let mut p = serve_memlocked(
+        MEMLOCK_FOR_ONE_RING,
+        &["--tcp", "127.0.0.1:0", "--threads", "4", "--io", "auto"],
+    );
+    let lines = p.stderr_until("serving workers=", IO_TIMEOUT);
+    let serving = lines.last().unwrap();
+    assert!(serving.contains("io=epoll"), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("io_uring is not available") && l.contains("locked-memory")),
+        "the fallback line should name the locked-memory limit: {lines:#?}"
+    );
+    echo_once(&p);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success(), "{}", p.drain_stderr());
+}
+
+#[test]
+fn io_uring_asked_for_beyond_the_locked_memory_limit_exits_1_naming_the_limit_and_the_fix() {
+    let mut p = serve_memlocked(
+        MEMLOCK_FOR_ONE_RING,
+        &["--tcp", "127.0.0.1:0", "--threads", "4", "--io", "uring"],
+    );
+    let status = p.wait_exit(IO_TIMEOUT);
+    let err = p.drain_stderr();
+    assert_eq!(status.code(), Some(1), "{err}");
+    for needle in [
+        "locked-memory",
+        "ulimit -l",
+        "LimitMEMLOCK=",
+        "--threads",
+        "--io epoll",
+    ] {
+        assert!(err.contains(needle), "no {needle:?} in: {err}");
+    }
+}
+
 #[test]
 fn io_epoll_never_calls_io_uring_setup() {
     // The filter kills the process on the first io_uring_setup.

@@ -79,12 +79,40 @@ pub(crate) fn explain_setup_error(errno: i32, disabled_sysctl: Option<&str>) -> 
         libc::EINVAL => {
             "io_uring_setup refused the ring parameters: the kernel is too old".to_owned()
         }
-        libc::ENOMEM => "io_uring_setup is out of memory (locked-memory limit?)".to_owned(),
+        libc::ENOMEM => format!("io_uring_setup is out of memory: {}", memlock_advice()),
         other => format!(
             "io_uring_setup failed: {}",
             std::io::Error::from_raw_os_error(other)
         ),
     }
+}
+
+/// Explains why a worker could not set up its ring or the buffers it
+/// registers (`e`), `workers` workers in all.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn explain_worker_ring_error(e: &std::io::Error, workers: usize) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => format!(
+            "the io_uring rings of {workers} worker{} do not fit: {}",
+            if workers == 1 { "" } else { "s" },
+            memlock_advice()
+        ),
+        _ => format!("a worker cannot set up its io_uring ring: {e}"),
+    }
+}
+
+/// What an io_uring `ENOMEM` most likely is, and the ways out.
+fn memlock_advice() -> String {
+    let limit = match rlimit::getrlimit(rlimit::Resource::MEMLOCK) {
+        Ok((soft, _)) if soft != rlimit::INFINITY => format!(" of {} KiB", soft / 1024),
+        _ => String::new(),
+    };
+    format!(
+        "without CAP_IPC_LOCK the rings (about 600 KiB per worker) count against the \
+         locked-memory limit{limit} (RLIMIT_MEMLOCK, shared by all of this user's \
+         processes); raise it (ulimit -l, or LimitMEMLOCK= in a systemd unit) or run \
+         fewer workers (--threads)"
+    )
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ impl Phase {
 }
 
 /// What every worker needs to know, fixed at spawn.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) session: SessionConfig,
     pub(crate) max_connections: usize,
@@ -444,67 +444,38 @@ impl Server {
                 max_datagram: config.udp_max_datagram,
             });
         }
-        let prepared = match io {
-            IoBackend::Uring => uring_prepare(sockets)?,
-            _ => worker::prepare(sockets)?,
+        // `auto` falls back to epoll when a worker cannot set up its ring
+        // (the locked-memory limit, which the trial ring fitted): with
+        // copies of the sockets, as no worker served them.
+        let fallback = (io == IoBackend::Uring && config.io == IoBackend::Auto)
+            .then(|| clone_sockets(&sockets, policy).ok())
+            .flatten();
+        let settings = Settings {
+            session: config.session_config(),
+            max_connections,
+            grace: config.grace,
+            buffer_size: config.buffer_size.bytes(),
+            busy_poll: config.busy_poll,
         };
-        let session = config.session_config();
         let stats = Arc::new(ServerStats::new(workers));
-        let shared = Arc::new(Shared {
-            phase: AtomicU8::new(Phase::Running as u8),
-            stats: Arc::clone(&stats),
-            wakers: prepared.wakers,
-            settings: Settings {
-                session,
-                max_connections,
-                grace: config.grace,
-                buffer_size: config.buffer_size.bytes(),
-                busy_poll: config.busy_poll,
-            },
-            clock: crate::clock::Clock::new(),
-            unix_files: Mutex::new(unix_files),
-            io,
-        });
-        let mut threads = Vec::with_capacity(workers);
-        for (index, start) in prepared.starters.into_iter().enumerate() {
-            let shared2 = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new()
-                .name(format!("ricochet-w{index}"))
-                .spawn(move || {
-                    let _guard = StopOthersOnPanic(Arc::clone(&shared2));
-                    start(shared2)
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    shared.advance(Phase::Abort);
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(SpawnError::Thread(e));
+        let (io, shared, threads) = match launch(io, sockets, &settings, &stats) {
+            Ok((shared, threads)) => (io, shared, threads),
+            Err(SpawnError::IoUring { reason }) if fallback.is_some() => {
+                tracing::info!("io_uring is not available ({reason}): serving with epoll");
+                let sockets = fallback.unwrap_or_default();
+                for w in &sockets {
+                    set_nonblocking(w).map_err(SpawnError::Register)?;
                 }
+                let (shared, threads) = launch(IoBackend::Epoll, sockets, &settings, &stats)?;
+                (IoBackend::Epoll, shared, threads)
             }
-        }
-        if let Some(ready) = prepared.ready {
-            // Each worker sets up its own ring (a single-issuer ring belongs
-            // to the thread that created it) and reports here.
-            for _ in 0..workers {
-                let failed = match ready.recv() {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(_) => Some(SpawnError::EventLoop(io::Error::other(
-                        "a worker stopped before its event loop was ready",
-                    ))),
-                };
-                if let Some(e) = failed {
-                    shared.advance(Phase::Abort);
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(e);
-                }
-            }
-        }
+            Err(e) => return Err(e),
+        };
+        shared
+            .unix_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(unix_files);
         let reporter = config.stats_interval.filter(|d| !d.is_zero()).and_then(|every| {
             let (tx, rx) = mpsc::channel::<()>();
             let stats = Arc::clone(&stats);
@@ -533,6 +504,136 @@ impl Server {
             reporter,
         })
     }
+}
+
+/// A running worker's thread.
+type WorkerThread = std::thread::JoinHandle<io::Result<()>>;
+
+/// Starts one worker per entry of `sockets` on backend `io` and waits
+/// until each io_uring worker has set up its ring; on an error no worker
+/// is left running and none has served (io_uring workers wait for every
+/// ring before arming anything).
+fn launch(
+    io: IoBackend,
+    sockets: Vec<WorkerSockets>,
+    settings: &Settings,
+    stats: &Arc<ServerStats>,
+) -> Result<(Arc<Shared>, Vec<WorkerThread>), SpawnError> {
+    let workers = sockets.len();
+    let prepared = match io {
+        IoBackend::Uring => uring_prepare(sockets)?,
+        _ => worker::prepare(sockets)?,
+    };
+    let shared = Arc::new(Shared {
+        phase: AtomicU8::new(Phase::Running as u8),
+        stats: Arc::clone(stats),
+        wakers: prepared.wakers,
+        settings: settings.clone(),
+        clock: crate::clock::Clock::new(),
+        unix_files: Mutex::new(Vec::new()),
+        io,
+    });
+    let go = prepared.ready.as_ref().map(|r| Arc::clone(&r.go));
+    let fail = |threads: Vec<WorkerThread>, e: SpawnError| {
+        if let Some(go) = &go {
+            go.decide(false);
+        }
+        shared.advance(Phase::Abort);
+        for t in threads {
+            let _ = t.join();
+        }
+        Err(e)
+    };
+    let mut threads = Vec::with_capacity(workers);
+    for (index, start) in prepared.starters.into_iter().enumerate() {
+        let shared2 = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("ricochet-w{index}"))
+            .spawn(move || {
+                let _guard = StopOthersOnPanic(Arc::clone(&shared2));
+                start(shared2)
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => return fail(threads, SpawnError::Thread(e)),
+        }
+    }
+    if let Some(ready) = prepared.ready {
+        // Each worker sets up its own ring (a single-issuer ring belongs
+        // to the thread that created it) and reports here.
+        for _ in 0..workers {
+            let failed = match ready.rx.recv() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(SpawnError::EventLoop(io::Error::other(
+                    "a worker stopped before its event loop was ready",
+                ))),
+            };
+            if let Some(e) = failed {
+                return fail(threads, e);
+            }
+        }
+        ready.go.decide(true);
+    }
+    Ok((shared, threads))
+}
+
+/// Copies of the sockets (the same open sockets, new descriptors) with
+/// policies of their own, for epoll workers should io_uring's fail to
+/// set up.
+fn clone_sockets(
+    sockets: &[WorkerSockets],
+    policy: PolicyConfig,
+) -> io::Result<Vec<WorkerSockets>> {
+    sockets
+        .iter()
+        .map(|w| {
+            let listeners = w
+                .listeners
+                .iter()
+                .map(|(endpoint, l)| {
+                    let copy = match l {
+                        StdListener::Tcp(s) => StdListener::Tcp(s.try_clone()?),
+                        StdListener::Unix(s) => StdListener::Unix(s.try_clone()?),
+                        StdListener::Tls(s, a) => StdListener::Tls(s.try_clone()?, Arc::clone(a)),
+                    };
+                    Ok((endpoint.clone(), copy))
+                })
+                .collect::<io::Result<_>>()?;
+            let udp = w
+                .udp
+                .iter()
+                .map(|u| {
+                    Ok(UdpSetup {
+                        socket: u.socket.try_clone()?,
+                        addr: u.addr,
+                        policy: Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
+                        max_datagram: u.max_datagram,
+                    })
+                })
+                .collect::<io::Result<_>>()?;
+            Ok(WorkerSockets {
+                index: w.index,
+                listeners,
+                udp,
+            })
+        })
+        .collect()
+}
+
+/// Puts a worker's sockets back in non-blocking mode (the io_uring
+/// backend made them blocking; copies share that mode).
+fn set_nonblocking(w: &WorkerSockets) -> io::Result<()> {
+    for (_, l) in &w.listeners {
+        match l {
+            StdListener::Tcp(s) | StdListener::Tls(s, _) => s.set_nonblocking(true)?,
+            StdListener::Unix(s) => s.set_nonblocking(true)?,
+        }
+    }
+    for u in &w.udp {
+        u.socket.set_nonblocking(true)?;
+    }
+    Ok(())
 }
 
 /// The sockets one worker serves, before a backend takes them over.
@@ -569,7 +670,43 @@ pub(crate) type Starter = Box<dyn FnOnce(Arc<Shared>) -> io::Result<()> + Send>;
 pub(crate) struct Prepared {
     pub(crate) starters: Vec<Starter>,
     pub(crate) wakers: Vec<Wake>,
-    pub(crate) ready: Option<mpsc::Receiver<Result<(), SpawnError>>>,
+    pub(crate) ready: Option<Ready>,
+}
+
+/// Where io_uring workers report that their rings are set up, and are told
+/// whether to serve.
+pub(crate) struct Ready {
+    pub(crate) rx: mpsc::Receiver<Result<(), SpawnError>>,
+    pub(crate) go: Arc<Go>,
+}
+
+/// Whether workers that have set up may serve: yes once every worker has,
+/// no if one failed (then none has armed anything on its sockets).
+#[derive(Debug, Default)]
+pub(crate) struct Go {
+    decided: Mutex<Option<bool>>,
+    changed: std::sync::Condvar,
+}
+
+impl Go {
+    /// Decides, once; later calls change nothing.
+    pub(crate) fn decide(&self, go: bool) {
+        let mut d = self.decided.lock().unwrap_or_else(|p| p.into_inner());
+        d.get_or_insert(go);
+        self.changed.notify_all();
+    }
+
+    /// Waits for the decision.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn wait(&self) -> bool {
+        let mut d = self.decided.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(go) = *d {
+                return go;
+            }
+            d = self.changed.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Wakes one worker out of its wait (shutdown, abort).

@@ -44,12 +44,13 @@ mod worker;
 
 pub(crate) use ring::{Waker, probe};
 
-use super::{Prepared, SpawnError, StdListener, Wake, WorkerSockets};
+use super::{Go, Prepared, Ready, SpawnError, StdListener, Wake, WorkerSockets};
 
 /// Hands each worker's sockets to an io_uring worker: a waker each now,
 /// the rings on the workers' own threads (they report through `ready`).
 pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let go = std::sync::Arc::new(Go::default());
     let mut starters = Vec::with_capacity(sockets.len());
     let mut wakers = Vec::with_capacity(sockets.len());
     let workers = sockets.len();
@@ -69,11 +70,17 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
         }
         let (waker, worker_side) = Waker::new().map_err(SpawnError::EventLoop)?;
         wakers.push(Wake::Uring(waker));
-        starters.push(worker::starter(w, workers, worker_side, tx.clone()));
+        starters.push(worker::starter(
+            w,
+            workers,
+            worker_side,
+            tx.clone(),
+            std::sync::Arc::clone(&go),
+        ));
     }
     Ok(Prepared {
         starters,
         wakers,
-        ready: Some(rx),
+        ready: Some(Ready { rx, go }),
     })
 }

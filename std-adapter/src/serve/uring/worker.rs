@@ -39,7 +39,7 @@ use super::super::busy_poll::BusyPoll;
 use super::super::conns::{ConnTable, Driver};
 use super::super::events::Throttles;
 use super::super::stats::Counters;
-use super::super::{Shared, SpawnError, WorkerSockets};
+use super::super::{Go, Shared, SpawnError, WorkerSockets};
 use super::accept::Listener;
 use super::bufs::{BufRing, TxPool};
 use super::bundle;
@@ -72,16 +72,17 @@ pub(crate) fn starter(
     workers: usize,
     waker_fd: OwnedFd,
     ready: std::sync::mpsc::Sender<Result<(), SpawnError>>,
+    go: Arc<Go>,
 ) -> super::super::Starter {
     Box::new(move |shared: Arc<Shared>| {
         let mut ring = match ring::build() {
             Ok(r) => r,
             Err(e) => {
-                let _ = ready.send(Err(SpawnError::EventLoop(e)));
+                let _ = ready.send(Err(ring_error(&e, workers)));
                 return Ok(());
             }
         };
-        let (result, leftovers) = serve(&mut ring, sockets, workers, waker_fd, &ready, shared);
+        let (result, leftovers) = serve(&mut ring, sockets, workers, waker_fd, &ready, &go, shared);
         // The ring goes first: the buffers it used are freed after it.
         drop(ring);
         if let Some(leftovers) = leftovers {
@@ -97,25 +98,36 @@ pub(crate) fn starter(
 /// read's buffer.
 type Leftovers = (BufRing, Vec<UdpEndpoint>, Box<[u8; 8]>);
 
+/// Why a worker could not set up its ring or the buffers registered with
+/// it: an io_uring error, so that `--io auto` serves with epoll instead.
+fn ring_error(e: &io::Error, workers: usize) -> SpawnError {
+    SpawnError::IoUring {
+        reason: super::super::backend::explain_worker_ring_error(e, workers),
+    }
+}
+
 /// Sets up and runs a worker on `ring`; returns its result and, if
 /// requests are still in flight, the buffers that must outlive the ring.
+/// Once set up it reports on `ready` and serves only when `go` says so
+/// (every worker set up): until then nothing is armed on its sockets.
 fn serve(
     ring: &mut io_uring::IoUring,
     sockets: WorkerSockets,
     workers: usize,
     waker_fd: OwnedFd,
     ready: &std::sync::mpsc::Sender<Result<(), SpawnError>>,
+    go: &Go,
     shared: Arc<Shared>,
 ) -> (io::Result<()>, Option<Leftovers>) {
     let mut bufs = match BufRing::new(RX_BUFS, RX_BUF_SIZE, STREAM_BGID) {
         Ok(b) => b,
         Err(e) => {
-            let _ = ready.send(Err(SpawnError::EventLoop(e)));
+            let _ = ready.send(Err(ring_error(&e, workers)));
             return (Ok(()), None);
         }
     };
     if let Err(e) = bufs.register(&ring.submitter()) {
-        let _ = ready.send(Err(SpawnError::EventLoop(e)));
+        let _ = ready.send(Err(ring_error(&e, workers)));
         return (Ok(()), None);
     }
     let bundles = match bundle::check(ring, &mut bufs, RX_BUF_SIZE) {
@@ -146,7 +158,12 @@ fn serve(
         Ok(())
     })();
     if let Err(e) = setup {
-        let _ = ready.send(Err(SpawnError::EventLoop(e)));
+        let _ = ready.send(Err(ring_error(&e, workers)));
+        return (Ok(()), None);
+    }
+    let _ = ready.send(Ok(()));
+    if !go.wait() {
+        // Another worker failed: nothing was armed, nothing is in flight.
         return (Ok(()), None);
     }
     let listeners = sockets
@@ -183,7 +200,6 @@ fn serve(
         bundles,
         fixed_slots,
     };
-    let _ = ready.send(Ok(()));
     let result = worker.run();
     worker.release_all();
     worker.publish();

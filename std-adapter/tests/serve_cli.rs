@@ -236,6 +236,60 @@ fn cli_second_server_on_a_busy_reuseport_port_exits_1_and_the_first_keeps_it() {
     assert!(first.wait_exit(IO_TIMEOUT).success());
 }
 
+/// Kills `p` with SIGKILL (by its handle) and reaps it.
+fn kill_and_reap(p: &mut Proc) {
+    p.child.kill().expect("SIGKILL");
+    p.child.wait().expect("reap");
+}
+
+#[test]
+fn cli_ports_of_a_killed_server_are_bound_by_a_server_started_at_once() {
+    // A server restarted right after a SIGKILL (a supervisor, the OOM
+    // killer, a script) failed on io_uring in about half the tries with
+    // "address already in use (another server is running there)": the
+    // kernel holds a killed process's sockets until it has torn its rings
+    // down, 5-8 ms later. Ten tries: each round's server is killed in turn.
+    let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+    let lines = p.listening(2);
+    let (tcp, udp) = (addr_of(&lines, "tcp"), addr_of(&lines, "udp"));
+    for round in 0..10 {
+        kill_and_reap(&mut p);
+        p = Proc::serve(&["--tcp", &tcp.to_string(), "--udp", &udp.to_string()]);
+        let line = p.stdout.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| {
+            panic!("round {round}: no start line; stderr: {}", p.drain_stderr())
+        });
+        assert!(line.starts_with("listening"), "round {round}: {line}");
+        p.listening(1);
+        round_trip(&mut connect(tcp), b"restarted");
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+#[test]
+fn cli_unix_socket_of_a_killed_server_is_replaced_by_a_server_started_at_once() {
+    // As above, where it was "another server is listening on this socket".
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let arg = path.to_str().unwrap();
+    let mut p = Proc::serve(&["--unix", arg]);
+    p.listening(1);
+    for round in 0..10 {
+        kill_and_reap(&mut p);
+        p = Proc::serve(&["--unix", arg]);
+        let line = p.stdout.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| {
+            panic!("round {round}: no start line; stderr: {}", p.drain_stderr())
+        });
+        assert!(line.starts_with("listening unix"), "round {round}: {line}");
+        let mut s = UnixStream::connect(&path).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        round_trip(&mut s, b"restarted");
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    assert!(!path.exists(), "socket file removed on exit");
+}
+
 /// `ricochet serve ARGS` whose stderr is a pipe with no reader (every write
 /// to it fails with EPIPE), logging at debug; stdout is piped to us.
 fn serve_with_dead_stderr(args: &[&str]) -> Proc {

@@ -48,6 +48,29 @@ fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
+/// How long an address in use is tried again before it counts as taken:
+/// a server killed a moment before (SIGKILL, the OOM killer) still holds
+/// its sockets while the kernel tears its io_uring rings down (5-8 ms
+/// measured on an idle host; the requests armed on them keep them open),
+/// so a server restarted at once found "another server" there.
+pub(crate) const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `attempt` again every 10 ms while it fails with `AddrInUse`, for
+/// up to [`IN_USE_WAIT`] in all; the last result.
+pub(crate) fn while_in_use<T>(mut attempt: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let deadline = std::time::Instant::now() + IN_USE_WAIT;
+    loop {
+        match attempt() {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Binds `addr` for `workers` workers.
 ///
 /// A busy port is an error whatever the accept strategy. The first socket
@@ -66,7 +89,8 @@ pub(crate) fn bind_tcp(
     workers: usize,
 ) -> Result<TcpGroup, BindError> {
     let reuse_port = strategy == AcceptStrategy::ReusePort && workers > 1;
-    let first = tcp_socket(addr, false).map_err(|e| BindError::from_io(Endpoint::Tcp(addr), e))?;
+    let first = while_in_use(|| tcp_socket(addr, false))
+        .map_err(|e| BindError::from_io(Endpoint::Tcp(addr), e))?;
     let bound = first
         .local_addr()
         .ok()
@@ -115,7 +139,7 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<(SocketAddr, StdUdpSocket), B
         socket.set_only_v6(true).map_err(fail)?;
     }
     socket.set_nonblocking(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
+    while_in_use(|| socket.bind(&addr.into())).map_err(fail)?;
     let std: StdUdpSocket = socket.into();
     let bound = std.local_addr().map_err(fail)?;
     Ok((bound, std))

@@ -48,8 +48,8 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
             path: path.to_owned(),
         });
     }
-    match StdUnixStream::connect(path) {
-        Ok(_) => Err(BindError::UnixInUse {
+    match connect_unless_dying(path) {
+        Ok(()) => Err(BindError::UnixInUse {
             path: path.to_owned(),
         }),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -63,6 +63,39 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+/// Connects to the socket at `path`: `Ok` if someone listens there,
+/// `ConnectionRefused` if nobody does.
+///
+/// A server killed a moment before (SIGKILL) may still listen for a few
+/// milliseconds while the kernel tears its io_uring rings down: the
+/// connection is then dropped (end of stream or reset) when the socket
+/// goes, and the next attempt is refused. So a connection that ends within
+/// [`IN_USE_WAIT`](super::listener::IN_USE_WAIT) is tried again (at most
+/// every 10 ms); one still open then, or a listener still there after
+/// it, is a live server.
+fn connect_unless_dying(path: &Path) -> io::Result<()> {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + super::listener::IN_USE_WAIT;
+    loop {
+        let mut stream = StdUnixStream::connect(path)?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            // Ended: a dying listener's, or a server that closes at once.
+            Ok(0) => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            // Open all along (a timeout), or it spoke: someone serves here.
+            _ => return Ok(()),
+        }
+        drop(stream);
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -235,6 +235,43 @@ fn root_without_user_is_warned_with_the_ways_out() {
     );
 }
 
+/// Port 7, the echo port, as a user: the error names each way to serve it
+/// (the README's three), not only "use a port of 1024 or above", and the
+/// limit this host has (`net.ipv4.ip_unprivileged_port_start`).
+#[test]
+fn privileged_port_as_a_user_names_socket_activation_setcap_and_the_host_limit() {
+    assert_root();
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    if start <= 7 {
+        // A container whose sysctl lets anyone bind port 7: nothing refuses it.
+        eprintln!(
+            "skipped: net.ipv4.ip_unprivileged_port_start is {start} here, so port 7 is not \
+             privileged"
+        );
+        return;
+    }
+    for flag in ["--tcp", "--udp"] {
+        // The bind is refused before any check of who uses the port.
+        let (_dir, mut cmd) = as_nobody(&[flag, "127.0.0.1:7"]);
+        let out = output_within(&mut cmd, IO_TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        for needle in [
+            "permission denied".to_owned(),
+            format!("ports below {start}"),
+            "net.ipv4.ip_unprivileged_port_start".to_owned(),
+            "CAP_NET_BIND_SERVICE".to_owned(),
+            "socket activation".to_owned(),
+            "setcap cap_net_bind_service=+ep".to_owned(),
+        ] {
+            assert!(err.contains(&needle), "{flag}: no {needle:?} in: {err}");
+        }
+    }
+}
+
 /// Socket-activated, the server bound nothing: the advice to a root server
 /// is to run the unit as another user, not to let systemd bind the port.
 #[test]

@@ -188,11 +188,14 @@ impl fmt::Display for BindError {
                      user owns, e.g. under $XDG_RUNTIME_DIR or /tmp)",
                     p.display()
                 ),
-                _ => write!(
-                    f,
-                    "{endpoint}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; \
-                     use a port of 1024 or above)"
-                ),
+                _ => {
+                    let port = endpoint.socket_addr().map_or(0, |a| a.port());
+                    write!(
+                        f,
+                        "{endpoint}: permission denied: {}",
+                        port_denied_advice(port, unprivileged_port_start())
+                    )
+                }
             },
             BindError::AddrNotAvailable { endpoint } => {
                 write!(
@@ -341,6 +344,39 @@ impl fmt::Display for SpawnError {
     }
 }
 
+/// The lowest port any user may bind: `net.ipv4.ip_unprivileged_port_start`
+/// of this network namespace on Linux (1024 unless changed; 0 in many
+/// containers), 1024 elsewhere.
+pub(crate) fn unprivileged_port_start() -> u16 {
+    #[cfg(target_os = "linux")]
+    if let Some(start) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return start;
+    }
+    1024
+}
+
+/// Why binding `port` was refused, given the lowest unprivileged port
+/// `start`, and the ways to serve it anyway.
+pub(crate) fn port_denied_advice(port: u16, start: u16) -> String {
+    if port >= start {
+        return format!(
+            "port {port} is not a privileged one here (net.ipv4.ip_unprivileged_port_start is \
+             {start}), so a security policy refused it (SELinux, AppArmor, a cgroup's BPF \
+             filter, a unit's SocketBindDeny=)"
+        );
+    }
+    format!(
+        "ports below {start} (net.ipv4.ip_unprivileged_port_start) need root or \
+         CAP_NET_BIND_SERVICE. Use a port of {start} or above; or let systemd bind it and hand \
+         it over (socket activation: contrib/systemd/ricochet.socket, no privilege needed); or \
+         grant the binary that one right (`sudo setcap cap_net_bind_service=+ep $(command -v \
+         ricochet)`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in a unit)"
+    )
+}
+
 /// What to do when an error is the open-file limit running out; empty
 /// for any other error.
 fn fd_hint(e: &io::Error) -> &'static str {
@@ -407,6 +443,24 @@ impl std::error::Error for JoinError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_refused_below_the_unprivileged_start_names_every_way_out_and_above_it_a_policy() {
+        let low = port_denied_advice(7, 1024);
+        for needle in [
+            "ports below 1024",
+            "socket activation",
+            "setcap cap_net_bind_service=+ep",
+            "AmbientCapabilities=",
+        ] {
+            assert!(low.contains(needle), "{needle:?}: {low}");
+        }
+        // A host that moved the limit: the number is its own.
+        assert!(port_denied_advice(79, 80).contains("ports below 80 "));
+        let high = port_denied_advice(8080, 1024);
+        assert!(high.contains("security policy"), "{high}");
+        assert!(!high.contains("setcap"), "{high}");
+    }
 
     #[test]
     fn invalid_argument_on_unscoped_link_local_says_to_name_the_interface() {

@@ -272,6 +272,30 @@ fn privileged_port_as_a_user_names_socket_activation_setcap_and_the_host_limit()
     }
 }
 
+/// A stale socket file root's server left in a sticky directory (a run
+/// with sudo, then one as a user): the user may neither connect to it nor
+/// remove it. The error says whose file it is and what to do, not only
+/// "cannot check or remove the existing file: Permission denied"; the file
+/// stays.
+#[test]
+fn stale_socket_of_another_user_names_its_owner_and_the_fix_and_is_kept() {
+    assert_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = dir.path().join("echo.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_bin, mut cmd) = as_nobody(&["--unix", path.to_str().unwrap()]);
+    let out = output_within(&mut cmd, IO_TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in ["uid 0", "root", "rm ", "choose another path"] {
+        assert!(err.contains(needle), "no {needle:?} in: {err}");
+    }
+    assert!(!err.contains("cannot check or remove"), "{err}");
+    assert!(path.exists(), "the other user's file is left alone");
+}
+
 /// Socket-activated, the server bound nothing: the advice to a root server
 /// is to run the unit as another user, not to let systemd bind the port.
 #[test]

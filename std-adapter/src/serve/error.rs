@@ -109,6 +109,16 @@ pub enum BindError {
         /// The longest path a socket address holds, in bytes.
         max: usize,
     },
+    /// A socket file of another user is at the path: this user may not
+    /// connect to it (to see whether a server listens) nor remove it.
+    UnixForeignSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// The uid that owns the file.
+        owner: u32,
+        /// That user's name, if the user database has one.
+        owner_name: Option<String>,
+    },
     /// The existing file at a Unix socket path could not be checked or removed.
     UnixInspect {
         /// The path.
@@ -273,6 +283,24 @@ impl fmt::Display for BindError {
                  (choose a shorter path, or a relative one from a nearer directory)",
                 path.display()
             ),
+            BindError::UnixForeignSocket {
+                path,
+                owner,
+                owner_name,
+            } => {
+                let who = owner_name
+                    .as_deref()
+                    .map_or(format!("uid {owner}"), |n| format!("{n} (uid {owner})"));
+                write!(
+                    f,
+                    "unix {}: a socket file of another user, {who}, is there (left by a server \
+                     run as that user, e.g. with sudo?); this user may not connect to it to see \
+                     whether a server still listens, so it is not replaced. If no server uses \
+                     it, remove it as that user (`sudo rm {}`), or choose another path",
+                    path.display(),
+                    path.display()
+                )
+            }
             BindError::UnixInspect { path, source } => {
                 write!(
                     f,

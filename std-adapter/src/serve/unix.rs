@@ -3,7 +3,8 @@
 //! A socket file outlives the process that bound it if that process died
 //! without cleaning up. At start we remove such a *stale* file, but only when
 //! it is a socket and a connection attempt is refused (nobody listens). Any
-//! other file is left alone and reported. (A check-then-remove race with a
+//! other file is left alone and reported, and so is another user's socket
+//! file that this user may not connect to. (A check-then-remove race with a
 //! second server starting at the same instant is possible and accepted: the
 //! loser's bind then fails with "address in use".)
 
@@ -52,6 +53,16 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
         Ok(()) => Err(BindError::UnixInUse {
             path: path.to_owned(),
         }),
+        // Connecting needs write permission on the socket file: another
+        // user's (a server once run with sudo) is neither checked nor ours
+        // to remove.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && meta.uid() != euid() => {
+            Err(BindError::UnixForeignSocket {
+                path: path.to_owned(),
+                owner: meta.uid(),
+                owner_name: super::tls::user_name(meta.uid()),
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             std::fs::remove_file(path).map_err(|source| BindError::UnixInspect {
                 path: path.to_owned(),
@@ -64,6 +75,13 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
             source,
         }),
     }
+}
+
+/// This process's effective uid.
+#[allow(unsafe_code)]
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Connects to the socket at `path`: `Ok` if someone listens there,

@@ -301,15 +301,21 @@ fn read_error(what: &'static str, path: &Path, source: std::io::Error) -> TlsCon
 }
 
 /// The effective uid of this process, and its user name if the user
-/// database has one (`getpwuid_r`: /etc/passwd, or systemd's dynamic users
-/// through nss-systemd).
+/// database has one (see [`user_name`]).
+fn effective_user() -> (u32, Option<String>) {
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    (uid, user_name(uid))
+}
+
+/// The name of user `uid`, if the user database has one (`getpwuid_r`:
+/// /etc/passwd, or systemd's dynamic users through nss-systemd).
 #[allow(unsafe_code)]
 // Not `nix::unistd::User::from_uid` (what `--user` uses in the CLI): nix
 // is a CLI-only dependency, kept out of the library (`cargo xtask ci
 // test` checks the library builds without it).
-fn effective_user() -> (u32, Option<String>) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: `passwd` is plain data (integers and pointers): all zeroes is
     // a valid value, overwritten by getpwuid_r on success.
@@ -319,12 +325,12 @@ fn effective_user() -> (u32, Option<String>) {
     // `buf.len()` bytes long, and getpwuid_r writes no further.
     let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
     if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
-        return (uid, None);
+        return None;
     }
     // SAFETY: on success `pw_name` points to a NUL-terminated string inside
     // `buf`, which is still alive.
     let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    (uid, Some(name.to_string_lossy().into_owned()))
+    Some(name.to_string_lossy().into_owned())
 }
 
 fn pem_error(what: &'static str, path: &Path, e: rustls::pki_types::pem::Error) -> TlsConfigError {

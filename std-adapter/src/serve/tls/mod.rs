@@ -41,7 +41,9 @@ use rustls::server::WebPkiClientVerifier;
 
 pub use counters::{HandshakeCounts, HandshakeFailure, HandshakeFailures};
 pub use files::TlsConfigError;
-pub(crate) use files::{identity_refused, read_certificates, read_private_key, read_roots};
+pub(crate) use files::{
+    identity_refused, read_certificates, read_private_key, read_roots, user_name,
+};
 pub(crate) use stream::{Outcome, TlsStream};
 
 /// The command that makes a self-signed server certificate (`cert.pem`)

@@ -236,6 +236,23 @@ fn cli_second_server_on_a_busy_reuseport_port_exits_1_and_the_first_keeps_it() {
     assert!(first.wait_exit(IO_TIMEOUT).success());
 }
 
+#[test]
+fn cli_address_no_interface_has_is_named_with_where_to_look() {
+    // 192.0.2.1 (TEST-NET-1) is on no interface here. The error asked "is
+    // the interface or IPv6 configured?" of an IPv4 address.
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_ricochet")).args(["serve", "--tcp", "192.0.2.1:0"]),
+        IO_TIMEOUT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no interface has 192.0.2.1") && err.contains("ip addr"),
+        "{err}"
+    );
+    assert!(!err.contains("IPv6"), "{err}");
+}
+
 /// Kills `p` with SIGKILL (by its handle) and reaps it.
 fn kill_and_reap(p: &mut Proc) {
     p.child.kill().expect("SIGKILL");

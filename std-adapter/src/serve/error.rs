@@ -210,7 +210,8 @@ impl fmt::Display for BindError {
             BindError::AddrNotAvailable { endpoint } => {
                 write!(
                     f,
-                    "{endpoint}: address not available on this machine (is the interface or IPv6 configured?)"
+                    "{endpoint}: address not available on this machine: {}",
+                    not_available_advice(endpoint)
                 )
             }
             BindError::LinkLocalWithoutScope { endpoint } => {
@@ -372,6 +373,37 @@ impl fmt::Display for SpawnError {
     }
 }
 
+/// Why an address cannot be bound here, and what to listen on instead:
+/// loopback of one family is missing on hosts and network namespaces that
+/// run the other alone (`ricochet serve`'s default is 127.0.0.1).
+fn not_available_advice(endpoint: &Endpoint) -> String {
+    let (flag, addr) = match endpoint {
+        Endpoint::Udp(a) => ("udp", *a),
+        Endpoint::Tls(a) => ("tls", *a),
+        Endpoint::Tcp(a) => ("tcp", *a),
+        Endpoint::Unix(_) => return "no such address".to_owned(),
+    };
+    let port = addr.port();
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() => format!(
+            "no interface has {ip} (an IPv6-only host or network namespace?); listen on IPv6 \
+             loopback instead, --{flag} [::1]:{port}"
+        ),
+        std::net::IpAddr::V4(ip) => format!(
+            "no interface has {ip} (see `ip addr`); give one of this host's addresses, or \
+             0.0.0.0 for all of them"
+        ),
+        std::net::IpAddr::V6(ip) if ip.is_loopback() => format!(
+            "no interface has {ip}: IPv6 is disabled here (net.ipv6.conf.lo.disable_ipv6, or \
+             ipv6.disable=1 at boot); listen on IPv4 loopback instead, --{flag} 127.0.0.1:{port}"
+        ),
+        std::net::IpAddr::V6(ip) => format!(
+            "no interface has {ip} (see `ip -6 addr`; or IPv6 is disabled here); give one of \
+             this host's addresses, or [::] for all of them"
+        ),
+    }
+}
+
 /// The lowest port any user may bind: `net.ipv4.ip_unprivileged_port_start`
 /// of this network namespace on Linux (1024 unless changed; 0 in many
 /// containers), 1024 elsewhere.
@@ -471,6 +503,31 @@ impl std::error::Error for JoinError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_not_available_names_the_other_family_to_listen_on() {
+        let unavailable = |addr: &str| {
+            BindError::from_io(
+                Endpoint::Tcp(addr.parse().unwrap()),
+                io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+            )
+            .to_string()
+        };
+        // An IPv6-only host or network namespace: `ricochet serve`'s default.
+        let v4 = unavailable("127.0.0.1:7007");
+        assert!(
+            v4.contains("no interface has 127.0.0.1") && v4.contains("--tcp [::1]:7007"),
+            "{v4}"
+        );
+        // IPv6 disabled (net.ipv6.conf.*.disable_ipv6).
+        let v6 = unavailable("[::1]:7007");
+        assert!(
+            v6.contains("disable_ipv6") && v6.contains("--tcp 127.0.0.1:7007"),
+            "{v6}"
+        );
+        let other = unavailable("[2001:db8::1]:7");
+        assert!(other.contains("ip -6 addr"), "{other}");
+    }
 
     #[test]
     fn port_refused_below_the_unprivileged_start_names_every_way_out_and_above_it_a_policy() {

@@ -192,6 +192,37 @@ fn probe_missing_udp_and_unix_servers_are_refused() {
 }
 
 #[test]
+fn probe_udp_name_whose_first_address_refuses_uses_the_next_one() {
+    // Debian's /etc/hosts gives `localhost` both ::1 and 127.0.0.1, and
+    // ::1 sorts first, while `ricochet serve` listens on 127.0.0.1: `probe
+    // udp://localhost:7007` failed with "no UDP echo server at
+    // udp://[::1]:7007", where TCP tries every address. Here the name's
+    // addresses as resolved, the first with nothing listening.
+    let srv = FaultyUdp::start(UdpFault::DropEvery(u64::MAX)); // drops none
+    let nobody = std::net::UdpSocket::bind("[::1]:0").expect("IPv6 loopback");
+    let refusing = nobody.local_addr().unwrap();
+    drop(nobody);
+    let mut spec = ProbeSpec::new(Target::Udp(vec![refusing, srv.addr]));
+    spec.stop = Stop::Count(20);
+    spec.connections = 2;
+    spec.timeout = Duration::from_secs(2);
+    let r = probe::run(&spec).expect("run");
+    assert!(r.ok, "{r}");
+    let d = r.datagrams.expect("datagram counts");
+    assert_eq!((d.sent, d.verified, d.lost), (40, 40, 0), "{r}");
+    assert_eq!(r.errors.total(), 0, "{r}");
+    // With no address answering it is still refused, once per socket.
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let refusing_v4 = other.local_addr().unwrap();
+    drop(other);
+    let mut spec = ProbeSpec::new(Target::Udp(vec![refusing, refusing_v4]));
+    spec.connections = 2;
+    spec.timeout = Duration::from_millis(500);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.refused, 2, "{r}");
+}
+
+#[test]
 fn probe_a_correct_server_passes_the_same_checks() {
     // The control: the in-test server without a fault.
     let srv = FaultyServer::start(Fault::None);

@@ -88,6 +88,8 @@ struct Conn {
     id: usize,
     /// Index of its target in the spec.
     target: usize,
+    /// Which of the target's resolved addresses the socket sends to.
+    addr_idx: usize,
     sock: Option<UdpSocket>,
     probe: Option<Box<Probe>>,
     phase: Phase,
@@ -107,7 +109,9 @@ struct Conn {
     sent_len: [u32; RING],
 }
 
-/// The UDP address of target `t` (its first resolved address).
+/// The UDP address of target `t` (its first resolved address; a socket
+/// refused there before anything came back moves on to the next, see
+/// [`Env::next_address`]).
 fn address_of(ctx: &Ctx<'_>, t: usize) -> io::Result<SocketAddr> {
     match ctx.spec.targets.get(t) {
         Some(Target::Udp(addrs)) => addrs
@@ -116,6 +120,20 @@ fn address_of(ctx: &Ctx<'_>, t: usize) -> io::Result<SocketAddr> {
             .ok_or_else(|| io::Error::other("no address")),
         _ => Err(io::Error::other("not a UDP target")),
     }
+}
+
+/// A fresh probe for socket `id`, starting now.
+fn new_probe(ctx: &Ctx<'_>, id: usize) -> Result<Probe, ConfigError> {
+    let now = ctx.clock.now();
+    // The core tracks up to its ring; the window is applied here
+    // (see `may_send`), so overdue datagrams can stop holding it.
+    let config = DatagramProbeConfig {
+        window: RING,
+        ..ctx.spec.datagram_config(id)
+    };
+    // The socket's schedule starts its phase into the pacing
+    // interval: the sockets' datagrams are spread over it.
+    Probe::with_schedule(config, now, now + ctx.spec.phase(id))
 }
 
 /// Runs thread `t`'s share of the sockets to completion; interval slices go
@@ -146,6 +164,7 @@ pub(super) fn run_worker(
         let mut c = Conn {
             id,
             target,
+            addr_idx: 0,
             sock: None,
             probe: None,
             phase: Phase::Running,
@@ -163,16 +182,7 @@ pub(super) fn run_worker(
             Ok(s) => {
                 c.sock = Some(s);
                 env.rec.tally(target).connects += 1;
-                let now = ctx.clock.now();
-                // The core tracks up to its ring; the window is applied here
-                // (see `may_send`), so overdue datagrams can stop holding it.
-                let config = DatagramProbeConfig {
-                    window: RING,
-                    ..ctx.spec.datagram_config(id)
-                };
-                // The socket's schedule starts its phase into the pacing
-                // interval: the sockets' datagrams are spread over it.
-                match Probe::with_schedule(config, now, now + ctx.spec.phase(id)) {
+                match new_probe(ctx, id) {
                     Ok(p) => c.probe = Some(Box::new(p)),
                     Err(e) => env.finish(
                         &mut c,
@@ -343,8 +353,46 @@ impl Env<'_> {
                 }
                 self.timers.schedule(idx, at);
             }
+            Err(f) if f.0 == ErrorKind::Refused && self.next_address(c, idx) => self.drive(c, idx),
             Err(f) => self.finish(c, idx, Some(f)),
         }
+    }
+
+    /// After an ICMP port unreachable, moves socket `c` to its target's
+    /// next resolved address, as a TCP connection tries each in turn (a
+    /// name such as `localhost` may resolve to ::1 first, with the server
+    /// on 127.0.0.1 alone): only while nothing came back and no loss was
+    /// counted, with a new socket and a fresh probe (the refused datagrams
+    /// reached no server). Whether it moved on.
+    fn next_address(&mut self, c: &mut Conn, idx: usize) -> bool {
+        let Some(Target::Udp(addrs)) = self.ctx.spec.targets.get(c.target) else {
+            return false;
+        };
+        let Some(&next) = addrs.get(c.addr_idx + 1) else {
+            return false;
+        };
+        let answered = c.probe.as_ref().is_none_or(|p| {
+            let s = p.stats();
+            s.verified + s.corrupt + s.duplicate + s.late + s.foreign > 0
+        });
+        if answered || c.finishing || c.lost_counted > 0 {
+            return false;
+        }
+        // Closing the refused socket takes it out of the poll as well.
+        c.sock = None;
+        let (Ok(sock), Ok(probe)) = (self.open(next, idx), new_probe(self.ctx, c.id)) else {
+            return false;
+        };
+        c.addr_idx += 1;
+        c.sock = Some(sock);
+        c.probe = Some(Box::new(probe));
+        c.bytes_sent = 0;
+        c.sent_len = [0; RING];
+        c.readable = false;
+        c.writable = true;
+        c.held = false;
+        c.ready_at = self.ctx.clock.now();
+        true
     }
 
     /// Sends what the probe allows and verifies what came back; `Ok(true)`

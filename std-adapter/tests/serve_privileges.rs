@@ -296,6 +296,32 @@ fn stale_socket_of_another_user_names_its_owner_and_the_fix_and_is_kept() {
     assert!(path.exists(), "the other user's file is left alone");
 }
 
+/// A user at its process and thread limit (`RLIMIT_NPROC`, a unit's
+/// `TasksMax=`): `ricochet serve` panicked with a backtrace (exit 101) in
+/// the log writer's thread spawn. It now logs without that thread, and the
+/// thread it cannot start for a worker is an error naming the limit and
+/// the fix (exit 1).
+#[test]
+fn thread_limit_reached_is_an_error_naming_the_limit_not_a_panic() {
+    assert_root();
+    // nobody may run no further thread than the process itself: the
+    // limit counts the user's tasks, and nobody runs none here.
+    let (_dir, nobody) = as_nobody(&["--tcp", "127.0.0.1:0", "--threads", "2"]);
+    require("prlimit", "util-linux");
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nproc=1")
+        .arg("--")
+        .arg(nobody.get_program())
+        .args(nobody.get_args());
+    let out = output_within(&mut cmd, IO_TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in ["cannot start", "ulimit -u", "TasksMax="] {
+        assert!(err.contains(needle), "no {needle:?} in: {err}");
+    }
+}
+
 /// Socket-activated, the server bound nothing: the advice to a root server
 /// is to run the unit as another user, not to let systemd bind the port.
 #[test]

@@ -190,15 +190,23 @@ impl Write for Drain {
 /// never fails.
 #[derive(Clone, Debug)]
 pub(crate) struct Sink {
-    queue: NonBlocking,
+    /// `None` without a writer thread: each line is written at once.
+    queue: Option<NonBlocking>,
     counts: Arc<Counts>,
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.counts.submitted.fetch_add(1, Ordering::SeqCst);
-        // Lossy: a full queue drops the line (and counts it), never waits.
-        let _ = self.queue.write(buf);
+        match &mut self.queue {
+            // Lossy: a full queue drops the line (and counts it), never waits.
+            Some(queue) => {
+                let _ = queue.write(buf);
+            }
+            None => {
+                let _ = Drain(Arc::clone(&self.counts)).write(buf);
+            }
+        }
         Ok(buf.len())
     }
 
@@ -240,17 +248,44 @@ fn installed() -> &'static Installed {
             epoch: Instant::now(),
             dropped: OnceLock::new(),
         });
-        let (queue, guard) = NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(QUEUE_LINES)
-            .thread_name("ricochet-log")
-            .finish(Drain(Arc::clone(&counts)));
+        let Some((queue, guard)) = start_writer(&counts) else {
+            // No thread to be had: lines are written as they come.
+            return Installed {
+                sink: Sink {
+                    queue: None,
+                    counts,
+                },
+                guard: Mutex::new(None),
+            };
+        };
         let _ = counts.dropped.set(queue.error_counter());
         Installed {
-            sink: Sink { queue, counts },
+            sink: Sink {
+                queue: Some(queue),
+                counts,
+            },
             guard: Mutex::new(Some(guard)),
         }
     })
+}
+
+/// The queue and its writer thread; `None` if the thread cannot start
+/// (the user's limit of processes and threads, `RLIMIT_NPROC` or a unit's
+/// `TasksMax=`, is reached), which `tracing-appender` reports by panicking:
+/// that panic is caught, silently (the server then says what is wrong
+/// when its own threads cannot start either).
+fn start_writer(counts: &Arc<Counts>) -> Option<(NonBlocking, WorkerGuard)> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(QUEUE_LINES)
+            .thread_name("ricochet-log")
+            .finish(Drain(Arc::clone(counts)))
+    }));
+    std::panic::set_hook(hook);
+    built.ok()
 }
 
 /// Queues one line for stderr if [`init`] ran (true), else does nothing (false).

@@ -181,7 +181,11 @@ impl fmt::Display for RunError {
                  (hard limit {hard}); raise it first (e.g. `ulimit -n {needed}`, as root above the hard \
                  limit) or use fewer connections"
             ),
-            RunError::Local(e) => write!(f, "probe could not run: {e}"),
+            RunError::Local(e) => write!(
+                f,
+                "probe could not run: {e}{}",
+                crate::serve::thread_limit_hint(e)
+            ),
         }
     }
 }

@@ -359,7 +359,13 @@ impl fmt::Display for SpawnError {
                     fd_hint(e)
                 )
             }
-            SpawnError::Thread(e) => write!(f, "cannot start a worker thread: {e}{}", fd_hint(e)),
+            SpawnError::Thread(e) => {
+                let hint = match thread_limit_hint(e) {
+                    "" => fd_hint(e),
+                    hint => hint,
+                };
+                write!(f, "cannot start a worker thread: {e}{hint}")
+            }
             SpawnError::IoUring { reason } => write!(
                 f,
                 "io_uring is not available: {reason}; use --io epoll (or --io auto, which falls \
@@ -435,6 +441,17 @@ pub(crate) fn port_denied_advice(port: u16, start: u16) -> String {
          grant the binary that one right (`sudo setcap cap_net_bind_service=+ep $(command -v \
          ricochet)`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in a unit)"
     )
+}
+
+/// What to do when starting a thread failed with `EAGAIN`: the user's
+/// limit of processes and threads; empty for any other error.
+pub(crate) fn thread_limit_hint(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        " (this user's limit of processes and threads is reached: raise it with ulimit -u, or \
+         TasksMax= in a systemd unit, or use fewer --threads)"
+    } else {
+        ""
+    }
 }
 
 /// What to do when an error is the open-file limit running out; empty

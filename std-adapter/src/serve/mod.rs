@@ -92,6 +92,7 @@ pub use config::{
     MAX_UDP_RECEIVE_BUFFER, ParseDurationError, STATS_INTERVAL_MIN, ServerConfig, UdpRate,
     parse_duration,
 };
+pub(crate) use error::thread_limit_hint;
 pub use error::{BindError, Endpoint, JoinError, SpawnError};
 pub use handle::{Controller, ServerHandle};
 pub use listener::raise_udp_receive_buffer;

@@ -594,13 +594,19 @@ mod tests {
         );
         let e = SpawnError::Register(io::Error::from_raw_os_error(libc::ENFILE));
         assert!(e.to_string().contains("fs.file-max"), "{e}");
-        // Any other error is left as it is.
+        // A thread refused for the user's process/thread limit names it.
         let e = SpawnError::Thread(io::Error::from_raw_os_error(libc::EAGAIN));
+        assert!(
+            e.to_string().contains("ulimit -u") && e.to_string().contains("TasksMax="),
+            "{e}"
+        );
+        // Any other error is left as it is.
+        let e = SpawnError::Thread(io::Error::from_raw_os_error(libc::EINVAL));
         assert_eq!(
             e.to_string(),
             format!(
                 "cannot start a worker thread: {}",
-                io::Error::from_raw_os_error(libc::EAGAIN)
+                io::Error::from_raw_os_error(libc::EINVAL)
             )
         );
     }

@@ -52,7 +52,10 @@ pub(crate) fn probe() -> Result<(), String> {
     std::thread::Builder::new()
         .name("ricochet-probe-uring".into())
         .spawn(probe_here)
-        .map_err(|e| format!("cannot start a thread to try io_uring: {e}"))?
+        .map_err(|e| {
+            let hint = super::super::thread_limit_hint(&e);
+            format!("cannot start a thread to try io_uring: {e}{hint}")
+        })?
         .join()
         .unwrap_or_else(|_| Err("trying io_uring panicked".to_owned()))
 }

@@ -151,6 +151,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     pub(crate) clock: crate::clock::Clock,
     unix_files: Mutex<Vec<SocketFile>>,
+    /// Whether io_uring workers that set up may serve (see [`Go`]).
+    go: Option<Arc<Go>>,
     /// The backend the workers run ([`IoBackend::Uring`] or [`IoBackend::Epoll`]).
     io: IoBackend,
 }
@@ -165,6 +167,11 @@ impl Shared {
     fn advance(&self, phase: Phase) {
         let prev = self.phase.fetch_max(phase as u8, Ordering::AcqRel);
         if prev < phase as u8 {
+            // Workers still waiting to serve (a worker panicked while the
+            // others set up) stop instead; no-op once they were let go.
+            if let Some(go) = &self.go {
+                go.decide(false);
+            }
             for w in &self.wakers {
                 w.wake();
             }
@@ -532,9 +539,10 @@ fn launch(
         settings: settings.clone(),
         clock: crate::clock::Clock::new(),
         unix_files: Mutex::new(Vec::new()),
+        go: prepared.ready.as_ref().map(|r| Arc::clone(&r.go)),
         io,
     });
-    let go = prepared.ready.as_ref().map(|r| Arc::clone(&r.go));
+    let go = shared.go.clone();
     let fail = |threads: Vec<WorkerThread>, e: SpawnError| {
         if let Some(go) = &go {
             go.decide(false);

@@ -31,6 +31,7 @@ fn shared(max_connections: usize) -> Arc<Shared> {
         },
         clock: crate::clock::Clock::new(),
         unix_files: Mutex::new(Vec::new()),
+        go: None,
         io: IoBackend::Epoll,
     })
 }

@@ -129,14 +129,21 @@ fn io_uring_asked_for_and_refused_exits_1_naming_the_cause_and_the_fix() {
 fn serve_memlocked(limit: u64, args: &[&str]) -> Proc {
     /// `CAP_IPC_LOCK` (linux/capability.h).
     const CAP_IPC_LOCK: libc::c_ulong = 14;
+    assert!(
+        !serve_support::is_root() || may_drop_capabilities(),
+        "root without CAP_SETPCAP cannot drop CAP_IPC_LOCK from the server, which the \
+         locked-memory limit then would not hold"
+    );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
     cmd.arg("serve").args(args).env_remove("RICOCHET_IO");
     // SAFETY: the closure runs in the child between fork and exec and only
     // makes two system calls on data it owns (no allocation, no locks).
     unsafe {
         cmd.pre_exec(move || {
-            // Fails (EPERM) without CAP_SETPCAP: such a user has no
-            // CAP_IPC_LOCK to lose either.
+            // Fails (EPERM) without CAP_SETPCAP: a user other than root
+            // has no CAP_IPC_LOCK to lose either; root must lose it, or
+            // the limit would not hold it (the spawn fails, naming this).
+            // (Checked before the spawn: see `may_drop_capabilities`.)
             libc::prctl(libc::PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
             let rl = libc::rlimit {
                 rlim_cur: limit,
@@ -149,6 +156,19 @@ fn serve_memlocked(limit: u64, args: &[&str]) -> Proc {
         });
     }
     Proc::spawn(cmd)
+}
+
+/// Whether this process holds `CAP_SETPCAP` (bit 8 of `CapEff` in
+/// /proc/self/status), which dropping a capability from the bounding set needs.
+fn may_drop_capabilities() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 8) != 0)
 }
 
 /// Enough locked memory for the one ring `--io auto` tries first, not for

@@ -1,0 +1,268 @@
+//! Starting the workers: the sockets each one serves, the backend's
+//! preparation of them, the threads, and (io_uring) the barrier that lets
+//! no worker serve until every ring is set up, so that `--io auto` can
+//! still fall back to epoll with copies of the same sockets.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::sync::atomic::AtomicU8;
+use std::sync::{Arc, Mutex, mpsc};
+
+use mio::Waker;
+use ricochet_core::{DatagramPolicy, PolicyConfig};
+
+#[cfg(target_os = "linux")]
+use super::uring;
+use super::{
+    Endpoint, IoBackend, Phase, ServerStats, Settings, Shared, SpawnError, hash_seed, tls, udp,
+    worker,
+};
+
+/// A running worker's thread.
+type WorkerThread = std::thread::JoinHandle<io::Result<()>>;
+
+/// Starts one worker per entry of `sockets` on backend `io` and waits
+/// until each io_uring worker has set up its ring; on an error no worker
+/// is left running and none has served (io_uring workers wait for every
+/// ring before arming anything).
+pub(super) fn launch(
+    io: IoBackend,
+    sockets: Vec<WorkerSockets>,
+    settings: &Settings,
+    stats: &Arc<ServerStats>,
+) -> Result<(Arc<Shared>, Vec<WorkerThread>), SpawnError> {
+    let workers = sockets.len();
+    let prepared = match io {
+        IoBackend::Uring => uring_prepare(sockets)?,
+        _ => worker::prepare(sockets)?,
+    };
+    let shared = Arc::new(Shared {
+        phase: AtomicU8::new(Phase::Running as u8),
+        stats: Arc::clone(stats),
+        wakers: prepared.wakers,
+        settings: settings.clone(),
+        clock: crate::clock::Clock::new(),
+        unix_files: Mutex::new(Vec::new()),
+        go: prepared.ready.as_ref().map(|r| Arc::clone(&r.go)),
+        io,
+    });
+    let go = shared.go.clone();
+    let fail = |threads: Vec<WorkerThread>, e: SpawnError| {
+        if let Some(go) = &go {
+            go.decide(false);
+        }
+        shared.advance(Phase::Abort);
+        for t in threads {
+            let _ = t.join();
+        }
+        Err(e)
+    };
+    let mut threads = Vec::with_capacity(workers);
+    for (index, start) in prepared.starters.into_iter().enumerate() {
+        let shared2 = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("ricochet-w{index}"))
+            .spawn(move || {
+                let _guard = StopOthersOnPanic(Arc::clone(&shared2));
+                start(shared2)
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => return fail(threads, SpawnError::Thread(e)),
+        }
+    }
+    if let Some(ready) = prepared.ready {
+        // Each worker sets up its own ring (a single-issuer ring belongs
+        // to the thread that created it) and reports here.
+        for _ in 0..workers {
+            let failed = match ready.rx.recv() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(SpawnError::EventLoop(io::Error::other(
+                    "a worker stopped before its event loop was ready",
+                ))),
+            };
+            if let Some(e) = failed {
+                return fail(threads, e);
+            }
+        }
+        ready.go.decide(true);
+    }
+    Ok((shared, threads))
+}
+
+/// Copies of the sockets (the same open sockets, new descriptors) with
+/// policies of their own, for epoll workers should io_uring's fail to
+/// set up.
+pub(super) fn clone_sockets(
+    sockets: &[WorkerSockets],
+    policy: PolicyConfig,
+) -> io::Result<Vec<WorkerSockets>> {
+    sockets
+        .iter()
+        .map(|w| {
+            let listeners = w
+                .listeners
+                .iter()
+                .map(|(endpoint, l)| {
+                    let copy = match l {
+                        StdListener::Tcp(s) => StdListener::Tcp(s.try_clone()?),
+                        StdListener::Unix(s) => StdListener::Unix(s.try_clone()?),
+                        StdListener::Tls(s, a) => StdListener::Tls(s.try_clone()?, Arc::clone(a)),
+                    };
+                    Ok((endpoint.clone(), copy))
+                })
+                .collect::<io::Result<_>>()?;
+            let udp = w
+                .udp
+                .iter()
+                .map(|u| {
+                    Ok(UdpSetup {
+                        socket: u.socket.try_clone()?,
+                        addr: u.addr,
+                        policy: Box::new(DatagramPolicy::with_hash_seed(policy, hash_seed())),
+                        max_datagram: u.max_datagram,
+                    })
+                })
+                .collect::<io::Result<_>>()?;
+            Ok(WorkerSockets {
+                index: w.index,
+                listeners,
+                udp,
+            })
+        })
+        .collect()
+}
+
+/// Puts a worker's sockets back in non-blocking mode (the io_uring
+/// backend made them blocking; copies share that mode).
+pub(super) fn set_nonblocking(w: &WorkerSockets) -> io::Result<()> {
+    for (_, l) in &w.listeners {
+        match l {
+            StdListener::Tcp(s) | StdListener::Tls(s, _) => s.set_nonblocking(true)?,
+            StdListener::Unix(s) => s.set_nonblocking(true)?,
+        }
+    }
+    for u in &w.udp {
+        u.socket.set_nonblocking(true)?;
+    }
+    Ok(())
+}
+
+/// The sockets one worker serves, before a backend takes them over.
+#[derive(Debug)]
+pub(crate) struct WorkerSockets {
+    pub(crate) index: usize,
+    pub(crate) listeners: Vec<(Endpoint, StdListener)>,
+    pub(crate) udp: Vec<UdpSetup>,
+}
+
+/// A listening socket as bound, before a backend takes it over.
+#[derive(Debug)]
+pub(crate) enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(StdUnixListener),
+    /// A TLS listener: served by the epoll (mio) workers only.
+    Tls(std::net::TcpListener, Arc<tls::Acceptor>),
+}
+
+/// A UDP socket and its policy, before a backend takes it over.
+#[derive(Debug)]
+pub(crate) struct UdpSetup {
+    pub(crate) socket: StdUdpSocket,
+    pub(crate) addr: SocketAddr,
+    pub(crate) policy: Box<DatagramPolicy<{ udp::SOURCES }>>,
+    pub(crate) max_datagram: usize,
+}
+
+/// A worker's body, run on its own thread.
+pub(crate) type Starter = Box<dyn FnOnce(Arc<Shared>) -> io::Result<()> + Send>;
+
+/// What a backend made of the sockets: one body per worker, their wakers,
+/// and (io_uring) where each worker reports that its event loop is ready.
+pub(crate) struct Prepared {
+    pub(crate) starters: Vec<Starter>,
+    pub(crate) wakers: Vec<Wake>,
+    pub(crate) ready: Option<Ready>,
+}
+
+/// Where io_uring workers report that their rings are set up, and are told
+/// whether to serve.
+pub(crate) struct Ready {
+    pub(crate) rx: mpsc::Receiver<Result<(), SpawnError>>,
+    pub(crate) go: Arc<Go>,
+}
+
+/// Whether workers that have set up may serve: yes once every worker has,
+/// no if one failed (then none has armed anything on its sockets).
+#[derive(Debug, Default)]
+pub(crate) struct Go {
+    decided: Mutex<Option<bool>>,
+    changed: std::sync::Condvar,
+}
+
+impl Go {
+    /// Decides, once; later calls change nothing.
+    pub(crate) fn decide(&self, go: bool) {
+        let mut d = self.decided.lock().unwrap_or_else(|p| p.into_inner());
+        d.get_or_insert(go);
+        self.changed.notify_all();
+    }
+
+    /// Waits for the decision.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn wait(&self) -> bool {
+        let mut d = self.decided.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(go) = *d {
+                return go;
+            }
+            d = self.changed.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Wakes one worker out of its wait (shutdown, abort).
+#[derive(Debug)]
+pub(crate) enum Wake {
+    /// An epoll worker's mio waker.
+    Mio(Waker),
+    /// An io_uring worker's eventfd.
+    #[cfg(target_os = "linux")]
+    Uring(uring::Waker),
+}
+
+impl Wake {
+    pub(crate) fn wake(&self) {
+        match self {
+            Wake::Mio(w) => {
+                let _ = w.wake();
+            }
+            #[cfg(target_os = "linux")]
+            Wake::Uring(w) => w.wake(),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn uring_prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+    uring::prepare(sockets)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+    // `backend::choose` never picks io_uring here.
+    worker::prepare(sockets)
+}
+
+/// Reports the phase on a worker panic so the others stop too.
+struct StopOthersOnPanic(Arc<Shared>);
+
+impl Drop for StopOthersOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.advance(Phase::Abort);
+        }
+    }
+}

@@ -59,10 +59,17 @@ fn world_executable_bin() -> (tempfile::TempDir, String) {
 
 /// `setpriv` running `ricochet serve ARGS` as nobody (never root).
 fn as_nobody(args: &[&str]) -> (tempfile::TempDir, Command) {
+    as_uid(65534, args)
+}
+
+/// [`as_nobody`] as user and group `uid` (no account needed).
+fn as_uid(uid: u32, args: &[&str]) -> (tempfile::TempDir, Command) {
     require("setpriv", "util-linux");
     let (dir, copy) = world_executable_bin();
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", &copy])
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", &copy])
         .arg("serve")
         .args(args);
     (dir, cmd)
@@ -304,9 +311,11 @@ fn stale_socket_of_another_user_names_its_owner_and_the_fix_and_is_kept() {
 #[test]
 fn thread_limit_reached_is_an_error_naming_the_limit_not_a_panic() {
     assert_root();
-    // nobody may run no further thread than the process itself: the
-    // limit counts the user's tasks, and nobody runs none here.
-    let (_dir, nobody) = as_nobody(&["--tcp", "127.0.0.1:0", "--threads", "2"]);
+    // The user may run no further thread than the process itself: the
+    // limit counts all the user's tasks, so the user is one of this test's
+    // own (nobody runs other tests' servers at the same time).
+    let uid = 3_000_000 + std::process::id();
+    let (_dir, nobody) = as_uid(uid, &["--tcp", "127.0.0.1:0", "--threads", "2"]);
     require("prlimit", "util-linux");
     let mut cmd = Command::new("prlimit");
     cmd.arg("--nproc=1")

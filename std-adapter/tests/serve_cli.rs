@@ -895,6 +895,21 @@ fn cli_serving_log_line_spells_the_accept_strategy_as_the_flag_does() {
     }
 }
 
+#[test]
+fn cli_serving_log_line_of_a_udp_only_server_names_no_stream_setting() {
+    let mut p = Proc::serve(&["--udp", "127.0.0.1:0"]);
+    let serving = p.wait_stderr("serving", IO_TIMEOUT);
+    for stream_only in ["mode=", "buffer=", "max_connections=", "accept="] {
+        assert!(!serving.contains(stream_only), "{stream_only}: {serving}");
+    }
+    assert!(
+        serving.contains("workers=") && serving.contains("io="),
+        "{serving}"
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 /// The row of `option` in the options table of std-adapter/README.md.
 fn readme_row(option: &str) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))

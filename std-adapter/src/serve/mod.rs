@@ -500,15 +500,21 @@ impl Server {
                 }
             }
         });
-        tracing::info!(
-            workers,
-            io = %io,
-            mode = %config.mode,
-            buffer = config.buffer_size.bytes(),
-            max_connections,
-            accept = %accept,
-            "serving"
-        );
+        if endpoints.iter().all(|e| matches!(e, Endpoint::Udp(_))) {
+            // The mode, buffer, connection limit and accept strategy are
+            // the stream listeners': a UDP-only server has none.
+            tracing::info!(workers, io = %io, "serving");
+        } else {
+            tracing::info!(
+                workers,
+                io = %io,
+                mode = %config.mode,
+                buffer = config.buffer_size.bytes(),
+                max_connections,
+                accept = %accept,
+                "serving"
+            );
+        }
         Ok(ServerHandle {
             shared,
             threads,

@@ -192,10 +192,32 @@ fn force_receive_buffer(socket: &StdUdpSocket, bytes: usize) -> io::Result<()> {
 
 /// Bytes a TCP socket holds that its peer has not acknowledged
 /// (`SIOCOUTQ`): what a reset (`SO_LINGER` 0) would discard. 0 where it
-/// cannot be read.
+/// cannot be read, and 0 once the connection is closed (the peer reset
+/// it): `SIOCOUTQ` keeps counting bytes that can no longer be delivered,
+/// and a pump waiting for them would hold the connection for its whole
+/// linger.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[allow(unsafe_code)]
 pub(crate) fn tcp_unacknowledged(socket: &impl std::os::fd::AsRawFd) -> usize {
+    // The first byte of `struct tcp_info` is the TCP state.
+    const TCP_CLOSE: u8 = 7;
+    let mut state: u8 = 0;
+    let mut len = 1 as libc::socklen_t;
+    // SAFETY: `getsockopt` writes at most `len` (1) byte to a live `u8`
+    // and the length to a live `socklen_t`, on a descriptor `socket` owns
+    // for the whole call (the kernel copies min(len, its size)).
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut state).cast(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 && len >= 1 && state == TCP_CLOSE {
+        return 0;
+    }
     let mut n: libc::c_int = 0;
     // SAFETY: `SIOCOUTQ` (`TIOCOUTQ`) writes one `c_int` to a live `c_int`,
     // on a descriptor `socket` owns for the whole call.
@@ -447,6 +469,35 @@ mod tests {
     use std::net::TcpStream;
 
     use super::*;
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn reset_connection_has_nothing_left_to_deliver() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        peer.set_recv_buffer_size(4096).unwrap();
+        peer.connect(&l.local_addr().unwrap().into()).unwrap();
+        let (mut ours, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        // The peer reads nothing: what does not fit its window stays unacknowledged.
+        let chunk = [7u8; 64 * 1024];
+        while ours.write(&chunk).is_ok() {}
+        assert!(tcp_unacknowledged(&ours) > 0);
+        peer.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+        drop(peer);
+        ours.set_nonblocking(false).unwrap();
+        ours.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            ours.read(&mut b).map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionReset)
+        );
+        // SIOCOUTQ still counts the bytes; none of them can be delivered.
+        assert_eq!(tcp_unacknowledged(&ours), 0);
+    }
 
     #[test]
     fn accept_error_of_the_connection_retries_and_a_refusal_pauses() {

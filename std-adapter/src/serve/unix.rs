@@ -70,6 +70,9 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
             })?;
             Ok(true)
         }
+        // Removed while we looked (its server shut down and unlinked it):
+        // the path is free.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(source) => Err(BindError::UnixInspect {
             path: path.to_owned(),
             source,
@@ -222,5 +225,28 @@ impl SocketFile {
 impl Drop for SocketFile {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_file_removed_while_it_is_checked_leaves_the_path_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let listener = StdUnixListener::bind(&path).unwrap();
+        let file = path.clone();
+        // A server shutting down: it drops the check's connection, then
+        // unlinks its file, then closes.
+        let server = std::thread::spawn(move || {
+            let (c, _) = listener.accept().unwrap();
+            drop(c);
+            std::fs::remove_file(&file).unwrap();
+        });
+        let r = clear_stale(&path);
+        server.join().unwrap();
+        assert!(matches!(r, Ok(false)), "{:?}", r.map_err(|e| e.to_string()));
     }
 }

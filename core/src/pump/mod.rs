@@ -330,11 +330,7 @@ impl Recheck {
 
     /// The next look, twice as far from `now` as the last (at most LONGEST).
     fn next(self, now: Instant) -> Recheck {
-        let every = if self.every.as_micros() * 2 > Recheck::LONGEST.as_micros() {
-            Recheck::LONGEST
-        } else {
-            crate::time::Duration::from_micros(self.every.as_micros() * 2)
-        };
+        let every = (self.every + self.every).min(Recheck::LONGEST);
         Recheck {
             at: now + every,
             every,
@@ -772,10 +768,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         } else {
             Teardown::Close
         };
-        if self.cut_short && self.resets_after() {
-            return self.release(done);
-        }
         if self.cut_short {
+            if self.resets_after() {
+                return self.release(done);
+            }
             self.count_deferred_close(io, counters);
             return self.abandon(counters);
         }
@@ -834,10 +830,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         if left == 0 && (self.resets_after() || self.session.peer_finished()) {
             return self.release(done);
         }
-        if self.resets_after() && now >= since + self.session.config().linger {
-            return self.release(done);
-        }
         if now >= since + self.session.config().linger {
+            if self.resets_after() {
+                return self.release(done);
+            }
             self.count_deferred_close(io, counters);
             return self.abandon(counters);
         }

@@ -63,44 +63,41 @@ pub(crate) fn log_events(
                 %reason,
                 "connection closed"
             ),
-            Event::Aborted(reason @ (AbortReason::PeerReset | AbortReason::TimedOut)) => {
-                tracing::debug!(
-                    %peer,
-                    bytes_in = stats.bytes_in,
-                    bytes_out = stats.bytes_out,
-                    %reason,
-                    "connection aborted"
-                );
-                if refused_tls {
-                    // Logged as a handshake failure or TLS alert already.
-                    continue;
+            Event::Aborted(reason) => {
+                let by_peer = matches!(reason, AbortReason::PeerReset | AbortReason::TimedOut);
+                // Other aborts are warned of, rate limited; the rest at debug.
+                let warned = if by_peer {
+                    None
+                } else {
+                    throttles.aborts.admit(now)
+                };
+                match warned {
+                    Some(suppressed) => tracing::warn!(
+                        %peer,
+                        bytes_in = stats.bytes_in,
+                        bytes_out = stats.bytes_out,
+                        %reason,
+                        others_since_last = suppressed,
+                        "connection aborted"
+                    ),
+                    None => tracing::debug!(
+                        %peer,
+                        bytes_in = stats.bytes_in,
+                        bytes_out = stats.bytes_out,
+                        %reason,
+                        "connection aborted"
+                    ),
                 }
-                if let Some(suppressed) = throttles.resets.admit(now) {
+                // A refused TLS handshake was logged as such already.
+                if by_peer
+                    && !refused_tls
+                    && let Some(suppressed) = throttles.resets.admit(now)
+                {
                     tracing::info!(
                         %peer,
                         %reason,
                         others_since_last = suppressed,
                         "connection reset or lost by the peer"
-                    );
-                }
-            }
-            Event::Aborted(reason) => {
-                if let Some(suppressed) = throttles.aborts.admit(now) {
-                    tracing::warn!(
-                        %peer,
-                        bytes_in = stats.bytes_in,
-                        bytes_out = stats.bytes_out,
-                        %reason,
-                        others_since_last = suppressed,
-                        "connection aborted"
-                    );
-                } else {
-                    tracing::debug!(
-                        %peer,
-                        bytes_in = stats.bytes_in,
-                        bytes_out = stats.bytes_out,
-                        %reason,
-                        "connection aborted"
                     );
                 }
             }

@@ -162,6 +162,19 @@ pub trait Transport {
         0
     }
 
+    /// Whether a read now would certainly return
+    /// [`ReadOutcome::WouldBlock`]: the transport holds no input, no end of
+    /// the stream and no failure, and learns of more only through the
+    /// adapter (a completion-based transport: io_uring's receive
+    /// completions queue what arrives). The pump then does not offer its
+    /// buffer for a read, so a raw session whose input always passes
+    /// through ([`Transport::pass_through`]) never touches its storage, and
+    /// the adapter may allocate that storage on first use. Default: false
+    /// (a readiness-based transport cannot know without reading).
+    fn read_would_block(&self) -> bool {
+        false
+    }
+
     /// The transport queues output of its own beyond the OS's socket
     /// buffer (io_uring sends in flight, TLS records): its writes succeed
     /// before the bytes are handed on, and may still fail after the session
@@ -637,7 +650,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
                     continue;
                 }
             }
-            if self.readable && budget > 0 {
+            if self.readable && budget > 0 && io.read_would_block() {
+                // As a read returning `WouldBlock`, without the buffer.
+                self.readable = false;
+                progress = true;
+            } else if self.readable && budget > 0 {
                 let buf = self.session.receive_buffer();
                 if !buf.is_empty() {
                     let want = buf.len().min(budget);

@@ -50,6 +50,9 @@ struct Script {
     /// `room`), counting what it moved in `passed`.
     passes: bool,
     passed: usize,
+    /// Implements [`Transport::read_would_block`] (no input, no end, no
+    /// failure: a completion-based transport knows).
+    knows_input: bool,
 }
 
 impl Script {
@@ -117,6 +120,10 @@ impl Transport for Script {
         self.room -= n;
         self.passed += n;
         n
+    }
+
+    fn read_would_block(&self) -> bool {
+        self.knows_input && self.input.is_empty() && !self.fin && self.read_failure.is_none()
     }
 
     fn shutdown_write(&mut self) {
@@ -783,6 +790,81 @@ fn serving_raw_with_nothing_held_passes_transport_input_straight_through() {
         Some(at(10_001)),
         "activity moves the idle deadline"
     );
+}
+
+/// Storage that counts how often the session asked to write into it.
+struct Watched {
+    bytes: Vec<u8>,
+    borrowed_mut: std::rc::Rc<core::cell::Cell<usize>>,
+}
+
+impl AsRef<[u8]> for Watched {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl AsMut<[u8]> for Watched {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.borrowed_mut.set(self.borrowed_mut.get() + 1);
+        &mut self.bytes
+    }
+}
+
+/// A raw pump over [`Watched`] storage, and its count of mutable borrows.
+fn watched_pump(size: usize) -> (Pump<Watched>, std::rc::Rc<core::cell::Cell<usize>>) {
+    let borrowed_mut = std::rc::Rc::default();
+    let storage = Watched {
+        bytes: std::vec![0u8; size],
+        borrowed_mut: std::rc::Rc::clone(&borrowed_mut),
+    };
+    (Pump::new(storage, cfg(Mode::Raw), T0), borrowed_mut)
+}
+
+#[test]
+fn serving_raw_input_all_passed_through_by_a_knowing_transport_never_touches_the_buffer() {
+    let (mut p, borrowed_mut) = watched_pump(4);
+    let mut io = Script {
+        knows_input: true,
+        ..passing(b"hello, world")
+    };
+    let mut c = StreamCounters::default();
+    for round in 0..3u8 {
+        if round > 0 {
+            io.input.extend([round; 5]);
+            p.set_readable();
+        }
+        let next = p.drive(at(1), &mut io, usize::MAX, &mut c);
+        assert_eq!(
+            next,
+            Next::Wait {
+                read: true,
+                write: false
+            }
+        );
+    }
+    assert_eq!(
+        io.output,
+        b"hello, world\x01\x01\x01\x01\x01\x02\x02\x02\x02\x02"
+    );
+    assert_eq!(io.reads, 0, "a read would only have found nothing");
+    assert_eq!(p.session().stats().bytes_in, 22);
+    assert_eq!(borrowed_mut.get(), 0, "the storage may stay unallocated");
+}
+
+#[test]
+fn serving_raw_a_knowing_transport_still_reads_its_end_and_failures() {
+    let (mut p, _) = watched_pump(4);
+    let mut io = Script {
+        knows_input: true,
+        fin: true,
+        ..passing(b"bye")
+    };
+    let mut c = StreamCounters::default();
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"bye");
+    assert_eq!(io.reads, 1, "the FIN is read");
+    assert!(p.session().peer_finished());
 }
 
 #[test]

@@ -43,6 +43,10 @@ impl<S> EchoBuffer<S> {
         self.capacity
     }
 
+    pub(crate) fn storage(&self) -> &S {
+        &self.storage
+    }
+
     pub(crate) fn moved(&self) -> u64 {
         self.moved
     }

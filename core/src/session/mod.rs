@@ -226,6 +226,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.buf.capacity()
     }
 
+    /// The storage the session was given (its bytes in use are the ones
+    /// [`Session::transmit_buffer`] names, and those held back in `lines`
+    /// and `frames` mode). A caller's storage type can tell from it, for
+    /// example, whether the session ever wrote into it.
+    pub fn storage(&self) -> &S {
+        self.buf.storage()
+    }
+
     /// Bytes held in the buffer (pending plus held), never more than the capacity.
     pub fn buffered(&self) -> usize {
         self.buf.buffered()

@@ -17,6 +17,7 @@ use ricochet_core::{Instant, Pump};
 
 use super::conns::Tracked;
 use super::stats::StreamKind;
+use super::storage::SessionStorage;
 use super::tls::{Outcome, TlsStream};
 
 /// The socket of a stream connection.
@@ -291,12 +292,12 @@ impl std::fmt::Display for Peer {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: Stream,
-    pub(crate) pump: Pump<Box<[u8]>>,
+    pub(crate) pump: Pump<SessionStorage>,
     pub(crate) peer: Peer,
 }
 
 impl Tracked for Conn {
-    fn pump(&mut self) -> &mut Pump<Box<[u8]>> {
+    fn pump(&mut self) -> &mut Pump<SessionStorage> {
         &mut self.pump
     }
 

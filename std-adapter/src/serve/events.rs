@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use ricochet_core::{AbortReason, Duration, Event, Instant, Pump};
 
 use super::conn::Peer;
+use super::storage::SessionStorage;
 use super::throttle::Throttle;
 
 /// A peer's address as the log shows it: an IPv4 client of a dual-stack
@@ -46,7 +47,7 @@ impl Throttles {
 /// `refused_tls`: the connection was a refused TLS handshake, already
 /// logged as such.
 pub(crate) fn log_events(
-    pump: &mut Pump<Box<[u8]>>,
+    pump: &mut Pump<SessionStorage>,
     peer: &Peer,
     refused_tls: bool,
     now: Instant,

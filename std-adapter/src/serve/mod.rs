@@ -66,6 +66,7 @@ pub mod metrics;
 mod prefetch;
 pub mod signals;
 mod stats;
+mod storage;
 mod throttle;
 mod timer;
 mod tls;

@@ -39,6 +39,7 @@ use super::Shared;
 use super::conn::Peer;
 use super::events::LOG_EVERY;
 use super::stats::{Counters, StreamKind};
+use super::storage::SessionStorage;
 use super::throttle::Throttle;
 use super::timer::{Entry, Timers};
 
@@ -72,7 +73,7 @@ struct Row<C> {
 /// What the table needs of a backend's connection.
 pub(crate) trait Tracked {
     /// The pump driving the connection's session.
-    fn pump(&mut self) -> &mut Pump<Box<[u8]>>;
+    fn pump(&mut self) -> &mut Pump<SessionStorage>;
     /// When the connection must be driven again without readiness: the
     /// pump's deadline, or an earlier one of the transport's own.
     fn deadline(&self) -> Option<Instant>;
@@ -275,12 +276,12 @@ impl<C: Tracked> ConnTable<C> {
         peer: Peer,
         now: Instant,
         counters: &mut Counters,
-        make: impl FnOnce(Pump<Box<[u8]>>) -> C,
+        make: impl FnOnce(Pump<SessionStorage>) -> C,
     ) -> usize {
         counters.stream(kind).accepted += 1;
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let storage = vec![0u8; self.shared.settings.buffer_size].into_boxed_slice();
+        let storage = SessionStorage::new(self.shared.settings.buffer_size);
         let mut pump = Pump::new(storage, self.shared.settings.session, now);
         if self.is_draining() {
             pump.close_when_idle();

@@ -12,6 +12,7 @@ use ricochet_core::{Duration, Instant, Next, Pump, SessionConfig, State};
 
 use super::super::config::IoBackend;
 use super::super::stats::{Counters, ServerStats, StreamKind};
+use super::super::storage::SessionStorage;
 use super::super::{Phase, Settings, Shared};
 use super::{BUDGET, ConnTable, Driver, TIMER_BUDGET, Tracked};
 
@@ -65,7 +66,7 @@ impl Transport for Peer {
 
 #[derive(Debug)]
 struct Fake {
-    pump: Pump<Box<[u8]>>,
+    pump: Pump<SessionStorage>,
     peer: Peer,
     /// Drives left that return `Next::Yield` before the pump runs.
     yields: u32,
@@ -77,7 +78,7 @@ struct Fake {
 }
 
 impl Tracked for Fake {
-    fn pump(&mut self) -> &mut Pump<Box<[u8]>> {
+    fn pump(&mut self) -> &mut Pump<SessionStorage> {
         &mut self.pump
     }
 

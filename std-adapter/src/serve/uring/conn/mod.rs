@@ -27,6 +27,7 @@ use ricochet_core::{Duration, Instant, Pump, Teardown};
 use super::super::conn::Peer;
 use super::super::conns::Tracked;
 use super::super::stats::StreamKind;
+use super::super::storage::SessionStorage;
 use super::bufs::{BufRing, TxPool};
 
 mod output;
@@ -527,6 +528,14 @@ impl Transport for Io<'_> {
         ReadOutcome::Data(n)
     }
 
+    /// Completions queue all input there is: nothing queued, no end and
+    /// no failure means nothing to read (raw sessions whose input passes
+    /// through then never allocate their buffer, see `serve/storage.rs`).
+    fn read_would_block(&self) -> bool {
+        let s = &*self.io;
+        s.rx.is_empty() && !s.eof && s.rx_failed.is_none()
+    }
+
     fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
         let s = &mut *self.io;
         if let Some(f) = s.tx_failed {
@@ -587,7 +596,7 @@ impl Transport for Io<'_> {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) io: ConnIo,
-    pub(crate) pump: Pump<Box<[u8]>>,
+    pub(crate) pump: Pump<SessionStorage>,
     pub(crate) kind: StreamKind,
     pub(crate) peer: Peer,
     /// In the list of connections to drive after this batch of completions.
@@ -599,7 +608,7 @@ pub(crate) struct Conn {
 }
 
 impl Tracked for Conn {
-    fn pump(&mut self) -> &mut Pump<Box<[u8]>> {
+    fn pump(&mut self) -> &mut Pump<SessionStorage> {
         &mut self.pump
     }
 

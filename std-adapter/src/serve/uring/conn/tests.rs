@@ -369,6 +369,53 @@ fn pass_through_lends_whole_buffers_and_gives_them_back_once_sent() {
 }
 
 #[test]
+fn read_would_block_only_with_nothing_received_and_no_end_or_failure() {
+    let mut f = Fixture::new();
+    assert!(f.t().read_would_block());
+    f.receive(&[(1, b"ab")]);
+    assert!(!f.t().read_would_block(), "a buffer is queued");
+    let mut out = [0u8; 4];
+    assert_eq!(f.t().read(&mut out), ReadOutcome::Data(2));
+    assert!(f.t().read_would_block());
+    f.io.received_eof();
+    assert!(!f.t().read_would_block(), "the end is still to be read");
+    let mut f = Fixture::new();
+    f.io.receive_failed(libc::ECONNRESET);
+    assert!(!f.t().read_would_block(), "the failure is still to be read");
+}
+
+/// A raw session on the ring whose input all passes through never writes
+/// into its own buffer, so it never allocates one (4 KiB per connection).
+#[test]
+fn raw_session_passing_everything_through_leaves_its_storage_unallocated() {
+    let mut f = Fixture::new();
+    let config = ricochet_core::SessionConfig {
+        mode: ricochet_core::Mode::Raw,
+        idle_timeout: None,
+        drain_timeout: None,
+        linger: Duration::from_secs(1),
+    };
+    let mut pump = Pump::new(SessionStorage::new(4096), config, T0);
+    let mut counters = ricochet_core::StreamCounters::default();
+    for chunk in [&b"ping"[..], b"pong", b"again"] {
+        f.receive(&[(1, chunk)]);
+        pump.set_ready();
+        let _ = pump.drive(T0, &mut f.t(), usize::MAX, &mut counters);
+        assert_eq!(f.in_flight(), chunk, "passed through whole");
+        f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    }
+    assert_eq!(counters.bytes_in, 13);
+    assert!(!pump.session().storage().is_allocated());
+    // Input that cannot pass through (nothing may be sent while the
+    // socket refuses) is read into the buffer, which is allocated then.
+    f.io.tx_failed = Some(ricochet_core::pump::Failure::Reset);
+    f.receive(&[(2, b"held")]);
+    pump.set_ready();
+    let _ = pump.drive(T0, &mut f.t(), usize::MAX, &mut counters);
+    assert!(pump.session().storage().is_allocated());
+}
+
+#[test]
 fn pass_through_lends_behind_unsent_writes_and_keeps_their_order() {
     let mut f = Fixture::new();
     f.receive(&[(1, b"abcdef"), (3, b"ghij")]);

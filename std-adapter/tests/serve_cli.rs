@@ -642,6 +642,13 @@ fn cli_open_file_limit_with_no_room_for_connections_is_warned_with_the_fix() {
     );
 }
 
+/// Descriptors process `pid` holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the server's descriptors")
+        .count()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -649,7 +656,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
-fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each() {
+fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each_and_silent_ones_in_2() {
     const N: usize = 10_000;
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
     if hard < N as u64 + 100 {
@@ -662,13 +669,34 @@ fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each() {
     let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--backlog", "4096"]);
     let tcp = addr_of(&p.listening(1), "tcp");
     let pid = p.child.id();
-    round_trip(&mut connect(tcp), b"warm up");
+    // Kept open: its descriptor counts in `fds_before` to the end.
+    let mut warm = connect(tcp);
+    round_trip(&mut warm, b"warm up");
+    let fds_before = open_fds(pid);
     let before = rss_kib(pid);
-    let mut conns = Vec::with_capacity(N);
-    for i in 0..N {
-        let mut c = connect(tcp);
+    // Silent first: accepted (the server holds a descriptor for each),
+    // nothing sent, so no session buffer is allocated (4 KiB each).
+    let mut conns: Vec<TcpStream> = (0..N).map(|_| connect(tcp)).collect();
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while open_fds(pid) < fds_before + N {
+        assert!(
+            Instant::now() < deadline,
+            "the server accepted {} of {N} connections",
+            open_fds(pid) - fds_before
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let silent = rss_kib(pid);
+    let per_silent = (silent.saturating_sub(before)) as f64 * 1024.0 / N as f64;
+    println!(
+        "server RSS {before} KiB -> {silent} KiB with {N} silent connections: {per_silent:.0} bytes each"
+    );
+    assert!(
+        per_silent < 2.0 * 1024.0,
+        "{per_silent:.0} bytes per silent connection: a session buffer each?"
+    );
+    for (i, c) in conns.iter_mut().enumerate() {
         c.write_all(&[(i % 251) as u8]).unwrap();
-        conns.push(c);
     }
     // Every connection is served (its byte comes back), so each has a session.
     for (i, c) in conns.iter_mut().enumerate() {

@@ -423,6 +423,15 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         self.readable = true;
     }
 
+    /// The connection has no input until a readiness event says so
+    /// ([`Pump::set_readable`]). A new pump assumes both directions ready;
+    /// an adapter whose registration reports input already there
+    /// (edge-triggered epoll) calls this on a new connection, so the pump
+    /// reads (and touches its storage) only once input arrived.
+    pub fn clear_readable(&mut self) {
+        self.readable = false;
+    }
+
     /// The connection may take output (a readiness event).
     pub fn set_writable(&mut self) {
         self.writable = true;

@@ -853,6 +853,29 @@ fn serving_raw_input_all_passed_through_by_a_knowing_transport_never_touches_the
 }
 
 #[test]
+fn fresh_pump_cleared_readable_reads_only_after_a_readiness_event() {
+    let (mut p, borrowed_mut) = watched_pump(4);
+    p.clear_readable();
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    let next = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: false
+        }
+    );
+    assert_eq!(io.reads, 0, "no readiness reported yet");
+    assert_eq!(borrowed_mut.get(), 0, "the storage is untouched");
+    io.input.extend(b"hi");
+    p.set_readable();
+    let _ = p.drive(at(2), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"hi");
+    assert!(borrowed_mut.get() > 0);
+}
+
+#[test]
 fn serving_raw_a_knowing_transport_still_reads_its_end_and_failures() {
     let (mut p, _) = watched_pump(4);
     let mut io = Script {

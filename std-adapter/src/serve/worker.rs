@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use ricochet_core::{Instant, Next, Teardown};
+use ricochet_core::{Instant, Next, Pump, Teardown};
 
 use super::busy_poll::BusyPoll;
 use super::conn::{Conn, Peer, Stream};
@@ -33,6 +33,7 @@ use super::error::Endpoint;
 use super::events::{Throttles, log_events};
 use super::listener::{ListenSocket, Listener};
 use super::stats::Counters;
+use super::storage::SessionStorage;
 use super::tls::Outcome;
 use super::udp::UdpEndpoint;
 use super::{Prepared, Shared, SpawnError, Starter, StdListener, Wake, WorkerSockets};
@@ -289,7 +290,13 @@ impl Worker {
             tracing::warn!(%peer, error = %e, "cannot register connection; closing it");
             return;
         }
-        let make = |pump| Conn { stream, pump, peer };
+        let make = |mut pump: Pump<SessionStorage>| {
+            // Input already there was reported by the registration above
+            // (edge-triggered): a silent connection is not read, so its
+            // session buffer is not allocated (`serve/storage.rs`).
+            pump.clear_readable();
+            Conn { stream, pump, peer }
+        };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
         self.opened(key, now);
     }

@@ -656,7 +656,12 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
-fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each_and_silent_ones_in_2() {
+/// Issue 9's target is under 10 KiB per idle connection; none holds a
+/// session buffer (4 KiB), silent or after an echo, so they stay far below.
+/// Two workers, whatever the machine: each io_uring worker's receive ring
+/// (4 MiB, touched once for all as receives cycle through it) is shared by
+/// the connections and counts in the figure.
+fn cli_holds_ten_thousand_idle_connections_without_a_session_buffer_each() {
     const N: usize = 10_000;
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
     if hard < N as u64 + 100 {
@@ -666,7 +671,14 @@ fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each_and_silent_ones_
         );
     }
     rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard).unwrap();
-    let mut p = Proc::serve(&["--tcp", "127.0.0.1:0", "--backlog", "4096"]);
+    let mut p = Proc::serve(&[
+        "--tcp",
+        "127.0.0.1:0",
+        "--backlog",
+        "4096",
+        "--threads",
+        "2",
+    ]);
     let tcp = addr_of(&p.listening(1), "tcp");
     let pid = p.child.id();
     // Kept open: its descriptor counts in `fds_before` to the end.
@@ -710,8 +722,8 @@ fn cli_holds_ten_thousand_idle_connections_in_under_10_kib_each_and_silent_ones_
         "server RSS {before} KiB -> {after} KiB with {N} connections: {per_conn:.0} bytes each"
     );
     assert!(
-        per_conn < 10.0 * 1024.0,
-        "{per_conn:.0} bytes per idle connection"
+        per_conn < 3.0 * 1024.0,
+        "{per_conn:.0} bytes per idle connection: a session buffer each?"
     );
     // The server closes first (shutdown), so TIME_WAIT stays on its side, not on our ports.
     p.signal("TERM");

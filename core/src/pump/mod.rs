@@ -418,6 +418,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         &self.session
     }
 
+    /// The storage while the session holds no bytes in it
+    /// ([`Session::idle_storage_mut`]): between drives, an adapter may take
+    /// its memory back to a pool.
+    pub fn idle_storage_mut(&mut self) -> Option<&mut S> {
+        self.session.idle_storage_mut()
+    }
+
     /// The connection may have input (a readiness event).
     pub fn set_readable(&mut self) {
         self.readable = true;

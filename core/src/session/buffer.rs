@@ -47,6 +47,10 @@ impl<S> EchoBuffer<S> {
         &self.storage
     }
 
+    pub(crate) fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
     pub(crate) fn moved(&self) -> u64 {
         self.moved
     }

@@ -234,6 +234,20 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
         self.buf.storage()
     }
 
+    /// The storage, while the session holds no bytes in it (none pending,
+    /// none held): its contents mean nothing then, and the session reaches
+    /// its bytes through `AsRef`/`AsMut` each time it uses them, so the
+    /// caller may take the memory back (to a pool of buffers that
+    /// connections share) and give it out again on the next `as_mut`, as
+    /// long as the storage keeps its length. None while bytes are held.
+    pub fn idle_storage_mut(&mut self) -> Option<&mut S> {
+        if self.buf.buffered() == 0 {
+            Some(self.buf.storage_mut())
+        } else {
+            None
+        }
+    }
+
     /// Bytes held in the buffer (pending plus held), never more than the capacity.
     pub fn buffered(&self) -> usize {
         self.buf.buffered()

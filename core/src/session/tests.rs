@@ -51,6 +51,22 @@ fn open_receives_bytes_raw_releases_them_at_once() {
 }
 
 #[test]
+fn open_storage_is_offered_back_only_while_no_byte_is_pending_or_held() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
+    assert!(s.idle_storage_mut().is_some(), "fresh: nothing held");
+    feed(&mut s, T0, b"one\ntw");
+    assert!(s.idle_storage_mut().is_none(), "a line pending");
+    assert_eq!(&drain(&mut s, T0)[..], b"one\n");
+    assert!(s.idle_storage_mut().is_none(), "a partial line held");
+    feed(&mut s, T0, b"o\n");
+    assert_eq!(&drain(&mut s, T0)[..], b"two\n");
+    // Its contents mean nothing now: a caller may swap them.
+    s.idle_storage_mut().unwrap().fill(0xAA);
+    feed(&mut s, T0, b"3\n");
+    assert_eq!(&drain(&mut s, T0)[..], b"3\n");
+}
+
+#[test]
 fn open_short_write_keeps_the_rest_pending() {
     let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"abcdef");

@@ -33,7 +33,7 @@ use super::error::Endpoint;
 use super::events::{Throttles, log_events};
 use super::listener::{ListenSocket, Listener};
 use super::stats::Counters;
-use super::storage::SessionStorage;
+use super::storage::{SessionStorage, release_idle};
 use super::tls::Outcome;
 use super::udp::UdpEndpoint;
 use super::{Prepared, Shared, SpawnError, Starter, StdListener, Wake, WorkerSockets};
@@ -333,6 +333,7 @@ impl Driver for Worker {
         }
         let counters = self.counters.stream(conn.stream.kind());
         let next = conn.pump.drive(now, &mut conn.stream, BUDGET, counters);
+        release_idle(&mut conn.pump);
         if let Some(outcome) = conn.stream.take_outcome() {
             self.counters.tls_handshakes.record(outcome);
             log_handshake(conn, outcome, now, &mut self.throttles);

@@ -10,6 +10,7 @@ use ricochet_core::{Instant, Next, Teardown};
 use super::super::conns::{BUDGET, ConnTable, Driver};
 use super::super::events::log_events;
 use super::super::stats::{Counters, StreamKind};
+use super::super::storage::release_idle;
 use super::bundle;
 use super::conn::{Conn, Io, SendFrom, SendWait};
 use super::fixed;
@@ -488,6 +489,7 @@ impl Driver for Worker<'_> {
             pool: &mut self.pool,
         };
         let next = conn.pump.drive(now, &mut io, BUDGET, counters);
+        release_idle(&mut conn.pump);
         log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
         let wants_send = conn.io.has_sendable();
         conn.io.wants_read = !matches!(next, Next::Wait { read: false, .. });

@@ -1106,3 +1106,37 @@ fn cli_options_without_an_endpoint_of_their_kind_are_warned_of() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
 }
+
+/// `--idle-timeout` closes stream connections and `--unix-mode` sets the
+/// permissions of Unix socket files: on a server with neither (UDP only),
+/// each is warned of once bound, as `--drain-timeout` is, not dropped
+/// without a word.
+#[test]
+fn cli_idle_timeout_and_unix_mode_on_a_udp_only_server_are_warned_of() {
+    let mut p = Proc::serve(&[
+        "--udp",
+        "127.0.0.1:0",
+        "--idle-timeout",
+        "30s",
+        "--unix-mode",
+        "644",
+        "--drain-timeout",
+        "5s",
+    ]);
+    // Three options, three warnings, in whatever order.
+    let lines: Vec<String> = (0..3)
+        .flat_map(|_| p.stderr_until("has no effect", IO_TIMEOUT))
+        .collect();
+    for flag in [
+        "--idle-timeout has no effect: no stream endpoint",
+        "--unix-mode has no effect: no Unix endpoint",
+        "--drain-timeout has no effect: no stream endpoint",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains("WARN") && l.contains(flag)),
+            "{flag}: {lines:#?}"
+        );
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}

@@ -22,8 +22,8 @@ pub(crate) fn given_options(matches: &clap::ArgMatches) -> Vec<String> {
         .collect()
 }
 
-/// Options of UDP echo, and of stream sessions: each has no effect
-/// without an endpoint of its kind.
+/// Options of UDP echo, of stream sessions, and of Unix socket files: each
+/// has no effect without an endpoint of its kind.
 const UDP_OPTIONS: &[&str] = &[
     "udp_max_datagram",
     "udp_rate",
@@ -31,15 +31,24 @@ const UDP_OPTIONS: &[&str] = &[
     "udp_rate_loopback",
     "udp_receive_buffer",
 ];
-const STREAM_OPTIONS: &[&str] = &["buffer_size", "drain_timeout", "backlog", "max_connections"];
+const STREAM_OPTIONS: &[&str] = &[
+    "buffer_size",
+    "idle_timeout",
+    "drain_timeout",
+    "backlog",
+    "max_connections",
+];
+const UNIX_OPTIONS: &[&str] = &["unix_mode"];
 
 /// A warning for each option in `given` (clap ids) that none of the
 /// `endpoints` served uses: UDP options without a UDP endpoint, stream
-/// options without a stream one (socket activation decides the endpoints,
-/// so this is known only once bound).
+/// options without a stream one, Unix socket file options without a Unix
+/// one (socket activation decides the endpoints, so this is known only
+/// once bound).
 pub(crate) fn ignored_options(given: &[String], endpoints: &[Endpoint]) -> Vec<String> {
     let udp = endpoints.iter().any(|e| matches!(e, Endpoint::Udp(_)));
     let stream = endpoints.iter().any(|e| !matches!(e, Endpoint::Udp(_)));
+    let unix = endpoints.iter().any(|e| matches!(e, Endpoint::Unix(_)));
     let flag = |id: &str| format!("--{}", id.replace('_', "-"));
     let mut out = Vec::new();
     for id in given {
@@ -51,6 +60,11 @@ pub(crate) fn ignored_options(given: &[String], endpoints: &[Endpoint]) -> Vec<S
         } else if !stream && STREAM_OPTIONS.contains(&id.as_str()) {
             out.push(format!(
                 "{} has no effect: no stream endpoint is served (--tcp, --unix or --tls)",
+                flag(id)
+            ));
+        } else if !unix && UNIX_OPTIONS.contains(&id.as_str()) {
+            out.push(format!(
+                "{} has no effect: no Unix endpoint is served (add --unix PATH)",
                 flag(id)
             ));
         }

@@ -457,6 +457,57 @@ fn probe_tls_client_certificate_of_another_ca_fails_the_handshakes_naming_the_re
     assert_eq!(srv.handle().stats().tls_handshakes.completed, 0);
 }
 
+/// A client certificate the server trusts but whose extendedKeyUsage
+/// allows server authentication only (what `ricochet cert` makes) is
+/// refused for its purpose (alert `unsupported_certificate`): the error
+/// says so and names clientAuth, instead of asking for a CA the server
+/// trusts, which it already is.
+#[test]
+fn probe_tls_server_only_client_certificate_is_refused_naming_its_key_usage() {
+    let pki = Pki::new();
+    let dir = pki.dir.path().join("server-only");
+    let made = probe_support::run_bounded(
+        std::process::Command::new(probe_support::ricochet_bin()).args([
+            "cert",
+            "--name",
+            "client.test",
+            "--out",
+            path(&dir),
+        ]),
+        tls_support::WAIT,
+    );
+    assert!(made.status.success(), "{made:?}");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let trusted = cert.clone();
+    let srv = TlsServer::start(&pki, Mode::Raw, move |c| {
+        c.tls.as_mut().expect("tls").client_ca = Some(trusted);
+    });
+    let target = format!("tls://localhost:{}", srv.tls.port());
+    let o = probe_cli(&[
+        target.as_str(),
+        "--tls-ca",
+        path(&pki.ca),
+        "--tls-cert",
+        path(&cert),
+        "--tls-key",
+        path(&key),
+        "-n",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+    let j = json_of(&o);
+    assert_eq!(j["errors"]["handshake"], 1, "{j}");
+    let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("UnsupportedCertificate")
+            && msg.contains("clientAuth")
+            && msg.contains(&format!("--tls-cert {}", cert.display())),
+        "{msg}"
+    );
+    assert!(!msg.contains("signed by a CA the server trusts"), "{msg}");
+}
+
 /// Runs the probe against `target` with `args`, which must be a usage
 /// error (exit 2) before anything is sent; its stderr.
 fn usage_error(target: &str, args: &[&str]) -> String {

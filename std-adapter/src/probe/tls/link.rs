@@ -266,6 +266,17 @@ impl fmt::Display for RefusedByServer {
                  server asks for one: mutual TLS, e.g. `ricochet serve --tls-client-ca`): give \
                  the probe one signed by a CA the server trusts with --tls-cert FILE --tls-key FILE",
             ),
+            // What rustls and OpenSSL send for a certificate whose
+            // extendedKeyUsage does not allow the purpose: the CA is
+            // trusted, its usage is not a client's.
+            Some(cert) if self.alert == AlertDescription::UnsupportedCertificate => write!(
+                f,
+                ": the server refused the probe's client certificate (--tls-cert {}) for its \
+                 purpose: its extendedKeyUsage does not allow client authentication (a server \
+                 certificate, such as `ricochet cert` makes, has serverAuth only): give one \
+                 whose extendedKeyUsage includes clientAuth (or that has no extendedKeyUsage)",
+                cert.display()
+            ),
             Some(cert) => write!(
                 f,
                 ": the server refused the probe's client certificate (--tls-cert {}): give one \

@@ -214,6 +214,15 @@ fn user_it_already_runs_as_is_accepted() {
     round_trip(&mut connect(tcp), b"already nobody");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
+    let log = p.drain_stderr();
+    assert!(
+        log.contains("already running as user=nobody"),
+        "the log says there was nothing to drop: {log}"
+    );
+    assert!(
+        !log.contains("dropped privileges"),
+        "nothing was dropped: {log}"
+    );
 }
 
 #[test]

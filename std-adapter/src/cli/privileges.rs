@@ -122,10 +122,19 @@ fn resolve(target: &Target) -> Result<(Uid, Gid), DropError> {
     Ok((user.uid, gid))
 }
 
+/// What [`drop_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Root became this user and group for good.
+    Switched(Uid, Gid),
+    /// The process already ran as exactly this user and group.
+    Already(Uid, Gid),
+}
+
 /// Hands `unix_files` to `target`, then becomes `target` for good and checks it.
 ///
 /// Call after every socket is bound and before any client is served.
-pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid), DropError> {
+pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<Dropped, DropError> {
     let (uid, gid) = resolve(target)?;
     if uid.is_root() {
         return Err(DropError::ToRoot(format!("--user {}", target.user)));
@@ -140,7 +149,7 @@ pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid
         // Already exactly that user and group (a unit with User= that also
         // passes --user): there is nothing to drop.
         if verify(uid, gid).is_ok() {
-            return Ok((uid, gid));
+            return Ok(Dropped::Already(uid, gid));
         }
         return Err(DropError::NotRoot {
             user: target.user.clone(),
@@ -157,7 +166,7 @@ pub(crate) fn drop_to(target: &Target, unix_files: &[&Path]) -> Result<(Uid, Gid
         .apply()
         .map_err(|e| DropError::Switch(e.to_string()))?;
     verify(uid, gid)?;
-    Ok((uid, gid))
+    Ok(Dropped::Switched(uid, gid))
 }
 
 /// Checks that no id is root any more, and that root cannot be regained.

@@ -408,8 +408,11 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     if let Some(target) = &drop_to {
         let files: Vec<&std::path::Path> = own_unix_files.iter().map(PathBuf::as_path).collect();
         match privileges::drop_to(target, &files) {
-            Ok((uid, gid)) => {
+            Ok(privileges::Dropped::Switched(uid, gid)) => {
                 tracing::info!(user = %target.user, %uid, %gid, "dropped privileges");
+            }
+            Ok(privileges::Dropped::Already(uid, gid)) => {
+                tracing::info!(user = %target.user, %uid, %gid, "already running as");
             }
             Err(e) => {
                 super::log::fatal(log_format, format_args!("ricochet serve: {e}"));

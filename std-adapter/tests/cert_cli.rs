@@ -132,6 +132,50 @@ fn cert_by_default_is_one_serve_takes_and_the_probe_verifies_by_each_local_name(
     assert_eq!(srv.wait_exit(LIMIT).code(), Some(0));
 }
 
+/// A certificate for a name that need not resolve here (`echo.test`): the
+/// printed serve and probe lines still work on this host as printed (the
+/// probe connects to 127.0.0.1 and checks the name), the port aside.
+#[test]
+fn cert_for_another_name_prints_serve_and_probe_lines_that_work_here() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = ricochet(&["cert", "--out", path(dir.path()), "--name", "echo.test"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = |tag: &str| -> Vec<String> {
+        let l = said
+            .lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .unwrap_or_else(|| panic!("no {tag:?} line: {said}"));
+        let words: Vec<String> = l.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words[0], "ricochet", "{l}");
+        words[1..].to_vec()
+    };
+    let mut serve = line("serve: ");
+    let mut probe = line("probe: ");
+    // Port 0 for the server, then its port for the probe.
+    for w in &mut serve {
+        if let Some(host) = w.strip_suffix(":7443") {
+            *w = format!("{host}:0");
+        }
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args(&serve).env_remove("RICOCHET_IO");
+    let mut srv = Proc::spawn(cmd);
+    let listening = srv.listening(1);
+    let port = listening[0].1.rsplit(':').next().expect("port").to_owned();
+    for w in &mut probe {
+        if let Some(target) = w.strip_suffix(":7443") {
+            *w = format!("{target}:{port}");
+        }
+    }
+    probe.extend(["-n".to_owned(), "3".to_owned()]);
+    let args: Vec<&str> = probe.iter().map(String::as_str).collect();
+    let o = ricochet(&args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+    srv.signal("TERM");
+    assert_eq!(srv.wait_exit(LIMIT).code(), Some(0));
+}
+
 #[test]
 fn cert_names_and_days_are_the_ones_asked_for() {
     let dir = tempfile::tempdir().expect("temp dir");

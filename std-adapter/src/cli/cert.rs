@@ -140,18 +140,38 @@ fn write_pair(args: &CertArgs) -> Result<String, String> {
         }
     };
     let (cert_path, key_path) = (shown(&cert_path), shown(&key_path));
+    let (listen, target, server_name) = try_lines(&names[0]);
     Ok(format!(
         "wrote {} (self-signed, not a CA, for {}; valid until {until} UTC) and {} (its key, mode 0600)\n\
-         serve: ricochet serve --tcp 127.0.0.1:7443 --tls-cert {} --tls-key {}\n\
-         probe: ricochet probe tls://{}:7443 --tls-ca {}",
+         serve: ricochet serve --tcp {listen}:7443 --tls-cert {} --tls-key {}\n\
+         probe: ricochet probe tls://{target}:7443 --tls-ca {}{server_name}",
         cert_path,
         names.join(", "),
         key_path,
         cert_path,
         key_path,
-        probe_host(&names[0]),
         cert_path,
     ))
+}
+
+/// Where the printed lines try the certificate for `name` (its first
+/// name): the address `serve` listens on, the host `probe` connects to,
+/// and the `--tls-server-name` it checks, so that the two lines work as
+/// printed on this host. A local name is used as it is; an IP address is
+/// listened on (the certificate is for a host that has it); another DNS
+/// name (or a wildcard's example) is checked on 127.0.0.1, since it may
+/// not resolve to this host.
+fn try_lines(name: &str) -> (String, String, String) {
+    let loopback = || "127.0.0.1".to_owned();
+    if name == "localhost" {
+        (loopback(), name.to_owned(), String::new())
+    } else if name.parse::<std::net::IpAddr>().is_ok() {
+        let host = probe_host(name);
+        (host.clone(), host, String::new())
+    } else {
+        let checked = format!(" --tls-server-name {}", probe_host(name));
+        (loopback(), loopback(), checked)
+    }
 }
 
 /// The certificate's subject (and, self-signed, issuer) common name: unique

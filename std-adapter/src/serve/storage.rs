@@ -7,7 +7,7 @@
 //! transport tells the pump when there is nothing to read
 //! (`Transport::read_would_block`), so such a session never writes into its
 //! own buffer: it holds none (4 KiB less per connection by default, idle or
-//! busy). On epoll a connection is read only once input came
+//! busy) until the read of its end of stream borrows one for that drive. On epoll a connection is read only once input came
 //! (`Pump::clear_readable`), and after each drive that left nothing pending
 //! or held (`Pump::idle_storage_mut`: an echo sent whole) its buffer goes
 //! back to a small pool of its worker thread, where the next session that
@@ -37,10 +37,20 @@ thread_local! {
 
 /// A session's storage (`AsRef`/`AsMut<[u8]>` of a fixed length): nothing
 /// allocated until the first mutable borrow, zeros until then.
-#[derive(Debug)]
 pub(crate) struct SessionStorage {
     len: usize,
     bytes: Option<Box<[u8]>>,
+}
+
+/// Its length and whether it holds a buffer, never the bytes (a pooled
+/// buffer keeps another connection's).
+impl std::fmt::Debug for SessionStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStorage")
+            .field("len", &self.len)
+            .field("allocated", &self.bytes.is_some())
+            .finish()
+    }
 }
 
 impl SessionStorage {
@@ -184,6 +194,14 @@ mod tests {
         a.release();
         let mut b = SessionStorage::new(128);
         assert_eq!(b.as_mut().len(), 128);
+    }
+
+    #[test]
+    fn debug_shows_the_length_never_the_bytes() {
+        let mut s = SessionStorage::new(64);
+        s.as_mut()[..6].copy_from_slice(b"secret");
+        let shown = format!("{s:?}");
+        assert_eq!(shown, "SessionStorage { len: 64, allocated: true }");
     }
 
     #[test]

@@ -513,6 +513,35 @@ fn probe_udp_server_stopping_mid_run_leaves_every_datagram_accounted_for() {
     );
 }
 
+/// A UDP server that stops mid-run (an ICMP port unreachable after 20
+/// echoes): the datagram in flight is the refusal's, not a loss, so no hint
+/// blames a per-source rate limit or losses holding the window, and the
+/// refusal says the server stopped rather than that none was there.
+#[test]
+fn probe_udp_server_stopping_mid_run_is_named_as_stopped_not_as_losses() {
+    let srv = FaultyUdp::start(UdpFault::CloseAfter(20));
+    let mut spec = udp_spec(srv.addr, 50);
+    spec.timeout = Duration::from_secs(2);
+    let r = probe::run(&spec).expect("run");
+    let d = r.datagrams.as_ref().expect("datagram counts");
+    assert_eq!((d.verified, d.lost, d.lost_on_failure), (20, 1, 1), "{r}");
+    assert!(
+        !r.hints
+            .iter()
+            .any(|h| h.contains("rate limit") || h.contains("holds its socket's window")),
+        "only the refusal lost anything: {r}"
+    );
+    let refused = &r.error_details[0];
+    assert_eq!(refused.kind, ErrorKind::Refused, "{r}");
+    assert!(
+        refused
+            .message
+            .contains("stopped answering after 20 datagrams came back")
+            && !refused.message.contains("no UDP echo server"),
+        "{r}"
+    );
+}
+
 /// A server echoing in two writes with Nagle's algorithm on holds the
 /// second until the probe's delayed ACK (40 ms): the hint names it. A
 /// server merely that slow (45 ms a message, each echoed whole) got the

@@ -29,6 +29,7 @@ use super::record::Recorder;
 use super::report::{ConnError, ErrorKind};
 use super::tally::Tally;
 use super::timers::Timers;
+use super::units::count_of;
 use super::wait::Waiter;
 use super::{Ctx, Target};
 
@@ -418,9 +419,19 @@ impl Env<'_> {
     ) -> Result<bool, (ErrorKind, String)> {
         let clock = self.ctx.clock;
         let target = self.ctx.spec.targets.get(c.target);
-        let refused = || {
+        // Refused after datagrams came back: the server was there and
+        // stopped (or serves one peer at a time), not absent.
+        let refused = |verified: u64| {
             let at = target.map_or_else(String::new, |t| format!(" at {t}"));
-            let msg = format!("no UDP echo server{at} (ICMP port unreachable)");
+            let msg = if verified == 0 {
+                format!("no UDP echo server{at} (ICMP port unreachable)")
+            } else {
+                format!(
+                    "the UDP echo server{at} stopped answering after {} came back (ICMP port \
+                     unreachable)",
+                    count_of(verified, "datagram")
+                )
+            };
             (ErrorKind::Refused, msg)
         };
         loop {
@@ -464,7 +475,9 @@ impl Env<'_> {
                         self.rec.tally(c.target).send_blocked += 1;
                         c.writable = e.kind() == io::ErrorKind::Interrupted;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(refused()),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        return Err(refused(probe.stats().verified));
+                    }
                     Err(e) => return Err((ErrorKind::Io, format!("send: {e}"))),
                 }
             }
@@ -500,7 +513,9 @@ impl Env<'_> {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(refused()),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        return Err(refused(probe.stats().verified));
+                    }
                     Err(e) => return Err((ErrorKind::Io, format!("recv: {e}"))),
                 }
             }

@@ -180,7 +180,9 @@ pub(super) fn build_report(
                 });
             }
         }
-        if d.lost > 0 && spec.size.max > ETHERNET_UDP_MAX {
+        // The hints on losses weigh only those not already a socket's
+        // failure (a server that stopped mid-run lost nothing to a limit).
+        if judged > 0 && spec.size.max > ETHERNET_UDP_MAX {
             hints.push(format!(
                 "{} were lost, and datagrams were larger than {ETHERNET_UDP_MAX} bytes: many echo servers \
                  drop larger ones (`ricochet serve` does unless --udp-max-datagram is raised); try \
@@ -189,9 +191,9 @@ pub(super) fn build_report(
             ));
         }
         let in_flight = spec.datagram_config(0).window;
-        if d.lost > 0 && d.verified > 0 && spec.rate.is_none() && in_flight > 1 {
+        if judged > 0 && d.verified > 0 && spec.rate.is_none() && in_flight > 1 {
             hints.push(stream_loss_hint(spec, in_flight));
-        } else if d.lost > 0 && d.verified > 0 && spec.rate.is_none() {
+        } else if judged > 0 && d.verified > 0 && spec.rate.is_none() {
             hints.push(
                 "datagrams were lost in a closed loop (no --rate: each is sent as soon as the \
                  last came back): a server with a per-source rate limit drops what exceeds it \
@@ -201,14 +203,14 @@ pub(super) fn build_report(
                     .to_owned(),
             );
         }
-        if d.lost > 0
+        if judged > 0
             && let Some(rate) = spec.rate.filter(|&r| r > f64::from(DEFAULT_SOURCE_RATE))
         {
             hints.push(over_source_rate_hint(rate));
         }
         let rate_missed =
             spec.rate.is_none_or(|rate| round_trips_per_sec < RATE_REACHED * rate);
-        if d.lost > 0 && d.verified > 0 && rate_missed {
+        if judged > 0 && d.verified > 0 && rate_missed {
             hints.push(loss_hold_hint(spec));
         }
         if d.sent > 0

@@ -542,6 +542,30 @@ fn probe_udp_server_stopping_mid_run_is_named_as_stopped_not_as_losses() {
     );
 }
 
+/// socat's `UDP-LISTEN` without `fork` serves its first peer and refuses
+/// the others: "no UDP echo server" on those sockets while another was
+/// answered at the same address. A hint names a server serving one peer.
+#[test]
+fn probe_udp_server_serving_one_peer_only_is_hinted() {
+    let srv = FaultyUdp::start(UdpFault::FirstPeerOnly);
+    let mut spec = udp_spec(srv.addr, 50);
+    spec.connections = 3;
+    spec.threads = Some(1);
+    spec.timeout = Duration::from_millis(500);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.refused, 2, "{r}");
+    assert!(
+        r.datagrams.as_ref().expect("datagrams").verified >= 50,
+        "{r}"
+    );
+    assert!(
+        r.hints
+            .iter()
+            .any(|h| h.contains("one peer") && h.contains("UDP-LISTEN")),
+        "{r}"
+    );
+}
+
 /// A server echoing in two writes with Nagle's algorithm on holds the
 /// second until the probe's delayed ACK (40 ms): the hint names it. A
 /// server merely that slow (45 ms a message, each echoed whole) got the

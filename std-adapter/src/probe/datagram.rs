@@ -548,6 +548,9 @@ impl Env<'_> {
             // of its datagrams still in flight: they count as lost, so that
             // every datagram sent is verified, corrupt or lost.
             let outstanding = in_flight(p.stats());
+            if matches!(failure, Some((ErrorKind::Refused, _))) && p.stats().verified == 0 {
+                tally.refused_unverified += 1;
+            }
             if let Some((_, message)) = failure.as_mut()
                 && outstanding > 0
             {

@@ -120,6 +120,9 @@ pub(super) struct Tally {
     pub(super) send_blocked: u64,
     /// Streams: connections the peer reset before any of their bytes verified.
     pub(super) reset_unverified: u64,
+    /// UDP: sockets refused (ICMP port unreachable) before any of their
+    /// datagrams came back.
+    pub(super) refused_unverified: u64,
     /// Streams: connections the peer closed cleanly (FIN) before any of
     /// their bytes verified.
     pub(super) closed_unverified: u64,
@@ -172,6 +175,7 @@ impl Tally {
             datagrams: DatagramCounts::default(),
             send_blocked: 0,
             reset_unverified: 0,
+            refused_unverified: 0,
             closed_unverified: 0,
         })
     }
@@ -341,6 +345,7 @@ impl Tally {
         a.foreign += b.foreign;
         self.send_blocked += o.send_blocked;
         self.reset_unverified += o.reset_unverified;
+        self.refused_unverified += o.refused_unverified;
         self.closed_unverified += o.closed_unverified;
     }
 

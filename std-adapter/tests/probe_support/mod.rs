@@ -536,6 +536,10 @@ pub enum UdpFault {
     /// Hold the `n`-th datagram this long while echoing the later ones (a
     /// server thread that stalled on one), then echo it.
     HoldOne(u64, Duration),
+    /// Connect the socket to the first peer and serve only it: the other
+    /// peers' datagrams get an ICMP port unreachable (socat's `UDP-LISTEN`
+    /// without `fork`).
+    FirstPeerOnly,
 }
 
 /// A UDP echo server with a fault on 127.0.0.1:0; stops when dropped.
@@ -559,6 +563,7 @@ impl FaultyUdp {
             let mut seen: u64 = 0;
             let mut held: Option<Vec<u8>> = None;
             let mut held_one: Option<(Vec<u8>, SocketAddr, Instant)> = None;
+            let mut first: Option<SocketAddr> = None;
             while !stop2.load(Ordering::Relaxed) {
                 if let Some((data, to, at)) = &held_one
                     && Instant::now() >= *at
@@ -578,6 +583,17 @@ impl FaultyUdp {
                     UdpFault::HoldOne(k, hold) if seen == k => {
                         let at = Instant::now() + hold;
                         held_one = Some((buf[..n].to_vec(), from, at));
+                        continue;
+                    }
+                    UdpFault::FirstPeerOnly => {
+                        // Queued before the connect: another peer's, dropped.
+                        if seen == 1 {
+                            sock.connect(from).expect("connect to the first peer");
+                            first = Some(from);
+                        }
+                        if first == Some(from) {
+                            let _ = sock.send(&buf[..n]);
+                        }
                         continue;
                     }
                     UdpFault::FromOtherPort => {

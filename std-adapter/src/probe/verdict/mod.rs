@@ -238,6 +238,27 @@ pub(super) fn build_report(
                 }
             ));
         }
+        // Refused at once on some sockets while others to the same
+        // target were answered: the server is there, for one peer.
+        let refused_beside_answered: u64 = per_target
+            .iter()
+            .filter(|part| part.datagrams.verified > 0)
+            .map(|part| part.refused_unverified)
+            .sum();
+        if refused_beside_answered > 0 {
+            hints.push(format!(
+                "{} refused (ICMP port unreachable) before anything came back, while other \
+                 sockets to the same target were answered: the server is there but serves one \
+                 peer at a time (socat's UDP-LISTEN without fork connects its socket to the first \
+                 peer and refuses the others: use UDP-RECVFROM with fork), or it stopped during \
+                 the run; try -c 1",
+                if refused_beside_answered == 1 {
+                    "1 socket was".to_owned()
+                } else {
+                    format!("{refused_beside_answered} sockets were")
+                }
+            ));
+        }
         if d.duplicate > 0 {
             warnings.push(format!("{} came back twice", count_of(d.duplicate, "datagram")));
         }

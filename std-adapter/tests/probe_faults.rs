@@ -178,6 +178,51 @@ fn probe_full_backlog_is_a_connect_timeout() {
     drop(sock);
 }
 
+/// socat's default listen backlog is 5: at -c 300 its queue overflowed,
+/// the kernel dropped SYNs (retransmitted after 1 s, then 2 s more) and
+/// the ACKs of handshakes this host thought done, and the run failed with
+/// response timeouts and no cause named. Here a listener with the smallest
+/// backlog that starts accepting (and echoing) only after 300 ms: SYNs of
+/// the connections beyond its queue wait for their retransmission, and a
+/// hint names the full backlog.
+#[test]
+fn probe_connects_held_by_a_full_backlog_are_hinted() {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    sock.listen(0).expect("listen");
+    let addr = sock.local_addr().expect("addr").as_socket().expect("inet");
+    let listener: std::net::TcpListener = sock.into();
+    std::thread::spawn(move || {
+        // The fault: a server slow to start accepting (not a synchronisation).
+        std::thread::sleep(Duration::from_millis(300));
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut back = conn.try_clone().expect("clone");
+                let _ = std::io::copy(&mut conn, &mut back);
+            });
+        }
+    });
+    let mut spec = tcp_spec(addr, 5);
+    spec.connections = 8;
+    spec.threads = Some(1);
+    spec.timeout = Duration::from_secs(3);
+    let r = probe::run(&spec).expect("run");
+    let connect = r.connect_us.as_ref().expect("connect latency");
+    assert!(
+        connect.max >= 900_000,
+        "a SYN waited for its retransmission: {r}"
+    );
+    assert!(
+        r.hints
+            .iter()
+            .any(|h| h.contains("SYN") && h.contains("backlog") && h.contains("socat")),
+        "{r}"
+    );
+}
+
 #[test]
 fn probe_missing_udp_and_unix_servers_are_refused() {
     let port = probe_support::free_udp_port();

@@ -58,6 +58,29 @@ pub(super) fn nagle_hint(
     })
 }
 
+/// Linux retransmits an unanswered SYN after 1 s (then 2 s, 4 s later).
+const SYN_RETRANSMIT_US: u64 = 1_000_000;
+
+/// Connects of a second or more: SYNs retransmitted, as when the server's
+/// listen backlog is full (socat's default is 5) and the kernel drops them.
+/// A full queue also drops the ACK of handshakes this host thinks done, so
+/// their first message waits for retransmissions and may time out: the run
+/// fails with response timeouts and names no cause without this.
+pub(super) fn syn_retransmit_hint(spec: &ProbeSpec, connect: &Latency) -> Option<String> {
+    (spec.is_stream() && connect.count > 0 && connect.max >= SYN_RETRANSMIT_US).then(|| {
+        format!(
+            "connecting took up to {} (p50 {}): a SYN unanswered is sent again after 1 s, then \
+             2 s and 4 s more, so SYNs were dropped or lost; a server whose listen backlog is \
+             full drops them (and the last ACK of handshakes this host already counts as open, \
+             whose first message then waits and may time out): raise its backlog (socat's \
+             default is 5: `TCP-LISTEN:PORT,backlog=128`; the kernel caps it at \
+             net.core.somaxconn), or try fewer -c or a lower --connect-rate",
+            format_micros(connect.max),
+            format_micros(connect.p50)
+        )
+    })
+}
+
 /// Why a paced run fell short of its rate, when its measurements tell: the
 /// probe's own sends left late (the probe could not keep up), or one
 /// message in flight per connection at the round trip measured carries no

@@ -29,7 +29,7 @@ mod tests;
 
 use hints::{
     early_end_hints, loss_hold_hint, nagle_hint, over_source_rate_hint, rate_missed_why,
-    small_window_warning, stream_loss_hint,
+    small_window_warning, stream_loss_hint, syn_retransmit_hint,
 };
 
 /// The largest UDP payload that fits an Ethernet frame without IP
@@ -301,6 +301,7 @@ pub(super) fn build_report(
     ) {
         hints.push(hint);
     }
+    hints.extend(syn_retransmit_hint(spec, &latency_of(&t.connect)));
     if stream && spec.mode == Mode::Raw && errors.timeout > 0 && t.bytes_verified == 0 {
         hints.push(
             "nothing came back at all: a server that echoes only complete lines or frames \

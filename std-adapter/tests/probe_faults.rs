@@ -223,6 +223,29 @@ fn probe_connects_held_by_a_full_backlog_are_hinted() {
     );
 }
 
+/// `ncat -l -k -e /bin/cat` relays through pipes with blocking writes: at
+/// -p stream's default window of 256 KiB both pipes fill and it stops for
+/// good after echoing the first bytes (at -w 128K it passes). The run
+/// timed out with no word of the window; a hint now names it. Mimicked
+/// by a server that stops echoing mid-stream.
+#[test]
+fn probe_stream_stalled_mid_run_hints_at_the_window() {
+    let srv = FaultyServer::start(Fault::StallAfter(100_000, Duration::from_secs(3)));
+    let mut spec = tcp_spec(srv.addr, 20);
+    spec.pattern = Pattern::Stream;
+    spec.size = SizeRange::fixed(16 * 1024);
+    spec.timeout = Duration::from_millis(500);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.timeout, 1, "{r}");
+    assert!(r.bytes_verified > 0, "{r}");
+    assert!(
+        r.hints
+            .iter()
+            .any(|h| h.contains("ncat -e") && h.contains("smaller -w")),
+        "{r}"
+    );
+}
+
 #[test]
 fn probe_missing_udp_and_unix_servers_are_refused() {
     let port = probe_support::free_udp_port();

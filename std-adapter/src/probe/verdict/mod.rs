@@ -11,9 +11,9 @@ use super::report::{
     ConnError, ErrorKind, Histograms, MAX_ERROR_DETAILS, MIN_RATE_HANDSHAKES, MIN_RATE_SPAN_SECS,
     Report, TargetReport, TlsReport,
 };
-use super::spec::{Lifetime, ProbeSpec, Stop};
+use super::spec::{Lifetime, Pattern, ProbeSpec, Stop};
 use super::tally::{Tally, latency_of};
-use super::units::{count_of, format_duration, format_rate};
+use super::units::{count_of, format_bytes, format_duration, format_rate};
 use super::{StopReason, Target};
 
 /// The per-source datagram rate `ricochet serve` and the embedded node
@@ -310,6 +310,16 @@ pub(super) fn build_report(
              server that reads without answering looks the same"
                 .to_owned(),
         );
+    }
+    if stream && spec.pattern == Pattern::Stream && errors.timeout > 0 && t.bytes_verified > 0 {
+        hints.push(format!(
+            "echoes stopped mid-stream after bytes had come back, with up to the --window of {} \
+             in flight: a server relaying through pipes with blocking writes (`ncat -e`, \
+             copying between the socket and the program's pipes) deadlocks once the window fills both ways (ncat -e /bin/cat \
+             passed at -w 128K, not at the default 256K); if a smaller -w passes, that is it, \
+             otherwise the server stalled",
+            format_bytes(spec.window as u128)
+        ));
     }
     if stream && spec.mode != Mode::Raw && errors.timeout > 0 && t.messages_verified == 0 {
         let (unit, others) = if spec.mode == Mode::Lines {

@@ -491,6 +491,24 @@ fn probe_udp_corruption_is_counted_and_fails() {
     assert!(out.contains("corrupt 2"), "{out}");
 }
 
+/// socat `UDP-LISTEN ... EXEC:cat` passes datagrams through cat's pipe,
+/// which joins them: 256 bytes came back for a 64-byte datagram, reported
+/// as "came back altered (256 bytes)", without the size sent or why. A
+/// longer echo now names both sizes and joined datagrams.
+#[test]
+fn probe_udp_longer_echo_names_both_sizes() {
+    let srv = FaultyUdp::start(UdpFault::Lengthen);
+    let mut spec = udp_spec(srv.addr, 3);
+    spec.timeout = Duration::from_millis(500);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.corrupt, 3, "{r}");
+    let m = &r.error_details[0].message;
+    assert!(
+        m.contains("66 bytes came back for 64 sent") && m.contains("joined"),
+        "{r}"
+    );
+}
+
 #[test]
 fn probe_connects_failing_at_once_give_their_place_back_to_the_others() {
     // More connections than one thread connects at a time, every connect

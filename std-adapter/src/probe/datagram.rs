@@ -61,12 +61,19 @@ fn ring_index(seq: u64) -> usize {
 
 /// The error message of datagram `seq`, `sent` bytes long, that came back
 /// altered as `n` bytes: a shorter echo is named a truncation (a server
-/// whose buffer is smaller: socat and ncat echo at most 8192 bytes).
+/// whose buffer is smaller: socat and ncat echo at most 8192 bytes), a
+/// longer one gives both sizes (datagrams joined through a byte stream).
 fn corrupt_message(seq: u64, n: usize, sent: usize) -> String {
     if n < sent {
         format!(
             "datagram {seq} was truncated: {n} of {sent} bytes came back (the server's buffer is \
              {n} bytes?); try -s {n} or less"
+        )
+    } else if n > sent && sent > 0 {
+        format!(
+            "datagram {seq} came back longer: {n} bytes came back for {sent} sent (the server \
+             added bytes, or joined datagrams, as one passing them through a byte stream does: \
+             socat UDP-LISTEN with EXEC:cat)"
         )
     } else {
         format!("datagram {seq} came back altered ({n} bytes)")

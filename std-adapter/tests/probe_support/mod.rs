@@ -536,6 +536,9 @@ pub enum UdpFault {
     /// Hold the `n`-th datagram this long while echoing the later ones (a
     /// server thread that stalled on one), then echo it.
     HoldOne(u64, Duration),
+    /// Echo every datagram with two bytes appended (a server that joins
+    /// datagrams, as one relaying them through a byte stream does).
+    Lengthen,
     /// Connect the socket to the first peer and serve only it: the other
     /// peers' datagrams get an ICMP port unreachable (socat's `UDP-LISTEN`
     /// without `fork`).
@@ -579,6 +582,10 @@ impl FaultyUdp {
                     UdpFault::DropEvery(k) if seen.is_multiple_of(k) => continue,
                     UdpFault::CorruptEvery(k) if seen.is_multiple_of(k) => buf[n - 1] ^= 0x5a,
                     UdpFault::TruncateTo(k) => n = n.min(k),
+                    UdpFault::Lengthen => {
+                        buf[n..n + 2].copy_from_slice(b"xy");
+                        n += 2;
+                    }
                     UdpFault::PauseAt(k, pause) if seen == k => std::thread::sleep(pause),
                     UdpFault::HoldOne(k, hold) if seen == k => {
                         let at = Instant::now() + hold;

@@ -866,6 +866,22 @@ fn connections_dropped_at_once_suggest_a_forward_whichever_way_they_end() {
     );
 }
 
+/// socat's `OPENSSL-LISTEN` probed as tcp:// resets the connection at the
+/// probe's first (non-TLS) bytes without a word: the hints named line
+/// limits and port forwards only. A TLS server is named too.
+#[test]
+fn resets_before_any_echo_suggest_a_tls_server_too() {
+    let tls_like = FaultyServer::start(Fault::CloseAtOnce);
+    let t = format!("tcp://{}", tls_like.addr);
+    let (code, out, _) = texts(&probe_cli(&[&t, "-n", "3", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    let hints = hints_of(&out).join("\n");
+    assert!(
+        hints.contains("OPENSSL-LISTEN") && hints.contains("tls://"),
+        "{out}"
+    );
+}
+
 /// A server that answers for the first 20 messages of a 1 s paced run and
 /// then stalls past its end: the run is measured over its whole second
 /// (not up to the last echo before the stall, which made the rate look

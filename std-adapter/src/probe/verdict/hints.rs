@@ -219,6 +219,15 @@ pub(super) fn early_end_hints(
             connections_were(c)
         ),
     });
+    if reset > 0
+        && let Some(last) = hints.last_mut()
+    {
+        last.push_str(
+            "; or the server speaks TLS: socat's OPENSSL-LISTEN resets a connection whose first \
+             bytes are not a TLS ClientHello (others answer with an alert, which the mismatch \
+             names), so probe it as tls://HOST:PORT",
+        );
+    }
 }
 
 /// The hint for `resets` connections reset before any byte was echoed while

@@ -72,9 +72,10 @@ pub(super) fn syn_retransmit_hint(spec: &ProbeSpec, connect: &Latency) -> Option
             "connecting took up to {} (p50 {}): a SYN unanswered is sent again after 1 s, then \
              2 s and 4 s more, so SYNs were dropped or lost; a server whose listen backlog is \
              full drops them (and the last ACK of handshakes this host already counts as open, \
-             whose first message then waits and may time out): raise its backlog (socat's \
-             default is 5: `TCP-LISTEN:PORT,backlog=128`; the kernel caps it at \
-             net.core.somaxconn), or try fewer -c or a lower --connect-rate",
+             whose data and FIN then wait for retransmissions and may time out, as response or \
+             FIN timeouts): raise its backlog (socat's default is 5: \
+             `TCP-LISTEN:PORT,backlog=128`; the kernel caps it at net.core.somaxconn), or try \
+             fewer -c or a lower --connect-rate",
             format_micros(connect.max),
             format_micros(connect.p50)
         )

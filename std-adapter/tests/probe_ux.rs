@@ -882,6 +882,24 @@ fn resets_before_any_echo_suggest_a_tls_server_too() {
     );
 }
 
+/// openbsd-inetd stops a service invoked more than `nowait.max` times a
+/// minute (256 by default) for ten minutes, its port still listening: after
+/// a `-p crr` run every connection was reset (a few closed) before any
+/// echo, and the hints named line limits, forwards and TLS, never the
+/// superserver's limit.
+#[test]
+fn resets_before_any_echo_suggest_a_superserver_that_stopped_the_service() {
+    let stopped = FaultyServer::start(Fault::CloseAtOnce);
+    let t = format!("tcp://{}", stopped.addr);
+    let (code, out, _) = texts(&probe_cli(&[&t, "-n", "3", "-c", "4", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    let hints = hints_of(&out).join("\n");
+    assert!(
+        hints.contains("nowait.max") && hints.contains("ten minutes"),
+        "{out}"
+    );
+}
+
 /// A server that answers for the first 20 messages of a 1 s paced run and
 /// then stalls past its end: the run is measured over its whole second
 /// (not up to the last echo before the stall, which made the rate look

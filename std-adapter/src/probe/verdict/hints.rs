@@ -226,7 +226,10 @@ pub(super) fn early_end_hints(
         last.push_str(
             "; or the server speaks TLS: socat's OPENSSL-LISTEN resets a connection whose first \
              bytes are not a TLS ClientHello (others answer with an alert, which the mismatch \
-             names), so probe it as tls://HOST:PORT",
+             names), so probe it as tls://HOST:PORT; or a superserver stopped the service \
+             for too many connections, its port still listening (openbsd-inetd does for ten \
+             minutes past `nowait.max`, 256 a minute by default, as a -p crr run soon \
+             reaches; xinetd past `cps`)",
         );
     }
 }

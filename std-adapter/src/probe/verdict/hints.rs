@@ -66,8 +66,11 @@ const SYN_RETRANSMIT_US: u64 = 1_000_000;
 /// A full queue also drops the ACK of handshakes this host thinks done, so
 /// their first message waits for retransmissions and may time out: the run
 /// fails with response timeouts and names no cause without this.
+/// TCP targets only: a Unix socket has no SYN, and a TLS connect includes
+/// the handshake, which a far or slow server may take a second over.
 pub(super) fn syn_retransmit_hint(spec: &ProbeSpec, connect: &Latency) -> Option<String> {
-    (spec.is_stream() && connect.count > 0 && connect.max >= SYN_RETRANSMIT_US).then(|| {
+    let tcp = spec.targets.iter().all(|t| matches!(t, Target::Tcp(_)));
+    (tcp && connect.count > 0 && connect.max >= SYN_RETRANSMIT_US).then(|| {
         format!(
             "connecting took up to {} (p50 {}): a SYN unanswered is sent again after 1 s, then \
              2 s and 4 s more, so SYNs were dropped or lost; a server whose listen backlog is \

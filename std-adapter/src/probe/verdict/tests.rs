@@ -264,6 +264,33 @@ fn duration_run_whose_server_stalls_at_the_end_spans_the_whole_duration() {
     assert!(near(r.measured_secs, 1.5), "{}", r.measured_secs);
 }
 
+/// Connects of a second (SYNs retransmitted) get the backlog hint on TCP
+/// only: a Unix socket has no SYN, a TLS connect includes its handshake.
+#[test]
+fn second_long_connects_hint_at_syn_retransmission_on_tcp_only() {
+    let connect = Latency {
+        count: 10,
+        p50: 200,
+        max: 1_024_000,
+        ..Latency::default()
+    };
+    let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]));
+    let hint = syn_retransmit_hint(&tcp, &connect).expect("a hint");
+    assert!(hint.contains("SYN") && hint.contains("backlog"), "{hint}");
+    let quick = Latency {
+        max: 900_000,
+        ..connect.clone()
+    };
+    assert!(
+        syn_retransmit_hint(&tcp, &quick).is_none(),
+        "under a second"
+    );
+    for other in [tls("a.example"), Target::Unix("/tmp/echo.sock".into())] {
+        let spec = ProbeSpec::new(other);
+        assert!(syn_retransmit_hint(&spec, &connect).is_none(), "{spec:?}");
+    }
+}
+
 /// Ping-pong round trips of 40 ms to a server that accepted in 0.1 ms:
 /// the Nagle and delayed-ACK hint; not for a far server (connecting
 /// took as long) nor for fast round trips.

@@ -279,7 +279,7 @@ fn second_long_connects_hint_at_syn_retransmission_on_tcp_only() {
     assert!(hint.contains("SYN") && hint.contains("backlog"), "{hint}");
     let quick = Latency {
         max: 900_000,
-        ..connect.clone()
+        ..connect
     };
     assert!(
         syn_retransmit_hint(&tcp, &quick).is_none(),

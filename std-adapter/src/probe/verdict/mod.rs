@@ -247,16 +247,13 @@ pub(super) fn build_report(
             .sum();
         if refused_beside_answered > 0 {
             hints.push(format!(
-                "{} refused (ICMP port unreachable) before anything came back, while other \
+                "{} {} refused (ICMP port unreachable) before anything came back, while other \
                  sockets to the same target were answered: the server is there but serves one \
                  peer at a time (socat's UDP-LISTEN without fork connects its socket to the first \
                  peer and refuses the others: use UDP-RECVFROM with fork), or it stopped during \
                  the run; try -c 1",
-                if refused_beside_answered == 1 {
-                    "1 socket was".to_owned()
-                } else {
-                    format!("{refused_beside_answered} sockets were")
-                }
+                count_of(refused_beside_answered, "socket"),
+                if refused_beside_answered == 1 { "was" } else { "were" }
             ));
         }
         if d.duplicate > 0 {

@@ -4,9 +4,14 @@
 //! without cleaning up. At start we remove such a *stale* file, but only when
 //! it is a socket and a connection attempt is refused (nobody listens). Any
 //! other file is left alone and reported, and so is another user's socket
-//! file that this user may not connect to. (A check-then-remove race with a
-//! second server starting at the same instant is possible and accepted: the
-//! loser's bind then fails with "address in use".)
+//! file that this user may not connect to.
+//!
+//! Check, remove and bind are one step for every ricochet server using the
+//! same directory: each holds an exclusive `flock` on the directory across
+//! them ([`DirectoryLock`]), and across the removal at shutdown. Without it,
+//! two servers started at once on one stale path could both find it stale;
+//! the second to remove it would unlink the first's fresh socket, and the
+//! first would run on, listening on a file nobody can reach.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -17,7 +22,9 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::error::BindError;
 
-/// Removes a stale socket file at `path`, if any.
+/// Removes a stale socket file at `path`, if any. The caller holds the
+/// [`DirectoryLock`] of its directory, so no other server's fresh file can be
+/// the one removed.
 ///
 /// Returns whether a stale file was removed.
 pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
@@ -64,6 +71,8 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
             })
         }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            #[cfg(test)]
+            tests::at(tests::Point::FoundStale);
             std::fs::remove_file(path).map_err(|source| BindError::UnixInspect {
                 path: path.to_owned(),
                 source,
@@ -77,6 +86,50 @@ pub(crate) fn clear_stale(path: &Path) -> Result<bool, BindError> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+/// How long a server waits for another one to finish checking and binding
+/// in the same directory: its stale check may take up to
+/// [`IN_USE_WAIT`](super::listener::IN_USE_WAIT), and a host may be busy.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An exclusive `flock` on the directory of a socket path, held while a
+/// server checks, removes and binds a socket file there, or removes its own
+/// at shutdown. Released on drop.
+///
+/// Best effort: a directory this user may not open for reading (mode
+/// `-wx`), or a lock held past [`LOCK_WAIT`] (some other program's), gives
+/// no lock, and the steps run unguarded, as they did before it existed.
+pub(crate) struct DirectoryLock {
+    _held: Option<std::fs::File>,
+}
+
+impl DirectoryLock {
+    /// Locks the directory `path` is in, waiting up to [`LOCK_WAIT`].
+    pub(crate) fn of(path: &Path) -> DirectoryLock {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let Ok(file) = std::fs::File::open(dir) else {
+            return DirectoryLock { _held: None };
+        };
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return DirectoryLock { _held: Some(file) },
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    #[cfg(test)]
+                    tests::at(tests::Point::LockBusy);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), error = %e, "socket directory not locked");
+                    return DirectoryLock { _held: None };
+                }
+            }
+        }
     }
 }
 
@@ -138,6 +191,7 @@ pub(crate) fn bind(
             max,
         });
     }
+    let _lock = DirectoryLock::of(path);
     let removed = clear_stale(path)?;
     if removed {
         tracing::info!(path = %path.display(), "removed stale unix socket file");
@@ -211,10 +265,16 @@ impl SocketFile {
         if self.ino == 0 {
             return;
         }
+        // Not between another server's stale check and its bind.
+        let _lock = DirectoryLock::of(&self.path);
         if let Ok(meta) = std::fs::symlink_metadata(&self.path)
             && meta.dev() == self.dev
             && meta.ino() == self.ino
-            && let Err(e) = std::fs::remove_file(&self.path)
+            && let Err(e) = {
+                #[cfg(test)]
+                tests::at(tests::Point::OwnFileChecked);
+                std::fs::remove_file(&self.path)
+            }
         {
             tracing::warn!(path = %self.path.display(), error = %e, "could not remove unix socket file");
         }
@@ -231,6 +291,104 @@ impl Drop for SocketFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::sync::mpsc;
+
+    /// Where a test may stop a thread that binds.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Point {
+        /// The stale check found nobody listening, before the removal.
+        FoundStale,
+        /// Another holds the directory lock: about to wait for it.
+        LockBusy,
+        /// At shutdown: the file is still the one bound, before its removal.
+        OwnFileChecked,
+    }
+
+    /// What a test thread runs at each [`Point`].
+    type Hook = Box<dyn FnMut(Point)>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Calls this thread's hook, if a test set one.
+    pub(super) fn at(point: Point) {
+        HOOK.with(|h| {
+            if let Some(hook) = h.borrow_mut().as_mut() {
+                hook(point);
+            }
+        });
+    }
+
+    fn set_hook(hook: impl FnMut(Point) + 'static) {
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    #[test]
+    fn two_servers_binding_one_stale_path_at_once_leave_one_listening_and_refuse_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        // A server that died without unlinking: a stale file.
+        drop(StdUnixListener::bind(&path).unwrap());
+        let (to_main, from_first) = mpsc::channel();
+        let (resume_first, first_waits) = mpsc::channel::<()>();
+        let first_path = path.clone();
+        // The first server stops just after finding the file stale.
+        let first = std::thread::spawn(move || {
+            let mut told = false;
+            set_hook(move |point| {
+                if point == Point::FoundStale && !told {
+                    told = true;
+                    to_main.send("first found it stale").unwrap();
+                    let _ = first_waits.recv_timeout(std::time::Duration::from_secs(10));
+                }
+            });
+            bind(&first_path, 0o660, 16)
+        });
+        assert_eq!(
+            from_first.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok("first found it stale")
+        );
+        // The second server starts then: it either waits for the first's
+        // lock (then the first goes on) or, unguarded, binds at once.
+        let (to_main2, from_second) = mpsc::channel();
+        let second_path = path.clone();
+        let second = std::thread::spawn(move || {
+            let waiting = to_main2.clone();
+            let mut told = false;
+            set_hook(move |point| {
+                if point == Point::LockBusy && !told {
+                    told = true;
+                    let _ = waiting.send("second waits");
+                }
+            });
+            let r = bind(&second_path, 0o660, 16);
+            let _ = to_main2.send("second done");
+            r
+        });
+        let second_saw = from_second
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        resume_first.send(()).unwrap();
+        let first = first.join().unwrap();
+        let second = second.join().unwrap();
+        assert_eq!(
+            second_saw, "second waits",
+            "the second server bound while the first was between its check and its bind"
+        );
+        let (first_listener, _first_file) = first.map_err(|e| e.to_string()).unwrap();
+        // The second found the first listening and said so.
+        assert!(
+            matches!(second, Err(BindError::UnixInUse { .. })),
+            "{:?}",
+            second.map(|_| ()).map_err(|e| e.to_string())
+        );
+        // And the path reaches the first server.
+        first_listener.set_nonblocking(false).unwrap();
+        let _client = StdUnixStream::connect(&path).unwrap();
+        first_listener.accept().unwrap();
+    }
 
     #[test]
     fn socket_file_removed_while_it_is_checked_leaves_the_path_free() {
@@ -248,5 +406,60 @@ mod tests {
         let r = clear_stale(&path);
         server.join().unwrap();
         assert!(matches!(r, Ok(false)), "{:?}", r.map_err(|e| e.to_string()));
+    }
+
+    #[test]
+    fn server_removing_its_file_at_shutdown_never_removes_the_next_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let (listener, file) = bind(&path, 0o660, 16).map_err(|e| e.to_string()).unwrap();
+        // Shutting down: the listener closes, then the file is removed.
+        drop(listener);
+        let (to_main, from_old) = mpsc::channel();
+        let (resume_old, old_waits) = mpsc::channel::<()>();
+        let old = std::thread::spawn(move || {
+            let mut file = file;
+            set_hook(move |point| {
+                if point == Point::OwnFileChecked {
+                    to_main.send("old checked its file").unwrap();
+                    let _ = old_waits.recv_timeout(std::time::Duration::from_secs(10));
+                }
+            });
+            file.remove();
+        });
+        assert_eq!(
+            from_old.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok("old checked its file")
+        );
+        // The next server starts then, on the same path.
+        let (to_main2, from_new) = mpsc::channel();
+        let new_path = path.clone();
+        let new = std::thread::spawn(move || {
+            let waiting = to_main2.clone();
+            let mut told = false;
+            set_hook(move |point| {
+                if point == Point::LockBusy && !told {
+                    told = true;
+                    let _ = waiting.send("new waits");
+                }
+            });
+            let r = bind(&new_path, 0o660, 16);
+            let _ = to_main2.send("new done");
+            r
+        });
+        let new_saw = from_new
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        resume_old.send(()).unwrap();
+        old.join().unwrap();
+        let (new_listener, _new_file) = new.join().unwrap().map_err(|e| e.to_string()).unwrap();
+        assert_eq!(
+            new_saw, "new waits",
+            "the next server bound during the old one's removal"
+        );
+        // The path reaches the new server: the old one removed only its own file.
+        new_listener.set_nonblocking(false).unwrap();
+        let _client = StdUnixStream::connect(&path).unwrap();
+        new_listener.accept().unwrap();
     }
 }

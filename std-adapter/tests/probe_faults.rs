@@ -121,6 +121,36 @@ fn probe_silent_server_times_out_within_the_timeout() {
 }
 
 #[test]
+fn probe_server_that_never_reads_times_out_saying_it_does_not_read() {
+    // A 16 MiB message is more than loopback's socket buffers hold (about
+    // 4 MiB): the probe's writes block, and the timeout says why.
+    let srv = FaultyServer::start(Fault::NeverRead);
+    let mut spec = tcp_spec(srv.addr, 1);
+    spec.size = SizeRange::fixed(16 << 20);
+    spec.timeout = Duration::from_millis(500);
+    let start = Instant::now();
+    let r = probe::run(&spec).expect("run");
+    assert!(start.elapsed() < Duration::from_secs(10), "{r}");
+    assert_eq!(r.errors.timeout, 1, "{r}");
+    assert_eq!(r.errors.total(), 1, "{r}");
+    let msg = &r.error_details[0].message;
+    assert!(
+        msg.contains("the server is not reading either")
+            && msg.contains("the socket has taken none of the probe's next bytes for the last"),
+        "{msg}"
+    );
+    // One that reads and never answers takes everything: not said of it.
+    let silent = FaultyServer::start(Fault::Silent);
+    let mut spec = tcp_spec(silent.addr, 1);
+    spec.size = SizeRange::fixed(16 << 20);
+    spec.timeout = Duration::from_millis(500);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.timeout, 1, "{r}");
+    let msg = &r.error_details[0].message;
+    assert!(!msg.contains("not reading"), "{msg}");
+}
+
+#[test]
 fn probe_server_without_fin_is_an_error_after_everything_verified() {
     let srv = FaultyServer::start(Fault::NoFin);
     let mut spec = tcp_spec(srv.addr, 20);

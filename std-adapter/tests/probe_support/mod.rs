@@ -349,6 +349,9 @@ pub enum Fault {
     SplitWrites,
     /// Echo each read whole, this long after it came: a slow server.
     DelayEach(Duration),
+    /// Accept and never read (nor answer, nor close) until the test ends:
+    /// the peer's writes block once both sockets' buffers are full.
+    NeverRead,
 }
 
 /// A thread-per-connection TCP echo server with a fault, on 127.0.0.1:0.
@@ -420,6 +423,13 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
     match fault {
         Fault::Banner(greeting) if (&s).write_all(greeting).is_err() => return,
         Fault::CloseAtOnce => return,
+        Fault::NeverRead => {
+            let deadline = Instant::now() + STEP_TIMEOUT;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return;
+        }
         Fault::FinAtOnce => {
             let _ = s.shutdown(Shutdown::Write);
             let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
@@ -453,8 +463,8 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
             Ok(n) => {
                 let chunk = &mut buf[..n];
                 match fault {
-                    // Those two ended the connection before reading.
-                    Fault::Silent | Fault::FinAtOnce | Fault::CloseAtOnce => {}
+                    // Silent reads and never answers; the others never get here.
+                    Fault::Silent | Fault::FinAtOnce | Fault::CloseAtOnce | Fault::NeverRead => {}
                     Fault::FlipAt(at) => {
                         if at >= offset && at < offset + n as u64 {
                             chunk[(at - offset) as usize] ^= 0xff;

@@ -63,6 +63,10 @@ pub(super) struct Conn<const M: usize> {
     /// Pacing: the socket took no more (the server not reading: TCP's
     /// backpressure); when it takes bytes again, held messages may start.
     pub(super) socket_full: bool,
+    /// Since when the socket has refused the probe's next bytes, if it
+    /// took none since: a server that does not read (told apart, at a
+    /// timeout, from one that reads and does not answer).
+    pub(super) write_blocked_since: Option<Instant>,
     /// Pacing: the messages due, and not begun, when the duration ended
     /// (first due instant, count): their wait is recorded once the
     /// connection could have sent them, or failed.
@@ -105,6 +109,7 @@ impl<const M: usize> Conn<M> {
             held: false,
             ready_at: at,
             socket_full: false,
+            write_blocked_since: None,
             unsent: None,
             unsettled: None,
         }

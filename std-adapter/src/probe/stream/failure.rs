@@ -7,6 +7,7 @@ use ricochet_core::probe::ProbeError;
 
 use super::super::report::{ConnError, ErrorKind};
 use super::super::tls::RefusedByServer;
+use super::super::units::format_duration;
 use super::super::verdict::{no_progress, show_byte, show_bytes};
 
 /// Received bytes shown before a bad one in an error message.
@@ -138,6 +139,28 @@ impl Failure {
         }
     }
 
+    /// Adds to a timeout that the socket has refused the probe's next bytes
+    /// for the last `blocked` (shown to the millisecond, or to a tenth of a
+    /// second from a second on; nothing under a millisecond): the server
+    /// does not read either.
+    pub(super) fn not_reading(&mut self, blocked: StdDuration) {
+        let ms = u64::try_from(blocked.as_millis()).unwrap_or(u64::MAX);
+        let blocked = StdDuration::from_millis(if ms >= 1000 {
+            ms.saturating_add(50) / 100 * 100
+        } else {
+            ms
+        });
+        if blocked.is_zero() {
+            return;
+        }
+        self.message.push_str(&format!(
+            "; the server is not reading either: the socket has taken none of the probe's next \
+             bytes for the last {} (the server's receive buffer and the probe's send buffer are \
+             full)",
+            format_duration(blocked)
+        ));
+    }
+
     /// A socket error while `what`; resets and broken pipes are early closes.
     /// A TLS server's refusal after the handshake is a `handshake` error.
     pub(super) fn io(what: &str, e: &io::Error, verified: u64) -> Self {
@@ -231,5 +254,31 @@ mod tests {
         assert_eq!(f.peer_end(), None);
         let f = Failure::io("read", &io::Error::from(io::ErrorKind::Other), 0);
         assert_eq!(f.peer_end(), None);
+    }
+
+    #[test]
+    fn a_server_not_reading_is_said_with_how_long_writes_were_refused() {
+        let t = StdDuration::from_secs(2);
+        let blocked = |d: StdDuration| {
+            let mut f = Failure::probe(ProbeError::Timeout { outstanding: 64 }, t);
+            f.not_reading(d);
+            f.message
+        };
+        for (d, shown) in [
+            (StdDuration::from_micros(1_998_400), "for the last 2s ("),
+            (
+                StdDuration::from_micros(1_449_000),
+                "for the last 1s 400ms (",
+            ),
+            (StdDuration::from_micros(999_900), "for the last 999ms ("),
+        ] {
+            let m = blocked(d);
+            assert!(
+                m.contains("the server is not reading either") && m.contains(shown),
+                "{d:?}: {m}"
+            );
+        }
+        // Refused for under a millisecond: nothing to say.
+        assert!(!blocked(StdDuration::from_micros(900)).contains("not reading"));
     }
 }

@@ -406,6 +406,7 @@ impl Env<'_> {
         c.phase = Phase::Running;
         c.first_byte_seen = false;
         c.piece_at = None;
+        c.write_blocked_since = None;
         c.held = true;
         c.ready_at = now;
         c.lifetime_end = match spec.session_lifetime() {
@@ -511,7 +512,13 @@ impl Env<'_> {
                 let r = c.probe.as_mut().map_or(Ok(()), |p| p.handle_timeout(now));
                 match r {
                     Ok(()) => self.drive(c, idx),
-                    Err(e) => self.fail(c, idx, now, Failure::probe(e, timeout)),
+                    Err(e) => {
+                        let mut failure = Failure::probe(e, timeout);
+                        if let Some(since) = c.write_blocked_since {
+                            failure.not_reading(now.saturating_since(since).into());
+                        }
+                        self.fail(c, idx, now, failure)
+                    }
                 }
             }
             Phase::Draining { deadline } if now >= deadline => {

@@ -64,6 +64,7 @@ impl Env<'_> {
                         Ok(w) => {
                             // `w <= n` (what was offered): cannot fail.
                             let _ = probe.commit_sent(now, w);
+                            c.write_blocked_since = None;
                             if let (Some(d), Some(pace)) = (due, self.pace) {
                                 let sent = Sent {
                                     due: d,
@@ -78,6 +79,7 @@ impl Env<'_> {
                                 c.writable = false;
                                 c.held = true;
                                 c.socket_full = true;
+                                c.write_blocked_since = Some(now);
                                 break;
                             }
                         }
@@ -88,6 +90,7 @@ impl Env<'_> {
                             c.writable = false;
                             c.held = true;
                             c.socket_full = true;
+                            c.write_blocked_since.get_or_insert(now);
                             break;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

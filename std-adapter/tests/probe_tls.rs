@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use probe_support::{Fault, FaultyServer, json_of, probe_cli, texts};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use ricochet::core::Mode;
-use tls_support::{Pki, TlsServer};
+use tls_support::{Pki, RawAfterHandshake, TlsServer};
 
 fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("utf-8 temp path")
@@ -263,6 +263,45 @@ fn probe_tls_against_a_silent_server_times_out_the_handshake() {
     assert_eq!(j["errors"]["handshake"], 1);
     let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
     assert!(msg.contains("not complete within 300ms"), "{msg}");
+}
+
+/// After a completed handshake, bytes that are not TLS records (a server
+/// that speaks plain text once connected) and a record that does not
+/// decrypt (altered on the way) are named as such, not in rustls's words
+/// alone.
+#[test]
+fn probe_tls_names_plain_text_and_undecryptable_records_after_the_handshake() {
+    let pki = Pki::new();
+    let cases: [(&[u8], &str); 2] = [
+        (
+            b"plain text after the handshake\n",
+            "the server sent bytes that are not TLS records after the handshake",
+        ),
+        (
+            b"\x17\x03\x03\x00\x20 thirty-two bytes of no record..",
+            "a record from the server failed to decrypt",
+        ),
+    ];
+    for (raw, said) in cases {
+        let srv = RawAfterHandshake::start(&pki, raw);
+        let target = format!("tls://localhost:{}", srv.addr.port());
+        let o = probe_cli(&[
+            &target,
+            "--tls-ca",
+            path(&pki.ca),
+            "-n",
+            "3",
+            "--timeout",
+            "2s",
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{:?}", texts(&o));
+        let j = json_of(&o);
+        assert_eq!(j["tls"]["handshakes"], 1, "{j}");
+        assert_eq!(j["errors"]["io"], 1, "{j}");
+        let msg = j["error_details"][0]["message"].as_str().unwrap_or("");
+        assert!(msg.starts_with("read: ") && msg.contains(said), "{msg}");
+    }
 }
 
 #[test]

@@ -244,3 +244,77 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A TLS server that completes each handshake (rustls, `pki`'s server
+/// certificate), reads the client's first plaintext, then writes `raw`
+/// straight to the TCP socket, outside TLS, and holds the connection open
+/// until dropped: a server that speaks plain text once connected, or a
+/// record altered on the way. On 127.0.0.1:0.
+pub struct RawAfterHandshake {
+    pub addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawAfterHandshake {
+    pub fn start(pki: &Pki, raw: &'static [u8]) -> RawAfterHandshake {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let chain: Vec<_> = CertificateDer::pem_file_iter(&pki.cert)
+            .expect("server cert")
+            .map(|c| c.expect("cert"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&pki.key).expect("server key");
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server config"),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            let start = Instant::now();
+            while !stop2.load(Ordering::Relaxed) && start.elapsed() < WAIT {
+                let sock = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let _ = sock.set_nonblocking(false);
+                let _ = sock.set_read_timeout(Some(WAIT));
+                let _ = sock.set_write_timeout(Some(WAIT));
+                let conn = rustls::ServerConnection::new(config.clone()).expect("connection");
+                let mut tls = rustls::StreamOwned::new(conn, sock);
+                let mut buf = [0u8; 4096];
+                // The handshake, then the first plaintext (or an error).
+                if matches!(tls.read(&mut buf), Ok(n) if n > 0) {
+                    let _ = tls.sock.write_all(raw);
+                }
+                held.push(tls);
+            }
+        });
+        RawAfterHandshake {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RawAfterHandshake {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -69,6 +69,24 @@ impl fmt::Display for HandshakeError {
     }
 }
 
+/// A server's records after the handshake that rustls could not take, in
+/// plain words (`None`: rustls's own message says it).
+fn explain_records(e: &rustls::Error) -> Option<String> {
+    match e {
+        rustls::Error::InvalidMessage(_) => Some(format!(
+            "the server sent bytes that are not TLS records after the handshake ({e}): a \
+             server that writes plain text into the connection once it is up, or something \
+             between that alters the stream"
+        )),
+        rustls::Error::DecryptError => Some(format!(
+            "a record from the server failed to decrypt ({e}): its bytes were altered on the \
+             way (a middlebox, a faulty link), or the server wrote into the connection outside \
+             TLS"
+        )),
+        _ => None,
+    }
+}
+
 /// The certificate errors a new user meets, in plain words with the fix
 /// (`None`: rustls's own message says it).
 fn explain(e: &rustls::Error) -> Option<String> {
@@ -520,7 +538,10 @@ impl TlsLink {
                         if let Some(refused) = RefusedByServer::of(&e, self.accepted, presented) {
                             return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
                         }
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                        return Err(match explain_records(&e) {
+                            Some(plain) => io::Error::new(io::ErrorKind::InvalidData, plain),
+                            None => io::Error::new(io::ErrorKind::InvalidData, e),
+                        });
                     }
                     if answer {
                         // A key update or alert to answer; errors show on the next write.

@@ -525,6 +525,26 @@ fn probe_udp_corruption_is_counted_and_fails() {
 /// which joins them: 256 bytes came back for a 64-byte datagram, reported
 /// as "came back altered (256 bytes)", without the size sent or why. A
 /// longer echo now names both sizes and joined datagrams.
+/// A server answering each datagram three times: the warning counts the
+/// extra copies as duplicates, not as datagrams that "came back twice" (18
+/// or more copies of 10 datagrams).
+#[test]
+fn probe_udp_datagrams_echoed_three_times_are_counted_as_duplicates_not_twice() {
+    let srv = FaultyUdp::start(UdpFault::EchoTimes(3));
+    let r = probe::run(&udp_spec(srv.addr, 10)).expect("run");
+    assert!(r.ok, "{r}");
+    let d = r.datagrams.as_ref().expect("datagram counts");
+    assert_eq!(d.verified, 10, "{r}");
+    // The copies of each datagram come before the next one's echo: all but
+    // the last one's are read.
+    assert!(d.duplicate >= 18, "{r}");
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains(&format!("{} duplicates came back", d.duplicate)) && !w.contains("twice"),
+        "{w}"
+    );
+}
+
 #[test]
 fn probe_udp_longer_echo_names_both_sizes() {
     let srv = FaultyUdp::start(UdpFault::Lengthen);

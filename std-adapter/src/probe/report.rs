@@ -459,7 +459,8 @@ pub struct DatagramCounts {
     pub lost_on_failure: u64,
     /// Datagrams back with wrong contents (a failure).
     pub corrupt: u64,
-    /// Datagrams that came back twice.
+    /// Extra copies of datagrams already verified (a datagram echoed three
+    /// times counts two).
     pub duplicate: u64,
     /// Datagrams back after they had been counted lost.
     pub late: u64,

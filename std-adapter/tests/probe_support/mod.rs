@@ -549,6 +549,9 @@ pub enum UdpFault {
     /// Echo every datagram with two bytes appended (a server that joins
     /// datagrams, as one relaying them through a byte stream does).
     Lengthen,
+    /// Echo every datagram this many times (a server that answers each
+    /// datagram more than once, or a network that duplicates them).
+    EchoTimes(u32),
     /// Connect the socket to the first peer and serve only it: the other
     /// peers' datagrams get an ICMP port unreachable (socat's `UDP-LISTEN`
     /// without `fork`).
@@ -615,6 +618,12 @@ impl FaultyUdp {
                     }
                     UdpFault::FromOtherPort => {
                         let _ = other.send_to(&buf[..n], from);
+                        continue;
+                    }
+                    UdpFault::EchoTimes(k) => {
+                        for _ in 0..k {
+                            let _ = sock.send_to(&buf[..n], from);
+                        }
                         continue;
                     }
                     UdpFault::SwapPairs => {

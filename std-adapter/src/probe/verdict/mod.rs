@@ -257,7 +257,11 @@ pub(super) fn build_report(
             ));
         }
         if d.duplicate > 0 {
-            warnings.push(format!("{} came back twice", count_of(d.duplicate, "datagram")));
+            warnings.push(format!(
+                "{} came back: copies of datagrams already verified (the server answered some \
+                 more than once, or the network duplicated them)",
+                count_of(d.duplicate, "duplicate")
+            ));
         }
         if d.reordered > 0 {
             warnings.push(format!(

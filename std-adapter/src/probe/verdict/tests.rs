@@ -773,7 +773,7 @@ fn udp_warnings_count_in_the_singular_and_the_window_says_its_cap() {
     t.send_blocked = 1;
     let r = report_of(&spec, t);
     let w = r.warnings.join("\n");
-    assert!(w.contains("1 datagram came back twice"), "{w}");
+    assert!(w.contains("1 duplicate came back"), "{w}");
     // Late means after --timeout (a datagram back before it is verified,
     // even one that gave its ring slot up early): the warning says which.
     assert!(
@@ -796,9 +796,7 @@ fn udp_warnings_count_in_the_singular_and_the_window_says_its_cap() {
     t.datagrams.duplicate = 2;
     let r = report_of(&spec, t);
     assert!(
-        r.warnings
-            .join("\n")
-            .contains("2 datagrams came back twice"),
+        r.warnings.join("\n").contains("2 duplicates came back"),
         "{r:?}"
     );
 

@@ -545,6 +545,29 @@ fn probe_udp_datagrams_echoed_three_times_are_counted_as_duplicates_not_twice() 
     );
 }
 
+/// Echoes cut shorter than the 12-byte header every probe datagram starts
+/// with cannot be told from datagrams of someone else's: they are counted
+/// foreign, and the warning says they are too short to be the probe's and
+/// may be its echoes cut short.
+#[test]
+fn probe_udp_echoes_cut_below_the_header_are_named_as_possibly_truncated() {
+    let srv = FaultyUdp::start(UdpFault::TruncateTo(5));
+    let mut spec = udp_spec(srv.addr, 3);
+    spec.timeout = Duration::from_millis(300);
+    let r = probe::run(&spec).expect("run");
+    assert!(!r.ok, "{r}");
+    let d = r.datagrams.as_ref().expect("datagram counts");
+    assert_eq!((d.lost, d.foreign), (3, 3), "{r}");
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains(
+            "3 datagrams received that the probe never sent, all of them shorter than the \
+             12-byte header every probe datagram starts with (the shortest: 5 bytes)"
+        ) && w.contains("cut short"),
+        "{w}"
+    );
+}
+
 #[test]
 fn probe_udp_longer_echo_names_both_sizes() {
     let srv = FaultyUdp::start(UdpFault::Lengthen);

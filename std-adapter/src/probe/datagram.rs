@@ -19,7 +19,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token};
-use ricochet_core::probe::{ConfigError, DatagramOutcome, DatagramProbeConfig};
+use ricochet_core::probe::{ConfigError, DATAGRAM_HEADER, DatagramOutcome, DatagramProbeConfig};
 use ricochet_core::time::earliest;
 use ricochet_core::{DatagramProbe, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -513,6 +513,12 @@ impl Env<'_> {
                                     message: corrupt_message(seq, n, sent),
                                 };
                                 self.rec.error(c.target, now, e);
+                            }
+                            DatagramOutcome::Foreign if n < DATAGRAM_HEADER => {
+                                let tally = self.rec.tally(c.target);
+                                tally.foreign_short += 1;
+                                tally.foreign_shortest =
+                                    Some(tally.foreign_shortest.map_or(n, |s| s.min(n)));
                             }
                             // Counted by the probe's stats; reported as warnings.
                             _ => {}

@@ -118,6 +118,11 @@ pub(super) struct Tally {
     pub(super) datagrams: DatagramCounts,
     /// UDP datagrams the socket refused to send (buffer full), counted lost by the probe.
     pub(super) send_blocked: u64,
+    /// Of the foreign UDP datagrams: those shorter than the header every
+    /// probe datagram starts with (perhaps its echoes, cut short), and the
+    /// length of the shortest.
+    pub(super) foreign_short: u64,
+    pub(super) foreign_shortest: Option<usize>,
     /// Streams: connections the peer reset before any of their bytes verified.
     pub(super) reset_unverified: u64,
     /// UDP: sockets refused (ICMP port unreachable) before any of their
@@ -174,6 +179,8 @@ impl Tally {
             details: Vec::new(),
             datagrams: DatagramCounts::default(),
             send_blocked: 0,
+            foreign_short: 0,
+            foreign_shortest: None,
             reset_unverified: 0,
             refused_unverified: 0,
             closed_unverified: 0,
@@ -344,6 +351,11 @@ impl Tally {
         a.late += b.late;
         a.foreign += b.foreign;
         self.send_blocked += o.send_blocked;
+        self.foreign_short += o.foreign_short;
+        self.foreign_shortest = match (self.foreign_shortest, o.foreign_shortest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.reset_unverified += o.reset_unverified;
         self.refused_unverified += o.refused_unverified;
         self.closed_unverified += o.closed_unverified;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ricochet_core::probe::overdue_at_most;
+use ricochet_core::probe::{DATAGRAM_HEADER, overdue_at_most};
 use ricochet_core::{Instant, Mode};
 
 use super::report::{
@@ -280,8 +280,22 @@ pub(super) fn build_report(
             ));
         }
         if d.foreign > 0 {
+            let short = match (t.foreign_short, t.foreign_shortest) {
+                (0, _) | (_, None) => String::new(),
+                (n, Some(shortest)) => format!(
+                    ", {} shorter than the {DATAGRAM_HEADER}-byte header every probe datagram \
+                     starts with (the shortest: {}): echoes cut short, if the server truncates \
+                     datagrams (to a buffer that small) or something between does",
+                    if n == d.foreign {
+                        "all of them".to_owned()
+                    } else {
+                        format!("{n} of them")
+                    },
+                    count_of(shortest as u64, "byte")
+                ),
+            };
             warnings.push(format!(
-                "{} received that the probe never sent",
+                "{} received that the probe never sent{short}",
                 count_of(d.foreign, "datagram")
             ));
         }

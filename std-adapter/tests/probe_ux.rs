@@ -238,6 +238,29 @@ fn mismatch_shows_printable_bytes_and_what_came_back_around_them() {
     );
 }
 
+/// A server (or relay) that turns `\n` into `\r\n` is named as such where
+/// the first `\r` comes back for a `\n`, in `lines` mode and in `raw`.
+#[test]
+fn crlf_translating_server_is_named_at_the_first_line_end() {
+    let srv = FaultyServer::start(Fault::Crlf);
+    for mode in ["lines", "raw"] {
+        let (code, out, _) = texts(&probe_cli(&[
+            &tcp(&srv),
+            "-n",
+            "50",
+            "-m",
+            mode,
+            "--timeout",
+            "2s",
+        ]));
+        assert_eq!(code, 1, "{mode}: {out}");
+        assert!(
+            out.contains("sent 0x0a, got 0x0d") && out.contains("turns line ends into CRLF"),
+            "{mode}: {out}"
+        );
+    }
+}
+
 #[test]
 fn raw_probe_of_a_lines_server_that_echoes_nothing_suggests_the_mode() {
     let server = OurServer::start(Mode::Lines);

@@ -349,6 +349,8 @@ pub enum Fault {
     SplitWrites,
     /// Echo each read whole, this long after it came: a slow server.
     DelayEach(Duration),
+    /// Echo every `\n` as `\r\n` (a server or relay translating line ends).
+    Crlf,
     /// Accept and never read (nor answer, nor close) until the test ends:
     /// the peer's writes block once both sockets' buffers are full.
     NeverRead,
@@ -498,6 +500,18 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                     Fault::SplitWrites => {
                         let (first, rest) = chunk.split_at(1);
                         if (&s).write_all(first).is_err() || (&s).write_all(rest).is_err() {
+                            return;
+                        }
+                    }
+                    Fault::Crlf => {
+                        let mut out = Vec::with_capacity(chunk.len() * 2);
+                        for &b in chunk.iter() {
+                            if b == b'\n' {
+                                out.push(b'\r');
+                            }
+                            out.push(b);
+                        }
+                        if (&s).write_all(&out).is_err() {
                             return;
                         }
                     }

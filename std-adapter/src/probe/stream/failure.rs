@@ -117,6 +117,9 @@ impl Failure {
                     if offset == 0 && received.is_some_and(|(c, at)| at == 0 && tls_record(c)) {
                         "; that is a TLS record (the server speaks TLS, not plain TCP): probe it as \
                          tls://HOST:PORT"
+                    } else if (expected, actual) == (b'\n', b'\r') {
+                        "; a carriage return where a line feed was sent: the server (or something \
+                         between) turns line ends into CRLF (\\r\\n), as telnet-style servers do"
                     } else {
                         ""
                     }

@@ -46,6 +46,29 @@ fn probe_flipped_byte_reports_mismatch_at_exact_offset_per_connection() {
     assert!(r.bytes_verified >= 3 * 960, "{r}");
 }
 
+/// In `frames` mode a byte altered in a frame's 2-byte length header is
+/// named as such, with where the frame starts; one in the payload is not.
+#[test]
+fn probe_frames_altered_length_header_is_named_with_the_frame_start() {
+    for (at, header) in [(64, true), (65, true), (66, false)] {
+        let srv = FaultyServer::start(Fault::FlipAt(at));
+        let mut spec = tcp_spec(srv.addr, 5);
+        spec.mode = ricochet::core::Mode::Frames;
+        let r = probe::run(&spec).expect("run");
+        assert_eq!(r.errors.mismatch, 1, "{r}");
+        let d = &r.error_details[0];
+        assert_eq!(d.offset, Some(at), "{r}");
+        assert_eq!(
+            d.message.contains(
+                "in the 2-byte length header of the frame that starts at stream offset 64"
+            ),
+            header,
+            "{at}: {}",
+            d.message
+        );
+    }
+}
+
 #[test]
 fn probe_cli_flipped_byte_exits_1_with_offset_in_json() {
     let srv = FaultyServer::start(Fault::FlipAt(4242));

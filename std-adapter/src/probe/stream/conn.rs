@@ -67,6 +67,9 @@ pub(super) struct Conn<const M: usize> {
     /// took none since: a server that does not read (told apart, at a
     /// timeout, from one that reads and does not answer).
     pub(super) write_blocked_since: Option<Instant>,
+    /// The stream offset at which the message being verified starts (a
+    /// `frames` mismatch there is in its length header).
+    pub(super) unit_start: u64,
     /// Pacing: the messages due, and not begun, when the duration ended
     /// (first due instant, count): their wait is recorded once the
     /// connection could have sent them, or failed.
@@ -110,6 +113,7 @@ impl<const M: usize> Conn<M> {
             ready_at: at,
             socket_full: false,
             write_blocked_since: None,
+            unit_start: 0,
             unsent: None,
             unsettled: None,
         }

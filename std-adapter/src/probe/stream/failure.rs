@@ -142,6 +142,24 @@ impl Failure {
         }
     }
 
+    /// Adds to a mismatch in `frames` mode that the byte is in the 2-byte
+    /// length header of the frame that starts at stream offset `unit_start`
+    /// (when it is).
+    pub(super) fn in_frame_header(&mut self, unit_start: u64) {
+        if self.kind != ErrorKind::Mismatch {
+            return;
+        }
+        let Some(into) = self.offset.and_then(|o| o.checked_sub(unit_start)) else {
+            return;
+        };
+        if into < ricochet_core::frames::HEADER_LEN as u64 {
+            self.message.push_str(&format!(
+                "; that byte is in the 2-byte length header of the frame that starts at stream \
+                 offset {unit_start}: the server changed the length the frame announces"
+            ));
+        }
+    }
+
     /// Adds to a timeout that the socket has refused the probe's next bytes
     /// for the last `blocked` (shown to the millisecond, or to a tenth of a
     /// second from a second on; nothing under a millisecond): the server

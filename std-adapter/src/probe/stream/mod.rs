@@ -407,6 +407,7 @@ impl Env<'_> {
         c.first_byte_seen = false;
         c.piece_at = None;
         c.write_blocked_since = None;
+        c.unit_start = 0;
         c.held = true;
         c.ready_at = now;
         c.lifetime_end = match spec.session_lifetime() {

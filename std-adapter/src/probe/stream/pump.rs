@@ -4,7 +4,7 @@
 
 use std::io;
 
-use ricochet_core::Instant;
+use ricochet_core::{Instant, Mode};
 
 use super::super::record::Recorder;
 use super::super::report::ErrorKind;
@@ -23,6 +23,7 @@ impl Env<'_> {
     pub(super) fn pump<const M: usize>(&mut self, c: &mut Conn<M>) -> Result<Pumped, Failure> {
         let clock = self.ctx.clock;
         let timeout = self.timeout();
+        let frames = self.ctx.spec.mode == Mode::Frames;
         let (Some(sock), Some(probe)) = (c.sock.as_mut(), c.probe.as_mut()) else {
             return Ok(Pumped::Open);
         };
@@ -123,9 +124,17 @@ impl Env<'_> {
                         let mut rest = &self.rbuf[..n];
                         while !rest.is_empty() {
                             let start = probe.stats().bytes_verified;
-                            let r = probe
-                                .handle_received(now, rest)
-                                .map_err(|e| Failure::probe_in(e, timeout, Some((rest, start))))?;
+                            let whole = probe.stats().messages_verified;
+                            let r = probe.handle_received(now, rest).map_err(|e| {
+                                let mut f = Failure::probe_in(e, timeout, Some((rest, start)));
+                                if frames {
+                                    f.in_frame_header(c.unit_start);
+                                }
+                                f
+                            })?;
+                            if probe.stats().messages_verified > whole {
+                                c.unit_start = probe.stats().bytes_verified;
+                            }
                             if r.consumed == 0 {
                                 return Err(Failure::new(
                                     ErrorKind::Io,

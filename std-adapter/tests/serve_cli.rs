@@ -423,6 +423,51 @@ fn cli_link_local_without_interface_is_explained_by_the_library_too() {
     );
 }
 
+/// An interface name is looked up in the server's own network namespace:
+/// in one made with `unshare -n` (or a unit's `PrivateNetwork=`), `/sys`
+/// still lists the host's interfaces, and `[fe80::1%NAME]` was refused for
+/// an interface that exists there ("no network interface named"), or took
+/// the index of the host's interface of that name. The probe, run in the
+/// same namespace, takes the same name (it shares the lookup).
+#[test]
+fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace() {
+    let setup = "ip link add rv6a type veth peer name rv6b && ip link set rv6a up && \
+                 ip link set rv6b up && ip -6 addr add fe80::1/64 dev rv6a nodad";
+    let Some(mut p) = serve_support::netns_ricochet(
+        setup,
+        &[
+            "serve",
+            "--tcp",
+            "[fe80::1%rv6a]:0",
+            "--udp",
+            "[fe80::1%rv6a]:0",
+        ],
+    ) else {
+        return;
+    };
+    let lines = p.listening(2);
+    for kind in ["tcp", "udp"] {
+        let addr = addr_of(&lines, kind);
+        let SocketAddr::V6(v6) = addr else {
+            panic!("{addr}")
+        };
+        assert_ne!(v6.scope_id(), 0, "{addr}");
+        let target = format!("{kind}://[fe80::1%rv6a]:{}", addr.port());
+        let out = output_within(
+            &mut serve_support::netns_command(p.id(), &["probe", &target, "-n", "3"]),
+            IO_TIMEOUT,
+        );
+        assert!(
+            out.status.success(),
+            "{target}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 /// `--tcp [::]:PORT` alone is IPv6-only: an IPv4 client is refused, and
 /// the log says so at start with the flag that adds IPv4, instead of
 /// leaving the user to find out from a refused connection.

@@ -3,17 +3,19 @@
 //! that `off` turns off, the busy-poll bound, octal permission bits. Each
 //! parser's error names what it expects.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ricochet::serve::parse_duration;
+use ricochet::serve::{parse_duration, parse_scoped_addr};
 
 pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
         addr
     } else if let Ok(port) = s.parse::<u16>() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-    } else if let Some(addr) = parse_scoped(s)? {
+    } else if let Some(addr) = parse_scoped_addr(s).map_err(|name| {
+        format!("invalid address {s:?}: no network interface named {name:?} (see `ip link`)")
+    })? {
         addr
     } else {
         return Err(format!("invalid address {s:?}: {}", why_not_an_address(s)));
@@ -70,28 +72,6 @@ fn why_not_an_address(s: &str) -> String {
         }
         _ => "expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT".to_owned(),
     }
-}
-
-/// `[fe80::1%eth0]:7007`: an IPv6 address scoped by interface name (the
-/// standard parser takes only numeric scopes). `Ok(None)` if not this form.
-fn parse_scoped(s: &str) -> Result<Option<SocketAddr>, String> {
-    let Some((inner, port)) = s.strip_prefix('[').and_then(|r| r.split_once("]:")) else {
-        return Ok(None);
-    };
-    let Some((ip, name)) = inner.split_once('%') else {
-        return Ok(None);
-    };
-    let (Ok(ip), Ok(port)) = (ip.parse::<Ipv6Addr>(), port.parse::<u16>()) else {
-        return Ok(None);
-    };
-    let index = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()
-        .and_then(|i| i.trim().parse::<u32>().ok())
-        .filter(|_| !name.is_empty() && !name.contains('/'))
-        .ok_or_else(|| {
-            format!("invalid address {s:?}: no network interface named {name:?} (see `ip link`)")
-        })?;
-    Ok(Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))))
 }
 
 /// fe80::/10.

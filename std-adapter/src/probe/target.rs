@@ -47,7 +47,8 @@ pub enum TargetError {
     /// A link-local IPv6 address (`fe80::/10`) without its interface: it
     /// exists once per interface, so the interface must be named.
     LinkLocalWithoutScope(String),
-    /// `[fe80::1%NAME]:PORT` names no network interface of this host.
+    /// `[fe80::1%NAME]:PORT` names no network interface of this network
+    /// namespace.
     NoInterface {
         /// The `HOST:PORT` text.
         address: String,
@@ -225,7 +226,12 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
     let bad = || TargetError::Address(hostport.to_owned());
     let literal = match hostport.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
-        Err(_) => scoped(hostport)?,
+        Err(_) => {
+            crate::serve::parse_scoped_addr(hostport).map_err(|name| TargetError::NoInterface {
+                address: hostport.to_owned(),
+                name,
+            })?
+        }
     };
     if let Some(addr) = literal {
         // Connecting to an unscoped link-local address fails with a bare
@@ -265,32 +271,6 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
         });
     }
     Ok(addrs)
-}
-
-/// `[fe80::1%eth0]:7`: an IPv6 address scoped by interface name (the
-/// standard parser takes only a numeric scope, `[fe80::1%2]:7`), as
-/// `ricochet serve` takes it. `Ok(None)` if not this form.
-fn scoped(hostport: &str) -> Result<Option<SocketAddr>, TargetError> {
-    let Some((inner, port)) = hostport.strip_prefix('[').and_then(|r| r.split_once("]:")) else {
-        return Ok(None);
-    };
-    let Some((ip, name)) = inner.split_once('%') else {
-        return Ok(None);
-    };
-    let (Ok(ip), Ok(port)) = (ip.parse::<std::net::Ipv6Addr>(), port.parse::<u16>()) else {
-        return Ok(None);
-    };
-    let index = (!name.is_empty() && !name.contains('/'))
-        .then(|| std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok())
-        .flatten()
-        .and_then(|i| i.trim().parse::<u32>().ok())
-        .ok_or_else(|| TargetError::NoInterface {
-            address: hostport.to_owned(),
-            name: name.to_owned(),
-        })?;
-    Ok(Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-        ip, port, 0, index,
-    ))))
 }
 
 #[cfg(test)]

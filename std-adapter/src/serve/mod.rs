@@ -51,6 +51,7 @@
 //!   is queued is still echoed; after the grace period what is left is reset.
 
 pub mod activation;
+mod addr;
 mod backend;
 mod busy_poll;
 mod config;
@@ -87,6 +88,7 @@ use ricochet_core::datagram::RateLimit;
 use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 
 pub use activation::{ActivationError, InheritedSocket};
+pub use addr::parse_scoped_addr;
 pub use config::{
     AcceptStrategy, BUSY_POLL_MAX, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_BUSY_POLL,
     DEFAULT_PORT, DEFAULT_UDP_RECEIVE_BUFFER, IoBackend, MAX_CONNECTIONS_CAP,

@@ -499,6 +499,32 @@ fn cli_ipv6_wildcard_alone_says_it_takes_ipv6_clients_only() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
+/// `[::]` where IPv6 is disabled (`net.ipv6.conf.*.disable_ipv6 = 1`, in
+/// a network namespace of its own) binds, and serves no one: no interface
+/// has an IPv6 address. It started without a word; a warning now names the
+/// sysctl and the IPv4 wildcard to listen on instead.
+#[test]
+fn cli_ipv6_wildcard_where_ipv6_is_disabled_is_warned_of_naming_the_sysctl() {
+    let setup = "for c in all default lo; do sysctl -qw net.ipv6.conf.$c.disable_ipv6=1; done";
+    let Some(mut p) =
+        serve_support::netns_ricochet(setup, &["serve", "--tcp", "[::]:0", "--udp", "[::]:0"])
+    else {
+        return;
+    };
+    p.listening(2);
+    for flag in ["tcp", "udp"] {
+        let line = p.wait_stderr("serves no one", IO_TIMEOUT);
+        assert!(
+            line.contains(&format!("{flag} [::]:0"))
+                && line.contains("net.ipv6.conf.all.disable_ipv6 = 1")
+                && line.contains(&format!("listen on --{flag} 0.0.0.0:0 instead")),
+            "{line}"
+        );
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 /// `[::ffff:127.0.0.1]:PORT` is an IPv4 address in IPv6 form; an IPv6
 /// listener is IPv6-only, so the kernel refuses it with a bare EINVAL:
 /// the error names the IPv4 form to give instead, for TCP and UDP alike,

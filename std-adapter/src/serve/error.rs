@@ -383,12 +383,17 @@ impl fmt::Display for SpawnError {
 /// loopback of one family is missing on hosts and network namespaces that
 /// run the other alone (`ricochet serve`'s default is 127.0.0.1).
 fn not_available_advice(endpoint: &Endpoint) -> String {
-    let (flag, addr) = match endpoint {
-        Endpoint::Udp(a) => ("udp", *a),
-        Endpoint::Tls(a) => ("tls", *a),
-        Endpoint::Tcp(a) => ("tcp", *a),
-        Endpoint::Unix(_) => return "no such address".to_owned(),
-    };
+    match endpoint {
+        Endpoint::Udp(a) => address_advice("udp", *a),
+        Endpoint::Tls(a) => address_advice("tls", *a),
+        Endpoint::Tcp(a) => address_advice("tcp", *a),
+        Endpoint::Unix(_) => "no such address".to_owned(),
+    }
+}
+
+/// [`not_available_advice`] for `addr` given as `--{flag}` (`tcp`, or
+/// `metrics` for the metrics endpoint).
+pub(crate) fn address_advice(flag: &str, addr: SocketAddr) -> String {
     let port = addr.port();
     match addr.ip() {
         std::net::IpAddr::V4(ip) if ip.is_loopback() => format!(

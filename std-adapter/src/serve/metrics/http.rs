@@ -84,15 +84,24 @@ impl fmt::Display for MetricsError {
                     io::ErrorKind::AddrInUse => {
                         " (another server listens there: pick another port, or 0 for any free \
                          one, e.g. --metrics 127.0.0.1:0)"
+                            .to_owned()
                     }
                     io::ErrorKind::PermissionDenied => {
                         " (ports below 1024 need root or CAP_NET_BIND_SERVICE: use a higher port \
                          such as 9107)"
+                            .to_owned()
                     }
+                    // As for the echo listeners: which address is missing,
+                    // and the one to give (the other loopback, in a host or
+                    // network namespace that runs one family alone).
                     io::ErrorKind::AddrNotAvailable => {
-                        " (the address is not configured on this machine)"
+                        return write!(
+                            f,
+                            "metrics {addr}: address not available on this machine: {}",
+                            crate::serve::error::address_advice("metrics", *addr)
+                        );
                     }
-                    _ => "",
+                    _ => String::new(),
                 };
                 write!(f, "metrics {addr}: {source}{hint}")
             }
@@ -507,6 +516,31 @@ mod tests {
     fn status(r: &[u8]) -> String {
         let text = String::from_utf8_lossy(r);
         text.lines().next().unwrap_or("").to_owned()
+    }
+
+    /// `--metrics 9107` (127.0.0.1) in an IPv6-only network namespace, or
+    /// `--metrics [::1]:9107` where IPv6 is disabled: the error names the
+    /// other loopback to give, as the echo listeners' does; it said only
+    /// "the address is not configured on this machine".
+    #[test]
+    fn metrics_address_not_available_names_the_other_loopback_to_give() {
+        let unavailable = |addr: &str| {
+            MetricsError::Bind {
+                addr: addr.parse().unwrap(),
+                source: io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+            }
+            .to_string()
+        };
+        let v4 = unavailable("127.0.0.1:9107");
+        assert!(
+            v4.contains("no interface has 127.0.0.1") && v4.contains("--metrics [::1]:9107"),
+            "{v4}"
+        );
+        let v6 = unavailable("[::1]:9107");
+        assert!(
+            v6.contains("disable_ipv6") && v6.contains("--metrics 127.0.0.1:9107"),
+            "{v6}"
+        );
     }
 
     #[test]

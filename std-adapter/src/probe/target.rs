@@ -213,12 +213,13 @@ impl FromStr for Target {
     }
 }
 
-/// The `HOST` of `HOST:PORT`, without the brackets of an IPv6 literal.
+/// The `HOST` of `HOST:PORT`, without the brackets of an IPv6 literal nor
+/// its interface (`[fe80::1%eth0]`: the server name is the address, which
+/// a certificate can list; the interface is the connection's affair).
 fn host_of(hostport: &str) -> String {
     let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned()
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.split_once('%').map_or(host, |(ip, _)| ip).to_owned()
 }
 
 /// Resolves `HOST:PORT` (literal addresses without a DNS lookup).
@@ -286,6 +287,23 @@ mod tests {
             assert!(e.to_string().contains("[::1]:PORT"), "{t}: {e}");
         }
         assert!("tcp://[::1]:7".parse::<Target>().is_ok());
+    }
+
+    /// The TLS server name of a scoped link-local target is its address
+    /// (what a certificate can list), not `fe80::1%eth0`: that was refused
+    /// as "not a valid TLS server name", asking for --tls-server-name.
+    #[test]
+    fn tls_server_name_of_a_scoped_target_leaves_the_interface_out() {
+        for (t, host) in [
+            ("tls://[fe80::1%lo]:7", "fe80::1"),
+            ("tls://[fe80::1%1]:7", "fe80::1"),
+            ("tls://[::1]:7", "::1"),
+        ] {
+            let Ok(Target::Tls(tls)) = t.parse::<Target>() else {
+                panic!("{t}");
+            };
+            assert_eq!(tls.host, host, "{t}");
+        }
     }
 
     #[test]

@@ -13,9 +13,16 @@ use super::throttle::Throttle;
 
 /// A peer's address as the log shows it: an IPv4 client of a dual-stack
 /// IPv6 socket (one systemd passed) as the IPv4 address it is, not its
-/// v4-mapped form.
+/// v4-mapped form; any other as it is (a link-local one with its
+/// interface).
 pub(crate) fn shown(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
 }
 
 /// Minimum time between two log lines about the same kind of event.
@@ -103,6 +110,23 @@ pub(crate) fn log_events(
                 }
             }
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v4-mapped peer shows as the IPv4 address it is; a link-local one
+    /// keeps its interface (`%3`): it was dropped with the mapping, and a
+    /// peer at `fe80::1` could be on any interface.
+    #[test]
+    fn shown_peer_is_unmapped_and_keeps_its_scope() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
+        assert_eq!(shown(mapped).to_string(), "127.0.0.1:40000");
+        for a in ["[fe80::1%3]:40000", "[::1]:40000", "127.0.0.1:40000"] {
+            assert_eq!(shown(a.parse().unwrap()).to_string(), a);
         }
     }
 }

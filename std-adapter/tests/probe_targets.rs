@@ -64,6 +64,54 @@ fn a_failing_target_has_its_errors_in_its_own_row() {
     assert!(!row.contains(" us"), "{row}");
 }
 
+/// A host name that resolves to several addresses, none of which
+/// connects: the error names each address and how it failed. It named the
+/// last alone, e.g. "Network is unreachable" from an address on no route
+/// (or, here, an unscoped link-local one), when the telling failure was the
+/// loopback server's refusal before it; and it counted as `io`, not
+/// `refused`.
+#[test]
+fn a_connect_failing_at_every_address_names_each_and_counts_a_refusal() {
+    let port = free_tcp_port();
+    let loopback: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let unroutable: std::net::SocketAddr = format!("[fe80::1]:{port}").parse().unwrap();
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![loopback, unroutable]));
+    spec.stop = Stop::Count(1);
+    let r = probe::run(&spec).expect("run");
+    assert!(!r.ok);
+    assert_eq!(r.errors.refused, 1, "{:?}", r.error_details);
+    let detail = &r.error_details[0].message;
+    assert!(
+        detail.starts_with("connect failed at each of 2 addresses: ")
+            && detail.contains(&format!("127.0.0.1:{port}: Connection refused"))
+            && detail.contains(&format!("[fe80::1]:{port}: Invalid argument")),
+        "{detail}"
+    );
+}
+
+/// A UDP target whose every address is refused (a name such as
+/// `localhost` with no server on any of its addresses): the error names
+/// each address tried. It named the first alone ("no UDP echo server at
+/// udp://[::1]:P"), though the socket had moved on to the others.
+#[test]
+fn a_udp_target_refused_at_every_address_names_each() {
+    let port = free_udp_port();
+    let first: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let second: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    let mut spec = ProbeSpec::new(Target::Udp(vec![first, second]));
+    spec.stop = Stop::Count(1);
+    let r = probe::run(&spec).expect("run");
+    assert_eq!(r.errors.refused, 1, "{:?}", r.error_details);
+    let detail = &r.error_details[0].message;
+    assert!(
+        detail.starts_with(&format!(
+            "no UDP echo server at udp://{second} nor at the address before it, {first} (ICMP \
+             port unreachable)"
+        )),
+        "{detail}"
+    );
+}
+
 #[test]
 fn udp_targets_spread_too() {
     let srv = OurServer::start(ricochet::core::Mode::Raw);

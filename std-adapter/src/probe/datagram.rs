@@ -425,13 +425,31 @@ impl Env<'_> {
         probe: &mut Probe,
     ) -> Result<bool, (ErrorKind, String)> {
         let clock = self.ctx.clock;
+        // Where the socket sends: its target's address it moved on to, and
+        // those refused before it (a name that resolves to several).
         let target = self.ctx.spec.targets.get(c.target);
+        let addr_idx = c.addr_idx;
         // Refused after datagrams came back: the server was there and
         // stopped (or serves one peer at a time), not absent.
         let refused = |verified: u64| {
-            let at = target.map_or_else(String::new, |t| format!(" at {t}"));
+            // Where the socket sends: the target's address it moved on to,
+            // and those refused before it (a name that resolves to several).
+            let (at, before) = match target {
+                Some(Target::Udp(addrs)) if addr_idx < addrs.len() => {
+                    let before: Vec<String> =
+                        addrs[..addr_idx].iter().map(ToString::to_string).collect();
+                    let before = match before.len() {
+                        0 => String::new(),
+                        1 => format!(" nor at the address before it, {}", before[0]),
+                        _ => format!(" nor at the addresses before it, {}", before.join(", ")),
+                    };
+                    (format!(" at udp://{}", addrs[addr_idx]), before)
+                }
+                Some(t) => (format!(" at {t}"), String::new()),
+                None => (String::new(), String::new()),
+            };
             let msg = if verified == 0 {
-                format!("no UDP echo server{at} (ICMP port unreachable)")
+                format!("no UDP echo server{at}{before} (ICMP port unreachable)")
             } else {
                 format!(
                     "the UDP echo server{at} stopped answering after {} came back (ICMP port \

@@ -77,6 +77,10 @@ pub(super) struct Conn<const M: usize> {
     /// The current connection is ready for data but not counted as opened
     /// yet: the server has not shown it accepted the TLS handshake.
     pub(super) unsettled: Option<Opened>,
+    /// The current connect's attempts that failed at an address before the
+    /// one it tries now (a name that resolves to several), each as
+    /// `(refused, "ADDRESS: error")`: named if every address fails.
+    pub(super) failed_attempts: Vec<(bool, String)>,
 }
 
 /// A connection that became ready for data, as it is counted once the
@@ -116,6 +120,7 @@ impl<const M: usize> Conn<M> {
             unit_start: 0,
             unsent: None,
             unsettled: None,
+            failed_attempts: Vec::new(),
         }
     }
 

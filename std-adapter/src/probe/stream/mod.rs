@@ -222,6 +222,24 @@ impl<'a, const M: usize> Worker<'a, M> {
     }
 }
 
+/// A connect that failed at its last address (`last`, "ADDRESS: error")
+/// after failing at others: each address and how it failed, in the order
+/// tried (the last one's error alone may mislead: "Network is unreachable"
+/// from an address with no route, where a server meant to be on loopback
+/// refused before it). `None` when there was one address only.
+fn every_attempt<const M: usize>(c: &mut Conn<M>, last: String) -> Option<String> {
+    if c.failed_attempts.is_empty() {
+        return None;
+    }
+    let mut each: Vec<String> = c.failed_attempts.drain(..).map(|(_, f)| f).collect();
+    each.push(last);
+    Some(format!(
+        "connect failed at each of {} addresses: {}",
+        each.len(),
+        each.join("; ")
+    ))
+}
+
 impl Env<'_> {
     fn timeout(&self) -> StdDuration {
         self.ctx.spec.timeout
@@ -287,6 +305,7 @@ impl Env<'_> {
     fn start<const M: usize>(&mut self, c: &mut Conn<M>, idx: usize, now: Instant) {
         self.connecting += 1;
         c.dialed_at = now;
+        c.failed_attempts.clear();
         let deadline = now + self.timeout().into();
         // Connecting from now on, so a connect that fails at once gives its
         // place back (`fail` counts it out of the connects in flight).
@@ -353,14 +372,26 @@ impl Env<'_> {
     ) {
         self.close_socket(c);
         let target = &self.ctx.spec.targets[c.target];
+        let refused = matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+        );
+        let failed = format!("{}: {e}", transport::describe(target, attempt));
         if attempt + 1 < transport::attempts(target) {
+            c.failed_attempts.push((refused, failed));
             return self.dial(c, idx, attempt + 1, now, now + self.timeout().into());
         }
-        let kind = match e.kind() {
-            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ErrorKind::Refused,
-            _ => ErrorKind::Io,
+        // A refusal anywhere says the host is there and nothing listens:
+        // the likeliest cause, whatever the last address said.
+        let kind = if refused || c.failed_attempts.iter().any(|(r, _)| *r) {
+            ErrorKind::Refused
+        } else {
+            ErrorKind::Io
         };
-        let msg = format!("connect to {}: {e}", transport::describe(target, attempt));
+        let msg = match every_attempt(c, failed) {
+            Some(all) => all,
+            None => format!("connect to {}: {e}", transport::describe(target, attempt)),
+        };
         self.fail(c, idx, now, Failure::new(kind, msg));
     }
 
@@ -479,14 +510,25 @@ impl Env<'_> {
             Phase::Connecting { attempt, deadline } if now >= deadline => {
                 let target = &self.ctx.spec.targets[c.target];
                 self.close_socket(c);
+                let timeout = format_duration(self.timeout());
+                let failed = format!(
+                    "{}: no answer within {timeout}",
+                    transport::describe(target, attempt)
+                );
                 if attempt + 1 < transport::attempts(target) {
+                    c.failed_attempts.push((false, failed));
                     self.dial(c, idx, attempt + 1, now, now + self.timeout().into());
                 } else {
-                    let msg = format!(
-                        "connect: no answer within {}",
-                        format_duration(self.timeout())
-                    );
-                    self.fail(c, idx, now, Failure::new(ErrorKind::ConnectTimeout, msg));
+                    // As in `dial_failed`: a refusal at an earlier address
+                    // is the likelier cause.
+                    let kind = if c.failed_attempts.iter().any(|(refused, _)| *refused) {
+                        ErrorKind::Refused
+                    } else {
+                        ErrorKind::ConnectTimeout
+                    };
+                    let msg = every_attempt(c, failed)
+                        .unwrap_or_else(|| format!("connect: no answer within {timeout}"));
+                    self.fail(c, idx, now, Failure::new(kind, msg));
                 }
             }
             Phase::ConnectRetry { at, deadline } => {

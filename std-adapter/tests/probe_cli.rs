@@ -25,6 +25,38 @@ fn probe_cli_bad_target_exits_2() {
     }
 }
 
+/// The usual slips in a target's address get what is wrong and the form
+/// to give, as `ricochet serve --tcp` does: it said "expected HOST:PORT"
+/// to all of them, a port out of range included.
+#[test]
+fn probe_cli_address_slips_name_what_is_wrong_and_the_form_to_give() {
+    for (target, needle) in [
+        (
+            "tcp://::1:7007",
+            "goes in brackets before its port: [::1]:7007",
+        ),
+        (
+            "udp://::1",
+            "no port, and an IPv6 address goes in brackets before it",
+        ),
+        (
+            "tcp://[::1]",
+            "no port: give one after a colon, e.g. [::1]:PORT",
+        ),
+        (
+            "tls://localhost",
+            "no port: give one after a colon, e.g. localhost:PORT",
+        ),
+        ("tcp://:7", "nothing before the port"),
+        ("tcp://127.0.0.1:70000", "port 70000 is out of range"),
+    ] {
+        let o = probe_cli(&[target]);
+        let (code, _, err) = texts(&o);
+        assert_eq!(code, 2, "{target}: {err}");
+        assert!(err.contains(needle), "{target}: {err}");
+    }
+}
+
 /// Link-local IPv6 targets, as `ricochet serve` takes its addresses: the
 /// interface by name is taken (`[fe80::1%lo]`, not looked up as a host
 /// name), a missing one is a usage error naming the fix (not the connect's

@@ -408,6 +408,37 @@ fn cli_usage_errors_exit_2_and_name_the_option() {
     }
 }
 
+/// The usual slips in an address get what is wrong and the form to give,
+/// not only "expected IP:PORT": an IPv6 address without brackets, no port,
+/// nothing before the port, a port out of range, a host name without a
+/// port (`ricochet probe` says the same of its targets).
+#[test]
+fn cli_address_slips_name_what_is_wrong_and_the_form_to_give() {
+    for (addr, needle) in [
+        ("::1:7007", "goes in brackets before its port: [::1]:7007"),
+        (
+            "::1",
+            "no port, and an IPv6 address goes in brackets before it: [::1]:PORT",
+        ),
+        ("[::1]", "no port: give one after a colon, e.g. [::1]:7007"),
+        (
+            "127.0.0.1",
+            "no port: give one after a colon, e.g. 127.0.0.1:7007",
+        ),
+        (":7007", "nothing before the port"),
+        ("[::1]:70000", "port 70000 is out of range"),
+        ("localhost", "\"localhost\" is not an IP address"),
+    ] {
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet")).args(["serve", "--tcp", addr]),
+            IO_TIMEOUT,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{addr}: {err}");
+        assert!(err.contains(needle), "{addr}: {err}");
+    }
+}
+
 #[test]
 fn cli_link_local_without_interface_is_explained_by_the_library_too() {
     // Through the library (no CLI check): the kernel's EINVAL gets a hint.

@@ -825,8 +825,10 @@ mod tests {
             }
         }
         let e = usage_error(&["--tcp", "nonsense"]);
-        assert!(e.contains("expected IP:PORT"), "{e}");
+        assert!(e.contains("\"nonsense\" is not an IP address"), "{e}");
         let e = usage_error(&["--tcp", "127.0.0.1:"]);
+        assert!(e.contains("no port: give one after a colon"), "{e}");
+        let e = usage_error(&["--tcp", "[::1"]);
         assert!(e.contains("expected IP:PORT"), "{e}");
     }
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ricochet::serve::{parse_duration, parse_scoped_addr};
+use ricochet::serve::{DEFAULT_PORT, address_slip, parse_duration, parse_scoped_addr};
 
 pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
@@ -46,32 +46,28 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// What is wrong with `s`, which is not an address [`parse_addr`] takes:
-/// a port out of range or a host name are named as such (both look like
-/// `IP:PORT` to whoever wrote them), anything else gets the forms expected.
+/// a host name is named as such (it looks like `IP:PORT` to whoever wrote
+/// it), then the usual slips (a port out of range, none, an IPv6 address
+/// without brackets: [`address_slip`]); anything else gets the forms
+/// expected.
 fn why_not_an_address(s: &str) -> String {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((host, port)) => (Some(host), port),
-        None => (None, s),
-    };
-    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_err()
+    let (host, port) = s.rsplit_once(':').unwrap_or((s, ""));
+    if !host.is_empty()
+        && !host.starts_with('[')
+        && !host.contains(':')
+        && !host.bytes().all(|b| b.is_ascii_digit())
+        && host.parse::<Ipv4Addr>().is_err()
+        && (port.is_empty() || port.parse::<u16>().is_ok())
     {
-        return format!("port {port} is out of range: a port is 0 to 65535");
+        let default = DEFAULT_PORT.to_string();
+        let port = if port.is_empty() { &default } else { port };
+        return format!(
+            "{host:?} is not an IP address (host names are not resolved here): give the \
+             address to listen on, e.g. 127.0.0.1:{port}, 0.0.0.0:{port} or [::1]:{port}"
+        );
     }
-    match host {
-        Some(h)
-            if !h.is_empty()
-                && !h.starts_with('[')
-                && !h.contains(':')
-                && h.parse::<Ipv4Addr>().is_err()
-                && port.parse::<u16>().is_ok() =>
-        {
-            format!(
-                "{h:?} is not an IP address (host names are not resolved here): give the \
-                 address to listen on, e.g. 127.0.0.1:{port}, 0.0.0.0:{port} or [::1]:{port}"
-            )
-        }
-        _ => "expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT".to_owned(),
-    }
+    address_slip(s, &DEFAULT_PORT.to_string())
+        .unwrap_or_else(|| "expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT".to_owned())
 }
 
 /// fe80::/10.

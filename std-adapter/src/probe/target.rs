@@ -105,12 +105,13 @@ impl fmt::Display for TargetError {
                     Ok(())
                 }
             }
-            TargetError::Address(s) => {
-                write!(
+            TargetError::Address(s) => match crate::serve::address_slip(s, "PORT") {
+                Some(slip) => write!(f, "bad address {s:?}: {slip}"),
+                None => write!(
                     f,
                     "bad address {s:?}: expected HOST:PORT (IPv6 as [::1]:PORT)"
-                )
-            }
+                ),
+            },
             TargetError::Resolve { address, reason } => {
                 write!(f, "cannot resolve {address:?}: {reason}")
             }
@@ -282,9 +283,17 @@ mod tests {
     fn unbracketed_ipv6_literal_is_refused_as_ambiguous() {
         // `::1:7` is also the IPv6 address 0::1:7 with no port: the
         // brackets say which is meant (as `ricochet serve --tcp` requires).
-        for t in ["tcp://::1:7", "udp://fe80::1:9", "tls://::1:7"] {
+        for (t, fix) in [
+            ("tcp://::1:7", "[::1]:7 (or [::1:7]:PORT"),
+            ("udp://fe80::1:9", "[fe80::1]:9"),
+            ("tls://::1:7", "[::1]:7"),
+        ] {
             let e = t.parse::<Target>().expect_err(t);
-            assert!(e.to_string().contains("[::1]:PORT"), "{t}: {e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("goes in brackets before its port: {fix}")),
+                "{t}: {e}"
+            );
         }
         assert!("tcp://[::1]:7".parse::<Target>().is_ok());
     }

@@ -1,8 +1,8 @@
 //! Socket addresses as users write them, for `ricochet serve`'s flags and
 //! `ricochet probe`'s targets alike: an IPv6 address scoped by interface
-//! name.
+//! name, and what is wrong with one that is not an address.
 
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// `[fe80::1%eth0]:7007`: an IPv6 socket address scoped by interface name
 /// (the standard parser takes only a numeric scope, `[fe80::1%2]:7007`), as
@@ -39,6 +39,69 @@ fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// What is wrong with `s`, written as `HOST:PORT` but not parsed as one,
+/// when it is one of the usual slips: a port out of range, no port, no
+/// host, an IPv6 address without its brackets. `None` for anything else
+/// (the caller names the form it expects). `HOST` is an IP address, or
+/// (`example` names one) any host name: the example of the fix uses it.
+pub fn address_slip(s: &str, example: &str) -> Option<String> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) => (Some(host), port),
+        None => (None, s),
+    };
+    if digits(port) && port.parse::<u16>().is_err() {
+        return Some(format!("port {port} is out of range: a port is 0 to 65535"));
+    }
+    let bracketed = s.starts_with('[');
+    // `::1:7007` is also the address 0::1:7007 with no port: brackets tell.
+    if !bracketed && s.matches(':').count() > 1 {
+        let whole = s.parse::<Ipv6Addr>().is_ok();
+        let split = host
+            .filter(|h| h.parse::<Ipv6Addr>().is_ok())
+            .filter(|_| port.parse::<u16>().is_ok());
+        return match (split, whole) {
+            (Some(h), _) => Some(format!(
+                "an IPv6 address goes in brackets before its port: [{h}]:{port}{}",
+                if whole {
+                    format!(" (or [{s}]:PORT if all of it is the address)")
+                } else {
+                    String::new()
+                }
+            )),
+            (None, true) => Some(format!(
+                "no port, and an IPv6 address goes in brackets before it: [{s}]:PORT"
+            )),
+            (None, false) => None,
+        };
+    }
+    // An address or name alone, `[::1]`, or a colon with nothing after it.
+    let no_port = match host {
+        None => !digits(s),
+        Some(h) => port.is_empty() && !h.is_empty(),
+    } || (bracketed && s.ends_with(']'));
+    if no_port {
+        let h = host.filter(|_| port.is_empty()).unwrap_or(s);
+        let ip = h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>();
+        let h = match ip {
+            Ok(IpAddr::V6(_)) if !h.starts_with('[') => format!("[{h}]"),
+            _ => h.to_owned(),
+        };
+        return Some(format!(
+            "no port: give one after a colon, e.g. {h}:{example}"
+        ));
+    }
+    if host == Some("") && digits(port) {
+        return Some(format!(
+            "nothing before the port: give the address, e.g. 127.0.0.1:{port} or [::1]:{port}"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +128,55 @@ mod tests {
             "[::1%lo]:x",
         ] {
             assert_eq!(parse_scoped_addr(s), Ok(None), "{s}");
+        }
+    }
+
+    #[test]
+    fn address_slips_are_named_with_the_form_to_give() {
+        let slip = |s: &str| address_slip(s, "7007").unwrap_or_else(|| format!("none: {s}"));
+        assert_eq!(
+            slip("[::1]:70000"),
+            "port 70000 is out of range: a port is 0 to 65535"
+        );
+        assert_eq!(
+            slip("70000"),
+            "port 70000 is out of range: a port is 0 to 65535"
+        );
+        assert_eq!(
+            slip("::1:7007"),
+            "an IPv6 address goes in brackets before its port: [::1]:7007 (or [::1:7007]:PORT \
+             if all of it is the address)"
+        );
+        assert_eq!(
+            slip("fe80::1%eth0:7"),
+            "none: fe80::1%eth0:7",
+            "not an address std parses: left to the caller"
+        );
+        assert_eq!(
+            slip("::1"),
+            "no port, and an IPv6 address goes in brackets before it: [::1]:PORT"
+        );
+        for (s, fix) in [
+            ("127.0.0.1", "127.0.0.1:7007"),
+            ("127.0.0.1:", "127.0.0.1:7007"),
+            ("[::1]", "[::1]:7007"),
+            ("[::1]:", "[::1]:7007"),
+            ("localhost", "localhost:7007"),
+        ] {
+            assert_eq!(
+                slip(s),
+                format!("no port: give one after a colon, e.g. {fix}"),
+                "{s}"
+            );
+        }
+        assert!(
+            slip(":7007").starts_with("nothing before the port"),
+            "{}",
+            slip(":7007")
+        );
+        // Well-formed, or not one of these slips: the caller says what it expects.
+        for s in ["127.0.0.1:7", "7", "[::1]:7", "a:b:c", "[::1]:x"] {
+            assert_eq!(address_slip(s, "7007"), None, "{s}");
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -140,7 +141,8 @@ fn write_pair(args: &CertArgs) -> Result<String, String> {
         }
     };
     let (cert_path, key_path) = (shown(&cert_path), shown(&key_path));
-    let (listen, target, server_name) = try_lines(&names[0]);
+    let here = ricochet::serve::ipv6_addresses_here().unwrap_or_default();
+    let (listen, target, server_name) = try_lines(&names[0], &here);
     Ok(format!(
         "wrote {} (self-signed, not a CA, for {}; valid until {until} UTC) and {} (its key, mode 0600)\n\
          serve: ricochet serve --tcp {listen}:7443 --tls-cert {} --tls-key {}\n\
@@ -158,15 +160,24 @@ fn write_pair(args: &CertArgs) -> Result<String, String> {
 /// name): the address `serve` listens on, the host `probe` connects to,
 /// and the `--tls-server-name` it checks, so that the two lines work as
 /// printed on this host. A local name is used as it is; an IP address is
-/// listened on (the certificate is for a host that has it); another DNS
-/// name (or a wildcard's example) is checked on 127.0.0.1, since it may
-/// not resolve to this host.
-fn try_lines(name: &str) -> (String, String, String) {
+/// listened on (the certificate is for a host that has it), a link-local
+/// one with the interface that has it among `here` (this host's IPv6
+/// addresses: it exists once per interface, and neither line takes it
+/// without one); another DNS name (or a wildcard's example) is checked on
+/// 127.0.0.1, since it may not resolve to this host.
+fn try_lines(name: &str, here: &[(Ipv6Addr, String)]) -> (String, String, String) {
     let loopback = || "127.0.0.1".to_owned();
     if name == "localhost" {
         (loopback(), name.to_owned(), String::new())
-    } else if name.parse::<std::net::IpAddr>().is_ok() {
-        let host = probe_host(name);
+    } else if let Ok(ip) = name.parse::<IpAddr>() {
+        let on = match ip {
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => here
+                .iter()
+                .find(|(a, _)| *a == v6)
+                .map(|(_, interface)| format!("[{name}%{interface}]")),
+            _ => None,
+        };
+        let host = on.unwrap_or_else(|| probe_host(name));
         (host.clone(), host, String::new())
     } else {
         let checked = format!(" --tls-server-name {}", probe_host(name));
@@ -229,7 +240,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(),
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_name, probe_host};
+    use super::{parse_name, probe_host, try_lines};
 
     #[test]
     fn names_take_dns_names_wildcards_and_ip_addresses() {
@@ -256,5 +267,25 @@ mod tests {
         assert_eq!(probe_host("::1"), "[::1]");
         assert_eq!(probe_host("*.example.com"), "echo.example.com");
         assert_eq!(probe_host("localhost"), "localhost");
+    }
+
+    /// A link-local address is printed with the interface that has it:
+    /// `--tcp [fe80::1]:7443` was printed, which `serve` refuses (it exists
+    /// once per interface), and so would the probe.
+    #[test]
+    fn lines_for_a_link_local_address_name_the_interface_that_has_it() {
+        let here = [
+            ("fe80::2".parse().unwrap(), "eth0".to_owned()),
+            ("fe80::1".parse().unwrap(), "veth1".to_owned()),
+        ];
+        let (listen, target, checked) = try_lines("fe80::1", &here);
+        assert_eq!(
+            (&listen[..], &target[..], &checked[..]),
+            ("[fe80::1%veth1]", "[fe80::1%veth1]", "")
+        );
+        // Not on this host: as given (serve then says what is missing).
+        assert_eq!(try_lines("fe80::9", &here).0, "[fe80::9]");
+        assert_eq!(try_lines("::1", &here).0, "[::1]");
+        assert_eq!(try_lines("127.0.0.1", &here).0, "127.0.0.1");
     }
 }

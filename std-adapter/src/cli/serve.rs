@@ -314,11 +314,11 @@ enum Ipv6Here {
 }
 
 impl Ipv6Here {
-    /// Read from `/proc/net/if_inet6` (this network namespace's IPv6
-    /// addresses, one a line) and `net.ipv6.conf.all.disable_ipv6`.
+    /// Read from this network namespace's IPv6 addresses and
+    /// `net.ipv6.conf.all.disable_ipv6`.
     fn read() -> Ipv6Here {
-        match std::fs::read_to_string("/proc/net/if_inet6") {
-            Ok(list) if list.trim().is_empty() => {
+        match ricochet::serve::ipv6_addresses_here() {
+            Some(list) if list.is_empty() => {
                 match std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6") {
                     Ok(v) if v.trim() == "1" => Ipv6Here::Disabled,
                     _ => Ipv6Here::NoAddress,

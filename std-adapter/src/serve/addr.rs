@@ -102,6 +102,29 @@ pub fn address_slip(s: &str, example: &str) -> Option<String> {
     None
 }
 
+/// The IPv6 addresses of this network namespace's interfaces, each with
+/// its interface's name, from `/proc/net/if_inet6` (Linux; the calling
+/// process's namespace). `None` where it cannot be read: no `/proc`, or no
+/// IPv6 in the kernel. Empty where no interface has one (IPv6 disabled:
+/// `net.ipv6.conf.*.disable_ipv6 = 1`).
+pub fn ipv6_addresses_here() -> Option<Vec<(Ipv6Addr, String)>> {
+    let list = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+    Some(
+        list.lines()
+            .filter_map(|line| {
+                // `fe800000000000000000000000000001 04 40 20 80 eth0`
+                let mut fields = line.split_whitespace();
+                let hex = fields.next()?;
+                let name = fields.nth(4)?;
+                let bits = u128::from_str_radix(hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 32)?;
+                Some((Ipv6Addr::from(bits), name.to_owned()))
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +200,19 @@ mod tests {
         // Well-formed, or not one of these slips: the caller says what it expects.
         for s in ["127.0.0.1:7", "7", "[::1]:7", "a:b:c", "[::1]:x"] {
             assert_eq!(address_slip(s, "7007"), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_here_come_with_their_interface() {
+        // This host's own list; where it has IPv6 on loopback, ::1 is on lo.
+        if let Some(list) = ipv6_addresses_here() {
+            for (ip, name) in &list {
+                assert!(!name.is_empty(), "{ip}");
+            }
+            if let Some((_, name)) = list.iter().find(|(ip, _)| ip.is_loopback()) {
+                assert_eq!(name, "lo");
+            }
         }
     }
 }

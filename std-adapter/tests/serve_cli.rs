@@ -1,6 +1,7 @@
 //! The `ricochet serve` binary: start lines, signals, exit status, errors,
 //! file-descriptor exhaustion.
 
+mod netns_support;
 mod serve_support;
 mod tls_support;
 
@@ -464,7 +465,7 @@ fn cli_link_local_without_interface_is_explained_by_the_library_too() {
 fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace() {
     let setup = "ip link add rv6a type veth peer name rv6b && ip link set rv6a up && \
                  ip link set rv6b up && ip -6 addr add fe80::1/64 dev rv6a nodad";
-    let Some(mut p) = serve_support::netns_ricochet(
+    let Some(cmd) = netns_support::ricochet_in_new_netns(
         setup,
         &[
             "serve",
@@ -476,6 +477,7 @@ fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace()
     ) else {
         return;
     };
+    let mut p = Proc::spawn(cmd);
     let lines = p.listening(2);
     for kind in ["tcp", "udp"] {
         let addr = addr_of(&lines, kind);
@@ -485,7 +487,7 @@ fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace()
         assert_ne!(v6.scope_id(), 0, "{addr}");
         let target = format!("{kind}://[fe80::1%rv6a]:{}", addr.port());
         let out = output_within(
-            &mut serve_support::netns_command(p.id(), &["probe", &target, "-n", "3"]),
+            &mut netns_support::enter(p.id(), &["probe", &target, "-n", "3"]),
             IO_TIMEOUT,
         );
         assert!(
@@ -537,11 +539,11 @@ fn cli_ipv6_wildcard_alone_says_it_takes_ipv6_clients_only() {
 #[test]
 fn cli_ipv6_wildcard_where_ipv6_is_disabled_is_warned_of_naming_the_sysctl() {
     let setup = "for c in all default lo; do sysctl -qw net.ipv6.conf.$c.disable_ipv6=1; done";
-    let Some(mut p) =
-        serve_support::netns_ricochet(setup, &["serve", "--tcp", "[::]:0", "--udp", "[::]:0"])
-    else {
+    let args = ["serve", "--tcp", "[::]:0", "--udp", "[::]:0"];
+    let Some(cmd) = netns_support::ricochet_in_new_netns(setup, &args) else {
         return;
     };
+    let mut p = Proc::spawn(cmd);
     p.listening(2);
     for flag in ["tcp", "udp"] {
         let line = p.wait_stderr("serves no one", IO_TIMEOUT);

@@ -1,6 +1,7 @@
 //! `ricochet probe` as a command: usage errors exit 2, `--json` prints one
 //! parseable line, the table and `--quiet` behave, seeds are reproducible.
 
+mod netns_support;
 mod probe_support;
 
 use std::time::Duration;
@@ -54,6 +55,32 @@ fn probe_cli_address_slips_name_what_is_wrong_and_the_form_to_give() {
         let (code, _, err) = texts(&o);
         assert_eq!(code, 2, "{target}: {err}");
         assert!(err.contains(needle), "{target}: {err}");
+    }
+}
+
+/// A loopback address of a family the host or namespace does not run:
+/// 127.0.0.1 in an IPv6-only network namespace said only "Network is
+/// unreachable", and ::1 where IPv6 is disabled "Cannot assign requested
+/// address"; each now says which loopback is missing and the one a server
+/// here listens on, for TCP and UDP alike.
+#[test]
+fn probe_cli_a_loopback_family_missing_here_is_named_with_the_other() {
+    let disable_v6 = "for c in all default lo; do sysctl -qw net.ipv6.conf.$c.disable_ipv6=1; done";
+    for (setup, family, needle) in [
+        ("ip addr del 127.0.0.1/8 dev lo", "127.0.0.1:7", "IPv6-only"),
+        (disable_v6, "[::1]:7", "IPv6 is disabled"),
+    ] {
+        for scheme in ["tcp", "udp"] {
+            let target = format!("{scheme}://{family}");
+            let args = ["probe", &target, "-n", "1", "--timeout", "1s"];
+            let Some(mut cmd) = netns_support::ricochet_in_new_netns(setup, &args) else {
+                return;
+            };
+            let o = run_bounded(&mut cmd, Duration::from_secs(20));
+            let (code, out, err) = texts(&o);
+            assert_eq!(code, 1, "{target}: {out} {err}");
+            assert!(out.contains(needle), "{target}: {out}");
+        }
     }
 }
 

@@ -200,7 +200,9 @@ pub(super) fn run_worker(
                 }
             }
             Err(e) => {
-                let msg = format!("UDP socket for {}: {e}", ctx.spec.targets[target]);
+                let why = address_of(ctx, target)
+                    .map_or("", |addr| super::transport::missing_loopback(addr, &e));
+                let msg = format!("UDP socket for {}: {e}{why}", ctx.spec.targets[target]);
                 env.finish(&mut c, idx, Some((ErrorKind::Io, msg)));
             }
         }

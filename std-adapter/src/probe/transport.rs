@@ -108,6 +108,37 @@ pub(super) fn describe(target: &Target, attempt: usize) -> String {
         .map_or_else(|| target.to_string(), ToString::to_string)
 }
 
+/// Attempt `attempt` of `target` and how it failed, for messages: the
+/// address, the error, and for a loopback address of a family this host
+/// does not run, which it is ([`missing_loopback`]).
+pub(super) fn failed_at(target: &Target, attempt: usize, e: &io::Error) -> String {
+    let addr = addrs(target).and_then(|a| a.get(attempt));
+    let why = addr.map_or("", |a| missing_loopback(*a, e));
+    format!("{}: {e}{why}", describe(target, attempt))
+}
+
+/// What a socket error at a loopback address means when that address is
+/// missing here ("Network is unreachable", "Cannot assign requested
+/// address"): an IPv6-only host or network namespace has no 127.0.0.1,
+/// one with IPv6 disabled no `::1`; a server here listens on the other.
+/// Empty for any other address or error.
+pub(super) fn missing_loopback(addr: SocketAddr, e: &io::Error) -> &'static str {
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH | libc::EADDRNOTAVAIL)
+    ) || !addr.ip().is_loopback()
+    {
+        return "";
+    }
+    if addr.is_ipv4() {
+        " (no IPv4 loopback here: an IPv6-only host or network namespace? A server here \
+         listens on IPv6 loopback, [::1])"
+    } else {
+        " (no IPv6 loopback here: IPv6 is disabled, net.ipv6.conf.lo.disable_ipv6 or \
+         ipv6.disable=1 at boot? A server here listens on IPv4 loopback, 127.0.0.1)"
+    }
+}
+
 /// Starts a non-blocking connect to `target`'s `attempt`-th address; a
 /// `tls://` target needs its client (`tls`).
 pub(super) fn dial(target: &Target, attempt: usize, tls: Option<&TlsClient>) -> io::Result<Dialed> {
@@ -252,6 +283,30 @@ mod tests {
     use std::time::{Duration, Instant as StdInstant};
 
     use super::*;
+
+    /// In a network namespace without one loopback family, connecting
+    /// there fails with an OS error that does not say so: it is said.
+    #[test]
+    fn a_missing_loopback_family_is_named_with_the_other_to_use() {
+        let unreachable = io::Error::from_raw_os_error(libc::ENETUNREACH);
+        let unavailable = io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
+        let v4: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        let v6: SocketAddr = "[::1]:7".parse().unwrap();
+        assert!(missing_loopback(v4, &unreachable).contains("IPv6-only"));
+        assert!(missing_loopback(v6, &unavailable).contains("disable_ipv6"));
+        let target = Target::Tcp(vec![v6, v4]);
+        let said = failed_at(&target, 1, &unreachable);
+        assert!(
+            said.starts_with("127.0.0.1:7: Network is unreachable")
+                && said.contains("listens on IPv6 loopback, [::1]"),
+            "{said}"
+        );
+        // Another address, or another error: the OS error alone.
+        let far: SocketAddr = "192.0.2.7:7".parse().unwrap();
+        assert_eq!(missing_loopback(far, &unreachable), "");
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(missing_loopback(v4, &refused), "");
+    }
     use crate::probe::{TlsOptions, TlsTarget};
 
     const WAIT: Duration = Duration::from_secs(5);

@@ -376,7 +376,7 @@ impl Env<'_> {
             e.kind(),
             io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
         );
-        let failed = format!("{}: {e}", transport::describe(target, attempt));
+        let failed = transport::failed_at(target, attempt, e);
         if attempt + 1 < transport::attempts(target) {
             c.failed_attempts.push((refused, failed));
             return self.dial(c, idx, attempt + 1, now, now + self.timeout().into());
@@ -388,9 +388,9 @@ impl Env<'_> {
         } else {
             ErrorKind::Io
         };
-        let msg = match every_attempt(c, failed) {
+        let msg = match every_attempt(c, failed.clone()) {
             Some(all) => all,
-            None => format!("connect to {}: {e}", transport::describe(target, attempt)),
+            None => format!("connect to {failed}"),
         };
         self.fail(c, idx, now, Failure::new(kind, msg));
     }

@@ -58,6 +58,23 @@ fn probe_cli_address_slips_name_what_is_wrong_and_the_form_to_give() {
     }
 }
 
+/// Port 0 copied from `serve --tcp [::1]:0` into a target: no server
+/// listens there, and it ran to "Connection refused" (UDP: "no UDP echo
+/// server"). A usage error now says it is serve's "any free port" and to
+/// give the port serve printed.
+#[test]
+fn probe_cli_port_0_is_a_usage_error_naming_the_port_serve_printed() {
+    for target in ["tcp://[::1]:0", "udp://127.0.0.1:0", "tls://localhost:0"] {
+        let o = probe_cli(&[target, "-n", "1", "--timeout", "1s"]);
+        let (code, out, err) = texts(&o);
+        assert_eq!(code, 2, "{target}: {out} {err}");
+        assert!(
+            err.contains("port 0") && err.contains("listening tcp"),
+            "{target}: {err}"
+        );
+    }
+}
+
 /// A loopback address of a family the host or namespace does not run:
 /// 127.0.0.1 in an IPv6-only network namespace said only "Network is
 /// unreachable", and ::1 where IPv6 is disabled "Cannot assign requested

@@ -47,6 +47,9 @@ pub enum TargetError {
     /// A link-local IPv6 address (`fe80::/10`) without its interface: it
     /// exists once per interface, so the interface must be named.
     LinkLocalWithoutScope(String),
+    /// Port 0 (`HOST:0`): where `ricochet serve` picks a free port, not
+    /// one a server listens on.
+    PortZero(String),
     /// `[fe80::1%NAME]:PORT` names no network interface of this network
     /// namespace.
     NoInterface {
@@ -127,6 +130,12 @@ impl fmt::Display for TargetError {
                      the interface, e.g. [{ip}%eth0]:{port} (see `ip -6 addr`)"
                 )
             }
+            TargetError::PortZero(s) => write!(
+                f,
+                "bad address {s:?}: no server listens on port 0 (given to `ricochet serve`, it \
+                 picks a free port): give the port the server printed, e.g. its `listening tcp \
+                 127.0.0.1:PORT` line"
+            ),
             TargetError::NoInterface { address, name } => write!(
                 f,
                 "bad address {address:?}: no network interface named {name:?} (see `ip link`)"
@@ -226,6 +235,12 @@ fn host_of(hostport: &str) -> String {
 /// Resolves `HOST:PORT` (literal addresses without a DNS lookup).
 fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
     let bad = || TargetError::Address(hostport.to_owned());
+    if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>() == Ok(0))
+    {
+        return Err(TargetError::PortZero(hostport.to_owned()));
+    }
     let literal = match hostport.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {

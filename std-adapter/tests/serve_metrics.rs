@@ -3,6 +3,7 @@
 //! HTTP side that slow, greedy or oversized clients cannot hold up.
 
 mod daemon_support;
+mod netns_support;
 mod serve_support;
 
 use std::io::{Read, Write};
@@ -283,6 +284,47 @@ fn slow_greedy_and_oversized_clients_cannot_hold_the_endpoint_or_the_echo() {
     metrics.stop();
     echo.shutdown();
     echo.join().unwrap();
+}
+
+/// `--metrics [::]:PORT` takes IPv4 scrapes too, whatever the host's
+/// `net.ipv6.bindv6only`: it took them where the sysctl is 0 (the
+/// default) and refused them where it is 1, so the same flag exposed the
+/// metrics to IPv4 on one host and not on another.
+#[test]
+fn metrics_on_the_ipv6_wildcard_take_ipv4_scrapes_whatever_bindv6only() {
+    let args = ["serve", "--tcp", "127.0.0.1:0", "--metrics", "[::]:0"];
+    let Some(cmd) = netns_support::ricochet_in_new_netns("sysctl -qw net.ipv6.bindv6only=1", &args)
+    else {
+        return;
+    };
+    let mut p = Proc::spawn(cmd);
+    let lines = p.listening(2);
+    let metrics = addr_of(&lines, "metrics");
+    // A scrape over IPv4 loopback, from inside the namespace.
+    let get = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{} && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && \
+         head -n 1 <&3",
+        metrics.port()
+    );
+    let out = output_within(
+        std::process::Command::new("nsenter").args([
+            "-t",
+            &p.id().to_string(),
+            "-n",
+            "bash",
+            "-c",
+            &get,
+        ]),
+        IO_TIMEOUT,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("HTTP/1.1 200"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
 #[test]

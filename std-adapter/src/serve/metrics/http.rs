@@ -118,6 +118,26 @@ impl std::error::Error for MetricsError {
     }
 }
 
+/// A listening socket at `addr`, as `std::net::TcpListener::bind` makes
+/// one (`SO_REUSEADDR`), but an IPv6 one dual-stack whatever the host's
+/// `net.ipv6.bindv6only`: `[::]:PORT` takes IPv4 scrapes too, on every
+/// host alike (the echo listeners are IPv6-only instead, so that `0.0.0.0`
+/// can be bound beside them; there is one metrics address).
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
 /// A bound metrics endpoint that does not serve yet.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -133,7 +153,7 @@ impl MetricsServer {
             addr: config.addr,
             source,
         };
-        let listener = std::net::TcpListener::bind(config.addr).map_err(fail)?;
+        let listener = listen(config.addr).map_err(fail)?;
         listener.set_nonblocking(true).map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
         Ok(MetricsServer {

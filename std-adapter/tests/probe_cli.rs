@@ -90,9 +90,7 @@ fn probe_cli_a_loopback_family_missing_here_is_named_with_the_other() {
         for scheme in ["tcp", "udp"] {
             let target = format!("{scheme}://{family}");
             let args = ["probe", &target, "-n", "1", "--timeout", "1s"];
-            let Some(mut cmd) = netns_support::ricochet_in_new_netns(setup, &args) else {
-                return;
-            };
+            let mut cmd = netns_support::ricochet_in_new_netns(setup, &args);
             let o = run_bounded(&mut cmd, Duration::from_secs(20));
             let (code, out, err) = texts(&o);
             assert_eq!(code, 1, "{target}: {out} {err}");

@@ -465,7 +465,7 @@ fn cli_link_local_without_interface_is_explained_by_the_library_too() {
 fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace() {
     let setup = "ip link add rv6a type veth peer name rv6b && ip link set rv6a up && \
                  ip link set rv6b up && ip -6 addr add fe80::1/64 dev rv6a nodad";
-    let Some(cmd) = netns_support::ricochet_in_new_netns(
+    let cmd = netns_support::ricochet_in_new_netns(
         setup,
         &[
             "serve",
@@ -474,9 +474,7 @@ fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace()
             "--udp",
             "[fe80::1%rv6a]:0",
         ],
-    ) else {
-        return;
-    };
+    );
     let mut p = Proc::spawn(cmd);
     let lines = p.listening(2);
     for kind in ["tcp", "udp"] {
@@ -540,9 +538,7 @@ fn cli_ipv6_wildcard_alone_says_it_takes_ipv6_clients_only() {
 fn cli_ipv6_wildcard_where_ipv6_is_disabled_is_warned_of_naming_the_sysctl() {
     let setup = "for c in all default lo; do sysctl -qw net.ipv6.conf.$c.disable_ipv6=1; done";
     let args = ["serve", "--tcp", "[::]:0", "--udp", "[::]:0"];
-    let Some(cmd) = netns_support::ricochet_in_new_netns(setup, &args) else {
-        return;
-    };
+    let cmd = netns_support::ricochet_in_new_netns(setup, &args);
     let mut p = Proc::spawn(cmd);
     p.listening(2);
     for flag in ["tcp", "udp"] {

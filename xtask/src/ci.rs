@@ -132,13 +132,17 @@ pub(crate) fn run_ci(ctx: &Ctx, names: &[String]) -> Result<(), String> {
 /// Debian packages the tests need, each with the command that shows it is
 /// there: interop peers, QEMU, and the daemon tests' service managers and
 /// parsers (xinetd, systemd's socket-activate and analyze, `setpriv`,
-/// dpkg-deb, the official Prometheus client's parser for Debian's python3).
+/// dpkg-deb, the official Prometheus client's parser for Debian's python3),
+/// and the addressing tests' network namespaces (`unshare`, `nsenter`, `ip`).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("socat", "socat"),
     ("nc", "netcat-openbsd"),
     ("qemu-system-arm", "qemu-system-arm"),
     ("prlimit", "util-linux"),
     ("setpriv", "util-linux"),
+    ("unshare", "util-linux"),
+    ("nsenter", "util-linux"),
+    ("ip", "iproute2"),
     ("xinetd", "xinetd"),
     ("systemd-socket-activate", "systemd"),
     ("systemd-analyze", "systemd"),

@@ -13,10 +13,13 @@ use std::process::{Command, Stdio};
 /// `ricochet ARGS...` in a network namespace of its own: `unshare -n`
 /// brings `lo` up, runs the shell commands `setup` (e.g. `ip link add`),
 /// then execs `ricochet`, which stays the child (the same PID: signals and
-/// [`enter`] reach it). `None`, with the reason printed, where this machine
-/// cannot make one (no root, no `unshare` or `ip`, a kernel without what
-/// `setup` adds): the caller skips.
-pub fn ricochet_in_new_netns(setup: &str, args: &[&str]) -> Option<Command> {
+/// [`enter`] reach it).
+///
+/// These tests need root (as CI runs them) and `unshare`, `nsenter` and
+/// `ip`: where the machine cannot make the namespace, this panics saying
+/// what is missing. It never skips: a test that passes without running
+/// proves nothing.
+pub fn ricochet_in_new_netns(setup: &str, args: &[&str]) -> Command {
     let script = format!("ip link set lo up && {setup}");
     let trial = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])
@@ -24,24 +27,20 @@ pub fn ricochet_in_new_netns(setup: &str, args: &[&str]) -> Option<Command> {
         .output();
     match trial {
         Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "skipped: cannot set up a network namespace here (`unshare -n` needs root, and \
-                 `ip` what the test adds): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipped: cannot run unshare (util-linux): {e}");
-            return None;
-        }
+        Ok(o) => panic!(
+            "this test needs a network namespace of its own, as CI makes them (root, and `ip` \
+             for what the test adds): `unshare -n sh -c {script:?}` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "this test needs `unshare` (util-linux) to make a network namespace, as CI does: {e}"
+        ),
     }
     let mut cmd = Command::new("unshare");
     cmd.args(["-n", "sh", "-c", &format!("{script} && exec \"$0\" \"$@\"")])
         .arg(env!("CARGO_BIN_EXE_ricochet"))
         .args(args);
-    Some(cmd)
+    cmd
 }
 
 /// `ricochet ARGS...` in the network namespace of process `pid` (`nsenter

@@ -86,11 +86,13 @@ impl fmt::Display for MetricsError {
                          one, e.g. --metrics 127.0.0.1:0)"
                             .to_owned()
                     }
-                    io::ErrorKind::PermissionDenied => {
-                        " (ports below 1024 need root or CAP_NET_BIND_SERVICE: use a higher port \
-                         such as 9107)"
-                            .to_owned()
-                    }
+                    io::ErrorKind::PermissionDenied => format!(
+                        " ({})",
+                        permission_hint(
+                            addr.port(),
+                            crate::serve::error::unprivileged_port_start()
+                        )
+                    ),
                     // As for the echo listeners: which address is missing,
                     // and the one to give (the other loopback, in a host or
                     // network namespace that runs one family alone).
@@ -525,9 +527,49 @@ fn response_with(status: &str, headers: &str, content_type: &str, body: &str) ->
     .into_bytes()
 }
 
+/// Why binding the metrics `port` was refused, given the lowest port any
+/// user may bind here (`start`, as for the echo listeners), and what to
+/// give instead.
+fn permission_hint(port: u16, start: u16) -> String {
+    if port >= start {
+        return crate::serve::error::port_denied_advice(port, start);
+    }
+    format!(
+        "ports below {start} (net.ipv4.ip_unprivileged_port_start) need root or \
+         CAP_NET_BIND_SERVICE: use a port of {start} or above, such as {}",
+        start.max(9107)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host's own limit, as the echo listeners' errors give it: it was
+    /// "ports below 1024" whatever `ip_unprivileged_port_start` said.
+    #[test]
+    fn metrics_permission_denied_names_the_hosts_lowest_unprivileged_port() {
+        let low = permission_hint(80, 1024);
+        assert!(
+            low.contains("ports below 1024 (net.ipv4.ip_unprivileged_port_start)")
+                && low.contains("such as 9107"),
+            "{low}"
+        );
+        let raised = permission_hint(9107, 10000);
+        assert!(
+            raised.contains("ports below 10000") && raised.contains("such as 10000"),
+            "{raised}"
+        );
+        // Not a privileged port here: a policy refused it.
+        assert!(permission_hint(80, 0).contains("security policy"));
+        let shown = MetricsError::Bind {
+            addr: "127.0.0.1:80".parse().unwrap(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        }
+        .to_string();
+        let start = crate::serve::error::unprivileged_port_start();
+        assert!(shown.contains(&permission_hint(80, start)), "{shown}");
+    }
 
     fn stats() -> Arc<ServerStats> {
         Arc::new(ServerStats::new(1))

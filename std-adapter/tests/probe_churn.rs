@@ -9,7 +9,7 @@ use probe_support::*;
 use ricochet::probe::{self, Lifetime, Pattern, ProbeSpec, Stop, Target};
 
 fn spec(addr: std::net::SocketAddr) -> ProbeSpec {
-    ProbeSpec::new(Target::Tcp(vec![addr]))
+    ProbeSpec::new(Target::Tcp(vec![addr].into()))
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn churn_of_thousands_of_connections_keeps_descriptors_bounded_and_returns_them_
             }
         })
     };
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![tcp]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![tcp].into()));
     spec.pattern = Pattern::Crr;
     spec.connections = 4;
     spec.threads = Some(2);

@@ -12,7 +12,7 @@ use ricochet::core::probe::SizeRange;
 use ricochet::probe::{self, ErrorKind, Pattern, ProbeSpec, Stop, Target};
 
 fn tcp_spec(addr: std::net::SocketAddr, count: u64) -> ProbeSpec {
-    let mut s = ProbeSpec::new(Target::Tcp(vec![addr]));
+    let mut s = ProbeSpec::new(Target::Tcp(vec![addr].into()));
     s.stop = Stop::Count(count);
     s.timeout = Duration::from_millis(500);
     s
@@ -302,7 +302,7 @@ fn probe_stream_stalled_mid_run_hints_at_the_window() {
 #[test]
 fn probe_missing_udp_and_unix_servers_are_refused() {
     let port = probe_support::free_udp_port();
-    let mut spec = ProbeSpec::new(Target::Udp(vec![([127, 0, 0, 1], port).into()]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![([127, 0, 0, 1], port).into()].into()));
     spec.connections = 2;
     spec.timeout = Duration::from_millis(500);
     let r = probe::run(&spec).expect("run");
@@ -323,7 +323,7 @@ fn probe_udp_name_whose_first_address_refuses_uses_the_next_one() {
     let nobody = std::net::UdpSocket::bind("[::1]:0").expect("IPv6 loopback");
     let refusing = nobody.local_addr().unwrap();
     drop(nobody);
-    let mut spec = ProbeSpec::new(Target::Udp(vec![refusing, srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![refusing, srv.addr].into()));
     spec.stop = Stop::Count(20);
     spec.connections = 2;
     spec.timeout = Duration::from_secs(2);
@@ -336,7 +336,7 @@ fn probe_udp_name_whose_first_address_refuses_uses_the_next_one() {
     let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let refusing_v4 = other.local_addr().unwrap();
     drop(other);
-    let mut spec = ProbeSpec::new(Target::Udp(vec![refusing, refusing_v4]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![refusing, refusing_v4].into()));
     spec.connections = 2;
     spec.timeout = Duration::from_millis(500);
     let r = probe::run(&spec).expect("run");
@@ -357,7 +357,7 @@ fn probe_a_correct_server_passes_the_same_checks() {
 }
 
 fn udp_spec(addr: std::net::SocketAddr, count: u64) -> ProbeSpec {
-    let mut s = ProbeSpec::new(Target::Udp(vec![addr]));
+    let mut s = ProbeSpec::new(Target::Udp(vec![addr].into()));
     s.stop = Stop::Count(count);
     s.timeout = Duration::from_millis(300);
     s
@@ -442,7 +442,7 @@ fn probe_udp_losses_do_not_hold_the_schedule_and_are_named_in_a_closed_loop() {
     // of tens of ms; an idle one sends all 500).
     let bound = 250;
     let srv = FaultyUdp::start(UdpFault::DropEvery(20));
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr].into()));
     spec.stop = Stop::Duration(Duration::from_secs(1));
     spec.rate = Some(500.0);
     spec.timeout = Duration::from_secs(5);
@@ -792,7 +792,7 @@ fn probe_udp_server_that_pauses_loses_nothing_and_shows_it_as_latency() {
 /// passes with every one sent verified, none lost or late.
 fn thousand_datagrams_all_verified(fault: UdpFault, rate: Option<f64>) -> probe::Report {
     let srv = FaultyUdp::start(fault);
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr].into()));
     spec.rate = rate;
     spec.stop = Stop::Count(1000);
     let r = probe::run(&spec).expect("run");

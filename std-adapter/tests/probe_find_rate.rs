@@ -27,7 +27,7 @@ impl Observer for Steps {
 #[test]
 fn find_rate_converges_near_the_capacity_of_a_capped_server() {
     let srv = capped();
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     spec.connections = 8;
     spec.threads = Some(2);
     // Twice the capacity as the upper end: the search has to come down.

@@ -69,7 +69,7 @@ fn check_sums(r: &ricochet::probe::Report, intervals: &[IntervalReport]) {
 #[test]
 fn intervals_of_a_duration_come_while_running_and_add_up_to_the_summary() {
     let srv = OurServer::start(Mode::Raw);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
     spec.connections = 4;
     spec.threads = Some(2);
     spec.stop = Stop::Duration(Duration::from_secs(2));
@@ -104,7 +104,7 @@ fn intervals_of_a_duration_come_while_running_and_add_up_to_the_summary() {
 #[test]
 fn intervals_of_a_count_churn_run_add_up_too() {
     let srv = OurServer::start(Mode::Raw);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
     spec.connections = 3;
     spec.pattern = Pattern::Crr;
     spec.stop = Stop::Count(100);
@@ -119,7 +119,7 @@ fn intervals_of_a_count_churn_run_add_up_too() {
 #[test]
 fn udp_intervals_add_up_and_count_losses() {
     let srv = FaultyUdp::start(UdpFault::DropEvery(50));
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr].into()));
     spec.stop = Stop::Count(400);
     spec.max_loss_pct = 5.0;
     spec.timeout = Duration::from_millis(200);
@@ -233,7 +233,7 @@ impl Observer for InterruptAtSecond {
 #[test]
 fn interrupted_run_reports_no_interval_past_its_end() {
     let srv = OurServer::start(Mode::Raw);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
     spec.stop = Stop::Duration(Duration::from_secs(60));
     spec.interval = Some(Duration::from_millis(100));
     let stop = StopHandle::new();

@@ -13,7 +13,7 @@ use ricochet::core::probe::SizeRange;
 use ricochet::probe::{self, Pattern, ProbeSpec, Stop, Target, Which};
 
 fn paced_spec(addr: std::net::SocketAddr, rate: f64, secs: u64) -> ProbeSpec {
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr].into()));
     spec.connections = 2;
     spec.threads = Some(1);
     spec.rate = Some(rate);
@@ -113,7 +113,7 @@ fn stalling_reader(
 fn paced_stream_into_a_full_socket_is_not_the_probes_lateness() {
     let stall = Duration::from_millis(800);
     let (addr, server) = stalling_reader(2 << 20, stall);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr].into()));
     spec.pattern = Pattern::Stream;
     spec.window = 64 << 20;
     spec.size = SizeRange::fixed(16 * 1024);
@@ -208,7 +208,7 @@ fn arrival_clock(
 fn paced_connections_are_spread_over_the_interval_not_sent_in_bursts() {
     const CONNS: usize = 20;
     let (addr, server) = arrival_clock(CONNS);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![addr].into()));
     spec.connections = CONNS;
     spec.threads = Some(1);
     spec.rate = Some(200.0);
@@ -315,7 +315,7 @@ fn paced_backlog_from_the_warmup_does_not_lift_the_rate_above_the_one_asked() {
 #[test]
 fn unpaced_run_has_no_uncorrected_latency_or_lateness_but_connect_figures() {
     let srv = FaultyServer::start(Fault::None);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     spec.connections = 3;
     spec.stop = Stop::Count(50);
     let r = probe::run(&spec).expect("run");

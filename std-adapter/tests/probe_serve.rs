@@ -48,7 +48,7 @@ fn probe_our_server_tcp_every_mode_and_pattern() {
         let srv = OurServer::start(mode);
         for pattern in [Pattern::PingPong, Pattern::Stream] {
             run(
-                Target::Tcp(vec![srv.tcp]),
+                Target::Tcp(vec![srv.tcp].into()),
                 mode,
                 pattern,
                 sizes(mode),
@@ -98,7 +98,7 @@ fn probe_our_server_udp_pingpong_and_window() {
     let srv = OurServer::start(Mode::Raw);
     for pattern in [Pattern::PingPong, Pattern::Stream] {
         let r = run(
-            Target::Udp(vec![srv.udp]),
+            Target::Udp(vec![srv.udp].into()),
             Mode::Raw,
             pattern,
             SizeRange::range(12, 1400),
@@ -118,7 +118,7 @@ fn probe_our_server_udp_pingpong_and_window() {
 fn probe_our_server_large_stream_messages() {
     let srv = OurServer::start(Mode::Raw);
     let r = run(
-        Target::Tcp(vec![srv.tcp]),
+        Target::Tcp(vec![srv.tcp].into()),
         Mode::Raw,
         Pattern::Stream,
         SizeRange::fixed(64 * 1024),
@@ -131,7 +131,7 @@ fn probe_our_server_large_stream_messages() {
 #[test]
 fn probe_our_server_many_connections_over_threads() {
     let srv = OurServer::start(Mode::Raw);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
     spec.connections = 300;
     spec.threads = Some(2);
     spec.stop = Stop::Count(20);
@@ -144,7 +144,7 @@ fn probe_our_server_many_connections_over_threads() {
 #[test]
 fn probe_our_server_rate_paces_messages() {
     let srv = OurServer::start(Mode::Raw);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
     spec.connections = 4;
     spec.rate = Some(400.0); // 100 per connection per second
     spec.stop = Stop::Duration(Duration::from_millis(1000));

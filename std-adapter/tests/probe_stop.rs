@@ -53,7 +53,7 @@ fn udp_probe_against_a_silent_server_fails_fast_instead_of_a_timeout_per_datagra
 #[test]
 fn udp_probe_keeps_sending_on_schedule_and_counts_losses_live() {
     let srv = silent_udp();
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr].into()));
     spec.stop = Stop::Count(40);
     spec.timeout = Duration::from_millis(500);
     spec.max_loss_pct = 100.0; // never stop early: every datagram is sent
@@ -83,7 +83,7 @@ fn udp_probe_keeps_sending_on_schedule_and_counts_losses_live() {
 #[test]
 fn udp_probe_stops_once_the_loss_budget_of_the_whole_run_is_spent() {
     let srv = silent_udp();
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr].into()));
     spec.stop = Stop::Count(1000);
     spec.timeout = Duration::from_millis(200);
     spec.max_loss_pct = 1.0; // 10 of the 1000 may be lost; the 11th decides
@@ -99,7 +99,7 @@ fn udp_probe_stops_once_the_loss_budget_of_the_whole_run_is_spent() {
 #[test]
 fn interrupt_through_a_stop_handle_returns_the_partial_report() {
     let srv = FaultyServer::start(Fault::None);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     spec.stop = Stop::Duration(Duration::from_secs(60));
     spec.connections = 2;
     let stop = StopHandle::new();
@@ -124,7 +124,7 @@ fn interrupt_through_a_stop_handle_returns_the_partial_report() {
 #[test]
 fn a_run_until_interrupted_with_a_warmup_does_not_overflow() {
     let srv = FaultyServer::start(Fault::None);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     // "Until interrupted": warmup + duration is past `Duration::MAX`.
     spec.stop = Stop::Duration(Duration::MAX);
     spec.warmup = Duration::from_millis(1);
@@ -147,7 +147,7 @@ const HUGE: usize = 100 << 30;
 #[test]
 fn interrupt_through_a_stop_handle_cuts_a_huge_message_short() {
     let srv = FaultyServer::start(Fault::None);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     spec.size = SizeRange::fixed(HUGE);
     spec.stop = Stop::Count(1);
     let (tx, rx) = mpsc::channel();
@@ -186,7 +186,7 @@ fn interrupt_through_a_stop_handle_cuts_a_huge_message_short() {
 #[test]
 fn interrupt_after_the_duration_cuts_short_the_message_it_let_finish() {
     let srv = FaultyServer::start(Fault::None);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     spec.size = SizeRange::fixed(HUGE);
     // Over long before the message is: a duration ends a run between messages.
     spec.stop = Stop::Duration(Duration::from_millis(50));
@@ -214,7 +214,7 @@ fn interrupt_after_the_duration_cuts_short_the_message_it_let_finish() {
 #[test]
 fn interrupt_before_connections_start_leaves_them_not_started() {
     let srv = FaultyServer::start(Fault::None);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
     spec.stop = Stop::Count(10);
     spec.connections = 200;
     spec.threads = Some(1);

@@ -12,8 +12,8 @@ fn connections_spread_over_targets_with_a_row_each_that_add_up() {
         FaultyServer::start(Fault::None),
         FaultyServer::start(Fault::None),
     );
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![a.addr]));
-    spec.targets.push(Target::Tcp(vec![b.addr]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![a.addr].into()));
+    spec.targets.push(Target::Tcp(vec![b.addr].into()));
     spec.connections = 5;
     spec.stop = Stop::Count(40);
     let r = probe::run(&spec).expect("run");
@@ -40,10 +40,9 @@ fn connections_spread_over_targets_with_a_row_each_that_add_up() {
 #[test]
 fn a_failing_target_has_its_errors_in_its_own_row() {
     let good = FaultyServer::start(Fault::None);
-    let refused = Target::Tcp(vec![
-        format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
-    ]);
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![good.addr]));
+    let refused =
+        Target::Tcp(vec![format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap()].into());
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![good.addr].into()));
     spec.targets.push(refused);
     spec.connections = 4;
     spec.stop = Stop::Count(10);
@@ -75,7 +74,7 @@ fn a_connect_failing_at_every_address_names_each_and_counts_a_refusal() {
     let port = free_tcp_port();
     let loopback: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let unroutable: std::net::SocketAddr = format!("[fe80::1]:{port}").parse().unwrap();
-    let mut spec = ProbeSpec::new(Target::Tcp(vec![loopback, unroutable]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![loopback, unroutable].into()));
     spec.stop = Stop::Count(1);
     let r = probe::run(&spec).expect("run");
     assert!(!r.ok);
@@ -98,7 +97,7 @@ fn a_udp_target_refused_at_every_address_names_each() {
     let port = free_udp_port();
     let first: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let second: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
-    let mut spec = ProbeSpec::new(Target::Udp(vec![first, second]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![first, second].into()));
     spec.stop = Stop::Count(1);
     let r = probe::run(&spec).expect("run");
     assert_eq!(r.errors.refused, 1, "{:?}", r.error_details);
@@ -116,8 +115,8 @@ fn a_udp_target_refused_at_every_address_names_each() {
 fn udp_targets_spread_too() {
     let srv = OurServer::start(ricochet::core::Mode::Raw);
     let other = FaultyUdp::start(UdpFault::DropEvery(u64::MAX));
-    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.udp]));
-    spec.targets.push(Target::Udp(vec![other.addr]));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![srv.udp].into()));
+    spec.targets.push(Target::Udp(vec![other.addr].into()));
     spec.connections = 2;
     spec.stop = Stop::Count(30);
     let r = probe::run(&spec).expect("run");
@@ -128,9 +127,9 @@ fn udp_targets_spread_too() {
 
 #[test]
 fn mixed_or_too_few_connections_for_the_targets_are_rejected() {
-    let mut spec = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:9".parse().unwrap()]));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:9".parse().unwrap()].into()));
     spec.targets
-        .push(Target::Udp(vec!["127.0.0.1:9".parse().unwrap()]));
+        .push(Target::Udp(vec!["127.0.0.1:9".parse().unwrap()].into()));
     spec.connections = 2;
     assert_eq!(spec.validate(), Err(SpecError::MixedTargets));
     spec.targets[1] = Target::Unix("/tmp/x.sock".into());

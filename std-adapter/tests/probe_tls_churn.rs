@@ -106,7 +106,7 @@ fn tls_and_tcp_targets_share_a_run_and_only_tls_connections_handshake() {
     let pki = Pki::new();
     let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
     let mut s = tls_spec(&pki, &srv);
-    s.targets.push(Target::Tcp(vec![srv.tcp]));
+    s.targets.push(Target::Tcp(vec![srv.tcp].into()));
     s.connections = 4;
     s.stop = Stop::Count(10);
     let r = probe::run(&s).expect("run");

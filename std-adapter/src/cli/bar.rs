@@ -130,7 +130,7 @@ mod tests {
     }
 
     fn spec(stop: Stop, warmup: Duration) -> ProbeSpec {
-        let mut s = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7007".parse().unwrap()]));
+        let mut s = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7007".parse().unwrap()].into()));
         s.connections = 1000;
         s.stop = stop;
         s.warmup = warmup;

@@ -132,7 +132,7 @@ pub use spec::{
     Pattern, ProbeSpec, SpecError, Stop, UDP_MAX_IN_FLIGHT, UDP_MAX_V4, UDP_MAX_V6,
     connection_seed, default_threads, session_seed,
 };
-pub use target::{Target, TargetError};
+pub use target::{Resolved, Target, TargetError};
 pub use tls::{TlsOptions, TlsTarget};
 
 use control::LossBudget;

@@ -539,7 +539,7 @@ mod tests {
     use super::*;
 
     fn tcp() -> Target {
-        Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()])
+        Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()].into())
     }
 
     #[test]
@@ -579,7 +579,7 @@ mod tests {
     }
 
     fn remote_tcp() -> Target {
-        Target::Tcp(vec!["192.0.2.1:7".parse().unwrap()])
+        Target::Tcp(vec!["192.0.2.1:7".parse().unwrap()].into())
     }
 
     #[test]
@@ -587,7 +587,7 @@ mod tests {
         assert_eq!(default_threads(&[tcp()], 2), 1);
         assert_eq!(default_threads(&[tcp()], 16), 8);
         assert_eq!(default_threads(&[tcp()], 1), 1);
-        let v6 = Target::Udp(vec!["[::1]:7".parse().unwrap()]);
+        let v6 = Target::Udp(vec!["[::1]:7".parse().unwrap()].into());
         assert_eq!(default_threads(&[v6], 4), 2);
         assert_eq!(default_threads(&[Target::Unix("/tmp/e.sock".into())], 4), 2);
     }
@@ -600,10 +600,13 @@ mod tests {
         // a local server, so it takes every core.
         assert_eq!(default_threads(&[tcp(), remote_tcp()], 4), 4);
         // A name that resolved to a loopback and a remote address.
-        let mixed = Target::Tcp(vec![
-            "127.0.0.1:7".parse().unwrap(),
-            "192.0.2.1:7".parse().unwrap(),
-        ]);
+        let mixed = Target::Tcp(
+            vec![
+                "127.0.0.1:7".parse().unwrap(),
+                "192.0.2.1:7".parse().unwrap(),
+            ]
+            .into(),
+        );
         assert_eq!(default_threads(&[mixed], 4), 4);
     }
 
@@ -621,7 +624,7 @@ mod tests {
 
     #[test]
     fn spec_with_lines_on_udp_is_rejected() {
-        let mut s = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+        let mut s = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into()));
         s.mode = Mode::Lines;
         assert_eq!(s.validate(), Err(SpecError::ModeOnDatagram(Mode::Lines)));
     }
@@ -630,7 +633,7 @@ mod tests {
     /// ("no address left to try") instead of being refused as a spec.
     #[test]
     fn spec_with_a_target_without_addresses_is_rejected() {
-        for empty in [Target::Tcp(vec![]), Target::Udp(vec![])] {
+        for empty in [Target::Tcp(vec![].into()), Target::Udp(vec![].into())] {
             let s = ProbeSpec::new(empty);
             assert_eq!(
                 s.validate(),
@@ -638,7 +641,7 @@ mod tests {
             );
         }
         let mut s = ProbeSpec::new(tcp());
-        s.targets.push(Target::Tcp(vec![]));
+        s.targets.push(Target::Tcp(vec![].into()));
         s.connections = 2;
         let e = s.validate().unwrap_err();
         assert_eq!(e, SpecError::TargetWithoutAddress { index: 1 });
@@ -683,10 +686,10 @@ mod tests {
 
     #[test]
     fn spec_udp_sizes_stop_at_the_largest_datagram_of_the_family() {
-        let v4 = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]);
-        let v6 = Target::Udp(vec!["[::1]:7".parse().unwrap()]);
+        let v4 = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into());
+        let v6 = Target::Udp(vec!["[::1]:7".parse().unwrap()].into());
         // IPv4 on the wire: a larger datagram would fail with EMSGSIZE.
-        let mapped = Target::Udp(vec!["[::ffff:127.0.0.1]:7".parse().unwrap()]);
+        let mapped = Target::Udp(vec!["[::ffff:127.0.0.1]:7".parse().unwrap()].into());
         for (target, max) in [(v4, UDP_MAX_V4), (v6, UDP_MAX_V6), (mapped, UDP_MAX_V4)] {
             let mut s = ProbeSpec::new(target);
             s.size = SizeRange::fixed(max);
@@ -723,7 +726,7 @@ mod tests {
 
     #[test]
     fn spec_churn_flags_on_udp_name_the_flag() {
-        let udp = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]);
+        let udp = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into());
         let mut s = ProbeSpec::new(udp.clone());
         s.pattern = Pattern::Crr;
         assert_eq!(

@@ -14,17 +14,84 @@ use super::tls::TlsTarget;
 /// `unix://PATH`. IPv6 literals are bracketed (`tcp://[::1]:7`). Host names
 /// are resolved once, at parse time, with [`ToSocketAddrs`]: a TCP or TLS
 /// connection tries every resolved address in order until one connects;
-/// UDP uses the first.
+/// UDP uses the first, and the next after a refusal. Shown (reports,
+/// `--json`) as given: a host name by its name, not the address it
+/// resolved to first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// A TCP echo server; never empty.
-    Tcp(Vec<SocketAddr>),
+    Tcp(Resolved),
     /// A UDP echo server; never empty.
-    Udp(Vec<SocketAddr>),
+    Udp(Resolved),
     /// A Unix stream socket echo server at this path.
     Unix(PathBuf),
     /// A TLS echo server (TLS over TCP), `tls://HOST:PORT`.
     Tls(TlsTarget),
+}
+
+/// The addresses a TCP or UDP target's host resolved to, in the order to
+/// try them, and the host name given, if it was one (not an address).
+/// Dereferences to the addresses; made from them alone with `From`
+/// (`Target::Tcp(vec![addr].into().into())`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    addrs: Vec<SocketAddr>,
+    name: Option<String>,
+}
+
+impl Resolved {
+    /// `addrs`, resolved from the host name `name` (shown instead of them).
+    pub fn named(addrs: Vec<SocketAddr>, name: impl Into<String>) -> Resolved {
+        Resolved {
+            addrs,
+            name: Some(name.into()),
+        }
+    }
+
+    /// The host name the addresses were resolved from; `None` for an
+    /// address given as such.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl From<Vec<SocketAddr>> for Resolved {
+    fn from(addrs: Vec<SocketAddr>) -> Resolved {
+        Resolved { addrs, name: None }
+    }
+}
+
+impl<'a> IntoIterator for &'a Resolved {
+    type Item = &'a SocketAddr;
+    type IntoIter = std::slice::Iter<'a, SocketAddr>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.addrs.iter()
+    }
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = [SocketAddr];
+
+    fn deref(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+/// `scheme://HOST:PORT` as given: the host name with the port, or the first
+/// address.
+fn show(
+    f: &mut fmt::Formatter<'_>,
+    scheme: &str,
+    name: Option<&str>,
+    addrs: &[SocketAddr],
+) -> fmt::Result {
+    match (name, addrs.first()) {
+        (Some(name), Some(addr)) => write!(f, "{scheme}://{name}:{}", addr.port()),
+        (None, Some(addr)) => write!(f, "{scheme}://{addr}"),
+        (Some(name), None) => write!(f, "{scheme}://{name}"),
+        (None, None) => write!(f, "{scheme}://?"),
+    }
 }
 
 /// Why a `TARGET` string was rejected.
@@ -176,8 +243,8 @@ impl Target {
     /// with the probe.
     pub fn is_on_this_host(&self) -> bool {
         let addrs = match self {
-            Target::Tcp(a) | Target::Udp(a) => a,
-            Target::Tls(t) => &t.addrs,
+            Target::Tcp(a) | Target::Udp(a) => &**a,
+            Target::Tls(t) => &t.addrs[..],
             Target::Unix(_) => return true,
         };
         addrs.iter().all(|addr| addr.ip().is_loopback())
@@ -187,15 +254,12 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Tcp(a) | Target::Udp(a) => match a.first() {
-                Some(addr) => write!(f, "{}://{addr}", self.transport()),
-                None => write!(f, "{}://?", self.transport()),
-            },
+            Target::Tcp(a) | Target::Udp(a) => show(f, self.transport(), a.name(), a),
             Target::Unix(p) => write!(f, "unix://{}", p.display()),
-            Target::Tls(t) => match t.addrs.first() {
-                Some(addr) => write!(f, "tls://{addr}"),
-                None => write!(f, "tls://{}", t.host),
-            },
+            Target::Tls(t) => {
+                let literal = t.host.parse::<std::net::IpAddr>().is_ok();
+                show(f, "tls", (!literal).then_some(t.host.as_str()), &t.addrs)
+            }
         }
     }
 }
@@ -208,8 +272,8 @@ impl FromStr for Target {
             return Err(TargetError::Scheme(s.to_owned()));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "tcp" => resolve(rest).map(Target::Tcp),
-            "udp" => resolve(rest).map(Target::Udp),
+            "tcp" => resolved(rest).map(Target::Tcp),
+            "udp" => resolved(rest).map(Target::Udp),
             "unix" if rest.is_empty() => Err(TargetError::EmptyPath),
             "unix" => Ok(Target::Unix(PathBuf::from(rest))),
             "tls" => resolve(rest).map(|addrs| {
@@ -230,6 +294,17 @@ fn host_of(hostport: &str) -> String {
     let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.split_once('%').map_or(host, |(ip, _)| ip).to_owned()
+}
+
+/// `HOST:PORT` resolved, with the host name kept when it is one.
+fn resolved(hostport: &str) -> Result<Resolved, TargetError> {
+    let addrs = resolve(hostport)?;
+    let host = host_of(hostport);
+    Ok(if host.parse::<std::net::IpAddr>().is_ok() {
+        addrs.into()
+    } else {
+        Resolved::named(addrs, host)
+    })
 }
 
 /// Resolves `HOST:PORT` (literal addresses without a DNS lookup).
@@ -380,11 +455,11 @@ mod tests {
     fn target_parses_each_scheme() {
         assert_eq!(
             "tcp://127.0.0.1:7".parse::<Target>(),
-            Ok(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]))
+            Ok(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()].into()))
         );
         assert_eq!(
             "udp://[::1]:9".parse::<Target>(),
-            Ok(Target::Udp(vec!["[::1]:9".parse().unwrap()]))
+            Ok(Target::Udp(vec!["[::1]:9".parse().unwrap()].into()))
         );
         assert_eq!(
             "unix:///tmp/e.sock".parse::<Target>(),
@@ -410,6 +485,33 @@ mod tests {
             udp.first().map(|a| (a.ip().is_loopback(), a.port())),
             Some((true, 9))
         );
+    }
+
+    /// A host name is shown as given (the report's `target` line and JSON),
+    /// not as the address it resolved to first: `tls://localhost:P` was
+    /// `tls://127.0.0.1:P`, or `[::1]` on another host.
+    #[test]
+    fn target_named_by_host_is_shown_by_its_name_and_an_address_as_itself() {
+        for (given, shown) in [
+            ("tcp://localhost:7", "tcp://localhost:7"),
+            ("udp://localhost:9", "udp://localhost:9"),
+            ("tls://localhost:7443", "tls://localhost:7443"),
+            ("TCP://localhost:7", "tcp://localhost:7"),
+            ("tcp://127.0.0.1:7", "tcp://127.0.0.1:7"),
+            ("udp://[::1]:9", "udp://[::1]:9"),
+            ("tls://[::1]:7443", "tls://[::1]:7443"),
+        ] {
+            let t: Target = given.parse().expect(given);
+            assert_eq!(t.to_string(), shown, "{given}");
+        }
+        // The addresses are still there to connect to, in order.
+        let Ok(Target::Tcp(a)) = "tcp://localhost:7".parse::<Target>() else {
+            panic!("localhost did not resolve");
+        };
+        assert_eq!(a.name(), Some("localhost"));
+        assert!(!a.is_empty() && a.iter().all(|a| a.ip().is_loopback()));
+        let literal: Resolved = vec!["127.0.0.1:7".parse().unwrap()].into();
+        assert_eq!(literal.name(), None);
     }
 
     #[test]

@@ -294,7 +294,7 @@ mod tests {
         let v6: SocketAddr = "[::1]:7".parse().unwrap();
         assert!(missing_loopback(v4, &unreachable).contains("IPv6-only"));
         assert!(missing_loopback(v6, &unavailable).contains("disable_ipv6"));
-        let target = Target::Tcp(vec![v6, v4]);
+        let target = Target::Tcp(vec![v6, v4].into());
         let said = failed_at(&target, 1, &unreachable);
         assert!(
             said.starts_with("127.0.0.1:7: Network is unreachable")
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn tcp_link_is_ready_without_a_handshake() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let target = Target::Tcp(vec![listener.local_addr().unwrap()]);
+        let target = Target::Tcp(vec![listener.local_addr().unwrap()].into());
         let Ok(Dialed::Link(mut link)) = dial(&target, 0, None) else {
             panic!("dial");
         };

@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn clients_share_one_config_and_name_each_tls_target() {
-        let tcp = Target::Tcp(vec![SocketAddr::from(([127, 0, 0, 1], 7))]);
+        let tcp = Target::Tcp(vec![SocketAddr::from(([127, 0, 0, 1], 7))].into());
         let targets = [tls("localhost", 1), tcp, tls("127.0.0.1", 2)];
         let c = clients(&targets, &insecure()).expect("clients");
         let [Some(a), None, Some(b)] = &c[..] else {
@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn clients_without_tls_targets_build_nothing() {
-        let udp = Target::Udp(vec![SocketAddr::from(([127, 0, 0, 1], 7))]);
+        let udp = Target::Udp(vec![SocketAddr::from(([127, 0, 0, 1], 7))].into());
         // Not even a CA file that cannot be read is looked at.
         let opts = TlsOptions {
             ca: Some("/nonexistent/ca.pem".into()),

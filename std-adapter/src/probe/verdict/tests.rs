@@ -31,7 +31,7 @@ fn tally() -> Tally {
 #[test]
 fn tls_section_only_with_tls_targets_naming_each_name_once() {
     let (mut w, mut h) = (Vec::new(), Vec::new());
-    let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]));
+    let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()].into()));
     assert!(tls_section(&tcp, &tally(), 1.0, &mut w, &mut h).is_none());
     let mut spec = ProbeSpec::new(tls("a.example"));
     spec.targets.push(tls("b.example"));
@@ -65,7 +65,7 @@ fn tls_section_only_with_tls_targets_naming_each_name_once() {
 }
 
 fn tcp() -> Target {
-    Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()])
+    Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()].into())
 }
 
 fn facts(finish_at: Option<Instant>) -> RunFacts {
@@ -274,7 +274,7 @@ fn second_long_connects_hint_at_syn_retransmission_on_tcp_only() {
         max: 1_024_000,
         ..Latency::default()
     };
-    let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()]));
+    let tcp = ProbeSpec::new(Target::Tcp(vec!["127.0.0.1:7".parse().unwrap()].into()));
     let hint = syn_retransmit_hint(&tcp, &connect).expect("a hint");
     assert!(hint.contains("SYN") && hint.contains("backlog"), "{hint}");
     let quick = Latency {
@@ -326,7 +326,7 @@ fn forty_ms_round_trips_to_a_near_server_name_nagle_and_delayed_ack() {
         nagle_hint(&spec, &lat(40_500), &lat(100), (0, 0)).is_none(),
         "no round trip"
     );
-    let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+    let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into()));
     udp.pattern = Pattern::PingPong;
     assert!(
         nagle_hint(&udp, &lat(40_500), &lat(100), split).is_none(),
@@ -346,7 +346,7 @@ fn window_below_a_message_warns_per_transport_and_not_at_one_message() {
     assert!(w.contains("each connection kept about one message"), "{w}");
     spec.pattern = Pattern::PingPong;
     assert_eq!(small_window_warning(&spec), None, "no window in ping-pong");
-    let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()]));
+    let mut udp = ProbeSpec::new(Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into()));
     udp.pattern = Pattern::Stream;
     udp.size = ricochet_core::probe::SizeRange { min: 12, max: 1000 };
     udp.window = 100;
@@ -715,7 +715,7 @@ fn a_clean_close_of_long_lines_or_frames_also_names_the_limit() {
 }
 
 fn udp() -> Target {
-    Target::Udp(vec!["127.0.0.1:7".parse().unwrap()])
+    Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into())
 }
 
 /// A UDP tally: `sent` datagrams of which `verified` came back and `lost` did not.

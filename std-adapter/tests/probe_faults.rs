@@ -706,7 +706,18 @@ fn probe_udp_server_stopping_mid_run_is_named_as_stopped_not_as_losses() {
     spec.timeout = Duration::from_secs(2);
     let r = probe::run(&spec).expect("run");
     let d = r.datagrams.as_ref().expect("datagram counts");
-    assert_eq!((d.verified, d.lost, d.lost_on_failure), (20, 1, 1), "{r}");
+    // Usually 20 verified and the next one refused. On a busy machine the
+    // probe may send the next datagram before an echo comes (an unanswered
+    // one holds the window for about 1 ms on loopback): then the server
+    // closes with one more queued, and two are in flight at the refusal.
+    // Either way every loss is the refusal's.
+    assert!(
+        (1..=20).contains(&d.verified)
+            && d.lost >= 1
+            && d.lost == d.lost_on_failure
+            && d.sent == d.verified + d.lost,
+        "{r}"
+    );
     assert!(
         !r.hints
             .iter()
@@ -716,10 +727,14 @@ fn probe_udp_server_stopping_mid_run_is_named_as_stopped_not_as_losses() {
     let refused = &r.error_details[0];
     assert_eq!(refused.kind, ErrorKind::Refused, "{r}");
     assert!(
-        refused
-            .message
-            .contains("stopped answering after 20 datagrams came back")
-            && !refused.message.contains("no UDP echo server"),
+        refused.message.contains(&format!(
+            "stopped answering after {} came back",
+            if d.verified == 1 {
+                "1 datagram".to_owned()
+            } else {
+                format!("{} datagrams", d.verified)
+            }
+        )) && !refused.message.contains("no UDP echo server"),
         "{r}"
     );
 }

@@ -325,6 +325,40 @@ mod tests {
         HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
     }
 
+    /// Whether a server binding now waited for the directory lock, or bound
+    /// without waiting.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Waits,
+        Done,
+    }
+
+    type Bound = Result<(StdUnixListener, SocketFile), BindError>;
+
+    /// A server binding `path` on a thread of its own, and what it did
+    /// first: waited for the lock, or finished.
+    fn bind_on_a_thread(path: &Path) -> (std::thread::JoinHandle<Bound>, Seen) {
+        let (tell, seen) = mpsc::channel();
+        let path = path.to_owned();
+        let thread = std::thread::spawn(move || {
+            let waiting = tell.clone();
+            let mut told = false;
+            set_hook(move |point| {
+                if point == Point::LockBusy && !told {
+                    told = true;
+                    let _ = waiting.send(Seen::Waits);
+                }
+            });
+            let r = bind(&path, 0o660, 16);
+            let _ = tell.send(Seen::Done);
+            r
+        });
+        let first = seen
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        (thread, first)
+    }
+
     #[test]
     fn two_servers_binding_one_stale_path_at_once_leave_one_listening_and_refuse_the_other() {
         let dir = tempfile::tempdir().unwrap();
@@ -352,29 +386,13 @@ mod tests {
         );
         // The second server starts then: it either waits for the first's
         // lock (then the first goes on) or, unguarded, binds at once.
-        let (to_main2, from_second) = mpsc::channel();
-        let second_path = path.clone();
-        let second = std::thread::spawn(move || {
-            let waiting = to_main2.clone();
-            let mut told = false;
-            set_hook(move |point| {
-                if point == Point::LockBusy && !told {
-                    told = true;
-                    let _ = waiting.send("second waits");
-                }
-            });
-            let r = bind(&second_path, 0o660, 16);
-            let _ = to_main2.send("second done");
-            r
-        });
-        let second_saw = from_second
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
+        let (second, second_saw) = bind_on_a_thread(&path);
         resume_first.send(()).unwrap();
         let first = first.join().unwrap();
         let second = second.join().unwrap();
         assert_eq!(
-            second_saw, "second waits",
+            second_saw,
+            Seen::Waits,
             "the second server bound while the first was between its check and its bind"
         );
         let (first_listener, _first_file) = first.map_err(|e| e.to_string()).unwrap();
@@ -432,29 +450,13 @@ mod tests {
             Ok("old checked its file")
         );
         // The next server starts then, on the same path.
-        let (to_main2, from_new) = mpsc::channel();
-        let new_path = path.clone();
-        let new = std::thread::spawn(move || {
-            let waiting = to_main2.clone();
-            let mut told = false;
-            set_hook(move |point| {
-                if point == Point::LockBusy && !told {
-                    told = true;
-                    let _ = waiting.send("new waits");
-                }
-            });
-            let r = bind(&new_path, 0o660, 16);
-            let _ = to_main2.send("new done");
-            r
-        });
-        let new_saw = from_new
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
+        let (new, new_saw) = bind_on_a_thread(&path);
         resume_old.send(()).unwrap();
         old.join().unwrap();
         let (new_listener, _new_file) = new.join().unwrap().map_err(|e| e.to_string()).unwrap();
         assert_eq!(
-            new_saw, "new waits",
+            new_saw,
+            Seen::Waits,
             "the next server bound during the old one's removal"
         );
         // The path reaches the new server: the old one removed only its own file.

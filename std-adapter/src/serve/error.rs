@@ -83,6 +83,12 @@ pub enum BindError {
         /// The endpoint that could not be bound.
         endpoint: Endpoint,
     },
+    /// An IPv6 address where the kernel has no IPv6 at all (booted with
+    /// `ipv6.disable=1`, or built without it): no IPv6 socket can be made.
+    NoIpv6 {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+    },
     /// A file that is not a socket exists at a Unix socket path; it is never deleted.
     UnixNotSocket {
         /// The path.
@@ -153,6 +159,11 @@ impl BindError {
         );
         if v4_mapped && source.kind() == io::ErrorKind::InvalidInput {
             return BindError::V4MappedAddress { endpoint };
+        }
+        if matches!(endpoint.socket_addr(), Some(SocketAddr::V6(_)))
+            && source.raw_os_error() == Some(libc::EAFNOSUPPORT)
+        {
+            return BindError::NoIpv6 { endpoint };
         }
         match source.kind() {
             io::ErrorKind::AddrInUse => BindError::AddrInUse { endpoint },
@@ -228,6 +239,32 @@ impl fmt::Display for BindError {
                     f,
                     "{endpoint}: a link-local IPv6 address exists once per interface: name the interface, \
                      e.g. --{kind} [{ip}%eth0]:{port} (see `ip -6 addr`)"
+                )
+            }
+            BindError::NoIpv6 { endpoint } => {
+                let (flag, port, ip) = match endpoint {
+                    Endpoint::Udp(a) => ("udp", a.port(), a.ip()),
+                    Endpoint::Tls(a) => ("tls", a.port(), a.ip()),
+                    Endpoint::Tcp(a) => ("tcp", a.port(), a.ip()),
+                    Endpoint::Unix(_) => return write!(f, "{endpoint}: no IPv6 here"),
+                };
+                let v4 = if ip.is_loopback() {
+                    "127.0.0.1"
+                } else if ip.is_unspecified() {
+                    "0.0.0.0"
+                } else {
+                    "ADDRESS"
+                };
+                write!(
+                    f,
+                    "{endpoint}: this system has no IPv6 (the kernel was booted with \
+                     ipv6.disable=1, or built without IPv6), so no IPv6 socket can be made; \
+                     listen on IPv4 instead, --{flag} {v4}:{port}{}",
+                    if v4 == "ADDRESS" {
+                        " (one of this host's IPv4 addresses)"
+                    } else {
+                        ""
+                    }
                 )
             }
             BindError::V4MappedAddress { endpoint } => {
@@ -614,5 +651,37 @@ mod tests {
                 io::Error::from_raw_os_error(libc::EINVAL)
             )
         );
+    }
+
+    /// A kernel booted with `ipv6.disable=1` refuses every IPv6 socket with
+    /// EAFNOSUPPORT: it was "Address family not supported by protocol" and
+    /// nothing more. Now it says why and names the IPv4 flag to give.
+    #[test]
+    fn ipv6_endpoint_on_a_kernel_without_ipv6_names_the_ipv4_flag_to_give() {
+        let no_v6 = |e: Endpoint| {
+            BindError::from_io(e, io::Error::from_raw_os_error(libc::EAFNOSUPPORT)).to_string()
+        };
+        let wildcard = no_v6(Endpoint::Tcp("[::]:7".parse().unwrap()));
+        assert!(
+            wildcard.starts_with("tcp [::]:7: this system has no IPv6")
+                && wildcard.contains("ipv6.disable=1")
+                && wildcard.ends_with("listen on IPv4 instead, --tcp 0.0.0.0:7"),
+            "{wildcard}"
+        );
+        let loopback = no_v6(Endpoint::Udp("[::1]:9".parse().unwrap()));
+        assert!(loopback.ends_with("--udp 127.0.0.1:9"), "{loopback}");
+        let other = no_v6(Endpoint::Tls("[2001:db8::1]:7443".parse().unwrap()));
+        assert!(
+            other.ends_with("--tls ADDRESS:7443 (one of this host's IPv4 addresses)"),
+            "{other}"
+        );
+        // An IPv4 endpoint's EAFNOSUPPORT is not about IPv6.
+        assert!(matches!(
+            BindError::from_io(
+                Endpoint::Tcp("127.0.0.1:7".parse().unwrap()),
+                io::Error::from_raw_os_error(libc::EAFNOSUPPORT)
+            ),
+            BindError::Io { .. }
+        ));
     }
 }

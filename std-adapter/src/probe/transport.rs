@@ -121,8 +121,14 @@ pub(super) fn failed_at(target: &Target, attempt: usize, e: &io::Error) -> Strin
 /// missing here ("Network is unreachable", "Cannot assign requested
 /// address"): an IPv6-only host or network namespace has no 127.0.0.1,
 /// one with IPv6 disabled no `::1`; a server here listens on the other.
-/// Empty for any other address or error.
+/// A kernel with no IPv6 at all refuses any IPv6 socket (`EAFNOSUPPORT`):
+/// said too. Empty for any other address or error.
 pub(super) fn missing_loopback(addr: SocketAddr, e: &io::Error) -> &'static str {
+    if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+        return " (this system has no IPv6 at all: a kernel booted with ipv6.disable=1, or \
+                built without IPv6? Probe an IPv4 address: a server here listens on \
+                127.0.0.1)";
+    }
     if !matches!(
         e.raw_os_error(),
         Some(libc::ENETUNREACH | libc::EADDRNOTAVAIL)
@@ -301,6 +307,16 @@ mod tests {
                 && said.contains("listens on IPv6 loopback, [::1]"),
             "{said}"
         );
+        // No IPv6 in the kernel at all: any IPv6 address, loopback or not.
+        let no_v6 = io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+        for a in ["[::1]:7", "[2001:db8::1]:7"] {
+            let said = missing_loopback(a.parse().unwrap(), &no_v6);
+            assert!(
+                said.contains("no IPv6 at all") && said.contains("127.0.0.1"),
+                "{a}: {said}"
+            );
+        }
+        assert_eq!(missing_loopback(v4, &no_v6), "");
         // Another address, or another error: the OS error alone.
         let far: SocketAddr = "192.0.2.7:7".parse().unwrap();
         assert_eq!(missing_loopback(far, &unreachable), "");

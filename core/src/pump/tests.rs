@@ -35,6 +35,10 @@ struct Script {
     room: usize,
     output: Vec<u8>,
     reads: usize,
+    /// Calls to [`Transport::write`], whatever they gave.
+    writes: usize,
+    /// Report no room as `Sent(0)` instead of `WouldBlock`.
+    sent_zero: bool,
     more: Vec<bool>,
     flushes: usize,
     shutdowns: usize,
@@ -94,10 +98,14 @@ impl Transport for Script {
     }
 
     fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
+        self.writes += 1;
         if let Some(f) = self.write_failure {
             return WriteOutcome::Failed(f);
         }
         let n = buf.len().min(self.room);
+        if n == 0 && self.sent_zero {
+            return WriteOutcome::Sent(0);
+        }
         if n == 0 {
             return WriteOutcome::WouldBlock;
         }
@@ -206,6 +214,7 @@ fn serving_short_write_keeps_the_rest_until_writable() {
         }
     );
     assert_eq!(io.output, b"0123");
+    assert_eq!(io.writes, 1, "a short write means the transport is full");
     assert_eq!(c.buffered, 6, "the gauge holds the unsent bytes");
     io.room = usize::MAX;
     p.set_writable();
@@ -223,6 +232,70 @@ fn serving_full_read_writes_with_more_then_flushes() {
     assert_eq!(io.output, b"0123456789ab");
     assert_eq!(io.more, [true, true, true], "each read filled the buffer");
     assert_eq!(io.flushes, 1, "what `more` held back is flushed once");
+}
+
+#[test]
+fn serving_short_read_with_the_end_to_come_writes_without_more() {
+    // Ping-pong traffic: the read did not fill the buffer, so the echo
+    // leaves at once, even though the pump reads again (for the FIN).
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", true);
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(next, Next::Release(Teardown::Close));
+    assert_eq!(io.output, b"abc");
+    assert_eq!(io.more, [false]);
+}
+
+#[test]
+fn serving_lines_fin_after_a_full_read_writes_the_last_line_without_more() {
+    // The full read's line goes out with `more`; the FIN then releases the
+    // unterminated rest, the last write of the drive: nothing is held back.
+    let mut p = pump(Mode::Lines, 8);
+    let mut io = Script::with_input(b"abc\ndefg", true);
+    let mut c = StreamCounters::default();
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(next, Next::Release(Teardown::Close));
+    assert_eq!(io.output, b"abc\ndefg");
+    assert_eq!(io.more, [true, false]);
+    assert_eq!(io.flushes, 1, "only the one before the FIN");
+}
+
+#[test]
+fn serving_budget_spent_by_a_full_read_writes_without_more() {
+    // The drive reads no more once its budget is spent: the echo of the
+    // last read is the last write, so it is not held back.
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = Script::with_input(b"01234567", false);
+    let mut c = StreamCounters::default();
+    assert_eq!(p.drive(T0, &mut io, 4, &mut c), Next::Yield);
+    assert_eq!(io.output, b"0123");
+    assert_eq!(io.more, [false]);
+    assert_eq!(io.flushes, 0);
+}
+
+#[test]
+fn serving_write_sent_zero_is_taken_as_would_block() {
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = Script::with_input(b"01234567", false);
+    io.room = 0;
+    io.sent_zero = true;
+    let mut c = StreamCounters::default();
+    assert_eq!(
+        p.drive(T0, &mut io, usize::MAX, &mut c),
+        Next::Wait {
+            read: false,
+            write: true
+        }
+    );
+    assert_eq!((io.writes, c.bytes_out), (1, 0));
+    assert_eq!(io.flushes, 0, "nothing was sent, so nothing held back");
+    io.room = usize::MAX;
+    p.set_writable();
+    p.set_readable();
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"01234567");
 }
 
 #[test]
@@ -757,6 +830,83 @@ fn serving_short_read_with_the_end_pending_reads_it_without_readiness() {
     assert_eq!(next, Next::Release(Teardown::Close));
     assert_eq!(io.output, b"last");
     assert_eq!(c.closed.peer_finished, 1);
+}
+
+/// A transport with only the required primitives and
+/// [`Transport::unacknowledged`], as the smoltcp node implements it: every
+/// other method keeps its default.
+struct Delivering(Script);
+
+impl Transport for Delivering {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        self.0.read(buf)
+    }
+
+    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
+        self.0.write(buf, more)
+    }
+
+    fn shutdown_write(&mut self) {
+        self.0.shutdown_write();
+    }
+
+    fn unacknowledged(&self) -> usize {
+        self.0.unacked
+    }
+}
+
+#[test]
+fn serving_short_read_over_a_transport_holding_nothing_stops_reading() {
+    // `read_pending` by default: a short read drained the transport.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Delivering(Script::with_input(b"abc", false));
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.0.output, b"abc");
+    assert_eq!(io.0.reads, 1, "no read after the short one");
+}
+
+#[test]
+fn lingering_over_a_transport_queueing_nothing_counts_the_close_and_waits_for_delivery() {
+    // `queues_output` and `output_failed` by default: the kernel (or
+    // smoltcp) delivers what it took, so the close counts when the session
+    // closes, and the linger waits for that delivery.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Delivering(Script::with_input(b"abc", true));
+    io.0.unacked = 4;
+    let mut c = StreamCounters::default();
+    p.set_read_closed();
+    assert_eq!(
+        p.drive(T0, &mut io, usize::MAX, &mut c),
+        Next::Wait {
+            read: false,
+            write: true
+        }
+    );
+    assert_eq!(io.0.output, b"abc");
+    assert_eq!(c.closed.peer_finished, 1, "counted at the close");
+    io.0.unacked = 0;
+    p.set_writable();
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(c.ended(), 1, "counted once");
+}
+
+#[test]
+fn serving_idle_storage_is_lent_only_while_the_session_holds_nothing() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"held", false);
+    io.room = 0;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(p.idle_storage_mut().is_none(), "echo pending");
+    io.room = usize::MAX;
+    p.set_writable();
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"held");
+    assert_eq!(p.idle_storage_mut().map(|s| s.len()), Some(64));
 }
 
 fn passing(data: &[u8]) -> Script {

@@ -39,6 +39,8 @@ struct Script {
     writes: usize,
     /// Report no room as `Sent(0)` instead of `WouldBlock`.
     sent_zero: bool,
+    /// Report the end as `Data(0)` (a read that returned 0) instead of `Eof`.
+    eof_as_zero: bool,
     more: Vec<bool>,
     flushes: usize,
     shutdowns: usize,
@@ -73,11 +75,14 @@ impl Script {
 impl Transport for Script {
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
         self.reads += 1;
+        assert!(self.reads < 100_000, "the pump reads in a loop");
         if let Some(f) = self.read_failure {
             return ReadOutcome::Failed(f);
         }
         if self.input.is_empty() {
-            return if self.fin {
+            return if self.fin && self.eof_as_zero {
+                ReadOutcome::Data(0)
+            } else if self.fin {
                 ReadOutcome::Eof
             } else {
                 ReadOutcome::WouldBlock
@@ -276,6 +281,40 @@ fn serving_budget_spent_by_a_full_read_writes_without_more() {
 }
 
 #[test]
+fn serving_budget_spent_with_the_echo_blocked_waits_for_writable() {
+    // Nothing can move until the peer reads: yielding would only have the
+    // adapter drive it again at once, and again.
+    let mut p = pump(Mode::Raw, 4);
+    let mut io = Script::with_input(b"01234567", false);
+    io.room = 0;
+    let mut c = StreamCounters::default();
+    assert_eq!(
+        p.drive(T0, &mut io, 4, &mut c),
+        Next::Wait {
+            read: false,
+            write: true
+        }
+    );
+    assert_eq!(c.bytes_in, 4);
+}
+
+#[test]
+fn serving_read_of_zero_bytes_is_the_peer_fin() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", true);
+    io.eof_as_zero = true;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    p.set_readable();
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(io.output, b"abc");
+    assert_eq!(c.closed.peer_finished, 1);
+}
+
+#[test]
 fn serving_write_sent_zero_is_taken_as_would_block() {
     let mut p = pump(Mode::Raw, 4);
     let mut io = Script::with_input(b"01234567", false);
@@ -416,8 +455,82 @@ fn lingering_input_is_read_and_discarded() {
         Next::Release(Teardown::Close)
     );
     assert!(io.output.is_empty());
-    assert_eq!(c.bytes_discarded, 30);
+    assert_eq!((c.bytes_in, c.bytes_discarded), (30, 30));
     assert_eq!(c.closed.local, 1);
+}
+
+#[test]
+fn lingering_input_beyond_the_budget_yields() {
+    let mut p = pump(Mode::Raw, 8);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    io.input.extend(b"late bytes that are not echoed");
+    p.set_readable();
+    assert_eq!(p.drive(at(1), &mut io, 16, &mut c), Next::Yield);
+    assert_eq!(
+        c.bytes_discarded, 16,
+        "the budget bounds the discarding too"
+    );
+    assert_eq!(io.input.len(), 14);
+}
+
+#[test]
+fn lingering_with_nothing_queued_in_the_transport_does_not_flush() {
+    let mut p = pump(Mode::Raw, 8);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.flushes, 1, "before the FIN");
+    io.input.extend(b"late");
+    p.set_ready();
+    assert!(matches!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Wait { read: true, .. }
+    ));
+    assert_eq!(io.flushes, 1, "nothing to flush");
+}
+
+#[test]
+fn lingering_peer_fin_with_delivery_left_waits_for_it() {
+    let mut p = pump(Mode::Raw, 8);
+    let mut io = Script::with_input(b"", false);
+    io.unacked = 4;
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    io.fin = true;
+    p.set_readable();
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Wait {
+            read: false,
+            write: true
+        }
+    );
+    assert!(p.session().peer_finished());
+}
+
+#[test]
+fn lingering_read_of_zero_bytes_is_the_peer_fin() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    assert!(matches!(
+        p.drive(T0, &mut io, usize::MAX, &mut c),
+        Next::Wait { read: true, .. }
+    ));
+    io.fin = true;
+    io.eof_as_zero = true;
+    p.set_readable();
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!(c.lingered, 0, "the peer finished within the linger");
 }
 
 #[test]
@@ -497,6 +610,29 @@ fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
     // write would have been, not as a graceful close.
     assert_eq!((c.closed.total(), c.aborted.peer_reset), (0, 1));
     assert_eq!(p.poll_event(), Some(Event::Aborted(AbortReason::PeerReset)));
+    assert_eq!(p.poll_event(), None);
+}
+
+#[test]
+fn lingering_queued_output_failing_after_its_delivery_keeps_the_close() {
+    // Everything was delivered (and the close counted); the peer then goes
+    // away before its FIN: the close stands, in the counters and the log.
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"abc", false);
+    io.queues = true;
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    p.close(at(1));
+    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
+    assert_eq!(c.closed.local, 1, "delivered: counted");
+    assert_eq!(p.poll_event(), Some(Event::Closed(CloseReason::Local)));
+    io.output_failed = true;
+    assert_eq!(
+        p.drive(at(2), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Close)
+    );
+    assert_eq!((c.closed.local, c.aborted.total()), (1, 0));
+    assert_eq!(p.session().state(), State::Closed(CloseReason::Local));
     assert_eq!(p.poll_event(), None);
 }
 
@@ -1274,11 +1410,61 @@ fn serving_line_too_long_behind_echo_never_delivered_resets_after_the_linger() {
     assert_eq!(c.lingered, 0, "not a linger of a close");
 }
 
+/// A kernel socket: only the required primitives, and its send queue
+/// (`SIOCOUTQ`, from `Script::unacked`) as what a reset would discard; the
+/// kernel delivers what it took by itself, so nothing is unacknowledged.
+struct Kernel(Script);
+
+impl Transport for Kernel {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        self.0.read(buf)
+    }
+
+    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
+        self.0.write(buf, more)
+    }
+
+    fn shutdown_write(&mut self) {
+        self.0.shutdown_write();
+    }
+
+    fn unsent_before_reset(&self) -> usize {
+        self.0.unacked
+    }
+}
+
+#[test]
+#[cfg(feature = "deliver_before_reset")]
+fn serving_line_too_long_behind_a_kernel_send_queue_waits_for_no_writability() {
+    // The send queue drains as the peer acknowledges, with no readiness
+    // event to wait for: the pump looks again by its own deadline.
+    let mut p = pump(Mode::Lines, 8);
+    let mut io = Kernel(Script::with_input(b"ok\nxxxxxxxxxx", false));
+    io.0.unacked = 3;
+    let mut c = StreamCounters::default();
+    assert_eq!(
+        p.drive(T0, &mut io, usize::MAX, &mut c),
+        Next::Wait {
+            read: true,
+            write: false
+        }
+    );
+    assert_eq!(p.poll_timeout(), Some(at(1)));
+    io.0.unacked = 0;
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Reset)
+    );
+}
+
 #[test]
 #[cfg(feature = "deliver_before_reset")]
 fn serving_line_too_long_with_everything_delivered_resets_at_once() {
-    let (_, _, _, next) = overlong_line_behind_undelivered_echo(0);
+    let (_, io, c, next) = overlong_line_behind_undelivered_echo(0);
     assert_eq!(next, Next::Release(Teardown::Reset));
+    // What follows the overlong line is left to the reset, not read first.
+    assert_eq!(io.input, b"xx");
+    assert_eq!((c.bytes_in, c.bytes_discarded), (11, 8));
 }
 
 #[test]

@@ -67,6 +67,20 @@ fn open_storage_is_offered_back_only_while_no_byte_is_pending_or_held() {
 }
 
 #[test]
+fn open_reports_its_capacity_and_debug_shows_state_not_bytes() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
+    feed(&mut s, T0, b"secret");
+    assert_eq!(s.capacity(), 16);
+    let debug = std::format!("{s:?}");
+    assert!(
+        debug.starts_with("Session { capacity: 16, state: Open, stats: "),
+        "{debug}"
+    );
+    assert!(debug.contains("bytes_in: 6"), "{debug}");
+    assert!(!debug.contains("115"), "the bytes are not logged: {debug}");
+}
+
+#[test]
 fn open_short_write_keeps_the_rest_pending() {
     let mut s = Session::new([0u8; 16], cfg(Mode::Raw), T0);
     feed(&mut s, T0, b"abcdef");
@@ -504,6 +518,22 @@ fn open_local_close_echoes_queue_then_closes() {
         events(&mut s).as_slice(),
         &[Event::Closed(CloseReason::Local)]
     );
+}
+
+#[test]
+fn open_lines_local_close_counts_an_echoed_remainder_as_one_unit() {
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"one\ntw");
+    s.close(T0);
+    assert_eq!(drain(&mut s, T0).as_slice(), b"one\ntw");
+    assert_eq!(s.stats().units, 2, "the line and the remainder");
+    // With no remainder, the close adds no unit.
+    let mut s = Session::new([0u8; 16], cfg(Mode::Lines), T0);
+    feed(&mut s, T0, b"one\n");
+    s.close(T0);
+    assert_eq!(drain(&mut s, T0).as_slice(), b"one\n");
+    assert_eq!(s.stats().units, 1);
+    assert_eq!(s.state(), State::Closed(CloseReason::Local));
 }
 
 #[test]

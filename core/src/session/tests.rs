@@ -593,6 +593,23 @@ fn reset_rearms_a_used_session() {
 }
 
 #[test]
+fn open_reset_with_bytes_pending_forgets_them_and_their_moves() {
+    let mut s = Session::new([0u8; 8], cfg(Mode::Raw), T0);
+    feed(&mut s, T0, b"01234567");
+    s.commit_sent(T0, 4).unwrap();
+    assert_eq!(feed(&mut s, T0, b"89ab"), 4, "half sent: the rest moved");
+    assert_eq!(s.stats().bytes_moved, 4);
+    s.reset(cfg(Mode::Raw), at(1));
+    assert!(
+        s.transmit_buffer().is_empty(),
+        "no echo of the old connection"
+    );
+    assert_eq!(s.buffered(), 0);
+    assert_eq!(s.stats(), SessionStats::default());
+    assert_eq!(s.receive_buffer().len(), 8);
+}
+
+#[test]
 fn reasons_display_clear_messages() {
     use std::string::ToString;
     assert_eq!(

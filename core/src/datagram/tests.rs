@@ -162,6 +162,15 @@ impl<const N: usize> SourceTable<N> {
 }
 
 #[test]
+fn policy_debug_shows_its_config_sources_and_capacity() {
+    let p = DatagramPolicy::<8>::new(config(10, 5));
+    let debug = std::format!("{p:?}");
+    assert!(debug.starts_with("DatagramPolicy { config: "), "{debug}");
+    assert!(debug.contains("sources: "), "{debug}");
+    assert!(debug.ends_with("capacity: 8, .. }"), "{debug}");
+}
+
+#[test]
 fn fresh_source_within_burst_is_echoed() {
     let mut p = Counted::<8>::new(config(10, 5));
     assert_eq!(echoes(&mut p, T0, v4(1, 40000), 5), 5);

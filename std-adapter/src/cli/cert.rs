@@ -171,7 +171,7 @@ fn try_lines(name: &str, here: &[(Ipv6Addr, String)]) -> (String, String, String
         (loopback(), name.to_owned(), String::new())
     } else if let Ok(ip) = name.parse::<IpAddr>() {
         let on = match ip {
-            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => here
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => here
                 .iter()
                 .find(|(a, _)| *a == v6)
                 .map(|(_, interface)| format!("[{name}%{interface}]")),

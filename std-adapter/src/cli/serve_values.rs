@@ -3,7 +3,7 @@
 //! that `off` turns off, the busy-poll bound, octal permission bits. Each
 //! parser's error names what it expects.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use ricochet::serve::{DEFAULT_PORT, address_slip, parse_duration, parse_scoped_addr};
@@ -32,7 +32,7 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         ));
     }
     if let SocketAddr::V6(v6) = addr
-        && is_link_local(v6.ip())
+        && v6.ip().is_unicast_link_local()
         && v6.scope_id() == 0
     {
         return Err(format!(
@@ -68,11 +68,6 @@ fn why_not_an_address(s: &str) -> String {
     }
     address_slip(s, &DEFAULT_PORT.to_string())
         .unwrap_or_else(|| "expected IP:PORT (IPv6 as [::1]:PORT) or a bare PORT".to_owned())
-}
-
-/// fe80::/10.
-fn is_link_local(ip: &Ipv6Addr) -> bool {
-    ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
 pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {

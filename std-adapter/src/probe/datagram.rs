@@ -427,8 +427,6 @@ impl Env<'_> {
         probe: &mut Probe,
     ) -> Result<bool, (ErrorKind, String)> {
         let clock = self.ctx.clock;
-        // Where the socket sends: its target's address it moved on to, and
-        // those refused before it (a name that resolves to several).
         let target = self.ctx.spec.targets.get(c.target);
         let addr_idx = c.addr_idx;
         // Refused after datagrams came back: the server was there and

@@ -32,7 +32,7 @@ pub enum Target {
 /// The addresses a TCP or UDP target's host resolved to, in the order to
 /// try them, and the host name given, if it was one (not an address).
 /// Dereferences to the addresses; made from them alone with `From`
-/// (`Target::Tcp(vec![addr].into().into())`).
+/// (`Target::Tcp(vec![addr].into())`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resolved {
     addrs: Vec<SocketAddr>,
@@ -256,10 +256,7 @@ impl fmt::Display for Target {
         match self {
             Target::Tcp(a) | Target::Udp(a) => show(f, self.transport(), a.name(), a),
             Target::Unix(p) => write!(f, "unix://{}", p.display()),
-            Target::Tls(t) => {
-                let literal = t.host.parse::<std::net::IpAddr>().is_ok();
-                show(f, "tls", (!literal).then_some(t.host.as_str()), &t.addrs)
-            }
+            Target::Tls(t) => show(f, "tls", name_of(&t.host), &t.addrs),
         }
     }
 }
@@ -296,14 +293,18 @@ fn host_of(hostport: &str) -> String {
     host.split_once('%').map_or(host, |(ip, _)| ip).to_owned()
 }
 
+/// `host` if it is a name to show, not an address.
+fn name_of(host: &str) -> Option<&str> {
+    host.parse::<std::net::IpAddr>().is_err().then_some(host)
+}
+
 /// `HOST:PORT` resolved, with the host name kept when it is one.
 fn resolved(hostport: &str) -> Result<Resolved, TargetError> {
     let addrs = resolve(hostport)?;
     let host = host_of(hostport);
-    Ok(if host.parse::<std::net::IpAddr>().is_ok() {
-        addrs.into()
-    } else {
-        Resolved::named(addrs, host)
+    Ok(match name_of(&host) {
+        Some(name) => Resolved::named(addrs, name),
+        None => addrs.into(),
     })
 }
 
@@ -329,7 +330,7 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
         // Connecting to an unscoped link-local address fails with a bare
         // EINVAL: say what is missing instead, as `ricochet serve` does.
         if let SocketAddr::V6(v6) = addr
-            && v6.ip().segments()[0] & 0xffc0 == 0xfe80
+            && v6.ip().is_unicast_link_local()
             && v6.scope_id() == 0
         {
             return Err(TargetError::LinkLocalWithoutScope(hostport.to_owned()));

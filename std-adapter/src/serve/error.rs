@@ -148,7 +148,7 @@ impl BindError {
     pub(crate) fn from_io(endpoint: Endpoint, source: io::Error) -> Self {
         let unscoped_link_local = matches!(
             endpoint.socket_addr(),
-            Some(SocketAddr::V6(a)) if a.ip().segments()[0] & 0xffc0 == 0xfe80 && a.scope_id() == 0
+            Some(SocketAddr::V6(a)) if a.ip().is_unicast_link_local() && a.scope_id() == 0
         );
         if unscoped_link_local && source.kind() == io::ErrorKind::InvalidInput {
             return BindError::LinkLocalWithoutScope { endpoint };

@@ -5,7 +5,7 @@ use std::vec::Vec;
 
 use super::*;
 use crate::mode::Mode;
-use crate::session::{AbortReason, CloseReason};
+use crate::session::{AbortReason, CloseReason, State};
 use crate::time::Duration;
 
 const T0: Instant = Instant::from_micros(1_000_000);

@@ -337,6 +337,7 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
 /// The integration tests that run `ricochet serve` (or its library) and
 /// read `RICOCHET_IO`: run once per I/O backend.
 const SERVER_TESTS: &[&str] = &[
+    "serve_backends",
     "serve_cli",
     "serve_connections",
     "serve_signals",

@@ -340,6 +340,8 @@ const SERVER_TESTS: &[&str] = &[
     "serve_backends",
     "serve_cli",
     "serve_connections",
+    "serve_logs",
+    "serve_metrics",
     "serve_signals",
     "serve_transports",
     "serve_udp",

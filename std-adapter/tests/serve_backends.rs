@@ -304,3 +304,49 @@ fn unix_connection_over_max_connections_is_rejected_and_counted() {
         "{stopped:?}"
     );
 }
+
+/// A Unix peer sends a whole line, then one longer than the buffer, in one
+/// write: the whole line is echoed, then the session is aborted as
+/// `line_too_long` on the Unix transport, with every byte received echoed
+/// or discarded. (How much of the long line is read first is the
+/// backend's: io_uring receives ahead of the session.)
+#[test]
+fn unix_overlong_line_behind_a_whole_one_is_aborted_after_its_echo_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.sock");
+    let (p, _, metrics) = serve(&path, &["--mode", "lines", "--buffer-size", "64"]);
+    let mut u = UnixStream::connect(&path).unwrap();
+    u.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut sent = b"ok\n".to_vec();
+    sent.extend([b'y'; 100]);
+    u.write_all(&sent).unwrap();
+    let mut back = Vec::new();
+    // No reset on a Unix socket: an end of stream, or ECONNRESET when the
+    // server left input unread.
+    match u.read_to_end(&mut back) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert_eq!(back, b"ok\n", "the whole line, then the end");
+    let key = "ricochet_connections_aborted_total{transport=\"unix\",reason=\"line_too_long\"}";
+    wait_until(IO_TIMEOUT, "the abort counted", || {
+        sample(&scrape(metrics), key) == 1
+    });
+    let body = scrape(metrics);
+    let get = |name: &str| sample(&body, &format!("{name}{{transport=\"unix\"}}"));
+    let (received, echoed, discarded) = (
+        get("ricochet_received_bytes_total"),
+        get("ricochet_echoed_bytes_total"),
+        get("ricochet_discarded_bytes_total"),
+    );
+    assert_eq!(echoed, 3);
+    assert!(received > 64, "the overlong line was read: {received}");
+    assert_eq!(received, echoed + discarded);
+    assert_eq!(get("ricochet_connections_open"), 0);
+    let stopped = stop(p);
+    assert_eq!(
+        (field(&stopped, "closed"), field(&stopped, "aborted")),
+        (0, 1),
+        "{stopped:?}"
+    );
+}

@@ -337,14 +337,19 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
 /// The integration tests that run `ricochet serve` (or its library) and
 /// read `RICOCHET_IO`: run once per I/O backend.
 const SERVER_TESTS: &[&str] = &[
+    "serve_activation",
     "serve_backends",
     "serve_cli",
     "serve_connections",
     "serve_logs",
     "serve_metrics",
+    "serve_notify",
+    "serve_privileges",
     "serve_signals",
+    "serve_stalled_log",
     "serve_transports",
     "serve_udp",
+    "serve_udp_queue",
     "serve_unix",
     "probe_serve",
     "interop_clients",
@@ -611,6 +616,22 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The test files that share the server's test support but whose servers
+    /// do not depend on `RICOCHET_IO`: run once. A file that declares
+    /// `mod serve_support;` must be in this list or in [`SERVER_TESTS`].
+    const BACKEND_BLIND_TESTS: &[&str] = &[
+        // `ricochet cert` serves nothing.
+        "cert_cli",
+        // The packaged unit and man pages, read as files.
+        "dist_files",
+        // `--inetd` serves its one connection with the blocking adapter.
+        "serve_inetd",
+        // Chooses `--io` itself, `RICOCHET_IO` removed.
+        "serve_io",
+        // TLS listeners run on epoll (`--io uring` refuses them; `RICOCHET_IO` removed).
+        "serve_tls_cli",
+    ];
+
     #[test]
     fn an_option_given_to_ci_points_at_the_command_that_takes_it() {
         let e = unknown_stage("--board");
@@ -635,6 +656,33 @@ mod tests {
         for bad in ["10s", "", "-1", "ten"] {
             let e = fuzz_secs(Some(bad)).unwrap_err();
             assert!(e.contains("RICOCHET_FUZZ_SECS"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_test_file_sharing_the_server_support_is_run_on_each_backend_or_said_not_to_need_it() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../std-adapter/tests");
+        let mut unlisted = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if path.extension().is_some_and(|e| e == "rs")
+                && text.lines().any(|l| l.trim() == "mod serve_support;")
+                && !SERVER_TESTS.contains(&stem)
+                && !BACKEND_BLIND_TESTS.contains(&stem)
+            {
+                unlisted.push(stem.to_owned());
+            }
+        }
+        assert!(
+            unlisted.is_empty(),
+            "{unlisted:?} use serve_support but are in neither SERVER_TESTS nor BACKEND_BLIND_TESTS"
+        );
+        for t in SERVER_TESTS.iter().chain(BACKEND_BLIND_TESTS) {
+            assert!(dir.join(format!("{t}.rs")).is_file(), "no test file {t}.rs");
         }
     }
 

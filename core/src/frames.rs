@@ -114,6 +114,13 @@ pub fn complete_prefix(buf: &[u8], limit: usize) -> Result<(usize, u64), FrameTo
         }
         at += total;
         frames += 1;
+        // A frame is at least its header, so the scan always advances: a
+        // change that breaks this fails the tests instead of hanging them.
+        #[cfg(test)]
+        assert!(
+            total >= HEADER_LEN,
+            "frames::complete_prefix did not advance"
+        );
     }
     Ok((at, frames))
 }
@@ -227,6 +234,49 @@ mod tests {
         for &(input, limit, expected) in cases {
             assert_eq!(complete_prefix(input, limit), expected, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn decoded_frames_stepped_by_wire_len_split_a_stream_at_each_header() {
+        let stream = b"\x00\x03abc\x00\x00\x00\x01z";
+        let mut rest = &stream[..];
+        let mut seen: [(&[u8], usize); 3] = [(&[], 0); 3];
+        // Bounded: a wire length that does not advance fails, never hangs.
+        for entry in &mut seen {
+            let Status::Complete(frame) = decode(rest) else {
+                panic!("a whole frame expected at {rest:?}");
+            };
+            *entry = (frame.payload, frame.wire_len());
+            rest = rest
+                .get(frame.wire_len()..)
+                .expect("wire length within the stream");
+        }
+        assert_eq!(seen, [(&b"abc"[..], 5), (&b""[..], 2), (&b"z"[..], 3)]);
+        assert!(rest.is_empty(), "left over: {rest:?}");
+    }
+
+    #[test]
+    fn frame_too_large_message_names_length_and_limit() {
+        let err = FrameTooLarge {
+            len: 65537,
+            limit: 16,
+        };
+        assert_eq!(
+            err.to_string(),
+            "frame of 65537 bytes exceeds the limit of 16 bytes"
+        );
+    }
+
+    #[test]
+    fn encode_error_message_names_the_bound_that_failed() {
+        assert_eq!(
+            EncodeError::PayloadTooLong { len: 70_000 }.to_string(),
+            "payload of 70000 bytes exceeds the frame limit of 65535"
+        );
+        assert_eq!(
+            EncodeError::BufferTooSmall { required: 7 }.to_string(),
+            "output buffer too small: the frame needs 7 bytes"
+        );
     }
 
     #[test]

@@ -275,8 +275,13 @@ mod tests {
                 prop_assert_eq!(pace.at(Instant(7), index).0, at_u128(nanos, 7, index));
             }
 
+            // Drawn so that the exact range (either side under 2^64 / 1000)
+            // is most draws, not one in a thousand.
             #[test]
-            fn due_by_is_exact(nanos in 1..u64::MAX, elapsed: u64) {
+            fn due_by_is_exact(
+                nanos in prop_oneof![1..=u64::MAX / 1_000, 1..u64::MAX],
+                elapsed in prop_oneof![u64::MAX / 1_000.., 0..=u64::MAX / 1_000, any::<u64>()],
+            ) {
                 let pace = Pace::from_nanos(nanos);
                 let got = pace.due_by(Instant(0), Instant(elapsed));
                 if elapsed <= u64::MAX / 1_000 || nanos <= u64::MAX / 1_000 {
@@ -284,6 +289,91 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn due_by_over_584_years_of_millisecond_spacing_is_exact() {
+        // `elapsed × 1000` overflows: the whole and the remainder are
+        // counted apart.
+        let pace = Pace::from_nanos(1_000_000);
+        let exact = u64::MAX / 1_000; // 18446744073709551
+        assert_eq!(pace.due_by(Instant::ZERO, Instant::MAX), exact);
+        assert_eq!(
+            pace.due_by(Instant::from_micros(1_000), Instant::MAX),
+            exact - 1
+        );
+    }
+
+    #[test]
+    fn due_by_of_a_spacing_over_213_days_and_a_long_run_counts_the_remainder() {
+        // Spacing 3e18 ns: the remainder × 1000 overflows too.
+        let pace = Pace::from_nanos(3_000_000_000_000_000_000);
+        // u64::MAX × 1000 / 3e18 = 6148.9...
+        assert_eq!(pace.due_by(Instant::ZERO, Instant::MAX), 6_148);
+    }
+
+    #[test]
+    fn instant_in_millis_truncates_its_microseconds() {
+        assert_eq!(Instant::from_micros(12_345_678).as_millis(), 12_345);
+        assert_eq!(Instant::from_micros(999).as_millis(), 0);
+        assert_eq!(Duration::from_micros(12_345_678).as_millis(), 12_345);
+    }
+
+    #[test]
+    fn instant_plus_assign_moves_it_and_saturates_at_the_end_of_time() {
+        let mut t = Instant::from_millis(1);
+        t += Duration::from_millis(2);
+        assert_eq!(t, Instant::from_millis(3));
+        let mut end = Instant::from_micros(u64::MAX - 1);
+        end += Duration::from_micros(5);
+        assert_eq!(end, Instant::MAX);
+    }
+
+    #[test]
+    fn instant_minus_duration_goes_back_and_saturates_at_the_epoch() {
+        assert_eq!(
+            Instant::from_millis(5) - Duration::from_millis(2),
+            Instant::from_millis(3)
+        );
+        assert_eq!(
+            Instant::from_millis(1) - Duration::from_millis(2),
+            Instant::ZERO
+        );
+    }
+
+    #[test]
+    fn earliest_of_two_deadlines_is_the_sooner_and_none_is_never() {
+        let (soon, late) = (Instant::from_millis(3), Instant::from_millis(5));
+        assert_eq!(earliest(Some(late), Some(soon)), Some(soon));
+        assert_eq!(earliest(Some(soon), Some(late)), Some(soon));
+        assert_eq!(earliest(Some(late), None), Some(late));
+        assert_eq!(earliest(None, Some(late)), Some(late));
+        assert_eq!(earliest(None, None), None);
+    }
+
+    #[test]
+    fn duration_sum_adds_and_saturates_at_the_longest_span() {
+        assert_eq!(
+            Duration::from_millis(1) + Duration::from_millis(2),
+            Duration::from_millis(3)
+        );
+        assert_eq!(Duration::MAX + Duration::from_micros(1), Duration::MAX);
+    }
+
+    #[test]
+    fn instant_prints_seconds_with_six_decimals() {
+        assert_eq!(Instant::from_micros(12_000_345).to_string(), "12.000345s");
+        assert_eq!(Instant::ZERO.to_string(), "0.000000s");
+    }
+
+    #[test]
+    fn duration_prints_in_the_largest_unit_it_fills() {
+        let printed = |us| Duration::from_micros(us).to_string();
+        assert_eq!(printed(999), "999us");
+        assert_eq!(printed(1_000), "1.000ms");
+        assert_eq!(printed(999_999), "999.999ms");
+        assert_eq!(printed(1_000_000), "1.000s");
+        assert_eq!(printed(61_234_567), "61.234s");
     }
 
     #[test]
@@ -302,5 +392,7 @@ mod tests {
         assert_eq!(d, Duration::from_millis(1500));
         let huge: Duration = core::time::Duration::MAX.into();
         assert_eq!(huge, Duration::MAX);
+        let back: core::time::Duration = Duration::from_micros(1_500_001).into();
+        assert_eq!(back, core::time::Duration::from_micros(1_500_001));
     }
 }

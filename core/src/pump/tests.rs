@@ -1365,6 +1365,11 @@ fn waiting_to_reset_looks_at_delivery_again_by_itself_sooner_then_less_often() {
             break;
         }
         looks.push(t.saturating_since(T0).as_millis());
+        // Bounded: a pump coming back without time passing fails, never hangs.
+        assert!(
+            looks.len() <= 32,
+            "looks that never reach the linger: {looks:?}"
+        );
         assert!(matches!(
             p.drive(t, &mut io, usize::MAX, &mut c),
             Next::Wait { .. }

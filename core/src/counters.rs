@@ -255,3 +255,217 @@ impl DropCounts {
         self.send_failed = self.send_failed.wrapping_add(o.send_failed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stream counters whose every field holds a different value, from `base`.
+    fn stream(base: u64) -> StreamCounters {
+        StreamCounters {
+            accepted: base + 1,
+            rejected: base + 2,
+            closed: CloseCounts {
+                peer_finished: base + 3,
+                idle_timeout: base + 4,
+                local: base + 5,
+            },
+            aborted: AbortCounts {
+                line_too_long: base + 6,
+                frame_too_large: base + 7,
+                truncated_frame: base + 8,
+                drain_timeout: base + 9,
+                peer_reset: base + 10,
+                timed_out: base + 11,
+                local: base + 12,
+            },
+            lingered: base + 13,
+            bytes_in: base + 14,
+            bytes_out: base + 15,
+            bytes_discarded: base + 16,
+            buffered: base + 17,
+        }
+    }
+
+    /// Datagram counters whose every field holds a different value, from `base`.
+    fn datagrams(base: u64) -> DatagramCounters {
+        DatagramCounters {
+            received: base + 1,
+            echoed: base + 2,
+            echoed_bytes: base + 3,
+            dropped: DropCounts {
+                oversize: base + 4,
+                loop_guard: base + 5,
+                rate_limited: base + 6,
+                not_unicast: base + 7,
+                unroutable: base + 8,
+                send_full: base + 9,
+                send_failed: base + 10,
+            },
+        }
+    }
+
+    #[test]
+    fn stream_workers_summed_add_every_field_once() {
+        let mut sum = stream(100);
+        sum.add(&stream(1_000));
+        // Field by field: base 100 + base 1000 + 2 × its offset.
+        assert_eq!(sum, {
+            let mut want = stream(1_100);
+            let offsets = stream(0);
+            want.accepted += offsets.accepted;
+            want.rejected += offsets.rejected;
+            want.closed.peer_finished += offsets.closed.peer_finished;
+            want.closed.idle_timeout += offsets.closed.idle_timeout;
+            want.closed.local += offsets.closed.local;
+            want.aborted.line_too_long += offsets.aborted.line_too_long;
+            want.aborted.frame_too_large += offsets.aborted.frame_too_large;
+            want.aborted.truncated_frame += offsets.aborted.truncated_frame;
+            want.aborted.drain_timeout += offsets.aborted.drain_timeout;
+            want.aborted.peer_reset += offsets.aborted.peer_reset;
+            want.aborted.timed_out += offsets.aborted.timed_out;
+            want.aborted.local += offsets.aborted.local;
+            want.lingered += offsets.lingered;
+            want.bytes_in += offsets.bytes_in;
+            want.bytes_out += offsets.bytes_out;
+            want.bytes_discarded += offsets.bytes_discarded;
+            want.buffered += offsets.buffered;
+            want
+        });
+    }
+
+    #[test]
+    fn stream_sessions_ended_are_every_close_and_abort_and_active_the_rest() {
+        let c = stream(0);
+        assert_eq!(c.closed.total(), 3 + 4 + 5);
+        assert_eq!(c.aborted.total(), 6 + 7 + 8 + 9 + 10 + 11 + 12);
+        assert_eq!(c.ended(), 12 + 63);
+        let mut c = StreamCounters { accepted: 80, ..c };
+        assert_eq!(c.active(), 80 - 75);
+        // More ended than accepted (an adapter counting accepts late): none
+        // active, not a wrapped count.
+        c.accepted = 70;
+        assert_eq!(c.active(), 0);
+    }
+
+    #[test]
+    fn each_close_and_abort_reason_counts_in_its_own_field_once() {
+        let mut closed = CloseCounts::default();
+        closed.count(CloseReason::PeerFinished);
+        closed.count(CloseReason::IdleTimeout);
+        closed.count(CloseReason::IdleTimeout);
+        for _ in 0..3 {
+            closed.count(CloseReason::Local);
+        }
+        assert_eq!(
+            closed,
+            CloseCounts {
+                peer_finished: 1,
+                idle_timeout: 2,
+                local: 3
+            }
+        );
+        let mut aborted = AbortCounts::default();
+        let reasons = [
+            AbortReason::LineTooLong { limit: 4 },
+            AbortReason::FrameTooLarge { len: 9, limit: 4 },
+            AbortReason::TruncatedFrame { received: 1 },
+            AbortReason::DrainTimeout,
+            AbortReason::PeerReset,
+            AbortReason::TimedOut,
+            AbortReason::Local,
+        ];
+        // Reason k counted k + 1 times.
+        for (k, reason) in reasons.into_iter().enumerate() {
+            for _ in 0..=k {
+                aborted.count(reason);
+            }
+        }
+        assert_eq!(
+            aborted,
+            AbortCounts {
+                line_too_long: 1,
+                frame_too_large: 2,
+                truncated_frame: 3,
+                drain_timeout: 4,
+                peer_reset: 5,
+                timed_out: 6,
+                local: 7,
+            }
+        );
+    }
+
+    #[test]
+    fn each_datagram_is_received_once_then_echoed_or_dropped_for_one_reason() {
+        let mut c = DatagramCounters::default();
+        c.echoed(10);
+        c.echoed(0);
+        c.echoed(5);
+        let reasons = [
+            DropReason::Oversize { len: 9, limit: 8 },
+            DropReason::LoopGuard { port: 7 },
+            DropReason::RateLimited,
+            DropReason::NotUnicast,
+            DropReason::Unroutable,
+            DropReason::SendFull,
+            DropReason::SendFailed,
+        ];
+        for (k, reason) in reasons.into_iter().enumerate() {
+            for _ in 0..=k {
+                c.dropped(reason);
+            }
+        }
+        assert_eq!(
+            c,
+            DatagramCounters {
+                received: 3 + 28,
+                echoed: 3,
+                echoed_bytes: 15,
+                dropped: DropCounts {
+                    oversize: 1,
+                    loop_guard: 2,
+                    rate_limited: 3,
+                    not_unicast: 4,
+                    unroutable: 5,
+                    send_full: 6,
+                    send_failed: 7,
+                },
+            }
+        );
+        assert_eq!(c.dropped.total(), 28);
+        assert_eq!(c.received, c.echoed + c.dropped.total());
+    }
+
+    #[test]
+    fn datagram_workers_summed_add_every_field_once() {
+        let mut sum = datagrams(100);
+        sum.add(&datagrams(1_000));
+        let offsets = datagrams(0);
+        let mut want = datagrams(1_100);
+        want.received += offsets.received;
+        want.echoed += offsets.echoed;
+        want.echoed_bytes += offsets.echoed_bytes;
+        want.dropped.oversize += offsets.dropped.oversize;
+        want.dropped.loop_guard += offsets.dropped.loop_guard;
+        want.dropped.rate_limited += offsets.dropped.rate_limited;
+        want.dropped.not_unicast += offsets.dropped.not_unicast;
+        want.dropped.unroutable += offsets.dropped.unroutable;
+        want.dropped.send_full += offsets.dropped.send_full;
+        want.dropped.send_failed += offsets.dropped.send_failed;
+        assert_eq!(sum, want);
+    }
+
+    #[test]
+    fn counters_at_the_top_wrap_instead_of_panicking() {
+        let mut c = DatagramCounters {
+            received: u64::MAX,
+            ..DatagramCounters::default()
+        };
+        c.dropped(DropReason::RateLimited);
+        assert_eq!((c.received, c.dropped.rate_limited), (0, 1));
+        let mut s = stream(u64::MAX - 20);
+        s.add(&stream(0));
+        assert_eq!(s.accepted, u64::MAX - 18);
+        assert_eq!(s.buffered, 13, "MAX - 3 + 17 wraps to 13");
+    }
+}

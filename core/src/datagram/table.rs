@@ -224,7 +224,16 @@ impl<const N: usize> SourceTable<N> {
 
     pub(super) fn find(&self, ip: &IpAddr, bucket: usize) -> Option<u32> {
         let mut i = self.heads[bucket];
+        // A chain holds at most the table: a change that makes a cycle
+        // fails the tests instead of hanging them.
+        #[cfg(test)]
+        let mut walked = 0;
         while i != NIL {
+            #[cfg(test)]
+            {
+                walked += 1;
+                assert!(walked <= N, "hash chain {bucket} has a cycle");
+            }
             let slot = &self.slots[i as usize];
             if slot.ip == *ip {
                 return Some(i);
@@ -242,7 +251,14 @@ impl<const N: usize> SourceTable<N> {
             return;
         }
         let mut j = self.heads[bucket];
+        #[cfg(test)]
+        let mut walked = 0;
         while j != NIL {
+            #[cfg(test)]
+            {
+                walked += 1;
+                assert!(walked <= N, "hash chain {bucket} has a cycle");
+            }
             let after = self.slots[j as usize].chain;
             if after == i {
                 self.slots[j as usize].chain = next;
@@ -302,6 +318,8 @@ impl<const N: usize> SourceTable<N> {
         let entry = self.heap[pos];
         while pos > 0 {
             let parent = (pos - 1) / 2;
+            #[cfg(test)]
+            assert!(parent < pos, "sift_up did not climb");
             if self.heap[parent].full_at <= entry.full_at {
                 break;
             }
@@ -317,6 +335,8 @@ impl<const N: usize> SourceTable<N> {
         let entry = self.heap[pos];
         loop {
             let left = 2 * pos + 1;
+            #[cfg(test)]
+            assert!(left > pos, "sift_down did not descend");
             if left >= len {
                 break;
             }

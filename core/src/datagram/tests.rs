@@ -134,6 +134,7 @@ impl<const N: usize> SourceTable<N> {
                 let mut n = 0;
                 let mut j = self.heads[b];
                 while j != NIL {
+                    assert!(n < N, "chain {b} has a cycle");
                     assert_eq!(self.bucket_of(&self.slots[j as usize].ip), b);
                     j = self.slots[j as usize].chain;
                     n += 1;
@@ -530,6 +531,38 @@ fn time_near_u64_extremes_neither_overflows_nor_panics() {
 }
 
 #[test]
+fn full_table_at_the_end_of_time_with_no_full_bucket_evicts_the_least_recently_seen() {
+    // No refill: every full-again instant is `NEVER`, which `now` equals,
+    // so the eviction looks at the buckets themselves.
+    let mut p = Counted::<2>::new(config(0, 2));
+    let at = |us: u64| Instant::from_micros(u64::MAX - us);
+    let (a, b, c) = (v4(1, 40000), v4(2, 40000), v4(3, 40000));
+    assert!(p.decide(at(10), a, 10).is_echo()); // slot 0, one token left
+    assert!(p.decide(at(5), b, 10).is_echo()); // slot 1, one token left
+    assert!(p.decide(at(1), a, 10).is_echo()); // a: none left, seen last
+    assert!(p.decide(Instant::MAX, c, 10).is_echo()); // evicts b, not slot 0
+    assert_eq!(p.stats().evictions, 1);
+    assert_eq!(p.decide(Instant::MAX, a, 10), LIMITED, "a was kept, empty");
+}
+
+#[test]
+fn full_table_at_the_end_of_time_evicts_the_bucket_full_exactly_then() {
+    // a's bucket is full again at exactly `u64::MAX`, the key that also
+    // means "never" (b's, saturated): only a look at the buckets tells.
+    let mut p = Counted::<2>::new(config(1, 2));
+    let at = |us: u64| Instant::from_micros(u64::MAX - us);
+    let (a, b, c) = (v4(1, 40000), v4(2, 40000), v4(3, 40000));
+    assert!(p.decide(at(1_000_005), b, 10).is_echo());
+    assert!(p.decide(at(1_000_005), b, 10).is_echo()); // b: empty, oldest
+    assert!(p.decide(at(1_000_000), a, 10).is_echo()); // a: full at MAX
+    assert!(p.decide(Instant::MAX, c, 10).is_echo());
+    assert_eq!(p.stats().evictions, 1);
+    let t = &p.policy.table;
+    let tracked = |s: SocketAddr| t.find(&s.ip(), t.bucket_of(&s.ip())).is_some();
+    assert_eq!((tracked(a), tracked(b), tracked(c)), (false, true, true));
+}
+
+#[test]
 fn hash_seed_changes_no_decision() {
     let mut a = Counted::<4>::new(config(100, 3));
     let mut b = Counted::<4>::with_hash_seed(config(100, 3), 0x5eed_1234_abcd_0042);
@@ -539,6 +572,40 @@ fn hash_seed_changes_no_decision() {
         assert_eq!(a.decide(now, s, 10), b.decide(now, s, 10));
     }
     assert_eq!(a.stats(), b.stats());
+}
+
+#[test]
+fn sources_differing_in_either_address_half_spread_over_the_hash_chains() {
+    // A lookup walks one chain: sources that hash to a few chains would
+    // turn every datagram of a flood into a scan of the whole table.
+    const N: usize = 4096;
+    let table = Box::new(SourceTable::<N>::new(0x5eed));
+    let chains_used = |ips: &mut dyn Iterator<Item = IpAddr>| {
+        let mut used = vec![false; N];
+        for ip in ips {
+            used[table.bucket_of(&ip)] = true;
+        }
+        used.into_iter().filter(|&u| u).count()
+    };
+    let n = N as u32;
+    let v4 = chains_used(&mut (0..n).map(|i| IpAddr::V4(Ipv4Addr::from_bits(0x0a00_0000 + i))));
+    let low = chains_used(
+        &mut (0..n)
+            .map(|i| IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8_u128 << 96 | u128::from(i)))),
+    );
+    let high = chains_used(&mut (0..n).map(|i| {
+        IpAddr::V6(Ipv6Addr::from_bits(
+            0x2001_0db8_u128 << 96 | u128::from(i) << 64 | 1,
+        ))
+    }));
+    // N keys over N chains: a random function uses 1 - 1/e of them (2589).
+    for (what, used) in [
+        ("IPv4", v4),
+        ("IPv6 low half", low),
+        ("IPv6 high half", high),
+    ] {
+        assert!(used > N / 2, "{what}: {used} of {N} chains used");
+    }
 }
 
 #[test]

@@ -89,6 +89,17 @@ mod tests {
     }
 
     #[test]
+    fn mode_prints_its_command_line_name_and_a_bad_name_lists_them() {
+        assert_eq!(Mode::Raw.to_string(), "raw");
+        assert_eq!(Mode::Lines.to_string(), "lines");
+        assert_eq!(Mode::Frames.to_string(), "frames");
+        assert_eq!(
+            ParseModeError.to_string(),
+            "unknown mode: expected one of raw, lines, frames"
+        );
+    }
+
+    #[test]
     fn min_buffer_holds_one_byte_or_an_empty_frame() {
         assert_eq!(Mode::Raw.min_buffer(), 1);
         assert_eq!(Mode::Lines.min_buffer(), 1);

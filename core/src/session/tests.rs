@@ -633,6 +633,19 @@ fn reasons_display_clear_messages() {
 }
 
 #[test]
+fn commit_error_messages_name_the_counts_and_the_refusal() {
+    use std::string::ToString;
+    assert_eq!(
+        CommitError::TooMany { n: 9, available: 4 }.to_string(),
+        "committed 9 bytes but only 4 were offered"
+    );
+    assert_eq!(
+        CommitError::NoPassThrough.to_string(),
+        "committed bytes as passed through while the session holds bytes or is not an open raw session"
+    );
+}
+
+#[test]
 fn closing_repeated_peer_fin_loses_no_terminal_event() {
     // Regression: `handle_peer_fin` in `Closing` pushed a `PeerFinished`
     // per call into a 4-slot queue that then dropped `Closed(Local)`.

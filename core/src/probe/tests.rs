@@ -18,6 +18,16 @@ fn stream(mode: Mode, pattern: Pattern, size: SizeRange, count: u64) -> StreamPr
     StreamProbe::new(config, T0).unwrap()
 }
 
+/// Panics once a test loop has run `LOOP_BOUND` times: a mutant that stops
+/// the probe's progress (nothing consumed, nothing sent, no deadline
+/// passing) then fails the test instead of hanging it.
+const LOOP_BOUND: u32 = 100_000;
+
+fn bounded(turns: &mut u32) {
+    *turns += 1;
+    assert!(*turns <= LOOP_BOUND, "no progress after {LOOP_BOUND} turns");
+}
+
 /// Sends everything allowed now; returns the bytes.
 fn send_all<const M: usize>(p: &mut StreamProbe<M>, now: Instant) -> std::vec::Vec<u8> {
     let mut buf = [0u8; 4096];
@@ -127,8 +137,9 @@ fn open_receives_corrupted_byte_reports_exact_offset_and_sticks() {
     );
     let mut echo = send_all(&mut p, T0);
     echo[237] ^= 0x01;
-    let mut at = 0;
+    let (mut at, mut turns) = (0, 0);
     let err = loop {
+        bounded(&mut turns);
         match p.handle_received(T0, &echo[at..]) {
             Ok(r) => at += r.consumed,
             Err(e) => break e,
@@ -217,14 +228,16 @@ fn finish_mid_message_completes_that_message_only() {
     let first = buf[..n].to_vec();
     assert_eq!(first.len(), 15);
     p.finish();
-    let mut at = 0;
+    let (mut at, mut turns) = (0, 0);
     while at < first.len() {
+        bounded(&mut turns);
         at += p.handle_received(T0, &first[at..]).unwrap().consumed;
     }
     let rest = send_all(&mut p, T0);
     assert_eq!(rest.len(), 5, "only the second message is completed");
-    let mut at = 0;
+    let (mut at, mut turns) = (0, 0);
     while at < rest.len() {
+        bounded(&mut turns);
         at += p.handle_received(T0, &rest[at..]).unwrap().consumed;
     }
     assert!(p.is_done());
@@ -232,8 +245,9 @@ fn finish_mid_message_completes_that_message_only() {
 
 /// Feeds `echo` back to `p` whole; returns the round trips it reported.
 fn echo_back<const M: usize>(p: &mut StreamProbe<M>, echo: &[u8]) -> usize {
-    let (mut at, mut round_trips) = (0, 0);
+    let (mut at, mut round_trips, mut turns) = (0, 0, 0);
     while at < echo.len() {
+        bounded(&mut turns);
         let r = p.handle_received(T0, &echo[at..]).unwrap();
         at += r.consumed;
         round_trips += usize::from(r.round_trip.is_some());
@@ -311,8 +325,9 @@ fn finish_now_mid_frame_completes_the_frame_its_header_announced() {
     let mut p = stream(Mode::Frames, Pattern::PingPong, SizeRange::fixed(10_000), 5);
     assert_eq!(send_all(&mut p, T0).len(), 4096);
     assert_eq!(p.finish_now(), 0, "a frame is not cut");
-    let mut rest = 0;
+    let (mut rest, mut turns) = (0, 0);
     loop {
+        bounded(&mut turns);
         let n = send_all(&mut p, T0).len();
         if n == 0 {
             break;
@@ -578,8 +593,9 @@ fn datagram_given_up_early_crowded_out_by_m_later_ones_is_lost_at_once() {
     let mut buf = [0u8; 64];
     let mut t = T0;
     // Every even datagram is dropped by the "server", every odd one echoed.
-    let mut sent = 0u64;
+    let (mut sent, mut turns) = (0u64, 0);
     while sent < 40 {
+        bounded(&mut turns);
         let Some(n) = p.poll_transmit(t, &mut buf) else {
             t = p.poll_timeout().expect("a deadline");
             assert!(t < T0 + Duration::from_secs(5), "no loss timeout reached");
@@ -727,9 +743,11 @@ fn datagram_from_someone_else_is_foreign() {
 fn datagram_all_resolved_is_done() {
     let mut p = dgram(8);
     let mut buf = [0u8; 256];
-    let mut t = T0;
+    let (mut t, mut turns) = (T0, 0);
     while !p.is_done() {
+        bounded(&mut turns);
         while let Some(n) = p.poll_transmit(t, &mut buf) {
+            bounded(&mut turns);
             if buf[0..8] != 3u64.to_be_bytes() {
                 // seq 3 is "lost" by the network
                 assert!(matches!(
@@ -965,3 +983,4 @@ fn paced_schedule_starting_later_sends_nothing_before_it_then_counts_from_it() {
     );
     assert!(d.poll_transmit(start, &mut buf).is_some());
 }
+

@@ -1340,3 +1340,386 @@ fn datagram_window_full_short_of_the_ring_does_not_give_its_oldest_up() {
     assert_eq!(p.stats().lost, 0);
     assert_eq!(p.poll_timeout(), Some(T0 + Duration::from_secs(5)));
 }
+
+/// Sends and echoes everything until done, within `LOOP_BOUND` turns;
+/// returns every byte sent.
+fn run_to_done<const M: usize>(p: &mut StreamProbe<M>) -> std::vec::Vec<u8> {
+    let (mut all, mut turns) = (std::vec::Vec::new(), 0);
+    while !p.is_done() {
+        bounded(&mut turns);
+        let sent = send_all(p, T0);
+        echo_back(p, &sent);
+        all.extend_from_slice(&sent);
+    }
+    all
+}
+
+#[test]
+fn config_error_display_names_the_sizes_and_the_window() {
+    use std::string::ToString;
+    assert_eq!(
+        ConfigError::EmptySizeRange { min: 5, max: 4 }.to_string(),
+        "empty size range 5..=4"
+    );
+    assert_eq!(
+        ConfigError::SizeOutOfBounds {
+            size: 0,
+            min: 1,
+            max: 9
+        }
+        .to_string(),
+        "message size 0 is outside 1..=9 for this mode"
+    );
+    assert_eq!(
+        ConfigError::BadWindow { window: 0, max: 4 }.to_string(),
+        "a window of 0: at least 1"
+    );
+    assert_eq!(
+        ConfigError::BadWindow { window: 5, max: 4 }.to_string(),
+        "datagram window of 5, at most 4 (datagrams the probe tracks)"
+    );
+}
+
+#[test]
+fn probe_error_display_names_the_offset_the_bytes_and_what_is_outstanding() {
+    use std::string::ToString;
+    assert_eq!(
+        ProbeError::Mismatch {
+            offset: 237,
+            expected: 0x0a,
+            actual: 0xff
+        }
+        .to_string(),
+        "mismatch at stream offset 237: sent 0x0a, got 0xff"
+    );
+    assert_eq!(
+        ProbeError::UnexpectedData { offset: 4 }.to_string(),
+        "unexpected data at stream offset 4: more came back than was sent"
+    );
+    assert_eq!(
+        ProbeError::Timeout { outstanding: 10 }.to_string(),
+        "timed out waiting for 10 outstanding bytes"
+    );
+}
+
+#[test]
+fn config_refuses_a_window_of_0_or_a_datagram_window_beyond_m() {
+    let datagram = |window| {
+        DatagramProbe::<4>::new(
+            DatagramProbeConfig {
+                window,
+                ..DatagramProbeConfig::default()
+            },
+            T0,
+        )
+        .err()
+    };
+    assert_eq!(
+        datagram(0),
+        Some(ConfigError::BadWindow { window: 0, max: 4 })
+    );
+    assert_eq!(
+        datagram(5),
+        Some(ConfigError::BadWindow { window: 5, max: 4 })
+    );
+    assert_eq!(datagram(4), None, "a window of M is the ring");
+    assert_eq!(
+        StreamProbe::<8>::new(
+            ProbeConfig {
+                pattern: Pattern::Stream { window: 0 },
+                ..ProbeConfig::default()
+            },
+            T0,
+        )
+        .err(),
+        Some(ConfigError::BadWindow {
+            window: 0,
+            max: usize::MAX
+        })
+    );
+}
+
+#[test]
+fn lines_sizes_drawn_from_a_range_cover_both_ends_and_stay_inside() {
+    let mut p = stream(
+        Mode::Lines,
+        Pattern::Stream { window: 4096 },
+        SizeRange::range(3, 5),
+        60,
+    );
+    let all = run_to_done(&mut p);
+    let mut seen = [0u32; 3];
+    for line in all.split_inclusive(|&b| b == b'\n') {
+        assert!((3..=5).contains(&line.len()), "{line:?}");
+        seen[line.len() - 3] += 1;
+    }
+    assert_eq!(seen.iter().sum::<u32>(), 60);
+    assert!(seen.iter().all(|&k| k > 0), "{seen:?}");
+}
+
+/// Receiving part of the echo is progress: the response clock restarts.
+#[test]
+fn outstanding_receiving_part_of_the_echo_restarts_the_response_clock() {
+    let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(10), 1);
+    let echo = send_all(&mut p, T0);
+    let t = T0 + Duration::from_millis(1500);
+    p.handle_received(t, &echo[..4]).unwrap();
+    assert_eq!(p.poll_timeout(), Some(t + Duration::from_secs(2)));
+    assert_eq!(p.handle_timeout(T0 + Duration::from_secs(2)), Ok(()));
+    assert_eq!(p.error(), None);
+    assert_eq!(
+        p.handle_timeout(t + Duration::from_secs(2)),
+        Err(ProbeError::Timeout { outstanding: 6 })
+    );
+    assert_eq!(p.error(), Some(ProbeError::Timeout { outstanding: 6 }));
+}
+
+/// With nothing outstanding the response clock is stopped; it starts
+/// again at the next send, not at the last echo.
+#[test]
+fn idle_sending_again_starts_the_response_clock_at_the_send() {
+    let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(10), 2);
+    let first = send_all(&mut p, T0);
+    echo_back(&mut p, &first);
+    let hour = T0 + Duration::from_secs(3600);
+    assert_eq!(p.poll_timeout(), None, "nothing outstanding, no deadline");
+    assert_eq!(p.handle_timeout(hour), Ok(()), "idle is no timeout");
+    let second = send_all(&mut p, hour);
+    assert_eq!(second.len(), 10);
+    assert_eq!(p.poll_timeout(), Some(hour + Duration::from_secs(2)));
+    assert_eq!(p.handle_timeout(hour + Duration::from_secs(1)), Ok(()));
+}
+
+/// A paced ping-pong waiting for an echo: the next message is already due,
+/// but it cannot start, so the timer is the response deadline (a timer at
+/// an instant already passed would spin the adapter).
+#[test]
+fn paced_pingpong_waiting_for_an_echo_sets_no_timer_for_a_message_already_due() {
+    let config = ProbeConfig {
+        mode: Mode::Raw,
+        pattern: Pattern::PingPong,
+        seed: 3,
+        size: SizeRange::fixed(16),
+        count: Some(3),
+        response_timeout: Some(Duration::from_secs(2)),
+        interval: Some(Duration::from_millis(10).into()),
+    };
+    let mut p = StreamProbe::<4>::new(config, T0).unwrap();
+    assert_eq!(send_all(&mut p, T0).len(), 16);
+    let due = T0 + Duration::from_millis(10);
+    assert_eq!(p.handle_timeout(due), Ok(()));
+    assert_eq!(p.poll_timeout(), Some(T0 + Duration::from_secs(2)));
+}
+
+/// With every message begun, no paced instant is left: the timer is the
+/// response deadline.
+#[test]
+fn paced_count_reached_sets_only_the_response_deadline() {
+    let config = ProbeConfig {
+        mode: Mode::Raw,
+        pattern: Pattern::PingPong,
+        seed: 3,
+        size: SizeRange::fixed(16),
+        count: Some(1),
+        response_timeout: Some(Duration::from_secs(2)),
+        interval: Some(Duration::from_millis(10).into()),
+    };
+    let mut p = StreamProbe::<4>::new(config, T0).unwrap();
+    assert_eq!(send_all(&mut p, T0).len(), 16);
+    assert_eq!(p.poll_timeout(), Some(T0 + Duration::from_secs(2)));
+}
+
+/// A line sent but for its `\n` is not cut by `finish_now`: the `\n` is
+/// what comes next anyway, and the line is a whole message.
+#[test]
+fn finish_now_with_only_the_newline_left_cuts_nothing() {
+    let mut p = stream(Mode::Lines, Pattern::PingPong, SizeRange::fixed(10), 5);
+    let mut buf = [0u8; 9];
+    let n = p.fill_transmit(T0, &mut buf);
+    p.commit_sent(T0, n).unwrap();
+    assert_eq!(n, 9);
+    assert_eq!(p.finish_now(), 0);
+    let end = send_all(&mut p, T0);
+    assert_eq!(end, b"\n");
+    let mut line = buf.to_vec();
+    line.extend_from_slice(&end);
+    assert_eq!(echo_back(&mut p, &line), 1, "a whole line's round trip");
+    assert!(p.is_done());
+    let s = *p.stats();
+    assert_eq!((s.messages_sent, s.messages_verified), (1, 1));
+}
+
+/// `finish_now` with a whole message still in flight before the cut one:
+/// that message keeps its own start, and its round trip.
+#[test]
+fn finish_now_behind_a_whole_message_in_flight_keeps_that_message_round_trip() {
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 1000 },
+        SizeRange::fixed(10),
+        5,
+    );
+    let mut first = [0u8; 10];
+    let n = p.fill_transmit(T0, &mut first);
+    p.commit_sent(T0, n).unwrap();
+    let t1 = T0 + Duration::from_millis(1);
+    let mut part = [0u8; 5];
+    let n = p.fill_transmit(t1, &mut part);
+    p.commit_sent(t1, n).unwrap();
+    assert_eq!(p.finish_now(), 5);
+    let t3 = T0 + Duration::from_millis(3);
+    let r = p.handle_received(t3, &first).unwrap();
+    assert_eq!(r.consumed, 10);
+    assert_eq!(r.round_trip, Some(Duration::from_millis(3)));
+    let r = p.handle_received(t3, &part).unwrap();
+    assert_eq!((r.consumed, r.round_trip), (5, None));
+    assert!(p.is_done());
+}
+
+/// After a partial commit only the rest of the offer may be committed.
+#[test]
+fn offered_partly_committed_allows_only_the_rest_of_the_offer() {
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 1000 },
+        SizeRange::fixed(10),
+        50,
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(p.fill_transmit(T0, &mut buf), 64);
+    p.commit_sent(T0, 5).unwrap();
+    assert_eq!(
+        p.commit_sent(T0, 60),
+        Err(crate::session::CommitError::TooMany {
+            n: 60,
+            available: 59
+        })
+    );
+    assert_eq!(p.commit_sent(T0, 59), Ok(()));
+    assert_eq!(p.stats().bytes_sent, 64);
+}
+
+/// A commit that ends one message and begins the next records the next
+/// one's start, so each gets its round trip.
+#[test]
+fn stream_commit_across_a_message_boundary_gives_each_message_its_round_trip() {
+    let mut p = stream(
+        Mode::Raw,
+        Pattern::Stream { window: 1000 },
+        SizeRange::fixed(10),
+        2,
+    );
+    let mut echo = [0u8; 20];
+    assert_eq!(p.fill_transmit(T0, &mut echo), 20);
+    p.commit_sent(T0, 5).unwrap();
+    p.commit_sent(T0, 15).unwrap();
+    let back = T0 + Duration::from_millis(1);
+    for part in echo.chunks(10) {
+        let r = p.handle_received(back, part).unwrap();
+        assert_eq!(r.consumed, 10);
+        assert_eq!(r.round_trip, Some(Duration::from_millis(1)));
+    }
+    assert!(p.is_done());
+}
+
+/// The rest of a partly returned message, then the next message, in one
+/// read: each message is verified, and completed, apart.
+#[test]
+fn partial_echo_then_the_rest_with_the_next_message_verifies_each_apart() {
+    let mut p = stream(
+        Mode::Lines,
+        Pattern::Stream { window: 1000 },
+        SizeRange::fixed(10),
+        2,
+    );
+    let echo = send_all(&mut p, T0);
+    assert_eq!(echo.len(), 20);
+    assert_eq!(p.handle_received(T0, &echo[..4]).unwrap().consumed, 4);
+    let r = p.handle_received(T0, &echo[4..]).unwrap();
+    assert_eq!((r.consumed, r.round_trip.is_some()), (6, true));
+    let r = p.handle_received(T0, &echo[10..]).unwrap();
+    assert_eq!((r.consumed, r.round_trip.is_some()), (10, true));
+    assert!(p.is_done());
+}
+
+/// An echo of more than one comparison chunk (256 bytes) that stops short
+/// of its message's end is verified up to what was sent, and a byte beyond
+/// that is unexpected.
+#[test]
+fn open_receives_more_than_a_chunk_short_of_the_message_end_verifies_what_was_sent() {
+    let mut p = stream(Mode::Raw, Pattern::PingPong, SizeRange::fixed(1000), 1);
+    let mut buf = [0u8; 300];
+    let n = p.fill_transmit(T0, &mut buf);
+    p.commit_sent(T0, n).unwrap();
+    let mut echo = buf.to_vec();
+    echo.push(0);
+    let r = p.handle_received(T0, &echo).unwrap();
+    assert_eq!((r.consumed, r.round_trip), (300, None));
+    assert_eq!(
+        p.handle_received(T0, &echo[300..]),
+        Err(ProbeError::UnexpectedData { offset: 300 })
+    );
+}
+
+/// Between lines there is nothing to cut: `finish_now` is `finish`, and no
+/// lone `\n` is sent or counted.
+#[test]
+fn finish_now_between_lines_is_finish() {
+    let mut p = stream(Mode::Lines, Pattern::PingPong, SizeRange::fixed(10), 5);
+    let sent = send_all(&mut p, T0);
+    assert_eq!(sent.len(), 10);
+    assert_eq!(p.finish_now(), 0);
+    assert!(send_all(&mut p, T0).is_empty());
+    assert_eq!(echo_back(&mut p, &sent), 1);
+    assert!(p.is_done());
+    let s = *p.stats();
+    assert_eq!(
+        (s.messages_sent, s.messages_verified, s.bytes_sent),
+        (1, 1, 10)
+    );
+}
+
+/// A fill that resumes mid-line and runs into the next line ends the first
+/// at its own length, with its `\n`.
+#[test]
+fn lines_fill_resumed_mid_line_ends_each_line_with_its_newline() {
+    let mut p = stream(
+        Mode::Lines,
+        Pattern::Stream { window: 1000 },
+        SizeRange::fixed(10),
+        2,
+    );
+    let mut head = [0u8; 5];
+    let n = p.fill_transmit(T0, &mut head);
+    p.commit_sent(T0, n).unwrap();
+    let mut all = head.to_vec();
+    all.extend_from_slice(&send_all(&mut p, T0));
+    assert_eq!(all.len(), 20);
+    assert_eq!((all[9], all[19]), (b'\n', b'\n'));
+    assert_eq!(all.iter().filter(|&&b| b == b'\n').count(), 2);
+    assert_eq!(echo_back(&mut p, &all), 2);
+    assert!(p.is_done());
+}
+
+/// Seed 294's payload begins with a `\n`: as the first byte of a line it
+/// is replaced (by `\n ^ 0x80`) like any other.
+#[test]
+fn lines_payload_beginning_with_a_newline_sends_it_replaced() {
+    assert_eq!(crate::payload::Payload::new(294).byte(0), b'\n');
+    let mut p = StreamProbe::<8>::new(
+        ProbeConfig {
+            mode: Mode::Lines,
+            seed: 294,
+            size: SizeRange::fixed(10),
+            count: Some(1),
+            ..ProbeConfig::default()
+        },
+        T0,
+    )
+    .unwrap();
+    let sent = send_all(&mut p, T0);
+    assert_eq!(sent.len(), 10);
+    assert_eq!(sent[0], b'\n' ^ 0x80);
+    assert_eq!(sent.iter().position(|&b| b == b'\n'), Some(9));
+    assert_eq!(echo_back(&mut p, &sent), 1);
+}

@@ -1,164 +1,6 @@
-//! Pump unit tests over a scripted transport, named `<phase>_<event>_<outcome>`.
-
-use std::collections::VecDeque;
-use std::vec::Vec;
+//! The serving phase: echo, budgets, backpressure, failures, the session's ends.
 
 use super::*;
-use crate::mode::Mode;
-use crate::session::{AbortReason, CloseReason, State};
-use crate::time::Duration;
-
-const T0: Instant = Instant::from_micros(1_000_000);
-
-fn at(ms: u64) -> Instant {
-    T0 + Duration::from_millis(ms)
-}
-
-fn cfg(mode: Mode) -> SessionConfig {
-    SessionConfig {
-        mode,
-        idle_timeout: Some(Duration::from_secs(10)),
-        drain_timeout: Some(Duration::from_secs(5)),
-        linger: Duration::from_secs(2),
-    }
-}
-
-/// A scripted connection: reads come from `input` (then `Eof` if `fin`,
-/// else `WouldBlock`), writes go to `output` while `room` lasts.
-#[derive(Default)]
-struct Script {
-    input: VecDeque<u8>,
-    fin: bool,
-    read_failure: Option<Failure>,
-    write_failure: Option<Failure>,
-    /// Bytes the transport takes before `WouldBlock`.
-    room: usize,
-    output: Vec<u8>,
-    reads: usize,
-    /// Calls to [`Transport::write`], whatever they gave.
-    writes: usize,
-    /// Report no room as `Sent(0)` instead of `WouldBlock`.
-    sent_zero: bool,
-    /// Report the end as `Data(0)` (a read that returned 0) instead of `Eof`.
-    eof_as_zero: bool,
-    more: Vec<bool>,
-    flushes: usize,
-    shutdowns: usize,
-    unacked: usize,
-    /// [`Transport::output_failed`]: a queued send failed.
-    output_failed: bool,
-    /// [`Transport::queues_output`].
-    queues: bool,
-    /// Report `Eof` only after a first short read (a buffering transport
-    /// that returned the last plaintext, then has the end to report).
-    eof_after_short_read: bool,
-    /// Implements [`Transport::pass_through`] (input to output within
-    /// `room`), counting what it moved in `passed`.
-    passes: bool,
-    passed: usize,
-    /// Implements [`Transport::read_would_block`] (no input, no end, no
-    /// failure: a completion-based transport knows).
-    knows_input: bool,
-}
-
-impl Script {
-    fn with_input(data: &[u8], fin: bool) -> Self {
-        Script {
-            input: data.iter().copied().collect(),
-            fin,
-            room: usize::MAX,
-            ..Script::default()
-        }
-    }
-}
-
-impl Transport for Script {
-    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        self.reads += 1;
-        assert!(self.reads < 100_000, "the pump reads in a loop");
-        if let Some(f) = self.read_failure {
-            return ReadOutcome::Failed(f);
-        }
-        if self.input.is_empty() {
-            return if self.fin && self.eof_as_zero {
-                ReadOutcome::Data(0)
-            } else if self.fin {
-                ReadOutcome::Eof
-            } else {
-                ReadOutcome::WouldBlock
-            };
-        }
-        let n = buf.len().min(self.input.len());
-        for (slot, b) in buf.iter_mut().zip(self.input.drain(..n)) {
-            *slot = b;
-        }
-        if self.eof_after_short_read && self.input.is_empty() {
-            self.fin = true;
-        }
-        ReadOutcome::Data(n)
-    }
-
-    fn read_pending(&self) -> bool {
-        self.eof_after_short_read && self.input.is_empty() && self.fin
-    }
-
-    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
-        self.writes += 1;
-        if let Some(f) = self.write_failure {
-            return WriteOutcome::Failed(f);
-        }
-        let n = buf.len().min(self.room);
-        if n == 0 && self.sent_zero {
-            return WriteOutcome::Sent(0);
-        }
-        if n == 0 {
-            return WriteOutcome::WouldBlock;
-        }
-        self.room -= n;
-        self.output.extend_from_slice(&buf[..n]);
-        self.more.push(more);
-        WriteOutcome::Sent(n)
-    }
-
-    fn flush(&mut self) {
-        self.flushes += 1;
-    }
-
-    fn pass_through(&mut self, max: usize) -> usize {
-        if !self.passes {
-            return 0;
-        }
-        let n = max.min(self.input.len()).min(self.room);
-        self.output.extend(self.input.drain(..n));
-        self.room -= n;
-        self.passed += n;
-        n
-    }
-
-    fn read_would_block(&self) -> bool {
-        self.knows_input && self.input.is_empty() && !self.fin && self.read_failure.is_none()
-    }
-
-    fn shutdown_write(&mut self) {
-        self.shutdowns += 1;
-    }
-
-    fn unacknowledged(&self) -> usize {
-        self.unacked
-    }
-
-    fn output_failed(&self) -> bool {
-        self.output_failed
-    }
-
-    fn queues_output(&self) -> bool {
-        self.queues
-    }
-}
-
-fn pump(mode: Mode, size: usize) -> Pump<Vec<u8>> {
-    Pump::new(std::vec![0u8; size], cfg(mode), T0)
-}
 
 #[test]
 fn serving_readable_raw_echoes_everything_and_counts_bytes() {
@@ -398,21 +240,6 @@ fn serving_transport_timeout_counts_timed_out_not_peer_reset() {
 }
 
 #[test]
-fn released_pump_returns_the_same_release_and_counts_once() {
-    let mut p = pump(Mode::Frames, 64);
-    let mut io = Script::with_input(b"\x00\x05ab", true);
-    let mut c = StreamCounters::default();
-    p.set_read_closed();
-    let first = p.drive(T0, &mut io, usize::MAX, &mut c);
-    let again = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(first, Next::Release(Teardown::Reset));
-    assert_eq!(again, first);
-    assert_eq!(c.aborted.truncated_frame, 1);
-    assert_eq!(c.ended(), 1);
-    assert_eq!(c.bytes_discarded, 4);
-}
-
-#[test]
 fn serving_idle_deadline_closes_sends_fin_and_lingers_for_eof() {
     let mut p = pump(Mode::Raw, 64);
     let mut io = Script::with_input(b"", false);
@@ -438,304 +265,6 @@ fn serving_idle_deadline_closes_sends_fin_and_lingers_for_eof() {
         Next::Release(Teardown::Close)
     );
     assert_eq!(c.lingered, 0);
-}
-
-#[test]
-fn lingering_input_is_read_and_discarded() {
-    let mut p = pump(Mode::Raw, 8);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    io.input.extend(b"late bytes that are not echoed");
-    io.fin = true;
-    p.set_readable();
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert!(io.output.is_empty());
-    assert_eq!((c.bytes_in, c.bytes_discarded), (30, 30));
-    assert_eq!(c.closed.local, 1);
-}
-
-#[test]
-fn lingering_input_beyond_the_budget_yields() {
-    let mut p = pump(Mode::Raw, 8);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    io.input.extend(b"late bytes that are not echoed");
-    p.set_readable();
-    assert_eq!(p.drive(at(1), &mut io, 16, &mut c), Next::Yield);
-    assert_eq!(
-        c.bytes_discarded, 16,
-        "the budget bounds the discarding too"
-    );
-    assert_eq!(io.input.len(), 14);
-}
-
-#[test]
-fn lingering_with_nothing_queued_in_the_transport_does_not_flush() {
-    let mut p = pump(Mode::Raw, 8);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(io.flushes, 1, "before the FIN");
-    io.input.extend(b"late");
-    p.set_ready();
-    assert!(matches!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Wait { read: true, .. }
-    ));
-    assert_eq!(io.flushes, 1, "nothing to flush");
-}
-
-#[test]
-fn lingering_peer_fin_with_delivery_left_waits_for_it() {
-    let mut p = pump(Mode::Raw, 8);
-    let mut io = Script::with_input(b"", false);
-    io.unacked = 4;
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    io.fin = true;
-    p.set_readable();
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Wait {
-            read: false,
-            write: true
-        }
-    );
-    assert!(p.session().peer_finished());
-}
-
-#[test]
-fn lingering_read_of_zero_bytes_is_the_peer_fin() {
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    assert!(matches!(
-        p.drive(T0, &mut io, usize::MAX, &mut c),
-        Next::Wait { read: true, .. }
-    ));
-    io.fin = true;
-    io.eof_as_zero = true;
-    p.set_readable();
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!(c.lingered, 0, "the peer finished within the linger");
-}
-
-#[test]
-fn lingering_without_peer_fin_abandons_after_linger_and_counts_it() {
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    let _ = p.drive(at(1_999), &mut io, usize::MAX, &mut c);
-    assert!(!p.is_released());
-    assert_eq!(
-        p.drive(at(2_000), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Abandon)
-    );
-    assert_eq!(c.lingered, 1);
-    assert_eq!(c.closed.local, 1, "still a graceful close");
-}
-
-#[test]
-fn lingering_delivery_progress_restarts_the_linger_clock() {
-    // The transport still holds unacknowledged echo (a lossy path): the
-    // linger counts from the last acknowledgement, not from the close.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", true);
-    io.unacked = 3000;
-    let mut c = StreamCounters::default();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert!(!p.is_released(), "FIN seen, but echo not yet delivered");
-    io.unacked = 1500;
-    let _ = p.drive(at(1_900), &mut io, usize::MAX, &mut c);
-    assert!(
-        !p.is_released() && p.poll_timeout() == Some(at(3_900)),
-        "progress at 1.9 s moves the deadline to 3.9 s"
-    );
-    let _ = p.drive(at(3_000), &mut io, usize::MAX, &mut c);
-    assert!(
-        !p.is_released(),
-        "2 s after the close, but delivery progressed"
-    );
-    io.unacked = 0;
-    assert_eq!(
-        p.drive(at(3_500), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!(c.lingered, 0);
-}
-
-#[test]
-fn lingering_queued_output_failing_releases_at_once_without_a_linger() {
-    // The peer finished; the echo and FIN wait in the transport's own queue
-    // (io_uring, TLS), and the send that carries them fails (the peer is
-    // gone): nothing will be delivered, so the linger ends now, not 2 s on.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"abc", true);
-    io.unacked = 4;
-    io.queues = true;
-    let mut c = StreamCounters::default();
-    p.set_read_closed();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(io.output, b"abc");
-    assert!(!p.is_released(), "echo not yet delivered: lingering");
-    assert_eq!(c.ended(), 0, "not counted before its echo is delivered");
-    assert_eq!(p.poll_event(), Some(Event::PeerFinished));
-    assert_eq!(
-        p.poll_event(),
-        Some(Event::Closed(CloseReason::PeerFinished))
-    );
-    io.output_failed = true;
-    p.set_writable();
-    assert_eq!(
-        p.drive(at(5), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!(c.lingered, 0, "released, not abandoned");
-    // The echo never reached the peer: counted as the reset a failing
-    // write would have been, not as a graceful close.
-    assert_eq!((c.closed.total(), c.aborted.peer_reset), (0, 1));
-    assert_eq!(p.poll_event(), Some(Event::Aborted(AbortReason::PeerReset)));
-    assert_eq!(p.poll_event(), None);
-}
-
-#[test]
-fn lingering_queued_output_failing_after_its_delivery_keeps_the_close() {
-    // Everything was delivered (and the close counted); the peer then goes
-    // away before its FIN: the close stands, in the counters and the log.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"abc", false);
-    io.queues = true;
-    let mut c = StreamCounters::default();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    p.close(at(1));
-    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
-    assert_eq!(c.closed.local, 1, "delivered: counted");
-    assert_eq!(p.poll_event(), Some(Event::Closed(CloseReason::Local)));
-    io.output_failed = true;
-    assert_eq!(
-        p.drive(at(2), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!((c.closed.local, c.aborted.total()), (1, 0));
-    assert_eq!(p.session().state(), State::Closed(CloseReason::Local));
-    assert_eq!(p.poll_event(), None);
-}
-
-#[test]
-fn lingering_queued_output_delivered_counts_the_close_then() {
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"abc", false);
-    io.unacked = 4;
-    io.queues = true;
-    let mut c = StreamCounters::default();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    p.close(at(1));
-    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
-    assert_eq!(c.ended(), 0, "its echo and FIN are still queued");
-    io.unacked = 0;
-    p.set_writable();
-    assert!(matches!(
-        p.drive(at(2), &mut io, usize::MAX, &mut c),
-        Next::Wait { read: true, .. }
-    ));
-    assert_eq!(c.closed.local, 1, "delivered: counted while lingering on");
-    io.fin = true;
-    p.set_readable();
-    assert_eq!(
-        p.drive(at(3), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!(c.ended(), 1, "counted once");
-}
-
-#[test]
-fn lingering_queued_output_never_delivered_counts_the_close_when_abandoned() {
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"abc", true);
-    io.unacked = 4;
-    io.queues = true;
-    let mut c = StreamCounters::default();
-    p.set_read_closed();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(c.ended(), 0);
-    assert_eq!(
-        p.drive(at(2_001), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Abandon)
-    );
-    assert_eq!((c.closed.peer_finished, c.lingered), (1, 1));
-
-    // Stopped (an adapter exiting) while its output is queued: counted too.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"abc", true);
-    io.unacked = 4;
-    io.queues = true;
-    let mut c = StreamCounters::default();
-    p.set_read_closed();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(p.stop(at(1), &mut c), Some(Teardown::Abandon));
-    assert_eq!((c.closed.peer_finished, c.lingered), (1, 1));
-}
-
-#[test]
-fn stop_counts_a_running_session_as_aborted_and_a_linger_as_cut_short() {
-    let mut c = StreamCounters::default();
-    // Running, with echo pending that the peer is not reading.
-    let mut running = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"pending", false);
-    io.room = 0;
-    running.set_readable();
-    let _ = running.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(c.buffered, 7);
-    assert_eq!(running.stop(at(1), &mut c), Some(Teardown::Reset));
-    assert_eq!(c.aborted.local, 1);
-    assert_eq!(c.bytes_discarded, 7, "the pending echo is lost");
-    assert_eq!(c.buffered, 0);
-    // Lingering: cut short.
-    let mut lingering = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", false);
-    lingering.close(T0);
-    let _ = lingering.drive(T0, &mut io, usize::MAX, &mut c);
-    assert!(lingering.is_finishing() && !lingering.is_released());
-    assert_eq!(lingering.stop(at(1), &mut c), Some(Teardown::Abandon));
-    assert_eq!((c.lingered, c.closed.local), (1, 1));
-    // Released: nothing more to count, and drive agrees.
-    assert_eq!(lingering.stop(at(2), &mut c), None);
-    assert_eq!(
-        running.drive(at(2), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Reset)
-    );
-    assert_eq!((c.ended(), c.lingered), (2, 1), "each counted once");
-}
-
-#[test]
-fn lingering_abort_abandons_at_once() {
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    p.abort(at(1));
-    assert_eq!(p.poll_timeout(), Some(Instant::ZERO));
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Abandon)
-    );
-    assert_eq!((c.lingered, c.aborted.total()), (1, 0));
 }
 
 #[test]
@@ -785,25 +314,6 @@ fn serving_abort_or_close_of_an_idle_connection_is_due_at_once() {
 }
 
 #[test]
-fn lingering_time_stepping_back_does_not_end_the_linger_early() {
-    // Regression: the linger took the raw `now`, so a clock that stepped
-    // back made it end 0.5 s after the close instead of 2 s.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    let _ = p.drive(at(3_000), &mut io, usize::MAX, &mut c);
-    p.close(at(3_000));
-    let _ = p.drive(at(1_000), &mut io, usize::MAX, &mut c);
-    assert_eq!(io.shutdowns, 1);
-    let _ = p.drive(at(3_500), &mut io, usize::MAX, &mut c);
-    assert!(!p.is_released(), "lingered 0.5 s of 2");
-    assert_eq!(
-        p.drive(at(5_000), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Abandon)
-    );
-}
-
-#[test]
 fn serving_peer_stops_reading_drain_deadline_resets() {
     let mut p = pump(Mode::Raw, 64);
     let mut io = Script::with_input(b"stuck", false);
@@ -816,29 +326,6 @@ fn serving_peer_stops_reading_drain_deadline_resets() {
         Next::Release(Teardown::Reset)
     );
     assert_eq!(c.aborted.drain_timeout, 1);
-}
-
-#[test]
-fn reset_rearms_a_released_pump_over_the_same_storage() {
-    let mut p = pump(Mode::Raw, 16);
-    let mut io = Script::with_input(b"a", true);
-    let mut c = StreamCounters::default();
-    p.set_read_closed();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert!(p.is_released());
-    assert_eq!(
-        p.reset(cfg(Mode::Raw), at(1), &mut c),
-        None,
-        "nothing to release"
-    );
-    p.set_read_closed();
-    let mut io = Script::with_input(b"bc", true);
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!(io.output, b"bc");
-    assert_eq!(c.closed.peer_finished, 2);
 }
 
 #[test]
@@ -864,34 +351,6 @@ fn serving_reset_stops_the_old_session_counts_it_and_clears_its_gauge() {
     let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
     assert_eq!(io.output, b"new");
     assert_eq!((c.active(), c.buffered), (1, 0), "{c:?}");
-}
-
-#[test]
-fn lingering_reset_abandons_the_old_connection_and_counts_it() {
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    p.close(T0);
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert_eq!(
-        p.reset(cfg(Mode::Raw), at(1), &mut c),
-        Some(Teardown::Abandon)
-    );
-    assert_eq!((c.closed.local, c.lingered), (1, 1));
-    assert!(!p.is_finishing(), "serving the new connection");
-}
-
-#[test]
-fn vacant_pump_has_no_connection_and_reset_arms_it_without_counting() {
-    let mut p = Pump::vacant(std::vec![0u8; 16], cfg(Mode::Raw), T0);
-    let mut c = StreamCounters::default();
-    assert!(p.is_released());
-    assert_eq!(p.poll_timeout(), None);
-    assert_eq!(p.reset(cfg(Mode::Lines), at(1), &mut c), None);
-    assert_eq!(c, StreamCounters::default(), "nothing to count");
-    let mut io = Script::with_input(b"x\n", false);
-    let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
-    assert_eq!(io.output, b"x\n");
 }
 
 #[test]
@@ -925,29 +384,6 @@ fn serving_writable_with_queued_transport_output_flushes_it() {
 }
 
 #[test]
-fn lingering_writable_with_queued_transport_output_flushes_it() {
-    // After the close, a TLS transport still holds close_notify and the FIN:
-    // each writable drive pushes them, until nothing is left.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Script::with_input(b"", true);
-    let mut c = StreamCounters::default();
-    io.unacked = 2;
-    p.set_read_closed();
-    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
-    assert!(!p.is_released());
-    let before = io.flushes;
-    p.set_writable();
-    let _ = p.drive(at(10), &mut io, usize::MAX, &mut c);
-    assert_eq!(io.flushes, before + 1, "writable while lingering: flushed");
-    io.unacked = 0;
-    p.set_writable();
-    assert_eq!(
-        p.drive(at(20), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-}
-
-#[test]
 fn serving_short_read_with_the_end_pending_reads_it_without_readiness() {
     // A TLS transport decrypts the last data and the close_notify in one
     // go: it returns the data (a short read) and has the end still to say.
@@ -968,29 +404,6 @@ fn serving_short_read_with_the_end_pending_reads_it_without_readiness() {
     assert_eq!(c.closed.peer_finished, 1);
 }
 
-/// A transport with only the required primitives and
-/// [`Transport::unacknowledged`], as the smoltcp node implements it: every
-/// other method keeps its default.
-struct Delivering(Script);
-
-impl Transport for Delivering {
-    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        self.0.read(buf)
-    }
-
-    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
-        self.0.write(buf, more)
-    }
-
-    fn shutdown_write(&mut self) {
-        self.0.shutdown_write();
-    }
-
-    fn unacknowledged(&self) -> usize {
-        self.0.unacked
-    }
-}
-
 #[test]
 fn serving_short_read_over_a_transport_holding_nothing_stops_reading() {
     // `read_pending` by default: a short read drained the transport.
@@ -1000,34 +413,6 @@ fn serving_short_read_over_a_transport_holding_nothing_stops_reading() {
     let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
     assert_eq!(io.0.output, b"abc");
     assert_eq!(io.0.reads, 1, "no read after the short one");
-}
-
-#[test]
-fn lingering_over_a_transport_queueing_nothing_counts_the_close_and_waits_for_delivery() {
-    // `queues_output` and `output_failed` by default: the kernel (or
-    // smoltcp) delivers what it took, so the close counts when the session
-    // closes, and the linger waits for that delivery.
-    let mut p = pump(Mode::Raw, 64);
-    let mut io = Delivering(Script::with_input(b"abc", true));
-    io.0.unacked = 4;
-    let mut c = StreamCounters::default();
-    p.set_read_closed();
-    assert_eq!(
-        p.drive(T0, &mut io, usize::MAX, &mut c),
-        Next::Wait {
-            read: false,
-            write: true
-        }
-    );
-    assert_eq!(io.0.output, b"abc");
-    assert_eq!(c.closed.peer_finished, 1, "counted at the close");
-    io.0.unacked = 0;
-    p.set_writable();
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Close)
-    );
-    assert_eq!(c.ended(), 1, "counted once");
 }
 
 #[test]
@@ -1043,13 +428,6 @@ fn serving_idle_storage_is_lent_only_while_the_session_holds_nothing() {
     let _ = p.drive(at(1), &mut io, usize::MAX, &mut c);
     assert_eq!(io.output, b"held");
     assert_eq!(p.idle_storage_mut().map(|s| s.len()), Some(64));
-}
-
-fn passing(data: &[u8]) -> Script {
-    Script {
-        passes: true,
-        ..Script::with_input(data, false)
-    }
 }
 
 #[test]
@@ -1076,35 +454,6 @@ fn serving_raw_with_nothing_held_passes_transport_input_straight_through() {
         Some(at(10_001)),
         "activity moves the idle deadline"
     );
-}
-
-/// Storage that counts how often the session asked to write into it.
-struct Watched {
-    bytes: Vec<u8>,
-    borrowed_mut: std::rc::Rc<core::cell::Cell<usize>>,
-}
-
-impl AsRef<[u8]> for Watched {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl AsMut<[u8]> for Watched {
-    fn as_mut(&mut self) -> &mut [u8] {
-        self.borrowed_mut.set(self.borrowed_mut.get() + 1);
-        &mut self.bytes
-    }
-}
-
-/// A raw pump over [`Watched`] storage, and its count of mutable borrows.
-fn watched_pump(size: usize) -> (Pump<Watched>, std::rc::Rc<core::cell::Cell<usize>>) {
-    let borrowed_mut = std::rc::Rc::default();
-    let storage = Watched {
-        bytes: std::vec![0u8; size],
-        borrowed_mut: std::rc::Rc::clone(&borrowed_mut),
-    };
-    (Pump::new(storage, cfg(Mode::Raw), T0), borrowed_mut)
 }
 
 #[test]
@@ -1136,29 +485,6 @@ fn serving_raw_input_all_passed_through_by_a_knowing_transport_never_touches_the
     assert_eq!(io.reads, 0, "a read would only have found nothing");
     assert_eq!(p.session().stats().bytes_in, 22);
     assert_eq!(borrowed_mut.get(), 0, "the storage may stay unallocated");
-}
-
-#[test]
-fn fresh_pump_cleared_readable_reads_only_after_a_readiness_event() {
-    let (mut p, borrowed_mut) = watched_pump(4);
-    p.clear_readable();
-    let mut io = Script::with_input(b"", false);
-    let mut c = StreamCounters::default();
-    let next = p.drive(at(1), &mut io, usize::MAX, &mut c);
-    assert_eq!(
-        next,
-        Next::Wait {
-            read: true,
-            write: false
-        }
-    );
-    assert_eq!(io.reads, 0, "no readiness reported yet");
-    assert_eq!(borrowed_mut.get(), 0, "the storage is untouched");
-    io.input.extend(b"hi");
-    p.set_readable();
-    let _ = p.drive(at(2), &mut io, usize::MAX, &mut c);
-    assert_eq!(io.output, b"hi");
-    assert!(borrowed_mut.get() > 0);
 }
 
 #[test]
@@ -1307,20 +633,6 @@ fn serving_close_when_idle_echoes_a_held_line_then_fin_in_one_drive() {
     assert_eq!(io.shutdowns, 1);
 }
 
-/// A `lines` session of 8 bytes that echoed "ok\n", then met a line too
-/// long, while the transport still had `unacked` bytes undelivered.
-#[cfg(feature = "deliver_before_reset")]
-fn overlong_line_behind_undelivered_echo(
-    unacked: usize,
-) -> (Pump<Vec<u8>>, Script, StreamCounters, Next) {
-    let mut p = pump(Mode::Lines, 8);
-    let mut io = Script::with_input(b"ok\nxxxxxxxxxx", false);
-    io.unacked = unacked;
-    let mut c = StreamCounters::default();
-    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
-    (p, io, c, next)
-}
-
 #[test]
 #[cfg(feature = "deliver_before_reset")]
 fn serving_line_too_long_behind_undelivered_echo_resets_once_it_is_delivered() {
@@ -1354,54 +666,6 @@ fn serving_line_too_long_behind_undelivered_echo_resets_once_it_is_delivered() {
 
 #[test]
 #[cfg(feature = "deliver_before_reset")]
-fn waiting_to_reset_looks_at_delivery_again_by_itself_sooner_then_less_often() {
-    // A kernel's send queue drains with no readiness event: without its
-    // own timer the pump would see the delivery only at the linger's end,
-    // and every such reset would come 2 s late.
-    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
-    let mut looks = Vec::new();
-    while let Some(t) = p.poll_timeout() {
-        if t >= at(2_000) {
-            break;
-        }
-        looks.push(t.saturating_since(T0).as_millis());
-        // Bounded: a pump coming back without time passing fails, never hangs.
-        assert!(
-            looks.len() <= 32,
-            "looks that never reach the linger: {looks:?}"
-        );
-        assert!(matches!(
-            p.drive(t, &mut io, usize::MAX, &mut c),
-            Next::Wait { .. }
-        ));
-    }
-    assert_eq!(
-        looks,
-        [
-            1, 3, 7, 15, 31, 63, 127, 255, 505, 755, 1005, 1255, 1505, 1755
-        ]
-    );
-    assert_eq!(
-        p.poll_timeout(),
-        Some(at(2_000)),
-        "the linger still ends it"
-    );
-    // Delivered between two looks: the next one resets.
-    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
-    assert!(matches!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Wait { .. }
-    ));
-    io.unacked = 0;
-    assert_eq!(p.poll_timeout(), Some(at(3)));
-    assert_eq!(
-        p.drive(at(3), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Reset)
-    );
-}
-
-#[test]
-#[cfg(feature = "deliver_before_reset")]
 fn serving_line_too_long_behind_echo_never_delivered_resets_after_the_linger() {
     let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
     assert!(matches!(
@@ -1413,29 +677,6 @@ fn serving_line_too_long_behind_echo_never_delivered_resets_after_the_linger() {
         Next::Release(Teardown::Reset)
     );
     assert_eq!(c.lingered, 0, "not a linger of a close");
-}
-
-/// A kernel socket: only the required primitives, and its send queue
-/// (`SIOCOUTQ`, from `Script::unacked`) as what a reset would discard; the
-/// kernel delivers what it took by itself, so nothing is unacknowledged.
-struct Kernel(Script);
-
-impl Transport for Kernel {
-    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        self.0.read(buf)
-    }
-
-    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
-        self.0.write(buf, more)
-    }
-
-    fn shutdown_write(&mut self) {
-        self.0.shutdown_write();
-    }
-
-    fn unsent_before_reset(&self) -> usize {
-        self.0.unacked
-    }
 }
 
 #[test]
@@ -1470,22 +711,6 @@ fn serving_line_too_long_with_everything_delivered_resets_at_once() {
     // What follows the overlong line is left to the reset, not read first.
     assert_eq!(io.input, b"xx");
     assert_eq!((c.bytes_in, c.bytes_discarded), (11, 8));
-}
-
-#[test]
-#[cfg(feature = "deliver_before_reset")]
-fn waiting_to_reset_abort_or_stop_resets_at_once() {
-    let (mut p, mut io, mut c, _) = overlong_line_behind_undelivered_echo(3);
-    p.abort(at(1));
-    assert_eq!(
-        p.drive(at(1), &mut io, usize::MAX, &mut c),
-        Next::Release(Teardown::Reset)
-    );
-    let (mut p, _, mut c, _) = overlong_line_behind_undelivered_echo(3);
-    assert_eq!(p.stop(at(1), &mut c), Some(Teardown::Reset));
-    assert_eq!(c.aborted.line_too_long, 1, "counted once");
-    assert_eq!(c.aborted.local, 0);
-    assert_eq!(c.lingered, 0);
 }
 
 #[test]

@@ -739,3 +739,17 @@ fn serving_peer_that_stops_reading_then_resets_after_the_socket_timeout_is_count
     assert_eq!(sim.node.stats().tcp.aborted.total(), 0, "still open");
     host_reset_is_counted_as_peer_reset(&mut sim, handle);
 }
+
+/// Every socket serving a client, one client resets: the node's RST-free
+/// abort leaves nothing to send, so its socket listens again at once (not
+/// after the linger time) and a new client is served within two seconds.
+#[test]
+fn full_pool_after_a_peer_reset_serves_a_new_client_before_the_linger_time() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    let handles: Vec<_> = (0..4)
+        .map(|i| echo_once(&mut sim, 40100 + i, b"hold"))
+        .collect();
+    assert_eq!(sim.node.stats().tcp.active(), 4);
+    host_reset_is_counted_as_peer_reset(&mut sim, handles[0]);
+    a_new_client_is_served(&mut sim, 40200);
+}

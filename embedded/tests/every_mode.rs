@@ -204,3 +204,41 @@ fn four_sockets_over_three_ports_serve_two_echo_clients_beside_one_per_other_mod
         assert_eq!(c.phase, Phase::Finished(Ok(())));
     }
 }
+
+/// `clients` connect to `port` at once: each is served 20 paced messages.
+fn all_served_on(sim: &mut Sim<4, 6, 1024>, port: u16, mode: Mode, clients: u16) {
+    let paced = ProbeConfig {
+        pattern: Pattern::PingPong,
+        interval: Some(Duration::from_millis(1).into()),
+        ..probe(mode, SizeRange::fixed(50), 20)
+    };
+    let mut clients: Vec<StreamClient> = (0..clients)
+        .map(|i| connect(sim, port, 43000 + i, paced))
+        .collect();
+    assert!(run_all(sim, &mut clients, 2 * SECOND));
+    let phases: Vec<Phase> = clients.iter().map(|c| c.phase).collect();
+    assert!(clients.iter().all(StreamClient::passed), "{phases:?}");
+}
+
+/// Four sockets over three ports (echo, lines, frames, echo): a frames
+/// client takes the only frames listener, and an echo listener moves over,
+/// so a second frames client connecting at once is served too.
+#[test]
+fn every_mode_pool_with_its_frames_listener_taken_moves_one_over_for_a_second_client() {
+    let mut sim = Sim::<4, 6, 1024>::new(every_mode());
+    all_served_on(&mut sim, FRAMES_PORT, Mode::Frames, 2);
+    assert_eq!(sim.node.stats().tcp.accepted, 2);
+}
+
+/// Four sockets over two ports (echo, lines, echo, lines): two lines
+/// clients take both lines listeners, and an echo listener moves over, so
+/// a third lines client connecting at once is served too.
+#[test]
+fn two_port_pool_with_both_lines_listeners_taken_moves_one_over_for_a_third_client() {
+    let mut config = server_config();
+    config.serve_every_mode();
+    config.extra_ports[1] = None;
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    all_served_on(&mut sim, LINES_PORT, Mode::Lines, 3);
+    assert_eq!(sim.node.stats().tcp.accepted, 3);
+}

@@ -209,6 +209,19 @@ mod tests {
     }
 
     #[test]
+    fn size_with_g_suffix_parses_as_gibibytes() {
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+    }
+
+    #[test]
+    fn size_range_with_equal_ends_is_that_one_size() {
+        assert_eq!(parse_size_range("64-64"), Ok((64, 64)));
+        assert_eq!(parse_size_range("1K..=1K"), Ok((1024, 1024)));
+    }
+
+    #[test]
     fn size_range_parses_both_spellings() {
         assert_eq!(parse_size_range("64"), Ok((64, 64)));
         assert_eq!(parse_size_range("64..=1K"), Ok((64, 1024)));
@@ -298,6 +311,25 @@ mod tests {
         }
         let e = parse_connect_rate("0").unwrap_err();
         assert!(e.contains("more than 0 connections per second"), "{e}");
+    }
+
+    #[test]
+    fn rate_with_m_suffix_parses_as_millions() {
+        assert_eq!(parse_rate("1M"), Ok(1e6));
+        assert_eq!(parse_rate("2.5M/s"), Ok(2.5e6));
+    }
+
+    #[test]
+    fn bytes_past_the_largest_unit_stay_in_exbibytes() {
+        assert_eq!(format_bytes(1 << 70), "1024 EiB");
+    }
+
+    #[test]
+    fn bytes_format_with_fewer_decimals_as_they_grow() {
+        // 150.3 KiB: no decimal from 100 up.
+        assert_eq!(format_bytes(153_907), "150 KiB");
+        // 1.75 KiB: two decimals below 10.
+        assert_eq!(format_bytes(1792), "1.75 KiB");
     }
 
     #[test]

@@ -204,6 +204,28 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_here_are_every_line_of_the_kernel_list() {
+        // Where /proc/net/if_inet6 is readable, each of its lines is one
+        // entry, in order: the address from its first field, the name from its sixth.
+        let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") else {
+            return;
+        };
+        let list = ipv6_addresses_here().expect("readable, so listed");
+        let want: Vec<(String, String)> = text
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].to_owned(), f[5].to_owned())
+            })
+            .collect();
+        let got: Vec<(String, String)> = list
+            .iter()
+            .map(|(ip, name)| (format!("{:032x}", u128::from(*ip)), name.clone()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn ipv6_addresses_here_come_with_their_interface() {
         // This host's own list; where it has IPv6 on loopback, ::1 is on lo.
         if let Some(list) = ipv6_addresses_here() {

@@ -21,6 +21,10 @@ pub fn parse_scoped_addr(s: &str) -> Result<Option<SocketAddr>, String> {
     let Some((ip, name)) = inner.split_once('%') else {
         return Ok(None);
     };
+    // `u16::from_str` takes `+7`; std's socket-address parser does not.
+    if port.starts_with('+') {
+        return Ok(None);
+    }
     let (Ok(ip), Ok(port)) = (ip.parse::<Ipv6Addr>(), port.parse::<u16>()) else {
         return Ok(None);
     };
@@ -152,6 +156,14 @@ mod tests {
         ] {
             assert_eq!(parse_scoped_addr(s), Ok(None), "{s}");
         }
+    }
+
+    /// `u16::from_str` takes a `+`; std's socket-address parser, which this
+    /// one extends, does not: `[fe80::1%lo]:+7` was taken as port 7.
+    #[test]
+    fn scoped_address_with_a_signed_port_is_not_this_form() {
+        assert!("[fe80::1%2]:+7".parse::<SocketAddr>().is_err());
+        assert_eq!(parse_scoped_addr("[fe80::1%lo]:+7"), Ok(None));
     }
 
     #[test]

@@ -429,6 +429,10 @@ fn cli_address_slips_name_what_is_wrong_and_the_form_to_give() {
         (":7007", "nothing before the port"),
         ("[::1]:70000", "port 70000 is out of range"),
         ("localhost", "\"localhost\" is not an IP address"),
+        // `u16::from_str` takes a sign; an address does not (port 0 here:
+        // were it taken, nothing fixed would be bound).
+        ("+0", "invalid address \"+0\""),
+        ("[fe80::1%lo]:+7", "invalid address \"[fe80::1%lo]:+7\""),
     ] {
         let out = output_within(
             Command::new(env!("CARGO_BIN_EXE_ricochet")).args(["serve", "--tcp", addr]),

@@ -6,12 +6,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ricochet::serve::{DEFAULT_PORT, address_slip, parse_duration, parse_scoped_addr};
+use ricochet::serve::{DEFAULT_PORT, address_slip, parse_duration, parse_port, parse_scoped_addr};
 
 pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let addr = if let Ok(addr) = s.parse::<SocketAddr>() {
         addr
-    } else if let Ok(port) = s.parse::<u16>() {
+    } else if let Some(port) = parse_port(s) {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
     } else if let Some(addr) = parse_scoped_addr(s).map_err(|name| {
         format!("invalid address {s:?}: no network interface named {name:?} (see `ip link`)")
@@ -57,7 +57,7 @@ fn why_not_an_address(s: &str) -> String {
         && !host.contains(':')
         && !host.bytes().all(|b| b.is_ascii_digit())
         && host.parse::<Ipv4Addr>().is_err()
-        && (port.is_empty() || port.parse::<u16>().is_ok())
+        && (port.is_empty() || parse_port(port).is_some())
     {
         let default = DEFAULT_PORT.to_string();
         let port = if port.is_empty() { &default } else { port };

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::tls::TlsTarget;
+use crate::serve::parse_port;
 
 /// Where the probe sends its traffic.
 ///
@@ -165,7 +166,7 @@ impl fmt::Display for TargetError {
                     write!(f, "; for a Unix socket, write unix://{s}")
                 } else if s
                     .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                    .is_some_and(|(host, port)| !host.is_empty() && parse_port(port).is_some())
                 {
                     write!(
                         f,
@@ -313,7 +314,7 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
     let bad = || TargetError::Address(hostport.to_owned());
     if hostport
         .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse::<u16>() == Ok(0))
+        .is_some_and(|(_, port)| parse_port(port) == Some(0))
     {
         return Err(TargetError::PortZero(hostport.to_owned()));
     }
@@ -347,7 +348,7 @@ fn resolve(hostport: &str) -> Result<Vec<SocketAddr>, TargetError> {
         return Err(bad());
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(['/', ' ']) {
+    if host.is_empty() || parse_port(port).is_none() || host.contains(['/', ' ']) {
         return Err(bad());
     }
     let addrs: Vec<SocketAddr> = hostport
@@ -562,6 +563,13 @@ mod tests {
             Err(TargetError::Address(_))
         ));
         assert_eq!("unix://".parse::<Target>(), Err(TargetError::EmptyPath));
+        // A signed port: `u16::from_str` and so `ToSocketAddrs` take `+7`.
+        for signed in ["tcp://127.0.0.1:+7", "udp://localhost:+7", "tcp://[::1]:+7"] {
+            assert!(
+                matches!(signed.parse::<Target>(), Err(TargetError::Address(_))),
+                "{signed}"
+            );
+        }
     }
 
     #[test]

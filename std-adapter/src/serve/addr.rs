@@ -21,15 +21,21 @@ pub fn parse_scoped_addr(s: &str) -> Result<Option<SocketAddr>, String> {
     let Some((ip, name)) = inner.split_once('%') else {
         return Ok(None);
     };
-    // `u16::from_str` takes `+7`; std's socket-address parser does not.
-    if port.starts_with('+') {
-        return Ok(None);
-    }
-    let (Ok(ip), Ok(port)) = (ip.parse::<Ipv6Addr>(), port.parse::<u16>()) else {
+    let (Ok(ip), Some(port)) = (ip.parse::<Ipv6Addr>(), parse_port(port)) else {
         return Ok(None);
     };
     let index = interface_index(name).ok_or_else(|| name.to_owned())?;
     Ok(Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))))
+}
+
+/// A port as users write it: decimal digits only, 0 to 65535. Not
+/// `u16::from_str`, which takes a sign (`+7`), where std's socket-address
+/// parser, and so every other address the tools take, does not.
+pub fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// The index of the network interface `name` in the calling thread's
@@ -63,7 +69,7 @@ pub fn address_slip(s: &str, example: &str) -> Option<String> {
         let whole = s.parse::<Ipv6Addr>().is_ok();
         let split = host
             .filter(|h| h.parse::<Ipv6Addr>().is_ok())
-            .filter(|_| port.parse::<u16>().is_ok());
+            .filter(|_| parse_port(port).is_some());
         return match (split, whole) {
             (Some(h), _) => Some(format!(
                 "an IPv6 address goes in brackets before its port: [{h}]:{port}{}",
@@ -167,6 +173,16 @@ mod tests {
     }
 
     #[test]
+    fn port_is_decimal_digits_only() {
+        assert_eq!(parse_port("7007"), Some(7007));
+        assert_eq!(parse_port("0"), Some(0));
+        assert_eq!(parse_port("65535"), Some(65535));
+        for bad in ["+7", "-7", "", "65536", " 7", "7 ", "0x7"] {
+            assert_eq!(parse_port(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn address_slips_are_named_with_the_form_to_give() {
         let slip = |s: &str| address_slip(s, "7007").unwrap_or_else(|| format!("none: {s}"));
         assert_eq!(
@@ -217,9 +233,11 @@ mod tests {
 
     #[test]
     fn ipv6_addresses_here_are_every_line_of_the_kernel_list() {
-        // Where /proc/net/if_inet6 is readable, each of its lines is one
-        // entry, in order: the address from its first field, the name from its sixth.
+        // Each line of /proc/net/if_inet6 is one entry, in order: the
+        // address from its first field, the name from its sixth. Without
+        // the file (no IPv6 in this kernel, no /proc) it cannot be told.
         let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") else {
+            assert_eq!(ipv6_addresses_here(), None, "unreadable, so unknown");
             return;
         };
         let list = ipv6_addresses_here().expect("readable, so listed");

@@ -389,8 +389,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
     }
 
     /// Moves bytes between `io` and the session until nothing moves, the
-    /// session ends, or `budget` bytes were read; fires due deadlines;
-    /// counts into `counters`; says what to do next.
+    /// session ends, or `budget` bytes were read; then fires due deadlines
+    /// (so input or room already known ready when one is reached moves
+    /// first: the peer was not idle); counts into `counters`; says what to
+    /// do next.
     ///
     /// A `budget` of 0 is taken as 1: every drive makes progress.
     /// Calling it without readiness or before a deadline is harmless.
@@ -405,8 +407,22 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
         let next = match self.phase {
             Phase::Serving => {
                 let now = self.session.advance(now);
-                self.session.handle_timeout(now);
-                let next = self.serve(now, io, budget, counters);
+                // Bytes first, then deadlines: input (or room for echo)
+                // ready when a deadline is reached means the peer was not
+                // idle, and a shutdown's quiet (`close_when_idle`) must not
+                // close a connection before reading what its peer sent
+                // (the adapter may not have driven that readiness yet).
+                // A deadline that ends or closes the session is served
+                // again at once (a held line echoed, then FIN).
+                let mut fired = false;
+                let next = loop {
+                    let next = self.serve(now, io, budget, counters);
+                    // (A terminal session has no deadline to fire.)
+                    if fired || !self.session.fire_timeout(now) {
+                        break next;
+                    }
+                    fired = true;
+                };
                 if self.session.is_terminal() {
                     self.finish(now, io, budget, counters)
                 } else {

@@ -495,10 +495,16 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
 
     /// Fires the deadlines that have passed; calling early does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let _ = self.fire_timeout(now);
+    }
+
+    /// [`Session::handle_timeout`], saying whether a deadline fired (the
+    /// session then closes or ends).
+    pub(crate) fn fire_timeout(&mut self, now: Instant) -> bool {
         let now = self.advance(now);
         match self.poll_timeout() {
             Some(deadline) if deadline <= now => {}
-            _ => return,
+            _ => return false,
         }
         if self.wants_write() {
             self.abort_with(AbortReason::DrainTimeout);
@@ -509,6 +515,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Session<S> {
             let reason = CloseReason::IdleTimeout;
             self.begin_close(now, reason);
         }
+        true
     }
 
     /// The next event to log, oldest first: `PeerFinished` (once), then the

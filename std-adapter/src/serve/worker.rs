@@ -176,7 +176,7 @@ impl Worker {
                 return Err(e);
             }
             let now = self.clock.now();
-            if !self.follow_phase(now) {
+            if self.aborting() {
                 return Ok(());
             }
             // Every ready connection's row starts loading now: their
@@ -189,6 +189,10 @@ impl Worker {
             }
             for event in events.iter() {
                 self.handle_event(event, now);
+            }
+            // After the readiness: see `Driver::follow_phase`.
+            if !self.follow_phase(now) {
+                return Ok(());
             }
             self.serve_leftovers(now);
             self.fire_timers(now);

@@ -592,6 +592,53 @@ fn serving_close_when_idle_of_a_quiet_connection_closes_at_once() {
     assert_eq!(c.closed.local, 1);
 }
 
+/// Input that arrived during a quiet spell, unread when the shutdown
+/// comes (the adapter had not driven its readiness yet), is read and
+/// echoed before the quiet closes the connection: the peer sent it before
+/// the shutdown. (The deadline fired first, so the connection closed with
+/// a FIN and that input unread: 4 MB sent, nothing echoed, a clean end.)
+#[cfg(feature = "shutdown")]
+#[test]
+fn serving_close_when_idle_with_input_unread_after_a_quiet_spell_echoes_it_first() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"x", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    let later = T0 + IDLE_QUIET + Duration::from_millis(1);
+    io.input.extend(b" late");
+    p.set_readable();
+    p.close_when_idle();
+    let _ = p.drive(later, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"x late", "read and echoed");
+    assert_eq!(io.shutdowns, 0, "bytes moved just now: not quiet yet");
+    let _ = p.drive(later + IDLE_QUIET, &mut io, usize::MAX, &mut c);
+    assert_eq!(io.shutdowns, 1, "quiet since: FIN");
+    assert_eq!((c.closed.local, c.bytes_discarded), (1, 0));
+}
+
+/// The same at the idle timeout: input ready when the deadline is reached
+/// means the peer was not idle; it is echoed and the connection stays open.
+#[test]
+fn serving_idle_deadline_with_input_ready_echoes_it_and_stays_open() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    io.input.extend(b"hello");
+    p.set_readable();
+    let next = p.drive(at(10_000), &mut io, usize::MAX, &mut c);
+    assert_eq!(io.output, b"hello");
+    assert_eq!((io.shutdowns, c.closed.idle_timeout), (0, 0));
+    assert_eq!(
+        next,
+        Next::Wait {
+            read: true,
+            write: false
+        }
+    );
+    assert_eq!(p.poll_timeout(), Some(at(20_000)), "idle counted from now");
+}
+
 /// Output still pending (the peer reads slowly) is not idle either: the
 /// connection stays open until it is written.
 #[cfg(feature = "shutdown")]

@@ -67,9 +67,20 @@ pub(crate) trait Driver {
         self.table().compact_timers();
     }
 
-    /// Follows the server's phase at the start of a turn: the first turn
-    /// after a graceful shutdown began starts the drain. Returns false
-    /// when the worker must stop at once.
+    /// Whether the server aborts (a second signal): checked first in a
+    /// turn, the worker then stops at once.
+    fn aborting(&mut self) -> bool {
+        self.table().shared.phase() == Phase::Abort
+    }
+
+    /// Follows the server's phase once a turn's readiness was taken in
+    /// (each connection it names driven): the first turn after a graceful
+    /// shutdown began starts the drain. Input that arrived before the
+    /// shutdown is thus read before its connection's quiet is judged
+    /// (`Pump::close_when_idle`): started first, the drain closed a
+    /// connection quiet until then whose input the same wakeup reported,
+    /// with a FIN and none of it echoed. Returns false when the worker
+    /// must stop at once.
     fn follow_phase(&mut self, now: Instant) -> bool {
         match self.table().shared.phase() {
             Phase::Running => true,

@@ -270,7 +270,7 @@ impl Worker<'_> {
         loop {
             self.enter()?;
             let now = self.clock.now();
-            if !self.follow_phase(now) {
+            if self.aborting() {
                 return Ok(());
             }
             // Fresh head: did the kernel take every queued request?
@@ -284,6 +284,10 @@ impl Worker<'_> {
                 self.confirm_sends();
             }
             self.drive_ready(now);
+            // After the completions: see `Driver::follow_phase`.
+            if !self.follow_phase(now) {
+                return Ok(());
+            }
             self.serve_leftovers(now);
             self.fire_timers(now);
             self.flush_sends();

@@ -176,22 +176,20 @@ impl Worker {
                 return Err(e);
             }
             let now = self.clock.now();
-            if self.aborting() {
-                return Ok(());
-            }
-            // Every ready connection's row starts loading now: their
-            // cache misses overlap (keys that are not connections are
-            // skipped).
-            if self.conns.worth_prefetching() {
-                for event in events.iter() {
-                    self.conns.prefetch(event.token().0);
+            let go_on = self.begin_turn(now, |w| {
+                // Every ready connection's row starts loading now: their
+                // cache misses overlap (keys that are not connections are
+                // skipped).
+                if w.conns.worth_prefetching() {
+                    for event in events.iter() {
+                        w.conns.prefetch(event.token().0);
+                    }
                 }
-            }
-            for event in events.iter() {
-                self.handle_event(event, now);
-            }
-            // After the readiness: see `Driver::follow_phase`.
-            if !self.follow_phase(now) {
+                for event in events.iter() {
+                    w.handle_event(event, now);
+                }
+            });
+            if !go_on {
                 return Ok(());
             }
             self.serve_leftovers(now);

@@ -67,20 +67,29 @@ pub(crate) trait Driver {
         self.table().compact_timers();
     }
 
-    /// Whether the server aborts (a second signal): checked first in a
-    /// turn, the worker then stops at once.
-    fn aborting(&mut self) -> bool {
-        self.table().shared.phase() == Phase::Abort
+    /// A turn's start, after the wait: stops at once if the server aborts
+    /// (a second signal); else runs `take_in` (the wakeup's readiness or
+    /// completions, each connection they name driven), then follows the
+    /// server's phase ([`Driver::follow_phase`]). In that order, input
+    /// that arrived before a shutdown is read before its connection's
+    /// quiet is judged (`Pump::close_when_idle`): with the drain started
+    /// first, a connection quiet until then whose input came in the same
+    /// wakeup closed with a FIN and none of that input echoed. Returns
+    /// false when the worker must stop.
+    fn begin_turn(&mut self, now: Instant, take_in: impl FnOnce(&mut Self)) -> bool
+    where
+        Self: Sized,
+    {
+        if self.table().shared.phase() == Phase::Abort {
+            return false;
+        }
+        take_in(self);
+        self.follow_phase(now)
     }
 
-    /// Follows the server's phase once a turn's readiness was taken in
-    /// (each connection it names driven): the first turn after a graceful
-    /// shutdown began starts the drain. Input that arrived before the
-    /// shutdown is thus read before its connection's quiet is judged
-    /// (`Pump::close_when_idle`): started first, the drain closed a
-    /// connection quiet until then whose input the same wakeup reported,
-    /// with a FIN and none of it echoed. Returns false when the worker
-    /// must stop at once.
+    /// Follows the server's phase (see [`Driver::begin_turn`]): the first
+    /// turn after a graceful shutdown began starts the drain. Returns false
+    /// when the worker must stop at once.
     fn follow_phase(&mut self, now: Instant) -> bool {
         match self.table().shared.phase() {
             Phase::Running => true,

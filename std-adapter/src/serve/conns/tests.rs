@@ -426,6 +426,34 @@ fn drain_closes_every_live_session_and_the_grace_period_resets_the_rest() {
     assert!(!w.follow_phase(end));
 }
 
+/// The wakeup that brings the shutdown also reports input on a connection
+/// quiet until then: the turn takes it in (the connection reads it, its
+/// echo pending) before the drain judges the connection quiet, so it stays
+/// open to echo it. (With the drain started first, the quiet connection
+/// closed at once and the input, read in its linger, was discarded.)
+#[test]
+fn drain_starting_in_a_turn_that_reports_input_reads_it_before_judging_quiet() {
+    let mut w = Worker::new(8);
+    let quiet = w.open(at(0), 0, None);
+    w.drive(quiet, at(0));
+    w.conns.shared.advance(Phase::Draining);
+    let later = at(1_000);
+    assert!(w.begin_turn(later, |w| {
+        let conn = w.conns.get_mut(quiet).unwrap();
+        conn.peer.input = 10;
+        conn.pump.set_readable();
+        w.drive(quiet, later);
+    }));
+    assert!(w.conns.is_draining());
+    let conn = w.conns.get_mut(quiet).unwrap();
+    assert!(!conn.pump.is_finishing(), "its echo is still to go out");
+    assert_eq!(conn.pump.session().buffered(), 10);
+    assert_eq!(w.counters.tcp.bytes_discarded, 0);
+    // An abort stops the turn before anything is taken in.
+    w.conns.shared.advance(Phase::Abort);
+    assert!(!w.begin_turn(later, |_| panic!("taken in after an abort")));
+}
+
 #[test]
 fn worker_exit_resets_only_live_sessions_still_running_and_counts_each() {
     let mut w = Worker::new(8);

@@ -270,22 +270,20 @@ impl Worker<'_> {
         loop {
             self.enter()?;
             let now = self.clock.now();
-            if self.aborting() {
-                return Ok(());
-            }
-            // Fresh head: did the kernel take every queued request?
-            self.sq.sync();
-            let submitted_all = self.sq.is_empty();
-            self.reap(now);
-            // A send's failure may sit in the kernel's overflow list (the
-            // completion queue was full): not seen yet, so no send can be
-            // taken as whole this turn. The next enter flushes the list.
-            if submitted_all && !self.sq.cq_overflow() {
-                self.confirm_sends();
-            }
-            self.drive_ready(now);
-            // After the completions: see `Driver::follow_phase`.
-            if !self.follow_phase(now) {
+            let go_on = self.begin_turn(now, |w| {
+                // Fresh head: did the kernel take every queued request?
+                w.sq.sync();
+                let submitted_all = w.sq.is_empty();
+                w.reap(now);
+                // A send's failure may sit in the kernel's overflow list (the
+                // completion queue was full): not seen yet, so no send can be
+                // taken as whole this turn. The next enter flushes the list.
+                if submitted_all && !w.sq.cq_overflow() {
+                    w.confirm_sends();
+                }
+                w.drive_ready(now);
+            });
+            if !go_on {
                 return Ok(());
             }
             self.serve_leftovers(now);

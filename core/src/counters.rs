@@ -37,7 +37,9 @@ pub struct StreamCounters {
     /// Bytes received and never echoed: the session ended first, or they
     /// arrived after a graceful close.
     pub bytes_discarded: u64,
-    /// Gauge: bytes held in live sessions' buffers now.
+    /// Gauge: bytes held in live sessions' buffers now (the pump keeps
+    /// it); an adapter whose transport queues bytes of its own may add
+    /// them (io_uring does).
     pub buffered: u64,
 }
 

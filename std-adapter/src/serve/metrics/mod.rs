@@ -344,7 +344,7 @@ fn encode_snapshot(
         s,
         (
             "ricochet_buffered",
-            "Bytes held in live sessions' buffers now.",
+            "Bytes held for live connections now (session buffers; io_uring's queues too).",
             Some(&bytes),
             Gauge,
         ),

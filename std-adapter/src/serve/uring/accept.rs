@@ -194,6 +194,7 @@ impl Worker<'_> {
             ready: false,
             dirty: false,
             releasing: None,
+            gauged: 0,
         };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
         debug_assert!(fixed.is_none_or(|slot| slot as usize == key));

@@ -43,6 +43,7 @@ impl Worker<'_> {
                 self.bufs.recycle_completion(filled);
             }
         }
+        conn.sync_gauge(&mut self.counters);
         if conn.releasing.is_some() {
             self.try_free(key);
             return;
@@ -111,6 +112,7 @@ impl Worker<'_> {
         let wait = conn
             .io
             .send_failed(res, now, &mut self.bufs, &mut self.pool);
+        conn.sync_gauge(&mut self.counters);
         if conn.releasing.is_some() {
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             self.try_free(key);
@@ -186,6 +188,7 @@ impl Worker<'_> {
             return;
         };
         let wake = conn.io.confirm_sent(&mut self.bufs, &mut self.pool);
+        conn.sync_gauge(&mut self.counters);
         if conn.releasing.is_some() {
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             self.try_free(key);
@@ -347,7 +350,9 @@ impl Worker<'_> {
             // for delivery): its completion must wake the loop. Otherwise
             // (the usual echo) it completes silently (`confirm_sends`).
             let waited_for = conn.io.needs_wake() || conn.pump.is_finishing();
-            if let Some(from) = conn.io.next_send(&self.bufs) {
+            let next = conn.io.next_send(&self.bufs);
+            conn.sync_gauge(&mut self.counters);
+            if let Some(from) = next {
                 // Resolved inside the enter that submits it.
                 let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT;
                 let sqe = match from {
@@ -398,6 +403,7 @@ impl Worker<'_> {
             Teardown::Close => false,
         };
         conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
+        conn.sync_gauge(&mut self.counters);
         if cut_short {
             conn.io.socket.set_reset_on_close();
         }
@@ -489,6 +495,7 @@ impl Driver for Worker<'_> {
             pool: &mut self.pool,
         };
         let next = conn.pump.drive(now, &mut io, BUDGET, counters);
+        conn.sync_gauge(&mut self.counters);
         release_idle(&mut conn.pump);
         log_events(&mut conn.pump, &conn.peer, false, now, &mut self.throttles);
         let wants_send = conn.io.has_sendable();

@@ -506,6 +506,7 @@ impl Worker<'_> {
                 conn.io.socket.set_reset_on_close();
             }
             conn.releasing.get_or_insert(Teardown::Reset);
+            conn.sync_gauge(&mut self.counters);
         }
     }
 

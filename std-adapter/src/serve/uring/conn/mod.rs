@@ -26,7 +26,7 @@ use ricochet_core::{Duration, Instant, Pump, Teardown};
 
 use super::super::conn::Peer;
 use super::super::conns::Tracked;
-use super::super::stats::StreamKind;
+use super::super::stats::{Counters, StreamKind};
 use super::super::storage::SessionStorage;
 use super::bufs::{BufRing, TxPool};
 
@@ -605,6 +605,37 @@ pub(crate) struct Conn {
     pub(crate) dirty: bool,
     /// Released by the pump; the slot is freed once no request is in flight.
     pub(crate) releasing: Option<Teardown>,
+    /// What this connection's own queues held when last added to the
+    /// counters' `buffered` gauge (see [`Conn::sync_gauge`]).
+    pub(crate) gauged: usize,
+}
+
+impl Conn {
+    /// Keeps the counters' `buffered` gauge counting what this
+    /// connection's own queues hold beside its session's buffer (which the
+    /// pump counts): bytes received and not yet read by the session, and
+    /// output not yet submitted to the kernel (up to 64 KiB each, see
+    /// `worker.rs`). A submitted send counts as taken: the enter that
+    /// submits it resolves it, and its confirmation waits for the next
+    /// turn, which an idle worker may not have for long (a short send puts
+    /// the rest back). Nothing once the pump or the worker released it, as
+    /// the pump counts nothing then. Called after whatever changes them: a
+    /// receive or send completion, a drive, a submitted send, a release.
+    pub(crate) fn sync_gauge(&mut self, counters: &mut Counters) {
+        let now = if self.releasing.is_some() || self.pump.is_released() {
+            0
+        } else {
+            self.io.rx_bytes() + self.io.tx_pending().saturating_sub(self.io.tx_inflight)
+        };
+        if now != self.gauged {
+            let c = counters.stream(self.kind);
+            c.buffered = c
+                .buffered
+                .wrapping_add(now as u64)
+                .wrapping_sub(self.gauged as u64);
+            self.gauged = now;
+        }
+    }
 }
 
 impl Tracked for Conn {

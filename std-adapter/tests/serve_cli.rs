@@ -431,7 +431,11 @@ fn cli_address_slips_name_what_is_wrong_and_the_form_to_give() {
         ("localhost", "\"localhost\" is not an IP address"),
         // `u16::from_str` takes a sign; an address does not (port 0 here:
         // were it taken, nothing fixed would be bound).
-        ("+0", "invalid address \"+0\""),
+        ("+0", "invalid address \"+0\": port +0 has a sign"),
+        (
+            "127.0.0.1:+7",
+            "port +7 has a sign: a port is decimal digits alone",
+        ),
         ("[fe80::1%lo]:+7", "invalid address \"[fe80::1%lo]:+7\""),
     ] {
         let out = output_within(

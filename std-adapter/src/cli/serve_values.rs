@@ -47,15 +47,17 @@ pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// What is wrong with `s`, which is not an address [`parse_addr`] takes:
 /// a host name is named as such (it looks like `IP:PORT` to whoever wrote
-/// it), then the usual slips (a port out of range, none, an IPv6 address
-/// without brackets: [`address_slip`]); anything else gets the forms
+/// it), then the usual slips (a port out of range or signed, none, an IPv6
+/// address without brackets: [`address_slip`]); anything else gets the forms
 /// expected.
 fn why_not_an_address(s: &str) -> String {
     let (host, port) = s.rsplit_once(':').unwrap_or((s, ""));
+    let digits = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit());
     if !host.is_empty()
         && !host.starts_with('[')
         && !host.contains(':')
-        && !host.bytes().all(|b| b.is_ascii_digit())
+        && !digits(host)
+        && !host.strip_prefix(['+', '-']).is_some_and(digits)
         && host.parse::<Ipv4Addr>().is_err()
         && (port.is_empty() || parse_port(port).is_some())
     {

@@ -565,10 +565,10 @@ mod tests {
         assert_eq!("unix://".parse::<Target>(), Err(TargetError::EmptyPath));
         // A signed port: `u16::from_str` and so `ToSocketAddrs` take `+7`.
         for signed in ["tcp://127.0.0.1:+7", "udp://localhost:+7", "tcp://[::1]:+7"] {
-            assert!(
-                matches!(signed.parse::<Target>(), Err(TargetError::Address(_))),
-                "{signed}"
-            );
+            let e = signed.parse::<Target>();
+            assert!(matches!(e, Err(TargetError::Address(_))), "{signed}");
+            let said = e.unwrap_err().to_string();
+            assert!(said.contains("port +7 has a sign"), "{signed}: {said}");
         }
     }
 

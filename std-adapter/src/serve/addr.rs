@@ -50,8 +50,8 @@ fn interface_index(name: &str) -> Option<u32> {
 }
 
 /// What is wrong with `s`, written as `HOST:PORT` but not parsed as one,
-/// when it is one of the usual slips: a port out of range, no port, no
-/// host, an IPv6 address without its brackets. `None` for anything else
+/// when it is one of the usual slips: a port out of range or with a sign,
+/// no port, no host, an IPv6 address without its brackets. `None` for anything else
 /// (the caller names the form it expects). `HOST` is an IP address, or
 /// (`example` names one) any host name: the example of the fix uses it.
 pub fn address_slip(s: &str, example: &str) -> Option<String> {
@@ -62,6 +62,11 @@ pub fn address_slip(s: &str, example: &str) -> Option<String> {
     };
     if digits(port) && port.parse::<u16>().is_err() {
         return Some(format!("port {port} is out of range: a port is 0 to 65535"));
+    }
+    if port.strip_prefix(['+', '-']).is_some_and(digits) {
+        return Some(format!(
+            "port {port} has a sign: a port is decimal digits alone, 0 to 65535"
+        ));
     }
     let bracketed = s.starts_with('[');
     // `::1:7007` is also the address 0::1:7007 with no port: brackets tell.
@@ -185,6 +190,19 @@ mod tests {
     #[test]
     fn address_slips_are_named_with_the_form_to_give() {
         let slip = |s: &str| address_slip(s, "7007").unwrap_or_else(|| format!("none: {s}"));
+        for (s, port) in [
+            ("+7007", "+7007"),
+            ("-7", "-7"),
+            ("127.0.0.1:+7", "+7"),
+            ("[::1]:-7", "-7"),
+            ("localhost:+7", "+7"),
+        ] {
+            assert_eq!(
+                slip(s),
+                format!("port {port} has a sign: a port is decimal digits alone, 0 to 65535"),
+                "{s}"
+            );
+        }
         assert_eq!(
             slip("[::1]:70000"),
             "port 70000 is out of range: a port is 0 to 65535"

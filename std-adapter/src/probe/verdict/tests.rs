@@ -334,6 +334,29 @@ fn forty_ms_round_trips_to_a_near_server_name_nagle_and_delayed_ack() {
     );
 }
 
+/// The Nagle hint is for a near server, one whose connect was measured
+/// under 5 ms: round trips of 40 ms with no connect measured (say all
+/// opened before the window) or one of 5 ms or more tell nothing of it.
+#[test]
+fn forty_ms_round_trips_without_a_connect_under_five_ms_give_no_nagle_hint() {
+    let lat = |count, p50| Latency {
+        count,
+        p50,
+        ..Latency::default()
+    };
+    let spec = ProbeSpec::new(tcp());
+    let split = (6, 10);
+    assert!(nagle_hint(&spec, &lat(10, 40_500), &lat(10, 4_999), split).is_some());
+    assert!(
+        nagle_hint(&spec, &lat(10, 40_500), &lat(0, 0), split).is_none(),
+        "no connect measured"
+    );
+    assert!(
+        nagle_hint(&spec, &lat(10, 40_500), &lat(10, 5_000), split).is_none(),
+        "a connect of 5 ms"
+    );
+}
+
 #[test]
 fn window_below_a_message_warns_per_transport_and_not_at_one_message() {
     let mut spec = ProbeSpec::new(tcp());

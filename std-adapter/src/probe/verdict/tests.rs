@@ -632,6 +632,29 @@ fn a_clean_close_before_any_echo_suggests_a_forward() {
     );
 }
 
+/// Only a reset can be socat's OPENSSL-LISTEN or a superserver that stopped
+/// the service: the forward hint of clean closes alone names neither.
+#[test]
+fn forward_hint_names_tls_and_superservers_after_resets_only() {
+    let tls_or_inetd = |h: &str| {
+        h.contains("OPENSSL-LISTEN") && h.contains("tls://HOST:PORT") && h.contains("nowait.max")
+    };
+    let h = hints_of(&sized(Mode::Raw, 64), ended_early(0, 2));
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert!(
+        !h[0].contains("TLS") && !h[0].contains("superserver"),
+        "{h:?}"
+    );
+    for (reset, closed) in [(1, 0), (1, 1)] {
+        let h = hints_of(&sized(Mode::Raw, 64), ended_early(reset, closed));
+        let forward = h.last().expect("a forward hint");
+        assert!(
+            forward.contains("port forward") && tls_or_inetd(forward),
+            "{h:?}"
+        );
+    }
+}
+
 #[test]
 fn no_forward_hint_once_anything_was_echoed_or_for_unix_targets() {
     let mut t = ended_early(0, 1);

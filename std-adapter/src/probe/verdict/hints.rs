@@ -312,15 +312,29 @@ pub(super) fn small_window_warning(spec: &ProbeSpec) -> Option<String> {
 /// the round trips, at least 1 ms (see `DatagramProbe::overdue_after`),
 /// many round trips on a fast link.
 pub(super) fn loss_hold_hint(spec: &ProbeSpec) -> String {
+    let most = overdue_at_most(spec.timeout.into());
+    let fiftieth = spec.timeout / 50;
+    let timeout = format_duration(spec.timeout);
+    // Under 50 ms of --timeout the 1 ms floor is also the most.
+    let bounds = if fiftieth < std::time::Duration::from(most) {
+        format!(
+            "{} (a fiftieth of --timeout {timeout}, {}, is below that floor)",
+            format_duration(most.into()),
+            format_duration(fiftieth)
+        )
+    } else {
+        format!(
+            "at least 1ms and at most {} (a fiftieth of --timeout {timeout})",
+            format_duration(most.into())
+        )
+    };
     format!(
         "each lost datagram holds its socket's window for a retransmission timeout estimated \
-         from the round trips, at least 1 ms and at most {} (a fiftieth of --timeout {}), before \
-         the next one goes: with losses, that wait rather than the server can bound the round \
-         trips/s (and with --rate the latency from the scheduled sends). A shorter --timeout \
-         (a datagram still unanswered after a fiftieth of it, once 64 later ones were sent, gives \
-         its slot up), more -c, or -p stream with a larger -w raise that bound",
-        format_duration(overdue_at_most(spec.timeout.into()).into()),
-        format_duration(spec.timeout)
+         from the round trips, {bounds}, before the next one goes: with losses, that wait \
+         rather than the server can bound the round trips/s (and with --rate the latency from \
+         the scheduled sends). A shorter --timeout (a datagram still unanswered after a \
+         fiftieth of it, once 64 later ones were sent, gives its slot up), more -c, or -p \
+         stream with a larger -w raise that bound"
     )
 }
 

@@ -806,6 +806,27 @@ fn udp_stream_loss_names_the_datagrams_in_flight_not_a_closed_loop() {
     assert!(h[0].contains("closed loop"), "{h:?}");
 }
 
+/// The hold's upper bound is a fiftieth of --timeout, but never under the
+/// 1 ms floor: with --timeout under 50 ms the hint says the floor holds,
+/// not "at most 1ms (a fiftieth of --timeout 10ms)".
+#[test]
+fn loss_hold_hint_names_the_floor_when_a_fiftieth_of_the_timeout_is_below_it() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.timeout = std::time::Duration::from_secs(5);
+    let h = loss_hold_hint(&spec);
+    assert!(
+        h.contains("at least 1ms and at most 100ms (a fiftieth of --timeout 5s)"),
+        "{h}"
+    );
+    spec.timeout = std::time::Duration::from_millis(10);
+    let h = loss_hold_hint(&spec);
+    assert!(
+        h.contains("1ms (a fiftieth of --timeout 10ms, 200us, is below that floor)"),
+        "{h}"
+    );
+    assert!(!h.contains("at most 1ms"), "{h}");
+}
+
 /// One duplicate, late, foreign or unsendable datagram is "1 datagram",
 /// not "1 datagrams"; the UDP report says how many datagrams a socket
 /// kept in flight, and that a --window above 64 of them was capped.

@@ -129,17 +129,31 @@ pub fn format_rate(r: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// A latency in microseconds with a readable unit: `812 us`, `4.25 ms`,
-/// `825.3 ms`, `12.35 s` (three or four significant digits).
+/// A latency in microseconds with a readable unit: `812 us`, `42.50 ms`,
+/// `825.3 ms`, `12.35 s` (four significant digits, three in `812 us`).
+///
+/// Each form is taken while its rounded value has four digits at most, so a
+/// value that rounds up into the next form is written in that one (`99 995`
+/// µs is `100.0 ms`, not `100.00 ms`). Rounded half up, in integers.
 pub fn format_micros(us: u64) -> String {
-    let v = us as f64;
-    match us {
-        0..=9_999 => format!("{us} us"),
-        10_000..=99_999 => format!("{:.2} ms", v / 1e3),
-        100_000..=999_999 => format!("{:.1} ms", v / 1e3),
-        1_000_000..=9_999_999 => format!("{:.3} s", v / 1e6),
-        _ => format!("{:.2} s", v / 1e6),
+    if us < 10_000 {
+        return format!("{us} us");
     }
+    // (microseconds per last digit, decimals, unit)
+    for (step, decimals, unit) in [(10, 2, "ms"), (100, 1, "ms"), (1_000, 3, "s")] {
+        let r = us.saturating_add(step / 2) / step;
+        if r < 10_000 {
+            let one = 10u64.pow(decimals);
+            return format!(
+                "{}.{:0decimals$} {unit}",
+                r / one,
+                r % one,
+                decimals = decimals as usize
+            );
+        }
+    }
+    let r = us.saturating_add(5_000) / 10_000;
+    format!("{}.{:02} s", r / 100, r % 100)
 }
 
 /// A [`Duration`] as the command line would accept it back (`5s`, `1m 30s`, `250ms`).
@@ -261,6 +275,27 @@ mod tests {
         assert_eq!(format_micros(825_343), "825.3 ms");
         assert_eq!(format_micros(1_250_000), "1.250 s");
         assert_eq!(format_micros(83_000_000), "83.00 s");
+    }
+
+    /// A value that rounds up to the next range's first value is written in
+    /// that range's form: `100.0 ms`, not `100.00 ms`; `1.000 s`, not
+    /// `1000.0 ms`; `10.00 s`, not `10.000 s`.
+    #[test]
+    fn latencies_rounding_up_to_the_next_range_take_its_form() {
+        for (us, want) in [
+            (99_994, "99.99 ms"),
+            (99_995, "100.0 ms"),
+            (99_999, "100.0 ms"),
+            (100_000, "100.0 ms"),
+            (999_949, "999.9 ms"),
+            (999_950, "1.000 s"),
+            (999_999, "1.000 s"),
+            (9_999_499, "9.999 s"),
+            (9_999_500, "10.00 s"),
+            (9_999_999, "10.00 s"),
+        ] {
+            assert_eq!(format_micros(us), want, "{us}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ricochet_core::{
 };
 use ricochet_embedded::{
     EchoNode, Ipv4Config, NewError, NoLed, NodeConfig, PROBE_WINDOW, ProbeFailure, ProbeOutcome,
-    Role, StaticIpv4,
+    Role, RoundTrips, StaticIpv4,
 };
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
@@ -143,6 +143,51 @@ fn client_role_node_verifies_stream_and_datagrams_against_a_server_node() {
         assert_eq!(s.udp.echoed, 200);
         client.log_stats();
     }
+}
+
+#[test]
+fn client_node_with_both_verdicts_in_is_finished_and_a_server_node_never_is() {
+    let (server, client) = client_against_server(Mode::Raw);
+    let c = client.stats().client;
+    assert_eq!(
+        (c.stream_outcome, c.datagram_outcome),
+        (ProbeOutcome::Passed, ProbeOutcome::Passed)
+    );
+    // The loop above stopped on the verdicts, not on its 60 s limit.
+    assert!(client.client_finished(), "{c:?}");
+    // A server's client counters are all `NotRun`: still not a finished client.
+    assert_eq!(
+        (
+            server.stats().client.stream_outcome,
+            server.stats().client.datagram_outcome
+        ),
+        (ProbeOutcome::NotRun, ProbeOutcome::NotRun)
+    );
+    assert!(!server.client_finished());
+    // Every verified message and datagram timed, over a link of 10 us
+    // steps: no round trip is zero, and the mean lies between the extremes.
+    for (rtt, verified) in [
+        (c.stream_round_trips, c.stream.messages_verified),
+        (c.datagram_round_trips, c.datagram.verified),
+    ] {
+        assert_eq!(rtt.count, verified);
+        assert!(rtt.min > Duration::ZERO, "{rtt:?}");
+        assert!(rtt.min <= rtt.mean() && rtt.mean() <= rtt.max, "{rtt:?}");
+        assert!(rtt.total >= rtt.max, "{rtt:?}");
+    }
+}
+
+#[test]
+fn round_trips_mean_is_the_total_over_the_count_and_zero_before_any() {
+    let none = RoundTrips::default();
+    assert_eq!(none.mean(), Duration::ZERO);
+    let four = RoundTrips {
+        count: 4,
+        min: Duration::from_micros(1_000),
+        max: Duration::from_micros(4_000),
+        total: Duration::from_micros(10_000),
+    };
+    assert_eq!(four.mean(), Duration::from_micros(2_500));
 }
 
 #[test]

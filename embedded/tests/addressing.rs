@@ -73,6 +73,37 @@ fn dhcp_without_a_server_applies_the_static_fallback_after_the_timeout() {
 }
 
 #[test]
+fn link_up_while_waiting_for_dhcp_starts_the_fallback_delay_over() {
+    let mut config = server_config();
+    config.ipv4 = Ipv4Config::Dhcp {
+        fallback: Some(StaticIpv4 {
+            address: Ipv4Cidr::new(NODE_IP, 24),
+            gateway: None,
+        }),
+        fallback_after: Duration::from_secs(2),
+    };
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    sim.idle(1_500_000);
+    assert_eq!(sim.node.ipv4_address(), None);
+    // The link bounced 1.5 s in: a fresh 2 s from here, not 0.5 s.
+    let link_up = sim.now;
+    sim.node.link_up(support::sim::smol(link_up));
+    let mut fallback_at = None;
+    sim.run(5 * SECOND, &mut |_, node, now| {
+        if fallback_at.is_none() && node.ipv4_address().is_some() {
+            fallback_at = Some(now.as_micros());
+        }
+        Flow::until(None, fallback_at.is_some())
+    });
+    let at = fallback_at.expect("the fallback was applied") - link_up;
+    assert!(
+        (2 * SECOND..2 * SECOND + 20_000).contains(&at),
+        "applied {at} us after the link came up"
+    );
+    assert_eq!(sim.node.address_source(), Some(AddressSource::Fallback));
+}
+
+#[test]
 fn static_address_applies_at_once_and_idle_node_needs_no_wakeup() {
     let mut sim = Sim::<4, 6, 1024>::new(server_config());
     assert_eq!(sim.node.address_source(), Some(AddressSource::Static));

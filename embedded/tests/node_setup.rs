@@ -335,6 +335,21 @@ fn traffic_toggles_the_activity_led_and_silence_does_not() {
 }
 
 #[test]
+fn debug_of_a_built_node_shows_its_sockets_address_and_counters() {
+    let sim = Sim::<4, 6, 1024>::new(server_config());
+    let text = format!("{:?}", sim.node);
+    let address = smoltcp::wire::Ipv4Cidr::new(support::sim::NODE_IP, 24);
+    for part in [
+        "EchoNode {".to_string(),
+        "tcp_sockets: 4".to_string(),
+        format!("ipv4: {:?}", Some(address)),
+        format!("stats: {:?}", sim.node.stats()),
+    ] {
+        assert!(text.contains(&part), "{part:?} missing from {text}");
+    }
+}
+
+#[test]
 fn more_frames_than_one_poll_takes_make_poll_ask_to_be_called_again() {
     let mut sim = Sim::<4, 6, 1024>::new(server_config());
     for i in 0..MAX_FRAMES_PER_POLL + 5 {

@@ -216,6 +216,65 @@ fn echo_stuck_behind_a_source_that_never_answers_arp_is_flushed_after_the_stall(
     );
 }
 
+#[test]
+fn echo_stuck_behind_a_source_that_never_answers_arp_lets_the_node_sleep_until_the_flush() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    sim.node_dev
+        .inject(forged(Ipv4Address::new(192, 168, 69, 77), b"ghost"));
+    let start = (sim.now, sim.steps);
+    sim.idle(1_900_000);
+    // Stuck, not yet flushed: the node woke for the ARP retries and its
+    // stall deadline, not in a busy loop.
+    assert_eq!(sim.node.stats().udp_tx_flushes, 0);
+    let polls = sim.steps - start.1;
+    assert!(polls < 100, "{polls} polls in 1.9 s with a stuck echo");
+    sim.idle(200_000);
+    assert_eq!(sim.node.stats().udp_tx_flushes, 1);
+    assert!(sim.now - start.0 >= 2 * SECOND);
+}
+
+/// The node's IPv6 link-local address (EUI-64 of `NODE_MAC`).
+#[cfg(feature = "ipv6")]
+const NODE_LL: smoltcp::wire::Ipv6Address =
+    smoltcp::wire::Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0x00ff, 0xfe00, 0x0001);
+
+#[cfg(feature = "ipv6")]
+#[test]
+fn ipv6_datagram_from_off_link_without_an_ipv6_route_is_dropped_as_unroutable() {
+    use smoltcp::wire::Ipv6Address;
+
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // The node has only its link-local address and no IPv6 route: a global
+    // source could never be answered.
+    let global = Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5);
+    sim.node_dev.inject(support::frames::udp6(
+        (HOST_MAC, NODE_MAC),
+        (global, 40000),
+        (NODE_LL, 7),
+        b"far",
+    ));
+    sim.idle(10_000);
+    let udp = sim.node.stats().udp;
+    assert_eq!(
+        (udp.received, udp.dropped.unroutable, udp.echoed),
+        (1, 1, 0)
+    );
+    // A link-local source is on the node's link: answered.
+    let neighbour = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0x00ff, 0xfe00, 0x0002);
+    sim.node_dev.inject(support::frames::udp6(
+        (HOST_MAC, NODE_MAC),
+        (neighbour, 40000),
+        (NODE_LL, 7),
+        b"near",
+    ));
+    sim.idle(10_000);
+    let udp = sim.node.stats().udp;
+    assert_eq!(
+        (udp.received, udp.dropped.unroutable, udp.echoed),
+        (2, 1, 1)
+    );
+}
+
 /// A transmit ring that never empties but keeps draining is making
 /// progress: it is never flushed. The node's link carries one frame at a
 /// time, and a client sends two datagrams per millisecond for 3 s: the ring

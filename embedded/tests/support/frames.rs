@@ -9,6 +9,8 @@ use smoltcp::wire::{
 
 const ETH: usize = 14;
 const IPV4: usize = 20;
+#[cfg(feature = "ipv6")]
+const IPV6: usize = 40;
 
 fn ipv4_frame(
     (src_mac, dst_mac): (EthernetAddress, EthernetAddress),
@@ -66,6 +68,51 @@ pub fn udp(
             );
         },
     )
+}
+
+/// A UDP datagram over IPv6 from `src` (any address, forged or not) to
+/// `dst`.
+#[cfg(feature = "ipv6")]
+pub fn udp6(
+    (src_mac, dst_mac): (EthernetAddress, EthernetAddress),
+    src: (smoltcp::wire::Ipv6Address, u16),
+    dst: (smoltcp::wire::Ipv6Address, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    use smoltcp::wire::{Ipv6Packet, Ipv6Repr};
+
+    let udp_len = 8 + payload.len();
+    let mut frame = vec![0u8; ETH + IPV6 + udp_len];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        ethertype: EthernetProtocol::Ipv6,
+    }
+    .emit(&mut eth);
+    let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
+    Ipv6Repr {
+        src_addr: src.0,
+        dst_addr: dst.0,
+        next_header: IpProtocol::Udp,
+        payload_len: udp_len,
+        hop_limit: 64,
+    }
+    .emit(&mut ip);
+    let mut packet = UdpPacket::new_unchecked(ip.payload_mut());
+    UdpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+    }
+    .emit(
+        &mut packet,
+        &IpAddress::Ipv6(src.0),
+        &IpAddress::Ipv6(dst.0),
+        payload.len(),
+        |p| p.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
+    frame
 }
 
 /// A TCP SYN from `src` to `dst`.

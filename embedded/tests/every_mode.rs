@@ -242,3 +242,60 @@ fn two_port_pool_with_both_lines_listeners_taken_moves_one_over_for_a_third_clie
     all_served_on(&mut sim, LINES_PORT, Mode::Lines, 3);
     assert_eq!(sim.node.stats().tcp.accepted, 3);
 }
+
+/// Four sockets over three ports: two frames clients leave two listeners
+/// on the frames port when they close ([1, 1, 2] over echo, lines, frames)
+/// and one moves back to echo. Then a first echo client takes an echo
+/// listener and a second, connecting at once, still finds one: the
+/// listener that moves over comes from the port holding more than its
+/// share (frames), never from one holding just its share (lines), which
+/// left echo without a listener.
+#[test]
+fn every_mode_pool_after_two_frames_clients_left_serves_two_echo_clients_at_once() {
+    let mut sim = Sim::<4, 6, 1024>::new(every_mode());
+    all_served_on(&mut sim, FRAMES_PORT, Mode::Frames, 2);
+    sim.idle(SECOND);
+    assert_eq!(sim.node.stats().tcp.active(), 0);
+    all_served_on(&mut sim, ECHO_PORT, Mode::Raw, 2);
+    all_served_on(&mut sim, LINES_PORT, Mode::Lines, 1);
+    assert_eq!(sim.node.stats().tcp.accepted, 5);
+}
+
+/// An echo client holds the first socket; a frames client is reset for an
+/// oversize frame, and while its socket waits for the RST to go out the
+/// pool has two free sockets for three ports, so the echo port's listener
+/// moves to frames. The listener moves, never the socket serving the echo
+/// client, which keeps its connection.
+#[test]
+fn frames_reset_beside_a_served_echo_client_moves_a_listener_not_the_client() {
+    let mut sim = Sim::<4, 6, 1024>::new(every_mode());
+    let handle = sim
+        .host
+        .tcp_connect((4096, 4096), endpoint(ECHO_PORT), 44000);
+    let mut echoed = Vec::new();
+    let ask = |sim: &mut Sim<4, 6, 1024>, bytes: &'static [u8], echoed: &mut Vec<u8>| {
+        let mut sent = false;
+        sim.run(SECOND, &mut |host, _, _| {
+            let socket = host.tcp(handle);
+            if socket.may_send() && !sent {
+                socket.send_slice(bytes).unwrap();
+                sent = true;
+            }
+            while let Ok(n) = socket.recv(|b| (b.len(), b.to_vec())) {
+                if n.is_empty() {
+                    break;
+                }
+                echoed.extend(n);
+            }
+            Flow::until(None, echoed.ends_with(bytes) || !socket.is_active())
+        })
+    };
+    assert!(ask(&mut sim, b"before", &mut echoed));
+    let (framed, framed_reset) = exchange(&mut sim, FRAMES_PORT, 44001, &[0xFF, 0xFF, 1]);
+    assert!(framed.is_empty() && framed_reset);
+    assert_eq!(sim.node.stats().tcp.aborted.frame_too_large, 1);
+    assert_eq!(sim.host.tcp(handle).state(), tcp::State::Established);
+    assert!(ask(&mut sim, b"after", &mut echoed));
+    assert_eq!(echoed, b"beforeafter");
+    assert_eq!(sim.node.stats().tcp.aborted.total(), 1);
+}

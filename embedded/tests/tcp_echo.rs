@@ -451,6 +451,29 @@ fn forged_syns_that_never_complete_free_their_sockets_after_the_handshake_timeou
     assert_eq!(sim.node.stats().tcp.accepted, 1);
 }
 
+#[test]
+fn half_open_handshake_lets_the_node_sleep_until_its_timeout() {
+    use smoltcp::wire::Ipv4Address;
+    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
+
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    // A SYN from an on-link address nobody owns: no ACK ever comes.
+    sim.node_dev.inject(support::frames::syn(
+        (HOST_MAC, NODE_MAC),
+        (Ipv4Address::new(192, 168, 69, 77), 5000),
+        (NODE_IP, 7),
+    ));
+    let start = sim.steps;
+    sim.idle(4 * SECOND);
+    // Still in the handshake: the node woke for smoltcp's retries and the
+    // handshake deadline, not in a busy loop.
+    assert_eq!(sim.node.stats().tcp_handshake_timeouts, 0);
+    let polls = sim.steps - start;
+    assert!(polls < 200, "{polls} polls in 4 s of a half-open handshake");
+    sim.idle(2 * SECOND);
+    assert_eq!(sim.node.stats().tcp_handshake_timeouts, 1);
+}
+
 /// A part of the echo the wire loses in its first two sending rounds (the
 /// segments smoltcp sends at one instant; a retransmission may cut the
 /// bytes into other segments).

@@ -474,6 +474,46 @@ fn half_open_handshake_lets_the_node_sleep_until_its_timeout() {
     assert_eq!(sim.node.stats().tcp_handshake_timeouts, 1);
 }
 
+#[test]
+fn handshakes_closed_by_the_socket_timeout_listen_again_before_the_handshake_timeout() {
+    use smoltcp::wire::Ipv4Address;
+    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
+
+    // smoltcp's own timeout (2 s) closes a half-open socket before the
+    // node's handshake timeout (5 s) would.
+    let mut config = server_config();
+    config.tcp.timeout = Some(Duration::from_secs(2));
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let ghost = Ipv4Address::new(192, 168, 69, 77);
+    for port in 5000..5004 {
+        sim.node_dev.inject(support::frames::syn(
+            (HOST_MAC, NODE_MAC),
+            (ghost, port),
+            (NODE_IP, 7),
+        ));
+    }
+    sim.idle(3 * SECOND);
+    // Every socket listens again, though no handshake timed out.
+    assert_eq!(sim.node.stats().tcp_handshake_timeouts, 0);
+    let mut clients: Vec<StreamClient> = (0..4)
+        .map(|i| {
+            connect(
+                &mut sim,
+                40000 + i,
+                probe(Mode::Raw, SizeRange::fixed(64), 5),
+            )
+        })
+        .collect();
+    assert!(sim.run(SECOND, &mut |host, _, now| drive_all(
+        &mut clients,
+        host,
+        now
+    )));
+    let phases: Vec<Phase> = clients.iter().map(|c| c.phase).collect();
+    assert!(clients.iter().all(StreamClient::passed), "{phases:?}");
+    assert_eq!(sim.node.stats().tcp.accepted, 4);
+}
+
 /// A part of the echo the wire loses in its first two sending rounds (the
 /// segments smoltcp sends at one instant; a retransmission may cut the
 /// bytes into other segments).

@@ -514,6 +514,41 @@ fn handshakes_closed_by_the_socket_timeout_listen_again_before_the_handshake_tim
     assert_eq!(sim.node.stats().tcp.accepted, 4);
 }
 
+/// A client that vanished (its frames lost, its ARP entry expired): the
+/// idle timeout closes the session, the linger runs out, and the abort's
+/// RST cannot go out (nobody answers ARP). The socket waits the linger
+/// time for it, and the node sleeps meanwhile.
+#[test]
+fn reset_that_cannot_go_out_lets_the_node_sleep_until_the_linger_time() {
+    let mut config = server_config();
+    config.tcp.timeout = None;
+    config.tcp.keep_alive = None;
+    config.session.idle_timeout = Some(Duration::from_secs(70));
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
+    let mut sent = false;
+    assert!(sim.run(SECOND, &mut |host, _, _| {
+        let socket = host.tcp(handle);
+        if socket.may_send() && !sent {
+            socket.send_slice(b"hi").unwrap();
+            sent = true;
+        }
+        Flow::until(None, socket.recv_queue() == 2)
+    }));
+    // The client vanishes: nothing it sends reaches the node any more.
+    sim.host.device.filter_sent(|_, _| false);
+    sim.idle(70 * SECOND);
+    let start = sim.steps;
+    sim.idle(6 * SECOND);
+    let tcp = sim.node.stats().tcp;
+    assert_eq!(tcp.active(), 0, "{tcp:?}");
+    let polls = sim.steps - start;
+    assert!(
+        polls < 200,
+        "{polls} polls in the 6 s after the idle timeout"
+    );
+}
+
 /// A part of the echo the wire loses in its first two sending rounds (the
 /// segments smoltcp sends at one instant; a retransmission may cut the
 /// bytes into other segments).

@@ -7,7 +7,7 @@ mod support;
 
 use ricochet_core::probe::SizeRange;
 use ricochet_core::{Duration, Mode, Pattern, ProbeConfig};
-use ricochet_embedded::{AddressSource, Ipv4Config, StaticIpv4};
+use ricochet_embedded::{AddressSource, Ipv4Config, NodeConfig, StaticIpv4};
 use smoltcp::wire::{IpEndpoint, Ipv4Cidr};
 
 use support::host::StreamClient;
@@ -27,6 +27,19 @@ fn ping_pong(count: u64) -> ProbeConfig {
     }
 }
 
+/// DHCP, falling back to `NODE_IP`/24 after 2 s without a lease.
+fn dhcp_with_fallback_after_2s() -> NodeConfig {
+    let mut config = server_config();
+    config.ipv4 = Ipv4Config::Dhcp {
+        fallback: Some(StaticIpv4 {
+            address: Ipv4Cidr::new(NODE_IP, 24),
+            gateway: None,
+        }),
+        fallback_after: Duration::from_secs(2),
+    };
+    config
+}
+
 /// Connects a fresh host client to `server` and runs it to its verdict.
 fn echo_works(sim: &mut Sim<4, 6, 1024>, server: IpEndpoint, port: u16) -> bool {
     let handle = sim.host.tcp_socket(4096, 4096);
@@ -41,15 +54,7 @@ fn echo_works(sim: &mut Sim<4, 6, 1024>, server: IpEndpoint, port: u16) -> bool 
 
 #[test]
 fn dhcp_without_a_server_applies_the_static_fallback_after_the_timeout() {
-    let mut config = server_config();
-    config.ipv4 = Ipv4Config::Dhcp {
-        fallback: Some(StaticIpv4 {
-            address: Ipv4Cidr::new(NODE_IP, 24),
-            gateway: None,
-        }),
-        fallback_after: Duration::from_secs(2),
-    };
-    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let mut sim = Sim::<4, 6, 1024>::new(dhcp_with_fallback_after_2s());
     let start = sim.now;
     assert_eq!(sim.node.ipv4_address(), None);
     // The node wakes itself for the fallback: its delay never runs past it.
@@ -74,15 +79,7 @@ fn dhcp_without_a_server_applies_the_static_fallback_after_the_timeout() {
 
 #[test]
 fn link_up_while_waiting_for_dhcp_starts_the_fallback_delay_over() {
-    let mut config = server_config();
-    config.ipv4 = Ipv4Config::Dhcp {
-        fallback: Some(StaticIpv4 {
-            address: Ipv4Cidr::new(NODE_IP, 24),
-            gateway: None,
-        }),
-        fallback_after: Duration::from_secs(2),
-    };
-    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let mut sim = Sim::<4, 6, 1024>::new(dhcp_with_fallback_after_2s());
     sim.idle(1_500_000);
     assert_eq!(sim.node.ipv4_address(), None);
     // The link bounced 1.5 s in: a fresh 2 s from here, not 0.5 s.

@@ -247,32 +247,26 @@ fn ipv6_datagram_from_off_link_without_an_ipv6_route_is_dropped_as_unroutable() 
     // The node has only its link-local address and no IPv6 route: a global
     // source could never be answered.
     let global = Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 5);
-    sim.node_dev.inject(support::frames::udp6(
-        (HOST_MAC, NODE_MAC),
-        (global, 40000),
-        (NODE_LL, 7),
-        b"far",
-    ));
-    sim.idle(10_000);
-    let udp = sim.node.stats().udp;
-    assert_eq!(
-        (udp.received, udp.dropped.unroutable, udp.echoed),
-        (1, 1, 0)
-    );
     // A link-local source is on the node's link: answered.
     let neighbour = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0x00ff, 0xfe00, 0x0002);
-    sim.node_dev.inject(support::frames::udp6(
-        (HOST_MAC, NODE_MAC),
-        (neighbour, 40000),
-        (NODE_LL, 7),
-        b"near",
-    ));
-    sim.idle(10_000);
-    let udp = sim.node.stats().udp;
-    assert_eq!(
-        (udp.received, udp.dropped.unroutable, udp.echoed),
-        (2, 1, 1)
-    );
+    for (source, data, counts) in [
+        (global, &b"far"[..], (1, 1, 0)),
+        (neighbour, &b"near"[..], (2, 1, 1)),
+    ] {
+        sim.node_dev.inject(support::frames::udp6(
+            (HOST_MAC, NODE_MAC),
+            (source, 40000),
+            (NODE_LL, 7),
+            data,
+        ));
+        sim.idle(10_000);
+        let udp = sim.node.stats().udp;
+        assert_eq!(
+            (udp.received, udp.dropped.unroutable, udp.echoed),
+            counts,
+            "{source}"
+        );
+    }
 }
 
 /// A transmit ring that never empties but keeps draining is making

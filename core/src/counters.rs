@@ -54,6 +54,16 @@ impl StreamCounters {
         self.accepted.saturating_sub(self.ended())
     }
 
+    /// Moves the `buffered` gauge by one holder's change: it held `was`
+    /// bytes when last counted and holds `now` (the pump for its session,
+    /// an adapter for its transport's own queues).
+    pub fn rebuffer(&mut self, was: usize, now: usize) {
+        self.buffered = self
+            .buffered
+            .wrapping_add(now as u64)
+            .wrapping_sub(was as u64);
+    }
+
     /// Adds `other` to these counters (summing workers or transports).
     pub fn add(&mut self, other: &StreamCounters) {
         self.accepted = self.accepted.wrapping_add(other.accepted);
@@ -305,6 +315,18 @@ mod tests {
                 send_failed: base + 10,
             },
         }
+    }
+
+    #[test]
+    fn rebuffer_moves_the_gauge_by_each_holders_change() {
+        let mut c = StreamCounters::default();
+        c.rebuffer(0, 7); // a session holds 7
+        c.rebuffer(0, 5); // a transport's queue holds 5
+        c.rebuffer(7, 3);
+        assert_eq!(c.buffered, 8);
+        c.rebuffer(5, 0);
+        c.rebuffer(3, 0);
+        assert_eq!(c.buffered, 0);
     }
 
     #[test]

@@ -575,10 +575,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             self.session.buffered()
         };
         if now != self.buffered {
-            counters.buffered = counters
-                .buffered
-                .wrapping_add(now as u64)
-                .wrapping_sub(self.buffered as u64);
+            counters.rebuffer(self.buffered, now);
             self.buffered = now;
         }
     }

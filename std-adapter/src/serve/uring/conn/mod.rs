@@ -628,11 +628,7 @@ impl Conn {
             self.io.rx_bytes() + self.io.tx_pending().saturating_sub(self.io.tx_inflight)
         };
         if now != self.gauged {
-            let c = counters.stream(self.kind);
-            c.buffered = c
-                .buffered
-                .wrapping_add(now as u64)
-                .wrapping_sub(self.gauged as u64);
+            counters.stream(self.kind).rebuffer(self.gauged, now);
             self.gauged = now;
         }
     }

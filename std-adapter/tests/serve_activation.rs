@@ -291,3 +291,27 @@ fn inherited_dual_stack_sockets_log_ipv4_clients_as_ipv4() {
         assert!(p.wait_exit(IO_TIMEOUT).success());
     }
 }
+
+/// An inherited IPv6-only `[::]` (systemd's `BindIPv6Only=ipv6-only`) takes
+/// no IPv4 client: the start-up log says so and names the socket unit's
+/// setting, not a flag. A dual-stack one (systemd's default) takes them: the
+/// log says nothing of it.
+#[test]
+fn inherited_ipv6_only_wildcard_is_named_with_the_socket_unit_fix() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    for only_v6 in [true, false] {
+        let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        s.set_only_v6(only_v6).unwrap();
+        s.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())
+            .expect("this test needs IPv6 ([::] bound); CI machines have it");
+        s.listen(16).unwrap();
+        let mut p = serve_activated(&[], vec![OwnedFd::from(s)], None, &[]);
+        p.listening(1);
+        p.signal("TERM");
+        let log = p.stderr_until("stopped", IO_TIMEOUT).join("\n");
+        assert!(p.wait_exit(IO_TIMEOUT).success());
+        let named = log.contains("(inherited)") && log.contains("set BindIPv6Only=both");
+        assert_eq!(named, only_v6, "IPV6_V6ONLY {only_v6}: {log}");
+        assert!(!log.contains("--tcp 0.0.0.0"), "{log}");
+    }
+}

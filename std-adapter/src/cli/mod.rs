@@ -12,6 +12,7 @@ pub(crate) mod bar;
 pub(crate) mod cert;
 pub(crate) mod generate;
 pub(crate) mod inetd;
+mod ipv6_wildcard;
 pub(crate) mod log;
 pub(crate) mod notify;
 pub(crate) mod plot;

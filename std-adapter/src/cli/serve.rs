@@ -17,6 +17,7 @@ use ricochet::serve::{
 };
 
 use super::inetd;
+use super::ipv6_wildcard::{InheritedWildcard, Ipv6Here, ipv6_wildcard_notes};
 use super::log::LogFormat;
 use super::notify::Notifier;
 use super::privileges::{self, Target};
@@ -302,94 +303,6 @@ fn bind_failure_code(e: &BindError) -> u8 {
     }
 }
 
-/// What this network namespace has of IPv6, for what `[::]` will serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ipv6Here {
-    /// Some interface has an IPv6 address (or it cannot be told: no `/proc`).
-    Addresses,
-    /// None has one, and `net.ipv6.conf.all.disable_ipv6` is 1.
-    Disabled,
-    /// None has one (disabled on each interface, or none configured).
-    NoAddress,
-}
-
-impl Ipv6Here {
-    /// Read from this network namespace's IPv6 addresses and
-    /// `net.ipv6.conf.all.disable_ipv6`.
-    fn read() -> Ipv6Here {
-        match ricochet::serve::ipv6_addresses_here() {
-            Some(list) if list.is_empty() => {
-                match std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6") {
-                    Ok(v) if v.trim() == "1" => Ipv6Here::Disabled,
-                    _ => Ipv6Here::NoAddress,
-                }
-            }
-            _ => Ipv6Here::Addresses,
-        }
-    }
-}
-
-/// What to say of each IPv6 wildcard address (`[::]:PORT`) the server
-/// binds itself: a warning where no interface has an IPv6 address (the
-/// listener binds and serves no one: IPv6 is disabled, e.g. in a network
-/// namespace with `net.ipv6.conf.*.disable_ipv6 = 1`); else, with no IPv4
-/// wildcard of the same kind beside it, a note that it is IPv6-only (so
-/// that `0.0.0.0` and `[::]` can be bound side by side), and an IPv4
-/// client is refused, where many servers would take it. `(warnings,
-/// notes)`.
-fn ipv6_wildcard_notes(config: &ServerConfig, ipv6: Ipv6Here) -> (Vec<String>, Vec<String>) {
-    let tls: &[SocketAddr] = config.tls.as_ref().map_or(&[], |t| &t.listen);
-    let (mut warnings, mut notes) = (Vec::new(), Vec::new());
-    for (flag, addrs) in [
-        ("tcp", &config.tcp[..]),
-        ("udp", &config.udp[..]),
-        ("tls", tls),
-    ] {
-        let v4_wildcard = addrs.iter().any(|a| a.is_ipv4() && a.ip().is_unspecified());
-        for a in addrs {
-            if !(a.is_ipv6() && a.ip().is_unspecified()) {
-                continue;
-            }
-            // Port 0 picks a free port per socket: the IPv4 one would
-            // get a port of its own, not this one's.
-            let own_port = if a.port() == 0 {
-                " (on a port of its own: port 0 picks one per socket)"
-            } else {
-                ""
-            };
-            let v4 = format!("--{flag} 0.0.0.0:{}", a.port());
-            let why = match ipv6 {
-                Ipv6Here::Addresses => {
-                    if !v4_wildcard {
-                        notes.push(format!(
-                            "{flag} {a} takes IPv6 clients only (an IPv6 listener is \
-                             IPv6-only): add {v4} for IPv4 clients{own_port}"
-                        ));
-                    }
-                    continue;
-                }
-                Ipv6Here::Disabled => {
-                    "IPv6 is disabled: net.ipv6.conf.all.disable_ipv6 = 1, `sysctl -w \
-                     net.ipv6.conf.all.disable_ipv6=0` enables it"
-                }
-                Ipv6Here::NoAddress => {
-                    "IPv6 is disabled on each interface, net.ipv6.conf.IFACE.disable_ipv6, or \
-                     none has an address yet: see `ip -6 addr`"
-                }
-            };
-            let instead = if v4_wildcard {
-                String::new()
-            } else {
-                format!("; for IPv4 clients listen on {v4} instead{own_port}")
-            };
-            warnings.push(format!(
-                "{flag} {a} serves no one: no interface here has an IPv6 address ({why}){instead}"
-            ));
-        }
-    }
-    (warnings, notes)
-}
-
 pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     if args.inetd {
         let options = inetd::Options {
@@ -442,7 +355,11 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
     let own_unix_files = config.unix.clone();
     // The server's UDP sockets come first, then the inherited ones.
     let own_udp = config.udp.len();
-    let ipv6_notes = ipv6_wildcard_notes(&config, Ipv6Here::read());
+    let ipv6_notes = ipv6_wildcard_notes(
+        &config,
+        &InheritedWildcard::among(&inherited),
+        Ipv6Here::read(),
+    );
     let server = match Server::bind_with(config, inherited) {
         Ok(server) => server,
         Err(e) => {
@@ -596,68 +513,6 @@ mod tests {
         Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .map(|c| format!("accepted: {:?}", c.args))
             .unwrap_or_else(|e| e.to_string())
-    }
-
-    #[test]
-    fn an_ipv6_wildcard_without_an_ipv4_one_is_said_to_take_ipv6_clients_only() {
-        let (warnings, notes) = ipv6_wildcard_notes(
-            &config(&["--tcp", "[::]:7", "--udp", "[::]:0"]),
-            Ipv6Here::Addresses,
-        );
-        assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(
-            notes[0].starts_with("tcp [::]:7 takes IPv6 clients only")
-                && notes[0].contains("add --tcp 0.0.0.0:7"),
-            "{notes:?}"
-        );
-        assert!(
-            notes[1].contains("add --udp 0.0.0.0:0 for IPv4 clients (on a port of its own"),
-            "{notes:?}"
-        );
-        assert!(!notes[0].contains("port of its own"), "{notes:?}");
-        // With the IPv4 wildcard beside it, or on one address, nothing to say.
-        for args in [
-            &["--tcp", "[::]:7", "--tcp", "0.0.0.0:7"][..],
-            &["--tcp", "[::1]:7", "--udp", "0.0.0.0:7"],
-        ] {
-            let said = ipv6_wildcard_notes(&config(args), Ipv6Here::Addresses);
-            assert_eq!(said, (vec![], vec![]), "{args:?}");
-        }
-    }
-
-    /// In a network namespace where IPv6 is disabled, `[::]` binds and
-    /// serves no one: a warning names the sysctl and the IPv4 wildcard to
-    /// listen on instead (not the IPv6-only note, which would not help).
-    #[test]
-    fn an_ipv6_wildcard_with_ipv6_disabled_is_warned_of_with_the_sysctl_and_0_0_0_0() {
-        let (warnings, notes) = ipv6_wildcard_notes(
-            &config(&["--tcp", "[::]:7", "--udp", "[::]:0"]),
-            Ipv6Here::Disabled,
-        );
-        assert!(notes.is_empty(), "{notes:?}");
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(
-            warnings[0].starts_with("tcp [::]:7 serves no one")
-                && warnings[0].contains("net.ipv6.conf.all.disable_ipv6 = 1")
-                && warnings[0].ends_with("listen on --tcp 0.0.0.0:7 instead"),
-            "{warnings:?}"
-        );
-        assert!(
-            warnings[1].contains("--udp 0.0.0.0:0 instead (on a port of its own"),
-            "{warnings:?}"
-        );
-        // Disabled per interface: named so; with 0.0.0.0 beside it, no advice to add it.
-        let (warnings, _) = ipv6_wildcard_notes(
-            &config(&["--tcp", "[::]:7", "--tcp", "0.0.0.0:7"]),
-            Ipv6Here::NoAddress,
-        );
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(
-            warnings[0].contains("net.ipv6.conf.IFACE.disable_ipv6")
-                && !warnings[0].contains("instead"),
-            "{warnings:?}"
-        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ricochet::core::Mode;
-use ricochet::serve::{BindError, Server, ServerConfig, TlsConfig};
+use ricochet::serve::{BindError, BufferSize, Server, ServerConfig, TlsConfig};
 use tls_support::{Client, Pki, TlsServer, WAIT, client_config, data, read_raw_to_end};
 
 #[test]
@@ -282,6 +282,42 @@ fn tls_peer_that_stops_reading_hits_the_drain_timeout_with_bounded_buffers() {
         "sent {sent} bytes without reading and the server never gave up"
     );
     srv.wait_stats("the drain timeout", |s| s.tls.aborted.drain_timeout == 1);
+}
+
+/// Beside the session's buffer, rustls holds records the socket has not
+/// taken (up to 64 KiB) and decrypted input the session has not read yet:
+/// the `buffered` gauge counts them while a peer does not read, and
+/// nothing once its connection ended.
+#[test]
+fn tls_peer_that_stops_reading_has_rustls_queues_counted_in_the_gauge() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |c| c.buffer_size = BufferSize::K4);
+    let mut c = Client::connect(srv.tls, client_config(&pki.ca, None));
+    c.handshake().expect("handshake");
+    c.tls
+        .sock
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let chunk = data(64 * 1024, 9);
+    let mut sent = 0usize;
+    // Write until the server stops reading (a write times out).
+    while c.tls.write_all(&chunk).and_then(|()| c.tls.flush()).is_ok() {
+        sent += chunk.len();
+        assert!(sent < 256 << 20, "the server never stopped reading");
+    }
+    srv.wait_stats("rustls's records in the gauge", |s| s.tls.buffered > 4096);
+    // The session's 4 KiB, 64 KiB of records (and one write's overhead),
+    // and at most two records of decrypted input.
+    let most = 4096 + 64 * 1024 + 2 * 16 * 1024 + 1024;
+    let held = srv.handle().stats().tls.buffered;
+    assert!(
+        held <= most,
+        "holds {held} bytes for one peer, more than {most}"
+    );
+    drop(c);
+    srv.wait_stats("the connection ended and nothing held", |s| {
+        s.tls.active() == 0 && s.tls.buffered == 0
+    });
 }
 
 #[test]

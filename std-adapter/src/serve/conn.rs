@@ -16,7 +16,7 @@ use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::{Instant, Pump};
 
 use super::conns::Tracked;
-use super::stats::StreamKind;
+use super::stats::{Counters, Held, StreamKind};
 use super::storage::SessionStorage;
 use super::tls::{Outcome, TlsStream};
 
@@ -226,6 +226,15 @@ impl Stream {
         }
     }
 
+    /// TLS: what rustls holds (see [`TlsStream::held`]); 0 for the kernel's
+    /// sockets, whose queues are the kernel's memory.
+    fn held(&mut self) -> usize {
+        match self {
+            Stream::Tls(s) => s.held(),
+            Stream::Tcp(_) | Stream::Unix(_) => 0,
+        }
+    }
+
     /// TLS: the negotiated version and suite, for logs.
     pub(crate) fn describe_tls(&self) -> Option<String> {
         match self {
@@ -294,6 +303,24 @@ pub(crate) struct Conn {
     pub(crate) stream: Stream,
     pub(crate) pump: Pump<SessionStorage>,
     pub(crate) peer: Peer,
+    /// What its transport holds, as last added to the `buffered` gauge.
+    pub(crate) held: Held,
+}
+
+impl Conn {
+    /// Keeps the counters' `buffered` gauge counting what the transport
+    /// holds beside the session's buffer (TLS: rustls's records and
+    /// decrypted input); nothing once the pump released it, as the pump
+    /// counts nothing then. Called after each drive, and after the worker
+    /// stopped every pump at its exit.
+    pub(crate) fn sync_gauge(&mut self, counters: &mut Counters) {
+        let now = if self.pump.is_released() {
+            0
+        } else {
+            self.stream.held()
+        };
+        self.held.set(now, counters.stream(self.stream.kind()));
+    }
 }
 
 impl Tracked for Conn {

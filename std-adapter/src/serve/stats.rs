@@ -58,6 +58,24 @@ impl Counters {
     }
 }
 
+/// What a connection's transport holds beside its session's buffer (which
+/// the pump counts), as last added to its kind's `buffered` gauge:
+/// io_uring's receive and send queues, rustls's records and decrypted
+/// input. Each backend sets it after whatever changes them and to 0 when it
+/// releases the connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Held(usize);
+
+impl Held {
+    /// The transport holds `now` bytes: moves `counters`' gauge by the change.
+    pub(crate) fn set(&mut self, now: usize, counters: &mut StreamCounters) {
+        if now != self.0 {
+            counters.rebuffer(self.0, now);
+            self.0 = now;
+        }
+    }
+}
+
 /// A point-in-time copy of the server's counters (summed over workers).
 ///
 /// Everything only grows, except `connections_open` and the `buffered`

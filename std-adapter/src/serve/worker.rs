@@ -32,7 +32,7 @@ use super::conns::{BUDGET, ConnTable, Driver};
 use super::error::Endpoint;
 use super::events::{Throttles, log_events};
 use super::listener::{ListenSocket, Listener};
-use super::stats::Counters;
+use super::stats::{Counters, Held};
 use super::storage::{SessionStorage, release_idle};
 use super::tls::Outcome;
 use super::udp::UdpEndpoint;
@@ -297,7 +297,12 @@ impl Worker {
             // (edge-triggered): a silent connection is not read, so its
             // session buffer is not allocated (`serve/storage.rs`).
             pump.clear_readable();
-            Conn { stream, pump, peer }
+            Conn {
+                stream,
+                pump,
+                peer,
+                held: Held::default(),
+            }
         };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
         self.opened(key, now);
@@ -307,6 +312,9 @@ impl Worker {
     fn release_all(&mut self) {
         let now = self.clock.now();
         self.conns.reset_unfinished(now, &mut self.counters);
+        for conn in self.conns.iter_mut() {
+            conn.sync_gauge(&mut self.counters);
+        }
         self.conns.release_all(drop);
         self.listeners.clear();
         self.udp.clear();
@@ -335,6 +343,7 @@ impl Driver for Worker {
         }
         let counters = self.counters.stream(conn.stream.kind());
         let next = conn.pump.drive(now, &mut conn.stream, BUDGET, counters);
+        conn.sync_gauge(&mut self.counters);
         release_idle(&mut conn.pump);
         if let Some(outcome) = conn.stream.take_outcome() {
             self.counters.tls_handshakes.record(outcome);

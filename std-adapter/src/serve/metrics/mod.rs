@@ -344,7 +344,7 @@ fn encode_snapshot(
         s,
         (
             "ricochet_buffered",
-            "Bytes held for live connections now (session buffers; io_uring's queues too).",
+            "Bytes held for live connections now (session buffers; io_uring's queues and rustls's records too).",
             Some(&bytes),
             Gauge,
         ),

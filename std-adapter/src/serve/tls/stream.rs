@@ -179,6 +179,17 @@ impl TlsStream {
         }
     }
 
+    /// Bytes rustls holds for this connection now: decrypted input the
+    /// session has not read yet and records the socket has not taken (at
+    /// most [`OUTPUT_LIMIT`] and one write's worth). Asks rustls through
+    /// `process_new_packets`, which finds nothing new to process: every
+    /// read processes what it takes in. 0 once rustls failed.
+    pub(crate) fn held(&mut self) -> usize {
+        self.conn.process_new_packets().map_or(0, |io| {
+            io.plaintext_bytes_to_read() + io.tls_bytes_to_write()
+        })
+    }
+
     /// Whether the connection was refused (failed handshake or fatal alert).
     pub(crate) fn is_refused(&self) -> bool {
         self.refused

@@ -14,7 +14,7 @@ use super::super::conn::Peer;
 use super::super::conns::Driver;
 use super::super::error::Endpoint;
 use super::super::listener;
-use super::super::stats::StreamKind;
+use super::super::stats::{Held, StreamKind};
 use super::super::throttle::Throttle;
 use super::conn::{Conn, ConnIo, Socket};
 use super::fixed;
@@ -194,7 +194,7 @@ impl Worker<'_> {
             ready: false,
             dirty: false,
             releasing: None,
-            gauged: 0,
+            gauged: Held::default(),
         };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
         debug_assert!(fixed.is_none_or(|slot| slot as usize == key));

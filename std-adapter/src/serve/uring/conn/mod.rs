@@ -26,7 +26,7 @@ use ricochet_core::{Duration, Instant, Pump, Teardown};
 
 use super::super::conn::Peer;
 use super::super::conns::Tracked;
-use super::super::stats::{Counters, StreamKind};
+use super::super::stats::{Counters, Held, StreamKind};
 use super::super::storage::SessionStorage;
 use super::bufs::{BufRing, TxPool};
 
@@ -607,7 +607,7 @@ pub(crate) struct Conn {
     pub(crate) releasing: Option<Teardown>,
     /// What this connection's own queues held when last added to the
     /// counters' `buffered` gauge (see [`Conn::sync_gauge`]).
-    pub(crate) gauged: usize,
+    pub(crate) gauged: Held,
 }
 
 impl Conn {
@@ -627,10 +627,7 @@ impl Conn {
         } else {
             self.io.rx_bytes() + self.io.tx_pending().saturating_sub(self.io.tx_inflight)
         };
-        if now != self.gauged {
-            counters.stream(self.kind).rebuffer(self.gauged, now);
-            self.gauged = now;
-        }
+        self.gauged.set(now, counters.stream(self.kind));
     }
 }
 

@@ -17,8 +17,9 @@
 //! the linger (until the peer's FIN and the acknowledgement of everything
 //! sent, counted from the last delivery progress), the abort, and the
 //! counting. This module adds only what smoltcp needs around it: accepting,
-//! a bound on handshakes, and waiting for an abort's RST to go out. One
-//! slot's cycle:
+//! a bound on handshakes, and waiting for an abort's RST to go out (and,
+//! after a close that ends in TIME-WAIT, for the ACK of the peer's FIN: a
+//! socket that listens forgets what it owed). One slot's cycle:
 //!
 //! ```text
 //!  Listening --SYN--> Handshake --ACK--> Serving(pump) --Release(Close)----------> Listening
@@ -181,6 +182,15 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
                     // The budget is unbounded: a drive ends only when
                     // nothing moves, so `Yield` does not occur.
                     Next::Wait { .. } | Next::Yield => continue,
+                    // The peer's FIN just came in: smoltcp acknowledges a
+                    // bare FIN in the sending round next, and listening now
+                    // would forget that ACK (the peer's retransmitted FIN
+                    // would then get a reset). Listens after that round.
+                    Next::Release(Teardown::Close)
+                        if after == After::Ingress && socket.state() == tcp::State::TimeWait =>
+                    {
+                        continue;
+                    }
                     Next::Release(Teardown::Close) if listen(socket, settings.port(slot.port)) => {
                         Phase::Listening
                     }

@@ -323,11 +323,26 @@ fn client_that_never_reads_is_bounded_then_aborted_while_others_are_served() {
     a_new_client_is_served(&mut sim, 42000);
 }
 
+/// The node closes first (FIN), the client answers with its own: the
+/// node's socket ends in TIME-WAIT and listens again from there, once it
+/// acknowledged that FIN (smoltcp delays ACKs: listening first dropped the
+/// ACK, and the client's retransmitted FIN got a reset 1 s later).
 #[test]
 fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
     let mut config = server_config();
     config.session.idle_timeout = Some(Duration::from_secs(10));
     let mut sim = Sim::<4, 6, 1024>::new(config);
+    let resets = Rc::new(Cell::new(0u32));
+    let counted = resets.clone();
+    sim.node_dev.filter_sent(move |_, frame| {
+        if let Some(seg) = support::frames::tcp_segment(frame) {
+            counted.set(counted.get() + u32::from(seg.src_port == 7 && seg.rst));
+        }
+        true
+    });
     let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
     let start = sim.now;
     let connected = sim.run(SECOND, &mut |_, node, _| {
@@ -353,8 +368,17 @@ fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
     assert!(sim.now - start >= 10 * SECOND);
     // The node slept through the idle time: a handful of steps, not one per tick.
     assert!(sim.steps - steps < 50, "{} steps", sim.steps - steps);
+    // The node acknowledged the client's FIN before it listened again: the
+    // client is closed at once, not after retransmitting its FIN (in 1 s)
+    // into a listener, which answers with a reset.
+    let acked = sim.run(SECOND / 2, &mut |host, _, _| {
+        Flow::until(None, host.tcp(handle).state() == tcp::State::Closed)
+    });
+    assert!(acked, "client left in {}", sim.host.tcp(handle).state());
+    assert_eq!(resets.get(), 0, "the node reset a cleanly closed peer");
     // Re-armed: another client is served.
     a_new_client_is_served(&mut sim, 42000);
+    assert_eq!(resets.get(), 0);
 }
 
 /// A healthy client that falls quiet keeps its connection until the

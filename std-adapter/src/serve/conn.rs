@@ -16,7 +16,7 @@ use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::{Instant, Pump};
 
 use super::conns::Tracked;
-use super::stats::{Counters, Held, StreamKind};
+use super::stats::{Counters, StreamKind};
 use super::storage::SessionStorage;
 use super::tls::{Outcome, TlsStream};
 
@@ -226,12 +226,11 @@ impl Stream {
         }
     }
 
-    /// TLS: what rustls holds (see [`TlsStream::held`]); 0 for the kernel's
-    /// sockets, whose queues are the kernel's memory.
-    fn held(&mut self) -> usize {
-        match self {
-            Stream::Tls(s) => s.held(),
-            Stream::Tcp(_) | Stream::Unix(_) => 0,
+    /// TLS: keeps the `buffered` gauge counting what rustls holds (see
+    /// [`TlsStream::sync_gauge`]); the kernel's sockets hold nothing of ours.
+    fn sync_gauge(&mut self, released: bool, counters: &mut Counters) {
+        if let Stream::Tls(s) = self {
+            s.sync_gauge(released, counters.stream(StreamKind::Tls));
         }
     }
 
@@ -303,8 +302,6 @@ pub(crate) struct Conn {
     pub(crate) stream: Stream,
     pub(crate) pump: Pump<SessionStorage>,
     pub(crate) peer: Peer,
-    /// What its transport holds, as last added to the `buffered` gauge.
-    pub(crate) held: Held,
 }
 
 impl Conn {
@@ -314,12 +311,7 @@ impl Conn {
     /// counts nothing then. Called after each drive, and after the worker
     /// stopped every pump at its exit.
     pub(crate) fn sync_gauge(&mut self, counters: &mut Counters) {
-        let now = if self.pump.is_released() {
-            0
-        } else {
-            self.stream.held()
-        };
-        self.held.set(now, counters.stream(self.stream.kind()));
+        self.stream.sync_gauge(self.pump.is_released(), counters);
     }
 }
 

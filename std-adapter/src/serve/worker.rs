@@ -32,7 +32,7 @@ use super::conns::{BUDGET, ConnTable, Driver};
 use super::error::Endpoint;
 use super::events::{Throttles, log_events};
 use super::listener::{ListenSocket, Listener};
-use super::stats::{Counters, Held};
+use super::stats::Counters;
 use super::storage::{SessionStorage, release_idle};
 use super::tls::Outcome;
 use super::udp::UdpEndpoint;
@@ -297,12 +297,7 @@ impl Worker {
             // (edge-triggered): a silent connection is not read, so its
             // session buffer is not allocated (`serve/storage.rs`).
             pump.clear_readable();
-            Conn {
-                stream,
-                pump,
-                peer,
-                held: Held::default(),
-            }
+            Conn { stream, pump, peer }
         };
         let key = self.conns.insert(kind, peer, now, &mut self.counters, make);
         self.opened(key, now);

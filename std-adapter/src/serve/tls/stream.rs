@@ -23,10 +23,11 @@ use std::net::Shutdown;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use ricochet_core::Instant;
 use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
+use ricochet_core::{Instant, StreamCounters};
 use rustls::{HandshakeKind, ServerConnection};
 
+use super::super::stats::Held;
 use super::counters::HandshakeFailure;
 
 /// Most bytes of TLS records queued for the socket; beyond it writes are short.
@@ -82,6 +83,8 @@ pub(crate) struct TlsStream {
     /// The last read returned data early: the end of the stream (or an
     /// error) is already known and is the next read's.
     end_pending: bool,
+    /// What rustls held, as last added to the `buffered` gauge.
+    gauged: Held,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -129,6 +132,7 @@ impl TlsStream {
             fin: Fin::Open,
             refused: false,
             end_pending: false,
+            gauged: Held::default(),
         })
     }
 
@@ -179,15 +183,22 @@ impl TlsStream {
         }
     }
 
-    /// Bytes rustls holds for this connection now: decrypted input the
-    /// session has not read yet and records the socket has not taken (at
-    /// most [`OUTPUT_LIMIT`] and one write's worth). Asks rustls through
+    /// Keeps `counters`' `buffered` gauge counting what rustls holds for
+    /// this connection: decrypted input the session has not read yet and
+    /// records the socket has not taken (at most [`OUTPUT_LIMIT`] and one
+    /// write's worth); nothing once `released` (the pump counts nothing
+    /// then either) or once rustls failed. Asks rustls through
     /// `process_new_packets`, which finds nothing new to process: every
-    /// read processes what it takes in. 0 once rustls failed.
-    pub(crate) fn held(&mut self) -> usize {
-        self.conn.process_new_packets().map_or(0, |io| {
-            io.plaintext_bytes_to_read() + io.tls_bytes_to_write()
-        })
+    /// read processes what it takes in.
+    pub(crate) fn sync_gauge(&mut self, released: bool, counters: &mut StreamCounters) {
+        let now = if released {
+            0
+        } else {
+            self.conn.process_new_packets().map_or(0, |io| {
+                io.plaintext_bytes_to_read() + io.tls_bytes_to_write()
+            })
+        };
+        self.gauged.set(now, counters);
     }
 
     /// Whether the connection was refused (failed handshake or fatal alert).

@@ -1,0 +1,339 @@
+use super::*;
+use ricochet_core::Mode;
+use ricochet_core::probe::{Pattern, SizeRange};
+use std::cell::Cell;
+use std::collections::VecDeque;
+
+/// A scripted stream: reads come from `input` (then EOF), writes go to `output`
+/// at most `max_write` bytes at a time.
+struct Script {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+    max_write: usize,
+    fin_sent: bool,
+}
+
+impl ErrorType for Script {
+    type Error = ErrorKind;
+}
+
+impl Read for Script {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let n = buf.len().min(self.input.len()).min(7);
+        for b in buf.iter_mut().take(n) {
+            *b = self.input.pop_front().unwrap_or(0);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Script {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        let n = buf.len().min(self.max_write);
+        self.output.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl HalfClose for Script {
+    fn shutdown_write(&mut self) {
+        self.fin_sent = true;
+    }
+}
+
+fn ticker() -> impl Fn() -> Instant {
+    let t = Cell::new(0u64);
+    move || {
+        t.set(t.get() + 1);
+        Instant::from_micros(t.get())
+    }
+}
+
+#[test]
+fn serve_connection_echoes_everything_through_short_writes_then_closes() {
+    let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    let mut s = Script {
+        input: data.iter().copied().collect(),
+        output: Vec::new(),
+        max_write: 3,
+        fin_sent: false,
+    };
+    let stats = serve_connection(&mut s, [0u8; 64], SessionConfig::default(), &ticker()).unwrap();
+    assert_eq!(s.output, data);
+    assert_eq!(stats.bytes_out, 1000);
+}
+
+#[test]
+fn serve_connection_aborts_on_truncated_frame_at_fin() {
+    let config = SessionConfig {
+        mode: Mode::Frames,
+        ..SessionConfig::default()
+    };
+    let mut s = Script {
+        input: [0u8, 5, b'a', b'b'].into_iter().collect(),
+        output: Vec::new(),
+        max_write: 64,
+        fin_sent: false,
+    };
+    let r = serve_connection(&mut s, [0u8; 64], config, &ticker());
+    assert!(matches!(
+        r,
+        Err(DriveError::Aborted {
+            reason: AbortReason::TruncatedFrame { .. },
+            ..
+        })
+    ));
+    assert!(s.output.is_empty());
+}
+
+/// A peer that sent `input` and then waits (reads time out) until our
+/// FIN, which it answers with its own.
+struct Waiting {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+    fin_sent: bool,
+}
+
+impl ErrorType for Waiting {
+    type Error = ErrorKind;
+}
+
+impl Read for Waiting {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.input.is_empty() {
+            return if self.fin_sent {
+                Ok(0)
+            } else {
+                Err(ErrorKind::TimedOut)
+            };
+        }
+        let n = buf.len().min(self.input.len());
+        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *b = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Waiting {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl HalfClose for Waiting {
+    fn shutdown_write(&mut self) {
+        self.fin_sent = true;
+    }
+}
+
+/// A peer that sent `input`, then acknowledges one byte of what it was
+/// sent per read that finds nothing (a slow reader), and never finishes.
+struct SlowReader {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+    unacknowledged: usize,
+}
+
+impl ErrorType for SlowReader {
+    type Error = ErrorKind;
+}
+
+impl Read for SlowReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.input.is_empty() {
+            self.unacknowledged = self.unacknowledged.saturating_sub(1);
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.input.len());
+        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *b = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for SlowReader {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.output.extend_from_slice(buf);
+        self.unacknowledged += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl HalfClose for SlowReader {
+    fn shutdown_write(&mut self) {}
+    fn unacknowledged_output(&self) -> usize {
+        self.unacknowledged
+    }
+}
+
+#[test]
+fn serve_connection_line_too_long_returns_once_the_echo_before_it_is_acknowledged() {
+    // The caller resets the connection when this returns: a reset
+    // discards what the peer has not acknowledged, so the whole line
+    // before the overlong one must be acknowledged first.
+    let mut peer = SlowReader {
+        input: b"ok\n".iter().chain(&[b'x'; 100]).copied().collect(),
+        output: Vec::new(),
+        unacknowledged: 0,
+    };
+    let config = SessionConfig {
+        mode: Mode::Lines,
+        ..SessionConfig::default()
+    };
+    let r = serve_connection(&mut peer, [0u8; 64], config, &ticker());
+    assert!(matches!(
+        r,
+        Err(DriveError::Aborted {
+            reason: AbortReason::LineTooLong { .. },
+            ..
+        })
+    ));
+    assert_eq!(peer.output, b"ok\n");
+    assert_eq!(
+        peer.unacknowledged, 0,
+        "returned before the echo was acknowledged"
+    );
+}
+
+/// `Stop::No` for the first `after` asks, then `then`.
+fn stop_after(after: usize, then: Stop) -> impl FnMut() -> Stop {
+    let mut asked = 0;
+    move || {
+        asked += 1;
+        if asked > after { then } else { Stop::No }
+    }
+}
+
+fn lines_peer_waiting_after(input: &[u8]) -> (Waiting, SessionConfig) {
+    let peer = Waiting {
+        input: input.iter().copied().collect(),
+        output: Vec::new(),
+        fin_sent: false,
+    };
+    let config = SessionConfig {
+        mode: Mode::Lines,
+        ..SessionConfig::default()
+    };
+    (peer, config)
+}
+
+#[test]
+fn serve_connection_until_stop_gracefully_echoes_the_held_line_then_fin() {
+    let (mut peer, config) = lines_peer_waiting_after(b"one\ntwo");
+    let stop = stop_after(3, Stop::Gracefully);
+    let stats = serve_connection_until(&mut peer, [0u8; 64], config, &ticker(), stop).unwrap();
+    assert_eq!(peer.output, b"one\ntwo");
+    assert!(peer.fin_sent);
+    assert_eq!((stats.bytes_out, stats.bytes_discarded), (7, 0));
+}
+
+#[test]
+fn serve_connection_until_stop_at_once_resets_and_counts_the_held_line_discarded() {
+    let (mut peer, config) = lines_peer_waiting_after(b"one\ntwo");
+    let stop = stop_after(3, Stop::AtOnce);
+    let r = serve_connection_until(&mut peer, [0u8; 64], config, &ticker(), stop);
+    let Err(DriveError::Aborted { reason, stats }) = r else {
+        panic!("expected an abort, got {r:?}");
+    };
+    assert_eq!(reason, AbortReason::Local);
+    assert_eq!(peer.output, b"one\n");
+    assert!(!peer.fin_sent);
+    assert_eq!(stats.bytes_discarded, 3);
+}
+
+/// A stream that echoes what was written (a perfect echo server in memory).
+struct Loop {
+    pending: VecDeque<u8>,
+    corrupt_at: Option<usize>,
+    written: usize,
+}
+
+impl ErrorType for Loop {
+    type Error = ErrorKind;
+}
+
+impl Read for Loop {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.pending.is_empty() {
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.pending.len());
+        for b in buf.iter_mut().take(n) {
+            *b = self.pending.pop_front().unwrap_or(0);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Loop {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        for &b in buf {
+            let b = if Some(self.written) == self.corrupt_at {
+                b ^ 0xff
+            } else {
+                b
+            };
+            self.pending.push_back(b);
+            self.written += 1;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+fn config() -> ProbeConfig {
+    ProbeConfig {
+        pattern: Pattern::Stream { window: 300 },
+        size: SizeRange::range(10, 90),
+        count: Some(50),
+        ..ProbeConfig::default()
+    }
+}
+
+#[test]
+fn probe_connection_over_perfect_echo_verifies_every_message() {
+    let mut l = Loop {
+        pending: VecDeque::new(),
+        corrupt_at: None,
+        written: 0,
+    };
+    let mut buf = [0u8; 128];
+    let stats = probe_connection::<64, _, _>(&mut l, config(), &ticker(), &mut buf).unwrap();
+    assert_eq!(stats.messages_verified, 50);
+    assert_eq!(stats.bytes_verified, stats.bytes_sent);
+}
+
+#[test]
+fn probe_connection_reports_mismatch_at_corrupted_offset() {
+    let mut l = Loop {
+        pending: VecDeque::new(),
+        corrupt_at: Some(777),
+        written: 0,
+    };
+    let mut buf = [0u8; 128];
+    let r = probe_connection::<64, _, _>(&mut l, config(), &ticker(), &mut buf);
+    assert!(
+        matches!(
+            r,
+            Err(ProbeDriveError::Probe(ProbeError::Mismatch {
+                offset: 777,
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+}

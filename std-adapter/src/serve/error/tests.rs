@@ -1,0 +1,123 @@
+use super::*;
+
+#[test]
+fn loopback_not_available_names_the_other_family_to_listen_on() {
+    let unavailable = |addr: &str| {
+        BindError::from_io(
+            Endpoint::Tcp(addr.parse().unwrap()),
+            io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+        )
+        .to_string()
+    };
+    // An IPv6-only host or network namespace: `ricochet serve`'s default.
+    let v4 = unavailable("127.0.0.1:7007");
+    assert!(
+        v4.contains("no interface has 127.0.0.1") && v4.contains("--tcp [::1]:7007"),
+        "{v4}"
+    );
+    // IPv6 disabled (net.ipv6.conf.*.disable_ipv6).
+    let v6 = unavailable("[::1]:7007");
+    assert!(
+        v6.contains("disable_ipv6") && v6.contains("--tcp 127.0.0.1:7007"),
+        "{v6}"
+    );
+    let other = unavailable("[2001:db8::1]:7");
+    assert!(other.contains("ip -6 addr"), "{other}");
+}
+
+#[test]
+fn port_refused_below_the_unprivileged_start_names_every_way_out_and_above_it_a_policy() {
+    let low = port_denied_advice(7, 1024);
+    for needle in [
+        "ports below 1024",
+        "socket activation",
+        "setcap cap_net_bind_service=+ep",
+        "AmbientCapabilities=",
+    ] {
+        assert!(low.contains(needle), "{needle:?}: {low}");
+    }
+    // A host that moved the limit: the number is its own.
+    assert!(port_denied_advice(79, 80).contains("ports below 80 "));
+    let high = port_denied_advice(8080, 1024);
+    assert!(high.contains("security policy"), "{high}");
+    assert!(!high.contains("setcap"), "{high}");
+}
+
+#[test]
+fn invalid_argument_on_unscoped_link_local_says_to_name_the_interface() {
+    let endpoint = Endpoint::Tcp("[fe80::1]:7007".parse().unwrap());
+    let e = BindError::from_io(endpoint, io::Error::from_raw_os_error(libc::EINVAL));
+    assert!(
+        matches!(e, BindError::LinkLocalWithoutScope { .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "tcp [fe80::1]:7007: a link-local IPv6 address exists once per interface: name the \
+         interface, e.g. --tcp [fe80::1%eth0]:7007 (see `ip -6 addr`)"
+    );
+    // Any other address keeps the OS error.
+    let other = Endpoint::Tcp("[2001:db8::1]:7".parse().unwrap());
+    let e = BindError::from_io(other, io::Error::from_raw_os_error(libc::EINVAL));
+    assert!(matches!(e, BindError::Io { .. }), "{e:?}");
+}
+
+#[test]
+fn spawn_error_from_the_open_file_limit_names_the_fix() {
+    let e = SpawnError::EventLoop(io::Error::from_raw_os_error(libc::EMFILE));
+    let text = e.to_string();
+    assert!(text.starts_with("cannot create an event loop: "), "{text}");
+    assert!(
+        text.contains("ulimit -n") && text.contains("LimitNOFILE"),
+        "{text}"
+    );
+    let e = SpawnError::Register(io::Error::from_raw_os_error(libc::ENFILE));
+    assert!(e.to_string().contains("fs.file-max"), "{e}");
+    // A thread refused for the user's process/thread limit names it.
+    let e = SpawnError::Thread(io::Error::from_raw_os_error(libc::EAGAIN));
+    assert!(
+        e.to_string().contains("ulimit -u") && e.to_string().contains("TasksMax="),
+        "{e}"
+    );
+    // Any other error is left as it is.
+    let e = SpawnError::Thread(io::Error::from_raw_os_error(libc::EINVAL));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "cannot start a worker thread: {}",
+            io::Error::from_raw_os_error(libc::EINVAL)
+        )
+    );
+}
+
+/// A kernel booted with `ipv6.disable=1` refuses every IPv6 socket with
+/// EAFNOSUPPORT: it was "Address family not supported by protocol" and
+/// nothing more. Now it says why and names the IPv4 flag to give.
+#[test]
+fn ipv6_endpoint_on_a_kernel_without_ipv6_names_the_ipv4_flag_to_give() {
+    let no_v6 = |e: Endpoint| {
+        BindError::from_io(e, io::Error::from_raw_os_error(libc::EAFNOSUPPORT)).to_string()
+    };
+    let wildcard = no_v6(Endpoint::Tcp("[::]:7".parse().unwrap()));
+    assert!(
+        wildcard.starts_with("tcp [::]:7: this system has no IPv6")
+            && wildcard.contains("ipv6.disable=1")
+            && wildcard.ends_with("listen on IPv4 instead, --tcp 0.0.0.0:7"),
+        "{wildcard}"
+    );
+    let loopback = no_v6(Endpoint::Udp("[::1]:9".parse().unwrap()));
+    assert!(loopback.ends_with("--udp 127.0.0.1:9"), "{loopback}");
+    let other = no_v6(Endpoint::Tls("[2001:db8::1]:7443".parse().unwrap()));
+    assert!(
+        other.ends_with("--tls ADDRESS:7443 (one of this host's IPv4 addresses)"),
+        "{other}"
+    );
+    // An IPv4 endpoint's EAFNOSUPPORT is not about IPv6.
+    assert!(matches!(
+        BindError::from_io(
+            Endpoint::Tcp("127.0.0.1:7".parse().unwrap()),
+            io::Error::from_raw_os_error(libc::EAFNOSUPPORT)
+        ),
+        BindError::Io { .. }
+    ));
+}

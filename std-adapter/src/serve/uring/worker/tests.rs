@@ -1,0 +1,53 @@
+use super::*;
+
+#[test]
+fn only_last_completions_of_counted_requests_end_one_in_flight() {
+    const F_MORE: u32 = 1 << 1;
+    assert!(cqueue::more(F_MORE), "IORING_CQE_F_MORE");
+    let recv = user_data(Op::Recv, 3, 0);
+    assert!(ends_counted(recv, 0));
+    assert!(!ends_counted(recv, F_MORE), "a multishot receive goes on");
+    assert!(
+        !ends_counted(user_data(Op::Send, 3, 0), 0),
+        "sends are not counted"
+    );
+    for check in [bundle::check_user_data(), bundle::check_cancel_user_data()] {
+        assert!(
+            !ends_counted(check, 0),
+            "the bundle check's late receive and its cancel were never counted"
+        );
+    }
+    assert!(
+        ends_counted(user_data(Op::Cancel, 0, 0), 0),
+        "the worker's own cancels are"
+    );
+    assert!(ends_counted(user_data(Op::Accept, 0, 0), 0));
+}
+
+#[test]
+fn waiting_receives_are_granted_only_from_a_quarter_of_the_ring_free() {
+    use super::super::stream::grants;
+    assert_eq!(grants(0), 0);
+    assert_eq!(grants(4 * REARM_MIN_FREE - 1), 0);
+    assert_eq!(grants(4 * REARM_MIN_FREE), 1);
+    assert_eq!(grants(usize::from(RX_BUFS)), 8);
+}
+
+#[test]
+fn ring_is_short_when_receives_wait_or_an_eighth_is_left() {
+    use super::super::stream::scarce;
+    let ring = usize::from(RX_BUFS);
+    assert!(!scarce(ring, 0));
+    assert!(!scarce(ring / 8, 0));
+    assert!(scarce(ring / 8 - 1, 0));
+    assert!(scarce(ring, 1), "a receive waits for buffers");
+}
+
+#[test]
+fn worker_with_waiting_receives_and_too_few_buffers_to_grant_waits() {
+    // The state a worker spun in (millions of turns a second): 12
+    // receives waiting, 18 buffers free, none granted.
+    assert!(!rearm_possible(12, 18));
+    assert!(rearm_possible(12, 32));
+    assert!(!rearm_possible(0, 1024));
+}

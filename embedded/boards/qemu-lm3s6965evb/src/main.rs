@@ -76,7 +76,10 @@ static NODE: StaticCell<Node> = StaticCell::new();
 
 #[entry]
 fn main() -> ! {
-    let core = cortex_m::Peripherals::take().expect("core peripherals taken once");
+    // SAFETY: `main` runs once and nothing else takes the core
+    // peripherals, so this is their only instance (`take` would check that
+    // at run time, at the cost of a critical section and a panic path).
+    let core = unsafe { cortex_m::Peripherals::steal() };
     let mut clock = match Clock::start(core.SYST, SYSCLK_HZ) {
         Ok(clock) => clock,
         Err(e) => defmt::panic!("clock: {}", e),

@@ -17,6 +17,8 @@ use ricochet_compact_rt as _;
 // The fault and panic handlers, the defmt timestamp and logger (semihosting).
 use ricochet_qemu_rt as _;
 
+use core::mem::MaybeUninit;
+
 use cortex_m_rt::{entry, exception};
 use ricochet_cortex_m_clock::{Clock, Every};
 use ricochet_embedded::ricochet_core::{Duration, PolicyConfig};
@@ -26,7 +28,6 @@ use ricochet_embedded::{
     EchoNode, Ipv4Config, NoLed, NodeConfig, NodeResources, SessionBuffer, StaticIpv4, TcpRxBuffer,
     TcpTxBuffer, UdpRxBuffer, UdpTxBuffer, socket_slots,
 };
-use static_cell::{ConstStaticCell, StaticCell};
 
 use crate::enet::Enet;
 
@@ -69,13 +70,17 @@ type Resources = NodeResources<
     UdpRxBuffer<UDP_RX>,
     UdpTxBuffer<UDP_TX>,
 >;
-/// Every buffer of the node: all zero or uninitialised, so in `.bss`.
-static RESOURCES: ConstStaticCell<Resources> = ConstStaticCell::new(NodeResources::new());
 type Node = EchoNode<'static, SOCKETS>;
-static NODE: StaticCell<Node> = StaticCell::new();
 
 #[entry]
 fn main() -> ! {
+    // cortex-m-rt turns these two into `&'static mut` borrows, safe because
+    // the entry point runs once: no run-time "taken once" check (and panic
+    // path) as with a `StaticCell`. Every buffer of the node: all zero or
+    // uninitialised, so in `.bss`.
+    static mut RESOURCES: Resources = NodeResources::new();
+    // Where the node is built, so it never exists as a stack temporary.
+    static mut NODE: MaybeUninit<Node> = MaybeUninit::uninit();
     // SAFETY: `main` runs once and nothing else takes the core
     // peripherals, so this is their only instance (`take` would check that
     // at run time, at the cost of a critical section and a panic path).
@@ -88,7 +93,7 @@ fn main() -> ! {
     let mac = enet.mac_address();
     defmt::info!("ricochet: lm3s6965evb up, mac {}", mac);
     ricochet_qemu_rt::selftest();
-    let node = start(enet, mac, &clock);
+    let node = start(RESOURCES, NODE, enet, mac, &clock);
 
     let mut stats = Every::new(STATS_EVERY);
     let mut reported_errors = 0;
@@ -113,7 +118,13 @@ fn main() -> ! {
 /// building it must not stay reserved in `main`'s stack frame, which lives
 /// forever.
 #[inline(never)]
-fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut Node {
+fn start(
+    resources: &'static mut Resources,
+    slot: &'static mut MaybeUninit<Node>,
+    enet: &mut Enet,
+    mac: EthernetAddress,
+    clock: &Clock,
+) -> &'static mut Node {
     let mut config = NodeConfig::new(mac);
     config.random_seed = random_seed(mac, clock);
     // Raw on 7 (and UDP), lines on 7001, frames on 7002.
@@ -139,14 +150,7 @@ fn start(enet: &mut Enet, mac: EthernetAddress, clock: &Clock) -> &'static mut N
         max_datagram: MAX_DATAGRAM,
         ..PolicyConfig::DEFAULT
     });
-    match EchoNode::init(
-        NODE.uninit(),
-        config,
-        RESOURCES.take(),
-        NoLed,
-        enet,
-        clock.now(),
-    ) {
+    match EchoNode::init(slot, config, resources, NoLed, enet, clock.now()) {
         Ok(node) => node,
         Err(e) => defmt::panic!("node: {}", e),
     }

@@ -182,10 +182,10 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
                     // The budget is unbounded: a drive ends only when
                     // nothing moves, so `Yield` does not occur.
                     Next::Wait { .. } | Next::Yield => continue,
-                    // The peer's FIN just came in: smoltcp acknowledges a
-                    // bare FIN in the sending round next, and listening now
-                    // would forget that ACK (the peer's retransmitted FIN
-                    // would then get a reset). Listens after that round.
+                    // The peer's FIN just came in: its ACK goes out in the
+                    // sending round next (see `shutdown_write`), which
+                    // listening now would forget (the peer's retransmitted
+                    // FIN would then get a reset). Listens after that round.
                     Next::Release(Teardown::Close)
                         if after == After::Ingress && socket.state() == tcp::State::TimeWait =>
                     {
@@ -490,7 +490,12 @@ impl Transport for Connection<'_, '_> {
         }
     }
 
+    /// FIN, and from now on every segment is acknowledged in the next
+    /// sending round, not after smoltcp's delayed-ACK time: the service
+    /// after that round may listen again, which forgets an ACK still owed.
+    /// [`listen`] delays ACKs again.
     fn shutdown_write(&mut self) {
+        self.socket.set_ack_delay(None);
         self.socket.close();
     }
 
@@ -522,8 +527,13 @@ fn received(socket: &tcp::Socket<'_>) -> usize {
     socket.recv_queue() + usize::from(fin)
 }
 
-/// Listens on `port`; returns whether the socket now listens.
+/// smoltcp's delayed-ACK time, which a closing session turns off.
+const ACK_DELAY: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(10);
+
+/// Listens on `port`, with ACKs delayed again; returns whether the socket
+/// now listens.
 fn listen(socket: &mut tcp::Socket<'_>, port: u16) -> bool {
+    socket.set_ack_delay(Some(ACK_DELAY));
     match socket.listen(port) {
         Ok(()) => true,
         Err(e) => {
@@ -535,7 +545,24 @@ fn listen(socket: &mut tcp::Socket<'_>, port: u16) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::shares;
+    use smoltcp::socket::tcp;
+
+    use super::{ACK_DELAY, listen, shares};
+
+    /// A closing session turns delayed ACKs off (`shutdown_write`): the
+    /// socket listens again with smoltcp's default delay.
+    #[test]
+    fn listening_again_delays_acks_again_after_a_close_turned_them_off() {
+        let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut rx[..]),
+            tcp::SocketBuffer::new(&mut tx[..]),
+        );
+        assert_eq!(socket.ack_delay(), Some(ACK_DELAY));
+        socket.set_ack_delay(None);
+        assert!(listen(&mut socket, 7));
+        assert_eq!(socket.ack_delay(), Some(ACK_DELAY));
+    }
 
     #[test]
     fn idle_ports_each_keep_a_listener_and_the_rest_go_to_the_first() {

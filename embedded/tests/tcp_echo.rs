@@ -329,20 +329,10 @@ fn client_that_never_reads_is_bounded_then_aborted_while_others_are_served() {
 /// ACK, and the client's retransmitted FIN got a reset 1 s later).
 #[test]
 fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
-    use std::cell::Cell;
-    use std::rc::Rc;
-
     let mut config = server_config();
     config.session.idle_timeout = Some(Duration::from_secs(10));
     let mut sim = Sim::<4, 6, 1024>::new(config);
-    let resets = Rc::new(Cell::new(0u32));
-    let counted = resets.clone();
-    sim.node_dev.filter_sent(move |_, frame| {
-        if let Some(seg) = support::frames::tcp_segment(frame) {
-            counted.set(counted.get() + u32::from(seg.src_port == 7 && seg.rst));
-        }
-        true
-    });
+    let resets = count_node_resets(&mut sim);
     let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
     let start = sim.now;
     let connected = sim.run(SECOND, &mut |_, node, _| {
@@ -379,6 +369,46 @@ fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
     // Re-armed: another client is served.
     a_new_client_is_served(&mut sim, 42000);
     assert_eq!(resets.get(), 0);
+}
+
+/// Counts the resets the node sends from the echo port.
+fn count_node_resets(sim: &mut Sim<4, 6, 1024>) -> std::rc::Rc<std::cell::Cell<u32>> {
+    let resets = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counted = resets.clone();
+    sim.node_dev.filter_sent(move |_, frame| {
+        if let Some(seg) = support::frames::tcp_segment(frame) {
+            counted.set(counted.get() + u32::from(seg.src_port == 7 && seg.rst));
+        }
+        true
+    });
+    resets
+}
+
+/// The node closes first; the client's last bytes ride on its FIN, which
+/// smoltcp acknowledges after its delayed-ACK time, not in the next
+/// sending round: the node listens again only after that ACK went out.
+#[test]
+fn client_fin_with_its_last_bytes_after_the_node_closed_is_acknowledged_not_reset() {
+    let mut config = server_config();
+    config.session.idle_timeout = Some(Duration::from_secs(1));
+    let mut sim = Sim::<4, 6, 1024>::new(config);
+    let resets = count_node_resets(&mut sim);
+    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
+    let closed = sim.run(5 * SECOND, &mut |host, node, _| {
+        let socket = host.tcp(handle);
+        if socket.state() == tcp::State::CloseWait {
+            socket.send_slice(b"last words").unwrap();
+            socket.close();
+        }
+        Flow::until(None, node.stats().tcp.closed.idle_timeout == 1)
+    });
+    assert!(closed);
+    let acked = sim.run(SECOND / 2, &mut |host, _, _| {
+        Flow::until(None, host.tcp(handle).state() == tcp::State::Closed)
+    });
+    assert!(acked, "client left in {}", sim.host.tcp(handle).state());
+    assert_eq!(resets.get(), 0, "the node reset a cleanly closed peer");
+    a_new_client_is_served(&mut sim, 42000);
 }
 
 /// A healthy client that falls quiet keeps its connection until the

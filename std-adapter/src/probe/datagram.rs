@@ -459,9 +459,15 @@ impl Env<'_> {
             };
             (ErrorKind::Refused, msg)
         };
+        // An ICMP port unreachable is reported by the next send or recv,
+        // ahead of any echo already queued on the socket (an echo the
+        // server sent before it closed, when this socket sent again before
+        // reading it): the refusal waits until the queue is read, so those
+        // echoes count as verified rather than lost in flight.
+        let mut refusal = false;
         loop {
             let mut progressed = false;
-            while c.writable {
+            while c.writable && !refusal {
                 let now = clock.now();
                 let due = probe.next_due();
                 let sent = if self.may_send(probe, now) {
@@ -501,7 +507,8 @@ impl Env<'_> {
                         c.writable = e.kind() == io::ErrorKind::Interrupted;
                     }
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        return Err(refused(probe.stats().verified));
+                        refusal = true;
+                        c.readable = true;
                     }
                     Err(e) => return Err((ErrorKind::Io, format!("send: {e}"))),
                 }
@@ -544,11 +551,12 @@ impl Env<'_> {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        return Err(refused(probe.stats().verified));
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refusal = true,
                     Err(e) => return Err((ErrorKind::Io, format!("recv: {e}"))),
                 }
+            }
+            if refusal {
+                return Err(refused(probe.stats().verified));
             }
             if probe.is_done() {
                 return Ok(true);

@@ -49,12 +49,18 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
 
 /// [`run_bounded`] with `stdin` as the child's standard input.
 pub fn run_bounded_with_input(cmd: &mut Command, stdin: Stdio, limit: Duration) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    wait_bounded(child, &format!("{cmd:?}"), limit)
+}
+
+/// Waits for `child` (spawned with piped stdout and stderr), killing it
+/// after `limit`; `what` names it in the panic.
+pub fn wait_bounded(mut child: Child, what: &str, limit: Duration) -> Output {
     // Drain the pipes on threads so a chatty child cannot block on a full pipe.
     let mut out = child.stdout.take().map(|mut s| {
         std::thread::spawn(move || {
@@ -78,7 +84,7 @@ pub fn run_bounded_with_input(cmd: &mut Command, stdin: Stdio, limit: Duration) 
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
+            panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };

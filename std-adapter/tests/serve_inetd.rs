@@ -105,9 +105,13 @@ fn inetd_under_systemd_socket_activate_accept_echoes_each_connection() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut tool = cmd.spawn().expect("spawn systemd-socket-activate");
-    wait_until(IO_TIMEOUT, "systemd-socket-activate's socket", || {
-        path.exists()
-    });
+    // The tool binds, then listens: its file appears at the bind, and a
+    // connection before the listen is refused.
+    wait_until(
+        IO_TIMEOUT,
+        "systemd-socket-activate's socket listening",
+        || daemon_support::unix_listening(&path),
+    );
     for msg in [&b"first connection"[..], b"second connection"] {
         let mut c = UnixStream::connect(&path).unwrap();
         c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();

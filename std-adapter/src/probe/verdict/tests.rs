@@ -985,3 +985,528 @@ fn tls_section_warns_of_insecure_and_hints_when_no_handshake_completed() {
     assert!(w[0].contains("NOT verified"), "{w:?}");
     assert!(h[0].contains("no TLS handshake completed"), "{h:?}");
 }
+
+/// The verdict: a stream run passes when every connection slot completed
+/// (or never started: the duration ended first), nothing failed and the
+/// run was not stopped; a slot that neither completed nor failed (a
+/// connection lost without a count) fails it.
+#[test]
+fn stream_run_passes_only_when_every_slot_completed_or_never_started() {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.connections = 4;
+    let mut t = echoed_at(&[0, 10]);
+    t.connections_ok = 4;
+    let r = report_of(&spec, t.clone());
+    assert!(r.ok, "{r}");
+    // Three done, one never opened: clean, with a warning.
+    (t.connections_ok, t.not_started) = (3, 1);
+    let r = report_of(&spec, t.clone());
+    assert!(r.ok, "{r}");
+    assert!(
+        any_has(
+            &r.warnings,
+            "1 of 4 connections were never opened: the duration ended first"
+        ),
+        "{:?}",
+        r.warnings
+    );
+    // Three done, none left unopened: one is unaccounted for.
+    t.not_started = 0;
+    assert!(!report_of(&spec, t.clone()).ok);
+    // Every slot done but an error counted.
+    t.connections_ok = 4;
+    t.errors.count(ErrorKind::Timeout);
+    assert!(!report_of(&spec, t.clone()).ok);
+    // Every slot done, no error, but interrupted.
+    t.errors = Default::default();
+    let mut run = facts(None);
+    run.stopped_early = Some(StopReason::Interrupted);
+    assert!(!build_report(&spec, run, t.clone(), &[t]).ok);
+}
+
+/// A UDP run has no connection slots to account for: it passes on its
+/// errors and losses alone.
+#[test]
+fn udp_run_passes_without_clean_slots_and_fails_on_an_error() {
+    let spec = ProbeSpec::new(udp());
+    let t = datagrams(1000, 1000, 0);
+    assert_eq!((t.connections_ok, t.not_started), (0, 0));
+    let r = report_of(&spec, t.clone());
+    assert!(r.ok, "{r}");
+    let mut corrupt = t;
+    corrupt.errors.count(ErrorKind::Corrupt);
+    assert!(!report_of(&spec, corrupt).ok);
+}
+
+/// Losses fail a UDP run when they exceed --max-loss of the datagrams
+/// sent (exactly the allowance passes), once, with the figures; those lost
+/// only because their socket failed are that failure, not a loss error.
+#[test]
+fn udp_losses_over_max_loss_fail_the_run_once_and_at_it_pass() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.max_loss_pct = 1.0;
+    // 10 of 1000: 1 %, the allowance.
+    let r = report_of(&spec, datagrams(1000, 990, 10));
+    assert!(r.ok, "{r}");
+    assert_eq!(r.errors.loss, 0);
+    let d = r.datagrams.expect("a UDP run has datagram counts");
+    assert!(near(d.loss_pct, 1.0), "{}", d.loss_pct);
+    assert!(near(d.max_loss_pct, 1.0));
+    // 11 of 1000: over it.
+    let r = report_of(&spec, datagrams(1000, 989, 11));
+    assert!(!r.ok);
+    assert_eq!(r.errors.loss, 1);
+    let loss: Vec<_> = r
+        .error_details
+        .iter()
+        .filter(|e| e.kind == ErrorKind::Loss)
+        .collect();
+    assert_eq!(loss.len(), 1, "{:?}", r.error_details);
+    assert_eq!(
+        loss[0].message,
+        "11 of 1000 datagrams lost (1.100%), more than the 1% allowed by --max-loss"
+    );
+    assert_eq!(loss[0].connection, None, "the whole run's");
+    // The same 11, 2 of them in flight on a socket that failed: 9 judged.
+    let mut t = datagrams(1000, 989, 11);
+    t.datagrams.lost_on_failure = 2;
+    assert_eq!(report_of(&spec, t).errors.loss, 0);
+    // No loss allowed, none lost: passes; one lost: fails.
+    spec.max_loss_pct = 0.0;
+    assert!(report_of(&spec, datagrams(1000, 1000, 0)).ok);
+    assert_eq!(report_of(&spec, datagrams(1000, 999, 1)).errors.loss, 1);
+    // Nothing sent: no loss, no division by zero.
+    let r = report_of(&spec, datagrams(0, 0, 0));
+    assert_eq!(r.datagrams.map(|d| d.loss_pct), Some(0.0));
+}
+
+/// The loss error joins the details while they have room, and never
+/// pushes them past `MAX_ERROR_DETAILS`.
+#[test]
+fn udp_loss_error_detail_is_added_only_below_the_details_cap() {
+    let spec = ProbeSpec::new(udp());
+    let detail = |c: usize| ConnError {
+        connection: Some(c),
+        kind: ErrorKind::Corrupt,
+        offset: Some(0),
+        expected: None,
+        actual: None,
+        message: String::new(),
+    };
+    let mut t = datagrams(1000, 900, 100);
+    for c in 0..MAX_ERROR_DETAILS - 1 {
+        t.error(detail(c));
+    }
+    let r = report_of(&spec, t.clone());
+    assert_eq!(r.error_details.len(), MAX_ERROR_DETAILS);
+    assert_eq!(
+        r.error_details.last().map(|e| e.kind),
+        Some(ErrorKind::Loss)
+    );
+    t.error(detail(MAX_ERROR_DETAILS));
+    let r = report_of(&spec, t);
+    assert_eq!(r.error_details.len(), MAX_ERROR_DETAILS, "full: not added");
+    assert_eq!(r.errors.loss, 1, "still counted");
+}
+
+/// Each target's row divides its own figures by the run's span: two
+/// targets, one that echoed twice as much, over 2 s.
+#[test]
+fn target_rows_give_each_target_its_own_rates_over_the_span() {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.targets.push(tcp());
+    spec.connections = 2;
+    spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
+    let (a, b) = (echoed_at(&[0, 500, 1000, 1500]), echoed_at(&[0, 1000]));
+    let mut total = a.clone();
+    total.merge(&b);
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        total,
+        &[a, b],
+    );
+    assert!(near(r.measured_secs, 2.0), "{}", r.measured_secs);
+    let rows: Vec<_> = r
+        .targets
+        .iter()
+        .map(|t| (t.round_trips_per_sec, t.mb_per_sec))
+        .collect();
+    assert!(near(rows[0].0, 2.0) && near(rows[1].0, 1.0), "{rows:?}");
+    assert!(
+        near(rows[0].1, 256.0 / 1e6 / 2.0) && near(rows[1].1, 128.0 / 1e6 / 2.0),
+        "{rows:?}"
+    );
+}
+
+/// No schedule without a positive rate (a rate of 0 would make it
+/// infinite: the span of a run that sent nothing on schedule).
+#[test]
+fn schedule_of_a_zero_or_absent_rate_is_none() {
+    assert_eq!(schedule_secs(Some(0.0), 5), None);
+    assert_eq!(schedule_secs(None, 5), None);
+    assert_eq!(schedule_secs(Some(2.0), 5), Some(2.5));
+}
+
+/// A UDP tally of `echoed` round trips, one every `every_ms`, and `lost`
+/// datagrams more sent.
+fn udp_echoed(echoed: u64, every_ms: u64, lost: u64) -> Tally {
+    let at: Vec<u64> = (0..echoed).map(|k| k * every_ms).collect();
+    let mut t = echoed_at(&at);
+    t.datagrams.sent = echoed + lost;
+    t.datagrams.verified = echoed;
+    t.datagrams.lost = lost;
+    t.messages_sent = echoed + lost;
+    t
+}
+
+fn any_has(h: &[String], s: &str) -> bool {
+    h.iter().any(|x| x.contains(s))
+}
+
+const SIZE_HINT: &str = "datagrams were larger than 1472 bytes";
+const IN_FLIGHT_HINT: &str = "datagrams were lost with up to";
+const CLOSED_LOOP_HINT: &str = "datagrams were lost in a closed loop";
+const SOURCE_RATE_HINT: &str = "per source address";
+const HOLD_HINT: &str = "each lost datagram holds its socket's window";
+
+/// Without a loss none of the loss hints, whatever the size, pattern or
+/// rate that would otherwise name a cause.
+#[test]
+fn udp_run_without_losses_gets_no_loss_hint() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.size = ricochet_core::probe::SizeRange::fixed(1473);
+    spec.pattern = Pattern::Stream;
+    let h = hints_of(&spec, udp_echoed(100, 10, 0));
+    for hint in [SIZE_HINT, IN_FLIGHT_HINT, CLOSED_LOOP_HINT, HOLD_HINT] {
+        assert!(!any_has(&h, hint), "{hint}: {h:?}");
+    }
+    spec.rate = Some(2000.0);
+    let h = hints_of(&spec, udp_echoed(100, 10, 0));
+    assert!(!any_has(&h, SOURCE_RATE_HINT), "{h:?}");
+    // The same with a loss: each names its cause.
+    let h = hints_of(&spec, udp_echoed(100, 10, 1));
+    assert!(
+        any_has(&h, SIZE_HINT) && any_has(&h, SOURCE_RATE_HINT),
+        "{h:?}"
+    );
+}
+
+/// Each loss hint at the bound of its own condition: datagrams of
+/// exactly 1472 bytes fit a frame, a rate of exactly 1000/s is within
+/// the per-source limit, and with nothing verified the losses are not
+/// a window's or a closed loop's (nothing answers: another hint).
+#[test]
+fn udp_loss_hints_hold_back_at_the_bounds_of_their_conditions() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.size = ricochet_core::probe::SizeRange::fixed(1472);
+    let h = hints_of(&spec, udp_echoed(100, 10, 1));
+    assert!(!any_has(&h, SIZE_HINT), "{h:?}");
+    assert!(any_has(&h, CLOSED_LOOP_HINT), "{h:?}");
+    let h = hints_of(&spec, udp_echoed(0, 10, 100));
+    assert!(!any_has(&h, CLOSED_LOOP_HINT), "{h:?}");
+    spec.pattern = Pattern::Stream;
+    let h = hints_of(&spec, udp_echoed(100, 10, 1));
+    assert!(any_has(&h, IN_FLIGHT_HINT), "{h:?}");
+    let h = hints_of(&spec, udp_echoed(0, 10, 100));
+    assert!(!any_has(&h, IN_FLIGHT_HINT), "{h:?}");
+    spec.pattern = Pattern::PingPong;
+    spec.rate = Some(1000.0);
+    let h = hints_of(&spec, udp_echoed(100, 10, 1));
+    assert!(!any_has(&h, SOURCE_RATE_HINT), "{h:?}");
+    spec.rate = Some(1001.0);
+    let h = hints_of(&spec, udp_echoed(100, 10, 1));
+    assert!(any_has(&h, SOURCE_RATE_HINT), "{h:?}");
+}
+
+/// With --rate, the hold of lost datagrams is hinted at only when the
+/// rate was missed (under 90 % of it); at exactly 90 % it was reached.
+#[test]
+fn udp_loss_hold_hint_with_a_rate_only_when_the_rate_was_missed() {
+    let mut spec = ProbeSpec::new(udp());
+    spec.rate = Some(100.0);
+    spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
+    let report = |echoed: u64| {
+        let t = udp_echoed(echoed, 2000 / echoed, 10);
+        build_report(
+            &spec,
+            facts(Some(Instant::from_millis(2000))),
+            t.clone(),
+            &[t],
+        )
+    };
+    assert!(!any_has(&report(200).hints, HOLD_HINT), "100/s, the rate");
+    assert!(!any_has(&report(180).hints, HOLD_HINT), "90/s, 90 % of it");
+    let r = report(100);
+    assert!(any_has(&r.hints, HOLD_HINT), "50/s");
+    // The rate warning names the losses as what held the rate down.
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains("not reached") && w.contains("datagrams were lost, and each lost one holds"),
+        "{w}"
+    );
+    let t = udp_echoed(100, 20, 0);
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t],
+    );
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains("not reached") && !w.contains("datagrams were lost"),
+        "none lost: {w}"
+    );
+}
+
+/// "Nothing came back" needs something sent, and nothing at all back:
+/// a late or a foreign datagram is something.
+#[test]
+fn udp_nothing_came_back_hint_needs_datagrams_sent_and_none_back() {
+    let spec = ProbeSpec::new(udp());
+    const NOTHING: &str = "nothing came back";
+    assert!(!any_has(&hints_of(&spec, datagrams(0, 0, 0)), NOTHING));
+    assert!(any_has(&hints_of(&spec, datagrams(3, 0, 3)), NOTHING));
+    let mut t = datagrams(3, 0, 3);
+    (t.datagrams.late, t.datagrams.foreign) = (1, 1);
+    assert!(!any_has(&hints_of(&spec, t.clone()), NOTHING));
+    t.datagrams.late = 0;
+    assert!(!any_has(&hints_of(&spec, t.clone()), NOTHING));
+    (t.datagrams.late, t.datagrams.foreign) = (1, 0);
+    assert!(!any_has(&hints_of(&spec, t), NOTHING));
+}
+
+/// Sockets refused while others to the same target were answered: the
+/// server serves one peer at a time. Refused with nothing answered is
+/// not that (nothing listens).
+#[test]
+fn udp_refusals_beside_answered_sockets_name_a_one_peer_server() {
+    let spec = ProbeSpec::new(udp());
+    const ONE_PEER: &str = "while other sockets to the same target were answered";
+    let mut t = datagrams(10, 0, 10);
+    t.refused_unverified = 1;
+    t.errors.count(ErrorKind::Refused);
+    assert!(!any_has(&hints_of(&spec, t.clone()), ONE_PEER));
+    t.datagrams.verified = 5;
+    let h = hints_of(&spec, t.clone());
+    assert!(
+        any_has(&h, "1 socket was refused (ICMP port unreachable)") && any_has(&h, ONE_PEER),
+        "{h:?}"
+    );
+    t.refused_unverified = 2;
+    let h = hints_of(&spec, t);
+    assert!(any_has(&h, "2 sockets were refused"), "{h:?}");
+}
+
+/// A UDP run with nothing untoward has no warning; a datagram back out of
+/// order is a warning (UDP keeps no order), not a failure.
+#[test]
+fn clean_udp_run_has_no_warning_and_reordering_warns_without_failing() {
+    let spec = ProbeSpec::new(udp());
+    let r = report_of(&spec, datagrams(10, 10, 0));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert!(r.ok);
+    let mut t = datagrams(10, 10, 0);
+    t.datagrams.reordered = 1;
+    let r = report_of(&spec, t);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].starts_with("1 datagram came back out of order"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.ok);
+}
+
+/// A raw stream run that timed out with nothing back suggests the line or
+/// frame modes; one that got bytes back, a line run, or one without a
+/// timeout does not.
+#[test]
+fn raw_stream_timing_out_with_nothing_back_suggests_lines_or_frames() {
+    const NOTHING: &str = "nothing came back at all";
+    let mut spec = ProbeSpec::new(tcp());
+    let mut t = tally();
+    t.errors.count(ErrorKind::Timeout);
+    assert!(any_has(&hints_of(&spec, t.clone()), NOTHING));
+    assert!(!any_has(&hints_of(&spec, tally()), NOTHING), "no timeout");
+    let mut some = echoed_at(&[0]);
+    some.errors.count(ErrorKind::Timeout);
+    assert!(!any_has(&hints_of(&spec, some), NOTHING), "bytes came back");
+    spec.mode = Mode::Lines;
+    assert!(
+        !any_has(&hints_of(&spec, t), NOTHING),
+        "lines: their own hint"
+    );
+}
+
+/// A stream-pattern run whose echoes stopped after some came back names
+/// the pipe deadlock of relaying servers; nothing back, or no timeout,
+/// does not.
+#[test]
+fn stream_pattern_timing_out_after_echoes_names_a_relay_deadlock() {
+    const STOPPED: &str = "echoes stopped mid-stream";
+    let mut spec = ProbeSpec::new(tcp());
+    spec.pattern = Pattern::Stream;
+    let mut t = echoed_at(&[0]);
+    assert!(!any_has(&hints_of(&spec, t.clone()), STOPPED), "no timeout");
+    t.errors.count(ErrorKind::Timeout);
+    let h = hints_of(&spec, t.clone());
+    assert!(
+        any_has(&h, STOPPED) && any_has(&h, "--window of 256 KiB"),
+        "{h:?}"
+    );
+    let mut nothing = tally();
+    nothing.errors.count(ErrorKind::Timeout);
+    assert!(!any_has(&hints_of(&spec, nothing), STOPPED));
+    spec.pattern = Pattern::PingPong;
+    assert!(!any_has(&hints_of(&spec, t), STOPPED), "ping-pong");
+}
+
+/// The rate warning needs round trips and a rate below 90 % of the one
+/// asked for: exactly 90 % was reached, and a run with no round trip at
+/// all has its failure to say instead.
+#[test]
+fn rate_warning_needs_round_trips_under_ninety_percent_of_the_rate() {
+    const MISSED: &str = "the requested rate of 100 msg/s was not reached";
+    let mut spec = ProbeSpec::new(tcp());
+    spec.rate = Some(100.0);
+    spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
+    let warnings = |t: Tally| {
+        build_report(
+            &spec,
+            facts(Some(Instant::from_millis(2000))),
+            t.clone(),
+            &[t],
+        )
+        .warnings
+    };
+    let every = |n: u64| echoed_at(&(0..n).map(|k| k * 2000 / n).collect::<Vec<_>>());
+    assert!(!any_has(&warnings(every(180)), MISSED), "90/s");
+    assert!(any_has(&warnings(every(178)), MISSED), "89/s");
+    assert!(!any_has(&warnings(tally()), MISSED), "no round trip");
+}
+
+/// A short connect ramp (under a tenth of the span) is not what held
+/// the rate down: the warning looks for another cause.
+#[test]
+fn rate_missed_after_a_short_connect_ramp_does_not_blame_the_ramp() {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
+    spec.rate = Some(2.0);
+    spec.connections = 10;
+    // 10 connections at 100/s: 0.1 s, a twentieth of the 2 s span.
+    spec.connect_rate = Some(100.0);
+    let t = echoed_at(&[0, 1000]);
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t],
+    );
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains("was not reached") && !w.contains("opened at --connect-rate"),
+        "{w}"
+    );
+}
+
+/// The report names the targets' transport when they share one, and
+/// "mixed" when they do not; its bit rate is 8 times its byte rate and
+/// its connection rate is the connections closed over the span.
+#[test]
+fn report_names_a_shared_transport_and_derives_its_rates() {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.targets.push(tcp());
+    spec.connections = 2;
+    spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
+    let mut t = echoed_at(&[0, 500, 1000, 1500]);
+    t.completed = 3;
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t.clone()],
+    );
+    assert_eq!(r.transport, "tcp");
+    assert!(near(r.mb_per_sec, 256.0 / 1e6 / 2.0), "{}", r.mb_per_sec);
+    assert!(
+        near(r.mbit_per_sec, 8.0 * 256.0 / 1e6 / 2.0),
+        "{}",
+        r.mbit_per_sec
+    );
+    assert!(
+        near(r.connections_per_sec, 1.5),
+        "{}",
+        r.connections_per_sec
+    );
+    spec.targets[1] = tls("a.example");
+    let r = build_report(
+        &spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t],
+    );
+    assert_eq!(r.transport, "mixed");
+    spec.targets = vec![tls("a.example")];
+    assert_eq!(report_of(&spec, tally()).transport, "tls");
+}
+
+/// "No TLS handshake completed" needs a failed handshake and none done:
+/// a run with no handshake failure, or with some handshakes done, gets
+/// no such hint.
+#[test]
+fn tls_no_handshake_hint_needs_a_failure_and_no_handshake_done() {
+    const NONE_DONE: &str = "no TLS handshake completed";
+    let spec = ProbeSpec::new(tls("a.example"));
+    let hints = |t: &Tally| {
+        let (mut w, mut h) = (Vec::new(), Vec::new());
+        tls_section(&spec, t, 1.0, &mut w, &mut h);
+        h
+    };
+    let mut t = tally();
+    assert!(!any_has(&hints(&t), NONE_DONE), "nothing failed");
+    t.errors.count(ErrorKind::Handshake);
+    assert!(any_has(&hints(&t), NONE_DONE));
+    t.handshake(
+        Instant::from_millis(1),
+        ricochet_core::Duration::from_micros(500),
+        false,
+    );
+    assert!(!any_has(&hints(&t), NONE_DONE), "one was done");
+}
+
+/// The TLS section says resumption is on unless turned off, and calls the
+/// server verified only after a handshake that checked its certificate.
+#[test]
+fn tls_section_says_verified_only_after_a_checked_handshake() {
+    let mut spec = ProbeSpec::new(tls("a.example"));
+    let section = |spec: &ProbeSpec, t: &Tally| {
+        let (mut w, mut h) = (Vec::new(), Vec::new());
+        tls_section(spec, t, 1.0, &mut w, &mut h).expect("a tls section")
+    };
+    let mut t = tally();
+    let r = section(&spec, &t);
+    assert!(r.resumption);
+    assert!(!r.verified, "no handshake: nothing verified");
+    t.handshake(
+        Instant::from_millis(1),
+        ricochet_core::Duration::from_micros(500),
+        false,
+    );
+    assert!(section(&spec, &t).verified);
+    spec.tls.insecure = true;
+    assert!(!section(&spec, &t).verified, "--insecure verifies nothing");
+    spec.tls.no_resumption = true;
+    assert!(!section(&spec, &t).resumption);
+}
+
+/// Quotes, backslashes and tabs are escaped as in a Rust string, so the
+/// quoted bytes read back unambiguously.
+#[test]
+fn shown_bytes_escape_quotes_backslashes_and_tabs() {
+    assert_eq!(show_bytes(b"a\"b\\c\td"), r#""a\"b\\c\td""#);
+    assert_eq!(
+        no_progress(std::time::Duration::from_secs(5)),
+        "no progress for 5s"
+    );
+}

@@ -626,6 +626,168 @@ mod tests {
         assert_eq!(all[1].round_trips, 0, "never sent: no round trip");
     }
 
+    fn near(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// Two threads' shares of one interval add up, every count of them;
+    /// the rates are the counts over the interval's length, and the
+    /// running error total goes on across intervals.
+    #[test]
+    fn shares_of_one_interval_add_up_and_rates_are_per_second_of_it() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            None,
+            2,
+            false,
+            true,
+        );
+        let (mut a, mut b) = (slicer(tx.clone(), 0), slicer(tx, 1));
+        a.completed(Instant::from_millis(50)); // the warmup's: not counted
+        rt(&mut a, 150);
+        a.completed(Instant::from_millis(150));
+        a.completed(Instant::from_millis(160));
+        a.error();
+        a.lost(3);
+        rt(&mut b, 120);
+        b.completed(Instant::from_millis(120));
+        b.error();
+        b.error();
+        b.lost(4);
+        a.roll(Instant::from_millis(250));
+        a.error();
+        b.roll(Instant::from_millis(250));
+        let out = drain(&rx, &mut c);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let r = &out[0];
+        assert_eq!(
+            (r.round_trips, r.bytes, r.connections_completed),
+            (2, 128, 3)
+        );
+        assert_eq!((r.errors, r.errors_total, r.lost), (3, 3, Some(7)));
+        assert!(near(r.round_trips_per_sec, 20.0), "{r:?}");
+        assert!(near(r.mb_per_sec, 128.0 / 1e6 / 0.1), "{r:?}");
+        assert!(near(r.connections_per_sec, 30.0), "{r:?}");
+        a.finish();
+        b.finish();
+        let mut out = drain(&rx, &mut c);
+        out.extend(c.thread_done(0));
+        out.extend(c.thread_done(1));
+        let (rest, _) = c.finish(0.3);
+        out.extend(rest);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].errors, out[0].errors_total), (1, 4));
+    }
+
+    /// A thread's last interval is sent at its finish if it holds
+    /// anything at all, whichever count that is.
+    #[test]
+    fn a_slice_holding_any_single_count_or_two_equal_ones_is_not_empty() {
+        let fresh = || Slice::new(0).unwrap();
+        assert!(fresh().is_empty());
+        let setters: [fn(&mut Slice); 5] = [
+            |s| s.round_trips = 1,
+            |s| s.bytes = 1,
+            |s| s.completed = 1,
+            |s| s.errors = 1,
+            |s| s.lost = 1,
+        ];
+        for (i, set) in setters.iter().enumerate() {
+            let mut s = fresh();
+            set(&mut s);
+            assert!(!s.is_empty(), "count {i} alone");
+            for (j, other) in setters.iter().enumerate().skip(i + 1) {
+                let mut s = fresh();
+                set(&mut s);
+                other(&mut s);
+                assert!(!s.is_empty(), "counts {i} and {j}, both 1");
+            }
+        }
+        let mut s = fresh();
+        s.rtt.saturating_record(10);
+        assert!(!s.is_empty(), "a latency alone");
+    }
+
+    /// An interval whose only news is a failed connection still reaches
+    /// the report when the thread finishes in it.
+    #[test]
+    fn a_finished_thread_sends_an_interval_holding_only_an_error() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            None,
+            1,
+            false,
+            false,
+        );
+        let mut a = slicer(tx, 0);
+        a.roll(Instant::from_millis(150));
+        a.error();
+        a.finish();
+        let mut out = drain(&rx, &mut c);
+        out.extend(c.thread_done(0));
+        let (rest, _) = c.finish(0.2);
+        out.extend(rest);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].errors, out[0].errors_total), (1, 1));
+    }
+
+    /// Intervals are half-open, [start, end): a round trip at an
+    /// interval's end counts in the next one, which the worker's next
+    /// wakeup (`next_boundary`) then points past.
+    #[test]
+    fn a_round_trip_at_an_interval_boundary_counts_in_the_next_interval() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            None,
+            1,
+            false,
+            false,
+        );
+        let mut a = slicer(tx, 0);
+        assert_eq!(a.next_boundary(), Instant::from_millis(200));
+        rt(&mut a, 150);
+        rt(&mut a, 200);
+        assert_eq!(a.next_boundary(), Instant::from_millis(300));
+        a.finish();
+        let mut out = drain(&rx, &mut c);
+        out.extend(c.thread_done(0));
+        let (rest, _) = c.finish(0.3);
+        out.extend(rest);
+        let counts: Vec<_> = out.iter().map(|r| (r.index, r.round_trips)).collect();
+        assert_eq!(counts, [(0, 1), (1, 1)]);
+    }
+
+    /// A thread that finishes early stops holding the intervals back:
+    /// those the others have passed come out when it is done.
+    #[test]
+    fn a_thread_done_early_releases_the_intervals_the_others_passed() {
+        let (tx, rx) = mpsc::channel();
+        let mut c = Collector::new(
+            std::time::Duration::from_millis(100),
+            0.1,
+            None,
+            2,
+            false,
+            false,
+        );
+        let (mut a, mut b) = (slicer(tx.clone(), 0), slicer(tx, 1));
+        rt(&mut a, 150);
+        a.finish();
+        rt(&mut b, 120);
+        rt(&mut b, 390); // thread 1 passes intervals 0 and 1
+        assert!(drain(&rx, &mut c).is_empty(), "thread 0 holds them back");
+        let out = c.thread_done(0);
+        let idx: Vec<u64> = out.iter().map(|r| r.index).collect();
+        assert_eq!(idx, [0, 1]);
+        assert_eq!(out[0].round_trips, 2);
+    }
+
     #[test]
     fn a_round_trip_at_the_window_end_counts_in_the_last_interval() {
         let (tx, rx) = mpsc::channel();

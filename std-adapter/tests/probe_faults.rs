@@ -440,6 +440,10 @@ fn probe_udp_losses_do_not_hold_the_schedule_and_are_named_in_a_closed_loop() {
     // 168 sent (checked by forcing it) and the 340 a loaded machine gave
     // (two CPU hogs beside the suite: round trips up to 13 ms, so estimates
     // of tens of ms; an idle one sends all 500).
+    // A machine that stalls for most of that second (load 17 on two
+    // cores, loopback round trips of seconds: 3 runs in 240 fell short)
+    // sends little whatever the probe does, so up to three runs are made:
+    // the old hold falls short in every one, a stall in one alone.
     let bound = 250;
     let srv = FaultyUdp::start(UdpFault::DropEvery(20));
     let mut spec = ProbeSpec::new(Target::Udp(vec![srv.addr].into()));
@@ -447,12 +451,19 @@ fn probe_udp_losses_do_not_hold_the_schedule_and_are_named_in_a_closed_loop() {
     spec.rate = Some(500.0);
     spec.timeout = Duration::from_secs(5);
     spec.max_loss_pct = 50.0;
-    let r = probe::run(&spec).expect("run");
-    let d = r.datagrams.expect("datagram counts");
-    assert!(d.lost > 0 && d.verified > 0, "{r}");
+    let mut short = Vec::new();
+    while short.len() < 3 {
+        let r = probe::run(&spec).expect("run");
+        let d = r.datagrams.expect("datagram counts");
+        assert!(d.lost > 0 && d.verified > 0, "{r}");
+        if d.sent >= bound {
+            break;
+        }
+        short.push(r.to_string());
+    }
     assert!(
-        d.sent >= bound,
-        "the losses held the schedule (500 due, at least {bound} expected): {r}"
+        short.len() < 3,
+        "the losses held the schedule (500 due, at least {bound} expected) in 3 runs: {short:#?}"
     );
 
     let srv = FaultyUdp::start(UdpFault::DropEvery(10));

@@ -41,17 +41,27 @@ fn rt(s: &mut Slicer, ms: u64) {
     s.verified(now, 64);
 }
 
+/// A collector of 100 ms intervals from 0.1 s (the runs' origin here).
+fn every_100ms_from_0_1s(
+    end_secs: Option<f64>,
+    threads: usize,
+    paced: bool,
+    udp: bool,
+) -> Collector {
+    Collector::new(
+        std::time::Duration::from_millis(100),
+        0.1,
+        end_secs,
+        threads,
+        paced,
+        udp,
+    )
+}
+
 #[test]
 fn intervals_wait_for_every_thread_then_come_out_in_order() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        None,
-        2,
-        false,
-        false,
-    );
+    let mut c = every_100ms_from_0_1s(None, 2, false, false);
     let (mut a, mut b) = (slicer(tx.clone(), 0), slicer(tx, 1));
     rt(&mut a, 150);
     rt(&mut a, 260); // thread 0 passes interval 0
@@ -87,14 +97,7 @@ fn intervals_wait_for_every_thread_then_come_out_in_order() {
 #[test]
 fn intervals_after_a_known_end_are_dropped_and_the_last_is_cut() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        Some(0.35),
-        1,
-        true,
-        true,
-    );
+    let mut c = every_100ms_from_0_1s(Some(0.35), 1, true, true);
     let mut a = slicer(tx, 0);
     rt(&mut a, 150);
     a.roll(Instant::from_millis(800)); // draining after the end
@@ -224,14 +227,7 @@ fn near(a: f64, b: f64) -> bool {
 #[test]
 fn shares_of_one_interval_add_up_and_rates_are_per_second_of_it() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        None,
-        2,
-        false,
-        true,
-    );
+    let mut c = every_100ms_from_0_1s(None, 2, false, true);
     let (mut a, mut b) = (slicer(tx.clone(), 0), slicer(tx, 1));
     a.completed(Instant::from_millis(50)); // the warmup's: not counted
     rt(&mut a, 150);
@@ -303,14 +299,7 @@ fn a_slice_holding_any_single_count_or_two_equal_ones_is_not_empty() {
 #[test]
 fn a_finished_thread_sends_an_interval_holding_only_an_error() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        None,
-        1,
-        false,
-        false,
-    );
+    let mut c = every_100ms_from_0_1s(None, 1, false, false);
     let mut a = slicer(tx, 0);
     a.roll(Instant::from_millis(150));
     a.error();
@@ -329,14 +318,7 @@ fn a_finished_thread_sends_an_interval_holding_only_an_error() {
 #[test]
 fn a_round_trip_at_an_interval_boundary_counts_in_the_next_interval() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        None,
-        1,
-        false,
-        false,
-    );
+    let mut c = every_100ms_from_0_1s(None, 1, false, false);
     let mut a = slicer(tx, 0);
     assert_eq!(a.next_boundary(), Instant::from_millis(200));
     rt(&mut a, 150);
@@ -356,14 +338,7 @@ fn a_round_trip_at_an_interval_boundary_counts_in_the_next_interval() {
 #[test]
 fn a_thread_done_early_releases_the_intervals_the_others_passed() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        None,
-        2,
-        false,
-        false,
-    );
+    let mut c = every_100ms_from_0_1s(None, 2, false, false);
     let (mut a, mut b) = (slicer(tx.clone(), 0), slicer(tx, 1));
     rt(&mut a, 150);
     a.finish();
@@ -379,14 +354,7 @@ fn a_thread_done_early_releases_the_intervals_the_others_passed() {
 #[test]
 fn a_round_trip_at_the_window_end_counts_in_the_last_interval() {
     let (tx, rx) = mpsc::channel();
-    let mut c = Collector::new(
-        std::time::Duration::from_millis(100),
-        0.1,
-        Some(0.4),
-        1,
-        false,
-        false,
-    );
+    let mut c = every_100ms_from_0_1s(Some(0.4), 1, false, false);
     let window = Window {
         start: Instant::from_millis(100),
         end: Some(Instant::from_millis(400)),

@@ -393,12 +393,7 @@ fn rate_missed_during_a_connect_ramp_names_the_ramp() {
     spec.connections = 10;
     spec.connect_rate = Some(5.0);
     let t = echoed_at(&[0, 1000]);
-    let r = build_report(
-        &spec,
-        facts(Some(Instant::from_millis(2000))),
-        t.clone(),
-        &[t],
-    );
+    let r = report_over_2s(&spec, t);
     let w = r.warnings.join("\n");
     assert!(
         w.contains("was not reached")
@@ -408,12 +403,7 @@ fn rate_missed_during_a_connect_ramp_names_the_ramp() {
     );
     spec.connect_rate = None;
     let t = echoed_at(&[0, 1000]);
-    let r = build_report(
-        &spec,
-        facts(Some(Instant::from_millis(2000))),
-        t.clone(),
-        &[t],
-    );
+    let r = report_over_2s(&spec, t);
     assert!(r.warnings.join("\n").contains("could not keep up"));
 }
 
@@ -511,6 +501,16 @@ fn ended_early(reset: u64, closed: u64) -> Tally {
 
 fn report_of(spec: &ProbeSpec, t: Tally) -> Report {
     build_report(spec, facts(None), t.clone(), &[t])
+}
+
+/// [`report_of`] a run that lasted 2 s, as `--duration 2s` says.
+fn report_over_2s(spec: &ProbeSpec, t: Tally) -> Report {
+    build_report(
+        spec,
+        facts(Some(Instant::from_millis(2000))),
+        t.clone(),
+        &[t],
+    )
 }
 
 fn hints_of(spec: &ProbeSpec, t: Tally) -> Vec<String> {
@@ -1228,12 +1228,7 @@ fn udp_loss_hold_hint_with_a_rate_only_when_the_rate_was_missed() {
     spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
     let report = |echoed: u64| {
         let t = udp_echoed(echoed, 2000 / echoed, 10);
-        build_report(
-            &spec,
-            facts(Some(Instant::from_millis(2000))),
-            t.clone(),
-            &[t],
-        )
+        report_over_2s(&spec, t)
     };
     assert!(!any_has(&report(200).hints, HOLD_HINT), "100/s, the rate");
     assert!(!any_has(&report(180).hints, HOLD_HINT), "90/s, 90 % of it");
@@ -1246,12 +1241,7 @@ fn udp_loss_hold_hint_with_a_rate_only_when_the_rate_was_missed() {
         "{w}"
     );
     let t = udp_echoed(100, 20, 0);
-    let r = build_report(
-        &spec,
-        facts(Some(Instant::from_millis(2000))),
-        t.clone(),
-        &[t],
-    );
+    let r = report_over_2s(&spec, t);
     let w = r.warnings.join("\n");
     assert!(
         w.contains("not reached") && !w.contains("datagrams were lost"),
@@ -1371,15 +1361,7 @@ fn rate_warning_needs_round_trips_under_ninety_percent_of_the_rate() {
     let mut spec = ProbeSpec::new(tcp());
     spec.rate = Some(100.0);
     spec.stop = Stop::Duration(std::time::Duration::from_secs(2));
-    let warnings = |t: Tally| {
-        build_report(
-            &spec,
-            facts(Some(Instant::from_millis(2000))),
-            t.clone(),
-            &[t],
-        )
-        .warnings
-    };
+    let warnings = |t: Tally| report_over_2s(&spec, t).warnings;
     let every = |n: u64| echoed_at(&(0..n).map(|k| k * 2000 / n).collect::<Vec<_>>());
     assert!(!any_has(&warnings(every(180)), MISSED), "90/s");
     assert!(any_has(&warnings(every(178)), MISSED), "89/s");
@@ -1397,12 +1379,7 @@ fn rate_missed_after_a_short_connect_ramp_does_not_blame_the_ramp() {
     // 10 connections at 100/s: 0.1 s, a twentieth of the 2 s span.
     spec.connect_rate = Some(100.0);
     let t = echoed_at(&[0, 1000]);
-    let r = build_report(
-        &spec,
-        facts(Some(Instant::from_millis(2000))),
-        t.clone(),
-        &[t],
-    );
+    let r = report_over_2s(&spec, t);
     let w = r.warnings.join("\n");
     assert!(
         w.contains("was not reached") && !w.contains("opened at --connect-rate"),
@@ -1440,12 +1417,7 @@ fn report_names_a_shared_transport_and_derives_its_rates() {
         r.connections_per_sec
     );
     spec.targets[1] = tls("a.example");
-    let r = build_report(
-        &spec,
-        facts(Some(Instant::from_millis(2000))),
-        t.clone(),
-        &[t],
-    );
+    let r = report_over_2s(&spec, t);
     assert_eq!(r.transport, "mixed");
     spec.targets = vec![tls("a.example")];
     assert_eq!(report_of(&spec, tally()).transport, "tls");

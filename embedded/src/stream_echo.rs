@@ -182,10 +182,11 @@ impl<'a, const N: usize> StreamEcho<'a, N> {
                     // The budget is unbounded: a drive ends only when
                     // nothing moves, so `Yield` does not occur.
                     Next::Wait { .. } | Next::Yield => continue,
-                    // The peer's FIN just came in: its ACK goes out in the
-                    // sending round next (see `shutdown_write`), which
-                    // listening now would forget (the peer's retransmitted
-                    // FIN would then get a reset). Listens after that round.
+                    // A frame just moved it into TIME-WAIT, the peer's FIN
+                    // perhaps: the ACK owed goes out in the sending round
+                    // next (see `shutdown_write`), which listening now
+                    // would forget (the peer's retransmitted FIN would then
+                    // get a reset). Listens after that round.
                     Next::Release(Teardown::Close)
                         if after == After::Ingress && socket.state() == tcp::State::TimeWait =>
                     {

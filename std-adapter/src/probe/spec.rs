@@ -810,4 +810,234 @@ mod tests {
         assert_ne!(connection_seed(1, 0), connection_seed(1, 1));
         assert_ne!(connection_seed(1, 0), connection_seed(2, 0));
     }
+
+    fn udp() -> Target {
+        Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into())
+    }
+
+    #[test]
+    fn pattern_names_are_the_command_line_spellings() {
+        assert_eq!(Pattern::PingPong.as_str(), "pingpong");
+        assert_eq!(Pattern::Stream.as_str(), "stream");
+        assert_eq!(Pattern::Crr.as_str(), "crr");
+    }
+
+    #[test]
+    fn lifetime_displays_as_messages_or_a_duration() {
+        assert_eq!(Lifetime::Messages(3).to_string(), "3 messages");
+        assert_eq!(Lifetime::Time(Duration::from_secs(2)).to_string(), "2s");
+    }
+
+    #[test]
+    fn spec_defaults_match_the_documented_command_line() {
+        let s = ProbeSpec::new(tcp());
+        assert_eq!(s.window, 256 * 1024);
+        assert_eq!(DEFAULT_WINDOW, 262_144);
+        assert_eq!(s.count(), Some(1000));
+        assert_eq!(s.planned_messages(), Some(1000));
+    }
+
+    #[test]
+    fn targets_text_joins_the_targets_with_spaces() {
+        let mut s = ProbeSpec::new(Target::Unix("/tmp/a.sock".into()));
+        s.targets.push(Target::Unix("/tmp/b.sock".into()));
+        assert_eq!(s.targets_text(), "unix:///tmp/a.sock unix:///tmp/b.sock");
+    }
+
+    #[test]
+    fn count_and_planned_messages_follow_the_stop() {
+        let mut s = ProbeSpec::new(tcp());
+        s.connections = 3;
+        s.stop = Stop::Count(5);
+        assert_eq!(s.count(), Some(5));
+        assert_eq!(s.planned_messages(), Some(15));
+        s.stop = Stop::Duration(Duration::from_secs(1));
+        assert_eq!(s.count(), None);
+        assert_eq!(s.planned_messages(), None);
+    }
+
+    #[test]
+    fn spec_with_a_bad_rate_is_rejected_and_a_positive_one_passes() {
+        for bad in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+            let mut s = ProbeSpec::new(tcp());
+            s.rate = Some(bad);
+            assert!(matches!(s.validate(), Err(SpecError::Rate(_))), "{bad}");
+            let mut s = ProbeSpec::new(tcp());
+            s.connect_rate = Some(bad);
+            assert!(
+                matches!(s.validate(), Err(SpecError::ConnectRate(_))),
+                "{bad}"
+            );
+        }
+        let mut s = ProbeSpec::new(tcp());
+        s.rate = Some(1000.0);
+        s.connect_rate = Some(10.0);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn spec_with_mixed_or_too_few_connections_is_rejected() {
+        let mut s = ProbeSpec::new(tcp());
+        s.targets.clear();
+        assert_eq!(s.validate(), Err(SpecError::NoTargets));
+        let mut s = ProbeSpec::new(tcp());
+        s.targets.push(udp());
+        s.connections = 2;
+        assert_eq!(s.validate(), Err(SpecError::MixedTargets));
+        let mut s = ProbeSpec::new(tcp());
+        s.targets.push(tcp());
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::FewerConnectionsThanTargets {
+                connections: 1,
+                targets: 2
+            })
+        );
+        s.connections = 2;
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn spec_with_a_lifetime_or_connect_rate_on_streams_passes() {
+        let mut s = ProbeSpec::new(tcp());
+        s.lifetime = Some(Lifetime::Messages(1));
+        assert_eq!(s.validate(), Ok(()));
+        s.lifetime = Some(Lifetime::Time(Duration::from_millis(1)));
+        s.connect_rate = Some(5.0);
+        assert_eq!(s.validate(), Ok(()));
+        let mut s = ProbeSpec::new(tcp());
+        s.pattern = Pattern::Crr;
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn spec_with_zero_window_or_bad_loss_is_rejected() {
+        let mut s = ProbeSpec::new(tcp());
+        s.window = 0;
+        assert_eq!(s.validate(), Err(SpecError::NoWindow));
+        let mut s = ProbeSpec::new(tcp());
+        s.max_loss_pct = 1.0;
+        assert_eq!(s.validate(), Err(SpecError::MaxLossOnStream));
+        let mut s = ProbeSpec::new(udp());
+        for bad in [-1.0, 100.5] {
+            s.max_loss_pct = bad;
+            assert_eq!(s.validate(), Err(SpecError::MaxLoss(bad)));
+        }
+        for good in [0.0, 50.0, 100.0] {
+            s.max_loss_pct = good;
+            assert_eq!(s.validate(), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn spec_with_a_duration_takes_a_warmup_and_a_count_does_not() {
+        let mut s = ProbeSpec::new(tcp());
+        s.warmup = Duration::from_secs(1);
+        assert_eq!(s.validate(), Err(SpecError::WarmupWithCount));
+        s.stop = Stop::Duration(Duration::from_secs(2));
+        assert_eq!(s.validate(), Ok(()));
+        s.warmup = Duration::ZERO;
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn spec_with_lines_or_frames_on_streams_passes() {
+        for mode in [Mode::Lines, Mode::Frames] {
+            let mut s = ProbeSpec::new(tcp());
+            s.mode = mode;
+            assert_eq!(s.validate(), Ok(()), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn spec_sizes_at_the_bounds_of_each_mode_pass_and_past_them_fail() {
+        let frame_max = ricochet_core::frames::HEADER_LEN + ricochet_core::frames::MAX_PAYLOAD;
+        for (target, mode, min, max) in [
+            (tcp(), Mode::Raw, 1, None),
+            (tcp(), Mode::Lines, 1, None),
+            (tcp(), Mode::Frames, 2, Some(frame_max)),
+            (udp(), Mode::Raw, DATAGRAM_HEADER, Some(UDP_MAX_V4)),
+        ] {
+            let mut s = ProbeSpec::new(target);
+            s.mode = mode;
+            assert_eq!((s.size_limits().0, s.size_limits().1), (min, max));
+            s.size = SizeRange::fixed(min);
+            assert_eq!(s.validate(), Ok(()), "{mode:?} {min}");
+            s.size = SizeRange::fixed(min - 1);
+            assert!(matches!(s.validate(), Err(SpecError::Size { .. })));
+            if let Some(max) = max {
+                s.size = SizeRange::fixed(max);
+                assert_eq!(s.validate(), Ok(()), "{mode:?} {max}");
+                s.size = SizeRange::fixed(max + 1);
+                assert!(matches!(s.validate(), Err(SpecError::Size { .. })));
+            }
+        }
+        let mut s = ProbeSpec::new(tcp());
+        s.mode = Mode::Lines;
+        assert_eq!(s.size_limits().2, "a line (its \\n included)");
+    }
+
+    #[test]
+    fn volume_warning_says_up_to_only_for_a_size_range() {
+        let mut s = ProbeSpec::new(tcp());
+        s.size = SizeRange::fixed(100 << 30);
+        let w = s.volume_warning().expect("97.7 TiB");
+        assert!(!w.contains("up to"), "{w}");
+        s.size = SizeRange::range(64, 100 << 30);
+        let w = s.volume_warning().expect("up to 97.7 TiB");
+        assert!(w.contains("up to 97.7 TiB"), "{w}");
+    }
+
+    #[test]
+    fn volume_warning_with_a_duration_allows_exactly_a_tib_per_round() {
+        let mut s = ProbeSpec::new(tcp());
+        s.stop = Stop::Duration(Duration::from_secs(1));
+        s.size = SizeRange::fixed(1 << 30);
+        s.connections = 1024;
+        assert_eq!(s.volume_warning(), None);
+        s.connections = 1025;
+        assert!(s.volume_warning().is_some());
+    }
+
+    #[test]
+    fn udp_stream_window_is_in_datagrams_between_one_and_the_cap() {
+        let mut s = ProbeSpec::new(udp());
+        assert_eq!(s.datagram_config(0).window, 1, "ping-pong");
+        s.pattern = Pattern::Stream;
+        s.size = SizeRange::fixed(100);
+        s.window = 1000;
+        assert_eq!(s.datagram_config(0).window, 10);
+        s.window = 10;
+        assert_eq!(s.datagram_config(0).window, 1);
+        s.window = 1 << 20;
+        assert_eq!(s.datagram_config(0).window, UDP_MAX_IN_FLIGHT);
+        assert_eq!(s.datagram_config(0).count, Some(DEFAULT_COUNT));
+        assert_eq!(s.datagram_config(3).seed, connection_seed(1, 3));
+    }
+
+    #[test]
+    fn paced_connections_start_spread_over_one_interval() {
+        let mut s = ProbeSpec::new(tcp());
+        s.connections = 4;
+        assert_eq!(s.phase(1), ricochet_core::Duration::ZERO, "unpaced");
+        s.rate = Some(1000.0);
+        // 4 ms apart per connection; connection c starts c ms in.
+        let ms = |n: u64| ricochet_core::Duration::from_micros(n * 1000);
+        assert_eq!(
+            [s.phase(0), s.phase(1), s.phase(3), s.phase(5)],
+            [ms(0), ms(1), ms(3), ms(1)]
+        );
+    }
+
+    /// The seeds are splitmix64: connection 0's is splitmix64 of the seed,
+    /// connection `i`'s that of the seed xor `i` times the golden ratio.
+    #[test]
+    fn connection_seed_is_splitmix64_of_the_seed_and_connection() {
+        assert_eq!(connection_seed(0, 0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(connection_seed(1, 0), 0x910A_2DEC_8902_5CC1);
+        assert_eq!(
+            connection_seed(0x9E37_79B9_7F4A_7C15, 1),
+            0xE220_A839_7B1D_CDAF
+        );
+    }
 }

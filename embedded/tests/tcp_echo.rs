@@ -329,11 +329,7 @@ fn client_that_never_reads_is_bounded_then_aborted_while_others_are_served() {
 /// ACK, and the client's retransmitted FIN got a reset 1 s later).
 #[test]
 fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
-    let mut config = server_config();
-    config.session.idle_timeout = Some(Duration::from_secs(10));
-    let mut sim = Sim::<4, 6, 1024>::new(config);
-    let resets = count_node_resets(&mut sim);
-    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
+    let (mut sim, resets, handle) = client_of_a_node_idle_after(10);
     let start = sim.now;
     let connected = sim.run(SECOND, &mut |_, node, _| {
         Flow::until(None, node.stats().tcp.active() == 1)
@@ -358,21 +354,24 @@ fn idle_session_past_its_idle_timeout_is_closed_and_the_socket_rearmed() {
     assert!(sim.now - start >= 10 * SECOND);
     // The node slept through the idle time: a handful of steps, not one per tick.
     assert!(sim.steps - steps < 50, "{} steps", sim.steps - steps);
-    // The node acknowledged the client's FIN before it listened again: the
-    // client is closed at once, not after retransmitting its FIN (in 1 s)
-    // into a listener, which answers with a reset.
-    let acked = sim.run(SECOND / 2, &mut |host, _, _| {
-        Flow::until(None, host.tcp(handle).state() == tcp::State::Closed)
-    });
-    assert!(acked, "client left in {}", sim.host.tcp(handle).state());
-    assert_eq!(resets.get(), 0, "the node reset a cleanly closed peer");
+    client_closes_without_a_reset(&mut sim, handle, &resets);
     // Re-armed: another client is served.
     a_new_client_is_served(&mut sim, 42000);
     assert_eq!(resets.get(), 0);
 }
 
-/// Counts the resets the node sends from the echo port.
-fn count_node_resets(sim: &mut Sim<4, 6, 1024>) -> std::rc::Rc<std::cell::Cell<u32>> {
+/// A node whose sessions end after `idle_secs` without traffic, the resets
+/// it sends from the echo port (counted), and a client connecting to it.
+fn client_of_a_node_idle_after(
+    idle_secs: u64,
+) -> (
+    Sim<4, 6, 1024>,
+    std::rc::Rc<std::cell::Cell<u32>>,
+    smoltcp::iface::SocketHandle,
+) {
+    let mut config = server_config();
+    config.session.idle_timeout = Some(Duration::from_secs(idle_secs));
+    let mut sim = Sim::<4, 6, 1024>::new(config);
     let resets = std::rc::Rc::new(std::cell::Cell::new(0u32));
     let counted = resets.clone();
     sim.node_dev.filter_sent(move |_, frame| {
@@ -381,7 +380,23 @@ fn count_node_resets(sim: &mut Sim<4, 6, 1024>) -> std::rc::Rc<std::cell::Cell<u
         }
         true
     });
-    resets
+    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
+    (sim, resets, handle)
+}
+
+/// The node acknowledged the client's FIN before it listened again: the
+/// client is closed at once, not after retransmitting its FIN (in 1 s)
+/// into a listener, which answers with a reset.
+fn client_closes_without_a_reset(
+    sim: &mut Sim<4, 6, 1024>,
+    handle: smoltcp::iface::SocketHandle,
+    resets: &std::cell::Cell<u32>,
+) {
+    let acked = sim.run(SECOND / 2, &mut |host, _, _| {
+        Flow::until(None, host.tcp(handle).state() == tcp::State::Closed)
+    });
+    assert!(acked, "client left in {}", sim.host.tcp(handle).state());
+    assert_eq!(resets.get(), 0, "the node reset a cleanly closed peer");
 }
 
 /// The node closes first; the client's last bytes ride on its FIN, which
@@ -389,11 +404,7 @@ fn count_node_resets(sim: &mut Sim<4, 6, 1024>) -> std::rc::Rc<std::cell::Cell<u
 /// sending round: the node listens again only after that ACK went out.
 #[test]
 fn client_fin_with_its_last_bytes_after_the_node_closed_is_acknowledged_not_reset() {
-    let mut config = server_config();
-    config.session.idle_timeout = Some(Duration::from_secs(1));
-    let mut sim = Sim::<4, 6, 1024>::new(config);
-    let resets = count_node_resets(&mut sim);
-    let handle = sim.host.tcp_connect((4096, 4096), echo_endpoint(), 40000);
+    let (mut sim, resets, handle) = client_of_a_node_idle_after(1);
     let closed = sim.run(5 * SECOND, &mut |host, node, _| {
         let socket = host.tcp(handle);
         if socket.state() == tcp::State::CloseWait {
@@ -403,12 +414,24 @@ fn client_fin_with_its_last_bytes_after_the_node_closed_is_acknowledged_not_rese
         Flow::until(None, node.stats().tcp.closed.idle_timeout == 1)
     });
     assert!(closed);
-    let acked = sim.run(SECOND / 2, &mut |host, _, _| {
-        Flow::until(None, host.tcp(handle).state() == tcp::State::Closed)
-    });
-    assert!(acked, "client left in {}", sim.host.tcp(handle).state());
-    assert_eq!(resets.get(), 0, "the node reset a cleanly closed peer");
+    client_closes_without_a_reset(&mut sim, handle, &resets);
     a_new_client_is_served(&mut sim, 42000);
+}
+
+/// Four SYNs to the echo port from an on-link address nobody owns: every
+/// socket answers, and no ACK ever comes.
+fn syn_flood_from_nobody(sim: &mut Sim<4, 6, 1024>) {
+    use smoltcp::wire::Ipv4Address;
+    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
+
+    let ghost = Ipv4Address::new(192, 168, 69, 77);
+    for port in 5000..5004 {
+        sim.node_dev.inject(support::frames::syn(
+            (HOST_MAC, NODE_MAC),
+            (ghost, port),
+            (NODE_IP, 7),
+        ));
+    }
 }
 
 /// A healthy client that falls quiet keeps its connection until the
@@ -458,20 +481,8 @@ fn idle_healthy_client_outlives_the_socket_timeout_until_the_idle_timeout() {
 
 #[test]
 fn forged_syns_that_never_complete_free_their_sockets_after_the_handshake_timeout() {
-    use smoltcp::wire::Ipv4Address;
-    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
-
     let mut sim = Sim::<4, 6, 1024>::new(server_config());
-    // A SYN flood from an on-link address nobody owns: every socket
-    // answers, and no ACK ever comes.
-    let ghost = Ipv4Address::new(192, 168, 69, 77);
-    for port in 5000..5004 {
-        sim.node_dev.inject(support::frames::syn(
-            (HOST_MAC, NODE_MAC),
-            (ghost, port),
-            (NODE_IP, 7),
-        ));
-    }
+    syn_flood_from_nobody(&mut sim);
     sim.idle(10_000);
     let mut refused = [connect(
         &mut sim,
@@ -530,22 +541,12 @@ fn half_open_handshake_lets_the_node_sleep_until_its_timeout() {
 
 #[test]
 fn handshakes_closed_by_the_socket_timeout_listen_again_before_the_handshake_timeout() {
-    use smoltcp::wire::Ipv4Address;
-    use support::sim::{HOST_MAC, NODE_IP, NODE_MAC};
-
     // smoltcp's own timeout (2 s) closes a half-open socket before the
     // node's handshake timeout (5 s) would.
     let mut config = server_config();
     config.tcp.timeout = Some(Duration::from_secs(2));
     let mut sim = Sim::<4, 6, 1024>::new(config);
-    let ghost = Ipv4Address::new(192, 168, 69, 77);
-    for port in 5000..5004 {
-        sim.node_dev.inject(support::frames::syn(
-            (HOST_MAC, NODE_MAC),
-            (ghost, port),
-            (NODE_IP, 7),
-        ));
-    }
+    syn_flood_from_nobody(&mut sim);
     sim.idle(3 * SECOND);
     // Every socket listens again, though no handshake timed out.
     assert_eq!(sim.node.stats().tcp_handshake_timeouts, 0);

@@ -133,11 +133,13 @@ fn probe_cli_link_local_targets_take_an_interface_name_and_need_one() {
         let (code, out, err) = texts(&o);
         assert_eq!(code, 1, "{out} {err}");
         assert!(!err.contains("resolve"), "{err}");
+        // Shown as written, by the interface's name, not std's index.
         let j = json_of(&o);
+        assert_eq!(j["target"], "tcp://[fe80::1%lo]:7", "{j}");
         assert!(
-            j["target"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("tcp://[fe80::1%")),
+            j["error_details"]
+                .to_string()
+                .contains("connect to [fe80::1%lo]:7: "),
             "{j}"
         );
     }

@@ -468,7 +468,9 @@ fn cli_link_local_without_interface_is_explained_by_the_library_too() {
 /// still lists the host's interfaces, and `[fe80::1%NAME]` was refused for
 /// an interface that exists there ("no network interface named"), or took
 /// the index of the host's interface of that name. The probe, run in the
-/// same namespace, takes the same name (it shares the lookup).
+/// same namespace, takes the same name (it shares the lookup). Both show
+/// the address as it was written, by the interface's name: std shows the
+/// index (`[fe80::1%2]`), which no one typed.
 #[test]
 fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace() {
     let setup = "ip link add rv6a type veth peer name rv6b && ip link set rv6a up && \
@@ -486,25 +488,53 @@ fn cli_link_local_interface_name_is_looked_up_in_the_servers_network_namespace()
     let mut p = Proc::spawn(cmd);
     let lines = p.listening(2);
     for kind in ["tcp", "udp"] {
-        let addr = addr_of(&lines, kind);
-        let SocketAddr::V6(v6) = addr else {
-            panic!("{addr}")
-        };
-        assert_ne!(v6.scope_id(), 0, "{addr}");
-        let target = format!("{kind}://[fe80::1%rv6a]:{}", addr.port());
+        let (_, shown) = lines.iter().find(|(k, _)| k == kind).expect(kind);
+        let port = shown
+            .strip_prefix("[fe80::1%rv6a]:")
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("listening {kind} {shown}"));
+        assert_ne!(port, 0, "{shown}");
+        let target = format!("{kind}://[fe80::1%rv6a]:{port}");
         let out = output_within(
             &mut netns_support::enter(p.id(), &["probe", &target, "-n", "3"]),
             IO_TIMEOUT,
         );
+        let report = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "{target}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
+            "{target}: {report}{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("target") && l.contains(&target)),
+            "{report}"
         );
     }
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// A link-local address no interface has is refused naming it as it was
+/// written, `[fe80::1%lo]`, not as `[fe80::1%1]`.
+#[test]
+fn cli_link_local_address_not_on_its_interface_is_named_as_written() {
+    for flag in ["--tcp", "--udp"] {
+        let out = output_within(
+            Command::new(env!("CARGO_BIN_EXE_ricochet")).args(["serve", flag, "[fe80::1%lo]:0"]),
+            IO_TIMEOUT,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{} [fe80::1%lo]:0: address not available",
+                &flag[2..]
+            )),
+            "{flag}: {err}"
+        );
+    }
 }
 
 /// `--tcp [::]:PORT` alone is IPv6-only: an IPv4 client is refused, and

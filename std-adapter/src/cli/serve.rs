@@ -12,7 +12,7 @@ use ricochet::serve::metrics::{MetricsConfig, MetricsServer};
 use ricochet::serve::signals::SignalWatcher;
 use ricochet::serve::{
     AcceptStrategy, BindError, BufferSize, DEFAULT_BACKLOG, DEFAULT_PORT,
-    DEFAULT_UDP_RECEIVE_BUFFER, Endpoint, InheritedSocket, IoBackend, Server, ServerConfig,
+    DEFAULT_UDP_RECEIVE_BUFFER, Endpoint, InheritedSocket, IoBackend, Scoped, Server, ServerConfig,
     UdpRate, activation, parse_duration,
 };
 
@@ -434,7 +434,7 @@ pub(crate) fn run(mut args: ServeArgs) -> ExitCode {
         }
         if let Some(m) = &metrics {
             tracing::info!(url = %format!("http://{}/metrics", m.local_addr()), "serving metrics");
-            let _ = writeln!(out, "listening metrics {}", m.local_addr());
+            let _ = writeln!(out, "listening metrics {}", Scoped(m.local_addr()));
         }
         let _ = out.flush();
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::tls::TlsTarget;
-use crate::serve::parse_port;
+use crate::serve::{Scoped, parse_port};
 
 /// Where the probe sends its traffic.
 ///
@@ -89,7 +89,7 @@ fn show(
 ) -> fmt::Result {
     match (name, addrs.first()) {
         (Some(name), Some(addr)) => write!(f, "{scheme}://{name}:{}", addr.port()),
-        (None, Some(addr)) => write!(f, "{scheme}://{addr}"),
+        (None, Some(addr)) => write!(f, "{scheme}://{}", Scoped(*addr)),
         (Some(name), None) => write!(f, "{scheme}://{name}"),
         (None, None) => write!(f, "{scheme}://?"),
     }

@@ -33,6 +33,7 @@ use ricochet_core::Instant;
 
 use super::Target;
 use super::tls::{HandshakeError, TlsClient, TlsLink};
+use crate::serve::Scoped;
 
 /// An open (or opening) stream connection.
 pub(super) enum Link {
@@ -105,7 +106,7 @@ pub(super) fn describe(target: &Target, attempt: usize) -> String {
     }
     addrs(target)
         .and_then(|a| a.get(attempt))
-        .map_or_else(|| target.to_string(), ToString::to_string)
+        .map_or_else(|| target.to_string(), |a| Scoped(*a).to_string())
 }
 
 /// Attempt `attempt` of `target` and how it failed, for messages: the

@@ -1,7 +1,9 @@
 //! Socket addresses as users write them, for `ricochet serve`'s flags and
 //! `ricochet probe`'s targets alike: an IPv6 address scoped by interface
-//! name, and what is wrong with one that is not an address.
+//! name, shown the way it was written, and what is wrong with one that is
+//! not an address.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// `[fe80::1%eth0]:7007`: an IPv6 socket address scoped by interface name
@@ -28,6 +30,27 @@ pub fn parse_scoped_addr(s: &str) -> Result<Option<SocketAddr>, String> {
     Ok(Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, index))))
 }
 
+/// A socket address as users write it, the inverse of
+/// [`parse_scoped_addr`]: an IPv6 scope by the name of its interface
+/// (`[fe80::1%eth0]:7007`) where this network namespace has one, where
+/// std shows the index (`[fe80::1%2]:7007`), which names no interface
+/// anyone typed. A scope with no interface of that index here stays a
+/// number; every other address shows as std shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scoped(pub SocketAddr);
+
+impl fmt::Display for Scoped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketAddr::V6(a) if a.scope_id() != 0 => match interface_name(a.scope_id()) {
+                Some(name) => f.pad(&format!("[{}%{name}]:{}", a.ip(), a.port())),
+                None => fmt::Display::fmt(&a, f),
+            },
+            a => fmt::Display::fmt(&a, f),
+        }
+    }
+}
+
 /// A port as users write it: decimal digits only, 0 to 65535. Not
 /// `u16::from_str`, which takes a sign (`+7`), where std's socket-address
 /// parser, and so every other address the tools take, does not.
@@ -47,6 +70,22 @@ fn interface_index(name: &str) -> Option<u32> {
     // owns, which outlives the call, and keeps no pointer to it.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
+}
+
+/// The name of the network interface of index `index` in the calling
+/// thread's network namespace; `None` if it has none of that index.
+#[allow(unsafe_code)]
+fn interface_name(index: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes `if_indextoname` may
+    // write, a NUL-terminated name, and outlives the call.
+    let found = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if found.is_null() {
+        return None;
+    }
+    // SAFETY: on success `name` holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// What is wrong with `s`, written as `HOST:PORT` but not parsed as one,
@@ -143,6 +182,24 @@ pub fn ipv6_addresses_here() -> Option<Vec<(Ipv6Addr, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scoped_address_shows_the_interface_name_it_was_written_with() {
+        let Ok(Some(a)) = parse_scoped_addr("[fe80::1%lo]:7") else {
+            panic!("lo was not taken");
+        };
+        assert_eq!(Scoped(a).to_string(), "[fe80::1%lo]:7");
+        // Padded as a whole, as std pads an address.
+        assert_eq!(format!("{:>16}|", Scoped(a)), "  [fe80::1%lo]:7|");
+        // No interface of that index here: the number, as std shows it.
+        let far = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 7, 0, u32::MAX));
+        assert_eq!(Scoped(far).to_string(), far.to_string());
+        for plain in ["[fe80::1]:7", "[::1]:7", "127.0.0.1:7"] {
+            let a: SocketAddr = plain.parse().unwrap();
+            assert_eq!(Scoped(a).to_string(), plain);
+            assert_eq!(format!("{:<12}|", Scoped(a)), format!("{plain:<12}|"));
+        }
+    }
 
     #[test]
     fn scoped_addresses_take_an_interface_name_of_this_namespace() {

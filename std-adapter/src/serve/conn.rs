@@ -288,7 +288,7 @@ impl Peer {
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Peer::Tcp(a) => write!(f, "{}", super::events::shown(*a)),
+            Peer::Tcp(a) => write!(f, "{}", super::Scoped(super::events::shown(*a))),
             Peer::Unix => f.write_str("unix"),
             Peer::Gone => f.write_str("unknown (gone before its address was read)"),
         }

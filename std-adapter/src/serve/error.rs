@@ -5,9 +5,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::Scoped;
+
 /// A listening endpoint: what the server binds and what it reports.
 ///
-/// Displays as `tcp 127.0.0.1:7007`, `udp [::1]:7007`, `unix /run/echo.sock`;
+/// Displays as `tcp 127.0.0.1:7007`, `udp [::1]:7007`, `unix /run/echo.sock`
+/// (a link-local scope by its interface's name: `tcp [fe80::1%eth0]:7007`);
 /// `ricochet serve` prints one `listening <endpoint>` line per endpoint on
 /// stdout.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -25,10 +28,10 @@ pub enum Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp(a) => write!(f, "tcp {a}"),
-            Endpoint::Udp(a) => write!(f, "udp {a}"),
+            Endpoint::Tcp(a) => write!(f, "tcp {}", Scoped(*a)),
+            Endpoint::Udp(a) => write!(f, "udp {}", Scoped(*a)),
             Endpoint::Unix(p) => write!(f, "unix {}", p.display()),
-            Endpoint::Tls(a) => write!(f, "tls {a}"),
+            Endpoint::Tls(a) => write!(f, "tls {}", Scoped(*a)),
         }
     }
 }

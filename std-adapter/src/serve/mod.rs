@@ -88,7 +88,7 @@ use ricochet_core::datagram::RateLimit;
 use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
 
 pub use activation::{ActivationError, InheritedSocket};
-pub use addr::{address_slip, ipv6_addresses_here, parse_port, parse_scoped_addr};
+pub use addr::{Scoped, address_slip, ipv6_addresses_here, parse_port, parse_scoped_addr};
 pub use config::{
     AcceptStrategy, BUSY_POLL_MAX, BufferSize, BufferSizeError, DEFAULT_BACKLOG, DEFAULT_BUSY_POLL,
     DEFAULT_PORT, DEFAULT_UDP_RECEIVE_BUFFER, IoBackend, MAX_CONNECTIONS_CAP,

@@ -31,7 +31,7 @@ use slab::Slab;
 
 use super::spare::SpareFd;
 use super::{Format, render};
-use crate::serve::ServerStats;
+use crate::serve::{Scoped, ServerStats};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -99,13 +99,14 @@ impl fmt::Display for MetricsError {
                     io::ErrorKind::AddrNotAvailable => {
                         return write!(
                             f,
-                            "metrics {addr}: address not available on this machine: {}",
+                            "metrics {}: address not available on this machine: {}",
+                            Scoped(*addr),
                             crate::serve::error::address_advice("metrics", *addr)
                         );
                     }
                     _ => String::new(),
                 };
-                write!(f, "metrics {addr}: {source}{hint}")
+                write!(f, "metrics {}: {source}{hint}", Scoped(*addr))
             }
             MetricsError::Spawn(e) => write!(f, "cannot start the metrics endpoint: {e}"),
         }

@@ -19,7 +19,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token};
-use ricochet_core::probe::{ConfigError, DATAGRAM_HEADER, DatagramOutcome, DatagramProbeConfig};
+use ricochet_core::probe::{ConfigError, DatagramProbeConfig};
 use ricochet_core::time::earliest;
 use ricochet_core::{DatagramProbe, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -29,9 +29,10 @@ use super::record::Recorder;
 use super::report::{ConnError, ErrorKind};
 use super::tally::Tally;
 use super::timers::Timers;
-use super::units::count_of;
 use super::wait::Waiter;
 use super::{Ctx, Target};
+
+mod pump;
 
 /// Datagrams one socket keeps in flight at most (the stream pattern's window cap).
 pub(super) const MAX_IN_FLIGHT: usize = 64;
@@ -403,168 +404,6 @@ impl Env<'_> {
         c.held = false;
         c.ready_at = self.ctx.clock.now();
         true
-    }
-
-    /// Sends what the probe allows and verifies what came back; `Ok(true)`
-    /// when the probe is done.
-    fn pump(&mut self, c: &mut Conn) -> Result<bool, (ErrorKind, String)> {
-        if c.sock.is_none() || c.probe.is_none() {
-            return Ok(false);
-        }
-        let (Some(mut sock), Some(mut probe)) = (c.sock.take(), c.probe.take()) else {
-            return Ok(false);
-        };
-        let r = self.pump_with(c, &mut sock, &mut probe);
-        c.sock = Some(sock);
-        c.probe = Some(probe);
-        r
-    }
-
-    fn pump_with(
-        &mut self,
-        c: &mut Conn,
-        sock: &mut UdpSocket,
-        probe: &mut Probe,
-    ) -> Result<bool, (ErrorKind, String)> {
-        let clock = self.ctx.clock;
-        let target = self.ctx.spec.targets.get(c.target);
-        let addr_idx = c.addr_idx;
-        // Refused after datagrams came back: the server was there and
-        // stopped (or serves one peer at a time), not absent.
-        let refused = |verified: u64| {
-            // Where the socket sends: the target's address it moved on to,
-            // and those refused before it (a name that resolves to several).
-            let (at, before) = match target {
-                Some(Target::Udp(addrs)) if addr_idx < addrs.len() => {
-                    let before: Vec<String> =
-                        addrs[..addr_idx].iter().map(ToString::to_string).collect();
-                    let before = match before.len() {
-                        0 => String::new(),
-                        1 => format!(" nor at the address before it, {}", before[0]),
-                        _ => format!(" nor at the addresses before it, {}", before.join(", ")),
-                    };
-                    (format!(" at udp://{}", addrs[addr_idx]), before)
-                }
-                Some(t) => (format!(" at {t}"), String::new()),
-                None => (String::new(), String::new()),
-            };
-            let msg = if verified == 0 {
-                format!("no UDP echo server{at}{before} (ICMP port unreachable)")
-            } else {
-                format!(
-                    "the UDP echo server{at} stopped answering after {} came back (ICMP port \
-                     unreachable)",
-                    count_of(verified, "datagram")
-                )
-            };
-            (ErrorKind::Refused, msg)
-        };
-        // An ICMP port unreachable is reported by the next send or recv,
-        // ahead of any echo already queued on the socket (an echo the
-        // server sent before it closed, when this socket sent again before
-        // reading it): the refusal waits until the queue is read, so those
-        // echoes count as verified rather than lost in flight.
-        let mut refusal = false;
-        loop {
-            let mut progressed = false;
-            while c.writable && !refusal {
-                let now = clock.now();
-                let due = probe.next_due();
-                let sent = if self.may_send(probe, now) {
-                    probe.poll_transmit(now, &mut self.wbuf)
-                } else {
-                    None
-                };
-                let Some(n) = sent else {
-                    if due.is_some_and(|d| now >= d) {
-                        // Due, yet the window holds it: not the probe's lateness.
-                        c.held = true;
-                    }
-                    break;
-                };
-                if let Some(d) = due.filter(|_| self.pace) {
-                    let ready = if std::mem::take(&mut c.held) {
-                        d.max(c.ready_at)
-                    } else {
-                        d
-                    };
-                    self.rec
-                        .lateness(c.target, now, now.saturating_since(ready));
-                }
-                progressed = true;
-                let seq = probe.stats().sent.saturating_sub(1);
-                c.sent_len[ring_index(seq)] = n as u32;
-                match sock.send(&self.wbuf[..n]) {
-                    Ok(_) => c.bytes_sent += n as u64,
-                    // The probe counted the datagram as sent: it will count as lost.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        self.rec.tally(c.target).send_blocked += 1;
-                        c.writable = e.kind() == io::ErrorKind::Interrupted;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        refusal = true;
-                        c.readable = true;
-                    }
-                    Err(e) => return Err((ErrorKind::Io, format!("send: {e}"))),
-                }
-            }
-            while c.readable {
-                match sock.recv(&mut self.rbuf) {
-                    Ok(n) => {
-                        progressed = true;
-                        let now = clock.now();
-                        c.ready_at = now;
-                        match probe.handle_datagram(now, &self.rbuf[..n]) {
-                            DatagramOutcome::Verified {
-                                round_trip,
-                                since_sent,
-                            } => {
-                                self.rec.verified(c.target, now, n);
-                                self.rec.round_trip(c.target, now, round_trip, since_sent);
-                            }
-                            DatagramOutcome::Corrupt { seq } => {
-                                let sent = c.sent_len[ring_index(seq)] as usize;
-                                let e = ConnError {
-                                    connection: Some(c.id),
-                                    kind: ErrorKind::Corrupt,
-                                    offset: Some(seq),
-                                    expected: None,
-                                    actual: None,
-                                    message: corrupt_message(seq, n, sent),
-                                };
-                                self.rec.error(c.target, now, e);
-                            }
-                            DatagramOutcome::Foreign if n < DATAGRAM_HEADER => {
-                                let tally = self.rec.tally(c.target);
-                                tally.foreign_short += 1;
-                                tally.foreign_shortest =
-                                    Some(tally.foreign_shortest.map_or(n, |s| s.min(n)));
-                            }
-                            // Counted by the probe's stats; reported as warnings.
-                            _ => {}
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refusal = true,
-                    Err(e) => return Err((ErrorKind::Io, format!("recv: {e}"))),
-                }
-            }
-            if refusal {
-                return Err(refused(probe.stats().verified));
-            }
-            if probe.is_done() {
-                return Ok(true);
-            }
-            if !progressed {
-                return Ok(false);
-            }
-        }
     }
 
     fn finish(&mut self, c: &mut Conn, idx: usize, failure: Option<(ErrorKind, String)>) {

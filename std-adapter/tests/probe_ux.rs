@@ -261,6 +261,62 @@ fn crlf_translating_server_is_named_at_the_first_line_end() {
     }
 }
 
+/// The classic `send` bug: a server that takes a partial send for none
+/// and sends its whole buffer again echoes some bytes twice. The probe
+/// says the bytes repeat earlier ones, and where, not only that they are
+/// wrong; in each mode, at each pattern.
+#[test]
+fn echo_with_bytes_sent_twice_is_named_a_repeat_of_the_earlier_bytes() {
+    let srv = FaultyServer::start(Fault::ResendAfterPartial);
+    for (mode, pattern) in [
+        ("raw", "pingpong"),
+        ("lines", "pingpong"),
+        ("raw", "stream"),
+    ] {
+        let (code, out, _) = texts(&probe_cli(&[
+            &tcp(&srv),
+            "-n",
+            "20",
+            "-s",
+            "64",
+            "-m",
+            mode,
+            "--pattern",
+            pattern,
+            "--timeout",
+            "2s",
+        ]));
+        assert_eq!(code, 1, "{mode} {pattern}: {out}");
+        // The first read is the first message (64 bytes) or, streaming,
+        // a few: its first half comes back right, then the read again.
+        let line = out
+            .lines()
+            .find(|l| l.contains("connection 0:"))
+            .unwrap_or_else(|| panic!("{mode} {pattern}: {out}"));
+        assert!(
+            line.contains("the bytes from there on repeat those sent at stream offset 0, ")
+                && line.contains("the server sent them twice"),
+            "{mode} {pattern}: {line}"
+        );
+        let at: u64 = line
+            .split("mismatch at stream offset ")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{mode} {pattern}: {line}"));
+        assert!(
+            line.contains(&format!("stream offset 0, {at} bytes earlier")),
+            "{mode} {pattern}: {line}"
+        );
+    }
+    // A wrong byte that repeats nothing gets no such words.
+    let flip = FaultyServer::start(Fault::FlipAt(100));
+    let (code, out, _) = texts(&probe_cli(&[&tcp(&flip), "-n", "20", "--timeout", "2s"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("mismatch at stream offset 100"), "{out}");
+    assert!(!out.contains("repeat"), "{out}");
+}
+
 #[test]
 fn raw_probe_of_a_lines_server_that_echoes_nothing_suggests_the_mode() {
     let server = OurServer::start(Mode::Lines);

@@ -178,6 +178,35 @@ impl<const M: usize> StreamProbe<M> {
         self.tx.total - self.rx.total
     }
 
+    /// Writes into `out` the last bytes verified, those sent just before
+    /// stream offset [`bytes_verified`](ProbeStats::bytes_verified), and
+    /// returns how many: `out.len()`, or fewer at the start of the stream.
+    /// For diagnosing a failure (bytes that came back twice repeat some of
+    /// these); it costs one step per message it walks back over.
+    pub fn verified_tail(&self, out: &mut [u8]) -> usize {
+        let n = usize::try_from(self.rx.total).map_or(out.len(), |v| v.min(out.len()));
+        let mut c = self.rx;
+        let mut back = n;
+        while back > 0 {
+            if c.off == 0 {
+                c.msg -= 1;
+                c.len = self.wire.size_of(c.msg);
+                c.off = c.len;
+            }
+            let step = back.min(c.off);
+            c.off -= step;
+            c.total -= step as u64;
+            back -= step;
+        }
+        let mut filled = 0;
+        while filled < n {
+            let k = self.wire.fill_message(&c, &mut out[filled..n]);
+            self.wire.advance(&mut c, k, |_| {});
+            filled += k;
+        }
+        n
+    }
+
     /// Writes into `out` the next bytes that may be sent now and returns how
     /// many (0: nothing may be sent now). Does not advance: after writing,
     /// call [`commit_sent`](Self::commit_sent) with what the socket took.

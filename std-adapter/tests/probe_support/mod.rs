@@ -357,6 +357,10 @@ pub enum Fault {
     DelayEach(Duration),
     /// Echo every `\n` as `\r\n` (a server or relay translating line ends).
     Crlf,
+    /// Echo each read as a server does that takes a partial send for none
+    /// and sends its whole buffer again: the read's first half, then all
+    /// of it (the first half twice).
+    ResendAfterPartial,
     /// Accept and never read (nor answer, nor close) until the test ends:
     /// the peer's writes block once both sockets' buffers are full.
     NeverRead,
@@ -518,6 +522,12 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                             out.push(b);
                         }
                         if (&s).write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                    Fault::ResendAfterPartial => {
+                        let half = &chunk[..chunk.len() / 2];
+                        if (&s).write_all(half).is_err() || (&s).write_all(chunk).is_err() {
                             return;
                         }
                     }

@@ -748,3 +748,36 @@ fn lines_payload_beginning_with_a_newline_sends_it_replaced() {
     assert_eq!(sent.iter().position(|&b| b == b'\n'), Some(9));
     assert_eq!(echo_back(&mut p, &sent), 1);
 }
+
+#[test]
+fn verified_tail_after_echoes_is_the_stream_sent_just_before_the_receive_position() {
+    for mode in [Mode::Raw, Mode::Lines, Mode::Frames] {
+        let size = SizeRange { min: 3, max: 40 };
+        let mut p = stream(mode, Pattern::Stream { window: 4000 }, size, 200);
+        let mut sent = send_all(&mut p, T0);
+        let mut out = [0u8; 100];
+        // Nothing verified yet: nothing to show.
+        assert_eq!(p.verified_tail(&mut out), 0, "{mode:?}");
+        // Echoed in pieces that end inside messages and on their bounds.
+        let mut at = 0;
+        for piece in [7, 1, 90, 33, 2, 150, 61] {
+            let mut turns = 0;
+            while sent.len() < at + piece {
+                bounded(&mut turns);
+                let more = send_all(&mut p, T0);
+                assert!(!more.is_empty(), "{mode:?}: stuck at {} sent", sent.len());
+                sent.extend_from_slice(&more);
+            }
+            let mut fed = 0;
+            while fed < piece {
+                bounded(&mut turns);
+                let r = p.handle_received(T0, &sent[at + fed..at + piece]).unwrap();
+                fed += r.consumed;
+            }
+            at += piece;
+            let n = p.verified_tail(&mut out);
+            assert_eq!(n, at.min(100), "{mode:?} after {at}");
+            assert_eq!(&out[..n], &sent[at - n..at], "{mode:?} after {at}");
+        }
+    }
+}

@@ -14,6 +14,13 @@ use super::super::verdict::{no_progress, show_byte, show_bytes};
 const CONTEXT_BEFORE: usize = 8;
 /// Received bytes shown from a bad one on.
 const CONTEXT_AFTER: usize = 16;
+/// Received bytes, from a bad one on, looked for among those sent before.
+const REPEAT_LOOKED_FOR: usize = 16;
+/// The fewest of them that make a repeat: eight pseudo-random bytes match
+/// a given earlier position by chance once in 2^64.
+const REPEAT_AT_LEAST: usize = 8;
+/// How far back, in bytes sent, a repeat is looked for.
+pub(super) const REPEAT_WITHIN: usize = 64 * 1024;
 
 /// Whether `bytes`, the first a server sent, start a TLS record: an alert
 /// or a handshake (content type 21 or 22), version 3.x (SSL 3.0 to TLS 1.3's
@@ -160,6 +167,49 @@ impl Failure {
         }
     }
 
+    /// Adds to a mismatch, or to bytes past the end of what was sent, that
+    /// the bytes received from there on repeat bytes sent earlier, and
+    /// where: the server sent them twice. `sent_before` is the stream sent
+    /// just before stream offset `chunk_start` (the last bytes verified,
+    /// oldest first; see `StreamProbe::verified_tail`); `chunk` is what was
+    /// read from `chunk_start` on.
+    pub(super) fn repeats_earlier(&mut self, sent_before: &[u8], chunk: &[u8], chunk_start: u64) {
+        if !matches!(self.kind, ErrorKind::Mismatch | ErrorKind::UnexpectedData) {
+            return;
+        }
+        let Some(offset) = self.offset else {
+            return;
+        };
+        let Some(at) = offset
+            .checked_sub(chunk_start)
+            .and_then(|a| usize::try_from(a).ok())
+            .filter(|a| *a <= chunk.len())
+        else {
+            return;
+        };
+        let from = &chunk[at..];
+        let looked_for = &from[..from.len().min(REPEAT_LOOKED_FOR)];
+        if looked_for.len() < REPEAT_AT_LEAST {
+            return;
+        }
+        let mut sent = Vec::with_capacity(sent_before.len() + at);
+        sent.extend_from_slice(sent_before);
+        sent.extend_from_slice(&chunk[..at]);
+        let Some(pos) = sent
+            .windows(looked_for.len())
+            .rposition(|w| w == looked_for)
+        else {
+            return;
+        };
+        let back = (sent.len() - pos) as u64;
+        self.message.push_str(&format!(
+            "; the bytes from there on repeat those sent at stream offset {}, {back} bytes \
+             earlier: the server sent them twice (as one does that sends its whole buffer again \
+             after a partial send, instead of the rest)",
+            offset - back
+        ));
+    }
+
     /// Adds to a timeout that the socket has refused the probe's next bytes
     /// for the last `blocked` (shown to the millisecond, or to a tenth of a
     /// second from a second on; nothing under a millisecond): the server
@@ -245,6 +295,62 @@ mod tests {
             };
             let f = Failure::probe_in(e, t, Some((chunk, at)));
             assert!(!f.message.contains("tls://"), "{}", f.message);
+        }
+    }
+
+    #[test]
+    fn bytes_that_repeat_earlier_ones_are_named_with_where_they_were_sent() {
+        let t = StdDuration::from_secs(1);
+        let sent: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        let mismatch = |offset: u64| {
+            let e = ProbeError::Mismatch {
+                offset,
+                expected: 0,
+                actual: 0,
+            };
+            Failure::probe(e, t)
+        };
+        // Verified up to 150; the chunk read from 150 repeats from 120 on.
+        let mut f = mismatch(150);
+        f.repeats_earlier(&sent[..150], &sent[120..170], 150);
+        assert!(
+            f.message
+                .contains("repeat those sent at stream offset 120, 30 bytes earlier"),
+            "{}",
+            f.message
+        );
+        // The repeat starts inside the chunk: what it verified counts as sent.
+        let chunk: Vec<u8> = [&sent[150..160], &sent[140..170]].concat();
+        let mut f = mismatch(160);
+        f.repeats_earlier(&sent[..150], &chunk, 150);
+        assert!(
+            f.message
+                .contains("repeat those sent at stream offset 140, 20 bytes earlier"),
+            "{}",
+            f.message
+        );
+        // Bytes past the end of what was sent, repeating: said too.
+        let e = ProbeError::UnexpectedData { offset: 200 };
+        let mut f = Failure::probe(e, t);
+        f.repeats_earlier(&sent, &sent[100..130], 200);
+        assert!(
+            f.message.contains("stream offset 100, 100 bytes earlier"),
+            "{}",
+            f.message
+        );
+        // Too few bytes to tell, bytes sent nowhere before, another kind of
+        // failure: nothing added.
+        for (mut f, chunk) in [
+            (mismatch(150), &sent[120..127]),
+            (mismatch(150), &[9u8; 16][..]),
+            (
+                Failure::probe(ProbeError::Timeout { outstanding: 8 }, t),
+                &sent[120..170],
+            ),
+        ] {
+            let before = f.message.clone();
+            f.repeats_earlier(&sent[..150], chunk, 150);
+            assert_eq!(f.message, before);
         }
     }
 

@@ -10,7 +10,7 @@ use super::super::record::Recorder;
 use super::super::report::ErrorKind;
 use super::Env;
 use super::conn::{Conn, Phase};
-use super::failure::Failure;
+use super::failure::{Failure, REPEAT_WITHIN};
 
 pub(super) enum Pumped {
     /// Still going: wait for readiness or a deadline.
@@ -125,13 +125,19 @@ impl Env<'_> {
                         while !rest.is_empty() {
                             let start = probe.stats().bytes_verified;
                             let whole = probe.stats().messages_verified;
-                            let r = probe.handle_received(now, rest).map_err(|e| {
-                                let mut f = Failure::probe_in(e, timeout, Some((rest, start)));
-                                if frames {
-                                    f.in_frame_header(c.unit_start);
+                            let r = match probe.handle_received(now, rest) {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    let mut f = Failure::probe_in(e, timeout, Some((rest, start)));
+                                    if frames {
+                                        f.in_frame_header(c.unit_start);
+                                    }
+                                    let mut before = vec![0; REPEAT_WITHIN];
+                                    let n = probe.verified_tail(&mut before);
+                                    f.repeats_earlier(&before[..n], rest, start);
+                                    return Err(f);
                                 }
-                                f
-                            })?;
+                            };
                             if probe.stats().messages_verified > whole {
                                 c.unit_start = probe.stats().bytes_verified;
                             }

@@ -324,6 +324,53 @@ fn echo_with_bytes_sent_twice_is_named_a_repeat_of_the_earlier_bytes() {
     assert!(!out.contains("repeat"), "{out}");
 }
 
+/// The other half of that bug: a server that takes a partial send for all
+/// of it loses the rest. Streaming, the probe says the bytes that came are
+/// later ones, and how many were lost between.
+#[test]
+fn echo_that_skips_bytes_is_named_with_how_many_were_lost() {
+    let srv = FaultyServer::start(Fault::LoseRestAfterPartial);
+    for mode in ["raw", "lines"] {
+        // 64,000 bytes: several of the server's reads (16 KiB at most).
+        let (code, out, _) = texts(&probe_cli(&[
+            &tcp(&srv),
+            "-n",
+            "1000",
+            "-m",
+            mode,
+            "--pattern",
+            "stream",
+            "--timeout",
+            "2s",
+        ]));
+        assert_eq!(code, 1, "{mode}: {out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("connection 0:"))
+            .unwrap_or_else(|| panic!("{mode}: {out}"));
+        let number_after = |what: &str, end: char| -> u64 {
+            line.split(what)
+                .nth(1)
+                .and_then(|r| r.split(end).next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{mode}: no {what:?} in {line}"))
+        };
+        // The first read's second half is lost: the next read's first half
+        // comes where it should be.
+        let at = number_after("mismatch at stream offset ", ':');
+        let from = number_after("are those sent at stream offset ", ',');
+        assert!(from > at, "{mode}: {line}");
+        let lost = from - at;
+        assert!(
+            line.contains(&format!(
+                "{lost} bytes later: the server lost the {lost} bytes between"
+            )),
+            "{mode}: {line}"
+        );
+        assert!(!line.contains("repeat"), "{mode}: {line}");
+    }
+}
+
 #[test]
 fn raw_probe_of_a_lines_server_that_echoes_nothing_suggests_the_mode() {
     let server = OurServer::start(Mode::Lines);

@@ -198,13 +198,29 @@ impl<const M: usize> StreamProbe<M> {
             c.total -= step as u64;
             back -= step;
         }
+        self.fill_from(c, &mut out[..n]);
+        n
+    }
+
+    /// Writes into `out` the bytes sent and not yet verified, those from
+    /// stream offset [`bytes_verified`](ProbeStats::bytes_verified) on, and
+    /// returns how many: `out.len()`, or [`outstanding`](Self::outstanding)
+    /// if fewer. For diagnosing a failure (bytes a server lost leave a
+    /// later part of these where the lost ones should be).
+    pub fn outstanding_bytes(&self, out: &mut [u8]) -> usize {
+        let n = usize::try_from(self.outstanding()).map_or(out.len(), |v| v.min(out.len()));
+        self.fill_from(self.rx, &mut out[..n]);
+        n
+    }
+
+    /// Fills `out` with the stream from cursor `c` on.
+    fn fill_from(&self, mut c: Cursor, out: &mut [u8]) {
         let mut filled = 0;
-        while filled < n {
-            let k = self.wire.fill_message(&c, &mut out[filled..n]);
+        while filled < out.len() {
+            let k = self.wire.fill_message(&c, &mut out[filled..]);
             self.wire.advance(&mut c, k, |_| {});
             filled += k;
         }
-        n
     }
 
     /// Writes into `out` the next bytes that may be sent now and returns how
@@ -213,15 +229,9 @@ impl<const M: usize> StreamProbe<M> {
     pub fn fill_transmit(&mut self, now: Instant, out: &mut [u8]) -> usize {
         self.advance(now);
         let allowed = self.allowed(out.len());
-        let mut cursor = self.tx;
-        let mut filled = 0;
-        while filled < allowed {
-            let n = self.wire.fill_message(&cursor, &mut out[filled..allowed]);
-            self.wire.advance(&mut cursor, n, |_| {});
-            filled += n;
-        }
-        self.offered = filled;
-        filled
+        self.fill_from(self.tx, &mut out[..allowed]);
+        self.offered = allowed;
+        allowed
     }
 
     /// Records that the first `n` bytes of the last

@@ -361,6 +361,9 @@ pub enum Fault {
     /// and sends its whole buffer again: the read's first half, then all
     /// of it (the first half twice).
     ResendAfterPartial,
+    /// Echo each read as a server does that takes a partial send for all of
+    /// it: the read's first half only, its second half lost.
+    LoseRestAfterPartial,
     /// Accept and never read (nor answer, nor close) until the test ends:
     /// the peer's writes block once both sockets' buffers are full.
     NeverRead,
@@ -528,6 +531,11 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                     Fault::ResendAfterPartial => {
                         let half = &chunk[..chunk.len() / 2];
                         if (&s).write_all(half).is_err() || (&s).write_all(chunk).is_err() {
+                            return;
+                        }
+                    }
+                    Fault::LoseRestAfterPartial => {
+                        if (&s).write_all(&chunk[..chunk.len() / 2]).is_err() {
                             return;
                         }
                     }

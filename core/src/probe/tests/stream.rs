@@ -750,7 +750,8 @@ fn lines_payload_beginning_with_a_newline_sends_it_replaced() {
 }
 
 #[test]
-fn verified_tail_after_echoes_is_the_stream_sent_just_before_the_receive_position() {
+fn verified_tail_and_outstanding_bytes_after_echoes_are_the_stream_sent_either_side_of_the_receive_position()
+ {
     for mode in [Mode::Raw, Mode::Lines, Mode::Frames] {
         let size = SizeRange { min: 3, max: 40 };
         let mut p = stream(mode, Pattern::Stream { window: 4000 }, size, 200);
@@ -778,6 +779,10 @@ fn verified_tail_after_echoes_is_the_stream_sent_just_before_the_receive_positio
             let n = p.verified_tail(&mut out);
             assert_eq!(n, at.min(100), "{mode:?} after {at}");
             assert_eq!(&out[..n], &sent[at - n..at], "{mode:?} after {at}");
+            // And ahead: what was sent and not yet verified.
+            let n = p.outstanding_bytes(&mut out);
+            assert_eq!(n, (sent.len() - at).min(100), "{mode:?} after {at}");
+            assert_eq!(&out[..n], &sent[at..at + n], "{mode:?} after {at}");
         }
     }
 }

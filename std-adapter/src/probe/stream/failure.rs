@@ -7,7 +7,7 @@ use ricochet_core::probe::ProbeError;
 
 use super::super::report::{ConnError, ErrorKind};
 use super::super::tls::RefusedByServer;
-use super::super::units::format_duration;
+use super::super::units::{count_of, format_duration};
 use super::super::verdict::{no_progress, show_byte, show_bytes};
 
 /// Received bytes shown before a bad one in an error message.
@@ -19,8 +19,8 @@ const REPEAT_LOOKED_FOR: usize = 16;
 /// The fewest of them that make a repeat: eight pseudo-random bytes match
 /// a given earlier position by chance once in 2^64.
 const REPEAT_AT_LEAST: usize = 8;
-/// How far back, in bytes sent, a repeat is looked for.
-pub(super) const REPEAT_WITHIN: usize = 64 * 1024;
+/// How far back, or ahead, in bytes sent, received bytes are looked for.
+pub(super) const SENT_LOOKED_AT: usize = 64 * 1024;
 
 /// Whether `bytes`, the first a server sent, start a TLS record: an alert
 /// or a handshake (content type 21 or 22), version 3.x (SSL 3.0 to TLS 1.3's
@@ -167,31 +167,39 @@ impl Failure {
         }
     }
 
+    /// The bytes received from the bad one on (at most
+    /// [`REPEAT_LOOKED_FOR`]) and their index in `chunk`, read from stream
+    /// offset `chunk_start`: for a mismatch or bytes past the end of what
+    /// was sent, when there are enough to tell where else they were sent.
+    fn looked_for<'a>(&self, chunk: &'a [u8], chunk_start: u64) -> Option<(usize, &'a [u8])> {
+        if !matches!(self.kind, ErrorKind::Mismatch | ErrorKind::UnexpectedData) {
+            return None;
+        }
+        let at = self
+            .offset?
+            .checked_sub(chunk_start)
+            .and_then(|a| usize::try_from(a).ok())
+            .filter(|a| *a <= chunk.len())?;
+        let from = &chunk[at..];
+        let looked_for = &from[..from.len().min(REPEAT_LOOKED_FOR)];
+        (looked_for.len() >= REPEAT_AT_LEAST).then_some((at, looked_for))
+    }
+
     /// Adds to a mismatch, or to bytes past the end of what was sent, that
     /// the bytes received from there on repeat bytes sent earlier, and
     /// where: the server sent them twice. `sent_before` is the stream sent
     /// just before stream offset `chunk_start` (the last bytes verified,
     /// oldest first; see `StreamProbe::verified_tail`); `chunk` is what was
-    /// read from `chunk_start` on.
-    pub(super) fn repeats_earlier(&mut self, sent_before: &[u8], chunk: &[u8], chunk_start: u64) {
-        if !matches!(self.kind, ErrorKind::Mismatch | ErrorKind::UnexpectedData) {
-            return;
-        }
-        let Some(offset) = self.offset else {
-            return;
+    /// read from `chunk_start` on. Returns whether it added that.
+    pub(super) fn repeats_earlier(
+        &mut self,
+        sent_before: &[u8],
+        chunk: &[u8],
+        chunk_start: u64,
+    ) -> bool {
+        let Some((at, looked_for)) = self.looked_for(chunk, chunk_start) else {
+            return false;
         };
-        let Some(at) = offset
-            .checked_sub(chunk_start)
-            .and_then(|a| usize::try_from(a).ok())
-            .filter(|a| *a <= chunk.len())
-        else {
-            return;
-        };
-        let from = &chunk[at..];
-        let looked_for = &from[..from.len().min(REPEAT_LOOKED_FOR)];
-        if looked_for.len() < REPEAT_AT_LEAST {
-            return;
-        }
         let mut sent = Vec::with_capacity(sent_before.len() + at);
         sent.extend_from_slice(sent_before);
         sent.extend_from_slice(&chunk[..at]);
@@ -199,14 +207,43 @@ impl Failure {
             .windows(looked_for.len())
             .rposition(|w| w == looked_for)
         else {
-            return;
+            return false;
         };
         let back = (sent.len() - pos) as u64;
+        let offset = chunk_start + at as u64;
         self.message.push_str(&format!(
             "; the bytes from there on repeat those sent at stream offset {}, {back} bytes \
              earlier: the server sent them twice (as one does that sends its whole buffer again \
              after a partial send, instead of the rest)",
             offset - back
+        ));
+        true
+    }
+
+    /// Adds to a mismatch that the bytes received from there on are bytes
+    /// sent later, and how many were skipped: the server lost them.
+    /// `sent_ahead` is the stream sent from stream offset `chunk_start` on
+    /// and not yet verified (see `StreamProbe::outstanding_bytes`); `chunk`
+    /// is what was read from `chunk_start` on.
+    pub(super) fn skips_ahead(&mut self, sent_ahead: &[u8], chunk: &[u8], chunk_start: u64) {
+        let Some((at, looked_for)) = self.looked_for(chunk, chunk_start) else {
+            return;
+        };
+        let Some(pos) = sent_ahead
+            .windows(looked_for.len())
+            .enumerate()
+            .skip(at + 1)
+            .find_map(|(i, w)| (w == looked_for).then_some(i))
+        else {
+            return;
+        };
+        let skipped = pos - at;
+        self.message.push_str(&format!(
+            "; the bytes from there on are those sent at stream offset {}, {skipped} bytes \
+             later: the server lost the {} between (as one does that takes a partial send for \
+             all of it and goes on with its next buffer)",
+            chunk_start + pos as u64,
+            count_of(skipped as u64, "byte"),
         ));
     }
 
@@ -350,6 +387,52 @@ mod tests {
         ] {
             let before = f.message.clone();
             f.repeats_earlier(&sent[..150], chunk, 150);
+            assert_eq!(f.message, before);
+        }
+    }
+
+    #[test]
+    fn bytes_that_skip_ahead_are_named_with_how_many_were_lost() {
+        let t = StdDuration::from_secs(1);
+        let sent: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
+        let mismatch = |offset: u64| {
+            let e = ProbeError::Mismatch {
+                offset,
+                expected: 0,
+                actual: 0,
+            };
+            Failure::probe(e, t)
+        };
+        // Verified up to 100; read from there: 10 right, then from 150 on.
+        let chunk: Vec<u8> = [&sent[100..110], &sent[150..180]].concat();
+        let mut f = mismatch(110);
+        f.skips_ahead(&sent[100..], &chunk, 100);
+        assert!(
+            f.message.contains(
+                "are those sent at stream offset 150, 40 bytes later: the server lost the 40 \
+                 bytes between"
+            ),
+            "{}",
+            f.message
+        );
+        // Bytes that are nowhere ahead, too few to tell, bytes past the end
+        // of what was sent (nothing ahead), another kind: nothing added.
+        for (mut f, chunk) in [
+            (mismatch(110), [&sent[100..110], &[9u8; 16][..]].concat()),
+            (mismatch(110), [&sent[100..110], &sent[150..157]].concat()),
+            (
+                Failure::probe(ProbeError::UnexpectedData { offset: 300 }, t),
+                sent[150..180].to_vec(),
+            ),
+            (
+                Failure::probe(ProbeError::Timeout { outstanding: 8 }, t),
+                chunk.clone(),
+            ),
+        ] {
+            let before = f.message.clone();
+            let start = f.offset.map_or(100, |o| o.min(100));
+            let ahead = if start == 100 { &sent[100..] } else { &[][..] };
+            f.skips_ahead(ahead, &chunk, start);
             assert_eq!(f.message, before);
         }
     }

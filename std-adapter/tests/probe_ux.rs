@@ -324,6 +324,41 @@ fn echo_with_bytes_sent_twice_is_named_a_repeat_of_the_earlier_bytes() {
     assert!(!out.contains("repeat"), "{out}");
 }
 
+/// A server that takes each read for a line ends lines where the sender's
+/// went on: the probe says a line end was inserted and why, in lines mode
+/// and in raw.
+#[test]
+fn line_end_inserted_at_a_read_boundary_is_named_as_such() {
+    let srv = FaultyServer::start(Fault::LineEndEach(100));
+    for mode in ["lines", "raw"] {
+        let (code, out, _) = texts(&probe_cli(&[
+            &tcp(&srv),
+            "-n",
+            "5",
+            "-s",
+            "300",
+            "-m",
+            mode,
+            "--timeout",
+            "2s",
+        ]));
+        assert_eq!(code, 1, "{mode}: {out}");
+        assert!(
+            out.contains("mismatch at stream offset 100: ")
+                && out.contains("got 0x0a")
+                && out.contains(
+                    "1 byte inserted there (\"\\n\"), the stream going on after it: a line end \
+                     where the line went on"
+                ),
+            "{mode}: {out}"
+        );
+        assert!(
+            !out.contains("repeat") && !out.contains("lost"),
+            "{mode}: {out}"
+        );
+    }
+}
+
 /// The other half of that bug: a server that takes a partial send for all
 /// of it loses the rest. Streaming, the probe says the bytes that came are
 /// later ones, and how many were lost between.

@@ -364,6 +364,9 @@ pub enum Fault {
     /// Echo each read as a server does that takes a partial send for all of
     /// it: the read's first half only, its second half lost.
     LoseRestAfterPartial,
+    /// Echo in pieces of this many bytes, each ended with a line feed if
+    /// it has none: a server that takes each read for a line.
+    LineEndEach(usize),
     /// Accept and never read (nor answer, nor close) until the test ends:
     /// the peer's writes block once both sockets' buffers are full.
     NeverRead,
@@ -537,6 +540,14 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                     Fault::LoseRestAfterPartial => {
                         if (&s).write_all(&chunk[..chunk.len() / 2]).is_err() {
                             return;
+                        }
+                    }
+                    Fault::LineEndEach(piece) => {
+                        for p in chunk.chunks(piece) {
+                            let end: &[u8] = if p.ends_with(b"\n") { b"" } else { b"\n" };
+                            if (&s).write_all(p).is_err() || (&s).write_all(end).is_err() {
+                                return;
+                            }
                         }
                     }
                     Fault::DelayEach(delay) => {

@@ -136,7 +136,9 @@ impl Env<'_> {
                                     let n = probe.verified_tail(&mut sent);
                                     if !f.repeats_earlier(&sent[..n], rest, start) {
                                         let n = probe.outstanding_bytes(&mut sent);
-                                        f.skips_ahead(&sent[..n], rest, start);
+                                        if !f.inserted(&sent[..n], rest, start) {
+                                            f.skips_ahead(&sent[..n], rest, start);
+                                        }
                                     }
                                     return Err(f);
                                 }

@@ -3,6 +3,7 @@
 use std::io;
 use std::time::Duration as StdDuration;
 
+use ricochet_core::StreamProbe;
 use ricochet_core::probe::ProbeError;
 
 use super::super::report::{ConnError, ErrorKind};
@@ -22,7 +23,7 @@ const REPEAT_AT_LEAST: usize = 8;
 /// The most bytes a server may have inserted that are named as such.
 const INSERTED_AT_MOST: usize = 16;
 /// How far back, or ahead, in bytes sent, received bytes are looked for.
-pub(super) const SENT_LOOKED_AT: usize = 64 * 1024;
+const SENT_LOOKED_AT: usize = 64 * 1024;
 
 /// Whether `bytes`, the first a server sent, start a TLS record: an alert
 /// or a handshake (content type 21 or 22), version 3.x (SSL 3.0 to TLS 1.3's
@@ -169,6 +170,31 @@ impl Failure {
         }
     }
 
+    /// Adds to a mismatch, or to bytes past the end of what was sent,
+    /// where the bytes received from there on were sent, when they were:
+    /// earlier (a repeat), right after a few bytes the server inserted, or
+    /// later (bytes lost). `chunk` is what was read from stream offset
+    /// `chunk_start`, where `probe` has verified everything before it.
+    pub(super) fn where_sent<const M: usize>(
+        &mut self,
+        probe: &StreamProbe<M>,
+        chunk: &[u8],
+        chunk_start: u64,
+    ) {
+        if self.looked_for(chunk, chunk_start).is_none() {
+            return;
+        }
+        let mut sent = vec![0; SENT_LOOKED_AT];
+        let n = probe.verified_tail(&mut sent);
+        if self.repeats_earlier(&sent[..n], chunk, chunk_start) {
+            return;
+        }
+        let n = probe.outstanding_bytes(&mut sent);
+        if !self.inserted(&sent[..n], chunk, chunk_start) {
+            self.skips_ahead(&sent[..n], chunk, chunk_start);
+        }
+    }
+
     /// The bytes received from the bad one on (at most
     /// [`REPEAT_LOOKED_FOR`]) and their index in `chunk`, read from stream
     /// offset `chunk_start`: for a mismatch or bytes past the end of what
@@ -193,12 +219,7 @@ impl Failure {
     /// just before stream offset `chunk_start` (the last bytes verified,
     /// oldest first; see `StreamProbe::verified_tail`); `chunk` is what was
     /// read from `chunk_start` on. Returns whether it added that.
-    pub(super) fn repeats_earlier(
-        &mut self,
-        sent_before: &[u8],
-        chunk: &[u8],
-        chunk_start: u64,
-    ) -> bool {
+    fn repeats_earlier(&mut self, sent_before: &[u8], chunk: &[u8], chunk_start: u64) -> bool {
         let Some((at, looked_for)) = self.looked_for(chunk, chunk_start) else {
             return false;
         };
@@ -228,7 +249,7 @@ impl Failure {
     /// sent from stream offset `chunk_start` on and not yet verified;
     /// `chunk` is what was read from `chunk_start` on. Returns whether it
     /// added that.
-    pub(super) fn inserted(&mut self, sent_ahead: &[u8], chunk: &[u8], chunk_start: u64) -> bool {
+    fn inserted(&mut self, sent_ahead: &[u8], chunk: &[u8], chunk_start: u64) -> bool {
         // A carriage return before a line feed has its own words.
         if self.kind != ErrorKind::Mismatch
             || (self.expected, self.actual) == (Some(b'\n'), Some(b'\r'))
@@ -271,7 +292,7 @@ impl Failure {
     /// `sent_ahead` is the stream sent from stream offset `chunk_start` on
     /// and not yet verified (see `StreamProbe::outstanding_bytes`); `chunk`
     /// is what was read from `chunk_start` on.
-    pub(super) fn skips_ahead(&mut self, sent_ahead: &[u8], chunk: &[u8], chunk_start: u64) {
+    fn skips_ahead(&mut self, sent_ahead: &[u8], chunk: &[u8], chunk_start: u64) {
         let Some((at, looked_for)) = self.looked_for(chunk, chunk_start) else {
             return;
         };

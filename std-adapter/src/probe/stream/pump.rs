@@ -10,7 +10,7 @@ use super::super::record::Recorder;
 use super::super::report::ErrorKind;
 use super::Env;
 use super::conn::{Conn, Phase};
-use super::failure::{Failure, SENT_LOOKED_AT};
+use super::failure::Failure;
 
 pub(super) enum Pumped {
     /// Still going: wait for readiness or a deadline.
@@ -132,14 +132,7 @@ impl Env<'_> {
                                     if frames {
                                         f.in_frame_header(c.unit_start);
                                     }
-                                    let mut sent = vec![0; SENT_LOOKED_AT];
-                                    let n = probe.verified_tail(&mut sent);
-                                    if !f.repeats_earlier(&sent[..n], rest, start) {
-                                        let n = probe.outstanding_bytes(&mut sent);
-                                        if !f.inserted(&sent[..n], rest, start) {
-                                            f.skips_ahead(&sent[..n], rest, start);
-                                        }
-                                    }
+                                    f.where_sent(probe, rest, start);
                                     return Err(f);
                                 }
                             };

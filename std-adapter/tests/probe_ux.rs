@@ -244,21 +244,40 @@ fn mismatch_shows_printable_bytes_and_what_came_back_around_them() {
 fn crlf_translating_server_is_named_at_the_first_line_end() {
     let srv = FaultyServer::start(Fault::Crlf);
     for mode in ["lines", "raw"] {
-        let (code, out, _) = texts(&probe_cli(&[
-            &tcp(&srv),
-            "-n",
-            "50",
-            "-m",
-            mode,
-            "--timeout",
-            "2s",
-        ]));
-        assert_eq!(code, 1, "{mode}: {out}");
+        let out = failed_probe(&srv, &["-n", "50", "-m", mode]);
         assert!(
             out.contains("sent 0x0a, got 0x0d") && out.contains("turns line ends into CRLF"),
             "{mode}: {out}"
         );
     }
+}
+
+/// The report's line of connection 0's error.
+fn connection_error(out: &str) -> &str {
+    out.lines()
+        .find(|l| l.contains("connection 0:"))
+        .unwrap_or_else(|| panic!("no error of connection 0 in {out}"))
+}
+
+/// The number in `line` right after `what`, up to `end`.
+fn number_after(line: &str, what: &str, end: char) -> u64 {
+    line.split(what)
+        .nth(1)
+        .and_then(|r| r.split(end).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {what:?} in {line}"))
+}
+
+/// The report of a probe of `srv` with `args` (and `--timeout 2s`), which
+/// must fail (exit 1).
+fn failed_probe(srv: &FaultyServer, args: &[&str]) -> String {
+    let mut all = vec![tcp(srv)];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    all.extend(["--timeout".to_owned(), "2s".to_owned()]);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let (code, out, err) = texts(&probe_cli(&all));
+    assert_eq!(code, 1, "{args:?}: {out}{err}");
+    out
 }
 
 /// The classic `send` bug: a server that takes a partial send for none
@@ -273,33 +292,13 @@ fn echo_with_bytes_sent_twice_is_named_a_repeat_of_the_earlier_bytes() {
         ("lines", "pingpong"),
         ("raw", "stream"),
     ] {
-        let (code, out, _) = texts(&probe_cli(&[
-            &tcp(&srv),
-            "-n",
-            "20",
-            "-s",
-            "64",
-            "-m",
-            mode,
-            "--pattern",
-            pattern,
-            "--timeout",
-            "2s",
-        ]));
-        assert_eq!(code, 1, "{mode} {pattern}: {out}");
-        let line = out
-            .lines()
-            .find(|l| l.contains("connection 0:"))
-            .unwrap_or_else(|| panic!("{mode} {pattern}: {out}"));
-        let number_after = |what: &str, end: char| -> u64 {
-            line.split(what)
-                .nth(1)
-                .and_then(|r| r.split(end).next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{mode} {pattern}: no {what:?} in {line}"))
-        };
-        let at = number_after("mismatch at stream offset ", ':');
-        let from = number_after("repeat those sent at stream offset ", ',');
+        let out = failed_probe(
+            &srv,
+            &["-n", "20", "-s", "64", "-m", mode, "--pattern", pattern],
+        );
+        let line = connection_error(&out);
+        let at = number_after(line, "mismatch at stream offset ", ':');
+        let from = number_after(line, "repeat those sent at stream offset ", ',');
         assert!(
             line.contains(&format!(
                 "{from}, {} bytes earlier: the server sent them twice",
@@ -318,8 +317,7 @@ fn echo_with_bytes_sent_twice_is_named_a_repeat_of_the_earlier_bytes() {
     }
     // A wrong byte that repeats nothing gets no such words.
     let flip = FaultyServer::start(Fault::FlipAt(100));
-    let (code, out, _) = texts(&probe_cli(&[&tcp(&flip), "-n", "20", "--timeout", "2s"]));
-    assert_eq!(code, 1, "{out}");
+    let out = failed_probe(&flip, &["-n", "20"]);
     assert!(out.contains("mismatch at stream offset 100"), "{out}");
     assert!(!out.contains("repeat"), "{out}");
 }
@@ -331,18 +329,7 @@ fn echo_with_bytes_sent_twice_is_named_a_repeat_of_the_earlier_bytes() {
 fn line_end_inserted_at_a_read_boundary_is_named_as_such() {
     let srv = FaultyServer::start(Fault::LineEndEach(100));
     for mode in ["lines", "raw"] {
-        let (code, out, _) = texts(&probe_cli(&[
-            &tcp(&srv),
-            "-n",
-            "5",
-            "-s",
-            "300",
-            "-m",
-            mode,
-            "--timeout",
-            "2s",
-        ]));
-        assert_eq!(code, 1, "{mode}: {out}");
+        let out = failed_probe(&srv, &["-n", "5", "-s", "300", "-m", mode]);
         assert!(
             out.contains("mismatch at stream offset 100: ")
                 && out.contains("got 0x0a")
@@ -367,33 +354,12 @@ fn echo_that_skips_bytes_is_named_with_how_many_were_lost() {
     let srv = FaultyServer::start(Fault::LoseRestAfterPartial);
     for mode in ["raw", "lines"] {
         // 64,000 bytes: several of the server's reads (16 KiB at most).
-        let (code, out, _) = texts(&probe_cli(&[
-            &tcp(&srv),
-            "-n",
-            "1000",
-            "-m",
-            mode,
-            "--pattern",
-            "stream",
-            "--timeout",
-            "2s",
-        ]));
-        assert_eq!(code, 1, "{mode}: {out}");
-        let line = out
-            .lines()
-            .find(|l| l.contains("connection 0:"))
-            .unwrap_or_else(|| panic!("{mode}: {out}"));
-        let number_after = |what: &str, end: char| -> u64 {
-            line.split(what)
-                .nth(1)
-                .and_then(|r| r.split(end).next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{mode}: no {what:?} in {line}"))
-        };
+        let out = failed_probe(&srv, &["-n", "1000", "-m", mode, "--pattern", "stream"]);
+        let line = connection_error(&out);
         // The first read's second half is lost: the next read's first half
         // comes where it should be.
-        let at = number_after("mismatch at stream offset ", ':');
-        let from = number_after("are those sent at stream offset ", ',');
+        let at = number_after(line, "mismatch at stream offset ", ':');
+        let from = number_after(line, "are those sent at stream offset ", ',');
         assert!(from > at, "{mode}: {line}");
         let lost = from - at;
         assert!(

@@ -543,11 +543,17 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                         }
                     }
                     Fault::LineEndEach(piece) => {
+                        // One write, as `send(lines)`: the peer's reads
+                        // then see each line end with what follows it.
+                        let mut out = Vec::with_capacity(chunk.len() * 2);
                         for p in chunk.chunks(piece) {
-                            let end: &[u8] = if p.ends_with(b"\n") { b"" } else { b"\n" };
-                            if (&s).write_all(p).is_err() || (&s).write_all(end).is_err() {
-                                return;
+                            out.extend_from_slice(p);
+                            if !p.ends_with(b"\n") {
+                                out.push(b'\n');
                             }
+                        }
+                        if (&s).write_all(&out).is_err() {
+                            return;
                         }
                     }
                     Fault::DelayEach(delay) => {

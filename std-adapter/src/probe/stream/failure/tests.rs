@@ -2,6 +2,22 @@
 
 use super::*;
 
+/// The stream a test's probe sent: `len` bytes that never repeat a run of
+/// eight (a pattern of period 251).
+fn sent_stream(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i * 37 % 251) as u8).collect()
+}
+
+/// A mismatch at stream offset `offset`: `actual` came where `expected` was sent.
+fn mismatch_at(offset: u64, expected: u8, actual: u8) -> Failure {
+    let e = ProbeError::Mismatch {
+        offset,
+        expected,
+        actual,
+    };
+    Failure::probe(e, StdDuration::from_secs(1))
+}
+
 #[test]
 fn a_tls_alert_where_the_echo_should_be_is_named_with_the_scheme_to_use() {
     let t = StdDuration::from_secs(1);
@@ -29,15 +45,8 @@ fn a_tls_alert_where_the_echo_should_be_is_named_with_the_scheme_to_use() {
 #[test]
 fn bytes_that_repeat_earlier_ones_are_named_with_where_they_were_sent() {
     let t = StdDuration::from_secs(1);
-    let sent: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
-    let mismatch = |offset: u64| {
-        let e = ProbeError::Mismatch {
-            offset,
-            expected: 0,
-            actual: 0,
-        };
-        Failure::probe(e, t)
-    };
+    let sent = sent_stream(200);
+    let mismatch = |offset: u64| mismatch_at(offset, 0, 0);
     // Verified up to 150; the chunk read from 150 repeats from 120 on.
     let mut f = mismatch(150);
     f.repeats_earlier(&sent[..150], &sent[120..170], 150);
@@ -85,15 +94,8 @@ fn bytes_that_repeat_earlier_ones_are_named_with_where_they_were_sent() {
 #[test]
 fn bytes_that_skip_ahead_are_named_with_how_many_were_lost() {
     let t = StdDuration::from_secs(1);
-    let sent: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
-    let mismatch = |offset: u64| {
-        let e = ProbeError::Mismatch {
-            offset,
-            expected: 0,
-            actual: 0,
-        };
-        Failure::probe(e, t)
-    };
+    let sent = sent_stream(300);
+    let mismatch = |offset: u64| mismatch_at(offset, 0, 0);
     // Verified up to 100; read from there: 10 right, then from 150 on.
     let chunk: Vec<u8> = [&sent[100..110], &sent[150..180]].concat();
     let mut f = mismatch(110);
@@ -130,16 +132,8 @@ fn bytes_that_skip_ahead_are_named_with_how_many_were_lost() {
 
 #[test]
 fn bytes_inserted_where_the_stream_goes_on_after_them_are_named() {
-    let t = StdDuration::from_secs(1);
-    let sent: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
-    let mismatch = |offset: u64, expected: u8, actual: u8| {
-        let e = ProbeError::Mismatch {
-            offset,
-            expected,
-            actual,
-        };
-        Failure::probe(e, t)
-    };
+    let sent = sent_stream(300);
+    let mismatch = mismatch_at;
     // Verified up to 100; read from there: 10 right, an insert, the rest.
     let with = |added: &[u8]| [&sent[100..110], added, &sent[110..140]].concat();
     for (added, words) in [

@@ -281,3 +281,33 @@ fn format_negotiation_prefers_openmetrics_when_asked() {
     assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
     assert_eq!(Format::negotiate(None), Format::Prometheus);
 }
+
+/// OpenMetrics names a gauge's samples after the family alone (only a
+/// counter's end in `_total`): a gauge sampled as a counter would read
+/// `ricochet_buffered_bytes_total`, which a strict OpenMetrics parser
+/// (Prometheus asks for OpenMetrics first) refuses.
+#[test]
+fn openmetrics_gauges_are_sampled_under_their_family_name() {
+    let text = render(&busy_stats(), Format::OpenMetrics);
+    let gauges: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" gauge"))
+        .collect();
+    for expected in ["ricochet_buffered_bytes", "ricochet_connections_open"] {
+        assert!(gauges.contains(&expected), "{expected}: {gauges:?}");
+    }
+    for gauge in gauges {
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(gauge))
+            .collect();
+        assert!(!samples.is_empty(), "no sample of {gauge}");
+        for s in samples {
+            assert!(s[gauge.len()..].starts_with(['{', ' ']), "{s}");
+        }
+    }
+    assert_eq!(
+        sample(&text, "ricochet_buffered_bytes{transport=\"unix\"}"),
+        217
+    );
+}

@@ -370,6 +370,146 @@ mod tests {
     }
 
     #[test]
+    fn stream_kind_picks_its_own_transports_counters() {
+        let mut c = Counters::default();
+        c.stream(StreamKind::Tcp).accepted += 1;
+        c.stream(StreamKind::Unix).accepted += 2;
+        c.stream(StreamKind::Tls).accepted += 3;
+        assert_eq!((c.tcp.accepted, c.unix.accepted, c.tls.accepted), (1, 2, 3));
+    }
+
+    /// A transport's holdings move the gauge by their change only, down
+    /// to 0 when it lets the connection go, beside what others hold.
+    #[test]
+    fn held_bytes_move_the_gauge_by_each_change_and_back_to_zero() {
+        let mut c = StreamCounters {
+            buffered: 100, // sessions' buffers
+            ..StreamCounters::default()
+        };
+        let mut held = Held::default();
+        held.set(5000, &mut c);
+        assert_eq!(c.buffered, 5100);
+        held.set(5000, &mut c);
+        assert_eq!(c.buffered, 5100);
+        held.set(300, &mut c);
+        assert_eq!(c.buffered, 400);
+        held.set(0, &mut c);
+        assert_eq!(c.buffered, 100);
+    }
+
+    #[test]
+    fn snapshot_sums_the_queue_drops_accept_errors_and_open_gauge() {
+        let stats = ServerStats::new(2);
+        let c = Counters {
+            udp_queue_drops: 3,
+            accept_fd_exhausted: 5,
+            accept_errors: 7,
+            ..Counters::default()
+        };
+        stats.worker(0).publish(&c);
+        stats.worker(1).publish(&Counters {
+            udp_queue_drops: 1,
+            accept_fd_exhausted: 2,
+            accept_errors: 4,
+            ..Counters::default()
+        });
+        stats.open().fetch_add(9, Relaxed);
+        let s = stats.snapshot();
+        assert_eq!(
+            (s.udp_queue_drops, s.accept_fd_exhausted, s.accept_errors),
+            (4, 7, 11)
+        );
+        assert_eq!(s.connections_open, 9);
+    }
+
+    /// `turns` counts publications: the watchdog's sign of a live loop.
+    #[test]
+    fn worker_turns_count_each_publication() {
+        let stats = ServerStats::new(1);
+        assert_eq!(stats.worker(0).turns(), 0);
+        for _ in 0..3 {
+            stats.worker(0).publish(&Counters::default());
+        }
+        assert_eq!(stats.worker(0).turns(), 3);
+    }
+
+    #[test]
+    fn rates_and_sizes_change_unit_at_each_boundary() {
+        for (r, shown) in [
+            (999.0, "999 B/s"),
+            (1e3, "1.0 KB/s"),
+            (999_949.0, "999.9 KB/s"),
+            (1e6, "1.0 MB/s"),
+            (1e9, "1.0 GB/s"),
+        ] {
+            assert_eq!(Rate(r).to_string(), shown);
+        }
+        for (b, shown) in [
+            (17, "17 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1 << 20, "1.0 MiB"),
+            (3 << 29, "1.5 GiB"),
+        ] {
+            assert_eq!(Bytes(b).to_string(), shown);
+        }
+    }
+
+    /// Rates are per second of the interval, not per interval.
+    #[test]
+    fn stats_line_rate_divides_by_the_interval() {
+        let mut now = StatsSnapshot::default();
+        now.tcp.bytes_in = 4000;
+        let before = StatsSnapshot::default();
+        let line = StatsLine {
+            now,
+            before,
+            elapsed: Duration::from_secs(4),
+        }
+        .to_string();
+        assert!(line.contains("in=1.0 KB/s"), "{line}");
+    }
+
+    /// The reporter logs one `stats` line per interval, from the counters
+    /// published, and ends when told (here: as soon as a line is written).
+    #[cfg(feature = "cli")]
+    #[test]
+    fn reporter_logs_a_stats_line_per_interval_until_stopped() {
+        use std::sync::Arc;
+        struct Capture(Arc<Mutex<Vec<u8>>>, mpsc::Sender<()>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                let _ = self.1.send(());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let stats = ServerStats::new(1);
+        let mut c = Counters::default();
+        c.tcp.accepted = 4;
+        stats.worker(0).publish(&c);
+        let (stop, stopped) = mpsc::channel();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let captured = Arc::clone(&out);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Capture(Arc::clone(&captured), stop.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            report(&stats, &stopped, Duration::from_millis(10));
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.matches("stats open=0 accepted=4 ").count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
     fn snapshot_sums_workers_and_transports() {
         let stats = ServerStats::new(2);
         let mut c = Counters::default();

@@ -232,3 +232,126 @@ fn unicast_judges_both_ends() {
         );
     }
 }
+
+#[test]
+fn messages_walk_past_an_empty_message_read_one_cut_after_its_data_and_stop_at_a_zero_length() {
+    let pktinfo = message(
+        libc::IPPROTO_IP,
+        libc::IP_PKTINFO,
+        &in_pktinfo(1, [10, 0, 0, 1], [10, 0, 0, 1]),
+    );
+    let want = Some(v4([10, 0, 0, 1], [10, 0, 0, 1]));
+    let mut after_empty = message(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[]);
+    after_empty.extend_from_slice(&pktinfo);
+    assert_eq!(parse(&after_empty), want, "after a message with no data");
+    // Control data too short for the padding (`MSG_CTRUNC`) ends right
+    // after the message's data.
+    let exact = HEADER + size_of::<libc::in_pktinfo>();
+    assert_eq!(parse(&pktinfo[..exact]), want, "cut after its data");
+    let drops = overflow_count(9);
+    assert_eq!(drop_count(&drops[..HEADER + 4]), Some(9));
+    // Another socket-level message first: the count is read from its own.
+    let mut after_other = message(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[1, 0, 0, 0]);
+    after_other.extend_from_slice(&drops);
+    assert_eq!(drop_count(&after_other), Some(9));
+    // A message claiming no length would never advance.
+    assert_eq!(parse(&[0; 64]), None);
+    assert_eq!(drop_count(&[0; 64]), None);
+}
+
+fn option(socket: &UdpSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a live c_int of `len` bytes; the descriptor is
+    // `socket`'s for the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(socket),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    value
+}
+
+#[test]
+fn destinations_are_asked_for_on_wildcard_and_group_sockets_not_on_one_unicast_address() {
+    let pktinfo = |s: &UdpSocket| option(s, libc::IPPROTO_IP, libc::IP_PKTINFO);
+    for (bound, want) in [
+        ("0.0.0.0:0", 1),
+        // A socket bound to a group gets its datagrams, none unicast.
+        ("224.0.0.1:0", 1),
+        ("127.0.0.1:0", 0),
+    ] {
+        let s = UdpSocket::bind(bound).unwrap();
+        enable(&s).unwrap();
+        assert_eq!(pktinfo(&s), want, "{bound}");
+    }
+    let v6 = UdpSocket::bind("[::]:0").expect("IPv6 ([::]); CI machines have it");
+    enable(&v6).unwrap();
+    assert_eq!(
+        (
+            option(&v6, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+            pktinfo(&v6)
+        ),
+        (1, 1),
+        "both on a dual-stack socket"
+    );
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    enable_drop_count(&s).unwrap();
+    assert_eq!(option(&s, libc::SOL_SOCKET, libc::SO_RXQ_OVFL), 1);
+}
+
+#[test]
+fn drops_so_far_is_the_sockets_total_of_datagrams_its_full_queue_dropped() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&socket)
+        .set_recv_buffer_size(1)
+        .unwrap();
+    enable_drop_count(&socket).unwrap();
+    assert_eq!(drops_so_far(&socket).unwrap(), 0);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 100;
+    for _ in 0..sent {
+        c.send_to(&[0u8; 64], socket.local_addr().unwrap()).unwrap();
+    }
+    socket.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    while socket.recv_from(&mut [0u8; 64]).is_ok() {
+        queued += 1;
+    }
+    assert!(queued < sent, "nothing dropped");
+    assert_eq!(drops_so_far(&socket).unwrap(), sent - queued);
+    // Counting from now (a socket handed over by a service manager): the
+    // next datagram's running count holds nothing new.
+    let mut drops = QueueDrops::from_now(&socket);
+    c.send_to(b"marker", socket.local_addr().unwrap()).unwrap();
+    let mut batch = super::super::mmsg::Batch::new(64);
+    assert_eq!(batch.recv(&socket).unwrap(), 1, "the marker");
+    assert_eq!(drop_count(batch.control(0)), Some(sent - queued));
+    drops.note(batch.control(0));
+    assert_eq!(drops.take(), 0, "the drops before were not ours");
+}
+
+#[test]
+fn parse_ignores_other_messages_of_the_same_level_and_long_ones_of_any_level() {
+    // Each as long as a destination message, so only level and type can
+    // tell them apart.
+    let v4_long = [7u8; size_of::<libc::in_pktinfo>()];
+    let v6_long = [7u8; size_of::<libc::in6_pktinfo>()];
+    for (level, kind, data) in [
+        (libc::IPPROTO_IP, libc::IP_TTL, &v4_long[..]),
+        (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, &v6_long[..]),
+        (libc::SOL_SOCKET, libc::SCM_RIGHTS, &v6_long[..]),
+    ] {
+        assert_eq!(
+            parse(&message(level, kind, data)),
+            None,
+            "level {level} type {kind}"
+        );
+    }
+}

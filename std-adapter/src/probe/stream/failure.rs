@@ -235,10 +235,11 @@ impl Failure {
         let back = (sent.len() - pos) as u64;
         let offset = chunk_start + at as u64;
         self.message.push_str(&format!(
-            "; the bytes from there on repeat those sent at stream offset {}, {back} bytes \
-             earlier: the server sent them twice (as one does that sends its whole buffer again \
-             after a partial send, instead of the rest)",
-            offset - back
+            "; the bytes from there on repeat those sent at stream offset {}, {} earlier: the \
+             server sent them twice (as one does that sends its whole buffer again after a \
+             partial send, instead of the rest)",
+            offset - back,
+            count_of(back, "byte"),
         ));
         true
     }
@@ -304,13 +305,12 @@ impl Failure {
         else {
             return;
         };
-        let skipped = pos - at;
+        let skipped = count_of((pos - at) as u64, "byte");
         self.message.push_str(&format!(
-            "; the bytes from there on are those sent at stream offset {}, {skipped} bytes \
-             later: the server lost the {} between (as one does that takes a partial send for \
-             all of it and goes on with its next buffer)",
+            "; the bytes from there on are those sent at stream offset {}, {skipped} later: the \
+             server lost the {skipped} between (as one does that takes a partial send for all of \
+             it and goes on with its next buffer)",
             chunk_start + pos as u64,
-            count_of(skipped as u64, "byte"),
         ));
     }
 

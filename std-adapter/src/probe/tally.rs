@@ -275,10 +275,16 @@ impl Tally {
         }
     }
 
+    /// Whether the next failed connection's details are kept: worth the
+    /// work of explaining it (the first few only, see [`error`](Self::error)).
+    pub(super) fn keeps_details(&self) -> bool {
+        self.details.len() < MAX_ERROR_DETAILS
+    }
+
     /// Records a failed connection (details kept for the first few only).
     pub(super) fn error(&mut self, e: ConnError) {
         self.errors.count(e.kind);
-        if self.details.len() < MAX_ERROR_DETAILS {
+        if self.keeps_details() {
             self.details.push(e);
         }
     }

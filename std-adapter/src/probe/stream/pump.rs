@@ -132,7 +132,10 @@ impl Env<'_> {
                                     if frames {
                                         f.in_frame_header(c.unit_start);
                                     }
-                                    f.where_sent(probe, rest, start);
+                                    // Searched only for the errors shown in detail.
+                                    if self.rec.tally(c.target).keeps_details() {
+                                        f.where_sent(probe, rest, start);
+                                    }
                                     return Err(f);
                                 }
                             };

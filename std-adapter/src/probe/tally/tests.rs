@@ -260,15 +260,18 @@ fn merged_extremes_of_a_tally_without_any_are_the_others() {
 fn errors_past_the_details_cap_count_without_details() {
     let mut a = Tally::new(window(0, None)).unwrap();
     for c in 0..MAX_ERROR_DETAILS - 1 {
+        assert!(a.keeps_details(), "error {c}");
         a.error(conn_error(c));
     }
     assert_eq!(a.details.len(), MAX_ERROR_DETAILS - 1);
+    assert!(a.keeps_details(), "room for one more");
     let mut b = Tally::new(window(0, None)).unwrap();
     for c in 100..100 + MAX_ERROR_DETAILS + 1 {
         b.error(conn_error(c));
     }
     assert_eq!(b.errors.timeout, MAX_ERROR_DETAILS as u64 + 1);
     assert_eq!(b.details.len(), MAX_ERROR_DETAILS, "capped");
+    assert!(!b.keeps_details(), "no more details: none worth explaining");
     assert_eq!(b.details[0].connection, Some(100), "the first kept");
     a.merge(&b);
     assert_eq!(a.errors.timeout, 2 * MAX_ERROR_DETAILS as u64);

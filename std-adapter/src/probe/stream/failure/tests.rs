@@ -227,3 +227,173 @@ fn a_server_not_reading_is_said_with_how_long_writes_were_refused() {
     // Refused for under a millisecond: nothing to say.
     assert!(!blocked(StdDuration::from_micros(900)).contains("not reading"));
 }
+
+#[test]
+fn a_tls_record_header_is_told_by_its_version_and_a_length_a_record_can_have() {
+    // An alert or a handshake, version 3.0 to 3.4, length 1 to 2^14 + 2048.
+    for header in [[21, 3, 0, 0, 1], [22, 3, 4, 0x48, 0x00]] {
+        assert!(tls_record(&header), "{header:?}");
+    }
+    // A later minor version, an empty record, one too long: not a record.
+    for header in [[22, 3, 5, 0, 2], [21, 3, 3, 0, 0], [22, 3, 3, 0x48, 0x01]] {
+        assert!(!tls_record(&header), "{header:?}");
+    }
+}
+
+#[test]
+fn a_mismatch_shows_the_bytes_received_around_it_with_their_stream_offset() {
+    let t = StdDuration::from_secs(1);
+    let chunk: Vec<u8> = (b'a'..=b'z').chain(b'A'..=b'Z').collect();
+    // The bad byte is chunk[10], at stream offset 510: 8 bytes before, 16 on.
+    let e = ProbeError::Mismatch {
+        offset: 510,
+        expected: b'x',
+        actual: b'k',
+    };
+    let f = Failure::probe_in(e, t, Some((&chunk, 500)));
+    assert!(
+        f.message
+            .ends_with("; received at stream offset 502: \"cdefghijklmnopqrstuvwxyz\""),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn a_timeout_says_how_long_nothing_came_back() {
+    let f = Failure::probe(
+        ProbeError::Timeout { outstanding: 64 },
+        StdDuration::from_secs(2),
+    );
+    assert_eq!(f.kind, ErrorKind::Timeout);
+    assert_eq!(
+        f.message,
+        "timed out waiting for 64 outstanding bytes (no progress for 2s)"
+    );
+}
+
+#[test]
+fn a_tls_refusal_after_the_handshake_is_a_handshake_failure_not_an_early_close() {
+    let refused = RefusedByServer {
+        alert: rustls::AlertDescription::CertificateRequired,
+        client_cert: None,
+    };
+    let f = Failure::io("read", &io::Error::other(refused), 0);
+    assert!(f.is_handshake());
+    assert_eq!(f.peer_end(), None);
+    let f = Failure::io("read", &io::Error::from(io::ErrorKind::ConnectionReset), 0);
+    assert!(!f.is_handshake());
+}
+
+#[test]
+fn a_mismatch_in_a_frames_length_header_says_so_and_one_past_it_does_not() {
+    let in_header = |f: &Failure| f.message.contains("2-byte length header of the frame");
+    // The frame starts at stream offset 300: its header is 300 and 301.
+    for (offset, said) in [(301, true), (302, false), (299, false)] {
+        let mut f = mismatch_at(offset, 0, 1);
+        f.in_frame_header(300);
+        assert_eq!(in_header(&f), said, "{offset}: {}", f.message);
+    }
+    assert!(
+        {
+            let mut f = mismatch_at(300, 0, 1);
+            f.in_frame_header(300);
+            f.message
+        }
+        .contains("frame that starts at stream offset 300: the server changed the length")
+    );
+    // Bytes past the end of what was sent are no mismatch in a header.
+    let mut f = Failure::probe(
+        ProbeError::UnexpectedData { offset: 300 },
+        StdDuration::from_secs(1),
+    );
+    f.in_frame_header(300);
+    assert!(!in_header(&f), "{}", f.message);
+}
+
+/// A raw streaming probe (100-byte messages) that has sent `sent` bytes
+/// and verified the first `verified`, and the stream it sent.
+fn probe_after(sent: usize, verified: usize) -> (StreamProbe, Vec<u8>) {
+    use ricochet_core::probe::{Pattern, ProbeConfig, SizeRange};
+    let now = ricochet_core::Instant::ZERO;
+    let config = ProbeConfig {
+        pattern: Pattern::Stream { window: sent },
+        size: SizeRange::fixed(100),
+        count: None,
+        ..ProbeConfig::default()
+    };
+    let mut probe = StreamProbe::new(config, now).unwrap();
+    let mut stream = vec![0; sent];
+    let mut at = 0;
+    while at < sent {
+        let n = probe.fill_transmit(now, &mut stream[at..]);
+        assert!(n > 0, "the probe offered nothing at {at}");
+        probe.commit_sent(now, n).unwrap();
+        at += n;
+    }
+    let mut done = 0;
+    while done < verified {
+        done += probe
+            .handle_received(now, &stream[done..verified])
+            .unwrap()
+            .consumed;
+    }
+    (probe, stream)
+}
+
+/// What the probe says of `chunk`, read from where it has verified up to
+/// (stream offset `start`): it must fail at stream offset `bad`.
+fn said_of(probe: &mut StreamProbe, chunk: &[u8], start: u64, bad: u64) -> String {
+    let now = ricochet_core::Instant::ZERO;
+    let e = probe.handle_received(now, chunk).unwrap_err();
+    assert!(
+        matches!(e, ProbeError::Mismatch { offset, .. } if offset == bad),
+        "{e}"
+    );
+    let mut f = Failure::probe_in(e, StdDuration::from_secs(1), Some((chunk, start)));
+    f.where_sent(probe, chunk, start);
+    f.message
+}
+
+#[test]
+fn a_mismatch_names_a_repeat_from_far_back_with_the_probes_own_stream() {
+    // Verified up to 2500; the server sends again from 500 on: 2000 bytes
+    // back, more than a small look back would find.
+    let (mut probe, s) = probe_after(3000, 2500);
+    let m = said_of(&mut probe, &s[500..600], 2500, 2500);
+    assert!(
+        m.contains("repeat those sent at stream offset 500, 2000 bytes earlier"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_mismatch_names_bytes_lost_or_inserted_with_the_probes_own_stream() {
+    // Verified up to 1000; read from there: 10 right, then from 1200 on.
+    let (mut probe, s) = probe_after(3000, 1000);
+    let lost = [&s[1000..1010], &s[1200..1300]].concat();
+    let m = said_of(&mut probe, &lost, 1000, 1010);
+    assert!(
+        m.contains("are those sent at stream offset 1200, 190 bytes later"),
+        "{m}"
+    );
+    assert!(!m.contains("inserted") && !m.contains("repeat"), "{m}");
+    // The same, with a line end inserted instead.
+    let (mut probe, s) = probe_after(3000, 1000);
+    let inserted = [&s[1000..1010], b"\n", &s[1010..1100]].concat();
+    let m = said_of(&mut probe, &inserted, 1000, 1010);
+    assert!(m.contains("1 byte inserted there (\"\\n\")"), "{m}");
+    assert!(!m.contains("later") && !m.contains("repeat"), "{m}");
+}
+
+#[test]
+fn a_byte_sent_twice_is_not_named_as_bytes_skipped() {
+    let sent = sent_stream(300);
+    // Verified up to 100; read from there: 10 right, then byte 109 again
+    // and the rest: nothing lost.
+    let chunk: Vec<u8> = [&sent[100..110], &sent[109..140]].concat();
+    let mut f = mismatch_at(110, sent[110], sent[109]);
+    let before = f.message.clone();
+    f.skips_ahead(&sent[100..], &chunk, 100);
+    assert_eq!(f.message, before);
+}

@@ -204,4 +204,26 @@ mod tests {
              came back (ICMP port unreachable)"
         );
     }
+
+    #[test]
+    fn refusal_at_the_only_address_tried_names_no_address_before_it() {
+        let target = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into());
+        let (_, msg) = refused(Some(&target), 0, 0);
+        assert_eq!(
+            msg,
+            "no UDP echo server at udp://127.0.0.1:7 (ICMP port unreachable)"
+        );
+    }
+
+    #[test]
+    fn refusal_at_an_attempt_past_the_addresses_names_the_target_as_given() {
+        let target = Target::Udp(vec!["127.0.0.1:7".parse().unwrap()].into());
+        let (_, msg) = refused(Some(&target), 1, 0);
+        assert_eq!(
+            msg,
+            format!("no UDP echo server at {target} (ICMP port unreachable)")
+        );
+        let (_, msg) = refused(None, 0, 0);
+        assert_eq!(msg, "no UDP echo server (ICMP port unreachable)");
+    }
 }

@@ -184,14 +184,18 @@ impl Failure {
         if self.looked_for(chunk, chunk_start).is_none() {
             return;
         }
-        let mut sent = vec![0; SENT_LOOKED_AT];
-        let n = probe.verified_tail(&mut sent);
-        if self.repeats_earlier(&sent[..n], chunk, chunk_start) {
-            return;
-        }
-        let n = probe.outstanding_bytes(&mut sent);
-        if !self.inserted(&sent[..n], chunk, chunk_start) {
-            self.skips_ahead(&sent[..n], chunk, chunk_start);
+        // The stream sent around `chunk_start`: the last bytes verified,
+        // then those sent and not yet verified.
+        let mut sent = vec![0; 2 * SENT_LOOKED_AT];
+        let (before, after) = sent.split_at_mut(SENT_LOOKED_AT);
+        let here = probe.verified_tail(before);
+        let ahead = probe.outstanding_bytes(after);
+        sent.copy_within(SENT_LOOKED_AT..SENT_LOOKED_AT + ahead, here);
+        let sent = &sent[..here + ahead];
+        if !self.repeats_earlier(sent, here, chunk, chunk_start)
+            && !self.inserted(&sent[here..], chunk, chunk_start)
+        {
+            self.skips_ahead(&sent[here..], chunk, chunk_start);
         }
     }
 
@@ -215,24 +219,32 @@ impl Failure {
 
     /// Adds to a mismatch, or to bytes past the end of what was sent, that
     /// the bytes received from there on repeat bytes sent earlier, and
-    /// where: the server sent them twice. `sent_before` is the stream sent
-    /// just before stream offset `chunk_start` (the last bytes verified,
-    /// oldest first; see `StreamProbe::verified_tail`); `chunk` is what was
-    /// read from `chunk_start` on. Returns whether it added that.
-    fn repeats_earlier(&mut self, sent_before: &[u8], chunk: &[u8], chunk_start: u64) -> bool {
+    /// where: the server sent them twice. `sent` is the stream sent around
+    /// stream offset `chunk_start`, which is at index `here` of it (see
+    /// `StreamProbe::verified_tail` and `outstanding_bytes`); `chunk` is what
+    /// was read from `chunk_start` on. A repeat starts before the bad byte
+    /// and may run past it (a few bytes sent twice, then the stream going
+    /// on). Returns whether it added that.
+    fn repeats_earlier(
+        &mut self,
+        sent: &[u8],
+        here: usize,
+        chunk: &[u8],
+        chunk_start: u64,
+    ) -> bool {
         let Some((at, looked_for)) = self.looked_for(chunk, chunk_start) else {
             return false;
         };
-        let mut sent = Vec::with_capacity(sent_before.len() + at);
-        sent.extend_from_slice(sent_before);
-        sent.extend_from_slice(&chunk[..at]);
-        let Some(pos) = sent
+        // Windows that start before the bad byte's index in `sent`.
+        let bad = here + at;
+        let end = (bad + looked_for.len() - 1).min(sent.len());
+        let Some(pos) = sent[..end]
             .windows(looked_for.len())
             .rposition(|w| w == looked_for)
         else {
             return false;
         };
-        let back = (sent.len() - pos) as u64;
+        let back = (bad - pos) as u64;
         let offset = chunk_start + at as u64;
         self.message.push_str(&format!(
             "; the bytes from there on repeat those sent at stream offset {}, {} earlier: the \

@@ -49,7 +49,7 @@ fn bytes_that_repeat_earlier_ones_are_named_with_where_they_were_sent() {
     let mismatch = |offset: u64| mismatch_at(offset, 0, 0);
     // Verified up to 150; the chunk read from 150 repeats from 120 on.
     let mut f = mismatch(150);
-    f.repeats_earlier(&sent[..150], &sent[120..170], 150);
+    f.repeats_earlier(&sent, 150, &sent[120..170], 150);
     assert!(
         f.message
             .contains("repeat those sent at stream offset 120, 30 bytes earlier"),
@@ -59,17 +59,27 @@ fn bytes_that_repeat_earlier_ones_are_named_with_where_they_were_sent() {
     // The repeat starts inside the chunk: what it verified counts as sent.
     let chunk: Vec<u8> = [&sent[150..160], &sent[140..170]].concat();
     let mut f = mismatch(160);
-    f.repeats_earlier(&sent[..150], &chunk, 150);
+    f.repeats_earlier(&sent, 150, &chunk, 150);
     assert!(
         f.message
             .contains("repeat those sent at stream offset 140, 20 bytes earlier"),
         "{}",
         f.message
     );
+    // Fewer bytes sent twice than are looked for: the stream goes on
+    // right after them, past the bad byte (they were named "inserted").
+    let mut f = mismatch(150);
+    f.repeats_earlier(&sent, 150, &sent[140..180], 150);
+    assert!(
+        f.message
+            .contains("repeat those sent at stream offset 140, 10 bytes earlier"),
+        "{}",
+        f.message
+    );
     // Bytes past the end of what was sent, repeating: said too.
     let e = ProbeError::UnexpectedData { offset: 200 };
     let mut f = Failure::probe(e, t);
-    f.repeats_earlier(&sent, &sent[100..130], 200);
+    f.repeats_earlier(&sent, 200, &sent[100..130], 200);
     assert!(
         f.message.contains("stream offset 100, 100 bytes earlier"),
         "{}",
@@ -86,7 +96,7 @@ fn bytes_that_repeat_earlier_ones_are_named_with_where_they_were_sent() {
         ),
     ] {
         let before = f.message.clone();
-        f.repeats_earlier(&sent[..150], chunk, 150);
+        f.repeats_earlier(&sent, 150, chunk, 150);
         assert_eq!(f.message, before);
     }
 }
@@ -363,6 +373,18 @@ fn a_mismatch_names_a_repeat_from_far_back_with_the_probes_own_stream() {
     let m = said_of(&mut probe, &s[500..600], 2500, 2500);
     assert!(
         m.contains("repeat those sent at stream offset 500, 2000 bytes earlier"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_mismatch_names_a_few_bytes_sent_twice_a_repeat_not_an_insert() {
+    // Verified up to 1000; the server sends its last 10 bytes again.
+    let (mut probe, s) = probe_after(3000, 1000);
+    let m = said_of(&mut probe, &s[990..1100], 1000, 1000);
+    assert!(
+        m.contains("repeat those sent at stream offset 990, 10 bytes earlier")
+            && !m.contains("inserted"),
         "{m}"
     );
 }

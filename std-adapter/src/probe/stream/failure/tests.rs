@@ -118,6 +118,16 @@ fn bytes_that_skip_ahead_are_named_with_how_many_were_lost() {
         "{}",
         f.message
     );
+    // One byte lost: counted as one.
+    let chunk: Vec<u8> = [&sent[100..110], &sent[111..140]].concat();
+    let mut f = mismatch(110);
+    f.skips_ahead(&sent[100..], &chunk, 100);
+    assert!(
+        f.message
+            .contains("stream offset 111, 1 byte later: the server lost the 1 byte between"),
+        "{}",
+        f.message
+    );
     // Bytes that are nowhere ahead, too few to tell, bytes past the end
     // of what was sent (nothing ahead), another kind: nothing added.
     for (mut f, chunk) in [

@@ -41,15 +41,18 @@ fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
-/// A peer that sent `input` bytes once and takes no echo.
+/// A peer that sent `input` bytes once and takes no echo (or, with
+/// `takes_echo`, all of it).
 #[derive(Debug)]
 struct Peer {
     input: usize,
+    takes_echo: bool,
 }
 
 impl Transport for Peer {
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
-        let n = std::mem::take(&mut self.input).min(buf.len());
+        let n = self.input.min(buf.len());
+        self.input -= n;
         if n == 0 {
             return ReadOutcome::WouldBlock;
         }
@@ -57,8 +60,12 @@ impl Transport for Peer {
         ReadOutcome::Data(n)
     }
 
-    fn write(&mut self, _buf: &[u8], _more: bool) -> WriteOutcome {
-        WriteOutcome::WouldBlock
+    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+        if self.takes_echo {
+            WriteOutcome::Sent(buf.len())
+        } else {
+            WriteOutcome::WouldBlock
+        }
     }
 
     fn shutdown_write(&mut self) {}
@@ -126,7 +133,10 @@ impl Worker {
         );
         let make = |pump| Fake {
             pump,
-            peer: Peer { input: 0 },
+            peer: Peer {
+                input: 0,
+                takes_echo: false,
+            },
             yields,
             deadline,
             after: None,
@@ -502,4 +512,173 @@ fn prefetching_pays_from_256_connections_where_the_target_has_a_hint() {
     assert!(!w.conns.worth_prefetching());
     w.open(at(0), 0, None);
     assert_eq!(w.conns.worth_prefetching(), super::super::prefetch::ENABLED);
+}
+
+/// What `f` logs (the `fmt` layer's text, no colours).
+#[cfg(feature = "cli")]
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Capture(Arc::new(Mutex::new(Vec::new())));
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+}
+
+/// The warning at the grace period's end counts the connections that
+/// drain reset, of any transport, and not those some other transport's
+/// counters already held; none reset, no warning.
+#[cfg(feature = "cli")]
+#[test]
+fn grace_end_with_sessions_still_echoing_warns_of_exactly_those_reset() {
+    let mut w = Worker::new(8);
+    // Resets counted before the drain, on the other transports.
+    w.counters.unix.aborted.local = 3;
+    w.counters.tls.aborted.local = 5;
+    let echoing = [w.open(at(0), 0, None), w.open(at(0), 0, None)];
+    for key in echoing {
+        // Input the peer does not take back: the session cannot finish.
+        w.conns.get_mut(key).unwrap().peer.input = 10;
+        w.drive(key, at(0));
+    }
+    w.conns.shared.advance(Phase::Draining);
+    assert!(w.follow_phase(at(1)));
+    let end = at(1) + Duration::from(GRACE);
+    let text = logged(|| assert!(w.drained(end)));
+    assert_eq!(w.counters.tcp.aborted.local, 2);
+    assert_eq!(
+        text.matches("grace period over: connections reset").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("connections=2"), "{text}");
+
+    // Only a connection the backend still holds after its release: nothing
+    // to reset, nothing to warn of.
+    let mut w = Worker::new(8);
+    let held = w.open(at(0), 0, None);
+    w.conns.get_mut(held).unwrap().live = false;
+    w.conns.shared.advance(Phase::Draining);
+    assert!(w.follow_phase(at(1)));
+    let text = logged(|| assert!(w.drained(end)));
+    assert!(!text.contains("grace period over"), "{text}");
+}
+
+#[test]
+fn connection_with_more_input_than_the_budget_reads_64_kib_then_yields() {
+    let mut w = Worker::new(8);
+    let key = w.open(at(0), 0, None);
+    let peer = &mut w.conns.get_mut(key).unwrap().peer;
+    peer.input = 3 * BUDGET;
+    peer.takes_echo = true;
+    w.drive(key, at(0));
+    assert_eq!(BUDGET, 64 * 1024);
+    assert_eq!(w.counters.tcp.bytes_in, 64 * 1024);
+    assert!(w.conns.has_queued(), "yielded with input left");
+}
+
+#[test]
+fn every_connection_queued_at_the_start_of_a_turn_is_driven_in_it() {
+    let mut w = Worker::new(8);
+    let now = at(1);
+    let keys = [
+        w.open(now, 1, None),
+        w.open(now, 1, None),
+        w.open(now, 1, None),
+    ];
+    for key in keys {
+        w.drive(key, now);
+    }
+    w.driven.clear();
+    w.serve_run_queue(now);
+    assert_eq!(w.driven, keys, "in the order they yielded");
+    assert!(!w.conns.has_queued());
+}
+
+#[test]
+fn next_insert_takes_the_vacant_key_also_in_a_reused_slot() {
+    let mut w = Worker::new(8);
+    for _ in 0..3 {
+        let vacant = w.conns.vacant_key();
+        assert_eq!(w.open(at(0), 0, None), vacant);
+    }
+    assert_eq!(w.conns.len(), 3);
+    w.conns.release(1, drop);
+    assert_eq!(w.conns.len(), 2);
+    assert_eq!(w.conns.vacant_key(), 1);
+    assert_eq!(w.open(at(0), 0, None), 1);
+    assert_eq!(w.conns.vacant_key(), 3);
+}
+
+#[test]
+fn connection_rescheduled_for_the_same_deadline_adds_no_timer_entry() {
+    let mut w = Worker::new(8);
+    let key = w.open(at(0), 0, Some(at(10)));
+    for _ in 0..3 {
+        w.conns.schedule(key);
+    }
+    assert_eq!(w.conns.timers.len(), 1);
+    w.conns.get_mut(key).unwrap().deadline = Some(at(11));
+    w.conns.schedule(key);
+    assert_eq!(
+        w.conns.timers.len(),
+        1,
+        "a later deadline waits for the earlier"
+    );
+}
+
+#[test]
+fn stale_timers_up_to_twice_the_connections_plus_1024_are_left_alone() {
+    let mut w = Worker::new(8);
+    let key = w.open(at(0), 0, None);
+    let limit = 2 + 1024;
+    for i in 0..limit {
+        w.conns.get_mut(key).unwrap().deadline = Some(at(1_000_000 - i as u64));
+        w.conns.schedule(key);
+    }
+    w.fire_timers(at(1));
+    assert_eq!(w.conns.timers.len(), limit, "at the bound: not compacted");
+    w.conns.get_mut(key).unwrap().deadline = Some(at(1));
+    w.conns.schedule(key);
+    w.conns.get_mut(key).unwrap().after = Some(at(2));
+    w.fire_timers(at(1));
+    assert_eq!(w.times_driven(key), 1);
+    // Fired (its entry popped) and rescheduled: one over the bound.
+    assert_eq!(w.conns.timers.len(), 1, "over it: compacted");
+}
+
+/// A backend connection that does not say otherwise.
+struct Plain(Pump<SessionStorage>);
+
+impl Tracked for Plain {
+    fn pump(&mut self) -> &mut Pump<SessionStorage> {
+        &mut self.0
+    }
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+    fn set_reset_on_close(&self) {}
+    fn kind(&self) -> StreamKind {
+        StreamKind::Tcp
+    }
+}
+
+#[test]
+fn backend_connection_is_live_unless_its_backend_says_otherwise() {
+    let storage = SessionStorage::new(64);
+    let conn = Plain(Pump::new(storage, SessionConfig::default(), at(0)));
+    assert!(conn.is_live(), "the epoll worker's connections rely on it");
 }

@@ -455,6 +455,8 @@ fn silent_client_is_dropped_at_its_deadline_not_before() {
 
 /// Whether every endpoint thread of this process sleeps now (state `S`
 /// in `/proc`): where an idle endpoint sleeps is its `epoll_wait`.
+/// Linux only, as `/proc/self/task` and real-time signals are.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn every_endpoint_thread_sleeps() -> bool {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return false;
@@ -470,6 +472,7 @@ fn every_endpoint_thread_sleeps() -> bool {
 /// (`epoll_wait` is never restarted, `SA_RESTART` or not, and the server's
 /// signal handlers run on whichever thread the kernel picks): the endpoint
 /// waits again, and still answers.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 #[allow(unsafe_code)]
 fn signals_interrupting_the_endpoints_wait_do_not_stop_it() {

@@ -187,10 +187,8 @@ impl Failure {
         // The stream sent around `chunk_start`: the last bytes verified,
         // then those sent and not yet verified.
         let mut sent = vec![0; 2 * SENT_LOOKED_AT];
-        let (before, after) = sent.split_at_mut(SENT_LOOKED_AT);
-        let here = probe.verified_tail(before);
-        let ahead = probe.outstanding_bytes(after);
-        sent.copy_within(SENT_LOOKED_AT..SENT_LOOKED_AT + ahead, here);
+        let here = probe.verified_tail(&mut sent[..SENT_LOOKED_AT]);
+        let ahead = probe.outstanding_bytes(&mut sent[here..here + SENT_LOOKED_AT]);
         let sent = &sent[..here + ahead];
         if !self.repeats_earlier(sent, here, chunk, chunk_start)
             && !self.inserted(&sent[here..], chunk, chunk_start)

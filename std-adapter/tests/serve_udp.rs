@@ -236,6 +236,35 @@ fn udp_bursts_are_echoed_whole_and_in_arrival_order() {
     assert_eq!(s.udp.dropped.total(), 0, "{s:#?}");
 }
 
+/// Every receive takes one of the server's receive buffers (on io_uring a
+/// ring of at most 512 per UDP socket, each given back to the kernel when
+/// its echo is sent): 2,000 datagrams, one at a time, are all echoed, so
+/// the buffers come back and the socket goes on receiving after the ring
+/// has gone round several times. Each echo counts its own length.
+#[test]
+fn udp_echoes_go_on_after_every_receive_buffer_was_used_several_times() {
+    let (server, target) = udp_server(ServerConfig::default());
+    let c = client();
+    for i in 0..2_000u64 {
+        let data = payload(i, 1 + (i % 200) as usize);
+        c.send_to(&data, target).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, from) = c
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i}: no echo: {e}"));
+        assert_eq!((from, &buf[..n]), (target, &data[..]), "datagram {i}");
+    }
+    let s = wait_stats(&server, IO_TIMEOUT, "2,000 echoes counted", |s| {
+        s.udp.echoed == 2_000
+    });
+    assert_eq!(s.udp.dropped.total(), 0, "{s:#?}");
+    // Each echo counts its own length, whichever buffer it went out of.
+    let bytes: u64 = (0..2_000u64).map(|i| 1 + i % 200).sum();
+    assert_eq!(s.udp.echoed_bytes, bytes, "{s:#?}");
+    server.shutdown();
+    server.join().unwrap();
+}
+
 /// A graceful shutdown closes the UDP socket at once, as it closes the
 /// listeners, even while a stream connection still drains: from then on a
 /// datagram to the port is refused (ICMP port unreachable), not queued

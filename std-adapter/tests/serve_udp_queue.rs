@@ -14,7 +14,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use daemon_support::require;
-use serve_support::{IO_TIMEOUT, Proc, is_root, output_within, rmem_max};
+use serve_support::{IO_TIMEOUT, Proc, is_root, output_within, rmem_max, with_io};
 
 /// `ricochet serve --udp 127.0.0.1:0 ARGS` with debug logs, as `prefix`
 /// (e.g. setpriv) if given.
@@ -303,4 +303,61 @@ fn drops_before_an_inherited_socket_was_handed_over_are_not_counted() {
         s.udp_queue_drops, 0,
         "drops from before the handover: {s:?}"
     );
+}
+
+/// Thousands of datagrams already queued when the server takes the socket
+/// (as after a restart under systemd) are read at once: on io_uring six
+/// times what its ring of receive buffers holds (512 at most per socket),
+/// so the receive goes on only as echoes give buffers back to the kernel.
+/// Every one is echoed, whole and in the order sent, none is counted as
+/// dropped, and the socket goes on serving after them.
+#[test]
+fn thousands_queued_before_the_handover_are_all_echoed_in_order() {
+    use ricochet::serve::{InheritedSocket, Server, ServerConfig};
+    assert!(
+        is_root(),
+        "this test queues past rmem_max (SO_RCVBUFFORCE needs root)"
+    );
+    let queued: u64 = 3000;
+    let queue = 16 << 20;
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ricochet::serve::raise_udp_receive_buffer(&socket, queue).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Room for every echo, read only after the last was sent.
+    ricochet::serve::raise_udp_receive_buffer(&client, queue).unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let datagram = |i: u64| -> Vec<u8> { (0..8 + i % 57).map(|k| (i * 31 + k) as u8).collect() };
+    for i in 0..queued {
+        client.send_to(&datagram(i), addr).unwrap();
+    }
+    let config = with_io(ServerConfig {
+        tcp: Vec::new(),
+        udp: Vec::new(),
+        threads: 1,
+        ..ServerConfig::default()
+    });
+    let server = Server::bind_with(config, vec![InheritedSocket::Udp(socket)]).expect("bind");
+    let handle = server.spawn().expect("spawn");
+    let mut buf = [0u8; 128];
+    for i in 0..queued {
+        let (n, _) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("echo {i} of {queued} missing: {e}"));
+        assert_eq!(
+            &buf[..n],
+            &datagram(i)[..],
+            "echo {i}: reordered or changed"
+        );
+    }
+    // And the socket goes on serving after the burst.
+    client.send_to(b"marker", addr).unwrap();
+    let (n, _) = client.recv_from(&mut buf).expect("the marker's echo");
+    assert_eq!(&buf[..n], b"marker");
+    let stats = handle.stats_source();
+    handle.shutdown();
+    handle.join().expect("join");
+    let s = stats.snapshot();
+    assert_eq!(s.udp.echoed, queued + 1, "{s:?}");
+    assert_eq!((s.udp.dropped.total(), s.udp_queue_drops), (0, 0), "{s:?}");
 }

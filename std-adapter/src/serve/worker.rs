@@ -402,3 +402,6 @@ fn log_handshake(conn: &Conn, outcome: Outcome, now: Instant, throttles: &mut Th
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -148,11 +148,10 @@ fn listener_event_past_the_accept_budget_leaves_the_rest_pending() {
         .collect();
     assert_eq!(w.poll_timeout(), None, "nothing to do, no deadline");
     let mut events = Events::with_capacity(16);
-    while events.is_empty() {
-        w.poll
-            .poll(&mut events, Some(StdDuration::from_secs(10)))
-            .expect("poll");
-    }
+    w.poll
+        .poll(&mut events, Some(StdDuration::from_secs(10)))
+        .expect("poll");
+    assert!(!events.is_empty(), "no event for the listener in 10 s");
     let now = w.clock.now();
     for event in events.iter() {
         w.handle_event(event, now);
@@ -258,4 +257,58 @@ fn datagram_on_each_udp_socket_is_echoed() {
         });
         assert_eq!(got, Some((msg.into_bytes(), *addr)));
     }
+}
+
+#[test]
+fn worker_thread_serves_until_the_server_aborts_then_closes_what_is_left() {
+    let group = bind_tcp(([127, 0, 0, 1], 0).into(), 64, AcceptStrategy::Shared, 1).expect("bind");
+    let addr = group.addr;
+    let socket = group.sockets.into_iter().next().expect("a socket");
+    let mut prepared = prepare(vec![WorkerSockets {
+        index: 0,
+        listeners: vec![(Endpoint::Tcp(addr), StdListener::Tcp(socket))],
+        udp: Vec::new(),
+    }])
+    .expect("prepare");
+    let mut shared = shared(8);
+    Arc::get_mut(&mut shared).expect("not shared yet").wakers =
+        std::mem::take(&mut prepared.wakers);
+    let starter = prepared.starters.pop().expect("a starter");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let theirs = Arc::clone(&shared);
+    std::thread::spawn(move || tx.send(starter(theirs).map_err(|e| e.to_string())));
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(StdDuration::from_secs(10)))
+        .unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).expect("the echo");
+    assert_eq!(&b, b"ping");
+    shared.advance(Phase::Abort);
+    let result = rx
+        .recv_timeout(StdDuration::from_secs(10))
+        .expect("the worker did not stop in 10 s");
+    assert_eq!(result, Ok(()));
+    assert!(
+        closed(&mut c),
+        "connection left open after the worker stopped"
+    );
+}
+
+#[test]
+fn paused_listener_resumed_when_due_accepts_on_its_own_events() {
+    let (mut w, addrs) = worker(2, 8);
+    // Listener 1 paused (as after running out of descriptors), due now.
+    let now = w.clock.now();
+    let l = &mut w.listeners[1];
+    w.poll
+        .registry()
+        .deregister(l.socket.source())
+        .expect("deregister");
+    l.paused_until = Some(now);
+    w.serve_leftovers(now);
+    assert_eq!(w.listeners[1].paused_until, None, "not resumed");
+    // A connection after the resume arrives through the listener's event.
+    let _c = TcpStream::connect(addrs[1]).unwrap();
+    turn_until(&mut w, "admitted", |w| w.conns.len() == 1);
 }

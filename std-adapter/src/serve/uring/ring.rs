@@ -253,6 +253,17 @@ mod tests {
     }
 
     #[test]
+    fn ring_is_single_issuer_where_the_kernel_has_deferred_task_work() {
+        // DEFER_TASKRUN (with SINGLE_ISSUER, which this reads back) came in
+        // Linux 6.1: there the first, best set of flags must be the one taken.
+        let ring = build().expect("a ring");
+        let has_defer = parse_release(&kernel_release()).is_some_and(|v| v >= (6, 1));
+        assert_eq!(ring.params().is_setup_single_issuer(), has_defer);
+        assert_eq!(ring.params().cq_entries(), CQ_ENTRIES);
+        assert_eq!(ring.params().sq_entries(), SQ_ENTRIES);
+    }
+
+    #[test]
     fn kernel_release_is_parsed_to_major_minor() {
         assert_eq!(parse_release("6.18.44-fc-v1098"), Some((6, 18)));
         assert_eq!(parse_release("5.15.0"), Some((5, 15)));

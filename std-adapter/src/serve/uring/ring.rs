@@ -91,16 +91,17 @@ fn probe_here() -> Result<(), String> {
             return Err(format!("the kernel's io_uring has no {name} operation"));
         }
     }
-    // Multishot receive (and a provided-buffer ring) arrived in Linux 6.0.
-    let release = kernel_release();
-    if let Some((major, minor)) = parse_release(&release)
-        && (major, minor) < (6, 0)
-    {
-        return Err(format!(
-            "kernel {release} is older than 6.0 (multishot receive)"
-        ));
-    }
-    Ok(())
+    too_old(&kernel_release()).map_or(Ok(()), Err)
+}
+
+/// Why a kernel of `release` cannot run the backend, if it is older than
+/// 6.0, which brought multishot receive (and the provided-buffer ring). A
+/// release that does not parse is let through: the probe above found the
+/// operations.
+fn too_old(release: &str) -> Option<String> {
+    parse_release(release)
+        .filter(|&version| version < (6, 0))
+        .map(|_| format!("kernel {release} is older than 6.0 (multishot receive)"))
 }
 
 #[allow(unsafe_code)]
@@ -261,6 +262,18 @@ mod tests {
         assert_eq!(ring.params().is_setup_single_issuer(), has_defer);
         assert_eq!(ring.params().cq_entries(), CQ_ENTRIES);
         assert_eq!(ring.params().sq_entries(), SQ_ENTRIES);
+    }
+
+    #[test]
+    fn kernel_before_6_0_is_too_old_and_6_0_on_is_not() {
+        let why = too_old("5.19.17-generic").expect("5.19 refused");
+        assert_eq!(
+            why,
+            "kernel 5.19.17-generic is older than 6.0 (multishot receive)"
+        );
+        for ok in ["6.0.0", "6.18.44-fc-v1098", "7.1", "garbage"] {
+            assert_eq!(too_old(ok), None, "{ok}");
+        }
     }
 
     #[test]

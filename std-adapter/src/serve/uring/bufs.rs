@@ -171,6 +171,13 @@ impl BufRing {
         }
     }
 
+    /// Counts `n` buffers as free, as if the others were held elsewhere
+    /// (tests only: the ring itself is unchanged).
+    #[cfg(test)]
+    pub(crate) fn set_available_for_test(&mut self, n: usize) {
+        self.available = n;
+    }
+
     /// Hands buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
     pub(crate) fn recycle(&mut self, bid: u16) {
         let mask = self.count - 1;
@@ -359,6 +366,50 @@ mod tests {
             assert_eq!(filled.count, 1);
             assert_eq!(ring.nth(filled, 0), (2, bytes));
         }
+    }
+
+    #[test]
+    fn new_ring_names_the_buffer_group_it_was_made_for() {
+        // Receives name the group by `bgid()`: another group's buffers
+        // (a UDP socket's) or none at all would be taken instead.
+        for bgid in [0, 3] {
+            assert_eq!(BufRing::new(4, 64, bgid).expect("ring").bgid(), bgid);
+        }
+    }
+
+    #[test]
+    fn debug_of_a_ring_shows_its_shape_and_free_buffers() {
+        let mut ring = BufRing::new(4, 64, 2).expect("ring");
+        ring.taken();
+        let shown = format!("{ring:?}");
+        for part in ["count: 4", "size: 64", "bgid: 2", "available: 3"] {
+            assert!(shown.contains(part), "{part:?} not in {shown}");
+        }
+    }
+
+    /// The process's virtual size (`VmSize`), in KiB.
+    fn vm_size_kib() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmSize:"))
+            .expect("VmSize line");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn dropped_ring_gives_its_memory_back() {
+        // 256 MiB of buffers a ring (never touched: address space only),
+        // eight times: a ring that kept its memory would leave 2 GiB.
+        let before = vm_size_kib();
+        for _ in 0..8 {
+            drop(BufRing::new(32768, 8192, 0).expect("ring"));
+        }
+        let grown = vm_size_kib().saturating_sub(before);
+        assert!(
+            grown < 512 * 1024,
+            "{grown} KiB more after dropping 8 rings"
+        );
     }
 
     #[test]

@@ -348,6 +348,84 @@ mod tests {
     }
 
     #[test]
+    fn check_receive_is_a_receive_of_no_connection_and_its_cancel_a_cancel() {
+        use super::super::ring::{Op, decode, user_data};
+        // A late completion of the check's receive reaches the worker's
+        // receive path, which finds no connection and recycles its buffers.
+        assert_eq!(decode(check_user_data()), Some((Op::Recv, u32::MAX, 0)));
+        assert_eq!(
+            decode(check_cancel_user_data()),
+            Some((Op::Cancel, u32::MAX, 0))
+        );
+        assert!(is_check(check_user_data()));
+        assert!(is_check(check_cancel_user_data()));
+        for other in [
+            user_data(Op::Recv, 0, 0),
+            user_data(Op::Cancel, 0, 0),
+            user_data(Op::Send, u32::MAX, 0),
+        ] {
+            assert!(!is_check(other), "{other:#x} is not the check's");
+        }
+    }
+
+    #[test]
+    fn check_bytes_differ_from_one_buffer_to_the_next_and_byte_to_byte() {
+        // Buffers out of ring order, or a byte repeated, must not come back
+        // equal to what was sent.
+        let sent: Vec<u8> = (0..3 * SIZE + 100).map(pattern).collect();
+        assert!(
+            sent.windows(2).all(|w| w[0] != w[1]),
+            "a byte repeats its neighbour"
+        );
+        let chunks: Vec<&[u8]> = sent.chunks(SIZE).collect();
+        for (i, a) in chunks.iter().enumerate() {
+            for b in &chunks[i + 1..] {
+                assert!(a[..b.len()] != **b, "two buffers start alike");
+            }
+        }
+    }
+
+    #[test]
+    fn limits_and_reasons_say_what_they_are() {
+        assert_eq!(
+            Limit::Total.to_string(),
+            "per arm (the receive ends at the cap)"
+        );
+        assert_eq!(
+            Limit::PerCompletion.to_string(),
+            "per completion (the receive is paused at the cap)"
+        );
+        for (why, says) in [
+            (Unsupported::NoBundles, "no receive bundles"),
+            (Unsupported::NoCap(22), "errno 22"),
+            (
+                Unsupported::CapIgnored {
+                    cap: 8192,
+                    took: 12288,
+                },
+                "took 12288 bytes past its cap of 8192",
+            ),
+            (Unsupported::Garbled, "not in ring order"),
+            (Unsupported::CheckFailed("why".into()), "could not run: why"),
+        ] {
+            assert!(why.to_string().contains(says), "{why:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn check_whose_receive_fails_reports_the_errno_and_leaves_the_buffers() {
+        // No buffer group registered: every receive fails at once
+        // (ENOENT), with the total limit and without it.
+        let mut ring = super::super::ring::build().expect("ring");
+        let mut bufs = BufRing::new(16, SIZE, 0).expect("bufs");
+        assert_eq!(
+            check(&mut ring, &mut bufs, SIZE),
+            Err(Unsupported::NoCap(libc::ENOENT))
+        );
+        assert_eq!(bufs.available(), 16);
+    }
+
+    #[test]
     fn check_passes_on_this_kernel_and_leaves_every_buffer_in_the_ring() {
         let (mut ring, mut bufs) = ring_and_bufs();
         assert_eq!(check(&mut ring, &mut bufs, SIZE), Ok(Limit::Total));

@@ -270,33 +270,43 @@ impl Worker<'_> {
         loop {
             self.enter()?;
             let now = self.clock.now();
-            let go_on = self.begin_turn(now, |w| {
-                // Fresh head: did the kernel take every queued request?
-                w.sq.sync();
-                let submitted_all = w.sq.is_empty();
-                w.reap(now);
-                // A send's failure may sit in the kernel's overflow list (the
-                // completion queue was full): not seen yet, so no send can be
-                // taken as whole this turn. The next enter flushes the list.
-                if submitted_all && !w.sq.cq_overflow() {
-                    w.confirm_sends();
-                }
-                w.drive_ready(now);
-            });
-            if !go_on {
+            if !self.turn(now) {
                 return Ok(());
             }
-            self.serve_leftovers(now);
-            self.fire_timers(now);
-            self.flush_sends();
-            self.relieve_buffers();
-            self.publish();
             if self.drained(now) {
                 // What the grace period's resets queued (nothing if no connection is left).
                 self.flush_sends();
                 return Ok(());
             }
         }
+    }
+
+    /// One turn of the loop, after the enter that submitted and waited:
+    /// the completions reaped, sends confirmed, connections driven,
+    /// deadlines fired, buffers relieved, counters published. False if the
+    /// server stopped at once (abort).
+    fn turn(&mut self, now: Instant) -> bool {
+        let go_on = self.begin_turn(now, |w| {
+            // Fresh head: did the kernel take every queued request?
+            w.sq.sync();
+            let submitted_all = w.sq.is_empty();
+            w.reap(now);
+            // A send's failure may sit in the kernel's overflow list (the
+            // completion queue was full): not seen yet, so no send can be
+            // taken as whole this turn. The next enter flushes the list.
+            if submitted_all && !w.sq.cq_overflow() {
+                w.confirm_sends();
+            }
+            w.drive_ready(now);
+        });
+        if go_on {
+            self.serve_leftovers(now);
+            self.fire_timers(now);
+            self.flush_sends();
+            self.relieve_buffers();
+            self.publish();
+        }
+        go_on
     }
 
     fn publish(&self) {

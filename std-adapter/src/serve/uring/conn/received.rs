@@ -147,6 +147,12 @@ impl Received {
         given
     }
 
+    /// Bytes the spill holds, read or not (tests only).
+    #[cfg(test)]
+    pub(super) fn spill_held(&self) -> usize {
+        self.spill.as_ref().map_or(0, Vec::len)
+    }
+
     /// Gives every ring buffer back to `ring` and the spill to `pool`,
     /// unread (the connection is going away).
     pub(crate) fn give_back(&mut self, ring: &mut BufRing, pool: &mut TxPool) {

@@ -60,31 +60,37 @@ impl Fixture {
     /// The bytes a send submitted now would carry.
     fn in_flight(&mut self) -> Vec<u8> {
         let from = self.io.next_send(&self.bufs).expect("something to send");
-        #[allow(unsafe_code)]
-        // SAFETY: `next_send` points into the connection's send buffer and
-        // the ring's lent buffers (through its boxed header), which hold
-        // the given lengths of initialised bytes and do not change while
-        // this copy is made.
-        unsafe {
-            match from {
-                SendFrom::Slice(ptr, len) => std::slice::from_raw_parts(ptr, len).to_vec(),
-                SendFrom::Msg(hdr, len) => {
-                    let hdr = &*hdr;
-                    let iov = std::slice::from_raw_parts(hdr.msg_iov, hdr.msg_iovlen);
-                    let bytes: Vec<u8> = iov
-                        .iter()
-                        .flat_map(|v| {
-                            std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
-                        })
-                        .copied()
-                        .collect();
-                    assert_eq!(bytes.len(), len, "the header covers what it claims");
-                    bytes
-                }
+        bytes_of(&from)
+    }
+}
+
+/// The bytes `from` (from `next_send`) points at now.
+fn bytes_of(from: &SendFrom) -> Vec<u8> {
+    #[allow(unsafe_code)]
+    // SAFETY: `next_send` points into the connection's send buffer and
+    // the ring's lent buffers (through its boxed header), which hold
+    // the given lengths of initialised bytes and stay allocated while
+    // the connection keeps them queued (the send buffer is never
+    // reallocated); nothing writes them while this copy is made.
+    unsafe {
+        match *from {
+            SendFrom::Slice(ptr, len) => std::slice::from_raw_parts(ptr, len).to_vec(),
+            SendFrom::Msg(hdr, len) => {
+                let hdr = &*hdr;
+                let iov = std::slice::from_raw_parts(hdr.msg_iov, hdr.msg_iovlen);
+                let bytes: Vec<u8> = iov
+                    .iter()
+                    .flat_map(|v| std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len))
+                    .copied()
+                    .collect();
+                assert_eq!(bytes.len(), len, "the header covers what it claims");
+                bytes
             }
         }
     }
+}
 
+impl Fixture {
     /// Whether the next send would be a `sendmsg` over several buffers.
     fn next_is_vectored(&mut self) -> bool {
         let from = self.io.next_send(&self.bufs).expect("something to send");
@@ -621,6 +627,129 @@ fn spill_waits_while_a_send_may_read_the_lent_buffers() {
     assert_eq!(f.bufs.available(), before, "still lent to the send");
     f.io.confirm_sent(&mut f.bufs, &mut f.pool);
     assert_eq!(f.bufs.available(), before + 1);
+}
+
+#[test]
+fn write_while_a_resumed_send_is_in_flight_leaves_the_sent_bytes_in_place() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"abcdef", false), WriteOutcome::Sent(6));
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(2, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
+    f.io.writable();
+    let from = f.io.next_send(&f.bufs).expect("the rest");
+    assert_eq!(bytes_of(&from), b"cdef");
+    // The kernel may still be reading "cdef" where it was when the send
+    // was submitted: a write now must not move it.
+    assert_eq!(f.t().write(b"gh", false), WriteOutcome::Sent(2));
+    assert_eq!(bytes_of(&from), b"cdef", "the in-flight send's bytes moved");
+    f.io.confirm_sent(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.in_flight(), b"gh");
+}
+
+#[test]
+fn room_after_a_short_send_counts_only_the_bytes_not_taken() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"0123456789", false), WriteOutcome::Sent(10));
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(4, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
+    // Nothing in flight: the 4 bytes taken make room again.
+    let big = vec![b'x'; TX_CAP];
+    assert_eq!(f.t().write(&big, false), WriteOutcome::Sent(TX_CAP - 6));
+    assert_eq!(f.io.tx_pending(), TX_CAP);
+    f.io.writable();
+    let sent = f.in_flight();
+    assert_eq!(&sent[..6], b"456789");
+    assert_eq!(sent.len(), TX_CAP);
+    assert!(sent[6..].iter().all(|&b| b == b'x'));
+}
+
+#[test]
+fn writes_in_a_row_are_one_run_sent_with_one_send() {
+    let mut f = Fixture::new();
+    let data: Vec<u8> = (0..2 * LEND_MAX as u8 + 8).collect();
+    for b in &data {
+        assert_eq!(f.t().write(&[*b], false), WriteOutcome::Sent(1));
+    }
+    assert!(!f.next_is_vectored(), "one run, one plain send");
+    assert_eq!(f.in_flight(), data);
+}
+
+#[test]
+fn unclean_release_takes_out_the_send_buffer_an_in_flight_send_reads() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"abc", false), WriteOutcome::Sent(3));
+    let from = f.io.next_send(&f.bufs).expect("a send");
+    let SendFrom::Slice(ptr, 3) = from else {
+        panic!("one run: {from:?}");
+    };
+    let buf = f.io.take_send_buffer().expect("the send buffer");
+    assert_eq!(buf.as_ptr(), ptr, "the very buffer the send reads");
+    assert_eq!(buf, b"abc");
+    assert!(f.io.take_send_buffer().is_none(), "taken out, not copied");
+}
+
+#[test]
+fn received_buffers_count_until_read_in_full() {
+    let mut f = Fixture::new();
+    assert_eq!(f.io.rx_buffers(), 0);
+    f.receive(&[(0, b"abcd"), (1, b"ef")]);
+    assert_eq!(f.io.rx_buffers(), 2);
+    let mut out = [0u8; 3];
+    assert_eq!(f.t().read(&mut out), ReadOutcome::Data(3));
+    assert_eq!(f.io.rx_buffers(), 2, "the first is still partly unread");
+    let mut out = [0u8; 1];
+    assert_eq!(f.t().read(&mut out), ReadOutcome::Data(1));
+    assert_eq!(f.io.rx_buffers(), 1);
+}
+
+#[test]
+fn pass_through_lends_a_buffer_exactly_max_long() {
+    let mut f = Fixture::new();
+    f.receive(&[(0, b"abcd"), (1, b"ef")]);
+    assert_eq!(f.t().pass_through(4), 4, "4 bytes fit in 4");
+    assert_eq!(f.t().pass_through(2), 2);
+    assert_eq!(f.in_flight(), b"abcdef");
+}
+
+#[test]
+fn second_spill_after_a_partial_read_drops_the_bytes_already_read() {
+    let mut f = Fixture::with_ring(8);
+    f.receive(&[(0, b"abcdefgh"), (1, b"ijkl")]);
+    assert_eq!(f.io.spill(&mut f.bufs, &mut f.pool), 2);
+    let mut out = [0u8; 10];
+    assert_eq!(f.t().read(&mut out), ReadOutcome::Data(10));
+    assert_eq!(&out, b"abcdefghij");
+    f.receive(&[(2, b"mnop")]);
+    assert_eq!(f.io.spill(&mut f.bufs, &mut f.pool), 1);
+    // The spill keeps what is unread only: a stalled connection that
+    // reads a little between spills does not grow it without bound.
+    assert_eq!(f.io.rx.spill_held(), 6);
+    assert_eq!(f.io.rx_bytes(), 6);
+    let mut out = [0u8; 16];
+    assert_eq!(f.t().read(&mut out), ReadOutcome::Data(6));
+    assert_eq!(&out[..6], b"klmnop");
+}
+
+#[test]
+fn dropped_received_buffers_and_spill_go_back_unread() {
+    let mut f = Fixture::with_ring(8);
+    let full = f.bufs.available();
+    f.receive(&[(0, b"abcd"), (1, b"efgh")]);
+    assert_eq!(f.io.spill(&mut f.bufs, &mut f.pool), 2);
+    f.receive(&[(2, b"ij"), (3, b"kl")]);
+    assert_eq!(f.bufs.available(), full - 2);
+    f.io.drop_received(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.bufs.available(), full, "every ring buffer went back");
+    assert_eq!(f.io.rx_bytes(), 0);
+    assert_eq!(f.io.rx_buffers(), 0);
+    assert_eq!(f.io.rx.spill_held(), 0, "the spill went back too");
+    assert!(f.t().read_would_block(), "nothing left to read");
 }
 
 /// Random interleavings of receives, pass-throughs, reads through a

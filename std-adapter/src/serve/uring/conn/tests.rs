@@ -752,6 +752,148 @@ fn dropped_received_buffers_and_spill_go_back_unread() {
     assert!(f.t().read_would_block(), "nothing left to read");
 }
 
+#[test]
+fn receive_side_is_done_after_the_peers_fin_or_a_receive_failure_only() {
+    let mut f = Fixture::new();
+    assert!(!f.io.rx_done());
+    f.receive(&[(0, b"ab")]);
+    assert!(!f.io.rx_done(), "data is not the end");
+    f.io.received_eof();
+    assert!(f.io.rx_done(), "FIN");
+    let mut f = Fixture::new();
+    f.io.receive_failed(libc::ECONNRESET);
+    assert!(f.io.rx_done(), "failed");
+}
+
+#[test]
+fn confirmed_send_tells_the_pump_when_its_fin_went_out_and_not_otherwise() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"echo", false), WriteOutcome::Sent(4));
+    let _ = f.in_flight();
+    assert!(
+        !f.io.confirm_sent(&mut f.bufs, &mut f.pool),
+        "nobody waits for this one"
+    );
+    assert_eq!(f.t().write(b"bye", false), WriteOutcome::Sent(3));
+    f.t().shutdown_write();
+    let _ = f.in_flight();
+    assert!(
+        f.io.confirm_sent(&mut f.bufs, &mut f.pool),
+        "the pump lingers for the FIN: it must hear it went out"
+    );
+    assert_eq!(f.t().unacknowledged(), 0);
+}
+
+#[test]
+fn short_send_that_took_bytes_after_a_timed_retry_restarts_the_shortest_pause() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"abcd", false), WriteOutcome::Sent(4));
+    let eagain = -libc::EAGAIN;
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(eagain, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
+    f.io.writable();
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(eagain, T0, &mut f.bufs, &mut f.pool),
+        SendWait::Retry
+    );
+    let at = T0 + Duration::from_millis(1);
+    assert!(f.io.retry_due(at));
+    // The retry's send takes 2 bytes: the socket works again.
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(2, at, &mut f.bufs, &mut f.pool),
+        SendWait::Poll
+    );
+    f.io.writable();
+    let _ = f.in_flight();
+    assert_eq!(
+        f.io.send_failed(eagain, at, &mut f.bufs, &mut f.pool),
+        SendWait::Retry
+    );
+    assert_eq!(
+        f.io.retry_at(),
+        Some(at + Duration::from_millis(1)),
+        "1 ms again, not the 2 ms the pause had doubled to"
+    );
+}
+
+#[test]
+fn abandoned_linger_after_a_failed_send_has_nothing_left_to_reset_for() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"lost", false), WriteOutcome::Sent(4));
+    let _ = f.in_flight();
+    f.io.send_failed(-libc::EPIPE, T0, &mut f.bufs, &mut f.pool);
+    assert!(
+        !f.io.hand_over_before_close(&mut f.bufs, &mut f.pool),
+        "the failure dropped the queue: nothing is cut short by the close"
+    );
+}
+
+#[test]
+fn abandoned_linger_on_a_socket_at_its_largest_buffer_reports_the_echo_cut_short() {
+    let mut f = Fixture::new();
+    // As large as `net.core.wmem_max` allows: growing it gains nothing.
+    let _ = socket2::SockRef::from(f.sender()).set_send_buffer_size(i32::MAX as usize);
+    let _ = fill_socket(&f);
+    assert_eq!(f.t().write(b"tail", false), WriteOutcome::Sent(4));
+    f.t().shutdown_write();
+    assert!(
+        f.io.hand_over_before_close(&mut f.bufs, &mut f.pool),
+        "the socket took none of it: the close must say so"
+    );
+    assert_eq!(f.t().unacknowledged(), 5, "4 bytes and the FIN");
+}
+
+/// Reads what the peer has now, without waiting.
+fn peer_has(f: &Fixture) -> Vec<u8> {
+    f.peer.set_nonblocking(true).unwrap();
+    let mut got = vec![0u8; 64];
+    let n = match (&f.peer).read(&mut got) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => panic!("reading the peer: {e}"),
+    };
+    f.peer.set_nonblocking(false).unwrap();
+    got.truncate(n);
+    got
+}
+
+#[test]
+fn reset_after_queued_echo_hands_it_to_the_socket_first() {
+    let mut f = Fixture::new();
+    assert_eq!(
+        f.t().write(b"counted as sent", false),
+        WriteOutcome::Sent(15)
+    );
+    f.io.hand_over_before_reset(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.t().unacknowledged(), 0);
+    assert_eq!(peer_has(&f), b"counted as sent");
+}
+
+#[test]
+fn reset_with_a_send_in_flight_leaves_the_queue_to_it() {
+    let mut f = Fixture::new();
+    assert_eq!(f.t().write(b"in flight", false), WriteOutcome::Sent(9));
+    let _ = f.in_flight();
+    f.io.hand_over_before_reset(&mut f.bufs, &mut f.pool);
+    assert_eq!(f.io.tx_pending(), 9, "the send may still read it");
+    assert_eq!(peer_has(&f), b"", "sent once, by the send in flight");
+}
+
+#[test]
+fn session_waits_for_a_wake_only_when_blocked_or_a_fin_is_due() {
+    let mut f = Fixture::new();
+    assert!(!f.io.needs_wake());
+    assert_eq!(f.t().write(b"fits", false), WriteOutcome::Sent(4));
+    assert!(!f.io.needs_wake(), "the write fitted");
+    f.t().shutdown_write();
+    assert!(f.io.needs_wake(), "the FIN waits for the queue to empty");
+}
+
 /// Random interleavings of receives, pass-throughs, reads through a
 /// session-like buffer, writes, short or full sends and spills: every byte
 /// received is sent once, in order, the output never exceeds its cap,

@@ -521,3 +521,28 @@ mod live {
         }
     }
 }
+
+/// A quiet connection's only deadline is its idle timeout: the worker may
+/// sleep until then, not wake at once (a deadline in the past would drive
+/// every connection every turn, a busy loop).
+#[test]
+fn quiet_connection_lets_the_worker_sleep_until_its_idle_timeout() {
+    use crate::serve::conns::Tracked;
+    live::with_worker(false, |w| {
+        let admitted = w.clock.now();
+        let (key, _client) = live::connect(w);
+        live::turn(w);
+        let now = w.clock.now();
+        let idle = ricochet_core::SessionConfig::default()
+            .idle_timeout
+            .expect("an idle timeout by default");
+        let conn = w.conns.get(key).expect("open");
+        let deadline = conn.deadline().expect("the idle deadline");
+        assert!(
+            deadline >= admitted + idle && deadline <= now + idle,
+            "deadline {deadline:?}, admitted {admitted:?}, now {now:?}"
+        );
+        let wait = w.conns.wait_limit([], now).expect("a limit");
+        assert!(wait > StdDuration::from_secs(60), "{wait:?}");
+    });
+}

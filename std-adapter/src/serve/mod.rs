@@ -165,6 +165,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// One worker's shared state for unit tests: running, statistics for
+    /// one worker, nothing to wake, the `io` backend; the settings a
+    /// connection needs, `--max-connections` `max_connections`, buffers of
+    /// 64 bytes, a 5 s grace period, no busy polling (a test changes them
+    /// through `tune` before the state is shared).
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        max_connections: usize,
+        io: IoBackend,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Arc<Shared> {
+        let mut settings = Settings {
+            session: SessionConfig::default(),
+            max_connections,
+            grace: Duration::from_secs(5),
+            buffer_size: 64,
+            busy_poll: Duration::ZERO,
+        };
+        tune(&mut settings);
+        Arc::new(Shared {
+            phase: AtomicU8::new(Phase::Running as u8),
+            stats: Arc::new(ServerStats::new(1)),
+            wakers: Vec::new(),
+            settings,
+            clock: crate::clock::Clock::new(),
+            unix_files: Mutex::new(Vec::new()),
+            go: None,
+            io,
+        })
+    }
+
     /// The current phase.
     pub(crate) fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))

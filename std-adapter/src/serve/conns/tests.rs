@@ -4,37 +4,21 @@
 //! without sockets.
 
 use std::cell::Cell;
-use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex};
 
 use ricochet_core::pump::{ReadOutcome, Transport, WriteOutcome};
 use ricochet_core::{Duration, Instant, Next, Pump, SessionConfig, State};
 
 use super::super::config::IoBackend;
-use super::super::stats::{Counters, ServerStats, StreamKind};
+use super::super::stats::{Counters, StreamKind};
 use super::super::storage::SessionStorage;
-use super::super::{Phase, Settings, Shared};
+use super::super::{Phase, Shared};
 use super::{BUDGET, ConnTable, Driver, TIMER_BUDGET, Tracked};
 
 const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn shared(max_connections: usize) -> Arc<Shared> {
-    Arc::new(Shared {
-        phase: AtomicU8::new(Phase::Running as u8),
-        stats: Arc::new(ServerStats::new(1)),
-        wakers: Vec::new(),
-        settings: Settings {
-            session: SessionConfig::default(),
-            max_connections,
-            grace: GRACE,
-            buffer_size: 64,
-            busy_poll: std::time::Duration::ZERO,
-        },
-        clock: crate::clock::Clock::new(),
-        unix_files: Mutex::new(Vec::new()),
-        go: None,
-        io: IoBackend::Epoll,
-    })
+    Shared::for_tests(max_connections, IoBackend::Epoll, |s| s.grace = GRACE)
 }
 
 fn at(ms: u64) -> Instant {

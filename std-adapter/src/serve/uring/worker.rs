@@ -171,35 +171,11 @@ fn serve(
         .into_iter()
         .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
-    let busy = BusyPoll::new(shared.settings.busy_poll);
-    let mut worker = Worker {
-        index: sockets.index,
-        clock: shared.clock,
-        conns: ConnTable::new(sockets.index, Arc::clone(&shared)),
-        shared,
-        submitter,
-        sq,
-        cq,
-        bufs,
-        pool: TxPool::new(TX_SPARE),
-        listeners,
-        udp,
-        counters: Counters::default(),
-        throttles: Throttles::new(),
-        inflight: 0,
-        ready: Vec::new(),
-        dirty: Vec::new(),
-        unconfirmed: Vec::new(),
-        buf_waiters: VecDeque::new(),
-        stalled: Vec::new(),
-        cqes: Vec::with_capacity(1024),
-        waker: waker_fd,
-        wake_buf: Box::new([0u8; 8]),
-        wake_armed: false,
-        busy,
-        bundles,
-        fixed_slots,
-    };
+    let mut worker = Worker::new(sockets.index, shared, (submitter, sq, cq), bufs, waker_fd);
+    worker.listeners = listeners;
+    worker.udp = udp;
+    worker.bundles = bundles;
+    worker.fixed_slots = fixed_slots;
     let result = worker.run();
     worker.release_all();
     worker.publish();
@@ -256,6 +232,49 @@ pub(super) struct Worker<'r> {
     /// Slots in the registered file table (0: none): connection `key`
     /// below this uses slot `key` (see `fixed.rs`).
     pub(super) fixed_slots: u32,
+}
+
+impl<'r> Worker<'r> {
+    /// Worker `index` over the ring split into `submitter`, `sq` and `cq`,
+    /// with `bufs` (registered) for its stream receives and the eventfd
+    /// `waker`; the spin `shared` settles. No listener, UDP socket, receive
+    /// bundles or file table yet (the caller sets them), nothing in flight.
+    pub(super) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        (submitter, sq, cq): (Submitter<'r>, SubmissionQueue<'r>, CompletionQueue<'r>),
+        bufs: BufRing,
+        waker: OwnedFd,
+    ) -> Self {
+        Worker {
+            index,
+            clock: shared.clock,
+            conns: ConnTable::new(index, Arc::clone(&shared)),
+            busy: BusyPoll::new(shared.settings.busy_poll),
+            shared,
+            submitter,
+            sq,
+            cq,
+            bufs,
+            pool: TxPool::new(TX_SPARE),
+            listeners: Vec::new(),
+            udp: Vec::new(),
+            counters: Counters::default(),
+            throttles: Throttles::new(),
+            inflight: 0,
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            unconfirmed: Vec::new(),
+            buf_waiters: VecDeque::new(),
+            stalled: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+            waker,
+            wake_buf: Box::new([0u8; 8]),
+            wake_armed: false,
+            bundles: None,
+            fixed_slots: 0,
+        }
+    }
 }
 
 impl Worker<'_> {

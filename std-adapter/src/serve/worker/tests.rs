@@ -3,34 +3,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU8;
 
-use ricochet_core::{DatagramPolicy, PolicyConfig, SessionConfig};
+use ricochet_core::{DatagramPolicy, PolicyConfig};
 
+use super::super::Phase;
 use super::super::config::{AcceptStrategy, IoBackend};
 use super::super::listener::bind_tcp;
-use super::super::stats::ServerStats;
-use super::super::{Phase, Settings};
 use super::*;
 
 fn shared(max_connections: usize) -> Arc<Shared> {
-    Arc::new(Shared {
-        phase: AtomicU8::new(Phase::Running as u8),
-        stats: Arc::new(ServerStats::new(1)),
-        wakers: Vec::new(),
-        settings: Settings {
-            session: SessionConfig::default(),
-            max_connections,
-            grace: StdDuration::from_secs(5),
-            buffer_size: 64,
-            busy_poll: StdDuration::ZERO,
-        },
-        clock: crate::clock::Clock::new(),
-        unix_files: Mutex::new(Vec::new()),
-        go: None,
-        io: IoBackend::Epoll,
-    })
+    Shared::for_tests(max_connections, IoBackend::Epoll, |_| {})
 }
 
 /// A worker serving `listeners` new TCP listeners on 127.0.0.1 (backlog

@@ -1,42 +1,20 @@
 //! A worker's listeners on a real ring whose requests are queued and, where
 //! a test says so, submitted: arming, admitting, pausing and stopping.
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{TcpListener as StdTcpListener, TcpStream};
-use std::sync::atomic::AtomicU8;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use io_uring::IoUring;
 use io_uring::types::{SubmitArgs, Timespec};
-use ricochet_core::SessionConfig;
 
-use super::super::super::busy_poll::BusyPoll;
 use super::super::super::config::IoBackend;
-use super::super::super::conns::ConnTable;
-use super::super::super::events::Throttles;
-use super::super::super::stats::{Counters, ServerStats};
-use super::super::super::{Phase, Settings, Shared};
-use super::super::bufs::{BufRing, TxPool};
+use super::super::super::{Phase, Shared};
+use super::super::bufs::BufRing;
 use super::*;
 
 fn shared(max_connections: usize) -> Arc<Shared> {
-    Arc::new(Shared {
-        phase: AtomicU8::new(Phase::Running as u8),
-        stats: Arc::new(ServerStats::new(1)),
-        wakers: Vec::new(),
-        settings: Settings {
-            session: SessionConfig::default(),
-            max_connections,
-            grace: std::time::Duration::from_secs(5),
-            buffer_size: 64,
-            busy_poll: std::time::Duration::ZERO,
-        },
-        clock: crate::clock::Clock::new(),
-        unix_files: Mutex::new(Vec::new()),
-        go: None,
-        io: IoBackend::Uring,
-    })
+    Shared::for_tests(max_connections, IoBackend::Uring, |_| {})
 }
 
 fn at(ms: u64) -> Instant {
@@ -61,38 +39,11 @@ fn with_worker<R>(
     f: impl FnOnce(&mut Worker<'_>) -> R,
 ) -> R {
     let mut ring = IoUring::new(64).expect("ring");
-    let (submitter, sq, cq) = ring.split();
     let shared = shared(max_connections);
-    let mut w = Worker {
-        index: 0,
-        clock: shared.clock,
-        conns: ConnTable::new(0, Arc::clone(&shared)),
-        shared,
-        submitter,
-        sq,
-        cq,
-        bufs: BufRing::new(16, 4096, 0).expect("buffers"),
-        pool: TxPool::new(4),
-        listeners,
-        udp: Vec::new(),
-        counters: Counters::default(),
-        throttles: Throttles::new(),
-        inflight: 0,
-        ready: Vec::new(),
-        dirty: Vec::new(),
-        unconfirmed: Vec::new(),
-        buf_waiters: VecDeque::new(),
-        stalled: Vec::new(),
-        cqes: Vec::new(),
-        waker: std::fs::File::open("/dev/null")
-            .expect("a descriptor")
-            .into(),
-        wake_buf: Box::new([0u8; 8]),
-        wake_armed: false,
-        busy: BusyPoll::new(std::time::Duration::ZERO),
-        bundles: None,
-        fixed_slots: 0,
-    };
+    let bufs = BufRing::new(16, 4096, 0).expect("buffers");
+    let waker = std::fs::File::open("/dev/null").expect("a descriptor");
+    let mut w = Worker::new(0, shared, ring.split(), bufs, waker.into());
+    w.listeners = listeners;
     f(&mut w)
 }
 

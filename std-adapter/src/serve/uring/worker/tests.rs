@@ -58,38 +58,20 @@ fn worker_with_waiting_receives_and_too_few_buffers_to_grant_waits() {
 mod live {
     use std::io::{ErrorKind, Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::AtomicU8;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration as StdDuration;
 
-    use ricochet_core::SessionConfig;
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
 
     use super::*;
     use crate::serve::config::IoBackend;
-    use crate::serve::stats::{ServerStats, StreamKind};
-    use crate::serve::{Phase, Settings};
+    use crate::serve::stats::StreamKind;
 
     fn shared() -> Arc<Shared> {
-        Arc::new(Shared {
-            phase: AtomicU8::new(Phase::Running as u8),
-            stats: Arc::new(ServerStats::new(1)),
-            wakers: Vec::new(),
-            settings: Settings {
-                // Lingering outlasts every wait here: a FIN held back
-                // until the linger gives up fails the test.
-                session: SessionConfig {
-                    linger: ricochet_core::Duration::from_secs(60),
-                    ..SessionConfig::default()
-                },
-                max_connections: 64,
-                grace: StdDuration::from_secs(5),
-                buffer_size: 16 * 1024,
-                busy_poll: StdDuration::ZERO,
-            },
-            clock: crate::clock::Clock::new(),
-            unix_files: Mutex::new(Vec::new()),
-            go: None,
-            io: IoBackend::Uring,
+        Shared::for_tests(64, IoBackend::Uring, |s| {
+            // Lingering outlasts every wait here: a FIN held back
+            // until the linger gives up fails the test.
+            s.session.linger = ricochet_core::Duration::from_secs(60);
+            s.buffer_size = 16 * 1024;
         })
     }
 
@@ -102,37 +84,9 @@ mod live {
         bufs.register(&ring.submitter()).expect("register");
         let bundles =
             bundles.then(|| bundle::check(&mut ring, &mut bufs, RX_BUF_SIZE).expect("bundles"));
-        let (submitter, sq, cq) = ring.split();
         let (_waker, waker) = ring::Waker::new().expect("waker");
-        let shared = shared();
-        let mut w = Worker {
-            index: 0,
-            clock: shared.clock,
-            conns: ConnTable::new(0, Arc::clone(&shared)),
-            shared,
-            submitter,
-            sq,
-            cq,
-            bufs,
-            pool: TxPool::new(TX_SPARE),
-            listeners: Vec::new(),
-            udp: Vec::new(),
-            counters: Counters::default(),
-            throttles: Throttles::new(),
-            inflight: 0,
-            ready: Vec::new(),
-            dirty: Vec::new(),
-            unconfirmed: Vec::new(),
-            buf_waiters: VecDeque::new(),
-            stalled: Vec::new(),
-            cqes: Vec::new(),
-            waker,
-            wake_buf: Box::new([0; 8]),
-            wake_armed: false,
-            busy: BusyPoll::new(StdDuration::ZERO),
-            bundles,
-            fixed_slots: 0,
-        };
+        let mut w = Worker::new(0, shared(), ring.split(), bufs, waker);
+        w.bundles = bundles;
         test(&mut w);
         w.release_all();
         assert!(w.drain_ring(), "requests left in flight");

@@ -225,6 +225,28 @@ fn client_reset_mid_stream_is_counted_and_others_unaffected() {
     server.join().unwrap();
 }
 
+/// A reset that comes while the server only waits to receive (every echo
+/// read, nothing to send) reaches it through the receive alone: it is a
+/// reset all the same, never a clean end.
+#[test]
+fn client_reset_with_every_echo_read_is_counted_as_a_reset() {
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let mut c = connect(addr);
+    round_trip(&mut c, b"all of it read");
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c); // RST
+    let s = wait_stats(&server, IO_TIMEOUT, "the connection ended", |s| {
+        s.streams().ended() == 1
+    });
+    let ends = (s.streams().aborted.peer_reset, s.streams().closed.total());
+    assert_eq!(ends, (1, 0), "a reset is an abort, not a close: {s:?}");
+    server.shutdown();
+    server.join().unwrap();
+}
+
 fn expect_reset(c: &mut std::net::TcpStream) {
     let mut buf = [0u8; 1024];
     loop {

@@ -92,9 +92,9 @@ mod live {
         assert!(w.drain_ring(), "requests left in flight");
     }
 
-    /// One turn of the worker's loop (`Worker::turn`, as `Worker::run`
-    /// runs it), the enter before it waiting 20 ms at most.
-    pub(super) fn turn(w: &mut Worker<'_>) {
+    /// Publishes the buffers given back, submits what is queued and waits
+    /// for one completion, 20 ms at most (the enter before a turn).
+    pub(super) fn enter(w: &mut Worker<'_>) {
         w.bufs.publish();
         w.sq.sync();
         let ts = Timespec::from(StdDuration::from_millis(20));
@@ -102,6 +102,12 @@ mod live {
             .submitter
             .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
         w.cq.sync();
+    }
+
+    /// One turn of the worker's loop (`Worker::turn`, as `Worker::run`
+    /// runs it) after a bounded [`enter`].
+    pub(super) fn turn(w: &mut Worker<'_>) {
+        enter(w);
         let now = w.clock.now();
         assert!(w.turn(now), "the worker stopped");
     }
@@ -282,13 +288,7 @@ mod live {
             let recv = user_data(Op::Recv, key as u32, 0);
             let mut ended = false;
             turn_until(w, "the receive ended", |w| {
-                w.bufs.publish();
-                w.sq.sync();
-                let ts = Timespec::from(StdDuration::from_millis(20));
-                let _ = w
-                    .submitter
-                    .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-                w.cq.sync();
+                enter(w);
                 let cqes: Vec<_> = (&mut w.cq)
                     .map(|c| (c.user_data(), c.result(), c.flags()))
                     .collect();

@@ -237,8 +237,9 @@ pub(super) struct Worker<'r> {
 impl<'r> Worker<'r> {
     /// Worker `index` over the ring split into `submitter`, `sq` and `cq`,
     /// with `bufs` (registered) for its stream receives and the eventfd
-    /// `waker`; the spin `shared` settles. No listener, UDP socket, receive
-    /// bundles or file table yet (the caller sets them), nothing in flight.
+    /// `waker`, busy polling as `shared`'s settings say. No listener, UDP
+    /// socket, receive bundles or file table yet (the caller sets them),
+    /// nothing in flight.
     pub(super) fn new(
         index: usize,
         shared: Arc<Shared>,

@@ -1,8 +1,11 @@
 //! The metrics endpoint: a deliberately small HTTP/1.1 server on one thread.
 //!
 //! It answers `GET /metrics` and `HEAD /metrics` (also in the absolute form a proxy sends; 404 for any other path,
-//! 405 for any other method, 400 for what is not HTTP) and closes the connection after each
-//! response. It cannot hold the echo server up, nor be held up for long:
+//! 405 for any other method, 400 as soon as the bytes cannot be HTTP/1.x) and closes the
+//! connection after each response. Request heads are parsed by `httparse` ([`answer`]); the
+//! loop around it is this module's, because what it must bound (below) is what a
+//! general-purpose HTTP server leaves open. It cannot hold the echo server up, nor be held
+//! up for long:
 //!
 //! - **its own thread**, one non-blocking mio event loop: a slow or hostile
 //!   client never blocks an echo worker, and the workers never wait for it
@@ -10,7 +13,8 @@
 //! - **a handful of connections** ([`MetricsConfig::max_connections`], 8 by
 //!   default): one more is answered `503` and closed at once;
 //! - **a bounded request** ([`MetricsConfig::max_request`], 8 KiB of request
-//!   line and headers): a longer one is answered `431` and closed;
+//!   line and headers, at most 32 header fields): a longer one is answered
+//!   `431` and closed;
 //! - **a deadline per connection** ([`MetricsConfig::timeout`], 5 s from
 //!   accept to the end of the exchange): a client that dawdles (slowloris)
 //!   is dropped, whatever it is doing;
@@ -30,8 +34,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::spare::SpareFd;
-use super::{Format, render};
 use crate::serve::{Scoped, ServerStats};
+
+mod answer;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -320,11 +325,7 @@ impl Endpoint {
                     if self.conns.len() >= self.config.max_connections {
                         tracing::debug!(%peer, "metrics endpoint busy: refusing a connection");
                         // A fresh socket's send buffer takes this whole; if not, it is dropped.
-                        let _ = stream.write(&response(
-                            "503 Service Unavailable",
-                            "text/plain",
-                            "too many connections\n",
-                        ));
+                        let _ = stream.write(&answer::busy());
                         continue;
                     }
                     let entry = self.conns.vacant_entry();
@@ -396,20 +397,9 @@ fn step(conn: &mut Conn, config: &MetricsConfig, stats: &Arc<ServerStats>) -> io
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     conn.input.extend_from_slice(&buf[..n]);
-                    // A whole head past the limit is refused too, however
-                    // few reads brought it.
-                    let head = head_end(&conn.input);
-                    if let Some(end) = head.filter(|end| *end <= config.max_request) {
-                        conn.output = answer(&conn.input[..end], stats);
-                        conn.stage = Stage::Writing;
-                        break;
-                    }
-                    if head.is_some() || conn.input.len() >= config.max_request {
-                        conn.output = response(
-                            "431 Request Header Fields Too Large",
-                            "text/plain",
-                            "request too large\n",
-                        );
+                    if let Some(response) = answer::respond(&conn.input, config.max_request, stats)
+                    {
+                        conn.output = response;
                         conn.stage = Stage::Writing;
                         break;
                     }
@@ -445,87 +435,6 @@ fn step(conn: &mut Conn, config: &MetricsConfig, stats: &Arc<ServerStats>) -> io
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The length of the request head (request line and headers, through the blank line).
-fn head_end(input: &[u8]) -> Option<usize> {
-    let crlf = input
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = input.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The whole response to a request `head`; to `HEAD`, the response GET
-/// would get without its body (RFC 9110 9.3.2: health checks and `curl -I`
-/// send it, and every general-purpose server must take it).
-fn answer(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
-    let mut r = answer_get(head, stats);
-    if head.starts_with(b"HEAD ") {
-        r.truncate(head_end(&r).unwrap_or(r.len()));
-    }
-    r
-}
-
-/// What [`answer`] sends, body included.
-fn answer_get(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return response("400 Bad Request", "text/plain", "not an HTTP request\n");
-    };
-    let mut lines = head.lines();
-    let mut first = lines.next().unwrap_or("").split_whitespace();
-    let (Some(method), Some(target), Some(version), None) =
-        (first.next(), first.next(), first.next(), first.next())
-    else {
-        return response("400 Bad Request", "text/plain", "not an HTTP request\n");
-    };
-    if !version.starts_with("HTTP/1.") {
-        return response("400 Bad Request", "text/plain", "HTTP/1.x only\n");
-    }
-    // The absolute form (`http://host:port/metrics`, as a proxy sends it)
-    // names the same resource (RFC 9112, 3.2.2).
-    let origin = ["http://", "https://"]
-        .iter()
-        .find_map(|scheme| target.strip_prefix(scheme))
-        .map_or(target, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
-    let path = origin.split('?').next().unwrap_or(origin);
-    if path != "/metrics" {
-        return response("404 Not Found", "text/plain", "metrics are at /metrics\n");
-    }
-    if method != "GET" && method != "HEAD" {
-        return response_with(
-            "405 Method Not Allowed",
-            "Allow: GET, HEAD\r\n",
-            "text/plain",
-            "GET or HEAD only\n",
-        );
-    }
-    let accept = lines.find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("accept")
-            .then(|| value.trim())
-    });
-    let format = Format::negotiate(accept);
-    response("200 OK", format.content_type(), &render(stats, format))
-}
-
-fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
-    response_with(status, "", content_type, body)
-}
-
-/// A response with `headers` (each ending in CRLF) besides the usual ones.
-fn response_with(status: &str, headers: &str, content_type: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// Why binding the metrics `port` was refused, given the lowest port any

@@ -1,4 +1,16 @@
+use super::answer::{MAX_HEADERS, respond};
 use super::*;
+
+/// The response to a whole request `head` (panics if it is not one).
+fn answer(head: &[u8], stats: &Arc<ServerStats>) -> Vec<u8> {
+    respond(head, usize::MAX, stats).expect("a whole head is answered")
+}
+
+/// The length of a response's status line and headers, through the blank line.
+fn head_len(response: &[u8]) -> usize {
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n");
+    end.expect("a blank line") + 4
+}
 
 /// The host's own limit, as the echo listeners' errors give it: it was
 /// "ports below 1024" whatever `ip_unprivileged_port_start` said.
@@ -88,7 +100,7 @@ fn head_metrics_gets_the_headers_of_get_without_the_body() {
     let s = stats();
     let get = answer(b"GET /metrics HTTP/1.1\r\n\r\n", &s);
     let head = answer(b"HEAD /metrics HTTP/1.1\r\n\r\n", &s);
-    let get_head = head_end(&get).expect("a head");
+    let get_head = head_len(&get);
     assert_eq!(head, get[..get_head], "{}", String::from_utf8_lossy(&head));
     assert!(get.len() > get_head, "GET has a body");
     let missing = answer(b"HEAD /nothing HTTP/1.1\r\n\r\n", &s);
@@ -136,11 +148,70 @@ fn other_paths_methods_and_garbage_get_their_status() {
     }
 }
 
+/// A head is answered once its blank line has come (CRLF or a bare LF),
+/// whatever follows it; until then the endpoint reads on.
 #[test]
-fn head_ends_at_the_first_blank_line() {
-    assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
-    assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
-    assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+fn head_is_answered_at_its_blank_line_and_not_before() {
+    let s = stats();
+    let whole = answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &s);
+    assert_eq!(status(&whole), "HTTP/1.1 200 OK");
+    for partial in [
+        &b"G"[..],
+        b"GET /metrics HTTP/1.1",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n",
+    ] {
+        assert!(respond(partial, 8192, &s).is_none(), "{partial:?}");
+    }
+    let with_more = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /other";
+    assert_eq!(respond(with_more, 8192, &s), Some(whole));
+    let bare_lf = answer(b"GET /metrics HTTP/1.1\nHost: x\n\n", &s);
+    assert_eq!(status(&bare_lf), "HTTP/1.1 200 OK");
+}
+
+/// Bytes that cannot begin an HTTP/1.x request are answered 400 as soon as
+/// they come: the endpoint does not wait for a blank line or `max_request`
+/// bytes that may never come. A TLS client (an `https://` scrape) is told
+/// the endpoint speaks plain HTTP.
+#[test]
+fn bytes_that_cannot_be_http_are_refused_before_the_head_ends() {
+    let s = stats();
+    for (bad, says) in [
+        (&b"hello\r\n"[..], "not an HTTP request"),
+        (b"GET /metrics SMTP/1.0", "HTTP/1.x only"),
+        (
+            b"GET /metrics HTTP/1.1\r\nBad Name: x\r\n",
+            "not an HTTP request",
+        ),
+        (b"\x16\x03\x01\x02\x00\x01", "plain HTTP"),
+    ] {
+        let r = respond(bad, 8192, &s).unwrap_or_else(|| panic!("{bad:?} waits for more"));
+        assert_eq!(status(&r), "HTTP/1.1 400 Bad Request", "{bad:?}");
+        let text = String::from_utf8_lossy(&r);
+        assert!(text.contains(says), "{bad:?}: {text}");
+    }
+}
+
+/// More header fields than the endpoint keeps are refused like a head past
+/// `max_request` bytes (431), not taken for a bad request or cut short.
+#[test]
+fn head_with_more_header_fields_than_kept_is_refused_as_too_large() {
+    let s = stats();
+    let head_with = |fields: usize| {
+        let mut h = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        for i in 0..fields {
+            h.extend_from_slice(format!("X-{i}: a\r\n").as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    };
+    assert_eq!(
+        status(&answer(&head_with(MAX_HEADERS), &s)),
+        "HTTP/1.1 200 OK"
+    );
+    let r = answer(&head_with(MAX_HEADERS + 1), &s);
+    assert_eq!(status(&r), "HTTP/1.1 431 Request Header Fields Too Large");
+    let text = String::from_utf8_lossy(&r);
+    assert!(text.contains("32 header fields"), "{text}");
 }
 
 #[test]

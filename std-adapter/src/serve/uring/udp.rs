@@ -310,7 +310,90 @@ fn sockaddr(raw: &[u8]) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    use ricochet_core::PolicyConfig;
+
     use super::*;
+
+    /// An endpoint on a fresh loopback socket, its ring full (not registered:
+    /// these tests hand it completions themselves).
+    fn endpoint() -> UdpEndpoint {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let setup = UdpSetup {
+            addr: socket.local_addr().unwrap(),
+            socket,
+            policy: Box::new(DatagramPolicy::new(PolicyConfig::DEFAULT)),
+            max_datagram: PolicyConfig::DEFAULT.max_datagram,
+        };
+        UdpEndpoint::new(setup, 0, 0).unwrap()
+    }
+
+    const T0: Instant = Instant::from_millis(1_000);
+
+    /// The multishot receive ends without a stop when the ring runs dry
+    /// (`-ENOBUFS`, no buffer, no `IORING_CQE_F_MORE`). The socket stays
+    /// open and the receive is armed again; only a stop, once nothing is
+    /// in flight, closes it. (Closing on any ended receive with nothing
+    /// sending would take the port down the first time the ring ran dry.)
+    #[test]
+    fn receive_ended_for_want_of_buffers_is_armed_again_and_only_a_stop_closes() {
+        let mut counters = DatagramCounters::default();
+        let mut u = endpoint();
+        assert!(u.arm().is_some(), "armed at first");
+        assert!(u.arm().is_none(), "one multishot receive at a time");
+        assert!(
+            u.on_recv(-libc::ENOBUFS, 0, true, T0, &mut counters)
+                .is_none()
+        );
+        assert!(u.socket.is_some(), "the port stays open");
+        assert!(u.arm().is_some(), "the receive is armed again");
+
+        let cancel = u.stop().expect("a cancel for the running receive");
+        assert_eq!(cancel.get_user_data(), user_data(Op::Cancel, 0, 0));
+        assert!(u.socket.is_some(), "open while the receive is in flight");
+        assert!(
+            u.on_recv(-libc::ECANCELED, 0, true, T0, &mut counters)
+                .is_none()
+        );
+        assert!(u.socket.is_none(), "closed once nothing is in flight");
+        assert!(u.arm().is_none(), "never armed again after a stop");
+        assert_eq!(counters, DatagramCounters::default(), "nothing counted");
+    }
+
+    /// Echo `bid` in flight, `len` bytes, as a receive that passed the
+    /// policy leaves it: its buffer taken from the ring, one send counted.
+    fn in_flight(u: &mut UdpEndpoint, bid: u16, len: usize) {
+        u.ring.taken();
+        u.sending += 1;
+        u.echoes[usize::from(bid)].len = len;
+    }
+
+    /// An echo that completes is counted with its own length; one refused
+    /// for room (`EAGAIN`, `ENOBUFS`: UDP has no backpressure) is dropped as
+    /// `send_full`, any other failure as `send_failed`. Each buffer goes
+    /// back to the ring, and after a stop the socket closes at the last
+    /// completion, not before.
+    #[test]
+    fn echo_completions_count_by_result_give_buffers_back_and_let_a_stopped_socket_close() {
+        let mut counters = DatagramCounters::default();
+        let mut u = endpoint();
+        let full = u.ring.available();
+        for (bid, len) in [(0, 10), (1, 20), (2, 30), (3, 40)] {
+            in_flight(&mut u, bid, len);
+        }
+        assert_eq!(u.ring.available(), full - 4);
+        assert!(u.stop().is_none(), "no receive to cancel");
+        u.on_sent(1, -libc::EAGAIN, &mut counters);
+        u.on_sent(2, -libc::ENOBUFS, &mut counters);
+        u.on_sent(3, -libc::EPERM, &mut counters);
+        assert!(u.socket.is_some(), "an echo is still in flight");
+        u.on_sent(0, 10, &mut counters);
+        assert!(u.socket.is_none(), "closed at the last completion");
+        assert_eq!((counters.echoed, counters.echoed_bytes), (1, 10));
+        assert_eq!(counters.dropped.send_full, 2, "{counters:?}");
+        assert_eq!(counters.dropped.send_failed, 1, "{counters:?}");
+        assert_eq!(u.ring.available(), full, "every buffer back");
+        assert_eq!(u.sending, 0);
+    }
 
     #[test]
     fn sockaddr_bytes_of_both_families_become_addresses() {

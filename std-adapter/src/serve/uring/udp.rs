@@ -382,6 +382,10 @@ mod tests {
         }
         assert_eq!(u.ring.available(), full - 4);
         assert!(u.stop().is_none(), "no receive to cancel");
+        assert!(
+            u.arm().is_none(),
+            "a stopped socket is not armed while echoes finish"
+        );
         u.on_sent(1, -libc::EAGAIN, &mut counters);
         u.on_sent(2, -libc::ENOBUFS, &mut counters);
         u.on_sent(3, -libc::EPERM, &mut counters);

@@ -278,31 +278,53 @@ mod live {
         }
     }
 
+    /// Ends connection `key`'s receive as if it had failed with `errno`:
+    /// it is cancelled, and its last completion says `-errno` instead.
+    fn end_receive_with(w: &mut Worker<'_>, key: usize, errno: i32) {
+        w.pause_recv(key);
+        let recv = user_data(Op::Recv, key as u32, 0);
+        let mut ended = false;
+        turn_until(w, "the receive ended", |w| {
+            enter(w);
+            let cqes: Vec<_> = (&mut w.cq)
+                .map(|c| (c.user_data(), c.result(), c.flags()))
+                .collect();
+            let now = w.clock.now();
+            for (ud, mut res, flags) in cqes {
+                if ud == recv && !cqueue::more(flags) {
+                    res = -errno;
+                    ended = true;
+                }
+                w.complete(ud, res, flags, now);
+            }
+            w.drive_ready(now);
+            ended
+        });
+    }
+
+    #[test]
+    fn receive_that_fails_timed_out_is_counted_as_a_timeout_not_a_reset() {
+        with_worker(false, |w| {
+            let (key, _client) = connect(w);
+            // As when TCP gives up on a peer that stopped answering
+            // (keepalive, user timeout).
+            end_receive_with(w, key, libc::ETIMEDOUT);
+            turn_until(w, "the connection freed", |w| w.conns.get(key).is_none());
+            let aborted = &w.counters.tcp.aborted;
+            assert_eq!(
+                (aborted.timed_out, aborted.peer_reset),
+                (1, 0),
+                "{aborted:?}"
+            );
+        });
+    }
+
     #[test]
     fn receive_that_ran_out_of_buffers_is_armed_again_once_enough_are_free() {
         with_worker(true, |w| {
             let (key, mut client) = connect(w);
-            // Its receive ends with ENOBUFS, as when the ring ran dry (it
-            // is cancelled, and its last completion said so instead).
-            w.pause_recv(key);
-            let recv = user_data(Op::Recv, key as u32, 0);
-            let mut ended = false;
-            turn_until(w, "the receive ended", |w| {
-                enter(w);
-                let cqes: Vec<_> = (&mut w.cq)
-                    .map(|c| (c.user_data(), c.result(), c.flags()))
-                    .collect();
-                let now = w.clock.now();
-                for (ud, mut res, flags) in cqes {
-                    if ud == recv && !cqueue::more(flags) {
-                        res = -libc::ENOBUFS;
-                        ended = true;
-                    }
-                    w.complete(ud, res, flags, now);
-                }
-                w.drive_ready(now);
-                ended
-            });
+            // Its receive ends with ENOBUFS, as when the ring ran dry.
+            end_receive_with(w, key, libc::ENOBUFS);
             let io = &w.conns.get(key).expect("open").io;
             assert!(io.buf_waiting && !io.recv_armed, "waits for buffers");
             assert_eq!(w.buf_waiters.len(), 1);
@@ -354,6 +376,101 @@ mod live {
                     );
                     assert_eq!(w.inflight, 1, "one receive in flight, no other");
                 }
+            });
+        }
+    }
+
+    /// The first half of turns, until `until`: enters and completes what
+    /// came (receives, cancels) without driving the pumps, so what a
+    /// connection received stays held, and its state is the one right
+    /// after the receiving turn's completions.
+    fn complete_until(
+        w: &mut Worker<'_>,
+        what: &str,
+        mut until: impl FnMut(&mut Worker<'_>) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+        while !until(w) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within 10 s: {what}"
+            );
+            enter(w);
+            let cqes: Vec<_> = (&mut w.cq)
+                .map(|c| (c.user_data(), c.result(), c.flags()))
+                .collect();
+            let now = w.clock.now();
+            for (ud, res, flags) in cqes {
+                w.complete(ud, res, flags, now);
+            }
+        }
+    }
+
+    #[test]
+    fn receive_holding_its_cap_of_buffers_stops_at_once_and_is_armed_again_once_they_are_read() {
+        for bundles in [false, true] {
+            with_worker(bundles, |w| {
+                let (key, mut client) = connect(w);
+                // Small pieces, each received into a buffer of its own
+                // before the next is sent: the cap of buffers comes long
+                // before the cap of bytes.
+                let mut sent = Vec::new();
+                for held in 1..=RX_CAP_BUFFERS {
+                    let piece = [held as u8; 100];
+                    client.write_all(&piece).expect("write");
+                    sent.extend_from_slice(&piece);
+                    complete_until(w, "the piece received", |w| {
+                        w.conns.get(key).expect("open").io.rx_buffers() == held
+                    });
+                    let io = &w.conns.get(key).expect("open").io;
+                    assert_eq!(io.rx_bytes(), sent.len());
+                    if held < RX_CAP_BUFFERS {
+                        assert!(
+                            io.recv_armed && !io.recv_cancelling,
+                            "receive stopped holding {held} buffers (bundles: {bundles})"
+                        );
+                    } else {
+                        assert!(
+                            !io.recv_armed || io.recv_cancelling,
+                            "receive goes on holding {held} buffers (bundles: {bundles})"
+                        );
+                    }
+                }
+                // Asked to pause again meanwhile: no second cancel.
+                let inflight = w.inflight;
+                w.pause_recv(key);
+                assert_eq!(w.inflight, inflight, "a second cancel (bundles: {bundles})");
+                complete_until(w, "the receive ended", |w| {
+                    !w.conns.get(key).expect("open").io.recv_armed
+                });
+                let io = &w.conns.get(key).expect("open").io;
+                assert!(!io.recv_cancelling, "still cancelling once ended");
+                assert_eq!(io.rx_buffers(), RX_CAP_BUFFERS, "a piece lost or added");
+                // Ended, with its bytes still held: neither paused (there
+                // is nothing to cancel) nor armed again, whoever asks.
+                let inflight = w.inflight;
+                w.pause_recv(key);
+                w.arm_recv(key);
+                let io = &w.conns.get(key).expect("open").io;
+                assert!(
+                    !io.recv_armed && !io.recv_cancelling,
+                    "armed or cancelled with its buffers held (bundles: {bundles})"
+                );
+                assert_eq!(w.inflight, inflight, "a request queued");
+                // The session reads them: they are echoed, and the
+                // receive goes on.
+                let mut back = Vec::new();
+                turn_until(w, "the echo, and the receive armed again", |w| {
+                    read_now(&mut client, &mut back);
+                    back.len() >= sent.len() && w.conns.get(key).expect("open").io.recv_armed
+                });
+                assert!(back == sent, "bytes differ or out of order");
+                client.write_all(b"more").expect("write");
+                turn_until(w, "the next echo", |_| {
+                    read_now(&mut client, &mut back);
+                    back.len() >= sent.len() + 4
+                });
+                assert_eq!(&back[sent.len()..], b"more");
             });
         }
     }

@@ -28,11 +28,22 @@ fn worker_with_udp(
     udp: usize,
     max_connections: usize,
 ) -> (Worker, Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>) {
+    worker_with_tuned_udp(listeners, udp, max_connections, |_| {})
+}
+
+/// As [`worker_with_udp`], each UDP socket set up by `tune` first.
+fn worker_with_tuned_udp(
+    listeners: usize,
+    udp: usize,
+    max_connections: usize,
+    tune: impl Fn(&std::net::UdpSocket),
+) -> (Worker, Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>) {
     let mut udp_addrs = Vec::new();
     let mut endpoints = Vec::new();
     for _ in 0..udp {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         s.set_nonblocking(true).expect("non-blocking");
+        tune(&s);
         let addr = s.local_addr().expect("address");
         udp_addrs.push(addr);
         endpoints.push(UdpEndpoint::new(
@@ -208,6 +219,73 @@ fn connection_on_each_listener_is_admitted_and_echoed() {
     assert_eq!(s.streams().accepted, 2);
 }
 
+/// Reads what `c` (non-blocking) has now into `into`.
+fn read_now(c: &mut TcpStream, into: &mut Vec<u8>) {
+    let mut b = [0u8; 16 * 1024];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) => return,
+            Ok(n) => into.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => panic!("client read: {e}"),
+        }
+    }
+}
+
+#[test]
+fn bytes_and_fin_reported_by_one_event_are_echoed_then_the_connection_closes() {
+    let (mut w, addrs) = worker(1, 8);
+    // Both queued before the worker accepts: the connection's first event
+    // reports the bytes and the peer's FIN at once. The read that takes
+    // the bytes is short, and must not end the reading before the FIN.
+    let mut c = TcpStream::connect(addrs[0]).unwrap();
+    c.write_all(b"bye").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    turn_until(&mut w, "admitted", |w| w.counters.tcp.accepted == 1);
+    turn_until(&mut w, "the connection closed", |w| w.conns.is_empty());
+    c.set_read_timeout(Some(StdDuration::from_secs(10)))
+        .unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).expect("a clean end");
+    assert_eq!(back, b"bye");
+}
+
+#[test]
+fn echo_stalled_by_a_peer_that_stops_reading_resumes_when_it_reads_again() {
+    let (mut w, addrs) = worker(1, 8);
+    // Little room on the way back (the client's receive buffer, the
+    // server's send buffer): the echo stalls long before the client's
+    // 64 KiB are all written, and only a writable event resumes it.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addrs[0].into()).unwrap();
+    let mut c: TcpStream = s.into();
+    c.set_nonblocking(true).unwrap();
+    turn_until(&mut w, "admitted", |w| w.conns.len() == 1);
+    let key = w.conns.keys()[0];
+    match &w.conns.get(key).expect("open").stream {
+        Stream::Tcp(s) => socket2::SockRef::from(s)
+            .set_send_buffer_size(4096)
+            .unwrap(),
+        other => panic!("not TCP: {other:?}"),
+    }
+    let sent: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut at = 0;
+    turn_until(&mut w, "the client's bytes written, none read", |_| {
+        match c.write(&sent[at..]) {
+            Ok(n) => at += n,
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}"),
+        }
+        at == sent.len()
+    });
+    let mut back = Vec::new();
+    turn_until(&mut w, "the whole echo, read at last", |_| {
+        read_now(&mut c, &mut back);
+        back.len() >= sent.len()
+    });
+    assert!(back == sent, "bytes differ or out of order");
+}
+
 #[test]
 fn draining_stops_accepting_and_exit_releases_every_connection() {
     let (mut w, addrs) = worker(1, 8);
@@ -241,8 +319,19 @@ fn datagram_on_each_udp_socket_is_echoed() {
     }
 }
 
-#[test]
-fn worker_thread_serves_until_the_server_aborts_then_closes_what_is_left() {
+/// A worker thread of [`spawn_worker`].
+struct Running {
+    /// Its listener's address.
+    addr: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    thread: std::thread::JoinHandle<()>,
+    /// What `run` returned.
+    result: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+/// A worker thread named `name`, built by `prepare` on a new TCP listener
+/// as `spawn` builds it, `tune` applied to its settings.
+fn spawn_worker(name: &str, tune: impl FnOnce(&mut super::super::Settings)) -> Running {
     let group = bind_tcp(([127, 0, 0, 1], 0).into(), 64, AcceptStrategy::Shared, 1).expect("bind");
     let addr = group.addr;
     let socket = group.sockets.into_iter().next().expect("a socket");
@@ -252,13 +341,28 @@ fn worker_thread_serves_until_the_server_aborts_then_closes_what_is_left() {
         udp: Vec::new(),
     }])
     .expect("prepare");
-    let mut shared = shared(8);
+    let mut shared = Shared::for_tests(8, IoBackend::Epoll, tune);
     Arc::get_mut(&mut shared).expect("not shared yet").wakers =
         std::mem::take(&mut prepared.wakers);
     let starter = prepared.starters.pop().expect("a starter");
     let (tx, rx) = std::sync::mpsc::channel();
     let theirs = Arc::clone(&shared);
-    std::thread::spawn(move || tx.send(starter(theirs).map_err(|e| e.to_string())));
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(starter(theirs).map_err(|e| e.to_string()));
+        })
+        .expect("spawn");
+    Running {
+        addr,
+        shared,
+        thread,
+        result: rx,
+    }
+}
+
+/// Sends `ping` on a new connection to `addr` and reads its echo (10 s at most).
+fn echo_once(addr: std::net::SocketAddr) -> TcpStream {
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(StdDuration::from_secs(10)))
         .unwrap();
@@ -266,15 +370,43 @@ fn worker_thread_serves_until_the_server_aborts_then_closes_what_is_left() {
     let mut b = [0u8; 4];
     c.read_exact(&mut b).expect("the echo");
     assert_eq!(&b, b"ping");
-    shared.advance(Phase::Abort);
-    let result = rx
+    c
+}
+
+/// Ends the worker thread (abort), checks `run` returned `Ok` and joins it.
+fn abort_and_join(w: Running) {
+    w.shared.advance(Phase::Abort);
+    let result = w
+        .result
         .recv_timeout(StdDuration::from_secs(10))
         .expect("the worker did not stop in 10 s");
     assert_eq!(result, Ok(()));
+    w.thread.join().expect("the worker thread panicked");
+}
+
+#[test]
+fn worker_thread_serves_until_the_server_aborts_then_closes_what_is_left() {
+    let w = spawn_worker("ricochet-w-abort", |_| {});
+    let mut c = echo_once(w.addr);
+    abort_and_join(w);
     assert!(
         closed(&mut c),
         "connection left open after the worker stopped"
     );
+}
+
+#[test]
+fn busy_polling_worker_serves_the_events_its_spin_finds() {
+    // It spins on a non-blocking check before sleeping: what the check
+    // finds must be served, not lost to the next check (edge-triggered,
+    // nothing reports it again).
+    let w = spawn_worker("ricochet-w-busy", |s| {
+        s.busy_poll = StdDuration::from_millis(50);
+    });
+    for _ in 0..3 {
+        echo_once(w.addr);
+    }
+    abort_and_join(w);
 }
 
 #[test]
@@ -293,4 +425,190 @@ fn paused_listener_resumed_when_due_accepts_on_its_own_events() {
     // A connection after the resume arrives through the listener's event.
     let _c = TcpStream::connect(addrs[1]).unwrap();
     turn_until(&mut w, "admitted", |w| w.conns.len() == 1);
+}
+
+/// One UDP socket with the smallest receive queue the kernel allows, its
+/// queue's drops reported (as the server sets its sockets up): 100
+/// datagrams overflow it, then markers follow until one is echoed (a
+/// datagram queued after the drops carries their count; one sent while
+/// the queue is still full is dropped too). `serve` serves the socket
+/// once. Returns the worker and how many datagrams were sent.
+#[cfg(target_os = "linux")]
+fn overflow_a_udp_queue(mut serve: impl FnMut(&mut Worker)) -> (Worker, u64) {
+    let (mut w, _, addrs) = worker_with_tuned_udp(0, 1, 8, |s| {
+        socket2::SockRef::from(s)
+            .set_recv_buffer_size(1)
+            .expect("SO_RCVBUF");
+        super::super::udp::report_destinations(s).expect("report destinations");
+    });
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut sent = 100;
+    for _ in 0..sent {
+        c.send_to(&[0u8; 64], addrs[0]).unwrap();
+    }
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    'marker: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no marker echoed in 10 s"
+        );
+        c.send_to(b"marker", addrs[0]).unwrap();
+        sent += 1;
+        serve(&mut w);
+        let mut b = [0u8; 64];
+        while let Ok((n, _)) = c.recv_from(&mut b) {
+            if &b[..n] == b"marker" {
+                break 'marker;
+            }
+        }
+    }
+    (w, sent)
+}
+
+/// What the worker counted of a UDP queue's overflow: every datagram sent
+/// was either received or dropped by the kernel, and the server's stats say so.
+#[cfg(target_os = "linux")]
+fn assert_every_datagram_received_or_counted_dropped(w: &mut Worker, sent: u64) {
+    let drops = w.counters.udp_queue_drops;
+    assert!(drops > 0, "no drop counted: {:?}", w.counters.udp);
+    assert_eq!(
+        w.counters.udp.received + drops,
+        sent,
+        "{:?}",
+        w.counters.udp
+    );
+    w.publish();
+    assert_eq!(w.shared.stats.snapshot().udp_queue_drops, drops);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn udp_queue_overflow_read_on_the_sockets_event_is_counted_as_queue_drops() {
+    let (mut w, sent) = overflow_a_udp_queue(turn);
+    assert_every_datagram_received_or_counted_dropped(&mut w, sent);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn udp_queue_overflow_read_as_a_leftover_of_the_budget_is_counted_as_queue_drops() {
+    // The socket is served only as left over from an earlier turn's
+    // budget (`pending`), never on its event.
+    let (mut w, sent) = overflow_a_udp_queue(|w| {
+        w.udp[0].pending = true;
+        let now = w.clock.now();
+        w.serve_leftovers(now);
+    });
+    assert_every_datagram_received_or_counted_dropped(&mut w, sent);
+}
+
+#[test]
+fn connection_that_cannot_be_registered_is_closed_counted_and_gives_its_place_back() {
+    // Room for one connection: the one that failed must not keep it.
+    let (mut w, addrs) = worker(1, 1);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    s.set_nonblocking(true).unwrap();
+    let mut s = mio::net::TcpStream::from_std(s);
+    // Already in the worker's epoll set: registering it again fails (EEXIST).
+    w.poll
+        .registry()
+        .register(&mut s, Token(1 << 40), Interest::READABLE)
+        .expect("first registration");
+    let now = w.clock.now();
+    w.admit(Stream::Tcp(s), Peer::Tcp(peer), now);
+    assert_eq!(w.conns.len(), 0, "kept without its readiness events");
+    assert_eq!(w.counters.accept_errors, 1);
+    w.publish();
+    let s = w.shared.stats.snapshot();
+    assert_eq!(s.accept_errors, 1, "not in the server's stats");
+    assert_eq!(
+        w.shared
+            .stats
+            .open()
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "its place kept"
+    );
+    assert!(closed(&mut c), "the connection left open");
+    // The worker goes on: the next connection takes the place and is echoed.
+    let mut c = TcpStream::connect(addrs[0]).unwrap();
+    turn_until(&mut w, "the next one admitted", |w| w.conns.len() == 1);
+    c.set_nonblocking(true).unwrap();
+    c.write_all(b"next").unwrap();
+    let mut got = Vec::new();
+    turn_until(&mut w, "the echo", |_| {
+        let mut b = [0u8; 16];
+        match c.read(&mut b) {
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}"),
+        }
+        got.len() >= 4
+    });
+    assert_eq!(got, b"next");
+}
+
+/// Whether the thread named `name` of this process sleeps now (state `S`
+/// in `/proc`): where an idle worker sleeps is its `epoll_wait`.
+#[cfg(target_os = "linux")]
+fn thread_sleeps(name: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    let (named, sleeping) = (format!("({name}) "), format!("({name}) S "));
+    tasks.flatten().any(|task| {
+        // `TID (NAME) STATE ...`; a thread gone meanwhile reads as empty.
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        stat.contains(&named) && stat.contains(&sleeping)
+    })
+}
+
+/// A signal handled on the worker's thread interrupts its `epoll_wait`
+/// (never restarted, `SA_RESTART` or not; the server's signal handlers run
+/// on whichever thread the kernel picks): the worker waits again.
+#[cfg(target_os = "linux")]
+#[test]
+#[allow(unsafe_code)]
+fn signal_interrupting_the_workers_wait_does_not_stop_it() {
+    use std::os::unix::thread::JoinHandleExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // A signal nothing else in this process uses, with a handler.
+    let signal = libc::SIGRTMIN() + 8;
+    let handled = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal, Arc::clone(&handled)).unwrap();
+    let name = "ricochet-eintr"; // 15 bytes at most in `/proc`
+    let w = spawn_worker(name, |_| {});
+    let thread = &w.thread;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    for i in 0..3 {
+        // Once the worker sleeps in its wait (or is gone), a signal to it.
+        while !thread_sleeps(name) && !thread.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "signal {i}: not asleep in 10 s"
+            );
+            std::thread::yield_now();
+        }
+        if thread.is_finished() {
+            break;
+        }
+        handled.store(false, Ordering::SeqCst);
+        // SAFETY: the thread is not joined yet, so its id is valid.
+        unsafe { libc::pthread_kill(thread.as_pthread_t(), signal) };
+        while !handled.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "signal {i}: not handled in 10 s"
+            );
+            std::thread::yield_now();
+        }
+    }
+    assert!(
+        !thread.is_finished(),
+        "the worker stopped: {:?}",
+        w.result.try_recv()
+    );
+    echo_once(w.addr);
+    abort_and_join(w);
 }

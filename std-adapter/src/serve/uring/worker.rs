@@ -18,9 +18,13 @@
 //! in the same connection table ([`super::super::conns`]: run queue, timer
 //! heap, admission, drain). Fairness: a connection reads at most
 //! [`BUDGET`](super::super::conns::BUDGET) bytes per drive and yields to
-//! the run queue; it holds at most [`RX_CAP`] bytes of received buffers
-//! before its receive is cancelled (TCP flow control then slows the peer) and
-//! re-armed once the session has taken them. When the shared buffer ring
+//! the run queue; it holds at most [`RX_CAP`] bytes (or [`RX_CAP_BUFFERS`]
+//! buffers) of received buffers before its receive is cancelled (TCP flow
+//! control then slows the peer) and re-armed once the session has taken
+//! them. With receive bundles the kernel stops at the cap; without, the cap
+//! is checked as each batch of completions is filed, so one turn can bring
+//! more (what built up in the socket while the receive was paused), and
+//! stalled connections give their buffers back when the ring runs short. When the shared buffer ring
 //! runs dry, receives that ended with `ENOBUFS` are re-armed in turn as
 //! buffers come back.
 

@@ -250,16 +250,27 @@ mod live {
                 assert_eq!(w.stalled.len(), 1, "listed once");
                 // Ring buffers it holds, received or lent to its output: what
                 // its receive took up to the cap, and its output's share.
+                // With bundles the kernel stops each receive at the cap.
+                // Without, the cap is checked as each batch of completions
+                // is filed, so one turn can bring more: a backlog that
+                // built up in the socket while the receive was paused
+                // comes in at once (97 buffers seen on a loaded machine).
                 let held = usize::from(RX_BUFS) - w.bufs.available();
+                let most = if bundles {
+                    3 * RX_CAP_BUFFERS
+                } else {
+                    usize::from(RX_BUFS) / 2
+                };
                 assert!(
-                    held > 0 && held <= 3 * RX_CAP_BUFFERS,
+                    held > 0 && held <= most,
                     "{held} buffers held (bundles: {bundles})"
                 );
                 // Plenty free: a stalled connection keeps its buffers.
                 w.relieve_buffers();
                 assert_eq!(w.bufs.available(), usize::from(RX_BUFS) - held);
-                // Short (others hold all but an eighth): it gives them back.
-                let free = usize::from(RX_BUFS) / 8 - 1 - held;
+                // Short (others hold all but an eighth, or all of the
+                // rest): it gives them back.
+                let free = (usize::from(RX_BUFS) / 8 - 1).saturating_sub(held);
                 w.bufs.set_available_for_test(free);
                 w.relieve_buffers();
                 assert_eq!(w.bufs.available(), free + held, "its buffers are back");

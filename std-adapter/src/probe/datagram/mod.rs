@@ -33,6 +33,8 @@ use super::wait::Waiter;
 use super::{Ctx, Target};
 
 mod pump;
+#[cfg(test)]
+mod rig;
 
 /// Datagrams one socket keeps in flight at most (the stream pattern's window cap).
 pub(super) const MAX_IN_FLIGHT: usize = 64;

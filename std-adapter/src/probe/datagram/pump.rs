@@ -181,7 +181,217 @@ fn refused(target: Option<&Target>, addr_idx: usize, verified: u64) -> (ErrorKin
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+    use ricochet_core::probe::SizeRange;
+
+    use super::super::super::Pattern;
+    use super::super::rig::{STEP, await_datagram, receive, server, spec_to, stats, with_socket};
     use super::*;
+
+    #[test]
+    fn ping_pong_socket_sends_the_next_datagram_in_the_step_that_reads_the_echo() {
+        let srv = server();
+        let spec = spec_to(srv.local_addr().expect("addr"), 3);
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!(stats(c).sent, 1, "a window of one");
+            assert_eq!(c.bytes_sent, 64);
+            for i in 1..=3u64 {
+                let (d, from) = receive(&srv);
+                assert_eq!(d.len(), 64);
+                assert_eq!(d[..8], (i - 1).to_be_bytes());
+                srv.send_to(&d, from).expect("echo");
+                await_datagram(poll, c);
+                let done = env.pump(c);
+                let s = stats(c);
+                assert_eq!(s.verified, i);
+                assert_eq!(env.rec.tally(0).window_bytes, 64 * i);
+                assert_eq!(env.rec.tally(0).round_trips(), i);
+                if i < 3 {
+                    assert_eq!(done, Ok(false));
+                    assert_eq!((s.sent, c.bytes_sent), (i + 1, 64 * (i + 1)));
+                    assert!(!c.readable, "read until it would block");
+                } else {
+                    assert_eq!(done, Ok(true), "all 3 verified");
+                    assert_eq!((s.sent, c.bytes_sent), (3, 192));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn unwritable_socket_reads_its_echo_and_sends_nothing() {
+        let srv = server();
+        let spec = spec_to(srv.local_addr().expect("addr"), 2);
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            let (d, from) = receive(&srv);
+            srv.send_to(&d, from).expect("echo");
+            await_datagram(poll, c);
+            // The socket's send buffer was full (a send would block): only
+            // its writable event lets it send again.
+            c.writable = false;
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!((stats(c).verified, stats(c).sent), (1, 1));
+            c.writable = true;
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!(stats(c).sent, 2);
+        });
+    }
+
+    #[test]
+    fn window_of_four_sends_four_then_one_more_per_echo() {
+        let srv = server();
+        let mut spec = spec_to(srv.local_addr().expect("addr"), 10);
+        spec.pattern = Pattern::Stream;
+        spec.window = 4 * 64;
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!(stats(c).sent, 4);
+            let (d, from) = receive(&srv);
+            srv.send_to(&d, from).expect("echo");
+            await_datagram(poll, c);
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!((stats(c).verified, stats(c).sent), (1, 5));
+            assert_eq!(c.bytes_sent, 5 * 64);
+        });
+    }
+
+    #[test]
+    fn paced_datagram_due_while_the_window_holds_it_is_late_only_from_the_echo() {
+        let srv = server();
+        let mut spec = spec_to(srv.local_addr().expect("addr"), 2);
+        spec.rate = Some(1000.0); // 1 ms apart
+        with_socket(&spec, |env, c, poll| {
+            // Not synchronisation: the socket starts 200 ms behind its
+            // schedule, so when datagram 0 goes, 1 is due already and the
+            // window (of one) holds it until 0's echo.
+            std::thread::sleep(StdDuration::from_millis(200));
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!(stats(c).sent, 1);
+            let (d, from) = receive(&srv);
+            srv.send_to(&d, from).expect("echo");
+            await_datagram(poll, c);
+            assert_eq!(env.pump(c), Ok(false));
+            assert_eq!(stats(c).sent, 2);
+            let late = &env.rec.tally(0).late;
+            assert_eq!(late.len(), 2);
+            assert!(late.max() >= 200_000, "datagram 0 left 200 ms late");
+            // Datagram 1 went as soon as the echo freed the window: the
+            // 200 ms were the window's wait, not the probe's lateness.
+            assert!(late.min() < 100_000, "{} us late", late.min());
+        });
+    }
+
+    #[test]
+    fn corrupt_echo_is_an_error_naming_its_datagram_and_frees_the_window() {
+        let srv = server();
+        let spec = spec_to(srv.local_addr().expect("addr"), 2);
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            let (mut d, from) = receive(&srv);
+            d[40] ^= 0x5a;
+            srv.send_to(&d, from).expect("echo");
+            await_datagram(poll, c);
+            assert_eq!(env.pump(c), Ok(false));
+            let s = stats(c);
+            assert_eq!((s.corrupt, s.verified, s.sent), (1, 0, 2));
+            let t = env.rec.tally(0);
+            assert_eq!((t.errors.corrupt, t.window_bytes), (1, 0));
+            let e = &t.details[0];
+            assert_eq!(
+                (e.kind, e.connection, e.offset),
+                (ErrorKind::Corrupt, Some(0), Some(0))
+            );
+            assert_eq!(e.message, "datagram 0 came back altered (64 bytes)");
+        });
+    }
+
+    #[test]
+    fn foreign_datagrams_shorter_than_the_header_are_counted_with_the_shortest() {
+        let srv = server();
+        let spec = spec_to(srv.local_addr().expect("addr"), 1);
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            let (_, from) = receive(&srv);
+            // Two shorter than the 12-byte header, one of exactly 12 and
+            // one longer, none with the probe's tag.
+            for n in [7, 5, DATAGRAM_HEADER, 40] {
+                srv.send_to(&vec![0xee; n], from).expect("send");
+            }
+            let deadline = StdInstant::now() + STEP;
+            while stats(c).foreign < 4 {
+                assert!(StdInstant::now() < deadline, "4 foreign datagrams read");
+                await_datagram(poll, c);
+                assert_eq!(env.pump(c), Ok(false));
+            }
+            let t = env.rec.tally(0);
+            assert_eq!((t.foreign_short, t.foreign_shortest), (2, Some(5)));
+        });
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn refusal_read_from_the_socket_fails_it_as_refused() {
+        let addr = server().local_addr().expect("addr"); // closed at once
+        let spec = spec_to(addr, 2);
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            super::super::rig::await_error(poll);
+            c.readable = true;
+            let (kind, msg) = env.pump(c).expect_err("refused");
+            assert_eq!(kind, ErrorKind::Refused, "{msg}");
+            assert_eq!(
+                msg,
+                format!("no UDP echo server at udp://{addr} (ICMP port unreachable)")
+            );
+        });
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn refusal_reported_by_a_send_fails_the_socket_as_refused() {
+        let addr = server().local_addr().expect("addr"); // closed at once
+        let mut spec = spec_to(addr, 2);
+        // The unanswered datagram holds the window for a fiftieth: 1 ms.
+        spec.timeout = StdDuration::from_millis(50);
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            super::super::rig::await_error(poll);
+            // Not synchronisation: the window frees once the first datagram
+            // is overdue, and the next send meets the pending refusal.
+            let probe = c.probe.as_ref().expect("probe");
+            let now = env.ctx.clock.now();
+            let frees_at = probe.in_flight_recent(now).1.expect("in flight");
+            std::thread::sleep(
+                env.ctx
+                    .clock
+                    .to_std(frees_at)
+                    .saturating_duration_since(StdInstant::now()),
+            );
+            assert!(!c.readable, "the error is met by the send");
+            let (kind, msg) = env.pump(c).expect_err("refused");
+            assert_eq!(kind, ErrorKind::Refused, "{msg}");
+            assert_eq!(stats(c).sent, 2);
+            assert_eq!(c.bytes_sent, 64, "the refused send sent nothing");
+        });
+    }
+
+    #[test]
+    fn send_failing_otherwise_fails_the_socket_naming_the_send() {
+        let srv = server();
+        let mut spec = spec_to(srv.local_addr().expect("addr"), 1);
+        // More than an IPv4 datagram holds (the spec's check bypassed):
+        // EMSGSIZE.
+        spec.size = SizeRange::fixed(ricochet_core::probe::UDP_MAX_V6);
+        with_socket(&spec, |env, c, _| {
+            let (kind, msg) = env.pump(c).expect_err("the send fails");
+            assert_eq!(kind, ErrorKind::Io, "{msg}");
+            assert!(msg.starts_with("send: "), "{msg}");
+            assert_eq!(env.rec.tally(0).send_blocked, 0);
+        });
+    }
 
     #[test]
     fn refusal_names_each_address_tried_as_written() {

@@ -35,6 +35,8 @@ use super::{Ctx, Target};
 mod pump;
 #[cfg(test)]
 mod rig;
+#[cfg(test)]
+mod tests;
 
 /// Datagrams one socket keeps in flight at most (the stream pattern's window cap).
 pub(super) const MAX_IN_FLIGHT: usize = 64;

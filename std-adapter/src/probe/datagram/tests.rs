@@ -1,0 +1,161 @@
+//! The event loop's glue around one socket, stepped by hand with the rig
+//! ([`super::rig`]): moving on to the next address, overdue windows,
+//! losses against the run's budget, and what a socket's end counts.
+
+use std::time::Duration as StdDuration;
+
+use super::super::Pattern;
+use super::super::control::StopReason;
+use super::rig::{await_datagram, receive, server, spec_to, stats, with_socket};
+use super::*;
+
+#[test]
+#[cfg(target_os = "linux")]
+fn refused_socket_with_nothing_back_moves_to_the_next_address() {
+    use super::super::{ProbeSpec, Stop};
+
+    let closed = server().local_addr().expect("addr"); // closed at once
+    let srv = server();
+    let mut spec = ProbeSpec::new(Target::Udp(
+        vec![closed, srv.local_addr().expect("addr")].into(),
+    ));
+    spec.stop = Stop::Count(2);
+    spec.timeout = StdDuration::from_secs(60);
+    with_socket(&spec, |env, c, poll| {
+        env.drive(c, 0);
+        assert!(c.phase == Phase::Running, "waiting for its echo");
+        assert_eq!((stats(c).sent, c.addr_idx), (1, 0));
+        super::rig::await_error(poll);
+        c.readable = true;
+        env.drive(c, 0);
+        assert!(c.phase == Phase::Running, "moved on, not failed");
+        assert_eq!(c.addr_idx, 1);
+        // A fresh probe on a fresh socket: datagram 0 again, to the server.
+        let (d, _) = receive(&srv);
+        assert_eq!(d[..8], 0u64.to_be_bytes());
+        assert_eq!((stats(c).sent, c.bytes_sent), (1, 64));
+        assert_eq!(env.rec.tally(0).errors.total(), 0);
+    });
+}
+
+#[test]
+fn full_window_frees_when_its_datagram_is_overdue_while_more_is_to_go() {
+    let srv = server();
+    let spec = spec_to(srv.local_addr().expect("addr"), 2);
+    with_socket(&spec, |env, c, _| {
+        let now = env.ctx.clock.now();
+        let p = c.probe.as_deref().expect("probe");
+        assert_eq!(env.overdue_at(c, p, now), None, "the window has room");
+        assert_eq!(env.pump(c), Ok(false));
+        let p = c.probe.as_deref().expect("probe");
+        let now = env.ctx.clock.now();
+        let frees_at = p.in_flight_recent(now).1.expect("in flight");
+        assert!(frees_at > now);
+        assert_eq!(env.overdue_at(c, p, now), Some(frees_at));
+        c.finishing = true;
+        let p = c.probe.as_deref().expect("probe");
+        assert_eq!(env.overdue_at(c, p, now), None, "nothing more goes");
+    });
+    let spec = spec_to(srv.local_addr().expect("addr"), 1);
+    with_socket(&spec, |env, c, _| {
+        assert_eq!(env.pump(c), Ok(false));
+        let p = c.probe.as_deref().expect("probe");
+        let now = env.ctx.clock.now();
+        assert_eq!(env.overdue_at(c, p, now), None, "its only datagram went");
+    });
+}
+
+#[test]
+fn losses_are_counted_once_against_the_run_budget() {
+    let srv = server();
+    let mut spec = spec_to(srv.local_addr().expect("addr"), 3);
+    spec.timeout = StdDuration::from_millis(50);
+    // 1 of 3 lost passes, 2 cannot.
+    spec.max_loss_pct = 50.0;
+    with_socket(&spec, |env, c, _| {
+        for lost in 1..=2 {
+            assert_eq!(env.pump(c), Ok(false));
+            receive(&srv); // never echoed
+            // Not synchronisation: the datagram is lost once its timeout
+            // has passed.
+            std::thread::sleep(spec.timeout);
+            let now = env.ctx.clock.now();
+            c.probe.as_mut().expect("probe").handle_timeout(now);
+            assert_eq!(stats(c).lost, lost);
+            env.count_losses(c, now);
+            env.count_losses(c, now);
+            assert_eq!(c.lost_counted, lost);
+            let stop = (lost == 2).then_some(StopReason::LossBudget);
+            assert_eq!(env.ctx.stop.reason(), stop, "after {lost} lost");
+        }
+    });
+}
+
+#[test]
+fn failed_socket_counts_its_datagrams_in_flight_lost_and_says_so() {
+    let srv = server();
+    let mut spec = spec_to(srv.local_addr().expect("addr"), 4);
+    spec.pattern = Pattern::Stream;
+    spec.window = 2 * 64;
+    with_socket(&spec, |env, c, _| {
+        assert_eq!(env.pump(c), Ok(false));
+        assert_eq!(stats(c).sent, 2);
+        env.finish(c, 0, Some((ErrorKind::Refused, "refused".to_owned())));
+        assert!(c.phase == Phase::Failed);
+        assert_eq!(env.active, 0);
+        let t = env.rec.tally(0);
+        let d = &t.datagrams;
+        assert_eq!((d.sent, d.lost, d.lost_on_failure), (2, 2, 2));
+        assert_eq!(t.bytes_sent, 128);
+        assert_eq!(
+            (t.refused_unverified, t.errors.refused, t.connections_ok),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            t.details[0].message,
+            "refused; 2 datagrams in flight counted lost"
+        );
+        // A socket finishes once.
+        env.finish(c, 0, Some((ErrorKind::Io, "again".to_owned())));
+        assert_eq!((env.rec.tally(0).errors.total(), env.active), (1, 0));
+    });
+}
+
+#[test]
+fn socket_failing_with_nothing_in_flight_keeps_its_message() {
+    let srv = server();
+    let spec = spec_to(srv.local_addr().expect("addr"), 1);
+    with_socket(&spec, |env, c, _| {
+        env.finish(c, 0, Some((ErrorKind::Io, "boom".to_owned())));
+        let t = env.rec.tally(0);
+        assert_eq!(t.details[0].message, "boom");
+        assert_eq!((t.datagrams.lost, t.refused_unverified), (0, 0));
+    });
+}
+
+#[test]
+fn done_socket_counts_ok_only_with_nothing_corrupt_or_lost() {
+    let srv = server();
+    let spec = spec_to(srv.local_addr().expect("addr"), 1);
+    for corrupt in [false, true] {
+        with_socket(&spec, |env, c, poll| {
+            assert_eq!(env.pump(c), Ok(false));
+            let (mut d, from) = receive(&srv);
+            if corrupt {
+                d[40] ^= 0x5a;
+            }
+            srv.send_to(&d, from).expect("echo");
+            await_datagram(poll, c);
+            assert_eq!(env.pump(c), Ok(true));
+            env.finish(c, 0, None);
+            assert!(c.phase == Phase::Done);
+            let t = env.rec.tally(0);
+            assert_eq!(
+                t.connections_ok,
+                usize::from(!corrupt),
+                "corrupt: {corrupt}"
+            );
+            assert_eq!(t.datagrams.corrupt, u64::from(corrupt));
+        });
+    }
+}

@@ -159,3 +159,40 @@ fn done_socket_counts_ok_only_with_nothing_corrupt_or_lost() {
         });
     }
 }
+
+#[test]
+fn in_flight_is_what_was_sent_and_neither_verified_lost_nor_corrupt() {
+    let s = ricochet_core::probe::DatagramProbeStats {
+        sent: 10,
+        verified: 4,
+        lost: 2,
+        corrupt: 1,
+        ..Default::default()
+    };
+    assert_eq!(in_flight(&s), 3);
+}
+
+#[test]
+fn ring_index_wraps_at_the_ring_as_the_probe_indexes_its_own() {
+    assert_eq!(ring_index(5), 5);
+    assert_eq!(ring_index(RING as u64 + 5), 5);
+    assert_eq!(ring_index(RING as u64 - 1), RING - 1);
+}
+
+#[test]
+fn corrupt_echo_is_named_by_how_its_length_differs_from_the_one_sent() {
+    assert!(corrupt_message(3, 100, 101).starts_with("datagram 3 was truncated: 100 of 101 bytes"));
+    assert!(
+        corrupt_message(3, 102, 101)
+            .starts_with("datagram 3 came back longer: 102 bytes came back for 101 sent")
+    );
+    assert_eq!(
+        corrupt_message(3, 101, 101),
+        "datagram 3 came back altered (101 bytes)"
+    );
+    // Its length unknown (not recorded): neither truncated nor longer.
+    assert_eq!(
+        corrupt_message(3, 101, 0),
+        "datagram 3 came back altered (101 bytes)"
+    );
+}

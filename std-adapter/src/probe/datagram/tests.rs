@@ -196,3 +196,38 @@ fn corrupt_echo_is_named_by_how_its_length_differs_from_the_one_sent() {
         "datagram 3 came back altered (101 bytes)"
     );
 }
+
+#[test]
+fn socket_moves_to_the_next_address_only_with_nothing_back_lost_or_finishing() {
+    use super::super::{ProbeSpec, Stop};
+
+    let (a, b) = (server(), server());
+    let mut spec = ProbeSpec::new(Target::Udp(
+        vec![a.local_addr().expect("addr"), b.local_addr().expect("addr")].into(),
+    ));
+    spec.stop = Stop::Count(2);
+    spec.timeout = StdDuration::from_secs(60);
+    // A datagram came back, if only a foreign one: a server is there.
+    with_socket(&spec, |env, c, poll| {
+        assert_eq!(env.pump(c), Ok(false));
+        let (_, from) = receive(&a);
+        a.send_to(b"junk", from).expect("send");
+        await_datagram(poll, c);
+        assert_eq!(env.pump(c), Ok(false));
+        assert_eq!(stats(c).foreign, 1);
+        assert!(!env.next_address(c, 0));
+        assert_eq!(c.addr_idx, 0);
+    });
+    // The run is finishing, or a loss was counted: too late to move.
+    with_socket(&spec, |env, c, _| {
+        c.finishing = true;
+        assert!(!env.next_address(c, 0));
+        c.finishing = false;
+        c.lost_counted = 1;
+        assert!(!env.next_address(c, 0));
+        c.lost_counted = 0;
+        assert!(env.next_address(c, 0));
+        assert_eq!(c.addr_idx, 1);
+        assert!(!env.next_address(c, 0), "no address after the last");
+    });
+}

@@ -122,6 +122,28 @@ struct Conn {
     sent_len: [u32; RING],
 }
 
+impl Conn {
+    /// Socket `id` of target `target`, running, not yet opened.
+    fn new(id: usize, target: usize, now: Instant) -> Conn {
+        Conn {
+            id,
+            target,
+            addr_idx: 0,
+            sock: None,
+            probe: None,
+            phase: Phase::Running,
+            readable: false,
+            writable: true,
+            bytes_sent: 0,
+            lost_counted: 0,
+            finishing: false,
+            held: false,
+            ready_at: now,
+            sent_len: [0; RING],
+        }
+    }
+}
+
 /// The UDP address of target `t` (its first resolved address; a socket
 /// refused there before anything came back moves on to the next, see
 /// [`Env::next_address`]).
@@ -160,36 +182,11 @@ pub(super) fn run_worker(
     let registry = poll.registry().try_clone()?;
     let mut waiter = Waiter::new(&registry);
     let ids = ctx.connections_of(t);
-    let mut env = Env {
-        ctx,
-        registry,
-        rbuf: vec![0; READ_BUF],
-        wbuf: vec![0; ctx.spec.size.max.max(1)],
-        rec: Recorder::new(ctx, t, tx)?,
-        timers: Timers::new(ids.len()),
-        active: 0,
-        window: ctx.spec.datagram_config(0).window as u64,
-        pace: ctx.spec.pace().is_some(),
-    };
+    let mut env = Env::new(ctx, registry, Recorder::new(ctx, t, tx)?, ids.len());
     let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
     for (idx, id) in ids.into_iter().enumerate() {
         let target = ctx.spec.target_of(id);
-        let mut c = Conn {
-            id,
-            target,
-            addr_idx: 0,
-            sock: None,
-            probe: None,
-            phase: Phase::Running,
-            readable: false,
-            writable: true,
-            bytes_sent: 0,
-            lost_counted: 0,
-            finishing: false,
-            held: false,
-            ready_at: ctx.clock.now(),
-            sent_len: [0; RING],
-        };
+        let mut c = Conn::new(id, target, ctx.clock.now());
         env.active += 1;
         match address_of(ctx, target).and_then(|addr| env.open(addr, idx)) {
             Ok(s) => {
@@ -287,6 +284,23 @@ struct Env<'a> {
     window: u64,
     /// `--rate` is set: send lateness is measured.
     pace: bool,
+}
+
+impl<'a> Env<'a> {
+    /// The loop's state for `sockets` sockets, none open yet.
+    fn new(ctx: &'a Ctx<'a>, registry: Registry, rec: Recorder, sockets: usize) -> Env<'a> {
+        Env {
+            ctx,
+            registry,
+            rbuf: vec![0; READ_BUF],
+            wbuf: vec![0; ctx.spec.size.max.max(1)],
+            rec,
+            timers: Timers::new(sockets),
+            active: 0,
+            window: ctx.spec.datagram_config(0).window as u64,
+            pace: ctx.spec.pace().is_some(),
+        }
+    }
 }
 
 impl Env<'_> {

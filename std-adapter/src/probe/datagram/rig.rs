@@ -12,9 +12,8 @@ use mio::{Events, Poll};
 use super::super::control::{LossBudget, StopHandle};
 use super::super::progress::Progress;
 use super::super::record::Recorder;
-use super::super::timers::Timers;
 use super::super::{Ctx, ProbeSpec, Stop, Target};
-use super::{Conn, Env, Phase, READ_BUF, RING, new_probe};
+use super::{Conn, Env, new_probe};
 use crate::clock::Clock;
 
 /// The longest any step of these tests waits for its socket.
@@ -57,38 +56,18 @@ pub(super) fn with_socket(spec: &ProbeSpec, test: impl FnOnce(&mut Env<'_>, &mut
     };
     let mut poll = Poll::new().expect("poll");
     let (tx, _rx) = mpsc::channel();
-    let mut env = Env {
-        ctx: &ctx,
-        registry: poll.registry().try_clone().expect("registry"),
-        rbuf: vec![0; READ_BUF],
-        wbuf: vec![0; spec.size.max],
-        rec: Recorder::new(&ctx, 0, &tx).expect("recorder"),
-        timers: Timers::new(1),
-        active: 1,
-        window: spec.datagram_config(0).window as u64,
-        pace: spec.pace().is_some(),
-    };
+    let registry = poll.registry().try_clone().expect("registry");
+    let rec = Recorder::new(&ctx, 0, &tx).expect("recorder");
+    let mut env = Env::new(&ctx, registry, rec, 1);
+    env.active = 1;
     let Some(Target::Udp(addrs)) = spec.targets.first() else {
         panic!("a UDP target");
     };
     let sock = env.open(addrs[0], 0).expect("the probe's socket");
     let probe = new_probe(&ctx, 0).expect("the probe");
-    let mut c = Conn {
-        id: 0,
-        target: 0,
-        addr_idx: 0,
-        sock: Some(sock),
-        probe: Some(Box::new(probe)),
-        phase: Phase::Running,
-        readable: false,
-        writable: true,
-        bytes_sent: 0,
-        lost_counted: 0,
-        finishing: false,
-        held: false,
-        ready_at: clock.now(),
-        sent_len: [0; RING],
-    };
+    let mut c = Conn::new(0, 0, clock.now());
+    c.sock = Some(sock);
+    c.probe = Some(Box::new(probe));
     test(&mut env, &mut c, &mut poll);
 }
 

@@ -135,7 +135,17 @@ mod live {
     pub(super) fn turn_until(
         w: &mut Worker<'_>,
         what: &str,
+        until: impl FnMut(&mut Worker<'_>) -> bool,
+    ) {
+        step_until(w, what, until, turn);
+    }
+
+    /// Runs `step` until `until` holds; fails the test after 10 s, naming `what`.
+    fn step_until(
+        w: &mut Worker<'_>,
+        what: &str,
         mut until: impl FnMut(&mut Worker<'_>) -> bool,
+        mut step: impl FnMut(&mut Worker<'_>),
     ) {
         let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
         while !until(w) {
@@ -143,7 +153,7 @@ mod live {
                 std::time::Instant::now() < deadline,
                 "not within 10 s: {what}"
             );
-            turn(w);
+            step(w);
         }
     }
 
@@ -395,17 +405,8 @@ mod live {
     /// came (receives, cancels) without driving the pumps, so what a
     /// connection received stays held, and its state is the one right
     /// after the receiving turn's completions.
-    fn complete_until(
-        w: &mut Worker<'_>,
-        what: &str,
-        mut until: impl FnMut(&mut Worker<'_>) -> bool,
-    ) {
-        let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
-        while !until(w) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "not within 10 s: {what}"
-            );
+    fn complete_until(w: &mut Worker<'_>, what: &str, until: impl FnMut(&mut Worker<'_>) -> bool) {
+        step_until(w, what, until, |w| {
             enter(w);
             let cqes: Vec<_> = (&mut w.cq)
                 .map(|c| (c.user_data(), c.result(), c.flags()))
@@ -414,7 +415,7 @@ mod live {
             for (ud, res, flags) in cqes {
                 w.complete(ud, res, flags, now);
             }
-        }
+        });
     }
 
     #[test]

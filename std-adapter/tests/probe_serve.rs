@@ -31,6 +31,8 @@ fn run(
     assert_eq!(r.messages_verified, connections as u64 * count, "{r}");
     assert_eq!(r.bytes_verified, r.bytes_sent, "{r}");
     assert_eq!(r.connections_ok, connections);
+    // Each connection (each UDP socket) opened once, and counted so.
+    assert_eq!(r.connections_opened, connections as u64, "{r}");
     r
 }
 

@@ -186,7 +186,9 @@ mod tests {
     use ricochet_core::probe::SizeRange;
 
     use super::super::super::Pattern;
-    use super::super::rig::{STEP, await_datagram, receive, server, spec_to, stats, with_socket};
+    use super::super::rig::{
+        STEP, await_datagram, echo_next, receive, server, spec_to, stats, with_socket,
+    };
     use super::*;
 
     #[test]
@@ -198,11 +200,9 @@ mod tests {
             assert_eq!(stats(c).sent, 1, "a window of one");
             assert_eq!(c.bytes_sent, 64);
             for i in 1..=3u64 {
-                let (d, from) = receive(&srv);
+                let d = echo_next(&srv, poll, c);
                 assert_eq!(d.len(), 64);
                 assert_eq!(d[..8], (i - 1).to_be_bytes());
-                srv.send_to(&d, from).expect("echo");
-                await_datagram(poll, c);
                 let done = env.pump(c);
                 let s = stats(c);
                 assert_eq!(s.verified, i);
@@ -226,9 +226,7 @@ mod tests {
         let spec = spec_to(srv.local_addr().expect("addr"), 2);
         with_socket(&spec, |env, c, poll| {
             assert_eq!(env.pump(c), Ok(false));
-            let (d, from) = receive(&srv);
-            srv.send_to(&d, from).expect("echo");
-            await_datagram(poll, c);
+            echo_next(&srv, poll, c);
             // The socket's send buffer was full (a send would block): only
             // its writable event lets it send again.
             c.writable = false;
@@ -249,9 +247,7 @@ mod tests {
         with_socket(&spec, |env, c, poll| {
             assert_eq!(env.pump(c), Ok(false));
             assert_eq!(stats(c).sent, 4);
-            let (d, from) = receive(&srv);
-            srv.send_to(&d, from).expect("echo");
-            await_datagram(poll, c);
+            echo_next(&srv, poll, c);
             assert_eq!(env.pump(c), Ok(false));
             assert_eq!((stats(c).verified, stats(c).sent), (1, 5));
             assert_eq!(c.bytes_sent, 5 * 64);
@@ -270,9 +266,7 @@ mod tests {
             std::thread::sleep(StdDuration::from_millis(200));
             assert_eq!(env.pump(c), Ok(false));
             assert_eq!(stats(c).sent, 1);
-            let (d, from) = receive(&srv);
-            srv.send_to(&d, from).expect("echo");
-            await_datagram(poll, c);
+            echo_next(&srv, poll, c);
             assert_eq!(env.pump(c), Ok(false));
             assert_eq!(stats(c).sent, 2);
             let late = &env.rec.tally(0).late;

@@ -114,6 +114,15 @@ pub(super) fn await_error(poll: &mut Poll) {
     }
 }
 
+/// Echoes the probe's next datagram back from `srv` unchanged and waits
+/// (bounded) until it is queued on the probe's socket; returns its bytes.
+pub(super) fn echo_next(srv: &StdUdpSocket, poll: &mut Poll, c: &mut Conn) -> Vec<u8> {
+    let (d, from) = receive(srv);
+    srv.send_to(&d, from).expect("echo");
+    await_datagram(poll, c);
+    d
+}
+
 /// Receives the probe's next datagram at `srv`: its bytes and sender.
 pub(super) fn receive(srv: &StdUdpSocket) -> (Vec<u8>, SocketAddr) {
     let mut buf = vec![0; 65_536];

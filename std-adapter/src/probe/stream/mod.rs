@@ -16,6 +16,10 @@ mod conn;
 mod dial;
 mod failure;
 mod pump;
+#[cfg(test)]
+mod rig;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

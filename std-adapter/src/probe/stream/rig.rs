@@ -52,6 +52,16 @@ pub(super) fn with_conn<const M: usize>(
     listener: &TcpListener,
     test: impl FnOnce(&mut Env<'_>, &mut Conn<M>, &mut Poll, StdTcpStream),
 ) {
+    with_slot(spec, listener, 0, test);
+}
+
+/// [`with_conn`] for the slot of connection number `id`.
+pub(super) fn with_slot<const M: usize>(
+    spec: &ProbeSpec,
+    listener: &TcpListener,
+    id: usize,
+    test: impl FnOnce(&mut Env<'_>, &mut Conn<M>, &mut Poll, StdTcpStream),
+) {
     let progress = Progress::default();
     let stop = StopHandle::new();
     let clock = Clock::new();
@@ -76,7 +86,7 @@ pub(super) fn with_conn<const M: usize>(
         rbuf: vec![0; READ_BUF],
         wbuf: vec![0; WRITE_BUF],
         rec: Recorder::new(&ctx, 0, &tx).expect("recorder"),
-        timers: Timers::new(1),
+        timers: Timers::new(spec.connections.max(2)),
         queue: BinaryHeap::<Reverse<(ricochet_core::Instant, usize)>>::new(),
         gate: Gate::new(None, now),
         pace: spec.pace(),
@@ -94,7 +104,7 @@ pub(super) fn with_conn<const M: usize>(
     env.registry
         .register(&mut sock, Token(0), Interest::READABLE | Interest::WRITABLE)
         .expect("register");
-    let mut c = Conn::new(0, 0, now);
+    let mut c = Conn::new(id, 0, now);
     c.sock = Some(Link::Tcp(sock));
     c.phase = Phase::Connecting {
         attempt: 0,

@@ -9,10 +9,11 @@ use std::time::Duration as StdDuration;
 
 use ricochet_core::Mode;
 
-use super::super::Pattern;
 use super::super::report::ErrorKind;
+use super::super::{Pattern, Target};
 use super::rig::{
-    await_event, await_readable, echo, listener, outcome, receive, reset, spec_to, stats, with_conn,
+    await_event, await_readable, echo, listener, outcome, receive, reset, spec_to, stats,
+    with_conn, with_slot,
 };
 use super::*;
 
@@ -253,4 +254,145 @@ fn frames_header_changed_after_a_piece_names_the_frame_start() {
         let named = format!("length header of the frame that starts at stream offset {start}:");
         assert!(e.message.contains(&named), "{}", e.message);
     });
+}
+
+#[test]
+fn launch_starts_the_slots_due_as_the_connects_in_flight_allow_and_says_when_next() {
+    let l = listener();
+    let spec = spec_to(l.local_addr().expect("addr"), 1);
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, _, _, _srv| {
+        let now = env.ctx.clock.now();
+        let later = now + StdDuration::from_secs(1).into();
+        let mut conns: [Conn<PINGPONG_SLOTS>; 2] = [Conn::new(1, 0, now), Conn::new(2, 0, later)];
+        env.queue.push(Reverse((now, 0)));
+        env.queue.push(Reverse((later, 1)));
+        assert_eq!(env.launch(&mut conns, now), Some(later));
+        assert!(
+            !matches!(conns[0].phase, Phase::Queued { .. }),
+            "due: started"
+        );
+        assert!(conns[0].sock.is_some(), "dialed");
+        assert_eq!(
+            conns[0].sessions + env.connecting as u64,
+            1,
+            "connected or connecting"
+        );
+        assert!(
+            matches!(conns[1].phase, Phase::Queued { .. }),
+            "not due yet"
+        );
+        // Every connect in flight taken: nothing starts, a connect
+        // finishing moves the queue on.
+        let busy = env.connecting;
+        env.connecting = env.ctx.connect_limit();
+        assert_eq!(env.launch(&mut conns, later), None);
+        assert!(matches!(conns[1].phase, Phase::Queued { .. }));
+        // Finishing: nothing starts.
+        (env.connecting, env.finishing) = (busy, true);
+        assert_eq!(env.launch(&mut conns, later), None);
+        assert!(matches!(conns[1].phase, Phase::Queued { .. }));
+        env.finishing = false;
+        assert_eq!(env.launch(&mut conns, later), None, "nothing left");
+        assert!(!matches!(conns[1].phase, Phase::Queued { .. }));
+    });
+}
+
+#[test]
+fn stale_queue_entry_of_a_started_slot_starts_nothing() {
+    let l = listener();
+    let spec = spec_to(l.local_addr().expect("addr"), 1);
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, c, _, _srv| {
+        let now = env.ctx.clock.now();
+        env.queue.push(Reverse((now, 0)));
+        let sessions = c.sessions;
+        assert_eq!(env.launch(std::slice::from_mut(c), now), None);
+        assert_eq!((c.phase, c.sessions), (Phase::Running, sessions));
+    });
+}
+
+#[test]
+fn finishing_counts_queued_slots_that_connected_ok_and_the_others_not_started() {
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 2);
+    spec.pattern = Pattern::Crr;
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, c, poll, mut srv| {
+        env.active = 3;
+        echo(&mut srv, 64);
+        await_readable(poll, c);
+        env.drive(c, 0);
+        let mut fin = Vec::new();
+        std::io::Read::read_to_end(&mut srv, &mut fin).expect("our FIN");
+        srv.shutdown(Shutdown::Write).expect("the server's FIN");
+        await_readable(poll, c);
+        env.drive(c, 0);
+        assert!(
+            matches!(c.phase, Phase::Queued { .. }),
+            "its next connection"
+        );
+        assert_eq!((c.sessions, c.messages_done, env.active), (1, 1, 3));
+        let now = env.ctx.clock.now();
+        env.drop_queue(std::slice::from_mut(c));
+        assert_eq!(c.phase, Phase::Done);
+        let t = env.rec.tally(0);
+        assert_eq!((t.connections_ok, t.not_started), (1, 0));
+        assert_eq!(env.active, 2);
+        // A slot that never connected; a stale entry of a running one.
+        let mut fresh: [Conn<PINGPONG_SLOTS>; 1] = [Conn::new(1, 0, now)];
+        env.queue.push(Reverse((now, 0)));
+        env.drop_queue(&mut fresh);
+        assert_eq!(fresh[0].phase, Phase::Done);
+        let t = env.rec.tally(0);
+        assert_eq!((t.connections_ok, t.not_started), (1, 1));
+        let mut running: [Conn<PINGPONG_SLOTS>; 1] = [Conn::new(2, 0, now)];
+        running[0].phase = Phase::Running;
+        env.queue.push(Reverse((now, 0)));
+        env.drop_queue(&mut running);
+        assert_eq!((running[0].phase, env.active), (Phase::Running, 1));
+        assert!(env.queue.is_empty());
+    });
+}
+
+#[test]
+fn paced_slot_starts_its_schedule_its_share_into_the_interval() {
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 1);
+    spec.connections = 2;
+    spec.rate = Some(2.0); // each connection one a second, slot 1 half a second in
+    with_slot::<PINGPONG_SLOTS>(&spec, &l, 1, |env, c, _, _srv| {
+        let origin = c.origin.expect("its schedule");
+        assert!(
+            origin > env.ctx.clock.now(),
+            "its first message is not due yet"
+        );
+        assert_eq!(c.deadline(), Some(origin), "woken when it is");
+        assert_eq!(stats(c).messages_sent, 0);
+    });
+}
+
+#[test]
+fn connects_left_in_progress_by_a_full_backlog_count_as_in_flight() {
+    // A listener that never accepts, with the smallest backlog: the kernel
+    // completes one or two handshakes, then drops further SYNs.
+    let full =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    full.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    full.listen(0).expect("listen");
+    let full_addr = full.local_addr().expect("addr").as_socket().expect("inet");
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 1);
+    spec.targets.push(Target::Tcp(vec![full_addr].into()));
+    spec.connections = 5;
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, _, _, _srv| {
+        let now = env.ctx.clock.now();
+        let mut conns: Vec<Conn<PINGPONG_SLOTS>> = (1..5).map(|id| Conn::new(id, 1, now)).collect();
+        for idx in 0..conns.len() {
+            env.queue.push(Reverse((now, idx)));
+        }
+        assert_eq!(env.launch(&mut conns, now), None);
+        let connecting = conns.iter().filter(|c| c.is_connecting()).count();
+        assert!(connecting >= 2, "{connecting} connects left in progress");
+        assert_eq!(env.connecting, connecting);
+    });
+    drop(full);
 }

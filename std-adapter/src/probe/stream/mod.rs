@@ -100,6 +100,38 @@ struct Env<'a> {
     cut: bool,
 }
 
+impl<'a> Env<'a> {
+    /// The state of a worker with `slots` connections, every one due to
+    /// connect at `now` (in slot order), none connecting yet.
+    fn new(
+        ctx: &'a Ctx<'a>,
+        registry: Registry,
+        rec: Recorder,
+        slots: usize,
+        now: Instant,
+    ) -> Self {
+        let gate_every = ctx.spec.connect_rate.map(|r| {
+            let secs = ctx.threads as f64 / r;
+            Duration::from_micros((secs * 1e6).clamp(1.0, u64::MAX as f64) as u64)
+        });
+        Env {
+            ctx,
+            registry,
+            rbuf: vec![0; READ_BUF],
+            wbuf: vec![0; WRITE_BUF],
+            rec,
+            timers: Timers::new(slots),
+            queue: (0..slots).map(|idx| Reverse((now, idx))).collect(),
+            gate: Gate::new(gate_every, now),
+            pace: ctx.spec.pace(),
+            connecting: 0,
+            active: slots,
+            finishing: false,
+            cut: false,
+        }
+    }
+}
+
 struct Worker<'a, const M: usize> {
     poll: Poll,
     waiter: Waiter,
@@ -118,31 +150,12 @@ impl<'a, const M: usize> Worker<'a, M> {
             .into_iter()
             .map(|id| Conn::new(id, ctx.spec.target_of(id), now))
             .collect();
-        let n = conns.len();
-        let gate_every = ctx.spec.connect_rate.map(|r| {
-            let secs = ctx.threads as f64 / r;
-            Duration::from_micros((secs * 1e6).clamp(1.0, u64::MAX as f64) as u64)
-        });
-        let queue = (0..n).map(|idx| Reverse((now, idx))).collect();
+        let env = Env::new(ctx, registry, Recorder::new(ctx, t, tx)?, conns.len(), now);
         Ok(Worker {
             poll,
             waiter,
             conns,
-            env: Env {
-                ctx,
-                registry,
-                rbuf: vec![0; READ_BUF],
-                wbuf: vec![0; WRITE_BUF],
-                rec: Recorder::new(ctx, t, tx)?,
-                timers: Timers::new(n),
-                queue,
-                gate: Gate::new(gate_every, now),
-                pace: ctx.spec.pace(),
-                connecting: 0,
-                active: n,
-                finishing: false,
-                cut: false,
-            },
+            env,
         })
     }
 

@@ -3,8 +3,6 @@
 //! server socket the test drives (127.0.0.1:0), then stepped by hand with
 //! [`Env::pump`] or [`Env::drive`], each wait bounded.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream as StdTcpStream};
 use std::sync::mpsc;
@@ -18,12 +16,11 @@ use super::super::control::{LossBudget, StopHandle};
 use super::super::progress::Progress;
 use super::super::record::Recorder;
 use super::super::report::ConnError;
-use super::super::timers::Timers;
 use super::super::{Ctx, ProbeSpec, Stop, Target};
-use super::conn::{Conn, Gate, Phase};
+use super::conn::{Conn, Phase};
 use super::failure::Failure;
 use super::pump::Pumped;
-use super::{Env, Link, READ_BUF, WRITE_BUF};
+use super::{Env, Link};
 use crate::clock::Clock;
 
 /// The longest any step of these tests waits for a socket.
@@ -80,21 +77,12 @@ pub(super) fn with_slot<const M: usize>(
     let (tx, _rx) = mpsc::channel();
     let registry = poll.registry().try_clone().expect("registry");
     let now = clock.now();
-    let mut env = Env {
-        ctx: &ctx,
-        registry,
-        rbuf: vec![0; READ_BUF],
-        wbuf: vec![0; WRITE_BUF],
-        rec: Recorder::new(&ctx, 0, &tx).expect("recorder"),
-        timers: Timers::new(spec.connections.max(2)),
-        queue: BinaryHeap::<Reverse<(ricochet_core::Instant, usize)>>::new(),
-        gate: Gate::new(None, now),
-        pace: spec.pace(),
-        connecting: 1,
-        active: 1,
-        finishing: false,
-        cut: false,
-    };
+    let rec = Recorder::new(&ctx, 0, &tx).expect("recorder");
+    let mut env = Env::new(&ctx, registry, rec, spec.connections.max(2), now);
+    // Slot 0 is being connected below; no other slot runs.
+    env.queue.clear();
+    env.connecting = 1;
+    env.active = 1;
     let client = StdTcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     let (srv, _) = listener.accept().expect("accept");
     srv.set_read_timeout(Some(STEP)).expect("read timeout");

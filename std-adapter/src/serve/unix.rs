@@ -409,6 +409,77 @@ mod tests {
     }
 
     #[test]
+    fn directory_lock_of_a_socket_path_locks_the_directory_it_is_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirectoryLock::of(&dir.path().join("echo.sock"));
+        let other = std::fs::File::open(dir.path()).unwrap();
+        assert!(
+            matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "the socket's directory is not locked"
+        );
+        drop(lock);
+        other.try_lock().unwrap();
+    }
+
+    #[test]
+    fn socket_path_below_a_regular_file_is_refused_as_no_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"keep").unwrap();
+        let r = clear_stale(&file.join("echo.sock"));
+        assert!(
+            matches!(r, Err(BindError::UnixNoDirectory { .. })),
+            "{:?}",
+            r.map_err(|e| e.to_string())
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+    }
+
+    /// A server killed as the check connects: its listener closes with the
+    /// check's connection still queued, which reads as a reset.
+    #[test]
+    fn socket_whose_listener_dies_with_the_check_queued_is_found_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let listener = mio::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut listener = listener;
+            let mut poll = mio::Poll::new().unwrap();
+            poll.registry()
+                .register(&mut listener, mio::Token(0), mio::Interest::READABLE)
+                .unwrap();
+            let mut events = mio::Events::with_capacity(1);
+            poll.poll(&mut events, Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            assert!(!events.is_empty(), "the check never connected");
+            // Dies without accepting it.
+            drop(listener);
+        });
+        let r = clear_stale(&path);
+        server.join().unwrap();
+        assert!(matches!(r, Ok(true)), "{:?}", r.map_err(|e| e.to_string()));
+        assert!(!path.exists());
+    }
+
+    /// Another user's socket is left alone only when this user may not
+    /// check it: one this user can connect to, refused, is stale all the
+    /// same. Needs root (to give the file away); skipped otherwise.
+    #[test]
+    fn stale_socket_of_another_user_that_refuses_a_connect_is_removed() {
+        if euid() != 0 {
+            eprintln!("skipped: needs root to chown the socket file");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        drop(StdUnixListener::bind(&path).unwrap());
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let r = clear_stale(&path);
+        assert!(matches!(r, Ok(true)), "{:?}", r.map_err(|e| e.to_string()));
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn socket_file_removed_while_it_is_checked_leaves_the_path_free() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("echo.sock");

@@ -69,17 +69,20 @@ fn full_window_frees_when_its_datagram_is_overdue_while_more_is_to_go() {
 fn losses_are_counted_once_against_the_run_budget() {
     let srv = server();
     let mut spec = spec_to(srv.local_addr().expect("addr"), 3);
-    spec.timeout = StdDuration::from_millis(50);
+    // Longer than any stall of a loaded machine: the pump never finds its
+    // datagram overdue (which would free the window for the next one).
+    spec.timeout = StdDuration::from_secs(60);
     // 1 of 3 lost passes, 2 cannot.
     spec.max_loss_pct = 50.0;
     with_socket(&spec, |env, c, _| {
+        let mut now = env.ctx.clock.now();
         for lost in 1..=2 {
             assert_eq!(env.pump(c), Ok(false));
+            assert_eq!(stats(c).sent, lost, "one datagram in flight");
             receive(&srv); // never echoed
-            // Not synchronisation: the datagram is lost once its timeout
-            // has passed.
-            std::thread::sleep(spec.timeout);
-            let now = env.ctx.clock.now();
+            // The datagram's timeout has passed: the probe is told so
+            // (nobody waits for it), on a time that never goes back.
+            now = now.max(env.ctx.clock.now()) + spec.timeout.into();
             c.probe.as_mut().expect("probe").handle_timeout(now);
             assert_eq!(stats(c).lost, lost);
             env.count_losses(c, now);

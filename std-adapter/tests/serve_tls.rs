@@ -284,6 +284,124 @@ fn tls_peer_that_stops_reading_hits_the_drain_timeout_with_bounded_buffers() {
     srv.wait_stats("the drain timeout", |s| s.tls.aborted.drain_timeout == 1);
 }
 
+/// The session handed all its echo to rustls, whose records the socket
+/// has not taken yet (the client reads nothing): the client's close_notify
+/// ends the session, and the close waits for those records and its own
+/// close_notify to leave before the socket is closed. A close that took
+/// rustls's queue for empty would drop them: bytes lost, no close_notify.
+#[test]
+fn tls_half_close_while_rustls_holds_records_delivers_them_then_close_notify() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let mut c = Client::connect(srv.tls, client_config(&pki.ca, None));
+    c.handshake().expect("handshake");
+    let chunk = data(CHUNK, 11);
+    let held = fill_rustls_queue(&srv, &mut c, &chunk);
+    let sent = srv.handle().stats().tls.bytes_in;
+    c.half_close();
+    // Read nothing before the server acted on our close_notify: its own
+    // queues behind the held records (or it let the connection go).
+    srv.wait_stats("the close_notify read", |s| {
+        s.tls.buffered > held || s.connections_open == 0
+    });
+    let back = c.read_to_close().expect("every record, then close_notify");
+    assert_eq!(back.len() as u64, sent, "echo lost at the close");
+    assert!(back.chunks(CHUNK).all(|b| b == chunk), "echo differs");
+    srv.wait_stats("a graceful TLS close", |s| {
+        s.tls.closed.peer_finished == 1 && s.connections_open == 0
+    });
+}
+
+/// A client whose echo rustls holds (the socket full: the client reads
+/// nothing), after its close_notify: the session closed, its close is not
+/// counted until those records leave. The client then resets: they never
+/// will, so the session counts as reset by the peer, at once, not as a
+/// graceful close abandoned after the linger.
+#[test]
+fn tls_reset_while_records_wait_after_close_notify_counts_reset_by_the_peer() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let mut c = Client::connect(srv.tls, client_config(&pki.ca, None));
+    c.handshake().expect("handshake");
+    let held = fill_rustls_queue(&srv, &mut c, &data(CHUNK, 12));
+    c.half_close();
+    // The server's own close_notify queues behind the held records.
+    srv.wait_stats("the close_notify read, and ours queued", |s| {
+        s.tls.buffered > held || s.tls.ended() > 0
+    });
+    let s = srv.handle().stats();
+    assert_eq!(s.tls.ended(), 0, "counted before its echo left: {s:?}");
+    // Unread input makes the close a reset.
+    drop(c);
+    srv.wait_stats("the connection released", |s| {
+        s.tls.ended() == 1 && s.connections_open == 0
+    });
+    let s = srv.handle().stats();
+    let ends = (
+        s.tls.aborted.peer_reset,
+        s.tls.closed.total(),
+        s.tls.lingered,
+    );
+    assert_eq!(ends, (1, 0, 0), "{s:?}");
+}
+
+/// An overlong line behind echo rustls still holds (the client reads
+/// nothing yet): the session aborts, and its reset waits until every whole
+/// line before it was delivered, rustls's records and then the kernel's
+/// bytes; only then the reset.
+#[test]
+fn tls_overlong_line_behind_echo_rustls_holds_is_reset_after_it_is_delivered() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Lines, |c| c.buffer_size = BufferSize::K4);
+    let mut c = Client::connect(srv.tls, client_config(&pki.ca, None));
+    c.handshake().expect("handshake");
+    let mut line = vec![b'l'; 63];
+    line.push(b'\n');
+    let lines = line.repeat(CHUNK / line.len());
+    fill_rustls_queue(&srv, &mut c, &lines);
+    let whole = srv.handle().stats().tls.bytes_out;
+    c.send(&[b'x'; 5000]);
+    srv.wait_stats("the abort", |s| s.tls.aborted.line_too_long == 1);
+    let mut back = Vec::new();
+    let end = c
+        .tls
+        .read_to_end(&mut back)
+        .expect_err("a reset, not a close");
+    assert_eq!(
+        back.len() as u64,
+        whole,
+        "echo lost before the reset ({end})"
+    );
+    assert!(back.chunks(line.len()).all(|l| l == line), "echo differs");
+    assert_eq!(end.kind(), std::io::ErrorKind::ConnectionReset, "{end}");
+}
+
+/// What [`fill_rustls_queue`] sends at a time: 16 KiB.
+const CHUNK: usize = 16 * 1024;
+
+/// Sends [`CHUNK`] bytes at a time, reading nothing, until rustls holds at
+/// least 32 KiB of records the socket did not take, with the session's
+/// buffer empty (not just what a moment's lack of room left behind);
+/// returns what the `buffered` gauge counts then: rustls's records alone.
+fn fill_rustls_queue(srv: &TlsServer, c: &mut Client, chunk: &[u8]) -> u64 {
+    // Each chunk's echo fits beside what rustls holds under its 64 KiB
+    // limit, so the session hands it all over and each wait below ends.
+    assert_eq!(chunk.len(), CHUNK);
+    let mut sent = 0u64;
+    loop {
+        assert!(sent < 256 << 20, "the socket took everything");
+        c.send(chunk);
+        sent += chunk.len() as u64;
+        srv.wait_stats("every byte read and echoed to rustls", |s| {
+            s.tls.bytes_in == sent && s.tls.bytes_out == sent
+        });
+        let held = srv.handle().stats().tls.buffered;
+        if held >= 32 * 1024 {
+            return held;
+        }
+    }
+}
+
 /// Beside the session's buffer, rustls holds records the socket has not
 /// taken (up to 64 KiB) and decrypted input the session has not read yet:
 /// the `buffered` gauge counts them while a peer does not read, and

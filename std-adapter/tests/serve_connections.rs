@@ -838,6 +838,25 @@ fn unix_peer_gone_before_its_echo_is_released_at_once_and_counted_reset() {
     server.join().unwrap();
 }
 
+/// An abort cuts off a session still running (its echo done, nothing
+/// unread on the server's side, which a close would turn into a reset by
+/// itself): the client sees a reset, never a clean FIN that would pass the
+/// cut-off for a finished echo.
+#[test]
+fn abort_while_a_session_runs_resets_it_instead_of_a_clean_fin() {
+    let server = start(tcp_config());
+    let mut running = connect(server.tcp_addr().unwrap());
+    round_trip(&mut running, b"still talking");
+    server.abort();
+    server.join().unwrap();
+    running.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 64];
+    match running.read(&mut buf) {
+        Ok(n) => panic!("{n} bytes then a clean end instead of a reset"),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
 /// An abort (a second signal) stops the workers at once: the sessions it
 /// cuts off are still counted, so the final stats hold every connection
 /// (accepted = closed + aborted).

@@ -479,6 +479,38 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// A socket file of this user that the check may not connect to (this
+    /// thread's file-system uid set to another user's): not another user's
+    /// socket to leave alone, but a failed inspection. Needs root (to take
+    /// another file-system uid); skipped otherwise.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[allow(unsafe_code)]
+    fn own_socket_file_refusing_the_connect_is_an_inspect_error_not_foreign() {
+        // SAFETY: geteuid has no preconditions and cannot fail. Not euid():
+        // the code under test's own answer must not decide the skip.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to take another file-system uid");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("echo.sock");
+        let _listener = StdUnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (inspect, shown) = std::thread::spawn(move || {
+            // SAFETY: setfsuid changes this thread's file-system uid only,
+            // and the thread ends after the check.
+            unsafe { libc::setfsuid(65534) };
+            let r = clear_stale(&path);
+            let inspect = matches!(r, Err(BindError::UnixInspect { .. }));
+            (inspect, format!("{:?}", r.map_err(|e| e.to_string())))
+        })
+        .join()
+        .unwrap();
+        assert!(inspect, "{shown}");
+    }
+
     #[test]
     fn socket_file_removed_while_it_is_checked_leaves_the_path_free() {
         let dir = tempfile::tempdir().unwrap();

@@ -20,6 +20,8 @@ mod pump;
 mod rig;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_loop;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -356,3 +356,48 @@ fn must_stop_at_an_interrupt_until_cut_but_not_before() {
         assert!(!env.must_stop(now), "cut already");
     });
 }
+
+/// Hands slot `idx`'s readiness events to [`Env::on_ready`], as the loop
+/// does, until `done` (bounded by [`STEP`]).
+fn events_until<const M: usize>(
+    env: &mut Env<'_>,
+    c: &mut Conn<M>,
+    idx: usize,
+    poll: &mut mio::Poll,
+    done: impl Fn(&Conn<M>) -> bool,
+) {
+    let deadline = StdInstant::now() + STEP;
+    let mut events = mio::Events::with_capacity(8);
+    while !done(c) {
+        let left = deadline
+            .checked_duration_since(StdInstant::now())
+            .expect("the slot's events in time");
+        poll.poll(&mut events, Some(left)).expect("poll");
+        for ev in events.iter().filter(|e| e.token().0 == idx) {
+            c.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            c.read_closed |= ev.is_read_closed() || ev.is_error();
+            c.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            env.on_ready(c, idx);
+        }
+    }
+}
+
+#[test]
+fn connecting_slot_connects_on_its_event_then_reads_its_echo_on_the_next() {
+    let l = listener();
+    let spec = spec_to(l.local_addr().expect("addr"), 2);
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, _, poll, _srv| {
+        let now = env.ctx.clock.now();
+        let mut conns: [Conn<PINGPONG_SLOTS>; 2] = [Conn::new(0, 0, now), Conn::new(1, 0, now)];
+        let c = &mut conns[1];
+        env.active = 2;
+        env.start(c, 1, now);
+        events_until(env, c, 1, poll, |c| c.phase == Phase::Running);
+        assert_eq!((c.sessions, env.connecting), (1, 0));
+        let (mut srv, _) = l.accept().expect("accept");
+        srv.set_read_timeout(Some(STEP)).expect("read timeout");
+        echo(&mut srv, 64);
+        events_until(env, c, 1, poll, |c| stats(c).messages_verified == 1);
+        assert_eq!(stats(c).messages_sent, 2, "the next one sent");
+    });
+}

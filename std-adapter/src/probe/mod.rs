@@ -443,6 +443,31 @@ pub(crate) struct Ctx<'a> {
     pub(crate) losses: LossBudget,
 }
 
+#[cfg(test)]
+impl<'a> Ctx<'a> {
+    /// The context of a one-thread run of `spec` (no TLS) starting now on
+    /// `clock`, measured from its start, until its count: what the probe
+    /// test rigs hold their connection in.
+    pub(crate) fn for_tests(
+        spec: &'a ProbeSpec,
+        clock: Clock,
+        progress: &'a Progress,
+        stop: &'a StopHandle,
+    ) -> Self {
+        Ctx {
+            spec,
+            tls: spec.targets.iter().map(|_| None).collect(),
+            clock,
+            window_start: clock.now(),
+            finish_at: None,
+            progress,
+            threads: 1,
+            stop,
+            losses: LossBudget::new(spec.planned_messages(), spec.max_loss_pct),
+        }
+    }
+}
+
 impl Ctx<'_> {
     /// The global connection numbers thread `t` owns (round-robin).
     pub(crate) fn connections_of(&self, t: usize) -> Vec<usize> {

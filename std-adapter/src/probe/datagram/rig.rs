@@ -9,7 +9,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use mio::{Events, Poll};
 
-use super::super::control::{LossBudget, StopHandle};
+use super::super::control::StopHandle;
 use super::super::progress::Progress;
 use super::super::record::Recorder;
 use super::super::{Ctx, ProbeSpec, Stop, Target};
@@ -43,17 +43,7 @@ pub(super) fn with_socket(spec: &ProbeSpec, test: impl FnOnce(&mut Env<'_>, &mut
     let progress = Progress::default();
     let stop = StopHandle::new();
     let clock = Clock::new();
-    let ctx = Ctx {
-        spec,
-        tls: vec![None],
-        clock,
-        window_start: clock.now(),
-        finish_at: None,
-        progress: &progress,
-        threads: 1,
-        stop: &stop,
-        losses: LossBudget::new(spec.planned_messages(), spec.max_loss_pct),
-    };
+    let ctx = Ctx::for_tests(spec, clock, &progress, &stop);
     let mut poll = Poll::new().expect("poll");
     let (tx, _rx) = mpsc::channel();
     let registry = poll.registry().try_clone().expect("registry");

@@ -12,7 +12,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::super::control::{LossBudget, StopHandle};
+use super::super::control::StopHandle;
 use super::super::progress::Progress;
 use super::super::record::Recorder;
 use super::super::report::ConnError;
@@ -62,17 +62,7 @@ pub(super) fn with_slot<const M: usize>(
     let progress = Progress::default();
     let stop = StopHandle::new();
     let clock = Clock::new();
-    let ctx = Ctx {
-        spec,
-        tls: vec![None],
-        clock,
-        window_start: clock.now(),
-        finish_at: None,
-        progress: &progress,
-        threads: 1,
-        stop: &stop,
-        losses: LossBudget::new(spec.planned_messages(), spec.max_loss_pct),
-    };
+    let ctx = Ctx::for_tests(spec, clock, &progress, &stop);
     let poll = Poll::new().expect("poll");
     let (tx, _rx) = mpsc::channel();
     let registry = poll.registry().try_clone().expect("registry");

@@ -115,6 +115,10 @@ fn interrupt_through_a_stop_handle_returns_the_partial_report() {
     assert_eq!(r.stopped_early, Some(StopReason::Interrupted), "{r}");
     assert!(r.messages_verified >= 100, "{r}");
     assert_eq!(r.errors.total(), 0, "in-flight messages settled: {r}");
+    // 64-byte messages are written whole: none was caught half sent, so
+    // an interrupt cuts none short (a connection between messages is not
+    // counted as cut).
+    assert_eq!(r.messages_cut, 0, "{r}");
     assert_eq!(r.connections_ok, 2, "both closed cleanly: {r}");
     assert!(!r.ok);
     assert_eq!(r.exit_code(), 130);
@@ -138,6 +142,29 @@ fn a_run_until_interrupted_with_a_warmup_does_not_overflow() {
     .expect("run");
     assert_eq!(r.stopped_early, Some(StopReason::Interrupted), "{r}");
     assert_eq!(r.errors.total(), 0, "{r}");
+}
+
+#[test]
+fn paced_run_quiet_between_messages_stops_when_its_duration_ends() {
+    let srv = FaultyServer::start(Fault::None);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.addr].into()));
+    // One message a minute: after the first echo nothing is due until long
+    // after the test gives up, so only the end of the duration wakes the
+    // probe to finish.
+    spec.rate = Some(1.0 / 60.0);
+    spec.stop = Stop::Duration(Duration::from_millis(50));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(probe::run(&spec));
+    });
+    let r = rx
+        .recv_timeout(STEP_TIMEOUT)
+        .expect("the run ended with its duration, not at its next message")
+        .expect("run");
+    assert_eq!(r.stopped_early, None, "{r}");
+    assert_eq!((r.messages_sent, r.messages_verified), (1, 1), "{r}");
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert_eq!(r.connections_ok, 1, "{r}");
 }
 
 /// 100 GiB: far more than a test run could send, so only a message cut

@@ -170,29 +170,7 @@ impl<'a, const M: usize> Worker<'a, M> {
             let now = clock.now();
             self.env.rec.roll(now);
             if self.env.must_stop(now) {
-                // An interrupt stops sending at once, even in the middle of
-                // a huge message (`-s 100G`), also after the duration ended.
-                let cut = ctx.stop.reason().is_some();
-                self.env.finishing = true;
-                self.env.cut = cut;
-                self.env.drop_queue(&mut self.conns);
-                for (idx, c) in self.conns.iter_mut().enumerate() {
-                    if let Some(p) = c.probe.as_mut() {
-                        if !cut {
-                            // Messages already due that the window holds
-                            // back will not start: their wait still counts.
-                            if let (Some(pace), Some(due)) = (self.env.pace, p.next_due())
-                                && due <= now
-                            {
-                                c.unsent = Some((due, pace.due_by(due, now) + 1));
-                            }
-                            p.finish();
-                        } else if p.finish_now() > 0 {
-                            self.env.rec.tally(c.target).messages_cut += 1;
-                        }
-                        self.env.drive(c, idx);
-                    }
-                }
+                self.env.stop_sending(&mut self.conns, now);
                 continue;
             }
             let next_launch = self.env.launch(&mut self.conns, now);
@@ -242,6 +220,36 @@ impl<'a, const M: usize> Worker<'a, M> {
 }
 
 impl Env<'_> {
+    /// Stops sending, at `now`, on every slot: slots waiting to connect
+    /// never will. An interrupt cuts the message being written short (and
+    /// counts it, [`StreamProbe::finish_now`]); the end of the duration
+    /// lets it complete but starts no other, and with `--rate` the messages
+    /// already due that the window held back count as waiting from their
+    /// due time (`Conn::unsent`) until the connection settles.
+    fn stop_sending<const M: usize>(&mut self, conns: &mut [Conn<M>], now: Instant) {
+        // An interrupt stops sending at once, even in the middle of a huge
+        // message (`-s 100G`), also after the duration ended.
+        let cut = self.ctx.stop.reason().is_some();
+        self.finishing = true;
+        self.cut = cut;
+        self.drop_queue(conns);
+        for (idx, c) in conns.iter_mut().enumerate() {
+            if let Some(p) = c.probe.as_mut() {
+                if !cut {
+                    if let (Some(pace), Some(due)) = (self.pace, p.next_due())
+                        && due <= now
+                    {
+                        c.unsent = Some((due, pace.due_by(due, now) + 1));
+                    }
+                    p.finish();
+                } else if p.finish_now() > 0 {
+                    self.rec.tally(c.target).messages_cut += 1;
+                }
+                self.drive(c, idx);
+            }
+        }
+    }
+
     fn timeout(&self) -> StdDuration {
         self.ctx.spec.timeout
     }

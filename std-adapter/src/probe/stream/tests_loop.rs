@@ -42,6 +42,11 @@ fn accept_one(l: &TcpListener) {
     }
 }
 
+/// When the slot's next paced message is due.
+fn next_due<const M: usize>(c: &Conn<M>) -> Option<Instant> {
+    c.probe.as_ref().and_then(|p| p.next_due())
+}
+
 /// An address of this host where nothing listens.
 fn unused_addr() -> std::net::SocketAddr {
     listener().local_addr().expect("addr")
@@ -399,5 +404,74 @@ fn connecting_slot_connects_on_its_event_then_reads_its_echo_on_the_next() {
         echo(&mut srv, 64);
         events_until(env, c, 1, poll, |c| stats(c).messages_verified == 1);
         assert_eq!(stats(c).messages_sent, 2, "the next one sent");
+    });
+}
+
+#[test]
+fn stop_at_the_durations_end_counts_the_paced_messages_the_window_held_back() {
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 100);
+    spec.rate = Some(1000.0); // one message a millisecond
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, c, _, mut srv| {
+        receive(&mut srv, 64); // never answered: ping-pong holds the next ones back
+        let origin = c.origin.expect("its schedule");
+        let due = next_due(c);
+        let step = Duration::from_micros(1_000);
+        assert_eq!(due, Some(origin + step), "the second message's time");
+        let due = origin + step;
+        // Ten more have come due by then (at 1, 2, ... 10 ms after the
+        // first's start); none could start.
+        let now = origin + Duration::from_micros(10_500);
+        env.stop_sending(std::slice::from_mut(c), now);
+        assert!(env.finishing && !env.cut, "finishing, not cut");
+        assert_eq!(c.unsent, Some((due, 10)));
+        assert_eq!(env.rec.tally(0).messages_cut, 0);
+    });
+}
+
+#[test]
+fn stop_before_the_next_paced_message_is_due_counts_none_held_back() {
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 100);
+    spec.rate = Some(1000.0);
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, c, _, mut srv| {
+        receive(&mut srv, 64);
+        let due = next_due(c).expect("due");
+        env.stop_sending(std::slice::from_mut(c), just_before(due));
+        assert_eq!(c.unsent, None);
+    });
+}
+
+#[test]
+fn interrupt_with_a_message_half_written_cuts_it_short_and_counts_it() {
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 1);
+    // Far more than the sockets hold: the server reads nothing, so the
+    // first write leaves the message half sent.
+    spec.size = ricochet_core::probe::SizeRange::fixed(256 << 20);
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, c, _, _srv| {
+        let sent = stats(c).bytes_sent;
+        assert!(sent > 0 && sent < 256 << 20, "half sent: {sent}");
+        env.ctx.stop.interrupt();
+        let now = env.ctx.clock.now();
+        env.stop_sending(std::slice::from_mut(c), now);
+        assert!(env.finishing && env.cut);
+        assert_eq!(env.rec.tally(0).messages_cut, 1);
+    });
+}
+
+#[test]
+fn interrupt_between_messages_cuts_none_and_counts_none_held_back() {
+    let l = listener();
+    let mut spec = spec_to(l.local_addr().expect("addr"), 100);
+    spec.rate = Some(1000.0);
+    with_conn::<PINGPONG_SLOTS>(&spec, &l, |env, c, _, mut srv| {
+        receive(&mut srv, 64); // written whole, its echo pending
+        let due = next_due(c).expect("due");
+        env.ctx.stop.interrupt();
+        env.stop_sending(std::slice::from_mut(c), due + Duration::from_micros(10_000));
+        assert!(env.finishing && env.cut);
+        assert_eq!(env.rec.tally(0).messages_cut, 0, "nothing was half sent");
+        assert_eq!(c.unsent, None, "an interrupt does not wait for the rest");
     });
 }

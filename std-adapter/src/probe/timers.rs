@@ -139,8 +139,33 @@ mod tests {
         let mut t = Timers::new(2);
         for ms in (1..10_000).rev() {
             t.schedule(0, at(ms));
+            assert!(t.heap.len() <= 2 * 2 + 64 + 1, "{} entries", t.heap.len());
         }
-        assert!(t.heap.len() <= 2 * 2 + 64 + 1);
         assert_eq!(t.next(), at(1));
+    }
+
+    #[test]
+    fn timers_keep_stale_entries_until_they_outnumber_the_live_ones() {
+        // Rebuilding is O(n): it waits until the stale entries, moved
+        // earlier one at a time, are as many as the live ones (plus 64).
+        let n = 1_000;
+        let mut t = Timers::new(n);
+        for idx in 0..n {
+            t.schedule(idx, at(100_000));
+        }
+        for idx in 0..n / 2 {
+            t.schedule(idx, at(50_000));
+        }
+        assert_eq!(t.heap.len(), n + n / 2, "no rebuild yet");
+        for idx in 0..n {
+            t.schedule(idx, at(10_000));
+        }
+        assert!(t.heap.len() <= 2 * n + 64 + 1, "{} entries", t.heap.len());
+        assert!(
+            t.heap.len() < n + n / 2 + n,
+            "rebuilt: {} entries",
+            t.heap.len()
+        );
+        assert_eq!(t.pop_due(Instant::from_millis(10_000)), Some(0));
     }
 }

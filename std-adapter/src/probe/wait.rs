@@ -184,6 +184,12 @@ mod linux {
             Ok(())
         }
 
+        /// When it is set to fire, if it is.
+        #[cfg(test)]
+        pub(super) fn armed(&self) -> Option<Instant> {
+            self.armed
+        }
+
         /// The timer fired: consume its expiration count.
         pub(super) fn fired(&mut self) {
             let mut buf = [0u8; 8];
@@ -246,6 +252,73 @@ mod tests {
             assert!(calls < 10_000_000, "never reached the deadline");
         }
         assert!(deadline.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A poll that has an event ready at once (a woken waker): the wait
+    /// returns without waiting for its deadline.
+    fn ready_poll() -> (Poll, mio::Waker) {
+        let poll = Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(7)).unwrap();
+        waker.wake().unwrap();
+        (poll, waker)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn armed(w: &Waiter) -> Option<Instant> {
+        w.timer.as_ref().expect("a timerfd").armed()
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn deadline_under_max_wait_away_arms_the_timer_a_lead_before_it() {
+        let (mut poll, _waker) = ready_poll();
+        let mut events = Events::with_capacity(8);
+        let mut w = Waiter::new(poll.registry());
+        let deadline = Instant::now() + MAX_WAIT / 2;
+        w.wait(&mut poll, &mut events, Some(deadline)).unwrap();
+        assert!(events.iter().any(|e| e.token() == mio::Token(7)));
+        assert_eq!(armed(&w), Some(deadline - w.lead()));
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn deadline_max_wait_away_or_more_leaves_the_timer_unarmed() {
+        let (mut poll, _waker) = ready_poll();
+        let mut events = Events::with_capacity(8);
+        let mut w = Waiter::new(poll.registry());
+        let deadline = Instant::now() + 2 * MAX_WAIT;
+        w.wait(&mut poll, &mut events, Some(deadline)).unwrap();
+        assert!(events.iter().any(|e| e.token() == mio::Token(7)));
+        assert_eq!(armed(&w), None);
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn timer_that_fired_is_consumed_and_disarmed() {
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut w = Waiter::new(poll.registry());
+        let deadline = Instant::now() + Duration::from_millis(5);
+        // Nothing else can wake it: the timer does, or at the latest the
+        // safety net, by which time the timer has long expired.
+        w.wait(&mut poll, &mut events, Some(deadline)).unwrap();
+        assert!(
+            events.iter().any(|e| e.token() == WAKE),
+            "woken by its timer"
+        );
+        assert_eq!(armed(&w), None, "the expiration was consumed");
+    }
+
+    #[test]
+    fn portable_wait_ended_by_an_event_leaves_the_lead_alone() {
+        let (mut poll, _waker) = ready_poll();
+        let mut events = Events::with_capacity(8);
+        let mut w = Waiter::portable();
+        let before = w.lead();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        w.wait(&mut poll, &mut events, Some(deadline)).unwrap();
+        assert!(!events.is_empty());
+        assert_eq!(w.lead(), before, "no timed wake-up to learn from");
     }
 
     #[test]

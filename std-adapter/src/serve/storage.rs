@@ -212,4 +212,17 @@ mod tests {
         assert!(SessionStorage::new(LAZY_MAX).as_ref().len() == LAZY_MAX);
         assert!(!SessionStorage::new(LAZY_MAX).is_allocated());
     }
+
+    #[test]
+    fn storage_above_the_lazy_limit_stays_allocated_when_released() {
+        let mut big = SessionStorage::new(LAZY_MAX + 1);
+        big.release();
+        assert!(big.is_allocated(), "kept, never lazily reallocated");
+        assert_eq!(pooled(), 0);
+        let mut at_limit = SessionStorage::new(LAZY_MAX);
+        at_limit.as_mut();
+        at_limit.release();
+        assert!(!at_limit.is_allocated(), "at the limit: lazy, so pooled");
+        assert_eq!(pooled(), 1);
+    }
 }

@@ -49,6 +49,12 @@ fn cli_tls_cert_without_tls_addresses_makes_the_tcp_listener_tls() {
     lines.sort();
     assert_eq!(lines[0].0, "tls", "{lines:?}");
     assert_eq!(lines[1].0, "udp", "UDP stays plain: {lines:?}");
+    // `auto` says why it is not io_uring.
+    let why = p.wait_stderr("serving every listener with epoll", Duration::from_secs(20));
+    assert!(
+        why.contains("TLS listeners run on the epoll backend only"),
+        "{why}"
+    );
     echo_over_tls(&lines[0].1, &pki);
     p.signal("TERM");
     assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));

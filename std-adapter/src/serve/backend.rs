@@ -103,8 +103,18 @@ pub(crate) fn explain_worker_ring_error(e: &std::io::Error, workers: usize) -> S
 
 /// What an io_uring `ENOMEM` most likely is, and the ways out.
 fn memlock_advice() -> String {
-    let limit = match rlimit::getrlimit(rlimit::Resource::MEMLOCK) {
-        Ok((soft, _)) if soft != rlimit::INFINITY => format!(" of {} KiB", soft / 1024),
+    memlock_advice_for(
+        rlimit::getrlimit(rlimit::Resource::MEMLOCK)
+            .ok()
+            .map(|(soft, _)| soft),
+    )
+}
+
+/// [`memlock_advice`] for a soft `RLIMIT_MEMLOCK` of `soft` bytes (`None`:
+/// unknown); an unlimited or unknown limit is not quoted.
+fn memlock_advice_for(soft: Option<u64>) -> String {
+    let limit = match soft {
+        Some(soft) if soft != rlimit::INFINITY => format!(" of {} KiB", soft / 1024),
         _ => String::new(),
     };
     format!(
@@ -131,6 +141,52 @@ mod tests {
         }
         assert!(explain_setup_error(libc::ENOSYS, None).contains("without io_uring"));
         assert!(explain_setup_error(libc::EINVAL, None).contains("too old"));
+    }
+
+    #[test]
+    fn ring_out_of_memory_names_the_locked_memory_limit_and_both_fixes() {
+        let enomem = std::io::Error::from_raw_os_error(libc::ENOMEM);
+        let e = explain_worker_ring_error(&enomem, 2);
+        assert!(
+            e.starts_with("the io_uring rings of 2 workers do not fit: "),
+            "{e}"
+        );
+        assert!(
+            e.contains("RLIMIT_MEMLOCK") && e.contains("LimitMEMLOCK="),
+            "{e}"
+        );
+        assert!(e.contains("--threads"), "{e}");
+        let e = explain_worker_ring_error(&enomem, 1);
+        assert!(
+            e.starts_with("the io_uring rings of 1 worker do not fit: "),
+            "{e}"
+        );
+        let e = explain_setup_error(libc::ENOMEM, None);
+        assert!(e.starts_with("io_uring_setup is out of memory: "), "{e}");
+        assert!(e.contains("RLIMIT_MEMLOCK"), "{e}");
+    }
+
+    #[test]
+    fn ring_error_other_than_out_of_memory_is_shown_as_it_is() {
+        let e = std::io::Error::from_raw_os_error(libc::EBADF);
+        let shown = explain_worker_ring_error(&e, 2);
+        assert_eq!(
+            shown,
+            format!("a worker cannot set up its io_uring ring: {e}")
+        );
+    }
+
+    #[test]
+    fn memlock_advice_quotes_a_finite_limit_only() {
+        let finite = memlock_advice_for(Some(8 << 20));
+        assert!(
+            finite.contains("locked-memory limit of 8192 KiB (RLIMIT_MEMLOCK"),
+            "{finite}"
+        );
+        for unquoted in [Some(rlimit::INFINITY), None] {
+            let a = memlock_advice_for(unquoted);
+            assert!(a.contains("locked-memory limit (RLIMIT_MEMLOCK"), "{a}");
+        }
     }
 
     #[test]

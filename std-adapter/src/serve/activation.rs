@@ -281,7 +281,16 @@ fn unspecified() -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::foreign_note;
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+    use std::net::{Ipv4Addr, TcpStream};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    fn loopback() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    }
 
     fn note(fds: Option<&str>, pid: Option<&str>) -> Option<String> {
         foreign_note(fds.map(String::from), pid.map(String::from), 42)
@@ -310,5 +319,141 @@ mod tests {
         ] {
             assert_eq!(note(fds, pid), None, "{fds:?} {pid:?}");
         }
+    }
+
+    #[test]
+    fn listening_sockets_are_listeners_and_connected_ones_are_not() {
+        let tcp = TcpListener::bind(loopback()).unwrap();
+        let client = TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+        let (server, _) = tcp.accept().unwrap();
+        assert!(is_listener(&SockRef::from(&tcp)).unwrap());
+        assert!(!is_listener(&SockRef::from(&client)).unwrap());
+        assert!(!is_listener(&SockRef::from(&server)).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let unix = UnixListener::bind(dir.path().join("s")).unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(is_listener(&SockRef::from(&unix)).unwrap());
+        assert!(!is_listener(&SockRef::from(&a)).unwrap());
+    }
+
+    #[test]
+    fn connected_stream_socket_is_refused_as_accept_yes_naming_its_descriptor() {
+        let tcp = TcpListener::bind(loopback()).unwrap();
+        check_listening(SockRef::from(&tcp), 3).unwrap();
+        let client = TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+        let e = check_listening(SockRef::from(&client), 5).unwrap_err();
+        assert!(matches!(e, ActivationError::Connected { fd: 5 }), "{e:?}");
+        let (a, _b) = UnixStream::pair().unwrap();
+        let e = check_listening(SockRef::from(&a), 4).unwrap_err();
+        assert!(matches!(e, ActivationError::Connected { fd: 4 }), "{e:?}");
+    }
+
+    #[test]
+    fn refusals_name_the_descriptor_and_the_fix() {
+        let connected = ActivationError::Connected { fd: 4 }.to_string();
+        assert!(
+            connected.starts_with("inherited descriptor 4 (LISTEN_FDS) is a connected")
+                && connected.contains("Accept=no")
+                && connected.contains("--inetd"),
+            "{connected}"
+        );
+        let unsupported = ActivationError::Unsupported { fd: 5 }.to_string();
+        assert!(
+            unsupported.starts_with("inherited descriptor 5 (LISTEN_FDS) is neither")
+                && unsupported.contains("ListenDatagram="),
+            "{unsupported}"
+        );
+        let io = ActivationError::Io {
+            fd: 6,
+            source: io::Error::other("boom"),
+        };
+        assert_eq!(io.to_string(), "inherited descriptor 6 (LISTEN_FDS): boom");
+    }
+
+    #[test]
+    fn io_refusal_keeps_its_cause_and_the_others_have_none() {
+        let io = ActivationError::Io {
+            fd: 3,
+            source: io::Error::other("boom"),
+        };
+        assert_eq!(
+            io.source().map(ToString::to_string).as_deref(),
+            Some("boom")
+        );
+        assert!(ActivationError::Connected { fd: 3 }.source().is_none());
+        assert!(ActivationError::Unsupported { fd: 3 }.source().is_none());
+    }
+
+    #[test]
+    fn inherited_socket_endpoint_is_its_bound_address_or_path() {
+        let tcp = TcpListener::bind(loopback()).unwrap();
+        let tcp_addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(loopback()).unwrap();
+        let udp_addr = udp.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let unix = UnixListener::bind(&path).unwrap();
+        let (tcp, udp, unix) = (
+            InheritedSocket::Tcp(tcp),
+            InheritedSocket::Udp(udp),
+            InheritedSocket::Unix(unix),
+        );
+        assert_eq!(tcp.endpoint().unwrap(), Endpoint::Tcp(tcp_addr));
+        assert_eq!(udp.endpoint().unwrap(), Endpoint::Udp(udp_addr));
+        assert_eq!(unix.endpoint().unwrap(), Endpoint::Unix(path));
+        assert_eq!(tcp.socket_addr(), Some(tcp_addr));
+        assert_eq!(udp.socket_addr(), Some(udp_addr));
+        assert_eq!(unix.socket_addr(), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn abstract_unix_socket_is_named_with_an_at() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("ricochet-activation-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+        let l = UnixListener::bind_addr(&addr).unwrap();
+        assert_eq!(
+            unix_name(&l.local_addr().unwrap()),
+            PathBuf::from(format!("@{name}"))
+        );
+    }
+
+    #[test]
+    fn adopted_sockets_are_non_blocking_and_tcp_is_shared_by_every_worker() {
+        let tcp = TcpListener::bind(loopback()).unwrap();
+        let tcp_addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(loopback()).unwrap();
+        let udp_addr = udp.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let unix = UnixListener::bind(&path).unwrap();
+        let adopted = adopt(
+            vec![
+                InheritedSocket::Tcp(tcp),
+                InheritedSocket::Udp(udp),
+                InheritedSocket::Unix(unix),
+            ],
+            3,
+        )
+        .unwrap();
+        assert_eq!(adopted.tcp.len(), 1);
+        assert_eq!(adopted.tcp[0].addr, tcp_addr);
+        assert_eq!(adopted.tcp[0].sockets.len(), 3);
+        for l in &adopted.tcp[0].sockets {
+            assert_eq!(l.local_addr().unwrap(), tcp_addr);
+            assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+        }
+        assert_eq!(adopted.udp.len(), 1);
+        assert_eq!(adopted.udp[0].0, udp_addr);
+        let mut buf = [0; 1];
+        let e = adopted.udp[0].1.recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        assert_eq!(adopted.unix.len(), 1);
+        assert_eq!(adopted.unix[0].1.path(), path);
+        let e = adopted.unix[0].0.accept().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        drop(adopted);
+        assert!(path.exists(), "the manager's socket file was removed");
     }
 }

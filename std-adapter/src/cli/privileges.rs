@@ -338,4 +338,175 @@ mod tests {
         .unwrap();
         assert_eq!(by_id, by_name);
     }
+
+    /// Runs `body` in a forked child, so that the ids it changes are the
+    /// child's alone (the child has one thread: a set*id call there is not
+    /// broadcast to other threads), and returns what it said.
+    #[cfg(target_os = "linux")]
+    fn in_child(body: impl FnOnce() -> String) -> String {
+        use std::io::{Read, Write};
+        let (mut reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: the child only makes system calls, formats strings (glibc
+        // keeps malloc usable across fork) and leaves by `_exit`.
+        #[allow(unsafe_code)]
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let said = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                .unwrap_or_else(|_| "the child panicked".to_owned());
+            let _ = writer.write_all(said.as_bytes());
+            // SAFETY: ends the child without running the parent's exit handlers.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::_exit(0)
+            };
+        }
+        drop(writer);
+        let mut said = String::new();
+        reader.read_to_string(&mut said).unwrap();
+        let mut status = 0;
+        // SAFETY: reaps the child forked above.
+        #[allow(unsafe_code)]
+        let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(reaped, pid);
+        said
+    }
+
+    /// The unprivileged ids the tests switch to (nobody, nogroup).
+    #[cfg(target_os = "linux")]
+    const NOBODY: (u32, u32) = (65534, 65534);
+
+    /// In the child: supplementary groups `groups`, then the given
+    /// real/effective/saved gids and uids, then what [`verify`] says.
+    #[cfg(target_os = "linux")]
+    fn verify_after(groups: &[u32], gids: [u32; 3], uids: [u32; 3]) -> String {
+        use nix::unistd::{setgroups, setresgid, setresuid};
+        let groups: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        let [gr, ge, gs] = gids.map(Gid::from_raw);
+        let [ur, ue, us] = uids.map(Uid::from_raw);
+        in_child(move || {
+            if let Err(e) = setgroups(&groups)
+                .and_then(|()| setresgid(gr, ge, gs))
+                .and_then(|()| setresuid(ur, ue, us))
+            {
+                return format!("cannot set up the ids (these tests must run as root): {e}");
+            }
+            match verify(Uid::from_raw(NOBODY.0), Gid::from_raw(NOBODY.1)) {
+                Ok(()) => "verified".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn every_id_dropped_without_groups_is_verified() {
+        let (u, g) = NOBODY;
+        assert_eq!(verify_after(&[], [g; 3], [u; 3]), "verified");
+        assert_eq!(verify_after(&[g], [g; 3], [u; 3]), "verified");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn saved_root_uid_is_still_privileged() {
+        let (u, g) = NOBODY;
+        let said = verify_after(&[], [g; 3], [u, u, 0]);
+        assert!(
+            said.starts_with(
+                "privileges were not fully dropped (uids real 65534 effective 65534 saved 0"
+            ),
+            "{said}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn saved_root_gid_is_still_privileged() {
+        let (u, g) = NOBODY;
+        let said = verify_after(&[], [g, g, 0], [u; 3]);
+        assert!(
+            said.starts_with(
+                "privileges were not fully dropped (gids real 65534 effective 65534 saved 0"
+            ),
+            "{said}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn kept_supplementary_group_is_still_privileged() {
+        let (u, g) = NOBODY;
+        let said = verify_after(&[0], [g; 3], [u; 3]);
+        assert!(
+            said.starts_with(
+                "privileges were not fully dropped (supplementary groups [Gid(0)] kept)"
+            ),
+            "{said}"
+        );
+    }
+
+    /// Every id is the user's, but the capability to switch users was
+    /// kept (`PR_SET_KEEPCAPS`, then `CAP_SETUID` raised again): root is
+    /// one setuid(0) away.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn kept_setuid_capability_is_still_privileged() {
+        use nix::unistd::{setgroups, setresgid, setresuid};
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const CAP_SETUID: u32 = 1 << 7;
+        let (u, g) = (Uid::from_raw(NOBODY.0), Gid::from_raw(NOBODY.1));
+        let said = in_child(move || {
+            // SAFETY: plain prctl and capset calls with valid arguments.
+            #[allow(unsafe_code)]
+            let raise = || unsafe {
+                if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                setgroups(&[])
+                    .and_then(|()| setresgid(g, g, g))
+                    .and_then(|()| setresuid(u, u, u))?;
+                let header = CapHeader {
+                    version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+                    pid: 0,
+                };
+                let setuid = CapData {
+                    effective: CAP_SETUID,
+                    permitted: CAP_SETUID,
+                    inheritable: 0,
+                };
+                let none = CapData {
+                    effective: 0,
+                    permitted: 0,
+                    inheritable: 0,
+                };
+                let data = [setuid, none];
+                if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            if let Err(e) = raise() {
+                return format!("cannot set up the ids (these tests must run as root): {e}");
+            }
+            match verify(u, g) {
+                Ok(()) => "verified".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        });
+        assert_eq!(
+            said,
+            "privileges were not fully dropped (setuid(0) still succeeds); refusing to serve"
+        );
+    }
 }

@@ -300,3 +300,138 @@ impl Drop for SignalWatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::serve::{IoBackend, Phase, Shared};
+
+    /// Generous bound on a step that takes microseconds.
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    fn controller() -> Controller {
+        Controller {
+            shared: Shared::for_tests(1, IoBackend::Auto, |_| {}),
+        }
+    }
+
+    fn event(name: &'static str, count: usize) -> SignalEvent {
+        SignalEvent { name, count }
+    }
+
+    /// A slot that records what it acts on, without a watcher.
+    fn recording_slot() -> (ServerSlot, mpsc::Receiver<SignalEvent>) {
+        let (tx, rx) = mpsc::channel();
+        let act: Handler = Box::new(move |_, ev| tx.send(ev).unwrap());
+        let slot = ServerSlot(Arc::new(Mutex::new(SlotState {
+            controller: None,
+            pending: Vec::new(),
+            act,
+        })));
+        (slot, rx)
+    }
+
+    #[test]
+    fn signals_before_attach_wait_two_at_most_and_act_in_order_on_attach() {
+        let (slot, acted) = recording_slot();
+        slot.deliver(event("SIGTERM", 0));
+        assert_eq!(slot.pending(), 1);
+        slot.deliver(event("SIGINT", 1));
+        slot.deliver(event("SIGHUP", 2));
+        assert_eq!(slot.pending(), 2);
+        assert!(acted.try_recv().is_err(), "acted before attach");
+        assert!(format!("{slot:?}").contains("attached: false"), "{slot:?}");
+        slot.attach(controller());
+        let on_attach: Vec<_> = acted.try_iter().collect();
+        assert_eq!(on_attach, [event("SIGTERM", 0), event("SIGINT", 1)]);
+        assert_eq!(slot.pending(), 0);
+        assert!(format!("{slot:?}").contains("attached: true"), "{slot:?}");
+        slot.deliver(event("SIGTERM", 3));
+        assert_eq!(acted.try_recv(), Ok(event("SIGTERM", 3)));
+    }
+
+    #[test]
+    fn first_signal_shuts_down_gracefully_and_a_second_stops_at_once() {
+        let shutdowns = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&shutdowns);
+        let (watcher, slot) = SignalWatcher::start_before(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        let c = controller();
+        slot.attach(c.clone());
+        slot.deliver(event("SIGTERM", 0));
+        assert_eq!(c.shared.phase(), Phase::Draining);
+        assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+        assert!(!watcher.aborted());
+        slot.deliver(event("SIGINT", 1));
+        assert_eq!(c.shared.phase(), Phase::Abort);
+        assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+        assert!(watcher.aborted());
+    }
+
+    #[test]
+    fn watcher_is_watching_until_its_thread_ends() {
+        let mut watcher = SignalWatcher::spawn(|_| {}).unwrap();
+        assert!(watcher.is_watching());
+        watcher.handle.close();
+        watcher.thread.take().unwrap().join().unwrap();
+        assert!(!watcher.is_watching());
+    }
+
+    const CHILD: &str = "RICOCHET_SIGNALS_UNIT_CHILD";
+
+    /// In the child: a watcher whose handler dies, dropped, then another.
+    fn next_watcher_child() {
+        use signal_hook::low_level::raise;
+        let (tx, rx) = mpsc::channel();
+        let first = SignalWatcher::spawn(move |_| {
+            tx.send(()).unwrap();
+            panic!("the handler failed");
+        })
+        .unwrap();
+        raise(SIGHUP).unwrap();
+        rx.recv_timeout(LIMIT).expect("the first watcher's SIGHUP");
+        let deadline = Instant::now() + LIMIT;
+        while first.is_watching() {
+            assert!(Instant::now() < deadline, "the first watcher lives on");
+            std::thread::yield_now();
+        }
+        // Its signals now take the default action, until it is dropped.
+        drop(first);
+        let (tx, rx) = mpsc::channel();
+        let _second = SignalWatcher::spawn(move |ev| tx.send(ev).unwrap()).unwrap();
+        raise(SIGHUP).unwrap();
+        let ev = rx.recv_timeout(LIMIT).expect("the second watcher's SIGHUP");
+        println!("child: the second watcher saw {}", ev.name);
+    }
+
+    /// Signal dispositions are process-wide: the scenario runs in a child
+    /// (this test binary, running only this test).
+    #[test]
+    fn dropped_watcher_whose_handler_died_leaves_signals_to_the_next_one() {
+        let name = "serve::signals::tests::dropped_watcher_whose_handler_died_leaves_signals_to_the_next_one";
+        if std::env::var_os(CHILD).is_some() {
+            next_watcher_child();
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+        assert!(
+            stdout.contains("child: the second watcher saw SIGHUP"),
+            "{stdout}"
+        );
+    }
+}

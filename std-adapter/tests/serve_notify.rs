@@ -128,3 +128,26 @@ fn controller_is_responsive_while_workers_turn_and_not_after_they_exit() {
         "exited workers do not turn"
     );
 }
+
+/// A notify socket that is gone (the manager restarted, a stale
+/// `NOTIFY_SOCKET`): READY=1, every watchdog ping and STOPPING=1 fail, and
+/// only the first failure is logged.
+#[test]
+fn unreachable_notify_socket_is_warned_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone.sock");
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--tcp", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &gone)
+        .env("WATCHDOG_USEC", "100000");
+    let mut p = Proc::spawn(cmd);
+    p.listening(1);
+    p.wait_stderr("cannot notify the service manager", IO_TIMEOUT);
+    p.signal("TERM");
+    let rest = p.stderr_until("stopped", IO_TIMEOUT);
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    assert!(
+        !rest.iter().any(|l| l.contains("cannot notify")),
+        "warned again: {rest:#?}"
+    );
+}

@@ -6,6 +6,7 @@
 mod daemon_support;
 mod serve_support;
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
@@ -69,6 +70,55 @@ fn ready_comes_once_every_listener_is_up_and_stopping_at_shutdown() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
     // Exactly one READY and one STOPPING: nothing else follows.
     assert_eq!(notify.next(Duration::from_millis(200)), None);
+}
+
+/// Sends until the server takes no more for half a second (its echo
+/// stuck behind a client that does not read, every buffer on the way
+/// full); returns how many bytes were sent.
+fn send_until_stuck(s: &mut std::net::TcpStream) -> usize {
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let chunk = [b'd'; 64 * 1024];
+    let mut sent = 0;
+    loop {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return sent;
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+}
+
+#[test]
+fn stopping_is_notified_at_the_signal_while_a_connection_still_drains() {
+    let notify = NotifySocket::new();
+    // The shutdown waits for the echo to be taken, longer than the test.
+    let mut p = serve_notifying(&["--tcp", "127.0.0.1:0", "--grace", "300s"], &notify, &[]);
+    notify.expect("READY=1", IO_TIMEOUT);
+    let addr: SocketAddr = p.listening(1)[0].1.parse().unwrap();
+    let mut client = connect(addr);
+    let sent = send_until_stuck(&mut client);
+    p.signal("TERM");
+    notify.expect("STOPPING=1", IO_TIMEOUT);
+    // Only now is the echo taken, the connection closed and the drain over.
+    let mut echoed = Vec::new();
+    client
+        .read_to_end(&mut echoed)
+        .expect("the whole echo, then FIN");
+    assert_eq!(echoed.len(), sent);
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    assert_eq!(
+        notify.next(Duration::from_millis(200)),
+        None,
+        "one STOPPING"
+    );
 }
 
 #[test]

@@ -63,21 +63,21 @@ impl Notifier {
     fn start_watchdog(&mut self, period: Duration, controller: Controller) {
         let (tx, rx) = mpsc::channel::<()>();
         let failed = Arc::clone(&self.failed);
-        let half = period / 2;
+        let (ping_every, turn_within) = watchdog_times(period);
         let spawned = std::thread::Builder::new()
             .name("ricochet-watchdog".into())
             .spawn(move || {
                 loop {
-                    if controller.is_stopping() || controller.responsive(period / 4) {
+                    if controller.is_stopping() || controller.responsive(turn_within) {
                         send(&failed, &[NotifyState::Watchdog]);
                     } else {
                         tracing::error!(
                             "a worker's event loop did not turn within {:?}: not pinging the \
                              watchdog, the service manager will act",
-                            period / 4
+                            turn_within
                         );
                     }
-                    match rx.recv_timeout(half) {
+                    match rx.recv_timeout(ping_every) {
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
                         _ => return,
                     }
@@ -88,6 +88,14 @@ impl Notifier {
             Err(e) => tracing::warn!(error = %e, "cannot start the watchdog thread"),
         }
     }
+}
+
+/// For a manager's watchdog `period` (`WATCHDOG_USEC`): how often to ping
+/// (every half period, so one late ping is not yet a miss) and how soon
+/// every worker must turn for a ping (a quarter period, which leaves the
+/// ping in time).
+fn watchdog_times(period: Duration) -> (Duration, Duration) {
+    (period / 2, period / 4)
 }
 
 fn stopping(flag: &AtomicBool, failed: &AtomicBool) {
@@ -102,5 +110,17 @@ impl Drop for Notifier {
             drop(tx);
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_pings_every_half_period_once_workers_turn_within_a_quarter() {
+        let (ping_every, turn_within) = watchdog_times(Duration::from_secs(30));
+        assert_eq!(ping_every, Duration::from_secs(15));
+        assert_eq!(turn_within, Duration::from_millis(7_500));
     }
 }

@@ -419,4 +419,65 @@ mod tests {
         }
         assert!(!link.is_handshaking() && link.handshake().is_none());
     }
+
+    /// A connect that has not completed (no peer yet) is in progress; any
+    /// other failure to read the peer is the connect failing, never
+    /// "still connecting" until the connect timeout.
+    #[test]
+    fn connect_status_with_a_peer_error_other_than_not_connected_is_a_failure() {
+        let not_yet = || Err(io::ErrorKind::NotConnected.into());
+        assert!(matches!(connect_status(Ok(None), Ok(())), Ok(true)));
+        assert!(matches!(connect_status(Ok(None), not_yet()), Ok(false)));
+        let reset = connect_status(Ok(None), Err(io::ErrorKind::ConnectionReset.into()));
+        assert_eq!(
+            reset.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::ConnectionReset)
+        );
+        // The socket's pending error wins over a peer not yet known.
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let failed = connect_status(Ok(Some(refused)), not_yet());
+        assert_eq!(
+            failed.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+    }
+
+    /// No socket at the path: the dial fails (the probe reports it at
+    /// once), it is not a full backlog to retry until the connect timeout.
+    #[test]
+    fn unix_dial_to_a_missing_path_fails_as_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Unix(dir.path().join("nobody.sock"));
+        match dial(&target, 0, None) {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}"),
+            Ok(Dialed::BacklogFull) => panic!("a missing socket taken for a full backlog"),
+            Ok(Dialed::Link(_)) => panic!("connected to nothing"),
+        }
+    }
+
+    /// A Unix listener whose backlog is full refuses a non-blocking
+    /// connect with EAGAIN (Linux): a full backlog to retry, not a failure.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unix_dial_to_a_full_backlog_is_backlog_full_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.sock");
+        let full = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+            .expect("socket");
+        full.bind(&socket2::SockAddr::unix(&path).expect("path"))
+            .expect("bind");
+        full.listen(0).expect("listen");
+        let target = Target::Unix(path);
+        // The kernel queues a connection or so, never accepted; then refuses.
+        let mut queued = Vec::new();
+        loop {
+            match dial(&target, 0, None) {
+                Ok(Dialed::Link(link)) => queued.push(link),
+                Ok(Dialed::BacklogFull) => break,
+                Err(e) => panic!("a full backlog reported as a failure: {e}"),
+            }
+            assert!(queued.len() < 64, "the backlog never filled");
+        }
+        assert!(!queued.is_empty(), "full before any connection was queued");
+    }
 }

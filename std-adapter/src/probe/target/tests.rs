@@ -243,3 +243,29 @@ fn misspelt_scheme_suggests_the_spelling_meant() {
         assert!(!m.contains("did you mean"), "{other}: {m}");
     }
 }
+
+/// Only text that is `HOST:PORT` is told to take `tcp://`: a host and no
+/// port (`localhost:x`), or a port and no host (`:7`), would still be
+/// refused with the scheme added.
+#[test]
+fn schemeless_text_that_is_not_host_and_port_gets_no_scheme_suggested() {
+    for typed in ["localhost:x", ":7", "localhost:"] {
+        let m = typed.parse::<Target>().unwrap_err().to_string();
+        assert!(
+            m.starts_with("unknown target scheme") && !m.contains("write"),
+            "{typed}: {m}"
+        );
+    }
+}
+
+/// A target's addresses, by reference or iterated, in the order a
+/// connection tries them (the resolver's).
+#[test]
+fn resolved_addresses_iterate_in_the_order_to_try_them() {
+    let v6: SocketAddr = "[::1]:7".parse().unwrap();
+    let v4: SocketAddr = "127.0.0.1:7".parse().unwrap();
+    let r = Resolved::named(vec![v6, v4], "localhost");
+    assert_eq!((&r).into_iter().copied().collect::<Vec<_>>(), [v6, v4]);
+    assert_eq!(&r[..], [v6, v4]);
+    assert_eq!(r.name(), Some("localhost"));
+}

@@ -7,6 +7,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
 
 use super::*;
+use crate::probe::transport::Link;
 use crate::probe::{Target, TlsOptions, TlsTarget};
 
 /// Every wait of these tests is bounded by this.
@@ -51,24 +52,7 @@ fn server_ending(
     client_auth: bool,
     refusal: Refusal,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let id = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
-    let cert = id.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.signing_key.serialize_der()));
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[version])
-        .expect("versions");
-    let builder = if client_auth {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.clone()).expect("client CA");
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .expect("client verifier");
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let config = Arc::new(builder.with_single_cert(vec![cert], key).expect("config"));
+    let config = config(version, client_auth);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
     let thread = std::thread::spawn(move || {
@@ -101,6 +85,29 @@ fn server_ending(
         }
     });
     (addr, thread)
+}
+
+/// A rustls server configuration speaking `version` only, asking for a
+/// client certificate with `client_auth`.
+fn config(version: &'static SupportedProtocolVersion, client_auth: bool) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let id = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let cert = id.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.signing_key.serialize_der()));
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[version])
+        .expect("versions");
+    let builder = if client_auth {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).expect("client CA");
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("client verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    Arc::new(builder.with_single_cert(vec![cert], key).expect("config"))
 }
 
 /// A link to `addr`, its TCP connect in progress (any certificate is accepted).
@@ -309,3 +316,173 @@ fn tls12_handshake_is_accepted_once_complete_and_refused_during_it() {
     assert!(!link.handshake_accepted());
     srv.join().expect("server");
 }
+
+/// Drives `link` (a TLS one) through the worker's interface until ready:
+/// the `now` of the call that saw TCP established, which the handshake
+/// began at.
+fn ready(link: &mut Link) -> Instant {
+    let mut step = 0u64;
+    let mut began = None;
+    until("the link ready", || {
+        step += 1;
+        let now = Instant::from_micros(step);
+        match link.poll_ready(now) {
+            Ok(Readiness::Connecting) => None,
+            Ok(Readiness::Handshaking { since }) => {
+                began.get_or_insert(since);
+                None
+            }
+            Ok(Readiness::Ready) => Some(*began.get_or_insert(now)),
+            Err(e) => panic!("not ready: {e:?}"),
+        }
+    })
+}
+
+#[test]
+fn tls13_link_done_on_the_probe_side_has_its_handshake_but_awaits_acceptance() {
+    // The worker counts the handshake from `Link::handshake` once the
+    // server accepted it (`Link::handshake_accepted`): a server asking
+    // for a client certificate has not yet.
+    let (addr, srv) = server(&rustls::version::TLS13, true);
+    let mut link = Link::Tls(Box::new(link_to(addr)));
+    let since = ready(&mut link);
+    assert_eq!(
+        link.handshake(),
+        Some(Handshake {
+            since,
+            resumed: false
+        })
+    );
+    assert!(!link.is_handshaking());
+    assert!(!link.handshake_accepted(), "the server has not checked yet");
+    let e = until("the refusal", || match link.read(&mut [0; 64]) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        r => Some(r),
+    })
+    .expect_err("the server's refusal");
+    assert!(refusal(&e).is_some(), "{e:?}");
+    assert!(!link.handshake_accepted());
+    srv.join().expect("server");
+}
+
+/// A TLS 1.2 server on 127.0.0.1:0 for one connection: the handshake,
+/// then `after` with the connection and its (blocking) socket.
+fn server_then(
+    after: impl FnOnce(&mut ServerConnection, &mut std::net::TcpStream) + Send + 'static,
+) -> (SocketAddr, JoinHandle<()>) {
+    let config = config(&rustls::version::TLS12, false);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let thread = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().expect("accept");
+        sock.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let mut conn = ServerConnection::new(config).expect("server session");
+        conn.complete_io(&mut sock).expect("handshake");
+        after(&mut conn, &mut sock);
+    });
+    (addr, thread)
+}
+
+#[test]
+fn short_read_that_reached_the_close_notify_says_the_end_is_pending() {
+    // The server's last data and its close_notify, in one segment: the
+    // read that returns the data has seen the end, which no new readiness
+    // event will announce. The worker reads again only if told so.
+    let (addr, srv) = server_then(|conn, sock| {
+        conn.writer().write_all(b"bye").expect("data");
+        conn.send_close_notify();
+        conn.write_tls(sock)
+            .expect("data and close_notify in one write");
+        // Until the client closes.
+        let _ = sock.read(&mut [0; 1024]);
+    });
+    let mut link = Link::Tls(Box::new(link_to(addr)));
+    ready(&mut link);
+    let mut buf = [0u8; 64];
+    let n = until("the data", || match link.read(&mut buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        r => Some(r.expect("read")),
+    });
+    assert_eq!(&buf[..n], b"bye");
+    assert!(link.read_pending(), "the end already known");
+    assert_eq!(link.read(&mut buf).expect("the end"), 0);
+    assert!(!link.read_pending());
+    drop(link);
+    srv.join().expect("server");
+}
+
+#[test]
+fn records_left_queued_by_a_full_socket_go_out_on_flush() {
+    // The server reads nothing until the probe's socket is full, then
+    // everything: only `flush` sends what the last writes left queued
+    // (the probe writes and reads nothing more).
+    let (go, wait) = std::sync::mpsc::channel::<usize>();
+    let (got, received) = std::sync::mpsc::channel::<()>();
+    let (addr, srv) = server_then(move |conn, sock| {
+        let total = wait.recv().expect("the bytes written");
+        let mut seen = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while seen < total {
+            if conn.read_tls(sock).expect("records") == 0 {
+                panic!("closed after {seen} of {total} bytes");
+            }
+            conn.process_new_packets().expect("records");
+            while let Ok(n @ 1..) = conn.reader().read(&mut buf) {
+                seen += n;
+            }
+        }
+        got.send(()).expect("done");
+    });
+    let mut link = Link::Tls(Box::new(link_to(addr)));
+    ready(&mut link);
+    let chunk = vec![7u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match link.write(&chunk) {
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    go.send(total).expect("the server");
+    until("every byte at the server", || {
+        link.flush().expect("flush");
+        received.try_recv().ok()
+    });
+    drop(link);
+    srv.join().expect("server");
+}
+
+#[test]
+fn a_reset_during_the_handshake_is_reported_as_the_reset() {
+    // Not a close (a server that is not TLS), nor a handshake still
+    // waiting for its socket until the timeout: the socket's own error.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut link = link_to(listener.local_addr().expect("address"));
+    let (server, _) = listener.accept().expect("accept");
+    let tcp_up = |s: &TcpStream| Ok(s.peer_addr().is_ok());
+    until("the ClientHello out", || {
+        match link.poll_ready(Instant::ZERO, tcp_up) {
+            Ok(Readiness::Handshaking { .. }) => Some(()),
+            Ok(Readiness::Connecting) => None,
+            other => panic!("expected a handshake in progress: {other:?}"),
+        }
+    });
+    socket2::SockRef::from(&server)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(server);
+    let e = until("the reset", || {
+        match link.poll_ready(Instant::ZERO, tcp_up) {
+            Ok(Readiness::Handshaking { .. }) => None,
+            Err(ReadyError::Handshake(e)) => Some(e),
+            other => panic!("expected a failed handshake: {other:?}"),
+        }
+    });
+    assert!(
+        matches!(&e, HandshakeError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset),
+        "{e:?}"
+    );
+}
+
+mod explain;

@@ -195,3 +195,47 @@ fn json_log_format_reports_a_usage_error_as_json() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
 }
+
+/// Each end of a connection has its line: a clean close at debug with
+/// the bytes, a peer's reset at info naming the peer, an abort by the
+/// server (a line longer than the buffer) a warning with its reason.
+#[test]
+fn close_reset_and_abort_are_each_logged_with_the_peer() {
+    let mut cmd = std::process::Command::new(daemon_support::bin());
+    cmd.args(["serve", "--tcp", "127.0.0.1:0", "--mode", "lines"])
+        .args(["--buffer-size", "1KiB"])
+        .env("RUST_LOG", "debug");
+    let mut p = Proc::spawn(cmd);
+    let tcp = p.listening(1)[0].1.parse().unwrap();
+
+    let mut closed = connect(tcp);
+    let peer = closed.local_addr().unwrap().to_string();
+    round_trip(&mut closed, b"bye\n");
+    closed.shutdown(std::net::Shutdown::Write).unwrap();
+    closed.read_to_end(&mut Vec::new()).unwrap();
+    let line = p.wait_stderr("connection closed", IO_TIMEOUT);
+    assert!(
+        line.contains(&peer) && line.contains("bytes_in=4"),
+        "{line}"
+    );
+    assert!(line.contains("DEBUG"), "{line}");
+
+    let reset = connect(tcp);
+    let peer = reset.local_addr().unwrap().to_string();
+    round_trip(&mut &reset, b"hello\n");
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    let line = p.wait_stderr("connection reset or lost by the peer", IO_TIMEOUT);
+    assert!(line.contains(&peer) && line.contains("INFO"), "{line}");
+
+    let mut overlong = connect(tcp);
+    let peer = overlong.local_addr().unwrap().to_string();
+    overlong.write_all(&[b'x'; 4096]).unwrap();
+    let line = p.wait_stderr("connection aborted", IO_TIMEOUT);
+    assert!(line.contains(&peer) && line.contains("WARN"), "{line}");
+    drop(overlong);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}

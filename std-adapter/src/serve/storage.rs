@@ -214,6 +214,24 @@ mod tests {
     }
 
     #[test]
+    fn idle_session_gives_its_buffer_back_to_the_pool() {
+        let config = ricochet_core::SessionConfig::default();
+        let mut pump = ricochet_core::Pump::new(
+            SessionStorage::new(4096),
+            config,
+            ricochet_core::Instant::ZERO,
+        );
+        let idle = pump
+            .idle_storage_mut()
+            .expect("a new session holds nothing");
+        idle.as_mut();
+        assert!(pump.session().storage().is_allocated());
+        release_idle(&mut pump);
+        assert!(!pump.session().storage().is_allocated());
+        assert_eq!(pooled(), 1);
+    }
+
+    #[test]
     fn storage_above_the_lazy_limit_stays_allocated_when_released() {
         let mut big = SessionStorage::new(LAZY_MAX + 1);
         big.release();

@@ -384,20 +384,46 @@ mod tests {
         assert!(ActivationError::Unsupported { fd: 3 }.source().is_none());
     }
 
-    #[test]
-    fn inherited_socket_endpoint_is_its_bound_address_or_path() {
+    /// One inherited socket of each kind, as a manager would pass them:
+    /// TCP and UDP on 127.0.0.1:0, a Unix listener in a temporary
+    /// directory (kept while the value lives).
+    struct Inherited {
+        tcp: InheritedSocket,
+        tcp_addr: SocketAddr,
+        udp: InheritedSocket,
+        udp_addr: SocketAddr,
+        unix: InheritedSocket,
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    fn inherited() -> Inherited {
         let tcp = TcpListener::bind(loopback()).unwrap();
-        let tcp_addr = tcp.local_addr().unwrap();
         let udp = UdpSocket::bind(loopback()).unwrap();
-        let udp_addr = udp.local_addr().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("echo.sock");
-        let unix = UnixListener::bind(&path).unwrap();
-        let (tcp, udp, unix) = (
-            InheritedSocket::Tcp(tcp),
-            InheritedSocket::Udp(udp),
-            InheritedSocket::Unix(unix),
-        );
+        Inherited {
+            tcp_addr: tcp.local_addr().unwrap(),
+            tcp: InheritedSocket::Tcp(tcp),
+            udp_addr: udp.local_addr().unwrap(),
+            udp: InheritedSocket::Udp(udp),
+            unix: InheritedSocket::Unix(UnixListener::bind(&path).unwrap()),
+            path,
+            _dir: dir,
+        }
+    }
+
+    #[test]
+    fn inherited_socket_endpoint_is_its_bound_address_or_path() {
+        let Inherited {
+            tcp,
+            tcp_addr,
+            udp,
+            udp_addr,
+            unix,
+            path,
+            _dir,
+        } = inherited();
         assert_eq!(tcp.endpoint().unwrap(), Endpoint::Tcp(tcp_addr));
         assert_eq!(udp.endpoint().unwrap(), Endpoint::Udp(udp_addr));
         assert_eq!(unix.endpoint().unwrap(), Endpoint::Unix(path));
@@ -421,22 +447,16 @@ mod tests {
 
     #[test]
     fn adopted_sockets_are_non_blocking_and_tcp_is_shared_by_every_worker() {
-        let tcp = TcpListener::bind(loopback()).unwrap();
-        let tcp_addr = tcp.local_addr().unwrap();
-        let udp = UdpSocket::bind(loopback()).unwrap();
-        let udp_addr = udp.local_addr().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("echo.sock");
-        let unix = UnixListener::bind(&path).unwrap();
-        let adopted = adopt(
-            vec![
-                InheritedSocket::Tcp(tcp),
-                InheritedSocket::Udp(udp),
-                InheritedSocket::Unix(unix),
-            ],
-            3,
-        )
-        .unwrap();
+        let Inherited {
+            tcp,
+            tcp_addr,
+            udp,
+            udp_addr,
+            unix,
+            path,
+            _dir,
+        } = inherited();
+        let adopted = adopt(vec![tcp, udp, unix], 3).unwrap();
         assert_eq!(adopted.tcp.len(), 1);
         assert_eq!(adopted.tcp[0].addr, tcp_addr);
         assert_eq!(adopted.tcp[0].sockets.len(), 3);

@@ -486,3 +486,4 @@ fn a_reset_during_the_handshake_is_reported_as_the_reset() {
 }
 
 mod explain;
+mod plaintext;

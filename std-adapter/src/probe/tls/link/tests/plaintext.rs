@@ -1,0 +1,152 @@
+//! The link's plaintext I/O: every byte once, in order, and the end of
+//! the stream told apart from a reset.
+
+use std::io::{Read as _, Write as _};
+use std::sync::mpsc;
+
+use super::*;
+
+/// Every read until the end (`Ok(0)`), `size` bytes at a time at most.
+fn read_to_end(link: &mut TlsLink, size: usize) -> io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; size];
+    loop {
+        match read(link, &mut buf)? {
+            0 => return Ok(all),
+            n => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Blocks (read timeout [`WAIT`]) until the client's FIN (or an error).
+fn until_client_closes(sock: &mut std::net::TcpStream) {
+    let mut buf = [0u8; 1024];
+    while let Ok(1..) = sock.read(&mut buf) {}
+}
+
+#[test]
+fn records_longer_than_the_buffer_are_read_whole_in_order_then_the_end() {
+    // Three records (two writes, each possibly split), read 7 bytes at a
+    // time: a full buffer returns at once, and nothing is lost or repeated.
+    let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = data.clone();
+    let (addr, srv) = server_then(move |conn, sock| {
+        conn.writer().write_all(&sent[..100]).expect("data");
+        conn.writer().write_all(&sent[100..]).expect("data");
+        conn.send_close_notify();
+        while conn.wants_write() {
+            conn.write_tls(sock).expect("records");
+        }
+        until_client_closes(sock);
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    assert_eq!(read_to_end(&mut link, 7).expect("the data"), data);
+    drop(link);
+    srv.join().expect("server");
+}
+
+#[test]
+fn fin_without_close_notify_after_data_reads_the_data_then_the_end() {
+    // A truncated stream: the data read so far, then the end (not an
+    // error, and not a wait for more).
+    let (addr, srv) = server_then(|conn, sock| {
+        conn.writer().write_all(b"bye").expect("data");
+        while conn.wants_write() {
+            conn.write_tls(sock).expect("records");
+        }
+        sock.shutdown(Shutdown::Write).expect("FIN");
+        until_client_closes(sock);
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    assert_eq!(
+        read_to_end(&mut link, 64).expect("data, then the end"),
+        b"bye"
+    );
+    drop(link);
+    srv.join().expect("server");
+}
+
+// POLLRDHUP (the FIN seen without reading) is not everywhere.
+#[cfg(target_os = "linux")]
+#[test]
+fn fin_without_close_notify_arriving_with_the_data_says_the_end_is_pending() {
+    // The data and the FIN both arrived before the read: the read that
+    // returns the data has seen the end, which no readiness will announce.
+    let (addr, srv) = server_then(|conn, sock| {
+        conn.writer().write_all(b"bye").expect("data");
+        while conn.wants_write() {
+            conn.write_tls(sock).expect("records");
+        }
+        sock.shutdown(Shutdown::Write).expect("FIN");
+        until_client_closes(sock);
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    until_polled(link.socket(), libc::POLLRDHUP, "the FIN");
+    let mut buf = [0u8; 64];
+    let n = link.read(&mut buf).expect("the data");
+    assert_eq!(&buf[..n], b"bye");
+    assert!(link.read_pending(), "the end already known");
+    assert_eq!(link.read(&mut buf).expect("the end"), 0);
+    assert!(!link.read_pending());
+    drop(link);
+    srv.join().expect("server");
+}
+
+#[test]
+fn shutdown_write_sends_close_notify_then_fin() {
+    // The server sees a clean end of the probe's stream: its close_notify
+    // (rustls reads `Ok(0)`, not `UnexpectedEof`), then the FIN.
+    let (ended, end) = mpsc::channel::<String>();
+    let (addr, srv) = server_then(move |conn, sock| {
+        let seen = loop {
+            match conn.read_tls(sock) {
+                Ok(0) => break "FIN".to_owned(),
+                Ok(_) => {}
+                Err(e) => break format!("no FIN: {e}"),
+            }
+            conn.process_new_packets().expect("records");
+        };
+        let closed = match conn.reader().read(&mut [0u8; 64]) {
+            Ok(0) => "close_notify".to_owned(),
+            other => format!("no close_notify: {other:?}"),
+        };
+        ended.send(format!("{closed}, {seen}")).expect("told");
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    link.shutdown_write().expect("shutdown");
+    let seen = until("the server's view", || end.try_recv().ok());
+    assert_eq!(seen, "close_notify, FIN");
+    srv.join().expect("server");
+}
+
+#[test]
+fn tls13_write_failing_before_acceptance_with_nothing_unread_reports_the_error() {
+    // TLS 1.3, done on the probe's side, the server silent (no session
+    // ticket): a write failing (the probe's own side shut) looks for a
+    // refusal behind it, finds the socket empty, and reports the failure.
+    let mut config = (*config(&rustls::version::TLS13, false)).clone();
+    config.send_tls13_tickets = 0;
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let srv = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().expect("accept");
+        sock.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let mut conn = ServerConnection::new(config).expect("server session");
+        conn.complete_io(&mut sock).expect("handshake");
+        until_client_closes(&mut sock);
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    assert!(!link.handshake_accepted());
+    link.shutdown_write().expect("shutdown");
+    let e = link.write(b"late").expect_err("the probe's side is shut");
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e:?}");
+    assert!(!link.handshake_accepted());
+    drop(link);
+    srv.join().expect("server");
+}

@@ -321,6 +321,8 @@ pub(crate) struct TlsLink {
     fin_pending: bool,
     /// The last read returned data early: the end (or an error) is next.
     end_pending: bool,
+    /// The socket's error met after data a read returned: the next read's.
+    read_error: Option<io::Error>,
     /// The server has shown it accepted the completed handshake (see
     /// [`TlsLink::handshake_accepted`]).
     accepted: bool,
@@ -336,6 +338,7 @@ impl TlsLink {
             since: Instant::ZERO,
             fin_pending: false,
             end_pending: false,
+            read_error: None,
             accepted: false,
         }
     }
@@ -494,6 +497,9 @@ impl TlsLink {
     /// or FIN without it).
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.end_pending = false;
+        if let Some(e) = self.read_error.take() {
+            return Err(e);
+        }
         let mut filled = 0;
         loop {
             let (conn, sock) = self.parts()?;
@@ -551,7 +557,9 @@ impl TlsLink {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if filled > 0 && e.kind() != io::ErrorKind::WouldBlock => {
+                    // Reported once (a reset): kept for the next read.
                     self.end_pending = true;
+                    self.read_error = Some(e);
                     return Ok(filled);
                 }
                 Err(e) => return Err(e),

@@ -150,3 +150,31 @@ fn tls13_write_failing_before_acceptance_with_nothing_unread_reports_the_error()
     drop(link);
     srv.join().expect("server");
 }
+
+#[test]
+fn reset_after_data_reads_the_data_then_the_reset_not_an_end() {
+    // The data and the server's reset both arrived before the read: the
+    // data, then the reset itself (the kernel reports it once; the next
+    // read of the socket says end of stream), never a clean end.
+    let (addr, srv) = server_then(|conn, sock| {
+        // Sent at once (not held back for the Finished's ACK), then reset.
+        sock.set_nodelay(true).expect("nodelay");
+        conn.writer().write_all(b"bye").expect("data");
+        while conn.wants_write() {
+            conn.write_tls(sock).expect("records");
+        }
+        socket2::SockRef::from(&*sock)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    srv.join().expect("server");
+    until_polled(link.socket(), libc::POLLHUP | libc::POLLERR, "the reset");
+    let mut buf = [0u8; 64];
+    let n = link.read(&mut buf).expect("the data");
+    assert_eq!(&buf[..n], b"bye");
+    assert!(link.read_pending(), "the reset already known");
+    let e = link.read(&mut buf).expect_err("the reset");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
+}

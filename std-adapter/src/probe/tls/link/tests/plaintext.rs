@@ -6,8 +6,9 @@ use std::sync::mpsc;
 
 use super::*;
 
-/// Every read until the end (`Ok(0)`), `size` bytes at a time at most.
-fn read_to_end(link: &mut TlsLink, size: usize) -> io::Result<Vec<u8>> {
+/// Every read until the end (`Ok(0)`), `size` bytes at a time at most;
+/// more than `most` bytes in all fails.
+fn read_to_end(link: &mut TlsLink, size: usize, most: usize) -> io::Result<Vec<u8>> {
     let mut all = Vec::new();
     let mut buf = vec![0u8; size];
     loop {
@@ -15,6 +16,7 @@ fn read_to_end(link: &mut TlsLink, size: usize) -> io::Result<Vec<u8>> {
             0 => return Ok(all),
             n => all.extend_from_slice(&buf[..n]),
         }
+        assert!(all.len() <= most, "more than the {most} bytes sent");
     }
 }
 
@@ -41,7 +43,10 @@ fn records_longer_than_the_buffer_are_read_whole_in_order_then_the_end() {
     });
     let mut link = link_to(addr);
     handshake(&mut link).expect("handshake");
-    assert_eq!(read_to_end(&mut link, 7).expect("the data"), data);
+    assert_eq!(
+        read_to_end(&mut link, 7, data.len()).expect("the data"),
+        data
+    );
     drop(link);
     srv.join().expect("server");
 }
@@ -61,7 +66,7 @@ fn fin_without_close_notify_after_data_reads_the_data_then_the_end() {
     let mut link = link_to(addr);
     handshake(&mut link).expect("handshake");
     assert_eq!(
-        read_to_end(&mut link, 64).expect("data, then the end"),
+        read_to_end(&mut link, 64, 3).expect("data, then the end"),
         b"bye"
     );
     drop(link);
@@ -133,12 +138,15 @@ fn tls13_write_failing_before_acceptance_with_nothing_unread_reports_the_error()
     let config = Arc::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
+    let (done, wait) = mpsc::channel::<()>();
     let srv = std::thread::spawn(move || {
         let (mut sock, _) = listener.accept().expect("accept");
         sock.set_read_timeout(Some(WAIT)).expect("read timeout");
         let mut conn = ServerConnection::new(config).expect("server session");
         conn.complete_io(&mut sock).expect("handshake");
-        until_client_closes(&mut sock);
+        // Open and silent (its close would make the socket readable)
+        // until the test ends, the sender dropped if it panics.
+        let _ = wait.recv();
     });
     let mut link = link_to(addr);
     handshake(&mut link).expect("handshake");
@@ -147,6 +155,7 @@ fn tls13_write_failing_before_acceptance_with_nothing_unread_reports_the_error()
     let e = link.write(b"late").expect_err("the probe's side is shut");
     assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e:?}");
     assert!(!link.handshake_accepted());
+    done.send(()).expect("the server");
     drop(link);
     srv.join().expect("server");
 }
@@ -177,4 +186,22 @@ fn reset_after_data_reads_the_data_then_the_reset_not_an_end() {
     assert!(link.read_pending(), "the reset already known");
     let e = link.read(&mut buf).expect_err("the reset");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
+}
+
+#[test]
+fn reset_before_any_data_is_read_as_the_reset_not_an_end() {
+    let (addr, srv) = server_then(|_, sock| {
+        // Whatever of the handshake is held back goes out now; then the reset.
+        sock.set_nodelay(true).expect("nodelay");
+        socket2::SockRef::from(&*sock)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    srv.join().expect("server");
+    until_polled(link.socket(), libc::POLLHUP | libc::POLLERR, "the reset");
+    let e = link.read(&mut [0u8; 64]).expect_err("the reset");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
+    assert!(!link.read_pending());
 }

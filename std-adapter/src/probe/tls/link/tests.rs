@@ -52,13 +52,7 @@ fn server_ending(
     client_auth: bool,
     refusal: Refusal,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let config = config(version, client_auth);
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let thread = std::thread::spawn(move || {
-        let (mut sock, _) = listener.accept().expect("accept");
-        sock.set_read_timeout(Some(WAIT)).expect("read timeout");
-        let mut conn = ServerConnection::new(config).expect("server session");
+    serve_one(config(version, client_auth), move |mut conn, mut sock| {
         let mut buf = [0u8; 1024];
         loop {
             while conn.wants_write() {
@@ -83,6 +77,22 @@ fn server_ending(
                 conn.writer().write_all(&buf[..n]).expect("echo");
             }
         }
+    })
+}
+
+/// A TLS server on 127.0.0.1:0 with `config` for one connection, run by
+/// `body` on a thread of its own with the session and its socket (reads
+/// bounded by [`WAIT`]).
+fn serve_one(
+    config: Arc<ServerConfig>,
+    body: impl FnOnce(ServerConnection, std::net::TcpStream) + Send + 'static,
+) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let thread = std::thread::spawn(move || {
+        let (sock, _) = listener.accept().expect("accept");
+        sock.set_read_timeout(Some(WAIT)).expect("read timeout");
+        body(ServerConnection::new(config).expect("server session"), sock);
     });
     (addr, thread)
 }
@@ -370,17 +380,13 @@ fn tls13_link_done_on_the_probe_side_has_its_handshake_but_awaits_acceptance() {
 fn server_then(
     after: impl FnOnce(&mut ServerConnection, &mut std::net::TcpStream) + Send + 'static,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let config = config(&rustls::version::TLS12, false);
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let thread = std::thread::spawn(move || {
-        let (mut sock, _) = listener.accept().expect("accept");
-        sock.set_read_timeout(Some(WAIT)).expect("read timeout");
-        let mut conn = ServerConnection::new(config).expect("server session");
-        conn.complete_io(&mut sock).expect("handshake");
-        after(&mut conn, &mut sock);
-    });
-    (addr, thread)
+    serve_one(
+        config(&rustls::version::TLS12, false),
+        |mut conn, mut sock| {
+            conn.complete_io(&mut sock).expect("handshake");
+            after(&mut conn, &mut sock);
+        },
+    )
 }
 
 #[test]

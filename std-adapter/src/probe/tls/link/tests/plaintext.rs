@@ -51,18 +51,22 @@ fn records_longer_than_the_buffer_are_read_whole_in_order_then_the_end() {
     srv.join().expect("server");
 }
 
+/// The server's side of a truncated stream: `bye`, then a FIN without
+/// `close_notify`, then it waits for the client to close.
+fn bye_then_fin(conn: &mut ServerConnection, sock: &mut std::net::TcpStream) {
+    conn.writer().write_all(b"bye").expect("data");
+    while conn.wants_write() {
+        conn.write_tls(sock).expect("records");
+    }
+    sock.shutdown(Shutdown::Write).expect("FIN");
+    until_client_closes(sock);
+}
+
 #[test]
 fn fin_without_close_notify_after_data_reads_the_data_then_the_end() {
     // A truncated stream: the data read so far, then the end (not an
     // error, and not a wait for more).
-    let (addr, srv) = server_then(|conn, sock| {
-        conn.writer().write_all(b"bye").expect("data");
-        while conn.wants_write() {
-            conn.write_tls(sock).expect("records");
-        }
-        sock.shutdown(Shutdown::Write).expect("FIN");
-        until_client_closes(sock);
-    });
+    let (addr, srv) = server_then(bye_then_fin);
     let mut link = link_to(addr);
     handshake(&mut link).expect("handshake");
     assert_eq!(
@@ -79,14 +83,7 @@ fn fin_without_close_notify_after_data_reads_the_data_then_the_end() {
 fn fin_without_close_notify_arriving_with_the_data_says_the_end_is_pending() {
     // The data and the FIN both arrived before the read: the read that
     // returns the data has seen the end, which no readiness will announce.
-    let (addr, srv) = server_then(|conn, sock| {
-        conn.writer().write_all(b"bye").expect("data");
-        while conn.wants_write() {
-            conn.write_tls(sock).expect("records");
-        }
-        sock.shutdown(Shutdown::Write).expect("FIN");
-        until_client_closes(sock);
-    });
+    let (addr, srv) = server_then(bye_then_fin);
     let mut link = link_to(addr);
     handshake(&mut link).expect("handshake");
     until_polled(link.socket(), libc::POLLRDHUP, "the FIN");
@@ -160,15 +157,14 @@ fn tls13_write_failing_before_acceptance_with_nothing_unread_reports_the_error()
     srv.join().expect("server");
 }
 
-#[test]
-fn reset_after_data_reads_the_data_then_the_reset_not_an_end() {
-    // The data and the server's reset both arrived before the read: the
-    // data, then the reset itself (the kernel reports it once; the next
-    // read of the socket says end of stream), never a clean end.
-    let (addr, srv) = server_then(|conn, sock| {
-        // Sent at once (not held back for the Finished's ACK), then reset.
+/// A link whose server sent `data` (perhaps none), then reset the
+/// connection; returned once the reset has arrived, nothing read yet.
+fn link_reset_after(data: &'static [u8]) -> TlsLink {
+    let (addr, srv) = server_then(move |conn, sock| {
+        // Sent at once (neither the data nor what is left of the handshake
+        // held back for an ACK), then the reset.
         sock.set_nodelay(true).expect("nodelay");
-        conn.writer().write_all(b"bye").expect("data");
+        conn.writer().write_all(data).expect("data");
         while conn.wants_write() {
             conn.write_tls(sock).expect("records");
         }
@@ -180,6 +176,15 @@ fn reset_after_data_reads_the_data_then_the_reset_not_an_end() {
     handshake(&mut link).expect("handshake");
     srv.join().expect("server");
     until_polled(link.socket(), libc::POLLHUP | libc::POLLERR, "the reset");
+    link
+}
+
+#[test]
+fn reset_after_data_reads_the_data_then_the_reset_not_an_end() {
+    // The data and the server's reset both arrived before the read: the
+    // data, then the reset itself (the kernel reports it once; the next
+    // read of the socket says end of stream), never a clean end.
+    let mut link = link_reset_after(b"bye");
     let mut buf = [0u8; 64];
     let n = link.read(&mut buf).expect("the data");
     assert_eq!(&buf[..n], b"bye");
@@ -190,17 +195,7 @@ fn reset_after_data_reads_the_data_then_the_reset_not_an_end() {
 
 #[test]
 fn reset_before_any_data_is_read_as_the_reset_not_an_end() {
-    let (addr, srv) = server_then(|_, sock| {
-        // Whatever of the handshake is held back goes out now; then the reset.
-        sock.set_nodelay(true).expect("nodelay");
-        socket2::SockRef::from(&*sock)
-            .set_linger(Some(Duration::ZERO))
-            .expect("linger");
-    });
-    let mut link = link_to(addr);
-    handshake(&mut link).expect("handshake");
-    srv.join().expect("server");
-    until_polled(link.socket(), libc::POLLHUP | libc::POLLERR, "the reset");
+    let mut link = link_reset_after(b"");
     let e = link.read(&mut [0u8; 64]).expect_err("the reset");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
     assert!(!link.read_pending());

@@ -536,18 +536,21 @@ impl TlsLink {
                     self.accepted |= ticket;
                     if let Err(e) = processed {
                         let _ = self.push();
+                        let presented = self.client.client_cert.as_ref();
+                        let failed = match RefusedByServer::of(&e, self.accepted, presented) {
+                            Some(refused) => io::Error::new(io::ErrorKind::InvalidData, refused),
+                            None => match explain_records(&e) {
+                                Some(plain) => io::Error::new(io::ErrorKind::InvalidData, plain),
+                                None => io::Error::new(io::ErrorKind::InvalidData, e),
+                            },
+                        };
                         if filled > 0 {
+                            // The data first; the failure is the next read's.
                             self.end_pending = true;
+                            self.read_error = Some(failed);
                             return Ok(filled);
                         }
-                        let presented = self.client.client_cert.as_ref();
-                        if let Some(refused) = RefusedByServer::of(&e, self.accepted, presented) {
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, refused));
-                        }
-                        return Err(match explain_records(&e) {
-                            Some(plain) => io::Error::new(io::ErrorKind::InvalidData, plain),
-                            None => io::Error::new(io::ErrorKind::InvalidData, e),
-                        });
+                        return Err(failed);
                     }
                     if answer {
                         // A key update or alert to answer; errors show on the next write.

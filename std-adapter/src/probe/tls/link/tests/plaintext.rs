@@ -200,3 +200,42 @@ fn reset_before_any_data_is_read_as_the_reset_not_an_end() {
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
     assert!(!link.read_pending());
 }
+
+#[test]
+fn bad_record_behind_data_in_one_read_is_the_next_reads_error() {
+    // rustls reads at most 4096 bytes of an empty buffer per `read_tls`:
+    // records filling exactly that are taken and decrypted first, within
+    // the same `read()` the record behind them fails. The data is
+    // returned; the failure must not be lost with the end said pending.
+    let (plain_tx, plain_rx) = mpsc::channel();
+    let (addr, srv) = server_then(move |conn, sock| {
+        let mut wire = Vec::new();
+        conn.writer().write_all(b"x").expect("data");
+        conn.write_tls(&mut wire).expect("a record");
+        let overhead = wire.len() - 1;
+        let rest = vec![b'y'; 4096 - wire.len() - overhead];
+        conn.writer().write_all(&rest).expect("data");
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).expect("records");
+        }
+        assert_eq!(wire.len(), 4096, "two records, one read's worth");
+        // Application data whose tag cannot verify.
+        wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
+        wire.extend_from_slice(&[0u8; 32]);
+        plain_tx.send(1 + rest.len()).expect("the test");
+        sock.write_all(&wire).expect("in one write");
+        until_client_closes(sock);
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    let plain = plain_rx.recv_timeout(WAIT).expect("the server's records");
+    until_polled(link.socket(), libc::POLLIN, "the records");
+    let mut buf = vec![0u8; 8192];
+    let n = link.read(&mut buf).expect("the data before the bad record");
+    assert_eq!(n, plain);
+    assert!(link.read_pending(), "the failure already known");
+    let e = link.read(&mut buf).expect_err("the bad record");
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e:?}");
+    drop(link);
+    srv.join().expect("server");
+}

@@ -1,10 +1,11 @@
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
+use rustls::{AlertDescription, ServerConfig, ServerConnection, SupportedProtocolVersion};
 
 use super::*;
 use crate::probe::transport::Link;

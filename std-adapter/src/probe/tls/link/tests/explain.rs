@@ -1,11 +1,14 @@
 //! How a failed handshake, a refusal or bad records are told: each in
 //! plain words with its fix, or rustls's own message when there is none.
 
+use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
-use rustls::pki_types::UnixTime;
-use rustls::{CertificateError as C, HandshakeType, OtherError};
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::{AlertDescription, CertificateError as C, HandshakeType, OtherError};
 
+use super::super::explain::*;
 use super::super::*;
 
 fn at(secs: u64) -> UnixTime {

@@ -239,3 +239,36 @@ fn bad_record_behind_data_in_one_read_is_the_next_reads_error() {
     drop(link);
     srv.join().expect("server");
 }
+
+#[test]
+fn write_past_the_record_buffer_limit_takes_all_the_socket_has_room_for() {
+    // rustls encrypts at most its buffer limit per call; the link pushes
+    // those records out and goes on, so one write takes everything the
+    // socket has room for, not one buffer's worth (8 KiB and its record
+    // headers fit a fresh loopback connection many times over).
+    let data: Vec<u8> = (0..8_192u32).map(|i| (i % 253) as u8).collect();
+    let expected = data.clone();
+    let (addr, srv) = server_then(move |conn, sock| {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while got.len() < expected.len() {
+            let n = conn.read_tls(sock).expect("records");
+            assert!(n > 0, "closed after {} bytes", got.len());
+            conn.process_new_packets().expect("records");
+            while let Ok(n @ 1..) = conn.reader().read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert_eq!(got, expected, "every byte once, in order");
+        until_client_closes(sock);
+    });
+    let mut link = link_to(addr);
+    handshake(&mut link).expect("handshake");
+    link.conn
+        .as_mut()
+        .expect("connected")
+        .set_buffer_limit(Some(1024));
+    assert_eq!(link.write(&data).expect("write"), data.len());
+    drop(link);
+    srv.join().expect("server");
+}

@@ -59,9 +59,16 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
 #[test]
 fn inetd_tcp_connection_is_echoed_through_the_session_and_half_closed() {
     let (mut ours, theirs) = tcp_pair();
+    let shared = theirs.try_clone().unwrap();
     let mut child = inetd_child(OwnedFd::from(theirs), &["--mode", "lines"], false);
     drop(child.stdin.take());
     round_trip(&mut ours, b"first line\n");
+    // The server's end (one socket, shared with the child) has Nagle off,
+    // so no small echo waits for the peer's delayed ACK.
+    assert!(
+        shared.nodelay().unwrap(),
+        "TCP_NODELAY on the served socket"
+    );
     // A held partial line is echoed at FIN, like any session in lines mode.
     ours.write_all(b"partial").unwrap();
     ours.shutdown(Shutdown::Write).unwrap();
@@ -388,6 +395,22 @@ fn inetd_refuses_what_is_not_a_connection_with_the_fix() {
         .unwrap();
     assert!(
         err.contains("listening socket") && err.contains("nowait"),
+        "{err}"
+    );
+
+    // A Unix datagram socket is no UDP service: refused, not served.
+    let (dgram, _peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--inetd"])
+        .stdin(Stdio::from(OwnedFd::from(dgram)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_child(&mut child, IO_TIMEOUT).code(), Some(2));
+    let err = stderr_of(&mut child);
+    assert!(
+        err.contains("neither a connected stream socket nor a UDP socket"),
         "{err}"
     );
 }

@@ -354,3 +354,32 @@ fn serve_datagrams(socket: Socket, mut config: ServerConfig, report: &dyn Fn(&st
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(idle: Option<u64>, drain: Option<u64>) -> ServerConfig {
+        ServerConfig {
+            idle_timeout: idle.map(Duration::from_millis),
+            drain_timeout: drain.map(Duration::from_millis),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn tick_is_half_the_shortest_timeout_between_10ms_and_1s() {
+        // A timeout fires at most one tick late: half of it at most.
+        assert_eq!(
+            tick(&config(Some(600), Some(300))),
+            Duration::from_millis(150)
+        );
+        assert_eq!(tick(&config(Some(400), None)), Duration::from_millis(200));
+        assert_eq!(tick(&config(None, Some(1_000))), Duration::from_millis(500));
+        // No timeout, or long ones: the signals are still seen within 1 s.
+        assert_eq!(tick(&config(None, None)), MAX_TICK);
+        assert_eq!(tick(&config(Some(60_000), None)), MAX_TICK);
+        // Never a busy loop.
+        assert_eq!(tick(&config(Some(1), None)), Duration::from_millis(10));
+    }
+}

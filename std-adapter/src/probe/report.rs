@@ -503,3 +503,6 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

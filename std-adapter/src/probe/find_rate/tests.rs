@@ -218,3 +218,255 @@ fn step_with_errors_or_a_rate_not_held_fails_whatever_its_latency() {
     let closed = judge(1, None, &m(100.0, 3), &g);
     assert!(closed.why.unwrap().contains("3 errors"));
 }
+
+#[test]
+fn goal_shown_is_the_goal_given() {
+    for g in ["p99=5ms", "p99.9=250us", "p50=1s"] {
+        assert_eq!(goal(g).to_string(), g);
+    }
+}
+
+/// A search that found `rate` (or not), stopped for `stopped_early`.
+fn search_result(rate: Option<f64>, stopped_early: Option<StopReason>) -> RateSearch {
+    RateSearch {
+        tool: TOOL,
+        version: "0",
+        goal: "p99=1ms".to_owned(),
+        percentile: 99.0,
+        bound_us: 1_000,
+        rate,
+        at_upper_end: false,
+        steps: Vec::new(),
+        best: None,
+        failed: None,
+        stopped_early,
+        ok: rate.is_some() && stopped_early.is_none(),
+    }
+}
+
+#[test]
+fn exit_status_of_a_search_is_0_with_a_rate_130_interrupted_and_1_otherwise() {
+    assert_eq!(search_result(Some(500.0), None).exit_code(), 0);
+    assert_eq!(search_result(None, None).exit_code(), 1);
+    let interrupted = Some(StopReason::Interrupted);
+    assert_eq!(search_result(Some(500.0), interrupted).exit_code(), 130);
+    assert_eq!(search_result(None, interrupted).exit_code(), 130);
+    // A rate, but the search did not run its course.
+    let cut = search_result(Some(500.0), Some(StopReason::LossBudget));
+    assert!(!cut.ok);
+    assert_eq!(cut.exit_code(), 1);
+}
+
+/// A judged step at `rate` (`None`: the closed loop) with `errors`.
+fn step_at(step: usize, rate: Option<f64>, errors: u64, why: Option<&str>) -> RateStep {
+    RateStep {
+        step,
+        rate,
+        achieved: 900.0,
+        value_us: 800,
+        round_trips: 1_000,
+        errors,
+        ok: rate.is_some() && why.is_none(),
+        why: why.map(str::to_owned),
+    }
+}
+
+#[test]
+fn summary_of_a_found_rate_names_it_and_whether_it_was_the_highest_tried() {
+    let mut s = search_result(Some(58_100.0), None);
+    s.steps = vec![step_at(1, Some(58_100.0), 0, None)];
+    assert_eq!(
+        s.summary(),
+        "highest rate keeping p99=1ms (p99 at most 1000 us): 58100 msg/s"
+    );
+    s.at_upper_end = true;
+    assert_eq!(
+        s.summary(),
+        "highest rate keeping p99=1ms (p99 at most 1000 us): 58100 msg/s, the highest \
+         tried: it may hold higher (more connections or a higher --rate)"
+    );
+}
+
+#[test]
+fn summary_of_a_closed_loop_with_errors_blames_the_errors_not_the_latency() {
+    let mut s = search_result(None, None);
+    s.steps = vec![step_at(1, None, 3, Some("3 errors"))];
+    let text = s.summary();
+    assert!(
+        text.starts_with(
+            "no rate was tried: the closed-loop step, which finds the upper end, had 3 errors"
+        ),
+        "{text}"
+    );
+    // A clean closed loop then rates that all failed: the latency's verdict.
+    s.steps = vec![
+        step_at(1, None, 0, Some("not judged")),
+        step_at(2, Some(900.0), 0, Some("over")),
+    ];
+    assert_eq!(s.summary(), "no rate tried kept p99=1ms");
+    // A rate step with errors is not the closed loop's failure.
+    s.steps = vec![step_at(1, Some(900.0), 2, Some("2 errors"))];
+    assert_eq!(s.summary(), "no rate tried kept p99=1ms");
+}
+
+#[test]
+fn step_line_says_failed_upper_end_ok_or_over() {
+    let g = goal("p99=1ms");
+    let verdict = |s: &RateStep| s.line(&g).split("  ").last().unwrap().trim().to_owned();
+    assert_eq!(
+        verdict(&step_at(1, None, 2, Some("2 errors (closed loop)"))),
+        "failed: 2 errors (closed loop)"
+    );
+    assert_eq!(
+        verdict(&step_at(1, None, 0, Some("not judged"))),
+        "upper end"
+    );
+    assert_eq!(verdict(&step_at(2, Some(900.0), 0, None)), "ok");
+    assert_eq!(
+        verdict(&step_at(3, Some(900.0), 1, Some("1 errors"))),
+        "over: 1 errors"
+    );
+    let line = step_at(2, Some(900.0), 0, None).line(&g);
+    assert_eq!(
+        line,
+        "step  2         900 msg/s  achieved      900.0/s  p99    800 us  ok"
+    );
+}
+
+#[test]
+fn step_at_exactly_the_held_fraction_and_the_bound_passes_and_just_over_fails() {
+    let g = goal("p99=5ms");
+    let m = |achieved, value_us| Measured {
+        achieved,
+        value_us,
+        round_trips: 100,
+        errors: 0,
+    };
+    let held = HELD * 1_000.0;
+    assert!(judge(1, Some(1_000.0), &m(held, 5_000), &g).ok);
+    let over = judge(1, Some(1_000.0), &m(held, 5_001), &g);
+    assert!(!over.ok);
+    assert_eq!(over.why.as_deref(), Some("p99 5001 us > 5000 us"));
+    let short = judge(1, Some(1_000.0), &m(900.0, 10), &g);
+    assert_eq!(short.why.as_deref(), Some("rate not held (90% of it)"));
+}
+
+#[test]
+fn step_rate_of_nothing_or_no_number_is_not_negative_nor_a_panic() {
+    assert_eq!(round_rate(0.0), 0.0);
+    assert_eq!(round_rate(-3.0), 0.0);
+    assert_eq!(round_rate(f64::NAN), 0.0);
+    assert_eq!(round_rate(f64::INFINITY), f64::INFINITY);
+    assert_eq!(round_rate(123_456.0), 123_000.0);
+    assert_eq!(round_rate(100.4), 100.0);
+    // Divided back, not multiplied: no 2.3000000000000003 msg/s.
+    assert_eq!(round_rate(2.3), 2.3);
+    assert_eq!(round_rate(0.35), 0.35);
+    assert_eq!(round_rate(98.3), 98.3);
+}
+
+#[test]
+fn steps_are_numbered_from_1_in_the_order_run() {
+    let (steps, _) = search(&goal("p99=5ms"), None, &mut model(2_000.0)).unwrap();
+    assert!(steps.len() > 2, "{steps:?}");
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s.step, i + 1);
+    }
+}
+
+#[test]
+fn closed_loop_with_errors_or_nothing_achieved_ends_the_search() {
+    for (achieved, errors) in [(1_000.0, 1), (0.0, 0)] {
+        let mut m = Model {
+            f: move |_: Option<f64>| Measured {
+                achieved,
+                value_us: 10,
+                round_trips: 100,
+                errors,
+            },
+            judged: 0,
+        };
+        let (steps, best) = search(&goal("p99=5ms"), None, &mut m).unwrap();
+        assert_eq!((steps.len(), best), (1, None), "{achieved} {errors}");
+    }
+}
+
+#[test]
+fn closed_loop_rate_that_keeps_the_goal_is_the_answer_at_the_second_step() {
+    let mut fast = Model {
+        f: |rate: Option<f64>| Measured {
+            achieved: rate.unwrap_or(1_234.5),
+            value_us: 10,
+            round_trips: 100,
+            errors: 0,
+        },
+        judged: 0,
+    };
+    let (steps, best) = search(&goal("p99=5ms"), None, &mut fast).unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(best, Some(1));
+    assert_eq!(
+        steps[1].rate,
+        Some(1_230.0),
+        "the closed loop's rate, rounded"
+    );
+}
+
+/// A search whose steps stop (an interrupt) after some have run keeps
+/// what they found.
+#[test]
+fn search_stopped_after_a_passing_step_keeps_that_step_as_the_best() {
+    struct Stopping(usize);
+    impl Steps for Stopping {
+        type Error = ();
+        fn measure(&mut self, rate: Option<f64>) -> Result<Option<Measured>, ()> {
+            if self.0 == 0 {
+                return Ok(None);
+            }
+            self.0 -= 1;
+            let r = rate.unwrap_or(1_000.0);
+            Ok(Some(Measured {
+                achieved: r,
+                value_us: if r <= 600.0 { 10 } else { 100_000 },
+                round_trips: 100,
+                errors: 0,
+            }))
+        }
+        fn judged(&mut self, _: &RateStep) {}
+    }
+    // 1000 fails, 500 passes, then the stop: 500 is the best so far.
+    let (steps, best) = search(&goal("p99=5ms"), Some(1_000.0), &mut Stopping(2)).unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(best, Some(1));
+    assert_eq!(steps[1].rate, Some(500.0));
+    // Stopped before the first step: nothing.
+    let (steps, best) = search(&goal("p99=5ms"), Some(1_000.0), &mut Stopping(0)).unwrap();
+    assert!(steps.is_empty() && best.is_none());
+}
+
+/// The rates a search from `upper` tries against `model(cap)`, and the one found.
+fn rates_tried(upper: f64, cap: f64) -> (Vec<f64>, Option<f64>) {
+    let (steps, best) = search(&goal("p99=5ms"), Some(upper), &mut model(cap)).unwrap();
+    let rates = steps.iter().map(|s| s.rate.unwrap()).collect();
+    (rates, best.and_then(|i| steps[i].rate))
+}
+
+#[test]
+fn search_from_a_failing_rate_halves_the_bracket_until_within_precision() {
+    // 4000 fails; 2000 passes: the bracket [2000, 4000] halves (each mid
+    // rounded to 3 digits) until 2000..2070 is within 5 % of 2070.
+    assert_eq!(
+        rates_tried(4_000.0, 2_000.0),
+        (
+            vec![
+                4_000.0, 2_000.0, 3_000.0, 2_500.0, 2_250.0, 2_130.0, 2_070.0
+            ],
+            Some(2_000.0)
+        )
+    );
+    // A bracket of exactly 5 % of its upper end (475..500) is narrow enough.
+    assert_eq!(
+        rates_tried(800.0, 475.0),
+        (vec![800.0, 400.0, 600.0, 500.0, 450.0, 475.0], Some(475.0))
+    );
+}

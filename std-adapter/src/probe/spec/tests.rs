@@ -502,3 +502,26 @@ fn connection_seed_is_splitmix64_of_the_seed_and_connection() {
         0xE220_A839_7B1D_CDAF
     );
 }
+
+#[test]
+fn size_error_below_a_udp_minimum_explains_the_datagram_header_and_others_do_not() {
+    let mut s = ProbeSpec::new(udp());
+    s.size = SizeRange::fixed(DATAGRAM_HEADER - 1);
+    let e = s.validate().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "--size {} is out of range: a UDP datagram over IPv4 is {DATAGRAM_HEADER} to \
+             {UDP_MAX_V4} bytes (each probe datagram starts with a {DATAGRAM_HEADER}-byte \
+             sequence number and tag)",
+            DATAGRAM_HEADER - 1
+        )
+    );
+    let mut s = ProbeSpec::new(tcp());
+    s.size = SizeRange::fixed(0);
+    let e = s.validate().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "--size 0 is out of range: a raw message is at least 1 byte"
+    );
+}

@@ -186,4 +186,90 @@ mod tests {
         assert!(t.starts_with("       Value"));
         assert!(t.contains("Total count    =            0]"));
     }
+
+    /// A report whose corrected latencies are `corrected` us, and whose
+    /// uncorrected ones are ten times them.
+    fn report_of(corrected: &[u64]) -> Report {
+        use super::super::report::Histograms;
+        let mut c = super::super::tally::histogram().unwrap();
+        let mut u = super::super::tally::histogram().unwrap();
+        for &us in corrected {
+            c.record(us).unwrap();
+            u.record(us * 10).unwrap();
+        }
+        let mut r = super::super::report::tests::empty_report();
+        r.histograms = Some(std::sync::Arc::new(Histograms {
+            corrected: c,
+            uncorrected: u,
+        }));
+        r
+    }
+
+    #[test]
+    fn latency_at_a_percentile_reads_the_histogram_asked_for() {
+        let r = report_of(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(r.latency_at(50.0, Which::Corrected), 50);
+        assert_eq!(r.latency_at(99.0, Which::Corrected), 99);
+        assert_eq!(r.latency_at(99.0, Which::Uncorrected), 990);
+        let none = report_of(&[]);
+        assert_eq!(none.latency_at(99.0, Which::Corrected), 0);
+        let mut gone = report_of(&[5]);
+        gone.histograms = None;
+        assert_eq!(gone.latency_at(99.0, Which::Corrected), 0);
+    }
+
+    #[test]
+    fn spectrum_of_a_run_rises_to_its_largest_latency_at_100_percent() {
+        let r = report_of(&(1..=1_000).collect::<Vec<_>>());
+        let points = r.spectrum(Which::Uncorrected);
+        assert!(points.len() > 10, "{points:?}");
+        assert!(points[0].percentile < 50.0, "{points:?}");
+        let last = points.last().unwrap();
+        assert_eq!(last.percentile, 100.0);
+        // 10 000 us, within 3 significant digits.
+        assert!((10_000..=10_007).contains(&last.micros), "{last:?}");
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0].percentile <= w[1].percentile)
+        );
+        assert_eq!(r.spectrum(Which::Corrected).last().unwrap().micros, 1_000);
+        assert!(report_of(&[]).spectrum(Which::Corrected).is_empty());
+    }
+
+    #[test]
+    fn hgrm_file_of_a_report_is_its_histogram_or_an_empty_one() {
+        let r = report_of(&(1..=10_000).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        r.write_hgrm(Which::Corrected, &mut out).unwrap();
+        let mut h = super::super::tally::histogram().unwrap();
+        for us in 1..=10_000u64 {
+            h.record(us).unwrap();
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), text(&h));
+        let mut gone = r.clone();
+        gone.histograms = None;
+        let mut out = Vec::new();
+        gone.write_hgrm(Which::Uncorrected, &mut out).unwrap();
+        let empty = super::super::tally::histogram().unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), text(&empty));
+    }
+
+    #[test]
+    fn hgrm_summary_gives_mean_and_deviation_in_milliseconds() {
+        let mut h = super::super::tally::histogram().unwrap();
+        for us in 1..=10_000u64 {
+            h.record(us).unwrap();
+        }
+        let t = text(&h);
+        let line = t.lines().find(|l| l.starts_with("#[Mean")).unwrap();
+        let nums: Vec<f64> = line
+            .split(['=', ',', ']'])
+            .filter_map(|w| w.trim().parse().ok())
+            .collect();
+        // 1 to 10 000 us: mean 5.0005 ms, deviation 2.887 ms.
+        assert_eq!(nums.len(), 2, "{line}");
+        assert!((nums[0] - 5.0005).abs() < 0.01, "{line}");
+        assert!((nums[1] - 2.887).abs() < 0.01, "{line}");
+    }
 }

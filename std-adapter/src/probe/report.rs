@@ -505,4 +505,4 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -113,7 +113,7 @@ fn error_of_a_connection_or_of_all_sockets_says_which() {
 }
 
 /// A report of a run that did nothing (its verdict fields set by each test).
-fn empty_report() -> Report {
+pub(in super::super) fn empty_report() -> Report {
     use super::super::tally::{Tally, Window};
     use super::super::verdict::{RunFacts, build_report};
     use super::super::{ProbeSpec, Target};

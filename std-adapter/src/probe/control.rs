@@ -143,6 +143,14 @@ mod tests {
     }
 
     #[test]
+    fn loss_budget_of_half_of_ten_planned_is_spent_by_the_sixth_loss() {
+        // 10 planned, 50% allowed: 5 losses may still pass, 6 cannot.
+        let b = LossBudget::new(Some(10), 50.0);
+        assert!(!b.add(5));
+        assert!(b.add(1));
+    }
+
+    #[test]
     fn loss_budget_zero_is_spent_by_the_first_loss() {
         assert!(LossBudget::new(Some(1000), 0.0).add(1));
         assert!(LossBudget::new(None, 0.0).add(1));

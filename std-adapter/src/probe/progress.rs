@@ -73,3 +73,78 @@ impl Delta {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counters of `p` as `(messages, bytes, errors, lost, finished)`.
+    fn read(p: &Progress) -> (u64, u64, u64, u64, u64) {
+        let s = p.snapshot(Duration::from_secs(3));
+        assert_eq!(s.elapsed, Duration::from_secs(3));
+        (
+            s.messages_verified,
+            s.bytes_verified,
+            s.errors,
+            s.lost,
+            s.connections_finished,
+        )
+    }
+
+    /// A delta with `n` in the counter at position `i` of [`read`]'s tuple.
+    fn one(i: usize, n: u64) -> Delta {
+        let mut d = Delta::default();
+        *[
+            &mut d.messages,
+            &mut d.bytes,
+            &mut d.errors,
+            &mut d.lost,
+            &mut d.finished,
+        ][i] = n;
+        d
+    }
+
+    #[test]
+    fn flush_of_a_delta_with_any_one_counter_publishes_it_once() {
+        for i in 0..5 {
+            let p = Progress::default();
+            let mut d = one(i, 2);
+            d.flush(&p);
+            d.flush(&p);
+            let mut want = [0; 5];
+            want[i] = 2;
+            assert_eq!(read(&p), want.into(), "counter {i}");
+        }
+    }
+
+    #[test]
+    fn flush_of_a_delta_with_equal_counters_publishes_them_all() {
+        // Equal values must not cancel out in the "anything to publish" test.
+        for i in 1..5 {
+            let p = Progress::default();
+            let mut d = one(i, 1);
+            d.messages = 1;
+            d.flush(&p);
+            let mut want = [0; 5];
+            want[0] = 1;
+            want[i] = 1;
+            assert_eq!(read(&p), want.into(), "messages and counter {i}");
+        }
+    }
+
+    #[test]
+    fn flushes_of_two_workers_add_up() {
+        let p = Progress::default();
+        for _ in 0..2 {
+            let mut d = Delta {
+                messages: 1,
+                bytes: 64,
+                errors: 2,
+                lost: 3,
+                finished: 4,
+            };
+            d.flush(&p);
+        }
+        assert_eq!(read(&p), (2, 128, 4, 6, 8));
+    }
+}

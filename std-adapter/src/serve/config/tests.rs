@@ -109,3 +109,201 @@ fn buffer_size_parses_any_size_from_64_bytes_to_16_mib() {
         );
     }
 }
+
+fn one_tcp() -> ServerConfig {
+    ServerConfig {
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        ..ServerConfig::default()
+    }
+}
+
+/// Every range `validate` enforces refuses the first value past it, naming
+/// the setting, and takes the value at its edge.
+#[test]
+fn a_value_past_each_limit_is_refused_and_the_limit_itself_taken() {
+    type Set = fn(&mut ServerConfig);
+    let refused: [(Set, &str); 11] = [
+        (|c| c.threads = 1025, "threads must be at most 1024"),
+        (|c| c.backlog = 0, "backlog must be at least 1"),
+        (
+            |c| c.max_connections = Some(0),
+            "max-connections must be at least 1",
+        ),
+        (
+            |c| c.udp_max_datagram = 0,
+            "udp max datagram must be between 1 and 65527 bytes",
+        ),
+        (
+            |c| c.stats_interval = Some(STATS_INTERVAL_MIN - Duration::from_nanos(1)),
+            "a stats line more often than every 100ms floods the log",
+        ),
+        (
+            |c| c.busy_poll = BUSY_POLL_MAX + Duration::from_nanos(1),
+            "busy polling longer than 1ms",
+        ),
+        (
+            |c| {
+                c.udp_rate = Some(UdpRate {
+                    per_second: 0,
+                    burst: 1,
+                })
+            },
+            "udp rate and burst must both be at least 1",
+        ),
+        (
+            |c| {
+                c.udp_rate = Some(UdpRate {
+                    per_second: 1,
+                    burst: 0,
+                })
+            },
+            "udp rate and burst must both be at least 1",
+        ),
+        (
+            |c| c.udp_receive_buffer = Some(0),
+            "udp receive buffer must be between 1 byte",
+        ),
+        (
+            |c| c.udp_receive_buffer = Some(MAX_UDP_RECEIVE_BUFFER + 1),
+            "udp receive buffer must be between 1 byte",
+        ),
+        (
+            |c| c.unix_mode = 0o1000,
+            "unix socket mode must be at most 0777",
+        ),
+    ];
+    for (set, want) in refused {
+        let mut c = one_tcp();
+        set(&mut c);
+        let e = validate(&c, 0).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("invalid configuration: {want}")),
+            "{want}: {e}"
+        );
+    }
+    let mut edge = one_tcp();
+    edge.threads = 1024;
+    edge.backlog = 1;
+    edge.max_connections = Some(1);
+    edge.udp_max_datagram = 1;
+    edge.udp_rate = Some(UdpRate {
+        per_second: 1,
+        burst: 1,
+    });
+    edge.udp_receive_buffer = Some(MAX_UDP_RECEIVE_BUFFER);
+    edge.unix_mode = 0o777;
+    assert!(
+        validate(&edge, 0).is_ok(),
+        "the limits themselves are allowed"
+    );
+    edge.udp_receive_buffer = Some(1);
+    assert!(validate(&edge, 0).is_ok(), "a 1-byte receive buffer");
+    edge.udp_rate = None;
+    edge.udp_receive_buffer = None;
+    assert!(
+        validate(&edge, 0).is_ok(),
+        "no rate limit, the kernel's buffer"
+    );
+}
+
+/// Any one kind of endpoint is enough to bind; none at all (and no
+/// inherited socket) is `NoListener`, not an empty server.
+#[test]
+fn any_single_endpoint_is_enough_and_none_is_no_listener() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let none = ServerConfig::default();
+    assert!(matches!(validate(&none, 0), Err(BindError::NoListener)));
+    assert!(validate(&none, 1).is_ok(), "an inherited socket listens");
+    let alone: [ServerConfig; 4] = [
+        ServerConfig {
+            tcp: vec![addr],
+            ..ServerConfig::default()
+        },
+        ServerConfig {
+            udp: vec![addr],
+            ..ServerConfig::default()
+        },
+        ServerConfig {
+            unix: vec!["/run/echo.sock".into()],
+            ..ServerConfig::default()
+        },
+        ServerConfig {
+            tls: Some(super::super::tls::TlsConfig::new(
+                vec![addr],
+                "cert.pem",
+                "key.pem",
+            )),
+            ..ServerConfig::default()
+        },
+    ];
+    for c in alone {
+        assert!(validate(&c, 0).is_ok(), "{c:?}");
+    }
+}
+
+/// A certificate with nowhere to serve it is refused with the flag to add,
+/// even beside a plain TCP listener.
+#[test]
+fn tls_without_a_listening_address_is_refused_with_the_flag_to_add() {
+    let mut c = one_tcp();
+    c.tls = Some(super::super::tls::TlsConfig::new(
+        Vec::new(),
+        "cert.pem",
+        "key.pem",
+    ));
+    let e = validate(&c, 0).unwrap_err().to_string();
+    assert!(
+        e.contains("TLS is configured but has no listening address: add --tls ADDR"),
+        "{e}"
+    );
+}
+
+#[test]
+fn names_print_as_the_command_line_spells_them_and_parse_back() {
+    assert_eq!(BufferSize::K4.to_string(), "4096");
+    assert_eq!(AcceptStrategy::ReusePort.to_string(), "reuseport");
+    assert_eq!(AcceptStrategy::Shared.to_string(), "shared");
+    for io in [IoBackend::Auto, IoBackend::Uring, IoBackend::Epoll] {
+        assert_eq!(io.to_string().parse::<IoBackend>(), Ok(io));
+    }
+    assert_eq!(IoBackend::Uring.to_string(), "uring");
+    for uring in ["io_uring", "io-uring", " URING "] {
+        assert_eq!(uring.parse::<IoBackend>(), Ok(IoBackend::Uring), "{uring}");
+    }
+    assert_eq!(
+        "kqueue".parse::<IoBackend>(),
+        Err("invalid I/O backend \"kqueue\": expected auto, uring or epoll".to_owned())
+    );
+}
+
+#[test]
+fn a_bad_duration_displays_the_reason_alone() {
+    let e = parse_duration("5x").unwrap_err();
+    assert_eq!(e.given, "5x");
+    assert!(!e.reason.is_empty());
+    assert_eq!(e.to_string(), e.reason);
+}
+
+#[test]
+fn session_config_carries_mode_and_both_timeouts() {
+    let c = ServerConfig {
+        mode: Mode::Lines,
+        idle_timeout: Some(Duration::from_secs(7)),
+        drain_timeout: None,
+        ..ServerConfig::default()
+    };
+    let s = c.session_config();
+    assert_eq!(s.mode, Mode::Lines);
+    assert_eq!(s.idle_timeout, Some(ricochet_core::Duration::from_secs(7)));
+    assert_eq!(s.drain_timeout, None);
+    assert_eq!(s.linger, ricochet_core::SessionConfig::DEFAULT.linger);
+}
+
+#[test]
+fn zero_threads_is_one_worker_per_core_and_a_count_is_kept() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut c = ServerConfig::default();
+    assert_eq!(c.worker_count(), cores);
+    c.threads = cores + 1;
+    assert_eq!(c.worker_count(), cores + 1);
+}

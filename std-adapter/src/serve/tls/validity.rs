@@ -107,4 +107,50 @@ mod tests {
         assert_eq!(span(90), "90 seconds");
         assert_eq!(span(2_498 * 86_400 + 5), "2498 days");
     }
+
+    /// The first and last second of validity are valid: RFC 5280 counts
+    /// both `notBefore` and `notAfter` in the validity period.
+    #[test]
+    fn a_certificate_is_valid_at_both_ends_of_its_period() {
+        let (from, until) = (1_577_836_800, 1_580_515_200);
+        assert_eq!(problem(from, until, from), None);
+        assert_eq!(problem(from, until, until), None);
+        let p = problem(from, until, until + 1).expect("a second after");
+        assert!(p.starts_with("expired at 2020-02-01T00:00:00Z ("), "{p}");
+        let p = problem(from, until, from - 1).expect("a second before");
+        assert!(
+            p.starts_with("is not valid before 2020-01-01T00:00:00Z ("),
+            "{p}"
+        );
+    }
+
+    /// Each unit starts at two of it: 119 seconds, then 2 minutes.
+    #[test]
+    fn a_span_changes_unit_at_two_of_the_larger_one() {
+        let cases = [
+            (119, "119 seconds"),
+            (120, "2 minutes"),
+            (7_199, "119 minutes"),
+            (7_200, "2 hours"),
+            (172_799, "47 hours"),
+            (172_800, "2 days"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(span(secs), want, "{secs}");
+        }
+    }
+
+    /// The clock read is this host's: between two readings taken around it.
+    #[test]
+    fn now_is_the_system_clock_in_seconds() {
+        let read = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs()
+        };
+        let before = read();
+        let now = now_secs();
+        assert!(before <= now && now <= read(), "{before} {now}");
+    }
 }

@@ -121,3 +121,147 @@ fn ipv6_endpoint_on_a_kernel_without_ipv6_names_the_ipv4_flag_to_give() {
         BindError::Io { .. }
     ));
 }
+
+/// Each bind error kind is its own variant, whatever the endpoint.
+#[test]
+fn bind_errors_are_classified_by_kind() {
+    let tcp = || Endpoint::Tcp("127.0.0.1:7".parse().unwrap());
+    let from = |errno| BindError::from_io(tcp(), io::Error::from_raw_os_error(errno));
+    assert!(matches!(
+        from(libc::EADDRINUSE),
+        BindError::AddrInUse { .. }
+    ));
+    assert!(matches!(
+        from(libc::EACCES),
+        BindError::PermissionDenied { .. }
+    ));
+    assert!(matches!(
+        from(libc::EADDRNOTAVAIL),
+        BindError::AddrNotAvailable { .. }
+    ));
+    assert!(matches!(from(libc::EINVAL), BindError::Io { .. }));
+}
+
+/// `[::ffff:127.0.0.1]` refused (EINVAL on an IPv6-only socket) names the
+/// IPv4 address to give instead; another error on it stays what it is.
+#[test]
+fn a_v4_mapped_address_refused_names_the_ipv4_one_and_other_errors_stay() {
+    let mapped = || Endpoint::Udp("[::ffff:127.0.0.1]:9".parse().unwrap());
+    let e = BindError::from_io(mapped(), io::Error::from_raw_os_error(libc::EINVAL));
+    assert!(matches!(e, BindError::V4MappedAddress { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .ends_with("give the IPv4 address, e.g. --udp 127.0.0.1:9"),
+        "{e}"
+    );
+    let e = BindError::from_io(mapped(), io::Error::from_raw_os_error(libc::EADDRINUSE));
+    assert!(matches!(e, BindError::AddrInUse { .. }), "{e:?}");
+}
+
+/// The link-local hint gives the flag of the endpoint's own kind.
+#[test]
+fn an_unscoped_link_local_hint_gives_the_flag_of_its_kind() {
+    let hint =
+        |e: Endpoint| BindError::from_io(e, io::Error::from_raw_os_error(libc::EINVAL)).to_string();
+    let udp = hint(Endpoint::Udp("[fe80::2]:9".parse().unwrap()));
+    assert!(udp.contains("e.g. --udp [fe80::2%eth0]:9"), "{udp}");
+    let tls = hint(Endpoint::Tls("[fe80::3]:443".parse().unwrap()));
+    assert!(tls.contains("e.g. --tls [fe80::3%eth0]:443"), "{tls}");
+}
+
+/// A Unix path refused names the directory; a port refused, the port rules.
+#[test]
+fn permission_denied_on_a_unix_path_is_about_its_directory() {
+    let e = BindError::PermissionDenied {
+        endpoint: Endpoint::Unix("/run/x/echo.sock".into()),
+    };
+    assert!(
+        e.to_string()
+            .starts_with("unix /run/x/echo.sock: permission denied: this user cannot search or write the directory"),
+        "{e}"
+    );
+}
+
+/// A bare file name's directory is the current one, named `.`.
+#[test]
+fn a_unix_path_without_a_directory_names_the_current_one() {
+    let e = BindError::UnixNoDirectory {
+        path: "echo.sock".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "unix echo.sock: . is not a directory (choose a path in a directory)"
+    );
+    let e = BindError::UnixNoDirectory {
+        path: "/no/such/dir/echo.sock".into(),
+    };
+    assert!(
+        e.to_string()
+            .contains("the directory /no/such/dir does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_non_loopback_ipv4_address_not_here_points_at_ip_addr() {
+    let advice = address_advice("tcp", "10.9.8.7:7".parse().unwrap());
+    assert!(
+        advice.starts_with("no interface has 10.9.8.7 (see `ip addr`)"),
+        "{advice}"
+    );
+}
+
+/// The threshold is this host's sysctl, read now.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_unprivileged_port_start_is_the_sysctl() {
+    let sysctl = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().expect("a port"));
+    assert_eq!(unprivileged_port_start(), sysctl);
+}
+
+/// The underlying error stays reachable through `source` wherever there
+/// is one, and there is none where the error is the whole story.
+#[test]
+fn errors_with_a_cause_give_it_as_source() {
+    use std::error::Error as _;
+    let os = || io::Error::from_raw_os_error(libc::EMFILE);
+    let tcp = Endpoint::Tcp("127.0.0.1:7".parse().unwrap());
+    let io_err = BindError::Io {
+        endpoint: tcp,
+        source: os(),
+    };
+    assert_eq!(
+        io_err.source().map(|s| s.to_string()),
+        Some(os().to_string())
+    );
+    let inspect = BindError::UnixInspect {
+        path: "s".into(),
+        source: os(),
+    };
+    assert!(inspect.source().is_some());
+    let tls = BindError::Tls(super::super::tls::TlsConfigError::Invalid { reason: "r".into() });
+    assert_eq!(
+        tls.source().map(|s| s.to_string()).as_deref(),
+        Some("TLS configuration: r")
+    );
+    assert!(BindError::NoListener.source().is_none());
+    let spawn = SpawnError::Thread(os());
+    assert_eq!(
+        spawn.source().map(|s| s.to_string()),
+        Some(os().to_string())
+    );
+    assert!(SpawnError::UringWithTls.source().is_none());
+    let join = JoinError::EventLoop {
+        worker: 3,
+        source: os(),
+    };
+    assert_eq!(
+        join.to_string(),
+        format!("worker 3: event loop failed: {}", os())
+    );
+    assert!(join.source().is_some());
+    let panicked = JoinError::WorkerPanicked { worker: 1 };
+    assert_eq!(panicked.to_string(), "worker 1 panicked");
+    assert!(panicked.source().is_none());
+}

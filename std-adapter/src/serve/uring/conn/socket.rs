@@ -78,3 +78,29 @@ impl Socket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The buffer grows by what is asked, over what the kernel holds now
+    /// (it reports twice what is set), up to `net.core.wmem_max`.
+    #[test]
+    fn growing_the_send_buffer_adds_the_bytes_asked_for() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stream =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let sock = socket2::SockRef::from(&stream);
+        sock.set_send_buffer_size(16_384).expect("SO_SNDBUF");
+        let now = sock.send_buffer_size().expect("SO_SNDBUF");
+        let cap = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        let socket = Socket::Tcp(stream.try_clone().expect("clone"));
+        socket.grow_send_buffer(8_192);
+        let want = (now / 2 + 8_192).min(cap) * 2;
+        let got = sock.send_buffer_size().expect("SO_SNDBUF");
+        assert_eq!(got, want.max(now), "from {now}");
+    }
+}

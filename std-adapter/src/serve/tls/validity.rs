@@ -23,12 +23,14 @@ pub(crate) fn utc(secs: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// A span of seconds in the largest whole unit that fits (`3 days`, `5 hours`).
+/// A span of seconds in the largest whole unit that fits (`3 days`, `5 hours`,
+/// `1 second`).
 pub(crate) fn span(secs: u64) -> String {
     let (n, unit) = match secs {
         s if s >= 2 * 86_400 => (s / 86_400, "days"),
         s if s >= 2 * 3_600 => (s / 3_600, "hours"),
         s if s >= 2 * 60 => (s / 60, "minutes"),
+        1 => (1, "second"),
         s => (s, "seconds"),
     };
     format!("{n} {unit}")
@@ -116,10 +118,13 @@ mod tests {
         assert_eq!(problem(from, until, from), None);
         assert_eq!(problem(from, until, until), None);
         let p = problem(from, until, until + 1).expect("a second after");
-        assert!(p.starts_with("expired at 2020-02-01T00:00:00Z ("), "{p}");
+        assert!(
+            p.starts_with("expired at 2020-02-01T00:00:00Z (1 second ago;"),
+            "{p}"
+        );
         let p = problem(from, until, from - 1).expect("a second before");
         assert!(
-            p.starts_with("is not valid before 2020-01-01T00:00:00Z ("),
+            p.starts_with("is not valid before 2020-01-01T00:00:00Z (1 second from now"),
             "{p}"
         );
     }

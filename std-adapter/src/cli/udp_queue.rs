@@ -107,6 +107,11 @@ mod tests {
         );
         assert_eq!(parse_receive_buffer("off"), Ok(ReceiveBuffer(None)));
         assert_eq!(parse_receive_buffer("0"), Ok(ReceiveBuffer(None)));
+        // The largest the kernel takes is taken.
+        assert_eq!(
+            parse_receive_buffer(&MAX_UDP_RECEIVE_BUFFER.to_string()),
+            Ok(ReceiveBuffer(Some(MAX_UDP_RECEIVE_BUFFER)))
+        );
     }
 
     #[test]

@@ -860,8 +860,20 @@ fn nagle_hint_needs_echoes_held_in_pieces_not_just_40_ms_round_trips() {
     let nagle = FaultyServer::start(Fault::SplitWrites);
     let mut spec = tcp_spec(nagle.addr, 20);
     spec.connections = 2;
-    let r = probe::run(&spec).expect("run");
+    // The hint is for a nearby server (connecting under 5 ms). On a loaded
+    // machine a run's loopback connects can take longer (6.5 ms was seen
+    // while CI shared the cores): then that run says nothing about the
+    // hint, and the probe runs again, 5 times at most.
+    let near = |r: &probe::Report| r.connect_us.as_ref().is_some_and(|c| c.p50 < 5_000);
+    let mut r = probe::run(&spec).expect("run");
+    for _ in 1..5 {
+        if near(&r) {
+            break;
+        }
+        r = probe::run(&spec).expect("run");
+    }
     assert!(r.ok, "{r}");
+    assert!(near(&r), "5 runs, none connecting under 5 ms: {r}");
     assert!(
         r.hints.iter().any(|h| h.contains("Nagle")),
         "p50 {} us: {r}",

@@ -79,10 +79,23 @@ fn a_missing_file_points_at_the_path() {
     );
 }
 
-/// Root (as CI runs the tests) is found in the user database by name.
+/// The user this process runs as is the one `id` names, whoever runs the
+/// tests (root in CI): its uid, and its name from the user database, or
+/// none where the uid has no entry (`id -un` then fails).
 #[test]
-fn the_effective_user_is_named() {
+fn the_effective_user_is_the_one_id_names() {
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id")
+            .arg(flag)
+            .output()
+            .expect("run id");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
     let (uid, user) = effective_user();
+    assert_eq!(Some(uid.to_string()), id("-u"));
+    assert_eq!(user, id("-un"));
     if uid == 0 {
         assert_eq!(user.as_deref(), Some("root"));
     }

@@ -450,18 +450,30 @@ pub fn find_rate(
         reports: Vec::new(),
     };
     let (steps, best) = search(&goal, spec.rate, &mut runs)?;
-    let best_report = best.and_then(|i| runs.reports.get(i).cloned());
-    // A report is pushed for each step judged, in order: the indexes match.
+    Ok(conclude(goal, steps, best, &runs.reports, stop.reason()))
+}
+
+/// The search's result from its `steps` (in the order run), the index of
+/// the `best` one, the `reports` of the steps (one per step, in the same
+/// order: a report is pushed for each step judged, so the indexes match)
+/// and why it stopped early, if it did.
+fn conclude(
+    goal: Goal,
+    steps: Vec<RateStep>,
+    best: Option<usize>,
+    reports: &[Report],
+    stopped_early: Option<StopReason>,
+) -> RateSearch {
+    let best_report = best.and_then(|i| reports.get(i).cloned());
     let failed = match best {
         Some(_) => None,
         None => steps
             .iter()
             .rposition(|s| s.errors > 0)
-            .and_then(|i| runs.reports.get(i).cloned())
+            .and_then(|i| reports.get(i).cloned())
             .map(Box::new),
     };
-    let stopped_early = stop.reason();
-    Ok(RateSearch {
+    RateSearch {
         tool: TOOL,
         version: env!("CARGO_PKG_VERSION"),
         goal: goal.to_string(),
@@ -474,7 +486,7 @@ pub fn find_rate(
         failed,
         stopped_early,
         ok: best.is_some() && stopped_early.is_none(),
-    })
+    }
 }
 
 #[cfg(test)]

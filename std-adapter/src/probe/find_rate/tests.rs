@@ -470,3 +470,75 @@ fn search_from_a_failing_rate_halves_the_bracket_until_within_precision() {
         (vec![800.0, 400.0, 600.0, 500.0, 450.0, 475.0], Some(475.0))
     );
 }
+
+/// The reports of `steps`, one each, told apart by their `rate` (the
+/// closed-loop step's is `None`).
+fn reports_of(steps: &[RateStep]) -> Vec<Report> {
+    steps
+        .iter()
+        .map(|s| {
+            let mut r = crate::probe::report::tests::empty_report();
+            r.rate = s.rate;
+            r
+        })
+        .collect()
+}
+
+/// With no rate found, the report kept is the last step's that had errors
+/// (what `last step with errors:` prints), not a later step that only
+/// missed the latency bound; with no errors in any step, there is none.
+#[test]
+fn search_without_a_rate_keeps_the_last_step_with_errors_and_none_without_errors() {
+    let steps = vec![
+        step_at(1, None, 0, Some("closed loop: not judged")),
+        step_at(2, Some(800.0), 3, Some("3 errors")),
+        step_at(3, Some(400.0), 1, Some("1 error")),
+        step_at(4, Some(200.0), 0, Some("p99 1.2 ms over 1 ms")),
+    ];
+    let reports = reports_of(&steps);
+    let s = conclude(goal("p99=1ms"), steps.clone(), None, &reports, None);
+    assert_eq!(s.failed.map(|r| r.rate), Some(Some(400.0)));
+    assert!(s.best.is_none() && s.rate.is_none() && !s.ok);
+
+    let clean: Vec<RateStep> = steps
+        .into_iter()
+        .map(|s| RateStep { errors: 0, ..s })
+        .collect();
+    let s = conclude(goal("p99=1ms"), clean, None, &reports, None);
+    assert!(s.failed.is_none(), "no step had errors");
+}
+
+/// A rate found keeps that step's report as the best (and no failed one);
+/// the search is ok only if it also ran to its end, and the rate is the
+/// upper end only when it is the first rate tried.
+#[test]
+fn search_with_a_rate_is_ok_only_when_it_ran_to_its_end() {
+    let steps = vec![
+        step_at(1, None, 0, Some("closed loop: not judged")),
+        step_at(2, Some(800.0), 2, Some("2 errors")),
+        step_at(3, Some(400.0), 0, None),
+    ];
+    let reports = reports_of(&steps);
+    let s = conclude(goal("p99=1ms"), steps.clone(), Some(2), &reports, None);
+    assert_eq!(s.rate, Some(400.0));
+    assert_eq!(s.best.map(|r| r.rate), Some(Some(400.0)));
+    assert!(s.failed.is_none());
+    assert!(s.ok && !s.at_upper_end);
+
+    let cut = Some(StopReason::Interrupted);
+    let s = conclude(goal("p99=1ms"), steps.clone(), Some(2), &reports, cut);
+    assert!(!s.ok, "a rate, but the search was interrupted");
+    assert_eq!(s.stopped_early, cut);
+
+    // Nothing found and nothing stopped it: still not ok.
+    let s = conclude(goal("p99=1ms"), steps.clone(), None, &reports, None);
+    assert!(!s.ok);
+
+    // The first rate tried held: the bound may hold higher too.
+    let steps = vec![
+        step_at(1, None, 0, Some("closed loop: not judged")),
+        step_at(2, Some(800.0), 0, None),
+    ];
+    let s = conclude(goal("p99=1ms"), steps, Some(1), &reports, None);
+    assert!(s.at_upper_end && s.rate == Some(800.0));
+}

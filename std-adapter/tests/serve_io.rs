@@ -400,6 +400,44 @@ fn io_uring_library_server_reports_its_backend() {
     handle.join().expect("join");
 }
 
+/// Pins the UDP sockets' buffer groups on an io_uring worker: each of one
+/// worker's UDP sockets gets a group of its own, none the TCP receives'
+/// (the kernel refuses a group registered twice, and the server would not
+/// start on io_uring). `--io auto` would hide it by serving with epoll.
+#[test]
+fn io_uring_worker_serves_each_of_its_udp_sockets_on_a_buffer_group_of_its_own() {
+    let handle = ricochet::serve::Server::bind(ricochet::serve::ServerConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap(); 2],
+        threads: 1,
+        io: ricochet::serve::IoBackend::Uring,
+        ..ricochet::serve::ServerConfig::default()
+    })
+    .expect("bind")
+    .spawn()
+    .expect("one io_uring worker with two UDP sockets");
+    assert_eq!(handle.io(), ricochet::serve::IoBackend::Uring);
+    let udp: Vec<_> = handle
+        .local_addrs()
+        .iter()
+        .filter_map(|e| match e {
+            ricochet::serve::Endpoint::Udp(a) => Some(*a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(udp.len(), 2, "{:?}", handle.local_addrs());
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    for (i, &addr) in udp.iter().enumerate() {
+        let data = serve_support::payload(i as u64, 100);
+        client.send_to(&data, addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = client.recv_from(&mut buf).expect("the echo");
+        assert_eq!((from, &buf[..n]), (addr, &data[..]));
+    }
+    handle.shutdown();
+    handle.join().expect("join");
+}
+
 #[test]
 fn io_uring_connection_turning_from_ping_pong_to_a_stream_and_back_echoes_every_byte_in_order() {
     // 1,100 64-byte round trips end the first receive (a bundle, on this

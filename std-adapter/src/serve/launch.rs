@@ -266,3 +266,69 @@ impl Drop for StopOthersOnPanic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Bound on waiting for a thread in these tests.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// What a worker waiting on `go` is told, from a thread of its own
+    /// (bounded: `None` if no decision came).
+    fn decision(go: &Arc<Go>) -> Option<bool> {
+        let (tx, rx) = mpsc::channel();
+        let go = Arc::clone(go);
+        std::thread::spawn(move || tx.send(go.wait()));
+        rx.recv_timeout(WAIT).ok()
+    }
+
+    /// Pins [`Go`]: workers waiting for the decision get it when it comes,
+    /// "no" included (a worker failed: none may serve), and a later
+    /// decision changes nothing.
+    #[test]
+    fn go_decided_against_tells_every_waiting_worker_not_to_serve() {
+        let go = Arc::new(Go::default());
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..2 {
+            let go = Arc::clone(&go);
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send(go.wait()));
+        }
+        go.decide(false);
+        for _ in 0..2 {
+            assert_eq!(rx.recv_timeout(WAIT), Ok(false), "a waiting worker");
+        }
+        go.decide(true);
+        assert_eq!(decision(&go), Some(false), "the first decision stands");
+        let yes = Arc::new(Go::default());
+        yes.decide(true);
+        assert_eq!(decision(&yes), Some(true));
+    }
+
+    /// Pins [`StopOthersOnPanic`]: a worker thread that panics moves the
+    /// server to `Abort`, so the other workers stop and `join` reports it,
+    /// instead of serving on with a worker gone; a worker that returns
+    /// leaves the phase alone.
+    #[test]
+    fn worker_panic_moves_the_server_to_abort_and_a_return_does_not() {
+        let shared = Shared::for_tests(8, IoBackend::Epoll, |_| {});
+        let guarded = Arc::clone(&shared);
+        let returned = std::thread::spawn(move || {
+            let _guard = StopOthersOnPanic(guarded);
+        })
+        .join();
+        assert!(returned.is_ok());
+        assert_eq!(shared.phase(), Phase::Running);
+        let guarded = Arc::clone(&shared);
+        let panicked = std::thread::spawn(move || {
+            let _guard = StopOthersOnPanic(guarded);
+            panic!("a worker's bug (expected by this test)");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert_eq!(shared.phase(), Phase::Abort);
+    }
+}

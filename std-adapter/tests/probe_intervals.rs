@@ -1,5 +1,5 @@
 //! Per-interval reports: `--interval` lines, `--json-stream` objects, and
-//! intervals that add up to the summary.
+//! intervals that add up to the summary; the live progress counters too.
 
 mod probe_support;
 
@@ -272,4 +272,72 @@ fn cli_json_stream_interval_bounds_carry_no_float_noise() {
         }
     }
     assert!(bounds.contains(&0.9), "{bounds:?}");
+}
+
+/// The progress ticks of `spec`'s run (about every 100 ms, and once after
+/// the workers ended) and its report.
+fn ticks_of(spec: &ProbeSpec) -> (Vec<Snapshot>, ricochet::probe::Report) {
+    let mut ticks = Vec::new();
+    let r = probe::run_with_progress(spec, |s| ticks.push(*s)).expect("run");
+    (ticks, r)
+}
+
+/// Pins the live counters (the progress line): the last tick, after the
+/// workers ended, counts what the summary does: messages and bytes
+/// verified, errors, datagrams lost, and every connection slot finished.
+#[test]
+fn last_progress_tick_counts_what_the_summary_does() {
+    let srv = OurServer::start(Mode::Raw);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
+    spec.connections = 3;
+    spec.stop = Stop::Count(50);
+    let (ticks, r) = ticks_of(&spec);
+    assert!(r.ok, "{}", r.table());
+    let last = *ticks.last().expect("ticks");
+    assert_eq!(last.messages_verified, 150, "{r}");
+    assert_eq!(last.messages_verified, r.messages_verified, "{r}");
+    assert_eq!(last.bytes_verified, r.bytes_verified, "{r}");
+    assert_eq!((last.errors, last.connections_finished), (0, 3), "{last:?}");
+
+    let faulty = FaultyServer::start(Fault::CloseAfter(500));
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![faulty.addr].into()));
+    spec.connections = 2;
+    spec.stop = Stop::Count(100);
+    spec.timeout = Duration::from_millis(500);
+    let (ticks, r) = ticks_of(&spec);
+    assert_eq!(r.errors.total(), 2, "{r}");
+    let last = *ticks.last().expect("ticks");
+    assert_eq!((last.errors, last.connections_finished), (2, 2), "{last:?}");
+
+    let lossy = FaultyUdp::start(UdpFault::DropEvery(50));
+    let mut spec = ProbeSpec::new(Target::Udp(vec![lossy.addr].into()));
+    spec.stop = Stop::Count(400);
+    spec.max_loss_pct = 5.0;
+    spec.timeout = Duration::from_millis(200);
+    let (ticks, r) = ticks_of(&spec);
+    let lost = r.datagrams.expect("datagram counts").lost;
+    assert!(lost > 0, "{r}");
+    assert_eq!(ticks.last().expect("ticks").lost, lost, "{r}");
+}
+
+/// Pins the live part of the live counters: ticks taken while a 1 s run
+/// goes on show messages verified so far, not zero until the end.
+#[test]
+fn progress_ticks_count_messages_while_the_run_goes_on() {
+    let srv = OurServer::start(Mode::Raw);
+    let mut spec = ProbeSpec::new(Target::Tcp(vec![srv.tcp].into()));
+    spec.stop = Stop::Duration(Duration::from_secs(1));
+    let (ticks, r) = ticks_of(&spec);
+    assert!(r.ok, "{}", r.table());
+    let (last, during) = ticks.split_last().expect("ticks");
+    assert!(
+        during
+            .iter()
+            .any(|t| t.messages_verified > 0 && t.messages_verified < last.messages_verified),
+        "no live count in {:?}",
+        ticks
+            .iter()
+            .map(|t| t.messages_verified)
+            .collect::<Vec<_>>()
+    );
 }

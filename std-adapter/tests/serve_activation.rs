@@ -6,6 +6,7 @@
 mod daemon_support;
 mod serve_support;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -148,6 +149,32 @@ fn explicit_addresses_are_served_beside_inherited_sockets() {
     udp_round_trip(udp, b"explicit udp");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
+/// `--mode lines` needs a stream listener: an inherited TCP listener is
+/// one (served in lines mode: only the complete line comes back), an
+/// inherited UDP socket alone is not (a usage error, exit 2, as with
+/// `--udp` alone).
+#[test]
+fn lines_mode_takes_an_inherited_stream_listener_but_not_udp_alone() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let mut p = serve_activated(&["--mode", "lines"], vec![OwnedFd::from(tcp)], None, &[]);
+    p.listening(1);
+    let mut s = connect(addr);
+    s.write_all(b"one\ntw").unwrap();
+    let mut echoed = [0u8; 4];
+    s.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"one\n");
+    drop(s);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut p = serve_activated(&["--mode", "lines"], vec![OwnedFd::from(udp)], None, &[]);
+    let err = p.wait_stderr("--mode lines", IO_TIMEOUT);
+    assert_eq!(p.wait_exit(IO_TIMEOUT).code(), Some(2), "{err}");
+    assert!(err.contains("applies to stream listeners"), "{err}");
 }
 
 #[test]

@@ -146,3 +146,67 @@ pub(crate) fn parse_octal(s: &str) -> Result<u32, String> {
 pub(crate) fn non_zero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--threads` takes 1 to 1024, each edge included.
+    #[test]
+    fn threads_take_1_to_1024() {
+        assert_eq!(parse_threads("1"), Ok(1));
+        assert_eq!(parse_threads("1024"), Ok(1024));
+        assert_eq!(
+            parse_threads("1025"),
+            Err("must be at most 1024".to_owned())
+        );
+        assert!(parse_threads("0").unwrap_err().contains("at least 1"));
+    }
+
+    /// `--max-connections` takes any count but 0, as given.
+    #[test]
+    fn max_connections_take_any_count_from_1() {
+        assert_eq!(at_least_one("1"), Ok(1));
+        assert_eq!(at_least_one("10000"), Ok(10000));
+        assert!(at_least_one("0").is_err());
+    }
+
+    /// `--udp-max-datagram` takes 1 to the largest UDP payload, as given.
+    #[test]
+    fn udp_max_datagram_takes_1_to_the_largest_udp_payload() {
+        let max = ricochet::probe::UDP_MAX_V6;
+        assert_eq!(parse_max_datagram("1"), Ok(1));
+        assert_eq!(parse_max_datagram("1200"), Ok(1200));
+        assert_eq!(parse_max_datagram(&max.to_string()), Ok(max));
+        for bad in ["0".to_owned(), (max + 1).to_string()] {
+            let e = parse_max_datagram(&bad).unwrap_err();
+            assert!(e.contains(&format!("between 1 and {max}")), "{bad}: {e}");
+        }
+    }
+
+    /// `--stats-interval` takes 100ms or more, or 0/off for none; anything
+    /// shorter floods the log.
+    #[test]
+    fn stats_interval_takes_at_least_100ms_or_off() {
+        assert_eq!(parse_stats_interval("100ms"), Ok(STATS_INTERVAL_MIN));
+        assert_eq!(parse_stats_interval("10s"), Ok(Duration::from_secs(10)));
+        for off in ["0", "off"] {
+            assert_eq!(parse_stats_interval(off), Ok(Duration::ZERO), "{off}");
+        }
+        let e = parse_stats_interval("99ms").unwrap_err();
+        assert!(e.contains("at least 100ms"), "{e}");
+    }
+
+    /// `--unix-mode` takes octal permission bits up to 777, with or
+    /// without `0o`.
+    #[test]
+    fn unix_mode_takes_octal_bits_up_to_777() {
+        assert_eq!(parse_octal("600"), Ok(0o600));
+        assert_eq!(parse_octal("0o660"), Ok(0o660));
+        assert_eq!(parse_octal("777"), Ok(0o777));
+        for bad in ["1000", "8", "rw"] {
+            let e = parse_octal(bad).unwrap_err();
+            assert!(e.contains("expected octal permission bits"), "{bad}: {e}");
+        }
+    }
+}

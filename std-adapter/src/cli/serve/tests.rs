@@ -201,3 +201,61 @@ fn library_config_errors_are_usage_errors_and_bind_errors_are_not() {
     };
     assert_eq!(bind_failure_code(&busy), 1);
 }
+
+/// The per-source UDP rate limit is on by default (the core's rate and
+/// burst); `--udp-rate 0` or `--udp-burst 0` turns it off, any other pair
+/// is taken as given.
+#[test]
+fn udp_rate_limit_is_on_by_default_and_a_zero_rate_or_burst_turns_it_off() {
+    assert_eq!(
+        config(&[]).udp_rate,
+        Some(UdpRate {
+            per_second: DEFAULT_RATE.per_second,
+            burst: DEFAULT_RATE.burst,
+        })
+    );
+    assert_eq!(config(&["--udp-rate", "0"]).udp_rate, None);
+    assert_eq!(config(&["--udp-burst", "0"]).udp_rate, None);
+    assert_eq!(
+        config(&["--udp-rate", "1", "--udp-burst", "1"]).udp_rate,
+        Some(UdpRate {
+            per_second: 1,
+            burst: 1,
+        })
+    );
+}
+
+/// The UDP loop guard (datagrams from echo, chargen... ports dropped) is
+/// on unless `--no-loop-guard` turns it off.
+#[test]
+fn loop_guard_is_on_unless_no_loop_guard_is_given() {
+    assert!(config(&[]).loop_guard);
+    assert!(!config(&["--no-loop-guard"]).loop_guard);
+}
+
+/// `--user` (with `--group`, if given) is who the server becomes once
+/// bound; without `--user` it stays who it is.
+#[test]
+fn user_and_group_are_the_privilege_drop_target() {
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .args
+            .drop_to()
+    };
+    assert_eq!(parse(&[]), None);
+    assert_eq!(
+        parse(&["--user", "nobody"]),
+        Some(Target {
+            user: "nobody".into(),
+            group: None,
+        })
+    );
+    assert_eq!(
+        parse(&["--user", "nobody", "--group", "nogroup"]),
+        Some(Target {
+            user: "nobody".into(),
+            group: Some("nogroup".into()),
+        })
+    );
+}

@@ -80,6 +80,43 @@ fn human_log_format_stays_the_default() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
+/// A stderr that keeps up loses no line, so nothing is said of lost
+/// lines: not while serving, not at exit (the report of dropped lines
+/// once named "1 log lines" or "0 log lines" on a healthy stderr).
+#[test]
+fn a_stderr_that_keeps_up_is_never_told_of_dropped_lines() {
+    let mut cmd = std::process::Command::new(daemon_support::bin());
+    cmd.args(["serve", "--tcp", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug");
+    let mut p = Proc::spawn(cmd);
+    let tcp = p.listening(1)[0].1.parse().unwrap();
+    for i in 0..20u8 {
+        round_trip(&mut connect(tcp), &[i; 32]);
+    }
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+    let err = daemon_support::rest_of(&p.stderr).join("\n");
+    assert!(err.contains("stopped"), "{err}");
+    assert!(!err.contains("were dropped"), "{err}");
+}
+
+/// `RUST_LOG` set but empty (as `RUST_LOG= ricochet serve`, or an empty
+/// `Environment=` line) means the default, info: the start lines are logged.
+#[test]
+fn an_empty_rust_log_logs_at_info() {
+    for empty in ["", " "] {
+        let mut cmd = std::process::Command::new(daemon_support::bin());
+        cmd.args(["serve", "--tcp", "127.0.0.1:0"])
+            .env("RUST_LOG", empty);
+        let mut p = Proc::spawn(cmd);
+        p.listening(1);
+        let line = p.wait_stderr("listening", IO_TIMEOUT);
+        assert!(line.contains("INFO"), "{empty:?}: {line}");
+        p.signal("TERM");
+        assert!(p.wait_exit(IO_TIMEOUT).success());
+    }
+}
+
 /// The JSON format writes through the same never-failing writer: a stderr
 /// with no reader (EPIPE on every record) loses records, nothing else.
 #[test]

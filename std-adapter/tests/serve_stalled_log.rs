@@ -176,3 +176,139 @@ fn inetd_with_a_stderr_nobody_reads_still_echoes_and_stops() {
     assert_eq!(p.wait_exit(ABORT_LIMIT).code(), Some(130));
     drop(reader);
 }
+
+/// `ricochet serve` on UDP 127.0.0.1:0, logging at debug into `stderr`;
+/// each datagram over 100 bytes is dropped with one debug line.
+fn serve_udp_into(stderr: io::PipeWriter) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args(["serve", "--udp", "127.0.0.1:0", "--udp-max-datagram", "100"])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    let p = Proc::spawn_with(cmd);
+    let addr = p.listening(1)[0].1.parse().expect("address");
+    (p, addr)
+}
+
+/// A UDP client of `server`, echoing `what` through it.
+struct UdpClient {
+    socket: std::net::UdpSocket,
+    server: SocketAddr,
+}
+
+impl UdpClient {
+    fn new(server: SocketAddr) -> UdpClient {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        UdpClient { socket, server }
+    }
+
+    fn echo(&self, what: &[u8]) {
+        let mut b = [0u8; 128];
+        self.socket.send_to(what, self.server).unwrap();
+        let (n, _) = self.socket.recv_from(&mut b).expect("echo");
+        assert_eq!(&b[..n], what);
+    }
+
+    /// Sends `n` oversize datagrams (one debug line each), paced by echoes
+    /// so that none is lost in the socket buffer.
+    fn flood(&self, n: usize) {
+        for sent in 1..=n {
+            self.socket.send_to(&[7u8; 101], self.server).unwrap();
+            if sent % 50 == 0 {
+                self.echo(b"paced");
+            }
+        }
+    }
+}
+
+/// More lines than the queue holds (16384, `QUEUE_LINES`) while stderr
+/// is stalled: the rest are dropped, the service goes on, and once stderr
+/// is read again one warning says how many lines were lost.
+#[test]
+fn lines_dropped_while_stderr_stalled_are_counted_once_it_is_read_again() {
+    let (reader, writer, capacity) = small_pipe();
+    let (mut p, addr) = serve_udp_into(writer);
+    let c = UdpClient::new(addr);
+    c.echo(b"up?");
+    c.flood(20_000);
+    assert!(
+        queued(&reader) + 256 >= capacity,
+        "the pipe drained: the test did not stall the log"
+    );
+    c.echo(b"still echoing with a stuck log");
+    // Read stderr again, until the warning comes.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in io::BufRead::lines(io::BufReader::new(reader)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let warning = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("were dropped") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no warning of dropped lines: {e}"),
+        }
+    };
+    let lost: u64 = warning
+        .split("stderr was not read fast enough: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{warning}"));
+    assert!(lost > 0, "{warning}");
+    c.echo(b"still echoing");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(STOP_LIMIT).code(), Some(0));
+}
+
+/// A SIGTERM while stderr is stalled and the queue full: the process exits
+/// (status 0), leaving the queued lines, and says nothing on stdout
+/// (tracing-appender's guard, dropped with the queue full, prints "Failed
+/// to send shutdown signal to logging worker" there).
+#[test]
+fn a_full_log_queue_at_exit_is_left_without_a_word_on_stdout() {
+    let (reader, writer, _) = small_pipe();
+    let (mut p, addr) = serve_udp_into(writer);
+    let c = UdpClient::new(addr);
+    c.flood(20_000);
+    c.echo(b"still echoing with a full queue");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(STOP_LIMIT).code(), Some(0));
+    let mut stdout = Vec::new();
+    loop {
+        match p.stdout.recv_timeout(IO_TIMEOUT) {
+            Ok(line) => stdout.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("stdout still open: {e}"),
+        }
+    }
+    assert!(stdout.is_empty(), "after the listening line: {stdout:?}");
+    drop(reader);
+}
+
+/// An error found once logging runs (here `--mode lines` with UDP alone,
+/// a usage error) goes through the log queue like any line: with stderr
+/// already full, the process still exits (status 2) instead of blocking
+/// on the write.
+#[test]
+fn an_error_exit_with_a_full_stderr_does_not_block_on_it() {
+    let (reader, mut writer, capacity) = small_pipe();
+    io::Write::write_all(&mut writer, &vec![b'.'; capacity]).unwrap();
+    assert!(queued(&reader) >= capacity, "the pipe is not full");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
+    cmd.args(["serve", "--udp", "127.0.0.1:0", "--mode", "lines"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(writer);
+    let mut p = Proc::spawn_with(cmd);
+    assert_eq!(p.wait_exit(STOP_LIMIT).code(), Some(2));
+    drop(reader);
+}

@@ -446,3 +446,18 @@ fn cli_second_signal_quits_at_once() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     assert_eq!(code, Some(130));
 }
+
+/// `--quiet` prints nothing on success; an interrupted run is not one
+/// (exit 130) and says so on stderr as "interrupted", not as a failure
+/// with no error ("FAILED (0 errors)").
+#[test]
+fn cli_quiet_interrupted_run_says_interrupted_not_failed() {
+    let server = OurServer::start(Mode::Raw);
+    let p = Running::start(&[&format!("tcp://{}", server.tcp), "-d", "60s", "-q"]);
+    wait_for_connections(&server, 1);
+    p.signal("INT");
+    p.wait_stderr("ricochet probe: interrupted");
+    let (code, out) = p.finish(Duration::from_secs(15));
+    assert_eq!(code, Some(130), "{out}");
+    assert!(out.is_empty(), "--quiet prints no table: {out}");
+}

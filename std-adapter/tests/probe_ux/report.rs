@@ -251,3 +251,20 @@ fn paced_stream_never_runs_faster_than_the_rate_asked_for() {
         "{rate}/s for 150000/s asked: {j}"
     );
 }
+
+/// A failed run under `--quiet` prints no table but still says, on
+/// stderr, what failed and `FAILED (N errors)`; without `--quiet` the
+/// table says it and stderr has no such line.
+#[test]
+fn quiet_failed_run_says_failed_with_the_error_count_on_stderr_only() {
+    let t = refused_target();
+    let (code, out, err) = texts(&probe_cli(&[&t, "-n", "1", "-q"]));
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(out.is_empty(), "--quiet prints no table: {out}");
+    assert!(err.contains("ricochet probe: FAILED (1 error)"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    let (code, out, err) = texts(&probe_cli(&[&t, "-n", "1"]));
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(out.contains("FAILED"), "the table says it: {out}");
+    assert!(!err.contains("ricochet probe: FAILED"), "{err}");
+}

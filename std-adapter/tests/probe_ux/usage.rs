@@ -308,6 +308,50 @@ fn two_output_options_naming_one_file_are_a_usage_error() {
     assert_eq!(code, 1, "{err}");
 }
 
+/// Output files named relative to the working directory are told apart
+/// as the files they are: `a.hgrm` and `./a.hgrm` are one file (a usage
+/// error), `x/a.hgrm` and `y/a.hgrm` two, and a bare name is a file in the
+/// working directory (both checked and accepted: the refused target then
+/// fails the run, status 1, not 2).
+#[test]
+fn relative_output_paths_are_compared_as_the_files_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = refused_target();
+    let probe = |extra: &[&str]| {
+        texts(&run_bounded(
+            Command::new(ricochet_bin())
+                .current_dir(dir.path())
+                .args(["probe", &t, "-n", "1"])
+                .args(extra),
+            STEP_TIMEOUT,
+        ))
+    };
+    let (code, out, err) = probe(&[
+        "--latency-out",
+        "a.hgrm",
+        "--latency-out-uncorrected",
+        "./a.hgrm",
+    ]);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(
+        err.contains("--latency-out-uncorrected ./a.hgrm: the same file as --latency-out"),
+        "{err}"
+    );
+    for sub in ["x", "y"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    let (code, _, err) = probe(&[
+        "--latency-out",
+        "x/a.hgrm",
+        "--latency-out-uncorrected",
+        "y/a.hgrm",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = probe(&["--latency-out", "b.hgrm"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(dir.path().join("b.hgrm").exists(), "{err}");
+}
+
 /// `--max-loss` is for datagrams: a stream target loses nothing (TCP
 /// retransmits), so giving it there is a usage error, not silently unused.
 #[test]

@@ -50,8 +50,15 @@ fn queued(reader: &PipeReader) -> usize {
 
 /// `ricochet serve` on 127.0.0.1:0, logging at debug into `stderr`.
 fn serve_into(stderr: io::PipeWriter, args: &[&str]) -> (Proc, SocketAddr) {
+    let tcp = ["--tcp", "127.0.0.1:0", "--stats-interval", "100ms"];
+    serve_logging_into(stderr, &[&tcp[..], args].concat())
+}
+
+/// `ricochet serve ARGS` (one listener), logging at debug into `stderr`,
+/// and the address it listens on.
+fn serve_logging_into(stderr: io::PipeWriter, args: &[&str]) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
-    cmd.args(["serve", "--tcp", "127.0.0.1:0", "--stats-interval", "100ms"])
+    cmd.arg("serve")
         .args(args)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
@@ -180,15 +187,8 @@ fn inetd_with_a_stderr_nobody_reads_still_echoes_and_stops() {
 /// `ricochet serve` on UDP 127.0.0.1:0, logging at debug into `stderr`;
 /// each datagram over 100 bytes is dropped with one debug line.
 fn serve_udp_into(stderr: io::PipeWriter) -> (Proc, SocketAddr) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
-    cmd.args(["serve", "--udp", "127.0.0.1:0", "--udp-max-datagram", "100"])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    let p = Proc::spawn_with(cmd);
-    let addr = p.listening(1)[0].1.parse().expect("address");
-    (p, addr)
+    let udp = ["--udp", "127.0.0.1:0", "--udp-max-datagram", "100"];
+    serve_logging_into(stderr, &udp)
 }
 
 /// A UDP client of `server`, echoing `what` through it.

@@ -77,6 +77,21 @@ fn inspect(cert: &Path) -> (Vec<String>, bool, i64, i64) {
     (names, ca, v.not_before.timestamp(), v.not_after.timestamp())
 }
 
+/// The certificate's subject and issuer common names.
+fn subject_and_issuer(cert: &Path) -> (String, String) {
+    let pem_bytes = std::fs::read(cert).expect("read cert.pem");
+    let (_, pem) = parse_x509_pem(&pem_bytes).expect("a PEM block");
+    let x509 = pem.parse_x509().expect("an X.509 certificate");
+    let cn = |name: &X509Name<'_>| {
+        name.iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (cn(x509.subject()), cn(x509.issuer()))
+}
+
 fn now() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -282,4 +297,51 @@ fn cert_refuses_a_bad_name_or_days_or_directory_with_the_reason() {
         "{}",
         text(&o)
     );
+}
+
+/// Each certificate's subject is its own, `ricochet test certificate`
+/// and 16 hex digits of its key, and never a server name: a subject the
+/// same as a trusted root's (Debian's snakeoil certificate is
+/// `CN=localhost`) makes a verifier check the signature against that
+/// root's key, and two of these with one subject would collide the same
+/// way.
+#[test]
+fn cert_subject_is_unique_to_its_key_and_not_a_server_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut subjects = Vec::new();
+    for sub in ["one", "two"] {
+        let out = dir.path().join(sub);
+        let o = ricochet(&["cert", "--out", path(&out)]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let (subject, issuer) = subject_and_issuer(&out.join("cert.pem"));
+        assert_eq!(issuer, subject, "self-signed");
+        let hex = subject
+            .strip_prefix("ricochet test certificate ")
+            .unwrap_or_else(|| panic!("subject {subject:?}"));
+        assert!(
+            hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "subject {subject:?}"
+        );
+        subjects.push(subject);
+    }
+    assert_ne!(subjects[0], subjects[1], "two keys, two subjects");
+}
+
+/// `--force` removes what is in the way before writing; what it cannot
+/// remove (here a directory named key.pem) is named with the reason, not
+/// reported as a file that already exists.
+#[test]
+fn cert_force_over_a_directory_in_the_way_says_it_cannot_replace_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("key.pem");
+    std::fs::create_dir(&key).expect("mkdir");
+    let o = ricochet(&["cert", "--out", path(dir.path()), "--force"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot replace {}", key.display())) && err.contains("directory"),
+        "{err}"
+    );
+    assert!(key.is_dir(), "the directory is left alone");
+    assert!(!dir.path().join("cert.pem").exists(), "no half pair");
 }

@@ -179,3 +179,26 @@ fn generate_writes_man_pages_and_completions_from_the_cli() {
     );
     assert!(!Path::new(&dir.path().join("man/ricochet-generate.1")).exists());
 }
+
+/// A directory `generate` cannot make (here under a regular file) fails
+/// the packaging step with status 1 and the path and reason, instead of
+/// leaving a package without man pages behind a success.
+#[test]
+fn generate_into_a_directory_it_cannot_make_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let target = file.join("out");
+    let out = Command::new(bin())
+        .arg("generate")
+        .arg(&target)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("ricochet generate: {}: ", target.display()))
+            && err.contains("Not a directory"),
+        "{err}"
+    );
+}

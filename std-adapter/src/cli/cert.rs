@@ -63,8 +63,9 @@ pub(crate) struct CertArgs {
 /// A `--name`: an IP address or a DNS name rustls can match a server by.
 fn parse_name(s: &str) -> Result<String, String> {
     let plain = s.strip_prefix("*.").unwrap_or(s);
+    // An empty name ("" or "*.") is neither: `try_from` refuses it.
     match ServerName::try_from(plain) {
-        Ok(_) if !plain.is_empty() => Ok(s.to_owned()),
+        Ok(_) => Ok(s.to_owned()),
         _ => Err(format!(
             "{s:?} is neither an IP address nor a DNS name (letters, digits, '-' and '.', \
              e.g. localhost, echo.example.com, *.example.com, 127.0.0.1, ::1)"
@@ -287,5 +288,26 @@ mod tests {
         assert_eq!(try_lines("fe80::9", &here).0, "[fe80::9]");
         assert_eq!(try_lines("::1", &here).0, "[::1]");
         assert_eq!(try_lines("127.0.0.1", &here).0, "127.0.0.1");
+    }
+
+    /// Only a link-local address takes an interface: `::1` and a global
+    /// address are the same on every interface, and this host lists them
+    /// too (`lo`, `eth0` in /proc/net/if_inet6); `[::1%lo]` would be a
+    /// scope the user never asked for.
+    #[test]
+    fn lines_for_a_loopback_or_global_address_name_no_interface() {
+        let here = [
+            ("::1".parse().unwrap(), "lo".to_owned()),
+            ("2001:db8::1".parse().unwrap(), "eth0".to_owned()),
+            ("fe80::1".parse().unwrap(), "eth0".to_owned()),
+        ];
+        for (name, shown) in [("::1", "[::1]"), ("2001:db8::1", "[2001:db8::1]")] {
+            let (listen, target, checked) = try_lines(name, &here);
+            assert_eq!(
+                (&listen[..], &target[..], &checked[..]),
+                (shown, shown, ""),
+                "{name}"
+            );
+        }
     }
 }

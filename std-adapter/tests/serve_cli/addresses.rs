@@ -215,6 +215,28 @@ fn cli_ipv6_wildcard_where_ipv6_is_disabled_is_warned_of_naming_the_sysctl() {
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }
 
+/// `[::]` where IPv6 is on (`net.ipv6.conf.all.disable_ipv6 = 0`) but no
+/// interface has an address (here it is disabled on `lo`, the namespace's
+/// only interface): the warning says so and points to `ip -6 addr`, not
+/// to the `all` sysctl, which would change nothing.
+#[test]
+fn cli_ipv6_wildcard_where_no_interface_has_an_address_points_to_ip_addr() {
+    let setup = "sysctl -qw net.ipv6.conf.lo.disable_ipv6=1";
+    let cmd = netns_support::ricochet_in_new_netns(setup, &["serve", "--tcp", "[::]:0"]);
+    let mut p = Proc::spawn(cmd);
+    p.listening(1);
+    let line = p.wait_stderr("serves no one", IO_TIMEOUT);
+    assert!(
+        line.contains("tcp [::]:0")
+            && line.contains("IPv6 is disabled on each interface")
+            && line.contains("see `ip -6 addr`")
+            && !line.contains("net.ipv6.conf.all.disable_ipv6 = 1"),
+        "{line}"
+    );
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success());
+}
+
 /// `[::ffff:127.0.0.1]:PORT` is an IPv4 address in IPv6 form; an IPv6
 /// listener is IPv6-only, so the kernel refuses it with a bare EINVAL:
 /// the error names the IPv4 form to give instead, for TCP and UDP alike,

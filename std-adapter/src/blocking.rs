@@ -42,8 +42,6 @@
 //! surfaces as [`embedded_io::ErrorKind::TimedOut`], which both drivers
 //! treat as "time passed", not as a failure.
 
-use std::io;
-
 use embedded_io::{Error as _, ErrorKind, ErrorType, Read, Write};
 use ricochet_core::probe::{ConfigError, ProbeConfig, ProbeError, ProbeStats};
 use ricochet_core::pump::{Failure, ReadOutcome, Transport, WriteOutcome};
@@ -88,147 +86,9 @@ impl<F: Fn() -> Instant> TimeSource for F {
     }
 }
 
-/// A std stream as an [`embedded_io`] stream whose socket timeouts read as
-/// [`ErrorKind::TimedOut`].
-///
-/// Like `embedded_io_adapters::std::FromStd`, except that std reports a
-/// socket read/write timeout as `WouldBlock` on Unix, which `FromStd` maps
-/// to `ErrorKind::Other` (a failure for the drivers). Works with
-/// `TcpStream`, `UnixStream` and `&TcpStream`.
-#[derive(Debug)]
-pub struct StdStream<T> {
-    inner: T,
-}
+mod stream;
 
-impl<T> StdStream<T> {
-    /// Wraps `inner`.
-    pub fn new(inner: T) -> Self {
-        StdStream { inner }
-    }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
-    /// The wrapped stream, mutably.
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
-    /// Unwraps the stream.
-    pub fn into_inner(self) -> T {
-        self.inner
-    }
-}
-
-fn map_timeout(e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::WouldBlock {
-        io::Error::new(io::ErrorKind::TimedOut, e)
-    } else {
-        e
-    }
-}
-
-impl<T> ErrorType for StdStream<T> {
-    type Error = io::Error;
-}
-
-impl<T: io::Read> Read for StdStream<T> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, io::Error> {
-        self.inner.read(buf).map_err(map_timeout)
-    }
-}
-
-impl<T: io::Write> Write for StdStream<T> {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, io::Error> {
-        match self.inner.write(buf) {
-            Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
-            r => r.map_err(map_timeout),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), io::Error> {
-        self.inner.flush().map_err(map_timeout)
-    }
-}
-
-/// A blocking stream whose write side can be shut down (TCP and Unix:
-/// `shutdown(Write)`, which sends FIN after everything queued).
-///
-/// [`serve_connection`] half-closes through it when the session closes
-/// gracefully, then keeps reading until the peer finishes, like every
-/// other Ricochet transport. A stream that cannot half-close implements it
-/// as a no-op: the peer then sees the end when the caller closes the stream.
-///
-/// Implemented for `TcpStream` and `UnixStream` (owned or borrowed), for
-/// `&mut` of any implementor, and for [`StdStream<T>`] whenever `T` is one:
-/// to serve your own std stream (an in-memory pipe, a wrapper), implement
-/// it for that type and wrap it in [`StdStream`].
-pub trait HalfClose {
-    /// Sends FIN after everything written; errors are ignored (the peer may
-    /// be gone already).
-    fn shutdown_write(&mut self);
-
-    /// Bytes written that the peer has not acknowledged yet (TCP:
-    /// `SIOCOUTQ`), which a reset would discard. A session aborted for what
-    /// its peer sent (a line or frame too long, a frame cut short) waits
-    /// for them, within its linger, before [`serve_connection`] returns, so
-    /// the caller's reset does not cut off the echo of the whole lines or
-    /// frames before it. Default: 0 (nothing waits).
-    fn unacknowledged_output(&self) -> usize {
-        0
-    }
-}
-
-macro_rules! half_close_via_shutdown {
-    ($($t:ty),*) => {$(
-        impl HalfClose for $t {
-            fn shutdown_write(&mut self) {
-                let _ = self.shutdown(std::net::Shutdown::Write);
-            }
-        }
-    )*};
-}
-
-half_close_via_shutdown!(
-    std::os::unix::net::UnixStream,
-    &std::os::unix::net::UnixStream
-);
-
-macro_rules! half_close_tcp {
-    ($($t:ty),*) => {$(
-        impl HalfClose for $t {
-            fn shutdown_write(&mut self) {
-                let _ = self.shutdown(std::net::Shutdown::Write);
-            }
-            fn unacknowledged_output(&self) -> usize {
-                let tcp: &std::net::TcpStream = std::borrow::Borrow::borrow(self);
-                crate::serve::tcp_unacknowledged(tcp)
-            }
-        }
-    )*};
-}
-
-half_close_tcp!(std::net::TcpStream, &std::net::TcpStream);
-
-impl<T: HalfClose + ?Sized> HalfClose for &mut T {
-    fn shutdown_write(&mut self) {
-        (**self).shutdown_write();
-    }
-    fn unacknowledged_output(&self) -> usize {
-        (**self).unacknowledged_output()
-    }
-}
-
-impl<T: HalfClose> HalfClose for StdStream<T> {
-    fn shutdown_write(&mut self) {
-        self.inner.shutdown_write();
-    }
-    fn unacknowledged_output(&self) -> usize {
-        self.inner.unacknowledged_output()
-    }
-}
+pub use stream::{HalfClose, StdStream};
 
 /// Why [`serve_connection`] ended other than by a graceful close.
 #[derive(Debug)]
@@ -256,17 +116,10 @@ impl core::fmt::Display for DriveError {
 impl std::error::Error for DriveError {}
 
 /// An `embedded_io` stream as the core's [`Transport`]: a timed-out call
-/// is "nothing now", `Interrupted` is retried, other errors fail the
-/// connection.
+/// is "nothing now", `Interrupted` is retried, other errors are the peer's
+/// reset (a transport timeout, `Failure::TimedOut`, cannot be told from a
+/// socket timeout here).
 struct Blocking<'a, S: ?Sized>(&'a mut S);
-
-fn failure(kind: ErrorKind) -> Failure {
-    if kind == ErrorKind::TimedOut {
-        Failure::TimedOut
-    } else {
-        Failure::Reset
-    }
-}
 
 impl<S: Read + Write + HalfClose + ?Sized> Transport for Blocking<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
@@ -276,20 +129,29 @@ impl<S: Read + Write + HalfClose + ?Sized> Transport for Blocking<'_, S> {
                 Ok(n) => ReadOutcome::Data(n),
                 Err(e) if e.kind() == ErrorKind::TimedOut => ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => ReadOutcome::Failed(failure(e.kind())),
+                Err(_) => ReadOutcome::Failed(Failure::Reset),
             };
         }
     }
 
-    fn write(&mut self, buf: &[u8], _more: bool) -> WriteOutcome {
+    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
         loop {
             return match self.0.write(buf) {
                 // A blocking stream that takes nothing will not take more later.
                 Ok(0) => WriteOutcome::Failed(Failure::Reset),
-                Ok(n) => WriteOutcome::Sent(n),
+                Ok(n) => {
+                    // Only a `more` write may be held back (the pump flushes
+                    // after it): a stream that buffers writes (an embedded
+                    // socket, a `BufWriter`) sends this one now. A flush that
+                    // fails leaves it for the next read or write to report.
+                    if !more {
+                        let _ = self.0.flush();
+                    }
+                    WriteOutcome::Sent(n)
+                }
                 Err(e) if e.kind() == ErrorKind::TimedOut => WriteOutcome::WouldBlock,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => WriteOutcome::Failed(failure(e.kind())),
+                Err(_) => WriteOutcome::Failed(Failure::Reset),
             };
         }
     }
@@ -312,7 +174,8 @@ impl<S: Read + Write + HalfClose + ?Sized> Transport for Blocking<'_, S> {
 /// buffer: its length is the longest line or largest frame echoed).
 ///
 /// Runs the core's [`Pump`] over the blocking stream: everything pending is
-/// written before the next read; after a graceful close the stream is
+/// written (and flushed, for a stream that buffers writes) before the next
+/// read; after a graceful close the stream is
 /// half-closed ([`HalfClose`]) and read until the peer finishes, within the
 /// session's linger time. Returns the session's counters when it closed
 /// gracefully (the caller then drops the stream), or [`DriveError`] when it
@@ -460,7 +323,8 @@ impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for ProbeDriveE
 /// message was sent and verified; `M` bounds the messages in flight.
 ///
 /// `buf` is scratch space for both directions (its size is the largest
-/// write and read; 4 KiB to 64 KiB is sensible). On success the caller
+/// write and read; 4 KiB to 64 KiB is sensible). What was written is
+/// flushed before each read, for a stream that buffers writes. On success the caller
 /// half-closes (`shutdown(Write)`) and checks the server's FIN with
 /// [`expect_eof`]; this function cannot, as `embedded_io` has no shutdown.
 ///
@@ -485,6 +349,9 @@ where
         return Err(ProbeDriveError::EmptyBuffer);
     }
     let mut probe = StreamProbe::<M>::new(config, time.now()).map_err(ProbeDriveError::Config)?;
+    // Written since the last flush: a stream that buffers writes (an
+    // embedded socket, a `BufWriter`) sends them only when flushed.
+    let mut unflushed = false;
     loop {
         // 1. Write everything the probe allows now (in `raw` mode, only up
         //    to RAW_READ_AHEAD unverified bytes: see its docs).
@@ -505,6 +372,7 @@ where
                 Ok(w) => {
                     // w <= n (what was offered): cannot fail.
                     let _ = probe.commit_sent(time.now(), w);
+                    unflushed = true;
                 }
                 Err(e) if e.kind() == ErrorKind::TimedOut => {
                     probe
@@ -527,7 +395,20 @@ where
             }
             continue;
         }
-        // 3. Read once and verify everything read.
+        // 3. Send what the stream holds, then read once and verify
+        //    everything read.
+        if unflushed {
+            match stream.flush() {
+                Ok(()) => unflushed = false,
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    probe
+                        .handle_timeout(time.now())
+                        .map_err(ProbeDriveError::Probe)?;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ProbeDriveError::Io(e)),
+            }
+        }
         match stream.read(buf) {
             Ok(0) => {
                 probe

@@ -4,6 +4,8 @@ use ricochet_core::probe::{Pattern, SizeRange};
 use std::cell::Cell;
 use std::collections::VecDeque;
 
+mod transport;
+
 /// A scripted stream: reads come from `input` (then EOF), writes go to `output`
 /// at most `max_write` bytes at a time.
 struct Script {
@@ -207,6 +209,92 @@ fn serve_connection_line_too_long_returns_once_the_echo_before_it_is_acknowledge
     );
 }
 
+/// A stream that cannot tell what its peer acknowledged (the default
+/// `unacknowledged_output`, as a Unix socket or the caller's own stream)
+/// has nothing to wait for: an abort returns at once instead of waiting
+/// out the linger (2 s) for bytes it will never see acknowledged. Time is
+/// counted on the fake clock, one microsecond per read.
+#[test]
+fn serve_connection_abort_on_a_stream_without_acknowledgements_returns_without_the_linger() {
+    let mut peer = Waiting {
+        input: b"ok\n".iter().chain(&[b'x'; 100]).copied().collect(),
+        output: Vec::new(),
+        fin_sent: false,
+    };
+    let config = SessionConfig {
+        mode: Mode::Lines,
+        ..SessionConfig::default()
+    };
+    let ticks = Cell::new(0u64);
+    let clock = || {
+        ticks.set(ticks.get() + 1);
+        Instant::from_micros(ticks.get())
+    };
+    // Through `&mut`, as a caller that keeps its stream passes it.
+    let r = serve_connection(&mut &mut peer, [0u8; 64], config, &clock);
+    assert!(matches!(
+        r,
+        Err(DriveError::Aborted {
+            reason: AbortReason::LineTooLong { .. },
+            ..
+        })
+    ));
+    assert_eq!(peer.output, b"ok\n");
+    let linger_us = config.linger.as_micros();
+    assert!(
+        ticks.get() < linger_us / 2,
+        "waited {} µs of a {linger_us} µs linger for acknowledgements it cannot see",
+        ticks.get()
+    );
+}
+
+/// A stream that reports its `.0` bytes written and not yet acknowledged.
+struct Unacked(usize);
+
+impl HalfClose for Unacked {
+    fn shutdown_write(&mut self) {}
+    fn unacknowledged_output(&self) -> usize {
+        self.0
+    }
+}
+
+/// What the wrapped or borrowed stream reports unacknowledged is what the
+/// driver waits for before a reset: `StdStream` and `&mut` pass it on.
+#[test]
+fn std_stream_and_borrowed_streams_report_the_inner_streams_unacknowledged_bytes() {
+    assert_eq!(StdStream::new(Unacked(7)).unacknowledged_output(), 7);
+    assert_eq!(StdStream::new(Unacked(0)).unacknowledged_output(), 0);
+    let mut inner = Unacked(5);
+    assert_eq!(HalfClose::unacknowledged_output(&&mut inner), 5);
+}
+
+/// A std writer that takes nothing (`Ok(0)` for a non-empty buffer) and
+/// whose flush fails as a timed-out socket does.
+struct TakesNothing;
+
+impl std::io::Write for TakesNothing {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// `Ok(0)` for bytes offered is an error (`WriteZero`), or a driver would
+/// offer them again for ever; an empty write is still `Ok(0)`. A flush's
+/// error reaches the caller, a socket timeout's `WouldBlock` as `TimedOut`
+/// like every other call's.
+#[test]
+fn std_stream_write_of_nothing_taken_is_write_zero_and_flush_errors_reach_the_caller() {
+    let mut s = StdStream::new(TakesNothing);
+    let e = Write::write(&mut s, b"x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WriteZero);
+    assert_eq!(Write::write(&mut s, b"").unwrap(), 0);
+    let e = Write::flush(&mut s).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+}
+
 /// `Stop::No` for the first `after` asks, then `then`.
 fn stop_after(after: usize, then: Stop) -> impl FnMut() -> Stop {
     let mut asked = 0;
@@ -336,4 +424,32 @@ fn probe_connection_reports_mismatch_at_corrupted_offset() {
         ),
         "{r:?}"
     );
+}
+
+/// A borrowed stream wrapped for the driver (`StdStream::new(&mut s)`,
+/// the caller keeping `s`) still half-closes: the peer sees the echo and
+/// then the end, while the caller holds the socket open.
+#[test]
+fn serve_connection_over_a_borrowed_unix_stream_sends_fin_after_the_echo() {
+    use std::io::{Read as _, Write as _};
+    let (mut ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let limit = Some(std::time::Duration::from_secs(10));
+    ours.set_read_timeout(limit).unwrap();
+    peer.set_read_timeout(limit).unwrap();
+    peer.write_all(b"hello").unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let clock = Clock::new();
+    let stats = serve_connection(
+        &mut StdStream::new(&mut ours),
+        [0u8; 64],
+        SessionConfig::default(),
+        &clock,
+    )
+    .unwrap();
+    assert_eq!(stats.bytes_out, 5);
+    let mut echoed = Vec::new();
+    peer.read_to_end(&mut echoed)
+        .expect("the echo, then the end of the stream while `ours` is still open");
+    assert_eq!(echoed, b"hello");
+    drop(ours);
 }

@@ -1,0 +1,269 @@
+//! The blocking transport's reading of errors (a timeout is "nothing now",
+//! `Interrupted` is retried, anything else is a reset) and its flush.
+
+use super::*;
+
+/// A peer whose calls fail as scripted: each read takes the next of
+/// `read_errors` first, each write the next of `write_errors`; then reads
+/// give `input`, and once it is all echoed, the end of the stream (before
+/// that, reads time out: it waits for its echo).
+struct Faulty {
+    read_errors: VecDeque<ErrorKind>,
+    write_errors: VecDeque<ErrorKind>,
+    input: VecDeque<u8>,
+    sent: usize,
+    output: Vec<u8>,
+}
+
+impl Faulty {
+    fn new(input: &[u8], read_errors: &[ErrorKind], write_errors: &[ErrorKind]) -> Faulty {
+        Faulty {
+            read_errors: read_errors.iter().copied().collect(),
+            write_errors: write_errors.iter().copied().collect(),
+            input: input.iter().copied().collect(),
+            sent: input.len(),
+            output: Vec::new(),
+        }
+    }
+}
+
+impl ErrorType for Faulty {
+    type Error = ErrorKind;
+}
+
+impl Read for Faulty {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if let Some(e) = self.read_errors.pop_front() {
+            return Err(e);
+        }
+        if self.input.is_empty() {
+            return if self.output.len() == self.sent {
+                Ok(0)
+            } else {
+                Err(ErrorKind::TimedOut)
+            };
+        }
+        let n = buf.len().min(self.input.len());
+        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *b = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Faulty {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if let Some(e) = self.write_errors.pop_front() {
+            return Err(e);
+        }
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+impl HalfClose for Faulty {
+    fn shutdown_write(&mut self) {}
+}
+
+fn serve(peer: &mut Faulty) -> Result<SessionStats, DriveError> {
+    serve_connection(peer, [0u8; 64], SessionConfig::default(), &ticker())
+}
+
+/// A read or a write that fails for any reason but a timeout or an
+/// interruption is the peer's reset: the session aborts saying so, and
+/// nothing is retried (a reset read taken for "nothing now" would have
+/// let the stream end look like a graceful close; a failed write retried
+/// would have sent the echo after all).
+#[test]
+fn serve_connection_read_or_write_failure_aborts_as_a_peer_reset() {
+    let mut peer = Faulty::new(b"", &[ErrorKind::ConnectionReset], &[]);
+    let e = serve(&mut peer).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DriveError::Aborted {
+                reason: AbortReason::PeerReset,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "session aborted: connection reset by peer");
+
+    let mut peer = Faulty::new(b"hi", &[], &[ErrorKind::BrokenPipe]);
+    let e = serve(&mut peer).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DriveError::Aborted {
+                reason: AbortReason::PeerReset,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(peer.output.is_empty(), "a failed write is not retried");
+}
+
+/// An interrupted read or write (a signal) is retried: the echo is whole
+/// and the connection closes gracefully.
+#[test]
+fn serve_connection_retries_interrupted_reads_and_writes() {
+    let mut peer = Faulty::new(
+        b"hello",
+        &[ErrorKind::Interrupted],
+        &[ErrorKind::Interrupted, ErrorKind::Interrupted],
+    );
+    let stats = serve(&mut peer).expect("a graceful close");
+    assert_eq!(peer.output, b"hello");
+    assert_eq!(stats.bytes_out, 5);
+}
+
+/// A stream that buffers what it is given until it is flushed (an
+/// embedded socket's transmit buffer, a `BufWriter`), whose peer sends
+/// `input` and waits for all of its echo before it finishes.
+struct Buffering {
+    input: VecDeque<u8>,
+    sent: usize,
+    pending: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl ErrorType for Buffering {
+    type Error = ErrorKind;
+}
+
+impl Read for Buffering {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.input.is_empty() {
+            return if self.output.len() == self.sent {
+                Ok(0)
+            } else {
+                Err(ErrorKind::TimedOut)
+            };
+        }
+        let n = buf.len().min(self.input.len());
+        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *b = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Buffering {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.output.append(&mut self.pending);
+        Ok(())
+    }
+}
+
+impl HalfClose for Buffering {
+    fn shutdown_write(&mut self) {}
+}
+
+/// A write without the "more is coming" hint is not held back: the driver
+/// flushes a buffering stream after it, so a peer waiting for its echo
+/// gets it at once. It did not: the echo stayed in the stream's buffer
+/// until the idle timeout closed the connection (and a peer that waits
+/// for each echo before sending more, as the probe does, got nothing).
+#[test]
+fn serve_connection_flushes_a_buffering_stream_after_each_echo_not_held_back() {
+    // 200 bytes end on a short read, echoed without the hint; 192 on a
+    // full one, echoed with it and flushed when the next read finds nothing.
+    for len in [200u32, 192] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+        let mut peer = Buffering {
+            input: data.iter().copied().collect(),
+            sent: data.len(),
+            pending: Vec::new(),
+            output: Vec::new(),
+        };
+        let config = SessionConfig {
+            idle_timeout: Some(ricochet_core::Duration::from_millis(100)),
+            ..SessionConfig::default()
+        };
+        let ticks = Cell::new(0u64);
+        let clock = || {
+            ticks.set(ticks.get() + 1);
+            Instant::from_micros(ticks.get())
+        };
+        let stats =
+            serve_connection(&mut peer, [0u8; 64], config, &clock).expect("a graceful close");
+        assert_eq!(peer.output, data, "{len} bytes");
+        assert_eq!(stats.bytes_out, u64::from(len));
+        // The idle timeout closes gracefully too, flushing on the way out:
+        // the fake clock (a microsecond per read of it) tells the two apart.
+        assert!(
+            ticks.get() < 50_000,
+            "{len} bytes: the echo left only when the idle timeout closed the connection, \
+             {} µs in",
+            ticks.get()
+        );
+    }
+}
+
+/// An echo behind a stream that buffers writes until they are flushed:
+/// only flushed bytes reach the echo; reads time out when nothing came back.
+struct BufferedEcho {
+    pending: Vec<u8>,
+    echo: VecDeque<u8>,
+}
+
+impl ErrorType for BufferedEcho {
+    type Error = ErrorKind;
+}
+
+impl Read for BufferedEcho {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if self.echo.is_empty() {
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.echo.len());
+        for (b, byte) in buf.iter_mut().zip(self.echo.drain(..n)) {
+            *b = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for BufferedEcho {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.echo.extend(self.pending.drain(..));
+        Ok(())
+    }
+}
+
+/// The blocking probe flushes what it wrote before it waits for the
+/// echo: over a buffering stream every message is verified. It did not
+/// flush: its messages stayed in the stream's buffer and the first one
+/// timed out.
+#[test]
+fn probe_connection_flushes_a_buffering_stream_before_it_reads() {
+    let mut echo = BufferedEcho {
+        pending: Vec::new(),
+        echo: VecDeque::new(),
+    };
+    let config = ProbeConfig {
+        pattern: Pattern::PingPong,
+        size: SizeRange::range(10, 90),
+        count: Some(20),
+        response_timeout: Some(ricochet_core::Duration::from_millis(100)),
+        ..ProbeConfig::default()
+    };
+    let mut buf = [0u8; 128];
+    let stats = probe_connection::<4, _, _>(&mut echo, config, &ticker(), &mut buf)
+        .expect("every message echoed");
+    assert_eq!(stats.messages_verified, 20);
+    assert_eq!(stats.bytes_verified, stats.bytes_sent);
+}

@@ -94,9 +94,10 @@ mod tests {
 
     use super::*;
 
-    /// An 80-column terminal that records every line drawn.
+    /// An 80-column terminal that records every line drawn (`.0`) and
+    /// what its one line shows now (`.1`: cleared by `clear_line`).
     #[derive(Debug, Default, Clone)]
-    struct Screen(Arc<Mutex<Vec<String>>>);
+    struct Screen(Arc<Mutex<Vec<String>>>, Arc<Mutex<String>>);
 
     impl TermLike for Screen {
         fn width(&self) -> u16 {
@@ -119,9 +120,11 @@ mod tests {
         }
         fn write_str(&self, s: &str) -> io::Result<()> {
             self.0.lock().unwrap().push(s.to_owned());
+            self.1.lock().unwrap().push_str(s);
             Ok(())
         }
         fn clear_line(&self) -> io::Result<()> {
+            self.1.lock().unwrap().clear();
             Ok(())
         }
         fn flush(&self) -> io::Result<()> {
@@ -215,5 +218,55 @@ mod tests {
         let msg = b.bar.message();
         assert!(msg.starts_with("warmup, "), "{msg}");
         assert!(msg.contains("3 lost, 1 error"), "{msg}");
+    }
+
+    /// Pins the end of the warmup: once `--warmup` has elapsed, exactly,
+    /// the run is measuring (the tally's window opens at `start + warmup`,
+    /// inclusive), so the bar no longer says "warmup".
+    #[test]
+    fn bar_message_drops_the_warmup_when_the_warmup_has_elapsed() {
+        let b = Bar::with_target(
+            &spec(
+                Stop::Duration(Duration::from_secs(10)),
+                Duration::from_secs(2),
+            ),
+            ProgressDrawTarget::hidden(),
+        );
+        b.update(&Snapshot {
+            elapsed: Duration::from_secs(2),
+            ..busy()
+        });
+        let msg = b.bar.message();
+        assert!(!msg.contains("warmup"), "{msg}");
+        assert!(msg.starts_with("123456789012 verified, "), "{msg}");
+    }
+
+    /// Pins that a run with nothing lost does not mention losses: ", 0
+    /// lost" would read as a measured zero on TCP, where nothing can be.
+    #[test]
+    fn bar_message_without_losses_does_not_mention_them() {
+        for stop in [Stop::Count(10), Stop::Duration(Duration::from_secs(10))] {
+            let b = Bar::with_target(&spec(stop, Duration::ZERO), ProgressDrawTarget::hidden());
+            b.update(&Snapshot { lost: 0, ..busy() });
+            let msg = b.bar.message();
+            assert!(!msg.contains("lost"), "{msg}");
+            assert!(msg.contains(" MB, 12345678 errors"), "{msg}");
+        }
+    }
+
+    /// Pins that finishing erases the bar: the summary table that follows
+    /// on stdout must not sit under a stale progress line.
+    #[test]
+    fn finished_bar_leaves_nothing_on_the_line() {
+        let screen = Screen::default();
+        let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+        let b = Bar::with_target(&spec(Stop::Count(10), Duration::ZERO), target);
+        b.update(&busy());
+        b.bar.tick();
+        let shown = screen.1.lock().unwrap().clone();
+        assert!(shown.contains("verified"), "bar not drawn: {shown:?}");
+        b.finish();
+        let shown = screen.1.lock().unwrap().clone();
+        assert_eq!(shown, "", "bar left behind");
     }
 }

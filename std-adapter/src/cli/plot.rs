@@ -8,12 +8,13 @@
 //! with the bound, then the spectrum of the step that found the rate.
 
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use ricochet::probe::units::format_micros;
-use ricochet::probe::{IntervalReport, RateSearch, Report, SpectrumPoint, Which};
+use ricochet::probe::{IntervalReport, Latency, RateSearch, Report, SpectrumPoint, Which};
 
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 1000;
@@ -138,6 +139,55 @@ fn points(s: &[SpectrumPoint]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Where the percentile axis ends: at the decade after the last percentile
+/// below 100 % (99 % at least, 99.9999 % at most); the 100 % point (the
+/// maximum) is drawn at its end.
+fn nines_end<'a>(points: impl IntoIterator<Item = &'a SpectrumPoint>) -> f64 {
+    points
+        .into_iter()
+        .filter(|p| p.percentile < 100.0)
+        .map(|p| nines(p.percentile))
+        .fold(2.0, f64::max)
+        .ceil()
+        .min(MAX_NINES)
+}
+
+/// The spectrum's latency axis (ms, log scale) for the latencies `ms`:
+/// a factor 1.5 beyond the lowest and the highest (1 us at least).
+fn latency_axis(ms: impl Iterator<Item = f64> + Clone) -> Range<f64> {
+    let y_max = ms.clone().fold(0.001, f64::max) * 1.5;
+    let y_min = ms.fold(f64::MAX, f64::min).max(0.001) / 1.5;
+    y_min..y_max
+}
+
+/// A percentile people quote, marked on the spectrum.
+#[derive(Debug, PartialEq)]
+struct Mark {
+    /// On the curve: (nines, ms).
+    at: (f64, f64),
+    /// Where its label starts, right of the point.
+    label_at: (f64, f64),
+    label: String,
+}
+
+/// The marks of p50, p99 and p99.9 of `l` on an axis ending at `x_max`
+/// (those beyond it are left out).
+fn marks(l: &Latency, x_max: f64) -> Vec<Mark> {
+    let mut v = Vec::new();
+    for (p, us) in [(50.0, l.p50), (99.0, l.p99), (99.9, l.p999)] {
+        let (x, y) = (nines(p), us.max(1) as f64 / 1000.0);
+        if x > x_max {
+            continue;
+        }
+        v.push(Mark {
+            at: (x, y),
+            label_at: (x + 0.04 * x_max, y),
+            label: format!("p{p} {}", format_micros(us)),
+        });
+    }
+    v
+}
+
 /// The latency percentile spectrum of `r` in `area`.
 fn spectrum(area: &Area<'_>, r: &Report, caption: &str) -> io::Result<()> {
     let corrected = r.spectrum(Which::Corrected);
@@ -156,31 +206,20 @@ fn spectrum(area: &Area<'_>, r: &Report, caption: &str) -> io::Result<()> {
     } else {
         Vec::new()
     };
-    // The axis ends at the decade after the last percentile below 100 %;
-    // the 100 % point (the maximum) is drawn at its end.
-    let x_max = corrected
-        .iter()
-        .chain(&uncorrected)
-        .filter(|p| p.percentile < 100.0)
-        .map(|p| nines(p.percentile))
-        .fold(2.0, f64::max)
-        .ceil()
-        .min(MAX_NINES);
+    let x_max = nines_end(corrected.iter().chain(&uncorrected));
     let clip = |v: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
         v.into_iter().map(|(x, y)| (x.min(x_max), y)).collect()
     };
     let main = clip(points(&corrected));
     let other = clip(points(&uncorrected));
-    let all = main.iter().chain(&other);
-    let y_max = all.clone().map(|p| p.1).fold(0.001, f64::max) * 1.5;
-    let y_min = all.clone().map(|p| p.1).fold(f64::MAX, f64::min).max(0.001) / 1.5;
+    let y = latency_axis(main.iter().chain(&other).map(|p| p.1));
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 20))
         .margin(12)
         .margin_right(40)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d(0.0..x_max, y.log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -214,24 +253,12 @@ fn spectrum(area: &Area<'_>, r: &Report, caption: &str) -> io::Result<()> {
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], OTHER.stroke_width(2)));
     }
     // The percentiles people quote, marked on the main curve.
-    for (p, us) in [
-        (50.0, r.latency_us.p50),
-        (99.0, r.latency_us.p99),
-        (99.9, r.latency_us.p999),
-    ] {
-        let (x, y) = (nines(p), us.max(1) as f64 / 1000.0);
-        if x > x_max {
-            continue;
-        }
+    for m in marks(&r.latency_us, x_max) {
         chart
-            .draw_series(std::iter::once(Circle::new((x, y), 5, MAIN.filled())))
+            .draw_series(std::iter::once(Circle::new(m.at, 5, MAIN.filled())))
             .map_err(err)?;
         chart
-            .draw_series(std::iter::once(Text::new(
-                format!("p{p} {}", format_micros(us)),
-                (x + 0.04 * x_max, y),
-                (FONT, 14),
-            )))
+            .draw_series(std::iter::once(Text::new(m.label, m.label_at, (FONT, 14))))
             .map_err(err)?;
     }
     chart
@@ -384,6 +411,16 @@ fn over_time(
     Ok(())
 }
 
+/// The axes of the rate curve for its points (rate, ms, ok) and the bound
+/// (ms): rates from 0 to 8 % past the highest, latency (log scale) from
+/// half the lowest to twice the highest, the bound included.
+fn curve_axes(pts: &[(f64, f64, bool)], bound: f64) -> (Range<f64>, Range<f64>) {
+    let x_max = pts.iter().map(|p| p.0).fold(1.0, f64::max) * 1.08;
+    let y_max = pts.iter().map(|p| p.1).fold(bound, f64::max) * 2.0;
+    let y_min = pts.iter().map(|p| p.1).fold(bound, f64::min) / 2.0;
+    (0.0..x_max, y_min..y_max)
+}
+
 /// The goal's percentile against the rate of each step.
 fn curve(area: &Area<'_>, s: &RateSearch) -> io::Result<()> {
     let pts: Vec<(f64, f64, bool)> = s
@@ -402,9 +439,8 @@ fn curve(area: &Area<'_>, s: &RateSearch) -> io::Result<()> {
         return Ok(());
     }
     let bound = s.bound_us.max(1) as f64 / 1000.0;
-    let x_max = pts.iter().map(|p| p.0).fold(1.0, f64::max) * 1.08;
-    let y_max = pts.iter().map(|p| p.1).fold(bound, f64::max) * 2.0;
-    let y_min = pts.iter().map(|p| p.1).fold(bound, f64::min) / 2.0;
+    let (x, y) = curve_axes(&pts, bound);
+    let x_max = x.end;
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!("p{} latency by rate (each step a run)", s.percentile),
@@ -413,7 +449,7 @@ fn curve(area: &Area<'_>, s: &RateSearch) -> io::Result<()> {
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+        .build_cartesian_2d(x, y.log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -472,25 +508,4 @@ fn curve(area: &Area<'_>, s: &RateSearch) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nines_axis_maps_percentiles_to_decades() {
-        assert_eq!(nines(0.0), 0.0);
-        assert!((nines(90.0) - 1.0).abs() < 1e-9);
-        assert!((nines(99.9) - 3.0).abs() < 1e-9);
-        assert_eq!(nines(100.0), MAX_NINES);
-        assert_eq!(nines_label(0.0), "0%");
-        assert_eq!(nines_label(2.0), "99%");
-        assert_eq!(nines_label(3.0), "99.9%");
-        assert_eq!(nines_label(5.0), "99.999%");
-    }
-
-    #[test]
-    fn latency_labels_pick_a_readable_unit() {
-        assert_eq!(ms_label(0.25), "250 us");
-        assert_eq!(ms_label(2.5), "2.5 ms");
-        assert_eq!(ms_label(250.0), "250 ms");
-    }
-}
+mod tests;

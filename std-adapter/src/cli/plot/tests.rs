@@ -425,3 +425,53 @@ fn search_plot_draws_the_steps_against_the_bound_and_the_spectrum_found() {
         "label at {label:?}, point {good:?}"
     );
 }
+
+/// The (top, bottom) of the vertical axis line of the lower-left panel
+/// (`right`: lower-right).
+fn lower_y_axis(svg: &str, right: bool) -> (f64, f64) {
+    let axes: Vec<(f64, f64)> = svg
+        .split("<polyline")
+        .skip(1)
+        .filter_map(|e| {
+            let tag = e.split("/>").next()?;
+            if !tag.contains("stroke=\"#000000\"") {
+                return None;
+            }
+            let pts: Vec<(f64, f64)> = tag
+                .split("points=\"")
+                .nth(1)?
+                .split_whitespace()
+                .filter_map(|p| {
+                    let (x, y) = p.split_once(',')?;
+                    Some((x.parse().ok()?, y.trim_end_matches('"').parse().ok()?))
+                })
+                .collect();
+            let [(x0, y0), (x1, y1)] = pts[..] else {
+                return None;
+            };
+            let vertical = x0 == x1 && (y1 - y0).abs() > 100.0;
+            (vertical && y0.min(y1) > 550.0 && (x0 > 600.0) == right)
+                .then_some((y0.min(y1), y0.max(y1)))
+        })
+        .collect();
+    assert_eq!(axes.len(), 1, "{axes:?}");
+    axes[0]
+}
+
+/// Pins the headroom of the time panels: the highest point at 1/1.15 of
+/// the height (not at the top edge, nor above it).
+#[test]
+fn time_panels_leave_15_percent_above_the_highest_point() {
+    let r = measured(false);
+    let svg = drawn(|p| run(&r, p));
+    for (right, color) in [(false, MAIN_SVG), (true, BAD_SVG)] {
+        let (top, bottom) = lower_y_axis(&svg, right);
+        let highest = circles(&svg, 3, color)
+            .iter()
+            .filter(|c| (c.0 > 600.0) == right)
+            .map(|c| c.1)
+            .fold(f64::MAX, f64::min);
+        let at = (bottom - highest) / (bottom - top);
+        assert!((at - 1.0 / 1.15).abs() < 0.01, "right: {right}: at {at}");
+    }
+}

@@ -475,3 +475,48 @@ fn time_panels_leave_15_percent_above_the_highest_point() {
         assert!((at - 1.0 / 1.15).abs() < 0.01, "right: {right}: at {at}");
     }
 }
+
+/// The texts drawn at x in `x` and y in `y` that read as numbers (a
+/// trailing `%` allowed), with where they are.
+fn labels_in(svg: &str, x: Range<f64>, y: Range<f64>) -> Vec<(String, (f64, f64))> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|e| {
+            let (tag, rest) = e.split_once(">\n")?;
+            let text = rest.split('\n').next()?;
+            let at = (attr(tag, "x"), attr(tag, "y"));
+            (x.contains(&at.0) && y.contains(&at.1)).then(|| (text.to_owned(), at))
+        })
+        .filter(|(t, _)| t.trim_end_matches('%').parse::<f64>().is_ok())
+        .collect()
+}
+
+/// Pins the percentile axis's labels: one per decade, 0 % to where the
+/// axis ends (99.9 % for an axis of 3 decades), nothing in between.
+#[test]
+fn percentile_axis_is_labelled_at_each_decade() {
+    let r = measured(false);
+    let x_max = nines_end(&r.spectrum(Which::Corrected));
+    let want: Vec<String> = (0..=x_max as usize)
+        .map(|n| nines_label(n as f64))
+        .collect();
+    let svg = drawn(|p| run(&r, p));
+    let got: Vec<String> = labels_in(&svg, 0.0..1200.0, 450.0..550.0)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Pins the unit of the latency-over-time panel: milliseconds (the
+/// intervals' p99 of 7,300 us tops the axis at 7 or 8).
+#[test]
+fn latency_over_time_is_in_milliseconds() {
+    let r = measured(false);
+    let svg = drawn(|p| run(&r, p));
+    let highest = labels_in(&svg, 600.0..700.0, 600.0..1000.0)
+        .iter()
+        .filter_map(|(t, (_, y))| (*y < 950.0).then(|| t.parse::<f64>().ok())?)
+        .fold(0.0, f64::max);
+    assert!((7.0..=8.4).contains(&highest), "highest label {highest}");
+}

@@ -26,7 +26,7 @@
 
 mod driver;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

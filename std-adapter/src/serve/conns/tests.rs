@@ -501,6 +501,12 @@ fn prefetching_pays_from_256_connections_where_the_target_has_a_hint() {
 /// What `f` logs (the `fmt` layer's text, no colours).
 #[cfg(feature = "cli")]
 fn logged(f: impl FnOnce()) -> String {
+    logged_at(tracing::Level::INFO, f)
+}
+
+/// What `f` logs at `level` and above (the `fmt` layer's text, no colours).
+#[cfg(feature = "cli")]
+pub(in crate::serve) fn logged_at(level: tracing::Level, f: impl FnOnce()) -> String {
     #[derive(Clone)]
     struct Capture(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Capture {
@@ -515,6 +521,7 @@ fn logged(f: impl FnOnce()) -> String {
     let out = Capture(Arc::new(Mutex::new(Vec::new())));
     let writer = out.clone();
     let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();

@@ -1,5 +1,9 @@
 use super::*;
 
+#[cfg(feature = "cli")]
+mod relief;
+mod wakes;
+
 #[test]
 fn only_last_completions_of_counted_requests_end_one_in_flight() {
     const F_MORE: u32 = 1 << 1;
@@ -63,15 +67,17 @@ mod live {
     use std::time::Duration as StdDuration;
 
     use super::*;
+    use crate::serve::Settings;
     use crate::serve::config::IoBackend;
     use crate::serve::stats::StreamKind;
 
-    fn shared() -> Arc<Shared> {
+    fn shared(tune: impl FnOnce(&mut Settings)) -> Arc<Shared> {
         Shared::for_tests(64, IoBackend::Uring, |s| {
             // Lingering outlasts every wait here: a FIN held back
             // until the linger gives up fails the test.
             s.session.linger = ricochet_core::Duration::from_secs(60);
             s.buffer_size = 16 * 1024;
+            tune(s);
         })
     }
 
@@ -79,13 +85,22 @@ mod live {
     /// `bundles`), then cancels everything and checks nothing is left in
     /// flight.
     pub(super) fn with_worker(bundles: bool, test: impl FnOnce(&mut Worker<'_>)) {
+        with_worker_tuned(bundles, |_| {}, test);
+    }
+
+    /// [`with_worker`] with the server's settings changed by `tune`.
+    pub(super) fn with_worker_tuned(
+        bundles: bool,
+        tune: impl FnOnce(&mut Settings),
+        test: impl FnOnce(&mut Worker<'_>),
+    ) {
         let mut ring = ring::build().expect("ring");
         let mut bufs = BufRing::new(RX_BUFS, RX_BUF_SIZE, STREAM_BGID).expect("bufs");
         bufs.register(&ring.submitter()).expect("register");
         let bundles =
             bundles.then(|| bundle::check(&mut ring, &mut bufs, RX_BUF_SIZE).expect("bundles"));
         let (_waker, waker) = ring::Waker::new().expect("waker");
-        let mut w = Worker::new(0, shared(), ring.split(), bufs, waker);
+        let mut w = Worker::new(0, shared(tune), ring.split(), bufs, waker);
         w.bundles = bundles;
         test(&mut w);
         w.release_all();
@@ -225,7 +240,12 @@ mod live {
     /// The client writes and does not read, until its socket is full
     /// and the connection's receive is paused (not merely between arms)
     /// with its echo stalled; what it wrote is appended to `sent`.
-    fn stall(w: &mut Worker<'_>, key: usize, client: &mut TcpStream, sent: &mut Vec<u8>) {
+    pub(super) fn stall(
+        w: &mut Worker<'_>,
+        key: usize,
+        client: &mut TcpStream,
+        sent: &mut Vec<u8>,
+    ) {
         let chunk = pattern(64 * 1024);
         let mut refused = 0;
         turn_until(w, "the receive paused and the echo stalled", |w| {

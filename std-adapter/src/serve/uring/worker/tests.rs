@@ -1,7 +1,7 @@
 use super::*;
 
 #[cfg(feature = "cli")]
-mod relief;
+mod logs;
 mod wakes;
 
 #[test]

@@ -324,7 +324,9 @@ impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for ProbeDriveE
 ///
 /// `buf` is scratch space for both directions (its size is the largest
 /// write and read; 4 KiB to 64 KiB is sensible). What was written is
-/// flushed before each read, for a stream that buffers writes. On success the caller
+/// flushed before each read, for a stream that buffers writes. A stream
+/// that takes none of a message for the response timeout (its writes time
+/// out) fails the probe with [`ProbeError::Timeout`], 0 outstanding. On success the caller
 /// half-closes (`shutdown(Write)`) and checks the server's FIN with
 /// [`expect_eof`]; this function cannot, as `embedded_io` has no shutdown.
 ///
@@ -352,6 +354,9 @@ where
     // Written since the last flush: a stream that buffers writes (an
     // embedded socket, a `BufWriter`) sends them only when flushed.
     let mut unflushed = false;
+    // Since when the stream has taken nothing of a message it was offered
+    // (its writes timing out).
+    let mut write_stalled: Option<Instant> = None;
     loop {
         // 1. Write everything the probe allows now (in `raw` mode, only up
         //    to RAW_READ_AHEAD unverified bytes: see its docs).
@@ -373,11 +378,13 @@ where
                     // w <= n (what was offered): cannot fail.
                     let _ = probe.commit_sent(time.now(), w);
                     unflushed = true;
+                    write_stalled = None;
                 }
                 Err(e) if e.kind() == ErrorKind::TimedOut => {
                     probe
                         .handle_timeout(time.now())
                         .map_err(ProbeDriveError::Probe)?;
+                    write_stalled.get_or_insert(now);
                     break;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -387,8 +394,21 @@ where
         if probe.is_done() {
             return Ok(*probe.stats());
         }
-        // 2. Nothing outstanding: wait for the next paced message.
+        // 2. Nothing outstanding: if the stream took none of the next
+        //    message, offer it again (within the response timeout: no echo
+        //    can come of it); else wait for the next paced message.
         if probe.outstanding() == 0 {
+            if let Some(since) = write_stalled {
+                if config
+                    .response_timeout
+                    .is_some_and(|t| time.now() >= since + t)
+                {
+                    return Err(ProbeDriveError::Probe(ProbeError::Timeout {
+                        outstanding: 0,
+                    }));
+                }
+                continue;
+            }
             match probe.poll_timeout() {
                 Some(t) => time.sleep_until(t),
                 None => probe.finish(),

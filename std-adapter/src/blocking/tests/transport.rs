@@ -267,3 +267,117 @@ fn probe_connection_flushes_a_buffering_stream_before_it_reads() {
     assert_eq!(stats.messages_verified, 20);
     assert_eq!(stats.bytes_verified, stats.bytes_sent);
 }
+
+/// A perfect echo whose calls fail as scripted: each write takes the next
+/// of `write_errors` first, each read the next of `read_errors`.
+struct FaultyEcho {
+    write_errors: VecDeque<ErrorKind>,
+    read_errors: VecDeque<ErrorKind>,
+    echo: VecDeque<u8>,
+}
+
+impl FaultyEcho {
+    fn new(write_errors: &[ErrorKind], read_errors: &[ErrorKind]) -> FaultyEcho {
+        FaultyEcho {
+            write_errors: write_errors.iter().copied().collect(),
+            read_errors: read_errors.iter().copied().collect(),
+            echo: VecDeque::new(),
+        }
+    }
+}
+
+impl ErrorType for FaultyEcho {
+    type Error = ErrorKind;
+}
+
+impl Read for FaultyEcho {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if let Some(e) = self.read_errors.pop_front() {
+            return Err(e);
+        }
+        if self.echo.is_empty() {
+            return Err(ErrorKind::TimedOut);
+        }
+        let n = buf.len().min(self.echo.len());
+        for (b, byte) in buf.iter_mut().zip(self.echo.drain(..n)) {
+            *b = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for FaultyEcho {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        if let Some(e) = self.write_errors.pop_front() {
+            return Err(e);
+        }
+        self.echo.extend(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+fn probe_over(echo: &mut FaultyEcho) -> Result<ProbeStats, ProbeDriveError<ErrorKind>> {
+    let config = ProbeConfig {
+        count: Some(5),
+        ..ProbeConfig::default()
+    };
+    probe_connection::<4, _, _>(echo, config, &ticker(), &mut [0u8; 128])
+}
+
+/// A write or a read that fails for any reason but a timeout or an
+/// interruption ends the probe with that error, named as the stream's.
+#[test]
+fn probe_connection_write_or_read_failure_ends_with_the_streams_error() {
+    for (writes, reads) in [
+        (&[ErrorKind::BrokenPipe][..], &[][..]),
+        (&[], &[ErrorKind::ConnectionReset]),
+    ] {
+        let r = probe_over(&mut FaultyEcho::new(writes, reads));
+        let Err(e @ ProbeDriveError::Io(kind)) = r else {
+            panic!("{writes:?} {reads:?}: {r:?}");
+        };
+        assert_eq!([kind], if writes.is_empty() { reads } else { writes });
+        assert_eq!(e.to_string(), format!("stream failed: {kind}"));
+    }
+}
+
+/// A write or a read that timed out ("nothing now", within the response
+/// timeout) or was interrupted is tried again: every message is verified.
+#[test]
+fn probe_connection_goes_on_after_timed_out_or_interrupted_calls() {
+    let mut echo = FaultyEcho::new(
+        &[ErrorKind::TimedOut, ErrorKind::Interrupted],
+        &[ErrorKind::Interrupted, ErrorKind::TimedOut],
+    );
+    let stats = probe_over(&mut echo).expect("every message verified");
+    assert_eq!(stats.messages_verified, 5);
+    assert_eq!(stats.bytes_verified, stats.bytes_sent);
+}
+
+/// A stream that takes none of the first message for the whole response
+/// timeout (every write times out) fails the probe with a timeout. The
+/// probe used to take "nothing outstanding" for "nothing more to send"
+/// and return success with no message sent.
+#[test]
+fn probe_connection_over_a_stream_that_takes_nothing_times_out() {
+    let mut echo = FaultyEcho::new(&[ErrorKind::TimedOut; 1000], &[]);
+    let config = ProbeConfig {
+        count: Some(5),
+        response_timeout: Some(ricochet_core::Duration::from_micros(200)),
+        ..ProbeConfig::default()
+    };
+    let r = probe_connection::<4, _, _>(&mut echo, config, &ticker(), &mut [0u8; 128]);
+    assert!(
+        matches!(
+            r,
+            Err(ProbeDriveError::Probe(ProbeError::Timeout {
+                outstanding: 0
+            }))
+        ),
+        "{r:?}"
+    );
+    assert!(echo.echo.is_empty());
+}

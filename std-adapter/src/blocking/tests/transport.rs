@@ -381,3 +381,61 @@ fn probe_connection_over_a_stream_that_takes_nothing_times_out() {
     );
     assert!(echo.echo.is_empty());
 }
+
+/// A stream whose reads return `reads` in turn (`Ok(n)`: n bytes of data),
+/// then the end of the stream.
+struct Reads(VecDeque<Result<usize, ErrorKind>>);
+
+impl ErrorType for Reads {
+    type Error = ErrorKind;
+}
+
+impl Read for Reads {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        let r = self.0.pop_front().unwrap_or(Ok(0));
+        if let Ok(n) = r {
+            buf[..n].fill(b'x');
+        }
+        r
+    }
+}
+
+/// `expect_eof` after the probe: the end of the stream is what it wants
+/// (an interrupted read is tried again); a byte more is unexpected data, a
+/// read that times out is a timeout, any other failure the stream's error,
+/// none of them retried.
+#[test]
+fn expect_eof_takes_only_the_end_of_the_stream() {
+    let run = |reads: &[Result<usize, ErrorKind>]| {
+        expect_eof(&mut Reads(reads.iter().copied().collect()), &mut [0u8; 16])
+    };
+    assert!(run(&[]).is_ok());
+    assert!(run(&[Err(ErrorKind::Interrupted), Ok(0)]).is_ok());
+    let r = run(&[Ok(3), Ok(0)]);
+    assert!(
+        matches!(
+            r,
+            Err(ProbeDriveError::Probe(ProbeError::UnexpectedData {
+                offset: 0
+            }))
+        ),
+        "{r:?}"
+    );
+    let r = run(&[Err(ErrorKind::TimedOut), Ok(0)]);
+    assert!(
+        matches!(
+            r,
+            Err(ProbeDriveError::Probe(ProbeError::Timeout {
+                outstanding: 0
+            }))
+        ),
+        "{r:?}"
+    );
+    let r = run(&[Err(ErrorKind::ConnectionReset), Ok(0)]);
+    assert!(
+        matches!(r, Err(ProbeDriveError::Io(ErrorKind::ConnectionReset))),
+        "{r:?}"
+    );
+    let r = expect_eof(&mut Reads(VecDeque::new()), &mut []);
+    assert!(matches!(r, Err(ProbeDriveError::EmptyBuffer)), "{r:?}");
+}

@@ -46,6 +46,15 @@ impl HalfClose for Script {
     }
 }
 
+/// Moves what fits of `from` into `buf`; returns how much.
+fn pour(from: &mut VecDeque<u8>, buf: &mut [u8]) -> usize {
+    let n = buf.len().min(from.len());
+    for (b, byte) in buf.iter_mut().zip(from.drain(..n)) {
+        *b = byte;
+    }
+    n
+}
+
 fn ticker() -> impl Fn() -> Instant {
     let t = Cell::new(0u64);
     move || {
@@ -112,11 +121,7 @@ impl Read for Waiting {
                 Err(ErrorKind::TimedOut)
             };
         }
-        let n = buf.len().min(self.input.len());
-        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
-            *b = byte;
-        }
-        Ok(n)
+        Ok(pour(&mut self.input, buf))
     }
 }
 
@@ -154,11 +159,7 @@ impl Read for SlowReader {
             self.unacknowledged = self.unacknowledged.saturating_sub(1);
             return Err(ErrorKind::TimedOut);
         }
-        let n = buf.len().min(self.input.len());
-        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
-            *b = byte;
-        }
-        Ok(n)
+        Ok(pour(&mut self.input, buf))
     }
 }
 

@@ -6,12 +6,16 @@ use super::*;
 /// A peer whose calls fail as scripted: each read takes the next of
 /// `read_errors` first, each write the next of `write_errors`; then reads
 /// give `input`, and once it is all echoed, the end of the stream (before
-/// that, reads time out: it waits for its echo).
+/// that, reads time out: it waits for its echo). A `buffering` one holds
+/// what it is given until it is flushed (an embedded socket's transmit
+/// buffer, a `BufWriter`).
 struct Faulty {
     read_errors: VecDeque<ErrorKind>,
     write_errors: VecDeque<ErrorKind>,
     input: VecDeque<u8>,
     sent: usize,
+    buffering: bool,
+    pending: Vec<u8>,
     output: Vec<u8>,
 }
 
@@ -22,7 +26,16 @@ impl Faulty {
             write_errors: write_errors.iter().copied().collect(),
             input: input.iter().copied().collect(),
             sent: input.len(),
+            buffering: false,
+            pending: Vec::new(),
             output: Vec::new(),
+        }
+    }
+
+    fn buffering(input: &[u8]) -> Faulty {
+        Faulty {
+            buffering: true,
+            ..Faulty::new(input, &[], &[])
         }
     }
 }
@@ -43,11 +56,7 @@ impl Read for Faulty {
                 Err(ErrorKind::TimedOut)
             };
         }
-        let n = buf.len().min(self.input.len());
-        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
-            *b = byte;
-        }
-        Ok(n)
+        Ok(pour(&mut self.input, buf))
     }
 }
 
@@ -56,10 +65,15 @@ impl Write for Faulty {
         if let Some(e) = self.write_errors.pop_front() {
             return Err(e);
         }
-        self.output.extend_from_slice(buf);
+        if self.buffering {
+            self.pending.extend_from_slice(buf);
+        } else {
+            self.output.extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.output.append(&mut self.pending);
         Ok(())
     }
 }
@@ -122,52 +136,6 @@ fn serve_connection_retries_interrupted_reads_and_writes() {
     assert_eq!(stats.bytes_out, 5);
 }
 
-/// A stream that buffers what it is given until it is flushed (an
-/// embedded socket's transmit buffer, a `BufWriter`), whose peer sends
-/// `input` and waits for all of its echo before it finishes.
-struct Buffering {
-    input: VecDeque<u8>,
-    sent: usize,
-    pending: Vec<u8>,
-    output: Vec<u8>,
-}
-
-impl ErrorType for Buffering {
-    type Error = ErrorKind;
-}
-
-impl Read for Buffering {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        if self.input.is_empty() {
-            return if self.output.len() == self.sent {
-                Ok(0)
-            } else {
-                Err(ErrorKind::TimedOut)
-            };
-        }
-        let n = buf.len().min(self.input.len());
-        for (b, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
-            *b = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for Buffering {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        self.pending.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> Result<(), ErrorKind> {
-        self.output.append(&mut self.pending);
-        Ok(())
-    }
-}
-
-impl HalfClose for Buffering {
-    fn shutdown_write(&mut self) {}
-}
-
 /// A write without the "more is coming" hint is not held back: the driver
 /// flushes a buffering stream after it, so a peer waiting for its echo
 /// gets it at once. It did not: the echo stayed in the stream's buffer
@@ -179,12 +147,7 @@ fn serve_connection_flushes_a_buffering_stream_after_each_echo_not_held_back() {
     // full one, echoed with it and flushed when the next read finds nothing.
     for len in [200u32, 192] {
         let data: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
-        let mut peer = Buffering {
-            input: data.iter().copied().collect(),
-            sent: data.len(),
-            pending: Vec::new(),
-            output: Vec::new(),
-        };
+        let mut peer = Faulty::buffering(&data);
         let config = SessionConfig {
             idle_timeout: Some(ricochet_core::Duration::from_millis(100)),
             ..SessionConfig::default()
@@ -209,51 +172,13 @@ fn serve_connection_flushes_a_buffering_stream_after_each_echo_not_held_back() {
     }
 }
 
-/// An echo behind a stream that buffers writes until they are flushed:
-/// only flushed bytes reach the echo; reads time out when nothing came back.
-struct BufferedEcho {
-    pending: Vec<u8>,
-    echo: VecDeque<u8>,
-}
-
-impl ErrorType for BufferedEcho {
-    type Error = ErrorKind;
-}
-
-impl Read for BufferedEcho {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        if self.echo.is_empty() {
-            return Err(ErrorKind::TimedOut);
-        }
-        let n = buf.len().min(self.echo.len());
-        for (b, byte) in buf.iter_mut().zip(self.echo.drain(..n)) {
-            *b = byte;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for BufferedEcho {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        self.pending.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> Result<(), ErrorKind> {
-        self.echo.extend(self.pending.drain(..));
-        Ok(())
-    }
-}
-
 /// The blocking probe flushes what it wrote before it waits for the
 /// echo: over a buffering stream every message is verified. It did not
 /// flush: its messages stayed in the stream's buffer and the first one
 /// timed out.
 #[test]
 fn probe_connection_flushes_a_buffering_stream_before_it_reads() {
-    let mut echo = BufferedEcho {
-        pending: Vec::new(),
-        echo: VecDeque::new(),
-    };
+    let mut echo = FaultyEcho::buffering();
     let config = ProbeConfig {
         pattern: Pattern::PingPong,
         size: SizeRange::range(10, 90),
@@ -269,10 +194,14 @@ fn probe_connection_flushes_a_buffering_stream_before_it_reads() {
 }
 
 /// A perfect echo whose calls fail as scripted: each write takes the next
-/// of `write_errors` first, each read the next of `read_errors`.
+/// of `write_errors` first, each read the next of `read_errors`; reads
+/// time out when nothing came back. Behind a `buffering` stream, only
+/// what was flushed reaches the echo.
 struct FaultyEcho {
     write_errors: VecDeque<ErrorKind>,
     read_errors: VecDeque<ErrorKind>,
+    buffering: bool,
+    pending: Vec<u8>,
     echo: VecDeque<u8>,
 }
 
@@ -281,7 +210,16 @@ impl FaultyEcho {
         FaultyEcho {
             write_errors: write_errors.iter().copied().collect(),
             read_errors: read_errors.iter().copied().collect(),
+            buffering: false,
+            pending: Vec::new(),
             echo: VecDeque::new(),
+        }
+    }
+
+    fn buffering() -> FaultyEcho {
+        FaultyEcho {
+            buffering: true,
+            ..FaultyEcho::new(&[], &[])
         }
     }
 }
@@ -298,11 +236,7 @@ impl Read for FaultyEcho {
         if self.echo.is_empty() {
             return Err(ErrorKind::TimedOut);
         }
-        let n = buf.len().min(self.echo.len());
-        for (b, byte) in buf.iter_mut().zip(self.echo.drain(..n)) {
-            *b = byte;
-        }
-        Ok(n)
+        Ok(pour(&mut self.echo, buf))
     }
 }
 
@@ -311,10 +245,15 @@ impl Write for FaultyEcho {
         if let Some(e) = self.write_errors.pop_front() {
             return Err(e);
         }
-        self.echo.extend(buf);
+        if self.buffering {
+            self.pending.extend_from_slice(buf);
+        } else {
+            self.echo.extend(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.echo.extend(self.pending.drain(..));
         Ok(())
     }
 }

@@ -52,6 +52,10 @@ use ricochet_core::{
 
 use crate::clock::Clock;
 
+mod stream;
+
+pub use stream::{HalfClose, StdStream};
+
 /// Where the blocking drivers get the time from.
 pub trait TimeSource {
     /// The current instant (never earlier than a previous call's).
@@ -85,10 +89,6 @@ impl<F: Fn() -> Instant> TimeSource for F {
         self()
     }
 }
-
-mod stream;
-
-pub use stream::{HalfClose, StdStream};
 
 /// Why [`serve_connection`] ended other than by a graceful close.
 #[derive(Debug)]

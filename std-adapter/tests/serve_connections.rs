@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use ricochet::core::Mode;
 use ricochet::serve::{BufferSize, IoBackend, ServerConfig};
 use serve_support::{
-    IO_TIMEOUT, Proc, assert_silent, connect, payload, read_to_eof, round_trip, start, tcp_config,
-    wait_stats,
+    IO_TIMEOUT, Proc, STOP_TIMEOUT, assert_silent, connect, payload, read_to_eof, round_trip,
+    start, tcp_config, wait_stats,
 };
 
 #[test]
@@ -39,7 +39,7 @@ fn thousand_concurrent_connections_each_get_their_own_bytes_back() {
         s.connections_open == 0 && s.streams().closed.total() == 1000
     });
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn client_that_never_reads_is_throttled_and_others_still_served() {
     });
     assert_eq!(server.stats().streams().buffered, 0);
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn hundred_clients_that_never_read_cannot_keep_a_new_client_waiting() {
         round_trip(&mut other, format!("still served? {i}").as_bytes());
     }
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn half_closed_client_gets_everything_back_then_eof() {
         s.streams().closed.total() == 1 && s.streams().aborted.total() == 0
     });
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn client_reset_mid_stream_is_counted_and_others_unaffected() {
     );
     round_trip(&mut bystander, b"after");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A reset that comes while the server only waits to receive (every echo
@@ -244,7 +244,7 @@ fn client_reset_with_every_echo_read_is_counted_as_a_reset() {
     let ends = (s.streams().aborted.peer_reset, s.streams().closed.total());
     assert_eq!(ends, (1, 0), "a reset is an abort, not a close: {s:?}");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 fn expect_reset(c: &mut std::net::TcpStream) {
@@ -284,7 +284,7 @@ fn frames_oversized_frame_aborts_that_session_only() {
     assert_eq!(s.streams().aborted.peer_reset, 0);
     round_trip(&mut good, &[0, 2, b'o', b'k']);
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -328,7 +328,7 @@ fn lines_overlong_line_aborts_that_session_only() {
     });
     round_trip(&mut good, b"another\n");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn lines_whole_lines_before_an_overlong_one_are_echoed_then_reset() {
     });
     assert_eq!(s.streams().bytes_out, 3, "bytes out as the peer read them");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -380,7 +380,7 @@ fn frames_whole_frames_before_an_oversized_header_are_echoed_then_reset() {
     });
     assert_eq!(s.streams().bytes_out, 4);
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A client with a small receive window sends `whole` then `tail` (which
@@ -435,7 +435,7 @@ fn slow_reader_gets_whole_units_before_the_reset(
     );
     assert!(end.contains("reset"), "then a reset, not {end}");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -495,7 +495,7 @@ fn max_connections_rejects_the_next_one_and_keeps_the_first() {
     let mut again = connect(addr);
     round_trip(&mut again, b"my turn");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -522,7 +522,7 @@ fn idle_connection_closed_after_idle_timeout_busy_one_kept() {
     assert_eq!(s.streams().aborted.total(), 0);
     round_trip(&mut busy, b"still open");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -577,7 +577,7 @@ fn graceful_shutdown_echoes_queued_data_then_closes() {
     assert_eq!(rest, b"unterminated tail");
     // No new connections once shutting down.
     let t = Instant::now();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
 }
@@ -610,7 +610,7 @@ fn graceful_shutdown_echoes_what_the_peer_had_sent_before_closing() {
     let echoed = read_to_eof(&mut c).expect("a clean end");
     assert_eq!(echoed.len(), sent, "echoed {} of {sent}", echoed.len());
     assert!(echoed == data[..sent], "the echo differs");
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     let s = stats.snapshot();
     assert_eq!(
         (s.streams().closed.local, s.streams().aborted.total()),
@@ -633,7 +633,7 @@ fn grace_period_over_resets_connections_that_cannot_drain() {
     let stats = server.stats_source();
     let t = Instant::now();
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(3),
         "join took {:?}",
@@ -703,7 +703,7 @@ fn broken_listener_pauses_accepting_instead_of_spinning() {
         "three accept errors {took:?} after the listener broke: no back-off"
     );
     server.shutdown();
-    server.join().expect("join");
+    server.join_within(STOP_TIMEOUT).expect("join");
 }
 
 /// Connects with a 4 KiB receive buffer, sends `len` bytes of
@@ -783,7 +783,7 @@ fn abort_while_lingering_delivers_the_whole_echo_or_resets() {
     wait_session_over_or_stuck(&server, LEN);
     server.abort();
     assert_whole_echo_or_reset(&mut c, 11, LEN);
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A linger that runs out (the peer finished but reads nothing for the
@@ -804,7 +804,7 @@ fn linger_running_out_delivers_the_whole_echo_or_resets() {
     }
     assert_whole_echo_or_reset(&mut c, 12, LEN);
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A Unix peer sends an unterminated line and closes at once: the echo of
@@ -835,7 +835,7 @@ fn unix_peer_gone_before_its_echo_is_released_at_once_and_counted_reset() {
     let ends = (s.streams().aborted.peer_reset, s.streams().closed.total());
     assert_eq!(ends, (1, 0), "{s:?}");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// An abort cuts off a session still running (its echo done, nothing
@@ -848,7 +848,7 @@ fn abort_while_a_session_runs_resets_it_instead_of_a_clean_fin() {
     let mut running = connect(server.tcp_addr().unwrap());
     round_trip(&mut running, b"still talking");
     server.abort();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     running.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut buf = [0u8; 64];
     match running.read(&mut buf) {
@@ -875,7 +875,7 @@ fn abort_counts_the_sessions_it_cuts_off() {
     });
     let stats = server.stats_source();
     server.abort();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     let s = stats.snapshot().streams();
     assert_eq!(s.accepted, 2);
     assert_eq!(s.closed.peer_finished, 1);

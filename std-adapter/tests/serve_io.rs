@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use serve_support::{IO_TIMEOUT, Proc, round_trip};
+use serve_support::{IO_TIMEOUT, Proc, STOP_TIMEOUT, round_trip};
 
 /// What the filter does to `io_uring_setup`.
 #[derive(Clone, Copy)]
@@ -397,7 +397,7 @@ fn io_uring_library_server_reports_its_backend() {
     round_trip(&mut s, &serve_support::payload(3, 10_000));
     drop(s);
     handle.shutdown();
-    handle.join().expect("join");
+    handle.join_within(STOP_TIMEOUT).expect("join");
 }
 
 /// Pins the UDP sockets' buffer groups on an io_uring worker: each of one
@@ -435,7 +435,7 @@ fn io_uring_worker_serves_each_of_its_udp_sockets_on_a_buffer_group_of_its_own()
         assert_eq!((from, &buf[..n]), (addr, &data[..]));
     }
     handle.shutdown();
-    handle.join().expect("join");
+    handle.join_within(STOP_TIMEOUT).expect("join");
 }
 
 #[test]
@@ -462,7 +462,7 @@ fn io_uring_connection_turning_from_ping_pong_to_a_stream_and_back_echoes_every_
     }
     drop(s);
     handle.shutdown();
-    handle.join().expect("join");
+    handle.join_within(STOP_TIMEOUT).expect("join");
 }
 
 /// CPU time (user + system) the process `pid` has used so far.

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon_support::{NotifySocket, bin, http_get};
-use serve_support::{IO_TIMEOUT, Proc, connect, round_trip};
+use serve_support::{IO_TIMEOUT, Proc, STOP_TIMEOUT, connect, round_trip};
 
 fn serve_notifying(args: &[&str], notify: &NotifySocket, envs: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(bin());
@@ -172,7 +172,7 @@ fn controller_is_responsive_while_workers_turn_and_not_after_they_exit() {
         "two idle workers answer a wakeup"
     );
     handle.shutdown();
-    handle.join().unwrap();
+    handle.join_within(STOP_TIMEOUT).unwrap();
     assert!(
         !controller.responsive(Duration::from_millis(100)),
         "exited workers do not turn"

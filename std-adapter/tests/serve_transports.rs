@@ -9,8 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use ricochet::core::Mode;
+use ricochet::serve::JoinError;
 use ricochet::serve::{ServerConfig, ServerHandle};
-use serve_support::{IO_TIMEOUT, payload, start};
+use serve_support::{IO_TIMEOUT, STOP_TIMEOUT, connect, payload, round_trip, start, tcp_config};
 
 /// What the checks need from a stream socket.
 trait Duplex: Read + Write + Send + Sized + 'static {
@@ -166,7 +167,7 @@ fn run_tcp(addr: &str, mode: Mode) {
         TcpStream::connect_timeout(&target, IO_TIMEOUT).unwrap(),
     );
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 fn ipv6_loopback() -> bool {
@@ -190,7 +191,7 @@ fn run_unix(mode: Mode) {
     });
     check(mode, UnixStream::connect(&path).unwrap());
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     assert!(!path.exists(), "the socket file is removed on shutdown");
 }
 
@@ -269,7 +270,7 @@ fn udp_echoes_each_datagram_exactly() {
         s.udp.echoed == 6
     });
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -312,5 +313,51 @@ fn tcp_v4_and_v6_udp_and_unix_served_by_one_server() {
         }
     }
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
+}
+
+/// A server nobody stopped: `join_within` gives up at its limit with every
+/// worker counted as still running, and leaves them serving (detached); a
+/// controller taken before still stops them.
+#[test]
+fn join_within_on_a_server_never_stopped_reports_its_workers_still_running() {
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let controller = server.controller();
+    let limit = Duration::from_millis(50);
+    match server.join_within(limit) {
+        Err(JoinError::StillRunning { running, limit: l }) => {
+            assert_eq!(running, 2, "both workers");
+            assert_eq!(l, limit);
+        }
+        other => panic!("expected StillRunning, got {other:?}"),
+    }
+    let mut s = connect(addr);
+    round_trip(&mut s, b"still served after the join gave up");
+    drop(s);
+    controller.abort();
+    // The workers exit and close the listener: connecting is refused.
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the aborted workers never closed {addr}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A server shut down first: `join_within` waits for its workers and
+/// reports how they ended (here, cleanly).
+#[test]
+fn join_within_after_a_shutdown_returns_once_every_worker_exited() {
+    let server = start(tcp_config());
+    let addr = server.tcp_addr().unwrap();
+    let mut s = connect(addr);
+    round_trip(&mut s, b"one echo");
+    drop(s);
+    server.shutdown();
+    server
+        .join_within(STOP_TIMEOUT)
+        .expect("workers exit after a shutdown");
 }

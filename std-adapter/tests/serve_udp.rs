@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use ricochet::serve::{ServerConfig, ServerHandle, UdpRate};
-use serve_support::{IO_TIMEOUT, payload, start, wait_stats};
+use serve_support::{IO_TIMEOUT, STOP_TIMEOUT, payload, start, wait_stats};
 
 /// A reflector port can be bound by one test at a time.
 static REFLECTOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -111,7 +111,7 @@ fn udp_oversize_datagram_dropped_not_truncated_and_counted() {
         s.udp.dropped.oversize == 2 && s.udp.echoed == 1
     });
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn udp_loop_guard_drops_datagrams_from_reflector_ports() {
     // Ordinary ports are still served.
     expect_echo(&client(), target, b"normal client");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn udp_no_loop_guard_echoes_datagrams_from_reflector_ports() {
     });
     expect_echo(&reflector_source(), target, b"you asked for it");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn udp_rate_limit_drops_excess_per_source_and_counts_it() {
     other_ip.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     expect_echo(&other_ip, target, b"fresh source");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn udp_loopback_source_is_exempt_from_rate_limit_by_default() {
         "loopback is exempt unless --udp-rate-loopback"
     );
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn udp_echoes_go_on_after_every_receive_buffer_was_used_several_times() {
     let bytes: u64 = (0..2_000u64).map(|i| 1 + i % 200).sum();
     assert_eq!(s.udp.echoed_bytes, bytes, "{s:#?}");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A graceful shutdown closes the UDP socket at once, as it closes the
@@ -313,7 +313,7 @@ fn udp_socket_closes_when_shutdown_starts_while_streams_drain() {
         "the stream still drains: the port closed at the start of the shutdown, not at exit"
     );
     server.abort();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A server on `addr` (a wildcard address, port 0) and its port.
@@ -367,7 +367,7 @@ fn udp_echo_on_a_wildcard_socket_leaves_from_the_address_sent_to() {
         s.udp.echoed == 4
     });
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// The same on an IPv6 wildcard socket (only one IPv6 loopback address
@@ -384,7 +384,7 @@ fn udp_echo_on_an_ipv6_wildcard_socket_leaves_from_the_address_sent_to() {
         b"v6",
     );
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// An inherited dual-stack socket (`[::]`, not IPv6-only, as systemd's
@@ -407,7 +407,7 @@ fn udp_echo_on_an_inherited_dual_stack_socket_leaves_from_the_address_sent_to() 
         expect_echo(&c, SocketAddr::from((host, port)), b"dual stack");
     }
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A datagram sent to a broadcast address is not answered (answering could
@@ -429,7 +429,7 @@ fn udp_datagram_to_a_broadcast_address_is_dropped_as_not_unicast() {
     // before it (it would come back first).
     expect_echo(&c, SocketAddr::from(([127, 0, 0, 1], port)), b"just me");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }
 
 /// A datagram that waited in an inherited socket's queue before the server
@@ -450,5 +450,5 @@ fn udp_datagram_queued_before_the_server_started_is_answered_from_its_destinatio
     assert_eq!((&buf[..n], from), (&b"early"[..], target));
     expect_echo(&c, target, b"later");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }

@@ -14,7 +14,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use daemon_support::require;
-use serve_support::{IO_TIMEOUT, Proc, is_root, output_within, rmem_max, with_io};
+use serve_support::{IO_TIMEOUT, Proc, STOP_TIMEOUT, is_root, output_within, rmem_max, with_io};
 
 /// `ricochet serve --udp 127.0.0.1:0 ARGS` with debug logs, as `prefix`
 /// (e.g. setpriv) if given.
@@ -299,7 +299,7 @@ fn drops_before_an_inherited_socket_was_handed_over_are_not_counted() {
     assert_eq!(&buf[..n], b"marker");
     let stats = handle.stats_source();
     handle.shutdown();
-    handle.join().expect("join");
+    handle.join_within(STOP_TIMEOUT).expect("join");
     let s = stats.snapshot();
     assert_eq!(s.udp.received, 1, "the marker: {s:?}");
     assert_eq!(
@@ -359,7 +359,7 @@ fn thousands_queued_before_the_handover_are_all_echoed_in_order() {
     assert_eq!(&buf[..n], b"marker");
     let stats = handle.stats_source();
     handle.shutdown();
-    handle.join().expect("join");
+    handle.join_within(STOP_TIMEOUT).expect("join");
     let s = stats.snapshot();
     assert_eq!(s.udp.echoed, queued + 1, "{s:?}");
     assert_eq!((s.udp.dropped.total(), s.udp_queue_drops), (0, 0), "{s:?}");

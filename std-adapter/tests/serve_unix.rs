@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use ricochet::serve::{BindError, Server, ServerConfig};
-use serve_support::{IO_TIMEOUT, round_trip};
+use serve_support::{IO_TIMEOUT, STOP_TIMEOUT, round_trip};
 
 fn config(path: &std::path::Path) -> ServerConfig {
     serve_support::with_io(ServerConfig {
@@ -41,7 +41,7 @@ fn unix_stale_socket_file_is_replaced() {
         .unwrap();
     round_trip(&mut connect(&path), b"fresh");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     assert!(!path.exists(), "socket file removed on exit");
 }
 
@@ -73,7 +73,7 @@ fn unix_path_too_long_is_refused_naming_the_limit() {
         .unwrap();
     round_trip(&mut connect(&fits), b"fits");
     server.shutdown();
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
     let long = at(108);
     let err = Server::bind(config(&long)).unwrap_err();
     assert!(
@@ -139,5 +139,5 @@ fn unix_socket_file_removed_at_shutdown_start() {
         "no new client can find the server once it stops accepting"
     );
     drop(c);
-    server.join().unwrap();
+    server.join_within(STOP_TIMEOUT).unwrap();
 }

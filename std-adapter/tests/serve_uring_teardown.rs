@@ -14,7 +14,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use ricochet::serve::{Endpoint, IoBackend, Server, ServerConfig};
-use serve_support::{IO_TIMEOUT, connect, payload, round_trip};
+use serve_support::{IO_TIMEOUT, STOP_TIMEOUT, connect, payload, round_trip};
 
 /// The system allocator, counting live page-aligned allocations.
 struct CountPageAligned;
@@ -82,7 +82,7 @@ fn stopped_io_uring_server_frees_the_buffer_rings_of_its_workers() {
     let (n, _) = client.recv_from(&mut buf).expect("the echo");
     assert_eq!(&buf[..n], b"ping");
     handle.shutdown();
-    handle.join().expect("join");
+    handle.join_within(STOP_TIMEOUT).expect("join");
     assert_eq!(
         PAGE_ALIGNED_LIVE.load(Ordering::SeqCst),
         before,

@@ -540,6 +540,14 @@ pub enum JoinError {
         /// The underlying error.
         source: io::Error,
     },
+    /// [`crate::serve::ServerHandle::join_within`]'s limit passed with
+    /// workers still running (left running, detached).
+    StillRunning {
+        /// How many workers had not exited.
+        running: usize,
+        /// The limit that passed.
+        limit: std::time::Duration,
+    },
 }
 
 impl fmt::Display for JoinError {
@@ -549,6 +557,12 @@ impl fmt::Display for JoinError {
             JoinError::EventLoop { worker, source } => {
                 write!(f, "worker {worker}: event loop failed: {source}")
             }
+            JoinError::StillRunning { running, limit } => write!(
+                f,
+                "{running} worker(s) still running {} after the join began \
+                 (was the server shut down or aborted first?)",
+                humantime::format_duration(*limit)
+            ),
         }
     }
 }
@@ -557,7 +571,7 @@ impl std::error::Error for JoinError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             JoinError::EventLoop { source, .. } => Some(source),
-            JoinError::WorkerPanicked { .. } => None,
+            JoinError::WorkerPanicked { .. } | JoinError::StillRunning { .. } => None,
         }
     }
 }

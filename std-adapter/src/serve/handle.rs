@@ -148,6 +148,30 @@ impl ServerHandle {
         self.join_all()
     }
 
+    /// [`join`](Self::join), waiting at most `limit` for the workers to
+    /// exit: for a caller that must not hang on a worker that never stops
+    /// (a bug, or a call before [`shutdown`](Self::shutdown) or
+    /// [`abort`](Self::abort)). On expiry it returns
+    /// [`JoinError::StillRunning`] and leaves the workers running,
+    /// detached: their sockets stay open until they exit, and a
+    /// [`Controller`] taken before still stops them.
+    pub fn join_within(mut self, limit: Duration) -> Result<(), JoinError> {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.threads.iter().all(JoinHandle::is_finished) {
+            if std::time::Instant::now() >= deadline {
+                let running = self.threads.iter().filter(|t| !t.is_finished()).count();
+                // Detached: dropping a thread's handle does not wait for it.
+                self.threads.clear();
+                if let Some((stop, _reporter)) = self.reporter.take() {
+                    drop(stop);
+                }
+                return Err(JoinError::StillRunning { running, limit });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.join_all()
+    }
+
     fn join_all(&mut self) -> Result<(), JoinError> {
         let mut result = Ok(());
         for (worker, t) in std::mem::take(&mut self.threads).into_iter().enumerate() {

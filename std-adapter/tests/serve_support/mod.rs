@@ -18,6 +18,11 @@ use ricochet::serve::{IoBackend, Server, ServerConfig, ServerHandle, StatsSnapsh
 /// Upper bound for any single blocking socket operation in these tests.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Upper bound for a server's workers to exit once it was shut down or
+/// aborted (`ServerHandle::join_within`): a worker that never stops fails
+/// the test instead of hanging it. Longer than any test's grace period.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Whether this process runs as root (effective uid 0, from /proc).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -264,4 +264,14 @@ fn errors_with_a_cause_give_it_as_source() {
     let panicked = JoinError::WorkerPanicked { worker: 1 };
     assert_eq!(panicked.to_string(), "worker 1 panicked");
     assert!(panicked.source().is_none());
+    let stuck = JoinError::StillRunning {
+        running: 2,
+        limit: std::time::Duration::from_secs(60),
+    };
+    assert_eq!(
+        stuck.to_string(),
+        "2 worker(s) still running 1m after the join began \
+         (was the server shut down or aborted first?)"
+    );
+    assert!(stuck.source().is_none());
 }

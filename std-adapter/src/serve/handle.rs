@@ -69,7 +69,14 @@ impl Controller {
     }
 }
 
-/// A running server. Dropping it without [`ServerHandle::join`] aborts it.
+/// How long dropping a [`ServerHandle`] waits for the aborted workers
+/// (an abort ends every connection at once; the io_uring workers' own exit
+/// takes at most 2 s) before it leaves them running, detached, with an
+/// error logged, rather than hang the thread that dropped it.
+const DROP_JOIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A running server. Dropping it without [`ServerHandle::join`] aborts it
+/// and waits for its workers (at most 30 s: see `join_within`).
 #[derive(Debug)]
 pub struct ServerHandle {
     pub(super) shared: Arc<Shared>,
@@ -156,6 +163,12 @@ impl ServerHandle {
     /// detached: their sockets stay open until they exit, and a
     /// [`Controller`] taken before still stops them.
     pub fn join_within(mut self, limit: Duration) -> Result<(), JoinError> {
+        self.join_bounded(limit)
+    }
+
+    /// [`join_within`](Self::join_within) on a borrowed handle (also what
+    /// dropping it does, after the abort).
+    fn join_bounded(&mut self, limit: Duration) -> Result<(), JoinError> {
         let deadline = std::time::Instant::now() + limit;
         while !self.threads.iter().all(JoinHandle::is_finished) {
             if std::time::Instant::now() >= deadline {
@@ -200,7 +213,9 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             self.shared.advance(Phase::Abort);
-            let _ = self.join_all();
+            if let Err(e @ JoinError::StillRunning { .. }) = self.join_bounded(DROP_JOIN_LIMIT) {
+                tracing::error!(error = %e, "dropping the server handle: workers left running");
+            }
         }
     }
 }

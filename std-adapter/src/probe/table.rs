@@ -511,3 +511,6 @@ fn handshakes_line(t: &TlsReport) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

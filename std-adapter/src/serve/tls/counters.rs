@@ -171,3 +171,165 @@ impl HandshakeCounts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::AlertDescription as A;
+    use rustls::Error as E;
+
+    const ALL: [HandshakeFailure; 6] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::BadRecord,
+        HandshakeFailure::Certificate,
+        HandshakeFailure::Protocol,
+        HandshakeFailure::Closed,
+        HandshakeFailure::Io,
+    ];
+
+    /// Pins the reason each rustls error is counted (and logged) under: a
+    /// plain client under `bad_record`, either side's certificate refusal
+    /// under `certificate`, every other failure under `protocol`.
+    #[test]
+    fn rustls_errors_are_counted_under_the_reason_an_operator_acts_on() {
+        use HandshakeFailure::{BadRecord, Certificate, Protocol};
+        let cases = [
+            (
+                E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                BadRecord,
+            ),
+            (E::PeerSentOversizedRecord, BadRecord),
+            (
+                E::InvalidCertificate(rustls::CertificateError::Expired),
+                Certificate,
+            ),
+            (E::NoCertificatesPresented, Certificate),
+            (
+                E::InvalidCertRevocationList(rustls::CertRevocationListError::BadSignature),
+                Certificate,
+            ),
+            (E::UnsupportedNameType, Certificate),
+            (E::AlertReceived(A::BadCertificate), Certificate),
+            (E::AlertReceived(A::UnknownCA), Certificate),
+            (E::AlertReceived(A::CertificateExpired), Certificate),
+            (E::AlertReceived(A::AccessDenied), Certificate),
+            (E::AlertReceived(A::HandshakeFailure), Protocol),
+            (E::AlertReceived(A::ProtocolVersion), Protocol),
+            (E::DecryptError, Protocol),
+            (
+                E::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon),
+                Protocol,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(HandshakeFailure::of(&e), want, "{e:?}");
+        }
+    }
+
+    /// Pins the names of the `--metrics` results and the log's `reason`
+    /// field, and that each reason's words in the log are its own.
+    #[test]
+    fn each_reason_has_its_own_name_and_words() {
+        let names: Vec<String> = ALL.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "timeout",
+                "bad_record",
+                "certificate",
+                "protocol",
+                "closed",
+                "io"
+            ]
+        );
+        for w in ALL {
+            assert_eq!(w.as_str(), w.to_string());
+        }
+        let mut meanings: Vec<&str> = ALL.iter().map(|w| w.meaning()).collect();
+        assert!(
+            meanings[0].contains("--tls-handshake-timeout"),
+            "{}",
+            meanings[0]
+        );
+        assert!(
+            meanings[1].contains("does not speak TLS"),
+            "{}",
+            meanings[1]
+        );
+        assert!(meanings[2].contains("certificate"), "{}", meanings[2]);
+        assert!(meanings[4].contains("closed"), "{}", meanings[4]);
+        assert!(meanings[5].contains("reset"), "{}", meanings[5]);
+        meanings.sort_unstable();
+        meanings.dedup();
+        assert_eq!(meanings.len(), ALL.len(), "{meanings:?}");
+        assert!(meanings.iter().all(|m| m.len() > 20), "{meanings:?}");
+    }
+
+    /// Pins that each failure lands in its own counter, once, and that the
+    /// total (the stats line's `failed=`) is the sum of all six.
+    #[test]
+    fn each_failure_is_counted_under_its_reason_and_in_the_total() {
+        let mut f = HandshakeFailures::default();
+        // 1 timeout, 2 bad records, ... 6 I/O failures.
+        for (i, w) in ALL.into_iter().enumerate() {
+            for _ in 0..=i {
+                f.count(w);
+            }
+        }
+        let want = HandshakeFailures {
+            timeout: 1,
+            bad_record: 2,
+            certificate: 3,
+            protocol: 4,
+            closed: 5,
+            io: 6,
+        };
+        assert_eq!(f, want);
+        assert_eq!(f.total(), 21);
+    }
+
+    /// Pins what the workers' counts sum to (the snapshot `--metrics` and
+    /// the stats line read), and how outcomes are recorded: a completed
+    /// handshake once, a resumed one also as resumed, a failure by reason.
+    #[test]
+    fn outcomes_are_recorded_and_workers_summed() {
+        use super::super::stream::Outcome;
+        let mut a = HandshakeCounts::default();
+        a.record(Outcome::Completed { resumed: false });
+        a.record(Outcome::Completed { resumed: true });
+        a.record(Outcome::Completed { resumed: true });
+        for w in ALL {
+            a.record(Outcome::Failed(w));
+        }
+        a.record(Outcome::Failed(HandshakeFailure::Closed));
+        assert_eq!((a.completed, a.resumed, a.failed.total()), (3, 2, 7));
+        assert_eq!((a.failed.timeout, a.failed.closed), (1, 2));
+        let mut b = HandshakeCounts {
+            completed: 5,
+            resumed: 4,
+            failed: HandshakeFailures {
+                timeout: 2,
+                bad_record: 3,
+                certificate: 4,
+                protocol: 5,
+                closed: 6,
+                io: 7,
+            },
+        };
+        b.add(&a);
+        b.add(&a);
+        let want = HandshakeCounts {
+            completed: 11,
+            resumed: 8,
+            failed: HandshakeFailures {
+                timeout: 4,
+                bad_record: 5,
+                certificate: 6,
+                protocol: 7,
+                closed: 10,
+                io: 9,
+            },
+        };
+        assert_eq!(b, want);
+    }
+}

@@ -1,0 +1,347 @@
+use std::net::{TcpListener, TcpStream as StdTcpStream};
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+use super::*;
+
+/// Generous bound on each loop below; none needs more than a few turns.
+const TURNS: usize = 100_000;
+
+/// When the handshakes of these streams must be complete.
+const DEADLINE: Instant = Instant::from_millis(60_000);
+
+/// A server `TlsStream` just accepted (its handshake not started, due by
+/// [`DEADLINE`]), the client's rustls connection and its non-blocking
+/// socket over loopback; the client's receive buffer is 4 KiB.
+fn accepted() -> (TlsStream, rustls::ClientConnection, StdTcpStream) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = CertificateDer::from(key.cert.der().to_vec());
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(super::super::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], der)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(super::super::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&listener.local_addr().unwrap().into())
+        .unwrap();
+    let csock: StdTcpStream = sock.into();
+    csock.set_nonblocking(true).unwrap();
+    let (ssock, _) = listener.accept().unwrap();
+    ssock.set_nonblocking(true).unwrap();
+    let t = TlsStream::new(TcpStream::from_std(ssock), Arc::new(server), DEADLINE).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+    (t, c, csock)
+}
+
+/// A server `TlsStream` and a non-blocking client over loopback whose
+/// handshake is complete; the client's receive buffer is 4 KiB.
+fn established() -> (TlsStream, rustls::ClientConnection, StdTcpStream) {
+    let (mut t, mut c, mut csock) = accepted();
+    let mut buf = [0u8; 64];
+    for _ in 0..TURNS {
+        if !c.is_handshaking() && t.state == State::Established {
+            return (t, c, csock);
+        }
+        while c.wants_write() && c.write_tls(&mut csock).is_ok() {}
+        if c.read_tls(&mut csock).is_ok() {
+            c.process_new_packets().unwrap();
+        }
+        assert!(matches!(t.read(&mut buf), ReadOutcome::WouldBlock));
+        std::thread::yield_now();
+    }
+    panic!("no handshake after {TURNS} turns");
+}
+
+/// Reads `t` until it reports something other than `WouldBlock`.
+fn read_until_ready(t: &mut TlsStream, buf: &mut [u8]) -> ReadOutcome {
+    for _ in 0..TURNS {
+        match t.read(buf) {
+            ReadOutcome::WouldBlock => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+    panic!("nothing to read after {TURNS} turns");
+}
+
+/// What the client's socket receives until the server's FIN (`Ok`) or an
+/// error, bounded by a 20 s read timeout.
+fn raw_until_fin(csock: &mut StdTcpStream) -> io::Result<Vec<u8>> {
+    csock.set_nonblocking(false)?;
+    csock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut got = Vec::new();
+    csock.read_to_end(&mut got).map(|_| got)
+}
+
+/// The client's plaintext until the server's close_notify and FIN (`Ok`),
+/// or an error (a FIN without close_notify is `UnexpectedEof`).
+fn plaintext_until_close(
+    c: &mut rustls::ClientConnection,
+    csock: &mut StdTcpStream,
+) -> io::Result<Vec<u8>> {
+    csock.set_nonblocking(false)?;
+    csock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut got = Vec::new();
+    rustls::Stream::new(c, csock)
+        .read_to_end(&mut got)
+        .map(|_| got)
+}
+
+#[test]
+fn records_queued_then_peer_reset_reports_output_failed() {
+    let (mut t, _client, csock) = established();
+    // The client reads nothing: fill its window, the socket, then
+    // rustls's record buffer.
+    let chunk = [7u8; 16 * 1024];
+    let mut blocked = false;
+    for _ in 0..TURNS {
+        match t.write(&chunk, false) {
+            WriteOutcome::Sent(_) => {}
+            WriteOutcome::WouldBlock => {
+                blocked = true;
+                break;
+            }
+            other => panic!("write: {other:?}"),
+        }
+    }
+    assert!(blocked, "the socket never filled");
+    assert!(t.unacknowledged() > 0, "records should be queued");
+    assert!(!t.output_failed(), "nothing failed yet");
+    // The peer resets: the queued records can never leave.
+    socket2::SockRef::from(&csock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(csock);
+    t.flush();
+    assert!(t.output_failed(), "the failed push must be reported");
+    // A reset, not a timeout: the session counts it as reset by the peer.
+    assert_eq!(
+        t.write(b"more", false),
+        WriteOutcome::Failed(Failure::Reset)
+    );
+    assert_eq!(t.read(&mut [0u8; 64]), ReadOutcome::Failed(Failure::Reset));
+}
+
+/// A peer that resets an established connection: the next read reports a
+/// reset (counted as `peer_reset`), not a timeout, and not the end of
+/// input.
+#[test]
+fn peer_reset_of_an_established_stream_is_read_as_a_reset() {
+    let (mut t, _c, csock) = established();
+    socket2::SockRef::from(&csock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(csock);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        read_until_ready(&mut t, &mut buf),
+        ReadOutcome::Failed(Failure::Reset)
+    );
+    assert!(!t.is_refused(), "no handshake failed: reset, not refused");
+    assert_eq!(
+        t.take_outcome(),
+        Some(Outcome::Completed { resumed: false })
+    );
+}
+
+/// A plain client's bytes before the handshake: the handshake fails once,
+/// counted as `bad_record` with rustls's words for the log; the
+/// connection is refused with the alert and then a FIN (not a reset).
+#[test]
+fn plain_bytes_during_the_handshake_are_refused_as_bad_record_with_an_alert_then_fin() {
+    let (mut t, _c, mut csock) = accepted();
+    csock.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        read_until_ready(&mut t, &mut buf),
+        ReadOutcome::Failed(Failure::Reset)
+    );
+    assert_eq!(
+        t.take_outcome(),
+        Some(Outcome::Failed(HandshakeFailure::BadRecord))
+    );
+    assert_eq!(t.take_outcome(), None, "reported once");
+    let detail = t.failure_detail().expect("rustls said why");
+    assert!(detail.contains("corrupt message"), "{detail}");
+    assert_eq!(t.deadline(), None, "no handshake left to time out");
+    assert!(t.is_refused());
+    assert!(t.read_pending(), "the failure is the next read's");
+    assert_eq!(t.read(&mut buf), ReadOutcome::Failed(Failure::Reset));
+    assert!(t.refuse(), "a refused connection closes with a FIN");
+    let got = raw_until_fin(&mut csock).expect("the alert, then a FIN, not a reset");
+    assert!(
+        got.len() == 7 && got[0] == 0x15 && got[5] == 2,
+        "expected one fatal alert record, got {got:02x?}"
+    );
+}
+
+/// A client that closes (FIN, no bytes) during the handshake: counted as
+/// `closed`, and answered with a FIN alone: nothing was said to answer.
+#[test]
+fn client_fin_during_the_handshake_counts_closed_and_gets_a_bare_fin() {
+    let (mut t, _c, mut csock) = accepted();
+    csock.shutdown(Shutdown::Write).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(read_until_ready(&mut t, &mut buf), ReadOutcome::Eof);
+    assert_eq!(
+        t.take_outcome(),
+        Some(Outcome::Failed(HandshakeFailure::Closed))
+    );
+    assert_eq!(t.deadline(), None);
+    assert!(t.is_refused());
+    assert!(t.refuse());
+    assert_eq!(raw_until_fin(&mut csock).expect("a FIN"), b"");
+}
+
+/// The handshake deadline: nothing happens before it; at it the handshake
+/// fails once as `timeout`, the connection reports `TimedOut` to the
+/// session and is closed with a FIN, no alert (the client said nothing).
+#[test]
+fn silent_client_times_out_exactly_at_the_handshake_deadline() {
+    let (mut t, _c, mut csock) = accepted();
+    assert_eq!(t.deadline(), Some(DEADLINE));
+    let before = Instant::from_millis(59_999);
+    assert!(!t.expire(before), "expired before its deadline");
+    assert_eq!(t.take_outcome(), None);
+    assert_eq!(t.deadline(), Some(DEADLINE));
+    assert!(t.expire(DEADLINE), "not expired at its deadline");
+    assert_eq!(
+        t.take_outcome(),
+        Some(Outcome::Failed(HandshakeFailure::Timeout))
+    );
+    assert_eq!(t.deadline(), None);
+    assert!(!t.expire(Instant::from_millis(70_000)), "expired twice");
+    assert_eq!(t.take_outcome(), None);
+    let mut buf = [0u8; 64];
+    assert_eq!(t.read(&mut buf), ReadOutcome::Failed(Failure::TimedOut));
+    assert_eq!(
+        t.write(b"x", false),
+        WriteOutcome::Failed(Failure::TimedOut)
+    );
+    assert!(t.refuse());
+    assert_eq!(raw_until_fin(&mut csock).expect("a FIN"), b"");
+}
+
+/// A completed handshake: reported once as completed (not resumed), no
+/// deadline left to expire, described by version and suite for the log,
+/// not refused (an aborted session is reset, not closed with a FIN), and
+/// nothing queued once a write is pushed.
+#[test]
+fn completed_handshake_is_reported_once_and_the_stream_is_not_refused() {
+    let (mut t, _c, _csock) = established();
+    assert_eq!(
+        t.take_outcome(),
+        Some(Outcome::Completed { resumed: false })
+    );
+    assert_eq!(t.take_outcome(), None);
+    assert_eq!(t.deadline(), None);
+    assert!(!t.expire(Instant::from_millis(u64::MAX / 2)));
+    let d = t.describe();
+    assert!(d.contains("TLSv1_3") && d.contains("TLS13_"), "{d}");
+    assert!(!t.is_refused());
+    assert!(!t.refuse(), "an established stream is reset on abort");
+    assert!(!t.read_pending());
+    assert!(!t.output_failed());
+    assert_eq!(t.unacknowledged(), 0, "nothing queued");
+}
+
+/// Before any handshake message the log says no version was negotiated.
+#[test]
+fn stream_before_the_handshake_describes_no_version() {
+    let (t, _c, _csock) = accepted();
+    assert_eq!(t.describe(), "no version negotiated");
+}
+
+/// Writes with the `more` hint are held in rustls until a write without
+/// it (or a flush); the echo then arrives whole, and a half-close sends
+/// close_notify and then FIN, leaving nothing unacknowledged.
+#[test]
+fn writes_with_more_wait_for_the_last_then_close_notify_and_fin_follow() {
+    let (mut t, mut c, mut csock) = established();
+    assert_eq!(t.write(b"first ", true), WriteOutcome::Sent(6));
+    assert_eq!(t.unacknowledged(), 1, "held for the next write");
+    assert_eq!(t.write(b"second", false), WriteOutcome::Sent(6));
+    assert_eq!(t.unacknowledged(), 0, "pushed by the last write");
+    t.shutdown_write();
+    assert_eq!(t.unacknowledged(), 0, "close_notify and FIN sent");
+    t.shutdown_write();
+    let got = plaintext_until_close(&mut c, &mut csock).expect("close_notify, then FIN");
+    assert_eq!(got, b"first second");
+}
+
+/// The last data and close_notify decrypted in one read: the data first,
+/// with the end announced as pending, then the end.
+#[test]
+fn data_and_close_notify_in_one_read_give_the_data_then_the_end() {
+    let (mut t, mut c, mut csock) = established();
+    c.writer().write_all(b"last words").unwrap();
+    c.send_close_notify();
+    let mut wire = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut wire).unwrap();
+    }
+    csock.write_all(&wire).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(read_until_ready(&mut t, &mut buf), ReadOutcome::Data(10));
+    assert_eq!(&buf[..10], b"last words");
+    assert!(t.read_pending(), "the end is already known");
+    assert_eq!(t.read(&mut buf), ReadOutcome::Eof);
+}
+
+/// A client that resets the connection during the handshake: counted as
+/// `io` (the connection failed), reported to the session as a reset.
+#[test]
+fn client_reset_during_the_handshake_counts_io() {
+    let (mut t, _c, csock) = accepted();
+    socket2::SockRef::from(&csock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(csock);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        read_until_ready(&mut t, &mut buf),
+        ReadOutcome::Failed(Failure::Reset)
+    );
+    assert_eq!(
+        t.take_outcome(),
+        Some(Outcome::Failed(HandshakeFailure::Io))
+    );
+    assert_eq!(t.deadline(), None, "no handshake left to time out");
+}
+
+/// The `buffered` gauge counts both of rustls's queues: decrypted input
+/// the session has not read yet plus records the socket has not taken;
+/// nothing once the connection is released.
+#[test]
+fn gauge_counts_unread_plaintext_and_unsent_records_then_nothing_when_released() {
+    let (mut t, mut c, mut csock) = established();
+    c.writer().write_all(&[b'x'; 100]).unwrap();
+    while c.wants_write() {
+        c.write_tls(&mut csock).unwrap();
+    }
+    let mut buf = [0u8; 10];
+    assert_eq!(read_until_ready(&mut t, &mut buf), ReadOutcome::Data(10));
+    let mut counters = StreamCounters::default();
+    t.sync_gauge(false, &mut counters);
+    assert_eq!(counters.buffered, 90, "the plaintext not read yet");
+    // Held in rustls (the `more` hint): one record, 6 bytes and its overhead.
+    assert_eq!(t.write(b"first ", true), WriteOutcome::Sent(6));
+    t.sync_gauge(false, &mut counters);
+    let both = counters.buffered;
+    assert!(96 < both && both < 90 + 100, "{both}");
+    t.sync_gauge(true, &mut counters);
+    assert_eq!(counters.buffered, 0, "a released connection holds nothing");
+}

@@ -345,3 +345,20 @@ fn gauge_counts_unread_plaintext_and_unsent_records_then_nothing_when_released()
     t.sync_gauge(true, &mut counters);
     assert_eq!(counters.buffered, 0, "a released connection holds nothing");
 }
+
+/// A record shorter than the session's buffer, with nothing after it: the
+/// read returns its bytes once the socket has nothing more, and then
+/// would block (the connection stays open).
+#[test]
+fn short_record_is_returned_when_the_socket_drains() {
+    let (mut t, mut c, mut csock) = established();
+    c.writer().write_all(b"hello").unwrap();
+    while c.wants_write() {
+        c.write_tls(&mut csock).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    assert_eq!(read_until_ready(&mut t, &mut buf), ReadOutcome::Data(5));
+    assert_eq!(&buf[..5], b"hello");
+    assert!(!t.read_pending(), "nothing more is known");
+    assert_eq!(t.read(&mut buf), ReadOutcome::WouldBlock);
+}

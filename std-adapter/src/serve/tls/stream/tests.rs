@@ -362,3 +362,32 @@ fn short_record_is_returned_when_the_socket_drains() {
     assert!(!t.read_pending(), "nothing more is known");
     assert_eq!(t.read(&mut buf), ReadOutcome::WouldBlock);
 }
+
+/// A peer that reads nothing: once the socket is full, rustls holds
+/// records up to [`OUTPUT_LIMIT`] (about 64 KiB, so sends stay large) and
+/// not much more (one record's overhead), as the `buffered` gauge shows;
+/// further writes would block.
+#[test]
+fn peer_that_reads_nothing_lets_rustls_hold_up_to_the_output_limit() {
+    let (mut t, _client, _csock) = established();
+    let chunk = [7u8; 16 * 1024];
+    let mut blocked = false;
+    for _ in 0..TURNS {
+        match t.write(&chunk, false) {
+            WriteOutcome::Sent(_) => {}
+            WriteOutcome::WouldBlock => {
+                blocked = true;
+                break;
+            }
+            other => panic!("write: {other:?}"),
+        }
+    }
+    assert!(blocked, "the socket never filled");
+    let mut counters = StreamCounters::default();
+    t.sync_gauge(false, &mut counters);
+    let held = counters.buffered;
+    assert!(
+        (48 * 1024..=64 * 1024 + 1024).contains(&held),
+        "rustls holds {held} bytes of records"
+    );
+}

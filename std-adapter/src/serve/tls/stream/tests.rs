@@ -391,3 +391,30 @@ fn peer_that_reads_nothing_lets_rustls_hold_up_to_the_output_limit() {
         "rustls holds {held} bytes of records"
     );
 }
+
+/// A write whose bytes rustls took, but whose push then fails (the peer
+/// reset): the bytes count as sent, as a kernel socket's would, and the
+/// failure is reported for the session's close (reset by the peer).
+#[test]
+fn write_taken_then_failed_push_reports_the_bytes_and_the_failure() {
+    let (mut t, _c, csock) = established();
+    socket2::SockRef::from(&csock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(csock);
+    // Wait for the reset to reach the server's socket (peeking takes the
+    // error; sends fail from then on).
+    let sock = socket2::SockRef::from(t.socket_ref());
+    let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    let reset = (0..TURNS).any(|_| match sock.peek(&mut scratch) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            std::thread::yield_now();
+            false
+        }
+        _ => true,
+    });
+    assert!(reset, "the reset never arrived");
+    assert_eq!(t.write(b"x", false), WriteOutcome::Sent(1));
+    assert!(t.output_failed(), "the failed push must be reported");
+    assert_eq!(t.write(b"y", false), WriteOutcome::Failed(Failure::Reset));
+}

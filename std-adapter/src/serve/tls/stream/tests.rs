@@ -100,24 +100,26 @@ fn plaintext_until_close(
         .map(|_| got)
 }
 
+/// Writes 16 KiB at a time to a peer that reads nothing until a write
+/// would block: its window, the socket, then rustls's record buffer full.
+fn fill_until_blocked(t: &mut TlsStream) {
+    let chunk = [7u8; 16 * 1024];
+    for _ in 0..TURNS {
+        match t.write(&chunk, false) {
+            WriteOutcome::Sent(_) => {}
+            WriteOutcome::WouldBlock => return,
+            other => panic!("write: {other:?}"),
+        }
+    }
+    panic!("the socket never filled");
+}
+
 #[test]
 fn records_queued_then_peer_reset_reports_output_failed() {
     let (mut t, _client, csock) = established();
     // The client reads nothing: fill its window, the socket, then
     // rustls's record buffer.
-    let chunk = [7u8; 16 * 1024];
-    let mut blocked = false;
-    for _ in 0..TURNS {
-        match t.write(&chunk, false) {
-            WriteOutcome::Sent(_) => {}
-            WriteOutcome::WouldBlock => {
-                blocked = true;
-                break;
-            }
-            other => panic!("write: {other:?}"),
-        }
-    }
-    assert!(blocked, "the socket never filled");
+    fill_until_blocked(&mut t);
     assert!(t.unacknowledged() > 0, "records should be queued");
     assert!(!t.output_failed(), "nothing failed yet");
     // The peer resets: the queued records can never leave.
@@ -370,19 +372,7 @@ fn short_record_is_returned_when_the_socket_drains() {
 #[test]
 fn peer_that_reads_nothing_lets_rustls_hold_up_to_the_output_limit() {
     let (mut t, _client, _csock) = established();
-    let chunk = [7u8; 16 * 1024];
-    let mut blocked = false;
-    for _ in 0..TURNS {
-        match t.write(&chunk, false) {
-            WriteOutcome::Sent(_) => {}
-            WriteOutcome::WouldBlock => {
-                blocked = true;
-                break;
-            }
-            other => panic!("write: {other:?}"),
-        }
-    }
-    assert!(blocked, "the socket never filled");
+    fill_until_blocked(&mut t);
     let mut counters = StreamCounters::default();
     t.sync_gauge(false, &mut counters);
     let held = counters.buffered;

@@ -198,15 +198,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bar_message_shows_losses_and_the_warmup() {
-        let b = Bar::with_target(
+    /// A hidden bar for a 10 s run whose first 2 s are warmup.
+    fn ten_second_run_with_two_of_warmup() -> Bar {
+        Bar::with_target(
             &spec(
                 Stop::Duration(Duration::from_secs(10)),
                 Duration::from_secs(2),
             ),
             ProgressDrawTarget::hidden(),
-        );
+        )
+    }
+
+    #[test]
+    fn bar_message_shows_losses_and_the_warmup() {
+        let b = ten_second_run_with_two_of_warmup();
         b.update(&Snapshot {
             messages_verified: 10,
             bytes_verified: 640,
@@ -225,13 +230,7 @@ mod tests {
     /// inclusive), so the bar no longer says "warmup".
     #[test]
     fn bar_message_drops_the_warmup_when_the_warmup_has_elapsed() {
-        let b = Bar::with_target(
-            &spec(
-                Stop::Duration(Duration::from_secs(10)),
-                Duration::from_secs(2),
-            ),
-            ProgressDrawTarget::hidden(),
-        );
+        let b = ten_second_run_with_two_of_warmup();
         b.update(&Snapshot {
             elapsed: Duration::from_secs(2),
             ..busy()

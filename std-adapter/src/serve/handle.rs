@@ -175,9 +175,8 @@ impl ServerHandle {
                 let running = self.threads.iter().filter(|t| !t.is_finished()).count();
                 // Detached: dropping a thread's handle does not wait for it.
                 self.threads.clear();
-                if let Some((stop, _reporter)) = self.reporter.take() {
-                    drop(stop);
-                }
+                // Its stop sender dropped: the reporter ends (detached too).
+                self.reporter = None;
                 return Err(JoinError::StillRunning { running, limit });
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -100,6 +100,13 @@ fn plaintext_until_close(
         .map(|_| got)
 }
 
+/// Closes the client's socket with a reset (`SO_LINGER` 0), not a FIN.
+fn reset(csock: StdTcpStream) {
+    socket2::SockRef::from(&csock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
 /// Writes 16 KiB at a time to a peer that reads nothing until a write
 /// would block: its window, the socket, then rustls's record buffer full.
 fn fill_until_blocked(t: &mut TlsStream) {
@@ -123,10 +130,7 @@ fn records_queued_then_peer_reset_reports_output_failed() {
     assert!(t.unacknowledged() > 0, "records should be queued");
     assert!(!t.output_failed(), "nothing failed yet");
     // The peer resets: the queued records can never leave.
-    socket2::SockRef::from(&csock)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(csock);
+    reset(csock);
     t.flush();
     assert!(t.output_failed(), "the failed push must be reported");
     // A reset, not a timeout: the session counts it as reset by the peer.
@@ -143,10 +147,7 @@ fn records_queued_then_peer_reset_reports_output_failed() {
 #[test]
 fn peer_reset_of_an_established_stream_is_read_as_a_reset() {
     let (mut t, _c, csock) = established();
-    socket2::SockRef::from(&csock)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(csock);
+    reset(csock);
     let mut buf = [0u8; 64];
     assert_eq!(
         read_until_ready(&mut t, &mut buf),
@@ -308,10 +309,7 @@ fn data_and_close_notify_in_one_read_give_the_data_then_the_end() {
 #[test]
 fn client_reset_during_the_handshake_counts_io() {
     let (mut t, _c, csock) = accepted();
-    socket2::SockRef::from(&csock)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(csock);
+    reset(csock);
     let mut buf = [0u8; 64];
     assert_eq!(
         read_until_ready(&mut t, &mut buf),
@@ -388,10 +386,7 @@ fn peer_that_reads_nothing_lets_rustls_hold_up_to_the_output_limit() {
 #[test]
 fn write_taken_then_failed_push_reports_the_bytes_and_the_failure() {
     let (mut t, _c, csock) = established();
-    socket2::SockRef::from(&csock)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(csock);
+    reset(csock);
     // Wait for the reset to reach the server's socket (peeking takes the
     // error; sends fail from then on).
     let sock = socket2::SockRef::from(t.socket_ref());

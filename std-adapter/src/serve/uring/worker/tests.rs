@@ -321,7 +321,7 @@ mod live {
 
     /// Ends connection `key`'s receive as if it had failed with `errno`:
     /// it is cancelled, and its last completion says `-errno` instead.
-    fn end_receive_with(w: &mut Worker<'_>, key: usize, errno: i32) {
+    pub(super) fn end_receive_with(w: &mut Worker<'_>, key: usize, errno: i32) {
         w.pause_recv(key);
         let recv = user_data(Op::Recv, key as u32, 0);
         let mut ended = false;

@@ -6,7 +6,11 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration as StdDuration;
 
-use super::live::{connect, pattern, with_worker_tuned};
+use ricochet_core::Next;
+
+use super::live::{
+    connect, end_receive_with, pattern, read_now, turn, turn_until, with_worker_tuned,
+};
 use super::*;
 use crate::serve::Settings;
 
@@ -65,4 +69,81 @@ fn send_a_full_session_waits_on_wakes_the_worker_before_the_idle_deadline() {
             assert!(got == sent, "bytes differ or out of order");
         });
     }
+}
+
+/// Settings with an idle timeout of a minute: the only deadline a quiet
+/// connection gives the worker's wait.
+fn idle_a_minute(s: &mut Settings) {
+    s.session.idle_timeout = Some(ricochet_core::Duration::from_secs(60));
+}
+
+/// The worker's own enter, which must return at once (a check of the
+/// rings) with work left over from the turn: it returns before the idle
+/// deadline of connection `key`, the only deadline there is, with nothing
+/// in flight that could complete meanwhile.
+fn enter_checks_before_the_idle_deadline(w: &mut Worker<'_>, key: usize, what: &str) {
+    use crate::serve::conns::Tracked;
+    let deadline = w
+        .conns
+        .get(key)
+        .expect("open")
+        .deadline()
+        .expect("idle deadline");
+    w.enter().expect("enter");
+    let now = w.clock.now();
+    assert!(
+        now < deadline,
+        "{what}: the wait slept until the idle deadline ({deadline:?}, now {now:?})"
+    );
+}
+
+/// A connection whose budget ran out with input left (`Next::Yield`) is
+/// queued for the next turn, and the wait before that turn is a check:
+/// waiting for a completion instead left it queued until its peer sent
+/// more or, with a peer waiting for its echo, until the idle timeout.
+#[test]
+fn connection_left_in_the_run_queue_makes_the_wait_a_check() {
+    with_worker_tuned(false, idle_a_minute, |w| {
+        let (key, mut client) = connect(w);
+        turn(w);
+        assert!(w.conns.get(key).expect("open").io.recv_armed);
+        assert_eq!(w.conns.file(key, Next::Yield), None, "queued, not released");
+        assert!(w.conns.has_queued());
+        enter_checks_before_the_idle_deadline(w, key, "a connection queued");
+        let now = w.clock.now();
+        assert!(w.turn(now), "the worker stopped");
+        assert!(!w.conns.has_queued(), "the queued connection was driven");
+        client.write_all(b"still served").expect("write");
+        let mut back = Vec::new();
+        turn_until(w, "the echo", |_| {
+            read_now(&mut client, &mut back);
+            back.len() >= 12
+        });
+        assert_eq!(back, b"still served");
+    });
+}
+
+/// A receive that ended for want of buffers (`ENOBUFS`) while enough are
+/// free to grant it is re-armed at once: the wait is a check, not a sleep
+/// until a completion that, with that receive the connection's only
+/// request, never comes.
+#[test]
+fn receive_waiting_for_buffers_that_are_free_makes_the_wait_a_check() {
+    with_worker_tuned(false, idle_a_minute, |w| {
+        let (key, _client) = connect(w);
+        end_receive_with(w, key, libc::ENOBUFS);
+        let io = &w.conns.get(key).expect("open").io;
+        assert!(io.buf_waiting && !io.recv_armed, "waits for buffers");
+        assert_eq!(
+            w.inflight, 0,
+            "nothing in flight that could wake the worker"
+        );
+        enter_checks_before_the_idle_deadline(w, key, "a receive waiting");
+        let now = w.clock.now();
+        assert!(w.turn(now), "the worker stopped");
+        assert!(
+            w.conns.get(key).expect("open").io.recv_armed,
+            "the waiting receive is armed again"
+        );
+    });
 }

@@ -1,5 +1,6 @@
 use super::*;
 
+mod exit;
 #[cfg(feature = "cli")]
 mod logs;
 mod wakes;

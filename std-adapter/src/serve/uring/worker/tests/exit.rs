@@ -1,0 +1,77 @@
+//! The worker's exit (`Worker::release_all`): which connections end with
+//! a reset and which with the clean close they already began.
+
+use std::io::Write;
+
+use super::live::{connect, read_now, turn_until, with_worker};
+use super::*;
+use crate::serve::uring::conn::Socket;
+
+/// Whether connection `key`'s socket is set to reset on close (`SO_LINGER`
+/// on with a zero timeout).
+fn resets_on_close(w: &Worker<'_>, key: usize) -> bool {
+    let conn = w.conns.get(key).expect("open");
+    let Socket::Tcp(s) = &conn.io.socket else {
+        panic!("a TCP connection");
+    };
+    let linger = socket2::SockRef::from(s).linger().expect("SO_LINGER");
+    linger == Some(std::time::Duration::ZERO)
+}
+
+/// Echoes `data` on connection `key` and, once the client has it all,
+/// closes the session gracefully: the worker sends the FIN and lingers.
+fn echo_then_close(w: &mut Worker<'_>, key: usize, client: &mut std::net::TcpStream) {
+    client.write_all(b"abc").expect("write");
+    let mut back = Vec::new();
+    turn_until(w, "the echo", |_| {
+        read_now(client, &mut back);
+        back.len() >= 3
+    });
+    assert_eq!(back, b"abc");
+    let now = w.clock.now();
+    w.conns.get_mut(key).expect("open").pump.close(now);
+    w.mark_ready(key);
+}
+
+/// A connection lingering after a clean close whose echo and FIN have all
+/// left the process keeps its clean end at the worker's exit: its socket
+/// is not set to reset: the kernel may still be delivering the tail of the
+/// echo, which a reset would throw away, and the peer would read an error
+/// after the clean end it was sent.
+#[test]
+fn lingering_connection_with_everything_sent_is_not_reset_at_exit() {
+    with_worker(false, |w| {
+        let (key, mut client) = connect(w);
+        echo_then_close(w, key, &mut client);
+        let mut end = false;
+        turn_until(w, "the client sees the FIN", |_| {
+            end |= read_now(&mut client, &mut Vec::new());
+            end
+        });
+        let conn = w.conns.get(key).expect("lingering");
+        assert!(conn.pump.is_finishing() && !conn.pump.is_released());
+        assert_eq!(conn.io.unsent(), 0, "echo and FIN sent");
+        w.release_all();
+        assert!(
+            !resets_on_close(w, key),
+            "a clean close turned into a reset at exit"
+        );
+    });
+}
+
+/// A live session at the worker's exit is cut short with a reset: its
+/// peer must not take the end for a clean one.
+#[test]
+fn running_session_is_reset_at_exit() {
+    with_worker(false, |w| {
+        let (key, mut client) = connect(w);
+        client.write_all(b"abc").expect("write");
+        let mut back = Vec::new();
+        turn_until(w, "the echo", |_| {
+            read_now(&mut client, &mut back);
+            back.len() >= 3
+        });
+        w.release_all();
+        assert!(resets_on_close(w, key), "a running session closed cleanly");
+    });
+}

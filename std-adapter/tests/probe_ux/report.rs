@@ -268,3 +268,80 @@ fn quiet_failed_run_says_failed_with_the_error_count_on_stderr_only() {
     assert!(out.contains("FAILED"), "the table says it: {out}");
     assert!(!err.contains("ricochet probe: FAILED"), "{err}");
 }
+
+/// A pseudo-terminal of 24 rows by 100 columns: (master, slave).
+fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: two out-pointers to ints, no name buffer, default terminal
+    // settings, and a valid window size.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::openpty(
+            &raw mut master,
+            &raw mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &raw const size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty returned two open descriptors that nothing else owns.
+    #[allow(unsafe_code)]
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// With stderr on a terminal, a run draws a live progress bar there: the
+/// messages verified so far and the megabytes, redrawn as the run goes,
+/// while stdout (a pipe) gets the table alone.
+#[test]
+fn run_on_a_terminal_draws_the_verified_count_on_stderr() {
+    use std::io::Read;
+    let srv = FaultyServer::start(Fault::None);
+    let (master, slave) = pty();
+    let mut cmd = Command::new(ricochet_bin());
+    cmd.args(["probe", &tcp(&srv), "-d", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(slave));
+    let child = cmd.spawn().expect("spawn the probe");
+    // Our copy of the slave end: once the probe's is closed too, reads of
+    // the master end (EIO) and the reader below finishes.
+    drop(cmd);
+    let screen = std::thread::spawn(move || {
+        let mut master = std::fs::File::from(master);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let out = probe_support::wait_bounded(child, "the probe on a terminal", STEP_TIMEOUT);
+    let screen = screen.join().expect("the terminal's reader");
+    let (code, stdout, _) = texts(&out);
+    assert_eq!(code, 0, "{stdout}\nterminal: {screen:?}");
+    assert!(
+        screen.contains(" verified, ") && screen.contains(" MB"),
+        "no progress on the terminal: {screen:?}"
+    );
+    assert!(stdout.contains("\nresult       OK"), "{stdout}");
+    assert!(
+        !stdout.contains(" verified, "),
+        "the bar went to stdout: {stdout}"
+    );
+}

@@ -102,3 +102,50 @@ fn main() -> ExitCode {
     cli::log::finish();
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::asks_for_json_logs;
+
+    fn asks(args: &[&str]) -> bool {
+        asks_for_json_logs(args.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn serve_with_log_format_json_asks_for_json_logs_whatever_else_is_wrong() {
+        assert!(asks(&[
+            "ricochet",
+            "serve",
+            "--log-format",
+            "json",
+            "--bogus"
+        ]));
+        assert!(asks(&["ricochet", "serve", "--bogus", "--log-format=json"]));
+    }
+
+    #[test]
+    fn json_that_is_not_the_log_format_asks_for_nothing() {
+        assert!(!asks(&[
+            "ricochet",
+            "serve",
+            "--log-format",
+            "text",
+            "json"
+        ]));
+        assert!(!asks(&["ricochet", "serve", "--unix", "json", "--bogus"]));
+        assert!(!asks(&[
+            "ricochet",
+            "serve",
+            "--log-format",
+            "text",
+            "--bogus"
+        ]));
+    }
+
+    #[test]
+    fn other_commands_and_no_command_ask_for_nothing() {
+        assert!(!asks(&["ricochet", "probe", "--log-format", "json"]));
+        assert!(!asks(&["ricochet", "--log-format", "json"]));
+        assert!(!asks(&["ricochet"]));
+    }
+}

@@ -129,7 +129,13 @@ impl Drop for TlsServer {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             h.shutdown();
-            let _ = h.join();
+            // Bounded: a server that does not stop fails the test instead
+            // of hanging it (unless the test is failing already).
+            if let Err(e) = h.join_within(std::time::Duration::from_secs(60))
+                && !std::thread::panicking()
+            {
+                panic!("the TLS server: {e}");
+            }
         }
     }
 }

@@ -599,3 +599,6 @@ fn hash_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(0x5eed_u64)
 }
+
+#[cfg(test)]
+mod tests;

@@ -495,6 +495,9 @@ impl Ctx<'_> {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// Descriptors a run needs besides one per connection: per worker thread
 /// an epoll instance and its registry clone, plus stdio, the signal pipe
 /// and room for the resolver.

@@ -352,6 +352,40 @@ mod tests {
         assert!(both.is_set(), "a client certificate needs a tls:// target");
     }
 
+    /// Only options that differ from the defaults count as given (and then
+    /// need a `tls://` target).
+    #[test]
+    fn default_options_are_not_set_and_any_other_is() {
+        assert!(!TlsOptions::default().is_set());
+        assert!(insecure().is_set());
+        let name = TlsOptions {
+            server_name: Some("echo.example".to_owned()),
+            ..TlsOptions::default()
+        };
+        assert!(name.is_set());
+    }
+
+    /// Without `--tls-ca` (nor `--insecure`) the system's CAs are trusted:
+    /// a client is built when the system has some, and otherwise the error
+    /// names both ways out.
+    #[test]
+    fn without_a_ca_file_the_system_roots_are_used_or_their_absence_said() {
+        let system = rustls_native_certs::load_native_certs().certs;
+        let mut store = rustls::RootCertStore::empty();
+        let (usable, _) = store.add_parsable_certificates(system);
+        let got = clients(&[tls("localhost", 1)], &TlsOptions::default());
+        if usable > 0 {
+            let c = got.expect("a client trusting the system's CAs");
+            assert!(c[0].is_some());
+        } else {
+            let e = got.expect_err("no CA on this system");
+            assert!(
+                e.0.contains("--tls-ca FILE") && e.0.contains("--insecure"),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn clients_without_tls_targets_build_nothing() {
         let udp = Target::Udp(vec![SocketAddr::from(([127, 0, 0, 1], 7))].into());

@@ -380,7 +380,119 @@ fn watch_signals(stop: &StopHandle) -> Option<SignalWatcher> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProbeArgs,
+    }
+
+    /// `ricochet probe ARGS` as parsed (the target first).
+    fn args(args: &[&str]) -> ProbeArgs {
+        Cli::try_parse_from(
+            ["probe", "tcp://127.0.0.1:7"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        .args
+    }
+
+    /// `ricochet probe ARGS`' run specification.
+    fn spec(a: &[&str]) -> ProbeSpec {
+        args(a).spec()
+    }
+
+    /// What the run does without `--count` and `--duration`: the default
+    /// count, or with `--find-rate` steps of 2 s after a 500 ms warmup
+    /// (and then neither the count nor a given duration gets a warmup).
+    #[test]
+    fn stop_and_warmup_default_to_a_count_or_to_find_rate_steps() {
+        let plain = spec(&[]);
+        assert_eq!(
+            (plain.stop, plain.warmup),
+            (Stop::Count(DEFAULT_COUNT), Duration::ZERO)
+        );
+        let search = spec(&["--find-rate", "p99=5ms"]);
+        assert_eq!(
+            (search.stop, search.warmup),
+            (Stop::Duration(FIND_RATE_STEP), FIND_RATE_WARMUP)
+        );
+        let timed = spec(&["--find-rate", "p99=5ms", "-d", "1s"]);
+        assert_eq!(
+            (timed.stop, timed.warmup),
+            (Stop::Duration(Duration::from_secs(1)), Duration::ZERO)
+        );
+        let warm = spec(&["--find-rate", "p99=5ms", "--warmup", "200ms", "-d", "1s"]);
+        assert_eq!(warm.warmup, Duration::from_millis(200));
+        assert_eq!(spec(&["-n", "7"]).stop, Stop::Count(7));
+    }
+
+    /// Intervals: as given; none with `--find-rate` (its steps are
+    /// reported instead) or by default; every second for `--json-stream`;
+    /// the plot's own for `--plot` alone.
+    #[test]
+    fn intervals_come_from_the_option_json_stream_or_the_plot() {
+        assert_eq!(spec(&[]).interval, None);
+        assert_eq!(
+            spec(&["-i", "250ms"]).interval,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            spec(&["--json-stream"]).interval,
+            Some(JSON_STREAM_INTERVAL)
+        );
+        assert_eq!(
+            spec(&["--plot", "a.svg", "-d", "30s"]).interval,
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            spec(&["--find-rate", "p99=5ms", "--json-stream"]).interval,
+            None
+        );
+    }
+
+    /// Each output flag picks its format; the table by default.
+    #[test]
+    fn output_flags_pick_the_format() {
+        assert_eq!(args(&[]).format(), Format::Table);
+        assert_eq!(args(&["--json"]).format(), Format::Json);
+        assert_eq!(args(&["--json-stream"]).format(), Format::JsonStream);
+        assert_eq!(args(&["-q"]).format(), Format::Quiet);
+    }
+
+    /// The options reach the run: connections, rate, duration, the TLS
+    /// server name and CA file.
+    #[test]
+    fn options_reach_the_run_specification() {
+        let s = Cli::try_parse_from([
+            "probe",
+            "tls://127.0.0.1:7443",
+            "-c",
+            "3",
+            "-r",
+            "2K",
+            "-d",
+            "2s",
+            "--tls-server-name",
+            "echo.example",
+            "--tls-ca",
+            "ca.pem",
+        ])
+        .expect("parse")
+        .args
+        .spec();
+        assert_eq!(
+            (s.connections, s.rate, s.stop),
+            (3, Some(2000.0), Stop::Duration(Duration::from_secs(2)))
+        );
+        assert_eq!(s.tls.server_name.as_deref(), Some("echo.example"));
+        assert_eq!(s.tls.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert!(matches!(s.targets[..], [Target::Tls(_)]));
+    }
 
     #[test]
     fn lifetime_is_messages_when_bare_and_a_duration_otherwise() {

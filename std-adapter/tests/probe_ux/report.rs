@@ -139,22 +139,48 @@ fn report_that_cannot_be_written_is_an_error() {
     assert!(err.contains("cannot write the report to stdout"), "{err}");
 }
 
+/// Under a hard limit of 64 open files, 500 connections on 3 threads are
+/// refused up front, with what they need: one file a connection, two a
+/// thread, 32 more (538).
 #[test]
 fn too_low_open_file_limit_is_reported_up_front() {
     let srv = FaultyServer::start(Fault::None);
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg("ulimit -n 64 && exec \"$0\" probe \"$1\" -c 500 -n 1")
+        .arg("ulimit -n 64 && exec \"$0\" probe \"$1\" -c 500 --threads 3 -n 1")
         .arg(ricochet_bin())
         .arg(tcp(&srv));
     let o = run_bounded(&mut cmd, STEP_TIMEOUT);
     let (code, out, err) = texts(&o);
     assert_eq!(code, 1, "{out} {err}");
     assert!(
-        err.contains("--connections 500 needs about") && err.contains("ulimit -n"),
+        err.contains("--connections 500 needs about 538 open files, but the limit is 64")
+            && err.contains("ulimit -n 538"),
         "{err}"
     );
     assert!(out.is_empty(), "no report of 500 failed connects: {out}");
+}
+
+/// A soft open-file limit of 64 below a higher hard one is raised for 100
+/// connections (which need 134 on one thread): every connection opens and
+/// the run passes.
+#[test]
+fn soft_open_file_limit_below_the_hard_one_is_raised_for_the_run() {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    if hard < 134 {
+        eprintln!("skipped: the hard open-file limit ({hard}) is below 134");
+        return;
+    }
+    let srv = FaultyServer::start(Fault::None);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -Sn 64 && exec \"$0\" probe \"$1\" -c 100 --threads 1 -n 1")
+        .arg(ricochet_bin())
+        .arg(tcp(&srv));
+    let o = run_bounded(&mut cmd, STEP_TIMEOUT);
+    let (code, out, err) = texts(&o);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(!err.contains("needs about"), "{err}");
 }
 
 #[test]

@@ -328,22 +328,20 @@ fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     }
 }
 
-/// With stderr on a terminal, a run draws a live progress bar there: the
-/// messages verified so far and the megabytes, redrawn as the run goes,
-/// while stdout (a pipe) gets the table alone.
-#[test]
-fn run_on_a_terminal_draws_the_verified_count_on_stderr() {
+/// Runs `ricochet probe` with `args`, stdout on a pipe and stderr on a
+/// pseudo-terminal; returns its output and what the terminal received.
+fn probe_on_a_terminal(args: &[&str]) -> (std::process::Output, String) {
     use std::io::Read;
-    let srv = FaultyServer::start(Fault::None);
     let (master, slave) = pty();
     let mut cmd = Command::new(ricochet_bin());
-    cmd.args(["probe", &tcp(&srv), "-d", "1s"])
+    cmd.arg("probe")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(slave));
     let child = cmd.spawn().expect("spawn the probe");
     // Our copy of the slave end: once the probe's is closed too, reads of
-    // the master end (EIO) and the reader below finishes.
+    // the master end fail (EIO) and the reader below finishes.
     drop(cmd);
     let screen = std::thread::spawn(move || {
         let mut master = std::fs::File::from(master);
@@ -358,7 +356,17 @@ fn run_on_a_terminal_draws_the_verified_count_on_stderr() {
         String::from_utf8_lossy(&seen).into_owned()
     });
     let out = probe_support::wait_bounded(child, "the probe on a terminal", STEP_TIMEOUT);
-    let screen = screen.join().expect("the terminal's reader");
+    (out, screen.join().expect("the terminal's reader"))
+}
+
+/// With stderr on a terminal, a run draws a live progress bar there: the
+/// messages verified so far and the megabytes, redrawn as the run goes,
+/// while stdout (a pipe) gets the table alone. With `--json` it draws
+/// none: the terminal gets nothing, stdout the report.
+#[test]
+fn run_on_a_terminal_draws_the_verified_count_on_stderr_unless_json() {
+    let srv = FaultyServer::start(Fault::None);
+    let (out, screen) = probe_on_a_terminal(&[&tcp(&srv), "-d", "1s"]);
     let (code, stdout, _) = texts(&out);
     assert_eq!(code, 0, "{stdout}\nterminal: {screen:?}");
     assert!(
@@ -370,4 +378,10 @@ fn run_on_a_terminal_draws_the_verified_count_on_stderr() {
         !stdout.contains(" verified, "),
         "the bar went to stdout: {stdout}"
     );
+
+    let (out, screen) = probe_on_a_terminal(&[&tcp(&srv), "-d", "1s", "--json"]);
+    let (code, stdout, _) = texts(&out);
+    assert_eq!(code, 0, "{stdout}\nterminal: {screen:?}");
+    assert_eq!(screen, "", "a bar beside --json");
+    assert_eq!(json_of(&out)["ok"], true, "{stdout}");
 }

@@ -299,7 +299,7 @@ fn quiet_failed_run_says_failed_with_the_error_count_on_stderr_only() {
 fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (-1, -1);
-    let size = libc::winsize {
+    let mut size = libc::winsize {
         ws_row: 24,
         ws_col: 100,
         ws_xpixel: 0,
@@ -313,8 +313,9 @@ fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
             &raw mut master,
             &raw mut slave,
             std::ptr::null_mut(),
-            std::ptr::null(),
-            &raw const size,
+            // Mutable pointers: the BSDs declare them so (Linux, const).
+            std::ptr::null_mut::<libc::termios>(),
+            &raw mut size,
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());

@@ -139,19 +139,27 @@ fn report_that_cannot_be_written_is_an_error() {
     assert!(err.contains("cannot write the report to stdout"), "{err}");
 }
 
+/// Runs `ricochet probe` against a correct server with `options`, under
+/// the open-file limit that `ulimit LIMIT` sets in a shell; exit code,
+/// stdout and stderr.
+fn probe_under_ulimit(limit: &str, options: &str) -> (i32, String, String) {
+    let srv = FaultyServer::start(Fault::None);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit {limit} && exec \"$0\" probe \"$1\" {options}"
+        ))
+        .arg(ricochet_bin())
+        .arg(tcp(&srv));
+    texts(&run_bounded(&mut cmd, STEP_TIMEOUT))
+}
+
 /// Under a hard limit of 64 open files, 500 connections on 3 threads are
 /// refused up front, with what they need: one file a connection, two a
 /// thread, 32 more (538).
 #[test]
 fn too_low_open_file_limit_is_reported_up_front() {
-    let srv = FaultyServer::start(Fault::None);
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -n 64 && exec \"$0\" probe \"$1\" -c 500 --threads 3 -n 1")
-        .arg(ricochet_bin())
-        .arg(tcp(&srv));
-    let o = run_bounded(&mut cmd, STEP_TIMEOUT);
-    let (code, out, err) = texts(&o);
+    let (code, out, err) = probe_under_ulimit("-n 64", "-c 500 --threads 3 -n 1");
     assert_eq!(code, 1, "{out} {err}");
     assert!(
         err.contains("--connections 500 needs about 538 open files, but the limit is 64")
@@ -171,14 +179,7 @@ fn soft_open_file_limit_below_the_hard_one_is_raised_for_the_run() {
         eprintln!("skipped: the hard open-file limit ({hard}) is below 134");
         return;
     }
-    let srv = FaultyServer::start(Fault::None);
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -Sn 64 && exec \"$0\" probe \"$1\" -c 100 --threads 1 -n 1")
-        .arg(ricochet_bin())
-        .arg(tcp(&srv));
-    let o = run_bounded(&mut cmd, STEP_TIMEOUT);
-    let (code, out, err) = texts(&o);
+    let (code, out, err) = probe_under_ulimit("-Sn 64", "-c 100 --threads 1 -n 1");
     assert_eq!(code, 0, "{out} {err}");
     assert!(!err.contains("needs about"), "{err}");
 }

@@ -77,6 +77,15 @@ fn read_until_ready(t: &mut TlsStream, buf: &mut [u8]) -> ReadOutcome {
     panic!("nothing to read after {TURNS} turns");
 }
 
+/// Reads `t` until the handshake fails: the session reads `read`, the
+/// handshake is reported as `failure`, and no deadline is left.
+fn handshake_fails(t: &mut TlsStream, read: ReadOutcome, failure: HandshakeFailure) {
+    let mut buf = [0u8; 64];
+    assert_eq!(read_until_ready(t, &mut buf), read);
+    assert_eq!(t.take_outcome(), Some(Outcome::Failed(failure)));
+    assert_eq!(t.deadline(), None, "no handshake left to time out");
+}
+
 /// What the client's socket receives until the server's FIN (`Ok`) or an
 /// error, bounded by a 20 s read timeout.
 fn raw_until_fin(csock: &mut StdTcpStream) -> io::Result<Vec<u8>> {
@@ -167,22 +176,17 @@ fn peer_reset_of_an_established_stream_is_read_as_a_reset() {
 fn plain_bytes_during_the_handshake_are_refused_as_bad_record_with_an_alert_then_fin() {
     let (mut t, _c, mut csock) = accepted();
     csock.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let mut buf = [0u8; 64];
-    assert_eq!(
-        read_until_ready(&mut t, &mut buf),
-        ReadOutcome::Failed(Failure::Reset)
-    );
-    assert_eq!(
-        t.take_outcome(),
-        Some(Outcome::Failed(HandshakeFailure::BadRecord))
+    handshake_fails(
+        &mut t,
+        ReadOutcome::Failed(Failure::Reset),
+        HandshakeFailure::BadRecord,
     );
     assert_eq!(t.take_outcome(), None, "reported once");
     let detail = t.failure_detail().expect("rustls said why");
     assert!(detail.contains("corrupt message"), "{detail}");
-    assert_eq!(t.deadline(), None, "no handshake left to time out");
     assert!(t.is_refused());
     assert!(t.read_pending(), "the failure is the next read's");
-    assert_eq!(t.read(&mut buf), ReadOutcome::Failed(Failure::Reset));
+    assert_eq!(t.read(&mut [0u8; 64]), ReadOutcome::Failed(Failure::Reset));
     assert!(t.refuse(), "a refused connection closes with a FIN");
     let got = raw_until_fin(&mut csock).expect("the alert, then a FIN, not a reset");
     assert!(
@@ -197,13 +201,7 @@ fn plain_bytes_during_the_handshake_are_refused_as_bad_record_with_an_alert_then
 fn client_fin_during_the_handshake_counts_closed_and_gets_a_bare_fin() {
     let (mut t, _c, mut csock) = accepted();
     csock.shutdown(Shutdown::Write).unwrap();
-    let mut buf = [0u8; 64];
-    assert_eq!(read_until_ready(&mut t, &mut buf), ReadOutcome::Eof);
-    assert_eq!(
-        t.take_outcome(),
-        Some(Outcome::Failed(HandshakeFailure::Closed))
-    );
-    assert_eq!(t.deadline(), None);
+    handshake_fails(&mut t, ReadOutcome::Eof, HandshakeFailure::Closed);
     assert!(t.is_refused());
     assert!(t.refuse());
     assert_eq!(raw_until_fin(&mut csock).expect("a FIN"), b"");
@@ -310,16 +308,11 @@ fn data_and_close_notify_in_one_read_give_the_data_then_the_end() {
 fn client_reset_during_the_handshake_counts_io() {
     let (mut t, _c, csock) = accepted();
     reset(csock);
-    let mut buf = [0u8; 64];
-    assert_eq!(
-        read_until_ready(&mut t, &mut buf),
-        ReadOutcome::Failed(Failure::Reset)
+    handshake_fails(
+        &mut t,
+        ReadOutcome::Failed(Failure::Reset),
+        HandshakeFailure::Io,
     );
-    assert_eq!(
-        t.take_outcome(),
-        Some(Outcome::Failed(HandshakeFailure::Io))
-    );
-    assert_eq!(t.deadline(), None, "no handshake left to time out");
 }
 
 /// The `buffered` gauge counts both of rustls's queues: decrypted input

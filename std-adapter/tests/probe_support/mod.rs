@@ -355,6 +355,11 @@ pub enum Fault {
     /// unread, the kernel resets the connection instead (a plain
     /// accept-and-close, as QEMU's `hostfwd` before the guest listens).
     CloseAtOnce,
+    /// Echo nothing: wait for the peer's first bytes and close with them
+    /// unread, so that the kernel always resets the connection (socat's
+    /// `OPENSSL-LISTEN` given a non-TLS hello, a superserver that stopped
+    /// the service). Unlike `CloseAtOnce`, never a clean close.
+    ResetOnFirstBytes,
     /// Echo each read in two writes, its first byte then the rest, with
     /// Nagle's algorithm on (no `TCP_NODELAY`): the rest waits for the
     /// peer's ACK of the first byte.
@@ -447,6 +452,11 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
     match fault {
         Fault::Banner(greeting) if (&s).write_all(greeting).is_err() => return,
         Fault::CloseAtOnce => return,
+        Fault::ResetOnFirstBytes => {
+            let _ = s.set_read_timeout(Some(STEP_TIMEOUT));
+            let _ = s.peek(&mut [0u8; 1]);
+            return;
+        }
         Fault::NeverRead => {
             let deadline = Instant::now() + STEP_TIMEOUT;
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -488,7 +498,11 @@ fn serve_faulty(s: TcpStream, fault: Fault, stop: &AtomicBool) {
                 let chunk = &mut buf[..n];
                 match fault {
                     // Silent reads and never answers; the others never get here.
-                    Fault::Silent | Fault::FinAtOnce | Fault::CloseAtOnce | Fault::NeverRead => {}
+                    Fault::Silent
+                    | Fault::FinAtOnce
+                    | Fault::CloseAtOnce
+                    | Fault::ResetOnFirstBytes
+                    | Fault::NeverRead => {}
                     Fault::FlipAt(at) => {
                         if at >= offset && at < offset + n as u64 {
                             chunk[(at - offset) as usize] ^= 0xff;

@@ -195,7 +195,7 @@ fn connections_dropped_at_once_suggest_a_forward_whichever_way_they_end() {
 /// limits and port forwards only. A TLS server is named too.
 #[test]
 fn resets_before_any_echo_suggest_a_tls_server_too() {
-    let tls_like = FaultyServer::start(Fault::CloseAtOnce);
+    let tls_like = FaultyServer::start(Fault::ResetOnFirstBytes);
     let t = format!("tcp://{}", tls_like.addr);
     let (code, out, _) = texts(&probe_cli(&[&t, "-n", "3", "--timeout", "2s"]));
     assert_eq!(code, 1, "{out}");
@@ -213,7 +213,7 @@ fn resets_before_any_echo_suggest_a_tls_server_too() {
 /// superserver's limit.
 #[test]
 fn resets_before_any_echo_suggest_a_superserver_that_stopped_the_service() {
-    let stopped = FaultyServer::start(Fault::CloseAtOnce);
+    let stopped = FaultyServer::start(Fault::ResetOnFirstBytes);
     let t = format!("tcp://{}", stopped.addr);
     let (code, out, _) = texts(&probe_cli(&[&t, "-n", "3", "-c", "4", "--timeout", "2s"]));
     assert_eq!(code, 1, "{out}");

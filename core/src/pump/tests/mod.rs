@@ -1,5 +1,5 @@
 //! Pump unit tests over a scripted transport, named `<phase>_<event>_<outcome>`:
-//! the serving phase's in `serving.rs`, the linger's (and the wait before a
+//! the serving phase's in `serving/`, the linger's (and the wait before a
 //! reset) in `lingering.rs`; here the transports, helpers and the rest.
 
 use std::collections::VecDeque;

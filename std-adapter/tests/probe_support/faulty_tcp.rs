@@ -1,12 +1,11 @@
 //! An in-test TCP echo server that misbehaves in a chosen way ([`Fault`]).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::accepting::Accepting;
 use super::{STEP_TIMEOUT, wait_until};
 
 /// How an in-test TCP server misbehaves.
@@ -69,61 +68,20 @@ pub enum Fault {
 /// Stops accepting when dropped.
 pub struct FaultyServer {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    conns: Accepting,
 }
 
 impl FaultyServer {
     pub fn start(fault: Fault) -> FaultyServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let accepted2 = accepted.clone();
-        let accept = std::thread::spawn(move || {
-            let mut conns = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        accepted2.fetch_add(1, Ordering::SeqCst);
-                        let stop3 = stop2.clone();
-                        conns.push(std::thread::spawn(move || serve_faulty(s, fault, &stop3)));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    Err(_) => break,
-                }
-            }
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        FaultyServer {
-            addr,
-            stop,
-            accept: Some(accept),
-            accepted,
-        }
+        let (conns, addr) = Accepting::start(move |s, stop| serve_faulty(s, fault, stop));
+        FaultyServer { addr, conns }
     }
 
     /// Waits (bounded) until `n` connections were accepted.
     pub fn wait_accepted(&self, n: usize) {
         wait_until("connections to the faulty server", || {
-            self.accepted.load(Ordering::SeqCst) >= n
+            self.conns.accepted() >= n
         });
-    }
-}
-
-impl Drop for FaultyServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -19,6 +19,7 @@ mod listening;
 #[allow(unused_imports)] // not every test file uses them
 pub use listening::{tcp_listening, unix_listening};
 
+mod accepting;
 mod faulty_tcp;
 mod faulty_udp;
 mod shaped;

@@ -2,14 +2,14 @@
 //! times, or a known capacity.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::STEP_TIMEOUT;
+use super::accepting::Accepting;
 
+/// When a [`ShapedServer`] may echo.
 #[derive(Clone, Copy, Debug)]
 pub enum Shape {
     /// Echo nothing for `stall` at the start of every `period` (from the
@@ -24,9 +24,7 @@ pub enum Shape {
 /// by a [`Shape`]; it closes after the client's FIN. Stops when dropped.
 pub struct ShapedServer {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    conns: Accepting,
 }
 
 /// The shared state of a shaped server's connections.
@@ -72,56 +70,18 @@ impl Shaper {
 
 impl ShapedServer {
     pub fn start(shape: Shape) -> ShapedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let shaper = Arc::new(Shaper {
+        let shaper = Shaper {
             shape,
             epoch: Instant::now(),
             budget: std::sync::Mutex::new((0, 0)),
-        });
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
-        let accept = std::thread::spawn(move || {
-            let mut conns = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        accepted2.fetch_add(1, Ordering::SeqCst);
-                        let (stop3, shaper) = (stop2.clone(), shaper.clone());
-                        conns.push(std::thread::spawn(move || serve_shaped(s, &shaper, &stop3)));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(1))
-                    }
-                    Err(_) => break,
-                }
-            }
-            for c in conns {
-                let _ = c.join();
-            }
-        });
-        ShapedServer {
-            addr,
-            stop,
-            accept: Some(accept),
-            accepted,
-        }
+        };
+        let (conns, addr) = Accepting::start(move |s, stop| serve_shaped(s, &shaper, stop));
+        ShapedServer { addr, conns }
     }
 
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ShapedServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
+        self.conns.accepted()
     }
 }
 

@@ -4,7 +4,7 @@
 //! clock.
 //!
 //! One test binary, its tests in modules by subject: [`serving`],
-//! [`timeouts`], [`linger`], [`peer_ends`].
+//! [`timeouts`], [`linger`], [`peer_ends`], [`violations`].
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -21,6 +21,7 @@ mod linger;
 mod peer_ends;
 mod serving;
 mod timeouts;
+mod violations;
 
 const SECOND: u64 = 1_000_000;
 

@@ -16,12 +16,10 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use ricochet_core::probe::SizeRange;
 use ricochet_core::{DatagramProbeConfig, Duration, Mode, Pattern, ProbeConfig};
-use ricochet_embedded::{EchoNode, Ipv4Config, NoLed};
-use smoltcp::time::Instant as SmolInstant;
+use ricochet_embedded::EchoNode;
 
 use support::host::{DatagramClient, StreamClient};
-use support::pair::pair;
-use support::sim::{Flow, Sim, core, echo_endpoint, resources, server_config};
+use support::sim::{Flow, Sim, core, echo_endpoint, server_config};
 
 const SECOND: u64 = 1_000_000;
 
@@ -176,6 +174,11 @@ proptest! {
     fn random_frames_never_panic_a_dhcp_server_or_a_client_node(
         frames in proptest::collection::vec(garbage(), 1..16),
     ) {
+        use ricochet_embedded::{Ipv4Config, NoLed};
+        use smoltcp::time::Instant as SmolInstant;
+        use support::pair::pair;
+        use support::sim::resources;
+
         let mut dhcp = server_config();
         dhcp.ipv4 = Ipv4Config::Dhcp { fallback: None, fallback_after: Duration::from_secs(1) };
         #[cfg_attr(not(feature = "client"), allow(unused_mut))]

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 mod serve_support;
+mod tls_support;
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -195,6 +196,52 @@ fn io_auto_falls_back_to_epoll_when_the_workers_rings_exceed_the_locked_memory_l
         "the fallback line should name the locked-memory limit: {lines:#?}"
     );
     echo_once(&p);
+    p.signal("TERM");
+    assert!(p.wait_exit(IO_TIMEOUT).success(), "{}", p.drain_stderr());
+}
+
+/// The same fallback with a TLS listener beside plain TCP: on io_uring the
+/// TLS listener has epoll workers of its own, and when the io_uring workers
+/// cannot start, the epoll workers that replace them serve TLS too (the
+/// fallback's copies of the sockets are put back together).
+#[test]
+fn io_auto_fallback_to_epoll_keeps_serving_a_tls_listener_beside_plain_tcp() {
+    let pki = tls_support::Pki::new();
+    let mut p = serve_memlocked(
+        MEMLOCK_FOR_ONE_RING,
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            pki.cert.to_str().unwrap(),
+            "--tls-key",
+            pki.key.to_str().unwrap(),
+            "--threads",
+            "4",
+            "--io",
+            "auto",
+        ],
+    );
+    let lines = p.stderr_until("serving workers=", IO_TIMEOUT);
+    assert!(lines.last().unwrap().contains("io=epoll"), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("tls_workers=")),
+        "no TLS workers of their own on epoll: {lines:#?}"
+    );
+    let found = p.listening(2);
+    let addr = |kind: &str| -> std::net::SocketAddr {
+        let (_, a) = found.iter().find(|(k, _)| k == kind).expect(kind);
+        a.parse().unwrap()
+    };
+    let mut c =
+        tls_support::Client::connect(addr("tls"), tls_support::client_config(&pki.ca, None));
+    c.send(b"over tls");
+    assert_eq!(c.recv(8), b"over tls");
+    let mut s = TcpStream::connect(addr("tcp")).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    round_trip(&mut s, b"still served\n");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success(), "{}", p.drain_stderr());
 }

@@ -7,16 +7,36 @@ mod tls_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serve_support::{Proc, output_within};
+use ricochet::serve::IoBackend;
+use serve_support::{Proc, io_backend, output_within, round_trip};
 use tls_support::{Client, Pki, client_config};
 
-/// `ricochet serve ARGS` with TLS listeners: the I/O backend is left to
-/// `auto` (TLS runs on the epoll workers; `--io uring` with TLS is refused,
-/// see `serve_io.rs`), whatever `RICOCHET_IO` the suite runs with.
+/// `ricochet serve ARGS` with TLS listeners, on the backend `RICOCHET_IO`
+/// names (`cargo xtask ci test` runs this file once per backend): TLS runs
+/// on epoll workers either way, of their own beside io_uring ones.
 fn serve_tls(args: &[&str]) -> Proc {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"));
-    cmd.arg("serve").args(args).env_remove("RICOCHET_IO");
+    cmd.arg("serve").args(args);
     Proc::spawn(cmd)
+}
+
+/// The stderr lines up to the `serving` line: whether the server runs on
+/// io_uring (the backend `RICOCHET_IO` asked for, if it asked), and if so
+/// that it says its TLS listeners have epoll workers of their own.
+fn check_tls_beside_backend(p: &Proc) -> bool {
+    let lines = p.stderr_until("serving workers=", Duration::from_secs(20));
+    let serving = lines.last().expect("a serving line");
+    let uring = serving.contains("io=uring");
+    match io_backend() {
+        IoBackend::Uring => assert!(uring, "{serving}"),
+        IoBackend::Epoll => assert!(serving.contains("io=epoll"), "{serving}"),
+        IoBackend::Auto => {}
+    }
+    let own = lines.iter().any(|l| {
+        l.contains("TLS listeners run on epoll workers of their own") && l.contains("tls_workers=2")
+    });
+    assert_eq!(own, uring, "{lines:#?}");
+    uring
 }
 
 fn path(p: &std::path::Path) -> &str {
@@ -40,6 +60,8 @@ fn cli_tls_cert_without_tls_addresses_makes_the_tcp_listener_tls() {
         "127.0.0.1:0",
         "--udp",
         "127.0.0.1:0",
+        "--threads",
+        "2",
         "--tls-cert",
         path(&pki.cert),
         "--tls-key",
@@ -49,12 +71,8 @@ fn cli_tls_cert_without_tls_addresses_makes_the_tcp_listener_tls() {
     lines.sort();
     assert_eq!(lines[0].0, "tls", "{lines:?}");
     assert_eq!(lines[1].0, "udp", "UDP stays plain: {lines:?}");
-    // `auto` says why it is not io_uring.
-    let why = p.wait_stderr("serving every listener with epoll", Duration::from_secs(20));
-    assert!(
-        why.contains("TLS listeners run on the epoll backend only"),
-        "{why}"
-    );
+    // UDP stays on the backend asked for.
+    check_tls_beside_backend(&p);
     echo_over_tls(&lines[0].1, &pki);
     p.signal("TERM");
     assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
@@ -76,17 +94,63 @@ fn cli_tls_addresses_serve_tls_beside_plain_tcp() {
         "lines",
         "--tls-handshake-timeout",
         "2s",
+        "--threads",
+        "2",
     ]);
+    // Plain TCP on the backend asked for, TLS on epoll workers.
+    check_tls_beside_backend(&p);
+    echo_tls_and_plain(&p, &pki);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// A line echoed over the TLS listener and one over the plain TCP listener
+/// of `p` (in `lines` mode).
+fn echo_tls_and_plain(p: &Proc, pki: &Pki) {
     let lines = p.listening(2);
-    let kinds: Vec<&str> = lines.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(
-        kinds.contains(&"tcp") && kinds.contains(&"tls"),
-        "{lines:?}"
-    );
-    let tls = &lines.iter().find(|(k, _)| k == "tls").expect("tls").1;
-    let mut c = Client::connect(tls.parse().unwrap(), client_config(&pki.ca, None));
+    let addr = |kind: &str| -> SocketAddr {
+        let (_, a) = lines.iter().find(|(k, _)| k == kind).expect(kind);
+        a.parse().unwrap()
+    };
+    let mut c = Client::connect(addr("tls"), client_config(&pki.ca, None));
     c.send(b"a line\n");
     assert_eq!(c.recv(7), b"a line\n");
+    let mut plain = std::net::TcpStream::connect(addr("tcp")).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    round_trip(&mut plain, b"a plain line\n");
+}
+
+/// `--io uring` with TLS serves instead of refusing (it exited 1 with
+/// "--io uring cannot serve TLS listeners"): plain TCP on io_uring, TLS on
+/// epoll workers of its own, one per `--threads`.
+#[test]
+fn cli_io_uring_with_tls_serves_tcp_on_io_uring_and_tls_on_epoll_workers() {
+    let pki = Pki::new();
+    let mut p = serve_tls(&[
+        "--io",
+        "uring",
+        "--tcp",
+        "127.0.0.1:0",
+        "--tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&pki.cert),
+        "--tls-key",
+        path(&pki.key),
+        "--mode",
+        "lines",
+        "--threads",
+        "2",
+    ]);
+    let lines = p.stderr_until("serving workers=", Duration::from_secs(20));
+    assert!(lines.last().unwrap().contains("io=uring"), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("tls_workers=2")),
+        "{lines:#?}"
+    );
+    echo_tls_and_plain(&p, &pki);
     p.signal("TERM");
     assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

@@ -245,6 +245,7 @@ const SERVER_TESTS: &[&str] = &[
     "serve_privileges",
     "serve_signals",
     "serve_stalled_log",
+    "serve_tls_cli",
     "serve_transports",
     "serve_udp",
     "serve_udp_queue",

@@ -10,25 +10,9 @@ use super::config::IoBackend;
 use super::error::SpawnError;
 
 /// The backend to run for `asked`: [`IoBackend::Uring`] or [`IoBackend::Epoll`].
-/// TLS listeners (`tls`) are served by the epoll workers only, and one set of
-/// workers serves every listener: with any TLS listener `auto` runs the whole
-/// server (plain TCP, UDP and Unix too) on epoll, and `uring` is refused
-/// ([`SpawnError::UringWithTls`]).
-pub(crate) fn choose(asked: IoBackend, tls: bool) -> Result<IoBackend, SpawnError> {
-    if tls {
-        return match asked {
-            IoBackend::Uring => Err(SpawnError::UringWithTls),
-            _ => {
-                if asked == IoBackend::Auto {
-                    tracing::info!(
-                        "serving every listener with epoll, not io_uring: TLS listeners run on \
-                         the epoll backend only (plain TCP, UDP and Unix move with them)"
-                    );
-                }
-                Ok(IoBackend::Epoll)
-            }
-        };
-    }
+/// TLS listeners are not affected: they always run on epoll workers (of their
+/// own beside io_uring ones; see [`super::Server::spawn`]).
+pub(crate) fn choose(asked: IoBackend) -> Result<IoBackend, SpawnError> {
     match asked {
         IoBackend::Epoll => Ok(IoBackend::Epoll),
         IoBackend::Uring => match uring_unavailable() {
@@ -191,24 +175,6 @@ mod tests {
 
     #[test]
     fn epoll_is_chosen_without_asking_the_kernel() {
-        assert_eq!(choose(IoBackend::Epoll, false).ok(), Some(IoBackend::Epoll));
-    }
-
-    #[test]
-    fn tls_listeners_pick_epoll_and_refuse_uring_with_the_fix() {
-        assert_eq!(choose(IoBackend::Auto, true).ok(), Some(IoBackend::Epoll));
-        assert_eq!(choose(IoBackend::Epoll, true).ok(), Some(IoBackend::Epoll));
-        match choose(IoBackend::Uring, true) {
-            Err(e @ SpawnError::UringWithTls) => {
-                let msg = e.to_string();
-                assert!(
-                    msg.starts_with("--io uring cannot serve TLS listeners"),
-                    "{msg}"
-                );
-                assert_eq!(msg.matches("use --io").count(), 1, "{msg}");
-                assert!(!msg.contains("not available"), "{msg}");
-            }
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+        assert_eq!(choose(IoBackend::Epoll).ok(), Some(IoBackend::Epoll));
     }
 }

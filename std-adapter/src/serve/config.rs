@@ -280,7 +280,9 @@ pub struct ServerConfig {
     /// connections get the same echo mode, buffer, timeouts and limits as
     /// TCP ones.
     pub tls: Option<super::tls::TlsConfig>,
-    /// The I/O backend of the workers (default: io_uring if available, else epoll).
+    /// The I/O backend of the workers (default: io_uring if available, else
+    /// epoll). TLS listeners run on epoll workers whatever this is (beside
+    /// io_uring, `threads` more workers of their own).
     pub io: IoBackend,
     /// Busy polling: before it sleeps, a worker checks for new events in a
     /// loop for up to this long, saving a wake-up per event when they come

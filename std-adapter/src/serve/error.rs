@@ -381,9 +381,6 @@ pub enum SpawnError {
         /// Why, in words, with what to do about it.
         reason: String,
     },
-    /// io_uring was asked for ([`crate::serve::IoBackend::Uring`]) with a
-    /// TLS listener configured: TLS runs on the epoll backend only.
-    UringWithTls,
 }
 
 impl fmt::Display for SpawnError {
@@ -410,10 +407,6 @@ impl fmt::Display for SpawnError {
                 f,
                 "io_uring is not available: {reason}; use --io epoll (or --io auto, which falls \
                  back to epoll by itself)"
-            ),
-            SpawnError::UringWithTls => f.write_str(
-                "--io uring cannot serve TLS listeners (TLS runs on the epoll backend): use --io \
-                 epoll, or --io auto, which picks epoll by itself when a TLS listener is configured",
             ),
         }
     }
@@ -519,7 +512,7 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::EventLoop(e) | SpawnError::Register(e) | SpawnError::Thread(e) => Some(e),
-            SpawnError::IoUring { .. } | SpawnError::UringWithTls => None,
+            SpawnError::IoUring { .. } => None,
         }
     }
 }

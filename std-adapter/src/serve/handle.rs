@@ -109,6 +109,8 @@ impl ServerHandle {
 
     /// The I/O backend the workers run: [`IoBackend::Uring`] or
     /// [`IoBackend::Epoll`] (never `Auto`: that was resolved at spawn).
+    /// TLS listeners run on epoll workers whatever this says: beside
+    /// io_uring, on as many epoll workers of their own.
     pub fn io(&self) -> IoBackend {
         self.shared.io
     }

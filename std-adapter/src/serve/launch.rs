@@ -22,13 +22,16 @@ use super::{
 /// A running worker's thread.
 type WorkerThread = std::thread::JoinHandle<io::Result<()>>;
 
-/// Starts one worker per entry of `sockets` on backend `io` and waits
-/// until each io_uring worker has set up its ring; on an error no worker
-/// is left running and none has served (io_uring workers wait for every
-/// ring before arming anything).
+/// Starts one worker per entry of `sockets` on backend `io`, and one epoll
+/// worker per entry of `tls` (TLS listeners beside io_uring workers; empty
+/// on epoll, whose workers serve them among the rest). Waits until each
+/// io_uring worker has set up its ring; on an error no worker is left
+/// running and none has served (io_uring workers wait for every ring before
+/// arming anything, and the epoll workers of `tls` start only then).
 pub(super) fn launch(
     io: IoBackend,
     sockets: Vec<WorkerSockets>,
+    tls: Vec<WorkerSockets>,
     settings: &Settings,
     stats: &Arc<ServerStats>,
 ) -> Result<(Arc<Shared>, Vec<WorkerThread>), SpawnError> {
@@ -37,10 +40,12 @@ pub(super) fn launch(
         IoBackend::Uring => uring_prepare(sockets)?,
         _ => worker::prepare(sockets)?,
     };
+    let tls = worker::prepare(tls)?;
+    let wakers = prepared.wakers.into_iter().chain(tls.wakers).collect();
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(Phase::Running as u8),
         stats: Arc::clone(stats),
-        wakers: prepared.wakers,
+        wakers,
         settings: settings.clone(),
         clock: crate::clock::Clock::new(),
         unix_files: Mutex::new(Vec::new()),
@@ -58,18 +63,21 @@ pub(super) fn launch(
         }
         Err(e)
     };
-    let mut threads = Vec::with_capacity(workers);
-    for (index, start) in prepared.starters.into_iter().enumerate() {
+    let spawn = |index: usize, start: Starter| {
         let shared2 = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("ricochet-w{index}"))
             .spawn(move || {
                 let _guard = StopOthersOnPanic(Arc::clone(&shared2));
                 start(shared2)
-            });
-        match spawned {
+            })
+            .map_err(SpawnError::Thread)
+    };
+    let mut threads = Vec::with_capacity(workers + tls.starters.len());
+    for (index, start) in prepared.starters.into_iter().enumerate() {
+        match spawn(index, start) {
             Ok(t) => threads.push(t),
-            Err(e) => return fail(threads, SpawnError::Thread(e)),
+            Err(e) => return fail(threads, e),
         }
     }
     if let Some(ready) = prepared.ready {
@@ -88,6 +96,12 @@ pub(super) fn launch(
             }
         }
         ready.go.decide(true);
+    }
+    for (index, start) in (workers..).zip(tls.starters) {
+        match spawn(index, start) {
+            Ok(t) => threads.push(t),
+            Err(e) => return fail(threads, e),
+        }
     }
     Ok((shared, threads))
 }
@@ -163,7 +177,7 @@ pub(crate) struct WorkerSockets {
 pub(crate) enum StdListener {
     Tcp(std::net::TcpListener),
     Unix(StdUnixListener),
-    /// A TLS listener: served by the epoll (mio) workers only.
+    /// A TLS listener: served by epoll (mio) workers only.
     Tls(std::net::TcpListener, Arc<tls::Acceptor>),
 }
 

@@ -4,7 +4,8 @@
 //! served by worker threads that each run one event loop: an io_uring ring
 //! on Linux where the kernel allows it, else an edge-triggered mio (epoll,
 //! kqueue) loop ([`IoBackend`], `uring/` and `worker.rs`). TLS listeners
-//! are served by the mio workers.
+//! are served by mio workers: the same ones as the rest on epoll, and as
+//! many mio workers of their own beside io_uring workers.
 //! Every stream connection is a core [`ricochet_core::Session`]: the worker
 //! reads straight into the session's buffer and writes straight from it; the
 //! session decides what is echoed when (`raw`, `lines`, `frames`), applies
@@ -439,7 +440,7 @@ impl Server {
             endpoints,
             inherited_tcp: _,
         } = self;
-        let io = backend::choose(config.io, !tls.is_empty())?;
+        let io = backend::choose(config.io)?;
         let mut sockets: Vec<WorkerSockets> = (0..workers)
             .map(|index| WorkerSockets {
                 index,
@@ -454,9 +455,29 @@ impl Server {
                     .push((Endpoint::Tcp(group.addr), StdListener::Tcp(socket)));
             }
         }
-        // TLS listeners are served on the epoll (mio) workers, like TCP ones.
+        // TLS listeners are served by epoll (mio) workers, rustls being
+        // driven by readiness: the same workers as everything else on
+        // epoll; beside io_uring workers, epoll workers of their own (as
+        // many, indexed after them), so that plain TCP, UDP and Unix stay
+        // on io_uring.
+        let mut tls_sockets: Vec<WorkerSockets> = if io == IoBackend::Uring && !tls.is_empty() {
+            (0..workers)
+                .map(|i| WorkerSockets {
+                    index: workers + i,
+                    listeners: Vec::new(),
+                    udp: Vec::new(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (group, acceptor) in tls {
-            for (worker, socket) in sockets.iter_mut().zip(group.sockets) {
+            let serving = if tls_sockets.is_empty() {
+                &mut sockets
+            } else {
+                &mut tls_sockets
+            };
+            for (worker, socket) in serving.iter_mut().zip(group.sockets) {
                 worker.listeners.push((
                     Endpoint::Tls(group.addr),
                     StdListener::Tls(socket, Arc::clone(&acceptor)),
@@ -497,7 +518,15 @@ impl Server {
         // (the locked-memory limit, which the trial ring fitted): with
         // copies of the sockets, as no worker served them.
         let fallback = (io == IoBackend::Uring && config.io == IoBackend::Auto)
-            .then(|| clone_sockets(&sockets, policy).ok())
+            .then(|| {
+                let mut plain = clone_sockets(&sockets, policy).ok()?;
+                let tls = clone_sockets(&tls_sockets, policy).ok()?;
+                // On epoll, one set of workers serves every listener.
+                for (w, t) in plain.iter_mut().zip(tls) {
+                    w.listeners.extend(t.listeners);
+                }
+                Some(plain)
+            })
             .flatten();
         let settings = Settings {
             session: config.session_config(),
@@ -506,8 +535,9 @@ impl Server {
             buffer_size: config.buffer_size.bytes(),
             busy_poll: config.busy_poll,
         };
-        let stats = Arc::new(ServerStats::new(workers));
-        let (io, shared, threads) = match launch(io, sockets, &settings, &stats) {
+        let tls_workers = tls_sockets.len();
+        let stats = Arc::new(ServerStats::new(workers + tls_workers));
+        let (io, shared, threads) = match launch(io, sockets, tls_sockets, &settings, &stats) {
             Ok((shared, threads)) => (io, shared, threads),
             Err(SpawnError::IoUring { reason }) if fallback.is_some() => {
                 tracing::info!("io_uring is not available ({reason}): serving with epoll");
@@ -515,11 +545,19 @@ impl Server {
                 for w in &sockets {
                     set_nonblocking(w).map_err(SpawnError::Register)?;
                 }
-                let (shared, threads) = launch(IoBackend::Epoll, sockets, &settings, &stats)?;
+                let (shared, threads) =
+                    launch(IoBackend::Epoll, sockets, Vec::new(), &settings, &stats)?;
                 (IoBackend::Epoll, shared, threads)
             }
             Err(e) => return Err(e),
         };
+        if io == IoBackend::Uring && tls_workers > 0 {
+            tracing::info!(
+                tls_workers,
+                "TLS listeners run on epoll workers of their own (rustls is driven by \
+                 readiness); plain TCP, UDP and Unix on io_uring"
+            );
+        }
         shared
             .unix_files
             .lock()

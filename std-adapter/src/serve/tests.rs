@@ -293,31 +293,68 @@ fn shutdown_removes_the_unix_socket_files_at_once_and_ends_every_worker() {
     handle.join_within(STOP_TIMEOUT).unwrap();
 }
 
-/// With `auto`, a server without a TLS listener runs on io_uring where
-/// the kernel allows it, and one with a TLS listener on epoll.
+/// With `auto`, plain TCP runs on io_uring where the kernel allows it,
+/// with or without a TLS listener beside it: TLS gets epoll workers of its
+/// own (as many as `--threads`), and both kinds of listener echo. `uring`
+/// with TLS serves the same way instead of being refused.
 #[cfg(target_os = "linux")]
 #[test]
-fn auto_backend_is_io_uring_unless_a_tls_listener_needs_epoll() {
+fn tls_listener_beside_io_uring_gets_epoll_workers_of_its_own_and_both_echo() {
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = tls_files(dir.path());
     let plain = ServerConfig {
         tcp: vec![loopback()],
-        threads: 1,
+        threads: 2,
         ..ServerConfig::default()
     };
     let tls = ServerConfig {
         tls: Some(TlsConfig::new(vec![loopback()], cert, key)),
         ..plain.clone()
     };
-    let expected = if uring::probe().is_ok() {
+    let uring = uring::probe().is_ok();
+    let expected = if uring {
         IoBackend::Uring
     } else {
-        eprintln!("io_uring is not available here: only the TLS server's epoll is checked");
+        eprintln!("io_uring is not available here: only epoll serving TLS is checked");
         IoBackend::Epoll
     };
-    for (config, io) in [(plain, expected), (tls, IoBackend::Epoll)] {
+    let mut cases = vec![(plain, 2), (tls.clone(), if uring { 4 } else { 2 })];
+    if uring {
+        cases.push((
+            ServerConfig {
+                io: IoBackend::Uring,
+                ..tls
+            },
+            4,
+        ));
+    }
+    for (config, threads) in cases {
+        let with_tls = config.tls.is_some();
         let handle = Server::bind(config).unwrap().spawn().unwrap();
-        assert_eq!(handle.io(), io);
+        assert_eq!(handle.io(), expected, "TLS listener: {with_tls}");
+        assert_eq!(handle.threads.len(), threads, "TLS listener: {with_tls}");
+        let mut c = std::net::TcpStream::connect(handle.tcp_addr().unwrap()).unwrap();
+        c.set_read_timeout(Some(STOP_TIMEOUT)).unwrap();
+        c.write_all(b"plain").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"plain");
+        if with_tls {
+            // The TLS worker answers a client that is not TLS with an
+            // alert record, then FIN: it is serving.
+            let mut t = std::net::TcpStream::connect(handle.tls_addr().unwrap()).unwrap();
+            t.set_read_timeout(Some(STOP_TIMEOUT)).unwrap();
+            t.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut alert = Vec::new();
+            t.read_to_end(&mut alert).unwrap();
+            assert_eq!(
+                (alert.len(), alert.first()),
+                (7, Some(&0x15)),
+                "{alert:02x?}"
+            );
+        }
         handle.shutdown();
         handle.join_within(STOP_TIMEOUT).unwrap();
     }

@@ -3,30 +3,6 @@
 
 use super::*;
 
-#[test]
-fn cli_io_uring_with_tls_is_refused_in_one_sentence_with_the_fix_once() {
-    let pki = tls_support::Pki::new();
-    let (code, err, out) = serve_fails(&[
-        "--io",
-        "uring",
-        "--tcp",
-        "127.0.0.1:0",
-        "--tls-cert",
-        pki.cert.to_str().unwrap(),
-        "--tls-key",
-        pki.key.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(1), "{err}");
-    // The last line: a warning about running as root may come first.
-    assert_eq!(
-        err.trim_end().lines().last().unwrap_or_default(),
-        "ricochet serve: --io uring cannot serve TLS listeners (TLS runs on the epoll backend): \
-         use --io epoll, or --io auto, which picks epoll by itself when a TLS listener is configured"
-    );
-    assert_eq!(err.matches("use --io").count(), 1, "{err}");
-    assert!(out.stdout.is_empty(), "no listening line");
-}
-
 /// `ricochet ARGS` (a help request): its stdout, which must be the whole of it.
 fn help_of(args: &[&str]) -> String {
     let out = output_within(
@@ -162,13 +138,16 @@ fn cli_readme_and_help_agree_on_buffer_sizes_and_busy_polling() {
     );
     let io = readme_row("--io");
     assert!(
-        io.contains("any TLS listener puts the whole server"),
+        help.contains("beside io_uring, on --threads epoll workers of their own")
+            && io.contains("as many epoll workers of their own as `--threads`"),
         "{io}"
     );
 }
 
+/// With a TLS listener `auto` keeps the rest on io_uring (it put every
+/// listener on epoll) and says where TLS runs: epoll workers of its own.
 #[test]
-fn cli_tls_listener_under_io_auto_logs_that_every_listener_moves_to_epoll() {
+fn cli_tls_listener_under_io_auto_keeps_the_rest_on_io_uring_and_says_so() {
     let pki = tls_support::Pki::new();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ricochet"));
     cmd.args([
@@ -179,6 +158,8 @@ fn cli_tls_listener_under_io_auto_logs_that_every_listener_moves_to_epoll() {
         "127.0.0.1:0",
         "--io",
         "auto",
+        "--threads",
+        "3",
     ])
     .args([
         "--tls",
@@ -189,13 +170,16 @@ fn cli_tls_listener_under_io_auto_logs_that_every_listener_moves_to_epoll() {
     .args(["--tls-key", pki.key.to_str().unwrap()])
     .env_remove("RICOCHET_IO");
     let mut p = Proc::spawn(cmd);
-    let why = p.wait_stderr("with epoll", IO_TIMEOUT);
+    let lines = p.stderr_until("serving workers", IO_TIMEOUT);
     assert!(
-        why.contains("serving every listener with epoll, not io_uring"),
-        "{why}"
+        lines.last().unwrap().contains("io=uring") && lines.last().unwrap().contains("workers=3"),
+        "{lines:#?}"
     );
-    let serving = p.wait_stderr("serving workers", IO_TIMEOUT);
-    assert!(serving.contains("io=epoll"), "{serving}");
+    let tls = lines
+        .iter()
+        .find(|l| l.contains("TLS listeners run on epoll workers of their own"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(tls.contains("tls_workers=3"), "{tls}");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }

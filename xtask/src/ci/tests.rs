@@ -14,8 +14,6 @@ const BACKEND_BLIND_TESTS: &[&str] = &[
     "serve_io",
     // A library server on `IoBackend::Uring` itself (its buffer rings freed at a stop).
     "serve_uring_teardown",
-    // TLS listeners run on epoll (`--io uring` refuses them; `RICOCHET_IO` removed).
-    "serve_tls_cli",
 ];
 
 #[test]

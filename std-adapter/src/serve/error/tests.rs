@@ -251,7 +251,11 @@ fn errors_with_a_cause_give_it_as_source() {
         spawn.source().map(|s| s.to_string()),
         Some(os().to_string())
     );
-    assert!(SpawnError::UringWithTls.source().is_none());
+    assert!(
+        SpawnError::IoUring { reason: "r".into() }
+            .source()
+            .is_none()
+    );
     let join = JoinError::EventLoop {
         worker: 3,
         source: os(),

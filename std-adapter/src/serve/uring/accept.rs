@@ -161,7 +161,7 @@ impl Worker<'_> {
 
     pub(super) fn admit(&mut self, fd: OwnedFd, kind: StreamKind, now: Instant) {
         let (socket, peer) = match kind {
-            // TLS listeners are never given to io_uring workers (backend::choose).
+            // TLS listeners are never given to io_uring workers (`Server::spawn`).
             StreamKind::Tcp | StreamKind::Tls => {
                 let s = std::net::TcpStream::from(fd);
                 // Echo is request/response-like: never hold a small echo back (Nagle).

@@ -61,7 +61,7 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
             let r = match l {
                 StdListener::Tcp(s) => s.set_nonblocking(false),
                 StdListener::Unix(s) => s.set_nonblocking(false),
-                // Never given to io_uring workers (backend::choose picks epoll).
+                // Never given to io_uring workers (`spawn` gives them epoll workers).
                 StdListener::Tls(..) => Err(std::io::Error::other(
                     "a TLS listener reached an io_uring worker",
                 )),

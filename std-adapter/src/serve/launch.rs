@@ -15,8 +15,8 @@ use ricochet_core::{DatagramPolicy, PolicyConfig};
 #[cfg(target_os = "linux")]
 use super::uring;
 use super::{
-    Endpoint, IoBackend, Phase, ServerStats, Settings, Shared, SpawnError, hash_seed, tls, udp,
-    worker,
+    Endpoint, IoBackend, Phase, ServerStats, Settings, Shared, SpawnError, TcpGroup, hash_seed,
+    tls, udp, worker,
 };
 
 /// A running worker's thread.
@@ -109,7 +109,7 @@ pub(super) fn launch(
 /// Copies of the sockets (the same open sockets, new descriptors) with
 /// policies of their own, for epoll workers should io_uring's fail to
 /// set up.
-pub(super) fn clone_sockets(
+fn clone_sockets(
     sockets: &[WorkerSockets],
     policy: PolicyConfig,
 ) -> io::Result<Vec<WorkerSockets>> {
@@ -147,6 +147,59 @@ pub(super) fn clone_sockets(
             })
         })
         .collect()
+}
+
+/// Gives the TLS listeners (`tls`: one socket per worker each) to epoll
+/// workers, rustls being driven by readiness: on epoll to the workers of
+/// `sockets`, among the rest; beside io_uring to epoll workers of their own,
+/// returned (as many as `sockets`, indexed after them), so that plain TCP,
+/// UDP and Unix stay on io_uring.
+pub(super) fn assign_tls(
+    io: IoBackend,
+    sockets: &mut [WorkerSockets],
+    tls: Vec<(TcpGroup, Arc<tls::Acceptor>)>,
+) -> Vec<WorkerSockets> {
+    let workers = sockets.len();
+    let mut own: Vec<WorkerSockets> = if io == IoBackend::Uring && !tls.is_empty() {
+        (0..workers)
+            .map(|i| WorkerSockets {
+                index: workers + i,
+                listeners: Vec::new(),
+                udp: Vec::new(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (group, acceptor) in tls {
+        let serving = if own.is_empty() {
+            &mut *sockets
+        } else {
+            &mut own[..]
+        };
+        for (worker, socket) in serving.iter_mut().zip(group.sockets) {
+            worker.listeners.push((
+                Endpoint::Tls(group.addr),
+                StdListener::Tls(socket, Arc::clone(&acceptor)),
+            ));
+        }
+    }
+    own
+}
+
+/// Copies of `sockets` and of the TLS workers' `tls` ([`assign_tls`]) for
+/// epoll workers should io_uring's fail to set up: on epoll one set of
+/// workers serves every listener, so the TLS copies join the rest.
+pub(super) fn fallback_sockets(
+    sockets: &[WorkerSockets],
+    tls: &[WorkerSockets],
+    policy: PolicyConfig,
+) -> io::Result<Vec<WorkerSockets>> {
+    let mut all = clone_sockets(sockets, policy)?;
+    for (w, t) in all.iter_mut().zip(clone_sockets(tls, policy)?) {
+        w.listeners.extend(t.listeners);
+    }
+    Ok(all)
 }
 
 /// Puts a worker's sockets back in non-blocking mode (the io_uring

@@ -116,7 +116,7 @@ use fd_limit::{warn_no_fd_room, warn_over_fd_limit};
 #[cfg(target_os = "linux")]
 pub(crate) use launch::Ready;
 pub(crate) use launch::{Go, Prepared, Starter, StdListener, UdpSetup, Wake, WorkerSockets};
-use launch::{clone_sockets, launch, set_nonblocking};
+use launch::{assign_tls, fallback_sockets, launch, set_nonblocking};
 use listener::TcpGroup;
 use unix::SocketFile;
 
@@ -455,35 +455,8 @@ impl Server {
                     .push((Endpoint::Tcp(group.addr), StdListener::Tcp(socket)));
             }
         }
-        // TLS listeners are served by epoll (mio) workers, rustls being
-        // driven by readiness: the same workers as everything else on
-        // epoll; beside io_uring workers, epoll workers of their own (as
-        // many, indexed after them), so that plain TCP, UDP and Unix stay
-        // on io_uring.
-        let mut tls_sockets: Vec<WorkerSockets> = if io == IoBackend::Uring && !tls.is_empty() {
-            (0..workers)
-                .map(|i| WorkerSockets {
-                    index: workers + i,
-                    listeners: Vec::new(),
-                    udp: Vec::new(),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        for (group, acceptor) in tls {
-            let serving = if tls_sockets.is_empty() {
-                &mut sockets
-            } else {
-                &mut tls_sockets
-            };
-            for (worker, socket) in serving.iter_mut().zip(group.sockets) {
-                worker.listeners.push((
-                    Endpoint::Tls(group.addr),
-                    StdListener::Tls(socket, Arc::clone(&acceptor)),
-                ));
-            }
-        }
+        // Beside io_uring workers, TLS gets epoll workers of its own.
+        let tls_sockets = assign_tls(io, &mut sockets, tls);
         let mut unix_files = Vec::new();
         for (listener, file) in unix {
             for worker in &mut sockets {
@@ -518,15 +491,7 @@ impl Server {
         // (the locked-memory limit, which the trial ring fitted): with
         // copies of the sockets, as no worker served them.
         let fallback = (io == IoBackend::Uring && config.io == IoBackend::Auto)
-            .then(|| {
-                let mut plain = clone_sockets(&sockets, policy).ok()?;
-                let tls = clone_sockets(&tls_sockets, policy).ok()?;
-                // On epoll, one set of workers serves every listener.
-                for (w, t) in plain.iter_mut().zip(tls) {
-                    w.listeners.extend(t.listeners);
-                }
-                Some(plain)
-            })
+            .then(|| fallback_sockets(&sockets, &tls_sockets, policy).ok())
             .flatten();
         let settings = Settings {
             session: config.session_config(),

@@ -226,6 +226,13 @@ fn io_auto_fallback_to_epoll_keeps_serving_a_tls_listener_beside_plain_tcp() {
     );
     let lines = p.stderr_until("serving workers=", IO_TIMEOUT);
     assert!(lines.last().unwrap().contains("io=epoll"), "{lines:#?}");
+    // io_uring was tried (with a TLS listener it used not to be) and failed.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("io_uring is not available") && l.contains("locked-memory")),
+        "{lines:#?}"
+    );
     assert!(
         !lines.iter().any(|l| l.contains("tls_workers=")),
         "no TLS workers of their own on epoll: {lines:#?}"

@@ -27,7 +27,7 @@ type WorkerThread = std::thread::JoinHandle<io::Result<()>>;
 /// on epoll, whose workers serve them among the rest). Waits until each
 /// io_uring worker has set up its ring; on an error no worker is left
 /// running and none has served (io_uring workers wait for every ring before
-/// arming anything, and the epoll workers of `tls` start only then).
+/// arming anything, and the epoll workers of `tls` wait for the same word).
 pub(super) fn launch(
     io: IoBackend,
     sockets: Vec<WorkerSockets>,
@@ -41,6 +41,7 @@ pub(super) fn launch(
         _ => worker::prepare(sockets)?,
     };
     let tls = worker::prepare(tls)?;
+    let tls_workers = tls.starters.len();
     let wakers = prepared.wakers.into_iter().chain(tls.wakers).collect();
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(Phase::Running as u8),
@@ -73,8 +74,22 @@ pub(super) fn launch(
             })
             .map_err(SpawnError::Thread)
     };
-    let mut threads = Vec::with_capacity(workers + tls.starters.len());
-    for (index, start) in prepared.starters.into_iter().enumerate() {
+    // The TLS workers serve only once every ring is set up, as the io_uring
+    // workers do: a failure of either kind leaves nothing served.
+    let tls_starters = tls.starters.into_iter().map(|start| match &go {
+        Some(go) => {
+            let go = Arc::clone(go);
+            Box::new(move |shared| if go.wait() { start(shared) } else { Ok(()) }) as Starter
+        }
+        None => start,
+    });
+    let mut threads = Vec::with_capacity(workers + tls_workers);
+    for (index, start) in prepared
+        .starters
+        .into_iter()
+        .chain(tls_starters)
+        .enumerate()
+    {
         match spawn(index, start) {
             Ok(t) => threads.push(t),
             Err(e) => return fail(threads, e),
@@ -96,11 +111,15 @@ pub(super) fn launch(
             }
         }
         ready.go.decide(true);
-    }
-    for (index, start) in (workers..).zip(tls.starters) {
-        match spawn(index, start) {
-            Ok(t) => threads.push(t),
-            Err(e) => return fail(threads, e),
+        // A worker that panicked while the others set up decided "no"
+        // first (see `Shared::advance`): nothing serves, say so.
+        if shared.phase() != Phase::Running {
+            return fail(
+                threads,
+                SpawnError::EventLoop(io::Error::other(
+                    "a worker stopped before the server started serving",
+                )),
+            );
         }
     }
     Ok((shared, threads))

@@ -269,8 +269,11 @@ impl Server {
         let workers = config.worker_count();
         let nofile = fd_limit(config.raise_fd_limit);
         let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
+        // Each worker's event loop and waker: twice over with TLS, whose
+        // listeners beside io_uring get epoll workers of their own.
+        let loops = if tls_listeners > 0 { 4 } else { 2 };
         let fds_needed = FD_RESERVE
-            + (config.tcp.len() + tls_listeners + config.unix.len() + inherited.len() + 2)
+            + (config.tcp.len() + tls_listeners + config.unix.len() + inherited.len() + loops)
                 * workers
             + config.udp.len();
         let fd_room = nofile.saturating_sub(fds_needed);
@@ -417,7 +420,9 @@ impl Server {
         self.max_connections
     }
 
-    /// The number of worker threads [`Server::spawn`] starts.
+    /// The number of workers [`Server::spawn`] starts: each runs one event
+    /// loop on a thread of its own. Beside io_uring, TLS listeners add as
+    /// many epoll workers again.
     pub fn workers(&self) -> usize {
         self.workers
     }

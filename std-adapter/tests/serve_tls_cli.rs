@@ -81,7 +81,18 @@ fn cli_tls_cert_without_tls_addresses_makes_the_tcp_listener_tls() {
 #[test]
 fn cli_tls_addresses_serve_tls_beside_plain_tcp() {
     let pki = Pki::new();
-    let mut p = serve_tls(&[
+    let mut p = serve_tls_and_tcp_lines(&pki, &["--tls-handshake-timeout", "2s"]);
+    // Plain TCP on the backend asked for, TLS on epoll workers.
+    check_tls_beside_backend(&p);
+    echo_tls_and_plain(&p, &pki);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+/// `ricochet serve` in `lines` mode with a TLS and a plain TCP listener,
+/// 2 workers, `pki`'s certificate, and `args`.
+fn serve_tls_and_tcp_lines(pki: &Pki, args: &[&str]) -> Proc {
+    let mut all = vec![
         "--tcp",
         "127.0.0.1:0",
         "--tls",
@@ -92,16 +103,11 @@ fn cli_tls_addresses_serve_tls_beside_plain_tcp() {
         path(&pki.key),
         "--mode",
         "lines",
-        "--tls-handshake-timeout",
-        "2s",
         "--threads",
         "2",
-    ]);
-    // Plain TCP on the backend asked for, TLS on epoll workers.
-    check_tls_beside_backend(&p);
-    echo_tls_and_plain(&p, &pki);
-    p.signal("TERM");
-    assert_eq!(p.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    ];
+    all.extend_from_slice(args);
+    serve_tls(&all)
 }
 
 /// A line echoed over the TLS listener and one over the plain TCP listener
@@ -128,22 +134,7 @@ fn echo_tls_and_plain(p: &Proc, pki: &Pki) {
 #[test]
 fn cli_io_uring_with_tls_serves_tcp_on_io_uring_and_tls_on_epoll_workers() {
     let pki = Pki::new();
-    let mut p = serve_tls(&[
-        "--io",
-        "uring",
-        "--tcp",
-        "127.0.0.1:0",
-        "--tls",
-        "127.0.0.1:0",
-        "--tls-cert",
-        path(&pki.cert),
-        "--tls-key",
-        path(&pki.key),
-        "--mode",
-        "lines",
-        "--threads",
-        "2",
-    ]);
+    let mut p = serve_tls_and_tcp_lines(&pki, &["--io", "uring"]);
     let lines = p.stderr_until("serving workers=", Duration::from_secs(20));
     assert!(lines.last().unwrap().contains("io=uring"), "{lines:#?}");
     assert!(

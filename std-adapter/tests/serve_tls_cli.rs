@@ -20,10 +20,10 @@ fn serve_tls(args: &[&str]) -> Proc {
     Proc::spawn(cmd)
 }
 
-/// The stderr lines up to the `serving` line: whether the server runs on
-/// io_uring (the backend `RICOCHET_IO` asked for, if it asked), and if so
-/// that it says its TLS listeners have epoll workers of their own.
-fn check_tls_beside_backend(p: &Proc) -> bool {
+/// Reads the stderr lines up to the `serving` line: the server runs the
+/// backend `RICOCHET_IO` asked for (if it asked), and says its TLS
+/// listeners have 2 epoll workers of their own exactly when that is io_uring.
+fn check_tls_beside_backend(p: &Proc) {
     let lines = p.stderr_until("serving workers=", Duration::from_secs(20));
     let serving = lines.last().expect("a serving line");
     let uring = serving.contains("io=uring");
@@ -36,7 +36,6 @@ fn check_tls_beside_backend(p: &Proc) -> bool {
         l.contains("TLS listeners run on epoll workers of their own") && l.contains("tls_workers=2")
     });
     assert_eq!(own, uring, "{lines:#?}");
-    uring
 }
 
 fn path(p: &std::path::Path) -> &str {

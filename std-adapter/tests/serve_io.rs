@@ -201,9 +201,10 @@ fn io_auto_falls_back_to_epoll_when_the_workers_rings_exceed_the_locked_memory_l
 }
 
 /// The same fallback with a TLS listener beside plain TCP: on io_uring the
-/// TLS listener has epoll workers of its own, and when the io_uring workers
-/// cannot start, the epoll workers that replace them serve TLS too (the
-/// fallback's copies of the sockets are put back together).
+/// TLS listener has epoll event loops of its own inside the io_uring
+/// workers, and when those cannot start, the epoll workers that replace
+/// them serve TLS too (the fallback's copies of the sockets are put back
+/// together).
 #[test]
 fn io_auto_fallback_to_epoll_keeps_serving_a_tls_listener_beside_plain_tcp() {
     let pki = tls_support::Pki::new();
@@ -234,8 +235,8 @@ fn io_auto_fallback_to_epoll_keeps_serving_a_tls_listener_beside_plain_tcp() {
         "{lines:#?}"
     );
     assert!(
-        !lines.iter().any(|l| l.contains("tls_workers=")),
-        "no TLS workers of their own on epoll: {lines:#?}"
+        !lines.iter().any(|l| l.contains("tls_loops=")),
+        "no TLS event loops of their own on epoll: {lines:#?}"
     );
     let found = p.listening(2);
     let addr = |kind: &str| -> std::net::SocketAddr {

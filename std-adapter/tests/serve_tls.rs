@@ -254,6 +254,37 @@ fn tls_idle_timeout_closes_with_close_notify() {
     srv.wait_stats("the idle close", |s| s.tls.closed.idle_timeout == 1);
 }
 
+/// A graceful shutdown lets an open TLS connection go on to its end, as
+/// plain TCP does. Beside io_uring the TLS listener's epoll loop runs
+/// inside an io_uring worker: that worker must not end (and take the loop
+/// with it, resetting the TLS connection) when its own connections are
+/// gone, only once the loop has drained too.
+#[test]
+fn tls_connection_open_at_a_graceful_shutdown_is_echoed_until_it_ends() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |c| c.grace = Duration::from_secs(60));
+    let mut c = Client::connect(srv.tls, client_config(&pki.ca, None));
+    c.send(b"before");
+    assert_eq!(c.recv(6), b"before");
+    srv.handle().shutdown();
+    // The drain has begun once the TLS listener is closed (bounded).
+    let start = std::time::Instant::now();
+    while TcpStream::connect(srv.tls).is_ok() {
+        assert!(start.elapsed() < WAIT, "the TLS listener stays open");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.send(b"during the drain");
+    assert_eq!(c.recv(16), b"during the drain");
+    c.half_close();
+    assert_eq!(c.read_to_close().expect("a clean TLS close"), b"");
+    srv.wait_stats("the TLS connection's end", |s| {
+        s.tls.closed.peer_finished == 1 && s.connections_open == 0
+    });
+    let s = srv.handle().stats();
+    assert_eq!(s.tls.aborted.local, 0, "{s:#?}");
+    assert_eq!((s.tls.bytes_in, s.tls.bytes_out), (22, 22));
+}
+
 #[test]
 fn tls_peer_that_stops_reading_hits_the_drain_timeout_with_bounded_buffers() {
     // If TLS writes took everything (an unbounded record buffer), the

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ricochet::serve::IoBackend;
-use serve_support::{Proc, io_backend, output_within, round_trip};
+use serve_support::{Proc, io_backend, output_within, round_trip, worker_threads};
 use tls_support::{Client, Pki, client_config};
 
 /// `ricochet serve ARGS` with TLS listeners, on the backend `RICOCHET_IO`
@@ -22,7 +22,8 @@ fn serve_tls(args: &[&str]) -> Proc {
 
 /// Reads the stderr lines up to the `serving` line: the server runs the
 /// backend `RICOCHET_IO` asked for (if it asked), and says its TLS
-/// listeners have 2 epoll workers of their own exactly when that is io_uring.
+/// listeners have 2 epoll event loops of their own exactly when that is
+/// io_uring; either way it runs 2 worker threads, one per `--threads`.
 fn check_tls_beside_backend(p: &Proc) {
     let lines = p.stderr_until("serving workers=", Duration::from_secs(20));
     let serving = lines.last().expect("a serving line");
@@ -33,9 +34,11 @@ fn check_tls_beside_backend(p: &Proc) {
         IoBackend::Auto => {}
     }
     let own = lines.iter().any(|l| {
-        l.contains("TLS listeners run on epoll workers of their own") && l.contains("tls_workers=2")
+        l.contains("TLS listeners run on epoll event loops of their own")
+            && l.contains("tls_loops=2")
     });
     assert_eq!(own, uring, "{lines:#?}");
+    assert_eq!(worker_threads(p.id()), 2, "{lines:#?}");
 }
 
 fn path(p: &std::path::Path) -> &str {
@@ -129,15 +132,15 @@ fn echo_tls_and_plain(p: &Proc, pki: &Pki) {
 
 /// `--io uring` with TLS serves instead of refusing (it exited 1 with
 /// "--io uring cannot serve TLS listeners"): plain TCP on io_uring, TLS on
-/// epoll workers of its own, one per `--threads`.
+/// an epoll event loop of its own inside each io_uring worker.
 #[test]
-fn cli_io_uring_with_tls_serves_tcp_on_io_uring_and_tls_on_epoll_workers() {
+fn cli_io_uring_with_tls_serves_tcp_on_io_uring_and_tls_on_epoll_loops_inside_its_workers() {
     let pki = Pki::new();
     let mut p = serve_tls_and_tcp_lines(&pki, &["--io", "uring"]);
     let lines = p.stderr_until("serving workers=", Duration::from_secs(20));
     assert!(lines.last().unwrap().contains("io=uring"), "{lines:#?}");
     assert!(
-        lines.iter().any(|l| l.contains("tls_workers=2")),
+        lines.iter().any(|l| l.contains("tls_loops=2")),
         "{lines:#?}"
     );
     echo_tls_and_plain(&p, &pki);

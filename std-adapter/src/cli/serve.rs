@@ -168,8 +168,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
     log_format: LogFormat,
     /// I/O backend: io_uring where the kernel allows it (else epoll, with a log line saying why),
-    /// io_uring or fail, or epoll. TLS listeners always run on epoll: beside io_uring, on
-    /// --threads epoll workers of their own.
+    /// io_uring or fail, or epoll. TLS listeners always run on epoll: beside io_uring, on an
+    /// epoll event loop of their own inside each io_uring worker.
     #[arg(long, value_enum, value_name = "auto|uring|epoll", default_value_t = IoArg::Auto,
           env = "RICOCHET_IO")]
     io: IoArg,

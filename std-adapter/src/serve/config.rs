@@ -281,8 +281,8 @@ pub struct ServerConfig {
     /// TCP ones.
     pub tls: Option<super::tls::TlsConfig>,
     /// The I/O backend of the workers (default: io_uring if available, else
-    /// epoll). TLS listeners run on epoll workers whatever this is (beside
-    /// io_uring, `threads` more workers of their own).
+    /// epoll). TLS listeners run on epoll whatever this is (beside
+    /// io_uring, on an epoll loop of their own inside each io_uring worker).
     pub io: IoBackend,
     /// Busy polling: before it sleeps, a worker checks for new events in a
     /// loop for up to this long, saving a wake-up per event when they come

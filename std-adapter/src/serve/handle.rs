@@ -109,8 +109,8 @@ impl ServerHandle {
 
     /// The I/O backend the workers run: [`IoBackend::Uring`] or
     /// [`IoBackend::Epoll`] (never `Auto`: that was resolved at spawn).
-    /// TLS listeners run on epoll workers whatever this says: beside
-    /// io_uring, on as many epoll workers of their own.
+    /// TLS listeners run on epoll whatever this says: beside io_uring, on
+    /// an epoll event loop of their own inside each io_uring worker.
     pub fn io(&self) -> IoBackend {
         self.shared.io
     }

@@ -22,12 +22,12 @@ use super::{
 /// A running worker's thread.
 type WorkerThread = std::thread::JoinHandle<io::Result<()>>;
 
-/// Starts one worker per entry of `sockets` on backend `io`, and one epoll
-/// worker per entry of `tls` (TLS listeners beside io_uring workers; empty
-/// on epoll, whose workers serve them among the rest). Waits until each
-/// io_uring worker has set up its ring; on an error no worker is left
-/// running and none has served (io_uring workers wait for every ring before
-/// arming anything, and the epoll workers of `tls` wait for the same word).
+/// Starts one worker per entry of `sockets` on backend `io`; beside
+/// io_uring workers, worker `i` also hosts an epoll worker for `tls[i]`
+/// (TLS listeners; empty on epoll, whose workers serve them among the
+/// rest). Waits until each io_uring worker has set up its ring; on an
+/// error no worker is left running and none has served (io_uring workers
+/// wait for every ring before arming anything or starting their guests).
 pub(super) fn launch(
     io: IoBackend,
     sockets: Vec<WorkerSockets>,
@@ -36,13 +36,12 @@ pub(super) fn launch(
     stats: &Arc<ServerStats>,
 ) -> Result<(Arc<Shared>, Vec<WorkerThread>), SpawnError> {
     let workers = sockets.len();
+    let (guests, guest_wakers) = worker::prepare_guests(tls)?;
     let prepared = match io {
-        IoBackend::Uring => uring_prepare(sockets)?,
+        IoBackend::Uring => uring_prepare(sockets, guests)?,
         _ => worker::prepare(sockets)?,
     };
-    let tls = worker::prepare(tls)?;
-    let tls_workers = tls.starters.len();
-    let wakers = prepared.wakers.into_iter().chain(tls.wakers).collect();
+    let wakers = prepared.wakers.into_iter().chain(guest_wakers).collect();
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(Phase::Running as u8),
         stats: Arc::clone(stats),
@@ -74,22 +73,8 @@ pub(super) fn launch(
             })
             .map_err(SpawnError::Thread)
     };
-    // The TLS workers serve only once every ring is set up, as the io_uring
-    // workers do: a failure of either kind leaves nothing served.
-    let tls_starters = tls.starters.into_iter().map(|start| match &go {
-        Some(go) => {
-            let go = Arc::clone(go);
-            Box::new(move |shared| if go.wait() { start(shared) } else { Ok(()) }) as Starter
-        }
-        None => start,
-    });
-    let mut threads = Vec::with_capacity(workers + tls_workers);
-    for (index, start) in prepared
-        .starters
-        .into_iter()
-        .chain(tls_starters)
-        .enumerate()
-    {
+    let mut threads = Vec::with_capacity(workers);
+    for (index, start) in prepared.starters.into_iter().enumerate() {
         match spawn(index, start) {
             Ok(t) => threads.push(t),
             Err(e) => return fail(threads, e),
@@ -170,9 +155,11 @@ fn clone_sockets(
 
 /// Gives the TLS listeners (`tls`: one socket per worker each) to epoll
 /// workers, rustls being driven by readiness: on epoll to the workers of
-/// `sockets`, among the rest; beside io_uring to epoll workers of their own,
-/// returned (as many as `sockets`, indexed after them), so that plain TCP,
-/// UDP and Unix stay on io_uring.
+/// `sockets`, among the rest; beside io_uring to epoll loops of their own,
+/// returned (as many as `sockets`, indexed after them: each has its own
+/// connection table and stats slot, and is hosted by the io_uring worker
+/// of the same rank, on its thread), so that plain TCP, UDP and Unix stay
+/// on io_uring.
 pub(super) fn assign_tls(
     io: IoBackend,
     sockets: &mut [WorkerSockets],
@@ -332,12 +319,18 @@ impl Wake {
 }
 
 #[cfg(target_os = "linux")]
-fn uring_prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
-    uring::prepare(sockets)
+fn uring_prepare(
+    sockets: Vec<WorkerSockets>,
+    guests: Vec<worker::GuestSetup>,
+) -> Result<Prepared, SpawnError> {
+    uring::prepare(sockets, guests)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn uring_prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+fn uring_prepare(
+    sockets: Vec<WorkerSockets>,
+    _guests: Vec<worker::GuestSetup>,
+) -> Result<Prepared, SpawnError> {
     // `backend::choose` never picks io_uring here.
     worker::prepare(sockets)
 }

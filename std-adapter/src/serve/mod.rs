@@ -4,8 +4,9 @@
 //! served by worker threads that each run one event loop: an io_uring ring
 //! on Linux where the kernel allows it, else an edge-triggered mio (epoll,
 //! kqueue) loop ([`IoBackend`], `uring/` and `worker.rs`). TLS listeners
-//! are served by mio workers: the same ones as the rest on epoll, and as
-//! many mio workers of their own beside io_uring workers.
+//! are served by mio event loops: the same workers as the rest on epoll;
+//! beside io_uring, a mio loop of their own inside each io_uring worker,
+//! run on its thread (`worker/guest.rs`, `uring/worker/host.rs`).
 //! Every stream connection is a core [`ricochet_core::Session`]: the worker
 //! reads straight into the session's buffer and writes straight from it; the
 //! session decides what is echoed when (`raw`, `lines`, `frames`), applies
@@ -270,7 +271,7 @@ impl Server {
         let nofile = fd_limit(config.raise_fd_limit);
         let tls_listeners = config.tls.as_ref().map_or(0, |t| t.listen.len());
         // Each worker's event loop and waker: twice over with TLS, whose
-        // listeners beside io_uring get epoll workers of their own.
+        // listeners beside io_uring get epoll event loops of their own.
         let loops = if tls_listeners > 0 { 4 } else { 2 };
         let fds_needed = FD_RESERVE
             + (config.tcp.len() + tls_listeners + config.unix.len() + inherited.len() + loops)
@@ -421,8 +422,8 @@ impl Server {
     }
 
     /// The number of workers [`Server::spawn`] starts: each runs one event
-    /// loop on a thread of its own. Beside io_uring, TLS listeners add as
-    /// many epoll workers again.
+    /// loop on a thread of its own. Beside io_uring, TLS listeners add an
+    /// epoll loop of their own to each worker (on the same thread).
     pub fn workers(&self) -> usize {
         self.workers
     }
@@ -460,7 +461,8 @@ impl Server {
                     .push((Endpoint::Tcp(group.addr), StdListener::Tcp(socket)));
             }
         }
-        // Beside io_uring workers, TLS gets epoll workers of its own.
+        // Beside io_uring workers, TLS gets epoll event loops of its own,
+        // one hosted by each io_uring worker.
         let tls_sockets = assign_tls(io, &mut sockets, tls);
         let mut unix_files = Vec::new();
         for (listener, file) in unix {
@@ -505,8 +507,8 @@ impl Server {
             buffer_size: config.buffer_size.bytes(),
             busy_poll: config.busy_poll,
         };
-        let tls_workers = tls_sockets.len();
-        let stats = Arc::new(ServerStats::new(workers + tls_workers));
+        let tls_loops = tls_sockets.len();
+        let stats = Arc::new(ServerStats::new(workers + tls_loops));
         let (io, shared, threads) = match launch(io, sockets, tls_sockets, &settings, &stats) {
             Ok((shared, threads)) => (io, shared, threads),
             Err(SpawnError::IoUring { reason }) if fallback.is_some() => {
@@ -521,11 +523,11 @@ impl Server {
             }
             Err(e) => return Err(e),
         };
-        if io == IoBackend::Uring && tls_workers > 0 {
+        if io == IoBackend::Uring && tls_loops > 0 {
             tracing::info!(
-                tls_workers,
-                "TLS listeners run on epoll workers of their own (rustls is driven by \
-                 readiness); plain TCP, UDP and Unix on io_uring"
+                tls_loops,
+                "TLS listeners run on epoll event loops of their own, one inside each io_uring \
+                 worker (rustls is driven by readiness); plain TCP, UDP and Unix on io_uring"
             );
         }
         shared

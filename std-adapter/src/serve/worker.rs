@@ -40,6 +40,8 @@ use super::{Prepared, Shared, SpawnError, Starter, StdListener, Wake, WorkerSock
 
 /// Connections accepted per listener per turn before yielding.
 const ACCEPT_BUDGET: usize = 128;
+/// Readiness events taken per wait.
+const EVENTS: usize = 1024;
 
 const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 62;
@@ -57,7 +59,30 @@ struct Setup {
 /// Turns each worker's sockets into a mio event loop (registered before
 /// its thread starts, so errors reach `spawn`) and the body that runs it.
 pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
-    let mut starters: Vec<Starter> = Vec::with_capacity(sockets.len());
+    let (guests, wakers) = prepare_guests(sockets)?;
+    let starters = guests
+        .into_iter()
+        .map(|guest| Box::new(move |shared| run(guest.0, shared)) as Starter)
+        .collect();
+    Ok(Prepared {
+        starters,
+        wakers,
+        ready: None,
+    })
+}
+
+/// An epoll event loop set up (sockets registered, waker made) to be run
+/// by another worker's thread: an io_uring worker hosts the TLS listeners'
+/// loop this way (`Guest`, Linux only), as rustls is driven by readiness.
+#[derive(Debug)]
+pub(crate) struct GuestSetup(Setup);
+
+/// Sets up one event loop per entry of `sockets`, as [`prepare`] does,
+/// without a thread of its own: each is run by `Guest::start` (Linux only).
+pub(crate) fn prepare_guests(
+    sockets: Vec<WorkerSockets>,
+) -> Result<(Vec<GuestSetup>, Vec<Wake>), SpawnError> {
+    let mut setups = Vec::with_capacity(sockets.len());
     let mut wakers = Vec::with_capacity(sockets.len());
     for w in sockets {
         let poll = Poll::new().map_err(SpawnError::EventLoop)?;
@@ -97,13 +122,9 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
             Waker::new(setup.poll.registry(), WAKER).map_err(SpawnError::EventLoop)?,
         ));
         register(&mut setup).map_err(SpawnError::Register)?;
-        starters.push(Box::new(move |shared| run(setup, shared)));
+        setups.push(GuestSetup(setup));
     }
-    Ok(Prepared {
-        starters,
-        wakers,
-        ready: None,
-    })
+    Ok((setups, wakers))
 }
 
 /// Registers a worker's sockets; done before its thread starts so errors reach `spawn`.
@@ -133,35 +154,46 @@ struct Worker {
     busy: BusyPoll,
 }
 
+impl Worker {
+    /// Worker `setup.index`, ready to turn.
+    fn new(setup: Setup, shared: Arc<Shared>) -> Self {
+        let listeners = setup
+            .listeners
+            .into_iter()
+            .map(|(endpoint, socket)| Listener::new(endpoint, socket))
+            .collect();
+        Worker {
+            index: setup.index,
+            poll: setup.poll,
+            clock: shared.clock,
+            conns: ConnTable::new(setup.index, Arc::clone(&shared)),
+            busy: BusyPoll::new(shared.settings.busy_poll),
+            shared,
+            listeners,
+            udp: setup.udp,
+            counters: Counters::default(),
+            throttles: Throttles::new(),
+        }
+    }
+
+    /// Worker exit: releases everything and publishes the last counters.
+    fn finish(&mut self) {
+        self.release_all();
+        self.publish();
+    }
+}
+
 /// Runs worker `setup.index` until the server stops. Errors only if `epoll_wait` fails.
 fn run(setup: Setup, shared: Arc<Shared>) -> io::Result<()> {
-    let listeners = setup
-        .listeners
-        .into_iter()
-        .map(|(endpoint, socket)| Listener::new(endpoint, socket))
-        .collect();
-    let busy = BusyPoll::new(shared.settings.busy_poll);
-    let mut worker = Worker {
-        index: setup.index,
-        poll: setup.poll,
-        clock: shared.clock,
-        conns: ConnTable::new(setup.index, Arc::clone(&shared)),
-        shared,
-        listeners,
-        udp: setup.udp,
-        counters: Counters::default(),
-        throttles: Throttles::new(),
-        busy,
-    };
+    let mut worker = Worker::new(setup, shared);
     let result = worker.run();
-    worker.release_all();
-    worker.publish();
+    worker.finish();
     result
 }
 
 impl Worker {
     fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS);
         loop {
             let timeout = self.poll_timeout();
             let Worker { poll, busy, .. } = self;
@@ -175,30 +207,37 @@ impl Worker {
                 }
                 return Err(e);
             }
-            let now = self.clock.now();
-            let go_on = self.begin_turn(now, |w| {
-                // Every ready connection's row starts loading now: their
-                // cache misses overlap (keys that are not connections are
-                // skipped).
-                if w.conns.worth_prefetching() {
-                    for event in events.iter() {
-                        w.conns.prefetch(event.token().0);
-                    }
-                }
-                for event in events.iter() {
-                    w.handle_event(event, now);
-                }
-            });
-            if !go_on {
-                return Ok(());
-            }
-            self.serve_leftovers(now);
-            self.fire_timers(now);
-            self.publish();
-            if self.drained(now) {
+            if !self.turn(&events) {
                 return Ok(());
             }
         }
+    }
+
+    /// One turn after a wait that brought `events`: serves them, the
+    /// leftovers and the due timers, publishes the counters. False once
+    /// the worker is done (abort, or drained).
+    fn turn(&mut self, events: &Events) -> bool {
+        let now = self.clock.now();
+        let go_on = self.begin_turn(now, |w| {
+            // Every ready connection's row starts loading now: their
+            // cache misses overlap (keys that are not connections are
+            // skipped).
+            if w.conns.worth_prefetching() {
+                for event in events.iter() {
+                    w.conns.prefetch(event.token().0);
+                }
+            }
+            for event in events.iter() {
+                w.handle_event(event, now);
+            }
+        });
+        if !go_on {
+            return false;
+        }
+        self.serve_leftovers(now);
+        self.fire_timers(now);
+        self.publish();
+        !self.drained(now)
     }
 
     fn publish(&self) {
@@ -403,5 +442,10 @@ fn log_handshake(conn: &Conn, outcome: Outcome, now: Instant, throttles: &mut Th
     }
 }
 
+#[cfg(target_os = "linux")]
+mod guest;
 #[cfg(test)]
 mod tests;
+
+#[cfg(target_os = "linux")]
+pub(crate) use guest::Guest;

@@ -138,14 +138,17 @@ fn cli_readme_and_help_agree_on_buffer_sizes_and_busy_polling() {
     );
     let io = readme_row("--io");
     assert!(
-        help.contains("beside io_uring, on --threads epoll workers of their own")
-            && io.contains("as many epoll workers of their own as `--threads`"),
+        help.contains(
+            "beside io_uring, on an epoll event loop of their own inside each io_uring worker"
+        ) && io.contains("an epoll event loop of their own inside each io_uring worker"),
         "{io}"
     );
 }
 
 /// With a TLS listener `auto` keeps the rest on io_uring (it put every
-/// listener on epoll) and says where TLS runs: epoll workers of its own.
+/// listener on epoll) and says where TLS runs: an epoll event loop of its
+/// own inside each io_uring worker, so still one thread per worker (there
+/// were twice as many).
 #[test]
 fn cli_tls_listener_under_io_auto_keeps_the_rest_on_io_uring_and_says_so() {
     let pki = tls_support::Pki::new();
@@ -177,9 +180,10 @@ fn cli_tls_listener_under_io_auto_keeps_the_rest_on_io_uring_and_says_so() {
     );
     let tls = lines
         .iter()
-        .find(|l| l.contains("TLS listeners run on epoll workers of their own"))
+        .find(|l| l.contains("TLS listeners run on epoll event loops of their own"))
         .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert!(tls.contains("tls_workers=3"), "{tls}");
+    assert!(tls.contains("tls_loops=3"), "{tls}");
+    assert_eq!(worker_threads(p.id()), 3, "{lines:#?}");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }

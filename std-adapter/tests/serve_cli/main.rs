@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serve_support::{
     IO_TIMEOUT, Proc, connect, is_root, output_within, payload, read_to_eof, round_trip,
+    worker_threads,
 };
 
 fn addr_of(lines: &[(String, String)], kind: &str) -> SocketAddr {

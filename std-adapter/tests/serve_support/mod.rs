@@ -23,6 +23,15 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// the test instead of hanging it. Longer than any test's grace period.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many worker threads (`ricochet-wN`) process `pid` runs, from /proc.
+pub fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads in /proc")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("ricochet-w"))
+        .count()
+}
+
 /// Whether this process runs as root (effective uid 0, from /proc).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

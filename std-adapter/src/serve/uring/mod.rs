@@ -28,6 +28,10 @@
 //!   deadline of the timer heap (no timer per connection).
 //! - **UDP**: multishot `recvmsg` into provided buffers, echoes sent from
 //!   the same buffer (`udp.rs`).
+//! - **TLS**: rustls is driven by readiness, so TLS listeners keep an
+//!   epoll (mio) loop; each worker hosts one, watching its epoll descriptor
+//!   with a multishot poll and running its turns on the worker's thread
+//!   (`worker/host.rs`).
 //!
 //! Before spawning, [`probe`] creates a ring and checks the operations, so
 //! `--io auto` can fall back to epoll with the reason.
@@ -44,16 +48,23 @@ mod worker;
 
 pub(crate) use ring::{Waker, probe};
 
+use super::worker::GuestSetup;
 use super::{Go, Prepared, Ready, SpawnError, StdListener, Wake, WorkerSockets};
 
 /// Hands each worker's sockets to an io_uring worker: a waker each now,
 /// the rings on the workers' own threads (they report through `ready`).
-pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
+/// Worker `i` hosts `guests[i]` (the epoll worker of TLS listeners; see
+/// [`super::worker::Guest`]), if there is one.
+pub(crate) fn prepare(
+    sockets: Vec<WorkerSockets>,
+    guests: Vec<GuestSetup>,
+) -> Result<Prepared, SpawnError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let go = std::sync::Arc::new(Go::default());
     let mut starters = Vec::with_capacity(sockets.len());
     let mut wakers = Vec::with_capacity(sockets.len());
     let workers = sockets.len();
+    let mut guests = guests.into_iter();
     for w in sockets {
         // Blocking: the ring waits for connections itself (a non-blocking
         // socket would be polled by the kernel all the same, but stay uniform).
@@ -61,7 +72,7 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
             let r = match l {
                 StdListener::Tcp(s) => s.set_nonblocking(false),
                 StdListener::Unix(s) => s.set_nonblocking(false),
-                // Never given to io_uring workers (`spawn` gives them epoll workers).
+                // Never given to io_uring workers (they host epoll workers for them).
                 StdListener::Tls(..) => Err(std::io::Error::other(
                     "a TLS listener reached an io_uring worker",
                 )),
@@ -72,6 +83,7 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
         wakers.push(Wake::Uring(waker));
         starters.push(worker::starter(
             w,
+            guests.next(),
             workers,
             worker_side,
             tx.clone(),

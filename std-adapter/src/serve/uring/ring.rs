@@ -170,6 +170,8 @@ pub(crate) enum Op {
     Cancel = 7,
     /// A connection waits for its socket to take more (`a` = slab key).
     SendPoll = 8,
+    /// The hosted epoll worker's descriptor became readable (multishot poll).
+    Guest = 9,
 }
 
 /// Packs an operation and its two indices (`b` keeps 24 bits).
@@ -188,6 +190,7 @@ pub(crate) fn decode(ud: u64) -> Option<(Op, u32, u32)> {
         6 => Op::Wake,
         7 => Op::Cancel,
         8 => Op::SendPoll,
+        9 => Op::Guest,
         _ => return None,
     };
     Some((op, ud as u32, ((ud >> 32) & 0xff_ffff) as u32))

@@ -5,14 +5,18 @@
 //! 1. publishes recycled receive buffers, submits everything queued and
 //!    waits for at least one completion, in **one** `io_uring_enter` (with
 //!    the earliest deadline as its timeout: timer heap, paused listeners,
-//!    grace period; or no wait at all if work was left over);
+//!    grace period, its guest's deadline; or no wait at all if work was
+//!    left over);
 //! 2. files every completion of the batch: accepted sockets, received
 //!    buffers (a bundle of up to [`RX_CAP`] bytes per completion on TCP
 //!    where the kernel allows, see `bundle.rs`), send progress, datagrams;
 //! 3. drives each connection that had completions once (so a batch's
 //!    buffers are echoed together), then the run queue, then due timers;
 //! 4. queues one send per connection for everything it has to send, and
-//!    publishes its counters.
+//!    publishes its counters;
+//! 5. with TLS listeners, runs a turn of their epoll loop, which it hosts
+//!    (`host.rs`), if that loop's descriptor became readable or its
+//!    deadline came.
 //!
 //! Every connection runs through the core's `Pump`, as on epoll, and lives
 //! in the same connection table ([`super::super::conns`]: run queue, timer
@@ -44,6 +48,7 @@ use super::super::busy_poll::BusyPoll;
 use super::super::conns::{ConnTable, Driver};
 use super::super::events::Throttles;
 use super::super::stats::Counters;
+use super::super::worker::Guest;
 use super::accept::Listener;
 use super::bufs::{BufRing, TxPool};
 use super::bundle;
@@ -115,6 +120,15 @@ pub(super) struct Worker<'r> {
     /// Slots in the registered file table (0: none): connection `key`
     /// below this uses slot `key` (see `fixed.rs`).
     pub(super) fixed_slots: u32,
+    /// The epoll worker of the TLS listeners this worker hosts (see
+    /// [`Guest`]), until it is done.
+    pub(super) guest: Option<Guest>,
+    /// A multishot poll watches the guest's descriptor.
+    pub(super) guest_armed: bool,
+    /// The guest's descriptor became readable since its last turn.
+    pub(super) guest_due: bool,
+    /// The poll on the guest's descriptor failed (not cancelled).
+    pub(super) guest_error: Option<io::Error>,
 }
 
 impl<'r> Worker<'r> {
@@ -157,6 +171,10 @@ impl<'r> Worker<'r> {
             wake_armed: false,
             bundles: None,
             fixed_slots: 0,
+            guest: None,
+            guest_armed: false,
+            guest_due: false,
+            guest_error: None,
         }
     }
 }
@@ -170,13 +188,17 @@ impl Worker<'_> {
             self.arm_udp(i);
         }
         self.arm_wake();
+        self.arm_guest();
         loop {
             self.enter()?;
             let now = self.clock.now();
             if !self.turn(now) {
                 return Ok(());
             }
-            if self.drained(now) {
+            self.turn_guest();
+            // Drained, this worker still runs its guest's turns until the
+            // guest is drained too.
+            if self.drained(now) && self.guest.is_none() {
                 // What the grace period's resets queued (nothing if no connection is left).
                 self.flush_sends();
                 return Ok(());
@@ -260,7 +282,12 @@ impl Worker<'_> {
             Some(StdDuration::ZERO)
         } else {
             let paused = self.listeners.iter().filter_map(|l| l.paused_until);
-            self.conns.wait_limit(paused, self.clock.now())
+            let own = self.conns.wait_limit(paused, self.clock.now());
+            let guest = self.guest.as_ref().and_then(Guest::timeout);
+            match (own, guest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         let Worker {
             submitter,
@@ -388,6 +415,7 @@ impl Worker<'_> {
                 self.arm_udp(a as usize);
             }
             Op::SendPoll => self.on_send_poll(a as usize),
+            Op::Guest => self.on_guest(res, last),
             Op::Wake => {
                 self.wake_armed = false;
                 self.arm_wake();
@@ -407,9 +435,11 @@ impl Worker<'_> {
         }
     }
 
-    /// Worker exit: sessions still echoing, and lingering connections
-    /// whose echo has not all left the process, are reset.
+    /// Worker exit: the guest finished; sessions still echoing, and
+    /// lingering connections whose echo has not all left the process, are
+    /// reset.
     fn release_all(&mut self) {
+        self.finish_guest();
         let now = self.clock.now();
         self.conns.reset_unfinished(now, &mut self.counters);
         for conn in self.conns.iter_mut() {
@@ -507,6 +537,7 @@ fn rearm_possible(waiting: usize, available: usize) -> bool {
     waiting > 0 && super::stream::grants(available) > 0
 }
 
+mod host;
 mod start;
 #[cfg(test)]
 mod tests;

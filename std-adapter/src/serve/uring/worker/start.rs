@@ -3,10 +3,13 @@
 //! the UDP sockets' rings; then, once every worker is ready, running it and
 //! tearing it down so that no buffer the kernel may still write is freed.
 
+use std::any::Any;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use super::super::super::worker::{Guest, GuestSetup};
 use super::super::super::{Go, Shared, SpawnError, WorkerSockets};
 use super::super::accept::Listener;
 use super::super::bufs::BufRing;
@@ -14,9 +17,11 @@ use super::super::udp::UdpEndpoint;
 use super::super::{bundle, fixed, ring};
 use super::{RX_BUF_SIZE, RX_BUFS, RX_CAP, STREAM_BGID, Worker};
 
-/// Prepares one worker: its waker now, its ring on its own thread.
+/// Prepares one worker: its waker now, its ring on its own thread. It
+/// hosts `guest`, the epoll worker of TLS listeners, if given.
 pub(crate) fn starter(
     sockets: WorkerSockets,
+    guest: Option<GuestSetup>,
     workers: usize,
     waker_fd: OwnedFd,
     ready: std::sync::mpsc::Sender<Result<(), SpawnError>>,
@@ -30,9 +35,23 @@ pub(crate) fn starter(
                 return Ok(());
             }
         };
-        let (result, leftovers) = serve(&mut ring, sockets, workers, waker_fd, &ready, &go, shared);
+        let served = serve(
+            &mut ring,
+            (sockets, guest),
+            workers,
+            waker_fd,
+            &ready,
+            &go,
+            shared,
+        );
         // The ring goes first: the buffers it used are freed after it.
         drop(ring);
+        let (result, leftovers) = match served {
+            Ok(served) => served,
+            // The worker's buffers were leaked; the panic goes on now that
+            // the ring is gone (and stops the other workers).
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         if let Some(leftovers) = leftovers {
             // Requests the kernel never gave back may still write into these.
             std::mem::forget(leftovers);
@@ -54,29 +73,54 @@ fn ring_error(e: &io::Error, workers: usize) -> SpawnError {
     }
 }
 
-/// Sets up and runs a worker on `ring`; returns its result and, if
-/// requests are still in flight, the buffers that must outlive the ring.
+/// How a worker ended: its result and, if requests are still in flight,
+/// the buffers that must outlive the ring; or a panic, to resume once the
+/// ring is gone.
+type Served = Result<(io::Result<()>, Option<Leftovers>), Box<dyn Any + Send>>;
+
+/// Runs `body` on `worker` and gives both back; if `body` panics, leaks
+/// `worker` (never drops it) and returns the panic. A worker that panics
+/// leaves requests armed on its ring, and until the ring is gone the
+/// kernel may write into the buffers the worker owns (the provided receive
+/// buffers, the UDP rings and headers, the waker's buffer): freeing them
+/// as the panic unwound would let a late receive write into freed memory.
+/// What leaks (buffers, sockets) is the process's until it ends; the
+/// panic stops the server anyway.
+fn leak_on_panic<W, R>(
+    mut worker: W,
+    body: impl FnOnce(&mut W) -> R,
+) -> Result<(W, R), Box<dyn Any + Send>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| body(&mut worker))) {
+        Ok(r) => Ok((worker, r)),
+        Err(panic) => {
+            std::mem::forget(worker);
+            Err(panic)
+        }
+    }
+}
+
+/// Sets up and runs a worker on `ring` (see [`Served`]).
 /// Once set up it reports on `ready` and serves only when `go` says so
 /// (every worker set up): until then nothing is armed on its sockets.
 fn serve(
     ring: &mut io_uring::IoUring,
-    sockets: WorkerSockets,
+    (sockets, guest): (WorkerSockets, Option<GuestSetup>),
     workers: usize,
     waker_fd: OwnedFd,
     ready: &std::sync::mpsc::Sender<Result<(), SpawnError>>,
     go: &Go,
     shared: Arc<Shared>,
-) -> (io::Result<()>, Option<Leftovers>) {
+) -> Served {
     let mut bufs = match BufRing::new(RX_BUFS, RX_BUF_SIZE, STREAM_BGID) {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(ring_error(&e, workers)));
-            return (Ok(()), None);
+            return Ok((Ok(()), None));
         }
     };
     if let Err(e) = bufs.register(&ring.submitter()) {
         let _ = ready.send(Err(ring_error(&e, workers)));
-        return (Ok(()), None);
+        return Ok((Ok(()), None));
     }
     let bundles = match bundle::check(ring, &mut bufs, RX_BUF_SIZE) {
         Ok(limit) => {
@@ -107,26 +151,31 @@ fn serve(
     })();
     if let Err(e) = setup {
         let _ = ready.send(Err(ring_error(&e, workers)));
-        return (Ok(()), None);
+        return Ok((Ok(()), None));
     }
     let _ = ready.send(Ok(()));
     if !go.wait() {
         // Another worker failed: nothing was armed, nothing is in flight.
-        return (Ok(()), None);
+        return Ok((Ok(()), None));
     }
     let listeners = sockets
         .listeners
         .into_iter()
         .map(|(endpoint, socket)| Listener::new(endpoint, socket))
         .collect();
+    let guest = guest.map(|g| Guest::start(g, Arc::clone(&shared)));
     let mut worker = Worker::new(sockets.index, shared, (submitter, sq, cq), bufs, waker_fd);
+    worker.guest = guest;
     worker.listeners = listeners;
     worker.udp = udp;
     worker.bundles = bundles;
     worker.fixed_slots = fixed_slots;
-    let result = worker.run();
-    worker.release_all();
-    worker.publish();
+    let (mut worker, result) = leak_on_panic(worker, |w| {
+        let result = w.run();
+        w.release_all();
+        w.publish();
+        result
+    })?;
     let clean = worker.drain_ring();
     let Worker {
         bufs,
@@ -134,5 +183,43 @@ fn serve(
         wake_buf,
         ..
     } = worker;
-    (result, (!clean).then_some((bufs, udp, wake_buf)))
+    Ok((result, (!clean).then_some((bufs, udp, wake_buf))))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use super::leak_on_panic;
+
+    /// Counts its drops (stands for a worker and the buffers it owns).
+    struct Owner<'a>(&'a AtomicUsize);
+
+    impl Drop for Owner<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// Pins [`leak_on_panic`]: a worker whose run panics is never dropped
+    /// (its buffers stay allocated while its ring may still write into
+    /// them) and the panic comes back to be resumed; a run that returns
+    /// hands the worker and its result back untouched.
+    #[test]
+    fn worker_panicking_in_its_run_is_leaked_and_one_returning_is_handed_back() {
+        let drops = AtomicUsize::new(0);
+        let panicked = leak_on_panic(Owner(&drops), |_| -> u8 {
+            panic!("a worker's bug (expected by this test)")
+        });
+        let panic = panicked.err().expect("the panic comes back");
+        assert_eq!(
+            panic.downcast_ref::<&str>(),
+            Some(&"a worker's bug (expected by this test)")
+        );
+        assert_eq!(drops.load(SeqCst), 0, "the panicking worker was dropped");
+        let (owner, result) = leak_on_panic(Owner(&drops), |_| 7).expect("no panic");
+        assert_eq!((result, drops.load(SeqCst)), (7, 0));
+        drop(owner);
+        assert_eq!(drops.load(SeqCst), 1);
+    }
 }

@@ -1,6 +1,7 @@
 use super::*;
 
 mod exit;
+mod host;
 mod live;
 #[cfg(feature = "cli")]
 mod logs;

@@ -98,7 +98,7 @@ pub(super) fn turn_until(
 }
 
 /// Runs `step` until `until` holds; fails the test after 10 s, naming `what`.
-fn step_until(
+pub(super) fn step_until(
     w: &mut Worker<'_>,
     what: &str,
     mut until: impl FnMut(&mut Worker<'_>) -> bool,

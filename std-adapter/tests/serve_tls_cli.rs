@@ -13,7 +13,8 @@ use tls_support::{Client, Pki, client_config};
 
 /// `ricochet serve ARGS` with TLS listeners, on the backend `RICOCHET_IO`
 /// names (`cargo xtask ci test` runs this file once per backend): TLS runs
-/// on epoll workers either way, of their own beside io_uring ones.
+/// on epoll either way, beside io_uring on an epoll loop of its own inside
+/// each io_uring worker.
 fn serve_tls(args: &[&str]) -> Proc {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ricochet"));
     cmd.arg("serve").args(args);
@@ -38,7 +39,7 @@ fn check_tls_beside_backend(p: &Proc) {
             && l.contains("tls_loops=2")
     });
     assert_eq!(own, uring, "{lines:#?}");
-    assert_eq!(worker_threads(p.id()), 2, "{lines:#?}");
+    assert_eq!(worker_threads(p.id(), 2), 2, "{lines:#?}");
 }
 
 fn path(p: &std::path::Path) -> &str {

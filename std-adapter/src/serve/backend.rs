@@ -10,8 +10,9 @@ use super::config::IoBackend;
 use super::error::SpawnError;
 
 /// The backend to run for `asked`: [`IoBackend::Uring`] or [`IoBackend::Epoll`].
-/// TLS listeners are not affected: they always run on epoll workers (of their
-/// own beside io_uring ones; see [`super::Server::spawn`]).
+/// TLS listeners are not affected: they always run on epoll (beside io_uring,
+/// on an epoll loop of their own inside each io_uring worker; see
+/// [`super::Server::spawn`]).
 pub(crate) fn choose(asked: IoBackend) -> Result<IoBackend, SpawnError> {
     match asked {
         IoBackend::Epoll => Ok(IoBackend::Epoll),

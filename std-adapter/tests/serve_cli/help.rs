@@ -183,7 +183,7 @@ fn cli_tls_listener_under_io_auto_keeps_the_rest_on_io_uring_and_says_so() {
         .find(|l| l.contains("TLS listeners run on epoll event loops of their own"))
         .unwrap_or_else(|| panic!("{lines:#?}"));
     assert!(tls.contains("tls_loops=3"), "{tls}");
-    assert_eq!(worker_threads(p.id()), 3, "{lines:#?}");
+    assert_eq!(worker_threads(p.id(), 3), 3, "{lines:#?}");
     p.signal("TERM");
     assert!(p.wait_exit(IO_TIMEOUT).success());
 }

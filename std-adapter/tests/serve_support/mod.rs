@@ -23,13 +23,26 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// the test instead of hanging it. Longer than any test's grace period.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How many worker threads (`ricochet-wN`) process `pid` runs, from /proc.
-pub fn worker_threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("the server's threads in /proc")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("ricochet-w"))
-        .count()
+/// How many worker threads (`ricochet-wN`) process `pid` runs, from /proc,
+/// once there are at least `expected` (a thread names itself once it runs:
+/// an epoll worker may not have yet when the `serving` line is out), or
+/// after [`IO_TIMEOUT`].
+pub fn worker_threads(pid: u32, expected: usize) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the server's threads in /proc")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("ricochet-w"))
+            .count()
+    };
+    let start = Instant::now();
+    loop {
+        let n = count();
+        if n >= expected || start.elapsed() > IO_TIMEOUT {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Whether this process runs as root (effective uid 0, from /proc).

@@ -72,7 +72,8 @@ pub(crate) fn prepare(
             let r = match l {
                 StdListener::Tcp(s) => s.set_nonblocking(false),
                 StdListener::Unix(s) => s.set_nonblocking(false),
-                // Never given to io_uring workers (they host epoll workers for them).
+                // Never given to io_uring workers themselves: they host an
+                // epoll loop for them (`worker/host.rs`).
                 StdListener::Tls(..) => Err(std::io::Error::other(
                     "a TLS listener reached an io_uring worker",
                 )),

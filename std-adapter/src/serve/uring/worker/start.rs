@@ -170,13 +170,14 @@ fn serve(
     worker.udp = udp;
     worker.bundles = bundles;
     worker.fixed_slots = fixed_slots;
-    let (mut worker, result) = leak_on_panic(worker, |w| {
+    // The drain too: it releases connections (their send buffers) while
+    // requests may still be in flight.
+    let (worker, (result, clean)) = leak_on_panic(worker, |w| {
         let result = w.run();
         w.release_all();
         w.publish();
-        result
+        (result, w.drain_ring())
     })?;
-    let clean = worker.drain_ring();
     let Worker {
         bufs,
         udp,

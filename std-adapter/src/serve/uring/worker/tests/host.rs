@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
-use super::live::{connect, read_now, step_until, turn, with_worker};
+use super::live::{connect, read_now, step_until, turn, with_worker, with_worker_tuned};
 use super::*;
 use crate::serve::error::Endpoint;
 use crate::serve::worker::prepare_guests;
@@ -118,4 +118,65 @@ fn hosted_loop_that_fails_ends_alone_and_the_worker_serves_on() {
         );
         echo(w, &mut own, b"still served");
     });
+}
+
+/// More connections ready at once than one wait of the hosted loop takes
+/// (1,024 events): the rest are served at the next turn, without waiting
+/// for a new wakeup of its descriptor, which the events still waiting in
+/// it would never bring.
+#[test]
+fn hosted_loop_with_more_events_than_one_wait_takes_serves_the_rest_at_once() {
+    const CLIENTS: usize = 1100;
+    // Both ends of every connection, beside the other tests' descriptors:
+    // the soft limit is raised to the hard one, as the server does.
+    let limit = crate::serve::fd_limit::fd_limit(true);
+    assert!(
+        limit > 4 * CLIENTS,
+        "this test needs an open-file limit above {} (ulimit -n), not {limit}",
+        4 * CLIENTS
+    );
+    with_worker_tuned(
+        false,
+        |s| s.max_connections = 2 * CLIENTS,
+        |w| {
+            let addr = host_guest(w);
+            // Connected in batches the listen backlog (128) holds, each
+            // accepted before the next.
+            let mut clients: Vec<TcpStream> = Vec::with_capacity(CLIENTS);
+            while clients.len() < CLIENTS {
+                let batch = (CLIENTS - clients.len()).min(64);
+                clients.extend((0..batch).map(|_| guest_client(addr)));
+                let open = clients.len();
+                step_until(
+                    w,
+                    "the batch accepted",
+                    |w| {
+                        w.shared
+                            .stats
+                            .open()
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                            == open
+                    },
+                    host_turn,
+                );
+            }
+            for c in &mut clients {
+                c.write_all(b"z").expect("write");
+            }
+            let mut echoed = vec![false; CLIENTS];
+            step_until(
+                w,
+                "every echo",
+                |_| {
+                    for (c, done) in clients.iter_mut().zip(echoed.iter_mut()) {
+                        let mut back = Vec::new();
+                        read_now(c, &mut back);
+                        *done |= back == b"z";
+                    }
+                    echoed.iter().all(|&d| d)
+                },
+                host_turn,
+            );
+        },
+    );
 }

@@ -36,7 +36,7 @@ pub(super) fn launch(
     stats: &Arc<ServerStats>,
 ) -> Result<(Arc<Shared>, Vec<WorkerThread>), SpawnError> {
     let workers = sockets.len();
-    let (guests, guest_wakers) = worker::prepare_guests(tls)?;
+    let (guests, guest_wakers) = worker::prepare_loops(tls)?;
     let prepared = match io {
         IoBackend::Uring => uring_prepare(sockets, guests)?,
         _ => worker::prepare(sockets)?,
@@ -321,7 +321,7 @@ impl Wake {
 #[cfg(target_os = "linux")]
 fn uring_prepare(
     sockets: Vec<WorkerSockets>,
-    guests: Vec<worker::GuestSetup>,
+    guests: Vec<worker::LoopSetup>,
 ) -> Result<Prepared, SpawnError> {
     uring::prepare(sockets, guests)
 }
@@ -329,7 +329,7 @@ fn uring_prepare(
 #[cfg(not(target_os = "linux"))]
 fn uring_prepare(
     sockets: Vec<WorkerSockets>,
-    _guests: Vec<worker::GuestSetup>,
+    _guests: Vec<worker::LoopSetup>,
 ) -> Result<Prepared, SpawnError> {
     // `backend::choose` never picks io_uring here.
     worker::prepare(sockets)

@@ -59,10 +59,10 @@ struct Setup {
 /// Turns each worker's sockets into a mio event loop (registered before
 /// its thread starts, so errors reach `spawn`) and the body that runs it.
 pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnError> {
-    let (guests, wakers) = prepare_guests(sockets)?;
-    let starters = guests
+    let (loops, wakers) = prepare_loops(sockets)?;
+    let starters = loops
         .into_iter()
-        .map(|guest| Box::new(move |shared| run(guest.0, shared)) as Starter)
+        .map(|setup| Box::new(move |shared| run(setup.0, shared)) as Starter)
         .collect();
     Ok(Prepared {
         starters,
@@ -71,17 +71,19 @@ pub(crate) fn prepare(sockets: Vec<WorkerSockets>) -> Result<Prepared, SpawnErro
     })
 }
 
-/// An epoll event loop set up (sockets registered, waker made) to be run
-/// by another worker's thread: an io_uring worker hosts the TLS listeners'
-/// loop this way (`Guest`, Linux only), as rustls is driven by readiness.
+/// An epoll event loop set up (sockets registered, waker made), before a
+/// thread runs it: its own ([`prepare`]), or an io_uring worker's, which
+/// hosts the TLS listeners' loop this way (`Guest`, Linux only), as rustls
+/// is driven by readiness.
 #[derive(Debug)]
-pub(crate) struct GuestSetup(Setup);
+pub(crate) struct LoopSetup(Setup);
 
-/// Sets up one event loop per entry of `sockets`, as [`prepare`] does,
-/// without a thread of its own: each is run by `Guest::start` (Linux only).
-pub(crate) fn prepare_guests(
+/// Sets up one event loop per entry of `sockets` and its waker, with no
+/// thread yet: [`prepare`] gives each a thread of its own, an io_uring
+/// worker hosts one (`Guest::start`, Linux only).
+pub(crate) fn prepare_loops(
     sockets: Vec<WorkerSockets>,
-) -> Result<(Vec<GuestSetup>, Vec<Wake>), SpawnError> {
+) -> Result<(Vec<LoopSetup>, Vec<Wake>), SpawnError> {
     let mut setups = Vec::with_capacity(sockets.len());
     let mut wakers = Vec::with_capacity(sockets.len());
     for w in sockets {
@@ -122,7 +124,7 @@ pub(crate) fn prepare_guests(
             Waker::new(setup.poll.registry(), WAKER).map_err(SpawnError::EventLoop)?,
         ));
         register(&mut setup).map_err(SpawnError::Register)?;
-        setups.push(GuestSetup(setup));
+        setups.push(LoopSetup(setup));
     }
     Ok((setups, wakers))
 }

@@ -48,7 +48,7 @@ mod worker;
 
 pub(crate) use ring::{Waker, probe};
 
-use super::worker::GuestSetup;
+use super::worker::LoopSetup;
 use super::{Go, Prepared, Ready, SpawnError, StdListener, Wake, WorkerSockets};
 
 /// Hands each worker's sockets to an io_uring worker: a waker each now,
@@ -57,7 +57,7 @@ use super::{Go, Prepared, Ready, SpawnError, StdListener, Wake, WorkerSockets};
 /// [`super::worker::Guest`]), if there is one.
 pub(crate) fn prepare(
     sockets: Vec<WorkerSockets>,
-    guests: Vec<GuestSetup>,
+    guests: Vec<LoopSetup>,
 ) -> Result<Prepared, SpawnError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let go = std::sync::Arc::new(Go::default());

@@ -284,10 +284,7 @@ impl Worker<'_> {
             let paused = self.listeners.iter().filter_map(|l| l.paused_until);
             let own = self.conns.wait_limit(paused, self.clock.now());
             let guest = self.guest.as_ref().and_then(Guest::timeout);
-            match (own, guest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            [own, guest].into_iter().flatten().min()
         };
         let Worker {
             submitter,

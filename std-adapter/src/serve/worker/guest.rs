@@ -17,7 +17,7 @@ use std::time::Duration;
 use mio::Events;
 
 use super::super::Shared;
-use super::{EVENTS, GuestSetup, Worker};
+use super::{EVENTS, LoopSetup, Worker};
 
 /// A hosted epoll worker (see the module docs).
 pub(crate) struct Guest {
@@ -29,7 +29,7 @@ pub(crate) struct Guest {
 
 impl Guest {
     /// Starts the event loop of `setup` on the calling thread's behalf.
-    pub(crate) fn start(setup: GuestSetup, shared: Arc<Shared>) -> Self {
+    pub(crate) fn start(setup: LoopSetup, shared: Arc<Shared>) -> Self {
         Guest {
             worker: Worker::new(setup.0, shared),
             events: Events::with_capacity(EVENTS),

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use super::super::super::worker::{Guest, GuestSetup};
+use super::super::super::worker::{Guest, LoopSetup};
 use super::super::super::{Go, Shared, SpawnError, WorkerSockets};
 use super::super::accept::Listener;
 use super::super::bufs::BufRing;
@@ -21,7 +21,7 @@ use super::{RX_BUF_SIZE, RX_BUFS, RX_CAP, STREAM_BGID, Worker};
 /// hosts `guest`, the epoll worker of TLS listeners, if given.
 pub(crate) fn starter(
     sockets: WorkerSockets,
-    guest: Option<GuestSetup>,
+    guest: Option<LoopSetup>,
     workers: usize,
     waker_fd: OwnedFd,
     ready: std::sync::mpsc::Sender<Result<(), SpawnError>>,
@@ -104,7 +104,7 @@ fn leak_on_panic<W, R>(
 /// (every worker set up): until then nothing is armed on its sockets.
 fn serve(
     ring: &mut io_uring::IoUring,
-    (sockets, guest): (WorkerSockets, Option<GuestSetup>),
+    (sockets, guest): (WorkerSockets, Option<LoopSetup>),
     workers: usize,
     waker_fd: OwnedFd,
     ready: &std::sync::mpsc::Sender<Result<(), SpawnError>>,

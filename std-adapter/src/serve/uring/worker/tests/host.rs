@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use super::live::{connect, read_now, step_until, turn, with_worker, with_worker_tuned};
 use super::*;
 use crate::serve::error::Endpoint;
-use crate::serve::worker::prepare_guests;
+use crate::serve::worker::prepare_loops;
 use crate::serve::{StdListener, WorkerSockets};
 
 /// Hosts on `w` a guest with one plain TCP listener on 127.0.0.1:0 (the
@@ -23,7 +23,7 @@ fn host_guest(w: &mut Worker<'_>) -> SocketAddr {
         listeners: vec![(Endpoint::Tcp(addr), StdListener::Tcp(l))],
         udp: Vec::new(),
     };
-    let (setups, _wakers) = prepare_guests(vec![sockets]).expect("guest");
+    let (setups, _wakers) = prepare_loops(vec![sockets]).expect("guest");
     let setup = setups.into_iter().next().expect("one");
     w.guest = Some(Guest::start(setup, Arc::clone(&w.shared)));
     w.arm_guest();

@@ -99,6 +99,19 @@ pub(crate) enum Unsupported {
     /// The check itself could not run (a socket pair, a submission, no
     /// completion in time).
     CheckFailed(String),
+    /// The check gave up (why) and its receive did not end even when
+    /// cancelled: the kernel may still write into the ring's buffers, which
+    /// must then never be freed (see [`Unsupported::receive_left`]).
+    ReceiveLeft(String),
+}
+
+impl Unsupported {
+    /// Whether the check's receive may still be in flight: the worker must
+    /// count it among its requests, and its owner must not free the
+    /// buffer ring while the ring lives.
+    pub(crate) fn receive_left(&self) -> bool {
+        matches!(self, Unsupported::ReceiveLeft(_))
+    }
 }
 
 impl std::fmt::Display for Unsupported {
@@ -114,27 +127,27 @@ impl std::fmt::Display for Unsupported {
             }
             Unsupported::Garbled => write!(f, "a bundle's buffers were not in ring order"),
             Unsupported::CheckFailed(why) => write!(f, "the check could not run: {why}"),
+            Unsupported::ReceiveLeft(why) => write!(
+                f,
+                "the check could not run ({why}) and its receive did not end when cancelled: \
+                 its buffers stay allocated while the process runs"
+            ),
         }
     }
 }
 
 /// The `user_data` of the check's receive: a receive of no connection, so
-/// a completion that comes after the check gave up still has its buffers
-/// recycled by the worker.
+/// a completion that comes after the check (only if it said
+/// [`Unsupported::ReceiveLeft`]) has its buffers recycled by the worker,
+/// which then counts that receive among its requests in flight.
 pub(super) fn check_user_data() -> u64 {
     super::ring::user_data(super::ring::Op::Recv, u32::MAX, 0)
 }
 
-/// The `user_data` of the cancel of the check's receive, when it gave up.
+/// The `user_data` of the cancel of the check's receive, when it gave up:
+/// its completion may come after the check; the worker never counts it.
 pub(super) fn check_cancel_user_data() -> u64 {
     super::ring::user_data(super::ring::Op::Cancel, u32::MAX, 0)
-}
-
-/// Whether `user_data` is the check's receive or its cancel: requests the
-/// worker's count of requests in flight never included, whose completions
-/// can come after the check gave up.
-pub(super) fn is_check(user_data: u64) -> bool {
-    user_data == check_user_data() || user_data == check_cancel_user_data()
 }
 
 /// Checks on `ring` (not yet serving, `bufs` registered and all in the
@@ -164,6 +177,11 @@ pub(crate) fn check(
     }
 }
 
+/// How long [`check`] waits for its bytes to come back before it gives up.
+const CHECK_TIME: Duration = Duration::from_secs(2);
+/// How long a check that gave up waits for its receive to end.
+const END_TIME: Duration = Duration::from_secs(1);
+
 /// One run of [`check`] with receives bounded by `limit`: whether a
 /// receive ended by itself with bytes (at its total limit).
 fn check_with(
@@ -172,80 +190,138 @@ fn check_with(
     size: usize,
     limit: Limit,
 ) -> Result<bool, Unsupported> {
+    check_within(ring, bufs, size, limit, CHECK_TIME)
+}
+
+/// [`check_with`], giving up once `time` has passed. Whichever way it
+/// returns, its receive has ended (its last completion was seen, every
+/// buffer it took is back in the ring) unless it says
+/// [`Unsupported::ReceiveLeft`].
+fn check_within(
+    ring: &mut IoUring,
+    bufs: &mut BufRing,
+    size: usize,
+    limit: Limit,
+    time: Duration,
+) -> Result<bool, Unsupported> {
     let failed = |e: std::io::Error| Unsupported::CheckFailed(e.to_string());
     let (mut tx, rx) = UnixStream::pair().map_err(failed)?;
     let sent: Vec<u8> = (0..3 * size + 100).map(pattern).collect();
     tx.write_all(&sent).map_err(failed)?;
     let cap = 2 * size;
     let mut got = Vec::with_capacity(sent.len());
-    let mut verdict = Ok(());
     let mut armed = false;
     let mut cancelled = false;
     // A receive ended by itself with bytes in its last completion.
     let mut ended_at_cap = false;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let done = got.len() >= sent.len() || verdict.is_err();
-        if !armed && !done {
-            let sqe = recv_bundle(Target::Fd(rx.as_raw_fd()), bufs.bgid(), cap as u32, limit)
-                .user_data(check_user_data());
-            push(ring, &sqe)?;
-            armed = true;
-        } else if armed && done && !cancelled {
-            // Everything is back (or the check failed): end the receive.
-            cancelled = true;
-            push(ring, &cancel_sqe())?;
-        } else if !armed && done {
-            break;
-        }
-        let ts = Timespec::from(Duration::from_millis(100));
-        match ring
-            .submitter()
-            .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-            Err(e) => return Err(failed(e)),
-        }
-        let cqes: Vec<_> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result(), c.flags()))
-            .collect();
-        for (ud, res, flags) in cqes {
-            if ud != check_user_data() {
-                continue;
+    let deadline = Instant::now() + time;
+    let mut exchange = || -> Result<(), Unsupported> {
+        let mut verdict = Ok(());
+        loop {
+            let done = got.len() >= sent.len() || verdict.is_err();
+            if !armed && !done {
+                let sqe = recv_bundle(Target::Fd(rx.as_raw_fd()), bufs.bgid(), cap as u32, limit)
+                    .user_data(check_user_data());
+                push(ring, &sqe)?;
+                armed = true;
+            } else if armed && done && !cancelled {
+                // Everything is back (or the check failed): end the receive.
+                push(ring, &cancel_sqe())?;
+                cancelled = true;
+            } else if !armed && done {
+                return verdict;
             }
-            take_filled(bufs, res, flags, &mut got);
-            if res < 0 && res != -libc::ECANCELED && verdict.is_ok() {
-                verdict = Err(Unsupported::NoCap(-res));
-            } else if res > 0 && res as usize > cap && verdict.is_ok() {
-                verdict = Err(Unsupported::CapIgnored {
-                    cap,
-                    took: res as usize,
-                });
+            let ts = Timespec::from(Duration::from_millis(100));
+            match ring
+                .submitter()
+                .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+            {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+                Err(e) => return Err(failed(e)),
             }
-            if !cqueue::more(flags) {
-                armed = false;
-                ended_at_cap |= res > 0 && !cancelled;
+            let cqes: Vec<_> = ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags()))
+                .collect();
+            for (ud, res, flags) in cqes {
+                if ud != check_user_data() {
+                    continue;
+                }
+                take_filled(bufs, res, flags, &mut got);
+                if res < 0 && res != -libc::ECANCELED && verdict.is_ok() {
+                    verdict = Err(Unsupported::NoCap(-res));
+                } else if res > 0 && res as usize > cap && verdict.is_ok() {
+                    verdict = Err(Unsupported::CapIgnored {
+                        cap,
+                        took: res as usize,
+                    });
+                }
+                if !cqueue::more(flags) {
+                    armed = false;
+                    ended_at_cap |= res > 0 && !cancelled;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Unsupported::CheckFailed(format!(
+                    "{} of {} bytes back after {time:?}",
+                    got.len(),
+                    sent.len()
+                )));
             }
         }
-        if Instant::now() >= deadline {
-            if armed && !cancelled {
-                let _ = push(ring, &cancel_sqe());
-                let _ = ring.submit();
-            }
-            return Err(Unsupported::CheckFailed(format!(
-                "{} of {} bytes back after 2 s",
-                got.len(),
-                sent.len()
-            )));
-        }
+    };
+    let outcome = exchange();
+    // The peer's end goes too: a receive not cancelled then ends at the
+    // end of stream.
+    drop(tx);
+    if armed && !end_receive(ring, bufs, cancelled) {
+        let why = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+        return Err(Unsupported::ReceiveLeft(why));
     }
-    verdict?;
+    outcome?;
     if got != sent {
         return Err(Unsupported::Garbled);
     }
     Ok(ended_at_cap)
+}
+
+/// Ends the check's receive when the check gave up with it armed: cancels
+/// it (unless `cancelled` already) and waits, [`END_TIME`] at most, for
+/// its last completion, giving back to the ring the buffers every
+/// completion took. Returns whether it ended.
+fn end_receive(ring: &mut IoUring, bufs: &mut BufRing, cancelled: bool) -> bool {
+    if !cancelled {
+        // Room in the submission queue first, if it was full.
+        let _ = ring.submit();
+        // If even this fails, the end of stream may still end it.
+        let _ = push(ring, &cancel_sqe());
+    }
+    let deadline = Instant::now() + END_TIME;
+    let mut late = Vec::new();
+    loop {
+        let ts = Timespec::from(Duration::from_millis(50));
+        let _ = ring
+            .submitter()
+            .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
+        let cqes: Vec<_> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        let mut ended = false;
+        for (ud, res, flags) in cqes {
+            if ud == check_user_data() {
+                take_filled(bufs, res, flags, &mut late);
+                ended |= !cqueue::more(flags);
+            }
+        }
+        if ended {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
 }
 
 /// Appends what a receive completion (`res`, `flags`) brought to `into`
@@ -265,10 +341,10 @@ fn take_filled(bufs: &mut BufRing, res: i32, flags: u32, into: &mut Vec<u8>) -> 
 }
 
 fn push(ring: &mut IoUring, sqe: &Sqe) -> Result<(), Unsupported> {
-    // SAFETY: the check's entries refer to its socket, which outlives its
-    // requests (the check waits for the receive's last completion; if it
-    // gives up, the cancel ends the receive before the socket's last
-    // reference, the ring's own, goes).
+    // SAFETY: the check's entries refer to its socket by descriptor; a
+    // request in flight holds its own reference to the socket, so closing
+    // the descriptor early cannot make it touch another file. The buffers
+    // they fill are the ring's, which outlive them (see `check_within`).
     #[allow(unsafe_code)]
     let pushed = unsafe { ring.submission().push(sqe) };
     pushed.map_err(|_| Unsupported::CheckFailed("submission queue full".into()))
@@ -288,244 +364,4 @@ fn pattern(i: usize) -> u8 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::{TcpListener, TcpStream};
-
-    use super::*;
-
-    const SIZE: usize = 4096;
-
-    fn ring_and_bufs() -> (IoUring, BufRing) {
-        let ring = super::super::ring::build().expect("ring");
-        let bufs = BufRing::new(16, SIZE, 0).expect("bufs");
-        bufs.register(&ring.submitter()).expect("register");
-        (ring, bufs)
-    }
-
-    /// A connected TCP pair on loopback (port 0).
-    fn tcp_pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let a = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        let (b, _) = l.accept().expect("accept");
-        (a, b)
-    }
-
-    /// `len` pattern bytes and a FIN queued on the receiving side of a
-    /// TCP pair: that side, and the bytes.
-    fn queued_with_fin(len: usize) -> (TcpStream, Vec<u8>) {
-        let (mut a, b) = tcp_pair();
-        let sent: Vec<u8> = (0..len).map(pattern).collect();
-        a.write_all(&sent).expect("write");
-        drop(a);
-        (b, sent)
-    }
-
-    /// Runs `sqe` (user data 1) until its last completion (2 s at most):
-    /// the bytes each completion brought and how many buffers it took,
-    /// and everything received, in order. Every buffer goes back.
-    fn run(ring: &mut IoUring, bufs: &mut BufRing, sqe: Sqe) -> (Vec<(i32, usize)>, Vec<u8>) {
-        push(ring, &sqe.user_data(1)).expect("push");
-        let (mut shots, mut got) = (Vec::new(), Vec::new());
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let ts = Timespec::from(Duration::from_millis(50));
-            let _ = ring
-                .submitter()
-                .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-            let cqes: Vec<_> = ring.completion().map(|c| (c.result(), c.flags())).collect();
-            for (res, flags) in cqes {
-                let took = take_filled(bufs, res, flags, &mut got);
-                shots.push((res, took));
-                if !cqueue::more(flags) {
-                    return (shots, got);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no last completion; so far {shots:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn check_receive_is_a_receive_of_no_connection_and_its_cancel_a_cancel() {
-        use super::super::ring::{Op, decode, user_data};
-        // A late completion of the check's receive reaches the worker's
-        // receive path, which finds no connection and recycles its buffers.
-        assert_eq!(decode(check_user_data()), Some((Op::Recv, u32::MAX, 0)));
-        assert_eq!(
-            decode(check_cancel_user_data()),
-            Some((Op::Cancel, u32::MAX, 0))
-        );
-        assert!(is_check(check_user_data()));
-        assert!(is_check(check_cancel_user_data()));
-        for other in [
-            user_data(Op::Recv, 0, 0),
-            user_data(Op::Cancel, 0, 0),
-            user_data(Op::Send, u32::MAX, 0),
-        ] {
-            assert!(!is_check(other), "{other:#x} is not the check's");
-        }
-    }
-
-    #[test]
-    fn check_bytes_differ_from_one_buffer_to_the_next_and_byte_to_byte() {
-        // Buffers out of ring order, or a byte repeated, must not come back
-        // equal to what was sent.
-        let sent: Vec<u8> = (0..3 * SIZE + 100).map(pattern).collect();
-        assert!(
-            sent.windows(2).all(|w| w[0] != w[1]),
-            "a byte repeats its neighbour"
-        );
-        let chunks: Vec<&[u8]> = sent.chunks(SIZE).collect();
-        for (i, a) in chunks.iter().enumerate() {
-            for b in &chunks[i + 1..] {
-                assert!(a[..b.len()] != **b, "two buffers start alike");
-            }
-        }
-    }
-
-    #[test]
-    fn limits_and_reasons_say_what_they_are() {
-        assert_eq!(
-            Limit::Total.to_string(),
-            "per arm (the receive ends at the cap)"
-        );
-        assert_eq!(
-            Limit::PerCompletion.to_string(),
-            "per completion (the receive is paused at the cap)"
-        );
-        for (why, says) in [
-            (Unsupported::NoBundles, "no receive bundles"),
-            (Unsupported::NoCap(22), "errno 22"),
-            (
-                Unsupported::CapIgnored {
-                    cap: 8192,
-                    took: 12288,
-                },
-                "took 12288 bytes past its cap of 8192",
-            ),
-            (Unsupported::Garbled, "not in ring order"),
-            (Unsupported::CheckFailed("why".into()), "could not run: why"),
-        ] {
-            assert!(why.to_string().contains(says), "{why:?}: {why}");
-        }
-    }
-
-    #[test]
-    fn check_whose_receive_fails_reports_the_errno_and_leaves_the_buffers() {
-        // No buffer group registered: every receive fails at once
-        // (ENOENT), with the total limit and without it.
-        let mut ring = super::super::ring::build().expect("ring");
-        let mut bufs = BufRing::new(16, SIZE, 0).expect("bufs");
-        assert_eq!(
-            check(&mut ring, &mut bufs, SIZE),
-            Err(Unsupported::NoCap(libc::ENOENT))
-        );
-        assert_eq!(bufs.available(), 16);
-    }
-
-    #[test]
-    fn check_passes_on_this_kernel_and_leaves_every_buffer_in_the_ring() {
-        let (mut ring, mut bufs) = ring_and_bufs();
-        assert_eq!(check(&mut ring, &mut bufs, SIZE), Ok(Limit::Total));
-        assert_eq!(bufs.available(), 16);
-    }
-
-    #[test]
-    fn tcp_bundle_takes_several_buffers_in_one_completion_then_the_fin() {
-        let (mut ring, mut bufs) = ring_and_bufs();
-        let (b, sent) = queued_with_fin(3 * SIZE + 100);
-        let (shots, got) = run(
-            &mut ring,
-            &mut bufs,
-            recv_bundle(Target::Fd(b.as_raw_fd()), 0, 64 * 1024, Limit::Total),
-        );
-        assert!(got == sent, "bytes differ or out of order");
-        assert!(
-            shots.iter().any(|&(_, took)| took > 1),
-            "no completion took more than one buffer: {shots:?}"
-        );
-        assert_eq!(
-            shots.last(),
-            Some(&(0, 0)),
-            "ends with the end of stream: {shots:?}"
-        );
-        assert_eq!(bufs.available(), 16);
-    }
-
-    #[test]
-    fn check_without_the_total_limit_passes_and_sees_no_receive_end_by_itself() {
-        let (mut ring, mut bufs) = ring_and_bufs();
-        assert_eq!(
-            check_with(&mut ring, &mut bufs, SIZE, Limit::PerCompletion),
-            Ok(false)
-        );
-        assert_eq!(bufs.available(), 16);
-    }
-
-    #[test]
-    fn tcp_bundle_capped_per_completion_reads_past_the_cap_to_the_fin() {
-        let (mut ring, mut bufs) = ring_and_bufs();
-        let (b, sent) = queued_with_fin(5 * SIZE + 1);
-        let (shots, got) = run(
-            &mut ring,
-            &mut bufs,
-            recv_bundle(
-                Target::Fd(b.as_raw_fd()),
-                0,
-                2 * SIZE as u32,
-                Limit::PerCompletion,
-            ),
-        );
-        assert!(got == sent, "bytes differ or out of order");
-        assert!(
-            shots
-                .iter()
-                .all(|&(res, took)| took <= 2 && res <= 2 * SIZE as i32),
-            "a completion went past the cap: {shots:?}"
-        );
-        assert_eq!(
-            shots.last(),
-            Some(&(0, 0)),
-            "one receive to the FIN: {shots:?}"
-        );
-        assert_eq!(bufs.available(), 16);
-    }
-
-    #[test]
-    fn tcp_bundle_ends_at_its_cap_and_the_next_reads_on_to_the_fin() {
-        let (mut ring, mut bufs) = ring_and_bufs();
-        let (b, sent) = queued_with_fin(5 * SIZE + 1);
-        let cap = 2 * SIZE;
-        let mut got = Vec::new();
-        let mut arms = 0;
-        loop {
-            arms += 1;
-            assert!(arms <= 4, "more receives than 5 buffers and a FIN need");
-            let (shots, part) = run(
-                &mut ring,
-                &mut bufs,
-                recv_bundle(Target::Fd(b.as_raw_fd()), 0, cap as u32, Limit::Total),
-            );
-            let took: usize = shots.iter().map(|&(res, _)| res.max(0) as usize).sum();
-            assert!(
-                took <= cap && shots.iter().all(|&(_, bufs)| bufs <= 2),
-                "a receive went past its cap: {shots:?}"
-            );
-            got.extend_from_slice(&part);
-            if shots.last() == Some(&(0, 0)) {
-                break;
-            }
-            assert_eq!(took, cap, "a receive ended short of its cap: {shots:?}");
-        }
-        assert!(got == sent, "bytes differ or out of order");
-        // Two receives end at the cap; the third takes the rest, under the
-        // cap, and so reads on to the FIN.
-        assert_eq!(
-            arms, 3,
-            "two receives of the cap, then the rest and the FIN"
-        );
-        assert_eq!(bufs.available(), 16);
-    }
-}
+mod tests;

@@ -501,6 +501,14 @@ impl Worker<'_> {
         clean
     }
 
+    /// Counts the bundle check's receive among the requests in flight:
+    /// the check gave up and could not end it ([`bundle::Unsupported`]'s
+    /// `ReceiveLeft`), so the exit must wait for it like any other before
+    /// the buffers it may fill are freed.
+    fn count_check_receive(&mut self) {
+        self.inflight += 1;
+    }
+
     fn arm_wake(&mut self) {
         if self.wake_armed {
             return;
@@ -521,12 +529,14 @@ impl Worker<'_> {
 
 /// Whether a completion ends a request counted in [`Worker::inflight`]:
 /// its last one, unless it is a send (not counted: most post no
-/// completion) or the bundle check's receive, which can complete after the
-/// check gave up and was never counted.
+/// completion) or the cancel of the bundle check's receive, which can
+/// complete after the check and is never counted. (The check's receive
+/// itself is counted when the check left it in flight, see
+/// [`Worker::count_check_receive`]; otherwise it never completes here.)
 fn ends_counted(user_data: u64, flags: u32) -> bool {
     !cqueue::more(flags)
         && !matches!(ring::decode(user_data), Some((Op::Send, ..)))
-        && !bundle::is_check(user_data)
+        && user_data != bundle::check_cancel_user_data()
 }
 
 /// [`Worker::rearm_possible`] for `waiting` receives and `available` free buffers.

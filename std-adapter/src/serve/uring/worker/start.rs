@@ -122,18 +122,30 @@ fn serve(
         let _ = ready.send(Err(ring_error(&e, workers)));
         return Ok((Ok(()), None));
     }
-    let bundles = match bundle::check(ring, &mut bufs, RX_BUF_SIZE) {
+    let (bundles, check_left) = match bundle::check(ring, &mut bufs, RX_BUF_SIZE) {
         Ok(limit) => {
             tracing::debug!(
                 cap = RX_CAP,
                 %limit,
                 "io_uring receive bundles on: TCP receives take up to the cap"
             );
-            Some(limit)
+            (Some(limit), false)
+        }
+        Err(why) if why.receive_left() => {
+            // Serving goes on; only the ring's buffers are kept for good.
+            tracing::warn!(%why, "io_uring receive bundles not used: one buffer per receive completion");
+            (None, true)
         }
         Err(why) => {
             tracing::debug!(%why, "io_uring receive bundles not used: one buffer per receive completion");
-            None
+            (None, false)
+        }
+    };
+    // If the check's receive may still fill `bufs`, they are never freed
+    // before the worker saw it end: on the returns before serving, not at all.
+    let unready = |bufs: BufRing| {
+        if check_left {
+            std::mem::forget(bufs);
         }
     };
     let (mut submitter, sq, cq) = ring.split();
@@ -151,11 +163,14 @@ fn serve(
     })();
     if let Err(e) = setup {
         let _ = ready.send(Err(ring_error(&e, workers)));
+        unready(bufs);
         return Ok((Ok(()), None));
     }
     let _ = ready.send(Ok(()));
     if !go.wait() {
-        // Another worker failed: nothing was armed, nothing is in flight.
+        // Another worker failed: nothing was armed (only the check's
+        // receive may be in flight).
+        unready(bufs);
         return Ok((Ok(()), None));
     }
     let listeners = sockets
@@ -170,6 +185,9 @@ fn serve(
     worker.udp = udp;
     worker.bundles = bundles;
     worker.fixed_slots = fixed_slots;
+    if check_left {
+        worker.count_check_receive();
+    }
     // The drain too: it releases connections (their send buffers) while
     // requests may still be in flight.
     let (worker, (result, clean)) = leak_on_panic(worker, |w| {

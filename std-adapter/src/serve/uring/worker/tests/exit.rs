@@ -75,3 +75,42 @@ fn running_session_is_reset_at_exit() {
         assert!(resets_on_close(w, key), "a running session closed cleanly");
     });
 }
+
+/// The bundle check's receive, when the check gave up and could not end
+/// it, is counted among the worker's requests: what it brings goes back to
+/// the ring, and the exit waits for its end (`with_worker` asserts that the
+/// drain leaves nothing in flight) before the buffers it may fill are freed.
+#[test]
+fn check_receive_left_in_flight_gives_its_buffers_back_and_is_waited_for_at_exit() {
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use crate::serve::uring::bundle::{Limit, check_user_data, recv_bundle};
+    use crate::serve::uring::ring::Target;
+
+    with_worker(false, |w| {
+        let (mut tx, rx) = UnixStream::pair().expect("socket pair");
+        rx.set_nonblocking(true).expect("non-blocking");
+        let all = w.bufs.available();
+        let sqe = recv_bundle(
+            Target::Fd(rx.as_raw_fd()),
+            w.bufs.bgid(),
+            RX_CAP as u32,
+            Limit::PerCompletion,
+        )
+        .user_data(check_user_data());
+        w.push_uncounted(&sqe);
+        w.count_check_receive();
+        tx.write_all(&[7; 3 * RX_BUF_SIZE]).expect("write");
+        let rx = socket2::SockRef::from(&rx);
+        turn_until(w, "the check's receive takes the bytes", |w| {
+            let mut peek = [MaybeUninit::uninit(); 1];
+            let drained =
+                matches!(rx.peek(&mut peek), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            drained && w.bufs.available() == all
+        });
+        // The receive is still armed (no end of stream): the exit cancels
+        // it and must see its last completion.
+    });
+}

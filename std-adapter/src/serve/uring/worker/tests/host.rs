@@ -59,6 +59,26 @@ fn guest_client(addr: SocketAddr) -> TcpStream {
     c
 }
 
+/// Turns `w` until `client` sees its connection end (an end of stream or
+/// an error such as a reset).
+fn until_ended(w: &mut Worker<'_>, client: &mut TcpStream) {
+    let mut ended = false;
+    step_until(
+        w,
+        "the hosted client sees its connection end",
+        |_| {
+            let mut buf = [0u8; 16];
+            ended |= match client.read(&mut buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != ErrorKind::WouldBlock,
+            };
+            ended
+        },
+        host_turn,
+    );
+}
+
 /// The guest's connections are accepted and echoed through the host's
 /// ring (its poll on the guest's epoll descriptor), beside the host's own.
 #[test]
@@ -101,21 +121,7 @@ fn hosted_loop_that_fails_ends_alone_and_the_worker_serves_on() {
             |w| !w.guest_armed,
             host_turn,
         );
-        let mut ended = false;
-        step_until(
-            w,
-            "the hosted client sees its connection end",
-            |_| {
-                let mut buf = [0u8; 16];
-                ended |= match hosted.read(&mut buf) {
-                    Ok(0) => true,
-                    Ok(_) => false,
-                    Err(e) => e.kind() != ErrorKind::WouldBlock,
-                };
-                ended
-            },
-            host_turn,
-        );
+        until_ended(w, &mut hosted);
         echo(w, &mut own, b"still served");
     });
 }
@@ -179,4 +185,33 @@ fn hosted_loop_with_more_events_than_one_wait_takes_serves_the_rest_at_once() {
             );
         },
     );
+}
+
+/// When the ring's poll on the hosted loop's descriptor fails (a
+/// completion with an error, not a cancel), the guest ends alone at the
+/// next turn, as when its own `epoll_wait` fails: its connection ends and
+/// the worker echoes its own connections on. A cancel, by contrast, is
+/// only the poll ending: the guest goes on.
+#[test]
+fn failed_poll_on_the_hosted_loops_descriptor_ends_it_alone() {
+    with_worker(false, |w| {
+        let addr = host_guest(w);
+        let (_, mut own) = connect(w);
+        let mut hosted = guest_client(addr);
+        echo(w, &mut hosted, b"hosted");
+        w.on_guest(-libc::ECANCELED, false);
+        w.turn_guest();
+        assert!(w.guest.is_some(), "a cancelled poll ended the guest");
+        w.on_guest(-libc::ENOMEM, false);
+        w.turn_guest();
+        assert!(w.guest.is_none(), "the guest outlived its poll's failure");
+        until_ended(w, &mut hosted);
+        step_until(
+            w,
+            "the poll on its descriptor is cancelled",
+            |w| !w.guest_armed,
+            host_turn,
+        );
+        echo(w, &mut own, b"still served");
+    });
 }

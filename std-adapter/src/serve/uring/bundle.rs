@@ -276,6 +276,10 @@ fn check_within(
     // end of stream.
     drop(tx);
     if armed && !end_receive(ring, bufs, cancelled) {
+        // The receive may not even be submitted yet (the enters failed):
+        // then the kernel looks its descriptor up later, which must not
+        // by then name another file. So it stays open for good.
+        std::mem::forget(rx);
         let why = outcome.err().map(|e| e.to_string()).unwrap_or_default();
         return Err(Unsupported::ReceiveLeft(why));
     }
@@ -341,9 +345,9 @@ fn take_filled(bufs: &mut BufRing, res: i32, flags: u32, into: &mut Vec<u8>) -> 
 }
 
 fn push(ring: &mut IoUring, sqe: &Sqe) -> Result<(), Unsupported> {
-    // SAFETY: the check's entries refer to its socket by descriptor; a
-    // request in flight holds its own reference to the socket, so closing
-    // the descriptor early cannot make it touch another file. The buffers
+    // SAFETY: the check's entries refer to its socket by descriptor, which
+    // stays open until the receive ended or, if it may not have, for good
+    // (a request not yet submitted looks it up only then); the buffers
     // they fill are the ring's, which outlive them (see `check_within`).
     #[allow(unsafe_code)]
     let pushed = unsafe { ring.submission().push(sqe) };

@@ -114,6 +114,8 @@ impl Worker<'_> {
             .send_failed(res, now, &mut self.bufs, &mut self.pool);
         conn.sync_gauge(&mut self.counters);
         if conn.releasing.is_some() {
+            // Released: nothing more is sent, so it waits for no room.
+            conn.io.stop_waiting_for_room();
             conn.io.drop_send_buffer(&mut self.bufs, &mut self.pool);
             self.try_free(key);
             return;

@@ -322,6 +322,15 @@ impl ConnIo {
         self.tx_poll || self.tx_retry_at.is_some()
     }
 
+    /// Drops the wait for room that the failure of its last send asked
+    /// for ([`ConnIo::send_failed`]), when nothing more will be sent (the
+    /// connection is released). Only for that: with a poll for room armed
+    /// it must stay set until the poll's completion.
+    pub(crate) fn stop_waiting_for_room(&mut self) {
+        self.tx_poll = false;
+        self.tx_retry_at = None;
+    }
+
     /// When the connection sends again without POLLOUT (see
     /// [`SendWait::Retry`]).
     pub(crate) fn retry_at(&self) -> Option<Instant> {

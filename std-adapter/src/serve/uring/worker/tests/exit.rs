@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::live::{connect, read_now, turn_until, with_worker};
+use super::live::{connect, read_now, turn, turn_until, with_worker};
 use super::*;
 use crate::serve::uring::conn::Socket;
 
@@ -112,5 +112,28 @@ fn check_receive_left_in_flight_gives_its_buffers_back_and_is_waited_for_at_exit
         });
         // The receive is still armed (no end of stream): the exit cancels
         // it and must see its last completion.
+    });
+}
+
+/// A connection released while a send is in flight, whose send then comes
+/// back asking to wait for room (EAGAIN, or a short send), is freed once
+/// nothing else is in flight: the released connection waits for no room,
+/// and no poll is armed for it. Before, it stayed in its slot until the
+/// worker's exit, its peer never saw the end, and it counted against
+/// `--max-connections` for good.
+#[test]
+fn released_connection_whose_send_in_flight_comes_back_unfinished_is_freed() {
+    with_worker(false, |w| {
+        let (key, _client) = connect(w);
+        turn(w);
+        // A send pushed before the release (one byte, as the worker counts
+        // it), its completion not yet reaped; then it comes back: EAGAIN.
+        w.conns.get_mut(key).expect("open").io.tx_inflight = 1;
+        w.release(key, Teardown::Reset);
+        let now = w.clock.now();
+        w.on_send(key, -libc::EAGAIN, now);
+        turn_until(w, "the released connection freed", |w| {
+            w.conns.get(key).is_none()
+        });
     });
 }

@@ -10,6 +10,11 @@ use core::fmt;
 
 /// Length of the frame header in bytes.
 pub const HEADER_LEN: usize = 2;
+
+// A frame's length is its header plus up to 65,535 payload bytes, summed
+// in `usize` unchecked: on a 16-bit target the sum would wrap (a peer's
+// `FF FE` would make a frame of no bytes, and the scan would stall).
+const _: () = assert!(usize::BITS >= 32, "frames need a usize of 32 bits or more");
 /// The largest payload a header can describe.
 pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 

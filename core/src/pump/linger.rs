@@ -135,6 +135,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
             }
             match io.read(&mut scratch[..want]) {
                 ReadOutcome::Data(n) if n > 0 => {
+                    // As while serving: never more than was offered.
+                    let n = n.min(want);
                     discarded += n;
                     counters.bytes_in += n as u64;
                     counters.bytes_discarded += n as u64;

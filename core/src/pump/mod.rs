@@ -319,7 +319,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Pump<S> {
 
     /// Aborts: the next drive releases with [`Teardown::Reset`] (or
     /// [`Teardown::Abandon`] while lingering after a close; a pump waiting
-    /// to reset an aborted session resets).
+    /// to reset an aborted session resets). A session that already ended
+    /// cleanly but was not driven since ([`Pump::close`] with nothing left
+    /// to echo) keeps that end: the next drive sends its FIN and lingers,
+    /// and an abort then cuts the linger short.
     pub fn abort(&mut self, now: Instant) {
         match self.phase {
             Phase::Serving => self.session.abort(now),

@@ -269,6 +269,27 @@ fn lingering_abort_abandons_at_once() {
     assert_eq!((c.lingered, c.aborted.total()), (1, 0));
 }
 
+/// `Pump::abort`'s contract: a session that ended cleanly at the close
+/// (nothing to echo) and was not driven since keeps that end: the drive
+/// sends its FIN and lingers; a second abort then cuts the linger short.
+#[test]
+fn closed_session_aborted_before_its_first_drive_keeps_its_fin_then_abandons() {
+    let mut p = pump(Mode::Raw, 64);
+    let mut io = Script::with_input(b"", false);
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    p.abort(T0);
+    let next = p.drive(T0, &mut io, usize::MAX, &mut c);
+    assert!(!matches!(next, Next::Release(_)), "{next:?}");
+    assert_eq!(io.shutdowns, 1, "the FIN of the clean close");
+    p.abort(at(1));
+    assert_eq!(
+        p.drive(at(1), &mut io, usize::MAX, &mut c),
+        Next::Release(Teardown::Abandon)
+    );
+    assert_eq!(c.aborted.total(), 0, "counted as a close, not an abort");
+}
+
 #[test]
 fn lingering_time_stepping_back_does_not_end_the_linger_early() {
     // Regression: the linger took the raw `now`, so a clock that stepped
@@ -416,4 +437,43 @@ fn waiting_to_reset_abort_or_stop_resets_at_once() {
     assert_eq!(c.aborted.line_too_long, 1, "counted once");
     assert_eq!(c.aborted.local, 0);
     assert_eq!(c.lingered, 0);
+}
+
+/// A transport that reports more bytes than the buffer it was given
+/// (outside [`Transport::read`]'s contract): counted as what was offered,
+/// as while serving, never more.
+struct Overstating(Script);
+
+impl Transport for Overstating {
+    fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        match self.0.read(buf) {
+            ReadOutcome::Data(n) if n > 0 => ReadOutcome::Data(n + 1000),
+            other => other,
+        }
+    }
+
+    fn write(&mut self, buf: &[u8], more: bool) -> WriteOutcome {
+        self.0.write(buf, more)
+    }
+
+    fn shutdown_write(&mut self) {
+        self.0.shutdown_write();
+    }
+}
+
+#[test]
+fn lingering_read_reported_larger_than_offered_counts_only_what_was_offered() {
+    let mut p = pump(Mode::Raw, 8);
+    let mut io = Overstating(Script::with_input(b"", false));
+    let mut c = StreamCounters::default();
+    p.close(T0);
+    let _ = p.drive(T0, &mut io, usize::MAX, &mut c);
+    io.0.input.extend(b"late bytes");
+    p.set_readable();
+    let _ = p.drive(at(1), &mut io, 8, &mut c);
+    assert_eq!(
+        (c.bytes_in, c.bytes_discarded),
+        (8, 8),
+        "at most the budget (8) was offered"
+    );
 }

@@ -410,6 +410,70 @@ fn tls_overlong_line_behind_echo_rustls_holds_is_reset_after_it_is_delivered() {
     assert_eq!(end.kind(), std::io::ErrorKind::ConnectionReset, "{end}");
 }
 
+/// A client whose echo rustls holds after its close_notify, and which then
+/// reads nothing for longer than the linger (2 s without progress): the
+/// server gives the linger up, and since records were still queued, the
+/// connection ends in a reset. A FIN there would let the client take the
+/// echo cut short for a whole one. (If the kernel's send buffer grows and
+/// takes every record meanwhile, the close stands and the kernel delivers
+/// the rest: then the echo must come back whole, and the test tries again,
+/// three times at most, for the case it is about.)
+#[test]
+fn tls_linger_given_up_with_records_queued_ends_in_a_reset_not_a_fin() {
+    let pki = Pki::new();
+    for attempt in 1..=3 {
+        // A server of its own each time: the helpers compare totals.
+        let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+        let mut c = Client::connect_with_window(srv.tls, client_config(&pki.ca, None), 4096);
+        c.handshake().expect("handshake");
+        fill_rustls_queue(&srv, &mut c, &data(CHUNK, 13));
+        let sent = srv.handle().stats().tls.bytes_in;
+        c.half_close();
+        srv.wait_stats("the connection ended", |s| {
+            s.tls.ended() == 1 && s.connections_open == 0
+        });
+        let mut back = Vec::new();
+        let end = c.tls.read_to_end(&mut back);
+        if srv.handle().stats().tls.lingered == 0 {
+            // Every record reached the kernel in time: a graceful close.
+            assert_eq!(back.len() as u64, sent, "echo lost at a graceful close");
+            end.expect("close_notify after the whole echo");
+            eprintln!("attempt {attempt}: the kernel took every record; again");
+            continue;
+        }
+        let end = end.expect_err("a reset, not a close");
+        assert!((back.len() as u64) < sent, "the whole echo came back");
+        assert_eq!(end.kind(), std::io::ErrorKind::ConnectionReset, "{end}");
+        return;
+    }
+    panic!("the linger was never given up with records queued: the kernel took them all");
+}
+
+/// The same at an abort (the server stops at once): a connection lingering
+/// with records rustls still holds ends in a reset, not a FIN.
+#[test]
+fn tls_abort_while_records_wait_after_close_notify_resets_the_connection() {
+    let pki = Pki::new();
+    let srv = TlsServer::start(&pki, Mode::Raw, |_| {});
+    let mut c = Client::connect_with_window(srv.tls, client_config(&pki.ca, None), 4096);
+    c.handshake().expect("handshake");
+    let held = fill_rustls_queue(&srv, &mut c, &data(CHUNK, 14));
+    let sent = srv.handle().stats().tls.bytes_in;
+    c.half_close();
+    // The server's own close_notify queues behind the held records.
+    srv.wait_stats("the close_notify read, and ours queued", |s| {
+        s.tls.buffered > held
+    });
+    srv.handle().abort();
+    let mut back = Vec::new();
+    let end = c
+        .tls
+        .read_to_end(&mut back)
+        .expect_err("a reset, not a close");
+    assert!((back.len() as u64) < sent, "the whole echo came back");
+    assert_eq!(end.kind(), std::io::ErrorKind::ConnectionReset, "{end}");
+}
+
 /// What [`fill_rustls_queue`] sends at a time: 16 KiB.
 const CHUNK: usize = 16 * 1024;
 

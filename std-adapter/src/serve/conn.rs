@@ -189,6 +189,25 @@ impl Stream {
         self.set_reset_on_close();
     }
 
+    /// Whether output of ours is still queued: TLS records rustls holds,
+    /// or its close_notify and FIN not yet sent (a kernel socket delivers
+    /// what it holds after close).
+    pub(crate) fn undelivered(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.undelivered())
+    }
+
+    /// How to release a connection whose linger the pump gave up
+    /// ([`Teardown::Abandon`]): with a FIN, unless output of ours is still
+    /// queued ([`Stream::undelivered`]): then with RST, so that the peer
+    /// does not take the echo cut short for a whole one.
+    ///
+    /// [`Teardown::Abandon`]: ricochet_core::Teardown::Abandon
+    pub(crate) fn release_abandoned(&self) {
+        if self.undelivered() {
+            self.set_reset_on_close();
+        }
+    }
+
     /// TLS: when the handshake must be complete (the worker's timer).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self {
@@ -331,6 +350,10 @@ impl Tracked for Conn {
 
     fn kind(&self) -> StreamKind {
         self.stream.kind()
+    }
+
+    fn undelivered(&self) -> bool {
+        self.stream.undelivered()
     }
 }
 

@@ -393,8 +393,10 @@ impl Driver for Worker {
             now,
             &mut self.throttles,
         );
-        if next == Next::Release(Teardown::Reset) {
-            conn.stream.release_reset();
+        match next {
+            Next::Release(Teardown::Reset) => conn.stream.release_reset(),
+            Next::Release(Teardown::Abandon) => conn.stream.release_abandoned(),
+            _ => {}
         }
         if self.conns.file(key, next).is_some() {
             // Dropping it closes the socket (FIN, or RST as set above).

@@ -177,7 +177,29 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Client {
-        let sock = TcpStream::connect(addr).expect("connect");
+        Client::over(TcpStream::connect(addr).expect("connect"), config)
+    }
+
+    /// [`Client::connect`] with a receive buffer of `rcvbuf` bytes, set
+    /// before connecting: a small window, so that little of what the
+    /// server sends fits in the kernels while the client reads nothing.
+    pub fn connect_with_window(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        rcvbuf: usize,
+    ) -> Client {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        sock.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        sock.connect(&addr.into()).expect("connect");
+        Client::over(sock.into(), config)
+    }
+
+    fn over(sock: TcpStream, config: Arc<rustls::ClientConfig>) -> Client {
         sock.set_read_timeout(Some(WAIT)).expect("timeout");
         sock.set_write_timeout(Some(WAIT)).expect("timeout");
         sock.set_nodelay(true).expect("nodelay");

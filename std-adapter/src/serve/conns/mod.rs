@@ -81,6 +81,14 @@ pub(crate) trait Tracked {
     fn set_reset_on_close(&self);
     /// Which counters the connection counts into.
     fn kind(&self) -> StreamKind;
+    /// Whether output of the backend's own is still queued in the process
+    /// (TLS records rustls holds, io_uring sends not yet handed to the
+    /// kernel): a close now would cut the echo short behind a clean-looking
+    /// FIN, so a linger given up with this true ends in a reset instead.
+    /// Default: false (a kernel socket delivers what it holds after close).
+    fn undelivered(&self) -> bool {
+        false
+    }
     /// Whether the worker still drives it. False once released while the
     /// backend waits for the kernel to give its requests back: the drain
     /// then leaves it alone.
@@ -315,13 +323,20 @@ impl<C: Tracked> ConnTable<C> {
 
     /// Worker exit (an abort: no more I/O): stops every live connection's
     /// pump, counting it ([`Pump::stop`]: a running session as aborted, a
-    /// linger as cut short), and makes those whose session still ran reset
-    /// on close (an echo cut off must not look complete).
+    /// linger as cut short), and makes those whose session still ran, and
+    /// those lingering with echo still queued here
+    /// ([`Tracked::undelivered`]), reset on close (an echo cut off must
+    /// not look complete).
     pub(crate) fn reset_unfinished(&mut self, now: Instant, counters: &mut Counters) {
         for conn in self.iter_mut() {
             if conn.is_live() {
                 let kind = conn.kind();
-                if conn.pump().stop(now, counters.stream(kind)) == Some(Teardown::Reset) {
+                let reset = match conn.pump().stop(now, counters.stream(kind)) {
+                    Some(Teardown::Reset) => true,
+                    Some(Teardown::Abandon) => conn.undelivered(),
+                    _ => false,
+                };
+                if reset {
                     conn.set_reset_on_close();
                 }
             }

@@ -85,6 +85,9 @@ pub(crate) struct TlsStream {
     end_pending: bool,
     /// What rustls held, as last added to the `buffered` gauge.
     gauged: Held,
+    /// Bytes of records rustls held after the last push once the close
+    /// began (see [`Transport::unacknowledged`]).
+    closing_queue: usize,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -133,6 +136,7 @@ impl TlsStream {
             refused: false,
             end_pending: false,
             gauged: Held::default(),
+            closing_queue: 0,
         })
     }
 
@@ -278,9 +282,30 @@ impl TlsStream {
         }
     }
 
+    /// Whether records rustls holds, or the close_notify and FIN, have not
+    /// all been handed to the socket: closing it now would cut them off.
+    pub(crate) fn undelivered(&self) -> bool {
+        self.conn.wants_write() || self.fin == Fin::Pending
+    }
+
     /// Writes queued records until none is left or the socket is full; then
-    /// the pending FIN, if any.
+    /// the pending FIN, if any. Once the close began, notes how much rustls
+    /// still holds (for the linger's progress, see
+    /// [`Transport::unacknowledged`]).
     fn push(&mut self) -> io::Result<Pushed> {
+        let pushed = self.push_records();
+        if self.fin != Fin::Open {
+            // Nothing new to process: every read processes what it takes
+            // in (as in `sync_gauge`).
+            self.closing_queue = self
+                .conn
+                .process_new_packets()
+                .map_or(0, |io| io.tls_bytes_to_write());
+        }
+        pushed
+    }
+
+    fn push_records(&mut self) -> io::Result<Pushed> {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut self.sock) {
                 Ok(0) => return Ok(Pushed::Blocked),
@@ -435,8 +460,18 @@ impl Transport for TlsStream {
         self.flush();
     }
 
+    /// The bytes of records rustls holds that the socket has not taken,
+    /// as of the last push since the close began (at least 1 while any;
+    /// before the close, just 1), and the FIN (1) until it is sent. So the
+    /// linger after a close goes on while a slow peer still takes records,
+    /// and ends once rustls holds none (the kernel delivers the rest).
     fn unacknowledged(&self) -> usize {
-        usize::from(self.conn.wants_write()) + usize::from(self.fin == Fin::Pending)
+        let records = if self.conn.wants_write() {
+            self.closing_queue.max(1)
+        } else {
+            0
+        };
+        records + usize::from(self.fin == Fin::Pending)
     }
 
     /// Pushing queued records failed (the peer is gone).

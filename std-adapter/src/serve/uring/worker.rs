@@ -438,13 +438,10 @@ impl Worker<'_> {
     fn release_all(&mut self) {
         self.finish_guest();
         let now = self.clock.now();
+        // A lingering connection whose echo (or FIN) still waits here is
+        // cut short too (`Tracked::undelivered`): no clean FIN for it.
         self.conns.reset_unfinished(now, &mut self.counters);
         for conn in self.conns.iter_mut() {
-            // A lingering connection whose echo (or FIN) still waits here
-            // is cut short too: it must not end with a clean FIN.
-            if conn.releasing.is_none() && conn.io.unsent() > 0 {
-                conn.io.socket.set_reset_on_close();
-            }
             conn.releasing.get_or_insert(Teardown::Reset);
             conn.sync_gauge(&mut self.counters);
         }

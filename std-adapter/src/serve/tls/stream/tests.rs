@@ -150,6 +150,37 @@ fn records_queued_then_peer_reset_reports_output_failed() {
     assert_eq!(t.read(&mut [0u8; 64]), ReadOutcome::Failed(Failure::Reset));
 }
 
+/// After the close began with records queued (the client read nothing),
+/// what the linger sees as unacknowledged goes down as soon as the socket
+/// takes some of them, not only once rustls holds none: a slow reader's
+/// progress keeps the linger going. Until the FIN is out the connection
+/// has output undelivered.
+#[test]
+fn closing_with_records_queued_counts_their_bytes_down_as_the_socket_takes_them() {
+    let (mut t, _c, mut csock) = established();
+    fill_until_blocked(&mut t);
+    t.shutdown_write();
+    let before = t.unacknowledged();
+    assert!(t.undelivered(), "records and close_notify wait");
+    assert!(before > 16 * 1024, "only {before} unacknowledged");
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..TURNS {
+        // The client takes some bytes; the server pushes what now fits.
+        let _ = csock.read(&mut buf);
+        t.flush();
+        let now = t.unacknowledged();
+        if now < before {
+            assert!(
+                t.conn.wants_write(),
+                "progress seen only once rustls held nothing ({now} < {before})"
+            );
+            return;
+        }
+        std::thread::yield_now();
+    }
+    panic!("the socket never took more");
+}
+
 /// A peer that resets an established connection: the next read reports a
 /// reset (counted as `peer_reset`), not a timeout, and not the end of
 /// input.

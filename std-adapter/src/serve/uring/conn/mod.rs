@@ -584,6 +584,11 @@ impl Tracked for Conn {
         self.kind
     }
 
+    /// Echo not yet handed to the kernel (queued, or in a send in flight).
+    fn undelivered(&self) -> bool {
+        self.io.unsent() > 0
+    }
+
     /// Not once released: it only waits for its requests to come back.
     fn is_live(&self) -> bool {
         self.releasing.is_none()

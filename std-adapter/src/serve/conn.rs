@@ -224,6 +224,22 @@ impl Stream {
         }
     }
 
+    /// TLS: a drive begins (see [`TlsStream::begin_drive`]).
+    pub(crate) fn begin_drive(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.begin_drive();
+        }
+    }
+
+    /// TLS: whether the last drive left input unread for its share of
+    /// records (see [`TlsStream::take_throttled`]). Once.
+    pub(crate) fn take_throttled(&mut self) -> bool {
+        match self {
+            Stream::Tls(s) => s.take_throttled(),
+            Stream::Tcp(_) | Stream::Unix(_) => false,
+        }
+    }
+
     /// TLS: the handshake's outcome, once.
     pub(crate) fn take_outcome(&mut self) -> Option<Outcome> {
         match self {

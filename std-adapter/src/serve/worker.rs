@@ -378,7 +378,14 @@ impl Driver for Worker {
             conn.pump.set_readable();
         }
         let counters = self.counters.stream(conn.stream.kind());
-        let next = conn.pump.drive(now, &mut conn.stream, BUDGET, counters);
+        conn.stream.begin_drive();
+        let mut next = conn.pump.drive(now, &mut conn.stream, BUDGET, counters);
+        if conn.stream.take_throttled() && matches!(next, Next::Wait { .. }) {
+            // TLS input left for the next turn: no readiness event may come
+            // for it, so the connection is queued as one out of budget.
+            conn.pump.set_readable();
+            next = Next::Yield;
+        }
         conn.sync_gauge(&mut self.counters);
         release_idle(&mut conn.pump);
         if let Some(outcome) = conn.stream.take_outcome() {

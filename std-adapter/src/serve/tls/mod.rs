@@ -44,6 +44,8 @@ pub use files::TlsConfigError;
 pub(crate) use files::{
     identity_refused, read_certificates, read_private_key, read_roots, user_name,
 };
+#[cfg(test)]
+pub(crate) use stream::tests::configs as test_configs;
 pub(crate) use stream::{Outcome, TlsStream};
 
 /// The command that makes a self-signed server certificate (`cert.pem`)

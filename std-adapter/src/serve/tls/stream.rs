@@ -32,6 +32,15 @@ use super::counters::HandshakeFailure;
 
 /// Most bytes of TLS records queued for the socket; beyond it writes are short.
 pub(crate) const OUTPUT_LIMIT: usize = 64 * 1024;
+/// Most bytes of records one drive of a connection takes in from its socket
+/// ([`TlsStream::begin_drive`]; the read that crosses it completes). The pump's
+/// budget counts plaintext, and records may carry almost none: rustls takes
+/// up to 32 empty (or padding-only) records in a row, so a peer could make
+/// the worker decrypt many megabytes for each byte of echo. Past this share
+/// the connection reads on at the worker's next turn
+/// ([`TlsStream::take_throttled`]). Plain traffic never reaches it: the
+/// budget's 64 KiB of plaintext come in about 64 KiB of records.
+pub(crate) const CIPHERTEXT_PER_DRIVE: usize = 256 * 1024;
 /// Reads of leftover input when a refused connection is closed (so the
 /// close does not answer input already received with a reset).
 const REFUSAL_DRAIN_READS: usize = 16;
@@ -88,6 +97,12 @@ pub(crate) struct TlsStream {
     /// Bytes of records rustls held after the last push once the close
     /// began (see [`Transport::unacknowledged`]).
     closing_queue: usize,
+    /// Bytes of records taken in since the drive began, and the most
+    /// allowed ([`CIPHERTEXT_PER_DRIVE`]).
+    drive_ciphertext: usize,
+    ciphertext_cap: usize,
+    /// A read stopped at that most with input left: read on next turn.
+    throttled: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -137,7 +152,30 @@ impl TlsStream {
             end_pending: false,
             gauged: Held::default(),
             closing_queue: 0,
+            drive_ciphertext: 0,
+            ciphertext_cap: CIPHERTEXT_PER_DRIVE,
+            throttled: false,
         })
+    }
+
+    /// A drive of the connection begins: its share of records
+    /// ([`CIPHERTEXT_PER_DRIVE`]) starts again.
+    pub(crate) fn begin_drive(&mut self) {
+        self.drive_ciphertext = 0;
+    }
+
+    /// Whether a read of the last drive stopped at its share of records
+    /// with input left (returning what it had, or `WouldBlock`): the
+    /// worker must then mark the connection readable and drive it again
+    /// at its next turn, as no new readiness event may come. Once.
+    pub(crate) fn take_throttled(&mut self) -> bool {
+        std::mem::take(&mut self.throttled)
+    }
+
+    /// Lowers the share of records per drive (tests).
+    #[cfg(test)]
+    pub(crate) fn set_ciphertext_cap(&mut self, cap: usize) {
+        self.ciphertext_cap = cap;
     }
 
     /// The socket (to register, to set options on).
@@ -150,9 +188,10 @@ impl TlsStream {
         &self.sock
     }
 
-    /// When the handshake must be complete; `None` once it is over.
+    /// When the handshake must be complete; `None` once it is over, however
+    /// it ended (a deadline left behind would be due at every turn).
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.deadline.filter(|_| self.state == State::Handshaking)
     }
 
     /// Fails the handshake if its deadline passed; true if it just did (the
@@ -364,21 +403,32 @@ impl Transport for TlsStream {
                 }
                 Err(e) => return self.fail_io(&e),
             }
-            // No plaintext left: more ciphertext.
+            // No plaintext left: more ciphertext, within this drive's share.
+            if self.drive_ciphertext >= self.ciphertext_cap {
+                self.throttled = true;
+                return if filled > 0 {
+                    ReadOutcome::Data(filled)
+                } else {
+                    ReadOutcome::WouldBlock
+                };
+            }
             match self.conn.read_tls(&mut self.sock) {
-                Ok(_) => match self.conn.process_new_packets() {
-                    Ok(_) => {
-                        self.check_established();
-                        if self.conn.wants_write() && self.push().is_err() {
-                            // The write side failed; the read side says so next.
+                Ok(n) => {
+                    self.drive_ciphertext += n;
+                    match self.conn.process_new_packets() {
+                        Ok(_) => {
+                            self.check_established();
+                            if self.conn.wants_write() && self.push().is_err() {
+                                // The write side failed; the read side says so next.
+                            }
+                        }
+                        Err(e) => {
+                            // What was decrypted first is delivered; the error next.
+                            let end = self.fail_protocol(&e);
+                            return self.data_then_end(filled, end);
                         }
                     }
-                    Err(e) => {
-                        // What was decrypted first is delivered; the error next.
-                        let end = self.fail_protocol(&e);
-                        return self.data_then_end(filled, end);
-                    }
-                },
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return if filled > 0 {
                         ReadOutcome::Data(filled)
@@ -481,4 +531,4 @@ impl Transport for TlsStream {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

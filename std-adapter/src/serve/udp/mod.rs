@@ -154,8 +154,11 @@ impl UdpEndpoint {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // E.g. an ICMP error for an earlier echo; the socket stays usable.
+                    // E.g. an ICMP error for an earlier echo; the socket stays
+                    // usable. Counted against the budget: an error that
+                    // persists must not hold the worker here.
                     tracing::debug!(addr = %self.addr, error = %e, "udp receive error");
+                    handled += 1;
                     continue;
                 }
             };

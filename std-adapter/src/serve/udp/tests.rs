@@ -433,3 +433,32 @@ fn echo_the_kernel_refuses_is_counted_as_a_failed_send_and_the_next_one_still_le
     let (n, _) = c.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"after");
 }
+
+/// A receive error that every call reports (here: the descriptor made a
+/// pipe's, `ENOTSOCK`) ends the serving at the budget instead of
+/// spinning: the call returns, with the endpoint still pending.
+#[cfg(target_os = "linux")]
+#[test]
+fn receive_error_that_persists_ends_at_the_budget() {
+    use std::os::fd::AsRawFd;
+
+    let mut e = endpoint(1472);
+    let (pipe, _other) = std::io::pipe().expect("pipe");
+    // SAFETY: both descriptors are open; the socket's number now names a
+    // copy of the pipe, which the endpoint closes when dropped.
+    #[allow(unsafe_code)]
+    let replaced = unsafe { libc::dup2(pipe.as_raw_fd(), e.socket.as_raw_fd()) };
+    assert_eq!(replaced, e.socket.as_raw_fd());
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = DatagramCounters::default();
+        e.serve(Instant::ZERO, &mut c);
+        let _ = done.send((e.pending, e.receive_calls));
+    });
+    // Spinning, it would never answer (the thread is then left behind).
+    let (pending, calls) = finished
+        .recv_timeout(StdDuration::from_secs(10))
+        .expect("serve returned");
+    assert!(pending, "out of budget: served again at the next turn");
+    assert_eq!(calls, BUDGET as u64, "one call per unit of budget");
+}

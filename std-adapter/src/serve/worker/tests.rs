@@ -13,6 +13,7 @@ use super::super::listener::bind_tcp;
 use super::*;
 
 mod thread;
+mod tls;
 #[cfg(target_os = "linux")]
 mod udp_queue;
 

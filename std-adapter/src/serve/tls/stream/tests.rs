@@ -15,6 +15,26 @@ const DEADLINE: Instant = Instant::from_millis(60_000);
 /// [`DEADLINE`]), the client's rustls connection and its non-blocking
 /// socket over loopback; the client's receive buffer is 4 KiB.
 fn accepted() -> (TlsStream, rustls::ClientConnection, StdTcpStream) {
+    let (server, client) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&listener.local_addr().unwrap().into())
+        .unwrap();
+    let csock: StdTcpStream = sock.into();
+    csock.set_nonblocking(true).unwrap();
+    let (ssock, _) = listener.accept().unwrap();
+    ssock.set_nonblocking(true).unwrap();
+    let t = TlsStream::new(TcpStream::from_std(ssock), server, DEADLINE).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let c = rustls::ClientConnection::new(client, name).unwrap();
+    (t, c, csock)
+}
+
+/// A server configuration with a fresh self-signed certificate for
+/// `localhost`, and a client configuration that trusts it (tests here and
+/// elsewhere in the crate).
+pub(crate) fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = CertificateDer::from(key.cert.der().to_vec());
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
@@ -31,20 +51,7 @@ fn accepted() -> (TlsStream, rustls::ClientConnection, StdTcpStream) {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&listener.local_addr().unwrap().into())
-        .unwrap();
-    let csock: StdTcpStream = sock.into();
-    csock.set_nonblocking(true).unwrap();
-    let (ssock, _) = listener.accept().unwrap();
-    ssock.set_nonblocking(true).unwrap();
-    let t = TlsStream::new(TcpStream::from_std(ssock), Arc::new(server), DEADLINE).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
-    (t, c, csock)
+    (Arc::new(server), Arc::new(client))
 }
 
 /// A server `TlsStream` and a non-blocking client over loopback whose
@@ -426,4 +433,67 @@ fn write_taken_then_failed_push_reports_the_bytes_and_the_failure() {
     assert_eq!(t.write(b"x", false), WriteOutcome::Sent(1));
     assert!(t.output_failed(), "the failed push must be reported");
     assert_eq!(t.write(b"y", false), WriteOutcome::Failed(Failure::Reset));
+}
+
+/// A drive takes in at most its share of records: once past it, the read
+/// returns what it has (or `WouldBlock`) and reports the stop once; the
+/// next drive reads on, and every byte arrives, in order.
+#[test]
+fn drive_stops_reading_at_its_share_of_records_and_the_next_reads_on() {
+    let (mut t, mut c, mut csock) = established();
+    const CAP: usize = 4 * 1024;
+    t.set_ciphertext_cap(CAP);
+    let sent: Vec<u8> = (0..200 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut got, mut taken, mut throttled) = (Vec::new(), 0, 0);
+    for _ in 0..TURNS {
+        if taken < sent.len() {
+            taken += c.writer().write(&sent[taken..]).unwrap();
+        }
+        while c.wants_write() && c.write_tls(&mut csock).is_ok() {}
+        t.begin_drive();
+        let mut this_drive = 0;
+        loop {
+            match t.read(&mut buf) {
+                ReadOutcome::Data(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    this_drive += n;
+                }
+                ReadOutcome::WouldBlock => break,
+                other => panic!("read: {other:?}"),
+            }
+        }
+        // Past the share by at most a read of the socket and the rest of
+        // a record the drive before took in part (about 17 KiB each).
+        assert!(
+            this_drive <= CAP + 2 * 17 * 1024,
+            "one drive read {this_drive} bytes"
+        );
+        if t.take_throttled() {
+            throttled += 1;
+            assert!(!t.take_throttled(), "reported once");
+        }
+        if got.len() == sent.len() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(
+        got == sent,
+        "{} of {} bytes, or out of order",
+        got.len(),
+        sent.len()
+    );
+    assert!(throttled > 0, "no drive stopped at its share");
+}
+
+/// A handshake that ended some other way than through the paths that
+/// clear its deadline (a failed push moves it to `Failed` too) has no
+/// deadline left: one in the past would be due at every turn.
+#[test]
+fn handshake_failed_by_a_push_leaves_no_deadline() {
+    let (mut t, _c, _csock) = accepted();
+    assert_eq!(t.deadline(), Some(DEADLINE));
+    t.state = State::Failed(Failure::Reset);
+    assert_eq!(t.deadline(), None);
 }

@@ -197,12 +197,17 @@ impl Stream {
     }
 
     /// How to release a connection whose linger the pump gave up
-    /// ([`Teardown::Abandon`]): with a FIN, unless output of ours is still
-    /// queued ([`Stream::undelivered`]): then with RST, so that the peer
-    /// does not take the echo cut short for a whole one.
+    /// ([`Teardown::Abandon`]): what the socket takes now of ours is handed
+    /// to it, without waiting (a linger cut short never flushed); then a
+    /// FIN, unless output of ours is still queued
+    /// ([`Stream::undelivered`]): then RST, so that the peer does not take
+    /// the echo cut short for a whole one.
     ///
     /// [`Teardown::Abandon`]: ricochet_core::Teardown::Abandon
-    pub(crate) fn release_abandoned(&self) {
+    pub(crate) fn release_abandoned(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.flush();
+        }
         if self.undelivered() {
             self.set_reset_on_close();
         }

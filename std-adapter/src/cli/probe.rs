@@ -22,8 +22,9 @@ use super::say;
 /// Verify any RFC 862 echo server: send deterministic data, check every byte, measure latency.
 ///
 /// Exit status: 0 when every byte verified and every connection closed
-/// cleanly (with --find-rate: a rate was found), 1 on any mismatch or error
-/// (or a report that could not be written; with --strict, any warning too),
+/// cleanly (with --find-rate: a rate was found), 1 on any mismatch or error,
+/// or when nothing at all was verified (or a report that could not be
+/// written; with --strict, any warning too),
 /// 2 on a usage error (bad TARGET too), 130 when interrupted before anything
 /// failed. The first
 /// SIGINT/SIGTERM/SIGHUP stops sending, lets what is in flight settle and prints

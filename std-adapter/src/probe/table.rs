@@ -130,6 +130,9 @@ impl Report {
                 count_of(errors, "error"),
                 self.max_loss_pct
             ),
+            None if errors == 0 && self.messages_verified == 0 && self.bytes_verified == 0 => {
+                "FAILED: nothing verified, no echo came back before the run ended".to_owned()
+            }
             None => format!("FAILED: {}", count_of(errors, "error")),
         };
         format!("{verdict} ({tally})")

@@ -133,7 +133,11 @@ pub(in super::super) fn empty_report() -> Report {
         stopped_early: None,
         ended_at: Instant::from_millis(1),
     };
-    build_report(&spec, facts, t.clone(), &[t])
+    // A template the tests fill in by hand: none of the warnings an empty
+    // tally gets (nothing verified).
+    let mut r = build_report(&spec, facts, t.clone(), &[t]);
+    r.warnings.clear();
+    r
 }
 
 #[test]

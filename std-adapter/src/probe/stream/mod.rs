@@ -453,8 +453,12 @@ impl Env<'_> {
         self.count_opened(c);
         self.close_socket(c);
         self.timers.schedule(idx, None);
+        // Whether this connection sent anything (a message cut short by
+        // an interrupt is bytes, not a message).
+        let mut sent_any = c.messages_done > 0;
         if let Some(p) = c.probe.take() {
             c.messages_done += p.stats().messages_sent;
+            sent_any |= p.stats().bytes_sent > 0;
             self.rec.tally(c.target).add_stream(p.stats());
         }
         self.rec.completed(c.target, now);
@@ -472,7 +476,13 @@ impl Env<'_> {
             return;
         }
         c.phase = Phase::Done;
-        self.rec.tally(c.target).connections_ok += 1;
+        if self.finishing && !sent_any {
+            // Connected only once the run was ending (a slow connect, a
+            // SYN sent again): it sent nothing, so nothing of it passed.
+            self.rec.tally(c.target).not_started += 1;
+        } else {
+            self.rec.tally(c.target).connections_ok += 1;
+        }
         self.active = self.active.saturating_sub(1);
         self.rec.slot_finished();
     }

@@ -391,13 +391,27 @@ pub(super) fn build_report(
             .connect_rate
             .map_or_else(String::new, |r| format!(" at --connect-rate {r}/s"));
         warnings.push(format!(
-            "{} of {} connections were never opened: the duration ended first{rate}",
+            "{} of {} connections were never opened, or sent nothing: the duration ended first{rate}",
             t.not_started, spec.connections
         ));
     }
     warnings.extend(small_window_warning(spec));
+    // A run that ended without one byte echoed and verified (its duration
+    // over before any connection got an echo, or before any datagram was
+    // sent) proves nothing about the server: it does not pass. (Datagrams
+    // sent and all lost are judged by --max-loss.)
+    let nothing_verified =
+        t.bytes_verified == 0 && t.messages_verified == 0 && (stream || t.messages_sent == 0);
+    if nothing_verified && run.stopped_early.is_none() {
+        warnings.push(format!(
+            "nothing was verified: no echo came back before the run ended ({}); \
+             lengthen --duration, or check that the target answers",
+            count_of(t.messages_sent, "message") + " sent"
+        ));
+    }
     let stream_clean = !stream || t.connections_ok + t.not_started == spec.connections;
-    let ok = errors.total() == 0 && stream_clean && run.stopped_early.is_none();
+    let ok =
+        errors.total() == 0 && stream_clean && !nothing_verified && run.stopped_early.is_none();
     let transport = match spec.targets.first() {
         Some(first)
             if spec

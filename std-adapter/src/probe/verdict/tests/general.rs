@@ -71,7 +71,7 @@ fn stream_run_passes_only_when_every_slot_completed_or_never_started() {
     assert!(
         any_has(
             &r.warnings,
-            "1 of 4 connections were never opened: the duration ended first"
+            "1 of 4 connections were never opened, or sent nothing: the duration ended first"
         ),
         "{:?}",
         r.warnings
@@ -99,4 +99,32 @@ fn shown_bytes_escape_quotes_backslashes_and_tabs() {
         no_progress(std::time::Duration::from_secs(5)),
         "no progress for 5s"
     );
+}
+
+/// A run that ended without a byte echoed and verified does not pass,
+/// even with every slot clean (connected only as the duration ended, or
+/// never opened): it proved nothing about the server. The warning says
+/// why and what to do; the result line says so instead of "0 errors".
+#[test]
+fn run_that_verified_nothing_fails_and_says_why() {
+    let mut spec = ProbeSpec::new(tcp());
+    spec.connections = 4;
+    let mut t = tally();
+    (t.connections_ok, t.not_started) = (0, 4);
+    let r = report_over_2s(&spec, t.clone());
+    assert!(!r.ok, "{r}");
+    assert!(
+        any_has(&r.warnings, "nothing was verified: no echo came back"),
+        "{:?}",
+        r.warnings
+    );
+    let shown = r.to_string();
+    assert!(
+        shown.contains("FAILED: nothing verified, no echo came back before the run ended"),
+        "{shown}"
+    );
+    // One round trip verified: it passes.
+    let mut t = echoed_at(&[0]);
+    (t.connections_ok, t.not_started) = (1, 3);
+    assert!(report_over_2s(&spec, t).ok);
 }

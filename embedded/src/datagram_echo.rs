@@ -11,7 +11,10 @@
 //!
 //! Before the policy, a datagram sent to or from a broadcast or multicast
 //! address is dropped (`not_unicast`): answering it could flood the link.
-//! So is one whose source the node has no route back to (`unroutable`).
+//! So is one whose source the node has no route back to (`unroutable`), or
+//! is the node's own address (only a forged datagram has it: smoltcp would
+//! ask ARP for it, never hear back, and hold the echo at the head of the
+//! transmit ring).
 //!
 //! Every datagram's fate is counted in the core's
 //! [`DatagramCounters`](ricochet_core::DatagramCounters): echoed, or
@@ -185,9 +188,12 @@ fn is_unicast(iface: &Interface, addr: IpAddress) -> bool {
     is_unicast_address(ip) && !matches!(ip, IpAddr::V4(v4) if is_ipv4_broadcast(iface, v4))
 }
 
-/// Whether the node can send to `addr`: on one of its networks, or with a
-/// default route of the right family.
+/// Whether the node can send to `addr`: not its own address, and on one of
+/// its networks or with a default route of the right family.
 fn is_routable(iface: &Interface, addr: IpAddress) -> bool {
+    if iface.has_ip_addr(addr) {
+        return false;
+    }
     let on_link = iface
         .ip_addrs()
         .iter()

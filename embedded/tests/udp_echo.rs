@@ -187,6 +187,26 @@ fn datagram_from_a_source_without_route_back_is_dropped_and_counted() {
     );
 }
 
+/// A forged datagram from the node's own address is dropped as
+/// unroutable: its echo would wait for an ARP answer that never comes, at
+/// the head of the transmit ring, and every echo behind it would wait
+/// with it (2 s, until the stall flush). The next datagram is echoed at once.
+#[test]
+fn datagram_from_the_nodes_own_address_is_dropped_and_the_next_echoed_at_once() {
+    let mut sim = Sim::<4, 6, 1024>::new(server_config());
+    sim.node_dev.inject(forged(NODE_IP, b"me"));
+    sim.idle(10_000);
+    let udp = sim.node.stats().udp;
+    assert_eq!(
+        (udp.received, udp.dropped.unroutable, udp.echoed),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        exchange(&mut sim, 40000, echo_endpoint(), &[b"ping".to_vec()]),
+        [b"ping".to_vec()]
+    );
+}
+
 #[test]
 fn echo_stuck_behind_a_source_that_never_answers_arp_is_flushed_after_the_stall() {
     let mut sim = Sim::<4, 6, 1024>::new(server_config());

@@ -120,6 +120,9 @@ struct Conn {
     /// The length of each datagram the probe tracks, by `seq % RING`
     /// (its ring's indexing): a corrupt echo is told truncated by it.
     sent_len: [u32; RING],
+    /// The last pump stopped at [`RECV_BUDGET`] with datagrams still
+    /// queued: driven again at once, after the timers and the others.
+    backlog: bool,
 }
 
 impl Conn {
@@ -140,6 +143,7 @@ impl Conn {
             held: false,
             ready_at: now,
             sent_len: [0; RING],
+            backlog: false,
         }
     }
 }
@@ -373,6 +377,13 @@ impl Env<'_> {
                     let overdue = self.overdue_at(c, p, now);
                     earliest(p.poll_timeout(), overdue)
                 });
+                // Datagrams left queued: its timer is due now (the wait
+                // does not block, and no readiness event would come).
+                let at = if std::mem::take(&mut c.backlog) {
+                    Some(now)
+                } else {
+                    at
+                };
                 if at.is_none() && c.writable {
                     // Not done, nothing to send, no deadline: nothing would
                     // ever move this socket on. Fail it rather than hang.

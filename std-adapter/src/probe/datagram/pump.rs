@@ -11,6 +11,12 @@ use super::super::units::count_of;
 use super::{Conn, Env, Probe, Target, corrupt_message, ring_index};
 use crate::serve::Scoped;
 
+/// Most datagrams one pump reads: a peer that sends without end (a flood,
+/// a server that answers many times over) cannot hold the thread in one
+/// socket past its duration, its timers and its other sockets. The rest
+/// is read when the socket is driven again, at once ([`Conn::backlog`]).
+pub(super) const RECV_BUDGET: usize = 64;
+
 impl Env<'_> {
     /// Sends what the probe allows and verifies what came back; `Ok(true)`
     /// when the probe is done.
@@ -88,9 +94,15 @@ impl Env<'_> {
                     Err(e) => return Err((ErrorKind::Io, format!("send: {e}"))),
                 }
             }
+            let mut taken = 0;
             while c.readable {
+                if taken == RECV_BUDGET {
+                    c.backlog = true;
+                    break;
+                }
                 match sock.recv(&mut self.rbuf) {
                     Ok(n) => {
+                        taken += 1;
                         progressed = true;
                         let now = clock.now();
                         c.ready_at = now;
@@ -137,7 +149,7 @@ impl Env<'_> {
             if probe.is_done() {
                 return Ok(true);
             }
-            if !progressed {
+            if !progressed || c.backlog {
                 return Ok(false);
             }
         }

@@ -234,3 +234,35 @@ fn socket_moves_to_the_next_address_only_with_nothing_back_lost_or_finishing() {
         assert!(!env.next_address(c, 0), "no address after the last");
     });
 }
+
+/// A peer that sends more than one pump reads (here 200 short foreign
+/// datagrams queued at once; a flood in earnest) does not hold the thread:
+/// the pump stops at its budget, and the socket's timer is due at once so
+/// that the loop drives it again after the others, without an event.
+#[test]
+fn pump_reads_at_most_its_budget_and_the_socket_is_due_again_at_once() {
+    let srv = server();
+    let spec = spec_to(srv.local_addr().expect("addr"), 10);
+    with_socket(&spec, |env, c, _| {
+        env.drive(c, 0);
+        let (_, probe_addr) = receive(&srv);
+        for _ in 0..200 {
+            srv.send_to(b"xyz", probe_addr).expect("send");
+        }
+        c.readable = true;
+        env.drive(c, 0);
+        assert_eq!(
+            env.rec.tally(0).foreign_short,
+            pump::RECV_BUDGET as u64,
+            "one pump reads its budget, no more"
+        );
+        assert!(c.readable, "more is queued");
+        let now = env.ctx.clock.now();
+        assert!(
+            env.timers.next().is_some_and(|at| at <= now),
+            "driven again at once"
+        );
+        env.drive(c, 0);
+        assert_eq!(env.rec.tally(0).foreign_short, 2 * pump::RECV_BUDGET as u64);
+    });
+}

@@ -231,19 +231,8 @@ fn check_within(
             } else if !armed && done {
                 return verdict;
             }
-            let ts = Timespec::from(Duration::from_millis(100));
-            match ring
-                .submitter()
-                .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
-            {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-                Err(e) => return Err(failed(e)),
-            }
-            let cqes: Vec<_> = ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags()))
-                .collect();
+            let (waited, cqes) = reap(ring, Duration::from_millis(100));
+            waited.map_err(failed)?;
             for (ud, res, flags) in cqes {
                 if ud != check_user_data() {
                     continue;
@@ -304,14 +293,8 @@ fn end_receive(ring: &mut IoUring, bufs: &mut BufRing, cancelled: bool) -> bool 
     let deadline = Instant::now() + END_TIME;
     let mut late = Vec::new();
     loop {
-        let ts = Timespec::from(Duration::from_millis(50));
-        let _ = ring
-            .submitter()
-            .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-        let cqes: Vec<_> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result(), c.flags()))
-            .collect();
+        // A failed enter is tried again until the deadline.
+        let (_, cqes) = reap(ring, Duration::from_millis(50));
         let mut ended = false;
         for (ud, res, flags) in cqes {
             if ud == check_user_data() {
@@ -326,6 +309,25 @@ fn end_receive(ring: &mut IoUring, bufs: &mut BufRing, cancelled: bool) -> bool 
             return false;
         }
     }
+}
+
+/// Submits what is queued, waits up to `wait` for a completion, and takes
+/// every completion there is (`user_data`, `res`, `flags`), with how the
+/// enter went (running out of time, or a signal, is no failure).
+fn reap(ring: &mut IoUring, wait: Duration) -> (std::io::Result<()>, Vec<(u64, i32, u32)>) {
+    let ts = Timespec::from(wait);
+    let waited = match ring
+        .submitter()
+        .submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+    {
+        Err(e) if !matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => Err(e),
+        _ => Ok(()),
+    };
+    let cqes = ring
+        .completion()
+        .map(|c| (c.user_data(), c.result(), c.flags()))
+        .collect();
+    (waited, cqes)
 }
 
 /// Appends what a receive completion (`res`, `flags`) brought to `into`

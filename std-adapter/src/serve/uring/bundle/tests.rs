@@ -37,12 +37,8 @@ fn run(ring: &mut IoUring, bufs: &mut BufRing, sqe: Sqe) -> (Vec<(i32, usize)>, 
     let (mut shots, mut got) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let ts = Timespec::from(Duration::from_millis(50));
-        let _ = ring
-            .submitter()
-            .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-        let cqes: Vec<_> = ring.completion().map(|c| (c.result(), c.flags())).collect();
-        for (res, flags) in cqes {
+        let (_, cqes) = reap(ring, Duration::from_millis(50));
+        for (_, res, flags) in cqes {
             let took = take_filled(bufs, res, flags, &mut got);
             shots.push((res, took));
             if !cqueue::more(flags) {
@@ -268,14 +264,7 @@ fn check_that_gives_up_ends_its_receive_before_it_returns() {
     }
     assert!(!verdict.unwrap_err().receive_left());
     assert_eq!(bufs.available(), 16, "a buffer is still held");
-    let ts = Timespec::from(Duration::from_millis(200));
-    let waited = ring
-        .submitter()
-        .submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-    let late: Vec<_> = ring
-        .completion()
-        .map(|c| (c.user_data(), c.result()))
-        .collect();
+    let (waited, late) = reap(&mut ring, Duration::from_millis(200));
     assert!(
         late.is_empty(),
         "completions after the check returned: {late:?} ({waited:?})"
